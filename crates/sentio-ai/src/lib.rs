@@ -1,0 +1,20 @@
+//! Streaming anomaly detection for Sentio: pure computation, no IO, no network.
+//!
+//! The main type is [`SeriesDetector`]: one per numeric series, fed each point as it arrives
+//! ([`SeriesDetector::update`]) and answering with a [`Score`] that explains itself (expected value,
+//! expected range, observed value, which detector fired). The same code scores live telemetry in
+//! `sentio serve` and CSV files offline (`sentio detect`).
+//!
+//! ```
+//! use sentio_ai::{DetectorConfig, SeriesDetector};
+//! let mut d = SeriesDetector::new(&DetectorConfig::default());
+//! for i in 0..200 {
+//!     let s = d.update(i * 1000, 20.0 + (i % 7) as f64 * 0.1);
+//!     assert!(!s.alert);
+//! }
+//! assert!(d.update(200_000, 80.0).alert);
+//! ```
+
+mod detector;
+
+pub use detector::{DetectorConfig, Score, SeriesDetector};
