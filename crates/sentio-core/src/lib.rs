@@ -1,1 +1,46 @@
-//! placeholder
+//! The vocabulary every Sentio crate shares: [`Point`] (the one telemetry type), [`DeviceId`],
+//! time helpers, and the telemetry payload format ([`telemetry::parse`]).
+//!
+//! This crate does no IO, so it cannot fail except on bad input, which is always an error value.
+//!
+//! ```
+//! use sentio_core::{DeviceId, telemetry};
+//! let dev = DeviceId::parse("pump-1").unwrap();
+//! let parsed = telemetry::parse(&dev, br#"{"temperature": 21.5, "door_open": false}"#, 1_000, 60_000);
+//! assert_eq!(parsed.points.len(), 2);
+//! assert!(parsed.rejected.is_empty());
+//! ```
+
+pub mod alert;
+mod device;
+mod error;
+mod point;
+pub mod telemetry;
+pub mod time;
+
+pub use alert::{Alert, AlertState, Explanation};
+pub use device::DeviceId;
+pub use error::CoreError;
+pub use point::Point;
+
+/// MQTT topic helpers: the topic layout is a public contract with devices.
+pub mod topic {
+    /// Prefix under which a device may publish (`devices/<id>/...`).
+    pub const DEVICES: &str = "devices";
+    /// Suffix of the telemetry topic: `devices/<id>/telemetry`.
+    pub const TELEMETRY: &str = "telemetry";
+    /// Suffix of the command topic tree a device may subscribe to: `devices/<id>/commands/#`.
+    pub const COMMANDS: &str = "commands";
+
+    /// `devices/<id>/telemetry`.
+    pub fn telemetry(device: &str) -> String {
+        format!("{DEVICES}/{device}/{TELEMETRY}")
+    }
+
+    /// If `topic` is `devices/<id>/telemetry`, the `<id>`.
+    pub fn telemetry_device(topic: &str) -> Option<&str> {
+        let rest = topic.strip_prefix(DEVICES)?.strip_prefix('/')?;
+        let (id, tail) = rest.split_once('/')?;
+        (tail == TELEMETRY).then_some(id)
+    }
+}

@@ -1,1 +1,32 @@
-//! placeholder
+//! Where Sentio keeps things: the device registry, the time series, alerts and detector state.
+//!
+//! Everything above this crate talks to the traits [`DeviceRegistry`], [`SeriesStore`] and
+//! [`AlertStore`], never to SQLite: the embedded default ([`SqliteStore`]) lives here, and a
+//! scale-out backend (PostgreSQL) will implement the same traits. Device secrets are stored only
+//! as keyed BLAKE3 digests ([`secret`]).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use sentio_store::{DeviceRegistry, NewDevice, SqliteStore};
+//! let dir = std::env::temp_dir().join(format!("sentio-doc-{}", std::process::id()));
+//! let store = SqliteStore::open(&dir).unwrap();
+//! let (dev, secret) = store.create_device(NewDevice::new("pump-1")).await.unwrap();
+//! assert!(store.verify_secret("pump-1", &secret));
+//! assert!(!store.verify_secret("pump-1", "guess"));
+//! # drop(dev); std::fs::remove_dir_all(&dir).ok();
+//! # });
+//! ```
+
+mod error;
+mod model;
+pub mod secret;
+mod sqlite;
+mod traits;
+
+pub use error::StoreError;
+pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
+pub use sqlite::SqliteStore;
+pub use traits::{AlertStore, DeviceRegistry, SeriesStore};
+
+/// Result type of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

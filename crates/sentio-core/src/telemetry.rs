@@ -1,0 +1,221 @@
+//! The telemetry payload: a JSON object `{"temperature": 21.5, "door_open": false, "ts": ...}`
+//! or an array of such objects (a batch). Numbers and booleans become points; `ts` is optional
+//! (milliseconds since the epoch, or RFC 3339) and defaults to the receive time.
+//!
+//! Parsing never fails as a whole: it returns the points it could accept and a reason for
+//! everything it refused, so a device with one bad field still gets its good fields stored and
+//! the bad one explained.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::{DeviceId, Point, time};
+
+/// Name of the optional timestamp field.
+pub const TS_FIELD: &str = "ts";
+/// Most objects accepted in one batch.
+pub const MAX_BATCH: usize = 10_000;
+/// Longest metric name.
+pub const MAX_METRIC_LEN: usize = 64;
+
+/// What a payload yielded.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Parsed {
+    /// Points accepted.
+    pub points: Vec<Point>,
+    /// A human-readable reason for each part that was refused.
+    pub rejected: Vec<String>,
+}
+
+/// Whether `name` may be a metric name: 1-64 characters from `[A-Za-z0-9_.-]`.
+pub fn valid_metric(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_METRIC_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Parses a telemetry payload from `device` received at `now_ms`. Points stamped more than
+/// `max_future_ms` after `now_ms` are refused.
+pub fn parse(device: &DeviceId, payload: &[u8], now_ms: i64, max_future_ms: i64) -> Parsed {
+    let mut out = Parsed::default();
+    let value: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            out.rejected.push(format!("malformed JSON: {e}"));
+            return out;
+        }
+    };
+    match value {
+        Value::Object(obj) => parse_object(device, &obj, now_ms, max_future_ms, &mut out),
+        Value::Array(items) => {
+            if items.len() > MAX_BATCH {
+                out.rejected.push(format!(
+                    "batch of {} objects is larger than the limit of {MAX_BATCH}",
+                    items.len()
+                ));
+                return out;
+            }
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::Object(obj) => {
+                        parse_object(device, obj, now_ms, max_future_ms, &mut out)
+                    }
+                    other => out.rejected.push(format!(
+                        "batch item {i}: expected a JSON object, got {}",
+                        kind(other)
+                    )),
+                }
+            }
+        }
+        other => out.rejected.push(format!(
+            "expected a JSON object or an array of objects, got {}",
+            kind(&other)
+        )),
+    }
+    out
+}
+
+fn parse_object(
+    device: &DeviceId,
+    obj: &serde_json::Map<String, Value>,
+    now_ms: i64,
+    max_future_ms: i64,
+    out: &mut Parsed,
+) {
+    let ts_ms = match obj.get(TS_FIELD) {
+        None => now_ms,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(ms) => ms,
+            None => {
+                out.rejected
+                    .push(format!("\"ts\" {n} is not a whole number of milliseconds"));
+                return;
+            }
+        },
+        Some(Value::String(s)) => match time::parse_time(s) {
+            Ok(ms) => ms,
+            Err(e) => {
+                out.rejected.push(format!("\"ts\": {e}"));
+                return;
+            }
+        },
+        Some(other) => {
+            out.rejected.push(format!(
+                "\"ts\" must be milliseconds or an RFC 3339 string, got {}",
+                kind(other)
+            ));
+            return;
+        }
+    };
+    if ts_ms > now_ms.saturating_add(max_future_ms) {
+        out.rejected.push(format!(
+            "timestamp {} is {} s in the future (limit {} s)",
+            time::format_time(ts_ms),
+            (ts_ms - now_ms) / 1000,
+            max_future_ms / 1000
+        ));
+        return;
+    }
+    if ts_ms < 0 {
+        out.rejected
+            .push(format!("timestamp {ts_ms} is before 1970"));
+        return;
+    }
+    for (name, v) in obj {
+        if name == TS_FIELD {
+            continue;
+        }
+        if !valid_metric(name) {
+            out.rejected.push(format!(
+                "metric name {:?} is invalid: use 1-{MAX_METRIC_LEN} characters from A-Z a-z 0-9 _ . -",
+                name.chars().take(80).collect::<String>()
+            ));
+            continue;
+        }
+        let value = match v {
+            Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            _ => None,
+        };
+        match value {
+            Some(value) => out.points.push(Point {
+                device: device.clone(),
+                metric: Arc::from(name.as_str()),
+                ts_ms,
+                value,
+            }),
+            None => out.rejected.push(format!(
+                "metric {name:?}: {} values are not stored as series (send numbers or booleans)",
+                kind(v)
+            )),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn check(payload: &str, points: &[(&str, i64, f64)], rejected: &[&str]) {
+        let dev = DeviceId::parse("d1").unwrap();
+        let got = parse(&dev, payload.as_bytes(), NOW, 60_000);
+        let got_points: Vec<(&str, i64, f64)> = got
+            .points
+            .iter()
+            .map(|p| (&*p.metric, p.ts_ms, p.value))
+            .collect();
+        assert_eq!(got_points, points, "points of {payload}");
+        assert_eq!(got.rejected.len(), rejected.len(), "{:?}", got.rejected);
+        for (r, want) in got.rejected.iter().zip(rejected) {
+            assert!(r.contains(want), "{r:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn payloads() {
+        check(
+            r#"{"temperature": 21.5, "door_open": false}"#,
+            &[("door_open", NOW, 0.0), ("temperature", NOW, 21.5)],
+            &[],
+        );
+        check(r#"{"ts": 5, "x": 1}"#, &[("x", 5, 1.0)], &[]);
+        check(
+            r#"{"ts": "2023-11-14T22:13:20Z", "x": true}"#,
+            &[("x", NOW, 1.0)],
+            &[],
+        );
+        check(
+            r#"[{"ts": 1, "x": 1}, {"ts": 2, "x": 2}, 3]"#,
+            &[("x", 1, 1.0), ("x", 2, 2.0)],
+            &["batch item 2"],
+        );
+        check(
+            r#"{"x": "hot", "y": 2}"#,
+            &[("y", NOW, 2.0)],
+            &["string values"],
+        );
+        check(r#"{"x": null, "y": [1]}"#, &[], &["null", "array"]);
+        check("{not json", &[], &["malformed JSON"]);
+        check("42", &[], &["got number"]);
+        check(r#"{"ts": 99999999999999, "x": 1}"#, &[], &["in the future"]);
+        check(r#"{"ts": "soon", "x": 1}"#, &[], &["\"ts\""]);
+        check(r#"{"ts": 1.5, "x": 1}"#, &[], &["whole number"]);
+        check(r#"{"a/b": 1}"#, &[], &["invalid"]);
+    }
+}

@@ -1,0 +1,32 @@
+//! Store errors.
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A device with this id is already registered.
+    #[error("device {0:?} already exists")]
+    DuplicateDevice(String),
+    /// No such device.
+    #[error("device {0:?} not found")]
+    UnknownDevice(String),
+    /// The request itself is invalid (bad range, bad step...).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The database refused (disk full, corruption, I/O).
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// Files around the database (data directory, permissions).
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Stored JSON that could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// A blocking task was cancelled (shutdown).
+    #[error("store task failed: {0}")]
+    Task(String),
+}

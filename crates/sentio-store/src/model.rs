@@ -1,0 +1,137 @@
+//! Plain data the store hands out and takes in.
+
+use std::collections::BTreeMap;
+
+use sentio_core::{AlertState, DeviceId};
+use serde::{Deserialize, Serialize};
+
+/// A registered device, without its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Device id (also its MQTT username).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Kind, e.g. `pump`; used to group peers.
+    pub kind: String,
+    /// Free labels, e.g. `site=plant-1`.
+    pub labels: BTreeMap<String, String>,
+    /// Registration time (ms).
+    pub created_ms: i64,
+    /// Time of the last accepted point or connection (ms).
+    pub last_seen_ms: Option<i64>,
+    /// How many payloads or parts of payloads were refused.
+    pub rejected_count: u64,
+    /// The latest refusal, with its reason.
+    pub last_rejection: Option<String>,
+    /// When the latest refusal happened (ms).
+    pub last_rejection_ms: Option<i64>,
+}
+
+/// What is needed to register a device.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// Id (validated).
+    pub id: String,
+    /// Display name (defaults to the id).
+    pub name: Option<String>,
+    /// Kind (defaults to `device`).
+    pub kind: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NewDevice {
+    /// A device with only an id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            name: None,
+            kind: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// One metric of a device with its latest value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesInfo {
+    /// Metric name.
+    pub metric: String,
+    /// Time of the latest point (ms).
+    pub latest_ts_ms: i64,
+    /// Latest value.
+    pub latest_value: f64,
+}
+
+/// Aggregation over a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    /// Mean.
+    Avg,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// Sum.
+    Sum,
+    /// Number of points.
+    Count,
+    /// First point of the bucket.
+    First,
+    /// Last point of the bucket.
+    Last,
+}
+
+impl Agg {
+    /// Reads `avg|min|max|sum|count|first|last`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "avg" | "mean" => Self::Avg,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            "sum" => Self::Sum,
+            "count" => Self::Count,
+            "first" => Self::First,
+            "last" => Self::Last,
+            _ => return None,
+        })
+    }
+}
+
+/// A range query on one series: raw points, or one aggregate per `step`.
+#[derive(Debug, Clone)]
+pub struct RangeQuery {
+    /// Device.
+    pub device: DeviceId,
+    /// Metric.
+    pub metric: String,
+    /// Inclusive start (ms).
+    pub from_ms: i64,
+    /// Exclusive end (ms).
+    pub to_ms: i64,
+    /// Bucket width (ms) with the aggregation; raw points when `None`.
+    pub step: Option<(i64, Agg)>,
+    /// Most points returned; the rest is announced with `next`.
+    pub limit: usize,
+}
+
+/// Points of a range query, and where to continue when the limit cut it short.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeResult {
+    /// `(ts_ms, value)` in time order.
+    pub points: Vec<(i64, f64)>,
+    /// The `from` of the following page, when there is more.
+    pub next: Option<i64>,
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// Only this state.
+    pub state: Option<AlertState>,
+    /// Only this device.
+    pub device: Option<String>,
+    /// Most alerts returned, newest first.
+    pub limit: usize,
+}

@@ -1,0 +1,221 @@
+//! `DeviceRegistry` on SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, params};
+use sentio_core::{DeviceId, time};
+
+use super::SqliteStore;
+use crate::{Device, DeviceRegistry, NewDevice, Result, StoreError, secret};
+
+const DEVICE_COLUMNS: &str = "id, name, kind, labels, created_ms, last_seen_ms, rejected_count, \
+                              last_rejection, last_rejection_ms";
+
+fn device_from_row(r: &Row<'_>) -> rusqlite::Result<(Device, String)> {
+    let labels: String = r.get(3)?;
+    Ok((
+        Device {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            kind: r.get(2)?,
+            labels: Default::default(),
+            created_ms: r.get(4)?,
+            last_seen_ms: r.get(5)?,
+            rejected_count: r.get::<_, i64>(6)? as u64,
+            last_rejection: r.get(7)?,
+            last_rejection_ms: r.get(8)?,
+        },
+        labels,
+    ))
+}
+
+fn finish(pair: (Device, String)) -> Result<Device> {
+    let (mut d, labels) = pair;
+    d.labels = serde_json::from_str(&labels)
+        .map_err(|e| StoreError::Corrupt(format!("labels of {}: {e}", d.id)))?;
+    Ok(d)
+}
+
+#[async_trait]
+impl DeviceRegistry for SqliteStore {
+    async fn create_device(&self, new: NewDevice) -> Result<(Device, String)> {
+        let id = DeviceId::parse(&new.id)
+            .map_err(|e| StoreError::InvalidQuery(e.to_string()))?
+            .to_string();
+        let secret = secret::generate();
+        let digest = secret::digest(&self.inner.key, &id, &secret);
+        let device = Device {
+            name: new.name.unwrap_or_else(|| id.clone()),
+            kind: new.kind.unwrap_or_else(|| "device".into()),
+            labels: new.labels,
+            created_ms: time::now_ms(),
+            last_seen_ms: None,
+            rejected_count: 0,
+            last_rejection: None,
+            last_rejection_ms: None,
+            id,
+        };
+        let d = device.clone();
+        self.with_conn(move |inner, conn| {
+            let labels = serde_json::to_string(&d.labels).expect("labels serialise");
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO devices (id, name, kind, labels, secret_digest, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    d.id,
+                    d.name,
+                    d.kind,
+                    labels,
+                    digest.as_bytes().as_slice(),
+                    d.created_ms
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::DuplicateDevice(d.id));
+            }
+            inner
+                .digests
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d.id.clone(), digest);
+            Ok(())
+        })
+        .await?;
+        Ok((device, secret))
+    }
+
+    async fn get_device(&self, id: &str) -> Result<Option<Device>> {
+        let id = id.to_string();
+        self.with_conn(move |_, conn| {
+            conn.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                [&id],
+                device_from_row,
+            )
+            .optional()?
+            .map(finish)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_devices(&self) -> Result<Vec<Device>> {
+        self.with_conn(|_, conn| {
+            let mut stmt =
+                conn.prepare(&format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id"))?;
+            let rows = stmt.query_map([], device_from_row)?;
+            rows.map(|r| finish(r?)).collect()
+        })
+        .await
+    }
+
+    async fn delete_device(&self, id: &str, erase: bool) -> Result<Vec<(String, u64)>> {
+        let id = id.to_string();
+        self.with_conn(move |inner, conn| {
+            let tx = conn.transaction()?;
+            let mut removed = Vec::new();
+            let n = tx.execute("DELETE FROM devices WHERE id = ?1", [&id])?;
+            if n == 0 {
+                return Err(StoreError::UnknownDevice(id));
+            }
+            removed.push(("devices".to_string(), n as u64));
+            if erase {
+                let points = tx.execute(
+                    "DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE device = ?1)",
+                    [&id],
+                )?;
+                removed.push(("points".into(), points as u64));
+                let series = tx.execute("DELETE FROM series WHERE device = ?1", [&id])?;
+                removed.push(("series".into(), series as u64));
+                let alerts = tx.execute("DELETE FROM alerts WHERE device = ?1", [&id])?;
+                removed.push(("alerts".into(), alerts as u64));
+                let states = tx.execute("DELETE FROM detector_state WHERE device = ?1", [&id])?;
+                removed.push(("detector_states".into(), states as u64));
+            }
+            tx.commit()?;
+            inner
+                .digests
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if erase {
+                inner
+                    .series_ids
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|(d, _), _| *d != id);
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn rotate_secret(&self, id: &str) -> Result<String> {
+        let id = id.to_string();
+        let secret = secret::generate();
+        let digest = secret::digest(&self.inner.key, &id, &secret);
+        self.with_conn(move |inner, conn| {
+            let n = conn.execute(
+                "UPDATE devices SET secret_digest = ?2 WHERE id = ?1",
+                params![id, digest.as_bytes().as_slice()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::UnknownDevice(id));
+            }
+            inner
+                .digests
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, digest);
+            Ok(())
+        })
+        .await?;
+        Ok(secret)
+    }
+
+    fn verify_secret(&self, id: &str, secret: &str) -> bool {
+        let digests = self.inner.digests.read().unwrap_or_else(|p| p.into_inner());
+        match digests.get(id) {
+            Some(stored) => secret::verify(&self.inner.key, id, secret, stored),
+            None => false,
+        }
+    }
+
+    fn is_registered(&self, id: &str) -> bool {
+        self.inner
+            .digests
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    async fn touch(&self, seen: &[(String, i64)]) -> Result<()> {
+        let seen = seen.to_vec();
+        self.with_conn(move |_, conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare(
+                    "UPDATE devices SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id = ?1",
+                )?;
+                for (id, ts) in &seen {
+                    stmt.execute(params![id, ts])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_rejection(&self, id: &str, ts_ms: i64, reason: &str) -> Result<()> {
+        let (id, reason) = (id.to_string(), reason.chars().take(500).collect::<String>());
+        self.with_conn(move |_, conn| {
+            conn.execute(
+                "UPDATE devices SET rejected_count = rejected_count + 1, last_rejection = ?2, \
+                 last_rejection_ms = ?3 WHERE id = ?1",
+                params![id, reason, ts_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,56 @@
+//! The seams: what the rest of Sentio may ask of a store. Nothing above these traits may assume
+//! SQLite.
+
+use async_trait::async_trait;
+use sentio_core::{Alert, DeviceId, Point};
+
+use crate::{AlertFilter, Device, NewDevice, RangeQuery, RangeResult, Result, SeriesInfo};
+
+/// Devices and their credentials.
+#[async_trait]
+pub trait DeviceRegistry: Send + Sync {
+    /// Registers a device; returns it with its new secret (shown once, stored only as a digest).
+    async fn create_device(&self, new: NewDevice) -> Result<(Device, String)>;
+    /// One device.
+    async fn get_device(&self, id: &str) -> Result<Option<Device>>;
+    /// All devices, by id.
+    async fn list_devices(&self) -> Result<Vec<Device>>;
+    /// Removes the device and its credential. With `erase`, also every point, series, alert and
+    /// detector state of it. Returns what was removed, by kind, or `UnknownDevice`.
+    async fn delete_device(&self, id: &str, erase: bool) -> Result<Vec<(String, u64)>>;
+    /// Replaces a device's secret with a new one, returned once.
+    async fn rotate_secret(&self, id: &str) -> Result<String>;
+    /// Constant-time check of a device's secret. Hot path (every CONNECT): answered from memory.
+    fn verify_secret(&self, id: &str, secret: &str) -> bool;
+    /// Whether the device is registered. Answered from memory.
+    fn is_registered(&self, id: &str) -> bool;
+    /// Records when devices were last seen.
+    async fn touch(&self, seen: &[(String, i64)]) -> Result<()>;
+    /// Records that part of what a device sent was refused, and why.
+    async fn record_rejection(&self, id: &str, ts_ms: i64, reason: &str) -> Result<()>;
+}
+
+/// Time series.
+#[async_trait]
+pub trait SeriesStore: Send + Sync {
+    /// Stores points durably: when this returns `Ok`, the points survive a crash. A point with
+    /// the same series and timestamp as a stored one replaces it.
+    async fn append(&self, points: &[Point]) -> Result<()>;
+    /// Every metric of a device with its latest value.
+    async fn series(&self, device: &DeviceId) -> Result<Vec<SeriesInfo>>;
+    /// Raw or aggregated points of one series.
+    async fn query(&self, q: RangeQuery) -> Result<RangeResult>;
+    /// Saved detector state of every series, as `(device, metric, state)`.
+    async fn load_detector_states(&self) -> Result<Vec<(String, String, String)>>;
+    /// Saves detector states (opaque JSON) so a restart needs no relearning.
+    async fn save_detector_states(&self, states: Vec<(String, String, String)>) -> Result<()>;
+}
+
+/// Alerts.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Inserts (id 0) or updates an alert; returns its id.
+    async fn save_alert(&self, alert: &Alert) -> Result<i64>;
+    /// Alerts matching the filter, newest first.
+    async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>>;
+}
