@@ -16,5 +16,11 @@
 //! ```
 
 mod detector;
+mod error;
+pub mod offline;
 
 pub use detector::{DetectorConfig, Score, SeriesDetector};
+pub use error::AiError;
+pub use offline::{
+    CsvReport, NabOptions, NabReport, parse_timestamp, run_nab, score_csv, score_csv_file,
+};

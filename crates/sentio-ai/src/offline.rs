@@ -1,0 +1,550 @@
+//! Offline use of the live detector: scoring a CSV file, and running the Numenta Anomaly
+//! Benchmark (NAB). This is the only module of sentio-ai that touches the filesystem or starts a
+//! process; every point still goes through exactly the live [`SeriesDetector::update`].
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::detector::{DetectorConfig, SeriesDetector};
+use crate::error::AiError;
+
+/// Parses a timestamp into milliseconds since the Unix epoch (UTC).
+///
+/// Accepted: `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD` and RFC 3339
+/// (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`; no offset means UTC), and epoch numbers: values of
+/// magnitude at least 1e11 are milliseconds, smaller ones seconds (1e11 s is the year 5138).
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let t = text.trim().trim_matches('"').trim();
+    if t.is_empty() {
+        return None;
+    }
+    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if !body.contains(['-', ':', 'T', ' '])
+        && let Ok(n) = t.parse::<f64>()
+        && n.is_finite()
+    {
+        return Some(if n.abs() >= 1e11 {
+            n.round() as i64
+        } else {
+            (n * 1000.0).round() as i64
+        });
+    }
+    parse_datetime(t)
+}
+
+fn digits(s: &[u8], from: usize, len: usize) -> Option<i64> {
+    let part = s.get(from..from + len)?;
+    if !part.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        part.iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
+    )
+}
+
+fn parse_datetime(t: &str) -> Option<i64> {
+    let s = t.as_bytes();
+    let year = digits(s, 0, 4)?;
+    if s.get(4) != Some(&b'-') || s.get(7) != Some(&b'-') {
+        return None;
+    }
+    let month = digits(s, 5, 2)?;
+    let day = digits(s, 8, 2)?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if s.len() == 10 {
+        return Some(days * 86_400_000);
+    }
+    if !matches!(s.get(10), Some(b' ' | b'T' | b't')) {
+        return None;
+    }
+    let hour = digits(s, 11, 2)?;
+    if s.get(13) != Some(&b':') {
+        return None;
+    }
+    let minute = digits(s, 14, 2)?;
+    let (second, mut i) = if s.get(16) == Some(&b':') {
+        (digits(s, 17, 2)?, 19)
+    } else {
+        (0, 16)
+    };
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut millis = 0i64;
+    if s.get(i) == Some(&b'.') || s.get(i) == Some(&b',') {
+        i += 1;
+        let start = i;
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &t[start..i.min(start + 3)];
+        let scale = 10i64.pow(3 - frac.len() as u32);
+        millis = frac.parse::<i64>().ok()? * scale;
+    }
+    let mut offset_min = 0i64;
+    match s.get(i) {
+        None => {}
+        Some(b'Z' | b'z') if i + 1 == s.len() => {}
+        Some(&sign @ (b'+' | b'-')) => {
+            let oh = digits(s, i + 1, 2)?;
+            let rest = i + 3;
+            let om = match s.get(rest) {
+                None => 0,
+                Some(b':') => digits(s, rest + 1, 2)?,
+                Some(_) => digits(s, rest, 2)?,
+            };
+            offset_min = (oh * 60 + om) * if sign == b'-' { -1 } else { 1 };
+        }
+        _ => return None,
+    }
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// What [`score_csv`] did, for the caller to show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CsvReport {
+    /// Data rows read (and written).
+    pub rows: usize,
+    /// The metric columns that were scored.
+    pub metrics: Vec<String>,
+    /// Rows with at least one alert.
+    pub alert_rows: usize,
+    /// Problems that did not stop the scoring: unusable columns, unparsable cells.
+    pub warnings: Vec<String>,
+    /// Time spent inside [`SeriesDetector::update`].
+    pub detector_time: Duration,
+    /// Number of [`SeriesDetector::update`] calls.
+    pub points: usize,
+}
+
+fn split_line(line: &str, delim: char) -> Vec<&str> {
+    line.split(delim)
+        .map(|c| c.trim().trim_matches('"').trim())
+        .collect()
+}
+
+fn parse_number(cell: &str, decimal_comma: bool) -> Option<f64> {
+    let v = if decimal_comma && cell.contains(',') {
+        cell.replace(',', ".").parse::<f64>().ok()
+    } else {
+        cell.parse::<f64>().ok()
+    };
+    v.filter(|x| x.is_finite())
+}
+
+/// Scores a CSV of one device: the first column is a timestamp (see [`parse_timestamp`]), every
+/// other column a numeric metric. `,` or `;` separated (with `;`, a decimal comma is accepted).
+///
+/// Each metric column gets its own live [`SeriesDetector`] and every row is streamed through
+/// them in order; the row's score is the maximum over its metrics, and it is an alert when any
+/// metric alerts. Writes `timestamp,anomaly_score,alert` (the input timestamp text, the score,
+/// 0/1), one row per input row. A column with no numeric cell is not scored and is named in a
+/// warning; an empty or unparsable cell in a scored column is skipped (that metric is not
+/// updated on that row) and counted in a warning.
+pub fn score_csv<R: BufRead, W: Write>(
+    input: R,
+    mut output: W,
+    config: &DetectorConfig,
+) -> Result<CsvReport, AiError> {
+    let io = |e| AiError::io("<csv>", e);
+    let mut lines = Vec::new();
+    for line in input.lines() {
+        let line = line.map_err(io)?;
+        let line = line.trim_end_matches('\r').trim_start_matches('\u{feff}');
+        if !line.trim().is_empty() {
+            lines.push(line.to_string());
+        }
+    }
+    let Some(header) = lines.first() else {
+        return Err(AiError::Csv("empty input".into()));
+    };
+    let delim = if header.contains(';') && !header.contains(',') {
+        ';'
+    } else {
+        ','
+    };
+    let decimal_comma = delim == ';';
+    let names: Vec<String> = split_line(header, delim)
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if names.len() < 2 {
+        return Err(AiError::Csv(format!(
+            "header {header:?} has no metric column (expected timestamp then numeric columns, separated by ',' or ';')"
+        )));
+    }
+    let rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| split_line(l, delim)).collect();
+    let mut report = CsvReport::default();
+    // A column is usable when at least one of its cells is a number.
+    let mut usable = Vec::new();
+    for (c, name) in names.iter().enumerate().skip(1) {
+        let numeric = rows
+            .iter()
+            .filter(|r| {
+                r.get(c)
+                    .is_some_and(|v| parse_number(v, decimal_comma).is_some())
+            })
+            .count();
+        if numeric == 0 {
+            report.warnings.push(format!(
+                "column {c} ({name:?}) has no numeric value: not scored"
+            ));
+        } else {
+            usable.push(c);
+            report.metrics.push(name.clone());
+        }
+    }
+    if usable.is_empty() {
+        return Err(AiError::Csv(format!(
+            "no numeric metric column among {:?}",
+            &names[1..]
+        )));
+    }
+    let mut detectors: Vec<SeriesDetector> =
+        usable.iter().map(|_| SeriesDetector::new(config)).collect();
+    let mut skipped = vec![0usize; usable.len()];
+    let mut out = String::with_capacity(64 * rows.len() + 32);
+    out.push_str("timestamp,anomaly_score,alert\n");
+    for (r, row) in rows.iter().enumerate() {
+        let ts_text = row.first().copied().unwrap_or("");
+        let ts = parse_timestamp(ts_text).ok_or_else(|| AiError::Timestamp {
+            line: r + 2,
+            value: ts_text.to_string(),
+        })?;
+        let mut score = 0.0f64;
+        let mut alert = false;
+        for (k, &c) in usable.iter().enumerate() {
+            let Some(v) = row.get(c).and_then(|v| parse_number(v, decimal_comma)) else {
+                skipped[k] += 1;
+                continue;
+            };
+            let start = Instant::now();
+            let s = detectors[k].update(ts, v);
+            report.detector_time += start.elapsed();
+            report.points += 1;
+            score = score.max(s.score);
+            alert |= s.alert;
+        }
+        report.alert_rows += usize::from(alert);
+        let _ = writeln!(out, "{ts_text},{score:.6},{}", u8::from(alert));
+    }
+    for (k, n) in skipped.iter().enumerate() {
+        if *n > 0 {
+            report.warnings.push(format!(
+                "column {:?}: {n} empty or non-numeric cell(s) skipped",
+                report.metrics[k]
+            ));
+        }
+    }
+    report.rows = rows.len();
+    output.write_all(out.as_bytes()).map_err(io)?;
+    output.flush().map_err(io)?;
+    Ok(report)
+}
+
+/// [`score_csv`] from one file into another.
+pub fn score_csv_file(
+    input: &Path,
+    output: &Path,
+    config: &DetectorConfig,
+) -> Result<CsvReport, AiError> {
+    let text = std::fs::read_to_string(input).map_err(|e| AiError::io(input, e))?;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AiError::io(dir, e))?;
+    }
+    let out = std::fs::File::create(output).map_err(|e| AiError::io(output, e))?;
+    score_csv(text.as_bytes(), std::io::BufWriter::new(out), config).map_err(|e| match e {
+        AiError::Io { source, .. } => AiError::io(output, source),
+        other => other,
+    })
+}
+
+/// Where the NAB runner finds things and writes its results.
+#[derive(Debug, Clone)]
+pub struct NabOptions {
+    /// The NAB corpus root (holding `data/`, `labels/`, `config/`).
+    pub corpus: PathBuf,
+    /// Results directory (`<out>/<category>/<file>.csv` is written).
+    pub out: PathBuf,
+    /// NAB scorer script; `None` means `<corpus>/../../tools/nab_score.py`.
+    pub scorer: Option<PathBuf>,
+    /// Python interpreter.
+    pub python: String,
+    /// The detector parameters (one set for the whole corpus).
+    pub config: DetectorConfig,
+}
+
+impl NabOptions {
+    /// Options with the default scorer location, `python3` and the default detector.
+    pub fn new(corpus: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            corpus: corpus.into(),
+            out: out.into(),
+            scorer: None,
+            python: "python3".into(),
+            config: DetectorConfig::default(),
+        }
+    }
+}
+
+/// The outcome of a NAB run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NabReport {
+    /// Normalised score, standard profile.
+    pub standard: f64,
+    /// Normalised score, reward-low-FP profile.
+    pub reward_low_fp: f64,
+    /// Normalised score, reward-low-FN profile.
+    pub reward_low_fn: f64,
+    /// Data files scored.
+    pub files: usize,
+    /// Points scored.
+    pub points: usize,
+    /// Mean time of one [`SeriesDetector::update`] call, nanoseconds.
+    pub ns_per_point: f64,
+    /// Largest per-series detector memory seen at the end of a file (`size_of` + heap), bytes.
+    pub max_memory_bytes: usize,
+    /// Largest serialized (JSON) detector state seen at the end of a file, bytes.
+    pub max_serialized_bytes: usize,
+    /// The scorer's full JSON answer.
+    pub scorer_json: String,
+}
+
+/// Runs the detector over every `data/<category>/<file>.csv` of the NAB corpus (one fresh
+/// [`SeriesDetector`] per file, one parameter set), writes `<out>/<category>/<file>.csv`, then
+/// runs NAB's scorer on them (`python3 <scorer> --results <out> ...`) and returns its three
+/// normalised scores with the cost figures.
+pub fn run_nab(opts: &NabOptions) -> Result<NabReport, AiError> {
+    let data = opts.corpus.join("data");
+    let windows = opts.corpus.join("labels").join("combined_windows.json");
+    let profiles = opts.corpus.join("config").join("profiles.json");
+    for p in [&data, &windows, &profiles] {
+        if !p.exists() {
+            return Err(AiError::Corpus(format!("{} not found", p.display())));
+        }
+    }
+    let scorer = opts.scorer.clone().unwrap_or_else(|| {
+        opts.corpus
+            .join("..")
+            .join("..")
+            .join("tools")
+            .join("nab_score.py")
+    });
+    if !scorer.exists() {
+        return Err(AiError::Scorer(format!("{} not found", scorer.display())));
+    }
+    let mut files = Vec::new();
+    let mut cats: Vec<_> = std::fs::read_dir(&data)
+        .map_err(|e| AiError::io(&data, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cats.sort();
+    for cat in cats {
+        let mut in_cat: Vec<_> = std::fs::read_dir(&cat)
+            .map_err(|e| AiError::io(&cat, e))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+            .collect();
+        in_cat.sort();
+        files.extend(in_cat);
+    }
+    if files.is_empty() {
+        return Err(AiError::Corpus(format!("no CSV under {}", data.display())));
+    }
+    let mut points = 0usize;
+    let mut time = Duration::ZERO;
+    let mut max_mem = 0usize;
+    let mut max_ser = 0usize;
+    for f in &files {
+        let rel = f.strip_prefix(&data).unwrap_or(f);
+        let (scored, mem, ser) = score_nab_file(f, &opts.out.join(rel), &opts.config)?;
+        points += scored.points;
+        time += scored.detector_time;
+        max_mem = max_mem.max(mem);
+        max_ser = max_ser.max(ser);
+    }
+    let output = Command::new(&opts.python)
+        .arg(&scorer)
+        .arg("--results")
+        .arg(&opts.out)
+        .arg("--windows")
+        .arg(&windows)
+        .arg("--profiles")
+        .arg(&profiles)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .map_err(|e| AiError::Scorer(format!("cannot start {}: {e}", opts.python)))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(AiError::Scorer(format!(
+            "exit status {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout)
+        .map_err(|e| AiError::Scorer(format!("unreadable JSON answer: {e}")))?;
+    let get = |profile: &str| {
+        json["profiles"][profile]["normalized_score"]
+            .as_f64()
+            .ok_or_else(|| AiError::Scorer(format!("no normalized_score for profile {profile}")))
+    };
+    Ok(NabReport {
+        standard: get("standard")?,
+        reward_low_fp: get("reward_low_FP_rate")?,
+        reward_low_fn: get("reward_low_FN_rate")?,
+        files: files.len(),
+        points,
+        ns_per_point: time.as_nanos() as f64 / points.max(1) as f64,
+        max_memory_bytes: max_mem,
+        max_serialized_bytes: max_ser,
+        scorer_json: stdout,
+    })
+}
+
+/// Scores one NAB file (single `value` column) and reports the detector's final memory.
+fn score_nab_file(
+    input: &Path,
+    output: &Path,
+    config: &DetectorConfig,
+) -> Result<(CsvReport, usize, usize), AiError> {
+    let report = score_csv_file(input, output, config)?;
+    if report.metrics.len() != 1 || !report.warnings.is_empty() {
+        return Err(AiError::Corpus(format!(
+            "{}: expected one clean numeric column, got {:?} ({})",
+            input.display(),
+            report.metrics,
+            report.warnings.join("; ")
+        )));
+    }
+    // Re-run to measure the state this series ends with (cheap: < 1 ms per file).
+    let text = std::fs::read_to_string(input).map_err(|e| AiError::io(input, e))?;
+    let mut d = SeriesDetector::new(config);
+    for line in text.lines().skip(1) {
+        let mut it = line.split(',');
+        if let (Some(ts), Some(v)) = (it.next(), it.next())
+            && let (Some(ts), Ok(v)) = (parse_timestamp(ts), v.trim().parse::<f64>())
+        {
+            d.update(ts, v);
+        }
+    }
+    let ser = serde_json::to_vec(&d).map(|v| v.len()).unwrap_or(0);
+    Ok((report, d.memory_bytes(), ser))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_ts(input: &str, expected: Option<i64>) {
+        assert_eq!(parse_timestamp(input), expected, "{input}");
+    }
+
+    #[test]
+    fn timestamps() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("1970-01-01 00:00:00", Some(0)),
+            ("2014-04-01 00:05:00", Some(1_396_310_700_000)),
+            ("2014-04-01T00:05:00Z", Some(1_396_310_700_000)),
+            ("2014-04-01T02:05:00+02:00", Some(1_396_310_700_000)),
+            ("2014-03-31T19:05:00-05:00", Some(1_396_310_700_000)),
+            ("2014-04-01T00:05:00.250Z", Some(1_396_310_700_250)),
+            ("2014-04-01", Some(1_396_310_400_000)),
+            ("1396310700", Some(1_396_310_700_000)),
+            ("1396310700000", Some(1_396_310_700_000)),
+            ("1396310700.5", Some(1_396_310_700_500)),
+            ("\"2000-02-29 12:00:00\"", Some(951_825_600_000)),
+            ("2014-13-01 00:00:00", None),
+            ("yesterday", None),
+            ("", None),
+            ("2014-04-01X00:05:00", None),
+        ];
+        for (i, e) in cases {
+            check_ts(i, *e);
+        }
+    }
+
+    fn score(text: &str) -> (String, CsvReport) {
+        let mut out = Vec::new();
+        let r = score_csv(text.as_bytes(), &mut out, &DetectorConfig::default()).unwrap();
+        (String::from_utf8(out).unwrap(), r)
+    }
+
+    #[test]
+    fn csv_one_row_per_input_row_and_warnings() {
+        let mut text = String::from("time;temp;status;hum\n");
+        for i in 0..400 {
+            let t = 20.0 + (i % 5) as f64 * 0.1;
+            let temp = if i == 350 { 45.0 } else { t };
+            let hum = if i == 10 {
+                String::new()
+            } else {
+                format!("{},5", 40 + i % 3)
+            };
+            text.push_str(&format!("{};{temp};ok;{hum}\n", 1_700_000_000 + i * 60));
+        }
+        let (out, r) = score(&text);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 401);
+        assert_eq!(lines[0], "timestamp,anomaly_score,alert");
+        assert_eq!(r.rows, 400);
+        assert_eq!(r.metrics, vec!["temp".to_string(), "hum".to_string()]);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("status")),
+            "{:?}",
+            r.warnings
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("hum") && w.contains('1'))
+        );
+        assert!(lines[351].ends_with(",1"), "{}", lines[351]);
+        assert!(lines[351].starts_with("1700021000;") || lines[351].starts_with("1700021000,"));
+        assert!(r.alert_rows >= 1 && r.alert_rows < 5, "{}", r.alert_rows);
+    }
+
+    #[test]
+    fn csv_errors() {
+        let mut out = Vec::new();
+        let cfg = DetectorConfig::default();
+        assert!(matches!(
+            score_csv("".as_bytes(), &mut out, &cfg),
+            Err(AiError::Csv(_))
+        ));
+        assert!(matches!(
+            score_csv("ts,a\n2020-01-01,x\n".as_bytes(), &mut out, &cfg),
+            Err(AiError::Csv(_))
+        ));
+        assert!(matches!(
+            score_csv("ts,a\nnot-a-time,1\n".as_bytes(), &mut out, &cfg),
+            Err(AiError::Timestamp { line: 2, .. })
+        ));
+    }
+}
