@@ -1,1 +1,112 @@
-//! placeholder
+//! Sentio's embedded MQTT broker: the `mqtt5` crate's broker (MQTT 3.1.1 and 5 on one port),
+//! wrapped so that the rest of Sentio never sees its types.
+//!
+//! - [`auth::DeviceAuth`] authenticates devices against the registry (username = device id,
+//!   password = the device's secret) and confines each device to its own topics: publish under
+//!   `devices/<id>/...`, subscribe only to `devices/<id>/commands/...`.
+//! - [`tap::TelemetryTap`] sees every accepted publish; `devices/<id>/telemetry` payloads go into
+//!   the pipeline, and a QoS 1/2 PUBACK is sent only after the points are committed.
+//! - [`Broker`] binds the listener and runs it until shutdown.
+
+mod auth;
+mod error;
+mod tap;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mqtt5::broker::MqttBroker;
+use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageConfig};
+use sentio_pipeline::Ingest;
+use sentio_store::DeviceRegistry;
+use tracing::{info, warn};
+
+pub use error::BrokerError;
+
+/// Default maximum MQTT packet size: 256 KiB.
+pub const DEFAULT_MAX_PACKET: usize = 256 * 1024;
+
+/// How to run the broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// TCP listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where sessions, queued and retained messages are kept.
+    pub state_dir: PathBuf,
+    /// Largest packet accepted.
+    pub max_packet_size: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+}
+
+/// A bound, not yet running broker.
+pub struct Broker {
+    inner: MqttBroker,
+    local_addr: SocketAddr,
+}
+
+impl Broker {
+    /// Binds the listener. A port already in use is [`BrokerError::PortInUse`].
+    pub async fn bind(
+        config: BrokerConfig,
+        registry: Arc<dyn DeviceRegistry>,
+        ingest: Ingest,
+    ) -> Result<Self, BrokerError> {
+        // Probe the port first: mqtt5's own error for this case is not specific.
+        match std::net::TcpListener::bind(config.listen) {
+            Ok(probe) => drop(probe),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(BrokerError::PortInUse(config.listen));
+            }
+            Err(e) => return Err(BrokerError::Bind(config.listen, e)),
+        }
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| BrokerError::Storage(config.state_dir.display().to_string(), e))?;
+        let storage = StorageConfig::new()
+            .with_backend(StorageBackend::File)
+            .with_base_dir(config.state_dir.clone())
+            .with_persistence(true);
+        let tap = Arc::new(tap::TelemetryTap::new(ingest.clone(), registry.clone()));
+        let mut mqtt = MqttConfig::new()
+            .with_bind_address(config.listen)
+            .with_max_packet_size(config.max_packet_size)
+            .with_max_clients(config.max_connections)
+            .with_storage(storage)
+            .with_sys_topics_enabled(false)
+            .with_event_handler(tap);
+        mqtt.auth_config.allow_anonymous = false;
+        let inner = MqttBroker::with_config(mqtt)
+            .await
+            .map_err(|e| BrokerError::Start(e.to_string()))?
+            .with_auth_provider(Arc::new(auth::DeviceAuth::new(registry, ingest)));
+        let local_addr = inner
+            .local_addr()
+            .ok_or_else(|| BrokerError::Start("the listener has no address".into()))?;
+        Ok(Self { inner, local_addr })
+    }
+
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves clients until `shutdown` completes.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        info!(addr = %self.local_addr, "MQTT broker listening");
+        let handle = self.inner.shutdown_handle();
+        let run = self.inner.run();
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => r.map_err(|e| BrokerError::Start(e.to_string())),
+            _ = shutdown => {
+                handle.shutdown();
+                if let Err(e) = run.await {
+                    warn!(error = %e, "broker stopped with an error");
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,1 +1,156 @@
-//! placeholder
+//! The processing pipeline between the connectivity layer and the API:
+//!
+//! ```text
+//! broker / HTTP ingest ──► [ingest: parse, group-commit to the store, ack] ──► bounded channel
+//!        ──► [detect: one SeriesDetector per series, alert lifecycle] ──► Bus (live events)
+//! ```
+//!
+//! Stages are tasks joined by bounded `tokio::sync::mpsc` channels: when the store or the
+//! detectors fall behind, [`Ingest::submit`] waits, which holds the publisher's PUBACK (or HTTP
+//! response), so back-pressure reaches the device instead of memory growing. An acknowledgement
+//! is only given after the points are committed to the store.
+//!
+//! The [`Bus`] trait carries live events (telemetry, alerts, presence) to WebSocket clients; the
+//! embedded default is [`LocalBus`], and a scale-out mode can put NATS behind the same trait.
+
+mod alerts;
+mod bus;
+mod detect;
+mod error;
+mod ingest;
+mod presence;
+mod stats;
+
+pub use alerts::{AlertTracker, Transition};
+pub use bus::{Bus, Event, LocalBus, Subscription};
+pub use error::PipelineError;
+pub use ingest::{Accepted, Ingest};
+pub use presence::Presence;
+pub use stats::Stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sentio_ai::DetectorConfig;
+use sentio_store::{AlertStore, DeviceRegistry, SeriesStore};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Batches waiting for the store (each batch is one payload).
+    pub ingest_capacity: usize,
+    /// Batches waiting for the detectors.
+    pub detect_capacity: usize,
+    /// Most points committed in one transaction (group commit).
+    pub max_commit_points: usize,
+    /// Points further than this in the future are refused.
+    pub max_future_ms: i64,
+    /// The anomaly detector's parameters (one set for every series).
+    pub detector: DetectorConfig,
+    /// Consecutive normal points after which an open alert resolves.
+    pub resolve_after_normal_points: u32,
+    /// How often detector state is saved to the store.
+    pub save_state_every: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            ingest_capacity: 1024,
+            detect_capacity: 1024,
+            max_commit_points: 20_000,
+            max_future_ms: 5 * 60_000,
+            detector: DetectorConfig::default(),
+            resolve_after_normal_points: 30,
+            save_state_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The store as the pipeline needs it.
+#[derive(Clone)]
+pub struct Stores {
+    /// Devices.
+    pub registry: Arc<dyn DeviceRegistry>,
+    /// Series.
+    pub series: Arc<dyn SeriesStore>,
+    /// Alerts.
+    pub alerts: Arc<dyn AlertStore>,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    /// Where payloads go in.
+    pub ingest: Ingest,
+    /// Live events.
+    pub bus: Arc<dyn Bus>,
+    /// Who is online.
+    pub presence: Arc<Presence>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the stages. Restores open alerts and detector state from the store first.
+    pub async fn start(
+        config: PipelineConfig,
+        stores: Stores,
+        bus: Arc<dyn Bus>,
+    ) -> Result<Self, PipelineError> {
+        let stats = Arc::new(Stats::default());
+        let presence = Arc::new(Presence::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (ingest_tx, ingest_rx) = mpsc::channel(config.ingest_capacity);
+        let (detect_tx, detect_rx) = mpsc::channel(config.detect_capacity);
+
+        let detector =
+            detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone()).await?;
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(ingest::run_writer(
+            ingest_rx,
+            detect_tx,
+            stores.series.clone(),
+            config.max_commit_points,
+            stats.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(
+            detector.run(detect_rx, config.save_state_every),
+        ));
+        tasks.push(tokio::spawn(presence::run_flusher(
+            presence.clone(),
+            stores.registry.clone(),
+            bus.clone(),
+            shutdown_rx,
+        )));
+        let ingest = Ingest::new(
+            ingest_tx,
+            stores.registry.clone(),
+            presence.clone(),
+            stats.clone(),
+            config.max_future_ms,
+        );
+        Ok(Self {
+            ingest,
+            bus,
+            presence,
+            stats,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, drains what was accepted into the store and detectors, saves detector
+    /// state, and returns when every stage has finished.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        drop(self.ingest);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

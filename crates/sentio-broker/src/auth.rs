@@ -1,0 +1,152 @@
+//! Device authentication and topic ACLs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mqtt5::broker::auth::{AuthProvider, AuthResult};
+use mqtt5::packet::connect::ConnectPacket;
+use mqtt5::types::ReasonCode;
+use sentio_core::topic;
+use sentio_pipeline::Ingest;
+use sentio_store::DeviceRegistry;
+use tracing::warn;
+
+/// Authenticates devices by their secret and confines them to their own topics.
+pub struct DeviceAuth {
+    registry: Arc<dyn DeviceRegistry>,
+    ingest: Ingest,
+}
+
+impl DeviceAuth {
+    pub fn new(registry: Arc<dyn DeviceRegistry>, ingest: Ingest) -> Self {
+        Self { registry, ingest }
+    }
+}
+
+/// Whether `device` may publish to `topic`: only under `devices/<device>/`.
+pub fn may_publish(device: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(topic::DEVICES)
+        .and_then(|t| t.strip_prefix('/'))
+        .and_then(|t| t.strip_prefix(device))
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+}
+
+/// Whether `device` may subscribe to `filter`: only its own `devices/<device>/commands/...`.
+/// The device id holds no wildcard characters, so a filter that starts with this literal prefix
+/// cannot reach another device's topics.
+pub fn may_subscribe(device: &str, filter: &str) -> bool {
+    let own = format!("{}/{device}/{}", topic::DEVICES, topic::COMMANDS);
+    filter == own
+        || filter
+            .strip_prefix(&own)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+impl AuthProvider for DeviceAuth {
+    fn authenticate<'a>(
+        &'a self,
+        connect: &'a ConnectPacket,
+        client_addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = mqtt5::Result<AuthResult>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(user) = connect.username.as_deref() else {
+                warn!(%client_addr, client_id = %connect.client_id, "MQTT connect refused: no username (anonymous access is off)");
+                return Ok(AuthResult::fail_with_reason(
+                    ReasonCode::NotAuthorized,
+                    "anonymous access is off: connect with username = device id and password = its secret",
+                ));
+            };
+            let password = connect
+                .password
+                .as_deref()
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .unwrap_or("");
+            if self.registry.verify_secret(user, password) {
+                return Ok(AuthResult::success_with_user(user));
+            }
+            if self.registry.is_registered(user) {
+                let reason = format!("MQTT connect from {client_addr} refused: wrong secret");
+                self.ingest.reject(user, &reason).await;
+            } else {
+                warn!(%client_addr, user, "MQTT connect refused: unknown device");
+            }
+            Ok(AuthResult::fail_with_reason(
+                ReasonCode::BadUsernameOrPassword,
+                "unknown device or wrong secret",
+            ))
+        })
+    }
+
+    fn authorize_publish<'a>(
+        &'a self,
+        _client_id: &str,
+        user_id: Option<&'a str>,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(device) = user_id else { return false };
+            if may_publish(device, topic) {
+                return true;
+            }
+            let reason = format!(
+                "publish to {topic:?} refused: a device may publish only under devices/{device}/"
+            );
+            self.ingest.reject(device, &reason).await;
+            false
+        })
+    }
+
+    fn authorize_subscribe<'a>(
+        &'a self,
+        _client_id: &str,
+        user_id: Option<&'a str>,
+        topic_filter: &'a str,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(device) = user_id else { return false };
+            if may_subscribe(device, topic_filter) {
+                return true;
+            }
+            let reason = format!(
+                "subscribe to {topic_filter:?} refused: a device may subscribe only to devices/{device}/commands/#"
+            );
+            self.ingest.reject(device, &reason).await;
+            false
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl() {
+        for (dev, t, ok) in [
+            ("d1", "devices/d1/telemetry", true),
+            ("d1", "devices/d1/status/x", true),
+            ("d1", "devices/d1", false),
+            ("d1", "devices/d1/", false),
+            ("d1", "devices/d10/telemetry", false),
+            ("d1", "devices/d2/telemetry", false),
+            ("d1", "other/d1/telemetry", false),
+        ] {
+            assert_eq!(may_publish(dev, t), ok, "publish {dev} {t}");
+        }
+        for (dev, f, ok) in [
+            ("d1", "devices/d1/commands/#", true),
+            ("d1", "devices/d1/commands", true),
+            ("d1", "devices/d1/commands/led", true),
+            ("d1", "devices/d1/#", false),
+            ("d1", "devices/+/commands/#", false),
+            ("d1", "devices/d1/commandsX", false),
+            ("d1", "#", false),
+            ("d1", "$share/g/devices/d1/commands/#", false),
+        ] {
+            assert_eq!(may_subscribe(dev, f), ok, "subscribe {dev} {f}");
+        }
+    }
+}

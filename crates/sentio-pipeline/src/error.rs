@@ -1,0 +1,15 @@
+//! Pipeline errors.
+
+/// Why the pipeline could not take or process something.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The store failed (disk full, I/O); the points were not acknowledged.
+    #[error("storage failed: {0}")]
+    Store(#[from] sentio_store::StoreError),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Nothing in the payload could be accepted.
+    #[error("nothing accepted: {0}")]
+    Rejected(String),
+}

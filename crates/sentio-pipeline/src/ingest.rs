@@ -1,0 +1,182 @@
+//! The ingest stage: payload → points → durable commit → acknowledgement.
+
+use std::sync::Arc;
+
+use sentio_core::{DeviceId, Point, telemetry, time};
+use sentio_store::{DeviceRegistry, SeriesStore};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, warn};
+
+use crate::{PipelineError, Presence, Stats};
+
+/// Points of one payload on their way to the store, with whom to tell when they are durable.
+pub(crate) struct Batch {
+    points: Vec<Point>,
+    ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// What a payload yielded once stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// Points stored.
+    pub points: usize,
+    /// Reasons for the parts that were refused.
+    pub rejected: Vec<String>,
+}
+
+/// The way into the pipeline, shared by the MQTT broker and HTTP ingest. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Batch>,
+    registry: Arc<dyn DeviceRegistry>,
+    presence: Arc<Presence>,
+    stats: Arc<Stats>,
+    max_future_ms: i64,
+}
+
+impl Ingest {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Batch>,
+        registry: Arc<dyn DeviceRegistry>,
+        presence: Arc<Presence>,
+        stats: Arc<Stats>,
+        max_future_ms: i64,
+    ) -> Self {
+        Self {
+            tx,
+            registry,
+            presence,
+            stats,
+            max_future_ms,
+        }
+    }
+
+    /// Takes a telemetry payload from an authenticated `device`. Refused parts are recorded on the
+    /// device with their reason. With `durable`, returns only once the points are committed.
+    /// Errs when nothing could be accepted or the store failed.
+    pub async fn payload(
+        &self,
+        device: &DeviceId,
+        payload: &[u8],
+        durable: bool,
+    ) -> Result<Accepted, PipelineError> {
+        let now = time::now_ms();
+        self.presence.seen(device.as_str(), now);
+        let parsed = telemetry::parse(device, payload, now, self.max_future_ms);
+        for reason in &parsed.rejected {
+            self.reject(device.as_str(), reason).await;
+        }
+        if parsed.points.is_empty() {
+            if parsed.rejected.is_empty() {
+                return Ok(Accepted {
+                    points: 0,
+                    rejected: vec![],
+                });
+            }
+            return Err(PipelineError::Rejected(parsed.rejected.join("; ")));
+        }
+        let n = parsed.points.len();
+        self.submit(parsed.points, durable).await?;
+        Ok(Accepted {
+            points: n,
+            rejected: parsed.rejected,
+        })
+    }
+
+    /// Queues points for the store; waits while the queue is full (back-pressure). With
+    /// `durable`, also waits for the commit.
+    pub async fn submit(&self, points: Vec<Point>, durable: bool) -> Result<(), PipelineError> {
+        let (ack, done) = if durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.tx
+            .send(Batch { points, ack })
+            .await
+            .map_err(|_| PipelineError::ShuttingDown)?;
+        if let Some(done) = done {
+            match done.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(PipelineError::Store(sentio_store::StoreError::Task(e)));
+                }
+                Err(_) => return Err(PipelineError::ShuttingDown),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that something a device sent was refused, and why: in the log, in the counters,
+    /// and on the device (visible through the API).
+    pub async fn reject(&self, device: &str, reason: &str) {
+        warn!(device, reason, "telemetry refused");
+        Stats::add(&self.stats.rejections, 1);
+        if let Err(e) = self
+            .registry
+            .record_rejection(device, time::now_ms(), reason)
+            .await
+        {
+            error!(device, error = %e, "could not record a refusal");
+        }
+    }
+
+    /// Presence of devices, for the broker's connect/disconnect events.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+}
+
+/// Group commit: takes every batch waiting (up to `max_points`), commits them in one
+/// transaction, acknowledges each, then hands the points to the detectors.
+pub(crate) async fn run_writer(
+    mut rx: mpsc::Receiver<Batch>,
+    detect_tx: mpsc::Sender<Vec<Point>>,
+    series: Arc<dyn SeriesStore>,
+    max_points: usize,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            b = rx.recv() => b,
+            _ = shutdown.changed() => {
+                // Stop taking new batches but drain what was already queued.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        let mut points = first.points;
+        let mut acks: Vec<_> = first.ack.into_iter().collect();
+        while points.len() < max_points {
+            match rx.try_recv() {
+                Ok(b) => {
+                    points.extend(b.points);
+                    acks.extend(b.ack);
+                }
+                Err(_) => break,
+            }
+        }
+        match series.append(&points).await {
+            Ok(()) => {
+                Stats::add(&stats.points_stored, points.len() as u64);
+                for ack in acks {
+                    let _ = ack.send(Ok(()));
+                }
+                if detect_tx.send(points).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                error!(error = %e, points = points.len(), "commit failed; points not acknowledged");
+                Stats::add(&stats.store_failures, 1);
+                let msg = e.to_string();
+                for ack in acks {
+                    let _ = ack.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}

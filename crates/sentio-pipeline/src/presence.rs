@@ -1,0 +1,120 @@
+//! Who is online: devices connected over MQTT, or that sent data recently.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sentio_core::time;
+use sentio_store::DeviceRegistry;
+use tokio::sync::watch;
+use tracing::error;
+
+use crate::{Bus, Event};
+
+/// A device without a connection is online this long after its last point (HTTP devices).
+pub const ONLINE_WINDOW_MS: i64 = 60_000;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Status {
+    last_seen_ms: i64,
+    connections: u32,
+    flushed_ms: i64,
+    announced_online: bool,
+}
+
+/// Presence of every device, kept in memory and flushed to the registry every few seconds.
+#[derive(Debug, Default)]
+pub struct Presence {
+    devices: Mutex<HashMap<String, Status>>,
+}
+
+impl Presence {
+    fn update(&self, device: &str, f: impl FnOnce(&mut Status)) {
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(device.to_string()).or_default());
+    }
+
+    /// The device sent something at `ts_ms`.
+    pub fn seen(&self, device: &str, ts_ms: i64) {
+        self.update(device, |s| s.last_seen_ms = s.last_seen_ms.max(ts_ms));
+    }
+
+    /// The device opened an MQTT connection.
+    pub fn connected(&self, device: &str) {
+        let now = time::now_ms();
+        self.update(device, |s| {
+            s.connections += 1;
+            s.last_seen_ms = s.last_seen_ms.max(now);
+        });
+    }
+
+    /// The device closed an MQTT connection.
+    pub fn disconnected(&self, device: &str) {
+        self.update(device, |s| s.connections = s.connections.saturating_sub(1));
+    }
+
+    /// Whether the device is online now, and when it was last seen (if since start).
+    pub fn status(&self, device: &str) -> (bool, Option<i64>) {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(device) {
+            Some(s) => (is_online(s, time::now_ms()), Some(s.last_seen_ms)),
+            None => (false, None),
+        }
+    }
+
+    /// Forgets a deleted device.
+    pub fn forget(&self, device: &str) {
+        self.devices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(device);
+    }
+}
+
+fn is_online(s: &Status, now: i64) -> bool {
+    s.connections > 0 || now - s.last_seen_ms < ONLINE_WINDOW_MS
+}
+
+/// Every 2 s: writes new last-seen times to the registry and announces online/offline changes.
+pub(crate) async fn run_flusher(
+    presence: Arc<Presence>,
+    registry: Arc<dyn DeviceRegistry>,
+    bus: Arc<dyn Bus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let now = time::now_ms();
+        let mut to_flush = Vec::new();
+        let mut changes = Vec::new();
+        {
+            let mut map = presence.devices.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, s) in map.iter_mut() {
+                if s.last_seen_ms > s.flushed_ms {
+                    to_flush.push((id.clone(), s.last_seen_ms));
+                    s.flushed_ms = s.last_seen_ms;
+                }
+                let online = is_online(s, now);
+                if online != s.announced_online {
+                    s.announced_online = online;
+                    changes.push((id.clone(), online));
+                }
+            }
+        }
+        if !to_flush.is_empty() {
+            if let Err(e) = registry.touch(&to_flush).await {
+                error!(error = %e, "could not record last-seen times");
+            }
+        }
+        for (device, online) in changes {
+            bus.publish(Event::Presence { device, online });
+        }
+        if stopping {
+            break;
+        }
+    }
+}
