@@ -1,0 +1,221 @@
+//! Smart-building rooms: occupancy follows office hours (UTC time of day, weekdays), and drives
+//! CO2 and temperature; light combines daylight with artificial lighting when occupied.
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::faults::Effect;
+use crate::model::{DeviceModel, MetricSpec};
+use crate::noise::{Wander, gauss, hour_of_day, relax, uniform, weekday};
+
+pub(crate) const METRICS: &[&str] = &["temperature", "humidity", "co2", "light", "occupancy"];
+
+const SPECS: &[MetricSpec] = &[
+    MetricSpec {
+        name: "temperature",
+        precision: 0.01,
+        min: -10.0,
+        max: 60.0,
+    },
+    MetricSpec {
+        name: "humidity",
+        precision: 0.1,
+        min: 0.0,
+        max: 100.0,
+    },
+    MetricSpec {
+        name: "co2",
+        precision: 1.0,
+        min: 350.0,
+        max: 5000.0,
+    },
+    MetricSpec {
+        name: "light",
+        precision: 1.0,
+        min: 0.0,
+        max: 20_000.0,
+    },
+    MetricSpec {
+        name: "occupancy",
+        precision: 1.0,
+        min: 0.0,
+        max: 100.0,
+    },
+];
+
+/// Outdoor CO2 concentration, ppm.
+const OUTDOOR_CO2: f64 = 420.0;
+
+/// Fraction of a room's capacity expected present at hour `h` (UTC) of a given weekday.
+pub(crate) fn occupancy_profile(h: f64, weekday: i64) -> f64 {
+    if weekday >= 5 {
+        return 0.0;
+    }
+    match h {
+        h if h < 7.0 => 0.0,
+        h if h < 9.0 => 0.8 * (h - 7.0) / 2.0,
+        h if h < 12.0 => 0.8,
+        h if h < 13.0 => 0.45,
+        h if h < 17.0 => 0.8,
+        h if h < 19.0 => 0.8 * (19.0 - h) / 2.0,
+        _ => 0.0,
+    }
+}
+
+/// Whether the HVAC runs its daytime setpoint (weekdays 06:00-19:00 UTC).
+fn hvac_day(h: f64, weekday: i64) -> bool {
+    weekday < 5 && (6.0..19.0).contains(&h)
+}
+
+/// Daylight factor in `[0, 1]`: a half sine between 06:00 and 18:00 UTC.
+fn daylight(h: f64) -> f64 {
+    if (6.0..18.0).contains(&h) {
+        (std::f64::consts::PI * (h - 6.0) / 12.0).sin()
+    } else {
+        0.0
+    }
+}
+
+pub(crate) struct Room {
+    capacity: i64,
+    occupancy: i64,
+    temperature: f64,
+    co2: f64,
+    setpoint_day: f64,
+    setpoint_night: f64,
+    base_humidity: f64,
+    co2_per_person: f64,
+    window_lux: f64,
+    temp_wander: Wander,
+    humidity_wander: Wander,
+    cloud: Wander,
+}
+
+impl Room {
+    pub(crate) fn new(rng: &mut ChaCha8Rng, start_ms: i64) -> Self {
+        let capacity = 4 + (uniform(rng, 0.0, 9.0) as i64);
+        let mut room = Self {
+            capacity,
+            occupancy: 0,
+            temperature: 0.0,
+            co2: OUTDOOR_CO2,
+            setpoint_day: uniform(rng, 21.0, 22.5),
+            setpoint_night: uniform(rng, 17.5, 19.0),
+            base_humidity: uniform(rng, 36.0, 48.0),
+            co2_per_person: uniform(rng, 45.0, 70.0),
+            window_lux: uniform(rng, 150.0, 600.0),
+            temp_wander: Wander::new(rng, 0.15, 900.0),
+            humidity_wander: Wander::new(rng, 1.5, 1800.0),
+            cloud: Wander::new(rng, 0.25, 1200.0),
+        };
+        room.occupancy = room.target_occupancy(start_ms);
+        room.co2 = room.co2_target();
+        room.temperature = room.temperature_target(start_ms);
+        room
+    }
+
+    fn target_occupancy(&self, ts_ms: i64) -> i64 {
+        let p = occupancy_profile(hour_of_day(ts_ms), weekday(ts_ms));
+        (self.capacity as f64 * p).round() as i64
+    }
+
+    fn co2_target(&self) -> f64 {
+        OUTDOOR_CO2 + self.co2_per_person * self.occupancy as f64
+    }
+
+    fn temperature_target(&self, ts_ms: i64) -> f64 {
+        let h = hour_of_day(ts_ms);
+        let setpoint = if hvac_day(h, weekday(ts_ms)) {
+            self.setpoint_day
+        } else {
+            self.setpoint_night
+        };
+        setpoint + 0.12 * self.occupancy as f64 + 0.6 * daylight(h)
+    }
+
+    fn step_occupancy(&mut self, ts_ms: i64, dt_s: f64, rng: &mut ChaCha8Rng) {
+        let target = self.target_occupancy(ts_ms);
+        // People arrive or leave one at a time, about every 45 s while the room is off target.
+        if target != self.occupancy && uniform(rng, 0.0, 1.0) < 1.0 - (-dt_s / 45.0).exp() {
+            self.occupancy += (target - self.occupancy).signum();
+        }
+        // During office hours someone wanders in or out every few minutes.
+        if target > 0 && uniform(rng, 0.0, 1.0) < 1.0 - (-dt_s / 240.0).exp() {
+            let delta = if uniform(rng, 0.0, 1.0) < 0.5 { -1 } else { 1 };
+            self.occupancy = (self.occupancy + delta).clamp(0, self.capacity);
+        }
+    }
+}
+
+impl DeviceModel for Room {
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS
+    }
+
+    fn sample(
+        &mut self,
+        ts_ms: i64,
+        dt_s: f64,
+        rng: &mut ChaCha8Rng,
+        _effects: &[Effect],
+    ) -> Vec<f64> {
+        let h = hour_of_day(ts_ms);
+        self.step_occupancy(ts_ms, dt_s, rng);
+        self.co2 = relax(self.co2, self.co2_target(), dt_s, 600.0);
+        self.temperature = relax(
+            self.temperature,
+            self.temperature_target(ts_ms),
+            dt_s,
+            900.0,
+        );
+
+        let temp_wander = self.temp_wander.step(rng, dt_s);
+        let temperature = self.temperature + temp_wander + 0.04 * gauss(rng);
+        let humidity =
+            self.base_humidity + 0.4 * self.occupancy as f64 + self.humidity_wander.step(rng, dt_s)
+                - 0.8 * (self.temperature - 21.0)
+                + 0.25 * gauss(rng);
+        let co2 = self.co2 + 6.0 * gauss(rng);
+        let cloud = (1.0 + self.cloud.step(rng, dt_s)).clamp(0.3, 1.4);
+        let artificial = if self.occupancy > 0 { 400.0 } else { 0.0 };
+        let lux = self.window_lux * daylight(h) * cloud + artificial;
+        let light = lux + (2.0 + 0.01 * lux) * gauss(rng);
+        vec![temperature, humidity, co2, light, self.occupancy as f64]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn office_hours_profile() {
+        assert_eq!(occupancy_profile(3.0, 1), 0.0);
+        assert_eq!(occupancy_profile(10.0, 1), 0.8);
+        assert!(occupancy_profile(12.5, 1) < occupancy_profile(10.0, 1));
+        assert_eq!(occupancy_profile(10.0, 6), 0.0, "Sunday is empty");
+        assert!(daylight(12.0) > 0.99 && daylight(22.0) == 0.0);
+    }
+
+    #[test]
+    fn occupancy_drives_co2_and_temperature() {
+        // Monday 2024-01-01 04:00Z, then run through to 11:00Z at 10 s steps.
+        let start = 1_704_081_600_000;
+        let mut rng = crate::noise::stream(1, 1);
+        let mut room = Room::new(&mut rng, start);
+        let night = room.sample(start, 0.0, &mut rng, &[]);
+        let mut day = night.clone();
+        for i in 1..=(7 * 360) {
+            day = room.sample(start + i * 10_000, 10.0, &mut rng, &[]);
+        }
+        assert_eq!(night[4], 0.0, "empty at night");
+        assert!(day[4] >= 2.0, "occupied at 11:00: {}", day[4]);
+        assert!(day[2] > night[2] + 100.0, "co2 {} vs {}", day[2], night[2]);
+        assert!(day[0] > night[0] + 1.0, "temp {} vs {}", day[0], night[0]);
+        assert!(
+            day[3] > night[3] + 300.0,
+            "light {} vs {}",
+            day[3],
+            night[3]
+        );
+    }
+}

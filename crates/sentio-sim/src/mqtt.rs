@@ -1,0 +1,428 @@
+//! Publishing a fleet over MQTT: one connection per device, JSON telemetry on
+//! `devices/<id>/telemetry`, reconnection with exponential back-off.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::error::SimError;
+use crate::fleet::Fleet;
+use crate::spec::FleetSpec;
+
+/// First and longest wait before reconnecting after a failed or dropped connection.
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connections to flush and close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How to run a fleet against a broker.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker TCP port.
+    pub port: u16,
+    /// Which fleet to simulate.
+    pub spec: FleetSpec,
+    /// Time between two readings of a device (default 1 s).
+    pub interval: Duration,
+    /// Device id -> secret. The MQTT username is always the device id; the password is the
+    /// secret, or none if the device has no entry.
+    pub credentials: HashMap<String, String>,
+    /// Where to write the ground truth as JSON lines, if anywhere.
+    pub ground_truth: Option<PathBuf>,
+    /// MQTT QoS of telemetry, 0, 1 or 2 (default 1).
+    pub qos: u8,
+    /// Stop after this long; `None` runs until the shutdown future completes.
+    pub duration: Option<Duration>,
+}
+
+impl SimConfig {
+    /// A config with the defaults: 1 s interval, QoS 1, no credentials, no ground-truth file,
+    /// no time limit.
+    pub fn new(host: impl Into<String>, port: u16, spec: FleetSpec) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            spec,
+            interval: Duration::from_secs(1),
+            credentials: HashMap::new(),
+            ground_truth: None,
+            qos: 1,
+            duration: None,
+        }
+    }
+
+    fn validate(&self) -> Result<QoS, SimError> {
+        if self.host.trim().is_empty() {
+            return Err(SimError::InvalidConfig("empty broker host".into()));
+        }
+        if self.port == 0 {
+            return Err(SimError::InvalidConfig("broker port 0".into()));
+        }
+        if self.interval.is_zero() {
+            return Err(SimError::InvalidConfig("zero publish interval".into()));
+        }
+        if self.spec.device_count() == 0 {
+            return Err(SimError::InvalidConfig("the fleet has no devices".into()));
+        }
+        match self.qos {
+            0 => Ok(QoS::AtMostOnce),
+            1 => Ok(QoS::AtLeastOnce),
+            2 => Ok(QoS::ExactlyOnce),
+            q => Err(SimError::InvalidConfig(format!(
+                "QoS {q} (must be 0, 1 or 2)"
+            ))),
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self::new("127.0.0.1", 1883, FleetSpec::demo())
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimReport {
+    /// Number of simulated devices (= MQTT connections).
+    pub devices: usize,
+    /// Number of fleet steps (one reading per device each).
+    pub ticks: u64,
+    /// Telemetry messages handed to a connected client.
+    pub messages_published: u64,
+    /// Metric values in those messages.
+    pub points_published: u64,
+    /// Telemetry messages written to the network.
+    pub messages_sent: u64,
+    /// Messages acknowledged by the broker (QoS 1 PUBACK / QoS 2 PUBCOMP).
+    pub messages_acked: u64,
+    /// Readings not published because the device was disconnected or its queue was full.
+    pub messages_dropped: u64,
+    /// Successful connections (including reconnections).
+    pub connections: u64,
+    /// Connections refused by the broker (e.g. bad credentials, not authorised).
+    pub connections_refused: u64,
+    /// Other connection failures (network errors, timeouts, dropped connections).
+    pub connection_errors: u64,
+    /// Messages the client rejected for another reason than a full queue.
+    pub publish_errors: u64,
+    /// Ground-truth records written (0 without a ground-truth file).
+    pub faults_written: usize,
+}
+
+impl SimReport {
+    /// All errors: refusals, connection failures and publish errors.
+    pub fn errors(&self) -> u64 {
+        self.connections_refused + self.connection_errors + self.publish_errors
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    connections: AtomicU64,
+    refused: AtomicU64,
+    connection_errors: AtomicU64,
+}
+
+struct Connection {
+    id: String,
+    topic: String,
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the fleet `config.spec` against the broker until `shutdown` completes or
+/// `config.duration` elapses, then disconnects and reports.
+///
+/// Each device gets its own MQTT connection (client id and username = device id) and publishes
+/// `{"ts": <wall-clock ms>, "<metric>": <value>, ...}` to `devices/<id>/telemetry` every
+/// `config.interval`. A device that is disconnected skips its readings (counted as dropped) while
+/// it reconnects with exponential back-off (0.5 s to 30 s); refusals are logged as errors.
+///
+/// With `config.ground_truth`, the fault schedule is written there as JSON lines
+/// (`{"device","metric","start_ms","end_ms","kind"}`): faults known at start (one hour ahead)
+/// first, further lines appended as the schedule grows; with a `duration`, only faults that
+/// start within it.
+pub async fn run(
+    config: SimConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SimReport, SimError> {
+    let qos = config.validate()?;
+    let start_ms = now_ms();
+    let mut fleet = Fleet::new(config.spec, start_ms);
+    let stop_at_ms = config
+        .duration
+        .map(|d| start_ms.saturating_add(d.as_millis() as i64));
+    let mut truth = match &config.ground_truth {
+        Some(path) => Some(GroundTruthWriter::create(path.clone())?),
+        None => None,
+    };
+    if let Some(writer) = truth.as_mut() {
+        writer.write_new(&fleet, stop_at_ms)?;
+    }
+
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections: Vec<Connection> = fleet
+        .devices()
+        .map(|device| connect(&config, &device.id, &counters, stop_rx.clone()))
+        .collect();
+    info!(
+        devices = connections.len(),
+        host = %config.host,
+        port = config.port,
+        interval_ms = config.interval.as_millis() as u64,
+        "simulator started"
+    );
+
+    let mut report = SimReport {
+        devices: connections.len(),
+        ..SimReport::default()
+    };
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let deadline = async {
+        match config.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(shutdown, deadline);
+
+    let result = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            _ = &mut deadline => break Ok(()),
+            _ = ticker.tick() => {
+                let ts = now_ms();
+                let readings = fleet.step(ts);
+                report.ticks += 1;
+                for (reading, conn) in readings.iter().zip(&connections) {
+                    debug_assert_eq!(reading.device, conn.id);
+                    if !conn.connected.load(Ordering::Relaxed) {
+                        report.messages_dropped += 1;
+                        continue;
+                    }
+                    let payload = serde_json::to_vec(&reading.to_json())?;
+                    match conn.client.try_publish(conn.topic.as_str(), qos, false, payload) {
+                        Ok(()) => {
+                            report.messages_published += 1;
+                            report.points_published += reading.values.len() as u64;
+                        }
+                        Err(rumqttc::ClientError::TryRequest(_)) => {
+                            debug!(device = %conn.id, "request queue full, reading dropped");
+                            report.messages_dropped += 1;
+                        }
+                        Err(e) => {
+                            warn!(device = %conn.id, error = %e, "publish failed");
+                            report.publish_errors += 1;
+                        }
+                    }
+                }
+                if let Some(writer) = truth.as_mut()
+                    && let Err(e) = writer.write_new(&fleet, stop_at_ms)
+                {
+                    break Err(e);
+                }
+            }
+        }
+    };
+
+    // Graceful shutdown: queue a DISCONNECT after pending publishes, then give the event loops
+    // a moment to flush before aborting whatever is still trying to connect.
+    let _ = stop_tx.send(true);
+    for conn in &connections {
+        let _ = conn.client.try_disconnect();
+    }
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
+    for conn in connections {
+        let mut task = conn.task;
+        tokio::select! {
+            _ = &mut task => {}
+            _ = &mut grace => task.abort(),
+        }
+    }
+
+    report.messages_sent = counters.sent.load(Ordering::Relaxed);
+    report.messages_acked = counters.acked.load(Ordering::Relaxed);
+    report.connections = counters.connections.load(Ordering::Relaxed);
+    report.connections_refused = counters.refused.load(Ordering::Relaxed);
+    report.connection_errors = counters.connection_errors.load(Ordering::Relaxed);
+    report.faults_written = truth.map(|w| w.written).unwrap_or(0);
+    info!(?report, "simulator stopped");
+    result.map(|()| report)
+}
+
+fn connect(
+    config: &SimConfig,
+    id: &str,
+    counters: &Arc<Counters>,
+    stop: watch::Receiver<bool>,
+) -> Connection {
+    let mut options = MqttOptions::new(id, config.host.clone(), config.port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_session(true);
+    // An empty password is not sent at all (MQTT 3.1.1 password flag cleared).
+    let password = config.credentials.get(id).cloned().unwrap_or_default();
+    options.set_credentials(id, password);
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    let connected = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(drive(
+        id.to_owned(),
+        eventloop,
+        connected.clone(),
+        counters.clone(),
+        stop,
+    ));
+    Connection {
+        id: id.to_owned(),
+        topic: format!("devices/{id}/telemetry"),
+        client,
+        connected,
+        task,
+    }
+}
+
+/// Polls one device's event loop: tracks connection state and counts, and backs off after
+/// failures instead of spinning.
+async fn drive(
+    id: String,
+    mut eventloop: EventLoop,
+    connected: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if *stop.borrow() && !connected.load(Ordering::Relaxed) {
+            return;
+        }
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected.store(true, Ordering::Relaxed);
+                counters.connections.fetch_add(1, Ordering::Relaxed);
+                info!(device = %id, "connected to broker");
+                backoff = MIN_BACKOFF;
+            }
+            Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
+                counters.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                connected.store(false, Ordering::Relaxed);
+                debug!(device = %id, "disconnected");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let was_connected = connected.swap(false, Ordering::Relaxed);
+                if *stop.borrow() {
+                    return;
+                }
+                match &e {
+                    ConnectionError::ConnectionRefused(code) => {
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                        error!(
+                            device = %id,
+                            code = ?code,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "broker refused the connection (check the device id and secret)"
+                        );
+                    }
+                    _ => {
+                        counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                        let what = if was_connected {
+                            "connection to broker lost"
+                        } else {
+                            "cannot connect to broker"
+                        };
+                        warn!(
+                            device = %id,
+                            error = %e,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "{what}"
+                        );
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Appends ground-truth records to a JSON-lines file as the schedule grows.
+struct GroundTruthWriter {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    /// Scheduled faults already considered (written or beyond the run's end).
+    seen: usize,
+    written: usize,
+}
+
+impl GroundTruthWriter {
+    fn create(path: PathBuf) -> Result<Self, SimError> {
+        let file = std::fs::File::create(&path).map_err(|source| SimError::GroundTruth {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            file: std::io::BufWriter::new(file),
+            seen: 0,
+            written: 0,
+        })
+    }
+
+    fn write_new(&mut self, fleet: &Fleet, stop_at_ms: Option<i64>) -> Result<(), SimError> {
+        if fleet.scheduled_faults() == self.seen {
+            return Ok(());
+        }
+        let faults = fleet.ground_truth();
+        for fault in &faults[self.seen..] {
+            if stop_at_ms.is_some_and(|stop| fault.start_ms >= stop) {
+                continue;
+            }
+            let line = serde_json::to_string(fault)?;
+            writeln!(self.file, "{line}").map_err(|source| self.io_error(source))?;
+            self.written += 1;
+        }
+        self.seen = faults.len();
+        self.file.flush().map_err(|source| self.io_error(source))
+    }
+
+    fn io_error(&self, source: std::io::Error) -> SimError {
+        SimError::GroundTruth {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
