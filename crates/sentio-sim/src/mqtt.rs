@@ -250,8 +250,19 @@ pub async fn run(
         }
     };
 
-    // Graceful shutdown: queue a DISCONNECT after pending publishes, then give the event loops
-    // a moment to flush before aborting whatever is still trying to connect.
+    // Graceful shutdown: let queued publishes go out and be acknowledged (up to 1 s), queue a
+    // DISCONNECT behind them, then give the event loops a moment to flush before aborting
+    // whatever is still trying to connect.
+    let drain_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < drain_until {
+        let sent = counters.sent.load(Ordering::Relaxed);
+        let acked = counters.acked.load(Ordering::Relaxed);
+        let all_sent = sent >= report.messages_published;
+        if all_sent && (qos == QoS::AtMostOnce || acked >= sent) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = stop_tx.send(true);
     for conn in &connections {
         let _ = conn.client.try_disconnect();
@@ -423,6 +434,91 @@ impl GroundTruthWriter {
         SimError::GroundTruth {
             path: self.path.clone(),
             source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(path: &std::path::Path) -> Vec<crate::Fault> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn ground_truth_file_grows_with_the_schedule_without_duplicates() {
+        let path = std::env::temp_dir().join(format!("sentio-sim-gt-{}.jsonl", std::process::id()));
+        let start = 1_704_103_200_000;
+        let mut fleet = Fleet::new(FleetSpec::demo(), start);
+        let mut writer = GroundTruthWriter::create(path.clone()).unwrap();
+        writer.write_new(&fleet, None).unwrap();
+        let first = lines(&path);
+        assert_eq!(first, fleet.ground_truth());
+        for s in 0..=7200 {
+            fleet.step(start + s * 1000);
+        }
+        writer.write_new(&fleet, None).unwrap();
+        let all = lines(&path);
+        assert!(all.len() > first.len());
+        assert_eq!(all, fleet.ground_truth());
+        assert_eq!(writer.written, all.len());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn ground_truth_file_keeps_only_faults_starting_within_the_run() {
+        let path =
+            std::env::temp_dir().join(format!("sentio-sim-gt5-{}.jsonl", std::process::id()));
+        let start = 1_704_103_200_000;
+        let fleet = Fleet::new(FleetSpec::demo(), start);
+        let mut writer = GroundTruthWriter::create(path.clone()).unwrap();
+        let stop = start + 300_000;
+        writer.write_new(&fleet, Some(stop)).unwrap();
+        let written = lines(&path);
+        let expected: Vec<_> = fleet
+            .ground_truth()
+            .into_iter()
+            .filter(|f| f.start_ms < stop)
+            .collect();
+        assert!(!written.is_empty());
+        assert_eq!(written, expected);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn config_validation() {
+        let ok = SimConfig::default();
+        assert_eq!(ok.validate().unwrap(), QoS::AtLeastOnce);
+        let bad = [
+            SimConfig {
+                qos: 3,
+                ..SimConfig::default()
+            },
+            SimConfig {
+                interval: Duration::ZERO,
+                ..SimConfig::default()
+            },
+            SimConfig {
+                host: " ".into(),
+                ..SimConfig::default()
+            },
+            SimConfig {
+                spec: FleetSpec {
+                    seed: 1,
+                    rooms: 0,
+                    pumps: 0,
+                    wearables: 0,
+                },
+                ..SimConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(matches!(config.validate(), Err(SimError::InvalidConfig(_))));
         }
     }
 }
