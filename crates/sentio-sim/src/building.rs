@@ -176,7 +176,13 @@ impl DeviceModel for Room {
                 + 0.25 * gauss(rng);
         let co2 = self.co2 + 6.0 * gauss(rng);
         let cloud = (1.0 + self.cloud.step(rng, dt_s)).clamp(0.3, 1.4);
-        let artificial = if self.occupancy > 0 { 400.0 } else { 0.0 };
+        // Lights run on the office schedule, and whenever someone is in the room.
+        let scheduled = self.target_occupancy(ts_ms) > 0;
+        let artificial = if scheduled || self.occupancy > 0 {
+            400.0
+        } else {
+            0.0
+        };
         let lux = self.window_lux * daylight(h) * cloud + artificial;
         let light = lux + (2.0 + 0.01 * lux) * gauss(rng);
         vec![temperature, humidity, co2, light, self.occupancy as f64]
