@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::building::Room;
 use crate::factory::Pump;
-use crate::faults::{Effect, Fault, FaultKind, LOOKAHEAD_MS, Scheduler};
+use crate::faults::{Effect, Episode, Fault, FaultKind, LOOKAHEAD_MS, Scheduler};
 use crate::model::DeviceModel;
 use crate::noise::{quantize, stream};
 use crate::spec::{DeviceKind, FleetSpec, SimDevice};
@@ -175,14 +175,34 @@ impl Fleet {
     }
 
     /// Every fault scheduled so far (at least an hour past the latest step), sorted by start.
-    /// One record per affected metric: a bearing fault yields three.
+    /// One record per affected metric: a bearing fault yields two (vibration and bearing
+    /// temperature).
     pub fn ground_truth(&self) -> Vec<Fault> {
-        let mut faults: Vec<Fault> = self
+        self.records(self.scheduler.episodes.iter())
+    }
+
+    /// The faults active at `ts_ms` (`start_ms <= ts_ms < end_ms`).
+    pub fn active_faults(&self, ts_ms: i64) -> Vec<Fault> {
+        let active = self
             .scheduler
-            .episodes
+            .candidates(ts_ms)
             .iter()
+            .filter(|e| ts_ms < e.end_ms);
+        self.records(active)
+    }
+
+    /// The faults starting in `from_ms <= start_ms < to_ms` (scheduled so far).
+    pub fn faults_starting(&self, from_ms: i64, to_ms: i64) -> Vec<Fault> {
+        let episodes = &self.scheduler.episodes;
+        let lo = episodes.partition_point(|e| e.start_ms < from_ms);
+        let hi = episodes.partition_point(|e| e.start_ms < to_ms).max(lo);
+        self.records(episodes[lo..hi].iter())
+    }
+
+    fn records<'a>(&self, episodes: impl Iterator<Item = &'a Episode>) -> Vec<Fault> {
+        episodes
             .flat_map(|e| {
-                let device = self.devices[e.device_index].info.id.clone();
+                let device = &self.devices[e.device_index].info.id;
                 e.metrics.iter().map(move |metric| Fault {
                     device: device.clone(),
                     metric: (*metric).to_owned(),
@@ -191,8 +211,6 @@ impl Fleet {
                     kind: e.kind,
                 })
             })
-            .collect();
-        faults.sort_by_key(|f| f.start_ms);
-        faults
+            .collect()
     }
 }

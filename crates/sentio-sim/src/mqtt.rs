@@ -201,8 +201,15 @@ pub async fn run(
         devices: connections.len(),
         ..SimReport::default()
     };
-    let mut ticker = tokio::time::interval(config.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Give the devices a moment (up to 2 s) to connect so the first readings are not dropped.
+    let all_connected = async {
+        while !connections
+            .iter()
+            .all(|c| c.connected.load(Ordering::Relaxed))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     let deadline = async {
         match config.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -210,8 +217,20 @@ pub async fn run(
         }
     };
     tokio::pin!(shutdown, deadline);
+    let stopped_early = tokio::select! {
+        _ = &mut shutdown => true,
+        _ = &mut deadline => true,
+        _ = tokio::time::timeout(Duration::from_secs(2), all_connected) => false,
+    };
+
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_ts = start_ms;
 
     let result = loop {
+        if stopped_early {
+            break Ok(());
+        }
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
             _ = &mut deadline => break Ok(()),
@@ -219,6 +238,16 @@ pub async fn run(
                 let ts = now_ms();
                 let readings = fleet.step(ts);
                 report.ticks += 1;
+                for fault in fleet.faults_starting(last_ts, ts.max(last_ts) + 1) {
+                    info!(
+                        device = %fault.device,
+                        metric = %fault.metric,
+                        kind = %fault.kind,
+                        duration_s = (fault.end_ms - fault.start_ms) / 1000,
+                        "fault injected"
+                    );
+                }
+                last_ts = last_ts.max(ts + 1);
                 for (reading, conn) in readings.iter().zip(&connections) {
                     debug_assert_eq!(reading.device, conn.id);
                     if !conn.connected.load(Ordering::Relaxed) {

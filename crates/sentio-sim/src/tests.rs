@@ -350,3 +350,31 @@ fn values_return_to_normal_after_a_fault() {
     let after = mean(&window(&s, bearing.end_ms, bearing.end_ms + 30_000));
     assert!((after - before).abs() < 0.5, "{before} -> {after}");
 }
+
+#[test]
+fn active_and_starting_faults_agree_with_the_ground_truth() {
+    let start = MONDAY_10H;
+    let fleet = Fleet::new(FleetSpec::demo(), start);
+    let truth = fleet.ground_truth();
+    let mut starts: Vec<i64> = truth
+        .windows(2)
+        .map(|w| w[1].start_ms - w[0].start_ms)
+        .collect();
+    starts.retain(|d| *d >= 0);
+    assert_eq!(
+        starts.len(),
+        truth.len() - 1,
+        "ground truth sorted by start"
+    );
+    for ts in (start..start + 3_600_000).step_by(7_000) {
+        let expected: Vec<Fault> = truth.iter().filter(|f| f.contains(ts)).cloned().collect();
+        assert_eq!(fleet.active_faults(ts), expected, "at {ts}");
+        let starting: Vec<Fault> = truth
+            .iter()
+            .filter(|f| f.start_ms >= ts && f.start_ms < ts + 7_000)
+            .cloned()
+            .collect();
+        assert_eq!(fleet.faults_starting(ts, ts + 7_000), starting);
+    }
+    assert!(!fleet.active_faults(start + 75_000).is_empty());
+}
