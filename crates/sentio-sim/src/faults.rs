@@ -282,12 +282,18 @@ impl Scheduler {
 
     fn first_wave(&mut self, start_ms: i64) {
         let mut offset_s = FIRST_FAULT_OFFSET_S;
+        // Openers are kept short so they become obvious quickly: a bearing fault over 2.5-3.5
+        // minutes is clearly visible within a minute of its start.
         let openers = [
-            (DeviceKind::Room, FaultKind::LevelShift),
-            (DeviceKind::Pump, FaultKind::BearingFault),
-            (DeviceKind::Wearable, FaultKind::IrregularRhythm),
+            (DeviceKind::Room, FaultKind::LevelShift, (120.0, 180.0)),
+            (DeviceKind::Pump, FaultKind::BearingFault, (150.0, 210.0)),
+            (
+                DeviceKind::Wearable,
+                FaultKind::IrregularRhythm,
+                (90.0, 150.0),
+            ),
         ];
-        for (device_kind, fault_kind) in openers {
+        for (device_kind, fault_kind, duration_s) in openers {
             let candidates: Vec<usize> = (0..self.kinds.len())
                 .filter(|&i| self.kinds[i] == device_kind)
                 .collect();
@@ -300,15 +306,14 @@ impl Scheduler {
                 .find(|t| t.kind == fault_kind)
                 .expect("opener template exists");
             let start = start_ms + (offset_s * 1000.0) as i64;
-            self.push(device, template, start);
+            self.push(device, template, duration_s, start);
             offset_s += FIRST_WAVE_SPACING_S;
         }
         self.next_start_ms = start_ms + ((offset_s + 120.0) * 1000.0) as i64;
     }
 
-    fn push(&mut self, device: usize, t: &Template, start_ms: i64) {
-        let duration_ms = ((uniform(&mut self.rng, t.duration_s.0, t.duration_s.1) * 1000.0)
-            as i64)
+    fn push(&mut self, device: usize, t: &Template, duration_s: (f64, f64), start_ms: i64) {
+        let duration_ms = ((uniform(&mut self.rng, duration_s.0, duration_s.1) * 1000.0) as i64)
             .min(MAX_EPISODE_MS);
         let mut magnitude = uniform(
             &mut self.rng,
@@ -368,7 +373,7 @@ impl Scheduler {
                     }
                 })
                 .expect("weights cover the pick");
-            self.push(device, template, t0);
+            self.push(device, template, template.duration_s, t0);
             let gap_s = uniform(&mut self.rng, RECURRING_GAP_S.0, RECURRING_GAP_S.1);
             self.next_start_ms = t0 + (gap_s * 1000.0) as i64;
         }

@@ -182,6 +182,11 @@ fn first_faults_start_within_90_seconds_then_recur() {
         );
     }
     assert!(truth.iter().all(|f| f.start_ms >= start + 60_000));
+    // The openers end within ~5 minutes, so a demo shows them come and go.
+    assert!(
+        early.iter().all(|f| f.end_ms <= start + 300_000),
+        "{early:?}"
+    );
 
     // Recurring: a fault starts every 1-3 minutes during the first hour, each 20 s to 6 min long.
     let mut starts: Vec<i64> = truth
@@ -377,4 +382,30 @@ fn active_and_starting_faults_agree_with_the_ground_truth() {
         assert_eq!(fleet.faults_starting(ts, ts + 7_000), starting);
     }
     assert!(!fleet.active_faults(start + 75_000).is_empty());
+}
+
+#[test]
+fn the_opening_bearing_fault_is_clear_within_a_minute() {
+    let start = MONDAY_10H;
+    let mut fleet = Fleet::new(FleetSpec::demo(), start);
+    let ticks = simulate(&mut fleet, start, 600, 1);
+    let f = fleet
+        .ground_truth()
+        .into_iter()
+        .find(|f| f.kind == FaultKind::BearingFault && f.metric == "vibration_rms")
+        .unwrap();
+    let s = series(&ticks, &f.device, "vibration_rms");
+    let before = window(&s, f.start_ms - 60_000, f.start_ms);
+    let sd = (before
+        .iter()
+        .map(|v| (v - mean(&before)).powi(2))
+        .sum::<f64>()
+        / before.len() as f64)
+        .sqrt();
+    let at_one_minute = mean(&window(&s, f.start_ms + 50_000, f.start_ms + 60_000));
+    assert!(
+        at_one_minute > mean(&before) + 5.0 * sd,
+        "{at_one_minute} vs {} ± {sd}",
+        mean(&before)
+    );
 }
