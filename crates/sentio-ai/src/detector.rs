@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 /// Bins of the learnt daily profile.
 const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
-/// Number of statistics with a learnt distribution (point, shift, variance, density).
-const STATS: usize = 4;
+/// Number of statistics with a learnt distribution (point, shift, variance, density, sustained).
+const STATS: usize = 5;
 
 /// Tuning shared by every series. One set of parameters for all series: no per-series tuning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,8 @@ pub struct DetectorConfig {
     pub stuck_surprise: f64,
     /// Robust sigmas beyond which a point counts as a spike for the spike-density detector.
     pub spike_z: f64,
+    /// Smoothing factor of the short average of point surprises (the "sustained" detector).
+    pub short_alpha: f64,
     /// Smoothing factor of the recent spike rate.
     pub density_alpha: f64,
     /// Smoothing factor of the long-run distribution of each statistic.
@@ -69,6 +71,8 @@ pub struct DetectorConfig {
     pub min_rate: f64,
     /// Per-point decay of the suppression peak (score units per point).
     pub suppress_decay: f64,
+    /// A score must exceed the recent peak by this much to escape suppression.
+    pub suppress_margin: f64,
     /// Factor applied to scores that do not exceed the recent peak.
     pub suppress_factor: f64,
     /// Score at or above which the live engine raises an alert.
@@ -78,7 +82,7 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            warmup: 150,
+            warmup: 300,
             threshold: 5.0,
             alpha: 0.01,
             scale_alpha: 0.01,
@@ -90,15 +94,17 @@ impl Default for DetectorConfig {
             stuck_surprise: 4.0,
             spike_z: 4.0,
             density_alpha: 0.02,
+            short_alpha: 0.05,
             long_alpha: 0.001,
             min_std: 0.05,
             tail_clip: 4.0,
-            score_half: 4.0,
-            tail_sigma: 2.0,
-            excess_alpha: 0.02,
+            score_half: 2.0,
+            tail_sigma: 1.5,
+            excess_alpha: 0.05,
             min_rate: 1e-4,
-            suppress_decay: 0.003,
+            suppress_decay: 0.002,
             suppress_factor: 0.3,
+            suppress_margin: 0.05,
             alert_score: 0.5,
         }
     }
@@ -134,6 +140,7 @@ enum Kind {
     Stuck,
     Season,
     Density,
+    Sustained,
 }
 
 impl Kind {
@@ -147,6 +154,7 @@ impl Kind {
             Kind::Stuck => "stuck-sensor",
             Kind::Season => "broken-daily-pattern",
             Kind::Density => "spike-density",
+            Kind::Sustained => "sustained-deviation",
         }
     }
 }
@@ -177,6 +185,8 @@ pub struct SeriesDetector {
     /// Fast and slow rate of points beyond `spike_z`.
     density: f64,
     density_long: f64,
+    /// Short average of ln(1 + point surprise).
+    sustained: f64,
     /// Suppression: the recent peak of emitted scores.
     peak: f64,
 }
@@ -201,6 +211,7 @@ impl SeriesDetector {
             tails: [Tail::default(); STATS],
             density: 0.0,
             density_long: 0.0,
+            sustained: 0.0,
             peak: 0.0,
         }
     }
@@ -330,7 +341,8 @@ impl SeriesDetector {
         let dens_sd =
             (self.density_long.max(1e-3) * c.density_alpha / (2.0 - c.density_alpha)).sqrt();
         let z_density = ((density - self.density_long) / dens_sd).max(0.0);
-        let stats = [z_point, z_shift, z_var, z_density];
+        let sustained = self.sustained + c.short_alpha * ((1.0 + z_point).ln() - self.sustained);
+        let stats = [z_point, z_shift, z_var, z_density, sustained.exp_m1()];
         let kinds = [
             if res >= 0.0 { Kind::Spike } else { Kind::Dip },
             match (use_season, fast_res >= 0.0) {
@@ -340,6 +352,7 @@ impl SeriesDetector {
             },
             Kind::Variance,
             Kind::Density,
+            Kind::Sustained,
         ];
         for ((tail, z), kind) in self.tails.iter().zip(stats).zip(kinds) {
             let sur = tail.surprise((1.0 + z).ln(), &c);
@@ -367,10 +380,11 @@ impl SeriesDetector {
         };
         // --- suppression of repeated detections ------------------------------------------------
         let peak = self.peak * (1.0 - c.suppress_decay);
-        if score <= peak {
+        let undamped = score;
+        if score <= peak + c.suppress_margin {
             score *= c.suppress_factor;
         }
-        self.peak = peak.max(score);
+        self.peak = peak.max(undamped);
         let alert = warm && score >= c.alert_score;
 
         // --- learn ---------------------------------------------------------------------------
@@ -421,6 +435,7 @@ impl SeriesDetector {
             tail.learn((1.0 + z).ln(), la, warm_tail, &c);
         }
         self.density = density;
+        self.sustained = sustained;
         self.density_long += rate(c.long_alpha) * (hit - self.density_long);
         self.last_value = value;
         self.last_ts = ts_ms;

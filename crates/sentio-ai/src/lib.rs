@@ -8,11 +8,11 @@
 //! ```
 //! use sentio_ai::{DetectorConfig, SeriesDetector};
 //! let mut d = SeriesDetector::new(&DetectorConfig::default());
-//! for i in 0..200 {
+//! for i in 0..400 {
 //!     let s = d.update(i * 1000, 20.0 + (i % 7) as f64 * 0.1);
 //!     assert!(!s.alert);
 //! }
-//! assert!(d.update(200_000, 80.0).alert);
+//! assert!(d.update(400_000, 80.0).alert);
 //! ```
 
 mod detector;
