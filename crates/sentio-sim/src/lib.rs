@@ -11,9 +11,13 @@
 //!
 //! Faults ([`FaultKind`]): spikes, level shifts (HVAC failure, pump load change), stuck sensors,
 //! drifts, progressive bearing faults and irregular heart-rhythm episodes. The first ones start
-//! 60, 70 and 80 s after the fleet start (a room level shift on `temperature`, a pump bearing
-//! fault, a wearable irregular rhythm), then one fault starts on a random free device every 1-3
-//! minutes, each lasting 20 s to 6 minutes. [`Fleet::ground_truth`] lists them.
+//! 60, 70 and 80 s after the fleet start (a room `temperature` level shift of 2-3 min, a pump
+//! bearing fault of 2.5-3.5 min, a wearable irregular rhythm of 1.5-2.5 min; kinds absent from
+//! the fleet are skipped), then one fault starts on a random free device every 1-3 minutes, each
+//! lasting 20 s to 6 minutes. [`Fleet::ground_truth`] lists them, one record per affected metric
+//! (a bearing fault names `vibration_rms` and `bearing_temp`; motor current rises too, by ~10 %,
+//! but is not listed); [`Fleet::active_faults`] tells which are on at an instant.
+//! The schedule depends only on the seed and the fleet size, as offsets from the start.
 //!
 //! The generator is pure: [`Fleet::step`] needs no clock, so tests can simulate hours in
 //! milliseconds, and the same seed, start and timestamps always give the same readings.
@@ -39,11 +43,8 @@
 //! assert!(truth.iter().any(|f| f.kind == FaultKind::BearingFault && f.start_ms <= start + 90_000));
 //!
 //! // Same seed, same start, same timestamps: same values.
-//! let mut again = Fleet::new(spec, start);
-//! assert_eq!(again.step(start), fleet_first_tick(spec, start));
-//! # fn fleet_first_tick(spec: FleetSpec, start: i64) -> Vec<sentio_sim::Reading> {
-//! #     Fleet::new(spec, start).step(start)
-//! # }
+//! let (mut a, mut b) = (Fleet::new(spec, start), Fleet::new(spec, start));
+//! assert_eq!(a.step(start + 5_000), b.step(start + 5_000));
 //! ```
 //!
 //! Live publishing is [`run`], with a [`SimConfig`]: one MQTT connection per device (client id

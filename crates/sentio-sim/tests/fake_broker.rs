@@ -306,3 +306,14 @@ async fn rejects_an_invalid_config() {
     let err = run(config, std::future::pending()).await.unwrap_err();
     assert!(matches!(err, SimError::InvalidConfig(_)), "{err}");
 }
+
+#[tokio::test]
+async fn run_can_be_spawned_on_the_runtime() {
+    let broker = FakeBroker::start(Policy::Accept).await;
+    let mut config = broker.config(small_fleet());
+    config.duration = Some(Duration::from_millis(300));
+    // `tokio::spawn` requires the future to be Send + 'static, as the platform's tests need.
+    let handle = tokio::spawn(run(config, async {}));
+    let report = handle.await.unwrap().unwrap();
+    assert_eq!(report.ticks, 0, "shutdown already complete: no tick");
+}
