@@ -178,7 +178,6 @@ async fn publishes_json_telemetry_per_device_with_credentials() {
     assert_eq!(report.errors(), 0, "{report:?}");
     assert_eq!(report.connections, 3, "{report:?}");
     assert!(report.messages_published >= 3 * 8, "{report:?}");
-    assert_eq!(report.points_published, report.messages_published / 3 * 10);
     assert_eq!(report.messages_sent, report.messages_published);
     assert_eq!(report.messages_acked, report.messages_published);
 
@@ -199,8 +198,10 @@ async fn publishes_json_telemetry_per_device_with_credentials() {
     }
     assert_eq!(log.publishes.len() as u64, report.messages_published);
     assert_eq!(log.disconnects, 3, "graceful DISCONNECT per device");
+    let mut points = 0;
     for (topic, payload) in &log.publishes {
         let json: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        points += json.as_object().unwrap().len() as u64 - 1;
         let ts = json["ts"].as_i64().expect("ts in ms");
         assert!(
             ts >= before_ms && ts < before_ms + 10_000,
@@ -214,6 +215,7 @@ async fn publishes_json_telemetry_per_device_with_credentials() {
         };
         assert!(json[key].is_f64(), "{key} in {json}");
     }
+    assert_eq!(report.points_published, points);
 }
 
 #[tokio::test]
@@ -295,7 +297,7 @@ async fn stops_when_the_shutdown_future_completes() {
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(4));
-    assert!(report.ticks >= 5 && report.ticks <= 9, "{report:?}");
+    assert!((3..=9).contains(&report.ticks), "{report:?}");
     assert_eq!(report.errors(), 0);
 }
 
