@@ -22,8 +22,11 @@ use serde::{Deserialize, Serialize};
 /// Bins of the learnt daily profile.
 const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
-/// Number of statistics with a learnt distribution (point, shift, variance, density, sustained).
-const STATS: usize = 5;
+/// Width of one bin of the daily profile, ms.
+const BIN_MS: f64 = DAY_MS as f64 / DAY_BINS as f64;
+/// Number of statistics with a learnt distribution (point, shift, variance, density, sustained,
+/// drift).
+const STATS: usize = 6;
 
 /// Tuning shared by every series. One set of parameters for all series: no per-series tuning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +38,8 @@ pub struct DetectorConfig {
     pub threshold: f64,
     /// Smoothing factor of the slow level (0..1); smaller adapts more slowly.
     pub alpha: f64,
+    /// Smoothing factor of the slow baseline of the drift detector.
+    pub slow_alpha: f64,
     /// Smoothing factor of the robust scale (mean absolute residual).
     pub scale_alpha: f64,
     /// Smoothing factor of the fast level used for level shifts and variance changes.
@@ -53,6 +58,8 @@ pub struct DetectorConfig {
     pub spike_z: f64,
     /// Smoothing factor of the short average of point surprises (the "sustained" detector).
     pub short_alpha: f64,
+    /// Floor of the long-run spike rate used to scale the spike-density statistic.
+    pub density_floor: f64,
     /// Smoothing factor of the recent spike rate.
     pub density_alpha: f64,
     /// Smoothing factor of the long-run distribution of each statistic.
@@ -67,6 +74,11 @@ pub struct DetectorConfig {
     pub tail_sigma: f64,
     /// Smoothing factor of the mean excess over the tail threshold (per exceedance).
     pub excess_alpha: f64,
+    /// Excesses are clipped at this multiple of the mean excess before being learnt.
+    pub excess_clip: f64,
+    /// The exceedance rate learns this much slower than the bulk (so a persistent anomaly is
+    /// not learnt as normal within a few points).
+    pub rate_factor: f64,
     /// Floor of the exceedance rate.
     pub min_rate: f64,
     /// Per-point decay of the suppression peak (score units per point).
@@ -75,6 +87,16 @@ pub struct DetectorConfig {
     pub suppress_margin: f64,
     /// Factor applied to scores that do not exceed the recent peak.
     pub suppress_factor: f64,
+    /// Tolerance, as a fraction of the range seen so far, beyond which a value is a new extreme.
+    pub range_tol: f64,
+    /// Surprise (decades) of a value just beyond the tolerated range.
+    pub range_surprise: f64,
+    /// Per-point contraction of the seen range towards the level (forgets old extremes).
+    pub range_decay: f64,
+    /// Detectors below this surprise (decades) are not named in the explanation.
+    pub explain_min: f64,
+    /// Statistics are learnt on the scale z^power (0: ln(1 + z)).
+    pub power: f64,
     /// Score at or above which the live engine raises an alert.
     pub alert_score: f64,
 }
@@ -82,18 +104,20 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            warmup: 300,
+            warmup: 150,
             threshold: 5.0,
             alpha: 0.01,
+            slow_alpha: 0.001,
             scale_alpha: 0.01,
             fast_alpha: 0.1,
             clip: 5.0,
-            season_alpha: 0.1,
+            season_alpha: 0.3,
             season_gain: 0.8,
             stuck_ratio: 3.0,
             stuck_surprise: 4.0,
             spike_z: 4.0,
             density_alpha: 0.02,
+            density_floor: 0.01,
             short_alpha: 0.05,
             long_alpha: 0.001,
             min_std: 0.05,
@@ -101,11 +125,30 @@ impl Default for DetectorConfig {
             score_half: 2.0,
             tail_sigma: 1.5,
             excess_alpha: 0.05,
+            excess_clip: 5.0,
+            rate_factor: 1.0,
             min_rate: 1e-4,
             suppress_decay: 0.002,
             suppress_factor: 0.3,
             suppress_margin: 0.05,
-            alert_score: 0.5,
+            power: 0.25,
+            explain_min: 2.0,
+            range_tol: 0.05,
+            range_surprise: 4.0,
+            range_decay: 1e-5,
+            alert_score: 0.72,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// The scale on which each statistic's distribution is learnt: `z^power` (with `power`
+    /// 0 meaning ln(1 + z)).
+    fn transform(&self, z: f64) -> f64 {
+        if self.power <= 0.0 {
+            z.ln_1p()
+        } else {
+            z.max(0.0).powf(self.power)
         }
     }
 }
@@ -141,6 +184,10 @@ enum Kind {
     Season,
     Density,
     Sustained,
+    NewMax,
+    NewMin,
+    DriftUp,
+    DriftDown,
 }
 
 impl Kind {
@@ -155,6 +202,10 @@ impl Kind {
             Kind::Season => "broken-daily-pattern",
             Kind::Density => "spike-density",
             Kind::Sustained => "sustained-deviation",
+            Kind::NewMax => "new-maximum",
+            Kind::DriftUp => "drift-up",
+            Kind::DriftDown => "drift-down",
+            Kind::NewMin => "new-minimum",
         }
     }
 }
@@ -185,6 +236,15 @@ pub struct SeriesDetector {
     /// Fast and slow rate of points beyond `spike_z`.
     density: f64,
     density_long: f64,
+    /// Time of the first point, and the typical sampling interval (ms).
+    first_ts: i64,
+    dt_ms: f64,
+    /// A much slower level, the baseline of the drift detector.
+    slow_level: f64,
+    slow_mad: f64,
+    /// Range of the values seen (slowly contracting towards the level).
+    min_seen: f64,
+    max_seen: f64,
     /// Short average of ln(1 + point surprise).
     sustained: f64,
     /// Suppression: the recent peak of emitted scores.
@@ -212,6 +272,12 @@ impl SeriesDetector {
             density: 0.0,
             density_long: 0.0,
             sustained: 0.0,
+            min_seen: 0.0,
+            max_seen: 0.0,
+            slow_level: 0.0,
+            slow_mad: 0.0,
+            first_ts: 0,
+            dt_ms: 0.0,
             peak: 0.0,
         }
     }
@@ -270,6 +336,9 @@ impl SeriesDetector {
     /// The seasonal offset at `ts_ms`, when the daily profile has been learnt around it.
     fn season_offset(&self, ts_ms: i64) -> Option<f64> {
         let (i, j, w) = Self::day_pos(ts_ms);
+        if ts_ms - self.first_ts < 2 * DAY_MS {
+            return None;
+        }
         match (self.day_seen[i] >= 2, self.day_seen[j] >= 2) {
             (true, true) => Some(self.day[i] * (1.0 - w) + self.day[j] * w),
             (true, false) => Some(self.day[i]),
@@ -289,6 +358,10 @@ impl SeriesDetector {
         if self.seen == 1 || !value.is_finite() {
             if self.seen == 1 {
                 self.level = value;
+                self.min_seen = value;
+                self.max_seen = value;
+                self.slow_level = value;
+                self.first_ts = ts_ms;
                 self.last_value = value;
                 self.last_ts = ts_ms;
             }
@@ -303,6 +376,12 @@ impl SeriesDetector {
             };
         }
         let warm = self.seen > u64::from(c.warmup);
+        let gap = (ts_ms - self.last_ts).max(0) as f64;
+        self.dt_ms = if self.seen == 2 {
+            gap
+        } else {
+            self.dt_ms + 0.05 * (gap.min(4.0 * self.dt_ms) - self.dt_ms)
+        };
         // Early on, learn as a running average so the estimates settle quickly.
         let rate = |a: f64| a.max(1.0 / self.seen as f64);
         let floor = self.scale_floor();
@@ -322,7 +401,9 @@ impl SeriesDetector {
 
         // --- detector statistics, each compared with its own history -------------------------
         let warm_tail = self.seen > u64::from(c.warmup);
-        let mut best = (0.0f64, Kind::Spike);
+        // Every detector's surprise (decades of tail probability), for the verdict and its
+        // explanation.
+        let mut fired: Vec<(f64, Kind)> = Vec::new();
         let z_point = res.abs() / scale;
         let fast_res = self.fast_res + c.fast_alpha * (res - self.fast_res);
         let fast_sd = scale * (c.fast_alpha / (2.0 - c.fast_alpha)).sqrt();
@@ -338,11 +419,21 @@ impl SeriesDetector {
         let z_var = ratio.max(1.0 / ratio).ln();
         let hit = if z_point > c.spike_z { 1.0 } else { 0.0 };
         let density = self.density + c.density_alpha * (hit - self.density);
-        let dens_sd =
-            (self.density_long.max(1e-3) * c.density_alpha / (2.0 - c.density_alpha)).sqrt();
-        let z_density = ((density - self.density_long) / dens_sd).max(0.0);
+        let dens_sd = (self.density_long.max(c.density_floor) * c.density_alpha
+            / (2.0 - c.density_alpha))
+            .sqrt();
+        let z_density = ((density - self.density_long - c.density_alpha) / dens_sd).max(0.0);
         let sustained = self.sustained + c.short_alpha * ((1.0 + z_point).ln() - self.sustained);
-        let stats = [z_point, z_shift, z_var, z_density, sustained.exp_m1()];
+        let z_drift = (self.level - self.slow_level).abs()
+            / (1.25 * self.slow_mad * (c.alpha / (2.0 - c.alpha)).sqrt()).max(floor);
+        let stats = [
+            z_point,
+            z_shift,
+            z_var,
+            z_density,
+            sustained.exp_m1(),
+            z_drift,
+        ];
         let kinds = [
             if res >= 0.0 { Kind::Spike } else { Kind::Dip },
             match (use_season, fast_res >= 0.0) {
@@ -353,26 +444,49 @@ impl SeriesDetector {
             Kind::Variance,
             Kind::Density,
             Kind::Sustained,
+            if self.level >= self.slow_level {
+                Kind::DriftUp
+            } else {
+                Kind::DriftDown
+            },
         ];
         for ((tail, z), kind) in self.tails.iter().zip(stats).zip(kinds) {
-            let sur = tail.surprise((1.0 + z).ln(), &c);
-            if warm_tail && sur > best.0 {
-                best = (sur, kind);
+            let sur = tail.surprise(c.transform(z), &c);
+            if warm_tail {
+                fired.push((sur, kind));
             }
         }
         let same = (value - self.last_value).abs() <= 1e-12 * value.abs().max(1.0);
         let run = if same { self.run + 1 } else { 0 };
-        if run > 0 && self.run_max > 0.0 {
+        // Only a series that has been moving can get stuck (a constant series is just constant).
+        if warm && run > 0 && self.seen > u64::from(run) + u64::from(c.warmup) {
             let lim = c.stuck_ratio * (self.run_max + 1.0);
             let r = f64::from(run) / lim;
             if r > 1.0 {
                 let sur = c.stuck_surprise * (1.0 + r.ln());
-                if sur > best.0 {
-                    best = (sur, Kind::Stuck);
-                }
+                fired.push((sur, Kind::Stuck));
             }
         }
-        let (surprise, kind) = best;
+        // A value beyond everything seen so far (plus a tolerance of the seen range) is a new
+        // extreme, as in NAB's HTM detector's "spatial anomaly".
+        let span = self.max_seen - self.min_seen;
+        if warm && span > 0.0 {
+            let tol = c.range_tol * span;
+            let beyond = (value - self.max_seen - tol).max(self.min_seen - tol - value);
+            if beyond > 0.0 {
+                let sur = c.range_surprise + (beyond / span).ln_1p();
+                fired.push((
+                    sur,
+                    if value > self.max_seen {
+                        Kind::NewMax
+                    } else {
+                        Kind::NewMin
+                    },
+                ));
+            }
+        }
+        fired.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let surprise = fired.first().map_or(0.0, |f| f.0);
         let mut score = if warm && surprise > 0.0 {
             surprise / (surprise + c.score_half)
         } else {
@@ -391,6 +505,8 @@ impl SeriesDetector {
         let a = rate(c.alpha);
         let clipped = res_level.clamp(-c.clip * level_scale, c.clip * level_scale);
         self.level += a * clipped;
+        self.slow_level += rate(c.slow_alpha) * (self.level - self.slow_level);
+        self.slow_mad += rate(c.slow_alpha) * (clipped.abs() - self.slow_mad);
         self.level_mad += rate(c.scale_alpha) * (clipped.abs() - self.level_mad);
         let season_res = season.map(|off| value - self.level - off);
         if let Some(r) = season_res {
@@ -407,10 +523,13 @@ impl SeriesDetector {
                 continue;
             }
             let seen = self.day_seen[b];
+            // Per point, scaled so that one day's visit of a bin moves it by about
+            // `season_alpha`, whatever the sampling interval.
+            let per_visit = (self.dt_ms / BIN_MS).min(1.0);
             let ab = if seen == 0 {
                 1.0
             } else {
-                (c.season_alpha * wt).max(wt / f64::from(seen + 1))
+                (c.season_alpha * per_visit * wt).max(wt / f64::from(seen + 1))
             };
             let s = (1.25 * self.season_mad).max(floor);
             let target = if seen == 0 {
@@ -432,13 +551,17 @@ impl SeriesDetector {
         self.run_max *= 1.0 - 1e-4;
         let la = rate(c.long_alpha);
         for (tail, z) in self.tails.iter_mut().zip(stats) {
-            tail.learn((1.0 + z).ln(), la, warm_tail, &c);
+            tail.learn(c.transform(z), la, warm_tail, &c);
         }
         self.density = density;
         self.sustained = sustained;
         self.density_long += rate(c.long_alpha) * (hit - self.density_long);
         self.last_value = value;
         self.last_ts = ts_ms;
+        self.max_seen = self.max_seen.max(value);
+        self.min_seen = self.min_seen.min(value);
+        self.max_seen -= c.range_decay * (self.max_seen - self.level);
+        self.min_seen -= c.range_decay * (self.min_seen - self.level);
 
         Score {
             score,
@@ -447,10 +570,19 @@ impl SeriesDetector {
             lower: expected - c.threshold * scale,
             upper: expected + c.threshold * scale,
             observed: value,
-            detector: if warm {
-                kind.name().to_string()
-            } else {
+            detector: if !warm {
                 "warm-up".into()
+            } else if surprise < c.explain_min {
+                "none".into()
+            } else {
+                // The strongest detector, plus those nearly as surprised.
+                let names: Vec<&str> = fired
+                    .iter()
+                    .take_while(|f| f.0 >= c.explain_min.max(0.5 * surprise))
+                    .take(3)
+                    .map(|f| f.1.name())
+                    .collect();
+                names.join("+")
             },
         }
     }
@@ -502,11 +634,11 @@ impl Tail {
         let sd = self.var.sqrt().max(c.min_std);
         let t = self.threshold(c);
         let over = u > t;
-        self.rate += la * (f64::from(u8::from(over)) - self.rate);
+        self.rate += la * c.rate_factor * (f64::from(u8::from(over)) - self.rate);
         if over && warm {
             self.exceedances = (self.exceedances + 1.0).min(1e6);
             let a = c.excess_alpha.max(1.0 / (self.exceedances + 4.0));
-            self.excess += a * ((u - t) - self.excess);
+            self.excess += a * ((u - t).min(c.excess_clip * self.excess) - self.excess);
         }
         let u = u.min(self.mean + c.tail_clip * sd);
         let d = u - self.mean;
@@ -519,30 +651,166 @@ impl Tail {
 mod tests {
     use super::*;
 
-    fn run(values: impl IntoIterator<Item = f64>) -> Vec<Score> {
+    /// Deterministic standard normal noise (xorshift + Box-Muller), so tests are reproducible.
+    struct Noise(u64);
+
+    impl Noise {
+        fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            let (u, v) = (self.uniform(), self.uniform());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        }
+    }
+
+    /// Runs a 1 Hz series through a fresh detector.
+    fn run(values: &[f64]) -> Vec<Score> {
         let mut d = SeriesDetector::new(&DetectorConfig::default());
         values
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, v)| d.update(i as i64 * 1000, v))
+            .map(|(i, &v)| d.update(1_700_000_000_000 + i as i64 * 1000, v))
             .collect()
     }
 
+    /// Healthy sensor: a level, a slow daily-like wave, Gaussian noise.
+    fn healthy(n: usize, seed: u64, level: f64, noise: f64) -> Vec<f64> {
+        let mut rng = Noise(seed);
+        (0..n)
+            .map(|i| level + noise * 2.0 * (i as f64 / 3000.0).sin() + noise * rng.normal())
+            .collect()
+    }
+
+    enum Fault {
+        None,
+        Spike(usize, f64),
+        Shift(usize, f64),
+        Drift(usize, f64),
+        Stuck(usize),
+        Noisier(usize, f64),
+    }
+
+    /// `check(input, expected)`: the first alert at or after the fault start, within `within`
+    /// points (or no alert at all for `Fault::None`).
+    fn check(name: &str, fault: Fault, within: usize) {
+        let n = 6000;
+        let mut v = healthy(n, 0x9E37_79B9_7F4A_7C15 ^ name.len() as u64, 20.0, 0.5);
+        let start = match fault {
+            Fault::None => n,
+            Fault::Spike(at, size) => {
+                v[at] += size;
+                at
+            }
+            Fault::Shift(at, size) => {
+                v[at..].iter_mut().for_each(|x| *x += size);
+                at
+            }
+            Fault::Drift(at, per_point) => {
+                for (k, x) in v[at..].iter_mut().enumerate() {
+                    *x += per_point * k as f64;
+                }
+                at
+            }
+            Fault::Stuck(at) => {
+                let stuck = v[at];
+                v[at..].iter_mut().for_each(|x| *x = stuck);
+                at
+            }
+            Fault::Noisier(at, factor) => {
+                let mut rng = Noise(7);
+                v[at..]
+                    .iter_mut()
+                    .for_each(|x| *x += 0.5 * (factor - 1.0) * rng.normal());
+                at
+            }
+        };
+        let scores = run(&v);
+        let before: Vec<usize> = (0..start.min(n)).filter(|&i| scores[i].alert).collect();
+        assert!(before.is_empty(), "{name}: false alerts at {before:?}");
+        if start < n {
+            let first = (start..n).find(|&i| scores[i].alert);
+            let Some(first) = first else {
+                panic!("{name}: no alert after {start}");
+            };
+            assert!(
+                first - start <= within,
+                "{name}: first alert {} points after the fault (limit {within})",
+                first - start
+            );
+            let s = &scores[first];
+            assert!(
+                s.lower <= s.expected && s.expected <= s.upper,
+                "{name}: {s:?}"
+            );
+            assert!(s.detector != "warm-up", "{name}: {s:?}");
+        }
+    }
+
     #[test]
-    fn noisy_stationary_series_stays_quiet() {
-        let vals = (0..2000).map(|i| 10.0 + ((i * 7919) % 13) as f64 * 0.05);
-        assert_eq!(run(vals).iter().filter(|s| s.alert).count(), 0);
+    fn faults_are_alerted_and_healthy_data_is_quiet() {
+        check("healthy", Fault::None, 0);
+        check("spike up", Fault::Spike(4000, 6.0), 0);
+        check("spike down", Fault::Spike(4000, -6.0), 0);
+        check("level shift", Fault::Shift(4000, 2.0), 30);
+        check("drift", Fault::Drift(4000, 0.25), 300);
+        check("stuck sensor", Fault::Stuck(4000), 600);
+        check("variance change", Fault::Noisier(4000, 4.0), 60);
+    }
+
+    #[test]
+    fn many_healthy_series_stay_quiet() {
+        for seed in 1..=20u64 {
+            let v = healthy(20_000, seed * 7919, 100.0 * seed as f64, seed as f64 * 0.3);
+            let alerts: Vec<(usize, Score)> = run(&v)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, s)| s.alert)
+                .collect();
+            assert!(alerts.is_empty(), "seed {seed}: {alerts:?}");
+        }
+    }
+
+    #[test]
+    fn quantised_and_flat_series_stay_quiet() {
+        let flat = vec![45.0; 5000];
+        assert!(run(&flat).iter().all(|s| !s.alert));
+        let steps: Vec<f64> = (0..5000)
+            .map(|i| 10.0 + ((i * 7919) % 13) as f64 * 0.05)
+            .collect();
+        assert!(run(&steps).iter().all(|s| !s.alert));
     }
 
     #[test]
     fn spike_is_alerted_with_explanation() {
-        let mut vals: Vec<f64> = (0..300).map(|i| 10.0 + (i % 5) as f64 * 0.1).collect();
+        let mut vals: Vec<f64> = (0..600).map(|i| 10.0 + (i % 5) as f64 * 0.1).collect();
         vals.push(30.0);
-        let scores = run(vals);
+        let scores = run(&vals);
         let last = scores.last().unwrap();
         assert!(last.alert, "{last:?}");
         assert!(last.expected > 9.5 && last.expected < 10.6, "{last:?}");
         assert!(last.upper < 30.0);
         assert_eq!(last.observed, 30.0);
+        assert!(last.detector.contains("spike"), "{last:?}");
+    }
+
+    #[test]
+    fn state_survives_a_restart() {
+        let v = healthy(3000, 42, 5.0, 0.2);
+        let mut a = SeriesDetector::new(&DetectorConfig::default());
+        for (i, &x) in v[..2000].iter().enumerate() {
+            a.update(i as i64 * 1000, x);
+        }
+        let saved = serde_json::to_string(&a).unwrap();
+        let mut b: SeriesDetector = serde_json::from_str(&saved).unwrap();
+        for (i, &x) in v[2000..].iter().enumerate() {
+            let t = (2000 + i) as i64 * 1000;
+            assert_eq!(a.update(t, x), b.update(t, x));
+        }
+        assert!(a.memory_bytes() < 4096, "{}", a.memory_bytes());
+        assert!(saved.len() < 8192, "{}", saved.len());
     }
 }
