@@ -1,1 +1,71 @@
-//! placeholder
+//! Sentio's HTTP face: the REST API (`/api/v1/...`), the live WebSocket stream, HTTP telemetry
+//! ingest, `/metrics`, and the dashboard page, served from the binary itself.
+//!
+//! This is the only crate that defines JSON wire types (DTOs); errors from every layer become
+//! `{"error": ..., "detail": ...}` with a fitting status in one place ([`ApiError`]).
+//!
+//! Admin endpoints need `Authorization: Bearer <admin token>`; the WebSocket also takes
+//! `?token=` because browsers cannot set headers on WebSocket requests. Devices posting
+//! telemetry use HTTP Basic with their own id and secret.
+
+mod auth;
+mod dto;
+mod error;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use sentio_pipeline::{Bus, Ingest, Presence, Stats};
+use sentio_store::{AlertStore, DeviceRegistry, SeriesStore};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// Largest HTTP request body accepted (telemetry and JSON): 256 KiB.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Everything the handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    /// Devices.
+    pub registry: Arc<dyn DeviceRegistry>,
+    /// Series.
+    pub series: Arc<dyn SeriesStore>,
+    /// Alerts.
+    pub alerts: Arc<dyn AlertStore>,
+    /// The way into the pipeline.
+    pub ingest: Ingest,
+    /// Live events.
+    pub bus: Arc<dyn Bus>,
+    /// Who is online.
+    pub presence: Arc<Presence>,
+    /// Pipeline counters.
+    pub stats: Arc<Stats>,
+    /// Digest of the admin token (compared in constant time).
+    pub admin_token: blake3::Hash,
+}
+
+impl AppState {
+    /// Digest of an admin token, as stored in [`AppState::admin_token`].
+    pub fn token_digest(token: &str) -> blake3::Hash {
+        blake3::hash(token.as_bytes())
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves the application on an already bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -76,7 +76,10 @@ impl Broker {
             .with_storage(storage)
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
-        mqtt.auth_config.allow_anonymous = false;
+        // mqtt5 builds a default provider from this flag and refuses to start without a password
+        // file when it is false; that provider is replaced right below by `DeviceAuth`, which
+        // never admits anonymous clients.
+        mqtt.auth_config.allow_anonymous = true;
         let inner = MqttBroker::with_config(mqtt)
             .await
             .map_err(|e| BrokerError::Start(e.to_string()))?

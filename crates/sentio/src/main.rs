@@ -1,11 +1,24 @@
-//! The `sentio` binary: command line, wiring, signals. The only place that uses `anyhow`.
+//! The `sentio` binary: command line, logging, signals. The only place (with `node`) that uses
+//! `anyhow`.
 
 mod ai_cli;
+mod sim_cli;
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use sentio::node::{Node, NodeConfig};
+use sentio::token::TokenSource;
+use sentio_sim::FleetSpec;
+use tracing::info;
 
 #[derive(Debug, Parser)]
-#[command(name = "sentio", version, about = "Sentio: an AIoT platform in one binary")]
+#[command(
+    name = "sentio",
+    version,
+    about = "Sentio: an AIoT platform in one binary (MQTT broker, time-series store, anomaly detection, API, dashboard)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,6 +26,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a node: embedded MQTT broker, store, anomaly detection, HTTP API and dashboard.
+    Serve(ServeArgs),
+    /// Run a simulated fleet (building, factory, wearables) against an MQTT broker.
+    Sim(sim_cli::SimArgs),
     /// Score a CSV file with the live anomaly engine.
     Detect(ai_cli::DetectArgs),
     /// Benchmarks.
@@ -26,10 +43,112 @@ enum BenchCommand {
     Nab(ai_cli::NabArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Data directory: database, broker state and the generated admin token live here.
+    #[arg(long, default_value = "data", env = "SENTIO_DATA")]
+    data: PathBuf,
+    /// MQTT listen address (TCP).
+    #[arg(long, default_value = "0.0.0.0:1883", env = "SENTIO_MQTT")]
+    mqtt: SocketAddr,
+    /// HTTP listen address: REST API, WebSocket stream and dashboard.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "SENTIO_HTTP")]
+    http: SocketAddr,
+    /// Admin token for the API (at least 16 characters). When absent, a random one is generated
+    /// on first start and written to <data>/admin.token (mode 0600).
+    #[arg(long, env = "SENTIO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Also run a simulated demo fleet (4 rooms, 3 pumps, 3 wearables) that connects to the
+    /// embedded broker over MQTT and injects faults; ground truth goes to
+    /// <data>/demo-ground-truth.jsonl.
+    #[arg(long)]
+    demo: bool,
+    /// Seed of the demo fleet.
+    #[arg(long, default_value_t = 42)]
+    demo_seed: u64,
+    /// Largest MQTT packet accepted, in bytes.
+    #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_PACKET)]
+    max_packet_size: usize,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mqtt5=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = NodeConfig::new(&args.data);
+    config.mqtt = args.mqtt;
+    config.http = args.http;
+    config.admin_token = args.admin_token;
+    config.max_packet_size = args.max_packet_size;
+    if args.demo {
+        config.demo = Some(FleetSpec {
+            seed: args.demo_seed,
+            ..FleetSpec::demo()
+        });
+    }
+    let node = Node::start(config).await?;
+    let host = if node.http_addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        node.http_addr.ip().to_string()
+    };
+    let token_note = match &node.token_source {
+        TokenSource::File(p) => format!("admin token in {}", p.display()),
+        TokenSource::Configured => "admin token as configured".to_string(),
+    };
+    info!(mqtt = %node.mqtt_addr, http = %node.http_addr, "Sentio is running");
+    info!(
+        "dashboard: http://{host}:{}/  ({token_note}; API: http://{host}:{}/api/v1/devices)",
+        node.http_addr.port(),
+        node.http_addr.port()
+    );
+    shutdown_signal().await;
+    info!("shutting down: draining accepted data into the store");
+    node.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (with its causes), not a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Detect(args) => ai_cli::run_detect(args),
         Command::Bench(BenchCommand::Nab(args)) => ai_cli::run_bench_nab(args),
+        Command::Serve(args) => {
+            init_logging();
+            tokio::runtime::Runtime::new()?.block_on(serve(args))
+        }
+        Command::Sim(args) => {
+            init_logging();
+            tokio::runtime::Runtime::new()?.block_on(sim_cli::run(args, shutdown_signal()))
+        }
     }
 }

@@ -1,0 +1,105 @@
+//! JSON wire types of the API.
+
+use std::collections::BTreeMap;
+
+use sentio_core::time::format_time;
+use sentio_store::Device;
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/devices` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDevice {
+    pub id: String,
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/devices` answer: the only time the secret is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedDevice {
+    pub id: String,
+    pub secret: String,
+    pub mqtt_username: String,
+    pub telemetry_topic: String,
+}
+
+/// A device as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub labels: BTreeMap<String, String>,
+    pub created: String,
+    pub created_ms: i64,
+    pub status: &'static str,
+    pub last_seen: Option<String>,
+    pub last_seen_ms: Option<i64>,
+    pub rejected_count: u64,
+    pub last_rejection: Option<RejectionView>,
+}
+
+/// The latest refusal of something a device sent.
+#[derive(Debug, Serialize)]
+pub struct RejectionView {
+    pub reason: String,
+    pub at: String,
+    pub at_ms: i64,
+}
+
+impl DeviceView {
+    pub fn new(d: Device, online: bool, seen_now: Option<i64>) -> Self {
+        let last_seen_ms = match (d.last_seen_ms, seen_now) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            created: format_time(d.created_ms),
+            created_ms: d.created_ms,
+            status: if online { "online" } else { "offline" },
+            last_seen: last_seen_ms.map(format_time),
+            last_seen_ms,
+            rejected_count: d.rejected_count,
+            last_rejection: match (d.last_rejection, d.last_rejection_ms) {
+                (Some(reason), Some(at_ms)) => Some(RejectionView {
+                    reason,
+                    at: format_time(at_ms),
+                    at_ms,
+                }),
+                _ => None,
+            },
+            id: d.id,
+            name: d.name,
+            kind: d.kind,
+            labels: d.labels,
+        }
+    }
+}
+
+/// Query string of a series range.
+#[derive(Debug, Deserialize)]
+pub struct RangeParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub step: Option<String>,
+    pub agg: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Query string of `GET /api/v1/alerts`.
+#[derive(Debug, Deserialize)]
+pub struct AlertParams {
+    pub state: Option<String>,
+    pub device: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Query string of `DELETE /api/v1/devices/<id>`.
+#[derive(Debug, Deserialize)]
+pub struct DeleteParams {
+    #[serde(default)]
+    pub erase: bool,
+}

@@ -1,0 +1,132 @@
+//! One mapping from every error to an HTTP status and a JSON body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sentio_pipeline::PipelineError;
+use sentio_store::StoreError;
+use serde_json::json;
+
+/// An error as the API reports it: `{"error": <short>, "detail": <sentence>}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Short machine-friendly name.
+    pub error: &'static str,
+    /// A sentence for people.
+    pub detail: String,
+}
+
+impl ApiError {
+    /// Any error.
+    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    /// 401 for the admin API.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "detail": self.detail})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer, Basic realm=\"sentio\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::DuplicateDevice(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::UnknownDevice(_) => Self::not_found(e.to_string()),
+            StoreError::InvalidQuery(_) => Self::bad_request(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "store error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Rejected(reason) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected",
+                format!("nothing accepted: {reason}"),
+            ),
+            PipelineError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the node is shutting down; retry on another node or later",
+            ),
+            PipelineError::Store(e) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("not stored, retry later: {e}"),
+            ),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        Self::new(r.status(), "bad_request", r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        let status = r.status();
+        let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        Self::new(
+            status,
+            error,
+            format!("{} (limit {} bytes)", r.body_text(), crate::MAX_BODY),
+        )
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request(r.body_text())
+    }
+}

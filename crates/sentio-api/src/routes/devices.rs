@@ -1,0 +1,100 @@
+//! The device registry.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use sentio_core::{DeviceId, topic};
+use sentio_store::NewDevice;
+use serde_json::{Value, json};
+
+use crate::auth::Admin;
+use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView};
+use crate::{ApiError, AppState};
+
+pub async fn create(
+    _: Admin,
+    State(s): State<AppState>,
+    body: Result<Json<CreateDevice>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedDevice>), ApiError> {
+    let Json(body) = body?;
+    let id = DeviceId::parse(&body.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if body.name.as_deref().is_some_and(|n| n.len() > 200) {
+        return Err(ApiError::bad_request("name is longer than 200 characters"));
+    }
+    let (device, secret) = s
+        .registry
+        .create_device(NewDevice {
+            id: id.to_string(),
+            name: body.name,
+            kind: body.kind,
+            labels: body.labels,
+        })
+        .await?;
+    tracing::info!(device = %device.id, "device registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedDevice {
+            telemetry_topic: topic::telemetry(&device.id),
+            mqtt_username: device.id.clone(),
+            id: device.id,
+            secret,
+        }),
+    ))
+}
+
+pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let devices: Vec<DeviceView> = s
+        .registry
+        .list_devices()
+        .await?
+        .into_iter()
+        .map(|d| {
+            let (online, seen) = s.presence.status(&d.id);
+            DeviceView::new(d, online, seen)
+        })
+        .collect();
+    Ok(Json(json!({ "devices": devices })))
+}
+
+pub async fn show(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let d = s
+        .registry
+        .get_device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
+    let (online, seen) = s.presence.status(&d.id);
+    Ok(Json(DeviceView::new(d, online, seen)))
+}
+
+pub async fn delete(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params?;
+    let removed = s.registry.delete_device(&id, params.erase).await?;
+    s.presence.forget(&id);
+    tracing::info!(device = %id, erase = params.erase, ?removed, "device deleted");
+    let removed: serde_json::Map<String, Value> =
+        removed.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    Ok(Json(
+        json!({"id": id, "erased": params.erase, "removed": removed}),
+    ))
+}
+
+/// `POST /api/v1/devices/<id>/secret`: issues a new secret (shown once); the old one stops working.
+pub async fn rotate_secret(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let secret = s.registry.rotate_secret(&id).await?;
+    tracing::info!(device = %id, "device secret rotated");
+    Ok(Json(json!({"id": id, "secret": secret})))
+}

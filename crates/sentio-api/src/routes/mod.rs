@@ -1,0 +1,41 @@
+//! The routes, one module per resource.
+
+mod alerts;
+mod devices;
+mod ingest;
+mod series;
+mod stream;
+mod system;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+
+use crate::{ApiError, AppState, MAX_BODY};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(system::dashboard))
+        .route("/metrics", get(system::metrics))
+        .route("/api/v1/health", get(system::health))
+        .route("/api/v1/devices", get(devices::list).post(devices::create))
+        .route(
+            "/api/v1/devices/{id}",
+            get(devices::show).delete(devices::delete),
+        )
+        .route(
+            "/api/v1/devices/{id}/secret",
+            axum::routing::post(devices::rotate_secret),
+        )
+        .route(
+            "/api/v1/devices/{id}/telemetry",
+            axum::routing::post(ingest::telemetry),
+        )
+        .route("/api/v1/devices/{id}/series", get(series::list))
+        .route("/api/v1/devices/{id}/series/{metric}", get(series::range))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/stream", get(stream::stream))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see README.md for the API") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}

@@ -1,0 +1,109 @@
+//! Time series of a device.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use sentio_core::DeviceId;
+use sentio_core::time::{now_ms, parse_duration_ms, parse_time};
+use sentio_store::{Agg, RangeQuery};
+use serde_json::{Value, json};
+
+use crate::auth::Admin;
+use crate::dto::RangeParams;
+use crate::{ApiError, AppState};
+
+/// Default and largest number of points in one answer.
+const DEFAULT_LIMIT: usize = 10_000;
+const MAX_LIMIT: usize = 100_000;
+
+fn device_id(id: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub async fn list(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let device = device_id(&id)?;
+    if s.registry.get_device(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id:?} not found")));
+    }
+    let series: Vec<Value> = s
+        .series
+        .series(&device)
+        .await?
+        .into_iter()
+        .map(|i| {
+            json!({
+                "metric": i.metric,
+                "latest": {"ts_ms": i.latest_ts_ms, "ts": sentio_core::time::format_time(i.latest_ts_ms), "value": i.latest_value},
+            })
+        })
+        .collect();
+    Ok(Json(json!({"device": id, "series": series})))
+}
+
+pub async fn range(
+    _: Admin,
+    State(s): State<AppState>,
+    Path((id, metric)): Path<(String, String)>,
+    params: Result<Query<RangeParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let device = device_id(&id)?;
+    let bad = |e: sentio_core::CoreError| ApiError::bad_request(e.to_string());
+    let to = match &p.to {
+        Some(t) => parse_time(t).map_err(bad)?,
+        None => now_ms() + 1,
+    };
+    let from = match &p.from {
+        Some(f) => parse_time(f).map_err(bad)?,
+        None => to - 3_600_000,
+    };
+    if to <= from {
+        return Err(ApiError::bad_request("`to` must be after `from`"));
+    }
+    let step = match (&p.step, &p.agg) {
+        (None, None) => None,
+        (Some(step), agg) => {
+            let step = parse_duration_ms(step).map_err(bad)?;
+            let agg_name = agg.as_deref().unwrap_or("avg");
+            let agg = Agg::parse(agg_name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unknown agg {agg_name:?}: use avg, min, max, sum, count, first or last"
+                ))
+            })?;
+            Some((step, agg))
+        }
+        (None, Some(_)) => return Err(ApiError::bad_request("`agg` needs a `step`, e.g. step=1m")),
+    };
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1..={MAX_LIMIT}"
+        )));
+    }
+    let result = s
+        .series
+        .query(RangeQuery {
+            device,
+            metric: metric.clone(),
+            from_ms: from,
+            to_ms: to,
+            step,
+            limit,
+        })
+        .await?;
+    let mut body = json!({
+        "device": id,
+        "metric": metric,
+        "from": from,
+        "to": to,
+        "points": result.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+    });
+    if let Some(next) = result.next {
+        body["next"] = json!(next);
+    }
+    Ok(Json(body))
+}

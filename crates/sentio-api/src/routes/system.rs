@@ -1,0 +1,68 @@
+//! Health, metrics and the dashboard page.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use sentio_pipeline::Stats;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Admin;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("../../assets/index.html"))
+}
+
+/// Prometheus text format.
+pub async fn metrics(_: Admin, State(s): State<AppState>) -> impl IntoResponse {
+    let st = &s.stats;
+    let rows = [
+        (
+            "sentio_points_stored_total",
+            "Points committed to the store.",
+            Stats::get(&st.points_stored),
+        ),
+        (
+            "sentio_rejections_total",
+            "Payloads or parts refused, with a reason recorded on the device.",
+            Stats::get(&st.rejections),
+        ),
+        (
+            "sentio_store_failures_total",
+            "Commits that failed; their points were not acknowledged.",
+            Stats::get(&st.store_failures),
+        ),
+        (
+            "sentio_points_scored_total",
+            "Points scored by the anomaly detectors.",
+            Stats::get(&st.points_scored),
+        ),
+        (
+            "sentio_alerts_opened_total",
+            "Alerts opened.",
+            Stats::get(&st.alerts_opened),
+        ),
+        (
+            "sentio_alerts_resolved_total",
+            "Alerts resolved.",
+            Stats::get(&st.alerts_resolved),
+        ),
+        (
+            "sentio_bus_lagged_total",
+            "Live events missed by slow stream subscribers.",
+            Stats::get(&st.bus_lagged),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, v) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

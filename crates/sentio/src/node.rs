@@ -1,0 +1,211 @@
+//! One Sentio node on the embedded default: SQLite store, in-process bus, embedded broker,
+//! HTTP API, and optionally the demo fleet.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use sentio_api::AppState;
+use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET};
+use sentio_pipeline::{LocalBus, Pipeline, PipelineConfig, Stores};
+use sentio_sim::{FleetSpec, SimConfig};
+use sentio_store::{DeviceRegistry, NewDevice, SqliteStore, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::token::{self, TokenSource};
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The data directory (database, broker state, admin token).
+    pub data: PathBuf,
+    /// MQTT listen address.
+    pub mqtt: SocketAddr,
+    /// HTTP listen address (API, dashboard, stream).
+    pub http: SocketAddr,
+    /// The admin token; generated into `<data>/admin.token` when absent.
+    pub admin_token: Option<String>,
+    /// Run the simulated demo fleet against the embedded broker.
+    pub demo: Option<FleetSpec>,
+    /// Largest MQTT packet accepted.
+    pub max_packet_size: usize,
+    /// Pipeline tuning.
+    pub pipeline: PipelineConfig,
+}
+
+impl NodeConfig {
+    /// Defaults for a data directory: MQTT 1883, HTTP 8080, no demo.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            mqtt: "0.0.0.0:1883".parse().expect("valid address"),
+            http: "0.0.0.0:8080".parse().expect("valid address"),
+            admin_token: None,
+            demo: None,
+            max_packet_size: DEFAULT_MAX_PACKET,
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    /// Where MQTT listens.
+    pub mqtt_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// The admin token.
+    pub admin_token: String,
+    /// Where the admin token is kept, if in a file.
+    pub token_source: TokenSource,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    pipeline: Pipeline,
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+impl Node {
+    /// Opens the data directory, binds the ports and starts every layer.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data)
+            .with_context(|| format!("creating the data directory {}", config.data.display()))?;
+        let store = SqliteStore::open(&config.data)
+            .with_context(|| format!("opening the store in {}", config.data.display()))?;
+        let (admin_token, token_source) =
+            token::load_or_create(&config.data, config.admin_token.as_deref())?;
+
+        let http_listener = match tokio::net::TcpListener::bind(config.http).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "HTTP port {} is already in use on {} (choose another with --http ADDR)",
+                config.http.port(),
+                config.http.ip()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("listening for HTTP on {}", config.http));
+            }
+        };
+        let http_addr = http_listener.local_addr()?;
+
+        let store = Arc::new(store);
+        let stores = Stores {
+            registry: store.clone(),
+            series: store.clone(),
+            alerts: store.clone(),
+        };
+        let bus = Arc::new(LocalBus::new(4096));
+        let pipeline =
+            Pipeline::start(config.pipeline.clone(), stores.clone(), bus.clone()).await?;
+
+        let broker = Broker::bind(
+            BrokerConfig {
+                listen: config.mqtt,
+                state_dir: config.data.join("mqtt"),
+                max_packet_size: config.max_packet_size,
+                max_connections: 10_000,
+            },
+            store.clone(),
+            pipeline.ingest.clone(),
+        )
+        .await?;
+        let mqtt_addr = broker.local_addr();
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+        let rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = broker.run(stopped(rx)).await {
+                tracing::error!(error = %e, "MQTT broker stopped");
+            }
+        }));
+        let state = AppState {
+            registry: store.clone(),
+            series: store.clone(),
+            alerts: store.clone(),
+            ingest: pipeline.ingest.clone(),
+            bus: pipeline.bus.clone(),
+            presence: pipeline.presence.clone(),
+            stats: pipeline.stats.clone(),
+            admin_token: AppState::token_digest(&admin_token),
+        };
+        let rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = sentio_api::serve(http_listener, state, stopped(rx)).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+
+        if let Some(spec) = config.demo {
+            let sim = demo_config(spec, mqtt_addr, &config.data, store.as_ref()).await?;
+            let rx = stop_rx.clone();
+            servers.push(tokio::spawn(async move {
+                match sentio_sim::run(sim, stopped(rx)).await {
+                    Ok(report) => info!(?report, "demo fleet stopped"),
+                    Err(e) => warn!(error = %e, "demo fleet failed"),
+                }
+            }));
+        }
+
+        Ok(Self {
+            mqtt_addr,
+            http_addr,
+            admin_token,
+            token_source,
+            stop,
+            servers,
+            pipeline,
+        })
+    }
+
+    /// Stops the servers (no new data), then drains the pipeline into the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        self.pipeline.shutdown().await;
+    }
+}
+
+/// Registers the demo fleet's devices (or gives existing ones a new secret: only digests are
+/// stored, so a restarted demo cannot recover the old ones) and returns the simulator's config.
+async fn demo_config(
+    spec: FleetSpec,
+    mqtt: SocketAddr,
+    data: &std::path::Path,
+    registry: &dyn DeviceRegistry,
+) -> anyhow::Result<SimConfig> {
+    let mut sim = SimConfig::new("127.0.0.1", mqtt.port(), spec);
+    if !mqtt.ip().is_unspecified() {
+        sim.host = mqtt.ip().to_string();
+    }
+    for d in spec.devices() {
+        let secret = match registry
+            .create_device(NewDevice {
+                id: d.id.clone(),
+                name: Some(d.name.clone()),
+                kind: Some(d.kind.clone()),
+                labels: d.labels.clone(),
+            })
+            .await
+        {
+            Ok((_, secret)) => secret,
+            Err(StoreError::DuplicateDevice(_)) => registry.rotate_secret(&d.id).await?,
+            Err(e) => return Err(e.into()),
+        };
+        sim.credentials.insert(d.id, secret);
+    }
+    sim.ground_truth = Some(data.join("demo-ground-truth.jsonl"));
+    info!(
+        devices = sim.credentials.len(),
+        ground_truth = %data.join("demo-ground-truth.jsonl").display(),
+        "demo fleet registered"
+    );
+    Ok(sim)
+}
