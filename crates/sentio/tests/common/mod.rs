@@ -1,0 +1,175 @@
+//! Helpers for end-to-end tests: a whole node on port 0, and real clients.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use sentio::node::{Node, NodeConfig};
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Starts a node on loopback, ports chosen by the OS.
+pub async fn start(data: &Path) -> Node {
+    let mut c = NodeConfig::new(data);
+    c.mqtt = "127.0.0.1:0".parse().unwrap();
+    c.http = "127.0.0.1:0".parse().unwrap();
+    c.admin_token = Some(TOKEN.into());
+    Node::start(c).await.expect("node starts")
+}
+
+/// An HTTP call; returns status and JSON body (Null when the body is not JSON).
+pub async fn http(
+    method: &str,
+    url: String,
+    auth: Option<String>,
+    body: Option<Vec<u8>>,
+) -> (u16, Value) {
+    let method = method.to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
+        let req = match &auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        };
+        let req = req
+            .header("Content-Type", "application/json")
+            .body(body.unwrap_or_default())
+            .unwrap();
+        let mut resp = agent.run(req).expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+    .await
+    .unwrap()
+}
+
+pub fn bearer() -> Option<String> {
+    Some(format!("Bearer {TOKEN}"))
+}
+
+pub fn basic(user: &str, pass: &str) -> Option<String> {
+    use base64::Engine;
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    ))
+}
+
+/// Admin API call.
+pub async fn api(node: &Node, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    http(
+        method,
+        format!("http://{}{path}", node.http_addr),
+        bearer(),
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+}
+
+/// Registers a device and returns its secret.
+pub async fn register(node: &Node, id: &str, kind: &str) -> String {
+    let (status, body) = api(
+        node,
+        "POST",
+        "/api/v1/devices",
+        Some(serde_json::json!({"id": id, "kind": kind})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["secret"].as_str().unwrap().to_string()
+}
+
+/// A connected MQTT 3.1.1 client (rumqttc), or the connection error the broker gave.
+pub async fn mqtt_connect(
+    node: &Node,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", node.mqtt_addr.port());
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    let (client, mut el) = AsyncClient::new(o, 100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("CONNACK within 5 s")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, el)),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Publishes at QoS 1 and waits for the PUBACK (or the connection error).
+pub async fn publish_acked(
+    client: &AsyncClient,
+    el: &mut EventLoop,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<(), ConnectionError> {
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("PUBACK within 5 s")
+        {
+            Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Raw points of a series over all time.
+pub async fn points(node: &Node, device: &str, metric: &str) -> Vec<(i64, f64)> {
+    let (status, body) = api(
+        node,
+        "GET",
+        &format!("/api/v1/devices/{device}/series/{metric}?from=0"),
+        None,
+    )
+    .await;
+    if status == 404 {
+        return vec![];
+    }
+    assert_eq!(status, 200, "{body}");
+    body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+        .collect()
+}
