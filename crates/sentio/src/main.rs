@@ -41,6 +41,64 @@ enum Command {
 enum BenchCommand {
     /// Run the anomaly engine over the Numenta Anomaly Benchmark and score it.
     Nab(ai_cli::NabArgs),
+    /// Replay simulated demo-fleet history through a node and score its alerts against the
+    /// simulator's ground truth (faults found / injected, false alerts per hour).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Simulated minutes of history.
+    #[arg(long, default_value_t = 120)]
+    minutes: u64,
+    /// Fleet seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+async fn bench_demo(args: DemoArgs) -> anyhow::Result<()> {
+    let spec = FleetSpec {
+        seed: args.seed,
+        ..FleetSpec::demo()
+    };
+    let r = sentio::demo_eval::run(spec, args.minutes).await?;
+    let mut delays = r.delays_s.clone();
+    delays.sort_by(f64::total_cmp);
+    let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "demo fleet: {} devices, {:.1} simulated hours, {} points ingested over HTTP at {:.0} points/s",
+        spec.devices().len(),
+        r.hours,
+        r.points,
+        r.points_per_s
+    );
+    println!(
+        "faults found: {}/{} ({:.0} %), median delay {:.0} s",
+        r.found,
+        r.injected,
+        100.0 * r.found as f64 / r.injected.max(1) as f64,
+        median
+    );
+    println!(
+        "false alerts: {} ({:.1} per hour for the fleet); alerts on another metric of a faulty device: {}",
+        r.false_alerts,
+        r.false_alerts as f64 / r.hours,
+        r.related
+    );
+    for f in &r.missed {
+        println!(
+            "  missed: {} {} {:?} at +{} s for {} s",
+            f.device,
+            f.metric,
+            f.kind,
+            (f.start_ms - r.start_ms) / 1000,
+            (f.end_ms - f.start_ms) / 1000
+        );
+    }
+    for (d, m, t) in &r.false_list {
+        println!("  false alert: {d} {m} at +{} s", (t - r.start_ms) / 1000);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Detect(args) => ai_cli::run_detect(args),
         Command::Bench(BenchCommand::Nab(args)) => ai_cli::run_bench_nab(args),
+        Command::Bench(BenchCommand::Demo(args)) => {
+            tokio::runtime::Runtime::new()?.block_on(bench_demo(args))
+        }
         Command::Serve(args) => {
             init_logging();
             tokio::runtime::Runtime::new()?.block_on(serve(args))
