@@ -91,6 +91,10 @@ pub struct DetectorConfig {
     pub range_tol: f64,
     /// Surprise (decades) of a value just beyond the tolerated range.
     pub range_surprise: f64,
+    /// Smoothing factor of the smoothed series whose range is also watched.
+    pub smooth_alpha: f64,
+    /// Surprise (decades) of a smoothed value just beyond its tolerated range (0: off).
+    pub smooth_surprise: f64,
     /// Per-point contraction of the seen range towards the level (forgets old extremes).
     pub range_decay: f64,
     /// Detectors below this surprise (decades) are not named in the explanation.
@@ -133,8 +137,10 @@ impl Default for DetectorConfig {
             suppress_margin: 0.05,
             power: 0.25,
             explain_min: 2.0,
-            range_tol: 0.05,
+            range_tol: 0.01,
             range_surprise: 4.0,
+            smooth_alpha: 0.1,
+            smooth_surprise: 4.0,
             range_decay: 1e-5,
             alert_score: 0.72,
         }
@@ -239,6 +245,10 @@ pub struct SeriesDetector {
     /// Time of the first point, and the typical sampling interval (ms).
     first_ts: i64,
     dt_ms: f64,
+    /// Smoothed value and its range.
+    smooth: f64,
+    smooth_min: f64,
+    smooth_max: f64,
     /// A much slower level, the baseline of the drift detector.
     slow_level: f64,
     slow_mad: f64,
@@ -276,6 +286,9 @@ impl SeriesDetector {
             max_seen: 0.0,
             slow_level: 0.0,
             slow_mad: 0.0,
+            smooth: 0.0,
+            smooth_min: 0.0,
+            smooth_max: 0.0,
             first_ts: 0,
             dt_ms: 0.0,
             peak: 0.0,
@@ -361,6 +374,9 @@ impl SeriesDetector {
                 self.min_seen = value;
                 self.max_seen = value;
                 self.slow_level = value;
+                self.smooth = value;
+                self.smooth_min = value;
+                self.smooth_max = value;
                 self.first_ts = ts_ms;
                 self.last_value = value;
                 self.last_ts = ts_ms;
@@ -485,6 +501,24 @@ impl SeriesDetector {
                 ));
             }
         }
+        // The same for the smoothed series: a level never reached before.
+        let smooth = self.smooth + c.smooth_alpha * (value - self.smooth);
+        let sspan = self.smooth_max - self.smooth_min;
+        if warm && sspan > 0.0 && c.smooth_surprise > 0.0 {
+            let tol = c.range_tol * sspan;
+            let beyond = (smooth - self.smooth_max - tol).max(self.smooth_min - tol - smooth);
+            if beyond > 0.0 {
+                let sur = c.smooth_surprise + (beyond / sspan).ln_1p();
+                fired.push((
+                    sur,
+                    if smooth > self.smooth_max {
+                        Kind::LevelUp
+                    } else {
+                        Kind::LevelDown
+                    },
+                ));
+            }
+        }
         fired.sort_by(|a, b| b.0.total_cmp(&a.0));
         let surprise = fired.first().map_or(0.0, |f| f.0);
         let mut score = if warm && surprise > 0.0 {
@@ -558,6 +592,11 @@ impl SeriesDetector {
         self.density_long += rate(c.long_alpha) * (hit - self.density_long);
         self.last_value = value;
         self.last_ts = ts_ms;
+        self.smooth = smooth;
+        self.smooth_max = self.smooth_max.max(smooth);
+        self.smooth_min = self.smooth_min.min(smooth);
+        self.smooth_max -= c.range_decay * (self.smooth_max - self.level);
+        self.smooth_min -= c.range_decay * (self.smooth_min - self.level);
         self.max_seen = self.max_seen.max(value);
         self.min_seen = self.min_seen.min(value);
         self.max_seen -= c.range_decay * (self.max_seen - self.level);
