@@ -58,12 +58,12 @@ impl BrokerEventHandler for TelemetryTap {
                 ReasonCode::QuotaExceeded => Some("quota exceeded"),
                 _ => None,
             };
-            if let Some(why) = why {
-                if self.registry.is_registered(user) {
-                    self.ingest
-                        .reject(user, &format!("disconnected by the broker: {why}"))
-                        .await;
-                }
+            if let Some(why) = why
+                && self.registry.is_registered(user)
+            {
+                self.ingest
+                    .reject(user, &format!("disconnected by the broker: {why}"))
+                    .await;
             }
         })
     }

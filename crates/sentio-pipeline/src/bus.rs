@@ -19,8 +19,8 @@ pub enum Event {
     },
     /// An alert opened, grew or resolved.
     Alert {
-        /// The alert as it is now.
-        alert: Alert,
+        /// The alert as it is now (boxed: it is much larger than the other events).
+        alert: Box<Alert>,
     },
     /// A device came online or went offline.
     Presence {

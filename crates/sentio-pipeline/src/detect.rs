@@ -168,7 +168,9 @@ impl DetectStage {
                         }
                         _ => {}
                     }
-                    self.bus.publish(Event::Alert { alert });
+                    self.bus.publish(Event::Alert {
+                        alert: Box::new(alert),
+                    });
                 }
                 Err(e) => error!(error = %e, "could not save an alert"),
             }

@@ -109,24 +109,23 @@ impl Pipeline {
 
         let detector =
             detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone()).await?;
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(ingest::run_writer(
-            ingest_rx,
-            detect_tx,
-            stores.series.clone(),
-            config.max_commit_points,
-            stats.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(
-            detector.run(detect_rx, config.save_state_every),
-        ));
-        tasks.push(tokio::spawn(presence::run_flusher(
-            presence.clone(),
-            stores.registry.clone(),
-            bus.clone(),
-            shutdown_rx,
-        )));
+        let tasks = vec![
+            tokio::spawn(ingest::run_writer(
+                ingest_rx,
+                detect_tx,
+                stores.series.clone(),
+                config.max_commit_points,
+                stats.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(detector.run(detect_rx, config.save_state_every)),
+            tokio::spawn(presence::run_flusher(
+                presence.clone(),
+                stores.registry.clone(),
+                bus.clone(),
+                shutdown_rx,
+            )),
+        ];
         let ingest = Ingest::new(
             ingest_tx,
             stores.registry.clone(),

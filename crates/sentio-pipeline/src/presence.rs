@@ -105,10 +105,10 @@ pub(crate) async fn run_flusher(
                 }
             }
         }
-        if !to_flush.is_empty() {
-            if let Err(e) = registry.touch(&to_flush).await {
-                error!(error = %e, "could not record last-seen times");
-            }
+        if !to_flush.is_empty()
+            && let Err(e) = registry.touch(&to_flush).await
+        {
+            error!(error = %e, "could not record last-seen times");
         }
         for (device, online) in changes {
             bus.publish(Event::Presence { device, online });

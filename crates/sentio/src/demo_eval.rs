@@ -157,38 +157,47 @@ async fn evaluate(node: &Node, spec: FleetSpec, minutes: u64) -> anyhow::Result<
     })
     .await??;
 
-    // Let the detect stage finish what was stored.
-    let mut alerts = Vec::new();
-    let mut last_scored = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let (st, body) = tokio::task::spawn_blocking({
-            let base = base.clone();
-            let admin = format!("Bearer {}", node.admin_token);
-            move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                call(
-                    &agent,
-                    "GET",
-                    &format!("{base}/api/v1/alerts?limit=10000"),
-                    &admin,
-                    None,
-                )
+    // Wait until the detectors have scored every point that was stored, then read the alerts.
+    let base3 = base.clone();
+    let admin = format!("Bearer {}", node.admin_token);
+    let alerts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Value>> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let mut resp = agent
+                .get(&format!("{base3}/metrics"))
+                .header("Authorization", &admin)
+                .call()?;
+            let text = resp.body_mut().read_to_string()?;
+            let scored = text
+                .lines()
+                .find_map(|l| l.strip_prefix("sentio_points_scored_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if scored >= points {
+                break;
             }
-        })
-        .await??;
+            if Instant::now() > deadline {
+                bail!("only {scored} of {points} points were scored within 120 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (st, body) = call(
+            &agent,
+            "GET",
+            &format!("{base3}/api/v1/alerts?limit=10000"),
+            &admin,
+            None,
+        )?;
         if st != 200 {
             bail!("listing alerts: {st} {body}");
         }
-        alerts = body["alerts"].as_array().cloned().unwrap_or_default();
-        if alerts.len() == last_scored && alerts.len() > 0 {
-            break;
-        }
-        last_scored = alerts.len();
-    }
+        Ok(body["alerts"].as_array().cloned().unwrap_or_default())
+    })
+    .await??;
 
     let mut found = 0;
     let mut delays_s = Vec::new();
