@@ -1,21 +1,31 @@
-//! The per-series detector: several cheap online detectors on one series, fused and turned into
-//! an anomaly likelihood, with suppression of repeated detections.
+//! The per-series detector: several cheap online detectors on one series, each judged against
+//! its own learnt history, fused, and post-processed so that one episode gives one detection.
 //!
-//! Per point, in O(1) time and constant memory:
-//! 1. Two predictors of the value: a robust exponentially weighted level, and that level plus a
-//!    learnt daily profile (96 bins of the day, linearly interpolated). The one with the smaller
-//!    recent absolute error is used for the expected value and normal range.
-//! 2. Detector statistics, each a "surprise" in robust-sigma units: `spike`/`dip` (the point's
-//!    deviation from the prediction), `level-shift` (a fast average of the residuals against
-//!    the slow level), `variance` (fast against slow absolute residual), `stuck` (a run of
-//!    identical values much longer than any run seen before) and `season` (deviation from the
-//!    same phase of the learnt day).
-//! 3. The strongest surprise is the raw score. As in Numenta's anomaly likelihood, a short
-//!    average of the raw score is compared with the long-run distribution of that average
-//!    (exponentially weighted mean and variance); the Gaussian tail probability of the excess is
-//!    the likelihood, mapped to a score in [0, 1] by `-log10(p) / 10`.
-//! 4. After a detection, repeated detections of the same episode are damped: a score that does
-//!    not exceed the (slowly decaying) recent peak is scaled down.
+//! Per point, in O(1) time and constant memory (no look-ahead, no labels):
+//! 1. Prediction. A robust exponentially weighted level (winsorised updates) and, once two days
+//!    have been seen, that level plus a learnt daily profile (96 bins, linearly interpolated).
+//!    The seasonal predictor is used when its mean absolute error is clearly below the level's.
+//!    It gives `expected` and the normal range `expected ± threshold · 1.25 · MAE`.
+//! 2. Statistics, in robust-sigma units: `spike`/`dip` (the point's residual), `level-shift`
+//!    (fast average of the residuals; `broken-daily-pattern` when the seasonal predictor is in
+//!    use), `variance-change` (fast against slow absolute residual, both directions),
+//!    `spike-density` (recent rate of > 4 sigma points against the long-run rate),
+//!    `sustained-deviation` (short average of the point residuals) and `drift` (the level
+//!    against a 10x slower baseline).
+//! 3. Each statistic z is compared with its own history, in the spirit of Numenta's anomaly
+//!    likelihood but with an explicit tail: on the scale u = z^0.25 the bulk is an
+//!    exponentially weighted mean and variance, and beyond mean + 1.5 sd the tail is
+//!    exponential (peaks over threshold, as in SPOT), with a learnt exceedance rate and mean
+//!    excess. The surprise is -log10 of the tail probability, so it is calibrated per series:
+//!    a spike on a spiky series surprises less than the same spike on a smooth one.
+//! 4. Rule-based detectors, with fixed surprises: `new-maximum`/`new-minimum` (the value leaves
+//!    the range of everything seen so far by more than 1 % of that range — the "spatial
+//!    anomaly" of NAB's HTM detector), the same for a smoothed value (`level-shift-*`), and
+//!    `stuck-sensor` (a run of identical values 3x longer than any seen on a moving series).
+//! 5. Fusion: the largest surprise s wins; score = s / (s + 2) in [0, 1].
+//! 6. Suppression: a score that does not beat the slowly decaying recent peak by 0.05 is
+//!    multiplied by 0.3, so an episode yields one high score (NAB rewards only the first
+//!    detection in a window and charges every later one outside it).
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +62,7 @@ pub struct DetectorConfig {
     pub season_gain: f64,
     /// A stuck run counts as anomalous once it exceeds this multiple of the longest run seen.
     pub stuck_ratio: f64,
-    /// Surprise (sigmas) given to a stuck run just past `stuck_ratio`.
+    /// Surprise (decades) given to a stuck run just past `stuck_ratio`.
     pub stuck_surprise: f64,
     /// Robust sigmas beyond which a point counts as a spike for the spike-density detector.
     pub spike_z: f64,
@@ -64,9 +74,9 @@ pub struct DetectorConfig {
     pub density_alpha: f64,
     /// Smoothing factor of the long-run distribution of each statistic.
     pub long_alpha: f64,
-    /// Floor of the long-run standard deviation of ln(1 + statistic).
+    /// Floor of the long-run standard deviation of a (transformed) statistic.
     pub min_std: f64,
-    /// Values of ln(1 + statistic) are winsorised at this many sigmas before being learnt.
+    /// Transformed statistics are winsorised at this many sigmas before the bulk learns them.
     pub tail_clip: f64,
     /// Surprise (decades of tail probability) that maps to score 0.5 (score = s / (s + this)).
     pub score_half: f64,
@@ -76,12 +86,9 @@ pub struct DetectorConfig {
     pub excess_alpha: f64,
     /// Excesses are clipped at this multiple of the mean excess before being learnt.
     pub excess_clip: f64,
-    /// The exceedance rate learns this much slower than the bulk (so a persistent anomaly is
-    /// not learnt as normal within a few points).
-    pub rate_factor: f64,
     /// Floor of the exceedance rate.
     pub min_rate: f64,
-    /// Per-point decay of the suppression peak (score units per point).
+    /// Per-point relative decay of the suppression peak.
     pub suppress_decay: f64,
     /// A score must exceed the recent peak by this much to escape suppression.
     pub suppress_margin: f64,
@@ -130,7 +137,6 @@ impl Default for DetectorConfig {
             tail_sigma: 1.5,
             excess_alpha: 0.05,
             excess_clip: 5.0,
-            rate_factor: 1.0,
             min_rate: 1e-4,
             suppress_decay: 0.002,
             suppress_factor: 0.3,
@@ -673,7 +679,7 @@ impl Tail {
         let sd = self.var.sqrt().max(c.min_std);
         let t = self.threshold(c);
         let over = u > t;
-        self.rate += la * c.rate_factor * (f64::from(u8::from(over)) - self.rate);
+        self.rate += la * (f64::from(u8::from(over)) - self.rate);
         if over && warm {
             self.exceedances = (self.exceedances + 1.0).min(1e6);
             let a = c.excess_alpha.max(1.0 / (self.exceedances + 4.0));
