@@ -31,6 +31,9 @@ pub enum AiError {
     /// The NAB corpus is not where it was said to be, or is incomplete.
     #[error("NAB corpus: {0}")]
     Corpus(String),
+    /// No forecast can be made (history too short, bad arguments, model failure).
+    #[error("forecast: {0}")]
+    Forecast(String),
     /// The external NAB scorer failed or answered something unexpected.
     #[error("NAB scorer: {0}")]
     Scorer(String),

@@ -17,10 +17,12 @@
 
 mod detector;
 mod error;
+pub mod forecast;
 pub mod offline;
 
 pub use detector::{DetectorConfig, Score, SeriesDetector};
 pub use error::AiError;
+pub use forecast::{ForecastPoint, ThresholdEta, forecast, time_to_threshold, try_forecast};
 pub use offline::{
     CsvReport, NabOptions, NabReport, parse_timestamp, run_nab, score_csv, score_csv_file,
 };
