@@ -548,3 +548,107 @@ mod tests {
         ));
     }
 }
+
+/// Forecast accuracy on one series, rolling origin (see [`evaluate_forecast`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastEval {
+    /// Sampling interval of the series, ms.
+    pub step_ms: i64,
+    /// Forecast origins evaluated.
+    pub origins: usize,
+    /// Mean MASE of the MSTL + AutoETS forecast.
+    pub mase: f64,
+    /// Mean MASE of the seasonal-naive forecast (the same day one day earlier; last value
+    /// when a day is not a whole number of steps).
+    pub mase_seasonal_naive: f64,
+    /// Fraction of actual values inside the 95 % interval.
+    pub coverage: f64,
+}
+
+/// Reads a `timestamp,value` CSV (first two columns) into (ms, value) pairs.
+pub fn read_series(path: &Path) -> Result<Vec<(i64, f64)>, AiError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AiError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let mut it = line.split(',');
+        let (Some(ts), Some(v)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let ts = parse_timestamp(ts).ok_or_else(|| AiError::Timestamp {
+            line: i + 1,
+            value: ts.to_string(),
+        })?;
+        if let Ok(v) = v.trim().parse::<f64>() {
+            out.push((ts, v));
+        }
+    }
+    Ok(out)
+}
+
+/// Rolling-origin evaluation of [`crate::forecast::try_forecast`] on one series: forecasts one
+/// day ahead from `origins` origins spread over the last 30 % of the series (each trained on
+/// everything before it), and compares with the seasonal-naive forecast by MASE (both scaled by
+/// the in-sample seasonal-naive error of the training part).
+pub fn evaluate_forecast(series: &[(i64, f64)], origins: usize) -> Result<ForecastEval, AiError> {
+    use crate::forecast::{mase, resample, try_forecast};
+    if series.len() < 20 {
+        return Err(AiError::Forecast("series too short to evaluate".into()));
+    }
+    let mut gaps: Vec<i64> = series.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_unstable();
+    let step = gaps[gaps.len() / 2].max(1);
+    let (_, y) = resample(series, step)?;
+    let day = 86_400_000 / step;
+    let season = if 86_400_000 % step == 0 {
+        day as usize
+    } else {
+        1
+    };
+    let horizon = (day.max(1) as usize).min(y.len() / 4);
+    let (mut sum_ours, mut sum_naive, mut inside, mut total, mut n) = (0.0, 0.0, 0, 0, 0);
+    for k in 0..origins {
+        let frac = 0.7 + 0.3 * k as f64 / origins as f64;
+        let origin = ((y.len() as f64 * frac) as usize).min(y.len() - horizon);
+        let train = &y[..origin];
+        let actual = &y[origin..origin + horizon];
+        let hist: Vec<(i64, f64)> = train
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * step, v))
+            .collect();
+        let f = try_forecast(&hist, horizon as i64 * step, step)?;
+        let ours: Vec<f64> = f.iter().map(|p| p.value).collect();
+        let naive: Vec<f64> = (0..horizon)
+            .map(|h| {
+                if season > 1 && train.len() >= season {
+                    train[train.len() - season + h % season]
+                } else {
+                    train[train.len() - 1]
+                }
+            })
+            .collect();
+        let (Some(a), Some(b)) = (
+            mase(train, actual, &ours, season),
+            mase(train, actual, &naive, season),
+        ) else {
+            continue;
+        };
+        sum_ours += a;
+        sum_naive += b;
+        n += 1;
+        for (p, &v) in f.iter().zip(actual) {
+            inside += usize::from(p.lower <= v && v <= p.upper);
+            total += 1;
+        }
+    }
+    if n == 0 {
+        return Err(AiError::Forecast("no origin could be evaluated".into()));
+    }
+    Ok(ForecastEval {
+        step_ms: step,
+        origins: n,
+        mase: sum_ours / n as f64,
+        mase_seasonal_naive: sum_naive / n as f64,
+        coverage: inside as f64 / total.max(1) as f64,
+    })
+}
