@@ -159,6 +159,8 @@ impl DetectorConfig {
     fn transform(&self, z: f64) -> f64 {
         if self.power <= 0.0 {
             z.ln_1p()
+        } else if self.power == 0.25 {
+            z.max(0.0).sqrt().sqrt()
         } else {
             z.max(0.0).powf(self.power)
         }
@@ -425,7 +427,7 @@ impl SeriesDetector {
         let warm_tail = self.seen > u64::from(c.warmup);
         // Every detector's surprise (decades of tail probability), for the verdict and its
         // explanation.
-        let mut fired: Vec<(f64, Kind)> = Vec::new();
+        let mut fired = Fired::default();
         let z_point = res.abs() / scale;
         let fast_res = self.fast_res + c.fast_alpha * (res - self.fast_res);
         let fast_sd = scale * (c.fast_alpha / (2.0 - c.fast_alpha)).sqrt();
@@ -456,6 +458,7 @@ impl SeriesDetector {
             sustained.exp_m1(),
             z_drift,
         ];
+        let stats = stats.map(|z| c.transform(z));
         let kinds = [
             if res >= 0.0 { Kind::Spike } else { Kind::Dip },
             match (use_season, fast_res >= 0.0) {
@@ -473,7 +476,7 @@ impl SeriesDetector {
             },
         ];
         for ((tail, z), kind) in self.tails.iter().zip(stats).zip(kinds) {
-            let sur = tail.surprise(c.transform(z), &c);
+            let sur = tail.surprise(z, &c);
             if warm_tail {
                 fired.push((sur, kind));
             }
@@ -525,7 +528,7 @@ impl SeriesDetector {
                 ));
             }
         }
-        fired.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let fired = fired.sorted();
         let surprise = fired.first().map_or(0.0, |f| f.0);
         let mut score = if warm && surprise > 0.0 {
             surprise / (surprise + c.score_half)
@@ -591,7 +594,7 @@ impl SeriesDetector {
         self.run_max *= 1.0 - 1e-4;
         let la = rate(c.long_alpha);
         for (tail, z) in self.tails.iter_mut().zip(stats) {
-            tail.learn(c.transform(z), la, warm_tail, &c);
+            tail.learn(z, la, warm_tail, &c);
         }
         self.density = density;
         self.sustained = sustained;
@@ -630,6 +633,37 @@ impl SeriesDetector {
                 names.join("+")
             },
         }
+    }
+}
+
+/// The surprises of one point, without allocating.
+struct Fired {
+    items: [(f64, Kind); STATS + 4],
+    len: usize,
+}
+
+impl Default for Fired {
+    fn default() -> Self {
+        Self {
+            items: [(0.0, Kind::Spike); STATS + 4],
+            len: 0,
+        }
+    }
+}
+
+impl Fired {
+    fn push(&mut self, item: (f64, Kind)) {
+        if self.len < self.items.len() {
+            self.items[self.len] = item;
+            self.len += 1;
+        }
+    }
+
+    /// The surprises, strongest first.
+    fn sorted(&mut self) -> &[(f64, Kind)] {
+        let items = &mut self.items[..self.len];
+        items.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        items
     }
 }
 
