@@ -253,16 +253,12 @@ pub struct SeriesDetector {
     /// Time of the first point, and the typical sampling interval (ms).
     first_ts: i64,
     dt_ms: f64,
-    /// Smoothed value and its range.
-    smooth: f64,
-    smooth_min: f64,
-    smooth_max: f64,
     /// A much slower level, the baseline of the drift detector.
     slow_level: f64,
     slow_mad: f64,
-    /// Range of the values seen (slowly contracting towards the level).
-    min_seen: f64,
-    max_seen: f64,
+    /// Ranges seen of the raw value and of a smoothed value (slowly contracting towards the
+    /// level).
+    ranges: [Range; 2],
     /// Short average of ln(1 + point surprise).
     sustained: f64,
     /// Suppression: the recent peak of emitted scores.
@@ -290,13 +286,9 @@ impl SeriesDetector {
             density: 0.0,
             density_long: 0.0,
             sustained: 0.0,
-            min_seen: 0.0,
-            max_seen: 0.0,
             slow_level: 0.0,
             slow_mad: 0.0,
-            smooth: 0.0,
-            smooth_min: 0.0,
-            smooth_max: 0.0,
+            ranges: [Range::default(); 2],
             first_ts: 0,
             dt_ms: 0.0,
             peak: 0.0,
@@ -379,12 +371,8 @@ impl SeriesDetector {
         if self.seen == 1 || !value.is_finite() {
             if self.seen == 1 {
                 self.level = value;
-                self.min_seen = value;
-                self.max_seen = value;
                 self.slow_level = value;
-                self.smooth = value;
-                self.smooth_min = value;
-                self.smooth_max = value;
+                self.ranges = [Range::new(value); 2];
                 self.first_ts = ts_ms;
                 self.last_value = value;
                 self.last_ts = ts_ms;
@@ -494,38 +482,22 @@ impl SeriesDetector {
         }
         // A value beyond everything seen so far (plus a tolerance of the seen range) is a new
         // extreme, as in NAB's HTM detector's "spatial anomaly".
-        let span = self.max_seen - self.min_seen;
-        if warm && span > 0.0 {
-            let tol = c.range_tol * span;
-            let beyond = (value - self.max_seen - tol).max(self.min_seen - tol - value);
-            if beyond > 0.0 {
-                let sur = c.range_surprise + (beyond / span).ln_1p();
-                fired.push((
-                    sur,
-                    if value > self.max_seen {
-                        Kind::NewMax
-                    } else {
-                        Kind::NewMin
-                    },
-                ));
+        let alphas = [1.0, c.smooth_alpha];
+        let range_surprises = [c.range_surprise, c.smooth_surprise];
+        let mut smoothed = [value; 2];
+        for (k, r) in self.ranges.iter().enumerate() {
+            smoothed[k] = r.value + alphas[k] * (value - r.value);
+            if !warm || range_surprises[k] <= 0.0 {
+                continue;
             }
-        }
-        // The same for the smoothed series: a level never reached before.
-        let smooth = self.smooth + c.smooth_alpha * (value - self.smooth);
-        let sspan = self.smooth_max - self.smooth_min;
-        if warm && sspan > 0.0 && c.smooth_surprise > 0.0 {
-            let tol = c.range_tol * sspan;
-            let beyond = (smooth - self.smooth_max - tol).max(self.smooth_min - tol - smooth);
-            if beyond > 0.0 {
-                let sur = c.smooth_surprise + (beyond / sspan).ln_1p();
-                fired.push((
-                    sur,
-                    if smooth > self.smooth_max {
-                        Kind::LevelUp
-                    } else {
-                        Kind::LevelDown
-                    },
-                ));
+            if let Some((beyond, up)) = r.beyond(smoothed[k], c.range_tol) {
+                let kind = match (k, up) {
+                    (0, true) => Kind::NewMax,
+                    (0, false) => Kind::NewMin,
+                    (_, true) => Kind::LevelUp,
+                    (_, false) => Kind::LevelDown,
+                };
+                fired.push((range_surprises[k] + beyond.ln_1p(), kind));
             }
         }
         let fired = fired.sorted();
@@ -601,15 +573,9 @@ impl SeriesDetector {
         self.density_long += rate(c.long_alpha) * (hit - self.density_long);
         self.last_value = value;
         self.last_ts = ts_ms;
-        self.smooth = smooth;
-        self.smooth_max = self.smooth_max.max(smooth);
-        self.smooth_min = self.smooth_min.min(smooth);
-        self.smooth_max -= c.range_decay * (self.smooth_max - self.level);
-        self.smooth_min -= c.range_decay * (self.smooth_min - self.level);
-        self.max_seen = self.max_seen.max(value);
-        self.min_seen = self.min_seen.min(value);
-        self.max_seen -= c.range_decay * (self.max_seen - self.level);
-        self.min_seen -= c.range_decay * (self.min_seen - self.level);
+        for (r, x) in self.ranges.iter_mut().zip(smoothed) {
+            r.learn(x, c.range_decay, self.level);
+        }
 
         Score {
             score,
@@ -633,6 +599,45 @@ impl SeriesDetector {
                 names.join("+")
             },
         }
+    }
+}
+
+/// The range of values seen (of the raw or a smoothed series), slowly contracting towards the
+/// level so that old excursions are eventually forgotten.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Range {
+    value: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Range {
+    fn new(x: f64) -> Self {
+        Self {
+            value: x,
+            min: x,
+            max: x,
+        }
+    }
+
+    /// How far `x` lies beyond the range widened by `tol` of its span (in spans), and whether
+    /// above it.
+    fn beyond(&self, x: f64, tol: f64) -> Option<(f64, bool)> {
+        let span = self.max - self.min;
+        if span <= 0.0 {
+            return None;
+        }
+        let up = x - self.max - tol * span;
+        let down = self.min - tol * span - x;
+        (up.max(down) > 0.0).then(|| (up.max(down) / span, up > 0.0))
+    }
+
+    fn learn(&mut self, x: f64, decay: f64, level: f64) {
+        self.value = x;
+        self.max = self.max.max(x);
+        self.min = self.min.min(x);
+        self.max -= decay * (self.max - level);
+        self.min -= decay * (self.min - level);
     }
 }
 
