@@ -62,7 +62,10 @@ impl Default for PipelineConfig {
             detect_capacity: 1024,
             max_commit_points: 20_000,
             max_future_ms: 5 * 60_000,
-            detector: DetectorConfig::default(),
+            detector: DetectorConfig {
+                warmup: 40,
+                ..DetectorConfig::default()
+            },
             resolve_after_normal_points: 30,
             save_state_every: Duration::from_secs(30),
         }
