@@ -367,16 +367,27 @@ impl SeriesDetector {
     /// Scores `value` observed at `ts_ms` (milliseconds since the Unix epoch), then learns from it.
     pub fn update(&mut self, ts_ms: i64, value: f64) -> Score {
         let c = self.config.clone();
+        if !value.is_finite() {
+            // Not a measurement: nothing is learnt, nothing is alerted.
+            let expected = if self.seen == 0 { value } else { self.level };
+            return Score {
+                score: 0.0,
+                alert: false,
+                expected,
+                lower: expected,
+                upper: expected,
+                observed: value,
+                detector: "invalid-value".into(),
+            };
+        }
         self.seen += 1;
-        if self.seen == 1 || !value.is_finite() {
-            if self.seen == 1 {
-                self.level = value;
-                self.slow_level = value;
-                self.ranges = [Range::new(value); 2];
-                self.first_ts = ts_ms;
-                self.last_value = value;
-                self.last_ts = ts_ms;
-            }
+        if self.seen == 1 {
+            self.level = value;
+            self.slow_level = value;
+            self.ranges = [Range::new(value); 2];
+            self.first_ts = ts_ms;
+            self.last_value = value;
+            self.last_ts = ts_ms;
             return Score {
                 score: 0.0,
                 alert: false,
@@ -879,6 +890,28 @@ mod tests {
         assert!(last.upper < 30.0);
         assert_eq!(last.observed, 30.0);
         assert!(last.detector.contains("spike"), "{last:?}");
+    }
+
+    #[test]
+    fn invalid_values_are_ignored() {
+        let mut d = SeriesDetector::new(&DetectorConfig::default());
+        let s = d.update(0, f64::NAN);
+        assert_eq!(
+            (s.score, s.alert, s.detector.as_str()),
+            (0.0, false, "invalid-value")
+        );
+        assert_eq!(d.seen(), 0);
+        for i in 1..500 {
+            let v = if i % 50 == 0 {
+                f64::INFINITY
+            } else {
+                3.0 + (i % 7) as f64 * 0.01
+            };
+            let s = d.update(i * 1000, v);
+            assert!(!s.alert, "{i}: {s:?}");
+            assert!(s.expected.is_finite() || i == 0, "{i}: {s:?}");
+        }
+        assert_eq!(d.seen(), 490);
     }
 
     #[test]
