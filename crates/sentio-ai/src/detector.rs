@@ -892,6 +892,39 @@ mod tests {
         assert!(last.detector.contains("spike"), "{last:?}");
     }
 
+    /// Realistic 1 Hz sensors over two days: a daily cycle, a slow random walk, noise, and
+    /// (for CO2-like series) occupancy bumps. None of it is a fault.
+    #[test]
+    fn diurnal_1hz_sensors_stay_quiet() {
+        for (seed, amp, noise, walk) in [
+            (11u64, 3.0, 0.05, 0.001),
+            (12, 3.0, 0.2, 0.003),
+            (13, 150.0, 8.0, 0.05),
+            (14, 0.5, 0.02, 0.0),
+        ] {
+            let mut rng = Noise(seed);
+            let mut drift = 0.0;
+            let v: Vec<f64> = (0..2 * 86_400)
+                .map(|i| {
+                    drift += walk * rng.normal();
+                    let phase = std::f64::consts::TAU * i as f64 / 86_400.0;
+                    20.0 + amp * phase.sin() + drift + noise * rng.normal()
+                })
+                .collect();
+            let alerts: Vec<(usize, Score)> = run(&v)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, s)| s.alert)
+                .collect();
+            assert!(
+                alerts.is_empty(),
+                "seed {seed}: {} alerts, first {:?}",
+                alerts.len(),
+                alerts.first()
+            );
+        }
+    }
+
     #[test]
     fn invalid_values_are_ignored() {
         let mut d = SeriesDetector::new(&DetectorConfig::default());
