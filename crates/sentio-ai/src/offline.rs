@@ -49,7 +49,8 @@ fn digits(s: &[u8], from: usize, len: usize) -> Option<i64> {
 fn parse_datetime(t: &str) -> Option<i64> {
     let s = t.as_bytes();
     let year = digits(s, 0, 4)?;
-    if s.get(4) != Some(&b'-') || s.get(7) != Some(&b'-') {
+    let sep = s.get(4).copied();
+    if !matches!(sep, Some(b'-' | b'/')) || s.get(7).copied() != sep {
         return None;
     }
     let month = digits(s, 5, 2)?;
@@ -139,8 +140,22 @@ pub struct CsvReport {
     pub points: usize,
 }
 
+/// Splits one CSV line on `delim`, outside double quotes; cells are trimmed and unquoted.
 fn split_line(line: &str, delim: char) -> Vec<&str> {
-    line.split(delim)
+    let mut cells = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, ch) in line.char_indices() {
+        if ch == '"' {
+            quoted = !quoted;
+        } else if ch == delim && !quoted {
+            cells.push(&line[start..i]);
+            start = i + ch.len_utf8();
+        }
+    }
+    cells.push(&line[start..]);
+    cells
+        .into_iter()
         .map(|c| c.trim().trim_matches('"').trim())
         .collect()
 }
@@ -484,6 +499,9 @@ mod tests {
             ("yesterday", None),
             ("", None),
             ("2014-04-01X00:05:00", None),
+            ("2014/04/01 00:05:00", Some(1_396_310_700_000)),
+            ("2014/04-01 00:05:00", None),
+            ("2014-04-01 00:05", Some(1_396_310_700_000)),
         ];
         for (i, e) in cases {
             check_ts(i, *e);
@@ -528,6 +546,27 @@ mod tests {
         assert!(lines[351].ends_with(",1"), "{}", lines[351]);
         assert!(lines[351].starts_with("1700021000;") || lines[351].starts_with("1700021000,"));
         assert!(r.alert_rows >= 1 && r.alert_rows < 5, "{}", r.alert_rows);
+    }
+
+    #[test]
+    fn csv_quoted_cells() {
+        assert_eq!(
+            split_line(r#""2020-01-01 00:00:00","12,5", 3 ,"a;b""#, ','),
+            vec!["2020-01-01 00:00:00", "12,5", "3", "a;b"]
+        );
+        assert_eq!(split_line("a;;b", ';'), vec!["a", "", "b"]);
+        let mut text = String::from("\"time\",\"t\"\n");
+        for i in 0..200 {
+            text.push_str(&format!(
+                "\"{}\",\"{}\"\n",
+                1_600_000_000_000i64 + i * 1000,
+                5 + i % 3
+            ));
+        }
+        let (out, r) = score(&text);
+        assert_eq!(r.rows, 200);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(out.lines().count(), 201);
     }
 
     #[test]
