@@ -13,7 +13,7 @@ use crate::error::AiError;
 
 /// Parses a timestamp into milliseconds since the Unix epoch (UTC).
 ///
-/// Accepted: `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD` and RFC 3339
+/// Accepted: `YYYY-MM-DD HH:MM[:SS[.fff]]` (or with `/` in the date), `YYYY-MM-DD` and RFC 3339
 /// (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`; no offset means UTC), and epoch numbers: values of
 /// magnitude at least 1e11 are milliseconds, smaller ones seconds (1e11 s is the year 5138).
 pub fn parse_timestamp(text: &str) -> Option<i64> {
