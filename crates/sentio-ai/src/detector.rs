@@ -764,7 +764,11 @@ mod tests {
 
     /// Runs a 1 Hz series through a fresh detector.
     fn run(values: &[f64]) -> Vec<Score> {
-        let mut d = SeriesDetector::new(&DetectorConfig::default());
+        run_with(values, &DetectorConfig::default())
+    }
+
+    fn run_with(values: &[f64], config: &DetectorConfig) -> Vec<Score> {
+        let mut d = SeriesDetector::new(config);
         values
             .iter()
             .enumerate()
@@ -866,6 +870,23 @@ mod tests {
                 .filter(|(_, s)| s.alert)
                 .collect();
             assert!(alerts.is_empty(), "seed {seed}: {alerts:?}");
+        }
+    }
+
+    /// The live pipeline may shorten the warm-up (it uses 40 points): still quiet, still alert.
+    #[test]
+    fn short_warmup_stays_quiet_and_alerts_on_spikes() {
+        let config = DetectorConfig {
+            warmup: 40,
+            ..DetectorConfig::default()
+        };
+        for seed in 1..=10u64 {
+            let mut v = healthy(20_000, seed * 104_729, 50.0, 0.4);
+            let quiet = run_with(&v, &config).iter().filter(|s| s.alert).count();
+            assert_eq!(quiet, 0, "seed {seed}");
+            v[15_000] += 8.0;
+            let scores = run_with(&v, &config);
+            assert!(scores[15_000].alert, "seed {seed}: {:?}", scores[15_000]);
         }
     }
 
