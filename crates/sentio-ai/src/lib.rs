@@ -1,9 +1,15 @@
-//! Streaming anomaly detection for Sentio: pure computation, no IO, no network.
+//! Streaming anomaly detection and forecasting for Sentio: pure computation, no network.
 //!
 //! The main type is [`SeriesDetector`]: one per numeric series, fed each point as it arrives
 //! ([`SeriesDetector::update`]) and answering with a [`Score`] that explains itself (expected value,
-//! expected range, observed value, which detector fired). The same code scores live telemetry in
-//! `sentio serve` and CSV files offline (`sentio detect`).
+//! expected range, observed value, which detector fired). Its state is serde-serialisable, so it
+//! survives restarts; [`DetectorConfig::default`] is the one parameter set for every series. The
+//! same code scores live telemetry in `sentio serve` and CSV files offline (`sentio detect`).
+//!
+//! Modules: `detector` (the engine; method in the crate README), [`forecast`] (MSTL + AutoETS
+//! forecasts with intervals, time to threshold, MASE; pure functions) and [`offline`] (the only
+//! module that touches files or starts a process: CSV scoring, the NAB runner, forecast
+//! evaluation on files).
 //!
 //! ```
 //! use sentio_ai::{DetectorConfig, SeriesDetector};
