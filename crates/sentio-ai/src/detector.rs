@@ -263,6 +263,9 @@ pub struct SeriesDetector {
     sustained: f64,
     /// Suppression: the recent peak of emitted scores.
     peak: f64,
+    /// Second opinion for the live alert decision (see `guard.rs`); absent in older saved states.
+    #[serde(default)]
+    guard: crate::guard::Guard,
 }
 
 impl SeriesDetector {
@@ -292,6 +295,7 @@ impl SeriesDetector {
             first_ts: 0,
             dt_ms: 0.0,
             peak: 0.0,
+            guard: crate::guard::Guard::default(),
         }
     }
 
@@ -366,6 +370,27 @@ impl SeriesDetector {
 
     /// Scores `value` observed at `ts_ms` (milliseconds since the Unix epoch), then learns from it.
     pub fn update(&mut self, ts_ms: i64, value: f64) -> Score {
+        let mut score = self.score_point(ts_ms, value);
+        if !value.is_finite() {
+            return score;
+        }
+        // The live alert also fires when the baseline guard does; the NAB score is unchanged.
+        let g = self.guard.update(value);
+        if g.alert && !score.alert {
+            score.alert = true;
+            score.expected = g.expected;
+            score.lower = g.lower;
+            score.upper = g.upper;
+            score.detector = if score.detector.is_empty() || score.detector == "none" {
+                "baseline-deviation".to_string()
+            } else {
+                format!("baseline-deviation+{}", score.detector)
+            };
+        }
+        score
+    }
+
+    fn score_point(&mut self, ts_ms: i64, value: f64) -> Score {
         let c = self.config.clone();
         if !value.is_finite() {
             // Not a measurement: nothing is learnt, nothing is alerted.

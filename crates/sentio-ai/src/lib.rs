@@ -24,6 +24,7 @@
 mod detector;
 mod error;
 pub mod forecast;
+mod guard;
 pub mod offline;
 
 pub use detector::{DetectorConfig, Score, SeriesDetector};

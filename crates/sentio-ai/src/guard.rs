@@ -1,0 +1,241 @@
+//! The baseline guard: a second opinion for the live `alert` decision (not the NAB score).
+//!
+//! The fused detector's score is calibrated against each statistic's own long history, which is
+//! right for a scoring benchmark but slow to trust on a young series: a bearing temperature that
+//! climbs 20 °C over three minutes, a few minutes after a sensor was installed, scores low because
+//! every statistic is still new, and its normal band widens with the fault. The guard asks the
+//! plainer question operators ask: is the value far outside the level and spread this series has
+//! shown, and does it stay there? It keeps a slow, winsorised level and spread (outliers move
+//! them only a little, so a developing fault is not learnt as normal within minutes), and alerts
+//! when `persist` consecutive points lie beyond `k` spreads, or one point beyond `2k`.
+//! A level shift that persists is learnt after a few hundred points and the alert resolves.
+
+use serde::{Deserialize, Serialize};
+
+/// Points before the guard may alert (enough for a first estimate of the spread).
+pub const WARMUP: u64 = 30;
+/// Deviation, in robust spreads, beyond which a point is out of band.
+pub const K: f64 = 8.0;
+/// Consecutive out-of-band points needed for an alert (one point beyond `2 * K` suffices).
+pub const PERSIST: u32 = 3;
+/// Learning rate of level and spread once warm (time constant ~200 points).
+pub const ALPHA: f64 = 0.005;
+/// Updates are winsorised at this many spreads.
+pub const CLIP: f64 = 3.0;
+/// A run of identical values alerts as a stuck sensor once it is this many times longer than the
+/// longest run seen before (and at least `STUCK_MIN` points).
+pub const STUCK_RATIO: u32 = 4;
+/// Shortest run that can be a stuck sensor.
+pub const STUCK_MIN: u32 = 30;
+/// Stuck detection applies to series whose readings change at least this often.
+pub const MIN_CHANGE_RATE: f64 = 0.5;
+/// After this many consecutive out-of-band points the new level is accepted (re-baselined), and
+/// the wander widened so that a jump of the same size is tolerated for a while: regime changes
+/// (a walk, a machine switching load) alert once, not for as long as the regime lasts.
+pub const REBASE_AFTER: u32 = 60;
+
+/// State of the guard for one series.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Guard {
+    seen: u64,
+    level: f64,
+    /// Noise spread, from successive differences.
+    spread: f64,
+    /// Spread of deviations from the level, learnt five times slower: how far this series
+    /// normally wanders (regime changes, activity), without inflating within a few minutes.
+    #[serde(default)]
+    wander: f64,
+    /// Smallest non-zero change between consecutive values: the sensor's resolution.
+    resolution: f64,
+    last: f64,
+    out_run: u32,
+    /// Current run of identical values, and the longest run seen while healthy.
+    #[serde(default)]
+    same_run: u32,
+    #[serde(default)]
+    longest_run: u32,
+    /// How many times the value has changed: a series that never moved cannot be "stuck".
+    #[serde(default)]
+    changes: u32,
+    /// Share of readings that differ from the previous one (slowly learnt, frozen while stuck).
+    #[serde(default)]
+    change_rate: f64,
+}
+
+/// The guard's verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// Whether the point should alert.
+    pub alert: bool,
+    /// The level the guard expected.
+    pub expected: f64,
+    /// Lower edge of the band.
+    pub lower: f64,
+    /// Upper edge of the band.
+    pub upper: f64,
+}
+
+impl Guard {
+    /// Judges `value`, then learns from it.
+    pub fn update(&mut self, value: f64) -> Verdict {
+        self.seen += 1;
+        if self.seen == 1 {
+            self.level = value;
+            self.last = value;
+            return self.verdict(false);
+        }
+        let step = (value - self.last).abs();
+        if step == 0.0 {
+            self.same_run += 1;
+        } else {
+            // A run just ended: it teaches the natural run length, flagged or not, so a series
+            // that is naturally flat for long stretches (counts, idle states) alerts once and
+            // then learns.
+            self.longest_run = self.longest_run.max(self.same_run);
+            self.same_run = 0;
+            self.changes = self.changes.saturating_add(1);
+        }
+        let stuck_after = STUCK_RATIO.saturating_mul(self.longest_run).max(STUCK_MIN);
+        // Only sensors whose readings normally change (continuous noise) can be "stuck"; counts
+        // and idle states (occupancy, activity at rest, switches) legitimately hold a value.
+        let continuous = self.change_rate >= MIN_CHANGE_RATE;
+        // A run of exact zeros is an idle state (no activity, no flow), not a frozen reading.
+        let stuck = self.seen > WARMUP
+            && continuous
+            && value != 0.0
+            && self.changes >= STUCK_MIN
+            && self.same_run >= stuck_after;
+        if !stuck {
+            let changed = if step > 0.0 { 1.0 } else { 0.0 };
+            let r = if self.seen > WARMUP {
+                ALPHA
+            } else {
+                1.0 / self.seen as f64
+            };
+            self.change_rate += r * (changed - self.change_rate);
+        }
+        if step > 0.0 && (self.resolution == 0.0 || step < self.resolution) {
+            self.resolution = step;
+        }
+        self.last = value;
+        let spread = self.band_spread();
+        let dev = (value - self.level).abs() / spread;
+        let warm = self.seen > WARMUP;
+        let out = warm && dev > K;
+        self.out_run = if out { self.out_run + 1 } else { 0 };
+        let alert = warm && (self.out_run >= PERSIST || dev > 2.0 * K || stuck);
+        let verdict = self.verdict(alert);
+        if self.out_run >= REBASE_AFTER {
+            let jump = (value - self.level).abs();
+            self.level = value;
+            self.wander = self.wander.max(jump / (0.5 * K * 1.25));
+            self.out_run = 0;
+            return verdict;
+        }
+        // Learn: a running average while young, then slowly, from winsorised values.
+        let a = if warm { ALPHA } else { 1.0 / self.seen as f64 };
+        let limit = CLIP * spread;
+        let learn = if warm {
+            value.clamp(self.level - limit, self.level + limit)
+        } else {
+            value
+        };
+        let delta = learn - self.level;
+        self.level += a * delta;
+        let slow = if warm { ALPHA / 5.0 } else { a };
+        self.wander += slow * (delta.abs() - self.wander);
+        // The spread comes from successive differences, which stay at noise level during a
+        // drift or after a single jump (deviations from the level would inflate it with the
+        // very fault it should expose). For white noise E|x_t - x_(t-1)| = 1.128 sigma.
+        let diff = step.min(CLIP * 1.128 * spread);
+        self.spread += a * (diff / 1.128 - self.spread);
+        verdict
+    }
+
+    /// The spread used for the band (~1 sigma of the noise), never below the sensor's resolution
+    /// nor a small fraction of the level.
+    fn band_spread(&self) -> f64 {
+        let floor = self
+            .resolution
+            .max(1e-3 * self.level.abs())
+            .max(f64::MIN_POSITIVE);
+        self.spread.max(1.25 * self.wander).max(floor)
+    }
+
+    fn verdict(&self, alert: bool) -> Verdict {
+        let band = K * self.band_spread();
+        Verdict {
+            alert,
+            expected: self.level,
+            lower: self.level - band,
+            upper: self.level + band,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerts(values: impl IntoIterator<Item = f64>) -> Vec<usize> {
+        let mut g = Guard::default();
+        values
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| g.update(v).alert.then_some(i))
+            .collect()
+    }
+
+    fn noise(i: usize) -> f64 {
+        (((i * 7919) % 101) as f64 / 101.0 - 0.5) * 0.4
+    }
+
+    #[test]
+    fn quiet_on_noise_and_loud_on_faults() {
+        // Healthy noise: nothing.
+        assert!(alerts((0..5000).map(|i| 40.0 + noise(i))).is_empty());
+        // A developing fault (exponential rise) after 100 healthy points: alerted while it grows.
+        let fault = (0..400).map(|i| {
+            let rise = if i > 100 {
+                ((i - 100) as f64 / 40.0).exp() - 1.0
+            } else {
+                0.0
+            };
+            40.0 + noise(i) + rise.min(30.0)
+        });
+        let a = alerts(fault);
+        assert!(!a.is_empty() && a[0] > 100 && a[0] < 220, "{a:?}");
+        // One gross spike alerts at once; a single moderate blip does not.
+        let mut v: Vec<f64> = (0..200).map(|i| 40.0 + noise(i)).collect();
+        v[150] = 40.0 + 1.2; // ~10 spreads: out of band, but alone
+        v[180] = 40.0 + 10.0;
+        assert_eq!(alerts(v), vec![180]);
+    }
+
+    #[test]
+    fn a_stuck_sensor_is_alerted() {
+        // Quantised noise has short natural runs; then the value freezes.
+        let v = (0..600).map(|i| {
+            if i < 300 {
+                20.0 + (noise(i) * 5.0).round() / 10.0
+            } else {
+                20.3
+            }
+        });
+        let a = alerts(v);
+        assert!(!a.is_empty() && a[0] >= 300 && a[0] < 360, "{a:?}");
+        assert!(alerts((0..3000).map(|i| 20.0 + (noise(i) * 5.0).round() / 10.0)).is_empty());
+    }
+
+    #[test]
+    fn a_persistent_level_shift_is_learnt() {
+        let v = (0..3000).map(|i| if i < 200 { 10.0 } else { 14.0 } + noise(i));
+        let a = alerts(v);
+        assert_eq!(a.first(), Some(&200), "{a:?}");
+        assert!(
+            *a.last().unwrap() < 200 + REBASE_AFTER as usize + 5,
+            "still alerting at {:?}",
+            a.last()
+        );
+    }
+}
