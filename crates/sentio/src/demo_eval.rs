@@ -35,6 +35,8 @@ pub struct DemoEval {
     pub found: usize,
     /// Seconds from fault start to the alert, for the faults found.
     pub delays_s: Vec<f64>,
+    /// The faults found, each with its delay in seconds.
+    pub found_faults: Vec<(Fault, f64)>,
     /// Faults without an alert.
     pub missed: Vec<Fault>,
     /// Alerts on a device that had a fault on another metric at that time.
@@ -64,8 +66,9 @@ fn call(
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
-/// Runs the evaluation over `minutes` of simulated time for the fleet `spec`.
-pub async fn run(spec: FleetSpec, minutes: u64) -> anyhow::Result<DemoEval> {
+/// Runs the evaluation over `minutes` of simulated time for the fleet `spec`, ending at `end_ms`
+/// (default: now). The fleet follows the time of day, so a fixed end gives a reproducible run.
+pub async fn run(spec: FleetSpec, minutes: u64, end_ms: Option<i64>) -> anyhow::Result<DemoEval> {
     let dir = std::env::temp_dir().join(format!(
         "sentio-demo-eval-{}-{}",
         std::process::id(),
@@ -75,17 +78,22 @@ pub async fn run(spec: FleetSpec, minutes: u64) -> anyhow::Result<DemoEval> {
     config.mqtt = "127.0.0.1:0".parse()?;
     config.http = "127.0.0.1:0".parse()?;
     let node = Node::start(config).await?;
-    let result = evaluate(&node, spec, minutes).await;
+    let result = evaluate(&node, spec, minutes, end_ms).await;
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn evaluate(node: &Node, spec: FleetSpec, minutes: u64) -> anyhow::Result<DemoEval> {
+async fn evaluate(
+    node: &Node,
+    spec: FleetSpec,
+    minutes: u64,
+    end_ms: Option<i64>,
+) -> anyhow::Result<DemoEval> {
     let base = format!("http://{}", node.http_addr);
     let admin = format!("Bearer {}", node.admin_token);
     let span_ms = minutes as i64 * 60_000;
-    let end = now_ms() - 1_000;
+    let end = end_ms.unwrap_or_else(|| now_ms() - 1_000);
     let start = end - span_ms;
     let base2 = base.clone();
     let (points, elapsed, truth) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -201,6 +209,7 @@ async fn evaluate(node: &Node, spec: FleetSpec, minutes: u64) -> anyhow::Result<
 
     let mut found = 0;
     let mut delays_s = Vec::new();
+    let mut found_faults = Vec::new();
     let mut missed = Vec::new();
     for f in &truth {
         let hit = alerts
@@ -217,7 +226,9 @@ async fn evaluate(node: &Node, spec: FleetSpec, minutes: u64) -> anyhow::Result<
         match hit {
             Some(opened) => {
                 found += 1;
-                delays_s.push((opened - f.start_ms) as f64 / 1000.0);
+                let delay = (opened - f.start_ms) as f64 / 1000.0;
+                delays_s.push(delay);
+                found_faults.push((f.clone(), delay));
             }
             None => missed.push(f.clone()),
         }
@@ -254,6 +265,7 @@ async fn evaluate(node: &Node, spec: FleetSpec, minutes: u64) -> anyhow::Result<
         injected: truth.len(),
         found,
         delays_s,
+        found_faults,
         missed,
         related,
         false_alerts: false_list.len(),

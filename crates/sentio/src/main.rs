@@ -54,6 +54,10 @@ struct DemoArgs {
     /// Fleet seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// End of the simulated history (ms or RFC 3339; default: now). The fleet follows the time
+    /// of day, so a fixed end gives a reproducible run.
+    #[arg(long)]
+    end: Option<String>,
 }
 
 async fn bench_demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -61,7 +65,11 @@ async fn bench_demo(args: DemoArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..FleetSpec::demo()
     };
-    let r = sentio::demo_eval::run(spec, args.minutes).await?;
+    let end = match &args.end {
+        Some(e) => Some(sentio_core::time::parse_time(e)?),
+        None => None,
+    };
+    let r = sentio::demo_eval::run(spec, args.minutes, end).await?;
     let mut delays = r.delays_s.clone();
     delays.sort_by(f64::total_cmp);
     let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);
