@@ -105,7 +105,13 @@ impl From<PipelineError> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
-        Self::new(r.status(), "bad_request", r.body_text())
+        let error = match r.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+            _ => "bad_request",
+        };
+        Self::new(r.status(), error, r.body_text())
     }
 }
 
@@ -127,6 +133,10 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(r: axum::extract::rejection::QueryRejection) -> Self {
-        Self::bad_request(r.body_text())
+        Self::bad_request(format!(
+            "invalid query parameter ({}); see README.md for each endpoint's parameters",
+            r.body_text()
+                .trim_start_matches("Failed to deserialize query string: ")
+        ))
     }
 }

@@ -102,12 +102,22 @@ impl Broker {
         let run = self.inner.run();
         tokio::pin!(run);
         tokio::select! {
+            biased;
             r = &mut run => r.map_err(|e| BrokerError::Start(e.to_string())),
             _ = shutdown => {
-                handle.shutdown();
-                if let Err(e) = run.await {
-                    warn!(error = %e, "broker stopped with an error");
+                // A signal sent before the broker's loop has subscribed to it is lost (a stop
+                // right after start), so signal again until it stops, for at most 5 s; dropping
+                // the run future then shuts it down too.
+                for _ in 0..50 {
+                    handle.shutdown();
+                    match tokio::time::timeout(std::time::Duration::from_millis(100), &mut run).await {
+                        Ok(Err(e)) => warn!(error = %e, "broker stopped with an error"),
+                        Ok(Ok(())) => {}
+                        Err(_) => continue,
+                    }
+                    return Ok(());
                 }
+                warn!("the broker did not stop within 5 s; dropping it");
                 Ok(())
             }
         }

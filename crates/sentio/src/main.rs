@@ -140,7 +140,11 @@ struct ServeArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mqtt5=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 }
 
 async fn shutdown_signal() {

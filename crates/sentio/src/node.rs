@@ -64,6 +64,33 @@ pub struct Node {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
+    /// Held while the node runs: one node per data directory.
+    _lock: std::fs::File,
+}
+
+/// File in the data directory locked by the running node.
+pub const LOCK_FILE: &str = "sentio.lock";
+
+/// Takes the data directory's lock, so two nodes never share one (they would corrupt each
+/// other's broker state). The OS releases it when the process exits, even on `kill -9`.
+fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "the data directory {} is in use by another running sentio (stop it, or choose another with --data DIR)",
+            data.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -75,6 +102,7 @@ impl Node {
     pub async fn start(config: NodeConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating the data directory {}", config.data.display()))?;
+        let lock = lock_data_dir(&config.data)?;
         let store = SqliteStore::open(&config.data)
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
         let (admin_token, token_source) =
@@ -145,9 +173,9 @@ impl Node {
             let sim = demo_config(spec, mqtt_addr, &config.data, store.as_ref()).await?;
             let rx = stop_rx.clone();
             servers.push(tokio::spawn(async move {
-                match sentio_sim::run(sim, stopped(rx)).await {
-                    Ok(report) => info!(?report, "demo fleet stopped"),
-                    Err(e) => warn!(error = %e, "demo fleet failed"),
+                // The simulator logs its own report when it stops.
+                if let Err(e) = sentio_sim::run(sim, stopped(rx)).await {
+                    warn!(error = %e, "demo fleet failed");
                 }
             }));
         }
@@ -160,6 +188,7 @@ impl Node {
             stop,
             servers,
             pipeline,
+            _lock: lock,
         })
     }
 

@@ -480,3 +480,45 @@ async fn a_generated_admin_token_is_private_and_random() {
     assert_eq!(st, 200);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_cannot_share_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let mut c = sentio::node::NodeConfig::new(dir.path());
+    c.mqtt = "127.0.0.1:0".parse().unwrap();
+    c.http = "127.0.0.1:0".parse().unwrap();
+    let err = sentio::node::Node::start(c)
+        .await
+        .err()
+        .expect("second node refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("in use by another running sentio") && msg.contains("--data"),
+        "{msg}"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_method_and_content_type_are_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (st, b) = api(&node, "PUT", "/api/v1/devices", None).await;
+    assert_eq!(st, 405, "{b}");
+    assert_eq!(b["error"], "method_not_allowed");
+    let (st, b) = http(
+        "POST",
+        format!("http://{}/api/v1/devices", node.http_addr),
+        bearer(),
+        None,
+    )
+    .await;
+    // An empty body with a JSON content type is an invalid body, not a server error.
+    assert!(st == 400 || st == 422, "{st} {b}");
+    assert!(b["error"].is_string(), "{b}");
+    let (st, b) = api(&node, "GET", "/api/v1/alerts?limit=-1", None).await;
+    assert_eq!(st, 400);
+    assert!(b["detail"].as_str().unwrap().contains("limit"), "{b}");
+    node.shutdown().await;
+}
