@@ -47,6 +47,14 @@ pub struct DemoEval {
     pub false_list: Vec<(String, String, i64)>,
 }
 
+/// An HTTP client that returns error statuses as responses.
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 fn call(
     agent: &ureq::Agent,
     method: &str,
@@ -97,10 +105,7 @@ async fn evaluate(
     let start = end - span_ms;
     let base2 = base.clone();
     let (points, elapsed, truth) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = http_agent();
         let mut creds = HashMap::new();
         for d in spec.devices() {
             let (st, body) = call(
@@ -169,10 +174,7 @@ async fn evaluate(
     let base3 = base.clone();
     let admin = format!("Bearer {}", node.admin_token);
     let alerts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Value>> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = http_agent();
         let deadline = Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let mut resp = agent

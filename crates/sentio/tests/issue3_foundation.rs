@@ -426,8 +426,7 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap();
 
-    let mut c = sentio::node::NodeConfig::new(dir.path());
-    c.mqtt = "127.0.0.1:0".parse().unwrap();
+    let mut c = loopback_config(dir.path());
     c.http = port;
     let err = sentio::node::Node::start(c)
         .await
@@ -439,9 +438,8 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
         "{msg}"
     );
 
-    let mut c = sentio::node::NodeConfig::new(dir.path());
+    let mut c = loopback_config(dir.path());
     c.mqtt = port;
-    c.http = "127.0.0.1:0".parse().unwrap();
     let err = sentio::node::Node::start(c)
         .await
         .err()
@@ -456,9 +454,7 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_admin_token_is_private_and_random() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = sentio::node::NodeConfig::new(dir.path());
-    c.mqtt = "127.0.0.1:0".parse().unwrap();
-    c.http = "127.0.0.1:0".parse().unwrap();
+    let c = loopback_config(dir.path());
     let node = sentio::node::Node::start(c).await.unwrap();
     let path = dir.path().join("admin.token");
     let token = std::fs::read_to_string(&path).unwrap();
@@ -485,9 +481,7 @@ async fn a_generated_admin_token_is_private_and_random() {
 async fn two_nodes_cannot_share_a_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let mut c = sentio::node::NodeConfig::new(dir.path());
-    c.mqtt = "127.0.0.1:0".parse().unwrap();
-    c.http = "127.0.0.1:0".parse().unwrap();
+    let c = loopback_config(dir.path());
     let err = sentio::node::Node::start(c)
         .await
         .err()

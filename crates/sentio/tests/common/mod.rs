@@ -10,11 +10,17 @@ use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
-/// Starts a node on loopback, ports chosen by the OS.
-pub async fn start(data: &Path) -> Node {
+/// A node's configuration on loopback, ports chosen by the OS, no admin token configured.
+pub fn loopback_config(data: &Path) -> NodeConfig {
     let mut c = NodeConfig::new(data);
     c.mqtt = "127.0.0.1:0".parse().unwrap();
     c.http = "127.0.0.1:0".parse().unwrap();
+    c
+}
+
+/// Starts a node on loopback with the test admin token.
+pub async fn start(data: &Path) -> Node {
+    let mut c = loopback_config(data);
     c.admin_token = Some(TOKEN.into());
     Node::start(c).await.expect("node starts")
 }
