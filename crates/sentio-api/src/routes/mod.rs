@@ -2,6 +2,7 @@
 
 mod alerts;
 mod devices;
+mod forecast;
 mod ingest;
 mod series;
 mod stream;
@@ -33,6 +34,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/devices/{id}/series", get(series::list))
         .route("/api/v1/devices/{id}/series/{metric}", get(series::range))
+        .route(
+            "/api/v1/devices/{id}/series/{metric}/forecast",
+            get(forecast::forecast),
+        )
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/stream", get(stream::stream))
         .fallback(|| async { ApiError::not_found("no such endpoint; see README.md for the API") })
