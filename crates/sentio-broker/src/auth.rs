@@ -86,17 +86,11 @@ impl AuthProvider for DeviceAuth {
         user_id: Option<&'a str>,
         topic: &'a str,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(async move {
-            let Some(device) = user_id else { return false };
-            if may_publish(device, topic) {
-                return true;
-            }
-            let reason = format!(
+        Box::pin(self.authorize(user_id, topic, may_publish, move |device| {
+            format!(
                 "publish to {topic:?} refused: a device may publish only under devices/{device}/"
-            );
-            self.ingest.reject(device, &reason).await;
-            false
-        })
+            )
+        }))
     }
 
     fn authorize_subscribe<'a>(
@@ -105,17 +99,29 @@ impl AuthProvider for DeviceAuth {
         user_id: Option<&'a str>,
         topic_filter: &'a str,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(async move {
-            let Some(device) = user_id else { return false };
-            if may_subscribe(device, topic_filter) {
-                return true;
-            }
-            let reason = format!(
+        Box::pin(self.authorize(user_id, topic_filter, may_subscribe, move |device| {
+            format!(
                 "subscribe to {topic_filter:?} refused: a device may subscribe only to devices/{device}/commands/#"
-            );
-            self.ingest.reject(device, &reason).await;
-            false
-        })
+            )
+        }))
+    }
+}
+
+impl DeviceAuth {
+    /// Applies an ACL rule; a refusal is recorded on the device with `reason`.
+    async fn authorize(
+        &self,
+        user_id: Option<&str>,
+        topic: &str,
+        allowed: fn(&str, &str) -> bool,
+        reason: impl FnOnce(&str) -> String,
+    ) -> bool {
+        let Some(device) = user_id else { return false };
+        if allowed(device, topic) {
+            return true;
+        }
+        self.ingest.reject(device, &reason(device)).await;
+        false
     }
 }
 

@@ -7,45 +7,49 @@ use sentio_core::{Alert, AlertState};
 use super::SqliteStore;
 use crate::{AlertFilter, AlertStore, Result, StoreError};
 
-fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<(Alert, String, String, String)> {
-    Ok((
-        Alert {
-            id: r.get(0)?,
-            device: r.get(1)?,
-            metric: r.get(2)?,
-            state: AlertState::Open,
-            opened_ms: r.get(4)?,
-            last_anomaly_ms: r.get(5)?,
-            resolved_ms: r.get(6)?,
-            anomalous_points: r.get::<_, i64>(7)? as u64,
-            explanation: placeholder(),
-            peak: placeholder(),
-        },
-        r.get(3)?,
-        r.get(8)?,
-        r.get(9)?,
-    ))
+/// The columns of one `alerts` row, before the JSON ones are parsed.
+struct AlertRow {
+    id: i64,
+    device: String,
+    metric: String,
+    state: String,
+    opened_ms: i64,
+    last_anomaly_ms: i64,
+    resolved_ms: Option<i64>,
+    anomalous_points: i64,
+    explanation: String,
+    peak: String,
 }
 
-fn placeholder() -> sentio_core::Explanation {
-    sentio_core::Explanation {
-        detector: String::new(),
-        expected: 0.0,
-        lower: 0.0,
-        upper: 0.0,
-        observed: 0.0,
-        score: 0.0,
-        message: String::new(),
-    }
+fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
+    Ok(AlertRow {
+        id: r.get(0)?,
+        device: r.get(1)?,
+        metric: r.get(2)?,
+        state: r.get(3)?,
+        opened_ms: r.get(4)?,
+        last_anomaly_ms: r.get(5)?,
+        resolved_ms: r.get(6)?,
+        anomalous_points: r.get(7)?,
+        explanation: r.get(8)?,
+        peak: r.get(9)?,
+    })
 }
 
-fn finish(row: (Alert, String, String, String)) -> Result<Alert> {
-    let (mut a, state, explanation, peak) = row;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of alert {}", a.id));
-    a.state = AlertState::parse(&state).ok_or_else(|| corrupt("state"))?;
-    a.explanation = serde_json::from_str(&explanation).map_err(|_| corrupt("explanation"))?;
-    a.peak = serde_json::from_str(&peak).map_err(|_| corrupt("peak"))?;
-    Ok(a)
+fn finish(row: AlertRow) -> Result<Alert> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of alert {}", row.id));
+    Ok(Alert {
+        state: AlertState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
+        explanation: serde_json::from_str(&row.explanation).map_err(|_| corrupt("explanation"))?,
+        peak: serde_json::from_str(&row.peak).map_err(|_| corrupt("peak"))?,
+        id: row.id,
+        device: row.device,
+        metric: row.metric,
+        opened_ms: row.opened_ms,
+        last_anomaly_ms: row.last_anomaly_ms,
+        resolved_ms: row.resolved_ms,
+        anomalous_points: row.anomalous_points as u64,
+    })
 }
 
 #[async_trait]
