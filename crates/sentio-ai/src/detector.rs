@@ -266,6 +266,24 @@ pub struct SeriesDetector {
     /// Second opinion for the live alert decision (see `guard.rs`); absent in older saved states.
     #[serde(default)]
     guard: crate::guard::Guard,
+    /// Alerts on this series marked as false alarms by users.
+    #[serde(default)]
+    false_alarms: u32,
+}
+
+/// How a series' sensitivity changed when an alert was marked as a false alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SensitivityChange {
+    /// False alarms marked on the series so far.
+    pub false_alarms: u32,
+    /// Fused score needed for an alert, before and after.
+    pub score_threshold_before: f64,
+    /// Fused score needed for an alert, before and after.
+    pub score_threshold_after: f64,
+    /// Baseline band half-width in spreads, before and after.
+    pub band_before: f64,
+    /// Baseline band half-width in spreads, before and after.
+    pub band_after: f64,
 }
 
 impl SeriesDetector {
@@ -296,6 +314,29 @@ impl SeriesDetector {
             dt_ms: 0.0,
             peak: 0.0,
             guard: crate::guard::Guard::default(),
+            false_alarms: 0,
+        }
+    }
+
+    /// The fused score an alert needs: the configured `alert_score`, moved towards 1 (the tail
+    /// probability halved) by each false alarm marked on the series.
+    pub fn score_threshold(&self) -> f64 {
+        1.0 - (1.0 - self.config.alert_score) * 0.5f64.powi(self.false_alarms as i32)
+    }
+
+    /// A user marked an alert of this series as a false alarm: both the fused threshold and the
+    /// baseline band become less sensitive, and the change is reported.
+    pub fn mark_false_alarm(&mut self) -> SensitivityChange {
+        let score_threshold_before = self.score_threshold();
+        let band_before = self.guard.k();
+        self.false_alarms = self.false_alarms.saturating_add(1);
+        self.guard.mark_false_alarm();
+        SensitivityChange {
+            false_alarms: self.false_alarms,
+            score_threshold_before,
+            score_threshold_after: self.score_threshold(),
+            band_before,
+            band_after: self.guard.k(),
         }
     }
 
@@ -373,6 +414,9 @@ impl SeriesDetector {
         let mut score = self.score_point(ts_ms, value);
         if !value.is_finite() {
             return score;
+        }
+        if self.false_alarms > 0 && score.score < self.score_threshold() {
+            score.alert = false;
         }
         // The live alert also fires when the baseline guard does; the NAB score is unchanged.
         let g = self.guard.update(value);

@@ -158,6 +158,10 @@ pub struct ThresholdEta {
     pub expected_ts_ms: Option<i64>,
     /// First step whose 95 % interval reaches it: the earliest plausible crossing.
     pub earliest_ts_ms: Option<i64>,
+    /// First step whose whole 95 % interval is past it: the latest plausible crossing within
+    /// the horizon (`None` when the interval never gets entirely past it).
+    #[serde(default)]
+    pub latest_ts_ms: Option<i64>,
     /// Whether the threshold is above the last observed value (a rise is watched for).
     pub rising: bool,
 }
@@ -190,6 +194,10 @@ pub fn time_to_threshold(
         earliest_ts_ms: f
             .iter()
             .find(|p| reached(if rising { p.upper } else { p.lower }))
+            .map(|p| p.ts_ms),
+        latest_ts_ms: f
+            .iter()
+            .find(|p| reached(if rising { p.lower } else { p.upper }))
             .map(|p| p.ts_ms),
         rising,
     })

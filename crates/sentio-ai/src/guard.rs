@@ -60,7 +60,13 @@ pub struct Guard {
     /// Share of readings that differ from the previous one (slowly learnt, frozen while stuck).
     #[serde(default)]
     change_rate: f64,
+    /// Alerts marked as false alarms: each widens the band by `FALSE_ALARM_FACTOR`.
+    #[serde(default)]
+    false_alarms: u32,
 }
+
+/// Each false alarm marked on a series widens the guard's band by this factor.
+pub const FALSE_ALARM_FACTOR: f64 = 1.5;
 
 /// The guard's verdict on one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,9 +127,10 @@ impl Guard {
         let spread = self.band_spread();
         let dev = (value - self.level).abs() / spread;
         let warm = self.seen > WARMUP;
-        let out = warm && dev > K;
+        let k = self.k();
+        let out = warm && dev > k;
         self.out_run = if out { self.out_run + 1 } else { 0 };
-        let alert = warm && (self.out_run >= PERSIST || dev > 2.0 * K || stuck);
+        let alert = warm && (self.out_run >= PERSIST || dev > 2.0 * k || stuck);
         let verdict = self.verdict(alert);
         if self.out_run >= REBASE_AFTER {
             let jump = (value - self.level).abs();
@@ -162,8 +169,18 @@ impl Guard {
         self.spread.max(1.25 * self.wander).max(floor)
     }
 
+    /// The band's half-width in spreads: `K`, widened by false-alarm marks.
+    pub fn k(&self) -> f64 {
+        K * FALSE_ALARM_FACTOR.powi(self.false_alarms as i32)
+    }
+
+    /// Records a false alarm: the band widens.
+    pub fn mark_false_alarm(&mut self) {
+        self.false_alarms = self.false_alarms.saturating_add(1);
+    }
+
     fn verdict(&self, alert: bool) -> Verdict {
-        let band = K * self.band_spread();
+        let band = self.k() * self.band_spread();
         Verdict {
             alert,
             expected: self.level,

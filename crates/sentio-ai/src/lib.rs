@@ -21,15 +21,23 @@
 //! assert!(d.update(400_000, 80.0).alert);
 //! ```
 
+pub mod cadence;
 mod detector;
 mod error;
 pub mod forecast;
 mod guard;
+pub mod limits;
 pub mod offline;
+pub mod peers;
+pub mod relation;
 
-pub use detector::{DetectorConfig, Score, SeriesDetector};
+pub use cadence::{Cadence, Silence};
+pub use detector::{DetectorConfig, Score, SensitivityChange, SeriesDetector};
 pub use error::AiError;
 pub use forecast::{ForecastPoint, ThresholdEta, forecast, time_to_threshold, try_forecast};
+pub use limits::{Limit, LimitObservation, LimitWatch};
 pub use offline::{
     CsvReport, NabOptions, NabReport, parse_timestamp, run_nab, score_csv, score_csv_file,
 };
+pub use peers::{PeerGroup, PeerVerdict};
+pub use relation::{DeviceRelations, RelationVerdict};

@@ -31,10 +31,73 @@ impl AlertState {
     }
 }
 
+/// What kind of condition an alert reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// A series behaves unlike its own history (the univariate detectors).
+    #[default]
+    Anomaly,
+    /// Metrics of one device that normally move together no longer do.
+    Relation,
+    /// A device's series departs from its peers (same kind) more than it usually does.
+    Peer,
+    /// A device fell silent relative to its own learned reporting cadence.
+    Silence,
+    /// A value crossed a declared limit.
+    Limit,
+    /// The forecast crosses a declared limit: predictive maintenance.
+    Predictive,
+}
+
+impl AlertKind {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anomaly => "anomaly",
+            Self::Relation => "relation",
+            Self::Peer => "peer",
+            Self::Silence => "silence",
+            Self::Limit => "limit",
+            Self::Predictive => "predictive",
+        }
+    }
+}
+
+/// One metric's part in a multivariate or fleet alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contributor {
+    /// The metric (or, for a peer alert, `peers`).
+    pub metric: String,
+    /// Its value at the time.
+    pub observed: f64,
+    /// What it was expected to be.
+    pub expected: f64,
+}
+
+/// When a forecast reaches a declared limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The declared limit.
+    pub limit: f64,
+    /// When the point forecast reaches it (ms).
+    pub expected_ms: Option<i64>,
+    /// Earliest plausible crossing: the 95 % interval reaches it (ms).
+    pub earliest_ms: Option<i64>,
+    /// Latest plausible crossing within the horizon: the other side of the interval reaches it
+    /// (ms); `None` when that side does not reach it within the horizon.
+    pub latest_ms: Option<i64>,
+    /// When the forecast was made (ms, data time).
+    pub made_ms: i64,
+}
+
 /// Why an alert was raised, in terms a person can check: what was expected, what was seen, and
 /// which detector said so.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
+    /// What kind of condition this is (`anomaly` in alerts saved before kinds existed).
+    #[serde(default)]
+    pub kind: AlertKind,
     /// Detector(s) that fired.
     pub detector: String,
     /// The value expected at that time.
@@ -49,6 +112,12 @@ pub struct Explanation {
     pub score: f64,
     /// One sentence for people.
     pub message: String,
+    /// For relation and peer alerts: the metrics (or peers) that contributed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributors: Vec<Contributor>,
+    /// For predictive alerts: when the limit is expected to be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<Prediction>,
 }
 
 /// An alert on one series.

@@ -125,6 +125,7 @@ pub fn explain(metric: &str, s: &Score) -> Explanation {
             round(s.expected),
             s.detector
         ),
+        ..Explanation::default()
     }
 }
 

@@ -26,6 +26,7 @@ fn explanation(v: f64) -> Explanation {
         observed: v,
         score: 0.9,
         message: "high".into(),
+        ..Explanation::default()
     }
 }
 

@@ -1,0 +1,238 @@
+//! The fleet view: a device compared with its peers (devices of the same kind reporting the same
+//! metric). Rooms warm up together in the afternoon and pumps follow the same shift pattern, so
+//! the peers' median removes what the fleet has in common; what is left, a device's offset from
+//! its peers, is learnt per device (its usual offset and spread). A device whose offset departs
+//! from its own usual offset by more than `K` spreads for `PERSIST` readings alerts, even when
+//! its value alone looks ordinary for the time of day.
+//!
+//! The median is taken over peers whose latest reading is at most `FRESH_MS` older than the
+//! reading being judged, recomputed at most once per second of data time; at least `MIN_PEERS`
+//! fresh devices are needed. Per device: a running mean and variance of the offset (time constant
+//! `HORIZON` readings), frozen while the device is out of line, relearnt after `REBASE_AFTER`
+//! consecutive out-of-line readings.
+
+use serde::{Deserialize, Serialize};
+
+/// Readings of a device before it may alert.
+pub const WARMUP: u32 = 300;
+/// Time constant of a device's offset statistics, in readings.
+pub const HORIZON: f64 = 600.0;
+/// Deviation, in spreads of the device's usual offset, beyond which a reading is out of line.
+pub const K: f64 = 7.0;
+/// Consecutive out-of-line readings needed for an alert.
+pub const PERSIST: u32 = 5;
+/// Consecutive out-of-line readings after which the new offset is accepted.
+pub const REBASE_AFTER: u32 = 900;
+/// Fresh devices needed for a comparison (including the device judged).
+pub const MIN_PEERS: usize = 3;
+/// A peer's reading older than this is not used (ms).
+pub const FRESH_MS: i64 = 60_000;
+/// Each false alarm marked widens the device's band by this factor.
+pub const FALSE_ALARM_FACTOR: f64 = 1.5;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Member {
+    device: String,
+    last_ts: i64,
+    value: f64,
+    n: u32,
+    mean: f64,
+    var: f64,
+    out_run: u32,
+    false_alarms: u32,
+}
+
+/// The peers of one group (kind) for one metric.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PeerGroup {
+    members: Vec<Member>,
+    median: f64,
+    median_ts: i64,
+    fresh: usize,
+}
+
+/// Verdict on one reading compared with the peers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerVerdict {
+    /// Whether the reading alerts.
+    pub alert: bool,
+    /// The peers' median.
+    pub peer_median: f64,
+    /// How many fresh devices the median was taken over.
+    pub peers: usize,
+    /// The device's usual offset from the median.
+    pub usual_offset: f64,
+    /// The value expected: median plus usual offset.
+    pub expected: f64,
+    /// Band edges.
+    pub lower: f64,
+    /// Band edges.
+    pub upper: f64,
+    /// Deviation in spreads.
+    pub z: f64,
+}
+
+impl PeerGroup {
+    /// Judges `value` of `device` at `ts_ms` against the peers, then learns from it. `None`
+    /// while there are too few fresh peers or the device is still learning its usual offset.
+    pub fn observe(&mut self, device: &str, ts_ms: i64, value: f64) -> Option<PeerVerdict> {
+        if !value.is_finite() {
+            return None;
+        }
+        let idx = match self.members.iter().position(|m| m.device == device) {
+            Some(i) => i,
+            None => {
+                self.members.push(Member {
+                    device: device.to_string(),
+                    ..Member::default()
+                });
+                self.median_ts = i64::MIN;
+                self.members.len() - 1
+            }
+        };
+        {
+            let m = &mut self.members[idx];
+            m.last_ts = ts_ms;
+            m.value = value;
+        }
+        if ts_ms.saturating_sub(self.median_ts) >= 1_000 || ts_ms < self.median_ts {
+            let mut fresh: Vec<f64> = self
+                .members
+                .iter()
+                .filter(|m| ts_ms.saturating_sub(m.last_ts).abs() <= FRESH_MS)
+                .map(|m| m.value)
+                .collect();
+            self.fresh = fresh.len();
+            if !fresh.is_empty() {
+                fresh.sort_by(f64::total_cmp);
+                let mid = fresh.len() / 2;
+                self.median = if fresh.len() % 2 == 1 {
+                    fresh[mid]
+                } else {
+                    0.5 * (fresh[mid - 1] + fresh[mid])
+                };
+            }
+            self.median_ts = ts_ms;
+        }
+        if self.fresh < MIN_PEERS {
+            return None;
+        }
+        let median = self.median;
+        let peers = self.fresh;
+        let m = &mut self.members[idx];
+        let offset = value - median;
+        let k = K * FALSE_ALARM_FACTOR.powi(m.false_alarms as i32);
+        let floor = 1e-3 * median.abs().max(value.abs()).max(1e-6);
+        let spread = m.var.sqrt().max(floor);
+        let z = (offset - m.mean) / spread;
+        let mut verdict = None;
+        let mut out = false;
+        if m.n >= WARMUP {
+            out = z.abs() > k;
+            m.out_run = if out { m.out_run + 1 } else { 0 };
+            let expected = median + m.mean;
+            verdict = Some(PeerVerdict {
+                alert: m.out_run >= PERSIST,
+                peer_median: median,
+                peers,
+                usual_offset: m.mean,
+                expected,
+                lower: expected - k * spread,
+                upper: expected + k * spread,
+                z,
+            });
+            if m.out_run >= REBASE_AFTER {
+                m.n = 0;
+                m.out_run = 0;
+                return verdict;
+            }
+        }
+        if !out {
+            m.n = m.n.saturating_add(1);
+            let r = (1.0 / f64::from(m.n)).max(1.0 / HORIZON);
+            let d = offset - m.mean;
+            m.mean += r * d;
+            m.var = (1.0 - r) * (m.var + r * d * d);
+        }
+        verdict
+    }
+
+    /// A peer alert on `device` was marked as a false alarm: widens its band. Returns the
+    /// false-alarm count and the band (in spreads) before and after.
+    pub fn mark_false_alarm(&mut self, device: &str) -> Option<(u32, f64, f64)> {
+        let m = self.members.iter_mut().find(|m| m.device == device)?;
+        let before = K * FALSE_ALARM_FACTOR.powi(m.false_alarms as i32);
+        m.false_alarms = m.false_alarms.saturating_add(1);
+        Some((
+            m.false_alarms,
+            before,
+            K * FALSE_ALARM_FACTOR.powi(m.false_alarms as i32),
+        ))
+    }
+
+    /// Forgets a device (erasure).
+    pub fn remove(&mut self, device: &str) {
+        self.members.retain(|m| m.device != device);
+        self.median_ts = i64::MIN;
+    }
+
+    /// Devices in the group.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the group is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_leaving_its_peers_alerts_while_shared_swings_do_not() {
+        let mut g = PeerGroup::default();
+        let offsets = [0.0, 1.5, -0.8, 0.4];
+        let mut seed = 11u64;
+        let mut noise = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.1
+        };
+        let mut alerts = 0;
+        for t in 0..2_000i64 {
+            // A shared daily-like swing of 6 degrees: every room follows it.
+            let shared = 21.0 + 3.0 * ((t as f64) / 300.0).sin();
+            for (i, off) in offsets.iter().enumerate() {
+                let v = shared + off + noise();
+                if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v) {
+                    alerts += usize::from(v.alert);
+                }
+            }
+        }
+        assert_eq!(alerts, 0);
+        // room-2 drifts up by 1.5 degrees while the others keep following the swing.
+        let mut first = None;
+        for t in 2_000..2_100i64 {
+            let shared = 21.0 + 3.0 * ((t as f64) / 300.0).sin();
+            for (i, off) in offsets.iter().enumerate() {
+                let extra = if i == 2 { 1.5 } else { 0.0 };
+                let v = shared + off + extra + noise();
+                if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v)
+                    && v.alert
+                    && first.is_none()
+                {
+                    first = Some((i, t, v));
+                }
+            }
+        }
+        let (i, t, v) = first.expect("peer alert");
+        assert_eq!(i, 2);
+        assert!(t < 2_010);
+        assert_eq!(v.peers, 4);
+        assert!(g.mark_false_alarm("room-2").unwrap().2 > K);
+    }
+}
