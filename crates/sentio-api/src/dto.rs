@@ -103,3 +103,14 @@ pub struct DeleteParams {
     #[serde(default)]
     pub erase: bool,
 }
+
+/// Body of `POST /api/v1/alerts/{id}/feedback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    /// `true`: not a real problem (the detector becomes less sensitive); `false`: confirmed.
+    pub false_alarm: bool,
+    /// Optional free text.
+    #[serde(default)]
+    pub note: Option<String>,
+}

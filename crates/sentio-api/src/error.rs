@@ -99,6 +99,11 @@ impl From<PipelineError> for ApiError {
                 "storage_unavailable",
                 format!("not stored, retry later: {e}"),
             ),
+            PipelineError::NotFound(d) => Self::new(StatusCode::NOT_FOUND, "not_found", d),
+            PipelineError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", d),
+            PipelineError::Invalid(d) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_applicable", d)
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use sentio_pipeline::{Bus, Ingest, Presence, Stats};
+use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
 use sentio_store::{AlertStore, DeviceRegistry, SeriesStore};
 use tokio::net::TcpListener;
 
@@ -43,6 +43,8 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// Pipeline counters.
     pub stats: Arc<Stats>,
+    /// Feedback on alerts, forgetting devices, declared limits.
+    pub control: Control,
     /// Digest of the admin token (compared in constant time).
     pub admin_token: blake3::Hash,
 }

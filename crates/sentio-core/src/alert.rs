@@ -143,4 +143,21 @@ pub struct Alert {
     pub explanation: Explanation,
     /// The most extreme point while open (highest score).
     pub peak: Explanation,
+    /// What a user said about the alert, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Feedback>,
+}
+
+/// A user's verdict on an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// The alert was not a real problem.
+    pub false_alarm: bool,
+    /// Free text from the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When it was given (ms).
+    pub at_ms: i64,
+    /// What the engine changed in response, in one sentence.
+    pub effect: String,
 }

@@ -18,7 +18,7 @@ mod point;
 pub mod telemetry;
 pub mod time;
 
-pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Prediction};
+pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
 pub use device::DeviceId;
 pub use error::CoreError;
 pub use point::Point;

@@ -41,6 +41,15 @@ impl AlertTracker {
         self.open.as_ref()
     }
 
+    /// Ends the open alert now (a user marked it as a false alarm), returning it resolved.
+    pub fn close(&mut self, ts_ms: i64) -> Option<Alert> {
+        let mut a = self.open.take()?;
+        a.state = AlertState::Resolved;
+        a.resolved_ms = Some(ts_ms.max(a.last_anomaly_ms));
+        self.normal_run = 0;
+        Some(a)
+    }
+
     /// Stores the id the store gave to the open alert.
     pub fn set_id(&mut self, id: i64) {
         if let Some(a) = &mut self.open {
@@ -50,16 +59,31 @@ impl AlertTracker {
 
     /// Takes the verdict on one point of `device`/`metric` at `ts_ms`.
     pub fn observe(&mut self, device: &str, metric: &str, ts_ms: i64, score: &Score) -> Transition {
-        if score.alert {
+        self.observe_with(device, metric, ts_ms, score.alert, || {
+            explain(metric, score)
+        })
+    }
+
+    /// Takes a verdict made elsewhere (relation, peer, limit and silence watches): `alert`, and
+    /// the explanation, built only when it is needed.
+    pub fn observe_with(
+        &mut self,
+        device: &str,
+        metric: &str,
+        ts_ms: i64,
+        alert: bool,
+        explanation: impl FnOnce() -> Explanation,
+    ) -> Transition {
+        if alert {
             self.normal_run = 0;
-            let explanation = explain(metric, score);
+            let explanation = explanation();
             match &mut self.open {
                 Some(a) => {
                     a.last_anomaly_ms = ts_ms;
                     a.anomalous_points += 1;
-                    if score.score > a.peak.score
-                        || (score.score >= a.peak.score
-                            && (score.observed - score.expected).abs()
+                    if explanation.score > a.peak.score
+                        || (explanation.score >= a.peak.score
+                            && (explanation.observed - explanation.expected).abs()
                                 > (a.peak.observed - a.peak.expected).abs())
                     {
                         a.peak = explanation;
@@ -79,6 +103,7 @@ impl AlertTracker {
                         anomalous_points: 1,
                         explanation: explanation.clone(),
                         peak: explanation,
+                        feedback: None,
                     };
                     self.open = Some(a.clone());
                     Transition::Opened(a)
@@ -129,7 +154,7 @@ pub fn explain(metric: &str, s: &Score) -> Explanation {
     }
 }
 
-fn round(v: f64) -> String {
+pub(crate) fn round(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.1}")
     } else {

@@ -9,6 +9,15 @@ pub enum PipelineError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The thing asked about does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request cannot be applied as asked.
+    #[error("{0}")]
+    Invalid(String),
     /// Nothing in the payload could be accepted.
     #[error("nothing accepted: {0}")]
     Rejected(String),

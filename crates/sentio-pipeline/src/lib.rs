@@ -15,14 +15,18 @@
 
 mod alerts;
 mod bus;
+mod control;
 mod detect;
 mod error;
+mod explain;
 mod ingest;
 mod presence;
 mod stats;
 
 pub use alerts::{AlertTracker, Transition};
 pub use bus::{Bus, Event, LocalBus, Subscription};
+pub use control::{Control, DeclaredLimit};
+pub use detect::DEVICE_WIDE;
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
 pub use presence::Presence;
@@ -53,6 +57,8 @@ pub struct PipelineConfig {
     pub resolve_after_normal_points: u32,
     /// How often detector state is saved to the store.
     pub save_state_every: Duration,
+    /// Limits declared per device kind and metric (range alerts and predictive maintenance).
+    pub limits: Vec<DeclaredLimit>,
 }
 
 impl Default for PipelineConfig {
@@ -68,6 +74,7 @@ impl Default for PipelineConfig {
             },
             resolve_after_normal_points: 30,
             save_state_every: Duration::from_secs(30),
+            limits: Vec::new(),
         }
     }
 }
@@ -93,6 +100,8 @@ pub struct Pipeline {
     pub presence: Arc<Presence>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Feedback on alerts, forgetting devices, declared limits.
+    pub control: Control,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -109,6 +118,7 @@ impl Pipeline {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ingest_tx, ingest_rx) = mpsc::channel(config.ingest_capacity);
         let (detect_tx, detect_rx) = mpsc::channel(config.detect_capacity);
+        let (command_tx, command_rx) = mpsc::channel(64);
 
         let detector =
             detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone()).await?;
@@ -121,7 +131,7 @@ impl Pipeline {
                 stats.clone(),
                 shutdown_rx.clone(),
             )),
-            tokio::spawn(detector.run(detect_rx, config.save_state_every)),
+            tokio::spawn(detector.run(detect_rx, command_rx, config.save_state_every)),
             tokio::spawn(presence::run_flusher(
                 presence.clone(),
                 stores.registry.clone(),
@@ -141,6 +151,7 @@ impl Pipeline {
             bus,
             presence,
             stats,
+            control: Control::new(command_tx, config.limits.clone()),
             shutdown,
             tasks,
         })

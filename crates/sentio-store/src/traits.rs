@@ -53,4 +53,8 @@ pub trait AlertStore: Send + Sync {
     async fn save_alert(&self, alert: &Alert) -> Result<i64>;
     /// Alerts matching the filter, newest first.
     async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>>;
+    /// One alert, with its feedback.
+    async fn get_alert(&self, id: i64) -> Result<Option<Alert>>;
+    /// Records (or replaces) a user's feedback on an alert.
+    async fn save_feedback(&self, id: i64, feedback: &sentio_core::Feedback) -> Result<()>;
 }

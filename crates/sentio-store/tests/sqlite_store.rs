@@ -71,6 +71,7 @@ async fn everything_survives_reopen_and_erase_removes_everything() {
             anomalous_points: 1,
             explanation: explanation(9.0),
             peak: explanation(9.0),
+            feedback: None,
         };
         let id = store.save_alert(&alert).await.unwrap();
         assert!(id > 0);

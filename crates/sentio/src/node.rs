@@ -160,6 +160,7 @@ impl Node {
             bus: pipeline.bus.clone(),
             presence: pipeline.presence.clone(),
             stats: pipeline.stats.clone(),
+            control: pipeline.control.clone(),
             admin_token: AppState::token_digest(&admin_token),
         };
         let rx = stop_rx.clone();

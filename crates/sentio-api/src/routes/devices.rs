@@ -80,6 +80,8 @@ pub async fn delete(
     let Query(params) = params?;
     let removed = s.registry.delete_device(&id, params.erase).await?;
     s.presence.forget(&id);
+    // The detectors drop what they learnt, so it is not saved again.
+    s.control.forget(&id).await?;
     tracing::info!(device = %id, erase = params.erase, ?removed, "device deleted");
     let removed: serde_json::Map<String, Value> =
         removed.into_iter().map(|(k, v)| (k, json!(v))).collect();

@@ -39,6 +39,12 @@ pub fn router(state: AppState) -> Router {
             get(forecast::forecast),
         )
         .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}", get(alerts::get))
+        .route(
+            "/api/v1/alerts/{id}/feedback",
+            axum::routing::post(alerts::feedback),
+        )
+        .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/stream", get(stream::stream))
         .fallback(|| async { ApiError::not_found("no such endpoint; see README.md for the API") })
         .method_not_allowed_fallback(|| async {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{Row, params};
-use sentio_core::{Alert, AlertState};
+use sentio_core::{Alert, AlertState, Feedback};
 
 use super::SqliteStore;
 use crate::{AlertFilter, AlertStore, Result, StoreError};
@@ -19,6 +19,7 @@ struct AlertRow {
     anomalous_points: i64,
     explanation: String,
     peak: String,
+    feedback: Option<String>,
 }
 
 fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
@@ -33,6 +34,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
         anomalous_points: r.get(7)?,
         explanation: r.get(8)?,
         peak: r.get(9)?,
+        feedback: r.get(10)?,
     })
 }
 
@@ -42,6 +44,10 @@ fn finish(row: AlertRow) -> Result<Alert> {
         state: AlertState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
         explanation: serde_json::from_str(&row.explanation).map_err(|_| corrupt("explanation"))?,
         peak: serde_json::from_str(&row.peak).map_err(|_| corrupt("peak"))?,
+        feedback: match &row.feedback {
+            Some(f) => Some(serde_json::from_str(f).map_err(|_| corrupt("feedback"))?),
+            None => None,
+        },
         id: row.id,
         device: row.device,
         metric: row.metric,
@@ -52,8 +58,34 @@ fn finish(row: AlertRow) -> Result<Alert> {
     })
 }
 
+const SELECT_ALERT: &str = "SELECT id, device, metric, state, opened_ms, last_anomaly_ms, \
+     resolved_ms, anomalous_points, explanation, peak, f.feedback FROM alerts \
+     LEFT JOIN alert_feedback f ON f.alert_id = alerts.id";
+
 #[async_trait]
 impl AlertStore for SqliteStore {
+    async fn get_alert(&self, id: i64) -> Result<Option<Alert>> {
+        self.with_conn(move |_, conn| {
+            let mut stmt = conn.prepare(&format!("{SELECT_ALERT} WHERE id = ?1"))?;
+            let row = stmt.query_map([id], alert_from_row)?.next().transpose()?;
+            row.map(finish).transpose()
+        })
+        .await
+    }
+
+    async fn save_feedback(&self, id: i64, feedback: &Feedback) -> Result<()> {
+        let json = serde_json::to_string(feedback).expect("serialise");
+        self.with_conn(move |_, conn| {
+            conn.execute(
+                "INSERT INTO alert_feedback (alert_id, feedback) VALUES (?1, ?2) \
+                 ON CONFLICT (alert_id) DO UPDATE SET feedback = excluded.feedback",
+                params![id, json],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn save_alert(&self, alert: &Alert) -> Result<i64> {
         let a = alert.clone();
         self.with_conn(move |_, conn| {
@@ -92,12 +124,10 @@ impl AlertStore for SqliteStore {
             } else {
                 filter.limit
             } as i64;
-            let mut stmt = conn.prepare(
-                "SELECT id, device, metric, state, opened_ms, last_anomaly_ms, resolved_ms, \
-                 anomalous_points, explanation, peak FROM alerts \
-                 WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR device = ?2) \
-                 ORDER BY id DESC LIMIT ?3",
-            )?;
+            let mut stmt = conn.prepare(&format!(
+                "{SELECT_ALERT} WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR device = ?2) \
+                     ORDER BY id DESC LIMIT ?3"
+            ))?;
             let rows = stmt.query_map(
                 params![filter.state.map(|s| s.as_str()), filter.device, limit],
                 alert_from_row,

@@ -126,6 +126,11 @@ impl DeviceRegistry for SqliteStore {
                 removed.push(("points".into(), points as u64));
                 let series = tx.execute("DELETE FROM series WHERE device = ?1", [&id])?;
                 removed.push(("series".into(), series as u64));
+                tx.execute(
+                    "DELETE FROM alert_feedback WHERE alert_id IN \
+                     (SELECT id FROM alerts WHERE device = ?1)",
+                    [&id],
+                )?;
                 let alerts = tx.execute("DELETE FROM alerts WHERE device = ?1", [&id])?;
                 removed.push(("alerts".into(), alerts as u64));
                 let states = tx.execute("DELETE FROM detector_state WHERE device = ?1", [&id])?;

@@ -51,3 +51,8 @@ CREATE TABLE IF NOT EXISTS detector_state (
     state  TEXT NOT NULL,
     PRIMARY KEY (device, metric)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS alert_feedback (
+    alert_id INTEGER PRIMARY KEY,
+    feedback TEXT NOT NULL
+);

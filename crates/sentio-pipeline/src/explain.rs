@@ -1,0 +1,185 @@
+//! Explanations of the alerts that do not come from a series' own detectors: relations between
+//! a device's metrics, peers, declared limits, forecasts and silence. Each says what was
+//! expected, what was seen and which watch said so, in numbers and in one sentence.
+
+use sentio_ai::limits::{Breach, Forecast};
+use sentio_ai::{PeerVerdict, RelationVerdict, Silence};
+use sentio_core::time::format_time;
+use sentio_core::{AlertKind, Contributor, Explanation, Prediction};
+
+use crate::alerts::round;
+
+fn contributor(metric: &str, observed: f64, expected: f64) -> Contributor {
+    Contributor {
+        metric: metric.to_string(),
+        observed,
+        expected,
+    }
+}
+
+/// A score in [0, 1) from a deviation in band half-widths: 0.63 at the band's edge.
+fn score_of(ratio: f64) -> f64 {
+    1.0 - (-ratio.abs()).exp()
+}
+
+/// Two metrics of a device that no longer move together.
+pub(crate) fn relation(v: &RelationVerdict) -> Explanation {
+    let (a, b) = (&v.metrics.0, &v.metrics.1);
+    let half = (v.upper - v.lower) / 2.0;
+    Explanation {
+        kind: AlertKind::Relation,
+        detector: "relation".into(),
+        expected: v.expected.1,
+        lower: v.lower,
+        upper: v.upper,
+        observed: v.observed.1,
+        score: score_of((v.observed.1 - v.expected.1) / half.max(f64::MIN_POSITIVE)),
+        message: format!(
+            "{a} and {b} no longer move together (learnt correlation {:.2}): with {a} = {}, {b} \
+             should be about {} ({}..{}) but is {}; with {b} = {}, {a} should be about {}; \
+             detector: relation",
+            v.correlation,
+            round(v.observed.0),
+            round(v.expected.1),
+            round(v.lower),
+            round(v.upper),
+            round(v.observed.1),
+            round(v.observed.1),
+            round(v.expected.0),
+        ),
+        contributors: vec![
+            contributor(a, v.observed.0, v.expected.0),
+            contributor(b, v.observed.1, v.expected.1),
+        ],
+        prediction: None,
+    }
+}
+
+/// A device that left its peers.
+pub(crate) fn peer(
+    device: &str,
+    metric: &str,
+    kind: &str,
+    value: f64,
+    v: &PeerVerdict,
+) -> Explanation {
+    let half = (v.upper - v.lower) / 2.0;
+    Explanation {
+        kind: AlertKind::Peer,
+        detector: "peers".into(),
+        expected: v.expected,
+        lower: v.lower,
+        upper: v.upper,
+        observed: value,
+        score: score_of((value - v.expected) / half.max(f64::MIN_POSITIVE)),
+        message: format!(
+            "{device} {metric} = {} departs from its {} peers of kind {kind} (median {}, and it is \
+             usually {}{} from them): expected about {} ({}..{}); detector: peers",
+            round(value),
+            v.peers,
+            round(v.peer_median),
+            if v.usual_offset >= 0.0 { "+" } else { "" },
+            round(v.usual_offset),
+            round(v.expected),
+            round(v.lower),
+            round(v.upper),
+        ),
+        contributors: vec![
+            contributor(metric, value, v.expected),
+            contributor("peers_median", v.peer_median, v.peer_median),
+        ],
+        prediction: None,
+    }
+}
+
+/// A value beyond a declared limit.
+pub(crate) fn limit(metric: &str, value: f64, b: Breach) -> Explanation {
+    let (lower, upper) = if b.upper {
+        (f64::NEG_INFINITY, b.limit)
+    } else {
+        (b.limit, f64::INFINITY)
+    };
+    Explanation {
+        kind: AlertKind::Limit,
+        detector: "declared-limit".into(),
+        expected: b.limit,
+        lower: if lower.is_finite() { lower } else { b.limit },
+        upper: if upper.is_finite() { upper } else { b.limit },
+        observed: value,
+        score: 1.0,
+        message: format!(
+            "{metric} = {} is {} its declared limit {}; detector: declared-limit",
+            round(value),
+            if b.upper { "above" } else { "below" },
+            round(b.limit)
+        ),
+        contributors: Vec::new(),
+        prediction: None,
+    }
+}
+
+/// A forecast that reaches a declared limit.
+pub(crate) fn predictive(metric: &str, f: &Forecast) -> Explanation {
+    let lead_s = (f.expected_ms - f.made_ms) as f64 / 1000.0;
+    let when = |t: Option<i64>| t.map_or_else(|| "beyond the horizon".to_string(), format_time);
+    Explanation {
+        kind: AlertKind::Predictive,
+        detector: "forecast".into(),
+        expected: f.limit,
+        lower: f.current,
+        upper: f.limit,
+        observed: f.current,
+        score: 0.5 + 0.5 * (-(lead_s / 3600.0)).exp(),
+        message: format!(
+            "{metric} (now {}) is forecast to reach its limit {} at {} (in {}; 95 % interval {} \
+             to {}); detector: forecast (MSTL/AutoETS)",
+            round(f.current),
+            round(f.limit),
+            format_time(f.expected_ms),
+            human_duration(lead_s),
+            when(f.earliest_ms),
+            when(f.latest_ms),
+        ),
+        contributors: Vec::new(),
+        prediction: Some(Prediction {
+            limit: f.limit,
+            expected_ms: Some(f.expected_ms),
+            earliest_ms: f.earliest_ms,
+            latest_ms: f.latest_ms,
+            made_ms: f.made_ms,
+        }),
+    }
+}
+
+/// A device that stopped reporting.
+pub(crate) fn silence(s: &Silence) -> Explanation {
+    Explanation {
+        kind: AlertKind::Silence,
+        detector: "cadence".into(),
+        expected: s.interval_ms / 1000.0,
+        lower: 0.0,
+        upper: s.threshold_ms / 1000.0,
+        observed: s.silent_for_ms as f64 / 1000.0,
+        score: score_of(s.silent_for_ms as f64 / s.threshold_ms),
+        message: format!(
+            "silent for {} although it usually reports every {} (alert after {}); last reading \
+             at {}; detector: cadence",
+            human_duration(s.silent_for_ms as f64 / 1000.0),
+            human_duration(s.interval_ms / 1000.0),
+            human_duration(s.threshold_ms / 1000.0),
+            format_time(s.last_ts_ms),
+        ),
+        contributors: Vec::new(),
+        prediction: None,
+    }
+}
+
+fn human_duration(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 7_200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
