@@ -73,6 +73,14 @@ impl Cadence {
         }
     }
 
+    /// The node (re)started at `now_ms`: silence is counted from then, not from before the
+    /// restart, so devices are not blamed for the node's own downtime.
+    pub fn resume(&mut self, now_ms: i64) {
+        if self.last_arrival_ms != 0 {
+            self.last_arrival_ms = self.last_arrival_ms.max(now_ms);
+        }
+    }
+
     /// The learnt interval (ms), once trusted.
     pub fn interval_ms(&self) -> Option<f64> {
         (self.gaps >= WARMUP_GAPS).then_some(self.interval_ms)
@@ -136,6 +144,18 @@ mod tests {
             replay.observe(t0 + i * 1_000, t0 + 3_600_000 + i);
         }
         assert!(replay.silence(t0 + 7_200_000).is_none());
+    }
+
+    #[test]
+    fn silence_counts_from_a_restart() {
+        let mut c = Cadence::default();
+        for i in 0..20 {
+            c.observe(i * 1_000, i * 1_000);
+        }
+        assert!(c.silence(19_000 + 60_000).is_some());
+        c.resume(19_000 + 60_000);
+        assert!(c.silence(19_000 + 65_000).is_none());
+        assert!(c.silence(19_000 + 72_000).is_some());
     }
 
     #[test]

@@ -144,10 +144,12 @@ impl DetectStage {
             }
         }
         let devices: Vec<String> = stage.devices.keys().cloned().collect();
+        let started = now_ms();
         for d in devices {
             let kind = stage.kind_of(&d).await;
             if let Some(s) = stage.devices.get_mut(&d) {
                 s.kind = kind;
+                s.cadence.resume(started);
             }
         }
         let open = stores

@@ -40,7 +40,9 @@ pub(crate) fn bearing_severity(progress: f64) -> f64 {
 
 /// Bearing-fault increments at full severity.
 const FAULT_VIBRATION_FACTOR: f64 = 3.5;
-const FAULT_BEARING_TEMP: f64 = 22.0;
+/// A failing bearing overheats past the 90 °C alarm limit of the demo (`DEMO_LIMITS`) towards
+/// the end of its fault window, so time-to-threshold has a crossing to predict.
+const FAULT_BEARING_TEMP: f64 = 55.0;
 const FAULT_CURRENT_FRACTION: f64 = 0.10;
 
 pub(crate) struct Pump {

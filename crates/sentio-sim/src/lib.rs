@@ -81,7 +81,7 @@ pub use error::SimError;
 pub use faults::{Fault, FaultKind};
 pub use fleet::{Fleet, Reading};
 pub use mqtt::{SimConfig, SimReport, run};
-pub use spec::{FleetSpec, SimDevice};
+pub use spec::{DEMO_LIMITS, FleetSpec, SimDevice};
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Limits declared for the simulated device kinds (`KIND.METRIC<=MAX`, as `serve --limit` takes
+/// them): a pump's bearing alarm at 90 °C. The demo declares them so that its developing
+/// bearing faults are predicted before they cross it.
+pub const DEMO_LIMITS: &[&str] = &["pump.bearing_temp<=90"];
+
 /// How many devices of each kind to simulate, and the seed that makes the run reproducible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetSpec {

@@ -45,6 +45,52 @@ pub struct DemoEval {
     pub false_alerts: usize,
     /// The false alerts, as (device, metric, opened_ms).
     pub false_list: Vec<(String, String, i64)>,
+    /// Alerts opened, by kind (`anomaly`, `relation`, `peer`, `silence`, `limit`, `predictive`).
+    pub by_kind: std::collections::BTreeMap<String, usize>,
+    /// Per fault on a metric with a declared upper limit: how it went for time-to-threshold.
+    pub predictions: Vec<PredictionOutcome>,
+}
+
+/// Time-to-threshold on one fault of a metric with a declared limit.
+#[derive(Debug, Clone)]
+pub struct PredictionOutcome {
+    /// The fault.
+    pub fault: Fault,
+    /// When the first predictive alert opened during the fault (ms).
+    pub predicted_ms: Option<i64>,
+    /// The time that alert forecast for the crossing (ms).
+    pub forecast_crossing_ms: Option<i64>,
+    /// When the limit alert opened, i.e. the limit was actually crossed (ms).
+    pub crossed_ms: Option<i64>,
+}
+
+impl PredictionOutcome {
+    /// Seconds between the prediction and the actual crossing (positive: predicted in time).
+    pub fn lead_s(&self) -> Option<f64> {
+        Some((self.crossed_ms? - self.predicted_ms?) as f64 / 1000.0)
+    }
+}
+
+/// The first alert of `kind` on `device`/`metric` opened within `[from, to]`.
+fn first_alert<'a>(
+    alerts: &'a [Value],
+    device: &str,
+    metric: &str,
+    kind: &str,
+    from: i64,
+    to: i64,
+) -> Option<(i64, &'a Value)> {
+    alerts
+        .iter()
+        .filter_map(|a| {
+            let opened = a["opened_ms"].as_i64()?;
+            (a["device"] == device
+                && a["metric"] == metric
+                && a["explanation"]["kind"] == kind
+                && (from..=to).contains(&opened))
+            .then_some((opened, a))
+        })
+        .min_by_key(|(t, _)| *t)
 }
 
 /// An HTTP client that returns error statuses as responses.
@@ -85,6 +131,7 @@ pub async fn run(spec: FleetSpec, minutes: u64, end_ms: Option<i64>) -> anyhow::
     let mut config = NodeConfig::new(&dir);
     config.mqtt = "127.0.0.1:0".parse()?;
     config.http = "127.0.0.1:0".parse()?;
+    config.pipeline.limits = crate::node::demo_limits();
     let node = Node::start(config).await?;
     let result = evaluate(&node, spec, minutes, end_ms).await;
     node.shutdown().await;
@@ -259,7 +306,36 @@ async fn evaluate(
             false_list.push((device.to_string(), metric.to_string(), opened));
         }
     }
+    let mut by_kind = std::collections::BTreeMap::new();
+    for a in &alerts {
+        let kind = a["explanation"]["kind"].as_str().unwrap_or("anomaly");
+        *by_kind.entry(kind.to_string()).or_insert(0) += 1;
+    }
+    let limits = crate::node::demo_limits();
+    let predictions = truth
+        .iter()
+        .filter(|f| {
+            limits
+                .iter()
+                .any(|l| l.metric == f.metric && l.limit.upper.is_some())
+        })
+        .map(|f| {
+            let to = f.end_ms + GRACE_MS;
+            let predicted =
+                first_alert(&alerts, &f.device, &f.metric, "predictive", f.start_ms, to);
+            let crossed = first_alert(&alerts, &f.device, &f.metric, "limit", f.start_ms, to);
+            PredictionOutcome {
+                fault: f.clone(),
+                predicted_ms: predicted.map(|(t, _)| t),
+                forecast_crossing_ms: predicted
+                    .and_then(|(_, a)| a["explanation"]["prediction"]["expected_ms"].as_i64()),
+                crossed_ms: crossed.map(|(t, _)| t),
+            }
+        })
+        .collect();
     Ok(DemoEval {
+        by_kind,
+        predictions,
         start_ms: start,
         hours: minutes as f64 / 60.0,
         points,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use sentio::node::{Node, NodeConfig};
 use sentio::token::TokenSource;
+use sentio_pipeline::DeclaredLimit;
 use sentio_sim::FleetSpec;
 use tracing::info;
 
@@ -93,6 +94,27 @@ async fn bench_demo(args: DemoArgs) -> anyhow::Result<()> {
         r.false_alerts as f64 / r.hours,
         r.related
     );
+    let kinds: Vec<String> = r.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("alerts by kind: {}", kinds.join(", "));
+    for p in &r.predictions {
+        let at = |t: Option<i64>| {
+            t.map_or("never".to_string(), |t| {
+                format!("+{} s", (t - r.start_ms) / 1000)
+            })
+        };
+        println!(
+            "  time-to-threshold: {} {} fault +{}..+{} s: predicted {} (forecast crossing {}), limit crossed {}{}",
+            p.fault.device,
+            p.fault.metric,
+            (p.fault.start_ms - r.start_ms) / 1000,
+            (p.fault.end_ms - r.start_ms) / 1000,
+            at(p.predicted_ms),
+            at(p.forecast_crossing_ms),
+            at(p.crossed_ms),
+            p.lead_s()
+                .map_or(String::new(), |l| format!(", {l:.0} s ahead")),
+        );
+    }
     for f in &r.missed {
         println!(
             "  missed: {} {} {:?} at +{} s for {} s",
@@ -135,6 +157,17 @@ struct ServeArgs {
     /// Largest MQTT packet accepted, in bytes.
     #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_PACKET)]
     max_packet_size: usize,
+    /// A limit declared for a metric of every device of a kind: `KIND.METRIC<=MAX`,
+    /// `KIND.METRIC>=MIN` or both joined by `,`, optionally `@HORIZON` (default 1h), e.g.
+    /// `pump.bearing_temp<=90@2h`. A reading beyond it raises a limit alert; a forecast that
+    /// reaches it within the horizon raises a predictive alert first. Repeat for more limits.
+    /// `--demo` declares `pump.bearing_temp<=90` unless given here.
+    #[arg(long = "limit", value_name = "KIND.METRIC<=MAX", value_parser = parse_limit)]
+    limits: Vec<DeclaredLimit>,
+}
+
+fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
+    DeclaredLimit::parse(s)
 }
 
 fn init_logging() {
@@ -168,7 +201,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.http = args.http;
     config.admin_token = args.admin_token;
     config.max_packet_size = args.max_packet_size;
+    config.pipeline.limits = args.limits;
     if args.demo {
+        sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {
             seed: args.demo_seed,
             ..FleetSpec::demo()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use sentio_api::AppState;
 use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET};
-use sentio_pipeline::{LocalBus, Pipeline, PipelineConfig, Stores};
+use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{DeviceRegistry, NewDevice, SqliteStore, StoreError};
 use tokio::sync::watch;
@@ -47,6 +47,26 @@ impl NodeConfig {
             demo: None,
             max_packet_size: DEFAULT_MAX_PACKET,
             pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+/// The limits the demo fleet declares (`sentio_sim::DEMO_LIMITS`), parsed.
+pub fn demo_limits() -> Vec<DeclaredLimit> {
+    sentio_sim::DEMO_LIMITS
+        .iter()
+        .map(|l| DeclaredLimit::parse(l).expect("the demo's limits parse"))
+        .collect()
+}
+
+/// Adds `extra` limits for the kind and metrics that `limits` does not declare already.
+pub fn add_limits(limits: &mut Vec<DeclaredLimit>, extra: Vec<DeclaredLimit>) {
+    for l in extra {
+        if !limits
+            .iter()
+            .any(|have| have.kind == l.kind && have.metric == l.metric)
+        {
+            limits.push(l);
         }
     }
 }

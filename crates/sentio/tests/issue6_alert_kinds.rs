@@ -1,0 +1,262 @@
+//! Issue 6: the alerts beyond a series' own detectors, through the front door: declared limits
+//! with time-to-threshold (predictive) alerts, silence against a device's learnt cadence, and a
+//! user's false-alarm mark that resolves the alert and makes its detector less sensitive.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sentio::node::Node;
+use sentio_pipeline::DeclaredLimit;
+use serde_json::{Value, json};
+
+/// Posts `items` (telemetry objects with `ts`) for `device` in batches of 1,000.
+async fn post_all(node: &Node, device: &str, secret: &str, items: &[Value]) {
+    for chunk in items.chunks(1000) {
+        let (st, body) = http(
+            "POST",
+            format!(
+                "http://{}/api/v1/devices/{device}/telemetry",
+                node.http_addr
+            ),
+            basic(device, secret),
+            Some(serde_json::to_vec(chunk).unwrap()),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+    }
+}
+
+/// The device's alerts, newest first.
+async fn alerts_of(node: &Node, device: &str) -> Vec<Value> {
+    let (st, body) = api(
+        node,
+        "GET",
+        &format!("/api/v1/alerts?device={device}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    body["alerts"].as_array().unwrap().clone()
+}
+
+/// Waits until the device has an alert of `kind`, and returns it.
+async fn wait_for_kind(node: &Node, device: &str, kind: &str, secs: u64) -> Value {
+    eventually(secs, || async {
+        alerts_of(node, device)
+            .await
+            .into_iter()
+            .find(|a| a["explanation"]["kind"] == kind)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no {kind} alert on {device} within {secs} s"))
+}
+
+/// A little deterministic wobble, as a sensor's noise.
+fn wobble(i: i64) -> f64 {
+    ((i * 7919) % 13) as f64 * 0.02
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_limit_is_predicted_before_it_is_crossed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(dir.path());
+    config.admin_token = Some(TOKEN.into());
+    config.pipeline.limits = vec![DeclaredLimit::parse("boiler.temp<=90").unwrap()];
+    let node = Node::start(config).await.unwrap();
+
+    let (st, l) = api(&node, "GET", "/api/v1/limits", None).await;
+    assert_eq!(st, 200, "{l}");
+    assert_eq!(l["limits"][0]["kind"], "boiler");
+    assert_eq!(l["limits"][0]["metric"], "temp");
+    assert_eq!(l["limits"][0]["upper"], 90.0);
+
+    let secret = register(&node, "boiler-1", "boiler").await;
+    // 20 minutes flat around 45 °C, then a steady rise of 3 °C a minute, at 1 s, ending now.
+    let n: i64 = 1_200 + 960;
+    let t0 = sentio_core::time::now_ms() - n * 1_000;
+    let value = |i: i64| {
+        let rise = if i < 1_200 {
+            0.0
+        } else {
+            0.05 * (i - 1_200) as f64
+        };
+        45.0 + rise + wobble(i)
+    };
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({"ts": t0 + i * 1_000, "temp": value(i)}))
+        .collect();
+    let crossing_ms = t0 + (0..n).find(|&i| value(i) > 90.0).unwrap() * 1_000;
+    post_all(&node, "boiler-1", &secret, &items).await;
+
+    let limit = wait_for_kind(&node, "boiler-1", "limit", 30).await;
+    let predictive = wait_for_kind(&node, "boiler-1", "predictive", 5).await;
+    assert_eq!(limit["opened_ms"], crossing_ms, "{limit}");
+    assert_eq!(limit["explanation"]["detector"], "declared-limit");
+    let predicted_at = predictive["opened_ms"].as_i64().unwrap();
+    assert!(
+        predicted_at < crossing_ms - 60_000,
+        "predicted at {predicted_at}, only {} s before the crossing",
+        (crossing_ms - predicted_at) / 1000
+    );
+    let p = &predictive["explanation"]["prediction"];
+    assert_eq!(p["limit"], 90.0, "{predictive}");
+    let expected = p["expected_ms"].as_i64().unwrap();
+    assert!(expected > predicted_at, "{predictive}");
+    assert_eq!(predictive["explanation"]["detector"], "forecast");
+    assert!(
+        predictive["explanation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forecast to reach its limit 90"),
+        "{predictive}"
+    );
+
+    // A declared limit does not learn: marking its alert as a false alarm is refused clearly.
+    let id = limit["id"].as_i64().unwrap();
+    let (st, e) = api(
+        &node,
+        "POST",
+        &format!("/api/v1/alerts/{id}/feedback"),
+        Some(json!({"false_alarm": true})),
+    )
+    .await;
+    assert_eq!(st, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("--limit"), "{e}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_false_alarm_resolves_the_alert_and_lowers_the_sensitivity() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "tank-1", "tank").await;
+    // Ten minutes of a quiet level, then a jump that holds.
+    let n: i64 = 900;
+    let t0 = sentio_core::time::now_ms() - n * 1_000;
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let v = if i < 600 { 50.0 } else { 80.0 } + wobble(i);
+            json!({"ts": t0 + i * 1_000, "level": v})
+        })
+        .collect();
+    post_all(&node, "tank-1", &secret, &items).await;
+    let alert = wait_for_kind(&node, "tank-1", "anomaly", 30).await;
+    let id = alert["id"].as_i64().unwrap();
+
+    // Bad requests get clear errors and change nothing.
+    for (path, body, status) in [
+        (
+            "/api/v1/alerts/abc/feedback",
+            json!({"false_alarm": true}),
+            400,
+        ),
+        (
+            "/api/v1/alerts/999999/feedback",
+            json!({"false_alarm": true}),
+            404,
+        ),
+        (
+            &format!("/api/v1/alerts/{id}/feedback") as &str,
+            json!({"false": 1}),
+            422,
+        ),
+    ] {
+        let (st, e) = api(&node, "POST", path, Some(body)).await;
+        assert_eq!(st, status, "{path}: {e}");
+        assert!(e["error"].is_string(), "{e}");
+    }
+    let (st, e) = api(&node, "GET", "/api/v1/alerts/999999", None).await;
+    assert_eq!(st, 404, "{e}");
+
+    let (st, r) = api(
+        &node,
+        "POST",
+        &format!("/api/v1/alerts/{id}/feedback"),
+        Some(json!({"false_alarm": true, "note": "tank was refilled"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let effect = r["effect"].as_str().unwrap();
+    assert!(effect.contains("less sensitive"), "{effect}");
+    assert_eq!(r["alert"]["state"], "resolved", "{r}");
+
+    let (st, a) = api(&node, "GET", &format!("/api/v1/alerts/{id}"), None).await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["state"], "resolved");
+    assert_eq!(a["feedback"]["false_alarm"], true);
+    assert_eq!(a["feedback"]["note"], "tank was refilled");
+    assert_eq!(a["feedback"]["effect"], effect);
+
+    let (st, e) = api(
+        &node,
+        "POST",
+        &format!("/api/v1/alerts/{id}/feedback"),
+        Some(json!({"false_alarm": true})),
+    )
+    .await;
+    assert_eq!(st, 409, "{e}");
+
+    // The lowered sensitivity is kept with the detector's state across a restart.
+    node.shutdown().await;
+    let node = start(dir.path()).await;
+    let (st, a) = api(&node, "GET", &format!("/api/v1/alerts/{id}"), None).await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["feedback"]["false_alarm"], true);
+    let (st, e) = api(
+        &node,
+        "POST",
+        &format!("/api/v1/alerts/{id}/feedback"),
+        Some(json!({"false_alarm": true})),
+    )
+    .await;
+    assert_eq!(st, 409, "{e}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_falls_silent_is_alerted_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "meter-1", "meter").await;
+    // A live device reporting every 200 ms.
+    for i in 0..15 {
+        post_all(
+            &node,
+            "meter-1",
+            &secret,
+            &[json!({"power": 100.0 + i as f64})],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        alerts_of(&node, "meter-1").await.is_empty(),
+        "no alert while it reports"
+    );
+    // Silent: the threshold is max(6 intervals, 1 interval + 10 s) = about 10.2 s.
+    let silent = wait_for_kind(&node, "meter-1", "silence", 20).await;
+    assert_eq!(silent["metric"], "*");
+    assert_eq!(silent["state"], "open");
+    assert_eq!(silent["explanation"]["detector"], "cadence");
+    let observed = silent["explanation"]["observed"].as_f64().unwrap();
+    assert!(observed > 10.0, "{silent}");
+    assert!(
+        silent["explanation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("usually reports every"),
+        "{silent}"
+    );
+    // It reports again: the silence alert resolves.
+    post_all(&node, "meter-1", &secret, &[json!({"power": 120.0})]).await;
+    let id = silent["id"].as_i64().unwrap();
+    let resolved = eventually(10, || async {
+        let (_, a) = api(&node, "GET", &format!("/api/v1/alerts/{id}"), None).await;
+        (a["state"] == "resolved").then_some(a)
+    })
+    .await;
+    assert!(resolved.is_some(), "the silence alert resolves");
+    node.shutdown().await;
+}
