@@ -5,6 +5,9 @@
 //! from its own usual offset by more than `K` spreads for `PERSIST` readings alerts, even when
 //! its value alone looks ordinary for the time of day.
 //!
+//! The fleet's common level is the median of the peers' latest readings each less its own usual
+//! offset, so one device out of line does not move the reference of the others (a plain median of
+//! four values moves with any one of them, which made healthy peers alert beside a faulty one).
 //! The median is taken over peers whose latest reading is at most `FRESH_MS` older than the
 //! reading being judged, recomputed at most once per second of data time; at least `MIN_PEERS`
 //! fresh devices are needed. Per device: a running mean and variance of the offset (time constant
@@ -100,7 +103,7 @@ impl PeerGroup {
                 .members
                 .iter()
                 .filter(|m| ts_ms.saturating_sub(m.last_ts).abs() <= FRESH_MS)
-                .map(|m| m.value)
+                .map(|m| m.value - m.mean)
                 .collect();
             self.fresh = fresh.len();
             if !fresh.is_empty() {
@@ -216,6 +219,7 @@ mod tests {
         assert_eq!(alerts, 0);
         // room-2 drifts up by 1.5 degrees while the others keep following the swing.
         let mut first = None;
+        let mut others = 0;
         for t in 2_000..2_100i64 {
             let shared = 21.0 + 3.0 * ((t as f64) / 300.0).sin();
             for (i, off) in offsets.iter().enumerate() {
@@ -223,13 +227,20 @@ mod tests {
                 let v = shared + off + extra + noise();
                 if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v)
                     && v.alert
-                    && first.is_none()
                 {
-                    first = Some((i, t, v));
+                    if i != 2 {
+                        others += 1;
+                    } else if first.is_none() {
+                        first = Some((i, t, v));
+                    }
                 }
             }
         }
         let (i, t, v) = first.expect("peer alert");
+        assert_eq!(
+            others, 0,
+            "a healthy room alerted beside the one out of line"
+        );
         assert_eq!(i, 2);
         assert!(t < 2_010);
         assert_eq!(v.peers, 4);

@@ -50,9 +50,12 @@ impl AlertTracker {
         Some(a)
     }
 
-    /// Stores the id the store gave to the open alert.
-    pub fn set_id(&mut self, id: i64) {
-        if let Some(a) = &mut self.open {
+    /// Stores the id the store gave to the alert opened at `opened_ms`, if it is still the open
+    /// one (it may have resolved, and another opened, within the same batch).
+    pub fn set_id(&mut self, opened_ms: i64, id: i64) {
+        if let Some(a) = &mut self.open
+            && a.opened_ms == opened_ms
+        {
             a.id = id;
         }
     }

@@ -405,25 +405,37 @@ impl DetectStage {
         self.save_transitions(transitions).await;
     }
 
+    /// Saves a batch's transitions in order. An alert that opened earlier in the same batch has
+    /// no id in its later transitions (the store gave it one only now): it gets that id, so it
+    /// is updated rather than stored twice.
     async fn save_transitions(&mut self, transitions: Vec<(AlertKey, Transition)>) {
+        let mut ids: HashMap<(AlertKey, i64), i64> = HashMap::new();
         for (key, t) in transitions {
-            let (alert, kind) = match t {
+            let (mut alert, kind) = match t {
                 Transition::Opened(a) => (a, "opened"),
                 Transition::Escalated(a) => (a, "escalated"),
                 Transition::Resolved(a) => (a, "resolved"),
                 Transition::None => continue,
             };
-            self.save_alert(&key, alert, kind).await;
+            let this = (key, alert.opened_ms);
+            if alert.id == 0
+                && let Some(&id) = ids.get(&this)
+            {
+                alert.id = id;
+            }
+            if let Some(id) = self.save_alert(&this.0, alert, kind).await {
+                ids.insert(this, id);
+            }
         }
     }
 
-    async fn save_alert(&mut self, key: &AlertKey, alert: Alert, what: &str) {
+    async fn save_alert(&mut self, key: &AlertKey, alert: Alert, what: &str) -> Option<i64> {
         match self.alerts.save_alert(&alert).await {
             Ok(id) => {
                 let mut alert = alert;
                 alert.id = id;
                 if let Some(t) = self.trackers.get_mut(key) {
-                    t.set_id(id);
+                    t.set_id(alert.opened_ms, id);
                 }
                 match what {
                     "opened" => {
@@ -440,8 +452,12 @@ impl DetectStage {
                 self.bus.publish(Event::Alert {
                     alert: Box::new(alert),
                 });
+                Some(id)
             }
-            Err(e) => error!(error = %e, "could not save an alert"),
+            Err(e) => {
+                error!(error = %e, "could not save an alert");
+                None
+            }
         }
     }
 

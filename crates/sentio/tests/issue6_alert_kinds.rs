@@ -43,14 +43,29 @@ async fn alerts_of(node: &Node, device: &str) -> Vec<Value> {
 
 /// Waits until the device has an alert of `kind`, and returns it.
 async fn wait_for_kind(node: &Node, device: &str, kind: &str, secs: u64) -> Value {
-    eventually(secs, || async {
+    let found = eventually(secs, || async {
         alerts_of(node, device)
             .await
             .into_iter()
             .find(|a| a["explanation"]["kind"] == kind)
     })
-    .await
-    .unwrap_or_else(|| panic!("no {kind} alert on {device} within {secs} s"))
+    .await;
+    match found {
+        Some(a) => a,
+        None => {
+            let seen: Vec<String> = alerts_of(node, device)
+                .await
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {} {}",
+                        a["explanation"]["kind"], a["metric"], a["explanation"]["message"]
+                    )
+                })
+                .collect();
+            panic!("no {kind} alert on {device} within {secs} s; it has: {seen:#?}")
+        }
+    }
 }
 
 /// A little deterministic wobble, as a sensor's noise.
@@ -258,5 +273,120 @@ async fn a_device_that_falls_silent_is_alerted_and_recovers() {
     })
     .await;
     assert!(resolved.is_some(), "the silence alert resolves");
+    node.shutdown().await;
+}
+
+/// A tiny seeded generator in [-0.5, 0.5).
+fn lcg(seed: &mut u64) -> f64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relations_between_metrics_and_peers_of_a_kind_are_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let pumps = ["pump-1", "pump-2", "pump-3", "pump-4"];
+    let mut secrets = Vec::new();
+    for p in pumps {
+        secrets.push(register(&node, p, "pump").await);
+    }
+    // Each pump's current and vibration follow its own wandering load; the casing temperature
+    // of all four follows the hall's shared swing of ±3 °C with a fixed offset per pump.
+    let offsets = [0.0, 1.5, -0.8, 0.4];
+    let (warm, fault) = (1_500i64, 120i64);
+    let t0 = sentio_core::time::now_ms() - (warm + fault) * 1_000;
+    let mut seed = 7u64;
+    let mut loads = [1.0f64; 4];
+    let mut batches: Vec<Vec<Value>> = vec![Vec::new(); 4];
+    for t in 0..warm + fault {
+        let shared = 21.0 + 3.0 * (t as f64 / 300.0).sin();
+        for i in 0..4 {
+            loads[i] = (loads[i] + 0.05 * lcg(&mut seed)).clamp(0.6, 1.4);
+            let mut current = 12.0 * loads[i] + 0.05 * lcg(&mut seed);
+            let vibration = 2.0 * loads[i] + 0.02 * lcg(&mut seed);
+            let mut casing = shared + offsets[i] + 0.1 * lcg(&mut seed);
+            if i == 3 && t >= warm {
+                // pump-4: current rises 10 % without the vibration that should go with it,
+                // and its casing runs 0.8 °C warmer than usual next to its peers.
+                current *= 1.1;
+                casing += 0.8;
+            }
+            batches[i].push(json!({
+                "ts": t0 + t * 1_000,
+                "motor_current": current,
+                "vibration_rms": vibration,
+                "casing_temp": casing,
+            }));
+        }
+        // Interleave the pumps five seconds at a time, close to how live devices arrive (peers
+        // are compared on their latest readings).
+        if t % 5 == 4 || t == warm + fault - 1 {
+            for i in 0..4 {
+                let items = std::mem::take(&mut batches[i]);
+                post_all(&node, pumps[i], &secrets[i], &items).await;
+            }
+        }
+    }
+
+    let relation = wait_for_kind(&node, "pump-4", "relation", 30).await;
+    let metric = relation["metric"].as_str().unwrap();
+    assert!(
+        metric == "motor_current~vibration_rms" || metric == "vibration_rms~motor_current",
+        "{relation}"
+    );
+    assert!(
+        relation["opened_ms"].as_i64().unwrap() >= t0 + warm * 1_000,
+        "{relation}"
+    );
+    let contributors = relation["explanation"]["contributors"].as_array().unwrap();
+    assert_eq!(contributors.len(), 2, "{relation}");
+    assert!(
+        relation["explanation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer move together"),
+        "{relation}"
+    );
+
+    let peer = wait_for_kind(&node, "pump-4", "peer", 10).await;
+    assert_eq!(peer["metric"], "casing_temp", "{peer}");
+    assert!(
+        peer["opened_ms"].as_i64().unwrap() >= t0 + warm * 1_000,
+        "{peer}"
+    );
+    assert!(
+        peer["explanation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("peers of kind pump"),
+        "{peer}"
+    );
+
+    // A batch that opens and then escalates an alert stores it once.
+    let all = alerts_of(&node, "pump-4").await;
+    let mut seen = std::collections::HashSet::new();
+    for a in &all {
+        let key = (
+            a["metric"].to_string(),
+            a["explanation"]["kind"].to_string(),
+            a["opened_ms"].as_i64(),
+        );
+        assert!(seen.insert(key), "stored twice: {a}");
+    }
+
+    // The healthy pumps raised no relation or peer alert.
+    for p in &pumps[..3] {
+        let noisy: Vec<Value> = alerts_of(&node, p)
+            .await
+            .into_iter()
+            .filter(|a| {
+                a["explanation"]["kind"] == "relation" || a["explanation"]["kind"] == "peer"
+            })
+            .collect();
+        assert!(noisy.is_empty(), "{p}: {noisy:?}");
+    }
     node.shutdown().await;
 }
