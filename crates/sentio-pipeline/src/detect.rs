@@ -25,6 +25,8 @@ type SeriesKey = (String, String);
 /// Device, metric label (`a~b` for a relation, `*` for silence) and kind: one open alert each.
 type AlertKey = (String, String, AlertKind);
 
+/// One joint reading of a device: (device, timestamp).
+type Reading = (String, i64);
 /// Metric label of device-wide alerts (silence).
 pub const DEVICE_WIDE: &str = "*";
 /// Saved-state key of a device's cadence and relations.
@@ -255,7 +257,7 @@ impl DetectStage {
             }
         }
         let mut by_device: HashMap<String, Vec<(String, i64, f64)>> = HashMap::new();
-        let mut readings: Vec<((String, i64), Vec<(String, f64)>)> = Vec::new();
+        let mut readings: Vec<(Reading, Vec<(String, f64)>)> = Vec::new();
         let mut transitions: Vec<(AlertKey, Transition)> = Vec::new();
         for p in &points {
             let device = p.device.as_str();
