@@ -32,6 +32,10 @@ pub const MIN_PEERS: usize = 3;
 pub const FRESH_MS: i64 = 60_000;
 /// Each false alarm marked widens the device's band by this factor.
 pub const FALSE_ALARM_FACTOR: f64 = 1.5;
+/// A device is compared with its peers only where they explain most of its variation: the
+/// variance of its offset from them must be at most this fraction of its own variance (rooms'
+/// occupancies vary independently, so the peers tell nothing about one room's occupancy).
+pub const MAX_OFFSET_VARIANCE_RATIO: f64 = 0.25;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Member {
@@ -43,6 +47,11 @@ struct Member {
     var: f64,
     out_run: u32,
     false_alarms: u32,
+    /// Running mean and variance of the device's own value.
+    #[serde(default)]
+    own_mean: f64,
+    #[serde(default)]
+    own_var: f64,
 }
 
 /// The peers of one group (kind) for one metric.
@@ -131,7 +140,8 @@ impl PeerGroup {
         let mut verdict = None;
         let mut out = false;
         if m.n >= WARMUP {
-            out = z.abs() > k;
+            let explained = m.var < MAX_OFFSET_VARIANCE_RATIO * m.own_var;
+            out = explained && z.abs() > k;
             m.out_run = if out { m.out_run + 1 } else { 0 };
             let expected = median + m.mean;
             verdict = Some(PeerVerdict {
@@ -156,6 +166,9 @@ impl PeerGroup {
             let d = offset - m.mean;
             m.mean += r * d;
             m.var = (1.0 - r) * (m.var + r * d * d);
+            let d = value - m.own_mean;
+            m.own_mean += r * d;
+            m.own_var = (1.0 - r) * (m.own_var + r * d * d);
         }
         verdict
     }
@@ -245,5 +258,39 @@ mod tests {
         assert!(t < 2_010);
         assert_eq!(v.peers, 4);
         assert!(g.mark_false_alarm("room-2").unwrap().2 > K);
+    }
+
+    #[test]
+    fn peers_that_vary_independently_are_not_compared() {
+        // Occupancy-like: by day each room's count jumps on its own; at night every room is
+        // empty; then one room fills. Its peers never moved with it, so they say nothing.
+        let mut g = PeerGroup::default();
+        let mut seed = 5u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut counts = [0.0f64; 4];
+        let mut alerts = 0;
+        for t in 0..4_100i64 {
+            for (i, c) in counts.iter_mut().enumerate() {
+                let v = if t < 2_000 {
+                    if next() < 0.01 {
+                        *c = (next() * 8.0).floor();
+                    }
+                    *c
+                } else if t < 4_000 || i != 1 {
+                    0.0
+                } else {
+                    3.0
+                };
+                if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v) {
+                    alerts += usize::from(v.alert);
+                }
+            }
+        }
+        assert_eq!(alerts, 0);
     }
 }

@@ -43,8 +43,8 @@ pub struct DemoEval {
     pub related: usize,
     /// Alerts matching no fault.
     pub false_alerts: usize,
-    /// The false alerts, as (device, metric, opened_ms).
-    pub false_list: Vec<(String, String, i64)>,
+    /// The false alerts, as (device, metric, alert kind, opened_ms).
+    pub false_list: Vec<(String, String, String, i64)>,
     /// Alerts opened, by kind (`anomaly`, `relation`, `peer`, `silence`, `limit`, `predictive`).
     pub by_kind: std::collections::BTreeMap<String, usize>,
     /// Per fault on a metric with a declared upper limit: how it went for time-to-threshold.
@@ -303,7 +303,13 @@ async fn evaluate(
         if truth.iter().filter(during).any(|f| f.device == device) {
             related += 1;
         } else {
-            false_list.push((device.to_string(), metric.to_string(), opened));
+            let kind = a["explanation"]["kind"].as_str().unwrap_or("anomaly");
+            false_list.push((
+                device.to_string(),
+                metric.to_string(),
+                kind.to_string(),
+                opened,
+            ));
         }
     }
     let mut by_kind = std::collections::BTreeMap::new();

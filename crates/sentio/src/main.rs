@@ -125,8 +125,11 @@ async fn bench_demo(args: DemoArgs) -> anyhow::Result<()> {
             (f.end_ms - f.start_ms) / 1000
         );
     }
-    for (d, m, t) in &r.false_list {
-        println!("  false alert: {d} {m} at +{} s", (t - r.start_ms) / 1000);
+    for (d, m, k, t) in &r.false_list {
+        println!(
+            "  false alert: {d} {m} ({k}) at +{} s",
+            (t - r.start_ms) / 1000
+        );
     }
     Ok(())
 }
