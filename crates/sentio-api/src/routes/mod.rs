@@ -2,6 +2,7 @@
 
 mod alerts;
 mod devices;
+mod export;
 mod forecast;
 mod ingest;
 mod series;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/telemetry",
             axum::routing::post(ingest::telemetry),
         )
+        .route("/api/v1/devices/{id}/export", get(export::export))
         .route("/api/v1/devices/{id}/series", get(series::list))
         .route("/api/v1/devices/{id}/series/{metric}", get(series::range))
         .route(
