@@ -17,12 +17,14 @@
 //! # });
 //! ```
 
+mod backup;
 mod error;
 mod model;
 pub mod secret;
 mod sqlite;
 mod traits;
 
+pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
 pub use sqlite::SqliteStore;

@@ -36,6 +36,34 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Write a consistent backup of a data directory to one file, while its node runs.
+    Backup(BackupArgs),
+    /// Restore a backup into a new data directory.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The data directory to back up.
+    #[arg(long, default_value = "data", env = "SENTIO_DATA")]
+    data: PathBuf,
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The backup file.
+    #[arg(long)]
+    from: PathBuf,
+    /// The data directory to restore into (must hold no database yet).
+    #[arg(long, default_value = "data", env = "SENTIO_DATA")]
+    data: PathBuf,
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +277,30 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Detect(args) => ai_cli::run_detect(args),
+        Command::Backup(args) => {
+            let r = sentio_store::backup(&args.data, &args.to)?;
+            println!(
+                "backup of {} written to {}: database {:.1} MiB, {} other files ({:.1} MiB)",
+                args.data.display(),
+                args.to.display(),
+                mib(r.database_bytes),
+                r.files,
+                mib(r.file_bytes)
+            );
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let r = sentio_store::restore(&args.from, &args.data)?;
+            println!(
+                "restored {} into {}: database {:.1} MiB, {} other files; start it with `sentio serve --data {}`",
+                args.from.display(),
+                args.data.display(),
+                mib(r.database_bytes),
+                r.files,
+                args.data.display()
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Nab(args)) => ai_cli::run_bench_nab(args),
         Command::Bench(BenchCommand::Demo(args)) => {
             tokio::runtime::Runtime::new()?.block_on(bench_demo(args))
