@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
-use sentio_store::{AlertStore, DeviceRegistry, SeriesStore};
+use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -35,6 +35,8 @@ pub struct AppState {
     pub series: Arc<dyn SeriesStore>,
     /// Alerts.
     pub alerts: Arc<dyn AlertStore>,
+    /// Text events.
+    pub events: Arc<dyn EventStore>,
     /// The way into the pipeline.
     pub ingest: Ingest,
     /// Live events.

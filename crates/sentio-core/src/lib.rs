@@ -21,7 +21,7 @@ pub mod time;
 pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
 pub use device::DeviceId;
 pub use error::CoreError;
-pub use point::Point;
+pub use point::{Point, TextEvent};
 
 /// MQTT topic helpers: the topic layout is a public contract with devices.
 pub mod topic {

@@ -1,6 +1,7 @@
 //! The telemetry payload: a JSON object `{"temperature": 21.5, "door_open": false, "ts": ...}`
-//! or an array of such objects (a batch). Numbers and booleans become points; `ts` is optional
-//! (milliseconds since the epoch, or RFC 3339) and defaults to the receive time.
+//! or an array of such objects (a batch). Numbers and booleans become points, strings (up to
+//! `MAX_TEXT_LEN` bytes) text events; `ts` is optional (milliseconds since the epoch, or
+//! RFC 3339) and defaults to the receive time.
 //!
 //! Parsing never fails as a whole: it returns the points it could accept and a reason for
 //! everything it refused, so a device with one bad field still gets its good fields stored and
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::{DeviceId, Point, time};
+use crate::{DeviceId, Point, TextEvent, time};
 
 /// Name of the optional timestamp field.
 pub const TS_FIELD: &str = "ts";
@@ -18,12 +19,16 @@ pub const TS_FIELD: &str = "ts";
 pub const MAX_BATCH: usize = 10_000;
 /// Longest metric name.
 pub const MAX_METRIC_LEN: usize = 64;
+/// Longest text value kept as an event (bytes).
+pub const MAX_TEXT_LEN: usize = 1024;
 
 /// What a payload yielded.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Parsed {
     /// Points accepted.
     pub points: Vec<Point>,
+    /// Text values accepted, as events.
+    pub events: Vec<TextEvent>,
     /// A human-readable reason for each part that was refused.
     pub rejected: Vec<String>,
 }
@@ -138,6 +143,22 @@ fn parse_object(
         let value = match v {
             Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
             Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            Value::String(text) if text.len() <= MAX_TEXT_LEN => {
+                out.events.push(TextEvent {
+                    device: device.clone(),
+                    metric: Arc::from(name.as_str()),
+                    ts_ms,
+                    text: text.clone(),
+                });
+                continue;
+            }
+            Value::String(text) => {
+                out.rejected.push(format!(
+                    "metric {name:?}: text of {} bytes is longer than the limit of {MAX_TEXT_LEN}",
+                    text.len()
+                ));
+                continue;
+            }
             _ => None,
         };
         match value {
@@ -148,7 +169,7 @@ fn parse_object(
                 value,
             }),
             None => out.rejected.push(format!(
-                "metric {name:?}: {} values are not stored as series (send numbers or booleans)",
+                "metric {name:?}: {} values are not stored (send numbers, booleans or text)",
                 kind(v)
             )),
         }
@@ -188,6 +209,25 @@ mod tests {
     }
 
     #[test]
+    fn text_values_become_events() {
+        let dev = DeviceId::parse("d1").unwrap();
+        let got = parse(
+            &dev,
+            br#"{"ts": 7, "state": "running", "rpm": 1200}"#,
+            NOW,
+            60_000,
+        );
+        assert_eq!(got.points.len(), 1);
+        assert!(got.rejected.is_empty());
+        assert_eq!(got.events.len(), 1);
+        let e = &got.events[0];
+        assert_eq!(
+            (&*e.metric, e.ts_ms, e.text.as_str()),
+            ("state", 7, "running")
+        );
+    }
+
+    #[test]
     fn payloads() {
         check(
             r#"{"temperature": 21.5, "door_open": false}"#,
@@ -205,11 +245,9 @@ mod tests {
             &[("x", 1, 1.0), ("x", 2, 2.0)],
             &["batch item 2"],
         );
-        check(
-            r#"{"x": "hot", "y": 2}"#,
-            &[("y", NOW, 2.0)],
-            &["string values"],
-        );
+        check(r#"{"x": "hot", "y": 2}"#, &[("y", NOW, 2.0)], &[]);
+        let long = format!(r#"{{"x": "{}", "y": 2}}"#, "a".repeat(MAX_TEXT_LEN + 1));
+        check(&long, &[("y", NOW, 2.0)], &["longer than the limit"]);
         check(r#"{"x": null, "y": [1]}"#, &[], &["null", "array"]);
         check("{not json", &[], &["malformed JSON"]);
         check("42", &[], &["got number"]);

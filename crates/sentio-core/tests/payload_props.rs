@@ -23,6 +23,11 @@ fn check_invariants(p: &telemetry::Parsed) {
         assert!(pt.ts_ms >= 0 && pt.ts_ms <= NOW + FUTURE, "{pt:?}");
         assert_eq!(pt.device.as_str(), "dev-1");
     }
+    for e in &p.events {
+        assert!(valid_metric(&e.metric), "{e:?}");
+        assert!(e.text.len() <= telemetry::MAX_TEXT_LEN, "{e:?}");
+        assert!(e.ts_ms >= 0 && e.ts_ms <= NOW + FUTURE, "{e:?}");
+    }
 }
 
 /// JSON-ish text built from the tokens a payload is made of, so that the parser's deeper
@@ -59,7 +64,7 @@ proptest! {
         let p = telemetry::parse(&device(), &bytes, NOW, FUTURE);
         check_invariants(&p);
         // Nothing accepted means something was said about it (unless it was an empty batch).
-        if p.points.is_empty() && bytes != b"[]" && bytes != b"{}" {
+        if p.points.is_empty() && p.events.is_empty() && bytes != b"[]" && bytes != b"{}" {
             let trimmed: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
             if trimmed != b"[]" && trimmed != b"{}" {
                 prop_assert!(!p.rejected.is_empty(), "silently dropped: {:?}", String::from_utf8_lossy(&bytes));

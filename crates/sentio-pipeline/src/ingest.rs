@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use sentio_core::{DeviceId, Point, telemetry, time};
-use sentio_store::{DeviceRegistry, SeriesStore};
+use sentio_core::{DeviceId, Point, TextEvent, telemetry, time};
+use sentio_store::{DeviceRegistry, EventStore, SeriesStore};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, warn};
 
 use crate::{PipelineError, Presence, Stats};
 
-/// Points of one payload on their way to the store, with whom to tell when they are durable.
+/// Points (and text events) of one payload on their way to the store, with whom to tell when
+/// they are durable.
 pub(crate) struct Batch {
     points: Vec<Point>,
+    events: Vec<TextEvent>,
     ack: Option<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -20,6 +22,8 @@ pub(crate) struct Batch {
 pub struct Accepted {
     /// Points stored.
     pub points: usize,
+    /// Text values stored as events.
+    pub events: usize,
     /// Reasons for the parts that were refused.
     pub rejected: Vec<String>,
 }
@@ -66,26 +70,33 @@ impl Ingest {
         for reason in &parsed.rejected {
             self.reject(device.as_str(), reason).await;
         }
-        if parsed.points.is_empty() {
+        if parsed.points.is_empty() && parsed.events.is_empty() {
             if parsed.rejected.is_empty() {
                 return Ok(Accepted {
                     points: 0,
+                    events: 0,
                     rejected: vec![],
                 });
             }
             return Err(PipelineError::Rejected(parsed.rejected.join("; ")));
         }
-        let n = parsed.points.len();
-        self.submit(parsed.points, durable).await?;
+        let (n, e) = (parsed.points.len(), parsed.events.len());
+        self.submit(parsed.points, parsed.events, durable).await?;
         Ok(Accepted {
             points: n,
+            events: e,
             rejected: parsed.rejected,
         })
     }
 
-    /// Queues points for the store; waits while the queue is full (back-pressure). With
-    /// `durable`, also waits for the commit.
-    pub async fn submit(&self, points: Vec<Point>, durable: bool) -> Result<(), PipelineError> {
+    /// Queues points and text events for the store; waits while the queue is full
+    /// (back-pressure). With `durable`, also waits for the commit.
+    pub async fn submit(
+        &self,
+        points: Vec<Point>,
+        events: Vec<TextEvent>,
+        durable: bool,
+    ) -> Result<(), PipelineError> {
         let (ack, done) = if durable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -93,7 +104,11 @@ impl Ingest {
             (None, None)
         };
         self.tx
-            .send(Batch { points, ack })
+            .send(Batch {
+                points,
+                events,
+                ack,
+            })
             .await
             .map_err(|_| PipelineError::ShuttingDown)?;
         if let Some(done) = done {
@@ -134,6 +149,7 @@ pub(crate) async fn run_writer(
     mut rx: mpsc::Receiver<Batch>,
     detect_tx: mpsc::Sender<Vec<Point>>,
     series: Arc<dyn SeriesStore>,
+    event_store: Arc<dyn EventStore>,
     max_points: usize,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
@@ -149,17 +165,25 @@ pub(crate) async fn run_writer(
         };
         let Some(first) = first else { break };
         let mut points = first.points;
+        let mut events = first.events;
         let mut acks: Vec<_> = first.ack.into_iter().collect();
-        while points.len() < max_points {
+        while points.len() + events.len() < max_points {
             match rx.try_recv() {
                 Ok(b) => {
                     points.extend(b.points);
+                    events.extend(b.events);
                     acks.extend(b.ack);
                 }
                 Err(_) => break,
             }
         }
-        match series.append(&points).await {
+        // Points, then events (a failure of either leaves the batch unacknowledged; a retry
+        // replaces what was stored, since both keep the last value per timestamp).
+        let stored = match series.append(&points).await {
+            Ok(()) => event_store.append_events(&events).await,
+            Err(e) => Err(e),
+        };
+        match stored {
             Ok(()) => {
                 Stats::add(&stats.points_stored, points.len() as u64);
                 for ack in acks {
@@ -170,7 +194,7 @@ pub(crate) async fn run_writer(
                 }
             }
             Err(e) => {
-                error!(error = %e, points = points.len(), "commit failed; points not acknowledged");
+                error!(error = %e, points = points.len(), events = events.len(), "commit failed; not acknowledged");
                 Stats::add(&stats.store_failures, 1);
                 let msg = e.to_string();
                 for ack in acks {

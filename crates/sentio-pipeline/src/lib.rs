@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sentio_ai::DetectorConfig;
-use sentio_store::{AlertStore, DeviceRegistry, SeriesStore};
+use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -88,6 +88,8 @@ pub struct Stores {
     pub series: Arc<dyn SeriesStore>,
     /// Alerts.
     pub alerts: Arc<dyn AlertStore>,
+    /// Text events.
+    pub events: Arc<dyn EventStore>,
 }
 
 /// A running pipeline.
@@ -127,6 +129,7 @@ impl Pipeline {
                 ingest_rx,
                 detect_tx,
                 stores.series.clone(),
+                stores.events.clone(),
                 config.max_commit_points,
                 stats.clone(),
                 shutdown_rx.clone(),

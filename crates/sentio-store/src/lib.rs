@@ -28,7 +28,10 @@ pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
 pub use sqlite::SqliteStore;
-pub use traits::{AlertStore, DeviceRegistry, SeriesStore};
+pub use traits::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
+
+/// Events kept per device and metric (older ones are dropped as new ones arrive).
+pub const EVENT_HISTORY: usize = 1_000;
 
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -2,7 +2,7 @@
 //! SQLite.
 
 use async_trait::async_trait;
-use sentio_core::{Alert, DeviceId, Point};
+use sentio_core::{Alert, DeviceId, Point, TextEvent};
 
 use crate::{AlertFilter, Device, NewDevice, RangeQuery, RangeResult, Result, SeriesInfo};
 
@@ -57,4 +57,21 @@ pub trait AlertStore: Send + Sync {
     async fn get_alert(&self, id: i64) -> Result<Option<Alert>>;
     /// Records (or replaces) a user's feedback on an alert.
     async fn save_feedback(&self, id: i64, feedback: &sentio_core::Feedback) -> Result<()>;
+}
+
+/// Text readings (`"state": "running"`), kept as events: the latest per metric and a bounded
+/// history, not series.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores events durably (as [`SeriesStore::append`]: survived a crash once `Ok`). The same
+    /// device, metric and timestamp keeps the last text; per device and metric only the newest
+    /// [`crate::EVENT_HISTORY`] are kept.
+    async fn append_events(&self, events: &[TextEvent]) -> Result<()>;
+    /// A device's events, newest first, of one metric or all, at most `limit`.
+    async fn events(
+        &self,
+        device: &DeviceId,
+        metric: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TextEvent>>;
 }

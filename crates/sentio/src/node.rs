@@ -146,6 +146,7 @@ impl Node {
             registry: store.clone(),
             series: store.clone(),
             alerts: store.clone(),
+            events: store.clone(),
         };
         let bus = Arc::new(LocalBus::new(4096));
         let pipeline =
@@ -176,6 +177,7 @@ impl Node {
             registry: store.clone(),
             series: store.clone(),
             alerts: store.clone(),
+            events: store.clone(),
             ingest: pipeline.ingest.clone(),
             bus: pipeline.bus.clone(),
             presence: pipeline.presence.clone(),

@@ -194,7 +194,7 @@ async fn bad_payloads_get_a_reason_and_earlier_data_is_untouched() {
     let far = now_ms() + 86_400_000;
     for (payload, expect) in [
         (b"{not json".to_vec(), "malformed JSON"),
-        (br#"{"t": "warm"}"#.to_vec(), "string values"),
+        (br#"{"t": null}"#.to_vec(), "null values are not stored"),
         (
             format!(r#"{{"ts": {far}, "t": 99}}"#).into_bytes(),
             "in the future",

@@ -47,7 +47,11 @@ async fn export_streams_every_point_and_alert_of_a_device() {
     let items: Vec<Value> = (0..n)
         .map(|i| {
             let power = if i < n - 300 { 100.0 } else { 400.0 } + (i % 7) as f64 * 0.25;
-            json!({"ts": t0 + i * 1_000, "power": power, "on": i % 2 == 0})
+            let mut v = json!({"ts": t0 + i * 1_000, "power": power, "on": i % 2 == 0});
+            if i == 5 {
+                v["status"] = json!("calibrating");
+            }
+            v
         })
         .collect();
     for chunk in items.chunks(5_000) {
@@ -93,6 +97,10 @@ async fn export_streams_every_point_and_alert_of_a_device() {
         .filter(|l| l["type"] == "point" && l["metric"] == "on")
         .count();
     assert_eq!(on, n as usize);
+    let events: Vec<&Value> = lines.iter().filter(|l| l["type"] == "event").collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["text"], "calibrating");
+    assert_eq!(events[0]["ts_ms"], t0 + 5_000);
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
     assert!(!alerts.is_empty());
     assert!(alerts.iter().all(|a| a["device"] == "meter-7"));

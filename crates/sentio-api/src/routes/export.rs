@@ -1,6 +1,7 @@
 //! `GET /api/v1/devices/<id>/export`: everything held about one device, streamed (the GDPR right
 //! of access): its record, every point of every series, and its alerts with their explanations
-//! and feedback. JSON lines by default (`{"type": "device" | "point" | "alert", ...}`), or CSV of
+//! and feedback, and its text events. JSON lines by default
+//! (`{"type": "device" | "point" | "event" | "alert", ...}`), or CSV of
 //! the points (`?format=csv`: `metric,ts_ms,ts,value`).
 //!
 //! The answer is produced page by page while it is sent, so exporting years of data needs no
@@ -127,6 +128,23 @@ pub async fn export(
             }
         }
         if format == Format::JsonLines {
+            match s
+                .events
+                .events(&device, None, sentio_store::EVENT_HISTORY * 1_000)
+                .await
+            {
+                Ok(events) => {
+                    let mut text = String::new();
+                    for e in events.iter().rev() {
+                        let line = json!({"type": "event", "metric": &*e.metric, "ts_ms": e.ts_ms, "text": e.text});
+                        text.push_str(&format!("{line}\n"));
+                    }
+                    if !send(text).await {
+                        return;
+                    }
+                }
+                Err(e) => return fail(format!("events: {e}")).await,
+            }
             let alerts = s
                 .alerts
                 .list_alerts(AlertFilter {

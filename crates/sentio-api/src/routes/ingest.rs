@@ -44,6 +44,6 @@ pub async fn telemetry(
     let device = DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = s.ingest.payload(&device, &body, true).await?;
     Ok(Json(
-        json!({"accepted": accepted.points, "rejected": accepted.rejected}),
+        json!({"accepted": accepted.points, "events": accepted.events, "rejected": accepted.rejected}),
     ))
 }

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod devices;
+mod events;
 mod export;
 mod forecast;
 mod ingest;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/telemetry",
             axum::routing::post(ingest::telemetry),
         )
+        .route("/api/v1/devices/{id}/events", get(events::list))
         .route("/api/v1/devices/{id}/export", get(export::export))
         .route("/api/v1/devices/{id}/series", get(series::list))
         .route("/api/v1/devices/{id}/series/{metric}", get(series::range))

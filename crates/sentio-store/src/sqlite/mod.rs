@@ -3,6 +3,7 @@
 //! replaces the row-per-point layout with compressed chunks behind the same traits.
 
 mod alerts;
+mod events;
 mod registry;
 mod series;
 

@@ -135,6 +135,8 @@ impl DeviceRegistry for SqliteStore {
                 removed.push(("alerts".into(), alerts as u64));
                 let states = tx.execute("DELETE FROM detector_state WHERE device = ?1", [&id])?;
                 removed.push(("detector_states".into(), states as u64));
+                let events = tx.execute("DELETE FROM events WHERE device = ?1", [&id])?;
+                removed.push(("events".into(), events as u64));
             }
             tx.commit()?;
             inner

@@ -56,3 +56,12 @@ CREATE TABLE IF NOT EXISTS alert_feedback (
     alert_id INTEGER PRIMARY KEY,
     feedback TEXT NOT NULL
 );
+
+-- Text readings, kept as events: the newest EVENT_HISTORY per device and metric.
+CREATE TABLE IF NOT EXISTS events (
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    ts     INTEGER NOT NULL,
+    text   TEXT NOT NULL,
+    PRIMARY KEY (device, metric, ts)
+) WITHOUT ROWID;
