@@ -5,81 +5,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
-/// Starts `sentio serve` on port 0 and reads the bound addresses from its log.
-fn spawn_node(data: &std::path::Path) -> (Child, String, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentio"))
-        .args([
-            "serve",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
-        .env("SENTIO_ADMIN_TOKEN", TOKEN)
-        .env("SENTIO_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("sentio starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && line.contains("Sentio is running") {
-                let field = |name: &str| {
-                    let strip = |s: &str| {
-                        s.replace("\u{1b}[3m", "")
-                            .replace("\u{1b}[0m", "")
-                            .replace("\u{1b}[2m", "")
-                    };
-                    let clean = strip(&line);
-                    clean
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_string))
-                        .unwrap()
-                };
-                let _ = tx.send((field("mqtt"), field("http")));
-                sent = true;
-            }
-        }
-    });
-    let (mqtt, http) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("node announces its ports");
-    let port = mqtt.rsplit_once(':').unwrap().1.parse().unwrap();
-    (child, http, port)
-}
-
-async fn api_at(
-    http_addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    http(
-        method,
-        format!("http://{http_addr}{path}"),
-        bearer(),
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_point_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, http_addr, port) = spawn_node(dir.path());
+    let (mut child, http_addr, port) = spawn_sentio(dir.path(), None);
     let (st, body) = api_at(
         &http_addr,
         "POST",
@@ -154,7 +88,7 @@ async fn every_acknowledged_point_survives_kill_9() {
         acked.len()
     );
 
-    let (mut child, http_addr, _) = spawn_node(dir.path());
+    let (mut child, http_addr, _) = spawn_sentio(dir.path(), None);
     let mut stored = std::collections::HashSet::new();
     let mut from = 0i64;
     loop {

@@ -179,3 +179,89 @@ pub async fn points(node: &Node, device: &str, metric: &str) -> Vec<(i64, f64)> 
         .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
         .collect()
 }
+
+/// Starts the real `sentio serve` binary on port 0 and reads the bound addresses from its log:
+/// (child, HTTP address, MQTT port). With `fsize_limit_kb`, the process may not write a file
+/// larger than that (`ulimit -f`, with SIGXFSZ ignored so writes fail with EFBIG as on a full
+/// disk); `prlimit --pid` lifts it later.
+pub fn spawn_sentio(
+    data: &std::path::Path,
+    fsize_limit_kb: Option<u64>,
+) -> (std::process::Child, String, u16) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_sentio");
+    let mut cmd = match fsize_limit_kb {
+        None => Command::new(bin),
+        Some(kb) => {
+            let mut c = Command::new("bash");
+            c.args([
+                "-c",
+                &format!("trap '' XFSZ; ulimit -f {kb}; exec \"$0\" \"$@\""),
+                bin,
+            ]);
+            c
+        }
+    };
+    let mut child = cmd
+        .args([
+            "serve",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("SENTIO_ADMIN_TOKEN", TOKEN)
+        .env("SENTIO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("sentio starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && line.contains("Sentio is running") {
+                let field = |name: &str| {
+                    let strip = |s: &str| {
+                        s.replace("\u{1b}[3m", "")
+                            .replace("\u{1b}[0m", "")
+                            .replace("\u{1b}[2m", "")
+                    };
+                    let clean = strip(&line);
+                    clean
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_string))
+                        .unwrap()
+                };
+                let _ = tx.send((field("mqtt"), field("http")));
+                sent = true;
+            }
+        }
+    });
+    let (mqtt, http) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("node announces its ports");
+    let port = mqtt.rsplit_once(':').unwrap().1.parse().unwrap();
+    (child, http, port)
+}
+
+/// An admin API call to a node started with [`spawn_sentio`].
+pub async fn api_at(
+    http_addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    http(
+        method,
+        format!("http://{http_addr}{path}"),
+        bearer(),
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+}
