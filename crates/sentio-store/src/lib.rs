@@ -17,6 +17,7 @@
 //! # });
 //! ```
 
+pub mod chunk;
 mod error;
 mod model;
 pub mod secret;
@@ -25,7 +26,7 @@ mod traits;
 
 pub use error::StoreError;
 pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SealPolicy, SealReport, SqliteStore};
 pub use traits::{AlertStore, DeviceRegistry, SeriesStore};
 
 /// Result type of this crate.

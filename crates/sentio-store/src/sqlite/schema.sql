@@ -30,6 +30,22 @@ CREATE TABLE IF NOT EXISTS points (
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
 
+-- Sealed, compressed runs of points (see chunk.rs); `points` above is the durable head.
+-- Per series, chunk ranges [start_ts, end_ts] never overlap.
+CREATE TABLE IF NOT EXISTS chunks (
+    series_id INTEGER NOT NULL,
+    start_ts  INTEGER NOT NULL,
+    end_ts    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    min       REAL NOT NULL,
+    max       REAL NOT NULL,
+    sum       REAL NOT NULL,
+    first     REAL NOT NULL,
+    last      REAL NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (series_id, start_ts)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS alerts (
     id                INTEGER PRIMARY KEY,
     device            TEXT NOT NULL,
