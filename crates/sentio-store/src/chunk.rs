@@ -194,7 +194,10 @@ mod tests {
         }
         let s = chunk.stats;
         prop_assert_eq!(s.count as usize, points.len());
-        prop_assert_eq!((s.start_ts, s.end_ts), (points[0].0, points[points.len() - 1].0));
+        prop_assert_eq!(
+            (s.start_ts, s.end_ts),
+            (points[0].0, points[points.len() - 1].0)
+        );
         prop_assert_eq!(s.first.to_bits(), points[0].1.to_bits());
         prop_assert_eq!(s.last.to_bits(), points[points.len() - 1].1.to_bits());
         let min = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);

@@ -13,7 +13,7 @@ mod registry;
 mod seal;
 mod series;
 
-pub use seal::{SealPolicy, SealReport};
+pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,10 +93,7 @@ impl SqliteStore {
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
             for row in rows {
                 let (id, device, metric) = row?;
-                series_ids
-                    .entry(device)
-                    .or_default()
-                    .insert(metric, id);
+                series_ids.entry(device).or_default().insert(metric, id);
             }
         }
         Ok(Self {

@@ -137,21 +137,35 @@ fn walk(
 }
 
 /// Every point of `[from, to)`, at most `limit`, with the `from` of the next page.
-pub(super) fn raw(conn: &Connection, sid: i64, from: i64, to: i64, limit: usize) -> Result<RangeResult> {
+pub(super) fn raw(
+    conn: &Connection,
+    sid: i64,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<RangeResult> {
     let chunks = chunks_in(conn, sid, from, to)?;
     // The first `limit + 1` head points are all a page of `limit + 1` points can hold.
     let head = head_in(conn, sid, from, to, limit + 1)?;
     let mut points = Vec::with_capacity((limit + 1).min(100_000));
-    walk(conn, sid, (from, to), &chunks, &head, |_| false, |piece| {
-        if let Piece::Point(t, v) = piece {
-            points.push((t, v));
-        }
-        if points.len() > limit {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
+    walk(
+        conn,
+        sid,
+        (from, to),
+        &chunks,
+        &head,
+        |_| false,
+        |piece| {
+            if let Piece::Point(t, v) = piece {
+                points.push((t, v));
+            }
+            if points.len() > limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
     let next = if points.len() > limit {
         points.pop().map(|(t, _)| t)
     } else {
@@ -280,9 +294,15 @@ pub(super) fn downsample(
     let n = n.max(2);
     let chunks = chunks_in(conn, sid, from, to)?;
     let head = head_in(conn, sid, from, to, usize::MAX)?;
-    let upper_bound: u64 = chunks.iter().map(|m| u64::from(m.count)).sum::<u64>() + head.len() as u64;
-    if upper_bound <= n as u64 {
-        return raw(conn, sid, from, to, n);
+    let upper_bound: u64 =
+        chunks.iter().map(|m| u64::from(m.count)).sum::<u64>() + head.len() as u64;
+    // The bound counts whole straddling chunks and head duplicates: when it is near `n`, the
+    // exact answer may still be "every point".
+    if upper_bound <= 4 * n as u64 {
+        let all = raw(conn, sid, from, to, n)?;
+        if all.next.is_none() {
+            return Ok(all);
+        }
     }
     let buckets = (n / 2) as i64;
     let width = ((to as i128 - from as i128 + buckets as i128 - 1) / buckets as i128).max(1) as i64;

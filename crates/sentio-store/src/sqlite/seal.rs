@@ -48,6 +48,19 @@ pub struct SealReport {
     pub more: bool,
 }
 
+/// How the series data is split between the tiers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Rows in the head.
+    pub head_points: u64,
+    /// Sealed chunks.
+    pub chunks: u64,
+    /// Points in the sealed chunks.
+    pub sealed_points: u64,
+    /// Bytes of compressed chunk data.
+    pub chunk_bytes: u64,
+}
+
 /// A chunk row without its data.
 #[derive(Debug, Clone, Copy)]
 struct ChunkRange {
@@ -64,6 +77,25 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || seal_some_blocking(&inner, max_points))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// How many points are in each tier (for tests, benchmarks and operators).
+    pub async fn tier_stats(&self) -> Result<TierStats> {
+        self.with_conn(|_, conn| {
+            let head_points: i64 = conn.query_row("SELECT COUNT(*) FROM points", [], |r| r.get(0))?;
+            let (chunks, sealed, bytes): (i64, i64, i64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(count), 0), COALESCE(SUM(LENGTH(data)), 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(TierStats {
+                head_points: head_points as u64,
+                chunks: chunks as u64,
+                sealed_points: sealed as u64,
+                chunk_bytes: bytes as u64,
+            })
+        })
+        .await
     }
 
     /// Seals until nothing is left to seal under the policy (tests, benchmarks, shutdown).

@@ -80,7 +80,9 @@ impl SeriesStore for SqliteStore {
             let mut stmt =
                 conn.prepare("SELECT id, metric FROM series WHERE device = ?1 ORDER BY metric")?;
             let ids = stmt
-                .query_map([&device], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+                .query_map([&device], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut out = Vec::with_capacity(ids.len());
             for (sid, metric) in ids {
