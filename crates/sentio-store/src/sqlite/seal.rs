@@ -15,6 +15,9 @@ use super::{Inner, SqliteStore};
 use crate::chunk::{self, EncodedChunk};
 use crate::{Result, StoreError};
 
+/// Head points sealed per step of the background sealer.
+const SEAL_STEP_POINTS: usize = 20_000;
+
 /// When head points become chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealPolicy {
@@ -77,6 +80,28 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || seal_some_blocking(&inner, max_points))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs the sealer until `stop` completes: every `every`, seals what is ready, in bounded
+    /// steps (the connection is released between chunks, and the task yields between steps).
+    pub async fn run_sealer(&self, every: std::time::Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            loop {
+                match self.seal_some(SEAL_STEP_POINTS).await {
+                    Ok(r) if r.more => tokio::task::yield_now().await,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "sealing head points into chunks failed");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// How many points are in each tier (for tests, benchmarks and operators).
