@@ -26,7 +26,7 @@ mod traits;
 
 pub use error::StoreError;
 pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
-pub use sqlite::{SealPolicy, SealReport, SqliteStore, TierStats};
+pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use traits::{AlertStore, DeviceRegistry, SeriesStore};
 
 /// Result type of this crate.

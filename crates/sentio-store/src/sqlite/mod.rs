@@ -40,12 +40,23 @@ struct Inner {
     key: [u8; 32],
     /// Digests of every device's secret, so CONNECT never waits for the database.
     digests: RwLock<HashMap<String, blake3::Hash>>,
+    /// The database file.
+    path: PathBuf,
     /// Series ids by device, then metric (looked up without allocating on the ingest path).
     series_ids: Mutex<SeriesIds>,
     /// When head points are sealed into chunks.
     seal: SealPolicy,
     /// The series the sealer looked at last (it goes round them in id order).
     seal_cursor: Mutex<i64>,
+}
+
+/// Size of the database on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// The database file and its write-ahead log.
+    pub file_bytes: u64,
+    /// Pages inside the file that are free for reuse (e.g. head rows already sealed).
+    pub free_bytes: u64,
 }
 
 /// Series ids by device, then metric.
@@ -99,6 +110,7 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                path,
                 key,
                 digests: RwLock::new(digests),
                 series_ids: Mutex::new(series_ids),
@@ -106,6 +118,30 @@ impl SqliteStore {
                 seal_cursor: Mutex::new(i64::MIN),
             }),
         })
+    }
+
+    /// Moves the write-ahead log into the database file (and empties the log), then says how
+    /// big the files are. For benchmarks and operators; SQLite checkpoints on its own too.
+    pub async fn checkpoint(&self) -> Result<DiskUsage> {
+        self.with_conn(|inner, conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            let pragma = |name: &str| -> Result<u64> {
+                Ok(conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0))? as u64)
+            };
+            let free_bytes = pragma("freelist_count")? * pragma("page_size")?;
+            let mut file_bytes = 0;
+            for suffix in ["", "-wal"] {
+                let path = PathBuf::from(format!("{}{suffix}", inner.path.display()));
+                if let Ok(m) = std::fs::metadata(&path) {
+                    file_bytes += m.len();
+                }
+            }
+            Ok(DiskUsage {
+                file_bytes,
+                free_bytes,
+            })
+        })
+        .await
     }
 
     /// Runs `f` with the connection on a blocking thread.

@@ -54,8 +54,24 @@ impl SeriesStore for SqliteStore {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
                 )?;
-                for p in &points {
-                    let sid = series_id(inner, &tx, p.device.as_str(), &p.metric)?;
+                // Series ids in one pass under one lock; new series are created after it.
+                let ids: Vec<Option<i64>> = {
+                    let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+                    points
+                        .iter()
+                        .map(|p| {
+                            known
+                                .get(p.device.as_str())
+                                .and_then(|m| m.get(&*p.metric))
+                                .copied()
+                        })
+                        .collect()
+                };
+                for (p, id) in points.iter().zip(&ids) {
+                    let sid = match *id {
+                        Some(sid) => sid,
+                        None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
+                    };
                     stmt.execute(params![sid, p.ts_ms, p.value])?;
                 }
             }
