@@ -144,7 +144,9 @@ fn model_downsample(points: &[(i64, f64)], from: i64, to: i64, n: usize) -> Vec<
     }
     let buckets = (n / 2) as i64;
     let width = ((to - from + buckets - 1) / buckets).max(1);
-    let mut per: BTreeMap<i64, ((i64, f64), (i64, f64))> = BTreeMap::new();
+    // Per bucket: (lowest point, highest point).
+    type Extremes = ((i64, f64), (i64, f64));
+    let mut per: BTreeMap<i64, Extremes> = BTreeMap::new();
     for &(t, v) in points {
         let e = per.entry((t - from) / width).or_insert(((t, v), (t, v)));
         if v < e.0.1 {

@@ -329,10 +329,13 @@ pub(super) fn downsample(
         match at {
             At::Point(t) => Ok((t, v)),
             At::Chunk(k) => {
-                if !decoded.contains_key(&k) {
-                    decoded.insert(k, chunk_points(conn, sid, chunks[k].start)?);
-                }
-                let t = decoded[&k]
+                let points = match decoded.entry(k) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(chunk_points(conn, sid, chunks[k].start)?)
+                    }
+                };
+                let t = points
                     .iter()
                     .find(|p| p.1 == v)
                     .map_or(chunks[k].start, |p| p.0);
