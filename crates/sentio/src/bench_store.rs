@@ -265,6 +265,14 @@ async fn run_store(dir: &Path, w: &Workload, args: &StoreArgs) -> anyhow::Result
     )?;
     side.reopen_ms = ms(t.elapsed());
     store.seal_all().await?;
+    let sealed = store.tier_stats().await?;
+    println!(
+        "sentio, all sealed: {} chunks holding {} points, chunk data {:.2} B/point, {} points left in the head",
+        sealed.chunks,
+        sealed.sealed_points,
+        sealed.chunk_bytes as f64 / sealed.sealed_points.max(1) as f64,
+        sealed.head_points
+    );
     let disk = store.checkpoint().await?;
     side.sealed_file_bytes = disk.file_bytes;
     side.sealed_used_bytes = disk.file_bytes - disk.free_bytes;

@@ -161,7 +161,14 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
             }
             let sealed = {
                 let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-                seal_one(&mut conn, sid, &inner.seal)?
+                // A sealing transaction only moves points inside the database, atomically: if a
+                // power cut loses it, the points are still in the head. So it needs atomicity,
+                // not its own fsync (`NORMAL` in WAL mode); the next acknowledged append
+                // (`FULL`) syncs the log up to and including it, in order.
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                let sealed = seal_one(&mut conn, sid, &inner.seal);
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                sealed?
             };
             match sealed {
                 Some((points, chunks)) => {
@@ -180,12 +187,14 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
 /// written), or `None` when nothing of this series is ready.
 fn seal_one(conn: &mut Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
     let tx = conn.transaction()?;
-    let head_bounds: (Option<i64>, Option<i64>) = tx.query_row(
-        "SELECT MIN(ts), MAX(ts) FROM points WHERE series_id = ?1",
-        [sid],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (Some(first), Some(head_newest)) = head_bounds else {
+    // Two queries: SQLite answers a lone MIN or MAX from the index, but scans for both at once.
+    let bound = |sql: &str| -> Result<Option<i64>> {
+        Ok(tx.prepare_cached(sql)?.query_row([sid], |r| r.get(0))?)
+    };
+    let (Some(first), Some(head_newest)) = (
+        bound("SELECT MIN(ts) FROM points WHERE series_id = ?1")?,
+        bound("SELECT MAX(ts) FROM points WHERE series_id = ?1")?,
+    ) else {
         return Ok(None);
     };
     let chunk_newest: Option<i64> = tx
