@@ -87,6 +87,8 @@ pub struct RangeParams {
     pub step: Option<String>,
     pub agg: Option<String>,
     pub limit: Option<usize>,
+    /// Draw the range at about this many points (min/max per bucket), for charts.
+    pub points: Option<usize>,
 }
 
 /// Query string of `GET /api/v1/alerts`.

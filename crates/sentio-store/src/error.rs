@@ -26,6 +26,9 @@ pub enum StoreError {
     /// Stored JSON that could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// A chunk could not be encoded (empty, unsorted or repeated timestamps).
+    #[error("chunk codec: {0}")]
+    Codec(String),
     /// A blocking task was cancelled (shutdown).
     #[error("store task failed: {0}")]
     Task(String),

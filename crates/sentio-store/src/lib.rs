@@ -18,6 +18,7 @@
 //! ```
 
 mod backup;
+pub mod chunk;
 mod error;
 mod model;
 pub mod secret;
@@ -27,7 +28,7 @@ mod traits;
 pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
-pub use sqlite::SqliteStore;
+pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use traits::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).

@@ -40,6 +40,17 @@ pub trait SeriesStore: Send + Sync {
     async fn series(&self, device: &DeviceId) -> Result<Vec<SeriesInfo>>;
     /// Raw or aggregated points of one series.
     async fn query(&self, q: RangeQuery) -> Result<RangeResult>;
+    /// One series over `[from_ms, to_ms)` drawn at about `points` points for a chart, keeping
+    /// its shape (per time bucket, the lowest and the highest point, in time order); every point
+    /// when the range holds no more than `points`.
+    async fn downsample(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        points: usize,
+    ) -> Result<RangeResult>;
     /// Saved detector state of every series, as `(device, metric, state)`.
     async fn load_detector_states(&self) -> Result<Vec<(String, String, String)>>;
     /// Saves detector states (opaque JSON) so a restart needs no relearning.

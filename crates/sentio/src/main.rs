@@ -2,6 +2,7 @@
 //! `anyhow`.
 
 mod ai_cli;
+mod bench_store;
 mod sim_cli;
 
 use std::net::SocketAddr;
@@ -73,6 +74,9 @@ enum BenchCommand {
     /// Replay simulated demo-fleet history through a node and score its alerts against the
     /// simulator's ground truth (faults found / injected, false alerts per hour).
     Demo(DemoArgs),
+    /// The embedded store (head + compressed chunks) against one SQLite row per point: ingest,
+    /// bytes per point, a month drawn at 1,000 points, reopen.
+    Store(bench_store::StoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +308,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Nab(args)) => ai_cli::run_bench_nab(args),
         Command::Bench(BenchCommand::Demo(args)) => {
             tokio::runtime::Runtime::new()?.block_on(bench_demo(args))
+        }
+        Command::Bench(BenchCommand::Store(args)) => {
+            tokio::runtime::Runtime::new()?.block_on(bench_store::run(args))
         }
         Command::Serve(args) => {
             init_logging();

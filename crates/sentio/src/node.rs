@@ -173,6 +173,13 @@ impl Node {
                 tracing::error!(error = %e, "MQTT broker stopped");
             }
         }));
+        // Seals old head points into compressed chunks in the background.
+        let (sealer, rx) = (store.clone(), stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            sealer
+                .run_sealer(std::time::Duration::from_secs(5), stopped(rx))
+                .await;
+        }));
         let state = AppState {
             registry: store.clone(),
             series: store.clone(),

@@ -78,23 +78,20 @@ pub async fn range(
         }
         (None, Some(_)) => return Err(ApiError::bad_request("`agg` needs a `step`, e.g. step=1m")),
     };
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1..={MAX_LIMIT}"
-        )));
-    }
-    let result = s
-        .series
-        .query(RangeQuery {
-            device,
-            metric: metric.clone(),
-            from_ms: from,
-            to_ms: to,
-            step,
-            limit,
-        })
-        .await?;
+    let result = match p.points {
+        Some(_) if step.is_some() => {
+            return Err(ApiError::bad_request(
+                "`points` draws the range for a chart; it cannot be combined with `step`",
+            ));
+        }
+        Some(n) if !(2..=MAX_LIMIT).contains(&n) => {
+            return Err(ApiError::bad_request(format!(
+                "points must be 2..={MAX_LIMIT}"
+            )));
+        }
+        Some(n) => s.series.downsample(&device, &metric, from, to, n).await?,
+        None => range_points(&s, device, &metric, (from, to), step, p.limit).await?,
+    };
     let mut body = json!({
         "device": id,
         "metric": metric,
@@ -106,4 +103,31 @@ pub async fn range(
         body["next"] = json!(next);
     }
     Ok(Json(body))
+}
+
+/// Raw points or step aggregates, paginated.
+async fn range_points(
+    s: &AppState,
+    device: DeviceId,
+    metric: &str,
+    (from, to): (i64, i64),
+    step: Option<(i64, Agg)>,
+    limit: Option<usize>,
+) -> Result<sentio_store::RangeResult, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1..={MAX_LIMIT}"
+        )));
+    }
+    Ok(s.series
+        .query(RangeQuery {
+            device,
+            metric: metric.to_string(),
+            from_ms: from,
+            to_ms: to,
+            step,
+            limit,
+        })
+        .await?)
 }

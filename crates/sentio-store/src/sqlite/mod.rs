@@ -1,11 +1,20 @@
 //! The embedded default: one SQLite database (`<data>/sentio.db`, WAL mode) holding the
-//! registry, one row per point, alerts and detector state. The issue that deepens storage
-//! replaces the row-per-point layout with compressed chunks behind the same traits.
+//! registry, the time series in two tiers, alerts and detector state.
+//!
+//! Series tiers: `points` is the durable head (one row per recent point, written by `append`,
+//! acknowledged after the commit); `chunks` holds sealed, pco-compressed runs of ~1,000 points
+//! with their statistics. The sealer ([`SqliteStore::seal_some`]) moves old head points into
+//! chunks, one transaction per chunk; every read merges both tiers, the head winning on equal
+//! timestamps.
 
 mod alerts;
 mod events;
+mod read;
 mod registry;
+mod seal;
 mod series;
+
+pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,13 +41,36 @@ struct Inner {
     key: [u8; 32],
     /// Digests of every device's secret, so CONNECT never waits for the database.
     digests: RwLock<HashMap<String, blake3::Hash>>,
-    /// Series ids by (device, metric).
-    series_ids: Mutex<HashMap<(String, String), i64>>,
+    /// The database file.
+    path: PathBuf,
+    /// Series ids by device, then metric (looked up without allocating on the ingest path).
+    series_ids: Mutex<SeriesIds>,
+    /// When head points are sealed into chunks.
+    seal: SealPolicy,
+    /// The series the sealer looked at last (it goes round them in id order).
+    seal_cursor: Mutex<i64>,
 }
 
+/// Size of the database on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// The database file and its write-ahead log.
+    pub file_bytes: u64,
+    /// Pages inside the file that are free for reuse (e.g. head rows already sealed).
+    pub free_bytes: u64,
+}
+
+/// Series ids by device, then metric.
+type SeriesIds = HashMap<String, HashMap<String, i64>>;
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, with the default sealing policy.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, SealPolicy::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open_with(dir: &Path, seal: SealPolicy) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
             source,
@@ -67,23 +99,50 @@ impl SqliteStore {
                 digests.insert(id, blake3::Hash::from_bytes(bytes));
             }
         }
-        let mut series_ids = HashMap::new();
+        let mut series_ids = SeriesIds::new();
         {
             let mut stmt = conn.prepare("SELECT id, device, metric FROM series")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
             for row in rows {
                 let (id, device, metric) = row?;
-                series_ids.insert((device, metric), id);
+                series_ids.entry(device).or_default().insert(metric, id);
             }
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                path,
                 key,
                 digests: RwLock::new(digests),
                 series_ids: Mutex::new(series_ids),
+                seal,
+                seal_cursor: Mutex::new(i64::MIN),
             }),
         })
+    }
+
+    /// Moves the write-ahead log into the database file (and empties the log), then says how
+    /// big the files are. For benchmarks and operators; SQLite checkpoints on its own too.
+    pub async fn checkpoint(&self) -> Result<DiskUsage> {
+        self.with_conn(|inner, conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            let pragma = |name: &str| -> Result<u64> {
+                Ok(conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0))? as u64)
+            };
+            let free_bytes = pragma("freelist_count")? * pragma("page_size")?;
+            let mut file_bytes = 0;
+            for suffix in ["", "-wal"] {
+                let path = PathBuf::from(format!("{}{suffix}", inner.path.display()));
+                if let Ok(m) = std::fs::metadata(&path) {
+                    file_bytes += m.len();
+                }
+            }
+            Ok(DiskUsage {
+                file_bytes,
+                free_bytes,
+            })
+        })
+        .await
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -99,6 +158,18 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+impl Inner {
+    /// The id of (device, metric), if the series exists.
+    fn known_series(&self, device: &str, metric: &str) -> Option<i64> {
+        self.series_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(device)
+            .and_then(|m| m.get(metric))
+            .copied()
     }
 }
 

@@ -119,11 +119,23 @@ impl DeviceRegistry for SqliteStore {
             }
             removed.push(("devices".to_string(), n as u64));
             if erase {
-                let points = tx.execute(
+                // Points are counted over both tiers: head rows and the points of the chunks.
+                let head = tx.execute(
                     "DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE device = ?1)",
                     [&id],
                 )?;
-                removed.push(("points".into(), points as u64));
+                let (chunks, sealed): (i64, i64) = tx.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(count), 0) FROM chunks \
+                     WHERE series_id IN (SELECT id FROM series WHERE device = ?1)",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                tx.execute(
+                    "DELETE FROM chunks WHERE series_id IN (SELECT id FROM series WHERE device = ?1)",
+                    [&id],
+                )?;
+                removed.push(("points".into(), head as u64 + sealed as u64));
+                removed.push(("chunks".into(), chunks as u64));
                 let series = tx.execute("DELETE FROM series WHERE device = ?1", [&id])?;
                 removed.push(("series".into(), series as u64));
                 tx.execute(
@@ -149,7 +161,7 @@ impl DeviceRegistry for SqliteStore {
                     .series_ids
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .retain(|(d, _), _| *d != id);
+                    .remove(&id);
             }
             Ok(removed)
         })

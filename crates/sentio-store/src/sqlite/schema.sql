@@ -30,6 +30,29 @@ CREATE TABLE IF NOT EXISTS points (
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
 
+-- Sealed, compressed runs of points (see chunk.rs); `points` above is the durable head.
+-- Per series, chunk ranges [start_ts, end_ts] never overlap. A rowid table, not WITHOUT ROWID:
+-- a WITHOUT ROWID row keeps at most ~1 KB on its 4 KB page and spills the rest of a ~1.1 KB
+-- chunk to an overflow page of its own (measured: 4.4 instead of 1.3 bytes per point).
+-- The unique key is the chunk index; a second index covers the statistics, so that scanning
+-- a month of chunk statistics never reads the data pages.
+CREATE TABLE IF NOT EXISTS chunks (
+    id        INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    start_ts  INTEGER NOT NULL,
+    end_ts    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    min       REAL NOT NULL,
+    max       REAL NOT NULL,
+    sum       REAL NOT NULL,
+    first     REAL NOT NULL,
+    last      REAL NOT NULL,
+    data      BLOB NOT NULL,
+    UNIQUE (series_id, start_ts)
+);
+CREATE INDEX IF NOT EXISTS chunk_stats
+    ON chunks (series_id, start_ts, end_ts, count, min, max, sum, first, last);
+
 CREATE TABLE IF NOT EXISTS alerts (
     id                INTEGER PRIMARY KEY,
     device            TEXT NOT NULL,

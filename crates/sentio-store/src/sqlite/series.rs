@@ -1,22 +1,17 @@
-//! `SeriesStore` on SQLite: one row per point, keyed by (series, ts).
+//! `SeriesStore` on SQLite: appends go to the durable head (`points`, one row per point, keyed
+//! by (series, ts)); reads go over the head and the sealed chunks (see `read`).
 
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 use sentio_core::{DeviceId, Point};
 
-use super::{Inner, SqliteStore};
-use crate::{Agg, RangeQuery, RangeResult, Result, SeriesInfo, SeriesStore, StoreError};
+use super::{Inner, SqliteStore, read};
+use crate::{RangeQuery, RangeResult, Result, SeriesInfo, SeriesStore, StoreError};
 
 /// The id of (device, metric), created on first use.
 fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Result<i64> {
-    let key = (device.to_string(), metric.to_string());
-    if let Some(id) = inner
-        .series_ids
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return Ok(*id);
+    if let Some(id) = inner.known_series(device, metric) {
+        return Ok(id);
     }
     conn.execute(
         "INSERT OR IGNORE INTO series (device, metric) VALUES (?1, ?2)",
@@ -31,8 +26,19 @@ fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Re
         .series_ids
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(key, id);
+        .entry(device.to_string())
+        .or_default()
+        .insert(metric.to_string(), id);
     Ok(id)
+}
+
+fn check_range(from_ms: i64, to_ms: i64) -> Result<()> {
+    if to_ms <= from_ms {
+        return Err(StoreError::InvalidQuery(format!(
+            "`to` ({to_ms}) must be after `from` ({from_ms})"
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -48,8 +54,24 @@ impl SeriesStore for SqliteStore {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
                 )?;
-                for p in &points {
-                    let sid = series_id(inner, &tx, p.device.as_str(), &p.metric)?;
+                // Series ids in one pass under one lock; new series are created after it.
+                let ids: Vec<Option<i64>> = {
+                    let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+                    points
+                        .iter()
+                        .map(|p| {
+                            known
+                                .get(p.device.as_str())
+                                .and_then(|m| m.get(&*p.metric))
+                                .copied()
+                        })
+                        .collect()
+                };
+                for (p, id) in points.iter().zip(&ids) {
+                    let sid = match *id {
+                        Some(sid) => sid,
+                        None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
+                    };
                     stmt.execute(params![sid, p.ts_ms, p.value])?;
                 }
             }
@@ -71,90 +93,58 @@ impl SeriesStore for SqliteStore {
     async fn series(&self, device: &DeviceId) -> Result<Vec<SeriesInfo>> {
         let device = device.to_string();
         self.with_conn(move |_, conn| {
-            let mut stmt = conn.prepare(
-                "SELECT s.metric, p.ts, p.value FROM series s \
-                 JOIN points p ON p.series_id = s.id \
-                 AND p.ts = (SELECT MAX(ts) FROM points WHERE series_id = s.id) \
-                 WHERE s.device = ?1 ORDER BY s.metric",
-            )?;
-            let rows = stmt.query_map([&device], |r| {
-                Ok(SeriesInfo {
-                    metric: r.get(0)?,
-                    latest_ts_ms: r.get(1)?,
-                    latest_value: r.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut stmt =
+                conn.prepare("SELECT id, metric FROM series WHERE device = ?1 ORDER BY metric")?;
+            let ids = stmt
+                .query_map([&device], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for (sid, metric) in ids {
+                if let Some((ts, value)) = read::latest(conn, sid)? {
+                    out.push(SeriesInfo {
+                        metric,
+                        latest_ts_ms: ts,
+                        latest_value: value,
+                    });
+                }
+            }
+            Ok(out)
         })
         .await
     }
 
     async fn query(&self, q: RangeQuery) -> Result<RangeResult> {
-        if q.to_ms <= q.from_ms {
-            return Err(StoreError::InvalidQuery(format!(
-                "`to` ({}) must be after `from` ({})",
-                q.to_ms, q.from_ms
-            )));
-        }
+        check_range(q.from_ms, q.to_ms)?;
         self.with_conn(move |inner, conn| {
-            let key = (q.device.to_string(), q.metric.clone());
-            let sid = inner
-                .series_ids
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .copied();
-            let Some(sid) = sid else {
+            let Some(sid) = inner.known_series(q.device.as_str(), &q.metric) else {
                 return Ok(RangeResult::default());
             };
             let limit = q.limit.max(1);
-            let mut points = Vec::new();
             match q.step {
-                None => {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT ts, value FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 \
-                         ORDER BY ts LIMIT ?4",
-                    )?;
-                    let rows = stmt.query_map(
-                        params![sid, q.from_ms, q.to_ms, limit as i64 + 1],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?;
-                    for row in rows {
-                        points.push(row?);
-                    }
-                }
-                Some((step, agg)) => {
-                    let expr = match agg {
-                        Agg::Avg => "AVG(value)",
-                        Agg::Min => "MIN(value)",
-                        Agg::Max => "MAX(value)",
-                        Agg::Sum => "SUM(value)",
-                        Agg::Count => "COUNT(*)",
-                        // SQLite returns the other columns of the row that holds MIN/MAX(ts).
-                        Agg::First => "value, MIN(ts)",
-                        Agg::Last => "value, MAX(ts)",
-                    };
-                    let sql = format!(
-                        "SELECT (ts / ?4) * ?4 AS bucket, {expr} FROM points \
-                         WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 \
-                         GROUP BY bucket ORDER BY bucket LIMIT ?5"
-                    );
-                    let mut stmt = conn.prepare_cached(&sql)?;
-                    let rows = stmt.query_map(
-                        params![sid, q.from_ms, q.to_ms, step, limit as i64 + 1],
-                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
-                    )?;
-                    for row in rows {
-                        points.push(row?);
-                    }
-                }
+                None => read::raw(conn, sid, q.from_ms, q.to_ms, limit),
+                Some(step) => read::aggregate(conn, sid, (q.from_ms, q.to_ms), step, limit),
             }
-            let next = if points.len() > limit {
-                points.pop().map(|(ts, _)| ts)
-            } else {
-                None
+        })
+        .await
+    }
+
+    async fn downsample(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        points: usize,
+    ) -> Result<RangeResult> {
+        check_range(from_ms, to_ms)?;
+        let (device, metric) = (device.to_string(), metric.to_string());
+        self.with_conn(move |inner, conn| {
+            let Some(sid) = inner.known_series(&device, &metric) else {
+                return Ok(RangeResult::default());
             };
-            Ok(RangeResult { points, next })
+            read::downsample(conn, sid, from_ms, to_ms, points)
         })
         .await
     }
@@ -192,8 +182,8 @@ fn reload_series_ids(inner: &Inner, conn: &Connection) -> Result<()> {
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
     let mut ids = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
     for row in rows {
-        let (id, device, metric) = row?;
-        ids.insert((device, metric), id);
+        let (id, device, metric): (i64, String, String) = row?;
+        ids.entry(device).or_default().insert(metric, id);
     }
     Ok(())
 }

@@ -1,0 +1,364 @@
+//! The sealer: moves head points (`points`) into compressed chunks (`chunks`).
+//!
+//! Per series, points older than [`SealPolicy::seal_age_ms`] behind that series' newest point
+//! are sealed. Each chunk is written in one transaction that inserts the chunk and deletes the
+//! head rows it holds, so a crash at any moment loses nothing and duplicates nothing. Work is
+//! bounded per call ([`SqliteStore::seal_some`]) and the connection is released between chunks,
+//! so ingest interleaves.
+//!
+//! Where a head point falls inside an existing chunk's range (a late point or a duplicate), the
+//! chunk is decoded, merged (the head value wins) and re-encoded; chunk ranges never overlap.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Inner, SqliteStore};
+use crate::chunk::{self, EncodedChunk};
+use crate::{Result, StoreError};
+
+/// Head points sealed per step of the background sealer.
+const SEAL_STEP_POINTS: usize = 20_000;
+
+/// When head points become chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealPolicy {
+    /// Points this far behind their series' newest point are sealed (ms).
+    pub seal_age_ms: i64,
+    /// Points per chunk (a merged chunk may be split to stay near it).
+    pub chunk_points: usize,
+    /// A run shorter than `chunk_points` is sealed anyway once its first point is this much
+    /// older than the seal age (ms): slow series get chunks of about this span.
+    pub max_wait_ms: i64,
+}
+
+impl Default for SealPolicy {
+    fn default() -> Self {
+        Self {
+            seal_age_ms: 10 * 60_000,
+            chunk_points: 1000,
+            max_wait_ms: 60 * 60_000,
+        }
+    }
+}
+
+/// What one call of the sealer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealReport {
+    /// Head points moved into chunks.
+    pub points: u64,
+    /// Chunks written (new or re-encoded).
+    pub chunks: u64,
+    /// Whether the budget ran out before every series was looked at (call again soon).
+    pub more: bool,
+}
+
+/// How the series data is split between the tiers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Rows in the head.
+    pub head_points: u64,
+    /// Sealed chunks.
+    pub chunks: u64,
+    /// Points in the sealed chunks.
+    pub sealed_points: u64,
+    /// Bytes of compressed chunk data.
+    pub chunk_bytes: u64,
+}
+
+/// A chunk row without its data.
+#[derive(Debug, Clone, Copy)]
+struct ChunkRange {
+    start: i64,
+    end: i64,
+}
+
+impl SqliteStore {
+    /// Seals up to about `max_points` head points into chunks, going round the series. Holds the
+    /// connection for one chunk at a time. Call it periodically (the node does, from a task);
+    /// tests call it directly.
+    pub async fn seal_some(&self, max_points: usize) -> Result<SealReport> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || seal_some_blocking(&inner, max_points))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs the sealer until `stop` completes: every `every`, seals what is ready, in bounded
+    /// steps (the connection is released between chunks, and the task yields between steps).
+    pub async fn run_sealer(&self, every: std::time::Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            loop {
+                match self.seal_some(SEAL_STEP_POINTS).await {
+                    Ok(r) if r.more => tokio::task::yield_now().await,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "sealing head points into chunks failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many points are in each tier (for tests, benchmarks and operators).
+    pub async fn tier_stats(&self) -> Result<TierStats> {
+        self.with_conn(|_, conn| {
+            let head_points: i64 = conn.query_row("SELECT COUNT(*) FROM points", [], |r| r.get(0))?;
+            let (chunks, sealed, bytes): (i64, i64, i64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(count), 0), COALESCE(SUM(LENGTH(data)), 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(TierStats {
+                head_points: head_points as u64,
+                chunks: chunks as u64,
+                sealed_points: sealed as u64,
+                chunk_bytes: bytes as u64,
+            })
+        })
+        .await
+    }
+
+    /// Seals until nothing is left to seal under the policy (tests, benchmarks, shutdown).
+    pub async fn seal_all(&self) -> Result<SealReport> {
+        let mut total = SealReport::default();
+        loop {
+            let r = self.seal_some(100_000).await?;
+            total.points += r.points;
+            total.chunks += r.chunks;
+            if !r.more {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
+    let mut ids: Vec<i64> = inner
+        .series_ids
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .flat_map(|m| m.values().copied())
+        .collect();
+    ids.sort_unstable();
+    let cursor = *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner());
+    // Resume after the series looked at last, then wrap around.
+    let split = ids.partition_point(|&id| id <= cursor);
+    ids.rotate_left(split);
+
+    let mut report = SealReport::default();
+    for sid in ids {
+        // Seal this series until it has nothing ready or the budget is spent.
+        loop {
+            if report.points as usize >= max_points {
+                report.more = true;
+                return Ok(report);
+            }
+            let sealed = {
+                let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+                // A sealing transaction only moves points inside the database, atomically: if a
+                // power cut loses it, the points are still in the head. So it needs atomicity,
+                // not its own fsync (`NORMAL` in WAL mode); the next acknowledged append
+                // (`FULL`) syncs the log up to and including it, in order.
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                let sealed = seal_one(&mut conn, sid, &inner.seal);
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                sealed?
+            };
+            match sealed {
+                Some((points, chunks)) => {
+                    report.points += points;
+                    report.chunks += chunks;
+                }
+                None => break,
+            }
+        }
+        *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = sid;
+    }
+    Ok(report)
+}
+
+/// Seals one chunk's worth of series `sid`, in one transaction. Returns (points moved, chunks
+/// written), or `None` when nothing of this series is ready.
+fn seal_one(conn: &mut Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
+    let tx = conn.transaction()?;
+    // Two queries: SQLite answers a lone MIN or MAX from the index, but scans for both at once.
+    let bound = |sql: &str| -> Result<Option<i64>> {
+        Ok(tx.prepare_cached(sql)?.query_row([sid], |r| r.get(0))?)
+    };
+    let (Some(first), Some(head_newest)) = (
+        bound("SELECT MIN(ts) FROM points WHERE series_id = ?1")?,
+        bound("SELECT MAX(ts) FROM points WHERE series_id = ?1")?,
+    ) else {
+        return Ok(None);
+    };
+    let chunk_newest: Option<i64> = tx
+        .query_row(
+            "SELECT end_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",
+            [sid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let newest = head_newest.max(chunk_newest.unwrap_or(i64::MIN));
+    let cutoff = newest.saturating_sub(policy.seal_age_ms);
+    if first >= cutoff {
+        return Ok(None);
+    }
+    let before = chunk_at_or_before(&tx, sid, first)?;
+    let done = match before {
+        Some(c) if first <= c.end => merge_into(&tx, sid, c, policy)?,
+        _ => {
+            let next: Option<i64> = tx
+                .query_row(
+                    "SELECT start_ts FROM chunks WHERE series_id = ?1 AND start_ts > ?2 \
+                     ORDER BY start_ts LIMIT 1",
+                    params![sid, first],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            seal_gap(&tx, sid, first, cutoff, next, policy)?
+        }
+    };
+    if done.is_some() {
+        tx.commit()?;
+    }
+    Ok(done)
+}
+
+fn chunk_at_or_before(conn: &Connection, sid: i64, ts: i64) -> Result<Option<ChunkRange>> {
+    Ok(conn
+        .query_row(
+            "SELECT start_ts, end_ts FROM chunks WHERE series_id = ?1 AND start_ts <= ?2 \
+             ORDER BY start_ts DESC LIMIT 1",
+            params![sid, ts],
+            |r| {
+                Ok(ChunkRange {
+                    start: r.get(0)?,
+                    end: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn head_points(
+    conn: &Connection,
+    sid: i64,
+    from: i64,
+    to_exclusive: i64,
+    limit: usize,
+) -> Result<Vec<(i64, f64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts, value FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 \
+         ORDER BY ts LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![sid, from, to_exclusive, limit as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn insert_chunk(conn: &Connection, sid: i64, c: &EncodedChunk) -> Result<()> {
+    let s = &c.stats;
+    conn.prepare_cached(
+        "INSERT INTO chunks (series_id, start_ts, end_ts, count, min, max, sum, first, last, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        sid, s.start_ts, s.end_ts, s.count, s.min, s.max, s.sum, s.first, s.last, c.data
+    ])?;
+    Ok(())
+}
+
+fn delete_head(conn: &Connection, sid: i64, from: i64, to_inclusive: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3")?
+        .execute(params![sid, from, to_inclusive])?)
+}
+
+/// Head points in a gap between chunks (or after the last one) become a new chunk, once there
+/// are enough of them, or the gap is closed by the next chunk, or they have waited long enough.
+fn seal_gap(
+    conn: &Connection,
+    sid: i64,
+    first: i64,
+    cutoff: i64,
+    next_chunk: Option<i64>,
+    policy: &SealPolicy,
+) -> Result<Option<(u64, u64)>> {
+    let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
+    let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
+    let run = head_points(conn, sid, first, limit_ts, policy.chunk_points)?;
+    let Some(&(last, _)) = run.last() else {
+        return Ok(None);
+    };
+    let full = run.len() >= policy.chunk_points;
+    let waited = first < cutoff.saturating_sub(policy.max_wait_ms);
+    if !(full || bounded_by_next || waited) {
+        return Ok(None);
+    }
+    insert_chunk(conn, sid, &chunk::encode(&run)?)?;
+    let deleted = delete_head(conn, sid, first, last)?;
+    debug_assert_eq!(deleted, run.len());
+    Ok(Some((run.len() as u64, 1)))
+}
+
+/// Head points inside chunk `c`'s range are merged into it (the head value wins on equal
+/// timestamps); the result replaces the chunk, split when it grew past 1.5 chunks.
+fn merge_into(
+    conn: &Connection,
+    sid: i64,
+    c: ChunkRange,
+    policy: &SealPolicy,
+) -> Result<Option<(u64, u64)>> {
+    let head = head_points(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
+    let data: Vec<u8> = conn.query_row(
+        "SELECT data FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
+        params![sid, c.start],
+        |r| r.get(0),
+    )?;
+    let sealed = chunk::decode(&data)?;
+    let merged = merge_head_wins(&sealed, &head);
+    conn.execute(
+        "DELETE FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
+        params![sid, c.start],
+    )?;
+    let pieces = if merged.len() * 2 > policy.chunk_points * 3 {
+        merged.len().div_ceil(policy.chunk_points)
+    } else {
+        1
+    };
+    let per_piece = merged.len().div_ceil(pieces);
+    for piece in merged.chunks(per_piece) {
+        insert_chunk(conn, sid, &chunk::encode(piece)?)?;
+    }
+    delete_head(conn, sid, c.start, c.end)?;
+    Ok(Some((head.len() as u64, pieces as u64)))
+}
+
+/// Merges two sorted runs; on equal timestamps the head's value is kept.
+pub(super) fn merge_head_wins(sealed: &[(i64, f64)], head: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    let mut out = Vec::with_capacity(sealed.len() + head.len());
+    let (mut i, mut j) = (0, 0);
+    while i < sealed.len() && j < head.len() {
+        let (a, b) = (sealed[i], head[j]);
+        if a.0 < b.0 {
+            out.push(a);
+            i += 1;
+        } else {
+            if a.0 == b.0 {
+                i += 1;
+            }
+            out.push(b);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&sealed[i..]);
+    out.extend_from_slice(&head[j..]);
+    out
+}
