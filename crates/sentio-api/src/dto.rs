@@ -114,3 +114,43 @@ pub struct FeedbackBody {
     #[serde(default)]
     pub note: Option<String>,
 }
+
+/// `POST /api/v1/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub acl: Vec<sentio_core::acl::AclRule>,
+}
+
+/// An API token as the API shows it (never its password).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub username: String,
+    pub acl: Vec<sentio_core::acl::AclRule>,
+    pub created: String,
+    pub created_ms: i64,
+}
+
+impl From<sentio_store::ApiToken> for TokenView {
+    fn from(t: sentio_store::ApiToken) -> Self {
+        Self {
+            created: format_time(t.created_ms),
+            id: t.id,
+            name: t.name,
+            username: t.username,
+            acl: t.acl,
+            created_ms: t.created_ms,
+        }
+    }
+}
+
+/// `POST /api/v1/tokens` answer: the only time the password is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub token: TokenView,
+    pub password: String,
+}

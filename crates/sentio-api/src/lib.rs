@@ -17,8 +17,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
-use sentio_store::{AlertStore, DeviceRegistry, SeriesStore};
+use sentio_store::{AlertStore, DeviceRegistry, SeriesStore, TokenStore};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -35,6 +36,11 @@ pub struct AppState {
     pub series: Arc<dyn SeriesStore>,
     /// Alerts.
     pub alerts: Arc<dyn AlertStore>,
+    /// Scoped API tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// The embedded broker (connected clients, counters, disconnecting a revoked token's
+    /// clients); `None` when the node runs without one.
+    pub broker: Option<BrokerHandle>,
     /// The way into the pipeline.
     pub ingest: Ingest,
     /// Live events.

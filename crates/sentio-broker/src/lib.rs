@@ -6,9 +6,13 @@
 //!   `devices/<id>/...`, subscribe only to `devices/<id>/commands/...`.
 //! - [`tap::TelemetryTap`] sees every accepted publish; `devices/<id>/telemetry` payloads go into
 //!   the pipeline, and a QoS 1/2 PUBACK is sent only after the points are committed.
-//! - [`Broker`] binds the listener and runs it until shutdown.
+//!   Scoped API tokens (`token:<id>` usernames) are confined to their ACL of topic filters.
+//! - [`Broker`] binds the listener and runs it until shutdown; its [`BrokerHandle`] lists the
+//!   connected clients and closes a revoked token's connections.
 
 mod auth;
+mod clients;
+mod counters;
 mod error;
 mod tap;
 
@@ -20,10 +24,15 @@ use std::sync::Arc;
 use mqtt5::broker::MqttBroker;
 use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageConfig};
 use sentio_pipeline::Ingest;
-use sentio_store::DeviceRegistry;
+use sentio_store::{DeviceRegistry, TokenStore};
 use tracing::{info, warn};
 
+pub use clients::ClientInfo;
+pub use counters::BrokerCounters;
 pub use error::BrokerError;
+
+use crate::clients::Clients;
+use crate::counters::Counters;
 
 /// Default maximum MQTT packet size: 256 KiB.
 pub const DEFAULT_MAX_PACKET: usize = 256 * 1024;
@@ -45,6 +54,38 @@ pub struct BrokerConfig {
 pub struct Broker {
     inner: MqttBroker,
     local_addr: SocketAddr,
+    handle: BrokerHandle,
+}
+
+/// What the rest of Sentio may ask of a running broker. Cheap to clone.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    clients: Arc<Clients>,
+    counters: Arc<Counters>,
+}
+
+impl BrokerHandle {
+    /// Connected clients, by client id.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.clients.list()
+    }
+
+    /// Closes every connection authenticated as `username` (e.g. a revoked token's); returns
+    /// how many were closed.
+    pub async fn disconnect_user(&self, username: &str) -> usize {
+        self.clients.disconnect_user(username).await
+    }
+
+    /// The broker's counters now.
+    pub fn counters(&self) -> BrokerCounters {
+        let c = &self.counters;
+        BrokerCounters {
+            clients_connected: self.clients.count() as u64,
+            auth_failures: Counters::get(&c.auth_failures),
+            publish_denied: Counters::get(&c.publish_denied),
+            subscribe_denied: Counters::get(&c.subscribe_denied),
+        }
+    }
 }
 
 impl Broker {
@@ -52,6 +93,7 @@ impl Broker {
     pub async fn bind(
         config: BrokerConfig,
         registry: Arc<dyn DeviceRegistry>,
+        tokens: Arc<dyn TokenStore>,
         ingest: Ingest,
     ) -> Result<Self, BrokerError> {
         // Probe the port first: mqtt5's own error for this case is not specific.
@@ -68,7 +110,14 @@ impl Broker {
             .with_backend(StorageBackend::File)
             .with_base_dir(config.state_dir.clone())
             .with_persistence(true);
-        let tap = Arc::new(tap::TelemetryTap::new(ingest.clone(), registry.clone()));
+        let clients = Arc::new(Clients::default());
+        let counters = Arc::new(Counters::default());
+        let tap = Arc::new(tap::TelemetryTap::new(
+            ingest.clone(),
+            registry.clone(),
+            tokens.clone(),
+            clients.clone(),
+        ));
         let mut mqtt = MqttConfig::new()
             .with_bind_address(config.listen)
             .with_max_packet_size(config.max_packet_size)
@@ -83,11 +132,28 @@ impl Broker {
         let inner = MqttBroker::with_config(mqtt)
             .await
             .map_err(|e| BrokerError::Start(e.to_string()))?
-            .with_auth_provider(Arc::new(auth::DeviceAuth::new(registry, ingest)));
+            .with_auth_provider(Arc::new(auth::DeviceAuth::new(
+                registry,
+                tokens,
+                ingest,
+                clients.clone(),
+                counters.clone(),
+            )));
         let local_addr = inner
             .local_addr()
             .ok_or_else(|| BrokerError::Start("the listener has no address".into()))?;
-        Ok(Self { inner, local_addr })
+        clients.set_router(&inner.router());
+        let handle = BrokerHandle { clients, counters };
+        Ok(Self {
+            inner,
+            local_addr,
+            handle,
+        })
+    }
+
+    /// The handle to the broker once it runs.
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
     }
 
     /// The address the broker listens on.

@@ -24,9 +24,12 @@ mod sqlite;
 mod traits;
 
 pub use error::StoreError;
-pub use model::{Agg, AlertFilter, Device, NewDevice, RangeQuery, RangeResult, SeriesInfo};
+pub use model::{
+    Agg, AlertFilter, ApiToken, Device, NewDevice, NewToken, RangeQuery, RangeResult, SeriesInfo,
+    TOKEN_USERNAME_PREFIX,
+};
 pub use sqlite::SqliteStore;
-pub use traits::{AlertStore, DeviceRegistry, SeriesStore};
+pub use traits::{AlertStore, DeviceRegistry, SeriesStore, TokenStore};
 
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

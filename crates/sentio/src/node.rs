@@ -139,10 +139,12 @@ impl Node {
                 max_connections: 10_000,
             },
             store.clone(),
+            store.clone(),
             pipeline.ingest.clone(),
         )
         .await?;
         let mqtt_addr = broker.local_addr();
+        let broker_handle = broker.handle();
 
         let (stop, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
@@ -156,6 +158,8 @@ impl Node {
             registry: store.clone(),
             series: store.clone(),
             alerts: store.clone(),
+            tokens: store.clone(),
+            broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             bus: pipeline.bus.clone(),
             presence: pipeline.presence.clone(),

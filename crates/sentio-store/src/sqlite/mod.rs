@@ -5,6 +5,7 @@
 mod alerts;
 mod registry;
 mod series;
+mod tokens;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ struct Inner {
     key: [u8; 32],
     /// Digests of every device's secret, so CONNECT never waits for the database.
     digests: RwLock<HashMap<String, blake3::Hash>>,
+    /// Digests and ACLs of the API tokens by MQTT username, so CONNECT and PUBLISH never wait
+    /// for the database.
+    tokens: RwLock<tokens::TokenCache>,
     /// Series ids by (device, metric).
     series_ids: Mutex<HashMap<(String, String), i64>>,
 }
@@ -75,11 +79,13 @@ impl SqliteStore {
                 series_ids.insert((device, metric), id);
             }
         }
+        let tokens = tokens::load(&conn)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 key,
                 digests: RwLock::new(digests),
+                tokens: RwLock::new(tokens),
                 series_ids: Mutex::new(series_ids),
             }),
         })

@@ -56,3 +56,11 @@ CREATE TABLE IF NOT EXISTS alert_feedback (
     alert_id INTEGER PRIMARY KEY,
     feedback TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    acl           TEXT NOT NULL,
+    secret_digest BLOB NOT NULL,
+    created_ms    INTEGER NOT NULL
+) WITHOUT ROWID;
