@@ -2,6 +2,7 @@
 //! `anyhow`.
 
 mod ai_cli;
+mod broker_bench;
 mod sim_cli;
 
 use std::net::SocketAddr;
@@ -44,6 +45,9 @@ enum BenchCommand {
     /// Replay simulated demo-fleet history through a node and score its alerts against the
     /// simulator's ground truth (faults found / injected, false alerts per hour).
     Demo(DemoArgs),
+    /// Sentio's MQTT broker side by side with mosquitto (same run, same load generator):
+    /// throughput, fan-in/fan-out, latency at 10k msg/s, idle connections.
+    Broker(broker_bench::BrokerBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Detect(args) => ai_cli::run_detect(args),
         Command::Bench(BenchCommand::Nab(args)) => ai_cli::run_bench_nab(args),
+        Command::Bench(BenchCommand::Broker(args)) => broker_bench::run(args),
         Command::Bench(BenchCommand::Demo(args)) => {
             tokio::runtime::Runtime::new()?.block_on(bench_demo(args))
         }
