@@ -154,3 +154,39 @@ pub struct CreatedToken {
     pub token: TokenView,
     pub password: String,
 }
+
+/// A connected MQTT client as `GET /api/v1/broker/clients` shows it.
+#[derive(Debug, Serialize)]
+pub struct BrokerClientView {
+    pub client_id: String,
+    pub username: Option<String>,
+    /// `device` or `token`.
+    pub kind: &'static str,
+    /// `3.1.1` or `5.0`.
+    pub protocol: &'static str,
+    pub address: String,
+    pub connected: String,
+    pub connected_ms: i64,
+    pub subscriptions: Vec<String>,
+    pub queue_depth: usize,
+}
+
+impl From<sentio_broker::ClientInfo> for BrokerClientView {
+    fn from(c: sentio_broker::ClientInfo) -> Self {
+        let kind = match &c.username {
+            Some(u) if u.starts_with(sentio_store::TOKEN_USERNAME_PREFIX) => "token",
+            _ => "device",
+        };
+        Self {
+            connected: format_time(c.connected_ms),
+            client_id: c.client_id,
+            username: c.username,
+            kind,
+            protocol: c.protocol,
+            address: c.address.to_string(),
+            connected_ms: c.connected_ms,
+            subscriptions: c.subscriptions,
+            queue_depth: c.queue_depth,
+        }
+    }
+}

@@ -176,11 +176,6 @@ impl Clients {
         out
     }
 
-    /// Number of connected clients.
-    pub(crate) fn count(&self) -> usize {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
     /// Closes every connection of `username`; returns how many client ids were closed.
     pub(crate) async fn disconnect_user(&self, username: &str) -> usize {
         let ids: Vec<String> = self

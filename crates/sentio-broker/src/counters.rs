@@ -11,6 +11,10 @@ pub(crate) struct Counters {
     pub publish_denied: AtomicU64,
     /// SUBSCRIBE filters refused by an ACL.
     pub subscribe_denied: AtomicU64,
+    /// Accepted PUBLISHes from clients, by QoS.
+    pub received: [AtomicU64; 3],
+    /// Outgoing QoS 1/2 messages the subscriber acknowledged, by QoS (index 0 unused).
+    pub acknowledged: [AtomicU64; 3],
 }
 
 impl Counters {
@@ -30,6 +34,20 @@ impl Counters {
 pub struct BrokerCounters {
     /// Clients connected now.
     pub clients_connected: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// PUBLISHes accepted from clients, by QoS 0, 1, 2.
+    pub messages_received: [u64; 3],
+    /// PUBLISHes written to subscribers (all QoS).
+    pub messages_sent: u64,
+    /// Outgoing messages acknowledged by subscribers, by QoS 0 (always 0), 1, 2.
+    pub messages_acknowledged: [u64; 3],
+    /// Payload bytes received in PUBLISHes.
+    pub payload_bytes_received: u64,
+    /// Payload bytes sent in PUBLISHes.
+    pub payload_bytes_sent: u64,
+    /// Messages waiting in the queues of connected clients now.
+    pub queued_messages: u64,
     /// CONNECTs refused (no username, unknown identity, wrong secret or password).
     pub auth_failures: u64,
     /// PUBLISHes refused by an ACL.

@@ -21,8 +21,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use mqtt5::broker::MqttBroker;
 use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageConfig};
+use mqtt5::broker::sys_topics::BrokerStats;
 use sentio_pipeline::Ingest;
 use sentio_store::{DeviceRegistry, TokenStore};
 use tracing::{info, warn};
@@ -62,6 +65,7 @@ pub struct Broker {
 pub struct BrokerHandle {
     clients: Arc<Clients>,
     counters: Arc<Counters>,
+    stats: Arc<BrokerStats>,
 }
 
 impl BrokerHandle {
@@ -79,8 +83,18 @@ impl BrokerHandle {
     /// The broker's counters now.
     pub fn counters(&self) -> BrokerCounters {
         let c = &self.counters;
+        let st = &self.stats;
+        let read = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let clients = self.clients.list();
         BrokerCounters {
-            clients_connected: self.clients.count() as u64,
+            clients_connected: clients.len() as u64,
+            connections_total: read(&st.clients_total),
+            messages_received: c.received.each_ref().map(Counters::get),
+            messages_sent: read(&st.publish_sent),
+            messages_acknowledged: c.acknowledged.each_ref().map(Counters::get),
+            payload_bytes_received: read(&st.bytes_received),
+            payload_bytes_sent: read(&st.bytes_sent),
+            queued_messages: clients.iter().map(|c| c.queue_depth as u64).sum(),
             auth_failures: Counters::get(&c.auth_failures),
             publish_denied: Counters::get(&c.publish_denied),
             subscribe_denied: Counters::get(&c.subscribe_denied),
@@ -117,6 +131,7 @@ impl Broker {
             registry.clone(),
             tokens.clone(),
             clients.clone(),
+            counters.clone(),
         ));
         let mut mqtt = MqttConfig::new()
             .with_bind_address(config.listen)
@@ -143,7 +158,11 @@ impl Broker {
             .local_addr()
             .ok_or_else(|| BrokerError::Start("the listener has no address".into()))?;
         clients.set_router(&inner.router());
-        let handle = BrokerHandle { clients, counters };
+        let handle = BrokerHandle {
+            clients,
+            counters,
+            stats: inner.stats(),
+        };
         Ok(Self {
             inner,
             local_addr,

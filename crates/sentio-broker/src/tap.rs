@@ -7,7 +7,8 @@ use std::sync::Arc;
 use mqtt5::QoS;
 use mqtt5::broker::events::{
     BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent, ClientPublishEvent,
-    ClientSubscribeEvent, ClientUnsubscribeEvent, PublishAction, SubAckReasonCode,
+    ClientSubscribeEvent, ClientUnsubscribeEvent, MessageDeliveredEvent, PublishAction,
+    SubAckReasonCode,
 };
 use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
@@ -17,6 +18,15 @@ use tracing::{error, info};
 
 use crate::auth::is_token;
 use crate::clients::Clients;
+use crate::counters::Counters;
+
+fn qos_index(qos: QoS) -> usize {
+    match qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce => 1,
+        QoS::ExactlyOnce => 2,
+    }
+}
 
 /// Sends `devices/<id>/telemetry` payloads into the pipeline, tracks device presence and the
 /// table of connected clients.
@@ -25,6 +35,7 @@ pub struct TelemetryTap {
     registry: Arc<dyn DeviceRegistry>,
     tokens: Arc<dyn TokenStore>,
     clients: Arc<Clients>,
+    counters: Arc<Counters>,
 }
 
 impl TelemetryTap {
@@ -33,12 +44,14 @@ impl TelemetryTap {
         registry: Arc<dyn DeviceRegistry>,
         tokens: Arc<dyn TokenStore>,
         clients: Arc<Clients>,
+        counters: Arc<Counters>,
     ) -> Self {
         Self {
             ingest,
             registry,
             tokens,
             clients,
+            counters,
         }
     }
 }
@@ -82,6 +95,14 @@ impl BrokerEventHandler for TelemetryTap {
                 granted.map(|s| s.topic_filter.to_string()),
             );
         })
+    }
+
+    fn on_message_delivered<'a>(
+        &'a self,
+        event: MessageDeliveredEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Counters::bump(&self.counters.acknowledged[qos_index(event.qos)]);
+        Box::pin(std::future::ready(()))
     }
 
     fn on_client_unsubscribe<'a>(
@@ -131,6 +152,7 @@ impl BrokerEventHandler for TelemetryTap {
         &'a self,
         event: ClientPublishEvent,
     ) -> Pin<Box<dyn Future<Output = PublishAction> + Send + 'a>> {
+        Counters::bump(&self.counters.received[qos_index(event.qos)]);
         Box::pin(async move {
             let Some(device) = topic::telemetry_device(&event.topic) else {
                 return PublishAction::Continue;
