@@ -14,6 +14,9 @@ pub enum BrokerError {
     /// The broker's state directory.
     #[error("cannot use the broker state directory {0}: {1}")]
     Storage(String, std::io::Error),
+    /// The TLS certificate or key could not be used or generated.
+    #[error("MQTT over TLS: {0}")]
+    Tls(String),
     /// The embedded broker refused to start or stopped with an error.
     #[error("MQTT broker: {0}")]
     Start(String),

@@ -15,6 +15,7 @@ mod clients;
 mod counters;
 mod error;
 mod tap;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use tracing::{info, warn};
 pub use clients::ClientInfo;
 pub use counters::BrokerCounters;
 pub use error::BrokerError;
+pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
 
 use crate::clients::Clients;
 use crate::counters::Counters;
@@ -51,12 +53,15 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// Most simultaneous connections.
     pub max_connections: usize,
+    /// MQTT over TLS listener, if any.
+    pub tls: Option<TlsSettings>,
 }
 
 /// A bound, not yet running broker.
 pub struct Broker {
     inner: MqttBroker,
     local_addr: SocketAddr,
+    tls: Option<(SocketAddr, String)>,
     handle: BrokerHandle,
 }
 
@@ -110,14 +115,19 @@ impl Broker {
         tokens: Arc<dyn TokenStore>,
         ingest: Ingest,
     ) -> Result<Self, BrokerError> {
-        // Probe the port first: mqtt5's own error for this case is not specific.
-        match std::net::TcpListener::bind(config.listen) {
-            Ok(probe) => drop(probe),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                return Err(BrokerError::PortInUse(config.listen));
+        // Probe the ports first: mqtt5's own error for this case is not specific.
+        let mut addrs = vec![config.listen];
+        addrs.extend(config.tls.as_ref().map(|t| t.listen));
+        for addr in addrs {
+            match std::net::TcpListener::bind(addr) {
+                Ok(probe) => drop(probe),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(BrokerError::PortInUse(addr));
+                }
+                Err(e) => return Err(BrokerError::Bind(addr, e)),
             }
-            Err(e) => return Err(BrokerError::Bind(config.listen, e)),
         }
+        let tls_files = config.tls.as_ref().map(tls::prepare).transpose()?;
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| BrokerError::Storage(config.state_dir.display().to_string(), e))?;
         let storage = StorageConfig::new()
@@ -140,6 +150,12 @@ impl Broker {
             .with_storage(storage)
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
+        if let (Some(settings), Some(files)) = (&config.tls, &tls_files) {
+            mqtt = mqtt.with_tls(
+                mqtt5::broker::config::TlsConfig::new(files.cert.clone(), files.key.clone())
+                    .with_bind_address(settings.listen),
+            );
+        }
         // mqtt5 builds a default provider from this flag and refuses to start without a password
         // file when it is false; that provider is replaced right below by `DeviceAuth`, which
         // never admits anonymous clients.
@@ -157,6 +173,15 @@ impl Broker {
         let local_addr = inner
             .local_addr()
             .ok_or_else(|| BrokerError::Start("the listener has no address".into()))?;
+        let tls = match tls_files {
+            Some(files) => Some((
+                inner
+                    .tls_local_addr()
+                    .ok_or_else(|| BrokerError::Start("the TLS listener has no address".into()))?,
+                files.fingerprint,
+            )),
+            None => None,
+        };
         clients.set_router(&inner.router());
         let handle = BrokerHandle {
             clients,
@@ -166,8 +191,14 @@ impl Broker {
         Ok(Self {
             inner,
             local_addr,
+            tls,
             handle,
         })
+    }
+
+    /// The MQTT over TLS address and the certificate's SHA-256 fingerprint, if TLS is on.
+    pub fn tls(&self) -> Option<(SocketAddr, String)> {
+        self.tls.clone()
     }
 
     /// The handle to the broker once it runs.
@@ -183,6 +214,9 @@ impl Broker {
     /// Serves clients until `shutdown` completes.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         info!(addr = %self.local_addr, "MQTT broker listening");
+        if let Some((addr, fingerprint)) = &self.tls {
+            info!(%addr, sha256 = %fingerprint, "MQTT over TLS listening");
+        }
         let handle = self.inner.shutdown_handle();
         let run = self.inner.run();
         tokio::pin!(run);

@@ -232,6 +232,7 @@ fn start_sentio(data: &Path) -> anyhow::Result<SentioChild> {
         .arg(data)
         .args(["--mqtt", &format!("127.0.0.1:{mqtt_port}")])
         .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .arg("--no-mqtt-tls")
         .env("SENTIO_ADMIN_TOKEN", &admin)
         .env("SENTIO_LOG", "warn")
         .stdin(Stdio::null())

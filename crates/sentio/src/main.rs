@@ -139,6 +139,19 @@ struct ServeArgs {
     /// Largest MQTT packet accepted, in bytes.
     #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_PACKET)]
     max_packet_size: usize,
+    /// MQTT over TLS listen address.
+    #[arg(long, default_value = sentio_broker::DEFAULT_TLS_LISTEN, env = "SENTIO_MQTT_TLS")]
+    mqtt_tls: SocketAddr,
+    /// Do not listen for MQTT over TLS.
+    #[arg(long)]
+    no_mqtt_tls: bool,
+    /// PEM certificate chain for MQTT over TLS (with --tls-key). Without it, a self-signed
+    /// certificate is generated into <data>/tls/ on first start; its SHA-256 fingerprint is logged.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -172,6 +185,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.http = args.http;
     config.admin_token = args.admin_token;
     config.max_packet_size = args.max_packet_size;
+    config.mqtt_tls = (!args.no_mqtt_tls).then_some(args.mqtt_tls);
+    config.tls_cert_key = args.tls_cert.zip(args.tls_key);
     if args.demo {
         config.demo = Some(FleetSpec {
             seed: args.demo_seed,
@@ -189,6 +204,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         TokenSource::Configured => "admin token as configured".to_string(),
     };
     info!(mqtt = %node.mqtt_addr, http = %node.http_addr, "Sentio is running");
+    if let Some((addr, fingerprint)) = &node.mqtt_tls {
+        info!(mqtt_tls = %addr, sha256 = %fingerprint, "MQTT over TLS");
+    }
     info!(
         "dashboard: http://{host}:{}/  ({token_note}; API: http://{host}:{}/api/v1/devices)",
         node.http_addr.port(),
