@@ -116,13 +116,18 @@ impl Broker {
         ingest: Ingest,
     ) -> Result<Self, BrokerError> {
         // Probe the ports first: mqtt5's own error for this case is not specific.
-        let mut addrs = vec![config.listen];
-        addrs.extend(config.tls.as_ref().map(|t| t.listen));
-        for addr in addrs {
+        let mut addrs = vec![(config.listen, "--mqtt ADDR")];
+        addrs.extend(
+            config
+                .tls
+                .as_ref()
+                .map(|t| (t.listen, "--mqtt-tls ADDR, or --no-mqtt-tls")),
+        );
+        for (addr, flag) in addrs {
             match std::net::TcpListener::bind(addr) {
                 Ok(probe) => drop(probe),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    return Err(BrokerError::PortInUse(addr));
+                    return Err(BrokerError::PortInUse(addr, flag));
                 }
                 Err(e) => return Err(BrokerError::Bind(addr, e)),
             }
