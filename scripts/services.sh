@@ -1,17 +1,37 @@
 #!/usr/bin/env bash
-# Installs what Sentio's tests need on a fresh Debian machine, idempotently. Nothing is started
-# here yet: the tests start their own Sentio nodes on loopback port 0. (The scale-out issues add
-# PostgreSQL and nats-server here; the broker benchmark adds mosquitto as the peer.)
+# Installs what Sentio's tests and benchmarks need on a fresh Debian machine, idempotently.
+# Nothing is left running here: the tests start their own Sentio nodes on loopback port 0, and
+# `sentio bench broker` starts its own mosquitto (the peer it is measured against) on a free
+# loopback port. (The scale-out issues add PostgreSQL and nats-server here.)
 set -euo pipefail
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
 if ((${#need[@]})); then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "services.sh: installing ${need[*]}"
   $sudo apt-get update -qq
+  # policy-rc.d 101: the package must not start its own mosquitto on 1883 (Sentio's port).
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    created_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$created_policy" = 1 ] && $sudo rm -f "$policy"
+fi
+# Whatever the package did: no system mosquitto service on 1883.
+if command -v systemctl >/dev/null 2>&1 && systemctl list-unit-files mosquitto.service >/dev/null 2>&1; then
+  $sudo systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+fi
+if command -v service >/dev/null 2>&1 && [ -e /etc/init.d/mosquitto ]; then
+  $sudo service mosquitto stop >/dev/null 2>&1 || true
+  command -v update-rc.d >/dev/null 2>&1 && { $sudo update-rc.d mosquitto disable >/dev/null 2>&1 || true; }
 fi
 echo "services.sh: $(mosquitto_pub --help 2>&1 | sed -n 2p)"
+echo "services.sh: $( (mosquitto -h 2>&1 || /usr/sbin/mosquitto -h 2>&1 || true) | sed -n 1p)"

@@ -116,3 +116,79 @@ pub struct FeedbackBody {
     #[serde(default)]
     pub note: Option<String>,
 }
+
+/// `POST /api/v1/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub acl: Vec<sentio_core::acl::AclRule>,
+}
+
+/// An API token as the API shows it (never its password).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub username: String,
+    pub acl: Vec<sentio_core::acl::AclRule>,
+    pub created: String,
+    pub created_ms: i64,
+}
+
+impl From<sentio_store::ApiToken> for TokenView {
+    fn from(t: sentio_store::ApiToken) -> Self {
+        Self {
+            created: format_time(t.created_ms),
+            id: t.id,
+            name: t.name,
+            username: t.username,
+            acl: t.acl,
+            created_ms: t.created_ms,
+        }
+    }
+}
+
+/// `POST /api/v1/tokens` answer: the only time the password is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub token: TokenView,
+    pub password: String,
+}
+
+/// A connected MQTT client as `GET /api/v1/broker/clients` shows it.
+#[derive(Debug, Serialize)]
+pub struct BrokerClientView {
+    pub client_id: String,
+    pub username: Option<String>,
+    /// `device` or `token`.
+    pub kind: &'static str,
+    /// `3.1.1` or `5.0`.
+    pub protocol: &'static str,
+    pub address: String,
+    pub connected: String,
+    pub connected_ms: i64,
+    pub subscriptions: Vec<String>,
+    pub queue_depth: usize,
+}
+
+impl From<sentio_broker::ClientInfo> for BrokerClientView {
+    fn from(c: sentio_broker::ClientInfo) -> Self {
+        let kind = match &c.username {
+            Some(u) if u.starts_with(sentio_store::TOKEN_USERNAME_PREFIX) => "token",
+            _ => "device",
+        };
+        Self {
+            connected: format_time(c.connected_ms),
+            client_id: c.client_id,
+            username: c.username,
+            kind,
+            protocol: c.protocol,
+            address: c.address.to_string(),
+            connected_ms: c.connected_ms,
+            subscriptions: c.subscriptions,
+            queue_depth: c.queue_depth,
+        }
+    }
+}

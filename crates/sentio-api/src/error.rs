@@ -67,7 +67,12 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateDevice(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            StoreError::UnknownDevice(_) => Self::not_found(e.to_string()),
+            StoreError::DuplicateToken(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::UnknownDevice(_) | StoreError::UnknownToken(_) => {
+                Self::not_found(e.to_string())
+            }
             StoreError::InvalidQuery(_) => Self::bad_request(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "store error");

@@ -17,8 +17,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
-use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
+use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore, TokenStore};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -37,6 +38,11 @@ pub struct AppState {
     pub alerts: Arc<dyn AlertStore>,
     /// Text events.
     pub events: Arc<dyn EventStore>,
+    /// Scoped API tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// The embedded broker (connected clients, counters, disconnecting a revoked token's
+    /// clients); `None` when the node runs without one.
+    pub broker: Option<BrokerHandle>,
     /// The way into the pipeline.
     pub ingest: Ingest,
     /// Live events.

@@ -1,28 +1,53 @@
-//! Device authentication and topic ACLs.
+//! Authentication and topic ACLs of devices and scoped API tokens.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::types::ReasonCode;
-use sentio_core::topic;
+use sentio_core::{acl, topic};
 use sentio_pipeline::Ingest;
-use sentio_store::DeviceRegistry;
+use sentio_store::{DeviceRegistry, TOKEN_USERNAME_PREFIX, TokenStore};
 use tracing::warn;
 
-/// Authenticates devices by their secret and confines them to their own topics.
+use crate::clients::Clients;
+use crate::counters::Counters;
+
+/// Authenticates devices by their secret and confines them to their own topics; authenticates
+/// API tokens (`token:<id>` usernames) and confines them to their ACL.
 pub struct DeviceAuth {
     registry: Arc<dyn DeviceRegistry>,
+    tokens: Arc<dyn TokenStore>,
     ingest: Ingest,
+    clients: Arc<Clients>,
+    counters: Arc<Counters>,
 }
 
 impl DeviceAuth {
-    pub fn new(registry: Arc<dyn DeviceRegistry>, ingest: Ingest) -> Self {
-        Self { registry, ingest }
+    pub(crate) fn new(
+        registry: Arc<dyn DeviceRegistry>,
+        tokens: Arc<dyn TokenStore>,
+        ingest: Ingest,
+        clients: Arc<Clients>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            registry,
+            tokens,
+            ingest,
+            clients,
+            counters,
+        }
     }
+}
+
+/// Whether `user` is an API token's username.
+pub(crate) fn is_token(user: &str) -> bool {
+    user.starts_with(TOKEN_USERNAME_PREFIX)
 }
 
 /// Whether `device` may publish to `topic`: only under `devices/<device>/`.
@@ -53,6 +78,7 @@ impl AuthProvider for DeviceAuth {
     ) -> Pin<Box<dyn Future<Output = mqtt5::Result<AuthResult>> + Send + 'a>> {
         Box::pin(async move {
             let Some(user) = connect.username.as_deref() else {
+                Counters::bump(&self.counters.auth_failures);
                 warn!(%client_addr, client_id = %connect.client_id, "MQTT connect refused: no username (anonymous access is off)");
                 return Ok(AuthResult::fail_with_reason(
                     ReasonCode::NotAuthorized,
@@ -64,9 +90,33 @@ impl AuthProvider for DeviceAuth {
                 .as_deref()
                 .and_then(|p| std::str::from_utf8(p).ok())
                 .unwrap_or("");
+            if is_token(user) {
+                if self.tokens.verify_token(user, password).is_some() {
+                    self.clients.authenticated(
+                        &connect.client_id,
+                        Some(user),
+                        connect.protocol_version,
+                        client_addr,
+                    );
+                    return Ok(AuthResult::success_with_user(user));
+                }
+                Counters::bump(&self.counters.auth_failures);
+                warn!(%client_addr, user, "MQTT connect refused: unknown or revoked token, or wrong password");
+                return Ok(AuthResult::fail_with_reason(
+                    ReasonCode::BadUsernameOrPassword,
+                    "unknown or revoked token, or wrong password",
+                ));
+            }
             if self.registry.verify_secret(user, password) {
+                self.clients.authenticated(
+                    &connect.client_id,
+                    Some(user),
+                    connect.protocol_version,
+                    client_addr,
+                );
                 return Ok(AuthResult::success_with_user(user));
             }
+            Counters::bump(&self.counters.auth_failures);
             if self.registry.is_registered(user) {
                 let reason = format!("MQTT connect from {client_addr} refused: wrong secret");
                 self.ingest.reject(user, &reason).await;
@@ -86,7 +136,26 @@ impl AuthProvider for DeviceAuth {
         user_id: Option<&'a str>,
         topic: &'a str,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(self.authorize(user_id, topic, may_publish, move |device| {
+        if let Some(user) = user_id.filter(|u| is_token(u)) {
+            let ok = self
+                .tokens
+                .token_acl(user)
+                .is_some_and(|rules| acl::may_publish(&rules, topic));
+            if !ok {
+                Counters::bump(&self.counters.publish_denied);
+                warn!(
+                    user,
+                    topic, "publish refused: outside the token's ACL (or the token was revoked)"
+                );
+            }
+            return Box::pin(std::future::ready(ok));
+        }
+        Box::pin(self.authorize(
+            user_id,
+            topic,
+            may_publish,
+            &self.counters.publish_denied,
+            move |device| {
             format!(
                 "publish to {topic:?} refused: a device may publish only under devices/{device}/"
             )
@@ -99,7 +168,27 @@ impl AuthProvider for DeviceAuth {
         user_id: Option<&'a str>,
         topic_filter: &'a str,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(self.authorize(user_id, topic_filter, may_subscribe, move |device| {
+        if let Some(user) = user_id.filter(|u| is_token(u)) {
+            let ok = self
+                .tokens
+                .token_acl(user)
+                .is_some_and(|rules| acl::may_subscribe(&rules, topic_filter));
+            if !ok {
+                Counters::bump(&self.counters.subscribe_denied);
+                warn!(
+                    user,
+                    filter = topic_filter,
+                    "subscribe refused: outside the token's ACL (or the token was revoked)"
+                );
+            }
+            return Box::pin(std::future::ready(ok));
+        }
+        Box::pin(self.authorize(
+            user_id,
+            topic_filter,
+            may_subscribe,
+            &self.counters.subscribe_denied,
+            move |device| {
             format!(
                 "subscribe to {topic_filter:?} refused: a device may subscribe only to devices/{device}/commands/#"
             )
@@ -114,12 +203,14 @@ impl DeviceAuth {
         user_id: Option<&str>,
         topic: &str,
         allowed: fn(&str, &str) -> bool,
+        denied: &AtomicU64,
         reason: impl FnOnce(&str) -> String,
     ) -> bool {
         let Some(device) = user_id else { return false };
         if allowed(device, topic) {
             return true;
         }
+        Counters::bump(denied);
         self.ingest.reject(device, &reason(device)).await;
         false
     }

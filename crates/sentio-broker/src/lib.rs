@@ -6,24 +6,38 @@
 //!   `devices/<id>/...`, subscribe only to `devices/<id>/commands/...`.
 //! - [`tap::TelemetryTap`] sees every accepted publish; `devices/<id>/telemetry` payloads go into
 //!   the pipeline, and a QoS 1/2 PUBACK is sent only after the points are committed.
-//! - [`Broker`] binds the listener and runs it until shutdown.
+//!   Scoped API tokens (`token:<id>` usernames) are confined to their ACL of topic filters.
+//! - [`Broker`] binds the listener and runs it until shutdown; its [`BrokerHandle`] lists the
+//!   connected clients and closes a revoked token's connections.
 
 mod auth;
+mod clients;
+mod counters;
 mod error;
 mod tap;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use mqtt5::broker::MqttBroker;
 use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageConfig};
+use mqtt5::broker::sys_topics::BrokerStats;
 use sentio_pipeline::Ingest;
-use sentio_store::DeviceRegistry;
+use sentio_store::{DeviceRegistry, TokenStore};
 use tracing::{info, warn};
 
+pub use clients::ClientInfo;
+pub use counters::BrokerCounters;
 pub use error::BrokerError;
+pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
+
+use crate::clients::Clients;
+use crate::counters::Counters;
 
 /// Default maximum MQTT packet size: 256 KiB.
 pub const DEFAULT_MAX_PACKET: usize = 256 * 1024;
@@ -39,12 +53,58 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// Most simultaneous connections.
     pub max_connections: usize,
+    /// MQTT over TLS listener, if any.
+    pub tls: Option<TlsSettings>,
 }
 
 /// A bound, not yet running broker.
 pub struct Broker {
     inner: MqttBroker,
     local_addr: SocketAddr,
+    tls: Option<(SocketAddr, String)>,
+    handle: BrokerHandle,
+}
+
+/// What the rest of Sentio may ask of a running broker. Cheap to clone.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    clients: Arc<Clients>,
+    counters: Arc<Counters>,
+    stats: Arc<BrokerStats>,
+}
+
+impl BrokerHandle {
+    /// Connected clients, by client id.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.clients.list()
+    }
+
+    /// Closes every connection authenticated as `username` (e.g. a revoked token's); returns
+    /// how many were closed.
+    pub async fn disconnect_user(&self, username: &str) -> usize {
+        self.clients.disconnect_user(username).await
+    }
+
+    /// The broker's counters now.
+    pub fn counters(&self) -> BrokerCounters {
+        let c = &self.counters;
+        let st = &self.stats;
+        let read = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let clients = self.clients.list();
+        BrokerCounters {
+            clients_connected: clients.len() as u64,
+            connections_total: read(&st.clients_total),
+            messages_received: c.received.each_ref().map(Counters::get),
+            messages_sent: read(&st.publish_sent),
+            messages_acknowledged: c.acknowledged.each_ref().map(Counters::get),
+            payload_bytes_received: read(&st.bytes_received),
+            payload_bytes_sent: read(&st.bytes_sent),
+            queued_messages: clients.iter().map(|c| c.queue_depth as u64).sum(),
+            auth_failures: Counters::get(&c.auth_failures),
+            publish_denied: Counters::get(&c.publish_denied),
+            subscribe_denied: Counters::get(&c.subscribe_denied),
+        }
+    }
 }
 
 impl Broker {
@@ -52,23 +112,42 @@ impl Broker {
     pub async fn bind(
         config: BrokerConfig,
         registry: Arc<dyn DeviceRegistry>,
+        tokens: Arc<dyn TokenStore>,
         ingest: Ingest,
     ) -> Result<Self, BrokerError> {
-        // Probe the port first: mqtt5's own error for this case is not specific.
-        match std::net::TcpListener::bind(config.listen) {
-            Ok(probe) => drop(probe),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                return Err(BrokerError::PortInUse(config.listen));
+        // Probe the ports first: mqtt5's own error for this case is not specific.
+        let mut addrs = vec![(config.listen, "--mqtt ADDR")];
+        addrs.extend(
+            config
+                .tls
+                .as_ref()
+                .map(|t| (t.listen, "--mqtt-tls ADDR, or --no-mqtt-tls")),
+        );
+        for (addr, flag) in addrs {
+            match std::net::TcpListener::bind(addr) {
+                Ok(probe) => drop(probe),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(BrokerError::PortInUse(addr, flag));
+                }
+                Err(e) => return Err(BrokerError::Bind(addr, e)),
             }
-            Err(e) => return Err(BrokerError::Bind(config.listen, e)),
         }
+        let tls_files = config.tls.as_ref().map(tls::prepare).transpose()?;
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| BrokerError::Storage(config.state_dir.display().to_string(), e))?;
         let storage = StorageConfig::new()
             .with_backend(StorageBackend::File)
             .with_base_dir(config.state_dir.clone())
             .with_persistence(true);
-        let tap = Arc::new(tap::TelemetryTap::new(ingest.clone(), registry.clone()));
+        let clients = Arc::new(Clients::default());
+        let counters = Arc::new(Counters::default());
+        let tap = Arc::new(tap::TelemetryTap::new(
+            ingest.clone(),
+            registry.clone(),
+            tokens.clone(),
+            clients.clone(),
+            counters.clone(),
+        ));
         let mut mqtt = MqttConfig::new()
             .with_bind_address(config.listen)
             .with_max_packet_size(config.max_packet_size)
@@ -76,6 +155,12 @@ impl Broker {
             .with_storage(storage)
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
+        if let (Some(settings), Some(files)) = (&config.tls, &tls_files) {
+            mqtt = mqtt.with_tls(
+                mqtt5::broker::config::TlsConfig::new(files.cert.clone(), files.key.clone())
+                    .with_bind_address(settings.listen),
+            );
+        }
         // mqtt5 builds a default provider from this flag and refuses to start without a password
         // file when it is false; that provider is replaced right below by `DeviceAuth`, which
         // never admits anonymous clients.
@@ -83,11 +168,47 @@ impl Broker {
         let inner = MqttBroker::with_config(mqtt)
             .await
             .map_err(|e| BrokerError::Start(e.to_string()))?
-            .with_auth_provider(Arc::new(auth::DeviceAuth::new(registry, ingest)));
+            .with_auth_provider(Arc::new(auth::DeviceAuth::new(
+                registry,
+                tokens,
+                ingest,
+                clients.clone(),
+                counters.clone(),
+            )));
         let local_addr = inner
             .local_addr()
             .ok_or_else(|| BrokerError::Start("the listener has no address".into()))?;
-        Ok(Self { inner, local_addr })
+        let tls = match tls_files {
+            Some(files) => Some((
+                inner
+                    .tls_local_addr()
+                    .ok_or_else(|| BrokerError::Start("the TLS listener has no address".into()))?,
+                files.fingerprint,
+            )),
+            None => None,
+        };
+        clients.set_router(&inner.router());
+        let handle = BrokerHandle {
+            clients,
+            counters,
+            stats: inner.stats(),
+        };
+        Ok(Self {
+            inner,
+            local_addr,
+            tls,
+            handle,
+        })
+    }
+
+    /// The MQTT over TLS address and the certificate's SHA-256 fingerprint, if TLS is on.
+    pub fn tls(&self) -> Option<(SocketAddr, String)> {
+        self.tls.clone()
+    }
+
+    /// The handle to the broker once it runs.
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
     }
 
     /// The address the broker listens on.
@@ -98,6 +219,9 @@ impl Broker {
     /// Serves clients until `shutdown` completes.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         info!(addr = %self.local_addr, "MQTT broker listening");
+        if let Some((addr, fingerprint)) = &self.tls {
+            info!(%addr, sha256 = %fingerprint, "MQTT over TLS listening");
+        }
         let handle = self.inner.shutdown_handle();
         let run = self.inner.run();
         tokio::pin!(run);

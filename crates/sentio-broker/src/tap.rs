@@ -7,23 +7,52 @@ use std::sync::Arc;
 use mqtt5::QoS;
 use mqtt5::broker::events::{
     BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent, ClientPublishEvent,
-    PublishAction,
+    ClientSubscribeEvent, ClientUnsubscribeEvent, MessageDeliveredEvent, PublishAction,
+    SubAckReasonCode,
 };
 use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
 use sentio_pipeline::{Ingest, PipelineError};
-use sentio_store::DeviceRegistry;
-use tracing::error;
+use sentio_store::{DeviceRegistry, TokenStore};
+use tracing::{error, info};
 
-/// Sends `devices/<id>/telemetry` payloads into the pipeline and tracks presence.
+use crate::auth::is_token;
+use crate::clients::Clients;
+use crate::counters::Counters;
+
+fn qos_index(qos: QoS) -> usize {
+    match qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce => 1,
+        QoS::ExactlyOnce => 2,
+    }
+}
+
+/// Sends `devices/<id>/telemetry` payloads into the pipeline, tracks device presence and the
+/// table of connected clients.
 pub struct TelemetryTap {
     ingest: Ingest,
     registry: Arc<dyn DeviceRegistry>,
+    tokens: Arc<dyn TokenStore>,
+    clients: Arc<Clients>,
+    counters: Arc<Counters>,
 }
 
 impl TelemetryTap {
-    pub fn new(ingest: Ingest, registry: Arc<dyn DeviceRegistry>) -> Self {
-        Self { ingest, registry }
+    pub(crate) fn new(
+        ingest: Ingest,
+        registry: Arc<dyn DeviceRegistry>,
+        tokens: Arc<dyn TokenStore>,
+        clients: Arc<Clients>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            ingest,
+            registry,
+            tokens,
+            clients,
+            counters,
+        }
     }
 }
 
@@ -33,9 +62,56 @@ impl BrokerEventHandler for TelemetryTap {
         event: ClientConnectEvent,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            if let Some(user) = event.user_id.as_deref() {
-                self.ingest.presence().connected(user);
+            let user = event.user_id.as_deref();
+            self.clients.connected(&event.client_id, user);
+            let Some(u) = user else { return };
+            if !is_token(u) {
+                self.ingest.presence().connected(u);
+            } else if self.tokens.token_acl(u).is_none() {
+                // Revoked between its CONNECT and now: the revocation's sweep may have missed it.
+                info!(user = u, client_id = %event.client_id, "closing a client of a revoked token");
+                self.clients
+                    .disconnect(&[event.client_id.to_string()])
+                    .await;
             }
+        })
+    }
+
+    fn on_client_subscribe<'a>(
+        &'a self,
+        event: ClientSubscribeEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let granted = event.subscriptions.iter().filter(|s| {
+                matches!(
+                    s.result,
+                    SubAckReasonCode::GrantedQoS0
+                        | SubAckReasonCode::GrantedQoS1
+                        | SubAckReasonCode::GrantedQoS2
+                )
+            });
+            self.clients.subscribed(
+                &event.client_id,
+                granted.map(|s| s.topic_filter.to_string()),
+            );
+        })
+    }
+
+    fn on_message_delivered<'a>(
+        &'a self,
+        event: MessageDeliveredEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Counters::bump(&self.counters.acknowledged[qos_index(event.qos)]);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn on_client_unsubscribe<'a>(
+        &'a self,
+        event: ClientUnsubscribeEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            self.clients
+                .unsubscribed(&event.client_id, &event.topic_filters);
         })
     }
 
@@ -44,9 +120,13 @@ impl BrokerEventHandler for TelemetryTap {
         event: ClientDisconnectEvent,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
+            self.clients.disconnected(&event.client_id);
             let Some(user) = event.user_id.as_deref() else {
                 return;
             };
+            if is_token(user) {
+                return;
+            }
             self.ingest.presence().disconnected(user);
             let why = match event.reason {
                 ReasonCode::PacketTooLarge => Some("packet larger than the broker's maximum"),
@@ -72,6 +152,7 @@ impl BrokerEventHandler for TelemetryTap {
         &'a self,
         event: ClientPublishEvent,
     ) -> Pin<Box<dyn Future<Output = PublishAction> + Send + 'a>> {
+        Counters::bump(&self.counters.received[qos_index(event.qos)]);
         Box::pin(async move {
             let Some(device) = topic::telemetry_device(&event.topic) else {
                 return PublishAction::Continue;

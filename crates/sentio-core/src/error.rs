@@ -12,4 +12,7 @@ pub enum CoreError {
     /// A duration such as `1m` that could not be read.
     #[error("invalid duration {0:?}: use a number and a unit among ms, s, m, h, d (e.g. 5m)")]
     InvalidDuration(String),
+    /// An MQTT topic filter that cannot be used in an ACL.
+    #[error("invalid topic filter {0:?}: {1}")]
+    InvalidTopicFilter(String, String),
 }

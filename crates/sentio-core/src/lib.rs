@@ -11,6 +11,7 @@
 //! assert!(parsed.rejected.is_empty());
 //! ```
 
+pub mod acl;
 pub mod alert;
 mod device;
 mod error;

@@ -9,6 +9,12 @@ pub enum StoreError {
     /// No such device.
     #[error("device {0:?} not found")]
     UnknownDevice(String),
+    /// An API token with this name already exists.
+    #[error("a token named {0:?} already exists")]
+    DuplicateToken(String),
+    /// No such API token.
+    #[error("token {0:?} not found")]
+    UnknownToken(String),
     /// The request itself is invalid (bad range, bad step...).
     #[error("invalid query: {0}")]
     InvalidQuery(String),

@@ -135,3 +135,32 @@ pub struct AlertFilter {
     /// Most alerts returned, newest first.
     pub limit: usize,
 }
+
+/// Prefix of an API token's MQTT username (`token:<id>`); device ids cannot contain `:`, so a
+/// token and a device never share a username.
+pub const TOKEN_USERNAME_PREFIX: &str = "token:";
+
+/// A scoped API token: an MQTT identity for an integration, confined to its ACL. Its password
+/// is shown once at creation and stored only as a keyed digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Token id (16 hex characters).
+    pub id: String,
+    /// Unique name given by the user.
+    pub name: String,
+    /// MQTT username: `token:<id>` (device ids cannot contain `:`).
+    pub username: String,
+    /// Topic filters with their rights.
+    pub acl: Vec<sentio_core::acl::AclRule>,
+    /// Creation time (ms).
+    pub created_ms: i64,
+}
+
+/// What is needed to create an API token (validated by the store).
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Unique name, 1-100 characters.
+    pub name: String,
+    /// At least one rule.
+    pub acl: Vec<sentio_core::acl::AclRule>,
+}

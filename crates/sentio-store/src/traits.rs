@@ -1,10 +1,15 @@
 //! The seams: what the rest of Sentio may ask of a store. Nothing above these traits may assume
 //! SQLite.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use sentio_core::acl::AclRule;
 use sentio_core::{Alert, DeviceId, Point, TextEvent};
 
-use crate::{AlertFilter, Device, NewDevice, RangeQuery, RangeResult, Result, SeriesInfo};
+use crate::{
+    AlertFilter, ApiToken, Device, NewDevice, NewToken, RangeQuery, RangeResult, Result, SeriesInfo,
+};
 
 /// Devices and their credentials.
 #[async_trait]
@@ -85,4 +90,22 @@ pub trait EventStore: Send + Sync {
         metric: Option<&str>,
         limit: usize,
     ) -> Result<Vec<TextEvent>>;
+}
+
+/// Scoped API tokens (MQTT identities for integrations).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Creates a token; returns it with its password (shown once, stored only as a digest).
+    /// The name must be unique and the ACL valid and not empty.
+    async fn create_token(&self, new: NewToken) -> Result<(ApiToken, String)>;
+    /// All tokens, oldest first (no passwords).
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Revokes a token; returns it, or `UnknownToken`.
+    async fn delete_token(&self, id: &str) -> Result<ApiToken>;
+    /// Constant-time check of a token's MQTT credentials; on success, its ACL. Hot path (every
+    /// CONNECT): answered from memory.
+    fn verify_token(&self, username: &str, password: &str) -> Option<Arc<[AclRule]>>;
+    /// The ACL of a live token by its MQTT username, `None` once revoked. Hot path (every
+    /// PUBLISH of a token's client): answered from memory.
+    fn token_acl(&self, username: &str) -> Option<Arc<[AclRule]>>;
 }

@@ -3,6 +3,7 @@
 
 mod ai_cli;
 mod bench_store;
+mod broker_bench;
 mod sim_cli;
 
 use std::net::SocketAddr;
@@ -77,6 +78,9 @@ enum BenchCommand {
     /// The embedded store (head + compressed chunks) against one SQLite row per point: ingest,
     /// bytes per point, a month drawn at 1,000 points, reopen.
     Store(bench_store::StoreArgs),
+    /// Sentio's MQTT broker side by side with mosquitto (same run, same load generator):
+    /// throughput, fan-in/fan-out, latency at 10k msg/s, idle connections.
+    Broker(broker_bench::BrokerBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +203,19 @@ struct ServeArgs {
     /// `--demo` declares `pump.bearing_temp<=90` unless given here.
     #[arg(long = "limit", value_name = "KIND.METRIC<=MAX", value_parser = parse_limit)]
     limits: Vec<DeclaredLimit>,
+    /// MQTT over TLS listen address.
+    #[arg(long, default_value = sentio_broker::DEFAULT_TLS_LISTEN, env = "SENTIO_MQTT_TLS")]
+    mqtt_tls: SocketAddr,
+    /// Do not listen for MQTT over TLS.
+    #[arg(long)]
+    no_mqtt_tls: bool,
+    /// PEM certificate chain for MQTT over TLS (with --tls-key). Without it, a self-signed
+    /// certificate is generated into <data>/tls/ on first start; its SHA-256 fingerprint is logged.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
@@ -237,6 +254,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_token = args.admin_token;
     config.max_packet_size = args.max_packet_size;
     config.pipeline.limits = args.limits;
+    config.mqtt_tls = (!args.no_mqtt_tls).then_some(args.mqtt_tls);
+    config.tls_cert_key = args.tls_cert.zip(args.tls_key);
     if args.demo {
         sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {
@@ -255,6 +274,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         TokenSource::Configured => "admin token as configured".to_string(),
     };
     info!(mqtt = %node.mqtt_addr, http = %node.http_addr, "Sentio is running");
+    if let Some((addr, fingerprint)) = &node.mqtt_tls {
+        info!(mqtt_tls = %addr, sha256 = %fingerprint, "MQTT over TLS");
+    }
     info!(
         "dashboard: http://{host}:{}/  ({token_note}; API: http://{host}:{}/api/v1/devices)",
         node.http_addr.port(),
@@ -306,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Nab(args)) => ai_cli::run_bench_nab(args),
+        Command::Bench(BenchCommand::Broker(args)) => broker_bench::run(args),
         Command::Bench(BenchCommand::Demo(args)) => {
             tokio::runtime::Runtime::new()?.block_on(bench_demo(args))
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sentio_api::AppState;
-use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET};
+use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET, TlsSettings};
 use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{DeviceRegistry, NewDevice, SqliteStore, StoreError};
@@ -32,6 +32,11 @@ pub struct NodeConfig {
     pub demo: Option<FleetSpec>,
     /// Largest MQTT packet accepted.
     pub max_packet_size: usize,
+    /// MQTT over TLS listen address (off when `None`).
+    pub mqtt_tls: Option<SocketAddr>,
+    /// PEM certificate chain and private key for MQTT over TLS; when absent, a self-signed
+    /// certificate is generated into `<data>/tls/` on first start and reused.
+    pub tls_cert_key: Option<(PathBuf, PathBuf)>,
     /// Pipeline tuning.
     pub pipeline: PipelineConfig,
 }
@@ -46,6 +51,8 @@ impl NodeConfig {
             admin_token: None,
             demo: None,
             max_packet_size: DEFAULT_MAX_PACKET,
+            mqtt_tls: None,
+            tls_cert_key: None,
             pipeline: PipelineConfig::default(),
         }
     }
@@ -77,6 +84,8 @@ pub struct Node {
     pub mqtt_addr: SocketAddr,
     /// Where HTTP listens.
     pub http_addr: SocketAddr,
+    /// Where MQTT over TLS listens, with the certificate's SHA-256 fingerprint.
+    pub mqtt_tls: Option<(SocketAddr, String)>,
     /// The admin token.
     pub admin_token: String,
     /// Where the admin token is kept, if in a file.
@@ -158,12 +167,20 @@ impl Node {
                 state_dir: config.data.join("mqtt"),
                 max_packet_size: config.max_packet_size,
                 max_connections: 10_000,
+                tls: config.mqtt_tls.map(|listen| TlsSettings {
+                    listen,
+                    cert_and_key: config.tls_cert_key.clone(),
+                    generated_dir: config.data.join("tls"),
+                }),
             },
+            store.clone(),
             store.clone(),
             pipeline.ingest.clone(),
         )
         .await?;
         let mqtt_addr = broker.local_addr();
+        let mqtt_tls = broker.tls();
+        let broker_handle = broker.handle();
 
         let (stop, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
@@ -185,6 +202,8 @@ impl Node {
             series: store.clone(),
             alerts: store.clone(),
             events: store.clone(),
+            tokens: store.clone(),
+            broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             bus: pipeline.bus.clone(),
             presence: pipeline.presence.clone(),
@@ -213,6 +232,7 @@ impl Node {
         Ok(Self {
             mqtt_addr,
             http_addr,
+            mqtt_tls,
             admin_token,
             token_source,
             stop,

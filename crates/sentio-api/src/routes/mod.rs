@@ -1,6 +1,7 @@
 //! The routes, one module per resource.
 
 mod alerts;
+mod broker;
 mod devices;
 mod events;
 mod export;
@@ -9,6 +10,7 @@ mod ingest;
 mod series;
 mod stream;
 mod system;
+mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -50,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/broker/clients", get(broker::clients))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))
         .fallback(|| async { ApiError::not_found("no such endpoint; see README.md for the API") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

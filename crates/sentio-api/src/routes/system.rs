@@ -64,5 +64,8 @@ pub async fn metrics(_: Admin, State(s): State<AppState>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));
     }
+    if let Some(b) = &s.broker {
+        out.push_str(&super::broker::metrics(&b.counters()));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -13,6 +13,7 @@ mod read;
 mod registry;
 mod seal;
 mod series;
+mod tokens;
 
 pub use seal::{SealPolicy, SealReport, TierStats};
 
@@ -49,6 +50,9 @@ struct Inner {
     seal: SealPolicy,
     /// The series the sealer looked at last (it goes round them in id order).
     seal_cursor: Mutex<i64>,
+    /// Digests and ACLs of the API tokens by MQTT username, so CONNECT and PUBLISH never wait
+    /// for the database.
+    tokens: RwLock<tokens::TokenCache>,
 }
 
 /// Size of the database on disk.
@@ -108,12 +112,14 @@ impl SqliteStore {
                 series_ids.entry(device).or_default().insert(metric, id);
             }
         }
+        let tokens = tokens::load(&conn)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 path,
                 key,
                 digests: RwLock::new(digests),
+                tokens: RwLock::new(tokens),
                 series_ids: Mutex::new(series_ids),
                 seal,
                 seal_cursor: Mutex::new(i64::MIN),

@@ -88,3 +88,11 @@ CREATE TABLE IF NOT EXISTS events (
     text   TEXT NOT NULL,
     PRIMARY KEY (device, metric, ts)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    acl           TEXT NOT NULL,
+    secret_digest BLOB NOT NULL,
+    created_ms    INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,103 @@
+//! The embedded broker seen from the API: connected clients and broker metrics.
+
+use axum::Json;
+use axum::extract::State;
+use sentio_broker::BrokerCounters;
+use serde_json::{Value, json};
+
+use crate::auth::Admin;
+use crate::dto::BrokerClientView;
+use crate::{ApiError, AppState};
+
+/// `GET /api/v1/broker/clients`: every connected MQTT client.
+pub async fn clients(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let broker = s
+        .broker
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this node runs without an embedded MQTT broker"))?;
+    let clients: Vec<BrokerClientView> = broker
+        .clients()
+        .into_iter()
+        .map(BrokerClientView::from)
+        .collect();
+    Ok(Json(json!({ "count": clients.len(), "clients": clients })))
+}
+
+/// The broker's part of `/metrics` (Prometheus text format).
+pub fn metrics(c: &BrokerCounters) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in samples {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    family(
+        "sentio_mqtt_clients_connected",
+        "gauge",
+        "MQTT clients connected now.",
+        &[("", c.clients_connected)],
+    );
+    family(
+        "sentio_mqtt_connections_total",
+        "counter",
+        "MQTT connections accepted since start.",
+        &[("", c.connections_total)],
+    );
+    family(
+        "sentio_mqtt_auth_failures_total",
+        "counter",
+        "MQTT CONNECTs refused: no username, unknown device or token, wrong secret or password.",
+        &[("", c.auth_failures)],
+    );
+    family(
+        "sentio_mqtt_acl_denied_total",
+        "counter",
+        "PUBLISHes and SUBSCRIBE filters refused by a device's or token's ACL.",
+        &[
+            ("{action=\"publish\"}", c.publish_denied),
+            ("{action=\"subscribe\"}", c.subscribe_denied),
+        ],
+    );
+    family(
+        "sentio_mqtt_messages_received_total",
+        "counter",
+        "PUBLISHes accepted from clients, by QoS.",
+        &[
+            ("{qos=\"0\"}", c.messages_received[0]),
+            ("{qos=\"1\"}", c.messages_received[1]),
+            ("{qos=\"2\"}", c.messages_received[2]),
+        ],
+    );
+    family(
+        "sentio_mqtt_messages_sent_total",
+        "counter",
+        "PUBLISHes written to subscribers (all QoS).",
+        &[("", c.messages_sent)],
+    );
+    family(
+        "sentio_mqtt_messages_acknowledged_total",
+        "counter",
+        "QoS 1/2 messages sent to subscribers and acknowledged by them, by QoS.",
+        &[
+            ("{qos=\"1\"}", c.messages_acknowledged[1]),
+            ("{qos=\"2\"}", c.messages_acknowledged[2]),
+        ],
+    );
+    family(
+        "sentio_mqtt_payload_bytes_total",
+        "counter",
+        "PUBLISH payload bytes, by direction.",
+        &[
+            ("{direction=\"in\"}", c.payload_bytes_received),
+            ("{direction=\"out\"}", c.payload_bytes_sent),
+        ],
+    );
+    family(
+        "sentio_mqtt_queued_messages",
+        "gauge",
+        "Messages waiting in the session queues of connected clients.",
+        &[("", c.queued_messages)],
+    );
+    out
+}

@@ -1,0 +1,57 @@
+//! Broker counters kept by Sentio's own hooks (auth, ACL, tap), next to `mqtt5`'s statistics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters Sentio's hooks bump.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// CONNECTs refused (no username, unknown identity, wrong secret or password).
+    pub auth_failures: AtomicU64,
+    /// PUBLISHes refused by an ACL.
+    pub publish_denied: AtomicU64,
+    /// SUBSCRIBE filters refused by an ACL.
+    pub subscribe_denied: AtomicU64,
+    /// Accepted PUBLISHes from clients, by QoS.
+    pub received: [AtomicU64; 3],
+    /// Outgoing QoS 1/2 messages the subscriber acknowledged, by QoS (index 0 unused).
+    pub acknowledged: [AtomicU64; 3],
+}
+
+impl Counters {
+    /// Adds one.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads one.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of the broker's counters, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerCounters {
+    /// Clients connected now.
+    pub clients_connected: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// PUBLISHes accepted from clients, by QoS 0, 1, 2.
+    pub messages_received: [u64; 3],
+    /// PUBLISHes written to subscribers (all QoS).
+    pub messages_sent: u64,
+    /// Outgoing messages acknowledged by subscribers, by QoS 0 (always 0), 1, 2.
+    pub messages_acknowledged: [u64; 3],
+    /// Payload bytes received in PUBLISHes.
+    pub payload_bytes_received: u64,
+    /// Payload bytes sent in PUBLISHes.
+    pub payload_bytes_sent: u64,
+    /// Messages waiting in the queues of connected clients now.
+    pub queued_messages: u64,
+    /// CONNECTs refused (no username, unknown identity, wrong secret or password).
+    pub auth_failures: u64,
+    /// PUBLISHes refused by an ACL.
+    pub publish_denied: u64,
+    /// SUBSCRIBE filters refused by an ACL.
+    pub subscribe_denied: u64,
+}

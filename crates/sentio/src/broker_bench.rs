@@ -1,0 +1,569 @@
+//! `sentio bench broker`: Sentio's broker side by side with Debian's mosquitto, in the same run,
+//! measured by the external load generator `mqtt-load` (`../shared/tools/mqtt-load`).
+//!
+//! It builds nothing: it starts this same `sentio` executable as a child node (temporary data
+//! directory, loopback, free ports) and creates an API token with `mqtt-load/#` rights for the
+//! generator, starts `mosquitto -p PORT` (its default configuration, local-only mode) as a
+//! second child, then runs each scenario against both, one broker after the other, with
+//! `--broker-pid` so that the generator also reads the broker's RSS and CPU time.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Arguments of `sentio bench broker`.
+#[derive(Debug, Args)]
+pub struct BrokerBenchArgs {
+    /// Multiplies every message count and the latency run's length (1 = full run, about
+    /// 10 minutes; 0.05 = a quick smoke run). The idle-connection count is set by --conns.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Idle connections to open and hold (capped by mqtt-load at its open-file limit).
+    #[arg(long, default_value_t = 10_000)]
+    pub conns: usize,
+    /// The mqtt-load binary (default: $MQTT_LOAD, then
+    /// ../shared/tools/mqtt-load/target/release/mqtt-load, then $CARGO_TARGET_DIR/release/mqtt-load,
+    /// then `mqtt-load` on the PATH).
+    #[arg(long)]
+    pub mqtt_load: Option<PathBuf>,
+    /// The mosquitto broker binary (default: /usr/sbin/mosquitto, then `mosquitto` on the PATH).
+    #[arg(long)]
+    pub mosquitto: Option<PathBuf>,
+    /// Also write every raw JSON line of mqtt-load here (one per scenario and broker).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What a scenario measures, and so which figure the table shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// Delivered messages per second.
+    Throughput,
+    /// p50 and p99 end-to-end latency.
+    Latency,
+    /// Idle connections held and broker RSS per connection.
+    Conns,
+}
+
+struct Scenario {
+    name: String,
+    kind: Kind,
+    /// mqtt-load's subcommand and its arguments.
+    args: Vec<String>,
+}
+
+fn throughput(name: &str, pubs: u32, subs: u32, qos: u8, count: u64, topics: &str) -> Scenario {
+    Scenario {
+        name: name.into(),
+        kind: Kind::Throughput,
+        args: [
+            "throughput",
+            "--pubs",
+            &pubs.to_string(),
+            "--subs",
+            &subs.to_string(),
+            "--qos",
+            &qos.to_string(),
+            "--count",
+            &count.to_string(),
+            "--topics",
+            topics,
+            "--name",
+            name,
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+fn scenarios(scale: f64, conns: usize) -> Vec<Scenario> {
+    let k = |n: u64| ((n as f64 * scale).round() as u64).max(1);
+    let latency_s = ((10.0 * scale.min(1.0)).ceil() as u64).max(1);
+    vec![
+        throughput("QoS 0 1→1", 1, 1, 0, k(500_000), "shared"),
+        throughput("QoS 0 10→1 fan-in", 10, 1, 0, k(50_000), "shared"),
+        throughput("QoS 0 1→100 fan-out", 1, 100, 0, k(5_000), "shared"),
+        throughput("QoS 0 100→100 pairwise", 100, 100, 0, k(5_000), "pairwise"),
+        throughput("QoS 1 1→1", 1, 1, 1, k(200_000), "shared"),
+        throughput("QoS 1 10→1 fan-in", 10, 1, 1, k(20_000), "shared"),
+        throughput("QoS 1 1→100 fan-out", 1, 100, 1, k(2_000), "shared"),
+        throughput("QoS 1 100→100 pairwise", 100, 100, 1, k(2_000), "pairwise"),
+        Scenario {
+            name: "QoS 1 at 10k msg/s".into(),
+            kind: Kind::Latency,
+            args: [
+                "latency",
+                "--rate",
+                "10000",
+                "--qos",
+                "1",
+                "--duration-s",
+                &latency_s.to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        Scenario {
+            name: format!("{conns} idle connections"),
+            kind: Kind::Conns,
+            args: ["conns", "--n", &conns.to_string(), "--hold-s", "5"]
+                .map(String::from)
+                .to_vec(),
+        },
+    ]
+}
+
+/// A child process killed when dropped (also on an error path).
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the child already exited (e.g. its port was taken).
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early ({status})", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free right now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn find_binary(given: Option<&Path>, candidates: &[PathBuf], name: &str) -> Option<PathBuf> {
+    if let Some(p) = given {
+        return Some(p.to_path_buf());
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+fn mqtt_load_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(p) = std::env::var_os("MQTT_LOAD") {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates.push(PathBuf::from(
+        "../shared/tools/mqtt-load/target/release/mqtt-load",
+    ));
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(t).join("release/mqtt-load"));
+    }
+    find_binary(given, &candidates, "mqtt-load").context(
+        "mqtt-load not found: build it with `cargo build --release --manifest-path \
+         ../shared/tools/mqtt-load/Cargo.toml` and/or pass --mqtt-load PATH",
+    )
+}
+
+fn mosquitto_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    find_binary(given, &[PathBuf::from("/usr/sbin/mosquitto")], "mosquitto").context(
+        "mosquitto not found: install it with `bash scripts/services.sh` (Debian package \
+         mosquitto) or pass --mosquitto PATH",
+    )
+}
+
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+fn wait_listening(addr: SocketAddr, child: &mut ChildGuard) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        child.check_alive()?;
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{} is not listening on {addr} after 30 s", child.name)
+}
+
+/// The Sentio node under test, with the token the generator connects with.
+struct SentioChild {
+    guard: ChildGuard,
+    mqtt_port: u16,
+    username: String,
+    password: String,
+}
+
+fn start_sentio(data: &Path) -> anyhow::Result<SentioChild> {
+    let exe = std::env::current_exe().context("locating this sentio executable")?;
+    let (mqtt_port, http_port) = (free_port()?, free_port()?);
+    let admin = sentio_store::secret::generate();
+    let log = std::fs::File::create(data.with_extension("log"))?;
+    let child = Command::new(exe)
+        .arg("serve")
+        .arg("--data")
+        .arg(data)
+        .args(["--mqtt", &format!("127.0.0.1:{mqtt_port}")])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .arg("--no-mqtt-tls")
+        .env("SENTIO_ADMIN_TOKEN", &admin)
+        .env("SENTIO_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the Sentio node")?;
+    let mut guard = ChildGuard {
+        name: "the Sentio node",
+        child,
+    };
+    wait_listening(([127, 0, 0, 1], http_port).into(), &mut guard)?;
+    wait_listening(([127, 0, 0, 1], mqtt_port).into(), &mut guard)?;
+    let mut resp = http_agent()
+        .post(&format!("http://127.0.0.1:{http_port}/api/v1/tokens"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .send_json(json!({"name": "bench", "acl": [{"filter": "mqtt-load/#", "rights": "both"}]}))
+        .context("creating the bench token")?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.body_mut().read_json()?;
+    if status != 201 {
+        bail!("creating the bench token failed ({status}): {body}");
+    }
+    let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+    Ok(SentioChild {
+        guard,
+        mqtt_port,
+        username: field("username"),
+        password: field("password"),
+    })
+}
+
+fn start_mosquitto(bin: &Path, log: &Path) -> anyhow::Result<(ChildGuard, u16)> {
+    let port = free_port()?;
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut guard = ChildGuard {
+        name: "mosquitto",
+        child,
+    };
+    wait_listening(([127, 0, 0, 1], port).into(), &mut guard)?;
+    Ok((guard, port))
+}
+
+/// One broker as the generator sees it.
+struct Target<'a> {
+    label: &'a str,
+    port: u16,
+    pid: u32,
+    credentials: Option<(&'a str, &'a str)>,
+}
+
+/// Runs one mqtt-load scenario against one broker; returns its JSON line.
+fn run_load(bin: &Path, target: &Target<'_>, scenario: &Scenario) -> anyhow::Result<Value> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--port", &target.port.to_string()])
+        .args(["--broker-pid", &target.pid.to_string()])
+        .args(["--label", target.label]);
+    if let Some((u, p)) = target.credentials {
+        cmd.args(["--username", u, "--password", p]);
+    }
+    let out = cmd
+        .args(&scenario.args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "mqtt-load failed on {} against {} ({})",
+            scenario.name,
+            target.label,
+            out.status
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("mqtt-load printed no JSON for {}", scenario.name))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// One row of the printed table.
+struct Row {
+    scenario: String,
+    figure: &'static str,
+    sentio: Option<f64>,
+    mosquitto: Option<f64>,
+    /// Loss of Sentio and mosquitto, as text.
+    loss: String,
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_f64()
+}
+
+fn loss_text(v: &Value) -> String {
+    match (num(v, &["lost"]), num(v, &["loss_pct"])) {
+        (Some(lost), Some(pct)) => format!("{lost:.0} ({pct:.1} %)"),
+        _ => "?".into(),
+    }
+}
+
+fn rows_for(scenario: &Scenario, s: &Value, m: &Value) -> Vec<Row> {
+    match scenario.kind {
+        Kind::Throughput => vec![Row {
+            scenario: scenario.name.clone(),
+            figure: "delivered msgs/s",
+            sentio: num(s, &["recv_msgs_per_s"]),
+            mosquitto: num(m, &["recv_msgs_per_s"]),
+            loss: format!("{} / {}", loss_text(s), loss_text(m)),
+        }],
+        Kind::Latency => {
+            let lat = |q: &'static str, figure: &'static str| Row {
+                scenario: scenario.name.clone(),
+                figure,
+                sentio: num(s, &["latency_us", q]),
+                mosquitto: num(m, &["latency_us", q]),
+                loss: format!("{} / {}", loss_text(s), loss_text(m)),
+            };
+            vec![lat("p50", "p50 latency µs"), lat("p99", "p99 latency µs")]
+        }
+        Kind::Conns => {
+            let held = |v: &Value| num(v, &["alive_after_hold"]);
+            let failed = |v: &Value| num(v, &["failed"]).unwrap_or(f64::NAN);
+            vec![
+                Row {
+                    scenario: scenario.name.clone(),
+                    figure: "connections held",
+                    sentio: held(s),
+                    mosquitto: held(m),
+                    loss: format!("failed {:.0} / {:.0}", failed(s), failed(m)),
+                },
+                Row {
+                    scenario: scenario.name.clone(),
+                    figure: "broker KiB RSS per conn",
+                    sentio: num(s, &["broker_kb_per_conn"]),
+                    mosquitto: num(m, &["broker_kb_per_conn"]),
+                    loss: String::new(),
+                },
+            ]
+        }
+    }
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
+        None => "?".into(),
+    }
+}
+
+/// The table, in Markdown.
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | figure | Sentio | mosquitto | Sentio/mosquitto | loss Sentio / mosquitto |\n\
+         |---|---|---:|---:|---:|---|\n",
+    );
+    for r in rows {
+        let ratio = match (r.sentio, r.mosquitto) {
+            (Some(s), Some(m)) if m != 0.0 => format!("{:.2}", s / m),
+            _ => "?".into(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.figure,
+            fmt_num(r.sentio),
+            fmt_num(r.mosquitto),
+            ratio,
+            r.loss
+        ));
+    }
+    out
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
+    if !(args.scale > 0.0 && args.scale <= 10.0) {
+        bail!("--scale must be in (0, 10]");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; build with `cargo build --release -p sentio` for figures worth keeping"
+        );
+    }
+    let load = mqtt_load_binary(args.mqtt_load.as_deref())?;
+    let mosquitto_bin = mosquitto_binary(args.mosquitto.as_deref())?;
+    let dir = std::env::temp_dir().join(format!(
+        "sentio-bench-broker-{}-{}",
+        std::process::id(),
+        sentio_core::time::now_ms()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let result = bench(&args, &load, &mosquitto_bin, &dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs of the brokers are kept in {}", dir.display());
+    }
+    result
+}
+
+fn bench(
+    args: &BrokerBenchArgs,
+    load: &Path,
+    mosquitto_bin: &Path,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let mut sentio = start_sentio(&dir.join("sentio"))?;
+    let (mut mosquitto, mosquitto_port) =
+        start_mosquitto(mosquitto_bin, &dir.join("mosquitto.log"))?;
+    let version = Command::new(mosquitto_bin)
+        .arg("-h")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "Sentio {} (pid {}, port {}) vs {version} (pid {}, port {}); mqtt-load {}",
+        env!("CARGO_PKG_VERSION"),
+        sentio.guard.pid(),
+        sentio.mqtt_port,
+        mosquitto.pid(),
+        mosquitto_port,
+        load.display()
+    );
+    let mut json_out = match &args.json {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for scenario in scenarios(args.scale, args.conns) {
+        sentio.guard.check_alive()?;
+        mosquitto.check_alive()?;
+        let s = run_load(
+            load,
+            &Target {
+                label: "sentio",
+                port: sentio.mqtt_port,
+                pid: sentio.guard.pid(),
+                credentials: Some((&sentio.username, &sentio.password)),
+            },
+            &scenario,
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+        let m = run_load(
+            load,
+            &Target {
+                label: "mosquitto",
+                port: mosquitto_port,
+                pid: mosquitto.pid(),
+                credentials: None,
+            },
+            &scenario,
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(f) = json_out.as_mut() {
+            writeln!(f, "{s}")?;
+            writeln!(f, "{m}")?;
+        }
+        let new = rows_for(&scenario, &s, &m);
+        for r in &new {
+            eprintln!(
+                "{:<28} {:<24} sentio {:>10}  mosquitto {:>10}  loss {}",
+                r.scenario,
+                r.figure,
+                fmt_num(r.sentio),
+                fmt_num(r.mosquitto),
+                r.loss
+            );
+        }
+        rows.extend(new);
+    }
+    println!("{}", table(&rows));
+    println!(
+        "(`sentio bench broker --scale {}`, {:.0} s; 100-byte payloads; Sentio with telemetry ingest \
+         idle: the load is on mqtt-load/# topics)",
+        args.scale,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_read_mqtt_load_lines() {
+        let s = json!({"recv_msgs_per_s": 150000.0, "lost": 0, "loss_pct": 0.0,
+                       "latency_us": {"p50": 300, "p99": 700}});
+        let m = json!({"recv_msgs_per_s": 100000.0, "lost": 895, "loss_pct": 89.5,
+                       "latency_us": {"p50": 330, "p99": 790}});
+        let all = scenarios(1.0, 10_000);
+        let rows = rows_for(&all[0], &s, &m);
+        let t = table(&rows);
+        assert!(t.contains("| QoS 0 1→1 | delivered msgs/s | 150000 | 100000 | 1.50 | 0 (0.0 %) / 895 (89.5 %) |"), "{t}");
+        let lat = all.iter().find(|s| s.kind == Kind::Latency).unwrap();
+        let rows = rows_for(lat, &s, &m);
+        assert_eq!(rows[1].sentio, Some(700.0));
+        assert_eq!(rows[1].mosquitto, Some(790.0));
+        // A missing figure shows as "?" and no ratio is invented.
+        let t = table(&rows_for(&all[0], &json!({}), &m));
+        assert!(t.contains("| ? | 100000 | ? |"), "{t}");
+    }
+
+    #[test]
+    fn scale_shortens_counts_but_never_to_zero() {
+        let full = scenarios(1.0, 10_000);
+        let tiny = scenarios(0.000_001, 100);
+        assert_eq!(full.len(), tiny.len());
+        assert!(full[0].args.contains(&"500000".to_string()));
+        assert!(tiny[0].args.contains(&"1".to_string()));
+        assert!(tiny.last().unwrap().args.contains(&"100".to_string()));
+    }
+}
