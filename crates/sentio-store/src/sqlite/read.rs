@@ -75,8 +75,8 @@ fn chunk_points(conn: &Connection, sid: i64, start: i64) -> Result<Vec<(i64, f64
     chunk::decode(&data)
 }
 
-/// Head points of `sid` in `[from, to)`, at most `limit`.
-fn head_in(
+/// Head points of `sid` in `[from, to)`, at most `limit` (reads and the sealer).
+pub(super) fn head_in(
     conn: &Connection,
     sid: i64,
     from: i64,

@@ -246,23 +246,6 @@ fn chunk_at_or_before(conn: &Connection, sid: i64, ts: i64) -> Result<Option<Chu
         .optional()?)
 }
 
-fn head_points(
-    conn: &Connection,
-    sid: i64,
-    from: i64,
-    to_exclusive: i64,
-    limit: usize,
-) -> Result<Vec<(i64, f64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ts, value FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 \
-         ORDER BY ts LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(params![sid, from, to_exclusive, limit as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
 fn insert_chunk(conn: &Connection, sid: i64, c: &EncodedChunk) -> Result<()> {
     let s = &c.stats;
     conn.prepare_cached(
@@ -293,7 +276,7 @@ fn seal_gap(
 ) -> Result<Option<(u64, u64)>> {
     let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
     let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
-    let run = head_points(conn, sid, first, limit_ts, policy.chunk_points)?;
+    let run = super::read::head_in(conn, sid, first, limit_ts, policy.chunk_points)?;
     let Some(&(last, _)) = run.last() else {
         return Ok(None);
     };
@@ -316,7 +299,7 @@ fn merge_into(
     c: ChunkRange,
     policy: &SealPolicy,
 ) -> Result<Option<(u64, u64)>> {
-    let head = head_points(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
+    let head = super::read::head_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
     let data: Vec<u8> = conn.query_row(
         "SELECT data FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
         params![sid, c.start],
