@@ -1,0 +1,202 @@
+//! Issue 4: MQTT over WebSocket at `/mqtt` on the HTTP port (subprotocol `mqtt`), driven by
+//! rumqttc's WebSocket transport: the same device and token authentication and the same ACLs
+//! as MQTT over TCP, and one broker behind both (a WebSocket subscriber gets a TCP publish).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
+    SubscribeReasonCode, Transport,
+};
+use sentio::node::Node;
+use serde_json::json;
+
+/// MQTT 3.1.1 over WebSocket to the node's HTTP port: connected, or the broker's refusal.
+async fn ws_connect(
+    node: &Node,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    let url = format!("ws://{}/mqtt", node.http_addr);
+    let mut o = MqttOptions::new(client_id, url, node.http_addr.port());
+    o.set_transport(Transport::Ws);
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut el) = AsyncClient::new(o, 100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("an answer to CONNECT within 5 s")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, el)),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Polls until `want` picks an incoming packet, for up to 5 s.
+async fn next<T>(
+    el: &mut EventLoop,
+    mut want: impl FnMut(&Packet) -> Option<T>,
+) -> Result<T, ConnectionError> {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("an answer within 5 s")?;
+        if let Event::Incoming(p) = ev
+            && let Some(t) = want(&p)
+        {
+            return Ok(t);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_publishes_over_websocket_at_qos1_and_the_points_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "ws-dev", "room").await;
+
+    let (client, mut el) = ws_connect(&node, "ws-dev", "ws-dev", &secret)
+        .await
+        .expect("the device connects over WebSocket with its secret");
+    publish_acked(
+        &client,
+        &mut el,
+        "devices/ws-dev/telemetry",
+        br#"{"temperature": 19.25}"#.to_vec(),
+    )
+    .await
+    .expect("PUBACK over WebSocket");
+    // The PUBACK is sent after the commit, so the point is there at once.
+    let temps = points(&node, "ws-dev", "temperature").await;
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(temps[0].1, 19.25);
+
+    // The broker lists it like any client, with the address the HTTP server saw.
+    let (_, clients) = api(&node, "GET", "/api/v1/broker/clients", None).await;
+    let me = clients["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == "ws-dev")
+        .cloned()
+        .unwrap_or_else(|| panic!("ws-dev listed: {clients}"));
+    assert_eq!(me["username"], "ws-dev");
+    assert!(
+        me["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{me}"
+    );
+
+    // Its ACL is the TCP one: only its own commands topic.
+    client.subscribe("devices/#", QoS::AtLeastOnce).await.unwrap();
+    let codes = next(&mut el, |p| match p {
+        Packet::SubAck(a) => Some(a.return_codes.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(codes, vec![SubscribeReasonCode::Failure]);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_and_unknown_device_are_refused_over_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    register(&node, "ws-dev", "room").await;
+    for (user, pass) in [("ws-dev", "wrong"), ("nobody", "x")] {
+        match ws_connect(&node, "c1", user, pass).await {
+            Err(ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword)) => {}
+            Err(e) => panic!("{user}: expected a bad-credentials CONNACK, got {e:?}"),
+            Ok(_) => panic!("{user}: connected with a wrong secret"),
+        }
+    }
+    let (_, events) = api(&node, "GET", "/api/v1/devices/ws-dev", None).await;
+    assert!(
+        events.to_string().contains("wrong secret"),
+        "the refusal is recorded on the device: {events}"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_subscriber_receives_what_a_tcp_client_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "pump-1", "pump").await;
+    let (status, tok) = api(
+        &node,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "dash", "acl": [{"filter": "devices/+/telemetry", "rights": "subscribe"}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{tok}");
+    let (user, pass) = (
+        tok["username"].as_str().unwrap(),
+        tok["password"].as_str().unwrap(),
+    );
+
+    // The dashboard's token, over WebSocket.
+    let (sub, mut sub_el) = ws_connect(&node, "dash-ws", user, pass)
+        .await
+        .expect("the token connects over WebSocket");
+    sub.subscribe("devices/+/telemetry", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let codes = next(&mut sub_el, |p| match p {
+        Packet::SubAck(a) => Some(a.return_codes.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        codes,
+        vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+
+    // The device, over plain TCP.
+    let (dev, mut dev_el) = mqtt_connect(&node, "pump-1", "pump-1", &secret)
+        .await
+        .unwrap();
+    let payload = br#"{"bearing_temp": 71.5}"#.to_vec();
+    publish_acked(&dev, &mut dev_el, "devices/pump-1/telemetry", payload.clone())
+        .await
+        .unwrap();
+
+    let got = next(&mut sub_el, |p| match p {
+        Packet::Publish(p) => Some((p.topic.clone(), p.payload.to_vec())),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, ("devices/pump-1/telemetry".to_string(), payload));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_subprotocol_is_refused_with_a_clear_error() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let mut req = format!("ws://{}/mqtt", node.http_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default());
+            assert!(body.contains("Sec-WebSocket-Protocol: mqtt"), "{body}");
+        }
+        other => panic!("expected HTTP 400, got {other:?}"),
+    }
+    node.shutdown().await;
+}
