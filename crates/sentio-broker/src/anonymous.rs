@@ -10,7 +10,7 @@ use std::sync::Arc;
 use mqtt5::broker::auth::{AuthProvider, AuthResult, EnhancedAuthResult};
 use mqtt5::packet::connect::ConnectPacket;
 use sentio_core::acl;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::clients::Clients;
 use crate::counters::Counters;
@@ -60,7 +60,7 @@ impl AuthProvider for Anonymous {
         if connect.username.is_some() || connect.password.is_some() {
             return self.inner.authenticate(connect, client_addr);
         }
-        info!(%client_addr, client_id = %connect.client_id, "anonymous MQTT client admitted (public/# only)");
+        debug!(%client_addr, client_id = %connect.client_id, "anonymous MQTT client admitted (public/# only)");
         self.clients.authenticated(
             &connect.client_id,
             None,

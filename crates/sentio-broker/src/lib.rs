@@ -38,12 +38,12 @@ use sentio_pipeline::Ingest;
 use sentio_store::{DeviceRegistry, TokenStore};
 use tracing::{info, warn};
 
+pub use anonymous::ANONYMOUS_FILTER;
 pub use clients::ClientInfo;
 pub use counters::BrokerCounters;
 pub use error::BrokerError;
-pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
-pub use anonymous::ANONYMOUS_FILTER;
 pub use mtls::common_name as certificate_common_name;
+pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
 pub use ws::WEBSOCKET_SUBPROTOCOL;
 
 use crate::accept::Acceptor;
@@ -284,10 +284,11 @@ impl Broker {
             info!(%addr, sha256 = %fingerprint, mutual_tls = self.mtls.is_some(), "MQTT over TLS listening");
         }
         let acceptor = self.handle.acceptor.clone();
-        let mtls = self
+        // Stops accepting when dropped, whichever way this returns.
+        let mut mtls = self
             .mtls
             .take()
-            .map(|m| tokio::spawn(m.run(acceptor.clone())));
+            .map(|m| mtls::AbortOnDrop(tokio::spawn(m.run(acceptor.clone()))));
         let handle = self.inner.shutdown_handle();
         let run = self.inner.run();
         tokio::pin!(run);
@@ -297,9 +298,7 @@ impl Broker {
             _ = shutdown => {
                 // First the connections accepted by Sentio (WebSocket, mutual TLS): they save
                 // their sessions into mqtt5's storage, which closes with the broker.
-                if let Some(task) = mtls {
-                    task.abort();
-                }
+                mtls.take();
                 acceptor.shutdown().await;
                 // A signal sent before the broker's loop has subscribed to it is lost (a stop
                 // right after start), so signal again until it stops, for at most 5 s; dropping

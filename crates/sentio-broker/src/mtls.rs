@@ -30,7 +30,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sentio_store::DeviceRegistry;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::BrokerError;
 use crate::accept::Acceptor;
@@ -156,6 +156,15 @@ impl MtlsListener {
     }
 }
 
+/// Aborts the accept loop's task when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The auth provider of one mutual-TLS connection.
 struct CertAuth {
     /// `None`: no client certificate (password auth); `Some(Err)`: a verified certificate
@@ -200,10 +209,12 @@ impl AuthProvider for CertAuth {
         } else if is_token(device) || !self.ctx.registry.is_registered(device) {
             self.refuse(
                 client_addr,
-                format!("not authorized: the certificate's CN {device:?} is not a registered device"),
+                format!(
+                    "not authorized: the certificate's CN {device:?} is not a registered device"
+                ),
             )
         } else {
-            info!(%client_addr, device, "MQTT client authenticated by its certificate");
+            debug!(%client_addr, device, "MQTT client authenticated by its certificate");
             self.ctx.clients.authenticated(
                 &connect.client_id,
                 Some(device),

@@ -73,11 +73,12 @@ fn client_tls(node_dir: &Path, identity: Option<&(String, String)>) -> TlsConfig
     for c in CertificateDer::pem_slice_iter(&server_cert) {
         roots.add(c.unwrap()).unwrap();
     }
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
     let config = match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(
@@ -142,7 +143,10 @@ async fn a_device_certificate_from_the_configured_ca_replaces_the_secret() {
     .unwrap();
     assert_eq!(points(&node, "pump-7", "bearing_temp").await[0].1, 64.0);
     // Its ACL is the device's: not another device's topics.
-    client.subscribe("devices/pump-8/#", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("devices/pump-8/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let codes = loop {
         match tokio::time::timeout(Duration::from_secs(5), el.poll())
             .await
@@ -203,7 +207,14 @@ async fn a_device_certificate_from_the_configured_ca_replaces_the_secret() {
     )
     .await
     .expect("password authentication alongside certificates");
-    match tls_connect(&node, client_tls(dir.path(), None), "pw2", Some(("pump-7", "no"))).await {
+    match tls_connect(
+        &node,
+        client_tls(dir.path(), None),
+        "pw2",
+        Some(("pump-7", "no")),
+    )
+    .await
+    {
         Err(ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword)) => {}
         other => panic!("wrong password over TLS: {:?}", other.err()),
     }

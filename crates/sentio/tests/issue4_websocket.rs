@@ -94,7 +94,10 @@ async fn device_publishes_over_websocket_at_qos1_and_the_points_come_back() {
     );
 
     // Its ACL is the TCP one: only its own commands topic.
-    client.subscribe("devices/#", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("devices/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let codes = next(&mut el, |p| match p {
         Packet::SubAck(a) => Some(a.return_codes.clone()),
         _ => None,
@@ -156,19 +159,21 @@ async fn a_websocket_subscriber_receives_what_a_tcp_client_publishes() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        codes,
-        vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
-    );
+    assert_eq!(codes, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
 
     // The device, over plain TCP.
     let (dev, mut dev_el) = mqtt_connect(&node, "pump-1", "pump-1", &secret)
         .await
         .unwrap();
     let payload = br#"{"bearing_temp": 71.5}"#.to_vec();
-    publish_acked(&dev, &mut dev_el, "devices/pump-1/telemetry", payload.clone())
-        .await
-        .unwrap();
+    publish_acked(
+        &dev,
+        &mut dev_el,
+        "devices/pump-1/telemetry",
+        payload.clone(),
+    )
+    .await
+    .unwrap();
 
     let got = next(&mut sub_el, |p| match p {
         Packet::Publish(p) => Some((p.topic.clone(), p.payload.to_vec())),

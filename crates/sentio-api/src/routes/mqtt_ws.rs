@@ -48,9 +48,7 @@ pub async fn upgrade(
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
-            broker
-                .serve_websocket(WsBytes::new(socket), peer)
-                .await;
+            broker.serve_websocket(WsBytes::new(socket), peer).await;
         })
         .into_response())
 }
