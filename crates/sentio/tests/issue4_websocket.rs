@@ -21,11 +21,23 @@ async fn ws_connect(
     user: &str,
     pass: &str,
 ) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    ws_connect_session(node, client_id, user, pass, true).await
+}
+
+/// [`ws_connect`] with a persistent session when `clean` is false.
+async fn ws_connect_session(
+    node: &Node,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+    clean: bool,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
     let url = format!("ws://{}/mqtt", node.http_addr);
     let mut o = MqttOptions::new(client_id, url, node.http_addr.port());
     o.set_transport(Transport::Ws);
     o.set_credentials(user, pass);
     o.set_keep_alive(Duration::from_secs(10));
+    o.set_clean_session(clean);
     let (client, mut el) = AsyncClient::new(o, 100);
     loop {
         match tokio::time::timeout(Duration::from_secs(5), el.poll())
@@ -203,5 +215,144 @@ async fn another_subprotocol_is_refused_with_a_clear_error() {
         }
         other => panic!("expected HTTP 400, got {other:?}"),
     }
+    node.shutdown().await;
+}
+
+/// A token over WebSocket: revoking it closes the connection, like over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_token_closes_its_websocket_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (status, tok) = api(
+        &node,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "dash", "acl": [{"filter": "site/#", "rights": "both"}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{tok}");
+    let (user, pass) = (
+        tok["username"].as_str().unwrap(),
+        tok["password"].as_str().unwrap(),
+    );
+    let (_client, mut el) = ws_connect(&node, "dash-ws", user, pass).await.unwrap();
+    let (status, body) = api(
+        &node,
+        "DELETE",
+        &format!("/api/v1/tokens/{}", tok["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        next(&mut el, |_| None::<()>).await.is_err(),
+        "the WebSocket connection is closed"
+    );
+    node.shutdown().await;
+}
+
+/// A persistent session opened over WebSocket is saved when the node stops while the client is
+/// connected (Sentio closes its own connections before mqtt5's storage), so messages published
+/// after the restart wait for the client and are delivered when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_websocket_session_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "pump-1", "pump").await;
+    let (status, tok) = api(
+        &node,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "dash", "acl": [{"filter": "devices/+/telemetry", "rights": "subscribe"}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{tok}");
+    let (user, pass) = (
+        tok["username"].as_str().unwrap().to_string(),
+        tok["password"].as_str().unwrap().to_string(),
+    );
+    let (sub, mut el) = ws_connect_session(&node, "dash-ws", &user, &pass, false)
+        .await
+        .unwrap();
+    sub.subscribe("devices/+/telemetry", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut el, |p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await
+        .unwrap();
+    // Stopped with the WebSocket client still connected.
+    node.shutdown().await;
+    drop((sub, el));
+
+    let node = start(dir.path()).await;
+    let (dev, mut dev_el) = mqtt_connect(&node, "pump-1", "pump-1", &secret)
+        .await
+        .unwrap();
+    for i in 0..2 {
+        publish_acked(
+            &dev,
+            &mut dev_el,
+            "devices/pump-1/telemetry",
+            format!("{{\"n\": {i}}}").into_bytes(),
+        )
+        .await
+        .unwrap();
+    }
+    let (_sub, mut el) = ws_connect_session(&node, "dash-ws", &user, &pass, false)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(
+            next(&mut el, |p| match p {
+                Packet::Publish(p) => Some(String::from_utf8_lossy(&p.payload).to_string()),
+                _ => None,
+            })
+            .await
+            .expect("the queued messages are delivered"),
+        );
+    }
+    assert_eq!(got, vec![r#"{"n": 0}"#, r#"{"n": 1}"#]);
+    node.shutdown().await;
+}
+
+/// What MQTT over WebSocket forbids closes that connection and nothing else: a text message,
+/// and a message larger than the largest packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_and_oversized_messages_close_the_connection() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "ws-dev", "room").await;
+    let big = vec![0x30u8; sentio_broker::DEFAULT_MAX_PACKET + 1024];
+    for msg in [Message::text("CONNECT please"), Message::binary(big)] {
+        let mut req = format!("ws://{}/mqtt", node.http_addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(
+            resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
+            "mqtt"
+        );
+        let _ = ws.send(msg).await;
+        // The server ends the connection: a close frame, the end of the stream, or a reset.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("the server closes the connection within 5 s")
+            {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(other)) => panic!("unexpected answer {other:?}"),
+            }
+        }
+    }
+    // The broker still serves everyone else.
+    ws_connect(&node, "ws-dev", "ws-dev", &secret)
+        .await
+        .expect("a valid client still connects");
     node.shutdown().await;
 }
