@@ -263,3 +263,63 @@ async fn a_client_ca_without_the_tls_listener_is_a_clear_error() {
     let err = Node::start(c).await.err().expect("refused");
     assert!(format!("{err:#}").contains("bad.pem"), "{err:#}");
 }
+
+/// The same with another TLS stack: Debian's `mosquitto_pub` (OpenSSL) with `--cert/--key` and
+/// no username. Skipped with a notice where it is not installed (`scripts/services.sh`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_authenticates_with_its_certificate() {
+    if std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: mosquitto_pub not installed (run scripts/services.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (ca("Sentio test devices CA"), ca("Somebody else's CA"));
+    let node = start_mtls(dir.path(), Some(&ours)).await;
+    register(&node, "pump-7", "pump").await;
+    let port = node.mqtt_tls.clone().unwrap().0.port();
+    let publish = |who: &str, (cert, key): (String, String), value: f64| {
+        let (cert_file, key_file) = (
+            dir.path().join(format!("{who}-cert.pem")),
+            dir.path().join(format!("{who}-key.pem")),
+        );
+        std::fs::write(&cert_file, cert).unwrap();
+        std::fs::write(&key_file, key).unwrap();
+        let mut cmd = std::process::Command::new("mosquitto_pub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
+            .arg("--cafile")
+            .arg(dir.path().join("tls/mqtt-cert.pem"))
+            .arg("--cert")
+            .arg(&cert_file)
+            .arg("--key")
+            .arg(&key_file)
+            .args(["-i", who, "-q", "1", "-t", "devices/pump-7/telemetry"])
+            .args(["-m", &format!("{{\"vibration\": {value}}}")]);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let out = publish("ours", client_cert(&ours, "pump-7"), 0.5).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = publish("theirs", client_cert(&theirs, "pump-7"), 9.0).await;
+    assert!(
+        !out.status.success(),
+        "another CA's certificate was accepted"
+    );
+    let stored: Vec<f64> = points(&node, "pump-7", "vibration")
+        .await
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(stored, vec![0.5]);
+    node.shutdown().await;
+}
