@@ -1,5 +1,6 @@
 //! Sentio's HTTP face: the REST API (`/api/v1/...`), the live WebSocket stream, HTTP telemetry
-//! ingest, `/metrics`, and the dashboard page, served from the binary itself.
+//! ingest, `/metrics`, MQTT over WebSocket (`/mqtt`, handed to the embedded broker), and the
+//! dashboard page, served from the binary itself.
 //!
 //! This is the only crate that defines JSON wire types (DTOs); errors from every layer become
 //! `{"error": ..., "detail": ...}` with a fitting status in one place ([`ApiError`]).
