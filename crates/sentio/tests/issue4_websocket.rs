@@ -317,7 +317,7 @@ async fn a_persistent_websocket_session_survives_a_restart() {
 }
 
 /// What MQTT over WebSocket forbids closes that connection and nothing else: a text message,
-/// and a message larger than the largest packet.
+/// and a message larger than the WebSocket limit (four of the largest packet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_and_oversized_messages_close_the_connection() {
     use futures_util::{SinkExt, StreamExt};
@@ -326,7 +326,7 @@ async fn text_and_oversized_messages_close_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let secret = register(&node, "ws-dev", "room").await;
-    let big = vec![0x30u8; sentio_broker::DEFAULT_MAX_PACKET + 1024];
+    let big = vec![0x30u8; 4 * sentio_broker::DEFAULT_MAX_PACKET + 1024];
     for msg in [Message::text("CONNECT please"), Message::binary(big)] {
         let mut req = format!("ws://{}/mqtt", node.http_addr)
             .into_client_request()
@@ -352,5 +352,79 @@ async fn text_and_oversized_messages_close_the_connection() {
     ws_connect(&node, "ws-dev", "ws-dev", &secret)
         .await
         .expect("a valid client still connects");
+    node.shutdown().await;
+}
+
+/// MQTT 3.1.1 packets written by hand, for framing that rumqttc never produces.
+fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn string(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// MQTT allows a WebSocket message to hold several packets, or part of one: CONNECT and the
+/// first half of a QoS 1 PUBLISH in one message, the rest in a second, are one valid session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_may_share_and_span_websocket_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "ws-dev", "room").await;
+
+    let mut connect = string("MQTT");
+    connect.extend_from_slice(&[4, 0xC2, 0, 60]); // 3.1.1; username, password, clean session
+    for field in ["raw-ws", "ws-dev", &secret] {
+        connect.extend(string(field));
+    }
+    let mut publish = string("devices/ws-dev/telemetry");
+    publish.extend_from_slice(&[0, 1]); // packet id 1
+    publish.extend_from_slice(br#"{"humidity": 41.5}"#);
+    let (connect, publish) = (packet(0x10, &connect), packet(0x32, &publish));
+    let half = publish.len() / 2;
+    let first = [connect.as_slice(), &publish[..half]].concat();
+
+    let mut req = format!("ws://{}/mqtt", node.http_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::binary(first)).await.unwrap();
+    ws.send(Message::binary(publish[half..].to_vec()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 8 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("CONNACK and PUBACK within 5 s")
+        {
+            Some(Ok(Message::Binary(b))) => got.extend_from_slice(&b),
+            other => panic!("unexpected {other:?} after {got:?}"),
+        }
+    }
+    // CONNACK accepted, then PUBACK for packet 1.
+    assert_eq!(got, [0x20, 2, 0, 0, 0x40, 2, 0, 1]);
+    assert_eq!(points(&node, "ws-dev", "humidity").await[0].1, 41.5);
     node.shutdown().await;
 }

@@ -41,9 +41,10 @@ pub async fn upgrade(
         ));
     }
     let peer = peer.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |Extension(c)| c.0);
-    // A message larger than the largest MQTT packet (plus its fixed header) is refused by the
-    // WebSocket layer before it is buffered whole.
-    let limit = broker.max_packet_size() + 8;
+    // The WebSocket layer buffers a whole message before the broker sees it, so its size is
+    // bounded: a client may put several packets in one message (MQTT §6), hence four of the
+    // largest packet (1 MiB by default); the broker still checks each packet's own size.
+    let limit = ws_message_limit(broker.max_packet_size());
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -51,6 +52,12 @@ pub async fn upgrade(
             broker.serve_websocket(WsBytes::new(socket), peer).await;
         })
         .into_response())
+}
+
+/// The largest WebSocket message (and frame) accepted for a broker whose largest packet is
+/// `max_packet` bytes.
+fn ws_message_limit(max_packet: usize) -> usize {
+    max_packet.saturating_mul(4).max(64 * 1024)
 }
 
 /// A WebSocket's binary messages as a byte stream: each write is one binary message; reads
