@@ -428,3 +428,45 @@ async fn packets_may_share_and_span_websocket_messages() {
     assert_eq!(points(&node, "ws-dev", "humidity").await[0].1, 41.5);
     node.shutdown().await;
 }
+
+/// Another implementation: the paho-mqtt Python client over WebSocket (installed by
+/// `scripts/services.sh`; skipped with a notice where it is missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paho_mqtt_publishes_over_websocket() {
+    let have_paho = std::process::Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_paho {
+        eprintln!("SKIPPED: python3 with paho-mqtt not installed (run scripts/services.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "paho-dev", "room").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/paho_ws.py");
+    let (host, port) = (
+        node.http_addr.ip().to_string(),
+        node.http_addr.port().to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([script, &host, &port, "paho-dev", &secret])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["good"]["connack"], "Success", "{r}");
+    assert_eq!(r["good"]["puback"], r["good"]["mid"], "{r}");
+    assert_eq!(r["bad"]["connack"], "Bad user name or password", "{r}");
+    assert_eq!(points(&node, "paho-dev", "pressure").await[0].1, 1.25);
+    node.shutdown().await;
+}
