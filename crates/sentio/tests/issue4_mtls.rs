@@ -188,6 +188,30 @@ async fn a_device_certificate_from_the_configured_ca_replaces_the_secret() {
         other => panic!("unregistered CN: {:?}", other.err()),
     }
 
+    // The same over MQTT 5: CONNACK reason code "Not authorized" (0x87).
+    {
+        use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as Code5, Packet as Packet5};
+        use rumqttc::v5::{AsyncClient as Client5, ConnectionError as Err5, Event as Event5};
+        let (addr, _) = node.mqtt_tls.clone().unwrap();
+        let mut o = rumqttc::v5::MqttOptions::new("g5", "127.0.0.1", addr.port());
+        o.set_transport(Transport::Tls(client_tls(dir.path(), Some(&ghost))));
+        let (_c, mut el) = Client5::new(o, 10);
+        let refused = loop {
+            match tokio::time::timeout(Duration::from_secs(5), el.poll())
+                .await
+                .expect("an answer within 5 s")
+            {
+                Ok(Event5::Incoming(Packet5::ConnAck(_))) => panic!("unregistered CN connected"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(refused, Err5::ConnectionRefused(Code5::NotAuthorized)),
+            "{refused:?}"
+        );
+    }
+
     // CN = pump-7 signed by another CA: refused during the TLS handshake (no CONNACK at all).
     let forged = client_cert(&theirs, "pump-7");
     match tls_connect(&node, client_tls(dir.path(), Some(&forged)), "f", None).await {
