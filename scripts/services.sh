@@ -33,5 +33,13 @@ if command -v service >/dev/null 2>&1 && [ -e /etc/init.d/mosquitto ]; then
   $sudo service mosquitto stop >/dev/null 2>&1 || true
   command -v update-rc.d >/dev/null 2>&1 && { $sudo update-rc.d mosquitto disable >/dev/null 2>&1 || true; }
 fi
+# The paho-mqtt Python client (MQTT over WebSocket tests), from PyPI if missing.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import paho.mqtt.client' >/dev/null 2>&1; then
+  echo "services.sh: installing paho-mqtt (pip)"
+  python3 -m pip install -q paho-mqtt >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages paho-mqtt >/dev/null 2>&1 \
+    || echo "services.sh: could not install paho-mqtt; its tests will be skipped"
+fi
 echo "services.sh: $(mosquitto_pub --help 2>&1 | sed -n 2p)"
 echo "services.sh: $( (mosquitto -h 2>&1 || /usr/sbin/mosquitto -h 2>&1 || true) | sed -n 1p)"
+echo "services.sh: paho-mqtt $(python3 -c 'import paho.mqtt; print(paho.mqtt.__version__)' 2>/dev/null || echo missing)"

@@ -1,5 +1,6 @@
 //! Sentio's HTTP face: the REST API (`/api/v1/...`), the live WebSocket stream, HTTP telemetry
-//! ingest, `/metrics`, and the dashboard page, served from the binary itself.
+//! ingest, `/metrics`, MQTT over WebSocket (`/mqtt`, handed to the embedded broker), and the
+//! dashboard page, served from the binary itself.
 //!
 //! This is the only crate that defines JSON wire types (DTOs); errors from every layer become
 //! `{"error": ..., "detail": ...}` with a fitting status in one place ([`ApiError`]).
@@ -75,7 +76,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address is what MQTT over WebSocket reports for its clients.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

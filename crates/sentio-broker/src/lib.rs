@@ -9,13 +9,20 @@
 //!   Scoped API tokens (`token:<id>` usernames) are confined to their ACL of topic filters.
 //! - [`Broker`] binds the listener and runs it until shutdown; its [`BrokerHandle`] lists the
 //!   connected clients and closes a revoked token's connections.
+//! - MQTT over WebSocket: the HTTP server upgrades `/mqtt` and hands the stream to
+//!   [`BrokerHandle::serve_websocket`] (`ws`); mutual TLS (`mtls`) and anonymous access
+//!   (`anonymous`, off unless [`BrokerConfig::allow_anonymous`]) are optional.
 
+mod accept;
+mod anonymous;
 mod auth;
 mod clients;
 mod counters;
 mod error;
+mod mtls;
 mod tap;
 mod tls;
+mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,13 +38,18 @@ use sentio_pipeline::Ingest;
 use sentio_store::{DeviceRegistry, TokenStore};
 use tracing::{info, warn};
 
+pub use anonymous::ANONYMOUS_FILTER;
 pub use clients::ClientInfo;
 pub use counters::BrokerCounters;
 pub use error::BrokerError;
+pub use mtls::common_name as certificate_common_name;
 pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
+pub use ws::WEBSOCKET_SUBPROTOCOL;
 
+use crate::accept::Acceptor;
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::mtls::{CertAuthContext, MtlsListener};
 
 /// Default maximum MQTT packet size: 256 KiB.
 pub const DEFAULT_MAX_PACKET: usize = 256 * 1024;
@@ -55,6 +67,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// MQTT over TLS listener, if any.
     pub tls: Option<TlsSettings>,
+    /// Admit clients without a username, confined to [`ANONYMOUS_FILTER`] (`public/#`).
+    pub allow_anonymous: bool,
 }
 
 /// A bound, not yet running broker.
@@ -63,6 +77,8 @@ pub struct Broker {
     local_addr: SocketAddr,
     tls: Option<(SocketAddr, String)>,
     handle: BrokerHandle,
+    /// The mutual-TLS listener, run by Sentio instead of mqtt5's TLS listener.
+    mtls: Option<MtlsListener>,
 }
 
 /// What the rest of Sentio may ask of a running broker. Cheap to clone.
@@ -71,6 +87,8 @@ pub struct BrokerHandle {
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     stats: Arc<BrokerStats>,
+    /// Serves the connections Sentio accepts itself (WebSocket, mutual TLS).
+    acceptor: Arc<Acceptor>,
 }
 
 impl BrokerHandle {
@@ -155,7 +173,12 @@ impl Broker {
             .with_storage(storage)
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
-        if let (Some(settings), Some(files)) = (&config.tls, &tls_files) {
+        let client_ca = config.tls.as_ref().and_then(|t| t.client_ca.clone());
+        let mtls_config = match (&tls_files, &client_ca) {
+            (Some(files), Some(ca)) => Some(mtls::server_config(files, ca)?),
+            _ => None,
+        };
+        if let (Some(settings), Some(files), None) = (&config.tls, &tls_files, &mtls_config) {
             mqtt = mqtt.with_tls(
                 mqtt5::broker::config::TlsConfig::new(files.cert.clone(), files.key.clone())
                     .with_bind_address(settings.listen),
@@ -165,24 +188,60 @@ impl Broker {
         // file when it is false; that provider is replaced right below by `DeviceAuth`, which
         // never admits anonymous clients.
         mqtt.auth_config.allow_anonymous = true;
+        let mqtt_config = mqtt.clone();
+        let mut auth: Arc<dyn mqtt5::broker::auth::AuthProvider> = Arc::new(auth::DeviceAuth::new(
+            registry.clone(),
+            tokens,
+            ingest,
+            clients.clone(),
+            counters.clone(),
+        ));
+        if config.allow_anonymous {
+            warn!(
+                "ANONYMOUS MQTT ACCESS IS ON (--allow-anonymous): clients without a username are \
+                 admitted and may publish and subscribe under {ANONYMOUS_FILTER} without any \
+                 credential"
+            );
+            auth = Arc::new(anonymous::Anonymous::new(
+                auth,
+                clients.clone(),
+                counters.clone(),
+            ));
+        }
         let inner = MqttBroker::with_config(mqtt)
             .await
             .map_err(|e| BrokerError::Start(e.to_string()))?
-            .with_auth_provider(Arc::new(auth::DeviceAuth::new(
-                registry,
-                tokens,
-                ingest,
-                clients.clone(),
-                counters.clone(),
-            )));
+            .with_auth_provider(auth.clone());
+        let acceptor = Arc::new(Acceptor::new(mqtt_config, &inner));
+        let mtls = match (&config.tls, mtls_config) {
+            (Some(settings), Some(server_config)) => Some(MtlsListener {
+                listener: tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .map_err(|e| BrokerError::Bind(settings.listen, e))?,
+                config: server_config,
+                auth: CertAuthContext {
+                    base: auth,
+                    registry,
+                    clients: clients.clone(),
+                    counters: counters.clone(),
+                },
+            }),
+            _ => None,
+        };
         let local_addr = inner
             .local_addr()
             .ok_or_else(|| BrokerError::Start("the listener has no address".into()))?;
         let tls = match tls_files {
             Some(files) => Some((
-                inner
-                    .tls_local_addr()
-                    .ok_or_else(|| BrokerError::Start("the TLS listener has no address".into()))?,
+                match &mtls {
+                    Some(m) => m
+                        .listener
+                        .local_addr()
+                        .map_err(|e| BrokerError::Start(e.to_string()))?,
+                    None => inner.tls_local_addr().ok_or_else(|| {
+                        BrokerError::Start("the TLS listener has no address".into())
+                    })?,
+                },
                 files.fingerprint,
             )),
             None => None,
@@ -192,12 +251,14 @@ impl Broker {
             clients,
             counters,
             stats: inner.stats(),
+            acceptor,
         };
         Ok(Self {
             inner,
             local_addr,
             tls,
             handle,
+            mtls,
         })
     }
 
@@ -220,8 +281,14 @@ impl Broker {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         info!(addr = %self.local_addr, "MQTT broker listening");
         if let Some((addr, fingerprint)) = &self.tls {
-            info!(%addr, sha256 = %fingerprint, "MQTT over TLS listening");
+            info!(%addr, sha256 = %fingerprint, mutual_tls = self.mtls.is_some(), "MQTT over TLS listening");
         }
+        let acceptor = self.handle.acceptor.clone();
+        // Stops accepting when dropped, whichever way this returns.
+        let mut mtls = self
+            .mtls
+            .take()
+            .map(|m| mtls::AbortOnDrop(tokio::spawn(m.run(acceptor.clone()))));
         let handle = self.inner.shutdown_handle();
         let run = self.inner.run();
         tokio::pin!(run);
@@ -229,6 +296,10 @@ impl Broker {
             biased;
             r = &mut run => r.map_err(|e| BrokerError::Start(e.to_string())),
             _ = shutdown => {
+                // First the connections accepted by Sentio (WebSocket, mutual TLS): they save
+                // their sessions into mqtt5's storage, which closes with the broker.
+                mtls.take();
+                acceptor.shutdown().await;
                 // A signal sent before the broker's loop has subscribed to it is lost (a stop
                 // right after start), so signal again until it stops, for at most 5 s; dropping
                 // the run future then shuts it down too.

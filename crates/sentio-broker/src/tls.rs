@@ -24,6 +24,10 @@ pub struct TlsSettings {
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
     /// Where the self-signed certificate is generated (and found again) when none is given.
     pub generated_dir: PathBuf,
+    /// PEM CA certificate(s) for mutual TLS: a client certificate signed by one of them, whose
+    /// CN is a registered device id, authenticates as that device (see `mtls`). `None`: no
+    /// client certificates, password authentication only.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The certificate files the listener uses.
@@ -147,6 +151,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             cert_and_key: None,
             generated_dir: dir.clone(),
+            client_ca: None,
         };
         let first = prepare(&settings).unwrap();
         assert_eq!(first.fingerprint.len(), 32 * 3 - 1);

@@ -216,6 +216,16 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Mutual TLS: PEM CA certificate(s). On the MQTT over TLS listener, a client certificate
+    /// signed by this CA whose CN is a registered device id authenticates as that device
+    /// without a password (its ACL stays devices/<id>/...); a certificate from another CA fails
+    /// the handshake. Clients without a certificate still use their password.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_mqtt_tls")]
+    tls_client_ca: Option<PathBuf>,
+    /// Admit MQTT clients that send no username (off by default). They may publish and
+    /// subscribe only under public/#; a warning is logged at start.
+    #[arg(long)]
+    allow_anonymous: bool,
 }
 
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
@@ -256,6 +266,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.pipeline.limits = args.limits;
     config.mqtt_tls = (!args.no_mqtt_tls).then_some(args.mqtt_tls);
     config.tls_cert_key = args.tls_cert.zip(args.tls_key);
+    config.tls_client_ca = args.tls_client_ca;
+    config.allow_anonymous = args.allow_anonymous;
     if args.demo {
         sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {

@@ -39,6 +39,11 @@ pub struct NodeConfig {
     pub tls_cert_key: Option<(PathBuf, PathBuf)>,
     /// Pipeline tuning.
     pub pipeline: PipelineConfig,
+    /// Mutual TLS: PEM CA whose client certificates (CN = device id) replace device secrets on
+    /// the MQTT over TLS listener.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Admit MQTT clients without a username, confined to `public/#`.
+    pub allow_anonymous: bool,
 }
 
 impl NodeConfig {
@@ -54,6 +59,8 @@ impl NodeConfig {
             mqtt_tls: None,
             tls_cert_key: None,
             pipeline: PipelineConfig::default(),
+            tls_client_ca: None,
+            allow_anonymous: false,
         }
     }
 }
@@ -132,6 +139,9 @@ impl Node {
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating the data directory {}", config.data.display()))?;
         let lock = lock_data_dir(&config.data)?;
+        if config.tls_client_ca.is_some() && config.mqtt_tls.is_none() {
+            bail!("--tls-client-ca needs the MQTT over TLS listener (drop --no-mqtt-tls)");
+        }
         let store = SqliteStore::open(&config.data)
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
         let (admin_token, token_source) =
@@ -171,7 +181,9 @@ impl Node {
                     listen,
                     cert_and_key: config.tls_cert_key.clone(),
                     generated_dir: config.data.join("tls"),
+                    client_ca: config.tls_client_ca.clone(),
                 }),
+                allow_anonymous: config.allow_anonymous,
             },
             store.clone(),
             store.clone(),

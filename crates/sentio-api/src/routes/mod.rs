@@ -7,6 +7,7 @@ mod events;
 mod export;
 mod forecast;
 mod ingest;
+mod mqtt_ws;
 mod series;
 mod stream;
 mod system;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/mqtt", get(mqtt_ws::upgrade))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/broker/clients", get(broker::clients))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))
