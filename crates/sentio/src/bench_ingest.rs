@@ -106,13 +106,19 @@ fn call(
 }
 
 /// Registers a device through the API; returns its secret.
-fn register(agent: &ureq::Agent, base: &str, auth: &str, id: &str) -> anyhow::Result<String> {
+fn register(
+    agent: &ureq::Agent,
+    base: &str,
+    auth: &str,
+    id: &str,
+    role: &str,
+) -> anyhow::Result<String> {
     let (st, b) = call(
         agent,
         "POST",
         &format!("{base}/api/v1/devices"),
         auth,
-        Some(&json!({"id": id, "kind": "bench", "labels": {"bench": "ingest"}})),
+        Some(&json!({"id": id, "kind": "bench", "labels": {"bench": role}})),
     )?;
     if st != 201 {
         bail!("registering {id}: {st} {b}");
@@ -130,7 +136,6 @@ async fn drive(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let mut sent: HashMap<u16, Instant> = HashMap::new();
-    let mut local = Vec::with_capacity(4096);
     loop {
         let ev = match el.poll().await {
             Ok(ev) => ev,
@@ -145,21 +150,18 @@ async fn drive(
             }
             Event::Incoming(Packet::PubAck(ack)) => {
                 if let Some(t) = sent.remove(&ack.pkid) {
-                    local.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    latencies.lock().unwrap().push(us);
                 }
                 counters.acked_messages.fetch_add(1, Ordering::Relaxed);
                 counters
                     .acked_readings
                     .fetch_add(readings, Ordering::Relaxed);
                 pending.fetch_sub(1, Ordering::Relaxed);
-                if local.len() >= 4096 {
-                    latencies.lock().unwrap().append(&mut local);
-                }
             }
             _ => {}
         }
     }
-    latencies.lock().unwrap().append(&mut local);
     Ok(())
 }
 
@@ -208,15 +210,23 @@ async fn connect(
     })
 }
 
-/// A message of `readings` readings of `metrics` metrics, stamped from `ts` on, 1 ms apart.
-fn payload(ts: i64, readings: usize, metrics: usize, seq: u64) -> Vec<u8> {
+/// Milliseconds between two readings of a device (a 1 Hz sensor).
+const READING_MS: i64 = 1000;
+
+/// A message of `readings` readings of `metrics` metrics, the first stamped `ts`, then one
+/// per [`READING_MS`]: a slow wave per metric plus a little noise, rounded to 0.01 like a sensor.
+fn payload(ts: i64, readings: usize, metrics: usize) -> Vec<u8> {
     let mut items = Vec::with_capacity(readings);
     for r in 0..readings {
+        let t = ts + r as i64 * READING_MS;
         let mut o = serde_json::Map::with_capacity(metrics + 1);
-        o.insert("ts".into(), json!(ts + r as i64));
+        o.insert("ts".into(), json!(t));
         for m in 0..metrics {
-            // A slow wave plus a little structure, rounded to 0.01 like a sensor.
-            let x = (seq as f64 * 0.01 + m as f64).sin() * 10.0 + 20.0 + (r % 3) as f64 * 0.1;
+            let phase = (t / READING_MS) as f64 / 600.0 + m as f64;
+            let noise = ((t as u64 ^ m as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as f64
+                / 1024.0
+                - 0.5;
+            let x = 20.0 + 5.0 * phase.sin() + 0.2 * noise;
             o.insert(format!("m{m}"), json!((x * 100.0).round() / 100.0));
         }
         items.push(Value::Object(o));
@@ -265,8 +275,8 @@ async fn publish_phase(
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
                 }
-                let ts = next.fetch_add(readings as u64, Ordering::Relaxed) as i64;
-                let body = payload(ts, readings, metrics, sent);
+                let ts = next.fetch_add(readings as u64 * READING_MS as u64, Ordering::Relaxed);
+                let body = payload(ts as i64, readings, metrics);
                 pending.fetch_add(1, Ordering::Relaxed);
                 if client
                     .publish(topic.as_str(), QoS::AtLeastOnce, false, body)
@@ -441,9 +451,9 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
             let agent = http_agent();
             let mut out = ids
                 .iter()
-                .map(|id| register(&agent, &base, &auth, id))
+                .map(|id| register(&agent, &base, &auth, id, "load"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            out.push(register(&agent, &base, &auth, MARKER)?);
+            out.push(register(&agent, &base, &auth, MARKER, "marker")?);
             Ok(out)
         })
         .await??
@@ -470,9 +480,9 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
             .await?,
         );
     }
-    // Each device's readings are stamped from two hours ago on, 1 ms apart: far inside the
-    // late-point window, never in the future, never repeated.
-    let start_ts = (sentio_core::time::now_ms() - 2 * 3_600_000) as u64;
+    // Each device's readings are stamped from six days ago on, 1 s apart (a device uploading
+    // its backlog): inside the 7-day late-point window, never in the future, never repeated.
+    let start_ts = (sentio_core::time::now_ms() - 6 * 86_400_000) as u64;
     let next_ts: Vec<Arc<AtomicU64>> = (0..args.devices)
         .map(|_| Arc::new(AtomicU64::new(start_ts)))
         .collect();
@@ -489,7 +499,7 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     let lat1 = take_latencies(&pubs);
     let metrics_after = scrape(&base, &auth).await?;
     println!(
-        "throughput phase: {acked} of {sent} messages acknowledged ({} points) in {elapsed:.2} s: {:.0} points/s sustained ({:.0} msg/s); publish -> PUBACK p50 {:.1} ms, p99 {:.1} ms",
+        "throughput phase: {acked} of {sent} messages acknowledged ({} points) in {elapsed:.2} s: {:.0} points/s stored and acknowledged ({:.0} msg/s); publish -> PUBACK p50 {:.1} ms, p99 {:.1} ms",
         acked * per_msg,
         throughput,
         acked as f64 / elapsed,
@@ -499,9 +509,25 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     let stored = metrics_after.0 - metrics_before.0;
     let scored = metrics_after.1 - metrics_before.1;
     println!(
-        "  node counters over the phase: {stored} points committed, {scored} scored by the detectors ({:.0} %) when the last PUBACK came",
+        "  node counters when the last PUBACK came: {stored} points committed, {scored} scored by the detectors ({:.0} %)",
         100.0 * scored as f64 / stored.max(1) as f64
     );
+    // The detectors work behind the commit (bounded channel): the whole pipeline's rate counts
+    // until they have scored every committed point too.
+    let scored_deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (st, sc, alerts) = scrape(&base, &auth).await?;
+        if sc >= st || Instant::now() > scored_deadline {
+            let all = t.elapsed().as_secs_f64();
+            println!(
+                "  every committed point scored after {all:.2} s: {:.0} points/s through store + AI ({} alerts opened)",
+                (sc - metrics_before.1) as f64 / all,
+                alerts - metrics_before.2
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Phase 2: paced at --rate, with markers polled until queryable.
     let msgs_per_s = args.rate as f64 / per_msg as f64;
@@ -541,30 +567,37 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
 
     // Every acknowledged reading is queryable: count metric m0 of every device in one query.
     let acked_readings = counters.acked_readings.load(Ordering::Relaxed);
-    let counted = {
-        let body = json!({"devices": {"labels": {"bench": "ingest"}}, "metrics": ["m0"],
-                          "from": start_ts as i64, "step": "1d", "agg": "count"});
-        let (base, auth) = (base.clone(), auth.clone());
-        tokio::task::spawn_blocking(move || {
-            call(
-                &http_agent(),
-                "POST",
-                &format!("{base}/api/v1/query"),
-                &auth,
-                Some(&body),
-            )
+    let total: f64 = {
+        let (base, auth, ids) = (base.clone(), auth.clone(), ids.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+            let agent = http_agent();
+            let mut total = 0.0;
+            // At most 100 series per query.
+            for group in ids.chunks(100) {
+                let body = json!({"devices": {"ids": group}, "metrics": ["m0"],
+                                  "from": start_ts as i64, "step": "1d", "agg": "count"});
+                let (st, r) = call(
+                    &agent,
+                    "POST",
+                    &format!("{base}/api/v1/query"),
+                    &auth,
+                    Some(&body),
+                )?;
+                if st != 200 {
+                    bail!("counting back: {st} {r}");
+                }
+                total += r["series"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|one| one["points"].as_array().cloned().unwrap_or_default())
+                    .map(|p| p[1].as_f64().unwrap_or_default())
+                    .sum::<f64>();
+            }
+            Ok(total)
         })
         .await??
     };
-    let total: f64 = counted.1["series"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .flat_map(|one| one["points"].as_array().cloned().unwrap_or_default())
-                .map(|p| p[1].as_f64().unwrap_or_default())
-                .sum()
-        })
-        .unwrap_or_default();
     println!(
         "check: {acked_readings} readings acknowledged, {total:.0} readings of m0 counted back through POST /api/v1/query: {}",
         if total as u64 == acked_readings {
@@ -584,8 +617,8 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sentio_points_stored_total` and `sentio_points_scored_total` from `/metrics`.
-async fn scrape(base: &str, auth: &str) -> anyhow::Result<(u64, u64)> {
+/// Points stored, points scored and alerts opened, from `/metrics`.
+async fn scrape(base: &str, auth: &str) -> anyhow::Result<(u64, u64, u64)> {
     let (url, auth) = (format!("{base}/metrics"), auth.to_string());
     let text = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
         let mut resp = http_agent()
@@ -603,5 +636,6 @@ async fn scrape(base: &str, auth: &str) -> anyhow::Result<(u64, u64)> {
     Ok((
         read("sentio_points_stored_total"),
         read("sentio_points_scored_total"),
+        read("sentio_alerts_opened_total"),
     ))
 }

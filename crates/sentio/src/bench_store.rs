@@ -603,7 +603,10 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let ours_r = restart_side(&base.join("replay-sentio"), "sentio", &replay).await?;
     let peer_r = restart_side(&base.join("replay-peer"), "peer", &replay).await?;
     row(
-        &format!("restart after SIGKILL, {replay_total} head points: open + first query, ms"),
+        &format!(
+            "kill -9, {:.2} M head points: reopen + 1st query, ms",
+            replay_total as f64 / 1e6
+        ),
         ours_r.ms,
         peer_r.ms,
         peer_r.ms / ours_r.ms,
