@@ -192,3 +192,43 @@ impl From<sentio_broker::ClientInfo> for BrokerClientView {
         }
     }
 }
+
+/// `PATCH /api/v1/devices/<id>` body: a new name, and labels to set (a string) or remove
+/// (`null`); labels not named are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDevice {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, Option<String>>,
+    /// Read only to refuse it with a reason (the detectors group peers by kind).
+    pub kind: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/query` body: several series in one request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryBody {
+    /// Which devices: by id, or by label selector.
+    pub devices: DeviceSelector,
+    /// Metrics of each device; every metric each device has when absent.
+    pub metrics: Option<Vec<String>>,
+    /// Milliseconds or RFC 3339 (default: `to` minus one hour).
+    pub from: Option<serde_json::Value>,
+    /// Milliseconds or RFC 3339, exclusive (default: now).
+    pub to: Option<serde_json::Value>,
+    pub step: Option<String>,
+    pub agg: Option<String>,
+    /// Draw each series at about this many points (for charts).
+    pub points: Option<usize>,
+    /// Most points (or buckets) per series; the rest is announced with that series' `next`.
+    pub limit: Option<usize>,
+}
+
+/// The `devices` of a query: exactly one of `ids` and `labels`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSelector {
+    pub ids: Option<Vec<String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+}

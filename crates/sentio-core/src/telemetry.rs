@@ -42,9 +42,33 @@ pub fn valid_metric(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// Which timestamps a payload may carry, relative to its receive time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Points stamped more than this after the receive time are refused (ms).
+    pub max_future_ms: i64,
+    /// Points stamped more than this before the receive time are refused (ms); `None`: any
+    /// time since 1970 is accepted (replays of old history).
+    pub max_late_ms: Option<i64>,
+}
+
 /// Parses a telemetry payload from `device` received at `now_ms`. Points stamped more than
-/// `max_future_ms` after `now_ms` are refused.
+/// `max_future_ms` after `now_ms` are refused; there is no lower bound but 1970.
 pub fn parse(device: &DeviceId, payload: &[u8], now_ms: i64, max_future_ms: i64) -> Parsed {
+    parse_in(
+        device,
+        payload,
+        now_ms,
+        TimeWindow {
+            max_future_ms,
+            max_late_ms: None,
+        },
+    )
+}
+
+/// Parses a telemetry payload from `device` received at `now_ms`, refusing points stamped
+/// outside `window` around `now_ms`, with the reason.
+pub fn parse_in(device: &DeviceId, payload: &[u8], now_ms: i64, window: TimeWindow) -> Parsed {
     let mut out = Parsed::default();
     let value: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
@@ -54,7 +78,7 @@ pub fn parse(device: &DeviceId, payload: &[u8], now_ms: i64, max_future_ms: i64)
         }
     };
     match value {
-        Value::Object(obj) => parse_object(device, &obj, now_ms, max_future_ms, &mut out),
+        Value::Object(obj) => parse_object(device, &obj, now_ms, window, &mut out),
         Value::Array(items) => {
             if items.len() > MAX_BATCH {
                 out.rejected.push(format!(
@@ -65,9 +89,7 @@ pub fn parse(device: &DeviceId, payload: &[u8], now_ms: i64, max_future_ms: i64)
             }
             for (i, item) in items.iter().enumerate() {
                 match item {
-                    Value::Object(obj) => {
-                        parse_object(device, obj, now_ms, max_future_ms, &mut out)
-                    }
+                    Value::Object(obj) => parse_object(device, obj, now_ms, window, &mut out),
                     other => out.rejected.push(format!(
                         "batch item {i}: expected a JSON object, got {}",
                         kind(other)
@@ -87,9 +109,10 @@ fn parse_object(
     device: &DeviceId,
     obj: &serde_json::Map<String, Value>,
     now_ms: i64,
-    max_future_ms: i64,
+    window: TimeWindow,
     out: &mut Parsed,
 ) {
+    let max_future_ms = window.max_future_ms;
     let ts_ms = match obj.get(TS_FIELD) {
         None => now_ms,
         Some(Value::Number(n)) => match n.as_i64() {
@@ -127,6 +150,17 @@ fn parse_object(
     if ts_ms < 0 {
         out.rejected
             .push(format!("timestamp {ts_ms} is before 1970"));
+        return;
+    }
+    if let Some(max_late_ms) = window.max_late_ms
+        && ts_ms < now_ms.saturating_sub(max_late_ms)
+    {
+        out.rejected.push(format!(
+            "timestamp {} is {} s in the past, older than the late-point window ({} s)",
+            time::format_time(ts_ms),
+            (now_ms - ts_ms) / 1000,
+            max_late_ms / 1000
+        ));
         return;
     }
     for (name, v) in obj {
@@ -255,5 +289,26 @@ mod tests {
         check(r#"{"ts": "soon", "x": 1}"#, &[], &["\"ts\""]);
         check(r#"{"ts": 1.5, "x": 1}"#, &[], &["whole number"]);
         check(r#"{"a/b": 1}"#, &[], &["invalid"]);
+    }
+
+    #[test]
+    fn the_late_window_refuses_older_points_with_a_reason() {
+        let dev = DeviceId::parse("d1").unwrap();
+        let window = TimeWindow {
+            max_future_ms: 60_000,
+            max_late_ms: Some(3_600_000),
+        };
+        let payload = format!(
+            r#"[{{"ts": {}, "x": 1}}, {{"ts": {}, "x": 2}}, {{"ts": {}, "s": "old"}}]"#,
+            NOW - 3_600_000,
+            NOW - 3_600_001,
+            NOW - 7_200_000
+        );
+        let got = parse_in(&dev, payload.as_bytes(), NOW, window);
+        let ts: Vec<i64> = got.points.iter().map(|p| p.ts_ms).collect();
+        assert_eq!(ts, [NOW - 3_600_000], "the window's edge is inside it");
+        assert!(got.events.is_empty(), "text events obey the same window");
+        assert_eq!(got.rejected.len(), 2, "{:?}", got.rejected);
+        assert!(got.rejected[0].contains("older than the late-point window (3600 s)"));
     }
 }

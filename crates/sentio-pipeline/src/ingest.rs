@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use sentio_core::telemetry::TimeWindow;
 use sentio_core::{DeviceId, Point, TextEvent, telemetry, time};
 use sentio_store::{DeviceRegistry, EventStore, SeriesStore};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,7 +36,7 @@ pub struct Ingest {
     registry: Arc<dyn DeviceRegistry>,
     presence: Arc<Presence>,
     stats: Arc<Stats>,
-    max_future_ms: i64,
+    window: TimeWindow,
 }
 
 impl Ingest {
@@ -44,14 +45,14 @@ impl Ingest {
         registry: Arc<dyn DeviceRegistry>,
         presence: Arc<Presence>,
         stats: Arc<Stats>,
-        max_future_ms: i64,
+        window: TimeWindow,
     ) -> Self {
         Self {
             tx,
             registry,
             presence,
             stats,
-            max_future_ms,
+            window,
         }
     }
 
@@ -66,7 +67,7 @@ impl Ingest {
     ) -> Result<Accepted, PipelineError> {
         let now = time::now_ms();
         self.presence.seen(device.as_str(), now);
-        let parsed = telemetry::parse(device, payload, now, self.max_future_ms);
+        let parsed = telemetry::parse_in(device, payload, now, self.window);
         for reason in &parsed.rejected {
             self.reject(device.as_str(), reason).await;
         }

@@ -40,6 +40,11 @@ use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+/// Default late-point window: 7 days, the default raw retention of the issue, so a point is
+/// accepted as long as raw data of its age is kept (a device back from a week offline can
+/// upload its buffer).
+pub const DEFAULT_LATE_WINDOW_MS: i64 = 7 * 86_400_000;
+
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -51,6 +56,10 @@ pub struct PipelineConfig {
     pub max_commit_points: usize,
     /// Points further than this in the future are refused.
     pub max_future_ms: i64,
+    /// The late-point window: points (and text events) stamped further than this before their
+    /// arrival are refused with a reason; `None` accepts any past time (replays of history).
+    /// Within it, late and out-of-order points are stored and merged, sealed ranges included.
+    pub max_late_ms: Option<i64>,
     /// The anomaly detector's parameters (one set for every series).
     pub detector: DetectorConfig,
     /// Consecutive normal points after which an open alert resolves.
@@ -68,6 +77,7 @@ impl Default for PipelineConfig {
             detect_capacity: 1024,
             max_commit_points: 20_000,
             max_future_ms: 5 * 60_000,
+            max_late_ms: Some(DEFAULT_LATE_WINDOW_MS),
             detector: DetectorConfig {
                 warmup: 40,
                 ..DetectorConfig::default()
@@ -147,7 +157,10 @@ impl Pipeline {
             stores.registry.clone(),
             presence.clone(),
             stats.clone(),
-            config.max_future_ms,
+            sentio_core::telemetry::TimeWindow {
+                max_future_ms: config.max_future_ms,
+                max_late_ms: config.max_late_ms,
+            },
         );
         Ok(Self {
             ingest,

@@ -20,6 +20,7 @@
 mod backup;
 pub mod chunk;
 mod error;
+pub mod labels;
 mod model;
 pub mod secret;
 mod sqlite;
@@ -28,10 +29,10 @@ mod traits;
 pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{
-    Agg, AlertFilter, ApiToken, Device, NewDevice, NewToken, RangeQuery, RangeResult, SeriesInfo,
-    TOKEN_USERNAME_PREFIX,
+    Agg, AlertFilter, ApiToken, Device, DeviceUpdate, NewDevice, NewToken, RangeQuery, RangeResult,
+    SeriesInfo, TOKEN_USERNAME_PREFIX,
 };
-pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
+pub use sqlite::{DB_FILE, DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use traits::{AlertStore, DeviceRegistry, EventStore, SeriesStore, TokenStore};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).

@@ -53,6 +53,15 @@ impl NewDevice {
     }
 }
 
+/// A change to a registered device (`PATCH /api/v1/devices/<id>`).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// Labels to set (`Some`) or remove (`None`); labels not named are kept.
+    pub labels: BTreeMap<String, Option<String>>,
+}
+
 /// One metric of a device with its latest value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesInfo {
@@ -81,10 +90,18 @@ pub enum Agg {
     First,
     /// Last point of the bucket.
     Last,
+    /// Per-second rate of change within the bucket, as a derivative: (last value - first
+    /// value) / (seconds between the bucket's first and last points). May be negative (a
+    /// counter reset shows as a drop); a bucket with fewer than two points has no rate and is
+    /// left out of the answer.
+    Rate,
 }
 
 impl Agg {
-    /// Reads `avg|min|max|sum|count|first|last`.
+    /// The names [`Agg::parse`] reads, for error messages.
+    pub const NAMES: &str = "avg, min, max, sum, count, first, last or rate";
+
+    /// Reads `avg|min|max|sum|count|first|last|rate`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "avg" | "mean" => Self::Avg,
@@ -94,6 +111,7 @@ impl Agg {
             "count" => Self::Count,
             "first" => Self::First,
             "last" => Self::Last,
+            "rate" => Self::Rate,
             _ => return None,
         })
     }

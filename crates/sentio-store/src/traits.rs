@@ -8,7 +8,8 @@ use sentio_core::acl::AclRule;
 use sentio_core::{Alert, DeviceId, Point, TextEvent};
 
 use crate::{
-    AlertFilter, ApiToken, Device, NewDevice, NewToken, RangeQuery, RangeResult, Result, SeriesInfo,
+    AlertFilter, ApiToken, Device, DeviceUpdate, NewDevice, NewToken, RangeQuery, RangeResult,
+    Result, SeriesInfo,
 };
 
 /// Devices and their credentials.
@@ -33,6 +34,14 @@ pub trait DeviceRegistry: Send + Sync {
     async fn touch(&self, seen: &[(String, i64)]) -> Result<()>;
     /// Records that part of what a device sent was refused, and why.
     async fn record_rejection(&self, id: &str, ts_ms: i64, reason: &str) -> Result<()>;
+    /// Renames a device and sets or removes labels, atomically; returns the device as changed,
+    /// or `UnknownDevice`. The resulting labels are validated ([`crate::labels::validate`]).
+    async fn update_device(&self, id: &str, update: DeviceUpdate) -> Result<Device>;
+    /// Devices whose labels hold every pair of `selector`, by id.
+    async fn devices_with_labels(
+        &self,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Device>>;
 }
 
 /// Time series.

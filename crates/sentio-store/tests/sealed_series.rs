@@ -113,16 +113,17 @@ async fn all_pages(
 }
 
 fn model_aggregate(points: &[(i64, f64)], step: i64, agg: Agg) -> Vec<(i64, f64)> {
-    let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let mut buckets: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
     for &(t, v) in points {
         buckets
             .entry(t.div_euclid(step) * step)
             .or_default()
-            .push(v);
+            .push((t, v));
     }
     buckets
         .into_iter()
-        .map(|(b, vs)| {
+        .filter_map(|(b, tvs)| {
+            let vs: Vec<f64> = tvs.iter().map(|p| p.1).collect();
             let sum: f64 = vs.iter().sum();
             let v = match agg {
                 Agg::Avg => sum / vs.len() as f64,
@@ -132,8 +133,15 @@ fn model_aggregate(points: &[(i64, f64)], step: i64, agg: Agg) -> Vec<(i64, f64)
                 Agg::Count => vs.len() as f64,
                 Agg::First => vs[0],
                 Agg::Last => vs[vs.len() - 1],
+                Agg::Rate => {
+                    let (first, last) = (tvs[0], tvs[tvs.len() - 1]);
+                    if last.0 == first.0 {
+                        return None;
+                    }
+                    (last.1 - first.1) / ((last.0 - first.0) as f64 / 1000.0)
+                }
             };
-            (b, v)
+            Some((b, v))
         })
         .collect()
 }
@@ -195,6 +203,7 @@ async fn check_reads(store: &SqliteStore, model: &Model, rng: &mut Rng, end: i64
             Agg::Count,
             Agg::First,
             Agg::Last,
+            Agg::Rate,
         ] {
             let step = [1_000, 7_000, 60_000, 300_000][rng.below(4) as usize];
             let got = store

@@ -39,6 +39,180 @@ pub struct StoreArgs {
     /// Where to put the two databases (default: a new temporary directory, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Points in the head when the restart row's writer is killed (times `--scale`).
+    #[arg(long, default_value_t = 1_000_000)]
+    replay_points: u64,
+}
+
+/// Arguments of the restart row's child process (`sentio bench store-child`).
+#[derive(Debug, Args)]
+pub struct ChildArgs {
+    /// Directory of the database.
+    #[arg(long)]
+    dir: PathBuf,
+    /// `sentio` (the store's head, through the trait) or `peer` (row per point).
+    #[arg(long)]
+    side: String,
+    /// Points to write.
+    #[arg(long)]
+    points: u64,
+    /// Series they are spread over (1 point per second each).
+    #[arg(long, default_value_t = 1000)]
+    series: usize,
+}
+
+/// The restart row's writer: appends `points` acknowledged points (no sealer: they all stay in
+/// the head), prints `ready`, and waits to be killed without closing anything.
+pub async fn child(args: ChildArgs) -> anyhow::Result<()> {
+    let w = replay_workload(args.points, args.series);
+    match args.side.as_str() {
+        "sentio" => {
+            let store = SqliteStore::open(&args.dir)?;
+            let devices = device_ids(w.series)?;
+            let metric: Arc<str> = Arc::from("temperature");
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::block_in_place(|| {
+                w.for_each(|batch| {
+                    let points: Vec<Point> = batch
+                        .iter()
+                        .map(|&(s, ts_ms, value)| Point {
+                            device: devices[s].clone(),
+                            metric: metric.clone(),
+                            ts_ms,
+                            value,
+                        })
+                        .collect();
+                    handle.block_on(store.append(&points))?;
+                    Ok(())
+                })
+            })?;
+            println!("ready");
+            // Keep the store (and its connection) open until the parent kills this process.
+            std::future::pending::<()>().await;
+            drop(store);
+        }
+        "peer" => {
+            let mut conn = open_peer(&args.dir.join("peer.db"))?;
+            w.for_each(|batch| peer_append(&mut conn, batch))?;
+            println!("ready");
+            std::future::pending::<()>().await;
+        }
+        other => anyhow::bail!("unknown side {other:?}"),
+    }
+    Ok(())
+}
+
+/// The restart row's data: `points` spread over `series` series at 1 point per second.
+fn replay_workload(points: u64, series: usize) -> Workload {
+    Workload {
+        series: series.max(1),
+        chart_points: 0,
+        fleet_seconds: (points / series.max(1) as u64).max(1) as i64,
+        batch: 20_000,
+    }
+}
+
+fn device_ids(series: usize) -> anyhow::Result<Vec<DeviceId>> {
+    Ok((0..=series)
+        .map(|i| DeviceId::parse(&format!("bench-{i:05}")))
+        .collect::<Result<_, _>>()?)
+}
+
+/// One peer transaction: a row per point.
+fn peer_append(conn: &mut Connection, batch: &Batch) -> anyhow::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
+        )?;
+        for &(s, ts, v) in batch {
+            stmt.execute(params![s as i64, ts, v])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// What the restart row measured on one side.
+struct Replay {
+    /// Open + first query after the kill.
+    ms: f64,
+    /// Bytes of write-ahead log left by the killed writer.
+    wal_bytes: u64,
+    /// Points the first query returned.
+    answered: usize,
+}
+
+/// Writes `w` in a child process (this executable), kills it with SIGKILL once it says every
+/// point is acknowledged, then times reopening the database and answering the first query
+/// (series 1, its whole range).
+async fn restart_side(dir: &Path, side: &str, w: &Workload) -> anyhow::Result<Replay> {
+    use std::io::{BufRead, BufReader};
+    std::fs::create_dir_all(dir)?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "store-child", "--side", side, "--dir"])
+        .arg(dir)
+        .args([
+            "--points",
+            &(w.fleet_seconds as u64 * w.series as u64).to_string(),
+            "--series",
+            &w.series.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the writer child")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let ready = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.trim() == "ready")
+    })
+    .await?;
+    // SIGKILL: no clean close, no checkpoint.
+    child.kill()?;
+    child.wait()?;
+    anyhow::ensure!(ready, "the {side} writer died before it was ready");
+    let db = if side == "sentio" {
+        dir.join(sentio_store::DB_FILE)
+    } else {
+        dir.join("peer.db")
+    };
+    let wal_bytes = std::fs::metadata(format!("{}-wal", db.display()))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let (from, to) = (w.fleet_start(), w.fleet_start() + w.fleet_seconds * 1000);
+    let t = Instant::now();
+    let answered = if side == "sentio" {
+        let store = SqliteStore::open(dir)?;
+        let devices = device_ids(1)?;
+        store
+            .query(sentio_store::RangeQuery {
+                device: devices[1].clone(),
+                metric: "temperature".into(),
+                from_ms: from,
+                to_ms: to,
+                step: None,
+                limit: 100_000,
+            })
+            .await?
+            .points
+            .len()
+    } else {
+        let conn = open_peer(&db)?;
+        let mut stmt = conn.prepare(
+            "SELECT ts, value FROM points WHERE series_id = 1 AND ts >= ?1 AND ts < ?2 ORDER BY ts",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?.len()
+    };
+    Ok(Replay {
+        ms: ms(t.elapsed()),
+        wal_bytes,
+        answered,
+    })
 }
 
 /// Start of the simulated data: 2026-01-01T00:00:00Z.
@@ -204,9 +378,7 @@ fn ms(d: Duration) -> f64 {
 async fn run_store(dir: &Path, w: &Workload, args: &StoreArgs) -> anyhow::Result<(Side, u64)> {
     let mut side = Side::default();
     let store = SqliteStore::open(dir)?;
-    let devices: Vec<DeviceId> = (0..=w.series)
-        .map(|i| DeviceId::parse(&format!("bench-{i:05}")))
-        .collect::<Result<_, _>>()?;
+    let devices = device_ids(w.series)?;
     let metric: Arc<str> = Arc::from("temperature");
 
     // Ingest through the trait, with the node's background sealer running beside it.
@@ -296,16 +468,7 @@ fn run_peer(dir: &Path, w: &Workload, args: &StoreArgs) -> anyhow::Result<Side> 
     let mut ingest = Duration::ZERO;
     w.for_each(|batch| {
         let t = Instant::now();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
-            )?;
-            for &(s, ts, v) in batch {
-                stmt.execute(params![s as i64, ts, v])?;
-            }
-        }
-        tx.commit()?;
+        peer_append(&mut conn, batch)?;
         ingest += t.elapsed();
         Ok(())
     })?;
@@ -433,6 +596,29 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         peer.reopen_ms,
         peer.reopen_ms / ours.reopen_ms,
         "faster",
+    );
+    // Restart after a kill with the head full of acknowledged points.
+    let replay = replay_workload((args.replay_points as f64 * args.scale) as u64, args.series);
+    let replay_total = replay.fleet_seconds as u64 * replay.series as u64;
+    let ours_r = restart_side(&base.join("replay-sentio"), "sentio", &replay).await?;
+    let peer_r = restart_side(&base.join("replay-peer"), "peer", &replay).await?;
+    row(
+        &format!(
+            "kill -9, {:.2} M head points: reopen + 1st query, ms",
+            replay_total as f64 / 1e6
+        ),
+        ours_r.ms,
+        peer_r.ms,
+        peer_r.ms / ours_r.ms,
+        "faster",
+    );
+    println!(
+        "  (write-ahead log left by the killed writer: sentio {:.1} MiB, peer {:.1} MiB; first query answered {} and {} points, expected {})",
+        ours_r.wal_bytes as f64 / 1048576.0,
+        peer_r.wal_bytes as f64 / 1048576.0,
+        ours_r.answered,
+        peer_r.answered,
+        replay.fleet_seconds
     );
     println!(
         "chart answers: sentio {} points, peer {} points, identical: {}",

@@ -132,6 +132,8 @@ pub async fn run(spec: FleetSpec, minutes: u64, end_ms: Option<i64>) -> anyhow::
     config.mqtt = "127.0.0.1:0".parse()?;
     config.http = "127.0.0.1:0".parse()?;
     config.pipeline.limits = crate::node::demo_limits();
+    // A fixed `--end` may lie further back than the late-point window: the replay is history.
+    config.pipeline.max_late_ms = None;
     let node = Node::start(config).await?;
     let result = evaluate(&node, spec, minutes, end_ms).await;
     node.shutdown().await;

@@ -2,6 +2,7 @@
 //! `anyhow`.
 
 mod ai_cli;
+mod bench_ingest;
 mod bench_store;
 mod broker_bench;
 mod sim_cli;
@@ -81,6 +82,13 @@ enum BenchCommand {
     /// Sentio's MQTT broker side by side with mosquitto (same run, same load generator):
     /// throughput, fan-in/fan-out, latency at 10k msg/s, idle connections.
     Broker(broker_bench::BrokerBenchArgs),
+    /// The whole pipeline: many MQTT publishers (registered devices, QoS 1) -> embedded broker
+    /// -> store + detectors -> queryable: sustained points/s, publish -> queryable p50/p99.
+    Ingest(bench_ingest::IngestArgs),
+    /// (internal) The child of `bench store`'s restart row: writes points into the head, says
+    /// so, and waits to be killed.
+    #[command(hide = true)]
+    StoreChild(bench_store::ChildArgs),
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +234,24 @@ struct ServeArgs {
     /// subscribe only under public/#; a warning is logged at start.
     #[arg(long)]
     allow_anonymous: bool,
+    /// The late-point window: telemetry stamped further back than this (e.g. `1h`, `7d`) is
+    /// refused with a reason recorded on the device; within it, late and out-of-order points are
+    /// stored and merged, also into already compressed chunks. `none` accepts any past time.
+    #[arg(long, default_value = "7d", value_parser = parse_late_window, env = "SENTIO_LATE_WINDOW")]
+    late_window: LateWindow,
+}
+
+/// `--late-window`: a duration, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct LateWindow(Option<i64>);
+
+fn parse_late_window(s: &str) -> Result<LateWindow, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(LateWindow(None));
+    }
+    sentio_core::time::parse_duration_ms(s)
+        .map(|ms| LateWindow(Some(ms)))
+        .map_err(|e| format!("{e} (a duration such as 1h or 7d, or `none`)"))
 }
 
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
@@ -268,6 +294,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.tls_cert_key = args.tls_cert.zip(args.tls_key);
     config.tls_client_ca = args.tls_client_ca;
     config.allow_anonymous = args.allow_anonymous;
+    config.pipeline.max_late_ms = args.late_window.0;
     if args.demo {
         sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {
@@ -346,6 +373,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Store(args)) => {
             tokio::runtime::Runtime::new()?.block_on(bench_store::run(args))
+        }
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            tokio::runtime::Runtime::new()?.block_on(bench_ingest::run(args))
+        }
+        Command::Bench(BenchCommand::StoreChild(args)) => {
+            tokio::runtime::Runtime::new()?.block_on(bench_store::child(args))
         }
         Command::Serve(args) => {
             init_logging();

@@ -11,13 +11,19 @@ async fn text_values_are_kept_as_bounded_events() {
     let node = start(dir.path()).await;
     let secret = register(&node, "press-1", "press").await;
     let url = format!("http://{}/api/v1/devices/press-1/telemetry", node.http_addr);
+    // Recent timestamps: the node refuses points older than its late-point window (7 days).
+    let t0 = sentio_core::time::now_ms() - 600_000;
 
     // Over HTTP: a number and a text in one reading.
     let (st, r) = http(
         "POST",
         url.clone(),
         basic("press-1", &secret),
-        Some(br#"{"ts": 1000, "state": "running", "pressure": 3.5}"#.to_vec()),
+        Some(
+            json!({"ts": t0 + 1000, "state": "running", "pressure": 3.5})
+                .to_string()
+                .into_bytes(),
+        ),
     )
     .await;
     assert_eq!(st, 200, "{r}");
@@ -32,7 +38,9 @@ async fn text_values_are_kept_as_bounded_events() {
         &client,
         &mut el,
         "devices/press-1/telemetry",
-        br#"{"ts": 2000, "state": "stopped"}"#.to_vec(),
+        json!({"ts": t0 + 2000, "state": "stopped"})
+            .to_string()
+            .into_bytes(),
     )
     .await
     .unwrap();
@@ -48,7 +56,7 @@ async fn text_values_are_kept_as_bounded_events() {
     assert_eq!(texts, ["stopped", "running"], "newest first");
 
     // Too long a text is refused with its reason; the rest of the reading is kept.
-    let long = json!({"ts": 3000, "state": "x".repeat(2000), "pressure": 3.6});
+    let long = json!({"ts": t0 + 3000, "state": "x".repeat(2000), "pressure": 3.6});
     let (st, r) = http(
         "POST",
         url.clone(),
@@ -68,7 +76,7 @@ async fn text_values_are_kept_as_bounded_events() {
 
     // The history is bounded: the newest 1,000 per metric are kept.
     let batch: Vec<Value> = (0..1_005)
-        .map(|i| json!({"ts": 10_000 + i, "mode": format!("m{i}")}))
+        .map(|i| json!({"ts": t0 + 10_000 + i, "mode": format!("m{i}")}))
         .collect();
     let (st, r) = http(
         "POST",

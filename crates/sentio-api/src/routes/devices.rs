@@ -5,11 +5,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use sentio_core::{DeviceId, topic};
-use sentio_store::NewDevice;
+use sentio_store::{DeviceUpdate, NewDevice};
 use serde_json::{Value, json};
 
 use crate::auth::Admin;
-use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView};
+use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView, UpdateDevice};
 use crate::{ApiError, AppState};
 
 pub async fn create(
@@ -99,4 +99,38 @@ pub async fn rotate_secret(
     let secret = s.registry.rotate_secret(&id).await?;
     tracing::info!(device = %id, "device secret rotated");
     Ok(Json(json!({"id": id, "secret": secret})))
+}
+
+/// `PATCH /api/v1/devices/<id>`: renames the device and sets (`"key": "value"`) or removes
+/// (`"key": null`) labels; the other labels are kept. Returns the device as changed.
+pub async fn update(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateDevice>, JsonRejection>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let Json(body) = body?;
+    if body.kind.is_some() {
+        return Err(ApiError::bad_request(
+            "`kind` cannot be changed: the detectors compare a device with the peers of its kind; register a new device instead",
+        ));
+    }
+    if body.name.is_none() && body.labels.is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give `name` and/or `labels` ({\"key\": \"value\"} sets, {\"key\": null} removes)",
+        ));
+    }
+    let d = s
+        .registry
+        .update_device(
+            &id,
+            DeviceUpdate {
+                name: body.name,
+                labels: body.labels,
+            },
+        )
+        .await?;
+    tracing::info!(device = %d.id, labels = ?d.labels, "device updated");
+    let (online, seen) = s.presence.status(&d.id);
+    Ok(Json(DeviceView::new(d, online, seen)))
 }

@@ -8,6 +8,7 @@ mod export;
 mod forecast;
 mod ingest;
 mod mqtt_ws;
+mod query;
 mod series;
 mod stream;
 mod system;
@@ -27,7 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices::list).post(devices::create))
         .route(
             "/api/v1/devices/{id}",
-            get(devices::show).delete(devices::delete),
+            get(devices::show)
+                .delete(devices::delete)
+                .patch(devices::update),
         )
         .route(
             "/api/v1/devices/{id}/secret",
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/series/{metric}/forecast",
             get(forecast::forecast),
         )
+        .route("/api/v1/query", axum::routing::post(query::query))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}", get(alerts::get))
         .route(

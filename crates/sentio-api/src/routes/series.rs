@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use sentio_core::DeviceId;
-use sentio_core::time::{now_ms, parse_duration_ms, parse_time};
+use sentio_core::time::{now_ms, parse_time};
 use sentio_store::{Agg, RangeQuery};
 use serde_json::{Value, json};
 
@@ -64,20 +64,7 @@ pub async fn range(
     if to <= from {
         return Err(ApiError::bad_request("`to` must be after `from`"));
     }
-    let step = match (&p.step, &p.agg) {
-        (None, None) => None,
-        (Some(step), agg) => {
-            let step = parse_duration_ms(step).map_err(bad)?;
-            let agg_name = agg.as_deref().unwrap_or("avg");
-            let agg = Agg::parse(agg_name).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "unknown agg {agg_name:?}: use avg, min, max, sum, count, first or last"
-                ))
-            })?;
-            Some((step, agg))
-        }
-        (None, Some(_)) => return Err(ApiError::bad_request("`agg` needs a `step`, e.g. step=1m")),
-    };
+    let step = super::query::parse_step(p.step.as_deref(), p.agg.as_deref())?;
     let result = match p.points {
         Some(_) if step.is_some() => {
             return Err(ApiError::bad_request(

@@ -217,8 +217,9 @@ impl Acc {
         self.last = o.last;
     }
 
-    fn value(&self, agg: Agg) -> f64 {
-        match agg {
+    /// The bucket's value; `None` for a rate over fewer than two points (no time elapsed).
+    fn value(&self, agg: Agg) -> Option<f64> {
+        Some(match agg {
             Agg::Avg => self.sum / self.count as f64,
             Agg::Min => self.min,
             Agg::Max => self.max,
@@ -226,12 +227,20 @@ impl Acc {
             Agg::Count => self.count as f64,
             Agg::First => self.first.1,
             Agg::Last => self.last.1,
-        }
+            Agg::Rate => {
+                let seconds = (self.last.0 - self.first.0) as f64 / 1000.0;
+                if seconds <= 0.0 {
+                    return None;
+                }
+                (self.last.1 - self.first.1) / seconds
+            }
+        })
     }
 }
 
 /// One aggregate per `step` bucket of `[from, to)` (buckets aligned on multiples of `step`), at
-/// most `limit` buckets, with the `from` of the next page.
+/// most `limit` buckets, with the `from` of the next page. Buckets without a value (a rate over
+/// a single point) are left out but count towards the limit.
 pub(super) fn aggregate(
     conn: &Connection,
     sid: i64,
@@ -268,7 +277,10 @@ pub(super) fn aggregate(
         None
     };
     Ok(RangeResult {
-        points: buckets.iter().map(|(b, a)| (*b, a.value(agg))).collect(),
+        points: buckets
+            .iter()
+            .filter_map(|(b, a)| Some((*b, a.value(agg)?)))
+            .collect(),
         next,
     })
 }

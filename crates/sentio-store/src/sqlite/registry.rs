@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use sentio_core::{DeviceId, time};
 
 use super::SqliteStore;
-use crate::{Device, DeviceRegistry, NewDevice, Result, StoreError, secret};
+use crate::{Device, DeviceRegistry, DeviceUpdate, NewDevice, Result, StoreError, labels, secret};
 
 const DEVICE_COLUMNS: &str = "id, name, kind, labels, created_ms, last_seen_ms, rejected_count, \
                               last_rejection, last_rejection_ms";
@@ -41,6 +41,7 @@ impl DeviceRegistry for SqliteStore {
         let id = DeviceId::parse(&new.id)
             .map_err(|e| StoreError::InvalidQuery(e.to_string()))?
             .to_string();
+        labels::validate(&new.labels)?;
         let secret = secret::generate();
         let digest = secret::digest(&self.inner.key, &id, &secret);
         let device = Device {
@@ -234,6 +235,82 @@ impl DeviceRegistry for SqliteStore {
                 params![id, reason, ts_ms],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn update_device(&self, id: &str, update: DeviceUpdate) -> Result<Device> {
+        if update
+            .name
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.len() > 200)
+        {
+            return Err(StoreError::InvalidQuery(
+                "name must be 1-200 characters".into(),
+            ));
+        }
+        for (k, v) in &update.labels {
+            labels::validate_pair(k, v.as_deref().unwrap_or(""))?;
+        }
+        let id = id.to_string();
+        self.with_conn(move |_, conn| {
+            let tx = conn.transaction()?;
+            let mut device = tx
+                .query_row(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                    [&id],
+                    device_from_row,
+                )
+                .optional()?
+                .map(finish)
+                .transpose()?
+                .ok_or(StoreError::UnknownDevice(id))?;
+            if let Some(name) = update.name {
+                device.name = name;
+            }
+            labels::apply(&mut device.labels, &update.labels);
+            labels::validate(&device.labels)?;
+            let encoded = serde_json::to_string(&device.labels).expect("labels serialise");
+            tx.execute(
+                "UPDATE devices SET name = ?2, labels = ?3 WHERE id = ?1",
+                params![device.id, device.name, encoded],
+            )?;
+            tx.commit()?;
+            Ok(device)
+        })
+        .await
+    }
+
+    async fn devices_with_labels(
+        &self,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Device>> {
+        for (k, v) in selector {
+            labels::validate_pair(k, v)?;
+        }
+        let selector = selector.clone();
+        self.with_conn(move |_, conn| {
+            // Valid keys hold no `"`, so each is a safe quoted JSON path member.
+            let mut sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE 1");
+            let mut args: Vec<String> = Vec::with_capacity(selector.len() * 2);
+            for (k, v) in &selector {
+                sql.push_str(&format!(
+                    " AND json_extract(labels, ?{}) IS ?{}",
+                    args.len() + 1,
+                    args.len() + 2
+                ));
+                args.push(format!("$.\"{k}\""));
+                args.push(v.clone());
+            }
+            sql.push_str(" ORDER BY id");
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(&args), device_from_row)?;
+            let devices = rows.map(|r| finish(r?)).collect::<Result<Vec<_>>>()?;
+            // The database's JSON reading is trusted only as a prefilter.
+            Ok(devices
+                .into_iter()
+                .filter(|d| labels::matches(&d.labels, &selector))
+                .collect())
         })
         .await
     }
