@@ -28,11 +28,13 @@ mod traits;
 pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{
-    Agg, AlertFilter, ApiToken, Device, NewDevice, NewToken, RangeQuery, RangeResult, SeriesInfo,
-    TOKEN_USERNAME_PREFIX,
+    Agg, AlertFilter, ApiToken, Device, MaintenanceReport, NewDevice, NewToken, RangeQuery,
+    RangeResult, Resolution, RetentionPolicy, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
-pub use traits::{AlertStore, DeviceRegistry, EventStore, SeriesStore, TokenStore};
+pub use traits::{
+    AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
+};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).
 pub const EVENT_HISTORY: usize = 1_000;

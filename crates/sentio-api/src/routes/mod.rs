@@ -7,6 +7,7 @@ mod events;
 mod export;
 mod forecast;
 mod ingest;
+mod retention;
 mod series;
 mod stream;
 mod system;
@@ -52,6 +53,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/stream", get(stream::stream))
+        .route(
+            "/api/v1/retention",
+            get(retention::get).put(retention::put),
+        )
+        .route("/api/v1/storage", get(retention::storage))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/broker/clients", get(broker::clients))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))
