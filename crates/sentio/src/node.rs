@@ -281,8 +281,8 @@ async fn apply_retention(store: &SqliteStore, config: &NodeConfig) -> anyhow::Re
     Ok(())
 }
 
-/// Every 5 s: seal, roll up, expire, keep to the disk budget; while the disk is full, probe
-/// whether it takes data again (so MQTT 5 publishers are no longer refused).
+/// Every 5 s: seal, roll up, expire, keep to the disk budget; while the disk is full, only
+/// probe whether 1 MiB is free again (so MQTT 5 publishers are no longer refused).
 async fn run_maintenance(
     store: &SqliteStore,
     stats: &sentio_pipeline::Stats,
@@ -296,13 +296,11 @@ async fn run_maintenance(
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
         if stats.storage_full.load(Ordering::Relaxed) {
-            match store.write_probe().await {
-                Ok(()) => {
-                    stats.storage_full.store(false, Ordering::Relaxed);
-                    info!("the store takes data again (disk space returned)");
-                }
-                Err(_) => continue,
+            if !store.has_free_space(1 << 20).await {
+                continue;
             }
+            stats.storage_full.store(false, Ordering::Relaxed);
+            info!("the store takes data again (disk space returned)");
         }
         store.seal_round().await;
         store.maintenance_round().await;

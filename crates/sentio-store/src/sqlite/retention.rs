@@ -347,17 +347,21 @@ impl SqliteStore {
         }
     }
 
-    /// Writes (and syncs) one small row: whether the store can take data again after its disk
-    /// was full.
-    pub async fn write_probe(&self) -> Result<()> {
-        self.with_conn(|_, conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?1)",
-                [sentio_core::time::now_ms().to_le_bytes().as_slice()],
-            )?;
-            Ok(())
-        })
-        .await
+    /// Whether the data directory's file system has at least `bytes` free again (after the
+    /// disk was full): writes, syncs and removes a file of that size. A small database write
+    /// would prove little, since SQLite reuses the space of its write-ahead log.
+    pub async fn has_free_space(&self, bytes: usize) -> bool {
+        let path = self.inner.data_dir().join(".space-probe");
+        let probe = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let written = std::fs::File::create(&path).and_then(|mut f| {
+                f.write_all(&vec![0u8; bytes])?;
+                f.sync_all()
+            });
+            let _ = std::fs::remove_file(&path);
+            written.is_ok()
+        });
+        probe.await.unwrap_or(false)
     }
 
     /// Runs maintenance passes as of now until one has nothing more to do.
