@@ -379,7 +379,9 @@ pub(super) fn aggregate(
         Some((last, acc)) if *last == b => acc.add(a),
         _ => buckets.push((b, a)),
     };
-    for (b, a) in rows(conn, res, sid, from, split)? {
+    // Rows overlapping the range: the first may start before `from` (the answer is at the
+    // rollup's resolution, which the caller is told).
+    for (b, a) in rows(conn, res, sid, floor(from, res.width_ms()), split)? {
         push(floor(b, step), a);
     }
     if split < to {
@@ -418,7 +420,7 @@ pub(super) fn downsample(
     let res = resolution_for(&m, from, if width >= HOUR { HOUR } else { MINUTE });
     let split = m.rolled_until.unwrap_or(from).clamp(from, to);
     // (ts, low, high) in time order.
-    let mut items: Vec<(i64, f64, f64)> = rows(conn, res, sid, from, split)?
+    let mut items: Vec<(i64, f64, f64)> = rows(conn, res, sid, floor(from, res.width_ms()), split)?
         .into_iter()
         .map(|(b, a)| (b, a.min, a.max))
         .collect();
@@ -426,7 +428,7 @@ pub(super) fn downsample(
         let raw = read::raw(conn, sid, split, to, usize::MAX >> 1)?;
         items.extend(raw.points.into_iter().map(|(t, v)| (t, v, v)));
     }
-    let index = |t: i64| ((t - from) / width) as usize;
+    let index = |t: i64| ((t - from).max(0) / width) as usize;
     let mut lows: Vec<Option<(i64, f64)>> = vec![None; buckets as usize];
     let mut highs: Vec<Option<(i64, f64)>> = vec![None; buckets as usize];
     for (t, lo, hi) in items {
