@@ -151,7 +151,9 @@ impl Ingest {
     /// Whether the store's disk is full (the last commit failed for lack of space and none has
     /// succeeded since).
     pub fn storage_full(&self) -> bool {
-        self.stats.storage_full.load(std::sync::atomic::Ordering::Relaxed)
+        self.stats
+            .storage_full
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Counts a payload refused up front because the store is full.
@@ -207,7 +209,10 @@ pub(crate) async fn run_writer(
         };
         match stored {
             Ok(()) => {
-                if stats.storage_full.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                if stats
+                    .storage_full
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
                     tracing::info!("the store takes data again (disk space returned)");
                 }
                 Stats::add(&stats.points_stored, points.len() as u64);

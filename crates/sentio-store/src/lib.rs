@@ -32,9 +32,7 @@ pub use model::{
     RangeResult, Resolution, RetentionPolicy, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
-pub use traits::{
-    AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
-};
+pub use traits::{AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).
 pub const EVENT_HISTORY: usize = 1_000;

@@ -295,4 +295,6 @@ pub struct MaintenanceReport {
     pub evicted_points: u64,
     /// Whether the pass stopped before finishing (call again soon).
     pub more: bool,
+    /// The longest the pass held the database in one step (µs): how long ingest could wait.
+    pub longest_step_us: u64,
 }

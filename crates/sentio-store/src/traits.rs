@@ -72,7 +72,9 @@ pub trait SeriesStore: Send + Sync {
         to_ms: i64,
         points: usize,
     ) -> Result<(RangeResult, Resolution)> {
-        let r = self.downsample(device, metric, from_ms, to_ms, points).await?;
+        let r = self
+            .downsample(device, metric, from_ms, to_ms, points)
+            .await?;
         Ok((r, Resolution::Raw))
     }
     /// Saved detector state of every series, as `(device, metric, state)`.

@@ -80,7 +80,9 @@ async fn fleet(dir: &std::path::Path) -> SqliteStore {
         d.kind = Some(kind.into());
         store.create_device(d).await.unwrap();
         let n = DAYS * DAY / EVERY;
-        let pts: Vec<Point> = (0..n).map(|i| point(id, T0 + i * EVERY, value(i))).collect();
+        let pts: Vec<Point> = (0..n)
+            .map(|i| point(id, T0 + i * EVERY, value(i)))
+            .collect();
         for batch in pts.chunks(20_000) {
             store.append(batch).await.unwrap();
         }
@@ -114,12 +116,7 @@ async fn raw_expires_per_device_kind_and_globally_and_rollups_answer() {
     assert!(r.rolled_buckets > 0 && r.expired_points > 0, "{r:?}");
 
     // Per device 90 days, per kind 30 days, globally 7 days.
-    for (dev, keep) in [
-        ("pump-1", 90),
-        ("pump-2", 30),
-        ("room-1", 7),
-        ("room-2", 7),
-    ] {
+    for (dev, keep) in [("pump-1", 90), ("pump-2", 30), ("room-1", 7), ("room-2", 7)] {
         let edge = now - keep * DAY;
         assert!(
             !has_raw(&store, dev, T0, edge - MIN).await,
@@ -146,8 +143,12 @@ async fn raw_expires_per_device_kind_and_globally_and_rollups_answer() {
         (Agg::Count, (|_: i64| 12.0) as fn(i64) -> f64),
         (Agg::First, |i0| value(i0)),
         (Agg::Last, |i0| value(i0 + 11)),
-        (Agg::Min, |i0| (i0..i0 + 12).map(value).fold(f64::MAX, f64::min)),
-        (Agg::Max, |i0| (i0..i0 + 12).map(value).fold(f64::MIN, f64::max)),
+        (Agg::Min, |i0| {
+            (i0..i0 + 12).map(value).fold(f64::MAX, f64::min)
+        }),
+        (Agg::Max, |i0| {
+            (i0..i0 + 12).map(value).fold(f64::MIN, f64::max)
+        }),
     ] {
         let (r, _) = q(&store, "room-1", (day, day + DAY), Some((HOUR, agg))).await;
         for (b, v) in &r.points {
@@ -166,7 +167,13 @@ async fn raw_expires_per_device_kind_and_globally_and_rollups_answer() {
     assert_eq!(fine.points, raw_like);
     // Older than the 1-minute rollups' 90 days: only hours are left.
     let old = T0 + 10 * DAY;
-    let (coarse, res) = q(&store, "room-1", (old, old + HOUR), Some((EVERY, Agg::Count))).await;
+    let (coarse, res) = q(
+        &store,
+        "room-1",
+        (old, old + HOUR),
+        Some((EVERY, Agg::Count)),
+    )
+    .await;
     assert_eq!(res, Resolution::Hour);
     assert_eq!(coarse.points, vec![(old, 12.0)]);
 
@@ -193,8 +200,14 @@ async fn raw_expires_per_device_kind_and_globally_and_rollups_answer() {
     assert_eq!(res, Resolution::Hour);
     assert!(chart.points.len() > 100 && chart.points.len() <= 200);
     assert!(chart.points.windows(2).all(|w| w[0].0 <= w[1].0));
-    assert_eq!(chart.points.iter().map(|p| p.1).fold(f64::MAX, f64::min), 0.0);
-    assert_eq!(chart.points.iter().map(|p| p.1).fold(f64::MIN, f64::max), 99.0);
+    assert_eq!(
+        chart.points.iter().map(|p| p.1).fold(f64::MAX, f64::min),
+        0.0
+    );
+    assert_eq!(
+        chart.points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
+        99.0
+    );
 }
 
 #[tokio::test]
@@ -225,7 +238,14 @@ async fn late_points_and_duplicates_update_the_rollups() {
     maintain_all(&store, now).await;
 
     assert!(!has_raw(&store, "room-1", expired_hour, expired_hour + HOUR).await);
-    let hour = |agg| q(&store, "room-1", (expired_hour, expired_hour + HOUR), Some((HOUR, agg)));
+    let hour = |agg| {
+        q(
+            &store,
+            "room-1",
+            (expired_hour, expired_hour + HOUR),
+            Some((HOUR, agg)),
+        )
+    };
     assert_eq!(hour(Agg::Count).await.0.points, vec![(expired_hour, 13.0)]);
     assert_eq!(hour(Agg::Max).await.0.points, vec![(expired_hour, 1000.0)]);
     let i0 = (expired_hour - T0) / EVERY;
@@ -300,7 +320,13 @@ async fn rollups_expire_erasure_removes_them_and_the_policy_survives_reopen() {
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(store.retention().await.unwrap().rollup_1h_ms, 100 * DAY);
     let mid = T0 + 50 * DAY;
-    let (hours, res) = q(&store, "room-1", (mid, mid + HOUR), Some((HOUR, Agg::Count))).await;
+    let (hours, res) = q(
+        &store,
+        "room-1",
+        (mid, mid + HOUR),
+        Some((HOUR, Agg::Count)),
+    )
+    .await;
     assert_eq!((hours.points, res), (vec![(mid, 12.0)], Resolution::Hour));
 }
 
@@ -329,7 +355,11 @@ async fn over_the_disk_budget_the_oldest_raw_points_go_and_rollups_stay() {
     store.seal_all().await.unwrap();
     let now = T0 + days * DAY;
     let r = maintain_all(&store, now).await;
-    assert_eq!((r.expired_points, r.evicted_points), (0, 0), "7 days of raw kept");
+    assert_eq!(
+        (r.expired_points, r.evicted_points),
+        (0, 0),
+        "7 days of raw kept"
+    );
     store.checkpoint().await.unwrap();
     let before = store.storage().await.unwrap();
     assert!(!before.over_budget && before.budget_bytes.is_none());
@@ -340,13 +370,20 @@ async fn over_the_disk_budget_the_oldest_raw_points_go_and_rollups_stay() {
     assert!(r.evicted_points > 0, "{r:?}");
     let after = store.storage().await.unwrap();
     assert!(after.over_budget, "{after:?}");
-    assert!(after.bytes - after.free_bytes <= live * 6 / 10, "{before:?} {after:?}");
+    assert!(
+        after.bytes - after.free_bytes <= live * 6 / 10,
+        "{before:?} {after:?}"
+    );
     assert_eq!(after.budget_evicted_points, r.evicted_points);
     for dev in ["meter-1", "meter-2"] {
         // The oldest raw points went first; the rollups still answer for them.
         assert!(!has_raw(&store, dev, T0, T0 + HOUR).await, "{dev}");
         let (c, res) = q(&store, dev, (T0, T0 + HOUR), Some((HOUR, Agg::Count))).await;
-        assert_eq!((c.points, res), (vec![(T0, 3600.0)], Resolution::Hour), "{dev}");
+        assert_eq!(
+            (c.points, res),
+            (vec![(T0, 3600.0)], Resolution::Hour),
+            "{dev}"
+        );
         // The newest stay.
         let newest = q(&store, dev, (now - HOUR, now), None).await.0.points;
         assert_eq!(newest.len(), 3600, "{dev}");

@@ -32,7 +32,9 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Option<Tmpfs> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run");
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run"
+        );
         return None;
     }
     Some(Tmpfs(dir.to_path_buf()))
@@ -85,7 +87,10 @@ async fn publish_v5(client: &Client5, el: &mut EventLoop5, payload: Value) -> Pu
 }
 
 async fn post(node: &sentio::node::Node, secret: &str, batch: &[(i64, f64)]) -> (u16, Value) {
-    let body: Vec<Value> = batch.iter().map(|(t, v)| json!({"ts": t, "e": v})).collect();
+    let body: Vec<Value> = batch
+        .iter()
+        .map(|(t, v)| json!({"ts": t, "e": v}))
+        .collect();
     http(
         "POST",
         format!("http://{}/api/v1/devices/meter-1/telemetry", node.http_addr),
@@ -161,7 +166,10 @@ async fn a_full_disk_refuses_new_data_loses_nothing_acknowledged_and_recovers() 
         }
         assert!(n < 5_000_000, "never refused on a full disk");
     };
-    assert!(acked.len() > 20_000, "some points went in while the disk filled");
+    assert!(
+        acked.len() > 20_000,
+        "some points went in while the disk filled"
+    );
     assert_eq!(refusal["error"], "insufficient_storage", "{refusal}");
     assert!(refusal["detail"].as_str().unwrap().contains("full"));
     let (_, st) = api(&node, "GET", "/api/v1/storage", None).await;

@@ -56,13 +56,16 @@ async fn an_erased_device_leaves_nothing_in_any_file() {
     let mut batch: Vec<serde_json::Value> = (0..600)
         .map(|i| json!({"ts": old + i * 1000, "e": if i == 300 { VALUE } else { i as f64 }}))
         .collect();
-    batch.extend((0..600).map(|i| {
-        json!({"ts": now - 3_600_000 + i * 1000, "e": if i == 300 { VALUE } else { i as f64 }})
-    }));
+    batch.extend((0..600).map(
+        |i| json!({"ts": now - 3_600_000 + i * 1000, "e": if i == 300 { VALUE } else { i as f64 }}),
+    ));
     batch.push(json!({"ts": now, "e": VALUE, "note": TEXT}));
     let (st, b) = http(
         "POST",
-        format!("http://{}/api/v1/devices/{DEVICE}/telemetry", node.http_addr),
+        format!(
+            "http://{}/api/v1/devices/{DEVICE}/telemetry",
+            node.http_addr
+        ),
         basic(DEVICE, &secret),
         Some(json!(batch).to_string().into_bytes()),
     )
@@ -83,7 +86,10 @@ async fn an_erased_device_leaves_nothing_in_any_file() {
 
     let needles = [
         ("device id", DEVICE.as_bytes().to_vec()),
-        ("value (SQLite REAL, big-endian)", VALUE.to_be_bytes().to_vec()),
+        (
+            "value (SQLite REAL, big-endian)",
+            VALUE.to_be_bytes().to_vec(),
+        ),
         ("text event", TEXT.as_bytes().to_vec()),
     ];
     let before = find(dir.path(), &needles);

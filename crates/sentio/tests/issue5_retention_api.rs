@@ -89,7 +89,12 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
     let (_, sum) = api(&node, "GET", &series("room-1", "step=30m&agg=sum"), None).await;
     assert_eq!(sum["resolution"], "1m", "{sum}");
     let want: Vec<Value> = (0..4)
-        .map(|k| json!([old + k * 30 * MIN, (k * 30..k * 30 + 30).sum::<i64>() as f64]))
+        .map(|k| {
+            json!([
+                old + k * 30 * MIN,
+                (k * 30..k * 30 + 30).sum::<i64>() as f64
+            ])
+        })
         .collect();
     assert_eq!(sum["points"], json!(want));
     let (_, chart) = api(&node, "GET", &series("room-1", "points=20"), None).await;
@@ -113,7 +118,10 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
     let (st, s) = api(&node, "GET", "/api/v1/storage", None).await;
     assert_eq!(st, 200, "{s}");
     assert_eq!(s["budget_bytes"], 50_000_000_000u64);
-    assert_eq!((s["over_budget"].clone(), s["disk_full"].clone()), (json!(false), json!(false)));
+    assert_eq!(
+        (s["over_budget"].clone(), s["disk_full"].clone()),
+        (json!(false), json!(false))
+    );
     assert!(s["bytes"].as_u64().unwrap() > 0);
     assert!(metric_value(&node, "sentio_store_bytes").await > 0);
     assert_eq!(

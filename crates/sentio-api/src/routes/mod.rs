@@ -53,10 +53,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/stream", get(stream::stream))
-        .route(
-            "/api/v1/retention",
-            get(retention::get).put(retention::put),
-        )
+        .route("/api/v1/retention", get(retention::get).put(retention::put))
         .route("/api/v1/storage", get(retention::storage))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/broker/clients", get(broker::clients))

@@ -29,7 +29,12 @@ pub struct RetentionBody {
 
 /// A duration in the largest whole unit: `7d`, `36h`, `90m`, `15s`, `250ms`.
 fn format_duration(ms: i64) -> String {
-    for (unit, w) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, w) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms % w == 0 {
             return format!("{}{unit}", ms / w);
         }
@@ -70,7 +75,8 @@ pub async fn put(
         p.raw_ms = duration("global", g)?;
     }
     for (kind, d) in &b.kinds {
-        p.kinds.insert(kind.clone(), duration(&format!("kind {kind:?}"), d)?);
+        p.kinds
+            .insert(kind.clone(), duration(&format!("kind {kind:?}"), d)?);
     }
     for (device, d) in &b.devices {
         p.devices

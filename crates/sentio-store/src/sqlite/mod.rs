@@ -131,7 +131,9 @@ impl SqliteStore {
         }
         let tokens = tokens::load(&conn)?;
         let rolled_max: Option<i64> =
-            conn.query_row("SELECT MAX(rolled_until) FROM series_marks", [], |r| r.get(0))?;
+            conn.query_row("SELECT MAX(rolled_until) FROM series_marks", [], |r| {
+                r.get(0)
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),

@@ -261,15 +261,18 @@ pub(super) fn aggregate(
     })
 }
 
+/// Buckets with their running aggregates, and the `from` of the next page.
+pub(super) type Buckets = (Vec<(i64, Acc)>, Option<i64>);
+
 /// The running aggregate of every `step` bucket of `[from, to)` that holds points (buckets
-/// aligned on multiples of `step`), at most `limit`, with the first bucket left out.
+/// aligned on multiples of `step`), at most `limit`, with the `from` of the next page.
 pub(super) fn bucket_accs(
     conn: &Connection,
     sid: i64,
     (from, to): (i64, i64),
     step: i64,
     limit: usize,
-) -> Result<(Vec<(i64, Acc)>, Option<i64>)> {
+) -> Result<Buckets> {
     let step = step.max(1);
     let bucket = |t: i64| t.div_euclid(step) * step;
     let chunks = chunks_in(conn, sid, from, to)?;

@@ -3,8 +3,10 @@
 //! Per series, in short transactions (the connection is released between them, so ingest
 //! interleaves): roll up what arrived (`rollup.rs`), remove rollup rows past their retention,
 //! then remove raw points past the series' retention (device, else kind, else global) but never
-//! points not yet rolled up. Raw points are removed up to a minute boundary (`raw_before`), a
-//! straddling chunk re-encoded without them. While the data directory is over 95 % of the disk
+//! points not yet rolled up. Raw points are removed up to an hour boundary (`raw_before`; under
+//! the budget, a minute boundary), a straddling chunk re-encoded without them. A series with
+//! nothing to do costs a few reads, no write transaction; maintenance transactions skip their
+//! own fsync (as sealing does). While the data directory is over 95 % of the disk
 //! budget, the oldest raw points of any series go first (rollups stay) until it is under 90 %.
 
 use std::path::Path;
@@ -14,6 +16,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{self, HOUR, MINUTE, SETTLE_MS, floor};
+
+/// A day in ms.
+const DAY: i64 = 86_400_000;
 use super::{Inner, SqliteStore};
 use crate::chunk;
 use crate::{
@@ -23,7 +28,7 @@ use crate::{
 /// Key of the retention policy (JSON) in `meta`.
 const POLICY_KEY: &str = "retention_policy";
 /// Chunks removed per retention transaction of one series.
-const CHUNKS_PER_STEP: usize = 64;
+const CHUNKS_PER_STEP: usize = 32;
 /// Oldest chunks removed per transaction while over the disk budget.
 const BUDGET_CHUNKS_PER_STEP: usize = 16;
 /// Rollup rows removed per transaction of one series and table.
@@ -110,8 +115,7 @@ fn expire_raw_step(
     target: i64,
     max_chunks: usize,
 ) -> Result<(u64, bool)> {
-    let tx = conn.transaction()?;
-    let mut m = rollup::marks(&tx, sid)?;
+    let m = rollup::marks(conn, sid)?;
     let Some(rolled) = m.rolled_until else {
         return Ok((0, false));
     };
@@ -119,6 +123,8 @@ fn expire_raw_step(
     if cap <= m.raw_before {
         return Ok((0, false));
     }
+    let tx = conn.transaction()?;
+    let mut m = rollup::marks(&tx, sid)?;
     let starts: Vec<i64> = {
         let mut stmt = tx.prepare_cached(
             "SELECT start_ts FROM chunks WHERE series_id = ?1 AND start_ts < ?2 \
@@ -184,6 +190,24 @@ impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Runs one maintenance transaction on the connection. Like sealing, it only derives or
+    /// removes data that its marks describe atomically, so it needs no fsync of its own
+    /// (`NORMAL`): a power cut loses at most the step, redone by the next pass.
+    fn maintenance_tx<R>(
+        &self,
+        report: &mut MaintenanceReport,
+        f: impl FnOnce(&mut Connection) -> Result<R>,
+    ) -> Result<R> {
+        let mut conn = self.lock();
+        let start = std::time::Instant::now();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let r = f(&mut conn);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let us = start.elapsed().as_micros() as u64;
+        report.longest_step_us = report.longest_step_us.max(us);
+        r
+    }
 }
 
 fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
@@ -206,9 +230,11 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
     let mut report = MaintenanceReport::default();
     let mut steps = 0;
     let target = floor(now - SETTLE_MS, MINUTE);
+    // Expiry moves by whole hours (1-hour rollups: days): one transaction per series each
+    // time, not one per pass.
     let rollup_cuts = (
-        floor(now - policy.rollup_1m_ms, MINUTE),
-        floor(now - policy.rollup_1h_ms, HOUR),
+        floor(now - policy.rollup_1m_ms, HOUR),
+        floor(now - policy.rollup_1h_ms, DAY),
     );
     // Resume after the series handled last, then wrap around.
     let cursor = *inner.maint_cursor.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,15 +242,16 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
     for s in series[split..].iter().chain(&series[..split]) {
         let raw_cut = floor(
             now.saturating_sub(policy.raw_for(&s.device, s.kind.as_deref())),
-            MINUTE,
+            HOUR,
         );
         loop {
             if steps >= STEPS_PER_PASS {
                 report.more = true;
                 return Ok(report);
             }
-            steps += 1;
-            let r = rollup::roll_step(&mut inner.lock(), s.id, target)?;
+            let r =
+                inner.maintenance_tx(&mut report, |conn| rollup::roll_step(conn, s.id, target))?;
+            steps += usize::from(r.wrote);
             report.rolled_buckets += r.buckets;
             if let Some(ru) = r.rolled_until {
                 inner.rolled_max.fetch_max(ru, Ordering::Relaxed);
@@ -234,17 +261,20 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
             }
         }
         loop {
-            steps += 1;
-            let (n, more) =
-                rollup::expire_rollups(&mut inner.lock(), s.id, rollup_cuts, ROLLUP_ROWS_PER_STEP)?;
+            let (n, more) = inner.maintenance_tx(&mut report, |conn| {
+                rollup::expire_rollups(conn, s.id, rollup_cuts, ROLLUP_ROWS_PER_STEP)
+            })?;
+            steps += usize::from(more || n > 0);
             report.expired_rollups += n;
             if !more || steps >= STEPS_PER_PASS {
                 break;
             }
         }
         loop {
-            steps += 1;
-            let (n, more) = expire_raw_step(&mut inner.lock(), s.id, raw_cut, CHUNKS_PER_STEP)?;
+            let (n, more) = inner.maintenance_tx(&mut report, |conn| {
+                expire_raw_step(conn, s.id, raw_cut, CHUNKS_PER_STEP)
+            })?;
+            steps += usize::from(more || n > 0);
             report.expired_points += n;
             if !more || steps >= STEPS_PER_PASS {
                 break;

@@ -25,6 +25,9 @@ pub(super) const HOUR: i64 = 3_600_000;
 /// Buckets younger than this (behind `now`) are not rolled up yet: most late points of a live
 /// series land in the raw head before their minute is rolled up.
 pub(super) const SETTLE_MS: i64 = 5 * MINUTE;
+/// New buckets are rolled up once this much time is ready (one transaction per series every
+/// 15 minutes, not every pass); late buckets are handled at the next pass.
+const ROLL_BATCH_MS: i64 = 15 * MINUTE;
 /// Most raw time covered by one rollup transaction of one series.
 const STEP_SPAN_MS: i64 = 6 * HOUR;
 /// Most late buckets handled by one rollup transaction of one series.
@@ -83,9 +86,19 @@ pub(super) fn save_marks(conn: &Connection, sid: i64, m: &Marks) -> Result<()> {
 
 /// Marks the 1-minute bucket of `ts` for recomputation: a point arrived after it was rolled
 /// up (or may have; a mark on a bucket not rolled up yet is dropped by the next pass).
-pub(super) fn mark_late(conn: &Connection, sid: i64, ts: i64) -> Result<()> {
+pub(super) fn mark_late(
+    conn: &Connection,
+    sid: i64,
+    ts: i64,
+    last: &mut Option<(i64, i64)>,
+) -> Result<()> {
+    let key = (sid, floor(ts, MINUTE));
+    if *last == Some(key) {
+        return Ok(()); // a backfill marks each minute once, not once a point
+    }
     conn.prepare_cached("INSERT OR IGNORE INTO rollup_dirty (series_id, bucket) VALUES (?1, ?2)")?
-        .execute(params![sid, floor(ts, MINUTE)])?;
+        .execute(params![key.0, key.1])?;
+    *last = Some(key);
     Ok(())
 }
 
@@ -227,14 +240,30 @@ pub(super) struct RollStep {
     pub(super) more: bool,
     /// The series' `rolled_until` after the step.
     pub(super) rolled_until: Option<i64>,
+    /// Whether it wrote (a transaction), or found nothing to do.
+    pub(super) wrote: bool,
 }
 
 /// One rollup transaction of series `sid`: late buckets first, then new buckets up to `target`
 /// (a minute boundary), at most [`STEP_SPAN_MS`] of raw time.
 pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<RollStep> {
+    // Most calls have nothing to do: answered by two reads, without a write transaction.
+    let m = marks(conn, sid)?;
+    let dirty_waiting: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM rollup_dirty WHERE series_id = ?1)")?
+        .query_row([sid], |r| r.get(0))?;
+    if !dirty_waiting && m.rolled_until.is_some_and(|r| target - r < ROLL_BATCH_MS) {
+        return Ok(RollStep {
+            rolled_until: m.rolled_until,
+            ..RollStep::default()
+        });
+    }
     let tx = conn.transaction()?;
     let mut m = marks(&tx, sid)?;
-    let mut step = RollStep::default();
+    let mut step = RollStep {
+        wrote: true,
+        ..RollStep::default()
+    };
     let mut hours = BTreeSet::new();
 
     let dirty: Vec<i64> = {
@@ -316,6 +345,10 @@ pub(super) fn expire_rollups(
     (m1_cut, h1_cut): (i64, i64),
     max_rows: i64,
 ) -> Result<(u64, bool)> {
+    let m = marks(conn, sid)?;
+    if m1_cut <= m.m1_before && h1_cut <= m.h1_before {
+        return Ok((0, false));
+    }
     let tx = conn.transaction()?;
     let mut m = marks(&tx, sid)?;
     let mut removed = 0;

@@ -6,9 +6,7 @@ use rusqlite::{Connection, params};
 use sentio_core::{DeviceId, Point};
 
 use super::{Inner, SqliteStore, read, rollup};
-use crate::{
-    RangeQuery, RangeResult, Resolution, Result, SeriesInfo, SeriesStore, StoreError,
-};
+use crate::{RangeQuery, RangeResult, Resolution, Result, SeriesInfo, SeriesStore, StoreError};
 
 /// The id of (device, metric), created on first use.
 fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Result<i64> {
@@ -71,6 +69,7 @@ impl SeriesStore for SqliteStore {
                 };
                 // A point before this may land in a bucket already rolled up.
                 let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
+                let mut last_marked = None;
                 for (p, id) in points.iter().zip(&ids) {
                     let sid = match *id {
                         Some(sid) => sid,
@@ -78,7 +77,7 @@ impl SeriesStore for SqliteStore {
                     };
                     stmt.execute(params![sid, p.ts_ms, p.value])?;
                     if p.ts_ms < rolled {
-                        rollup::mark_late(&tx, sid, p.ts_ms)?;
+                        rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
                     }
                 }
             }
