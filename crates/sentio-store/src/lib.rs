@@ -29,7 +29,8 @@ pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{
     Agg, AlertFilter, ApiToken, Device, MaintenanceReport, NewDevice, NewToken, RangeQuery,
-    RangeResult, Resolution, RetentionPolicy, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
+    RangeResult, Resolution, RetentionPolicy, RollupRow, SeriesInfo, StorageStatus,
+    TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use traits::{AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore};

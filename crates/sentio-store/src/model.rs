@@ -298,3 +298,22 @@ pub struct MaintenanceReport {
     /// The longest the pass held the database in one step (µs): how long ingest could wait.
     pub longest_step_us: u64,
 }
+
+/// One rollup row: the statistics of a series over one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RollupRow {
+    /// Start of the bucket (ms).
+    pub bucket_ms: i64,
+    /// Points in the bucket.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+    /// Time (ms) and value of the first point.
+    pub first: (i64, f64),
+    /// Time (ms) and value of the last point.
+    pub last: (i64, f64),
+}

@@ -9,7 +9,7 @@ use sentio_core::{Alert, DeviceId, Point, TextEvent};
 
 use crate::{
     AlertFilter, ApiToken, Device, MaintenanceReport, NewDevice, NewToken, RangeQuery, RangeResult,
-    Resolution, Result, RetentionPolicy, SeriesInfo, StorageStatus,
+    Resolution, Result, RetentionPolicy, RollupRow, SeriesInfo, StorageStatus,
 };
 
 /// Devices and their credentials.
@@ -76,6 +76,18 @@ pub trait SeriesStore: Send + Sync {
             .downsample(device, metric, from_ms, to_ms, points)
             .await?;
         Ok((r, Resolution::Raw))
+    }
+    /// Rollup rows (1-minute or 1-hour) of one series from `from_ms` on, at most `limit`, in
+    /// bucket order (export; a store without rollups has none).
+    async fn rollups(
+        &self,
+        _device: &DeviceId,
+        _metric: &str,
+        _resolution: Resolution,
+        _from_ms: i64,
+        _limit: usize,
+    ) -> Result<Vec<RollupRow>> {
+        Ok(Vec::new())
     }
     /// Saved detector state of every series, as `(device, metric, state)`.
     async fn load_detector_states(&self) -> Result<Vec<(String, String, String)>>;

@@ -208,6 +208,19 @@ async fn raw_expires_per_device_kind_and_globally_and_rollups_answer() {
         chart.points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
         99.0
     );
+
+    // A month later every raw point of the room has expired; its latest value is still known.
+    maintain_all(&store, now + 30 * DAY).await;
+    assert!(!has_raw(&store, "room-1", T0, now + 30 * DAY).await);
+    let series = store
+        .series(&DeviceId::parse("room-1").unwrap())
+        .await
+        .unwrap();
+    let n = DAYS * DAY / EVERY;
+    assert_eq!(
+        (series[0].latest_ts_ms, series[0].latest_value),
+        (T0 + (n - 1) * EVERY, value(n - 1))
+    );
 }
 
 #[tokio::test]

@@ -8,6 +8,31 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
+/// Status, content type and body of a GET.
+async fn get_text(url: String, auth: Option<String>) -> (u16, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = agent.get(&url);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().expect("HTTP request");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, ct, text)
+    })
+    .await
+    .unwrap()
+}
+
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
@@ -106,6 +131,38 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
         .map(|p| p[1].as_f64().unwrap())
         .collect();
     assert!(values.contains(&0.0) && values.contains(&119.0), "{chart}");
+
+    // The export holds the rollups (all that is left of the old points).
+    let (st, ct, text) = get_text(
+        format!("http://{}/api/v1/devices/room-1/export", node.http_addr),
+        bearer(),
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    assert!(
+        ct.starts_with("application/x-ndjson") || ct.contains("json"),
+        "{ct}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let hour_rows: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["type"] == "rollup"
+                && l["resolution"] == "1h"
+                && l["bucket_ms"].as_i64() < Some(now - DAY)
+        })
+        .collect();
+    assert_eq!(hour_rows.len(), 2, "{text}");
+    assert_eq!(hour_rows[0]["count"], 60);
+    assert_eq!(hour_rows[0]["metric"], "t");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["type"] == "point" && l["ts_ms"].as_i64() < Some(now - DAY))
+    );
 
     // The pump's kind keeps 30 days: its raw points are still there, answered raw.
     let (_, raw) = api(&node, "GET", &series("pump-2", "limit=1000"), None).await;

@@ -140,6 +140,58 @@ pub(super) fn rows(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Rollup rows of a series from `from` on, at most `limit` (export).
+pub(super) fn export_rows(
+    conn: &Connection,
+    res: Resolution,
+    sid: i64,
+    from: i64,
+    limit: usize,
+) -> Result<Vec<crate::RollupRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT bucket FROM {} WHERE series_id = ?1 AND bucket >= ?2 ORDER BY bucket \
+         LIMIT 1 OFFSET ?3",
+        table(res)
+    ))?;
+    // The bucket after the last one wanted bounds the range read.
+    let to: Option<i64> = stmt
+        .query_row(
+            params![sid, from, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(rows(conn, res, sid, from, to.unwrap_or(i64::MAX))?
+        .into_iter()
+        .map(|(b, a)| crate::RollupRow {
+            bucket_ms: b,
+            count: a.count,
+            sum: a.sum,
+            min: a.min,
+            max: a.max,
+            first: a.first,
+            last: a.last,
+        })
+        .collect())
+}
+
+/// The last point the rollups know of a series (when its raw points have all expired).
+pub(super) fn latest(conn: &Connection, sid: i64) -> Result<Option<(i64, f64)>> {
+    for res in [Resolution::Minute, Resolution::Hour] {
+        let last: Option<(i64, i64, f64)> = conn
+            .prepare_cached(&format!(
+                "SELECT bucket, last_off, last FROM {} WHERE series_id = ?1 \
+                 ORDER BY bucket DESC LIMIT 1",
+                table(res)
+            ))?
+            .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((b, off, v)) = last {
+            return Ok(Some((b + off, v)));
+        }
+    }
+    Ok(None)
+}
+
 fn write_row(conn: &Connection, res: Resolution, sid: i64, b: i64, a: &Acc) -> Result<()> {
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO {} \

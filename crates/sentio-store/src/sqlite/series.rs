@@ -108,7 +108,12 @@ impl SeriesStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut out = Vec::with_capacity(ids.len());
             for (sid, metric) in ids {
-                if let Some((ts, value)) = read::latest(conn, sid)? {
+                // A series whose raw points all expired still has its rollups' last value.
+                let latest = match read::latest(conn, sid)? {
+                    Some(l) => Some(l),
+                    None => rollup::latest(conn, sid)?,
+                };
+                if let Some((ts, value)) = latest {
                     out.push(SeriesInfo {
                         metric,
                         latest_ts_ms: ts,
@@ -172,6 +177,24 @@ impl SeriesStore for SqliteStore {
                 return Ok((RangeResult::default(), Resolution::Raw));
             };
             rollup::downsample(conn, sid, (from_ms, to_ms), points)
+        })
+        .await
+    }
+
+    async fn rollups(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        resolution: Resolution,
+        from_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::RollupRow>> {
+        let (device, metric) = (device.to_string(), metric.to_string());
+        self.with_conn(move |inner, conn| {
+            let Some(sid) = inner.known_series(&device, &metric) else {
+                return Ok(Vec::new());
+            };
+            rollup::export_rows(conn, resolution, sid, from_ms, limit)
         })
         .await
     }
