@@ -328,7 +328,8 @@ fn enforce_budget(inner: &Inner, steps: &mut usize) -> Result<u64> {
             .prepare_cached(
                 "SELECT c.series_id FROM chunks c \
                  JOIN series_marks m ON m.series_id = c.series_id \
-                 WHERE c.end_ts < m.rolled_until ORDER BY c.start_ts LIMIT 1",
+                 WHERE c.end_ts < m.rolled_until AND c.end_ts >= m.raw_before \
+                 ORDER BY c.start_ts LIMIT 1",
             )?
             .query_row([], |r| r.get(0))
             .optional()?;

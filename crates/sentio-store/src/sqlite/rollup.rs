@@ -304,7 +304,12 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
     let dirty_waiting: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM rollup_dirty WHERE series_id = ?1)")?
         .query_row([sid], |r| r.get(0))?;
-    if !dirty_waiting && m.rolled_until.is_some_and(|r| target - r < ROLL_BATCH_MS) {
+    let idle = !dirty_waiting
+        && match m.rolled_until {
+            Some(r) => target - r < ROLL_BATCH_MS,
+            None => oldest_raw(conn, sid)?.is_none(),
+        };
+    if idle {
         return Ok(RollStep {
             rolled_until: m.rolled_until,
             ..RollStep::default()
