@@ -1,5 +1,5 @@
 //! What rollups and retention cost: bytes per rollup row against bytes per raw point, the
-//! rollup pass's throughput and the raw expiry's, on 100 series of 2 days at 1 s (sensor values
+//! rollup pass's throughput and the raw expiry's, on 100 series of 3 days at 1 s (sensor values
 //! rounded to 0.01). Printed figures, not a test:
 //!
 //! ```text
@@ -13,7 +13,7 @@ use sentio_core::{DeviceId, Point};
 use sentio_store::{DeviceRegistry, NewDevice, RetentionStore, SeriesStore, SqliteStore};
 
 const SERIES: i64 = 100;
-const DAYS: i64 = 2;
+const DAYS: i64 = 3;
 const T0: i64 = 1_699_920_000_000;
 
 #[tokio::main(flavor = "current_thread")]
@@ -54,8 +54,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         raw_live / points
     );
     println!(
-        "rollups: {rows} rows (1m + 1h), {row_bytes:.1} bytes/row = {:.2} bytes per raw point at 1 s",
+        "rollups on disk: {rows} rows (1m + 1h), {row_bytes:.1} bytes/row on average = {:.2} bytes per raw point at 1 s",
         row_bytes * rows / points
+    );
+    let st = store.rollup_stats().await?;
+    println!(
+        "1m rollups: {} rows packed by day in {} bytes = {:.2} bytes/row; {} recent rows unpacked; {} 1h rows",
+        st.packed_rows,
+        st.packed_bytes,
+        st.packed_bytes as f64 / st.packed_rows.max(1) as f64,
+        st.minute_rows,
+        st.hour_rows
     );
     println!(
         "rollup pass: {} buckets in {took:?} = {:.1} M raw points/s; longest call {longest:?}, longest step holding the database {} µs",

@@ -32,7 +32,7 @@ pub use model::{
     RangeResult, Resolution, RetentionPolicy, RollupRow, SeriesInfo, StorageStatus,
     TOKEN_USERNAME_PREFIX,
 };
-pub use sqlite::{DiskUsage, SealPolicy, SealReport, SqliteStore, TierStats};
+pub use sqlite::{DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use traits::{AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).

@@ -179,6 +179,8 @@ async fn a_full_disk_refuses_new_data_loses_nothing_acknowledged_and_recovers() 
     let v5_ts = t0 - 5_000;
     let reason = publish_v5(&v5, &mut v5_el, json!({"ts": v5_ts, "e": -1.0})).await;
     assert_eq!(reason, PubAckReason::NotAuthorized);
+    assert_eq!(metric_value(&node, "sentio_store_disk_full").await, 1);
+    assert!(metric_value(&node, "sentio_store_full_refusals_total").await >= 1);
     // MQTT 3.1.1 cannot be told: its PUBACK is held until the point is stored (retried, at
     // the latest once the filler is gone, below).
     let v3_ts = t0 - 10_000;
@@ -199,8 +201,6 @@ async fn a_full_disk_refuses_new_data_loses_nothing_acknowledged_and_recovers() 
             }
         }
     });
-    assert_eq!(metric_value(&node, "sentio_store_disk_full").await, 1);
-    assert!(metric_value(&node, "sentio_store_full_refusals_total").await >= 1);
     let before = stored(&node).await;
     assert!(!before.contains_key(&v5_ts), "refused, so not stored");
     for (t, v) in &acked {

@@ -13,10 +13,12 @@ mod read;
 mod registry;
 mod retention;
 mod rollup;
+mod rollup_pack;
 mod seal;
 mod series;
 mod tokens;
 
+pub use retention::RollupStats;
 pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{self, HOUR, MINUTE, SETTLE_MS, floor};
+use super::rollup_pack;
 
 /// A day in ms.
 const DAY: i64 = 86_400_000;
@@ -260,6 +261,20 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
                 break;
             }
         }
+        // Settled days of 1-minute rows are packed (an hour after they are rolled up).
+        while steps < STEPS_PER_PASS {
+            let settled = inner.maintenance_tx(&mut report, |conn| {
+                Ok(rollup::marks(conn, s.id)?.rolled_until)
+            })?;
+            let Some(settled) = settled else { break };
+            let packed = inner.maintenance_tx(&mut report, |conn| {
+                rollup_pack::pack_step(conn, s.id, settled - HOUR)
+            })?;
+            if !packed {
+                break;
+            }
+            steps += 1;
+        }
         loop {
             let (n, more) = inner.maintenance_tx(&mut report, |conn| {
                 rollup::expire_rollups(conn, s.id, rollup_cuts, ROLLUP_ROWS_PER_STEP)
@@ -351,7 +366,36 @@ fn enforce_budget(inner: &Inner, steps: &mut usize) -> Result<u64> {
     Ok(evicted)
 }
 
+/// How the rollups are stored (for benchmarks and operators).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupStats {
+    /// 1-minute rows kept as table rows (recent days).
+    pub minute_rows: u64,
+    /// 1-minute rows packed by day.
+    pub packed_rows: u64,
+    /// Bytes of the packed days' compressed columns.
+    pub packed_bytes: u64,
+    /// 1-hour rows.
+    pub hour_rows: u64,
+}
+
 impl SqliteStore {
+    /// How the rollups are stored.
+    pub async fn rollup_stats(&self) -> Result<RollupStats> {
+        self.with_conn(|_, conn| {
+            let count = |sql: &str| -> Result<u64> {
+                Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+            };
+            Ok(RollupStats {
+                minute_rows: count("SELECT COUNT(*) FROM rollup_1m")?,
+                packed_rows: count("SELECT COALESCE(SUM(rows), 0) FROM rollup_1m_days")?,
+                packed_bytes: count("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM rollup_1m_days")?,
+                hour_rows: count("SELECT COUNT(*) FROM rollup_1h")?,
+            })
+        })
+        .await
+    }
+
     /// Sets the disk budget of the data directory (`None`: no budget).
     pub fn set_disk_budget(&self, bytes: Option<u64>) {
         self.inner

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::{self, Acc};
 use super::retention::remove_raw_range;
+use super::rollup_pack::{self, DAY};
 use crate::{Agg, RangeResult, Resolution, Result};
 
 /// A minute and an hour in ms.
@@ -29,7 +30,7 @@ pub(super) const SETTLE_MS: i64 = 5 * MINUTE;
 /// 15 minutes, not every pass); late buckets are handled at the next pass.
 const ROLL_BATCH_MS: i64 = 15 * MINUTE;
 /// Most raw time covered by one rollup transaction of one series.
-const STEP_SPAN_MS: i64 = 6 * HOUR;
+const STEP_SPAN_MS: i64 = 2 * HOUR;
 /// Most late buckets handled by one rollup transaction of one series.
 const DIRTY_PER_STEP: i64 = 256;
 
@@ -110,8 +111,36 @@ fn table(res: Resolution) -> &'static str {
     }
 }
 
-/// Rollup rows of `[from, to)` in bucket order.
+/// Rollup rows of `[from, to)` in bucket order (1-minute ones from packed days too).
 pub(super) fn rows(
+    conn: &Connection,
+    res: Resolution,
+    sid: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Acc)>> {
+    let mut out = table_rows_of(conn, res, sid, from, to)?;
+    if res != Resolution::Hour {
+        let packed = rollup_pack::rows_in(conn, sid, from, to)?;
+        if !packed.is_empty() {
+            out.extend(packed);
+            out.sort_by_key(|(b, _)| *b);
+        }
+    }
+    Ok(out)
+}
+
+/// `rollup_1m` rows (not packed) of `[from, to)` in bucket order.
+pub(super) fn table_rows(
+    conn: &Connection,
+    sid: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Acc)>> {
+    table_rows_of(conn, Resolution::Minute, sid, from, to)
+}
+
+fn table_rows_of(
     conn: &Connection,
     res: Resolution,
     sid: i64,
@@ -140,7 +169,8 @@ pub(super) fn rows(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Rollup rows of a series from `from` on, at most `limit` (export).
+/// Rollup rows of a series from `from` on, at most `limit` (export), read a window at a time
+/// and jumping over empty stretches.
 pub(super) fn export_rows(
     conn: &Connection,
     res: Resolution,
@@ -148,34 +178,67 @@ pub(super) fn export_rows(
     from: i64,
     limit: usize,
 ) -> Result<Vec<crate::RollupRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT bucket FROM {} WHERE series_id = ?1 AND bucket >= ?2 ORDER BY bucket \
-         LIMIT 1 OFFSET ?3",
-        table(res)
-    ))?;
-    // The bucket after the last one wanted bounds the range read.
-    let to: Option<i64> = stmt
-        .query_row(
-            params![sid, from, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(rows(conn, res, sid, from, to.unwrap_or(i64::MAX))?
-        .into_iter()
-        .map(|(b, a)| crate::RollupRow {
-            bucket_ms: b,
-            count: a.count,
-            sum: a.sum,
-            min: a.min,
-            max: a.max,
-            first: a.first,
-            last: a.last,
-        })
-        .collect())
+    let window = if res == Resolution::Hour {
+        30 * DAY
+    } else {
+        DAY
+    };
+    let mut out = Vec::new();
+    let mut cursor = from;
+    while out.len() < limit {
+        // The first bucket at or after the cursor, in the table or in a packed day.
+        let in_table: Option<i64> = conn
+            .prepare_cached(&format!(
+                "SELECT MIN(bucket) FROM {} WHERE series_id = ?1 AND bucket >= ?2",
+                table(res)
+            ))?
+            .query_row(params![sid, cursor], |r| r.get(0))?;
+        let in_days: Option<i64> = if res == Resolution::Hour {
+            None
+        } else {
+            conn.prepare_cached(
+                "SELECT MIN(day) FROM rollup_1m_days WHERE series_id = ?1 AND day + 86400000 > ?2",
+            )?
+            .query_row(params![sid, cursor], |r| r.get(0))?
+        };
+        let Some(start) = [in_table, in_days.map(|d| d.max(cursor))]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            break;
+        };
+        let end = start.saturating_add(window);
+        for (b, a) in rows(conn, res, sid, start, end)? {
+            if out.len() == limit {
+                break;
+            }
+            out.push(crate::RollupRow {
+                bucket_ms: b,
+                count: a.count,
+                sum: a.sum,
+                min: a.min,
+                max: a.max,
+                first: a.first,
+                last: a.last,
+            });
+        }
+        cursor = end;
+    }
+    Ok(out)
 }
 
 /// The last point the rollups know of a series (when its raw points have all expired).
 pub(super) fn latest(conn: &Connection, sid: i64) -> Result<Option<(i64, f64)>> {
+    let newest_day: Option<i64> = conn
+        .prepare_cached("SELECT MAX(day) FROM rollup_1m_days WHERE series_id = ?1")?
+        .query_row([sid], |r| r.get(0))?;
+    let packed = match newest_day {
+        Some(day) => rollup_pack::rows_in(conn, sid, day, day + DAY)?
+            .last()
+            .map(|(_, a)| a.last),
+        None => None,
+    };
     for res in [Resolution::Minute, Resolution::Hour] {
         let last: Option<(i64, i64, f64)> = conn
             .prepare_cached(&format!(
@@ -186,13 +249,32 @@ pub(super) fn latest(conn: &Connection, sid: i64) -> Result<Option<(i64, f64)>> 
             .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         if let Some((b, off, v)) = last {
-            return Ok(Some((b + off, v)));
+            let table = (b + off, v);
+            return Ok(Some(match packed {
+                Some(p) if p.0 > table.0 => p,
+                _ => table,
+            }));
+        }
+        if packed.is_some() {
+            return Ok(packed);
         }
     }
     Ok(None)
 }
 
+/// Writes a `rollup_1m` row as it is (its day is not packed).
+pub(super) fn insert_minute_row(conn: &Connection, sid: i64, b: i64, a: &Acc) -> Result<()> {
+    insert_row(conn, Resolution::Minute, sid, b, a)
+}
+
 fn write_row(conn: &Connection, res: Resolution, sid: i64, b: i64, a: &Acc) -> Result<()> {
+    if res != Resolution::Hour {
+        rollup_pack::unpack(conn, sid, floor(b, DAY))?;
+    }
+    insert_row(conn, res, sid, b, a)
+}
+
+fn insert_row(conn: &Connection, res: Resolution, sid: i64, b: i64, a: &Acc) -> Result<()> {
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO {} \
          (series_id, bucket, count, sum, min, max, first, last, first_off, last_off) \
@@ -215,6 +297,9 @@ fn write_row(conn: &Connection, res: Resolution, sid: i64, b: i64, a: &Acc) -> R
 }
 
 fn delete_row(conn: &Connection, res: Resolution, sid: i64, b: i64) -> Result<()> {
+    if res != Resolution::Hour {
+        rollup_pack::unpack(conn, sid, floor(b, DAY))?;
+    }
     conn.prepare_cached(&format!(
         "DELETE FROM {} WHERE series_id = ?1 AND bucket = ?2",
         table(res)
@@ -379,8 +464,14 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
                 None => target,
             };
         }
+        let mut day = None;
         for (b, a) in &accs {
-            write_row(&tx, Resolution::Minute, sid, *b, a)?;
+            if day != Some(floor(*b, DAY)) {
+                // A packed day (late data after a gap) goes back to rows first, once.
+                day = Some(floor(*b, DAY));
+                rollup_pack::unpack(&tx, sid, floor(*b, DAY))?;
+            }
+            insert_row(&tx, Resolution::Minute, sid, *b, a)?;
             hours.insert(floor(*b, HOUR));
         }
         step.buckets += accs.len() as u64;
@@ -418,6 +509,21 @@ pub(super) fn expire_rollups(
             continue;
         }
         let t = table(res);
+        if res == Resolution::Minute {
+            // Whole packed days before the cut go at once; the day holding it is unpacked.
+            rollup_pack::unpack(&tx, sid, floor(cut, DAY))?;
+            let days: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(rows), 0) FROM rollup_1m_days \
+                 WHERE series_id = ?1 AND day + 86400000 <= ?2",
+                params![sid, cut],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "DELETE FROM rollup_1m_days WHERE series_id = ?1 AND day + 86400000 <= ?2",
+                params![sid, cut],
+            )?;
+            removed += days as u64;
+        }
         let n = tx.execute(
             &format!(
                 "DELETE FROM {t} WHERE series_id = ?1 AND bucket IN \

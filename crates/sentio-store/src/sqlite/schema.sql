@@ -127,6 +127,17 @@ CREATE TABLE IF NOT EXISTS rollup_1h (
     PRIMARY KEY (series_id, bucket)
 ) WITHOUT ROWID;
 
+-- Settled days of 1-minute rollups, packed (sqlite/rollup_pack.rs): one row per series and
+-- day, the day's `rows` as pco-compressed columns. A day is either here or in rollup_1m.
+CREATE TABLE IF NOT EXISTS rollup_1m_days (
+    id        INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    day       INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    UNIQUE (series_id, day)
+);
+
 -- Per series: every 1-minute bucket before `rolled_until` is in the rollups; every raw point
 -- before `raw_before` has expired (except late arrivals, folded into the rollups and removed by
 -- the next pass); 1-minute rollups before `m1_before` and 1-hour ones before `h1_before` have
