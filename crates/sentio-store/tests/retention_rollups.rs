@@ -411,3 +411,121 @@ async fn over_the_disk_budget_the_oldest_raw_points_go_and_rollups_stay() {
     maintain_all(&store, now).await;
     assert!(!store.storage().await.unwrap().over_budget);
 }
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test]
+async fn rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry() {
+    // Irregular points over 20 days, then rounds of late points and duplicates (inside raw)
+    // and late points where raw has expired, with maintenance passes moving `now` on; at the
+    // end every hour answered from the rollups equals the model's, which keeps every point
+    // (the last value per timestamp).
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.create_device(NewDevice::new("r-1")).await.unwrap();
+    let mut p = RetentionPolicy::default();
+    p.raw_ms = 5 * DAY;
+    store.set_retention(p).await.unwrap();
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut model: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut t = T0;
+    let mut batch = Vec::new();
+    while t < T0 + 20 * DAY {
+        t += 1 + rng.below(120_000) as i64;
+        let v = (rng.below(10_000) as f64) / 100.0;
+        model.insert(t, v);
+        batch.push(point("r-1", t, v));
+    }
+    store.append(&batch).await.unwrap();
+    let mut now = T0 + 20 * DAY;
+    for round in 0..6 {
+        store.seal_all().await.unwrap();
+        maintain_all(&store, now).await;
+        let raw_from = now - 5 * DAY; // about where raw starts now (hour-floored cut)
+        let mut late = Vec::new();
+        for _ in 0..40 {
+            // Inside kept raw: new points and duplicates of existing ones (last value wins).
+            let ts = if rng.below(2) == 0 {
+                let keys: Vec<i64> = model
+                    .range(raw_from + HOUR..now - HOUR)
+                    .map(|(k, _)| *k)
+                    .collect();
+                keys[rng.below(keys.len() as u64) as usize]
+            } else {
+                raw_from + HOUR + rng.below((now - HOUR - raw_from - HOUR) as u64) as i64
+            };
+            let v = -(rng.below(1000) as f64) - round as f64;
+            model.insert(ts, v);
+            late.push(point("r-1", ts, v));
+        }
+        for _ in 0..20 {
+            // Where raw has expired: new timestamps only (a duplicate's old value is gone).
+            let ts = loop {
+                let ts = T0 + rng.below((raw_from - 2 * HOUR - T0) as u64) as i64;
+                if !model.contains_key(&ts) {
+                    break ts;
+                }
+            };
+            let v = 1000.0 + rng.below(1000) as f64;
+            model.insert(ts, v);
+            late.push(point("r-1", ts, v));
+        }
+        store.append(&late).await.unwrap();
+        now += DAY;
+    }
+    store.seal_all().await.unwrap();
+    maintain_all(&store, now).await;
+    maintain_all(&store, now + 30 * DAY).await; // all raw expired: only rollups answer
+
+    for agg in [
+        Agg::Count,
+        Agg::Sum,
+        Agg::Min,
+        Agg::Max,
+        Agg::First,
+        Agg::Last,
+    ] {
+        let (got, res) = q(&store, "r-1", (T0, T0 + 20 * DAY), Some((HOUR, agg))).await;
+        assert_eq!(res, Resolution::Hour, "{agg:?}");
+        let mut want: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for (ts, v) in model.range(..T0 + 20 * DAY) {
+            want.entry(ts.div_euclid(HOUR) * HOUR).or_default().push(*v);
+        }
+        let want: Vec<(i64, f64)> = want
+            .into_iter()
+            .map(|(b, vs)| {
+                let v = match agg {
+                    Agg::Count => vs.len() as f64,
+                    Agg::Sum => vs.iter().sum(),
+                    Agg::Min => vs.iter().copied().fold(f64::MAX, f64::min),
+                    Agg::Max => vs.iter().copied().fold(f64::MIN, f64::max),
+                    Agg::First => vs[0],
+                    Agg::Last => vs[vs.len() - 1],
+                    Agg::Avg => unreachable!(),
+                };
+                (b, v)
+            })
+            .collect();
+        assert_eq!(got.points.len(), want.len(), "{agg:?}");
+        for (g, w) in got.points.iter().zip(&want) {
+            assert_eq!(g.0, w.0, "{agg:?}");
+            assert!(
+                (g.1 - w.1).abs() < 1e-6 * w.1.abs().max(1.0),
+                "{agg:?} at {}: {} vs {}",
+                g.0,
+                g.1,
+                w.1
+            );
+        }
+    }
+}

@@ -224,12 +224,8 @@ impl Acc {
     pub(super) fn merge(&mut self, o: Self) {
         let (first, last) = (self.first, self.last);
         self.add(o);
-        if first.0 <= o.first.0 {
-            self.first = first;
-        }
-        if last.0 > o.last.0 {
-            self.last = last;
-        }
+        self.first = if first.0 <= o.first.0 { first } else { o.first };
+        self.last = if last.0 > o.last.0 { last } else { o.last };
     }
 
     pub(super) fn value(&self, agg: Agg) -> f64 {
