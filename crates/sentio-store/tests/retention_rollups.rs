@@ -487,19 +487,21 @@ async fn rollups_equal_the_raw_points_they_summarise_through_late_points_and_exp
     maintain_all(&store, now).await;
     maintain_all(&store, now + 30 * DAY).await; // all raw expired: only rollups answer
 
-    for agg in [
+    let aggs = [
         Agg::Count,
         Agg::Sum,
         Agg::Min,
         Agg::Max,
         Agg::First,
         Agg::Last,
-    ] {
-        let (got, res) = q(&store, "r-1", (T0, T0 + 20 * DAY), Some((HOUR, agg))).await;
-        assert_eq!(res, Resolution::Hour, "{agg:?}");
+    ];
+    let steps = [(HOUR, Resolution::Hour), (5 * MIN, Resolution::Minute)];
+    for ((step, resolution), agg) in steps.into_iter().flat_map(|s| aggs.map(|a| (s, a))) {
+        let (got, res) = q(&store, "r-1", (T0, T0 + 20 * DAY), Some((step, agg))).await;
+        assert_eq!(res, resolution, "{agg:?}");
         let mut want: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
         for (ts, v) in model.range(..T0 + 20 * DAY) {
-            want.entry(ts.div_euclid(HOUR) * HOUR).or_default().push(*v);
+            want.entry(ts.div_euclid(step) * step).or_default().push(*v);
         }
         let want: Vec<(i64, f64)> = want
             .into_iter()
