@@ -433,8 +433,10 @@ async fn rollups_equal_the_raw_points_they_summarise_through_late_points_and_exp
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     store.create_device(NewDevice::new("r-1")).await.unwrap();
-    let mut p = RetentionPolicy::default();
-    p.raw_ms = 5 * DAY;
+    let p = RetentionPolicy {
+        raw_ms: 5 * DAY,
+        ..RetentionPolicy::default()
+    };
     store.set_retention(p).await.unwrap();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut model: BTreeMap<i64, f64> = BTreeMap::new();
