@@ -349,7 +349,9 @@ fn enforce_budget(inner: &Inner, steps: &mut usize) -> Result<u64> {
             .query_row([], |r| r.get(0))
             .optional()?;
         let Some(sid) = oldest else {
-            tracing::warn!("over the disk budget, but no raw point is rolled up yet to remove");
+            // Nothing left to remove but rollups and the newest minutes (the budget is too
+            // small for them): said once per episode, by the warning above and the gauge.
+            tracing::debug!("over the disk budget, but no raw point is rolled up yet to remove");
             break;
         };
         // A few of that series' oldest chunks, never past its rollups; then the log is
