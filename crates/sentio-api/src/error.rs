@@ -74,6 +74,11 @@ impl From<StoreError> for ApiError {
                 Self::not_found(e.to_string())
             }
             StoreError::InvalidQuery(_) => Self::bad_request(e.to_string()),
+            _ if e.is_storage_full() => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                e.to_string(),
+            ),
             _ => {
                 tracing::error!(error = %e, "store error");
                 Self::new(
@@ -103,6 +108,11 @@ impl From<PipelineError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
                 format!("not stored, retry later: {e}"),
+            ),
+            PipelineError::StorageFull(e) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!("not stored: the store's disk is full; retry once space returns ({e})"),
             ),
             PipelineError::NotFound(d) => Self::new(StatusCode::NOT_FOUND, "not_found", d),
             PipelineError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", d),

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use axum::Router;
 use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
-use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore, TokenStore};
+use sentio_store::{
+    AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
+};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     /// Scoped API tokens.
     pub tokens: Arc<dyn TokenStore>,
+    /// Retention, rollups and the disk budget.
+    pub retention: Arc<dyn RetentionStore>,
     /// The embedded broker (connected clients, counters, disconnecting a revoked token's
     /// clients); `None` when the node runs without one.
     pub broker: Option<BrokerHandle>,

@@ -132,10 +132,25 @@ impl AuthProvider for DeviceAuth {
 
     fn authorize_publish<'a>(
         &'a self,
-        _client_id: &str,
+        client_id: &str,
         user_id: Option<&'a str>,
         topic: &'a str,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        // While the store is full, telemetry from an MQTT 5 client is refused here: this is the
+        // only hook whose refusal becomes an error PUBACK (reason 0x87). A 3.1.1 client's PUBACK
+        // cannot carry a refusal, so its publish goes on to the tap, which holds the PUBACK
+        // until the points are stored (see tap.rs).
+        if self.ingest.storage_full()
+            && topic::telemetry_device(topic).is_some()
+            && self.clients.protocol(client_id) == Some("5.0")
+        {
+            self.ingest.count_storage_refusal();
+            warn!(
+                client_id,
+                topic, "publish refused: the store is full (no space left on its disk)"
+            );
+            return Box::pin(std::future::ready(false));
+        }
         if let Some(user) = user_id.filter(|u| is_token(u)) {
             let ok = self
                 .tokens

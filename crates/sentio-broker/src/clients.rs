@@ -77,6 +77,23 @@ impl Clients {
         let _ = self.router.set(Arc::downgrade(router));
     }
 
+    /// The protocol version of a client ("5.0", "3.1.1", "3.1"), once its CONNECT was accepted.
+    pub(crate) fn protocol(&self, client_id: &str) -> Option<&'static str> {
+        if let Some(e) = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(client_id)
+        {
+            return Some(e.protocol);
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(client_id)
+            .map(|p| p.protocol)
+    }
+
     /// A CONNECT was accepted by the auth provider.
     pub(crate) fn authenticated(
         &self,

@@ -14,7 +14,7 @@ use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
 use sentio_pipeline::{Ingest, PipelineError};
 use sentio_store::{DeviceRegistry, TokenStore};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::auth::is_token;
 use crate::clients::Clients;
@@ -167,13 +167,31 @@ impl BrokerEventHandler for TelemetryTap {
             };
             // QoS 1/2: the PUBACK (sent after this returns) means the points are on disk.
             let durable = event.qos != QoS::AtMostOnce;
-            match self.ingest.payload(&device, &event.payload, durable).await {
-                Ok(_) => PublishAction::Continue,
-                // Refused payloads were recorded with their reason; they are not routed.
-                Err(PipelineError::Rejected(_)) => PublishAction::Handled,
-                Err(e) => {
-                    error!(device = %device, error = %e, "telemetry not stored");
-                    PublishAction::Handled
+            let mut wait = std::time::Duration::from_millis(100);
+            loop {
+                match self.ingest.payload(&device, &event.payload, durable).await {
+                    Ok(_) => return PublishAction::Continue,
+                    // Refused payloads were recorded with their reason; they are not routed.
+                    Err(PipelineError::Rejected(_)) => return PublishAction::Handled,
+                    // The store failed (e.g. its disk is full). mqtt5 acknowledges whatever
+                    // this returns, so a QoS 1/2 publish is held instead: retried until it is
+                    // stored, the publisher waiting for its PUBACK meanwhile.
+                    Err(e @ (PipelineError::StorageFull(_) | PipelineError::Store(_)))
+                        if durable =>
+                    {
+                        warn!(device = %device, error = %e, retry_in = ?wait, "telemetry not stored yet; PUBACK held");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    // Shutting down: never acknowledge what was not stored; the connection
+                    // closes without a PUBACK and the publisher sends it again later.
+                    Err(PipelineError::ShuttingDown) if durable => {
+                        return std::future::pending().await;
+                    }
+                    Err(e) => {
+                        error!(device = %device, error = %e, "telemetry not stored");
+                        return PublishAction::Handled;
+                    }
                 }
             }
         })

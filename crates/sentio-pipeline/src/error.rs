@@ -6,6 +6,9 @@ pub enum PipelineError {
     /// The store failed (disk full, I/O); the points were not acknowledged.
     #[error("storage failed: {0}")]
     Store(#[from] sentio_store::StoreError),
+    /// The store's disk is full: nothing was stored or acknowledged; retry once space returns.
+    #[error("the store is full (no space left on its disk): {0}")]
+    StorageFull(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,

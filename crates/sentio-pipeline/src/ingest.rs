@@ -15,7 +15,15 @@ use crate::{PipelineError, Presence, Stats};
 pub(crate) struct Batch {
     points: Vec<Point>,
     events: Vec<TextEvent>,
-    ack: Option<oneshot::Sender<Result<(), String>>>,
+    ack: Option<oneshot::Sender<Result<(), CommitFailed>>>,
+}
+
+/// Why a batch was not committed.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitFailed {
+    /// The disk was full.
+    full: bool,
+    message: String,
 }
 
 /// What a payload yielded once stored.
@@ -115,8 +123,11 @@ impl Ingest {
         if let Some(done) = done {
             match done.await {
                 Ok(Ok(())) => {}
+                Ok(Err(e)) if e.full => return Err(PipelineError::StorageFull(e.message)),
                 Ok(Err(e)) => {
-                    return Err(PipelineError::Store(sentio_store::StoreError::Task(e)));
+                    return Err(PipelineError::Store(sentio_store::StoreError::Task(
+                        e.message,
+                    )));
                 }
                 Err(_) => return Err(PipelineError::ShuttingDown),
             }
@@ -136,6 +147,19 @@ impl Ingest {
         {
             error!(device, error = %e, "could not record a refusal");
         }
+    }
+
+    /// Whether the store's disk is full (the last commit failed for lack of space and none has
+    /// succeeded since).
+    pub fn storage_full(&self) -> bool {
+        self.stats
+            .storage_full
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a payload refused up front because the store is full.
+    pub fn count_storage_refusal(&self) {
+        Stats::add(&self.stats.storage_full_refusals, 1);
     }
 
     /// Presence of devices, for the broker's connect/disconnect events.
@@ -186,6 +210,12 @@ pub(crate) async fn run_writer(
         };
         match stored {
             Ok(()) => {
+                if stats
+                    .storage_full
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!("the store takes data again (disk space returned)");
+                }
                 Stats::add(&stats.points_stored, points.len() as u64);
                 for ack in acks {
                     let _ = ack.send(Ok(()));
@@ -197,9 +227,17 @@ pub(crate) async fn run_writer(
             Err(e) => {
                 error!(error = %e, points = points.len(), events = events.len(), "commit failed; not acknowledged");
                 Stats::add(&stats.store_failures, 1);
-                let msg = e.to_string();
+                let failed = CommitFailed {
+                    full: e.is_storage_full(),
+                    message: e.to_string(),
+                };
+                if failed.full {
+                    stats
+                        .storage_full
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 for ack in acks {
-                    let _ = ack.send(Err(msg.clone()));
+                    let _ = ack.send(Err(failed.clone()));
                 }
             }
         }

@@ -39,3 +39,17 @@ pub enum StoreError {
     #[error("store task failed: {0}")]
     Task(String),
 }
+
+impl StoreError {
+    /// Whether the store refused because its disk (or file system quota) is full: new data
+    /// cannot be taken until space returns, and nothing was half written.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Self::Database(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            Self::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+}

@@ -182,3 +182,156 @@ pub struct NewToken {
     /// At least one rule.
     pub acl: Vec<sentio_core::acl::AclRule>,
 }
+
+/// How long data is kept: raw points globally, per device kind and per device (the most specific
+/// wins), and the 1-minute and 1-hour rollups. Durations in ms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Raw points of every series without a more specific setting.
+    pub raw_ms: i64,
+    /// Raw points of the devices of a kind.
+    pub kinds: BTreeMap<String, i64>,
+    /// Raw points of one device (wins over its kind).
+    pub devices: BTreeMap<String, i64>,
+    /// 1-minute rollups.
+    pub rollup_1m_ms: i64,
+    /// 1-hour rollups.
+    pub rollup_1h_ms: i64,
+}
+
+/// A day in ms.
+const DAY_MS: i64 = 86_400_000;
+
+impl Default for RetentionPolicy {
+    /// Raw points 7 days, 1-minute rollups 90 days, 1-hour rollups 2 years (730 days).
+    fn default() -> Self {
+        Self {
+            raw_ms: 7 * DAY_MS,
+            kinds: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            rollup_1m_ms: 90 * DAY_MS,
+            rollup_1h_ms: 730 * DAY_MS,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// How long raw points of `device` (of `kind`) are kept.
+    pub fn raw_for(&self, device: &str, kind: Option<&str>) -> i64 {
+        self.devices
+            .get(device)
+            .or_else(|| kind.and_then(|k| self.kinds.get(k)))
+            .copied()
+            .unwrap_or(self.raw_ms)
+    }
+
+    /// Checks that every duration is positive and that rollups are kept at least as long as
+    /// the raw points they summarise (1-hour ones at least as long as 1-minute ones).
+    pub fn validate(&self) -> Result<(), String> {
+        let all = std::iter::once(("global", self.raw_ms))
+            .chain(self.kinds.values().map(|v| ("a kind's", *v)))
+            .chain(self.devices.values().map(|v| ("a device's", *v)));
+        let mut longest_raw = 0;
+        for (what, ms) in all {
+            if ms <= 0 {
+                return Err(format!("{what} raw retention must be positive"));
+            }
+            longest_raw = longest_raw.max(ms);
+        }
+        if self.rollup_1m_ms <= 0 || self.rollup_1h_ms < self.rollup_1m_ms {
+            return Err("rollups: 1m must be positive and 1h at least as long as 1m".into());
+        }
+        if self.rollup_1h_ms < longest_raw {
+            return Err(format!(
+                "1h rollups ({} ms) must be kept at least as long as the longest raw retention ({longest_raw} ms)",
+                self.rollup_1h_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which data answered a query: raw points or a rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolution {
+    /// Every stored point.
+    #[serde(rename = "raw")]
+    Raw,
+    /// 1-minute rollups (raw points expired in the range), then raw points after them.
+    #[serde(rename = "1m")]
+    Minute,
+    /// 1-hour rollups, then raw points after them.
+    #[serde(rename = "1h")]
+    Hour,
+}
+
+impl Resolution {
+    /// `raw`, `1m` or `1h`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Minute => "1m",
+            Self::Hour => "1h",
+        }
+    }
+
+    /// Bucket width (ms); 1 for raw.
+    pub fn width_ms(self) -> i64 {
+        match self {
+            Self::Raw => 1,
+            Self::Minute => 60_000,
+            Self::Hour => 3_600_000,
+        }
+    }
+}
+
+/// Size of the store on disk against its budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// Bytes of every file in the data directory (database, its log, broker state).
+    pub bytes: u64,
+    /// Bytes inside the database file free for reuse (deleted data); counted in `bytes`.
+    pub free_bytes: u64,
+    /// The disk budget, if one is set.
+    pub budget_bytes: Option<u64>,
+    /// Whether the budget is under pressure: the oldest raw points are being removed.
+    pub over_budget: bool,
+    /// Raw points removed to stay within the budget since start.
+    pub budget_evicted_points: u64,
+}
+
+/// What one maintenance pass (rollups, retention, disk budget) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceReport {
+    /// 1-minute buckets written (new, or recomputed after late points).
+    pub rolled_buckets: u64,
+    /// Raw points removed because their retention expired.
+    pub expired_points: u64,
+    /// Rollup rows removed because their retention expired.
+    pub expired_rollups: u64,
+    /// Raw points removed to stay within the disk budget.
+    pub evicted_points: u64,
+    /// Whether the pass stopped before finishing (call again soon).
+    pub more: bool,
+    /// The longest the pass held the database in one step (µs): how long ingest could wait.
+    pub longest_step_us: u64,
+}
+
+/// One rollup row: the statistics of a series over one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RollupRow {
+    /// Start of the bucket (ms).
+    pub bucket_ms: i64,
+    /// Points in the bucket.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+    /// Time (ms) and value of the first point.
+    pub first: (i64, f64),
+    /// Time (ms) and value of the last point.
+    pub last: (i64, f64),
+}

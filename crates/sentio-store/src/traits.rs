@@ -8,8 +8,9 @@ use sentio_core::acl::AclRule;
 use sentio_core::{Alert, DeviceId, Point, TextEvent};
 
 use crate::{
-    AlertFilter, ApiToken, Device, DeviceUpdate, NewDevice, NewToken, RangeQuery, RangeResult,
-    Result, SeriesInfo,
+    AlertFilter, ApiToken, Device, DeviceUpdate, MaintenanceReport, NewDevice, NewToken,
+    RangeQuery, RangeResult, Resolution, Result, RetentionPolicy, RollupRow, SeriesInfo,
+    StorageStatus,
 };
 
 /// Devices and their credentials.
@@ -65,6 +66,38 @@ pub trait SeriesStore: Send + Sync {
         to_ms: i64,
         points: usize,
     ) -> Result<RangeResult>;
+    /// As [`SeriesStore::query`], saying which resolution answered: a step aggregate over a
+    /// range whose raw points have expired is answered from the rollups.
+    async fn query_resolved(&self, q: RangeQuery) -> Result<(RangeResult, Resolution)> {
+        Ok((self.query(q).await?, Resolution::Raw))
+    }
+    /// As [`SeriesStore::downsample`], saying which resolution answered (rollups where raw
+    /// points have expired).
+    async fn downsample_resolved(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        points: usize,
+    ) -> Result<(RangeResult, Resolution)> {
+        let r = self
+            .downsample(device, metric, from_ms, to_ms, points)
+            .await?;
+        Ok((r, Resolution::Raw))
+    }
+    /// Rollup rows (1-minute or 1-hour) of one series from `from_ms` on, at most `limit`, in
+    /// bucket order (export; a store without rollups has none).
+    async fn rollups(
+        &self,
+        _device: &DeviceId,
+        _metric: &str,
+        _resolution: Resolution,
+        _from_ms: i64,
+        _limit: usize,
+    ) -> Result<Vec<RollupRow>> {
+        Ok(Vec::new())
+    }
     /// Saved detector state of every series, as `(device, metric, state)`.
     async fn load_detector_states(&self) -> Result<Vec<(String, String, String)>>;
     /// Saves detector states (opaque JSON) so a restart needs no relearning.
@@ -117,4 +150,20 @@ pub trait TokenStore: Send + Sync {
     /// The ACL of a live token by its MQTT username, `None` once revoked. Hot path (every
     /// PUBLISH of a token's client): answered from memory.
     fn token_acl(&self, username: &str) -> Option<Arc<[AclRule]>>;
+}
+
+/// Retention, rollups and the disk budget.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// The retention policy in force (the default until one is set).
+    async fn retention(&self) -> Result<RetentionPolicy>;
+    /// Replaces the retention policy (validated, kept in the store); the next maintenance
+    /// pass applies it.
+    async fn set_retention(&self, policy: RetentionPolicy) -> Result<()>;
+    /// One bounded maintenance pass as of `now_ms`: rollups of what arrived, late points folded
+    /// in, expired raw points and rollups removed, the oldest raw points removed while over the
+    /// disk budget. Short transactions; call again while `more`.
+    async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport>;
+    /// Size on disk against the budget.
+    async fn storage(&self) -> Result<StorageStatus>;
 }

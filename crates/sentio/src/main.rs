@@ -239,6 +239,21 @@ struct ServeArgs {
     /// stored and merged, also into already compressed chunks. `none` accepts any past time.
     #[arg(long, default_value = "7d", value_parser = parse_late_window, env = "SENTIO_LATE_WINDOW")]
     late_window: LateWindow,
+    /// Keep raw points this long (e.g. `7d`, `36h`) for every device without a per-kind or
+    /// per-device setting (PUT /api/v1/retention); replaces the stored setting. Default 7d.
+    #[arg(long, value_parser = parse_duration)]
+    retention_raw: Option<i64>,
+    /// Keep 1-minute rollups this long (default 90d); replaces the stored setting.
+    #[arg(long, value_parser = parse_duration)]
+    retention_1m: Option<i64>,
+    /// Keep 1-hour rollups this long (default 730d); replaces the stored setting.
+    #[arg(long, value_parser = parse_duration)]
+    retention_1h: Option<i64>,
+    /// Disk budget of the data directory, e.g. `10GB`, `500MB`, `2GiB`: over 95 % of it the
+    /// oldest raw points are removed (rollups stay) until under 90 %. Default: none (a disk
+    /// that fills up anyway gets a clean refusal of new data, HTTP 507).
+    #[arg(long, value_parser = parse_bytes)]
+    disk_budget: Option<u64>,
 }
 
 /// `--late-window`: a duration, or `none`.
@@ -252,6 +267,39 @@ fn parse_late_window(s: &str) -> Result<LateWindow, String> {
     sentio_core::time::parse_duration_ms(s)
         .map(|ms| LateWindow(Some(ms)))
         .map_err(|e| format!("{e} (a duration such as 1h or 7d, or `none`)"))
+}
+
+fn parse_duration(s: &str) -> Result<i64, String> {
+    sentio_core::time::parse_duration_ms(s).map_err(|e| e.to_string())
+}
+
+/// `123`, `10GB`, `500MB`, `64KB` (powers of 1000) or `2GiB`, `8MiB`, `64KiB` (powers of 1024).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 10GB or 512MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{s:?}: must be a positive size"))
 }
 
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
@@ -295,6 +343,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.tls_client_ca = args.tls_client_ca;
     config.allow_anonymous = args.allow_anonymous;
     config.pipeline.max_late_ms = args.late_window.0;
+    config.retention_raw = args.retention_raw;
+    config.retention_rollups = (args.retention_1m, args.retention_1h);
+    config.disk_budget = args.disk_budget;
     if args.demo {
         sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {

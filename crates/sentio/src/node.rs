@@ -10,7 +10,7 @@ use sentio_api::AppState;
 use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET, TlsSettings};
 use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
-use sentio_store::{DeviceRegistry, NewDevice, SqliteStore, StoreError};
+use sentio_store::{DeviceRegistry, NewDevice, RetentionStore, SqliteStore, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -44,6 +44,13 @@ pub struct NodeConfig {
     pub tls_client_ca: Option<PathBuf>,
     /// Admit MQTT clients without a username, confined to `public/#`.
     pub allow_anonymous: bool,
+    /// Retention of raw points for every series without a kind or device setting (ms); when
+    /// given, it replaces the stored global setting at start.
+    pub retention_raw: Option<i64>,
+    /// Retention of the 1-minute and 1-hour rollups (ms); when given, replace the stored ones.
+    pub retention_rollups: (Option<i64>, Option<i64>),
+    /// Disk budget of the data directory in bytes (none by default).
+    pub disk_budget: Option<u64>,
 }
 
 impl NodeConfig {
@@ -61,6 +68,9 @@ impl NodeConfig {
             pipeline: PipelineConfig::default(),
             tls_client_ca: None,
             allow_anonymous: false,
+            retention_raw: None,
+            retention_rollups: (None, None),
+            disk_budget: None,
         }
     }
 }
@@ -144,6 +154,8 @@ impl Node {
         }
         let store = SqliteStore::open(&config.data)
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
+        apply_retention(&store, &config).await?;
+        store.set_disk_budget(config.disk_budget);
         let (admin_token, token_source) =
             token::load_or_create(&config.data, config.admin_token.as_deref())?;
 
@@ -202,12 +214,11 @@ impl Node {
                 tracing::error!(error = %e, "MQTT broker stopped");
             }
         }));
-        // Seals old head points into compressed chunks in the background.
-        let (sealer, rx) = (store.clone(), stop_rx.clone());
+        // Maintenance in the background: seals old head points into compressed chunks, rolls
+        // up, applies retention and the disk budget; probes a full disk until it takes data.
+        let (maint, rx, stats) = (store.clone(), stop_rx.clone(), pipeline.stats.clone());
         servers.push(tokio::spawn(async move {
-            sealer
-                .run_sealer(std::time::Duration::from_secs(5), stopped(rx))
-                .await;
+            run_maintenance(&maint, &stats, stopped(rx)).await;
         }));
         let state = AppState {
             registry: store.clone(),
@@ -215,6 +226,7 @@ impl Node {
             alerts: store.clone(),
             events: store.clone(),
             tokens: store.clone(),
+            retention: store.clone(),
             broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             bus: pipeline.bus.clone(),
@@ -261,6 +273,49 @@ impl Node {
             let _ = s.await;
         }
         self.pipeline.shutdown().await;
+    }
+}
+
+/// Puts the retention settings given on the command line into the store's policy.
+async fn apply_retention(store: &SqliteStore, config: &NodeConfig) -> anyhow::Result<()> {
+    let (raw, (m1, h1)) = (config.retention_raw, config.retention_rollups);
+    if raw.is_none() && m1.is_none() && h1.is_none() {
+        return Ok(());
+    }
+    let mut policy = store.retention().await?;
+    policy.raw_ms = raw.unwrap_or(policy.raw_ms);
+    policy.rollup_1m_ms = m1.unwrap_or(policy.rollup_1m_ms);
+    policy.rollup_1h_ms = h1.unwrap_or(policy.rollup_1h_ms);
+    store
+        .set_retention(policy)
+        .await
+        .context("invalid retention settings")?;
+    Ok(())
+}
+
+/// Every 5 s: seal, roll up, expire, keep to the disk budget; while the disk is full, only
+/// probe whether 1 MiB is free again (so MQTT 5 publishers are no longer refused).
+async fn run_maintenance(
+    store: &SqliteStore,
+    stats: &sentio_pipeline::Stats,
+    stop: impl Future<Output = ()>,
+) {
+    use std::sync::atomic::Ordering;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+        if stats.storage_full.load(Ordering::Relaxed) {
+            if !store.has_free_space(1 << 20).await {
+                continue;
+            }
+            stats.storage_full.store(false, Ordering::Relaxed);
+            info!("the store takes data again (disk space returned)");
+        }
+        store.seal_round().await;
+        store.maintenance_round().await;
     }
 }
 

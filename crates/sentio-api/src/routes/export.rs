@@ -1,7 +1,7 @@
 //! `GET /api/v1/devices/<id>/export`: everything held about one device, streamed (the GDPR right
-//! of access): its record, every point of every series, and its alerts with their explanations
-//! and feedback, and its text events. JSON lines by default
-//! (`{"type": "device" | "point" | "event" | "alert", ...}`), or CSV of
+//! of access): its record, every point of every series, their rollups, and its alerts with their
+//! explanations and feedback, and its text events. JSON lines by default
+//! (`{"type": "device" | "point" | "rollup" | "event" | "alert", ...}`), or CSV of
 //! the points (`?format=csv`: `metric,ts_ms,ts,value`).
 //!
 //! The answer is produced page by page while it is sent, so exporting years of data needs no
@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sentio_core::DeviceId;
 use sentio_core::time::format_time;
-use sentio_store::{AlertFilter, RangeQuery};
+use sentio_store::{AlertFilter, RangeQuery, Resolution};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -128,6 +128,37 @@ pub async fn export(
             }
         }
         if format == Format::JsonLines {
+            // Rollups are data about the device too (all that is left once raw points expire).
+            for info in &series {
+                for res in [Resolution::Minute, Resolution::Hour] {
+                    let mut from = i64::MIN;
+                    loop {
+                        let rows = match s
+                            .series
+                            .rollups(&device, &info.metric, res, from, PAGE)
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(e) => return fail(format!("{} rollups: {e}", info.metric)).await,
+                        };
+                        let mut text = String::new();
+                        for r in &rows {
+                            let mut v = serde_json::to_value(r).expect("rollups serialise");
+                            v["type"] = json!("rollup");
+                            v["metric"] = json!(info.metric);
+                            v["resolution"] = json!(res.as_str());
+                            text.push_str(&format!("{v}\n"));
+                        }
+                        if !send(text).await {
+                            return;
+                        }
+                        match rows.last() {
+                            Some(r) if rows.len() == PAGE => from = r.bucket_ms + 1,
+                            _ => break,
+                        }
+                    }
+                }
+            }
             match s
                 .events
                 .events(&device, None, sentio_store::EVENT_HISTORY * 1_000)

@@ -9,6 +9,7 @@ mod forecast;
 mod ingest;
 mod mqtt_ws;
 mod query;
+mod retention;
 mod series;
 mod stream;
 mod system;
@@ -58,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/stream", get(stream::stream))
         .route("/mqtt", get(mqtt_ws::upgrade))
+        .route("/api/v1/retention", get(retention::get).put(retention::put))
+        .route("/api/v1/storage", get(retention::storage))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/broker/clients", get(broker::clients))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))

@@ -76,15 +76,21 @@ pub async fn range(
                 "points must be 2..={MAX_LIMIT}"
             )));
         }
-        Some(n) => s.series.downsample(&device, &metric, from, to, n).await?,
+        Some(n) => {
+            s.series
+                .downsample_resolved(&device, &metric, from, to, n)
+                .await?
+        }
         None => range_points(&s, device, &metric, (from, to), step, p.limit).await?,
     };
+    let (result, resolution) = result;
     let mut body = json!({
         "device": id,
         "metric": metric,
         "from": from,
         "to": to,
         "points": result.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+        "resolution": resolution.as_str(),
     });
     if let Some(next) = result.next {
         body["next"] = json!(next);
@@ -100,7 +106,7 @@ async fn range_points(
     (from, to): (i64, i64),
     step: Option<(i64, Agg)>,
     limit: Option<usize>,
-) -> Result<sentio_store::RangeResult, ApiError> {
+) -> Result<(sentio_store::RangeResult, sentio_store::Resolution), ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -108,7 +114,7 @@ async fn range_points(
         )));
     }
     Ok(s.series
-        .query(RangeQuery {
+        .query_resolved(RangeQuery {
             device,
             metric: metric.to_string(),
             from_ms: from,

@@ -64,6 +64,7 @@ pub async fn metrics(_: Admin, State(s): State<AppState>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));
     }
+    out.push_str(&super::retention::metrics(&s).await);
     if let Some(b) = &s.broker {
         out.push_str(&super::broker::metrics(&b.counters()));
     }

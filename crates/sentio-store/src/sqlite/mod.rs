@@ -11,14 +11,19 @@ mod alerts;
 mod events;
 mod read;
 mod registry;
+mod retention;
+mod rollup;
+mod rollup_pack;
 mod seal;
 mod series;
 mod tokens;
 
+pub use retention::RollupStats;
 pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -53,6 +58,17 @@ struct Inner {
     /// Digests and ACLs of the API tokens by MQTT username, so CONNECT and PUBLISH never wait
     /// for the database.
     tokens: RwLock<tokens::TokenCache>,
+    /// The latest `rolled_until` of any series: an append before it may land in a bucket
+    /// already rolled up, and marks it for recomputation (`rollup.rs`).
+    rolled_max: AtomicI64,
+    /// The series the maintenance pass looked at last.
+    maint_cursor: Mutex<i64>,
+    /// Disk budget of the data directory in bytes (0: none).
+    budget: AtomicU64,
+    /// Whether the data directory is over the budget's high mark.
+    over_budget: AtomicBool,
+    /// Raw points removed to stay within the budget since start.
+    evicted: AtomicU64,
 }
 
 /// Size of the database on disk.
@@ -85,6 +101,9 @@ impl SqliteStore {
         // FULL: a committed transaction survives power loss, not only a killed process.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted content (an erased device, expired points) is overwritten with zeros, not
+        // left readable in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(include_str!("schema.sql"))?;
 
@@ -113,6 +132,10 @@ impl SqliteStore {
             }
         }
         let tokens = tokens::load(&conn)?;
+        let rolled_max: Option<i64> =
+            conn.query_row("SELECT MAX(rolled_until) FROM series_marks", [], |r| {
+                r.get(0)
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -123,6 +146,11 @@ impl SqliteStore {
                 series_ids: Mutex::new(series_ids),
                 seal,
                 seal_cursor: Mutex::new(i64::MIN),
+                rolled_max: AtomicI64::new(rolled_max.unwrap_or(i64::MIN)),
+                maint_cursor: Mutex::new(i64::MIN),
+                budget: AtomicU64::new(0),
+                over_budget: AtomicBool::new(false),
+                evicted: AtomicU64::new(0),
             }),
         })
     }

@@ -174,19 +174,21 @@ pub(super) fn raw(
     Ok(RangeResult { points, next })
 }
 
-/// Running aggregate of one bucket.
-#[derive(Debug, Clone, Copy)]
-struct Acc {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-    first: (i64, f64),
-    last: (i64, f64),
+/// Running aggregate of one bucket (also a rollup row's content).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Acc {
+    pub(super) count: u64,
+    pub(super) sum: f64,
+    pub(super) min: f64,
+    pub(super) max: f64,
+    /// Time and value of the first point.
+    pub(super) first: (i64, f64),
+    /// Time and value of the last point.
+    pub(super) last: (i64, f64),
 }
 
 impl Acc {
-    fn point(t: i64, v: f64) -> Self {
+    pub(super) fn point(t: i64, v: f64) -> Self {
         Self {
             count: 1,
             sum: v,
@@ -209,7 +211,7 @@ impl Acc {
     }
 
     /// Adds a later part of the same bucket.
-    fn add(&mut self, o: Self) {
+    pub(super) fn add(&mut self, o: Self) {
         self.count += o.count;
         self.sum += o.sum;
         self.min = self.min.min(o.min);
@@ -217,8 +219,17 @@ impl Acc {
         self.last = o.last;
     }
 
+    /// Adds a part of the same bucket that may come before, after or among its points (a late
+    /// point): first and last go by time.
+    pub(super) fn merge(&mut self, o: Self) {
+        let (first, last) = (self.first, self.last);
+        self.add(o);
+        self.first = if first.0 <= o.first.0 { first } else { o.first };
+        self.last = if last.0 > o.last.0 { last } else { o.last };
+    }
+
     /// The bucket's value; `None` for a rate over fewer than two points (no time elapsed).
-    fn value(&self, agg: Agg) -> Option<f64> {
+    pub(super) fn value(&self, agg: Agg) -> Option<f64> {
         Some(match agg {
             Agg::Avg => self.sum / self.count as f64,
             Agg::Min => self.min,
@@ -248,6 +259,28 @@ pub(super) fn aggregate(
     (step, agg): (i64, Agg),
     limit: usize,
 ) -> Result<RangeResult> {
+    let (buckets, next) = bucket_accs(conn, sid, (from, to), step, limit)?;
+    Ok(RangeResult {
+        points: buckets
+            .iter()
+            .filter_map(|(b, a)| Some((*b, a.value(agg)?)))
+            .collect(),
+        next,
+    })
+}
+
+/// Buckets with their running aggregates, and the `from` of the next page.
+pub(super) type Buckets = (Vec<(i64, Acc)>, Option<i64>);
+
+/// The running aggregate of every `step` bucket of `[from, to)` that holds points (buckets
+/// aligned on multiples of `step`), at most `limit`, with the `from` of the next page.
+pub(super) fn bucket_accs(
+    conn: &Connection,
+    sid: i64,
+    (from, to): (i64, i64),
+    step: i64,
+    limit: usize,
+) -> Result<Buckets> {
     let step = step.max(1);
     let bucket = |t: i64| t.div_euclid(step) * step;
     let chunks = chunks_in(conn, sid, from, to)?;
@@ -276,13 +309,7 @@ pub(super) fn aggregate(
     } else {
         None
     };
-    Ok(RangeResult {
-        points: buckets
-            .iter()
-            .filter_map(|(b, a)| Some((*b, a.value(agg)?)))
-            .collect(),
-        next,
-    })
+    Ok((buckets, next))
 }
 
 /// Where a bucket's extreme value is: a known point, or somewhere in an undecoded chunk.

@@ -137,6 +137,31 @@ impl DeviceRegistry for SqliteStore {
                 )?;
                 removed.push(("points".into(), head as u64 + sealed as u64));
                 removed.push(("chunks".into(), chunks as u64));
+                let packed: i64 = tx.query_row(
+                    "SELECT COALESCE(SUM(rows), 0) FROM rollup_1m_days WHERE series_id IN \
+                     (SELECT id FROM series WHERE device = ?1)",
+                    [&id],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "DELETE FROM rollup_1m_days WHERE series_id IN \
+                     (SELECT id FROM series WHERE device = ?1)",
+                    [&id],
+                )?;
+                let mut rollups = packed as u64;
+                for table in ["rollup_1m", "rollup_1h", "rollup_dirty", "series_marks"] {
+                    let n = tx.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE series_id IN \
+                             (SELECT id FROM series WHERE device = ?1)"
+                        ),
+                        [&id],
+                    )?;
+                    if table.starts_with("rollup_1") {
+                        rollups += n as u64;
+                    }
+                }
+                removed.push(("rollups".into(), rollups));
                 let series = tx.execute("DELETE FROM series WHERE device = ?1", [&id])?;
                 removed.push(("series".into(), series as u64));
                 tx.execute(

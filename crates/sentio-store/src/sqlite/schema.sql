@@ -96,3 +96,63 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     secret_digest BLOB NOT NULL,
     created_ms    INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Rollups (see sqlite/rollup.rs): per series, one row per 1-minute and per 1-hour bucket with
+-- the bucket's statistics; `first_off`/`last_off` are the first and last point's offsets (ms)
+-- inside the bucket. Kept longer than raw points; queries use them where raw has expired.
+CREATE TABLE IF NOT EXISTS rollup_1m (
+    series_id INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    sum       REAL NOT NULL,
+    min       REAL NOT NULL,
+    max       REAL NOT NULL,
+    first     REAL NOT NULL,
+    last      REAL NOT NULL,
+    first_off INTEGER NOT NULL,
+    last_off  INTEGER NOT NULL,
+    PRIMARY KEY (series_id, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_1h (
+    series_id INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    sum       REAL NOT NULL,
+    min       REAL NOT NULL,
+    max       REAL NOT NULL,
+    first     REAL NOT NULL,
+    last      REAL NOT NULL,
+    first_off INTEGER NOT NULL,
+    last_off  INTEGER NOT NULL,
+    PRIMARY KEY (series_id, bucket)
+) WITHOUT ROWID;
+
+-- Settled days of 1-minute rollups, packed (sqlite/rollup_pack.rs): one row per series and
+-- day, the day's `rows` as pco-compressed columns. A day is either here or in rollup_1m.
+CREATE TABLE IF NOT EXISTS rollup_1m_days (
+    id        INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    day       INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    UNIQUE (series_id, day)
+);
+
+-- Per series: every 1-minute bucket before `rolled_until` is in the rollups; every raw point
+-- before `raw_before` has expired (except late arrivals, folded into the rollups and removed by
+-- the next pass); 1-minute rollups before `m1_before` and 1-hour ones before `h1_before` have
+-- expired too.
+CREATE TABLE IF NOT EXISTS series_marks (
+    series_id    INTEGER PRIMARY KEY,
+    rolled_until INTEGER,
+    raw_before   INTEGER NOT NULL DEFAULT -9223372036854775808,
+    m1_before    INTEGER NOT NULL DEFAULT -9223372036854775808,
+    h1_before    INTEGER NOT NULL DEFAULT -9223372036854775808
+);
+
+-- 1-minute buckets that received a point after they were rolled up (late points).
+CREATE TABLE IF NOT EXISTS rollup_dirty (
+    series_id INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    PRIMARY KEY (series_id, bucket)
+) WITHOUT ROWID;

@@ -91,14 +91,19 @@ impl SqliteStore {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            loop {
-                match self.seal_some(SEAL_STEP_POINTS).await {
-                    Ok(r) if r.more => tokio::task::yield_now().await,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "sealing head points into chunks failed");
-                        break;
-                    }
+            self.seal_round().await;
+        }
+    }
+
+    /// Seals what is ready, in bounded steps (yielding between them).
+    pub async fn seal_round(&self) {
+        loop {
+            match self.seal_some(SEAL_STEP_POINTS).await {
+                Ok(r) if r.more => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing head points into chunks failed");
+                    break;
                 }
             }
         }

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, params};
 use sentio_core::{DeviceId, Point};
 
-use super::{Inner, SqliteStore, read};
-use crate::{RangeQuery, RangeResult, Result, SeriesInfo, SeriesStore, StoreError};
+use super::{Inner, SqliteStore, read, rollup};
+use crate::{RangeQuery, RangeResult, Resolution, Result, SeriesInfo, SeriesStore, StoreError};
 
 /// The id of (device, metric), created on first use.
 fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Result<i64> {
@@ -67,12 +67,18 @@ impl SeriesStore for SqliteStore {
                         })
                         .collect()
                 };
+                // A point before this may land in a bucket already rolled up.
+                let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
+                let mut last_marked = None;
                 for (p, id) in points.iter().zip(&ids) {
                     let sid = match *id {
                         Some(sid) => sid,
                         None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
                     };
                     stmt.execute(params![sid, p.ts_ms, p.value])?;
+                    if p.ts_ms < rolled {
+                        rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
+                    }
                 }
             }
             if let Err(e) = tx.commit() {
@@ -102,7 +108,12 @@ impl SeriesStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut out = Vec::with_capacity(ids.len());
             for (sid, metric) in ids {
-                if let Some((ts, value)) = read::latest(conn, sid)? {
+                // A series whose raw points all expired still has its rollups' last value.
+                let latest = match read::latest(conn, sid)? {
+                    Some(l) => Some(l),
+                    None => rollup::latest(conn, sid)?,
+                };
+                if let Some((ts, value)) = latest {
                     out.push(SeriesInfo {
                         metric,
                         latest_ts_ms: ts,
@@ -116,18 +127,7 @@ impl SeriesStore for SqliteStore {
     }
 
     async fn query(&self, q: RangeQuery) -> Result<RangeResult> {
-        check_range(q.from_ms, q.to_ms)?;
-        self.with_conn(move |inner, conn| {
-            let Some(sid) = inner.known_series(q.device.as_str(), &q.metric) else {
-                return Ok(RangeResult::default());
-            };
-            let limit = q.limit.max(1);
-            match q.step {
-                None => read::raw(conn, sid, q.from_ms, q.to_ms, limit),
-                Some(step) => read::aggregate(conn, sid, (q.from_ms, q.to_ms), step, limit),
-            }
-        })
-        .await
+        Ok(self.query_resolved(q).await?.0)
     }
 
     async fn downsample(
@@ -138,13 +138,63 @@ impl SeriesStore for SqliteStore {
         to_ms: i64,
         points: usize,
     ) -> Result<RangeResult> {
+        Ok(self
+            .downsample_resolved(device, metric, from_ms, to_ms, points)
+            .await?
+            .0)
+    }
+
+    async fn query_resolved(&self, q: RangeQuery) -> Result<(RangeResult, Resolution)> {
+        check_range(q.from_ms, q.to_ms)?;
+        self.with_conn(move |inner, conn| {
+            let Some(sid) = inner.known_series(q.device.as_str(), &q.metric) else {
+                return Ok((RangeResult::default(), Resolution::Raw));
+            };
+            let limit = q.limit.max(1);
+            match q.step {
+                None => Ok((
+                    read::raw(conn, sid, q.from_ms, q.to_ms, limit)?,
+                    Resolution::Raw,
+                )),
+                Some(step) => rollup::aggregate(conn, sid, (q.from_ms, q.to_ms), step, limit),
+            }
+        })
+        .await
+    }
+
+    async fn downsample_resolved(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        points: usize,
+    ) -> Result<(RangeResult, Resolution)> {
         check_range(from_ms, to_ms)?;
         let (device, metric) = (device.to_string(), metric.to_string());
         self.with_conn(move |inner, conn| {
             let Some(sid) = inner.known_series(&device, &metric) else {
-                return Ok(RangeResult::default());
+                return Ok((RangeResult::default(), Resolution::Raw));
             };
-            read::downsample(conn, sid, from_ms, to_ms, points)
+            rollup::downsample(conn, sid, (from_ms, to_ms), points)
+        })
+        .await
+    }
+
+    async fn rollups(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        resolution: Resolution,
+        from_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::RollupRow>> {
+        let (device, metric) = (device.to_string(), metric.to_string());
+        self.with_conn(move |inner, conn| {
+            let Some(sid) = inner.known_series(&device, &metric) else {
+                return Ok(Vec::new());
+            };
+            rollup::export_rows(conn, resolution, sid, from_ms, limit)
         })
         .await
     }

@@ -265,3 +265,29 @@ pub async fn api_at(
     )
     .await
 }
+
+/// The value of one sample line of `/metrics` (e.g. `sentio_store_bytes`).
+pub async fn metric_value(node: &Node, sample: &str) -> u64 {
+    let url = format!("http://{}/metrics", node.http_addr);
+    let text = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{sample} not in /metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
