@@ -216,6 +216,26 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Most simultaneous MQTT connections on this node (0 = unlimited); a CONNECT beyond it
+    /// gets CONNACK 0x97 "quota exceeded" (MQTT 3.1.1: 0x03 "server unavailable").
+    #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_CONNECTIONS, env = "SENTIO_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Most subscriptions per MQTT client (0 = unlimited); a filter beyond it gets SUBACK 0x97
+    /// "quota exceeded" (MQTT 3.1.1: 0x80 "failure").
+    #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_SUBSCRIPTIONS, env = "SENTIO_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: usize,
+    /// Most PUBLISHes per second per MQTT client (0 = unlimited). A token bucket of one
+    /// second's worth: beyond it the broker stops reading that client's socket until its next
+    /// token, so a flooding client is slowed down and nothing is refused or lost.
+    #[arg(long, default_value_t = 0, env = "SENTIO_MAX_PUBLISH_RATE")]
+    max_publish_rate: u32,
+    /// Most messages queued for one offline or slow MQTT session. Beyond it the oldest is
+    /// dropped and counted (per session in /api/v1/broker/clients, in /metrics as
+    /// sentio_mqtt_dropped_total{reason="queue_full"}, and in the log). Without it nothing is
+    /// dropped: publishers to a session whose queue holds 10,000 messages wait (their PUBACK is
+    /// withheld) until it drains.
+    #[arg(long, env = "SENTIO_MAX_QUEUED_MESSAGES")]
+    max_queued_messages: Option<usize>,
 }
 
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
@@ -256,6 +276,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.pipeline.limits = args.limits;
     config.mqtt_tls = (!args.no_mqtt_tls).then_some(args.mqtt_tls);
     config.tls_cert_key = args.tls_cert.zip(args.tls_key);
+    config.max_connections = args.max_connections;
+    config.broker_limits = sentio_broker::Limits {
+        max_subscriptions: args.max_subscriptions,
+        max_publish_rate: args.max_publish_rate,
+        max_queued_messages: args.max_queued_messages,
+        ..sentio_broker::Limits::default()
+    };
     if args.demo {
         sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {

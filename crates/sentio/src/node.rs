@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sentio_api::AppState;
-use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET, TlsSettings};
+use sentio_broker::{
+    Broker, BrokerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits, TlsSettings,
+};
 use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{DeviceRegistry, NewDevice, SqliteStore, StoreError};
@@ -39,6 +41,10 @@ pub struct NodeConfig {
     pub tls_cert_key: Option<(PathBuf, PathBuf)>,
     /// Pipeline tuning.
     pub pipeline: PipelineConfig,
+    /// Most simultaneous MQTT connections (0 = unlimited).
+    pub max_connections: usize,
+    /// Per-client MQTT limits.
+    pub broker_limits: Limits,
 }
 
 impl NodeConfig {
@@ -54,6 +60,8 @@ impl NodeConfig {
             mqtt_tls: None,
             tls_cert_key: None,
             pipeline: PipelineConfig::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            broker_limits: Limits::default(),
         }
     }
 }
@@ -166,12 +174,13 @@ impl Node {
                 listen: config.mqtt,
                 state_dir: config.data.join("mqtt"),
                 max_packet_size: config.max_packet_size,
-                max_connections: 10_000,
+                max_connections: config.max_connections,
                 tls: config.mqtt_tls.map(|listen| TlsSettings {
                     listen,
                     cert_and_key: config.tls_cert_key.clone(),
                     generated_dir: config.data.join("tls"),
                 }),
+                limits: config.broker_limits,
             },
             store.clone(),
             store.clone(),

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: a whole node on port 0, and real clients.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::Path;
 use std::time::Duration;
 
