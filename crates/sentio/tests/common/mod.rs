@@ -212,6 +212,9 @@ pub fn spawn_sentio(
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            // Not the default 8883: tests run in parallel.
+            "--mqtt-tls",
+            "127.0.0.1:0",
             "--data",
         ])
         .arg(data)
