@@ -66,7 +66,7 @@ impl DeviceAuth {
             .connections_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // One line per 100 refusals: a reconnect storm must not flood the log.
-        if refused % 100 == 0 {
+        if refused.is_multiple_of(100) {
             warn!(%client_addr, client_id = %connect.client_id, connections = now, max, refused = refused + 1,
                 "MQTT connect refused: the node holds its maximum of connections (--max-connections)");
         }

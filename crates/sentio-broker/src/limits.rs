@@ -74,7 +74,10 @@ impl std::fmt::Display for Limits {
             unlimited(self.max_publish_rate as usize)
         )?;
         match self.max_queued_messages {
-            Some(n) => write!(f, "queued messages/session {n} (oldest dropped and counted)"),
+            Some(n) => write!(
+                f,
+                "queued messages/session {n} (oldest dropped and counted)"
+            ),
             None => write!(
                 f,
                 "queued messages/session not dropped: publishers wait while a queue holds {}",
@@ -348,7 +351,9 @@ impl LimitState {
             };
             s.dropped += 1;
             s.unwarned += 1;
-            if s.warned_at.is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL) {
+            if s.warned_at
+                .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
+            {
                 warn!(
                     client_id = %id,
                     dropped = s.unwarned,
@@ -397,13 +402,19 @@ mod tests {
         s.connected("pub", true, 0);
         s.subscribed("pub", ["a/#".to_string()]);
         assert_eq!(s.matching("pub", "a/b/c"), vec!["sub".to_string()]);
-        assert!(s.matching("pub", "x/y").is_empty(), "shared filters are skipped");
+        assert!(
+            s.matching("pub", "x/y").is_empty(),
+            "shared filters are skipped"
+        );
         s.disconnected("sub");
         assert_eq!(s.matching("pub", "a/b/c"), vec!["sub".to_string()]);
         s.connected("sub", true, 0);
         assert!(s.matching("pub", "a/b/c").is_empty(), "clean start forgets");
         s.subscribed("sub", ["a/+/c".to_string()]);
         s.disconnected("sub");
-        assert!(s.matching("pub", "a/b/c").is_empty(), "expiry 0 ends with the connection");
+        assert!(
+            s.matching("pub", "a/b/c").is_empty(),
+            "expiry 0 ends with the connection"
+        );
     }
 }

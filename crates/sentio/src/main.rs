@@ -234,8 +234,16 @@ struct ServeArgs {
     /// sentio_mqtt_dropped_total{reason="queue_full"}, and in the log). Without it nothing is
     /// dropped: publishers to a session whose queue holds 10,000 messages wait (their PUBACK is
     /// withheld) until it drains.
-    #[arg(long, env = "SENTIO_MAX_QUEUED_MESSAGES")]
+    #[arg(long, env = "SENTIO_MAX_QUEUED_MESSAGES", value_parser = parse_queue_bound)]
     max_queued_messages: Option<usize>,
+}
+
+fn parse_queue_bound(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a bound of 0 would drop every queued message; leave the flag out for no drops (back-pressure)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
 }
 
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {

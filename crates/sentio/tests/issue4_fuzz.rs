@@ -116,13 +116,22 @@ fn random_and_mutated_packets_never_crash_the_broker() {
     let bases: Vec<Vec<u8>> = vec![
         v5.clone(),
         v4.clone(),
-        [v5.clone(), raw::subscribe_v5(&["load/#", "$share/g/load/+"])].concat(),
+        [
+            v5.clone(),
+            raw::subscribe_v5(&["load/#", "$share/g/load/+"]),
+        ]
+        .concat(),
         [v5.clone(), raw::publish_v5("load/a", 1, 1, b"hello")].concat(),
         [v5.clone(), raw::publish_v5("load/b", 2, 2, b"hello")].concat(),
         [v4, raw::publish_v5("load/c", 1, 3, b"x")].concat(),
         [
             dev.clone(),
-            raw::publish_v5("devices/fz/telemetry", 1, 4, br#"{"ts":1796000000000,"temp":21.5,"ok":true}"#),
+            raw::publish_v5(
+                "devices/fz/telemetry",
+                1,
+                4,
+                br#"{"ts":1796000000000,"temp":21.5,"ok":true}"#,
+            ),
         ]
         .concat(),
         [
@@ -173,7 +182,7 @@ fn random_and_mutated_packets_never_crash_the_broker() {
                 }
             });
             let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-            if n % 250 == 0 {
+            if n.is_multiple_of(250) {
                 health(&rt);
             }
             prop_assert_eq!(panics.load(Ordering::SeqCst), 0, "a panic in the broker");

@@ -139,7 +139,10 @@ async fn receive(el: &mut EventLoop, n: usize) -> Vec<(String, String)> {
                 String::from_utf8_lossy(&p.payload).to_string(),
             )),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("subscriber lost its connection after {} messages: {e}", got.len()),
+            Ok(Err(e)) => panic!(
+                "subscriber lost its connection after {} messages: {e}",
+                got.len()
+            ),
             Err(_) => panic!("only {} of {n} messages arrived", got.len()),
         }
     }
@@ -199,7 +202,11 @@ async fn subscriptions_beyond_the_limit_get_suback_quota_exceeded() {
         )
     };
     let (props, codes) = suback(c.expect(9).await);
-    assert_eq!(codes, [0x01, 0x01, 0x97], "granted, granted, quota exceeded");
+    assert_eq!(
+        codes,
+        [0x01, 0x01, 0x97],
+        "granted, granted, quota exceeded"
+    );
     assert!(props.contains("quota"), "a reason string: {props:?}");
     // Subscribing again to a filter it holds is not a new subscription.
     c.send(&raw::subscribe_v5(&["load/a"])).await.unwrap();
@@ -209,7 +216,10 @@ async fn subscriptions_beyond_the_limit_get_suback_quota_exceeded() {
         1
     );
     let (_, clients) = api(&node, "GET", "/api/v1/broker/clients", None).await;
-    assert_eq!(clients["clients"][0]["subscriptions"], json!(["load/a", "load/b"]));
+    assert_eq!(
+        clients["clients"][0]["subscriptions"],
+        json!(["load/a", "load/b"])
+    );
     node.shutdown().await;
 }
 
@@ -261,7 +271,10 @@ async fn a_flooding_client_is_throttled_while_another_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_a_configured_queue_bound_the_oldest_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.broker_limits.max_queued_messages = Some(5)).await;
+    let node = start_with(dir.path(), |c| {
+        c.broker_limits.max_queued_messages = Some(5)
+    })
+    .await;
     let (user, pass) = load_token(&node).await;
     let (sub, mut sub_el) = client(&node, "slowpoke", &user, &pass, false).await;
     subscribe(&sub, &mut sub_el, "load/q").await;
@@ -315,8 +328,16 @@ async fn without_a_queue_bound_publishers_wait_and_nothing_is_lost() {
             .then_some(())
     })
     .await;
-    assert!(held.is_some(), "acknowledged: {}", acked.load(Ordering::SeqCst));
-    assert_eq!(acked.load(Ordering::SeqCst), 5, "held publishes are not acknowledged");
+    assert!(
+        held.is_some(),
+        "acknowledged: {}",
+        acked.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        acked.load(Ordering::SeqCst),
+        5,
+        "held publishes are not acknowledged"
+    );
 
     // The subscriber returns: it gets all 8, and the publisher all its PUBACKs.
     let (_sub, mut sub_el) = client(&node, "away", &user, &pass, false).await;
@@ -326,7 +347,10 @@ async fn without_a_queue_bound_publishers_wait_and_nothing_is_lost() {
         .map(|(_, p)| p)
         .collect();
     assert_eq!(got, ["0", "1", "2", "3", "4", "5", "6", "7"]);
-    let all = eventually(10, || async { (acked.load(Ordering::SeqCst) == 8).then_some(()) }).await;
+    let all = eventually(10, || async {
+        (acked.load(Ordering::SeqCst) == 8).then_some(())
+    })
+    .await;
     assert!(all.is_some());
     assert_eq!(
         metric(&node, "sentio_mqtt_dropped_total{reason=\"queue_full\"}").await,

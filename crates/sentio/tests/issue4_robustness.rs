@@ -132,7 +132,10 @@ async fn malformed_packets_close_only_their_connection() {
     connect_then_garbage.extend_from_slice(&[0xFF; 16]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // A remaining length of five bytes (the maximum is four).
-        ("bad remaining length", vec![0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+        (
+            "bad remaining length",
+            vec![0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        ),
         ("bad protocol name", bad_name),
         ("unknown protocol level", bad_level),
         ("garbage after CONNECT", connect_then_garbage),
