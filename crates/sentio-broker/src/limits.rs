@@ -145,6 +145,76 @@ impl Session {
     }
 }
 
+/// The literal levels of a filter before its first wildcard (`devices/d1/commands/#` →
+/// `devices/d1/commands`): the key under which [`Table`] indexes it.
+fn literal_prefix(filter: &str) -> String {
+    let levels: Vec<&str> = filter
+        .split('/')
+        .take_while(|l| *l != "+" && *l != "#")
+        .collect();
+    levels.join("/")
+}
+
+/// The sessions, and their filters indexed by literal prefix so that a PUBLISH looks only at
+/// the filters that can match its topic (not at every session of every device).
+#[derive(Default)]
+struct Table {
+    map: HashMap<String, Session>,
+    /// Literal prefix → client id → how many of its filters have that prefix.
+    index: HashMap<String, HashMap<String, u32>>,
+}
+
+impl Table {
+    fn index_add(&mut self, client_id: &str, filter: &str) {
+        *self
+            .index
+            .entry(literal_prefix(filter))
+            .or_default()
+            .entry(client_id.to_string())
+            .or_default() += 1;
+    }
+
+    fn index_remove(&mut self, client_id: &str, filter: &str) {
+        let key = literal_prefix(filter);
+        if let Some(clients) = self.index.get_mut(&key) {
+            if let Some(n) = clients.get_mut(client_id) {
+                *n -= 1;
+                if *n == 0 {
+                    clients.remove(client_id);
+                }
+            }
+            if clients.is_empty() {
+                self.index.remove(&key);
+            }
+        }
+    }
+
+    /// Forgets a session's filters.
+    fn clear_filters(&mut self, client_id: &str) {
+        let filters = match self.map.get_mut(client_id) {
+            Some(s) => std::mem::take(&mut s.filters),
+            None => return,
+        };
+        for f in &filters {
+            self.index_remove(client_id, f);
+        }
+    }
+
+    /// Drops the sessions that expired.
+    fn expire(&mut self, now: Instant) {
+        let gone: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, s)| !s.alive(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.clear_filters(&id);
+            self.map.remove(&id);
+        }
+    }
+}
+
 /// Counters of the limits, for `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct LimitCounters {
@@ -167,7 +237,7 @@ pub(crate) struct LimitState {
     pub max_connections: usize,
     pub counters: LimitCounters,
     buckets: Mutex<HashMap<String, TokenBucket>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<Table>,
 }
 
 impl LimitState {
@@ -177,7 +247,7 @@ impl LimitState {
             max_connections,
             counters: LimitCounters::default(),
             buckets: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Table::default()),
         }
     }
 
@@ -208,11 +278,11 @@ impl LimitState {
     /// A connection under `client_id` is up, its session expiring `expiry_s` seconds after
     /// it ends. A clean start discards the old session's filters.
     pub(crate) fn connected(&self, client_id: &str, clean_start: bool, expiry_s: u32) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let s = sessions.entry(client_id.to_string()).or_default();
+        let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if clean_start {
-            s.filters.clear();
+            table.clear_filters(client_id);
         }
+        let s = table.map.entry(client_id.to_string()).or_default();
         s.online = true;
         s.connections += 1;
         s.expiry_s = expiry_s;
@@ -221,8 +291,8 @@ impl LimitState {
 
     /// A connection of `client_id` ended; its session lives on for its expiry interval.
     pub(crate) fn disconnected(&self, client_id: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let last = match sessions.get_mut(client_id) {
+        let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let last = match table.map.get_mut(client_id) {
             Some(s) => {
                 s.connections = s.connections.saturating_sub(1);
                 if s.connections == 0 {
@@ -240,26 +310,34 @@ impl LimitState {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(client_id);
         }
-        let now = Instant::now();
-        sessions.retain(|_, s| s.alive(now));
+        table.expire(Instant::now());
     }
 
     /// Filters granted to `client_id`.
     pub(crate) fn subscribed(&self, client_id: &str, filters: impl IntoIterator<Item = String>) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions
-            .entry(client_id.to_string())
-            .or_default()
-            .filters
-            .extend(filters);
+        let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for f in filters {
+            // Shared subscriptions are skipped: a message goes to one member of the group.
+            if f.starts_with("$share/") {
+                continue;
+            }
+            let s = table.map.entry(client_id.to_string()).or_default();
+            if s.filters.insert(f.clone()) {
+                table.index_add(client_id, &f);
+            }
+        }
     }
 
     /// Filters `client_id` dropped.
     pub(crate) fn unsubscribed(&self, client_id: &str, filters: &[std::sync::Arc<str>]) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = sessions.get_mut(client_id) {
-            for f in filters {
-                s.filters.remove(&**f);
+        let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for f in filters {
+            let removed = table
+                .map
+                .get_mut(client_id)
+                .is_some_and(|s| s.filters.remove(&**f));
+            if removed {
+                table.index_remove(client_id, f);
             }
         }
     }
@@ -269,28 +347,46 @@ impl LimitState {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .map
             .get(client_id)
             .map_or(0, |s| s.dropped)
     }
 
     /// Sessions other than the publisher's whose (non-shared) filters match `topic`.
     fn matching(&self, publisher: &str, topic: &str) -> Vec<String> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if sessions.is_empty() {
+        let table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if table.index.is_empty() {
             return Vec::new();
         }
         let now = Instant::now();
-        sessions
-            .iter()
-            .filter(|(id, s)| {
-                id.as_str() != publisher
-                    && s.alive(now)
-                    && s.filters
-                        .iter()
-                        .any(|f| !f.starts_with("$share/") && acl::matches(f, topic))
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
+        let mut out = Vec::new();
+        // Every literal prefix of the topic: "", "a", "a/b", ...
+        let mut prefixes = vec![String::new()];
+        let mut acc = String::new();
+        for (i, level) in topic.split('/').enumerate() {
+            if i > 0 {
+                acc.push('/');
+            }
+            acc.push_str(level);
+            prefixes.push(acc.clone());
+        }
+        for key in &prefixes {
+            let Some(clients) = table.index.get(key) else {
+                continue;
+            };
+            for id in clients.keys() {
+                if id == publisher || out.contains(id) {
+                    continue;
+                }
+                let hit = table.map.get(id).is_some_and(|s| {
+                    s.alive(now) && s.filters.iter().any(|f| acl::matches(f, topic))
+                });
+                if hit {
+                    out.push(id.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Called before a client's PUBLISH to `topic` is routed. With a queue bound, counts the
@@ -335,6 +431,7 @@ impl LimitState {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .map
             .get(client_id)
             .is_some_and(|s| s.alive(Instant::now()))
     }
@@ -343,10 +440,10 @@ impl LimitState {
     /// session every [`WARN_INTERVAL`].
     fn record_drops(&self, full: &[&String]) {
         let now = Instant::now();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for id in full {
             LimitState::bump(&self.counters.dropped_queue_full);
-            let Some(s) = sessions.get_mut(id.as_str()) else {
+            let Some(s) = table.map.get_mut(id.as_str()) else {
                 continue;
             };
             s.dropped += 1;
