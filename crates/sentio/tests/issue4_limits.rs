@@ -358,3 +358,46 @@ async fn without_a_queue_bound_publishers_wait_and_nothing_is_lost() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_is_told_quota_exceeded_at_the_connection_limit() {
+    if std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: mosquitto_pub not installed (run scripts/services.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with(dir.path(), |c| c.max_connections = 1).await;
+    let (user, pass) = load_token(&node).await;
+    let (_holder, rc) = connect_raw(node.mqtt_addr, 5, "holder", &user, &pass).await;
+    assert_eq!(rc, 0);
+    let port = node.mqtt_addr.port().to_string();
+    for version in ["mqttv5", "mqttv311"] {
+        let out = tokio::task::spawn_blocking({
+            let (user, pass, port) = (user.clone(), pass.clone(), port.clone());
+            move || {
+                std::process::Command::new("mosquitto_pub")
+                    .args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", "1"])
+                    .args(["-i", "late", "-u", &user, "-P", &pass])
+                    .args(["-t", "load/x", "-m", "hello"])
+                    .output()
+                    .expect("mosquitto_pub runs")
+            }
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        eprintln!("{version}: {}", stderr.trim());
+        assert!(!out.status.success(), "{version}: refused");
+        let want = if version == "mqttv5" {
+            "quota exceeded"
+        } else {
+            "unavailable"
+        };
+        assert!(stderr.contains(want), "{version}: {stderr}");
+    }
+    node.shutdown().await;
+}
