@@ -252,7 +252,13 @@ fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mqtt5=warn"));
+        // mqtt5 warns once per message dropped from a full session queue; Sentio counts those
+        // drops and warns at most every 10 s per session (`sentio_broker` limits) instead.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,mqtt5=warn,mqtt5::broker::storage::client_queue=error",
+            )
+        });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
