@@ -171,6 +171,8 @@ pub struct BrokerClientView {
     pub connected_ms: i64,
     pub subscriptions: Vec<String>,
     pub queue_depth: usize,
+    /// Messages dropped from this session's queue at the configured bound.
+    pub dropped: u64,
 }
 
 impl From<sentio_broker::ClientInfo> for BrokerClientView {
@@ -189,6 +191,7 @@ impl From<sentio_broker::ClientInfo> for BrokerClientView {
             connected_ms: c.connected_ms,
             subscriptions: c.subscriptions,
             queue_depth: c.queue_depth,
+            dropped: c.dropped,
         }
     }
 }

@@ -16,6 +16,7 @@ use tracing::warn;
 
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::limits::LimitState;
 
 /// Authenticates devices by their secret and confines them to their own topics; authenticates
 /// API tokens (`token:<id>` usernames) and confines them to their ACL.
@@ -25,6 +26,7 @@ pub struct DeviceAuth {
     ingest: Ingest,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
+    limits: Arc<LimitState>,
 }
 
 impl DeviceAuth {
@@ -34,6 +36,7 @@ impl DeviceAuth {
         ingest: Ingest,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
+        limits: Arc<LimitState>,
     ) -> Self {
         Self {
             registry,
@@ -41,7 +44,33 @@ impl DeviceAuth {
             ingest,
             clients,
             counters,
+            limits,
         }
+    }
+
+    /// The node's connection limit: a new client beyond it is refused with CONNACK 0x97
+    /// (quota exceeded; MQTT 3.1.1 clients get 0x03, server unavailable). A CONNECT that takes
+    /// over a connected client id does not add a connection.
+    fn over_connection_limit(&self, connect: &ConnectPacket, client_addr: SocketAddr) -> bool {
+        let max = self.limits.max_connections;
+        if max == 0 || self.clients.is_live(&connect.client_id) {
+            return false;
+        }
+        let now = self.clients.connection_count();
+        if now < max {
+            return false;
+        }
+        let refused = self
+            .limits
+            .counters
+            .connections_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // One line per 100 refusals: a reconnect storm must not flood the log.
+        if refused.is_multiple_of(100) {
+            warn!(%client_addr, client_id = %connect.client_id, connections = now, max, refused = refused + 1,
+                "MQTT connect refused: the node holds its maximum of connections (--max-connections)");
+        }
+        true
     }
 }
 
@@ -77,6 +106,12 @@ impl AuthProvider for DeviceAuth {
         client_addr: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = mqtt5::Result<AuthResult>> + Send + 'a>> {
         Box::pin(async move {
+            if self.over_connection_limit(connect, client_addr) {
+                return Ok(AuthResult::fail_with_reason(
+                    ReasonCode::QuotaExceeded,
+                    "the server holds its maximum number of connections; retry later",
+                ));
+            }
             let Some(user) = connect.username.as_deref() else {
                 Counters::bump(&self.counters.auth_failures);
                 warn!(%client_addr, client_id = %connect.client_id, "MQTT connect refused: no username (anonymous access is off)");

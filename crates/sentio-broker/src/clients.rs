@@ -28,6 +28,8 @@ pub struct ClientInfo {
     pub subscriptions: Vec<String>,
     /// Messages waiting in its session queue (not yet handed to the socket).
     pub queue_depth: usize,
+    /// Messages dropped from its session's queue at the configured bound, since start.
+    pub dropped: u64,
 }
 
 /// An accepted CONNECT whose connection is not yet up.
@@ -173,6 +175,33 @@ impl Clients {
         }
     }
 
+    /// The router, once the broker exists and while it runs.
+    pub(crate) fn router(&self) -> Option<Arc<MessageRouter>> {
+        self.router.get().and_then(Weak::upgrade)
+    }
+
+    /// Connections up now plus CONNECTs accepted whose connection is not yet up.
+    pub(crate) fn connection_count(&self) -> usize {
+        let now = Instant::now();
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| now.duration_since(p.at) < PENDING_TTL)
+            .count();
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner()).len();
+        live + pending
+    }
+
+    /// Whether a connection under `client_id` is up (a new CONNECT would take it over).
+    pub(crate) fn is_live(&self, client_id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(client_id)
+    }
+
     /// Every connected client, by client id.
     pub(crate) fn list(&self) -> Vec<ClientInfo> {
         let router = self.router.get().and_then(Weak::upgrade);
@@ -187,6 +216,7 @@ impl Clients {
                 connected_ms: e.connected_ms,
                 subscriptions: e.subscriptions.iter().cloned().collect(),
                 queue_depth: router.as_ref().map_or(0, |r| r.queue_handle(id).count()),
+                dropped: 0,
             })
             .collect();
         out.sort_by(|a, b| a.client_id.cmp(&b.client_id));

@@ -54,4 +54,14 @@ pub struct BrokerCounters {
     pub publish_denied: u64,
     /// SUBSCRIBE filters refused by an ACL.
     pub subscribe_denied: u64,
+    /// Queued messages dropped because a session's queue was at its configured bound.
+    pub dropped_queue_full: u64,
+    /// PUBLISHes delayed by the per-client rate limit.
+    pub publishes_throttled: u64,
+    /// PUBLISHes held back while a subscriber's queue was full (no queue bound configured).
+    pub publishes_backpressured: u64,
+    /// CONNECTs refused at the connection limit (CONNACK 0x97).
+    pub connections_refused: u64,
+    /// SUBSCRIBE filters refused at the subscription limit (SUBACK 0x97).
+    pub subscriptions_refused: u64,
 }

@@ -19,6 +19,7 @@ mod auth;
 mod clients;
 mod counters;
 mod error;
+mod limits;
 mod mtls;
 mod tap;
 mod tls;
@@ -42,6 +43,9 @@ pub use anonymous::ANONYMOUS_FILTER;
 pub use clients::ClientInfo;
 pub use counters::BrokerCounters;
 pub use error::BrokerError;
+pub use limits::{
+    BACKPRESSURE_QUEUE_DEPTH, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SUBSCRIPTIONS, Limits,
+};
 pub use mtls::common_name as certificate_common_name;
 pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
 pub use ws::WEBSOCKET_SUBPROTOCOL;
@@ -49,6 +53,7 @@ pub use ws::WEBSOCKET_SUBPROTOCOL;
 use crate::accept::Acceptor;
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::limits::LimitState;
 use crate::mtls::{CertAuthContext, MtlsListener};
 
 /// Default maximum MQTT packet size: 256 KiB.
@@ -69,6 +74,8 @@ pub struct BrokerConfig {
     pub tls: Option<TlsSettings>,
     /// Admit clients without a username, confined to [`ANONYMOUS_FILTER`] (`public/#`).
     pub allow_anonymous: bool,
+    /// Per-client limits: subscriptions, publish rate, queued messages.
+    pub limits: Limits,
 }
 
 /// A bound, not yet running broker.
@@ -79,6 +86,7 @@ pub struct Broker {
     handle: BrokerHandle,
     /// The mutual-TLS listener, run by Sentio instead of mqtt5's TLS listener.
     mtls: Option<MtlsListener>,
+    max_packet_size: usize,
 }
 
 /// What the rest of Sentio may ask of a running broker. Cheap to clone.
@@ -89,12 +97,17 @@ pub struct BrokerHandle {
     stats: Arc<BrokerStats>,
     /// Serves the connections Sentio accepts itself (WebSocket, mutual TLS).
     acceptor: Arc<Acceptor>,
+    limits: Arc<LimitState>,
 }
 
 impl BrokerHandle {
     /// Connected clients, by client id.
     pub fn clients(&self) -> Vec<ClientInfo> {
-        self.clients.list()
+        let mut list = self.clients.list();
+        for c in &mut list {
+            c.dropped = self.limits.dropped(&c.client_id);
+        }
+        list
     }
 
     /// Closes every connection authenticated as `username` (e.g. a revoked token's); returns
@@ -121,6 +134,11 @@ impl BrokerHandle {
             auth_failures: Counters::get(&c.auth_failures),
             publish_denied: Counters::get(&c.publish_denied),
             subscribe_denied: Counters::get(&c.subscribe_denied),
+            dropped_queue_full: read(&self.limits.counters.dropped_queue_full),
+            publishes_throttled: read(&self.limits.counters.throttled),
+            publishes_backpressured: read(&self.limits.counters.backpressured),
+            connections_refused: read(&self.limits.counters.connections_refused),
+            subscriptions_refused: read(&self.limits.counters.subscriptions_refused),
         }
     }
 }
@@ -153,23 +171,40 @@ impl Broker {
         let tls_files = config.tls.as_ref().map(tls::prepare).transpose()?;
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| BrokerError::Storage(config.state_dir.display().to_string(), e))?;
+        // mqtt5 drops the oldest queued message beyond its per-client bound (10,000 messages
+        // or 64 MiB by default). Without a configured bound Sentio never lets it drop: the
+        // bound is lifted and the tap holds publishers back instead (`limits.rs`). With one,
+        // the byte bound is lifted so that the message bound alone decides, as counted.
         let storage = StorageConfig::new()
             .with_backend(StorageBackend::File)
             .with_base_dir(config.state_dir.clone())
-            .with_persistence(true);
+            .with_persistence(true)
+            .with_max_queued_messages_per_client(
+                config.limits.max_queued_messages.unwrap_or(usize::MAX),
+            )
+            .with_max_queued_bytes_per_client(usize::MAX);
         let clients = Arc::new(Clients::default());
         let counters = Arc::new(Counters::default());
+        let limits = Arc::new(LimitState::new(config.limits, config.max_connections));
         let tap = Arc::new(tap::TelemetryTap::new(
             ingest.clone(),
             registry.clone(),
             tokens.clone(),
             clients.clone(),
             counters.clone(),
+            limits.clone(),
         ));
         let mut mqtt = MqttConfig::new()
             .with_bind_address(config.listen)
             .with_max_packet_size(config.max_packet_size)
-            .with_max_clients(config.max_connections)
+            // Sentio refuses connections beyond the limit itself, at CONNECT with a reason
+            // code; mqtt5's own check (which closes the socket without a CONNACK) stays as a
+            // backstop with some headroom (0 = unlimited).
+            .with_max_clients(match config.max_connections {
+                0 => usize::MAX,
+                n => n.saturating_add(64),
+            })
+            .with_max_subscriptions_per_client(config.limits.max_subscriptions)
             .with_storage(storage)
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
@@ -195,6 +230,7 @@ impl Broker {
             ingest,
             clients.clone(),
             counters.clone(),
+            limits.clone(),
         ));
         if config.allow_anonymous {
             warn!(
@@ -252,6 +288,7 @@ impl Broker {
             counters,
             stats: inner.stats(),
             acceptor,
+            limits,
         };
         Ok(Self {
             inner,
@@ -259,6 +296,7 @@ impl Broker {
             tls,
             handle,
             mtls,
+            max_packet_size: config.max_packet_size,
         })
     }
 
@@ -280,6 +318,15 @@ impl Broker {
     /// Serves clients until `shutdown` completes.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         info!(addr = %self.local_addr, "MQTT broker listening");
+        let limits = &self.handle.limits;
+        let max_connections = match limits.max_connections {
+            0 => "unlimited".to_string(),
+            n => n.to_string(),
+        };
+        info!(
+            "MQTT limits: connections {max_connections}, packet {} bytes, {}",
+            self.max_packet_size, limits.limits
+        );
         if let Some((addr, fingerprint)) = &self.tls {
             info!(%addr, sha256 = %fingerprint, mutual_tls = self.mtls.is_some(), "MQTT over TLS listening");
         }

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::auth::is_token;
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::limits::LimitState;
 
 fn qos_index(qos: QoS) -> usize {
     match qos {
@@ -36,6 +37,7 @@ pub struct TelemetryTap {
     tokens: Arc<dyn TokenStore>,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
+    limits: Arc<LimitState>,
 }
 
 impl TelemetryTap {
@@ -45,6 +47,7 @@ impl TelemetryTap {
         tokens: Arc<dyn TokenStore>,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
+        limits: Arc<LimitState>,
     ) -> Self {
         Self {
             ingest,
@@ -52,6 +55,7 @@ impl TelemetryTap {
             tokens,
             clients,
             counters,
+            limits,
         }
     }
 }
@@ -64,6 +68,11 @@ impl BrokerEventHandler for TelemetryTap {
         Box::pin(async move {
             let user = event.user_id.as_deref();
             self.clients.connected(&event.client_id, user);
+            self.limits.connected(
+                &event.client_id,
+                event.clean_start,
+                event.session_expiry_interval,
+            );
             let Some(u) = user else { return };
             if !is_token(u) {
                 self.ingest.presence().connected(u);
@@ -90,10 +99,23 @@ impl BrokerEventHandler for TelemetryTap {
                         | SubAckReasonCode::GrantedQoS2
                 )
             });
-            self.clients.subscribed(
-                &event.client_id,
-                granted.map(|s| s.topic_filter.to_string()),
-            );
+            let granted: Vec<String> = granted.map(|s| s.topic_filter.to_string()).collect();
+            let over_quota = event
+                .subscriptions
+                .iter()
+                .filter(|s| s.result == SubAckReasonCode::QuotaExceeded)
+                .count();
+            if over_quota > 0 {
+                self.limits
+                    .counters
+                    .subscriptions_refused
+                    .fetch_add(over_quota as u64, std::sync::atomic::Ordering::Relaxed);
+                info!(client_id = %event.client_id, refused = over_quota, max = self.limits.limits.max_subscriptions,
+                    "SUBSCRIBE refused: the client holds its maximum of subscriptions (--max-subscriptions)");
+            }
+            self.limits
+                .subscribed(&event.client_id, granted.iter().cloned());
+            self.clients.subscribed(&event.client_id, granted);
         })
     }
 
@@ -112,6 +134,8 @@ impl BrokerEventHandler for TelemetryTap {
         Box::pin(async move {
             self.clients
                 .unsubscribed(&event.client_id, &event.topic_filters);
+            self.limits
+                .unsubscribed(&event.client_id, &event.topic_filters);
         })
     }
 
@@ -121,6 +145,7 @@ impl BrokerEventHandler for TelemetryTap {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             self.clients.disconnected(&event.client_id);
+            self.limits.disconnected(&event.client_id);
             let Some(user) = event.user_id.as_deref() else {
                 return;
             };
@@ -154,6 +179,10 @@ impl BrokerEventHandler for TelemetryTap {
     ) -> Pin<Box<dyn Future<Output = PublishAction> + Send + 'a>> {
         Counters::bump(&self.counters.received[qos_index(event.qos)]);
         Box::pin(async move {
+            self.limits.throttle(&event.client_id).await;
+            self.limits
+                .before_route(&self.clients, &event.client_id, &event.topic)
+                .await;
             let Some(device) = topic::telemetry_device(&event.topic) else {
                 return PublishAction::Continue;
             };

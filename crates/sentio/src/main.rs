@@ -254,6 +254,26 @@ struct ServeArgs {
     /// that fills up anyway gets a clean refusal of new data, HTTP 507).
     #[arg(long, value_parser = parse_bytes)]
     disk_budget: Option<u64>,
+    /// Most simultaneous MQTT connections on this node (0 = unlimited); a CONNECT beyond it
+    /// gets CONNACK 0x97 "quota exceeded" (MQTT 3.1.1: 0x03 "server unavailable").
+    #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_CONNECTIONS, env = "SENTIO_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Most subscriptions per MQTT client (0 = unlimited); a filter beyond it gets SUBACK 0x97
+    /// "quota exceeded" (MQTT 3.1.1: 0x80 "failure").
+    #[arg(long, default_value_t = sentio_broker::DEFAULT_MAX_SUBSCRIPTIONS, env = "SENTIO_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: usize,
+    /// Most PUBLISHes per second per MQTT client (0 = unlimited). A token bucket of one
+    /// second's worth: beyond it the broker stops reading that client's socket until its next
+    /// token, so a flooding client is slowed down and nothing is refused or lost.
+    #[arg(long, default_value_t = 0, env = "SENTIO_MAX_PUBLISH_RATE")]
+    max_publish_rate: u32,
+    /// Most messages queued for one offline or slow MQTT session. Beyond it the oldest is
+    /// dropped and counted (per session in /api/v1/broker/clients, in /metrics as
+    /// sentio_mqtt_dropped_total{reason="queue_full"}, and in the log). Without it nothing is
+    /// dropped: publishers to a session whose queue holds 10,000 messages wait (their PUBACK is
+    /// withheld) until it drains.
+    #[arg(long, env = "SENTIO_MAX_QUEUED_MESSAGES", value_parser = parse_queue_bound)]
+    max_queued_messages: Option<usize>,
 }
 
 /// `--late-window`: a duration, or `none`.
@@ -302,13 +322,27 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?}: must be a positive size"))
 }
 
+fn parse_queue_bound(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a bound of 0 would drop every queued message; leave the flag out for no drops (back-pressure)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
 fn parse_limit(s: &str) -> Result<DeclaredLimit, String> {
     DeclaredLimit::parse(s)
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mqtt5=warn"));
+        // mqtt5 warns once per message dropped from a full session queue; Sentio counts those
+        // drops and warns at most every 10 s per session (`sentio_broker` limits) instead.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,mqtt5=warn,mqtt5::broker::storage::client_queue=error",
+            )
+        });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -346,6 +380,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.retention_raw = args.retention_raw;
     config.retention_rollups = (args.retention_1m, args.retention_1h);
     config.disk_budget = args.disk_budget;
+    config.max_connections = args.max_connections;
+    config.broker_limits = sentio_broker::Limits {
+        max_subscriptions: args.max_subscriptions,
+        max_publish_rate: args.max_publish_rate,
+        max_queued_messages: args.max_queued_messages,
+        ..sentio_broker::Limits::default()
+    };
     if args.demo {
         sentio::node::add_limits(&mut config.pipeline.limits, sentio::node::demo_limits());
         config.demo = Some(FleetSpec {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sentio_api::AppState;
-use sentio_broker::{Broker, BrokerConfig, DEFAULT_MAX_PACKET, TlsSettings};
+use sentio_broker::{
+    Broker, BrokerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits, TlsSettings,
+};
 use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{DeviceRegistry, NewDevice, RetentionStore, SqliteStore, StoreError};
@@ -51,6 +53,10 @@ pub struct NodeConfig {
     pub retention_rollups: (Option<i64>, Option<i64>),
     /// Disk budget of the data directory in bytes (none by default).
     pub disk_budget: Option<u64>,
+    /// Most simultaneous MQTT connections (0 = unlimited).
+    pub max_connections: usize,
+    /// Per-client MQTT limits.
+    pub broker_limits: Limits,
 }
 
 impl NodeConfig {
@@ -71,6 +77,8 @@ impl NodeConfig {
             retention_raw: None,
             retention_rollups: (None, None),
             disk_budget: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            broker_limits: Limits::default(),
         }
     }
 }
@@ -188,7 +196,7 @@ impl Node {
                 listen: config.mqtt,
                 state_dir: config.data.join("mqtt"),
                 max_packet_size: config.max_packet_size,
-                max_connections: 10_000,
+                max_connections: config.max_connections,
                 tls: config.mqtt_tls.map(|listen| TlsSettings {
                     listen,
                     cert_and_key: config.tls_cert_key.clone(),
@@ -196,6 +204,7 @@ impl Node {
                     client_ca: config.tls_client_ca.clone(),
                 }),
                 allow_anonymous: config.allow_anonymous,
+                limits: config.broker_limits,
             },
             store.clone(),
             store.clone(),

@@ -99,5 +99,22 @@ pub fn metrics(c: &BrokerCounters) -> String {
         "Messages waiting in the session queues of connected clients.",
         &[("", c.queued_messages)],
     );
+    family(
+        "sentio_mqtt_dropped_total",
+        "counter",
+        "Messages the broker dropped, by reason (queue_full: a session's queue was at --max-queued-messages; its oldest message went).",
+        &[("{reason=\"queue_full\"}", c.dropped_queue_full)],
+    );
+    family(
+        "sentio_mqtt_limited_total",
+        "counter",
+        "Packets held back or refused by a limit: publishes delayed by --max-publish-rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at --max-connections (connections, CONNACK 0x97), SUBSCRIBE filters refused at --max-subscriptions (subscriptions, SUBACK 0x97).",
+        &[
+            ("{limit=\"rate\"}", c.publishes_throttled),
+            ("{limit=\"backpressure\"}", c.publishes_backpressured),
+            ("{limit=\"connections\"}", c.connections_refused),
+            ("{limit=\"subscriptions\"}", c.subscriptions_refused),
+        ],
+    );
     out
 }

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: a whole node on port 0, and real clients.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -209,6 +211,9 @@ pub fn spawn_sentio(
             "--mqtt",
             "127.0.0.1:0",
             "--http",
+            "127.0.0.1:0",
+            // Not the default 8883: tests run in parallel.
+            "--mqtt-tls",
             "127.0.0.1:0",
             "--data",
         ])
