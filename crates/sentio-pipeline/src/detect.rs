@@ -184,7 +184,7 @@ impl DetectStage {
 
     pub(crate) async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Vec<Point>>,
+        mut rx: mpsc::Receiver<crate::ingest::Scored>,
         mut commands: mpsc::Receiver<Command>,
         save_every: Duration,
     ) {
@@ -195,7 +195,7 @@ impl DetectStage {
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
-                    Some(points) => self.process(points).await,
+                    Some(batch) => self.process(batch.points).await,
                     None => break,
                 },
                 Some(cmd) = commands.recv() => self.command(cmd).await,

@@ -168,11 +168,55 @@ impl Ingest {
     }
 }
 
+/// Committed points on their way to the detectors, holding their share of the detect stage's
+/// budget (in points) until they are scored.
+pub(crate) struct Scored {
+    pub points: Vec<Point>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The writer's end of the queue to the detectors, bounded in points.
+pub(crate) struct DetectQueue {
+    tx: mpsc::Sender<Scored>,
+    permits: Arc<tokio::sync::Semaphore>,
+    budget: usize,
+}
+
+impl DetectQueue {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Scored>,
+        permits: Arc<tokio::sync::Semaphore>,
+        budget: usize,
+    ) -> Self {
+        Self {
+            tx,
+            permits,
+            budget,
+        }
+    }
+
+    /// Waits until the detectors have room for `points`, then queues them; `false` once the
+    /// detect stage is gone.
+    async fn send(&self, points: Vec<Point>) -> bool {
+        let n = points.len().clamp(1, self.budget) as u32;
+        let Ok(permit) = self.permits.clone().acquire_many_owned(n).await else {
+            return false;
+        };
+        self.tx
+            .send(Scored {
+                points,
+                _permit: permit,
+            })
+            .await
+            .is_ok()
+    }
+}
+
 /// Group commit: takes every batch waiting (up to `max_points`), commits them in one
 /// transaction, acknowledges each, then hands the points to the detectors.
 pub(crate) async fn run_writer(
     mut rx: mpsc::Receiver<Batch>,
-    detect_tx: mpsc::Sender<Vec<Point>>,
+    detect: DetectQueue,
     series: Arc<dyn SeriesStore>,
     event_store: Arc<dyn EventStore>,
     max_points: usize,
@@ -220,7 +264,7 @@ pub(crate) async fn run_writer(
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
-                if detect_tx.send(points).await.is_err() {
+                if !detect.send(points).await {
                     break;
                 }
             }

@@ -50,8 +50,10 @@ pub const DEFAULT_LATE_WINDOW_MS: i64 = 7 * 86_400_000;
 pub struct PipelineConfig {
     /// Batches waiting for the store (each batch is one payload).
     pub ingest_capacity: usize,
-    /// Batches waiting for the detectors.
-    pub detect_capacity: usize,
+    /// Points committed but not yet scored by the detectors. The writer waits (and so the
+    /// publishers' acknowledgements wait) when this many are in flight: back-pressure counted in
+    /// points, since one batch holds anything from 1 to `max_commit_points` points.
+    pub detect_capacity_points: usize,
     /// Most points committed in one transaction (group commit).
     pub max_commit_points: usize,
     /// Points further than this in the future are refused.
@@ -74,7 +76,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             ingest_capacity: 1024,
-            detect_capacity: 1024,
+            detect_capacity_points: 100_000,
             max_commit_points: 20_000,
             max_future_ms: 5 * 60_000,
             max_late_ms: Some(DEFAULT_LATE_WINDOW_MS),
@@ -129,7 +131,9 @@ impl Pipeline {
         let presence = Arc::new(Presence::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ingest_tx, ingest_rx) = mpsc::channel(config.ingest_capacity);
-        let (detect_tx, detect_rx) = mpsc::channel(config.detect_capacity);
+        let detect_budget = config.detect_capacity_points.max(config.max_commit_points);
+        let (detect_tx, detect_rx) = mpsc::channel(detect_budget / config.max_commit_points.max(1) + 16);
+        let detect_permits = Arc::new(tokio::sync::Semaphore::new(detect_budget));
         let (command_tx, command_rx) = mpsc::channel(64);
 
         let detector =
@@ -137,7 +141,7 @@ impl Pipeline {
         let tasks = vec![
             tokio::spawn(ingest::run_writer(
                 ingest_rx,
-                detect_tx,
+                ingest::DetectQueue::new(detect_tx, detect_permits, detect_budget),
                 stores.series.clone(),
                 stores.events.clone(),
                 config.max_commit_points,
