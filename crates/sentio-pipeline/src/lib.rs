@@ -132,7 +132,8 @@ impl Pipeline {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ingest_tx, ingest_rx) = mpsc::channel(config.ingest_capacity);
         let detect_budget = config.detect_capacity_points.max(config.max_commit_points);
-        let (detect_tx, detect_rx) = mpsc::channel(detect_budget / config.max_commit_points.max(1) + 16);
+        let (detect_tx, detect_rx) =
+            mpsc::channel(detect_budget / config.max_commit_points.max(1) + 16);
         let detect_permits = Arc::new(tokio::sync::Semaphore::new(detect_budget));
         let (command_tx, command_rx) = mpsc::channel(64);
 

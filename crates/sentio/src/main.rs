@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: embedded MQTT broker, store, anomaly detection, HTTP API and dashboard.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a simulated fleet (building, factory, wearables) against an MQTT broker.
     Sim(sim_cli::SimArgs),
     /// Score a CSV file with the live anomaly engine.
@@ -474,7 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             init_logging();
-            tokio::runtime::Runtime::new()?.block_on(serve(args))
+            tokio::runtime::Runtime::new()?.block_on(serve(*args))
         }
         Command::Sim(args) => {
             init_logging();

@@ -72,10 +72,11 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
         assert!(b["detail"].is_string(), "{b}");
     }
 
-    // A room (global 2 days) and a pump (its kind: 30 days), each with two hours of points
-    // 10 days ago at one a minute, and one point now.
+    // A room (global 2 days) and a pump (its kind: 30 days), each with two hours of points 5 days
+    // ago (inside the default 7-day late window, beyond the room's 2 days) at one a minute, and
+    // one point now.
     let now = sentio_core::time::now_ms();
-    let old = (now - 10 * DAY) / HOUR * HOUR;
+    let old = (now - 5 * DAY) / HOUR * HOUR;
     for (id, kind) in [("room-1", "room"), ("pump-2", "pump")] {
         let secret = register(&node, id, kind).await;
         let mut batch: Vec<Value> = (0..120)

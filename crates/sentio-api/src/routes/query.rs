@@ -211,11 +211,16 @@ pub async fn query(
 
     let mut series = Vec::with_capacity(pairs.len());
     for (device, metric) in pairs {
-        let r: RangeResult = match q.points {
-            Some(p) => s.series.downsample(&device, &metric, from, to, p).await?,
+        // The resolved variants answer from the rollups where raw points have expired.
+        let (r, resolution): (RangeResult, _) = match q.points {
+            Some(p) => {
+                s.series
+                    .downsample_resolved(&device, &metric, from, to, p)
+                    .await?
+            }
             None => {
                 s.series
-                    .query(RangeQuery {
+                    .query_resolved(RangeQuery {
                         device: device.clone(),
                         metric: metric.clone(),
                         from_ms: from,
@@ -230,6 +235,7 @@ pub async fn query(
             "device": device.as_str(),
             "metric": metric,
             "points": r.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+            "resolution": resolution.as_str(),
         });
         if let Some(next) = r.next {
             one["next"] = json!(next);
