@@ -21,7 +21,7 @@ use axum::Router;
 use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
 use sentio_store::{
-    AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
 };
 use tokio::net::TcpListener;
 
@@ -45,6 +45,8 @@ pub struct AppState {
     pub tokens: Arc<dyn TokenStore>,
     /// Retention, rollups and the disk budget.
     pub retention: Arc<dyn RetentionStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
     /// The embedded broker (connected clients, counters, disconnecting a revoked token's
     /// clients); `None` when the node runs without one.
     pub broker: Option<BrokerHandle>,
@@ -66,6 +68,25 @@ impl AppState {
     /// Digest of an admin token, as stored in [`AppState::admin_token`].
     pub fn token_digest(token: &str) -> blake3::Hash {
         blake3::hash(token.as_bytes())
+    }
+
+    /// Records an admin action in the audit log. The action has already happened, so a failure
+    /// to record it is logged as an error rather than undoing it.
+    pub(crate) async fn audit(
+        &self,
+        action: &str,
+        subject: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let entry = sentio_store::NewAudit {
+            actor: "admin".into(),
+            action: action.into(),
+            subject: subject.map(str::to_string),
+            detail,
+        };
+        if let Err(e) = self.audit.record(entry).await {
+            tracing::error!(error = %e, action, "could not write the audit log");
+        }
     }
 }
 

@@ -29,12 +29,14 @@ mod traits;
 pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{
-    Agg, AlertFilter, ApiToken, Device, DeviceUpdate, MaintenanceReport, NewDevice, NewToken,
-    RangeQuery, RangeResult, Resolution, RetentionPolicy, RollupRow, SeriesInfo, StorageStatus,
-    TOKEN_USERNAME_PREFIX,
+    Agg, AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
+    NewAudit, NewDevice, NewToken, RangeQuery, RangeResult, Resolution, RetentionPolicy, RollupRow,
+    SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
-pub use traits::{AlertStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore};
+pub use traits::{
+    AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
+};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).
 pub const EVENT_HISTORY: usize = 1_000;

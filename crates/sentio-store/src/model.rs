@@ -335,3 +335,47 @@ pub struct RollupRow {
     /// Time (ms) and value of the last point.
     pub last: (i64, f64),
 }
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its id (increasing).
+    pub id: i64,
+    /// When (ms).
+    pub ts_ms: i64,
+    /// Who: `admin` (the admin token) or the component that acted, e.g. `retention`.
+    pub actor: String,
+    /// What, e.g. `device.create`, `device.erase`, `token.revoke`.
+    pub action: String,
+    /// What it was done to (a device or token id); `None` once that device was erased.
+    pub subject: Option<String>,
+    /// For an erased device: a keyed digest of its id instead of the id, so that
+    /// `GET /api/v1/audit?device=<id>` still finds the erasure.
+    pub subject_digest: Option<String>,
+    /// Details without personal data (counts, names of settings).
+    pub detail: serde_json::Value,
+}
+
+/// A new audit entry.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// What it was done to.
+    pub subject: Option<String>,
+    /// Details without personal data.
+    pub detail: serde_json::Value,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only entries about this device or token id (also an erased device's, by digest).
+    pub subject: Option<String>,
+    /// Most entries, newest first.
+    pub limit: usize,
+}

@@ -8,9 +8,9 @@ use sentio_core::acl::AclRule;
 use sentio_core::{Alert, DeviceId, Point, TextEvent};
 
 use crate::{
-    AlertFilter, ApiToken, Device, DeviceUpdate, MaintenanceReport, NewDevice, NewToken,
-    RangeQuery, RangeResult, Resolution, Result, RetentionPolicy, RollupRow, SeriesInfo,
-    StorageStatus,
+    AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
+    NewAudit, NewDevice, NewToken, RangeQuery, RangeResult, Resolution, Result, RetentionPolicy,
+    RollupRow, SeriesInfo, StorageStatus,
 };
 
 /// Devices and their credentials.
@@ -150,6 +150,17 @@ pub trait TokenStore: Send + Sync {
     /// The ACL of a live token by its MQTT username, `None` once revoked. Hot path (every
     /// PUBLISH of a token's client): answered from memory.
     fn token_acl(&self, username: &str) -> Option<Arc<[AclRule]>>;
+}
+
+/// The audit log: who changed what. Erasing a device anonymises its entries (the
+/// [`DeviceRegistry::delete_device`] implementation records the erasure itself, in the same
+/// transaction).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an entry.
+    async fn record(&self, entry: NewAudit) -> Result<()>;
+    /// Entries, newest first.
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;
 }
 
 /// Retention, rollups and the disk budget.

@@ -236,6 +236,7 @@ impl Node {
             events: store.clone(),
             tokens: store.clone(),
             retention: store.clone(),
+            audit: store.clone(),
             broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             bus: pipeline.bus.clone(),

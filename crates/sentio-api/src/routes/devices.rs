@@ -32,6 +32,12 @@ pub async fn create(
         })
         .await?;
     tracing::info!(device = %device.id, "device registered");
+    s.audit(
+        "device.create",
+        Some(&device.id),
+        json!({"kind": device.kind, "labels": device.labels.len()}),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedDevice {
@@ -98,6 +104,7 @@ pub async fn rotate_secret(
 ) -> Result<Json<Value>, ApiError> {
     let secret = s.registry.rotate_secret(&id).await?;
     tracing::info!(device = %id, "device secret rotated");
+    s.audit("device.rotate_secret", Some(&id), json!({})).await;
     Ok(Json(json!({"id": id, "secret": secret})))
 }
 
@@ -131,6 +138,12 @@ pub async fn update(
         )
         .await?;
     tracing::info!(device = %d.id, labels = ?d.labels, "device updated");
+    s.audit(
+        "device.update",
+        Some(&d.id),
+        json!({"labels": d.labels.keys().collect::<Vec<_>>()}),
+    )
+    .await;
     let (online, seen) = s.presence.status(&d.id);
     Ok(Json(DeviceView::new(d, online, seen)))
 }

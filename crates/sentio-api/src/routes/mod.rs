@@ -1,6 +1,7 @@
 //! The routes, one module per resource.
 
 mod alerts;
+mod audit;
 mod broker;
 mod devices;
 mod events;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(alerts::feedback),
         )
         .route("/api/v1/limits", get(alerts::limits))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/stream", get(stream::stream))
         .route("/mqtt", get(mqtt_ws::upgrade))
         .route("/api/v1/retention", get(retention::get).put(retention::put))

@@ -96,6 +96,7 @@ pub async fn put(
     }
     s.retention.set_retention(p.clone()).await?;
     tracing::info!(policy = %view(&p), "retention policy changed");
+    s.audit("retention.set", None, view(&p)).await;
     Ok(Json(view(&p)))
 }
 

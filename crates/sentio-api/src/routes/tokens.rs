@@ -30,6 +30,12 @@ pub async fn create(
         })
         .await?;
     tracing::info!(token = %token.id, name = %token.name, acl = ?token.acl, "API token created");
+    s.audit(
+        "token.create",
+        Some(&token.id),
+        json!({"name": token.name, "acl": token.acl}),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -63,6 +69,12 @@ pub async fn delete(
         None => 0,
     };
     tracing::info!(token = %token.id, name = %token.name, disconnected, "API token revoked");
+    s.audit(
+        "token.revoke",
+        Some(&token.id),
+        json!({"name": token.name, "disconnected_clients": disconnected}),
+    )
+    .await;
     Ok(Json(
         json!({"id": token.id, "revoked": true, "disconnected_clients": disconnected}),
     ))

@@ -8,6 +8,7 @@
 //! timestamps.
 
 mod alerts;
+mod audit;
 mod events;
 mod read;
 mod registry;

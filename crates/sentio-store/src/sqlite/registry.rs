@@ -176,6 +176,31 @@ impl DeviceRegistry for SqliteStore {
                 let events = tx.execute("DELETE FROM events WHERE device = ?1", [&id])?;
                 removed.push(("events".into(), events as u64));
             }
+            // The audit record, in the same transaction: an erasure keeps only a keyed digest
+            // of the id, here and in the device's earlier entries.
+            let detail: serde_json::Map<String, serde_json::Value> = removed
+                .iter()
+                .map(|(k, n)| (k.clone(), serde_json::Value::from(*n)))
+                .collect();
+            if erase {
+                let digest = super::audit::subject_digest(&inner.key, &id);
+                super::audit::anonymise(&tx, &id, &digest)?;
+                let entry = crate::NewAudit {
+                    actor: "admin".into(),
+                    action: "device.erase".into(),
+                    subject: None,
+                    detail: serde_json::json!({ "removed": detail }),
+                };
+                super::audit::insert(&tx, &entry, Some(&digest))?;
+            } else {
+                let entry = crate::NewAudit {
+                    actor: "admin".into(),
+                    action: "device.delete".into(),
+                    subject: Some(id.clone()),
+                    detail: serde_json::json!({ "removed": detail, "data_kept": true }),
+                };
+                super::audit::insert(&tx, &entry, None)?;
+            }
             tx.commit()?;
             inner
                 .digests

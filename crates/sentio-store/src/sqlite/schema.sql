@@ -156,3 +156,17 @@ CREATE TABLE IF NOT EXISTS rollup_dirty (
     bucket    INTEGER NOT NULL,
     PRIMARY KEY (series_id, bucket)
 ) WITHOUT ROWID;
+
+-- The audit log: who changed what, when. An erased device's entries keep only a keyed digest of
+-- its id (`subject_digest`), so the log proves the erasure without keeping the device's data.
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT,
+    subject_digest TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_subject ON audit (subject);
+CREATE INDEX IF NOT EXISTS audit_subject_digest ON audit (subject_digest);
