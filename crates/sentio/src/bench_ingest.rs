@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use sentio::demo_eval::{call, http_agent};
 use sentio::node::{Node, NodeConfig};
 use serde_json::{Value, json};
 
@@ -77,32 +78,6 @@ struct Publisher {
     loop_task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Messages published and not acknowledged yet.
     pending: Arc<AtomicU64>,
-}
-
-fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn call(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    auth: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<(u16, Value)> {
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("Authorization", auth)
-        .header("Content-Type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default())?;
-    let mut resp = agent.run(req).with_context(|| format!("{method} {url}"))?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 /// Registers a device through the API; returns its secret.

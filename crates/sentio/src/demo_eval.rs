@@ -94,14 +94,15 @@ fn first_alert<'a>(
 }
 
 /// An HTTP client that returns error statuses as responses.
-fn http_agent() -> ureq::Agent {
+pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into()
 }
 
-fn call(
+/// One JSON request to the node's API: status and body (`null` when the body is not JSON).
+pub fn call(
     agent: &ureq::Agent,
     method: &str,
     url: &str,
