@@ -313,12 +313,11 @@ async fn queued_qos1_messages_survive_a_restart() {
     queued_messages_survive(Stop::Graceful).await;
 }
 
-/// Known gap (mqtt5 0.49): a message queued for an offline session is written to disk by a
-/// write-behind task every 250 ms, after its PUBACK; a `kill -9` inside that window loses
-/// acknowledged messages (all 50 in this test). Run with `--ignored` to see it; the fix needs
-/// mqtt5 to flush its queue writes before it acknowledges (see ARCHITECTURE.md).
+/// A message queued for an offline session is on disk before its PUBACK (the vendored mqtt5
+/// flushes and fsyncs its queue writes first, `vendor/mqtt5/SENTIO-PATCH.md`), so a `kill -9`
+/// right after the last PUBACK loses none of the acknowledged messages. Upstream 0.49 wrote
+/// them up to 250 ms after the PUBACK, and this test lost all 50.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "mqtt5 0.49 persists offline queues up to 250 ms after the PUBACK"]
 async fn queued_qos1_messages_survive_kill_9_right_after_the_puback() {
     queued_messages_survive(Stop::Kill9).await;
 }

@@ -110,6 +110,25 @@ impl ClientHandler {
         }
     }
 
+    /// SENTIO-PATCH: queued-message writes issued so far by the storage (0 without one).
+    fn queue_writes_issued(&self) -> u64 {
+        self.storage
+            .as_ref()
+            .map_or(0, |storage| storage.queue_writes_issued())
+    }
+
+    /// SENTIO-PATCH: if routing queued messages (for offline or lagging sessions) since
+    /// `issued`, waits until they are on disk, fsynced: the PUBACK/PUBCOMP that follows
+    /// promises the publisher that the message survives a crash. Concurrent publishers share
+    /// one write and fsync round (the queue writer serves every pending flush at once).
+    async fn persist_queued_since(&self, issued: u64) {
+        if let Some(storage) = &self.storage {
+            if storage.queue_writes_issued() != issued {
+                storage.flush_queue_writes().await;
+            }
+        }
+    }
+
     async fn check_receive_maximum(
         &mut self,
         client_id: &str,
@@ -193,10 +212,12 @@ impl ClientHandler {
                 self.route_publish(&publish, Some(client_id)).await;
             }
             QoS::AtLeastOnce => {
+                let issued = self.queue_writes_issued();
                 #[cfg(feature = "opentelemetry")]
                 self.route_with_trace_context(&publish, client_id).await?;
                 #[cfg(not(feature = "opentelemetry"))]
                 self.route_publish(&publish, Some(client_id)).await;
+                self.persist_queued_since(issued).await;
 
                 let mut puback = PubAckPacket::new(publish.packet_id.unwrap());
                 puback.reason_code = ReasonCode::Success;
@@ -214,6 +235,9 @@ impl ClientHandler {
                     if let Err(e) = storage.store_inflight_message(inflight).await {
                         debug!("failed to persist inbound inflight {packet_id}: {e}");
                     }
+                    // SENTIO-PATCH: after PUBREC the publisher never sends this PUBLISH again,
+                    // so the inbound inflight copy is on disk before the PUBREC.
+                    storage.flush_queue_writes().await;
                 }
                 self.inflight_publishes
                     .insert(packet_id, InflightPublish::Pending(publish));
@@ -548,10 +572,12 @@ impl ClientHandler {
             }
 
             if let InflightPublish::Pending(publish) = entry {
+                let issued = self.queue_writes_issued();
                 #[cfg(feature = "opentelemetry")]
                 self.route_with_trace_context(&publish, client_id).await?;
                 #[cfg(not(feature = "opentelemetry"))]
                 self.route_publish(&publish, Some(client_id)).await;
+                self.persist_queued_since(issued).await;
             }
 
             ReasonCode::Success

@@ -1445,6 +1445,31 @@ impl StorageBackend for DynamicStorage {
 }
 
 impl DynamicStorage {
+    /// SENTIO-PATCH: queued-message writes issued so far (0 without a file backend); see
+    /// [`FileBackend::queue_writes_issued`].
+    #[must_use]
+    pub fn queue_writes_issued(&self) -> u64 {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::File(backend) => backend.queue_writes_issued(),
+            Self::Memory(_) => 0,
+        }
+    }
+
+    /// SENTIO-PATCH: waits until the queue and inflight writes issued so far are on disk,
+    /// fsynced (nothing to do without a file backend); see [`FileBackend::flush_queue_writes`].
+    #[cfg_attr(
+        target_arch = "wasm32",
+        allow(clippy::unused_async, clippy::unused_async_trait_impl)
+    )]
+    pub async fn flush_queue_writes(&self) {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::File(backend) => backend.flush_queue_writes().await,
+            Self::Memory(_) => {}
+        }
+    }
+
     /// # Errors
     /// Returns an error if flushing sessions fails.
     #[cfg_attr(

@@ -2,6 +2,7 @@ use super::QueuedMessage;
 #[cfg(not(target_arch = "wasm32"))]
 use super::{InflightDirection, InflightMessage};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -47,6 +48,9 @@ pub(crate) struct WriteBatch {
 pub(crate) struct WriteBehind {
     pending: parking_lot::Mutex<Pending>,
     full: Notify,
+    // SENTIO-PATCH: how many queued-message writes were issued, so that a client handler can
+    // tell whether routing its PUBLISH queued anything that must be on disk before its ack.
+    queued: AtomicU64,
 }
 
 impl std::fmt::Debug for WriteBehind {
@@ -61,7 +65,13 @@ impl WriteBehind {
         pending
             .queue
             .insert((client_id.to_string(), seq), Some(body));
+        self.queued.fetch_add(1, Ordering::AcqRel);
         self.signal_if_full(&pending);
+    }
+
+    /// SENTIO-PATCH: queued-message writes issued so far (see `FileBackend::queue_writes_issued`).
+    pub(crate) fn queued_writes(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
     }
 
     pub(crate) fn remove_queued(&self, client_id: &str, seq: u64) {
