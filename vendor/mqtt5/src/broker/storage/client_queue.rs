@@ -77,6 +77,9 @@ pub struct ClientQueue {
     seq: Arc<AtomicU64>,
     limits: QueueLimits,
     writer: Option<QueueWriter>,
+    /// SENTIO-PATCH: whether the session outlives its connection (session expiry > 0, or not
+    /// known yet). Only such a session's queued messages must be on disk before an ack.
+    persistent: AtomicBool,
 }
 
 /// What `push` did with the message.
@@ -101,6 +104,7 @@ impl ClientQueue {
             draining: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             awaiting_bind: AtomicU64::new(0),
+            persistent: AtomicBool::new(true),
             notify: Notify::new(),
             handoff_done: Notify::new(),
             seq,
@@ -112,6 +116,12 @@ impl ClientQueue {
     #[must_use]
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// SENTIO-PATCH: set when a connection claims the session: `false` for a session expiry
+    /// of 0 (the session, and so its queue, ends with the connection; a crash ends it too).
+    pub fn set_persistent(&self, persistent: bool) {
+        self.persistent.store(persistent, Ordering::Release);
     }
 
     /// Number of queued messages; the router's "behind" check.
@@ -527,7 +537,8 @@ impl ClientQueue {
 
     fn enqueue_write(&self, seq: u64, body: Arc<QueuedMessage>) {
         if let Some(writer) = &self.writer {
-            writer.store_queued(&self.client_id, seq, body);
+            let persistent = self.persistent.load(Ordering::Acquire);
+            writer.store_queued(&self.client_id, seq, body, persistent);
         }
     }
 

@@ -283,8 +283,8 @@ impl FileBackend {
     }
 
     /// SENTIO-PATCH: fsyncs the files written by `write_out` (a file deleted since is skipped)
-    /// and then their directories, which hold the renames. The fsyncs run in parallel so that
-    /// the file system commits them together.
+    /// and their directories, which hold the renames. The fsyncs all run in parallel, so that
+    /// the file system commits them together (one journal commit rather than one per file).
     async fn sync_written(files: Vec<PathBuf>) {
         if files.is_empty() {
             return;
@@ -301,40 +301,36 @@ impl FileBackend {
         dirs.extend(tops);
         dirs.sort();
         dirs.dedup();
-        let sync_files = |paths: Vec<PathBuf>, dirs: bool| {
-            let chunk = paths.len().div_ceil(SYNC_PARALLELISM).max(1);
-            let tasks: Vec<_> = paths
-                .chunks(chunk)
-                .map(|part| {
-                    let part = part.to_vec();
-                    tokio::task::spawn_blocking(move || {
-                        for path in part {
-                            let synced = std::fs::File::open(&path).and_then(|f| {
-                                if dirs {
-                                    f.sync_all()
-                                } else {
-                                    f.sync_data()
-                                }
-                            });
-                            match synced {
-                                Ok(()) => {}
-                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                                Err(e) => warn!("Failed to sync {}: {e}", path.display()),
+        let paths: Vec<PathBuf> = files.into_iter().chain(dirs).collect();
+        let chunk = paths.len().div_ceil(SYNC_PARALLELISM).max(1);
+        let tasks: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                let part = part.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    for path in part {
+                        // `sync_all` on a directory, `sync_data` is enough for a file's bytes.
+                        let synced = std::fs::File::open(&path).and_then(|f| {
+                            if path.extension().is_some_and(|e| e == "json") {
+                                f.sync_data()
+                            } else {
+                                f.sync_all()
                             }
+                        });
+                        match synced {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => warn!("Failed to sync {}: {e}", path.display()),
                         }
-                    })
-                })
-                .collect();
-            async move {
-                for task in tasks {
-                    if let Err(e) = task.await {
-                        warn!("Sync task failed: {e}");
                     }
-                }
+                })
+            })
+            .collect();
+        for task in tasks {
+            if let Err(e) = task.await {
+                warn!("Sync task failed: {e}");
             }
-        };
-        sync_files(files, false).await;
-        sync_files(dirs, true).await;
+        }
     }
 
     async fn write_out(queues_dir: &Path, inflight_dir: &Path, batch: WriteBatch) -> Vec<PathBuf> {

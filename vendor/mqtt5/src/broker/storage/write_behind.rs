@@ -48,8 +48,9 @@ pub(crate) struct WriteBatch {
 pub(crate) struct WriteBehind {
     pending: parking_lot::Mutex<Pending>,
     full: Notify,
-    // SENTIO-PATCH: how many queued-message writes were issued, so that a client handler can
-    // tell whether routing its PUBLISH queued anything that must be on disk before its ack.
+    // SENTIO-PATCH: how many queued-message writes for persistent sessions were issued, so that
+    // a client handler can tell whether routing its PUBLISH queued anything that must be on
+    // disk before its ack.
     queued: AtomicU64,
 }
 
@@ -60,12 +61,22 @@ impl std::fmt::Debug for WriteBehind {
 }
 
 impl WriteBehind {
-    pub(crate) fn store_queued(&self, client_id: &str, seq: u64, body: Arc<QueuedMessage>) {
+    /// SENTIO-PATCH: `persistent` (the queue's session outlives its connection) counts the
+    /// write in `queued_writes`, so that the publisher's ack waits for it.
+    pub(crate) fn store_queued(
+        &self,
+        client_id: &str,
+        seq: u64,
+        body: Arc<QueuedMessage>,
+        persistent: bool,
+    ) {
         let mut pending = self.pending.lock();
         pending
             .queue
             .insert((client_id.to_string(), seq), Some(body));
-        self.queued.fetch_add(1, Ordering::AcqRel);
+        if persistent {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
         self.signal_if_full(&pending);
     }
 
