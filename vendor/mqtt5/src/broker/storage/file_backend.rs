@@ -276,9 +276,8 @@ impl FileBackend {
                 }
             }
         }
-        unsynced.extend(
-            Self::write_out(&queues_dir, &inflight_dir, write_behind.take_batch()).await,
-        );
+        unsynced
+            .extend(Self::write_out(&queues_dir, &inflight_dir, write_behind.take_batch()).await);
         Self::sync_written(unsynced).await;
     }
 
@@ -346,12 +345,10 @@ impl FileBackend {
         for ((client_id, seq), entry) in batch.queue {
             let path = queues_dir.join(&client_id).join(format!("{seq:020}.json"));
             match entry {
-                Some(body) => {
-                    match Self::write_atomic(path.clone(), &*body, false).await {
-                        Ok(()) => written.push(path),
-                        Err(e) => warn!(client_id, seq, "Failed to persist queued message: {e}"),
-                    }
-                }
+                Some(body) => match Self::write_atomic(path.clone(), &*body, false).await {
+                    Ok(()) => written.push(path),
+                    Err(e) => warn!(client_id, seq, "Failed to persist queued message: {e}"),
+                },
                 None => {
                     Self::remove_if_present(&path, || {
                         warn!(client_id, seq, "Failed to delete queued message file");
@@ -363,16 +360,14 @@ impl FileBackend {
         for (key, entry) in batch.inflight {
             let path = Self::inflight_path(inflight_dir, &key);
             match entry {
-                Some(message) => {
-                    match Self::write_atomic(path.clone(), &*message, false).await {
-                        Ok(()) => written.push(path),
-                        Err(e) => warn!(
-                            client_id = key.0,
-                            packet_id = key.1,
-                            "Failed to persist inflight message: {e}"
-                        ),
-                    }
-                }
+                Some(message) => match Self::write_atomic(path.clone(), &*message, false).await {
+                    Ok(()) => written.push(path),
+                    Err(e) => warn!(
+                        client_id = key.0,
+                        packet_id = key.1,
+                        "Failed to persist inflight message: {e}"
+                    ),
+                },
                 None => {
                     Self::remove_if_present(&path, || {
                         warn!(
