@@ -580,7 +580,8 @@ async fn topic_aliases_are_resolved_and_an_invalid_one_is_refused() {
         let m = sub.message().await;
         assert_eq!((m.topic.as_str(), &m.payload[..]), ("ta/long/name", want));
     }
-    if max < u16::MAX {
+    assert_eq!(max, sentio_broker::TOPIC_ALIAS_MAXIMUM);
+    {
         let bad = [(TOPIC_ALIAS, Value::U16(max + 1))];
         publ.send(&publish("ta/x", 0, false, false, 0, Some(&bad), b"c"))
             .await;
@@ -649,7 +650,7 @@ async fn maximum_packet_size_is_respected_both_ways() {
         Some(Value::U32(m)) => m as usize,
         other => panic!("no Maximum Packet Size in CONNACK: {other:?}"),
     };
-    assert_eq!(server_max, sentio_broker_default_max_packet());
+    assert_eq!(server_max, sentio_broker::DEFAULT_MAX_PACKET);
     assert_eq!(publ.publish1("mps/large", false, 1, &[7u8; 1000]).await, 0);
     assert_eq!(publ.publish1("mps/small", false, 2, b"fits").await, 0);
     let m = big.message().await;
@@ -675,10 +676,6 @@ async fn maximum_packet_size_is_respected_both_ways() {
     let reason = publ.until_closed().await;
     assert!(matches!(reason, None | Some(0x95)), "{reason:?}");
     ctx.node.shutdown().await;
-}
-
-fn sentio_broker_default_max_packet() -> usize {
-    256 * 1024
 }
 
 /// Subscription identifiers (5.0 §3.8.2.1.2): the server returns the identifier of the
@@ -1092,4 +1089,164 @@ async fn a_311_client_gets_one_copy_for_overlapping_subscriptions() {
     let qos = overlapping_copies(&mut publ, &mut s, "ov1/a", "ov1m", 1).await;
     assert_eq!(qos, vec![2]);
     ctx.node.shutdown().await;
+}
+
+/// A rumqttc v5 client whose event loop runs on a task; returns the client, the CONNACK's
+/// session-present flag and a channel of the PUBLISHes it receives.
+async fn rumqttc_v5(
+    ctx: &Ctx,
+    id: &str,
+    session_expiry: Option<u32>,
+) -> (
+    rumqttc::v5::AsyncClient,
+    bool,
+    tokio::sync::mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
+) {
+    use rumqttc::v5::mqttbytes::v5::Packet as P5;
+    use rumqttc::v5::{AsyncClient, Event as E5, MqttOptions};
+    let mut o = MqttOptions::new(id, "127.0.0.1", ctx.addr().port());
+    o.set_credentials(ctx.user.as_str(), ctx.pass.as_str());
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_clean_start(session_expiry.is_none());
+    o.set_session_expiry_interval(session_expiry);
+    let (client, mut el) = AsyncClient::new(o, 100);
+    let present = loop {
+        match tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("CONNACK")
+        {
+            Ok(E5::Incoming(P5::ConnAck(a))) => break a.session_present,
+            Ok(_) => {}
+            Err(e) => panic!("rumqttc v5 connect: {e:?}"),
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(100);
+    tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let E5::Incoming(P5::Publish(p)) = ev
+                && tx.send(p).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    (client, present, rx)
+}
+
+async fn recv(
+    rx: &mut tokio::sync::mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
+) -> rumqttc::v5::mqttbytes::v5::Publish {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a message")
+        .expect("the client runs")
+}
+
+/// The same statements through a real MQTT 5 client library (rumqttc v5): request/response
+/// with Response Topic and Correlation Data [MQTT-3.3.2-15]/[MQTT-3.3.2-16] and user properties
+/// [MQTT-3.3.2-17]; a session with a Session Expiry Interval resumes (Session Present 1
+/// [MQTT-3.2.2-3]) and receives the QoS 1 messages queued while it was offline
+/// [MQTT-3.1.2-23 (5.0): the session state is kept while it has not expired].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttc_v5_request_response_and_a_resumed_session() {
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    let ctx = Ctx::new().await;
+    let (requester, _, mut replies) = rumqttc_v5(&ctx, "rq5-req", None).await;
+    let (responder, _, mut requests) = rumqttc_v5(&ctx, "rq5-resp", None).await;
+    requester
+        .subscribe("rq5/reply", Q5::AtLeastOnce)
+        .await
+        .unwrap();
+    responder
+        .subscribe("rq5/service", Q5::AtLeastOnce)
+        .await
+        .unwrap();
+    // The subscriptions are in place once a probe on each comes back.
+    probe(&requester, &mut replies, "rq5/reply").await;
+    probe(&responder, &mut requests, "rq5/service").await;
+    let props = PublishProperties {
+        response_topic: Some("rq5/reply".into()),
+        correlation_data: Some(vec![9, 8, 7].into()),
+        user_properties: vec![("trace".into(), "t-1".into())],
+        ..Default::default()
+    };
+    requester
+        .publish_with_properties("rq5/service", Q5::AtLeastOnce, false, "ask", props)
+        .await
+        .unwrap();
+    let req = recv(&mut requests).await;
+    assert_eq!(&req.payload[..], b"ask");
+    let p = req.properties.expect("properties");
+    assert_eq!(p.response_topic.as_deref(), Some("rq5/reply"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&[9u8, 8, 7][..]));
+    assert!(
+        p.user_properties
+            .contains(&("trace".to_string(), "t-1".to_string()))
+    );
+    let answer = PublishProperties {
+        correlation_data: p.correlation_data.clone(),
+        ..Default::default()
+    };
+    responder
+        .publish_with_properties(
+            p.response_topic.unwrap(),
+            Q5::AtLeastOnce,
+            false,
+            "yes",
+            answer,
+        )
+        .await
+        .unwrap();
+    let reply = recv(&mut replies).await;
+    assert_eq!(&reply.payload[..], b"yes");
+    assert_eq!(
+        reply.properties.and_then(|p| p.correlation_data).as_deref(),
+        Some(&[9u8, 8, 7][..])
+    );
+
+    // A resumed session with its offline queue.
+    let (s, present, rx) = rumqttc_v5(&ctx, "rq5-sess", Some(60)).await;
+    assert!(!present);
+    s.subscribe("rq5/queue", Q5::AtLeastOnce).await.unwrap();
+    let mut rx = rx;
+    probe(&requester, &mut rx, "rq5/queue").await;
+    s.disconnect().await.unwrap();
+    while rx.recv().await.is_some() {}
+    let mut publ = ctx.conn(&ctx.v5("rq5-pub")).await;
+    for i in 0..3u16 {
+        assert_eq!(
+            publ.publish1("rq5/queue", false, i + 1, format!("q{i}").as_bytes())
+                .await,
+            0
+        );
+    }
+    let (_s, present, mut rx) = rumqttc_v5(&ctx, "rq5-sess", Some(60)).await;
+    assert!(present, "Session Present must be 1");
+    for i in 0..3 {
+        let m = recv(&mut rx).await;
+        assert_eq!(m.payload, format!("q{i}").as_bytes());
+    }
+    ctx.node.shutdown().await;
+}
+
+/// Publishes QoS 0 probes on `topic` until one comes back on `rx` (the subscription is then in
+/// place), then empties `rx`.
+async fn probe(
+    client: &rumqttc::v5::AsyncClient,
+    rx: &mut tokio::sync::mpsc::Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
+    topic: &str,
+) {
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    for _ in 0..50 {
+        client
+            .publish(topic, Q5::AtMostOnce, false, "probe")
+            .await
+            .unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            while rx.try_recv().is_ok() {}
+            return;
+        }
+    }
+    panic!("no probe came back on {topic}");
 }
