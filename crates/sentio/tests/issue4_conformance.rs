@@ -77,7 +77,7 @@ async fn marker(publisher: &mut Conn, topic: &str, id: u16) {
     assert_eq!(publisher.publish1(topic, false, id, b"marker").await, 0);
 }
 
-/// [MQTT-3.3.1-?] / [MQTT-3.8.4-6] / [MQTT-4.3.2-*]: QoS 0, 1 and 2 through rumqttc 3.1.1; a
+/// §4.3 (the QoS 0, 1 and 2 delivery flows): QoS 0, 1 and 2 through rumqttc 3.1.1; a
 /// message is delivered at the minimum of the publish QoS and the granted QoS [MQTT-3.8.4-8]
 /// (3.1.1 §3.8.4: "the QoS of Payload Messages sent in response to a Subscription MUST be the
 /// minimum of the QoS of the originally published message and the maximum QoS granted").
@@ -484,7 +484,7 @@ async fn persistent_sessions_keep_subscriptions_and_offline_queues_and_expire() 
 }
 
 /// Shared subscriptions (5.0 §4.8.2): each message of `$share/<group>/<filter>` goes to one
-/// member of the group [MQTT-4.8.2-?: "each message ... is sent to only one of the sessions"],
+/// member of the group (5.0 §4.8.2: each message goes to only one of the sessions sharing the subscription),
 /// while an ordinary subscription to the same filter gets every message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_subscription_delivers_each_message_to_one_member() {
