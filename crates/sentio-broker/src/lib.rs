@@ -59,6 +59,16 @@ use crate::mtls::{CertAuthContext, MtlsListener};
 /// Default maximum MQTT packet size: 256 KiB.
 pub const DEFAULT_MAX_PACKET: usize = 256 * 1024;
 
+/// The Receive Maximum announced to MQTT 5 clients: QoS 2 PUBLISHes a client may have awaiting
+/// PUBREL. mqtt5's default is 65,535, which no client can overrun (packet ids stop there), so
+/// its DISCONNECT 0x93 could never apply; a flooder of unreleased QoS 2 messages is bounded here.
+pub const SERVER_RECEIVE_MAXIMUM: u16 = 1024;
+
+/// The Topic Alias Maximum announced to MQTT 5 clients. mqtt5's default, 65,535 aliases per
+/// connection each holding a topic of up to a packet's size, would let one client pin gigabytes;
+/// clients that use aliases use a handful (mosquitto's default is 10).
+pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
 /// How to run the broker.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -205,9 +215,11 @@ impl Broker {
                 n => n.saturating_add(64),
             })
             .with_max_subscriptions_per_client(config.limits.max_subscriptions)
+            .with_server_receive_maximum(SERVER_RECEIVE_MAXIMUM)
             .with_storage(storage)
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
+        mqtt.topic_alias_maximum = TOPIC_ALIAS_MAXIMUM;
         let client_ca = config.tls.as_ref().and_then(|t| t.client_ca.clone());
         let mtls_config = match (&tls_files, &client_ca) {
             (Some(files), Some(ca)) => Some(mtls::server_config(files, ca)?),
