@@ -1027,11 +1027,10 @@ async fn invalid_topic_filters_and_wildcard_topics_are_refused() {
 }
 
 /// [MQTT-3.3.2-17]: the server MUST send all User Properties *unaltered* when forwarding a
-/// message. mqtt5 0.49 appends `x-mqtt-sender` (the publisher's username) and
-/// `x-mqtt-client-id` to every forwarded PUBLISH and will (`inject_sender`/`inject_client_id`,
-/// before the event hooks), which also shows each publisher's identity to every subscriber.
+/// message. Upstream mqtt5 0.49 appends `x-mqtt-sender` (the publisher's username) and
+/// `x-mqtt-client-id` to every forwarded PUBLISH and will, which also shows each publisher's
+/// identity to every subscriber; Sentio's patched copy (vendor/mqtt5) does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "mqtt5 0.49: adds x-mqtt-sender and x-mqtt-client-id user properties to forwarded messages"]
 async fn user_properties_are_forwarded_unaltered() {
     let ctx = Ctx::new().await;
     let mut sub = ctx.conn(&ctx.v5("up-sub")).await;

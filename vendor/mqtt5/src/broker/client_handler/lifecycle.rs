@@ -80,8 +80,8 @@ impl ClientHandler {
         publish.retain = will.retain;
         will.properties
             .apply_to_publish_properties(&mut publish.properties);
-        publish.properties.inject_sender(self.user_id.as_deref());
-        publish.properties.inject_client_id(Some(client_id));
+        // SENTIO-PATCH: no `x-mqtt-sender` / `x-mqtt-client-id` user properties on wills
+        // (see client_handler/publish.rs).
 
         if delay == 0 {
             debug!(client_id, "Publishing will immediately");

@@ -89,8 +89,9 @@ impl ClientHandler {
             }
         }
 
-        publish.properties.inject_sender(self.user_id.as_deref());
-        publish.properties.inject_client_id(Some(&client_id));
+        // SENTIO-PATCH: upstream appends `x-mqtt-sender` and `x-mqtt-client-id` user
+        // properties here; MQTT 5 forwards user properties unaltered [MQTT-3.3.2-17], and they
+        // would show every subscriber who published, so Sentio leaves them out.
 
         if !self
             .resource_monitor
