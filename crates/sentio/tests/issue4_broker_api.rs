@@ -13,34 +13,6 @@ use rumqttc::{ConnectionError, QoS};
 use sentio::node::Node;
 use serde_json::{Value, json};
 
-/// The value of one sample line of `/metrics`.
-async fn metric(node: &Node, sample: &str) -> u64 {
-    let text = tokio::task::spawn_blocking({
-        let url = format!("http://{}/metrics", node.http_addr);
-        move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into();
-            agent
-                .get(&url)
-                .header("Authorization", &format!("Bearer {TOKEN}"))
-                .call()
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{sample} not in /metrics:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 async fn clients(node: &Node) -> Vec<Value> {
     let (status, body) = api(node, "GET", "/api/v1/broker/clients", None).await;
     assert_eq!(status, 200, "{body}");
@@ -56,7 +28,10 @@ async fn connected_clients_and_broker_counters_are_visible() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     assert!(clients(&node).await.is_empty());
-    assert_eq!(metric(&node, "sentio_mqtt_clients_connected").await, 0);
+    assert_eq!(
+        metric_value(&node, "sentio_mqtt_clients_connected").await,
+        0
+    );
 
     // A device over MQTT 3.1.1, subscribed to its commands.
     let secret = register(&node, "pump-7", "pump").await;
@@ -153,25 +128,31 @@ async fn connected_clients_and_broker_counters_are_visible() {
     assert_eq!(t["protocol"], "5.0");
     assert_eq!(t["subscriptions"], json!(["devices/+/telemetry"]));
 
-    assert_eq!(metric(&node, "sentio_mqtt_clients_connected").await, 2);
-    assert!(metric(&node, "sentio_mqtt_connections_total").await >= 2);
-    assert_eq!(metric(&node, "sentio_mqtt_auth_failures_total").await, 2);
     assert_eq!(
-        metric(&node, "sentio_mqtt_messages_received_total{qos=\"1\"}").await,
+        metric_value(&node, "sentio_mqtt_clients_connected").await,
+        2
+    );
+    assert!(metric_value(&node, "sentio_mqtt_connections_total").await >= 2);
+    assert_eq!(
+        metric_value(&node, "sentio_mqtt_auth_failures_total").await,
+        2
+    );
+    assert_eq!(
+        metric_value(&node, "sentio_mqtt_messages_received_total{qos=\"1\"}").await,
         3
     );
     // The refused publish never reaches the tap.
     assert_eq!(
-        metric(&node, "sentio_mqtt_messages_received_total{qos=\"0\"}").await,
+        metric_value(&node, "sentio_mqtt_messages_received_total{qos=\"0\"}").await,
         0
     );
     assert_eq!(
-        metric(&node, "sentio_mqtt_acl_denied_total{action=\"publish\"}").await,
+        metric_value(&node, "sentio_mqtt_acl_denied_total{action=\"publish\"}").await,
         1
     );
     // The dashboard got (and acknowledged) the three telemetry messages.
     let acked = eventually(5, || async {
-        let n = metric(&node, "sentio_mqtt_messages_acknowledged_total{qos=\"1\"}").await;
+        let n = metric_value(&node, "sentio_mqtt_messages_acknowledged_total{qos=\"1\"}").await;
         (n == 3).then_some(n)
     })
     .await;
@@ -179,11 +160,11 @@ async fn connected_clients_and_broker_counters_are_visible() {
         acked,
         Some(3),
         "acknowledged: {}",
-        metric(&node, "sentio_mqtt_messages_acknowledged_total{qos=\"1\"}").await
+        metric_value(&node, "sentio_mqtt_messages_acknowledged_total{qos=\"1\"}").await
     );
-    assert!(metric(&node, "sentio_mqtt_messages_sent_total").await >= 3);
+    assert!(metric_value(&node, "sentio_mqtt_messages_sent_total").await >= 3);
     assert!(
-        metric(&node, "sentio_mqtt_payload_bytes_total{direction=\"in\"}").await
+        metric_value(&node, "sentio_mqtt_payload_bytes_total{direction=\"in\"}").await
             >= 3 * "{\"rpm\": 1000}".len() as u64
     );
 
@@ -259,7 +240,7 @@ async fn a_persistent_session_is_unlisted_while_offline_and_listed_again_when_ba
             acks += 1;
         }
     }
-    assert!(metric(&node, "sentio_mqtt_messages_received_total{qos=\"1\"}").await >= 5);
+    assert!(metric_value(&node, "sentio_mqtt_messages_received_total{qos=\"1\"}").await >= 5);
 
     let (_sub, mut sub_el) = connect("q-sub");
     let mut got = Vec::new();

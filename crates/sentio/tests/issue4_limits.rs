@@ -39,27 +39,6 @@ async fn load_token(node: &Node) -> (String, String) {
     )
 }
 
-/// The value of one `/metrics` sample, e.g. `sentio_mqtt_dropped_total{reason="queue_full"}`.
-async fn metric(node: &Node, sample: &str) -> u64 {
-    let text = tokio::task::spawn_blocking({
-        let url = format!("http://{}/metrics", node.http_addr);
-        move || {
-            ureq::get(&url)
-                .header("Authorization", &format!("Bearer {TOKEN}"))
-                .call()
-                .expect("GET /metrics")
-                .body_mut()
-                .read_to_string()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{sample} not in /metrics:\n{text}"))
-}
-
 /// An MQTT 3.1.1 client (rumqttc) that has its CONNACK.
 async fn client(
     node: &Node,
@@ -169,7 +148,7 @@ async fn connections_beyond_the_limit_get_connack_quota_exceeded() {
     // Taking over a connected client id is not a new connection.
     let (_c2b, rc) = connect_raw(node.mqtt_addr, 5, "c2", &user, &pass).await;
     assert_eq!(rc, 0, "a takeover of c2 is admitted at the limit");
-    assert!(metric(&node, "sentio_mqtt_limited_total{limit=\"connections\"}").await >= 2);
+    assert!(metric_value(&node, "sentio_mqtt_limited_total{limit=\"connections\"}").await >= 2);
 
     // Once a client leaves, a new one is admitted.
     c1.send(&raw::packet(0xE0, &[0])).await.unwrap();
@@ -212,7 +191,7 @@ async fn subscriptions_beyond_the_limit_get_suback_quota_exceeded() {
     c.send(&raw::subscribe_v5(&["load/a"])).await.unwrap();
     assert_eq!(suback(c.expect(9).await).1, [0x01]);
     assert_eq!(
-        metric(&node, "sentio_mqtt_limited_total{limit=\"subscriptions\"}").await,
+        metric_value(&node, "sentio_mqtt_limited_total{limit=\"subscriptions\"}").await,
         1
     );
     let (_, clients) = api(&node, "GET", "/api/v1/broker/clients", None).await;
@@ -260,7 +239,7 @@ async fn a_flooding_client_is_throttled_while_another_is_not() {
     let count = |t: &str| got.iter().filter(|(topic, _)| topic == t).count();
     assert_eq!(count("load/flood"), flood);
     assert_eq!(count("load/calm"), 20);
-    let throttled = metric(&node, "sentio_mqtt_limited_total{limit=\"rate\"}").await;
+    let throttled = metric_value(&node, "sentio_mqtt_limited_total{limit=\"rate\"}").await;
     assert!(
         throttled >= 150,
         "most of the flood waited for its token ({throttled})"
@@ -287,7 +266,7 @@ async fn beyond_a_configured_queue_bound_the_oldest_are_dropped_and_counted() {
             .unwrap();
     }
     assert_eq!(
-        metric(&node, "sentio_mqtt_dropped_total{reason=\"queue_full\"}").await,
+        metric_value(&node, "sentio_mqtt_dropped_total{reason=\"queue_full\"}").await,
         7
     );
 
@@ -324,7 +303,7 @@ async fn without_a_queue_bound_publishers_wait_and_nothing_is_lost() {
     // The offline session's queue fills to 5; the 6th publish is held (no PUBACK).
     let held = eventually(10, || async {
         (acked.load(Ordering::SeqCst) == 5
-            && metric(&node, "sentio_mqtt_limited_total{limit=\"backpressure\"}").await >= 1)
+            && metric_value(&node, "sentio_mqtt_limited_total{limit=\"backpressure\"}").await >= 1)
             .then_some(())
     })
     .await;
@@ -353,7 +332,7 @@ async fn without_a_queue_bound_publishers_wait_and_nothing_is_lost() {
     .await;
     assert!(all.is_some());
     assert_eq!(
-        metric(&node, "sentio_mqtt_dropped_total{reason=\"queue_full\"}").await,
+        metric_value(&node, "sentio_mqtt_dropped_total{reason=\"queue_full\"}").await,
         0
     );
     node.shutdown().await;

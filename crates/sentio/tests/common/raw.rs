@@ -22,7 +22,8 @@ pub fn varint(mut n: usize, out: &mut Vec<u8>) {
     }
 }
 
-fn string(s: &[u8], out: &mut Vec<u8>) {
+/// MQTT UTF-8 string or binary data: two-byte length, then the bytes.
+pub fn string(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(s.len() as u16).to_be_bytes());
     out.extend_from_slice(s);
 }

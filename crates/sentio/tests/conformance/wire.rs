@@ -2,6 +2,7 @@
 //! properties, and a connection that returns every packet the broker sends with its fixed
 //! header flags and decoded properties, so that nothing a client library would hide is lost.
 
+use crate::common::raw::{string, varint};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,25 +91,6 @@ fn read_varint(b: &mut &[u8]) -> u32 {
             return v;
         }
     }
-}
-
-pub fn varint(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn string(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
 }
 
 /// Encodes properties (length-prefixed).
