@@ -220,6 +220,7 @@ impl Broker {
             .with_sys_topics_enabled(false)
             .with_event_handler(tap);
         mqtt.topic_alias_maximum = TOPIC_ALIAS_MAXIMUM;
+        mqtt.max_keep_alive = config.limits.max_keep_alive;
         let client_ca = config.tls.as_ref().and_then(|t| t.client_ca.clone());
         let mtls_config = match (&tls_files, &client_ca) {
             (Some(files), Some(ca)) => Some(mtls::server_config(files, ca)?),

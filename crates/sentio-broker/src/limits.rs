@@ -42,6 +42,11 @@ pub struct Limits {
     /// drain (their PUBACK is withheld and their socket not read). `Some(n)`: beyond `n` the
     /// oldest queued message is dropped, counted per session, in `/metrics` and in the log.
     pub max_queued_messages: Option<usize>,
+    /// Longest keep-alive a client may use, in seconds (`None`: the client's own, even 0).
+    /// An MQTT 5 client asking for more, or for 0, gets this as Server Keep Alive in its
+    /// CONNACK and is disconnected after 1.5 times it without a packet; an MQTT 3.1.1 client
+    /// (which cannot be told) is refused with CONNACK 0x02, as mosquitto's `max_keepalive`.
+    pub max_keep_alive: Option<u16>,
     /// Without a queue bound: the queue depth at which publishers wait
     /// ([`BACKPRESSURE_QUEUE_DEPTH`] by default; tests lower it).
     pub backpressure_queue_depth: usize,
@@ -53,6 +58,7 @@ impl Default for Limits {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_publish_rate: 0,
             max_queued_messages: None,
+            max_keep_alive: None,
             backpressure_queue_depth: BACKPRESSURE_QUEUE_DEPTH,
         }
     }
@@ -69,9 +75,13 @@ impl std::fmt::Display for Limits {
         };
         write!(
             f,
-            "subscriptions/client {}, publishes/s/client {}, ",
+            "subscriptions/client {}, publishes/s/client {}, keep-alive {}, ",
             unlimited(self.max_subscriptions),
-            unlimited(self.max_publish_rate as usize)
+            unlimited(self.max_publish_rate as usize),
+            match self.max_keep_alive {
+                Some(s) => format!("at most {s} s"),
+                None => "the client's".to_string(),
+            }
         )?;
         match self.max_queued_messages {
             Some(n) => write!(

@@ -274,6 +274,13 @@ struct ServeArgs {
     /// withheld) until it drains.
     #[arg(long, env = "SENTIO_MAX_QUEUED_MESSAGES", value_parser = parse_queue_bound)]
     max_queued_messages: Option<usize>,
+    /// Longest MQTT keep-alive a client may use, in seconds (1-65535; default: the client's
+    /// own, even 0 = never). An MQTT 5 client asking for more, or for 0, is told this value
+    /// (Server Keep Alive in its CONNACK) and disconnected after 1.5 times it in silence; an
+    /// MQTT 3.1.1 client asking for more, or for 0, is refused with CONNACK 0x02, as with
+    /// mosquitto's max_keepalive.
+    #[arg(long, env = "SENTIO_MAX_KEEP_ALIVE", value_parser = clap::value_parser!(u16).range(1..))]
+    max_keep_alive: Option<u16>,
 }
 
 /// `--late-window`: a duration, or `none`.
@@ -385,6 +392,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_subscriptions: args.max_subscriptions,
         max_publish_rate: args.max_publish_rate,
         max_queued_messages: args.max_queued_messages,
+        max_keep_alive: args.max_keep_alive,
         ..sentio_broker::Limits::default()
     };
     if args.demo {

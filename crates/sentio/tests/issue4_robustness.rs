@@ -171,8 +171,19 @@ async fn malformed_packets_close_only_their_connection() {
 
 /// An MQTT 3.1.1 client with a persistent session (clean session off), connected.
 async fn persistent(port: u16, user: &str, pass: &str) -> (AsyncClient, EventLoop) {
+    persistent_with(port, user, pass, false).await
+}
+
+/// `persistent`, optionally with manual acks (rumqttc then acknowledges nothing by itself).
+async fn persistent_with(
+    port: u16,
+    user: &str,
+    pass: &str,
+    manual_acks: bool,
+) -> (AsyncClient, EventLoop) {
     let mut o = MqttOptions::new("keeper", "127.0.0.1", port);
     o.set_credentials(user, pass);
+    o.set_manual_acks(manual_acks);
     o.set_clean_session(false);
     o.set_keep_alive(Duration::from_secs(30));
     let (c, mut el) = AsyncClient::new(o, 100);
@@ -218,22 +229,51 @@ fn queue_files(data: &std::path::Path, client_id: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Where the persistent subscriber is while the messages are published.
+#[derive(PartialEq)]
+enum Subscriber {
+    /// Disconnected: the messages wait in its session's queue.
+    Offline,
+    /// Connected, receiving and never acknowledging: the messages are in flight to it (up to
+    /// the broker's outbound window) or queued behind.
+    OnlineNotAcking,
+}
+
 async fn queued_messages_survive(stop: Stop, qos: QoS) {
+    messages_survive(Subscriber::Offline, stop, qos).await;
+}
+
+async fn messages_survive(subscriber: Subscriber, stop: Stop, qos: QoS) {
     let dir = tempfile::tempdir().unwrap();
     let (child, http_addr, port) = spawn_sentio(dir.path(), None);
     let mut child = Guard(child);
     let (user, pass) = load_token(&http_addr).await;
 
-    // The subscriber takes a persistent session, subscribes at QoS 1 and goes away.
-    let (sub, mut sub_el) = persistent(port, &user, &pass).await;
+    // The subscriber takes a persistent session and subscribes.
+    let never_acks = subscriber == Subscriber::OnlineNotAcking;
+    let (sub, mut sub_el) = persistent_with(port, &user, &pass, never_acks).await;
     sub.subscribe("load/keep", qos).await.unwrap();
     loop {
         if let Event::Incoming(Packet::SubAck(_)) = sub_el.poll().await.unwrap() {
             break;
         }
     }
-    sub.disconnect().await.unwrap();
-    while sub_el.poll().await.is_ok() {}
+    let mut online = None;
+    if subscriber == Subscriber::Offline {
+        sub.disconnect().await.unwrap();
+        while sub_el.poll().await.is_ok() {}
+    } else {
+        // Manual acks that are never given: everything it receives stays unacknowledged.
+        online = Some(tokio::spawn(async move {
+            let mut received = 0;
+            while let Ok(ev) = sub_el.poll().await {
+                if let Event::Incoming(Packet::Publish(_)) = ev {
+                    received += 1;
+                }
+            }
+            (sub, received)
+        }));
+    }
 
     // While it is offline, 50 messages are published and acknowledged (QoS 1: PUBACK; QoS 2:
     // PUBCOMP, after which the publisher has forgotten the message).
@@ -284,6 +324,13 @@ async fn queued_messages_survive(stop: Stop, qos: QoS) {
         }
     }
     drop(child);
+    if let Some(online) = online {
+        let (_sub, received) = online.await.unwrap();
+        assert!(
+            received > 0,
+            "the online subscriber received messages before the kill"
+        );
+    }
 
     let (child, _http_addr, port) = spawn_sentio(dir.path(), None);
     let _child = Guard(child);
@@ -334,4 +381,19 @@ async fn queued_qos2_messages_survive_kill_9_right_after_the_pubcomp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_qos1_messages_on_disk_survive_kill_9() {
     queued_messages_survive(Stop::Kill9AfterWriteBehind, QoS::AtLeastOnce).await;
+}
+
+/// A persistent session whose subscriber is online but has not acknowledged: its QoS 1/2
+/// messages go through its session queue on disk (fsynced before the publisher's ack) and
+/// leave it only once their outbound inflight copy is durable, so a `kill -9` right after the
+/// publisher's last ack loses none of them; they are sent again when the subscriber resumes.
+/// Upstream mqtt5 held them in an in-memory delivery lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_qos1_messages_to_an_online_subscriber_survive_kill_9() {
+    messages_survive(Subscriber::OnlineNotAcking, Stop::Kill9, QoS::AtLeastOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_qos2_messages_to_an_online_subscriber_survive_kill_9() {
+    messages_survive(Subscriber::OnlineNotAcking, Stop::Kill9, QoS::ExactlyOnce).await;
 }

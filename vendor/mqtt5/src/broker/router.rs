@@ -1472,8 +1472,9 @@ impl MessageRouter {
             let wildcard = self.wildcard_subscriptions.read().await;
             let clients = self.clients.read().await;
 
-            let (mut share_groups, regular_subs) =
+            let (mut share_groups, mut regular_subs) =
                 Self::collect_matching_subscriptions(&exact, &wildcard, &publish.topic_name);
+            Self::one_copy_per_v311_client(&mut regular_subs);
             if let Some(selected) = selected_groups {
                 share_groups.retain(|(group, _), _| selected.contains(*group));
             }
@@ -1569,6 +1570,39 @@ impl MessageRouter {
             };
             handler.on_retained_set(event).await;
         }
+    }
+
+    /// SENTIO-PATCH: MQTT 3.1.1 \[MQTT-3.3.5-1\]: when a client's subscriptions overlap, the server delivers
+    /// the message once, at the maximum QoS of the matching subscriptions. (MQTT 5 lets the
+    /// server send one copy per subscription, each with its own identifier, which is what the
+    /// other subscriptions keep.) Keeps, per 3.1.1 client, only its highest-QoS subscription.
+    fn one_copy_per_v311_client(regular_subs: &mut Vec<&Subscription>) {
+        let mut best: HashMap<(&str, Option<u64>), (usize, u8)> = HashMap::new();
+        for (index, sub) in regular_subs.iter().enumerate() {
+            if sub.protocol_version != ProtocolVersion::V311 {
+                continue;
+            }
+            let key = (sub.client_id.as_str(), sub.flow_id);
+            let qos = u8::from(sub.qos);
+            match best.get(&key) {
+                Some(&(_, kept)) if kept >= qos => {}
+                _ => {
+                    best.insert(key, (index, qos));
+                }
+            }
+        }
+        if best.is_empty() {
+            return;
+        }
+        let mut index = 0;
+        regular_subs.retain(|sub| {
+            let keep = sub.protocol_version != ProtocolVersion::V311
+                || best
+                    .get(&(sub.client_id.as_str(), sub.flow_id))
+                    .is_some_and(|&(kept, _)| kept == index);
+            index += 1;
+            keep
+        });
     }
 
     fn collect_matching_subscriptions<'a>(
@@ -1761,7 +1795,12 @@ impl MessageRouter {
                     }
                     return;
                 }
-                if queue.behind() {
+                // SENTIO-PATCH: a persistent session's QoS 1/2 messages go through its queue
+                // even when it is online, so that they are on disk before the publisher's
+                // ack (the publisher's handler flushes the queue writes) and survive a kill -9
+                // until the subscriber acknowledges them. The handler drains the queue at
+                // once; the in-memory lane would lose them.
+                if queue.behind() || queue.is_persistent() {
                     Self::queue_behind(
                         &queue,
                         epoch,

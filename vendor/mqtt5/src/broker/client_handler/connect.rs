@@ -112,6 +112,27 @@ impl ClientHandler {
 
         self.validate_client_id(&connect).await?;
 
+        // SENTIO-PATCH: a 3.1.1 client cannot be told a shorter keep-alive; like mosquitto's
+        // `max_keepalive`, refuse it (0x02, identifier rejected) rather than cut it off later.
+        if let Some(max) = self.config.max_keep_alive {
+            if connect.protocol_version == 4 && (connect.keep_alive == 0 || connect.keep_alive > max)
+            {
+                warn!(
+                    client_id = %connect.client_id,
+                    addr = %self.client_addr,
+                    keep_alive = connect.keep_alive,
+                    max_keep_alive = max,
+                    "Rejecting MQTT 3.1.1 connection: keep-alive 0 or above the maximum"
+                );
+                let connack = self.new_connack(false, ReasonCode::ClientIdentifierNotValid);
+                self.write_to_client(Packet::ConnAck(connack)).await?;
+                return Err(MqttError::ProtocolError(format!(
+                    "keep-alive {} outside 1..={max}",
+                    connect.keep_alive
+                )));
+            }
+        }
+
         match self
             .handle_authentication(connect, assigned_client_id.clone())
             .await?
@@ -472,6 +493,18 @@ impl ClientHandler {
                 negotiated_keep_alive_secs = secs,
                 "Broker overrode client keep-alive via ServerKeepAlive"
             );
+        } else if let Some(max) = self.config.max_keep_alive {
+            // SENTIO-PATCH: `max_keep_alive` caps the client's keep-alive (0 counts as above).
+            let max_secs = Duration::from_secs(u64::from(max));
+            if self.keep_alive.is_zero() || self.keep_alive > max_secs {
+                connack.properties.set_server_keep_alive(max);
+                self.keep_alive = max_secs;
+                debug!(
+                    client_id = ?self.client_id,
+                    negotiated_keep_alive_secs = max,
+                    "Keep-alive capped via ServerKeepAlive"
+                );
+            }
         }
 
         if self.request_response_information {

@@ -733,26 +733,47 @@ impl ClientHandler {
         if free == 0 {
             return Ok(());
         }
-        let batch = queue.take(free.min(self.config.drain_batch.max(1))).await;
+        // SENTIO-PATCH: each message's queue file is deleted only after its outbound inflight
+        // copy has been issued (by `send_routable`), so a kill -9 never finds it in neither.
+        let batch = queue
+            .take_keeping_files(free.min(self.config.drain_batch.max(1)))
+            .await;
         let started = tokio::time::Instant::now();
         let budget = self.batch_time_budget();
         let mut pending = batch.into_iter();
-        while let Some(message) = pending.next() {
+        while let Some((seq, message)) = pending.next() {
             if self.being_displaced() {
+                queue.forget_taken(seq);
                 self.held.push(message);
-                self.held.extend(pending);
+                self.held.extend(pending.map(|(seq, message)| {
+                    queue.forget_taken(seq);
+                    message
+                }));
                 return Ok(());
             }
             let routable = RoutableMessage {
                 target_flow: message.target_flow,
                 publish: message.to_publish_packet(),
             };
-            if let Err(e) = self.send_routable(routable).await {
-                self.held.extend(pending);
+            let sent = self.send_routable(routable).await;
+            queue.forget_taken(seq);
+            if let Err(e) = sent {
+                self.held.extend(pending.map(|(seq, message)| {
+                    queue.forget_taken(seq);
+                    message
+                }));
                 return Err(e);
             }
             if started.elapsed() > budget {
-                queue.requeue_front_in_epoch(pending.collect(), self.queue_epoch);
+                // Forgotten first: where the re-queue reuses a sequence number, its write
+                // replaces the pending delete; the writer writes before it deletes.
+                let rest: Vec<QueuedMessage> = pending
+                    .map(|(seq, message)| {
+                        queue.forget_taken(seq);
+                        message
+                    })
+                    .collect();
+                queue.requeue_front_in_epoch(rest, self.queue_epoch);
                 break;
             }
         }

@@ -103,6 +103,12 @@ pub struct BrokerConfig {
     pub server_keep_alive: Option<Duration>,
     #[serde(default)]
     pub server_receive_maximum: Option<u16>,
+    /// SENTIO-PATCH: the longest keep-alive a client may use (seconds), mosquitto's
+    /// `max_keepalive`. An MQTT 5 client asking for more, or for 0, gets this value as Server
+    /// Keep Alive in its CONNACK and is held to it; an MQTT 3.1.1 client (which has no Server
+    /// Keep Alive) is refused with CONNACK 0x02.
+    #[serde(default)]
+    pub max_keep_alive: Option<u16>,
     pub response_information: Option<String>,
     pub auth_config: AuthConfig,
     pub tls_config: Option<TlsConfig>,
@@ -170,6 +176,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("max_outbound_inflight", &self.max_outbound_inflight)
             .field("drain_batch", &self.drain_batch)
             .field("server_keep_alive", &self.server_keep_alive)
+            .field("max_keep_alive", &self.max_keep_alive)
             .field("server_receive_maximum", &self.server_receive_maximum)
             .field("response_information", &self.response_information)
             .field("auth_config", &self.auth_config)
@@ -230,6 +237,7 @@ impl Default for BrokerConfig {
             drain_batch: default_drain_batch(),
             server_keep_alive: None,
             server_receive_maximum: None,
+            max_keep_alive: None,
             response_information: None,
             auth_config: AuthConfig::default(),
             tls_config: None,
@@ -427,6 +435,13 @@ impl BrokerConfig {
     #[must_use]
     pub fn with_server_receive_maximum(mut self, val: u16) -> Self {
         self.server_receive_maximum = Some(val);
+        self
+    }
+
+    /// SENTIO-PATCH: see `max_keep_alive`.
+    #[must_use]
+    pub fn with_max_keep_alive(mut self, secs: u16) -> Self {
+        self.max_keep_alive = Some(secs);
         self
     }
 

@@ -124,6 +124,12 @@ impl ClientQueue {
         self.persistent.store(persistent, Ordering::Release);
     }
 
+    /// SENTIO-PATCH: whether this session outlives its connection (see `set_persistent`).
+    #[must_use]
+    pub fn is_persistent(&self) -> bool {
+        self.persistent.load(Ordering::Acquire)
+    }
+
     /// Number of queued messages; the router's "behind" check.
     #[must_use]
     pub fn count(&self) -> usize {
@@ -297,6 +303,21 @@ impl ClientQueue {
     /// Expired and unreadable entries are discarded inside the take, so an empty result means
     /// the queue was empty at that instant.
     pub async fn take(&self, limit: usize) -> Vec<QueuedMessage> {
+        let taken = self.take_keeping_files(limit).await;
+        taken
+            .into_iter()
+            .map(|(seq, message)| {
+                self.forget_taken(seq);
+                message
+            })
+            .collect()
+    }
+
+    /// SENTIO-PATCH: as `take`, but the taken messages' files stay until `forget_taken`.
+    /// A client handler forgets a message once its outbound inflight copy has been issued to
+    /// the same writer, so that on disk the message is never in neither place (the writer
+    /// makes the inflight file durable before it deletes the queue file).
+    pub async fn take_keeping_files(&self, limit: usize) -> Vec<(u64, QueuedMessage)> {
         let taken: Vec<QueueEntry> = {
             let mut inner = self.inner.lock();
             let mut taken = Vec::new();
@@ -326,13 +347,14 @@ impl ClientQueue {
                     None => None,
                 },
             };
-            self.enqueue_delete(entry.seq);
             if let Some(mut message) = message {
                 message.recompute_expiry();
                 if !message.is_expired() {
-                    messages.push(message);
+                    messages.push((entry.seq, message));
+                    continue;
                 }
             }
+            self.enqueue_delete(entry.seq);
         }
         // Everything popped turned out to be expired: nothing is being delivered, so this
         // take must not leave the client marked "draining".
@@ -340,6 +362,11 @@ impl ClientQueue {
             self.draining.store(false, Ordering::Release);
         }
         messages
+    }
+
+    /// SENTIO-PATCH: deletes the file of a message taken with `take_keeping_files`.
+    pub fn forget_taken(&self, seq: u64) {
+        self.enqueue_delete(seq);
     }
 
     /// Puts messages back at the front, in order, with sequence numbers below the current head.

@@ -264,9 +264,13 @@ impl FileBackend {
             while let Ok(done) = flushes.try_recv() {
                 replies.push(done);
             }
-            unsynced.extend(
-                Self::write_out(&queues_dir, &inflight_dir, write_behind.take_batch()).await,
-            );
+            Self::write_out(
+                &queues_dir,
+                &inflight_dir,
+                write_behind.take_batch(),
+                &mut unsynced,
+            )
+            .await;
             if !replies.is_empty() || unsynced.len() >= UNSYNCED_LIMIT {
                 Self::sync_written(std::mem::take(&mut unsynced)).await;
             }
@@ -276,8 +280,13 @@ impl FileBackend {
                 }
             }
         }
-        unsynced
-            .extend(Self::write_out(&queues_dir, &inflight_dir, write_behind.take_batch()).await);
+        Self::write_out(
+            &queues_dir,
+            &inflight_dir,
+            write_behind.take_batch(),
+            &mut unsynced,
+        )
+        .await;
         Self::sync_written(unsynced).await;
     }
 
@@ -332,9 +341,16 @@ impl FileBackend {
         }
     }
 
-    async fn write_out(queues_dir: &Path, inflight_dir: &Path, batch: WriteBatch) -> Vec<PathBuf> {
-        // SENTIO-PATCH: the files written, for `sync_written`.
-        let mut written = Vec::new();
+    /// Writes one batch. SENTIO-PATCH: the files written are added to `unsynced`, and queue
+    /// files are deleted last, after every file written so far is fsynced: a message taken
+    /// from a queue is deleted there only once its outbound inflight copy (written in this
+    /// batch or an earlier one) is durable, so a kill -9 never finds it in neither place.
+    async fn write_out(
+        queues_dir: &Path,
+        inflight_dir: &Path,
+        batch: WriteBatch,
+        unsynced: &mut Vec<PathBuf>,
+    ) {
         for client_id in batch.cleared_inflight {
             match fs::remove_dir_all(inflight_dir.join(&client_id)).await {
                 Ok(()) => {}
@@ -342,26 +358,11 @@ impl FileBackend {
                 Err(e) => warn!(client_id, "Failed to remove inflight directory: {e}"),
             }
         }
-        for ((client_id, seq), entry) in batch.queue {
-            let path = queues_dir.join(&client_id).join(format!("{seq:020}.json"));
-            match entry {
-                Some(body) => match Self::write_atomic(path.clone(), &*body, false).await {
-                    Ok(()) => written.push(path),
-                    Err(e) => warn!(client_id, seq, "Failed to persist queued message: {e}"),
-                },
-                None => {
-                    Self::remove_if_present(&path, || {
-                        warn!(client_id, seq, "Failed to delete queued message file");
-                    })
-                    .await;
-                }
-            }
-        }
         for (key, entry) in batch.inflight {
             let path = Self::inflight_path(inflight_dir, &key);
             match entry {
                 Some(message) => match Self::write_atomic(path.clone(), &*message, false).await {
-                    Ok(()) => written.push(path),
+                    Ok(()) => unsynced.push(path),
                     Err(e) => warn!(
                         client_id = key.0,
                         packet_id = key.1,
@@ -380,7 +381,27 @@ impl FileBackend {
                 }
             }
         }
-        written
+        let mut deletes = Vec::new();
+        for ((client_id, seq), entry) in batch.queue {
+            let path = queues_dir.join(&client_id).join(format!("{seq:020}.json"));
+            match entry {
+                Some(body) => match Self::write_atomic(path.clone(), &*body, false).await {
+                    Ok(()) => unsynced.push(path),
+                    Err(e) => warn!(client_id, seq, "Failed to persist queued message: {e}"),
+                },
+                None => deletes.push((client_id, seq, path)),
+            }
+        }
+        if deletes.is_empty() {
+            return;
+        }
+        Self::sync_written(std::mem::take(unsynced)).await;
+        for (client_id, seq, path) in deletes {
+            Self::remove_if_present(&path, || {
+                warn!(client_id, seq, "Failed to delete queued message file");
+            })
+            .await;
+        }
     }
 
     /// Deletes `path`, ignoring a missing file and reporting any other error via `on_error`.
