@@ -38,6 +38,15 @@ pub struct BrokerBenchArgs {
     /// Also write every raw JSON line of mqtt-load here (one per scenario and broker).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Simulated devices publishing telemetry (`devices/<id>/telemetry`, QoS 1, every
+    /// --ingest-interval-ms) into Sentio during a second pass of the throughput and latency
+    /// scenarios: the "telemetry ingest on" configuration, where every such message is stored
+    /// and scored while mqtt-load runs. 0 skips that pass.
+    #[arg(long, default_value_t = 300)]
+    pub ingest_devices: usize,
+    /// Milliseconds between two readings of one simulated device in the ingest-on pass.
+    #[arg(long, default_value_t = 100)]
+    pub ingest_interval_ms: u64,
 }
 
 /// What a scenario measures, and so which figure the table shows.
@@ -217,8 +226,64 @@ fn wait_listening(addr: SocketAddr, child: &mut ChildGuard) -> anyhow::Result<()
 struct SentioChild {
     guard: ChildGuard,
     mqtt_port: u16,
+    http_port: u16,
+    admin: String,
     username: String,
     password: String,
+}
+
+impl SentioChild {
+    /// A counter from the node's `/metrics`.
+    fn counter(&self, name: &str) -> anyhow::Result<u64> {
+        let text = http_agent()
+            .get(&format!("http://127.0.0.1:{}/metrics", self.http_port))
+            .header("Authorization", &format!("Bearer {}", self.admin))
+            .call()
+            .context("reading /metrics")?
+            .body_mut()
+            .read_to_string()?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .map(|v| v as u64)
+            .with_context(|| format!("{name} not in /metrics"))
+    }
+}
+
+/// The ingest-on pass's telemetry: `sentio sim` as a child, its fleet registered through the
+/// node's API, publishing with each device's own credentials.
+fn start_sim(
+    sentio: &SentioChild,
+    args: &BrokerBenchArgs,
+    log: &Path,
+) -> anyhow::Result<ChildGuard> {
+    let exe = std::env::current_exe().context("locating this sentio executable")?;
+    let n = args.ingest_devices;
+    let (rooms, pumps) = (n.div_ceil(3), n / 3);
+    let wearables = n - rooms - pumps;
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(exe)
+        .arg("sim")
+        .args(["--mqtt", &format!("127.0.0.1:{}", sentio.mqtt_port)])
+        .args(["--api", &format!("http://127.0.0.1:{}", sentio.http_port)])
+        .args(["--rooms", &rooms.to_string()])
+        .args(["--pumps", &pumps.to_string()])
+        .args(["--wearables", &wearables.to_string()])
+        .args(["--interval-ms", &args.ingest_interval_ms.to_string()])
+        .env("SENTIO_ADMIN_TOKEN", &sentio.admin)
+        .env("SENTIO_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the simulated fleet")?;
+    Ok(ChildGuard {
+        name: "the simulated fleet",
+        child,
+    })
 }
 
 fn start_sentio(data: &Path) -> anyhow::Result<SentioChild> {
@@ -260,6 +325,8 @@ fn start_sentio(data: &Path) -> anyhow::Result<SentioChild> {
     Ok(SentioChild {
         guard,
         mqtt_port,
+        http_port,
+        admin,
         username: field("username"),
         password: field("password"),
     })
@@ -482,6 +549,7 @@ fn bench(
     };
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut mosquitto_results = Vec::new();
     for scenario in scenarios(args.scale, args.conns) {
         sentio.guard.check_alive()?;
         mosquitto.check_alive()?;
@@ -511,27 +579,127 @@ fn bench(
             writeln!(f, "{s}")?;
             writeln!(f, "{m}")?;
         }
-        let new = rows_for(&scenario, &s, &m);
-        for r in &new {
-            eprintln!(
-                "{:<28} {:<24} sentio {:>10}  mosquitto {:>10}  loss {}",
-                r.scenario,
-                r.figure,
-                fmt_num(r.sentio),
-                fmt_num(r.mosquitto),
-                r.loss
-            );
-        }
-        rows.extend(new);
+        rows.extend(print_rows(rows_for(&scenario, &s, &m)));
+        mosquitto_results.push((scenario, m));
     }
+    let ingest = if args.ingest_devices > 0 {
+        Some(ingest_on_pass(
+            args,
+            load,
+            &mut sentio,
+            dir,
+            &mosquitto_results,
+            &mut rows,
+            json_out.as_mut(),
+        )?)
+    } else {
+        None
+    };
     println!("{}", table(&rows));
     println!(
-        "(`sentio bench broker --scale {}`, {:.0} s; 100-byte payloads; Sentio with telemetry ingest \
-         idle: the load is on mqtt-load/# topics)",
+        "(`sentio bench broker --scale {}`, {:.0} s; 100-byte payloads on mqtt-load/# topics. \
+         Rows without a suffix: Sentio with telemetry ingest idle. \"ingest on\" rows: the same \
+         scenarios again while {} simulated devices publish telemetry every {} ms{}; their ratio \
+         is against mosquitto's row above)",
         args.scale,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        args.ingest_devices,
+        args.ingest_interval_ms,
+        ingest.map_or(String::new(), |i| format!(
+            ", {} points stored and {} scored by Sentio in that pass ({:.0} stored/s)",
+            i.stored, i.scored, i.stored_per_s
+        )),
     );
     Ok(())
+}
+
+fn print_rows(rows: Vec<Row>) -> Vec<Row> {
+    for r in &rows {
+        eprintln!(
+            "{:<40} {:<24} sentio {:>10}  mosquitto {:>10}  loss {}",
+            r.scenario,
+            r.figure,
+            fmt_num(r.sentio),
+            fmt_num(r.mosquitto),
+            r.loss
+        );
+    }
+    rows
+}
+
+/// What the node ingested during the ingest-on pass.
+struct IngestFigures {
+    stored: u64,
+    scored: u64,
+    stored_per_s: f64,
+}
+
+/// Runs the throughput and latency scenarios against Sentio again while a simulated fleet
+/// publishes telemetry into it (stored and scored), and adds their rows, "(ingest on)".
+fn ingest_on_pass(
+    args: &BrokerBenchArgs,
+    load: &Path,
+    sentio: &mut SentioChild,
+    dir: &Path,
+    mosquitto_results: &[(Scenario, Value)],
+    rows: &mut Vec<Row>,
+    mut json_out: Option<&mut std::fs::File>,
+) -> anyhow::Result<IngestFigures> {
+    let mut sim = start_sim(sentio, args, &dir.join("sim.log"))?;
+    // The fleet registers its devices through the API, then connects: wait until its points
+    // are being stored.
+    let first = sentio.counter("sentio_points_stored_total")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sentio.counter("sentio_points_stored_total")? <= first {
+        sim.check_alive()?;
+        if Instant::now() > deadline {
+            bail!(
+                "the simulated fleet stored nothing in 60 s (see {})",
+                dir.join("sim.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (stored0, scored0) = (
+        sentio.counter("sentio_points_stored_total")?,
+        sentio.counter("sentio_points_scored_total")?,
+    );
+    let started = Instant::now();
+    for (scenario, m) in mosquitto_results {
+        if scenario.kind == Kind::Conns {
+            continue;
+        }
+        sentio.guard.check_alive()?;
+        sim.check_alive()?;
+        let s = run_load(
+            load,
+            &Target {
+                label: "sentio-ingest-on",
+                port: sentio.mqtt_port,
+                pid: sentio.guard.pid(),
+                credentials: Some((&sentio.username, &sentio.password)),
+            },
+            scenario,
+        )?;
+        if let Some(f) = json_out.as_mut() {
+            writeln!(f, "{s}")?;
+        }
+        let mut new = rows_for(scenario, &s, m);
+        for r in &mut new {
+            r.scenario = format!("{} (ingest on)", r.scenario);
+        }
+        rows.extend(print_rows(new));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stored = sentio.counter("sentio_points_stored_total")? - stored0;
+    let scored = sentio.counter("sentio_points_scored_total")? - scored0;
+    drop(sim);
+    Ok(IngestFigures {
+        stored,
+        scored,
+        stored_per_s: stored as f64 / elapsed.max(1e-9),
+    })
 }
 
 #[cfg(test)]
