@@ -723,6 +723,14 @@ impl ClientHandler {
     /// Re-arms itself through the Notify when anything is left, so the socket is serviced in
     /// between batches.
     pub(super) async fn drain_backlog(&mut self) -> Result<()> {
+        // SENTIO-PATCH: the batch's PUBLISHes go out in one write (see `send_lane_batch`).
+        self.coalesced = Some(bytes::BytesMut::with_capacity(8 * 1024));
+        let drained = self.drain_backlog_coalesced().await;
+        let written = self.write_coalesced().await;
+        drained.and(written)
+    }
+
+    async fn drain_backlog_coalesced(&mut self) -> Result<()> {
         let Some(queue) = self.queue.clone() else {
             return Ok(());
         };
@@ -839,6 +847,16 @@ impl ClientHandler {
 
     #[cfg(any(target_arch = "wasm32", not(feature = "transport-quic")))]
     async fn write_publish_bytes(&mut self, _topic: &str, _qos: QoS) -> Result<()> {
+        // SENTIO-PATCH: inside a delivery batch the bytes are collected and written once
+        // (64 KiB at most at a time).
+        if let Some(coalesced) = self.coalesced.as_mut() {
+            coalesced.extend_from_slice(&self.write_buffer);
+            if coalesced.len() >= 64 * 1024 {
+                let bytes = std::mem::replace(coalesced, bytes::BytesMut::with_capacity(8 * 1024));
+                self.transport.write(&bytes).await?;
+            }
+            return Ok(());
+        }
         self.transport.write(&self.write_buffer).await
     }
 
