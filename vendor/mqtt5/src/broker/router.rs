@@ -65,8 +65,11 @@ impl OutboundRateState {
 #[cfg(target_arch = "wasm32")]
 type WasmBridgeCallback = Box<dyn Fn(&PublishPacket)>;
 
+/// SENTIO-PATCH: the packet is boxed so that a delivery lane's channel block (32 slots,
+/// allocated when the channel is created, two lanes per connection) is 768 bytes rather than
+/// 4.6 KiB: that was ~9 KiB of every idle connection's memory.
 pub struct RoutableMessage {
-    pub publish: PublishPacket,
+    pub publish: Box<PublishPacket>,
     pub target_flow: Option<u64>,
 }
 
@@ -1786,7 +1789,7 @@ impl MessageRouter {
                 epoch,
             } => {
                 let routable = RoutableMessage {
-                    publish: message,
+                    publish: Box::new(message),
                     target_flow,
                 };
                 if routable.publish.qos == QoS::AtMostOnce {
@@ -1804,7 +1807,7 @@ impl MessageRouter {
                     Self::queue_behind(
                         &queue,
                         epoch,
-                        routable.publish,
+                        *routable.publish,
                         &client_id,
                         routable.target_flow,
                     );
@@ -1816,7 +1819,7 @@ impl MessageRouter {
                         Self::queue_behind(
                             &queue,
                             epoch,
-                            rejected.publish,
+                            *rejected.publish,
                             &client_id,
                             rejected.target_flow,
                         );
@@ -1828,7 +1831,7 @@ impl MessageRouter {
                     Self::queue_behind(
                         &queue,
                         epoch,
-                        routable.publish,
+                        *routable.publish,
                         &client_id,
                         routable.target_flow,
                     );
@@ -1846,7 +1849,7 @@ impl MessageRouter {
                     None => Self::queue_behind(
                         &queue,
                         epoch,
-                        routable.publish,
+                        *routable.publish,
                         &client_id,
                         routable.target_flow,
                     ),

@@ -291,9 +291,9 @@ impl ClientHandler {
             client_max_packet_size: None,
             outbound_inflight: HashMap::new(),
             protocol_version: 5,
-            write_buffer: BytesMut::with_capacity(4096),
+            write_buffer: BytesMut::new(),
             coalesced: None,
-            read_buffer: BytesMut::with_capacity(4096),
+            read_buffer: BytesMut::new(),
             read_share: None,
             skip_bridge_forwarding: false,
             pending_target_flow: None,
@@ -985,7 +985,7 @@ impl ClientHandler {
         while let Some(routable) = self.qos1_rx.recv().await {
             let qos = routable.publish.qos;
             unsent.push(
-                QueuedMessage::new(routable.publish, client_id.clone(), qos, None)
+                QueuedMessage::new(*routable.publish, client_id.clone(), qos, None)
                     .with_target_flow(routable.target_flow),
             );
         }

@@ -632,7 +632,7 @@ impl ClientHandler {
 
     pub(super) async fn send_routable(&mut self, routable: RoutableMessage) -> Result<()> {
         self.pending_target_flow = routable.target_flow;
-        let result = self.send_publish(routable.publish).await;
+        let result = self.send_publish(*routable.publish).await;
         self.pending_target_flow = None;
         result
     }
@@ -761,7 +761,7 @@ impl ClientHandler {
             }
             let routable = RoutableMessage {
                 target_flow: message.target_flow,
-                publish: message.to_publish_packet(),
+                publish: Box::new(message.to_publish_packet()),
             };
             let sent = self.send_routable(routable).await;
             queue.forget_taken(seq);

@@ -343,7 +343,7 @@ impl ClientHandler {
                     msg.properties.set_subscription_identifier(id);
                 }
                 let routable = RoutableMessage {
-                    publish: msg,
+                    publish: Box::new(msg),
                     target_flow: None,
                 };
                 self.offer_retained(routable);
@@ -378,11 +378,11 @@ impl ClientHandler {
             }
         };
         if self.queue.as_ref().is_some_and(|queue| queue.behind()) {
-            queue_behind(routable.publish);
+            queue_behind(*routable.publish);
             return;
         }
         if let Err(rejected) = self.qos1_tx.try_send(routable) {
-            queue_behind(rejected.into_inner().publish);
+            queue_behind(*rejected.into_inner().publish);
         }
     }
 
