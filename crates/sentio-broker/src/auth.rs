@@ -68,7 +68,7 @@ impl DeviceAuth {
         // One line per 100 refusals: a reconnect storm must not flood the log.
         if refused.is_multiple_of(100) {
             warn!(%client_addr, client_id = %connect.client_id, connections = now, max, refused = refused + 1,
-                "MQTT connect refused: the node holds its maximum of connections (--max-connections)");
+                "MQTT connect refused: the node holds its maximum of connections (mqtt.max_connections)");
         }
         true
     }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    /// Another program holds the port; the second field names the flag that chooses it.
-    #[error("MQTT port {port} is already in use on {ip} (choose another with {flag})", port = .0.port(), ip = .0.ip(), flag = .1)]
+    /// Another program holds the port; the second field names the configuration key that chooses it.
+    #[error("MQTT port {port} is already in use on {ip} (choose another with {key})", port = .0.port(), ip = .0.ip(), key = .1)]
     PortInUse(SocketAddr, &'static str),
     /// The address could not be bound.
     #[error("cannot listen for MQTT on {0}: {1}")]

@@ -162,18 +162,18 @@ impl Broker {
         ingest: Ingest,
     ) -> Result<Self, BrokerError> {
         // Probe the ports first: mqtt5's own error for this case is not specific.
-        let mut addrs = vec![(config.listen, "--mqtt ADDR")];
+        let mut addrs = vec![(config.listen, "the mqtt.listen setting")];
         addrs.extend(
             config
                 .tls
                 .as_ref()
-                .map(|t| (t.listen, "--mqtt-tls ADDR, or --no-mqtt-tls")),
+                .map(|t| (t.listen, "mqtt.tls.listen, or mqtt.tls.enabled = false")),
         );
-        for (addr, flag) in addrs {
+        for (addr, key) in addrs {
             match std::net::TcpListener::bind(addr) {
                 Ok(probe) => drop(probe),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    return Err(BrokerError::PortInUse(addr, flag));
+                    return Err(BrokerError::PortInUse(addr, key));
                 }
                 Err(e) => return Err(BrokerError::Bind(addr, e)),
             }
@@ -247,7 +247,7 @@ impl Broker {
         ));
         if config.allow_anonymous {
             warn!(
-                "ANONYMOUS MQTT ACCESS IS ON (--allow-anonymous): clients without a username are \
+                "ANONYMOUS MQTT ACCESS IS ON (mqtt.allow_anonymous): clients without a username are \
                  admitted and may publish and subscribe under {ANONYMOUS_FILTER} without any \
                  credential"
             );

@@ -28,8 +28,10 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a publisher held back by a full queue looks again.
 const BACKPRESSURE_POLL: Duration = Duration::from_millis(10);
 
-/// The limits a broker applies; `Default` gives the documented defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The limits a broker applies; `Default` gives the documented defaults. Read from the `[mqtt.limits]`
+/// table of the node's configuration file (each field is a key of that name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Most subscriptions per client (0 = unlimited); beyond: SUBACK 0x97 (quota exceeded).
     pub max_subscriptions: usize,
@@ -41,11 +43,13 @@ pub struct Limits {
     /// to a session whose queue holds [`BACKPRESSURE_QUEUE_DEPTH`] messages wait for it to
     /// drain (their PUBACK is withheld and their socket not read). `Some(n)`: beyond `n` the
     /// oldest queued message is dropped, counted per session, in `/metrics` and in the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued_messages: Option<usize>,
     /// Longest keep-alive a client may use, in seconds (`None`: the client's own, even 0).
     /// An MQTT 5 client asking for more, or for 0, gets this as Server Keep Alive in its
     /// CONNACK and is disconnected after 1.5 times it without a packet; an MQTT 3.1.1 client
     /// (which cannot be told) is refused with CONNACK 0x02, as mosquitto's `max_keepalive`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keep_alive: Option<u16>,
     /// Without a queue bound: the queue depth at which publishers wait
     /// ([`BACKPRESSURE_QUEUE_DEPTH`] by default; tests lower it).
@@ -467,7 +471,7 @@ impl LimitState {
                     dropped_total = s.dropped,
                     bound = self.limits.max_queued_messages.unwrap_or(0),
                     online = s.online,
-                    "MQTT session queue full: oldest queued messages dropped (--max-queued-messages)"
+                    "MQTT session queue full: oldest queued messages dropped (mqtt.limits.max_queued_messages)"
                 );
                 s.unwarned = 0;
                 s.warned_at = Some(now);

@@ -111,7 +111,7 @@ impl BrokerEventHandler for TelemetryTap {
                     .subscriptions_refused
                     .fetch_add(over_quota as u64, std::sync::atomic::Ordering::Relaxed);
                 info!(client_id = %event.client_id, refused = over_quota, max = self.limits.limits.max_subscriptions,
-                    "SUBSCRIBE refused: the client holds its maximum of subscriptions (--max-subscriptions)");
+                    "SUBSCRIBE refused: the client holds its maximum of subscriptions (mqtt.limits.max_subscriptions)");
             }
             self.limits
                 .subscribed(&event.client_id, granted.iter().cloned());

@@ -128,7 +128,7 @@ pub(crate) fn prepare(settings: &TlsSettings) -> Result<TlsFiles, BrokerError> {
             sha256 = %fingerprint,
             "generated a self-signed certificate for MQTT over TLS: clients must trust this file \
              (e.g. mosquitto_pub --cafile) or check this fingerprint; configure your own with \
-             --tls-cert/--tls-key"
+             mqtt.tls.cert and mqtt.tls.key"
         );
     } else {
         info!(cert = %cert.display(), sha256 = %fingerprint, "MQTT over TLS certificate");

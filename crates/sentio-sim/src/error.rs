@@ -15,6 +15,16 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    /// Registering the fleet through a Sentio API failed.
+    #[error("registering {device} at {api}: {reason}")]
+    Register {
+        /// The device being registered.
+        device: String,
+        /// The API's base URL.
+        api: String,
+        /// What the API (or the connection) said.
+        reason: String,
+    },
     /// A record could not be encoded as JSON.
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -74,6 +74,7 @@ mod fleet;
 mod model;
 mod mqtt;
 mod noise;
+mod register;
 mod spec;
 mod wearable;
 
@@ -81,6 +82,7 @@ pub use error::SimError;
 pub use faults::{Fault, FaultKind};
 pub use fleet::{Fleet, Reading};
 pub use mqtt::{SimConfig, SimReport, run};
+pub use register::register_via_api;
 pub use spec::{DEMO_LIMITS, FleetSpec, SimDevice};
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! The `sentio` node: wiring of every layer into one running process. The binary (`main.rs`)
-//! parses the command line and calls [`node::Node::start`]; end-to-end tests start nodes the
-//! same way on port 0.
+//! The `sentio` node: its configuration ([`config::Config`], from `sentio.toml`) and the wiring
+//! of every layer into one running process. The binary (`main.rs`) reads the configuration,
+//! applies the environment and flags, and calls [`node::Node::start`]; end-to-end tests start
+//! nodes the same way on port 0.
 
-pub mod demo_eval;
+pub mod config;
 pub mod node;
 pub mod token;

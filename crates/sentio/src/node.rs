@@ -2,106 +2,20 @@
 //! HTTP API, and optionally the demo fleet.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sentio_api::AppState;
-use sentio_broker::{
-    Broker, BrokerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits, TlsSettings,
-};
-use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
+use sentio_broker::{Broker, BrokerConfig, TlsSettings};
+use sentio_pipeline::{LocalBus, Pipeline, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{DeviceRegistry, NewDevice, RetentionStore, SqliteStore, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::config::{Config, RetentionConfig};
 use crate::token::{self, TokenSource};
-
-/// How to run a node.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// The data directory (database, broker state, admin token).
-    pub data: PathBuf,
-    /// MQTT listen address.
-    pub mqtt: SocketAddr,
-    /// HTTP listen address (API, dashboard, stream).
-    pub http: SocketAddr,
-    /// The admin token; generated into `<data>/admin.token` when absent.
-    pub admin_token: Option<String>,
-    /// Run the simulated demo fleet against the embedded broker.
-    pub demo: Option<FleetSpec>,
-    /// Largest MQTT packet accepted.
-    pub max_packet_size: usize,
-    /// MQTT over TLS listen address (off when `None`).
-    pub mqtt_tls: Option<SocketAddr>,
-    /// PEM certificate chain and private key for MQTT over TLS; when absent, a self-signed
-    /// certificate is generated into `<data>/tls/` on first start and reused.
-    pub tls_cert_key: Option<(PathBuf, PathBuf)>,
-    /// Pipeline tuning.
-    pub pipeline: PipelineConfig,
-    /// Mutual TLS: PEM CA whose client certificates (CN = device id) replace device secrets on
-    /// the MQTT over TLS listener.
-    pub tls_client_ca: Option<PathBuf>,
-    /// Admit MQTT clients without a username, confined to `public/#`.
-    pub allow_anonymous: bool,
-    /// Retention of raw points for every series without a kind or device setting (ms); when
-    /// given, it replaces the stored global setting at start.
-    pub retention_raw: Option<i64>,
-    /// Retention of the 1-minute and 1-hour rollups (ms); when given, replace the stored ones.
-    pub retention_rollups: (Option<i64>, Option<i64>),
-    /// Disk budget of the data directory in bytes (none by default).
-    pub disk_budget: Option<u64>,
-    /// Most simultaneous MQTT connections (0 = unlimited).
-    pub max_connections: usize,
-    /// Per-client MQTT limits.
-    pub broker_limits: Limits,
-}
-
-impl NodeConfig {
-    /// Defaults for a data directory: MQTT 1883, HTTP 8080, no demo.
-    pub fn new(data: impl Into<PathBuf>) -> Self {
-        Self {
-            data: data.into(),
-            mqtt: "0.0.0.0:1883".parse().expect("valid address"),
-            http: "0.0.0.0:8080".parse().expect("valid address"),
-            admin_token: None,
-            demo: None,
-            max_packet_size: DEFAULT_MAX_PACKET,
-            mqtt_tls: None,
-            tls_cert_key: None,
-            pipeline: PipelineConfig::default(),
-            tls_client_ca: None,
-            allow_anonymous: false,
-            retention_raw: None,
-            retention_rollups: (None, None),
-            disk_budget: None,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            broker_limits: Limits::default(),
-        }
-    }
-}
-
-/// The limits the demo fleet declares (`sentio_sim::DEMO_LIMITS`), parsed.
-pub fn demo_limits() -> Vec<DeclaredLimit> {
-    sentio_sim::DEMO_LIMITS
-        .iter()
-        .map(|l| DeclaredLimit::parse(l).expect("the demo's limits parse"))
-        .collect()
-}
-
-/// Adds `extra` limits for the kind and metrics that `limits` does not declare already.
-pub fn add_limits(limits: &mut Vec<DeclaredLimit>, extra: Vec<DeclaredLimit>) {
-    for l in extra {
-        if !limits
-            .iter()
-            .any(|have| have.kind == l.kind && have.metric == l.metric)
-        {
-            limits.push(l);
-        }
-    }
-}
 
 /// A running node.
 pub struct Node {
@@ -138,7 +52,7 @@ fn lock_data_dir(data: &std::path::Path) -> anyhow::Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "the data directory {} is in use by another running sentio (stop it, or choose another with --data DIR)",
+            "the data directory {} is in use by another running sentio (stop it, or choose another with the data setting, or --data DIR)",
             data.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {
@@ -153,29 +67,28 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 impl Node {
     /// Opens the data directory, binds the ports and starts every layer.
-    pub async fn start(config: NodeConfig) -> anyhow::Result<Self> {
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        config.check()?;
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating the data directory {}", config.data.display()))?;
         let lock = lock_data_dir(&config.data)?;
-        if config.tls_client_ca.is_some() && config.mqtt_tls.is_none() {
-            bail!("--tls-client-ca needs the MQTT over TLS listener (drop --no-mqtt-tls)");
-        }
         let store = SqliteStore::open(&config.data)
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
-        apply_retention(&store, &config).await?;
-        store.set_disk_budget(config.disk_budget);
+        apply_retention(&store, &config.data, &config.store.retention).await?;
+        store.set_disk_budget(config.store.disk_budget.map(|b| b.0));
         let (admin_token, token_source) =
-            token::load_or_create(&config.data, config.admin_token.as_deref())?;
+            token::load_or_create(&config.data, config.http.admin_token.as_deref())?;
 
-        let http_listener = match tokio::net::TcpListener::bind(config.http).await {
+        let listen = config.http.listen;
+        let http_listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
-                "HTTP port {} is already in use on {} (choose another with --http ADDR)",
-                config.http.port(),
-                config.http.ip()
+                "HTTP port {} is already in use on {} (choose another with the http.listen setting, or --http ADDR)",
+                listen.port(),
+                listen.ip()
             ),
             Err(e) => {
-                return Err(e).with_context(|| format!("listening for HTTP on {}", config.http));
+                return Err(e).with_context(|| format!("listening for HTTP on {listen}"));
             }
         };
         let http_addr = http_listener.local_addr()?;
@@ -189,22 +102,23 @@ impl Node {
         };
         let bus = Arc::new(LocalBus::new(4096));
         let pipeline =
-            Pipeline::start(config.pipeline.clone(), stores.clone(), bus.clone()).await?;
+            Pipeline::start(config.pipeline_config(), stores.clone(), bus.clone()).await?;
 
+        let (mqtt, tls) = (&config.mqtt, &config.mqtt.tls);
         let broker = Broker::bind(
             BrokerConfig {
-                listen: config.mqtt,
+                listen: mqtt.listen,
                 state_dir: config.data.join("mqtt"),
-                max_packet_size: config.max_packet_size,
-                max_connections: config.max_connections,
-                tls: config.mqtt_tls.map(|listen| TlsSettings {
-                    listen,
-                    cert_and_key: config.tls_cert_key.clone(),
+                max_packet_size: mqtt.max_packet_size,
+                max_connections: mqtt.max_connections,
+                tls: tls.enabled.then(|| TlsSettings {
+                    listen: tls.listen,
+                    cert_and_key: tls.cert.clone().zip(tls.key.clone()),
                     generated_dir: config.data.join("tls"),
-                    client_ca: config.tls_client_ca.clone(),
+                    client_ca: tls.client_ca.clone(),
                 }),
-                allow_anonymous: config.allow_anonymous,
-                limits: config.broker_limits,
+                allow_anonymous: mqtt.allow_anonymous,
+                limits: mqtt.limits,
             },
             store.clone(),
             store.clone(),
@@ -252,7 +166,7 @@ impl Node {
             }
         }));
 
-        if let Some(spec) = config.demo {
+        if let Some(spec) = config.demo_fleet() {
             let sim = demo_config(spec, mqtt_addr, &config.data, store.as_ref()).await?;
             let rx = stop_rx.clone();
             servers.push(tokio::spawn(async move {
@@ -286,20 +200,40 @@ impl Node {
     }
 }
 
-/// Puts the retention settings given on the command line into the store's policy.
-async fn apply_retention(store: &SqliteStore, config: &NodeConfig) -> anyhow::Result<()> {
-    let (raw, (m1, h1)) = (config.retention_raw, config.retention_rollups);
-    if raw.is_none() && m1.is_none() && h1.is_none() {
+/// What `[store.retention]` held when it was last applied, in the data directory.
+const APPLIED_RETENTION_FILE: &str = "retention.applied.toml";
+
+/// Puts the configured retention into the store's policy when it differs from what the
+/// configuration said last time, so a retention changed through the API since then is not
+/// overwritten at every start.
+async fn apply_retention(
+    store: &SqliteStore,
+    data: &std::path::Path,
+    retention: &RetentionConfig,
+) -> anyhow::Result<()> {
+    let marker = data.join(APPLIED_RETENTION_FILE);
+    let configured = toml::to_string(retention).expect("retention serializes");
+    let applied = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", marker.display())),
+    };
+    if applied.as_deref() == Some(configured.as_str())
+        || (applied.is_none() && retention.is_empty())
+    {
         return Ok(());
     }
     let mut policy = store.retention().await?;
-    policy.raw_ms = raw.unwrap_or(policy.raw_ms);
-    policy.rollup_1m_ms = m1.unwrap_or(policy.rollup_1m_ms);
-    policy.rollup_1h_ms = h1.unwrap_or(policy.rollup_1h_ms);
+    let ms = |s: Option<crate::config::Span>| s.map(|s| s.0);
+    policy.raw_ms = ms(retention.raw).unwrap_or(policy.raw_ms);
+    policy.rollup_1m_ms = ms(retention.rollup_1m).unwrap_or(policy.rollup_1m_ms);
+    policy.rollup_1h_ms = ms(retention.rollup_1h).unwrap_or(policy.rollup_1h_ms);
     store
         .set_retention(policy)
         .await
-        .context("invalid retention settings")?;
+        .context("invalid store.retention settings")?;
+    std::fs::write(&marker, configured).with_context(|| format!("writing {}", marker.display()))?;
+    info!("store.retention applied from the configuration");
     Ok(())
 }
 

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use sentio_sim::{FleetSpec, SimConfig};
-use serde_json::{Value, json};
 use tracing::info;
 
 /// Arguments of `sentio sim`.
@@ -76,63 +75,15 @@ pub async fn run(
                 .map(|t| t.trim().to_string())
                 .context("--api needs --token (or data/admin.token)")?,
         };
-        let api = api.trim_end_matches('/').to_string();
-        let devices = spec.devices();
-        let creds = tokio::task::spawn_blocking(move || register(&api, &token, &devices)).await??;
+        let (api, devices) = (api.clone(), spec.devices());
+        let creds = tokio::task::spawn_blocking(move || {
+            sentio_sim::register_via_api(&api, &token, &devices)
+        })
+        .await??;
         config.credentials = creds;
     }
     info!(devices = spec.devices().len(), broker = %args.mqtt, "simulated fleet starting");
     let report = sentio_sim::run(config, shutdown).await?;
     info!(?report, "simulated fleet stopped");
     Ok(())
-}
-
-/// Registers each device through the API (or rotates its secret if it exists).
-fn register(
-    api: &str,
-    token: &str,
-    devices: &[sentio_sim::SimDevice],
-) -> anyhow::Result<std::collections::HashMap<String, String>> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let auth = format!("Bearer {token}");
-    let mut creds = std::collections::HashMap::new();
-    for d in devices {
-        let mut resp = agent
-            .post(&format!("{api}/api/v1/devices"))
-            .header("Authorization", &auth)
-            .send_json(json!({"id": d.id, "name": d.name, "kind": d.kind, "labels": d.labels}))
-            .with_context(|| format!("registering {} at {api}", d.id))?;
-        let status = resp.status().as_u16();
-        if status == 409 {
-            let mut resp = agent
-                .post(&format!("{api}/api/v1/devices/{}/secret", d.id))
-                .header("Authorization", &auth)
-                .send_empty()?;
-            if !resp.status().is_success() {
-                bail!(
-                    "{} exists and its secret could not be rotated: {}",
-                    d.id,
-                    resp.body_mut().read_to_string()?
-                );
-            }
-            let body: Value = resp.body_mut().read_json()?;
-            creds.insert(
-                d.id.clone(),
-                body["secret"].as_str().unwrap_or_default().to_string(),
-            );
-            continue;
-        }
-        let body: Value = resp.body_mut().read_json()?;
-        if status != 201 {
-            bail!("registering {} failed ({status}): {body}", d.id);
-        }
-        creds.insert(
-            d.id.clone(),
-            body["secret"].as_str().unwrap_or_default().to_string(),
-        );
-    }
-    Ok(creds)
 }

@@ -427,7 +427,7 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
     let port = taken.local_addr().unwrap();
 
     let mut c = loopback_config(dir.path());
-    c.http = port;
+    c.http.listen = port;
     let err = sentio::node::Node::start(c)
         .await
         .err()
@@ -439,14 +439,14 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
     );
 
     let mut c = loopback_config(dir.path());
-    c.mqtt = port;
+    c.mqtt.listen = port;
     let err = sentio::node::Node::start(c)
         .await
         .err()
         .expect("MQTT port taken");
     let msg = format!("{err:#}");
     assert!(
-        msg.contains(&port.port().to_string()) && msg.contains("--mqtt"),
+        msg.contains(&port.port().to_string()) && msg.contains("mqtt.listen"),
         "{msg}"
     );
 }

@@ -52,8 +52,8 @@ async fn next_v5<T>(
 
 async fn start_anonymous(dir: &std::path::Path) -> Node {
     let mut c = loopback_config(dir);
-    c.admin_token = Some(TOKEN.into());
-    c.allow_anonymous = true;
+    c.http.admin_token = Some(TOKEN.into());
+    c.mqtt.allow_anonymous = true;
     Node::start(c).await.expect("node starts")
 }
 

@@ -21,10 +21,10 @@ use wire::*;
 /// A node and a token allowed to publish and subscribe everywhere (also under `$app/`).
 async fn node_and_token(
     dir: &std::path::Path,
-    configure: impl FnOnce(&mut sentio::node::NodeConfig),
+    configure: impl FnOnce(&mut sentio::config::Config),
 ) -> (Node, String, String) {
     let mut config = loopback_config(dir);
-    config.admin_token = Some(TOKEN.into());
+    config.http.admin_token = Some(TOKEN.into());
     configure(&mut config);
     let node = Node::start(config).await.expect("node starts");
     let (status, body) = api(
@@ -55,7 +55,7 @@ impl Ctx {
     }
 
     /// A node whose configuration `configure` has changed.
-    async fn with(configure: impl FnOnce(&mut sentio::node::NodeConfig)) -> Self {
+    async fn with(configure: impl FnOnce(&mut sentio::config::Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (node, user, pass) = node_and_token(dir.path(), configure).await;
         Self {
@@ -860,7 +860,7 @@ async fn a_client_silent_for_one_and_a_half_keep_alives_is_disconnected() {
 /// is refused with CONNACK 0x02 (as mosquitto's `max_keepalive`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_keep_alive_is_announced_as_server_keep_alive_and_enforced() {
-    let ctx = Ctx::with(|c| c.broker_limits.max_keep_alive = Some(2)).await;
+    let ctx = Ctx::with(|c| c.mqtt.limits.max_keep_alive = Some(2)).await;
     for asked in [0u16, 600] {
         let id = format!("ska-{asked}");
         let mut c = ctx.v5(&id);

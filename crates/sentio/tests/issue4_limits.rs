@@ -16,9 +16,9 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use sentio::node::Node;
 use serde_json::{Value, json};
 
-async fn start_with(dir: &std::path::Path, f: impl FnOnce(&mut sentio::node::NodeConfig)) -> Node {
+async fn start_with(dir: &std::path::Path, f: impl FnOnce(&mut sentio::config::Config)) -> Node {
     let mut c = loopback_config(dir);
-    c.admin_token = Some(TOKEN.into());
+    c.http.admin_token = Some(TOKEN.into());
     f(&mut c);
     Node::start(c).await.expect("node starts")
 }
@@ -131,7 +131,7 @@ async fn receive(el: &mut EventLoop, n: usize) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_get_connack_quota_exceeded() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.max_connections = 2).await;
+    let node = start_with(dir.path(), |c| c.mqtt.max_connections = 2).await;
     let (user, pass) = load_token(&node).await;
 
     let (mut c1, rc) = connect_raw(node.mqtt_addr, 5, "c1", &user, &pass).await;
@@ -165,7 +165,7 @@ async fn connections_beyond_the_limit_get_connack_quota_exceeded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_beyond_the_limit_get_suback_quota_exceeded() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.broker_limits.max_subscriptions = 2).await;
+    let node = start_with(dir.path(), |c| c.mqtt.limits.max_subscriptions = 2).await;
     let (user, pass) = load_token(&node).await;
     let (mut c, rc) = connect_raw(node.mqtt_addr, 5, "subs", &user, &pass).await;
     assert_eq!(rc, 0);
@@ -205,7 +205,7 @@ async fn subscriptions_beyond_the_limit_get_suback_quota_exceeded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_client_is_throttled_while_another_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.broker_limits.max_publish_rate = 50).await;
+    let node = start_with(dir.path(), |c| c.mqtt.limits.max_publish_rate = 50).await;
     let (user, pass) = load_token(&node).await;
     let (watch, mut watch_el) = client(&node, "watch", &user, &pass, true).await;
     subscribe(&watch, &mut watch_el, "load/#").await;
@@ -250,10 +250,7 @@ async fn a_flooding_client_is_throttled_while_another_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_a_configured_queue_bound_the_oldest_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| {
-        c.broker_limits.max_queued_messages = Some(5)
-    })
-    .await;
+    let node = start_with(dir.path(), |c| c.mqtt.limits.max_queued_messages = Some(5)).await;
     let (user, pass) = load_token(&node).await;
     let (sub, mut sub_el) = client(&node, "slowpoke", &user, &pass, false).await;
     subscribe(&sub, &mut sub_el, "load/q").await;
@@ -292,7 +289,7 @@ async fn beyond_a_configured_queue_bound_the_oldest_are_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_queue_bound_publishers_wait_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.broker_limits.backpressure_queue_depth = 5).await;
+    let node = start_with(dir.path(), |c| c.mqtt.limits.backpressure_queue_depth = 5).await;
     let (user, pass) = load_token(&node).await;
     let (sub, mut sub_el) = client(&node, "away", &user, &pass, false).await;
     subscribe(&sub, &mut sub_el, "load/bp").await;
@@ -349,7 +346,7 @@ async fn mosquitto_pub_is_told_quota_exceeded_at_the_connection_limit() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.max_connections = 1).await;
+    let node = start_with(dir.path(), |c| c.mqtt.max_connections = 1).await;
     let (user, pass) = load_token(&node).await;
     let (_holder, rc) = connect_raw(node.mqtt_addr, 5, "holder", &user, &pass).await;
     assert_eq!(rc, 0);

@@ -55,12 +55,12 @@ fn client_cert(ca: &Ca, cn: &str) -> (String, String) {
 
 async fn start_mtls(dir: &Path, client_ca: Option<&Ca>) -> Node {
     let mut c = loopback_config(dir);
-    c.admin_token = Some(TOKEN.into());
-    c.mqtt_tls = Some("127.0.0.1:0".parse().unwrap());
+    c.http.admin_token = Some(TOKEN.into());
+    c.mqtt.tls.enabled = true;
     if let Some(ca) = client_ca {
         let path = dir.join("client-ca.pem");
         std::fs::write(&path, &ca.pem).unwrap();
-        c.tls_client_ca = Some(path);
+        c.mqtt.tls.client_ca = Some(path);
     }
     Node::start(c).await.expect("node starts")
 }
@@ -274,16 +274,16 @@ async fn a_client_ca_without_the_tls_listener_is_a_clear_error() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca("x").pem).unwrap();
     let mut c = loopback_config(&dir.path().join("data"));
-    c.tls_client_ca = Some(ca_file);
+    c.mqtt.tls.client_ca = Some(ca_file);
     let err = Node::start(c).await.err().expect("refused");
-    assert!(err.to_string().contains("--tls-client-ca"), "{err}");
+    assert!(err.to_string().contains("mqtt.tls.client_ca"), "{err}");
 
     // A file without a certificate: named in the error.
     let bad = dir.path().join("bad.pem");
     std::fs::write(&bad, "not a certificate").unwrap();
     let mut c = loopback_config(&dir.path().join("data2"));
-    c.mqtt_tls = Some("127.0.0.1:0".parse().unwrap());
-    c.tls_client_ca = Some(bad);
+    c.mqtt.tls.enabled = true;
+    c.mqtt.tls.client_ca = Some(bad);
     let err = Node::start(c).await.err().expect("refused");
     assert!(format!("{err:#}").contains("bad.pem"), "{err:#}");
 }

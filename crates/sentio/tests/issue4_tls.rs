@@ -30,8 +30,8 @@ fn tls_client(tool: &str, port: u16, cafile: Option<&Path>, args: &[&str]) -> Ou
 
 async fn start_with_tls(dir: &Path) -> Node {
     let mut c = loopback_config(dir);
-    c.admin_token = Some(TOKEN.into());
-    c.mqtt_tls = Some("127.0.0.1:0".parse().unwrap());
+    c.http.admin_token = Some(TOKEN.into());
+    c.mqtt.tls.enabled = true;
     Node::start(c).await.expect("node starts")
 }
 

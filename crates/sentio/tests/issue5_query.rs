@@ -375,8 +375,8 @@ fn tiers(data: &std::path::Path, ts: i64) -> (i64, i64) {
 async fn late_points_inside_the_window_merge_into_sealed_chunks_and_older_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = loopback_config(dir.path());
-    config.admin_token = Some(TOKEN.into());
-    config.pipeline.max_late_ms = Some(3 * 3_600_000);
+    config.http.admin_token = Some(TOKEN.into());
+    config.pipeline.late_window = sentio::config::LateWindow(Some(3 * 3_600_000));
     let node = sentio::node::Node::start(config).await.unwrap();
     let secret = create(&node, "late-1", json!({})).await;
 

@@ -41,8 +41,8 @@ const DAY: i64 = 86_400_000;
 async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expired() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = loopback_config(dir.path());
-    c.admin_token = Some(TOKEN.into());
-    c.disk_budget = Some(50_000_000_000);
+    c.http.admin_token = Some(TOKEN.into());
+    c.store.disk_budget = Some(sentio::config::ByteSize(50_000_000_000));
     let node = sentio::node::Node::start(c).await.unwrap();
 
     let (st, p) = api(&node, "GET", "/api/v1/retention", None).await;
@@ -191,12 +191,40 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
 
     // The policy is kept in the store; a configured global retention replaces its global part.
     let mut c = loopback_config(dir.path());
-    c.admin_token = Some(TOKEN.into());
-    c.retention_raw = Some(3 * DAY);
+    c.http.admin_token = Some(TOKEN.into());
+    c.store.retention.raw = Some(sentio::config::Span(3 * DAY));
     let node = sentio::node::Node::start(c).await.unwrap();
     let (_, p) = api(&node, "GET", "/api/v1/retention", None).await;
     assert_eq!(p["global"], "3d");
     assert_eq!(p["kinds"], json!({"pump": "30d"}));
     assert_eq!(metric_value(&node, "sentio_store_budget_bytes").await, 0);
+    // A retention changed through the API is kept across restarts with the same configuration...
+    let (st, _) = api(
+        &node,
+        "PUT",
+        "/api/v1/retention",
+        Some(json!({"global": "5d", "kinds": {"pump": "30d"}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    node.shutdown().await;
+    let restart = |raw_days: i64| {
+        let mut c = loopback_config(dir.path());
+        c.http.admin_token = Some(TOKEN.into());
+        c.store.retention.raw = Some(sentio::config::Span(raw_days * DAY));
+        sentio::node::Node::start(c)
+    };
+    let node = restart(3).await.unwrap();
+    let (_, p) = api(&node, "GET", "/api/v1/retention", None).await;
+    assert_eq!(
+        p["global"], "5d",
+        "the configuration overwrote the API's change"
+    );
+    node.shutdown().await;
+    // ...until the configured value changes.
+    let node = restart(4).await.unwrap();
+    let (_, p) = api(&node, "GET", "/api/v1/retention", None).await;
+    assert_eq!(p["global"], "4d");
+    assert_eq!(p["kinds"], json!({"pump": "30d"}));
     node.shutdown().await;
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use sentio::node::Node;
-use sentio_pipeline::DeclaredLimit;
 use serde_json::{Value, json};
 
 /// Posts `items` (telemetry objects with `ts`) for `device` in batches of 1,000.
@@ -77,8 +76,8 @@ fn wobble(i: i64) -> f64 {
 async fn a_declared_limit_is_predicted_before_it_is_crossed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = loopback_config(dir.path());
-    config.admin_token = Some(TOKEN.into());
-    config.pipeline.limits = vec![DeclaredLimit::parse("boiler.temp<=90").unwrap()];
+    config.http.admin_token = Some(TOKEN.into());
+    config.ai.limits = vec!["boiler.temp<=90".parse().unwrap()];
     let node = Node::start(config).await.unwrap();
 
     let (st, l) = api(&node, "GET", "/api/v1/limits", None).await;

@@ -102,13 +102,13 @@ pub fn metrics(c: &BrokerCounters) -> String {
     family(
         "sentio_mqtt_dropped_total",
         "counter",
-        "Messages the broker dropped, by reason (queue_full: a session's queue was at --max-queued-messages; its oldest message went).",
+        "Messages the broker dropped, by reason (queue_full: a session's queue was at mqtt.limits.max_queued_messages; its oldest message went).",
         &[("{reason=\"queue_full\"}", c.dropped_queue_full)],
     );
     family(
         "sentio_mqtt_limited_total",
         "counter",
-        "Packets held back or refused by a limit: publishes delayed by --max-publish-rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at --max-connections (connections, CONNACK 0x97), SUBSCRIBE filters refused at --max-subscriptions (subscriptions, SUBACK 0x97).",
+        "Packets held back or refused by a limit: publishes delayed by mqtt.limits.max_publish_rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at mqtt.max_connections (connections, CONNACK 0x97), SUBSCRIBE filters refused at mqtt.limits.max_subscriptions (subscriptions, SUBACK 0x97).",
         &[
             ("{limit=\"rate\"}", c.publishes_throttled),
             ("{limit=\"backpressure\"}", c.publishes_backpressured),

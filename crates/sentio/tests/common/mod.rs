@@ -7,23 +7,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
-use sentio::node::{Node, NodeConfig};
+use sentio::config::Config;
+use sentio::node::Node;
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
 /// A node's configuration on loopback, ports chosen by the OS, no admin token configured.
-pub fn loopback_config(data: &Path) -> NodeConfig {
-    let mut c = NodeConfig::new(data);
-    c.mqtt = "127.0.0.1:0".parse().unwrap();
-    c.http = "127.0.0.1:0".parse().unwrap();
-    c
+pub fn loopback_config(data: &Path) -> Config {
+    Config::loopback(data)
 }
 
 /// Starts a node on loopback with the test admin token.
 pub async fn start(data: &Path) -> Node {
     let mut c = loopback_config(data);
-    c.admin_token = Some(TOKEN.into());
+    c.http.admin_token = Some(TOKEN.into());
     Node::start(c).await.expect("node starts")
 }
 

@@ -1,4 +1,4 @@
-//! `sentio bench ingest`: the whole pipeline through the front door. Many MQTT publishers
+//! `sentio-bench ingest`: the whole pipeline through the front door. Many MQTT publishers
 //! (rumqttc, one connection per registered device, QoS 1) → embedded broker → durable group
 //! commit → detectors, then read back through `POST /api/v1/query`.
 //!
@@ -19,14 +19,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::demo_eval::{call, http_agent};
 use anyhow::{Context, bail};
 use clap::Args;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
-use sentio::demo_eval::{call, http_agent};
-use sentio::node::{Node, NodeConfig};
+use sentio::config::Config;
+use sentio::node::Node;
 use serde_json::{Value, json};
 
-/// Arguments of `sentio bench ingest`.
+/// Arguments of `sentio-bench ingest`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Publishing devices, one MQTT connection each.
@@ -403,10 +404,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             sentio_core::time::now_ms()
         ))
     });
-    let mut config = NodeConfig::new(&dir);
-    config.mqtt = "127.0.0.1:0".parse()?;
-    config.http = "127.0.0.1:0".parse()?;
-    config.admin_token = Some(format!("bench-ingest-{}", sentio_core::time::now_ms()));
+    let mut config = Config::loopback(&dir);
+    config.http.admin_token = Some(format!("bench-ingest-{}", sentio_core::time::now_ms()));
     let node = Node::start(config).await?;
     let result = measure(&node, &args).await;
     node.shutdown().await;

@@ -13,7 +13,8 @@ use sentio_core::time::now_ms;
 use sentio_sim::{Fault, Fleet, FleetSpec};
 use serde_json::{Value, json};
 
-use crate::node::{Node, NodeConfig};
+use sentio::config::{Config, LateWindow};
+use sentio::node::Node;
 
 /// An alert may open this long after its fault's end and still count as catching it.
 pub const GRACE_MS: i64 = 60_000;
@@ -129,12 +130,10 @@ pub async fn run(spec: FleetSpec, minutes: u64, end_ms: Option<i64>) -> anyhow::
         std::process::id(),
         now_ms()
     ));
-    let mut config = NodeConfig::new(&dir);
-    config.mqtt = "127.0.0.1:0".parse()?;
-    config.http = "127.0.0.1:0".parse()?;
-    config.pipeline.limits = crate::node::demo_limits();
+    let mut config = Config::loopback(&dir);
+    config.ai.limits = Config::demo_limits();
     // A fixed `--end` may lie further back than the late-point window: the replay is history.
-    config.pipeline.max_late_ms = None;
+    config.pipeline.late_window = LateWindow(None);
     let node = Node::start(config).await?;
     let result = evaluate(&node, spec, minutes, end_ms).await;
     node.shutdown().await;
@@ -320,7 +319,7 @@ async fn evaluate(
         let kind = a["explanation"]["kind"].as_str().unwrap_or("anomaly");
         *by_kind.entry(kind.to_string()).or_insert(0) += 1;
     }
-    let limits = crate::node::demo_limits();
+    let limits: Vec<_> = Config::demo_limits().into_iter().map(|l| l.limit).collect();
     let predictions = truth
         .iter()
         .filter(|f| {
@@ -358,4 +357,93 @@ async fn evaluate(
         false_alerts: false_list.len(),
         false_list,
     })
+}
+
+/// Arguments of `sentio-bench demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Simulated minutes of history.
+    #[arg(long, default_value_t = 120)]
+    pub minutes: u64,
+    /// Fleet seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// End of the simulated history (ms or RFC 3339; default: now). The fleet follows the time
+    /// of day, so a fixed end gives a reproducible run.
+    #[arg(long)]
+    pub end: Option<String>,
+}
+
+/// Replays the demo fleet's history through a node and prints what it caught and missed.
+pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
+    let spec = FleetSpec {
+        seed: args.seed,
+        ..FleetSpec::demo()
+    };
+    let end = match &args.end {
+        Some(e) => Some(sentio_core::time::parse_time(e)?),
+        None => None,
+    };
+    let r = run(spec, args.minutes, end).await?;
+    let mut delays = r.delays_s.clone();
+    delays.sort_by(f64::total_cmp);
+    let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "demo fleet: {} devices, {:.1} simulated hours, {} points ingested over HTTP at {:.0} points/s",
+        spec.devices().len(),
+        r.hours,
+        r.points,
+        r.points_per_s
+    );
+    println!(
+        "faults found: {}/{} ({:.0} %), median delay {:.0} s",
+        r.found,
+        r.injected,
+        100.0 * r.found as f64 / r.injected.max(1) as f64,
+        median
+    );
+    println!(
+        "false alerts: {} ({:.1} per hour for the fleet); alerts on another metric of a faulty device: {}",
+        r.false_alerts,
+        r.false_alerts as f64 / r.hours,
+        r.related
+    );
+    let kinds: Vec<String> = r.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("alerts by kind: {}", kinds.join(", "));
+    for p in &r.predictions {
+        let at = |t: Option<i64>| {
+            t.map_or("never".to_string(), |t| {
+                format!("+{} s", (t - r.start_ms) / 1000)
+            })
+        };
+        println!(
+            "  time-to-threshold: {} {} fault +{}..+{} s: predicted {} (forecast crossing {}), limit crossed {}{}",
+            p.fault.device,
+            p.fault.metric,
+            (p.fault.start_ms - r.start_ms) / 1000,
+            (p.fault.end_ms - r.start_ms) / 1000,
+            at(p.predicted_ms),
+            at(p.forecast_crossing_ms),
+            at(p.crossed_ms),
+            p.lead_s()
+                .map_or(String::new(), |l| format!(", {l:.0} s ahead")),
+        );
+    }
+    for f in &r.missed {
+        println!(
+            "  missed: {} {} {:?} at +{} s for {} s",
+            f.device,
+            f.metric,
+            f.kind,
+            (f.start_ms - r.start_ms) / 1000,
+            (f.end_ms - f.start_ms) / 1000
+        );
+    }
+    for (d, m, k, t) in &r.false_list {
+        println!(
+            "  false alert: {d} {m} ({k}) at +{} s",
+            (t - r.start_ms) / 1000
+        );
+    }
+    Ok(())
 }

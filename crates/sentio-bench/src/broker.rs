@@ -1,7 +1,7 @@
-//! `sentio bench broker`: Sentio's broker side by side with Debian's mosquitto, in the same run,
+//! `sentio-bench broker`: Sentio's broker side by side with Debian's mosquitto, in the same run,
 //! measured by the external load generator `mqtt-load` (`../shared/tools/mqtt-load`).
 //!
-//! It builds nothing: it starts this same `sentio` executable as a child node (temporary data
+//! It builds nothing: it starts the `sentio` executable beside it ([`crate::sentio_exe`]) as a child node (temporary data
 //! directory, loopback, free ports) and creates an API token with `mqtt-load/#` rights for the
 //! generator, starts `mosquitto -p PORT` (its default configuration, local-only mode) as a
 //! second child, then runs each scenario against both, one broker after the other, with
@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-/// Arguments of `sentio bench broker`.
+/// Arguments of `sentio-bench broker`.
 #[derive(Debug, Args)]
 pub struct BrokerBenchArgs {
     /// Multiplies every message count and the latency run's length (1 = full run, about
@@ -260,7 +260,7 @@ fn start_sim(
     args: &BrokerBenchArgs,
     log: &Path,
 ) -> anyhow::Result<ChildGuard> {
-    let exe = std::env::current_exe().context("locating this sentio executable")?;
+    let exe = crate::sentio_exe()?;
     let n = args.ingest_devices;
     let (rooms, pumps) = (n.div_ceil(3), n / 3);
     let wearables = n - rooms - pumps;
@@ -287,7 +287,7 @@ fn start_sim(
 }
 
 fn start_sentio(data: &Path) -> anyhow::Result<SentioChild> {
-    let exe = std::env::current_exe().context("locating this sentio executable")?;
+    let exe = crate::sentio_exe()?;
     let (mqtt_port, http_port) = (free_port()?, free_port()?);
     let admin = sentio_store::secret::generate();
     let log = std::fs::File::create(data.with_extension("log"))?;

@@ -1,4 +1,4 @@
-//! Issue 3: the demo fleet's injected faults produce alerts on the right device and metric, and
+//! The demo fleet's injected faults produce alerts on the right device and metric, and
 //! healthy series stay mostly quiet. One simulated hour (the fleet's seed 42, a fixed Tuesday
 //! morning so the run is reproducible) is replayed through HTTP ingest with timestamps and the
 //! node's alerts are compared with the simulator's ground truth.
@@ -10,7 +10,7 @@ const END_MS: i64 = 1_795_518_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_faults_are_caught_on_the_right_series() {
-    let r = sentio::demo_eval::run(FleetSpec::demo(), 60, Some(END_MS))
+    let r = sentio_bench::demo_eval::run(FleetSpec::demo(), 60, Some(END_MS))
         .await
         .expect("evaluation runs");
     eprintln!(

@@ -1,4 +1,4 @@
-//! `sentio bench store`: the embedded store (durable head + pco chunks, through the
+//! `sentio-bench store`: the embedded store (durable head + pco chunks, through the
 //! `SeriesStore` trait) against its peer, the same data as one SQLite row per point, in the
 //! same run: ingest, bytes per point, a month of 1-second data drawn at 1,000 points, reopen.
 
@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use sentio_core::{DeviceId, Point};
 use sentio_store::{SealPolicy, SeriesStore, SqliteStore};
 
-/// Arguments of `sentio bench store`.
+/// Arguments of `sentio-bench store`.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Series in the simulated fleet (one point per second each).
@@ -150,7 +150,7 @@ async fn restart_side(dir: &Path, side: &str, w: &Workload) -> anyhow::Result<Re
     use std::io::{BufRead, BufReader};
     std::fs::create_dir_all(dir)?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["bench", "store-child", "--side", side, "--dir"])
+        .args(["store-child", "--side", side, "--dir"])
         .arg(dir)
         .args([
             "--points",

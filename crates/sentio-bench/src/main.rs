@@ -1,0 +1,60 @@
+//! `sentio-bench`: the benchmark harness's command line (see the crate docs). `sentio bench ...`
+//! passes its arguments through to this executable when it is built beside `sentio`.
+
+use clap::{Parser, Subcommand};
+use sentio_bench::{broker, demo_eval, ingest, nab, store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sentio-bench",
+    version,
+    about = "Sentio's benchmarks: the anomaly engine, the demo fleet, the store, the broker beside mosquitto, end-to-end ingest"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the anomaly engine over the Numenta Anomaly Benchmark and score it.
+    Nab(nab::NabArgs),
+    /// Replay simulated demo-fleet history through a node and score its alerts against the
+    /// simulator's ground truth (faults found / injected, false alerts per hour).
+    Demo(demo_eval::DemoArgs),
+    /// The embedded store (head + compressed chunks) against one SQLite row per point: ingest,
+    /// bytes per point, a month drawn at 1,000 points, reopen.
+    Store(store::StoreArgs),
+    /// Sentio's MQTT broker side by side with mosquitto (same run, same load generator):
+    /// throughput, fan-in/fan-out, latency at 10k msg/s, idle connections.
+    Broker(broker::BrokerBenchArgs),
+    /// The whole pipeline: many MQTT publishers (registered devices, QoS 1) -> embedded broker
+    /// -> store + detectors -> queryable: sustained points/s, publish -> queryable p50/p99.
+    Ingest(ingest::IngestArgs),
+    /// (internal) The child of `store`'s restart row: writes points into the head, says so,
+    /// and waits to be killed.
+    #[command(hide = true)]
+    StoreChild(store::ChildArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = || tokio::runtime::Runtime::new();
+    match cli.command {
+        Command::Nab(args) => nab::run(args),
+        Command::Broker(args) => broker::run(args),
+        Command::Demo(args) => runtime()?.block_on(demo_eval::run_cli(args)),
+        Command::Store(args) => runtime()?.block_on(store::run(args)),
+        Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),
+        Command::StoreChild(args) => runtime()?.block_on(store::child(args)),
+    }
+}

@@ -1,0 +1,621 @@
+//! The node's one configuration: `Config`, read from `sentio.toml` (by default
+//! `<data>/sentio.toml`, or the file given with `--config`), then overridden by environment
+//! variables and command-line flags (`main.rs`), checked once ([`Config::check`]) and handed to
+//! [`crate::node::Node::start`]. Every key has a default, so no file is needed.
+//!
+//! Values people write by hand are written as people write them: durations as `7d` or `36h`,
+//! sizes as `10GB` or `512MiB`, limits as `pump.bearing_temp<=90@2h`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use sentio_broker::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits};
+use sentio_pipeline::{DeclaredLimit, PipelineConfig};
+use sentio_sim::FleetSpec;
+use serde::{Deserialize, Serialize};
+
+/// Name of the configuration file looked for in the data directory.
+pub const CONFIG_FILE: &str = "sentio.toml";
+
+/// What is wrong with a configuration: always names the key (and the file, when it came from
+/// one).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line, column, key).
+        message: String,
+    },
+    /// A value is out of range, or two keys contradict each other.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `mqtt.tls.client_ca`.
+        key: &'static str,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+}
+
+/// The whole configuration of a node. Each table is one layer of the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The data directory: database, broker state, admin token, generated TLS certificate.
+    pub data: PathBuf,
+    /// The HTTP API, WebSocket stream and dashboard.
+    pub http: HttpConfig,
+    /// The embedded MQTT broker.
+    pub mqtt: MqttConfig,
+    /// The time-series store: retention and disk budget.
+    pub store: StoreConfig,
+    /// Ingest: which timestamps are accepted.
+    pub pipeline: PipelineSection,
+    /// The anomaly engine: declared limits.
+    pub ai: AiConfig,
+    /// The simulated demo fleet.
+    pub demo: DemoConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("data"),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            store: StoreConfig::default(),
+            pipeline: PipelineSection::default(),
+            ai: AiConfig::default(),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address (`0.0.0.0:8080`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The admin token (at least 16 characters). Better kept out of files: the environment
+    /// (`SENTIO_ADMIN_TOKEN`) or, when absent everywhere, a random one generated into
+    /// `<data>/admin.token` (mode 0600) on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_token: None,
+        }
+    }
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Listen address for MQTT over TCP (`0.0.0.0:1883`).
+    pub listen: SocketAddr,
+    /// Largest packet accepted, in bytes.
+    pub max_packet_size: usize,
+    /// Most simultaneous connections (0 = unlimited); beyond it CONNACK 0x97 (3.1.1: 0x03).
+    pub max_connections: usize,
+    /// Admit clients that send no username, confined to `public/#` (off by default).
+    pub allow_anonymous: bool,
+    /// Per-client limits (`[mqtt.limits]`).
+    pub limits: Limits,
+    /// MQTT over TLS (`[mqtt.tls]`).
+    pub tls: MqttTlsConfig,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            max_packet_size: DEFAULT_MAX_PACKET,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allow_anonymous: false,
+            limits: Limits::default(),
+            tls: MqttTlsConfig::default(),
+        }
+    }
+}
+
+/// `[mqtt.tls]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    /// Listen for MQTT over TLS (on by default).
+    pub enabled: bool,
+    /// Its address (`0.0.0.0:8883`).
+    pub listen: SocketAddr,
+    /// PEM certificate chain (with `key`); without both, a self-signed certificate is
+    /// generated into `<data>/tls/` on first start and its SHA-256 fingerprint logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Mutual TLS: PEM CA certificate(s). A client certificate it signed whose CN is a
+    /// registered device id authenticates as that device without a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for MqttTlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: sentio_broker::DEFAULT_TLS_LISTEN
+                .parse()
+                .expect("the default TLS address parses"),
+            cert: None,
+            key: None,
+            client_ca: None,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Disk budget of the data directory (e.g. `10GB`): over 95 % of it the oldest raw points
+    /// go (rollups stay) until under 90 %. None by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_budget: Option<ByteSize>,
+    /// `[store.retention]`.
+    pub retention: RetentionConfig,
+}
+
+/// `[store.retention]`: how long data is kept. A key set here is applied when the node
+/// starts with a value different from the one applied last time, so a retention changed
+/// through the API (`PUT /api/v1/retention`) is kept across restarts until this file changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw points of every series without a kind or device setting (stored default `7d`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Span>,
+    /// 1-minute rollups (stored default `90d`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollup_1m: Option<Span>,
+    /// 1-hour rollups (stored default `730d`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollup_1h: Option<Span>,
+}
+
+impl RetentionConfig {
+    /// Whether any key is set.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_none() && self.rollup_1m.is_none() && self.rollup_1h.is_none()
+    }
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSection {
+    /// The late-point window: telemetry stamped further back than this (e.g. `1h`, `7d`) is
+    /// refused with a reason recorded on the device; `none` accepts any past time.
+    pub late_window: LateWindow,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            late_window: LateWindow(PipelineConfig::default().max_late_ms),
+        }
+    }
+}
+
+/// `[ai]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// Limits declared per device kind and metric: `KIND.METRIC<=MAX`, `KIND.METRIC>=MIN` or
+    /// both joined by `,`, optionally `@HORIZON` (default 1h). A reading beyond one raises a
+    /// limit alert; a forecast reaching it within the horizon raises a predictive alert first.
+    pub limits: Vec<LimitSetting>,
+}
+
+/// `[demo]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Run the simulated demo fleet (4 rooms, 3 pumps, 3 wearables) against the embedded
+    /// broker; it injects faults, with ground truth in `<data>/demo-ground-truth.jsonl`.
+    pub enabled: bool,
+    /// Its seed: the same seed gives the same fleet, values and faults.
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            seed: FleetSpec::demo().seed,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults with another data directory.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Defaults for a node on loopback whose ports the OS chooses (tests and benches): HTTP and
+    /// MQTT on `127.0.0.1:0`, MQTT over TLS off (on `127.0.0.1:0` once enabled).
+    pub fn loopback(data: impl Into<PathBuf>) -> Self {
+        let mut c = Self::new(data);
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.http.listen = any_port;
+        c.mqtt.listen = any_port;
+        c.mqtt.tls.listen = any_port;
+        c.mqtt.tls.enabled = false;
+        c
+    }
+
+    /// The demo fleet's declared limits (`sentio_sim::DEMO_LIMITS`) as settings.
+    pub fn demo_limits() -> Vec<LimitSetting> {
+        sentio_sim::DEMO_LIMITS
+            .iter()
+            .map(|l| l.parse().expect("the demo's limits parse"))
+            .collect()
+    }
+
+    /// Reads a configuration file; keys it does not set keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses a configuration from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// The effective configuration as TOML, with secrets replaced by `"<redacted>"`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.http.admin_token.is_some() {
+            shown.http.admin_token = Some("<redacted>".into());
+        }
+        toml::to_string(&shown).expect("a configuration serializes")
+    }
+
+    /// Checks what the types cannot: ranges and keys that need each other.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if let Some(t) = &self.http.admin_token
+            && t.len() < 16
+        {
+            return invalid("http.admin_token", "must be at least 16 characters");
+        }
+        let tls = &self.mqtt.tls;
+        if tls.cert.is_some() != tls.key.is_some() {
+            return invalid(
+                "mqtt.tls.cert",
+                "mqtt.tls.cert and mqtt.tls.key go together: set both, or neither for a generated certificate",
+            );
+        }
+        if tls.client_ca.is_some() && !tls.enabled {
+            return invalid(
+                "mqtt.tls.client_ca",
+                "needs the MQTT over TLS listener (mqtt.tls.enabled = true)",
+            );
+        }
+        if self.mqtt.limits.max_queued_messages == Some(0) {
+            return invalid(
+                "mqtt.limits.max_queued_messages",
+                "a bound of 0 would drop every queued message; leave it out for no drops (back-pressure)",
+            );
+        }
+        if self.mqtt.limits.max_keep_alive == Some(0) {
+            return invalid(
+                "mqtt.limits.max_keep_alive",
+                "must be 1-65535 seconds; leave it out to let clients choose",
+            );
+        }
+        if self.mqtt.max_packet_size == 0 {
+            return invalid("mqtt.max_packet_size", "must be at least 1 byte");
+        }
+        Ok(())
+    }
+
+    /// The pipeline's settings: the late-point window and the declared limits, plus the demo
+    /// fleet's limits for the metrics not declared here when the demo runs.
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        let mut limits: Vec<DeclaredLimit> =
+            self.ai.limits.iter().map(|l| l.limit.clone()).collect();
+        if self.demo.enabled {
+            for l in Self::demo_limits() {
+                let declared = |have: &DeclaredLimit| {
+                    have.kind == l.limit.kind && have.metric == l.limit.metric
+                };
+                if !limits.iter().any(declared) {
+                    limits.push(l.limit);
+                }
+            }
+        }
+        PipelineConfig {
+            max_late_ms: self.pipeline.late_window.0,
+            limits,
+            ..PipelineConfig::default()
+        }
+    }
+
+    /// The demo fleet, when it runs.
+    pub fn demo_fleet(&self) -> Option<FleetSpec> {
+        self.demo.enabled.then(|| FleetSpec {
+            seed: self.demo.seed,
+            ..FleetSpec::demo()
+        })
+    }
+}
+
+/// A span of time, written `500ms`, `30s`, `10m`, `36h`, `7d`; held in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Span(pub i64);
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        sentio_core::time::parse_duration_ms(&s)
+            .map(Span)
+            .map_err(|e| format!("{e} (a duration such as 36h or 7d)"))
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        format_ms(s.0)
+    }
+}
+
+/// `ms` in the largest unit that holds it exactly.
+fn format_ms(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ];
+    UNITS
+        .iter()
+        .find(|(n, _)| ms != 0 && ms % n == 0)
+        .map_or(format!("{ms}ms"), |(n, u)| format!("{}{u}", ms / n))
+}
+
+/// The late-point window: a span, or `none` for any past time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LateWindow(pub Option<i64>);
+
+impl TryFrom<String> for LateWindow {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        sentio_core::time::parse_duration_ms(&s)
+            .map(|ms| Self(Some(ms)))
+            .map_err(|e| format!("{e} (a duration such as 1h or 7d, or `none`)"))
+    }
+}
+
+impl From<LateWindow> for String {
+    fn from(w: LateWindow) -> String {
+        w.0.map_or("none".to_string(), format_ms)
+    }
+}
+
+/// A size in bytes: `123`, `10GB`, `500MB`, `64KB` (powers of 1000) or `2GiB`, `8MiB`,
+/// `64KiB` (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ByteSize(pub u64);
+
+const BYTE_UNITS: [(&str, u64); 10] = [
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("TB", 1_000_000_000_000),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("KB", 1_000),
+    ("kB", 1_000),
+    ("B", 1),
+];
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a size such as 10GB or 512MiB"))?;
+        let unit = unit.trim();
+        let mult = if unit.is_empty() {
+            1
+        } else {
+            BYTE_UNITS
+                .iter()
+                .find(|(u, _)| *u == unit)
+                .map(|(_, m)| *m)
+                .ok_or_else(|| {
+                    format!(
+                        "{s:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                    )
+                })?
+        };
+        n.checked_mul(mult)
+            .filter(|b| *b > 0)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?}: must be a positive size"))
+    }
+}
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(b: ByteSize) -> String {
+        // The exact unit giving the shortest number.
+        BYTE_UNITS
+            .iter()
+            .filter(|(_, m)| b.0.is_multiple_of(*m))
+            .min_by_key(|(_, m)| b.0 / m)
+            .map_or(format!("{}B", b.0), |(u, m)| format!("{}{u}", b.0 / m))
+    }
+}
+
+/// A declared limit as written (`pump.bearing_temp<=90@2h`), parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LimitSetting {
+    text: String,
+    /// The parsed limit.
+    pub limit: DeclaredLimit,
+}
+
+impl std::str::FromStr for LimitSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Self {
+            text: s.to_string(),
+            limit: DeclaredLimit::parse(s)?,
+        })
+    }
+}
+
+impl TryFrom<String> for LimitSetting {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<LimitSetting> for String {
+    fn from(l: LimitSetting) -> String {
+        l.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (file text, the error's key or text, or "" for a valid file).
+    #[test]
+    fn files_are_checked_with_the_key_named() {
+        let cases = [
+            ("", ""),
+            ("[http]\nlisten = \"127.0.0.1:9000\"", ""),
+            (
+                "[store]\ndisk_budget = \"10GB\"\n[store.retention]\nraw = \"36h\"",
+                "",
+            ),
+            ("[pipeline]\nlate_window = \"none\"", ""),
+            ("[ai]\nlimits = [\"pump.bearing_temp<=90@2h\"]", ""),
+            ("[mqtt.limits]\nmax_subscriptions = 5", ""),
+            ("[htp]\nlisten = \"127.0.0.1:9000\"", "unknown field `htp`"),
+            ("[http]\nlisten = \"nowhere\"", "invalid socket address"),
+            ("[store]\ndisk_budget = \"10 parsecs\"", "unknown unit"),
+            ("[store.retention]\nraw = \"soon\"", "a duration such as"),
+            ("[ai]\nlimits = [\"pump\"]", "pump"),
+            (
+                "[mqtt.limits]\nmax_queued_messages = 0",
+                "mqtt.limits.max_queued_messages",
+            ),
+            ("[mqtt.tls]\ncert = \"c.pem\"", "mqtt.tls.key go together"),
+            (
+                "[mqtt.tls]\nenabled = false\nclient_ca = \"ca.pem\"",
+                "mqtt.tls.client_ca",
+            ),
+            ("[http]\nadmin_token = \"short\"", "http.admin_token"),
+        ];
+        for (text, want) in cases {
+            let got = Config::from_toml(text).and_then(|c| c.check().map_err(|e| e.to_string()));
+            match (got, want) {
+                (Ok(()), "") => {}
+                (Err(e), w) if !w.is_empty() && e.contains(w) => {}
+                (got, _) => panic!("{text:?}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn printed_configuration_reads_back_and_hides_the_token() {
+        let mut c = Config::from_toml(
+            "[store]\ndisk_budget = \"512MiB\"\n[store.retention]\nraw = \"36h\"\n[ai]\nlimits = [\"boiler.temp<=90\"]",
+        )
+        .unwrap();
+        c.http.admin_token = Some("a-secret-admin-token-123".into());
+        let printed = c.to_redacted_toml();
+        assert!(!printed.contains("a-secret-admin-token-123"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(printed.contains("disk_budget = \"512MiB\""), "{printed}");
+        assert!(printed.contains("raw = \"36h\""), "{printed}");
+        let mut back = Config::from_toml(&printed).unwrap();
+        back.http.admin_token = c.http.admin_token.clone();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_configuration() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+        let len = readme[start..].find("```").expect("the example ends");
+        let c = Config::from_toml(&readme[start..start + len]).expect("the example parses");
+        c.check().expect("the example is valid");
+        assert_eq!(c.ai.limits.len(), 1);
+    }
+
+    #[test]
+    fn sizes_and_spans_print_in_their_largest_exact_unit() {
+        assert_eq!(String::from("10GB".parse::<ByteSize>().unwrap()), "10GB");
+        assert_eq!(String::from(ByteSize(1536)), "1536B");
+        assert_eq!(String::from(ByteSize(2 << 30)), "2GiB");
+        assert_eq!(String::from(Span(90 * 86_400_000)), "90d");
+        assert_eq!(String::from(Span(36 * 3_600_000)), "36h");
+        assert_eq!(String::from(Span(1_500)), "1500ms");
+        assert_eq!(String::from(LateWindow(None)), "none");
+    }
+}
