@@ -1,7 +1,8 @@
 //! Fuzzing the packet path Sentio owns. Random bytes and mutated valid MQTT packets
 //! (CONNECT with real credentials, SUBSCRIBE, PUBLISH of telemetry and of plain messages) are
 //! sent over TCP to a live in-process node. Nothing may panic (a panic hook counts them, in
-//! any task), and after every batch a normal client still connects and gets a PUBACK.
+//! any task of that node's runtime), and after every batch a normal client still connects and
+//! gets a PUBACK.
 //! `SENTIO_FUZZ_CASES=200000` runs longer (default 2,000).
 
 use std::sync::Arc;

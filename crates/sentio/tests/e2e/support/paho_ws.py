@@ -1,5 +1,5 @@
 """MQTT over WebSocket with the paho-mqtt client (Eclipse Paho, Python), for the Rust test
-issue4_websocket.rs: a device connects to ws://HOST:PORT/mqtt with its secret and publishes one
+mqtt/websocket.rs: a device connects to ws://HOST:PORT/mqtt with its secret and publishes one
 QoS 1 telemetry message; then the same with a wrong secret. Prints one JSON line."""
 
 import json
