@@ -274,7 +274,7 @@ async fn a_client_ca_without_the_tls_listener_is_a_clear_error() {
     std::fs::write(&ca_file, ca("x").pem).unwrap();
     let mut c = node_config(&dir.path().join("data"));
     c.tls_client_ca = Some(ca_file);
-    let err = Node::start(c).await.err().expect("refused");
+    let err = try_start(c).await.err().expect("refused");
     assert!(err.to_string().contains("--tls-client-ca"), "{err}");
 
     // A file without a certificate: named in the error.
@@ -283,7 +283,7 @@ async fn a_client_ca_without_the_tls_listener_is_a_clear_error() {
     let mut c = node_config(&dir.path().join("data2"));
     c.mqtt_tls = Some("127.0.0.1:0".parse().unwrap());
     c.tls_client_ca = Some(bad);
-    let err = Node::start(c).await.err().expect("refused");
+    let err = try_start(c).await.err().expect("refused");
     assert!(format!("{err:#}").contains("bad.pem"), "{err:#}");
 }
 

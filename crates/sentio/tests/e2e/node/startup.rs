@@ -11,10 +11,7 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
 
     let mut c = node_config(dir.path());
     c.http = port;
-    let err = sentio::node::Node::start(c)
-        .await
-        .err()
-        .expect("HTTP port taken");
+    let err = try_start(c).await.err().expect("HTTP port taken");
     let msg = format!("{err:#}");
     assert!(
         msg.contains(&port.port().to_string()) && msg.contains("--http"),
@@ -23,10 +20,7 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
 
     let mut c = node_config(dir.path());
     c.mqtt = port;
-    let err = sentio::node::Node::start(c)
-        .await
-        .err()
-        .expect("MQTT port taken");
+    let err = try_start(c).await.err().expect("MQTT port taken");
     let msg = format!("{err:#}");
     assert!(
         msg.contains(&port.port().to_string()) && msg.contains("--mqtt"),
@@ -38,7 +32,7 @@ async fn a_taken_port_is_a_clear_error_naming_the_flag() {
 async fn a_generated_admin_token_is_private_and_random() {
     let dir = tempfile::tempdir().unwrap();
     let c = node_config(dir.path());
-    let node = sentio::node::Node::start(c).await.unwrap();
+    let node = try_start(c).await.unwrap();
     let path = dir.path().join("admin.token");
     let token = std::fs::read_to_string(&path).unwrap();
     assert_eq!(token.trim(), node.admin_token);
@@ -65,10 +59,7 @@ async fn two_nodes_cannot_share_a_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let c = node_config(dir.path());
-    let err = sentio::node::Node::start(c)
-        .await
-        .err()
-        .expect("second node refused");
+    let err = try_start(c).await.err().expect("second node refused");
     let msg = format!("{err:#}");
     assert!(
         msg.contains("in use by another running sentio") && msg.contains("--data"),

@@ -35,7 +35,13 @@ pub async fn start_with(data: &Path, configure: impl FnOnce(&mut NodeConfig)) ->
     let mut c = node_config(data);
     c.admin_token = Some(TOKEN.into());
     configure(&mut c);
-    Node::start(c).await.expect("node starts")
+    try_start(c).await.expect("node starts")
+}
+
+/// Starts a node from a configuration (from [`node_config`]): the node, or the error that
+/// stopped it. The one place that starts an in-process node.
+pub async fn try_start(config: NodeConfig) -> anyhow::Result<Node> {
+    Node::start(config).await
 }
 
 /// Starts a node on loopback with the test admin token.
