@@ -1,0 +1,23 @@
+//! Sentio's end-to-end tests, one binary organised by feature: each test starts a whole node
+//! (in process on port 0, or the real `sentio` binary) and drives it through the front door
+//! with real MQTT, HTTP and WebSocket clients.
+//!
+//! - `mqtt`: the broker (conformance, limits, TLS, WebSocket, crash robustness, fuzzing);
+//! - `api`: the admin API (tokens, audit log, export, broker view);
+//! - `storage`: what is kept (query, retention, backup, erasure, a full disk, kill -9);
+//! - `ai`: alerts and forecasts;
+//! - `node`: the node as a whole (the telemetry loop, startup errors);
+//! - `tidy`: source-tree checks (every source file starts with a `//!` comment);
+//! - `support`: the shared helpers (node starters, clients, raw MQTT packets).
+//!
+//! Tests run as threads of one process: none may change process-wide state (environment,
+//! current directory, a fixed port). The few heavy ones take [`support::heavy`] so that they
+//! do not overlap each other.
+
+mod ai;
+mod api;
+mod mqtt;
+mod node;
+mod storage;
+mod support;
+mod tidy;

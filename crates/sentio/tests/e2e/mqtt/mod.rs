@@ -1,0 +1,12 @@
+//! The MQTT broker through real clients: protocol conformance, authentication (anonymous,
+//! tokens, TLS, client certificates, WebSocket), limits, robustness and fuzzing.
+
+mod anonymous;
+mod conformance;
+mod fuzz;
+mod limits;
+mod mosquitto_clients;
+mod mtls;
+mod robustness;
+mod tls;
+mod websocket;

@@ -1,0 +1,481 @@
+//! Helpers for the end-to-end tests, in one place: a whole node on port 0 (in process, or the
+//! real `sentio` binary), real HTTP and MQTT clients, and a lock for the few heavy tests.
+
+pub mod raw;
+pub mod wire;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+use rumqttc::v5::{
+    AsyncClient as Client5, ConnectionError as ConnError5, Event as Event5, EventLoop as Loop5,
+    MqttOptions as Options5,
+};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use sentio::config::Config;
+use sentio::node::Node;
+use serde_json::{Value, json};
+
+pub use sentio_core::time::now_ms;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A node's configuration on loopback, ports chosen by the OS, no admin token configured.
+/// The one place that builds a node's configuration for the tests.
+pub fn node_config(data: &Path) -> Config {
+    Config::loopback(data)
+}
+
+/// Starts a node on loopback with the test admin token and the configuration that `configure`
+/// changed (e.g. `|c| c.mqtt.max_connections = 1`).
+pub async fn start_with(data: &Path, configure: impl FnOnce(&mut Config)) -> Node {
+    let mut c = node_config(data);
+    c.http.admin_token = Some(TOKEN.into());
+    configure(&mut c);
+    try_start(c).await.expect("node starts")
+}
+
+/// Starts a node from a configuration (from [`node_config`]): the node, or the error that
+/// stopped it. The one place that starts an in-process node.
+pub async fn try_start(config: Config) -> anyhow::Result<Node> {
+    Node::start(config).await
+}
+
+/// Starts a node on loopback with the test admin token.
+pub async fn start(data: &Path) -> Node {
+    start_with(data, |_| {}).await
+}
+
+/// Serialises the heavy tests (the real binary killed with SIGKILL, a full tmpfs, fuzzing,
+/// floods, long replays): they run one at a time, beside the light ones. Hold the guard for
+/// the whole test.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
+}
+
+/// [`heavy`] for a test that is not async.
+pub fn heavy_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.blocking_lock()
+}
+
+/// A tokio mutex: it is held across awaits and is not poisoned when a test fails.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Whether a command-line tool is installed (it runs with `--help`).
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--help")
+        .output()
+        .is_ok()
+}
+
+/// An HTTP call; returns status and JSON body (Null when the body is not JSON).
+pub async fn http(
+    method: &str,
+    url: String,
+    auth: Option<String>,
+    body: Option<Vec<u8>>,
+) -> (u16, Value) {
+    let method = method.to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
+        let req = match &auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        };
+        let req = req
+            .header("Content-Type", "application/json")
+            .body(body.unwrap_or_default())
+            .unwrap();
+        let mut resp = agent.run(req).expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+    .await
+    .unwrap()
+}
+
+/// Status, content type and body of a GET (bodies up to 100 MiB).
+pub async fn get_text(url: String, auth: Option<String>) -> (u16, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = agent.get(&url);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().expect("HTTP request");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(100 * 1024 * 1024)
+            .read_to_string()
+            .unwrap();
+        (status, ct, text)
+    })
+    .await
+    .unwrap()
+}
+
+/// The test admin token as an `Authorization` header.
+pub fn bearer() -> Option<String> {
+    Some(format!("Bearer {TOKEN}"))
+}
+
+/// HTTP basic authentication as an `Authorization` header.
+pub fn basic(user: &str, pass: &str) -> Option<String> {
+    use base64::Engine;
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    ))
+}
+
+/// Admin API call.
+pub async fn api(node: &Node, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    api_at(&node.http_addr.to_string(), method, path, body).await
+}
+
+/// An admin API call to the node at `http_addr` (e.g. one started with [`spawn_sentio`]).
+pub async fn api_at(
+    http_addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    http(
+        method,
+        format!("http://{http_addr}{path}"),
+        bearer(),
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+}
+
+/// Posts telemetry `items` (JSON objects, with or without `ts`) for `device` over HTTP with
+/// its secret; returns the status and the JSON answer.
+pub async fn post_telemetry(
+    node: &Node,
+    device: &str,
+    secret: &str,
+    items: &[Value],
+) -> (u16, Value) {
+    http(
+        "POST",
+        format!(
+            "http://{}/api/v1/devices/{device}/telemetry",
+            node.http_addr
+        ),
+        basic(device, secret),
+        Some(serde_json::to_vec(items).unwrap()),
+    )
+    .await
+}
+
+/// Registers a device and returns its secret.
+pub async fn register(node: &Node, id: &str, kind: &str) -> String {
+    let (status, body) = api(
+        node,
+        "POST",
+        "/api/v1/devices",
+        Some(serde_json::json!({"id": id, "kind": kind})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["secret"].as_str().unwrap().to_string()
+}
+
+/// Creates an MQTT token; returns (id, username, password). The answer must echo the name and
+/// the ACL.
+pub async fn create_token(node: &Node, name: &str, acl: Value) -> (String, String, String) {
+    create_token_at(&node.http_addr.to_string(), name, acl).await
+}
+
+/// [`create_token`] on the node at `http_addr`.
+pub async fn create_token_at(http_addr: &str, name: &str, acl: Value) -> (String, String, String) {
+    let (status, body) = api_at(
+        http_addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": name, "acl": acl})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for key in ["id", "name", "username", "password", "acl"] {
+        assert!(body.get(key).is_some(), "{key} missing from {body}");
+    }
+    assert_eq!(body["name"], name);
+    assert_eq!(body["acl"], acl);
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["username"].as_str().unwrap().to_string(),
+        body["password"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A token allowed to publish and subscribe under `load/#`; returns (username, password).
+pub async fn load_token(node: &Node) -> (String, String) {
+    load_token_at(&node.http_addr.to_string()).await
+}
+
+/// [`load_token`] on the node at `http_addr`.
+pub async fn load_token_at(http_addr: &str) -> (String, String) {
+    let (_, user, pass) = create_token_at(
+        http_addr,
+        "load",
+        json!([{"filter": "load/#", "rights": "both"}]),
+    )
+    .await;
+    (user, pass)
+}
+
+/// A connected MQTT 3.1.1 client (rumqttc), or the connection error the broker gave.
+pub async fn mqtt_connect(
+    node: &Node,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", node.mqtt_addr.port());
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    let (client, mut el) = AsyncClient::new(o, 100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("CONNACK within 5 s")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, el)),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Publishes at QoS 1 and waits for the PUBACK (or the connection error).
+pub async fn publish_acked(
+    client: &AsyncClient,
+    el: &mut EventLoop,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<(), ConnectionError> {
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("PUBACK within 5 s")
+        {
+            Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Polls an MQTT 3.1.1 event loop until `want` picks an incoming packet, for up to 5 s.
+pub async fn next_v3<T>(
+    el: &mut EventLoop,
+    mut want: impl FnMut(&Packet) -> Option<T>,
+) -> Result<T, ConnectionError> {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("an answer within 5 s")?;
+        if let Event::Incoming(p) = ev
+            && let Some(t) = want(&p)
+        {
+            return Ok(t);
+        }
+    }
+}
+
+/// An MQTT 5 client (rumqttc v5) with optional credentials that has its CONNACK, or the
+/// connection error the broker gave.
+pub async fn mqtt5_connect(
+    node: &Node,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> Result<(Client5, Loop5), ConnError5> {
+    mqtt5_connect_with(node, client_id, credentials, |_| {}).await
+}
+
+/// [`mqtt5_connect`] with options that `configure` changed (the keep-alive is 10 s unless it
+/// changes it).
+pub async fn mqtt5_connect_with(
+    node: &Node,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    configure: impl FnOnce(&mut Options5),
+) -> Result<(Client5, Loop5), ConnError5> {
+    let mut o = Options5::new(client_id, "127.0.0.1", node.mqtt_addr.port());
+    if let Some((user, pass)) = credentials {
+        o.set_credentials(user, pass);
+    }
+    o.set_keep_alive(Duration::from_secs(10));
+    configure(&mut o);
+    let (client, mut el) = Client5::new(o, 100);
+    next_v5(&mut el, |p| matches!(p, Packet5::ConnAck(_)).then_some(()))
+        .await
+        .map(|()| (client, el))
+}
+
+/// Polls an MQTT 5 event loop until `want` picks an incoming packet, for up to 5 s.
+pub async fn next_v5<T>(
+    el: &mut Loop5,
+    mut want: impl FnMut(&Packet5) -> Option<T>,
+) -> Result<T, ConnError5> {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), el.poll())
+            .await
+            .expect("an answer within 5 s")?;
+        if let Event5::Incoming(p) = ev
+            && let Some(t) = want(&p)
+        {
+            return Ok(t);
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Raw points of a series over all time.
+pub async fn points(node: &Node, device: &str, metric: &str) -> Vec<(i64, f64)> {
+    let (status, body) = api(
+        node,
+        "GET",
+        &format!("/api/v1/devices/{device}/series/{metric}?from=0"),
+        None,
+    )
+    .await;
+    if status == 404 {
+        return vec![];
+    }
+    assert_eq!(status, 200, "{body}");
+    body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+        .collect()
+}
+
+/// Starts the real `sentio serve` binary on port 0 and reads the bound addresses from its log:
+/// (child, HTTP address, MQTT port). With `fsize_limit_kb`, the process may not write a file
+/// larger than that (`ulimit -f`, with SIGXFSZ ignored so writes fail with EFBIG as on a full
+/// disk); `prlimit --pid` lifts it later.
+pub fn spawn_sentio(
+    data: &std::path::Path,
+    fsize_limit_kb: Option<u64>,
+) -> (std::process::Child, String, u16) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_sentio");
+    let mut cmd = match fsize_limit_kb {
+        None => Command::new(bin),
+        Some(kb) => {
+            let mut c = Command::new("bash");
+            c.args([
+                "-c",
+                &format!("trap '' XFSZ; ulimit -f {kb}; exec \"$0\" \"$@\""),
+                bin,
+            ]);
+            c
+        }
+    };
+    let mut child = cmd
+        .args([
+            "serve",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            // Not the default 8883: tests run in parallel.
+            "--mqtt-tls",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("SENTIO_ADMIN_TOKEN", TOKEN)
+        .env("SENTIO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("sentio starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && line.contains("Sentio is running") {
+                let field = |name: &str| {
+                    let strip = |s: &str| {
+                        s.replace("\u{1b}[3m", "")
+                            .replace("\u{1b}[0m", "")
+                            .replace("\u{1b}[2m", "")
+                    };
+                    let clean = strip(&line);
+                    clean
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_string))
+                        .unwrap()
+                };
+                let _ = tx.send((field("mqtt"), field("http")));
+                sent = true;
+            }
+        }
+    });
+    let (mqtt, http) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("node announces its ports");
+    let port = mqtt.rsplit_once(':').unwrap().1.parse().unwrap();
+    (child, http, port)
+}
+
+/// The value of one sample line of `/metrics` (e.g. `sentio_store_bytes`).
+pub async fn metric_value(node: &Node, sample: &str) -> u64 {
+    let url = format!("http://{}/metrics", node.http_addr);
+    let (status, _, text) = get_text(url, bearer()).await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{sample} not in /metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
