@@ -27,6 +27,8 @@
 //!    multiplied by 0.3, so an episode yields one high score (NAB rewards only the first
 //!    detection in a window and charges every later one outside it).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Bins of the learnt daily profile.
@@ -182,30 +184,169 @@ pub struct Score {
     pub upper: f64,
     /// The observed value.
     pub observed: f64,
-    /// Name of the detector(s) that produced the verdict.
-    pub detector: String,
+    /// The detector(s) that produced the verdict (printed as their names, e.g.
+    /// `baseline-deviation+level-shift-up`). `Copy`: scoring a point allocates nothing.
+    pub detector: Detectors,
 }
 
-/// Which detector statistic dominated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Kind {
+/// Which detector statistic dominated a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A single point far above what was expected.
     Spike,
+    /// A single point far below what was expected.
     Dip,
+    /// The smoothed level rose.
     LevelUp,
+    /// The smoothed level fell.
     LevelDown,
+    /// The noise around the level changed.
     Variance,
+    /// The same value repeated for far longer than usual.
     Stuck,
+    /// The value departs from the learnt daily pattern.
     Season,
+    /// Spikes come more often than usual.
     Density,
+    /// A moderate deviation that lasts.
     Sustained,
+    /// Beyond the largest value seen.
     NewMax,
+    /// Beyond the smallest value seen.
     NewMin,
+    /// A slow rise of the baseline.
     DriftUp,
+    /// A slow fall of the baseline.
     DriftDown,
 }
 
+/// Most statistics named in one verdict: the strongest and those nearly as surprised.
+const MAX_NAMED: usize = 3;
+
+/// What the fused detector made of a point, before the baseline guard is consulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Base {
+    /// Not a finite number: nothing learnt, nothing alerted.
+    InvalidValue,
+    /// The detector is still learning.
+    WarmUp,
+    /// No statistic is surprised enough to name.
+    Quiet,
+    /// The statistics that were surprised, strongest first.
+    Fired([Option<Kind>; MAX_NAMED]),
+}
+
+/// The detectors behind a [`Score`]: the fused detector's statistics (or its state: warm-up,
+/// none, invalid value) and whether the baseline guard fired. `Copy`; [`fmt::Display`] gives the
+/// names shown to people and stored in explanations (`spike`, `warm-up`, `none`,
+/// `invalid-value`, `baseline-deviation+level-shift-up`), and serde uses the same string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Detectors {
+    baseline: bool,
+    base: Base,
+}
+
+/// Name of the baseline guard in a verdict.
+const BASELINE: &str = "baseline-deviation";
+
+impl Detectors {
+    const fn of(base: Base) -> Self {
+        Self {
+            baseline: false,
+            base,
+        }
+    }
+
+    /// The statistics named (strongest first).
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        let named: &[Option<Kind>] = match &self.base {
+            Base::Fired(k) => k,
+            _ => &[],
+        };
+        named.iter().flatten().copied()
+    }
+
+    /// Whether the baseline guard fired.
+    pub fn baseline(&self) -> bool {
+        self.baseline
+    }
+
+    /// Whether the fused detector is still learning.
+    pub fn warming_up(&self) -> bool {
+        self.base == Base::WarmUp
+    }
+
+    /// The same verdict with the baseline guard fired too.
+    fn with_baseline(self) -> Self {
+        Self {
+            baseline: true,
+            ..self
+        }
+    }
+
+    /// Reads the names written by [`fmt::Display`].
+    pub fn parse(s: &str) -> Option<Self> {
+        let (baseline, rest) = match s.strip_prefix(BASELINE) {
+            Some(rest) => (true, rest.strip_prefix('+').unwrap_or(rest)),
+            None => (false, s),
+        };
+        let base = match rest {
+            "invalid-value" => Base::InvalidValue,
+            "warm-up" => Base::WarmUp,
+            "none" => Base::Quiet,
+            _ => {
+                let mut named = [None; MAX_NAMED];
+                for (n, name) in rest.split('+').filter(|n| !n.is_empty()).enumerate() {
+                    *named.get_mut(n)? = Some(Kind::parse(name)?);
+                }
+                Base::Fired(named)
+            }
+        };
+        Some(Self { baseline, base })
+    }
+}
+
+impl fmt::Display for Detectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut name = |f: &mut fmt::Formatter<'_>, n: &str| {
+            if !first {
+                f.write_str("+")?;
+            }
+            first = false;
+            f.write_str(n)
+        };
+        if self.baseline {
+            name(f, BASELINE)?;
+        }
+        match self.base {
+            Base::InvalidValue => name(f, "invalid-value"),
+            Base::WarmUp => name(f, "warm-up"),
+            // The guard's own verdict replaces "none".
+            Base::Quiet if self.baseline => Ok(()),
+            Base::Quiet => name(f, "none"),
+            Base::Fired(named) => named.iter().flatten().try_for_each(|k| name(f, k.name())),
+        }
+    }
+}
+
+impl Serialize for Detectors {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Detectors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Detectors::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown detector names {s:?}")))
+    }
+}
+
 impl Kind {
-    fn name(self) -> &'static str {
+    /// The name shown to people.
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Spike => "spike",
             Kind::Dip => "dip",
@@ -221,6 +362,27 @@ impl Kind {
             Kind::DriftDown => "drift-down",
             Kind::NewMin => "new-minimum",
         }
+    }
+
+    const ALL: [Kind; 13] = [
+        Kind::Spike,
+        Kind::Dip,
+        Kind::LevelUp,
+        Kind::LevelDown,
+        Kind::Variance,
+        Kind::Stuck,
+        Kind::Season,
+        Kind::Density,
+        Kind::Sustained,
+        Kind::NewMax,
+        Kind::NewMin,
+        Kind::DriftUp,
+        Kind::DriftDown,
+    ];
+
+    /// Reads a name written by [`Kind::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -425,11 +587,7 @@ impl SeriesDetector {
             score.expected = g.expected;
             score.lower = g.lower;
             score.upper = g.upper;
-            score.detector = if score.detector.is_empty() || score.detector == "none" {
-                "baseline-deviation".to_string()
-            } else {
-                format!("baseline-deviation+{}", score.detector)
-            };
+            score.detector = score.detector.with_baseline();
         }
         score
     }
@@ -446,7 +604,7 @@ impl SeriesDetector {
                 lower: expected,
                 upper: expected,
                 observed: value,
-                detector: "invalid-value".into(),
+                detector: Detectors::of(Base::InvalidValue),
             };
         }
         self.seen += 1;
@@ -464,7 +622,7 @@ impl SeriesDetector {
                 lower: value,
                 upper: value,
                 observed: value,
-                detector: "warm-up".into(),
+                detector: Detectors::of(Base::WarmUp),
             };
         }
         let warm = self.seen > u64::from(c.warmup);
@@ -664,20 +822,21 @@ impl SeriesDetector {
             lower: expected - c.threshold * scale,
             upper: expected + c.threshold * scale,
             observed: value,
-            detector: if !warm {
-                "warm-up".into()
+            detector: Detectors::of(if !warm {
+                Base::WarmUp
             } else if surprise < c.explain_min {
-                "none".into()
+                Base::Quiet
             } else {
                 // The strongest detector, plus those nearly as surprised.
-                let names: Vec<&str> = fired
+                let mut named = [None; MAX_NAMED];
+                let strong = fired
                     .iter()
-                    .take_while(|f| f.0 >= c.explain_min.max(0.5 * surprise))
-                    .take(3)
-                    .map(|f| f.1.name())
-                    .collect();
-                names.join("+")
-            },
+                    .take_while(|f| f.0 >= c.explain_min.max(0.5 * surprise));
+                for (slot, f) in named.iter_mut().zip(strong) {
+                    *slot = Some(f.1);
+                }
+                Base::Fired(named)
+            }),
         }
     }
 }
@@ -914,7 +1073,7 @@ mod tests {
                 s.lower <= s.expected && s.expected <= s.upper,
                 "{name}: {s:?}"
             );
-            assert!(s.detector != "warm-up", "{name}: {s:?}");
+            assert!(!s.detector.warming_up(), "{name}: {s:?}");
         }
     }
 
@@ -979,7 +1138,7 @@ mod tests {
         assert!(last.expected > 9.5 && last.expected < 10.6, "{last:?}");
         assert!(last.upper < 30.0);
         assert_eq!(last.observed, 30.0);
-        assert!(last.detector.contains("spike"), "{last:?}");
+        assert!(last.detector.kinds().any(|k| k == Kind::Spike), "{last:?}");
     }
 
     /// Realistic 1 Hz sensors over two days: a daily cycle, a slow random walk, noise, and
@@ -1016,11 +1175,46 @@ mod tests {
     }
 
     #[test]
+    fn detector_names_print_as_before() {
+        let fired = |k: &[Kind]| {
+            let mut named = [None; MAX_NAMED];
+            for (slot, k) in named.iter_mut().zip(k) {
+                *slot = Some(*k);
+            }
+            Detectors::of(Base::Fired(named))
+        };
+        for (d, printed) in [
+            (Detectors::of(Base::InvalidValue), "invalid-value"),
+            (Detectors::of(Base::WarmUp), "warm-up"),
+            (Detectors::of(Base::Quiet), "none"),
+            (
+                Detectors::of(Base::Quiet).with_baseline(),
+                "baseline-deviation",
+            ),
+            (
+                Detectors::of(Base::WarmUp).with_baseline(),
+                "baseline-deviation+warm-up",
+            ),
+            (fired(&[Kind::Spike]), "spike"),
+            (
+                fired(&[Kind::LevelUp, Kind::NewMax, Kind::Stuck]).with_baseline(),
+                "baseline-deviation+level-shift-up+new-maximum+stuck-sensor",
+            ),
+        ] {
+            assert_eq!(d.to_string(), printed);
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("{printed:?}"));
+            let back = Detectors::parse(printed).unwrap();
+            assert_eq!(back.to_string(), printed);
+        }
+        assert!(Detectors::parse("spike+nonsense").is_none());
+    }
+
+    #[test]
     fn invalid_values_are_ignored() {
         let mut d = SeriesDetector::new(&DetectorConfig::default());
         let s = d.update(0, f64::NAN);
         assert_eq!(
-            (s.score, s.alert, s.detector.as_str()),
+            (s.score, s.alert, s.detector.to_string().as_str()),
             (0.0, false, "invalid-value")
         );
         assert_eq!(d.seen(), 0);
