@@ -13,6 +13,7 @@ mod peers;
 mod relations;
 mod series;
 mod silence;
+mod state;
 mod watch;
 
 use std::borrow::Cow;
@@ -22,15 +23,14 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{
-    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, SeriesKey,
-    StateKey, Subject,
+    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, SeriesKey, Subject,
 };
 use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, SeriesStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
-use watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
+use watch::{DeviceBatch, Finding, Verdict, Watch};
 
 /// How often silence (and any other watch's time-driven verdict) is checked. A silence
 /// threshold is at least one learnt interval plus 10 s (`sentio_ai::cadence::MIN_SLACK_MS`), so
@@ -125,7 +125,12 @@ impl DetectStage {
         let mut unreadable = 0;
         for (device, metric, json) in rows {
             // State from an older version relearns rather than failing the start.
-            unreadable += usize::from(!stage.restore_row(&device, &metric, &json));
+            unreadable += usize::from(!state::restore_row(
+                &mut stage.watches,
+                &device,
+                &metric,
+                &json,
+            ));
         }
         for d in stores.registry.list_devices().await? {
             if let Ok(id) = DeviceId::parse(&d.id) {
@@ -158,29 +163,6 @@ impl DetectStage {
             "detectors restored"
         );
         Ok(stage)
-    }
-
-    /// Hands one saved row to the watches that own (part of) it; `false` if it was unreadable.
-    fn restore_row(&mut self, device: &str, metric: &str, json: &str) -> bool {
-        let Ok(key) = StateKey::from_row(device, metric) else {
-            return false;
-        };
-        let mut fields: Option<serde_json::Map<String, serde_json::Value>> = None;
-        let mut ok = true;
-        for w in &mut self.watches {
-            match w.state_part(&key) {
-                None => {}
-                Some(StatePart::Whole) => ok &= w.restore(&key, json).is_ok(),
-                Some(StatePart::Field(name)) => {
-                    let fields = fields
-                        .get_or_insert_with(|| serde_json::from_str(json).unwrap_or_default());
-                    ok &= fields
-                        .get(name)
-                        .is_some_and(|part| w.restore(&key, &part.to_string()).is_ok());
-                }
-            }
-        }
-        ok
     }
 
     pub(crate) async fn run(
@@ -526,30 +508,9 @@ impl DetectStage {
         watch.false_alarm(key, device_kind.as_deref())
     }
 
-    /// Saves the state changed since the last save: one row per [`StateKey`], the parts of a
-    /// row shared by several watches joined into one JSON object.
+    /// Saves the watch state changed since the last save.
     async fn save_states(&mut self) {
-        let mut dirty = HashSet::new();
-        for w in &mut self.watches {
-            w.take_dirty(&mut dirty);
-        }
-        let mut rows: Vec<(String, String, String)> = Vec::with_capacity(dirty.len());
-        for key in dirty {
-            let mut whole = None;
-            let mut fields: Vec<(&str, String)> = Vec::new();
-            for w in &self.watches {
-                match w.state_part(&key) {
-                    None => {}
-                    Some(StatePart::Whole) => whole = w.save(&key),
-                    Some(StatePart::Field(name)) => fields.extend(w.save(&key).map(|j| (name, j))),
-                }
-            }
-            let json = whole.or_else(|| (!fields.is_empty()).then(|| join_fields(&fields)));
-            if let Some(json) = json {
-                let (device, metric) = key.to_row();
-                rows.push((device, metric, json));
-            }
-        }
+        let rows = state::dirty_rows(&mut self.watches);
         if rows.is_empty() {
             return;
         }
@@ -557,22 +518,6 @@ impl DetectStage {
             error!(error = %e, "could not save detector state");
         }
     }
-}
-
-/// `{"a":<json>,"b":<json>}` from field names (plain identifiers) and their JSON.
-fn join_fields(fields: &[(&str, String)]) -> String {
-    let mut out = String::from("{");
-    for (i, (name, json)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(name);
-        out.push_str("\":");
-        out.push_str(json);
-    }
-    out.push('}');
-    out
 }
 
 /// A batch's points grouped by device, devices in the order they first appear, each device's
@@ -629,16 +574,5 @@ mod tests {
             seen,
             [("a", vec![1, 1, 2]), ("b", vec![1, 2]), ("c", vec![1])]
         );
-    }
-
-    #[test]
-    fn shared_rows_join_their_parts() {
-        assert_eq!(
-            join_fields(&[("cadence", "{\"a\":1}".into()), ("relations", "[]".into())]),
-            r#"{"cadence":{"a":1},"relations":[]}"#
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(&join_fields(&[("cadence", "1".into())])).unwrap();
-        assert_eq!(v["cadence"], 1);
     }
 }
