@@ -191,7 +191,7 @@ pub struct Score {
 
 /// Which detector statistic dominated a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Kind {
+pub enum DetectorKind {
     /// A single point far above what was expected.
     Spike,
     /// A single point far below what was expected.
@@ -233,7 +233,7 @@ enum Base {
     /// No statistic is surprised enough to name.
     Quiet,
     /// The statistics that were surprised, strongest first.
-    Fired([Option<Kind>; MAX_NAMED]),
+    Fired([Option<DetectorKind>; MAX_NAMED]),
 }
 
 /// The detectors behind a [`Score`]: the fused detector's statistics (or its state: warm-up,
@@ -258,8 +258,8 @@ impl Detectors {
     }
 
     /// The statistics named (strongest first).
-    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
-        let named: &[Option<Kind>] = match &self.base {
+    pub fn kinds(&self) -> impl Iterator<Item = DetectorKind> + '_ {
+        let named: &[Option<DetectorKind>] = match &self.base {
             Base::Fired(k) => k,
             _ => &[],
         };
@@ -297,7 +297,7 @@ impl Detectors {
             _ => {
                 let mut named = [None; MAX_NAMED];
                 for (n, name) in rest.split('+').filter(|n| !n.is_empty()).enumerate() {
-                    *named.get_mut(n)? = Some(Kind::parse(name)?);
+                    *named.get_mut(n)? = Some(DetectorKind::parse(name)?);
                 }
                 Base::Fired(named)
             }
@@ -344,43 +344,43 @@ impl<'de> Deserialize<'de> for Detectors {
     }
 }
 
-impl Kind {
+impl DetectorKind {
     /// The name shown to people.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Spike => "spike",
-            Kind::Dip => "dip",
-            Kind::LevelUp => "level-shift-up",
-            Kind::LevelDown => "level-shift-down",
-            Kind::Variance => "variance-change",
-            Kind::Stuck => "stuck-sensor",
-            Kind::Season => "broken-daily-pattern",
-            Kind::Density => "spike-density",
-            Kind::Sustained => "sustained-deviation",
-            Kind::NewMax => "new-maximum",
-            Kind::DriftUp => "drift-up",
-            Kind::DriftDown => "drift-down",
-            Kind::NewMin => "new-minimum",
+            DetectorKind::Spike => "spike",
+            DetectorKind::Dip => "dip",
+            DetectorKind::LevelUp => "level-shift-up",
+            DetectorKind::LevelDown => "level-shift-down",
+            DetectorKind::Variance => "variance-change",
+            DetectorKind::Stuck => "stuck-sensor",
+            DetectorKind::Season => "broken-daily-pattern",
+            DetectorKind::Density => "spike-density",
+            DetectorKind::Sustained => "sustained-deviation",
+            DetectorKind::NewMax => "new-maximum",
+            DetectorKind::DriftUp => "drift-up",
+            DetectorKind::DriftDown => "drift-down",
+            DetectorKind::NewMin => "new-minimum",
         }
     }
 
-    const ALL: [Kind; 13] = [
-        Kind::Spike,
-        Kind::Dip,
-        Kind::LevelUp,
-        Kind::LevelDown,
-        Kind::Variance,
-        Kind::Stuck,
-        Kind::Season,
-        Kind::Density,
-        Kind::Sustained,
-        Kind::NewMax,
-        Kind::NewMin,
-        Kind::DriftUp,
-        Kind::DriftDown,
+    const ALL: [DetectorKind; 13] = [
+        DetectorKind::Spike,
+        DetectorKind::Dip,
+        DetectorKind::LevelUp,
+        DetectorKind::LevelDown,
+        DetectorKind::Variance,
+        DetectorKind::Stuck,
+        DetectorKind::Season,
+        DetectorKind::Density,
+        DetectorKind::Sustained,
+        DetectorKind::NewMax,
+        DetectorKind::NewMin,
+        DetectorKind::DriftUp,
+        DetectorKind::DriftDown,
     ];
 
-    /// Reads a name written by [`Kind::name`].
+    /// Reads a name written by [`DetectorKind::name`].
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -686,19 +686,23 @@ impl SeriesDetector {
         ];
         let stats = stats.map(|z| c.transform(z));
         let kinds = [
-            if res >= 0.0 { Kind::Spike } else { Kind::Dip },
-            match (use_season, fast_res >= 0.0) {
-                (true, _) => Kind::Season,
-                (false, true) => Kind::LevelUp,
-                (false, false) => Kind::LevelDown,
-            },
-            Kind::Variance,
-            Kind::Density,
-            Kind::Sustained,
-            if self.level >= self.slow_level {
-                Kind::DriftUp
+            if res >= 0.0 {
+                DetectorKind::Spike
             } else {
-                Kind::DriftDown
+                DetectorKind::Dip
+            },
+            match (use_season, fast_res >= 0.0) {
+                (true, _) => DetectorKind::Season,
+                (false, true) => DetectorKind::LevelUp,
+                (false, false) => DetectorKind::LevelDown,
+            },
+            DetectorKind::Variance,
+            DetectorKind::Density,
+            DetectorKind::Sustained,
+            if self.level >= self.slow_level {
+                DetectorKind::DriftUp
+            } else {
+                DetectorKind::DriftDown
             },
         ];
         for ((tail, z), kind) in self.tails.iter().zip(stats).zip(kinds) {
@@ -715,7 +719,7 @@ impl SeriesDetector {
             let r = f64::from(run) / lim;
             if r > 1.0 {
                 let sur = c.stuck_surprise * (1.0 + r.ln());
-                fired.push((sur, Kind::Stuck));
+                fired.push((sur, DetectorKind::Stuck));
             }
         }
         // A value beyond everything seen so far (plus a tolerance of the seen range) is a new
@@ -730,10 +734,10 @@ impl SeriesDetector {
             }
             if let Some((beyond, up)) = r.beyond(smoothed[k], c.range_tol) {
                 let kind = match (k, up) {
-                    (0, true) => Kind::NewMax,
-                    (0, false) => Kind::NewMin,
-                    (_, true) => Kind::LevelUp,
-                    (_, false) => Kind::LevelDown,
+                    (0, true) => DetectorKind::NewMax,
+                    (0, false) => DetectorKind::NewMin,
+                    (_, true) => DetectorKind::LevelUp,
+                    (_, false) => DetectorKind::LevelDown,
                 };
                 fired.push((range_surprises[k] + beyond.ln_1p(), kind));
             }
@@ -882,21 +886,21 @@ impl Range {
 
 /// The surprises of one point, without allocating.
 struct Fired {
-    items: [(f64, Kind); STATS + 4],
+    items: [(f64, DetectorKind); STATS + 4],
     len: usize,
 }
 
 impl Default for Fired {
     fn default() -> Self {
         Self {
-            items: [(0.0, Kind::Spike); STATS + 4],
+            items: [(0.0, DetectorKind::Spike); STATS + 4],
             len: 0,
         }
     }
 }
 
 impl Fired {
-    fn push(&mut self, item: (f64, Kind)) {
+    fn push(&mut self, item: (f64, DetectorKind)) {
         if self.len < self.items.len() {
             self.items[self.len] = item;
             self.len += 1;
@@ -904,7 +908,7 @@ impl Fired {
     }
 
     /// The surprises, strongest first.
-    fn sorted(&mut self) -> &[(f64, Kind)] {
+    fn sorted(&mut self) -> &[(f64, DetectorKind)] {
         let items = &mut self.items[..self.len];
         items.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         items
@@ -1138,7 +1142,10 @@ mod tests {
         assert!(last.expected > 9.5 && last.expected < 10.6, "{last:?}");
         assert!(last.upper < 30.0);
         assert_eq!(last.observed, 30.0);
-        assert!(last.detector.kinds().any(|k| k == Kind::Spike), "{last:?}");
+        assert!(
+            last.detector.kinds().any(|k| k == DetectorKind::Spike),
+            "{last:?}"
+        );
     }
 
     /// Realistic 1 Hz sensors over two days: a daily cycle, a slow random walk, noise, and
@@ -1176,7 +1183,7 @@ mod tests {
 
     #[test]
     fn detector_names_print_as_before() {
-        let fired = |k: &[Kind]| {
+        let fired = |k: &[DetectorKind]| {
             let mut named = [None; MAX_NAMED];
             for (slot, k) in named.iter_mut().zip(k) {
                 *slot = Some(*k);
@@ -1195,9 +1202,14 @@ mod tests {
                 Detectors::of(Base::WarmUp).with_baseline(),
                 "baseline-deviation+warm-up",
             ),
-            (fired(&[Kind::Spike]), "spike"),
+            (fired(&[DetectorKind::Spike]), "spike"),
             (
-                fired(&[Kind::LevelUp, Kind::NewMax, Kind::Stuck]).with_baseline(),
+                fired(&[
+                    DetectorKind::LevelUp,
+                    DetectorKind::NewMax,
+                    DetectorKind::Stuck,
+                ])
+                .with_baseline(),
                 "baseline-deviation+level-shift-up+new-maximum+stuck-sensor",
             ),
         ] {
