@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! broker / HTTP ingest ──► [ingest: parse, group-commit to the store, ack] ──► bounded channel
-//!        ──► [detect: one SeriesDetector per series, alert lifecycle] ──► Bus (live events)
+//!        ──► [detect: watches per device batch, one AlertTracker per AlertKey] ──► Bus (live events)
 //! ```
 //!
 //! Stages are tasks joined by bounded `tokio::sync::mpsc` channels: when the store or the
