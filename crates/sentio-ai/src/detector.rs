@@ -27,6 +27,8 @@
 //!    multiplied by 0.3, so an episode yields one high score (NAB rewards only the first
 //!    detection in a window and charges every later one outside it).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Bins of the learnt daily profile.
@@ -182,45 +184,205 @@ pub struct Score {
     pub upper: f64,
     /// The observed value.
     pub observed: f64,
-    /// Name of the detector(s) that produced the verdict.
-    pub detector: String,
+    /// The detector(s) that produced the verdict (printed as their names, e.g.
+    /// `baseline-deviation+level-shift-up`). `Copy`: scoring a point allocates nothing.
+    pub detector: Detectors,
 }
 
-/// Which detector statistic dominated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Kind {
+/// Which detector statistic dominated a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DetectorKind {
+    /// A single point far above what was expected.
     Spike,
+    /// A single point far below what was expected.
     Dip,
+    /// The smoothed level rose.
     LevelUp,
+    /// The smoothed level fell.
     LevelDown,
+    /// The noise around the level changed.
     Variance,
+    /// The same value repeated for far longer than usual.
     Stuck,
+    /// The value departs from the learnt daily pattern.
     Season,
+    /// Spikes come more often than usual.
     Density,
+    /// A moderate deviation that lasts.
     Sustained,
+    /// Beyond the largest value seen.
     NewMax,
+    /// Beyond the smallest value seen.
     NewMin,
+    /// A slow rise of the baseline.
     DriftUp,
+    /// A slow fall of the baseline.
     DriftDown,
 }
 
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Spike => "spike",
-            Kind::Dip => "dip",
-            Kind::LevelUp => "level-shift-up",
-            Kind::LevelDown => "level-shift-down",
-            Kind::Variance => "variance-change",
-            Kind::Stuck => "stuck-sensor",
-            Kind::Season => "broken-daily-pattern",
-            Kind::Density => "spike-density",
-            Kind::Sustained => "sustained-deviation",
-            Kind::NewMax => "new-maximum",
-            Kind::DriftUp => "drift-up",
-            Kind::DriftDown => "drift-down",
-            Kind::NewMin => "new-minimum",
+/// Most statistics named in one verdict: the strongest and those nearly as surprised.
+const MAX_NAMED: usize = 3;
+
+/// What the fused detector made of a point, before the baseline guard is consulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Base {
+    /// Not a finite number: nothing learnt, nothing alerted.
+    InvalidValue,
+    /// The detector is still learning.
+    WarmUp,
+    /// No statistic is surprised enough to name.
+    Quiet,
+    /// The statistics that were surprised, strongest first.
+    Fired([Option<DetectorKind>; MAX_NAMED]),
+}
+
+/// The detectors behind a [`Score`]: the fused detector's statistics (or its state: warm-up,
+/// none, invalid value) and whether the baseline guard fired. `Copy`; [`fmt::Display`] gives the
+/// names shown to people and stored in explanations (`spike`, `warm-up`, `none`,
+/// `invalid-value`, `baseline-deviation+level-shift-up`), and serde uses the same string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Detectors {
+    baseline: bool,
+    base: Base,
+}
+
+/// Name of the baseline guard in a verdict.
+const BASELINE: &str = "baseline-deviation";
+
+impl Detectors {
+    const fn of(base: Base) -> Self {
+        Self {
+            baseline: false,
+            base,
         }
+    }
+
+    /// The statistics named (strongest first).
+    pub fn kinds(&self) -> impl Iterator<Item = DetectorKind> + '_ {
+        let named: &[Option<DetectorKind>] = match &self.base {
+            Base::Fired(k) => k,
+            _ => &[],
+        };
+        named.iter().flatten().copied()
+    }
+
+    /// Whether the baseline guard fired.
+    pub fn baseline(&self) -> bool {
+        self.baseline
+    }
+
+    /// Whether the fused detector is still learning.
+    pub fn warming_up(&self) -> bool {
+        self.base == Base::WarmUp
+    }
+
+    /// The same verdict with the baseline guard fired too.
+    fn with_baseline(self) -> Self {
+        Self {
+            baseline: true,
+            ..self
+        }
+    }
+
+    /// Reads the names written by [`fmt::Display`].
+    pub fn parse(s: &str) -> Option<Self> {
+        let (baseline, rest) = match s.strip_prefix(BASELINE) {
+            Some(rest) => (true, rest.strip_prefix('+').unwrap_or(rest)),
+            None => (false, s),
+        };
+        let base = match rest {
+            "invalid-value" => Base::InvalidValue,
+            "warm-up" => Base::WarmUp,
+            "none" => Base::Quiet,
+            _ => {
+                let mut named = [None; MAX_NAMED];
+                for (n, name) in rest.split('+').filter(|n| !n.is_empty()).enumerate() {
+                    *named.get_mut(n)? = Some(DetectorKind::parse(name)?);
+                }
+                Base::Fired(named)
+            }
+        };
+        Some(Self { baseline, base })
+    }
+}
+
+impl fmt::Display for Detectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut name = |f: &mut fmt::Formatter<'_>, n: &str| {
+            if !first {
+                f.write_str("+")?;
+            }
+            first = false;
+            f.write_str(n)
+        };
+        if self.baseline {
+            name(f, BASELINE)?;
+        }
+        match self.base {
+            Base::InvalidValue => name(f, "invalid-value"),
+            Base::WarmUp => name(f, "warm-up"),
+            // The guard's own verdict replaces "none".
+            Base::Quiet if self.baseline => Ok(()),
+            Base::Quiet => name(f, "none"),
+            Base::Fired(named) => named.iter().flatten().try_for_each(|k| name(f, k.name())),
+        }
+    }
+}
+
+impl Serialize for Detectors {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Detectors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Detectors::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown detector names {s:?}")))
+    }
+}
+
+impl DetectorKind {
+    /// The name shown to people.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Spike => "spike",
+            DetectorKind::Dip => "dip",
+            DetectorKind::LevelUp => "level-shift-up",
+            DetectorKind::LevelDown => "level-shift-down",
+            DetectorKind::Variance => "variance-change",
+            DetectorKind::Stuck => "stuck-sensor",
+            DetectorKind::Season => "broken-daily-pattern",
+            DetectorKind::Density => "spike-density",
+            DetectorKind::Sustained => "sustained-deviation",
+            DetectorKind::NewMax => "new-maximum",
+            DetectorKind::DriftUp => "drift-up",
+            DetectorKind::DriftDown => "drift-down",
+            DetectorKind::NewMin => "new-minimum",
+        }
+    }
+
+    const ALL: [DetectorKind; 13] = [
+        DetectorKind::Spike,
+        DetectorKind::Dip,
+        DetectorKind::LevelUp,
+        DetectorKind::LevelDown,
+        DetectorKind::Variance,
+        DetectorKind::Stuck,
+        DetectorKind::Season,
+        DetectorKind::Density,
+        DetectorKind::Sustained,
+        DetectorKind::NewMax,
+        DetectorKind::NewMin,
+        DetectorKind::DriftUp,
+        DetectorKind::DriftDown,
+    ];
+
+    /// Reads a name written by [`DetectorKind::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -425,11 +587,7 @@ impl SeriesDetector {
             score.expected = g.expected;
             score.lower = g.lower;
             score.upper = g.upper;
-            score.detector = if score.detector.is_empty() || score.detector == "none" {
-                "baseline-deviation".to_string()
-            } else {
-                format!("baseline-deviation+{}", score.detector)
-            };
+            score.detector = score.detector.with_baseline();
         }
         score
     }
@@ -446,7 +604,7 @@ impl SeriesDetector {
                 lower: expected,
                 upper: expected,
                 observed: value,
-                detector: "invalid-value".into(),
+                detector: Detectors::of(Base::InvalidValue),
             };
         }
         self.seen += 1;
@@ -464,7 +622,7 @@ impl SeriesDetector {
                 lower: value,
                 upper: value,
                 observed: value,
-                detector: "warm-up".into(),
+                detector: Detectors::of(Base::WarmUp),
             };
         }
         let warm = self.seen > u64::from(c.warmup);
@@ -528,19 +686,23 @@ impl SeriesDetector {
         ];
         let stats = stats.map(|z| c.transform(z));
         let kinds = [
-            if res >= 0.0 { Kind::Spike } else { Kind::Dip },
-            match (use_season, fast_res >= 0.0) {
-                (true, _) => Kind::Season,
-                (false, true) => Kind::LevelUp,
-                (false, false) => Kind::LevelDown,
-            },
-            Kind::Variance,
-            Kind::Density,
-            Kind::Sustained,
-            if self.level >= self.slow_level {
-                Kind::DriftUp
+            if res >= 0.0 {
+                DetectorKind::Spike
             } else {
-                Kind::DriftDown
+                DetectorKind::Dip
+            },
+            match (use_season, fast_res >= 0.0) {
+                (true, _) => DetectorKind::Season,
+                (false, true) => DetectorKind::LevelUp,
+                (false, false) => DetectorKind::LevelDown,
+            },
+            DetectorKind::Variance,
+            DetectorKind::Density,
+            DetectorKind::Sustained,
+            if self.level >= self.slow_level {
+                DetectorKind::DriftUp
+            } else {
+                DetectorKind::DriftDown
             },
         ];
         for ((tail, z), kind) in self.tails.iter().zip(stats).zip(kinds) {
@@ -557,7 +719,7 @@ impl SeriesDetector {
             let r = f64::from(run) / lim;
             if r > 1.0 {
                 let sur = c.stuck_surprise * (1.0 + r.ln());
-                fired.push((sur, Kind::Stuck));
+                fired.push((sur, DetectorKind::Stuck));
             }
         }
         // A value beyond everything seen so far (plus a tolerance of the seen range) is a new
@@ -572,10 +734,10 @@ impl SeriesDetector {
             }
             if let Some((beyond, up)) = r.beyond(smoothed[k], c.range_tol) {
                 let kind = match (k, up) {
-                    (0, true) => Kind::NewMax,
-                    (0, false) => Kind::NewMin,
-                    (_, true) => Kind::LevelUp,
-                    (_, false) => Kind::LevelDown,
+                    (0, true) => DetectorKind::NewMax,
+                    (0, false) => DetectorKind::NewMin,
+                    (_, true) => DetectorKind::LevelUp,
+                    (_, false) => DetectorKind::LevelDown,
                 };
                 fired.push((range_surprises[k] + beyond.ln_1p(), kind));
             }
@@ -664,20 +826,21 @@ impl SeriesDetector {
             lower: expected - c.threshold * scale,
             upper: expected + c.threshold * scale,
             observed: value,
-            detector: if !warm {
-                "warm-up".into()
+            detector: Detectors::of(if !warm {
+                Base::WarmUp
             } else if surprise < c.explain_min {
-                "none".into()
+                Base::Quiet
             } else {
                 // The strongest detector, plus those nearly as surprised.
-                let names: Vec<&str> = fired
+                let mut named = [None; MAX_NAMED];
+                let strong = fired
                     .iter()
-                    .take_while(|f| f.0 >= c.explain_min.max(0.5 * surprise))
-                    .take(3)
-                    .map(|f| f.1.name())
-                    .collect();
-                names.join("+")
-            },
+                    .take_while(|f| f.0 >= c.explain_min.max(0.5 * surprise));
+                for (slot, f) in named.iter_mut().zip(strong) {
+                    *slot = Some(f.1);
+                }
+                Base::Fired(named)
+            }),
         }
     }
 }
@@ -723,21 +886,21 @@ impl Range {
 
 /// The surprises of one point, without allocating.
 struct Fired {
-    items: [(f64, Kind); STATS + 4],
+    items: [(f64, DetectorKind); STATS + 4],
     len: usize,
 }
 
 impl Default for Fired {
     fn default() -> Self {
         Self {
-            items: [(0.0, Kind::Spike); STATS + 4],
+            items: [(0.0, DetectorKind::Spike); STATS + 4],
             len: 0,
         }
     }
 }
 
 impl Fired {
-    fn push(&mut self, item: (f64, Kind)) {
+    fn push(&mut self, item: (f64, DetectorKind)) {
         if self.len < self.items.len() {
             self.items[self.len] = item;
             self.len += 1;
@@ -745,7 +908,7 @@ impl Fired {
     }
 
     /// The surprises, strongest first.
-    fn sorted(&mut self) -> &[(f64, Kind)] {
+    fn sorted(&mut self) -> &[(f64, DetectorKind)] {
         let items = &mut self.items[..self.len];
         items.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         items
@@ -914,7 +1077,7 @@ mod tests {
                 s.lower <= s.expected && s.expected <= s.upper,
                 "{name}: {s:?}"
             );
-            assert!(s.detector != "warm-up", "{name}: {s:?}");
+            assert!(!s.detector.warming_up(), "{name}: {s:?}");
         }
     }
 
@@ -979,7 +1142,10 @@ mod tests {
         assert!(last.expected > 9.5 && last.expected < 10.6, "{last:?}");
         assert!(last.upper < 30.0);
         assert_eq!(last.observed, 30.0);
-        assert!(last.detector.contains("spike"), "{last:?}");
+        assert!(
+            last.detector.kinds().any(|k| k == DetectorKind::Spike),
+            "{last:?}"
+        );
     }
 
     /// Realistic 1 Hz sensors over two days: a daily cycle, a slow random walk, noise, and
@@ -1016,11 +1182,51 @@ mod tests {
     }
 
     #[test]
+    fn detector_names_print_as_before() {
+        let fired = |k: &[DetectorKind]| {
+            let mut named = [None; MAX_NAMED];
+            for (slot, k) in named.iter_mut().zip(k) {
+                *slot = Some(*k);
+            }
+            Detectors::of(Base::Fired(named))
+        };
+        for (d, printed) in [
+            (Detectors::of(Base::InvalidValue), "invalid-value"),
+            (Detectors::of(Base::WarmUp), "warm-up"),
+            (Detectors::of(Base::Quiet), "none"),
+            (
+                Detectors::of(Base::Quiet).with_baseline(),
+                "baseline-deviation",
+            ),
+            (
+                Detectors::of(Base::WarmUp).with_baseline(),
+                "baseline-deviation+warm-up",
+            ),
+            (fired(&[DetectorKind::Spike]), "spike"),
+            (
+                fired(&[
+                    DetectorKind::LevelUp,
+                    DetectorKind::NewMax,
+                    DetectorKind::Stuck,
+                ])
+                .with_baseline(),
+                "baseline-deviation+level-shift-up+new-maximum+stuck-sensor",
+            ),
+        ] {
+            assert_eq!(d.to_string(), printed);
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("{printed:?}"));
+            let back = Detectors::parse(printed).unwrap();
+            assert_eq!(back.to_string(), printed);
+        }
+        assert!(Detectors::parse("spike+nonsense").is_none());
+    }
+
+    #[test]
     fn invalid_values_are_ignored() {
         let mut d = SeriesDetector::new(&DetectorConfig::default());
         let s = d.update(0, f64::NAN);
         assert_eq!(
-            (s.score, s.alert, s.detector.as_str()),
+            (s.score, s.alert, s.detector.to_string().as_str()),
             (0.0, false, "invalid-value")
         );
         assert_eq!(d.seen(), 0);

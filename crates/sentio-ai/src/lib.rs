@@ -32,7 +32,9 @@ pub mod peers;
 pub mod relation;
 
 pub use cadence::{Cadence, Silence};
-pub use detector::{DetectorConfig, Score, SensitivityChange, SeriesDetector};
+pub use detector::{
+    DetectorConfig, DetectorKind, Detectors, Score, SensitivityChange, SeriesDetector,
+};
 pub use error::AiError;
 pub use forecast::{ForecastPoint, ThresholdEta, forecast, time_to_threshold, try_forecast};
 pub use limits::{Limit, LimitObservation, LimitWatch};

@@ -14,6 +14,7 @@
 //! `HORIZON` readings), frozen while the device is out of line, relearnt after `REBASE_AFTER`
 //! consecutive out-of-line readings.
 
+use sentio_core::DeviceId;
 use serde::{Deserialize, Serialize};
 
 /// Readings of a device before it may alert.
@@ -87,11 +88,11 @@ pub struct PeerVerdict {
 impl PeerGroup {
     /// Judges `value` of `device` at `ts_ms` against the peers, then learns from it. `None`
     /// while there are too few fresh peers or the device is still learning its usual offset.
-    pub fn observe(&mut self, device: &str, ts_ms: i64, value: f64) -> Option<PeerVerdict> {
+    pub fn observe(&mut self, device: &DeviceId, ts_ms: i64, value: f64) -> Option<PeerVerdict> {
         if !value.is_finite() {
             return None;
         }
-        let idx = match self.members.iter().position(|m| m.device == device) {
+        let idx = match self.position(device) {
             Some(i) => i,
             None => {
                 self.members.push(Member {
@@ -175,8 +176,9 @@ impl PeerGroup {
 
     /// A peer alert on `device` was marked as a false alarm: widens its band. Returns the
     /// false-alarm count and the band (in spreads) before and after.
-    pub fn mark_false_alarm(&mut self, device: &str) -> Option<(u32, f64, f64)> {
-        let m = self.members.iter_mut().find(|m| m.device == device)?;
+    pub fn mark_false_alarm(&mut self, device: &DeviceId) -> Option<(u32, f64, f64)> {
+        let i = self.position(device)?;
+        let m = &mut self.members[i];
         let before = K * FALSE_ALARM_FACTOR.powi(m.false_alarms as i32);
         m.false_alarms = m.false_alarms.saturating_add(1);
         Some((
@@ -187,9 +189,15 @@ impl PeerGroup {
     }
 
     /// Forgets a device (erasure).
-    pub fn remove(&mut self, device: &str) {
-        self.members.retain(|m| m.device != device);
+    pub fn remove(&mut self, device: &DeviceId) {
+        self.members.retain(|m| m.device != device.as_str());
         self.median_ts = i64::MIN;
+    }
+
+    fn position(&self, device: &DeviceId) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.device == device.as_str())
     }
 
     /// Devices in the group.
@@ -206,6 +214,10 @@ impl PeerGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn room(i: usize) -> DeviceId {
+        DeviceId::parse(&format!("room-{i}")).unwrap()
+    }
 
     #[test]
     fn a_room_leaving_its_peers_alerts_while_shared_swings_do_not() {
@@ -224,7 +236,7 @@ mod tests {
             let shared = 21.0 + 3.0 * ((t as f64) / 300.0).sin();
             for (i, off) in offsets.iter().enumerate() {
                 let v = shared + off + noise();
-                if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v) {
+                if let Some(v) = g.observe(&room(i), t * 1_000, v) {
                     alerts += usize::from(v.alert);
                 }
             }
@@ -238,7 +250,7 @@ mod tests {
             for (i, off) in offsets.iter().enumerate() {
                 let extra = if i == 2 { 1.5 } else { 0.0 };
                 let v = shared + off + extra + noise();
-                if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v)
+                if let Some(v) = g.observe(&room(i), t * 1_000, v)
                     && v.alert
                 {
                     if i != 2 {
@@ -257,7 +269,7 @@ mod tests {
         assert_eq!(i, 2);
         assert!(t < 2_010);
         assert_eq!(v.peers, 4);
-        assert!(g.mark_false_alarm("room-2").unwrap().2 > K);
+        assert!(g.mark_false_alarm(&room(2)).unwrap().2 > K);
     }
 
     #[test]
@@ -286,7 +298,7 @@ mod tests {
                 } else {
                     3.0
                 };
-                if let Some(v) = g.observe(&format!("room-{i}"), t * 1_000, v) {
+                if let Some(v) = g.observe(&room(i), t * 1_000, v) {
                     alerts += usize::from(v.alert);
                 }
             }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::AlertId;
+
 /// Whether an alert is still going on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -123,11 +125,12 @@ pub struct Explanation {
 /// An alert on one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
-    /// Store-assigned id (0 before it is first saved).
-    pub id: i64,
+    /// Store-assigned id ([`AlertId::UNSAVED`] before it is first saved).
+    pub id: AlertId,
     /// Device id.
     pub device: String,
-    /// Metric name.
+    /// What in the device: a metric name, `a~b` for a pair of metrics, `*` for the whole device
+    /// ([`crate::Subject::label`]).
     pub metric: String,
     /// Open or resolved.
     pub state: AlertState,

@@ -15,4 +15,7 @@ pub enum CoreError {
     /// An MQTT topic filter that cannot be used in an ACL.
     #[error("invalid topic filter {0:?}: {1}")]
     InvalidTopicFilter(String, String),
+    /// A saved-state row whose key is not one this version writes.
+    #[error("unreadable saved-state key {0:?}")]
+    InvalidStateKey(String),
 }

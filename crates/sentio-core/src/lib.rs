@@ -1,5 +1,7 @@
 //! The vocabulary every Sentio crate shares: [`Point`] (the one telemetry type), [`DeviceId`],
-//! time helpers, and the telemetry payload format ([`telemetry::parse`]).
+//! the typed keys of series, alerts and saved watch state ([`SeriesKey`], [`AlertKey`],
+//! [`AlertId`], [`Subject`], [`StateKey`]), time helpers, and the telemetry payload format
+//! ([`telemetry::parse`]).
 //!
 //! This crate does no IO, so it cannot fail except on bad input, which is always an error value.
 //!
@@ -15,6 +17,7 @@ pub mod acl;
 pub mod alert;
 mod device;
 mod error;
+pub mod keys;
 mod point;
 pub mod telemetry;
 pub mod time;
@@ -22,6 +25,7 @@ pub mod time;
 pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
 pub use device::DeviceId;
 pub use error::CoreError;
+pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
 pub use point::{Point, TextEvent};
 
 /// MQTT topic helpers: the topic layout is a public contract with devices.
@@ -34,7 +38,7 @@ pub mod topic {
     pub const COMMANDS: &str = "commands";
 
     /// `devices/<id>/telemetry`.
-    pub fn telemetry(device: &str) -> String {
+    pub fn telemetry(device: &crate::DeviceId) -> String {
         format!("{DEVICES}/{device}/{TELEMETRY}")
     }
 

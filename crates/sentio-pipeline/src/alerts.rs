@@ -1,10 +1,9 @@
-//! The life of an alert on one series: it opens on the first anomalous point, records the most
-//! extreme point while open, and resolves after a run of normal points.
+//! The life of one alert condition ([`AlertKey`]): it opens on the first alerting verdict,
+//! records the most extreme one while open, and resolves after a run of normal verdicts.
 
-use sentio_ai::Score;
-use sentio_core::{Alert, AlertState, Explanation};
+use sentio_core::{Alert, AlertId, AlertKey, AlertState, Explanation};
 
-/// What one scored point did to the series' alert.
+/// What one verdict did to its key's alert.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// Nothing worth saving.
@@ -17,7 +16,7 @@ pub enum Transition {
     Resolved(Alert),
 }
 
-/// Alert state of one series.
+/// Alert state of one alert key.
 #[derive(Debug, Clone)]
 pub struct AlertTracker {
     open: Option<Alert>,
@@ -26,7 +25,7 @@ pub struct AlertTracker {
 }
 
 impl AlertTracker {
-    /// A tracker that resolves after `resolve_after` consecutive normal points, continuing
+    /// A tracker that resolves after `resolve_after` consecutive normal verdicts, continuing
     /// `open` if there is one (restored after a restart).
     pub fn new(resolve_after: u32, open: Option<Alert>) -> Self {
         Self {
@@ -52,7 +51,7 @@ impl AlertTracker {
 
     /// Stores the id the store gave to the alert opened at `opened_ms`, if it is still the open
     /// one (it may have resolved, and another opened, within the same batch).
-    pub fn set_id(&mut self, opened_ms: i64, id: i64) {
+    pub fn set_id(&mut self, opened_ms: i64, id: AlertId) {
         if let Some(a) = &mut self.open
             && a.opened_ms == opened_ms
         {
@@ -60,59 +59,15 @@ impl AlertTracker {
         }
     }
 
-    /// Takes the verdict on one point of `device`/`metric` at `ts_ms`.
-    pub fn observe(&mut self, device: &str, metric: &str, ts_ms: i64, score: &Score) -> Transition {
-        self.observe_with(device, metric, ts_ms, score.alert, || {
-            explain(metric, score)
-        })
-    }
-
-    /// Takes a verdict made elsewhere (relation, peer, limit and silence watches): `alert`, and
-    /// the explanation, built only when it is needed.
-    pub fn observe_with(
+    /// Takes the verdict on `key` at `ts_ms`: `Some(explanation)` when the condition holds,
+    /// `None` when it does not.
+    pub fn observe(
         &mut self,
-        device: &str,
-        metric: &str,
+        key: &AlertKey,
         ts_ms: i64,
-        alert: bool,
-        explanation: impl FnOnce() -> Explanation,
+        alerting: Option<Explanation>,
     ) -> Transition {
-        if alert {
-            self.normal_run = 0;
-            let explanation = explanation();
-            match &mut self.open {
-                Some(a) => {
-                    a.last_anomaly_ms = ts_ms;
-                    a.anomalous_points += 1;
-                    if explanation.score > a.peak.score
-                        || (explanation.score >= a.peak.score
-                            && (explanation.observed - explanation.expected).abs()
-                                > (a.peak.observed - a.peak.expected).abs())
-                    {
-                        a.peak = explanation;
-                        return Transition::Escalated(a.clone());
-                    }
-                    Transition::None
-                }
-                None => {
-                    let a = Alert {
-                        id: 0,
-                        device: device.to_string(),
-                        metric: metric.to_string(),
-                        state: AlertState::Open,
-                        opened_ms: ts_ms,
-                        last_anomaly_ms: ts_ms,
-                        resolved_ms: None,
-                        anomalous_points: 1,
-                        explanation: explanation.clone(),
-                        peak: explanation,
-                        feedback: None,
-                    };
-                    self.open = Some(a.clone());
-                    Transition::Opened(a)
-                }
-            }
-        } else {
+        let Some(explanation) = alerting else {
             if self.open.is_none() {
                 return Transition::None;
             }
@@ -120,99 +75,87 @@ impl AlertTracker {
             if self.normal_run < self.resolve_after {
                 return Transition::None;
             }
-            let mut a = self.open.take().expect("checked above");
+            let Some(mut a) = self.open.take() else {
+                return Transition::None;
+            };
             a.state = AlertState::Resolved;
             a.resolved_ms = Some(ts_ms);
             self.normal_run = 0;
-            Transition::Resolved(a)
+            return Transition::Resolved(a);
+        };
+        self.normal_run = 0;
+        match &mut self.open {
+            Some(a) => {
+                a.last_anomaly_ms = ts_ms;
+                a.anomalous_points += 1;
+                if explanation.score > a.peak.score
+                    || (explanation.score >= a.peak.score
+                        && (explanation.observed - explanation.expected).abs()
+                            > (a.peak.observed - a.peak.expected).abs())
+                {
+                    a.peak = explanation;
+                    return Transition::Escalated(a.clone());
+                }
+                Transition::None
+            }
+            None => {
+                let a = Alert {
+                    id: AlertId::UNSAVED,
+                    device: key.device.to_string(),
+                    metric: key.subject.label(),
+                    state: AlertState::Open,
+                    opened_ms: ts_ms,
+                    last_anomaly_ms: ts_ms,
+                    resolved_ms: None,
+                    anomalous_points: 1,
+                    explanation: explanation.clone(),
+                    peak: explanation,
+                    feedback: None,
+                };
+                self.open = Some(a.clone());
+                Transition::Opened(a)
+            }
         }
-    }
-}
-
-/// The sentence and numbers that explain a verdict.
-pub fn explain(metric: &str, s: &Score) -> Explanation {
-    let direction = if s.observed > s.upper {
-        "above"
-    } else if s.observed < s.lower {
-        "below"
-    } else {
-        "unusual within"
-    };
-    Explanation {
-        detector: s.detector.clone(),
-        expected: s.expected,
-        lower: s.lower,
-        upper: s.upper,
-        observed: s.observed,
-        score: s.score,
-        message: format!(
-            "{metric} = {} is {direction} the expected range {}..{} (expected about {}); detector: {}",
-            round(s.observed),
-            round(s.lower),
-            round(s.upper),
-            round(s.expected),
-            s.detector
-        ),
-        ..Explanation::default()
-    }
-}
-
-pub(crate) fn round(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use sentio_ai::{DetectorConfig, SeriesDetector};
+    use sentio_core::{AlertKind, DeviceId, Subject};
 
-    fn score(alert: bool, observed: f64, s: f64) -> Score {
-        Score {
-            score: s,
-            alert,
-            expected: 10.0,
-            lower: 8.0,
-            upper: 12.0,
-            observed,
-            detector: "test".into(),
-        }
-    }
+    use super::*;
+    use crate::explain;
 
     #[test]
     fn opens_escalates_and_resolves() {
-        let mut t = AlertTracker::new(3, None);
-        assert_eq!(
-            t.observe("d", "m", 1, &score(false, 10.0, 0.1)),
-            Transition::None
+        let key = AlertKey::new(
+            DeviceId::parse("d").unwrap(),
+            Subject::Metric("m".into()),
+            AlertKind::Anomaly,
         );
-        let Transition::Opened(a) = t.observe("d", "m", 2, &score(true, 20.0, 0.9)) else {
+        let alerting = |observed: f64, score: f64| {
+            Some(Explanation {
+                expected: 10.0,
+                observed,
+                score,
+                ..Explanation::default()
+            })
+        };
+        let mut t = AlertTracker::new(3, None);
+        assert_eq!(t.observe(&key, 1, None), Transition::None);
+        let Transition::Opened(a) = t.observe(&key, 2, alerting(20.0, 0.9)) else {
             panic!("should open")
         };
-        assert!(
-            a.explanation.message.contains("above"),
-            "{}",
-            a.explanation.message
-        );
+        assert_eq!((a.device.as_str(), a.metric.as_str()), ("d", "m"));
         assert!(matches!(
-            t.observe("d", "m", 3, &score(true, 30.0, 0.99)),
+            t.observe(&key, 3, alerting(30.0, 0.99)),
             Transition::Escalated(_)
         ));
-        assert_eq!(
-            t.observe("d", "m", 4, &score(true, 15.0, 0.5)),
-            Transition::None
-        );
-        assert_eq!(
-            t.observe("d", "m", 5, &score(false, 10.0, 0.0)),
-            Transition::None
-        );
-        assert_eq!(
-            t.observe("d", "m", 6, &score(false, 10.0, 0.0)),
-            Transition::None
-        );
-        let Transition::Resolved(a) = t.observe("d", "m", 7, &score(false, 10.0, 0.0)) else {
+        assert_eq!(t.observe(&key, 4, alerting(15.0, 0.5)), Transition::None);
+        assert_eq!(t.observe(&key, 5, None), Transition::None);
+        assert_eq!(t.observe(&key, 6, None), Transition::None);
+        let Transition::Resolved(a) = t.observe(&key, 7, None) else {
             panic!("should resolve")
         };
         assert_eq!(a.state, AlertState::Resolved);
@@ -220,5 +163,24 @@ mod tests {
         assert_eq!(a.anomalous_points, 3);
         assert_eq!(a.peak.observed, 30.0);
         assert!(t.open().is_none());
+    }
+
+    #[test]
+    fn an_anomaly_is_explained_in_numbers_and_words() {
+        let mut d = SeriesDetector::new(&DetectorConfig::default());
+        for i in 0..400 {
+            d.update(i * 1000, 20.0 + (i % 7) as f64 * 0.1);
+        }
+        let s = d.update(400_000, 80.0);
+        assert!(s.alert);
+        let e = explain::anomaly("temp", &s);
+        assert_eq!(e.kind, AlertKind::Anomaly);
+        assert_eq!(e.detector, s.detector.to_string());
+        assert!(e.message.contains("above"), "{}", e.message);
+        assert!(
+            e.message.ends_with(&format!("detector: {}", s.detector)),
+            "{}",
+            e.message
+        );
     }
 }

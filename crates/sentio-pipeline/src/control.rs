@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sentio_ai::Limit;
 use sentio_ai::limits::DEFAULT_HORIZON_MS;
-use sentio_core::Alert;
+use sentio_core::{Alert, AlertId, DeviceId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -109,7 +109,7 @@ impl Control {
     /// sensitive (the returned alert's feedback says how) and resolves it if open.
     pub async fn feedback(
         &self,
-        id: i64,
+        id: AlertId,
         false_alarm: bool,
         note: Option<String>,
     ) -> Result<Alert, PipelineError> {
@@ -128,11 +128,11 @@ impl Control {
 
     /// Makes the detectors forget `device` (after it was deleted or erased), so nothing learnt
     /// from it is saved again.
-    pub async fn forget(&self, device: &str) -> Result<(), PipelineError> {
+    pub async fn forget(&self, device: &DeviceId) -> Result<(), PipelineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Forget {
-                device: device.to_string(),
+                device: device.clone(),
                 reply,
             })
             .await

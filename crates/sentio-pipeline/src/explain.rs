@@ -1,13 +1,50 @@
-//! Explanations of the alerts that do not come from a series' own detectors: relations between
-//! a device's metrics, peers, declared limits, forecasts and silence. Each says what was
-//! expected, what was seen and which watch said so, in numbers and in one sentence.
+//! Explanations of alerts, one function per kind: a series' own detectors, relations between a
+//! device's metrics, peers, declared limits, forecasts and silence. Each says what was expected,
+//! what was seen and which watch said so, in numbers and in one sentence.
 
 use sentio_ai::limits::{Breach, Forecast};
-use sentio_ai::{PeerVerdict, RelationVerdict, Silence};
+use sentio_ai::{PeerVerdict, RelationVerdict, Score, Silence};
 use sentio_core::time::format_time;
-use sentio_core::{AlertKind, Contributor, Explanation, Prediction};
+use sentio_core::{AlertKind, Contributor, DeviceId, Explanation, Prediction};
 
-use crate::alerts::round;
+/// A value as people read it: one decimal from 100 up, three below.
+fn round(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A series unlike its own history (the verdict of its detectors).
+pub(crate) fn anomaly(metric: &str, s: &Score) -> Explanation {
+    let direction = if s.observed > s.upper {
+        "above"
+    } else if s.observed < s.lower {
+        "below"
+    } else {
+        "unusual within"
+    };
+    Explanation {
+        kind: AlertKind::Anomaly,
+        detector: s.detector.to_string(),
+        expected: s.expected,
+        lower: s.lower,
+        upper: s.upper,
+        observed: s.observed,
+        score: s.score,
+        message: format!(
+            "{metric} = {} is {direction} the expected range {}..{} (expected about {}); detector: {}",
+            round(s.observed),
+            round(s.lower),
+            round(s.upper),
+            round(s.expected),
+            s.detector
+        ),
+        contributors: Vec::new(),
+        prediction: None,
+    }
+}
 
 fn contributor(metric: &str, observed: f64, expected: f64) -> Contributor {
     Contributor {
@@ -57,7 +94,7 @@ pub(crate) fn relation(v: &RelationVerdict) -> Explanation {
 
 /// A device that left its peers.
 pub(crate) fn peer(
-    device: &str,
+    device: &DeviceId,
     metric: &str,
     kind: &str,
     value: f64,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! broker / HTTP ingest ──► [ingest: parse, group-commit to the store, ack] ──► bounded channel
-//!        ──► [detect: one SeriesDetector per series, alert lifecycle] ──► Bus (live events)
+//!        ──► [detect: watches per device batch, one AlertTracker per AlertKey] ──► Bus (live events)
 //! ```
 //!
 //! Stages are tasks joined by bounded `tokio::sync::mpsc` channels: when the store or the
@@ -12,6 +12,13 @@
 //!
 //! The [`Bus`] trait carries live events (telemetry, alerts, presence) to WebSocket clients; the
 //! embedded default is [`LocalBus`], and a scale-out mode can put NATS behind the same trait.
+//!
+//! The detect stage is a folder of watches (`detect/`): each looks at one device's share of a
+//! committed batch (its series' detectors, its silence, its declared limits, its peers, the
+//! relations between its metrics) and returns verdicts on alert keys
+//! ([`sentio_core::AlertKey`]); an [`AlertTracker`] per key turns them into alerts.
+
+#![deny(missing_docs)]
 
 mod alerts;
 mod bus;
@@ -26,7 +33,6 @@ mod stats;
 pub use alerts::{AlertTracker, Transition};
 pub use bus::{Bus, Event, LocalBus, Subscription};
 pub use control::{Control, DeclaredLimit};
-pub use detect::DEVICE_WIDE;
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
 pub use presence::Presence;

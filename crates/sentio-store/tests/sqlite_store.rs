@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sentio_core::{Alert, AlertState, DeviceId, Explanation, Point};
+use sentio_core::{Alert, AlertId, AlertState, DeviceId, Explanation, Point};
 use sentio_store::{
     Agg, AlertFilter, AlertStore, DeviceRegistry, NewDevice, RangeQuery, SeriesStore, SqliteStore,
     StoreError,
@@ -61,7 +61,7 @@ async fn everything_survives_reopen_and_erase_removes_everything() {
         // Same timestamp again: last value wins.
         store.append(&[point("d1", "t", 0, 42.0)]).await.unwrap();
         let alert = Alert {
-            id: 0,
+            id: AlertId::UNSAVED,
             device: "d1".into(),
             metric: "t".into(),
             state: AlertState::Open,
@@ -77,7 +77,7 @@ async fn everything_survives_reopen_and_erase_removes_everything() {
         assert!(id > 0);
         store
             .save_alert(&Alert {
-                id,
+                id: AlertId::new(id),
                 state: AlertState::Resolved,
                 resolved_ms: Some(9),
                 ..alert

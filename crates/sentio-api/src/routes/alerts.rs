@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use sentio_core::time::format_time;
-use sentio_core::{Alert, AlertState};
+use sentio_core::{Alert, AlertId, AlertState};
 use sentio_store::AlertFilter;
 use serde_json::{Value, json};
 
@@ -84,7 +84,10 @@ pub async fn feedback(
             "note is longer than 1000 bytes",
         ));
     }
-    let a = s.control.feedback(id, body.false_alarm, body.note).await?;
+    let a = s
+        .control
+        .feedback(AlertId::new(id), body.false_alarm, body.note)
+        .await?;
     let effect = a.feedback.as_ref().map(|f| f.effect.clone());
     Ok(Json(json!({ "alert": view(&a), "effect": effect })))
 }

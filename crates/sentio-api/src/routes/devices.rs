@@ -41,7 +41,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(CreatedDevice {
-            telemetry_topic: topic::telemetry(&device.id),
+            telemetry_topic: topic::telemetry(&id),
             mqtt_username: device.id.clone(),
             id: device.id,
             secret,
@@ -87,7 +87,9 @@ pub async fn delete(
     let removed = s.registry.delete_device(&id, params.erase).await?;
     s.presence.forget(&id);
     // The detectors drop what they learnt, so it is not saved again.
-    s.control.forget(&id).await?;
+    if let Ok(device) = DeviceId::parse(&id) {
+        s.control.forget(&device).await?;
+    }
     tracing::info!(device = %id, erase = params.erase, ?removed, "device deleted");
     let removed: serde_json::Map<String, Value> =
         removed.into_iter().map(|(k, v)| (k, json!(v))).collect();

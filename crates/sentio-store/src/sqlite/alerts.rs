@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{Row, params};
-use sentio_core::{Alert, AlertState, Feedback};
+use sentio_core::{Alert, AlertId, AlertState, Feedback};
 
 use super::SqliteStore;
 use crate::{AlertFilter, AlertStore, Result, StoreError};
@@ -48,7 +48,7 @@ fn finish(row: AlertRow) -> Result<Alert> {
             Some(f) => Some(serde_json::from_str(f).map_err(|_| corrupt("feedback"))?),
             None => None,
         },
-        id: row.id,
+        id: AlertId::new(row.id),
         device: row.device,
         metric: row.metric,
         opened_ms: row.opened_ms,
@@ -91,7 +91,7 @@ impl AlertStore for SqliteStore {
         self.with_conn(move |_, conn| {
             let explanation = serde_json::to_string(&a.explanation).expect("serialise");
             let peak = serde_json::to_string(&a.peak).expect("serialise");
-            let id = if a.id == 0 { None } else { Some(a.id) };
+            let id = a.id.is_saved().then_some(a.id.get());
             conn.execute(
                 "INSERT INTO alerts (id, device, metric, state, opened_ms, last_anomaly_ms, \
                  resolved_ms, anomalous_points, explanation, peak) \

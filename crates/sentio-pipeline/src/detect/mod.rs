@@ -1,0 +1,578 @@
+//! The detect stage: a folder of watches. Every committed point reaches, device by device, each
+//! [`Watch`]: the series' own detectors (`series`), the device's reporting cadence (`silence`),
+//! any declared limit (`limits`), the device's kind's peer group (`peers`) and the relations
+//! between the device's metrics (`relations`). Their verdicts drive one [`AlertTracker`] per
+//! [`AlertKey`]; alerts and telemetry are announced on the bus. Users' false-alarm marks come
+//! back here ([`Command`]), because this task owns the state whose sensitivity they change.
+//!
+//! The rules engine and a device-level model plug in the same way: a file here implementing
+//! [`Watch`], added to the list in [`DetectStage::restore`].
+
+mod limits;
+mod peers;
+mod relations;
+mod series;
+mod silence;
+mod state;
+mod watch;
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sentio_core::time::now_ms;
+use sentio_core::{
+    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, SeriesKey, Subject,
+};
+use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, SeriesStore};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
+use watch::{DeviceBatch, Finding, Verdict, Watch};
+
+/// How often silence (and any other watch's time-driven verdict) is checked. A silence
+/// threshold is at least one learnt interval plus 10 s (`sentio_ai::cadence::MIN_SLACK_MS`), so
+/// a one-second check delays an alert by a tenth of the shortest threshold at most.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+/// Open alerts restored at start: far more than are open at once (at most one per device,
+/// subject and kind, and alerts resolve); the list is newest first, so only alerts older than
+/// the newest 100,000 would stay open in the store unwatched.
+const MAX_OPEN_ALERTS_RESTORED: usize = 100_000;
+/// The kind of a device the registry does not know (it was deleted while its points were on
+/// their way): such devices are peers of one another only.
+const UNKNOWN_KIND: &str = "device";
+
+/// Requests to the detect task.
+pub(crate) enum Command {
+    /// A user's verdict on an alert.
+    Feedback {
+        alert_id: AlertId,
+        false_alarm: bool,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<Alert, PipelineError>>,
+    },
+    /// Forget everything learnt about a device (it was deleted or erased).
+    Forget {
+        device: DeviceId,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What a saved transition was, for the log and the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Opened,
+    Escalated,
+    Resolved,
+}
+
+pub(crate) struct DetectStage {
+    watches: Vec<Box<dyn Watch>>,
+    trackers: HashMap<AlertKey, AlertTracker>,
+    /// Timestamp of the latest watched point of each series: watches are causal, so a point at
+    /// or before it is stored but not watched.
+    watched_until: HashMap<SeriesKey, i64>,
+    /// Device kinds, loaded from the registry at start and looked up for a new device before
+    /// its first batch is watched.
+    kinds: HashMap<DeviceId, Arc<str>>,
+    /// Verdicts of the batch being applied (kept to reuse its allocation).
+    verdicts: Vec<Verdict>,
+    default_resolve_after: u32,
+    registry: Arc<dyn DeviceRegistry>,
+    alerts: Arc<dyn AlertStore>,
+    store: Arc<dyn SeriesStore>,
+    bus: Arc<dyn Bus>,
+    stats: Arc<Stats>,
+}
+
+impl DetectStage {
+    /// Restores watch state and open alerts saved by the previous run.
+    pub(crate) async fn restore(
+        config: &PipelineConfig,
+        stores: &Stores,
+        bus: Arc<dyn Bus>,
+        stats: Arc<Stats>,
+    ) -> Result<Self, PipelineError> {
+        let resolve_after = config.resolve_after_normal_points;
+        // Silence first: an arrival ends a silence before the arrival itself is judged.
+        let watches: Vec<Box<dyn Watch>> = vec![
+            Box::new(silence::SilenceWatch::new(now_ms())),
+            Box::new(series::SeriesWatch::new(
+                config.detector.clone(),
+                resolve_after,
+            )),
+            Box::new(limits::LimitsWatch::new(config.limits.clone())),
+            Box::new(peers::PeersWatch::new(resolve_after)),
+            Box::new(relations::RelationsWatch::new(resolve_after)),
+        ];
+        let mut stage = Self {
+            watches,
+            trackers: HashMap::new(),
+            watched_until: HashMap::new(),
+            kinds: HashMap::new(),
+            verdicts: Vec::new(),
+            default_resolve_after: resolve_after,
+            registry: stores.registry.clone(),
+            alerts: stores.alerts.clone(),
+            store: stores.series.clone(),
+            bus,
+            stats,
+        };
+        let rows = stores.series.load_detector_states().await?;
+        let n_rows = rows.len();
+        let mut unreadable = 0;
+        for (device, metric, json) in rows {
+            // State from an older version relearns rather than failing the start.
+            unreadable += usize::from(!state::restore_row(
+                &mut stage.watches,
+                &device,
+                &metric,
+                &json,
+            ));
+        }
+        for d in stores.registry.list_devices().await? {
+            if let Ok(id) = DeviceId::parse(&d.id) {
+                stage.kinds.insert(id, d.kind.into());
+            }
+        }
+        let open = stores
+            .alerts
+            .list_alerts(AlertFilter {
+                state: Some(AlertState::Open),
+                device: None,
+                limit: MAX_OPEN_ALERTS_RESTORED,
+            })
+            .await?;
+        let n_open = open.len();
+        for alert in open {
+            match AlertKey::of(&alert) {
+                Ok(key) => {
+                    let tracker = AlertTracker::new(stage.resolve_after(key.kind), Some(alert));
+                    stage.trackers.insert(key, tracker);
+                }
+                Err(e) => warn!(alert = %alert.id, error = %e, "open alert not restored"),
+            }
+        }
+        info!(
+            states = n_rows,
+            devices = stage.kinds.len(),
+            open_alerts = n_open,
+            relearning = unreadable,
+            "detectors restored"
+        );
+        Ok(stage)
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<crate::ingest::Scored>,
+        mut commands: mpsc::Receiver<Command>,
+        save_every: Duration,
+    ) {
+        let mut save = tokio::time::interval(save_every);
+        save.tick().await;
+        let mut tick = tokio::time::interval(TICK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(batch) => self.process(batch.points).await,
+                    None => break,
+                },
+                Some(cmd) = commands.recv() => self.command(cmd).await,
+                _ = save.tick() => self.save_states().await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        self.save_states().await;
+    }
+
+    /// Consecutive normal verdicts after which an alert of `kind` resolves: the raising watch
+    /// says.
+    fn resolve_after(&self, kind: AlertKind) -> u32 {
+        self.watches
+            .iter()
+            .find(|w| w.kinds().contains(&kind))
+            .map_or(self.default_resolve_after, |w| w.resolve_after(kind))
+    }
+
+    /// Looks up the kinds of the batch's devices not seen yet, before anything is watched.
+    async fn resolve_kinds(&mut self, points: &[Point]) {
+        let unknown: HashSet<&DeviceId> = points
+            .iter()
+            .map(|p| &p.device)
+            .filter(|d| !self.kinds.contains_key(*d))
+            .collect();
+        for device in unknown {
+            let kind = match self.registry.get_device(device.as_str()).await {
+                Ok(Some(d)) => d.kind,
+                _ => UNKNOWN_KIND.to_string(),
+            };
+            self.kinds.insert(device.clone(), kind.into());
+        }
+    }
+
+    async fn process(&mut self, points: Vec<Point>) {
+        self.resolve_kinds(&points).await;
+        let now = now_ms();
+        let mut transitions = Vec::new();
+        for (device, arrived) in by_device(points) {
+            self.watch_device(&device, &arrived, now, &mut transitions);
+            self.bus.publish(Event::Telemetry {
+                device: device.to_string(),
+                points: arrived
+                    .iter()
+                    .map(|p| (p.metric.to_string(), p.ts_ms, p.value))
+                    .collect(),
+            });
+        }
+        self.save_transitions(transitions).await;
+    }
+
+    /// Runs every watch over one device's share of the batch and applies their verdicts.
+    fn watch_device(
+        &mut self,
+        device: &DeviceId,
+        arrived: &[Point],
+        now: i64,
+        transitions: &mut Vec<(AlertKey, Transition)>,
+    ) {
+        let in_order: Vec<bool> = arrived.iter().map(|p| self.advance(p)).collect();
+        let points: Cow<'_, [Point]> = if in_order.iter().all(|&ok| ok) {
+            Cow::Borrowed(arrived)
+        } else {
+            arrived
+                .iter()
+                .zip(&in_order)
+                .filter(|(_, ok)| **ok)
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
+        Stats::add(&self.stats.points_scored, points.len() as u64);
+        let kind = self
+            .kinds
+            .get(device)
+            .cloned()
+            .unwrap_or_else(|| UNKNOWN_KIND.into());
+        let batch = DeviceBatch {
+            device,
+            kind: &kind,
+            points: &points,
+            arrived,
+            now_ms: now,
+        };
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        for w in &mut self.watches {
+            w.observe(&batch, &mut verdicts);
+        }
+        // Stable: within one point, the watches' order.
+        verdicts.sort_by_key(|v| v.at);
+        for v in verdicts.drain(..) {
+            self.apply(v, transitions);
+        }
+        self.verdicts = verdicts;
+    }
+
+    /// Whether `p` is newer than its series' latest watched point (and records it if so).
+    fn advance(&mut self, p: &Point) -> bool {
+        let latest = self
+            .watched_until
+            .entry(SeriesKey::of(p))
+            .or_insert(i64::MIN);
+        let newer = p.ts_ms > *latest;
+        if newer {
+            *latest = p.ts_ms;
+        }
+        newer
+    }
+
+    /// Whether the series' own detectors have an alert open on a metric of `key`'s subject.
+    fn anomaly_open(&self, key: &AlertKey) -> bool {
+        key.subject.metrics().any(|m| {
+            let anomaly = AlertKey::new(
+                key.device.clone(),
+                Subject::Metric(m.clone()),
+                AlertKind::Anomaly,
+            );
+            self.trackers
+                .get(&anomaly)
+                .is_some_and(|t| t.open().is_some())
+        })
+    }
+
+    /// Applies one verdict to its key's tracker.
+    fn apply(&mut self, v: Verdict, transitions: &mut Vec<(AlertKey, Transition)>) {
+        let alerting = match v.finding {
+            Finding::Normal => None,
+            Finding::Alert(e) => Some(e),
+            Finding::AlertUnlessAnomaly(e) => (!self.anomaly_open(&v.key)).then_some(e),
+            Finding::Onset(e) => {
+                if self
+                    .trackers
+                    .get(&v.key)
+                    .is_some_and(|t| t.open().is_some())
+                {
+                    return;
+                }
+                Some(e)
+            }
+        };
+        let t = match alerting {
+            // A normal verdict only matters to an alert that exists.
+            None => match self.trackers.get_mut(&v.key) {
+                Some(t) => t.observe(&v.key, v.ts_ms, None),
+                None => return,
+            },
+            Some(e) => {
+                let resolve_after = self.resolve_after(v.key.kind);
+                self.trackers
+                    .entry(v.key.clone())
+                    .or_insert_with(|| AlertTracker::new(resolve_after, None))
+                    .observe(&v.key, v.ts_ms, Some(*e))
+            }
+        };
+        if t != Transition::None {
+            transitions.push((v.key, t));
+        }
+    }
+
+    /// Verdicts that need no points (silence), every [`TICK_EVERY`].
+    async fn tick(&mut self) {
+        let now = now_ms();
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        for w in &mut self.watches {
+            w.tick(now, &mut verdicts);
+        }
+        let mut transitions = Vec::new();
+        for v in verdicts.drain(..) {
+            self.apply(v, &mut transitions);
+        }
+        self.verdicts = verdicts;
+        self.save_transitions(transitions).await;
+    }
+
+    /// Saves a batch's transitions in order. An alert that opened earlier in the same batch has
+    /// no id in its later transitions (the store gave it one only now): it gets that id, so it
+    /// is updated rather than stored twice.
+    async fn save_transitions(&mut self, transitions: Vec<(AlertKey, Transition)>) {
+        let mut ids: HashMap<(AlertKey, i64), AlertId> = HashMap::new();
+        for (key, t) in transitions {
+            let (mut alert, change) = match t {
+                Transition::Opened(a) => (a, Change::Opened),
+                Transition::Escalated(a) => (a, Change::Escalated),
+                Transition::Resolved(a) => (a, Change::Resolved),
+                Transition::None => continue,
+            };
+            let this = (key, alert.opened_ms);
+            if !alert.id.is_saved()
+                && let Some(&id) = ids.get(&this)
+            {
+                alert.id = id;
+            }
+            if let Some(id) = self.save_alert(&this.0, alert, change).await {
+                ids.insert(this, id);
+            }
+        }
+    }
+
+    async fn save_alert(
+        &mut self,
+        key: &AlertKey,
+        mut alert: Alert,
+        change: Change,
+    ) -> Option<AlertId> {
+        let id = match self.alerts.save_alert(&alert).await {
+            Ok(id) => AlertId::new(id),
+            Err(e) => {
+                error!(error = %e, "could not save an alert");
+                return None;
+            }
+        };
+        alert.id = id;
+        if let Some(t) = self.trackers.get_mut(key) {
+            t.set_id(alert.opened_ms, id);
+        }
+        match change {
+            Change::Opened => {
+                Stats::add(&self.stats.alerts_opened, 1);
+                warn!(alert = %id, kind = alert.explanation.kind.as_str(), device = %alert.device,
+                      metric = %alert.metric, "alert opened: {}", alert.explanation.message);
+            }
+            Change::Resolved => {
+                Stats::add(&self.stats.alerts_resolved, 1);
+                info!(alert = %id, device = %alert.device, metric = %alert.metric, "alert resolved");
+            }
+            Change::Escalated => {}
+        }
+        self.bus.publish(Event::Alert {
+            alert: Box::new(alert),
+        });
+        Some(id)
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Feedback {
+                alert_id,
+                false_alarm,
+                note,
+                reply,
+            } => {
+                let r = self.feedback(alert_id, false_alarm, note).await;
+                let _ = reply.send(r);
+            }
+            Command::Forget { device, reply } => {
+                self.forget(&device);
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn forget(&mut self, device: &DeviceId) {
+        for w in &mut self.watches {
+            w.forget(device);
+        }
+        self.trackers.retain(|k, _| k.device != *device);
+        self.watched_until.retain(|s, _| s.device != *device);
+        self.kinds.remove(device);
+    }
+
+    /// Applies a user's verdict: a false alarm lowers the sensitivity of whatever raised the
+    /// alert and closes it; a confirmation is recorded and changes nothing.
+    async fn feedback(
+        &mut self,
+        id: AlertId,
+        false_alarm: bool,
+        note: Option<String>,
+    ) -> Result<Alert, PipelineError> {
+        let alert = self
+            .alerts
+            .get_alert(id.get())
+            .await?
+            .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+        if alert.feedback.as_ref().is_some_and(|f| f.false_alarm) && false_alarm {
+            return Err(PipelineError::Conflict(format!(
+                "alert {id} is already marked as a false alarm"
+            )));
+        }
+        let key = AlertKey::of(&alert).map_err(|e| PipelineError::Conflict(e.to_string()))?;
+        let effect = if !false_alarm {
+            "confirmed as a real problem; sensitivity unchanged".to_string()
+        } else {
+            self.desensitise(&key)?
+        };
+        let now = now_ms();
+        let mut updated = alert.clone();
+        if false_alarm && alert.state == AlertState::Open {
+            let closed = self
+                .trackers
+                .get_mut(&key)
+                .filter(|t| t.open().is_some_and(|a| a.id == id))
+                .and_then(|t| t.close(now));
+            updated = closed.unwrap_or_else(|| {
+                let mut a = alert.clone();
+                a.state = AlertState::Resolved;
+                a.resolved_ms = Some(now.max(a.last_anomaly_ms));
+                a
+            });
+            self.alerts.save_alert(&updated).await?;
+        }
+        let feedback = Feedback {
+            false_alarm,
+            note,
+            at_ms: now,
+            effect,
+        };
+        self.alerts.save_feedback(id.get(), &feedback).await?;
+        info!(alert = %id, device = %key.device, metric = %key.subject, false_alarm, "feedback: {}", feedback.effect);
+        updated.feedback = Some(feedback);
+        self.save_states().await;
+        self.bus.publish(Event::Alert {
+            alert: Box::new(updated.clone()),
+        });
+        Ok(updated)
+    }
+
+    /// Makes the watch that raised `key`'s alert less sensitive to it.
+    fn desensitise(&mut self, key: &AlertKey) -> Result<String, PipelineError> {
+        let device_kind = self.kinds.get(&key.device).cloned();
+        let watch = self
+            .watches
+            .iter_mut()
+            .find(|w| w.kinds().contains(&key.kind))
+            .ok_or_else(|| {
+                PipelineError::Invalid(format!("no watch raises {} alerts", key.kind.as_str()))
+            })?;
+        watch.false_alarm(key, device_kind.as_deref())
+    }
+
+    /// Saves the watch state changed since the last save.
+    async fn save_states(&mut self) {
+        let rows = state::dirty_rows(&mut self.watches);
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.save_detector_states(rows).await {
+            error!(error = %e, "could not save detector state");
+        }
+    }
+}
+
+/// A batch's points grouped by device, devices in the order they first appear, each device's
+/// points in commit order.
+fn by_device(points: Vec<Point>) -> Vec<(DeviceId, Vec<Point>)> {
+    let mut groups: Vec<(DeviceId, Vec<Point>)> = Vec::new();
+    let mut index: HashMap<DeviceId, usize> = HashMap::new();
+    for p in points {
+        // A payload's points are contiguous: most points join the group just before them.
+        if let Some((d, group)) = groups.last_mut()
+            && *d == p.device
+        {
+            group.push(p);
+            continue;
+        }
+        let next = groups.len();
+        let i = *index.entry(p.device.clone()).or_insert(next);
+        if i == next {
+            groups.push((p.device.clone(), Vec::new()));
+        }
+        groups[i].1.push(p);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(device: &str, metric: &str, ts_ms: i64) -> Point {
+        Point {
+            device: DeviceId::parse(device).unwrap(),
+            metric: metric.into(),
+            ts_ms,
+            value: 1.0,
+        }
+    }
+
+    #[test]
+    fn batches_split_by_device_in_order() {
+        let groups = by_device(vec![
+            point("a", "x", 1),
+            point("a", "y", 1),
+            point("b", "x", 1),
+            point("a", "x", 2),
+            point("c", "x", 1),
+            point("b", "x", 2),
+        ]);
+        let seen: Vec<(&str, Vec<i64>)> = groups
+            .iter()
+            .map(|(d, ps)| (d.as_str(), ps.iter().map(|p| p.ts_ms).collect()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("a", vec![1, 1, 2]), ("b", vec![1, 2]), ("c", vec![1])]
+        );
+    }
+}

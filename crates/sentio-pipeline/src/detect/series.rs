@@ -1,0 +1,119 @@
+//! The series watch: each series' own [`SeriesDetector`], which scores every point against that
+//! series' history. Its verdicts are anomaly alerts; they take precedence over the relation and
+//! peer alerts of the same metric ([`Finding::AlertUnlessAnomaly`]).
+
+use std::collections::{HashMap, HashSet};
+
+use sentio_ai::{DetectorConfig, SeriesDetector};
+use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
+
+use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
+use crate::{PipelineError, explain};
+
+/// One [`SeriesDetector`] per series.
+pub(crate) struct SeriesWatch {
+    config: DetectorConfig,
+    resolve_after: u32,
+    detectors: HashMap<SeriesKey, SeriesDetector>,
+    dirty: HashSet<SeriesKey>,
+}
+
+impl SeriesWatch {
+    /// Detectors built with `config`; an anomaly alert resolves after `resolve_after` normal
+    /// points.
+    pub(crate) fn new(config: DetectorConfig, resolve_after: u32) -> Self {
+        Self {
+            config,
+            resolve_after,
+            detectors: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+}
+
+impl Watch for SeriesWatch {
+    fn kinds(&self) -> &'static [AlertKind] {
+        &[AlertKind::Anomaly]
+    }
+
+    fn resolve_after(&self, _kind: AlertKind) -> u32 {
+        self.resolve_after
+    }
+
+    fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>) {
+        for (at, p) in batch.points.iter().enumerate() {
+            let series = SeriesKey::of(p);
+            let score = self
+                .detectors
+                .entry(series.clone())
+                .or_insert_with(|| SeriesDetector::new(&self.config))
+                .update(p.ts_ms, p.value);
+            let finding = if score.alert {
+                Finding::Alert(Box::new(explain::anomaly(&p.metric, &score)))
+            } else {
+                Finding::Normal
+            };
+            verdicts.push(Verdict {
+                at,
+                key: AlertKey::series(&series, AlertKind::Anomaly),
+                ts_ms: p.ts_ms,
+                finding,
+            });
+            self.dirty.insert(series);
+        }
+    }
+
+    fn false_alarm(
+        &mut self,
+        key: &AlertKey,
+        _device_kind: Option<&str>,
+    ) -> Result<String, PipelineError> {
+        let Subject::Metric(metric) = &key.subject else {
+            return Err(gone(&key.device));
+        };
+        let series = SeriesKey::new(key.device.clone(), metric.clone());
+        let detector = self
+            .detectors
+            .get_mut(&series)
+            .ok_or_else(|| gone(&key.device))?;
+        let c = detector.mark_false_alarm();
+        self.dirty.insert(series.clone());
+        Ok(format!(
+            "{series} is less sensitive after {} false alarm(s): fused score needed {:.3} -> \
+             {:.3}, baseline band {:.1} -> {:.1} spreads",
+            c.false_alarms,
+            c.score_threshold_before,
+            c.score_threshold_after,
+            c.band_before,
+            c.band_after
+        ))
+    }
+
+    fn forget(&mut self, device: &DeviceId) {
+        self.detectors.retain(|s, _| s.device != *device);
+        self.dirty.retain(|s| s.device != *device);
+    }
+
+    fn state_part(&self, key: &StateKey) -> Option<StatePart> {
+        matches!(key, StateKey::Series(_)).then_some(StatePart::Whole)
+    }
+
+    fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
+        if let StateKey::Series(series) = key {
+            self.detectors
+                .insert(series.clone(), serde_json::from_str(json)?);
+        }
+        Ok(())
+    }
+
+    fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
+        dirty.extend(self.dirty.drain().map(StateKey::Series));
+    }
+
+    fn save(&self, key: &StateKey) -> Option<String> {
+        let StateKey::Series(series) = key else {
+            return None;
+        };
+        serde_json::to_string(self.detectors.get(series)?).ok()
+    }
+}

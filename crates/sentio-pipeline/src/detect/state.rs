@@ -1,0 +1,206 @@
+//! Saved watch state: the rows of the store's detector-state table, `(device, metric, json)`,
+//! to and from the watches. A row's key is a [`StateKey`]; most rows belong to one watch, and
+//! a device's own row (`"~device"`) is a JSON object shared by the silence watch (`cadence`)
+//! and the relations watch (`relations`), as earlier versions wrote it.
+
+use std::collections::HashSet;
+
+use sentio_core::StateKey;
+
+use super::watch::{StatePart, Watch};
+
+/// Hands one saved row to the watches that own (part of) it; `false` if it was unreadable.
+pub(super) fn restore_row(
+    watches: &mut [Box<dyn Watch>],
+    device: &str,
+    metric: &str,
+    json: &str,
+) -> bool {
+    let Ok(key) = StateKey::from_row(device, metric) else {
+        return false;
+    };
+    let mut fields: Option<serde_json::Map<String, serde_json::Value>> = None;
+    let mut ok = true;
+    for w in watches {
+        match w.state_part(&key) {
+            None => {}
+            Some(StatePart::Whole) => ok &= w.restore(&key, json).is_ok(),
+            Some(StatePart::Field(name)) => {
+                let fields =
+                    fields.get_or_insert_with(|| serde_json::from_str(json).unwrap_or_default());
+                ok &= fields
+                    .get(name)
+                    .is_some_and(|part| w.restore(&key, &part.to_string()).is_ok());
+            }
+        }
+    }
+    ok
+}
+
+/// The rows of the state changed since the last call, each row whole: when one part of a
+/// shared row changed, every watch's part of it is written again.
+pub(super) fn dirty_rows(watches: &mut [Box<dyn Watch>]) -> Vec<(String, String, String)> {
+    let mut dirty = HashSet::new();
+    for w in watches.iter_mut() {
+        w.take_dirty(&mut dirty);
+    }
+    let mut rows = Vec::with_capacity(dirty.len());
+    for key in dirty {
+        let mut whole = None;
+        let mut fields: Vec<(&str, String)> = Vec::new();
+        for w in watches.iter() {
+            match w.state_part(&key) {
+                None => {}
+                Some(StatePart::Whole) => whole = w.save(&key),
+                Some(StatePart::Field(name)) => fields.extend(w.save(&key).map(|j| (name, j))),
+            }
+        }
+        let json = whole.or_else(|| (!fields.is_empty()).then(|| join_fields(&fields)));
+        if let Some(json) = json {
+            let (device, metric) = key.to_row();
+            rows.push((device, metric, json));
+        }
+    }
+    rows
+}
+
+/// `{"a":<json>,"b":<json>}` from field names (plain identifiers) and their JSON.
+fn join_fields(fields: &[(&str, String)]) -> String {
+    let mut out = String::from("{");
+    for (i, (name, json)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(json);
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sentio_ai::limits::DEFAULT_HORIZON_MS;
+    use sentio_ai::{DetectorConfig, Limit};
+    use sentio_core::{DeviceId, Point};
+
+    use super::super::watch::DeviceBatch;
+    use super::super::{limits, peers, relations, series, silence};
+    use super::*;
+    use crate::DeclaredLimit;
+
+    fn watches() -> Vec<Box<dyn Watch>> {
+        vec![
+            Box::new(silence::SilenceWatch::new(0)),
+            Box::new(series::SeriesWatch::new(DetectorConfig::default(), 30)),
+            Box::new(limits::LimitsWatch::new(vec![DeclaredLimit {
+                kind: "pump".into(),
+                metric: "temp".into(),
+                limit: Limit {
+                    lower: None,
+                    upper: Some(90.0),
+                    horizon_ms: DEFAULT_HORIZON_MS,
+                },
+            }])),
+            Box::new(peers::PeersWatch::new(30)),
+            Box::new(relations::RelationsWatch::new(30)),
+        ]
+    }
+
+    fn sorted(mut rows: Vec<(String, String, String)>) -> Vec<(String, String, String)> {
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn state_rows_keep_their_keys_and_survive_a_round_trip() {
+        let mut first = watches();
+        let device = DeviceId::parse("pump-1").unwrap();
+        let kind: Arc<str> = "pump".into();
+        let mut verdicts = Vec::new();
+        for i in 0..50 {
+            let points: Vec<Point> = [("temp", 40.0), ("current", 12.0)]
+                .into_iter()
+                .map(|(metric, v)| Point {
+                    device: device.clone(),
+                    metric: metric.into(),
+                    ts_ms: i * 1_000,
+                    value: v + (i % 5) as f64 * 0.1,
+                })
+                .collect();
+            let batch = DeviceBatch {
+                device: &device,
+                kind: &kind,
+                points: &points,
+                arrived: &points,
+                now_ms: i * 1_000,
+            };
+            for w in &mut first {
+                w.observe(&batch, &mut verdicts);
+            }
+        }
+        let rows = sorted(dirty_rows(&mut first));
+        let keys: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|(d, m, _)| (d.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("pump-1", "current"),
+                ("pump-1", "temp"),
+                ("pump-1", "~device"),
+                ("pump-1", "~limit/temp"),
+                ("~peers", "pump/current"),
+                ("~peers", "pump/temp"),
+            ]
+        );
+        let device_row: serde_json::Value = serde_json::from_str(&rows[2].2).unwrap();
+        assert!(device_row["cadence"].is_object() && device_row["relations"].is_object());
+        assert!(dirty_rows(&mut first).is_empty(), "nothing changed since");
+
+        // A fresh set of watches reads every row back and writes the same state.
+        let mut second = watches();
+        for (d, m, json) in &rows {
+            assert!(restore_row(&mut second, d, m, json), "{d} {m}");
+        }
+        let mut again = Vec::new();
+        for (d, m, _) in &rows {
+            let key = StateKey::from_row(d, m).unwrap();
+            let mut fields = Vec::new();
+            let mut whole = None;
+            for w in &second {
+                match w.state_part(&key) {
+                    Some(StatePart::Whole) => whole = w.save(&key),
+                    Some(StatePart::Field(name)) => fields.extend(w.save(&key).map(|j| (name, j))),
+                    None => {}
+                }
+            }
+            again.push((
+                d.clone(),
+                m.clone(),
+                whole.unwrap_or_else(|| join_fields(&fields)),
+            ));
+        }
+        // The cadence resumes from the restart, so only its arrival clock may differ.
+        for ((_, m, a), (_, _, b)) in rows.iter().zip(&again) {
+            if m != "~device" {
+                assert_eq!(a, b, "{m}");
+            }
+        }
+        assert!(!restore_row(&mut second, "~peers", "no-slash", "{}"));
+        assert!(!restore_row(&mut second, "pump-1", "temp", "not json"));
+    }
+
+    #[test]
+    fn shared_rows_join_their_parts() {
+        assert_eq!(
+            join_fields(&[("cadence", "{\"a\":1}".into()), ("relations", "[]".into())]),
+            r#"{"cadence":{"a":1},"relations":[]}"#
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The [`Watch`] trait: one way of looking at a device's points (its series' detectors, its
+//! relations, its peers, its silence, its declared limits; later the rules engine and a
+//! device-level model). The detect stage hands each watch every device's share of a committed
+//! batch, applies the verdicts it returns to the alert trackers, and saves the state it learnt.
+//!
+//! A watch owns its learnt state and nothing else: it never sees the alert trackers, the
+//! stores or the bus, so it is pure computation on points and cannot fail mid-batch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sentio_core::{AlertKey, AlertKind, DeviceId, Explanation, Point, StateKey};
+
+use crate::PipelineError;
+
+/// One device's share of a committed batch, as every watch sees it.
+pub(crate) struct DeviceBatch<'a> {
+    /// The device.
+    pub device: &'a DeviceId,
+    /// Its kind (resolved before the batch: watching never waits on the registry).
+    pub kind: &'a Arc<str>,
+    /// Its points that are newer than their series' last watched point, in commit order.
+    /// Watches are causal: a late point is stored but not watched out of order.
+    pub points: &'a [Point],
+    /// Every point of the device in the batch, late ones included (an arrival is an arrival,
+    /// whatever its timestamp).
+    pub arrived: &'a [Point],
+    /// Wall-clock time the batch reached the stage (ms).
+    pub now_ms: i64,
+}
+
+/// What a watch found about one alert key at one moment.
+#[derive(Debug)]
+pub(crate) enum Finding {
+    /// The condition does not hold: counts towards resolving an open alert, opens nothing.
+    Normal,
+    /// The condition holds: opens the key's alert or adds to it.
+    Alert(Box<Explanation>),
+    /// The condition holds, unless the series' own detectors have an anomaly alert open on a
+    /// metric of the key's subject: that alert already explains it (relation and peer alerts).
+    AlertUnlessAnomaly(Box<Explanation>),
+    /// The condition holds and has no points to add: opens the key's alert if none is open,
+    /// leaves an open one as it is (silence).
+    Onset(Box<Explanation>),
+}
+
+/// A watch's verdict on one alert key.
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    /// Position in [`DeviceBatch::points`] of the point judged (`points.len()` for a verdict
+    /// on the whole batch). The stage applies a batch's verdicts in this order, and within one
+    /// position in the order of the watches, so a peer verdict on a point sees the anomaly
+    /// alert as that point left it.
+    pub at: usize,
+    /// The condition judged.
+    pub key: AlertKey,
+    /// Data time of the verdict (ms).
+    pub ts_ms: i64,
+    /// What was found.
+    pub finding: Finding,
+}
+
+/// Which part of a saved-state row a watch owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatePart {
+    /// The whole row.
+    Whole,
+    /// One field of the row's JSON object (several watches share `(device, "~device")`).
+    Field(&'static str),
+}
+
+/// One way of watching devices. See the module documentation.
+pub(crate) trait Watch: Send {
+    /// The alert kinds it raises: user feedback on them comes to this watch.
+    fn kinds(&self) -> &'static [AlertKind];
+
+    /// Consecutive normal verdicts after which an open alert of `kind` resolves.
+    fn resolve_after(&self, kind: AlertKind) -> u32;
+
+    /// Judges one device's share of a committed batch, learning from it; pushes its verdicts.
+    fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>);
+
+    /// Time passed without points (called every second, wall clock): verdicts that need no new
+    /// point, such as silence.
+    fn tick(&mut self, _now_ms: i64, _verdicts: &mut Vec<Verdict>) {}
+
+    /// A user marked an alert of `key` as a false alarm: become less sensitive to it. Returns
+    /// one sentence saying what changed. `device_kind` is the kind of `key.device`, if known.
+    fn false_alarm(
+        &mut self,
+        key: &AlertKey,
+        device_kind: Option<&str>,
+    ) -> Result<String, PipelineError>;
+
+    /// Forgets everything learnt about a device (it was deleted or erased).
+    fn forget(&mut self, device: &DeviceId);
+
+    /// Which part of rows with `key` this watch saves and restores, if any.
+    fn state_part(&self, key: &StateKey) -> Option<StatePart>;
+
+    /// Restores the state saved under `key` (the JSON of its part of the row).
+    fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error>;
+
+    /// Moves the keys of state changed since the last call into `dirty`.
+    fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>);
+
+    /// The JSON of its part of the state under `key`, to save; `None` if it has none (any
+    /// more).
+    fn save(&self, key: &StateKey) -> Option<String>;
+}
+
+/// The error for feedback on an alert whose watch state is gone.
+pub(crate) fn gone(device: &DeviceId) -> PipelineError {
+    PipelineError::Conflict(format!(
+        "the detector behind this alert no longer exists ({device} was deleted or erased)"
+    ))
+}
