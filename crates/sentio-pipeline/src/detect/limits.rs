@@ -96,7 +96,7 @@ impl Watch for LimitsWatch {
     ) -> Result<String, PipelineError> {
         if key.kind == AlertKind::Limit {
             return Err(PipelineError::Invalid(
-                "a declared limit does not learn: change the limit (serve --limit) instead of \
+                "a declared limit does not learn: change the limit (the ai.limits setting) instead of \
                  marking its alert as a false alarm"
                     .into(),
             ));
