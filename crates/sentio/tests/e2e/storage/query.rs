@@ -362,7 +362,10 @@ fn tiers(data: &std::path::Path, ts: i64) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_points_inside_the_window_merge_into_sealed_chunks_and_older_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.pipeline.max_late_ms = Some(3 * 3_600_000)).await;
+    let node = start_with(dir.path(), |c| {
+        c.pipeline.late_window = sentio::config::LateWindow(Some(3 * 3_600_000))
+    })
+    .await;
     let secret = create(&node, "late-1", json!({})).await;
 
     // Two hours of 1 s points with every other second missing, ending now: the node's sealer
