@@ -229,7 +229,10 @@ impl DetectStage {
     }
 
     async fn kind_of(&self, device: &str) -> String {
-        match self.registry.get_device(device).await {
+        let Ok(device) = sentio_core::DeviceId::parse(device) else {
+            return "device".to_string();
+        };
+        match self.registry.get_device(&device).await {
             Ok(Some(d)) => d.kind,
             _ => "device".to_string(),
         }

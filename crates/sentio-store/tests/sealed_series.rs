@@ -385,7 +385,10 @@ async fn erasing_a_device_removes_its_chunks_and_counts_every_point() {
     let before = store.tier_stats().await.unwrap();
     assert!(before.chunks >= 3 * 8, "{before:?}");
 
-    let removed = store.delete_device("d1", true).await.unwrap();
+    let removed = store
+        .delete_device(&DeviceId::parse("d1").unwrap(), true)
+        .await
+        .unwrap();
     assert!(
         removed.contains(&("points".to_string(), 1000)),
         "{removed:?}"

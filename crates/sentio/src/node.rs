@@ -12,7 +12,9 @@ use sentio_broker::{
 };
 use sentio_pipeline::{DeclaredLimit, LocalBus, Pipeline, PipelineConfig, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
-use sentio_store::{DeviceRegistry, NewDevice, RetentionStore, SqliteStore, StoreError};
+use sentio_store::{
+    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth, StoreError,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -186,6 +188,7 @@ impl Node {
             series: store.clone(),
             alerts: store.clone(),
             events: store.clone(),
+            health: store.clone(),
         };
         let bus = Arc::new(LocalBus::new(4096));
         let pipeline =
@@ -225,9 +228,9 @@ impl Node {
         }));
         // Maintenance in the background: seals old head points into compressed chunks, rolls
         // up, applies retention and the disk budget; probes a full disk until it takes data.
-        let (maint, rx, stats) = (store.clone(), stop_rx.clone(), pipeline.stats.clone());
+        let (maint, rx) = (store.clone(), stop_rx.clone());
         servers.push(tokio::spawn(async move {
-            run_maintenance(&maint, &stats, stopped(rx)).await;
+            run_maintenance(&*maint, &*maint, stopped(rx)).await;
         }));
         let state = AppState {
             registry: store.clone(),
@@ -287,7 +290,7 @@ impl Node {
 }
 
 /// Puts the retention settings given on the command line into the store's policy.
-async fn apply_retention(store: &SqliteStore, config: &NodeConfig) -> anyhow::Result<()> {
+async fn apply_retention(store: &dyn RetentionStore, config: &NodeConfig) -> anyhow::Result<()> {
     let (raw, (m1, h1)) = (config.retention_raw, config.retention_rollups);
     if raw.is_none() && m1.is_none() && h1.is_none() {
         return Ok(());
@@ -306,26 +309,26 @@ async fn apply_retention(store: &SqliteStore, config: &NodeConfig) -> anyhow::Re
 /// Every 5 s: seal, roll up, expire, keep to the disk budget; while the disk is full, only
 /// probe whether 1 MiB is free again (so MQTT 5 publishers are no longer refused).
 async fn run_maintenance(
-    store: &SqliteStore,
-    stats: &sentio_pipeline::Stats,
+    store: &dyn Maintenance,
+    health: &dyn StorageHealth,
     stop: impl Future<Output = ()>,
 ) {
-    use std::sync::atomic::Ordering;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
-        if stats.storage_full.load(Ordering::Relaxed) {
-            if !store.has_free_space(1 << 20).await {
-                continue;
-            }
-            stats.storage_full.store(false, Ordering::Relaxed);
-            info!("the store takes data again (disk space returned)");
+        // The store clears its full state itself once the probe fits.
+        if health.is_full() && !health.probe_free_space(1 << 20).await {
+            continue;
         }
-        store.seal_round().await;
-        store.maintenance_round().await;
+        if let Err(e) = store.seal_round().await {
+            tracing::error!(error = %e, "sealing head points into chunks failed");
+        }
+        if let Err(e) = store.maintenance_round().await {
+            tracing::error!(error = %e, "retention and rollups pass failed");
+        }
     }
 }
 
@@ -352,7 +355,10 @@ async fn demo_config(
             .await
         {
             Ok((_, secret)) => secret,
-            Err(StoreError::DuplicateDevice(_)) => registry.rotate_secret(&d.id).await?,
+            Err(StoreError::DuplicateDevice(_)) => {
+                let id = sentio_core::DeviceId::parse(&d.id)?;
+                registry.rotate_secret(&id).await?
+            }
             Err(e) => return Err(e.into()),
         };
         sim.credentials.insert(d.id, secret);
