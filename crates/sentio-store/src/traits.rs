@@ -192,6 +192,16 @@ pub trait Maintenance: RetentionStore {
     /// ready. Reads answer the same before and after. A backend without such a form does
     /// nothing.
     async fn seal_round(&self) -> Result<()>;
+    /// How many points of one series over `[from_ms, to_ms)` still wait for
+    /// [`Maintenance::seal_round`]; always 0 for a backend that writes points in their
+    /// long-term form at once.
+    async fn unsealed_points(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64>;
     /// Runs maintenance passes ([`RetentionStore::maintain`]) as of now until one has nothing
     /// more to do, yielding between them.
     async fn maintenance_round(&self) -> Result<()> {

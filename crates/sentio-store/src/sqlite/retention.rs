@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
+use sentio_core::DeviceId;
 
 use super::rollup::{self, HOUR, MINUTE, SETTLE_MS, floor};
 use super::rollup_pack;
@@ -410,6 +411,27 @@ impl Maintenance for SqliteStore {
 
     async fn seal_round(&self) -> Result<()> {
         self.seal_ready().await
+    }
+
+    async fn unsealed_points(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64> {
+        let Some(sid) = self.inner.known_series(device.as_str(), metric) else {
+            return Ok(0);
+        };
+        self.with_conn(move |_, conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3",
+                params![sid, from_ms, to_ms],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
     }
 }
 
