@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::types::ReasonCode;
-use sentio_core::{acl, topic};
+use sentio_core::{DeviceId, acl, topic};
 use sentio_pipeline::Ingest;
 use sentio_store::{DeviceRegistry, TOKEN_USERNAME_PREFIX, TokenStore};
 use tracing::warn;
@@ -142,7 +142,12 @@ impl AuthProvider for DeviceAuth {
                     "unknown or revoked token, or wrong password",
                 ));
             }
-            if self.registry.verify_secret(user, password) {
+            // A user name that is not a device id names no device.
+            let device = DeviceId::parse(user).ok();
+            if device
+                .as_ref()
+                .is_some_and(|d| self.registry.verify_secret(d, password))
+            {
                 self.clients.authenticated(
                     &connect.client_id,
                     Some(user),
@@ -152,9 +157,9 @@ impl AuthProvider for DeviceAuth {
                 return Ok(AuthResult::success_with_user(user));
             }
             Counters::bump(&self.counters.auth_failures);
-            if self.registry.is_registered(user) {
+            if let Some(device) = device.filter(|d| self.registry.is_registered(d)) {
                 let reason = format!("MQTT connect from {client_addr} refused: wrong secret");
-                self.ingest.reject(user, &reason).await;
+                self.ingest.reject(&device, &reason).await;
             } else {
                 warn!(%client_addr, user, "MQTT connect refused: unknown device");
             }
@@ -261,7 +266,12 @@ impl DeviceAuth {
             return true;
         }
         Counters::bump(denied);
-        self.ingest.reject(device, &reason(device)).await;
+        let reason = reason(device);
+        match DeviceId::parse(device) {
+            Ok(id) => self.ingest.reject(&id, &reason).await,
+            // Not a device id: there is no device to record the refusal on.
+            Err(_) => warn!(user = device, reason, "refused"),
+        }
         false
     }
 }

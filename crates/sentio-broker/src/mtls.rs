@@ -206,7 +206,10 @@ impl AuthProvider for CertAuth {
                     "not authorized: the username is not the certificate's CN {device:?} (leave it out or send the same)"
                 ),
             )
-        } else if is_token(device) || !self.ctx.registry.is_registered(device) {
+        } else if is_token(device)
+            || !sentio_core::DeviceId::parse(device)
+                .is_ok_and(|d| self.ctx.registry.is_registered(&d))
+        {
             self.refuse(
                 client_addr,
                 format!(

@@ -164,10 +164,11 @@ impl BrokerEventHandler for TelemetryTap {
                 _ => None,
             };
             if let Some(why) = why
-                && self.registry.is_registered(user)
+                && let Ok(device) = DeviceId::parse(user)
+                && self.registry.is_registered(&device)
             {
                 self.ingest
-                    .reject(user, &format!("disconnected by the broker: {why}"))
+                    .reject(&device, &format!("disconnected by the broker: {why}"))
                     .await;
             }
         })

@@ -12,6 +12,12 @@ use crate::auth::Admin;
 use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView, UpdateDevice};
 use crate::{ApiError, AppState};
 
+/// The device id in a path; a string that cannot be a device id names no device (404, as an
+/// unknown one).
+fn known_id(id: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(id).map_err(|_| ApiError::not_found(format!("device {id:?} not found")))
+}
+
 pub async fn create(
     _: Admin,
     State(s): State<AppState>,
@@ -70,7 +76,7 @@ pub async fn show(
 ) -> Result<Json<DeviceView>, ApiError> {
     let d = s
         .registry
-        .get_device(&id)
+        .get_device(&known_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
     let (online, seen) = s.presence.status(&d.id);
@@ -84,7 +90,10 @@ pub async fn delete(
     params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params?;
-    let removed = s.registry.delete_device(&id, params.erase).await?;
+    let removed = s
+        .registry
+        .delete_device(&known_id(&id)?, params.erase)
+        .await?;
     s.presence.forget(&id);
     // The detectors drop what they learnt, so it is not saved again.
     if let Ok(device) = DeviceId::parse(&id) {
@@ -104,7 +113,7 @@ pub async fn rotate_secret(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = s.registry.rotate_secret(&id).await?;
+    let secret = s.registry.rotate_secret(&known_id(&id)?).await?;
     tracing::info!(device = %id, "device secret rotated");
     s.audit("device.rotate_secret", Some(&id), json!({})).await;
     Ok(Json(json!({"id": id, "secret": secret})))
@@ -132,7 +141,7 @@ pub async fn update(
     let d = s
         .registry
         .update_device(
-            &id,
+            &known_id(&id)?,
             DeviceUpdate {
                 name: body.name,
                 labels: body.labels,
