@@ -181,7 +181,6 @@ async fn rotating_or_deleting_a_device_closes_its_connections_on_every_transport
     let mut conns = connect_everywhere(&node, dir.path(), "pump-1", &old, "a").await;
     let (status, body) = api(&node, "POST", "/api/v1/devices/pump-1/secret", None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["disconnected_clients"], 3, "{body}");
     let new = body["secret"].as_str().unwrap().to_string();
     for (via, _, el) in &mut conns {
         assert!(
@@ -189,6 +188,7 @@ async fn rotating_or_deleting_a_device_closes_its_connections_on_every_transport
             "{via:?}: the connection made with the old secret stays open after rotation"
         );
     }
+    assert_eq!(body["disconnected_clients"], 3, "{body}");
     match connect_via(&node, dir.path(), Via::Tcp, "again", "pump-1", &old).await {
         Err(ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword)) => {}
         other => panic!(
@@ -200,13 +200,13 @@ async fn rotating_or_deleting_a_device_closes_its_connections_on_every_transport
     let mut conns = connect_everywhere(&node, dir.path(), "pump-1", &new, "b").await;
     let (status, body) = api(&node, "DELETE", "/api/v1/devices/pump-1?erase=true", None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["disconnected_clients"], 3, "{body}");
     for (via, _, el) in &mut conns {
         assert!(
             closed_within_5s(el).await,
             "{via:?}: a deleted device's connection stays open"
         );
     }
+    assert_eq!(body["disconnected_clients"], 3, "{body}");
 
     // Registered again: a command to the new pump-1 reaches only the new device's connection.
     let newest = register(&node, "pump-1", "pump").await;
@@ -586,4 +586,104 @@ async fn a_qos1_publish_with_packet_id_0_closes_the_connection() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(points(&node, "dev-0", "t").await.is_empty());
     node.shutdown().await;
+}
+
+/// Starts the real `sentio serve` on port 0 and keeps every line it logs; returns the child,
+/// the MQTT address and the lines so far (updated live).
+fn spawn_logging(
+    data: &Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
+        .args(["serve", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--no-mqtt-tls", "--data"])
+        .arg(data)
+        .env("SENTIO_ADMIN_TOKEN", TOKEN)
+        .env("SENTIO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sentio starts");
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for out in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let (lines, tx) = (lines.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(out);
+            let mut buf = Vec::new();
+            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches('\n')
+                    .to_string();
+                if line.contains("Sentio is running") {
+                    let clean = line
+                        .replace("\u{1b}[3m", "")
+                        .replace("\u{1b}[0m", "")
+                        .replace("\u{1b}[2m", "");
+                    if let Some(mqtt) = clean
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("mqtt="))
+                    {
+                        let _ = tx.send(mqtt.to_string());
+                    }
+                }
+                lines.lock().unwrap().push(line);
+                buf.clear();
+            }
+        });
+    }
+    let mqtt = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the node announces its ports");
+    (child, mqtt.parse().unwrap(), lines)
+}
+
+/// Finding 8: a client id with a newline, a terminal escape (ESC, or the C1 control CSI) is
+/// refused (CONNACK 0x85) and written into the log escaped, never raw: no forged line, no
+/// escape sequence reaches the operator's terminal. An unknown username (perhaps a secret
+/// typed in the wrong field) is not logged at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_values_are_never_written_raw_into_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mqtt, lines) = spawn_logging(dir.path());
+    let forged = "INFO sentio: admin login ok";
+    for id in [
+        format!("evil\n{forged}"),
+        "evil\u{1b}]0;pwned\u{7}".to_string(),
+        "evil\u{9b}31m".to_string(),
+    ] {
+        let (mut c, rc) = raw::connect_raw(mqtt, 5, &id, "nobody", "x").await;
+        assert_eq!(rc, 0x85, "client id {id:?}");
+        c.until_closed().await;
+    }
+    let (mut c, rc) =
+        raw::connect_raw(mqtt, 5, "swapped", "s3cr3t-in-the-wrong-field", "pump-1").await;
+    assert_eq!(rc, 0x86, "unknown device");
+    c.until_closed().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.lock().unwrap().clone();
+    let all = lines.join("\n");
+    assert!(all.contains("evil"), "the refusals are logged:\n{all}");
+    for l in &lines {
+        assert!(!l.starts_with(forged), "a forged log line:\n{all}");
+        assert!(
+            !l.contains("\u{1b}]0;pwned"),
+            "a raw escape sequence: {l:?}"
+        );
+        assert!(!l.contains('\u{9b}'), "a raw C1 control: {l:?}");
+        assert!(
+            !l.contains("s3cr3t-in-the-wrong-field"),
+            "an unknown username: {l}"
+        );
+    }
 }

@@ -82,7 +82,8 @@ impl ClientHandler {
 
         if !authorized {
             warn!(
-                "Client {client_id} (user: {:?}) not authorized to publish to topic: {}",
+                // SENTIO-PATCH: the client-supplied topic escaped (`?`), not raw.
+                "Client {client_id} (user: {:?}) not authorized to publish to topic: {:?}",
                 self.user_id, publish.topic_name
             );
             return self.send_not_authorized_response(&publish).await;
@@ -203,12 +204,16 @@ impl ClientHandler {
             ));
         }
 
-        crate::validate_topic_name(&publish.topic_name)?;
+        // SENTIO-PATCH: the error (logged by the listener as "Client handler error: {e}")
+        // carries the topic escaped, not raw.
+        crate::validate_topic_name(&publish.topic_name)
+            .map_err(|_| MqttError::InvalidTopicName(format!("{:?}", publish.topic_name)))?;
 
         if let Some(PropertyValue::Utf8String(response_topic)) =
             publish.properties.get(PropertyId::ResponseTopic)
         {
-            crate::validate_topic_name(response_topic)?;
+            crate::validate_topic_name(response_topic)
+                .map_err(|_| MqttError::InvalidTopicName(format!("{response_topic:?}")))?;
         }
         Ok(())
     }
@@ -714,7 +719,7 @@ impl ClientHandler {
             .await
             .map_err(|_| {
                 warn!(
-                    topic = %topic_name,
+                    topic = ?topic_name, // SENTIO-PATCH: escaped, not raw
                     timeout = ?write_timeout,
                     "Transport write stalled; treating the client as gone"
                 );
