@@ -42,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sentio_ai::DetectorConfig;
-use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore, StorageHealth};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -97,20 +96,9 @@ impl Default for PipelineConfig {
     }
 }
 
-/// The store as the pipeline needs it.
-#[derive(Clone)]
-pub struct Stores {
-    /// Devices.
-    pub registry: Arc<dyn DeviceRegistry>,
-    /// Series.
-    pub series: Arc<dyn SeriesStore>,
-    /// Alerts.
-    pub alerts: Arc<dyn AlertStore>,
-    /// Text events.
-    pub events: Arc<dyn EventStore>,
-    /// Whether the store can take new data (its "disk full" state).
-    pub health: Arc<dyn StorageHealth>,
-}
+/// The store as the pipeline sees it: every seam of one backend (it uses the registry, series,
+/// alerts, events and health).
+pub use sentio_store::Stores;
 
 /// A running pipeline.
 pub struct Pipeline {

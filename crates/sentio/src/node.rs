@@ -96,13 +96,7 @@ impl Node {
         let http_addr = http_listener.local_addr()?;
 
         let store = Arc::new(store);
-        let stores = Stores {
-            registry: store.clone(),
-            series: store.clone(),
-            alerts: store.clone(),
-            events: store.clone(),
-            health: store.clone(),
-        };
+        let stores = Stores::of(store.clone());
         let bus = Arc::new(LocalBus::new(4096));
         let pipeline =
             Pipeline::start(config.pipeline_config(), stores.clone(), bus.clone()).await?;
