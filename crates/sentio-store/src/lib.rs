@@ -24,6 +24,7 @@ pub mod labels;
 mod model;
 pub mod secret;
 mod sqlite;
+mod stored;
 mod traits;
 
 pub use backup::{BackupReport, backup, restore};
