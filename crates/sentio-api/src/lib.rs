@@ -49,8 +49,8 @@ pub struct AppState {
     pub retention: Arc<dyn RetentionStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
-    /// The embedded broker (connected clients, counters, disconnecting a revoked token's
-    /// clients); `None` when the node runs without one.
+    /// The embedded broker (connected clients, counters, closing the connections of a revoked
+    /// token or device); `None` when the node runs without one.
     pub broker: Option<BrokerHandle>,
     /// The way into the pipeline.
     pub ingest: Ingest,

@@ -3,7 +3,6 @@
 //! morning so the run is reproducible) is replayed through HTTP ingest with timestamps and the
 //! node's alerts are compared with the simulator's ground truth.
 
-use crate::support::heavy;
 use sentio_sim::FleetSpec;
 
 /// 2026-11-24T11:00:00Z.
@@ -11,12 +10,7 @@ const END_MS: i64 = 1_795_518_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_faults_are_caught_on_the_right_series() {
-<<<<<<<< HEAD:crates/sentio-bench/tests/demo_detection.rs
     let r = sentio_bench::demo_eval::run(FleetSpec::demo(), 60, Some(END_MS))
-========
-    let _heavy = heavy().await;
-    let r = sentio::demo_eval::run(FleetSpec::demo(), 60, Some(END_MS))
->>>>>>>> seams-tests:crates/sentio/tests/e2e/ai/demo_detection.rs
         .await
         .expect("evaluation runs");
     eprintln!(

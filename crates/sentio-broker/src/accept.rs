@@ -109,7 +109,7 @@ impl Acceptor {
             if e.is_normal_disconnect() {
                 debug!(%peer, "MQTT connection closed");
             } else {
-                debug!(%peer, error = %e, "MQTT connection ended");
+                debug!(%peer, error = ?e, "MQTT connection ended");
             }
         }
         drop(live);

@@ -12,8 +12,10 @@ use mqtt5::packet::connect::ConnectPacket;
 use sentio_core::acl;
 use tracing::{debug, warn};
 
+use crate::auth::admit;
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::limits::LimitState;
 
 /// The only topics an anonymous client may publish to or subscribe to.
 pub const ANONYMOUS_FILTER: &str = "public/#";
@@ -33,6 +35,7 @@ pub(crate) struct Anonymous {
     inner: Arc<dyn AuthProvider>,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
+    limits: Arc<LimitState>,
 }
 
 impl Anonymous {
@@ -40,11 +43,13 @@ impl Anonymous {
         inner: Arc<dyn AuthProvider>,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
+        limits: Arc<LimitState>,
     ) -> Self {
         Self {
             inner,
             clients,
             counters,
+            limits,
         }
     }
 }
@@ -60,14 +65,16 @@ impl AuthProvider for Anonymous {
         if connect.username.is_some() || connect.password.is_some() {
             return self.inner.authenticate(connect, client_addr);
         }
-        debug!(%client_addr, client_id = %connect.client_id, "anonymous MQTT client admitted (public/# only)");
-        self.clients.authenticated(
-            &connect.client_id,
-            None,
-            connect.protocol_version,
+        debug!(%client_addr, client_id = ?connect.client_id, "anonymous MQTT client (public/# only)");
+        let ticket = self.clients.ticket(None);
+        Box::pin(std::future::ready(Ok(admit(
+            &self.clients,
+            &self.limits,
+            ticket,
+            connect,
             client_addr,
-        );
-        Box::pin(std::future::ready(Ok(AuthResult::success())))
+            None,
+        ))))
     }
 
     fn authorize_publish<'a>(

@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicU64;
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::types::ReasonCode;
-use sentio_core::{acl, topic};
+use sentio_core::{DeviceId, acl, topic};
 use sentio_pipeline::Ingest;
 use sentio_store::{DeviceRegistry, TOKEN_USERNAME_PREFIX, TokenStore};
 use tracing::warn;
 
-use crate::clients::Clients;
+use crate::clients::{Clients, Refusal, Ticket};
 use crate::counters::Counters;
 use crate::limits::LimitState;
 
@@ -47,31 +47,57 @@ impl DeviceAuth {
             limits,
         }
     }
+}
 
-    /// The node's connection limit: a new client beyond it is refused with CONNACK 0x97
-    /// (quota exceeded; MQTT 3.1.1 clients get 0x03, server unavailable). A CONNECT that takes
-    /// over a connected client id does not add a connection.
-    fn over_connection_limit(&self, connect: &ConnectPacket, client_addr: SocketAddr) -> bool {
-        let max = self.limits.max_connections;
-        if max == 0 || self.clients.is_live(&connect.client_id) {
-            return false;
+/// Admits an authenticated CONNECT as `user` (`None`: anonymous) unless a connection quota is
+/// full ([`Clients::admit`]): then CONNACK 0x97, quota exceeded (MQTT 3.1.1: 0x03, server
+/// unavailable), counted, and logged once per 100 refusals (a reconnect storm must not flood
+/// the log).
+pub(crate) fn admit(
+    clients: &Clients,
+    limits: &LimitState,
+    ticket: Ticket,
+    connect: &ConnectPacket,
+    client_addr: SocketAddr,
+    user: Option<&str>,
+) -> AuthResult {
+    let refusal = match clients.admit(
+        ticket,
+        &connect.client_id,
+        connect.protocol_version,
+        client_addr,
+    ) {
+        Ok(()) => {
+            return match user {
+                Some(u) => AuthResult::success_with_user(u),
+                None => AuthResult::success(),
+            };
         }
-        let now = self.clients.connection_count();
-        if now < max {
-            return false;
-        }
-        let refused = self
-            .limits
-            .counters
-            .connections_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // One line per 100 refusals: a reconnect storm must not flood the log.
-        if refused.is_multiple_of(100) {
-            warn!(%client_addr, client_id = %connect.client_id, connections = now, max, refused = refused + 1,
-                "MQTT connect refused: the node holds its maximum of connections (mqtt.max_connections)");
-        }
-        true
+        Err(r) => r,
+    };
+    let refused = limits
+        .counters
+        .connections_refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (why, max) = match refusal {
+        Refusal::Node(max) => (
+            "the node holds its maximum of connections (mqtt.max_connections)",
+            max,
+        ),
+        Refusal::Identity(max) => (
+            "this identity holds its maximum of connections (mqtt.limits.max_connections_per_device / max_connections_per_token)",
+            max,
+        ),
+        Refusal::Address(max) => (
+            "this address holds its maximum of connections (mqtt.limits.max_connections_per_address)",
+            max,
+        ),
+    };
+    if refused.is_multiple_of(100) {
+        warn!(%client_addr, client_id = ?connect.client_id, user = ?user, max, refused = refused + 1,
+            "MQTT connect refused: {why}");
     }
+    AuthResult::fail_with_reason(ReasonCode::QuotaExceeded, format!("{why}; retry later"))
 }
 
 /// Whether `user` is an API token's username.
@@ -106,15 +132,11 @@ impl AuthProvider for DeviceAuth {
         client_addr: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = mqtt5::Result<AuthResult>> + Send + 'a>> {
         Box::pin(async move {
-            if self.over_connection_limit(connect, client_addr) {
-                return Ok(AuthResult::fail_with_reason(
-                    ReasonCode::QuotaExceeded,
-                    "the server holds its maximum number of connections; retry later",
-                ));
-            }
+            // Before the credential is checked: a revocation racing with the check is seen.
+            let ticket = self.clients.ticket(connect.username.as_deref());
             let Some(user) = connect.username.as_deref() else {
                 Counters::bump(&self.counters.auth_failures);
-                warn!(%client_addr, client_id = %connect.client_id, "MQTT connect refused: no username (anonymous access is off)");
+                warn!(%client_addr, client_id = ?connect.client_id, "MQTT connect refused: no username (anonymous access is off)");
                 return Ok(AuthResult::fail_with_reason(
                     ReasonCode::NotAuthorized,
                     "anonymous access is off: connect with username = device id and password = its secret",
@@ -127,36 +149,45 @@ impl AuthProvider for DeviceAuth {
                 .unwrap_or("");
             if is_token(user) {
                 if self.tokens.verify_token(user, password).is_some() {
-                    self.clients.authenticated(
-                        &connect.client_id,
-                        Some(user),
-                        connect.protocol_version,
+                    return Ok(admit(
+                        &self.clients,
+                        &self.limits,
+                        ticket,
+                        connect,
                         client_addr,
-                    );
-                    return Ok(AuthResult::success_with_user(user));
+                        Some(user),
+                    ));
                 }
                 Counters::bump(&self.counters.auth_failures);
-                warn!(%client_addr, user, "MQTT connect refused: unknown or revoked token, or wrong password");
+                warn!(%client_addr, user = ?user, "MQTT connect refused: unknown or revoked token, or wrong password");
                 return Ok(AuthResult::fail_with_reason(
                     ReasonCode::BadUsernameOrPassword,
                     "unknown or revoked token, or wrong password",
                 ));
             }
-            if self.registry.verify_secret(user, password) {
-                self.clients.authenticated(
-                    &connect.client_id,
-                    Some(user),
-                    connect.protocol_version,
+            // A user name that is not a device id names no device.
+            let device = DeviceId::parse(user).ok();
+            if device
+                .as_ref()
+                .is_some_and(|d| self.registry.verify_secret(d, password))
+            {
+                return Ok(admit(
+                    &self.clients,
+                    &self.limits,
+                    ticket,
+                    connect,
                     client_addr,
-                );
-                return Ok(AuthResult::success_with_user(user));
+                    Some(user),
+                ));
             }
             Counters::bump(&self.counters.auth_failures);
-            if self.registry.is_registered(user) {
+            if let Some(device) = device.filter(|d| self.registry.is_registered(d)) {
                 let reason = format!("MQTT connect from {client_addr} refused: wrong secret");
-                self.ingest.reject(user, &reason).await;
+                self.ingest.reject(&device, &reason).await;
             } else {
-                warn!(%client_addr, user, "MQTT connect refused: unknown device");
+                // The username is not logged: an unknown one may be a secret typed in the wrong
+                // field.
+                warn!(%client_addr, "MQTT connect refused: unknown device (username not logged)");
             }
             Ok(AuthResult::fail_with_reason(
                 ReasonCode::BadUsernameOrPassword,
@@ -261,7 +292,12 @@ impl DeviceAuth {
             return true;
         }
         Counters::bump(denied);
-        self.ingest.reject(device, &reason(device)).await;
+        let reason = reason(device);
+        match DeviceId::parse(device) {
+            Ok(id) => self.ingest.reject(&id, &reason).await,
+            // Not a device id: there is no device to record the refusal on.
+            Err(_) => warn!(user = device, reason, "refused"),
+        }
         false
     }
 }

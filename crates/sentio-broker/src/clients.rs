@@ -1,7 +1,12 @@
-//! Who is connected: what the API lists (`GET /api/v1/broker/clients`) and what revoking a
-//! token disconnects. `mqtt5` keeps its client table private, so this is built from what the
-//! broker tells us: the CONNECT seen by [`crate::auth::DeviceAuth`] (username, protocol version,
-//! address) and the connect, subscribe, unsubscribe and disconnect events of the tap.
+//! Who is connected: what the API lists (`GET /api/v1/broker/clients`), what the connection
+//! quotas count and what revoking an identity (a token, a device's secret) disconnects. `mqtt5`
+//! keeps its client table private, so this is built from what the broker tells us: the CONNECT
+//! admitted by the auth providers (username, protocol version, address) and the connect,
+//! subscribe, unsubscribe and disconnect events of the tap.
+//!
+//! Revocation: each identity has a revocation count. A CONNECT reads it *before* its credential
+//! is checked and carries it to the moment its connection is up; if the identity was revoked in
+//! between (the sweep of live connections could not see it yet), the connection is closed then.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -10,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use mqtt5::broker::router::MessageRouter;
 use sentio_core::time;
+use sentio_store::TOKEN_USERNAME_PREFIX;
 
 /// A connected client as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +44,45 @@ struct Pending {
     protocol: &'static str,
     address: SocketAddr,
     at: Instant,
+    /// The identity's revocation count when its credential was checked.
+    revocations: u64,
+}
+
+/// How many connections one node, identity or address may hold (0 = no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Quotas {
+    /// The whole node.
+    pub node: usize,
+    /// One device (username = device id, or a certificate's CN).
+    pub per_device: usize,
+    /// One API token (`token:<id>`).
+    pub per_token: usize,
+    /// One IP address, counting device and anonymous connections (a token's are bounded by
+    /// `per_token`: an operator issues one to fan out, e.g. a load generator or a gateway).
+    pub per_address: usize,
+}
+
+/// Why a CONNECT was not admitted: which quota was full, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The node holds its maximum of connections.
+    Node(usize),
+    /// The identity holds its maximum.
+    Identity(usize),
+    /// The address holds its maximum.
+    Address(usize),
+}
+
+/// A CONNECT on its way through authentication: who it claims to be, and that identity's
+/// revocation count read before its credential was checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    username: Option<String>,
+    revocations: u64,
+}
+
+fn is_token(user: &str) -> bool {
+    user.starts_with(TOKEN_USERNAME_PREFIX)
 }
 
 struct Entry {
@@ -54,8 +99,11 @@ struct Entry {
 /// The table of connected clients.
 #[derive(Default)]
 pub(crate) struct Clients {
+    quotas: Quotas,
     pending: Mutex<HashMap<String, Pending>>,
     live: Mutex<HashMap<String, Entry>>,
+    /// Identity → how many times it was revoked (secret rotated, device or token deleted).
+    revocations: Mutex<HashMap<String, u64>>,
     /// Weak: the router owns the event handler, which owns this table; a strong reference
     /// would be a cycle that keeps the broker's storage (and its directory lock) alive.
     router: OnceLock<Weak<MessageRouter>>,
@@ -74,6 +122,120 @@ fn protocol_name(version: u8) -> &'static str {
 }
 
 impl Clients {
+    pub(crate) fn new(quotas: Quotas) -> Self {
+        Self {
+            quotas,
+            ..Self::default()
+        }
+    }
+
+    /// Starts the admission of a CONNECT claiming `username`: call before its credential is
+    /// checked, so that a revocation racing with the check is seen.
+    pub(crate) fn ticket(&self, username: Option<&str>) -> Ticket {
+        Ticket {
+            username: username.map(str::to_string),
+            revocations: username.map_or(0, |u| self.revocations_of(u)),
+        }
+    }
+
+    fn revocations_of(&self, identity: &str) -> u64 {
+        self.revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(identity)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Admits an authenticated CONNECT unless a connection quota is full: the node's, its
+    /// identity's or its address's. A CONNECT that takes over a connected client id of the
+    /// same identity does not add a connection. Checked and recorded under one lock, so
+    /// simultaneous CONNECTs cannot all slip under a quota.
+    pub(crate) fn admit(
+        &self,
+        ticket: Ticket,
+        client_id: &str,
+        version: u8,
+        address: SocketAddr,
+    ) -> Result<(), Refusal> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        pending.retain(|_, p| now.duration_since(p.at) < PENDING_TTL);
+        {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            let takeover = live
+                .get(client_id)
+                .is_some_and(|e| e.username == ticket.username);
+            if !takeover {
+                self.check_quotas(&live, &pending, &ticket, client_id, address)?;
+            }
+        }
+        pending.insert(
+            client_id.to_string(),
+            Pending {
+                username: ticket.username,
+                protocol: protocol_name(version),
+                address,
+                at: now,
+                revocations: ticket.revocations,
+            },
+        );
+        Ok(())
+    }
+
+    fn check_quotas(
+        &self,
+        live: &HashMap<String, Entry>,
+        pending: &HashMap<String, Pending>,
+        ticket: &Ticket,
+        client_id: &str,
+        address: SocketAddr,
+    ) -> Result<(), Refusal> {
+        let q = self.quotas;
+        let user = ticket.username.as_deref();
+        let per_identity = match user {
+            Some(u) if is_token(u) => q.per_token,
+            Some(_) => q.per_device,
+            None => 0,
+        };
+        let counts_for_address = |u: Option<&str>| !u.is_some_and(is_token);
+        let (mut node, mut identity, mut at_address) = (0, 0, 0);
+        let connections = live
+            .iter()
+            .map(|(id, e)| (id, e.username.as_deref(), e.address))
+            .chain(
+                pending
+                    .iter()
+                    // A pending takeover of a live client id is not another connection.
+                    .filter(|(id, _)| !live.contains_key(*id))
+                    .map(|(id, p)| (id, p.username.as_deref(), p.address)),
+            );
+        for (id, u, a) in connections {
+            if id == client_id {
+                // This CONNECT takes the client id over (refused later if another identity
+                // holds it): it replaces that connection rather than adding one.
+                continue;
+            }
+            node += 1;
+            if user.is_some() && u == user {
+                identity += 1;
+            }
+            if counts_for_address(u) && a.ip() == address.ip() {
+                at_address += 1;
+            }
+        }
+        if q.node != 0 && node >= q.node {
+            return Err(Refusal::Node(q.node));
+        }
+        if per_identity != 0 && identity >= per_identity {
+            return Err(Refusal::Identity(per_identity));
+        }
+        if q.per_address != 0 && counts_for_address(user) && at_address >= q.per_address {
+            return Err(Refusal::Address(q.per_address));
+        }
+        Ok(())
+    }
+
     /// Set once the broker exists.
     pub(crate) fn set_router(&self, router: &Arc<MessageRouter>) {
         let _ = self.router.set(Arc::downgrade(router));
@@ -96,30 +258,9 @@ impl Clients {
             .map(|p| p.protocol)
     }
 
-    /// A CONNECT was accepted by the auth provider.
-    pub(crate) fn authenticated(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        version: u8,
-        address: SocketAddr,
-    ) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        pending.retain(|_, p| now.duration_since(p.at) < PENDING_TTL);
-        pending.insert(
-            client_id.to_string(),
-            Pending {
-                username: username.map(str::to_string),
-                protocol: protocol_name(version),
-                address,
-                at: now,
-            },
-        );
-    }
-
-    /// The connection is up.
-    pub(crate) fn connected(&self, client_id: &str, user: Option<&str>) {
+    /// The connection is up. Returns `true` if its identity was revoked since its credential
+    /// was checked: the caller closes it.
+    pub(crate) fn connected(&self, client_id: &str, user: Option<&str>) -> bool {
         let p = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             // A v5 client with an empty id gets one assigned after authentication.
@@ -140,9 +281,17 @@ impl Clients {
         entry.connections += 1;
         entry.connected_ms = time::now_ms();
         entry.username = user.map(str::to_string);
+        let checked_at = p.as_ref().map(|p| p.revocations);
         if let Some(p) = p {
             entry.protocol = p.protocol;
             entry.address = p.address;
+        }
+        drop(live);
+        // Read after the entry is live: a revocation either counted before this read, or its
+        // sweep of the live table sees this connection.
+        match (user, checked_at) {
+            (Some(u), Some(then)) => self.revocations_of(u) != then,
+            _ => false,
         }
     }
 
@@ -180,28 +329,6 @@ impl Clients {
         self.router.get().and_then(Weak::upgrade)
     }
 
-    /// Connections up now plus CONNECTs accepted whose connection is not yet up.
-    pub(crate) fn connection_count(&self) -> usize {
-        let now = Instant::now();
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|p| now.duration_since(p.at) < PENDING_TTL)
-            .count();
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner()).len();
-        live + pending
-    }
-
-    /// Whether a connection under `client_id` is up (a new CONNECT would take it over).
-    pub(crate) fn is_live(&self, client_id: &str) -> bool {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(client_id)
-    }
-
     /// Every connected client, by client id.
     pub(crate) fn list(&self) -> Vec<ClientInfo> {
         let router = self.router.get().and_then(Weak::upgrade);
@@ -223,8 +350,15 @@ impl Clients {
         out
     }
 
-    /// Closes every connection of `username`; returns how many client ids were closed.
-    pub(crate) async fn disconnect_user(&self, username: &str) -> usize {
+    /// Revokes an identity: its connections are closed, and so are those whose CONNECT was
+    /// being authenticated meanwhile (see the module doc). Returns how many were closed now.
+    pub(crate) async fn revoke(&self, username: &str) -> usize {
+        *self
+            .revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(username.to_string())
+            .or_default() += 1;
         let ids: Vec<String> = self
             .live
             .lock()
@@ -245,5 +379,85 @@ impl Clients {
         for id in client_ids {
             router.disconnect_client(id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], port))
+    }
+
+    fn admit(c: &Clients, id: &str, user: Option<&str>, a: SocketAddr) -> Result<(), Refusal> {
+        c.admit(c.ticket(user), id, 5, a)
+    }
+
+    #[test]
+    fn a_revocation_during_authentication_closes_the_connection_when_it_comes_up() {
+        let c = Clients::default();
+        // Ticket taken (credential about to be checked), then the identity is revoked.
+        let ticket = c.ticket(Some("d1"));
+        *c.revocations
+            .lock()
+            .unwrap()
+            .entry("d1".into())
+            .or_default() += 1;
+        c.admit(ticket, "c1", 5, addr(1, 1)).unwrap();
+        assert!(
+            c.connected("c1", Some("d1")),
+            "revoked while authenticating"
+        );
+        // A CONNECT authenticated after the revocation is not affected.
+        admit(&c, "c2", Some("d1"), addr(1, 2)).unwrap();
+        assert!(!c.connected("c2", Some("d1")));
+        // Nor is another identity.
+        let other = c.ticket(Some("d2"));
+        *c.revocations
+            .lock()
+            .unwrap()
+            .entry("d1".into())
+            .or_default() += 1;
+        c.admit(other, "c3", 5, addr(1, 3)).unwrap();
+        assert!(!c.connected("c3", Some("d2")));
+    }
+
+    #[test]
+    fn quotas_per_node_identity_and_address() {
+        let c = Clients::new(Quotas {
+            node: 6,
+            per_device: 2,
+            per_token: 1,
+            per_address: 3,
+        });
+        admit(&c, "a1", Some("d1"), addr(1, 1)).unwrap();
+        c.connected("a1", Some("d1"));
+        admit(&c, "a2", Some("d1"), addr(2, 1)).unwrap(); // pending counts too
+        assert_eq!(
+            admit(&c, "a3", Some("d1"), addr(3, 1)),
+            Err(Refusal::Identity(2))
+        );
+        // Taking over its own client id is not another connection.
+        admit(&c, "a1", Some("d1"), addr(1, 2)).unwrap();
+        // Per address: d2 and anonymous from 10.0.0.1 (d1 has one there already).
+        admit(&c, "b1", Some("d2"), addr(1, 3)).unwrap();
+        admit(&c, "n1", None, addr(1, 4)).unwrap();
+        assert_eq!(
+            admit(&c, "b2", Some("d2"), addr(1, 5)),
+            Err(Refusal::Address(3))
+        );
+        // A token's connections count against the token, not the address.
+        admit(&c, "t1", Some("token:x"), addr(1, 6)).unwrap();
+        assert_eq!(
+            admit(&c, "t2", Some("token:x"), addr(4, 1)),
+            Err(Refusal::Identity(1))
+        );
+        // The node: a1, a2, b1, n1, t1 = 5 of 6.
+        admit(&c, "e1", Some("d3"), addr(5, 1)).unwrap();
+        assert_eq!(
+            admit(&c, "e2", Some("d4"), addr(6, 1)),
+            Err(Refusal::Node(6))
+        );
     }
 }

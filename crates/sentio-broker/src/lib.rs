@@ -8,7 +8,12 @@
 //!   the pipeline, and a QoS 1/2 PUBACK is sent only after the points are committed.
 //!   Scoped API tokens (`token:<id>` usernames) are confined to their ACL of topic filters.
 //! - [`Broker`] binds the listener and runs it until shutdown; its [`BrokerHandle`] lists the
-//!   connected clients and closes a revoked token's connections.
+//!   connected clients and [revokes](BrokerHandle::revoke) an identity (a deleted token, a
+//!   device whose secret was rotated or which was deleted): its connections are closed.
+//! - A client id belongs to one identity: a CONNECT from another identity with a client id
+//!   whose session (live, or persistent and not expired) is held by someone else is refused
+//!   (CONNACK 0x85; 3.1.1: 0x02) and that session is untouched (`vendor/mqtt5`, SENTIO-PATCH).
+//! - Connection quotas ([`Limits`]): per node, per device, per token and per address.
 //! - MQTT over WebSocket: the HTTP server upgrades `/mqtt` and hands the stream to
 //!   [`BrokerHandle::serve_websocket`] (`ws`); mutual TLS (`mtls`) and anonymous access
 //!   (`anonymous`, off unless [`BrokerConfig::allow_anonymous`]) are optional.
@@ -44,14 +49,15 @@ pub use clients::ClientInfo;
 pub use counters::BrokerCounters;
 pub use error::BrokerError;
 pub use limits::{
-    BACKPRESSURE_QUEUE_DEPTH, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SUBSCRIPTIONS, Limits,
+    BACKPRESSURE_QUEUE_DEPTH, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_MAX_CONNECTIONS_PER_DEVICE, DEFAULT_MAX_SUBSCRIPTIONS, Limits,
 };
 pub use mtls::common_name as certificate_common_name;
 pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
 pub use ws::WEBSOCKET_SUBPROTOCOL;
 
 use crate::accept::Acceptor;
-use crate::clients::Clients;
+use crate::clients::{Clients, Quotas};
 use crate::counters::Counters;
 use crate::limits::LimitState;
 use crate::mtls::{CertAuthContext, MtlsListener};
@@ -120,10 +126,13 @@ impl BrokerHandle {
         list
     }
 
-    /// Closes every connection authenticated as `username` (e.g. a revoked token's); returns
-    /// how many were closed.
-    pub async fn disconnect_user(&self, username: &str) -> usize {
-        self.clients.disconnect_user(username).await
+    /// Revokes the credential of `identity` (a device id, or a token's `token:<id>` username),
+    /// whose secret was rotated or which was deleted: closes every connection authenticated as
+    /// it, over every transport, including one whose CONNECT is being authenticated right now.
+    /// Its sessions are kept (a device reconnecting with its new secret resumes them). Call
+    /// after the credential was changed in the store. Returns how many connections were closed.
+    pub async fn revoke(&self, identity: &str) -> usize {
+        self.clients.revoke(identity).await
     }
 
     /// The broker's counters now.
@@ -193,13 +202,17 @@ impl Broker {
                 config.limits.max_queued_messages.unwrap_or(usize::MAX),
             )
             .with_max_queued_bytes_per_client(usize::MAX);
-        let clients = Arc::new(Clients::default());
+        let clients = Arc::new(Clients::new(Quotas {
+            node: config.max_connections,
+            per_device: config.limits.max_connections_per_device,
+            per_token: config.limits.max_connections_per_token,
+            per_address: config.limits.max_connections_per_address,
+        }));
         let counters = Arc::new(Counters::default());
         let limits = Arc::new(LimitState::new(config.limits, config.max_connections));
         let tap = Arc::new(tap::TelemetryTap::new(
             ingest.clone(),
             registry.clone(),
-            tokens.clone(),
             clients.clone(),
             counters.clone(),
             limits.clone(),
@@ -255,6 +268,7 @@ impl Broker {
                 auth,
                 clients.clone(),
                 counters.clone(),
+                limits.clone(),
             ));
         }
         let inner = MqttBroker::with_config(mqtt)
@@ -273,6 +287,7 @@ impl Broker {
                     registry,
                     clients: clients.clone(),
                     counters: counters.clone(),
+                    limits: limits.clone(),
                 },
             }),
             _ => None,

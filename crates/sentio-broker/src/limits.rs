@@ -1,7 +1,8 @@
 //! Per-client limits that `mqtt5` does not enforce the way Sentio needs: the publish rate (a
 //! token bucket that throttles), the queue bound of offline or slow sessions (back-pressure by
 //! default; with a configured bound, drops counted per session), and the connection count
-//! (refused with a CONNACK reason code instead of a silently closed socket).
+//! per node, per identity and per address (refused with a CONNACK reason code instead of a
+//! silently closed socket; counted in `clients.rs`).
 //!
 //! The subscription limit and the packet size limit are `mqtt5`'s own (SUBACK 0x97 and
 //! DISCONNECT 0x95); they are configured in `lib.rs`.
@@ -18,6 +19,12 @@ use crate::clients::Clients;
 
 /// Default most simultaneous connections per node.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most simultaneous connections of one device: a device needs one or two (telemetry,
+/// commands); a few more leave room for a reconnect racing the old connection's end.
+pub const DEFAULT_MAX_CONNECTIONS_PER_DEVICE: usize = 8;
+/// Default most simultaneous device and anonymous connections from one IP address: room for a
+/// site of devices behind one NAT router, a tenth of the default node limit.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1_000;
 /// Default most subscriptions per client.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
 /// Queue depth of a session at which, when no bound is configured, publishers to its topics
@@ -54,6 +61,16 @@ pub struct Limits {
     /// Without a queue bound: the queue depth at which publishers wait
     /// ([`BACKPRESSURE_QUEUE_DEPTH`] by default; tests lower it).
     pub backpressure_queue_depth: usize,
+    /// Most simultaneous connections of one device (0 = unlimited;
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_DEVICE`]). Beyond: CONNACK 0x97 (3.1.1: 0x03), so one
+    /// device cannot take the connections the node has for others.
+    pub max_connections_per_device: usize,
+    /// Most simultaneous connections of one API token (0, the default: only the node's limit).
+    /// A token is issued by the operator, often to fan out (a load generator, a gateway).
+    pub max_connections_per_token: usize,
+    /// Most simultaneous device and anonymous connections from one IP address (0 = unlimited;
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]); token connections count against their token.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +81,9 @@ impl Default for Limits {
             max_queued_messages: None,
             max_keep_alive: None,
             backpressure_queue_depth: BACKPRESSURE_QUEUE_DEPTH,
+            max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
+            max_connections_per_token: 0,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }
@@ -77,6 +97,13 @@ impl std::fmt::Display for Limits {
                 n.to_string()
             }
         };
+        write!(
+            f,
+            "connections/device {}, connections/token {}, connections/address {}, ",
+            unlimited(self.max_connections_per_device),
+            unlimited(self.max_connections_per_token),
+            unlimited(self.max_connections_per_address),
+        )?;
         write!(
             f,
             "subscriptions/client {}, publishes/s/client {}, keep-alive {}, ",
@@ -238,7 +265,8 @@ pub(crate) struct LimitCounters {
     pub throttled: AtomicU64,
     /// PUBLISHes held back while a subscriber's queue was full (no bound configured).
     pub backpressured: AtomicU64,
-    /// CONNECTs refused because the node held its maximum of connections.
+    /// CONNECTs refused because the node, their identity or their address held its maximum
+    /// of connections.
     pub connections_refused: AtomicU64,
     /// SUBSCRIBE filters refused because the client held its maximum of subscriptions.
     pub subscriptions_refused: AtomicU64,
@@ -247,7 +275,7 @@ pub(crate) struct LimitCounters {
 /// The limits' state: token buckets per connected client and the sessions' filters and drops.
 pub(crate) struct LimitState {
     pub limits: Limits,
-    /// Most simultaneous connections (the node's, enforced at CONNECT by `DeviceAuth`).
+    /// Most simultaneous connections (the node's, enforced at CONNECT by `Clients::admit`).
     pub max_connections: usize,
     pub counters: LimitCounters,
     buckets: Mutex<HashMap<String, TokenBucket>>,

@@ -34,9 +34,10 @@ use tracing::{debug, warn};
 
 use crate::BrokerError;
 use crate::accept::Acceptor;
-use crate::auth::is_token;
+use crate::auth::{admit, is_token};
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::limits::LimitState;
 use crate::tls::TlsFiles;
 
 /// A TLS handshake that takes longer than this is dropped.
@@ -98,6 +99,7 @@ pub(crate) struct CertAuthContext {
     pub registry: Arc<dyn DeviceRegistry>,
     pub clients: Arc<Clients>,
     pub counters: Arc<Counters>,
+    pub limits: Arc<LimitState>,
 }
 
 /// The mutual-TLS listener, bound and ready to run.
@@ -199,6 +201,8 @@ impl AuthProvider for CertAuth {
             }
             Some(Ok(cn)) => cn,
         };
+        // Before the registry is asked: a deletion racing with it is seen.
+        let ticket = self.ctx.clients.ticket(Some(device));
         let result = if connect.username.as_deref().is_some_and(|u| u != device) {
             self.refuse(
                 client_addr,
@@ -206,7 +210,10 @@ impl AuthProvider for CertAuth {
                     "not authorized: the username is not the certificate's CN {device:?} (leave it out or send the same)"
                 ),
             )
-        } else if is_token(device) || !self.ctx.registry.is_registered(device) {
+        } else if is_token(device)
+            || !sentio_core::DeviceId::parse(device)
+                .is_ok_and(|d| self.ctx.registry.is_registered(&d))
+        {
             self.refuse(
                 client_addr,
                 format!(
@@ -215,13 +222,14 @@ impl AuthProvider for CertAuth {
             )
         } else {
             debug!(%client_addr, device, "MQTT client authenticated by its certificate");
-            self.ctx.clients.authenticated(
-                &connect.client_id,
-                Some(device),
-                connect.protocol_version,
+            Ok(admit(
+                &self.ctx.clients,
+                &self.ctx.limits,
+                ticket,
+                connect,
                 client_addr,
-            );
-            Ok(AuthResult::success_with_user(device.clone()))
+                Some(device),
+            ))
         };
         Box::pin(std::future::ready(result))
     }

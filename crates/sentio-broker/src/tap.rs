@@ -13,7 +13,7 @@ use mqtt5::broker::events::{
 use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
 use sentio_pipeline::{Ingest, PipelineError};
-use sentio_store::{DeviceRegistry, TokenStore};
+use sentio_store::DeviceRegistry;
 use tracing::{error, info, warn};
 
 use crate::auth::is_token;
@@ -34,7 +34,6 @@ fn qos_index(qos: QoS) -> usize {
 pub struct TelemetryTap {
     ingest: Ingest,
     registry: Arc<dyn DeviceRegistry>,
-    tokens: Arc<dyn TokenStore>,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     limits: Arc<LimitState>,
@@ -44,7 +43,6 @@ impl TelemetryTap {
     pub(crate) fn new(
         ingest: Ingest,
         registry: Arc<dyn DeviceRegistry>,
-        tokens: Arc<dyn TokenStore>,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
         limits: Arc<LimitState>,
@@ -52,7 +50,6 @@ impl TelemetryTap {
         Self {
             ingest,
             registry,
-            tokens,
             clients,
             counters,
             limits,
@@ -67,18 +64,19 @@ impl BrokerEventHandler for TelemetryTap {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let user = event.user_id.as_deref();
-            self.clients.connected(&event.client_id, user);
+            let revoked = self.clients.connected(&event.client_id, user);
             self.limits.connected(
                 &event.client_id,
                 event.clean_start,
                 event.session_expiry_interval,
             );
-            let Some(u) = user else { return };
-            if !is_token(u) {
+            // Counted even when closed below: its disconnect event uncounts it.
+            if let Some(u) = user.filter(|u| !is_token(u)) {
                 self.ingest.presence().connected(u);
-            } else if self.tokens.token_acl(u).is_none() {
-                // Revoked between its CONNECT and now: the revocation's sweep may have missed it.
-                info!(user = u, client_id = %event.client_id, "closing a client of a revoked token");
+            }
+            if revoked {
+                // Revoked between its CONNECT and now: the revocation's sweep could not see it.
+                info!(user = ?user, client_id = ?event.client_id, "closing a client whose credential was revoked while it connected");
                 self.clients
                     .disconnect(&[event.client_id.to_string()])
                     .await;
@@ -110,7 +108,7 @@ impl BrokerEventHandler for TelemetryTap {
                     .counters
                     .subscriptions_refused
                     .fetch_add(over_quota as u64, std::sync::atomic::Ordering::Relaxed);
-                info!(client_id = %event.client_id, refused = over_quota, max = self.limits.limits.max_subscriptions,
+                info!(client_id = ?event.client_id, refused = over_quota, max = self.limits.limits.max_subscriptions,
                     "SUBSCRIBE refused: the client holds its maximum of subscriptions (mqtt.limits.max_subscriptions)");
             }
             self.limits
@@ -164,10 +162,11 @@ impl BrokerEventHandler for TelemetryTap {
                 _ => None,
             };
             if let Some(why) = why
-                && self.registry.is_registered(user)
+                && let Ok(device) = DeviceId::parse(user)
+                && self.registry.is_registered(&device)
             {
                 self.ingest
-                    .reject(user, &format!("disconnected by the broker: {why}"))
+                    .reject(&device, &format!("disconnected by the broker: {why}"))
                     .await;
             }
         })

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sentio_core::telemetry::TimeWindow;
 use sentio_core::{DeviceId, Point, TextEvent, telemetry, time};
-use sentio_store::{DeviceRegistry, EventStore, SeriesStore};
+use sentio_store::{DeviceRegistry, EventStore, SeriesStore, StorageHealth};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, warn};
 
@@ -42,6 +42,7 @@ pub struct Accepted {
 pub struct Ingest {
     tx: mpsc::Sender<Batch>,
     registry: Arc<dyn DeviceRegistry>,
+    health: Arc<dyn StorageHealth>,
     presence: Arc<Presence>,
     stats: Arc<Stats>,
     window: TimeWindow,
@@ -51,6 +52,7 @@ impl Ingest {
     pub(crate) fn new(
         tx: mpsc::Sender<Batch>,
         registry: Arc<dyn DeviceRegistry>,
+        health: Arc<dyn StorageHealth>,
         presence: Arc<Presence>,
         stats: Arc<Stats>,
         window: TimeWindow,
@@ -58,6 +60,7 @@ impl Ingest {
         Self {
             tx,
             registry,
+            health,
             presence,
             stats,
             window,
@@ -77,7 +80,7 @@ impl Ingest {
         self.presence.seen(device.as_str(), now);
         let parsed = telemetry::parse_in(device, payload, now, self.window);
         for reason in &parsed.rejected {
-            self.reject(device.as_str(), reason).await;
+            self.reject(device, reason).await;
         }
         if parsed.points.is_empty() && parsed.events.is_empty() {
             if parsed.rejected.is_empty() {
@@ -137,24 +140,22 @@ impl Ingest {
 
     /// Records that something a device sent was refused, and why: in the log, in the counters,
     /// and on the device (visible through the API).
-    pub async fn reject(&self, device: &str, reason: &str) {
-        warn!(device, reason, "telemetry refused");
+    pub async fn reject(&self, device: &DeviceId, reason: &str) {
+        warn!(device = device.as_str(), reason, "telemetry refused");
         Stats::add(&self.stats.rejections, 1);
         if let Err(e) = self
             .registry
             .record_rejection(device, time::now_ms(), reason)
             .await
         {
-            error!(device, error = %e, "could not record a refusal");
+            error!(device = device.as_str(), error = %e, "could not record a refusal");
         }
     }
 
-    /// Whether the store's disk is full (the last commit failed for lack of space and none has
-    /// succeeded since).
+    /// Whether the store's disk is full (the store's own state: a write failed for lack of
+    /// space and none has succeeded since).
     pub fn storage_full(&self) -> bool {
-        self.stats
-            .storage_full
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.health.is_full()
     }
 
     /// Counts a payload refused up front because the store is full.
@@ -254,12 +255,6 @@ pub(crate) async fn run_writer(
         };
         match stored {
             Ok(()) => {
-                if stats
-                    .storage_full
-                    .swap(false, std::sync::atomic::Ordering::Relaxed)
-                {
-                    tracing::info!("the store takes data again (disk space returned)");
-                }
                 Stats::add(&stats.points_stored, points.len() as u64);
                 for ack in acks {
                     let _ = ack.send(Ok(()));
@@ -275,11 +270,6 @@ pub(crate) async fn run_writer(
                     full: e.is_storage_full(),
                     message: e.to_string(),
                 };
-                if failed.full {
-                    stats
-                        .storage_full
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 for ack in acks {
                     let _ = ack.send(Err(failed.clone()));
                 }

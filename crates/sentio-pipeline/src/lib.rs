@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sentio_ai::DetectorConfig;
-use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore};
+use sentio_store::{AlertStore, DeviceRegistry, EventStore, SeriesStore, StorageHealth};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -108,6 +108,8 @@ pub struct Stores {
     pub alerts: Arc<dyn AlertStore>,
     /// Text events.
     pub events: Arc<dyn EventStore>,
+    /// Whether the store can take new data (its "disk full" state).
+    pub health: Arc<dyn StorageHealth>,
 }
 
 /// A running pipeline.
@@ -166,6 +168,7 @@ impl Pipeline {
         let ingest = Ingest::new(
             ingest_tx,
             stores.registry.clone(),
+            stores.health.clone(),
             presence.clone(),
             stats.clone(),
             sentio_core::telemetry::TimeWindow {

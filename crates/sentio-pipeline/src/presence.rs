@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentio_core::time;
+use sentio_core::{DeviceId, time};
 use sentio_store::DeviceRegistry;
 use tokio::sync::watch;
 use tracing::error;
@@ -95,7 +95,10 @@ pub(crate) async fn run_flusher(
             let mut map = presence.devices.lock().unwrap_or_else(|p| p.into_inner());
             for (id, s) in map.iter_mut() {
                 if s.last_seen_ms > s.flushed_ms {
-                    to_flush.push((id.clone(), s.last_seen_ms));
+                    // An id that is not a device id cannot be registered: nothing to record.
+                    if let Ok(device) = DeviceId::parse(id) {
+                        to_flush.push((device, s.last_seen_ms));
+                    }
                     s.flushed_ms = s.last_seen_ms;
                 }
                 let online = is_online(s, now);

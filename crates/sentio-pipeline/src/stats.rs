@@ -1,6 +1,6 @@
 //! Counters of the pipeline, read by `/metrics` and the API.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Monotonic counters.
 #[derive(Debug, Default)]
@@ -19,10 +19,8 @@ pub struct Stats {
     pub alerts_resolved: AtomicU64,
     /// Live events a slow subscriber missed.
     pub bus_lagged: AtomicU64,
-    /// Whether the store's disk is full: set by a commit that failed for lack of space,
-    /// cleared by the next commit (or write probe) that succeeds.
-    pub storage_full: AtomicBool,
-    /// Payloads refused up front because the store was full.
+    /// Payloads refused up front because the store was full (the store itself says whether
+    /// it is: `sentio_store::StorageHealth`).
     pub storage_full_refusals: AtomicU64,
 }
 

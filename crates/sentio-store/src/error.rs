@@ -1,4 +1,5 @@
-//! Store errors.
+//! Store errors, the same for every backend: a caller matches on what went wrong (a duplicate,
+//! an unknown id, a full disk), never on the backend's own error type.
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +19,14 @@ pub enum StoreError {
     /// The request itself is invalid (bad range, bad step...).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    /// The database refused (disk full, corruption, I/O).
+    /// The store's disk (or file system quota) is full: nothing was half written, and new data
+    /// cannot be taken until space returns. Carries the backend's message.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The backend refused for another reason (corruption, I/O, a lost connection); the
+    /// backend's own error is the source.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Files around the database (data directory, permissions).
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -45,11 +51,14 @@ impl StoreError {
     /// cannot be taken until space returns, and nothing was half written.
     pub fn is_storage_full(&self) -> bool {
         match self {
-            Self::Database(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.code == rusqlite::ErrorCode::DiskFull
-            }
+            Self::StorageFull(_) => true,
             Self::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
             _ => false,
         }
+    }
+
+    /// A backend error with its source kept.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(Box::new(e))
     }
 }

@@ -1,21 +1,30 @@
 //! Where Sentio keeps things: the device registry, the time series, alerts and detector state.
 //!
-//! Everything above this crate talks to the traits [`DeviceRegistry`], [`SeriesStore`] and
-//! [`AlertStore`], never to SQLite: the embedded default ([`SqliteStore`]) lives here, and a
-//! scale-out backend (PostgreSQL) will implement the same traits. Device secrets are stored only
-//! as keyed BLAKE3 digests ([`secret`]).
+//! Everything above this crate talks to the traits ([`DeviceRegistry`], [`SeriesStore`],
+//! [`AlertStore`], [`EventStore`], [`TokenStore`], [`AuditStore`], [`RetentionStore`], and for
+//! the node [`Maintenance`] and [`StorageHealth`]), usually bundled as [`Stores`], never to
+//! SQLite: the embedded default ([`SqliteStore`]) lives here, and a scale-out backend
+//! (PostgreSQL) will implement the same traits and pass the same contract tests
+//! (`tests/contract/`). Errors are one neutral [`StoreError`] for every backend; a full disk is
+//! [`StoreError::StorageFull`], and the store alone keeps the "disk full" state
+//! ([`StorageHealth::is_full`]). Device secrets are stored only as keyed BLAKE3 digests
+//! ([`secret`]).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use sentio_core::DeviceId;
 //! use sentio_store::{DeviceRegistry, NewDevice, SqliteStore};
 //! let dir = std::env::temp_dir().join(format!("sentio-doc-{}", std::process::id()));
 //! let store = SqliteStore::open(&dir).unwrap();
 //! let (dev, secret) = store.create_device(NewDevice::new("pump-1")).await.unwrap();
-//! assert!(store.verify_secret("pump-1", &secret));
-//! assert!(!store.verify_secret("pump-1", "guess"));
+//! let id = DeviceId::parse("pump-1").unwrap();
+//! assert!(store.verify_secret(&id, &secret));
+//! assert!(!store.verify_secret(&id, "guess"));
 //! # drop(dev); std::fs::remove_dir_all(&dir).ok();
 //! # });
 //! ```
+
+#![deny(missing_docs)]
 
 mod backup;
 pub mod chunk;
@@ -24,7 +33,8 @@ pub mod labels;
 mod model;
 pub mod secret;
 mod sqlite;
-mod stored;
+mod stored_form;
+mod stores;
 mod traits;
 
 pub use backup::{BackupReport, backup, restore};
@@ -35,8 +45,10 @@ pub use model::{
     SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
+pub use stores::Stores;
 pub use traits::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, SeriesStore,
+    StorageHealth, TokenStore,
 };
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).

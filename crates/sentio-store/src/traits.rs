@@ -1,5 +1,6 @@
 //! The seams: what the rest of Sentio may ask of a store. Nothing above these traits may assume
-//! SQLite.
+//! SQLite. Every backend passes the same contract tests (`tests/contract/`), written once
+//! against these traits.
 
 use std::sync::Arc;
 
@@ -19,25 +20,25 @@ pub trait DeviceRegistry: Send + Sync {
     /// Registers a device; returns it with its new secret (shown once, stored only as a digest).
     async fn create_device(&self, new: NewDevice) -> Result<(Device, String)>;
     /// One device.
-    async fn get_device(&self, id: &str) -> Result<Option<Device>>;
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>>;
     /// All devices, by id.
     async fn list_devices(&self) -> Result<Vec<Device>>;
     /// Removes the device and its credential. With `erase`, also every point, series, alert and
     /// detector state of it. Returns what was removed, by kind, or `UnknownDevice`.
-    async fn delete_device(&self, id: &str, erase: bool) -> Result<Vec<(String, u64)>>;
+    async fn delete_device(&self, id: &DeviceId, erase: bool) -> Result<Vec<(String, u64)>>;
     /// Replaces a device's secret with a new one, returned once.
-    async fn rotate_secret(&self, id: &str) -> Result<String>;
+    async fn rotate_secret(&self, id: &DeviceId) -> Result<String>;
     /// Constant-time check of a device's secret. Hot path (every CONNECT): answered from memory.
-    fn verify_secret(&self, id: &str, secret: &str) -> bool;
+    fn verify_secret(&self, id: &DeviceId, secret: &str) -> bool;
     /// Whether the device is registered. Answered from memory.
-    fn is_registered(&self, id: &str) -> bool;
+    fn is_registered(&self, id: &DeviceId) -> bool;
     /// Records when devices were last seen.
-    async fn touch(&self, seen: &[(String, i64)]) -> Result<()>;
+    async fn touch(&self, seen: &[(DeviceId, i64)]) -> Result<()>;
     /// Records that part of what a device sent was refused, and why.
-    async fn record_rejection(&self, id: &str, ts_ms: i64, reason: &str) -> Result<()>;
+    async fn record_rejection(&self, id: &DeviceId, ts_ms: i64, reason: &str) -> Result<()>;
     /// Renames a device and sets or removes labels, atomically; returns the device as changed,
     /// or `UnknownDevice`. The resulting labels are validated ([`crate::labels::validate`]).
-    async fn update_device(&self, id: &str, update: DeviceUpdate) -> Result<Device>;
+    async fn update_device(&self, id: &DeviceId, update: DeviceUpdate) -> Result<Device>;
     /// Devices whose labels hold every pair of `selector`, by id.
     async fn devices_with_labels(
         &self,
@@ -177,4 +178,55 @@ pub trait RetentionStore: Send + Sync {
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport>;
     /// Size on disk against the budget.
     async fn storage(&self) -> Result<StorageStatus>;
+}
+
+/// The store's background upkeep, which the node runs every few seconds: what a backend needs
+/// done besides answering requests.
+#[async_trait]
+pub trait Maintenance: RetentionStore {
+    /// Sets the disk budget of the store's data (`None`: no budget); the next maintenance pass
+    /// keeps to it ([`RetentionStore::maintain`]).
+    fn set_disk_budget(&self, bytes: Option<u64>);
+    /// Moves recently written points into their long-term form (the embedded store seals its
+    /// head into compressed chunks), in bounded steps that yield between them, until nothing is
+    /// ready. Reads answer the same before and after. A backend without such a form does
+    /// nothing.
+    async fn seal_round(&self) -> Result<()>;
+    /// How many points of one series over `[from_ms, to_ms)` still wait for
+    /// [`Maintenance::seal_round`]; always 0 for a backend that writes points in their
+    /// long-term form at once.
+    async fn unsealed_points(
+        &self,
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64>;
+    /// Runs maintenance passes ([`RetentionStore::maintain`]) as of now until one has nothing
+    /// more to do, yielding between them.
+    async fn maintenance_round(&self) -> Result<()> {
+        loop {
+            let report = self.maintain(sentio_core::time::now_ms()).await?;
+            if !report.more {
+                return Ok(());
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Whether the store can take new data. The store alone owns its "disk full" state: every
+/// layer above (ingest, HTTP, MQTT, metrics) asks [`StorageHealth::is_full`] instead of keeping
+/// a flag of its own.
+#[async_trait]
+pub trait StorageHealth: Send + Sync {
+    /// Whether the store's disk is full: a write of new data ([`SeriesStore::append`],
+    /// [`EventStore::append_events`]) failed with [`crate::StoreError::StorageFull`], and
+    /// neither such a write nor [`StorageHealth::probe_free_space`] has succeeded since. Hot
+    /// path (every MQTT 5 publish): answered from memory.
+    fn is_full(&self) -> bool;
+    /// Whether `bytes` are free for the store's data again, checked without touching stored
+    /// data (the embedded store writes, syncs and removes a file of that size). When they are,
+    /// the store is no longer full.
+    async fn probe_free_space(&self, bytes: usize) -> bool;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sentio_core::{DeviceId, Point};
 use sentio_store::{
-    Agg, DeviceRegistry, NewDevice, RangeQuery, SealPolicy, SeriesStore, SqliteStore,
+    Agg, DeviceRegistry, Maintenance, NewDevice, RangeQuery, SealPolicy, SeriesStore, SqliteStore,
 };
 
 /// Small chunks and a short seal age, so a short test makes many chunks.
@@ -323,6 +323,15 @@ async fn a_late_point_and_a_duplicate_in_a_sealed_chunk_win_and_are_merged_into_
         .append(&[point(s.0, s.1, 10_000, -1.5), point(s.0, s.1, 10_500, 7.25)])
         .await
         .unwrap();
+    let d1 = DeviceId::parse(s.0).unwrap();
+    let unsealed = |from, to| store.unsealed_points(&d1, s.1, from, to);
+    assert_eq!(
+        unsealed(9_000, 12_000).await.unwrap(),
+        2,
+        "both wait in the head"
+    );
+    assert_eq!(unsealed(0, 300_000).await.unwrap(), 2);
+    assert_eq!(unsealed(0, 400_000).await.unwrap(), 2 + 100);
     let raw = store
         .query(range_query(s, 9_000, 12_000, None, 100))
         .await
@@ -353,6 +362,14 @@ async fn a_late_point_and_a_duplicate_in_a_sealed_chunk_win_and_are_merged_into_
     assert_eq!(after.chunks, before.chunks);
     assert_eq!(after.sealed_points, before.sealed_points + 1);
     assert_eq!(after.head_points, before.head_points);
+    assert_eq!(unsealed(9_000, 12_000).await.unwrap(), 0, "both sealed");
+    assert_eq!(
+        store
+            .unsealed_points(&d1, "nope", 0, 400_000)
+            .await
+            .unwrap(),
+        0
+    );
     let raw = store
         .query(range_query(s, 9_000, 12_000, None, 100))
         .await
@@ -385,7 +402,10 @@ async fn erasing_a_device_removes_its_chunks_and_counts_every_point() {
     let before = store.tier_stats().await.unwrap();
     assert!(before.chunks >= 3 * 8, "{before:?}");
 
-    let removed = store.delete_device("d1", true).await.unwrap();
+    let removed = store
+        .delete_device(&DeviceId::parse("d1").unwrap(), true)
+        .await
+        .unwrap();
     assert!(
         removed.contains(&("points".to_string(), 1000)),
         "{removed:?}"

@@ -9,7 +9,9 @@ use sentio_api::AppState;
 use sentio_broker::{Broker, BrokerConfig, TlsSettings};
 use sentio_pipeline::{LocalBus, Pipeline, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
-use sentio_store::{DeviceRegistry, NewDevice, RetentionStore, SqliteStore, StoreError};
+use sentio_store::{
+    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth, StoreError,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -99,6 +101,7 @@ impl Node {
             series: store.clone(),
             alerts: store.clone(),
             events: store.clone(),
+            health: store.clone(),
         };
         let bus = Arc::new(LocalBus::new(4096));
         let pipeline =
@@ -139,9 +142,9 @@ impl Node {
         }));
         // Maintenance in the background: seals old head points into compressed chunks, rolls
         // up, applies retention and the disk budget; probes a full disk until it takes data.
-        let (maint, rx, stats) = (store.clone(), stop_rx.clone(), pipeline.stats.clone());
+        let (maint, rx) = (store.clone(), stop_rx.clone());
         servers.push(tokio::spawn(async move {
-            run_maintenance(&maint, &stats, stopped(rx)).await;
+            run_maintenance(&*maint, &*maint, stopped(rx)).await;
         }));
         let state = AppState {
             registry: store.clone(),
@@ -207,7 +210,7 @@ const APPLIED_RETENTION_FILE: &str = "retention.applied.toml";
 /// configuration said last time, so a retention changed through the API since then is not
 /// overwritten at every start.
 async fn apply_retention(
-    store: &SqliteStore,
+    store: &dyn RetentionStore,
     data: &std::path::Path,
     retention: &RetentionConfig,
 ) -> anyhow::Result<()> {
@@ -240,26 +243,26 @@ async fn apply_retention(
 /// Every 5 s: seal, roll up, expire, keep to the disk budget; while the disk is full, only
 /// probe whether 1 MiB is free again (so MQTT 5 publishers are no longer refused).
 async fn run_maintenance(
-    store: &SqliteStore,
-    stats: &sentio_pipeline::Stats,
+    store: &dyn Maintenance,
+    health: &dyn StorageHealth,
     stop: impl Future<Output = ()>,
 ) {
-    use std::sync::atomic::Ordering;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
-        if stats.storage_full.load(Ordering::Relaxed) {
-            if !store.has_free_space(1 << 20).await {
-                continue;
-            }
-            stats.storage_full.store(false, Ordering::Relaxed);
-            info!("the store takes data again (disk space returned)");
+        // The store clears its full state itself once the probe fits.
+        if health.is_full() && !health.probe_free_space(1 << 20).await {
+            continue;
         }
-        store.seal_round().await;
-        store.maintenance_round().await;
+        if let Err(e) = store.seal_round().await {
+            tracing::error!(error = %e, "sealing head points into chunks failed");
+        }
+        if let Err(e) = store.maintenance_round().await {
+            tracing::error!(error = %e, "retention and rollups pass failed");
+        }
     }
 }
 
@@ -286,7 +289,10 @@ async fn demo_config(
             .await
         {
             Ok((_, secret)) => secret,
-            Err(StoreError::DuplicateDevice(_)) => registry.rotate_secret(&d.id).await?,
+            Err(StoreError::DuplicateDevice(_)) => {
+                let id = sentio_core::DeviceId::parse(&d.id)?;
+                registry.rotate_secret(&id).await?
+            }
             Err(e) => return Err(e.into()),
         };
         sim.credentials.insert(d.id, secret);

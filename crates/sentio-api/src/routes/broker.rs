@@ -108,7 +108,7 @@ pub fn metrics(c: &BrokerCounters) -> String {
     family(
         "sentio_mqtt_limited_total",
         "counter",
-        "Packets held back or refused by a limit: publishes delayed by mqtt.limits.max_publish_rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at mqtt.max_connections (connections, CONNACK 0x97), SUBSCRIBE filters refused at mqtt.limits.max_subscriptions (subscriptions, SUBACK 0x97).",
+        "Packets held back or refused by a limit: publishes delayed by mqtt.limits.max_publish_rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at mqtt.max_connections or at the connections per device, token or address (mqtt.limits.max_connections_per_*) (connections, CONNACK 0x97), SUBSCRIBE filters refused at mqtt.limits.max_subscriptions (subscriptions, SUBACK 0x97).",
         &[
             ("{limit=\"rate\"}", c.publishes_throttled),
             ("{limit=\"backpressure\"}", c.publishes_backpressured),

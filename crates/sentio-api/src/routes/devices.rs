@@ -12,6 +12,12 @@ use crate::auth::Admin;
 use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView, UpdateDevice};
 use crate::{ApiError, AppState};
 
+/// The device id in a path; a string that cannot be a device id names no device (404, as an
+/// unknown one).
+fn known_id(id: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(id).map_err(|_| ApiError::not_found(format!("device {id:?} not found")))
+}
+
 pub async fn create(
     _: Admin,
     State(s): State<AppState>,
@@ -70,7 +76,7 @@ pub async fn show(
 ) -> Result<Json<DeviceView>, ApiError> {
     let d = s
         .registry
-        .get_device(&id)
+        .get_device(&known_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
     let (online, seen) = s.presence.status(&d.id);
@@ -84,30 +90,50 @@ pub async fn delete(
     params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params?;
-    let removed = s.registry.delete_device(&id, params.erase).await?;
+    let device = known_id(&id)?;
+    let removed = s.registry.delete_device(&device, params.erase).await?;
+    // Its credential is gone: its MQTT connections go too (else they would go on publishing,
+    // and receive the commands of a device registered later under the same id).
+    let disconnected = revoke(&s, &id).await;
     s.presence.forget(&id);
     // The detectors drop what they learnt, so it is not saved again.
-    if let Ok(device) = DeviceId::parse(&id) {
-        s.control.forget(&device).await?;
-    }
-    tracing::info!(device = %id, erase = params.erase, ?removed, "device deleted");
+    s.control.forget(&device).await?;
+    tracing::info!(device = %id, erase = params.erase, ?removed, disconnected, "device deleted");
     let removed: serde_json::Map<String, Value> =
         removed.into_iter().map(|(k, v)| (k, json!(v))).collect();
     Ok(Json(
-        json!({"id": id, "erased": params.erase, "removed": removed}),
+        json!({"id": id, "erased": params.erase, "removed": removed, "disconnected_clients": disconnected}),
     ))
 }
 
-/// `POST /api/v1/devices/<id>/secret`: issues a new secret (shown once); the old one stops working.
+/// Closes the MQTT connections of a device whose credential changed; how many were closed.
+async fn revoke(s: &AppState, device: &str) -> usize {
+    match &s.broker {
+        Some(b) => b.revoke(device).await,
+        None => 0,
+    }
+}
+
+/// `POST /api/v1/devices/<id>/secret`: issues a new secret (shown once); the old one stops
+/// working, and the device's MQTT connections are closed.
 pub async fn rotate_secret(
     _: Admin,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = s.registry.rotate_secret(&id).await?;
-    tracing::info!(device = %id, "device secret rotated");
-    s.audit("device.rotate_secret", Some(&id), json!({})).await;
-    Ok(Json(json!({"id": id, "secret": secret})))
+    let secret = s.registry.rotate_secret(&known_id(&id)?).await?;
+    // Connections made with the old secret are closed; the device reconnects with the new one.
+    let disconnected = revoke(&s, &id).await;
+    tracing::info!(device = %id, disconnected, "device secret rotated");
+    s.audit(
+        "device.rotate_secret",
+        Some(&id),
+        json!({"disconnected_clients": disconnected}),
+    )
+    .await;
+    Ok(Json(
+        json!({"id": id, "secret": secret, "disconnected_clients": disconnected}),
+    ))
 }
 
 /// `PATCH /api/v1/devices/<id>`: renames the device and sets (`"key": "value"`) or removes
@@ -132,7 +158,7 @@ pub async fn update(
     let d = s
         .registry
         .update_device(
-            &id,
+            &known_id(&id)?,
             DeviceUpdate {
                 name: body.name,
                 labels: body.labels,

@@ -36,7 +36,7 @@ pub async fn list(
             sentio_store::EVENT_HISTORY
         )));
     }
-    if s.registry.get_device(&id).await?.is_none() {
+    if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
     let events: Vec<Value> = s

@@ -58,7 +58,7 @@ pub async fn export(
     let device = DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let record = s
         .registry
-        .get_device(&id)
+        .get_device(&device)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
     let series = s.series.series(&device).await?;

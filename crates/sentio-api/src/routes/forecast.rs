@@ -35,7 +35,7 @@ pub async fn forecast(
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
     let device = DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if s.registry.get_device(&id).await?.is_none() {
+    if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
     let bad = |e: sentio_core::CoreError| ApiError::bad_request(e.to_string());

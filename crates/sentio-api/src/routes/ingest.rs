@@ -17,18 +17,24 @@ pub async fn telemetry(
     creds: Basic,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    if !s.registry.verify_secret(&creds.user, &creds.password) {
-        if s.registry.is_registered(&creds.user) {
-            s.ingest
-                .reject(&creds.user, "HTTP telemetry refused: wrong secret")
-                .await;
+    // A user name that is not a device id names no device.
+    let user = match DeviceId::parse(&creds.user) {
+        Ok(u) if s.registry.verify_secret(&u, &creds.password) => u,
+        parsed => {
+            if let Ok(u) = &parsed
+                && s.registry.is_registered(u)
+            {
+                s.ingest
+                    .reject(u, "HTTP telemetry refused: wrong secret")
+                    .await;
+            }
+            return Err(ApiError::unauthorized("unknown device or wrong secret"));
         }
-        return Err(ApiError::unauthorized("unknown device or wrong secret"));
-    }
+    };
     if creds.user != id {
         let reason =
             format!("HTTP telemetry for device {id:?} refused: a device may post only its own");
-        s.ingest.reject(&creds.user, &reason).await;
+        s.ingest.reject(&user, &reason).await;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason));
     }
     let body = match body {
@@ -36,13 +42,13 @@ pub async fn telemetry(
         Err(r) => {
             let err = ApiError::from(r);
             s.ingest
-                .reject(&id, &format!("HTTP telemetry refused: {}", err.detail))
+                .reject(&user, &format!("HTTP telemetry refused: {}", err.detail))
                 .await;
             return Err(err);
         }
     };
-    let device = DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let accepted = s.ingest.payload(&device, &body, true).await?;
+    // The path names the authenticated device itself (checked above).
+    let accepted = s.ingest.payload(&user, &body, true).await?;
     Ok(Json(
         json!({"accepted": accepted.points, "events": accepted.events, "rejected": accepted.rejected}),
     ))

@@ -70,8 +70,9 @@ async fn select_devices(s: &AppState, sel: DeviceSelector) -> Result<Vec<String>
             let mut out: Vec<String> = Vec::with_capacity(ids.len());
             let mut unknown = Vec::new();
             for id in ids {
-                DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                if !s.registry.is_registered(&id) {
+                let device =
+                    DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if !s.registry.is_registered(&device) {
                     unknown.push(id);
                 } else if !out.contains(&id) {
                     out.push(id);

@@ -26,7 +26,7 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let device = device_id(&id)?;
-    if s.registry.get_device(&id).await?.is_none() {
+    if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
     let series: Vec<Value> = s

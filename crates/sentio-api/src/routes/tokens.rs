@@ -65,7 +65,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let token = s.tokens.delete_token(&id).await?;
     let disconnected = match &s.broker {
-        Some(b) => b.disconnect_user(&token.username).await,
+        Some(b) => b.revoke(&token.username).await,
         None => 0,
     };
     tracing::info!(token = %token.id, name = %token.name, disconnected, "API token revoked");

@@ -206,7 +206,7 @@ impl DetectStage {
             .filter(|d| !self.kinds.contains_key(*d))
             .collect();
         for device in unknown {
-            let kind = match self.registry.get_device(device.as_str()).await {
+            let kind = match self.registry.get_device(device).await {
                 Ok(Some(d)) => d.kind,
                 _ => UNKNOWN_KIND.to_string(),
             };

@@ -5,7 +5,7 @@ use rusqlite::{Row, params};
 use sentio_core::{Alert, AlertId, AlertState, Feedback};
 
 use super::SqliteStore;
-use crate::{AlertFilter, AlertStore, Result, StoreError, stored};
+use crate::{AlertFilter, AlertStore, Result, StoreError, stored_form};
 
 /// The columns of one `alerts` row, before the JSON ones are parsed.
 struct AlertRow {
@@ -42,11 +42,11 @@ fn finish(row: AlertRow) -> Result<Alert> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of alert {}", row.id));
     Ok(Alert {
         state: AlertState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
-        explanation: stored::read_explanation(&row.explanation)
+        explanation: stored_form::read_explanation(&row.explanation)
             .map_err(|_| corrupt("explanation"))?,
-        peak: stored::read_explanation(&row.peak).map_err(|_| corrupt("peak"))?,
+        peak: stored_form::read_explanation(&row.peak).map_err(|_| corrupt("peak"))?,
         feedback: match &row.feedback {
-            Some(f) => Some(stored::read_feedback(f).map_err(|_| corrupt("feedback"))?),
+            Some(f) => Some(stored_form::read_feedback(f).map_err(|_| corrupt("feedback"))?),
             None => None,
         },
         id: AlertId::new(row.id),
@@ -75,7 +75,7 @@ impl AlertStore for SqliteStore {
     }
 
     async fn save_feedback(&self, id: i64, feedback: &Feedback) -> Result<()> {
-        let json = stored::feedback_json(feedback);
+        let json = stored_form::feedback_json(feedback);
         self.with_conn(move |_, conn| {
             conn.execute(
                 "INSERT INTO alert_feedback (alert_id, feedback) VALUES (?1, ?2) \
@@ -90,8 +90,8 @@ impl AlertStore for SqliteStore {
     async fn save_alert(&self, alert: &Alert) -> Result<i64> {
         let a = alert.clone();
         self.with_conn(move |_, conn| {
-            let explanation = stored::explanation_json(&a.explanation);
-            let peak = stored::explanation_json(&a.peak);
+            let explanation = stored_form::explanation_json(&a.explanation);
+            let peak = stored_form::explanation_json(&a.peak);
             let id = a.id.is_saved().then_some(a.id.get());
             conn.execute(
                 "INSERT INTO alerts (id, device, metric, state, opened_ms, last_anomaly_ms, \

@@ -17,7 +17,7 @@ impl EventStore for SqliteStore {
             return Ok(());
         }
         let events = events.to_vec();
-        self.with_conn(move |_, conn| {
+        let stored = self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
             let mut touched = BTreeSet::new();
             {
@@ -40,7 +40,9 @@ impl EventStore for SqliteStore {
             tx.commit()?;
             Ok(())
         })
-        .await
+        .await;
+        self.inner.note_write(&stored);
+        stored
     }
 
     async fn events(

@@ -10,6 +10,7 @@
 mod alerts;
 mod audit;
 mod events;
+mod health;
 mod read;
 mod registry;
 mod retention;
@@ -70,6 +71,9 @@ struct Inner {
     over_budget: AtomicBool,
     /// Raw points removed to stay within the budget since start.
     evicted: AtomicU64,
+    /// Whether the disk is full: a write of new data was refused for lack of space and none
+    /// has succeeded since (`health.rs`).
+    full: AtomicBool,
 }
 
 /// Size of the database on disk.
@@ -152,6 +156,7 @@ impl SqliteStore {
                 budget: AtomicU64::new(0),
                 over_budget: AtomicBool::new(false),
                 evicted: AtomicU64::new(0),
+                full: AtomicBool::new(false),
             }),
         })
     }
@@ -205,6 +210,20 @@ impl Inner {
             .get(device)
             .and_then(|m| m.get(metric))
             .copied()
+    }
+}
+
+/// SQLite's errors, made neutral: a full disk (`SQLITE_FULL`) is [`StoreError::StorageFull`],
+/// anything else [`StoreError::Backend`] with the SQLite error as its source. (The conversion
+/// lets the backend use `?`; nothing outside this crate sees a SQLite type.)
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                Self::StorageFull(e.to_string())
+            }
+            _ => Self::backend(e),
+        }
     }
 }
 

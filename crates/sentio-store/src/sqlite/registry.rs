@@ -84,7 +84,7 @@ impl DeviceRegistry for SqliteStore {
         Ok((device, secret))
     }
 
-    async fn get_device(&self, id: &str) -> Result<Option<Device>> {
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>> {
         let id = id.to_string();
         self.with_conn(move |_, conn| {
             conn.query_row(
@@ -109,7 +109,7 @@ impl DeviceRegistry for SqliteStore {
         .await
     }
 
-    async fn delete_device(&self, id: &str, erase: bool) -> Result<Vec<(String, u64)>> {
+    async fn delete_device(&self, id: &DeviceId, erase: bool) -> Result<Vec<(String, u64)>> {
         let id = id.to_string();
         self.with_conn(move |inner, conn| {
             let tx = conn.transaction()?;
@@ -219,7 +219,7 @@ impl DeviceRegistry for SqliteStore {
         .await
     }
 
-    async fn rotate_secret(&self, id: &str) -> Result<String> {
+    async fn rotate_secret(&self, id: &DeviceId) -> Result<String> {
         let id = id.to_string();
         let secret = secret::generate();
         let digest = secret::digest(&self.inner.key, &id, &secret);
@@ -242,7 +242,8 @@ impl DeviceRegistry for SqliteStore {
         Ok(secret)
     }
 
-    fn verify_secret(&self, id: &str, secret: &str) -> bool {
+    fn verify_secret(&self, id: &DeviceId, secret: &str) -> bool {
+        let id = id.as_str();
         let digests = self.inner.digests.read().unwrap_or_else(|p| p.into_inner());
         match digests.get(id) {
             Some(stored) => secret::verify(&self.inner.key, id, secret, stored),
@@ -250,15 +251,15 @@ impl DeviceRegistry for SqliteStore {
         }
     }
 
-    fn is_registered(&self, id: &str) -> bool {
+    fn is_registered(&self, id: &DeviceId) -> bool {
         self.inner
             .digests
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
+            .contains_key(id.as_str())
     }
 
-    async fn touch(&self, seen: &[(String, i64)]) -> Result<()> {
+    async fn touch(&self, seen: &[(DeviceId, i64)]) -> Result<()> {
         let seen = seen.to_vec();
         self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
@@ -267,7 +268,7 @@ impl DeviceRegistry for SqliteStore {
                     "UPDATE devices SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id = ?1",
                 )?;
                 for (id, ts) in &seen {
-                    stmt.execute(params![id, ts])?;
+                    stmt.execute(params![id.as_str(), ts])?;
                 }
             }
             tx.commit()?;
@@ -276,7 +277,7 @@ impl DeviceRegistry for SqliteStore {
         .await
     }
 
-    async fn record_rejection(&self, id: &str, ts_ms: i64, reason: &str) -> Result<()> {
+    async fn record_rejection(&self, id: &DeviceId, ts_ms: i64, reason: &str) -> Result<()> {
         let (id, reason) = (id.to_string(), reason.chars().take(500).collect::<String>());
         self.with_conn(move |_, conn| {
             conn.execute(
@@ -289,7 +290,7 @@ impl DeviceRegistry for SqliteStore {
         .await
     }
 
-    async fn update_device(&self, id: &str, update: DeviceUpdate) -> Result<Device> {
+    async fn update_device(&self, id: &DeviceId, update: DeviceUpdate) -> Result<Device> {
         if update
             .name
             .as_deref()

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
+use sentio_core::DeviceId;
 
 use super::rollup::{self, HOUR, MINUTE, SETTLE_MS, floor};
 use super::rollup_pack;
@@ -23,7 +24,8 @@ const DAY: i64 = 86_400_000;
 use super::{Inner, SqliteStore};
 use crate::chunk;
 use crate::{
-    MaintenanceReport, Result, RetentionPolicy, RetentionStore, StorageStatus, StoreError,
+    Maintenance, MaintenanceReport, Result, RetentionPolicy, RetentionStore, StorageStatus,
+    StoreError,
 };
 
 /// Key of the retention policy (JSON) in `meta`.
@@ -175,7 +177,7 @@ struct SeriesRow {
 }
 
 impl Inner {
-    fn data_dir(&self) -> &Path {
+    pub(super) fn data_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
@@ -188,7 +190,7 @@ impl Inner {
         Ok(dir_bytes(self.data_dir()).saturating_sub(free_bytes(conn)?))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -397,62 +399,39 @@ impl SqliteStore {
         })
         .await
     }
+}
 
-    /// Sets the disk budget of the data directory (`None`: no budget).
-    pub fn set_disk_budget(&self, bytes: Option<u64>) {
+#[async_trait]
+impl Maintenance for SqliteStore {
+    fn set_disk_budget(&self, bytes: Option<u64>) {
         self.inner
             .budget
             .store(bytes.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// The node's background maintenance until `stop` completes: every `every`, seals what is
-    /// ready (`seal.rs`), then runs maintenance passes as of now until one has nothing more to
-    /// do, yielding between short transactions.
-    pub async fn run_maintenance(
+    async fn seal_round(&self) -> Result<()> {
+        self.seal_ready().await
+    }
+
+    async fn unsealed_points(
         &self,
-        every: std::time::Duration,
-        stop: impl Future<Output = ()>,
-    ) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            self.seal_round().await;
-            self.maintenance_round().await;
-        }
-    }
-
-    /// Whether the data directory's file system has at least `bytes` free again (after the
-    /// disk was full): writes, syncs and removes a file of that size. A small database write
-    /// would prove little, since SQLite reuses the space of its write-ahead log.
-    pub async fn has_free_space(&self, bytes: usize) -> bool {
-        let path = self.inner.data_dir().join(".space-probe");
-        let probe = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let written = std::fs::File::create(&path).and_then(|mut f| {
-                f.write_all(&vec![0u8; bytes])?;
-                f.sync_all()
-            });
-            let _ = std::fs::remove_file(&path);
-            written.is_ok()
-        });
-        probe.await.unwrap_or(false)
-    }
-
-    /// Runs maintenance passes as of now until one has nothing more to do.
-    pub async fn maintenance_round(&self) {
-        loop {
-            match self.maintain(sentio_core::time::now_ms()).await {
-                Ok(r) if r.more => tokio::task::yield_now().await,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "retention and rollups pass failed");
-                    break;
-                }
-            }
-        }
+        device: &DeviceId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64> {
+        let Some(sid) = self.inner.known_series(device.as_str(), metric) else {
+            return Ok(0);
+        };
+        self.with_conn(move |_, conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3",
+                params![sid, from_ms, to_ms],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
     }
 }
 

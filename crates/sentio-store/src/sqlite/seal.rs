@@ -91,21 +91,20 @@ impl SqliteStore {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            self.seal_round().await;
+            if let Err(e) = self.seal_ready().await {
+                tracing::error!(error = %e, "sealing head points into chunks failed");
+            }
         }
     }
 
-    /// Seals what is ready, in bounded steps (yielding between them).
-    pub async fn seal_round(&self) {
+    /// Seals what is ready, in bounded steps (yielding between them): the embedded store's
+    /// [`crate::Maintenance::seal_round`].
+    pub(super) async fn seal_ready(&self) -> Result<()> {
         loop {
-            match self.seal_some(SEAL_STEP_POINTS).await {
-                Ok(r) if r.more => tokio::task::yield_now().await,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "sealing head points into chunks failed");
-                    break;
-                }
+            if !self.seal_some(SEAL_STEP_POINTS).await?.more {
+                return Ok(());
             }
+            tokio::task::yield_now().await;
         }
     }
 

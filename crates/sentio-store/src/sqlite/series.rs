@@ -48,52 +48,55 @@ impl SeriesStore for SqliteStore {
             return Ok(());
         }
         let points = points.to_vec();
-        self.with_conn(move |inner, conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
-                )?;
-                // Series ids in one pass under one lock; new series are created after it.
-                let ids: Vec<Option<i64>> = {
-                    let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-                    points
-                        .iter()
-                        .map(|p| {
-                            known
-                                .get(p.device.as_str())
-                                .and_then(|m| m.get(&*p.metric))
-                                .copied()
-                        })
-                        .collect()
-                };
-                // A point before this may land in a bucket already rolled up.
-                let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
-                let mut last_marked = None;
-                for (p, id) in points.iter().zip(&ids) {
-                    let sid = match *id {
-                        Some(sid) => sid,
-                        None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
+        let stored = self
+            .with_conn(move |inner, conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
+                    )?;
+                    // Series ids in one pass under one lock; new series are created after it.
+                    let ids: Vec<Option<i64>> = {
+                        let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+                        points
+                            .iter()
+                            .map(|p| {
+                                known
+                                    .get(p.device.as_str())
+                                    .and_then(|m| m.get(&*p.metric))
+                                    .copied()
+                            })
+                            .collect()
                     };
-                    stmt.execute(params![sid, p.ts_ms, p.value])?;
-                    if p.ts_ms < rolled {
-                        rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
+                    // A point before this may land in a bucket already rolled up.
+                    let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
+                    let mut last_marked = None;
+                    for (p, id) in points.iter().zip(&ids) {
+                        let sid = match *id {
+                            Some(sid) => sid,
+                            None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
+                        };
+                        stmt.execute(params![sid, p.ts_ms, p.value])?;
+                        if p.ts_ms < rolled {
+                            rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
+                        }
                     }
                 }
-            }
-            if let Err(e) = tx.commit() {
-                // A failed commit (e.g. disk full) leaves no new series ids valid.
-                inner
-                    .series_ids
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                reload_series_ids(inner, conn)?;
-                return Err(e.into());
-            }
-            Ok(())
-        })
-        .await
+                if let Err(e) = tx.commit() {
+                    // A failed commit (e.g. disk full) leaves no new series ids valid.
+                    inner
+                        .series_ids
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                    reload_series_ids(inner, conn)?;
+                    return Err(e.into());
+                }
+                Ok(())
+            })
+            .await;
+        self.inner.note_write(&stored);
+        stored
     }
 
     async fn series(&self, device: &DeviceId) -> Result<Vec<SeriesInfo>> {

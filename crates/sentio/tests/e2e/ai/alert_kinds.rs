@@ -126,7 +126,7 @@ async fn a_declared_limit_is_predicted_before_it_is_crossed() {
     )
     .await;
     assert_eq!(st, 422, "{e}");
-    assert!(e["detail"].as_str().unwrap().contains("--limit"), "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("ai.limits"), "{e}");
     node.shutdown().await;
 }
 

@@ -226,10 +226,7 @@ async fn a_flooding_client_is_throttled_while_another_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_a_configured_queue_bound_the_oldest_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| {
-        c.mqtt.limits.max_queued_messages = Some(5)
-    })
-    .await;
+    let node = start_with(dir.path(), |c| c.mqtt.limits.max_queued_messages = Some(5)).await;
     let (user, pass) = load_token(&node).await;
     let (sub, mut sub_el) = client(&node, "slowpoke", &user, &pass, false).await;
     subscribe(&sub, &mut sub_el, "load/q").await;

@@ -3,6 +3,7 @@
 
 mod anonymous;
 mod conformance;
+mod device_isolation;
 mod fuzz;
 mod limits;
 mod mosquitto_clients;

@@ -13,7 +13,10 @@ const DAY: i64 = 86_400_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| c.disk_budget = Some(50_000_000_000)).await;
+    let node = start_with(dir.path(), |c| {
+        c.store.disk_budget = Some(sentio::config::ByteSize(50_000_000_000))
+    })
+    .await;
 
     let (st, p) = api(&node, "GET", "/api/v1/retention", None).await;
     assert_eq!(st, 200, "{p}");
@@ -182,7 +185,10 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
     node.shutdown().await;
     let node = restart(3).await;
     let (_, p) = api(&node, "GET", "/api/v1/retention", None).await;
-    assert_eq!(p["global"], "5d", "the configuration overwrote the API's change");
+    assert_eq!(
+        p["global"], "5d",
+        "the configuration overwrote the API's change"
+    );
     node.shutdown().await;
     // ...until the configured value changes.
     let node = restart(4).await;

@@ -71,7 +71,7 @@ impl ClientHandler {
         mut connect: ConnectPacket,
     ) -> Result<Option<PendingConnect>> {
         debug!(
-            client_id = %connect.client_id,
+            client_id = ?connect.client_id, // SENTIO-PATCH: not yet validated, so escaped
             addr = %self.client_addr,
             protocol_version = connect.protocol_version,
             clean_start = connect.clean_start,
@@ -268,15 +268,21 @@ impl ClientHandler {
     }
 
     async fn validate_client_id(&mut self, connect: &ConnectPacket) -> Result<()> {
-        if !crate::is_path_safe_client_id(&connect.client_id) {
+        // SENTIO-PATCH: every control character is refused (upstream: ASCII ones only, so a
+        // C1 control such as U+009B, a terminal's CSI, passed), and the refused id is logged
+        // escaped (`?`): a client id ends up in log lines.
+        if !crate::is_path_safe_client_id(&connect.client_id)
+            || connect.client_id.chars().any(char::is_control)
+        {
             warn!(
-                client_id = %connect.client_id,
+                client_id = ?connect.client_id,
                 addr = %self.client_addr,
                 "Rejecting connection: invalid client identifier"
             );
             let connack = self.new_connack(false, ReasonCode::ClientIdentifierNotValid);
             self.write_to_client(Packet::ConnAck(connack)).await?;
-            return Err(MqttError::InvalidClientId(connect.client_id.clone()));
+            // SENTIO-PATCH: escaped: the listener logs this error ("Client handler error").
+            return Err(MqttError::InvalidClientId(format!("{:?}", connect.client_id)));
         }
 
         if connect.client_id.starts_with("cert:") && self.transport.client_cert_info().is_none() {
@@ -535,22 +541,33 @@ impl ClientHandler {
             Some(storage) => storage.get_session(&client_id).await?,
             None => None,
         };
-        let resumable =
-            stored.filter(|session| !connect.clean_start && session.expiry_interval != Some(0));
-        if let Some(session) = resumable.as_ref() {
+        // SENTIO-PATCH: a client id belongs to the identity that holds its session (live, or
+        // persistent and not expired; `get_session` leaves expired ones out). Upstream checked
+        // this only when resuming, so a clean start from another identity kicked the holder
+        // and wiped its session with its queued messages. Now any CONNECT from another
+        // identity is refused, CONNACK 0x85 (3.1.1: 0x02, identifier rejected), and the
+        // session is left as it was.
+        if let Some(session) = stored.as_ref() {
             if session.user_id.as_deref() != self.user_id.as_deref() {
                 drop(slot);
                 warn!(
-                    client_id = %client_id,
+                    client_id = ?client_id,
                     session_user = ?session.user_id,
                     current_user = ?self.user_id,
-                    "Session user mismatch, rejecting connection"
+                    "Client id held by another identity, rejecting connection"
                 );
-                let connack = self.new_connack(false, ReasonCode::NotAuthorized);
+                let mut connack = self.new_connack(false, ReasonCode::ClientIdentifierNotValid);
+                if self.protocol_version == 5 && self.request_problem_information {
+                    connack.properties.set_reason_string(
+                        "this client id is in use by another identity".to_string(),
+                    );
+                }
                 self.write_to_client(Packet::ConnAck(connack)).await?;
                 return Err(MqttError::AuthenticationFailed);
             }
         }
+        let resumable =
+            stored.filter(|session| !connect.clean_start && session.expiry_interval != Some(0));
         let resume = resumable.is_some();
         let mut session = self.session_for_claim(connect, resumable, granted).await;
 

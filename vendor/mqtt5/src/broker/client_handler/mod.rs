@@ -768,6 +768,31 @@ impl ClientHandler {
     }
 
     async fn write_to_client(&mut self, mut packet: Packet) -> Result<()> {
+        // SENTIO-PATCH: MQTT 3.1.1 has no reason codes or properties in its acks, and no
+        // DISCONNECT from the server. Upstream sent a 3.1.1 client the MQTT 5 form of a refusal
+        // (e.g. a PUBACK with 0x87 and a reason string, which paho-mqtt reports as a malformed
+        // packet) and a DISCONNECT on session takeover. Here, for a 3.1.1 connection, an ack is
+        // the plain ack (a refused PUBLISH is acknowledged, as [MQTT-3.3.5-2] allows, and the
+        // refusal is recorded by the auth provider), and a DISCONNECT is not sent: the
+        // connection is just closed, as 3.1.1 says.
+        if self.protocol_version == 4 {
+            match &mut packet {
+                Packet::PubAck(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::PubRec(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::PubRel(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::PubComp(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::Disconnect(_) => return Ok(()),
+                _ => {}
+            }
+        }
         if let Some(max) = self.client_max_packet_size {
             let max = max as usize;
             self.write_buffer.clear();

@@ -55,6 +55,19 @@ impl ClientHandler {
     pub(super) async fn handle_publish(&mut self, mut publish: PublishPacket) -> Result<()> {
         let client_id = self.client_id.clone().unwrap();
 
+        // SENTIO-PATCH: a QoS 1/2 PUBLISH must carry a non-zero packet id [MQTT-2.3.1-1];
+        // upstream acknowledged packet id 0. A protocol error: DISCONNECT 0x82 (MQTT 5; a
+        // 3.1.1 connection is just closed) and the connection ends.
+        if publish.qos != QoS::AtMostOnce && publish.packet_id.unwrap_or(0) == 0 {
+            warn!(client_id = ?client_id, "QoS 1/2 PUBLISH with packet id 0: protocol error");
+            self.disconnect_reason = Some(ReasonCode::ProtocolError);
+            let disconnect = DisconnectPacket::new(ReasonCode::ProtocolError);
+            self.write_to_client(Packet::Disconnect(disconnect)).await?;
+            return Err(MqttError::ProtocolError(
+                "QoS 1/2 PUBLISH with packet identifier 0 [MQTT-2.3.1-1]".to_string(),
+            ));
+        }
+
         self.check_receive_maximum(&client_id, &publish).await?;
         self.resolve_topic_alias(&mut publish)?;
         Self::validate_publish_properties(&publish)?;
@@ -69,7 +82,8 @@ impl ClientHandler {
 
         if !authorized {
             warn!(
-                "Client {client_id} (user: {:?}) not authorized to publish to topic: {}",
+                // SENTIO-PATCH: the client-supplied topic escaped (`?`), not raw.
+                "Client {client_id} (user: {:?}) not authorized to publish to topic: {:?}",
                 self.user_id, publish.topic_name
             );
             return self.send_not_authorized_response(&publish).await;
@@ -190,12 +204,16 @@ impl ClientHandler {
             ));
         }
 
-        crate::validate_topic_name(&publish.topic_name)?;
+        // SENTIO-PATCH: the error (logged by the listener as "Client handler error: {e}")
+        // carries the topic escaped, not raw.
+        crate::validate_topic_name(&publish.topic_name)
+            .map_err(|_| MqttError::InvalidTopicName(format!("{:?}", publish.topic_name)))?;
 
         if let Some(PropertyValue::Utf8String(response_topic)) =
             publish.properties.get(PropertyId::ResponseTopic)
         {
-            crate::validate_topic_name(response_topic)?;
+            crate::validate_topic_name(response_topic)
+                .map_err(|_| MqttError::InvalidTopicName(format!("{response_topic:?}")))?;
         }
         Ok(())
     }
@@ -701,7 +719,7 @@ impl ClientHandler {
             .await
             .map_err(|_| {
                 warn!(
-                    topic = %topic_name,
+                    topic = ?topic_name, // SENTIO-PATCH: escaped, not raw
                     timeout = ?write_timeout,
                     "Transport write stalled; treating the client as gone"
                 );

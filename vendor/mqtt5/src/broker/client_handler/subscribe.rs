@@ -169,7 +169,7 @@ impl ClientHandler {
     ) -> Result<Option<crate::packet::suback::SubAckReasonCode>> {
         if filter.options.no_local && filter.filter.starts_with("$share/") {
             warn!(
-                "Client {client_id} set NoLocal on shared subscription {}",
+                "Client {client_id} set NoLocal on shared subscription {:?}", // SENTIO-PATCH: escaped (`?`), a client-supplied filter
                 filter.filter
             );
             if self.protocol_version == 5 {
@@ -184,7 +184,7 @@ impl ClientHandler {
         let (underlying, share_group) = parse_shared_subscription(&filter.filter);
         if validate_topic_filter(underlying).is_err() {
             warn!(
-                "Client {client_id} sent invalid topic filter: {}",
+                "Client {client_id} sent invalid topic filter: {:?}", // SENTIO-PATCH: escaped (`?`), a client-supplied filter
                 filter.filter
             );
             return Ok(Some(
@@ -196,7 +196,7 @@ impl ClientHandler {
             match share_group {
                 None => {
                     warn!(
-                        "Client {client_id} sent malformed shared subscription: {}",
+                        "Client {client_id} sent malformed shared subscription: {:?}", // SENTIO-PATCH: escaped (`?`), a client-supplied filter
                         filter.filter
                     );
                     return Ok(Some(
@@ -205,7 +205,7 @@ impl ClientHandler {
                 }
                 Some(group) if group.contains('+') || group.contains('#') => {
                     warn!(
-                        "Client {client_id} sent shared subscription with invalid ShareName: {}",
+                        "Client {client_id} sent shared subscription with invalid ShareName: {:?}", // SENTIO-PATCH: escaped (`?`), a client-supplied filter
                         filter.filter
                     );
                     return Ok(Some(

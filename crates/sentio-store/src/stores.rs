@@ -1,0 +1,60 @@
+//! [`Stores`]: every seam of one backend as a trait object, so that the node wires a backend
+//! in once and the contract tests take any backend the same way.
+
+use std::sync::Arc;
+
+use crate::{
+    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, SeriesStore,
+    StorageHealth, TokenStore,
+};
+
+/// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Stores {
+    /// Devices and their credentials.
+    pub registry: Arc<dyn DeviceRegistry>,
+    /// Time series.
+    pub series: Arc<dyn SeriesStore>,
+    /// Alerts.
+    pub alerts: Arc<dyn AlertStore>,
+    /// Text events.
+    pub events: Arc<dyn EventStore>,
+    /// Scoped API tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
+    /// Retention, rollups and the disk budget.
+    pub retention: Arc<dyn RetentionStore>,
+    /// Background upkeep (sealing, maintenance rounds, the disk budget).
+    pub maintenance: Arc<dyn Maintenance>,
+    /// Whether the store can take new data.
+    pub health: Arc<dyn StorageHealth>,
+}
+
+impl Stores {
+    /// Every seam of `backend`, which implements them all.
+    pub fn of<B>(backend: Arc<B>) -> Self
+    where
+        B: DeviceRegistry
+            + SeriesStore
+            + AlertStore
+            + EventStore
+            + TokenStore
+            + AuditStore
+            + Maintenance
+            + StorageHealth
+            + 'static,
+    {
+        Self {
+            registry: backend.clone(),
+            series: backend.clone(),
+            alerts: backend.clone(),
+            events: backend.clone(),
+            tokens: backend.clone(),
+            audit: backend.clone(),
+            retention: backend.clone(),
+            maintenance: backend.clone(),
+            health: backend,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The store contract: what every backend must do, written once against the traits (a
+//! [`Stores`] bundle) and run for each backend by [`store_contract!`]. `tests/sqlite_contract.rs`
+//! runs it on the embedded store; a PostgreSQL backend adds one file that implements
+//! [`Backend`] and invokes the macro, and passes the very same tests.
+//!
+//! Timestamps are injected (maintenance passes are given their `now`), so nothing sleeps.
+
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod health;
+pub mod registry;
+pub mod retention;
+
+use std::sync::Arc;
+
+use sentio_core::{DeviceId, Point};
+use sentio_store::Stores;
+
+/// A backend under test: one fresh, empty store per test.
+pub trait Backend {
+    /// Opens the store; opening it again finds everything stored before (a restart).
+    fn open(&self) -> Stores;
+}
+
+/// A device id known to be valid.
+pub fn dev(id: &str) -> DeviceId {
+    DeviceId::parse(id).unwrap()
+}
+
+/// A point of `metric` of `device`.
+pub fn point(device: &str, metric: &str, ts_ms: i64, value: f64) -> Point {
+    Point {
+        device: dev(device),
+        metric: Arc::from(metric),
+        ts_ms,
+        value,
+    }
+}
+
+/// One `#[tokio::test]` per contract test, each given a fresh backend made by `$new` (an
+/// expression whose value implements [`Backend`]).
+macro_rules! store_contract {
+    ($new:expr) => {
+        $crate::contract::store_contract!(@tests $new;
+            registry::everything_survives_reopen_and_erase_removes_everything,
+            registry::devices_change_labels_secrets_last_seen_and_refusals,
+            registry::tokens_survive_a_reopen_and_revocation_is_immediate,
+            registry::text_events_keep_the_last_text_and_a_bounded_history,
+            registry::the_audit_log_lists_newest_first_and_an_erasure_anonymises_it,
+            health::a_healthy_store_is_not_full_and_has_free_space,
+            retention::raw_expires_per_device_kind_and_globally_and_rollups_answer,
+            retention::late_points_and_duplicates_update_the_rollups,
+            retention::rollups_expire_erasure_removes_them_and_the_policy_survives_reopen,
+            retention::rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry,
+        );
+    };
+    (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                $crate::contract::$module::$test(&$new).await;
+            }
+        )*
+    };
+}
+pub(crate) use store_contract;
