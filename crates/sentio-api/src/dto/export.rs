@@ -42,8 +42,8 @@ pub enum ExportLine<'a> {
         /// The text.
         text: &'a str,
     },
-    /// One alert, with its explanations and feedback.
-    Alert(AlertDto),
+    /// One alert, with its explanations and feedback (boxed: much larger than the other lines).
+    Alert(Box<AlertDto>),
 }
 
 impl ExportLine<'_> {
@@ -192,7 +192,7 @@ mod tests {
         );
         let alert = serde_json::to_string(&AlertDto::from(&open_alert())).unwrap();
         check(
-            ExportLine::Alert(AlertDto::from(&open_alert())),
+            ExportLine::Alert(Box::new(AlertDto::from(&open_alert()))),
             &format!(r#"{{"type":"alert",{}"#, &alert[1..]),
         );
         assert_eq!(

@@ -18,8 +18,8 @@ pub enum StreamEvent<'a> {
     },
     /// An alert opened, grew or resolved.
     Alert {
-        /// The alert as it is now.
-        alert: AlertDto,
+        /// The alert as it is now (boxed: much larger than the other events).
+        alert: Box<AlertDto>,
     },
     /// A device came online or went offline.
     Presence {
@@ -40,7 +40,7 @@ impl<'a> From<&'a Event> for StreamEvent<'a> {
         match e {
             Event::Telemetry { device, points } => Self::Telemetry { device, points },
             Event::Alert { alert } => Self::Alert {
-                alert: AlertDto::from(&**alert),
+                alert: Box::new(AlertDto::from(&**alert)),
             },
             Event::Presence { device, online } => Self::Presence {
                 device,

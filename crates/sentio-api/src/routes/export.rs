@@ -189,7 +189,7 @@ pub async fn export(
                 Ok(alerts) => {
                     let mut text = String::new();
                     for a in alerts.iter().rev() {
-                        text.push_str(&ExportLine::Alert(AlertDto::from(a)).to_line());
+                        text.push_str(&ExportLine::Alert(Box::new(AlertDto::from(a))).to_line());
                     }
                     send(text).await;
                 }
