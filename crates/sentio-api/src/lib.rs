@@ -9,6 +9,8 @@
 //! `?token=` because browsers cannot set headers on WebSocket requests. Devices posting
 //! telemetry use HTTP Basic with their own id and secret.
 
+#![deny(missing_docs)]
+
 mod auth;
 mod dto;
 mod error;

@@ -1,12 +1,9 @@
 //! Alerts: an anomaly (or other condition) on one series that opens, may grow, and resolves.
 
-use serde::{Deserialize, Serialize};
-
 use crate::AlertId;
 
 /// Whether an alert is still going on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertState {
     /// The condition holds (or held recently).
     Open,
@@ -34,8 +31,7 @@ impl AlertState {
 }
 
 /// What kind of condition an alert reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum AlertKind {
     /// A series behaves unlike its own history (the univariate detectors).
     #[default]
@@ -67,7 +63,7 @@ impl AlertKind {
 }
 
 /// One metric's part in a multivariate or fleet alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Contributor {
     /// The metric (or, for a peer alert, `peers`).
     pub metric: String,
@@ -78,7 +74,7 @@ pub struct Contributor {
 }
 
 /// When a forecast reaches a declared limit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     /// The declared limit.
     pub limit: f64,
@@ -95,10 +91,9 @@ pub struct Prediction {
 
 /// Why an alert was raised, in terms a person can check: what was expected, what was seen, and
 /// which detector said so.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Explanation {
     /// What kind of condition this is (`anomaly` in alerts saved before kinds existed).
-    #[serde(default)]
     pub kind: AlertKind,
     /// Detector(s) that fired.
     pub detector: String,
@@ -115,15 +110,13 @@ pub struct Explanation {
     /// One sentence for people.
     pub message: String,
     /// For relation and peer alerts: the metrics (or peers) that contributed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contributors: Vec<Contributor>,
     /// For predictive alerts: when the limit is expected to be reached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction: Option<Prediction>,
 }
 
 /// An alert on one series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     /// Store-assigned id ([`AlertId::UNSAVED`] before it is first saved).
     pub id: AlertId,
@@ -147,17 +140,15 @@ pub struct Alert {
     /// The most extreme point while open (highest score).
     pub peak: Explanation,
     /// What a user said about the alert, if anything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<Feedback>,
 }
 
 /// A user's verdict on an alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Feedback {
     /// The alert was not a real problem.
     pub false_alarm: bool,
     /// Free text from the user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// When it was given (ms).
     pub at_ms: i64,

@@ -3,12 +3,10 @@
 use std::sync::Arc;
 
 use sentio_core::Alert;
-use serde::Serialize;
 use tokio::sync::broadcast;
 
 /// One live event.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// Points that were just stored.
     Telemetry {

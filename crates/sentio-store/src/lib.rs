@@ -33,6 +33,7 @@ pub mod labels;
 mod model;
 pub mod secret;
 mod sqlite;
+mod stored_form;
 mod stores;
 mod traits;
 

@@ -3,20 +3,20 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use sentio_core::time::format_time;
-use sentio_core::{Alert, AlertId, AlertState};
+use sentio_core::{AlertId, AlertState};
 use sentio_store::AlertFilter;
-use serde_json::{Value, json};
 
 use crate::auth::Admin;
-use crate::dto::{AlertParams, FeedbackBody};
+use crate::dto::{
+    AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
+};
 use crate::{ApiError, AppState};
 
 pub async fn list(
     _: Admin,
     State(s): State<AppState>,
     params: Result<Query<AlertParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertList>, ApiError> {
     let Query(p) = params?;
     let state = match p.state.as_deref() {
         None | Some("all") => None,
@@ -33,18 +33,9 @@ pub async fn list(
             limit,
         })
         .await?;
-    let alerts: Vec<Value> = alerts.iter().map(view).collect();
-    Ok(Json(json!({ "alerts": alerts })))
-}
-
-/// An alert as JSON, with readable times beside the millisecond ones.
-fn view(a: &Alert) -> Value {
-    let mut v = serde_json::to_value(a).expect("alerts serialise");
-    v["opened"] = json!(format_time(a.opened_ms));
-    if let Some(r) = a.resolved_ms {
-        v["resolved"] = json!(format_time(r));
-    }
-    v
+    Ok(Json(AlertList {
+        alerts: alerts.iter().map(AlertView::from).collect(),
+    }))
 }
 
 fn alert_id(id: &str) -> Result<i64, ApiError> {
@@ -58,14 +49,14 @@ pub async fn get(
     _: Admin,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertView>, ApiError> {
     let id = alert_id(&id)?;
     let a = s
         .alerts
         .get_alert(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
-    Ok(Json(view(&a)))
+    Ok(Json(AlertView::from(&a)))
 }
 
 /// `POST /api/v1/alerts/{id}/feedback` `{"false_alarm": true, "note": "..."}`.
@@ -74,7 +65,7 @@ pub async fn feedback(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<FeedbackBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FeedbackAnswer>, ApiError> {
     let id = alert_id(&id)?;
     let Json(body) = body?;
     if body.note.as_ref().is_some_and(|n| n.len() > 1_000) {
@@ -88,11 +79,12 @@ pub async fn feedback(
         .control
         .feedback(AlertId::new(id), body.false_alarm, body.note)
         .await?;
-    let effect = a.feedback.as_ref().map(|f| f.effect.clone());
-    Ok(Json(json!({ "alert": view(&a), "effect": effect })))
+    Ok(Json(FeedbackAnswer::from(&a)))
 }
 
 /// `GET /api/v1/limits`: the limits declared per device kind.
-pub async fn limits(_: Admin, State(s): State<AppState>) -> Json<Value> {
-    Json(json!({ "limits": s.control.limits() }))
+pub async fn limits(_: Admin, State(s): State<AppState>) -> Json<LimitList> {
+    Json(LimitList {
+        limits: s.control.limits().iter().map(LimitView::from).collect(),
+    })
 }

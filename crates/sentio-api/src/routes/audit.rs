@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Admin;
+use crate::dto::AuditEntryView;
 use crate::{ApiError, AppState};
 
 const DEFAULT_LIMIT: usize = 100;
@@ -40,5 +41,6 @@ pub async fn list(
             limit,
         })
         .await?;
+    let entries: Vec<AuditEntryView> = entries.iter().map(AuditEntryView::from).collect();
     Ok(Json(json!({ "entries": entries })))
 }

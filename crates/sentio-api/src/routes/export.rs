@@ -16,10 +16,10 @@ use sentio_core::DeviceId;
 use sentio_core::time::format_time;
 use sentio_store::{AlertFilter, RangeQuery, Resolution};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::auth::Admin;
+use crate::dto::{AlertDto, ExportLine};
 use crate::{ApiError, AppState};
 
 /// Points read per store query.
@@ -79,11 +79,7 @@ pub async fn export(
             }
         };
         let header = match format {
-            Format::JsonLines => {
-                let mut v = serde_json::to_value(&record).expect("devices serialise");
-                v["type"] = json!("device");
-                format!("{v}\n")
-            }
+            Format::JsonLines => ExportLine::Device((&record).into()).to_line(),
             Format::Csv => "metric,ts_ms,ts,value\n".to_string(),
         };
         if !send(header).await {
@@ -107,10 +103,14 @@ pub async fn export(
                 let mut text = String::with_capacity(page.points.len() * 48);
                 for (ts, v) in &page.points {
                     match format {
-                        Format::JsonLines => text.push_str(&format!(
-                            "{}\n",
-                            json!({"type": "point", "metric": info.metric, "ts_ms": ts, "value": v})
-                        )),
+                        Format::JsonLines => text.push_str(
+                            &ExportLine::Point {
+                                metric: &info.metric,
+                                ts_ms: *ts,
+                                value: *v,
+                            }
+                            .to_line(),
+                        ),
                         Format::Csv => text.push_str(&format!(
                             "{},{ts},{},{v}\n",
                             info.metric,
@@ -143,11 +143,7 @@ pub async fn export(
                         };
                         let mut text = String::new();
                         for r in &rows {
-                            let mut v = serde_json::to_value(r).expect("rollups serialise");
-                            v["type"] = json!("rollup");
-                            v["metric"] = json!(info.metric);
-                            v["resolution"] = json!(res.as_str());
-                            text.push_str(&format!("{v}\n"));
+                            text.push_str(&ExportLine::rollup(&info.metric, res, r).to_line());
                         }
                         if !send(text).await {
                             return;
@@ -167,8 +163,12 @@ pub async fn export(
                 Ok(events) => {
                     let mut text = String::new();
                     for e in events.iter().rev() {
-                        let line = json!({"type": "event", "metric": &*e.metric, "ts_ms": e.ts_ms, "text": e.text});
-                        text.push_str(&format!("{line}\n"));
+                        let line = ExportLine::Event {
+                            metric: &e.metric,
+                            ts_ms: e.ts_ms,
+                            text: &e.text,
+                        };
+                        text.push_str(&line.to_line());
                     }
                     if !send(text).await {
                         return;
@@ -189,9 +189,7 @@ pub async fn export(
                 Ok(alerts) => {
                     let mut text = String::new();
                     for a in alerts.iter().rev() {
-                        let mut v = serde_json::to_value(a).expect("alerts serialise");
-                        v["type"] = json!("alert");
-                        text.push_str(&format!("{v}\n"));
+                        text.push_str(&ExportLine::Alert(Box::new(AlertDto::from(a))).to_line());
                     }
                     send(text).await;
                 }

@@ -3,12 +3,12 @@
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use sentio_pipeline::{Event, Stats};
+use sentio_pipeline::Stats;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Admin;
+use crate::dto::StreamEvent;
 
 #[derive(Debug, Deserialize)]
 pub struct StreamParams {
@@ -32,21 +32,17 @@ async fn forward(mut socket: WebSocket, s: AppState, device: Option<String>) {
             ev = sub.recv() => {
                 let text = match ev {
                     Ok(Some(ev)) => {
-                        if let Some(d) = &device {
-                            let of = match &*ev {
-                                Event::Telemetry { device, .. } | Event::Presence { device, .. } => device,
-                                Event::Alert { alert } => &alert.device,
-                            };
-                            if of != d {
-                                continue;
-                            }
+                        let ev = StreamEvent::from(&*ev);
+                        if device.is_some() && ev.device() != device.as_deref() {
+                            continue;
                         }
-                        serde_json::to_string(&*ev).expect("events serialise")
+                        serde_json::to_string(&ev).expect("events serialise")
                     }
                     Ok(None) => break,
                     Err(missed) => {
                         Stats::add(&s.stats.bus_lagged, missed);
-                        json!({"type": "lagged", "missed": missed}).to_string()
+                        serde_json::to_string(&StreamEvent::Lagged { missed })
+                            .expect("events serialise")
                     }
                 };
                 if socket.send(Message::Text(text.into())).await.is_err() {

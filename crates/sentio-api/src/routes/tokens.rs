@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sentio_core::acl;
+use sentio_core::acl::{self, AclRule};
 use sentio_store::NewToken;
 use serde_json::{Value, json};
 
 use crate::auth::Admin;
-use crate::dto::{CreateToken, CreatedToken, TokenView};
+use crate::dto::{AclRuleDto, CreateToken, CreatedToken, TokenView};
 use crate::{ApiError, AppState};
 
 /// `POST /api/v1/tokens`: 201 with the password, shown only this once.
@@ -26,14 +26,14 @@ pub async fn create(
         .tokens
         .create_token(NewToken {
             name: body.name,
-            acl: body.acl,
+            acl: body.acl.into_iter().map(AclRule::from).collect(),
         })
         .await?;
     tracing::info!(token = %token.id, name = %token.name, acl = ?token.acl, "API token created");
     s.audit(
         "token.create",
         Some(&token.id),
-        json!({"name": token.name, "acl": token.acl}),
+        json!({"name": token.name, "acl": token.acl.iter().map(AclRuleDto::from).collect::<Vec<_>>()}),
     )
     .await;
     Ok((

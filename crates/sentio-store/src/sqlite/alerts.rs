@@ -5,7 +5,7 @@ use rusqlite::{Row, params};
 use sentio_core::{Alert, AlertId, AlertState, Feedback};
 
 use super::SqliteStore;
-use crate::{AlertFilter, AlertStore, Result, StoreError};
+use crate::{AlertFilter, AlertStore, Result, StoreError, stored_form};
 
 /// The columns of one `alerts` row, before the JSON ones are parsed.
 struct AlertRow {
@@ -42,10 +42,11 @@ fn finish(row: AlertRow) -> Result<Alert> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of alert {}", row.id));
     Ok(Alert {
         state: AlertState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
-        explanation: serde_json::from_str(&row.explanation).map_err(|_| corrupt("explanation"))?,
-        peak: serde_json::from_str(&row.peak).map_err(|_| corrupt("peak"))?,
+        explanation: stored_form::read_explanation(&row.explanation)
+            .map_err(|_| corrupt("explanation"))?,
+        peak: stored_form::read_explanation(&row.peak).map_err(|_| corrupt("peak"))?,
         feedback: match &row.feedback {
-            Some(f) => Some(serde_json::from_str(f).map_err(|_| corrupt("feedback"))?),
+            Some(f) => Some(stored_form::read_feedback(f).map_err(|_| corrupt("feedback"))?),
             None => None,
         },
         id: AlertId::new(row.id),
@@ -74,7 +75,7 @@ impl AlertStore for SqliteStore {
     }
 
     async fn save_feedback(&self, id: i64, feedback: &Feedback) -> Result<()> {
-        let json = serde_json::to_string(feedback).expect("serialise");
+        let json = stored_form::feedback_json(feedback);
         self.with_conn(move |_, conn| {
             conn.execute(
                 "INSERT INTO alert_feedback (alert_id, feedback) VALUES (?1, ?2) \
@@ -89,8 +90,8 @@ impl AlertStore for SqliteStore {
     async fn save_alert(&self, alert: &Alert) -> Result<i64> {
         let a = alert.clone();
         self.with_conn(move |_, conn| {
-            let explanation = serde_json::to_string(&a.explanation).expect("serialise");
-            let peak = serde_json::to_string(&a.peak).expect("serialise");
+            let explanation = stored_form::explanation_json(&a.explanation);
+            let peak = stored_form::explanation_json(&a.peak);
             let id = a.id.is_saved().then_some(a.id.get());
             conn.execute(
                 "INSERT INTO alerts (id, device, metric, state, opened_ms, last_anomaly_ms, \
