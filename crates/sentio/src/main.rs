@@ -365,6 +365,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Detect(args) => ai_cli::run_detect(args),
         Command::Backup(args) => {
+            // A backup holds every secret: readable by this user only.
+            sentio::private::restrict_new_files();
             let r = sentio_store::backup(&args.data, &args.to)?;
             println!(
                 "backup of {} written to {}: database {:.1} MiB, {} other files ({:.1} MiB)",
@@ -377,6 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore(args) => {
+            sentio::private::restrict_new_files();
             let r = sentio_store::restore(&args.from, &args.data)?;
             println!(
                 "restored {} into {}: database {:.1} MiB, {} other files; start it with `sentio serve --data {}`",

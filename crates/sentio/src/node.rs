@@ -71,8 +71,11 @@ impl Node {
     /// Opens the data directory, binds the ports and starts every layer.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         config.check()?;
+        crate::private::restrict_new_files();
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating the data directory {}", config.data.display()))?;
+        crate::private::tighten(&config.data)
+            .with_context(|| format!("restricting the data directory {}", config.data.display()))?;
         let lock = lock_data_dir(&config.data)?;
         let store = SqliteStore::open(&config.data)
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
