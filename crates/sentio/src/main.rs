@@ -135,7 +135,7 @@ struct ServeArgs {
     /// 7d): older telemetry is refused with a reason recorded on the device.
     #[arg(long, env = "SENTIO_LATE_WINDOW")]
     late_window: Option<String>,
-    /// Keep raw points this long, e.g. `7d` (key `store.retention.raw`).
+    /// Keep raw points this long, e.g. `7d`, at least `1h` (key `store.retention.raw`).
     #[arg(long)]
     retention_raw: Option<String>,
     /// Keep 1-minute rollups this long (key `store.retention.rollup_1m`).
