@@ -190,8 +190,9 @@ pub trait Maintenance: RetentionStore {
     /// Stops background work for good: a [`Maintenance::seal_round`] or
     /// [`Maintenance::maintenance_round`] running now returns at its next safe point (between
     /// transactions: nothing half done, every stored point kept), within moments whatever the
-    /// number of series, and later rounds return at once. The node calls it when it stops.
-    /// Appends and reads are not affected.
+    /// number of series, and later rounds (and [`RetentionStore::maintain`] passes) return at
+    /// once with nothing done; the work resumes when the store is opened again. The node calls
+    /// it when it stops. Appends and reads are not affected.
     fn interrupt(&self);
     /// Moves recently written points into their long-term form (the embedded store seals its
     /// head into compressed chunks), in bounded steps that yield between them, until nothing is
