@@ -33,6 +33,27 @@ pub fn format_time(ms: i64) -> String {
 }
 
 /// Reads a duration such as `500ms`, `10s`, `1m`, `2h`, `7d` into milliseconds (> 0).
+/// What the units of a duration ([`parse_duration_ms`]) are, for error messages: `m` is easily
+/// meant as months.
+pub const DURATION_UNITS: &str =
+    "units: ms, s, m (minutes), h, d; months are not a unit: write 30d";
+
+/// A duration in words, in the largest unit that holds it exactly: `1 minute`, `36 hours`,
+/// `250 milliseconds`.
+pub fn spell_duration_ms(ms: i64) -> String {
+    let (n, unit) = [
+        (86_400_000, "day"),
+        (3_600_000, "hour"),
+        (60_000, "minute"),
+        (1_000, "second"),
+    ]
+    .into_iter()
+    .find(|(w, _)| ms != 0 && ms % w == 0)
+    .map_or((ms, "millisecond"), |(w, unit)| (ms / w, unit));
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} {unit}{plural}")
+}
+
 pub fn parse_duration_ms(s: &str) -> Result<i64, CoreError> {
     let s = s.trim();
     let err = || CoreError::InvalidDuration(s.chars().take(32).collect());
@@ -72,6 +93,9 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration_ms("1m").unwrap(), 60_000);
+        assert_eq!(spell_duration_ms(60_000), "1 minute");
+        assert_eq!(spell_duration_ms(36 * 3_600_000), "36 hours");
+        assert_eq!(spell_duration_ms(1), "1 millisecond");
         assert_eq!(parse_duration_ms("250ms").unwrap(), 250);
         assert_eq!(parse_duration_ms("7d").unwrap(), 604_800_000);
         for bad in ["", "m", "1", "0s", "1y", "-1s", "99999999999999999d"] {

@@ -202,6 +202,12 @@ pub struct RetentionPolicy {
 /// A day in ms.
 const DAY_MS: i64 = 86_400_000;
 
+/// The shortest raw retention an operator sets without saying it is meant (`"force": true` in
+/// the API): one hour. Below it, a slip such as `1m` (a minute, meant as a month) would delete
+/// nearly every raw point at the next maintenance pass. The store itself takes any positive
+/// retention ([`RetentionPolicy::validate`]); the API and the configuration keep to the floor.
+pub const RAW_RETENTION_FLOOR_MS: i64 = 3_600_000;
+
 impl Default for RetentionPolicy {
     /// Raw points 7 days, 1-minute rollups 90 days, 1-hour rollups 2 years (730 days).
     fn default() -> Self {

@@ -187,6 +187,13 @@ pub trait Maintenance: RetentionStore {
     /// Sets the disk budget of the store's data (`None`: no budget); the next maintenance pass
     /// keeps to it ([`RetentionStore::maintain`]).
     fn set_disk_budget(&self, bytes: Option<u64>);
+    /// Stops background work for good: a [`Maintenance::seal_round`] or
+    /// [`Maintenance::maintenance_round`] running now returns at its next safe point (between
+    /// transactions: nothing half done, every stored point kept), within moments whatever the
+    /// number of series, and later rounds (and [`RetentionStore::maintain`] passes) return at
+    /// once with nothing done; the work resumes when the store is opened again. The node calls
+    /// it when it stops. Appends and reads are not affected.
+    fn interrupt(&self);
     /// Moves recently written points into their long-term form (the embedded store seals its
     /// head into compressed chunks), in bounded steps that yield between them, until nothing is
     /// ready. Reads answer the same before and after. A backend without such a form does
@@ -207,6 +214,7 @@ pub trait Maintenance: RetentionStore {
     async fn maintenance_round(&self) -> Result<()> {
         loop {
             let report = self.maintain(sentio_core::time::now_ms()).await?;
+            // An interrupted store reports no more work (see `Maintenance::interrupt`).
             if !report.more {
                 return Ok(());
             }

@@ -348,6 +348,20 @@ impl Config {
         if self.mqtt.max_packet_size == 0 {
             return invalid("mqtt.max_packet_size", "must be at least 1 byte");
         }
+        if let Some(Span(raw)) = self.store.retention.raw
+            && raw < sentio_store::RAW_RETENTION_FLOOR_MS
+        {
+            return invalid(
+                "store.retention.raw",
+                &format!(
+                    "{} is {}, below the floor of {} for raw points; {}",
+                    format_ms(raw),
+                    sentio_core::time::spell_duration_ms(raw),
+                    format_ms(sentio_store::RAW_RETENTION_FLOOR_MS),
+                    sentio_core::time::DURATION_UNITS
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -392,7 +406,12 @@ impl TryFrom<String> for Span {
     fn try_from(s: String) -> Result<Self, String> {
         sentio_core::time::parse_duration_ms(&s)
             .map(Span)
-            .map_err(|e| format!("{e} (a duration such as 36h or 7d)"))
+            .map_err(|e| {
+                format!(
+                    "{e} (a duration such as 36h or 7d; {})",
+                    sentio_core::time::DURATION_UNITS
+                )
+            })
     }
 }
 

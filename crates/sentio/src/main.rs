@@ -135,7 +135,7 @@ struct ServeArgs {
     /// 7d): older telemetry is refused with a reason recorded on the device.
     #[arg(long, env = "SENTIO_LATE_WINDOW")]
     late_window: Option<String>,
-    /// Keep raw points this long, e.g. `7d` (key `store.retention.raw`).
+    /// Keep raw points this long, e.g. `7d`, at least `1h` (key `store.retention.raw`).
     #[arg(long)]
     retention_raw: Option<String>,
     /// Keep 1-minute rollups this long (key `store.retention.rollup_1m`).
@@ -365,6 +365,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Detect(args) => ai_cli::run_detect(args),
         Command::Backup(args) => {
+            // A backup holds every secret: readable by this user only.
+            sentio::private::restrict_new_files();
             let r = sentio_store::backup(&args.data, &args.to)?;
             println!(
                 "backup of {} written to {}: database {:.1} MiB, {} other files ({:.1} MiB)",
@@ -377,6 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore(args) => {
+            sentio::private::restrict_new_files();
             let r = sentio_store::restore(&args.from, &args.data)?;
             println!(
                 "restored {} into {}: database {:.1} MiB, {} other files; start it with `sentio serve --data {}`",

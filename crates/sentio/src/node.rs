@@ -32,6 +32,8 @@ pub struct Node {
     /// Where the admin token is kept, if in a file.
     pub token_source: TokenSource,
     stop: watch::Sender<bool>,
+    /// The store's background work, interrupted when the node stops.
+    maintenance: Arc<dyn Maintenance>,
     servers: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
     /// Held while the node runs: one node per data directory.
@@ -71,8 +73,11 @@ impl Node {
     /// Opens the data directory, binds the ports and starts every layer.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         config.check()?;
+        crate::private::restrict_new_files();
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating the data directory {}", config.data.display()))?;
+        crate::private::tighten(&config.data)
+            .with_context(|| format!("restricting the data directory {}", config.data.display()))?;
         let lock = lock_data_dir(&config.data)?;
         let store = SqliteStore::open(&config.data)
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
@@ -181,15 +186,19 @@ impl Node {
             admin_token,
             token_source,
             stop,
+            maintenance: store.clone(),
             servers,
             pipeline,
             _lock: lock,
         })
     }
 
-    /// Stops the servers (no new data), then drains the pipeline into the store.
+    /// Stops the servers (no new data) and interrupts the store's background work at its next
+    /// safe point (sealing and rollups resume at the next start), then drains the pipeline
+    /// into the store.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.maintenance.interrupt();
         for s in self.servers {
             let _ = s.await;
         }

@@ -1,12 +1,12 @@
 //! Retention of raw points and rollups, and the size of the store against its disk budget.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use sentio_core::time::parse_duration_ms;
-use sentio_store::{RetentionPolicy, StorageStatus};
+use sentio_core::time::{DURATION_UNITS, parse_duration_ms, spell_duration_ms};
+use sentio_store::{RAW_RETENTION_FLOOR_MS, RetentionPolicy, StorageStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -14,7 +14,8 @@ use crate::auth::Admin;
 use crate::{ApiError, AppState};
 
 /// `PUT /api/v1/retention`: durations such as `"7d"`, `"36h"`; what is left out keeps its
-/// default (raw 7d, 1m rollups 90d, 1h rollups 730d).
+/// default (raw 7d, 1m rollups 90d, 1h rollups 730d). Raw retention below one hour needs
+/// `"force": true`; `kinds` and `devices` name registered devices' kinds and ids.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionBody {
@@ -25,6 +26,9 @@ pub struct RetentionBody {
     devices: BTreeMap<String, String>,
     #[serde(default)]
     rollups: BTreeMap<String, String>,
+    /// Accept a raw retention below [`RAW_RETENTION_FLOOR_MS`].
+    #[serde(default)]
+    force: bool,
 }
 
 /// A duration in the largest whole unit: `7d`, `36h`, `90m`, `15s`, `250ms`.
@@ -43,7 +47,46 @@ fn format_duration(ms: i64) -> String {
 }
 
 fn duration(what: &str, s: &str) -> Result<i64, ApiError> {
-    parse_duration_ms(s).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+    parse_duration_ms(s)
+        .map_err(|e| ApiError::bad_request(format!("{what}: {e}; {DURATION_UNITS}")))
+}
+
+/// A raw retention: a duration of at least the floor, unless `force`.
+fn raw_duration(what: &str, s: &str, force: bool) -> Result<i64, ApiError> {
+    let ms = duration(what, s)?;
+    if ms < RAW_RETENTION_FLOOR_MS && !force {
+        return Err(ApiError::bad_request(format!(
+            "{what}: {} is {}, below the floor of {} for raw points (send \"force\": true to keep them that briefly); {DURATION_UNITS}",
+            s.trim(),
+            spell_duration_ms(ms),
+            format_duration(RAW_RETENTION_FLOOR_MS),
+        )));
+    }
+    Ok(ms)
+}
+
+/// Refuses a device id that is not registered and a kind that no registered device has: a
+/// typo would otherwise be kept and silently apply to nothing.
+async fn check_known(s: &AppState, b: &RetentionBody) -> Result<(), ApiError> {
+    if b.kinds.is_empty() && b.devices.is_empty() {
+        return Ok(());
+    }
+    let devices = s.registry.list_devices().await?;
+    let ids: BTreeSet<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let kinds: BTreeSet<&str> = devices.iter().map(|d| d.kind.as_str()).collect();
+    if let Some(id) = b.devices.keys().find(|id| !ids.contains(id.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "device {id:?} is not registered"
+        )));
+    }
+    if let Some(kind) = b.kinds.keys().find(|k| !kinds.contains(k.as_str())) {
+        let known: Vec<&str> = kinds.into_iter().collect();
+        return Err(ApiError::bad_request(format!(
+            "kind {kind:?} is no registered device's kind (kinds: {})",
+            known.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn view(p: &RetentionPolicy) -> Value {
@@ -72,16 +115,17 @@ pub async fn put(
     let Json(b) = body?;
     let mut p = RetentionPolicy::default();
     if let Some(g) = &b.global {
-        p.raw_ms = duration("global", g)?;
+        p.raw_ms = raw_duration("global", g, b.force)?;
     }
     for (kind, d) in &b.kinds {
-        p.kinds
-            .insert(kind.clone(), duration(&format!("kind {kind:?}"), d)?);
+        let ms = raw_duration(&format!("kind {kind:?}"), d, b.force)?;
+        p.kinds.insert(kind.clone(), ms);
     }
     for (device, d) in &b.devices {
-        p.devices
-            .insert(device.clone(), duration(&format!("device {device:?}"), d)?);
+        let ms = raw_duration(&format!("device {device:?}"), d, b.force)?;
+        p.devices.insert(device.clone(), ms);
     }
+    check_known(&s, &b).await?;
     for (res, d) in &b.rollups {
         let ms = duration(&format!("rollup {res:?}"), d)?;
         match res.as_str() {

@@ -74,6 +74,9 @@ struct Inner {
     /// Whether the disk is full: a write of new data was refused for lack of space and none
     /// has succeeded since (`health.rs`).
     full: AtomicBool,
+    /// Whether background work was told to stop ([`crate::Maintenance::interrupt`]): sealing
+    /// and maintenance return at their next safe point, between transactions.
+    interrupted: AtomicBool,
 }
 
 /// Size of the database on disk.
@@ -157,6 +160,7 @@ impl SqliteStore {
                 over_budget: AtomicBool::new(false),
                 evicted: AtomicU64::new(0),
                 full: AtomicBool::new(false),
+                interrupted: AtomicBool::new(false),
             }),
         })
     }
@@ -202,6 +206,11 @@ impl SqliteStore {
 }
 
 impl Inner {
+    /// Whether background work must return at its next safe point (the node is stopping).
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The id of (device, metric), if the series exists.
     fn known_series(&self, device: &str, metric: &str) -> Option<i64> {
         self.series_ids

@@ -243,11 +243,18 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
     let cursor = *inner.maint_cursor.lock().unwrap_or_else(|p| p.into_inner());
     let split = series.partition_point(|s| s.id <= cursor);
     for s in series[split..].iter().chain(&series[..split]) {
+        if inner.interrupted() {
+            // Stopping: the rest waits for the next start (the cursor resumes here).
+            return Ok(report);
+        }
         let raw_cut = floor(
             now.saturating_sub(policy.raw_for(&s.device, s.kind.as_deref())),
             HOUR,
         );
         loop {
+            if inner.interrupted() {
+                return Ok(report);
+            }
             if steps >= STEPS_PER_PASS {
                 report.more = true;
                 return Ok(report);
@@ -334,7 +341,7 @@ fn enforce_budget(inner: &Inner, steps: &mut usize) -> Result<u64> {
         );
     }
     let mut evicted = 0;
-    while *steps < STEPS_PER_PASS {
+    while *steps < STEPS_PER_PASS && !inner.interrupted() {
         *steps += 1;
         let mut conn = inner.lock();
         if inner.live_bytes(&conn)? as f64 <= budget as f64 * BUDGET_LOW {
@@ -407,6 +414,10 @@ impl Maintenance for SqliteStore {
         self.inner
             .budget
             .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    fn interrupt(&self) {
+        self.inner.interrupted.store(true, Ordering::Relaxed);
     }
 
     async fn seal_round(&self) -> Result<()> {

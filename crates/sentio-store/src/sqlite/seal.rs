@@ -159,6 +159,10 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
     for sid in ids {
         // Seal this series until it has nothing ready or the budget is spent.
         loop {
+            if inner.interrupted() {
+                // Stopping: what is left stays in the head, readable, until the next start.
+                return Ok(report);
+            }
             if report.points as usize >= max_points {
                 report.more = true;
                 return Ok(report);

@@ -53,6 +53,7 @@ macro_rules! store_contract {
             retention::late_points_and_duplicates_update_the_rollups,
             retention::rollups_expire_erasure_removes_them_and_the_policy_survives_reopen,
             retention::rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry,
+            retention::an_interrupted_store_stops_background_work_and_loses_nothing,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -473,3 +473,40 @@ pub async fn rollups_equal_the_raw_points_they_summarise_through_late_points_and
         }
     }
 }
+
+/// A store told to stop its background work (the node stopping) ends its rounds at once and
+/// does nothing more, loses no point, and the reopened store does the work.
+pub async fn an_interrupted_store_stops_background_work_and_loses_nothing(backend: &impl Backend) {
+    let store = backend.open();
+    let now = T0 + 3 * DAY;
+    for d in 0..20 {
+        let id = format!("room-{d}");
+        store
+            .registry
+            .create_device(NewDevice::new(&id))
+            .await
+            .unwrap();
+        let pts: Vec<Point> = (0..2 * DAY / EVERY)
+            .map(|i| point(&id, T0 + i * EVERY, value(i)))
+            .collect();
+        store.series.append(&pts).await.unwrap();
+    }
+    store.maintenance.interrupt();
+    let started = std::time::Instant::now();
+    store.maintenance.seal_round().await.unwrap();
+    store.maintenance.maintenance_round().await.unwrap();
+    let r = store.retention.maintain(now).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!((r.rolled_buckets, r.more), (0, false), "{r:?}");
+    let all = (T0, T0 + 2 * DAY);
+    assert_eq!(
+        q(&store, "room-7", all, None).await.0.points.len() as i64,
+        2 * DAY / EVERY
+    );
+    drop(store);
+
+    let store = backend.open();
+    assert!(maintain_all(&store, now).await.rolled_buckets > 0);
+    let hourly = q(&store, "room-7", all, Some((HOUR, Agg::Count))).await.0;
+    assert_eq!(hourly.points.len() as i64, 48);
+}

@@ -3,4 +3,5 @@
 
 mod config_file;
 mod front_door;
+mod shutdown;
 mod startup;

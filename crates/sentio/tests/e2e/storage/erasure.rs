@@ -50,7 +50,8 @@ async fn an_erased_device_leaves_nothing_in_any_file() {
     assert_eq!(st, 200, "{b}");
     let secret = register(&node, DEVICE, "meter").await;
     let now = sentio_core::time::now_ms();
-    let old = now - 3 * 86_400_000;
+    // On an hour boundary: the value (5 minutes in) falls in the first hourly bucket.
+    let old = (now - 3 * 86_400_000) / 3_600_000 * 3_600_000;
     let mut batch: Vec<serde_json::Value> = (0..600)
         .map(|i| json!({"ts": old + i * 1000, "e": if i == 300 { VALUE } else { i as f64 }}))
         .collect();

@@ -6,6 +6,7 @@ mod chart_points;
 mod crash_safety;
 mod disk_full;
 mod erasure;
+mod permissions;
 mod query;
 mod retention;
 mod text_events;

@@ -24,6 +24,8 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
         p,
         json!({"global": "7d", "kinds": {}, "devices": {}, "rollups": {"1m": "90d", "1h": "730d"}})
     );
+    // Kinds and devices of a policy are registered ones.
+    register(&node, "pump-1", "pump").await;
     let policy = json!({"global": "2d", "kinds": {"pump": "30d"}, "devices": {"pump-1": "90d"}});
     let (st, p) = api(&node, "PUT", "/api/v1/retention", Some(policy)).await;
     assert_eq!(st, 200, "{p}");
@@ -196,4 +198,110 @@ async fn retention_is_set_per_kind_and_device_and_rollups_answer_where_raw_expir
     assert_eq!(p["global"], "4d");
     assert_eq!(p["kinds"], json!({"pump": "30d"}));
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn careless_retention_is_refused_and_the_units_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    register(&node, "pump-1", "pump").await;
+    let room = register(&node, "room-1", "room").await;
+    // A hundred points of the last ten minutes: a raw retention of a minute would delete most.
+    let now = now_ms();
+    let items: Vec<Value> = (0..100)
+        .map(|i| json!({"ts": now - 600_000 + i * 6_000, "t": i as f64}))
+        .collect();
+    assert_eq!(post_telemetry(&node, "room-1", &room, &items).await.0, 200);
+
+    let units = "m (minutes)";
+    let cases = [
+        // (body, status, words the answer holds)
+        (
+            json!({"global": "1ms"}),
+            400,
+            vec!["1 millisecond", "force", units],
+        ),
+        (
+            json!({"global": "1m"}),
+            400,
+            vec![
+                "1m is 1 minute",
+                "below the floor of 1h",
+                "months are not a unit: write 30d",
+            ],
+        ),
+        (json!({"global": "59m"}), 400, vec!["59 minutes", "force"]),
+        (json!({"global": "3599s"}), 400, vec!["floor"]),
+        (
+            json!({"kinds": {"pump": "30m"}}),
+            400,
+            vec!["kind \"pump\"", "30 minutes"],
+        ),
+        (
+            json!({"devices": {"pump-1": "10s"}}),
+            400,
+            vec!["device \"pump-1\"", "10 seconds"],
+        ),
+        (
+            json!({"global": "1mo"}),
+            400,
+            vec!["1mo", units, "write 30d"],
+        ),
+        (json!({"global": "1M"}), 400, vec![units]),
+        (json!({"global": "1m", "force": "yes"}), 422, vec![]),
+        (
+            json!({"devices": {"pump-9": "30d"}}),
+            400,
+            vec!["\"pump-9\" is not registered"],
+        ),
+        (
+            json!({"kinds": {"pumps": "30d"}}),
+            400,
+            vec!["\"pumps\" is no registered device's kind", "pump, room"],
+        ),
+        (json!({"global": "1h"}), 200, vec![]),
+        (json!({"global": "30m", "force": true}), 200, vec![]),
+        (
+            json!({"kinds": {"pump": "30d"}, "devices": {"room-1": "2d"}}),
+            200,
+            vec![],
+        ),
+    ];
+    let mut accepted = json!(null);
+    for (body, status, words) in cases {
+        let (st, b) = api(&node, "PUT", "/api/v1/retention", Some(body.clone())).await;
+        assert_eq!(st, status, "{body}: {b}");
+        if st == 200 {
+            accepted = b;
+            continue;
+        }
+        let detail = b["detail"].as_str().unwrap_or_default();
+        for w in words {
+            assert!(detail.contains(w), "{body}: wanted {w:?} in {detail:?}");
+        }
+        // A refused policy changes nothing.
+        let (_, now_policy) = api(&node, "GET", "/api/v1/retention", None).await;
+        if !accepted.is_null() {
+            assert_eq!(now_policy, accepted, "{body}");
+        }
+    }
+    assert_eq!(accepted["devices"], json!({"room-1": "2d"}));
+    assert_eq!(points(&node, "room-1", "t").await.len(), 100);
+    node.shutdown().await;
+
+    // The configuration keeps to the same floor.
+    let mut config = node_config(dir.path());
+    config.http.admin_token = Some(TOKEN.into());
+    config.store.retention.raw = Some(sentio::config::Span(60_000));
+    let Err(e) = try_start(config).await else {
+        panic!("a raw retention of one minute in the configuration was accepted");
+    };
+    let said = format!("{e:#}");
+    for w in [
+        "store.retention.raw",
+        "1m is 1 minute",
+        "months are not a unit",
+    ] {
+        assert!(said.contains(w), "wanted {w:?} in {said}");
+    }
 }
