@@ -340,3 +340,109 @@ async fn a_websocket_from_another_origin_is_refused() {
     }
     node.shutdown().await;
 }
+
+/// The real binary with at most `files` open descriptors; its log goes to `log`. Returns the
+/// child, the HTTP address and the MQTT address, read from its "Sentio is running" line.
+/// The caller kills and waits for the child; a node that does not start is killed here.
+#[allow(clippy::zombie_processes)]
+fn spawn_with_file_limit(
+    data: &std::path::Path,
+    files: u32,
+    log: &std::path::Path,
+) -> (std::process::Child, SocketAddr, SocketAddr) {
+    let out = std::fs::File::create(log).unwrap();
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("ulimit -n {files}; exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_sentio"),
+            "serve",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--mqtt-tls",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("SENTIO_ADMIN_TOKEN", TOKEN)
+        .env("SENTIO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("sentio starts");
+    let field = |line: &str, name: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("Sentio is running")) {
+            return (child, field(line, "http"), field(line, "mqtt"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node did not start:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_the_accept_loops_pause_and_the_node_recovers() {
+    let _heavy = heavy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sentio.log");
+    let data = dir.path().join("data");
+    let (mut child, http_addr, mqtt_addr) = spawn_with_file_limit(&data, 128, &log);
+
+    // More idle sockets than the node has descriptors, on both ports.
+    let mut idle = Vec::new();
+    for i in 0..240 {
+        let addr = if i % 4 == 0 { http_addr } else { mqtt_addr };
+        if let Ok(s) = TcpStream::connect(addr).await {
+            idle.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failures = text.lines().filter(|l| l.contains("accept")).count();
+    let flood = text.len();
+
+    drop(idle);
+    let health = format!("http://{http_addr}/api/v1/health");
+    let answered = eventually(10, || {
+        let url = health.clone();
+        async move { (http("GET", url, None, None).await.0 == 200).then_some(()) }
+    })
+    .await;
+    // The MQTT port answers a CONNECT again (a refusal: the credentials are unknown).
+    let mut mqtt = TcpStream::connect(mqtt_addr).await.unwrap();
+    mqtt.write_all(&raw::connect(5, "probe", "nobody", "wrong", 0))
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    let connack = tokio::time::timeout(Duration::from_secs(5), mqtt.read_exact(&mut first)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(
+        (1..=6).contains(&failures),
+        "{failures} accept lines ({flood} bytes of log) in 3 s out of descriptors"
+    );
+    assert!(
+        answered.is_some(),
+        "/health does not answer once the sockets are gone"
+    );
+    assert!(
+        matches!(connack, Ok(Ok(_))) && first[0] == 0x20,
+        "no CONNACK once the sockets are gone: {connack:?} {first:?}"
+    );
+}
