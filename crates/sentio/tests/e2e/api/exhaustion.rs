@@ -430,6 +430,13 @@ async fn out_of_descriptors_the_accept_loops_pause_and_the_node_recovers() {
         .unwrap();
     let mut first = [0u8; 1];
     let connack = tokio::time::timeout(Duration::from_secs(5), mqtt.read_exact(&mut first)).await;
+    // The failures are counted.
+    let (_, _, metrics) = get_text(format!("http://{http_addr}/metrics"), bearer()).await;
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sentio_mqtt_accept_errors_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let _ = child.kill();
     let _ = child.wait();
 
@@ -445,4 +452,5 @@ async fn out_of_descriptors_the_accept_loops_pause_and_the_node_recovers() {
         matches!(connack, Ok(Ok(_))) && first[0] == 0x20,
         "no CONNACK once the sockets are gone: {connack:?} {first:?}"
     );
+    assert!(counted >= 1, "accept errors not in /metrics:\n{metrics}");
 }
