@@ -10,6 +10,10 @@ use crate::{ApiError, AppState};
 /// Proof that the request carries the admin token.
 pub struct Admin;
 
+/// The one route that takes the admin token in its query string: a browser cannot set headers
+/// on a WebSocket request. Elsewhere a token in a URL would only end up in logs and histories.
+pub(crate) const QUERY_TOKEN_ROUTE: &str = "/api/v1/stream";
+
 /// Reads `token` from `?token=` in a query string.
 fn query_token(query: Option<&str>) -> Option<String> {
     query?
@@ -28,7 +32,13 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let token = header.or_else(|| query_token(parts.uri.query()));
+        let from_query = query_token(parts.uri.query());
+        if from_query.is_some() && parts.uri.path() != QUERY_TOKEN_ROUTE {
+            return Err(ApiError::unauthorized(
+                "?token= is only accepted on the WebSocket stream (/api/v1/stream); send Authorization: Bearer <admin token>",
+            ));
+        }
+        let token = header.or(from_query);
         match token {
             Some(t) if AppState::token_digest(&t) == state.admin_token => Ok(Admin),
             Some(_) => Err(ApiError::unauthorized("the admin token is wrong")),

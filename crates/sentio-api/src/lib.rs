@@ -5,15 +5,23 @@
 //! This is the only crate that defines JSON wire types (DTOs); errors from every layer become
 //! `{"error": ..., "detail": ...}` with a fitting status in one place ([`ApiError`]).
 //!
-//! Admin endpoints need `Authorization: Bearer <admin token>`; the WebSocket also takes
-//! `?token=` because browsers cannot set headers on WebSocket requests. Devices posting
-//! telemetry use HTTP Basic with their own id and secret.
+//! Admin endpoints need `Authorization: Bearer <admin token>`; the WebSocket stream also takes
+//! `?token=` because browsers cannot set headers on WebSocket requests (elsewhere it is refused,
+//! as a token in a URL ends up in logs and histories). Devices posting telemetry use HTTP Basic
+//! with their own id and secret.
+//!
+//! The listener ([`serve`]) bounds what a client without credentials can hold: header and body
+//! timeouts, a connection cap in all and per address, and a pause on accept errors
+//! ([`HttpLimits`]).
 
 #![deny(missing_docs)]
 
 mod auth;
 mod dto;
 mod error;
+mod headers;
+mod limits;
+mod listener;
 mod routes;
 
 use std::future::Future;
@@ -28,6 +36,8 @@ use sentio_store::{
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use limits::HttpLimits;
+pub use listener::ListenerCounters;
 
 /// Largest HTTP request body accepted (telemetry and JSON): 256 KiB.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -92,20 +102,22 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, with its security headers and WebSocket origin check.
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    routes::router(state).layer(axum::middleware::from_fn(headers::protect))
 }
 
-/// Serves the application on an already bound listener until `shutdown` completes.
+/// Serves the application on an already bound listener under `limits` until `shutdown`
+/// completes, then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address is what MQTT over WebSocket reports for its clients.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let counters = Arc::new(ListenerCounters::default());
+    // The peer address (what MQTT over WebSocket reports for its clients) is added to each
+    // request by the listener; the counters are read by `/metrics`.
+    let app = router(state).layer(axum::Extension(counters.clone()));
+    listener::serve(listener, app, &limits, counters, shutdown).await
 }

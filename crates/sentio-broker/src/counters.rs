@@ -64,4 +64,7 @@ pub struct BrokerCounters {
     pub connections_refused: u64,
     /// SUBSCRIBE filters refused at the subscription limit (SUBACK 0x97).
     pub subscriptions_refused: u64,
+    /// Failed accepts on the MQTT listeners (such as too many open files), each followed by
+    /// a pause.
+    pub accept_errors: u64,
 }

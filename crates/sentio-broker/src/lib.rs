@@ -158,6 +158,7 @@ impl BrokerHandle {
             publishes_backpressured: read(&self.limits.counters.backpressured),
             connections_refused: read(&self.limits.counters.connections_refused),
             subscriptions_refused: read(&self.limits.counters.subscriptions_refused),
+            accept_errors: mqtt5::broker::accept_backoff::accept_errors(),
         }
     }
 }

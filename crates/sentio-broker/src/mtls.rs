@@ -113,12 +113,15 @@ impl MtlsListener {
     /// Accepts connections until the task is dropped; each runs in its own task.
     pub(crate) async fn run(self, acceptor: Arc<Acceptor>) {
         let tls = TlsAcceptor::from(self.config);
+        let mut backoff = mqtt5::broker::accept_backoff::AcceptBackoff::default();
         loop {
             let (tcp, peer) = match self.listener.accept().await {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff.succeeded();
+                    c
+                }
                 Err(e) => {
-                    warn!(error = %e, "MQTT over TLS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    backoff.failed("MQTT over TLS", &e).await;
                     continue;
                 }
             };

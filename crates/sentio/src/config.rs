@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use sentio_api::HttpLimits;
 use sentio_broker::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits};
 use sentio_pipeline::{DeclaredLimit, PipelineConfig};
 use sentio_sim::FleetSpec;
@@ -92,6 +93,8 @@ pub struct HttpConfig {
     /// `<data>/admin.token` (mode 0600) on first start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// Timeouts and connection caps of the HTTP listener (`[http.limits]`).
+    pub limits: HttpLimits,
 }
 
 impl Default for HttpConfig {
@@ -99,6 +102,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_token: None,
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -319,6 +323,18 @@ impl Config {
             && t.len() < 16
         {
             return invalid("http.admin_token", "must be at least 16 characters");
+        }
+        if self.http.limits.header_timeout_ms < 100 {
+            return invalid(
+                "http.limits.header_timeout_ms",
+                "below 100 ms no client can send its headers; 10000 (10 s) is the default",
+            );
+        }
+        if self.http.limits.body_timeout_ms < 100 {
+            return invalid(
+                "http.limits.body_timeout_ms",
+                "below 100 ms no client can send a body; 30000 (30 s) is the default",
+            );
         }
         let tls = &self.mqtt.tls;
         if tls.cert.is_some() != tls.key.is_some() {

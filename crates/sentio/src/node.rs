@@ -162,8 +162,10 @@ impl Node {
             admin_token: AppState::token_digest(&admin_token),
         };
         let rx = stop_rx.clone();
+        let http_limits = config.http.limits.clone();
         servers.push(tokio::spawn(async move {
-            if let Err(e) = sentio_api::serve(http_listener, state, stopped(rx)).await {
+            if let Err(e) = sentio_api::serve(http_listener, state, http_limits, stopped(rx)).await
+            {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));

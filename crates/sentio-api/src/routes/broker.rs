@@ -116,5 +116,11 @@ pub fn metrics(c: &BrokerCounters) -> String {
             ("{limit=\"subscriptions\"}", c.subscriptions_refused),
         ],
     );
+    family(
+        "sentio_mqtt_accept_errors_total",
+        "counter",
+        "Failed accepts on the MQTT listeners (such as too many open files), each followed by a pause.",
+        &[("", c.accept_errors)],
+    );
     out
 }

@@ -19,7 +19,11 @@ pub async fn dashboard() -> Html<&'static str> {
 }
 
 /// Prometheus text format.
-pub async fn metrics(_: Admin, State(s): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    _: Admin,
+    State(s): State<AppState>,
+    listener: Option<axum::Extension<std::sync::Arc<crate::ListenerCounters>>>,
+) -> impl IntoResponse {
     let st = &s.stats;
     let rows = [
         (
@@ -67,6 +71,9 @@ pub async fn metrics(_: Admin, State(s): State<AppState>) -> impl IntoResponse {
     out.push_str(&super::retention::metrics(&s).await);
     if let Some(b) = &s.broker {
         out.push_str(&super::broker::metrics(&b.counters()));
+    }
+    if let Some(axum::Extension(c)) = listener {
+        out.push_str(&c.metrics());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -22,6 +22,9 @@
 //! }
 //! ```
 
+// SENTIO-PATCH: a pause after a failed accept (accept_backoff.rs).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod accept_backoff;
 pub mod acl;
 pub mod auth;
 #[cfg(not(target_arch = "wasm32"))]

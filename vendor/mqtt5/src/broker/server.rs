@@ -1226,11 +1226,14 @@ impl MqttBroker {
             let mut shutdown_rx_tls = state.shutdown_tx.subscribe();
 
             task_handles.push(tokio::spawn(async move {
+                // SENTIO-PATCH: pause after a failed accept instead of spinning.
+                let mut backoff = crate::broker::accept_backoff::AcceptBackoff::default();
                 loop {
                     tokio::select! {
                         accept_result = tls_listener.accept() => {
                             match accept_result {
                                 Ok((tcp_stream, addr)) => {
+                                    backoff.succeeded(); // SENTIO-PATCH
                                     debug!("New TLS connection from {}", addr);
 
                                     if !state.resource_monitor.can_accept_connection(addr.ip()).await {
@@ -1275,7 +1278,8 @@ impl MqttBroker {
                                     }
                                 }
                                 Err(e) => {
-                                    error!("TLS accept error: {e}");
+                                    // SENTIO-PATCH: was a log line per failure, no pause.
+                                    backoff.failed("TLS", &e).await;
                                 }
                             }
                         }
@@ -1660,11 +1664,14 @@ impl MqttBroker {
             let mut shutdown_rx_tcp = state.shutdown_tx.subscribe();
 
             task_handles.push(tokio::spawn(async move {
+                // SENTIO-PATCH: pause after a failed accept instead of spinning.
+                let mut backoff = crate::broker::accept_backoff::AcceptBackoff::default();
                 loop {
                     tokio::select! {
                         accept_result = listener.accept() => {
                             match accept_result {
                                 Ok((stream, addr)) => {
+                                    backoff.succeeded(); // SENTIO-PATCH
                                     debug!(addr = %addr, "New TCP connection");
 
                                     if !state.resource_monitor.can_accept_connection(addr.ip()).await {
@@ -1702,7 +1709,8 @@ impl MqttBroker {
                                     });
                                 }
                                 Err(e) => {
-                                    error!("TCP accept error: {e}");
+                                    // SENTIO-PATCH: was a log line per failure, no pause.
+                                    backoff.failed("TCP", &e).await;
                                 }
                             }
                         }

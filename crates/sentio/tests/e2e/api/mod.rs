@@ -1,6 +1,8 @@
-//! The admin HTTP API: MQTT tokens, the audit log, a device's export and the broker's view.
+//! The admin HTTP API: MQTT tokens, the audit log, a device's export, the broker's view, and
+//! what a client without credentials can hold on the HTTP port (exhaustion).
 
 mod audit;
 mod broker;
+mod exhaustion;
 mod export;
 mod tokens;
