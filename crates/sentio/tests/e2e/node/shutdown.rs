@@ -69,6 +69,14 @@ async fn sigterm_stops_a_node_with_a_thousand_devices_within_seconds() {
     };
     let preloaded = (DEVICES * METRICS.len()) as u64 * POINTS_PER_SERIES as u64;
 
+    // The history spans 30 days (rollups give the maintenance pass work), longer than the
+    // default raw retention: keep raw points longer, so that none may legitimately expire
+    // before the count below.
+    std::fs::write(
+        data.join("sentio.toml"),
+        "[store.retention]\nraw = \"400d\"\n",
+    )
+    .unwrap();
     let (mut child, http_addr, _) = support::spawn_sentio(&data, None);
     // Points acknowledged by the running node.
     let now = now_ms();
