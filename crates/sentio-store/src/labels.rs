@@ -1,4 +1,5 @@
-//! Device labels (`site=plant-a`): what a label may look like, and selecting devices by them.
+//! What a device's labels (`site=plant-a`), kind and name may look like, and selecting devices
+//! by labels.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,38 @@ pub fn valid_key(key: &str) -> bool {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
+}
+
+/// Longest device kind.
+pub const MAX_KIND_LEN: usize = 64;
+/// Longest device name.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks a device kind: 1-64 characters from `[A-Za-z0-9_-]`. A kind names a peer group and
+/// the first part of a declared limit (`KIND.METRIC<=MAX`), so it holds no dot.
+pub fn validate_kind(kind: &str) -> Result<()> {
+    let ok = !kind.is_empty()
+        && kind.len() <= MAX_KIND_LEN
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    Err(StoreError::InvalidQuery(format!(
+        "kind {:?} is invalid: use 1-{MAX_KIND_LEN} characters from A-Z a-z 0-9 _ -",
+        kind.chars().take(80).collect::<String>()
+    )))
+}
+
+/// Checks a device name: 1-200 bytes, no control characters (it is shown on pages and in logs).
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(StoreError::InvalidQuery(format!(
+            "name must be 1-{MAX_NAME_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks one label, with a reason naming it when it is refused.

@@ -42,6 +42,12 @@ impl DeviceRegistry for SqliteStore {
             .map_err(|e| StoreError::InvalidQuery(e.to_string()))?
             .to_string();
         labels::validate(&new.labels)?;
+        if let Some(kind) = &new.kind {
+            labels::validate_kind(kind)?;
+        }
+        if let Some(name) = &new.name {
+            labels::validate_name(name)?;
+        }
         let secret = secret::generate();
         let digest = secret::digest(&self.inner.key, &id, &secret);
         let device = Device {
@@ -58,6 +64,18 @@ impl DeviceRegistry for SqliteStore {
         let d = device.clone();
         self.with_conn(move |inner, conn| {
             let labels = serde_json::to_string(&d.labels).expect("labels serialise");
+            // Ids that differ only in case would look like one device to a person (and to a
+            // case-insensitive file system or topic tool): the first one holds the id.
+            let same_but_case: Option<String> = conn
+                .query_row(
+                    "SELECT id FROM devices WHERE id = ?1 COLLATE NOCASE LIMIT 1",
+                    params![d.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(existing) = same_but_case {
+                return Err(StoreError::DuplicateDevice(existing));
+            }
             let n = conn.execute(
                 "INSERT OR IGNORE INTO devices (id, name, kind, labels, secret_digest, created_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -291,14 +309,8 @@ impl DeviceRegistry for SqliteStore {
     }
 
     async fn update_device(&self, id: &DeviceId, update: DeviceUpdate) -> Result<Device> {
-        if update
-            .name
-            .as_deref()
-            .is_some_and(|n| n.is_empty() || n.len() > 200)
-        {
-            return Err(StoreError::InvalidQuery(
-                "name must be 1-200 characters".into(),
-            ));
+        if let Some(name) = &update.name {
+            labels::validate_name(name)?;
         }
         for (k, v) in &update.labels {
             labels::validate_pair(k, v.as_deref().unwrap_or(""))?;

@@ -45,6 +45,7 @@ macro_rules! store_contract {
         $crate::contract::store_contract!(@tests $new;
             registry::everything_survives_reopen_and_erase_removes_everything,
             registry::devices_change_labels_secrets_last_seen_and_refusals,
+            registry::kinds_names_and_ids_are_checked_at_registration,
             registry::tokens_survive_a_reopen_and_revocation_is_immediate,
             registry::text_events_keep_the_last_text_and_a_bounded_history,
             registry::the_audit_log_lists_newest_first_and_an_erasure_anonymises_it,

@@ -154,6 +154,56 @@ pub async fn everything_survives_reopen_and_erase_removes_everything(backend: &i
     ));
 }
 
+/// A kind names a peer group and the first part of a declared limit, a name is shown to people,
+/// and an id differing from a registered one only in case would look like the same device:
+/// (id, kind, name, the refusal's words or "" when accepted).
+pub async fn kinds_names_and_ids_are_checked_at_registration(backend: &impl Backend) {
+    let s = backend.open();
+    let long_kind = "k".repeat(65);
+    let cases: [(&str, Option<&str>, Option<&str>, &str); 9] = [
+        ("dev-a", Some("pump"), Some("Pump A"), ""),
+        ("DEV-A", Some("pump"), None, "\"dev-a\" already exists"),
+        ("Dev-a", None, None, "\"dev-a\" already exists"),
+        ("dev-b", Some("pump.x"), None, "kind \"pump.x\" is invalid"),
+        ("dev-c", Some(""), None, "kind \"\" is invalid"),
+        ("dev-d", Some(long_kind.as_str()), None, "is invalid"),
+        (
+            "dev-e",
+            None,
+            Some("line\nINFO admin login ok"),
+            "control characters",
+        ),
+        ("dev-f", None, Some("\u{1b}[31mred"), "control characters"),
+        ("dev-g", Some("wear_able-2"), Some("Ünïcode name"), ""),
+    ];
+    for (id, kind, name, refusal) in cases {
+        let mut new = NewDevice::new(id);
+        new.kind = kind.map(str::to_string);
+        new.name = name.map(str::to_string);
+        match (s.registry.create_device(new).await, refusal) {
+            (Ok(_), "") => {}
+            (Err(e), words) if !words.is_empty() && e.to_string().contains(words) => {}
+            (got, _) => panic!(
+                "{id} {kind:?} {name:?}: got {:?}, wanted {refusal:?}",
+                got.map(|d| d.0.id)
+            ),
+        }
+    }
+    assert!(!s.registry.is_registered(&dev("DEV-A")));
+    // A rename is held to the same rule.
+    let renamed = s
+        .registry
+        .update_device(
+            &dev("dev-a"),
+            DeviceUpdate {
+                name: Some("bad\rname".into()),
+                labels: BTreeMap::new(),
+            },
+        )
+        .await;
+    assert!(renamed.is_err_and(|e| e.to_string().contains("control characters")));
+}
+
 pub async fn devices_change_labels_secrets_last_seen_and_refusals(backend: &impl Backend) {
     let s = backend.open();
     let mut new = NewDevice::new("pump-1");
