@@ -2,11 +2,12 @@
 //! series raises a limit alert on a value beyond it and a predictive alert when the forecast
 //! reaches it within the horizon.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sentio_ai::LimitWatch;
 use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
 
+use super::per_series::PerSeries;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{DeclaredLimit, PipelineError, explain};
 
@@ -21,8 +22,7 @@ pub(crate) const PREDICTIVE_RESOLVE_AFTER: u32 = 6;
 /// One [`LimitWatch`] per series whose device kind and metric have a declared limit.
 pub(crate) struct LimitsWatch {
     limits: Vec<DeclaredLimit>,
-    watches: HashMap<SeriesKey, LimitWatch>,
-    dirty: HashSet<SeriesKey>,
+    watches: PerSeries<LimitWatch>,
 }
 
 impl LimitsWatch {
@@ -30,8 +30,7 @@ impl LimitsWatch {
     pub(crate) fn new(limits: Vec<DeclaredLimit>) -> Self {
         Self {
             limits,
-            watches: HashMap::new(),
-            dirty: HashSet::new(),
+            watches: PerSeries::new(StateKey::Limit),
         }
     }
 }
@@ -62,6 +61,7 @@ impl Watch for LimitsWatch {
             let series = SeriesKey::of(p);
             let obs = self
                 .watches
+                .states
                 .entry(series.clone())
                 .or_default()
                 .observe(&limit, p.ts_ms, p.value);
@@ -85,7 +85,7 @@ impl Watch for LimitsWatch {
                     },
                 });
             }
-            self.dirty.insert(series);
+            self.watches.changed(series);
         }
     }
 
@@ -107,10 +107,11 @@ impl Watch for LimitsWatch {
         let series = SeriesKey::new(key.device.clone(), metric.clone());
         let watch = self
             .watches
+            .states
             .get_mut(&series)
             .ok_or_else(|| gone(&key.device))?;
         let (n, before, after) = watch.mark_false_alarm();
-        self.dirty.insert(series.clone());
+        self.watches.changed(series.clone());
         Ok(format!(
             "predictive alerts on {series} now need a crossing within {:.0} % of the horizon \
              (was {:.0} %) after {n} false alarm(s)",
@@ -120,30 +121,22 @@ impl Watch for LimitsWatch {
     }
 
     fn forget(&mut self, device: &DeviceId) {
-        self.watches.retain(|s, _| s.device != *device);
-        self.dirty.retain(|s| s.device != *device);
+        self.watches.forget(device);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
-        matches!(key, StateKey::Limit(_)).then_some(StatePart::Whole)
+        self.watches.state_part(key)
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
-        if let StateKey::Limit(series) = key {
-            self.watches
-                .insert(series.clone(), serde_json::from_str(json)?);
-        }
-        Ok(())
+        self.watches.restore(key, json)
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
-        dirty.extend(self.dirty.drain().map(StateKey::Limit));
+        self.watches.take_dirty(dirty);
     }
 
     fn save(&self, key: &StateKey) -> Option<String> {
-        let StateKey::Limit(series) = key else {
-            return None;
-        };
-        serde_json::to_string(self.watches.get(series)?).ok()
+        self.watches.save(key)
     }
 }

@@ -10,6 +10,7 @@
 
 mod limits;
 mod peers;
+mod per_series;
 mod relations;
 mod series;
 mod silence;

@@ -2,11 +2,12 @@
 //! series' history. Its verdicts are anomaly alerts; they take precedence over the relation and
 //! peer alerts of the same metric ([`Finding::AlertUnlessAnomaly`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sentio_ai::{DetectorConfig, SeriesDetector};
 use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
 
+use super::per_series::PerSeries;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{PipelineError, explain};
 
@@ -14,8 +15,7 @@ use crate::{PipelineError, explain};
 pub(crate) struct SeriesWatch {
     config: DetectorConfig,
     resolve_after: u32,
-    detectors: HashMap<SeriesKey, SeriesDetector>,
-    dirty: HashSet<SeriesKey>,
+    detectors: PerSeries<SeriesDetector>,
 }
 
 impl SeriesWatch {
@@ -25,8 +25,7 @@ impl SeriesWatch {
         Self {
             config,
             resolve_after,
-            detectors: HashMap::new(),
-            dirty: HashSet::new(),
+            detectors: PerSeries::new(StateKey::Series),
         }
     }
 }
@@ -45,6 +44,7 @@ impl Watch for SeriesWatch {
             let series = SeriesKey::of(p);
             let score = self
                 .detectors
+                .states
                 .entry(series.clone())
                 .or_insert_with(|| SeriesDetector::new(&self.config))
                 .update(p.ts_ms, p.value);
@@ -59,7 +59,7 @@ impl Watch for SeriesWatch {
                 ts_ms: p.ts_ms,
                 finding,
             });
-            self.dirty.insert(series);
+            self.detectors.changed(series);
         }
     }
 
@@ -74,10 +74,11 @@ impl Watch for SeriesWatch {
         let series = SeriesKey::new(key.device.clone(), metric.clone());
         let detector = self
             .detectors
+            .states
             .get_mut(&series)
             .ok_or_else(|| gone(&key.device))?;
         let c = detector.mark_false_alarm();
-        self.dirty.insert(series.clone());
+        self.detectors.changed(series.clone());
         Ok(format!(
             "{series} is less sensitive after {} false alarm(s): fused score needed {:.3} -> \
              {:.3}, baseline band {:.1} -> {:.1} spreads",
@@ -90,30 +91,22 @@ impl Watch for SeriesWatch {
     }
 
     fn forget(&mut self, device: &DeviceId) {
-        self.detectors.retain(|s, _| s.device != *device);
-        self.dirty.retain(|s| s.device != *device);
+        self.detectors.forget(device);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
-        matches!(key, StateKey::Series(_)).then_some(StatePart::Whole)
+        self.detectors.state_part(key)
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
-        if let StateKey::Series(series) = key {
-            self.detectors
-                .insert(series.clone(), serde_json::from_str(json)?);
-        }
-        Ok(())
+        self.detectors.restore(key, json)
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
-        dirty.extend(self.dirty.drain().map(StateKey::Series));
+        self.detectors.take_dirty(dirty);
     }
 
     fn save(&self, key: &StateKey) -> Option<String> {
-        let StateKey::Series(series) = key else {
-            return None;
-        };
-        serde_json::to_string(self.detectors.get(series)?).ok()
+        self.detectors.save(key)
     }
 }
