@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::PipelineError;
 use crate::detect::Command;
+use crate::series_limit::SeriesLimit;
 
 /// A limit declared for one metric of every device of a kind, e.g. `pump.bearing_temp<=90`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,13 +96,19 @@ impl DeclaredLimit {
 pub struct Control {
     tx: mpsc::Sender<Command>,
     limits: Arc<Vec<DeclaredLimit>>,
+    series_limit: Arc<SeriesLimit>,
 }
 
 impl Control {
-    pub(crate) fn new(tx: mpsc::Sender<Command>, limits: Vec<DeclaredLimit>) -> Self {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Command>,
+        limits: Vec<DeclaredLimit>,
+        series_limit: Arc<SeriesLimit>,
+    ) -> Self {
         Self {
             tx,
             limits: Arc::new(limits),
+            series_limit,
         }
     }
 
@@ -126,9 +133,11 @@ impl Control {
         rx.await.map_err(|_| PipelineError::ShuttingDown)?
     }
 
-    /// Makes the detectors forget `device` (after it was deleted or erased), so nothing learnt
-    /// from it is saved again.
+    /// Makes the pipeline forget `device` (after it was deleted or erased): its detectors and
+    /// watches, so nothing learnt from it is saved again, and the metric names counted against
+    /// its series limit.
     pub async fn forget(&self, device: &DeviceId) -> Result<(), PipelineError> {
+        self.series_limit.forget(device);
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Forget {

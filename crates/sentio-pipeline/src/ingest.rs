@@ -8,6 +8,7 @@ use sentio_store::{DeviceRegistry, EventStore, SeriesStore, StorageHealth};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, warn};
 
+use crate::series_limit::SeriesLimit;
 use crate::{PipelineError, Presence, Stats};
 
 /// Points (and text events) of one payload on their way to the store, with whom to tell when
@@ -46,6 +47,7 @@ pub struct Ingest {
     presence: Arc<Presence>,
     stats: Arc<Stats>,
     window: TimeWindow,
+    series_limit: Arc<SeriesLimit>,
 }
 
 impl Ingest {
@@ -56,6 +58,7 @@ impl Ingest {
         presence: Arc<Presence>,
         stats: Arc<Stats>,
         window: TimeWindow,
+        series_limit: Arc<SeriesLimit>,
     ) -> Self {
         Self {
             tx,
@@ -64,6 +67,7 @@ impl Ingest {
             presence,
             stats,
             window,
+            series_limit,
         }
     }
 
@@ -78,7 +82,15 @@ impl Ingest {
     ) -> Result<Accepted, PipelineError> {
         let now = time::now_ms();
         self.presence.seen(device.as_str(), now);
-        let parsed = telemetry::parse_in(device, payload, now, self.window);
+        let mut parsed = telemetry::parse_in(device, payload, now, self.window);
+        let over = self
+            .series_limit
+            .admit(device, &mut parsed.points, &mut parsed.events)
+            .await?;
+        if let Some(reason) = over.reason(self.series_limit.limit()) {
+            Stats::add(&self.stats.series_limit_refusals, over.metrics.len() as u64);
+            parsed.rejected.push(reason);
+        }
         for reason in &parsed.rejected {
             self.reject(device, reason).await;
         }

@@ -28,6 +28,7 @@ mod error;
 mod explain;
 mod ingest;
 mod presence;
+mod series_limit;
 mod stats;
 
 pub use alerts::{AlertTracker, Transition};
@@ -36,6 +37,7 @@ pub use control::{Control, DeclaredLimit};
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
 pub use presence::Presence;
+pub use series_limit::DEFAULT_MAX_SERIES_PER_DEVICE;
 pub use stats::Stats;
 
 use std::sync::Arc;
@@ -75,6 +77,9 @@ pub struct PipelineConfig {
     pub save_state_every: Duration,
     /// Limits declared per device kind and metric (range alerts and predictive maintenance).
     pub limits: Vec<DeclaredLimit>,
+    /// Most distinct metrics (numeric series and text metrics) one device may have; points of
+    /// new metrics beyond it are refused with a reason recorded on the device.
+    pub max_series_per_device: usize,
 }
 
 impl Default for PipelineConfig {
@@ -92,6 +97,7 @@ impl Default for PipelineConfig {
             resolve_after_normal_points: 30,
             save_state_every: Duration::from_secs(30),
             limits: Vec::new(),
+            max_series_per_device: DEFAULT_MAX_SERIES_PER_DEVICE,
         }
     }
 }
@@ -153,6 +159,10 @@ impl Pipeline {
                 shutdown_rx,
             )),
         ];
+        let series_limit = Arc::new(series_limit::SeriesLimit::new(
+            config.max_series_per_device,
+            stores.series.clone(),
+        ));
         let ingest = Ingest::new(
             ingest_tx,
             stores.registry.clone(),
@@ -163,13 +173,14 @@ impl Pipeline {
                 max_future_ms: config.max_future_ms,
                 max_late_ms: config.max_late_ms,
             },
+            series_limit.clone(),
         );
         Ok(Self {
             ingest,
             bus,
             presence,
             stats,
-            control: Control::new(command_tx, config.limits.clone()),
+            control: Control::new(command_tx, config.limits.clone(), series_limit),
             shutdown,
             tasks,
         })

@@ -22,6 +22,8 @@ pub struct Stats {
     /// Payloads refused up front because the store was full (the store itself says whether
     /// it is: `sentio_store::StorageHealth`).
     pub storage_full_refusals: AtomicU64,
+    /// New metrics refused because their device had reached `max_series_per_device`.
+    pub series_limit_refusals: AtomicU64,
 }
 
 impl Stats {

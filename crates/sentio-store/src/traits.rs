@@ -54,6 +54,9 @@ pub trait SeriesStore: Send + Sync {
     async fn append(&self, points: &[Point]) -> Result<()>;
     /// Every metric of a device with its latest value.
     async fn series(&self, device: &DeviceId) -> Result<Vec<SeriesInfo>>;
+    /// The names of every series the store holds for a device, with or without points left
+    /// (cheap: what the pipeline counts against the per-device series limit).
+    async fn metric_names(&self, device: &DeviceId) -> Result<Vec<String>>;
     /// Raw or aggregated points of one series.
     async fn query(&self, q: RangeQuery) -> Result<RangeResult>;
     /// One series over `[from_ms, to_ms)` drawn at about `points` points for a chart, keeping

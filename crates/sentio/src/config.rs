@@ -216,12 +216,17 @@ pub struct PipelineSection {
     /// The late-point window: telemetry stamped further back than this (e.g. `1h`, `7d`) is
     /// refused with a reason recorded on the device; `none` accepts any past time.
     pub late_window: LateWindow,
+    /// Most distinct metrics one device may have (numeric and text); points of new metrics
+    /// beyond it are refused with a reason recorded on the device.
+    pub max_series_per_device: usize,
 }
 
 impl Default for PipelineSection {
     fn default() -> Self {
+        let defaults = PipelineConfig::default();
         Self {
-            late_window: LateWindow(PipelineConfig::default().max_late_ms),
+            late_window: LateWindow(defaults.max_late_ms),
+            max_series_per_device: defaults.max_series_per_device,
         }
     }
 }
@@ -336,6 +341,12 @@ impl Config {
                 "below 100 ms no client can send a body; 30000 (30 s) is the default",
             );
         }
+        if self.pipeline.max_series_per_device == 0 {
+            return invalid(
+                "pipeline.max_series_per_device",
+                "0 would refuse every metric; 1000 is the default",
+            );
+        }
         let tls = &self.mqtt.tls;
         if tls.cert.is_some() != tls.key.is_some() {
             return invalid(
@@ -398,6 +409,7 @@ impl Config {
         }
         PipelineConfig {
             max_late_ms: self.pipeline.late_window.0,
+            max_series_per_device: self.pipeline.max_series_per_device,
             limits,
             ..PipelineConfig::default()
         }

@@ -214,5 +214,10 @@ pub async fn metrics(s: &AppState) -> String {
         "# HELP {name} Telemetry refused up front because the store's disk was full.\n# TYPE {name} counter\n{name} {}\n",
         sentio_pipeline::Stats::get(&s.stats.storage_full_refusals)
     ));
+    let name = "sentio_series_limit_refusals_total";
+    out.push_str(&format!(
+        "# HELP {name} New metrics refused because their device had reached pipeline.max_series_per_device.\n# TYPE {name} counter\n{name} {}\n",
+        sentio_pipeline::Stats::get(&s.stats.series_limit_refusals)
+    ));
     out
 }

@@ -17,6 +17,8 @@ mod silence;
 mod state;
 mod watch;
 
+pub(crate) use per_series::shrink_if_sparse;
+
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -438,6 +440,8 @@ impl DetectStage {
         self.trackers.retain(|k, _| k.device != *device);
         self.watched_until.retain(|s, _| s.device != *device);
         self.kinds.remove(device);
+        per_series::shrink_if_sparse(&mut self.trackers);
+        per_series::shrink_if_sparse(&mut self.watched_until);
     }
 
     /// Applies a user's verdict: a false alarm lowers the sensitivity of whatever raised the

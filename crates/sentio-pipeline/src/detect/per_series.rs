@@ -45,6 +45,7 @@ impl<T: Serialize + DeserializeOwned> PerSeries<T> {
     pub(crate) fn forget(&mut self, device: &DeviceId) {
         self.states.retain(|s, _| s.device != *device);
         self.dirty.retain(|s| s.device != *device);
+        shrink_if_sparse(&mut self.states);
     }
 
     /// [`super::watch::Watch::state_part`]: the whole row, if it is one of these.
@@ -69,5 +70,13 @@ impl<T: Serialize + DeserializeOwned> PerSeries<T> {
     /// [`super::watch::Watch::save`].
     pub(crate) fn save(&self, key: &StateKey) -> Option<String> {
         serde_json::to_string(self.states.get(self.series_of(key)?)?).ok()
+    }
+}
+
+/// Gives a map's spare room back once most of it is unused (after a device with many series
+/// was forgotten), so erasing a device frees its memory and not only its entries.
+pub(crate) fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
     }
 }

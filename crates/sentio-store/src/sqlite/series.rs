@@ -129,6 +129,20 @@ impl SeriesStore for SqliteStore {
         .await
     }
 
+    async fn metric_names(&self, device: &DeviceId) -> Result<Vec<String>> {
+        let ids = self
+            .inner
+            .series_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = ids
+            .get(device.as_str())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        Ok(names)
+    }
+
     async fn query(&self, q: RangeQuery) -> Result<RangeResult> {
         Ok(self.query_resolved(q).await?.0)
     }

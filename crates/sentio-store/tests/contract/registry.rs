@@ -123,6 +123,8 @@ pub async fn everything_survives_reopen_and_erase_removes_everything(backend: &i
 
     let series = s.series.series(&dev("d1")).await.unwrap();
     assert_eq!(series.len(), 1);
+    assert_eq!(s.series.metric_names(&dev("d1")).await.unwrap(), ["t"]);
+    assert!(s.series.metric_names(&dev("d2")).await.unwrap().is_empty());
     assert_eq!(
         (series[0].latest_ts_ms, series[0].latest_value),
         (99_000, 99.0)
@@ -148,6 +150,7 @@ pub async fn everything_survives_reopen_and_erase_removes_everything(backend: &i
         .unwrap();
     assert!(raw.points.is_empty());
     assert!(s.series.series(&dev("d1")).await.unwrap().is_empty());
+    assert!(s.series.metric_names(&dev("d1")).await.unwrap().is_empty());
     assert!(matches!(
         s.registry.delete_device(&dev("d1"), false).await,
         Err(StoreError::UnknownDevice(_))

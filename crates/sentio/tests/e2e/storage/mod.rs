@@ -9,4 +9,5 @@ mod erasure;
 mod permissions;
 mod query;
 mod retention;
+mod series_limit;
 mod text_events;
