@@ -13,6 +13,7 @@ pub mod demo_eval;
 pub mod ingest;
 pub mod nab;
 pub mod store;
+pub mod upkeep;
 
 use std::path::PathBuf;
 

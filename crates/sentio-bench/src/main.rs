@@ -2,7 +2,7 @@
 //! passes its arguments through to this executable when it is built beside `sentio`.
 
 use clap::{Parser, Subcommand};
-use sentio_bench::{broker, demo_eval, ingest, nab, store};
+use sentio_bench::{broker, demo_eval, ingest, nab, store, upkeep};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +31,9 @@ enum Command {
     /// The whole pipeline: many MQTT publishers (registered devices, QoS 1) -> embedded broker
     /// -> store + detectors -> queryable: sustained points/s, publish -> queryable p50/p99.
     Ingest(ingest::IngestArgs),
+    /// The store's background work (sealing, rollups, retention) as the fleet grows: CPU and
+    /// the longest 5-second round, idle and with every series at 1 Hz.
+    Upkeep(upkeep::UpkeepArgs),
     /// (internal) The child of `store`'s restart row: writes points into the head, says so,
     /// and waits to be killed.
     #[command(hide = true)]
@@ -55,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => runtime()?.block_on(demo_eval::run_cli(args)),
         Command::Store(args) => runtime()?.block_on(store::run(args)),
         Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),
+        Command::Upkeep(args) => runtime()?.block_on(upkeep::run(args)),
         Command::StoreChild(args) => runtime()?.block_on(store::child(args)),
     }
 }

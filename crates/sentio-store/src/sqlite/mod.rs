@@ -19,6 +19,7 @@ mod rollup_pack;
 mod seal;
 mod series;
 mod tokens;
+mod workset;
 
 pub use retention::RollupStats;
 pub use seal::{SealPolicy, SealReport, TierStats};
@@ -65,6 +66,8 @@ struct Inner {
     rolled_max: AtomicI64,
     /// The series the maintenance pass looked at last.
     maint_cursor: Mutex<i64>,
+    /// The series background work must look at (`workset.rs`).
+    workset: Mutex<workset::Workset>,
     /// Disk budget of the data directory in bytes (0: none).
     budget: AtomicU64,
     /// Whether the data directory is over the budget's high mark.
@@ -113,6 +116,17 @@ impl SqliteStore {
         // left readable in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The bundled SQLite is built with STAT4, which marks a statement whose plan might
+        // depend on a bound value (any `ts >= ?`) as expired whenever that value is bound
+        // again: every cached range statement was re-parsed at every use (a quarter of the
+        // maintenance pass's CPU). The query-planner stability guarantee turns that off; our
+        // plans come from the schema's indexes, not from statistics.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
+        // Room for every statement the store prepares (the default 16 was evicting them).
+        conn.set_prepared_statement_cache_capacity(128);
         conn.execute_batch(include_str!("schema.sql"))?;
 
         let key = load_or_create_key(&conn)?;
@@ -139,6 +153,7 @@ impl SqliteStore {
                 series_ids.entry(device).or_default().insert(metric, id);
             }
         }
+        let workset = workset::Workset::all(series_ids.values().flat_map(|m| m.values().copied()));
         let tokens = tokens::load(&conn)?;
         let rolled_max: Option<i64> =
             conn.query_row("SELECT MAX(rolled_until) FROM series_marks", [], |r| {
@@ -156,6 +171,7 @@ impl SqliteStore {
                 seal_cursor: Mutex::new(i64::MIN),
                 rolled_max: AtomicI64::new(rolled_max.unwrap_or(i64::MIN)),
                 maint_cursor: Mutex::new(i64::MIN),
+                workset: Mutex::new(workset),
                 budget: AtomicU64::new(0),
                 over_budget: AtomicBool::new(false),
                 evicted: AtomicU64::new(0),
@@ -211,6 +227,11 @@ impl Inner {
         self.interrupted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The series background work must look at.
+    fn workset(&self) -> std::sync::MutexGuard<'_, workset::Workset> {
+        self.workset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The id of (device, metric), if the series exists.
     fn known_series(&self, device: &str, metric: &str) -> Option<i64> {
         self.series_ids
@@ -220,6 +241,22 @@ impl Inner {
             .and_then(|m| m.get(metric))
             .copied()
     }
+}
+
+/// Runs `f` with `synchronous = NORMAL` (WAL mode: no fsync of its own), then back to `FULL`.
+/// For transactions that only derive or move data already committed (sealing, rollups,
+/// retention): a power cut loses at most that transaction, redone later, and the next
+/// acknowledged append's fsync covers it. The pragmas are cached statements, not re-prepared.
+fn without_fsync<R>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<R>,
+) -> Result<R> {
+    conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+        .execute([])?;
+    let r = f(conn);
+    conn.prepare_cached("PRAGMA synchronous = FULL")?
+        .execute([])?;
+    r
 }
 
 /// SQLite's errors, made neutral: a full disk (`SQLITE_FULL`) is [`StoreError::StorageFull`],

@@ -226,11 +226,15 @@ impl DeviceRegistry for SqliteStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
             if erase {
-                inner
+                let gone = inner
                     .series_ids
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
+                let mut work = inner.workset();
+                for sid in gone.iter().flat_map(|m| m.values()) {
+                    work.remove(*sid);
+                }
             }
             Ok(removed)
         })

@@ -21,6 +21,7 @@ use super::rollup_pack;
 
 /// A day in ms.
 const DAY: i64 = 86_400_000;
+use super::workset::Due;
 use super::{Inner, SqliteStore};
 use crate::chunk;
 use crate::{
@@ -169,9 +170,8 @@ fn free_bytes(conn: &Connection) -> Result<u64> {
     Ok(pragma("freelist_count")? * pragma("page_size")?)
 }
 
-/// A series with the device and kind its retention depends on.
+/// The device and kind a series' retention depends on.
 struct SeriesRow {
-    id: i64,
     device: String,
     kind: Option<String>,
 }
@@ -204,9 +204,7 @@ impl Inner {
     ) -> Result<R> {
         let mut conn = self.lock();
         let start = std::time::Instant::now();
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let r = f(&mut conn);
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let r = super::without_fsync(&mut conn, f);
         let us = start.elapsed().as_micros() as u64;
         report.longest_step_us = report.longest_step_us.max(us);
         r
@@ -214,55 +212,96 @@ impl Inner {
 }
 
 fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
-    let (policy, series) = {
-        let conn = inner.lock();
-        let policy = load_policy(&conn)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.id, s.device, d.kind FROM series s LEFT JOIN devices d ON d.id = s.device \
-             ORDER BY s.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(SeriesRow {
-                id: r.get(0)?,
-                device: r.get(1)?,
-                kind: r.get(2)?,
-            })
-        })?;
-        (policy, rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    };
-    let mut report = MaintenanceReport::default();
-    let mut steps = 0;
-    let target = floor(now - SETTLE_MS, MINUTE);
-    // Expiry moves by whole hours (1-hour rollups: days): one transaction per series each
-    // time, not one per pass.
-    let rollup_cuts = (
-        floor(now - policy.rollup_1m_ms, HOUR),
-        floor(now - policy.rollup_1h_ms, DAY),
-    );
+    let policy = load_policy(&inner.lock())?;
+    // Only the series with something to do: appended to, or due (`workset.rs`).
+    let mut ids = inner.workset().due(now, || {
+        let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+        known.values().flat_map(|m| m.values().copied()).collect()
+    });
     // Resume after the series handled last, then wrap around.
     let cursor = *inner.maint_cursor.lock().unwrap_or_else(|p| p.into_inner());
-    let split = series.partition_point(|s| s.id <= cursor);
-    for s in series[split..].iter().chain(&series[..split]) {
-        if inner.interrupted() {
-            // Stopping: the rest waits for the next start (the cursor resumes here).
-            return Ok(report);
+    let split = ids.partition_point(|&id| id <= cursor);
+    ids.rotate_left(split);
+
+    let mut pass = Pass {
+        inner,
+        now,
+        policy: &policy,
+        target: floor(now - SETTLE_MS, MINUTE),
+        // Expiry moves by whole hours (1-hour rollups: days): one transaction per series each
+        // time, not one per pass.
+        rollup_cuts: (
+            floor(now - policy.rollup_1m_ms, HOUR),
+            floor(now - policy.rollup_1h_ms, DAY),
+        ),
+        steps: 0,
+        report: MaintenanceReport::default(),
+    };
+    let mut finished = 0;
+    let visited = (|| -> Result<()> {
+        for &sid in &ids {
+            if inner.interrupted() || pass.steps >= STEPS_PER_PASS {
+                // Stopping, or this pass's share is spent: the rest is due next time.
+                return Ok(());
+            }
+            inner.workset().visiting(sid);
+            if let Some(due) = pass.series(sid)? {
+                inner.workset().finished(sid, due);
+                *inner.maint_cursor.lock().unwrap_or_else(|p| p.into_inner()) = sid;
+                finished += 1;
+            } else {
+                return Ok(());
+            }
         }
-        let raw_cut = floor(
-            now.saturating_sub(policy.raw_for(&s.device, s.kind.as_deref())),
-            HOUR,
-        );
+        Ok(())
+    })();
+    // Whatever was not finished (stopped, out of steps, or failed) is due at the next pass.
+    inner.workset().unfinished(&ids[finished..]);
+    visited?;
+    let Pass {
+        mut steps,
+        mut report,
+        ..
+    } = pass;
+    report.evicted_points = enforce_budget(inner, &mut steps)?;
+    report.more |= steps >= STEPS_PER_PASS;
+    Ok(report)
+}
+
+/// One maintenance pass over the series that have work.
+struct Pass<'a> {
+    inner: &'a Inner,
+    now: i64,
+    policy: &'a RetentionPolicy,
+    /// Rollups go up to here (a minute boundary, [`SETTLE_MS`] ago).
+    target: i64,
+    /// Where 1-minute and 1-hour rollups expire.
+    rollup_cuts: (i64, i64),
+    /// Write transactions so far.
+    steps: usize,
+    report: MaintenanceReport,
+}
+
+impl Pass<'_> {
+    /// Rolls up, expires and packs one series, doing only what is due. Returns when it is
+    /// next due, or `None` when the pass stopped before finishing it.
+    fn series(&mut self, sid: i64) -> Result<Option<Due>> {
+        let inner = self.inner;
+        let (appended, prev) = inner.workset().visiting(sid);
+        let steps_before = self.steps;
+        let mut rolled_until;
+        let target = self.target;
         loop {
-            if inner.interrupted() {
-                return Ok(report);
+            if inner.interrupted() || self.steps >= STEPS_PER_PASS {
+                self.report.more = !inner.interrupted();
+                return Ok(None);
             }
-            if steps >= STEPS_PER_PASS {
-                report.more = true;
-                return Ok(report);
-            }
-            let r =
-                inner.maintenance_tx(&mut report, |conn| rollup::roll_step(conn, s.id, target))?;
-            steps += usize::from(r.wrote);
-            report.rolled_buckets += r.buckets;
+            let r = inner.maintenance_tx(&mut self.report, |conn| {
+                rollup::roll_step(conn, sid, target)
+            })?;
+            self.steps += usize::from(r.wrote);
+            self.report.rolled_buckets += r.buckets;
+            rolled_until = r.rolled_until;
             if let Some(ru) = r.rolled_until {
                 inner.rolled_max.fetch_max(ru, Ordering::Relaxed);
             }
@@ -270,45 +309,137 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
                 break;
             }
         }
-        // Settled days of 1-minute rows are packed (an hour after they are rolled up).
-        while steps < STEPS_PER_PASS {
-            let settled = inner.maintenance_tx(&mut report, |conn| {
-                Ok(rollup::marks(conn, s.id)?.rolled_until)
+        let rolled = self.steps > steps_before;
+        // A series seen in full before, appended to, whose data is not yet due to expire, only
+        // needed its rollup: most visits of a series that is written to end here, after the
+        // rollup's two reads.
+        if let (Some(prev), Some(oldest), false) = (prev, appended, rolled)
+            && oldest != i64::MAX
+            && prev.expiry > self.now
+        {
+            // A late point may expire before what was the oldest.
+            let expiry = prev.expiry.min(floor(oldest, HOUR) + HOUR + prev.raw_ms);
+            let roll = match rolled_until {
+                Some(r) => r + rollup::ROLL_BATCH_MS,
+                None => floor(oldest, MINUTE) + MINUTE,
+            } + SETTLE_MS;
+            return Ok(Some(Due {
+                at: expiry.min(roll),
+                expiry,
+                raw_ms: prev.raw_ms,
+            }));
+        }
+        let Some(s) = series_row(&inner.lock(), sid)? else {
+            return Ok(Some(Due {
+                at: i64::MAX,
+                expiry: i64::MAX,
+                raw_ms: 0,
+            })); // erased meanwhile
+        };
+        let raw_ms = self.policy.raw_for(&s.device, s.kind.as_deref());
+        let raw_cut = floor(self.now.saturating_sub(raw_ms), HOUR);
+        let cuts = self.rollup_cuts;
+        loop {
+            let (n, more) = inner.maintenance_tx(&mut self.report, |conn| {
+                rollup::expire_rollups(conn, sid, cuts, ROLLUP_ROWS_PER_STEP)
             })?;
+            self.steps += usize::from(more || n > 0);
+            self.report.expired_rollups += n;
+            if !more {
+                break;
+            }
+            if self.steps >= STEPS_PER_PASS {
+                self.report.more = true;
+                return Ok(None);
+            }
+        }
+        loop {
+            let (n, more) = inner.maintenance_tx(&mut self.report, |conn| {
+                expire_raw_step(conn, sid, raw_cut, CHUNKS_PER_STEP)
+            })?;
+            self.steps += usize::from(more || n > 0);
+            self.report.expired_points += n;
+            if !more {
+                break;
+            }
+            if self.steps >= STEPS_PER_PASS {
+                self.report.more = true;
+                return Ok(None);
+            }
+        }
+        // Settled days of 1-minute rows are packed (an hour after they are rolled up).
+        loop {
+            let settled = rollup::marks(&inner.lock(), sid)?.rolled_until;
             let Some(settled) = settled else { break };
-            let packed = inner.maintenance_tx(&mut report, |conn| {
-                rollup_pack::pack_step(conn, s.id, settled - HOUR)
+            let packed = inner.maintenance_tx(&mut self.report, |conn| {
+                rollup_pack::pack_step(conn, sid, settled - HOUR)
             })?;
             if !packed {
                 break;
             }
-            steps += 1;
-        }
-        loop {
-            let (n, more) = inner.maintenance_tx(&mut report, |conn| {
-                rollup::expire_rollups(conn, s.id, rollup_cuts, ROLLUP_ROWS_PER_STEP)
-            })?;
-            steps += usize::from(more || n > 0);
-            report.expired_rollups += n;
-            if !more || steps >= STEPS_PER_PASS {
-                break;
+            self.steps += 1;
+            if self.steps >= STEPS_PER_PASS {
+                self.report.more = true;
+                return Ok(None);
             }
         }
-        loop {
-            let (n, more) = inner.maintenance_tx(&mut report, |conn| {
-                expire_raw_step(conn, s.id, raw_cut, CHUNKS_PER_STEP)
-            })?;
-            steps += usize::from(more || n > 0);
-            report.expired_points += n;
-            if !more || steps >= STEPS_PER_PASS {
-                break;
-            }
-        }
-        *inner.maint_cursor.lock().unwrap_or_else(|p| p.into_inner()) = s.id;
+        Ok(Some(next_due(&inner.lock(), sid, self.policy, raw_ms)?))
     }
-    report.evicted_points = enforce_budget(inner, &mut steps)?;
-    report.more |= steps >= STEPS_PER_PASS;
-    Ok(report)
+}
+
+/// The device and kind of a series (its retention depends on them).
+fn series_row(conn: &Connection, sid: i64) -> Result<Option<SeriesRow>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT s.device, d.kind FROM series s LEFT JOIN devices d ON d.id = s.device \
+             WHERE s.id = ?1",
+        )?
+        .query_row([sid], |r| {
+            Ok(SeriesRow {
+                device: r.get(0)?,
+                kind: r.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+/// When series `sid`, just maintained, next has something to do if nothing is appended to it
+/// (appends bring it back sooner): the earliest of its next rollup (raw points after what is
+/// rolled up, once a batch of them has settled), and the moments its oldest raw point, oldest
+/// 1-minute row and oldest 1-hour row pass their retention.
+fn next_due(conn: &Connection, sid: i64, policy: &RetentionPolicy, raw_ms: i64) -> Result<Due> {
+    let m = rollup::marks(conn, sid)?;
+    let roll = match m.rolled_until {
+        Some(r) => rollup::next_raw(conn, sid, r)?
+            .map(|t| (r + rollup::ROLL_BATCH_MS).max(floor(t, MINUTE) + MINUTE) + SETTLE_MS),
+        None => rollup::oldest_raw(conn, sid)?.map(|t| floor(t, MINUTE) + MINUTE + SETTLE_MS),
+    };
+    let min_of = |sql: &str| -> Result<Option<i64>> {
+        Ok(conn.prepare_cached(sql)?.query_row([sid], |r| r.get(0))?)
+    };
+    // Oldest kept data is at or after its tier's expiry mark (a packed day starts before it).
+    let raw =
+        rollup::oldest_raw(conn, sid)?.map(|t| floor(t.max(m.raw_before), HOUR) + HOUR + raw_ms);
+    let m1 = [
+        min_of("SELECT MIN(bucket) FROM rollup_1m WHERE series_id = ?1")?,
+        min_of("SELECT MIN(day) FROM rollup_1m_days WHERE series_id = ?1")?,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .map(|b| floor(b.max(m.m1_before), HOUR) + HOUR + policy.rollup_1m_ms);
+    let h1 = min_of("SELECT MIN(bucket) FROM rollup_1h WHERE series_id = ?1")?
+        .map(|b| floor(b.max(m.h1_before), DAY) + DAY + policy.rollup_1h_ms);
+    let expiry = [raw, m1, h1]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(i64::MAX);
+    Ok(Due {
+        at: roll.unwrap_or(i64::MAX).min(expiry),
+        expiry,
+        raw_ms,
+    })
 }
 
 /// While over the budget's high mark, removes the oldest raw points (of the series holding the
@@ -455,11 +586,13 @@ impl RetentionStore for SqliteStore {
     async fn set_retention(&self, policy: RetentionPolicy) -> Result<()> {
         policy.validate().map_err(StoreError::InvalidQuery)?;
         let json = serde_json::to_vec(&policy).expect("policy serialises");
-        self.with_conn(move |_, conn| {
+        self.with_conn(move |inner, conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![POLICY_KEY, json],
             )?;
+            // Every series' due times depend on the policy.
+            inner.workset().make_all_due();
             Ok(())
         })
         .await

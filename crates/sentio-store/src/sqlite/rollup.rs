@@ -28,7 +28,7 @@ pub(super) const HOUR: i64 = 3_600_000;
 pub(super) const SETTLE_MS: i64 = 5 * MINUTE;
 /// New buckets are rolled up once this much time is ready (one transaction per series every
 /// 15 minutes, not every pass); late buckets are handled at the next pass.
-const ROLL_BATCH_MS: i64 = 15 * MINUTE;
+pub(super) const ROLL_BATCH_MS: i64 = 15 * MINUTE;
 /// Most raw time covered by one rollup transaction of one series.
 const STEP_SPAN_MS: i64 = 2 * HOUR;
 /// Most late buckets handled by one rollup transaction of one series.
@@ -341,7 +341,7 @@ fn fold_into(conn: &Connection, res: Resolution, sid: i64, b: i64, late: Acc) ->
 }
 
 /// The oldest raw timestamp of a series over both tiers.
-fn oldest_raw(conn: &Connection, sid: i64) -> Result<Option<i64>> {
+pub(super) fn oldest_raw(conn: &Connection, sid: i64) -> Result<Option<i64>> {
     let head: Option<i64> = conn
         .prepare_cached("SELECT MIN(ts) FROM points WHERE series_id = ?1")?
         .query_row([sid], |r| r.get(0))?;
@@ -355,7 +355,7 @@ fn oldest_raw(conn: &Connection, sid: i64) -> Result<Option<i64>> {
 }
 
 /// The first raw timestamp at or after `t` over both tiers.
-fn next_raw(conn: &Connection, sid: i64, t: i64) -> Result<Option<i64>> {
+pub(super) fn next_raw(conn: &Connection, sid: i64, t: i64) -> Result<Option<i64>> {
     let head: Option<i64> = conn
         .prepare_cached("SELECT MIN(ts) FROM points WHERE series_id = ?1 AND ts >= ?2")?
         .query_row(params![sid, t], |r| r.get(0))?;

@@ -142,41 +142,32 @@ impl SqliteStore {
 }
 
 fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
-    let mut ids: Vec<i64> = inner
-        .series_ids
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .flat_map(|m| m.values().copied())
-        .collect();
-    ids.sort_unstable();
+    // Only the series appended to since they were last sealed: sealing depends on a series'
+    // newest point, so a series nobody writes to has nothing new to seal.
+    let mut ids = inner.workset().take_unsealed();
     let cursor = *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner());
-    // Resume after the series looked at last, then wrap around.
+    // Resume after the series looked at last, then wrap around (fair when the budget runs out).
     let split = ids.partition_point(|&id| id <= cursor);
     ids.rotate_left(split);
 
     let mut report = SealReport::default();
-    for sid in ids {
+    for (i, &sid) in ids.iter().enumerate() {
         // Seal this series until it has nothing ready or the budget is spent.
         loop {
-            if inner.interrupted() {
-                // Stopping: what is left stays in the head, readable, until the next start.
-                return Ok(report);
-            }
-            if report.points as usize >= max_points {
-                report.more = true;
+            if inner.interrupted() || report.points as usize >= max_points {
+                // Stopping, or the budget is spent: the rest stays in the head, readable,
+                // and is looked at next time.
+                inner.workset().still_unsealed(&ids[i..]);
+                report.more = !inner.interrupted();
                 return Ok(report);
             }
             let sealed = {
                 let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-                // A sealing transaction only moves points inside the database, atomically: if a
-                // power cut loses it, the points are still in the head. So it needs atomicity,
-                // not its own fsync (`NORMAL` in WAL mode); the next acknowledged append
-                // (`FULL`) syncs the log up to and including it, in order.
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-                let sealed = seal_one(&mut conn, sid, &inner.seal);
-                conn.pragma_update(None, "synchronous", "FULL")?;
-                sealed?
+                // A sealing transaction only moves points inside the database, atomically: if
+                // a power cut loses it, the points are still in the head. So it needs
+                // atomicity, not its own fsync; the next acknowledged append syncs the log up
+                // to and including it, in order.
+                super::without_fsync(&mut conn, |conn| seal_one(conn, sid, &inner.seal))?
             };
             match sealed {
                 Some((points, chunks)) => {

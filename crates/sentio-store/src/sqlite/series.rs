@@ -2,6 +2,8 @@
 //! by (series, ts)); reads go over the head and the sealed chunks (see `read`).
 
 use async_trait::async_trait;
+use std::collections::HashMap;
+
 use rusqlite::{Connection, params};
 use sentio_core::{DeviceId, Point};
 
@@ -50,6 +52,9 @@ impl SeriesStore for SqliteStore {
         let points = points.to_vec();
         let stored = self
             .with_conn(move |inner, conn| {
+                // The series appended to, with their oldest new timestamp: background work
+                // looks at these (`workset.rs`).
+                let mut touched: HashMap<i64, i64> = HashMap::new();
                 let tx = conn.transaction()?;
                 {
                     let mut stmt = tx.prepare_cached(
@@ -80,6 +85,10 @@ impl SeriesStore for SqliteStore {
                         if p.ts_ms < rolled {
                             rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
                         }
+                        touched
+                            .entry(sid)
+                            .and_modify(|t: &mut i64| *t = (*t).min(p.ts_ms))
+                            .or_insert(p.ts_ms);
                     }
                 }
                 if let Err(e) = tx.commit() {
@@ -91,6 +100,10 @@ impl SeriesStore for SqliteStore {
                         .clear();
                     reload_series_ids(inner, conn)?;
                     return Err(e.into());
+                }
+                let mut work = inner.workset();
+                for (sid, oldest) in touched {
+                    work.appended(sid, oldest);
                 }
                 Ok(())
             })
