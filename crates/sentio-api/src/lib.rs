@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod auth_throttle;
 mod dto;
 mod error;
 mod headers;
@@ -37,6 +38,7 @@ use sentio_store::{
 };
 use tokio::net::TcpListener;
 
+pub use auth_throttle::AuthThrottle;
 pub use error::ApiError;
 pub use https::{HttpsCertificate, HttpsConfig, HttpsError};
 pub use limits::HttpLimits;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub control: Control,
     /// Digest of the admin token (compared in constant time).
     pub admin_token: blake3::Hash,
+    /// Wrong tokens counted per address, and the addresses that must wait.
+    pub auth_throttle: Arc<AuthThrottle>,
 }
 
 impl AppState {

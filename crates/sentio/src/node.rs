@@ -204,6 +204,7 @@ impl Node {
             stats: pipeline.stats.clone(),
             control: pipeline.control.clone(),
             admin_token: AppState::token_digest(&admin_token),
+            auth_throttle: Arc::new(sentio_api::AuthThrottle::new(&config.http.limits)),
         };
         let rx = stop_rx.clone();
         let http_limits = config.http.limits.clone();

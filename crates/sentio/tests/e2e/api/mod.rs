@@ -5,5 +5,6 @@ mod audit;
 mod broker;
 mod exhaustion;
 mod export;
+mod guessing;
 mod https;
 mod tokens;

@@ -1,0 +1,90 @@
+//! Guessing the admin token over HTTP: wrong tokens are counted per address in `/metrics`,
+//! and past the allowance the address is answered `429` with `Retry-After` (even with the
+//! right token) until its window ends, while other addresses are served.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+
+/// One `GET path` from the loopback address `from` with `Authorization: Bearer <token>`:
+/// the raw response.
+async fn get_from(from: [u8; 4], to: SocketAddr, path: &str, token: &str) -> String {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut s = s.connect(to).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_guessing_is_counted_and_slowed_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with(dir.path(), |c| {
+        c.http.limits.auth_failures_per_window = 5;
+        c.http.limits.auth_failure_window_ms = 3_000;
+    })
+    .await;
+    let (guesser, other) = ([127, 0, 0, 1], [127, 0, 0, 2]);
+    let at = node.http_addr;
+    for i in 0..5 {
+        let r = get_from(guesser, at, "/api/v1/devices", &format!("guess-{i:028}")).await;
+        assert_eq!(status(&r), 401, "{r}");
+    }
+    // Over the allowance: refused and told how long to wait, even with the right token.
+    for token in ["guess-again", TOKEN] {
+        let r = get_from(guesser, at, "/api/v1/devices", token).await;
+        assert_eq!(status(&r), 429, "{r}");
+        let wait: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+        assert!((1..=3).contains(&wait), "{r}");
+    }
+    // Another address is served meanwhile, and sees the counts.
+    let r = get_from(other, at, "/metrics", TOKEN).await;
+    assert_eq!(status(&r), 200, "{r}");
+    let sample = |name: &str| -> u64 {
+        r.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} not in /metrics: {r}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(sample("sentio_http_auth_failures_total"), 5, "{r}");
+    assert_eq!(sample("sentio_http_auth_throttled_total"), 2, "{r}");
+    // Once the window has passed the guesser's right token is accepted again.
+    let ok = eventually(10, || async {
+        let r = get_from(guesser, at, "/api/v1/devices", TOKEN).await;
+        (status(&r) == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ok.is_some(),
+        "the right token is still refused after the window"
+    );
+    node.shutdown().await;
+}
