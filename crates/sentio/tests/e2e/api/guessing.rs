@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::raw_http::{header, status};
 use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -25,22 +26,6 @@ async fn get_from(from: [u8; 4], to: SocketAddr, path: &str, token: &str) -> Str
         .expect("an answer")
         .unwrap();
     String::from_utf8_lossy(&got).into_owned()
-}
-
-fn status(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

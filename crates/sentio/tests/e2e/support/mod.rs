@@ -2,6 +2,7 @@
 //! real `sentio` binary), real HTTP and MQTT clients, and a lock for the few heavy tests.
 
 pub mod raw;
+pub mod raw_http;
 pub mod wire;
 
 use std::path::Path;
