@@ -73,3 +73,67 @@ async fn admin_token_guessing_is_counted_and_slowed_per_address() {
     );
     node.shutdown().await;
 }
+
+/// The real binary logs one address's wrong tokens once per interval, not once per request.
+#[test]
+fn wrong_tokens_are_logged_once_per_interval_per_address() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentio"))
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
+        .args(["--no-mqtt-tls", "--data"])
+        .arg(dir.path())
+        .env("SENTIO_ADMIN_TOKEN", TOKEN)
+        .env("SENTIO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let http = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the node starts");
+        if let Some(rest) = line.split("http=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let at: SocketAddr = http.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for i in 0..8 {
+        let r = rt.block_on(get_from(
+            [127, 0, 0, 1],
+            at,
+            "/api/v1/devices",
+            &format!("g{i}"),
+        ));
+        assert_eq!(status(&r), 401, "{r}");
+    }
+    let r = rt.block_on(get_from(
+        [127, 0, 0, 2],
+        at,
+        "/api/v1/devices",
+        "other-guess",
+    ));
+    assert_eq!(status(&r), 401, "{r}");
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lines: Vec<String> = rx
+        .try_iter()
+        .filter(|l| l.contains("wrong admin or API token"))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per address: {lines:#?}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("127.0.0.1"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].contains("127.0.0.2"), "{lines:#?}");
+}
