@@ -1,6 +1,7 @@
 //! Guessing the admin token over HTTP: wrong tokens are counted per address in `/metrics`,
 //! and past the allowance the address is answered `429` with `Retry-After` (even with the
-//! right token) until its window ends, while other addresses are served.
+//! right token) until its window ends, while other addresses are served;
+//! the log has one line per address and interval.
 
 use std::net::SocketAddr;
 use std::time::Duration;
