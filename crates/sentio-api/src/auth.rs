@@ -1,9 +1,14 @@
-//! Who is calling: the admin (bearer token) or a device (HTTP Basic with its secret).
+//! Who is calling: the admin (bearer token), an API token with a read-only scope (bearer
+//! `token:<id>:<password>`, e.g. `metrics`), or a device (HTTP Basic with its secret). Wrong
+//! bearer tokens are counted per address ([`crate::auth_throttle`]).
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
+use sentio_store::{Scope, TOKEN_USERNAME_PREFIX};
 
 use crate::{ApiError, AppState};
 
@@ -22,28 +27,89 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .map(|t| t.to_string())
 }
 
+/// Proof that the request carries the admin token or an API token with the `metrics` scope:
+/// it may read `/metrics` and nothing else.
+pub struct MetricsReader;
+
+/// Who presented a valid bearer token.
+enum Caller {
+    Admin,
+    /// An API token (`token:<id>:<password>`) with its scopes.
+    Token(std::sync::Arc<[Scope]>),
+}
+
+/// Splits `token:<id>:<password>` into the token's MQTT username and its password.
+fn api_token(bearer: &str) -> Option<(&str, &str)> {
+    let rest = bearer.strip_prefix(TOKEN_USERNAME_PREFIX)?;
+    let (id, password) = rest.split_once(':')?;
+    Some((&bearer[..TOKEN_USERNAME_PREFIX.len() + id.len()], password))
+}
+
+/// Checks the bearer token under the address's guessing allowance: a wrong token counts
+/// against the address, and an address over its allowance gets `429` whatever it sends.
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let from_query = query_token(parts.uri.query());
+    if from_query.is_some() && parts.uri.path() != QUERY_TOKEN_ROUTE {
+        return Err(ApiError::unauthorized(
+            "?token= is only accepted on the WebSocket stream (/api/v1/stream); send Authorization: Bearer <admin token>",
+        ));
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer
+        && let Err(wait_s) = state.auth_throttle.check(ip)
+    {
+        return Err(ApiError::too_many_attempts(wait_s));
+    }
+    let Some(token) = header.or(from_query) else {
+        return Err(ApiError::unauthorized(
+            "send Authorization: Bearer <admin token> (written to <data>/admin.token on first start)",
+        ));
+    };
+    if AppState::token_digest(&token) == state.admin_token {
+        return Ok(Caller::Admin);
+    }
+    if let Some((username, password)) = api_token(&token)
+        && let Some(scopes) = state.tokens.token_scopes(username, password)
+    {
+        return Ok(Caller::Token(scopes));
+    }
+    if let Some(ip) = peer {
+        state.auth_throttle.failed(ip);
+    }
+    Err(ApiError::unauthorized("the admin token is wrong"))
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_string());
-        let from_query = query_token(parts.uri.query());
-        if from_query.is_some() && parts.uri.path() != QUERY_TOKEN_ROUTE {
-            return Err(ApiError::unauthorized(
-                "?token= is only accepted on the WebSocket stream (/api/v1/stream); send Authorization: Bearer <admin token>",
-            ));
+        match authenticate(parts, state)? {
+            Caller::Admin => Ok(Admin),
+            Caller::Token(_) => Err(ApiError::forbidden(
+                "an API token may only do what its scopes allow (metrics: GET /metrics); this needs the admin token",
+            )),
         }
-        let token = header.or(from_query);
-        match token {
-            Some(t) if AppState::token_digest(&t) == state.admin_token => Ok(Admin),
-            Some(_) => Err(ApiError::unauthorized("the admin token is wrong")),
-            None => Err(ApiError::unauthorized(
-                "send Authorization: Bearer <admin token> (written to <data>/admin.token on first start)",
+    }
+}
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state)? {
+            Caller::Admin => Ok(MetricsReader),
+            Caller::Token(scopes) if scopes.contains(&Scope::Metrics) => Ok(MetricsReader),
+            Caller::Token(_) => Err(ApiError::forbidden(
+                "this API token has no metrics scope; create one with \"scopes\": [\"metrics\"]",
             )),
         }
     }

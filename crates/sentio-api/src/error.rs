@@ -16,6 +16,8 @@ pub struct ApiError {
     pub error: &'static str,
     /// A sentence for people.
     pub detail: String,
+    /// Seconds to wait before asking again (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +27,24 @@ impl ApiError {
             status,
             error,
             detail: detail.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 403: authenticated, but not allowed this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 429 with `Retry-After`: too many wrong tokens from this address.
+    pub fn too_many_attempts(wait_s: u64) -> Self {
+        Self {
+            retry_after_s: Some(wait_s),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many wrong tokens from this address; retry in {wait_s} s"),
+            )
         }
     }
 
@@ -51,6 +71,10 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.error, "detail": self.detail})),
         )
             .into_response();
+        if let Some(wait_s) = self.retry_after_s {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait_s.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

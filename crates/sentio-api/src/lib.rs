@@ -12,14 +12,17 @@
 //!
 //! The listener ([`serve`]) bounds what a client without credentials can hold: header and body
 //! timeouts, a connection cap in all and per address, and a pause on accept errors
-//! ([`HttpLimits`]).
+//! ([`HttpLimits`]). It serves HTTPS beside plain HTTP when given a certificate
+//! ([`HttpsListener`]): the TLS handshake has the header timeout and counts under the same caps.
 
 #![deny(missing_docs)]
 
 mod auth;
+mod auth_throttle;
 mod dto;
 mod error;
 mod headers;
+mod https;
 mod limits;
 mod listener;
 mod routes;
@@ -35,7 +38,9 @@ use sentio_store::{
 };
 use tokio::net::TcpListener;
 
+pub use auth_throttle::AuthThrottle;
 pub use error::ApiError;
+pub use https::{HttpsCertificate, HttpsConfig, HttpsError};
 pub use limits::HttpLimits;
 pub use listener::ListenerCounters;
 
@@ -74,6 +79,8 @@ pub struct AppState {
     pub control: Control,
     /// Digest of the admin token (compared in constant time).
     pub admin_token: blake3::Hash,
+    /// Wrong tokens counted per address, and the addresses that must wait.
+    pub auth_throttle: Arc<AuthThrottle>,
 }
 
 impl AppState {
@@ -107,10 +114,20 @@ pub fn router(state: AppState) -> Router {
     routes::router(state).layer(axum::middleware::from_fn(headers::protect))
 }
 
-/// Serves the application on an already bound listener under `limits` until `shutdown`
-/// completes, then lets open requests finish.
+/// The HTTPS side of the server: its bound socket and TLS settings.
+pub struct HttpsListener {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// The certificate, loaded ([`HttpsCertificate::load`]).
+    pub config: HttpsConfig,
+}
+
+/// Serves the application on an already bound plain HTTP listener, and on `https` when given,
+/// under `limits` (one connection cap for both) until `shutdown` completes, then lets open
+/// requests finish.
 pub async fn serve(
     listener: TcpListener,
+    https: Option<HttpsListener>,
     state: AppState,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -119,5 +136,15 @@ pub async fn serve(
     // The peer address (what MQTT over WebSocket reports for its clients) is added to each
     // request by the listener; the counters are read by `/metrics`.
     let app = router(state).layer(axum::Extension(counters.clone()));
-    listener::serve(listener, app, &limits, counters, shutdown).await
+    let mut endpoints = vec![listener::Endpoint {
+        listener,
+        tls: None,
+    }];
+    if let Some(h) = https {
+        endpoints.push(listener::Endpoint {
+            listener: h.listener,
+            tls: Some(tokio_rustls::TlsAcceptor::from(h.config.server)),
+        });
+    }
+    listener::serve(endpoints, app, &limits, counters, shutdown).await
 }

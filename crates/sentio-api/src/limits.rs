@@ -12,6 +12,10 @@ pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 /// Connection cap used when the descriptor limit cannot be read.
 pub const FALLBACK_MAX_CONNECTIONS: usize = 256;
+/// Default wrong tokens one address may present in a window before it must wait.
+pub const DEFAULT_AUTH_FAILURES_PER_WINDOW: u32 = 10;
+/// Default window of the wrong-token count: 60 s.
+pub const DEFAULT_AUTH_FAILURE_WINDOW_MS: u64 = 60_000;
 /// Default most simultaneous connections from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
 
@@ -31,6 +35,11 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Most simultaneous HTTP connections from one IP address (0 = only `max_connections`).
     pub max_connections_per_address: usize,
+    /// Wrong admin or API tokens one IP address may present per window; then it is answered
+    /// `429` with `Retry-After` until the window ends (0 = no limit).
+    pub auth_failures_per_window: u32,
+    /// The window of `auth_failures_per_window`, in milliseconds.
+    pub auth_failure_window_ms: u64,
 }
 
 impl Default for HttpLimits {
@@ -40,6 +49,8 @@ impl Default for HttpLimits {
             body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
             max_connections: 0,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            auth_failures_per_window: DEFAULT_AUTH_FAILURES_PER_WINDOW,
+            auth_failure_window_ms: DEFAULT_AUTH_FAILURE_WINDOW_MS,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The HTTP accept loop: every connection is served by hyper's HTTP/1 server with a header
 //! read timeout and a body deadline, under a cap on connections (in all and per address), and
 //! accept errors (such as running out of descriptors) are met with a growing pause and logged
-//! once per interval instead of spinning.
+//! once per interval instead of spinning. An HTTPS endpoint completes the TLS handshake within
+//! the header timeout, under the same caps (one cap for all endpoints).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::limits::HttpLimits;
@@ -160,10 +162,28 @@ impl Throttled {
     }
 }
 
-/// Serves `router` on `listener` under `limits` until `shutdown` completes, then waits for the
-/// open connections to finish their requests.
+/// One listening socket of the HTTP server: plain HTTP, or HTTPS when it has a TLS acceptor.
+pub(crate) struct Endpoint {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// `Some`: every connection first completes a TLS handshake, within the header timeout.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// What every connection of every endpoint shares: the caps, the HTTP settings, the counters.
+struct Shared {
+    gate: Arc<Gate>,
+    http: hyper::server::conn::http1::Builder,
+    router: Router,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    counters: Arc<ListenerCounters>,
+}
+
+/// Serves `router` on every endpoint under `limits` (one connection cap for all of them) until
+/// `shutdown` completes, then waits for the open connections to finish their requests.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    endpoints: Vec<Endpoint>,
     router: Router,
     limits: &HttpLimits,
     counters: Arc<ListenerCounters>,
@@ -185,10 +205,48 @@ pub(crate) async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout());
-    let body_timeout = limits.body_timeout();
+    let shared = Arc::new(Shared {
+        gate,
+        http,
+        router,
+        header_timeout: limits.header_timeout(),
+        body_timeout: limits.body_timeout(),
+        counters,
+    });
     // Each connection holds a receiver: a `true` asks it to finish its request and close, and
     // the sender sees every receiver gone once all connections have closed.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let loops = endpoints.into_iter().map(|endpoint| {
+        let (shared, stop_rx, mut down) = (shared.clone(), stop_rx.clone(), down_rx.clone());
+        accept_loop(endpoint, shared, stop_rx, async move {
+            let _ = down.wait_for(|d| *d).await;
+        })
+    });
+    let all = futures_util::future::join_all(loops);
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = shutdown => {
+            let _ = down_tx.send(true);
+            all.await;
+        }
+    }
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
+    Ok(())
+}
+
+/// Accepts connections on one endpoint until `shutdown`; each is served in its own task.
+async fn accept_loop(
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let Endpoint { listener, tls } = endpoint;
+    let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
     let mut pause = Duration::ZERO;
     let mut accept_log = Throttled::new();
     let mut refusal_log = Throttled::new();
@@ -204,11 +262,14 @@ pub(crate) async fn serve(
                 a
             }
             Err(e) => {
-                counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .accept_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 pause = (pause * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_PAUSE);
                 if let Some(suppressed) = accept_log.due() {
                     tracing::warn!(error = %e, suppressed, pause_ms = pause.as_millis() as u64,
-                        "HTTP accept failed; pausing before the next accept");
+                        "{scheme} accept failed; pausing before the next accept");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => continue,
@@ -216,49 +277,76 @@ pub(crate) async fn serve(
                 }
             }
         };
-        let permit = match gate.admit(peer.ip()) {
+        let permit = match shared.gate.admit(peer.ip()) {
             Ok(p) => p,
             Err(why) => {
-                counters.refused.fetch_add(1, Ordering::Relaxed);
+                shared.counters.refused.fetch_add(1, Ordering::Relaxed);
                 if let Some(suppressed) = refusal_log.due() {
                     tracing::warn!(peer = %peer.ip(), cap = ?why, suppressed,
-                        "HTTP connection refused: connection cap reached");
+                        "{scheme} connection refused: connection cap reached");
                 }
-                refuse(stream);
+                // A TLS client could not read a plaintext answer: it is only closed.
+                if tls.is_none() {
+                    refuse(stream);
+                }
                 continue;
             }
         };
-        let router = router.clone();
-        let service = tower::service_fn(move |req: Request<Incoming>| {
-            let mut req = req.map(|b| Body::new(DeadlineBody::new(b, body_timeout)));
-            req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req)
-        });
-        let conn = http
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .with_upgrades();
-        let mut stop = stop_rx.clone();
+        let (shared, tls, stop) = (shared.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { let _ = stop.wait_for(|s| *s).await.map(|_| ()); } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => serve_connection(stream, peer, &shared, stop).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers: a client that never finishes
+                    // it cannot hold the connection.
+                    match tokio::time::timeout(shared.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve_connection(tls, peer, &shared, stop).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer.ip(), "TLS handshake timed out")
+                        }
+                    }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
             drop(permit);
-            drop(stop);
         });
     }
-    drop(listener);
-    drop(stop_rx);
-    let _ = stop_tx.send(true);
-    stop_tx.closed().await;
-    Ok(())
+}
+
+/// Serves HTTP/1 on one accepted connection (plain or TLS) until it ends, or until `stop`
+/// asks it to finish its request and close.
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (router, body_timeout) = (shared.router.clone(), shared.body_timeout);
+    let service = tower::service_fn(move |req: Request<Incoming>| {
+        let mut req = req.map(|b| Body::new(DeadlineBody::new(b, body_timeout)));
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req)
+    });
+    let conn = shared
+        .http
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = stop.wait_for(|s| *s).await.map(|_| ()); } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
 }
 
 /// Answers `503` without waiting for the request, and closes.

@@ -405,7 +405,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         ))
     });
     let mut config = Config::loopback(&dir);
-    config.http.admin_token = Some(format!("bench-ingest-{}", sentio_core::time::now_ms()));
+    config.http.admin_token = Some(format!(
+        "bench-ingest-admin-token-{}",
+        sentio_core::time::now_ms()
+    ));
     let node = Node::start(config).await?;
     let result = measure(&node, &args).await;
     node.shutdown().await;

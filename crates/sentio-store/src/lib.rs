@@ -42,7 +42,7 @@ pub use error::StoreError;
 pub use model::{
     Agg, AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
     NewAudit, NewDevice, NewToken, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution,
-    RetentionPolicy, RollupRow, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
+    RetentionPolicy, RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;

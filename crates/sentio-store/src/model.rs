@@ -170,8 +170,19 @@ pub struct ApiToken {
     pub username: String,
     /// Topic filters with their rights.
     pub acl: Vec<sentio_core::acl::AclRule>,
+    /// What the token may read over HTTP (`Authorization: Bearer token:<id>:<password>`).
+    pub scopes: Vec<Scope>,
     /// Creation time (ms).
     pub created_ms: i64,
+}
+
+/// What an API token may do over HTTP besides MQTT. Scopes only read; nothing that changes
+/// state is ever in a scope (that stays with the admin token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// `GET /metrics`.
+    Metrics,
 }
 
 /// What is needed to create an API token (validated by the store).
@@ -179,8 +190,10 @@ pub struct ApiToken {
 pub struct NewToken {
     /// Unique name, 1-100 characters.
     pub name: String,
-    /// At least one rule.
+    /// Its MQTT rules; may be empty only for a token with a scope.
     pub acl: Vec<sentio_core::acl::AclRule>,
+    /// Its HTTP scopes (none: an MQTT identity only).
+    pub scopes: Vec<Scope>,
 }
 
 /// How long data is kept: raw points globally, per device kind and per device (the most specific

@@ -11,7 +11,7 @@ use sentio_core::{Alert, DeviceId, Point, TextEvent};
 use crate::{
     AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
     NewAudit, NewDevice, NewToken, RangeQuery, RangeResult, Resolution, Result, RetentionPolicy,
-    RollupRow, SeriesInfo, StorageStatus,
+    RollupRow, Scope, SeriesInfo, StorageStatus,
 };
 
 /// Devices and their credentials.
@@ -154,6 +154,9 @@ pub trait TokenStore: Send + Sync {
     /// The ACL of a live token by its MQTT username, `None` once revoked. Hot path (every
     /// PUBLISH of a token's client): answered from memory.
     fn token_acl(&self, username: &str) -> Option<Arc<[AclRule]>>;
+    /// Constant-time check of a token's credentials presented over HTTP; on success, its
+    /// scopes (possibly none). Answered from memory.
+    fn token_scopes(&self, username: &str, password: &str) -> Option<Arc<[Scope]>>;
 }
 
 /// The audit log: who changed what. Erasing a device anonymises its entries (the

@@ -15,6 +15,9 @@ use sentio_pipeline::{DeclaredLimit, PipelineConfig};
 use sentio_sim::FleetSpec;
 use serde::{Deserialize, Serialize};
 
+/// Fewest characters of an admin token given by the operator (a generated one has 64).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
 /// Name of the configuration file looked for in the data directory.
 pub const CONFIG_FILE: &str = "sentio.toml";
 
@@ -88,13 +91,20 @@ impl Default for Config {
 pub struct HttpConfig {
     /// Listen address (`0.0.0.0:8080`; port 0 picks a free one).
     pub listen: SocketAddr,
-    /// The admin token (at least 16 characters). Better kept out of files: the environment
-    /// (`SENTIO_ADMIN_TOKEN`) or, when absent everywhere, a random one generated into
-    /// `<data>/admin.token` (mode 0600) on first start.
+    /// The admin token (at least [`MIN_ADMIN_TOKEN_LEN`] characters). Better kept out of this
+    /// file: `admin_token_file`, the environment (`SENTIO_ADMIN_TOKEN`) or, when absent
+    /// everywhere, a random one generated into `<data>/admin.token` (mode 0600) on first start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
-    /// Timeouts and connection caps of the HTTP listener (`[http.limits]`).
+    /// A file holding the admin token (trailing whitespace ignored), so that it appears on no
+    /// command line and in no configuration file; not with `admin_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Timeouts and connection caps of the HTTP listener (`[http.limits]`), for plain HTTP
+    /// and HTTPS together.
     pub limits: HttpLimits,
+    /// HTTPS beside plain HTTP (`[http.tls]`).
+    pub tls: HttpTlsConfig,
 }
 
 impl Default for HttpConfig {
@@ -102,7 +112,29 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_token: None,
+            admin_token_file: None,
             limits: HttpLimits::default(),
+            tls: HttpTlsConfig::default(),
+        }
+    }
+}
+
+/// `[http.tls]`: the API and the page over HTTPS, with the MQTT over TLS certificate
+/// (`mqtt.tls.cert` and `mqtt.tls.key`, or the one generated into `<data>/tls/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTlsConfig {
+    /// Listen for HTTPS (off by default; plain HTTP on `http.listen` stays).
+    pub enabled: bool,
+    /// Its address (`0.0.0.0:8443`; port 0 picks a free one).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpTlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
         }
     }
 }
@@ -271,7 +303,7 @@ impl Config {
     }
 
     /// Defaults for a node on loopback whose ports the OS chooses (tests and benches): HTTP and
-    /// MQTT on `127.0.0.1:0`, MQTT over TLS off (on `127.0.0.1:0` once enabled).
+    /// MQTT on `127.0.0.1:0`, MQTT over TLS and HTTPS off (on `127.0.0.1:0` once enabled).
     pub fn loopback(data: impl Into<PathBuf>) -> Self {
         let mut c = Self::new(data);
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -279,6 +311,7 @@ impl Config {
         c.mqtt.listen = any_port;
         c.mqtt.tls.listen = any_port;
         c.mqtt.tls.enabled = false;
+        c.http.tls.listen = any_port;
         c
     }
 
@@ -324,10 +357,17 @@ impl Config {
                 message: message.to_string(),
             })
         };
-        if let Some(t) = &self.http.admin_token
-            && t.len() < 16
-        {
-            return invalid("http.admin_token", "must be at least 16 characters");
+        if let Some(t) = &self.http.admin_token {
+            check_admin_token(t).map_err(|message| ConfigError::Invalid {
+                key: "http.admin_token",
+                message: format!("{message} (--admin-token, SENTIO_ADMIN_TOKEN or the key)"),
+            })?;
+            if self.http.admin_token_file.is_some() {
+                return invalid(
+                    "http.admin_token_file",
+                    "give the admin token once: http.admin_token (--admin-token, SENTIO_ADMIN_TOKEN) or http.admin_token_file (--admin-token-file, SENTIO_ADMIN_TOKEN_FILE)",
+                );
+            }
         }
         if self.http.limits.header_timeout_ms < 100 {
             return invalid(
@@ -352,6 +392,12 @@ impl Config {
             return invalid(
                 "mqtt.tls.cert",
                 "mqtt.tls.cert and mqtt.tls.key go together: set both, or neither for a generated certificate",
+            );
+        }
+        if self.http.tls.enabled && !tls.enabled && tls.cert.is_none() {
+            return invalid(
+                "http.tls.enabled",
+                "HTTPS uses the MQTT over TLS certificate: set mqtt.tls.cert and mqtt.tls.key, or keep mqtt.tls.enabled = true for the generated one",
             );
         }
         if tls.client_ca.is_some() && !tls.enabled {
@@ -422,6 +468,17 @@ impl Config {
             ..FleetSpec::demo()
         })
     }
+}
+
+/// Whether an admin token given by the operator is long enough: `Err` says why not.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    let n = token.chars().count();
+    if n < MIN_ADMIN_TOKEN_LEN {
+        return Err(format!(
+            "the admin token has {n} characters, it must have at least {MIN_ADMIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(())
 }
 
 /// A span of time, written `500ms`, `30s`, `10m`, `36h`, `7d`; held in milliseconds.
@@ -617,6 +674,24 @@ mod tests {
                 "mqtt.tls.client_ca",
             ),
             ("[http]\nadmin_token = \"short\"", "http.admin_token"),
+            (
+                "[http]\nadmin_token = \"0123456789abcdef0123456789\"",
+                "at least 32",
+            ),
+            (
+                "[http]\nadmin_token = \"0123456789abcdef0123456789abcdef\"\nadmin_token_file = \"t\"",
+                "http.admin_token_file",
+            ),
+            ("[http]\nadmin_token_file = \"/etc/sentio/admin.token\"", ""),
+            ("[http.tls]\nenabled = true", ""),
+            (
+                "[http.tls]\nenabled = true\n[mqtt.tls]\nenabled = false",
+                "http.tls.enabled",
+            ),
+            (
+                "[http.tls]\nenabled = true\n[mqtt.tls]\nenabled = false\ncert = \"c.pem\"\nkey = \"k.pem\"",
+                "",
+            ),
         ];
         for (text, want) in cases {
             let got = Config::from_toml(text).and_then(|c| c.check().map_err(|e| e.to_string()));

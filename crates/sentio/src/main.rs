@@ -90,10 +90,25 @@ struct ServeArgs {
     /// default 0.0.0.0:8080).
     #[arg(long, env = "SENTIO_HTTP")]
     http: Option<SocketAddr>,
-    /// Admin token for the API, at least 16 characters (key `http.admin_token`). When absent
-    /// everywhere, a random one is generated on first start into <data>/admin.token (mode 0600).
+    /// Admin token for the API, at least 32 characters (key `http.admin_token`). Visible to
+    /// every user of this machine in `ps`: prefer --admin-token-file or SENTIO_ADMIN_TOKEN. When
+    /// absent everywhere, a random one is generated on first start into <data>/admin.token
+    /// (mode 0600).
     #[arg(long, env = "SENTIO_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin token, at least 32 characters (key `http.admin_token_file`):
+    /// the token then appears on no command line.
+    #[arg(
+        long,
+        env = "SENTIO_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "admin_token"
+    )]
+    admin_token_file: Option<PathBuf>,
+    /// Also serve the API and dashboard over HTTPS on this address, with the MQTT over TLS
+    /// certificate (keys `http.tls.enabled = true` and `http.tls.listen`, e.g. 0.0.0.0:8443).
+    #[arg(long, env = "SENTIO_HTTPS", value_name = "ADDR")]
+    https: Option<SocketAddr>,
     /// Also run the simulated demo fleet (4 rooms, 3 pumps, 3 wearables) against the embedded
     /// broker; it injects faults, ground truth in <data>/demo-ground-truth.jsonl (key
     /// `demo.enabled`). It declares `pump.bearing_temp<=90` unless `ai.limits` declares it.
@@ -205,6 +220,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
     }
     if let Some(v) = &a.admin_token {
         c.http.admin_token = Some(v.clone());
+        c.http.admin_token_file = None;
+    }
+    if let Some(v) = &a.admin_token_file {
+        c.http.admin_token_file = Some(v.clone());
+        c.http.admin_token = None;
+    }
+    if let Some(v) = a.https {
+        c.http.tls.enabled = true;
+        c.http.tls.listen = v;
     }
     if a.demo {
         c.demo.enabled = true;
@@ -325,11 +349,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!(config = %path.display(), "configuration read");
     }
     let node = Node::start(config).await?;
-    let host = if node.http_addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        node.http_addr.ip().to_string()
-    };
     let token_note = match &node.token_source {
         TokenSource::File(p) => format!("admin token in {}", p.display()),
         TokenSource::Configured => "admin token as configured".to_string(),
@@ -338,10 +357,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some((addr, fingerprint)) = &node.mqtt_tls {
         info!(mqtt_tls = %addr, sha256 = %fingerprint, "MQTT over TLS");
     }
+    let (scheme, addr) = match &node.https {
+        Some((addr, _)) => ("https", *addr),
+        None => ("http", node.http_addr),
+    };
+    let (host, port) = match addr.ip().is_unspecified() {
+        true => ("127.0.0.1".to_string(), addr.port()),
+        false => (addr.ip().to_string(), addr.port()),
+    };
     info!(
-        "dashboard: http://{host}:{}/  ({token_note}; API: http://{host}:{}/api/v1/devices)",
-        node.http_addr.port(),
-        node.http_addr.port()
+        "dashboard: {scheme}://{host}:{port}/  ({token_note}; API: {scheme}://{host}:{port}/api/v1/devices)"
     );
     shutdown_signal().await;
     info!("shutting down: draining accepted data into the store");

@@ -2,6 +2,7 @@
 //! HTTP API, and optionally the demo fleet.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -25,6 +26,8 @@ pub struct Node {
     pub mqtt_addr: SocketAddr,
     /// Where HTTP listens.
     pub http_addr: SocketAddr,
+    /// Where HTTPS listens, with the certificate file it serves (`http.tls`).
+    pub https: Option<(SocketAddr, PathBuf)>,
     /// Where MQTT over TLS listens, with the certificate's SHA-256 fingerprint.
     pub mqtt_tls: Option<(SocketAddr, String)>,
     /// The admin token.
@@ -83,22 +86,26 @@ impl Node {
             .with_context(|| format!("opening the store in {}", config.data.display()))?;
         apply_retention(&store, &config.data, &config.store.retention).await?;
         store.set_disk_budget(config.store.disk_budget.map(|b| b.0));
-        let (admin_token, token_source) =
-            token::load_or_create(&config.data, config.http.admin_token.as_deref())?;
+        let (admin_token, token_source) = token::load_or_create(
+            &config.data,
+            config.http.admin_token.as_deref(),
+            config.http.admin_token_file.as_deref(),
+        )?;
 
-        let listen = config.http.listen;
-        let http_listener = match tokio::net::TcpListener::bind(listen).await {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
-                "HTTP port {} is already in use on {} (choose another with the http.listen setting, or --http ADDR)",
-                listen.port(),
-                listen.ip()
-            ),
-            Err(e) => {
-                return Err(e).with_context(|| format!("listening for HTTP on {listen}"));
-            }
-        };
+        let http_listener =
+            bind_http(config.http.listen, "HTTP", "http.listen, or --http ADDR").await?;
         let http_addr = http_listener.local_addr()?;
+        let https_listener = match config.http.tls.enabled {
+            true => Some(
+                bind_http(
+                    config.http.tls.listen,
+                    "HTTPS",
+                    "http.tls.listen, or --https ADDR",
+                )
+                .await?,
+            ),
+            false => None,
+        };
 
         let store = Arc::new(store);
         let stores = Stores::of(store.clone());
@@ -116,7 +123,7 @@ impl Node {
                 tls: tls.enabled.then(|| TlsSettings {
                     listen: tls.listen,
                     cert_and_key: tls.cert.clone().zip(tls.key.clone()),
-                    generated_dir: config.data.join("tls"),
+                    generated_dir: config.data.join(GENERATED_TLS_DIR),
                     client_ca: tls.client_ca.clone(),
                 }),
                 allow_anonymous: mqtt.allow_anonymous,
@@ -130,6 +137,43 @@ impl Node {
         let mqtt_addr = broker.local_addr();
         let mqtt_tls = broker.tls();
         let broker_handle = broker.handle();
+        // After the broker: it has generated its certificate if none was configured.
+        let https = match https_listener {
+            Some(listener) => {
+                let certificate = https_certificate(&config);
+                let loaded = certificate
+                    .load()
+                    .context("loading the HTTPS certificate (the MQTT over TLS one)")?;
+                let fingerprint = sentio_broker::certificate_fingerprint(loaded.leaf());
+                if let Some((_, mqtt_fingerprint)) = &mqtt_tls
+                    && *mqtt_fingerprint != fingerprint
+                {
+                    bail!(
+                        "the HTTPS certificate {} is not the one MQTT over TLS serves",
+                        certificate.cert.display()
+                    );
+                }
+                let addr = listener.local_addr()?;
+                info!(https = %addr, cert = %certificate.cert.display(), sha256 = %fingerprint, "HTTPS listening");
+                Some((
+                    sentio_api::HttpsListener {
+                        listener,
+                        config: loaded,
+                    },
+                    addr,
+                    certificate.cert,
+                ))
+            }
+            None => None,
+        };
+        if !http_addr.ip().is_loopback() {
+            warn!(
+                http = %http_addr,
+                "the API and dashboard listen in plaintext on a non-loopback address: the admin \
+                 token and device secrets cross the network in clear; use HTTPS (http.tls.enabled, \
+                 --https ADDR) or keep http.listen on 127.0.0.1"
+            );
+        }
 
         let (stop, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
@@ -160,12 +204,18 @@ impl Node {
             stats: pipeline.stats.clone(),
             control: pipeline.control.clone(),
             admin_token: AppState::token_digest(&admin_token),
+            auth_throttle: Arc::new(sentio_api::AuthThrottle::new(&config.http.limits)),
         };
         let rx = stop_rx.clone();
         let http_limits = config.http.limits.clone();
+        let (https_server, https) = match https {
+            Some((server, addr, cert)) => (Some(server), Some((addr, cert))),
+            None => (None, None),
+        };
         servers.push(tokio::spawn(async move {
-            if let Err(e) = sentio_api::serve(http_listener, state, http_limits, stopped(rx)).await
-            {
+            let served =
+                sentio_api::serve(http_listener, https_server, state, http_limits, stopped(rx));
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));
@@ -184,6 +234,7 @@ impl Node {
         Ok(Self {
             mqtt_addr,
             http_addr,
+            https,
             mqtt_tls,
             admin_token,
             token_source,
@@ -205,6 +256,42 @@ impl Node {
             let _ = s.await;
         }
         self.pipeline.shutdown().await;
+    }
+}
+
+/// Binds an HTTP or HTTPS port, naming the setting to change when it is taken.
+async fn bind_http(
+    listen: SocketAddr,
+    scheme: &str,
+    setting: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "{scheme} port {} is already in use on {} (choose another with the {setting})",
+            listen.port(),
+            listen.ip()
+        ),
+        Err(e) => Err(e).with_context(|| format!("listening for {scheme} on {listen}")),
+    }
+}
+
+/// Where the broker keeps the certificate it generates when none is configured
+/// (`<data>/tls/`, file names as `sentio_broker`'s TLS module writes them).
+const GENERATED_TLS_DIR: &str = "tls";
+const GENERATED_CERT: &str = "mqtt-cert.pem";
+const GENERATED_KEY: &str = "mqtt-key.pem";
+
+/// The certificate HTTPS serves: the MQTT over TLS one, configured or generated.
+fn https_certificate(config: &Config) -> sentio_api::HttpsCertificate {
+    let tls = &config.mqtt.tls;
+    let generated = |file: &str| config.data.join(GENERATED_TLS_DIR).join(file);
+    sentio_api::HttpsCertificate {
+        cert: tls
+            .cert
+            .clone()
+            .unwrap_or_else(|| generated(GENERATED_CERT)),
+        key: tls.key.clone().unwrap_or_else(|| generated(GENERATED_KEY)),
     }
 }
 

@@ -5,29 +5,45 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::config::check_admin_token;
+
 /// File name of the generated admin token inside the data directory.
 pub const TOKEN_FILE: &str = "admin.token";
 
 /// Where the token came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
-    /// Given on the command line or in the environment.
+    /// Given on the command line, in the environment or in the configuration file.
     Configured,
-    /// Read from, or just written to, this file.
+    /// Read from the configured token file, or from (or just written to) `<data>/admin.token`.
     File(PathBuf),
 }
 
-/// The configured token, or the one in `<data>/admin.token`, or a new random one written there
-/// with mode 0600. Never a default.
+/// The configured token, or the one in the configured file, or the one in
+/// `<data>/admin.token`, or a new random one written there with mode 0600. Never a default.
 pub fn load_or_create(
     data: &Path,
     configured: Option<&str>,
+    configured_file: Option<&Path>,
 ) -> anyhow::Result<(String, TokenSource)> {
     if let Some(t) = configured {
-        if t.len() < 16 {
-            bail!("the admin token must be at least 16 characters");
+        if let Err(why) = check_admin_token(t) {
+            bail!("http.admin_token: {why}");
         }
         return Ok((t.to_string(), TokenSource::Configured));
+    }
+    if let Some(path) = configured_file {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "http.admin_token_file: reading the admin token from {}",
+                path.display()
+            )
+        })?;
+        let t = text.trim_end();
+        if let Err(why) = check_admin_token(t) {
+            bail!("http.admin_token_file: {}: {why}", path.display());
+        }
+        return Ok((t.to_string(), TokenSource::File(path.to_path_buf())));
     }
     let path = data.join(TOKEN_FILE);
     match std::fs::read_to_string(&path) {

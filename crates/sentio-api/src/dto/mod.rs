@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use sentio_core::acl::{AclRule, Rights};
 use sentio_core::time::format_time;
-use sentio_store::{AuditEntry, Device};
+use sentio_store::{AuditEntry, Device, Scope};
 use serde::{Deserialize, Serialize};
 
 pub use alert::{
@@ -118,7 +118,36 @@ pub struct DeleteParams {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
+    /// MQTT rules; may be left out for a token with a scope.
+    #[serde(default)]
     pub acl: Vec<AclRuleDto>,
+    /// HTTP scopes, e.g. `["metrics"]`.
+    #[serde(default)]
+    pub scopes: Vec<ScopeDto>,
+}
+
+/// What a token may read over HTTP: `metrics` (`GET /metrics`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeDto {
+    /// `GET /metrics`.
+    Metrics,
+}
+
+impl From<ScopeDto> for Scope {
+    fn from(s: ScopeDto) -> Self {
+        match s {
+            ScopeDto::Metrics => Scope::Metrics,
+        }
+    }
+}
+
+impl From<&Scope> for ScopeDto {
+    fn from(s: &Scope) -> Self {
+        match s {
+            Scope::Metrics => ScopeDto::Metrics,
+        }
+    }
 }
 
 /// An API token as the API shows it (never its password).
@@ -128,6 +157,7 @@ pub struct TokenView {
     pub name: String,
     pub username: String,
     pub acl: Vec<AclRuleDto>,
+    pub scopes: Vec<ScopeDto>,
     pub created: String,
     pub created_ms: i64,
 }
@@ -140,6 +170,7 @@ impl From<sentio_store::ApiToken> for TokenView {
             name: t.name,
             username: t.username,
             acl: t.acl.iter().map(AclRuleDto::from).collect(),
+            scopes: t.scopes.iter().map(ScopeDto::from).collect(),
             created_ms: t.created_ms,
         }
     }
@@ -380,9 +411,10 @@ pub(crate) mod tests {
                     rights: Rights::Both,
                 },
             ],
+            scopes: vec![Scope::Metrics],
             created_ms: 1_700_000_000_000,
         };
-        let view = r#"{"id":"00ff00ff00ff00ff","name":"grafana","username":"token:00ff00ff00ff00ff","acl":[{"filter":"sentio/+/telemetry","rights":"subscribe"},{"filter":"cmd/#","rights":"both"}],"created":"2023-11-14T22:13:20Z","created_ms":1700000000000"#;
+        let view = r#"{"id":"00ff00ff00ff00ff","name":"grafana","username":"token:00ff00ff00ff00ff","acl":[{"filter":"sentio/+/telemetry","rights":"subscribe"},{"filter":"cmd/#","rights":"both"}],"scopes":["metrics"],"created":"2023-11-14T22:13:20Z","created_ms":1700000000000"#;
         check(TokenView::from(token.clone()), &format!("{view}}}"));
         check(
             CreatedToken {

@@ -124,7 +124,7 @@ pub async fn query(
     };
     let from = match &q.from {
         Some(f) => time_arg("from", f)?,
-        None => to - 3_600_000,
+        None => to.saturating_sub(3_600_000),
     };
     if to <= from {
         return Err(ApiError::bad_request("`to` must be after `from`"));

@@ -59,7 +59,7 @@ pub async fn range(
     };
     let from = match &p.from {
         Some(f) => parse_time(f).map_err(bad)?,
-        None => to - 3_600_000,
+        None => to.saturating_sub(3_600_000),
     };
     if to <= from {
         return Err(ApiError::bad_request("`to` must be after `from`"));

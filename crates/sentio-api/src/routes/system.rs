@@ -8,7 +8,7 @@ use sentio_pipeline::Stats;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::MetricsReader;
 
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
@@ -20,7 +20,7 @@ pub async fn dashboard() -> Html<&'static str> {
 
 /// Prometheus text format.
 pub async fn metrics(
-    _: Admin,
+    _: MetricsReader,
     State(s): State<AppState>,
     listener: Option<axum::Extension<std::sync::Arc<crate::ListenerCounters>>>,
 ) -> impl IntoResponse {
@@ -75,5 +75,6 @@ pub async fn metrics(
     if let Some(axum::Extension(c)) = listener {
         out.push_str(&c.metrics());
     }
+    out.push_str(&s.auth_throttle.metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

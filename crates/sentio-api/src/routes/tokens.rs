@@ -9,7 +9,7 @@ use sentio_store::NewToken;
 use serde_json::{Value, json};
 
 use crate::auth::Admin;
-use crate::dto::{AclRuleDto, CreateToken, CreatedToken, TokenView};
+use crate::dto::{AclRuleDto, CreateToken, CreatedToken, ScopeDto, TokenView};
 use crate::{ApiError, AppState};
 
 /// `POST /api/v1/tokens`: 201 with the password, shown only this once.
@@ -27,13 +27,15 @@ pub async fn create(
         .create_token(NewToken {
             name: body.name,
             acl: body.acl.into_iter().map(AclRule::from).collect(),
+            scopes: body.scopes.into_iter().map(Into::into).collect(),
         })
         .await?;
-    tracing::info!(token = %token.id, name = %token.name, acl = ?token.acl, "API token created");
+    tracing::info!(token = %token.id, name = %token.name, acl = ?token.acl, scopes = ?token.scopes, "API token created");
     s.audit(
         "token.create",
         Some(&token.id),
-        json!({"name": token.name, "acl": token.acl.iter().map(AclRuleDto::from).collect::<Vec<_>>()}),
+        json!({"name": token.name, "acl": token.acl.iter().map(AclRuleDto::from).collect::<Vec<_>>(),
+               "scopes": token.scopes.iter().map(ScopeDto::from).collect::<Vec<_>>()}),
     )
     .await;
     Ok((

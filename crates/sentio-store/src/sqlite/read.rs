@@ -282,7 +282,7 @@ pub(super) fn bucket_accs(
     limit: usize,
 ) -> Result<Buckets> {
     let step = step.max(1);
-    let bucket = |t: i64| t.div_euclid(step) * step;
+    let bucket = |t: i64| super::rollup::floor(t, step);
     let chunks = chunks_in(conn, sid, from, to)?;
     let head = head_in(conn, sid, from, to, usize::MAX)?;
     let mut buckets: Vec<(i64, Acc)> = Vec::new();
@@ -344,8 +344,11 @@ pub(super) fn downsample(
         }
     }
     let buckets = (n / 2) as i64;
-    let width = ((to as i128 - from as i128 + buckets as i128 - 1) / buckets as i128).max(1) as i64;
-    let index = |t: i64| ((t - from) / width) as usize;
+    let width = ((to as i128 - from as i128 + buckets as i128 - 1) / buckets as i128)
+        .clamp(1, i64::MAX as i128) as i64;
+    // The last bucket may be cut short where the range is wider than i64 can count.
+    let last = buckets as usize - 1;
+    let index = |t: i64| (((t as i128 - from as i128) / width as i128) as usize).min(last);
     let mut lows: Vec<Option<(f64, At)>> = vec![None; buckets as usize];
     let mut highs: Vec<Option<(f64, At)>> = vec![None; buckets as usize];
     let whole = |m: &ChunkMeta| index(m.start) == index(m.end);

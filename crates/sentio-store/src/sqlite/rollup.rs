@@ -34,8 +34,11 @@ const STEP_SPAN_MS: i64 = 2 * HOUR;
 /// Most late buckets handled by one rollup transaction of one series.
 const DIRTY_PER_STEP: i64 = 256;
 
+/// The start of the `width` bucket holding `t` (buckets aligned on multiples of `width`); for
+/// a `t` so low that its bucket starts below `i64::MIN`, the first bucket that does not.
 pub(super) fn floor(t: i64, width: i64) -> i64 {
-    t.div_euclid(width) * width
+    let q = t.div_euclid(width);
+    q.checked_mul(width).unwrap_or((q + 1) * width)
 }
 
 /// Where a series stands (see `series_marks` in schema.sql).
@@ -600,9 +603,11 @@ pub(super) fn aggregate(
     Ok((RangeResult { points, next }, res))
 }
 
-/// A chart of about `n` points: from the raw points when they are all there, else from the
-/// rollups (each row's lowest and highest value, at the row's bucket start) up to
-/// `rolled_until` and the raw points after it; per chart bucket, its lowest and highest.
+/// A chart of about `n` points, each part of the range from the finest tier that still holds
+/// it: the raw points from `raw_before` on, the 1-minute rollups before that down to
+/// `m1_before`, the 1-hour rollups before that (each row's lowest and highest value, at the
+/// row's bucket start; hourly rows only when a chart bucket spans an hour or more). Per chart
+/// bucket, its lowest and highest. The resolution said is the coarsest tier used.
 pub(super) fn downsample(
     conn: &Connection,
     sid: i64,
@@ -615,19 +620,44 @@ pub(super) fn downsample(
     }
     let n = n.max(2);
     let buckets = (n / 2) as i64;
-    let width = ((to as i128 - from as i128 + buckets as i128 - 1) / buckets as i128).max(1) as i64;
-    let res = resolution_for(&m, from, if width >= HOUR { HOUR } else { MINUTE });
-    let split = m.rolled_until.unwrap_or(from).clamp(from, to);
+    let width = ((to as i128 - from as i128 + buckets as i128 - 1) / buckets as i128)
+        .clamp(1, i64::MAX as i128) as i64;
+    // Raw points are all there from `raw_before` on (expiry never passes `rolled_until`).
+    let split = m.raw_before.clamp(from, to);
+    let hourly_until = if width >= HOUR {
+        split
+    } else {
+        m.m1_before.clamp(from, split)
+    };
+    let mut res = Resolution::Minute;
     // (ts, low, high) in time order.
-    let mut items: Vec<(i64, f64, f64)> = rows(conn, res, sid, floor(from, res.width_ms()), split)?
-        .into_iter()
-        .map(|(b, a)| (b, a.min, a.max))
-        .collect();
+    let mut items: Vec<(i64, f64, f64)> = Vec::new();
+    if from < hourly_until {
+        res = Resolution::Hour;
+        items.extend(
+            rows(conn, res, sid, floor(from, HOUR), hourly_until)?
+                .into_iter()
+                .map(|(b, a)| (b, a.min, a.max)),
+        );
+    }
+    if hourly_until < split {
+        items.extend(
+            rows(
+                conn,
+                Resolution::Minute,
+                sid,
+                floor(hourly_until, MINUTE),
+                split,
+            )?
+            .into_iter()
+            .map(|(b, a)| (b, a.min, a.max)),
+        );
+    }
     if split < to {
         let raw = read::raw(conn, sid, split, to, usize::MAX >> 1)?;
         items.extend(raw.points.into_iter().map(|(t, v)| (t, v, v)));
     }
-    let index = |t: i64| ((t - from).max(0) / width) as usize;
+    let index = |t: i64| ((t as i128 - from as i128).max(0) / width as i128) as usize;
     let mut lows: Vec<Option<(i64, f64)>> = vec![None; buckets as usize];
     let mut highs: Vec<Option<(i64, f64)>> = vec![None; buckets as usize];
     for (t, lo, hi) in items {

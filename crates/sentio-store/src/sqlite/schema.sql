@@ -94,7 +94,8 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     name          TEXT NOT NULL UNIQUE,
     acl           TEXT NOT NULL,
     secret_digest BLOB NOT NULL,
-    created_ms    INTEGER NOT NULL
+    created_ms    INTEGER NOT NULL,
+    scopes        TEXT NOT NULL DEFAULT '[]'  -- JSON array of HTTP scopes (sqlite/tokens.rs)
 ) WITHOUT ROWID;
 
 -- Rollups (see sqlite/rollup.rs): per series, one row per 1-minute and per 1-hour bucket with

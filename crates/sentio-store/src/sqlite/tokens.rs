@@ -9,7 +9,9 @@ use sentio_core::acl::{self, AclRule};
 use sentio_core::time;
 
 use super::SqliteStore;
-use crate::{ApiToken, NewToken, Result, StoreError, TOKEN_USERNAME_PREFIX, TokenStore, secret};
+use crate::{
+    ApiToken, NewToken, Result, Scope, StoreError, TOKEN_USERNAME_PREFIX, TokenStore, secret,
+};
 
 /// Most rules in one token's ACL.
 pub const MAX_RULES: usize = 100;
@@ -18,6 +20,7 @@ pub const MAX_RULES: usize = 100;
 pub(super) struct CachedToken {
     digest: blake3::Hash,
     acl: Arc<[AclRule]>,
+    scopes: Arc<[Scope]>,
 }
 
 pub(super) type TokenCache = HashMap<String, CachedToken>;
@@ -30,19 +33,42 @@ fn parse_acl(id: &str, text: &str) -> Result<Vec<AclRule>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("ACL of token {id}: {e}")))
 }
 
-/// Reads every token's digest and ACL at start.
+fn parse_scopes(id: &str, text: &str) -> Result<Vec<Scope>> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("scopes of token {id}: {e}")))
+}
+
+/// Adds the `scopes` column to a database made before tokens had scopes.
+fn add_scopes_column(conn: &Connection) -> Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('api_tokens') WHERE name = 'scopes'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute(
+            "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'",
+            [],
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads every token's digest, ACL and scopes at start.
 pub(super) fn load(conn: &Connection) -> Result<TokenCache> {
-    let mut stmt = conn.prepare("SELECT id, acl, secret_digest FROM api_tokens")?;
+    add_scopes_column(conn)?;
+    let mut stmt = conn.prepare("SELECT id, acl, secret_digest, scopes FROM api_tokens")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, String>(3)?,
         ))
     })?;
     let mut cache = TokenCache::new();
     for row in rows {
-        let (id, acl, digest) = row?;
+        let (id, acl, digest, scopes) = row?;
         let bytes: [u8; 32] = digest
             .try_into()
             .map_err(|_| StoreError::Corrupt(format!("secret digest of token {id}")))?;
@@ -51,10 +77,18 @@ pub(super) fn load(conn: &Connection) -> Result<TokenCache> {
             CachedToken {
                 digest: blake3::Hash::from_bytes(bytes),
                 acl: parse_acl(&id, &acl)?.into(),
+                scopes: parse_scopes(&id, &scopes)?.into(),
             },
         );
     }
     Ok(cache)
+}
+
+/// Each scope once, in a stable order.
+fn dedup(mut scopes: Vec<Scope>) -> Vec<Scope> {
+    scopes.sort_by_key(|s| *s as u8);
+    scopes.dedup();
+    scopes
 }
 
 fn validate(new: &NewToken) -> Result<()> {
@@ -63,8 +97,10 @@ fn validate(new: &NewToken) -> Result<()> {
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return invalid("a token name has 1-100 printable characters".into());
     }
-    if new.acl.is_empty() {
-        return invalid("the ACL is empty: give at least one {\"filter\", \"rights\"} rule".into());
+    if new.acl.is_empty() && new.scopes.is_empty() {
+        return invalid(
+            "the ACL is empty: give at least one {\"filter\", \"rights\"} rule, or a scope".into(),
+        );
     }
     if new.acl.len() > MAX_RULES {
         return invalid(format!("the ACL has more than {MAX_RULES} rules"));
@@ -87,6 +123,7 @@ impl TokenStore for SqliteStore {
             username: username(&id),
             name: new.name.trim().to_string(),
             acl: new.acl,
+            scopes: dedup(new.scopes),
             created_ms: time::now_ms(),
             id,
         };
@@ -95,15 +132,17 @@ impl TokenStore for SqliteStore {
         let t = token.clone();
         self.with_conn(move |inner, conn| {
             let acl = serde_json::to_string(&t.acl).expect("ACL serialises");
+            let scopes = serde_json::to_string(&t.scopes).expect("scopes serialise");
             let n = conn.execute(
-                "INSERT OR IGNORE INTO api_tokens (id, name, acl, secret_digest, created_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO api_tokens (id, name, acl, secret_digest, created_ms, scopes) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     t.id,
                     t.name,
                     acl,
                     digest.as_bytes().as_slice(),
-                    t.created_ms
+                    t.created_ms,
+                    scopes
                 ],
             )?;
             if n == 0 {
@@ -118,6 +157,7 @@ impl TokenStore for SqliteStore {
                     CachedToken {
                         digest,
                         acl: t.acl.clone().into(),
+                        scopes: t.scopes.clone().into(),
                     },
                 );
             Ok(())
@@ -129,7 +169,7 @@ impl TokenStore for SqliteStore {
     async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
         self.with_conn(|_, conn| {
             let mut stmt = conn.prepare(
-                "SELECT id, name, acl, created_ms FROM api_tokens ORDER BY created_ms, id",
+                "SELECT id, name, acl, created_ms, scopes FROM api_tokens ORDER BY created_ms, id",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -137,13 +177,15 @@ impl TokenStore for SqliteStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
                 ))
             })?;
             rows.map(|row| {
-                let (id, name, acl, created_ms) = row?;
+                let (id, name, acl, created_ms, scopes) = row?;
                 Ok(ApiToken {
                     username: username(&id),
                     acl: parse_acl(&id, &acl)?,
+                    scopes: parse_scopes(&id, &scopes)?,
                     id,
                     name,
                     created_ms,
@@ -159,23 +201,25 @@ impl TokenStore for SqliteStore {
         self.with_conn(move |inner, conn| {
             let row = conn
                 .query_row(
-                    "DELETE FROM api_tokens WHERE id = ?1 RETURNING name, acl, created_ms",
+                    "DELETE FROM api_tokens WHERE id = ?1 RETURNING name, acl, created_ms, scopes",
                     [&id],
                     |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, String>(1)?,
                             r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((name, acl, created_ms)) = row else {
+            let Some((name, acl, created_ms, scopes)) = row else {
                 return Err(StoreError::UnknownToken(id));
             };
             let token = ApiToken {
                 username: username(&id),
                 acl: parse_acl(&id, &acl)?,
+                scopes: parse_scopes(&id, &scopes)?,
                 id,
                 name,
                 created_ms,
@@ -197,6 +241,13 @@ impl TokenStore for SqliteStore {
             .then(|| cached.acl.clone())
     }
 
+    fn token_scopes(&self, username: &str, password: &str) -> Option<Arc<[Scope]>> {
+        let tokens = self.inner.tokens.read().unwrap_or_else(|p| p.into_inner());
+        let cached = tokens.get(username)?;
+        secret::verify(&self.inner.key, username, password, &cached.digest)
+            .then(|| cached.scopes.clone())
+    }
+
     fn token_acl(&self, username: &str) -> Option<Arc<[AclRule]>> {
         self.inner
             .tokens
@@ -204,5 +255,26 @@ impl TokenStore for SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
             .get(username)
             .map(|c| c.acl.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_table_from_before_scopes_gains_the_column_and_keeps_its_tokens() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE api_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+             acl TEXT NOT NULL, secret_digest BLOB NOT NULL, created_ms INTEGER NOT NULL) \
+             WITHOUT ROWID;
+             INSERT INTO api_tokens VALUES ('00ff', 'old', '[]', zeroblob(32), 1);",
+        )
+        .unwrap();
+        let cache = load(&conn).unwrap();
+        assert!(cache[&username("00ff")].scopes.is_empty());
+        // Loading again (the next start) finds the column and changes nothing.
+        assert_eq!(load(&conn).unwrap().len(), 1);
     }
 }

@@ -7,7 +7,7 @@ use sentio_core::acl::{AclRule, Rights};
 use sentio_core::{Alert, AlertId, AlertState, Explanation, Point, TextEvent};
 use sentio_store::{
     Agg, AlertFilter, AuditFilter, DeviceUpdate, EVENT_HISTORY, NewAudit, NewDevice, NewToken,
-    RangeQuery, StoreError, TOKEN_USERNAME_PREFIX,
+    RangeQuery, Scope, StoreError, TOKEN_USERNAME_PREFIX,
 };
 
 use super::{Backend, dev, point};
@@ -333,17 +333,21 @@ pub async fn tokens_survive_a_reopen_and_revocation_is_immediate(backend: &impl 
             .create_token(NewToken {
                 name: "bench".into(),
                 acl: vec![rule("mqtt-load/#", Rights::Both)],
+                scopes: vec![],
             })
             .await
             .unwrap();
         assert!(t.username.starts_with(TOKEN_USERNAME_PREFIX));
         assert!(s.tokens.verify_token(&t.username, &password).is_some());
         assert!(s.tokens.verify_token(&t.username, "guess").is_none());
+        let scopes = s.tokens.token_scopes(&t.username, &password).unwrap();
+        assert!(scopes.is_empty(), "{scopes:?}");
         let dup = s
             .tokens
             .create_token(NewToken {
                 name: "bench".into(),
                 acl: vec![rule("x", Rights::Publish)],
+                scopes: vec![],
             })
             .await;
         assert!(matches!(dup, Err(StoreError::DuplicateToken(_))), "{dup:?}");
@@ -353,12 +357,42 @@ pub async fn tokens_survive_a_reopen_and_revocation_is_immediate(backend: &impl 
                 .create_token(NewToken {
                     name: "other".into(),
                     acl: bad,
+                    scopes: vec![],
                 })
                 .await;
             assert!(matches!(r, Err(StoreError::InvalidQuery(_))), "{r:?}");
         }
     }
+    // A token with a scope and no ACL: it reads metrics over HTTP, may do nothing over MQTT.
+    let (metrics, metrics_password) = {
+        let s = backend.open();
+        s.tokens
+            .create_token(NewToken {
+                name: "prometheus".into(),
+                acl: vec![],
+                scopes: vec![Scope::Metrics, Scope::Metrics],
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(metrics.scopes, vec![Scope::Metrics]);
     let s = backend.open();
+    assert_eq!(
+        &s.tokens
+            .token_scopes(&metrics.username, &metrics_password)
+            .unwrap()[..],
+        &[Scope::Metrics]
+    );
+    assert!(s.tokens.token_scopes(&metrics.username, "guess").is_none());
+    assert_eq!(
+        s.tokens.delete_token(&metrics.id).await.unwrap(),
+        metrics.clone()
+    );
+    assert!(
+        s.tokens
+            .token_scopes(&metrics.username, &metrics_password)
+            .is_none()
+    );
     assert_eq!(s.tokens.list_tokens().await.unwrap(), vec![t.clone()]);
     let acl = s.tokens.verify_token(&t.username, &password).unwrap();
     assert_eq!(&acl[..], &t.acl[..]);

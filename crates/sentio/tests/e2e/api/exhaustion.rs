@@ -8,25 +8,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::raw_http::{header, read_until_closed, status};
 use crate::support::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// Reads until the peer closes (or resets) the connection or `wait` passes: what was read,
-/// and whether it was closed.
-async fn read_until_closed(s: &mut TcpStream, wait: Duration) -> (String, bool) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into(), true),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => return (String::from_utf8_lossy(&got).into(), false),
-        }
-    }
-}
 
 /// Sends one request with `Connection: close` and returns the whole response.
 async fn raw_request(addr: SocketAddr, request: &str) -> String {
@@ -35,23 +21,6 @@ async fn raw_request(addr: SocketAddr, request: &str) -> String {
     let (text, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
     assert!(closed, "no end of response: {text}");
     text
-}
-
-/// The value of header `name` in a raw response (case-insensitive name).
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn status(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

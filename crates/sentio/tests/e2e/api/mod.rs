@@ -1,8 +1,10 @@
 //! The admin HTTP API: MQTT tokens, the audit log, a device's export, the broker's view, and
-//! what a client without credentials can hold on the HTTP port (exhaustion).
+//! what a client without credentials can hold on the HTTP port (exhaustion), and HTTPS.
 
 mod audit;
 mod broker;
 mod exhaustion;
 mod export;
+mod guessing;
+mod https;
 mod tokens;

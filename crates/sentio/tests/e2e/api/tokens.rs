@@ -1,5 +1,6 @@
 //! Scoped API tokens through the front door — created over HTTP, used by real MQTT
-//! 3.1.1 and 5 clients (rumqttc), confined to their ACL, revoked with their clients closed.
+//! 3.1.1 and 5 clients (rumqttc), confined to their ACL, revoked with their clients closed; a
+//! token with the read-only `metrics` scope reads `/metrics` over HTTP and nothing else.
 
 use std::time::Duration;
 
@@ -214,7 +215,10 @@ async fn bad_token_requests_are_refused_with_json_errors() {
         ),
         (json!({"name": "x", "acl": []}), 400),
         (json!({"name": "", "acl": ok_acl}), 400),
-        (json!({"name": "x"}), 422),
+        // Neither MQTT rules nor a scope: nothing to do with it.
+        (json!({"name": "x"}), 400),
+        // Scopes only read; there is no admin scope.
+        (json!({"name": "x", "scopes": ["admin"]}), 422),
         (json!({"name": "x", "acl": ok_acl, "admin": true}), 422),
     ] {
         let (s, b) = api(&node, "POST", "/api/v1/tokens", Some(body.clone())).await;
@@ -241,5 +245,72 @@ async fn bad_token_requests_are_refused_with_json_errors() {
     assert_eq!(s, 401);
     let (s, b) = api(&node, "DELETE", "/api/v1/tokens/nope", None).await;
     assert_eq!(s, 404, "{b}");
+    node.shutdown().await;
+}
+
+/// A token with the `metrics` scope (and no MQTT rules) reads `/metrics` with
+/// `Authorization: Bearer token:<id>:<password>`, and is refused (403) everywhere else; once
+/// revoked it reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_token_reads_metrics_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (st, t) = api(
+        &node,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "prometheus", "scopes": ["metrics"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(t["scopes"], json!(["metrics"]), "{t}");
+    let bearer = Some(format!(
+        "Bearer {}:{}",
+        t["username"].as_str().unwrap(),
+        t["password"].as_str().unwrap()
+    ));
+    let base = format!("http://{}", node.http_addr);
+    let (st, _, text) = get_text(format!("{base}/metrics"), bearer.clone()).await;
+    assert_eq!(st, 200, "{text}");
+    assert!(text.contains("sentio_points_stored_total"), "{text}");
+
+    // Nothing that changes state, and nothing else to read.
+    let body = |v: serde_json::Value| Some(v.to_string().into_bytes());
+    for (method, path, b) in [
+        ("POST", "/api/v1/devices", body(json!({"id": "sneaky-1"}))),
+        (
+            "PUT",
+            "/api/v1/retention",
+            body(json!({"global": "1h", "force": true})),
+        ),
+        (
+            "POST",
+            "/api/v1/tokens",
+            body(json!({"name": "more", "scopes": ["metrics"]})),
+        ),
+        (
+            "DELETE",
+            &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()),
+            None,
+        ),
+        ("GET", "/api/v1/devices", None),
+    ] {
+        let (st, answer) = http(method, format!("{base}{path}"), bearer.clone(), b).await;
+        assert_eq!(st, 403, "{method} {path}: {answer}");
+    }
+    let (_, devices) = api(&node, "GET", "/api/v1/devices", None).await;
+    assert_eq!(devices["devices"], json!([]), "{devices}");
+    let (_, tokens) = api(&node, "GET", "/api/v1/tokens", None).await;
+    assert_eq!(tokens["tokens"].as_array().unwrap().len(), 1, "{tokens}");
+
+    // A wrong password is no token at all; a revoked token reads nothing.
+    let wrong = Some(format!("Bearer {}:nope", t["username"].as_str().unwrap()));
+    let (st, _, _) = get_text(format!("{base}/metrics"), wrong).await;
+    assert_eq!(st, 401);
+    let path = format!("/api/v1/tokens/{}", t["id"].as_str().unwrap());
+    let (st, b) = api(&node, "DELETE", &path, None).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, _, _) = get_text(format!("{base}/metrics"), bearer).await;
+    assert_eq!(st, 401);
     node.shutdown().await;
 }

@@ -143,3 +143,109 @@ fn serve_runs_from_a_configuration_file() {
     assert!(data.join("sentio.db").is_file());
     assert!(!data.join("admin.token").exists(), "a token was generated");
 }
+
+/// An admin token shorter than 32 characters is refused, naming the key, whether it comes
+/// from the flag, the environment or a token file.
+#[test]
+fn a_short_admin_token_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let short = "only-26-characters-long-xx";
+    assert_eq!(short.len(), 26);
+    let flag = sentio(&["config", "check", "--data", data, "--admin-token", short])
+        .output()
+        .unwrap();
+    assert!(!flag.status.success(), "{}", text(&flag));
+    assert!(text(&flag).contains("http.admin_token"), "{}", text(&flag));
+    assert!(text(&flag).contains("at least 32"), "{}", text(&flag));
+    let env = sentio(&["config", "check", "--data", data])
+        .env("SENTIO_ADMIN_TOKEN", short)
+        .output()
+        .unwrap();
+    assert!(!env.status.success(), "{}", text(&env));
+    assert!(text(&env).contains("http.admin_token"), "{}", text(&env));
+
+    let file = dir.path().join("short.token");
+    std::fs::write(&file, format!("{short}\n")).unwrap();
+    let served = sentio(&[
+        "serve",
+        "--data",
+        data,
+        "--http",
+        "127.0.0.1:0",
+        "--mqtt",
+        "127.0.0.1:0",
+        "--no-mqtt-tls",
+        "--admin-token-file",
+        file.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!served.status.success(), "{}", text(&served));
+    assert!(
+        text(&served).contains("http.admin_token_file") && text(&served).contains("at least 32"),
+        "{}",
+        text(&served)
+    );
+}
+
+/// `--admin-token-file` keeps the token off the command line; plain HTTP on a non-loopback
+/// address is warned about at start.
+#[test]
+fn the_admin_token_comes_from_a_file_and_plaintext_http_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let mut child = sentio(&[
+        "serve",
+        "--http",
+        "0.0.0.0:0",
+        "--mqtt",
+        "127.0.0.1:0",
+        "--no-mqtt-tls",
+        "--admin-token-file",
+        file.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ])
+    .env("SENTIO_LOG", "info")
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(TOKEN));
+    let mut log = Vec::new();
+    let mut port = None;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
+        log.push(line.clone());
+        if line.contains("Sentio is running") {
+            port = line
+                .split("http=0.0.0.0:")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string);
+            break;
+        }
+    }
+    let port = port.unwrap_or_else(|| panic!("no 'Sentio is running' line: {log:?}"));
+    // Keep reading, so the node's log never meets a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, body) = rt.block_on(support::http(
+        "GET",
+        format!("http://127.0.0.1:{port}/api/v1/devices"),
+        support::bearer(),
+        None,
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("plaintext") && l.contains("non-loopback")),
+        "no plaintext warning: {log:#?}"
+    );
+    assert!(!data.join("admin.token").exists(), "a token was generated");
+}

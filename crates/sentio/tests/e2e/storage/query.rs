@@ -487,3 +487,43 @@ async fn late_points_inside_the_window_merge_into_sealed_chunks_and_older_ones_a
     assert_eq!(r["series"][0]["points"], json!([]));
     node.shutdown().await;
 }
+
+/// A range from the earliest time there is (`from=i64::MIN`) or to the latest answers the
+/// points in it, raw, in steps and drawn for a chart, instead of overflowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_from_the_earliest_time_answers_its_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = create(&node, "far-1", json!({})).await;
+    let t0 = now_ms() / 60_000 * 60_000 - 10 * 60_000;
+    let items: Vec<Value> = (0..10)
+        .map(|i| json!({"ts": t0 + i * 60_000, "v": i as f64}))
+        .collect();
+    post_points(&node, "far-1", &secret, &items).await;
+    let (min, max) = (i64::MIN, i64::MAX);
+    for (q, want) in [
+        (format!("from={min}&to={max}"), 10),
+        (format!("from={min}"), 10),
+        (format!("from={min}&to={max}&step=1m&agg=count"), 10),
+        (format!("from={min}&to={max}&step=1h&agg=sum"), 1),
+        (format!("from={min}&to={max}&points=100"), 10),
+        (format!("from={min}&to={max}&points=2"), 2),
+    ] {
+        let path = format!("/api/v1/devices/far-1/series/v?{q}");
+        let (st, b) = api(&node, "GET", &path, None).await;
+        assert_eq!(st, 200, "{q}: {b}");
+        let n = b["points"].as_array().unwrap().len();
+        assert!(
+            n == want || (q.contains("step=1h") && n == 2),
+            "{q}: {n} points, wanted {want}: {b}"
+        );
+    }
+    let (st, b) = query(
+        &node,
+        json!({"devices": {"ids": ["far-1"]}, "from": min, "to": max, "step": "1m", "agg": "max"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(pts(&b["series"][0]).len(), 10, "{b}");
+    node.shutdown().await;
+}

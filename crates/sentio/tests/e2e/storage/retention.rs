@@ -305,3 +305,114 @@ async fn careless_retention_is_refused_and_the_units_are_named() {
         assert!(said.contains(w), "wanted {w:?} in {said}");
     }
 }
+
+/// A chart over a range whose start has expired draws each part from the finest tier that
+/// holds it: the rollups where raw points expired, the raw points (exact times) where they
+/// remain, even where those are rolled up as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_across_raw_expiry_draws_the_raw_points_that_remain() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (st, p) = api(
+        &node,
+        "PUT",
+        "/api/v1/retention",
+        Some(json!({"global": "2d"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{p}");
+    let secret = register(&node, "room-9", "room").await;
+    let now = sentio_core::time::now_ms();
+    let old = (now - 5 * DAY) / HOUR * HOUR;
+    // Two old hours at one a minute (they expire), and 30 recent minutes at one every 7 s,
+    // 20 to 50 minutes ago (rolled up as well as kept raw), with a spike off the minute grid.
+    let recent = (now - 50 * MIN) / 1000 * 1000;
+    let spike = recent + 1234 * 7_000 / 10 + 7;
+    let mut batch: Vec<Value> = (0..120)
+        .map(|i| json!({"ts": old + i * MIN, "t": i as f64}))
+        .collect();
+    batch.extend((0..(30 * 60 / 7)).map(|i| json!({"ts": recent + i * 7_000, "t": 50.0})));
+    batch.push(json!({"ts": spike, "t": 999.0}));
+    let (st, b) = http(
+        "POST",
+        format!("http://{}/api/v1/devices/room-9/telemetry", node.http_addr),
+        basic("room-9", &secret),
+        Some(json!(batch).to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let old_range = format!(
+        "/api/v1/devices/room-9/series/t?from={old}&to={}&limit=1000",
+        old + 2 * HOUR
+    );
+    // Expired old points, and the recent minutes rolled up.
+    eventually(60, || async {
+        let (_, raw) = api(&node, "GET", &old_range, None).await;
+        if !raw["points"].as_array()?.is_empty() {
+            return None;
+        }
+        let (_, rolled) = api(
+            &node,
+            "GET",
+            &format!(
+                "/api/v1/devices/room-9/series/t?from={old}&to={}&step=1m&agg=count",
+                recent + 30 * MIN
+            ),
+            None,
+        )
+        .await;
+        let last = rolled["points"].as_array()?.last()?[0].as_i64()?;
+        (rolled["resolution"] == "1m" && last >= recent + 29 * MIN).then_some(())
+    })
+    .await
+    .expect("the old raw points expire and the recent minutes are rolled up within a minute");
+    for n in [100, 2000] {
+        let chart = format!(
+            "/api/v1/devices/room-9/series/t?from={old}&to={}&points={n}",
+            now + MIN
+        );
+        let (st, chart) = api(&node, "GET", &chart, None).await;
+        assert_eq!(st, 200, "{chart}");
+        let pts: Vec<(i64, f64)> = chart["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+            .collect();
+        assert!(
+            pts.contains(&(spike, 999.0)),
+            "points={n}: the spike is not drawn at its time {spike}: {chart}"
+        );
+        assert!(
+            pts.iter()
+                .filter(|(t, _)| *t >= recent)
+                .all(|(t, v)| ((t - recent) % 7_000 == 0 && *v == 50.0) || *t == spike),
+            "points={n}: recent points not drawn raw: {chart}"
+        );
+        assert!(
+            pts.iter().any(|&(t, v)| t < old + 2 * HOUR && v == 119.0),
+            "points={n}: the expired part is not drawn from its rollups: {chart}"
+        );
+    }
+    // From the earliest time there is, across the rollups: no overflow in their buckets.
+    for q in ["step=1h&agg=count", "step=1m&agg=max", "points=100"] {
+        let path = format!(
+            "/api/v1/devices/room-9/series/t?from={}&to={}&{q}",
+            i64::MIN,
+            now + MIN
+        );
+        let (st, b) = api(&node, "GET", &path, None).await;
+        assert_eq!(st, 200, "{q}: {b}");
+        let values: Vec<f64> = b["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[1].as_f64().unwrap())
+            .collect();
+        assert!(
+            values.iter().any(|v| *v > 0.0) && values.len() >= 2,
+            "{q}: {b}"
+        );
+    }
+    node.shutdown().await;
+}

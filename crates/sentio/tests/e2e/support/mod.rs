@@ -2,6 +2,7 @@
 //! real `sentio` binary), real HTTP and MQTT clients, and a lock for the few heavy tests.
 
 pub mod raw;
+pub mod raw_http;
 pub mod wire;
 
 use std::path::Path;
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 
 pub use sentio_core::time::now_ms;
 
-pub const TOKEN: &str = "test-admin-token-0123456789";
+pub const TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 
 /// A node's configuration on loopback, ports chosen by the OS, no admin token configured.
 /// The one place that builds a node's configuration for the tests.

@@ -1,0 +1,186 @@
+//! Slowing down credential guessing over HTTP: wrong admin (or API) tokens are counted per
+//! address; past a number of failures in a window, the address is answered `429` with
+//! `Retry-After` until its window ends, whatever it sends. Each address is logged at most once
+//! per [`LOG_INTERVAL`], and the table of addresses is bounded.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::limits::HttpLimits;
+
+/// How often at most one address's failures are logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Most addresses tracked at once; beyond it the stalest entry makes room.
+pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+/// Failures of one address in its current window.
+struct Entry {
+    window_start: Instant,
+    failures: u32,
+    last_log: Option<Instant>,
+    unlogged: u32,
+}
+
+/// Counts failed authentications per address and says when an address must wait.
+pub struct AuthThrottle {
+    max_failures: u32,
+    window: Duration,
+    entries: Mutex<HashMap<IpAddr, Entry>>,
+    /// Wrong credentials presented (all addresses).
+    pub failures: AtomicU64,
+    /// Requests answered `429` because their address failed too often.
+    pub throttled: AtomicU64,
+}
+
+impl AuthThrottle {
+    /// A throttle with the limits' failures per window.
+    pub fn new(limits: &HttpLimits) -> Self {
+        Self {
+            max_failures: limits.auth_failures_per_window,
+            window: Duration::from_millis(limits.auth_failure_window_ms.max(1)),
+            entries: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` has failed too often in its current window.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        if self.max_failures == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = entries.get(&ip) else {
+            return Ok(());
+        };
+        let ends = e.window_start + self.window;
+        if e.failures < self.max_failures || now >= ends {
+            return Ok(());
+        }
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        Err(ends.duration_since(now).as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// Records a wrong credential from `ip`, logging at most once per interval per address.
+    pub fn failed(&self, ip: IpAddr) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if !entries.contains_key(&ip) && entries.len() >= MAX_TRACKED_ADDRESSES {
+            self.make_room(&mut entries, now);
+        }
+        let e = entries.entry(ip).or_insert(Entry {
+            window_start: now,
+            failures: 0,
+            last_log: None,
+            unlogged: 0,
+        });
+        if now.duration_since(e.window_start) >= self.window {
+            e.window_start = now;
+            e.failures = 0;
+        }
+        e.failures = e.failures.saturating_add(1);
+        e.unlogged += 1;
+        if e.last_log
+            .is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL)
+        {
+            tracing::warn!(
+                peer = %ip,
+                failures_in_window = e.failures,
+                since_last_line = e.unlogged,
+                limit = self.max_failures,
+                window_s = self.window.as_secs(),
+                "wrong admin or API token over HTTP"
+            );
+            e.last_log = Some(now);
+            e.unlogged = 0;
+        }
+    }
+
+    /// Drops every entry whose window has ended; if none has, the one that started first.
+    fn make_room(&self, entries: &mut HashMap<IpAddr, Entry>, now: Instant) {
+        entries.retain(|_, e| now.duration_since(e.window_start) < self.window);
+        if entries.len() >= MAX_TRACKED_ADDRESSES
+            && let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.window_start)
+                .map(|(ip, _)| *ip)
+        {
+            entries.remove(&oldest);
+        }
+    }
+
+    /// Addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Prometheus text of the counters.
+    pub fn metrics(&self) -> String {
+        let rows = [
+            (
+                "sentio_http_auth_failures_total",
+                "Wrong admin or API tokens presented over HTTP.",
+                self.failures.load(Ordering::Relaxed),
+            ),
+            (
+                "sentio_http_auth_throttled_total",
+                "HTTP requests answered 429 because their address presented too many wrong tokens.",
+                self.throttled.load(Ordering::Relaxed),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, v) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle(max: u32, window_ms: u64) -> AuthThrottle {
+        AuthThrottle::new(&HttpLimits {
+            auth_failures_per_window: max,
+            auth_failure_window_ms: window_ms,
+            ..HttpLimits::default()
+        })
+    }
+
+    #[test]
+    fn an_address_waits_after_its_failures_and_others_do_not() {
+        let t = throttle(3, 60_000);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(t.check(a), Ok(()));
+            t.failed(a);
+        }
+        let wait = t.check(a).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert_eq!(t.check(b), Ok(()));
+        assert_eq!(t.throttled.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_new_window_forgives_and_the_table_stays_bounded() {
+        let t = throttle(1, 50);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        t.failed(a);
+        assert!(t.check(a).is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(t.check(a), Ok(()));
+        let t = throttle(1, 60_000);
+        for i in 0..(MAX_TRACKED_ADDRESSES as u32 + 50) {
+            t.failed(IpAddr::from(i.to_be_bytes()));
+        }
+        assert_eq!(t.tracked(), MAX_TRACKED_ADDRESSES);
+    }
+}
