@@ -79,7 +79,8 @@ impl DeviceAuth {
 /// Admits an authenticated CONNECT as `user` (`None`: anonymous) unless a connection quota is
 /// full ([`Clients::admit`]): then CONNACK 0x97, quota exceeded (MQTT 3.1.1: 0x03, server
 /// unavailable), counted, and logged once per 100 refusals (a reconnect storm must not flood
-/// the log).
+/// the log). A will to be retained beyond the identity's retained share is refused the same
+/// way (`retained.rs`).
 pub(crate) fn admit(
     clients: &Clients,
     limits: &LimitState,
@@ -88,6 +89,19 @@ pub(crate) fn admit(
     client_addr: SocketAddr,
     user: Option<&str>,
 ) -> AuthResult {
+    if let Some(will) = connect
+        .will
+        .as_ref()
+        .filter(|w| w.retain && !w.payload.is_empty())
+        && !limits
+            .retained
+            .admit_will(&connect.client_id, user, &will.topic, will.payload.len())
+    {
+        return AuthResult::fail_with_reason(
+            ReasonCode::QuotaExceeded,
+            "the retained will would pass this identity's retained messages quota",
+        );
+    }
     let refusal = match clients.admit(
         ticket,
         &connect.client_id,

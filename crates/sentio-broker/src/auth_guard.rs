@@ -131,13 +131,17 @@ impl AuthGuard {
     /// A CONNECT from `ip` failed. Returns what to log, if it is time to.
     pub(crate) fn failed(&self, ip: IpAddr, now: Instant) -> Option<Report> {
         let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        let s = addresses.entry(address_key(ip), |s| s.last, || Strikes {
-            failures: 0,
-            last: now,
-            blocked_until: None,
-            warned_at: None,
-            unwarned: 0,
-        });
+        let s = addresses.entry(
+            address_key(ip),
+            |s| s.last,
+            || Strikes {
+                failures: 0,
+                last: now,
+                blocked_until: None,
+                warned_at: None,
+                unwarned: 0,
+            },
+        );
         if now.duration_since(s.last) >= self.backoff {
             s.failures = 0;
         }
@@ -157,8 +161,7 @@ impl AuthGuard {
 
     /// Whether this address may log now (at most once per interval).
     fn due(s: &mut Strikes, now: Instant) -> bool {
-        if s
-            .warned_at
+        if s.warned_at
             .is_some_and(|t| now.duration_since(t) < WARN_INTERVAL)
         {
             return false;

@@ -146,7 +146,9 @@ impl BrokerHandle {
     /// messages that would grow the broker's state are refused (`retained.rs`). The node
     /// calls it after each maintenance pass.
     pub fn set_disk_usage(&self, used_bytes: u64, budget_bytes: Option<u64>) {
-        self.limits.retained.set_disk_usage(used_bytes, budget_bytes);
+        self.limits
+            .retained
+            .set_disk_usage(used_bytes, budget_bytes);
     }
 
     /// The broker's counters now.

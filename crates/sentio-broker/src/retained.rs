@@ -13,7 +13,8 @@
 //!   data is what gives way.
 //!
 //! Clearing a retained message (an empty payload) is never asked, always works and releases
-//! its share at once.
+//! its share at once. A CONNECT whose will would be retained is checked the same way (mqtt5
+//! asks nothing when it publishes a will): refused with CONNACK 0x97 (3.1.1: 0x03).
 //!
 //! **Who is charged.** A topic under `devices/<id>/` is charged to device `<id>`, whoever
 //! published it (a device can publish only there; an operator's token writing a device's topic
@@ -194,7 +195,9 @@ impl RetainedLedger {
     pub(crate) fn set_disk_usage(&self, used: u64, budget: Option<u64>) {
         self.disk.used.store(used, Ordering::Relaxed);
         self.disk.since.store(0, Ordering::Relaxed);
-        self.disk.budget.store(budget.unwrap_or(0), Ordering::Relaxed);
+        self.disk
+            .budget
+            .store(budget.unwrap_or(0), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -210,12 +213,38 @@ impl RetainedLedger {
         topic: &str,
         bytes: usize,
     ) -> bool {
+        self.check(client_id, user, topic, bytes, true)
+    }
+
+    /// Whether a CONNECT whose will retains `bytes` on `topic` fits `user`'s share now (mqtt5
+    /// asks nothing when it publishes a will, so a retained will is checked at CONNECT and
+    /// charged when stored); a refusal is counted and logged like [`Self::admit`]'s.
+    pub(crate) fn admit_will(
+        &self,
+        client_id: &str,
+        user: Option<&str>,
+        topic: &str,
+        bytes: usize,
+    ) -> bool {
+        self.check(client_id, user, topic, bytes, false)
+    }
+
+    fn check(
+        &self,
+        client_id: &str,
+        user: Option<&str>,
+        topic: &str,
+        bytes: usize,
+        publishing: bool,
+    ) -> bool {
         let owner = charged_to(user, topic);
         let mut book = self.lock();
         let refusal = self.refusal(&book, &owner, topic, bytes);
         let Some(refusal) = refusal else {
-            book.admitted
-                .insert(client_id.to_string(), (topic.to_string(), owner));
+            if publishing {
+                book.admitted
+                    .insert(client_id.to_string(), (topic.to_string(), owner));
+            }
             return true;
         };
         let counter = match refusal {
@@ -232,14 +261,25 @@ impl RetainedLedger {
             let refused = std::mem::take(&mut book.unwarned);
             book.warned_at = Some(now);
             drop(book);
+            let what = if publishing {
+                "retained PUBLISH"
+            } else {
+                "CONNECT with a retained will"
+            };
             warn!(client_id = ?client_id, identity = ?owner, topic = ?topic, bytes, refused,
-                "retained PUBLISH refused (0x97): {} (refusals since the last such line: {refused})",
+                "{what} refused (0x97): {} (refusals since the last such line: {refused})",
                 refusal.why());
         }
         false
     }
 
-    fn refusal(&self, book: &Book, owner: &str, topic: &str, bytes: usize) -> Option<RetainRefusal> {
+    fn refusal(
+        &self,
+        book: &Book,
+        owner: &str,
+        topic: &str,
+        bytes: usize,
+    ) -> Option<RetainRefusal> {
         let previous = book.topics.get(topic);
         // What the owner would hold with this message in place of the topic's current one.
         let mut usage = book.usage.get(owner).copied().unwrap_or_default();
@@ -346,7 +386,10 @@ mod tests {
         assert_eq!(l.usage(ANONYMOUS), (1, 3));
         // Restored at start: device topics charged to the device, others to no one.
         let r = RetainedLedger::new(0, 0);
-        r.restore([("devices/d1/s".to_string(), 9), ("site/hall".to_string(), 4)]);
+        r.restore([
+            ("devices/d1/s".to_string(), 9),
+            ("site/hall".to_string(), 4),
+        ]);
         assert_eq!((r.usage("d1"), r.lock().usage.len()), ((1, 9), 1));
     }
 
@@ -365,6 +408,21 @@ mod tests {
         l.set_disk_usage(5_000, None);
         assert!(publish(&l, "d1", "devices/d1/c", 1));
         assert_eq!(l.refused_disk.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_retained_will_is_checked_at_connect_and_charged_when_published() {
+        let l = RetainedLedger::new(1, 0);
+        assert!(publish(&l, "d1", "devices/d1/a", 5));
+        assert!(!l.admit_will("c2", Some("d1"), "devices/d1/will", 5));
+        assert!(
+            l.admit_will("c2", Some("d1"), "devices/d1/a", 5),
+            "replaces its own"
+        );
+        // Published by the broker: no publisher, charged by its topic.
+        l.stored("devices/d2/will", 7, false, None);
+        assert_eq!(l.usage("d2"), (1, 7));
+        assert_eq!(l.refused_quota.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use sentio_broker::{Broker, BrokerConfig, TlsSettings};
 use sentio_pipeline::{LocalBus, Pipeline, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{
-    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth, StorageStatus,
-    StoreError,
+    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth,
+    StorageStatus, StoreError,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -144,11 +144,13 @@ impl Node {
         // up, applies retention and the disk budget; probes a full disk until it takes data.
         let (maint, rx, broker) = (store.clone(), stop_rx.clone(), broker_handle.clone());
         // With a disk budget, the broker keeps its state to it (measured after each pass).
-        let measured = config.store.disk_budget.is_some().then_some(
-            move |s: StorageStatus| {
+        let measured = config
+            .store
+            .disk_budget
+            .is_some()
+            .then_some(move |s: StorageStatus| {
                 broker.set_disk_usage(s.bytes.saturating_sub(s.free_bytes), s.budget_bytes);
-            },
-        );
+            });
         servers.push(tokio::spawn(async move {
             run_maintenance(&*maint, &*maint, measured, stopped(rx)).await;
         }));

@@ -33,7 +33,10 @@ async fn failed_logins_are_counted_recorded_and_the_address_backs_off() {
     assert_eq!(rc, QUOTA_EXCEEDED, "the address backs off");
     let (_, rc) = connect_raw(node.mqtt_addr, 4, "ok", "pump-1", &secret).await;
     assert_eq!(rc, 0x03, "3.1.1: server unavailable");
-    assert_eq!(metric_value(&node, "sentio_mqtt_auth_failures_total").await, 3);
+    assert_eq!(
+        metric_value(&node, "sentio_mqtt_auth_failures_total").await,
+        3
+    );
     assert_eq!(
         metric_value(&node, "sentio_mqtt_limited_total{limit=\"auth_backoff\"}").await,
         2
@@ -78,10 +81,7 @@ async fn guessing_is_logged_once_per_interval_and_never_with_the_password() {
     let _ = child.wait();
     let lines = lines.lock().unwrap().clone();
     let all = lines.join("\n");
-    let refusals = lines
-        .iter()
-        .filter(|l| l.contains("MQTT connect"))
-        .count();
+    let refusals = lines.iter().filter(|l| l.contains("MQTT connect")).count();
     assert_eq!(refusals, 1, "one line per address per interval:\n{all}");
     assert!(!all.contains("hunter2"), "the password is logged:\n{all}");
     assert!(!all.contains("pump-7"), "the username is logged:\n{all}");

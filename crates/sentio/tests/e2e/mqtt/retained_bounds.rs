@@ -1,6 +1,6 @@
 //! Retained messages are bounded per identity (`mqtt.limits.max_retained_messages` and
 //! `max_retained_bytes`: PUBACK 0x97 beyond, a 3.1.1 client gets its plain PUBACK and nothing
-//! is retained), clearing one always works and frees its share, the bounds hold across a
+//! is retained, a CONNECT whose retained will would pass them gets CONNACK 0x97), clearing one always works and frees its share, the bounds hold across a
 //! restart, payloads are stored compactly (files written before the change still load), and
 //! under a disk budget the broker refuses new retained data instead of the store evicting
 //! telemetry for it.
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::support::*;
 use rumqttc::v5::mqttbytes::QoS as Q5;
-use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
-use rumqttc::v5::{AsyncClient as Client5, Event as Event5, EventLoop as Loop5};
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, LastWill, Packet as Packet5, PubAckReason};
+use rumqttc::v5::{AsyncClient as Client5, ConnectionError, Event as Event5, EventLoop as Loop5};
 use rumqttc::{Packet, QoS};
 use sentio::node::Node;
 use serde_json::json;
@@ -22,7 +22,7 @@ async fn retain(c: &Client5, el: &mut Loop5, topic: &str, payload: Vec<u8>) -> P
         .await
         .unwrap();
     next_v5(el, |p| match p {
-        Packet5::PubAck(a) => Some(a.reason.clone()),
+        Packet5::PubAck(a) => Some(a.reason),
         _ => None,
     })
     .await
@@ -32,9 +32,14 @@ async fn retain(c: &Client5, el: &mut Loop5, topic: &str, payload: Vec<u8>) -> P
 /// The retained messages a new subscription to `filter` receives: (topic, payload length),
 /// sorted by topic.
 async fn retained(node: &Node, device: &str, secret: &str, filter: &str) -> Vec<(String, usize)> {
-    let (c, mut el) = mqtt5_connect_with(node, &format!("{device}-reader"), Some((device, secret)), |o| {
-        o.set_max_packet_size(Some(1 << 20));
-    })
+    let (c, mut el) = mqtt5_connect_with(
+        node,
+        &format!("{device}-reader"),
+        Some((device, secret)),
+        |o| {
+            o.set_max_packet_size(Some(1 << 20));
+        },
+    )
     .await
     .unwrap();
     c.subscribe(filter, Q5::AtLeastOnce).await.unwrap();
@@ -42,7 +47,10 @@ async fn retained(node: &Node, device: &str, secret: &str, filter: &str) -> Vec<
     while let Ok(ev) = tokio::time::timeout(Duration::from_millis(1500), el.poll()).await {
         if let Event5::Incoming(Packet5::Publish(p)) = ev.unwrap() {
             assert!(p.retain, "only retained messages are expected");
-            got.push((String::from_utf8(p.topic.to_vec()).unwrap(), p.payload.len()));
+            got.push((
+                String::from_utf8(p.topic.to_vec()).unwrap(),
+                p.payload.len(),
+            ));
         }
     }
     c.disconnect().await.unwrap();
@@ -54,20 +62,29 @@ fn commands(device: &str, name: &str) -> String {
     format!("devices/{device}/commands/{name}")
 }
 
-/// Total bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+/// Retains `len` bytes on `devices/<device>/commands/r<i>` for each `i` in `names`, each
+/// acknowledged with success.
+async fn retain_all(
+    c: &Client5,
+    el: &mut Loop5,
+    device: &str,
+    names: std::ops::Range<usize>,
+    len: usize,
+) {
+    for i in names {
+        let topic = commands(device, &format!("r{i}"));
+        let r = retain(c, el, &topic, vec![b'x'; len]).await;
+        assert_eq!(r, PubAckReason::Success, "{topic}");
+    }
+}
+
+/// Bytes of the database file and its log in the data directory `dir`.
+fn database_bytes(dir: &Path) -> u64 {
+    ["sentio.db", "sentio.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Finding 3 (a, b): a device can no longer store unlimited retained messages; other devices
@@ -103,12 +120,11 @@ async fn retained_messages_are_bounded_per_identity_and_clearing_frees_the_share
         "the old form loads"
     );
 
-    let (ca, mut ela) = mqtt5_connect(&node, "a", Some(("dev-a", &a))).await.unwrap();
+    let (ca, mut ela) = mqtt5_connect(&node, "a", Some(("dev-a", &a)))
+        .await
+        .unwrap();
     // "old" (2 bytes) and three more: four messages, 6,002 bytes.
-    for i in 0..3 {
-        let r = retain(&ca, &mut ela, &commands("dev-a", &format!("r{i}")), vec![b'x'; 2_000]).await;
-        assert_eq!(r, PubAckReason::Success, "r{i}");
-    }
+    retain_all(&ca, &mut ela, "dev-a", 0..3, 2_000).await;
     // A fifth topic: over the count. A larger replacement: over the bytes.
     for (topic, len) in [("r3", 10), ("r0", 6_000)] {
         let r = retain(&ca, &mut ela, &commands("dev-a", topic), vec![b'y'; len]).await;
@@ -118,16 +134,20 @@ async fn retained_messages_are_bounded_per_identity_and_clearing_frees_the_share
     let r = retain(&ca, &mut ela, &commands("dev-a", "r0"), vec![b'z'; 5_000]).await;
     assert_eq!(r, PubAckReason::Success);
     // Another device is not affected.
-    let (cb, mut elb) = mqtt5_connect(&node, "b", Some(("dev-b", &b))).await.unwrap();
-    for i in 0..4 {
-        let r = retain(&cb, &mut elb, &commands("dev-b", &format!("r{i}")), vec![b'b'; 2_000]).await;
-        assert_eq!(r, PubAckReason::Success, "dev-b r{i}");
-    }
-    // A 3.1.1 client over the bound gets a plain PUBACK; nothing is retained.
-    let (c3, mut el3) = mqtt_connect(&node, "a-311", "dev-a", &a).await.unwrap();
-    c3.publish(commands("dev-a", "r9"), QoS::AtLeastOnce, true, vec![b'q'; 10])
+    let (cb, mut elb) = mqtt5_connect(&node, "b", Some(("dev-b", &b)))
         .await
         .unwrap();
+    retain_all(&cb, &mut elb, "dev-b", 0..4, 2_000).await;
+    // A 3.1.1 client over the bound gets a plain PUBACK; nothing is retained.
+    let (c3, mut el3) = mqtt_connect(&node, "a-311", "dev-a", &a).await.unwrap();
+    c3.publish(
+        commands("dev-a", "r9"),
+        QoS::AtLeastOnce,
+        true,
+        vec![b'q'; 10],
+    )
+    .await
+    .unwrap();
     next_v3(&mut el3, |p| matches!(p, Packet::PubAck(_)).then_some(()))
         .await
         .unwrap();
@@ -141,9 +161,25 @@ async fn retained_messages_are_bounded_per_identity_and_clearing_frees_the_share
             (commands("dev-a", "r2"), 2_000),
         ]
     );
+    // A will that would be retained on a fifth topic: the CONNECT is refused.
+    let will = LastWill::new(
+        commands("dev-a", "gone"),
+        b"bye".to_vec(),
+        Q5::AtLeastOnce,
+        true,
+        None,
+    );
+    match mqtt5_connect_with(&node, "a-will", Some(("dev-a", &a)), |o| {
+        o.set_last_will(will);
+    })
+    .await
+    {
+        Err(ConnectionError::ConnectionRefused(ConnectReturnCode::QuotaExceeded)) => {}
+        other => panic!("a retained will over the quota: {:?}", other.err()),
+    }
     assert_eq!(
         metric_value(&node, "sentio_mqtt_limited_total{limit=\"retained\"}").await,
-        3
+        4
     );
 
     // Clearing always works and frees the share at once.
@@ -166,7 +202,9 @@ async fn retained_messages_are_bounded_per_identity_and_clearing_frees_the_share
 
     // The shares are rebuilt at start: dev-a still holds four messages.
     let node = start_with(dir.path(), configure).await;
-    let (ca, mut ela) = mqtt5_connect(&node, "a", Some(("dev-a", &a))).await.unwrap();
+    let (ca, mut ela) = mqtt5_connect(&node, "a", Some(("dev-a", &a)))
+        .await
+        .unwrap();
     let r = retain(&ca, &mut ela, &commands("dev-a", "r4"), vec![b'v'; 10]).await;
     assert_eq!(r, PubAckReason::QuotaExceeded, "after a restart");
     let r = retain(&ca, &mut ela, &commands("dev-a", "r3"), Vec::new()).await;
@@ -195,12 +233,14 @@ async fn at_the_disk_budget_retained_data_is_refused_and_telemetry_is_kept() {
         let (st, body) = post_telemetry(&node, "meter-1", &meter, &batch).await;
         assert_eq!(st, 200, "{body}");
     }
+    let (_, storage) = api(&node, "GET", "/api/v1/storage", None).await;
+    let used = storage["bytes"].as_u64().unwrap();
     node.shutdown().await;
 
     // The budget leaves the database far below its eviction mark, with about 2 MB to spare
     // for everything else.
-    let db = dir_bytes(dir.path()) - dir_bytes(&dir.path().join("mqtt"));
-    let budget = dir_bytes(dir.path()) + 2_000_000;
+    let db = database_bytes(dir.path());
+    let budget = used + 2_000_000;
     assert!((db as f64) < budget as f64 * 0.8, "{db} of {budget}");
     let node = start_with(dir.path(), |c| {
         c.store.disk_budget = Some(sentio::config::ByteSize(budget));
@@ -213,7 +253,10 @@ async fn at_the_disk_budget_retained_data_is_refused_and_telemetry_is_kept() {
         .unwrap();
     let mut stored = 0;
     let refused = loop {
-        assert!(stored < 60, "60 retained messages of 100 KB were all stored");
+        assert!(
+            stored < 60,
+            "60 retained messages of 100 KB were all stored"
+        );
         let topic = commands("thief", &format!("blob{stored}"));
         match retain(&c, &mut el, &topic, vec![b'#'; 100_000]).await {
             PubAckReason::Success => stored += 1,
@@ -227,9 +270,7 @@ async fn at_the_disk_budget_retained_data_is_refused_and_telemetry_is_kept() {
     assert_eq!(r, PubAckReason::Success);
     let r = retain(&c, &mut el, &commands("thief", "blob1"), vec![b'-'; 50_000]).await;
     assert_eq!(r, PubAckReason::Success);
-    assert!(
-        metric_value(&node, "sentio_mqtt_limited_total{limit=\"retained_disk\"}").await >= 1
-    );
+    assert!(metric_value(&node, "sentio_mqtt_limited_total{limit=\"retained_disk\"}").await >= 1);
     // Several maintenance passes (every 5 s): the meter's history stays whole.
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(points(&node, "meter-1", "v").await.len(), 3000);
