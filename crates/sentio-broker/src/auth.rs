@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::packet::connect::ConnectPacket;
@@ -17,6 +18,7 @@ use tracing::warn;
 use crate::clients::{Clients, Refusal, Ticket};
 use crate::counters::Counters;
 use crate::limits::LimitState;
+use crate::refusals::RefusalRecorder;
 
 /// Authenticates devices by their secret and confines them to their own topics; authenticates
 /// API tokens (`token:<id>` usernames) and confines them to their ACL.
@@ -27,6 +29,8 @@ pub struct DeviceAuth {
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     limits: Arc<LimitState>,
+    /// Records refused CONNECTs on their device, off the CONNECT path.
+    refusals: Arc<RefusalRecorder>,
 }
 
 impl DeviceAuth {
@@ -37,6 +41,7 @@ impl DeviceAuth {
         clients: Arc<Clients>,
         counters: Arc<Counters>,
         limits: Arc<LimitState>,
+        refusals: Arc<RefusalRecorder>,
     ) -> Self {
         Self {
             registry,
@@ -45,14 +50,37 @@ impl DeviceAuth {
             clients,
             counters,
             limits,
+            refusals,
         }
+    }
+
+    /// A CONNECT from `client_addr` claiming `user` gave a wrong credential: counted per
+    /// address (logged at most once per interval per address, never with the username or
+    /// password), queued for recording on the device it names, and refused with `reason`. The
+    /// same work for a registered device id, an unknown one and a token: nothing here waits.
+    fn refuse_credential(
+        &self,
+        user: &str,
+        client_addr: SocketAddr,
+        reason: &'static str,
+    ) -> AuthResult {
+        Counters::bump(&self.counters.auth_failures);
+        if !is_token(user) {
+            self.refusals.record(user, client_addr);
+        }
+        if let Some(r) = self.limits.auth.failed(client_addr.ip(), Instant::now()) {
+            warn!(%client_addr, failures = r.failures, refused = r.events, backoff = ?r.blocked_for,
+                "MQTT connect refused: {reason} (username not logged; one line per address per 10 s, `refused` counts what it stands for)");
+        }
+        AuthResult::fail_with_reason(ReasonCode::BadUsernameOrPassword, reason)
     }
 }
 
 /// Admits an authenticated CONNECT as `user` (`None`: anonymous) unless a connection quota is
 /// full ([`Clients::admit`]): then CONNACK 0x97, quota exceeded (MQTT 3.1.1: 0x03, server
 /// unavailable), counted, and logged once per 100 refusals (a reconnect storm must not flood
-/// the log).
+/// the log). A will to be retained beyond the identity's retained share is refused the same
+/// way (`retained.rs`).
 pub(crate) fn admit(
     clients: &Clients,
     limits: &LimitState,
@@ -61,6 +89,19 @@ pub(crate) fn admit(
     client_addr: SocketAddr,
     user: Option<&str>,
 ) -> AuthResult {
+    if let Some(will) = connect
+        .will
+        .as_ref()
+        .filter(|w| w.retain && !w.payload.is_empty())
+        && !limits
+            .retained
+            .admit_will(&connect.client_id, user, &will.topic, will.payload.len())
+    {
+        return AuthResult::fail_with_reason(
+            ReasonCode::QuotaExceeded,
+            "the retained will would pass this identity's retained messages quota",
+        );
+    }
     let refusal = match clients.admit(
         ticket,
         &connect.client_id,
@@ -142,6 +183,20 @@ impl AuthProvider for DeviceAuth {
                     "anonymous access is off: connect with username = device id and password = its secret",
                 ));
             };
+            // An address that failed too often is refused before its credential is checked.
+            if let Err((left, report)) = self.limits.auth.check(client_addr.ip(), Instant::now()) {
+                if let Some(r) = report {
+                    warn!(%client_addr, refused = r.events, backoff = ?r.blocked_for,
+                        "MQTT connects from this address refused for a while: too many failed logins (mqtt.limits.max_auth_failures)");
+                }
+                return Ok(AuthResult::fail_with_reason(
+                    ReasonCode::QuotaExceeded,
+                    format!(
+                        "too many failed logins from this address; retry in {} s",
+                        left.as_secs().max(1)
+                    ),
+                ));
+            }
             let password = connect
                 .password
                 .as_deref()
@@ -158,10 +213,9 @@ impl AuthProvider for DeviceAuth {
                         Some(user),
                     ));
                 }
-                Counters::bump(&self.counters.auth_failures);
-                warn!(%client_addr, user = ?user, "MQTT connect refused: unknown or revoked token, or wrong password");
-                return Ok(AuthResult::fail_with_reason(
-                    ReasonCode::BadUsernameOrPassword,
+                return Ok(self.refuse_credential(
+                    user,
+                    client_addr,
                     "unknown or revoked token, or wrong password",
                 ));
             }
@@ -180,19 +234,9 @@ impl AuthProvider for DeviceAuth {
                     Some(user),
                 ));
             }
-            Counters::bump(&self.counters.auth_failures);
-            if let Some(device) = device.filter(|d| self.registry.is_registered(d)) {
-                let reason = format!("MQTT connect from {client_addr} refused: wrong secret");
-                self.ingest.reject(&device, &reason).await;
-            } else {
-                // The username is not logged: an unknown one may be a secret typed in the wrong
-                // field.
-                warn!(%client_addr, "MQTT connect refused: unknown device (username not logged)");
-            }
-            Ok(AuthResult::fail_with_reason(
-                ReasonCode::BadUsernameOrPassword,
-                "unknown device or wrong secret",
-            ))
+            // The username is not logged: an unknown one may be a secret typed in the wrong
+            // field.
+            Ok(self.refuse_credential(user, client_addr, "unknown device or wrong secret"))
         })
     }
 

@@ -64,6 +64,12 @@ pub struct BrokerCounters {
     pub connections_refused: u64,
     /// SUBSCRIBE filters refused at the subscription limit (SUBACK 0x97).
     pub subscriptions_refused: u64,
+    /// Retained PUBLISHes refused at an identity's retained bound (PUBACK 0x97).
+    pub retained_refused: u64,
+    /// Retained PUBLISHes refused because the data directory was at its disk budget.
+    pub retained_refused_disk: u64,
+    /// CONNECTs refused unchecked because their address failed too many logins.
+    pub connects_backed_off: u64,
     /// Failed accepts on the MQTT listeners (such as too many open files), each followed by
     /// a pause.
     pub accept_errors: u64,

@@ -21,11 +21,14 @@
 mod accept;
 mod anonymous;
 mod auth;
+mod auth_guard;
 mod clients;
 mod counters;
 mod error;
 mod limits;
 mod mtls;
+mod refusals;
+mod retained;
 mod tap;
 mod tls;
 mod ws;
@@ -39,12 +42,14 @@ use std::sync::atomic::Ordering;
 
 use mqtt5::broker::MqttBroker;
 use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageConfig};
+use mqtt5::broker::storage::StorageBackend as _;
 use mqtt5::broker::sys_topics::BrokerStats;
 use sentio_pipeline::Ingest;
 use sentio_store::{DeviceRegistry, TokenStore};
 use tracing::{info, warn};
 
 pub use anonymous::ANONYMOUS_FILTER;
+pub use auth_guard::{DEFAULT_AUTH_BACKOFF_S, DEFAULT_MAX_AUTH_FAILURES};
 pub use clients::ClientInfo;
 pub use counters::BrokerCounters;
 pub use error::BrokerError;
@@ -53,6 +58,7 @@ pub use limits::{
     DEFAULT_MAX_CONNECTIONS_PER_DEVICE, DEFAULT_MAX_SUBSCRIPTIONS, Limits,
 };
 pub use mtls::common_name as certificate_common_name;
+pub use retained::{DEFAULT_MAX_RETAINED_BYTES, DEFAULT_MAX_RETAINED_MESSAGES};
 pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
 pub use ws::WEBSOCKET_SUBPROTOCOL;
 
@@ -135,6 +141,16 @@ impl BrokerHandle {
         self.clients.revoke(identity).await
     }
 
+    /// The data directory's live bytes as just measured, and its disk budget (`None`: none).
+    /// Broker state never makes the store evict telemetry; instead, at the budget, retained
+    /// messages that would grow the broker's state are refused (`retained.rs`). The node
+    /// calls it after each maintenance pass.
+    pub fn set_disk_usage(&self, used_bytes: u64, budget_bytes: Option<u64>) {
+        self.limits
+            .retained
+            .set_disk_usage(used_bytes, budget_bytes);
+    }
+
     /// The broker's counters now.
     pub fn counters(&self) -> BrokerCounters {
         let c = &self.counters;
@@ -158,6 +174,9 @@ impl BrokerHandle {
             publishes_backpressured: read(&self.limits.counters.backpressured),
             connections_refused: read(&self.limits.counters.connections_refused),
             subscriptions_refused: read(&self.limits.counters.subscriptions_refused),
+            retained_refused: read(&self.limits.retained.refused_quota),
+            retained_refused_disk: read(&self.limits.retained.refused_disk),
+            connects_backed_off: read(&self.limits.auth.refused),
             accept_errors: mqtt5::broker::accept_backoff::accept_errors(),
         }
     }
@@ -258,6 +277,7 @@ impl Broker {
             clients.clone(),
             counters.clone(),
             limits.clone(),
+            Arc::new(refusals::RefusalRecorder::start(registry.clone())),
         ));
         if config.allow_anonymous {
             warn!(
@@ -276,6 +296,16 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Start(e.to_string()))?
             .with_auth_provider(auth.clone());
+        // The retained messages already stored are charged before any client connects.
+        if let Some(storage) = inner.storage() {
+            let stored = storage
+                .get_retained_messages("#")
+                .await
+                .map_err(|e| BrokerError::Start(e.to_string()))?;
+            limits
+                .retained
+                .restore(stored.into_iter().map(|(t, m)| (t, m.payload.len())));
+        }
         let acceptor = Arc::new(Acceptor::new(mqtt_config, &inner));
         let mtls = match (&config.tls, mtls_config) {
             (Some(settings), Some(server_config)) => Some(MtlsListener {

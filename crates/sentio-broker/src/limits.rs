@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use sentio_core::acl;
 use tracing::warn;
 
+use crate::auth_guard::{AuthGuard, DEFAULT_AUTH_BACKOFF_S, DEFAULT_MAX_AUTH_FAILURES};
 use crate::clients::Clients;
+use crate::retained::{DEFAULT_MAX_RETAINED_BYTES, DEFAULT_MAX_RETAINED_MESSAGES, RetainedLedger};
 
 /// Default most simultaneous connections per node.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -71,6 +73,19 @@ pub struct Limits {
     /// Most simultaneous device and anonymous connections from one IP address (0 = unlimited;
     /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]); token connections count against their token.
     pub max_connections_per_address: usize,
+    /// Most retained messages one identity may hold (0 = unlimited;
+    /// [`DEFAULT_MAX_RETAINED_MESSAGES`]); a topic under `devices/<id>/` counts for device
+    /// `<id>`. Beyond: PUBACK/PUBREC 0x97 (quota exceeded), not retained (`retained.rs`).
+    pub max_retained_messages: usize,
+    /// Most retained payload bytes one identity may hold (0 = unlimited;
+    /// [`DEFAULT_MAX_RETAINED_BYTES`], 1 MiB).
+    pub max_retained_bytes: usize,
+    /// Failed CONNECTs from one address (an IPv6 /64) within `auth_backoff_s` after which
+    /// that address is refused for `auth_backoff_s` (0 = never refused; failures are still
+    /// counted and logged). [`DEFAULT_MAX_AUTH_FAILURES`].
+    pub max_auth_failures: u32,
+    /// The back-off interval for failed CONNECTs, in seconds ([`DEFAULT_AUTH_BACKOFF_S`]).
+    pub auth_backoff_s: u32,
 }
 
 impl Default for Limits {
@@ -84,6 +99,10 @@ impl Default for Limits {
             max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
             max_connections_per_token: 0,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
+            max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            auth_backoff_s: DEFAULT_AUTH_BACKOFF_S,
         }
     }
 }
@@ -103,6 +122,14 @@ impl std::fmt::Display for Limits {
             unlimited(self.max_connections_per_device),
             unlimited(self.max_connections_per_token),
             unlimited(self.max_connections_per_address),
+        )?;
+        write!(
+            f,
+            "retained/identity {} messages and {} bytes, connect failures/address {} per {} s, ",
+            unlimited(self.max_retained_messages),
+            unlimited(self.max_retained_bytes),
+            unlimited(self.max_auth_failures as usize),
+            self.auth_backoff_s,
         )?;
         write!(
             f,
@@ -278,6 +305,10 @@ pub(crate) struct LimitState {
     /// Most simultaneous connections (the node's, enforced at CONNECT by `Clients::admit`).
     pub max_connections: usize,
     pub counters: LimitCounters,
+    /// Retained messages per identity and against the disk budget.
+    pub retained: RetainedLedger,
+    /// Failed CONNECTs per address, and the back-off.
+    pub auth: AuthGuard,
     buckets: Mutex<HashMap<String, TokenBucket>>,
     sessions: Mutex<Table>,
 }
@@ -288,6 +319,8 @@ impl LimitState {
             limits,
             max_connections,
             counters: LimitCounters::default(),
+            retained: RetainedLedger::new(limits.max_retained_messages, limits.max_retained_bytes),
+            auth: AuthGuard::new(limits.max_auth_failures, limits.auth_backoff_s),
             buckets: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Table::default()),
         }

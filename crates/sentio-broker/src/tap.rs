@@ -8,7 +8,7 @@ use mqtt5::QoS;
 use mqtt5::broker::events::{
     BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent, ClientPublishEvent,
     ClientSubscribeEvent, ClientUnsubscribeEvent, MessageDeliveredEvent, PublishAction,
-    SubAckReasonCode,
+    RetainRequest, RetainedSetEvent, SubAckReasonCode,
 };
 use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
@@ -144,6 +144,7 @@ impl BrokerEventHandler for TelemetryTap {
         Box::pin(async move {
             self.clients.disconnected(&event.client_id);
             self.limits.disconnected(&event.client_id);
+            self.limits.retained.disconnected(&event.client_id);
             let Some(user) = event.user_id.as_deref() else {
                 return;
             };
@@ -170,6 +171,32 @@ impl BrokerEventHandler for TelemetryTap {
                     .await;
             }
         })
+    }
+
+    fn authorize_retained<'a>(
+        &'a self,
+        request: RetainRequest,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        let ok = self.limits.retained.admit(
+            &request.client_id,
+            request.user_id.as_deref(),
+            &request.topic,
+            request.payload_len,
+        );
+        Box::pin(std::future::ready(ok))
+    }
+
+    fn on_retained_set<'a>(
+        &'a self,
+        event: RetainedSetEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        self.limits.retained.stored(
+            &event.topic,
+            event.payload.len(),
+            event.cleared,
+            event.publisher.as_deref(),
+        );
+        Box::pin(std::future::ready(()))
     }
 
     fn on_client_publish<'a>(

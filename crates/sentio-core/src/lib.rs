@@ -44,8 +44,19 @@ pub mod topic {
 
     /// If `topic` is `devices/<id>/telemetry`, the `<id>`.
     pub fn telemetry_device(topic: &str) -> Option<&str> {
-        let rest = topic.strip_prefix(DEVICES)?.strip_prefix('/')?;
-        let (id, tail) = rest.split_once('/')?;
+        let (id, tail) = split_device(topic)?;
         (tail == TELEMETRY).then_some(id)
+    }
+
+    /// If `topic` is under `devices/<id>/` (a device's own tree), the `<id>`.
+    pub fn device_of(topic: &str) -> Option<&str> {
+        split_device(topic).map(|(id, _)| id)
+    }
+
+    /// `devices/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.
+    fn split_device(topic: &str) -> Option<(&str, &str)> {
+        let rest = topic.strip_prefix(DEVICES)?.strip_prefix('/')?;
+        rest.split_once('/')
+            .filter(|(id, tail)| !id.is_empty() && !tail.is_empty())
     }
 }

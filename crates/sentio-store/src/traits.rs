@@ -191,7 +191,8 @@ pub trait RetentionStore: Send + Sync {
 #[async_trait]
 pub trait Maintenance: RetentionStore {
     /// Sets the disk budget of the store's data (`None`: no budget); the next maintenance pass
-    /// keeps to it ([`RetentionStore::maintain`]).
+    /// keeps to it ([`RetentionStore::maintain`]), counting the store's own files only: other
+    /// files in the data directory (the broker's state) are never a reason to remove points.
     fn set_disk_budget(&self, bytes: Option<u64>);
     /// Stops background work for good: a [`Maintenance::seal_round`] or
     /// [`Maintenance::maintenance_round`] running now returns at its next safe point (between

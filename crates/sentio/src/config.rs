@@ -209,8 +209,10 @@ impl Default for MqttTlsConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Disk budget of the data directory (e.g. `10GB`): over 95 % of it the oldest raw points
-    /// go (rollups stay) until under 90 %. None by default.
+    /// Disk budget of the data directory (e.g. `10GB`): when the database passes 95 % of it
+    /// the oldest raw points go (rollups stay) until under 90 %; when the whole directory is at
+    /// it, the broker refuses retained messages that would grow its state (broker state is
+    /// never a reason to remove telemetry). None by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_budget: Option<ByteSize>,
     /// `[store.retention]`.

@@ -11,7 +11,8 @@ use sentio_broker::{Broker, BrokerConfig, TlsSettings};
 use sentio_pipeline::{LocalBus, Pipeline, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{
-    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth, StoreError,
+    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth,
+    StorageStatus, StoreError,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -185,9 +186,17 @@ impl Node {
         }));
         // Maintenance in the background: seals old head points into compressed chunks, rolls
         // up, applies retention and the disk budget; probes a full disk until it takes data.
-        let (maint, rx) = (store.clone(), stop_rx.clone());
+        let (maint, rx, broker) = (store.clone(), stop_rx.clone(), broker_handle.clone());
+        // With a disk budget, the broker keeps its state to it (measured after each pass).
+        let measured = config
+            .store
+            .disk_budget
+            .is_some()
+            .then_some(move |s: StorageStatus| {
+                broker.set_disk_usage(s.bytes.saturating_sub(s.free_bytes), s.budget_bytes);
+            });
         servers.push(tokio::spawn(async move {
-            run_maintenance(&*maint, &*maint, stopped(rx)).await;
+            run_maintenance(&*maint, &*maint, measured, stopped(rx)).await;
         }));
         let state = AppState {
             registry: store.clone(),
@@ -333,13 +342,16 @@ async fn apply_retention(
 }
 
 /// Every 5 s: seal, roll up, expire, keep to the disk budget; while the disk is full, only
-/// probe whether 1 MiB is free again (so MQTT 5 publishers are no longer refused).
+/// probe whether 1 MiB is free again (so MQTT 5 publishers are no longer refused). At start
+/// and after each pass, the data directory's size goes to `measured`, if given.
 async fn run_maintenance(
     store: &dyn Maintenance,
     health: &dyn StorageHealth,
+    measured: Option<impl Fn(StorageStatus)>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    measure(store, measured.as_ref()).await;
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -355,6 +367,16 @@ async fn run_maintenance(
         if let Err(e) = store.maintenance_round().await {
             tracing::error!(error = %e, "retention and rollups pass failed");
         }
+        measure(store, measured.as_ref()).await;
+    }
+}
+
+/// Hands the store's size to `measured`, if given.
+async fn measure(store: &dyn Maintenance, measured: Option<&impl Fn(StorageStatus)>) {
+    let Some(measured) = measured else { return };
+    match store.storage().await {
+        Ok(status) => measured(status),
+        Err(e) => tracing::error!(error = %e, "measuring the data directory failed"),
     }
 }
 

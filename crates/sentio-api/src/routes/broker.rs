@@ -108,12 +108,15 @@ pub fn metrics(c: &BrokerCounters) -> String {
     family(
         "sentio_mqtt_limited_total",
         "counter",
-        "Packets held back or refused by a limit: publishes delayed by mqtt.limits.max_publish_rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at mqtt.max_connections or at the connections per device, token or address (mqtt.limits.max_connections_per_*) (connections, CONNACK 0x97), SUBSCRIBE filters refused at mqtt.limits.max_subscriptions (subscriptions, SUBACK 0x97).",
+        "Packets held back or refused by a limit: publishes delayed by mqtt.limits.max_publish_rate (rate), publishes held while a subscriber's queue was full (backpressure), CONNECTs refused at mqtt.max_connections or at the connections per device, token or address (mqtt.limits.max_connections_per_*) (connections, CONNACK 0x97), SUBSCRIBE filters refused at mqtt.limits.max_subscriptions (subscriptions, SUBACK 0x97), retained PUBLISHes refused at mqtt.limits.max_retained_messages / max_retained_bytes (retained) or at store.disk_budget (retained_disk) (PUBACK 0x97), CONNECTs refused unchecked from an address over mqtt.limits.max_auth_failures (auth_backoff).",
         &[
             ("{limit=\"rate\"}", c.publishes_throttled),
             ("{limit=\"backpressure\"}", c.publishes_backpressured),
             ("{limit=\"connections\"}", c.connections_refused),
             ("{limit=\"subscriptions\"}", c.subscriptions_refused),
+            ("{limit=\"retained\"}", c.retained_refused),
+            ("{limit=\"retained_disk\"}", c.retained_refused_disk),
+            ("{limit=\"auth_backoff\"}", c.connects_backed_off),
         ],
     );
     family(

@@ -91,6 +91,15 @@ pub struct DiskUsage {
     pub free_bytes: u64,
 }
 
+/// Bytes of the database file at `path` and its write-ahead log.
+pub(crate) fn database_bytes(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Series ids by device, then metric.
 type SeriesIds = HashMap<String, HashMap<String, i64>>;
 
@@ -190,15 +199,8 @@ impl SqliteStore {
                 Ok(conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0))? as u64)
             };
             let free_bytes = pragma("freelist_count")? * pragma("page_size")?;
-            let mut file_bytes = 0;
-            for suffix in ["", "-wal"] {
-                let path = PathBuf::from(format!("{}{suffix}", inner.path.display()));
-                if let Ok(m) = std::fs::metadata(&path) {
-                    file_bytes += m.len();
-                }
-            }
             Ok(DiskUsage {
-                file_bytes,
+                file_bytes: database_bytes(&inner.path),
                 free_bytes,
             })
         })

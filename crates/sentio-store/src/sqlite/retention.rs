@@ -22,7 +22,7 @@ use super::rollup_pack;
 /// A day in ms.
 const DAY: i64 = 86_400_000;
 use super::workset::Due;
-use super::{Inner, SqliteStore};
+use super::{Inner, SqliteStore, database_bytes};
 use crate::chunk;
 use crate::{
     Maintenance, MaintenanceReport, Result, RetentionPolicy, RetentionStore, StorageStatus,
@@ -41,7 +41,7 @@ const ROLLUP_ROWS_PER_STEP: i64 = 5_000;
 const STEPS_PER_PASS: usize = 500;
 /// Over this share of the budget, the oldest raw points are removed ...
 const BUDGET_HIGH: f64 = 0.95;
-/// ... until the data directory is under this share.
+/// ... until the database is under this share.
 const BUDGET_LOW: f64 = 0.90;
 
 fn load_policy(conn: &Connection) -> Result<RetentionPolicy> {
@@ -185,9 +185,12 @@ impl Inner {
         Some(self.budget.load(Ordering::Relaxed)).filter(|b| *b > 0)
     }
 
-    /// Live bytes of the data directory: its files minus the database's free pages.
+    /// Live bytes of the database: its file and log minus its free pages. What the budget
+    /// evicts raw points for: the data directory's other files (the broker's state, above
+    /// all) are never a reason to remove telemetry; the broker keeps to the budget by
+    /// refusing new retained data instead.
     fn live_bytes(&self, conn: &Connection) -> Result<u64> {
-        Ok(dir_bytes(self.data_dir()).saturating_sub(free_bytes(conn)?))
+        Ok(database_bytes(&self.path).saturating_sub(free_bytes(conn)?))
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -114,6 +114,19 @@ pub struct RetainedSetEvent {
     pub payload: Bytes,
     pub qos: QoS,
     pub cleared: bool,
+    /// SENTIO-PATCH: the client id whose PUBLISH set or cleared it (`None`: a will, a bridge
+    /// or the broker itself).
+    pub publisher: Option<Arc<str>>,
+}
+
+/// SENTIO-PATCH: a client's PUBLISH that asks to retain a non-empty payload, before it is
+/// routed (see [`BrokerEventHandler::authorize_retained`]).
+#[derive(Debug, Clone)]
+pub struct RetainRequest {
+    pub client_id: Arc<str>,
+    pub user_id: Option<Arc<str>>,
+    pub topic: Arc<str>,
+    pub payload_len: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +170,17 @@ pub trait BrokerEventHandler: Send + Sync {
         _event: ClientDisconnectEvent,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async {})
+    }
+
+    /// SENTIO-PATCH: whether a client may retain this message. Refused, the PUBLISH is
+    /// neither retained nor routed and is answered like the broker's own retained limits:
+    /// PUBACK/PUBREC 0x97 (quota exceeded). Clearing a retained message (an empty payload) is
+    /// never asked. Upstream had only a node-wide count and size.
+    fn authorize_retained<'a>(
+        &'a self,
+        _request: RetainRequest,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async { true })
     }
 
     fn on_retained_set<'a>(

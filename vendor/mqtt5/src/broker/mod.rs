@@ -77,7 +77,7 @@ pub use config::{
 pub use events::{
     BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent, ClientPublishEvent,
     ClientSubscribeEvent, ClientUnsubscribeEvent, MessageDeliveredEvent, PublishAction,
-    RetainedSetEvent, SubAckReasonCode, SubscriptionInfo,
+    RetainRequest, RetainedSetEvent, SubAckReasonCode, SubscriptionInfo,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use hot_reload::HotReloadManager;

@@ -1466,7 +1466,7 @@ impl MessageRouter {
         }
 
         if publish.retain {
-            self.handle_retain_storage(publish, retained_limits_apply)
+            self.handle_retain_storage(publish, retained_limits_apply, publishing_client_id)
                 .await;
         }
 
@@ -1515,7 +1515,12 @@ impl MessageRouter {
         }
     }
 
-    async fn handle_retain_storage(&self, publish: &PublishPacket, retained_limits_apply: bool) {
+    async fn handle_retain_storage(
+        &self,
+        publish: &PublishPacket,
+        retained_limits_apply: bool,
+        publishing_client_id: Option<&str>,
+    ) {
         let (should_remove, retained_msg) = if publish.payload.is_empty() {
             self.retained_messages
                 .write()
@@ -1570,6 +1575,8 @@ impl MessageRouter {
                 payload: publish.payload.clone(),
                 qos: publish.qos,
                 cleared: publish.payload.is_empty(),
+                // SENTIO-PATCH: who set it.
+                publisher: publishing_client_id.map(Arc::from),
             };
             handler.on_retained_set(event).await;
         }

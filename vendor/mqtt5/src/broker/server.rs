@@ -36,6 +36,13 @@ use opentelemetry::metrics::MeterProvider;
 #[cfg(feature = "transport-quic")]
 use quinn::Endpoint;
 
+/// SENTIO-PATCH: a refused CONNECT ends its handler with `AuthenticationFailed`; the auth
+/// provider reports refusals itself (at most once per interval per address), so a line per
+/// refusal here would let a guesser flood the log.
+fn is_refused_login(e: &MqttError) -> bool {
+    matches!(e, MqttError::AuthenticationFailed)
+}
+
 fn disable_nagle(stream: &TcpStream, addr: std::net::SocketAddr) {
     if let Err(e) = stream.set_nodelay(true) {
         warn!(addr = %addr, "failed to set TCP_NODELAY on accepted socket: {e}");
@@ -1088,7 +1095,7 @@ impl MqttBroker {
                                                 let outcome = handler.run().await;
                                                 drop(connection);
                                                 if let Err(e) = outcome {
-                                                    if e.is_normal_disconnect() {
+                                                    if e.is_normal_disconnect() || is_refused_login(&e) {
                                                         debug!("Client handler finished");
                                                     } else {
                                                         warn!("Client handler error: {e}");
@@ -1264,7 +1271,7 @@ impl MqttBroker {
                                                 let outcome = handler.run().await;
                                                 drop(connection);
                                                 if let Err(e) = outcome {
-                                                    if e.is_normal_disconnect() {
+                                                    if e.is_normal_disconnect() || is_refused_login(&e) {
                                                         debug!("Client handler finished");
                                                     } else {
                                                         warn!("Client handler error: {e}");
@@ -1700,7 +1707,7 @@ impl MqttBroker {
                                         let outcome = handler.run().await;
                                         drop(connection);
                                         if let Err(e) = outcome {
-                                            if e.is_normal_disconnect() {
+                                            if e.is_normal_disconnect() || is_refused_login(&e) {
                                                 debug!("Client handler finished");
                                             } else {
                                                 warn!("Client handler error: {e}");

@@ -575,64 +575,6 @@ async fn a_qos1_publish_with_packet_id_0_closes_the_connection() {
     node.shutdown().await;
 }
 
-/// Starts the real `sentio serve` on port 0 and keeps every line it logs; returns the child,
-/// the MQTT address and the lines so far (updated live).
-fn spawn_logging(
-    data: &Path,
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
-        .args(["serve", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--no-mqtt-tls", "--data"])
-        .arg(data)
-        .env("SENTIO_ADMIN_TOKEN", TOKEN)
-        .env("SENTIO_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("sentio starts");
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    for out in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let (lines, tx) = (lines.clone(), tx.clone());
-        std::thread::spawn(move || {
-            let mut r = std::io::BufReader::new(out);
-            let mut buf = Vec::new();
-            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches('\n')
-                    .to_string();
-                if line.contains("Sentio is running") {
-                    let clean = line
-                        .replace("\u{1b}[3m", "")
-                        .replace("\u{1b}[0m", "")
-                        .replace("\u{1b}[2m", "");
-                    if let Some(mqtt) = clean
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("mqtt="))
-                    {
-                        let _ = tx.send(mqtt.to_string());
-                    }
-                }
-                lines.lock().unwrap().push(line);
-                buf.clear();
-            }
-        });
-    }
-    let mqtt = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the node announces its ports");
-    (child, mqtt.parse().unwrap(), lines)
-}
-
 /// Finding 8: a client id with a newline, a terminal escape (ESC, or the C1 control CSI) is
 /// refused (CONNACK 0x85) and written into the log escaped, never raw: no forged line, no
 /// escape sequence reaches the operator's terminal. An unknown username (perhaps a secret
@@ -640,7 +582,7 @@ fn spawn_logging(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_values_are_never_written_raw_into_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, mqtt, lines) = spawn_logging(dir.path());
+    let (mut child, mqtt, lines) = spawn_sentio_logging(dir.path());
     let forged = "INFO sentio: admin login ok";
     for id in [
         format!("evil\n{forged}"),

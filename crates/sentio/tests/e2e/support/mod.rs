@@ -469,6 +469,64 @@ pub fn spawn_sentio(
     (child, http, port)
 }
 
+/// Starts the real `sentio serve` on port 0 and keeps every line it logs; returns the child,
+/// the MQTT address and the lines so far (updated live).
+pub fn spawn_sentio_logging(
+    data: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
+        .args(["serve", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--no-mqtt-tls", "--data"])
+        .arg(data)
+        .env("SENTIO_ADMIN_TOKEN", TOKEN)
+        .env("SENTIO_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sentio starts");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for out in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let (lines, tx) = (lines.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(out);
+            let mut buf = Vec::new();
+            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches('\n')
+                    .to_string();
+                if line.contains("Sentio is running") {
+                    let clean = line
+                        .replace("\u{1b}[3m", "")
+                        .replace("\u{1b}[0m", "")
+                        .replace("\u{1b}[2m", "");
+                    if let Some(mqtt) = clean
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("mqtt="))
+                    {
+                        let _ = tx.send(mqtt.to_string());
+                    }
+                }
+                lines.lock().unwrap().push(line);
+                buf.clear();
+            }
+        });
+    }
+    let mqtt = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the node announces its ports");
+    (child, mqtt.parse().unwrap(), lines)
+}
+
 /// The value of one sample line of `/metrics` (e.g. `sentio_store_bytes`).
 pub async fn metric_value(node: &Node, sample: &str) -> u64 {
     let url = format!("http://{}/metrics", node.http_addr);

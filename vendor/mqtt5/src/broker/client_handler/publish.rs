@@ -1,4 +1,6 @@
-use crate::broker::events::{ClientPublishEvent, MessageDeliveredEvent, PublishAction};
+use crate::broker::events::{
+    ClientPublishEvent, MessageDeliveredEvent, PublishAction, RetainRequest,
+};
 use crate::broker::storage::{
     InflightDirection, InflightMessage, InflightPhase, QueueHandle, QueuedMessage, StorageBackend,
 };
@@ -364,6 +366,22 @@ impl ClientHandler {
                 self.send_quota_exceeded_response(publish, "Retained message too large")
                     .await,
             ));
+        }
+
+        // SENTIO-PATCH: the event handler's own bound (per identity, disk room).
+        if let Some(ref handler) = self.config.event_handler {
+            let request = RetainRequest {
+                client_id: Arc::from(client_id),
+                user_id: self.user_id.as_deref().map(Arc::from),
+                topic: Arc::from(publish.topic_name.as_str()),
+                payload_len: publish.payload.len(),
+            };
+            if !handler.authorize_retained(request).await {
+                return Ok(Some(
+                    self.send_quota_exceeded_response(publish, "Retained message quota exceeded")
+                        .await,
+                ));
+            }
         }
 
         if self.router.retained_store_full(&publish.topic_name).await {

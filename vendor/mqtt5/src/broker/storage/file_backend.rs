@@ -646,7 +646,8 @@ impl FileBackend {
         data: &T,
         durable: bool,
     ) -> Result<()> {
-        let serialized = serde_json::to_vec_pretty(data)
+        // SENTIO-PATCH: compact JSON (upstream pretty-printed every stored file).
+        let serialized = serde_json::to_vec(data)
             .map_err(|e| MqttError::Configuration(format!("Failed to serialize data: {e}")))?;
 
         for attempt in 0..2u8 {

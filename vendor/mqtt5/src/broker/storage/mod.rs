@@ -7,6 +7,8 @@ pub mod client_queue;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod file_backend;
 pub mod memory_backend;
+// SENTIO-PATCH: payloads stored as base64 strings, not arrays of numbers.
+pub(crate) mod payload_form;
 pub mod queue;
 pub mod retained;
 #[cfg(not(target_arch = "wasm32"))]
@@ -155,6 +157,7 @@ pub struct RetainedMessage {
     /// Topic name
     pub topic: String,
     /// Message payload
+    #[serde(with = "payload_form")] // SENTIO-PATCH
     pub payload: Vec<u8>,
     /// Quality of Service level
     pub qos: QoS,
@@ -305,6 +308,7 @@ pub struct QueuedMessage {
     /// Topic name
     pub topic: String,
     /// Message payload
+    #[serde(with = "payload_form")] // SENTIO-PATCH
     pub payload: Vec<u8>,
     /// Target client ID
     pub client_id: String,
@@ -1127,6 +1131,7 @@ pub struct InflightMessage {
     pub direction: InflightDirection,
     pub phase: InflightPhase,
     pub topic: String,
+    #[serde(with = "payload_form")] // SENTIO-PATCH
     pub payload: Vec<u8>,
     pub qos: QoS,
     pub retain: bool,
