@@ -126,6 +126,26 @@ impl Control {
         rx.await.map_err(|_| PipelineError::ShuttingDown)?
     }
 
+    /// A user says the state behind alert `id` is normal: the device model learns it as a new
+    /// regime and the alert resolves (the returned alert's feedback says so). Only device
+    /// alerts can: others answer [`PipelineError::Invalid`].
+    pub async fn new_normal(
+        &self,
+        id: AlertId,
+        note: Option<String>,
+    ) -> Result<Alert, PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::NewNormal {
+                alert_id: id,
+                note,
+                reply,
+            })
+            .await
+            .map_err(|_| PipelineError::ShuttingDown)?;
+        rx.await.map_err(|_| PipelineError::ShuttingDown)?
+    }
+
     /// Makes the detectors forget `device` (after it was deleted or erased), so nothing learnt
     /// from it is saved again.
     pub async fn forget(&self, device: &DeviceId) -> Result<(), PipelineError> {

@@ -41,7 +41,7 @@ pub use stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sentio_ai::DetectorConfig;
+use sentio_ai::{DetectorConfig, DeviceModelConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -75,6 +75,9 @@ pub struct PipelineConfig {
     pub save_state_every: Duration,
     /// Limits declared per device kind and metric (range alerts and predictive maintenance).
     pub limits: Vec<DeclaredLimit>,
+    /// The device model's settings (one model per device of two metrics or more); `None`
+    /// turns it off.
+    pub device_model: Option<DeviceModelConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -92,6 +95,7 @@ impl Default for PipelineConfig {
             resolve_after_normal_points: 30,
             save_state_every: Duration::from_secs(30),
             limits: Vec::new(),
+            device_model: Some(DeviceModelConfig::default()),
         }
     }
 }

@@ -216,7 +216,13 @@ impl From<&Feedback> for FeedbackDto {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackBody {
     /// `true`: not a real problem (the detector becomes less sensitive); `false`: confirmed.
-    pub false_alarm: bool,
+    /// Required unless `new_normal` is given.
+    #[serde(default)]
+    pub false_alarm: Option<bool>,
+    /// `true`: the device's current state is normal; its device model learns it as a regime
+    /// (device alerts only).
+    #[serde(default)]
+    pub new_normal: bool,
     /// Optional free text.
     #[serde(default)]
     pub note: Option<String>,
