@@ -419,8 +419,11 @@ pub(crate) mod tests {
     #[test]
     fn feedback_body() {
         let b: FeedbackBody = serde_json::from_str(r#"{"false_alarm":true,"note":"n"}"#).unwrap();
-        assert!(b.false_alarm);
+        assert_eq!(b.false_alarm, Some(true));
+        assert!(!b.new_normal);
         assert_eq!(b.note.as_deref(), Some("n"));
+        let b: FeedbackBody = serde_json::from_str(r#"{"new_normal":true}"#).unwrap();
+        assert!(b.new_normal && b.false_alarm.is_none());
         assert!(serde_json::from_str::<FeedbackBody>(r#"{"false_alarm":true,"x":1}"#).is_err());
     }
 }
