@@ -139,6 +139,8 @@ pub struct CsvReport {
     pub detector_time: Duration,
     /// Number of [`SeriesDetector::update`] calls.
     pub points: usize,
+    /// Saved size (JSON) of the device model at the end, when the file was one device.
+    pub model_bytes: usize,
 }
 
 /// Splits one CSV line on `delim`, outside double quotes; cells are trimmed and unquoted.
@@ -316,6 +318,7 @@ pub fn score_csv_with<R: BufRead, W: Write>(
             report.alert_rows += usize::from(alert);
             let _ = writeln!(out, "{ts_text},{score:.6},{}", u8::from(alert));
         }
+        report.model_bytes = serde_json::to_string(&model).map_or(0, |j| j.len());
     } else {
         let mut detector = SeriesDetector::new(config);
         if let Some(h) = &history {

@@ -250,6 +250,9 @@ pub struct DeviceModelSetting {
     pub adopt_after: Span,
     /// A metric whose latest reading is older than this is missing from the device's row.
     pub tolerance: Span,
+    /// At most one row judged per this span: a device reporting every second is judged every
+    /// 30 s, so the model's 120-row fit spans an hour and its alarm's persistence minutes.
+    pub row_every: Span,
 }
 
 impl Default for DeviceModelSetting {
@@ -259,6 +262,7 @@ impl Default for DeviceModelSetting {
             enabled: true,
             adopt_after: Span(d.adopt_after_ms),
             tolerance: Span(d.tolerance_ms),
+            row_every: Span(30_000),
         }
     }
 }
@@ -269,6 +273,7 @@ impl DeviceModelSetting {
         self.enabled.then(|| DeviceModelConfig {
             adopt_after_ms: self.adopt_after.0,
             tolerance_ms: self.tolerance.0,
+            row_every_ms: self.row_every.0,
             ..DeviceModelConfig::default()
         })
     }

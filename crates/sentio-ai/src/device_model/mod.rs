@@ -57,6 +57,10 @@ pub struct DeviceModelConfig {
     pub max_metrics: usize,
     /// Normal regimes kept per device (the least recently seen goes).
     pub max_regimes: usize,
+    /// Payloads closer than this (ms) to the last judged row update the latest readings without
+    /// making a row: a device reporting every second is judged every `row_every_ms`, so its
+    /// fit, its smoothing and its alarm's persistence span minutes, not seconds. 0: every row.
+    pub row_every_ms: i64,
 }
 
 impl DeviceModelConfig {
@@ -91,6 +95,7 @@ impl Default for DeviceModelConfig {
             close_m: 10,
             max_metrics: 100,
             max_regimes: 4,
+            row_every_ms: 0,
         }
     }
 }
@@ -223,6 +228,9 @@ pub struct DeviceModel {
     learning: Option<Learning>,
     alarm: Alarm,
     rows: u64,
+    /// Time of the last judged row.
+    #[serde(default)]
+    last_row_ms: Option<i64>,
     #[serde(skip)]
     last_row: Vec<f64>,
     #[serde(skip)]
@@ -269,13 +277,18 @@ impl DeviceModel {
         ts_ms: i64,
         readings: impl IntoIterator<Item = (&'a str, f64)>,
     ) -> Option<DeviceVerdict> {
+        let due = self
+            .last_row_ms
+            .is_none_or(|last| ts_ms - last >= cfg.row_every_ms);
         let mut verdict = None;
+        let mut hint = 0;
         for (name, value) in readings {
-            let Some(slot) = self.slot(cfg, name).filter(|_| value.is_finite()) else {
+            let Some(slot) = self.slot(cfg, name, hint).filter(|_| value.is_finite()) else {
                 continue;
             };
+            hint = slot + 1;
             if self.latest[slot].fresh && verdict.is_none() {
-                verdict = Some(self.judge_latest(cfg, ts_ms));
+                verdict = self.row_if_due(cfg, ts_ms, due);
             }
             self.latest[slot] = Reading {
                 value,
@@ -290,9 +303,26 @@ impl DeviceModel {
                 .iter()
                 .all(|r| r.fresh || ts_ms - r.ts_ms > cfg.tolerance_ms);
         if verdict.is_none() && complete {
-            verdict = Some(self.judge_latest(cfg, ts_ms));
+            verdict = self.row_if_due(cfg, ts_ms, due);
         }
         verdict
+    }
+
+    /// Closes the row: judged when due, otherwise only consumed.
+    fn row_if_due(
+        &mut self,
+        cfg: &DeviceModelConfig,
+        ts_ms: i64,
+        due: bool,
+    ) -> Option<DeviceVerdict> {
+        if due {
+            Some(self.judge_latest(cfg, ts_ms))
+        } else {
+            for r in &mut self.latest {
+                r.fresh = false;
+            }
+            None
+        }
     }
 
     /// Feeds one whole row (a CSV line) and judges it: metrics absent from it count with their
@@ -314,8 +344,10 @@ impl DeviceModel {
         ts_ms: i64,
         readings: impl IntoIterator<Item = (&'a str, f64)>,
     ) {
+        let mut hint = 0;
         for (name, value) in readings {
-            if let Some(slot) = self.slot(cfg, name).filter(|_| value.is_finite()) {
+            if let Some(slot) = self.slot(cfg, name, hint).filter(|_| value.is_finite()) {
+                hint = slot + 1;
                 self.latest[slot] = Reading {
                     value,
                     ts_ms,
@@ -327,7 +359,11 @@ impl DeviceModel {
 
     /// The metric's slot, made for a new metric (up to `max_metrics`). A metric appearing after
     /// the fit starts a refit over all metrics.
-    fn slot(&mut self, cfg: &DeviceModelConfig, name: &str) -> Option<usize> {
+    fn slot(&mut self, cfg: &DeviceModelConfig, name: &str, hint: usize) -> Option<usize> {
+        // Readings usually come in the same order every time: try the slot after the last one.
+        if self.metrics.get(hint).is_some_and(|m| m == name) {
+            return Some(hint);
+        }
         if let Some(s) = self.metrics.iter().position(|m| m == name) {
             return Some(s);
         }
@@ -376,6 +412,7 @@ impl DeviceModel {
 
     fn judge(&mut self, cfg: &DeviceModelConfig, ts_ms: i64, row: Vec<f64>) -> DeviceVerdict {
         self.rows += 1;
+        self.last_row_ms = Some(ts_ms);
         let mut events = Vec::new();
         if self.regimes.is_empty() {
             let learning = self

@@ -235,6 +235,26 @@ fn metrics_in_separate_payloads_make_one_row() {
 }
 
 #[test]
+fn a_fast_device_is_judged_every_row_every_ms() {
+    let cfg = DeviceModelConfig {
+        row_every_ms: 30_000,
+        ..DeviceModelConfig::default()
+    };
+    let mut model = DeviceModel::new();
+    let mut rows = 0;
+    // One payload a second for ten minutes: a row every 30 s.
+    for t in 0..600i64 {
+        let ts = t * 1_000;
+        rows += usize::from(
+            model
+                .update(&cfg, ts, [("a", t as f64 % 7.0), ("b", 1.0)])
+                .is_some(),
+        );
+    }
+    assert!((19..=21).contains(&rows), "{rows} rows");
+}
+
+#[test]
 fn a_metric_appearing_late_is_learnt_without_an_alarm() {
     let cfg = DeviceModelConfig::default();
     let mut n = Noise(17);

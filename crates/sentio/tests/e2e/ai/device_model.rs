@@ -19,7 +19,10 @@ fn row(i: i64, gap: f64) -> (f64, f64) {
     (flow, pressure)
 }
 
-/// Publishes rows `range` at 1 s, each metric in its own payload 200 ms apart.
+/// Rows are 30 s apart: the live model judges at most one row per 30 s (`row_every`).
+const ROW_MS: i64 = 30_000;
+
+/// Publishes rows `range`, each metric in its own payload 200 ms apart.
 async fn publish_rows(
     client: &AsyncClient,
     el: &mut EventLoop,
@@ -29,7 +32,7 @@ async fn publish_rows(
 ) {
     for i in range {
         let (flow, pressure) = row(i, gap);
-        let ts = t0 + i * 1_000;
+        let ts = t0 + i * ROW_MS;
         for payload in [
             json!({"ts": ts, "flow": flow}),
             json!({"ts": ts + 200, "pressure": pressure}),
@@ -55,13 +58,13 @@ async fn a_joint_shift_is_one_device_alert_and_the_model_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let secret = register(&node, DEVICE, "pump").await;
-    let t0 = now_ms() - 600_000;
+    let t0 = now_ms() - 401 * ROW_MS;
     let (client, mut el) = mqtt_connect(&node, "pump-1-a", DEVICE, &secret)
         .await
         .unwrap();
 
-    // 200 s of normal operation (the model fits on its first 120 rows), then pressure 0.8
-    // above its relation to flow (its own range is about 3.5..6.5) for 60 s, then back.
+    // 200 rows of normal operation (the model fits on its first 120), then pressure 0.8 above
+    // its relation to flow (its own range is about 3.5..6.5) for 60 rows, then back.
     publish_rows(&client, &mut el, t0, 0..200, 0.0).await;
     assert!(
         device_alerts(&node).await.is_empty(),
