@@ -31,6 +31,8 @@ pub mod limits;
 pub mod offline;
 pub mod peers;
 pub mod relation;
+#[cfg(test)]
+mod test_noise;
 
 pub use cadence::{Cadence, Silence};
 pub use detector::{

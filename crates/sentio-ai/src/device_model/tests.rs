@@ -1,20 +1,6 @@
 use super::*;
 
-/// Deterministic Gaussian noise (xorshift + Box-Muller).
-struct Noise(u64);
-
-impl Noise {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+use crate::test_noise::Noise;
 
 const STEP_MS: i64 = 10_000;
 
@@ -33,11 +19,11 @@ fn feed(
 
 /// A machine whose three metrics follow one load: temperature, current, vibration.
 fn machine(noise: &mut Noise, t: usize, shift: f64) -> Vec<(&'static str, f64)> {
-    let load = 50.0 + 10.0 * (t as f64 / 8.0).sin() + noise.gauss();
+    let load = 50.0 + 10.0 * (t as f64 / 8.0).sin() + noise.normal();
     vec![
-        ("temp", 20.0 + 0.5 * load + 0.3 * noise.gauss() + shift),
-        ("current", 2.0 + 0.1 * load + 0.05 * noise.gauss()),
-        ("vibration", 0.5 + 0.02 * load + 0.02 * noise.gauss()),
+        ("temp", 20.0 + 0.5 * load + 0.3 * noise.normal() + shift),
+        ("current", 2.0 + 0.1 * load + 0.05 * noise.normal()),
+        ("vibration", 0.5 + 0.02 * load + 0.02 * noise.normal()),
     ]
 }
 
@@ -86,8 +72,8 @@ fn two_correlated_metrics_moving_apart_within_their_ranges_are_caught() {
     let pair = |n: &mut Noise, t: usize, gap: f64| {
         let flow = 10.0 * (t as f64 / 6.0).sin();
         vec![
-            ("flow", flow + 0.3 * n.gauss()),
-            ("pressure", 0.5 * flow + 0.15 * n.gauss() + gap),
+            ("flow", flow + 0.3 * n.normal()),
+            ("pressure", 0.5 * flow + 0.15 * n.normal() + gap),
         ]
     };
     let normal: Vec<_> = (0..400).map(|t| pair(&mut n, t, 0.0)).collect();
@@ -111,15 +97,15 @@ fn two_correlated_metrics_moving_apart_within_their_ranges_are_caught() {
 fn pump(n: &mut Noise, on: bool) -> Vec<(&'static str, f64)> {
     if on {
         vec![
-            ("flow", 10.0 + 0.2 * n.gauss()),
-            ("pressure", 5.0 + 0.1 * n.gauss()),
-            ("power", 3.0 + 0.05 * n.gauss()),
+            ("flow", 10.0 + 0.2 * n.normal()),
+            ("pressure", 5.0 + 0.1 * n.normal()),
+            ("power", 3.0 + 0.05 * n.normal()),
         ]
     } else {
         vec![
-            ("flow", 0.05 * n.gauss().abs()),
-            ("pressure", 0.2 + 0.05 * n.gauss()),
-            ("power", 0.1 + 0.01 * n.gauss()),
+            ("flow", 0.05 * n.normal().abs()),
+            ("pressure", 0.2 + 0.05 * n.normal()),
+            ("power", 0.1 + 0.01 * n.normal()),
         ]
     }
 }
@@ -193,9 +179,9 @@ fn constant_and_near_constant_metrics_do_not_blow_up() {
         vec![
             ("setpoint", 42.0),
             ("zero", 0.0),
-            ("door", if t % 97 == 0 { 1.0 } else { 0.0 }),
+            ("door", if t.is_multiple_of(97) { 1.0 } else { 0.0 }),
             ("level", 1e6 + ((t / 50) % 2) as f64),
-            ("temp", 21.0 + 0.2 * n.gauss()),
+            ("temp", 21.0 + 0.2 * n.normal()),
         ]
     };
     let rows: Vec<_> = (0..2000).map(|t| row(&mut n, t)).collect();
@@ -264,7 +250,7 @@ fn a_metric_appearing_late_is_learnt_without_an_alarm() {
     let rows: Vec<_> = (300..800)
         .map(|t| {
             let mut r = machine(&mut n, t, 0.0);
-            r.push(("humidity", 40.0 + n.gauss()));
+            r.push(("humidity", 40.0 + n.normal()));
             r
         })
         .collect();
@@ -291,7 +277,7 @@ fn state_round_trips_through_serde_and_is_small() {
     let row = |n: &mut Noise, t: usize| -> Vec<f64> {
         let common = (t as f64 / 4.0).sin();
         (0..50)
-            .map(|i| 100.0 * i as f64 + common * (i % 5) as f64 + n.gauss())
+            .map(|i| 100.0 * i as f64 + common * (i % 5) as f64 + n.normal())
             .collect()
     };
     for t in 0..300 {

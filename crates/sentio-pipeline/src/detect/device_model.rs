@@ -5,13 +5,14 @@
 //! the current state a new normal ([`Watch::new_normal`]), and an alert open for
 //! `adopt_after_ms` becomes one by itself, saying so.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sentio_ai::{Adoption, DeviceVerdict};
 use sentio_ai::{DeviceEvent, DeviceModel, DeviceModelConfig};
 use sentio_core::{AlertKey, AlertKind, DeviceId, StateKey, Subject};
 use tracing::info;
 
+use super::per_device::PerDevice;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{PipelineError, explain};
 
@@ -24,16 +25,14 @@ const DEVICE_RESOLVE_AFTER: u32 = 1;
 /// One [`DeviceModel`] per device.
 pub(crate) struct DeviceModelWatch {
     config: DeviceModelConfig,
-    devices: HashMap<DeviceId, DeviceModel>,
-    dirty: HashSet<DeviceId>,
+    devices: PerDevice<DeviceModel>,
 }
 
 impl DeviceModelWatch {
     pub(crate) fn new(config: DeviceModelConfig) -> Self {
         Self {
             config,
-            devices: HashMap::new(),
-            dirty: HashSet::new(),
+            devices: PerDevice::new(STATE_FIELD),
         }
     }
 
@@ -55,8 +54,8 @@ impl Watch for DeviceModelWatch {
         if batch.points.is_empty() {
             return;
         }
-        let model = self.devices.entry(batch.device.clone()).or_default();
-        self.dirty.insert(batch.device.clone());
+        self.devices.changed(batch.device);
+        let model = self.devices.states.entry(batch.device.clone()).or_default();
         // One payload: the points sharing a timestamp, in commit order.
         let mut start = 0;
         while start < batch.points.len() {
@@ -87,45 +86,38 @@ impl Watch for DeviceModelWatch {
     fn new_normal(&mut self, key: &AlertKey) -> Result<String, PipelineError> {
         let model = self
             .devices
+            .states
             .get_mut(&key.device)
             .ok_or_else(|| gone(&key.device))?;
         model.adopt_new_normal(Adoption::User);
-        self.dirty.insert(key.device.clone());
+        let regimes = model.regimes();
+        self.devices.changed(&key.device);
         info!(device = %key.device, "device model: the current state is learnt as a new normal regime (user)");
         Ok(format!(
             "{} is learning its current state as a new normal regime ({} regime(s) known so far); \
              it raises nothing while it learns",
-            key.device,
-            model.regimes()
+            key.device, regimes
         ))
     }
 
     fn forget(&mut self, device: &DeviceId) {
-        self.devices.remove(device);
-        self.dirty.remove(device);
+        self.devices.forget(device);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
-        matches!(key, StateKey::Device(_)).then_some(StatePart::Field(STATE_FIELD))
+        self.devices.state_part(key)
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
-        if let StateKey::Device(device) = key {
-            self.devices
-                .insert(device.clone(), serde_json::from_str(json)?);
-        }
-        Ok(())
+        self.devices.restore(key, json).map(|_| ())
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
-        dirty.extend(self.dirty.drain().map(StateKey::Device));
+        self.devices.take_dirty(dirty);
     }
 
     fn save(&self, key: &StateKey) -> Option<String> {
-        let StateKey::Device(device) = key else {
-            return None;
-        };
-        serde_json::to_string(self.devices.get(device)?).ok()
+        self.devices.save(key)
     }
 }
 

@@ -12,6 +12,7 @@
 mod device_model;
 mod limits;
 mod peers;
+mod per_device;
 mod per_series;
 mod relations;
 mod series;
@@ -467,17 +468,12 @@ impl DetectStage {
         false_alarm: bool,
         note: Option<String>,
     ) -> Result<Alert, PipelineError> {
-        let alert = self
-            .alerts
-            .get_alert(id.get())
-            .await?
-            .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+        let (alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
         if alert.feedback.as_ref().is_some_and(|f| f.false_alarm) && false_alarm {
             return Err(PipelineError::Conflict(format!(
                 "alert {id} is already marked as a false alarm"
             )));
         }
-        let key = AlertKey::of(&alert).map_err(|e| PipelineError::Conflict(e.to_string()))?;
         let effect = if !false_alarm {
             "confirmed as a real problem; sensitivity unchanged".to_string()
         } else {
@@ -537,12 +533,7 @@ impl DetectStage {
         id: AlertId,
         note: Option<String>,
     ) -> Result<Alert, PipelineError> {
-        let alert = self
-            .alerts
-            .get_alert(id.get())
-            .await?
-            .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
-        let key = AlertKey::of(&alert).map_err(|e| PipelineError::Conflict(e.to_string()))?;
+        let (alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
         let effect = self.watch_for(&key)?.new_normal(&key)?;
         self.close_with_feedback(alert, &key, true, false, note, effect)
             .await
@@ -575,6 +566,19 @@ impl DetectStage {
             error!(error = %e, "could not save detector state");
         }
     }
+}
+
+/// The stored alert `id` and its key.
+async fn stored_alert(
+    alerts: Arc<dyn AlertStore>,
+    id: AlertId,
+) -> Result<(Alert, AlertKey), PipelineError> {
+    let alert = alerts
+        .get_alert(id.get())
+        .await?
+        .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+    let key = AlertKey::of(&alert).map_err(|e| PipelineError::Conflict(e.to_string()))?;
+    Ok((alert, key))
 }
 
 /// A batch's points grouped by device, devices in the order they first appear, each device's
