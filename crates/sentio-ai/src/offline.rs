@@ -669,6 +669,47 @@ mod tests {
     }
 
     #[test]
+    fn history_gives_the_device_model_a_head_start() {
+        let csv = |from: usize, to: usize, gap_from: usize| {
+            let mut text = String::from("time,flow,pressure\n");
+            for i in from..to {
+                let flow = 10.0 + 3.0 * (i as f64 / 5.0).sin() + (i * 7919 % 13) as f64 * 0.01;
+                let gap = if i >= gap_from { 1.0 } else { 0.0 };
+                let pressure = 0.5 * flow + (i * 104_729 % 11) as f64 * 0.005 + gap;
+                text.push_str(&format!("{},{flow},{pressure}\n", 1_700_000_000 + i * 60));
+            }
+            text
+        };
+        let history = csv(0, 200, usize::MAX);
+        // Pressure leaves its relation to flow from the input's 10th row on.
+        let input = csv(200, 260, 210);
+        let run = |history: Option<&str>| {
+            let mut out = Vec::new();
+            score_csv_with(
+                history,
+                input.as_bytes(),
+                &mut out,
+                &DetectorConfig::default(),
+                &DeviceModelConfig::default(),
+            )
+            .unwrap();
+            let alerts: Vec<bool> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(|l| l.ends_with(",1"))
+                .collect();
+            alerts
+        };
+        let with = run(Some(&history));
+        assert!(with[..10].iter().all(|a| !a), "{with:?}");
+        assert!(with[10..15].iter().any(|a| *a), "{with:?}");
+        assert!(with[15..].iter().all(|a| *a), "{with:?}");
+        // Without it, the model is still learning its first 120 rows: nothing is raised.
+        assert!(run(None).iter().all(|a| !a));
+    }
+
+    #[test]
     fn csv_quoted_cells() {
         assert_eq!(
             split_line(r#""2020-01-01 00:00:00","12,5", 3 ,"a;b""#, ','),
