@@ -1,3 +1,6 @@
+//! Unit tests of the device model: persistent steps, joint shifts, regimes, constant metrics,
+//! row alignment, late metrics and saved state.
+
 use super::*;
 
 use crate::test_noise::Noise;
