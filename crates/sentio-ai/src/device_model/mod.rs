@@ -133,6 +133,10 @@ pub enum DeviceEvent {
     NewNormal(Adoption),
     /// A regime was fitted; `regimes` are now known.
     Learnt { reason: LearnReason, regimes: usize },
+    /// A new normal regime was not seen long enough to be learnt within `adopt_after_ms` (the
+    /// device went back to its known regimes): learning stops and rows over the limit alarm
+    /// again.
+    Dropped,
 }
 
 /// The model's answer to one row.
@@ -166,6 +170,9 @@ struct Learning {
     reason: LearnReason,
     width: usize,
     rows: Packed,
+    /// Time of the first row judged while learning.
+    #[serde(default)]
+    since_ms: Option<i64>,
 }
 
 impl Learning {
@@ -174,6 +181,7 @@ impl Learning {
             reason,
             width,
             rows: Packed::default(),
+            since_ms: None,
         }
     }
 
@@ -433,7 +441,18 @@ impl DeviceModel {
             };
         }
         let (score, mut over, mut certain) = self.score_row(cfg, ts_ms, &row);
+        if let Some(learning) = &self.learning
+            && matches!(learning.reason, LearnReason::NewNormal(_))
+            && learning
+                .since_ms
+                .is_some_and(|since| ts_ms - since >= cfg.adopt_after_ms)
+        {
+            // A new regime is what the device does for a while, not a licence for ever.
+            self.learning = None;
+            events.push(DeviceEvent::Dropped);
+        }
         if let Some(learning) = &mut self.learning {
+            learning.since_ms.get_or_insert(ts_ms);
             let take = match learning.reason {
                 LearnReason::NewNormal(_) | LearnReason::Start => {
                     // The user's word: what fits no regime is the new one, and raises nothing.

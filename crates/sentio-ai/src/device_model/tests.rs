@@ -317,3 +317,27 @@ fn state_round_trips_through_serde_and_is_small() {
         "the shift after the restart is caught"
     );
 }
+
+#[test]
+fn a_new_normal_never_seen_long_enough_is_dropped_and_faults_alarm_again() {
+    let cfg = DeviceModelConfig {
+        adopt_after_ms: 3_600_000,
+        ..DeviceModelConfig::default()
+    };
+    let mut n = Noise(23);
+    let mut model = DeviceModel::new();
+    let off: Vec<_> = (0..200).map(|_| pump(&mut n, false)).collect();
+    feed(&mut model, &cfg, 0, &off);
+    let on: Vec<_> = (0..20).map(|_| pump(&mut n, true)).collect();
+    assert_eq!(opened(&feed(&mut model, &cfg, 200, &on)), 1);
+    model.adopt_new_normal(Adoption::User);
+    // The pump goes back off for two hours: the new regime is never learnt...
+    let off: Vec<_> = (0..720).map(|_| pump(&mut n, false)).collect();
+    let v = feed(&mut model, &cfg, 220, &off);
+    assert!(v.iter().any(|v| v.events.contains(&DeviceEvent::Dropped)));
+    assert_eq!(model.learning(), None);
+    // ...and a later departure alarms instead of being learnt.
+    let on: Vec<_> = (0..20).map(|_| pump(&mut n, true)).collect();
+    assert_eq!(opened(&feed(&mut model, &cfg, 940, &on)), 1);
+    assert_eq!(model.regimes(), 1);
+}

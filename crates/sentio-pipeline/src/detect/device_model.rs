@@ -147,6 +147,9 @@ fn judge(
                     ))),
                 });
             }
+            DeviceEvent::Dropped => {
+                info!(device = %device, "device model: the new normal was not seen long enough to be learnt; departures alarm again");
+            }
             DeviceEvent::Learnt { reason, regimes } => {
                 info!(device = %device, ?reason, regimes, metrics = model.metrics().len(), "device model: regime learnt");
             }
