@@ -978,21 +978,7 @@ impl Tail {
 mod tests {
     use super::*;
 
-    /// Deterministic standard normal noise (xorshift + Box-Muller), so tests are reproducible.
-    struct Noise(u64);
-
-    impl Noise {
-        fn uniform(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-        fn normal(&mut self) -> f64 {
-            let (u, v) = (self.uniform(), self.uniform());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-    }
+    use crate::test_noise::Noise;
 
     /// Runs a 1 Hz series through a fresh detector.
     fn run(values: &[f64]) -> Vec<Score> {

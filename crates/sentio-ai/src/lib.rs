@@ -23,6 +23,7 @@
 
 pub mod cadence;
 mod detector;
+pub mod device_model;
 mod error;
 pub mod forecast;
 mod guard;
@@ -30,16 +31,22 @@ pub mod limits;
 pub mod offline;
 pub mod peers;
 pub mod relation;
+#[cfg(test)]
+mod test_noise;
 
 pub use cadence::{Cadence, Silence};
 pub use detector::{
     DetectorConfig, DetectorKind, Detectors, Score, SensitivityChange, SeriesDetector,
+};
+pub use device_model::{
+    Adoption, Contribution, DeviceEvent, DeviceModel, DeviceModelConfig, DeviceVerdict, LearnReason,
 };
 pub use error::AiError;
 pub use forecast::{ForecastPoint, ThresholdEta, forecast, time_to_threshold, try_forecast};
 pub use limits::{Limit, LimitObservation, LimitWatch};
 pub use offline::{
     CsvReport, NabOptions, NabReport, parse_timestamp, run_nab, score_csv, score_csv_file,
+    score_csv_file_with, score_csv_with,
 };
 pub use peers::{PeerGroup, PeerVerdict};
 pub use relation::{DeviceRelations, RelationVerdict};

@@ -73,6 +73,17 @@ impl PredictionOutcome {
 }
 
 /// The first alert of `kind` on `device`/`metric` opened within `[from, to]`.
+/// Whether alert `a` is about `metric`: its subject, or, for a device alert (subject `*`),
+/// one of the contributors its explanation names.
+fn names_metric(a: &Value, metric: &str) -> bool {
+    a["metric"] == metric
+        || (a["metric"] == "*"
+            && a["explanation"]["kind"] == "device"
+            && a["explanation"]["contributors"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["metric"] == metric)))
+}
+
 fn first_alert<'a>(
     alerts: &'a [Value],
     device: &str,
@@ -125,6 +136,16 @@ pub fn call(
 /// Runs the evaluation over `minutes` of simulated time for the fleet `spec`, ending at `end_ms`
 /// (default: now). The fleet follows the time of day, so a fixed end gives a reproducible run.
 pub async fn run(spec: FleetSpec, minutes: u64, end_ms: Option<i64>) -> anyhow::Result<DemoEval> {
+    run_with(spec, minutes, end_ms, true).await
+}
+
+/// [`run`], with the device model on or off (to measure it against the watches without it).
+pub async fn run_with(
+    spec: FleetSpec,
+    minutes: u64,
+    end_ms: Option<i64>,
+    device_model: bool,
+) -> anyhow::Result<DemoEval> {
     let dir = std::env::temp_dir().join(format!(
         "sentio-demo-eval-{}-{}",
         std::process::id(),
@@ -132,6 +153,7 @@ pub async fn run(spec: FleetSpec, minutes: u64, end_ms: Option<i64>) -> anyhow::
     ));
     let mut config = Config::loopback(&dir);
     config.ai.limits = Config::demo_limits();
+    config.ai.device_model.enabled = device_model;
     // A fixed `--end` may lie further back than the late-point window: the replay is history.
     config.pipeline.late_window = LateWindow(None);
     let node = Node::start(config).await?;
@@ -268,7 +290,7 @@ async fn evaluate(
             .filter_map(|a| {
                 let opened = a["opened_ms"].as_i64()?;
                 (a["device"] == f.device.as_str()
-                    && a["metric"] == f.metric.as_str()
+                    && names_metric(a, &f.metric)
                     && opened >= f.start_ms
                     && opened <= f.end_ms + GRACE_MS)
                     .then_some(opened)
@@ -298,7 +320,7 @@ async fn evaluate(
         if truth
             .iter()
             .filter(during)
-            .any(|f| f.device == device && f.metric == metric)
+            .any(|f| f.device == device && names_metric(a, &f.metric))
         {
             continue;
         }
@@ -372,6 +394,9 @@ pub struct DemoArgs {
     /// of day, so a fixed end gives a reproducible run.
     #[arg(long)]
     pub end: Option<String>,
+    /// Run without the device model (the watches before it), to measure what it adds.
+    #[arg(long)]
+    pub no_device_model: bool,
 }
 
 /// Replays the demo fleet's history through a node and prints what it caught and missed.
@@ -384,7 +409,7 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
         Some(e) => Some(sentio_core::time::parse_time(e)?),
         None => None,
     };
-    let r = run(spec, args.minutes, end).await?;
+    let r = run_with(spec, args.minutes, end, !args.no_device_model).await?;
     let mut delays = r.delays_s.clone();
     delays.sort_by(f64::total_cmp);
     let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);

@@ -6,6 +6,8 @@
 //! - [`demo_eval`]: the demo fleet's injected faults against the alerts a node raised.
 //! - [`store`]: the embedded store against one SQLite row per point.
 //! - [`broker`]: the broker against mosquitto, measured by `mqtt-load`.
+//! - [`tep`]: the device model over the Tennessee Eastman process.
+//! - [`upkeep`]: the store's background work as the fleet grows, idle and at 1 Hz.
 //! - [`ingest`]: MQTT publishers → broker → store + detectors → queryable.
 
 pub mod broker;
@@ -13,6 +15,7 @@ pub mod demo_eval;
 pub mod ingest;
 pub mod nab;
 pub mod store;
+pub mod tep;
 pub mod upkeep;
 
 use std::path::PathBuf;

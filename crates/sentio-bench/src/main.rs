@@ -2,7 +2,7 @@
 //! passes its arguments through to this executable when it is built beside `sentio`.
 
 use clap::{Parser, Subcommand};
-use sentio_bench::{broker, demo_eval, ingest, nab, store, upkeep};
+use sentio_bench::{broker, demo_eval, ingest, nab, store, tep, upkeep};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run the anomaly engine over the Numenta Anomaly Benchmark and score it.
     Nab(nab::NabArgs),
+    /// Stream each Tennessee Eastman file through the device model and score it (detection
+    /// rate, false alarm rate, first alert delay per fault and pooled).
+    Tep(tep::TepArgs),
     /// Replay simulated demo-fleet history through a node and score its alerts against the
     /// simulator's ground truth (faults found / injected, false alerts per hour).
     Demo(demo_eval::DemoArgs),
@@ -54,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = || tokio::runtime::Runtime::new();
     match cli.command {
         Command::Nab(args) => nab::run(args),
+        Command::Tep(args) => tep::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Demo(args) => runtime()?.block_on(demo_eval::run_cli(args)),
         Command::Store(args) => runtime()?.block_on(store::run(args)),

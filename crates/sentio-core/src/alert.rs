@@ -46,6 +46,8 @@ pub enum AlertKind {
     Limit,
     /// The forecast crosses a declared limit: predictive maintenance.
     Predictive,
+    /// The device as a whole left every normal regime its device model learnt.
+    Device,
 }
 
 impl AlertKind {
@@ -58,6 +60,7 @@ impl AlertKind {
             Self::Silence => "silence",
             Self::Limit => "limit",
             Self::Predictive => "predictive",
+            Self::Device => "device",
         }
     }
 }

@@ -120,17 +120,42 @@ impl Control {
         false_alarm: bool,
         note: Option<String>,
     ) -> Result<Alert, PipelineError> {
+        self.ask(|reply| Command::Feedback {
+            alert_id: id,
+            false_alarm,
+            note,
+            reply,
+        })
+        .await?
+    }
+
+    /// A user says the state behind alert `id` is normal: the device model learns it as a new
+    /// regime and the alert resolves (the returned alert's feedback says so). Only device
+    /// alerts can: others answer [`PipelineError::Invalid`].
+    pub async fn new_normal(
+        &self,
+        id: AlertId,
+        note: Option<String>,
+    ) -> Result<Alert, PipelineError> {
+        self.ask(|reply| Command::NewNormal {
+            alert_id: id,
+            note,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends the detect task a command and waits for its reply.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, PipelineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Feedback {
-                alert_id: id,
-                false_alarm,
-                note,
-                reply,
-            })
+            .send(command(reply))
             .await
             .map_err(|_| PipelineError::ShuttingDown)?;
-        rx.await.map_err(|_| PipelineError::ShuttingDown)?
+        rx.await.map_err(|_| PipelineError::ShuttingDown)
     }
 
     /// Makes the pipeline forget `device` (after it was deleted or erased): its detectors and
@@ -138,15 +163,11 @@ impl Control {
     /// its series limit.
     pub async fn forget(&self, device: &DeviceId) -> Result<(), PipelineError> {
         self.series_limit.forget(device);
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Forget {
-                device: device.clone(),
-                reply,
-            })
-            .await
-            .map_err(|_| PipelineError::ShuttingDown)?;
-        rx.await.map_err(|_| PipelineError::ShuttingDown)
+        self.ask(|reply| Command::Forget {
+            device: device.clone(),
+            reply,
+        })
+        .await
     }
 
     /// The declared limits.

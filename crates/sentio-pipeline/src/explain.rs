@@ -3,7 +3,7 @@
 //! what was seen and which watch said so, in numbers and in one sentence.
 
 use sentio_ai::limits::{Breach, Forecast};
-use sentio_ai::{PeerVerdict, RelationVerdict, Score, Silence};
+use sentio_ai::{Contribution, PeerVerdict, RelationVerdict, Score, Silence};
 use sentio_core::time::format_time;
 use sentio_core::{AlertKind, Contributor, DeviceId, Explanation, Prediction};
 
@@ -219,4 +219,53 @@ fn human_duration(seconds: f64) -> String {
     } else {
         format!("{:.1} h", seconds / 3600.0)
     }
+}
+
+/// A device that left every normal regime its device model learnt: the metrics that carry the
+/// departure, each with its share and the value the others predict for it.
+pub(crate) fn device(device: &DeviceId, ratio: f64, contributions: &[Contribution]) -> Explanation {
+    // The main contributor: its expected value and ±3 of its spreads around what the other
+    // metrics predict.
+    let (observed, expected, spread) = contributions
+        .iter()
+        .find(|c| c.observed.is_finite() && c.expected.is_finite())
+        .map_or((0.0, 0.0, 0.0), |c| {
+            let spread = if c.sigma.abs() > f64::EPSILON {
+                ((c.observed - c.expected) / c.sigma).abs()
+            } else {
+                0.0
+            };
+            (c.observed, c.expected, spread)
+        });
+    Explanation {
+        kind: AlertKind::Device,
+        detector: "device_model".into(),
+        expected,
+        lower: expected - 3.0 * spread,
+        upper: expected + 3.0 * spread,
+        observed,
+        score: score_of(ratio),
+        message: format!(
+            "{device} {} (statistic {:.1}× its limit); detector: device_model",
+            sentio_ai::device_model::describe(contributions, 4),
+            ratio
+        ),
+        contributors: contributions
+            .iter()
+            .filter(|c| c.share >= 0.05 && c.observed.is_finite() && c.expected.is_finite())
+            .take(8)
+            .map(|c| contributor(&c.metric, c.observed, c.expected))
+            .collect(),
+        prediction: None,
+    }
+}
+
+/// The device alert's last word when it stayed open long enough to become a new normal.
+pub(crate) fn device_new_normal(device: &DeviceId, contributions: &[Contribution]) -> Explanation {
+    let mut e = self::device(device, 1.0, contributions);
+    e.message = format!(
+        "{device} stayed away from its learnt regimes long enough: its current state is now learnt          as a new normal regime; {}",
+        e.message
+    );
+    e
 }

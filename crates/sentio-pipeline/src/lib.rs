@@ -43,7 +43,7 @@ pub use stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sentio_ai::DetectorConfig;
+use sentio_ai::{DetectorConfig, DeviceModelConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -80,6 +80,9 @@ pub struct PipelineConfig {
     /// Most distinct metrics (numeric series and text metrics) one device may have; points of
     /// new metrics beyond it are refused with a reason recorded on the device.
     pub max_series_per_device: usize,
+    /// The device model's settings (one model per device of two metrics or more); `None`
+    /// turns it off.
+    pub device_model: Option<DeviceModelConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -98,6 +101,7 @@ impl Default for PipelineConfig {
             save_state_every: Duration::from_secs(30),
             limits: Vec::new(),
             max_series_per_device: DEFAULT_MAX_SERIES_PER_DEVICE,
+            device_model: Some(DeviceModelConfig::default()),
         }
     }
 }

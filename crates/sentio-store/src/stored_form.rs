@@ -81,6 +81,7 @@ enum KindV1 {
     Silence,
     Limit,
     Predictive,
+    Device,
 }
 
 /// [`Contributor`], version 1.
@@ -186,6 +187,7 @@ impl From<AlertKind> for KindV1 {
             AlertKind::Silence => Self::Silence,
             AlertKind::Limit => Self::Limit,
             AlertKind::Predictive => Self::Predictive,
+            AlertKind::Device => Self::Device,
         }
     }
 }
@@ -199,6 +201,7 @@ impl From<KindV1> for AlertKind {
             KindV1::Silence => Self::Silence,
             KindV1::Limit => Self::Limit,
             KindV1::Predictive => Self::Predictive,
+            KindV1::Device => Self::Device,
         }
     }
 }

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use sentio_ai::DeviceModelConfig;
 use sentio_api::HttpLimits;
 use sentio_broker::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits};
 use sentio_pipeline::{DeclaredLimit, PipelineConfig};
@@ -273,6 +274,48 @@ pub struct AiConfig {
     /// both joined by `,`, optionally `@HORIZON` (default 1h). A reading beyond one raises a
     /// limit alert; a forecast reaching it within the horizon raises a predictive alert first.
     pub limits: Vec<LimitSetting>,
+    /// `[ai.device_model]`: one multivariate model per device of two metrics or more.
+    pub device_model: DeviceModelSetting,
+}
+
+/// `[ai.device_model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceModelSetting {
+    /// One model per device over all its metrics, raising `device` alerts.
+    pub enabled: bool,
+    /// An alert open this long makes the device's current state a new normal regime (said in
+    /// the alert); a user can say so sooner (`{"new_normal": true}` feedback).
+    pub adopt_after: Span,
+    /// A metric whose latest reading is older than this is missing from the device's row.
+    pub tolerance: Span,
+    /// At most one row judged per this span: a device reporting every second is judged every
+    /// 30 s, so the model's 120-row fit spans an hour and its alarm's persistence minutes.
+    pub row_every: Span,
+}
+
+impl Default for DeviceModelSetting {
+    fn default() -> Self {
+        let d = DeviceModelConfig::default();
+        Self {
+            enabled: true,
+            adopt_after: Span(d.adopt_after_ms),
+            tolerance: Span(d.tolerance_ms),
+            row_every: Span(30_000),
+        }
+    }
+}
+
+impl DeviceModelSetting {
+    /// The model's settings, `None` when it is off.
+    pub fn model_config(&self) -> Option<DeviceModelConfig> {
+        self.enabled.then(|| DeviceModelConfig {
+            adopt_after_ms: self.adopt_after.0,
+            tolerance_ms: self.tolerance.0,
+            row_every_ms: self.row_every.0,
+            ..DeviceModelConfig::default()
+        })
+    }
 }
 
 /// `[demo]`.
@@ -459,6 +502,7 @@ impl Config {
             max_late_ms: self.pipeline.late_window.0,
             max_series_per_device: self.pipeline.max_series_per_device,
             limits,
+            device_model: self.ai.device_model.model_config(),
             ..PipelineConfig::default()
         }
     }

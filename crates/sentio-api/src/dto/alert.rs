@@ -216,7 +216,13 @@ impl From<&Feedback> for FeedbackDto {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackBody {
     /// `true`: not a real problem (the detector becomes less sensitive); `false`: confirmed.
-    pub false_alarm: bool,
+    /// Required unless `new_normal` is given.
+    #[serde(default)]
+    pub false_alarm: Option<bool>,
+    /// `true`: the device's current state is normal; its device model learns it as a regime
+    /// (device alerts only).
+    #[serde(default)]
+    pub new_normal: bool,
     /// Optional free text.
     #[serde(default)]
     pub note: Option<String>,
@@ -413,8 +419,11 @@ pub(crate) mod tests {
     #[test]
     fn feedback_body() {
         let b: FeedbackBody = serde_json::from_str(r#"{"false_alarm":true,"note":"n"}"#).unwrap();
-        assert!(b.false_alarm);
+        assert_eq!(b.false_alarm, Some(true));
+        assert!(!b.new_normal);
         assert_eq!(b.note.as_deref(), Some("n"));
+        let b: FeedbackBody = serde_json::from_str(r#"{"new_normal":true}"#).unwrap();
+        assert!(b.new_normal && b.false_alarm.is_none());
         assert!(serde_json::from_str::<FeedbackBody>(r#"{"false_alarm":true,"x":1}"#).is_err());
     }
 }

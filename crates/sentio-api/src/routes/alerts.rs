@@ -59,7 +59,8 @@ pub async fn get(
     Ok(Json(AlertView::from(&a)))
 }
 
-/// `POST /api/v1/alerts/{id}/feedback` `{"false_alarm": true, "note": "..."}`.
+/// `POST /api/v1/alerts/{id}/feedback` `{"false_alarm": true, "note": "..."}`, or
+/// `{"new_normal": true}` for a device alert: its current state is learnt as normal.
 pub async fn feedback(
     _: Admin,
     State(s): State<AppState>,
@@ -75,10 +76,21 @@ pub async fn feedback(
             "note is longer than 1000 bytes",
         ));
     }
-    let a = s
-        .control
-        .feedback(AlertId::new(id), body.false_alarm, body.note)
-        .await?;
+    let a = match (body.new_normal, body.false_alarm) {
+        (true, None) => s.control.new_normal(AlertId::new(id), body.note).await?,
+        (false, Some(false_alarm)) => {
+            s.control
+                .feedback(AlertId::new(id), false_alarm, body.note)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_feedback",
+                "give either false_alarm (true or false) or new_normal: true",
+            ));
+        }
+    };
     Ok(Json(FeedbackAnswer::from(&a)))
 }
 

@@ -1,15 +1,18 @@
 //! The detect stage: a folder of watches. Every committed point reaches, device by device, each
 //! [`Watch`]: the series' own detectors (`series`), the device's reporting cadence (`silence`),
-//! any declared limit (`limits`), the device's kind's peer group (`peers`) and the relations
-//! between the device's metrics (`relations`). Their verdicts drive one [`AlertTracker`] per
+//! any declared limit (`limits`), the device's kind's peer group (`peers`), the relations
+//! between the device's metrics (`relations`) and the device's multivariate model
+//! (`device_model`). Their verdicts drive one [`AlertTracker`] per
 //! [`AlertKey`]; alerts and telemetry are announced on the bus. Users' false-alarm marks come
 //! back here ([`Command`]), because this task owns the state whose sensitivity they change.
 //!
-//! The rules engine and a device-level model plug in the same way: a file here implementing
+//! The rules engine plugs in the same way: a file here implementing
 //! [`Watch`], added to the list in [`DetectStage::restore`].
 
+mod device_model;
 mod limits;
 mod peers;
+mod per_device;
 mod per_series;
 mod relations;
 mod series;
@@ -53,6 +56,12 @@ pub(crate) enum Command {
     Feedback {
         alert_id: AlertId,
         false_alarm: bool,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<Alert, PipelineError>>,
+    },
+    /// A user says the state behind an alert is normal.
+    NewNormal {
+        alert_id: AlertId,
         note: Option<String>,
         reply: oneshot::Sender<Result<Alert, PipelineError>>,
     },
@@ -100,7 +109,7 @@ impl DetectStage {
     ) -> Result<Self, PipelineError> {
         let resolve_after = config.resolve_after_normal_points;
         // Silence first: an arrival ends a silence before the arrival itself is judged.
-        let watches: Vec<Box<dyn Watch>> = vec![
+        let mut watches: Vec<Box<dyn Watch>> = vec![
             Box::new(silence::SilenceWatch::new(now_ms())),
             Box::new(series::SeriesWatch::new(
                 config.detector.clone(),
@@ -110,6 +119,9 @@ impl DetectStage {
             Box::new(peers::PeersWatch::new(resolve_after)),
             Box::new(relations::RelationsWatch::new(resolve_after)),
         ];
+        if let Some(model) = &config.device_model {
+            watches.push(Box::new(device_model::DeviceModelWatch::new(model.clone())));
+        }
         let mut stage = Self {
             watches,
             trackers: HashMap::new(),
@@ -426,6 +438,14 @@ impl DetectStage {
                 let r = self.feedback(alert_id, false_alarm, note).await;
                 let _ = reply.send(r);
             }
+            Command::NewNormal {
+                alert_id,
+                note,
+                reply,
+            } => {
+                let r = self.new_normal(alert_id, note).await;
+                let _ = reply.send(r);
+            }
             Command::Forget { device, reply } => {
                 self.forget(&device);
                 let _ = reply.send(());
@@ -452,28 +472,38 @@ impl DetectStage {
         false_alarm: bool,
         note: Option<String>,
     ) -> Result<Alert, PipelineError> {
-        let alert = self
-            .alerts
-            .get_alert(id.get())
-            .await?
-            .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+        let (alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
         if alert.feedback.as_ref().is_some_and(|f| f.false_alarm) && false_alarm {
             return Err(PipelineError::Conflict(format!(
                 "alert {id} is already marked as a false alarm"
             )));
         }
-        let key = AlertKey::of(&alert).map_err(|e| PipelineError::Conflict(e.to_string()))?;
         let effect = if !false_alarm {
             "confirmed as a real problem; sensitivity unchanged".to_string()
         } else {
             self.desensitise(&key)?
         };
+        self.close_with_feedback(alert, &key, false_alarm, false_alarm, note, effect)
+            .await
+    }
+
+    /// Records feedback on `alert`; with `close`, an open alert resolves now.
+    async fn close_with_feedback(
+        &mut self,
+        alert: Alert,
+        key: &AlertKey,
+        close: bool,
+        false_alarm: bool,
+        note: Option<String>,
+        effect: String,
+    ) -> Result<Alert, PipelineError> {
+        let id = alert.id;
         let now = now_ms();
         let mut updated = alert.clone();
-        if false_alarm && alert.state == AlertState::Open {
+        if close && alert.state == AlertState::Open {
             let closed = self
                 .trackers
-                .get_mut(&key)
+                .get_mut(key)
                 .filter(|t| t.open().is_some_and(|a| a.id == id))
                 .and_then(|t| t.close(now));
             updated = closed.unwrap_or_else(|| {
@@ -500,17 +530,34 @@ impl DetectStage {
         Ok(updated)
     }
 
-    /// Makes the watch that raised `key`'s alert less sensitive to it.
-    fn desensitise(&mut self, key: &AlertKey) -> Result<String, PipelineError> {
-        let device_kind = self.kinds.get(&key.device).cloned();
-        let watch = self
-            .watches
+    /// Applies a user's "this is the new normal": the watch that raised the alert learns the
+    /// current state as a normal regime, and the alert resolves.
+    async fn new_normal(
+        &mut self,
+        id: AlertId,
+        note: Option<String>,
+    ) -> Result<Alert, PipelineError> {
+        let (alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
+        let effect = self.watch_for(&key)?.new_normal(&key)?;
+        self.close_with_feedback(alert, &key, true, false, note, effect)
+            .await
+    }
+
+    /// The watch that raises `key`'s alerts.
+    fn watch_for(&mut self, key: &AlertKey) -> Result<&mut Box<dyn Watch>, PipelineError> {
+        self.watches
             .iter_mut()
             .find(|w| w.kinds().contains(&key.kind))
             .ok_or_else(|| {
                 PipelineError::Invalid(format!("no watch raises {} alerts", key.kind.as_str()))
-            })?;
-        watch.false_alarm(key, device_kind.as_deref())
+            })
+    }
+
+    /// Makes the watch that raised `key`'s alert less sensitive to it.
+    fn desensitise(&mut self, key: &AlertKey) -> Result<String, PipelineError> {
+        let device_kind = self.kinds.get(&key.device).cloned();
+        self.watch_for(key)?
+            .false_alarm(key, device_kind.as_deref())
     }
 
     /// Saves the watch state changed since the last save.
@@ -523,6 +570,19 @@ impl DetectStage {
             error!(error = %e, "could not save detector state");
         }
     }
+}
+
+/// The stored alert `id` and its key.
+async fn stored_alert(
+    alerts: Arc<dyn AlertStore>,
+    id: AlertId,
+) -> Result<(Alert, AlertKey), PipelineError> {
+    let alert = alerts
+        .get_alert(id.get())
+        .await?
+        .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+    let key = AlertKey::of(&alert).map_err(|e| PipelineError::Conflict(e.to_string()))?;
+    Ok((alert, key))
 }
 
 /// A batch's points grouped by device, devices in the order they first appear, each device's

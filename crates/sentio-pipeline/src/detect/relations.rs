@@ -3,12 +3,13 @@
 //! timestamp in a batch) that breaks a learnt relation raises a relation alert on the pair,
 //! unless either metric's own detectors already alert.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sentio_ai::DeviceRelations;
 use sentio_core::{AlertKey, AlertKind, DeviceId, StateKey, Subject};
 
+use super::per_device::PerDevice;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{PipelineError, explain};
 
@@ -18,8 +19,7 @@ const STATE_FIELD: &str = "relations";
 /// One [`DeviceRelations`] per device.
 pub(crate) struct RelationsWatch {
     resolve_after: u32,
-    devices: HashMap<DeviceId, DeviceRelations>,
-    dirty: HashSet<DeviceId>,
+    devices: PerDevice<DeviceRelations>,
 }
 
 impl RelationsWatch {
@@ -27,8 +27,7 @@ impl RelationsWatch {
     pub(crate) fn new(resolve_after: u32) -> Self {
         Self {
             resolve_after,
-            devices: HashMap::new(),
-            dirty: HashSet::new(),
+            devices: PerDevice::new(STATE_FIELD),
         }
     }
 }
@@ -54,8 +53,8 @@ impl Watch for RelationsWatch {
     }
 
     fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>) {
-        let relations = self.devices.entry(batch.device.clone()).or_default();
-        self.dirty.insert(batch.device.clone());
+        self.devices.changed(batch.device);
+        let relations = self.devices.states.entry(batch.device.clone()).or_default();
         // Joint readings: the batch's points of the device grouped by timestamp.
         let mut readings: Vec<(i64, Reading<'_>)> = Vec::new();
         for p in batch.points {
@@ -100,12 +99,13 @@ impl Watch for RelationsWatch {
         };
         let relations = self
             .devices
+            .states
             .get_mut(&key.device)
             .ok_or_else(|| gone(&key.device))?;
         let (n, before, after) = relations
             .mark_false_alarm(a, b)
             .ok_or_else(|| gone(&key.device))?;
-        self.dirty.insert(key.device.clone());
+        self.devices.changed(&key.device);
         Ok(format!(
             "relation {a}~{b} of {} is less sensitive after {n} false alarm(s): band \
              {before:.1} -> {after:.1} spreads",
@@ -114,30 +114,22 @@ impl Watch for RelationsWatch {
     }
 
     fn forget(&mut self, device: &DeviceId) {
-        self.devices.remove(device);
-        self.dirty.remove(device);
+        self.devices.forget(device);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
-        matches!(key, StateKey::Device(_)).then_some(StatePart::Field(STATE_FIELD))
+        self.devices.state_part(key)
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
-        if let StateKey::Device(device) = key {
-            self.devices
-                .insert(device.clone(), serde_json::from_str(json)?);
-        }
-        Ok(())
+        self.devices.restore(key, json).map(|_| ())
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
-        dirty.extend(self.dirty.drain().map(StateKey::Device));
+        self.devices.take_dirty(dirty);
     }
 
     fn save(&self, key: &StateKey) -> Option<String> {
-        let StateKey::Device(device) = key else {
-            return None;
-        };
-        serde_json::to_string(self.devices.get(device)?).ok()
+        self.devices.save(key)
     }
 }

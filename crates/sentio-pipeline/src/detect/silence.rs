@@ -2,11 +2,12 @@
 //! silent for much longer than its usual interval raises a silence alert (checked every second,
 //! without points); its next arrival resolves it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sentio_ai::Cadence;
 use sentio_core::{AlertKey, AlertKind, DeviceId, StateKey, Subject};
 
+use super::per_device::PerDevice;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{PipelineError, explain};
 
@@ -18,8 +19,7 @@ pub(crate) const SILENCE_RESOLVE_AFTER: u32 = 1;
 /// One [`Cadence`] per device.
 pub(crate) struct SilenceWatch {
     started_ms: i64,
-    cadences: HashMap<DeviceId, Cadence>,
-    dirty: HashSet<DeviceId>,
+    cadences: PerDevice<Cadence>,
 }
 
 impl SilenceWatch {
@@ -28,8 +28,7 @@ impl SilenceWatch {
     pub(crate) fn new(started_ms: i64) -> Self {
         Self {
             started_ms,
-            cadences: HashMap::new(),
-            dirty: HashSet::new(),
+            cadences: PerDevice::new(STATE_FIELD),
         }
     }
 
@@ -51,11 +50,15 @@ impl Watch for SilenceWatch {
         let Some(first) = batch.arrived.first() else {
             return;
         };
-        let cadence = self.cadences.entry(batch.device.clone()).or_default();
+        let cadence = self
+            .cadences
+            .states
+            .entry(batch.device.clone())
+            .or_default();
         for p in batch.arrived {
             cadence.observe(p.ts_ms, batch.now_ms);
         }
-        self.dirty.insert(batch.device.clone());
+        self.cadences.changed(batch.device);
         // The device spoke: an open silence alert ends at its first arrival.
         verdicts.push(Verdict {
             at: 0,
@@ -66,7 +69,7 @@ impl Watch for SilenceWatch {
     }
 
     fn tick(&mut self, now_ms: i64, verdicts: &mut Vec<Verdict>) {
-        for (device, cadence) in &self.cadences {
+        for (device, cadence) in &self.cadences.states {
             if let Some(silence) = cadence.silence(now_ms) {
                 verdicts.push(Verdict {
                     at: 0,
@@ -85,43 +88,38 @@ impl Watch for SilenceWatch {
     ) -> Result<String, PipelineError> {
         let cadence = self
             .cadences
+            .states
             .get_mut(&key.device)
             .ok_or_else(|| gone(&key.device))?;
         let n = cadence.mark_false_alarm();
-        self.dirty.insert(key.device.clone());
+        let factor = cadence.threshold_factor();
+        self.cadences.changed(&key.device);
         Ok(format!(
-            "{} may now stay silent {:.2}x longer before an alert ({n} false alarm(s))",
+            "{} may now stay silent {factor:.2}x longer before an alert ({n} false alarm(s))",
             key.device,
-            cadence.threshold_factor()
         ))
     }
 
     fn forget(&mut self, device: &DeviceId) {
-        self.cadences.remove(device);
-        self.dirty.remove(device);
+        self.cadences.forget(device);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
-        matches!(key, StateKey::Device(_)).then_some(StatePart::Field(STATE_FIELD))
+        self.cadences.state_part(key)
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
-        if let StateKey::Device(device) = key {
-            let mut cadence: Cadence = serde_json::from_str(json)?;
+        if let Some(cadence) = self.cadences.restore(key, json)? {
             cadence.resume(self.started_ms);
-            self.cadences.insert(device.clone(), cadence);
         }
         Ok(())
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
-        dirty.extend(self.dirty.drain().map(StateKey::Device));
+        self.cadences.take_dirty(dirty);
     }
 
     fn save(&self, key: &StateKey) -> Option<String> {
-        let StateKey::Device(device) = key else {
-            return None;
-        };
-        serde_json::to_string(self.cadences.get(device)?).ok()
+        self.cadences.save(key)
     }
 }

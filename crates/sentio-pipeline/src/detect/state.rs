@@ -1,7 +1,7 @@
 //! Saved watch state: the rows of the store's detector-state table, `(device, metric, json)`,
 //! to and from the watches. A row's key is a [`StateKey`]; most rows belong to one watch, and
-//! a device's own row (`"~device"`) is a JSON object shared by the silence watch (`cadence`)
-//! and the relations watch (`relations`), as earlier versions wrote it.
+//! a device's own row (`"~device"`) is a JSON object shared by the silence watch (`cadence`),
+//! the relations watch (`relations`) and the device-model watch (`model`).
 
 use std::collections::HashSet;
 
@@ -28,9 +28,10 @@ pub(super) fn restore_row(
             Some(StatePart::Field(name)) => {
                 let fields =
                     fields.get_or_insert_with(|| serde_json::from_str(json).unwrap_or_default());
+                // A part missing from an older row is state not learnt yet, not an error.
                 ok &= fields
                     .get(name)
-                    .is_some_and(|part| w.restore(&key, &part.to_string()).is_ok());
+                    .is_none_or(|part| w.restore(&key, &part.to_string()).is_ok());
             }
         }
     }

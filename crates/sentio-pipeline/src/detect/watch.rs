@@ -1,6 +1,6 @@
 //! The [`Watch`] trait: one way of looking at a device's points (its series' detectors, its
-//! relations, its peers, its silence, its declared limits; later the rules engine and a
-//! device-level model). The detect stage hands each watch every device's share of a committed
+//! relations, its peers, its silence, its declared limits, the device model; later the rules
+//! engine). The detect stage hands each watch every device's share of a committed
 //! batch, applies the verdicts it returns to the alert trackers, and saves the state it learnt.
 //!
 //! A watch owns its learnt state and nothing else: it never sees the alert trackers, the
@@ -91,6 +91,15 @@ pub(crate) trait Watch: Send {
         key: &AlertKey,
         device_kind: Option<&str>,
     ) -> Result<String, PipelineError>;
+
+    /// A user says the state behind an alert of `key` is normal: learn it as such. Returns one
+    /// sentence saying what changed. Only the device model learns regimes.
+    fn new_normal(&mut self, key: &AlertKey) -> Result<String, PipelineError> {
+        Err(PipelineError::Invalid(format!(
+            "a {} alert cannot become a new normal: only device alerts learn regimes (mark it              as a false alarm instead)",
+            key.kind.as_str()
+        )))
+    }
 
     /// Forgets everything learnt about a device (it was deleted or erased).
     fn forget(&mut self, device: &DeviceId);

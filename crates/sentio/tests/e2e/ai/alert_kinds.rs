@@ -16,46 +16,6 @@ async fn post_all(node: &Node, device: &str, secret: &str, items: &[Value]) {
     }
 }
 
-/// The device's alerts, newest first.
-async fn alerts_of(node: &Node, device: &str) -> Vec<Value> {
-    let (st, body) = api(
-        node,
-        "GET",
-        &format!("/api/v1/alerts?device={device}"),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
-    body["alerts"].as_array().unwrap().clone()
-}
-
-/// Waits until the device has an alert of `kind`, and returns it.
-async fn wait_for_kind(node: &Node, device: &str, kind: &str, secs: u64) -> Value {
-    let found = eventually(secs, || async {
-        alerts_of(node, device)
-            .await
-            .into_iter()
-            .find(|a| a["explanation"]["kind"] == kind)
-    })
-    .await;
-    match found {
-        Some(a) => a,
-        None => {
-            let seen: Vec<String> = alerts_of(node, device)
-                .await
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} {} {}",
-                        a["explanation"]["kind"], a["metric"], a["explanation"]["message"]
-                    )
-                })
-                .collect();
-            panic!("no {kind} alert on {device} within {secs} s; it has: {seen:#?}")
-        }
-    }
-}
-
 /// A little deterministic wobble, as a sensor's noise.
 fn wobble(i: i64) -> f64 {
     ((i * 7919) % 13) as f64 * 0.02

@@ -1,5 +1,6 @@
 //! Alerts and forecasts through the front door: alert kinds beyond a
-//! series' own detectors, and forecasts with prediction intervals.
+//! series' own detectors, the device model, and forecasts with prediction intervals.
 
 mod alert_kinds;
+mod device_model;
 mod forecast;

@@ -538,3 +538,43 @@ pub async fn metric_value(node: &Node, sample: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// The device's alerts, newest first.
+pub async fn alerts_of(node: &Node, device: &str) -> Vec<Value> {
+    let (st, body) = api(
+        node,
+        "GET",
+        &format!("/api/v1/alerts?device={device}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    body["alerts"].as_array().unwrap().clone()
+}
+
+/// Waits until the device has an alert of `kind`, and returns it.
+pub async fn wait_for_kind(node: &Node, device: &str, kind: &str, secs: u64) -> Value {
+    let found = eventually(secs, || async {
+        alerts_of(node, device)
+            .await
+            .into_iter()
+            .find(|a| a["explanation"]["kind"] == kind)
+    })
+    .await;
+    match found {
+        Some(a) => a,
+        None => {
+            let seen: Vec<String> = alerts_of(node, device)
+                .await
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {} {}",
+                        a["explanation"]["kind"], a["metric"], a["explanation"]["message"]
+                    )
+                })
+                .collect();
+            panic!("no {kind} alert on {device} within {secs} s; it has: {seen:#?}")
+        }
+    }
+}

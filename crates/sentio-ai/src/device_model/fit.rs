@@ -1,0 +1,312 @@
+//! Fitting a [`Regime`] from a buffer of normal rows, and calibrating its limits on scores it did
+//! not see (contiguous folds), so the limits hold out of sample, autocorrelation and slow drift
+//! included.
+
+use nalgebra::DMatrix;
+
+use super::regime::Regime;
+
+/// Contiguous folds of the calibration.
+const FOLDS: usize = 4;
+/// Smallest shrinkage towards the identity: no direction of the data weighs more than 1/0.05 =
+/// 20 times a metric of unit spread, so an accidentally flat direction of a short history cannot
+/// turn noise into alarms.
+const MIN_SHRINK: f64 = 0.001;
+/// Relative variance floor: a metric's spread counts as at least this fraction of its level.
+const RELATIVE_FLOOR: f64 = 1e-4;
+/// Absolute variance floor (a metric at zero that never moves).
+const ABSOLUTE_FLOOR: f64 = 1e-9;
+
+/// Rows of readings by device slot (NaN where missing), all of one width.
+pub(crate) struct Rows<'a> {
+    pub data: &'a [f64],
+    pub width: usize,
+}
+
+impl Rows<'_> {
+    pub fn len(&self) -> usize {
+        self.data.len() / self.width.max(1)
+    }
+    pub fn row(&self, t: usize) -> &[f64] {
+        &self.data[t * self.width..(t + 1) * self.width]
+    }
+}
+
+/// Fits a regime over the slots `dims` on all `rows`, with limits at `quantiles` (row, one row
+/// alone, smoothed) of its out-of-fold statistics. `None` when there are too few rows.
+pub(crate) fn fit_regime(
+    rows: &Rows<'_>,
+    dims: &[usize],
+    quantiles: [f64; 3],
+    lambda: f64,
+    now_ms: i64,
+) -> Option<Regime> {
+    let n = rows.len();
+    if n < 2 * FOLDS || dims.is_empty() {
+        return None;
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let full = fit_core(rows, dims, &all, None, now_ms)?;
+    let mut row_scores = Vec::with_capacity(n);
+    let mut smooth_scores = Vec::with_capacity(n);
+    for k in 0..FOLDS {
+        let (lo, hi) = (k * n / FOLDS, (k + 1) * n / FOLDS);
+        let train: Vec<usize> = all.iter().copied().filter(|&t| t < lo || t >= hi).collect();
+        // Each fold keeps the whole buffer's spreads: a rare reading (a door opened twice)
+        // missing from a fold must not make that fold's scale collapse.
+        let fold = fit_core(rows, dims, &train, Some(&full.scale), now_ms)?;
+        let mut z = Vec::new();
+        let mut y = Vec::new();
+        let mut e = vec![0.0; dims.len()];
+        // The smoothed statistic starts at 0 in each fold: its first rows are not yet typical.
+        let burn_in = lo + (2.0 / lambda).ceil() as usize;
+        for t in lo..hi {
+            fold.standardise(rows.row(t), &mut z);
+            let d = fold.quad(&z, &mut y);
+            row_scores.push(d);
+            for (ek, zk) in e.iter_mut().zip(&z) {
+                *ek = (1.0 - lambda) * *ek + lambda * zk;
+            }
+            if t >= burn_in {
+                smooth_scores.push(fold.quad(&e, &mut y));
+            }
+        }
+    }
+    let mut regime = full;
+    let row = ScaledChi2::fit(&row_scores);
+    let smooth = ScaledChi2::fit(&smooth_scores);
+    let [quantile, certain_quantile, smooth_quantile] = quantiles;
+    regime.limit_row = row.quantile(quantile);
+    regime.limit_certain = row.quantile(certain_quantile).max(regime.limit_row);
+    // Both statistics are quadratic forms of the same rows: the smoothed one has (at most) the
+    // degrees of freedom of the row one, which a hundred scores estimate far better than its
+    // own fewer, autocorrelated ones do.
+    regime.limit_smooth = smooth.with_dof_at_most(row.h).quantile(smooth_quantile);
+    Some(regime)
+}
+
+/// Centre, spread and shrunk precision of `dims` over the rows `use_rows`; limits left at 0.
+fn fit_core(
+    rows: &Rows<'_>,
+    dims: &[usize],
+    use_rows: &[usize],
+    spreads: Option<&[f64]>,
+    now_ms: i64,
+) -> Option<Regime> {
+    let p = dims.len();
+    let n = use_rows.len();
+    let mut center = Vec::with_capacity(p);
+    let mut scale = Vec::with_capacity(p);
+    for &slot in dims {
+        let mut values: Vec<f64> = use_rows
+            .iter()
+            .map(|&t| rows.row(t)[slot])
+            .filter(|v| v.is_finite())
+            .collect();
+        if values.is_empty() {
+            center.push(0.0);
+            scale.push(1.0);
+            continue;
+        }
+        let m = values.iter().sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>()
+            / (values.len().saturating_sub(1).max(1)) as f64;
+        values.sort_by(f64::total_cmp);
+        // The reading's resolution: the smallest step between distinct values seen.
+        let quantum = values
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let quantum = if quantum.is_finite() { quantum } else { 0.0 };
+        let floor = quantum.max(RELATIVE_FLOOR * m.abs()).max(ABSOLUTE_FLOOR);
+        center.push(m);
+        scale.push(var.sqrt().max(floor));
+    }
+    if let Some(spreads) = spreads {
+        scale = spreads.to_vec();
+    }
+    // Standardised rows (a missing reading counts as its mean).
+    let mut zs = vec![0.0; n * p];
+    for (r, &t) in use_rows.iter().enumerate() {
+        let row = rows.row(t);
+        for k in 0..p {
+            let x = row[dims[k]];
+            zs[r * p + k] = if x.is_finite() {
+                (x - center[k]) / scale[k]
+            } else {
+                0.0
+            };
+        }
+    }
+    let mut s = vec![0.0; p * p];
+    for r in 0..n {
+        let z = &zs[r * p..(r + 1) * p];
+        for i in 0..p {
+            for j in i..p {
+                s[i * p + j] += z[i] * z[j];
+            }
+        }
+    }
+    let nf = n as f64;
+    for i in 0..p {
+        for j in i..p {
+            s[i * p + j] /= nf;
+            s[j * p + i] = s[i * p + j];
+        }
+    }
+    // Ledoit-Wolf shrinkage towards the identity (the target of a correlation matrix).
+    let mut num = 0.0;
+    let mut den = 0.0;
+    for i in 0..p {
+        for j in 0..p {
+            if i == j {
+                continue;
+            }
+            let sij = s[i * p + j];
+            let mut v = 0.0;
+            for r in 0..n {
+                let d = zs[r * p + i] * zs[r * p + j] - sij;
+                v += d * d;
+            }
+            num += v / (nf * nf);
+            den += sij * sij;
+        }
+    }
+    let shrink = if den > 0.0 {
+        (num / den).clamp(MIN_SHRINK, 1.0)
+    } else {
+        1.0
+    };
+    // The variance floor: every standardised metric has unit variance in the model, and a
+    // metric spread wider than its scale (a fold's own spread) is scaled back, so the matrix
+    // stays a correlation matrix (positive semi-definite) before shrinkage.
+    let norm: Vec<f64> = (0..p).map(|i| s[i * p + i].max(1.0).sqrt()).collect();
+    let mut m = DMatrix::<f64>::zeros(p, p);
+    for i in 0..p {
+        for j in 0..p {
+            m[(i, j)] = if i == j {
+                1.0
+            } else {
+                (1.0 - shrink) * s[i * p + j] / (norm[i] * norm[j])
+            };
+        }
+    }
+    let inv = m.cholesky()?.inverse();
+    let mut precision = vec![0.0; p * p];
+    for i in 0..p {
+        for j in 0..p {
+            precision[i * p + j] = 0.5 * (inv[(i, j)] + inv[(j, i)]);
+        }
+    }
+    Some(Regime {
+        dims: dims.to_vec(),
+        center,
+        scale,
+        precision,
+        limit_row: 0.0,
+        limit_certain: 0.0,
+        limit_smooth: 0.0,
+        last_used_ms: now_ms,
+    })
+}
+
+/// Scores fitted as g·χ²(h) by their mean and variance (Box 1954, the usual SPE limit):
+/// smoother than an empirical quantile of a hundred scores, and heavier-tailed when the scores
+/// are spread out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScaledChi2 {
+    g: f64,
+    h: f64,
+}
+
+impl ScaledChi2 {
+    pub fn fit(scores: &[f64]) -> Self {
+        let n = scores.len() as f64;
+        if scores.is_empty() {
+            return Self {
+                g: f64::INFINITY,
+                h: 1.0,
+            };
+        }
+        let m = scores.iter().sum::<f64>() / n;
+        let v = scores.iter().map(|s| (s - m) * (s - m)).sum::<f64>() / (n - 1.0).max(1.0);
+        if m <= 0.0 || v <= 1e-12 * m * m {
+            // Scores that do not vary: a limit at twice their level.
+            return Self {
+                g: (2.0 * m).max(1e-9) / chi2_quantile(1.0, 0.5).max(1e-9),
+                h: 1.0,
+            };
+        }
+        // At least one degree of freedom: beyond that the approximation is no longer a χ².
+        let h = (2.0 * m * m / v).max(1.0);
+        Self { g: m / h, h }
+    }
+
+    /// The same mean with at most `h` degrees of freedom (a heavier tail).
+    pub fn with_dof_at_most(self, h: f64) -> Self {
+        if self.h <= h {
+            return self;
+        }
+        let m = self.g * self.h;
+        Self { g: m / h, h }
+    }
+
+    pub fn quantile(&self, q: f64) -> f64 {
+        self.g * chi2_quantile(self.h, q)
+    }
+}
+
+/// χ² quantile with `h` degrees of freedom (Wilson-Hilferty).
+pub(crate) fn chi2_quantile(h: f64, q: f64) -> f64 {
+    let z = normal_quantile(q);
+    let a = 2.0 / (9.0 * h);
+    (h * (1.0 - a + z * a.sqrt()).powi(3)).max(0.0)
+}
+
+/// Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
+pub(crate) fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383_577_518_672_69e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let low = 0.02425;
+    if p < low {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - low {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        -normal_quantile(1.0 - p)
+    }
+}

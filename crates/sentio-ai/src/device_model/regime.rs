@@ -1,0 +1,203 @@
+//! One learnt normal regime of a device: where each metric sits (`center`, `scale`), how the
+//! metrics move together (the `precision`, inverse of their shrunk correlation matrix) and the
+//! two limits its statistics were calibrated to.
+
+use serde::{Deserialize, Serialize};
+
+use super::packed::{Packed, pack_symmetric, unpack_symmetric};
+
+/// Largest standardised departure of one reading: a metric that never moved while learnt (its
+/// spread is only a floor) and then moves is seen, but cannot swamp every other metric's part.
+const Z_MAX: f64 = 1e3;
+/// Gauss-Seidel sweeps used to replace a missing reading by its value expected from the others.
+const IMPUTE_SWEEPS: usize = 3;
+
+/// A fitted regime (see the module docs for the method).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredRegime", into = "StoredRegime")]
+pub struct Regime {
+    /// The device's metric slots this regime covers, in its own order.
+    pub(crate) dims: Vec<usize>,
+    pub(crate) center: Vec<f64>,
+    pub(crate) scale: Vec<f64>,
+    /// p×p, row-major.
+    pub(crate) precision: Vec<f64>,
+    /// Limit of the row statistic z'Pz.
+    pub(crate) limit_row: f64,
+    /// Limit of z'Pz beyond which one row is enough to open an alarm.
+    pub(crate) limit_certain: f64,
+    /// Limit of the smoothed statistic e'Pe (e: exponentially weighted mean of z).
+    pub(crate) limit_smooth: f64,
+    /// When the regime was last the device's best fit (ms), for eviction.
+    pub(crate) last_used_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRegime {
+    dims: Vec<usize>,
+    center: Vec<f64>,
+    scale: Vec<f64>,
+    precision_upper: Packed,
+    limit_row: f64,
+    limit_certain: f64,
+    limit_smooth: f64,
+    last_used_ms: i64,
+}
+
+impl From<Regime> for StoredRegime {
+    fn from(r: Regime) -> Self {
+        let p = r.dims.len();
+        StoredRegime {
+            precision_upper: Packed(pack_symmetric(p, &r.precision)),
+            dims: r.dims,
+            center: r.center,
+            scale: r.scale,
+            limit_row: r.limit_row,
+            limit_certain: r.limit_certain,
+            limit_smooth: r.limit_smooth,
+            last_used_ms: r.last_used_ms,
+        }
+    }
+}
+
+impl TryFrom<StoredRegime> for Regime {
+    type Error = String;
+    fn try_from(s: StoredRegime) -> Result<Self, String> {
+        let p = s.dims.len();
+        if s.center.len() != p || s.scale.len() != p {
+            return Err(format!(
+                "regime of {p} metrics with {} centres",
+                s.center.len()
+            ));
+        }
+        let precision = unpack_symmetric(p, &s.precision_upper.0)
+            .ok_or_else(|| format!("regime of {p} metrics: bad precision matrix"))?;
+        Ok(Regime {
+            dims: s.dims,
+            center: s.center,
+            scale: s.scale,
+            precision,
+            limit_row: s.limit_row,
+            limit_certain: s.limit_certain,
+            limit_smooth: s.limit_smooth,
+            last_used_ms: s.last_used_ms,
+        })
+    }
+}
+
+/// One metric's part in a departure from a regime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// The metric.
+    pub metric: String,
+    /// Its latest reading (NaN when stale).
+    pub observed: f64,
+    /// What the regime expects it to be given the other metrics.
+    pub expected: f64,
+    /// (observed − expected) in spreads of the metric around what the others predict.
+    pub sigma: f64,
+    /// Its share of the statistic, 0..1 (shares sum to 1).
+    pub share: f64,
+}
+
+impl Regime {
+    pub(crate) fn p(&self) -> usize {
+        self.dims.len()
+    }
+
+    /// The standardised row over this regime's metrics; missing readings (NaN) are replaced by
+    /// their conditional expectation given the others, so the statistic is the Mahalanobis
+    /// distance of what was observed.
+    pub(crate) fn standardise(&self, row: &[f64], z: &mut Vec<f64>) {
+        z.clear();
+        let mut missing = false;
+        for (k, &slot) in self.dims.iter().enumerate() {
+            let x = row.get(slot).copied().unwrap_or(f64::NAN);
+            if x.is_finite() {
+                z.push(((x - self.center[k]) / self.scale[k]).clamp(-Z_MAX, Z_MAX));
+            } else {
+                z.push(f64::NAN);
+                missing = true;
+            }
+        }
+        if missing {
+            self.impute(z);
+        }
+    }
+
+    fn impute(&self, z: &mut [f64]) {
+        let p = self.p();
+        let gaps: Vec<usize> = (0..p).filter(|&k| z[k].is_nan()).collect();
+        for &k in &gaps {
+            z[k] = 0.0;
+        }
+        if gaps.len() == p {
+            return;
+        }
+        for _ in 0..IMPUTE_SWEEPS {
+            for &k in &gaps {
+                let row = &self.precision[k * p..(k + 1) * p];
+                let off: f64 = (0..p).filter(|&j| j != k).map(|j| row[j] * z[j]).sum();
+                z[k] = -off / row[k];
+            }
+        }
+    }
+
+    /// y = P v, and returns v'Pv.
+    pub(crate) fn quad(&self, v: &[f64], y: &mut Vec<f64>) -> f64 {
+        let p = self.p();
+        y.clear();
+        let mut total = 0.0;
+        for i in 0..p {
+            let row = &self.precision[i * p..(i + 1) * p];
+            let mut s = 0.0;
+            for j in 0..p {
+                s += row[j] * v[j];
+            }
+            y.push(s);
+            total += s * v[i];
+        }
+        total
+    }
+
+    /// Each metric's part in the departure `v` (a standardised row or its smoothed mean) from
+    /// this regime, largest first. `row` holds the latest raw readings by slot.
+    pub(crate) fn contributions(
+        &self,
+        names: &[String],
+        row: &[f64],
+        v: &[f64],
+    ) -> Vec<Contribution> {
+        let p = self.p();
+        let mut y = Vec::with_capacity(p);
+        self.quad(v, &mut y);
+        let parts: Vec<f64> = (0..p)
+            .map(|k| y[k] * y[k] / self.precision[k * p + k])
+            .collect();
+        let total: f64 = parts.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let mut out: Vec<Contribution> = (0..p)
+            .map(|k| {
+                let slot = self.dims[k];
+                // Departure from the value predicted by the other metrics, in standard units.
+                let departure = y[k] / self.precision[k * p + k];
+                let observed = row.get(slot).copied().unwrap_or(f64::NAN);
+                let level = self.center[k] + self.scale[k] * v[k];
+                let expected = self.center[k] + self.scale[k] * (v[k] - departure);
+                let reference = if observed.is_finite() {
+                    observed
+                } else {
+                    level
+                };
+                Contribution {
+                    metric: names.get(slot).cloned().unwrap_or_default(),
+                    observed,
+                    expected: expected + (reference - level),
+                    sigma: y[k] / self.precision[k * p + k].sqrt(),
+                    share: parts[k] / total,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.share.total_cmp(&a.share));
+        out
+    }
+}
