@@ -1,6 +1,6 @@
 //! Who is calling: the admin (bearer token), an API token with a read-only scope (bearer
 //! `token:<id>:<password>`, e.g. `metrics`), or a device (HTTP Basic with its secret). Wrong
-//! bearer tokens are counted per address ([`crate::auth_throttle`]).
+//! bearer tokens and wrong device secrets are counted per address ([`crate::auth_throttle`]).
 
 use std::net::SocketAddr;
 
@@ -115,16 +115,37 @@ impl FromRequestParts<AppState> for MetricsReader {
     }
 }
 
-/// HTTP Basic credentials (`id:secret`).
+/// HTTP Basic credentials (`id:secret`), from an address within its guessing allowance (the
+/// same one as bearer tokens: an address over it gets `429` whatever it sends).
 pub struct Basic {
     pub user: String,
     pub password: String,
+    /// The caller's address, to count a wrong secret against ([`Basic::wrong`]).
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Basic {
+    /// The secret was wrong (or the device unknown): counts against the caller's address.
+    pub fn wrong(&self, state: &AppState) {
+        if let Some(ip) = self.peer {
+            state.auth_throttle.failed(ip);
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Basic {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = peer
+            && let Err(wait_s) = state.auth_throttle.check(ip)
+        {
+            return Err(ApiError::too_many_attempts(wait_s));
+        }
         let missing =
             || ApiError::unauthorized("send HTTP Basic credentials: the device id and its secret");
         let encoded = parts
@@ -141,6 +162,7 @@ impl FromRequestParts<AppState> for Basic {
         Ok(Basic {
             user: user.to_string(),
             password: password.to_string(),
+            peer,
         })
     }
 }

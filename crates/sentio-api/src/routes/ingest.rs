@@ -21,12 +21,18 @@ pub async fn telemetry(
     let user = match DeviceId::parse(&creds.user) {
         Ok(u) if s.registry.verify_secret(&u, &creds.password) => u,
         parsed => {
-            if let Ok(u) = &parsed
-                && s.registry.is_registered(u)
+            creds.wrong(&s);
+            // Recorded off the request's path, so a known id and an unknown one are answered
+            // alike (no database write to time).
+            if let Ok(u) = parsed
+                && s.registry.is_registered(&u)
             {
-                s.ingest
-                    .reject(u, "HTTP telemetry refused: wrong secret")
-                    .await;
+                let ingest = s.ingest.clone();
+                tokio::spawn(async move {
+                    ingest
+                        .reject(&u, "HTTP telemetry refused: wrong secret")
+                        .await;
+                });
             }
             return Err(ApiError::unauthorized("unknown device or wrong secret"));
         }

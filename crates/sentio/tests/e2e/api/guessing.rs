@@ -1,7 +1,8 @@
 //! Guessing the admin token over HTTP: wrong tokens are counted per address in `/metrics`,
 //! and past the allowance the address is answered `429` with `Retry-After` (even with the
 //! right token) until its window ends, while other addresses are served;
-//! the log has one line per address and interval.
+//! the log has one line per address and interval. Device secrets guessed over HTTP Basic
+//! count against the same allowance.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -72,6 +73,62 @@ async fn admin_token_guessing_is_counted_and_slowed_per_address() {
         ok.is_some(),
         "the right token is still refused after the window"
     );
+    node.shutdown().await;
+}
+
+/// One `POST path` of `body` from `from` with HTTP Basic `user:password`: the raw response.
+async fn post_basic(from: [u8; 4], to: SocketAddr, path: &str, user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut s = s.connect(to).await.unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let body = r#"{"t": 1.5}"#;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_secret_guessing_over_http_is_counted_and_slowed_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with(dir.path(), |c| {
+        c.http.limits.auth_failures_per_window = 3;
+        c.http.limits.auth_failure_window_ms = 60_000;
+    })
+    .await;
+    let secret = register(&node, "meter-1", "meter").await;
+    let (guesser, other) = ([127, 0, 0, 3], [127, 0, 0, 4]);
+    let (at, path) = (node.http_addr, "/api/v1/devices/meter-1/telemetry");
+    for i in 0..3 {
+        let r = post_basic(guesser, at, path, "meter-1", &format!("guess-{i}")).await;
+        assert_eq!(status(&r), 401, "{r}");
+    }
+    // Over the allowance: even the right secret waits, from that address only.
+    let r = post_basic(guesser, at, path, "meter-1", &secret).await;
+    assert_eq!(status(&r), 429, "{r}");
+    assert!(header(&r, "retry-after").is_some(), "{r}");
+    let r = post_basic(other, at, path, "meter-1", &secret).await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(
+        metric_value(&node, "sentio_http_auth_failures_total").await,
+        3
+    );
+    // The wrong secrets are recorded on the device (off the request's path).
+    let recorded = eventually(10, || async {
+        let (_, d) = api(&node, "GET", "/api/v1/devices/meter-1", None).await;
+        (d["rejected_count"].as_u64() == Some(3)).then_some(())
+    })
+    .await;
+    assert!(recorded.is_some(), "three refusals recorded on the device");
     node.shutdown().await;
 }
 
