@@ -514,3 +514,41 @@ async fn the_newest_point_stays_in_the_head_and_late_points_do_not_become_the_la
         .unwrap();
     assert_eq!(raw.points, vec![(0, 0.0), (500, 3.0), (1_000, 1.0)]);
 }
+
+/// Sealing frees most of the head's pages; the maintenance pass gives them back to the file
+/// system, so the database file shrinks instead of keeping its largest size.
+#[tokio::test]
+async fn the_file_shrinks_back_after_sealing() {
+    use sentio_store::RetentionStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    let now = sentio_core::time::now_ms();
+    let start = now - 3 * 3_600_000;
+    for s in 0..20 {
+        let device = DeviceId::parse(&format!("shrink-{s}")).unwrap();
+        let points: Vec<Point> = (0..10_000)
+            .map(|i| Point {
+                device: device.clone(),
+                metric: Arc::from("t"),
+                ts_ms: start + i * 1000,
+                value: (i % 97) as f64 * 0.25,
+            })
+            .collect();
+        store.append(&points).await.unwrap();
+    }
+    let full = store.checkpoint().await.unwrap();
+    store.seal_all().await.unwrap();
+    let sealed = store.checkpoint().await.unwrap();
+    assert!(
+        sealed.free_bytes > full.file_bytes / 2,
+        "sealing frees the head's pages: {sealed:?} after {full:?}"
+    );
+    store.maintain(now).await.unwrap();
+    let after = store.checkpoint().await.unwrap();
+    assert!(
+        after.file_bytes < full.file_bytes / 2,
+        "the file gave its free pages back: {} bytes before sealing, {} after ({after:?})",
+        full.file_bytes,
+        after.file_bytes
+    );
+}

@@ -19,6 +19,7 @@ mod rollup_pack;
 mod seal;
 mod series;
 mod tokens;
+mod vacuum;
 mod workset;
 
 pub use retention::RollupStats;
@@ -117,6 +118,8 @@ impl SqliteStore {
         })?;
         let path: PathBuf = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
+        // Before WAL: a new file takes `auto_vacuum` only while its header is unwritten.
+        vacuum::enable_incremental(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed transaction survives power loss, not only a killed process.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -136,6 +139,8 @@ impl SqliteStore {
         )?;
         // Room for every statement the store prepares (the default 16 was evicting them).
         conn.set_prepared_statement_cache_capacity(128);
+        // The log is truncated back to this after a checkpoint, not kept at its largest.
+        conn.pragma_update(None, "journal_size_limit", 32 << 20)?;
         conn.execute_batch(include_str!("schema.sql"))?;
 
         let key = load_or_create_key(&conn)?;

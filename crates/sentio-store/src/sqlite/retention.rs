@@ -267,6 +267,8 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
         ..
     } = pass;
     report.evicted_points = enforce_budget(inner, &mut steps)?;
+    // Pages freed by sealing, expiry and erasure go back to the file system.
+    super::vacuum::reclaim(&inner.lock())?;
     report.more |= steps >= STEPS_PER_PASS;
     Ok(report)
 }
