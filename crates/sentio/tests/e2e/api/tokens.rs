@@ -226,7 +226,13 @@ async fn deny_entries_win_and_dollar_topics_must_be_named() {
     let (codes, _) = c
         .subscribe(
             4,
-            &[("a/#", 1), ("secret/x", 1), ("#", 1), ("+/x", 1), ("$share/g/secret/#", 1)],
+            &[
+                ("a/#", 1),
+                ("secret/x", 1),
+                ("#", 1),
+                ("+/x", 1),
+                ("$share/g/secret/#", 1),
+            ],
             &[],
         )
         .await;

@@ -601,7 +601,10 @@ async fn topic_aliases_are_resolved_and_an_invalid_one_is_refused() {
         .await;
     publ.expect(PUBACK).await;
     let m = sub.message().await;
-    assert_eq!((m.topic.as_str(), &m.payload[..]), ("ta/long/name", &b"d"[..]));
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("ta/long/name", &b"d"[..])
+    );
     ctx.node.shutdown().await;
 }
 
@@ -884,7 +887,11 @@ async fn max_keep_alive_is_announced_as_server_keep_alive_and_enforced() {
         let (mut conn, _, code, _) = Conn::connect(ctx.addr(), &c).await;
         assert_eq!(code, 0, "3.1.1 asking for {asked} s is accepted");
         let started = std::time::Instant::now();
-        assert_eq!(conn.until_closed().await, None, "3.1.1: closed without DISCONNECT");
+        assert_eq!(
+            conn.until_closed().await,
+            None,
+            "3.1.1: closed without DISCONNECT"
+        );
         let silent = started.elapsed();
         assert!(
             silent >= Duration::from_millis(2_500) && silent < Duration::from_secs(10),

@@ -25,26 +25,13 @@ async fn a_311_client_gets_plain_311_packets_for_every_refusal() {
     let addr = node.mqtt_addr;
     let mut c = Conn::ok(addr, &Connect::new(4, "edge-311", &user, &pass)).await;
 
-    // Outside the ACL: QoS 1, then QoS 2 (PUBREC, and PUBCOMP for our PUBREL).
-    c.send(&publish("no/x", 1, false, false, 1, None, b"x")).await;
-    assert_eq!(c.expect(PUBACK).await, [0, 1], "QoS 1 refused by the ACL");
-    c.send(&publish("no/x", 2, false, false, 2, None, b"x")).await;
-    assert_eq!(c.expect(PUBREC).await, [0, 2], "QoS 2 refused by the ACL");
-    c.send(&ack(PUBREL, 2)).await;
-    assert_eq!(c.expect(PUBCOMP).await, [0, 2]);
-
+    // Outside the ACL: QoS 1, then QoS 2.
+    assert_plain_acks(&mut c, "no/x", false, 1, 1, "QoS 1 refused by the ACL").await;
+    assert_plain_acks(&mut c, "no/x", false, 2, 2, "QoS 2 refused by the ACL").await;
     // The identity's retained share (one message): the first fills it, the next are refused.
-    c.send(&publish("ok/r1", 1, true, false, 3, None, b"kept"))
-        .await;
-    assert_eq!(c.expect(PUBACK).await, [0, 3]);
-    c.send(&publish("ok/r2", 1, true, false, 4, None, b"over"))
-        .await;
-    assert_eq!(c.expect(PUBACK).await, [0, 4], "QoS 1 over the retained share");
-    c.send(&publish("ok/r3", 2, true, false, 5, None, b"over"))
-        .await;
-    assert_eq!(c.expect(PUBREC).await, [0, 5], "QoS 2 over the retained share");
-    c.send(&ack(PUBREL, 5)).await;
-    assert_eq!(c.expect(PUBCOMP).await, [0, 5]);
+    assert_plain_acks(&mut c, "ok/r1", true, 1, 3, "QoS 1 retained, kept").await;
+    assert_plain_acks(&mut c, "ok/r2", true, 1, 4, "QoS 1 over the retained share").await;
+    assert_plain_acks(&mut c, "ok/r3", true, 2, 5, "QoS 2 over the retained share").await;
 
     // The subscription bound (one): SUBACK 0x80, 3.1.1's only failure code.
     assert_eq!(c.subscribe(6, &[("ok/s1", 1)], &[]).await.0, [1]);
@@ -64,9 +51,36 @@ async fn a_311_client_gets_plain_311_packets_for_every_refusal() {
     let mut sub = Conn::ok(addr, &Connect::new(4, "edge-sub", &user, &pass)).await;
     assert_eq!(sub.subscribe(1, &[("ok/#", 1)], &[]).await.0, [1]);
     let m = sub.message().await;
-    assert_eq!((m.topic.as_str(), &m.payload[..], m.retain), ("ok/r1", &b"kept"[..], true));
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..], m.retain),
+        ("ok/r1", &b"ok/r1"[..], true)
+    );
     assert_eq!(c.publish1("ok/marker", false, 8, b"m").await, 0);
     let m = sub.message().await;
     assert_eq!((m.topic.as_str(), &m.payload[..]), ("ok/marker", &b"m"[..]));
     node.shutdown().await;
+}
+
+/// Publishes `topic` (its name as payload) at `qos` from a 3.1.1 connection and asserts the
+/// 3.1.1 acknowledgements: PUBACK, or PUBREC then PUBCOMP for our PUBREL, each the packet id
+/// alone.
+async fn assert_plain_acks(c: &mut Conn, topic: &str, retain: bool, qos: u8, id: u16, what: &str) {
+    c.send(&publish(
+        topic,
+        qos,
+        retain,
+        false,
+        id,
+        None,
+        topic.as_bytes(),
+    ))
+    .await;
+    let plain = id.to_be_bytes().to_vec();
+    if qos == 1 {
+        assert_eq!(c.expect(PUBACK).await, plain, "{what}");
+        return;
+    }
+    assert_eq!(c.expect(PUBREC).await, plain, "{what}: PUBREC");
+    c.send(&ack(PUBREL, id)).await;
+    assert_eq!(c.expect(PUBCOMP).await, plain, "{what}: PUBCOMP");
 }
