@@ -55,9 +55,10 @@ pub struct Limits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued_messages: Option<usize>,
     /// Longest keep-alive a client may use, in seconds (`None`: the client's own, even 0).
-    /// An MQTT 5 client asking for more, or for 0, gets this as Server Keep Alive in its
-    /// CONNACK and is disconnected after 1.5 times it without a packet; an MQTT 3.1.1 client
-    /// (which cannot be told) is refused with CONNACK 0x02, as mosquitto's `max_keepalive`.
+    /// A client asking for more, or for 0, is accepted and held to this: disconnected after
+    /// 1.5 times it without a packet. MQTT 5 clients are told (Server Keep Alive in the
+    /// CONNACK); MQTT 3.1.1 clients cannot be, and reconnect after the close (3.1.1 lets a
+    /// server close an inactive connection whatever its keep-alive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keep_alive: Option<u16>,
     /// Without a queue bound: the queue depth at which publishers wait

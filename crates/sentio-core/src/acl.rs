@@ -1,6 +1,8 @@
-//! Topic ACLs of API tokens: MQTT topic filters with publish and/or subscribe rights, and the
-//! MQTT wildcard rules (`+` one level, `#` the rest, `$`-topics not matched by a leading
-//! wildcard, `$share/<group>/` stripped before a subscription is checked).
+//! Topic ACLs of API tokens: MQTT topic filters that allow or deny publish and/or subscribe
+//! rights (a deny entry wins over any allow entry), and the MQTT wildcard rules (`+` one
+//! level, `#` the rest, `$`-topics not matched by a leading wildcard, for publish and subscribe
+//! checks alike, so a `$`-topic is reachable only through a filter that names its first level;
+//! `$share/<group>/` stripped before a subscription is checked).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,14 +35,42 @@ impl Rights {
     }
 }
 
-/// One ACL entry: a topic filter and what it allows.
+/// One ACL entry: a topic filter and what it allows (or, with `deny`, refuses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRule {
     /// An MQTT topic filter (`+` and `#` allowed).
     pub filter: String,
-    /// What the filter allows.
+    /// What the filter allows, or refuses when `deny` is set.
     pub rights: Rights,
+    /// A deny entry: refuses `rights` on the filter's topics whatever the allow entries say.
+    /// Absent in rules stored before deny entries existed, so they load as allow entries.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deny: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl AclRule {
+    /// An entry allowing `rights` on `filter`.
+    pub fn allow(filter: impl Into<String>, rights: Rights) -> Self {
+        Self {
+            filter: filter.into(),
+            rights,
+            deny: false,
+        }
+    }
+
+    /// An entry refusing `rights` on `filter`.
+    pub fn deny(filter: impl Into<String>, rights: Rights) -> Self {
+        Self {
+            filter: filter.into(),
+            rights,
+            deny: true,
+        }
+    }
 }
 
 /// Checks that `filter` is a valid MQTT topic filter for an ACL: not empty, at most
@@ -123,19 +153,59 @@ pub fn covers(acl: &str, sub: &str) -> bool {
     }
 }
 
-/// Whether the rules allow publishing to `topic`.
-pub fn may_publish(rules: &[AclRule], topic: &str) -> bool {
-    rules
-        .iter()
-        .any(|r| r.rights.publish() && matches(&r.filter, topic))
+/// Whether some topic name is matched by both filters `a` and `b` (a subscription to one of
+/// them could receive a message published under the other).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    // A `$`-topic is matched by neither `#` nor `+` at the first level.
+    let dollar = |f: &str| f.starts_with('$');
+    let wild = |f: &str| f.starts_with('+') || f.starts_with('#');
+    if (dollar(a) && wild(b)) || (dollar(b) && wild(a)) {
+        return false;
+    }
+    let mut x = a.split('/');
+    let mut y = b.split('/');
+    loop {
+        match (x.next(), y.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(l), Some(r)) if l == r => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
-/// Whether the rules allow subscribing to `filter` (a `$share/<group>/` prefix is stripped).
+/// Whether the rules allow publishing to `topic`: an allow entry with publish rights matches
+/// it and no deny entry with publish rights does.
+pub fn may_publish(rules: &[AclRule], topic: &str) -> bool {
+    let mut allowed = false;
+    for r in rules.iter().filter(|r| r.rights.publish()) {
+        if matches(&r.filter, topic) {
+            if r.deny {
+                return false;
+            }
+            allowed = true;
+        }
+    }
+    allowed
+}
+
+/// Whether the rules allow subscribing to `filter` (a `$share/<group>/` prefix is stripped):
+/// an allow entry with subscribe rights covers it, and it overlaps no deny entry with subscribe
+/// rights (the subscription could otherwise receive a denied topic).
 pub fn may_subscribe(rules: &[AclRule], filter: &str) -> bool {
     let filter = strip_share(filter);
-    rules
-        .iter()
-        .any(|r| r.rights.subscribe() && covers(&r.filter, filter))
+    let mut allowed = false;
+    for r in rules.iter().filter(|r| r.rights.subscribe()) {
+        if r.deny {
+            if overlaps(&r.filter, filter) {
+                return false;
+            }
+        } else if covers(&r.filter, filter) {
+            allowed = true;
+        }
+    }
+    allowed
 }
 
 #[cfg(test)]
@@ -193,18 +263,9 @@ mod tests {
     #[test]
     fn rules_and_shared_subscriptions() {
         let rules = vec![
-            AclRule {
-                filter: "in/#".into(),
-                rights: Rights::Publish,
-            },
-            AclRule {
-                filter: "out/+/x".into(),
-                rights: Rights::Subscribe,
-            },
-            AclRule {
-                filter: "both/#".into(),
-                rights: Rights::Both,
-            },
+            AclRule::allow("in/#", Rights::Publish),
+            AclRule::allow("out/+/x", Rights::Subscribe),
+            AclRule::allow("both/#", Rights::Both),
         ];
         assert!(may_publish(&rules, "in/a/b"));
         assert!(!may_publish(&rules, "out/a/x"));
@@ -216,6 +277,73 @@ mod tests {
         assert!(!may_subscribe(&rules, "$share/g1/#"));
         assert!(!may_subscribe(&rules, "$share/g1"));
         assert!(!may_publish(&[], "in/a"));
+    }
+
+    #[test]
+    fn filter_overlap() {
+        for (a, b, ok) in [
+            ("secret/#", "#", true),
+            ("secret/#", "+/x", true),
+            ("secret/#", "secret", true),
+            ("secret/#", "public/#", false),
+            ("secret/+", "secret/a/b", false),
+            ("secret/+", "+/a", true),
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+            ("a", "a/b", false),
+            ("$SYS/#", "#", false),
+            ("$SYS/#", "+/x", false),
+            ("$SYS/x", "$SYS/+", true),
+            ("#", "+", true),
+        ] {
+            assert_eq!(overlaps(a, b), ok, "{a} overlaps {b}");
+            assert_eq!(overlaps(b, a), ok, "{b} overlaps {a}");
+        }
+    }
+
+    /// Deny entries win: `#` except `secret/#`; a deny of one right leaves the other.
+    #[test]
+    fn deny_entries_win() {
+        let rules = vec![
+            AclRule::allow("#", Rights::Both),
+            AclRule::deny("secret/#", Rights::Both),
+            AclRule::deny("ro/#", Rights::Publish),
+        ];
+        assert!(may_publish(&rules, "a/b"));
+        assert!(!may_publish(&rules, "secret/x"));
+        assert!(!may_publish(&rules, "secret"));
+        assert!(may_subscribe(&rules, "a/#"));
+        assert!(!may_subscribe(&rules, "secret/x"));
+        assert!(!may_subscribe(&rules, "#"), "# would receive secret/x");
+        assert!(!may_subscribe(&rules, "+/x"), "+/x would receive secret/x");
+        assert!(!may_subscribe(&rules, "$share/g/secret/#"));
+        assert!(!may_publish(&rules, "ro/1"));
+        assert!(may_subscribe(&rules, "ro/#"));
+        // `#` does not reach `$`-topics; naming them does.
+        assert!(!may_publish(&rules, "$SYS/x"));
+        assert!(!may_subscribe(&rules, "$SYS/x"));
+        let named = [rules.clone(), vec![AclRule::allow("$SYS/#", Rights::Both)]].concat();
+        assert!(may_publish(&named, "$SYS/x"));
+        assert!(may_subscribe(&named, "$SYS/#"));
+        // A deny entry alone allows nothing.
+        assert!(!may_publish(&[AclRule::deny("x", Rights::Both)], "y"));
+    }
+
+    /// Rules stored before deny entries existed have no `deny` field: they allow.
+    #[test]
+    fn stored_rules_without_deny_are_allow_entries() {
+        let old: Vec<AclRule> =
+            serde_json::from_str(r#"[{"filter":"a/#","rights":"both"}]"#).unwrap();
+        assert_eq!(old, [AclRule::allow("a/#", Rights::Both)]);
+        let text = serde_json::to_string(&[
+            AclRule::allow("a/#", Rights::Both),
+            AclRule::deny("a/s/#", Rights::Publish),
+        ])
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"[{"filter":"a/#","rights":"both"},{"filter":"a/s/#","rights":"publish","deny":true}]"#
+        );
     }
 
     #[test]

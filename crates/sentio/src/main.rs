@@ -176,7 +176,8 @@ struct ServeArgs {
     /// Without it nothing is dropped: publishers wait (key `mqtt.limits.max_queued_messages`).
     #[arg(long, env = "SENTIO_MAX_QUEUED_MESSAGES")]
     max_queued_messages: Option<usize>,
-    /// Longest MQTT keep-alive a client may use, in seconds (key `mqtt.limits.max_keep_alive`).
+    /// Longest MQTT keep-alive a client may use, in seconds: one asking for more or for 0 is
+    /// held to it (MQTT 5 told via Server Keep Alive) (key `mqtt.limits.max_keep_alive`).
     #[arg(long, env = "SENTIO_MAX_KEEP_ALIVE")]
     max_keep_alive: Option<u16>,
 }

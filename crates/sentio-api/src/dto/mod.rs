@@ -176,14 +176,18 @@ impl From<sentio_store::ApiToken> for TokenView {
     }
 }
 
-/// One ACL entry of a token: an MQTT topic filter and what it allows.
+/// One ACL entry of a token: an MQTT topic filter and what it allows, or with `"deny": true`
+/// refuses (a deny entry wins over every allow entry).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRuleDto {
     /// An MQTT topic filter (`+` and `#` allowed).
     pub filter: String,
-    /// What the filter allows.
+    /// What the filter allows (or refuses).
     pub rights: RightsDto,
+    /// A deny entry; absent means allow.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny: bool,
 }
 
 /// What an ACL entry allows: `publish`, `subscribe` or `both`.
@@ -207,6 +211,7 @@ impl From<&AclRule> for AclRuleDto {
                 Rights::Subscribe => RightsDto::Subscribe,
                 Rights::Both => RightsDto::Both,
             },
+            deny: r.deny,
         }
     }
 }
@@ -220,6 +225,7 @@ impl From<AclRuleDto> for AclRule {
                 RightsDto::Subscribe => Rights::Subscribe,
                 RightsDto::Both => Rights::Both,
             },
+            deny: r.deny,
         }
     }
 }
@@ -402,19 +408,14 @@ pub(crate) mod tests {
             name: "grafana".into(),
             username: "token:00ff00ff00ff00ff".into(),
             acl: vec![
-                AclRule {
-                    filter: "sentio/+/telemetry".into(),
-                    rights: Rights::Subscribe,
-                },
-                AclRule {
-                    filter: "cmd/#".into(),
-                    rights: Rights::Both,
-                },
+                AclRule::allow("sentio/+/telemetry", Rights::Subscribe),
+                AclRule::allow("cmd/#", Rights::Both),
+                AclRule::deny("cmd/admin/#", Rights::Publish),
             ],
             scopes: vec![Scope::Metrics],
             created_ms: 1_700_000_000_000,
         };
-        let view = r#"{"id":"00ff00ff00ff00ff","name":"grafana","username":"token:00ff00ff00ff00ff","acl":[{"filter":"sentio/+/telemetry","rights":"subscribe"},{"filter":"cmd/#","rights":"both"}],"scopes":["metrics"],"created":"2023-11-14T22:13:20Z","created_ms":1700000000000"#;
+        let view = r#"{"id":"00ff00ff00ff00ff","name":"grafana","username":"token:00ff00ff00ff00ff","acl":[{"filter":"sentio/+/telemetry","rights":"subscribe"},{"filter":"cmd/#","rights":"both"},{"filter":"cmd/admin/#","rights":"publish","deny":true}],"scopes":["metrics"],"created":"2023-11-14T22:13:20Z","created_ms":1700000000000"#;
         check(TokenView::from(token.clone()), &format!("{view}}}"));
         check(
             CreatedToken {
@@ -424,15 +425,15 @@ pub(crate) mod tests {
             &format!(r#"{view},"password":"pw"}}"#),
         );
         let body: CreateToken =
-            serde_json::from_str(r#"{"name":"n","acl":[{"filter":"a/#","rights":"publish"}]}"#)
+            serde_json::from_str(r#"{"name":"n","acl":[{"filter":"a/#","rights":"publish"},{"filter":"a/s","rights":"both","deny":true}]}"#)
                 .unwrap();
         let rules: Vec<AclRule> = body.acl.into_iter().map(AclRule::from).collect();
         assert_eq!(
             rules,
-            [AclRule {
-                filter: "a/#".into(),
-                rights: Rights::Publish
-            }]
+            [
+                AclRule::allow("a/#", Rights::Publish),
+                AclRule::deny("a/s", Rights::Both)
+            ]
         );
         for bad in [
             r#"{"name":"n","acl":[{"filter":"a","rights":"read"}]}"#,

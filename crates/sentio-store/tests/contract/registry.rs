@@ -317,10 +317,7 @@ pub async fn devices_change_labels_secrets_last_seen_and_refusals(backend: &impl
 }
 
 fn rule(filter: &str, rights: Rights) -> AclRule {
-    AclRule {
-        filter: filter.into(),
-        rights,
-    }
+    AclRule::allow(filter, rights)
 }
 
 pub async fn tokens_survive_a_reopen_and_revocation_is_immediate(backend: &impl Backend) {
@@ -332,7 +329,11 @@ pub async fn tokens_survive_a_reopen_and_revocation_is_immediate(backend: &impl 
             .tokens
             .create_token(NewToken {
                 name: "bench".into(),
-                acl: vec![rule("mqtt-load/#", Rights::Both)],
+                // A deny entry survives the reopen too (checked at the end).
+                acl: vec![
+                    rule("mqtt-load/#", Rights::Both),
+                    AclRule::deny("mqtt-load/private/#", Rights::Publish),
+                ],
                 scopes: vec![],
             })
             .await

@@ -191,6 +191,66 @@ async fn v5_refusals_outside_the_acl_carry_reason_codes() {
     node.shutdown().await;
 }
 
+/// Deny entries win: a token allowed `#` except `secret/#` publishes and subscribes under
+/// `a/`, but not under `secret/` (PUBACK/SUBACK 0x87), nor subscribes to a filter that could
+/// receive `secret/...` (`#`, `+/x`). `#` does not reach `$`-topics for publish or subscribe: a
+/// token names `$SYS/#` to use them. The deny entry is listed and survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_entries_win_and_dollar_topics_must_be_named() {
+    use crate::support::wire::{Conn, Connect};
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let acl = json!([{"filter": "#", "rights": "both"},
+                     {"filter": "secret/#", "rights": "both", "deny": true}]);
+    let (_, user, pass) = create_token(&node, "all-but-secret", acl.clone()).await;
+    let (_, user2, pass2) =
+        create_token(&node, "all", json!([{"filter": "#", "rights": "both"}])).await;
+    let (_, user3, pass3) = create_token(
+        &node,
+        "all-and-sys",
+        json!([{"filter": "#", "rights": "both"}, {"filter": "$SYS/#", "rights": "both"}]),
+    )
+    .await;
+    let (_, list) = api(&node, "GET", "/api/v1/tokens", None).await;
+    let listed = list["tokens"].as_array().unwrap();
+    assert!(listed.iter().any(|t| t["acl"] == acl), "{list}");
+    node.shutdown().await;
+    // The stored ACLs load again (also those stored before deny entries existed: no field).
+    let node = start(dir.path()).await;
+    let addr = node.mqtt_addr;
+
+    let mut c = Conn::ok(addr, &Connect::new(5, "deny-1", &user, &pass)).await;
+    assert_eq!(c.publish1("a/b", false, 1, b"1").await, 0);
+    assert_eq!(c.publish1("secret/x", false, 2, b"1").await, 0x87);
+    assert_eq!(c.publish1("secret", false, 3, b"1").await, 0x87);
+    let (codes, _) = c
+        .subscribe(
+            4,
+            &[
+                ("a/#", 1),
+                ("secret/x", 1),
+                ("#", 1),
+                ("+/x", 1),
+                ("$share/g/secret/#", 1),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(codes, [1, 0x87, 0x87, 0x87, 0x87]);
+
+    for (id, user, pass, want_pub, want_sub) in [
+        ("dollar-all", &user2, &pass2, 0x87, 0x87),
+        ("dollar-named", &user3, &pass3, 0, 1),
+    ] {
+        let mut c = Conn::ok(addr, &Connect::new(5, id, user, pass)).await;
+        assert_eq!(c.publish1("$SYS/x", false, 1, b"1").await, want_pub, "{id}");
+        let (codes, _) = c.subscribe(2, &[("$SYS/x", 1)], &[]).await;
+        assert_eq!(codes, [want_sub], "{id}");
+        assert_eq!(c.publish1("a/b", false, 3, b"1").await, 0, "{id}");
+    }
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_token_requests_are_refused_with_json_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ mod limits;
 mod login_guessing;
 mod mosquitto_clients;
 mod mtls;
+mod protocol_edges;
 mod retained_bounds;
 mod robustness;
 mod tls;

@@ -112,27 +112,6 @@ impl ClientHandler {
 
         self.validate_client_id(&connect).await?;
 
-        // SENTIO-PATCH: a 3.1.1 client cannot be told a shorter keep-alive; like mosquitto's
-        // `max_keepalive`, refuse it (0x02, identifier rejected) rather than cut it off later.
-        if let Some(max) = self.config.max_keep_alive {
-            if connect.protocol_version == 4 && (connect.keep_alive == 0 || connect.keep_alive > max)
-            {
-                warn!(
-                    client_id = %connect.client_id,
-                    addr = %self.client_addr,
-                    keep_alive = connect.keep_alive,
-                    max_keep_alive = max,
-                    "Rejecting MQTT 3.1.1 connection: keep-alive 0 or above the maximum"
-                );
-                let connack = self.new_connack(false, ReasonCode::ClientIdentifierNotValid);
-                self.write_to_client(Packet::ConnAck(connack)).await?;
-                return Err(MqttError::ProtocolError(format!(
-                    "keep-alive {} outside 1..={max}",
-                    connect.keep_alive
-                )));
-            }
-        }
-
         match self
             .handle_authentication(connect, assigned_client_id.clone())
             .await?
@@ -185,6 +164,9 @@ impl ClientHandler {
                     connack.properties.set_authentication_data(data.into());
                 }
             }
+        } else {
+            // SENTIO-PATCH: the same keep-alive cap, untold (3.1.1 has no Server Keep Alive).
+            self.cap_keep_alive();
         }
 
         debug!(
@@ -499,18 +481,9 @@ impl ClientHandler {
                 negotiated_keep_alive_secs = secs,
                 "Broker overrode client keep-alive via ServerKeepAlive"
             );
-        } else if let Some(max) = self.config.max_keep_alive {
-            // SENTIO-PATCH: `max_keep_alive` caps the client's keep-alive (0 counts as above).
-            let max_secs = Duration::from_secs(u64::from(max));
-            if self.keep_alive.is_zero() || self.keep_alive > max_secs {
-                connack.properties.set_server_keep_alive(max);
-                self.keep_alive = max_secs;
-                debug!(
-                    client_id = ?self.client_id,
-                    negotiated_keep_alive_secs = max,
-                    "Keep-alive capped via ServerKeepAlive"
-                );
-            }
+        } else if let Some(max) = self.cap_keep_alive() {
+            // SENTIO-PATCH: an MQTT 5 client is told the keep-alive now in force.
+            connack.properties.set_server_keep_alive(max);
         }
 
         if self.request_response_information {
@@ -520,6 +493,28 @@ impl ClientHandler {
                     .set_response_information(response_info.clone());
             }
         }
+    }
+
+    /// SENTIO-PATCH: `max_keep_alive` (mosquitto's `max_keepalive`) caps the client's
+    /// keep-alive, 0 counting as above it, for MQTT 5 and 3.1.1 alike; returns the maximum when
+    /// it capped. An MQTT 5 client is told (Server Keep Alive). A 3.1.1 client cannot be, and
+    /// is accepted all the same (an earlier Sentio patch refused it with 0x02, as mosquitto
+    /// does when it asks for more): 3.1.1 lets a server close a connection it finds inactive
+    /// whatever the client's keep-alive (§3.1.2.10), so after 1.5 × the maximum of silence its
+    /// connection is closed and it reconnects when it wakes.
+    fn cap_keep_alive(&mut self) -> Option<u16> {
+        let max = self.config.max_keep_alive?;
+        let max_secs = Duration::from_secs(u64::from(max));
+        if !self.keep_alive.is_zero() && self.keep_alive <= max_secs {
+            return None;
+        }
+        self.keep_alive = max_secs;
+        debug!(
+            client_id = ?self.client_id,
+            negotiated_keep_alive_secs = max,
+            "Keep-alive capped"
+        );
+        Some(max)
     }
 
     pub(super) fn maximum_session_expiry(&self) -> u32 {

@@ -71,7 +71,17 @@ impl ClientHandler {
         }
 
         self.check_receive_maximum(&client_id, &publish).await?;
-        self.resolve_topic_alias(&mut publish)?;
+        // SENTIO-PATCH: an invalid topic alias (0, above the maximum, or unknown with an empty
+        // topic) gets DISCONNECT 0x94 Topic Alias invalid before the connection closes (§4.13,
+        // §3.3.2.3.4); upstream closed it without one. An empty topic without an alias is a
+        // plain protocol error (0x82). A 3.1.1 connection is just closed (`write_to_client`).
+        if let Err((reason, err)) = self.resolve_topic_alias(&mut publish) {
+            warn!(client_id = ?client_id, reason = ?reason, "{err}");
+            self.disconnect_reason = Some(reason);
+            self.write_to_client(Packet::Disconnect(DisconnectPacket::new(reason)))
+                .await?;
+            return Err(err);
+        }
         Self::validate_publish_properties(&publish)?;
 
         let payload_size = publish.payload.len();
@@ -169,10 +179,15 @@ impl ClientHandler {
         Ok(())
     }
 
-    fn resolve_topic_alias(&mut self, publish: &mut PublishPacket) -> Result<()> {
+    /// SENTIO-PATCH: the error comes with the DISCONNECT reason code it calls for.
+    fn resolve_topic_alias(
+        &mut self,
+        publish: &mut PublishPacket,
+    ) -> std::result::Result<(), (ReasonCode, MqttError)> {
+        let invalid = |m: String| (ReasonCode::TopicAliasInvalid, MqttError::ProtocolError(m));
         if let Some(alias) = publish.properties.get_topic_alias() {
             if alias == 0 || alias > self.config.topic_alias_maximum {
-                return Err(MqttError::ProtocolError(format!(
+                return Err(invalid(format!(
                     "Invalid topic alias: {alias} (maximum: {})",
                     self.config.topic_alias_maximum
                 )));
@@ -182,17 +197,16 @@ impl ClientHandler {
                 if let Some(topic) = self.topic_aliases.get(&alias) {
                     publish.topic_name.clone_from(topic);
                 } else {
-                    return Err(MqttError::ProtocolError(format!(
-                        "Topic alias {alias} not found"
-                    )));
+                    return Err(invalid(format!("Topic alias {alias} not found")));
                 }
             } else {
                 self.topic_aliases.insert(alias, publish.topic_name.clone());
             }
             publish.properties.remove_topic_alias();
         } else if publish.topic_name.is_empty() {
-            return Err(MqttError::ProtocolError(
-                "Empty topic name without topic alias".to_string(),
+            return Err((
+                ReasonCode::ProtocolError,
+                MqttError::ProtocolError("Empty topic name without topic alias".to_string()),
             ));
         }
         Ok(())

@@ -104,9 +104,9 @@ pub struct BrokerConfig {
     #[serde(default)]
     pub server_receive_maximum: Option<u16>,
     /// SENTIO-PATCH: the longest keep-alive a client may use (seconds), mosquitto's
-    /// `max_keepalive`. An MQTT 5 client asking for more, or for 0, gets this value as Server
-    /// Keep Alive in its CONNACK and is held to it; an MQTT 3.1.1 client (which has no Server
-    /// Keep Alive) is refused with CONNACK 0x02.
+    /// `max_keepalive`. A client asking for more, or for 0, is held to it: an MQTT 5 client
+    /// gets it as Server Keep Alive in its CONNACK; an MQTT 3.1.1 client (which has no Server
+    /// Keep Alive) is accepted and held to it untold.
     #[serde(default)]
     pub max_keep_alive: Option<u16>,
     pub response_information: Option<String>,
