@@ -2,7 +2,7 @@
 //! `token:<id>:<password>`, e.g. `metrics`), or a device (HTTP Basic with its secret). Wrong
 //! bearer tokens and wrong device secrets are counted per address ([`crate::auth_throttle`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
@@ -45,6 +45,20 @@ fn api_token(bearer: &str) -> Option<(&str, &str)> {
     Some((&bearer[..TOKEN_USERNAME_PREFIX.len() + id.len()], password))
 }
 
+/// The caller's address, if it is within its guessing allowance; `429` when it is over.
+fn within_allowance(parts: &Parts, state: &AppState) -> Result<Option<IpAddr>, ApiError> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer
+        && let Err(wait_s) = state.auth_throttle.check(ip)
+    {
+        return Err(ApiError::too_many_attempts(wait_s));
+    }
+    Ok(peer)
+}
+
 /// Checks the bearer token under the address's guessing allowance: a wrong token counts
 /// against the address, and an address over its allowance gets `429` whatever it sends.
 fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
@@ -60,15 +74,7 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
             "?token= is only accepted on the WebSocket stream (/api/v1/stream); send Authorization: Bearer <admin token>",
         ));
     }
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if let Some(ip) = peer
-        && let Err(wait_s) = state.auth_throttle.check(ip)
-    {
-        return Err(ApiError::too_many_attempts(wait_s));
-    }
+    let peer = within_allowance(parts, state)?;
     let Some(token) = header.or(from_query) else {
         return Err(ApiError::unauthorized(
             "send Authorization: Bearer <admin token> (written to <data>/admin.token on first start)",
@@ -121,7 +127,7 @@ pub struct Basic {
     pub user: String,
     pub password: String,
     /// The caller's address, to count a wrong secret against ([`Basic::wrong`]).
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
 }
 
 impl Basic {
@@ -137,15 +143,7 @@ impl FromRequestParts<AppState> for Basic {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if let Some(ip) = peer
-            && let Err(wait_s) = state.auth_throttle.check(ip)
-        {
-            return Err(ApiError::too_many_attempts(wait_s));
-        }
+        let peer = within_allowance(parts, state)?;
         let missing =
             || ApiError::unauthorized("send HTTP Basic credentials: the device id and its secret");
         let encoded = parts

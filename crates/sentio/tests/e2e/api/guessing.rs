@@ -12,22 +12,27 @@ use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-/// One `GET path` from the loopback address `from` with `Authorization: Bearer <token>`:
-/// the raw response.
-async fn get_from(from: [u8; 4], to: SocketAddr, path: &str, token: &str) -> String {
+/// Sends `request` from the loopback address `from` to `to`: the raw response.
+async fn exchange(from: [u8; 4], to: SocketAddr, request: &str) -> String {
     let s = TcpSocket::new_v4().unwrap();
     s.bind(SocketAddr::from((from, 0))).unwrap();
     let mut s = s.connect(to).await.unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
         .await
         .expect("an answer")
         .unwrap();
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// One `GET path` from the loopback address `from` with `Authorization: Bearer <token>`:
+/// the raw response.
+async fn get_from(from: [u8; 4], to: SocketAddr, path: &str, token: &str) -> String {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    exchange(from, to, &req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,25 +81,17 @@ async fn admin_token_guessing_is_counted_and_slowed_per_address() {
     node.shutdown().await;
 }
 
-/// One `POST path` of `body` from `from` with HTTP Basic `user:password`: the raw response.
+/// One `POST path` of a telemetry body from `from` with HTTP Basic `user:password`: the raw
+/// response.
 async fn post_basic(from: [u8; 4], to: SocketAddr, path: &str, user: &str, pass: &str) -> String {
     use base64::Engine;
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::from((from, 0))).unwrap();
-    let mut s = s.connect(to).await.unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     let body = r#"{"t": 1.5}"#;
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
-        .await
-        .expect("an answer")
-        .unwrap();
-    String::from_utf8_lossy(&got).into_owned()
+    exchange(from, to, &req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
