@@ -167,7 +167,15 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
                 // a power cut loses it, the points are still in the head. So it needs
                 // atomicity, not its own fsync; the next acknowledged append syncs the log up
                 // to and including it, in order.
-                super::without_fsync(&mut conn, |conn| seal_one(conn, sid, &inner.seal))?
+                super::without_fsync(&mut conn, |conn| seal_one(conn, sid, &inner.seal))
+            };
+            let sealed = match sealed {
+                Ok(s) => s,
+                Err(e) => {
+                    // Looked at again next time, not forgotten until the next append.
+                    inner.workset().still_unsealed(&ids[i..]);
+                    return Err(e);
+                }
             };
             match sealed {
                 Some((points, chunks)) => {
