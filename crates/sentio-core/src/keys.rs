@@ -230,7 +230,9 @@ impl StateKey {
             StateKey::Peers { kind, metric } => {
                 (PEER_STATE.to_string(), format!("{kind}/{metric}"))
             }
-            StateKey::Rule { device, rule } => (device.to_string(), format!("~{RULE_PREFIX}{rule}")),
+            StateKey::Rule { device, rule } => {
+                (device.to_string(), format!("~{RULE_PREFIX}{rule}"))
+            }
         }
     }
 
@@ -287,7 +289,10 @@ mod tests {
             (Subject::Metric("temp".into()), "temp"),
             (Subject::Pair("a".into(), "b".into()), "a~b"),
             (Subject::Device, "*"),
-            (Subject::Rule(RuleId::parse("co2-high").unwrap()), "rule/co2-high"),
+            (
+                Subject::Rule(RuleId::parse("co2-high").unwrap()),
+                "rule/co2-high",
+            ),
         ] {
             assert_eq!(subject.label(), label);
             assert_eq!(subject.to_string(), label);

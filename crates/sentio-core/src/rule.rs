@@ -18,9 +18,8 @@ impl RuleId {
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-')
-            });
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
         if ok {
             Ok(Self(Arc::from(s)))
         } else {
@@ -96,7 +95,12 @@ pub struct Selector {
 
 impl Selector {
     /// Whether a device of `kind` with `labels` is selected.
-    pub fn selects(&self, device: &DeviceId, kind: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn selects(
+        &self,
+        device: &DeviceId,
+        kind: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
         (self.devices.is_empty() || self.devices.contains(device))
             && self.kind.as_deref().is_none_or(|k| k == kind)
             && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
