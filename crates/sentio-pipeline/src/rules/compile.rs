@@ -342,35 +342,38 @@ impl<'a> Check<'a> {
     }
 }
 
+/// A rule `r` reading `co2` and `temp`, for the tests.
+#[cfg(test)]
+pub(crate) fn test_rule(condition: &str, clear: Option<&str>, for_ms: i64) -> Rule {
+    use sentio_core::{RuleId, Selector, Severity};
+    Rule {
+        id: RuleId::parse("r").unwrap(),
+        name: "r".into(),
+        enabled: true,
+        selector: Selector {
+            metrics: vec!["co2".into(), "temp".into()],
+            ..Selector::default()
+        },
+        condition: condition.into(),
+        clear: clear.map(Into::into),
+        for_ms,
+        severity: Severity::Warning,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use sentio_core::{RuleId, Selector, Severity};
-
     use super::*;
 
     fn rule(condition: &str, clear: Option<&str>) -> Rule {
-        Rule {
-            id: RuleId::parse("r").unwrap(),
-            name: "r".into(),
-            enabled: true,
-            selector: Selector {
-                metrics: vec!["co2".into(), "temp".into()],
-                ..Selector::default()
-            },
-            condition: condition.into(),
-            clear: clear.map(Into::into),
-            for_ms: 0,
-            severity: Severity::Warning,
-        }
+        test_rule(condition, clear, 0)
     }
 
-    /// Compiles `condition` (and `clear`): `Ok` with the aggregates, or the error's field,
-    /// start of message and position.
-    fn check(
-        condition: &str,
-        clear: Option<&str>,
-        expected: Result<&[(&str, i64)], (&str, &str, Option<(u32, u32)>)>,
-    ) {
+    /// A refusal: the field, the start of the message and the position.
+    type Refused<'a> = (&'a str, &'a str, Option<(u32, u32)>);
+
+    /// Compiles `condition` (and `clear`): `Ok` with the aggregates, or the refusal.
+    fn check(condition: &str, clear: Option<&str>, expected: Result<&[(&str, i64)], Refused<'_>>) {
         let got = compile(rule(condition, clear));
         match (got, expected) {
             (Ok(c), Ok(aggs)) => {

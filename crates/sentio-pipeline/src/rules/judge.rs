@@ -234,26 +234,14 @@ pub fn device_value(kind: &str, labels: &BTreeMap<String, String>) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use sentio_core::{DeviceId, Rule, RuleId, Selector, Severity};
+    use sentio_core::DeviceId;
 
     use super::*;
     use crate::rules::compile;
+    use crate::rules::compile::test_rule;
 
     fn rule(condition: &str, clear: Option<&str>, for_ms: i64) -> CompiledRule {
-        compile(Rule {
-            id: RuleId::parse("r").unwrap(),
-            name: "r".into(),
-            enabled: true,
-            selector: Selector {
-                metrics: vec!["co2".into(), "temp".into()],
-                ..Selector::default()
-            },
-            condition: condition.into(),
-            clear: clear.map(Into::into),
-            for_ms,
-            severity: Severity::Warning,
-        })
-        .unwrap()
+        compile(test_rule(condition, clear, for_ms)).unwrap()
     }
 
     fn point(metric: &str, ts_ms: i64, value: f64) -> Point {

@@ -5,7 +5,7 @@
 //!
 //! [`Rule`]: sentio_core::Rule
 
-mod compile;
+pub(crate) mod compile;
 pub(crate) mod judge;
 pub(crate) mod window;
 
