@@ -18,6 +18,9 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds to wait before asking again (`Retry-After`).
     pub retry_after_s: Option<u64>,
+    /// Where in the request the problem is (an invalid rule: `field`, `line`, `column`), added
+    /// to the body beside `error` and `detail`.
+    pub at: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             error,
             detail: detail.into(),
             retry_after_s: None,
+            at: None,
         }
     }
 
@@ -66,11 +70,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"error": self.error, "detail": self.detail})),
-        )
-            .into_response();
+        let mut body = json!({"error": self.error, "detail": self.detail});
+        if let (Some(at), Some(body)) = (self.at, body.as_object_mut()) {
+            body.extend(at);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
         if let Some(wait_s) = self.retry_after_s {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, wait_s.into());
@@ -82,6 +86,26 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+/// 422 for a rule refused at creation: which field, and where in its expression.
+impl From<sentio_pipeline::rules::RuleError> for ApiError {
+    fn from(e: sentio_pipeline::rules::RuleError) -> Self {
+        let mut at = serde_json::Map::new();
+        at.insert("field".into(), e.field.into());
+        if let Some((line, column)) = e.position {
+            at.insert("line".into(), line.into());
+            at.insert("column".into(), column.into());
+        }
+        Self {
+            at: Some(at),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_rule",
+                e.to_string(),
+            )
+        }
     }
 }
 

@@ -34,7 +34,8 @@ use axum::Router;
 use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
 use sentio_store::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, SeriesStore, TokenStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, RuleStore, SeriesStore,
+    TokenStore,
 };
 use tokio::net::TcpListener;
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub retention: Arc<dyn RetentionStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Users' rules.
+    pub rules: Arc<dyn RuleStore>,
     /// The embedded broker (connected clients, counters, closing the connections of a revoked
     /// token or device); `None` when the node runs without one.
     pub broker: Option<BrokerHandle>,

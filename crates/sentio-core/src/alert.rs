@@ -48,6 +48,8 @@ pub enum AlertKind {
     Predictive,
     /// The device as a whole left every normal regime its device model learnt.
     Device,
+    /// A user's rule held for its `for` duration.
+    Rule,
 }
 
 impl AlertKind {
@@ -61,6 +63,7 @@ impl AlertKind {
             Self::Limit => "limit",
             Self::Predictive => "predictive",
             Self::Device => "device",
+            Self::Rule => "rule",
         }
     }
 }

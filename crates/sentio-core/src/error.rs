@@ -15,6 +15,9 @@ pub enum CoreError {
     /// An MQTT topic filter that cannot be used in an ACL.
     #[error("invalid topic filter {0:?}: {1}")]
     InvalidTopicFilter(String, String),
+    /// A rule id that is not 1-64 characters from `a-z 0-9 _ -`.
+    #[error("invalid rule id {0:?}: use 1-64 characters from a-z 0-9 _ -")]
+    InvalidRuleId(String),
     /// A saved-state row whose key is not one this version writes.
     #[error("unreadable saved-state key {0:?}")]
     InvalidStateKey(String),

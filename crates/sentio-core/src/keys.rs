@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Alert, AlertKind, CoreError, DeviceId, Point};
+use crate::{Alert, AlertKind, CoreError, DeviceId, Point, RuleId};
 
 /// The metric label of a device-wide alert (silence).
 pub const DEVICE_WIDE: &str = "*";
@@ -22,6 +22,9 @@ pub const PAIR_SEPARATOR: char = '~';
 const DEVICE_STATE: &str = "~device";
 /// Saved-state "metric" prefix of a series' limit watch.
 const LIMIT_STATE: &str = "~limit/";
+/// Label prefix of a rule's alert subject, and saved-state "metric" prefix of a rule's state
+/// for one device: `rule/<id>`, `~rule/<id>`.
+const RULE_PREFIX: &str = "rule/";
 /// Saved-state "device" of the peer groups (their "metric" is `<kind>/<metric>`).
 const PEER_STATE: &str = "~peers";
 
@@ -96,6 +99,8 @@ pub enum Subject {
     Pair(Arc<str>, Arc<str>),
     /// The whole device (silence alerts). Labelled `*`.
     Device,
+    /// A user's rule, about the whole device. Labelled `rule/<id>`.
+    Rule(RuleId),
 }
 
 impl Subject {
@@ -105,6 +110,7 @@ impl Subject {
             Subject::Metric(m) => m.to_string(),
             Subject::Pair(a, b) => format!("{a}{PAIR_SEPARATOR}{b}"),
             Subject::Device => DEVICE_WIDE.to_string(),
+            Subject::Rule(r) => format!("{RULE_PREFIX}{r}"),
         }
     }
 
@@ -112,6 +118,11 @@ impl Subject {
     pub fn parse(label: &str) -> Self {
         if label == DEVICE_WIDE {
             Subject::Device
+        } else if let Some(rule) = label
+            .strip_prefix(RULE_PREFIX)
+            .and_then(|r| RuleId::parse(r).ok())
+        {
+            Subject::Rule(rule)
         } else if let Some((a, b)) = label.split_once(PAIR_SEPARATOR) {
             Subject::Pair(a.into(), b.into())
         } else {
@@ -124,7 +135,7 @@ impl Subject {
         let (a, b) = match self {
             Subject::Metric(m) => (Some(m), None),
             Subject::Pair(a, b) => (Some(a), Some(b)),
-            Subject::Device => (None, None),
+            Subject::Device | Subject::Rule(_) => (None, None),
         };
         a.into_iter().chain(b)
     }
@@ -136,6 +147,7 @@ impl fmt::Display for Subject {
             Subject::Metric(m) => f.write_str(m),
             Subject::Pair(a, b) => write!(f, "{a}{PAIR_SEPARATOR}{b}"),
             Subject::Device => f.write_str(DEVICE_WIDE),
+            Subject::Rule(r) => write!(f, "{RULE_PREFIX}{r}"),
         }
     }
 }
@@ -198,6 +210,14 @@ pub enum StateKey {
         /// The metric.
         metric: Arc<str>,
     },
+    /// A rule's state for one device (its `for` timer, open flag and windows): row
+    /// `(device, "~rule/<id>")`.
+    Rule {
+        /// The device.
+        device: DeviceId,
+        /// The rule.
+        rule: RuleId,
+    },
 }
 
 impl StateKey {
@@ -209,6 +229,9 @@ impl StateKey {
             StateKey::Device(d) => (d.to_string(), DEVICE_STATE.to_string()),
             StateKey::Peers { kind, metric } => {
                 (PEER_STATE.to_string(), format!("{kind}/{metric}"))
+            }
+            StateKey::Rule { device, rule } => {
+                (device.to_string(), format!("~{RULE_PREFIX}{rule}"))
             }
         }
     }
@@ -227,6 +250,14 @@ impl StateKey {
         let device = DeviceId::parse(device)?;
         Ok(if metric == DEVICE_STATE {
             StateKey::Device(device)
+        } else if let Some(rule) = metric
+            .strip_prefix('~')
+            .and_then(|m| m.strip_prefix(RULE_PREFIX))
+        {
+            StateKey::Rule {
+                device,
+                rule: RuleId::parse(rule)?,
+            }
         } else if let Some(m) = metric.strip_prefix(LIMIT_STATE) {
             StateKey::Limit(SeriesKey::new(device, m.into()))
         } else {
@@ -238,7 +269,7 @@ impl StateKey {
     pub fn device(&self) -> Option<&DeviceId> {
         match self {
             StateKey::Series(s) | StateKey::Limit(s) => Some(&s.device),
-            StateKey::Device(d) => Some(d),
+            StateKey::Device(d) | StateKey::Rule { device: d, .. } => Some(d),
             StateKey::Peers { .. } => None,
         }
     }
@@ -258,6 +289,10 @@ mod tests {
             (Subject::Metric("temp".into()), "temp"),
             (Subject::Pair("a".into(), "b".into()), "a~b"),
             (Subject::Device, "*"),
+            (
+                Subject::Rule(RuleId::parse("co2-high").unwrap()),
+                "rule/co2-high",
+            ),
         ] {
             assert_eq!(subject.label(), label);
             assert_eq!(subject.to_string(), label);
@@ -282,12 +317,20 @@ mod tests {
                 },
                 ("~peers", "pump/temp"),
             ),
+            (
+                StateKey::Rule {
+                    device: dev("room-1"),
+                    rule: RuleId::parse("co2-high").unwrap(),
+                },
+                ("room-1", "~rule/co2-high"),
+            ),
         ] {
             assert_eq!(key.to_row(), (row.0.to_string(), row.1.to_string()));
             assert_eq!(StateKey::from_row(row.0, row.1), Ok(key));
         }
         assert!(StateKey::from_row("~peers", "no-slash").is_err());
         assert!(StateKey::from_row("bad/id", "temp").is_err());
+        assert!(StateKey::from_row("room-1", "~rule/Not OK").is_err());
     }
 
     #[test]

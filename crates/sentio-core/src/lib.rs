@@ -19,6 +19,7 @@ mod device;
 mod error;
 pub mod keys;
 mod point;
+pub mod rule;
 pub mod telemetry;
 pub mod time;
 
@@ -27,6 +28,7 @@ pub use device::DeviceId;
 pub use error::CoreError;
 pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
 pub use point::{Point, TextEvent};
+pub use rule::{Rule, RuleId, Selector, Severity};
 
 /// MQTT topic helpers: the topic layout is a public contract with devices.
 pub mod topic {

@@ -1,5 +1,5 @@
-//! The API's handle on the detect stage: feedback on alerts, forgetting erased devices, and the
-//! declared limits.
+//! The API's handle on the detect stage: feedback on alerts, forgetting erased devices, rule
+//! changes, and the declared limits.
 
 use std::sync::Arc;
 
@@ -156,6 +156,13 @@ impl Control {
             .await
             .map_err(|_| PipelineError::ShuttingDown)?;
         rx.await.map_err(|_| PipelineError::ShuttingDown)
+    }
+
+    /// Tells the detect stage the rules changed in the store: it loads them again (and the
+    /// device labels they select on) and resolves the open alerts of rules removed, disabled or
+    /// changed. Returns once the new rules are in force.
+    pub async fn reload_rules(&self) -> Result<(), PipelineError> {
+        self.ask(|reply| Command::ReloadRules { reply }).await?
     }
 
     /// Makes the pipeline forget `device` (after it was deleted or erased): its detectors and

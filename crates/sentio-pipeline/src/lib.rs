@@ -28,6 +28,7 @@ mod error;
 mod explain;
 mod ingest;
 mod presence;
+pub mod rules;
 mod series_limit;
 mod stats;
 

@@ -47,8 +47,8 @@ pub use model::{
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;
 pub use traits::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, SeriesStore,
-    StorageHealth, TokenStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
+    SeriesStore, StorageHealth, TokenStore,
 };
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).

@@ -1,5 +1,5 @@
-//! The stored forms of the JSON columns of alerts: `alerts.explanation`, `alerts.peak` and
-//! `alert_feedback.feedback`.
+//! The stored forms of the JSON columns of alerts (`alerts.explanation`, `alerts.peak`,
+//! `alert_feedback.feedback`) and of rules (`rules.body`).
 //!
 //! They are copies of [`Explanation`] and [`Feedback`] with frozen field names, so that renaming
 //! a field of a core type changes neither the database nor what its old rows mean. Every form
@@ -7,7 +7,12 @@
 //! version 1 (their fields are the same). A row of a version this build does not know is an
 //! error, never misread. A new version adds a new struct here and a conversion from the old one.
 
-use sentio_core::{AlertKind, Contributor, Explanation, Feedback, Prediction};
+use std::collections::BTreeMap;
+
+use sentio_core::{
+    AlertKind, Contributor, DeviceId, Explanation, Feedback, Prediction, Rule, RuleId, Selector,
+    Severity,
+};
 use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +41,18 @@ pub(crate) fn read_feedback(json: &str) -> serde_json::Result<Feedback> {
     let stored: FeedbackV1 = serde_json::from_str(json)?;
     check_version(stored.v)?;
     Ok(stored.into())
+}
+
+/// The stored form of a rule.
+pub(crate) fn rule_json(r: &Rule) -> String {
+    serde_json::to_string(&RuleV1::from(r)).expect("rules serialise")
+}
+
+/// Reads a rule written by [`rule_json`].
+pub(crate) fn read_rule(json: &str) -> serde_json::Result<Rule> {
+    let stored: RuleV1 = serde_json::from_str(json)?;
+    check_version(stored.v)?;
+    stored.try_into().map_err(serde_json::Error::custom)
 }
 
 /// Accepts version 1 and untagged rows (written before the tag, in the version 1 shape).
@@ -82,6 +99,7 @@ enum KindV1 {
     Limit,
     Predictive,
     Device,
+    Rule,
 }
 
 /// [`Contributor`], version 1.
@@ -188,6 +206,7 @@ impl From<AlertKind> for KindV1 {
             AlertKind::Limit => Self::Limit,
             AlertKind::Predictive => Self::Predictive,
             AlertKind::Device => Self::Device,
+            AlertKind::Rule => Self::Rule,
         }
     }
 }
@@ -202,6 +221,7 @@ impl From<KindV1> for AlertKind {
             KindV1::Limit => Self::Limit,
             KindV1::Predictive => Self::Predictive,
             KindV1::Device => Self::Device,
+            KindV1::Rule => Self::Rule,
         }
     }
 }
@@ -332,5 +352,78 @@ mod tests {
         assert!(read_feedback(r#"{"v":2,"false_alarm":true,"at_ms":1,"effect":""}"#).is_err());
         assert!(read_explanation("{}").is_err());
         assert!(read_feedback("not json").is_err());
+    }
+}
+
+/// [`Rule`], version 1.
+#[derive(Debug, Serialize, Deserialize)]
+struct RuleV1 {
+    v: Option<u32>,
+    id: String,
+    name: String,
+    enabled: bool,
+    selector: SelectorV1,
+    condition: String,
+    clear: Option<String>,
+    for_ms: i64,
+    severity: String,
+}
+
+/// [`Selector`], version 1.
+#[derive(Debug, Serialize, Deserialize)]
+struct SelectorV1 {
+    devices: Vec<String>,
+    kind: Option<String>,
+    labels: BTreeMap<String, String>,
+    metrics: Vec<String>,
+}
+
+impl From<&Rule> for RuleV1 {
+    fn from(r: &Rule) -> Self {
+        Self {
+            v: Some(VERSION),
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            enabled: r.enabled,
+            selector: SelectorV1 {
+                devices: r.selector.devices.iter().map(|d| d.to_string()).collect(),
+                kind: r.selector.kind.clone(),
+                labels: r.selector.labels.clone(),
+                metrics: r.selector.metrics.clone(),
+            },
+            condition: r.condition.clone(),
+            clear: r.clear.clone(),
+            for_ms: r.for_ms,
+            severity: r.severity.as_str().to_string(),
+        }
+    }
+}
+
+impl TryFrom<RuleV1> for Rule {
+    type Error = String;
+
+    fn try_from(r: RuleV1) -> Result<Self, String> {
+        Ok(Self {
+            id: RuleId::parse(&r.id).map_err(|e| e.to_string())?,
+            name: r.name,
+            enabled: r.enabled,
+            selector: Selector {
+                devices: r
+                    .selector
+                    .devices
+                    .iter()
+                    .map(|d| DeviceId::parse(d))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?,
+                kind: r.selector.kind,
+                labels: r.selector.labels,
+                metrics: r.selector.metrics,
+            },
+            condition: r.condition,
+            clear: r.clear,
+            for_ms: r.for_ms,
+            severity: Severity::parse(&r.severity)
+                .ok_or_else(|| format!("unknown severity {:?}", r.severity))?,
+        })
     }
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, SeriesStore,
-    StorageHealth, TokenStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
+    SeriesStore, StorageHealth, TokenStore,
 };
 
 /// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
@@ -29,6 +29,8 @@ pub struct Stores {
     pub maintenance: Arc<dyn Maintenance>,
     /// Whether the store can take new data.
     pub health: Arc<dyn StorageHealth>,
+    /// Users' rules.
+    pub rules: Arc<dyn RuleStore>,
 }
 
 impl Stores {
@@ -43,6 +45,7 @@ impl Stores {
             + AuditStore
             + Maintenance
             + StorageHealth
+            + RuleStore
             + 'static,
     {
         Self {
@@ -54,7 +57,8 @@ impl Stores {
             audit: backend.clone(),
             retention: backend.clone(),
             maintenance: backend.clone(),
-            health: backend,
+            health: backend.clone(),
+            rules: backend,
         }
     }
 }

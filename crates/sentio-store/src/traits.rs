@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sentio_core::acl::AclRule;
-use sentio_core::{Alert, DeviceId, Point, TextEvent};
+use sentio_core::{Alert, DeviceId, Point, Rule, RuleId, TextEvent};
 
 use crate::{
     AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
@@ -244,4 +244,17 @@ pub trait StorageHealth: Send + Sync {
     /// data (the embedded store writes, syncs and removes a file of that size). When they are,
     /// the store is no longer full.
     async fn probe_free_space(&self, bytes: usize) -> bool;
+}
+
+/// Users' rules, kept whole: the detect stage compiles them, the API validates them first.
+#[async_trait]
+pub trait RuleStore: Send + Sync {
+    /// Creates or replaces the rule with `rule.id`; `true` if it was new.
+    async fn put_rule(&self, rule: &Rule) -> Result<bool>;
+    /// One rule.
+    async fn get_rule(&self, id: &RuleId) -> Result<Option<Rule>>;
+    /// Every rule, by id.
+    async fn list_rules(&self) -> Result<Vec<Rule>>;
+    /// Removes a rule; `false` if there was none.
+    async fn delete_rule(&self, id: &RuleId) -> Result<bool>;
 }

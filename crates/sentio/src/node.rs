@@ -206,6 +206,7 @@ impl Node {
             tokens: store.clone(),
             retention: store.clone(),
             audit: store.clone(),
+            rules: store.clone(),
             broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             bus: pipeline.bus.clone(),

@@ -6,6 +6,7 @@
 
 mod alert;
 mod export;
+mod rule;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub use alert::{
     AlertDto, AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 pub use export::ExportLine;
+pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;
 
 /// `POST /api/v1/devices` body.

@@ -11,6 +11,7 @@ mod ingest;
 mod mqtt_ws;
 mod query;
 mod retention;
+mod rules;
 mod series;
 mod stream;
 mod system;
@@ -58,6 +59,19 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(alerts::feedback),
         )
         .route("/api/v1/limits", get(alerts::limits))
+        .route("/api/v1/rules", get(rules::list).post(rules::create))
+        .route(
+            "/api/v1/rules/{id}",
+            get(rules::get).put(rules::update).delete(rules::delete),
+        )
+        .route(
+            "/api/v1/rules/{id}/enable",
+            axum::routing::post(rules::enable),
+        )
+        .route(
+            "/api/v1/rules/{id}/disable",
+            axum::routing::post(rules::disable),
+        )
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/stream", get(stream::stream))
         .route("/mqtt", get(mqtt_ws::upgrade))

@@ -2,12 +2,9 @@
 //! [`Watch`]: the series' own detectors (`series`), the device's reporting cadence (`silence`),
 //! any declared limit (`limits`), the device's kind's peer group (`peers`), the relations
 //! between the device's metrics (`relations`) and the device's multivariate model
-//! (`device_model`). Their verdicts drive one [`AlertTracker`] per
-//! [`AlertKey`]; alerts and telemetry are announced on the bus. Users' false-alarm marks come
-//! back here ([`Command`]), because this task owns the state whose sensitivity they change.
-//!
-//! The rules engine plugs in the same way: a file here implementing
-//! [`Watch`], added to the list in [`DetectStage::restore`].
+//! (`device_model`) and the users' rules (`rules`). Their verdicts drive one [`AlertTracker`]
+//! per [`AlertKey`]; alerts and telemetry are announced on the bus. Users' false-alarm marks
+//! and rule changes come back here ([`Command`]), because this task owns the state they change.
 
 mod device_model;
 mod limits;
@@ -15,6 +12,7 @@ mod peers;
 mod per_device;
 mod per_series;
 mod relations;
+mod rules;
 mod series;
 mod silence;
 mod state;
@@ -23,15 +21,16 @@ mod watch;
 pub(crate) use per_series::shrink_if_sparse;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{
-    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, SeriesKey, Subject,
+    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleId, SeriesKey,
+    Subject,
 };
-use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, SeriesStore};
+use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -70,6 +69,10 @@ pub(crate) enum Command {
         device: DeviceId,
         reply: oneshot::Sender<()>,
     },
+    /// The users' rules changed in the store: load them again.
+    ReloadRules {
+        reply: oneshot::Sender<Result<(), PipelineError>>,
+    },
 }
 
 /// What a saved transition was, for the log and the counters.
@@ -89,12 +92,15 @@ pub(crate) struct DetectStage {
     /// Device kinds, loaded from the registry at start and looked up for a new device before
     /// its first batch is watched.
     kinds: HashMap<DeviceId, Arc<str>>,
+    /// Device labels, loaded with the kinds and again whenever the rules change.
+    labels: HashMap<DeviceId, BTreeMap<String, String>>,
     /// Verdicts of the batch being applied (kept to reuse its allocation).
     verdicts: Vec<Verdict>,
     default_resolve_after: u32,
     registry: Arc<dyn DeviceRegistry>,
     alerts: Arc<dyn AlertStore>,
     store: Arc<dyn SeriesStore>,
+    rules: Arc<dyn RuleStore>,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
 }
@@ -122,16 +128,19 @@ impl DetectStage {
         if let Some(model) = &config.device_model {
             watches.push(Box::new(device_model::DeviceModelWatch::new(model.clone())));
         }
+        watches.push(Box::new(rules::RulesWatch::default()));
         let mut stage = Self {
             watches,
             trackers: HashMap::new(),
             watched_until: HashMap::new(),
             kinds: HashMap::new(),
+            labels: HashMap::new(),
             verdicts: Vec::new(),
             default_resolve_after: resolve_after,
             registry: stores.registry.clone(),
             alerts: stores.alerts.clone(),
             store: stores.series.clone(),
+            rules: stores.rules.clone(),
             bus,
             stats,
         };
@@ -149,9 +158,11 @@ impl DetectStage {
         }
         for d in stores.registry.list_devices().await? {
             if let Ok(id) = DeviceId::parse(&d.id) {
-                stage.kinds.insert(id, d.kind.into());
+                stage.kinds.insert(id.clone(), d.kind.into());
+                stage.labels.insert(id, d.labels);
             }
         }
+        let n_rules = stage.load_rules().await?;
         let open = stores
             .alerts
             .list_alerts(AlertFilter {
@@ -174,6 +185,7 @@ impl DetectStage {
             states = n_rows,
             devices = stage.kinds.len(),
             open_alerts = n_open,
+            rules = n_rules,
             relearning = unreadable,
             "detectors restored"
         );
@@ -221,11 +233,12 @@ impl DetectStage {
             .filter(|d| !self.kinds.contains_key(*d))
             .collect();
         for device in unknown {
-            let kind = match self.registry.get_device(device).await {
-                Ok(Some(d)) => d.kind,
-                _ => UNKNOWN_KIND.to_string(),
+            let (kind, labels) = match self.registry.get_device(device).await {
+                Ok(Some(d)) => (d.kind, d.labels),
+                _ => (UNKNOWN_KIND.to_string(), BTreeMap::new()),
             };
             self.kinds.insert(device.clone(), kind.into());
+            self.labels.insert(device.clone(), labels);
         }
     }
 
@@ -271,9 +284,12 @@ impl DetectStage {
             .get(device)
             .cloned()
             .unwrap_or_else(|| UNKNOWN_KIND.into());
+        let no_labels = BTreeMap::new();
+        let labels = self.labels.get(device).unwrap_or(&no_labels);
         let batch = DeviceBatch {
             device,
             kind: &kind,
+            labels,
             points: &points,
             arrived,
             now_ms: now,
@@ -450,7 +466,60 @@ impl DetectStage {
                 self.forget(&device);
                 let _ = reply.send(());
             }
+            Command::ReloadRules { reply } => {
+                let r = self.reload_rules().await;
+                let _ = reply.send(r);
+            }
         }
+    }
+
+    /// Loads the stored rules at start; returns how many are enabled.
+    async fn load_rules(&mut self) -> Result<usize, PipelineError> {
+        self.set_rules().await.map(|(n, _)| n)
+    }
+
+    /// Loads and compiles the stored rules and hands them to the watches. A stored rule that no
+    /// longer compiles (written by another version) is logged and skipped. Returns how many are
+    /// enabled, and the rules removed, disabled or changed since the last load.
+    async fn set_rules(&mut self) -> Result<(usize, Vec<RuleId>), PipelineError> {
+        let mut compiled = Vec::new();
+        for rule in self.rules.list_rules().await? {
+            let id = rule.id.clone();
+            match crate::rules::compile(rule) {
+                Ok(c) => compiled.push(Arc::new(c)),
+                Err(e) => error!(rule = %id, error = %e, "stored rule not loaded"),
+            }
+        }
+        let enabled = compiled.iter().filter(|r| r.rule.enabled).count();
+        let mut changed = Vec::new();
+        for w in &mut self.watches {
+            changed.extend(w.set_rules(&compiled));
+        }
+        Ok((enabled, changed))
+    }
+
+    /// The rules changed: loads them and the device labels again, and resolves the open alerts
+    /// of the rules removed, disabled or changed.
+    async fn reload_rules(&mut self) -> Result<(), PipelineError> {
+        for d in self.registry.list_devices().await? {
+            if let Ok(id) = DeviceId::parse(&d.id) {
+                self.labels.insert(id, d.labels);
+            }
+        }
+        let (_, changed) = self.set_rules().await?;
+        let now = now_ms();
+        let mut transitions = Vec::new();
+        for (key, t) in &mut self.trackers {
+            if let Subject::Rule(rule) = &key.subject
+                && changed.contains(rule)
+                && let Some(alert) = t.close(now)
+            {
+                transitions.push((key.clone(), Transition::Resolved(alert)));
+            }
+        }
+        self.save_transitions(transitions).await;
+        self.save_states().await;
+        Ok(())
     }
 
     fn forget(&mut self, device: &DeviceId) {
@@ -460,6 +529,7 @@ impl DetectStage {
         self.trackers.retain(|k, _| k.device != *device);
         self.watched_until.retain(|s, _| s.device != *device);
         self.kinds.remove(device);
+        self.labels.remove(device);
         per_series::shrink_if_sparse(&mut self.trackers);
         per_series::shrink_if_sparse(&mut self.watched_until);
     }

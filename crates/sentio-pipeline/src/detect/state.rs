@@ -136,6 +136,7 @@ mod tests {
             let batch = DeviceBatch {
                 device: &device,
                 kind: &kind,
+                labels: &Default::default(),
                 points: &points,
                 arrived: &points,
                 now_ms: i * 1_000,

@@ -1,17 +1,17 @@
 //! The [`Watch`] trait: one way of looking at a device's points (its series' detectors, its
-//! relations, its peers, its silence, its declared limits, the device model; later the rules
-//! engine). The detect stage hands each watch every device's share of a committed
+//! relations, its peers, its silence, its declared limits, the device model, the users' rules). The detect stage hands each watch every device's share of a committed
 //! batch, applies the verdicts it returns to the alert trackers, and saves the state it learnt.
 //!
 //! A watch owns its learnt state and nothing else: it never sees the alert trackers, the
 //! stores or the bus, so it is pure computation on points and cannot fail mid-batch.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use sentio_core::{AlertKey, AlertKind, DeviceId, Explanation, Point, StateKey};
+use sentio_core::{AlertKey, AlertKind, DeviceId, Explanation, Point, RuleId, StateKey};
 
 use crate::PipelineError;
+use crate::rules::CompiledRule;
 
 /// One device's share of a committed batch, as every watch sees it.
 pub(crate) struct DeviceBatch<'a> {
@@ -19,6 +19,8 @@ pub(crate) struct DeviceBatch<'a> {
     pub device: &'a DeviceId,
     /// Its kind (resolved before the batch: watching never waits on the registry).
     pub kind: &'a Arc<str>,
+    /// Its labels (as of the start or the last change of the rules).
+    pub labels: &'a BTreeMap<String, String>,
     /// Its points that are newer than their series' last watched point, in commit order.
     /// Watches are causal: a late point is stored but not watched out of order.
     pub points: &'a [Point],
@@ -99,6 +101,13 @@ pub(crate) trait Watch: Send {
             "a {} alert cannot become a new normal: only device alerts learn regimes (mark it              as a false alarm instead)",
             key.kind.as_str()
         )))
+    }
+
+    /// The users' rules changed: takes the compiled rule set. Returns the rules removed,
+    /// disabled or changed, whose open alerts the stage resolves. Only the rules watch judges
+    /// rules.
+    fn set_rules(&mut self, _rules: &[Arc<CompiledRule>]) -> Vec<RuleId> {
+        Vec::new()
     }
 
     /// Forgets everything learnt about a device (it was deleted or erased).

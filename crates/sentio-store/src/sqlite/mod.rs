@@ -16,6 +16,7 @@ mod registry;
 mod retention;
 mod rollup;
 mod rollup_pack;
+mod rules;
 mod seal;
 mod series;
 mod tokens;

@@ -171,3 +171,9 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_subject ON audit (subject);
 CREATE INDEX IF NOT EXISTS audit_subject_digest ON audit (subject_digest);
+
+-- Users' rules, each its stored form (`stored_form::RuleV1`, JSON with "v": 1).
+CREATE TABLE IF NOT EXISTS rules (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);

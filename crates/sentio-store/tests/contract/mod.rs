@@ -11,6 +11,7 @@
 pub mod health;
 pub mod registry;
 pub mod retention;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ macro_rules! store_contract {
             retention::rollups_expire_erasure_removes_them_and_the_policy_survives_reopen,
             retention::rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry,
             retention::an_interrupted_store_stops_background_work_and_loses_nothing,
+            rules::rules_are_kept_whole_replaced_by_id_and_survive_reopen,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -1,0 +1,155 @@
+//! Users' rules: `/api/v1/rules`. Every change is checked (a rule that does not compile is
+//! refused with 422 and where), stored, and then put in force by the detect stage before the
+//! answer ([`sentio_pipeline::Control::reload_rules`]).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sentio_core::{Rule, RuleId};
+use sentio_pipeline::rules::compile;
+use serde_json::json;
+
+use crate::auth::Admin;
+use crate::dto::{RuleBody, RuleList, RuleView};
+use crate::{ApiError, AppState};
+
+fn rule_id(id: &str) -> Result<RuleId, ApiError> {
+    RuleId::parse(id).map_err(|e| ApiError::not_found(e.to_string()))
+}
+
+async fn stored(s: &AppState, id: &RuleId) -> Result<Rule, ApiError> {
+    s.rules
+        .get_rule(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))
+}
+
+/// Compiles (checks) the rule, stores it and puts it in force.
+async fn save(s: &AppState, rule: Rule, action: &str) -> Result<Json<RuleView>, ApiError> {
+    let rule = compile(rule)?.rule;
+    s.rules.put_rule(&rule).await?;
+    s.control.reload_rules().await?;
+    tracing::info!(rule = %rule.id, enabled = rule.enabled, "rule saved ({action})");
+    s.audit(
+        action,
+        Some(rule.id.as_str()),
+        json!({"name": rule.name, "enabled": rule.enabled, "condition": rule.condition}),
+    )
+    .await;
+    Ok(Json(RuleView::from(&rule)))
+}
+
+/// `POST /api/v1/rules`: 201 with the rule; 409 if its id is taken; 422 if it is invalid.
+pub async fn create(
+    _: Admin,
+    State(s): State<AppState>,
+    body: Result<Json<RuleBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<RuleView>), ApiError> {
+    let Json(body) = body?;
+    let id = body.id.clone().ok_or_else(|| {
+        ApiError::from(sentio_pipeline::rules::RuleError {
+            field: "id",
+            message: "give the rule an id (a-z 0-9 _ -)".into(),
+            position: None,
+        })
+    })?;
+    let rule = body.into_rule(&id)?;
+    if s.rules.get_rule(&rule.id).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("rule {id} already exists; PUT /api/v1/rules/{id} replaces it"),
+        ));
+    }
+    Ok((StatusCode::CREATED, save(&s, rule, "rule.create").await?))
+}
+
+/// `GET /api/v1/rules`: every rule, by id.
+pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<RuleList>, ApiError> {
+    let rules = s.rules.list_rules().await?;
+    Ok(Json(RuleList {
+        rules: rules.iter().map(RuleView::from).collect(),
+    }))
+}
+
+/// `GET /api/v1/rules/<id>`.
+pub async fn get(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    Ok(Json(RuleView::from(&stored(&s, &rule_id(&id)?).await?)))
+}
+
+/// `PUT /api/v1/rules/<id>`: replaces the rule (its state starts afresh, its open alerts
+/// resolve); 404 if there is none.
+pub async fn update(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<RuleBody>, JsonRejection>,
+) -> Result<Json<RuleView>, ApiError> {
+    let Json(body) = body?;
+    let current = stored(&s, &rule_id(&id)?).await?;
+    if body.id.as_deref().is_some_and(|b| b != id) {
+        return Err(ApiError::bad_request(
+            "the body's id differs from the path's",
+        ));
+    }
+    save(&s, body.into_rule(current.id.as_str())?, "rule.update").await
+}
+
+/// `POST /api/v1/rules/<id>/enable`.
+pub async fn enable(
+    admin: Admin,
+    state: State<AppState>,
+    id: Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    set_enabled(admin, state, id, true).await
+}
+
+/// `POST /api/v1/rules/<id>/disable`: the rule stops being judged and its open alerts resolve.
+pub async fn disable(
+    admin: Admin,
+    state: State<AppState>,
+    id: Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    set_enabled(admin, state, id, false).await
+}
+
+async fn set_enabled(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    enabled: bool,
+) -> Result<Json<RuleView>, ApiError> {
+    let mut rule = stored(&s, &rule_id(&id)?).await?;
+    rule.enabled = enabled;
+    save(
+        &s,
+        rule,
+        if enabled {
+            "rule.enable"
+        } else {
+            "rule.disable"
+        },
+    )
+    .await
+}
+
+/// `DELETE /api/v1/rules/<id>`: the rule's open alerts resolve.
+pub async fn delete(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    let id = rule_id(&id)?;
+    let rule = stored(&s, &id).await?;
+    s.rules.delete_rule(&id).await?;
+    s.control.reload_rules().await?;
+    tracing::info!(rule = %id, "rule deleted");
+    s.audit("rule.delete", Some(id.as_str()), json!({"name": rule.name}))
+        .await;
+    Ok(Json(RuleView::from(&rule)))
+}

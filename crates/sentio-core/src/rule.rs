@@ -1,0 +1,130 @@
+//! A rule as users write it: which devices it watches ([`Selector`]), the condition that opens
+//! its alert (a CEL expression, compiled by `sentio-pipeline`'s rules engine), how long the
+//! condition must hold (`for_ms`), what clears it, and the alert's [`Severity`]. Plain data: no
+//! IO, no serde (the store and the API each have their own forms of it).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::{CoreError, DeviceId};
+
+/// The id of a rule: 1-64 characters from `a-z 0-9 _ -`, chosen by its author.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(Arc<str>);
+
+impl RuleId {
+    /// Checks and wraps a rule id.
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+        if ok {
+            Ok(Self(Arc::from(s)))
+        } else {
+            Err(CoreError::InvalidRuleId(s.chars().take(80).collect()))
+        }
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How serious a rule's alert is. It sets the alert's score: info 0.3, warning 0.6,
+/// critical 1.0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Worth acting on.
+    #[default]
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// Reads a name written by [`Severity::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Info, Self::Warning, Self::Critical]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
+    /// The alert score it stands for.
+    pub fn score(self) -> f64 {
+        match self {
+            Self::Info => 0.3,
+            Self::Warning => 0.6,
+            Self::Critical => 1.0,
+        }
+    }
+}
+
+/// Which devices a rule watches: every condition given must hold (an empty one holds for all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// These devices only.
+    pub devices: Vec<DeviceId>,
+    /// Devices of this kind only.
+    pub kind: Option<String>,
+    /// Devices whose labels hold every one of these pairs.
+    pub labels: BTreeMap<String, String>,
+    /// The metrics the condition reads: their latest values are the expression's variables, and
+    /// the rule is judged when one of them arrives.
+    pub metrics: Vec<String>,
+}
+
+impl Selector {
+    /// Whether a device of `kind` with `labels` is selected.
+    pub fn selects(
+        &self,
+        device: &DeviceId,
+        kind: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        (self.devices.is_empty() || self.devices.contains(device))
+            && self.kind.as_deref().is_none_or(|k| k == kind)
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// A rule. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Its id.
+    pub id: RuleId,
+    /// A name for people.
+    pub name: String,
+    /// Whether it is judged at all.
+    pub enabled: bool,
+    /// The devices and metrics it watches.
+    pub selector: Selector,
+    /// The CEL condition that opens the alert.
+    pub condition: String,
+    /// The CEL condition that resolves it (hysteresis); without one, the alert resolves when
+    /// `condition` no longer holds.
+    pub clear: Option<String>,
+    /// How long `condition` must hold before the alert opens (ms, 0 = at once).
+    pub for_ms: i64,
+    /// The alert's severity.
+    pub severity: Severity,
+}

@@ -1,0 +1,354 @@
+//! One rule on one device: the running state ([`RuleState`], saved and restored with the other
+//! watches' state) and the state machine that turns each evaluation into a [`Step`].
+//!
+//! - closed: while `condition` holds, the `for` timer runs from the first point it held at
+//!   (`pending_since`, data time); when it has held `for_ms`, the alert opens, on a point or,
+//!   with no new point, on the detect stage's tick. A point where it does not hold stops the
+//!   timer.
+//! - open: the alert resolves when `clear` holds (or, without `clear`, when `condition` no
+//!   longer does). Between the two (hysteresis) nothing changes.
+//!
+//! The timer, the open flag, the latest values and the windows are all in [`RuleState`], so a
+//! restart continues where it stopped: a `for` of 10 minutes interrupted at minute 7 fires at
+//! minute 10.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cel::objects::Value;
+use cel::{Context, Env, ExecutionError, Program};
+use sentio_core::Point;
+use serde::{Deserialize, Serialize};
+
+use super::compile::CompiledRule;
+use super::window::{Agg, Window};
+
+/// What one evaluation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Nothing to report (the `for` timer may be running).
+    Nothing,
+    /// The condition has held for `for`: the alert opens.
+    Open,
+    /// The alert is open and the condition still holds.
+    Still,
+    /// The clear condition holds: an open alert resolves.
+    Clear,
+    /// The expression could not be evaluated (a metric not reported yet, an empty window, a
+    /// type error): no decision.
+    Undecided(String),
+}
+
+/// The running state of one rule on one device. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// The latest value of each metric the rule reads.
+    latest: BTreeMap<String, f64>,
+    /// One window per (metric, window length) the rule aggregates over.
+    windows: Vec<(String, i64, Window)>,
+    /// Data time from which the condition has held, while the alert is not open.
+    pending_since: Option<i64>,
+    /// Whether the rule's alert is open.
+    open: bool,
+}
+
+impl RuleState {
+    /// Closes the alert and stops the timer (a user closed the alert).
+    pub fn close(&mut self) {
+        self.open = false;
+        self.pending_since = None;
+    }
+
+    /// The latest values, for the explanation.
+    pub fn latest(&self) -> &BTreeMap<String, f64> {
+        &self.latest
+    }
+
+    /// Takes one point of a metric the rule reads into the latest values and windows.
+    pub fn add(&mut self, rule: &CompiledRule, p: &Point) {
+        self.latest.insert(p.metric.to_string(), p.value);
+        for a in rule.aggregates.iter().filter(|a| *a.metric == *p.metric) {
+            let i = match self
+                .windows
+                .iter()
+                .position(|(m, w, _)| *m == *a.metric && *w == a.window_ms)
+            {
+                Some(i) => i,
+                None => {
+                    self.windows.push((
+                        a.metric.to_string(),
+                        a.window_ms,
+                        Window::new(a.window_ms),
+                    ));
+                    self.windows.len() - 1
+                }
+            };
+            self.windows[i].2.add(p.ts_ms, p.value);
+        }
+    }
+
+    /// Evaluates the rule at data time `ts_ms` and moves its state machine.
+    /// `device` is the device's [`device_value`].
+    pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, device: &Value, ts_ms: i64) -> Step {
+        let ctx = match env.context(self, rule, device, ts_ms) {
+            Ok(c) => c,
+            Err(e) => return Step::Undecided(e),
+        };
+        let holds = match truth(&rule.condition, &ctx) {
+            Ok(h) => h,
+            Err(e) => return Step::Undecided(e),
+        };
+        let cleared = || match &rule.clear {
+            None => Ok(!holds),
+            Some(clear) => truth(clear, &ctx),
+        };
+        if self.open {
+            return match cleared() {
+                Ok(true) => {
+                    self.close();
+                    Step::Clear
+                }
+                Ok(false) if holds => Step::Still,
+                Ok(false) => Step::Nothing,
+                Err(e) => Step::Undecided(e),
+            };
+        }
+        if holds {
+            let since = *self.pending_since.get_or_insert(ts_ms);
+            if ts_ms.saturating_sub(since) >= rule.rule.for_ms {
+                self.open = true;
+                self.pending_since = None;
+                return Step::Open;
+            }
+            return Step::Nothing;
+        }
+        self.pending_since = None;
+        // Cleared while closed: tells a tracker whose alert outlived a lost state to resolve.
+        match cleared() {
+            Ok(true) => Step::Clear,
+            Ok(false) => Step::Nothing,
+            Err(e) => Step::Undecided(e),
+        }
+    }
+
+    /// With no new point: whether the condition, holding since `pending_since`, has now held
+    /// for `for` (wall time `now_ms`); if so the alert opens, at the data time returned.
+    pub fn due(&mut self, rule: &CompiledRule, now_ms: i64) -> Option<i64> {
+        let since = self.pending_since.filter(|_| !self.open)?;
+        let at = since.saturating_add(rule.rule.for_ms);
+        if now_ms < at {
+            return None;
+        }
+        self.open = true;
+        self.pending_since = None;
+        Some(at)
+    }
+}
+
+/// Runs one expression to a boolean.
+fn truth(program: &Program, ctx: &Context<'_, '_>) -> Result<bool, String> {
+    match program.execute(ctx) {
+        Ok(Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("the expression gave {other:?}, not true or false")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What every evaluation shares: CEL's standard environment, built once.
+pub struct Eval {
+    env: Arc<Env>,
+}
+
+impl Default for Eval {
+    fn default() -> Self {
+        Self {
+            env: Arc::new(Env::stdlib()),
+        }
+    }
+}
+
+/// The aggregates of one evaluation: `(metric, window as written, [avg, min, max, count])`.
+type Aggregates = Arc<Vec<(Arc<str>, Arc<str>, [Option<f64>; 4])>>;
+
+impl Eval {
+    /// The names the rule's expressions read, for `device` (its [`device_value`]) at `ts_ms`.
+    fn context(
+        &self,
+        state: &RuleState,
+        rule: &CompiledRule,
+        device: &Value,
+        ts_ms: i64,
+    ) -> Result<Context<'static, 'static>, String> {
+        let mut ctx = Context::with_env(self.env.clone());
+        for (metric, value) in &state.latest {
+            ctx.add_variable_from_value(metric.clone(), *value);
+        }
+        ctx.add_variable_from_value("device", device.clone());
+        let aggregates: Aggregates = Arc::new(
+            rule.aggregates
+                .iter()
+                .map(|a| {
+                    let w = state
+                        .windows
+                        .iter()
+                        .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+                        .map(|(_, _, w)| w);
+                    let values = [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
+                        Some(w) => w.get(agg, ts_ms),
+                        None => (agg == Agg::Count).then_some(0.0),
+                    });
+                    (a.metric.clone(), a.window.clone(), values)
+                })
+                .collect(),
+        );
+        for (i, name) in ["avg", "min", "max", "count"].into_iter().enumerate() {
+            let aggregates = aggregates.clone();
+            ctx.add_function(name, move |metric: Arc<String>, window: Arc<String>| {
+                aggregates
+                    .iter()
+                    .find(|(m, w, _)| **m == **metric && **w == **window)
+                    .and_then(|(_, _, v)| v[i])
+                    .map(Value::Float)
+                    .ok_or_else(|| {
+                        ExecutionError::function_error(
+                            name,
+                            format!("no {metric} points in the last {window}"),
+                        )
+                    })
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// The `device` variable of a device of `kind` with `labels`: `device.kind`, `device.labels`.
+pub fn device_value(kind: &str, labels: &BTreeMap<String, String>) -> Value {
+    let labels: std::collections::HashMap<String, String> =
+        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut device = std::collections::HashMap::new();
+    device.insert("kind".to_string(), Value::from(kind));
+    device.insert("labels".to_string(), Value::from(labels));
+    Value::from(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use sentio_core::DeviceId;
+
+    use super::*;
+    use crate::rules::compile;
+    use crate::rules::compile::test_rule;
+
+    fn rule(condition: &str, clear: Option<&str>, for_ms: i64) -> CompiledRule {
+        compile(test_rule(condition, clear, for_ms)).unwrap()
+    }
+
+    fn point(metric: &str, ts_ms: i64, value: f64) -> Point {
+        Point {
+            device: DeviceId::parse("room-1").unwrap(),
+            metric: metric.into(),
+            ts_ms,
+            value,
+        }
+    }
+
+    /// Feeds `points` (ts, metric, value) to a fresh state of `rule`; checks the steps.
+    fn check(rule: &CompiledRule, points: &[(i64, &str, f64)], expected: &[Step]) -> RuleState {
+        let eval = Eval::default();
+        let device = device_value("room", &BTreeMap::from([("floor".into(), "2".into())]));
+        let mut state = RuleState::default();
+        let mut got = Vec::new();
+        for &(ts, metric, value) in points {
+            state.add(rule, &point(metric, ts, value));
+            got.push(match state.judge(rule, &eval, &device, ts) {
+                Step::Undecided(_) => Step::Undecided(String::new()),
+                s => s,
+            });
+        }
+        assert_eq!(got, expected, "{}", rule.rule.condition);
+        state
+    }
+
+    use Step::{Clear, Nothing, Open, Still};
+
+    #[test]
+    fn the_for_timer_runs_while_the_condition_holds_and_stops_when_it_does_not() {
+        let r = rule("co2 > 1000", None, 10_000);
+        check(
+            &r,
+            &[
+                (0, "co2", 1200.0),
+                (5_000, "co2", 1200.0),
+                (6_000, "co2", 900.0), // stops the timer
+                (7_000, "co2", 1200.0),
+                (16_000, "co2", 1200.0),
+                (17_000, "co2", 1300.0),
+                (17_500, "co2", 1300.0),
+                (18_000, "co2", 900.0),
+            ],
+            &[
+                Nothing, Nothing, Clear, Nothing, Nothing, Open, Still, Clear,
+            ],
+        );
+    }
+
+    #[test]
+    fn a_clear_condition_is_hysteresis() {
+        let r = rule("co2 > 1000", Some("co2 < 800"), 0);
+        check(
+            &r,
+            &[
+                (0, "co2", 1001.0),
+                (1, "co2", 999.0), // between the two: stays open
+                (2, "co2", 1001.0),
+                (3, "co2", 799.0),
+                (4, "co2", 999.0), // closed, not holding, not clear
+            ],
+            &[Open, Nothing, Still, Clear, Nothing],
+        );
+    }
+
+    #[test]
+    fn aggregates_labels_and_missing_values() {
+        let r = rule(
+            r#"avg("co2", "10s") > 1000 && device.labels.floor == "2" && temp < 30"#,
+            None,
+            0,
+        );
+        check(
+            &r,
+            &[
+                (0, "co2", 1500.0), // temp not reported yet
+                (1_000, "temp", 20.0),
+                (2_000, "co2", 600.0), // the average of 1500 and 600
+                (3_000, "co2", 400.0),
+                (14_000, "co2", 1200.0), // the old points have left the window
+            ],
+            &[Step::Undecided(String::new()), Open, Still, Clear, Open],
+        );
+        let wrong_label = rule(r#"device.labels.floor == "3" && co2 > 0"#, None, 0);
+        check(&wrong_label, &[(0, "co2", 1.0)], &[Clear]);
+        let not_bool = rule("co2 + 1.0", None, 0);
+        check(
+            &not_bool,
+            &[(0, "co2", 1.0)],
+            &[Step::Undecided(String::new())],
+        );
+    }
+
+    #[test]
+    fn a_pending_timer_fires_without_new_points_and_survives_a_restart() {
+        let r = rule("co2 > 1000", None, 10_000);
+        let state = check(&r, &[(1_000, "co2", 1200.0)], &[Nothing]);
+        // Saved and restored (a restart) at 7 s: fires at 11 s, not 10 s after the restart.
+        let json = serde_json::to_string(&state).unwrap();
+        let mut restored: RuleState = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored, state);
+        assert_eq!(restored.due(&r, 7_000), None);
+        assert_eq!(restored.due(&r, 10_999), None);
+        assert_eq!(restored.due(&r, 11_000), Some(11_000));
+        assert_eq!(restored.due(&r, 12_000), None, "fires once");
+        assert!(restored.open);
+    }
+}
