@@ -19,6 +19,7 @@ mod rollup_pack;
 mod seal;
 mod series;
 mod tokens;
+mod users;
 mod vacuum;
 mod workset;
 
