@@ -7,6 +7,7 @@
 mod alert;
 mod export;
 mod stream;
+mod user;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ pub use alert::{
 };
 pub use export::ExportLine;
 pub use stream::StreamEvent;
+pub use user::{CreateUser, Login, LoginAnswer, UpdateUser, UserView};
 
 /// `POST /api/v1/devices` body.
 #[derive(Debug, Deserialize)]
