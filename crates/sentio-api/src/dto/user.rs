@@ -102,7 +102,7 @@ mod tests {
             role: Role::Operator,
             created_ms: 1_700_000_000_000,
         };
-        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20.000Z","created_ms":1700000000000}"#;
+        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000}"#;
         check(UserView::from(user()), view);
         check(
             LoginAnswer {
@@ -112,7 +112,7 @@ mod tests {
                 expires_ms: 1_700_000_000_000,
             },
             &format!(
-                r#"{{"user":{view},"csrf_token":"c5","expires":"2023-11-14T22:13:20.000Z","expires_ms":1700000000000}}"#
+                r#"{{"user":{view},"csrf_token":"c5","expires":"2023-11-14T22:13:20Z","expires_ms":1700000000000}}"#
             ),
         );
         let body: CreateUser =
