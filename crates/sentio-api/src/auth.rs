@@ -74,10 +74,7 @@ fn peer(parts: &Parts) -> Option<IpAddr> {
 
 /// Whether the request came over HTTPS.
 fn https(parts: &Parts) -> bool {
-    parts
-        .extensions
-        .get::<Transport>()
-        .is_some_and(|t| t.https)
+    parts.extensions.get::<Transport>().is_some_and(|t| t.https)
 }
 
 /// The caller's address, if it is within its guessing allowance; `429` when it is over.

@@ -146,7 +146,9 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Throttle<K> {
         if !entries.contains_key(&key) && entries.len() >= MAX_TRACKED_ADDRESSES {
             self.make_room(&mut entries, now);
         }
-        let e = entries.entry(key.clone()).or_insert_with(|| Entry::new(now));
+        let e = entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(now));
         if now.duration_since(e.window_start) >= self.window {
             e.window_start = now;
             e.failures = 0;
@@ -236,6 +238,25 @@ mod tests {
         assert!((1..=60).contains(&wait), "{wait}");
         assert_eq!(t.check(&b), Ok(()));
         assert_eq!(t.throttled.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_login_waits_once_its_name_or_its_address_failed_too_often() {
+        let t = LoginThrottle::new(&HttpLimits {
+            login_failures_per_window: 2,
+            ..HttpLimits::default()
+        });
+        let ip = |last: u8| Some(IpAddr::from([10, 0, 0, last]));
+        // One name guessed from many addresses.
+        t.failed(ip(1), "ann");
+        t.failed(ip(2), "ann");
+        assert!(t.check(ip(3), "ann").is_err());
+        assert_eq!(t.check(ip(3), "bob"), Ok(()));
+        // Many names guessed from one address.
+        t.failed(ip(4), "carl");
+        t.failed(ip(4), "dora");
+        assert!(t.check(ip(4), "bob").is_err());
+        assert_eq!(t.check(ip(5), "bob"), Ok(()));
     }
 
     #[test]

@@ -101,9 +101,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UnknownDevice(_)
             | StoreError::UnknownToken(_)
-            | StoreError::UnknownUser(_) => {
-                Self::not_found(e.to_string())
-            }
+            | StoreError::UnknownUser(_) => Self::not_found(e.to_string()),
             StoreError::InvalidQuery(_) => Self::bad_request(e.to_string()),
             _ if e.is_storage_full() => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,

@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_by_the_transport_s_name_only() {
-        let h = headers(&[("cookie", "a=1; sentio_session=abc; __Host-sentio_session=def")]);
+        let h = headers(&[(
+            "cookie",
+            "a=1; sentio_session=abc; __Host-sentio_session=def",
+        )]);
         assert_eq!(cookie(&h, false).as_deref(), Some("abc"));
         assert_eq!(cookie(&h, true).as_deref(), Some("def"));
         assert_eq!(cookie(&headers(&[("cookie", "x=1")]), false), None);
@@ -119,13 +122,26 @@ mod tests {
             assert_eq!(from_this_origin(&headers(pairs)), ok, "{pairs:?}");
         };
         check(&[("host", "n:8080"), ("origin", "http://n:8080")], true);
-        check(&[("host", "n:8080"), ("origin", "http://evil.example")], false);
-        check(&[("host", "n:8080"), ("sec-fetch-site", "same-origin")], true);
-        check(&[("host", "n:8080"), ("sec-fetch-site", "cross-site")], false);
+        check(
+            &[("host", "n:8080"), ("origin", "http://evil.example")],
+            false,
+        );
+        check(
+            &[("host", "n:8080"), ("sec-fetch-site", "same-origin")],
+            true,
+        );
+        check(
+            &[("host", "n:8080"), ("sec-fetch-site", "cross-site")],
+            false,
+        );
         check(&[("host", "n:8080")], false);
         // A foreign Origin is not excused by a same-origin Sec-Fetch-Site.
         check(
-            &[("host", "n:8080"), ("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")],
+            &[
+                ("host", "n:8080"),
+                ("origin", "http://evil.example"),
+                ("sec-fetch-site", "same-origin"),
+            ],
             false,
         );
     }
