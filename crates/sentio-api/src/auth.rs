@@ -1,7 +1,9 @@
 //! Who is calling: the admin (bearer token), an API token with a read-only scope (bearer
 //! `token:<id>:<password>`, e.g. `metrics`), a signed-in user (session cookie, [`crate::session`])
-//! with a [`Role`], or a device (HTTP Basic with its secret). Wrong bearer tokens, unknown
-//! session cookies and wrong device secrets are counted per address ([`crate::auth_throttle`]).
+//! with a [`Role`], or a device (HTTP Basic with its secret). Wrong bearer tokens and wrong
+//! device secrets are counted per address ([`crate::auth_throttle`]); an unknown session is
+//! not (256 random bits cannot be guessed, and a page still polling with an expired cookie
+//! must not lock its address out).
 //!
 //! The role extractors: [`Viewer`] (reads), [`Operator`] (also acts on alerts), [`Admin`]
 //! (everything): the admin token passes all three, a user those its role reaches, an API token
@@ -89,8 +91,8 @@ fn within_allowance(parts: &Parts, state: &AppState) -> Result<Option<IpAddr>, A
 }
 
 /// Checks the bearer token, or else the session cookie, under the address's guessing
-/// allowance: a wrong token or unknown session counts against the address, and an address
-/// over its allowance gets `429` whatever it sends.
+/// allowance: a wrong token counts against the address, and an address over its allowance
+/// gets `429` whatever it sends.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let header = parts
         .headers
@@ -106,7 +108,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     }
     let peer = within_allowance(parts, state)?;
     let Some(token) = header.or(from_query) else {
-        return session_caller(parts, state, peer).await;
+        return session_caller(parts, state).await;
     };
     if AppState::token_digest(&token) == state.admin_token {
         return Ok(Caller::Admin);
@@ -124,11 +126,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
 
 /// The user of the request's session cookie; for a change of state, only with the CSRF check
 /// passed.
-async fn session_caller(
-    parts: &Parts,
-    state: &AppState,
-    peer: Option<IpAddr>,
-) -> Result<Caller, ApiError> {
+async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let Some(id) = session::cookie(&parts.headers, https(parts)) else {
         return Err(ApiError::unauthorized(
             "send Authorization: Bearer <admin token> (written to <data>/admin.token on first start), or log in (POST /api/v1/session)",
@@ -139,9 +137,6 @@ async fn session_caller(
         .session(&id, sentio_core::time::now_ms())
         .await?
     else {
-        if let Some(ip) = peer {
-            state.auth_throttle.failed(ip);
-        }
         return Err(ApiError::unauthorized(
             "the session has ended or expired; log in again (POST /api/v1/session)",
         ));

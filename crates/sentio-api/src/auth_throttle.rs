@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use sentio_store::user::MAX_NAME_LEN;
+
 use crate::limits::HttpLimits;
 
 /// How often at most one address's failures are logged.
@@ -94,12 +96,15 @@ impl LoginThrottle {
         self.by_user.check(name)
     }
 
-    /// Records a wrong password for `name` from `ip`.
+    /// Records a wrong password for `name` from `ip`. A name no user can have (longer than
+    /// [`MAX_NAME_LEN`]) counts against the address only, so the table's keys stay small.
     pub fn failed(&self, ip: Option<IpAddr>, name: &str) {
         if let Some(ip) = ip {
             self.by_address.failed(ip);
         }
-        self.by_user.failed(name.to_string());
+        if name.len() <= MAX_NAME_LEN {
+            self.by_user.failed(name.to_string());
+        }
     }
 }
 
@@ -252,6 +257,12 @@ mod tests {
         t.failed(ip(2), "ann");
         assert!(t.check(ip(3), "ann").is_err());
         assert_eq!(t.check(ip(3), "bob"), Ok(()));
+        // A name longer than any user's is not kept, and counts against its address.
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        t.failed(ip(6), &long);
+        t.failed(ip(7), &long);
+        assert_eq!(t.by_user.tracked(), 1);
+        assert!(t.check(ip(6), "bob").is_ok());
         // Many names guessed from one address.
         t.failed(ip(4), "carl");
         t.failed(ip(4), "dora");

@@ -16,6 +16,8 @@ pub const ARGON2_M_KIB: u32 = 19 * 1024;
 pub const ARGON2_T: u32 = 2;
 /// Argon2id lanes.
 pub const ARGON2_P: u32 = 1;
+/// Longest user name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
 /// Fewest characters of a password.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Most characters of a password (hashing cost stays bounded).
@@ -142,7 +144,7 @@ pub(crate) fn csrf_digest(token: &str) -> blake3::Hash {
 
 /// Checks a user name.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
+    let ok = (1..=MAX_NAME_LEN).contains(&name.len())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
