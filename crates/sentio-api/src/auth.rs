@@ -1,6 +1,13 @@
 //! Who is calling: the admin (bearer token), an API token with a read-only scope (bearer
-//! `token:<id>:<password>`, e.g. `metrics`), or a device (HTTP Basic with its secret). Wrong
-//! bearer tokens and wrong device secrets are counted per address ([`crate::auth_throttle`]).
+//! `token:<id>:<password>`, e.g. `metrics`), a signed-in user (session cookie, [`crate::session`])
+//! with a [`Role`], or a device (HTTP Basic with its secret). Wrong bearer tokens and wrong
+//! device secrets are counted per address ([`crate::auth_throttle`]); an unknown session is
+//! not (256 random bits cannot be guessed, and a page still polling with an expired cookie
+//! must not lock its address out).
+//!
+//! The role extractors: [`Viewer`] (reads), [`Operator`] (also acts on alerts), [`Admin`]
+//! (everything): the admin token passes all three, a user those its role reaches, an API token
+//! none (its scopes only read `/metrics`, [`MetricsReader`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -8,12 +15,24 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
-use sentio_store::{Scope, TOKEN_USERNAME_PREFIX};
+use sentio_store::{Role, Scope, TOKEN_USERNAME_PREFIX, User};
 
-use crate::{ApiError, AppState};
+use crate::listener::Transport;
+use crate::{ApiError, AppState, session};
 
-/// Proof that the request carries the admin token.
-pub struct Admin;
+/// Who did something, as the audit log names it: `admin` (the admin token) or
+/// `user:<name>`.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// Proof that the request carries the admin token or comes from an admin user.
+pub struct Admin(pub Actor);
+
+/// Proof that the request may act on alerts: the admin token, or an operator or admin user.
+pub struct Operator(pub Actor);
+
+/// Proof that the request may read: the admin token, or any user.
+pub struct Viewer(pub Actor);
 
 /// The one route that takes the admin token in its query string: a browser cannot set headers
 /// on a WebSocket request. Elsewhere a token in a URL would only end up in logs and histories.
@@ -31,11 +50,13 @@ fn query_token(query: Option<&str>) -> Option<String> {
 /// it may read `/metrics` and nothing else.
 pub struct MetricsReader;
 
-/// Who presented a valid bearer token.
+/// Who presented valid credentials.
 enum Caller {
     Admin,
     /// An API token (`token:<id>:<password>`) with its scopes.
     Token(std::sync::Arc<[Scope]>),
+    /// A signed-in user (its session's CSRF check already passed for a change of state).
+    User(User),
 }
 
 /// Splits `token:<id>:<password>` into the token's MQTT username and its password.
@@ -45,23 +66,34 @@ fn api_token(bearer: &str) -> Option<(&str, &str)> {
     Some((&bearer[..TOKEN_USERNAME_PREFIX.len() + id.len()], password))
 }
 
-/// The caller's address, if it is within its guessing allowance; `429` when it is over.
-fn within_allowance(parts: &Parts, state: &AppState) -> Result<Option<IpAddr>, ApiError> {
-    let peer = parts
+/// The caller's address.
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip())
+}
+
+/// Whether the request came over HTTPS.
+fn https(parts: &Parts) -> bool {
+    parts.extensions.get::<Transport>().is_some_and(|t| t.https)
+}
+
+/// The caller's address, if it is within its guessing allowance; `429` when it is over.
+fn within_allowance(parts: &Parts, state: &AppState) -> Result<Option<IpAddr>, ApiError> {
+    let peer = peer(parts);
     if let Some(ip) = peer
-        && let Err(wait_s) = state.auth_throttle.check(ip)
+        && let Err(wait_s) = state.auth_throttle.check(&ip)
     {
         return Err(ApiError::too_many_attempts(wait_s));
     }
     Ok(peer)
 }
 
-/// Checks the bearer token under the address's guessing allowance: a wrong token counts
-/// against the address, and an address over its allowance gets `429` whatever it sends.
-fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+/// Checks the bearer token, or else the session cookie, under the address's guessing
+/// allowance: a wrong token counts against the address, and an address over its allowance
+/// gets `429` whatever it sends.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
@@ -76,9 +108,7 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     }
     let peer = within_allowance(parts, state)?;
     let Some(token) = header.or(from_query) else {
-        return Err(ApiError::unauthorized(
-            "send Authorization: Bearer <admin token> (written to <data>/admin.token on first start)",
-        ));
+        return session_caller(parts, state).await;
     };
     if AppState::token_digest(&token) == state.admin_token {
         return Ok(Caller::Admin);
@@ -94,30 +124,93 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     Err(ApiError::unauthorized("the admin token is wrong"))
 }
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+/// The user of the request's session cookie; for a change of state, only with the CSRF check
+/// passed.
+async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let Some(id) = session::cookie(&parts.headers, https(parts)) else {
+        return Err(ApiError::unauthorized(
+            "send Authorization: Bearer <admin token> (written to <data>/admin.token on first start), or log in (POST /api/v1/session)",
+        ));
+    };
+    let Some(found) = state
+        .users
+        .session(&id, sentio_core::time::now_ms())
+        .await?
+    else {
+        return Err(ApiError::unauthorized(
+            "the session has ended or expired; log in again (POST /api/v1/session)",
+        ));
+    };
+    if session::changes_state(&parts.method) {
+        session::check_csrf(parts, &found)?;
+    }
+    Ok(Caller::User(found.user))
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(parts, state)? {
-            Caller::Admin => Ok(Admin),
-            Caller::Token(_) => Err(ApiError::forbidden(
-                "an API token may only do what its scopes allow (metrics: GET /metrics); this needs the admin token",
-            )),
-        }
+/// The actor if the caller's role reaches `needed`; `403` otherwise.
+fn require(caller: Caller, needed: Role) -> Result<Actor, ApiError> {
+    match caller {
+        Caller::Admin => Ok(Actor("admin".into())),
+        Caller::User(u) if u.role >= needed => Ok(Actor(format!("user:{}", u.name))),
+        Caller::User(u) => Err(ApiError::forbidden(format!(
+            "the role {} may not do this; it needs {needed}",
+            u.role
+        ))),
+        Caller::Token(_) => Err(ApiError::forbidden(
+            "an API token may only do what its scopes allow (metrics: GET /metrics); this needs the admin token",
+        )),
     }
 }
+
+macro_rules! role_extractor {
+    ($name:ident, $role:expr) => {
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, ApiError> {
+                Ok($name(require(authenticate(parts, state).await?, $role)?))
+            }
+        }
+    };
+}
+
+role_extractor!(Admin, Role::Admin);
+role_extractor!(Operator, Role::Operator);
+role_extractor!(Viewer, Role::Viewer);
 
 impl FromRequestParts<AppState> for MetricsReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(parts, state)? {
-            Caller::Admin => Ok(MetricsReader),
+        match authenticate(parts, state).await? {
             Caller::Token(scopes) if scopes.contains(&Scope::Metrics) => Ok(MetricsReader),
             Caller::Token(_) => Err(ApiError::forbidden(
                 "this API token has no metrics scope; create one with \"scopes\": [\"metrics\"]",
             )),
+            caller => require(caller, Role::Admin).map(|_| MetricsReader),
         }
+    }
+}
+
+/// Where a request came from: its address and whether over HTTPS.
+pub struct RequestFrom {
+    /// The caller's address.
+    pub peer: Option<IpAddr>,
+    /// Served over TLS.
+    pub https: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestFrom {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            peer: peer(parts),
+            https: https(parts),
+        })
     }
 }
 

@@ -40,6 +40,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
+    /// 403 for a cookie-authenticated change that failed the CSRF check.
+    pub fn csrf(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "csrf", detail)
+    }
+
     /// 429 with `Retry-After`: too many wrong tokens from this address.
     pub fn too_many_attempts(wait_s: u64) -> Self {
         Self {
@@ -115,12 +120,12 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateDevice(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            StoreError::DuplicateToken(_) => {
+            StoreError::DuplicateToken(_) | StoreError::DuplicateUser(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            StoreError::UnknownDevice(_) | StoreError::UnknownToken(_) => {
-                Self::not_found(e.to_string())
-            }
+            StoreError::UnknownDevice(_)
+            | StoreError::UnknownToken(_)
+            | StoreError::UnknownUser(_) => Self::not_found(e.to_string()),
             StoreError::InvalidQuery(_) => Self::bad_request(e.to_string()),
             _ if e.is_storage_full() => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,

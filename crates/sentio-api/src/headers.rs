@@ -81,6 +81,19 @@ fn cross_origin_upgrade(headers: &HeaderMap) -> Option<ApiError> {
     if !upgrade {
         return None;
     }
+    match same_origin(headers)? {
+        true => None,
+        false => Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "a WebSocket from a page of another origin is refused; open the page served by this node",
+        )),
+    }
+}
+
+/// Whether the request's `Origin` names the `Host` it was sent to; `None` without an `Origin`
+/// (clients that are not browsers). `Origin: null` and a missing `Host` are not the same origin.
+pub(crate) fn same_origin(headers: &HeaderMap) -> Option<bool> {
     let origin = headers.get(header::ORIGIN)?;
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin_host = origin
@@ -88,14 +101,7 @@ fn cross_origin_upgrade(headers: &HeaderMap) -> Option<ApiError> {
         .ok()
         .and_then(|o| o.split_once("://").map(|(_, rest)| rest))
         .map(|rest| rest.trim_end_matches('/'));
-    match (origin_host, host) {
-        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => None,
-        _ => Some(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "a WebSocket from a page of another origin is refused; open the page served by this node",
-        )),
-    }
+    Some(matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h)))
 }
 
 #[cfg(test)]

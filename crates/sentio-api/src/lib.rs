@@ -5,7 +5,9 @@
 //! This is the only crate that defines JSON wire types (DTOs); errors from every layer become
 //! `{"error": ..., "detail": ...}` with a fitting status in one place ([`ApiError`]).
 //!
-//! Admin endpoints need `Authorization: Bearer <admin token>`; the WebSocket stream also takes
+//! Endpoints need `Authorization: Bearer <admin token>` or a user's session cookie (login at
+//! `POST /api/v1/session`; roles viewer, operator, admin; a change of state by cookie passes a
+//! CSRF check, [`session`]); the WebSocket stream also takes
 //! `?token=` because browsers cannot set headers on WebSocket requests (elsewhere it is refused,
 //! as a token in a URL ends up in logs and histories). Devices posting telemetry use HTTP Basic
 //! with their own id and secret.
@@ -26,6 +28,7 @@ mod https;
 mod limits;
 mod listener;
 mod routes;
+mod session;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,11 +38,11 @@ use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
 use sentio_store::{
     AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, RuleStore, SeriesStore,
-    TokenStore,
+    TokenStore, UserStore,
 };
 use tokio::net::TcpListener;
 
-pub use auth_throttle::AuthThrottle;
+pub use auth_throttle::{AuthThrottle, LoginThrottle, Throttle};
 pub use error::ApiError;
 pub use https::{HttpsCertificate, HttpsConfig, HttpsError};
 pub use limits::HttpLimits;
@@ -61,6 +64,8 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     /// Scoped API tokens.
     pub tokens: Arc<dyn TokenStore>,
+    /// User accounts and their sessions.
+    pub users: Arc<dyn UserStore>,
     /// Retention, rollups and the disk budget.
     pub retention: Arc<dyn RetentionStore>,
     /// The audit log.
@@ -84,6 +89,10 @@ pub struct AppState {
     pub admin_token: blake3::Hash,
     /// Wrong tokens counted per address, and the addresses that must wait.
     pub auth_throttle: Arc<AuthThrottle>,
+    /// Wrong passwords at login, per address and per user name.
+    pub login_throttle: Arc<LoginThrottle>,
+    /// How long a session lasts after login (ms).
+    pub session_ttl_ms: u64,
 }
 
 impl AppState {
@@ -100,8 +109,20 @@ impl AppState {
         subject: Option<&str>,
         detail: serde_json::Value,
     ) {
+        self.audit_by(&auth::Actor("admin".into()), action, subject, detail)
+            .await
+    }
+
+    /// Records an action of `actor` in the audit log (as [`AppState::audit`]).
+    pub(crate) async fn audit_by(
+        &self,
+        actor: &auth::Actor,
+        action: &str,
+        subject: Option<&str>,
+        detail: serde_json::Value,
+    ) {
         let entry = sentio_store::NewAudit {
-            actor: "admin".into(),
+            actor: actor.0.clone(),
             action: action.into(),
             subject: subject.map(str::to_string),
             detail,

@@ -16,6 +16,12 @@ pub const FALLBACK_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_AUTH_FAILURES_PER_WINDOW: u32 = 10;
 /// Default window of the wrong-token count: 60 s.
 pub const DEFAULT_AUTH_FAILURE_WINDOW_MS: u64 = 60_000;
+/// Default wrong passwords at login per address and per user name in a window.
+pub const DEFAULT_LOGIN_FAILURES_PER_WINDOW: u32 = 5;
+/// Default window of the login failures: 5 minutes.
+pub const DEFAULT_LOGIN_FAILURE_WINDOW_MS: u64 = 300_000;
+/// Default lifetime of a browser session: 12 hours.
+pub const DEFAULT_SESSION_TTL_MS: u64 = 12 * 3_600_000;
 /// Default most simultaneous connections from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
 
@@ -40,6 +46,13 @@ pub struct HttpLimits {
     pub auth_failures_per_window: u32,
     /// The window of `auth_failures_per_window`, in milliseconds.
     pub auth_failure_window_ms: u64,
+    /// Wrong passwords at login per IP address and per user name in a window; then either is
+    /// answered `429` until the window ends (0 = no limit).
+    pub login_failures_per_window: u32,
+    /// The window of `login_failures_per_window`, in milliseconds.
+    pub login_failure_window_ms: u64,
+    /// How long a browser session lasts after login, in milliseconds.
+    pub session_ttl_ms: u64,
 }
 
 impl Default for HttpLimits {
@@ -51,6 +64,9 @@ impl Default for HttpLimits {
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             auth_failures_per_window: DEFAULT_AUTH_FAILURES_PER_WINDOW,
             auth_failure_window_ms: DEFAULT_AUTH_FAILURE_WINDOW_MS,
+            login_failures_per_window: DEFAULT_LOGIN_FAILURES_PER_WINDOW,
+            login_failure_window_ms: DEFAULT_LOGIN_FAILURE_WINDOW_MS,
+            session_ttl_ms: DEFAULT_SESSION_TTL_MS,
         }
     }
 }

@@ -24,6 +24,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
+
+/// How a request arrived, added to each request by the listener: whether over HTTPS (the
+/// session cookie's name and `Secure` attribute follow it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Transport {
+    /// Served over TLS.
+    pub https: bool,
+}
 use tower::ServiceExt;
 
 use crate::limits::HttpLimits;
@@ -295,13 +303,13 @@ async fn accept_loop(
         let (shared, tls, stop) = (shared.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, &shared, stop).await,
+                None => serve_connection(stream, peer, false, &shared, stop).await,
                 Some(acceptor) => {
                     // The handshake is bounded like the headers: a client that never finishes
                     // it cannot hold the connection.
                     match tokio::time::timeout(shared.header_timeout, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => serve_connection(tls, peer, &shared, stop).await,
+                        Ok(Ok(tls)) => serve_connection(tls, peer, true, &shared, stop).await,
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed")
                         }
@@ -321,6 +329,7 @@ async fn accept_loop(
 async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
+    https: bool,
     shared: &Shared,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
@@ -330,6 +339,7 @@ async fn serve_connection<I>(
     let service = tower::service_fn(move |req: Request<Incoming>| {
         let mut req = req.map(|b| Body::new(DeadlineBody::new(b, body_timeout)));
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(Transport { https });
         router.clone().oneshot(req)
     });
     let conn = shared

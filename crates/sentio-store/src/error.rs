@@ -16,6 +16,12 @@ pub enum StoreError {
     /// No such API token.
     #[error("token {0:?} not found")]
     UnknownToken(String),
+    /// A user with this name already exists.
+    #[error("a user named {0:?} already exists")]
+    DuplicateUser(String),
+    /// No such user.
+    #[error("user {0:?} not found")]
+    UnknownUser(String),
     /// The request itself is invalid (bad range, bad step...).
     #[error("invalid query: {0}")]
     InvalidQuery(String),

@@ -1,7 +1,7 @@
 //! Where Sentio keeps things: the device registry, the time series, alerts and detector state.
 //!
 //! Everything above this crate talks to the traits ([`DeviceRegistry`], [`SeriesStore`],
-//! [`AlertStore`], [`EventStore`], [`TokenStore`], [`AuditStore`], [`RetentionStore`], and for
+//! [`AlertStore`], [`EventStore`], [`TokenStore`], [`UserStore`], [`AuditStore`], [`RetentionStore`], and for
 //! the node [`Maintenance`] and [`StorageHealth`]), usually bundled as [`Stores`], never to
 //! SQLite: the embedded default ([`SqliteStore`]) lives here, and a scale-out backend
 //! (PostgreSQL) will implement the same traits and pass the same contract tests
@@ -36,6 +36,7 @@ mod sqlite;
 mod stored_form;
 mod stores;
 mod traits;
+pub mod user;
 
 pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
@@ -48,8 +49,9 @@ pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, Sqlite
 pub use stores::Stores;
 pub use traits::{
     AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore,
+    SeriesStore, StorageHealth, TokenStore, UserStore,
 };
+pub use user::{NewUser, Role, Session, SessionSecrets, User};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).
 pub const EVENT_HISTORY: usize = 1_000;

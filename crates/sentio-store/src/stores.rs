@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore,
+    SeriesStore, StorageHealth, TokenStore, UserStore,
 };
 
 /// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
@@ -21,6 +21,8 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     /// Scoped API tokens.
     pub tokens: Arc<dyn TokenStore>,
+    /// User accounts and sessions.
+    pub users: Arc<dyn UserStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
     /// Retention, rollups and the disk budget.
@@ -42,6 +44,7 @@ impl Stores {
             + AlertStore
             + EventStore
             + TokenStore
+            + UserStore
             + AuditStore
             + Maintenance
             + StorageHealth
@@ -54,6 +57,7 @@ impl Stores {
             alerts: backend.clone(),
             events: backend.clone(),
             tokens: backend.clone(),
+            users: backend.clone(),
             audit: backend.clone(),
             retention: backend.clone(),
             maintenance: backend.clone(),

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sentio_core::acl::AclRule;
 use sentio_core::{Alert, DeviceId, Point, Rule, RuleId, TextEvent};
 
+use crate::user::{NewUser, Role, Session, SessionSecrets, User};
 use crate::{
     AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
     NewAudit, NewDevice, NewToken, RangeQuery, RangeResult, Resolution, Result, RetentionPolicy,
@@ -168,6 +169,32 @@ pub trait AuditStore: Send + Sync {
     async fn record(&self, entry: NewAudit) -> Result<()>;
     /// Entries, newest first.
     async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;
+}
+
+/// People: user accounts with roles, and their browser sessions ([`crate::user`]). Passwords
+/// are kept only as Argon2id hashes, sessions only as digests of their ids.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user (name and password checked, the password hashed); `DuplicateUser` if the
+    /// name is taken.
+    async fn create_user(&self, new: NewUser) -> Result<User>;
+    /// One user.
+    async fn get_user(&self, name: &str) -> Result<Option<User>>;
+    /// Every user, by name.
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Changes a user's role (its sessions have the new role at once); `UnknownUser`.
+    async fn set_role(&self, name: &str, role: Role) -> Result<User>;
+    /// Removes a user and every session of it; `UnknownUser`.
+    async fn delete_user(&self, name: &str) -> Result<User>;
+    /// The user if `password` is its password; `None` for a wrong password or an unknown name
+    /// (which take the same time).
+    async fn check_password(&self, name: &str, password: &str) -> Result<Option<User>>;
+    /// Opens a session of `name` lasting `ttl_ms`; its secrets are returned once.
+    async fn create_session(&self, name: &str, ttl_ms: i64) -> Result<SessionSecrets>;
+    /// The live session with this id as of `now_ms` (`None` if unknown or expired).
+    async fn session(&self, id: &str, now_ms: i64) -> Result<Option<Session>>;
+    /// Ends a session; whether it existed.
+    async fn delete_session(&self, id: &str) -> Result<bool>;
 }
 
 /// Retention, rollups and the disk budget.

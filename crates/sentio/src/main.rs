@@ -4,6 +4,7 @@
 mod ai_cli;
 mod bench;
 mod sim_cli;
+mod user_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     /// Check or print the configuration (sentio.toml, environment, flags).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage user accounts in a data directory (`sentio user add NAME --role admin`).
+    #[command(subcommand)]
+    User(user_cli::UserCommand),
 }
 
 #[derive(Debug, Args)]
@@ -418,6 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::pass_through(args),
+        Command::User(command) => user_cli::run(command),
         Command::Config(command) => config_command(command),
         Command::Serve(args) => {
             init_logging();

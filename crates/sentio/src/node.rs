@@ -204,6 +204,7 @@ impl Node {
             alerts: store.clone(),
             events: store.clone(),
             tokens: store.clone(),
+            users: store.clone(),
             retention: store.clone(),
             audit: store.clone(),
             rules: store.clone(),
@@ -215,6 +216,8 @@ impl Node {
             control: pipeline.control.clone(),
             admin_token: AppState::token_digest(&admin_token),
             auth_throttle: Arc::new(sentio_api::AuthThrottle::new(&config.http.limits)),
+            login_throttle: Arc::new(sentio_api::LoginThrottle::new(&config.http.limits)),
+            session_ttl_ms: config.http.limits.session_ttl_ms,
         };
         let rx = stop_rx.clone();
         let http_limits = config.http.limits.clone();

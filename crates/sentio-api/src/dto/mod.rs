@@ -8,6 +8,7 @@ mod alert;
 mod export;
 mod rule;
 mod stream;
+mod user;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub use alert::{
 pub use export::ExportLine;
 pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;
+pub use user::{CreateUser, Login, LoginAnswer, UpdateUser, UserView};
 
 /// `POST /api/v1/devices` body.
 #[derive(Debug, Deserialize)]

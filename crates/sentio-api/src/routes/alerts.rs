@@ -6,14 +6,14 @@ use axum::extract::{Path, Query, State};
 use sentio_core::{AlertId, AlertState};
 use sentio_store::AlertFilter;
 
-use crate::auth::Admin;
+use crate::auth::{Operator, Viewer};
 use crate::dto::{
     AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 use crate::{ApiError, AppState};
 
 pub async fn list(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     params: Result<Query<AlertParams>, QueryRejection>,
 ) -> Result<Json<AlertList>, ApiError> {
@@ -46,7 +46,7 @@ fn alert_id(id: &str) -> Result<i64, ApiError> {
 }
 
 pub async fn get(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
@@ -62,7 +62,7 @@ pub async fn get(
 /// `POST /api/v1/alerts/{id}/feedback` `{"false_alarm": true, "note": "..."}`, or
 /// `{"new_normal": true}` for a device alert: its current state is learnt as normal.
 pub async fn feedback(
-    _: Admin,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<FeedbackBody>, JsonRejection>,
@@ -91,11 +91,12 @@ pub async fn feedback(
             ));
         }
     };
+    tracing::info!(alert = id, by = %actor.0, "alert feedback");
     Ok(Json(FeedbackAnswer::from(&a)))
 }
 
 /// `GET /api/v1/limits`: the limits declared per device kind.
-pub async fn limits(_: Admin, State(s): State<AppState>) -> Json<LimitList> {
+pub async fn limits(_: Viewer, State(s): State<AppState>) -> Json<LimitList> {
     Json(LimitList {
         limits: s.control.limits().iter().map(LimitView::from).collect(),
     })

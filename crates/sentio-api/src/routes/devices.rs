@@ -8,7 +8,7 @@ use sentio_core::{DeviceId, topic};
 use sentio_store::{DeviceUpdate, NewDevice};
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Viewer};
 use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView, UpdateDevice};
 use crate::{ApiError, AppState};
 
@@ -55,7 +55,7 @@ pub async fn create(
     ))
 }
 
-pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(_: Viewer, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let devices: Vec<DeviceView> = s
         .registry
         .list_devices()
@@ -70,7 +70,7 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, Ap
 }
 
 pub async fn show(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {

@@ -8,7 +8,7 @@ use sentio_core::time::format_time;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::Viewer;
 use crate::{ApiError, AppState};
 
 /// Default number of events returned.
@@ -22,7 +22,7 @@ pub struct EventParams {
 }
 
 pub async fn list(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
     params: Result<Query<EventParams>, QueryRejection>,

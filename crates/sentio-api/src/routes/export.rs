@@ -18,7 +18,7 @@ use sentio_store::{AlertFilter, RangeQuery, Resolution};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::auth::Admin;
+use crate::auth::Viewer;
 use crate::dto::{AlertDto, ExportLine};
 use crate::{ApiError, AppState};
 
@@ -40,7 +40,7 @@ enum Format {
 }
 
 pub async fn export(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
     params: Result<Query<ExportParams>, QueryRejection>,

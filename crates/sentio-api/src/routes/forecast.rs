@@ -12,7 +12,7 @@ use sentio_store::{Agg, RangeQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::Viewer;
 use crate::{ApiError, AppState};
 
 /// Most forecast steps in one answer.
@@ -28,7 +28,7 @@ pub struct ForecastParams {
 }
 
 pub async fn forecast(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path((id, metric)): Path<(String, String)>,
     params: Result<Query<ForecastParams>, QueryRejection>,

@@ -13,9 +13,11 @@ mod query;
 mod retention;
 mod rules;
 mod series;
+mod session;
 mod stream;
 mod system;
 mod tokens;
+mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -80,6 +82,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/broker/clients", get(broker::clients))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{name}",
+            get(users::show).patch(users::update).delete(users::delete),
+        )
+        .route(
+            "/api/v1/session",
+            axum::routing::post(session::login).delete(session::logout),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint; see README.md for the API") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

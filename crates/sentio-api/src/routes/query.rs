@@ -12,7 +12,7 @@ use sentio_core::time::{now_ms, parse_duration_ms, parse_time};
 use sentio_store::{Agg, RangeQuery, RangeResult};
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::Viewer;
 use crate::dto::{DeviceSelector, QueryBody};
 use crate::{ApiError, AppState};
 
@@ -106,7 +106,7 @@ async fn select_devices(s: &AppState, sel: DeviceSelector) -> Result<Vec<String>
 }
 
 pub async fn query(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     body: Result<Json<QueryBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {

@@ -10,7 +10,7 @@ use sentio_store::{RAW_RETENTION_FLOOR_MS, RetentionPolicy, StorageStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Viewer};
 use crate::{ApiError, AppState};
 
 /// `PUT /api/v1/retention`: durations such as `"7d"`, `"36h"`; what is left out keeps its
@@ -155,7 +155,7 @@ fn storage_view(st: &StorageStatus) -> Value {
 }
 
 /// `GET /api/v1/storage`: the data directory's size, its budget, and whether the disk is full.
-pub async fn storage(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn storage(_: Viewer, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let st = s.retention.storage().await?;
     let mut v = storage_view(&st);
     v["disk_full"] = json!(s.ingest.storage_full());

@@ -8,7 +8,7 @@ use sentio_core::time::{now_ms, parse_time};
 use sentio_store::{Agg, RangeQuery};
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::Viewer;
 use crate::dto::RangeParams;
 use crate::{ApiError, AppState};
 
@@ -21,7 +21,7 @@ fn device_id(id: &str) -> Result<DeviceId, ApiError> {
 }
 
 pub async fn list(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -45,7 +45,7 @@ pub async fn list(
 }
 
 pub async fn range(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Path((id, metric)): Path<(String, String)>,
     params: Result<Query<RangeParams>, QueryRejection>,

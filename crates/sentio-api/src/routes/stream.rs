@@ -7,7 +7,7 @@ use sentio_pipeline::Stats;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::Viewer;
 use crate::dto::StreamEvent;
 
 #[derive(Debug, Deserialize)]
@@ -17,7 +17,7 @@ pub struct StreamParams {
 }
 
 pub async fn stream(
-    _: Admin,
+    _: Viewer,
     State(s): State<AppState>,
     Query(p): Query<StreamParams>,
     ws: WebSocketUpgrade,

@@ -20,6 +20,7 @@ mod rules;
 mod seal;
 mod series;
 mod tokens;
+mod users;
 mod vacuum;
 mod workset;
 

@@ -177,3 +177,18 @@ CREATE TABLE IF NOT EXISTS rules (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
+-- People (sqlite/users.rs): a password only as its Argon2id PHC hash; a session only as the keyed
+-- digest of its id and the digest of its CSRF token, removed with its user.
+CREATE TABLE IF NOT EXISTS users (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    digest      BLOB PRIMARY KEY,
+    user        TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    csrf_digest BLOB NOT NULL,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);

@@ -12,6 +12,7 @@ pub mod health;
 pub mod registry;
 pub mod retention;
 pub mod rules;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -57,6 +58,8 @@ macro_rules! store_contract {
             retention::rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry,
             retention::an_interrupted_store_stops_background_work_and_loses_nothing,
             rules::rules_are_kept_whole_replaced_by_id_and_survive_reopen,
+            users::users_roles_and_passwords_survive_a_reopen,
+            users::sessions_expire_end_at_logout_and_with_their_user,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -1,5 +1,6 @@
 //! The admin HTTP API: MQTT tokens, the audit log, a device's export, the broker's view, and
-//! what a client without credentials can hold on the HTTP port (exhaustion), and HTTPS.
+//! what a client without credentials can hold on the HTTP port (exhaustion), HTTPS, and user
+//! accounts with their roles and sessions.
 
 mod audit;
 mod broker;
@@ -8,3 +9,4 @@ mod export;
 mod guessing;
 mod https;
 mod tokens;
+mod users;

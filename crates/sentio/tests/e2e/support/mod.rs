@@ -578,3 +578,67 @@ pub async fn wait_for_kind(node: &Node, device: &str, kind: &str, secs: u64) -> 
         }
     }
 }
+
+/// An HTTP answer with its `Set-Cookie` headers.
+pub struct Reply {
+    pub status: u16,
+    pub set_cookies: Vec<String>,
+    pub body: Value,
+}
+
+/// An HTTP call with any headers (cookies, `Origin`, `X-CSRF-Token`, ...); over HTTPS when
+/// given the PEM certificate to trust.
+pub async fn http_with(
+    method: &str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+    trust_pem: Option<Vec<u8>>,
+) -> Reply {
+    let method = method.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(pem) = trust_pem {
+            let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item.unwrap() {
+                    ureq::tls::PemItem::Certificate(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = config.build().into();
+        let mut req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url)
+            .header("Content-Type", "application/json");
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let mut resp = agent.run(req.body(body).unwrap()).expect("HTTP request");
+        let set_cookies = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        Reply {
+            status,
+            set_cookies,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    })
+    .await
+    .unwrap()
+}

@@ -1,0 +1,123 @@
+//! User accounts and sessions on the wire.
+
+use sentio_core::time::format_time;
+use sentio_store::{Role, User};
+use serde::{Deserialize, Serialize};
+
+/// What a user may do: `admin`, `operator` or `viewer`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleDto {
+    /// Everything.
+    Admin,
+    /// Reads and acts on alerts.
+    Operator,
+    /// Reads only.
+    Viewer,
+}
+
+impl From<RoleDto> for Role {
+    fn from(r: RoleDto) -> Self {
+        match r {
+            RoleDto::Admin => Role::Admin,
+            RoleDto::Operator => Role::Operator,
+            RoleDto::Viewer => Role::Viewer,
+        }
+    }
+}
+
+impl From<Role> for RoleDto {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => RoleDto::Admin,
+            Role::Operator => RoleDto::Operator,
+            Role::Viewer => RoleDto::Viewer,
+        }
+    }
+}
+
+/// `POST /api/v1/users` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    pub role: RoleDto,
+    pub password: String,
+}
+
+/// `PATCH /api/v1/users/<name>` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub role: RoleDto,
+}
+
+/// A user as the API shows it (never a password or hash).
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: RoleDto,
+    pub created: String,
+    pub created_ms: i64,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            created: format_time(u.created_ms),
+            created_ms: u.created_ms,
+            role: u.role.into(),
+            name: u.name,
+        }
+    }
+}
+
+/// `POST /api/v1/session` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub name: String,
+    pub password: String,
+}
+
+/// `POST /api/v1/session` answer (the session id itself is only in the cookie).
+#[derive(Debug, Serialize)]
+pub struct LoginAnswer {
+    pub user: UserView,
+    /// To send as `X-CSRF-Token` with every request that changes state.
+    pub csrf_token: String,
+    pub expires: String,
+    pub expires_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::tests::check;
+
+    #[test]
+    fn users_and_logins() {
+        let user = || User {
+            name: "ann".into(),
+            role: Role::Operator,
+            created_ms: 1_700_000_000_000,
+        };
+        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000}"#;
+        check(UserView::from(user()), view);
+        check(
+            LoginAnswer {
+                user: user().into(),
+                csrf_token: "c5".into(),
+                expires: format_time(1_700_000_000_000),
+                expires_ms: 1_700_000_000_000,
+            },
+            &format!(
+                r#"{{"user":{view},"csrf_token":"c5","expires":"2023-11-14T22:13:20Z","expires_ms":1700000000000}}"#
+            ),
+        );
+        let body: CreateUser =
+            serde_json::from_str(r#"{"name":"bob","role":"viewer","password":"p"}"#).unwrap();
+        assert_eq!(Role::from(body.role), Role::Viewer);
+        assert!(serde_json::from_str::<UpdateUser>(r#"{"role":"root"}"#).is_err());
+    }
+}

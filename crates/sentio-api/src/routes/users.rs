@@ -1,0 +1,105 @@
+//! User accounts (admin only): create with a password (never a default one), list, change a
+//! role, remove. Every change is in the audit log, never with a password.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sentio_store::{NewUser, Role};
+use serde_json::{Value, json};
+
+use crate::auth::Admin;
+use crate::dto::{CreateUser, UpdateUser, UserView};
+use crate::{ApiError, AppState};
+
+/// `POST /api/v1/users` `{"name", "role", "password"}`: 201; 400 for a bad name or a password
+/// under 12 characters, 409 for a taken name.
+pub async fn create(
+    Admin(actor): Admin,
+    State(s): State<AppState>,
+    body: Result<Json<CreateUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let Json(body) = body?;
+    let user = s
+        .users
+        .create_user(NewUser {
+            name: body.name,
+            role: body.role.into(),
+            password: body.password,
+        })
+        .await?;
+    tracing::info!(user = %user.name, role = %user.role, "user created");
+    s.audit_by(
+        &actor,
+        "user.create",
+        Some(&user.name),
+        json!({"role": user.role.as_str()}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// `GET /api/v1/users`: every user, by name.
+pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let users: Vec<UserView> = s
+        .users
+        .list_users()
+        .await?
+        .into_iter()
+        .map(UserView::from)
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+/// `GET /api/v1/users/<name>`.
+pub async fn show(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let user = s
+        .users
+        .get_user(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {name:?}")))?;
+    Ok(Json(user.into()))
+}
+
+/// `PATCH /api/v1/users/<name>` `{"role"}`: the user's sessions have the new role at once.
+pub async fn update(
+    Admin(actor): Admin,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<UpdateUser>, JsonRejection>,
+) -> Result<Json<UserView>, ApiError> {
+    let Json(body) = body?;
+    let role = Role::from(body.role);
+    let user = s.users.set_role(&name, role).await?;
+    tracing::info!(user = %user.name, role = %user.role, "user role changed");
+    s.audit_by(
+        &actor,
+        "user.role",
+        Some(&user.name),
+        json!({"role": user.role.as_str()}),
+    )
+    .await;
+    Ok(Json(user.into()))
+}
+
+/// `DELETE /api/v1/users/<name>`: the user and every session of it.
+pub async fn delete(
+    Admin(actor): Admin,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = s.users.delete_user(&name).await?;
+    tracing::info!(user = %user.name, "user removed");
+    s.audit_by(
+        &actor,
+        "user.delete",
+        Some(&user.name),
+        json!({"role": user.role.as_str()}),
+    )
+    .await;
+    Ok(Json(json!({"name": user.name, "deleted": true})))
+}

@@ -1,0 +1,235 @@
+//! People: user accounts with a [`Role`], their passwords and their browser sessions.
+//!
+//! A password is kept only as an Argon2id hash (PHC string, parameters [`ARGON2_M_KIB`],
+//! [`ARGON2_T`], [`ARGON2_P`]: OWASP's minimum), never in clear. A session is a random 256-bit
+//! id given to the browser; the store keeps only its keyed BLAKE3 digest (as device secrets,
+//! [`crate::secret`]) with an expiry, and the digest of the session's CSRF token.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StoreError};
+
+/// Argon2id memory cost in KiB (19 MiB).
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+/// Argon2id passes.
+pub const ARGON2_T: u32 = 2;
+/// Argon2id lanes.
+pub const ARGON2_P: u32 = 1;
+/// Longest user name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Fewest characters of a password.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Most characters of a password (hashing cost stays bounded).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// What a user may do. Ordered: each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// A viewer who also acts on alerts (feedback, acknowledge).
+    Operator,
+    /// Everything: devices, tokens, users, retention.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "viewer" => Ok(Self::Viewer),
+            "operator" => Ok(Self::Operator),
+            "admin" => Ok(Self::Admin),
+            other => Err(StoreError::InvalidQuery(format!(
+                "unknown role {other:?}: admin, operator or viewer"
+            ))),
+        }
+    }
+}
+
+/// A user account (never with its password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Unique name, 1-64 of `A-Z a-z 0-9 . _ @ -`.
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// Creation time (ms).
+    pub created_ms: i64,
+}
+
+/// What is needed to create a user (validated by the store, the password hashed there).
+#[derive(Clone)]
+pub struct NewUser {
+    /// Unique name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The password in clear, at least [`MIN_PASSWORD_CHARS`] characters.
+    pub password: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live session, found by its id.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user signed in, with the role it has now.
+    pub user: User,
+    /// When the session ends (ms).
+    pub expires_ms: i64,
+    /// Digest of the session's CSRF token.
+    csrf_digest: blake3::Hash,
+}
+
+impl Session {
+    /// A session read back from the store.
+    pub(crate) fn new(user: User, expires_ms: i64, csrf_digest: blake3::Hash) -> Self {
+        Self {
+            user,
+            expires_ms,
+            csrf_digest,
+        }
+    }
+
+    /// Constant-time check of a request's CSRF token against this session's.
+    pub fn csrf_matches(&self, token: &str) -> bool {
+        csrf_digest(token) == self.csrf_digest
+    }
+}
+
+/// A new session's secrets, shown once: the id goes in the cookie, the CSRF token in the
+/// `X-CSRF-Token` header of every state-changing request.
+#[derive(Clone)]
+pub struct SessionSecrets {
+    /// The session id (256 random bits, hex).
+    pub id: String,
+    /// The CSRF token (256 random bits, hex).
+    pub csrf: String,
+    /// When the session ends (ms).
+    pub expires_ms: i64,
+}
+
+/// Digest of a CSRF token (a random 256-bit value needs no key).
+pub(crate) fn csrf_digest(token: &str) -> blake3::Hash {
+    blake3::hash(token.as_bytes())
+}
+
+/// Checks a user name.
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let ok = (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidQuery(
+            "a user name has 1-64 of A-Z a-z 0-9 . _ @ -".into(),
+        ))
+    }
+}
+
+/// Checks a new password's length.
+pub fn validate_password(password: &str) -> Result<()> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(StoreError::InvalidQuery(format!(
+            "a password has at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(StoreError::InvalidQuery(format!(
+            "a password has at most {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn argon2() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .expect("the Argon2 parameters are valid");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// The Argon2id hash (PHC string) of `password` with a fresh salt. Slow on purpose (tens of
+/// milliseconds): call it off the async threads.
+pub(crate) fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the operating system's random generator is unavailable");
+    let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_string())
+}
+
+/// Whether `password` matches a stored PHC hash (its own parameters are used). `None` (no
+/// such user) still costs one hash, so an unknown name takes as long as a wrong password.
+pub(crate) fn verify_password(password: &str, stored: Option<&str>) -> bool {
+    let Some(stored) = stored else {
+        let _ = hash_password(password);
+        return false;
+    };
+    PasswordHash::new(stored)
+        .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_is_argon2id_with_the_owasp_parameters_and_verifies_only_its_password() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(!h.contains("correct horse"));
+        assert!(verify_password("correct horse battery", Some(&h)));
+        assert!(!verify_password("correct horse batterY", Some(&h)));
+        assert!(!verify_password("correct horse battery", None));
+    }
+
+    #[test]
+    fn names_passwords_and_roles_are_checked() {
+        for (name, ok) in [
+            ("ann", true),
+            ("a.b_c@d-e", true),
+            ("", false),
+            ("a b", false),
+        ] {
+            assert_eq!(validate_name(name).is_ok(), ok, "{name:?}");
+        }
+        assert!(validate_password("short").is_err());
+        assert!(validate_password("twelve chars").is_ok());
+        assert_eq!("operator".parse::<Role>().unwrap(), Role::Operator);
+        assert!("root".parse::<Role>().is_err());
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+    }
+}

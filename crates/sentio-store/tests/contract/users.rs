@@ -1,0 +1,153 @@
+//! People: user accounts with roles, passwords checked against their hashes, and sessions kept
+//! only as digests.
+
+use sentio_store::{NewUser, Role, StoreError};
+
+use super::Backend;
+
+fn new_user(name: &str, role: Role, password: &str) -> NewUser {
+    NewUser {
+        name: name.into(),
+        role,
+        password: password.into(),
+    }
+}
+
+pub async fn users_roles_and_passwords_survive_a_reopen(backend: &impl Backend) {
+    let s = backend.open();
+    let ann = s
+        .users
+        .create_user(new_user("ann", Role::Admin, "ann's long password"))
+        .await
+        .unwrap();
+    assert_eq!((ann.name.as_str(), ann.role), ("ann", Role::Admin));
+    s.users
+        .create_user(new_user("bob", Role::Viewer, "bob's long password"))
+        .await
+        .unwrap();
+    for (name, role, password) in [
+        ("ann", Role::Operator, "another long one"),
+        ("carl", Role::Viewer, "short"),
+        ("bad name", Role::Viewer, "a long enough password"),
+    ] {
+        let err = s
+            .users
+            .create_user(new_user(name, role, password))
+            .await
+            .unwrap_err();
+        match name {
+            "ann" => assert!(matches!(err, StoreError::DuplicateUser(_)), "{err}"),
+            _ => assert!(matches!(err, StoreError::InvalidQuery(_)), "{err}"),
+        }
+    }
+    let bob = s.users.set_role("bob", Role::Operator).await.unwrap();
+    assert_eq!(bob.role, Role::Operator);
+    assert!(matches!(
+        s.users.set_role("nobody", Role::Admin).await,
+        Err(StoreError::UnknownUser(_))
+    ));
+    drop(s);
+
+    let s = backend.open();
+    let names: Vec<_> = s
+        .users
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.name, u.role))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ann".to_string(), Role::Admin),
+            ("bob".into(), Role::Operator)
+        ]
+    );
+    let ok = s.users.check_password("ann", "ann's long password").await;
+    assert_eq!(ok.unwrap().map(|u| u.name), Some("ann".into()));
+    assert!(
+        s.users
+            .check_password("ann", "bob's long password")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.users
+            .check_password("nobody", "ann's long password")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.users.get_user("bob").await.unwrap().unwrap().role,
+        Role::Operator
+    );
+    s.users.delete_user("bob").await.unwrap();
+    assert!(s.users.get_user("bob").await.unwrap().is_none());
+    assert!(matches!(
+        s.users.delete_user("bob").await,
+        Err(StoreError::UnknownUser(_))
+    ));
+}
+
+pub async fn sessions_expire_end_at_logout_and_with_their_user(backend: &impl Backend) {
+    let s = backend.open();
+    s.users
+        .create_user(new_user("ann", Role::Viewer, "ann's long password"))
+        .await
+        .unwrap();
+    let a = s.users.create_session("ann", 60_000).await.unwrap();
+    let b = s.users.create_session("ann", 60_000).await.unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(a.id.len(), 64, "256 random bits, hex");
+    let now = sentio_core::time::now_ms();
+    let found = s.users.session(&a.id, now).await.unwrap().unwrap();
+    assert_eq!(
+        (found.user.name.as_str(), found.user.role),
+        ("ann", Role::Viewer)
+    );
+    assert!(found.csrf_matches(&a.csrf));
+    assert!(!found.csrf_matches(&b.csrf));
+    assert!(s.users.session(&a.csrf, now).await.unwrap().is_none());
+    assert!(
+        s.users
+            .session(&a.id, a.expires_ms)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired at its expiry"
+    );
+    // A role change applies to live sessions at once.
+    s.users.set_role("ann", Role::Admin).await.unwrap();
+    assert_eq!(
+        s.users
+            .session(&b.id, now)
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .role,
+        Role::Admin
+    );
+    drop(s);
+
+    let s = backend.open();
+    assert!(
+        s.users.session(&a.id, now).await.unwrap().is_some(),
+        "kept across a restart"
+    );
+    assert!(s.users.delete_session(&a.id).await.unwrap());
+    assert!(!s.users.delete_session(&a.id).await.unwrap());
+    assert!(s.users.session(&a.id, now).await.unwrap().is_none());
+    assert!(matches!(
+        s.users.create_session("nobody", 60_000).await,
+        Err(StoreError::UnknownUser(_))
+    ));
+    s.users.delete_user("ann").await.unwrap();
+    assert!(
+        s.users.session(&b.id, now).await.unwrap().is_none(),
+        "gone with its user"
+    );
+}
