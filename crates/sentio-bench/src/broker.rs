@@ -91,6 +91,13 @@ fn throughput(name: &str, pubs: u32, subs: u32, qos: u8, count: u64, topics: &st
     }
 }
 
+/// The subscribers keep a persistent session (as integrations do): Sentio makes each QoS 1
+/// message durable (fsynced) before the publisher's PUBACK; mosquitto keeps it in memory.
+fn persistent(mut scenario: Scenario) -> Scenario {
+    scenario.args.push("--persistent-subs".into());
+    scenario
+}
+
 fn scenarios(scale: f64, conns: usize) -> Vec<Scenario> {
     let k = |n: u64| ((n as f64 * scale).round() as u64).max(1);
     let latency_s = ((10.0 * scale.min(1.0)).ceil() as u64).max(1);
@@ -103,6 +110,22 @@ fn scenarios(scale: f64, conns: usize) -> Vec<Scenario> {
         throughput("QoS 1 10→1 fan-in", 10, 1, 1, k(20_000), "shared"),
         throughput("QoS 1 1→100 fan-out", 1, 100, 1, k(2_000), "shared"),
         throughput("QoS 1 100→100 pairwise", 100, 100, 1, k(2_000), "pairwise"),
+        persistent(throughput(
+            "QoS 1 1→1 persistent sub",
+            1,
+            1,
+            1,
+            k(50_000),
+            "shared",
+        )),
+        persistent(throughput(
+            "QoS 1 10→1 persistent sub",
+            10,
+            1,
+            1,
+            k(5_000),
+            "shared",
+        )),
         Scenario {
             name: "QoS 1 at 10k msg/s".into(),
             kind: Kind::Latency,

@@ -157,10 +157,22 @@ fn dir_bytes(dir: &Path) -> u64 {
         .flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
+            Ok(m) => allocated_bytes(&m),
             Err(_) => 0,
         })
         .sum()
+}
+
+/// The disk space a file takes, as `du` counts it: a preallocated, sparse file (the broker's
+/// queue-store journal reserves 64 MiB it has not written) counts only what is written.
+#[cfg(unix)]
+fn allocated_bytes(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::blocks(m) * 512
+}
+
+#[cfg(not(unix))]
+fn allocated_bytes(m: &std::fs::Metadata) -> u64 {
+    m.len()
 }
 
 fn free_bytes(conn: &Connection) -> Result<u64> {

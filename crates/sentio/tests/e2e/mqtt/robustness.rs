@@ -177,15 +177,25 @@ impl Drop for Guard {
     }
 }
 
-/// Queued-message files of a session in the broker's state directory.
-fn queue_files(data: &std::path::Path, client_id: &str) -> usize {
-    std::fs::read_dir(data.join("mqtt/queues").join(client_id))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
-        })
-        .unwrap_or(0)
+/// How many stored records name `topic` anywhere in the broker's queue store (its journal and
+/// tables hold each queued message's JSON, uncompressed).
+fn stored_records(data: &std::path::Path, topic: &str) -> usize {
+    fn walk(dir: &std::path::Path, needle: &[u8], count: &mut usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, needle, count);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                *count += bytes.windows(needle.len()).filter(|w| *w == needle).count();
+            }
+        }
+    }
+    let mut count = 0;
+    walk(&data.join("mqtt/queue-store"), topic.as_bytes(), &mut count);
+    count
 }
 
 /// Where the persistent subscriber is while the messages are published.
@@ -275,7 +285,7 @@ async fn messages_survive(subscriber: Subscriber, stop: Stop, qos: QoS) {
         }
         Stop::Kill9AfterWriteBehind => {
             let written = eventually(10, || async {
-                (queue_files(dir.path(), "keeper") >= n).then_some(())
+                (stored_records(dir.path(), "load/keep") >= n).then_some(())
             })
             .await;
             assert!(written.is_some(), "the queued messages reach disk");

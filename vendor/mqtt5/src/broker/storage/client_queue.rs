@@ -9,7 +9,6 @@ use super::write_behind::WriteBehind;
 use super::QueuedMessage;
 use crate::time::SystemTime;
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -42,7 +41,6 @@ struct QueueEntry {
     bytes: usize,
     expires_at: Option<SystemTime>,
     body: Option<Arc<QueuedMessage>>,
-    path: Option<PathBuf>,
 }
 
 impl QueueEntry {
@@ -268,7 +266,6 @@ impl ClientQueue {
             bytes: entry_bytes(&body),
             expires_at: body.expires_at,
             body: Some(Arc::clone(&body)),
-            path: None,
         };
         inner.bytes += entry.bytes;
         inner.entries.push_back(entry);
@@ -340,13 +337,7 @@ impl ClientQueue {
         };
         let mut messages = Vec::with_capacity(taken.len());
         for entry in taken {
-            let message = match entry.body {
-                Some(body) => Some(Arc::unwrap_or_clone(body)),
-                None => match entry.path {
-                    Some(path) => read_scanned(path).await,
-                    None => None,
-                },
-            };
+            let message = entry.body.map(Arc::unwrap_or_clone);
             if let Some(mut message) = message {
                 message.recompute_expiry();
                 if !message.is_expired() {
@@ -416,8 +407,7 @@ impl ClientQueue {
                 bytes: entry_bytes(body),
                 expires_at: body.expires_at,
                 body: Some(Arc::clone(body)),
-                path: None,
-            });
+                });
         }
         for entry in entries.iter().rev() {
             inner.bytes += entry.bytes;
@@ -498,13 +488,7 @@ impl ClientQueue {
         };
         let mut messages = Vec::with_capacity(entries.len());
         for entry in entries {
-            let message = match entry.body {
-                Some(body) => Some((*body).clone()),
-                None => match entry.path {
-                    Some(path) => read_scanned(path).await,
-                    None => None,
-                },
-            };
+            let message = entry.body.map(|body| (*body).clone());
             if let Some(mut message) = message {
                 message.recompute_expiry();
                 if !message.is_expired() {
@@ -515,9 +499,11 @@ impl ClientQueue {
         messages
     }
 
+    /// SENTIO-PATCH: appends a message loaded from the queue store at start (already on disk,
+    /// so nothing is written).
     #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn push_scanned(&self, seq: u64, path: PathBuf, message: &QueuedMessage) {
-        let bytes = entry_bytes(message);
+    pub(crate) fn push_loaded(&self, seq: u64, message: QueuedMessage) {
+        let bytes = entry_bytes(&message);
         let expires_at = message.expires_at;
         let mut inner = self.inner.lock();
         inner.bytes += bytes;
@@ -525,8 +511,7 @@ impl ClientQueue {
             seq,
             bytes,
             expires_at,
-            body: None,
-            path: Some(path),
+            body: Some(Arc::new(message)),
         });
         self.count.store(inner.entries.len(), Ordering::Release);
     }
@@ -578,37 +563,6 @@ impl ClientQueue {
 
 pub(crate) fn entry_bytes(message: &QueuedMessage) -> usize {
     message.footprint() + std::mem::size_of::<QueueEntry>() + 2 * std::mem::size_of::<usize>()
-}
-
-/// Reads a queued message whose body was left on disk by the startup scan. Only the file
-/// backend ever populates a scanned entry, so on wasm (no file backend) there is nothing to
-/// read and the stub simply reports the entry as gone.
-#[cfg(not(target_arch = "wasm32"))]
-async fn read_scanned(path: PathBuf) -> Option<QueuedMessage> {
-    match tokio::fs::read(&path).await {
-        Ok(data) => match serde_json::from_slice::<QueuedMessage>(&data) {
-            Ok(message) => Some(message),
-            Err(e) => {
-                warn!(
-                    "Skipping unreadable queued message {} ({e}); it will be deleted",
-                    path.display()
-                );
-                None
-            }
-        },
-        Err(e) => {
-            debug!(
-                "Queued message file {} is gone before it was taken: {e}",
-                path.display()
-            );
-            None
-        }
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-async fn read_scanned(_path: PathBuf) -> Option<QueuedMessage> {
-    std::future::ready(None).await
 }
 
 /// Registry of per-client queues owned by a backend.

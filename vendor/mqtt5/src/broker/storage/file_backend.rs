@@ -2,8 +2,9 @@
 //!
 //! Provides durable storage using organized file structure with atomic operations.
 
+use super::queue_store::{QueueStore, QUEUE_STORE_DIR};
 use super::session_log::{sync_directory, SessionChange, SessionLog};
-use super::write_behind::{InflightKey, WriteBatch, WriteBehind};
+use super::write_behind::{WriteBatch, WriteBehind};
 use super::{
     ClientSession, InflightDirection, InflightMessage, QueueHandle, QueueLimits, QueueRegistry,
     QueuedMessage, RetainedMessage, StorageBackend, SEQ_FLOOR,
@@ -21,11 +22,6 @@ use tracing::{debug, info, warn};
 
 /// How long an inflight or queued row may sit unwritten so that its remove can cancel it.
 const INFLIGHT_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
-/// SENTIO-PATCH: written-but-unsynced files beyond which the queue writer fsyncs them unasked
-/// (bounds the list when no flush is requested, e.g. under QoS 0 load).
-const UNSYNCED_LIMIT: usize = 8192;
-/// SENTIO-PATCH: blocking tasks that fsync one batch's files in parallel.
-const SYNC_PARALLELISM: usize = 16;
 enum QueueFileName {
     Seq(u64),
     Legacy { ts: u64, seq: u64 },
@@ -62,9 +58,12 @@ const LEGACY_STORAGE_VERSION: &str = "1";
 pub struct FileBackend {
     directory_lock: Option<std::fs::File>,
     retained_dir: PathBuf,
+    /// Legacy per-message files (imported into `store` at start, then removed).
     queues_dir: PathBuf,
     inflight_dir: PathBuf,
     sessions: SessionLog,
+    /// SENTIO-PATCH: queued and in-flight messages (see `queue_store.rs`).
+    store: Arc<QueueStore>,
     queues: QueueRegistry,
     write_behind: Arc<WriteBehind>,
     queue_flush: mpsc::Sender<oneshot::Sender<()>>,
@@ -116,11 +115,11 @@ impl FileBackend {
             Self::write_storage_version(&base_dir).await?;
         }
 
+        let store = Arc::new(QueueStore::open(&base_dir.join(QUEUE_STORE_DIR))?);
         let write_behind = Arc::new(WriteBehind::default());
         let (flush_tx, flush_rx) = mpsc::channel(4);
         tokio::spawn(Self::run_queue_writer(
-            queues_dir.clone(),
-            inflight_dir.clone(),
+            Arc::clone(&store),
             Arc::clone(&write_behind),
             flush_rx,
         ));
@@ -131,11 +130,13 @@ impl FileBackend {
             queues_dir,
             inflight_dir,
             sessions,
+            store,
             queues: QueueRegistry::new(limits, Some(Arc::clone(&write_behind))),
             write_behind,
             queue_flush: flush_tx,
         };
-        backend.scan_queues().await?;
+        backend.import_legacy_files().await?;
+        backend.load_queues().await?;
 
         info!(
             "Initialized file storage backend at: {}",
@@ -145,37 +146,17 @@ impl FileBackend {
         Ok(backend)
     }
 
-    /// Rebuilds every client's queue index from disk, migrating legacy `{ts}_{seq}` names to
-    /// `{seq:020}` so directory order is sequence order, and raises the sequence counter above
-    /// everything found.
-    async fn scan_queues(&self) -> Result<()> {
-        let mut max_seq = 0u64;
-        let mut client_dirs = match fs::read_dir(&self.queues_dir).await {
-            Ok(dirs) => dirs,
-            Err(e) => {
-                warn!(
-                    "Queues directory {} is unreadable ({e}); starting with empty queues",
-                    self.queues_dir.display()
-                );
-                return Ok(());
-            }
-        };
-        loop {
-            let entry = match client_dirs.next_entry().await {
-                Ok(Some(entry)) => entry,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!("Stopped scanning queue directories: {e}");
-                    break;
-                }
-            };
-            let client_dir = entry.path();
-            if !fs::metadata(&client_dir).await.is_ok_and(|m| m.is_dir()) {
-                continue;
-            }
-            let Some(client_id) = client_dir.file_name().and_then(|name| name.to_str()) else {
+    /// SENTIO-PATCH: moves the per-message files of older versions (`queues/<client>/*.json`,
+    /// legacy `{ts}_{seq}` names first, and `inflight/<client>/*.json`) into the queue store in
+    /// one durable batch, then removes them.
+    async fn import_legacy_files(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let mut imported_dirs = Vec::new();
+        for client_dir in Self::client_dirs(&self.queues_dir).await {
+            let Some(client_id) = client_dir.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            let client_id = client_id.to_string();
             let files = match self.list_files(&client_dir, "json").await {
                 Ok(files) => files,
                 Err(e) => {
@@ -195,232 +176,155 @@ impl FileBackend {
                     None => warn!("Ignoring unrecognised queue file {}", path.display()),
                 }
             }
-            if !legacy.is_empty() {
-                let floor = new_format
-                    .iter()
-                    .map(|(seq, _)| *seq)
-                    .min()
-                    .unwrap_or(SEQ_FLOOR)
-                    .min(SEQ_FLOOR);
-                legacy.sort_by_key(|(ts, seq, _)| (*ts, *seq));
-                let count = legacy.len() as u64;
-                let first = floor.checked_sub(count).unwrap_or(SEQ_FLOOR);
-                for (index, (_, _, path)) in legacy.into_iter().enumerate() {
-                    let seq = first + index as u64;
-                    let target = client_dir.join(format!("{seq:020}.json"));
-                    match fs::rename(&path, &target).await {
-                        Ok(()) => new_format.push((seq, target)),
-                        Err(e) => warn!(
-                            "Could not migrate queue file {} to {}: {e}",
-                            path.display(),
-                            target.display()
-                        ),
-                    }
-                }
-                info!(
-                    client_id,
-                    migrated = count,
-                    "Migrated legacy queue file names"
-                );
+            // Legacy names sort by time and go before everything else, below SEQ_FLOOR.
+            let floor = new_format
+                .iter()
+                .map(|(seq, _)| *seq)
+                .min()
+                .unwrap_or(SEQ_FLOOR)
+                .min(SEQ_FLOOR);
+            legacy.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+            let first = floor.checked_sub(legacy.len() as u64).unwrap_or(SEQ_FLOOR);
+            for (index, (_, _, path)) in legacy.into_iter().enumerate() {
+                new_format.push((first + index as u64, path));
             }
-            new_format.sort_by_key(|(seq, _)| *seq);
-            let queue = self.queues.handle(client_id);
             for (seq, path) in new_format {
-                let Ok(Some(mut message)) = self.read_file::<QueuedMessage>(path.clone()).await
-                else {
-                    continue;
-                };
-                message.recompute_expiry();
-                queue.push_scanned(seq, path, &message);
-                max_seq = max_seq.max(seq);
+                if let Ok(Some(message)) = self.read_file::<QueuedMessage>(path).await {
+                    batch
+                        .queue
+                        .insert((client_id.clone(), seq), Some(Arc::new(message)));
+                }
             }
+            imported_dirs.push(client_dir);
+        }
+        for client_dir in Self::client_dirs(&self.inflight_dir).await {
+            let files = self.list_files(&client_dir, "json").await.unwrap_or_default();
+            for path in files {
+                if let Ok(Some(message)) = self.read_file::<InflightMessage>(path).await {
+                    let key = (message.client_id.clone(), message.packet_id, message.direction);
+                    batch.inflight.insert(key, Some(Box::new(message)));
+                }
+            }
+            imported_dirs.push(client_dir);
+        }
+        if imported_dirs.is_empty() {
+            return Ok(());
+        }
+        let (queued, inflight) = (batch.queue.len(), batch.inflight.len());
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            store.apply(batch)?;
+            store.sync()
+        })
+        .await
+        .map_err(|e| MqttError::Io(format!("queue store import stopped: {e}")))??;
+        for dir in imported_dirs {
+            if let Err(e) = fs::remove_dir_all(&dir).await {
+                warn!("Could not remove imported directory {}: {e}", dir.display());
+            }
+        }
+        info!(
+            queued,
+            inflight, "Imported per-message files into the queue store"
+        );
+        Ok(())
+    }
+
+    /// The subdirectories of `dir` (none if it is missing or unreadable).
+    async fn client_dirs(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(mut entries) = fs::read_dir(dir).await else {
+            return out;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            if fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    /// Rebuilds every client's queue from the queue store, in sequence order, and raises the
+    /// sequence counter above everything found.
+    async fn load_queues(&self) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let queued = tokio::task::spawn_blocking(move || store.queued())
+            .await
+            .map_err(|e| MqttError::Io(format!("queue store read stopped: {e}")))??;
+        let mut max_seq = 0u64;
+        for (client_id, seq, mut message) in queued {
+            message.recompute_expiry();
+            self.queues.handle(&client_id).push_loaded(seq, message);
+            max_seq = max_seq.max(seq);
         }
         self.queues.seed_seq(max_seq);
         Ok(())
     }
 
+    /// SENTIO-PATCH: the queue writer. Each round applies the write-behind batch to the queue
+    /// store (one atomic fjall batch, written to the OS) and, when someone waits for
+    /// durability, syncs the journal once for every waiter so far: a group commit.
     async fn run_queue_writer(
-        queues_dir: PathBuf,
-        inflight_dir: PathBuf,
+        store: Arc<QueueStore>,
         write_behind: Arc<WriteBehind>,
         mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
     ) {
         let mut settle = tokio::time::interval(INFLIGHT_SETTLE);
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // SENTIO-PATCH: files written since the last fsync; a flush makes them all durable.
-        let mut unsynced: Vec<PathBuf> = Vec::new();
         loop {
             let mut replies = Vec::new();
-            tokio::select! {
+            let open = tokio::select! {
                 flush = flushes.recv() => match flush {
-                    Some(done) => replies.push(done),
-                    None => break,
+                    Some(done) => {
+                        replies.push(done);
+                        true
+                    }
+                    None => false,
                 },
-                () = write_behind.filled() => {},
-                _ = settle.tick() => {},
-            }
-            // SENTIO-PATCH: one batch (and one round of fsyncs) serves every flush requested
-            // so far: a group commit for the acknowledgements waiting on it.
+                () = write_behind.filled() => true,
+                _ = settle.tick() => true,
+            };
             while let Ok(done) = flushes.try_recv() {
                 replies.push(done);
             }
-            Self::write_out(
-                &queues_dir,
-                &inflight_dir,
-                write_behind.take_batch(),
-                &mut unsynced,
-            )
-            .await;
-            if !replies.is_empty() || unsynced.len() >= UNSYNCED_LIMIT {
-                Self::sync_written(std::mem::take(&mut unsynced)).await;
-            }
+            let sync = !replies.is_empty() || !open;
+            Self::write_out(&store, write_behind.take_batch(), sync).await;
             for done in replies {
                 if done.send(()).is_err() {
                     debug!("Flush requester stopped waiting");
                 }
             }
+            if !open {
+                break;
+            }
         }
-        Self::write_out(
-            &queues_dir,
-            &inflight_dir,
-            write_behind.take_batch(),
-            &mut unsynced,
-        )
+    }
+
+    /// Applies one batch to the store, then syncs it if `sync`.
+    async fn write_out(store: &Arc<QueueStore>, batch: WriteBatch, sync: bool) {
+        let empty = batch.queue.is_empty()
+            && batch.inflight.is_empty()
+            && batch.cleared_inflight.is_empty();
+        if empty && !sync {
+            return;
+        }
+        let store = Arc::clone(store);
+        let written = tokio::task::spawn_blocking(move || {
+            if !empty {
+                store.apply(batch)?;
+            }
+            if sync {
+                store.sync()?;
+            }
+            Ok::<(), MqttError>(())
+        })
         .await;
-        Self::sync_written(unsynced).await;
-    }
-
-    /// SENTIO-PATCH: fsyncs the files written by `write_out` (a file deleted since is skipped)
-    /// and their directories, which hold the renames. The fsyncs all run in parallel, so that
-    /// the file system commits them together (one journal commit rather than one per file).
-    async fn sync_written(files: Vec<PathBuf>) {
-        if files.is_empty() {
-            return;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("Failed to persist queued and in-flight messages: {e}"),
+            Err(e) => warn!("Queue writer task failed: {e}"),
         }
-        let mut dirs: Vec<PathBuf> = files
-            .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
-            .collect();
-        // The queues/ and inflight/ directories hold the entries of newly created client dirs.
-        let tops: Vec<PathBuf> = dirs
-            .iter()
-            .filter_map(|d| d.parent().map(Path::to_path_buf))
-            .collect();
-        dirs.extend(tops);
-        dirs.sort();
-        dirs.dedup();
-        let paths: Vec<PathBuf> = files.into_iter().chain(dirs).collect();
-        let chunk = paths.len().div_ceil(SYNC_PARALLELISM).max(1);
-        let tasks: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| {
-                let part = part.to_vec();
-                tokio::task::spawn_blocking(move || {
-                    for path in part {
-                        // `sync_all` on a directory, `sync_data` is enough for a file's bytes.
-                        let synced = std::fs::File::open(&path).and_then(|f| {
-                            if path.extension().is_some_and(|e| e == "json") {
-                                f.sync_data()
-                            } else {
-                                f.sync_all()
-                            }
-                        });
-                        match synced {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => warn!("Failed to sync {}: {e}", path.display()),
-                        }
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            if let Err(e) = task.await {
-                warn!("Sync task failed: {e}");
-            }
-        }
-    }
-
-    /// Writes one batch. SENTIO-PATCH: the files written are added to `unsynced`, and queue
-    /// files are deleted last, after every file written so far is fsynced: a message taken
-    /// from a queue is deleted there only once its outbound inflight copy (written in this
-    /// batch or an earlier one) is durable, so a kill -9 never finds it in neither place.
-    async fn write_out(
-        queues_dir: &Path,
-        inflight_dir: &Path,
-        batch: WriteBatch,
-        unsynced: &mut Vec<PathBuf>,
-    ) {
-        for client_id in batch.cleared_inflight {
-            match fs::remove_dir_all(inflight_dir.join(&client_id)).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!(client_id, "Failed to remove inflight directory: {e}"),
-            }
-        }
-        for (key, entry) in batch.inflight {
-            let path = Self::inflight_path(inflight_dir, &key);
-            match entry {
-                Some(message) => match Self::write_atomic(path.clone(), &*message, false).await {
-                    Ok(()) => unsynced.push(path),
-                    Err(e) => warn!(
-                        client_id = key.0,
-                        packet_id = key.1,
-                        "Failed to persist inflight message: {e}"
-                    ),
-                },
-                None => {
-                    Self::remove_if_present(&path, || {
-                        warn!(
-                            client_id = key.0,
-                            packet_id = key.1,
-                            "Failed to delete inflight file"
-                        );
-                    })
-                    .await;
-                }
-            }
-        }
-        let mut deletes = Vec::new();
-        for ((client_id, seq), entry) in batch.queue {
-            let path = queues_dir.join(&client_id).join(format!("{seq:020}.json"));
-            match entry {
-                Some(body) => match Self::write_atomic(path.clone(), &*body, false).await {
-                    Ok(()) => unsynced.push(path),
-                    Err(e) => warn!(client_id, seq, "Failed to persist queued message: {e}"),
-                },
-                None => deletes.push((client_id, seq, path)),
-            }
-        }
-        if deletes.is_empty() {
-            return;
-        }
-        Self::sync_written(std::mem::take(unsynced)).await;
-        for (client_id, seq, path) in deletes {
-            Self::remove_if_present(&path, || {
-                warn!(client_id, seq, "Failed to delete queued message file");
-            })
-            .await;
-        }
-    }
-
-    /// Deletes `path`, ignoring a missing file and reporting any other error via `on_error`.
-    async fn remove_if_present(path: &Path, on_error: impl FnOnce()) {
-        match fs::remove_file(path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => on_error(),
-        }
-    }
-
-    fn inflight_path(inflight_dir: &Path, key: &InflightKey) -> PathBuf {
-        let direction_tag = match key.2 {
-            InflightDirection::Inbound => "inbound",
-            InflightDirection::Outbound => "outbound",
-        };
-        inflight_dir
-            .join(&key.0)
-            .join(format!("{direction_tag}_{}.json", key.1))
     }
 
     #[cfg(test)]
@@ -780,36 +684,15 @@ impl FileBackend {
     }
 
     async fn cleanup_expired_inflight(&self) -> Result<usize> {
+        let store = Arc::clone(&self.store);
+        let stored = tokio::task::spawn_blocking(move || store.all_inflight())
+            .await
+            .map_err(|e| MqttError::Io(format!("queue store read stopped: {e}")))??;
         let mut removed = 0;
-        if self.inflight_dir.exists() {
-            if let Ok(mut inflight_entries) = fs::read_dir(&self.inflight_dir).await {
-                while let Ok(Some(entry)) = inflight_entries.next_entry().await {
-                    let client_dir = entry.path();
-                    let is_dir = fs::metadata(&client_dir).await.is_ok_and(|m| m.is_dir());
-                    if is_dir {
-                        let files = self.list_files(&client_dir, "json").await?;
-                        for file_path in files {
-                            if let Some(msg) =
-                                self.read_file::<InflightMessage>(file_path.clone()).await?
-                            {
-                                if msg.is_expired() {
-                                    if let Err(e) = fs::remove_file(&file_path).await {
-                                        warn!("failed to remove expired inflight: {e}");
-                                    } else {
-                                        removed += 1;
-                                    }
-                                }
-                            }
-                        }
-
-                        if let Ok(mut dir) = fs::read_dir(&client_dir).await {
-                            if dir.next_entry().await.ok().flatten().is_none() {
-                                let _ = fs::remove_dir(&client_dir).await;
-                            }
-                        }
-                    }
-                }
-            }
+        for message in stored.iter().filter(|m| m.is_expired()) {
+            self.write_behind
+                .remove_inflight(&message.client_id, message.packet_id, message.direction);
+            removed += 1;
         }
         Ok(removed)
     }
@@ -998,24 +881,20 @@ impl StorageBackend for FileBackend {
 
     async fn get_inflight_messages(&self, client_id: &str) -> Result<Vec<InflightMessage>> {
         self.flush_queue_writes().await;
-        let client_dir = self.inflight_dir.join(client_id);
-        if !client_dir.exists() {
-            return Ok(Vec::new());
-        }
-
-        let files = self.list_files(&client_dir, "json").await?;
-        let mut messages = Vec::new();
-
-        for file_path in files {
-            if let Some(msg) = self.read_file::<InflightMessage>(file_path.clone()).await? {
-                if !msg.is_expired() {
-                    messages.push(msg);
-                } else if let Err(e) = fs::remove_file(&file_path).await {
-                    warn!("failed to remove expired inflight file: {e}");
-                }
+        let store = Arc::clone(&self.store);
+        let id = client_id.to_string();
+        let stored = tokio::task::spawn_blocking(move || store.inflight(&id))
+            .await
+            .map_err(|e| MqttError::Io(format!("queue store read stopped: {e}")))??;
+        let mut messages = Vec::with_capacity(stored.len());
+        for message in stored {
+            if message.is_expired() {
+                self.write_behind
+                    .remove_inflight(client_id, message.packet_id, message.direction);
+            } else {
+                messages.push(message);
             }
         }
-
         Ok(messages)
     }
 
@@ -1112,15 +991,9 @@ mod tests {
         assert_eq!(topics(&taken), ["q/m1"]);
         assert_eq!(queue.count(), 0);
         backend.flush_queue_writes().await;
-        let client_dir = backend.queues_dir.join("fast");
-        let files = if client_dir.exists() {
-            backend.list_files(&client_dir, "json").await.unwrap()
-        } else {
-            Vec::new()
-        };
         assert!(
-            files.is_empty(),
-            "a taken message must leave no file behind"
+            backend.store.queued().unwrap().is_empty(),
+            "a taken message must leave nothing behind"
         );
     }
 
@@ -1189,7 +1062,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn legacy_queue_files_are_migrated_and_ordered_first() {
+    async fn legacy_queue_files_are_imported_and_ordered_first() {
         let dir = tempfile::tempdir().unwrap();
         let client_dir = dir.path().join("queues").join("legacy");
         tokio::fs::create_dir_all(&client_dir).await.unwrap();
@@ -1206,12 +1079,9 @@ mod tests {
         queue.push(queued("legacy", "new"));
         let taken = queue.take(10).await;
         assert_eq!(topics(&taken), ["q/old0", "q/old1", "q/old2", "q/new"]);
-        let remaining = backend.list_files(&client_dir, "json").await.unwrap();
         assert!(
-            remaining
-                .iter()
-                .all(|p| !p.file_name().unwrap().to_str().unwrap().contains('_')),
-            "legacy names must be gone after migration"
+            !client_dir.exists(),
+            "legacy files must be gone once imported into the queue store"
         );
     }
 

@@ -12,6 +12,8 @@ pub(crate) mod payload_form;
 pub mod queue;
 pub mod retained;
 #[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_arch = "wasm32"))]
+mod queue_store;
 mod session_log;
 pub mod sessions;
 mod write_behind;
