@@ -31,7 +31,7 @@ pub use device::DeviceId;
 pub use error::CoreError;
 pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
 pub use point::{Point, TextEvent};
-pub use rule::{Rule, RuleId, Selector, Severity};
+pub use rule::{Rule, RuleAction, RuleId, Selector, Severity};
 pub use twin::Twin;
 
 /// MQTT topic helpers: the topic layout is a public contract with devices.

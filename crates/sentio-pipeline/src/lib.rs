@@ -170,8 +170,18 @@ impl Pipeline {
             courier.clone(),
             config.max_twin_bytes,
         );
-        let detector =
-            detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone()).await?;
+        let detector = detect::DetectStage::restore(
+            &config,
+            &stores,
+            bus.clone(),
+            stats.clone(),
+            rules::ActionDesks {
+                commands: commands.clone(),
+                twins: twins.clone(),
+                courier: courier.clone(),
+            },
+        )
+        .await?;
         let tasks = vec![
             tokio::spawn(commands.clone().run_expiry(shutdown_rx.clone())),
             tokio::spawn(ingest::run_writer(

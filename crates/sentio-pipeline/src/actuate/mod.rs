@@ -43,7 +43,7 @@ impl CourierSlot {
         let _ = self.0.set(courier);
     }
 
-    fn get(&self) -> Option<&Arc<dyn Courier>> {
+    pub(crate) fn get(&self) -> Option<&Arc<dyn Courier>> {
         self.0.get()
     }
 }

@@ -27,13 +27,14 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{
-    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleId, SeriesKey,
-    Subject,
+    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleAction, RuleId,
+    SeriesKey, Subject,
 };
 use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::rules::ActionDesks;
 use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
 use watch::{DeviceBatch, Finding, Verdict, Watch};
 
@@ -101,6 +102,9 @@ pub(crate) struct DetectStage {
     alerts: Arc<dyn AlertStore>,
     store: Arc<dyn SeriesStore>,
     rules: Arc<dyn RuleStore>,
+    /// Each enabled rule's actions beyond the alert, run when its alert opens.
+    rule_actions: HashMap<RuleId, Vec<RuleAction>>,
+    desks: ActionDesks,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
 }
@@ -112,6 +116,7 @@ impl DetectStage {
         stores: &Stores,
         bus: Arc<dyn Bus>,
         stats: Arc<Stats>,
+        desks: ActionDesks,
     ) -> Result<Self, PipelineError> {
         let resolve_after = config.resolve_after_normal_points;
         // Silence first: an arrival ends a silence before the arrival itself is judged.
@@ -141,6 +146,8 @@ impl DetectStage {
             alerts: stores.alerts.clone(),
             store: stores.series.clone(),
             rules: stores.rules.clone(),
+            rule_actions: HashMap::new(),
+            desks,
             bus,
             stats,
         };
@@ -384,6 +391,40 @@ impl DetectStage {
         self.save_transitions(transitions).await;
     }
 
+    /// A rule's alert opened: its actions run, off this stage's path.
+    fn fire_rule(&self, key: &AlertKey) {
+        let Subject::Rule(rule) = &key.subject else {
+            return;
+        };
+        let Some(actions) = self.rule_actions.get(rule) else {
+            return;
+        };
+        let no_labels = BTreeMap::new();
+        let planned = actions
+            .iter()
+            .map(|a| {
+                let targets = match a {
+                    RuleAction::Command { to: Some(to), .. } => self
+                        .kinds
+                        .iter()
+                        .filter(|(d, kind)| {
+                            to.selects(d, kind, self.labels.get(*d).unwrap_or(&no_labels))
+                        })
+                        .map(|(d, _)| d.clone())
+                        .collect(),
+                    _ => vec![key.device.clone()],
+                };
+                (a.clone(), targets)
+            })
+            .collect();
+        tokio::spawn(crate::rules::actions::run(
+            self.desks.clone(),
+            rule.clone(),
+            key.device.clone(),
+            planned,
+        ));
+    }
+
     /// Saves a batch's transitions in order. An alert that opened earlier in the same batch has
     /// no id in its later transitions (the store gave it one only now): it gets that id, so it
     /// is updated rather than stored twice.
@@ -391,7 +432,10 @@ impl DetectStage {
         let mut ids: HashMap<(AlertKey, i64), AlertId> = HashMap::new();
         for (key, t) in transitions {
             let (mut alert, change) = match t {
-                Transition::Opened(a) => (a, Change::Opened),
+                Transition::Opened(a) => {
+                    self.fire_rule(&key);
+                    (a, Change::Opened)
+                }
                 Transition::Escalated(a) => (a, Change::Escalated),
                 Transition::Resolved(a) => (a, Change::Resolved),
                 Transition::None => continue,
@@ -491,6 +535,11 @@ impl DetectStage {
             }
         }
         let enabled = compiled.iter().filter(|r| r.rule.enabled).count();
+        self.rule_actions = compiled
+            .iter()
+            .filter(|r| r.rule.enabled && !r.rule.actions.is_empty())
+            .map(|r| (r.rule.id.clone(), r.rule.actions.clone()))
+            .collect();
         let mut changed = Vec::new();
         for w in &mut self.watches {
             changed.extend(w.set_rules(&compiled));

@@ -75,7 +75,7 @@ impl std::fmt::Display for RuleError {
 impl std::error::Error for RuleError {}
 
 impl RuleError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field,
             message: message.into(),
@@ -140,6 +140,7 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
     if rule.name.trim().is_empty() || rule.name.len() > 200 {
         return Err(RuleError::new("name", "give 1-200 characters"));
     }
+    super::actions::check(&rule.actions)?;
     let mut aggregates = Vec::new();
     let condition = expression("condition", &rule.condition, &rule, &mut aggregates)?;
     let clear = rule
@@ -358,6 +359,7 @@ pub(crate) fn test_rule(condition: &str, clear: Option<&str>, for_ms: i64) -> Ru
         clear: clear.map(Into::into),
         for_ms,
         severity: Severity::Warning,
+        actions: Vec::new(),
     }
 }
 

@@ -7,4 +7,5 @@ mod acl;
 mod commands;
 mod device;
 mod offline;
+mod rule_actions;
 mod twins;
