@@ -107,6 +107,17 @@ impl Twins {
         Ok(twin)
     }
 
+    /// The device was deleted: its retained desired twin is cleared from the broker (its twin
+    /// row goes with an erasure).
+    pub async fn forget(&self, device: &DeviceId) {
+        if let Some(courier) = self.inner.courier.get() {
+            let _order = self.inner.publishing.lock().await;
+            courier
+                .publish(topic::twin_desired(device), Vec::new(), true)
+                .await;
+        }
+    }
+
     /// Publishes the device's current desired document, retained.
     async fn publish_desired(&self, device: &DeviceId) {
         let Some(courier) = self.inner.courier.get() else {

@@ -6,7 +6,7 @@
 use rumqttc::SubscribeReasonCode;
 use serde_json::json;
 
-use super::device::{Device, send_command};
+use super::device::{Device, send_command, wait_state};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,17 +83,6 @@ async fn a_device_cannot_touch_another_devices_commands_or_twin_nor_forge_its_ow
         &json!({"status": "ok"}),
     )
     .await;
-    let done = eventually(5, || async {
-        let (_, c) = api(
-            &node,
-            "GET",
-            &format!("/api/v1/devices/dev-b/commands/{cid}"),
-            None,
-        )
-        .await;
-        (c["state"] == "succeeded").then_some(c)
-    })
-    .await;
-    assert!(done.is_some());
+    wait_state(&node, "dev-b", cid, "succeeded", 5).await;
     node.shutdown().await;
 }
