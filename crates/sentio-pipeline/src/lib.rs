@@ -169,6 +169,7 @@ impl Pipeline {
             bus.clone(),
             courier.clone(),
             config.max_twin_bytes,
+            command_tx.clone(),
         );
         let detector = detect::DetectStage::restore(
             &config,

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use sentio_core::time::now_ms;
 use sentio_core::{DeviceId, Twin, topic};
 use sentio_store::{DesiredChange, TwinStore};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 use tracing::warn;
 
 use super::CourierSlot;
+use crate::detect::Command as DetectCommand;
 use crate::{Bus, Event, PipelineError};
 
 /// Largest desired or reported document, in bytes of JSON (32 KiB).
@@ -31,6 +32,8 @@ struct Inner {
     /// Held while the desired document is read and published, so that the retained message
     /// left last is the newest version.
     publishing: Mutex<()>,
+    /// The detect stage, told of every change (rules read `twin.desired`, `twin.reported`).
+    detect: mpsc::Sender<DetectCommand>,
 }
 
 impl Twins {
@@ -39,6 +42,7 @@ impl Twins {
         bus: Arc<dyn Bus>,
         courier: CourierSlot,
         max_bytes: usize,
+        detect: mpsc::Sender<DetectCommand>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -47,6 +51,7 @@ impl Twins {
                 courier,
                 max_bytes,
                 publishing: Mutex::new(()),
+                detect,
             }),
         }
     }
@@ -83,7 +88,7 @@ impl Twins {
             }
             DesiredChange::TooLarge(size) => return Err(self.too_large(size)),
         };
-        self.changed(device, &twin);
+        self.changed(device, &twin).await;
         self.publish_desired(device).await;
         Ok(twin)
     }
@@ -103,7 +108,7 @@ impl Twins {
             .patch_reported(device, &patch, self.inner.max_bytes, now_ms())
             .await?
             .ok_or_else(|| self.too_large(payload.len()))?;
-        self.changed(device, &twin);
+        self.changed(device, &twin).await;
         Ok(twin)
     }
 
@@ -141,7 +146,13 @@ impl Twins {
         ))
     }
 
-    fn changed(&self, device: &DeviceId, twin: &Twin) {
+    async fn changed(&self, device: &DeviceId, twin: &Twin) {
+        let told = DetectCommand::TwinChanged {
+            device: device.clone(),
+            twin: Box::new(twin.clone()),
+        };
+        // Only at shutdown is the detect stage gone; nothing is left to judge then.
+        let _ = self.inner.detect.send(told).await;
         self.inner.bus.publish(Event::Twin {
             device: device.to_string(),
             twin: Box::new(twin.clone()),

@@ -28,13 +28,14 @@ use std::time::Duration;
 use sentio_core::time::now_ms;
 use sentio_core::{
     Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleAction, RuleId,
-    SeriesKey, Subject,
+    SeriesKey, Subject, Twin,
 };
-use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore};
+use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore, TwinStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::rules::ActionDesks;
+use crate::rules::judge::twin_value;
 use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
 use watch::{DeviceBatch, Finding, Verdict, Watch};
 
@@ -74,6 +75,8 @@ pub(crate) enum Command {
     ReloadRules {
         reply: oneshot::Sender<Result<(), PipelineError>>,
     },
+    /// A device's twin changed (rules read it).
+    TwinChanged { device: DeviceId, twin: Box<Twin> },
 }
 
 /// What a saved transition was, for the log and the counters.
@@ -95,6 +98,10 @@ pub(crate) struct DetectStage {
     kinds: HashMap<DeviceId, Arc<str>>,
     /// Device labels, loaded with the kinds and again whenever the rules change.
     labels: HashMap<DeviceId, BTreeMap<String, String>>,
+    /// Device twins as rules read them, loaded with the kinds and kept current by the twin
+    /// desk ([`Command::TwinChanged`]).
+    twins: HashMap<DeviceId, cel::Value>,
+    twin_store: Arc<dyn TwinStore>,
     /// Verdicts of the batch being applied (kept to reuse its allocation).
     verdicts: Vec<Verdict>,
     default_resolve_after: u32,
@@ -140,6 +147,8 @@ impl DetectStage {
             watched_until: HashMap::new(),
             kinds: HashMap::new(),
             labels: HashMap::new(),
+            twins: HashMap::new(),
+            twin_store: stores.twins.clone(),
             verdicts: Vec::new(),
             default_resolve_after: resolve_after,
             registry: stores.registry.clone(),
@@ -246,6 +255,12 @@ impl DetectStage {
             };
             self.kinds.insert(device.clone(), kind.into());
             self.labels.insert(device.clone(), labels);
+            match self.twin_store.twin(device).await {
+                Ok(twin) => {
+                    self.twins.insert(device.clone(), twin_value(&twin));
+                }
+                Err(e) => warn!(%device, error = %e, "twin not loaded; rules read it empty"),
+            }
         }
     }
 
@@ -293,10 +308,13 @@ impl DetectStage {
             .unwrap_or_else(|| UNKNOWN_KIND.into());
         let no_labels = BTreeMap::new();
         let labels = self.labels.get(device).unwrap_or(&no_labels);
+        let no_twin = cel::Value::Null;
+        let twin = self.twins.get(device).unwrap_or(&no_twin);
         let batch = DeviceBatch {
             device,
             kind: &kind,
             labels,
+            twin,
             points: &points,
             arrived,
             now_ms: now,
@@ -514,6 +532,12 @@ impl DetectStage {
                 let r = self.reload_rules().await;
                 let _ = reply.send(r);
             }
+            Command::TwinChanged { device, twin } => {
+                // A device not seen yet gets its twin loaded with its kind.
+                if self.kinds.contains_key(&device) {
+                    self.twins.insert(device, twin_value(&twin));
+                }
+            }
         }
     }
 
@@ -579,6 +603,7 @@ impl DetectStage {
         self.watched_until.retain(|s, _| s.device != *device);
         self.kinds.remove(device);
         self.labels.remove(device);
+        self.twins.remove(device);
         per_series::shrink_if_sparse(&mut self.trackers);
         per_series::shrink_if_sparse(&mut self.watched_until);
     }

@@ -6,6 +6,9 @@
 //! The names an expression may use:
 //! - the metrics listed in `selector.metrics`, each the device's latest value (a double);
 //! - `device.kind` (a string) and `device.labels` (a map of strings);
+//! - `twin.desired` and `twin.reported`, the device's twin documents (JSON objects; a member
+//!   not there is an error at run time, so test with `has(twin.reported.fan)` where it may
+//!   be missing);
 //! - `avg("m", "10m")`, `min(..)`, `max(..)`, `count(..)` over a metric listed in the
 //!   selector and a window of at most [`MAX_WINDOW_MS`], both given as string literals;
 //! - CEL's standard functions and macros (`size`, `has`, `exists`, `matches`...).
@@ -50,6 +53,8 @@ const STANDARD: [&str; 18] = [
 ];
 /// The fields of `device`.
 const DEVICE_FIELDS: [&str; 2] = ["kind", "labels"];
+/// The fields of `twin`.
+const TWIN_FIELDS: [&str; 2] = ["desired", "reported"];
 
 /// Why a rule was refused, and where (1-based line and column of the expression named).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +225,21 @@ impl<'a> Check<'a> {
                     }
                     return Ok(());
                 }
+                if let Expr::Ident(name) = &s.operand.expr
+                    && name == "twin"
+                    && !self.scope.contains(&"twin")
+                {
+                    if !TWIN_FIELDS.contains(&s.field.as_str()) {
+                        return Err(self.at(
+                            e,
+                            format!(
+                                "unknown name twin.{}: use twin.desired or twin.reported",
+                                s.field
+                            ),
+                        ));
+                    }
+                    return Ok(());
+                }
                 self.expr(&s.operand)
             }
             Expr::Call(c) => {
@@ -274,10 +294,13 @@ impl<'a> Check<'a> {
         if name == "device" {
             return Err(self.at(e, "use device.kind or device.labels"));
         }
+        if name == "twin" {
+            return Err(self.at(e, "use twin.desired or twin.reported"));
+        }
         Err(self.at(
             e,
             format!(
-                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind and device.labels",
+                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired and twin.reported",
                 self.rule.selector.metrics.join(", ")
             ),
         ))
@@ -427,6 +450,25 @@ mod tests {
             "device.owner == 'x'",
             None,
             Err(("condition", "unknown name device.owner", Some((1, 7)))),
+        );
+        check(
+            r#"co2 > 1000 && twin.reported.fan != "high" && twin.desired.mode == "auto""#,
+            None,
+            Ok(&[]),
+        );
+        check(
+            "twin.owner == 'x'",
+            None,
+            Err(("condition", "unknown name twin.owner", Some((1, 5)))),
+        );
+        check(
+            "twin == {}",
+            None,
+            Err((
+                "condition",
+                "use twin.desired or twin.reported",
+                Some((1, 1)),
+            )),
         );
         check(
             "rate(co2) > 1",

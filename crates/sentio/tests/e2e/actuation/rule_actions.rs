@@ -106,3 +106,54 @@ async fn a_rule_that_fires_sends_a_command_sets_desired_and_publishes() {
     assert_eq!(list["commands"].as_array().map(Vec::len), Some(1), "{list}");
     node.shutdown().await;
 }
+
+/// Twin state as a rule input: the rule commands ventilation only while the room does not
+/// report it on already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_reads_the_reported_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let secret = register(&node, "room-8", "room").await;
+    let rule = json!({
+        "id": "co2-vent-twin",
+        "name": "CO2 high and ventilation not on",
+        "selector": {"kind": "room", "metrics": ["co2"]},
+        "condition": r#"co2 > 1000 && twin.reported.vent != "high""#,
+        "actions": [{"type": "command", "name": "vent", "params": {"level": 3}}]
+    });
+    let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(st, 201, "{body}");
+    let mut room = Device::connect(&node, "room-8", &secret, "a").await;
+    room.subscribe_own().await;
+    let reported = |vent: &'static str| {
+        let node = &node;
+        async move {
+            eventually(5, || async {
+                let (_, t) = api(node, "GET", "/api/v1/devices/room-8/twin", None).await;
+                (t["reported"]["vent"] == vent).then_some(())
+            })
+            .await
+            .expect("the report is stored");
+            // The detect stage hears of it right after the store.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    room.publish("devices/room-8/twin/reported", &json!({"vent": "high"}))
+        .await;
+    reported("high").await;
+    room.publish("devices/room-8/telemetry", &json!({"co2": 1_250}))
+        .await;
+    assert!(
+        room.next_message(1).await.is_none(),
+        "ventilation is reported on: nothing sent"
+    );
+    room.publish("devices/room-8/twin/reported", &json!({"vent": "low"}))
+        .await;
+    reported("low").await;
+    room.publish("devices/room-8/telemetry", &json!({"co2": 1_300}))
+        .await;
+    let (topic, command) = room.next_message(5).await.expect("the rule fires");
+    assert!(topic.starts_with("devices/room-8/commands/"), "{topic}");
+    assert_eq!(command["name"], "vent");
+    node.shutdown().await;
+}
