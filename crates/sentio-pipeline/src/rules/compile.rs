@@ -51,10 +51,19 @@ const STANDARD: [&str; 18] = [
     "all",
     "has",
 ];
-/// The fields of `device`.
-const DEVICE_FIELDS: [&str; 2] = ["kind", "labels"];
-/// The fields of `twin`.
-const TWIN_FIELDS: [&str; 2] = ["desired", "reported"];
+/// The variables read only through their fields: name, fields, what to write instead.
+const RECORDS: [(&str, [&str; 2], &str); 2] = [
+    (
+        "device",
+        ["kind", "labels"],
+        "use device.kind or device.labels",
+    ),
+    (
+        "twin",
+        ["desired", "reported"],
+        "use twin.desired or twin.reported",
+    ),
+];
 
 /// Why a rule was refused, and where (1-based line and column of the expression named).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,32 +220,12 @@ impl<'a> Check<'a> {
             Expr::Ident(name) => self.ident(e, name),
             Expr::Select(s) => {
                 if let Expr::Ident(name) = &s.operand.expr
-                    && name == "device"
-                    && !self.scope.contains(&"device")
+                    && let Some((_, fields, hint)) =
+                        RECORDS.iter().find(|(record, ..)| record == name)
+                    && !self.scope.contains(&name.as_str())
                 {
-                    if !DEVICE_FIELDS.contains(&s.field.as_str()) {
-                        return Err(self.at(
-                            e,
-                            format!(
-                                "unknown name device.{}: use device.kind or device.labels",
-                                s.field
-                            ),
-                        ));
-                    }
-                    return Ok(());
-                }
-                if let Expr::Ident(name) = &s.operand.expr
-                    && name == "twin"
-                    && !self.scope.contains(&"twin")
-                {
-                    if !TWIN_FIELDS.contains(&s.field.as_str()) {
-                        return Err(self.at(
-                            e,
-                            format!(
-                                "unknown name twin.{}: use twin.desired or twin.reported",
-                                s.field
-                            ),
-                        ));
+                    if !fields.contains(&s.field.as_str()) {
+                        return Err(self.at(e, format!("unknown name {name}.{}: {hint}", s.field)));
                     }
                     return Ok(());
                 }
@@ -291,11 +280,8 @@ impl<'a> Check<'a> {
         if self.scope.contains(&name) || self.rule.selector.metrics.iter().any(|m| m == name) {
             return Ok(());
         }
-        if name == "device" {
-            return Err(self.at(e, "use device.kind or device.labels"));
-        }
-        if name == "twin" {
-            return Err(self.at(e, "use twin.desired or twin.reported"));
+        if let Some((_, _, hint)) = RECORDS.iter().find(|(record, ..)| *record == name) {
+            return Err(self.at(e, *hint));
         }
         Err(self.at(
             e,
