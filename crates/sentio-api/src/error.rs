@@ -172,6 +172,22 @@ impl From<PipelineError> for ApiError {
             PipelineError::Invalid(d) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_applicable", d)
             }
+            PipelineError::TooMany(d) => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many", d),
+            PipelineError::VersionMismatch(current) => {
+                let mut at = serde_json::Map::new();
+                at.insert("version".into(), current.into());
+                Self {
+                    at: Some(at),
+                    ..Self::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "version_mismatch",
+                        format!(
+                            "the twin changed since the version in If-Match; it is now at version {current}: read it again and retry"
+                        ),
+                    )
+                }
+            }
+            PipelineError::TooLarge(d) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", d),
         }
     }
 }

@@ -77,6 +77,10 @@ pub struct AppState {
     pub broker: Option<BrokerHandle>,
     /// The way into the pipeline.
     pub ingest: Ingest,
+    /// Commands to devices.
+    pub commands: sentio_pipeline::actuate::Commands,
+    /// Devices' twins.
+    pub twins: sentio_pipeline::actuate::Twins,
     /// Live events.
     pub bus: Arc<dyn Bus>,
     /// Who is online.

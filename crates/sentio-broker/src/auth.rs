@@ -146,24 +146,38 @@ pub(crate) fn is_token(user: &str) -> bool {
     user.starts_with(TOKEN_USERNAME_PREFIX)
 }
 
-/// Whether `device` may publish to `topic`: only under `devices/<device>/`.
+/// Whether `device` may publish to `topic`: only under `devices/<device>/`, and of its command
+/// and twin topics only the replies (`commands/<cid>/reply`) and `twin/reported`: what the
+/// node publishes to it (`commands/<cid>`, `twin/desired`, retained) it cannot forge.
 pub fn may_publish(device: &str, topic: &str) -> bool {
-    topic
+    let Some(tail) = topic
         .strip_prefix(topic::DEVICES)
         .and_then(|t| t.strip_prefix('/'))
         .and_then(|t| t.strip_prefix(device))
-        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|tail| !tail.is_empty())
+    else {
+        return false;
+    };
+    match tail.split('/').next() {
+        Some(topic::COMMANDS | topic::TWIN) => matches!(
+            topic::exchange(topic),
+            Some((_, topic::Exchange::Reply(_) | topic::Exchange::Reported))
+        ),
+        _ => true,
+    }
 }
 
-/// Whether `device` may subscribe to `filter`: only its own `devices/<device>/commands/...`.
-/// The device id holds no wildcard characters, so a filter that starts with this literal prefix
-/// cannot reach another device's topics.
+/// Whether `device` may subscribe to `filter`: only its own `devices/<device>/commands/...`
+/// and `devices/<device>/twin/desired`. The device id holds no wildcard characters, so a
+/// filter that starts with this literal prefix cannot reach another device's topics.
 pub fn may_subscribe(device: &str, filter: &str) -> bool {
     let own = format!("{}/{device}/{}", topic::DEVICES, topic::COMMANDS);
     filter == own
         || filter
             .strip_prefix(&own)
             .is_some_and(|r| r.starts_with('/'))
+        || filter == format!("{}/{device}/{}/desired", topic::DEVICES, topic::TWIN)
 }
 
 impl AuthProvider for DeviceAuth {
@@ -282,7 +296,7 @@ impl AuthProvider for DeviceAuth {
             &self.counters.publish_denied,
             move |device| {
             format!(
-                "publish to {topic:?} refused: a device may publish only under devices/{device}/"
+                "publish to {topic:?} refused: a device may publish only under devices/{device}/ (of its commands/ and twin/ topics only commands/<id>/reply and twin/reported)"
             )
         }))
     }
@@ -315,7 +329,7 @@ impl AuthProvider for DeviceAuth {
             &self.counters.subscribe_denied,
             move |device| {
             format!(
-                "subscribe to {topic_filter:?} refused: a device may subscribe only to devices/{device}/commands/#"
+                "subscribe to {topic_filter:?} refused: a device may subscribe only to devices/{device}/commands/# and devices/{device}/twin/desired"
             )
         }))
     }
@@ -360,6 +374,16 @@ mod tests {
             ("d1", "devices/d10/telemetry", false),
             ("d1", "devices/d2/telemetry", false),
             ("d1", "other/d1/telemetry", false),
+            ("d1", "devices/d1/commands/c-1/reply", true),
+            ("d1", "devices/d1/twin/reported", true),
+            ("d1", "devices/d1/commands/c-1", false),
+            ("d1", "devices/d1/commands", false),
+            ("d1", "devices/d1/commands/c-1/reply/x", false),
+            ("d1", "devices/d1/twin/desired", false),
+            ("d1", "devices/d1/twin", false),
+            ("d1", "devices/d1/twin/other", false),
+            ("d1", "devices/d2/commands/c-1/reply", false),
+            ("d1", "devices/d2/twin/reported", false),
         ] {
             assert_eq!(may_publish(dev, t), ok, "publish {dev} {t}");
         }
@@ -372,6 +396,11 @@ mod tests {
             ("d1", "devices/d1/commandsX", false),
             ("d1", "#", false),
             ("d1", "$share/g/devices/d1/commands/#", false),
+            ("d1", "devices/d1/twin/desired", true),
+            ("d1", "devices/d1/twin/#", false),
+            ("d1", "devices/d1/twin/reported", false),
+            ("d1", "devices/d2/twin/desired", false),
+            ("d1", "devices/+/twin/desired", false),
         ] {
             assert_eq!(may_subscribe(dev, f), ok, "subscribe {dev} {f}");
         }

@@ -306,6 +306,19 @@ impl Clients {
         }
     }
 
+    /// Whether `identity` (a device id or a token's username) has a live connection.
+    pub(crate) fn identity_connected(&self, identity: &str) -> bool {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.values()
+            .any(|e| e.connections > 0 && e.username.as_deref() == Some(identity))
+    }
+
+    /// The identity of a connected client.
+    pub(crate) fn username(&self, client_id: &str) -> Option<String> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(client_id).and_then(|e| e.username.clone())
+    }
+
     /// Filters granted to a client.
     pub(crate) fn subscribed(&self, client_id: &str, filters: impl IntoIterator<Item = String>) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());

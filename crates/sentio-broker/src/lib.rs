@@ -24,6 +24,7 @@ mod auth;
 mod auth_guard;
 mod clients;
 mod counters;
+mod courier;
 mod error;
 mod limits;
 mod mtls;
@@ -98,6 +99,17 @@ pub struct BrokerConfig {
     pub allow_anonymous: bool,
     /// Per-client limits: subscriptions, publish rate, queued messages.
     pub limits: Limits,
+}
+
+/// The pipeline's desks the broker serves: it delivers their commands and desired twins
+/// (through the courier it attaches) and tells them what devices acknowledge, reply and report.
+pub struct Desks {
+    /// Commands to devices.
+    pub commands: sentio_pipeline::actuate::Commands,
+    /// Devices' twins.
+    pub twins: sentio_pipeline::actuate::Twins,
+    /// Where the broker attaches its courier.
+    pub courier: sentio_pipeline::actuate::CourierSlot,
 }
 
 /// A bound, not yet running broker.
@@ -189,6 +201,7 @@ impl Broker {
         registry: Arc<dyn DeviceRegistry>,
         tokens: Arc<dyn TokenStore>,
         ingest: Ingest,
+        desks: Desks,
     ) -> Result<Self, BrokerError> {
         // Probe the ports first: mqtt5's own error for this case is not specific.
         let mut addrs = vec![(config.listen, "the mqtt.listen setting")];
@@ -236,6 +249,11 @@ impl Broker {
             clients.clone(),
             counters.clone(),
             limits.clone(),
+            courier::Exchange {
+                commands: desks.commands,
+                twins: desks.twins,
+                ingest: ingest.clone(),
+            },
         ));
         let mut mqtt = MqttConfig::new()
             .with_bind_address(config.listen)
@@ -342,6 +360,9 @@ impl Broker {
             None => None,
         };
         clients.set_router(&inner.router());
+        desks.courier.attach(Arc::new(courier::BrokerCourier {
+            clients: clients.clone(),
+        }));
         let handle = BrokerHandle {
             clients,
             counters,

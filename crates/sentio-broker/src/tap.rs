@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::auth::is_token;
 use crate::clients::Clients;
 use crate::counters::Counters;
+use crate::courier::Exchange;
 use crate::limits::LimitState;
 
 fn qos_index(qos: QoS) -> usize {
@@ -37,6 +38,7 @@ pub struct TelemetryTap {
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     limits: Arc<LimitState>,
+    exchange: Exchange,
 }
 
 impl TelemetryTap {
@@ -46,6 +48,7 @@ impl TelemetryTap {
         clients: Arc<Clients>,
         counters: Arc<Counters>,
         limits: Arc<LimitState>,
+        exchange: Exchange,
     ) -> Self {
         Self {
             ingest,
@@ -53,6 +56,7 @@ impl TelemetryTap {
             clients,
             counters,
             limits,
+            exchange,
         }
     }
 }
@@ -113,6 +117,8 @@ impl BrokerEventHandler for TelemetryTap {
             }
             self.limits
                 .subscribed(&event.client_id, granted.iter().cloned());
+            let user = self.clients.username(&event.client_id);
+            self.exchange.subscribed(user.as_deref(), &granted);
             self.clients.subscribed(&event.client_id, granted);
         })
     }
@@ -122,6 +128,10 @@ impl BrokerEventHandler for TelemetryTap {
         event: MessageDeliveredEvent,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Counters::bump(&self.counters.acknowledged[qos_index(event.qos)]);
+        if topic::exchange(&event.topic).is_some() {
+            let user = self.clients.username(&event.client_id);
+            self.exchange.acknowledged(user.as_deref(), &event.topic);
+        }
         Box::pin(std::future::ready(()))
     }
 
@@ -210,6 +220,9 @@ impl BrokerEventHandler for TelemetryTap {
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
             let Some(device) = topic::telemetry_device(&event.topic) else {
+                // Command replies and reported twins are recorded, and routed like any message.
+                self.exchange
+                    .published(event.user_id.as_deref(), &event.topic, &event.payload);
                 return PublishAction::Continue;
             };
             // The ACL has already confined the publisher to its own topics; this also covers a

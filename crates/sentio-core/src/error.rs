@@ -18,6 +18,9 @@ pub enum CoreError {
     /// A rule id that is not 1-64 characters from `a-z 0-9 _ -`.
     #[error("invalid rule id {0:?}: use 1-64 characters from a-z 0-9 _ -")]
     InvalidRuleId(String),
+    /// A command id that is not 1-64 characters from `a-z 0-9 -`.
+    #[error("invalid command id {0:?}: use 1-64 characters from a-z 0-9 -")]
+    InvalidCommandId(String),
     /// A saved-state row whose key is not one this version writes.
     #[error("unreadable saved-state key {0:?}")]
     InvalidStateKey(String),

@@ -15,6 +15,7 @@
 
 pub mod acl;
 pub mod alert;
+pub mod command;
 mod device;
 mod error;
 pub mod keys;
@@ -22,13 +23,16 @@ mod point;
 pub mod rule;
 pub mod telemetry;
 pub mod time;
+pub mod twin;
 
 pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
+pub use command::{Command, CommandId, CommandState};
 pub use device::DeviceId;
 pub use error::CoreError;
 pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
 pub use point::{Point, TextEvent};
-pub use rule::{Rule, RuleId, Selector, Severity};
+pub use rule::{Rule, RuleAction, RuleId, Selector, Severity};
+pub use twin::Twin;
 
 /// MQTT topic helpers: the topic layout is a public contract with devices.
 pub mod topic {
@@ -38,6 +42,49 @@ pub mod topic {
     pub const TELEMETRY: &str = "telemetry";
     /// Suffix of the command topic tree a device may subscribe to: `devices/<id>/commands/#`.
     pub const COMMANDS: &str = "commands";
+
+    /// Under a device's tree: its twin (`twin/desired`, published retained by the node;
+    /// `twin/reported`, published by the device).
+    pub const TWIN: &str = "twin";
+    /// Last level of a command's reply topic: `devices/<id>/commands/<cid>/reply`.
+    pub const REPLY: &str = "reply";
+
+    /// `devices/<id>/commands/<cid>`: where the node delivers a command.
+    pub fn command(device: &crate::DeviceId, id: &crate::CommandId) -> String {
+        format!("{DEVICES}/{device}/{COMMANDS}/{id}")
+    }
+
+    /// `devices/<id>/twin/desired`: the desired document and its version, retained.
+    pub fn twin_desired(device: &crate::DeviceId) -> String {
+        format!("{DEVICES}/{device}/{TWIN}/desired")
+    }
+
+    /// What a topic under `devices/<id>/` is to the command and twin exchange.
+    pub fn exchange(topic: &str) -> Option<(&str, Exchange<'_>)> {
+        let (id, tail) = split_device(topic)?;
+        let mut levels = tail.split('/');
+        let kind = match (levels.next()?, levels.next(), levels.next(), levels.next()) {
+            (COMMANDS, Some(cid), None, None) if !cid.is_empty() => Exchange::Command(cid),
+            (COMMANDS, Some(cid), Some(REPLY), None) if !cid.is_empty() => Exchange::Reply(cid),
+            (TWIN, Some("desired"), None, None) => Exchange::Desired,
+            (TWIN, Some("reported"), None, None) => Exchange::Reported,
+            _ => return None,
+        };
+        Some((id, kind))
+    }
+
+    /// A topic of the command and twin exchange (see [`exchange`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Exchange<'a> {
+        /// `commands/<cid>`: node → device.
+        Command(&'a str),
+        /// `commands/<cid>/reply`: device → node.
+        Reply(&'a str),
+        /// `twin/desired`: node → device, retained.
+        Desired,
+        /// `twin/reported`: device → node.
+        Reported,
+    }
 
     /// `devices/<id>/telemetry`.
     pub fn telemetry(device: &crate::DeviceId) -> String {

@@ -127,4 +127,46 @@ pub struct Rule {
     pub for_ms: i64,
     /// The alert's severity.
     pub severity: Severity,
+    /// What it does when its alert opens, besides the alert (empty: the alert only).
+    pub actions: Vec<RuleAction>,
+}
+
+/// What a rule does when it fires (its alert opens), for the device it fired on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Open its alert (always done; listed for clarity).
+    Alert,
+    /// Send a command, to the device the rule fired on or to every device `to` selects.
+    Command {
+        /// The command's name.
+        name: String,
+        /// Its arguments (JSON text of any value).
+        params: String,
+        /// Its time to live (ms); `None`: the node's default.
+        ttl_ms: Option<i64>,
+        /// Other devices to send it to instead (its `metrics` unused).
+        to: Option<Selector>,
+    },
+    /// Merge a patch (JSON text of an object) into the desired twin of the device.
+    SetDesired {
+        /// The merge patch.
+        patch: String,
+    },
+    /// Publish an MQTT message as the node; `{device}` and `{rule}` in the topic and payload
+    /// are replaced by the device's and the rule's ids.
+    Publish {
+        /// Topic template.
+        topic: String,
+        /// Payload template.
+        payload: String,
+    },
+}
+
+impl RuleAction {
+    /// Replaces `{device}` and `{rule}` in a template.
+    pub fn fill(template: &str, device: &DeviceId, rule: &RuleId) -> String {
+        template
+            .replace("{device}", device.as_str())
+            .replace("{rule}", rule.as_str())
+    }
 }

@@ -20,6 +20,18 @@ pub enum Event {
         /// The alert as it is now (boxed: it is much larger than the other events).
         alert: Box<Alert>,
     },
+    /// A command was accepted or changed state.
+    Command {
+        /// The command as it is now.
+        command: Box<sentio_core::Command>,
+    },
+    /// A device's twin changed (desired or reported).
+    Twin {
+        /// Device id.
+        device: String,
+        /// The twin as it is now.
+        twin: Box<sentio_core::Twin>,
+    },
     /// A device came online or went offline.
     Presence {
         /// Device id.

@@ -21,6 +21,15 @@ pub enum PipelineError {
     /// The request cannot be applied as asked.
     #[error("{0}")]
     Invalid(String),
+    /// A bound was reached (e.g. open commands per device); retry once some are done.
+    #[error("{0}")]
+    TooMany(String),
+    /// A change made against a version that is no longer current; the current version.
+    #[error("the version is now {0}")]
+    VersionMismatch(u64),
+    /// The result would be larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
     /// Nothing in the payload could be accepted.
     #[error("nothing accepted: {0}")]
     Rejected(String),

@@ -20,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+pub mod actuate;
 mod alerts;
 mod bus;
 mod control;
@@ -84,6 +85,10 @@ pub struct PipelineConfig {
     /// The device model's settings (one model per device of two metrics or more); `None`
     /// turns it off.
     pub device_model: Option<DeviceModelConfig>,
+    /// Bounds of commands to devices.
+    pub commands: actuate::CommandLimits,
+    /// Largest twin document (desired or reported), in bytes of JSON.
+    pub max_twin_bytes: usize,
 }
 
 impl Default for PipelineConfig {
@@ -103,6 +108,8 @@ impl Default for PipelineConfig {
             limits: Vec::new(),
             max_series_per_device: DEFAULT_MAX_SERIES_PER_DEVICE,
             device_model: Some(DeviceModelConfig::default()),
+            commands: actuate::CommandLimits::default(),
+            max_twin_bytes: actuate::DEFAULT_MAX_TWIN_BYTES,
         }
     }
 }
@@ -123,6 +130,12 @@ pub struct Pipeline {
     pub stats: Arc<Stats>,
     /// Feedback on alerts, forgetting devices, declared limits.
     pub control: Control,
+    /// Commands to devices.
+    pub commands: actuate::Commands,
+    /// Devices' twins.
+    pub twins: actuate::Twins,
+    /// Where the broker attaches the way out to devices.
+    pub courier: actuate::CourierSlot,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -144,9 +157,34 @@ impl Pipeline {
         let detect_permits = Arc::new(tokio::sync::Semaphore::new(detect_budget));
         let (command_tx, command_rx) = mpsc::channel(64);
 
-        let detector =
-            detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone()).await?;
+        let courier = actuate::CourierSlot::default();
+        let commands = actuate::Commands::new(
+            stores.commands.clone(),
+            bus.clone(),
+            courier.clone(),
+            config.commands,
+        );
+        let twins = actuate::Twins::new(
+            stores.twins.clone(),
+            bus.clone(),
+            courier.clone(),
+            config.max_twin_bytes,
+            command_tx.clone(),
+        );
+        let detector = detect::DetectStage::restore(
+            &config,
+            &stores,
+            bus.clone(),
+            stats.clone(),
+            rules::ActionDesks {
+                commands: commands.clone(),
+                twins: twins.clone(),
+                courier: courier.clone(),
+            },
+        )
+        .await?;
         let tasks = vec![
+            tokio::spawn(commands.clone().run_expiry(shutdown_rx.clone())),
             tokio::spawn(ingest::run_writer(
                 ingest_rx,
                 ingest::DetectQueue::new(detect_tx, detect_permits, detect_budget),
@@ -186,6 +224,9 @@ impl Pipeline {
             presence,
             stats,
             control: Control::new(command_tx, config.limits.clone(), series_limit),
+            commands,
+            twins,
+            courier,
             shutdown,
             tasks,
         })

@@ -1,7 +1,8 @@
 //! Where Sentio keeps things: the device registry, the time series, alerts and detector state.
 //!
 //! Everything above this crate talks to the traits ([`DeviceRegistry`], [`SeriesStore`],
-//! [`AlertStore`], [`EventStore`], [`TokenStore`], [`UserStore`], [`AuditStore`], [`RetentionStore`], and for
+//! [`AlertStore`], [`EventStore`], [`TokenStore`], [`UserStore`], [`AuditStore`], [`RetentionStore`],
+//! [`RuleStore`], [`CommandStore`], [`TwinStore`], and for
 //! the node [`Maintenance`] and [`StorageHealth`]), usually bundled as [`Stores`], never to
 //! SQLite: the embedded default ([`SqliteStore`]) lives here, and a scale-out backend
 //! (PostgreSQL) will implement the same traits and pass the same contract tests
@@ -48,8 +49,8 @@ pub use model::{
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;
 pub use traits::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore, UserStore,
+    AlertStore, AuditStore, CommandStore, DesiredChange, DeviceRegistry, EventStore, Maintenance,
+    RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, TwinStore, UserStore,
 };
 pub use user::{NewUser, Role, Session, SessionSecrets, User};
 

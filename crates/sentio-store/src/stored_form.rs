@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use sentio_core::{
-    AlertKind, Contributor, DeviceId, Explanation, Feedback, Prediction, Rule, RuleId, Selector,
-    Severity,
+    AlertKind, Contributor, DeviceId, Explanation, Feedback, Prediction, Rule, RuleAction, RuleId,
+    Selector, Severity,
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
@@ -367,6 +367,107 @@ struct RuleV1 {
     clear: Option<String>,
     for_ms: i64,
     severity: String,
+    /// Absent in rules stored before actions other than the alert existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    actions: Vec<ActionV1>,
+}
+
+/// [`RuleAction`], version 1.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ActionV1 {
+    Alert,
+    Command {
+        name: String,
+        params: String,
+        ttl_ms: Option<i64>,
+        to: Option<SelectorV1>,
+    },
+    SetDesired {
+        patch: String,
+    },
+    Publish {
+        topic: String,
+        payload: String,
+    },
+}
+
+impl From<&Selector> for SelectorV1 {
+    fn from(s: &Selector) -> Self {
+        Self {
+            devices: s.devices.iter().map(|d| d.to_string()).collect(),
+            kind: s.kind.clone(),
+            labels: s.labels.clone(),
+            metrics: s.metrics.clone(),
+        }
+    }
+}
+
+impl TryFrom<SelectorV1> for Selector {
+    type Error = String;
+
+    fn try_from(s: SelectorV1) -> Result<Self, String> {
+        Ok(Self {
+            devices: s
+                .devices
+                .iter()
+                .map(|d| DeviceId::parse(d))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+            kind: s.kind,
+            labels: s.labels,
+            metrics: s.metrics,
+        })
+    }
+}
+
+impl From<&RuleAction> for ActionV1 {
+    fn from(a: &RuleAction) -> Self {
+        match a {
+            RuleAction::Alert => Self::Alert,
+            RuleAction::Command {
+                name,
+                params,
+                ttl_ms,
+                to,
+            } => Self::Command {
+                name: name.clone(),
+                params: params.clone(),
+                ttl_ms: *ttl_ms,
+                to: to.as_ref().map(SelectorV1::from),
+            },
+            RuleAction::SetDesired { patch } => Self::SetDesired {
+                patch: patch.clone(),
+            },
+            RuleAction::Publish { topic, payload } => Self::Publish {
+                topic: topic.clone(),
+                payload: payload.clone(),
+            },
+        }
+    }
+}
+
+impl TryFrom<ActionV1> for RuleAction {
+    type Error = String;
+
+    fn try_from(a: ActionV1) -> Result<Self, String> {
+        Ok(match a {
+            ActionV1::Alert => Self::Alert,
+            ActionV1::Command {
+                name,
+                params,
+                ttl_ms,
+                to,
+            } => Self::Command {
+                name,
+                params,
+                ttl_ms,
+                to: to.map(Selector::try_from).transpose()?,
+            },
+            ActionV1::SetDesired { patch } => Self::SetDesired { patch },
+            ActionV1::Publish { topic, payload } => Self::Publish { topic, payload },
+        })
+    }
 }
 
 /// [`Selector`], version 1.
@@ -385,16 +486,12 @@ impl From<&Rule> for RuleV1 {
             id: r.id.to_string(),
             name: r.name.clone(),
             enabled: r.enabled,
-            selector: SelectorV1 {
-                devices: r.selector.devices.iter().map(|d| d.to_string()).collect(),
-                kind: r.selector.kind.clone(),
-                labels: r.selector.labels.clone(),
-                metrics: r.selector.metrics.clone(),
-            },
+            selector: SelectorV1::from(&r.selector),
             condition: r.condition.clone(),
             clear: r.clear.clone(),
             for_ms: r.for_ms,
             severity: r.severity.as_str().to_string(),
+            actions: r.actions.iter().map(ActionV1::from).collect(),
         }
     }
 }
@@ -407,23 +504,17 @@ impl TryFrom<RuleV1> for Rule {
             id: RuleId::parse(&r.id).map_err(|e| e.to_string())?,
             name: r.name,
             enabled: r.enabled,
-            selector: Selector {
-                devices: r
-                    .selector
-                    .devices
-                    .iter()
-                    .map(|d| DeviceId::parse(d))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?,
-                kind: r.selector.kind,
-                labels: r.selector.labels,
-                metrics: r.selector.metrics,
-            },
+            selector: Selector::try_from(r.selector)?,
             condition: r.condition,
             clear: r.clear,
             for_ms: r.for_ms,
             severity: Severity::parse(&r.severity)
                 .ok_or_else(|| format!("unknown severity {:?}", r.severity))?,
+            actions: r
+                .actions
+                .into_iter()
+                .map(RuleAction::try_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sentio_core::acl::AclRule;
-use sentio_core::{Alert, DeviceId, Point, Rule, RuleId, TextEvent};
+use sentio_core::{
+    Alert, Command, CommandId, CommandState, DeviceId, Point, Rule, RuleId, TextEvent, Twin,
+};
 
 use crate::user::{NewUser, Role, Session, SessionSecrets, User};
 use crate::{
@@ -284,4 +286,77 @@ pub trait RuleStore: Send + Sync {
     async fn list_rules(&self) -> Result<Vec<Rule>>;
     /// Removes a rule; `false` if there was none.
     async fn delete_rule(&self, id: &RuleId) -> Result<bool>;
+}
+
+/// Commands to devices: kept from acceptance to their end, and after it as history, so that a
+/// restart loses none and an offline device gets them when it comes back.
+#[async_trait]
+pub trait CommandStore: Send + Sync {
+    /// Keeps a new pending command, unless its device already has `max_open` open ones
+    /// (pending or delivered): then nothing is stored and the answer is `false`.
+    async fn add_command(&self, command: &Command, max_open: usize) -> Result<bool>;
+    /// One command of a device.
+    async fn get_command(&self, device: &DeviceId, id: &CommandId) -> Result<Option<Command>>;
+    /// A device's commands, newest first, at most `limit`.
+    async fn list_commands(&self, device: &DeviceId, limit: usize) -> Result<Vec<Command>>;
+    /// A device's pending commands, oldest first: the order they are delivered in.
+    async fn pending_commands(&self, device: &DeviceId) -> Result<Vec<Command>>;
+    /// Moves a pending command to delivered; the command as it is now if it changed.
+    async fn mark_delivered(
+        &self,
+        device: &DeviceId,
+        id: &CommandId,
+        at_ms: i64,
+    ) -> Result<Option<Command>>;
+    /// Records the device's first reply: an open command ends in `state` (succeeded or
+    /// failed); an expired one stays expired with the reply recorded (a late reply). The
+    /// command as it is now if anything changed.
+    async fn record_reply(
+        &self,
+        device: &DeviceId,
+        id: &CommandId,
+        state: CommandState,
+        reply: &serde_json::Value,
+        at_ms: i64,
+    ) -> Result<Option<Command>>;
+    /// Expires every open command whose time ran out by `now_ms`; those commands.
+    async fn expire_commands(&self, now_ms: i64) -> Result<Vec<Command>>;
+}
+
+/// What became of a change to a twin's desired document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DesiredChange {
+    /// Applied: the twin now, its version bumped.
+    Applied(Twin),
+    /// Not applied: the twin's version is not the one the change was made against; the
+    /// current version.
+    VersionMismatch(u64),
+    /// Not applied: the document would be larger than allowed; its size in bytes.
+    TooLarge(usize),
+}
+
+/// Devices' twins: desired and reported documents, the desired one versioned.
+#[async_trait]
+pub trait TwinStore: Send + Sync {
+    /// A device's twin ([`Twin::empty`] if it has none yet).
+    async fn twin(&self, device: &DeviceId) -> Result<Twin>;
+    /// Applies a JSON merge patch to the desired document, in one transaction, if the
+    /// twin's version is `expected` (when given) and the result is at most `max_bytes` of JSON.
+    async fn patch_desired(
+        &self,
+        device: &DeviceId,
+        expected: Option<u64>,
+        patch: &serde_json::Value,
+        max_bytes: usize,
+        at_ms: i64,
+    ) -> Result<DesiredChange>;
+    /// Applies a JSON merge patch to the reported document (a device reports what changed);
+    /// `None` (nothing changed) when the result would exceed `max_bytes`.
+    async fn patch_reported(
+        &self,
+        device: &DeviceId,
+        patch: &serde_json::Value,
+        max_bytes: usize,
+        at_ms: i64,
+    ) -> Result<Option<Twin>>;
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use sentio_ai::DeviceModelConfig;
 use sentio_api::HttpLimits;
 use sentio_broker::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits};
+use sentio_pipeline::actuate::{CommandLimits, DEFAULT_MAX_TWIN_BYTES};
 use sentio_pipeline::{DeclaredLimit, PipelineConfig};
 use sentio_sim::FleetSpec;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,10 @@ pub struct Config {
     pub pipeline: PipelineSection,
     /// The anomaly engine: declared limits.
     pub ai: AiConfig,
+    /// Commands to devices.
+    pub commands: CommandsConfig,
+    /// Devices' twins.
+    pub twins: TwinsConfig,
     /// The simulated demo fleet.
     pub demo: DemoConfig,
 }
@@ -81,6 +86,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             pipeline: PipelineSection::default(),
             ai: AiConfig::default(),
+            commands: CommandsConfig::default(),
+            twins: TwinsConfig::default(),
             demo: DemoConfig::default(),
         }
     }
@@ -318,6 +325,47 @@ impl DeviceModelSetting {
     }
 }
 
+/// `[commands]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Open (pending or delivered) commands one device may have; beyond, `POST .../commands`
+    /// answers 429.
+    pub max_open_per_device: usize,
+    /// Time to live of a command sent without `ttl`.
+    pub default_ttl: Span,
+    /// Longest `ttl` accepted.
+    pub max_ttl: Span,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        let d = CommandLimits::default();
+        Self {
+            max_open_per_device: d.max_open_per_device,
+            default_ttl: Span(d.default_ttl_ms),
+            max_ttl: Span(d.max_ttl_ms),
+        }
+    }
+}
+
+/// `[twins]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwinsConfig {
+    /// Largest desired or reported document, in bytes of JSON; a change beyond it is refused
+    /// (HTTP 413).
+    pub max_bytes: usize,
+}
+
+impl Default for TwinsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_TWIN_BYTES,
+        }
+    }
+}
+
 /// `[demo]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -414,6 +462,22 @@ impl Config {
                 );
             }
         }
+        if self.commands.max_open_per_device == 0 {
+            return invalid(
+                "commands.max_open_per_device",
+                "at least 1, or no command could ever be sent; 100 is the default",
+            );
+        }
+        if self.commands.default_ttl.0 <= 0 || self.commands.default_ttl.0 > self.commands.max_ttl.0
+        {
+            return invalid(
+                "commands.default_ttl",
+                "above 0 and at most commands.max_ttl",
+            );
+        }
+        if self.twins.max_bytes < 2 {
+            return invalid("twins.max_bytes", "at least 2 (an empty object, {})");
+        }
         if self.http.limits.header_timeout_ms < 100 {
             return invalid(
                 "http.limits.header_timeout_ms",
@@ -503,6 +567,12 @@ impl Config {
             max_series_per_device: self.pipeline.max_series_per_device,
             limits,
             device_model: self.ai.device_model.model_config(),
+            commands: CommandLimits {
+                max_open_per_device: self.commands.max_open_per_device,
+                default_ttl_ms: self.commands.default_ttl.0,
+                max_ttl_ms: self.commands.max_ttl.0,
+            },
+            max_twin_bytes: self.twins.max_bytes,
             ..PipelineConfig::default()
         }
     }

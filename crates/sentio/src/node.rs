@@ -133,6 +133,11 @@ impl Node {
             store.clone(),
             store.clone(),
             pipeline.ingest.clone(),
+            sentio_broker::Desks {
+                commands: pipeline.commands.clone(),
+                twins: pipeline.twins.clone(),
+                courier: pipeline.courier.clone(),
+            },
         )
         .await?;
         let mqtt_addr = broker.local_addr();
@@ -210,6 +215,8 @@ impl Node {
             rules: store.clone(),
             broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
+            commands: pipeline.commands.clone(),
+            twins: pipeline.twins.clone(),
             bus: pipeline.bus.clone(),
             presence: pipeline.presence.clone(),
             stats: pipeline.stats.clone(),

@@ -4,12 +4,145 @@
 use std::collections::BTreeMap;
 
 use sentio_core::time::parse_duration_ms;
-use sentio_core::{DeviceId, Rule, RuleId, Selector, Severity};
+use sentio_core::{DeviceId, Rule, RuleAction, RuleId, Selector, Severity};
 use sentio_pipeline::rules::RuleError;
 use serde::{Deserialize, Serialize};
 
-/// The only action of this version: open the rule's alert, and resolve it on clear.
+/// The action every rule has: open its alert, and resolve it on clear.
 const ALERT_ACTION: &str = "alert";
+
+/// An action as written: `"alert"`, or an object tagged by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ActionDto {
+    /// `"alert"`.
+    Name(String),
+    /// `{"type": ...}`.
+    Typed(TypedAction),
+}
+
+/// An action other than the alert.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TypedAction {
+    /// `{"type": "alert"}`.
+    Alert,
+    /// `{"type": "command", "name", "params"?, "ttl"?, "to"?: selector}`: to the device the
+    /// rule fired on, or to every device `to` selects.
+    Command {
+        name: String,
+        #[serde(default)]
+        params: serde_json::Value,
+        #[serde(default)]
+        ttl: Option<super::command::Ttl>,
+        #[serde(default)]
+        to: Option<SelectorDto>,
+    },
+    /// `{"type": "set_desired", "desired": {...}}`: a merge patch of the device's desired twin.
+    SetDesired { desired: serde_json::Value },
+    /// `{"type": "publish", "topic", "payload"}`: an MQTT message from the node; `{device}` and
+    /// `{rule}` are filled in (a payload that is not a string is sent as its JSON).
+    Publish {
+        topic: String,
+        #[serde(default)]
+        payload: serde_json::Value,
+    },
+}
+
+impl SelectorDto {
+    fn to_selector(&self, field: &'static str) -> Result<Selector, RuleError> {
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| DeviceId::parse(d))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(field, e.to_string()))?;
+        Ok(Selector {
+            devices,
+            kind: self.kind.clone(),
+            labels: self.labels.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    fn of(s: &Selector) -> Self {
+        Self {
+            devices: s.devices.iter().map(|d| d.to_string()).collect(),
+            kind: s.kind.clone(),
+            labels: s.labels.clone(),
+            metrics: s.metrics.clone(),
+        }
+    }
+}
+
+impl ActionDto {
+    fn into_action(self) -> Result<RuleAction, RuleError> {
+        let typed = match self {
+            Self::Name(n) if n == ALERT_ACTION => return Ok(RuleAction::Alert),
+            Self::Name(n) => {
+                return Err(invalid(
+                    "actions",
+                    format!(
+                        "unknown action {n:?}: \"alert\", or an object with type command, set_desired or publish"
+                    ),
+                ));
+            }
+            Self::Typed(t) => t,
+        };
+        Ok(match typed {
+            TypedAction::Alert => RuleAction::Alert,
+            TypedAction::Command {
+                name,
+                params,
+                ttl,
+                to,
+            } => RuleAction::Command {
+                name,
+                params: params.to_string(),
+                ttl_ms: ttl
+                    .map(|t| t.ms())
+                    .transpose()
+                    .map_err(|e| invalid("actions.command.ttl", e.detail))?,
+                to: to
+                    .map(|s| s.to_selector("actions.command.to"))
+                    .transpose()?,
+            },
+            TypedAction::SetDesired { desired } => RuleAction::SetDesired {
+                patch: desired.to_string(),
+            },
+            TypedAction::Publish { topic, payload } => RuleAction::Publish {
+                topic,
+                payload: match payload {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                },
+            },
+        })
+    }
+}
+
+/// An action as the API shows it.
+fn action_view(a: &RuleAction) -> serde_json::Value {
+    let json = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    match a {
+        RuleAction::Alert => ALERT_ACTION.into(),
+        RuleAction::Command {
+            name,
+            params,
+            ttl_ms,
+            to,
+        } => serde_json::json!({
+            "type": "command", "name": name, "params": json(params), "ttl_ms": ttl_ms,
+            "to": to.as_ref().map(SelectorDto::of),
+        }),
+        RuleAction::SetDesired { patch } => {
+            serde_json::json!({"type": "set_desired", "desired": json(patch)})
+        }
+        RuleAction::Publish { topic, payload } => {
+            serde_json::json!({"type": "publish", "topic": topic, "payload": payload})
+        }
+    }
+}
 
 /// A rule's selector.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -48,9 +181,9 @@ pub struct RuleBody {
     pub for_ms: Option<i64>,
     #[serde(default)]
     pub severity: Option<String>,
-    /// `["alert"]`, the only action so far (the default).
+    /// `["alert"]` (the default) and more: see [`TypedAction`].
     #[serde(default)]
-    pub actions: Option<Vec<String>>,
+    pub actions: Option<Vec<ActionDto>>,
 }
 
 fn yes() -> bool {
@@ -70,14 +203,13 @@ impl RuleBody {
     /// compiling it.
     pub fn into_rule(self, id: &str) -> Result<Rule, RuleError> {
         let id = RuleId::parse(id).map_err(|e| invalid("id", e.to_string()))?;
-        if let Some(actions) = &self.actions
-            && actions.iter().any(|a| a != ALERT_ACTION)
-        {
-            return Err(invalid(
-                "actions",
-                "only \"alert\" (open and resolve the rule's alert) is supported",
-            ));
-        }
+        let actions: Vec<RuleAction> = self
+            .actions
+            .unwrap_or_default()
+            .into_iter()
+            .map(ActionDto::into_action)
+            .filter(|a| !matches!(a, Ok(RuleAction::Alert)))
+            .collect::<Result<_, _>>()?;
         let for_ms = match (self.for_, self.for_ms) {
             (Some(_), Some(_)) => return Err(invalid("for", "give for or for_ms, not both")),
             (Some(d), None) => parse_duration_ms(&d).map_err(|e| invalid("for", e.to_string()))?,
@@ -88,27 +220,16 @@ impl RuleBody {
             Some(s) => Severity::parse(s)
                 .ok_or_else(|| invalid("severity", "use info, warning or critical"))?,
         };
-        let devices = self
-            .selector
-            .devices
-            .iter()
-            .map(|d| DeviceId::parse(d))
-            .collect::<Result<_, _>>()
-            .map_err(|e| invalid("selector.devices", e.to_string()))?;
         Ok(Rule {
             id,
             name: self.name,
             enabled: self.enabled,
-            selector: Selector {
-                devices,
-                kind: self.selector.kind,
-                labels: self.selector.labels,
-                metrics: self.selector.metrics,
-            },
+            selector: self.selector.to_selector("selector.devices")?,
             condition: self.condition,
             clear: self.clear,
             for_ms,
             severity,
+            actions,
         })
     }
 }
@@ -124,7 +245,8 @@ pub struct RuleView {
     pub clear: Option<String>,
     pub for_ms: i64,
     pub severity: &'static str,
-    pub actions: [&'static str; 1],
+    /// `"alert"` first, then the rule's other actions.
+    pub actions: Vec<serde_json::Value>,
 }
 
 impl From<&Rule> for RuleView {
@@ -133,17 +255,14 @@ impl From<&Rule> for RuleView {
             id: r.id.to_string(),
             name: r.name.clone(),
             enabled: r.enabled,
-            selector: SelectorDto {
-                devices: r.selector.devices.iter().map(|d| d.to_string()).collect(),
-                kind: r.selector.kind.clone(),
-                labels: r.selector.labels.clone(),
-                metrics: r.selector.metrics.clone(),
-            },
+            selector: SelectorDto::of(&r.selector),
             condition: r.condition.clone(),
             clear: r.clear.clone(),
             for_ms: r.for_ms,
             severity: r.severity.as_str(),
-            actions: [ALERT_ACTION],
+            actions: std::iter::once(ALERT_ACTION.into())
+                .chain(r.actions.iter().map(action_view))
+                .collect(),
         }
     }
 }

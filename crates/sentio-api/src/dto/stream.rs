@@ -3,7 +3,7 @@
 use sentio_pipeline::Event;
 use serde::Serialize;
 
-use super::AlertDto;
+use super::{AlertDto, CommandDto, TwinDto};
 
 /// One message of the stream, tagged by `type`.
 #[derive(Debug, Serialize)]
@@ -20,6 +20,18 @@ pub enum StreamEvent<'a> {
     Alert {
         /// The alert as it is now (boxed: much larger than the other events).
         alert: Box<AlertDto>,
+    },
+    /// A command was accepted or changed state.
+    Command {
+        /// The command as it is now.
+        command: Box<CommandDto>,
+    },
+    /// A device's twin changed.
+    Twin {
+        /// Device id.
+        device: &'a str,
+        /// The twin as it is now.
+        twin: Box<TwinDto>,
     },
     /// A device came online or went offline.
     Presence {
@@ -42,6 +54,13 @@ impl<'a> From<&'a Event> for StreamEvent<'a> {
             Event::Alert { alert } => Self::Alert {
                 alert: Box::new(AlertDto::from(&**alert)),
             },
+            Event::Command { command } => Self::Command {
+                command: Box::new(CommandDto::from(&**command)),
+            },
+            Event::Twin { device, twin } => Self::Twin {
+                device,
+                twin: Box::new(TwinDto::from(&**twin)),
+            },
             Event::Presence { device, online } => Self::Presence {
                 device,
                 online: *online,
@@ -54,7 +73,10 @@ impl StreamEvent<'_> {
     /// The device the event is about (`None` for `lagged`).
     pub fn device(&self) -> Option<&str> {
         match self {
-            Self::Telemetry { device, .. } | Self::Presence { device, .. } => Some(device),
+            Self::Telemetry { device, .. }
+            | Self::Presence { device, .. }
+            | Self::Twin { device, .. } => Some(device),
+            Self::Command { command } => Some(&command.device),
             Self::Alert { alert } => Some(&alert.device),
             Self::Lagged { .. } => None,
         }

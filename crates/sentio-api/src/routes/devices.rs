@@ -98,6 +98,7 @@ pub async fn delete(
     s.presence.forget(&id);
     // The detectors drop what they learnt, so it is not saved again.
     s.control.forget(&device).await?;
+    s.twins.forget(&device).await;
     tracing::info!(device = %id, erase = params.erase, ?removed, disconnected, "device deleted");
     let removed: serde_json::Map<String, Value> =
         removed.into_iter().map(|(k, v)| (k, json!(v))).collect();

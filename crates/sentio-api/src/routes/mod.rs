@@ -3,6 +3,7 @@
 mod alerts;
 mod audit;
 mod broker;
+mod commands;
 mod devices;
 mod events;
 mod export;
@@ -17,6 +18,7 @@ mod session;
 mod stream;
 mod system;
 mod tokens;
+mod twin;
 mod users;
 
 use axum::Router;
@@ -44,6 +46,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/devices/{id}/telemetry",
             axum::routing::post(ingest::telemetry),
+        )
+        .route(
+            "/api/v1/devices/{id}/commands",
+            get(commands::list).post(commands::send),
+        )
+        .route("/api/v1/devices/{id}/commands/{cid}", get(commands::get))
+        .route(
+            "/api/v1/devices/{id}/twin",
+            get(twin::get).patch(twin::patch),
         )
         .route("/api/v1/devices/{id}/events", get(events::list))
         .route("/api/v1/devices/{id}/export", get(export::export))

@@ -27,13 +27,15 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{
-    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleId, SeriesKey,
-    Subject,
+    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleAction, RuleId,
+    SeriesKey, Subject, Twin,
 };
-use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore};
+use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore, TwinStore};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::rules::ActionDesks;
+use crate::rules::judge::twin_value;
 use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
 use watch::{DeviceBatch, Finding, Verdict, Watch};
 
@@ -73,6 +75,8 @@ pub(crate) enum Command {
     ReloadRules {
         reply: oneshot::Sender<Result<(), PipelineError>>,
     },
+    /// A device's twin changed (rules read it).
+    TwinChanged { device: DeviceId, twin: Box<Twin> },
 }
 
 /// What a saved transition was, for the log and the counters.
@@ -94,6 +98,10 @@ pub(crate) struct DetectStage {
     kinds: HashMap<DeviceId, Arc<str>>,
     /// Device labels, loaded with the kinds and again whenever the rules change.
     labels: HashMap<DeviceId, BTreeMap<String, String>>,
+    /// Device twins as rules read them, loaded with the kinds and kept current by the twin
+    /// desk ([`Command::TwinChanged`]).
+    twins: HashMap<DeviceId, cel::Value>,
+    twin_store: Arc<dyn TwinStore>,
     /// Verdicts of the batch being applied (kept to reuse its allocation).
     verdicts: Vec<Verdict>,
     default_resolve_after: u32,
@@ -101,6 +109,9 @@ pub(crate) struct DetectStage {
     alerts: Arc<dyn AlertStore>,
     store: Arc<dyn SeriesStore>,
     rules: Arc<dyn RuleStore>,
+    /// Each enabled rule's actions beyond the alert, run when its alert opens.
+    rule_actions: HashMap<RuleId, Vec<RuleAction>>,
+    desks: ActionDesks,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
 }
@@ -112,6 +123,7 @@ impl DetectStage {
         stores: &Stores,
         bus: Arc<dyn Bus>,
         stats: Arc<Stats>,
+        desks: ActionDesks,
     ) -> Result<Self, PipelineError> {
         let resolve_after = config.resolve_after_normal_points;
         // Silence first: an arrival ends a silence before the arrival itself is judged.
@@ -135,12 +147,16 @@ impl DetectStage {
             watched_until: HashMap::new(),
             kinds: HashMap::new(),
             labels: HashMap::new(),
+            twins: HashMap::new(),
+            twin_store: stores.twins.clone(),
             verdicts: Vec::new(),
             default_resolve_after: resolve_after,
             registry: stores.registry.clone(),
             alerts: stores.alerts.clone(),
             store: stores.series.clone(),
             rules: stores.rules.clone(),
+            rule_actions: HashMap::new(),
+            desks,
             bus,
             stats,
         };
@@ -239,6 +255,12 @@ impl DetectStage {
             };
             self.kinds.insert(device.clone(), kind.into());
             self.labels.insert(device.clone(), labels);
+            match self.twin_store.twin(device).await {
+                Ok(twin) => {
+                    self.twins.insert(device.clone(), twin_value(&twin));
+                }
+                Err(e) => warn!(%device, error = %e, "twin not loaded; rules read it empty"),
+            }
         }
     }
 
@@ -286,10 +308,13 @@ impl DetectStage {
             .unwrap_or_else(|| UNKNOWN_KIND.into());
         let no_labels = BTreeMap::new();
         let labels = self.labels.get(device).unwrap_or(&no_labels);
+        let no_twin = cel::Value::Null;
+        let twin = self.twins.get(device).unwrap_or(&no_twin);
         let batch = DeviceBatch {
             device,
             kind: &kind,
             labels,
+            twin,
             points: &points,
             arrived,
             now_ms: now,
@@ -384,6 +409,40 @@ impl DetectStage {
         self.save_transitions(transitions).await;
     }
 
+    /// A rule's alert opened: its actions run, off this stage's path.
+    fn fire_rule(&self, key: &AlertKey) {
+        let Subject::Rule(rule) = &key.subject else {
+            return;
+        };
+        let Some(actions) = self.rule_actions.get(rule) else {
+            return;
+        };
+        let no_labels = BTreeMap::new();
+        let planned = actions
+            .iter()
+            .map(|a| {
+                let targets = match a {
+                    RuleAction::Command { to: Some(to), .. } => self
+                        .kinds
+                        .iter()
+                        .filter(|(d, kind)| {
+                            to.selects(d, kind, self.labels.get(*d).unwrap_or(&no_labels))
+                        })
+                        .map(|(d, _)| d.clone())
+                        .collect(),
+                    _ => vec![key.device.clone()],
+                };
+                (a.clone(), targets)
+            })
+            .collect();
+        tokio::spawn(crate::rules::actions::run(
+            self.desks.clone(),
+            rule.clone(),
+            key.device.clone(),
+            planned,
+        ));
+    }
+
     /// Saves a batch's transitions in order. An alert that opened earlier in the same batch has
     /// no id in its later transitions (the store gave it one only now): it gets that id, so it
     /// is updated rather than stored twice.
@@ -391,7 +450,10 @@ impl DetectStage {
         let mut ids: HashMap<(AlertKey, i64), AlertId> = HashMap::new();
         for (key, t) in transitions {
             let (mut alert, change) = match t {
-                Transition::Opened(a) => (a, Change::Opened),
+                Transition::Opened(a) => {
+                    self.fire_rule(&key);
+                    (a, Change::Opened)
+                }
                 Transition::Escalated(a) => (a, Change::Escalated),
                 Transition::Resolved(a) => (a, Change::Resolved),
                 Transition::None => continue,
@@ -470,6 +532,12 @@ impl DetectStage {
                 let r = self.reload_rules().await;
                 let _ = reply.send(r);
             }
+            Command::TwinChanged { device, twin } => {
+                // A device not seen yet gets its twin loaded with its kind.
+                if self.kinds.contains_key(&device) {
+                    self.twins.insert(device, twin_value(&twin));
+                }
+            }
         }
     }
 
@@ -491,6 +559,11 @@ impl DetectStage {
             }
         }
         let enabled = compiled.iter().filter(|r| r.rule.enabled).count();
+        self.rule_actions = compiled
+            .iter()
+            .filter(|r| r.rule.enabled && !r.rule.actions.is_empty())
+            .map(|r| (r.rule.id.clone(), r.rule.actions.clone()))
+            .collect();
         let mut changed = Vec::new();
         for w in &mut self.watches {
             changed.extend(w.set_rules(&compiled));
@@ -530,6 +603,7 @@ impl DetectStage {
         self.watched_until.retain(|s, _| s.device != *device);
         self.kinds.remove(device);
         self.labels.remove(device);
+        self.twins.remove(device);
         per_series::shrink_if_sparse(&mut self.trackers);
         per_series::shrink_if_sparse(&mut self.watched_until);
     }

@@ -15,7 +15,7 @@ use tracing::debug;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
 use crate::rules::CompiledRule;
-use crate::rules::judge::{Eval, RuleState, Step, device_value};
+use crate::rules::judge::{Eval, RuleState, RuleVars, Step, device_value};
 
 /// See the module documentation.
 #[derive(Default)]
@@ -118,7 +118,10 @@ impl Watch for RulesWatch {
                 if !rule.reads(&p.metric) {
                     continue;
                 }
-                let device = device.get_or_insert_with(|| device_value(batch.kind, batch.labels));
+                let device = device.get_or_insert_with(|| RuleVars {
+                    device: device_value(batch.kind, batch.labels),
+                    twin: batch.twin.clone(),
+                });
                 let state = self
                     .states
                     .entry((id.clone(), batch.device.clone()))

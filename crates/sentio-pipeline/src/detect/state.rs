@@ -137,6 +137,7 @@ mod tests {
                 device: &device,
                 kind: &kind,
                 labels: &Default::default(),
+                twin: &cel::Value::Null,
                 points: &points,
                 arrived: &points,
                 now_ms: i * 1_000,

@@ -21,6 +21,8 @@ pub(crate) struct DeviceBatch<'a> {
     pub kind: &'a Arc<str>,
     /// Its labels (as of the start or the last change of the rules).
     pub labels: &'a BTreeMap<String, String>,
+    /// Its twin as rules read it (`twin.desired`, `twin.reported`), as of its last change.
+    pub twin: &'a cel::Value,
     /// Its points that are newer than their series' last watched point, in commit order.
     /// Watches are causal: a late point is stored but not watched out of order.
     pub points: &'a [Point],

@@ -6,6 +6,9 @@
 //! The names an expression may use:
 //! - the metrics listed in `selector.metrics`, each the device's latest value (a double);
 //! - `device.kind` (a string) and `device.labels` (a map of strings);
+//! - `twin.desired` and `twin.reported`, the device's twin documents (JSON objects; a member
+//!   not there is an error at run time, so test with `has(twin.reported.fan)` where it may
+//!   be missing);
 //! - `avg("m", "10m")`, `min(..)`, `max(..)`, `count(..)` over a metric listed in the
 //!   selector and a window of at most [`MAX_WINDOW_MS`], both given as string literals;
 //! - CEL's standard functions and macros (`size`, `has`, `exists`, `matches`...).
@@ -48,8 +51,19 @@ const STANDARD: [&str; 18] = [
     "all",
     "has",
 ];
-/// The fields of `device`.
-const DEVICE_FIELDS: [&str; 2] = ["kind", "labels"];
+/// The variables read only through their fields: name, fields, what to write instead.
+const RECORDS: [(&str, [&str; 2], &str); 2] = [
+    (
+        "device",
+        ["kind", "labels"],
+        "use device.kind or device.labels",
+    ),
+    (
+        "twin",
+        ["desired", "reported"],
+        "use twin.desired or twin.reported",
+    ),
+];
 
 /// Why a rule was refused, and where (1-based line and column of the expression named).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +89,7 @@ impl std::fmt::Display for RuleError {
 impl std::error::Error for RuleError {}
 
 impl RuleError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field,
             message: message.into(),
@@ -140,6 +154,7 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
     if rule.name.trim().is_empty() || rule.name.len() > 200 {
         return Err(RuleError::new("name", "give 1-200 characters"));
     }
+    super::actions::check(&rule.actions)?;
     let mut aggregates = Vec::new();
     let condition = expression("condition", &rule.condition, &rule, &mut aggregates)?;
     let clear = rule
@@ -205,17 +220,12 @@ impl<'a> Check<'a> {
             Expr::Ident(name) => self.ident(e, name),
             Expr::Select(s) => {
                 if let Expr::Ident(name) = &s.operand.expr
-                    && name == "device"
-                    && !self.scope.contains(&"device")
+                    && let Some((_, fields, hint)) =
+                        RECORDS.iter().find(|(record, ..)| record == name)
+                    && !self.scope.contains(&name.as_str())
                 {
-                    if !DEVICE_FIELDS.contains(&s.field.as_str()) {
-                        return Err(self.at(
-                            e,
-                            format!(
-                                "unknown name device.{}: use device.kind or device.labels",
-                                s.field
-                            ),
-                        ));
+                    if !fields.contains(&s.field.as_str()) {
+                        return Err(self.at(e, format!("unknown name {name}.{}: {hint}", s.field)));
                     }
                     return Ok(());
                 }
@@ -270,13 +280,13 @@ impl<'a> Check<'a> {
         if self.scope.contains(&name) || self.rule.selector.metrics.iter().any(|m| m == name) {
             return Ok(());
         }
-        if name == "device" {
-            return Err(self.at(e, "use device.kind or device.labels"));
+        if let Some((_, _, hint)) = RECORDS.iter().find(|(record, ..)| *record == name) {
+            return Err(self.at(e, *hint));
         }
         Err(self.at(
             e,
             format!(
-                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind and device.labels",
+                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired and twin.reported",
                 self.rule.selector.metrics.join(", ")
             ),
         ))
@@ -358,6 +368,7 @@ pub(crate) fn test_rule(condition: &str, clear: Option<&str>, for_ms: i64) -> Ru
         clear: clear.map(Into::into),
         for_ms,
         severity: Severity::Warning,
+        actions: Vec::new(),
     }
 }
 
@@ -425,6 +436,25 @@ mod tests {
             "device.owner == 'x'",
             None,
             Err(("condition", "unknown name device.owner", Some((1, 7)))),
+        );
+        check(
+            r#"co2 > 1000 && twin.reported.fan != "high" && twin.desired.mode == "auto""#,
+            None,
+            Ok(&[]),
+        );
+        check(
+            "twin.owner == 'x'",
+            None,
+            Err(("condition", "unknown name twin.owner", Some((1, 5)))),
+        );
+        check(
+            "twin == {}",
+            None,
+            Err((
+                "condition",
+                "use twin.desired or twin.reported",
+                Some((1, 1)),
+            )),
         );
         check(
             "rate(co2) > 1",

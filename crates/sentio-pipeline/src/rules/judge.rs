@@ -88,9 +88,9 @@ impl RuleState {
     }
 
     /// Evaluates the rule at data time `ts_ms` and moves its state machine.
-    /// `device` is the device's [`device_value`].
-    pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, device: &Value, ts_ms: i64) -> Step {
-        let ctx = match env.context(self, rule, device, ts_ms) {
+    /// `vars` are the device's [`RuleVars`].
+    pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, vars: &RuleVars, ts_ms: i64) -> Step {
+        let ctx = match env.context(self, rule, vars, ts_ms) {
             Ok(c) => c,
             Err(e) => return Step::Undecided(e),
         };
@@ -171,19 +171,20 @@ impl Default for Eval {
 type Aggregates = Arc<Vec<(Arc<str>, Arc<str>, [Option<f64>; 4])>>;
 
 impl Eval {
-    /// The names the rule's expressions read, for `device` (its [`device_value`]) at `ts_ms`.
+    /// The names the rule's expressions read, for a device (its [`RuleVars`]) at `ts_ms`.
     fn context(
         &self,
         state: &RuleState,
         rule: &CompiledRule,
-        device: &Value,
+        vars: &RuleVars,
         ts_ms: i64,
     ) -> Result<Context<'static, 'static>, String> {
         let mut ctx = Context::with_env(self.env.clone());
         for (metric, value) in &state.latest {
             ctx.add_variable_from_value(metric.clone(), *value);
         }
-        ctx.add_variable_from_value("device", device.clone());
+        ctx.add_variable_from_value("device", vars.device.clone());
+        ctx.add_variable_from_value("twin", vars.twin.clone());
         let aggregates: Aggregates = Arc::new(
             rule.aggregates
                 .iter()
@@ -220,6 +221,24 @@ impl Eval {
         }
         Ok(ctx)
     }
+}
+
+/// What a rule reads of a device besides its metrics.
+pub struct RuleVars {
+    /// `device.kind`, `device.labels` ([`device_value`]).
+    pub device: Value,
+    /// `twin.desired`, `twin.reported` ([`twin_value`]).
+    pub twin: Value,
+}
+
+/// The `twin` variable: `twin.desired` and `twin.reported` as JSON values (objects).
+pub fn twin_value(twin: &sentio_core::Twin) -> Value {
+    let mut map = std::collections::HashMap::new();
+    for (name, doc) in [("desired", &twin.desired), ("reported", &twin.reported)] {
+        let v = cel::to_value(doc).unwrap_or(Value::Null);
+        map.insert(name.to_string(), v);
+    }
+    Value::from(map)
 }
 
 /// The `device` variable of a device of `kind` with `labels`: `device.kind`, `device.labels`.
@@ -261,7 +280,11 @@ mod tests {
         let mut got = Vec::new();
         for &(ts, metric, value) in points {
             state.add(rule, &point(metric, ts, value));
-            got.push(match state.judge(rule, &eval, &device, ts) {
+            let vars = RuleVars {
+                device: device.clone(),
+                twin: twin_value(&sentio_core::Twin::empty()),
+            };
+            got.push(match state.judge(rule, &eval, &vars, ts) {
                 Step::Undecided(_) => Step::Undecided(String::new()),
                 s => s,
             });

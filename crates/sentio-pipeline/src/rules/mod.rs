@@ -5,10 +5,12 @@
 //!
 //! [`Rule`]: sentio_core::Rule
 
+pub(crate) mod actions;
 pub(crate) mod compile;
 pub(crate) mod judge;
 pub(crate) mod window;
 
+pub use actions::ActionDesks;
 pub use compile::{
     Aggregate, CompiledRule, MAX_EXPRESSION_LEN, MAX_FOR_MS, MAX_WINDOW_MS, RuleError, compile,
 };

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod audit;
+mod commands;
 mod events;
 mod health;
 mod read;
@@ -20,6 +21,7 @@ mod rules;
 mod seal;
 mod series;
 mod tokens;
+mod twins;
 mod users;
 mod vacuum;
 mod workset;

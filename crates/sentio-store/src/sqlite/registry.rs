@@ -193,6 +193,10 @@ impl DeviceRegistry for SqliteStore {
                 removed.push(("detector_states".into(), states as u64));
                 let events = tx.execute("DELETE FROM events WHERE device = ?1", [&id])?;
                 removed.push(("events".into(), events as u64));
+                let commands = tx.execute("DELETE FROM commands WHERE device = ?1", [&id])?;
+                removed.push(("commands".into(), commands as u64));
+                let twins = tx.execute("DELETE FROM twins WHERE device = ?1", [&id])?;
+                removed.push(("twins".into(), twins as u64));
             }
             // The audit record, in the same transaction: an erasure keeps only a keyed digest
             // of the id, here and in the device's earlier entries.

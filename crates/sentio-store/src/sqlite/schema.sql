@@ -177,6 +177,32 @@ CREATE TABLE IF NOT EXISTS rules (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
+-- Commands to devices (sqlite/commands.rs): `seq` orders a device's commands (delivery order);
+-- `params` and `reply` are JSON.
+CREATE TABLE IF NOT EXISTS commands (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    device       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    params       TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    expires_ms   INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    delivered_ms INTEGER,
+    replied_ms   INTEGER,
+    reply        TEXT
+);
+CREATE INDEX IF NOT EXISTS commands_device ON commands (device, seq);
+CREATE INDEX IF NOT EXISTS commands_open ON commands (expires_ms) WHERE state IN ('pending', 'delivered');
+-- Devices' twins (sqlite/twins.rs): both documents as JSON objects, the desired one versioned.
+CREATE TABLE IF NOT EXISTS twins (
+    device      TEXT PRIMARY KEY,
+    desired     TEXT NOT NULL,
+    reported    TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    desired_ms  INTEGER,
+    reported_ms INTEGER
+) WITHOUT ROWID;
 -- People (sqlite/users.rs): a password only as its Argon2id PHC hash; a session only as the keyed
 -- digest of its id and the digest of its CSRF token, removed with its user.
 CREATE TABLE IF NOT EXISTS users (

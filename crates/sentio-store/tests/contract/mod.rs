@@ -8,10 +8,12 @@
 // Each test binary that includes this module uses only part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod commands;
 pub mod health;
 pub mod registry;
 pub mod retention;
 pub mod rules;
+pub mod twins;
 pub mod users;
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ macro_rules! store_contract {
             retention::rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry,
             retention::an_interrupted_store_stops_background_work_and_loses_nothing,
             rules::rules_are_kept_whole_replaced_by_id_and_survive_reopen,
+            commands::commands_keep_their_order_bound_and_states_across_reopen,
+            twins::twins_patch_with_a_version_check_and_a_size_cap,
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
         );

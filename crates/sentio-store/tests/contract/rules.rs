@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sentio_core::{Rule, RuleId, Selector, Severity};
+use sentio_core::{Rule, RuleAction, RuleId, Selector, Severity};
 
 use super::{Backend, dev};
 
@@ -22,6 +22,24 @@ fn rule(id: &str, condition: &str) -> Rule {
         clear: Some("co2 < 800.0".into()),
         for_ms: 600_000,
         severity: Severity::Critical,
+        actions: vec![
+            RuleAction::Command {
+                name: "vent".into(),
+                params: r#"{"level":3}"#.into(),
+                ttl_ms: Some(60_000),
+                to: Some(Selector {
+                    kind: Some("fan".into()),
+                    ..Selector::default()
+                }),
+            },
+            RuleAction::SetDesired {
+                patch: r#"{"vent":"high"}"#.into(),
+            },
+            RuleAction::Publish {
+                topic: "ops/{device}".into(),
+                payload: "{rule} fired".into(),
+            },
+        ],
     }
 }
 

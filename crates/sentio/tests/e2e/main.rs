@@ -15,6 +15,7 @@
 //! current directory, a fixed port). The few heavy ones take [`support::heavy`] so that they
 //! do not overlap each other.
 
+mod actuation;
 mod ai;
 mod api;
 mod mqtt;

@@ -134,6 +134,10 @@ pub struct MessageDeliveredEvent {
     pub client_id: Arc<str>,
     pub packet_id: u16,
     pub qos: QoS,
+    /// SENTIO-PATCH: the topic of the message the subscriber acknowledged (upstream gave only
+    /// the packet id, which the broker assigns per connection, so a delivery could not be
+    /// tied to the message routed).
+    pub topic: Arc<str>,
 }
 
 pub trait BrokerEventHandler: Send + Sync {

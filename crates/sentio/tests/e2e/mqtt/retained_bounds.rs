@@ -58,11 +58,12 @@ async fn retained(node: &Node, device: &str, secret: &str, filter: &str) -> Vec<
     got
 }
 
+/// A topic a device may both publish (retained) and subscribe to: a reply under its commands.
 fn commands(device: &str, name: &str) -> String {
-    format!("devices/{device}/commands/{name}")
+    format!("devices/{device}/commands/{name}/reply")
 }
 
-/// Retains `len` bytes on `devices/<device>/commands/r<i>` for each `i` in `names`, each
+/// Retains `len` bytes on `devices/<device>/commands/r<i>/reply` for each `i` in `names`, each
 /// acknowledged with success.
 async fn retain_all(
     c: &Client5,
@@ -101,13 +102,13 @@ async fn retained_messages_are_bounded_per_identity_and_clearing_frees_the_share
     let old_dir = dir.path().join("mqtt/retained");
     std::fs::create_dir_all(&old_dir).unwrap();
     let old = json!({
-        "topic": "devices/dev-a/commands/old", "payload": b"hi".to_vec(), "qos": "AtLeastOnce",
+        "topic": "devices/dev-a/commands/old/reply", "payload": b"hi".to_vec(), "qos": "AtLeastOnce",
         "retain": true, "stored_at_secs": now_ms() / 1000, "message_expiry_interval": null,
         "user_properties": [], "content_type": null, "response_topic": null,
         "correlation_data": null, "payload_format_indicator": null
     });
     std::fs::write(
-        old_dir.join("devices%2Fdev-a%2Fcommands%2Fold.json"),
+        old_dir.join("devices%2Fdev-a%2Fcommands%2Fold%2Freply.json"),
         serde_json::to_vec_pretty(&old).unwrap(),
     )
     .unwrap();

@@ -512,7 +512,8 @@ impl ClientHandler {
     }
 
     pub(super) async fn handle_puback(&mut self, puback: &PubAckPacket) {
-        if self.outbound_inflight.remove(&puback.packet_id).is_some() {
+        // SENTIO-PATCH: the acknowledged message's topic goes into the delivered event.
+        if let Some(sent) = self.outbound_inflight.remove(&puback.packet_id) {
             if let Some(ref storage) = self.storage {
                 if let Err(e) = storage
                     .remove_inflight_message(
@@ -540,6 +541,7 @@ impl ClientHandler {
                         client_id: Arc::from(client_id.as_str()),
                         packet_id: puback.packet_id,
                         qos: QoS::AtLeastOnce,
+                        topic: Arc::from(sent.topic_name.as_str()),
                     };
                     handler.on_message_delivered(event).await;
                 }
@@ -641,7 +643,8 @@ impl ClientHandler {
     }
 
     pub(super) async fn handle_pubcomp(&mut self, pubcomp: &PubCompPacket) {
-        if self.outbound_inflight.remove(&pubcomp.packet_id).is_some() {
+        // SENTIO-PATCH: the acknowledged message's topic goes into the delivered event.
+        if let Some(sent) = self.outbound_inflight.remove(&pubcomp.packet_id) {
             if let Some(ref storage) = self.storage {
                 if let Err(e) = storage
                     .remove_inflight_message(
@@ -669,6 +672,7 @@ impl ClientHandler {
                         client_id: Arc::from(client_id.as_str()),
                         packet_id: pubcomp.packet_id,
                         qos: QoS::ExactlyOnce,
+                        topic: Arc::from(sent.topic_name.as_str()),
                     };
                     handler.on_message_delivered(event).await;
                 }

@@ -1,0 +1,49 @@
+//! Acting on devices: [`Commands`] (kept in the store, delivered over MQTT when the device
+//! subscribes, moved through their states by its PUBACK, its reply and their time to live)
+//! and [`Twins`] (desired and reported documents, the desired one published retained).
+//!
+//! The pipeline does not know the broker: it publishes through a [`Courier`], which the broker
+//! gives once it is bound ([`CourierSlot::attach`]), and the broker calls the desks back when a
+//! device subscribes, acknowledges, replies or reports. Until a courier is attached, commands
+//! wait as pending and desired changes are stored only; nothing is lost.
+
+mod commands;
+mod twins;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use sentio_core::DeviceId;
+
+pub use commands::{CommandLimits, Commands, NewCommand};
+pub use twins::{DEFAULT_MAX_TWIN_BYTES, Twins};
+
+/// The way out to devices: publishes into the node's own MQTT broker.
+pub trait Courier: Send + Sync {
+    /// Publishes `payload` on `topic` at QoS 1 as the node itself (no client, no ACL), retained
+    /// if asked; returns once the broker has routed it.
+    fn publish<'a>(
+        &'a self,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// Whether `device` has a live connection now.
+    fn is_connected(&self, device: &DeviceId) -> bool;
+}
+
+/// Where the courier goes once the broker is bound; shared by both desks. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct CourierSlot(Arc<OnceLock<Arc<dyn Courier>>>);
+
+impl CourierSlot {
+    /// Gives the desks their way out (once; a second courier is ignored).
+    pub fn attach(&self, courier: Arc<dyn Courier>) {
+        let _ = self.0.set(courier);
+    }
+
+    pub(crate) fn get(&self) -> Option<&Arc<dyn Courier>> {
+        self.0.get()
+    }
+}

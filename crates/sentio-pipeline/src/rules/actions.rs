@@ -1,0 +1,140 @@
+//! A rule's actions, checked at creation ([`check`]) and carried out when its alert opens
+//! ([`run`]): commands, desired twin changes and MQTT messages, through the pipeline's desks.
+//! Never on the detect stage's path: [`run`] is spawned, and a failing action is logged and
+//! leaves the others (and the alert) as they are.
+
+use sentio_core::topic::{self, Exchange};
+use sentio_core::{DeviceId, RuleAction, RuleId};
+use tracing::{info, warn};
+
+use super::RuleError;
+use crate::actuate::{Commands, CourierSlot, NewCommand, Twins};
+
+/// Longest topic template, in bytes.
+const MAX_TOPIC_LEN: usize = 1024;
+
+/// Checks every action of a rule: a command's name and JSON params, a desired patch that is
+/// a JSON object, a publish topic with no wildcard, not a `$` topic, and not one the node
+/// alone publishes to devices (a command or a desired twin: those go through their actions).
+pub fn check(actions: &[RuleAction]) -> Result<(), RuleError> {
+    for action in actions {
+        match action {
+            RuleAction::Alert => {}
+            RuleAction::Command {
+                name,
+                params,
+                ttl_ms,
+                ..
+            } => {
+                if name.is_empty() || name.len() > 128 {
+                    return Err(RuleError::new("actions.command.name", "give 1-128 bytes"));
+                }
+                if serde_json::from_str::<serde_json::Value>(params).is_err() {
+                    return Err(RuleError::new("actions.command.params", "not JSON"));
+                }
+                if ttl_ms.is_some_and(|t| t <= 0) {
+                    return Err(RuleError::new("actions.command.ttl", "above 0"));
+                }
+            }
+            RuleAction::SetDesired { patch } => {
+                let ok =
+                    serde_json::from_str::<serde_json::Value>(patch).is_ok_and(|v| v.is_object());
+                if !ok {
+                    return Err(RuleError::new(
+                        "actions.set_desired.desired",
+                        "a JSON object (a merge patch)",
+                    ));
+                }
+            }
+            RuleAction::Publish { topic: t, .. } => {
+                let sample = RuleAction::fill(
+                    t,
+                    &DeviceId::parse("d").expect("valid"),
+                    &RuleId::parse("r").expect("valid"),
+                );
+                let why = if t.is_empty() || t.len() > MAX_TOPIC_LEN {
+                    Some("give 1-1024 bytes")
+                } else if sample.contains(['+', '#', '\0']) {
+                    Some("a topic name, without + or #")
+                } else if sample.starts_with('$') {
+                    Some("not a $ topic")
+                } else if matches!(
+                    topic::exchange(&sample),
+                    Some((_, Exchange::Command(_) | Exchange::Desired))
+                ) {
+                    Some(
+                        "commands and desired twins are sent by the command and set_desired actions",
+                    )
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(RuleError::new("actions.publish.topic", why));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The desks actions go through. Cheap to clone.
+#[derive(Clone)]
+pub struct ActionDesks {
+    /// Commands.
+    pub commands: Commands,
+    /// Twins.
+    pub twins: Twins,
+    /// The way out for `publish`.
+    pub courier: CourierSlot,
+}
+
+/// Carries out the actions of rule `rule`, which fired on `device`, each with the devices it
+/// is for (a command: `device`, or every device its `to` selects).
+pub(crate) async fn run(
+    desks: ActionDesks,
+    rule: RuleId,
+    device: DeviceId,
+    actions: Vec<(RuleAction, Vec<DeviceId>)>,
+) {
+    for (action, targets) in actions {
+        match action {
+            RuleAction::Alert => {}
+            RuleAction::Command {
+                name,
+                params,
+                ttl_ms,
+                ..
+            } => {
+                let params = serde_json::from_str(&params).unwrap_or_default();
+                for target in targets {
+                    let new = NewCommand {
+                        name: name.clone(),
+                        params: serde_json::Value::clone(&params),
+                        ttl_ms,
+                    };
+                    match desks.commands.send(&target, new).await {
+                        Ok(c) => {
+                            info!(rule = %rule, device = %target, command = %c.id, "rule sent a command")
+                        }
+                        Err(e) => {
+                            warn!(rule = %rule, device = %target, error = %e, "rule's command not sent")
+                        }
+                    }
+                }
+            }
+            RuleAction::SetDesired { patch } => {
+                let patch = serde_json::from_str(&patch).unwrap_or_default();
+                if let Err(e) = desks.twins.patch_desired(&device, None, &patch).await {
+                    warn!(rule = %rule, %device, error = %e, "rule's desired change not made");
+                }
+            }
+            RuleAction::Publish { topic: t, payload } => {
+                if let Some(courier) = desks.courier.get() {
+                    let t = RuleAction::fill(&t, &device, &rule);
+                    let payload = RuleAction::fill(&payload, &device, &rule);
+                    courier.publish(t, payload.into_bytes(), false).await;
+                }
+            }
+        }
+    }
+}
