@@ -228,6 +228,16 @@ mod tests {
     }
 
     #[test]
+    fn the_csrf_token_is_the_session_s_alone_and_does_not_give_its_id_back() {
+        let (a, b) = ("ab".repeat(32), "ac".repeat(32));
+        assert_eq!(csrf_token(&a), csrf_token(&a), "asked again after a reload");
+        assert_ne!(csrf_token(&a), csrf_token(&b));
+        assert_eq!(csrf_token(&a).len(), 64, "256 bits, hex");
+        assert!(!csrf_token(&a).contains(&a[..16]));
+        assert_ne!(csrf_digest(&csrf_token(&a)), blake3::hash(a.as_bytes()));
+    }
+
+    #[test]
     fn names_passwords_and_roles_are_checked() {
         for (name, ok) in [
             ("ann", true),

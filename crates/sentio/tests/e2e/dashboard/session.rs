@@ -2,33 +2,14 @@
 //! user, role and CSRF token again (and only to the cookie's holder), and the live stream
 //! takes the session cookie but refuses an upgrade from another origin.
 
-use std::time::Duration;
-
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::add_user;
 use crate::support::*;
 
 /// The status of the answer to a WebSocket upgrade of the stream with `headers`.
 async fn upgrade_status(addr: std::net::SocketAddr, headers: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /api/v1/stream HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    raw_http::upgrade_status(addr, "/api/v1/stream", headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
