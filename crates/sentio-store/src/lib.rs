@@ -52,7 +52,7 @@ pub use traits::{
     AlertStore, AuditStore, CommandStore, DesiredChange, DeviceRegistry, EventStore, Maintenance,
     RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, TwinStore, UserStore,
 };
-pub use user::{NewUser, Role, Session, SessionSecrets, User};
+pub use user::{NewUser, Role, Session, SessionSecrets, User, csrf_token};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).
 pub const EVENT_HISTORY: usize = 1_000;

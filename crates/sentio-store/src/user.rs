@@ -131,13 +131,24 @@ impl Session {
 pub struct SessionSecrets {
     /// The session id (256 random bits, hex).
     pub id: String,
-    /// The CSRF token (256 random bits, hex).
+    /// The CSRF token ([`csrf_token`] of the id).
     pub csrf: String,
     /// When the session ends (ms).
     pub expires_ms: i64,
 }
 
-/// Digest of a CSRF token (a random 256-bit value needs no key).
+/// A session's CSRF token, derived from its id (hex): the page that holds the session can ask
+/// for it again after a reload (`GET /api/v1/session`, with the cookie), while another site's
+/// page, which can neither read the cookie nor the answer, cannot know it. One-way: the token
+/// does not give the session id back.
+pub fn csrf_token(session_id: &str) -> String {
+    blake3::derive_key("sentio 2026-12 session csrf token", session_id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Digest of a CSRF token (a 256-bit value out of a random id needs no key).
 pub(crate) fn csrf_digest(token: &str) -> blake3::Hash {
     blake3::hash(token.as_bytes())
 }
@@ -214,6 +225,16 @@ mod tests {
         assert!(verify_password("correct horse battery", Some(&h)));
         assert!(!verify_password("correct horse batterY", Some(&h)));
         assert!(!verify_password("correct horse battery", None));
+    }
+
+    #[test]
+    fn the_csrf_token_is_the_session_s_alone_and_does_not_give_its_id_back() {
+        let (a, b) = ("ab".repeat(32), "ac".repeat(32));
+        assert_eq!(csrf_token(&a), csrf_token(&a), "asked again after a reload");
+        assert_ne!(csrf_token(&a), csrf_token(&b));
+        assert_eq!(csrf_token(&a).len(), 64, "256 bits, hex");
+        assert!(!csrf_token(&a).contains(&a[..16]));
+        assert_ne!(csrf_digest(&csrf_token(&a)), blake3::hash(a.as_bytes()));
     }
 
     #[test]

@@ -371,7 +371,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         false => (addr.ip().to_string(), addr.port()),
     };
     info!(
-        "dashboard: {scheme}://{host}:{port}/  ({token_note}; API: {scheme}://{host}:{port}/api/v1/devices)"
+        "dashboard: {scheme}://{host}:{port}/  (sign in as a user: sentio user add; {token_note}; API: {scheme}://{host}:{port}/api/v1/devices)"
     );
     shutdown_signal().await;
     info!("shutting down: draining accepted data into the store");

@@ -100,7 +100,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/session",
-            axum::routing::post(session::login).delete(session::logout),
+            get(session::whoami)
+                .post(session::login)
+                .delete(session::logout),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint; see README.md for the API") })
         .method_not_allowed_fallback(|| async {

@@ -1,5 +1,6 @@
 //! Login and logout: `POST /api/v1/session` checks a user's password (under the login
-//! throttle) and sets the session cookie; `DELETE` ends the session.
+//! throttle) and sets the session cookie; `GET` says who the cookie's session is (for a page
+//! reloaded, with its CSRF token again); `DELETE` ends the session.
 
 use axum::Json;
 use axum::extract::State;
@@ -58,6 +59,33 @@ pub async fn login(
         Json(answer),
     )
         .into_response())
+}
+
+/// `GET /api/v1/session`: the cookie's session: its user and role, its CSRF token and when
+/// it ends; 401 without a live session (a bearer token is no session). A GET changes
+/// nothing, and another site's page cannot read the answer (no CORS), so the token stays with
+/// this node's page.
+pub async fn whoami(
+    State(s): State<AppState>,
+    from: RequestFrom,
+    headers: HeaderMap,
+) -> Result<Json<LoginAnswer>, ApiError> {
+    let Some(id) = session::cookie(&headers, from.https) else {
+        return Err(ApiError::unauthorized(
+            "no session cookie; log in (POST /api/v1/session)",
+        ));
+    };
+    let Some(found) = s.users.session(&id, sentio_core::time::now_ms()).await? else {
+        return Err(ApiError::unauthorized(
+            "the session has ended or expired; log in again (POST /api/v1/session)",
+        ));
+    };
+    Ok(Json(LoginAnswer {
+        user: found.user.into(),
+        csrf_token: sentio_store::csrf_token(&id),
+        expires: format_time(found.expires_ms),
+        expires_ms: found.expires_ms,
+    }))
 }
 
 /// `DELETE /api/v1/session`: ends the caller's session (its cookie no longer works anywhere)

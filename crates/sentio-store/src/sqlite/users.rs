@@ -147,9 +147,10 @@ impl UserStore for SqliteStore {
     }
 
     async fn create_session(&self, name: &str, ttl_ms: i64) -> Result<SessionSecrets> {
+        let id = secret::generate();
         let secrets = SessionSecrets {
-            id: secret::generate(),
-            csrf: secret::generate(),
+            csrf: user::csrf_token(&id),
+            id,
             expires_ms: time::now_ms().saturating_add(ttl_ms),
         };
         let (name, s) = (name.to_string(), secrets.clone());

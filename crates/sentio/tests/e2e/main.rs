@@ -6,6 +6,7 @@
 //! - `api`: the admin API (tokens, audit log, export, broker view);
 //! - `storage`: what is kept (query, retention, backup, erasure, a full disk, kill -9);
 //! - `ai`: alerts and forecasts;
+//! - `dashboard`: the web page in a real browser (chromium via playwright-core) and its session;
 //! - `node`: the node as a whole (the telemetry loop, startup errors);
 //! - `rules`: users' rules (the API, their alerts over MQTT, their timers across a restart);
 //! - `tidy`: source-tree checks (every source file starts with a `//!` comment);
@@ -18,6 +19,7 @@
 mod actuation;
 mod ai;
 mod api;
+mod dashboard;
 mod mqtt;
 mod node;
 mod rules;

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::support::raw_http::{header, read_until_closed, status};
+use crate::support::raw_http::{header, read_until_closed, status, upgrade_status};
 use crate::support::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -279,33 +279,14 @@ async fn a_websocket_from_another_origin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let addr = node.http_addr;
-    let upgrade = |path: &str, origin: Option<String>| {
-        let origin = origin
-            .map(|o| format!("Origin: {o}\r\n"))
-            .unwrap_or_default();
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Protocol: mqtt\r\n{origin}\r\n"
-        )
-    };
-    let first_line = |addr, req: String| async move {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = vec![0u8; 2048];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        status(&String::from_utf8_lossy(&buf[..n]))
-    };
     let stream = format!("/api/v1/stream?token={TOKEN}");
+    let mqtt = "Sec-WebSocket-Protocol: mqtt\r\n";
     for path in [stream.as_str(), "/mqtt"] {
-        let evil = Some("https://evil.example".to_string());
-        assert_eq!(first_line(addr, upgrade(path, evil)).await, 403, "{path}");
-        let own = Some(format!("http://{addr}"));
-        assert_eq!(first_line(addr, upgrade(path, own)).await, 101, "{path}");
-        assert_eq!(first_line(addr, upgrade(path, None)).await, 101, "{path}");
+        let evil = format!("{mqtt}Origin: https://evil.example\r\n");
+        assert_eq!(upgrade_status(addr, path, &evil).await, 403, "{path}");
+        let own = format!("{mqtt}Origin: http://{addr}\r\n");
+        assert_eq!(upgrade_status(addr, path, &own).await, 101, "{path}");
+        assert_eq!(upgrade_status(addr, path, mqtt).await, 101, "{path}");
     }
     node.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Reads until the peer closes (or resets) the connection or `wait` passes: what was read,
@@ -37,4 +37,21 @@ pub fn status(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// The status of the answer to a WebSocket upgrade of `path` at `addr` with `extra` header
+/// lines (each ending in `\r\n`, e.g. `Origin: ...`).
+pub async fn upgrade_status(addr: std::net::SocketAddr, path: &str, extra: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    status(&String::from_utf8_lossy(&buf[..n]))
 }
