@@ -26,7 +26,7 @@ pub mod time;
 pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
 pub use device::DeviceId;
 pub use error::CoreError;
-pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
+pub use keys::{AlertId, AlertKey, EdgeId, SeriesKey, StateKey, Subject};
 pub use point::{Point, TextEvent};
 pub use rule::{Rule, RuleId, Selector, Severity};
 
@@ -53,6 +53,23 @@ pub mod topic {
     /// If `topic` is under `devices/<id>/` (a device's own tree), the `<id>`.
     pub fn device_of(topic: &str) -> Option<&str> {
         split_device(topic).map(|(id, _)| id)
+    }
+
+    /// Prefix under which an edge node may publish and subscribe (`edges/<id>/...`).
+    pub const EDGES: &str = "edges";
+    /// The uplink lane of points: an edge publishes its batches to `edges/<id>/up/points`.
+    pub const UPLINK_POINTS: &str = "up/points";
+
+    /// `edges/<id>/up/points`.
+    pub fn uplink_points(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_POINTS}")
+    }
+
+    /// If `topic` is `edges/<id>/up/points`, the `<id>`.
+    pub fn uplink_points_edge(topic: &str) -> Option<&str> {
+        let rest = topic.strip_prefix(EDGES)?.strip_prefix('/')?;
+        let (id, tail) = rest.split_once('/')?;
+        (!id.is_empty() && tail == UPLINK_POINTS).then_some(id)
     }
 
     /// `devices/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.

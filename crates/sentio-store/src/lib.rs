@@ -28,6 +28,7 @@
 
 mod backup;
 pub mod chunk;
+pub mod edge;
 mod error;
 pub mod labels;
 mod model;
@@ -39,6 +40,10 @@ mod traits;
 pub mod user;
 
 pub use backup::{BackupReport, backup, restore};
+pub use edge::{
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, OutboxBatch,
+    OutboxStatus, UplinkBatch, edge_username,
+};
 pub use error::StoreError;
 pub use model::{
     Agg, AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
@@ -48,8 +53,8 @@ pub use model::{
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;
 pub use traits::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore, UserStore,
+    AlertStore, AuditStore, DeviceRegistry, EdgeStore, EventStore, Maintenance, OutboxStore,
+    RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, UserStore,
 };
 pub use user::{NewUser, Role, Session, SessionSecrets, User};
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore, UserStore,
+    AlertStore, AuditStore, DeviceRegistry, EdgeStore, EventStore, Maintenance, OutboxStore,
+    RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, UserStore,
 };
 
 /// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
@@ -33,6 +33,10 @@ pub struct Stores {
     pub health: Arc<dyn StorageHealth>,
     /// Users' rules.
     pub rules: Arc<dyn RuleStore>,
+    /// The edge's outbox.
+    pub outbox: Arc<dyn OutboxStore>,
+    /// Edge nodes registered here (cloud side).
+    pub edges: Arc<dyn EdgeStore>,
 }
 
 impl Stores {
@@ -49,6 +53,8 @@ impl Stores {
             + Maintenance
             + StorageHealth
             + RuleStore
+            + OutboxStore
+            + EdgeStore
             + 'static,
     {
         Self {
@@ -62,7 +68,9 @@ impl Stores {
             retention: backend.clone(),
             maintenance: backend.clone(),
             health: backend.clone(),
-            rules: backend,
+            rules: backend.clone(),
+            outbox: backend.clone(),
+            edges: backend,
         }
     }
 }

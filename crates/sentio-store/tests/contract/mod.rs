@@ -8,6 +8,7 @@
 // Each test binary that includes this module uses only part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod edges;
 pub mod health;
 pub mod registry;
 pub mod retention;
@@ -60,6 +61,8 @@ macro_rules! store_contract {
             rules::rules_are_kept_whole_replaced_by_id_and_survive_reopen,
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
+            edges::the_outbox_records_each_commit_and_forgets_what_is_acked,
+            edges::edges_apply_each_batch_once_per_incarnation,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {
