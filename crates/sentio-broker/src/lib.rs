@@ -7,6 +7,9 @@
 //! - [`tap::TelemetryTap`] sees every accepted publish; `devices/<id>/telemetry` payloads go into
 //!   the pipeline, and a QoS 1/2 PUBACK is sent only after the points are committed.
 //!   Scoped API tokens (`token:<id>` usernames) are confined to their ACL of topic filters.
+//!   Edge nodes (`edge:<id>` usernames, [`sentio_store::EdgeStore`]) are confined to
+//!   `edges/<id>/...`; their batches on `edges/<id>/up/points` are applied exactly once
+//!   (`uplink.rs`) before the PUBACK.
 //! - [`Broker`] binds the listener and runs it until shutdown; its [`BrokerHandle`] lists the
 //!   connected clients and [revokes](BrokerHandle::revoke) an identity (a deleted token, a
 //!   device whose secret was rotated or which was deleted): its connections are closed.
@@ -31,6 +34,7 @@ mod refusals;
 mod retained;
 mod tap;
 mod tls;
+mod uplink;
 mod ws;
 
 use std::future::Future;
@@ -45,7 +49,7 @@ use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageC
 use mqtt5::broker::storage::StorageBackend as _;
 use mqtt5::broker::sys_topics::BrokerStats;
 use sentio_pipeline::Ingest;
-use sentio_store::{DeviceRegistry, TokenStore};
+use sentio_store::{DeviceRegistry, EdgeStore, TokenStore};
 use tracing::{info, warn};
 
 pub use anonymous::ANONYMOUS_FILTER;
@@ -178,6 +182,12 @@ impl BrokerHandle {
             retained_refused_disk: read(&self.limits.retained.refused_disk),
             connects_backed_off: read(&self.limits.auth.refused),
             accept_errors: mqtt5::broker::accept_backoff::accept_errors(),
+            edge_batches: [
+                Counters::get(&c.edge_batches_stored),
+                Counters::get(&c.edge_batches_duplicate),
+                Counters::get(&c.edge_batches_refused),
+            ],
+            edge_points: Counters::get(&c.edge_points_stored),
         }
     }
 }
@@ -188,6 +198,7 @@ impl Broker {
         config: BrokerConfig,
         registry: Arc<dyn DeviceRegistry>,
         tokens: Arc<dyn TokenStore>,
+        edges: Arc<dyn EdgeStore>,
         ingest: Ingest,
     ) -> Result<Self, BrokerError> {
         // Probe the ports first: mqtt5's own error for this case is not specific.
@@ -233,6 +244,7 @@ impl Broker {
         let tap = Arc::new(tap::TelemetryTap::new(
             ingest.clone(),
             registry.clone(),
+            edges.clone(),
             clients.clone(),
             counters.clone(),
             limits.clone(),
@@ -273,6 +285,7 @@ impl Broker {
         let mut auth: Arc<dyn mqtt5::broker::auth::AuthProvider> = Arc::new(auth::DeviceAuth::new(
             registry.clone(),
             tokens,
+            edges,
             ingest,
             clients.clone(),
             counters.clone(),

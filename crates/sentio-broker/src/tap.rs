@@ -13,10 +13,10 @@ use mqtt5::broker::events::{
 use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
 use sentio_pipeline::{Ingest, PipelineError};
-use sentio_store::DeviceRegistry;
+use sentio_store::{DeviceRegistry, EdgeStore};
 use tracing::{error, info, warn};
 
-use crate::auth::is_token;
+use crate::auth::is_device_user;
 use crate::clients::Clients;
 use crate::counters::Counters;
 use crate::limits::LimitState;
@@ -34,6 +34,7 @@ fn qos_index(qos: QoS) -> usize {
 pub struct TelemetryTap {
     ingest: Ingest,
     registry: Arc<dyn DeviceRegistry>,
+    edges: Arc<dyn EdgeStore>,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     limits: Arc<LimitState>,
@@ -43,6 +44,7 @@ impl TelemetryTap {
     pub(crate) fn new(
         ingest: Ingest,
         registry: Arc<dyn DeviceRegistry>,
+        edges: Arc<dyn EdgeStore>,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
         limits: Arc<LimitState>,
@@ -50,6 +52,7 @@ impl TelemetryTap {
         Self {
             ingest,
             registry,
+            edges,
             clients,
             counters,
             limits,
@@ -71,7 +74,7 @@ impl BrokerEventHandler for TelemetryTap {
                 event.session_expiry_interval,
             );
             // Counted even when closed below: its disconnect event uncounts it.
-            if let Some(u) = user.filter(|u| !is_token(u)) {
+            if let Some(u) = user.filter(|u| is_device_user(u)) {
                 self.ingest.presence().connected(u);
             }
             if revoked {
@@ -148,7 +151,7 @@ impl BrokerEventHandler for TelemetryTap {
             let Some(user) = event.user_id.as_deref() else {
                 return;
             };
-            if is_token(user) {
+            if !is_device_user(user) {
                 return;
             }
             self.ingest.presence().disconnected(user);
@@ -209,6 +212,16 @@ impl BrokerEventHandler for TelemetryTap {
             self.limits
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
+            if let Some(edge) = topic::uplink_points_edge(&event.topic) {
+                return crate::uplink::apply(
+                    &self.edges,
+                    &self.clients,
+                    &self.counters,
+                    edge,
+                    &event,
+                )
+                .await;
+            }
             let Some(device) = topic::telemetry_device(&event.topic) else {
                 return PublishAction::Continue;
             };

@@ -61,16 +61,30 @@ impl Lane {
     }
 }
 
+/// Most points recorded in one part of a batch (a group commit may hold tens of thousands;
+/// each part must fit one MQTT packet). A part holds whole series, so a series of more points
+/// is one part of its own.
+pub const PART_POINTS: u32 = 4_096;
+
 /// A committed batch read back from the outbox, with its points as they are stored now (a
-/// point replaced since by a later write goes with its newer value).
+/// point replaced since by a later write goes with its newer value), in parts of whole series
+/// of at most [`PART_POINTS`] recorded points. The split depends only on what was recorded at
+/// commit, so a batch read again is split the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxBatch {
     /// Its sequence number.
     pub seq: BatchSeq,
     /// When it was committed (ms).
     pub committed_ms: i64,
-    /// Its points, by series then time.
-    pub points: Vec<Point>,
+    /// Its points in parts (at least one), each by series then time.
+    pub parts: Vec<Vec<Point>>,
+}
+
+impl OutboxBatch {
+    /// Every point of the batch.
+    pub fn points(&self) -> impl Iterator<Item = &Point> {
+        self.parts.iter().flatten()
+    }
 }
 
 /// How far the outbox has been delivered.
@@ -103,6 +117,8 @@ pub struct UplinkBatch {
     pub lane: Lane,
     /// Its sequence number in that incarnation and lane.
     pub seq: BatchSeq,
+    /// Which part of the batch (from 0; see [`PART_POINTS`]).
+    pub part: u32,
     /// Its points.
     pub points: Vec<Point>,
 }
@@ -135,8 +151,10 @@ pub struct EdgeProgress {
     pub incarnation: Incarnation,
     /// The lane.
     pub lane: Lane,
-    /// The last batch applied.
+    /// The last batch applied (all its parts up to `part`).
     pub seq: BatchSeq,
+    /// The last part of it applied.
+    pub part: u32,
     /// Points applied in this incarnation and lane.
     pub points: u64,
     /// When the last batch was applied (ms).

@@ -38,6 +38,7 @@ mod stored_form;
 mod stores;
 mod traits;
 pub mod user;
+pub mod wire;
 
 pub use backup::{BackupReport, backup, restore};
 pub use edge::{

@@ -40,7 +40,7 @@ pub(super) fn load_digests(
 
 fn progress_of(conn: &Connection, id: &str) -> Result<Vec<EdgeProgress>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT incarnation, lane, seq, points, updated_ms FROM edge_progress \
+        "SELECT incarnation, lane, seq, part, points, updated_ms FROM edge_progress \
          WHERE edge = ?1 ORDER BY updated_ms DESC",
     )?;
     let rows = stmt.query_map([id], |r| {
@@ -50,16 +50,18 @@ fn progress_of(conn: &Connection, id: &str) -> Result<Vec<EdgeProgress>> {
             r.get::<_, i64>(2)?,
             r.get::<_, i64>(3)?,
             r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (inc, lane, seq, points, updated_ms) = row?;
+        let (inc, lane, seq, part, points, updated_ms) = row?;
         let corrupt = || StoreError::Corrupt(format!("progress of edge {id}"));
         out.push(EdgeProgress {
             incarnation: Incarnation(inc.try_into().map_err(|_| corrupt())?),
             lane: Lane::parse(&lane).ok_or_else(corrupt)?,
             seq: BatchSeq(seq),
+            part: part as u32,
             points: points as u64,
             updated_ms,
         });
@@ -174,25 +176,34 @@ impl EdgeStore for SqliteStore {
                 if known.is_none() {
                     return Err(StoreError::UnknownEdge(edge.to_string()));
                 }
-                let done: Option<i64> = conn
+                let done: Option<(i64, i64)> = conn
                     .query_row(
-                        "SELECT seq FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
+                        "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
                         params![edge, inc, lane],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
-                if done.is_some_and(|d| batch.seq.0 <= d) {
+                if done.is_some_and(|d| (batch.seq.0, i64::from(batch.part)) <= d) {
                     return Ok(Applied::Duplicate);
                 }
                 let n = batch.points.len() as i64;
                 series::write_points(inner, conn, &batch.points, |tx, _| {
                     tx.prepare_cached(
-                        "INSERT INTO edge_progress (edge, incarnation, lane, seq, points, updated_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                        "INSERT INTO edge_progress (edge, incarnation, lane, seq, part, points, updated_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                          ON CONFLICT (edge, incarnation, lane) DO UPDATE SET seq = excluded.seq, \
-                         points = points + excluded.points, updated_ms = excluded.updated_ms",
+                         part = excluded.part, points = points + excluded.points, \
+                         updated_ms = excluded.updated_ms",
                     )?
-                    .execute(params![edge, inc, lane, batch.seq.0, n, sentio_core::time::now_ms()])?;
+                    .execute(params![
+                        edge,
+                        inc,
+                        lane,
+                        batch.seq.0,
+                        batch.part,
+                        n,
+                        sentio_core::time::now_ms()
+                    ])?;
                     Ok(())
                 })?;
                 Ok(Applied::Stored)

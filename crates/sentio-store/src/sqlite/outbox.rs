@@ -16,7 +16,7 @@ use sentio_core::{DeviceId, Point};
 
 use super::series::{Span, Spans};
 use super::{Inner, SqliteStore, read};
-use crate::edge::{BatchSeq, Incarnation, Lane, OutboxBatch, OutboxStatus};
+use crate::edge::{BatchSeq, Incarnation, Lane, OutboxBatch, OutboxStatus, PART_POINTS};
 use crate::{OutboxStore, Result, StoreError};
 
 /// Bytes of one span in `outbox.spans`: series id, first and last timestamp, count.
@@ -153,25 +153,34 @@ impl OutboxStore for SqliteStore {
             let mut out = Vec::with_capacity(rows.len());
             let mut total = 0usize;
             for (seq, committed_ms, blob) in rows {
-                let mut points = Vec::new();
+                let mut parts: Vec<Vec<Point>> = vec![Vec::new()];
+                let mut recorded: u32 = 0;
                 for (sid, span) in spans_of(&blob)? {
+                    // Parts of whole series, split on what was recorded at commit only.
+                    if recorded > 0 && recorded.saturating_add(span.count) > PART_POINTS {
+                        parts.push(Vec::new());
+                        recorded = 0;
+                    }
+                    recorded = recorded.saturating_add(span.count);
                     let (device, metric) = series_name(conn, &mut names, sid)?;
                     // Every point of the span as stored now (a later write to the same
                     // timestamp goes with its newer value; the cloud keeps the last too).
                     let limit = (span.count as usize).saturating_mul(4).saturating_add(4096);
-                    let stored = read::raw(conn, sid, span.first, span.last + 1, limit)?;
-                    points.extend(stored.points.into_iter().map(|(ts_ms, value)| Point {
+                    let stored = read::raw(conn, sid, span.first, span.last.saturating_add(1), limit)?;
+                    let part = parts.last_mut().expect("at least one part");
+                    part.extend(stored.points.into_iter().map(|(ts_ms, value)| Point {
                         device: device.clone(),
                         metric: metric.clone(),
                         ts_ms,
                         value,
                     }));
                 }
-                total += points.len();
+                let points: usize = parts.iter().map(Vec::len).sum();
+                total += points;
                 out.push(OutboxBatch {
                     seq: BatchSeq(seq),
                     committed_ms,
-                    points,
+                    parts,
                 });
                 if total >= max_points {
                     break;

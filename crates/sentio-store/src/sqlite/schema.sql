@@ -223,6 +223,7 @@ CREATE TABLE IF NOT EXISTS edge_progress (
     incarnation BLOB NOT NULL,
     lane        TEXT NOT NULL,
     seq         INTEGER NOT NULL,
+    part        INTEGER NOT NULL,
     points      INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (edge, incarnation, lane)
