@@ -5,6 +5,7 @@
 //! changes neither the API nor the dashboard. The tests pin the JSON of each type.
 
 mod alert;
+mod edge;
 mod export;
 mod rule;
 mod stream;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use alert::{
     AlertDto, AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
+pub use edge::{CreateEdge, CreatedEdge, EdgeView, UplinkView};
 pub use export::ExportLine;
 pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;
