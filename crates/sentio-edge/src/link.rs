@@ -145,7 +145,7 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
         s.upstream.port,
     );
     o.set_credentials(edge_username(&s.edge_id), s.secret.clone());
-    o.set_keep_alive(s.keep_alive);
+    o.set_keep_alive(s.keep_alive.max(Duration::from_secs(5)));
     // Every connection starts afresh from the store's acknowledged seq: no client-side
     // session, no retransmission by rumqttc of what a previous connection sent.
     o.set_clean_start(true);

@@ -73,7 +73,8 @@ pub struct UplinkSettings {
     pub read_points: usize,
     /// A part not acknowledged within this is taken as a dead link (reconnect).
     pub ack_timeout: Duration,
-    /// MQTT keep-alive: a silent link is detected within about 1.5 times this.
+    /// MQTT keep-alive, at least 5 s (the client refuses less): a silent link is detected
+    /// within about 1.5 times this.
     pub keep_alive: Duration,
     /// Longest wait between two connection attempts (the wait doubles from 100 ms).
     pub max_backoff: Duration,

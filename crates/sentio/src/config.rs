@@ -401,6 +401,12 @@ impl EdgeConfig {
                 ));
             }
         };
+        if self.keep_alive.0 < 5_000 {
+            return Err(invalid(
+                "edge.keep_alive",
+                "at least 5s (5s is the default)".into(),
+            ));
+        }
         if self.in_flight == 0 {
             return Err(invalid(
                 "edge.in_flight",
@@ -410,7 +416,7 @@ impl EdgeConfig {
         let mut s = sentio_edge::UplinkSettings::new(upstream, edge_id, secret);
         s.in_flight = self.in_flight;
         s.ack_timeout = std::time::Duration::from_millis(self.ack_timeout.0.max(100) as u64);
-        s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0.max(1_000) as u64);
+        s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0 as u64);
         Ok(Some(s))
     }
 }

@@ -7,6 +7,8 @@
 //! - `storage`: what is kept (query, retention, backup, erasure, a full disk, kill -9);
 //! - `ai`: alerts and forecasts;
 //! - `node`: the node as a whole (the telemetry loop, startup errors);
+//! - `edge`: edge nodes (the cloud's registry of edges, the uplink under cuts, black holes
+//!   and kill -9);
 //! - `rules`: users' rules (the API, their alerts over MQTT, their timers across a restart);
 //! - `tidy`: source-tree checks (every source file starts with a `//!` comment);
 //! - `support`: the shared helpers (node starters, clients, raw MQTT packets).
@@ -17,6 +19,7 @@
 
 mod ai;
 mod api;
+mod edge;
 mod mqtt;
 mod node;
 mod rules;

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests, in one place: a whole node on port 0 (in process, or the
 //! real `sentio` binary), real HTTP and MQTT clients, and a lock for the few heavy tests.
 
+pub mod fault_proxy;
 pub mod raw;
 pub mod raw_http;
 pub mod wire;
@@ -404,6 +405,15 @@ pub fn spawn_sentio(
     data: &std::path::Path,
     fsize_limit_kb: Option<u64>,
 ) -> (std::process::Child, String, u16) {
+    spawn_sentio_with(data, fsize_limit_kb, &[])
+}
+
+/// [`spawn_sentio`] with more arguments for `sentio serve` (e.g. `--upstream ...`).
+pub fn spawn_sentio_with(
+    data: &std::path::Path,
+    fsize_limit_kb: Option<u64>,
+    extra: &[&str],
+) -> (std::process::Child, String, u16) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let bin = env!("CARGO_BIN_EXE_sentio");
@@ -432,6 +442,7 @@ pub fn spawn_sentio(
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .env("SENTIO_ADMIN_TOKEN", TOKEN)
         .env("SENTIO_LOG", "info")
         .env("NO_COLOR", "1")
