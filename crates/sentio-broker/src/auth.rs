@@ -37,11 +37,20 @@ pub struct DeviceAuth {
     refusals: Arc<RefusalRecorder>,
 }
 
+/// Where the identities a CONNECT may claim are checked: devices, API tokens, edges.
+pub(crate) struct Identities {
+    pub registry: Arc<dyn DeviceRegistry>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub edges: Arc<dyn EdgeStore>,
+}
+
 impl DeviceAuth {
     pub(crate) fn new(
-        registry: Arc<dyn DeviceRegistry>,
-        tokens: Arc<dyn TokenStore>,
-        edges: Arc<dyn EdgeStore>,
+        Identities {
+            registry,
+            tokens,
+            edges,
+        }: Identities,
         ingest: Ingest,
         clients: Arc<Clients>,
         counters: Arc<Counters>,

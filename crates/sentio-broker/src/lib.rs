@@ -283,9 +283,11 @@ impl Broker {
         mqtt.auth_config.allow_anonymous = true;
         let mqtt_config = mqtt.clone();
         let mut auth: Arc<dyn mqtt5::broker::auth::AuthProvider> = Arc::new(auth::DeviceAuth::new(
-            registry.clone(),
-            tokens,
-            edges,
+            auth::Identities {
+                registry: registry.clone(),
+                tokens,
+                edges,
+            },
             ingest,
             clients.clone(),
             counters.clone(),
