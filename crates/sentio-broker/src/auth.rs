@@ -175,20 +175,21 @@ pub(crate) fn is_device_user(user: &str) -> bool {
 /// `edges/<edge>/`. The edge id holds no wildcard characters, so a filter that starts with
 /// this literal prefix cannot reach another edge's topics (nor a device's).
 pub fn edge_may_use(edge: &str, topic_or_filter: &str) -> bool {
-    topic_or_filter
-        .strip_prefix(topic::EDGES)
+    strictly_under(topic::EDGES, edge, topic_or_filter)
+}
+
+/// Whether `topic` is `<root>/<id>/` followed by at least one character.
+fn strictly_under(root: &str, id: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(root)
         .and_then(|t| t.strip_prefix('/'))
-        .and_then(|t| t.strip_prefix(edge))
+        .and_then(|t| t.strip_prefix(id))
         .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
 }
 
 /// Whether `device` may publish to `topic`: only under `devices/<device>/`.
 pub fn may_publish(device: &str, topic: &str) -> bool {
-    topic
-        .strip_prefix(topic::DEVICES)
-        .and_then(|t| t.strip_prefix('/'))
-        .and_then(|t| t.strip_prefix(device))
-        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+    strictly_under(topic::DEVICES, device, topic)
 }
 
 /// Whether `device` may subscribe to `filter`: only its own `devices/<device>/commands/...`.

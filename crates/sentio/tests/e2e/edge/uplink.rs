@@ -204,20 +204,7 @@ async fn spawn_blocking_sentio(
 
 /// Every point of a series, by timestamp.
 async fn series(http: &str, device: &str, metric: &str) -> BTreeMap<i64, f64> {
-    let (status, body) = api_at(
-        http,
-        "GET",
-        &format!("/api/v1/devices/{device}/series/{metric}?from=0&limit=100000"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
-        .collect()
+    points_at(http, device, metric).await.into_iter().collect()
 }
 
 /// A fleet publishing to the edge over MQTT at QoS 1, every 20 ms per device, two metrics per

@@ -378,10 +378,15 @@ where
 
 /// Raw points of a series over all time.
 pub async fn points(node: &Node, device: &str, metric: &str) -> Vec<(i64, f64)> {
-    let (status, body) = api(
-        node,
+    points_at(&node.http_addr.to_string(), device, metric).await
+}
+
+/// [`points`] of the node at `http_addr` (up to 100,000).
+pub async fn points_at(http_addr: &str, device: &str, metric: &str) -> Vec<(i64, f64)> {
+    let (status, body) = api_at(
+        http_addr,
         "GET",
-        &format!("/api/v1/devices/{device}/series/{metric}?from=0"),
+        &format!("/api/v1/devices/{device}/series/{metric}?from=0&limit=100000"),
         None,
     )
     .await;
