@@ -16,8 +16,8 @@ use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use sentio_core::topic;
-use sentio_store::{BatchSeq, OutboxStore, edge_username, wire};
+use sentio_core::{Point, topic};
+use sentio_store::{BatchSeq, OutboxStore, PART_POINTS, edge_username, wire};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -88,11 +88,12 @@ impl Ended {
     }
 }
 
-/// A part published and not yet acknowledged.
+/// A message published and not yet acknowledged.
 struct InFlight {
-    seq: BatchSeq,
-    /// Whether it is the batch's last part (its PUBACK completes the batch).
-    last: bool,
+    /// The last batch it completes (its last part is in this message), if any.
+    through: Option<BatchSeq>,
+    /// Batches it completes.
+    batches: u64,
     points: u64,
     /// The packet id rumqttc gave it, once it was written.
     pkid: Option<u16>,
@@ -100,13 +101,20 @@ struct InFlight {
     sent_at: Instant,
 }
 
-/// A part read and encoded, not yet published.
+/// A part read from the outbox, not yet published.
 struct Ready {
     seq: BatchSeq,
+    part: u32,
+    /// Whether it is the batch's last part (its acknowledgement completes the batch).
     last: bool,
-    points: u64,
-    payload: Vec<u8>,
+    points: Vec<Point>,
 }
+
+/// Most points in one message (whole parts; a part may hold more on its own).
+const MESSAGE_POINTS: usize = PART_POINTS as usize;
+
+/// Most batch parts in one message.
+const MESSAGE_PARTS: usize = 1_024;
 
 /// The event loop runs in a task of its own (so that no `poll` is ever cancelled halfway),
 /// handing its events over; it stops when the session drops it.
@@ -183,50 +191,69 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
         pending_points = status.pending_points, "uplink connected; resuming after the acknowledged batch");
 
     let topic = topic::uplink_points(&s.edge_id);
-    // Read and encoded up to here.
+    // Read up to here.
     let mut read_through = status.acked;
     let mut ready: VecDeque<Ready> = VecDeque::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
-        // Fill the window.
+        // Fill the window: messages of consecutive parts, whatever is ready.
         while in_flight.len() < s.in_flight {
-            if ready.is_empty() {
+            if ready.len() < MESSAGE_PARTS {
                 let batches = match outbox
-                    .outbox_batches(read_through, s.in_flight, s.read_points)
+                    .outbox_batches(read_through, MESSAGE_PARTS, s.read_points)
                     .await
                 {
                     Ok(b) => b,
                     Err(e) => return Ended::after_connect(format!("reading the outbox: {e}")),
                 };
-                let Some(last) = batches.last() else { break };
-                read_through = last.seq;
+                if let Some(last) = batches.last() {
+                    read_through = last.seq;
+                }
                 for b in batches {
                     let n = b.parts.len();
-                    for (i, points) in b.parts.iter().enumerate() {
+                    for (i, points) in b.parts.into_iter().enumerate() {
                         ready.push_back(Ready {
                             seq: b.seq,
+                            part: i as u32,
                             last: i + 1 == n,
-                            points: points.len() as u64,
-                            payload: wire::encode(status.incarnation, b.seq, i as u32, points),
+                            points,
                         });
                     }
                 }
             }
-            let Some(part) = ready.pop_front() else { break };
-            let bytes = part.payload.len() as u64;
+            if ready.is_empty() {
+                break;
+            }
+            let mut parts = Vec::new();
+            let mut points = 0usize;
+            while let Some(r) = ready.front() {
+                if !parts.is_empty()
+                    && (points + r.points.len() > MESSAGE_POINTS || parts.len() >= MESSAGE_PARTS)
+                {
+                    break;
+                }
+                points += r.points.len();
+                parts.push(ready.pop_front().expect("front exists"));
+            }
+            let body: Vec<(BatchSeq, u32, &[Point])> = parts
+                .iter()
+                .map(|p| (p.seq, p.part, p.points.as_slice()))
+                .collect();
+            let payload = wire::encode(status.incarnation, &body);
+            let bytes = payload.len() as u64;
             if let Err(e) = client
-                .publish(topic.clone(), QoS::AtLeastOnce, false, part.payload)
+                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
                 .await
             {
                 return Ended::after_connect(format!("publishing: {e}"));
             }
-            UplinkState::add(&state.parts_sent, 1);
+            UplinkState::add(&state.parts_sent, parts.len() as u64);
             UplinkState::add(&state.bytes_sent, bytes);
-            UplinkState::add(&state.points_sent, part.points);
+            UplinkState::add(&state.points_sent, points as u64);
             in_flight.push_back(InFlight {
-                seq: part.seq,
-                last: part.last,
-                points: part.points,
+                through: parts.iter().rev().find(|p| p.last).map(|p| p.seq),
+                batches: parts.iter().filter(|p| p.last).count() as u64,
+                points: points as u64,
                 pkid: None,
                 acked: false,
                 sent_at: Instant::now(),
@@ -260,10 +287,8 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
                     while in_flight.front().is_some_and(|f| f.acked) {
                         let f = in_flight.pop_front().expect("front exists");
                         UplinkState::add(&state.points_acked, f.points);
-                        if f.last {
-                            through = Some(f.seq);
-                            UplinkState::add(&state.batches_acked, 1);
-                        }
+                        UplinkState::add(&state.batches_acked, f.batches);
+                        through = f.through.or(through);
                     }
                     if let Some(seq) = through
                         && let Err(e) = outbox.outbox_acked(seq).await

@@ -43,7 +43,7 @@ pub mod wire;
 pub use backup::{BackupReport, backup, restore};
 pub use edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, OutboxBatch,
-    OutboxStatus, UplinkBatch, edge_username,
+    OutboxStatus, PART_POINTS, UplinkBatch, edge_username,
 };
 pub use error::StoreError;
 pub use model::{

@@ -322,8 +322,10 @@ pub trait EdgeStore: Send + Sync {
     async fn list_edges(&self) -> Result<Vec<crate::Edge>>;
     /// Constant-time check of an edge's secret. Hot path (every CONNECT): answered from memory.
     fn verify_edge(&self, id: &sentio_core::EdgeId, secret: &str) -> bool;
-    /// Applies a batch exactly once: its points and the edge's progress (edge, incarnation,
-    /// lane, seq) are committed in one transaction, durably; a batch whose seq is not after
-    /// the progress already recorded is [`crate::Applied::Duplicate`] and writes nothing.
-    async fn apply_uplink(&self, batch: crate::UplinkBatch) -> Result<crate::Applied>;
+    /// Applies batches (parts of batches) exactly once, in order: the points of every new one
+    /// and the edges' progress (edge, incarnation, lane, seq, part) are committed in one
+    /// transaction, durably; one whose (seq, part) is not after the progress already recorded
+    /// (or after an earlier one of the same call) is [`crate::Applied::Duplicate`] and writes
+    /// nothing. One verdict per batch.
+    async fn apply_uplink(&self, batches: Vec<crate::UplinkBatch>) -> Result<Vec<crate::Applied>>;
 }

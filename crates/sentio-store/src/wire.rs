@@ -1,35 +1,33 @@
-//! The uplink's batch encoding: how an edge's batch of points crosses the wire to the cloud
-//! (the payload of `edges/<id>/up/points`). Compact and binary; decoding treats every byte as
+//! The uplink's message encoding: how an edge's batches cross the wire to the cloud (the
+//! payload of `edges/<id>/up/points`). Compact and binary; decoding treats every byte as
 //! hostile (bounds checked, counts capped by the bytes left, names validated), so a bad
 //! payload is an error value, never a panic or an allocation larger than the payload allows.
 //!
-//! Layout (version 1): the version byte; the incarnation (16 bytes); the seq and the part
-//! (varints; [`crate::edge::PART_POINTS`]); the number of series (varint); per series the device id and the metric (each a varint length
-//! and UTF-8 bytes), the number of points (varint) and one codec byte: `0` plain (first
-//! timestamp zigzag varint, then each following one as a varint delta, then the values as
-//! little-endian `f64`), `1` a pco chunk ([`crate::chunk`], varint length then bytes), used
-//! from [`PCO_FROM`] points on, where it pays for its header.
+//! One message carries several batches (parts of batches, [`crate::edge::PART_POINTS`]) so
+//! that a busy link is not mostly headers. Layout (version 1): the version byte; the
+//! incarnation (16 bytes); the series table (a varint count, then each series' device id and
+//! metric as a varint length and UTF-8 bytes); the batches (a varint count, then each one's
+//! seq, part and number of runs as varints, and per run the series' index in the table and
+//! the number of points as varints, the timestamps as zigzag varint deltas from the series'
+//! previous timestamp in the message, and the values XORed with the series' previous value
+//! in the message, each written as one byte holding the number of leading and trailing zero
+//! bytes of the XOR, then the bytes between: a repeated value costs one byte, a slowly
+//! changing one three or four).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sentio_core::telemetry::valid_metric;
 use sentio_core::{DeviceId, Point};
 
-use crate::chunk;
 use crate::edge::{BatchSeq, Incarnation};
 
 /// The layout version, first byte of every payload.
 pub const VERSION: u8 = 1;
 
-/// Series of at least this many points in a batch are sent as a pco chunk.
-pub const PCO_FROM: usize = 16;
-
-/// A decoded payload.
+/// One batch (or part of one) in a message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireBatch {
-    /// The sender's incarnation.
-    pub incarnation: Incarnation,
     /// The batch's seq.
     pub seq: BatchSeq,
     /// Which part of the batch.
@@ -38,9 +36,18 @@ pub struct WireBatch {
     pub points: Vec<Point>,
 }
 
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireMessage {
+    /// The sender's incarnation.
+    pub incarnation: Incarnation,
+    /// Its batches, in order.
+    pub batches: Vec<WireBatch>,
+}
+
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("uplink batch: {0}")]
+#[error("uplink message: {0}")]
 pub struct WireError(String);
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -64,46 +71,69 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Encodes a batch. Points of one series and timestamp appear once (the last given wins).
-pub fn encode(incarnation: Incarnation, seq: BatchSeq, part: u32, points: &[Point]) -> Vec<u8> {
-    let mut series: BTreeMap<(&str, &str), BTreeMap<i64, f64>> = BTreeMap::new();
-    for p in points {
-        series
-            .entry((p.device.as_str(), &p.metric))
-            .or_default()
-            .insert(p.ts_ms, p.value);
+/// A value XORed with the previous one: the counts of leading and trailing zero bytes in one
+/// byte, then the bytes between (none for a repeated value).
+fn put_xor(out: &mut Vec<u8>, x: u64) {
+    let bytes = x.to_be_bytes();
+    let lead = (x.leading_zeros() / 8) as usize;
+    if lead == 8 {
+        out.push(0x80);
+        return;
     }
-    let mut out = Vec::with_capacity(32 + points.len() * 4);
+    let trail = (x.trailing_zeros() / 8) as usize;
+    out.push(((lead as u8) << 4) | trail as u8);
+    out.extend_from_slice(&bytes[lead..8 - trail]);
+}
+
+/// What the encoder and decoder remember of a series within one message.
+#[derive(Clone, Copy, Default)]
+struct Last {
+    ts: i64,
+    bits: u64,
+}
+
+/// Encodes batches into one message. Within a batch, points of one series and timestamp appear
+/// once (the last given wins).
+pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, u32, &[Point])]) -> Vec<u8> {
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut table: Vec<(&str, &str)> = Vec::new();
+    let mut runs: Vec<BTreeMap<usize, BTreeMap<i64, f64>>> = Vec::with_capacity(batches.len());
+    for (_, _, points) in batches {
+        let mut by_series: BTreeMap<usize, BTreeMap<i64, f64>> = BTreeMap::new();
+        for p in points.iter() {
+            let key = (p.device.as_str(), &*p.metric);
+            let i = *index.entry(key).or_insert_with(|| {
+                table.push(key);
+                table.len() - 1
+            });
+            by_series.entry(i).or_default().insert(p.ts_ms, p.value);
+        }
+        runs.push(by_series);
+    }
+    let n: usize = batches.iter().map(|b| b.2.len()).sum();
+    let mut out = Vec::with_capacity(32 + table.len() * 16 + n * 6);
     out.push(VERSION);
     out.extend_from_slice(&incarnation.0);
-    put_varint(&mut out, seq.0 as u64);
-    put_varint(&mut out, u64::from(part));
-    put_varint(&mut out, series.len() as u64);
-    for ((device, metric), run) in series {
+    put_varint(&mut out, table.len() as u64);
+    for (device, metric) in &table {
         put_str(&mut out, device);
         put_str(&mut out, metric);
-        put_varint(&mut out, run.len() as u64);
-        let run: Vec<(i64, f64)> = run.into_iter().collect();
-        // Timestamps are strictly increasing (map keys), so the chunk codec takes them.
-        if run.len() >= PCO_FROM
-            && let Ok(encoded) = chunk::encode(&run)
-        {
-            out.push(1);
-            put_varint(&mut out, encoded.data.len() as u64);
-            out.extend_from_slice(&encoded.data);
-            continue;
-        }
-        out.push(0);
-        let mut prev = None;
-        for &(ts, _) in &run {
-            match prev {
-                None => put_varint(&mut out, zigzag(ts)),
-                Some(p) => put_varint(&mut out, ts.wrapping_sub(p) as u64),
+    }
+    put_varint(&mut out, batches.len() as u64);
+    let mut last = vec![Last::default(); table.len()];
+    for ((seq, part, _), by_series) in batches.iter().zip(runs) {
+        put_varint(&mut out, seq.0 as u64);
+        put_varint(&mut out, u64::from(*part));
+        put_varint(&mut out, by_series.len() as u64);
+        for (i, run) in by_series {
+            put_varint(&mut out, i as u64);
+            put_varint(&mut out, run.len() as u64);
+            let l = &mut last[i];
+            for (&ts, &v) in &run {
+                put_varint(&mut out, zigzag(ts.wrapping_sub(l.ts)));
+                put_xor(&mut out, v.to_bits() ^ l.bits);
+                (l.ts, l.bits) = (ts, v.to_bits());
             }
-            prev = Some(ts);
-        }
-        for &(_, v) in &run {
-            out.extend_from_slice(&v.to_le_bytes());
         }
     }
     out
@@ -157,75 +187,78 @@ impl<'a> Reader<'a> {
         let n = self.count(1)?;
         std::str::from_utf8(self.take(n)?).map_err(|_| WireError("a name is not UTF-8".into()))
     }
+
+    fn xor(&mut self) -> Result<u64, WireError> {
+        let head = self.byte()?;
+        if head == 0x80 {
+            return Ok(0);
+        }
+        let (lead, trail) = ((head >> 4) as usize, (head & 0x0f) as usize);
+        if lead + trail >= 8 {
+            return Self::err("a value header out of range");
+        }
+        let mut bytes = [0u8; 8];
+        bytes[lead..8 - trail].copy_from_slice(self.take(8 - lead - trail)?);
+        Ok(u64::from_be_bytes(bytes))
+    }
 }
 
-/// Decodes a payload.
-pub fn decode(payload: &[u8]) -> Result<WireBatch, WireError> {
+/// Decodes a message.
+pub fn decode(payload: &[u8]) -> Result<WireMessage, WireError> {
     let mut r = Reader { bytes: payload };
     if r.byte()? != VERSION {
         return Reader::err("unknown version");
     }
     let incarnation = Incarnation(r.take(16)?.try_into().expect("16 bytes"));
-    let seq = r.varint()?;
-    if seq > i64::MAX as u64 {
-        return Reader::err("seq out of range");
-    }
-    let part = u32::try_from(r.varint()?).map_err(|_| WireError("part out of range".into()))?;
     let n_series = r.count(4)?;
-    let mut points = Vec::new();
+    let mut table = Vec::with_capacity(n_series);
     for _ in 0..n_series {
         let device = DeviceId::parse(r.str()?).map_err(|e| WireError(format!("device id: {e}")))?;
         let metric = r.str()?;
         if !valid_metric(metric) {
             return Reader::err("invalid metric name");
         }
-        let metric: Arc<str> = Arc::from(metric);
-        let count = r.count(1)?;
-        let run: Vec<(i64, f64)> = match r.byte()? {
-            0 => {
-                let mut ts: Vec<i64> = Vec::with_capacity(count);
-                for i in 0..count {
-                    let v = r.varint()?;
-                    let t = match i {
-                        0 => unzigzag(v),
-                        _ => i64::try_from(v)
-                            .ok()
-                            .and_then(|d| ts[i - 1].checked_add(d))
-                            .ok_or_else(|| WireError("a timestamp delta out of range".into()))?,
-                    };
-                    ts.push(t);
-                }
-                let values = r.take(count.checked_mul(8).ok_or(WireError("count".into()))?)?;
-                ts.into_iter()
-                    .zip(values.chunks_exact(8))
-                    .map(|(t, v)| (t, f64::from_le_bytes(v.try_into().expect("8 bytes"))))
-                    .collect()
+        table.push((device, Arc::<str>::from(metric)));
+    }
+    let mut last = vec![Last::default(); table.len()];
+    let n_batches = r.count(3)?;
+    let mut batches = Vec::with_capacity(n_batches);
+    for _ in 0..n_batches {
+        let seq = i64::try_from(r.varint()?).map_err(|_| WireError("seq out of range".into()))?;
+        let part = u32::try_from(r.varint()?).map_err(|_| WireError("part out of range".into()))?;
+        let n_runs = r.count(2)?;
+        let mut points = Vec::new();
+        for _ in 0..n_runs {
+            let i = r.varint()?;
+            let Some((device, metric)) = usize::try_from(i).ok().and_then(|i| table.get(i)) else {
+                return Reader::err("a series index out of the table");
+            };
+            let l = &mut last[i as usize];
+            let count = r.count(2)?;
+            for _ in 0..count {
+                let ts = l.ts.wrapping_add(unzigzag(r.varint()?));
+                let bits = l.bits ^ r.xor()?;
+                (l.ts, l.bits) = (ts, bits);
+                points.push(Point {
+                    device: device.clone(),
+                    metric: metric.clone(),
+                    ts_ms: ts,
+                    value: f64::from_bits(bits),
+                });
             }
-            1 => {
-                let n = r.count(1)?;
-                let run = chunk::decode(r.take(n)?).map_err(|e| WireError(e.to_string()))?;
-                if run.len() != count {
-                    return Reader::err("a chunk with another count");
-                }
-                run
-            }
-            _ => return Reader::err("unknown series codec"),
-        };
-        points.extend(run.into_iter().map(|(ts_ms, value)| Point {
-            device: device.clone(),
-            metric: metric.clone(),
-            ts_ms,
-            value,
-        }));
+        }
+        batches.push(WireBatch {
+            seq: BatchSeq(seq),
+            part,
+            points,
+        });
     }
     if !r.bytes.is_empty() {
-        return Reader::err("bytes after the last series");
+        return Reader::err("bytes after the last batch");
     }
-    Ok(WireBatch {
+    Ok(WireMessage {
         incarnation,
-        seq: BatchSeq(seq as i64),
-        part,
-        points,
+        batches,
     })
 }
 
@@ -243,41 +276,81 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_plain_and_chunked_series() {
+    fn round_trips_batches_and_costs_few_bytes_per_point() {
         let inc = Incarnation([7; 16]);
-        let mut points = vec![p("a", "x", -5, 1.5), p("a", "x", 3, f64::MIN_POSITIVE)];
-        points.extend((0..100).map(|i| {
-            p(
-                "b",
-                "y",
-                1_700_000_000_000 + i * 1000,
-                20.0 + i as f64 / 10.0,
-            )
-        }));
-        let bytes = encode(inc, BatchSeq(42), 3, &points);
+        let first = vec![
+            p("a", "x", -5, 1.5),
+            p("a", "x", 3, f64::MIN_POSITIVE),
+            p("b", "y", 0, -0.0),
+        ];
+        let second: Vec<Point> = (0..1000)
+            .flat_map(|i| {
+                let t = 1_700_000_000_000 + i * 1000;
+                [
+                    p("b", "y", t, 20.0 + (i % 7) as f64 / 4.0),
+                    p("a", "x", t, 3.0),
+                ]
+            })
+            .collect();
+        let third = vec![
+            p("a", "x", i64::MAX, f64::NAN),
+            p("a", "x", i64::MIN, f64::INFINITY),
+        ];
+        let bytes = encode(
+            inc,
+            &[
+                (BatchSeq(42), 0, &first),
+                (BatchSeq(43), 2, &second),
+                (BatchSeq(44), 0, &third),
+            ],
+        );
         let back = decode(&bytes).unwrap();
         assert_eq!(back.incarnation, inc);
-        assert_eq!((back.seq, back.part), (BatchSeq(42), 3));
-        assert_eq!(back.points, points);
-        // The chunked series costs far less than 8 bytes per point.
-        assert!(bytes.len() < 2 * 16 + 60 + 100 * 4, "{} bytes", bytes.len());
+        let sorted = |v: &[Point]| {
+            let mut v = v.to_vec();
+            v.sort_by(|x, y| {
+                (x.device.as_str(), &*x.metric, x.ts_ms).cmp(&(
+                    y.device.as_str(),
+                    &*y.metric,
+                    y.ts_ms,
+                ))
+            });
+            v
+        };
+        assert_eq!(back.batches.len(), 3);
+        assert_eq!(
+            (back.batches[1].seq, back.batches[1].part),
+            (BatchSeq(43), 2)
+        );
+        assert_eq!(back.batches[0].points, sorted(&first));
+        assert_eq!(back.batches[1].points, sorted(&second));
+        let nan = &back.batches[2].points;
+        assert!(nan[1].value.is_nan() && nan[0].value == f64::INFINITY);
+        // A regular series of repeated or slowly changing values: a few bytes per point.
+        assert!(
+            bytes.len() < 2_000 * 5,
+            "{} bytes for 2,000 points",
+            bytes.len()
+        );
     }
 
     #[test]
     fn every_truncation_and_corruption_is_an_error_not_a_panic() {
         let points: Vec<Point> = (0..40).map(|i| p("dev", "m", i * 10, i as f64)).collect();
-        let bytes = encode(Incarnation([1; 16]), BatchSeq(1), 0, &points);
+        let bytes = encode(Incarnation([1; 16]), &[(BatchSeq(1), 0, &points)]);
         for n in 0..bytes.len() {
             assert!(decode(&bytes[..n]).is_err(), "truncated at {n}");
         }
         for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0xff;
-            let _ = decode(&bad);
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = bytes.clone();
+                bad[i] ^= flip;
+                let _ = decode(&bad);
+            }
         }
         let mut huge = vec![VERSION];
         huge.extend_from_slice(&[0; 16]);
-        huge.extend_from_slice(&[1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(decode(&huge).is_err());
     }
 }

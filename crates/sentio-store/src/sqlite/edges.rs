@@ -3,6 +3,8 @@
 //! (`series::write_points`), so a batch is applied exactly once whatever crashes between the
 //! commit and the acknowledgement.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sentio_core::EdgeId;
@@ -156,60 +158,69 @@ impl EdgeStore for SqliteStore {
         stored.is_some_and(|s| s == candidate)
     }
 
-    async fn apply_uplink(&self, batch: UplinkBatch) -> Result<Applied> {
+    async fn apply_uplink(&self, batches: Vec<UplinkBatch>) -> Result<Vec<Applied>> {
         let applied = self
             .with_conn(move |inner, conn| {
                 // The connection is held for the whole check and write: no other writer can
                 // apply the same batch between them.
-                let (edge, inc, lane) = (
-                    batch.edge.as_str(),
-                    batch.incarnation.0.as_slice(),
-                    batch.lane.as_str(),
-                );
-                let known: Option<i64> = conn
-                    .query_row(
-                        "SELECT 1 FROM edges WHERE id = ?1",
-                        [edge],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if known.is_none() {
-                    return Err(StoreError::UnknownEdge(edge.to_string()));
+                let mut done: HashMap<Key, (i64, u32)> = HashMap::new();
+                let mut verdicts = Vec::with_capacity(batches.len());
+                let mut points = Vec::new();
+                // Per key: the progress to record and the points it adds.
+                let mut progress: HashMap<Key, (i64, u32, i64)> = HashMap::new();
+                for b in &batches {
+                    let key: Key = (b.edge.to_string(), b.incarnation.0, b.lane.as_str());
+                    if !done.contains_key(&key) {
+                        let known: Option<i64> = conn
+                            .query_row("SELECT 1 FROM edges WHERE id = ?1", [&key.0], |r| r.get(0))
+                            .optional()?;
+                        if known.is_none() {
+                            return Err(StoreError::UnknownEdge(key.0));
+                        }
+                        let row: Option<(i64, u32)> = conn
+                            .query_row(
+                                "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
+                                params![key.0, key.1.as_slice(), key.2],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .optional()?;
+                        done.insert(key.clone(), row.unwrap_or((i64::MIN, 0)));
+                    }
+                    let last = done.get_mut(&key).expect("inserted above");
+                    if (b.seq.0, b.part) <= *last {
+                        verdicts.push(Applied::Duplicate);
+                        continue;
+                    }
+                    *last = (b.seq.0, b.part);
+                    let p = progress.entry(key).or_insert((0, 0, 0));
+                    (p.0, p.1, p.2) = (b.seq.0, b.part, p.2 + b.points.len() as i64);
+                    points.extend(b.points.iter().cloned());
+                    verdicts.push(Applied::Stored);
                 }
-                let done: Option<(i64, i64)> = conn
-                    .query_row(
-                        "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
-                        params![edge, inc, lane],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if done.is_some_and(|d| (batch.seq.0, i64::from(batch.part)) <= d) {
-                    return Ok(Applied::Duplicate);
+                if progress.is_empty() {
+                    return Ok(verdicts);
                 }
-                let n = batch.points.len() as i64;
-                series::write_points(inner, conn, &batch.points, |tx, _| {
-                    tx.prepare_cached(
+                series::write_points(inner, conn, &points, |tx, _| {
+                    let mut stmt = tx.prepare_cached(
                         "INSERT INTO edge_progress (edge, incarnation, lane, seq, part, points, updated_ms) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                          ON CONFLICT (edge, incarnation, lane) DO UPDATE SET seq = excluded.seq, \
                          part = excluded.part, points = points + excluded.points, \
                          updated_ms = excluded.updated_ms",
-                    )?
-                    .execute(params![
-                        edge,
-                        inc,
-                        lane,
-                        batch.seq.0,
-                        batch.part,
-                        n,
-                        sentio_core::time::now_ms()
-                    ])?;
+                    )?;
+                    let now = sentio_core::time::now_ms();
+                    for ((edge, inc, lane), (seq, part, n)) in &progress {
+                        stmt.execute(params![edge, inc.as_slice(), lane, seq, part, n, now])?;
+                    }
                     Ok(())
                 })?;
-                Ok(Applied::Stored)
+                Ok(verdicts)
             })
             .await;
         self.inner.note_write(&applied);
         applied
     }
 }
+
+/// An edge's incarnation and lane.
+type Key = (String, [u8; 16], &'static str);

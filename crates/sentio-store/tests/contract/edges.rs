@@ -156,7 +156,7 @@ pub async fn edges_apply_each_batch_once_per_incarnation(backend: &impl Backend)
         Err(StoreError::DuplicateEdge(_))
     ));
     let (one, two) = (Incarnation([1; 16]), Incarnation([2; 16]));
-    let apply = |b| s.edges.apply_uplink(b);
+    let apply = |b| async { s.edges.apply_uplink(vec![b]).await.map(|v| v[0]) };
     assert_eq!(
         apply(batch(&site, one, 1, 10, 1.0)).await.unwrap(),
         Applied::Stored
@@ -218,10 +218,33 @@ pub async fn edges_apply_each_batch_once_per_incarnation(backend: &impl Backend)
     assert_eq!(s.edges.list_edges().await.unwrap(), vec![edge]);
     assert_eq!(
         s.edges
-            .apply_uplink(batch(&site, one, 2, 20, 9.0))
+            .apply_uplink(vec![
+                batch(&site, one, 2, 20, 9.0),
+                batch(&site, one, 4, 40, 4.0),
+                batch(&site, one, 4, 41, 9.0),
+                batch(&site, two, 2, 42, 4.5),
+            ])
             .await
             .unwrap(),
-        Applied::Duplicate
+        vec![
+            Applied::Duplicate,
+            Applied::Stored,
+            Applied::Duplicate,
+            Applied::Stored
+        ],
+        "several batches in one call, each once"
+    );
+    assert_eq!(
+        stored(&s).await,
+        vec![
+            (10, 1.0),
+            (20, 2.0),
+            (22, 2.25),
+            (25, 2.5),
+            (30, 3.0),
+            (40, 4.0),
+            (42, 4.5)
+        ]
     );
     assert_eq!(s.edges.get_edge(&unknown).await.unwrap(), None);
 }

@@ -122,16 +122,15 @@ async fn edges_are_registered_once_and_confined_to_their_own_topics() {
     let (t, mut tel) = mqtt5_connect(&node, "wide", Some((&user, &pass)))
         .await
         .unwrap();
+    let point = [sentio_core::Point {
+        device: sentio_core::DeviceId::parse("dev-1").unwrap(),
+        metric: "t".into(),
+        ts_ms: now_ms(),
+        value: 1.0,
+    }];
     let batch = sentio_store::wire::encode(
         sentio_store::Incarnation([9; 16]),
-        sentio_store::BatchSeq(1),
-        0,
-        &[sentio_core::Point {
-            device: sentio_core::DeviceId::parse("dev-1").unwrap(),
-            metric: "t".into(),
-            ts_ms: now_ms(),
-            value: 1.0,
-        }],
+        &[(sentio_store::BatchSeq(1), 0, &point)],
     );
     t.publish("edges/site-1/up/points", Q5::AtLeastOnce, false, batch)
         .await
