@@ -850,6 +850,31 @@ mod tests {
             ("[http]\nadmin_token_file = \"/etc/sentio/admin.token\"", ""),
             ("[http.tls]\nenabled = true", ""),
             (
+                "[edge]\nupstream = \"mqtt://cloud:1883\"\nedge_id = \"site-1\"\nsecret = \"s\"",
+                "",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://cloud\"\nsecret = \"s\"",
+                "edge.edge_id",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://cloud\"\nedge_id = \"a\"",
+                "edge.secret",
+            ),
+            (
+                "[edge]\nupstream = \"cloud:1883\"\nedge_id = \"a\"\nsecret = \"s\"",
+                "edge.upstream",
+            ),
+            ("[edge]\nedge_id = \"a\"", "edge.upstream"),
+            (
+                "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a\"\nsecret = \"s\"\nkeep_alive = \"1s\"",
+                "edge.keep_alive",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a b\"\nsecret = \"s\"",
+                "edge.edge_id",
+            ),
+            (
                 "[http.tls]\nenabled = true\n[mqtt.tls]\nenabled = false",
                 "http.tls.enabled",
             ),
@@ -875,13 +900,16 @@ mod tests {
         )
         .unwrap();
         c.http.admin_token = Some("a-secret-admin-token-123".into());
+        c.edge.secret = Some("an-edge-secret-456".into());
         let printed = c.to_redacted_toml();
         assert!(!printed.contains("a-secret-admin-token-123"), "{printed}");
+        assert!(!printed.contains("an-edge-secret-456"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
         assert!(printed.contains("disk_budget = \"512MiB\""), "{printed}");
         assert!(printed.contains("raw = \"36h\""), "{printed}");
         let mut back = Config::from_toml(&printed).unwrap();
         back.http.admin_token = c.http.admin_token.clone();
+        back.edge.secret = c.edge.secret.clone();
         assert_eq!(back, c);
     }
 
