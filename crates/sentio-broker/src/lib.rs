@@ -64,6 +64,7 @@ pub use limits::{
 pub use mtls::common_name as certificate_common_name;
 pub use retained::{DEFAULT_MAX_RETAINED_BYTES, DEFAULT_MAX_RETAINED_MESSAGES};
 pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
+pub use uplink::EdgeReport;
 pub use ws::WEBSOCKET_SUBPROTOCOL;
 
 use crate::accept::Acceptor;
@@ -124,9 +125,16 @@ pub struct BrokerHandle {
     /// Serves the connections Sentio accepts itself (WebSocket, mutual TLS).
     acceptor: Arc<Acceptor>,
     limits: Arc<LimitState>,
+    /// What each edge last reported of its outbox.
+    reports: Arc<uplink::EdgeReports>,
 }
 
 impl BrokerHandle {
+    /// What edge `id` last reported of its outbox (since this node started), if anything.
+    pub fn edge_report(&self, id: &str) -> Option<EdgeReport> {
+        self.reports.get(id, sentio_core::time::now_ms())
+    }
+
     /// Connected clients, by client id.
     pub fn clients(&self) -> Vec<ClientInfo> {
         let mut list = self.clients.list();
@@ -241,10 +249,12 @@ impl Broker {
         }));
         let counters = Arc::new(Counters::default());
         let limits = Arc::new(LimitState::new(config.limits, config.max_connections));
+        let reports = Arc::new(uplink::EdgeReports::default());
         let tap = Arc::new(tap::TelemetryTap::new(
             ingest.clone(),
             registry.clone(),
             edges.clone(),
+            reports.clone(),
             clients.clone(),
             counters.clone(),
             limits.clone(),
@@ -363,6 +373,7 @@ impl Broker {
             stats: inner.stats(),
             acceptor,
             limits,
+            reports,
         };
         Ok(Self {
             inner,

@@ -35,6 +35,7 @@ pub struct TelemetryTap {
     ingest: Ingest,
     registry: Arc<dyn DeviceRegistry>,
     edges: Arc<dyn EdgeStore>,
+    reports: Arc<crate::uplink::EdgeReports>,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     limits: Arc<LimitState>,
@@ -45,6 +46,7 @@ impl TelemetryTap {
         ingest: Ingest,
         registry: Arc<dyn DeviceRegistry>,
         edges: Arc<dyn EdgeStore>,
+        reports: Arc<crate::uplink::EdgeReports>,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
         limits: Arc<LimitState>,
@@ -53,6 +55,7 @@ impl TelemetryTap {
             ingest,
             registry,
             edges,
+            reports,
             clients,
             counters,
             limits,
@@ -212,15 +215,19 @@ impl BrokerEventHandler for TelemetryTap {
             self.limits
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
-            if let Some(edge) = topic::uplink_points_edge(&event.topic) {
-                return crate::uplink::apply(
-                    &self.edges,
-                    &self.clients,
-                    &self.counters,
-                    edge,
-                    &event,
-                )
-                .await;
+            match topic::split_edge(&event.topic) {
+                Some((edge, topic::UPLINK_POINTS)) => {
+                    return crate::uplink::apply(
+                        &self.edges,
+                        &self.clients,
+                        &self.counters,
+                        edge,
+                        &event,
+                    )
+                    .await;
+                }
+                Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
+                _ => {}
             }
             let Some(device) = topic::telemetry_device(&event.topic) else {
                 return PublishAction::Continue;

@@ -21,6 +21,58 @@ use tracing::{debug, warn};
 use crate::clients::Clients;
 use crate::counters::Counters;
 
+/// What each edge last reported of its outbox, with when it arrived (ms); in memory only.
+#[derive(Debug, Default)]
+pub(crate) struct EdgeReports(
+    std::sync::Mutex<std::collections::HashMap<String, (wire::StatusReport, i64)>>,
+);
+
+/// What an edge last reported of its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeReport {
+    /// Batches committed on the edge and not yet acknowledged.
+    pub pending_batches: u64,
+    /// Points in them.
+    pub pending_points: u64,
+    /// Age of the oldest of them now (its age when reported plus the time since), if any.
+    pub oldest_pending_age_ms: Option<i64>,
+    /// Every batch up to this seq is acknowledged.
+    pub acked_seq: i64,
+    /// When the report arrived (ms).
+    pub reported_ms: i64,
+}
+
+impl EdgeReports {
+    /// The latest report of `edge`, as of `now_ms`.
+    pub(crate) fn get(&self, edge: &str, now_ms: i64) -> Option<EdgeReport> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (r, at) = map.get(edge)?;
+        Some(EdgeReport {
+            pending_batches: r.pending_batches,
+            pending_points: r.pending_points,
+            oldest_pending_age_ms: r
+                .oldest_pending_age_ms
+                .map(|a| (a as i64).saturating_add((now_ms - at).max(0))),
+            acked_seq: r.acked.0,
+            reported_ms: *at,
+        })
+    }
+
+    /// Keeps a report of `edge` from the edge itself (bad ones are ignored).
+    pub(crate) fn report(&self, edge: &str, event: &ClientPublishEvent) -> PublishAction {
+        if event.user_id.as_deref()
+            == Some(format!("{}{edge}", sentio_store::EDGE_USERNAME_PREFIX).as_str())
+            && let Ok(r) = wire::decode_status(&event.payload)
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(edge.to_string(), (r, sentio_core::time::now_ms()));
+        }
+        PublishAction::Handled
+    }
+}
+
 /// Applies the batch in `event` from `edge` (already known to be the topic's edge id).
 pub(crate) async fn apply(
     edges: &Arc<dyn EdgeStore>,

@@ -60,16 +60,24 @@ pub mod topic {
     /// The uplink lane of points: an edge publishes its batches to `edges/<id>/up/points`.
     pub const UPLINK_POINTS: &str = "up/points";
 
+    /// An edge reports the state of its outbox on `edges/<id>/up/status`.
+    pub const UPLINK_STATUS: &str = "up/status";
+
     /// `edges/<id>/up/points`.
     pub fn uplink_points(edge: &crate::EdgeId) -> String {
         format!("{EDGES}/{edge}/{UPLINK_POINTS}")
     }
 
-    /// If `topic` is `edges/<id>/up/points`, the `<id>`.
-    pub fn uplink_points_edge(topic: &str) -> Option<&str> {
+    /// `edges/<id>/up/status`.
+    pub fn uplink_status(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_STATUS}")
+    }
+
+    /// `edges/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.
+    pub fn split_edge(topic: &str) -> Option<(&str, &str)> {
         let rest = topic.strip_prefix(EDGES)?.strip_prefix('/')?;
-        let (id, tail) = rest.split_once('/')?;
-        (!id.is_empty() && tail == UPLINK_POINTS).then_some(id)
+        rest.split_once('/')
+            .filter(|(id, tail)| !id.is_empty() && !tail.is_empty())
     }
 
     /// `devices/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.

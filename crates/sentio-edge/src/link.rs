@@ -113,6 +113,9 @@ struct Ready {
 /// Most points in one message (whole parts; a part may hold more on its own).
 const MESSAGE_POINTS: usize = PART_POINTS as usize;
 
+/// How often the edge reports its outbox to the cloud.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
 /// Most batch parts in one message.
 const MESSAGE_PARTS: usize = 1_024;
 
@@ -191,6 +194,8 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
         pending_points = status.pending_points, "uplink connected; resuming after the acknowledged batch");
 
     let topic = topic::uplink_points(&s.edge_id);
+    let status_topic = topic::uplink_status(&s.edge_id);
+    let mut last_report: Option<Instant> = None;
     // Read up to here.
     let mut read_through = status.acked;
     let mut ready: VecDeque<Ready> = VecDeque::new();
@@ -263,6 +268,26 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
             .in_flight
             .store(in_flight.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
+        // Now and then, what is pending, for the cloud to show (QoS 0: a lost one is
+        // replaced by the next).
+        if last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+            last_report = Some(Instant::now());
+            if let Ok(st) = outbox.outbox_status().await {
+                let now = sentio_core::time::now_ms();
+                let report = wire::StatusReport {
+                    pending_batches: st.pending_batches,
+                    pending_points: st.pending_points,
+                    oldest_pending_age_ms: st.oldest_pending_ms.map(|t| (now - t).max(0) as u64),
+                    acked: st.acked,
+                };
+                let _ = client.try_publish(
+                    status_topic.clone(),
+                    QoS::AtMostOnce,
+                    false,
+                    wire::encode_status(&report),
+                );
+            }
+        }
         let oldest = in_flight.iter().find(|f| !f.acked).map(|f| f.sent_at);
         let ack_deadline = oldest.map(|t| t + s.ack_timeout);
         let idle = in_flight.len() < s.in_flight;

@@ -262,6 +262,50 @@ pub fn decode(payload: &[u8]) -> Result<WireMessage, WireError> {
     })
 }
 
+/// What an edge reports of its outbox (`edges/<id>/up/status`), so the cloud can show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusReport {
+    /// Batches committed on the edge and not yet acknowledged.
+    pub pending_batches: u64,
+    /// Points in them.
+    pub pending_points: u64,
+    /// Age of the oldest of them when reported (ms), if any.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// Every batch up to this one is acknowledged.
+    pub acked: BatchSeq,
+}
+
+/// Encodes a status report: the version byte, then four varints (the age plus one, 0 for none).
+pub fn encode_status(r: &StatusReport) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    put_varint(&mut out, r.pending_batches);
+    put_varint(&mut out, r.pending_points);
+    put_varint(
+        &mut out,
+        r.oldest_pending_age_ms.map_or(0, |a| a.saturating_add(1)),
+    );
+    put_varint(&mut out, r.acked.0.max(0) as u64);
+    out
+}
+
+/// Decodes [`encode_status`].
+pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
+    let mut r = Reader { bytes: payload };
+    if r.byte()? != VERSION {
+        return Reader::err("unknown version");
+    }
+    let report = StatusReport {
+        pending_batches: r.varint()?,
+        pending_points: r.varint()?,
+        oldest_pending_age_ms: r.varint()?.checked_sub(1),
+        acked: BatchSeq(i64::try_from(r.varint()?).map_err(|_| WireError("seq".into()))?),
+    };
+    if !r.bytes.is_empty() {
+        return Reader::err("bytes after the report");
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +376,23 @@ mod tests {
             "{} bytes for 2,000 points",
             bytes.len()
         );
+    }
+
+    #[test]
+    fn status_reports_round_trip() {
+        for r in [
+            StatusReport::default(),
+            StatusReport {
+                pending_batches: 3,
+                pending_points: 4_000,
+                oldest_pending_age_ms: Some(0),
+                acked: BatchSeq(77),
+            },
+        ] {
+            let bytes = encode_status(&r);
+            assert_eq!(decode_status(&bytes).unwrap(), r);
+            assert!(decode_status(&bytes[..bytes.len() - 1]).is_err());
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Edge nodes on the wire: the cloud's registry of edges (`/api/v1/edges`) and an edge's own
 //! uplink (`/api/v1/uplink`).
 
+use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
 use sentio_store::{Edge, EdgeProgress, OutboxStatus};
@@ -60,12 +61,38 @@ pub struct EdgeView {
     pub points: u64,
     /// When its last batch was applied (and acknowledged).
     pub last_ack_ms: Option<i64>,
+    /// What it last reported of its outbox (since this node started), if anything.
+    pub reported: Option<ReportView>,
     pub progress: Vec<ProgressView>,
 }
 
+/// What an edge last reported of its outbox.
+#[derive(Debug, Serialize)]
+pub struct ReportView {
+    pub pending_batches: u64,
+    pub pending_points: u64,
+    pub oldest_pending_age_ms: Option<i64>,
+    pub acked_seq: i64,
+    pub reported: String,
+    pub reported_ms: i64,
+}
+
+impl From<&EdgeReport> for ReportView {
+    fn from(r: &EdgeReport) -> Self {
+        Self {
+            pending_batches: r.pending_batches,
+            pending_points: r.pending_points,
+            oldest_pending_age_ms: r.oldest_pending_age_ms,
+            acked_seq: r.acked_seq,
+            reported: format_time(r.reported_ms),
+            reported_ms: r.reported_ms,
+        }
+    }
+}
+
 impl EdgeView {
-    /// The view of `e`, connected or not.
-    pub fn new(e: &Edge, connected: bool) -> Self {
+    /// The view of `e`, connected or not, with its last report.
+    pub fn new(e: &Edge, connected: bool, report: Option<&EdgeReport>) -> Self {
         Self {
             id: e.id.to_string(),
             created: format_time(e.created_ms),
@@ -73,6 +100,7 @@ impl EdgeView {
             connected,
             points: e.progress.iter().map(|p| p.points).sum(),
             last_ack_ms: e.progress.iter().map(|p| p.updated_ms).max(),
+            reported: report.map(ReportView::from),
             progress: e.progress.iter().map(ProgressView::from).collect(),
         }
     }
@@ -167,8 +195,18 @@ mod tests {
             }],
         };
         check(
-            EdgeView::new(&edge, true),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            EdgeView::new(
+                &edge,
+                true,
+                Some(&EdgeReport {
+                    pending_batches: 2,
+                    pending_points: 30,
+                    oldest_pending_age_ms: Some(1_500),
+                    acked_seq: 6,
+                    reported_ms: 1_700_000_002_000,
+                }),
+            ),
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),

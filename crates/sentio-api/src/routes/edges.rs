@@ -17,14 +17,17 @@ fn edge_id(id: &str) -> Result<EdgeId, ApiError> {
     EdgeId::parse(id).map_err(|e| ApiError::bad_request(e.to_string().replace("device", "edge")))
 }
 
-/// Whether the edge is connected to this node's broker now.
-fn connected(s: &AppState, e: &Edge) -> bool {
+/// The edge as shown: whether it is connected to this node's broker now, and what it last
+/// reported of its outbox.
+fn view(s: &AppState, e: &Edge) -> EdgeView {
     let user = edge_username(&e.id);
-    s.broker.as_ref().is_some_and(|b| {
+    let connected = s.broker.as_ref().is_some_and(|b| {
         b.clients()
             .iter()
             .any(|c| c.username.as_deref() == Some(user.as_str()))
-    })
+    });
+    let report = s.broker.as_ref().and_then(|b| b.edge_report(e.id.as_str()));
+    EdgeView::new(e, connected, report.as_ref())
 }
 
 /// `POST /api/v1/edges`: 201 with the edge's secret, shown only this once.
@@ -57,7 +60,7 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, Ap
         .list_edges()
         .await?
         .iter()
-        .map(|e| EdgeView::new(e, connected(&s, e)))
+        .map(|e| view(&s, e))
         .collect();
     Ok(Json(json!({ "edges": edges })))
 }
@@ -74,7 +77,7 @@ pub async fn show(
         .get_edge(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("edge {id:?} not found")))?;
-    Ok(Json(EdgeView::new(&edge, connected(&s, &edge))))
+    Ok(Json(view(&s, &edge)))
 }
 
 /// `GET /api/v1/uplink`: this edge's outbox and link; 404 on a node that is not an edge.

@@ -359,6 +359,19 @@ async fn a_cut_uplink_loses_and_doubles_nothing_and_live_data_resumes() {
     pair.compare("cut 20 s", &report)
         .await
         .assert_exactly_once();
+    // The cloud shows the edge's own account of its outbox: connected, nothing pending.
+    let shown = eventually(10, || async {
+        let (_, e) = api_at(
+            &pair.cloud_http,
+            "GET",
+            &format!("/api/v1/edges/{EDGE}"),
+            None,
+        )
+        .await;
+        (e["connected"] == true && e["reported"]["pending_points"] == 0).then_some(e)
+    })
+    .await;
+    assert!(shown.is_some(), "the cloud does not show the edge's outbox");
     let (_, _, metrics) = get_text(format!("http://{}/metrics", pair.edge_http), bearer()).await;
     assert!(
         metrics.contains("sentio_uplink_pending_points 0\n"),
