@@ -120,12 +120,15 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateDevice(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            StoreError::DuplicateToken(_) | StoreError::DuplicateUser(_) => {
+            StoreError::DuplicateToken(_)
+            | StoreError::DuplicateUser(_)
+            | StoreError::DuplicateEdge(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StoreError::UnknownDevice(_)
             | StoreError::UnknownToken(_)
-            | StoreError::UnknownUser(_) => Self::not_found(e.to_string()),
+            | StoreError::UnknownUser(_)
+            | StoreError::UnknownEdge(_) => Self::not_found(e.to_string()),
             StoreError::InvalidQuery(_) => Self::bad_request(e.to_string()),
             _ if e.is_storage_full() => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,

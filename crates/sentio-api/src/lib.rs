@@ -72,6 +72,10 @@ pub struct AppState {
     pub audit: Arc<dyn AuditStore>,
     /// Users' rules.
     pub rules: Arc<dyn RuleStore>,
+    /// Edge nodes registered here (cloud side).
+    pub edges: Arc<dyn sentio_store::EdgeStore>,
+    /// This node's uplink, when it is an edge.
+    pub uplink: Option<UplinkHandle>,
     /// The embedded broker (connected clients, counters, closing the connections of a revoked
     /// token or device); `None` when the node runs without one.
     pub broker: Option<BrokerHandle>,
@@ -97,6 +101,19 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// How long a session lasts after login (ms).
     pub session_ttl_ms: u64,
+}
+
+/// What the API shows of an edge's uplink: its outbox and its link.
+#[derive(Clone)]
+pub struct UplinkHandle {
+    /// The edge's id in the cloud.
+    pub edge_id: String,
+    /// The cloud's broker.
+    pub upstream: String,
+    /// The outbox (this node's store).
+    pub outbox: Arc<dyn sentio_store::OutboxStore>,
+    /// The link task's state.
+    pub state: Arc<sentio_edge::UplinkState>,
 }
 
 impl AppState {

@@ -10,9 +10,12 @@ use std::time::Instant;
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::types::ReasonCode;
+use sentio_core::EdgeId;
 use sentio_core::{DeviceId, acl, topic};
 use sentio_pipeline::Ingest;
-use sentio_store::{DeviceRegistry, TOKEN_USERNAME_PREFIX, TokenStore};
+use sentio_store::{
+    DeviceRegistry, EDGE_USERNAME_PREFIX, EdgeStore, TOKEN_USERNAME_PREFIX, TokenStore,
+};
 use tracing::warn;
 
 use crate::clients::{Clients, Refusal, Ticket};
@@ -25,6 +28,7 @@ use crate::refusals::RefusalRecorder;
 pub struct DeviceAuth {
     registry: Arc<dyn DeviceRegistry>,
     tokens: Arc<dyn TokenStore>,
+    edges: Arc<dyn EdgeStore>,
     ingest: Ingest,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
@@ -33,10 +37,20 @@ pub struct DeviceAuth {
     refusals: Arc<RefusalRecorder>,
 }
 
+/// Where the identities a CONNECT may claim are checked: devices, API tokens, edges.
+pub(crate) struct Identities {
+    pub registry: Arc<dyn DeviceRegistry>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub edges: Arc<dyn EdgeStore>,
+}
+
 impl DeviceAuth {
     pub(crate) fn new(
-        registry: Arc<dyn DeviceRegistry>,
-        tokens: Arc<dyn TokenStore>,
+        Identities {
+            registry,
+            tokens,
+            edges,
+        }: Identities,
         ingest: Ingest,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
@@ -46,6 +60,7 @@ impl DeviceAuth {
         Self {
             registry,
             tokens,
+            edges,
             ingest,
             clients,
             counters,
@@ -65,7 +80,7 @@ impl DeviceAuth {
         reason: &'static str,
     ) -> AuthResult {
         Counters::bump(&self.counters.auth_failures);
-        if !is_token(user) {
+        if !is_token(user) && edge_of(user).is_none() {
             self.refusals.record(user, client_addr);
         }
         if let Some(r) = self.limits.auth.failed(client_addr.ip(), Instant::now()) {
@@ -144,6 +159,32 @@ pub(crate) fn admit(
 /// Whether `user` is an API token's username.
 pub(crate) fn is_token(user: &str) -> bool {
     user.starts_with(TOKEN_USERNAME_PREFIX)
+}
+
+/// If `user` is an edge's username (`edge:<id>`), the `<id>` (valid or not).
+pub(crate) fn edge_of(user: &str) -> Option<&str> {
+    user.strip_prefix(EDGE_USERNAME_PREFIX)
+}
+
+/// Whether `user` is a device's username (neither a token's nor an edge's).
+pub(crate) fn is_device_user(user: &str) -> bool {
+    !is_token(user) && edge_of(user).is_none()
+}
+
+/// Whether edge `edge` may publish to `topic` or subscribe to `filter`: only under
+/// `edges/<edge>/`. The edge id holds no wildcard characters, so a filter that starts with
+/// this literal prefix cannot reach another edge's topics (nor a device's).
+pub fn edge_may_use(edge: &str, topic_or_filter: &str) -> bool {
+    strictly_under(topic::EDGES, edge, topic_or_filter)
+}
+
+/// Whether `topic` is `<root>/<id>/` followed by at least one character.
+fn strictly_under(root: &str, id: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(root)
+        .and_then(|t| t.strip_prefix('/'))
+        .and_then(|t| t.strip_prefix(id))
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
 }
 
 /// Whether `device` may publish to `topic`: only under `devices/<device>/`, and of its command
@@ -233,6 +274,23 @@ impl AuthProvider for DeviceAuth {
                     "unknown or revoked token, or wrong password",
                 ));
             }
+            if let Some(edge) = edge_of(user) {
+                if EdgeId::parse(edge).is_ok_and(|e| self.edges.verify_edge(&e, password)) {
+                    return Ok(admit(
+                        &self.clients,
+                        &self.limits,
+                        ticket,
+                        connect,
+                        client_addr,
+                        Some(user),
+                    ));
+                }
+                return Ok(self.refuse_credential(
+                    user,
+                    client_addr,
+                    "unknown edge or wrong secret",
+                ));
+            }
             // A user name that is not a device id names no device.
             let device = DeviceId::parse(user).ok();
             if device
@@ -289,6 +347,9 @@ impl AuthProvider for DeviceAuth {
             }
             return Box::pin(std::future::ready(ok));
         }
+        if let Some(edge) = user_id.and_then(edge_of) {
+            return Box::pin(std::future::ready(self.edge_acl(edge, topic, "publish")));
+        }
         Box::pin(self.authorize(
             user_id,
             topic,
@@ -322,6 +383,13 @@ impl AuthProvider for DeviceAuth {
             }
             return Box::pin(std::future::ready(ok));
         }
+        if let Some(edge) = user_id.and_then(edge_of) {
+            return Box::pin(std::future::ready(self.edge_acl(
+                edge,
+                topic_filter,
+                "subscribe",
+            )));
+        }
         Box::pin(self.authorize(
             user_id,
             topic_filter,
@@ -336,6 +404,23 @@ impl AuthProvider for DeviceAuth {
 }
 
 impl DeviceAuth {
+    /// An edge's ACL: only under `edges/<its id>/`; a refusal is counted and logged.
+    fn edge_acl(&self, edge: &str, topic: &str, what: &str) -> bool {
+        if edge_may_use(edge, topic) {
+            return true;
+        }
+        let denied = match what {
+            "publish" => &self.counters.publish_denied,
+            _ => &self.counters.subscribe_denied,
+        };
+        Counters::bump(denied);
+        warn!(
+            edge,
+            topic, "{what} refused: an edge may use only edges/{edge}/..."
+        );
+        false
+    }
+
     /// Applies an ACL rule; a refusal is recorded on the device with `reason`.
     async fn authorize(
         &self,
@@ -363,6 +448,27 @@ impl DeviceAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_acl() {
+        for (edge, t, ok) in [
+            ("e1", "edges/e1/up/points", true),
+            ("e1", "edges/e1/#", true),
+            ("e1", "edges/e1/", false),
+            ("e1", "edges/e1", false),
+            ("e1", "edges/e10/up/points", false),
+            ("e1", "edges/e2/up/points", false),
+            ("e1", "edges/+/up/points", false),
+            ("e1", "devices/e1/telemetry", false),
+            ("e1", "#", false),
+            ("e1", "$share/g/edges/e1/#", false),
+        ] {
+            assert_eq!(edge_may_use(edge, t), ok, "{edge} {t}");
+        }
+        assert_eq!(edge_of("edge:e1"), Some("e1"));
+        assert!(!is_device_user("edge:e1") && !is_device_user("token:x"));
+        assert!(is_device_user("pump-1"));
+    }
 
     #[test]
     fn acl() {

@@ -15,6 +15,14 @@ pub(crate) struct Counters {
     pub received: [AtomicU64; 3],
     /// Outgoing QoS 1/2 messages the subscriber acknowledged, by QoS (index 0 unused).
     pub acknowledged: [AtomicU64; 3],
+    /// Edge batches applied (points and progress committed).
+    pub edge_batches_stored: AtomicU64,
+    /// Edge batches received again and acknowledged without being applied.
+    pub edge_batches_duplicate: AtomicU64,
+    /// Points applied from edge batches.
+    pub edge_points_stored: AtomicU64,
+    /// Edge payloads that could not be decoded (the edge is disconnected, nothing acknowledged).
+    pub edge_batches_refused: AtomicU64,
 }
 
 impl Counters {
@@ -73,4 +81,9 @@ pub struct BrokerCounters {
     /// Failed accepts on the MQTT listeners (such as too many open files), each followed by
     /// a pause.
     pub accept_errors: u64,
+    /// Edge batches applied, received again (acknowledged, not applied), and refused as
+    /// undecodable.
+    pub edge_batches: [u64; 3],
+    /// Points applied from edge batches.
+    pub edge_points: u64,
 }

@@ -7,6 +7,9 @@
 //! - [`tap::TelemetryTap`] sees every accepted publish; `devices/<id>/telemetry` payloads go into
 //!   the pipeline, and a QoS 1/2 PUBACK is sent only after the points are committed.
 //!   Scoped API tokens (`token:<id>` usernames) are confined to their ACL of topic filters.
+//!   Edge nodes (`edge:<id>` usernames, [`sentio_store::EdgeStore`]) are confined to
+//!   `edges/<id>/...`; their batches on `edges/<id>/up/points` are applied exactly once
+//!   (`uplink.rs`) before the PUBACK.
 //! - [`Broker`] binds the listener and runs it until shutdown; its [`BrokerHandle`] lists the
 //!   connected clients and [revokes](BrokerHandle::revoke) an identity (a deleted token, a
 //!   device whose secret was rotated or which was deleted): its connections are closed.
@@ -32,6 +35,7 @@ mod refusals;
 mod retained;
 mod tap;
 mod tls;
+mod uplink;
 mod ws;
 
 use std::future::Future;
@@ -46,7 +50,7 @@ use mqtt5::broker::config::{BrokerConfig as MqttConfig, StorageBackend, StorageC
 use mqtt5::broker::storage::StorageBackend as _;
 use mqtt5::broker::sys_topics::BrokerStats;
 use sentio_pipeline::Ingest;
-use sentio_store::{DeviceRegistry, TokenStore};
+use sentio_store::{DeviceRegistry, EdgeStore, TokenStore};
 use tracing::{info, warn};
 
 pub use anonymous::ANONYMOUS_FILTER;
@@ -61,6 +65,7 @@ pub use limits::{
 pub use mtls::common_name as certificate_common_name;
 pub use retained::{DEFAULT_MAX_RETAINED_BYTES, DEFAULT_MAX_RETAINED_MESSAGES};
 pub use tls::{DEFAULT_TLS_LISTEN, TlsSettings, fingerprint as certificate_fingerprint};
+pub use uplink::EdgeReport;
 pub use ws::WEBSOCKET_SUBPROTOCOL;
 
 use crate::accept::Acceptor;
@@ -132,9 +137,16 @@ pub struct BrokerHandle {
     /// Serves the connections Sentio accepts itself (WebSocket, mutual TLS).
     acceptor: Arc<Acceptor>,
     limits: Arc<LimitState>,
+    /// What each edge last reported of its outbox.
+    reports: Arc<uplink::EdgeReports>,
 }
 
 impl BrokerHandle {
+    /// What edge `id` last reported of its outbox (since this node started), if anything.
+    pub fn edge_report(&self, id: &str) -> Option<EdgeReport> {
+        self.reports.get(id, sentio_core::time::now_ms())
+    }
+
     /// Connected clients, by client id.
     pub fn clients(&self) -> Vec<ClientInfo> {
         let mut list = self.clients.list();
@@ -190,6 +202,12 @@ impl BrokerHandle {
             retained_refused_disk: read(&self.limits.retained.refused_disk),
             connects_backed_off: read(&self.limits.auth.refused),
             accept_errors: mqtt5::broker::accept_backoff::accept_errors(),
+            edge_batches: [
+                Counters::get(&c.edge_batches_stored),
+                Counters::get(&c.edge_batches_duplicate),
+                Counters::get(&c.edge_batches_refused),
+            ],
+            edge_points: Counters::get(&c.edge_points_stored),
         }
     }
 }
@@ -200,6 +218,7 @@ impl Broker {
         config: BrokerConfig,
         registry: Arc<dyn DeviceRegistry>,
         tokens: Arc<dyn TokenStore>,
+        edges: Arc<dyn EdgeStore>,
         ingest: Ingest,
         desks: Desks,
     ) -> Result<Self, BrokerError> {
@@ -243,9 +262,12 @@ impl Broker {
         }));
         let counters = Arc::new(Counters::default());
         let limits = Arc::new(LimitState::new(config.limits, config.max_connections));
+        let reports = Arc::new(uplink::EdgeReports::default());
         let tap = Arc::new(tap::TelemetryTap::new(
             ingest.clone(),
             registry.clone(),
+            edges.clone(),
+            reports.clone(),
             clients.clone(),
             counters.clone(),
             limits.clone(),
@@ -289,8 +311,11 @@ impl Broker {
         mqtt.auth_config.allow_anonymous = true;
         let mqtt_config = mqtt.clone();
         let mut auth: Arc<dyn mqtt5::broker::auth::AuthProvider> = Arc::new(auth::DeviceAuth::new(
-            registry.clone(),
-            tokens,
+            auth::Identities {
+                registry: registry.clone(),
+                tokens,
+                edges,
+            },
             ingest,
             clients.clone(),
             counters.clone(),
@@ -369,6 +394,7 @@ impl Broker {
             stats: inner.stats(),
             acceptor,
             limits,
+            reports,
         };
         Ok(Self {
             inner,

@@ -13,10 +13,10 @@ use mqtt5::broker::events::{
 use mqtt5::types::ReasonCode;
 use sentio_core::{DeviceId, topic};
 use sentio_pipeline::{Ingest, PipelineError};
-use sentio_store::DeviceRegistry;
+use sentio_store::{DeviceRegistry, EdgeStore};
 use tracing::{error, info, warn};
 
-use crate::auth::is_token;
+use crate::auth::is_device_user;
 use crate::clients::Clients;
 use crate::counters::Counters;
 use crate::courier::Exchange;
@@ -35,6 +35,8 @@ fn qos_index(qos: QoS) -> usize {
 pub struct TelemetryTap {
     ingest: Ingest,
     registry: Arc<dyn DeviceRegistry>,
+    edges: Arc<dyn EdgeStore>,
+    reports: Arc<crate::uplink::EdgeReports>,
     clients: Arc<Clients>,
     counters: Arc<Counters>,
     limits: Arc<LimitState>,
@@ -45,6 +47,8 @@ impl TelemetryTap {
     pub(crate) fn new(
         ingest: Ingest,
         registry: Arc<dyn DeviceRegistry>,
+        edges: Arc<dyn EdgeStore>,
+        reports: Arc<crate::uplink::EdgeReports>,
         clients: Arc<Clients>,
         counters: Arc<Counters>,
         limits: Arc<LimitState>,
@@ -53,6 +57,8 @@ impl TelemetryTap {
         Self {
             ingest,
             registry,
+            edges,
+            reports,
             clients,
             counters,
             limits,
@@ -75,7 +81,7 @@ impl BrokerEventHandler for TelemetryTap {
                 event.session_expiry_interval,
             );
             // Counted even when closed below: its disconnect event uncounts it.
-            if let Some(u) = user.filter(|u| !is_token(u)) {
+            if let Some(u) = user.filter(|u| is_device_user(u)) {
                 self.ingest.presence().connected(u);
             }
             if revoked {
@@ -158,7 +164,7 @@ impl BrokerEventHandler for TelemetryTap {
             let Some(user) = event.user_id.as_deref() else {
                 return;
             };
-            if is_token(user) {
+            if !is_device_user(user) {
                 return;
             }
             self.ingest.presence().disconnected(user);
@@ -219,6 +225,20 @@ impl BrokerEventHandler for TelemetryTap {
             self.limits
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
+            match topic::split_edge(&event.topic) {
+                Some((edge, topic::UPLINK_POINTS)) => {
+                    return crate::uplink::apply(
+                        &self.edges,
+                        &self.clients,
+                        &self.counters,
+                        edge,
+                        &event,
+                    )
+                    .await;
+                }
+                Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
+                _ => {}
+            }
             let Some(device) = topic::telemetry_device(&event.topic) else {
                 // Command replies and reported twins are recorded, and routed like any message.
                 self.exchange

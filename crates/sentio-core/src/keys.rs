@@ -28,6 +28,29 @@ const RULE_PREFIX: &str = "rule/";
 /// Saved-state "device" of the peer groups (their "metric" is `<kind>/<metric>`).
 const PEER_STATE: &str = "~peers";
 
+/// An edge node registered in the cloud: the same characters as a [`DeviceId`] (so safe in
+/// topics, URLs and file names), in a namespace of its own (MQTT username `edge:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeId(DeviceId);
+
+impl EdgeId {
+    /// Validates `s` as an edge id (1-64 characters from `[A-Za-z0-9_.-]`).
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        DeviceId::parse(s).map(Self)
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for EdgeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One series: a metric of a device. Cheap to clone (two reference counts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {

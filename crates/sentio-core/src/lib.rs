@@ -29,7 +29,7 @@ pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback
 pub use command::{Command, CommandId, CommandState};
 pub use device::DeviceId;
 pub use error::CoreError;
-pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
+pub use keys::{AlertId, AlertKey, EdgeId, SeriesKey, StateKey, Subject};
 pub use point::{Point, TextEvent};
 pub use rule::{Rule, RuleAction, RuleId, Selector, Severity};
 pub use twin::Twin;
@@ -100,6 +100,31 @@ pub mod topic {
     /// If `topic` is under `devices/<id>/` (a device's own tree), the `<id>`.
     pub fn device_of(topic: &str) -> Option<&str> {
         split_device(topic).map(|(id, _)| id)
+    }
+
+    /// Prefix under which an edge node may publish and subscribe (`edges/<id>/...`).
+    pub const EDGES: &str = "edges";
+    /// The uplink lane of points: an edge publishes its batches to `edges/<id>/up/points`.
+    pub const UPLINK_POINTS: &str = "up/points";
+
+    /// An edge reports the state of its outbox on `edges/<id>/up/status`.
+    pub const UPLINK_STATUS: &str = "up/status";
+
+    /// `edges/<id>/up/points`.
+    pub fn uplink_points(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_POINTS}")
+    }
+
+    /// `edges/<id>/up/status`.
+    pub fn uplink_status(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_STATUS}")
+    }
+
+    /// `edges/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.
+    pub fn split_edge(topic: &str) -> Option<(&str, &str)> {
+        let rest = topic.strip_prefix(EDGES)?.strip_prefix('/')?;
+        rest.split_once('/')
+            .filter(|(id, tail)| !id.is_empty() && !tail.is_empty())
     }
 
     /// `devices/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.

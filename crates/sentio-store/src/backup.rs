@@ -243,6 +243,13 @@ pub fn restore(from: &Path, data: &Path) -> Result<BackupReport> {
         conn.execute_batch(
             "DROP TABLE sentio_backup_files; DROP TABLE sentio_backup_meta; VACUUM;",
         )?;
+        // A restored directory is a new life of the node: its next open gives it a new
+        // incarnation, so the cloud takes the batches it sends again (with sequence numbers it
+        // may have used before the backup's time) as new, not as duplicates.
+        conn.execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [crate::sqlite::INCARNATION_KEY],
+        )?;
     }
     report.database_bytes = std::fs::metadata(&tmp).map_err(io(&tmp))?.len();
     std::fs::rename(&tmp, &db).map_err(io(&db))?;

@@ -22,6 +22,12 @@ pub enum StoreError {
     /// No such user.
     #[error("user {0:?} not found")]
     UnknownUser(String),
+    /// An edge with this id is already registered.
+    #[error("edge {0:?} already exists")]
+    DuplicateEdge(String),
+    /// No such edge.
+    #[error("edge {0:?} not found")]
+    UnknownEdge(String),
     /// The request itself is invalid (bad range, bad step...).
     #[error("invalid query: {0}")]
     InvalidQuery(String),

@@ -29,6 +29,7 @@
 
 mod backup;
 pub mod chunk;
+pub mod edge;
 mod error;
 pub mod labels;
 mod model;
@@ -38,8 +39,13 @@ mod stored_form;
 mod stores;
 mod traits;
 pub mod user;
+pub mod wire;
 
 pub use backup::{BackupReport, backup, restore};
+pub use edge::{
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, OutboxBatch,
+    OutboxStatus, PART_POINTS, UplinkBatch, edge_username,
+};
 pub use error::StoreError;
 pub use model::{
     Agg, AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
@@ -49,8 +55,9 @@ pub use model::{
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;
 pub use traits::{
-    AlertStore, AuditStore, CommandStore, DesiredChange, DeviceRegistry, EventStore, Maintenance,
-    RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, TwinStore, UserStore,
+    AlertStore, AuditStore, CommandStore, DesiredChange, DeviceRegistry, EdgeStore, EventStore,
+    Maintenance, OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore,
+    TwinStore, UserStore,
 };
 pub use user::{NewUser, Role, Session, SessionSecrets, User, csrf_token};
 

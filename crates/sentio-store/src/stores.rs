@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use crate::{
-    AlertStore, AuditStore, CommandStore, DeviceRegistry, EventStore, Maintenance, RetentionStore,
-    RuleStore, SeriesStore, StorageHealth, TokenStore, TwinStore, UserStore,
+    AlertStore, AuditStore, CommandStore, DeviceRegistry, EdgeStore, EventStore, Maintenance,
+    OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, TwinStore,
+    UserStore,
 };
 
 /// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
@@ -37,6 +38,10 @@ pub struct Stores {
     pub commands: Arc<dyn CommandStore>,
     /// Devices' twins.
     pub twins: Arc<dyn TwinStore>,
+    /// The edge's outbox.
+    pub outbox: Arc<dyn OutboxStore>,
+    /// Edge nodes registered here (cloud side).
+    pub edges: Arc<dyn EdgeStore>,
 }
 
 impl Stores {
@@ -55,6 +60,8 @@ impl Stores {
             + RuleStore
             + CommandStore
             + TwinStore
+            + OutboxStore
+            + EdgeStore
             + 'static,
     {
         Self {
@@ -70,7 +77,9 @@ impl Stores {
             health: backend.clone(),
             rules: backend.clone(),
             commands: backend.clone(),
-            twins: backend,
+            twins: backend.clone(),
+            outbox: backend.clone(),
+            edges: backend,
         }
     }
 }

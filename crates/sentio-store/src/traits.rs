@@ -360,3 +360,47 @@ pub trait TwinStore: Send + Sync {
         at_ms: i64,
     ) -> Result<Option<Twin>>;
 }
+
+/// The edge's outbox ([`crate::edge`]): committed batches waiting for the cloud's
+/// acknowledgement. No second copy of the points: a batch names its points, which are read
+/// back from the series when it is sent.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// From now on every [`SeriesStore::append`] records its batch, with the next
+    /// [`crate::BatchSeq`], in the same transaction as its points. Off by default (a node that
+    /// is not an edge keeps no outbox).
+    fn enable_outbox(&self);
+    /// Up to `max_batches` batches after `after`, in sequence order, stopping after the batch
+    /// that reaches `max_points` points.
+    async fn outbox_batches(
+        &self,
+        after: crate::BatchSeq,
+        max_batches: usize,
+        max_points: usize,
+    ) -> Result<Vec<crate::OutboxBatch>>;
+    /// Records that the cloud holds every batch up to `seq`, and forgets those batches (their
+    /// points stay). Never goes backwards.
+    async fn outbox_acked(&self, seq: crate::BatchSeq) -> Result<()>;
+    /// What is pending and since when.
+    async fn outbox_status(&self) -> Result<crate::OutboxStatus>;
+}
+
+/// Edge nodes registered in the cloud, and what the cloud has applied of their batches.
+#[async_trait]
+pub trait EdgeStore: Send + Sync {
+    /// Registers an edge; returns it with its secret (shown once, stored only as a digest).
+    /// `DuplicateEdge` if the id is taken.
+    async fn create_edge(&self, id: &sentio_core::EdgeId) -> Result<(crate::Edge, String)>;
+    /// One edge with its progress.
+    async fn get_edge(&self, id: &sentio_core::EdgeId) -> Result<Option<crate::Edge>>;
+    /// Every edge, by id.
+    async fn list_edges(&self) -> Result<Vec<crate::Edge>>;
+    /// Constant-time check of an edge's secret. Hot path (every CONNECT): answered from memory.
+    fn verify_edge(&self, id: &sentio_core::EdgeId, secret: &str) -> bool;
+    /// Applies batches (parts of batches) exactly once, in order: the points of every new one
+    /// and the edges' progress (edge, incarnation, lane, seq, part) are committed in one
+    /// transaction, durably; one whose (seq, part) is not after the progress already recorded
+    /// (or after an earlier one of the same call) is [`crate::Applied::Duplicate`] and writes
+    /// nothing. One verdict per batch.
+    async fn apply_uplink(&self, batches: Vec<crate::UplinkBatch>) -> Result<Vec<crate::Applied>>;
+}

@@ -75,6 +75,8 @@ pub struct Config {
     pub twins: TwinsConfig,
     /// The simulated demo fleet.
     pub demo: DemoConfig,
+    /// Edge mode: the uplink to a cloud Sentio.
+    pub edge: EdgeConfig,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             commands: CommandsConfig::default(),
             twins: TwinsConfig::default(),
             demo: DemoConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -366,6 +369,106 @@ impl Default for TwinsConfig {
     }
 }
 
+/// `[edge]`: with `upstream` set this node is an edge: it runs everything as usual and
+/// forwards every point it commits to a cloud Sentio, never losing one (its store is the
+/// outbox; see `sentio_edge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// The cloud's MQTT broker, `mqtt://host:port` (`--upstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// This edge's id, registered in the cloud with `POST /api/v1/edges` (`--edge-id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_id: Option<String>,
+    /// The secret the cloud gave this edge. Better kept out of this file: `secret_file`
+    /// (`--upstream-secret-file`) or the environment (`SENTIO_UPSTREAM_SECRET`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// A file holding the secret (trailing whitespace ignored); not with `secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// Batch parts sent and not yet acknowledged, at most (a long link stays full).
+    pub in_flight: usize,
+    /// A part the cloud does not acknowledge within this ends the connection (a silent,
+    /// black-holed link is detected this way); the next connection resends it.
+    pub ack_timeout: Span,
+    /// MQTT keep-alive of the uplink.
+    pub keep_alive: Span,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            edge_id: None,
+            secret: None,
+            secret_file: None,
+            in_flight: 16,
+            ack_timeout: Span(10_000),
+            keep_alive: Span(5_000),
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// The uplink's settings when this node is an edge (`None` otherwise), with the secret
+    /// read from its file.
+    pub fn uplink(&self) -> Result<Option<sentio_edge::UplinkSettings>, ConfigError> {
+        let Some(url) = &self.upstream else {
+            return Ok(None);
+        };
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let upstream = sentio_edge::Upstream::parse(url)
+            .map_err(|e| invalid("edge.upstream", e.to_string()))?;
+        let id = self.edge_id.as_deref().ok_or_else(|| {
+            invalid(
+                "edge.edge_id",
+                "an edge needs its id (--edge-id), registered in the cloud with POST /api/v1/edges"
+                    .into(),
+            )
+        })?;
+        let edge_id = sentio_core::EdgeId::parse(id)
+            .map_err(|e| invalid("edge.edge_id", e.to_string().replace("device", "edge")))?;
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| invalid("edge.secret_file", format!("{}: {e}", path.display())))?
+                .trim_end()
+                .to_string(),
+            (None, None) => {
+                return Err(invalid(
+                    "edge.secret",
+                    "an edge needs the secret the cloud gave it: --upstream-secret-file FILE or SENTIO_UPSTREAM_SECRET".into(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "edge.secret_file",
+                    "give the secret once: edge.secret (SENTIO_UPSTREAM_SECRET) or edge.secret_file (--upstream-secret-file)".into(),
+                ));
+            }
+        };
+        if self.keep_alive.0 < 5_000 {
+            return Err(invalid(
+                "edge.keep_alive",
+                "at least 5s (5s is the default)".into(),
+            ));
+        }
+        if self.in_flight == 0 {
+            return Err(invalid(
+                "edge.in_flight",
+                "at least 1 (16 is the default)".into(),
+            ));
+        }
+        let mut s = sentio_edge::UplinkSettings::new(upstream, edge_id, secret);
+        s.in_flight = self.in_flight;
+        s.ack_timeout = std::time::Duration::from_millis(self.ack_timeout.0.max(100) as u64);
+        s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0 as u64);
+        Ok(Some(s))
+    }
+}
+
 /// `[demo]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -438,6 +541,9 @@ impl Config {
         let mut shown = self.clone();
         if shown.http.admin_token.is_some() {
             shown.http.admin_token = Some("<redacted>".into());
+        }
+        if shown.edge.secret.is_some() {
+            shown.edge.secret = Some("<redacted>".into());
         }
         toml::to_string(&shown).expect("a configuration serializes")
     }
@@ -529,6 +635,19 @@ impl Config {
         }
         if self.mqtt.max_packet_size == 0 {
             return invalid("mqtt.max_packet_size", "must be at least 1 byte");
+        }
+        if self.edge.upstream.is_none()
+            && (self.edge.edge_id.is_some()
+                || self.edge.secret.is_some()
+                || self.edge.secret_file.is_some())
+        {
+            return invalid(
+                "edge.upstream",
+                "edge.edge_id and the secret make sense only with the cloud to send to: --upstream mqtt://HOST:PORT",
+            );
+        }
+        if self.edge.upstream.is_some() {
+            self.edge.uplink()?;
         }
         if let Some(Span(raw)) = self.store.retention.raw
             && raw < sentio_store::RAW_RETENTION_FLOOR_MS
@@ -801,6 +920,31 @@ mod tests {
             ("[http]\nadmin_token_file = \"/etc/sentio/admin.token\"", ""),
             ("[http.tls]\nenabled = true", ""),
             (
+                "[edge]\nupstream = \"mqtt://cloud:1883\"\nedge_id = \"site-1\"\nsecret = \"s\"",
+                "",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://cloud\"\nsecret = \"s\"",
+                "edge.edge_id",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://cloud\"\nedge_id = \"a\"",
+                "edge.secret",
+            ),
+            (
+                "[edge]\nupstream = \"cloud:1883\"\nedge_id = \"a\"\nsecret = \"s\"",
+                "edge.upstream",
+            ),
+            ("[edge]\nedge_id = \"a\"", "edge.upstream"),
+            (
+                "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a\"\nsecret = \"s\"\nkeep_alive = \"1s\"",
+                "edge.keep_alive",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a b\"\nsecret = \"s\"",
+                "edge.edge_id",
+            ),
+            (
                 "[http.tls]\nenabled = true\n[mqtt.tls]\nenabled = false",
                 "http.tls.enabled",
             ),
@@ -826,13 +970,16 @@ mod tests {
         )
         .unwrap();
         c.http.admin_token = Some("a-secret-admin-token-123".into());
+        c.edge.secret = Some("an-edge-secret-456".into());
         let printed = c.to_redacted_toml();
         assert!(!printed.contains("a-secret-admin-token-123"), "{printed}");
+        assert!(!printed.contains("an-edge-secret-456"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
         assert!(printed.contains("disk_budget = \"512MiB\""), "{printed}");
         assert!(printed.contains("raw = \"36h\""), "{printed}");
         let mut back = Config::from_toml(&printed).unwrap();
         back.http.admin_token = c.http.admin_token.clone();
+        back.edge.secret = c.edge.secret.clone();
         assert_eq!(back, c);
     }
 

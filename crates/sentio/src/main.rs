@@ -184,6 +184,18 @@ struct ServeArgs {
     /// held to it (MQTT 5 told via Server Keep Alive) (key `mqtt.limits.max_keep_alive`).
     #[arg(long, env = "SENTIO_MAX_KEEP_ALIVE")]
     max_keep_alive: Option<u16>,
+    /// Run as an edge of the cloud Sentio whose broker is at `mqtt://HOST:PORT`: everything
+    /// runs here as usual, and every point committed here is forwarded to the cloud, kept
+    /// until it acknowledges (key `edge.upstream`).
+    #[arg(long, env = "SENTIO_UPSTREAM", value_name = "URL")]
+    upstream: Option<String>,
+    /// This edge's id, registered in the cloud with POST /api/v1/edges (key `edge.edge_id`).
+    #[arg(long, env = "SENTIO_EDGE_ID", value_name = "ID")]
+    edge_id: Option<String>,
+    /// A file holding the secret the cloud gave this edge (key `edge.secret_file`; or the
+    /// environment variable SENTIO_UPSTREAM_SECRET, key `edge.secret`).
+    #[arg(long, env = "SENTIO_UPSTREAM_SECRET_FILE", value_name = "FILE")]
+    upstream_secret_file: Option<PathBuf>,
 }
 
 /// `sentio config ...`.
@@ -290,6 +302,21 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
     l.max_publish_rate = a.max_publish_rate.unwrap_or(l.max_publish_rate);
     l.max_queued_messages = a.max_queued_messages.or(l.max_queued_messages);
     l.max_keep_alive = a.max_keep_alive.or(l.max_keep_alive);
+    if let Some(v) = &a.upstream {
+        c.edge.upstream = Some(v.clone());
+    }
+    if let Some(v) = &a.edge_id {
+        c.edge.edge_id = Some(v.clone());
+    }
+    // The secret from the environment only (never a flag: `ps` would show it).
+    if let Ok(v) = std::env::var("SENTIO_UPSTREAM_SECRET") {
+        c.edge.secret = Some(v);
+        c.edge.secret_file = None;
+    }
+    if let Some(v) = &a.upstream_secret_file {
+        c.edge.secret_file = Some(v.clone());
+        c.edge.secret = None;
+    }
     c.check()?;
     Ok((c, file))
 }

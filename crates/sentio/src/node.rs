@@ -11,8 +11,8 @@ use sentio_broker::{Broker, BrokerConfig, TlsSettings};
 use sentio_pipeline::{LocalBus, Pipeline, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{
-    DeviceRegistry, Maintenance, NewDevice, RetentionStore, SqliteStore, StorageHealth,
-    StorageStatus, StoreError,
+    DeviceRegistry, Maintenance, NewDevice, OutboxStore, RetentionStore, SqliteStore,
+    StorageHealth, StorageStatus, StoreError,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -108,6 +108,11 @@ impl Node {
             false => None,
         };
 
+        // An edge's store is its outbox: every commit from now on is a batch for the cloud.
+        let uplink = config.edge.uplink()?;
+        if uplink.is_some() {
+            store.enable_outbox();
+        }
         let store = Arc::new(store);
         let stores = Stores::of(store.clone());
         let bus = Arc::new(LocalBus::new(4096));
@@ -130,6 +135,7 @@ impl Node {
                 allow_anonymous: mqtt.allow_anonymous,
                 limits: mqtt.limits,
             },
+            store.clone(),
             store.clone(),
             store.clone(),
             pipeline.ingest.clone(),
@@ -203,6 +209,23 @@ impl Node {
         servers.push(tokio::spawn(async move {
             run_maintenance(&*maint, &*maint, measured, stopped(rx)).await;
         }));
+        // Edge mode: the uplink to the cloud, stopped with the servers.
+        let uplink = uplink.map(|settings| {
+            let handle = sentio_api::UplinkHandle {
+                edge_id: settings.edge_id.to_string(),
+                upstream: settings.upstream.to_string(),
+                outbox: store.clone(),
+                state: Arc::new(sentio_edge::UplinkState::default()),
+            };
+            let (outbox, state, rx) = (store.clone(), handle.state.clone(), stop_rx.clone());
+            servers.push(tokio::spawn(sentio_edge::run(
+                settings,
+                outbox,
+                state,
+                stopped(rx),
+            )));
+            handle
+        });
         let state = AppState {
             registry: store.clone(),
             series: store.clone(),
@@ -213,6 +236,8 @@ impl Node {
             retention: store.clone(),
             audit: store.clone(),
             rules: store.clone(),
+            edges: store.clone(),
+            uplink,
             broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             commands: pipeline.commands.clone(),

@@ -6,6 +6,7 @@
 
 mod alert;
 mod command;
+mod edge;
 mod export;
 mod rule;
 mod stream;
@@ -22,6 +23,7 @@ pub use alert::{
     AlertDto, AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 pub use command::{CommandBody, CommandDto, CommandList, TwinDto};
+pub use edge::{CreateEdge, CreatedEdge, EdgeView, UplinkView};
 pub use export::ExportLine;
 pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;

@@ -33,6 +33,22 @@ pub fn metrics(c: &BrokerCounters) -> String {
         }
     };
     family(
+        "sentio_edge_batches_total",
+        "counter",
+        "Batch parts from edge nodes: applied, received again (acknowledged, not applied), refused as undecodable.",
+        &[
+            ("{result=\"stored\"}", c.edge_batches[0]),
+            ("{result=\"duplicate\"}", c.edge_batches[1]),
+            ("{result=\"refused\"}", c.edge_batches[2]),
+        ],
+    );
+    family(
+        "sentio_edge_points_total",
+        "counter",
+        "Points applied from edge nodes' batches.",
+        &[("", c.edge_points)],
+    );
+    family(
         "sentio_mqtt_clients_connected",
         "gauge",
         "MQTT clients connected now.",

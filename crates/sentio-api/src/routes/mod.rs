@@ -5,6 +5,7 @@ mod audit;
 mod broker;
 mod commands;
 mod devices;
+mod edges;
 mod events;
 mod export;
 mod forecast;
@@ -86,6 +87,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(rules::disable),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/edges", get(edges::list).post(edges::create))
+        .route("/api/v1/edges/{id}", get(edges::show))
+        .route("/api/v1/uplink", get(edges::uplink))
         .route("/api/v1/stream", get(stream::stream))
         .route("/mqtt", get(mqtt_ws::upgrade))
         .route("/api/v1/retention", get(retention::get).put(retention::put))

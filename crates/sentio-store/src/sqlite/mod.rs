@@ -10,8 +10,10 @@
 mod alerts;
 mod audit;
 mod commands;
+mod edges;
 mod events;
 mod health;
+mod outbox;
 mod read;
 mod registry;
 mod retention;
@@ -26,6 +28,7 @@ mod users;
 mod vacuum;
 mod workset;
 
+pub(crate) use outbox::INCARNATION_KEY;
 pub use retention::RollupStats;
 pub use seal::{SealPolicy, SealReport, TierStats};
 
@@ -85,6 +88,12 @@ struct Inner {
     /// Whether background work was told to stop ([`crate::Maintenance::interrupt`]): sealing
     /// and maintenance return at their next safe point, between transactions.
     interrupted: AtomicBool,
+    /// Whether appends record their batch in the edge's outbox (`outbox.rs`).
+    outbox: AtomicBool,
+    /// This data directory's incarnation (`outbox.rs`).
+    incarnation: crate::edge::Incarnation,
+    /// Digests of every edge's secret, so an edge's CONNECT never waits for the database.
+    edge_digests: RwLock<HashMap<String, blake3::Hash>>,
 }
 
 /// Size of the database on disk.
@@ -173,6 +182,8 @@ impl SqliteStore {
         }
         let workset = workset::Workset::all(series_ids.values().flat_map(|m| m.values().copied()));
         let tokens = tokens::load(&conn)?;
+        let incarnation = outbox::load_or_create_incarnation(&conn)?;
+        let edge_digests = edges::load_digests(&conn)?;
         let rolled_max: Option<i64> =
             conn.query_row("SELECT MAX(rolled_until) FROM series_marks", [], |r| {
                 r.get(0)
@@ -195,6 +206,9 @@ impl SqliteStore {
                 evicted: AtomicU64::new(0),
                 full: AtomicBool::new(false),
                 interrupted: AtomicBool::new(false),
+                outbox: AtomicBool::new(false),
+                incarnation,
+                edge_digests: RwLock::new(edge_digests),
             }),
         })
     }

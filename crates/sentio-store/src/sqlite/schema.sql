@@ -218,3 +218,39 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+
+-- The edge's outbox (sqlite/outbox.rs), written only once the node is an edge: one row per
+-- committed append, in the append's transaction. `spans` names its points (per series: id,
+-- first and last timestamp, count; 28 bytes each, little-endian); the points themselves stay
+-- in `points`/`chunks`. Rows up to the acknowledged seq are removed. AUTOINCREMENT: a seq is
+-- never reused within this database, even after its row is gone.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    committed_ms INTEGER NOT NULL,
+    points       INTEGER NOT NULL,
+    spans        BLOB NOT NULL
+);
+-- Per lane: every batch up to `acked_seq` is held by the cloud.
+CREATE TABLE IF NOT EXISTS outbox_acked (
+    lane      TEXT PRIMARY KEY,
+    acked_seq INTEGER NOT NULL,
+    acked_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Edge nodes registered in this (cloud) node, and how far each incarnation and lane of each
+-- was applied; a batch and its progress row are committed in one transaction.
+CREATE TABLE IF NOT EXISTS edges (
+    id            TEXT PRIMARY KEY,
+    secret_digest BLOB NOT NULL,
+    created_ms    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS edge_progress (
+    edge        TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE,
+    incarnation BLOB NOT NULL,
+    lane        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    part        INTEGER NOT NULL,
+    points      INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (edge, incarnation, lane)
+) WITHOUT ROWID;

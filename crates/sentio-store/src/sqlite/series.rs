@@ -34,6 +34,91 @@ fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Re
     Ok(id)
 }
 
+/// Where one write put its points in one series: the first and last timestamp and how many.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Span {
+    pub first: i64,
+    pub last: i64,
+    pub count: u32,
+}
+
+/// The series a write touched, by series id.
+pub(super) type Spans = HashMap<i64, Span>;
+
+/// Writes `points` to the head in one durable transaction, with `also` written in the same
+/// transaction (the outbox record, an edge's progress); on success, the series are handed to
+/// background work (`workset.rs`). A duplicate timestamp replaces the stored point.
+pub(super) fn write_points(
+    inner: &Inner,
+    conn: &mut Connection,
+    points: &[Point],
+    also: impl FnOnce(&rusqlite::Transaction<'_>, &Spans) -> Result<()>,
+) -> Result<()> {
+    // The series appended to, with their oldest new timestamp: background work looks at
+    // these (`workset.rs`).
+    let mut spans: Spans = HashMap::new();
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
+        )?;
+        // Series ids in one pass under one lock; new series are created after it.
+        let ids: Vec<Option<i64>> = {
+            let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+            points
+                .iter()
+                .map(|p| {
+                    known
+                        .get(p.device.as_str())
+                        .and_then(|m| m.get(&*p.metric))
+                        .copied()
+                })
+                .collect()
+        };
+        // A point before this may land in a bucket already rolled up.
+        let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last_marked = None;
+        for (p, id) in points.iter().zip(&ids) {
+            let sid = match *id {
+                Some(sid) => sid,
+                None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
+            };
+            stmt.execute(params![sid, p.ts_ms, p.value])?;
+            if p.ts_ms < rolled {
+                rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
+            }
+            spans
+                .entry(sid)
+                .and_modify(|s| {
+                    s.first = s.first.min(p.ts_ms);
+                    s.last = s.last.max(p.ts_ms);
+                    s.count += 1;
+                })
+                .or_insert(Span {
+                    first: p.ts_ms,
+                    last: p.ts_ms,
+                    count: 1,
+                });
+        }
+    }
+    let committed = also(&tx, &spans).and_then(|()| Ok(tx.commit()?));
+    if let Err(e) = committed {
+        // A failed commit (e.g. disk full) leaves no new series ids valid.
+        inner
+            .series_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        reload_series_ids(inner, conn)?;
+        return Err(e);
+    }
+    let mut work = inner.workset();
+    for (sid, span) in spans {
+        work.appended(sid, span.first);
+    }
+    Ok(())
+}
+
 fn check_range(from_ms: i64, to_ms: i64) -> Result<()> {
     if to_ms <= from_ms {
         return Err(StoreError::InvalidQuery(format!(
@@ -52,60 +137,13 @@ impl SeriesStore for SqliteStore {
         let points = points.to_vec();
         let stored = self
             .with_conn(move |inner, conn| {
-                // The series appended to, with their oldest new timestamp: background work
-                // looks at these (`workset.rs`).
-                let mut touched: HashMap<i64, i64> = HashMap::new();
-                let tx = conn.transaction()?;
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
-                    )?;
-                    // Series ids in one pass under one lock; new series are created after it.
-                    let ids: Vec<Option<i64>> = {
-                        let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-                        points
-                            .iter()
-                            .map(|p| {
-                                known
-                                    .get(p.device.as_str())
-                                    .and_then(|m| m.get(&*p.metric))
-                                    .copied()
-                            })
-                            .collect()
-                    };
-                    // A point before this may land in a bucket already rolled up.
-                    let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
-                    let mut last_marked = None;
-                    for (p, id) in points.iter().zip(&ids) {
-                        let sid = match *id {
-                            Some(sid) => sid,
-                            None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
-                        };
-                        stmt.execute(params![sid, p.ts_ms, p.value])?;
-                        if p.ts_ms < rolled {
-                            rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
-                        }
-                        touched
-                            .entry(sid)
-                            .and_modify(|t: &mut i64| *t = (*t).min(p.ts_ms))
-                            .or_insert(p.ts_ms);
+                write_points(inner, conn, &points, |tx, spans| {
+                    // The edge's outbox: this batch, in the same transaction as its points.
+                    if inner.outbox_on() {
+                        super::outbox::record(tx, spans)?;
                     }
-                }
-                if let Err(e) = tx.commit() {
-                    // A failed commit (e.g. disk full) leaves no new series ids valid.
-                    inner
-                        .series_ids
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clear();
-                    reload_series_ids(inner, conn)?;
-                    return Err(e.into());
-                }
-                let mut work = inner.workset();
-                for (sid, oldest) in touched {
-                    work.appended(sid, oldest);
-                }
-                Ok(())
+                    Ok(())
+                })
             })
             .await;
         self.inner.note_write(&stored);

@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod commands;
+pub mod edges;
 pub mod health;
 pub mod registry;
 pub mod retention;
@@ -64,6 +65,8 @@ macro_rules! store_contract {
             twins::twins_patch_with_a_version_check_and_a_size_cap,
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
+            edges::the_outbox_records_each_commit_and_forgets_what_is_acked,
+            edges::edges_apply_each_batch_once_per_incarnation,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -8,6 +8,8 @@
 //! - `ai`: alerts and forecasts;
 //! - `dashboard`: the web page in a real browser (chromium via playwright-core) and its session;
 //! - `node`: the node as a whole (the telemetry loop, startup errors);
+//! - `edge`: edge nodes (the cloud's registry of edges, the uplink under cuts, black holes
+//!   and kill -9);
 //! - `rules`: users' rules (the API, their alerts over MQTT, their timers across a restart);
 //! - `tidy`: source-tree checks (every source file starts with a `//!` comment);
 //! - `support`: the shared helpers (node starters, clients, raw MQTT packets).
@@ -20,6 +22,7 @@ mod actuation;
 mod ai;
 mod api;
 mod dashboard;
+mod edge;
 mod mqtt;
 mod node;
 mod rules;

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests, in one place: a whole node on port 0 (in process, or the
 //! real `sentio` binary), real HTTP and MQTT clients, and a lock for the few heavy tests.
 
+pub mod fault_proxy;
 pub mod raw;
 pub mod raw_http;
 pub mod wire;
@@ -377,10 +378,15 @@ where
 
 /// Raw points of a series over all time.
 pub async fn points(node: &Node, device: &str, metric: &str) -> Vec<(i64, f64)> {
-    let (status, body) = api(
-        node,
+    points_at(&node.http_addr.to_string(), device, metric).await
+}
+
+/// [`points`] of the node at `http_addr` (up to 100,000).
+pub async fn points_at(http_addr: &str, device: &str, metric: &str) -> Vec<(i64, f64)> {
+    let (status, body) = api_at(
+        http_addr,
         "GET",
-        &format!("/api/v1/devices/{device}/series/{metric}?from=0"),
+        &format!("/api/v1/devices/{device}/series/{metric}?from=0&limit=100000"),
         None,
     )
     .await;
@@ -403,6 +409,15 @@ pub async fn points(node: &Node, device: &str, metric: &str) -> Vec<(i64, f64)> 
 pub fn spawn_sentio(
     data: &std::path::Path,
     fsize_limit_kb: Option<u64>,
+) -> (std::process::Child, String, u16) {
+    spawn_sentio_with(data, fsize_limit_kb, &[])
+}
+
+/// [`spawn_sentio`] with more arguments for `sentio serve` (e.g. `--upstream ...`).
+pub fn spawn_sentio_with(
+    data: &std::path::Path,
+    fsize_limit_kb: Option<u64>,
+    extra: &[&str],
 ) -> (std::process::Child, String, u16) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
@@ -432,6 +447,7 @@ pub fn spawn_sentio(
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .env("SENTIO_ADMIN_TOKEN", TOKEN)
         .env("SENTIO_LOG", "info")
         .env("NO_COLOR", "1")

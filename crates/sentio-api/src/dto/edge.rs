@@ -1,0 +1,239 @@
+//! Edge nodes on the wire: the cloud's registry of edges (`/api/v1/edges`) and an edge's own
+//! uplink (`/api/v1/uplink`).
+
+use sentio_broker::EdgeReport;
+use sentio_core::time::{format_time, now_ms};
+use sentio_edge::LinkSnapshot;
+use sentio_store::{Edge, EdgeProgress, OutboxStatus};
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/edges` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEdge {
+    pub id: String,
+}
+
+/// `POST /api/v1/edges` answer: the secret, shown this once.
+#[derive(Debug, Serialize)]
+pub struct CreatedEdge {
+    pub id: String,
+    pub secret: String,
+    pub mqtt_username: String,
+    pub uplink_topic: String,
+}
+
+/// How far the cloud applied one incarnation and lane of an edge.
+#[derive(Debug, Serialize)]
+pub struct ProgressView {
+    pub incarnation: String,
+    pub lane: &'static str,
+    pub seq: i64,
+    pub part: u32,
+    pub points: u64,
+    pub last_applied: String,
+    pub last_applied_ms: i64,
+}
+
+impl From<&EdgeProgress> for ProgressView {
+    fn from(p: &EdgeProgress) -> Self {
+        Self {
+            incarnation: p.incarnation.to_hex(),
+            lane: p.lane.as_str(),
+            seq: p.seq.0,
+            part: p.part,
+            points: p.points,
+            last_applied: format_time(p.updated_ms),
+            last_applied_ms: p.updated_ms,
+        }
+    }
+}
+
+/// An edge as the cloud shows it (never its secret).
+#[derive(Debug, Serialize)]
+pub struct EdgeView {
+    pub id: String,
+    pub created: String,
+    pub created_ms: i64,
+    /// Whether it is connected to this node's broker now.
+    pub connected: bool,
+    /// Points applied from it, every incarnation.
+    pub points: u64,
+    /// When its last batch was applied (and acknowledged).
+    pub last_ack_ms: Option<i64>,
+    /// What it last reported of its outbox (since this node started), if anything.
+    pub reported: Option<ReportView>,
+    pub progress: Vec<ProgressView>,
+}
+
+/// What an edge last reported of its outbox.
+#[derive(Debug, Serialize)]
+pub struct ReportView {
+    pub pending_batches: u64,
+    pub pending_points: u64,
+    pub oldest_pending_age_ms: Option<i64>,
+    pub acked_seq: i64,
+    pub reported: String,
+    pub reported_ms: i64,
+}
+
+impl From<&EdgeReport> for ReportView {
+    fn from(r: &EdgeReport) -> Self {
+        Self {
+            pending_batches: r.pending_batches,
+            pending_points: r.pending_points,
+            oldest_pending_age_ms: r.oldest_pending_age_ms,
+            acked_seq: r.acked_seq,
+            reported: format_time(r.reported_ms),
+            reported_ms: r.reported_ms,
+        }
+    }
+}
+
+impl EdgeView {
+    /// The view of `e`, connected or not, with its last report.
+    pub fn new(e: &Edge, connected: bool, report: Option<&EdgeReport>) -> Self {
+        Self {
+            id: e.id.to_string(),
+            created: format_time(e.created_ms),
+            created_ms: e.created_ms,
+            connected,
+            points: e.progress.iter().map(|p| p.points).sum(),
+            last_ack_ms: e.progress.iter().map(|p| p.updated_ms).max(),
+            reported: report.map(ReportView::from),
+            progress: e.progress.iter().map(ProgressView::from).collect(),
+        }
+    }
+}
+
+/// `GET /api/v1/uplink`: an edge's outbox and link.
+#[derive(Debug, Serialize)]
+pub struct UplinkView {
+    pub edge_id: String,
+    pub upstream: String,
+    pub connected: bool,
+    pub incarnation: String,
+    /// Every batch up to this one is held by the cloud.
+    pub acked_seq: i64,
+    pub last_seq: i64,
+    /// Batches and points committed here and not yet acknowledged by the cloud.
+    pub pending_batches: u64,
+    pub pending_points: u64,
+    /// How old the oldest of them is (ms), if any.
+    pub oldest_pending_age_ms: Option<i64>,
+    pub last_ack_ms: Option<i64>,
+    pub in_flight: u64,
+    pub connects: u64,
+    pub link_losses: u64,
+    pub ack_timeouts: u64,
+    pub parts_sent: u64,
+    pub points_sent: u64,
+    pub bytes_sent: u64,
+    pub batches_acked: u64,
+    pub points_acked: u64,
+    pub last_error: Option<String>,
+}
+
+impl UplinkView {
+    /// The view of an edge's outbox and link as of `now_ms`.
+    pub fn new(
+        edge_id: String,
+        upstream: String,
+        o: &OutboxStatus,
+        l: &LinkSnapshot,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            edge_id,
+            upstream,
+            connected: l.connected,
+            incarnation: o.incarnation.to_hex(),
+            acked_seq: o.acked.0,
+            last_seq: o.last.0,
+            pending_batches: o.pending_batches,
+            pending_points: o.pending_points,
+            oldest_pending_age_ms: o.oldest_pending_ms.map(|t| (now_ms - t).max(0)),
+            last_ack_ms: o.last_ack_ms,
+            in_flight: l.in_flight,
+            connects: l.connects,
+            link_losses: l.link_losses,
+            ack_timeouts: l.ack_timeouts,
+            parts_sent: l.parts_sent,
+            points_sent: l.points_sent,
+            bytes_sent: l.bytes_sent,
+            batches_acked: l.batches_acked,
+            points_acked: l.points_acked,
+            last_error: l.last_error.clone(),
+        }
+    }
+
+    /// The view now.
+    pub fn now(edge_id: String, upstream: String, o: &OutboxStatus, l: &LinkSnapshot) -> Self {
+        Self::new(edge_id, upstream, o, l, now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::tests::check;
+    use sentio_core::EdgeId;
+    use sentio_store::{BatchSeq, Incarnation, Lane};
+
+    #[test]
+    fn edges_and_uplink() {
+        let edge = Edge {
+            id: EdgeId::parse("site-1").unwrap(),
+            created_ms: 1_700_000_000_000,
+            progress: vec![EdgeProgress {
+                incarnation: Incarnation([0xab; 16]),
+                lane: Lane::Points,
+                seq: BatchSeq(7),
+                part: 0,
+                points: 120,
+                updated_ms: 1_700_000_001_000,
+            }],
+        };
+        check(
+            EdgeView::new(
+                &edge,
+                true,
+                Some(&EdgeReport {
+                    pending_batches: 2,
+                    pending_points: 30,
+                    oldest_pending_age_ms: Some(1_500),
+                    acked_seq: 6,
+                    reported_ms: 1_700_000_002_000,
+                }),
+            ),
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+        );
+        let o = OutboxStatus {
+            incarnation: Incarnation([1; 16]),
+            acked: BatchSeq(5),
+            last: BatchSeq(9),
+            pending_batches: 4,
+            pending_points: 40,
+            oldest_pending_ms: Some(1_000),
+            last_ack_ms: Some(900),
+        };
+        let l = LinkSnapshot {
+            connected: false,
+            connects: 2,
+            link_losses: 1,
+            ack_timeouts: 1,
+            parts_sent: 6,
+            bytes_sent: 600,
+            points_sent: 60,
+            batches_acked: 5,
+            points_acked: 50,
+            in_flight: 0,
+            last_error: Some("silent".into()),
+        };
+        check(
+            UplinkView::new("site-1".into(), "mqtt://cloud:1883".into(), &o, &l, 3_500),
+            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent"}"#,
+        );
+        assert!(serde_json::from_str::<CreateEdge>(r#"{"id":"a","x":1}"#).is_err());
+    }
+}

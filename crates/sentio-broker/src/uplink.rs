@@ -1,0 +1,139 @@
+//! The cloud's end of an edge's uplink: a message of batches published by edge `<id>` on
+//! `edges/<id>/up/points` is decoded ([`sentio_store::wire`]) and applied exactly once
+//! ([`EdgeStore::apply_uplink`]: the new batches' points and the progress in one transaction)
+//! before the tap returns, so the PUBACK the edge waits for means "held by the cloud". A batch
+//! applied before is acknowledged without being applied. The cloud's late-point window does not apply: the
+//! edge accepted these points, and a week of backlog must go in.
+//!
+//! **Invariant:** no PUBACK for a batch that is not committed. A payload that cannot be decoded
+//! is never acknowledged: the edge is disconnected (it retries, and the refusal is counted and
+//! logged); a store failure holds the PUBACK and retries, as for device telemetry.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mqtt5::broker::events::{ClientPublishEvent, PublishAction};
+use sentio_core::EdgeId;
+use sentio_store::{Applied, EdgeStore, Lane, UplinkBatch, edge_username, wire};
+use tracing::{debug, warn};
+
+use crate::clients::Clients;
+use crate::counters::Counters;
+
+/// What each edge last reported of its outbox, with when it arrived (ms); in memory only.
+#[derive(Debug, Default)]
+pub(crate) struct EdgeReports(
+    std::sync::Mutex<std::collections::HashMap<String, (wire::StatusReport, i64)>>,
+);
+
+/// What an edge last reported of its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeReport {
+    /// Batches committed on the edge and not yet acknowledged.
+    pub pending_batches: u64,
+    /// Points in them.
+    pub pending_points: u64,
+    /// Age of the oldest of them now (its age when reported plus the time since), if any.
+    pub oldest_pending_age_ms: Option<i64>,
+    /// Every batch up to this seq is acknowledged.
+    pub acked_seq: i64,
+    /// When the report arrived (ms).
+    pub reported_ms: i64,
+}
+
+impl EdgeReports {
+    /// The latest report of `edge`, as of `now_ms`.
+    pub(crate) fn get(&self, edge: &str, now_ms: i64) -> Option<EdgeReport> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (r, at) = map.get(edge)?;
+        Some(EdgeReport {
+            pending_batches: r.pending_batches,
+            pending_points: r.pending_points,
+            oldest_pending_age_ms: r
+                .oldest_pending_age_ms
+                .map(|a| (a as i64).saturating_add((now_ms - at).max(0))),
+            acked_seq: r.acked.0,
+            reported_ms: *at,
+        })
+    }
+
+    /// Keeps a report of `edge` from the edge itself (bad ones are ignored).
+    pub(crate) fn report(&self, edge: &str, event: &ClientPublishEvent) -> PublishAction {
+        if event.user_id.as_deref()
+            == Some(format!("{}{edge}", sentio_store::EDGE_USERNAME_PREFIX).as_str())
+            && let Ok(r) = wire::decode_status(&event.payload)
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(edge.to_string(), (r, sentio_core::time::now_ms()));
+        }
+        PublishAction::Handled
+    }
+}
+
+/// Applies the batch in `event` from `edge` (already known to be the topic's edge id).
+pub(crate) async fn apply(
+    edges: &Arc<dyn EdgeStore>,
+    clients: &Clients,
+    counters: &Counters,
+    edge: &str,
+    event: &ClientPublishEvent,
+) -> PublishAction {
+    let Ok(edge) = EdgeId::parse(edge) else {
+        return PublishAction::Handled;
+    };
+    // Only the edge itself (a token with a wide ACL may publish here too, and is ignored).
+    if event.user_id.as_deref() != Some(edge_username(&edge).as_str()) {
+        return PublishAction::Handled;
+    }
+    let message = match wire::decode(&event.payload) {
+        Ok(m) => m,
+        Err(e) => {
+            Counters::bump(&counters.edge_batches_refused);
+            warn!(edge = %edge, error = %e, bytes = event.payload.len(),
+                "edge message refused: it cannot be decoded; disconnecting the edge without an acknowledgement");
+            clients.disconnect(&[event.client_id.to_string()]).await;
+            return std::future::pending().await;
+        }
+    };
+    let batches: Vec<UplinkBatch> = message
+        .batches
+        .into_iter()
+        .map(|b| UplinkBatch {
+            edge: edge.clone(),
+            incarnation: message.incarnation,
+            lane: Lane::Points,
+            seq: b.seq,
+            part: b.part,
+            points: b.points,
+        })
+        .collect();
+    let last = batches.last().map(|b| (b.seq.0, b.part));
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match edges.apply_uplink(batches.clone()).await {
+            Ok(verdicts) => {
+                for (b, v) in batches.iter().zip(&verdicts) {
+                    match v {
+                        Applied::Stored => {
+                            Counters::bump(&counters.edge_batches_stored);
+                            counters
+                                .edge_points_stored
+                                .fetch_add(b.points.len() as u64, Ordering::Relaxed);
+                        }
+                        Applied::Duplicate => Counters::bump(&counters.edge_batches_duplicate),
+                    }
+                }
+                debug!(edge = %edge, last = ?last, batches = batches.len(), "edge message applied");
+                return PublishAction::Handled;
+            }
+            Err(e) => {
+                warn!(edge = %edge, last = ?last, error = %e, retry_in = ?wait, "edge message not stored yet; PUBACK held");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

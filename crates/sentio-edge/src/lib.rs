@@ -1,0 +1,21 @@
+//! Edge mode: the uplink that forwards an edge node's committed points to a cloud Sentio.
+//!
+//! The edge's store is the outbox ([`sentio_store::OutboxStore`]): every committed append is a
+//! batch with a sequence number. [`run`] keeps one MQTT 5 connection to the cloud's broker as
+//! the edge's own identity (`edge:<id>`), publishes the batches after the acknowledged one at
+//! QoS 1 on `edges/<id>/up/points` ([`sentio_store::wire`]), several in flight, and records a
+//! batch as delivered only when the cloud's PUBACK for its last part arrives (the cloud sends
+//! it after its commit). A lost connection, a refused batch or an acknowledgement that does
+//! not come within [`UplinkSettings::ack_timeout`] (a black-holed link) drops the connection;
+//! the next one, after a growing back-off, resumes from the acknowledged batch. What the cloud
+//! already holds is acknowledged again without being applied, so nothing is lost or doubled.
+//!
+//! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
+
+mod link;
+mod settings;
+mod state;
+
+pub use link::run;
+pub use settings::{SettingsError, UplinkSettings, Upstream};
+pub use state::{LinkSnapshot, UplinkState};

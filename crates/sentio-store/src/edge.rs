@@ -1,0 +1,170 @@
+//! Store-and-forward between an edge node and the cloud: what the two seams
+//! ([`crate::OutboxStore`] on the edge, [`crate::EdgeStore`] in the cloud) speak of.
+//!
+//! The edge's store is its own outbox: with the outbox on, every committed append is a batch
+//! with a [`BatchSeq`], recorded in the append's transaction (the batch names its points by
+//! series and time range; the points are not copied). An [`Incarnation`] names one life of a
+//! data directory: a new one when the directory is created and when a backup is restored, so
+//! that the cloud never takes a restored edge's reused sequence numbers for duplicates.
+
+use sentio_core::{EdgeId, Point};
+
+/// The sequence number of a committed batch on an edge, increasing within an incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct BatchSeq(pub i64);
+
+/// One life of a data directory: 16 random bytes, new when the directory is created and when
+/// a backup is restored into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Incarnation(pub [u8; 16]);
+
+impl Incarnation {
+    /// A fresh random incarnation.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .expect("the operating system's random generator is unavailable");
+        Self(bytes)
+    }
+
+    /// Lower-case hex, as shown in the API.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses [`Incarnation::to_hex`].
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let bytes = hex::decode(s).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+/// The lane a batch travels in. Only points so far; alerts and registry changes get lanes of
+/// their own later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Committed telemetry points.
+    Points,
+}
+
+impl Lane {
+    /// The lane's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Points => "points",
+        }
+    }
+
+    /// Parses [`Lane::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "points").then_some(Lane::Points)
+    }
+}
+
+/// Most points recorded in one part of a batch (a group commit may hold tens of thousands;
+/// each part must fit one MQTT packet). A part holds whole series, so a series of more points
+/// is one part of its own.
+pub const PART_POINTS: u32 = 4_096;
+
+/// A committed batch read back from the outbox, with its points as they are stored now (a
+/// point replaced since by a later write goes with its newer value), in parts of whole series
+/// of at most [`PART_POINTS`] recorded points. The split depends only on what was recorded at
+/// commit, so a batch read again is split the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxBatch {
+    /// Its sequence number.
+    pub seq: BatchSeq,
+    /// When it was committed (ms).
+    pub committed_ms: i64,
+    /// Its points in parts (at least one), each by series then time.
+    pub parts: Vec<Vec<Point>>,
+}
+
+impl OutboxBatch {
+    /// Every point of the batch.
+    pub fn points(&self) -> impl Iterator<Item = &Point> {
+        self.parts.iter().flatten()
+    }
+}
+
+/// How far the outbox has been delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// This data directory's incarnation.
+    pub incarnation: Incarnation,
+    /// Every batch up to this one is acknowledged by the cloud (0: none yet).
+    pub acked: BatchSeq,
+    /// The last committed batch (0: none yet).
+    pub last: BatchSeq,
+    /// Batches committed and not acknowledged.
+    pub pending_batches: u64,
+    /// Points in them.
+    pub pending_points: u64,
+    /// When the oldest of them was committed (ms).
+    pub oldest_pending_ms: Option<i64>,
+    /// When the cloud last acknowledged a batch (ms).
+    pub last_ack_ms: Option<i64>,
+}
+
+/// One batch arriving in the cloud from an edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkBatch {
+    /// The edge that sent it (the authenticated identity, not a claim of the payload).
+    pub edge: EdgeId,
+    /// The edge's incarnation.
+    pub incarnation: Incarnation,
+    /// Its lane.
+    pub lane: Lane,
+    /// Its sequence number in that incarnation and lane.
+    pub seq: BatchSeq,
+    /// Which part of the batch (from 0; see [`PART_POINTS`]).
+    pub part: u32,
+    /// Its points.
+    pub points: Vec<Point>,
+}
+
+/// What the cloud did with an [`UplinkBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Its points and the edge's progress were committed in one transaction.
+    Stored,
+    /// It (or a later batch of the same incarnation and lane) was applied before: nothing was
+    /// written, and it may be acknowledged again.
+    Duplicate,
+}
+
+/// An edge node registered in the cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    /// Its id (MQTT username `edge:<id>`).
+    pub id: EdgeId,
+    /// When it was registered (ms).
+    pub created_ms: i64,
+    /// Its progress per incarnation and lane, the latest first.
+    pub progress: Vec<EdgeProgress>,
+}
+
+/// How far the cloud has applied an edge's batches in one incarnation and lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeProgress {
+    /// The edge's incarnation.
+    pub incarnation: Incarnation,
+    /// The lane.
+    pub lane: Lane,
+    /// The last batch applied (all its parts up to `part`).
+    pub seq: BatchSeq,
+    /// The last part of it applied.
+    pub part: u32,
+    /// Points applied in this incarnation and lane.
+    pub points: u64,
+    /// When the last batch was applied (ms).
+    pub updated_ms: i64,
+}
+
+/// MQTT username prefix of an edge node: `edge:<id>`.
+pub const EDGE_USERNAME_PREFIX: &str = "edge:";
+
+/// The MQTT username of an edge.
+pub fn edge_username(id: &EdgeId) -> String {
+    format!("{EDGE_USERNAME_PREFIX}{id}")
+}

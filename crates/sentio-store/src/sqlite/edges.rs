@@ -1,0 +1,226 @@
+//! `EdgeStore` on SQLite: edges with their secret digests (cached in memory for CONNECT), and
+//! `edge_progress`, written in the same transaction as the points of each applied batch
+//! (`series::write_points`), so a batch is applied exactly once whatever crashes between the
+//! commit and the acknowledgement.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use sentio_core::EdgeId;
+
+use super::{Inner, SqliteStore, series};
+use crate::edge::{
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, UplinkBatch,
+};
+use crate::{EdgeStore, Result, StoreError, secret};
+
+/// What the secret digest of an edge is computed over: its username, so that an edge and a
+/// device of the same id never share a digest.
+fn digest_id(id: &EdgeId) -> String {
+    format!("{EDGE_USERNAME_PREFIX}{id}")
+}
+
+/// Every edge's secret digest, loaded at open.
+pub(super) fn load_digests(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, blake3::Hash>> {
+    let mut stmt = conn.prepare("SELECT id, secret_digest FROM edges")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, d) = row?;
+        let bytes: [u8; 32] = d
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("secret digest of edge {id}")))?;
+        out.insert(id, blake3::Hash::from_bytes(bytes));
+    }
+    Ok(out)
+}
+
+fn progress_of(conn: &Connection, id: &str) -> Result<Vec<EdgeProgress>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT incarnation, lane, seq, part, points, updated_ms FROM edge_progress \
+         WHERE edge = ?1 ORDER BY updated_ms DESC",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (inc, lane, seq, part, points, updated_ms) = row?;
+        let corrupt = || StoreError::Corrupt(format!("progress of edge {id}"));
+        out.push(EdgeProgress {
+            incarnation: Incarnation(inc.try_into().map_err(|_| corrupt())?),
+            lane: Lane::parse(&lane).ok_or_else(corrupt)?,
+            seq: BatchSeq(seq),
+            part: part as u32,
+            points: points as u64,
+            updated_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn edge_row(conn: &Connection, id: &EdgeId) -> Result<Option<Edge>> {
+    let created: Option<i64> = conn
+        .query_row(
+            "SELECT created_ms FROM edges WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(created_ms) = created else {
+        return Ok(None);
+    };
+    Ok(Some(Edge {
+        id: id.clone(),
+        created_ms,
+        progress: progress_of(conn, id.as_str())?,
+    }))
+}
+
+impl Inner {
+    fn edge_digest(&self, id: &EdgeId) -> Option<blake3::Hash> {
+        self.edge_digests
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.as_str())
+            .copied()
+    }
+}
+
+#[async_trait]
+impl EdgeStore for SqliteStore {
+    async fn create_edge(&self, id: &EdgeId) -> Result<(Edge, String)> {
+        let secret = secret::generate();
+        let digest = secret::digest(&self.inner.key, &digest_id(id), &secret);
+        let id = id.clone();
+        let edge = self
+            .with_conn(move |inner, conn| {
+                let created_ms = sentio_core::time::now_ms();
+                let n = conn.execute(
+                    "INSERT OR IGNORE INTO edges (id, secret_digest, created_ms) VALUES (?1, ?2, ?3)",
+                    params![id.as_str(), digest.as_bytes().as_slice(), created_ms],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::DuplicateEdge(id.to_string()));
+                }
+                inner
+                    .edge_digests
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_string(), digest);
+                Ok(Edge {
+                    id,
+                    created_ms,
+                    progress: Vec::new(),
+                })
+            })
+            .await?;
+        Ok((edge, secret))
+    }
+
+    async fn get_edge(&self, id: &EdgeId) -> Result<Option<Edge>> {
+        let id = id.clone();
+        self.with_conn(move |_, conn| edge_row(conn, &id)).await
+    }
+
+    async fn list_edges(&self) -> Result<Vec<Edge>> {
+        self.with_conn(move |_, conn| {
+            let ids: Vec<String> = conn
+                .prepare("SELECT id FROM edges ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let id = EdgeId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.extend(edge_row(conn, &id)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn verify_edge(&self, id: &EdgeId, secret: &str) -> bool {
+        // An unknown edge costs the same digest as a known one.
+        let stored = self.inner.edge_digest(id);
+        let candidate = secret::digest(&self.inner.key, &digest_id(id), secret);
+        stored.is_some_and(|s| s == candidate)
+    }
+
+    async fn apply_uplink(&self, batches: Vec<UplinkBatch>) -> Result<Vec<Applied>> {
+        let applied = self
+            .with_conn(move |inner, conn| {
+                // The connection is held for the whole check and write: no other writer can
+                // apply the same batch between them.
+                let mut done: HashMap<Key, (i64, u32)> = HashMap::new();
+                let mut verdicts = Vec::with_capacity(batches.len());
+                let mut points = Vec::new();
+                // Per key: the progress to record and the points it adds.
+                let mut progress: HashMap<Key, (i64, u32, i64)> = HashMap::new();
+                for b in &batches {
+                    let key: Key = (b.edge.to_string(), b.incarnation.0, b.lane.as_str());
+                    if !done.contains_key(&key) {
+                        let known: Option<i64> = conn
+                            .query_row("SELECT 1 FROM edges WHERE id = ?1", [&key.0], |r| r.get(0))
+                            .optional()?;
+                        if known.is_none() {
+                            return Err(StoreError::UnknownEdge(key.0));
+                        }
+                        let row: Option<(i64, u32)> = conn
+                            .query_row(
+                                "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
+                                params![key.0, key.1.as_slice(), key.2],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .optional()?;
+                        done.insert(key.clone(), row.unwrap_or((i64::MIN, 0)));
+                    }
+                    let last = done.get_mut(&key).expect("inserted above");
+                    if (b.seq.0, b.part) <= *last {
+                        verdicts.push(Applied::Duplicate);
+                        continue;
+                    }
+                    *last = (b.seq.0, b.part);
+                    let p = progress.entry(key).or_insert((0, 0, 0));
+                    (p.0, p.1, p.2) = (b.seq.0, b.part, p.2 + b.points.len() as i64);
+                    points.extend(b.points.iter().cloned());
+                    verdicts.push(Applied::Stored);
+                }
+                if progress.is_empty() {
+                    return Ok(verdicts);
+                }
+                series::write_points(inner, conn, &points, |tx, _| {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO edge_progress (edge, incarnation, lane, seq, part, points, updated_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT (edge, incarnation, lane) DO UPDATE SET seq = excluded.seq, \
+                         part = excluded.part, points = points + excluded.points, \
+                         updated_ms = excluded.updated_ms",
+                    )?;
+                    let now = sentio_core::time::now_ms();
+                    for ((edge, inc, lane), (seq, part, n)) in &progress {
+                        stmt.execute(params![edge, inc.as_slice(), lane, seq, part, n, now])?;
+                    }
+                    Ok(())
+                })?;
+                Ok(verdicts)
+            })
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+}
+
+/// An edge's incarnation and lane.
+type Key = (String, [u8; 16], &'static str);

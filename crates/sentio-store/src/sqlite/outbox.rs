@@ -1,0 +1,242 @@
+//! `OutboxStore` on SQLite: the edge's outbox is the `outbox` table, one row per committed
+//! append written in the append's own transaction (`series::write_points`), naming its points
+//! by series and time span; the points stay where every point is (head, then chunks) and are
+//! read back when the batch is sent. Acknowledged rows are removed; `outbox_acked` keeps the
+//! acknowledged seq.
+//!
+//! **Invariant:** a batch is recorded if and only if its points were committed, and its seq is
+//! never reused in this database (`AUTOINCREMENT`).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sentio_core::{DeviceId, Point};
+
+use super::series::{Span, Spans};
+use super::{Inner, SqliteStore, read};
+use crate::edge::{BatchSeq, Incarnation, Lane, OutboxBatch, OutboxStatus, PART_POINTS};
+use crate::{OutboxStore, Result, StoreError};
+
+/// Bytes of one span in `outbox.spans`: series id, first and last timestamp, count.
+const SPAN_BYTES: usize = 8 + 8 + 8 + 4;
+
+/// The meta key of this data directory's incarnation.
+pub(crate) const INCARNATION_KEY: &str = "incarnation";
+
+/// Records the batch of `spans` (inside the append's transaction).
+pub(super) fn record(tx: &Transaction<'_>, spans: &Spans) -> Result<()> {
+    let mut blob = Vec::with_capacity(spans.len() * SPAN_BYTES);
+    let mut points: u64 = 0;
+    for (sid, s) in spans {
+        blob.extend_from_slice(&sid.to_le_bytes());
+        blob.extend_from_slice(&s.first.to_le_bytes());
+        blob.extend_from_slice(&s.last.to_le_bytes());
+        blob.extend_from_slice(&s.count.to_le_bytes());
+        points += u64::from(s.count);
+    }
+    tx.prepare_cached("INSERT INTO outbox (committed_ms, points, spans) VALUES (?1, ?2, ?3)")?
+        .execute(params![sentio_core::time::now_ms(), points as i64, blob])?;
+    Ok(())
+}
+
+fn spans_of(blob: &[u8]) -> Result<Vec<(i64, Span)>> {
+    if !blob.len().is_multiple_of(SPAN_BYTES) {
+        return Err(StoreError::Corrupt("outbox spans".into()));
+    }
+    Ok(blob
+        .chunks_exact(SPAN_BYTES)
+        .map(|c| {
+            let i64_at = |o: usize| i64::from_le_bytes(c[o..o + 8].try_into().expect("8 bytes"));
+            let count = u32::from_le_bytes(c[24..28].try_into().expect("4 bytes"));
+            (
+                i64_at(0),
+                Span {
+                    first: i64_at(8),
+                    last: i64_at(16),
+                    count,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The incarnation in `meta`, created with a new data directory (or after a restore, which
+/// removes it).
+pub(super) fn load_or_create_incarnation(conn: &Connection) -> Result<Incarnation> {
+    let existing: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [INCARNATION_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(bytes) = existing {
+        return bytes
+            .try_into()
+            .map(Incarnation)
+            .map_err(|_| StoreError::Corrupt("incarnation in meta".into()));
+    }
+    let new = Incarnation::generate();
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        params![INCARNATION_KEY, new.0.as_slice()],
+    )?;
+    Ok(new)
+}
+
+fn acked(conn: &Connection) -> Result<(BatchSeq, Option<i64>)> {
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT acked_seq, acked_ms FROM outbox_acked WHERE lane = ?1",
+            [Lane::Points.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((seq, ms)) => (BatchSeq(seq), Some(ms)),
+        None => (BatchSeq(0), None),
+    })
+}
+
+/// Series names by id, loaded as needed.
+fn series_name(
+    conn: &Connection,
+    names: &mut HashMap<i64, (DeviceId, std::sync::Arc<str>)>,
+    sid: i64,
+) -> Result<(DeviceId, std::sync::Arc<str>)> {
+    if let Some(n) = names.get(&sid) {
+        return Ok(n.clone());
+    }
+    let (device, metric): (String, String) = conn.query_row(
+        "SELECT device, metric FROM series WHERE id = ?1",
+        [sid],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let device =
+        DeviceId::parse(&device).map_err(|e| StoreError::Corrupt(format!("series {sid}: {e}")))?;
+    let name = (device, std::sync::Arc::<str>::from(metric));
+    names.insert(sid, name.clone());
+    Ok(name)
+}
+
+impl Inner {
+    /// Whether appends record their batch in the outbox.
+    pub(super) fn outbox_on(&self) -> bool {
+        self.outbox.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    fn enable_outbox(&self) {
+        self.inner.outbox.store(true, Ordering::Relaxed);
+    }
+
+    async fn outbox_batches(
+        &self,
+        after: BatchSeq,
+        max_batches: usize,
+        max_points: usize,
+    ) -> Result<Vec<OutboxBatch>> {
+        self.with_conn(move |_, conn| {
+            let rows: Vec<(i64, i64, Vec<u8>)> = conn
+                .prepare_cached(
+                    "SELECT seq, committed_ms, spans FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![after.0, max_batches as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut names = HashMap::new();
+            let mut out = Vec::with_capacity(rows.len());
+            let mut total = 0usize;
+            for (seq, committed_ms, blob) in rows {
+                let mut parts: Vec<Vec<Point>> = vec![Vec::new()];
+                let mut recorded: u32 = 0;
+                for (sid, span) in spans_of(&blob)? {
+                    // Parts of whole series, split on what was recorded at commit only.
+                    if recorded > 0 && recorded.saturating_add(span.count) > PART_POINTS {
+                        parts.push(Vec::new());
+                        recorded = 0;
+                    }
+                    recorded = recorded.saturating_add(span.count);
+                    let (device, metric) = series_name(conn, &mut names, sid)?;
+                    // Every point of the span as stored now (a later write to the same
+                    // timestamp goes with its newer value; the cloud keeps the last too).
+                    let limit = (span.count as usize).saturating_mul(4).saturating_add(4096);
+                    let stored = read::raw(conn, sid, span.first, span.last.saturating_add(1), limit)?;
+                    let part = parts.last_mut().expect("at least one part");
+                    part.extend(stored.points.into_iter().map(|(ts_ms, value)| Point {
+                        device: device.clone(),
+                        metric: metric.clone(),
+                        ts_ms,
+                        value,
+                    }));
+                }
+                let points: usize = parts.iter().map(Vec::len).sum();
+                total += points;
+                out.push(OutboxBatch {
+                    seq: BatchSeq(seq),
+                    committed_ms,
+                    parts,
+                });
+                if total >= max_points {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn outbox_acked(&self, seq: BatchSeq) -> Result<()> {
+        self.with_conn(move |_, conn| {
+            let tx = conn.transaction()?;
+            let (before, _) = acked(&tx)?;
+            if seq <= before {
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT INTO outbox_acked (lane, acked_seq, acked_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_ms = excluded.acked_ms",
+                params![Lane::Points.as_str(), seq.0, sentio_core::time::now_ms()],
+            )?;
+            tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq.0])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_status(&self) -> Result<OutboxStatus> {
+        self.with_conn(move |inner, conn| {
+            let (acked, last_ack_ms) = acked(conn)?;
+            let (pending_batches, pending_points, oldest): (i64, Option<i64>, Option<i64>) = conn
+                .query_row(
+                "SELECT COUNT(*), SUM(points), MIN(committed_ms) FROM outbox WHERE seq > ?1",
+                [acked.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            // The last seq handed out, kept by AUTOINCREMENT even when its row is gone.
+            let last: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(OutboxStatus {
+                incarnation: inner.incarnation,
+                acked,
+                last: BatchSeq(last.unwrap_or(0).max(acked.0)),
+                pending_batches: pending_batches as u64,
+                pending_points: pending_points.unwrap_or(0) as u64,
+                oldest_pending_ms: oldest,
+                last_ack_ms,
+            })
+        })
+        .await
+    }
+}

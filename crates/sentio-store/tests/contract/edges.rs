@@ -1,0 +1,250 @@
+//! Store-and-forward: the edge's outbox (a batch per committed append, read back from the
+//! series, forgotten once acknowledged) and the cloud's edges (each batch applied once per
+//! incarnation and lane, with its progress in the same transaction).
+
+use sentio_core::EdgeId;
+use sentio_store::{Applied, BatchSeq, Incarnation, Lane, RangeQuery, StoreError, UplinkBatch};
+
+use super::{Backend, dev, point};
+
+pub async fn the_outbox_records_each_commit_and_forgets_what_is_acked(backend: &impl Backend) {
+    let s = backend.open();
+    // Before the outbox is on, nothing is recorded.
+    s.series
+        .append(&[point("pump-1", "temp", 500, 1.0)])
+        .await
+        .unwrap();
+    s.outbox.enable_outbox();
+    let a = vec![
+        point("pump-1", "temp", 1_000, 20.5),
+        point("pump-1", "temp", 2_000, 20.75),
+        point("pump-2", "flow", 1_500, 3.25),
+    ];
+    let b = vec![point("pump-1", "temp", 3_000, 21.0)];
+    s.series.append(&a).await.unwrap();
+    s.series.append(&b).await.unwrap();
+    let status = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(status.acked, BatchSeq(0));
+    assert_eq!((status.pending_batches, status.pending_points), (2, 4));
+    assert!(status.oldest_pending_ms.is_some());
+    let batches = s
+        .outbox
+        .outbox_batches(BatchSeq(0), 10, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 2);
+    assert!(batches[0].seq < batches[1].seq);
+    assert_eq!(status.last, batches[1].seq);
+    assert_eq!(batches[0].parts.len(), 1, "a small batch is one part");
+    let mut got: Vec<_> = batches[0].points().cloned().collect();
+    got.sort_by(|x, y| (x.device.as_str(), x.ts_ms).cmp(&(y.device.as_str(), y.ts_ms)));
+    assert_eq!(got, a, "the batch's points as stored, not a copy");
+    assert_eq!(batches[1].parts, vec![b]);
+    // At most what was asked for, stopping after the batch that reaches max_points.
+    assert_eq!(
+        s.outbox
+            .outbox_batches(BatchSeq(0), 1, 1_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.outbox
+            .outbox_batches(BatchSeq(0), 10, 2)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    s.outbox.outbox_acked(batches[0].seq).await.unwrap();
+    let after = s
+        .outbox
+        .outbox_batches(BatchSeq(0), 10, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(after, batches[1..].to_vec());
+    // A group commit larger than a part is split on whole series, the same way every time.
+    let big: Vec<_> = (0..3)
+        .flat_map(|d| (0..3_000).map(move |i| point(&format!("big-{d}"), "v", i, i as f64)))
+        .collect();
+    s.series.append(&big).await.unwrap();
+    let read = |n| s.outbox.outbox_batches(batches[1].seq, 1, n);
+    let (first, again) = (read(1).await.unwrap(), read(1).await.unwrap());
+    assert_eq!(first, again);
+    assert_eq!(first[0].parts.len(), 3);
+    assert!(first[0].parts.iter().all(|p| p.len() == 3_000));
+    // Never backwards.
+    s.outbox.outbox_acked(BatchSeq(0)).await.unwrap();
+    let status2 = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(status2.acked, batches[0].seq);
+    assert_eq!(
+        (status2.pending_batches, status2.pending_points),
+        (2, 9_001)
+    );
+    assert!(status2.last_ack_ms.is_some());
+    drop(s);
+
+    // A restart keeps the incarnation, the acknowledged seq and the pending batches; new seqs
+    // follow the old ones.
+    let s = backend.open();
+    s.outbox.enable_outbox();
+    let status3 = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(status3.incarnation, status.incarnation);
+    assert_eq!(status3.acked, batches[0].seq);
+    assert_eq!(status3.pending_points, 9_001);
+    s.series
+        .append(&[point("pump-1", "temp", 4_000, 22.0)])
+        .await
+        .unwrap();
+    let pending = s
+        .outbox
+        .outbox_batches(status3.acked, 10, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending[..2], [batches[1].clone(), first[0].clone()]);
+    assert!(pending[2].seq > first[0].seq);
+    s.outbox.outbox_acked(pending[2].seq).await.unwrap();
+    let done = s.outbox.outbox_status().await.unwrap();
+    assert_eq!((done.pending_batches, done.pending_points), (0, 0));
+    assert_eq!(done.oldest_pending_ms, None);
+    assert_eq!(done.last, pending[2].seq);
+}
+
+fn batch(edge: &EdgeId, inc: Incarnation, seq: i64, ts: i64, value: f64) -> UplinkBatch {
+    UplinkBatch {
+        edge: edge.clone(),
+        incarnation: inc,
+        lane: Lane::Points,
+        seq: BatchSeq(seq),
+        part: 0,
+        points: vec![point("far-1", "level", ts, value)],
+    }
+}
+
+async fn stored(s: &sentio_store::Stores) -> Vec<(i64, f64)> {
+    s.series
+        .query(RangeQuery {
+            device: dev("far-1"),
+            metric: "level".into(),
+            from_ms: 0,
+            to_ms: 1_000_000,
+            step: None,
+            limit: 1_000,
+        })
+        .await
+        .unwrap()
+        .points
+}
+
+pub async fn edges_apply_each_batch_once_per_incarnation(backend: &impl Backend) {
+    let s = backend.open();
+    let site = EdgeId::parse("site-1").unwrap();
+    let (edge, secret) = s.edges.create_edge(&site).await.unwrap();
+    assert_eq!(edge.id, site);
+    assert!(edge.progress.is_empty());
+    assert!(s.edges.verify_edge(&site, &secret));
+    assert!(!s.edges.verify_edge(&site, "guess"));
+    assert!(
+        !s.edges
+            .verify_edge(&EdgeId::parse("site-2").unwrap(), &secret)
+    );
+    assert!(matches!(
+        s.edges.create_edge(&site).await,
+        Err(StoreError::DuplicateEdge(_))
+    ));
+    let (one, two) = (Incarnation([1; 16]), Incarnation([2; 16]));
+    let apply = |b| async { s.edges.apply_uplink(vec![b]).await.map(|v| v[0]) };
+    assert_eq!(
+        apply(batch(&site, one, 1, 10, 1.0)).await.unwrap(),
+        Applied::Stored
+    );
+    assert_eq!(
+        apply(batch(&site, one, 2, 20, 2.0)).await.unwrap(),
+        Applied::Stored
+    );
+    // Sent again (a lost acknowledgement): acknowledged, not applied, even with other values.
+    assert_eq!(
+        apply(batch(&site, one, 2, 20, 9.0)).await.unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        apply(batch(&site, one, 1, 30, 9.0)).await.unwrap(),
+        Applied::Duplicate
+    );
+    // The parts of a batch: each applied once, in order.
+    let mut part1 = batch(&site, one, 3, 25, 2.5);
+    part1.part = 1;
+    let part0 = batch(&site, one, 3, 22, 2.25);
+    assert_eq!(apply(part0.clone()).await.unwrap(), Applied::Stored);
+    assert_eq!(apply(part1.clone()).await.unwrap(), Applied::Stored);
+    assert_eq!(apply(part0).await.unwrap(), Applied::Duplicate);
+    assert_eq!(apply(part1).await.unwrap(), Applied::Duplicate);
+    assert_eq!(
+        stored(&s).await,
+        vec![(10, 1.0), (20, 2.0), (22, 2.25), (25, 2.5)]
+    );
+    // A restored edge starts a new incarnation: its seq 1 is new.
+    assert_eq!(
+        apply(batch(&site, two, 1, 30, 3.0)).await.unwrap(),
+        Applied::Stored
+    );
+    assert_eq!(
+        stored(&s).await,
+        vec![(10, 1.0), (20, 2.0), (22, 2.25), (25, 2.5), (30, 3.0)]
+    );
+    let unknown = EdgeId::parse("nobody").unwrap();
+    assert!(matches!(
+        apply(batch(&unknown, one, 1, 40, 4.0)).await,
+        Err(StoreError::UnknownEdge(_))
+    ));
+    drop(s);
+
+    let s = backend.open();
+    assert!(
+        s.edges.verify_edge(&site, &secret),
+        "digests survive a reopen"
+    );
+    let edge = s.edges.get_edge(&site).await.unwrap().unwrap();
+    let mut progress: Vec<(Incarnation, i64, u32, u64)> = edge
+        .progress
+        .iter()
+        .map(|p| (p.incarnation, p.seq.0, p.part, p.points))
+        .collect();
+    progress.sort_by_key(|p| p.0.0);
+    assert_eq!(progress, vec![(one, 3, 1, 4), (two, 1, 0, 1)]);
+    assert_eq!(s.edges.list_edges().await.unwrap(), vec![edge]);
+    assert_eq!(
+        s.edges
+            .apply_uplink(vec![
+                batch(&site, one, 2, 20, 9.0),
+                batch(&site, one, 4, 40, 4.0),
+                batch(&site, one, 4, 41, 9.0),
+                batch(&site, two, 2, 42, 4.5),
+            ])
+            .await
+            .unwrap(),
+        vec![
+            Applied::Duplicate,
+            Applied::Stored,
+            Applied::Duplicate,
+            Applied::Stored
+        ],
+        "several batches in one call, each once"
+    );
+    assert_eq!(
+        stored(&s).await,
+        vec![
+            (10, 1.0),
+            (20, 2.0),
+            (22, 2.25),
+            (25, 2.5),
+            (30, 3.0),
+            (40, 4.0),
+            (42, 4.5)
+        ]
+    );
+    assert_eq!(s.edges.get_edge(&unknown).await.unwrap(), None);
+}
