@@ -23,7 +23,9 @@ pub mod rule;
 pub mod telemetry;
 pub mod time;
 
-pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
+pub use alert::{
+    Ack, Alert, AlertKind, AlertState, Comment, Contributor, Explanation, Feedback, Prediction,
+};
 pub use device::DeviceId;
 pub use error::CoreError;
 pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};

@@ -40,8 +40,8 @@ impl fmt::Display for RuleId {
 }
 
 /// How serious a rule's alert is. It sets the alert's score: info 0.3, warning 0.6,
-/// critical 1.0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// critical 1.0. Ordered: info < warning < critical.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
     /// Worth knowing.
     Info,
@@ -67,6 +67,17 @@ impl Severity {
         [Self::Info, Self::Warning, Self::Critical]
             .into_iter()
             .find(|v| v.as_str() == s)
+    }
+
+    /// The severity a rule's alert score stands for (the inverse of [`Severity::score`]).
+    pub fn of_score(score: f64) -> Self {
+        if score >= Self::Critical.score() {
+            Self::Critical
+        } else if score >= Self::Warning.score() {
+            Self::Warning
+        } else {
+            Self::Info
+        }
     }
 
     /// The alert score it stands for.

@@ -150,6 +150,8 @@ pub struct AlertFilter {
     pub state: Option<AlertState>,
     /// Only this device.
     pub device: Option<String>,
+    /// Only alerts someone acknowledged (`true`) or nobody did (`false`).
+    pub acknowledged: Option<bool>,
     /// Most alerts returned, newest first.
     pub limit: usize,
 }

@@ -120,6 +120,19 @@ pub trait AlertStore: Send + Sync {
     async fn get_alert(&self, id: i64) -> Result<Option<Alert>>;
     /// Records (or replaces) a user's feedback on an alert.
     async fn save_feedback(&self, id: i64, feedback: &sentio_core::Feedback) -> Result<()>;
+    /// Records who acknowledged alert `id` (the first acknowledgement stays); returns the
+    /// acknowledgement in force, `None` for an unknown alert.
+    async fn acknowledge(
+        &self,
+        id: i64,
+        ack: &sentio_core::Ack,
+    ) -> Result<Option<sentio_core::Ack>>;
+    /// Records who resolved alert `id` by hand (its state is saved with [`Self::save_alert`]).
+    async fn set_resolved_by(&self, id: i64, by: &str) -> Result<()>;
+    /// Adds a comment to alert `id`; `false` for an unknown alert.
+    async fn add_comment(&self, id: i64, comment: &sentio_core::Comment) -> Result<bool>;
+    /// The comments on alert `id`, oldest first.
+    async fn comments(&self, id: i64) -> Result<Vec<sentio_core::Comment>>;
 }
 
 /// Text readings (`"state": "running"`), kept as events: the latest per metric and a bounded

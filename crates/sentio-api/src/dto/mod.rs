@@ -18,7 +18,8 @@ use sentio_store::{AuditEntry, Device, Scope};
 use serde::{Deserialize, Serialize};
 
 pub use alert::{
-    AlertDto, AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
+    AlertDto, AlertList, AlertParams, AlertView, CommentBody, CommentDto, CommentList,
+    FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 pub use export::ExportLine;
 pub use rule::{RuleBody, RuleList, RuleView};

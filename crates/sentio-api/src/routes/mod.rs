@@ -60,6 +60,15 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/alerts/{id}/feedback",
             axum::routing::post(alerts::feedback),
         )
+        .route("/api/v1/alerts/{id}/ack", axum::routing::post(alerts::ack))
+        .route(
+            "/api/v1/alerts/{id}/resolve",
+            axum::routing::post(alerts::resolve),
+        )
+        .route(
+            "/api/v1/alerts/{id}/comments",
+            get(alerts::comments).post(alerts::comment),
+        )
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/rules", get(rules::list).post(rules::create))
         .route(

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{
-    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleId, SeriesKey,
-    Subject,
+    Ack, Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleId,
+    SeriesKey, Subject,
 };
 use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore};
 use tokio::sync::{mpsc, oneshot};
@@ -68,6 +68,18 @@ pub(crate) enum Command {
     Forget {
         device: DeviceId,
         reply: oneshot::Sender<()>,
+    },
+    /// A person takes charge of an alert.
+    Acknowledge {
+        alert_id: AlertId,
+        by: String,
+        reply: oneshot::Sender<Result<Alert, PipelineError>>,
+    },
+    /// A person resolves an alert by hand.
+    Resolve {
+        alert_id: AlertId,
+        by: String,
+        reply: oneshot::Sender<Result<Alert, PipelineError>>,
     },
     /// The users' rules changed in the store: load them again.
     ReloadRules {
@@ -168,6 +180,7 @@ impl DetectStage {
             .list_alerts(AlertFilter {
                 state: Some(AlertState::Open),
                 device: None,
+                acknowledged: None,
                 limit: MAX_OPEN_ALERTS_RESTORED,
             })
             .await?;
@@ -462,6 +475,22 @@ impl DetectStage {
                 let r = self.new_normal(alert_id, note).await;
                 let _ = reply.send(r);
             }
+            Command::Acknowledge {
+                alert_id,
+                by,
+                reply,
+            } => {
+                let r = self.acknowledge(alert_id, by).await;
+                let _ = reply.send(r);
+            }
+            Command::Resolve {
+                alert_id,
+                by,
+                reply,
+            } => {
+                let r = self.resolve(alert_id, by).await;
+                let _ = reply.send(r);
+            }
             Command::Forget { device, reply } => {
                 self.forget(&device);
                 let _ = reply.send(());
@@ -557,6 +586,77 @@ impl DetectStage {
             .await
     }
 
+    /// A person takes charge of open alert `id`: the first acknowledgement is kept and
+    /// announced.
+    async fn acknowledge(&mut self, id: AlertId, by: String) -> Result<Alert, PipelineError> {
+        let (mut alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
+        if alert.state == AlertState::Resolved {
+            return Err(PipelineError::Conflict(format!("alert {id} is resolved")));
+        }
+        let ack = Ack {
+            by,
+            at_ms: now_ms(),
+        };
+        let ack = self
+            .alerts
+            .acknowledge(id.get(), &ack)
+            .await?
+            .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+        if let Some(t) = self.trackers.get_mut(&key) {
+            t.set_ack(id, ack.clone());
+        }
+        info!(alert = %id, device = %key.device, by = %ack.by, "alert acknowledged");
+        alert.ack = Some(ack);
+        self.bus.publish(Event::Alert {
+            alert: Box::new(alert.clone()),
+        });
+        Ok(alert)
+    }
+
+    /// A person resolves open alert `id` now; the watch that raised it is told (a rule's open
+    /// flag closes). Should the condition go on, the next alerting verdict opens a new alert.
+    async fn resolve(&mut self, id: AlertId, by: String) -> Result<Alert, PipelineError> {
+        let (alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
+        if alert.state == AlertState::Resolved {
+            return Err(PipelineError::Conflict(format!(
+                "alert {id} is already resolved"
+            )));
+        }
+        self.alerts.set_resolved_by(id.get(), &by).await?;
+        let mut resolved = self.close_now(alert, &key).await?;
+        resolved.resolved_by = Some(by);
+        if let Ok(w) = self.watch_for(&key) {
+            w.closed(&key);
+        }
+        Stats::add(&self.stats.alerts_resolved, 1);
+        info!(alert = %id, device = %key.device, by = ?resolved.resolved_by, "alert resolved by hand");
+        self.save_states().await;
+        self.bus.publish(Event::Alert {
+            alert: Box::new(resolved.clone()),
+        });
+        Ok(resolved)
+    }
+
+    /// Resolves open `alert` (of `key`) now, in its tracker if it is the tracked one, and saves
+    /// it.
+    async fn close_now(&mut self, alert: Alert, key: &AlertKey) -> Result<Alert, PipelineError> {
+        let id = alert.id;
+        let now = now_ms();
+        let closed = self
+            .trackers
+            .get_mut(key)
+            .filter(|t| t.open().is_some_and(|a| a.id == id))
+            .and_then(|t| t.close(now));
+        let updated = closed.unwrap_or_else(|| {
+            let mut a = alert;
+            a.state = AlertState::Resolved;
+            a.resolved_ms = Some(now.max(a.last_anomaly_ms));
+            a
+        });
+        self.alerts.save_alert(&updated).await?;
+        Ok(updated)
+    }
+
     /// Records feedback on `alert`; with `close`, an open alert resolves now.
     async fn close_with_feedback(
         &mut self,
@@ -571,18 +671,7 @@ impl DetectStage {
         let now = now_ms();
         let mut updated = alert.clone();
         if close && alert.state == AlertState::Open {
-            let closed = self
-                .trackers
-                .get_mut(key)
-                .filter(|t| t.open().is_some_and(|a| a.id == id))
-                .and_then(|t| t.close(now));
-            updated = closed.unwrap_or_else(|| {
-                let mut a = alert.clone();
-                a.state = AlertState::Resolved;
-                a.resolved_ms = Some(now.max(a.last_anomaly_ms));
-                a
-            });
-            self.alerts.save_alert(&updated).await?;
+            updated = self.close_now(alert, key).await?;
         }
         let feedback = Feedback {
             false_alarm,

@@ -80,6 +80,24 @@ CREATE TABLE IF NOT EXISTS alert_feedback (
     feedback TEXT NOT NULL
 );
 
+-- How people handled an alert: who acknowledged it and when, who resolved it by hand.
+CREATE TABLE IF NOT EXISTS alert_handling (
+    alert_id    INTEGER PRIMARY KEY,
+    ack_by      TEXT,
+    ack_ms      INTEGER,
+    resolved_by TEXT
+);
+
+-- Notes on alerts, in the order written.
+CREATE TABLE IF NOT EXISTS alert_comments (
+    id       INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    author   TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_comments_by_alert ON alert_comments (alert_id, id);
+
 -- Text readings, kept as events: the newest EVENT_HISTORY per device and metric.
 CREATE TABLE IF NOT EXISTS events (
     device TEXT NOT NULL,

@@ -8,6 +8,7 @@
 // Each test binary that includes this module uses only part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod alerts;
 pub mod health;
 pub mod registry;
 pub mod retention;
@@ -51,6 +52,7 @@ macro_rules! store_contract {
             registry::tokens_survive_a_reopen_and_revocation_is_immediate,
             registry::text_events_keep_the_last_text_and_a_bounded_history,
             registry::the_audit_log_lists_newest_first_and_an_erasure_anonymises_it,
+            alerts::acknowledgements_resolutions_and_comments_survive_reopen_and_erase,
             health::a_healthy_store_is_not_full_and_has_free_space,
             retention::raw_expires_per_device_kind_and_globally_and_rollups_answer,
             retention::late_points_and_duplicates_update_the_rollups,

@@ -6,6 +6,8 @@
 //! - `api`: the admin API (tokens, audit log, export, broker view);
 //! - `storage`: what is kept (query, retention, backup, erasure, a full disk, kill -9);
 //! - `ai`: alerts and forecasts;
+//! - `alerts`: how people handle alerts (acknowledge, resolve, comment, silences) and how they
+//!   are notified;
 //! - `node`: the node as a whole (the telemetry loop, startup errors);
 //! - `rules`: users' rules (the API, their alerts over MQTT, their timers across a restart);
 //! - `tidy`: source-tree checks (every source file starts with a `//!` comment);
@@ -16,6 +18,7 @@
 //! do not overlap each other.
 
 mod ai;
+mod alerts;
 mod api;
 mod mqtt;
 mod node;

@@ -1,0 +1,4 @@
+//! The alert lifecycle through the front door: acknowledge, resolve and comment by role, with
+//! the audit log and the live stream.
+
+mod lifecycle;
