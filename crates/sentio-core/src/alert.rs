@@ -68,6 +68,23 @@ impl AlertKind {
             Self::Rule => "rule",
         }
     }
+
+    /// Every kind.
+    pub const ALL: [Self; 8] = [
+        Self::Anomaly,
+        Self::Relation,
+        Self::Peer,
+        Self::Silence,
+        Self::Limit,
+        Self::Predictive,
+        Self::Device,
+        Self::Rule,
+    ];
+
+    /// Reads a name written by [`AlertKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 /// One metric's part in a multivariate or fleet alert.
@@ -153,6 +170,8 @@ pub struct Alert {
     pub ack: Option<Ack>,
     /// Who resolved it by hand (`None` when its condition cleared by itself, or still open).
     pub resolved_by: Option<String>,
+    /// The silence that kept it from being notified, if one did.
+    pub silenced_by: Option<i64>,
 }
 
 impl Alert {

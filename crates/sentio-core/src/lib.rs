@@ -18,6 +18,7 @@ pub mod alert;
 mod device;
 mod error;
 pub mod keys;
+pub mod notify;
 mod point;
 pub mod rule;
 pub mod telemetry;
@@ -29,8 +30,9 @@ pub use alert::{
 pub use device::DeviceId;
 pub use error::CoreError;
 pub use keys::{AlertId, AlertKey, SeriesKey, StateKey, Subject};
+pub use notify::{AlertMatcher, Channel, ChannelTarget, Silence, SmtpSecurity};
 pub use point::{Point, TextEvent};
-pub use rule::{Rule, RuleId, Selector, Severity};
+pub use rule::{Rule, RuleAction, RuleId, Selector, Severity};
 
 /// MQTT topic helpers: the topic layout is a public contract with devices.
 pub mod topic {

@@ -138,4 +138,16 @@ pub struct Rule {
     pub for_ms: i64,
     /// The alert's severity.
     pub severity: Severity,
+    /// What it does besides opening and resolving its alert (which it always does).
+    pub actions: Vec<RuleAction>,
+}
+
+/// What a rule does when its alert opens, besides the alert itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Notify the named channel (whatever the channel's own routing says).
+    Notify {
+        /// The channel's name.
+        channel: String,
+    },
 }

@@ -123,6 +123,7 @@ impl AlertTracker {
                     feedback: None,
                     ack: None,
                     resolved_by: None,
+                    silenced_by: None,
                 };
                 self.open = Some(a.clone());
                 Transition::Opened(a)

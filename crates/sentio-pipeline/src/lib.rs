@@ -27,6 +27,7 @@ mod detect;
 mod error;
 mod explain;
 mod ingest;
+mod notice;
 mod presence;
 pub mod rules;
 mod series_limit;
@@ -37,6 +38,7 @@ pub use bus::{Bus, Event, LocalBus, Subscription};
 pub use control::{Control, DeclaredLimit};
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
+pub use notice::{Notice, NoticeSender};
 pub use presence::Presence;
 pub use series_limit::DEFAULT_MAX_SERIES_PER_DEVICE;
 pub use stats::Stats;
@@ -129,10 +131,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the stages. Restores open alerts and detector state from the store first.
+    /// Every alert that opens is also sent to `notices`, when given.
     pub async fn start(
         config: PipelineConfig,
         stores: Stores,
         bus: Arc<dyn Bus>,
+        notices: Option<NoticeSender>,
     ) -> Result<Self, PipelineError> {
         let stats = Arc::new(Stats::default());
         let presence = Arc::new(Presence::default());
@@ -145,7 +149,8 @@ impl Pipeline {
         let (command_tx, command_rx) = mpsc::channel(64);
 
         let detector =
-            detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone()).await?;
+            detect::DetectStage::restore(&config, &stores, bus.clone(), stats.clone(), notices)
+                .await?;
         let tasks = vec![
             tokio::spawn(ingest::run_writer(
                 ingest_rx,

@@ -41,15 +41,16 @@ pub mod user;
 pub use backup::{BackupReport, backup, restore};
 pub use error::StoreError;
 pub use model::{
-    Agg, AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
-    NewAudit, NewDevice, NewToken, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution,
-    RetentionPolicy, RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
+    Agg, AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, ChannelStats, Device,
+    DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
+    OutboxMessage, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution, RetentionPolicy,
+    RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;
 pub use traits::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore, UserStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, NotifyStore, RetentionStore,
+    RuleStore, SeriesStore, StorageHealth, TokenStore, UserStore,
 };
 pub use user::{NewUser, Role, Session, SessionSecrets, User};
 

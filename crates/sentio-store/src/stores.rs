@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, RetentionStore, RuleStore,
-    SeriesStore, StorageHealth, TokenStore, UserStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, Maintenance, NotifyStore, RetentionStore,
+    RuleStore, SeriesStore, StorageHealth, TokenStore, UserStore,
 };
 
 /// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
@@ -33,6 +33,8 @@ pub struct Stores {
     pub health: Arc<dyn StorageHealth>,
     /// Users' rules.
     pub rules: Arc<dyn RuleStore>,
+    /// Silences, notification channels and their outbox.
+    pub notify: Arc<dyn NotifyStore>,
 }
 
 impl Stores {
@@ -49,6 +51,7 @@ impl Stores {
             + Maintenance
             + StorageHealth
             + RuleStore
+            + NotifyStore
             + 'static,
     {
         Self {
@@ -62,7 +65,8 @@ impl Stores {
             retention: backend.clone(),
             maintenance: backend.clone(),
             health: backend.clone(),
-            rules: backend,
+            rules: backend.clone(),
+            notify: backend,
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct AlertDto {
     /// Who resolved it by hand; absent when it resolved by itself or is open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
+    /// The silence that kept it from being notified; absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<i64>,
 }
 
 /// Who acknowledged an alert.
@@ -125,6 +128,7 @@ impl From<&Alert> for AlertDto {
             feedback: a.feedback.as_ref().map(FeedbackDto::from),
             acknowledged: a.ack.as_ref().map(AckDto::from),
             resolved_by: a.resolved_by.clone(),
+            silenced_by: a.silenced_by,
         }
     }
 }
@@ -385,6 +389,7 @@ pub(crate) mod tests {
             feedback: None,
             ack: None,
             resolved_by: None,
+            silenced_by: None,
         }
     }
 

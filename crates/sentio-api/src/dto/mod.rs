@@ -6,6 +6,7 @@
 
 mod alert;
 mod export;
+mod notify;
 mod rule;
 mod stream;
 mod user;
@@ -22,6 +23,10 @@ pub use alert::{
     FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 pub use export::ExportLine;
+pub use notify::{
+    ChannelBody, ChannelList, ChannelView, GroupList, GroupView, SilenceBody, SilenceList,
+    SilenceView,
+};
 pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;
 pub use user::{CreateUser, Login, LoginAnswer, UpdateUser, UserView};

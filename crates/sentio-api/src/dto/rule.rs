@@ -4,12 +4,25 @@
 use std::collections::BTreeMap;
 
 use sentio_core::time::parse_duration_ms;
-use sentio_core::{DeviceId, Rule, RuleId, Selector, Severity};
+use sentio_core::{Channel, DeviceId, Rule, RuleAction, RuleId, Selector, Severity};
 use sentio_pipeline::rules::RuleError;
 use serde::{Deserialize, Serialize};
 
-/// The only action of this version: open the rule's alert, and resolve it on clear.
+/// The action every rule has: open the rule's alert, and resolve it on clear.
 const ALERT_ACTION: &str = "alert";
+
+/// One action on the wire: `"alert"` or `{"notify": "<channel>"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActionDto {
+    /// `"alert"`.
+    Name(String),
+    /// Notify a channel.
+    Notify {
+        /// The channel's name.
+        notify: String,
+    },
+}
 
 /// A rule's selector.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -48,9 +61,9 @@ pub struct RuleBody {
     pub for_ms: Option<i64>,
     #[serde(default)]
     pub severity: Option<String>,
-    /// `["alert"]`, the only action so far (the default).
+    /// `["alert", {"notify": "ops"}]`: the alert (always, the default) and channels to notify.
     #[serde(default)]
-    pub actions: Option<Vec<String>>,
+    pub actions: Option<Vec<ActionDto>>,
 }
 
 fn yes() -> bool {
@@ -70,13 +83,21 @@ impl RuleBody {
     /// compiling it.
     pub fn into_rule(self, id: &str) -> Result<Rule, RuleError> {
         let id = RuleId::parse(id).map_err(|e| invalid("id", e.to_string()))?;
-        if let Some(actions) = &self.actions
-            && actions.iter().any(|a| a != ALERT_ACTION)
-        {
-            return Err(invalid(
-                "actions",
-                "only \"alert\" (open and resolve the rule's alert) is supported",
-            ));
+        let mut actions = Vec::new();
+        for a in self.actions.into_iter().flatten() {
+            match a {
+                ActionDto::Name(n) if n == ALERT_ACTION => {}
+                ActionDto::Notify { notify } if Channel::valid_name(&notify) => {
+                    actions.push(RuleAction::Notify { channel: notify })
+                }
+                _ => {
+                    return Err(invalid(
+                        "actions",
+                        "use \"alert\" (open and resolve the rule's alert) or \
+                         {\"notify\": \"<channel name>\"}",
+                    ));
+                }
+            }
         }
         let for_ms = match (self.for_, self.for_ms) {
             (Some(_), Some(_)) => return Err(invalid("for", "give for or for_ms, not both")),
@@ -109,6 +130,7 @@ impl RuleBody {
             clear: self.clear,
             for_ms,
             severity,
+            actions,
         })
     }
 }
@@ -124,7 +146,7 @@ pub struct RuleView {
     pub clear: Option<String>,
     pub for_ms: i64,
     pub severity: &'static str,
-    pub actions: [&'static str; 1],
+    pub actions: Vec<ActionDto>,
 }
 
 impl From<&Rule> for RuleView {
@@ -143,7 +165,13 @@ impl From<&Rule> for RuleView {
             clear: r.clear.clone(),
             for_ms: r.for_ms,
             severity: r.severity.as_str(),
-            actions: [ALERT_ACTION],
+            actions: std::iter::once(ActionDto::Name(ALERT_ACTION.into()))
+                .chain(r.actions.iter().map(|a| match a {
+                    RuleAction::Notify { channel } => ActionDto::Notify {
+                        notify: channel.clone(),
+                    },
+                }))
+                .collect(),
         }
     }
 }
@@ -162,18 +190,22 @@ mod tests {
     fn rules_read_and_print_their_wire_form() {
         let body: RuleBody = serde_json::from_str(
             r#"{"id":"co2-high","name":"CO2","selector":{"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},
-                "condition":"co2 > 1000","clear":"co2 < 800","for":"10m","severity":"critical","actions":["alert"]}"#,
+                "condition":"co2 > 1000","clear":"co2 < 800","for":"10m","severity":"critical","actions":["alert",{"notify":"ops"}]}"#,
         )
         .unwrap();
         let rule = body.into_rule("co2-high").unwrap();
         assert_eq!(rule.for_ms, 600_000);
         assert_eq!(
             serde_json::to_string(&RuleView::from(&rule)).unwrap(),
-            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"severity":"critical","actions":["alert"]}"#
+            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"severity":"critical","actions":["alert",{"notify":"ops"}]}"#
         );
         for (json, field) in [
             (
                 r#"{"name":"n","condition":"c","actions":["webhook"]}"#,
+                "actions",
+            ),
+            (
+                r#"{"name":"n","condition":"c","actions":[{"notify":"Bad Name"}]}"#,
                 "actions",
             ),
             (r#"{"name":"n","condition":"c","for":"ten"}"#, "for"),

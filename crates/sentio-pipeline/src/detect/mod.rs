@@ -34,7 +34,10 @@ use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesSto
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
+use crate::{
+    AlertTracker, Bus, Event, Notice, NoticeSender, PipelineConfig, PipelineError, Stats, Stores,
+    Transition,
+};
 use watch::{DeviceBatch, Finding, Verdict, Watch};
 
 /// How often silence (and any other watch's time-driven verdict) is checked. A silence
@@ -115,6 +118,8 @@ pub(crate) struct DetectStage {
     rules: Arc<dyn RuleStore>,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
+    /// Where opened alerts go to be notified.
+    notices: Option<NoticeSender>,
 }
 
 impl DetectStage {
@@ -124,6 +129,7 @@ impl DetectStage {
         stores: &Stores,
         bus: Arc<dyn Bus>,
         stats: Arc<Stats>,
+        notices: Option<NoticeSender>,
     ) -> Result<Self, PipelineError> {
         let resolve_after = config.resolve_after_normal_points;
         // Silence first: an arrival ends a silence before the arrival itself is judged.
@@ -155,6 +161,7 @@ impl DetectStage {
             rules: stores.rules.clone(),
             bus,
             stats,
+            notices,
         };
         let rows = stores.series.load_detector_states().await?;
         let n_rows = rows.len();
@@ -443,6 +450,21 @@ impl DetectStage {
                 Stats::add(&self.stats.alerts_opened, 1);
                 warn!(alert = %id, kind = alert.explanation.kind.as_str(), device = %alert.device,
                       metric = %alert.metric, "alert opened: {}", alert.explanation.message);
+                if let Some(tx) = &self.notices {
+                    let notice = Notice {
+                        alert: alert.clone(),
+                        device_kind: self
+                            .kinds
+                            .get(&key.device)
+                            .cloned()
+                            .unwrap_or_else(|| UNKNOWN_KIND.into()),
+                        labels: self.labels.get(&key.device).cloned().unwrap_or_default(),
+                    };
+                    // Waits while the notifier is behind; fails only once it has stopped.
+                    if tx.send(notice).await.is_err() {
+                        warn!(alert = %id, "the notifier has stopped: alert not notified");
+                    }
+                }
             }
             Change::Resolved => {
                 Stats::add(&self.stats.alerts_resolved, 1);

@@ -358,6 +358,7 @@ pub(crate) fn test_rule(condition: &str, clear: Option<&str>, for_ms: i64) -> Ru
         clear: clear.map(Into::into),
         for_ms,
         severity: Severity::Warning,
+        actions: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@ struct AlertRow {
     ack_by: Option<String>,
     ack_ms: Option<i64>,
     resolved_by: Option<String>,
+    silenced_by: Option<i64>,
 }
 
 fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
@@ -41,6 +42,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
         ack_by: r.get(11)?,
         ack_ms: r.get(12)?,
         resolved_by: r.get(13)?,
+        silenced_by: r.get(14)?,
     })
 }
 
@@ -60,6 +62,7 @@ fn finish(row: AlertRow) -> Result<Alert> {
             _ => None,
         },
         resolved_by: row.resolved_by,
+        silenced_by: row.silenced_by,
         id: AlertId::new(row.id),
         device: row.device,
         metric: row.metric,
@@ -72,7 +75,7 @@ fn finish(row: AlertRow) -> Result<Alert> {
 
 const SELECT_ALERT: &str = "SELECT id, device, metric, state, opened_ms, last_anomaly_ms, \
      resolved_ms, anomalous_points, explanation, peak, f.feedback, h.ack_by, h.ack_ms, \
-     h.resolved_by FROM alerts \
+     h.resolved_by, h.silenced_by FROM alerts \
      LEFT JOIN alert_feedback f ON f.alert_id = alerts.id \
      LEFT JOIN alert_handling h ON h.alert_id = alerts.id";
 

@@ -11,6 +11,7 @@ mod alerts;
 mod audit;
 mod events;
 mod health;
+mod notify;
 mod read;
 mod registry;
 mod retention;

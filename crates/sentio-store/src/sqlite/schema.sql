@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS alert_handling (
     alert_id    INTEGER PRIMARY KEY,
     ack_by      TEXT,
     ack_ms      INTEGER,
-    resolved_by TEXT
+    resolved_by TEXT,
+    silenced_by INTEGER
 );
 
 -- Notes on alerts, in the order written.
@@ -210,3 +211,46 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+
+-- Silences: the alerts their matcher covers notify nobody until `until_ms`.
+CREATE TABLE IF NOT EXISTS silences (
+    id         INTEGER PRIMARY KEY,
+    matcher    TEXT NOT NULL,
+    until_ms   INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    author     TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+
+-- Notification channels, with their delivery counters.
+CREATE TABLE IF NOT EXISTS channels (
+    name          TEXT PRIMARY KEY,
+    target        TEXT NOT NULL,
+    matcher       TEXT,
+    delivered     INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    last_error_ms INTEGER
+) WITHOUT ROWID;
+
+-- Notifications not yet delivered (`failed` = 1: given up). A delivered one is deleted in the
+-- transaction that counts it, so it is never offered again.
+CREATE TABLE IF NOT EXISTS outbox (
+    id         INTEGER PRIMARY KEY,
+    channel    TEXT NOT NULL,
+    msg_id     TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_ms    INTEGER NOT NULL,
+    failed     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (failed, next_ms, id);
+
+-- Alerts that opened together, notified as one.
+CREATE TABLE IF NOT EXISTS alert_groups (
+    id          INTEGER PRIMARY KEY,
+    alert_kind  TEXT NOT NULL,
+    device_kind TEXT NOT NULL,
+    opened_ms   INTEGER NOT NULL,
+    members     TEXT NOT NULL
+);

@@ -21,6 +21,7 @@ fn open_alert(device: &str) -> Alert {
         feedback: None,
         ack: None,
         resolved_by: None,
+        silenced_by: None,
     }
 }
 

@@ -22,6 +22,9 @@ fn rule(id: &str, condition: &str) -> Rule {
         clear: Some("co2 < 800.0".into()),
         for_ms: 600_000,
         severity: Severity::Critical,
+        actions: vec![sentio_core::RuleAction::Notify {
+            channel: "ops".into(),
+        }],
     }
 }
 

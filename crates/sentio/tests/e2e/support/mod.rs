@@ -3,6 +3,7 @@
 
 pub mod raw;
 pub mod raw_http;
+pub mod receivers;
 pub mod wire;
 
 use std::path::Path;
