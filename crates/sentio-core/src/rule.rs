@@ -136,10 +136,24 @@ pub struct Rule {
     pub clear: Option<String>,
     /// How long `condition` must hold before the alert opens (ms, 0 = at once).
     pub for_ms: i64,
+    /// How long the clear condition must hold, without a break, before the open alert
+    /// resolves (ms): the hysteresis in time ([`Rule::DEFAULT_CLEAR_FOR_MS`] when not given).
+    pub clear_for_ms: i64,
+    /// After the alert resolves, how long the rule cannot open it again (ms;
+    /// [`Rule::DEFAULT_COOL_DOWN_MS`] when not given).
+    pub cool_down_ms: i64,
     /// The alert's severity.
     pub severity: Severity,
     /// What it does besides opening and resolving its alert (which it always does).
     pub actions: Vec<RuleAction>,
+}
+
+impl Rule {
+    /// The default `clear_for`: a condition must have stopped for a minute before its alert
+    /// resolves, so a signal wavering around a threshold keeps one alert open.
+    pub const DEFAULT_CLEAR_FOR_MS: i64 = 60_000;
+    /// The default `cool_down`: five minutes between a resolution and the next alert.
+    pub const DEFAULT_COOL_DOWN_MS: i64 = 300_000;
 }
 
 /// What a rule does when its alert opens, besides the alert itself.

@@ -506,6 +506,12 @@ struct RuleV1 {
     condition: String,
     clear: Option<String>,
     for_ms: i64,
+    /// Absent in rules stored before the hysteresis in time existed: 0 (at once).
+    #[serde(default)]
+    clear_for_ms: i64,
+    /// Absent in rules stored before cool-downs existed: 0 (none).
+    #[serde(default)]
+    cool_down_ms: i64,
     severity: String,
     /// Absent in rules stored before actions existed: none.
     #[serde(default)]
@@ -544,6 +550,8 @@ impl From<&Rule> for RuleV1 {
             condition: r.condition.clone(),
             clear: r.clear.clone(),
             for_ms: r.for_ms,
+            clear_for_ms: r.clear_for_ms,
+            cool_down_ms: r.cool_down_ms,
             severity: r.severity.as_str().to_string(),
             actions: r
                 .actions
@@ -581,6 +589,8 @@ impl TryFrom<RuleV1> for Rule {
             condition: r.condition,
             clear: r.clear,
             for_ms: r.for_ms,
+            clear_for_ms: r.clear_for_ms,
+            cool_down_ms: r.cool_down_ms,
             severity: Severity::parse(&r.severity)
                 .ok_or_else(|| format!("unknown severity {:?}", r.severity))?,
             actions: r

@@ -59,6 +59,12 @@ pub struct RuleBody {
     /// ...or in milliseconds.
     #[serde(default)]
     pub for_ms: Option<i64>,
+    /// How long `clear` must hold before the alert resolves (default 1m)...
+    #[serde(default)]
+    pub clear_for: Option<String>,
+    /// ...and how long after that it cannot open again (default 5m).
+    #[serde(default)]
+    pub cool_down: Option<String>,
     #[serde(default)]
     pub severity: Option<String>,
     /// `["alert", {"notify": "ops"}]`: the alert (always, the default) and channels to notify.
@@ -104,6 +110,14 @@ impl RuleBody {
             (Some(d), None) => parse_duration_ms(&d).map_err(|e| invalid("for", e.to_string()))?,
             (None, ms) => ms.unwrap_or(0),
         };
+        let span = |field: &'static str, given: Option<String>, default: i64| match given {
+            None => Ok(default),
+            // "0", "0s", "0m": none (a duration elsewhere is never zero).
+            Some(d) if matches!(d.trim(), "0" | "0ms" | "0s" | "0m" | "0h" | "0d") => Ok(0),
+            Some(d) => parse_duration_ms(&d).map_err(|e| invalid(field, e.to_string())),
+        };
+        let clear_for_ms = span("clear_for", self.clear_for, Rule::DEFAULT_CLEAR_FOR_MS)?;
+        let cool_down_ms = span("cool_down", self.cool_down, Rule::DEFAULT_COOL_DOWN_MS)?;
         let severity = match self.severity.as_deref() {
             None => Severity::default(),
             Some(s) => Severity::parse(s)
@@ -129,6 +143,8 @@ impl RuleBody {
             condition: self.condition,
             clear: self.clear,
             for_ms,
+            clear_for_ms,
+            cool_down_ms,
             severity,
             actions,
         })
@@ -145,6 +161,8 @@ pub struct RuleView {
     pub condition: String,
     pub clear: Option<String>,
     pub for_ms: i64,
+    pub clear_for_ms: i64,
+    pub cool_down_ms: i64,
     pub severity: &'static str,
     pub actions: Vec<ActionDto>,
 }
@@ -164,6 +182,8 @@ impl From<&Rule> for RuleView {
             condition: r.condition.clone(),
             clear: r.clear.clone(),
             for_ms: r.for_ms,
+            clear_for_ms: r.clear_for_ms,
+            cool_down_ms: r.cool_down_ms,
             severity: r.severity.as_str(),
             actions: std::iter::once(ActionDto::Name(ALERT_ACTION.into()))
                 .chain(r.actions.iter().map(|a| match a {
@@ -195,9 +215,15 @@ mod tests {
         .unwrap();
         let rule = body.into_rule("co2-high").unwrap();
         assert_eq!(rule.for_ms, 600_000);
+        let body: RuleBody = serde_json::from_str(
+            r#"{"name":"n","condition":"c","clear_for":"0s","cool_down":"2m"}"#,
+        )
+        .unwrap();
+        let r = body.into_rule("r").unwrap();
+        assert_eq!((r.clear_for_ms, r.cool_down_ms), (0, 120_000));
         assert_eq!(
             serde_json::to_string(&RuleView::from(&rule)).unwrap(),
-            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"severity":"critical","actions":["alert",{"notify":"ops"}]}"#
+            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"clear_for_ms":60000,"cool_down_ms":300000,"severity":"critical","actions":["alert",{"notify":"ops"}]}"#
         );
         for (json, field) in [
             (
@@ -209,6 +235,10 @@ mod tests {
                 "actions",
             ),
             (r#"{"name":"n","condition":"c","for":"ten"}"#, "for"),
+            (
+                r#"{"name":"n","condition":"c","cool_down":"soon"}"#,
+                "cool_down",
+            ),
             (
                 r#"{"name":"n","condition":"c","for":"1m","for_ms":1}"#,
                 "for",

@@ -21,6 +21,8 @@ fn rule(id: &str, condition: &str) -> Rule {
         condition: condition.into(),
         clear: Some("co2 < 800.0".into()),
         for_ms: 600_000,
+        clear_for_ms: 60_000,
+        cool_down_ms: 300_000,
         severity: Severity::Critical,
         actions: vec![sentio_core::RuleAction::Notify {
             channel: "ops".into(),
