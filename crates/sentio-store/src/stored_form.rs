@@ -51,8 +51,18 @@ pub(crate) fn rule_json(r: &Rule) -> String {
 
 /// Reads a rule written by [`rule_json`].
 pub(crate) fn read_rule(json: &str) -> serde_json::Result<Rule> {
-    let stored: RuleV1 = serde_json::from_str(json)?;
-    check_version(stored.v)?;
+    read_checked::<RuleV1, _>(json)
+}
+
+/// A versioned stored form that converts, or refuses with a reason, into its core type.
+trait Versioned: serde::de::DeserializeOwned {
+    fn version(&self) -> Option<u32>;
+}
+
+/// Reads stored form `S` of a `T`, checking its version.
+fn read_checked<S: Versioned, T: TryFrom<S, Error = String>>(json: &str) -> serde_json::Result<T> {
+    let stored: S = serde_json::from_str(json)?;
+    check_version(stored.version())?;
     stored.try_into().map_err(serde_json::Error::custom)
 }
 
@@ -63,9 +73,7 @@ pub(crate) fn matcher_json(m: &AlertMatcher) -> String {
 
 /// Reads a matcher written by [`matcher_json`].
 pub(crate) fn read_matcher(json: &str) -> serde_json::Result<AlertMatcher> {
-    let stored: MatcherV1 = serde_json::from_str(json)?;
-    check_version(stored.v)?;
-    stored.try_into().map_err(serde_json::Error::custom)
+    read_checked::<MatcherV1, _>(json)
 }
 
 /// The stored form of a channel's target (with its secret or password: the database is the
@@ -88,6 +96,18 @@ struct MatcherV1 {
     labels: BTreeMap<String, String>,
     alert_kinds: Vec<String>,
     min_severity: String,
+}
+
+impl Versioned for MatcherV1 {
+    fn version(&self) -> Option<u32> {
+        self.v
+    }
+}
+
+impl Versioned for RuleV1 {
+    fn version(&self) -> Option<u32> {
+        self.v
+    }
 }
 
 impl From<&AlertMatcher> for MatcherV1 {
