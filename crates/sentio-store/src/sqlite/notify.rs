@@ -10,6 +10,30 @@ use crate::{
     StoreError, stored_form,
 };
 
+/// An erasure's part here: the notifications that name the device (a group's too, with its
+/// other members: a body is sent whole or not at all), its place in alert groups, and the
+/// silences that name it (left without it, one would mute more than it was made for).
+pub(super) fn erase_device(tx: &rusqlite::Transaction<'_>, device: &str) -> rusqlite::Result<()> {
+    let quoted = serde_json::to_string(device).expect("strings serialise");
+    tx.execute(
+        "DELETE FROM outbox WHERE instr(body, ?1) > 0",
+        [format!("\"device\":{quoted}")],
+    )?;
+    tx.execute(
+        "UPDATE alert_groups SET members = (SELECT json_group_array(json(m.value)) \
+         FROM json_each(alert_groups.members) m WHERE json_extract(m.value, '$[1]') != ?1) \
+         WHERE EXISTS (SELECT 1 FROM json_each(alert_groups.members) m \
+         WHERE json_extract(m.value, '$[1]') = ?1)",
+        [device],
+    )?;
+    tx.execute(
+        "DELETE FROM silences WHERE EXISTS \
+         (SELECT 1 FROM json_each(silences.matcher, '$.devices') d WHERE d.value = ?1)",
+        [device],
+    )?;
+    Ok(())
+}
+
 fn corrupt(what: &str, id: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what} {id}"))
 }

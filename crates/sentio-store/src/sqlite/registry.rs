@@ -191,6 +191,7 @@ impl DeviceRegistry for SqliteStore {
                         [&id],
                     )?;
                 }
+                super::notify::erase_device(&tx, &id)?;
                 let alerts = tx.execute("DELETE FROM alerts WHERE device = ?1", [&id])?;
                 removed.push(("alerts".into(), alerts as u64));
                 let states = tx.execute("DELETE FROM detector_state WHERE device = ?1", [&id])?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use sentio_core::{AlertKind, AlertMatcher, Channel, ChannelTarget, Severity, SmtpSecurity};
-use sentio_store::{AlertGroup, NewMessage, NewSilence};
+use sentio_store::{AlertGroup, NewDevice, NewMessage, NewSilence};
 
 use super::{Backend, dev};
 
@@ -176,4 +176,65 @@ pub async fn silences_channels_and_the_outbox_survive_reopen_and_deliver_once(
         s.notify.groups(10).await.unwrap(),
         [AlertGroup { id, ..group }]
     );
+}
+
+pub async fn erasing_a_device_removes_its_notifications_group_places_and_silences(
+    backend: &impl Backend,
+) {
+    let s = backend.open();
+    for d in ["d1", "d2"] {
+        s.registry.create_device(NewDevice::new(d)).await.unwrap();
+    }
+    s.notify
+        .put_channel(&webhook("hook", "http://a"))
+        .await
+        .unwrap();
+    let body = |device: &str| {
+        format!(r#"{{"type":"alert.opened","data":{{"id":1,"device":"{device}"}}}}"#)
+    };
+    let msgs = ["d1", "d2", "d11"].map(|d| NewMessage {
+        body: body(d),
+        ..message("hook", &format!("alert-{d}"), 1)
+    });
+    s.notify.enqueue(msgs.to_vec()).await.unwrap();
+    let group = AlertGroup {
+        id: 0,
+        alert_kind: AlertKind::Silence,
+        device_kind: "room".into(),
+        opened_ms: 5,
+        members: vec![(1, "d1".into()), (2, "d2".into())],
+    };
+    s.notify.save_group(&group).await.unwrap();
+    for devices in [vec![dev("d1")], vec![dev("d2")]] {
+        s.notify
+            .create_silence(NewSilence {
+                matcher: AlertMatcher {
+                    devices,
+                    ..AlertMatcher::default()
+                },
+                until_ms: 100,
+                reason: "r".into(),
+                author: "admin".into(),
+                created_ms: 1,
+            })
+            .await
+            .unwrap();
+    }
+    s.registry.delete_device(&dev("d1"), true).await.unwrap();
+    let left: Vec<String> = s
+        .notify
+        .due_messages(i64::MAX, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message.msg_id)
+        .collect();
+    assert_eq!(left, ["alert-d2", "alert-d11"]);
+    assert_eq!(
+        s.notify.groups(1).await.unwrap()[0].members,
+        [(2, "d2".to_string())]
+    );
+    let silences = s.notify.silences().await.unwrap();
+    assert_eq!(silences.len(), 1);
+    assert_eq!(silences[0].matcher.devices, [dev("d2")]);
 }
