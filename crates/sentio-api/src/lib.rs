@@ -37,8 +37,8 @@ use axum::Router;
 use sentio_broker::BrokerHandle;
 use sentio_pipeline::{Bus, Control, Ingest, Presence, Stats};
 use sentio_store::{
-    AlertStore, AuditStore, DeviceRegistry, EventStore, RetentionStore, RuleStore, SeriesStore,
-    TokenStore, UserStore,
+    AlertStore, AuditStore, DeviceRegistry, EventStore, NotifyStore, RetentionStore, RuleStore,
+    SeriesStore, TokenStore, UserStore,
 };
 use tokio::net::TcpListener;
 
@@ -76,6 +76,10 @@ pub struct AppState {
     pub edges: Arc<dyn sentio_store::EdgeStore>,
     /// This node's uplink, when it is an edge.
     pub uplink: Option<UplinkHandle>,
+    /// Silences, notification channels and their outbox.
+    pub notify: Arc<dyn NotifyStore>,
+    /// Tells the notifier that silences, channels or rules changed.
+    pub notifier: sentio_notify::NotifyHandle,
     /// The embedded broker (connected clients, counters, closing the connections of a revoked
     /// token or device); `None` when the node runs without one.
     pub broker: Option<BrokerHandle>,

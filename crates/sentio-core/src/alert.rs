@@ -1,13 +1,15 @@
 //! Alerts: an anomaly (or other condition) on one series that opens, may grow, and resolves.
+//! People handle it: open → acknowledged (someone is on it, [`Ack`]) → resolved (by the
+//! condition clearing or by a person, `resolved_by`), with [`Comment`]s along the way.
 
-use crate::AlertId;
+use crate::{AlertId, Severity};
 
 /// Whether an alert is still going on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertState {
     /// The condition holds (or held recently).
     Open,
-    /// The series went back to normal.
+    /// The series went back to normal, or a person resolved it.
     Resolved,
 }
 
@@ -65,6 +67,23 @@ impl AlertKind {
             Self::Device => "device",
             Self::Rule => "rule",
         }
+    }
+
+    /// Every kind.
+    pub const ALL: [Self; 8] = [
+        Self::Anomaly,
+        Self::Relation,
+        Self::Peer,
+        Self::Silence,
+        Self::Limit,
+        Self::Predictive,
+        Self::Device,
+        Self::Rule,
+    ];
+
+    /// Reads a name written by [`AlertKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -147,6 +166,68 @@ pub struct Alert {
     pub peak: Explanation,
     /// What a user said about the alert, if anything.
     pub feedback: Option<Feedback>,
+    /// Who acknowledged it and when, if anyone did.
+    pub ack: Option<Ack>,
+    /// Who resolved it by hand (`None` when its condition cleared by itself, or still open).
+    pub resolved_by: Option<String>,
+    /// The silence that kept it from being notified, if one did.
+    pub silenced_by: Option<i64>,
+}
+
+impl Alert {
+    /// Where the alert is in its life: `open`, `acknowledged` (open, and someone is on it) or
+    /// `resolved`.
+    pub fn lifecycle(&self) -> &'static str {
+        match (self.state, &self.ack) {
+            (AlertState::Resolved, _) => "resolved",
+            (AlertState::Open, Some(_)) => "acknowledged",
+            (AlertState::Open, None) => "open",
+        }
+    }
+
+    /// How serious it is ([`Explanation::severity`] of the explanation it opened with).
+    pub fn severity(&self) -> Severity {
+        self.explanation.severity()
+    }
+}
+
+impl Explanation {
+    /// How serious an alert with this explanation is: a rule's alert has its rule's severity
+    /// (carried as its score, [`Severity::score`]), a crossed declared limit is critical, and
+    /// everything the AI engine infers (anomalies, relations, peers, silence, forecasts, device
+    /// regimes) is a warning: it asks a person to look.
+    pub fn severity(&self) -> Severity {
+        match self.kind {
+            AlertKind::Limit => Severity::Critical,
+            AlertKind::Rule => Severity::of_score(self.score),
+            _ => Severity::Warning,
+        }
+    }
+}
+
+/// Someone took charge of an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    /// Who: `user:<name>`, `admin` (the admin token), as the audit log names people.
+    pub by: String,
+    /// When (ms).
+    pub at_ms: i64,
+}
+
+/// A note on an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    /// Who wrote it (as [`Ack::by`]).
+    pub author: String,
+    /// When (ms).
+    pub at_ms: i64,
+    /// The text (at most [`Comment::MAX_BYTES`]).
+    pub text: String,
+}
+
+impl Comment {
+    /// The longest comment kept.
+    pub const MAX_BYTES: usize = 4_096;
 }
 
 /// A user's verdict on an alert.

@@ -19,17 +19,21 @@ pub mod command;
 mod device;
 mod error;
 pub mod keys;
+pub mod notify;
 mod point;
 pub mod rule;
 pub mod telemetry;
 pub mod time;
 pub mod twin;
 
-pub use alert::{Alert, AlertKind, AlertState, Contributor, Explanation, Feedback, Prediction};
+pub use alert::{
+    Ack, Alert, AlertKind, AlertState, Comment, Contributor, Explanation, Feedback, Prediction,
+};
 pub use command::{Command, CommandId, CommandState};
 pub use device::DeviceId;
 pub use error::CoreError;
 pub use keys::{AlertId, AlertKey, EdgeId, SeriesKey, StateKey, Subject};
+pub use notify::{AlertMatcher, Channel, ChannelTarget, Silence, SmtpSecurity};
 pub use point::{Point, TextEvent};
 pub use rule::{Rule, RuleAction, RuleId, Selector, Severity};
 pub use twin::Twin;

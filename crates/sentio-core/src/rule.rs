@@ -40,8 +40,8 @@ impl fmt::Display for RuleId {
 }
 
 /// How serious a rule's alert is. It sets the alert's score: info 0.3, warning 0.6,
-/// critical 1.0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// critical 1.0. Ordered: info < warning < critical.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
     /// Worth knowing.
     Info,
@@ -67,6 +67,17 @@ impl Severity {
         [Self::Info, Self::Warning, Self::Critical]
             .into_iter()
             .find(|v| v.as_str() == s)
+    }
+
+    /// The severity a rule's alert score stands for (the inverse of [`Severity::score`]).
+    pub fn of_score(score: f64) -> Self {
+        if score >= Self::Critical.score() {
+            Self::Critical
+        } else if score >= Self::Warning.score() {
+            Self::Warning
+        } else {
+            Self::Info
+        }
     }
 
     /// The alert score it stands for.
@@ -125,10 +136,24 @@ pub struct Rule {
     pub clear: Option<String>,
     /// How long `condition` must hold before the alert opens (ms, 0 = at once).
     pub for_ms: i64,
+    /// How long the clear condition must hold, without a break, before the open alert
+    /// resolves (ms): the hysteresis in time ([`Rule::DEFAULT_CLEAR_FOR_MS`] when not given).
+    pub clear_for_ms: i64,
+    /// After the alert resolves, how long the rule cannot open it again (ms;
+    /// [`Rule::DEFAULT_COOL_DOWN_MS`] when not given).
+    pub cool_down_ms: i64,
     /// The alert's severity.
     pub severity: Severity,
     /// What it does when its alert opens, besides the alert (empty: the alert only).
     pub actions: Vec<RuleAction>,
+}
+
+impl Rule {
+    /// The default `clear_for`: a condition must have stopped for a minute before its alert
+    /// resolves, so a signal wavering around a threshold keeps one alert open.
+    pub const DEFAULT_CLEAR_FOR_MS: i64 = 60_000;
+    /// The default `cool_down`: five minutes between a resolution and the next alert.
+    pub const DEFAULT_COOL_DOWN_MS: i64 = 300_000;
 }
 
 /// What a rule does when it fires (its alert opens), for the device it fired on.
@@ -151,6 +176,11 @@ pub enum RuleAction {
     SetDesired {
         /// The merge patch.
         patch: String,
+    },
+    /// Notify the named channel (whatever the channel's own routing says).
+    Notify {
+        /// The channel's name.
+        channel: String,
     },
     /// Publish an MQTT message as the node; `{device}` and `{rule}` in the topic and payload
     /// are replaced by the device's and the rule's ids.

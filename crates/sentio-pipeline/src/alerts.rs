@@ -1,7 +1,7 @@
 //! The life of one alert condition ([`AlertKey`]): it opens on the first alerting verdict,
 //! records the most extreme one while open, and resolves after a run of normal verdicts.
 
-use sentio_core::{Alert, AlertId, AlertKey, AlertState, Explanation};
+use sentio_core::{Ack, Alert, AlertId, AlertKey, AlertState, Explanation};
 
 /// What one verdict did to its key's alert.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +59,16 @@ impl AlertTracker {
         }
     }
 
+    /// Records who acknowledged alert `id`, if it is the open one, so that its later saves and
+    /// live events carry it.
+    pub fn set_ack(&mut self, id: AlertId, ack: Ack) {
+        if let Some(a) = &mut self.open
+            && a.id == id
+        {
+            a.ack = Some(ack);
+        }
+    }
+
     /// Takes the verdict on `key` at `ts_ms`: `Some(explanation)` when the condition holds,
     /// `None` when it does not.
     pub fn observe(
@@ -111,6 +121,9 @@ impl AlertTracker {
                     explanation: explanation.clone(),
                     peak: explanation,
                     feedback: None,
+                    ack: None,
+                    resolved_by: None,
+                    silenced_by: None,
                 };
                 self.open = Some(a.clone());
                 Transition::Opened(a)

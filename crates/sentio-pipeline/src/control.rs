@@ -145,6 +145,28 @@ impl Control {
         .await?
     }
 
+    /// `by` (as the audit log names people) takes charge of open alert `id`. The first
+    /// acknowledgement stays; a resolved alert answers [`PipelineError::Conflict`].
+    pub async fn acknowledge(&self, id: AlertId, by: String) -> Result<Alert, PipelineError> {
+        self.ask(|reply| Command::Acknowledge {
+            alert_id: id,
+            by,
+            reply,
+        })
+        .await?
+    }
+
+    /// `by` resolves open alert `id` now. A resolved alert answers
+    /// [`PipelineError::Conflict`].
+    pub async fn resolve(&self, id: AlertId, by: String) -> Result<Alert, PipelineError> {
+        self.ask(|reply| Command::Resolve {
+            alert_id: id,
+            by,
+            reply,
+        })
+        .await?
+    }
+
     /// Sends the detect task a command and waits for its reply.
     async fn ask<T>(
         &self,

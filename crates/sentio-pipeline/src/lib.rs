@@ -28,6 +28,7 @@ mod detect;
 mod error;
 mod explain;
 mod ingest;
+mod notice;
 mod presence;
 pub mod rules;
 mod series_limit;
@@ -38,6 +39,7 @@ pub use bus::{Bus, Event, LocalBus, Subscription};
 pub use control::{Control, DeclaredLimit};
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
+pub use notice::{Notice, NoticeSender};
 pub use presence::Presence;
 pub use series_limit::DEFAULT_MAX_SERIES_PER_DEVICE;
 pub use stats::Stats;
@@ -142,10 +144,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the stages. Restores open alerts and detector state from the store first.
+    /// Every alert that opens is also sent to `notices`, when given.
     pub async fn start(
         config: PipelineConfig,
         stores: Stores,
         bus: Arc<dyn Bus>,
+        notices: Option<NoticeSender>,
     ) -> Result<Self, PipelineError> {
         let stats = Arc::new(Stats::default());
         let presence = Arc::new(Presence::default());
@@ -181,6 +185,7 @@ impl Pipeline {
                 twins: twins.clone(),
                 courier: courier.clone(),
             },
+            notices,
         )
         .await?;
         let tasks = vec![

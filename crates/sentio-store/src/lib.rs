@@ -48,16 +48,17 @@ pub use edge::{
 };
 pub use error::StoreError;
 pub use model::{
-    Agg, AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
-    NewAudit, NewDevice, NewToken, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution,
-    RetentionPolicy, RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
+    Agg, AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, ChannelStats, Device,
+    DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
+    OutboxMessage, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution, RetentionPolicy,
+    RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;
 pub use traits::{
     AlertStore, AuditStore, CommandStore, DesiredChange, DeviceRegistry, EdgeStore, EventStore,
-    Maintenance, OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore,
-    TwinStore, UserStore,
+    Maintenance, NotifyStore, OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth,
+    TokenStore, TwinStore, UserStore,
 };
 pub use user::{NewUser, Role, Session, SessionSecrets, User, csrf_token};
 

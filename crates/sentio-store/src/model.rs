@@ -150,6 +150,8 @@ pub struct AlertFilter {
     pub state: Option<AlertState>,
     /// Only this device.
     pub device: Option<String>,
+    /// Only alerts someone acknowledged (`true`) or nobody did (`false`).
+    pub acknowledged: Option<bool>,
     /// Most alerts returned, newest first.
     pub limit: usize,
 }
@@ -397,4 +399,73 @@ pub struct AuditFilter {
     pub subject: Option<String>,
     /// Most entries, newest first.
     pub limit: usize,
+}
+
+/// A silence to create (the store gives it its id).
+#[derive(Debug, Clone)]
+pub struct NewSilence {
+    /// What it mutes.
+    pub matcher: sentio_core::AlertMatcher,
+    /// Until when (ms).
+    pub until_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// Who made it.
+    pub author: String,
+    /// When (ms).
+    pub created_ms: i64,
+}
+
+/// A notification to put in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// The channel's name.
+    pub channel: String,
+    /// Its id, the same at every attempt (the webhook's `webhook-id`).
+    pub msg_id: String,
+    /// The JSON body.
+    pub body: String,
+    /// When it was queued (ms): it is given up `give_up_after` later.
+    pub created_ms: i64,
+}
+
+/// A notification waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// The outbox row.
+    pub id: i64,
+    /// The message.
+    pub message: NewMessage,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+}
+
+/// How a channel's deliveries went.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelStats {
+    /// The channel.
+    pub name: String,
+    /// Notifications it accepted.
+    pub delivered: u64,
+    /// Waiting for their first or next attempt.
+    pub pending: u64,
+    /// Given up (still failing after `give_up_after`).
+    pub failed: u64,
+    /// The latest failure, with its time (ms).
+    pub last_error: Option<(i64, String)>,
+}
+
+/// Alerts of one kind on devices of one kind that opened together, notified as one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertGroup {
+    /// The store's id (0 before it is saved).
+    pub id: i64,
+    /// The members' alert kind.
+    pub alert_kind: sentio_core::AlertKind,
+    /// The members' device kind.
+    pub device_kind: String,
+    /// When the first member opened (ms).
+    pub opened_ms: i64,
+    /// The members: (alert id, device).
+    pub members: Vec<(i64, String)>,
 }

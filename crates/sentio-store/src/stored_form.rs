@@ -1,5 +1,6 @@
 //! The stored forms of the JSON columns of alerts (`alerts.explanation`, `alerts.peak`,
-//! `alert_feedback.feedback`) and of rules (`rules.body`).
+//! `alert_feedback.feedback`), of rules (`rules.body`), of silences' and channels' matchers
+//! (`silences.matcher`, `channels.matcher`) and of channels' targets (`channels.target`).
 //!
 //! They are copies of [`Explanation`] and [`Feedback`] with frozen field names, so that renaming
 //! a field of a core type changes neither the database nor what its old rows mean. Every form
@@ -10,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use sentio_core::{
-    AlertKind, Contributor, DeviceId, Explanation, Feedback, Prediction, Rule, RuleAction, RuleId,
-    Selector, Severity,
+    AlertKind, AlertMatcher, ChannelTarget, Contributor, DeviceId, Explanation, Feedback,
+    Prediction, Rule, RuleAction, RuleId, Selector, Severity, SmtpSecurity,
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
@@ -50,9 +51,168 @@ pub(crate) fn rule_json(r: &Rule) -> String {
 
 /// Reads a rule written by [`rule_json`].
 pub(crate) fn read_rule(json: &str) -> serde_json::Result<Rule> {
-    let stored: RuleV1 = serde_json::from_str(json)?;
-    check_version(stored.v)?;
+    read_checked::<RuleV1, _>(json)
+}
+
+/// A versioned stored form that converts, or refuses with a reason, into its core type.
+trait Versioned: serde::de::DeserializeOwned {
+    fn version(&self) -> Option<u32>;
+}
+
+/// Reads stored form `S` of a `T`, checking its version.
+fn read_checked<S: Versioned, T: TryFrom<S, Error = String>>(json: &str) -> serde_json::Result<T> {
+    let stored: S = serde_json::from_str(json)?;
+    check_version(stored.version())?;
     stored.try_into().map_err(serde_json::Error::custom)
+}
+
+/// The stored form of an alert matcher.
+pub(crate) fn matcher_json(m: &AlertMatcher) -> String {
+    serde_json::to_string(&MatcherV1::from(m)).expect("matchers serialise")
+}
+
+/// Reads a matcher written by [`matcher_json`].
+pub(crate) fn read_matcher(json: &str) -> serde_json::Result<AlertMatcher> {
+    read_checked::<MatcherV1, _>(json)
+}
+
+/// The stored form of a channel's target (with its secret or password: the database is the
+/// node's own, like the admin token file).
+pub(crate) fn target_json(t: &ChannelTarget) -> String {
+    serde_json::to_string(&TargetV1::from(t)).expect("targets serialise")
+}
+
+/// Reads a target written by [`target_json`].
+pub(crate) fn read_target(json: &str) -> serde_json::Result<ChannelTarget> {
+    let stored: TargetV1 = serde_json::from_str(json)?;
+    stored.try_into().map_err(serde_json::Error::custom)
+}
+
+#[derive(Serialize, Deserialize)]
+struct MatcherV1 {
+    v: Option<u32>,
+    devices: Vec<String>,
+    device_kind: Option<String>,
+    labels: BTreeMap<String, String>,
+    alert_kinds: Vec<String>,
+    min_severity: String,
+}
+
+impl Versioned for MatcherV1 {
+    fn version(&self) -> Option<u32> {
+        self.v
+    }
+}
+
+impl Versioned for RuleV1 {
+    fn version(&self) -> Option<u32> {
+        self.v
+    }
+}
+
+impl From<&AlertMatcher> for MatcherV1 {
+    fn from(m: &AlertMatcher) -> Self {
+        Self {
+            v: Some(VERSION),
+            devices: m.devices.iter().map(|d| d.to_string()).collect(),
+            device_kind: m.device_kind.clone(),
+            labels: m.labels.clone(),
+            alert_kinds: m.alert_kinds.iter().map(|k| k.as_str().into()).collect(),
+            min_severity: m.min_severity.as_str().into(),
+        }
+    }
+}
+
+impl TryFrom<MatcherV1> for AlertMatcher {
+    type Error = String;
+    fn try_from(m: MatcherV1) -> Result<Self, String> {
+        Ok(Self {
+            devices: m
+                .devices
+                .iter()
+                .map(|d| DeviceId::parse(d).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+            device_kind: m.device_kind,
+            labels: m.labels,
+            alert_kinds: m
+                .alert_kinds
+                .iter()
+                .map(|k| AlertKind::parse(k).ok_or_else(|| format!("alert kind {k:?}")))
+                .collect::<Result<_, _>>()?,
+            min_severity: Severity::parse(&m.min_severity)
+                .ok_or_else(|| format!("severity {:?}", m.min_severity))?,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum TargetV1 {
+    Webhook {
+        url: String,
+        secret: String,
+    },
+    Email {
+        host: String,
+        port: u16,
+        security: String,
+        username: Option<String>,
+        password: Option<String>,
+        from: String,
+        to: Vec<String>,
+    },
+}
+
+impl From<&ChannelTarget> for TargetV1 {
+    fn from(t: &ChannelTarget) -> Self {
+        match t.clone() {
+            ChannelTarget::Webhook { url, secret } => Self::Webhook { url, secret },
+            ChannelTarget::Email {
+                host,
+                port,
+                security,
+                username,
+                password,
+                from,
+                to,
+            } => Self::Email {
+                host,
+                port,
+                security: security.as_str().into(),
+                username,
+                password,
+                from,
+                to,
+            },
+        }
+    }
+}
+
+impl TryFrom<TargetV1> for ChannelTarget {
+    type Error = String;
+    fn try_from(t: TargetV1) -> Result<Self, String> {
+        Ok(match t {
+            TargetV1::Webhook { url, secret } => Self::Webhook { url, secret },
+            TargetV1::Email {
+                host,
+                port,
+                security,
+                username,
+                password,
+                from,
+                to,
+            } => Self::Email {
+                host,
+                port,
+                security: SmtpSecurity::parse(&security)
+                    .ok_or_else(|| format!("SMTP security {security:?}"))?,
+                username,
+                password,
+                from,
+                to,
+            },
+        })
+    }
 }
 
 /// Accepts version 1 and untagged rows (written before the tag, in the version 1 shape).
@@ -366,6 +526,12 @@ struct RuleV1 {
     condition: String,
     clear: Option<String>,
     for_ms: i64,
+    /// Absent in rules stored before the hysteresis in time existed: 0 (at once).
+    #[serde(default)]
+    clear_for_ms: i64,
+    /// Absent in rules stored before cool-downs existed: 0 (none).
+    #[serde(default)]
+    cool_down_ms: i64,
     severity: String,
     /// Absent in rules stored before actions other than the alert existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -385,6 +551,9 @@ enum ActionV1 {
     },
     SetDesired {
         patch: String,
+    },
+    Notify {
+        channel: String,
     },
     Publish {
         topic: String,
@@ -439,6 +608,9 @@ impl From<&RuleAction> for ActionV1 {
             RuleAction::SetDesired { patch } => Self::SetDesired {
                 patch: patch.clone(),
             },
+            RuleAction::Notify { channel } => Self::Notify {
+                channel: channel.clone(),
+            },
             RuleAction::Publish { topic, payload } => Self::Publish {
                 topic: topic.clone(),
                 payload: payload.clone(),
@@ -465,6 +637,7 @@ impl TryFrom<ActionV1> for RuleAction {
                 to: to.map(Selector::try_from).transpose()?,
             },
             ActionV1::SetDesired { patch } => Self::SetDesired { patch },
+            ActionV1::Notify { channel } => Self::Notify { channel },
             ActionV1::Publish { topic, payload } => Self::Publish { topic, payload },
         })
     }
@@ -490,6 +663,8 @@ impl From<&Rule> for RuleV1 {
             condition: r.condition.clone(),
             clear: r.clear.clone(),
             for_ms: r.for_ms,
+            clear_for_ms: r.clear_for_ms,
+            cool_down_ms: r.cool_down_ms,
             severity: r.severity.as_str().to_string(),
             actions: r.actions.iter().map(ActionV1::from).collect(),
         }
@@ -508,6 +683,8 @@ impl TryFrom<RuleV1> for Rule {
             condition: r.condition,
             clear: r.clear,
             for_ms: r.for_ms,
+            clear_for_ms: r.clear_for_ms,
+            cool_down_ms: r.cool_down_ms,
             severity: Severity::parse(&r.severity)
                 .ok_or_else(|| format!("unknown severity {:?}", r.severity))?,
             actions: r

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::{
     AlertStore, AuditStore, CommandStore, DeviceRegistry, EdgeStore, EventStore, Maintenance,
-    OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore, TwinStore,
-    UserStore,
+    NotifyStore, OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth, TokenStore,
+    TwinStore, UserStore,
 };
 
 /// Every trait of one store backend, as trait objects sharing that backend. Cheap to clone.
@@ -42,6 +42,8 @@ pub struct Stores {
     pub outbox: Arc<dyn OutboxStore>,
     /// Edge nodes registered here (cloud side).
     pub edges: Arc<dyn EdgeStore>,
+    /// Silences, notification channels and their outbox.
+    pub notify: Arc<dyn NotifyStore>,
 }
 
 impl Stores {
@@ -62,6 +64,7 @@ impl Stores {
             + TwinStore
             + OutboxStore
             + EdgeStore
+            + NotifyStore
             + 'static,
     {
         Self {
@@ -79,7 +82,8 @@ impl Stores {
             commands: backend.clone(),
             twins: backend.clone(),
             outbox: backend.clone(),
-            edges: backend,
+            edges: backend.clone(),
+            notify: backend,
         }
     }
 }

@@ -12,9 +12,10 @@ use sentio_core::{
 
 use crate::user::{NewUser, Role, Session, SessionSecrets, User};
 use crate::{
-    AlertFilter, ApiToken, AuditEntry, AuditFilter, Device, DeviceUpdate, MaintenanceReport,
-    NewAudit, NewDevice, NewToken, RangeQuery, RangeResult, Resolution, Result, RetentionPolicy,
-    RollupRow, Scope, SeriesInfo, StorageStatus,
+    AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, ChannelStats, Device, DeviceUpdate,
+    MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken, OutboxMessage,
+    RangeQuery, RangeResult, Resolution, Result, RetentionPolicy, RollupRow, Scope, SeriesInfo,
+    StorageStatus,
 };
 
 /// Devices and their credentials.
@@ -122,6 +123,19 @@ pub trait AlertStore: Send + Sync {
     async fn get_alert(&self, id: i64) -> Result<Option<Alert>>;
     /// Records (or replaces) a user's feedback on an alert.
     async fn save_feedback(&self, id: i64, feedback: &sentio_core::Feedback) -> Result<()>;
+    /// Records who acknowledged alert `id` (the first acknowledgement stays); returns the
+    /// acknowledgement in force, `None` for an unknown alert.
+    async fn acknowledge(
+        &self,
+        id: i64,
+        ack: &sentio_core::Ack,
+    ) -> Result<Option<sentio_core::Ack>>;
+    /// Records who resolved alert `id` by hand (its state is saved with [`Self::save_alert`]).
+    async fn set_resolved_by(&self, id: i64, by: &str) -> Result<()>;
+    /// Adds a comment to alert `id`; `false` for an unknown alert.
+    async fn add_comment(&self, id: i64, comment: &sentio_core::Comment) -> Result<bool>;
+    /// The comments on alert `id`, oldest first.
+    async fn comments(&self, id: i64) -> Result<Vec<sentio_core::Comment>>;
 }
 
 /// Text readings (`"state": "running"`), kept as events: the latest per metric and a bounded
@@ -403,4 +417,46 @@ pub trait EdgeStore: Send + Sync {
     /// (or after an earlier one of the same call) is [`crate::Applied::Duplicate`] and writes
     /// nothing. One verdict per batch.
     async fn apply_uplink(&self, batches: Vec<crate::UplinkBatch>) -> Result<Vec<crate::Applied>>;
+}
+
+/// Notifications: silences, channels, the outbox that delivers to them, and grouped alerts.
+/// The outbox is durable: a queued message is delivered after a restart, and a delivered one
+/// is never offered again.
+#[async_trait]
+pub trait NotifyStore: Send + Sync {
+    /// Creates a silence.
+    async fn create_silence(&self, new: NewSilence) -> Result<sentio_core::Silence>;
+    /// Every silence, expired ones too, newest first.
+    async fn silences(&self) -> Result<Vec<sentio_core::Silence>>;
+    /// Deletes a silence; `false` when there was none.
+    async fn delete_silence(&self, id: i64) -> Result<bool>;
+    /// Records that alert `alert_id` was not notified because of silence `silence_id`.
+    async fn mark_silenced(&self, alert_id: i64, silence_id: i64) -> Result<()>;
+    /// Creates or replaces a channel by name (its counters stay); `true` when created.
+    async fn put_channel(&self, channel: &sentio_core::Channel) -> Result<bool>;
+    /// Every channel, by name.
+    async fn channels(&self) -> Result<Vec<sentio_core::Channel>>;
+    /// Deletes a channel and its queued messages; `false` when there was none.
+    async fn delete_channel(&self, name: &str) -> Result<bool>;
+    /// Each channel's counters, by name.
+    async fn channel_stats(&self) -> Result<Vec<ChannelStats>>;
+    /// Queues messages, in one transaction; a message for an unknown channel is dropped.
+    async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<()>;
+    /// Up to `limit` messages due at `now_ms`, oldest first.
+    async fn due_messages(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxMessage>>;
+    /// Message `id` was accepted: it leaves the outbox and counts as delivered.
+    async fn delivered(&self, id: i64) -> Result<()>;
+    /// An attempt at message `id` failed at `at_ms` with `error`: it is tried again at
+    /// `retry_at`, or, with `None`, given up (kept as failed).
+    async fn attempt_failed(
+        &self,
+        id: i64,
+        error: &str,
+        at_ms: i64,
+        retry_at: Option<i64>,
+    ) -> Result<()>;
+    /// Saves a group of alerts; returns its id.
+    async fn save_group(&self, group: &AlertGroup) -> Result<i64>;
+    /// The newest `limit` groups, newest first.
+    async fn groups(&self, limit: usize) -> Result<Vec<AlertGroup>>;
 }

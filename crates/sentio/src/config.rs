@@ -77,6 +77,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Edge mode: the uplink to a cloud Sentio.
     pub edge: EdgeConfig,
+    /// Notifications: grouping and delivery retries.
+    pub notify: NotifySection,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             twins: TwinsConfig::default(),
             demo: DemoConfig::default(),
             edge: EdgeConfig::default(),
+            notify: NotifySection::default(),
         }
     }
 }
@@ -286,6 +289,49 @@ pub struct AiConfig {
     pub limits: Vec<LimitSetting>,
     /// `[ai.device_model]`: one multivariate model per device of two metrics or more.
     pub device_model: DeviceModelSetting,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySection {
+    /// Silence alerts are held this long per device kind before they are notified...
+    pub group_wait: Span,
+    /// ...and this many or more held together become one grouped alert (0: no grouping).
+    pub group_min: usize,
+    /// The first retry of a failed delivery waits this long, each next one twice as long...
+    pub retry_first: Span,
+    /// ...but never longer than this.
+    pub retry_max: Span,
+    /// A notification still failing this long after it was queued is given up.
+    pub give_up_after: Span,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        let d = sentio_notify::NotifyConfig::default();
+        Self {
+            group_wait: Span(d.group_wait_ms),
+            group_min: d.group_min,
+            retry_first: Span(d.retry_first_ms),
+            retry_max: Span(d.retry_max_ms),
+            give_up_after: Span(d.give_up_after_ms),
+        }
+    }
+}
+
+impl NotifySection {
+    /// The notifier's settings.
+    pub fn notify_config(&self) -> sentio_notify::NotifyConfig {
+        sentio_notify::NotifyConfig {
+            group_wait_ms: self.group_wait.0,
+            group_min: self.group_min,
+            retry_first_ms: self.retry_first.0.max(1),
+            retry_max_ms: self.retry_max.0.max(1),
+            give_up_after_ms: self.give_up_after.0,
+            ..sentio_notify::NotifyConfig::default()
+        }
+    }
 }
 
 /// `[ai.device_model]`.

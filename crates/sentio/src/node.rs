@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use sentio_api::AppState;
 use sentio_broker::{Broker, BrokerConfig, TlsSettings};
+use sentio_notify::{Notifier, NotifyHandle};
 use sentio_pipeline::{LocalBus, Pipeline, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{
@@ -40,9 +41,14 @@ pub struct Node {
     maintenance: Arc<dyn Maintenance>,
     servers: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
+    /// Ends after the pipeline, once it has notified every alert the pipeline opened.
+    notifier: JoinHandle<()>,
     /// Held while the node runs: one node per data directory.
     _lock: std::fs::File,
 }
+
+/// Opened alerts waiting for the notifier; beyond it the detect stage waits.
+const NOTICE_CAPACITY: usize = 4_096;
 
 /// File in the data directory locked by the running node.
 pub const LOCK_FILE: &str = "sentio.lock";
@@ -116,8 +122,20 @@ impl Node {
         let store = Arc::new(store);
         let stores = Stores::of(store.clone());
         let bus = Arc::new(LocalBus::new(4096));
-        let pipeline =
-            Pipeline::start(config.pipeline_config(), stores.clone(), bus.clone()).await?;
+        let (notices, notices_rx) = tokio::sync::mpsc::channel(NOTICE_CAPACITY);
+        let pipeline = Pipeline::start(
+            config.pipeline_config(),
+            stores.clone(),
+            bus.clone(),
+            Some(notices),
+        )
+        .await?;
+        let notify_handle = NotifyHandle::default();
+        let notify_config = config.notify.notify_config();
+        let notifier = tokio::spawn(
+            Notifier::new(notify_config.clone(), stores.clone(), notify_handle.clone())
+                .run(notices_rx),
+        );
 
         let (mqtt, tls) = (&config.mqtt, &config.mqtt.tls);
         let broker = Broker::bind(
@@ -226,6 +244,12 @@ impl Node {
             )));
             handle
         });
+        servers.push(tokio::spawn(sentio_notify::deliver::run(
+            notify_config,
+            stores.notify.clone(),
+            notify_handle.clone(),
+            stop_rx.clone(),
+        )));
         let state = AppState {
             registry: store.clone(),
             series: store.clone(),
@@ -238,6 +262,8 @@ impl Node {
             rules: store.clone(),
             edges: store.clone(),
             uplink,
+            notify: store.clone(),
+            notifier: notify_handle,
             broker: Some(broker_handle),
             ingest: pipeline.ingest.clone(),
             commands: pipeline.commands.clone(),
@@ -287,6 +313,7 @@ impl Node {
             maintenance: store.clone(),
             servers,
             pipeline,
+            notifier,
             _lock: lock,
         })
     }
@@ -301,6 +328,7 @@ impl Node {
             let _ = s.await;
         }
         self.pipeline.shutdown().await;
+        let _ = self.notifier.await;
     }
 }
 

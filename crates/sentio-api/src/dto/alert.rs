@@ -2,14 +2,15 @@
 //! the feedback body and answer, and the declared limits.
 
 use sentio_core::time::format_time;
-use sentio_core::{Alert, Contributor, Explanation, Feedback, Prediction};
+use sentio_core::{Ack, Alert, Comment, Contributor, Explanation, Feedback, Prediction};
 use sentio_pipeline::DeclaredLimit;
 use serde::{Deserialize, Serialize};
 
 /// Query string of `GET /api/v1/alerts`.
 #[derive(Debug, Deserialize)]
 pub struct AlertParams {
-    /// `open`, `resolved` or `all` (the default).
+    /// `open` (not resolved, acknowledged or not), `acknowledged`, `resolved` or `all` (the
+    /// default).
     pub state: Option<String>,
     /// Only this device's alerts.
     pub device: Option<String>,
@@ -26,8 +27,10 @@ pub struct AlertDto {
     pub device: String,
     /// A metric, `a~b` for a pair of metrics, `*` for the whole device.
     pub metric: String,
-    /// `open` or `resolved`.
+    /// `open`, `acknowledged` or `resolved`.
     pub state: &'static str,
+    /// `info`, `warning` or `critical`.
+    pub severity: &'static str,
     /// Time of the first anomalous point (ms).
     pub opened_ms: i64,
     /// Time of the latest anomalous point (ms).
@@ -43,6 +46,69 @@ pub struct AlertDto {
     /// What a user said about it; absent when nothing was said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback: Option<FeedbackDto>,
+    /// Who acknowledged it and when; absent until someone does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<AckDto>,
+    /// Who resolved it by hand; absent when it resolved by itself or is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// The silence that kept it from being notified; absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<i64>,
+}
+
+/// Who acknowledged an alert.
+#[derive(Debug, Serialize)]
+pub struct AckDto {
+    /// `user:<name>` or `admin`.
+    pub by: String,
+    /// When (ms).
+    pub at_ms: i64,
+}
+
+impl From<&Ack> for AckDto {
+    fn from(a: &Ack) -> Self {
+        Self {
+            by: a.by.clone(),
+            at_ms: a.at_ms,
+        }
+    }
+}
+
+/// A comment on an alert.
+#[derive(Debug, Serialize)]
+pub struct CommentDto {
+    /// `user:<name>` or `admin`.
+    pub author: String,
+    /// When (ms).
+    pub at_ms: i64,
+    /// The text.
+    pub text: String,
+}
+
+impl From<&Comment> for CommentDto {
+    fn from(c: &Comment) -> Self {
+        Self {
+            author: c.author.clone(),
+            at_ms: c.at_ms,
+            text: c.text.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/alerts/{id}/comments` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    /// The text (1 to 4,096 bytes).
+    pub text: String,
+}
+
+/// `GET|POST /api/v1/alerts/{id}/comments` answer: every comment, oldest first.
+#[derive(Debug, Serialize)]
+pub struct CommentList {
+    /// Oldest first.
+    pub comments: Vec<CommentDto>,
 }
 
 impl From<&Alert> for AlertDto {
@@ -51,7 +117,8 @@ impl From<&Alert> for AlertDto {
             id: a.id.get(),
             device: a.device.clone(),
             metric: a.metric.clone(),
-            state: a.state.as_str(),
+            state: a.lifecycle(),
+            severity: a.severity().as_str(),
             opened_ms: a.opened_ms,
             last_anomaly_ms: a.last_anomaly_ms,
             resolved_ms: a.resolved_ms,
@@ -59,6 +126,9 @@ impl From<&Alert> for AlertDto {
             explanation: (&a.explanation).into(),
             peak: (&a.peak).into(),
             feedback: a.feedback.as_ref().map(FeedbackDto::from),
+            acknowledged: a.ack.as_ref().map(AckDto::from),
+            resolved_by: a.resolved_by.clone(),
+            silenced_by: a.silenced_by,
         }
     }
 }
@@ -75,6 +145,9 @@ pub struct AlertView {
     /// `resolved_ms` as RFC 3339; absent while open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved: Option<String>,
+    /// The comments, oldest first: only in `GET /api/v1/alerts/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comments: Option<Vec<CommentDto>>,
 }
 
 impl From<&Alert> for AlertView {
@@ -83,6 +156,7 @@ impl From<&Alert> for AlertView {
             alert: a.into(),
             opened: format_time(a.opened_ms),
             resolved: a.resolved_ms.map(format_time),
+            comments: None,
         }
     }
 }
@@ -313,6 +387,9 @@ pub(crate) mod tests {
             peak: explanation.clone(),
             explanation,
             feedback: None,
+            ack: None,
+            resolved_by: None,
+            silenced_by: None,
         }
     }
 
@@ -349,6 +426,11 @@ pub(crate) mod tests {
             at_ms: 1_700_000_130_000,
             effect: "less sensitive".into(),
         });
+        a.ack = Some(Ack {
+            by: "user:ann".into(),
+            at_ms: 1_700_000_065_000,
+        });
+        a.resolved_by = Some("admin".into());
         a
     }
 
@@ -362,10 +444,10 @@ pub(crate) mod tests {
         let open = open_alert();
         let resolved = resolved_alert();
         let open_dto = format!(
-            r#"{{"id":7,"device":"pump-1","metric":"temperature","state":"open","opened_ms":1700000000000,"last_anomaly_ms":1700000060000,"resolved_ms":null,"anomalous_points":3,"explanation":{EXPLANATION},"peak":{EXPLANATION}}}"#
+            r#"{{"id":7,"device":"pump-1","metric":"temperature","state":"open","severity":"warning","opened_ms":1700000000000,"last_anomaly_ms":1700000060000,"resolved_ms":null,"anomalous_points":3,"explanation":{EXPLANATION},"peak":{EXPLANATION}}}"#
         );
         let resolved_dto = format!(
-            r#"{{"id":7,"device":"pump-1","metric":"temperature","state":"resolved","opened_ms":1700000000000,"last_anomaly_ms":1700000060000,"resolved_ms":1700000120000,"anomalous_points":3,"explanation":{EXPLANATION},"peak":{PEAK},"feedback":{FEEDBACK}}}"#
+            r#"{{"id":7,"device":"pump-1","metric":"temperature","state":"resolved","severity":"warning","opened_ms":1700000000000,"last_anomaly_ms":1700000060000,"resolved_ms":1700000120000,"anomalous_points":3,"explanation":{EXPLANATION},"peak":{PEAK},"feedback":{FEEDBACK},"acknowledged":{{"by":"user:ann","at_ms":1700000065000}},"resolved_by":"admin"}}"#
         );
         let strip = |s: &str| s[..s.len() - 1].to_string();
         let opened = r#""opened":"2023-11-14T22:13:20Z""#;
@@ -402,6 +484,22 @@ pub(crate) mod tests {
                 effect: "e".into(),
             }),
             r#"{"false_alarm":false,"note":"checked","at_ms":1,"effect":"e"}"#,
+        );
+        let mut acked = open_alert();
+        acked.ack = Some(Ack {
+            by: "admin".into(),
+            at_ms: 5,
+        });
+        assert_eq!(AlertDto::from(&acked).state, "acknowledged");
+        check(
+            CommentList {
+                comments: vec![CommentDto::from(&Comment {
+                    author: "user:ann".into(),
+                    at_ms: 9,
+                    text: "on it".into(),
+                })],
+            },
+            r#"{"comments":[{"author":"user:ann","at_ms":9,"text":"on it"}]}"#,
         );
     }
 

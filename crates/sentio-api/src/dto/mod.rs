@@ -8,6 +8,7 @@ mod alert;
 mod command;
 mod edge;
 mod export;
+mod notify;
 mod rule;
 mod stream;
 mod user;
@@ -20,11 +21,16 @@ use sentio_store::{AuditEntry, Device, Scope};
 use serde::{Deserialize, Serialize};
 
 pub use alert::{
-    AlertDto, AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
+    AlertDto, AlertList, AlertParams, AlertView, CommentBody, CommentDto, CommentList,
+    FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 pub use command::{CommandBody, CommandDto, CommandList, TwinDto};
 pub use edge::{CreateEdge, CreatedEdge, EdgeView, UplinkView};
 pub use export::ExportLine;
+pub use notify::{
+    ChannelBody, ChannelList, ChannelView, GroupList, GroupView, SilenceBody, SilenceList,
+    SilenceView,
+};
 pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;
 pub use user::{CreateUser, Login, LoginAnswer, UpdateUser, UserView};

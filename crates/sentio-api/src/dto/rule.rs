@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use sentio_core::time::parse_duration_ms;
-use sentio_core::{DeviceId, Rule, RuleAction, RuleId, Selector, Severity};
+use sentio_core::{Channel, DeviceId, Rule, RuleAction, RuleId, Selector, Severity};
 use sentio_pipeline::rules::RuleError;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,11 @@ const ALERT_ACTION: &str = "alert";
 pub enum ActionDto {
     /// `"alert"`.
     Name(String),
+    /// `{"notify": "<channel>"}`: notify a channel.
+    Notify {
+        /// The channel's name.
+        notify: String,
+    },
     /// `{"type": ...}`.
     Typed(TypedAction),
 }
@@ -83,8 +88,17 @@ impl ActionDto {
                 return Err(invalid(
                     "actions",
                     format!(
-                        "unknown action {n:?}: \"alert\", or an object with type command, set_desired or publish"
+                        "unknown action {n:?}: \"alert\", {{\"notify\": \"<channel>\"}}, or an object with type command, set_desired or publish"
                     ),
+                ));
+            }
+            Self::Notify { notify } if Channel::valid_name(&notify) => {
+                return Ok(RuleAction::Notify { channel: notify });
+            }
+            Self::Notify { notify } => {
+                return Err(invalid(
+                    "actions.notify",
+                    format!("{notify:?} is not a channel name"),
                 ));
             }
             Self::Typed(t) => t,
@@ -135,6 +149,7 @@ fn action_view(a: &RuleAction) -> serde_json::Value {
             "type": "command", "name": name, "params": json(params), "ttl_ms": ttl_ms,
             "to": to.as_ref().map(SelectorDto::of),
         }),
+        RuleAction::Notify { channel } => serde_json::json!({ "notify": channel }),
         RuleAction::SetDesired { patch } => {
             serde_json::json!({"type": "set_desired", "desired": json(patch)})
         }
@@ -179,9 +194,15 @@ pub struct RuleBody {
     /// ...or in milliseconds.
     #[serde(default)]
     pub for_ms: Option<i64>,
+    /// How long `clear` must hold before the alert resolves (default 1m)...
+    #[serde(default)]
+    pub clear_for: Option<String>,
+    /// ...and how long after that it cannot open again (default 5m).
+    #[serde(default)]
+    pub cool_down: Option<String>,
     #[serde(default)]
     pub severity: Option<String>,
-    /// `["alert"]` (the default) and more: see [`TypedAction`].
+    /// `["alert"]` (the default) and more: `{"notify": "<channel>"}`, or see [`TypedAction`].
     #[serde(default)]
     pub actions: Option<Vec<ActionDto>>,
 }
@@ -215,6 +236,14 @@ impl RuleBody {
             (Some(d), None) => parse_duration_ms(&d).map_err(|e| invalid("for", e.to_string()))?,
             (None, ms) => ms.unwrap_or(0),
         };
+        let span = |field: &'static str, given: Option<String>, default: i64| match given {
+            None => Ok(default),
+            // "0", "0s", "0m": none (a duration elsewhere is never zero).
+            Some(d) if matches!(d.trim(), "0" | "0ms" | "0s" | "0m" | "0h" | "0d") => Ok(0),
+            Some(d) => parse_duration_ms(&d).map_err(|e| invalid(field, e.to_string())),
+        };
+        let clear_for_ms = span("clear_for", self.clear_for, Rule::DEFAULT_CLEAR_FOR_MS)?;
+        let cool_down_ms = span("cool_down", self.cool_down, Rule::DEFAULT_COOL_DOWN_MS)?;
         let severity = match self.severity.as_deref() {
             None => Severity::default(),
             Some(s) => Severity::parse(s)
@@ -228,6 +257,8 @@ impl RuleBody {
             condition: self.condition,
             clear: self.clear,
             for_ms,
+            clear_for_ms,
+            cool_down_ms,
             severity,
             actions,
         })
@@ -244,6 +275,8 @@ pub struct RuleView {
     pub condition: String,
     pub clear: Option<String>,
     pub for_ms: i64,
+    pub clear_for_ms: i64,
+    pub cool_down_ms: i64,
     pub severity: &'static str,
     /// `"alert"` first, then the rule's other actions.
     pub actions: Vec<serde_json::Value>,
@@ -259,6 +292,8 @@ impl From<&Rule> for RuleView {
             condition: r.condition.clone(),
             clear: r.clear.clone(),
             for_ms: r.for_ms,
+            clear_for_ms: r.clear_for_ms,
+            cool_down_ms: r.cool_down_ms,
             severity: r.severity.as_str(),
             actions: std::iter::once(ALERT_ACTION.into())
                 .chain(r.actions.iter().map(action_view))
@@ -281,21 +316,35 @@ mod tests {
     fn rules_read_and_print_their_wire_form() {
         let body: RuleBody = serde_json::from_str(
             r#"{"id":"co2-high","name":"CO2","selector":{"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},
-                "condition":"co2 > 1000","clear":"co2 < 800","for":"10m","severity":"critical","actions":["alert"]}"#,
+                "condition":"co2 > 1000","clear":"co2 < 800","for":"10m","severity":"critical","actions":["alert",{"notify":"ops"}]}"#,
         )
         .unwrap();
         let rule = body.into_rule("co2-high").unwrap();
         assert_eq!(rule.for_ms, 600_000);
+        let body: RuleBody = serde_json::from_str(
+            r#"{"name":"n","condition":"c","clear_for":"0s","cool_down":"2m"}"#,
+        )
+        .unwrap();
+        let r = body.into_rule("r").unwrap();
+        assert_eq!((r.clear_for_ms, r.cool_down_ms), (0, 120_000));
         assert_eq!(
             serde_json::to_string(&RuleView::from(&rule)).unwrap(),
-            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"severity":"critical","actions":["alert"]}"#
+            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"clear_for_ms":60000,"cool_down_ms":300000,"severity":"critical","actions":["alert",{"notify":"ops"}]}"#
         );
         for (json, field) in [
             (
                 r#"{"name":"n","condition":"c","actions":["webhook"]}"#,
                 "actions",
             ),
+            (
+                r#"{"name":"n","condition":"c","actions":[{"notify":"Bad Name"}]}"#,
+                "actions.notify",
+            ),
             (r#"{"name":"n","condition":"c","for":"ten"}"#, "for"),
+            (
+                r#"{"name":"n","condition":"c","cool_down":"soon"}"#,
+                "cool_down",
+            ),
             (
                 r#"{"name":"n","condition":"c","for":"1m","for_ms":1}"#,
                 "for",

@@ -1,14 +1,16 @@
-//! Alerts with their explanations.
+//! Alerts with their explanations, and how people handle them: acknowledge, resolve, comment
+//! (Operator; each recorded in the audit log, state changes announced on the live stream).
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use sentio_core::{AlertId, AlertState};
+use sentio_core::{AlertId, AlertState, Comment};
 use sentio_store::AlertFilter;
 
 use crate::auth::{Operator, Viewer};
 use crate::dto::{
-    AlertList, AlertParams, AlertView, FeedbackAnswer, FeedbackBody, LimitList, LimitView,
+    AlertList, AlertParams, AlertView, CommentBody, CommentDto, CommentList, FeedbackAnswer,
+    FeedbackBody, LimitList, LimitView,
 };
 use crate::{ApiError, AppState};
 
@@ -18,11 +20,17 @@ pub async fn list(
     params: Result<Query<AlertParams>, QueryRejection>,
 ) -> Result<Json<AlertList>, ApiError> {
     let Query(p) = params?;
-    let state = match p.state.as_deref() {
-        None | Some("all") => None,
-        Some(st) => Some(AlertState::parse(st).ok_or_else(|| {
-            ApiError::bad_request(format!("unknown state {st:?}: use open, resolved or all"))
-        })?),
+    let (state, acknowledged) = match p.state.as_deref() {
+        None | Some("all") => (None, None),
+        Some("acknowledged") => (Some(AlertState::Open), Some(true)),
+        Some(st) => (
+            Some(AlertState::parse(st).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unknown state {st:?}: use open, acknowledged, resolved or all"
+                ))
+            })?),
+            None,
+        ),
     };
     let limit = p.limit.unwrap_or(500).clamp(1, 10_000);
     let alerts = s
@@ -30,6 +38,7 @@ pub async fn list(
         .list_alerts(AlertFilter {
             state,
             device: p.device,
+            acknowledged,
             limit,
         })
         .await?;
@@ -56,7 +65,113 @@ pub async fn get(
         .get_alert(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    let mut view = AlertView::from(&a);
+    view.comments = Some(comment_list(&s, id).await?.comments);
+    Ok(Json(view))
+}
+
+async fn comment_list(s: &AppState, id: i64) -> Result<CommentList, ApiError> {
+    Ok(CommentList {
+        comments: s
+            .alerts
+            .comments(id)
+            .await?
+            .iter()
+            .map(CommentDto::from)
+            .collect(),
+    })
+}
+
+/// `POST /api/v1/alerts/{id}/ack`: the caller takes charge of the open alert (the first
+/// acknowledgement stays); 409 once resolved.
+pub async fn ack(
+    Operator(actor): Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AlertView>, ApiError> {
+    let id = alert_id(&id)?;
+    let a = s
+        .control
+        .acknowledge(AlertId::new(id), actor.0.clone())
+        .await?;
+    s.audit_by(
+        &actor,
+        "alert.acknowledge",
+        Some(&id.to_string()),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(Json(AlertView::from(&a)))
+}
+
+/// `POST /api/v1/alerts/{id}/resolve`: the caller resolves the open alert now; 409 once
+/// resolved.
+pub async fn resolve(
+    Operator(actor): Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AlertView>, ApiError> {
+    let id = alert_id(&id)?;
+    let a = s.control.resolve(AlertId::new(id), actor.0.clone()).await?;
+    s.audit_by(
+        &actor,
+        "alert.resolve",
+        Some(&id.to_string()),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(Json(AlertView::from(&a)))
+}
+
+/// `GET /api/v1/alerts/{id}/comments`: the comments, oldest first.
+pub async fn comments(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CommentList>, ApiError> {
+    let id = alert_id(&id)?;
+    if s.alerts.get_alert(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    }
+    Ok(Json(comment_list(&s, id).await?))
+}
+
+/// `POST /api/v1/alerts/{id}/comments` `{"text"}` → 201 with every comment.
+pub async fn comment(
+    Operator(actor): Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<CommentBody>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<CommentList>), ApiError> {
+    let id = alert_id(&id)?;
+    let Json(body) = body?;
+    let text = body.text.trim();
+    if text.is_empty() || text.len() > Comment::MAX_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_comment",
+            format!("text must be 1 to {} bytes", Comment::MAX_BYTES),
+        ));
+    }
+    let comment = Comment {
+        author: actor.0.clone(),
+        at_ms: sentio_core::time::now_ms(),
+        text: text.to_string(),
+    };
+    if !s.alerts.add_comment(id, &comment).await? {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    }
+    s.audit_by(
+        &actor,
+        "alert.comment",
+        Some(&id.to_string()),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(comment_list(&s, id).await?),
+    ))
 }
 
 /// `POST /api/v1/alerts/{id}/feedback` `{"false_alarm": true, "note": "..."}`, or

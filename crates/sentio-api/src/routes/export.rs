@@ -181,6 +181,7 @@ pub async fn export(
                 .list_alerts(AlertFilter {
                     state: None,
                     device: Some(record.id.clone()),
+                    acknowledged: None,
                     // i64::MAX: every alert (the store takes the limit as an SQL LIMIT).
                     limit: i64::MAX as usize,
                 })

@@ -11,6 +11,7 @@ mod export;
 mod forecast;
 mod ingest;
 mod mqtt_ws;
+mod notify;
 mod query;
 mod retention;
 mod rules;
@@ -72,6 +73,32 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/alerts/{id}/feedback",
             axum::routing::post(alerts::feedback),
         )
+        .route("/api/v1/alerts/{id}/ack", axum::routing::post(alerts::ack))
+        .route(
+            "/api/v1/alerts/{id}/resolve",
+            axum::routing::post(alerts::resolve),
+        )
+        .route(
+            "/api/v1/alerts/{id}/comments",
+            get(alerts::comments).post(alerts::comment),
+        )
+        .route(
+            "/api/v1/silences",
+            get(notify::silences).post(notify::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(notify::delete_silence),
+        )
+        .route(
+            "/api/v1/channels",
+            get(notify::channels).post(notify::put_channel),
+        )
+        .route(
+            "/api/v1/channels/{name}",
+            axum::routing::delete(notify::delete_channel),
+        )
+        .route("/api/v1/alert-groups", get(notify::groups))
         .route("/api/v1/limits", get(alerts::limits))
         .route("/api/v1/rules", get(rules::list).post(rules::create))
         .route(

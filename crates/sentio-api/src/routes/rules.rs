@@ -30,6 +30,7 @@ async fn save(s: &AppState, rule: Rule, action: &str) -> Result<Json<RuleView>, 
     let rule = compile(rule)?.rule;
     s.rules.put_rule(&rule).await?;
     s.control.reload_rules().await?;
+    s.notifier.reload();
     tracing::info!(rule = %rule.id, enabled = rule.enabled, "rule saved ({action})");
     s.audit(
         action,
@@ -148,6 +149,7 @@ pub async fn delete(
     let rule = stored(&s, &id).await?;
     s.rules.delete_rule(&id).await?;
     s.control.reload_rules().await?;
+    s.notifier.reload();
     tracing::info!(rule = %id, "rule deleted");
     s.audit("rule.delete", Some(id.as_str()), json!({"name": rule.name}))
         .await;

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{
-    Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleAction, RuleId,
-    SeriesKey, Subject, Twin,
+    Ack, Alert, AlertId, AlertKey, AlertKind, AlertState, DeviceId, Feedback, Point, RuleAction,
+    RuleId, SeriesKey, Subject, Twin,
 };
 use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, RuleStore, SeriesStore, TwinStore};
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +36,10 @@ use tracing::{error, info, warn};
 
 use crate::rules::ActionDesks;
 use crate::rules::judge::twin_value;
-use crate::{AlertTracker, Bus, Event, PipelineConfig, PipelineError, Stats, Stores, Transition};
+use crate::{
+    AlertTracker, Bus, Event, Notice, NoticeSender, PipelineConfig, PipelineError, Stats, Stores,
+    Transition,
+};
 use watch::{DeviceBatch, Finding, Verdict, Watch};
 
 /// How often silence (and any other watch's time-driven verdict) is checked. A silence
@@ -70,6 +73,18 @@ pub(crate) enum Command {
     Forget {
         device: DeviceId,
         reply: oneshot::Sender<()>,
+    },
+    /// A person takes charge of an alert.
+    Acknowledge {
+        alert_id: AlertId,
+        by: String,
+        reply: oneshot::Sender<Result<Alert, PipelineError>>,
+    },
+    /// A person resolves an alert by hand.
+    Resolve {
+        alert_id: AlertId,
+        by: String,
+        reply: oneshot::Sender<Result<Alert, PipelineError>>,
     },
     /// The users' rules changed in the store: load them again.
     ReloadRules {
@@ -114,6 +129,8 @@ pub(crate) struct DetectStage {
     desks: ActionDesks,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
+    /// Where opened alerts go to be notified.
+    notices: Option<NoticeSender>,
 }
 
 impl DetectStage {
@@ -124,6 +141,7 @@ impl DetectStage {
         bus: Arc<dyn Bus>,
         stats: Arc<Stats>,
         desks: ActionDesks,
+        notices: Option<NoticeSender>,
     ) -> Result<Self, PipelineError> {
         let resolve_after = config.resolve_after_normal_points;
         // Silence first: an arrival ends a silence before the arrival itself is judged.
@@ -159,6 +177,7 @@ impl DetectStage {
             desks,
             bus,
             stats,
+            notices,
         };
         let rows = stores.series.load_detector_states().await?;
         let n_rows = rows.len();
@@ -184,6 +203,7 @@ impl DetectStage {
             .list_alerts(AlertFilter {
                 state: Some(AlertState::Open),
                 device: None,
+                acknowledged: None,
                 limit: MAX_OPEN_ALERTS_RESTORED,
             })
             .await?;
@@ -492,6 +512,21 @@ impl DetectStage {
                 Stats::add(&self.stats.alerts_opened, 1);
                 warn!(alert = %id, kind = alert.explanation.kind.as_str(), device = %alert.device,
                       metric = %alert.metric, "alert opened: {}", alert.explanation.message);
+                if let Some(tx) = &self.notices {
+                    let notice = Notice {
+                        alert: alert.clone(),
+                        device_kind: self
+                            .kinds
+                            .get(&key.device)
+                            .cloned()
+                            .unwrap_or_else(|| UNKNOWN_KIND.into()),
+                        labels: self.labels.get(&key.device).cloned().unwrap_or_default(),
+                    };
+                    // Waits while the notifier is behind; fails only once it has stopped.
+                    if tx.send(notice).await.is_err() {
+                        warn!(alert = %id, "the notifier has stopped: alert not notified");
+                    }
+                }
             }
             Change::Resolved => {
                 Stats::add(&self.stats.alerts_resolved, 1);
@@ -522,6 +557,22 @@ impl DetectStage {
                 reply,
             } => {
                 let r = self.new_normal(alert_id, note).await;
+                let _ = reply.send(r);
+            }
+            Command::Acknowledge {
+                alert_id,
+                by,
+                reply,
+            } => {
+                let r = self.acknowledge(alert_id, by).await;
+                let _ = reply.send(r);
+            }
+            Command::Resolve {
+                alert_id,
+                by,
+                reply,
+            } => {
+                let r = self.resolve(alert_id, by).await;
                 let _ = reply.send(r);
             }
             Command::Forget { device, reply } => {
@@ -631,6 +682,77 @@ impl DetectStage {
             .await
     }
 
+    /// A person takes charge of open alert `id`: the first acknowledgement is kept and
+    /// announced.
+    async fn acknowledge(&mut self, id: AlertId, by: String) -> Result<Alert, PipelineError> {
+        let (mut alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
+        if alert.state == AlertState::Resolved {
+            return Err(PipelineError::Conflict(format!("alert {id} is resolved")));
+        }
+        let ack = Ack {
+            by,
+            at_ms: now_ms(),
+        };
+        let ack = self
+            .alerts
+            .acknowledge(id.get(), &ack)
+            .await?
+            .ok_or_else(|| PipelineError::NotFound(format!("no alert {id}")))?;
+        if let Some(t) = self.trackers.get_mut(&key) {
+            t.set_ack(id, ack.clone());
+        }
+        info!(alert = %id, device = %key.device, by = %ack.by, "alert acknowledged");
+        alert.ack = Some(ack);
+        self.bus.publish(Event::Alert {
+            alert: Box::new(alert.clone()),
+        });
+        Ok(alert)
+    }
+
+    /// A person resolves open alert `id` now; the watch that raised it is told (a rule's open
+    /// flag closes). Should the condition go on, the next alerting verdict opens a new alert.
+    async fn resolve(&mut self, id: AlertId, by: String) -> Result<Alert, PipelineError> {
+        let (alert, key) = stored_alert(Arc::clone(&self.alerts), id).await?;
+        if alert.state == AlertState::Resolved {
+            return Err(PipelineError::Conflict(format!(
+                "alert {id} is already resolved"
+            )));
+        }
+        self.alerts.set_resolved_by(id.get(), &by).await?;
+        let mut resolved = self.close_now(alert, &key).await?;
+        resolved.resolved_by = Some(by);
+        if let Ok(w) = self.watch_for(&key) {
+            w.closed(&key);
+        }
+        Stats::add(&self.stats.alerts_resolved, 1);
+        info!(alert = %id, device = %key.device, by = ?resolved.resolved_by, "alert resolved by hand");
+        self.save_states().await;
+        self.bus.publish(Event::Alert {
+            alert: Box::new(resolved.clone()),
+        });
+        Ok(resolved)
+    }
+
+    /// Resolves open `alert` (of `key`) now, in its tracker if it is the tracked one, and saves
+    /// it.
+    async fn close_now(&mut self, alert: Alert, key: &AlertKey) -> Result<Alert, PipelineError> {
+        let id = alert.id;
+        let now = now_ms();
+        let closed = self
+            .trackers
+            .get_mut(key)
+            .filter(|t| t.open().is_some_and(|a| a.id == id))
+            .and_then(|t| t.close(now));
+        let updated = closed.unwrap_or_else(|| {
+            let mut a = alert;
+            a.state = AlertState::Resolved;
+            a.resolved_ms = Some(now.max(a.last_anomaly_ms));
+            a
+        });
+        self.alerts.save_alert(&updated).await?;
+        Ok(updated)
+    }
+
     /// Records feedback on `alert`; with `close`, an open alert resolves now.
     async fn close_with_feedback(
         &mut self,
@@ -645,18 +767,7 @@ impl DetectStage {
         let now = now_ms();
         let mut updated = alert.clone();
         if close && alert.state == AlertState::Open {
-            let closed = self
-                .trackers
-                .get_mut(key)
-                .filter(|t| t.open().is_some_and(|a| a.id == id))
-                .and_then(|t| t.close(now));
-            updated = closed.unwrap_or_else(|| {
-                let mut a = alert.clone();
-                a.state = AlertState::Resolved;
-                a.resolved_ms = Some(now.max(a.last_anomaly_ms));
-                a
-            });
-            self.alerts.save_alert(&updated).await?;
+            updated = self.close_now(alert, key).await?;
         }
         let feedback = Feedback {
             false_alarm,

@@ -193,6 +193,16 @@ impl Watch for RulesWatch {
         let Subject::Rule(rule) = &key.subject else {
             return Err(PipelineError::Invalid("not a rule alert".into()));
         };
+        self.closed(key);
+        Ok(format!(
+            "alert closed; rule {rule} is unchanged (edit or disable it to stop it firing)"
+        ))
+    }
+
+    fn closed(&mut self, key: &AlertKey) {
+        let Subject::Rule(rule) = &key.subject else {
+            return;
+        };
         if let Some(state) = self.states.get_mut(&(rule.clone(), key.device.clone())) {
             state.close();
             self.dirty.insert(StateKey::Rule {
@@ -200,9 +210,6 @@ impl Watch for RulesWatch {
                 rule: rule.clone(),
             });
         }
-        Ok(format!(
-            "alert closed; rule {rule} is unchanged (edit or disable it to stop it firing)"
-        ))
     }
 
     fn set_rules(&mut self, rules: &[Arc<CompiledRule>]) -> Vec<RuleId> {

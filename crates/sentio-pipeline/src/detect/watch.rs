@@ -108,6 +108,10 @@ pub(crate) trait Watch: Send {
     /// The users' rules changed: takes the compiled rule set. Returns the rules removed,
     /// disabled or changed, whose open alerts the stage resolves. Only the rules watch judges
     /// rules.
+    /// A person resolved `key`'s open alert by hand: a watch that keeps its own open flag
+    /// (rules) closes it, so the alert is not carried on as if still open.
+    fn closed(&mut self, _key: &AlertKey) {}
+
     fn set_rules(&mut self, _rules: &[Arc<CompiledRule>]) -> Vec<RuleId> {
         Vec::new()
     }

@@ -19,7 +19,8 @@ const MAX_TOPIC_LEN: usize = 1024;
 pub fn check(actions: &[RuleAction]) -> Result<(), RuleError> {
     for action in actions {
         match action {
-            RuleAction::Alert => {}
+            // A channel's name is checked where the rule is read; the notifier sends it.
+            RuleAction::Alert | RuleAction::Notify { .. } => {}
             RuleAction::Command {
                 name,
                 params,
@@ -98,7 +99,8 @@ pub(crate) async fn run(
 ) {
     for (action, targets) in actions {
         match action {
-            RuleAction::Alert => {}
+            // The notifier sends the rule's alert to its channels (see `sentio-notify`).
+            RuleAction::Alert | RuleAction::Notify { .. } => {}
             RuleAction::Command {
                 name,
                 params,

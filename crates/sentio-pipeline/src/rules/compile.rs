@@ -23,7 +23,7 @@ use sentio_core::time::parse_duration_ms;
 /// The longest window an aggregate may ask for: a window is running state (a few slots), but a
 /// day bounds how long a stale reading can weigh on a rule.
 pub const MAX_WINDOW_MS: i64 = 24 * 3_600_000;
-/// The longest `for` a rule may have.
+/// The longest `for`, `clear_for` and `cool_down` a rule may have.
 pub const MAX_FOR_MS: i64 = 7 * 24 * 3_600_000;
 /// The longest expression accepted (bytes).
 pub const MAX_EXPRESSION_LEN: usize = 4_096;
@@ -148,8 +148,14 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
             format!("{m:?} is not a metric name"),
         ));
     }
-    if !(0..=MAX_FOR_MS).contains(&rule.for_ms) {
-        return Err(RuleError::new("for", "must be between 0 and 7 days"));
+    for (field, ms) in [
+        ("for", rule.for_ms),
+        ("clear_for", rule.clear_for_ms),
+        ("cool_down", rule.cool_down_ms),
+    ] {
+        if !(0..=MAX_FOR_MS).contains(&ms) {
+            return Err(RuleError::new(field, "must be between 0 and 7 days"));
+        }
     }
     if rule.name.trim().is_empty() || rule.name.len() > 200 {
         return Err(RuleError::new("name", "give 1-200 characters"));
@@ -367,6 +373,8 @@ pub(crate) fn test_rule(condition: &str, clear: Option<&str>, for_ms: i64) -> Ru
         condition: condition.into(),
         clear: clear.map(Into::into),
         for_ms,
+        clear_for_ms: 0,
+        cool_down_ms: 0,
         severity: Severity::Warning,
         actions: Vec::new(),
     }
@@ -487,5 +495,8 @@ mod tests {
         let mut r = rule("co2 > 1", None);
         r.for_ms = MAX_FOR_MS + 1;
         assert_eq!(compile(r).unwrap_err().field, "for");
+        let mut r = rule("co2 > 1", None);
+        r.cool_down_ms = -1;
+        assert_eq!(compile(r).unwrap_err().field, "cool_down");
     }
 }

@@ -5,12 +5,17 @@
 //!   (`pending_since`, data time); when it has held `for_ms`, the alert opens, on a point or,
 //!   with no new point, on the detect stage's tick. A point where it does not hold stops the
 //!   timer.
-//! - open: the alert resolves when `clear` holds (or, without `clear`, when `condition` no
-//!   longer does). Between the two (hysteresis) nothing changes.
+//! - open: the alert resolves when `clear` (or, without `clear`, the negation of `condition`)
+//!   has held without a break for `clear_for` (data time). Between the two conditions, or
+//!   while `clear_for` runs, nothing changes: hysteresis in value and in time.
+//! - cooling: for `cool_down` after the alert resolved, the condition starts no `for` timer.
 //!
-//! The timer, the open flag, the latest values and the windows are all in [`RuleState`], so a
+//! With the defaults (`clear_for` 1 min, `cool_down` 5 min), a signal wavering around its
+//! threshold (±0.1 at 1 Hz for an hour) keeps one alert open rather than raising 1,800.
+//!
+//! The timers, the open flag, the latest values and the windows are all in [`RuleState`], so a
 //! restart continues where it stopped: a `for` of 10 minutes interrupted at minute 7 fires at
-//! minute 10.
+//! minute 10, and a cool-down ends at its time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +55,12 @@ pub struct RuleState {
     pending_since: Option<i64>,
     /// Whether the rule's alert is open.
     open: bool,
+    /// Data time from which the clear condition has held, while the alert is open.
+    #[serde(default)]
+    clear_since: Option<i64>,
+    /// Data time until which the rule cannot open its alert again.
+    #[serde(default)]
+    cool_until: Option<i64>,
 }
 
 impl RuleState {
@@ -57,6 +68,7 @@ impl RuleState {
     pub fn close(&mut self) {
         self.open = false;
         self.pending_since = None;
+        self.clear_since = None;
     }
 
     /// The latest values, for the explanation.
@@ -105,13 +117,24 @@ impl RuleState {
         if self.open {
             return match cleared() {
                 Ok(true) => {
+                    let since = *self.clear_since.get_or_insert(ts_ms);
+                    if ts_ms.saturating_sub(since) < rule.rule.clear_for_ms {
+                        return Step::Nothing;
+                    }
                     self.close();
+                    self.cool_until = Some(ts_ms.saturating_add(rule.rule.cool_down_ms));
                     Step::Clear
                 }
-                Ok(false) if holds => Step::Still,
-                Ok(false) => Step::Nothing,
+                Ok(false) => {
+                    self.clear_since = None;
+                    if holds { Step::Still } else { Step::Nothing }
+                }
                 Err(e) => Step::Undecided(e),
             };
+        }
+        if self.cool_until.is_some_and(|until| ts_ms < until) {
+            self.pending_since = None;
+            return Step::Nothing;
         }
         if holds {
             let since = *self.pending_since.get_or_insert(ts_ms);
@@ -358,6 +381,79 @@ mod tests {
             &[(0, "co2", 1.0)],
             &[Step::Undecided(String::new())],
         );
+    }
+
+    /// A device of kind `room` with no labels and an empty twin.
+    fn bare_vars() -> RuleVars {
+        RuleVars {
+            device: device_value("room", &BTreeMap::new()),
+            twin: twin_value(&sentio_core::Twin::empty()),
+        }
+    }
+
+    /// A rule with the API's defaults for `clear_for` and `cool_down`.
+    fn with_defaults(condition: &str) -> CompiledRule {
+        let mut r = test_rule(condition, None, 0);
+        r.clear_for_ms = sentio_core::Rule::DEFAULT_CLEAR_FOR_MS;
+        r.cool_down_ms = sentio_core::Rule::DEFAULT_COOL_DOWN_MS;
+        compile(r).unwrap()
+    }
+
+    #[test]
+    fn a_signal_wavering_around_its_threshold_for_an_hour_raises_one_alert() {
+        let r = with_defaults("co2 > 1000.0");
+        let (eval, device) = (Eval::default(), bare_vars());
+        let mut state = RuleState::default();
+        let mut opened = 0;
+        for i in 0..3_600 {
+            let value = if i % 2 == 0 { 1_000.1 } else { 999.9 };
+            let ts = i * 1_000;
+            state.add(&r, &point("co2", ts, value));
+            opened += usize::from(state.judge(&r, &eval, &device, ts) == Open);
+            assert_eq!(state.due(&r, ts), None);
+        }
+        assert_eq!(opened, 1, "±0.1 around the threshold at 1 Hz for an hour");
+        // Without the defaults the same signal flaps: every other second.
+        let bare = rule("co2 > 1000.0", None, 0);
+        let mut state = RuleState::default();
+        let flaps = (0..3_600)
+            .filter(|&i| {
+                let value = if i % 2 == 0 { 1_000.1 } else { 999.9 };
+                state.add(&bare, &point("co2", i * 1_000, value));
+                state.judge(&bare, &eval, &device, i * 1_000) == Open
+            })
+            .count();
+        assert_eq!(flaps, 1_800);
+    }
+
+    #[test]
+    fn the_clear_condition_must_hold_for_clear_for_and_a_cool_down_follows_across_a_restart() {
+        let mut r = test_rule("co2 > 1000", None, 0);
+        r.clear_for_ms = 10_000;
+        r.cool_down_ms = 60_000;
+        let r = compile(r).unwrap();
+        let state = check(
+            &r,
+            &[
+                (0, "co2", 1200.0),
+                (5_000, "co2", 900.0),  // clear starts holding
+                (9_000, "co2", 1100.0), // and breaks: stays open
+                (10_000, "co2", 900.0),
+                (19_999, "co2", 900.0),
+                (20_000, "co2", 900.0), // held 10 s: resolves, cools until 80 s
+                (30_000, "co2", 1200.0),
+            ],
+            &[Open, Nothing, Still, Nothing, Nothing, Clear, Nothing],
+        );
+        let json = serde_json::to_string(&state).unwrap();
+        let mut restored: RuleState = serde_json::from_str(&json).unwrap();
+        let (eval, device) = (Eval::default(), bare_vars());
+        let mut step = |ts: i64| {
+            restored.add(&r, &point("co2", ts, 1200.0));
+            restored.judge(&r, &eval, &device, ts)
+        };
+        assert_eq!(step(79_999), Nothing, "still cooling after the restart");
+        assert_eq!(step(80_000), Open, "the cool-down is over");
     }
 
     #[test]

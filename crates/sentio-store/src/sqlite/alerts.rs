@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{Row, params};
-use sentio_core::{Alert, AlertId, AlertState, Feedback};
+use sentio_core::{Ack, Alert, AlertId, AlertState, Comment, Feedback};
 
 use super::SqliteStore;
 use crate::{AlertFilter, AlertStore, Result, StoreError, stored_form};
@@ -20,6 +20,10 @@ struct AlertRow {
     explanation: String,
     peak: String,
     feedback: Option<String>,
+    ack_by: Option<String>,
+    ack_ms: Option<i64>,
+    resolved_by: Option<String>,
+    silenced_by: Option<i64>,
 }
 
 fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
@@ -35,6 +39,10 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
         explanation: r.get(8)?,
         peak: r.get(9)?,
         feedback: r.get(10)?,
+        ack_by: r.get(11)?,
+        ack_ms: r.get(12)?,
+        resolved_by: r.get(13)?,
+        silenced_by: r.get(14)?,
     })
 }
 
@@ -49,6 +57,12 @@ fn finish(row: AlertRow) -> Result<Alert> {
             Some(f) => Some(stored_form::read_feedback(f).map_err(|_| corrupt("feedback"))?),
             None => None,
         },
+        ack: match (row.ack_by, row.ack_ms) {
+            (Some(by), Some(at_ms)) => Some(Ack { by, at_ms }),
+            _ => None,
+        },
+        resolved_by: row.resolved_by,
+        silenced_by: row.silenced_by,
         id: AlertId::new(row.id),
         device: row.device,
         metric: row.metric,
@@ -60,8 +74,10 @@ fn finish(row: AlertRow) -> Result<Alert> {
 }
 
 const SELECT_ALERT: &str = "SELECT id, device, metric, state, opened_ms, last_anomaly_ms, \
-     resolved_ms, anomalous_points, explanation, peak, f.feedback FROM alerts \
-     LEFT JOIN alert_feedback f ON f.alert_id = alerts.id";
+     resolved_ms, anomalous_points, explanation, peak, f.feedback, h.ack_by, h.ack_ms, \
+     h.resolved_by, h.silenced_by FROM alerts \
+     LEFT JOIN alert_feedback f ON f.alert_id = alerts.id \
+     LEFT JOIN alert_handling h ON h.alert_id = alerts.id";
 
 #[async_trait]
 impl AlertStore for SqliteStore {
@@ -83,6 +99,81 @@ impl AlertStore for SqliteStore {
                 params![id, json],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn acknowledge(&self, id: i64, ack: &Ack) -> Result<Option<Ack>> {
+        let ack = ack.clone();
+        self.with_conn(move |_, conn| {
+            let known: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = ?1)",
+                [id],
+                |r| r.get(0),
+            )?;
+            if !known {
+                return Ok(None);
+            }
+            conn.execute(
+                "INSERT INTO alert_handling (alert_id, ack_by, ack_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (alert_id) DO UPDATE SET ack_by = coalesce(ack_by, excluded.ack_by), \
+                 ack_ms = coalesce(ack_ms, excluded.ack_ms)",
+                params![id, ack.by, ack.at_ms],
+            )?;
+            let held = conn.query_row(
+                "SELECT ack_by, ack_ms FROM alert_handling WHERE alert_id = ?1",
+                [id],
+                |r| {
+                    Ok(Ack {
+                        by: r.get(0)?,
+                        at_ms: r.get(1)?,
+                    })
+                },
+            )?;
+            Ok(Some(held))
+        })
+        .await
+    }
+
+    async fn set_resolved_by(&self, id: i64, by: &str) -> Result<()> {
+        let by = by.to_string();
+        self.with_conn(move |_, conn| {
+            conn.execute(
+                "INSERT INTO alert_handling (alert_id, resolved_by) VALUES (?1, ?2) \
+                 ON CONFLICT (alert_id) DO UPDATE SET resolved_by = excluded.resolved_by",
+                params![id, by],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_comment(&self, id: i64, comment: &Comment) -> Result<bool> {
+        let c = comment.clone();
+        self.with_conn(move |_, conn| {
+            let n = conn.execute(
+                "INSERT INTO alert_comments (alert_id, author, at_ms, text) \
+                 SELECT id, ?2, ?3, ?4 FROM alerts WHERE id = ?1",
+                params![id, c.author, c.at_ms, c.text],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn comments(&self, id: i64) -> Result<Vec<Comment>> {
+        self.with_conn(move |_, conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT author, at_ms, text FROM alert_comments WHERE alert_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(Comment {
+                    author: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    text: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -127,10 +218,15 @@ impl AlertStore for SqliteStore {
             } as i64;
             let mut stmt = conn.prepare(&format!(
                 "{SELECT_ALERT} WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR device = ?2) \
-                     ORDER BY id DESC LIMIT ?3"
+                     AND (?4 IS NULL OR (h.ack_by IS NOT NULL) = ?4) ORDER BY id DESC LIMIT ?3"
             ))?;
             let rows = stmt.query_map(
-                params![filter.state.map(|s| s.as_str()), filter.device, limit],
+                params![
+                    filter.state.map(|s| s.as_str()),
+                    filter.device,
+                    limit,
+                    filter.acknowledged
+                ],
                 alert_from_row,
             )?;
             rows.map(|r| finish(r?)).collect()

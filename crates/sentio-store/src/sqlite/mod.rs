@@ -13,6 +13,7 @@ mod commands;
 mod edges;
 mod events;
 mod health;
+mod notify;
 mod outbox;
 mod read;
 mod registry;

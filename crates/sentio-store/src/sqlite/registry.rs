@@ -182,11 +182,16 @@ impl DeviceRegistry for SqliteStore {
                 removed.push(("rollups".into(), rollups));
                 let series = tx.execute("DELETE FROM series WHERE device = ?1", [&id])?;
                 removed.push(("series".into(), series as u64));
-                tx.execute(
-                    "DELETE FROM alert_feedback WHERE alert_id IN \
-                     (SELECT id FROM alerts WHERE device = ?1)",
-                    [&id],
-                )?;
+                for table in ["alert_feedback", "alert_handling", "alert_comments"] {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE alert_id IN \
+                             (SELECT id FROM alerts WHERE device = ?1)"
+                        ),
+                        [&id],
+                    )?;
+                }
+                super::notify::erase_device(&tx, &id)?;
                 let alerts = tx.execute("DELETE FROM alerts WHERE device = ?1", [&id])?;
                 removed.push(("alerts".into(), alerts as u64));
                 let states = tx.execute("DELETE FROM detector_state WHERE device = ?1", [&id])?;

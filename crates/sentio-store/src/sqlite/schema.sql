@@ -80,6 +80,25 @@ CREATE TABLE IF NOT EXISTS alert_feedback (
     feedback TEXT NOT NULL
 );
 
+-- How people handled an alert: who acknowledged it and when, who resolved it by hand.
+CREATE TABLE IF NOT EXISTS alert_handling (
+    alert_id    INTEGER PRIMARY KEY,
+    ack_by      TEXT,
+    ack_ms      INTEGER,
+    resolved_by TEXT,
+    silenced_by INTEGER
+);
+
+-- Notes on alerts, in the order written.
+CREATE TABLE IF NOT EXISTS alert_comments (
+    id       INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    author   TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_comments_by_alert ON alert_comments (alert_id, id);
+
 -- Text readings, kept as events: the newest EVENT_HISTORY per device and metric.
 CREATE TABLE IF NOT EXISTS events (
     device TEXT NOT NULL,
@@ -254,3 +273,45 @@ CREATE TABLE IF NOT EXISTS edge_progress (
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (edge, incarnation, lane)
 ) WITHOUT ROWID;
+-- Silences: the alerts their matcher covers notify nobody until `until_ms`.
+CREATE TABLE IF NOT EXISTS silences (
+    id         INTEGER PRIMARY KEY,
+    matcher    TEXT NOT NULL,
+    until_ms   INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    author     TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+
+-- Notification channels, with their delivery counters.
+CREATE TABLE IF NOT EXISTS channels (
+    name          TEXT PRIMARY KEY,
+    target        TEXT NOT NULL,
+    matcher       TEXT,
+    delivered     INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    last_error_ms INTEGER
+) WITHOUT ROWID;
+
+-- Notifications not yet delivered (`failed` = 1: given up). A delivered one is deleted in the
+-- transaction that counts it, so it is never offered again.
+CREATE TABLE IF NOT EXISTS notify_outbox (
+    id         INTEGER PRIMARY KEY,
+    channel    TEXT NOT NULL,
+    msg_id     TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_ms    INTEGER NOT NULL,
+    failed     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS notify_outbox_due ON notify_outbox (failed, next_ms, id);
+
+-- Alerts that opened together, notified as one.
+CREATE TABLE IF NOT EXISTS alert_groups (
+    id          INTEGER PRIMARY KEY,
+    alert_kind  TEXT NOT NULL,
+    device_kind TEXT NOT NULL,
+    opened_ms   INTEGER NOT NULL,
+    members     TEXT NOT NULL
+);

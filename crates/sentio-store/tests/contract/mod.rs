@@ -8,9 +8,11 @@
 // Each test binary that includes this module uses only part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod alerts;
 pub mod commands;
 pub mod edges;
 pub mod health;
+pub mod notify;
 pub mod registry;
 pub mod retention;
 pub mod rules;
@@ -54,6 +56,9 @@ macro_rules! store_contract {
             registry::tokens_survive_a_reopen_and_revocation_is_immediate,
             registry::text_events_keep_the_last_text_and_a_bounded_history,
             registry::the_audit_log_lists_newest_first_and_an_erasure_anonymises_it,
+            alerts::acknowledgements_resolutions_and_comments_survive_reopen_and_erase,
+            notify::silences_channels_and_the_outbox_survive_reopen_and_deliver_once,
+            notify::erasing_a_device_removes_its_notifications_group_places_and_silences,
             health::a_healthy_store_is_not_full_and_has_free_space,
             retention::raw_expires_per_device_kind_and_globally_and_rollups_answer,
             retention::late_points_and_duplicates_update_the_rollups,

@@ -74,6 +74,9 @@ pub async fn everything_survives_reopen_and_erase_removes_everything(backend: &i
             explanation: explanation(9.0),
             peak: explanation(9.0),
             feedback: None,
+            ack: None,
+            resolved_by: None,
+            silenced_by: None,
         };
         let id = s.alerts.save_alert(&alert).await.unwrap();
         assert!(id > 0);

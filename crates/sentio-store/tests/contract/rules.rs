@@ -21,6 +21,8 @@ fn rule(id: &str, condition: &str) -> Rule {
         condition: condition.into(),
         clear: Some("co2 < 800.0".into()),
         for_ms: 600_000,
+        clear_for_ms: 60_000,
+        cool_down_ms: 300_000,
         severity: Severity::Critical,
         actions: vec![
             RuleAction::Command {
@@ -34,6 +36,9 @@ fn rule(id: &str, condition: &str) -> Rule {
             },
             RuleAction::SetDesired {
                 patch: r#"{"vent":"high"}"#.into(),
+            },
+            RuleAction::Notify {
+                channel: "ops".into(),
             },
             RuleAction::Publish {
                 topic: "ops/{device}".into(),

@@ -7,6 +7,8 @@
 //! - `storage`: what is kept (query, retention, backup, erasure, a full disk, kill -9);
 //! - `ai`: alerts and forecasts;
 //! - `dashboard`: the web page in a real browser (chromium via playwright-core) and its session;
+//! - `alerts`: how people handle alerts (acknowledge, resolve, comment, silences) and how they
+//!   are notified;
 //! - `node`: the node as a whole (the telemetry loop, startup errors);
 //! - `edge`: edge nodes (the cloud's registry of edges, the uplink under cuts, black holes
 //!   and kill -9);
@@ -20,6 +22,7 @@
 
 mod actuation;
 mod ai;
+mod alerts;
 mod api;
 mod dashboard;
 mod edge;

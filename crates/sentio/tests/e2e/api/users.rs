@@ -6,50 +6,6 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
-/// A signed-in browser: its cookie, its CSRF token and the node's origin.
-struct Browser {
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl Browser {
-    /// A request as this node's page sends it: cookie, `Origin` and `X-CSRF-Token`.
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        self.call_with(
-            method,
-            path,
-            body,
-            &[("Origin", &self.base), ("X-CSRF-Token", &self.csrf)],
-        )
-        .await
-    }
-
-    /// A request with the cookie and only the given extra headers.
-    async fn call_with(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        extra: &[(&str, &str)],
-    ) -> Reply {
-        let mut headers = vec![("Cookie".to_string(), self.cookie.clone())];
-        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        http_with(method, format!("{}{path}", self.base), headers, body, None).await
-    }
-}
-
-async fn login_at(base: &str, name: &str, password: &str, trust: Option<Vec<u8>>) -> Reply {
-    http_with(
-        "POST",
-        format!("{base}/api/v1/session"),
-        vec![("Origin".into(), base.into())],
-        Some(json!({"name": name, "password": password})),
-        trust,
-    )
-    .await
-}
-
 /// Logs in over plain HTTP and checks the cookie's attributes.
 async fn login(base: &str, name: &str, password: &str) -> Browser {
     let r = login_at(base, name, password, None).await;

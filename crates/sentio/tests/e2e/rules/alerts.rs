@@ -50,6 +50,8 @@ async fn a_rule_opens_after_for_resolves_on_clear_and_its_timer_survives_a_resta
         "condition": "co2 > 1000 && count(\"co2\", \"1m\") >= 1",
         "clear": "co2 < 800",
         "for_ms": FOR_MS,
+        "clear_for": "0s",
+        "cool_down": "0s",
         "severity": "critical"
     });
     let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;

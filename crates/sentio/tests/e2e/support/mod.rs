@@ -4,6 +4,7 @@
 pub mod fault_proxy;
 pub mod raw;
 pub mod raw_http;
+pub mod receivers;
 pub mod wire;
 
 use std::path::Path;
@@ -657,4 +658,71 @@ pub async fn http_with(
     })
     .await
     .unwrap()
+}
+
+/// A signed-in browser: its cookie, its CSRF token and the node's origin.
+pub struct Browser {
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Browser {
+    /// A request as this node's page sends it: cookie, `Origin` and `X-CSRF-Token`.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.call_with(
+            method,
+            path,
+            body,
+            &[("Origin", &self.base), ("X-CSRF-Token", &self.csrf)],
+        )
+        .await
+    }
+
+    /// A request with the cookie and only the given extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut headers = vec![("Cookie".to_string(), self.cookie.clone())];
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        http_with(method, format!("{}{path}", self.base), headers, body, None).await
+    }
+}
+
+/// `POST /api/v1/session` at `base` with a name and password.
+pub async fn login_at(base: &str, name: &str, password: &str, trust: Option<Vec<u8>>) -> Reply {
+    http_with(
+        "POST",
+        format!("{base}/api/v1/session"),
+        vec![("Origin".into(), base.into())],
+        Some(json!({"name": name, "password": password})),
+        trust,
+    )
+    .await
+}
+
+/// Creates user `name` with `role` on `node` and signs it in over plain HTTP.
+pub async fn signed_in(node: &Node, name: &str, role: &str) -> Browser {
+    let password = "a long enough password";
+    let (st, body) = api(
+        node,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": name, "role": role, "password": password})),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let base = format!("http://{}", node.http_addr);
+    let r = login_at(&base, name, password, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (pair, _) = r.set_cookies[0].split_once("; ").unwrap();
+    Browser {
+        base,
+        cookie: pair.to_string(),
+        csrf: r.body["csrf_token"].as_str().unwrap().to_string(),
+    }
 }
