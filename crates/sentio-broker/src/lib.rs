@@ -263,20 +263,20 @@ impl Broker {
         let counters = Arc::new(Counters::default());
         let limits = Arc::new(LimitState::new(config.limits, config.max_connections));
         let reports = Arc::new(uplink::EdgeReports::default());
-        let tap = Arc::new(tap::TelemetryTap::new(
-            ingest.clone(),
-            registry.clone(),
-            edges.clone(),
-            reports.clone(),
-            clients.clone(),
-            counters.clone(),
-            limits.clone(),
-            courier::Exchange {
+        let tap = Arc::new(tap::TelemetryTap {
+            ingest: ingest.clone(),
+            registry: registry.clone(),
+            edges: edges.clone(),
+            reports: reports.clone(),
+            clients: clients.clone(),
+            counters: counters.clone(),
+            limits: limits.clone(),
+            exchange: courier::Exchange {
                 commands: desks.commands,
                 twins: desks.twins,
                 ingest: ingest.clone(),
             },
-        ));
+        });
         let mut mqtt = MqttConfig::new()
             .with_bind_address(config.listen)
             .with_max_packet_size(config.max_packet_size)

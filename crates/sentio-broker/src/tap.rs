@@ -33,38 +33,14 @@ fn qos_index(qos: QoS) -> usize {
 /// Sends `devices/<id>/telemetry` payloads into the pipeline, tracks device presence and the
 /// table of connected clients.
 pub struct TelemetryTap {
-    ingest: Ingest,
-    registry: Arc<dyn DeviceRegistry>,
-    edges: Arc<dyn EdgeStore>,
-    reports: Arc<crate::uplink::EdgeReports>,
-    clients: Arc<Clients>,
-    counters: Arc<Counters>,
-    limits: Arc<LimitState>,
-    exchange: Exchange,
-}
-
-impl TelemetryTap {
-    pub(crate) fn new(
-        ingest: Ingest,
-        registry: Arc<dyn DeviceRegistry>,
-        edges: Arc<dyn EdgeStore>,
-        reports: Arc<crate::uplink::EdgeReports>,
-        clients: Arc<Clients>,
-        counters: Arc<Counters>,
-        limits: Arc<LimitState>,
-        exchange: Exchange,
-    ) -> Self {
-        Self {
-            ingest,
-            registry,
-            edges,
-            reports,
-            clients,
-            counters,
-            limits,
-            exchange,
-        }
-    }
+    pub(crate) ingest: Ingest,
+    pub(crate) registry: Arc<dyn DeviceRegistry>,
+    pub(crate) edges: Arc<dyn EdgeStore>,
+    pub(crate) reports: Arc<crate::uplink::EdgeReports>,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) limits: Arc<LimitState>,
+    pub(crate) exchange: Exchange,
 }
 
 impl BrokerEventHandler for TelemetryTap {
