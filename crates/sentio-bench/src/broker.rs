@@ -24,6 +24,10 @@ pub struct BrokerBenchArgs {
     /// 10 minutes; 0.05 = a quick smoke run). The idle-connection count is set by --conns.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
+    /// Rounds per scenario, alternating which broker goes first; the table shows the median of
+    /// each side and the median ratio with its spread (this box's figures move between runs).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Idle connections to open and hold (capped by mqtt-load at its open-file limit).
     #[arg(long, default_value_t = 10_000)]
     pub conns: usize,
@@ -421,6 +425,8 @@ struct Row {
     mosquitto: Option<f64>,
     /// Loss of Sentio and mosquitto, as text.
     loss: String,
+    /// Sentio/mosquitto of each round, when there were several.
+    ratios: Vec<f64>,
 }
 
 fn num(v: &Value, path: &[&str]) -> Option<f64> {
@@ -442,6 +448,7 @@ fn rows_for(scenario: &Scenario, s: &Value, m: &Value) -> Vec<Row> {
             sentio: num(s, &["recv_msgs_per_s"]),
             mosquitto: num(m, &["recv_msgs_per_s"]),
             loss: format!("{} / {}", loss_text(s), loss_text(m)),
+            ratios: Vec::new(),
         }],
         Kind::Latency => {
             let lat = |q: &'static str, figure: &'static str| Row {
@@ -450,6 +457,7 @@ fn rows_for(scenario: &Scenario, s: &Value, m: &Value) -> Vec<Row> {
                 sentio: num(s, &["latency_us", q]),
                 mosquitto: num(m, &["latency_us", q]),
                 loss: format!("{} / {}", loss_text(s), loss_text(m)),
+                ratios: Vec::new(),
             };
             vec![lat("p50", "p50 latency µs"), lat("p99", "p99 latency µs")]
         }
@@ -463,6 +471,7 @@ fn rows_for(scenario: &Scenario, s: &Value, m: &Value) -> Vec<Row> {
                     sentio: held(s),
                     mosquitto: held(m),
                     loss: format!("failed {:.0} / {:.0}", failed(s), failed(m)),
+                    ratios: Vec::new(),
                 },
                 Row {
                     scenario: scenario.name.clone(),
@@ -470,10 +479,55 @@ fn rows_for(scenario: &Scenario, s: &Value, m: &Value) -> Vec<Row> {
                     sentio: num(s, &["broker_kb_per_conn"]),
                     mosquitto: num(m, &["broker_kb_per_conn"]),
                     loss: String::new(),
+                    ratios: Vec::new(),
                 },
             ]
         }
     }
+}
+
+/// The median of `v` (the mean of the middle two for an even count); `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// One row per figure from several rounds: each side's median, every round's ratio, and the
+/// loss of the last round.
+fn rows_over_rounds(scenario: &Scenario, rounds: &[(Value, Value)]) -> Vec<Row> {
+    let per_round: Vec<Vec<Row>> = rounds
+        .iter()
+        .map(|(s, m)| rows_for(scenario, s, m))
+        .collect();
+    let Some(last) = per_round.last() else {
+        return Vec::new();
+    };
+    (0..last.len())
+        .map(|i| {
+            let side = |f: fn(&Row) -> Option<f64>| {
+                median(per_round.iter().filter_map(|rows| f(&rows[i])).collect())
+            };
+            Row {
+                scenario: last[i].scenario.clone(),
+                figure: last[i].figure,
+                sentio: side(|r| r.sentio),
+                mosquitto: side(|r| r.mosquitto),
+                loss: last[i].loss.clone(),
+                ratios: per_round
+                    .iter()
+                    .filter_map(|rows| match (rows[i].sentio, rows[i].mosquitto) {
+                        (Some(s), Some(m)) if m != 0.0 => Some(s / m),
+                        _ => None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn fmt_num(v: Option<f64>) -> String {
@@ -487,13 +541,20 @@ fn fmt_num(v: Option<f64>) -> String {
 /// The table, in Markdown.
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | figure | Sentio | mosquitto | Sentio/mosquitto | loss Sentio / mosquitto |\n\
+        "| scenario | figure | Sentio | mosquitto | Sentio/mosquitto (median, min–max over rounds) | loss Sentio / mosquitto |\n\
          |---|---|---:|---:|---:|---|\n",
     );
     for r in rows {
-        let ratio = match (r.sentio, r.mosquitto) {
-            (Some(s), Some(m)) if m != 0.0 => format!("{:.2}", s / m),
-            _ => "?".into(),
+        let ratio = if r.ratios.len() > 1 {
+            let lo = r.ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mid = median(r.ratios.clone()).unwrap_or(f64::NAN);
+            format!("{mid:.2} ({lo:.2}–{hi:.2})")
+        } else {
+            match (r.sentio, r.mosquitto) {
+                (Some(s), Some(m)) if m != 0.0 => format!("{:.2}", s / m),
+                _ => "?".into(),
+            }
         };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
@@ -574,35 +635,47 @@ fn bench(
     let mut rows = Vec::new();
     let mut mosquitto_results = Vec::new();
     for scenario in scenarios(args.scale, args.conns) {
-        sentio.guard.check_alive()?;
-        mosquitto.check_alive()?;
-        let s = run_load(
-            load,
-            &Target {
-                label: "sentio",
-                port: sentio.mqtt_port,
-                pid: sentio.guard.pid(),
-                credentials: Some((&sentio.username, &sentio.password)),
-            },
-            &scenario,
-        )?;
-        std::thread::sleep(Duration::from_secs(1));
-        let m = run_load(
-            load,
-            &Target {
-                label: "mosquitto",
-                port: mosquitto_port,
-                pid: mosquitto.pid(),
-                credentials: None,
-            },
-            &scenario,
-        )?;
-        std::thread::sleep(Duration::from_secs(1));
-        if let Some(f) = json_out.as_mut() {
-            writeln!(f, "{s}")?;
-            writeln!(f, "{m}")?;
+        let sentio_target = Target {
+            label: "sentio",
+            port: sentio.mqtt_port,
+            pid: sentio.guard.pid(),
+            credentials: Some((&sentio.username, &sentio.password)),
+        };
+        let mosquitto_target = Target {
+            label: "mosquitto",
+            port: mosquitto_port,
+            pid: mosquitto.pid(),
+            credentials: None,
+        };
+        let mut rounds = Vec::new();
+        for round in 0..args.rounds.max(1) {
+            sentio.guard.check_alive()?;
+            mosquitto.check_alive()?;
+            // Alternate which broker goes first, so a drift of the box favours neither.
+            let order = if round % 2 == 0 {
+                [&sentio_target, &mosquitto_target]
+            } else {
+                [&mosquitto_target, &sentio_target]
+            };
+            let mut got = Vec::new();
+            for target in order {
+                got.push(run_load(load, target, &scenario)?);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let (s, m) = if round % 2 == 0 {
+                (got.remove(0), got.remove(0))
+            } else {
+                let m = got.remove(0);
+                (got.remove(0), m)
+            };
+            if let Some(f) = json_out.as_mut() {
+                writeln!(f, "{s}")?;
+                writeln!(f, "{m}")?;
+            }
+            rounds.push((s, m));
         }
-        rows.extend(print_rows(rows_for(&scenario, &s, &m)));
+        rows.extend(print_rows(rows_over_rounds(&scenario, &rounds)));
+        let m = rounds.pop().map(|(_, m)| m).unwrap_or_default();
         mosquitto_results.push((scenario, m));
     }
     let ingest = if args.ingest_devices > 0 {
@@ -746,6 +819,27 @@ mod tests {
         // A missing figure shows as "?" and no ratio is invented.
         let t = table(&rows_for(&all[0], &json!({}), &m));
         assert!(t.contains("| ? | 100000 | ? |"), "{t}");
+    }
+
+    #[test]
+    fn rounds_give_each_side_s_median_and_the_ratio_s_spread() {
+        let all = scenarios(1.0, 10_000);
+        let round = |s: f64, m: f64| {
+            (
+                json!({"recv_msgs_per_s": s, "lost": 0, "loss_pct": 0.0}),
+                json!({"recv_msgs_per_s": m, "lost": 0, "loss_pct": 0.0}),
+            )
+        };
+        let rows = rows_over_rounds(
+            &all[0],
+            &[round(100.0, 100.0), round(300.0, 100.0), round(200.0, 50.0)],
+        );
+        assert_eq!(rows[0].sentio, Some(200.0));
+        assert_eq!(rows[0].mosquitto, Some(100.0));
+        let t = table(&rows);
+        assert!(t.contains("| 200 | 100 | 3.00 (1.00–4.00) |"), "{t}");
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
     }
 
     #[test]
