@@ -446,6 +446,16 @@ fn buffered_frame(
     Ok(Some((header_len, fixed_header)))
 }
 
+/// SENTIO-PATCH: whether `read_buffer` already holds a whole packet (so reading it needs no
+/// socket read). A malformed or oversized header counts as one: reading it reports the error.
+pub(crate) fn has_buffered_packet(read_buffer: &[u8], max_packet_size: usize) -> bool {
+    match announced_frame_len(read_buffer, max_packet_size) {
+        Ok(Some(len)) => read_buffer.len() >= len,
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 fn announced_frame_len(read_buffer: &[u8], max_packet_size: usize) -> Result<Option<usize>> {
     Ok(buffered_frame(read_buffer, max_packet_size)?
         .map(|(header_len, fixed_header)| header_len + fixed_header.remaining_length as usize))

@@ -98,13 +98,17 @@ async fn wrong_credentials_and_foreign_topics_are_refused_and_nothing_is_stored(
             Ok(_) => panic!("{user}/{pass} was accepted"),
         }
     }
-    let (_, dev) = api(&node, "GET", "/api/v1/devices/dev-1", None).await;
+    // Refusals are recorded off the CONNECT path: wait for the record.
+    let reason = eventually(10, || async {
+        let (_, dev) = api(&node, "GET", "/api/v1/devices/dev-1", None).await;
+        dev["last_rejection"]["reason"].as_str().map(str::to_string)
+    })
+    .await;
     assert!(
-        dev["last_rejection"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("wrong secret"),
-        "{dev}"
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("wrong secret")),
+        "{reason:?}"
     );
 
     // dev-1 publishing as dev-2: refused, nothing stored for dev-2.

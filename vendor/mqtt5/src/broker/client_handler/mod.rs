@@ -28,7 +28,7 @@ use crate::time::Duration;
 #[cfg(all(not(target_arch = "wasm32"), feature = "transport-quic"))]
 use crate::transport::packet_io::ReadBudget;
 use crate::transport::packet_io::{
-    encode_packet_to_buffer, read_packet_within_budget, ReadPermit, ReadShare,
+    encode_packet_to_buffer, has_buffered_packet, read_packet_within_budget, ReadPermit, ReadShare,
 };
 use crate::transport::PacketIo;
 use bytes::{Bytes, BytesMut};
@@ -173,6 +173,10 @@ pub struct ClientHandler {
     /// connection holds no buffer.
     pub(super) coalesced: Option<BytesMut>,
     pub(super) read_buffer: BytesMut,
+    /// SENTIO-PATCH: PUBACKs of QoS 1 PUBLISHes whose queued copies are not yet on disk, in
+    /// order; sent after one flush once no further whole packet is buffered (see
+    /// `publish.rs`, `send_deferred_acks`).
+    pub(super) deferred_acks: Vec<crate::packet::puback::PubAckPacket>,
     pub(super) read_share: Option<ReadShare>,
     pub(super) skip_bridge_forwarding: bool,
     pub(super) pending_target_flow: Option<u64>,
@@ -294,6 +298,7 @@ impl ClientHandler {
             write_buffer: BytesMut::new(),
             coalesced: None,
             read_buffer: BytesMut::new(),
+            deferred_acks: Vec::new(),
             read_share: None,
             skip_bridge_forwarding: false,
             pending_target_flow: None,
@@ -1082,6 +1087,12 @@ impl ClientHandler {
         let queue = self.queue.clone();
 
         loop {
+            // SENTIO-PATCH: every PUBLISH already read shares one flush; its acks go out before
+            // this handler waits for anything.
+            if !self.deferred_acks.is_empty() && !has_buffered_packet(&self.read_buffer, max_size)
+            {
+                self.send_deferred_acks().await?;
+            }
             let (delivering, window_open) = self.delivery_gates();
             let flow_deadline = self.flow_deadline;
             tokio::select! {

@@ -7,6 +7,13 @@ use crate::broker::storage::{
 use crate::error::{MqttError, Result};
 use crate::packet::disconnect::DisconnectPacket;
 use crate::packet::puback::PubAckPacket;
+
+/// SENTIO-PATCH: deferred PUBACKs beyond which they are flushed and sent without waiting for
+/// the read buffer to run dry.
+const MAX_DEFERRED_ACKS: usize = 4096;
+/// SENTIO-PATCH: how long deferred PUBACKs may wait while the event handler holds the next
+/// PUBLISH before they are flushed and sent anyway.
+const DEFERRED_ACK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(2);
 use crate::packet::pubcomp::PubCompPacket;
 use crate::packet::publish::PublishPacket;
 use crate::packet::pubrec::PubRecPacket;
@@ -128,7 +135,22 @@ impl ClientHandler {
             return self.send_rate_limit_response(&publish).await;
         }
 
-        match self.fire_publish_event(&publish, &client_id).await {
+        let hook = self.fire_publish_event(&publish, &client_id);
+        // SENTIO-PATCH: the event handler may hold this PUBLISH (back-pressure, a full store);
+        // acks deferred for earlier PUBLISHes must not wait behind it.
+        let action = if self.deferred_acks.is_empty() {
+            hook.await
+        } else {
+            let mut hook = std::pin::pin!(hook);
+            tokio::select! {
+                action = &mut hook => action,
+                () = tokio::time::sleep(DEFERRED_ACK_PATIENCE) => {
+                    self.send_deferred_acks().await?;
+                    hook.await
+                }
+            }
+        };
+        match action {
             PublishAction::Continue => self.route_publish_by_qos(publish, &client_id).await,
             PublishAction::Handled => self.complete_qos_handshake(publish).await,
             PublishAction::Transform(modified) => {
@@ -142,6 +164,25 @@ impl ClientHandler {
         self.storage
             .as_ref()
             .map_or(0, |storage| storage.queue_writes_issued())
+    }
+
+    /// SENTIO-PATCH: whether queued-message writes were issued since `issued`.
+    fn queue_writes_since(&self, issued: u64) -> bool {
+        self.queue_writes_issued() != issued
+    }
+
+    /// SENTIO-PATCH: flushes the queued writes once and sends every deferred PUBACK, in order.
+    pub(super) async fn send_deferred_acks(&mut self) -> Result<()> {
+        if self.deferred_acks.is_empty() {
+            return Ok(());
+        }
+        if let Some(storage) = &self.storage {
+            storage.flush_queue_writes().await;
+        }
+        for puback in std::mem::take(&mut self.deferred_acks) {
+            self.write_to_client(Packet::PubAck(puback)).await?;
+        }
+        Ok(())
     }
 
     /// SENTIO-PATCH: if routing queued messages (for offline or lagging sessions) since
@@ -252,11 +293,20 @@ impl ClientHandler {
                 self.route_with_trace_context(&publish, client_id).await?;
                 #[cfg(not(feature = "opentelemetry"))]
                 self.route_publish(&publish, Some(client_id)).await;
-                self.persist_queued_since(issued).await;
-
                 let mut puback = PubAckPacket::new(publish.packet_id.unwrap());
                 puback.reason_code = ReasonCode::Success;
-                self.write_to_client(Packet::PubAck(puback)).await?;
+                // SENTIO-PATCH: a PUBLISH that queued something for a persistent session is
+                // acknowledged only once that is on disk; instead of one flush per PUBLISH, the
+                // ack waits (with every later one, to keep them in order) until the handler
+                // has no further whole packet buffered, then one flush serves them all.
+                if self.queue_writes_since(issued) || !self.deferred_acks.is_empty() {
+                    self.deferred_acks.push(puback);
+                    if self.deferred_acks.len() >= MAX_DEFERRED_ACKS {
+                        self.send_deferred_acks().await?;
+                    }
+                } else {
+                    self.write_to_client(Packet::PubAck(puback)).await?;
+                }
             }
             QoS::ExactlyOnce => {
                 let packet_id = publish.packet_id.unwrap();
@@ -470,8 +520,14 @@ impl ClientHandler {
         Ok(())
     }
 
-    async fn fire_publish_event(&self, publish: &PublishPacket, client_id: &str) -> PublishAction {
-        if let Some(ref handler) = self.config.event_handler {
+    /// SENTIO-PATCH: the event is built now and the returned future owns what it needs (not
+    /// `self`), so the caller can send deferred acks while the handler holds this PUBLISH.
+    fn fire_publish_event(
+        &self,
+        publish: &PublishPacket,
+        client_id: &str,
+    ) -> impl std::future::Future<Output = PublishAction> + Send + 'static {
+        let event = self.config.event_handler.clone().map(|handler| {
             let response_topic = publish
                 .properties
                 .get(PropertyId::ResponseTopic)
@@ -505,9 +561,13 @@ impl ClientHandler {
                 response_topic,
                 correlation_data,
             };
-            handler.on_client_publish(event).await
-        } else {
-            PublishAction::Continue
+            (handler, event)
+        });
+        async move {
+            match event {
+                Some((handler, event)) => handler.on_client_publish(event).await,
+                None => PublishAction::Continue,
+            }
         }
     }
 
