@@ -1,6 +1,7 @@
 // Every page as an operator at desktop width and as a viewer at a phone's: sign in, fleet
 // (filters, live updates coalesced per device), device (charts, pan, zoom, markers, events),
-// alerts (false alarm), reload, sign out. Run by the e2e test dashboard::pages.
+// alerts (acknowledge, comment, silence, resolve, false alarm), reload, sign out. Run by the
+// e2e test dashboard::pages.
 import { assert, credentials, figure, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
 
 const operator = credentials('SENTIO_OPERATOR'), viewer = credentials('SENTIO_VIEWER');
@@ -102,9 +103,29 @@ try {
   await page.click('nav a[href="#/alerts"]');
   await ready(page, 'alerts');
   const limit = page.locator(`.alert:has(a:text-is("${device}")):has-text("declared limit")`);
-  assert.match(await limit.innerText(), /temp · limit[\s\S]*Observed 95 against the limit 90/);
-  assert.equal(await limit.locator('button').count(), 0, 'a declared limit takes no false alarm');
+  assert.match(await limit.innerText(), /temp · limit · critical[\s\S]*Observed 95 against the limit 90/);
+  assert.equal(await limit.locator('button:text-is("False alarm")').count(), 0, 'a declared limit takes no false alarm');
+  // Acknowledged (who and when shown), commented, its device silenced for an hour, resolved.
+  const limitId = await limit.getAttribute('data-alert');
+  const held = page.locator(`.alert[data-alert="${limitId}"]`);
+  await held.locator('button:text-is("Acknowledge")').click();
+  await page.waitForFunction((id) => /Acknowledged by olga at/.test(document.querySelector(`.alert[data-alert="${id}"] .who`)?.textContent), limitId);
+  assert.equal(await held.locator('button:text-is("Acknowledge")').count(), 0, 'acknowledged once');
+  await held.locator('summary').click();
+  await held.locator('input[aria-label=comment]').fill('Valve stuck; a fitter is on the way.');
+  await held.locator('button:text-is("Comment")').click();
+  await page.waitForFunction((id) => /olga .*Valve stuck; a fitter is on the way\./.test(document.querySelector(`.alert[data-alert="${id}"] .comments`)?.innerText), limitId);
+  await held.locator('input[aria-label="silence reason"]').fill('valve maintenance');
+  await held.locator('button:text-is("Silence this device for 1 h")').click();
+  await page.waitForFunction((d) => new RegExp(`${d} until .* by olga: valve maintenance`).test(document.getElementById('silences').innerText), device);
+  assert.match(await held.innerText(), /silenced until/);
   await shot(page, 'alerts-desktop');
+  await held.locator('button:text-is("Resolve")').click();
+  await held.waitFor({ state: 'detached' });
+  await page.selectOption('select[aria-label="alert state"]', 'resolved');
+  await page.waitForFunction((id) => /Acknowledged by olga[\s\S]*Resolved by olga/.test(document.querySelector(`.alert[data-alert="${id}"]`)?.innerText), limitId);
+  await page.selectOption('select[aria-label="alert state"]', 'open');
+  await ready(page, 'alerts');
   const id = await page.locator(`.alert:has(a:text-is("${device}")):has(button:text-is("False alarm"))`).getAttribute('data-alert');
   const card = page.locator(`.alert[data-alert="${id}"]`);
   assert.match(await card.innerText(), /rule\/hot · rule/);
@@ -147,7 +168,12 @@ try {
   await phone.selectOption('select[aria-label="alert state"]', 'all');
   await ready(phone, 'alerts');
   assert.ok(await phone.locator('.alert').count() >= 1);
-  assert.equal(await phone.locator('.alert button').count(), 0, 'a viewer sees no write button');
+  assert.equal(await phone.locator('main button').count(), 0, 'a viewer sees no write button');
+  assert.match(await phone.locator('#silences').innerText(), /valve maintenance/);
+  assert.match(await phone.locator('.alert:has-text("Acknowledged by olga")').first().innerText(), /Resolved by olga/);
+  await phone.locator('.alert:has-text("Acknowledged by olga") summary').first().click();
+  await phone.waitForFunction(() => /Valve stuck/.test(document.querySelector('.comments')?.innerText));
+  assert.equal(await phone.locator('main input, main button').count(), 0, 'a viewer gets no comment box');
   assert.equal(await scrollsSideways(phone), false, 'alerts: no horizontal scroll at 390 px');
   await shot(phone, 'alerts-phone');
   seenPhone.check();
