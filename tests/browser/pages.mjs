@@ -1,5 +1,6 @@
 // Every page as an operator at desktop width and as a viewer at a phone's: sign in, fleet
-// (filters, live updates coalesced per device), device (charts, pan, zoom, markers, events),
+// (filters, live updates coalesced per device), device (charts, pan, zoom, markers, events,
+// commands, twin with a 412),
 // alerts (acknowledge, comment, silence, resolve, false alarm), reload, sign out. Run by the
 // e2e test dashboard::pages.
 import { assert, credentials, figure, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
@@ -16,7 +17,7 @@ const browser = await launch();
 try {
   // ---- operator, desktop ----
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const seen = guard(page);
+  const seen = guard(page, [401, 412]); // 412: the twin conflict provoked below
   await page.goto(url);
   await page.waitForSelector('#login:not([hidden])');
   await page.fill('#name', operator[0]);
@@ -97,6 +98,45 @@ try {
     await page.mouse.move(box.x + box.width / 2 + 200, box.y + 50, { steps: 5 });
     await page.mouse.up();
   });
+  // Commands: params that are not JSON refused on the page; one sent with a 2 s time to live
+  // shows pending, then expired (from the stream: the device never takes it).
+  const cmd = page.locator('#commands');
+  await cmd.locator('input[aria-label="command name"]').fill('set_valve');
+  await cmd.locator('input[aria-label="command params"]').fill('{open: false}');
+  await cmd.locator('button:text-is("Send")').click();
+  await page.waitForFunction(() => /params: not JSON/.test(document.querySelector('#commands .err')?.textContent));
+  assert.equal(await cmd.locator('tr[data-command]').count(), 0);
+  await cmd.locator('input[aria-label="command params"]').fill('{"open": false}');
+  await cmd.locator('input[aria-label="command ttl"]').fill('2s');
+  await cmd.locator('button:text-is("Send")').click();
+  const sent = cmd.locator('tr[data-command]');
+  await sent.waitFor();
+  assert.match(await sent.innerText(), /set_valve\s+\{"open":false\}\s+pending/);
+  await page.waitForSelector('#commands tr[data-state=expired]', { timeout: 10000 });
+  // The twin: desired saved with If-Match, the delta shown; a change by someone else meanwhile
+  // makes the next save a 412, said plainly, the text kept; loading the latest, it saves.
+  const twin = page.locator('#twin');
+  assert.match(await twin.innerText(), /version 0/);
+  await twin.locator('textarea').fill('{"setpoint": 21}');
+  await twin.locator('button:text-is("Save desired")').click();
+  await page.waitForFunction(() => /version 1/.test(document.querySelector('#twin .bar').textContent));
+  assert.match(await twin.locator('[data-twin=delta]').innerText(), /"setpoint": 21/);
+  await twin.locator('textarea').fill('{"setpoint": 22}');
+  const other = await page.evaluate((d) => fetch(`/api/v1/devices/${d}/twin`, {
+    method: 'PATCH', body: JSON.stringify({ desired: { mode: 'eco' } }),
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, // eslint-disable-line no-undef
+  }).then((r) => r.status), device);
+  assert.equal(other, 200);
+  await page.waitForFunction(() => /version 2/.test(document.querySelector('#twin .bar').textContent));
+  assert.equal(await twin.locator('textarea').inputValue(), '{"setpoint": 22}', 'the edit is kept');
+  await twin.locator('button:text-is("Save desired")').click();
+  await page.waitForFunction(() => /Not saved: the twin changed since version 1 \(it is at version 2 now\)/.test(document.querySelector('#twin .err')?.textContent));
+  await shot(page, 'twin-conflict-desktop');
+  await twin.locator('button:text-is("Load latest")').click();
+  assert.match(await twin.locator('textarea').inputValue(), /"mode": "eco",\s+"setpoint": 21/);
+  await twin.locator('textarea').fill('{"setpoint": 22, "mode": "eco"}');
+  await twin.locator('button:text-is("Save desired")').click();
+  await page.waitForFunction(() => /version 3/.test(document.querySelector('#twin .bar').textContent));
   await shot(page, 'device-desktop');
 
   // Alerts: the explanation in words, a false alarm given.
@@ -162,6 +202,9 @@ try {
   await phone.click(`tr[data-device="${device}"] a`);
   await ready(phone, 'device');
   assert.equal(await scrollsSideways(phone), false, 'device: no horizontal scroll at 390 px');
+  assert.match(await phone.locator('#twin').innerText(), /version 3[\s\S]*"setpoint": 22/);
+  assert.match(await phone.locator('#commands').innerText(), /set_valve[\s\S]*expired/);
+  assert.equal(await phone.locator('#twin textarea, #commands input, #twin button, #commands button').count(), 0, 'a viewer edits nothing');
   await shot(phone, 'device-phone');
   await phone.click('nav a[href="#/alerts"]');
   await ready(phone, 'alerts');
