@@ -138,6 +138,10 @@ try {
   await twin.locator('button:text-is("Save desired")').click();
   await page.waitForFunction(() => /version 3/.test(document.querySelector('#twin .bar').textContent));
   await shot(page, 'device-desktop');
+  await page.setViewportSize({ width: 375, height: 800 });
+  assert.equal(await scrollsSideways(page), false, 'device with twin editor and console: no horizontal scroll at 375 px');
+  await shot(page, 'device-operator-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // Alerts: the explanation in words, a false alarm given.
   await page.click('nav a[href="#/alerts"]');
@@ -160,6 +164,10 @@ try {
   await page.waitForFunction((d) => new RegExp(`${d} until .* by olga: valve maintenance`).test(document.getElementById('silences').innerText), device);
   assert.match(await held.innerText(), /silenced until/);
   await shot(page, 'alerts-desktop');
+  await page.setViewportSize({ width: 375, height: 800 });
+  assert.equal(await scrollsSideways(page), false, 'alerts with a comment box open: no horizontal scroll at 375 px');
+  await shot(page, 'alerts-operator-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
   await held.locator('button:text-is("Resolve")').click();
   await held.waitFor({ state: 'detached' });
   await page.selectOption('select[aria-label="alert state"]', 'resolved');
