@@ -19,12 +19,14 @@ export function credentials(variable) {
   return [v.slice(0, i), v.slice(i + 1)];
 }
 
-/** Watches a page: console errors (but the 401s of signing in), page errors, requests. */
-export function guard(page) {
+/** Watches a page: console errors (but the failed loads of `allowed` statuses: the 401s of
+ *  signing in, and those a test provokes), page errors, requests. */
+export function guard(page, allowed = [401]) {
   const seen = { errors: [], foreign: [], urls: [], sockets: [] };
   const own = new URL(url).host;
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) seen.errors.push(m.text());
+    const status = /status of (\d+)/.exec(m.text());
+    if (m.type() === 'error' && !(status && allowed.includes(Number(status[1])))) seen.errors.push(m.text());
   });
   page.on('pageerror', (e) => seen.errors.push(String(e)));
   page.on('request', (r) => {

@@ -1,6 +1,8 @@
 // Every page as an operator at desktop width and as a viewer at a phone's: sign in, fleet
-// (filters, live updates coalesced per device), device (charts, pan, zoom, markers, events),
-// alerts (false alarm), reload, sign out. Run by the e2e test dashboard::pages.
+// (filters, live updates coalesced per device), device (charts, pan, zoom, markers, events,
+// commands, twin with a 412),
+// alerts (acknowledge, comment, silence, resolve, false alarm), reload, sign out. Run by the
+// e2e test dashboard::pages.
 import { assert, credentials, figure, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
 
 const operator = credentials('SENTIO_OPERATOR'), viewer = credentials('SENTIO_VIEWER');
@@ -15,7 +17,7 @@ const browser = await launch();
 try {
   // ---- operator, desktop ----
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const seen = guard(page);
+  const seen = guard(page, [401, 412]); // 412: the twin conflict provoked below
   await page.goto(url);
   await page.waitForSelector('#login:not([hidden])');
   await page.fill('#name', operator[0]);
@@ -96,15 +98,82 @@ try {
     await page.mouse.move(box.x + box.width / 2 + 200, box.y + 50, { steps: 5 });
     await page.mouse.up();
   });
+  // Commands: params that are not JSON refused on the page; one sent with a 2 s time to live
+  // shows pending, then expired (from the stream: the device never takes it).
+  const cmd = page.locator('#commands');
+  await cmd.locator('input[aria-label="command name"]').fill('set_valve');
+  await cmd.locator('input[aria-label="command params"]').fill('{open: false}');
+  await cmd.locator('button:text-is("Send")').click();
+  await page.waitForFunction(() => /params: not JSON/.test(document.querySelector('#commands .err')?.textContent));
+  assert.equal(await cmd.locator('tr[data-command]').count(), 0);
+  await cmd.locator('input[aria-label="command params"]').fill('{"open": false}');
+  await cmd.locator('input[aria-label="command ttl"]').fill('2s');
+  await cmd.locator('button:text-is("Send")').click();
+  const sent = cmd.locator('tr[data-command]');
+  await sent.waitFor();
+  assert.match(await sent.innerText(), /set_valve\s+\{"open":false\}\s+pending/);
+  await page.waitForSelector('#commands tr[data-state=expired]', { timeout: 10000 });
+  // The twin: desired saved with If-Match, the delta shown; a change by someone else meanwhile
+  // makes the next save a 412, said plainly, the text kept; loading the latest, it saves.
+  const twin = page.locator('#twin');
+  assert.match(await twin.innerText(), /version 0/);
+  await twin.locator('textarea').fill('{"setpoint": 21}');
+  await twin.locator('button:text-is("Save desired")').click();
+  await page.waitForFunction(() => /version 1/.test(document.querySelector('#twin .bar').textContent));
+  assert.match(await twin.locator('[data-twin=delta]').innerText(), /"setpoint": 21/);
+  await twin.locator('textarea').fill('{"setpoint": 22}');
+  const other = await page.evaluate((d) => fetch(`/api/v1/devices/${d}/twin`, {
+    method: 'PATCH', body: JSON.stringify({ desired: { mode: 'eco' } }),
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, // eslint-disable-line no-undef
+  }).then((r) => r.status), device);
+  assert.equal(other, 200);
+  await page.waitForFunction(() => /version 2/.test(document.querySelector('#twin .bar').textContent));
+  assert.equal(await twin.locator('textarea').inputValue(), '{"setpoint": 22}', 'the edit is kept');
+  await twin.locator('button:text-is("Save desired")').click();
+  await page.waitForFunction(() => /Not saved: the twin changed since version 1 \(it is at version 2 now\)/.test(document.querySelector('#twin .err')?.textContent));
+  await shot(page, 'twin-conflict-desktop');
+  await twin.locator('button:text-is("Load latest")').click();
+  assert.match(await twin.locator('textarea').inputValue(), /"mode": "eco",\s+"setpoint": 21/);
+  await twin.locator('textarea').fill('{"setpoint": 22, "mode": "eco"}');
+  await twin.locator('button:text-is("Save desired")').click();
+  await page.waitForFunction(() => /version 3/.test(document.querySelector('#twin .bar').textContent));
   await shot(page, 'device-desktop');
+  await page.setViewportSize({ width: 375, height: 800 });
+  assert.equal(await scrollsSideways(page), false, 'device with twin editor and console: no horizontal scroll at 375 px');
+  await shot(page, 'device-operator-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // Alerts: the explanation in words, a false alarm given.
   await page.click('nav a[href="#/alerts"]');
   await ready(page, 'alerts');
   const limit = page.locator(`.alert:has(a:text-is("${device}")):has-text("declared limit")`);
-  assert.match(await limit.innerText(), /temp · limit[\s\S]*Observed 95 against the limit 90/);
-  assert.equal(await limit.locator('button').count(), 0, 'a declared limit takes no false alarm');
+  assert.match(await limit.innerText(), /temp · limit · critical[\s\S]*Observed 95 against the limit 90/);
+  assert.equal(await limit.locator('button:text-is("False alarm")').count(), 0, 'a declared limit takes no false alarm');
+  // Acknowledged (who and when shown), commented, its device silenced for an hour, resolved.
+  const limitId = await limit.getAttribute('data-alert');
+  const held = page.locator(`.alert[data-alert="${limitId}"]`);
+  await held.locator('button:text-is("Acknowledge")').click();
+  await page.waitForFunction((id) => /Acknowledged by olga at/.test(document.querySelector(`.alert[data-alert="${id}"] .who`)?.textContent), limitId);
+  assert.equal(await held.locator('button:text-is("Acknowledge")').count(), 0, 'acknowledged once');
+  await held.locator('summary').click();
+  await held.locator('input[aria-label=comment]').fill('Valve stuck; a fitter is on the way.');
+  await held.locator('button:text-is("Comment")').click();
+  await page.waitForFunction((id) => /olga .*Valve stuck; a fitter is on the way\./.test(document.querySelector(`.alert[data-alert="${id}"] .comments`)?.innerText), limitId);
+  await held.locator('input[aria-label="silence reason"]').fill('valve maintenance');
+  await held.locator('button:text-is("Silence this device for 1 h")').click();
+  await page.waitForFunction((d) => new RegExp(`${d} until .* by olga: valve maintenance`).test(document.getElementById('silences').innerText), device);
+  assert.match(await held.innerText(), /silenced until/);
   await shot(page, 'alerts-desktop');
+  await page.setViewportSize({ width: 375, height: 800 });
+  assert.equal(await scrollsSideways(page), false, 'alerts with a comment box open: no horizontal scroll at 375 px');
+  await shot(page, 'alerts-operator-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await held.locator('button:text-is("Resolve")').click();
+  await held.waitFor({ state: 'detached' });
+  await page.selectOption('select[aria-label="alert state"]', 'resolved');
+  await page.waitForFunction((id) => /Acknowledged by olga[\s\S]*Resolved by olga/.test(document.querySelector(`.alert[data-alert="${id}"]`)?.innerText), limitId);
+  await page.selectOption('select[aria-label="alert state"]', 'open');
+  await ready(page, 'alerts');
   const id = await page.locator(`.alert:has(a:text-is("${device}")):has(button:text-is("False alarm"))`).getAttribute('data-alert');
   const card = page.locator(`.alert[data-alert="${id}"]`);
   assert.match(await card.innerText(), /rule\/hot · rule/);
@@ -141,13 +210,21 @@ try {
   await phone.click(`tr[data-device="${device}"] a`);
   await ready(phone, 'device');
   assert.equal(await scrollsSideways(phone), false, 'device: no horizontal scroll at 390 px');
+  assert.match(await phone.locator('#twin').innerText(), /version 3[\s\S]*"setpoint": 22/);
+  assert.match(await phone.locator('#commands').innerText(), /set_valve[\s\S]*expired/);
+  assert.equal(await phone.locator('#twin textarea, #commands input, #twin button, #commands button').count(), 0, 'a viewer edits nothing');
   await shot(phone, 'device-phone');
   await phone.click('nav a[href="#/alerts"]');
   await ready(phone, 'alerts');
   await phone.selectOption('select[aria-label="alert state"]', 'all');
   await ready(phone, 'alerts');
   assert.ok(await phone.locator('.alert').count() >= 1);
-  assert.equal(await phone.locator('.alert button').count(), 0, 'a viewer sees no write button');
+  assert.equal(await phone.locator('main button').count(), 0, 'a viewer sees no write button');
+  assert.match(await phone.locator('#silences').innerText(), /valve maintenance/);
+  assert.match(await phone.locator('.alert:has-text("Acknowledged by olga")').first().innerText(), /Resolved by olga/);
+  await phone.locator('.alert:has-text("Acknowledged by olga") summary').first().click();
+  await phone.waitForFunction(() => /Valve stuck/.test(document.querySelector('.comments')?.innerText));
+  assert.equal(await phone.locator('main input, main button').count(), 0, 'a viewer gets no comment box');
   assert.equal(await scrollsSideways(phone), false, 'alerts: no horizontal scroll at 390 px');
   await shot(phone, 'alerts-phone');
   seenPhone.check();

@@ -1,7 +1,9 @@
 //! Every page in a real browser (`tests/browser/pages.mjs`): sign in with a name and a
 //! password, the fleet with its filters and coalesced live updates, a device's charts with
-//! pan, zoom and alert markers, the alerts with a false-alarm button, a reload keeping the
-//! session, and a viewer at a phone's width seeing no write button and no horizontal scroll.
+//! pan, zoom and alert markers, its command console and twin editor (a 412 shown), the alerts
+//! (acknowledge, comment, silence the device, resolve,
+//! false alarm), a reload keeping the session, and a viewer at a phone's width seeing no write
+//! button and no horizontal scroll.
 
 use serde_json::{Value, json};
 
@@ -84,6 +86,58 @@ async fn a_user_signs_in_and_uses_every_page() {
             alerts.iter().any(|a| a["feedback"]["false_alarm"] == true),
             "{alerts:?}"
         );
+        // The limit alert was acknowledged, commented and resolved by olga, and her silence
+        // of the device holds, with its reason.
+        let held = alerts
+            .iter()
+            .find(|a| a["explanation"]["kind"] == "limit" && a["acknowledged"].is_object())
+            .expect("the limit alert");
+        assert_eq!(held["state"], "resolved", "{held}");
+        assert!(
+            held["acknowledged"]["by"]
+                .as_str()
+                .unwrap()
+                .contains("olga"),
+            "{held}"
+        );
+        assert!(
+            held["resolved_by"].as_str().unwrap().contains("olga"),
+            "{held}"
+        );
+        let (st, body) = api(
+            &node,
+            "GET",
+            &format!("/api/v1/alerts/{}/comments", held["id"]),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(
+            body["comments"][0]["text"], "Valve stuck; a fitter is on the way.",
+            "{body}"
+        );
+        let (st, body) = api(&node, "GET", "/api/v1/silences", None).await;
+        assert_eq!(st, 200, "{body}");
+        let silence = &body["silences"][0];
+        assert_eq!(silence["selector"]["devices"], json!(["pump-1"]), "{body}");
+        assert_eq!(silence["reason"], "valve maintenance", "{body}");
+        assert_eq!(silence["active"], true, "{body}");
+        // The command sent from the console expired; the twin holds the last desired saved
+        // (the 412 in between changed nothing).
+        let (st, body) = api(&node, "GET", "/api/v1/devices/pump-1/commands", None).await;
+        assert_eq!(st, 200, "{body}");
+        let cmd = &body["commands"][0];
+        assert_eq!(cmd["name"], "set_valve", "{body}");
+        assert_eq!(cmd["params"], json!({"open": false}), "{body}");
+        assert_eq!(cmd["state"], "expired", "{body}");
+        let (st, twin) = api(&node, "GET", "/api/v1/devices/pump-1/twin", None).await;
+        assert_eq!(st, 200, "{twin}");
+        assert_eq!(
+            twin["desired"],
+            json!({"setpoint": 22, "mode": "eco"}),
+            "{twin}"
+        );
+        assert_eq!(twin["version"], 3, "{twin}");
     }
     node.shutdown().await;
 }
