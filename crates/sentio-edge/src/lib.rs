@@ -10,11 +10,16 @@
 //! the next one, after a growing back-off, resumes from the acknowledged batch. What the cloud
 //! already holds is acknowledged again without being applied, so nothing is lost or doubled.
 //!
+//! With `mqtts://` the link is MQTT over TLS (rustls, ring), trusting the cloud's certificate
+//! or CA pinned from a file (`trust`); a certificate that does not verify ends the attempt
+//! with the reason shown in [`UplinkState`]: there is never a plaintext fallback.
+//!
 //! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
 
 mod link;
 mod settings;
 mod state;
+mod trust;
 
 pub use link::run;
 pub use settings::{SettingsError, UplinkSettings, Upstream};

@@ -16,6 +16,7 @@ use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use sentio_core::{Point, topic};
 use sentio_store::{BatchSeq, OutboxStore, PART_POINTS, edge_username, wire};
 use tokio::sync::mpsc;
@@ -155,6 +156,15 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
         s.upstream.host.clone(),
         s.upstream.port,
     );
+    if s.upstream.tls {
+        // Never plaintext for an mqtts:// upstream.
+        let Some(tls) = &s.tls else {
+            return Ended::before_connect("mqtts:// without a TLS configuration");
+        };
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
     o.set_credentials(edge_username(&s.edge_id), s.secret.clone());
     o.set_keep_alive(s.keep_alive.max(Duration::from_secs(5)));
     // Every connection starts afresh from the store's acknowledged seq: no client-side
@@ -172,6 +182,13 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
         match tokio::time::timeout_at(deadline, driver.events.recv()).await {
             Err(_) => return Ended::before_connect("no CONNACK from the cloud in time"),
             Ok(None) => return Ended::before_connect("connection closed"),
+            Ok(Some(Err(e))) if s.upstream.tls && e.contains("TLS") => {
+                return Ended::before_connect(format!(
+                    "TLS to the cloud failed (is edge.ca_file / --upstream-ca its certificate or CA, \
+                     and {:?} a name in it?): {e}",
+                    s.upstream.host
+                ));
+            }
             Ok(Some(Err(e))) => return Ended::before_connect(format!("connect: {e}")),
             Ok(Some(Ok(Event::Incoming(Packet::ConnAck(ack))))) => {
                 if ack.code != ConnectReturnCode::Success {

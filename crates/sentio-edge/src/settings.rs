@@ -1,5 +1,7 @@
 //! What the uplink needs to know: where the cloud is, who the edge is, and its bounds.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sentio_core::EdgeId;
@@ -7,31 +9,36 @@ use sentio_core::EdgeId;
 /// Why the uplink's settings are wrong; names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
-    /// The upstream URL is not `mqtt://host:port`.
+    /// The upstream URL is not `mqtt://host:port` or `mqtts://host:port`.
     #[error("edge.upstream: {0}")]
     Upstream(String),
+    /// The CA file for `mqtts://` cannot be used.
+    #[error("edge.ca_file: {0}")]
+    CaFile(String),
 }
 
-/// The cloud's broker: `mqtt://host:port` (port 1883 when left out).
+/// The cloud's broker: `mqtt://host:port` (port 1883 when left out) or, over TLS,
+/// `mqtts://host:port` (port 8883).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// Host name or address.
+    /// Host name or address; over TLS also the name the cloud's certificate must carry.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// MQTT over TLS (`mqtts://`).
+    pub tls: bool,
 }
 
 impl Upstream {
-    /// Parses `mqtt://host[:port]`.
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
     pub fn parse(url: &str) -> Result<Self, SettingsError> {
         let bad = |why: &str| Err(SettingsError::Upstream(format!("{url:?}: {why}")));
-        let Some(rest) = url.strip_prefix("mqtt://") else {
-            if url.starts_with("mqtts://") {
-                return bad(
-                    "MQTT over TLS to the cloud is not supported yet; use mqtt:// (over a VPN or a TLS tunnel)",
-                );
-            }
-            return bad("give mqtt://host:port");
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            (rest, true, 8883)
+        } else if let Some(rest) = url.strip_prefix("mqtt://") {
+            (rest, false, 1883)
+        } else {
+            return bad("give mqtts://host:port (TLS) or mqtt://host:port");
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
@@ -39,7 +46,7 @@ impl Upstream {
                 Ok(p) if p > 0 => (h, p),
                 _ => return bad("the port must be 1-65535"),
             },
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') {
@@ -48,13 +55,19 @@ impl Upstream {
         Ok(Self {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 }
 
 impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -63,6 +76,9 @@ impl std::fmt::Display for Upstream {
 pub struct UplinkSettings {
     /// The cloud's broker.
     pub upstream: Upstream,
+    /// The TLS client configuration, present exactly when `upstream` is `mqtts://` (built by
+    /// [`UplinkSettings::new`]: there is no plaintext fallback).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// This edge's id, registered in the cloud (`POST /api/v1/edges`).
     pub edge_id: EdgeId,
     /// Its secret, given once by the cloud.
@@ -83,10 +99,27 @@ pub struct UplinkSettings {
 }
 
 impl UplinkSettings {
-    /// Defaults for the given cloud and identity.
-    pub fn new(upstream: Upstream, edge_id: EdgeId, secret: String) -> Self {
-        Self {
+    /// Defaults for the given cloud and identity; over TLS the cloud is trusted by the
+    /// certificates in `ca_file` (its CA or its own certificate), else by the public CAs.
+    /// A CA file with a plaintext upstream is refused rather than ignored.
+    pub fn new(
+        upstream: Upstream,
+        edge_id: EdgeId,
+        secret: String,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, SettingsError> {
+        let tls = match (upstream.tls, ca_file) {
+            (true, ca) => Some(crate::trust::client_config(ca)?),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(SettingsError::CaFile(
+                    "a CA file is for MQTT over TLS: give mqtts://host:port".into(),
+                ));
+            }
+        };
+        Ok(Self {
             upstream,
+            tls,
             edge_id,
             secret,
             in_flight: 16,
@@ -95,7 +128,7 @@ impl UplinkSettings {
             keep_alive: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
             poll: Duration::from_millis(100),
-        }
+        })
     }
 }
 
@@ -105,29 +138,52 @@ mod tests {
 
     #[test]
     fn upstream_urls() {
-        let ok = |u: &str, host: &str, port| {
+        let ok = |u: &str, host: &str, port, tls| {
+            let parsed = Upstream::parse(u).unwrap();
             assert_eq!(
-                Upstream::parse(u).unwrap(),
+                parsed,
                 Upstream {
                     host: host.into(),
-                    port
+                    port,
+                    tls
                 },
                 "{u}"
-            )
+            );
+            assert_eq!(Upstream::parse(&parsed.to_string()).unwrap(), parsed, "{u}");
         };
-        ok("mqtt://cloud:1884", "cloud", 1884);
-        ok("mqtt://cloud", "cloud", 1883);
-        ok("mqtt://127.0.0.1:9/", "127.0.0.1", 9);
-        ok("mqtt://[::1]:1883", "::1", 1883);
+        ok("mqtt://cloud:1884", "cloud", 1884, false);
+        ok("mqtt://cloud", "cloud", 1883, false);
+        ok("mqtt://127.0.0.1:9/", "127.0.0.1", 9, false);
+        ok("mqtt://[::1]:1883", "::1", 1883, false);
+        ok("mqtts://cloud", "cloud", 8883, true);
+        ok(
+            "mqtts://cloud.example.org:9883",
+            "cloud.example.org",
+            9883,
+            true,
+        );
         for bad in [
             "cloud:1883",
             "http://x",
             "mqtt://",
+            "mqtts://",
             "mqtt://x:0",
             "mqtt://x:port",
-            "mqtts://x:8883",
+            "tls://x:8883",
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_settings_exactly_for_mqtts() {
+        let id = EdgeId::parse("site-1").unwrap();
+        let new = |url: &str, ca: Option<&Path>| {
+            UplinkSettings::new(Upstream::parse(url).unwrap(), id.clone(), "s".into(), ca)
+        };
+        assert!(new("mqtts://cloud", None).unwrap().tls.is_some());
+        assert!(new("mqtt://cloud", None).unwrap().tls.is_none());
+        let e = new("mqtt://cloud", Some(Path::new("ca.pem"))).unwrap_err();
+        assert!(matches!(e, SettingsError::CaFile(_)), "{e}");
     }
 }

@@ -421,9 +421,15 @@ impl Default for TwinsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
-    /// The cloud's MQTT broker, `mqtt://host:port` (`--upstream`).
+    /// The cloud's MQTT broker, `mqtts://host:port` (MQTT over TLS, port 8883 by default) or
+    /// `mqtt://host:port` (`--upstream`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// With `mqtts://`: a PEM file with the cloud's CA or its own certificate (a self-signed
+    /// cloud's `tls/mqtt-cert.pem`), the only certificates trusted; the public CAs when left
+    /// out (`--upstream-ca`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// This edge's id, registered in the cloud with `POST /api/v1/edges` (`--edge-id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edge_id: Option<String>,
@@ -447,6 +453,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             upstream: None,
+            ca_file: None,
             edge_id: None,
             secret: None,
             secret_file: None,
@@ -507,7 +514,12 @@ impl EdgeConfig {
                 "at least 1 (16 is the default)".into(),
             ));
         }
-        let mut s = sentio_edge::UplinkSettings::new(upstream, edge_id, secret);
+        let mut s =
+            sentio_edge::UplinkSettings::new(upstream, edge_id, secret, self.ca_file.as_deref())
+                .map_err(|e| match e {
+                    sentio_edge::SettingsError::CaFile(m) => invalid("edge.ca_file", m),
+                    other => invalid("edge.upstream", other.to_string()),
+                })?;
         s.in_flight = self.in_flight;
         s.ack_timeout = std::time::Duration::from_millis(self.ack_timeout.0.max(100) as u64);
         s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0 as u64);
@@ -684,12 +696,13 @@ impl Config {
         }
         if self.edge.upstream.is_none()
             && (self.edge.edge_id.is_some()
+                || self.edge.ca_file.is_some()
                 || self.edge.secret.is_some()
                 || self.edge.secret_file.is_some())
         {
             return invalid(
                 "edge.upstream",
-                "edge.edge_id and the secret make sense only with the cloud to send to: --upstream mqtt://HOST:PORT",
+                "edge.edge_id, edge.ca_file and the secret make sense only with the cloud to send to: --upstream mqtts://HOST:PORT",
             );
         }
         if self.edge.upstream.is_some() {
@@ -972,6 +985,18 @@ mod tests {
             (
                 "[edge]\nupstream = \"mqtt://cloud\"\nsecret = \"s\"",
                 "edge.edge_id",
+            ),
+            (
+                "[edge]\nupstream = \"mqtts://cloud:8883\"\nedge_id = \"a\"\nsecret = \"s\"",
+                "",
+            ),
+            (
+                "[edge]\nupstream = \"mqtts://cloud\"\nedge_id = \"a\"\nsecret = \"s\"\nca_file = \"/nonexistent/ca.pem\"",
+                "edge.ca_file",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://cloud\"\nedge_id = \"a\"\nsecret = \"s\"\nca_file = \"ca.pem\"",
+                "edge.ca_file",
             ),
             (
                 "[edge]\nupstream = \"mqtt://cloud\"\nedge_id = \"a\"",

@@ -184,11 +184,17 @@ struct ServeArgs {
     /// held to it (MQTT 5 told via Server Keep Alive) (key `mqtt.limits.max_keep_alive`).
     #[arg(long, env = "SENTIO_MAX_KEEP_ALIVE")]
     max_keep_alive: Option<u16>,
-    /// Run as an edge of the cloud Sentio whose broker is at `mqtt://HOST:PORT`: everything
+    /// Run as an edge of the cloud Sentio whose broker is at `mqtts://HOST:PORT` (MQTT over
+    /// TLS) or `mqtt://HOST:PORT`: everything
     /// runs here as usual, and every point committed here is forwarded to the cloud, kept
     /// until it acknowledges (key `edge.upstream`).
     #[arg(long, env = "SENTIO_UPSTREAM", value_name = "URL")]
     upstream: Option<String>,
+    /// With an mqtts:// upstream: a PEM file with the cloud's CA or its own certificate (for a
+    /// self-signed cloud its `tls/mqtt-cert.pem`), the only ones trusted; without it the
+    /// public CAs (key `edge.ca_file`).
+    #[arg(long, env = "SENTIO_UPSTREAM_CA", value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
     /// This edge's id, registered in the cloud with POST /api/v1/edges (key `edge.edge_id`).
     #[arg(long, env = "SENTIO_EDGE_ID", value_name = "ID")]
     edge_id: Option<String>,
@@ -304,6 +310,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
     l.max_keep_alive = a.max_keep_alive.or(l.max_keep_alive);
     if let Some(v) = &a.upstream {
         c.edge.upstream = Some(v.clone());
+    }
+    if let Some(v) = &a.upstream_ca {
+        c.edge.ca_file = Some(v.clone());
     }
     if let Some(v) = &a.edge_id {
         c.edge.edge_id = Some(v.clone());

@@ -41,12 +41,47 @@ impl Drop for Pair {
     }
 }
 
+/// How the edge reaches the cloud's broker (always through the fault proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// `mqtt://` to the plain listener.
+    Plain,
+    /// `mqtts://` to the TLS listener, pinning the cloud's generated certificate.
+    Tls,
+    /// `mqtts://` to the TLS listener, trusting a certificate that is not the cloud's (same
+    /// names, another key).
+    TlsWrongCa,
+}
+
+/// A free TCP port on loopback (for a listener the node must be told in advance).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Pair {
-    /// Starts both nodes; `edge_toml` goes into the edge's `sentio.toml`.
+    /// Starts both nodes over plain MQTT; `edge_toml` goes into the edge's `sentio.toml`.
     async fn start(edge_toml: &str) -> Self {
+        Self::start_linked(edge_toml, Link::Plain).await
+    }
+
+    /// Starts both nodes, the edge linked to the cloud as `link` says.
+    async fn start_linked(edge_toml: &str, link: Link) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cloud_data, edge_data) = (dir.path().join("cloud"), dir.path().join("edge"));
-        let (cloud, cloud_http, cloud_mqtt) = spawn_blocking_sentio(cloud_data, vec![]).await;
+        let tls_port = free_port();
+        let (cloud, cloud_http, plain_mqtt) = spawn_blocking_sentio(
+            cloud_data.clone(),
+            vec!["--mqtt-tls".into(), format!("127.0.0.1:{tls_port}")],
+        )
+        .await;
+        let (cloud_mqtt, scheme) = match link {
+            Link::Plain => (plain_mqtt, "mqtt"),
+            Link::Tls | Link::TlsWrongCa => (tls_port, "mqtts"),
+        };
         let (status, created) = api_at(
             &cloud_http,
             "POST",
@@ -64,14 +99,32 @@ impl Pair {
             format!("[edge]\n{edge_toml}\n"),
         )
         .unwrap();
-        let edge_args: Vec<String> = vec![
+        let mut edge_args: Vec<String> = vec![
             "--upstream".into(),
-            format!("mqtt://{}", proxy.addr),
+            format!("{scheme}://{}", proxy.addr),
             "--edge-id".into(),
             EDGE.into(),
             "--upstream-secret-file".into(),
             secret_file.display().to_string(),
         ];
+        let ca = match link {
+            Link::Plain => None,
+            // The cloud generated its self-signed certificate on start.
+            Link::Tls => Some(cloud_data.join("tls/mqtt-cert.pem")),
+            Link::TlsWrongCa => {
+                let other = rcgen::generate_simple_self_signed(vec![
+                    "localhost".to_string(),
+                    "127.0.0.1".to_string(),
+                ])
+                .unwrap();
+                let path = dir.path().join("not-the-cloud.pem");
+                std::fs::write(&path, other.cert.pem()).unwrap();
+                Some(path)
+            }
+        };
+        if let Some(ca) = ca {
+            edge_args.extend(["--upstream-ca".into(), ca.display().to_string()]);
+        }
         let (edge, edge_http, edge_mqtt) =
             spawn_blocking_sentio(edge_data, edge_args.clone()).await;
         Self {
@@ -476,4 +529,81 @@ async fn a_cloud_killed_while_batches_flow_applies_each_once() {
     pair.compare("cloud kill -9 while draining", &report)
         .await
         .assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_tls_pinning_the_cloud_certificate_delivers_each_point_once() {
+    let _heavy = heavy().await;
+    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", Link::Tls).await;
+    let fleet = Fleet::start(&pair, 4).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        cloud_latest(&pair).await > 0,
+        "live data reaches the cloud over TLS"
+    );
+    // A cut over TLS too: the new TLS session resumes from the acknowledged batch.
+    pair.proxy.set(Fault::Cut);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pair.proxy.set(Fault::Pass);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = fleet.stop().await;
+    pair.drained(60).await;
+    let u = pair.uplink().await;
+    assert!(
+        u["upstream"].as_str().unwrap().starts_with("mqtts://"),
+        "{u}"
+    );
+    assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
+    pair.compare("over TLS, cut 5 s", &report)
+        .await
+        .assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says_why() {
+    let _heavy = heavy().await;
+    let pair = Pair::start_linked(
+        "ack_timeout = \"3s\"\nkeep_alive = \"5s\"",
+        Link::TlsWrongCa,
+    )
+    .await;
+    let fleet = Fleet::start(&pair, 2).await;
+    let refused = eventually(15, || async {
+        let u = pair.uplink().await;
+        (u["link_losses"].as_u64().unwrap() > 0 && u["last_error"].is_string()).then_some(u)
+    })
+    .await
+    .expect("the failed TLS handshake is shown");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = fleet.stop().await;
+    let u = pair.uplink().await;
+    println!("wrong CA: {}", u["last_error"]);
+    let why = u["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("TLS to the cloud failed") && why.contains("certificate"),
+        "{refused}"
+    );
+    assert_eq!(u["connected"], false, "{u}");
+    assert_eq!(
+        u["connects"], 0,
+        "never connected, not even in plaintext: {u}"
+    );
+    assert_eq!(u["points_acked"], 0, "{u}");
+    assert_eq!(
+        u["pending_points"].as_u64().unwrap(),
+        report.points_acked,
+        "everything the edge accepted is kept: {u}"
+    );
+    // The cloud holds nothing from this edge.
+    for device in &report.devices {
+        assert!(series(&pair.cloud_http, device, "a").await.is_empty());
+    }
+    let (_, edge) = api_at(
+        &pair.cloud_http,
+        "GET",
+        &format!("/api/v1/edges/{EDGE}"),
+        None,
+    )
+    .await;
+    assert_eq!(edge["points"], 0, "{edge}");
 }

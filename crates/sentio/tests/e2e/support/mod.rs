@@ -414,7 +414,8 @@ pub fn spawn_sentio(
     spawn_sentio_with(data, fsize_limit_kb, &[])
 }
 
-/// [`spawn_sentio`] with more arguments for `sentio serve` (e.g. `--upstream ...`).
+/// [`spawn_sentio`] with more arguments for `sentio serve` (e.g. `--upstream ...`; a
+/// `--mqtt-tls ADDR` among them replaces the default TLS listener on a free port).
 pub fn spawn_sentio_with(
     data: &std::path::Path,
     fsize_limit_kb: Option<u64>,
@@ -435,18 +436,13 @@ pub fn spawn_sentio_with(
             c
         }
     };
+    cmd.args(["serve", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    if !extra.contains(&"--mqtt-tls") {
+        // Not the default 8883: tests run in parallel.
+        cmd.args(["--mqtt-tls", "127.0.0.1:0"]);
+    }
     let mut child = cmd
-        .args([
-            "serve",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            // Not the default 8883: tests run in parallel.
-            "--mqtt-tls",
-            "127.0.0.1:0",
-            "--data",
-        ])
+        .arg("--data")
         .arg(data)
         .args(extra)
         .env("SENTIO_ADMIN_TOKEN", TOKEN)
