@@ -3,15 +3,17 @@
 //! answer ([`sentio_pipeline::Control::reload_rules`]).
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use sentio_core::time::{now_ms, parse_time};
 use sentio_core::{Rule, RuleId};
 use sentio_pipeline::rules::compile;
-use serde_json::json;
+use sentio_pipeline::rules::replay::{self, ReplayDevice};
+use serde_json::{Value, json};
 
-use crate::auth::Admin;
-use crate::dto::{RuleBody, RuleList, RuleView};
+use crate::auth::{Admin, Operator};
+use crate::dto::{RangeParams, RuleBody, RuleList, RuleView};
 use crate::{ApiError, AppState};
 
 fn rule_id(id: &str) -> Result<RuleId, ApiError> {
@@ -154,4 +156,58 @@ pub async fn delete(
     s.audit("rule.delete", Some(id.as_str()), json!({"name": rule.name}))
         .await;
     Ok(Json(RuleView::from(&rule)))
+}
+
+/// `POST /api/v1/rules/<id>/test?from=&to=` (default: the last 24 hours): replays the stored
+/// history of every device the rule selects through the rule's state machine and answers
+/// when its alert would have opened and resolved and what its actions would have done (never
+/// done). 422 beyond the replay limits (`[rules]`), naming them.
+pub async fn test(
+    _: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<RangeParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let bad = |e: sentio_core::CoreError| ApiError::bad_request(e.to_string());
+    let to = match &p.to {
+        Some(t) => parse_time(t).map_err(bad)?,
+        None => now_ms() + 1,
+    };
+    let from = match &p.from {
+        Some(f) => parse_time(f).map_err(bad)?,
+        None => to - 24 * 3_600_000,
+    };
+    let rule = compile(stored(&s, &rule_id(&id)?).await?)?;
+    let mut devices = Vec::new();
+    for d in s.registry.list_devices().await? {
+        let Ok(device) = sentio_core::DeviceId::parse(&d.id) else {
+            continue;
+        };
+        if rule.rule.selector.selects(&device, &d.kind, &d.labels) {
+            devices.push((device, d));
+        }
+    }
+    replay::check_bounds(&s.rule_replay, from, to, devices.len())?;
+    let mut selected = Vec::with_capacity(devices.len());
+    for (device, d) in devices {
+        let twin = s.twins.get(&device).await?;
+        selected.push(ReplayDevice {
+            id: device,
+            kind: d.kind,
+            labels: d.labels,
+            twin,
+        });
+    }
+    let started = std::time::Instant::now();
+    let replays = replay::replay(&rule, s.series.as_ref(), &selected, from, to).await?;
+    let fired: usize = replays.iter().map(|r| r.episodes.len()).sum();
+    Ok(Json(json!({
+        "rule": rule.rule.id.as_str(),
+        "from_ms": from,
+        "to_ms": to,
+        "fired": fired,
+        "took_ms": started.elapsed().as_millis() as u64,
+        "devices": replays,
+    })))
 }

@@ -8,6 +8,7 @@
 pub(crate) mod actions;
 pub(crate) mod compile;
 pub(crate) mod judge;
+pub mod replay;
 pub(crate) mod window;
 
 pub use actions::ActionDesks;

@@ -4,3 +4,4 @@
 
 mod alerts;
 mod api;
+mod replay;
