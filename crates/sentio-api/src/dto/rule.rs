@@ -280,6 +280,28 @@ pub struct RuleView {
     pub severity: &'static str,
     /// `"alert"` first, then the rule's other actions.
     pub actions: Vec<serde_json::Value>,
+    /// `ok`, `failing` (its latest evaluation on some device failed: `failing` says why) or
+    /// `disabled`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<sentio_pipeline::rules::report::Failing>,
+    /// Evaluations that failed since the node started.
+    pub failures: u64,
+}
+
+impl RuleView {
+    /// With the rule's run-time report (`None`: not judged, i.e. disabled).
+    pub fn with_report(
+        mut self,
+        report: Option<&sentio_pipeline::rules::report::RuleReport>,
+    ) -> Self {
+        if let Some(r) = report {
+            self.failing = r.failing.clone();
+            self.failures = r.failures;
+            self.status = if r.failing.is_some() { "failing" } else { "ok" };
+        }
+        self
+    }
 }
 
 impl From<&Rule> for RuleView {
@@ -298,6 +320,9 @@ impl From<&Rule> for RuleView {
             actions: std::iter::once(ALERT_ACTION.into())
                 .chain(r.actions.iter().map(action_view))
                 .collect(),
+            status: if r.enabled { "ok" } else { "disabled" },
+            failing: None,
+            failures: 0,
         }
     }
 }

@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
             get(rules::get).put(rules::update).delete(rules::delete),
         )
         .route("/api/v1/rules/{id}/test", axum::routing::post(rules::test))
+        .route("/api/v1/rules/{id}/traces", get(rules::traces))
         .route(
             "/api/v1/rules/{id}/enable",
             axum::routing::post(rules::enable),

@@ -68,21 +68,67 @@ pub async fn create(
     Ok((StatusCode::CREATED, save(&s, rule, "rule.create").await?))
 }
 
-/// `GET /api/v1/rules`: every rule, by id.
+/// `GET /api/v1/rules`: every rule, by id, each `ok` or `failing` (with why).
 pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<RuleList>, ApiError> {
     let rules = s.rules.list_rules().await?;
+    let reports = s.control.rule_reports(None).await?;
     Ok(Json(RuleList {
-        rules: rules.iter().map(RuleView::from).collect(),
+        rules: rules
+            .iter()
+            .map(|r| {
+                RuleView::from(r).with_report(reports.iter().find(|p| p.rule == r.id.as_str()))
+            })
+            .collect(),
     }))
 }
 
-/// `GET /api/v1/rules/<id>`.
+/// `GET /api/v1/rules/<id>`, `ok` or `failing` (with why).
 pub async fn get(
     _: Admin,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
-    Ok(Json(RuleView::from(&stored(&s, &rule_id(&id)?).await?)))
+    let rule = stored(&s, &rule_id(&id)?).await?;
+    let reports = s.control.rule_reports(Some(rule.id.clone())).await?;
+    Ok(Json(RuleView::from(&rule).with_report(reports.first())))
+}
+
+/// `GET /api/v1/rules/<id>/traces`: the rule's latest evaluations that opened or resolved its
+/// alert or decided nothing, newest first, over all its devices (kept across restarts).
+pub async fn traces(
+    _: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rule = stored(&s, &rule_id(&id)?).await?;
+    let reports = s.control.rule_reports(Some(rule.id.clone())).await?;
+    let traces = reports
+        .into_iter()
+        .next()
+        .map(|r| r.traces)
+        .unwrap_or_default();
+    Ok(Json(json!({"rule": rule.id.as_str(), "traces": traces})))
+}
+
+/// The rules' failures for `/metrics`: one series per enabled rule (bounded by the rules).
+pub(crate) async fn metrics(s: &AppState) -> String {
+    let Ok(reports) = s.control.rule_reports(None).await else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "# HELP sentio_rule_failures_total Evaluations of a rule that failed (type errors and the like) since the node started.\n# TYPE sentio_rule_failures_total counter\n",
+    );
+    for r in &reports {
+        out.push_str(&format!(
+            "sentio_rule_failures_total{{rule=\"{}\"}} {}\n",
+            r.rule, r.failures
+        ));
+    }
+    let failing = reports.iter().filter(|r| r.failing.is_some()).count();
+    out.push_str(&format!(
+        "# HELP sentio_rules_failing Enabled rules whose latest evaluation on some device failed.\n# TYPE sentio_rules_failing gauge\nsentio_rules_failing {failing}\n"
+    ));
+    out
 }
 
 /// `PUT /api/v1/rules/<id>`: replaces the rule (its state starts afresh, its open alerts

@@ -75,7 +75,7 @@ pub struct DeviceReplay {
     pub device: String,
     /// Points judged.
     pub points: u64,
-    /// Evaluations that could not decide (a metric not reported yet, a type error).
+    /// Evaluations that decided nothing (a metric not reported yet, a type error).
     pub undecided: u64,
     /// The reason of the first undecided evaluation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,7 +208,7 @@ pub fn replay_points(
                     e.resolved_values = Some(state.latest().clone());
                 }
             }
-            Step::Undecided(why) => {
+            Step::Undecided(why) | Step::Failed(why) => {
                 r.undecided += 1;
                 r.first_undecided.get_or_insert(why);
             }

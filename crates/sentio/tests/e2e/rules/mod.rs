@@ -5,3 +5,4 @@
 mod alerts;
 mod api;
 mod replay;
+mod runtime;
