@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sentio_core::time::{now_ms, parse_time};
 use sentio_core::{Rule, RuleId};
 use sentio_pipeline::rules::compile;
 use sentio_pipeline::rules::replay::{self, ReplayDevice};
@@ -215,15 +214,7 @@ pub async fn test(
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
-    let bad = |e: sentio_core::CoreError| ApiError::bad_request(e.to_string());
-    let to = match &p.to {
-        Some(t) => parse_time(t).map_err(bad)?,
-        None => now_ms() + 1,
-    };
-    let from = match &p.from {
-        Some(f) => parse_time(f).map_err(bad)?,
-        None => to - 24 * 3_600_000,
-    };
+    let (from, to) = p.range(24 * 3_600_000)?;
     let rule = compile(stored(&s, &rule_id(&id)?).await?)?;
     let mut devices = Vec::new();
     for d in s.registry.list_devices().await? {

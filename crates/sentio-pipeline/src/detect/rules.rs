@@ -22,7 +22,7 @@ use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
 use crate::rules::CompiledRule;
 use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
-use crate::rules::replay::describe;
+use crate::rules::replay::described_actions;
 use crate::rules::report::{Failing, RuleReport, TRACES_PER_RULE};
 
 /// See the module documentation.
@@ -54,15 +54,7 @@ fn trace(
     reason: Option<String>,
 ) -> Trace {
     let actions = if decision == "opened" {
-        std::iter::once(&sentio_core::RuleAction::Alert)
-            .chain(
-                rule.rule
-                    .actions
-                    .iter()
-                    .filter(|a| **a != sentio_core::RuleAction::Alert),
-            )
-            .map(|a| describe(a, device, rule))
-            .collect()
+        described_actions(rule, device)
     } else {
         Vec::new()
     };
@@ -315,7 +307,7 @@ impl Watch for RulesWatch {
                         .filter(|((r, _), _)| r == id)
                         .flat_map(|(_, s)| s.traces().cloned())
                         .collect();
-                    traces.sort_by(|a: &Trace, b| b.ts_ms.cmp(&a.ts_ms));
+                    traces.sort_by_key(|t: &Trace| std::cmp::Reverse(t.ts_ms));
                     traces.truncate(TRACES_PER_RULE);
                 }
                 RuleReport {

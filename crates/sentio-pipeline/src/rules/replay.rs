@@ -227,17 +227,22 @@ fn opened(rule: &CompiledRule, device: &DeviceId, state: &RuleState, at: i64) ->
         resolved_ms: None,
         values: state.latest().clone(),
         resolved_values: None,
-        // The alert always opens, listed or not.
-        actions: std::iter::once(&RuleAction::Alert)
-            .chain(
-                rule.rule
-                    .actions
-                    .iter()
-                    .filter(|a| **a != RuleAction::Alert),
-            )
-            .map(|a| describe(a, device, rule))
-            .collect(),
+        actions: described_actions(rule, device),
     }
+}
+
+/// What the rule's actions do when its alert opens on `device`, in words; the alert first
+/// (it always opens, listed or not).
+pub fn described_actions(rule: &CompiledRule, device: &DeviceId) -> Vec<String> {
+    std::iter::once(&RuleAction::Alert)
+        .chain(
+            rule.rule
+                .actions
+                .iter()
+                .filter(|a| **a != RuleAction::Alert),
+        )
+        .map(|a| describe(a, device, rule))
+        .collect()
 }
 
 /// What `action` would do for `device`, in words.
