@@ -354,7 +354,7 @@ mod tests {
         assert_eq!((r.clear_for_ms, r.cool_down_ms), (0, 120_000));
         assert_eq!(
             serde_json::to_string(&RuleView::from(&rule)).unwrap(),
-            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"clear_for_ms":60000,"cool_down_ms":300000,"severity":"critical","actions":["alert",{"notify":"ops"}]}"#
+            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"clear_for_ms":60000,"cool_down_ms":300000,"severity":"critical","actions":["alert",{"notify":"ops"}],"status":"ok","failures":0}"#
         );
         for (json, field) in [
             (
