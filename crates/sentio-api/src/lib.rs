@@ -72,6 +72,8 @@ pub struct AppState {
     pub audit: Arc<dyn AuditStore>,
     /// Users' rules.
     pub rules: Arc<dyn RuleStore>,
+    /// How much one rule replay (`POST /api/v1/rules/<id>/test`) may read.
+    pub rule_replay: sentio_pipeline::rules::replay::ReplayLimits,
     /// Edge nodes registered here (cloud side).
     pub edges: Arc<dyn sentio_store::EdgeStore>,
     /// This node's uplink, when it is an edge.

@@ -9,11 +9,13 @@
 //! - [`tep`]: the device model over the Tennessee Eastman process.
 //! - [`upkeep`]: the store's background work as the fleet grows, idle and at 1 Hz.
 //! - [`ingest`]: MQTT publishers → broker → store + detectors → queryable.
+//! - [`replay`]: a rule replayed over stored history.
 
 pub mod broker;
 pub mod demo_eval;
 pub mod ingest;
 pub mod nab;
+pub mod replay;
 pub mod store;
 pub mod tep;
 pub mod upkeep;

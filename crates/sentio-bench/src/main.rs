@@ -2,7 +2,7 @@
 //! passes its arguments through to this executable when it is built beside `sentio`.
 
 use clap::{Parser, Subcommand};
-use sentio_bench::{broker, demo_eval, ingest, nab, store, tep, upkeep};
+use sentio_bench::{broker, demo_eval, ingest, nab, replay, store, tep, upkeep};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +37,9 @@ enum Command {
     /// The store's background work (sealing, rollups, retention) as the fleet grows: CPU and
     /// the longest 5-second round, idle and with every series at 1 Hz.
     Upkeep(upkeep::UpkeepArgs),
+    /// A rule replayed over stored history (`POST /api/v1/rules/<id>/test`): 24 h of 1 Hz per
+    /// series, for 1 and 100 series.
+    Replay(replay::ReplayArgs),
     /// (internal) The child of `store`'s restart row: writes points into the head, says so,
     /// and waits to be killed.
     #[command(hide = true)]
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(args) => runtime()?.block_on(store::run(args)),
         Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),
         Command::Upkeep(args) => runtime()?.block_on(upkeep::run(args)),
+        Command::Replay(args) => runtime()?.block_on(replay::run(args)),
         Command::StoreChild(args) => runtime()?.block_on(store::child(args)),
     }
 }

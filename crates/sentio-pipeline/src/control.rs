@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sentio_ai::Limit;
 use sentio_ai::limits::DEFAULT_HORIZON_MS;
-use sentio_core::{Alert, AlertId, DeviceId};
+use sentio_core::{Alert, AlertId, DeviceId, RuleId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -185,6 +185,15 @@ impl Control {
     /// changed. Returns once the new rules are in force.
     pub async fn reload_rules(&self) -> Result<(), PipelineError> {
         self.ask(|reply| Command::ReloadRules { reply }).await?
+    }
+
+    /// The enabled rules' run-time reports (failing or not, failures counted), with the
+    /// latest traces of `rule` when one is named.
+    pub async fn rule_reports(
+        &self,
+        rule: Option<RuleId>,
+    ) -> Result<Vec<crate::rules::report::RuleReport>, PipelineError> {
+        self.ask(|reply| Command::RuleReports { rule, reply }).await
     }
 
     /// Makes the pipeline forget `device` (after it was deleted or erased): its detectors and

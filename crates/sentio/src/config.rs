@@ -13,6 +13,7 @@ use sentio_ai::DeviceModelConfig;
 use sentio_api::HttpLimits;
 use sentio_broker::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits};
 use sentio_pipeline::actuate::{CommandLimits, DEFAULT_MAX_TWIN_BYTES};
+use sentio_pipeline::rules::replay::ReplayLimits;
 use sentio_pipeline::{DeclaredLimit, PipelineConfig};
 use sentio_sim::FleetSpec;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     /// Devices' twins.
     pub twins: TwinsConfig,
+    /// Users' rules: replay bounds.
+    pub rules: RulesConfig,
     /// The simulated demo fleet.
     pub demo: DemoConfig,
     /// Edge mode: the uplink to a cloud Sentio.
@@ -92,6 +95,7 @@ impl Default for Config {
             ai: AiConfig::default(),
             commands: CommandsConfig::default(),
             twins: TwinsConfig::default(),
+            rules: RulesConfig::default(),
             demo: DemoConfig::default(),
             edge: EdgeConfig::default(),
             notify: NotifySection::default(),
@@ -415,6 +419,36 @@ impl Default for TwinsConfig {
     }
 }
 
+/// `[rules]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Most devices one replay (`POST /api/v1/rules/<id>/test`) covers; beyond, 422.
+    pub replay_max_devices: usize,
+    /// Longest range one replay covers; beyond, 422.
+    pub replay_max_range: Span,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        let d = ReplayLimits::default();
+        Self {
+            replay_max_devices: d.max_devices,
+            replay_max_range: Span(d.max_range_ms),
+        }
+    }
+}
+
+impl RulesConfig {
+    /// The replay bounds.
+    pub fn replay_limits(&self) -> ReplayLimits {
+        ReplayLimits {
+            max_devices: self.replay_max_devices,
+            max_range_ms: self.replay_max_range.0,
+        }
+    }
+}
+
 /// `[edge]`: with `upstream` set this node is an edge: it runs everything as usual and
 /// forwards every point it commits to a cloud Sentio, never losing one (its store is the
 /// outbox; see `sentio_edge`).
@@ -637,6 +671,12 @@ impl Config {
             return invalid(
                 "commands.default_ttl",
                 "above 0 and at most commands.max_ttl",
+            );
+        }
+        if self.rules.replay_max_devices == 0 || self.rules.replay_max_range.0 <= 0 {
+            return invalid(
+                "rules.replay_max_devices",
+                "rules.replay_max_devices and rules.replay_max_range must be above 0",
             );
         }
         if self.twins.max_bytes < 2 {

@@ -260,6 +260,7 @@ impl Node {
             retention: store.clone(),
             audit: store.clone(),
             rules: store.clone(),
+            rule_replay: config.rules.replay_limits(),
             edges: store.clone(),
             uplink,
             notify: store.clone(),

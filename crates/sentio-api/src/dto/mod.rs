@@ -120,6 +120,27 @@ pub struct RangeParams {
     pub points: Option<usize>,
 }
 
+impl RangeParams {
+    /// `from` and `to` in ms; `to` defaults to now, `from` to `default_span_ms` before `to`.
+    /// 400 for a time that does not parse or a `to` not after `from`.
+    pub fn range(&self, default_span_ms: i64) -> Result<(i64, i64), crate::ApiError> {
+        use sentio_core::time::{now_ms, parse_time};
+        let bad = |e: sentio_core::CoreError| crate::ApiError::bad_request(e.to_string());
+        let to = match &self.to {
+            Some(t) => parse_time(t).map_err(bad)?,
+            None => now_ms() + 1,
+        };
+        let from = match &self.from {
+            Some(f) => parse_time(f).map_err(bad)?,
+            None => to.saturating_sub(default_span_ms),
+        };
+        if to <= from {
+            return Err(crate::ApiError::bad_request("`to` must be after `from`"));
+        }
+        Ok((from, to))
+    }
+}
+
 /// Query string of `DELETE /api/v1/devices/<id>`.
 #[derive(Debug, Deserialize)]
 pub struct DeleteParams {

@@ -280,6 +280,28 @@ pub struct RuleView {
     pub severity: &'static str,
     /// `"alert"` first, then the rule's other actions.
     pub actions: Vec<serde_json::Value>,
+    /// `ok`, `failing` (its latest evaluation on some device failed: `failing` says why) or
+    /// `disabled`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<sentio_pipeline::rules::report::Failing>,
+    /// Evaluations that failed since the node started.
+    pub failures: u64,
+}
+
+impl RuleView {
+    /// With the rule's run-time report (`None`: not judged, i.e. disabled).
+    pub fn with_report(
+        mut self,
+        report: Option<&sentio_pipeline::rules::report::RuleReport>,
+    ) -> Self {
+        if let Some(r) = report {
+            self.failing = r.failing.clone();
+            self.failures = r.failures;
+            self.status = if r.failing.is_some() { "failing" } else { "ok" };
+        }
+        self
+    }
 }
 
 impl From<&Rule> for RuleView {
@@ -298,6 +320,9 @@ impl From<&Rule> for RuleView {
             actions: std::iter::once(ALERT_ACTION.into())
                 .chain(r.actions.iter().map(action_view))
                 .collect(),
+            status: if r.enabled { "ok" } else { "disabled" },
+            failing: None,
+            failures: 0,
         }
     }
 }
@@ -329,7 +354,7 @@ mod tests {
         assert_eq!((r.clear_for_ms, r.cool_down_ms), (0, 120_000));
         assert_eq!(
             serde_json::to_string(&RuleView::from(&rule)).unwrap(),
-            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"clear_for_ms":60000,"cool_down_ms":300000,"severity":"critical","actions":["alert",{"notify":"ops"}]}"#
+            r#"{"id":"co2-high","name":"CO2","enabled":true,"selector":{"devices":[],"kind":"room","labels":{"floor":"2"},"metrics":["co2"]},"condition":"co2 > 1000","clear":"co2 < 800","for_ms":600000,"clear_for_ms":60000,"cool_down_ms":300000,"severity":"critical","actions":["alert",{"notify":"ops"}],"status":"ok","failures":0}"#
         );
         for (json, field) in [
             (

@@ -105,6 +105,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/rules/{id}",
             get(rules::get).put(rules::update).delete(rules::delete),
         )
+        .route("/api/v1/rules/{id}/test", axum::routing::post(rules::test))
+        .route("/api/v1/rules/{id}/traces", get(rules::traces))
         .route(
             "/api/v1/rules/{id}/enable",
             axum::routing::post(rules::enable),

@@ -3,15 +3,16 @@
 //! answer ([`sentio_pipeline::Control::reload_rules`]).
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use sentio_core::{Rule, RuleId};
 use sentio_pipeline::rules::compile;
-use serde_json::json;
+use sentio_pipeline::rules::replay::{self, ReplayDevice};
+use serde_json::{Value, json};
 
-use crate::auth::Admin;
-use crate::dto::{RuleBody, RuleList, RuleView};
+use crate::auth::{Admin, Operator};
+use crate::dto::{RangeParams, RuleBody, RuleList, RuleView};
 use crate::{ApiError, AppState};
 
 fn rule_id(id: &str) -> Result<RuleId, ApiError> {
@@ -66,21 +67,67 @@ pub async fn create(
     Ok((StatusCode::CREATED, save(&s, rule, "rule.create").await?))
 }
 
-/// `GET /api/v1/rules`: every rule, by id.
+/// `GET /api/v1/rules`: every rule, by id, each `ok` or `failing` (with why).
 pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<RuleList>, ApiError> {
     let rules = s.rules.list_rules().await?;
+    let reports = s.control.rule_reports(None).await?;
     Ok(Json(RuleList {
-        rules: rules.iter().map(RuleView::from).collect(),
+        rules: rules
+            .iter()
+            .map(|r| {
+                RuleView::from(r).with_report(reports.iter().find(|p| p.rule == r.id.as_str()))
+            })
+            .collect(),
     }))
 }
 
-/// `GET /api/v1/rules/<id>`.
+/// `GET /api/v1/rules/<id>`, `ok` or `failing` (with why).
 pub async fn get(
     _: Admin,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
-    Ok(Json(RuleView::from(&stored(&s, &rule_id(&id)?).await?)))
+    let rule = stored(&s, &rule_id(&id)?).await?;
+    let reports = s.control.rule_reports(Some(rule.id.clone())).await?;
+    Ok(Json(RuleView::from(&rule).with_report(reports.first())))
+}
+
+/// `GET /api/v1/rules/<id>/traces`: the rule's latest evaluations that opened or resolved its
+/// alert or decided nothing, newest first, over all its devices (kept across restarts).
+pub async fn traces(
+    _: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rule = stored(&s, &rule_id(&id)?).await?;
+    let reports = s.control.rule_reports(Some(rule.id.clone())).await?;
+    let traces = reports
+        .into_iter()
+        .next()
+        .map(|r| r.traces)
+        .unwrap_or_default();
+    Ok(Json(json!({"rule": rule.id.as_str(), "traces": traces})))
+}
+
+/// The rules' failures for `/metrics`: one series per enabled rule (bounded by the rules).
+pub(crate) async fn metrics(s: &AppState) -> String {
+    let Ok(reports) = s.control.rule_reports(None).await else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "# HELP sentio_rule_failures_total Evaluations of a rule that failed (type errors and the like) since the node started.\n# TYPE sentio_rule_failures_total counter\n",
+    );
+    for r in &reports {
+        out.push_str(&format!(
+            "sentio_rule_failures_total{{rule=\"{}\"}} {}\n",
+            r.rule, r.failures
+        ));
+    }
+    let failing = reports.iter().filter(|r| r.failing.is_some()).count();
+    out.push_str(&format!(
+        "# HELP sentio_rules_failing Enabled rules whose latest evaluation on some device failed.\n# TYPE sentio_rules_failing gauge\nsentio_rules_failing {failing}\n"
+    ));
+    out
 }
 
 /// `PUT /api/v1/rules/<id>`: replaces the rule (its state starts afresh, its open alerts
@@ -154,4 +201,50 @@ pub async fn delete(
     s.audit("rule.delete", Some(id.as_str()), json!({"name": rule.name}))
         .await;
     Ok(Json(RuleView::from(&rule)))
+}
+
+/// `POST /api/v1/rules/<id>/test?from=&to=` (default: the last 24 hours): replays the stored
+/// history of every device the rule selects through the rule's state machine and answers
+/// when its alert would have opened and resolved and what its actions would have done (never
+/// done). 422 beyond the replay limits (`[rules]`), naming them.
+pub async fn test(
+    _: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<RangeParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let (from, to) = p.range(24 * 3_600_000)?;
+    let rule = compile(stored(&s, &rule_id(&id)?).await?)?;
+    let mut devices = Vec::new();
+    for d in s.registry.list_devices().await? {
+        let Ok(device) = sentio_core::DeviceId::parse(&d.id) else {
+            continue;
+        };
+        if rule.rule.selector.selects(&device, &d.kind, &d.labels) {
+            devices.push((device, d));
+        }
+    }
+    replay::check_bounds(&s.rule_replay, from, to, devices.len())?;
+    let mut selected = Vec::with_capacity(devices.len());
+    for (device, d) in devices {
+        let twin = s.twins.get(&device).await?;
+        selected.push(ReplayDevice {
+            id: device,
+            kind: d.kind,
+            labels: d.labels,
+            twin,
+        });
+    }
+    let started = std::time::Instant::now();
+    let replays = replay::replay(&rule, s.series.as_ref(), &selected, from, to).await?;
+    let fired: usize = replays.iter().map(|r| r.episodes.len()).sum();
+    Ok(Json(json!({
+        "rule": rule.rule.id.as_str(),
+        "from_ms": from,
+        "to_ms": to,
+        "fired": fired,
+        "took_ms": started.elapsed().as_millis() as u64,
+        "devices": replays,
+    })))
 }

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use sentio_core::DeviceId;
-use sentio_core::time::{now_ms, parse_time};
 use sentio_store::{Agg, RangeQuery};
 use serde_json::{Value, json};
 
@@ -52,18 +51,7 @@ pub async fn range(
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
     let device = device_id(&id)?;
-    let bad = |e: sentio_core::CoreError| ApiError::bad_request(e.to_string());
-    let to = match &p.to {
-        Some(t) => parse_time(t).map_err(bad)?,
-        None => now_ms() + 1,
-    };
-    let from = match &p.from {
-        Some(f) => parse_time(f).map_err(bad)?,
-        None => to.saturating_sub(3_600_000),
-    };
-    if to <= from {
-        return Err(ApiError::bad_request("`to` must be after `from`"));
-    }
+    let (from, to) = p.range(3_600_000)?;
     let step = super::query::parse_step(p.step.as_deref(), p.agg.as_deref())?;
     let result = match p.points {
         Some(_) if step.is_some() => {

@@ -71,6 +71,7 @@ pub async fn metrics(
     out.push_str(&super::retention::metrics(&s).await);
     out.push_str(&super::edges::metrics(&s).await);
     out.push_str(&super::notify::metrics(&s).await);
+    out.push_str(&super::rules::metrics(&s).await);
     if let Some(b) = &s.broker {
         out.push_str(&super::broker::metrics(&b.counters()));
     }

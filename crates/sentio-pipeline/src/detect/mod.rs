@@ -92,6 +92,11 @@ pub(crate) enum Command {
     },
     /// A device's twin changed (rules read it).
     TwinChanged { device: DeviceId, twin: Box<Twin> },
+    /// The rules' run-time reports (traces too for one rule).
+    RuleReports {
+        rule: Option<RuleId>,
+        reply: oneshot::Sender<Vec<crate::rules::report::RuleReport>>,
+    },
 }
 
 /// What a saved transition was, for the log and the counters.
@@ -582,6 +587,14 @@ impl DetectStage {
             Command::ReloadRules { reply } => {
                 let r = self.reload_rules().await;
                 let _ = reply.send(r);
+            }
+            Command::RuleReports { rule, reply } => {
+                let reports = self
+                    .watches
+                    .iter()
+                    .flat_map(|w| w.rule_reports(rule.as_ref()))
+                    .collect();
+                let _ = reply.send(reports);
             }
             Command::TwinChanged { device, twin } => {
                 // A device not seen yet gets its twin loaded with its kind.

@@ -3,6 +3,12 @@
 //! [`StateKey::Rule`] like any watch's state; one alert key per (device, rule), of kind
 //! [`AlertKind::Rule`], resolved by the first clear verdict (the rule's own clear condition is
 //! the hysteresis).
+//!
+//! Each evaluation that opens or resolves the alert, or decides nothing, is kept as a
+//! [`Trace`] in the (rule, device) state, so traces survive a restart. A rule whose evaluation
+//! fails (a type error, a twin member missing) is failing on that device until it next
+//! evaluates there; its failures are counted. A failing rule stops nothing else: every rule
+//! is judged on its own.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -15,7 +21,9 @@ use tracing::debug;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
 use crate::rules::CompiledRule;
-use crate::rules::judge::{Eval, RuleState, RuleVars, Step, device_value};
+use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
+use crate::rules::replay::described_actions;
+use crate::rules::report::{Failing, RuleReport, TRACES_PER_RULE};
 
 /// See the module documentation.
 #[derive(Default)]
@@ -25,6 +33,40 @@ pub(crate) struct RulesWatch {
     states: HashMap<(RuleId, DeviceId), RuleState>,
     dirty: HashSet<StateKey>,
     eval: Eval,
+    /// Per rule: the devices on which its latest evaluation failed, and its failure count.
+    health: HashMap<RuleId, Health>,
+}
+
+/// A rule's failures. See the module documentation.
+#[derive(Default)]
+struct Health {
+    failing: BTreeMap<DeviceId, Failing>,
+    failures: u64,
+}
+
+/// The trace of an evaluation of `rule` on `device` that ended in `decision`.
+fn trace(
+    rule: &CompiledRule,
+    state: &RuleState,
+    device: &DeviceId,
+    ts_ms: i64,
+    decision: &str,
+    reason: Option<String>,
+) -> Trace {
+    let actions = if decision == "opened" {
+        described_actions(rule, device)
+    } else {
+        Vec::new()
+    };
+    Trace {
+        ts_ms,
+        device: device.to_string(),
+        decision: decision.to_string(),
+        reason,
+        inputs: state.latest().clone(),
+        windows: state.window_values(rule, ts_ms),
+        actions,
+    }
 }
 
 fn key(device: &DeviceId, rule: &RuleId) -> AlertKey {
@@ -83,6 +125,8 @@ impl RulesWatch {
             .filter(|(id, old)| new.get(*id).is_none_or(|n| n.rule != old.rule))
             .map(|(id, _)| id.clone())
             .collect();
+        self.health
+            .retain(|id, _| new.contains_key(id) && !gone.contains(id));
         for ((rule, device), state) in &mut self.states {
             if gone.contains(rule) {
                 *state = RuleState::default();
@@ -131,7 +175,34 @@ impl Watch for RulesWatch {
                     device: batch.device.clone(),
                     rule: id.clone(),
                 });
-                let finding = match state.judge(rule, &self.eval, device, p.ts_ms) {
+                let was_open = state.is_open();
+                let step = state.judge(rule, &self.eval, device, p.ts_ms);
+                let health = self.health.entry(id.clone()).or_default();
+                if let Step::Failed(why) = &step {
+                    health.failures += 1;
+                    health.failing.insert(
+                        batch.device.clone(),
+                        Failing {
+                            reason: why.clone(),
+                            device: batch.device.to_string(),
+                            ts_ms: p.ts_ms,
+                        },
+                    );
+                } else if !health.failing.is_empty() {
+                    health.failing.remove(batch.device);
+                }
+                let kept = match &step {
+                    Step::Open => Some(("opened", None)),
+                    Step::Clear if was_open => Some(("resolved", None)),
+                    Step::Undecided(why) => Some(("undecided", Some(why.clone()))),
+                    Step::Failed(why) => Some(("failed", Some(why.clone()))),
+                    _ => None,
+                };
+                if let Some((decision, reason)) = kept {
+                    let t = trace(rule, state, batch.device, p.ts_ms, decision, reason);
+                    state.record(t);
+                }
+                let finding = match step {
                     Step::Open => explanation(rule, state, p.value, &held_for(rule)),
                     Step::Still => explanation(rule, state, p.value, "still holds"),
                     Step::Clear => {
@@ -146,6 +217,10 @@ impl Watch for RulesWatch {
                     Step::Nothing => continue,
                     Step::Undecided(why) => {
                         debug!(rule = %id, device = %batch.device, "rule undecided: {why}");
+                        continue;
+                    }
+                    Step::Failed(why) => {
+                        debug!(rule = %id, device = %batch.device, "rule failed: {why}");
                         continue;
                     }
                 };
@@ -165,6 +240,8 @@ impl Watch for RulesWatch {
                 continue;
             };
             if let Some(at) = state.due(rule, now_ms) {
+                let t = trace(rule, state, device, at, "opened", None);
+                state.record(t);
                 let observed = state.latest().values().next().copied().unwrap_or(0.0);
                 verdicts.push(Verdict {
                     at: 0,
@@ -216,7 +293,38 @@ impl Watch for RulesWatch {
         self.set(rules.to_vec())
     }
 
+    fn rule_reports(&self, only: Option<&RuleId>) -> Vec<RuleReport> {
+        self.rules
+            .keys()
+            .filter(|id| only.is_none_or(|o| o == *id))
+            .map(|id| {
+                let health = self.health.get(id);
+                let mut traces = Vec::new();
+                if only.is_some() {
+                    traces = self
+                        .states
+                        .iter()
+                        .filter(|((r, _), _)| r == id)
+                        .flat_map(|(_, s)| s.traces().cloned())
+                        .collect();
+                    traces.sort_by_key(|t: &Trace| std::cmp::Reverse(t.ts_ms));
+                    traces.truncate(TRACES_PER_RULE);
+                }
+                RuleReport {
+                    rule: id.to_string(),
+                    failing: health
+                        .and_then(|h| h.failing.values().max_by_key(|f| f.ts_ms).cloned()),
+                    failures: health.map_or(0, |h| h.failures),
+                    traces,
+                }
+            })
+            .collect()
+    }
+
     fn forget(&mut self, device: &DeviceId) {
+        for h in self.health.values_mut() {
+            h.failing.remove(device);
+        }
         self.states.retain(|(_, d), _| d != device);
         self.dirty.retain(|k| k.device() != Some(device));
     }

@@ -119,6 +119,12 @@ pub(crate) trait Watch: Send {
     /// Forgets everything learnt about a device (it was deleted or erased).
     fn forget(&mut self, device: &DeviceId);
 
+    /// The rules' run-time reports (failing, failures; traces too for the one rule asked
+    /// for). Only the rules watch judges rules.
+    fn rule_reports(&self, _rule: Option<&RuleId>) -> Vec<crate::rules::report::RuleReport> {
+        Vec::new()
+    }
+
     /// Which part of rows with `key` this watch saves and restores, if any.
     fn state_part(&self, key: &StateKey) -> Option<StatePart>;
 

@@ -39,10 +39,39 @@ pub enum Step {
     Still,
     /// The clear condition holds: an open alert resolves.
     Clear,
-    /// The expression could not be evaluated (a metric not reported yet, an empty window, a
-    /// type error): no decision.
+    /// The expression cannot be evaluated yet (a metric not reported yet, an empty window): no
+    /// decision, and nothing wrong with the rule.
     Undecided(String),
+    /// The expression failed (a type error, a twin member missing, a result not true or
+    /// false): no decision, and the rule is failing until it next evaluates.
+    Failed(String),
 }
+
+/// One evaluation kept for `GET /api/v1/rules/<id>/traces`: one that changed something (the
+/// alert opened or resolved) or decided nothing (undecided or failed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// Data time of the evaluation (ms).
+    pub ts_ms: i64,
+    /// The device.
+    pub device: String,
+    /// `opened`, `resolved`, `undecided` or `failed`.
+    pub decision: String,
+    /// Why, for `undecided` and `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The latest value of each metric the rule reads.
+    pub inputs: BTreeMap<String, f64>,
+    /// Each aggregate the rule reads (`avg(co2, 10m)`), where its window has points.
+    #[serde(default)]
+    pub windows: BTreeMap<String, f64>,
+    /// What the rule's actions did (described) when its alert opened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+}
+
+/// Traces kept per (rule, device), newest last, saved with the state.
+pub const TRACES_PER_DEVICE: usize = 20;
 
 /// The running state of one rule on one device. See the module documentation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -61,6 +90,9 @@ pub struct RuleState {
     /// Data time until which the rule cannot open its alert again.
     #[serde(default)]
     cool_until: Option<i64>,
+    /// The latest traces, oldest first, at most [`TRACES_PER_DEVICE`].
+    #[serde(default, skip_serializing_if = "std::collections::VecDeque::is_empty")]
+    traces: std::collections::VecDeque<Trace>,
 }
 
 impl RuleState {
@@ -74,6 +106,49 @@ impl RuleState {
     /// The latest values, for the explanation.
     pub fn latest(&self) -> &BTreeMap<String, f64> {
         &self.latest
+    }
+
+    /// Whether the rule's alert is open.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Keeps a trace, dropping the oldest beyond [`TRACES_PER_DEVICE`].
+    pub fn record(&mut self, trace: Trace) {
+        if self.traces.len() == TRACES_PER_DEVICE {
+            self.traces.pop_front();
+        }
+        self.traces.push_back(trace);
+    }
+
+    /// The kept traces, oldest first.
+    pub fn traces(&self) -> impl Iterator<Item = &Trace> {
+        self.traces.iter()
+    }
+
+    /// The rule's aggregates at `ts_ms` (those with points), named as written.
+    pub fn window_values(&self, rule: &CompiledRule, ts_ms: i64) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for a in &rule.aggregates {
+            let Some((_, _, w)) = self
+                .windows
+                .iter()
+                .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+            else {
+                continue;
+            };
+            for (agg, name) in [
+                (Agg::Avg, "avg"),
+                (Agg::Min, "min"),
+                (Agg::Max, "max"),
+                (Agg::Count, "count"),
+            ] {
+                if let Some(v) = w.get(agg, ts_ms) {
+                    out.insert(format!("{name}({}, {})", a.metric, a.window), v);
+                }
+            }
+        }
+        out
     }
 
     /// Takes one point of a metric the rule reads into the latest values and windows.
@@ -104,11 +179,11 @@ impl RuleState {
     pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, vars: &RuleVars, ts_ms: i64) -> Step {
         let ctx = match env.context(self, rule, vars, ts_ms) {
             Ok(c) => c,
-            Err(e) => return Step::Undecided(e),
+            Err(e) => return Step::Failed(e),
         };
         let holds = match truth(&rule.condition, &ctx) {
             Ok(h) => h,
-            Err(e) => return Step::Undecided(e),
+            Err(step) => return step,
         };
         let cleared = || match &rule.clear {
             None => Ok(!holds),
@@ -129,7 +204,7 @@ impl RuleState {
                     self.clear_since = None;
                     if holds { Step::Still } else { Step::Nothing }
                 }
-                Err(e) => Step::Undecided(e),
+                Err(step) => step,
             };
         }
         if self.cool_until.is_some_and(|until| ts_ms < until) {
@@ -150,7 +225,7 @@ impl RuleState {
         match cleared() {
             Ok(true) => Step::Clear,
             Ok(false) => Step::Nothing,
-            Err(e) => Step::Undecided(e),
+            Err(step) => step,
         }
     }
 
@@ -168,14 +243,26 @@ impl RuleState {
     }
 }
 
-/// Runs one expression to a boolean.
-fn truth(program: &Program, ctx: &Context<'_, '_>) -> Result<bool, String> {
+/// Runs one expression to a boolean; otherwise the step it makes: undecided while a metric
+/// has no value or a window no points, failed on any other error.
+fn truth(program: &Program, ctx: &Context<'_, '_>) -> Result<bool, Step> {
     match program.execute(ctx) {
         Ok(Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(format!("the expression gave {other:?}, not true or false")),
-        Err(e) => Err(e.to_string()),
+        Ok(other) => Err(Step::Failed(format!(
+            "the expression gave {other:?}, not true or false"
+        ))),
+        Err(e @ ExecutionError::UndeclaredReference(_)) => Err(Step::Undecided(e.to_string())),
+        Err(ExecutionError::FunctionError { function, message })
+            if message.starts_with(NO_POINTS) =>
+        {
+            Err(Step::Undecided(format!("{function}: {message}")))
+        }
+        Err(e) => Err(Step::Failed(e.to_string())),
     }
 }
+
+/// How an aggregate over an empty window says so (waiting, not failing).
+const NO_POINTS: &str = "no points of ";
 
 /// What every evaluation shares: CEL's standard environment, built once.
 pub struct Eval {
@@ -236,7 +323,7 @@ impl Eval {
                     .ok_or_else(|| {
                         ExecutionError::function_error(
                             name,
-                            format!("no {metric} points in the last {window}"),
+                            format!("{NO_POINTS}{metric} in the last {window}"),
                         )
                     })
             })
@@ -309,6 +396,7 @@ mod tests {
             };
             got.push(match state.judge(rule, &eval, &vars, ts) {
                 Step::Undecided(_) => Step::Undecided(String::new()),
+                Step::Failed(_) => Step::Failed(String::new()),
                 s => s,
             });
         }
@@ -379,7 +467,13 @@ mod tests {
         check(
             &not_bool,
             &[(0, "co2", 1.0)],
-            &[Step::Undecided(String::new())],
+            &[Step::Failed(String::new())],
+        );
+        let type_error = rule(r#"co2 > 1.0 && device.kind > 2"#, None, 0);
+        check(
+            &type_error,
+            &[(0, "co2", 2.0)],
+            &[Step::Failed(String::new())],
         );
     }
 

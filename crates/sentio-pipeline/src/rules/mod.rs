@@ -8,6 +8,8 @@
 pub(crate) mod actions;
 pub(crate) mod compile;
 pub(crate) mod judge;
+pub mod replay;
+pub mod report;
 pub(crate) mod window;
 
 pub use actions::ActionDesks;

@@ -4,3 +4,5 @@
 
 mod alerts;
 mod api;
+mod replay;
+mod runtime;
