@@ -80,7 +80,7 @@ impl DeviceAuth {
         reason: &'static str,
     ) -> AuthResult {
         Counters::bump(&self.counters.auth_failures);
-        if !is_token(user) && edge_of(user).is_none() {
+        if is_device_user(user) {
             self.refusals.record(user, client_addr);
         }
         if let Some(r) = self.limits.auth.failed(client_addr.ip(), Instant::now()) {
@@ -257,46 +257,26 @@ impl AuthProvider for DeviceAuth {
                 .as_deref()
                 .and_then(|p| std::str::from_utf8(p).ok())
                 .unwrap_or("");
-            if is_token(user) {
-                if self.tokens.verify_token(user, password).is_some() {
-                    return Ok(admit(
-                        &self.clients,
-                        &self.limits,
-                        ticket,
-                        connect,
-                        client_addr,
-                        Some(user),
-                    ));
-                }
-                return Ok(self.refuse_credential(
-                    user,
-                    client_addr,
+            // One check per kind of identity; the username of a refused device is not logged:
+            // an unknown one may be a secret typed in the wrong field.
+            let (verified, refusal) = if is_token(user) {
+                (
+                    self.tokens.verify_token(user, password).is_some(),
                     "unknown or revoked token, or wrong password",
-                ));
-            }
-            if let Some(edge) = edge_of(user) {
-                if EdgeId::parse(edge).is_ok_and(|e| self.edges.verify_edge(&e, password)) {
-                    return Ok(admit(
-                        &self.clients,
-                        &self.limits,
-                        ticket,
-                        connect,
-                        client_addr,
-                        Some(user),
-                    ));
-                }
-                return Ok(self.refuse_credential(
-                    user,
-                    client_addr,
+                )
+            } else if let Some(edge) = edge_of(user) {
+                (
+                    EdgeId::parse(edge).is_ok_and(|e| self.edges.verify_edge(&e, password)),
                     "unknown edge or wrong secret",
-                ));
-            }
-            // A user name that is not a device id names no device.
-            let device = DeviceId::parse(user).ok();
-            if device
-                .as_ref()
-                .is_some_and(|d| self.registry.verify_secret(d, password))
-            {
+                )
+            } else {
+                // A user name that is not a device id names no device.
+                (
+                    DeviceId::parse(user).is_ok_and(|d| self.registry.verify_secret(&d, password)),
+                    "unknown device or wrong secret",
+                )
+            };
+            if verified {
                 return Ok(admit(
                     &self.clients,
                     &self.limits,
@@ -306,9 +286,7 @@ impl AuthProvider for DeviceAuth {
                     Some(user),
                 ));
             }
-            // The username is not logged: an unknown one may be a secret typed in the wrong
-            // field.
-            Ok(self.refuse_credential(user, client_addr, "unknown device or wrong secret"))
+            Ok(self.refuse_credential(user, client_addr, refusal))
         })
     }
 
