@@ -18,13 +18,22 @@ fn find(dir: &Path, needles: &[(&str, Vec<u8>)]) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
+        // The node runs while this walks: the broker's queue store may rotate or compact a
+        // file away between the listing and the read; a file that is gone holds nothing.
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
             let path = e.path();
             if path.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let bytes = std::fs::read(&path).unwrap();
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{}: {e}", path.display()),
+            };
             for (name, needle) in needles {
                 if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
                     found.push(format!("{name} in {}", path.display()));
