@@ -77,6 +77,27 @@ pub mod topic {
         Some((id, kind))
     }
 
+    /// Why the node must not publish a message of its own (a rule's `publish` action, an MQTT
+    /// notification channel) on `topic`, if it must not: empty or over 1,024 bytes, a
+    /// wildcard or NUL, a `$` topic, or a command or desired twin (those go through their own
+    /// desks, which keep their state).
+    pub fn node_publish_refusal(topic: &str) -> Option<&'static str> {
+        if topic.is_empty() || topic.len() > 1024 {
+            Some("give 1-1024 bytes")
+        } else if topic.contains(['+', '#', '\0']) {
+            Some("a topic name, without + or #")
+        } else if topic.starts_with('$') {
+            Some("not a $ topic")
+        } else if matches!(
+            exchange(topic),
+            Some((_, Exchange::Command(_) | Exchange::Desired))
+        ) {
+            Some("commands and desired twins are sent by the command and set_desired actions")
+        } else {
+            None
+        }
+    }
+
     /// A topic of the command and twin exchange (see [`exchange`]).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Exchange<'a> {

@@ -119,14 +119,21 @@ pub enum ChannelTarget {
         /// Recipients.
         to: Vec<String>,
     },
+    /// A QoS 1 message from the node itself through its own broker, for integrations that
+    /// subscribe (a topic that [`crate::topic::node_publish_refusal`] accepts).
+    Mqtt {
+        /// The topic, without wildcards.
+        topic: String,
+    },
 }
 
 impl ChannelTarget {
-    /// `webhook` or `email`.
+    /// `webhook`, `email` or `mqtt`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Webhook { .. } => "webhook",
             Self::Email { .. } => "email",
+            Self::Mqtt { .. } => "mqtt",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The delivery task: sends the outbox's due messages, one at a time, oldest first; a success
+//! The delivery task: sends the outbox's due messages, one at a time, oldest first (a webhook,
+//! an e-mail, or an MQTT message through the node's own broker); a success
 //! removes the message, a failure schedules the next attempt (exponential back-off) or, past
 //! `give_up_after`, gives it up. Failures are counted on the channel (`GET
 //! /api/v1/channels`, `/metrics`).
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{Channel, ChannelTarget};
+use sentio_pipeline::actuate::CourierSlot;
 use sentio_store::{NotifyStore, OutboxMessage};
 use tokio::sync::watch;
 use tracing::{debug, error, warn};
@@ -23,13 +25,14 @@ pub async fn run(
     config: NotifyConfig,
     store: std::sync::Arc<dyn NotifyStore>,
     handle: NotifyHandle,
+    courier: CourierSlot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         if *shutdown.borrow() {
             break;
         }
-        match round(&config, store.as_ref(), &shutdown).await {
+        match round(&config, store.as_ref(), &courier, &shutdown).await {
             Ok(sent) if sent == BATCH => continue,
             Ok(_) => {}
             Err(e) => error!(error = %e, "notification outbox unreadable"),
@@ -45,6 +48,7 @@ pub async fn run(
 async fn round(
     config: &NotifyConfig,
     store: &dyn NotifyStore,
+    courier: &CourierSlot,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<usize, sentio_store::StoreError> {
     let due = store.due_messages(now_ms(), BATCH).await?;
@@ -58,7 +62,7 @@ async fn round(
             break;
         }
         let result = match channels.iter().find(|c| c.name == m.message.channel) {
-            Some(c) => attempt(config, c, &m).await,
+            Some(c) => attempt(config, c, courier, &m).await,
             None => Err(DeliveryError::Config("the channel is gone".into())),
         };
         match result {
@@ -83,6 +87,7 @@ async fn round(
 async fn attempt(
     config: &NotifyConfig,
     channel: &Channel,
+    courier: &CourierSlot,
     m: &OutboxMessage,
 ) -> Result<(), DeliveryError> {
     let timeout = Duration::from_millis(config.attempt_timeout_ms.max(1) as u64);
@@ -92,6 +97,17 @@ async fn attempt(
         }
         target @ ChannelTarget::Email { .. } => {
             email::send(target, &m.message.msg_id, &m.message.body, timeout).await
+        }
+        ChannelTarget::Mqtt { topic } => {
+            let courier = courier
+                .get()
+                .ok_or_else(|| DeliveryError::Transport("the broker is not running yet".into()))?;
+            // Routed by the node's broker once this returns (QoS 1, kept for persistent
+            // sessions); a subscriber that is away misses it, as with any MQTT message.
+            courier
+                .publish(topic.clone(), m.message.body.clone().into_bytes(), false)
+                .await;
+            Ok(())
         }
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 /// A notification body (`data` the alert or group; read back as a JSON value).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Body<D = serde_json::Value> {
-    /// `alert.opened` or `alert.group`.
+    /// `alert.opened`, `alert.acknowledged`, `alert.resolved`, `alert.group` or
+    /// `alert.group.resolved`.
     #[serde(rename = "type")]
     pub kind: String,
     /// When the alert (or the group's first member) opened, RFC 3339.
@@ -31,6 +32,32 @@ struct AlertData<'a> {
     severity: &'static str,
     message: &'a str,
     opened_ms: i64,
+    /// Who acknowledged it, once someone has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acknowledged_by: Option<&'a str>,
+    /// When it resolved, once it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_ms: Option<i64>,
+    /// Who resolved it by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_by: Option<&'a str>,
+}
+
+impl<'a> AlertData<'a> {
+    fn of(a: &'a Alert) -> Self {
+        Self {
+            id: a.id.get(),
+            device: &a.device,
+            metric: &a.metric,
+            kind: a.explanation.kind.as_str(),
+            severity: a.severity().as_str(),
+            message: &a.explanation.message,
+            opened_ms: a.opened_ms,
+            acknowledged_by: a.ack.as_ref().map(|k| k.by.as_str()),
+            resolved_ms: a.resolved_ms,
+            resolved_by: a.resolved_by.as_deref(),
+        }
+    }
 }
 
 /// A group in a notification.
@@ -55,22 +82,24 @@ pub fn alert_msg_id(id: i64) -> String {
     format!("alert-{id}")
 }
 
+/// The message id of what `event` (`acknowledged`, `resolved`) says of alert `id`.
+pub fn alert_event_msg_id(id: i64, event: &str) -> String {
+    format!("alert-{id}-{event}")
+}
+
 /// The message id of group `id`'s notification.
 pub fn group_msg_id(id: i64) -> String {
     format!("group-{id}")
 }
 
+/// The message id of a grouped resolution whose first member is alert `first`.
+pub fn group_resolved_msg_id(first: i64) -> String {
+    format!("group-resolved-{first}")
+}
+
 /// The body announcing that `a` opened.
 pub fn alert_opened(a: &Alert) -> String {
-    let data = AlertData {
-        id: a.id.get(),
-        device: &a.device,
-        metric: &a.metric,
-        kind: a.explanation.kind.as_str(),
-        severity: a.severity().as_str(),
-        message: &a.explanation.message,
-        opened_ms: a.opened_ms,
-    };
+    let data = AlertData::of(a);
     let body = Body {
         kind: "alert.opened".into(),
         timestamp: format_time(a.opened_ms),
@@ -79,6 +108,54 @@ pub fn alert_opened(a: &Alert) -> String {
             data.severity, data.kind, a.metric, a.device, a.explanation.message
         ),
         data,
+    };
+    serde_json::to_string(&body).expect("bodies serialise")
+}
+
+/// The body announcing that `a` was `event` (`acknowledged` or `resolved`) at `now_ms`.
+pub fn alert_changed(a: &Alert, event: &str, now_ms: i64) -> String {
+    let data = AlertData::of(a);
+    let by = match event {
+        "acknowledged" => data.acknowledged_by,
+        _ => data.resolved_by,
+    };
+    let body = Body {
+        kind: format!("alert.{event}"),
+        timestamp: format_time(match event {
+            "resolved" => a.resolved_ms.unwrap_or(now_ms),
+            _ => a.ack.as_ref().map_or(now_ms, |k| k.at_ms),
+        }),
+        summary: format!(
+            "[{}] {event}{}: {} {} on {}",
+            data.severity,
+            by.map(|b| format!(" by {b}")).unwrap_or_default(),
+            data.kind,
+            a.metric,
+            a.device
+        ),
+        data,
+    };
+    serde_json::to_string(&body).expect("bodies serialise")
+}
+
+/// The body announcing that the silence alerts of `members` (alert id, device) of
+/// `device_kind` resolved together.
+pub fn group_resolved(device_kind: &str, members: &[(i64, String)], now_ms: i64) -> String {
+    let body = Body {
+        kind: "alert.group.resolved".into(),
+        timestamp: format_time(now_ms),
+        summary: format!(
+            "{} {device_kind} devices are back: their silence alerts resolved together",
+            members.len()
+        ),
+        data: serde_json::json!({
+            "device_kind": device_kind,
+            "count": members.len(),
+            "members": members
+                .iter()
+                .map(|(alert, device)| serde_json::json!({"alert": alert, "device": device}))
+                .collect::<Vec<_>>(),
+        }),
     };
     serde_json::to_string(&body).expect("bodies serialise")
 }

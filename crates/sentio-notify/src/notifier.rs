@@ -1,9 +1,15 @@
-//! The notifier task: silences, grouping and routing, from an opened alert to outbox messages.
+//! The notifier task: silences, grouping and routing, from an alert that opened, was
+//! acknowledged or resolved to outbox messages.
 //!
 //! **Grouping rule.** A silence alert is held, per device kind, for `group_wait` from the
 //! first one held. When the wait ends, `group_min` or more held together become one
 //! [`AlertGroup`] (saved, with its members) and one message per channel that a member is
-//! routed to; fewer are notified one by one. Other alert kinds are never held.
+//! routed to; fewer are notified one by one. Their resolutions are held the same way (a fleet
+//! that comes back together is one message). Other alert kinds, and acknowledgements, are
+//! never held.
+//!
+//! **Follow-ups.** An acknowledgement or a resolution goes to the channels the alert is routed
+//! to now, unless the alert was silenced (it was never notified).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,7 +18,7 @@ use std::time::Duration;
 
 use sentio_core::time::now_ms;
 use sentio_core::{AlertKey, AlertKind, Channel, RuleAction, RuleId, Silence, Subject};
-use sentio_pipeline::Notice;
+use sentio_pipeline::{Notice, NoticeEvent};
 use sentio_store::{AlertGroup, NewMessage, Stores};
 use tokio::sync::{Notify, mpsc};
 use tracing::{error, info};
@@ -69,7 +75,8 @@ pub struct Notifier {
     channels: Vec<Channel>,
     /// The channels each rule's `notify` actions name.
     rule_channels: HashMap<RuleId, Vec<String>>,
-    held: BTreeMap<Arc<str>, Held>,
+    /// Held silence alerts by what happened to them and device kind.
+    held: BTreeMap<(NoticeEvent, Arc<str>), Held>,
 }
 
 impl Notifier {
@@ -144,25 +151,32 @@ impl Notifier {
     async fn take(&mut self, n: Notice) {
         self.refresh().await;
         let now = now_ms();
-        if let Some(s) = self
-            .silences
-            .iter()
-            .find(|s| s.active(now) && s.matcher.matches(&n.alert, &n.device_kind, &n.labels))
-        {
-            info!(alert = %n.alert.id, silence = s.id, "alert silenced: not notified");
-            if let Err(e) = self
-                .stores
-                .notify
-                .mark_silenced(n.alert.id.get(), s.id)
-                .await
+        if n.event == NoticeEvent::Opened {
+            if let Some(s) = self
+                .silences
+                .iter()
+                .find(|s| s.active(now) && s.matcher.matches(&n.alert, &n.device_kind, &n.labels))
             {
-                error!(error = %e, "could not record a silence on an alert");
+                info!(alert = %n.alert.id, silence = s.id, "alert silenced: not notified");
+                if let Err(e) = self
+                    .stores
+                    .notify
+                    .mark_silenced(n.alert.id.get(), s.id)
+                    .await
+                {
+                    error!(error = %e, "could not record a silence on an alert");
+                }
+                return;
             }
+        } else if self.was_silenced(&n).await {
             return;
         }
-        if n.alert.explanation.kind == AlertKind::Silence && self.config.group_min > 0 {
+        if n.alert.explanation.kind == AlertKind::Silence
+            && self.config.group_min > 0
+            && n.event != NoticeEvent::Acknowledged
+        {
             self.held
-                .entry(n.device_kind.clone())
+                .entry((n.event, n.device_kind.clone()))
                 .or_insert_with(|| Held {
                     since_ms: now,
                     notices: Vec::new(),
@@ -175,20 +189,37 @@ impl Notifier {
         self.enqueue(messages).await;
     }
 
+    /// Whether `n`'s alert was silenced when it opened (so nobody heard of it).
+    async fn was_silenced(&self, n: &Notice) -> bool {
+        if n.alert.silenced_by.is_some() {
+            return true;
+        }
+        match self.stores.alerts.get_alert(n.alert.id.get()).await {
+            Ok(stored) => stored.is_some_and(|a| a.silenced_by.is_some()),
+            Err(e) => {
+                error!(error = %e, alert = %n.alert.id, "could not read an alert: notified anyway");
+                false
+            }
+        }
+    }
+
     /// Notifies the held alerts whose wait has ended (all of them with `all`).
     async fn flush(&mut self, now: i64, all: bool) {
-        let due: Vec<Arc<str>> = self
+        let due: Vec<(NoticeEvent, Arc<str>)> = self
             .held
             .iter()
             .filter(|(_, h)| all || now - h.since_ms >= self.config.group_wait_ms)
             .map(|(k, _)| k.clone())
             .collect();
-        for device_kind in due {
-            let Some(held) = self.held.remove(&device_kind) else {
+        for key in due {
+            let Some(held) = self.held.remove(&key) else {
                 continue;
             };
-            if held.notices.len() >= self.config.group_min {
+            let (event, device_kind) = key;
+            if held.notices.len() >= self.config.group_min && event == NoticeEvent::Opened {
                 self.notify_group(&device_kind, held, now).await;
+            } else if held.notices.len() >= self.config.group_min {
+                self.notify_group_resolved(&device_kind, held, now).await;
             } else {
                 let messages = held
                     .notices
@@ -231,6 +262,30 @@ impl Notifier {
             "alerts grouped"
         );
         let body = message::group_opened(&group);
+        self.notify_held(&held, message::group_msg_id(group.id), body, now)
+            .await;
+    }
+
+    /// `held` resolved silence alerts of `device_kind`, many enough to be one message.
+    async fn notify_group_resolved(&mut self, device_kind: &str, held: Held, now: i64) {
+        let members: Vec<(i64, String)> = held
+            .notices
+            .iter()
+            .map(|n| (n.alert.id.get(), n.alert.device.clone()))
+            .collect();
+        info!(
+            device_kind,
+            members = members.len(),
+            "grouped alerts resolved"
+        );
+        let first = members.iter().map(|(id, _)| *id).min().unwrap_or_default();
+        let body = message::group_resolved(device_kind, &members, now);
+        self.notify_held(&held, message::group_resolved_msg_id(first), body, now)
+            .await;
+    }
+
+    /// One message `msg_id` with `body` to every channel a member of `held` is routed to.
+    async fn notify_held(&mut self, held: &Held, msg_id: String, body: String, now: i64) {
         let mut names: Vec<String> = held
             .notices
             .iter()
@@ -242,7 +297,7 @@ impl Notifier {
             .into_iter()
             .map(|channel| NewMessage {
                 channel,
-                msg_id: message::group_msg_id(group.id),
+                msg_id: msg_id.clone(),
                 body: body.clone(),
                 created_ms: now,
             })
@@ -280,12 +335,21 @@ impl Notifier {
         if names.is_empty() {
             return Vec::new();
         }
-        let body = message::alert_opened(&n.alert);
+        let (msg_id, body) = match n.event {
+            NoticeEvent::Opened => (
+                message::alert_msg_id(n.alert.id.get()),
+                message::alert_opened(&n.alert),
+            ),
+            event => (
+                message::alert_event_msg_id(n.alert.id.get(), event.as_str()),
+                message::alert_changed(&n.alert, event.as_str(), now),
+            ),
+        };
         names
             .into_iter()
             .map(|channel| NewMessage {
                 channel,
-                msg_id: message::alert_msg_id(n.alert.id.get()),
+                msg_id: msg_id.clone(),
                 body: body.clone(),
                 created_ms: now,
             })

@@ -39,7 +39,7 @@ pub use bus::{Bus, Event, LocalBus, Subscription};
 pub use control::{Control, DeclaredLimit};
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
-pub use notice::{Notice, NoticeSender};
+pub use notice::{Notice, NoticeEvent, NoticeSender};
 pub use presence::Presence;
 pub use series_limit::DEFAULT_MAX_SERIES_PER_DEVICE;
 pub use stats::Stats;

@@ -161,6 +161,10 @@ enum TargetV1 {
         from: String,
         to: Vec<String>,
     },
+    /// Added in version 1 (a new variant: older rows still read).
+    Mqtt {
+        topic: String,
+    },
 }
 
 impl From<&ChannelTarget> for TargetV1 {
@@ -184,6 +188,7 @@ impl From<&ChannelTarget> for TargetV1 {
                 from,
                 to,
             },
+            ChannelTarget::Mqtt { topic } => Self::Mqtt { topic },
         }
     }
 }
@@ -211,6 +216,7 @@ impl TryFrom<TargetV1> for ChannelTarget {
                 from,
                 to,
             },
+            TargetV1::Mqtt { topic } => Self::Mqtt { topic },
         })
     }
 }

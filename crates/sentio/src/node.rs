@@ -248,6 +248,7 @@ impl Node {
             notify_config,
             stores.notify.clone(),
             notify_handle.clone(),
+            pipeline.courier.clone(),
             stop_rx.clone(),
         )));
         let state = AppState {

@@ -172,7 +172,14 @@ pub struct EmailDto {
     pub to: Vec<String>,
 }
 
-/// `POST /api/v1/channels` body: one of `webhook` or `email`, and an optional route.
+/// An MQTT channel's settings: the topic the node publishes each notification on.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttDto {
+    pub topic: String,
+}
+
+/// `POST /api/v1/channels` body: one of `webhook`, `email` or `mqtt`, and an optional route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelBody {
@@ -181,6 +188,8 @@ pub struct ChannelBody {
     pub webhook: Option<WebhookDto>,
     #[serde(default)]
     pub email: Option<EmailDto>,
+    #[serde(default)]
+    pub mqtt: Option<MqttDto>,
     /// The alerts routed to it; absent: only those of rules that name it.
     #[serde(default)]
     pub route: Option<AlertSelectorDto>,
@@ -192,8 +201,8 @@ impl ChannelBody {
         if !Channel::valid_name(&self.name) {
             return Err("name: 1-64 characters from a-z 0-9 _ -".into());
         }
-        let target = match (self.webhook, self.email) {
-            (Some(w), None) => {
+        let target = match (self.webhook, self.email, self.mqtt) {
+            (Some(w), None, None) => {
                 if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                     return Err("webhook.url: an http:// or https:// URL".into());
                 }
@@ -203,7 +212,7 @@ impl ChannelBody {
                 }
                 ChannelTarget::Webhook { url: w.url, secret }
             }
-            (None, Some(e)) => {
+            (None, Some(e), None) => {
                 if e.to.is_empty() || !e.from.contains('@') || e.to.iter().any(|t| !t.contains('@'))
                 {
                     return Err("email: from and at least one to address".into());
@@ -223,7 +232,13 @@ impl ChannelBody {
                     to: e.to,
                 }
             }
-            _ => return Err("give one of webhook or email".into()),
+            (None, None, Some(m)) => {
+                if let Some(why) = sentio_core::topic::node_publish_refusal(&m.topic) {
+                    return Err(format!("mqtt.topic: {why}"));
+                }
+                ChannelTarget::Mqtt { topic: m.topic }
+            }
+            _ => return Err("give one of webhook, email or mqtt".into()),
         };
         Ok(Channel {
             name: self.name,
@@ -244,6 +259,8 @@ pub struct ChannelView {
     pub webhook: Option<WebhookDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttDto>,
     pub route: Option<AlertSelectorDto>,
     /// Notifications it accepted.
     pub delivered: u64,
@@ -261,14 +278,14 @@ pub struct ChannelView {
 impl ChannelView {
     /// `c` with its counters; `show_secret` in the answer that created it.
     pub fn new(c: &Channel, stats: Option<&ChannelStats>, show_secret: bool) -> Self {
-        let (webhook, email) = match &c.target {
-            ChannelTarget::Webhook { url, secret } => (
-                Some(WebhookDto {
+        let (mut webhook, mut email, mut mqtt) = (None, None, None);
+        match &c.target {
+            ChannelTarget::Webhook { url, secret } => {
+                webhook = Some(WebhookDto {
                     url: url.clone(),
                     secret: show_secret.then(|| secret.clone()),
-                }),
-                None,
-            ),
+                })
+            }
             ChannelTarget::Email {
                 host,
                 port,
@@ -277,9 +294,8 @@ impl ChannelView {
                 from,
                 to,
                 ..
-            } => (
-                None,
-                Some(EmailDto {
+            } => {
+                email = Some(EmailDto {
                     host: host.clone(),
                     port: *port,
                     security: Some(security.as_str().into()),
@@ -287,15 +303,21 @@ impl ChannelView {
                     password: None,
                     from: from.clone(),
                     to: to.clone(),
-                }),
-            ),
-        };
+                })
+            }
+            ChannelTarget::Mqtt { topic } => {
+                mqtt = Some(MqttDto {
+                    topic: topic.clone(),
+                })
+            }
+        }
         let stats = stats.cloned().unwrap_or_default();
         Self {
             name: c.name.clone(),
             kind: c.target.type_name(),
             webhook,
             email,
+            mqtt,
             route: c.route.as_ref().map(AlertSelectorDto::from),
             delivered: stats.delivered,
             pending: stats.pending,

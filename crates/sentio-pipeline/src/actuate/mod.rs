@@ -43,7 +43,8 @@ impl CourierSlot {
         let _ = self.0.set(courier);
     }
 
-    pub(crate) fn get(&self) -> Option<&Arc<dyn Courier>> {
+    /// The courier, once the broker is bound.
+    pub fn get(&self) -> Option<&Arc<dyn Courier>> {
         self.0.get()
     }
 }

@@ -37,8 +37,8 @@ use tracing::{error, info, warn};
 use crate::rules::ActionDesks;
 use crate::rules::judge::twin_value;
 use crate::{
-    AlertTracker, Bus, Event, Notice, NoticeSender, PipelineConfig, PipelineError, Stats, Stores,
-    Transition,
+    AlertTracker, Bus, Event, Notice, NoticeEvent, NoticeSender, PipelineConfig, PipelineError,
+    Stats, Stores, Transition,
 };
 use watch::{DeviceBatch, Finding, Verdict, Watch};
 
@@ -517,25 +517,13 @@ impl DetectStage {
                 Stats::add(&self.stats.alerts_opened, 1);
                 warn!(alert = %id, kind = alert.explanation.kind.as_str(), device = %alert.device,
                       metric = %alert.metric, "alert opened: {}", alert.explanation.message);
-                if let Some(tx) = &self.notices {
-                    let notice = Notice {
-                        alert: alert.clone(),
-                        device_kind: self
-                            .kinds
-                            .get(&key.device)
-                            .cloned()
-                            .unwrap_or_else(|| UNKNOWN_KIND.into()),
-                        labels: self.labels.get(&key.device).cloned().unwrap_or_default(),
-                    };
-                    // Waits while the notifier is behind; fails only once it has stopped.
-                    if tx.send(notice).await.is_err() {
-                        warn!(alert = %id, "the notifier has stopped: alert not notified");
-                    }
-                }
+                self.notify(NoticeEvent::Opened, &key.device, &alert).await;
             }
             Change::Resolved => {
                 Stats::add(&self.stats.alerts_resolved, 1);
                 info!(alert = %id, device = %alert.device, metric = %alert.metric, "alert resolved");
+                self.notify(NoticeEvent::Resolved, &key.device, &alert)
+                    .await;
             }
             Change::Escalated => {}
         }
@@ -543,6 +531,27 @@ impl DetectStage {
             alert: Box::new(alert),
         });
         Some(id)
+    }
+
+    /// Tells the notifier what happened to `alert` of `device`. Waits while the notifier is
+    /// behind; fails only once it has stopped.
+    async fn notify(&mut self, event: NoticeEvent, device: &DeviceId, alert: &Alert) {
+        let Some(tx) = &self.notices else {
+            return;
+        };
+        let notice = Notice {
+            event,
+            alert: alert.clone(),
+            device_kind: self
+                .kinds
+                .get(device)
+                .cloned()
+                .unwrap_or_else(|| UNKNOWN_KIND.into()),
+            labels: self.labels.get(device).cloned().unwrap_or_default(),
+        };
+        if tx.send(notice).await.is_err() {
+            warn!(alert = %alert.id, event = event.as_str(), "the notifier has stopped: alert not notified");
+        }
     }
 
     async fn command(&mut self, cmd: Command) {
@@ -716,6 +725,8 @@ impl DetectStage {
         }
         info!(alert = %id, device = %key.device, by = %ack.by, "alert acknowledged");
         alert.ack = Some(ack);
+        self.notify(NoticeEvent::Acknowledged, &key.device, &alert)
+            .await;
         self.bus.publish(Event::Alert {
             alert: Box::new(alert.clone()),
         });
@@ -739,6 +750,8 @@ impl DetectStage {
         }
         Stats::add(&self.stats.alerts_resolved, 1);
         info!(alert = %id, device = %key.device, by = ?resolved.resolved_by, "alert resolved by hand");
+        self.notify(NoticeEvent::Resolved, &key.device, &resolved)
+            .await;
         self.save_states().await;
         self.bus.publish(Event::Alert {
             alert: Box::new(resolved.clone()),
@@ -781,6 +794,8 @@ impl DetectStage {
         let mut updated = alert.clone();
         if close && alert.state == AlertState::Open {
             updated = self.close_now(alert, key).await?;
+            self.notify(NoticeEvent::Resolved, &key.device, &updated)
+                .await;
         }
         let feedback = Feedback {
             false_alarm,

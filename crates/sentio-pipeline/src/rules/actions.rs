@@ -3,7 +3,7 @@
 //! Never on the detect stage's path: [`run`] is spawned, and a failing action is logged and
 //! leaves the others (and the alert) as they are.
 
-use sentio_core::topic::{self, Exchange};
+use sentio_core::topic;
 use sentio_core::{DeviceId, RuleAction, RuleId};
 use tracing::{info, warn};
 
@@ -55,19 +55,8 @@ pub fn check(actions: &[RuleAction]) -> Result<(), RuleError> {
                 );
                 let why = if t.is_empty() || t.len() > MAX_TOPIC_LEN {
                     Some("give 1-1024 bytes")
-                } else if sample.contains(['+', '#', '\0']) {
-                    Some("a topic name, without + or #")
-                } else if sample.starts_with('$') {
-                    Some("not a $ topic")
-                } else if matches!(
-                    topic::exchange(&sample),
-                    Some((_, Exchange::Command(_) | Exchange::Desired))
-                ) {
-                    Some(
-                        "commands and desired twins are sent by the command and set_desired actions",
-                    )
                 } else {
-                    None
+                    topic::node_publish_refusal(&sample)
                 };
                 if let Some(why) = why {
                     return Err(RuleError::new("actions.publish.topic", why));

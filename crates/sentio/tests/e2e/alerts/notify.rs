@@ -2,7 +2,9 @@
 //! recovers, with a Sentio restart in between, gets every notification exactly once, each
 //! signed (the signature is checked here with its own HMAC); a silence mutes an alert that is
 //! still recorded; a rule's `notify` action mails its channel through an SMTP server started in
-//! the test; 200 devices going quiet at once raise one grouped notification.
+//! the test; 200 devices going quiet at once raise one grouped notification (and one when they are
+//! back); an MQTT channel
+//! and a webhook hear an alert open, acknowledged and resolved (a silenced one: nothing).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -227,6 +229,18 @@ async fn a_silence_mutes_a_notification_and_a_rule_mails_its_channel() {
         "recorded, shown as silenced"
     );
     assert_eq!(muted["state"], "open");
+    // Nobody heard of it opening, so nobody hears of it resolving either.
+    let r = olga
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{}/resolve", muted["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(hook.hooks().len(), 1, "{:?}", hook.hooks());
+    assert_eq!(smtp.mails().len(), 1);
 
     let path = format!("/api/v1/silences/{silence_id}");
     assert_eq!(vic.call("DELETE", &path, None).await.status, 403);
@@ -235,8 +249,21 @@ async fn a_silence_mutes_a_notification_and_a_rule_mails_its_channel() {
     node.shutdown().await;
 }
 
+/// Every device of `fleet` (id, secret) posts `power`, eight at a time.
+async fn report_all(node: &sentio::node::Node, fleet: &[(String, String)], power: i64) {
+    let posts = fleet
+        .chunks(fleet.len().div_ceil(8))
+        .map(|chunk| async move {
+            for (id, secret) in chunk {
+                let (st, _) = post_telemetry(node, id, secret, &[json!({"power": power})]).await;
+                assert_eq!(st, 200);
+            }
+        });
+    futures_util::future::join_all(posts).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_devices_going_quiet_raise_one_grouped_notification() {
+async fn two_hundred_devices_going_quiet_and_coming_back_raise_one_grouped_notification_each() {
     let _heavy = heavy().await;
     const DEVICES: usize = 200;
     let dir = tempfile::tempdir().unwrap();
@@ -257,17 +284,7 @@ async fn two_hundred_devices_going_quiet_raise_one_grouped_notification() {
     }
     // Every device reports twelve times (its cadence is learnt), then all go quiet together.
     for round in 0..12 {
-        let posts = fleet.chunks(DEVICES / 8).map(|chunk| {
-            let node = &node;
-            async move {
-                for (id, secret) in chunk {
-                    let (st, _) =
-                        post_telemetry(node, id, secret, &[json!({"power": 100 + round})]).await;
-                    assert_eq!(st, 200);
-                }
-            }
-        });
-        futures_util::future::join_all(posts).await;
+        report_all(&node, &fleet, 100 + round).await;
     }
     let grouped = eventually(60, || async {
         hook.hooks()
@@ -297,5 +314,162 @@ async fn two_hundred_devices_going_quiet_raise_one_grouped_notification() {
         .filter(|a| a["explanation"]["kind"] == "silence")
         .count();
     assert_eq!(silent, DEVICES, "every member is still its own alert");
+
+    // The fleet comes back together: one message says so, not 200.
+    report_all(&node, &fleet, 100).await;
+    let back = eventually(60, || async {
+        hook.hooks()
+            .into_iter()
+            .find(|h| h.body.contains("alert.group.resolved"))
+    })
+    .await
+    .expect("one grouped resolution");
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    assert_eq!(hook.hooks().len(), 2, "{:?}", hook.hooks().len());
+    let body: Value = serde_json::from_str(&back.body).unwrap();
+    assert_eq!(body["data"]["count"], DEVICES, "{body}");
+    node.shutdown().await;
+}
+
+/// The bodies `hook` accepted, by message id.
+fn accepted_bodies(hook: &WebhookReceiver) -> BTreeMap<String, Value> {
+    hook.hooks()
+        .into_iter()
+        .filter(|h| h.status == 204)
+        .map(|h| (h.id, serde_json::from_str(&h.body).unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_channel_and_a_webhook_hear_an_alert_open_acknowledged_and_resolved() {
+    use rumqttc::{Packet, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let hook = WebhookReceiver::start(false).await;
+    let node = start(dir.path()).await;
+    for bad in ["ops/#", "$SYS/alerts", "devices/room-1/commands/c1", ""] {
+        let (st, v) = api(
+            &node,
+            "POST",
+            "/api/v1/channels",
+            Some(json!({"name": "bus", "mqtt": {"topic": bad}})),
+        )
+        .await;
+        assert_eq!(st, 422, "{bad:?}: {v}");
+        assert!(v.to_string().contains("mqtt.topic"), "{v}");
+    }
+    let bus = channel(
+        &node,
+        json!({"name": "bus", "mqtt": {"topic": "ops/alerts"}, "route": {}}),
+    )
+    .await;
+    assert_eq!(bus["type"], "mqtt");
+    assert_eq!(bus["mqtt"]["topic"], "ops/alerts");
+    channel(
+        &node,
+        json!({"name": "hook", "webhook": {"url": hook.url, "secret": SECRET}, "route": {}}),
+    )
+    .await;
+    // An integration listens on the channel's topic with a token of its own.
+    let (_, user, pass) = create_token(
+        &node,
+        "ops",
+        json!([{"filter": "ops/#", "rights": "subscribe"}]),
+    )
+    .await;
+    let (listener, mut el) = mqtt_connect(&node, "ops-listener", &user, &pass)
+        .await
+        .unwrap();
+    listener
+        .subscribe("ops/alerts", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next_v3(&mut el, |p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await
+        .unwrap();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = heard.clone();
+    let listening = tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let rumqttc::Event::Incoming(Packet::Publish(p)) = ev {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&p.payload).unwrap());
+            }
+        }
+    });
+
+    let rule = json!({"id": "co2-high", "name": "CO2 high", "actions": ["alert"],
+                      "selector": {"kind": "room", "metrics": ["co2"]},
+                      "condition": "co2 > 1000", "clear_for": "1s"});
+    let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(st, 201, "{body}");
+    let secret = register(&node, "room-1", "room").await;
+    co2_high(&node, "room-1", &secret).await;
+    let alert = wait_for_kind(&node, "room-1", "rule", 10).await;
+    let id = alert["id"].as_i64().unwrap();
+    let olga = signed_in(&node, "olga", "operator").await;
+    let r = olga
+        .call("POST", &format!("/api/v1/alerts/{id}/ack"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Back to normal for longer than `clear_for`: the rule's alert resolves by itself.
+    for _ in 0..2 {
+        let (st, _) = post_telemetry(&node, "room-1", &secret, &[json!({"co2": 500})]).await;
+        assert_eq!(st, 200);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+    }
+    let (st, _) = post_telemetry(&node, "room-1", &secret, &[json!({"co2": 500})]).await;
+    assert_eq!(st, 200);
+
+    let want = [
+        format!("alert-{id}"),
+        format!("alert-{id}-acknowledged"),
+        format!("alert-{id}-resolved"),
+    ];
+    let hooks = eventually(15, || async {
+        let got = accepted_bodies(&hook);
+        want.iter().all(|w| got.contains_key(w)).then_some(got)
+    })
+    .await
+    .unwrap_or_else(|| panic!("webhook heard {:?}", hook.hooks()));
+    assert_eq!(hooks.len(), 3, "{hooks:?}");
+    assert_eq!(hooks[&want[0]]["type"], "alert.opened");
+    let acked = &hooks[&want[1]];
+    assert_eq!(acked["type"], "alert.acknowledged");
+    assert_eq!(acked["data"]["acknowledged_by"], "user:olga", "{acked}");
+    let resolved = &hooks[&want[2]];
+    assert_eq!(resolved["type"], "alert.resolved");
+    assert!(
+        resolved["data"]["resolved_ms"].as_i64().is_some(),
+        "{resolved}"
+    );
+    assert!(
+        resolved["summary"].as_str().unwrap().contains("resolved"),
+        "{resolved}"
+    );
+
+    let on_bus = eventually(10, || async {
+        let got = heard.lock().unwrap().clone();
+        (got.len() >= 3).then_some(got)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the MQTT channel carried {:?}", heard.lock().unwrap()));
+    let kinds: Vec<&str> = on_bus.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["alert.opened", "alert.acknowledged", "alert.resolved"],
+        "in order"
+    );
+    assert!(on_bus.iter().all(|b| b["data"]["id"] == id));
+    let (_, list) = api(&node, "GET", "/api/v1/channels", None).await;
+    let bus = list["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "bus")
+        .unwrap()
+        .clone();
+    assert_eq!(bus["delivered"], 3, "{bus}");
+    listening.abort();
     node.shutdown().await;
 }
