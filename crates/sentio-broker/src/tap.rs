@@ -60,6 +60,16 @@ impl BrokerEventHandler for TelemetryTap {
             if let Some(u) = user.filter(|u| is_device_user(u)) {
                 self.ingest.presence().connected(u);
             }
+            // A resumed session receives on its filters without a new SUBSCRIBE: a device
+            // whose session covers its command topic gets its pending commands now.
+            if !event.subscriptions.is_empty() {
+                let filters: Vec<String> =
+                    event.subscriptions.iter().map(|f| f.to_string()).collect();
+                self.limits
+                    .subscribed(&event.client_id, filters.iter().cloned());
+                self.exchange.subscribed(user, &filters);
+                self.clients.subscribed(&event.client_id, filters);
+            }
             if revoked {
                 // Revoked between its CONNECT and now: the revocation's sweep could not see it.
                 info!(user = ?user, client_id = ?event.client_id, "closing a client whose credential was revoked while it connected");

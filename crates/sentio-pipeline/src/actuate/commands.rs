@@ -169,19 +169,20 @@ impl Commands {
         self.push(device, true).await;
     }
 
-    /// The device acknowledged (PUBACK) the command published on its topic.
+    /// The device acknowledged (PUBACK) the command published on its topic. Its state changes
+    /// before it leaves the sent set, so a push in between cannot see it pending and unsent,
+    /// and send it again.
     pub async fn delivered(&self, device: &DeviceId, id: &CommandId) {
-        self.forget_sent(device, id).await;
         match self.inner.store.mark_delivered(device, id, now_ms()).await {
             Ok(Some(c)) => self.changed(&c),
             Ok(None) => {}
             Err(e) => warn!(%device, command = %id, error = %e, "command delivery not recorded"),
         }
+        self.forget_sent(device, id).await;
     }
 
     /// The device replied on `devices/<id>/commands/<cid>/reply`.
     pub async fn replied(&self, device: &DeviceId, id: &CommandId, payload: &[u8]) {
-        self.forget_sent(device, id).await;
         let (state, reply) = sentio_core::command::reply_outcome(payload);
         match self
             .inner
@@ -195,6 +196,7 @@ impl Commands {
             }
             Err(e) => warn!(%device, command = %id, error = %e, "command reply not recorded"),
         }
+        self.forget_sent(device, id).await;
     }
 
     /// Expires commands whose time ran out, every second, until `shutdown`.

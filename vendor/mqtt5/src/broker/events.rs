@@ -23,6 +23,9 @@ pub struct ClientConnectEvent {
     pub will_payload: Option<Bytes>,
     pub will_qos: Option<QoS>,
     pub will_retain: Option<bool>,
+    /// SENTIO-PATCH: the topic filters of a resumed session (empty for a new one), so that
+    /// the handler knows what the client receives without a new SUBSCRIBE.
+    pub subscriptions: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -619,6 +619,11 @@ impl ClientHandler {
                     .session
                     .as_ref()
                     .and_then(|s| s.will_message.as_ref().map(|w| w.retain)),
+                subscriptions: self
+                    .session
+                    .as_ref()
+                    .map(|s| s.subscriptions.keys().map(|f| Arc::from(f.as_str())).collect())
+                    .unwrap_or_default(),
             };
             handler.on_client_connect(event).await;
         }
