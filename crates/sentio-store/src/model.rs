@@ -397,6 +397,8 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Only entries about this device or token id (also an erased device's, by digest).
     pub subject: Option<String>,
+    /// Only entries older than this id (the next page after the last entry seen).
+    pub before: Option<i64>,
     /// Most entries, newest first.
     pub limit: usize,
 }

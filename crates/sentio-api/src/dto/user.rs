@@ -45,11 +45,15 @@ pub struct CreateUser {
     pub password: String,
 }
 
-/// `PATCH /api/v1/users/<name>` body.
+/// `PATCH /api/v1/users/<name>` body: a new role, a new password (which ends the user's
+/// sessions), or both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    pub role: RoleDto,
+    #[serde(default)]
+    pub role: Option<RoleDto>,
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// A user as the API shows it (never a password or hash).
@@ -119,5 +123,7 @@ mod tests {
             serde_json::from_str(r#"{"name":"bob","role":"viewer","password":"p"}"#).unwrap();
         assert_eq!(Role::from(body.role), Role::Viewer);
         assert!(serde_json::from_str::<UpdateUser>(r#"{"role":"root"}"#).is_err());
+        let reset: UpdateUser = serde_json::from_str(r#"{"password":"p"}"#).unwrap();
+        assert!(reset.role.is_none() && reset.password.is_some());
     }
 }

@@ -117,6 +117,27 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn set_password(&self, name: &str, password: &str) -> Result<User> {
+        user::validate_password(password)?;
+        let password = password.to_string();
+        let hash = blocking(move || user::hash_password(&password)).await??;
+        let name = name.to_string();
+        self.with_conn(move |_, conn| {
+            let tx = conn.transaction()?;
+            let Some((u, _)) = read_user(&tx, &name)? else {
+                return Err(StoreError::UnknownUser(name));
+            };
+            tx.execute(
+                "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                params![name, hash],
+            )?;
+            tx.execute("DELETE FROM sessions WHERE user = ?1", [&name])?;
+            tx.commit()?;
+            Ok(u)
+        })
+        .await
+    }
+
     async fn delete_user(&self, name: &str) -> Result<User> {
         let name = name.to_string();
         self.with_conn(move |_, conn| {
