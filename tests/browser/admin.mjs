@@ -33,14 +33,15 @@ try {
   // ---- rules ----
   await page.click('nav a[href="#/rules"]');
   await ready(page, 'rules');
-  await page.click('button:text-is("New rule")');
   const form = page.locator('form.rule-form');
-  await form.locator('input[name=id]').fill('hot');
-  await form.locator('input[name=name]').fill('Hot pump');
-  await form.locator('input[name=kind]').fill('pump');
-  await form.locator('input[name=metrics]').fill('temp');
-  await form.locator('textarea[name=condition]').fill('temp >>> 90');
-  await form.locator('button:text-is("Create rule")').click();
+  // A new rule on the pumps' temp, submitted.
+  async function newRule(id, name, condition) {
+    await page.click('button:text-is("New rule")');
+    for (const [k, v] of [['id', id], ['name', name], ['kind', 'pump'], ['metrics', 'temp']]) await form.locator(`input[name=${k}]`).fill(v);
+    await form.locator('textarea[name=condition]').fill(condition);
+    await form.locator('button:text-is("Create rule")').click();
+  }
+  await newRule('hot', 'Hot pump', 'temp >>> 90');
   await page.waitForFunction(() => /condition: .*\(line 1, column 7\)/.test(document.querySelector('form.rule-form [data-field=condition]').textContent));
   assert.equal(await form.locator('[data-field=condition] pre.caret').innerText(), 'temp >>> 90\n      ^', 'the caret under column 7');
   console.log('bad condition:', await form.locator('[data-field=condition]').innerText());
@@ -77,13 +78,7 @@ try {
   await form.locator('input[name=name]').fill('Hot pump, edited');
   await form.locator('button:text-is("Save rule")').click();
   await page.waitForFunction(() => /Hot pump, edited/.test(document.querySelector('tr[data-rule=hot]')?.textContent));
-  await page.click('button:text-is("New rule")');
-  await form.locator('input[name=id]').fill('gone');
-  await form.locator('input[name=name]').fill('To delete');
-  await form.locator('input[name=kind]').fill('pump');
-  await form.locator('input[name=metrics]').fill('temp');
-  await form.locator('textarea[name=condition]').fill('temp > 1000');
-  await form.locator('button:text-is("Create rule")').click();
+  await newRule('gone', 'To delete', 'temp > 1000');
   await page.locator('tr[data-rule=gone] button:text-is("Delete")').click();
   await page.waitForSelector('tr[data-rule=gone]', { state: 'detached' });
 

@@ -3,7 +3,17 @@
 //! with `password`, which ends the user's sessions) and the audit log paged with `before`.
 
 use crate::support::*;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// The ids of an audit answer's entries, in its order.
+fn ids(log: &Value) -> Vec<i64> {
+    log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
@@ -63,12 +73,7 @@ async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
         register(&node, id, "pump").await;
     }
     let (_, all) = api(&node, "GET", "/api/v1/audit", None).await;
-    let all: Vec<i64> = all["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
+    let all = ids(&all);
     assert!(all.len() >= 6, "{all:?}");
     let mut paged = Vec::new();
     let mut before = String::new();
@@ -81,15 +86,10 @@ async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
         )
         .await;
         assert_eq!(st, 200, "{page}");
-        let ids: Vec<i64> = page["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_i64().unwrap())
-            .collect();
-        let Some(last) = ids.last() else { break };
+        let page = ids(&page);
+        let Some(last) = page.last() else { break };
         before = format!("&before={last}");
-        paged.extend(ids);
+        paged.extend(page);
     }
     assert_eq!(paged, all);
     let (_, log) = api(&node, "GET", "/api/v1/audit?action=user.password", None).await;
