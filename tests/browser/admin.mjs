@@ -157,7 +157,7 @@ try {
   // ---- system ----
   await page.click('nav a[href="#/system"]');
   await ready(page, 'system');
-  assert.match(await page.locator('#storage').innerText(), /On disk\s+\d/);
+  assert.match(await page.locator('#storage').innerText(), /On disk\s+\d[\s\S]*· the database\s+\d[\s\S]*· the broker's sessions and queues\s+\d/);
   assert.match(await page.locator('#clients h2').innerText(), /Broker clients \(\d+\)/);
   const audit = await page.locator('#audit').innerText();
   for (const a of ['rule.create', 'rule.update', 'rule.delete', 'device.create', 'user.create', 'user.role', 'user.password', 'token.create', 'token.revoke']) assert.ok(audit.includes(a), `${a} in the audit log`);

@@ -319,6 +319,15 @@ pub struct StorageStatus {
     pub over_budget: bool,
     /// Raw points removed to stay within the budget since start.
     pub budget_evicted_points: u64,
+    /// Of `bytes`: the database file.
+    #[serde(default)]
+    pub database_bytes: u64,
+    /// Of `bytes`: the database's write-ahead log.
+    #[serde(default)]
+    pub log_bytes: u64,
+    /// Of `bytes`: the broker's sessions and queues.
+    #[serde(default)]
+    pub broker_bytes: u64,
 }
 
 /// What one maintenance pass (rollups, retention, disk budget) did.

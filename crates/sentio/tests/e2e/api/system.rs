@@ -28,6 +28,15 @@ async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
     assert_eq!(r.body["mqtt"]["telemetry_topic"], "devices/{id}/telemetry");
     assert_eq!(r.body["version"], env!("CARGO_PKG_VERSION"));
     assert!(r.body["uptime_s"].as_i64().unwrap() >= 0, "{}", r.body);
+    // The storage in its parts: the database and the broker's folder, within the whole.
+    let r = vic.call("GET", "/api/v1/storage", None).await;
+    let parts = &r.body["parts"];
+    assert!(parts["database"].as_u64().unwrap() > 0, "{}", r.body);
+    let sum: u64 = ["database", "log", "broker", "other"]
+        .iter()
+        .map(|k| parts[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, r.body["bytes"].as_u64().unwrap(), "{}", r.body);
     let (st, _, _) = get_text(format!("http://{}/api/v1/system", node.http_addr), None).await;
     assert_eq!(st, 401, "not without credentials");
 
