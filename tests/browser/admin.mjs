@@ -134,7 +134,15 @@ try {
   await vic.locator('input[type=password]').fill(viewerReset);
   await vic.locator('button:text-is("Reset password")').click();
   await page.waitForFunction(() => /vic's password reset/.test(document.querySelector('main [role=status]').textContent));
-  assert.equal(await page.locator(`tr[data-user="${credentials('SENTIO_ADMIN')[0]}"] button:text-is("Remove")`).count(), 0, 'one does not remove oneself');
+  assert.equal(await page.locator(`tr[data-user="${credentials('SENTIO_ADMIN')[0]}"] button`).count(), 1, 'one neither disables nor removes oneself');
+  // Disabled (she could not sign in), then enabled again.
+  await vic.locator('button:text-is("Disable")').click();
+  await page.waitForSelector('tr[data-user=vic] .bad:text-is("disabled")');
+  const login = (password) => page.evaluate((password) => fetch('/api/v1/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'vic', password }) }).then((r) => r.status), password);
+  assert.equal(await login(viewerReset), 401, 'a disabled user cannot sign in');
+  await page.locator('tr[data-user=vic] button:text-is("Enable")').click();
+  await page.waitForSelector('tr[data-user=vic] button:text-is("Disable")');
+  assert.equal(await page.locator('tr[data-user=vic] .bad').count(), 0);
   await page.fill('input[aria-label="token name"]', 'grafana');
   await page.fill('input[aria-label="token topic filter"]', 'devices/#');
   await page.check('input[aria-label="token may read /metrics"]');
@@ -160,7 +168,7 @@ try {
   assert.match(await page.locator('#storage').innerText(), /On disk\s+\d[\s\S]*· the database\s+\d[\s\S]*· the broker's sessions and queues\s+\d/);
   assert.match(await page.locator('#clients h2').innerText(), /Broker clients \(\d+\)/);
   const audit = await page.locator('#audit').innerText();
-  for (const a of ['rule.create', 'rule.update', 'rule.delete', 'device.create', 'user.create', 'user.role', 'user.password', 'token.create', 'token.revoke']) assert.ok(audit.includes(a), `${a} in the audit log`);
+  for (const a of ['rule.create', 'rule.update', 'rule.delete', 'device.create', 'user.create', 'user.role', 'user.password', 'user.disable', 'user.enable', 'token.create', 'token.revoke']) assert.ok(audit.includes(a), `${a} in the audit log`);
   assert.equal(audit.includes(viewerReset), false, 'no password in the audit log');
   await page.fill('input[aria-label="audit action"]', 'user.role');
   await page.press('input[aria-label="audit action"]', 'Enter');

@@ -46,7 +46,7 @@ pub struct CreateUser {
 }
 
 /// `PATCH /api/v1/users/<name>` body: a new role, a new password (which ends the user's
-/// sessions), or both.
+/// sessions), disabled (which ends them too) or enabled again; any of them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
@@ -54,6 +54,8 @@ pub struct UpdateUser {
     pub role: Option<RoleDto>,
     #[serde(default)]
     pub password: Option<String>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
 }
 
 /// A user as the API shows it (never a password or hash).
@@ -63,11 +65,14 @@ pub struct UserView {
     pub role: RoleDto,
     pub created: String,
     pub created_ms: i64,
+    /// Cannot sign in (an admin disabled it).
+    pub disabled: bool,
 }
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
         Self {
+            disabled: u.disabled,
             created: format_time(u.created_ms),
             created_ms: u.created_ms,
             role: u.role.into(),
@@ -105,8 +110,9 @@ mod tests {
             name: "ann".into(),
             role: Role::Operator,
             created_ms: 1_700_000_000_000,
+            disabled: false,
         };
-        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000}"#;
+        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"disabled":false}"#;
         check(UserView::from(user()), view);
         check(
             LoginAnswer {

@@ -65,8 +65,9 @@ pub async fn show(
     Ok(Json(user.into()))
 }
 
-/// `PATCH /api/v1/users/<name>` `{"role"?, "password"?}`: a new role applies to the user's
-/// sessions at once; a new password (a reset) ends them all. 400 for neither or a short
+/// `PATCH /api/v1/users/<name>` `{"role"?, "password"?, "disabled"?}`: a new role applies to
+/// the user's sessions at once; a new password (a reset) or `"disabled": true` ends them all (a
+/// disabled user cannot sign in until `"disabled": false`). 400 for none of them or a short
 /// password.
 pub async fn update(
     Admin(actor): Admin,
@@ -95,8 +96,19 @@ pub async fn update(
         .await;
         user = Some(u);
     }
+    if let Some(disabled) = body.disabled {
+        let u = s.users.set_disabled(&name, disabled).await?;
+        tracing::info!(user = %u.name, disabled, "user disabled or enabled");
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        s.audit_by(&actor, action, Some(&u.name), json!({})).await;
+        user = Some(u);
+    }
     user.map(|u| Json(u.into()))
-        .ok_or_else(|| ApiError::bad_request("give a role, a password, or both"))
+        .ok_or_else(|| ApiError::bad_request("give a role, a password or disabled"))
 }
 
 /// `DELETE /api/v1/users/<name>`: the user and every session of it.

@@ -183,6 +183,7 @@ impl SqliteStore {
         }
         let workset = workset::Workset::all(series_ids.values().flat_map(|m| m.values().copied()));
         let tokens = tokens::load(&conn)?;
+        users::add_disabled_column(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;
         let rolled_max: Option<i64> =

@@ -1,6 +1,7 @@
 //! The routes the dashboard's admin pages added: `GET /api/v1/system` (where devices connect,
-//! for the provisioning examples), a password reset by an admin (`PATCH /api/v1/users/<name>`
-//! with `password`, which ends the user's sessions) and the audit log paged with `before`.
+//! for the provisioning examples), the storage's parts, a password reset and disabling a user
+//! by an admin (`PATCH /api/v1/users/<name>` with `password` or `disabled`, each ending the
+//! user's sessions) and the audit log paged with `before`.
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ fn ids(log: &Value) -> Vec<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
+async fn system_facts_a_password_reset_a_disabled_user_and_the_audit_log_in_pages() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
 
@@ -76,6 +77,36 @@ async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
     assert_eq!(new.status, 200, "{}", new.body);
     assert_eq!(new.body["user"]["role"], "operator");
 
+    // Disabled: her session ends and she cannot sign in; enabled again, she can.
+    let cookie = new.set_cookies[0].split_once("; ").unwrap().0.to_string();
+    let session = || {
+        http_with(
+            "GET",
+            format!("{base}/api/v1/session"),
+            vec![("Cookie".into(), cookie.clone())],
+            None,
+            None,
+        )
+    };
+    assert_eq!(session().await.status, 200);
+    let (st, body) = api(&node, "PATCH", path, Some(json!({"disabled": true}))).await;
+    assert_eq!(
+        (st, body["disabled"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    assert_eq!(session().await.status, 401);
+    let refused = login_at(&base, "vic", "a brand new long password", None).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let (st, body) = api(&node, "PATCH", path, Some(json!({"disabled": false}))).await;
+    assert_eq!(
+        (st, body["disabled"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    let back = login_at(&base, "vic", "a brand new long password", None).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+
     // The audit log in pages of two, newest first: each page starts below the last id seen,
     // and together they are the whole log once, never with a password.
     for id in ["p-1", "p-2", "p-3"] {
@@ -102,6 +133,8 @@ async fn system_facts_a_password_reset_and_the_audit_log_in_pages() {
     }
     assert_eq!(paged, all);
     let (_, log) = api(&node, "GET", "/api/v1/audit?action=user.password", None).await;
+    assert_eq!(log["entries"][0]["subject"], "vic", "{log}");
+    let (_, log) = api(&node, "GET", "/api/v1/audit?action=user.disable", None).await;
     assert_eq!(log["entries"][0]["subject"], "vic", "{log}");
     assert!(!log.to_string().contains("brand new"), "{log}");
     node.shutdown().await;
