@@ -8,14 +8,18 @@
 import { execFileSync } from 'node:child_process';
 import { assert, credentials, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
 
-const device = process.env.SENTIO_DEVICE;
+const [device] = credentials('SENTIO_DEVICE');
 const viewerPassword = 'vic-first-password';
 const viewerReset = 'vic-second-password';
 const browser = await launch();
-// At a phone's width: no sideways scroll, and a screenshot.
+// At a phone's width: no sideways scroll, tap targets of 24 px at least, and a screenshot.
 async function phoneCheck(page, name) {
   await page.setViewportSize({ width: 375, height: 800 });
   assert.equal(await scrollsSideways(page), false, `${name}: no horizontal scroll at 375 px`);
+  for (const b of await page.locator('main :is(button, select, input, textarea):visible').all()) {
+    const box = await b.boundingBox();
+    assert.ok(box.height >= 24 && box.width >= 24, `${name}: a tap target of ${box.width}×${box.height} px`);
+  }
   await shot(page, `${name}-phone`);
   await page.setViewportSize({ width: 1280, height: 800 });
 }
@@ -78,6 +82,21 @@ try {
   await form.locator('input[name=name]').fill('Hot pump, edited');
   await form.locator('button:text-is("Save rule")').click();
   await page.waitForFunction(() => /Hot pump, edited/.test(document.querySelector('tr[data-rule=hot]')?.textContent));
+  // A rule whose evaluation fails (the twin has no such member) shows failing, with why.
+  await newRule('twin-check', 'Valve reported', 'twin.reported.valve == "open" && temp > 40');
+  await page.locator('tr[data-rule=twin-check]').waitFor();
+  const sent = await fetch(`${url}/api/v1/devices/${device}/telemetry`, { method: 'POST', body: '{"temp": 51}', headers: { Authorization: `Basic ${Buffer.from(process.env.SENTIO_DEVICE).toString('base64')}` } });
+  assert.equal(sent.status, 200);
+  for (let i = 0; ; i++) {
+    await page.click('nav a[href="#/rules"]'); // the page shown, loaded afresh
+    await ready(page, 'rules');
+    if (await page.locator('tr[data-rule=twin-check] [data-status=failing]').count()) break;
+    assert.ok(i < 40, 'the failing rule shows failing');
+    await page.waitForTimeout(250);
+  }
+  assert.match(await page.locator('tr[data-rule=twin-check] [data-status]').innerText(), new RegExp(`failing\\s+${device}: .*valve`));
+  await page.locator('tr[data-rule=twin-check] button:text-is("Delete")').click();
+  await page.waitForSelector('tr[data-rule=twin-check]', { state: 'detached' });
   await newRule('gone', 'To delete', 'temp > 1000');
   await page.locator('tr[data-rule=gone] button:text-is("Delete")').click();
   await page.waitForSelector('tr[data-rule=gone]', { state: 'detached' });

@@ -32,7 +32,7 @@ async fn an_admin_runs_rules_devices_users_and_the_system_page() {
         &[
             ("SENTIO_URL", format!("http://{}", node.http_addr)),
             ("SENTIO_ADMIN", format!("ann:{admin}")),
-            ("SENTIO_DEVICE", "pump-1".into()),
+            ("SENTIO_DEVICE", format!("pump-1:{secret}")),
             ("SENTIO_SHOTS", shots.display().to_string()),
         ],
     )
