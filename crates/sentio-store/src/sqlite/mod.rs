@@ -248,6 +248,23 @@ impl SqliteStore {
     }
 }
 
+/// Adds `column` (with its SQL declaration `decl`) to `table` of a database made before the
+/// column existed; nothing when it has it.
+fn add_column_if_missing(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute(
+            &format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"),
+            [],
+        )?;
+    }
+    Ok(())
+}
+
 impl Inner {
     /// Whether background work must return at its next safe point (the node is stopping).
     fn interrupted(&self) -> bool {

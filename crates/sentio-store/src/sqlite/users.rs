@@ -49,18 +49,7 @@ fn read_user(conn: &Connection, name: &str) -> Result<Option<(User, String)>> {
 
 /// Adds the `disabled` column to a database made before users could be disabled.
 pub(super) fn add_disabled_column(conn: &Connection) -> Result<()> {
-    let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('users') WHERE name = 'disabled'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        conn.execute(
-            "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
-            [],
-        )?;
-    }
-    Ok(())
+    super::add_column_if_missing(conn, "users", "disabled", "INTEGER NOT NULL DEFAULT 0")
 }
 
 /// Runs a slow, CPU-bound step (hashing) off the async threads.
