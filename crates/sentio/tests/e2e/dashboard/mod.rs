@@ -81,6 +81,9 @@ async fn run_browser(script: &str, env: &[(&str, String)]) -> bool {
         eprintln!("SKIPPED: {why} ({hint})");
         return false;
     }
+    // One browser at a time: each is heavy on the shared cores, and the scripts time things.
+    static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_BROWSER.lock().await;
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(script)
         .current_dir(browser_dir())
