@@ -107,6 +107,20 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// How long a session lasts after login (ms).
     pub session_ttl_ms: u64,
+    /// Where devices reach this node over MQTT, and since when it runs.
+    pub node_info: NodeInfo,
+}
+
+/// What `GET /api/v1/system` tells of the node: its MQTT listeners (for the devices'
+/// connection examples) and when it started.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// The plain MQTT listener.
+    pub mqtt: Option<std::net::SocketAddr>,
+    /// The MQTT over TLS listener.
+    pub mqtts: Option<std::net::SocketAddr>,
+    /// When the node started (ms since the epoch).
+    pub started_ms: i64,
 }
 
 /// What the API shows of an edge's uplink: its outbox and its link.

@@ -319,6 +319,15 @@ pub struct StorageStatus {
     pub over_budget: bool,
     /// Raw points removed to stay within the budget since start.
     pub budget_evicted_points: u64,
+    /// Of `bytes`: the database file.
+    #[serde(default)]
+    pub database_bytes: u64,
+    /// Of `bytes`: the database's write-ahead log.
+    #[serde(default)]
+    pub log_bytes: u64,
+    /// Of `bytes`: the broker's sessions and queues.
+    #[serde(default)]
+    pub broker_bytes: u64,
 }
 
 /// What one maintenance pass (rollups, retention, disk budget) did.
@@ -397,6 +406,8 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Only entries about this device or token id (also an erased device's, by digest).
     pub subject: Option<String>,
+    /// Only entries older than this id (the next page after the last entry seen).
+    pub before: Option<i64>,
     /// Most entries, newest first.
     pub limit: usize,
 }

@@ -200,6 +200,11 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self) -> Result<Vec<User>>;
     /// Changes a user's role (its sessions have the new role at once); `UnknownUser`.
     async fn set_role(&self, name: &str, role: Role) -> Result<User>;
+    /// Sets a user's password (checked, hashed) and ends every session of it; `UnknownUser`.
+    async fn set_password(&self, name: &str, password: &str) -> Result<User>;
+    /// Disables a user (it cannot sign in, and every session of it ends) or enables it again;
+    /// `UnknownUser`.
+    async fn set_disabled(&self, name: &str, disabled: bool) -> Result<User>;
     /// Removes a user and every session of it; `UnknownUser`.
     async fn delete_user(&self, name: &str) -> Result<User>;
     /// The user if `password` is its password; `None` for a wrong password or an unknown name

@@ -76,6 +76,8 @@ pub struct User {
     pub role: Role,
     /// Creation time (ms).
     pub created_ms: i64,
+    /// Disabled by an admin: it cannot sign in and has no session.
+    pub disabled: bool,
 }
 
 /// What is needed to create a user (validated by the store, the password hashed there).

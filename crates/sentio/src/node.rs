@@ -278,6 +278,11 @@ impl Node {
             auth_throttle: Arc::new(sentio_api::AuthThrottle::new(&config.http.limits)),
             login_throttle: Arc::new(sentio_api::LoginThrottle::new(&config.http.limits)),
             session_ttl_ms: config.http.limits.session_ttl_ms,
+            node_info: sentio_api::NodeInfo {
+                mqtt: Some(mqtt_addr),
+                mqtts: mqtt_tls.as_ref().map(|(addr, _)| *addr),
+                started_ms: sentio_core::time::now_ms(),
+            },
         };
         let rx = stop_rx.clone();
         let http_limits = config.http.limits.clone();

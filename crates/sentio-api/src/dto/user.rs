@@ -45,11 +45,17 @@ pub struct CreateUser {
     pub password: String,
 }
 
-/// `PATCH /api/v1/users/<name>` body.
+/// `PATCH /api/v1/users/<name>` body: a new role, a new password (which ends the user's
+/// sessions), disabled (which ends them too) or enabled again; any of them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    pub role: RoleDto,
+    #[serde(default)]
+    pub role: Option<RoleDto>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
 }
 
 /// A user as the API shows it (never a password or hash).
@@ -59,11 +65,14 @@ pub struct UserView {
     pub role: RoleDto,
     pub created: String,
     pub created_ms: i64,
+    /// Cannot sign in (an admin disabled it).
+    pub disabled: bool,
 }
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
         Self {
+            disabled: u.disabled,
             created: format_time(u.created_ms),
             created_ms: u.created_ms,
             role: u.role.into(),
@@ -101,8 +110,9 @@ mod tests {
             name: "ann".into(),
             role: Role::Operator,
             created_ms: 1_700_000_000_000,
+            disabled: false,
         };
-        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000}"#;
+        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"disabled":false}"#;
         check(UserView::from(user()), view);
         check(
             LoginAnswer {
@@ -119,5 +129,7 @@ mod tests {
             serde_json::from_str(r#"{"name":"bob","role":"viewer","password":"p"}"#).unwrap();
         assert_eq!(Role::from(body.role), Role::Viewer);
         assert!(serde_json::from_str::<UpdateUser>(r#"{"role":"root"}"#).is_err());
+        let reset: UpdateUser = serde_json::from_str(r#"{"password":"p"}"#).unwrap();
+        assert!(reset.role.is_none() && reset.password.is_some());
     }
 }

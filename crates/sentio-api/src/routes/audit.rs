@@ -1,4 +1,5 @@
-//! The audit log: `GET /api/v1/audit?action=&device=&limit=`.
+//! The audit log: `GET /api/v1/audit?action=&device=&limit=&before=`, newest first; the next
+//! page is `before=<the last id seen>`.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -19,6 +20,8 @@ pub struct AuditParams {
     /// A device or token id; also finds an erased device's entries (by its keyed digest).
     device: Option<String>,
     limit: Option<usize>,
+    /// Only entries with a smaller id.
+    before: Option<i64>,
 }
 
 pub async fn list(
@@ -38,6 +41,7 @@ pub async fn list(
         .audit(sentio_store::AuditFilter {
             action: p.action,
             subject: p.device,
+            before: p.before,
             limit,
         })
         .await?;

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(system::dashboard))
         .route("/metrics", get(system::metrics))
         .route("/api/v1/health", get(system::health))
+        .route("/api/v1/system", get(system::info))
         .route("/api/v1/devices", get(devices::list).post(devices::create))
         .route(
             "/api/v1/devices/{id}",

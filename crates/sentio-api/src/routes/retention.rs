@@ -151,6 +151,12 @@ fn storage_view(st: &StorageStatus) -> Value {
         "budget_bytes": st.budget_bytes,
         "over_budget": st.over_budget,
         "budget_evicted_points": st.budget_evicted_points,
+        "parts": {
+            "database": st.database_bytes,
+            "log": st.log_bytes,
+            "broker": st.broker_bytes,
+            "other": st.bytes.saturating_sub(st.database_bytes + st.log_bytes + st.broker_bytes),
+        },
     })
 }
 

@@ -1,4 +1,4 @@
-//! Health, metrics and the dashboard page.
+//! Health, the node's facts (`/api/v1/system`), metrics and the dashboard page.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,10 +8,28 @@ use sentio_pipeline::Stats;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::MetricsReader;
+use crate::auth::{MetricsReader, Viewer};
 
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `GET /api/v1/system`: the version, since when the node runs, and where devices connect
+/// over MQTT (ports; the host is the one the client reached the API at).
+pub async fn info(_: Viewer, State(s): State<AppState>) -> Json<Value> {
+    let n = &s.node_info;
+    let now = sentio_core::time::now_ms();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_ms": n.started_ms,
+        "uptime_s": (now - n.started_ms).max(0) / 1000,
+        "mqtt": {
+            "port": n.mqtt.map(|a| a.port()),
+            "tls_port": n.mqtts.map(|a| a.port()),
+            "websocket_path": s.broker.as_ref().map(|_| "/mqtt"),
+            "telemetry_topic": "devices/{id}/telemetry",
+        },
+    }))
 }
 
 pub async fn dashboard() -> Html<&'static str> {

@@ -65,7 +65,10 @@ pub async fn show(
     Ok(Json(user.into()))
 }
 
-/// `PATCH /api/v1/users/<name>` `{"role"}`: the user's sessions have the new role at once.
+/// `PATCH /api/v1/users/<name>` `{"role"?, "password"?, "disabled"?}`: a new role applies to
+/// the user's sessions at once; a new password (a reset) or `"disabled": true` ends them all (a
+/// disabled user cannot sign in until `"disabled": false`). 400 for none of them or a short
+/// password.
 pub async fn update(
     Admin(actor): Admin,
     State(s): State<AppState>,
@@ -73,17 +76,39 @@ pub async fn update(
     body: Result<Json<UpdateUser>, JsonRejection>,
 ) -> Result<Json<UserView>, ApiError> {
     let Json(body) = body?;
-    let role = Role::from(body.role);
-    let user = s.users.set_role(&name, role).await?;
-    tracing::info!(user = %user.name, role = %user.role, "user role changed");
-    s.audit_by(
-        &actor,
-        "user.role",
-        Some(&user.name),
-        json!({"role": user.role.as_str()}),
-    )
-    .await;
-    Ok(Json(user.into()))
+    let mut user = None;
+    if let Some(password) = &body.password {
+        let u = s.users.set_password(&name, password).await?;
+        tracing::info!(user = %u.name, "user password reset");
+        s.audit_by(&actor, "user.password", Some(&u.name), json!({}))
+            .await;
+        user = Some(u);
+    }
+    if let Some(role) = body.role {
+        let u = s.users.set_role(&name, Role::from(role)).await?;
+        tracing::info!(user = %u.name, role = %u.role, "user role changed");
+        s.audit_by(
+            &actor,
+            "user.role",
+            Some(&u.name),
+            json!({"role": u.role.as_str()}),
+        )
+        .await;
+        user = Some(u);
+    }
+    if let Some(disabled) = body.disabled {
+        let u = s.users.set_disabled(&name, disabled).await?;
+        tracing::info!(user = %u.name, disabled, "user disabled or enabled");
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        s.audit_by(&actor, action, Some(&u.name), json!({})).await;
+        user = Some(u);
+    }
+    user.map(|u| Json(u.into()))
+        .ok_or_else(|| ApiError::bad_request("give a role, a password or disabled"))
 }
 
 /// `DELETE /api/v1/users/<name>`: the user and every session of it.

@@ -62,10 +62,17 @@ impl AuditStore for SqliteStore {
                 "SELECT id, ts_ms, actor, action, subject, subject_digest, detail FROM audit \
                  WHERE (?1 IS NULL OR action = ?1) \
                    AND (?2 IS NULL OR subject = ?2 OR subject_digest = ?3) \
+                   AND (?5 IS NULL OR id < ?5) \
                  ORDER BY id DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(
-                params![filter.action, filter.subject, digest, filter.limit as i64],
+                params![
+                    filter.action,
+                    filter.subject,
+                    digest,
+                    filter.limit as i64,
+                    filter.before
+                ],
                 |r| {
                     let detail: String = r.get(6)?;
                     Ok(AuditEntry {

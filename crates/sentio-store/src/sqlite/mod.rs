@@ -183,6 +183,7 @@ impl SqliteStore {
         }
         let workset = workset::Workset::all(series_ids.values().flat_map(|m| m.values().copied()));
         let tokens = tokens::load(&conn)?;
+        users::add_disabled_column(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;
         let rolled_max: Option<i64> =
@@ -245,6 +246,23 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// Adds `column` (with its SQL declaration `decl`) to `table` of a database made before the
+/// column existed; nothing when it has it.
+fn add_column_if_missing(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute(
+            &format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"),
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 impl Inner {

@@ -149,6 +149,34 @@ fn expire_raw_step(
 }
 
 /// Bytes of every file under `dir`.
+/// The broker's folder in the data directory (its sessions and queues).
+const BROKER_DIR: &str = "mqtt";
+
+/// The data directory's bytes: in all, and of them the database file, its write-ahead log and
+/// the broker's folder.
+fn data_parts(dir: &Path) -> (u64, u64, u64, u64) {
+    let (mut all, mut db, mut log, mut broker) = (0, 0, 0, 0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        let bytes = if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            allocated_bytes(&m)
+        };
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == super::DB_FILE {
+            db += bytes;
+        } else if name == format!("{}-wal", super::DB_FILE) {
+            log += bytes;
+        } else if name == BROKER_DIR {
+            broker += bytes;
+        }
+        all += bytes;
+    }
+    (all, db, log, broker)
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -624,8 +652,12 @@ impl RetentionStore for SqliteStore {
 
     async fn storage(&self) -> Result<StorageStatus> {
         self.with_conn(|inner, conn| {
+            let (bytes, database_bytes, log_bytes, broker_bytes) = data_parts(inner.data_dir());
             Ok(StorageStatus {
-                bytes: dir_bytes(inner.data_dir()),
+                bytes,
+                database_bytes,
+                log_bytes,
+                broker_bytes,
                 free_bytes: free_bytes(conn)?,
                 budget_bytes: inner.budget(),
                 over_budget: inner.over_budget.load(Ordering::Relaxed),

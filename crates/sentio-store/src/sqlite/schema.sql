@@ -228,7 +228,8 @@ CREATE TABLE IF NOT EXISTS users (
     name          TEXT PRIMARY KEY,
     role          TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    created_ms    INTEGER NOT NULL
+    created_ms    INTEGER NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
     digest      BLOB PRIMARY KEY,

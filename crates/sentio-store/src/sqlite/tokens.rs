@@ -38,25 +38,10 @@ fn parse_scopes(id: &str, text: &str) -> Result<Vec<Scope>> {
         .map_err(|e| StoreError::Corrupt(format!("scopes of token {id}: {e}")))
 }
 
-/// Adds the `scopes` column to a database made before tokens had scopes.
-fn add_scopes_column(conn: &Connection) -> Result<()> {
-    let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('api_tokens') WHERE name = 'scopes'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        conn.execute(
-            "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'",
-            [],
-        )?;
-    }
-    Ok(())
-}
-
 /// Reads every token's digest, ACL and scopes at start.
 pub(super) fn load(conn: &Connection) -> Result<TokenCache> {
-    add_scopes_column(conn)?;
+    // A database made before tokens had scopes.
+    super::add_column_if_missing(conn, "api_tokens", "scopes", "TEXT NOT NULL DEFAULT '[]'")?;
     let mut stmt = conn.prepare("SELECT id, acl, secret_digest, scopes FROM api_tokens")?;
     let rows = stmt.query_map([], |r| {
         Ok((

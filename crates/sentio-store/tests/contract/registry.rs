@@ -515,6 +515,17 @@ pub async fn the_audit_log_lists_newest_first_and_an_erasure_anonymises_it(backe
         .await
         .unwrap();
     assert_eq!(updates.len(), 1);
+    // Paged: the entries before the newest one.
+    let older = s
+        .audit
+        .audit(AuditFilter {
+            before: Some(entries[0].id),
+            ..about("a-1")
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = older.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["device.create"]);
 
     // Erasing the device records the erasure and keeps only a digest of its id, by which
     // its entries are still found.

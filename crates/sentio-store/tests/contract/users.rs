@@ -138,6 +138,65 @@ pub async fn sessions_expire_end_at_logout_and_with_their_user(backend: &impl Ba
         s.users.session(&a.id, now).await.unwrap().is_some(),
         "kept across a restart"
     );
+    // A new password: the old one no longer signs in, and every session of the user ends.
+    let c = s.users.create_session("ann", 60_000).await.unwrap();
+    assert!(matches!(
+        s.users.set_password("ann", "short").await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    s.users
+        .set_password("ann", "ann's new long password")
+        .await
+        .unwrap();
+    assert!(s.users.session(&c.id, now).await.unwrap().is_none());
+    assert!(
+        s.users
+            .check_password("ann", "ann's long password")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.users
+            .check_password("ann", "ann's new long password")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        s.users
+            .set_password("nobody", "a long enough password")
+            .await,
+        Err(StoreError::UnknownUser(_))
+    ));
+    // Disabled: no sign-in, no session, none kept; enabled again, it signs in.
+    let d = s.users.create_session("ann", 60_000).await.unwrap();
+    assert!(s.users.set_disabled("ann", true).await.unwrap().disabled);
+    assert!(s.users.session(&d.id, now).await.unwrap().is_none());
+    assert!(s.users.create_session("ann", 60_000).await.is_err());
+    let password = "ann's new long password";
+    assert!(
+        s.users
+            .check_password("ann", password)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.users.list_users().await.unwrap()[0].disabled);
+    assert!(!s.users.set_disabled("ann", false).await.unwrap().disabled);
+    assert!(
+        s.users
+            .check_password("ann", password)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        s.users.set_disabled("nobody", true).await,
+        Err(StoreError::UnknownUser(_))
+    ));
+    let a = s.users.create_session("ann", 60_000).await.unwrap();
+    let b = s.users.create_session("ann", 60_000).await.unwrap();
     assert!(s.users.delete_session(&a.id).await.unwrap());
     assert!(!s.users.delete_session(&a.id).await.unwrap());
     assert!(s.users.session(&a.id, now).await.unwrap().is_none());

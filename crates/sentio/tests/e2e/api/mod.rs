@@ -8,5 +8,6 @@ mod exhaustion;
 mod export;
 mod guessing;
 mod https;
+mod system;
 mod tokens;
 mod users;
