@@ -58,6 +58,24 @@ pub struct IngestArgs {
     /// Data directory of the node (default: a new temporary directory, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Rules loaded before the load starts: rule `r` selects device `r % devices` and reads
+    /// `m0` (so `rules / devices` rules judge each of its `m0` points); compare with 0.
+    #[arg(long, default_value_t = 0)]
+    rules: usize,
+}
+
+/// Rule `r` of `--rules`, on device `device`: four shapes, as `sentio-bench rules` loads.
+fn bench_rule(r: usize, device: &str) -> Value {
+    let t = 23.0 + (r % 3) as f64;
+    let condition = match r % 4 {
+        0 => format!("m0 > {t:.1}"),
+        1 => format!(r#"avg("m0", "5m") > {t:.1}"#),
+        2 => format!(r#"m0 > {t:.1} && max("m0", "1m") > {:.1}"#, t + 0.5),
+        _ => format!(r#"count("m0", "1m") > 50 && m0 > {t:.1}"#),
+    };
+    json!({"id": format!("bench-{r}"), "name": format!("bench rule {r}"), "condition": condition,
+           "for": if r % 4 == 0 { "1m" } else { "0s" },
+           "selector": {"devices": [device], "metrics": ["m0"]}})
 }
 
 const MARKER: &str = "bench-marker";
@@ -435,6 +453,32 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
         })
         .await??
     };
+    if args.rules > 0 {
+        let (base, auth, ids, n) = (base.clone(), auth.clone(), ids.clone(), args.rules);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let agent = http_agent();
+            for r in 0..n {
+                let body = bench_rule(r, &ids[r % ids.len()]);
+                let (st, b) = call(
+                    &agent,
+                    "POST",
+                    &format!("{base}/api/v1/rules"),
+                    &auth,
+                    Some(&body),
+                )?;
+                if st != 201 {
+                    bail!("creating rule {r}: {st} {b}");
+                }
+            }
+            Ok(())
+        })
+        .await??;
+        println!(
+            "{} rules loaded ({:.0} judging each m0 point)",
+            args.rules,
+            args.rules as f64 / args.devices as f64
+        );
+    }
     let per_msg = (args.readings * args.metrics) as u64;
     println!(
         "ingest bench: {} devices over MQTT (QoS 1, rumqttc, {} in flight each), {} readings x {} metrics = {} points per message, node with storage and detection on",

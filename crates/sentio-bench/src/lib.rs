@@ -10,12 +10,14 @@
 //! - [`upkeep`]: the store's background work as the fleet grows, idle and at 1 Hz.
 //! - [`ingest`]: MQTT publishers → broker → store + detectors → queryable.
 //! - [`replay`]: a rule replayed over stored history.
+//! - [`rules`]: many rules on every committed point.
 
 pub mod broker;
 pub mod demo_eval;
 pub mod ingest;
 pub mod nab;
 pub mod replay;
+pub mod rules;
 pub mod store;
 pub mod tep;
 pub mod upkeep;

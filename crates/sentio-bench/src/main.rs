@@ -2,7 +2,7 @@
 //! passes its arguments through to this executable when it is built beside `sentio`.
 
 use clap::{Parser, Subcommand};
-use sentio_bench::{broker, demo_eval, ingest, nab, replay, store, tep, upkeep};
+use sentio_bench::{broker, demo_eval, ingest, nab, replay, rules, store, tep, upkeep};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +40,9 @@ enum Command {
     /// A rule replayed over stored history (`POST /api/v1/rules/<id>/test`): 24 h of 1 Hz per
     /// series, for 1 and 100 series.
     Replay(replay::ReplayArgs),
+    /// Many rules on every committed point: time per point (p50, p99) and memory per rule
+    /// through the detect stage's rules watch.
+    Rules(rules::RulesArgs),
     /// (internal) The child of `store`'s restart row: writes points into the head, says so,
     /// and waits to be killed.
     #[command(hide = true)]
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),
         Command::Upkeep(args) => runtime()?.block_on(upkeep::run(args)),
         Command::Replay(args) => runtime()?.block_on(replay::run(args)),
+        Command::Rules(args) => rules::run(args),
         Command::StoreChild(args) => runtime()?.block_on(store::child(args)),
     }
 }

@@ -37,6 +37,8 @@ mod stats;
 pub use alerts::{AlertTracker, Transition};
 pub use bus::{Bus, Event, LocalBus, Subscription};
 pub use control::{Control, DeclaredLimit};
+#[doc(hidden)]
+pub use detect::RulesProbe;
 pub use error::PipelineError;
 pub use ingest::{Accepted, Ingest};
 pub use notice::{Notice, NoticeEvent, NoticeSender};

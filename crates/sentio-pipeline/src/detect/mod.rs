@@ -13,12 +13,14 @@ mod per_device;
 mod per_series;
 mod relations;
 mod rules;
+mod rules_probe;
 mod series;
 mod silence;
 mod state;
 mod watch;
 
 pub(crate) use per_series::shrink_if_sparse;
+pub use rules_probe::RulesProbe;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
