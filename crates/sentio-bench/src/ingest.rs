@@ -74,7 +74,7 @@ fn bench_rule(r: usize, device: &str) -> Value {
         _ => format!(r#"count("m0", "1m") > 50 && m0 > {t:.1}"#),
     };
     json!({"id": format!("bench-{r}"), "name": format!("bench rule {r}"), "condition": condition,
-           "for": if r % 4 == 0 { "1m" } else { "0s" },
+           "for": if r.is_multiple_of(4) { "1m" } else { "0s" },
            "selector": {"devices": [device], "metrics": ["m0"]}})
 }
 
