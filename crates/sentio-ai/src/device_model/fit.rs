@@ -4,6 +4,7 @@
 
 use nalgebra::DMatrix;
 
+use super::follow::Follow;
 use super::regime::Regime;
 
 /// Contiguous folds of the calibration.
@@ -39,14 +40,14 @@ pub(crate) fn fit_regime(
     dims: &[usize],
     quantiles: [f64; 3],
     lambda: f64,
-    now_ms: i64,
+    (now_ms, span_ms, follow_ms): (i64, i64, i64),
 ) -> Option<Regime> {
     let n = rows.len();
     if n < 2 * FOLDS || dims.is_empty() {
         return None;
     }
     let all: Vec<usize> = (0..n).collect();
-    let full = fit_core(rows, dims, &all, None, now_ms)?;
+    let (full, cov) = fit_core(rows, dims, &all, None, now_ms)?;
     let mut row_scores = Vec::with_capacity(n);
     let mut smooth_scores = Vec::with_capacity(n);
     for k in 0..FOLDS {
@@ -54,7 +55,7 @@ pub(crate) fn fit_regime(
         let train: Vec<usize> = all.iter().copied().filter(|&t| t < lo || t >= hi).collect();
         // Each fold keeps the whole buffer's spreads: a rare reading (a door opened twice)
         // missing from a fold must not make that fold's scale collapse.
-        let fold = fit_core(rows, dims, &train, Some(&full.scale), now_ms)?;
+        let (fold, _) = fit_core(rows, dims, &train, Some(&full.scale), now_ms)?;
         let mut z = Vec::new();
         let mut y = Vec::new();
         let mut e = vec![0.0; dims.len()];
@@ -73,6 +74,15 @@ pub(crate) fn fit_regime(
         }
     }
     let mut regime = full;
+    if follow_ms > 0 {
+        regime.follow = Some(Follow::new(
+            &regime.center,
+            &regime.scale,
+            &cov,
+            (n, span_ms),
+            (now_ms, follow_ms),
+        ));
+    }
     let row = ScaledChi2::fit(&row_scores);
     let smooth = ScaledChi2::fit(&smooth_scores);
     let [quantile, certain_quantile, smooth_quantile] = quantiles;
@@ -85,18 +95,20 @@ pub(crate) fn fit_regime(
     Some(regime)
 }
 
-/// Centre, spread and shrunk precision of `dims` over the rows `use_rows`; limits left at 0.
+/// Centre, spread and shrunk precision of `dims` over the rows `use_rows` (limits left at 0),
+/// and the covariance of the standardised rows.
 fn fit_core(
     rows: &Rows<'_>,
     dims: &[usize],
     use_rows: &[usize],
     spreads: Option<&[f64]>,
     now_ms: i64,
-) -> Option<Regime> {
+) -> Option<(Regime, Vec<f64>)> {
     let p = dims.len();
     let n = use_rows.len();
     let mut center = Vec::with_capacity(p);
     let mut scale = Vec::with_capacity(p);
+    let mut floor = Vec::with_capacity(p);
     for &slot in dims {
         let mut values: Vec<f64> = use_rows
             .iter()
@@ -106,6 +118,7 @@ fn fit_core(
         if values.is_empty() {
             center.push(0.0);
             scale.push(1.0);
+            floor.push(ABSOLUTE_FLOOR);
             continue;
         }
         let m = values.iter().sum::<f64>() / values.len() as f64;
@@ -119,9 +132,10 @@ fn fit_core(
             .filter(|d| *d > 0.0)
             .fold(f64::INFINITY, f64::min);
         let quantum = if quantum.is_finite() { quantum } else { 0.0 };
-        let floor = quantum.max(RELATIVE_FLOOR * m.abs()).max(ABSOLUTE_FLOOR);
+        let low = quantum.max(RELATIVE_FLOOR * m.abs()).max(ABSOLUTE_FLOOR);
         center.push(m);
-        scale.push(var.sqrt().max(floor));
+        scale.push(var.sqrt().max(low));
+        floor.push(low);
     }
     if let Some(spreads) = spreads {
         scale = spreads.to_vec();
@@ -182,13 +196,41 @@ fn fit_core(
     // metric spread wider than its scale (a fold's own spread) is scaled back, so the matrix
     // stays a correlation matrix (positive semi-definite) before shrinkage.
     let norm: Vec<f64> = (0..p).map(|i| s[i * p + i].max(1.0).sqrt()).collect();
+    let mut corr = vec![0.0; p * p];
+    for i in 0..p {
+        for j in 0..p {
+            corr[i * p + j] = s[i * p + j] / (norm[i] * norm[j]);
+        }
+    }
+    let precision = shrunk_precision(p, &corr, shrink)?;
+    Some((
+        Regime {
+            dims: dims.to_vec(),
+            center,
+            scale,
+            precision,
+            limit_row: 0.0,
+            limit_certain: 0.0,
+            limit_smooth: 0.0,
+            last_used_ms: now_ms,
+            shrink,
+            floor,
+            follow: None,
+        },
+        s,
+    ))
+}
+
+/// The inverse of the correlation matrix `corr` (p×p, row-major) shrunk towards the identity by
+/// `shrink`; `None` when it is not positive definite.
+pub(crate) fn shrunk_precision(p: usize, corr: &[f64], shrink: f64) -> Option<Vec<f64>> {
     let mut m = DMatrix::<f64>::zeros(p, p);
     for i in 0..p {
         for j in 0..p {
             m[(i, j)] = if i == j {
                 1.0
             } else {
-                (1.0 - shrink) * s[i * p + j] / (norm[i] * norm[j])
+                (1.0 - shrink) * corr[i * p + j]
             };
         }
     }
@@ -199,16 +241,7 @@ fn fit_core(
             precision[i * p + j] = 0.5 * (inv[(i, j)] + inv[(j, i)]);
         }
     }
-    Some(Regime {
-        dims: dims.to_vec(),
-        center,
-        scale,
-        precision,
-        limit_row: 0.0,
-        limit_certain: 0.0,
-        limit_smooth: 0.0,
-        last_used_ms: now_ms,
-    })
+    Some(precision)
 }
 
 /// Scores fitted as g·χ²(h) by their mean and variance (Box 1954, the usual SPE limit):
