@@ -354,7 +354,7 @@ pub struct DeviceModelSetting {
     pub row_every: Span,
     /// Time constant of the slow learning after the fit from rows judged normal (its centre,
     /// spreads and correlations follow normal operation's slow variation; rows while an alert
-    /// is open are never learnt); `0s`: the fit is kept as it is.
+    /// is open are never learnt); a span of years keeps the fit as it is.
     pub follow: Span,
 }
 
