@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fit::inflation;
 use super::packed::{Packed, pack_symmetric, unpack_symmetric};
 
 /// Refits per time constant.
@@ -99,15 +100,27 @@ impl Follow {
     }
 
     /// The statistics to refit from, when a refit is due at `ts_ms`; `floor` bounds each
-    /// spread below.
-    pub fn refit(&mut self, ts_ms: i64, time_constant_ms: i64, floor: &[f64]) -> Option<Estimate> {
+    /// spread below. Each spread is widened as at the fit (`fit::inflation` of its metric's
+    /// independent readings `n_eff`), so the limits calibrated then still hold.
+    pub fn refit(
+        &mut self,
+        ts_ms: i64,
+        time_constant_ms: i64,
+        floor: &[f64],
+        n_eff: &[f64],
+    ) -> Option<Estimate> {
         if ts_ms - self.refit_ms < (time_constant_ms / REFITS).max(1) {
             return None;
         }
         self.refit_ms = ts_ms;
         let p = self.mean.len();
         let cov = unpack_symmetric(p, &self.cov.0)?;
-        let sd: Vec<f64> = (0..p).map(|k| cov[k * p + k].max(0.0).sqrt()).collect();
+        let widen: Vec<f64> = (0..p)
+            .map(|k| n_eff.get(k).map_or(1.0, |n| inflation(*n).sqrt()))
+            .collect();
+        let sd: Vec<f64> = (0..p)
+            .map(|k| cov[k * p + k].max(0.0).sqrt() * widen[k])
+            .collect();
         let scale = (0..p)
             .map(|k| sd[k].max(floor.get(k).copied().unwrap_or(0.0)))
             .collect();
@@ -117,7 +130,8 @@ impl Follow {
                 corr[i * p + j] = if i == j {
                     1.0
                 } else if sd[i] > 0.0 && sd[j] > 0.0 {
-                    cov[i * p + j] / (sd[i] * sd[j])
+                    // Widening keeps the correlations, as at the fit.
+                    cov[i * p + j] / (sd[i] * sd[j]) * widen[i] * widen[j]
                 } else {
                     0.0
                 };

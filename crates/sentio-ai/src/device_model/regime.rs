@@ -36,6 +36,9 @@ pub struct Regime {
     pub(crate) shrink: f64,
     /// Lowest spread of each metric (its resolution, a fraction of its level).
     pub(crate) floor: Vec<f64>,
+    /// Independent readings of each metric in the fit (fewer than rows for a slowly
+    /// wandering metric), whose spread is widened accordingly (`fit::inflation`).
+    pub(crate) n_eff: Vec<f64>,
     /// What it learnt since the fit, when it keeps learning.
     pub(crate) follow: Option<Follow>,
 }
@@ -54,6 +57,8 @@ struct StoredRegime {
     shrink: f64,
     #[serde(default)]
     floor: Vec<f64>,
+    #[serde(default)]
+    n_eff: Vec<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     follow: Option<Follow>,
 }
@@ -72,6 +77,7 @@ impl From<Regime> for StoredRegime {
             last_used_ms: r.last_used_ms,
             shrink: r.shrink,
             floor: r.floor,
+            n_eff: r.n_eff,
             follow: r.follow,
         }
     }
@@ -100,6 +106,7 @@ impl TryFrom<StoredRegime> for Regime {
             last_used_ms: s.last_used_ms,
             shrink: s.shrink,
             floor: s.floor,
+            n_eff: s.n_eff,
             follow: s.follow,
         })
     }
@@ -170,7 +177,7 @@ impl Regime {
             return;
         };
         follow.learn(z, (&self.center, &self.scale), ts_ms, time_constant_ms);
-        let Some(estimate) = follow.refit(ts_ms, time_constant_ms, &self.floor) else {
+        let Some(estimate) = follow.refit(ts_ms, time_constant_ms, &self.floor, &self.n_eff) else {
             return;
         };
         if let Some(precision) = shrunk_precision(self.p(), &estimate.corr, self.shrink) {
