@@ -56,9 +56,9 @@ struct StoredRegime {
     #[serde(default)]
     shrink: f64,
     #[serde(default)]
-    floor: Vec<f64>,
+    floor: Packed,
     #[serde(default)]
-    n_eff: Vec<f64>,
+    n_eff: Packed,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     follow: Option<Follow>,
 }
@@ -76,8 +76,8 @@ impl From<Regime> for StoredRegime {
             limit_smooth: r.limit_smooth,
             last_used_ms: r.last_used_ms,
             shrink: r.shrink,
-            floor: r.floor,
-            n_eff: r.n_eff,
+            floor: Packed(r.floor),
+            n_eff: Packed(r.n_eff),
             follow: r.follow,
         }
     }
@@ -105,8 +105,8 @@ impl TryFrom<StoredRegime> for Regime {
             limit_smooth: s.limit_smooth,
             last_used_ms: s.last_used_ms,
             shrink: s.shrink,
-            floor: s.floor,
-            n_eff: s.n_eff,
+            floor: s.floor.0,
+            n_eff: s.n_eff.0,
             follow: s.follow,
         })
     }
