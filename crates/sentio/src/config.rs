@@ -352,6 +352,10 @@ pub struct DeviceModelSetting {
     /// At most one row judged per this span: a device reporting every second is judged every
     /// 30 s, so the model's 120-row fit spans an hour and its alarm's persistence minutes.
     pub row_every: Span,
+    /// Time constant of the slow learning after the fit from rows judged normal (its centre,
+    /// spreads and correlations follow normal operation's slow variation; rows while an alert
+    /// is open are never learnt); a span of years keeps the fit as it is.
+    pub follow: Span,
 }
 
 impl Default for DeviceModelSetting {
@@ -362,6 +366,7 @@ impl Default for DeviceModelSetting {
             adopt_after: Span(d.adopt_after_ms),
             tolerance: Span(d.tolerance_ms),
             row_every: Span(30_000),
+            follow: Span(d.follow_ms),
         }
     }
 }
@@ -373,6 +378,7 @@ impl DeviceModelSetting {
             adopt_after_ms: self.adopt_after.0,
             tolerance_ms: self.tolerance.0,
             row_every_ms: self.row_every.0,
+            follow_ms: self.follow.0,
             ..DeviceModelConfig::default()
         })
     }

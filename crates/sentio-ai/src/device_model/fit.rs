@@ -4,6 +4,7 @@
 
 use nalgebra::DMatrix;
 
+use super::follow::Follow;
 use super::regime::Regime;
 
 /// Contiguous folds of the calibration.
@@ -12,6 +13,8 @@ const FOLDS: usize = 4;
 /// 20 times a metric of unit spread, so an accidentally flat direction of a short history cannot
 /// turn noise into alarms.
 const MIN_SHRINK: f64 = 0.001;
+/// Fewest independent readings the spread's correction counts (a factor of 3 on the variance).
+const MIN_INDEPENDENT: f64 = 2.0;
 /// Relative variance floor: a metric's spread counts as at least this fraction of its level.
 const RELATIVE_FLOOR: f64 = 1e-4;
 /// Absolute variance floor (a metric at zero that never moves).
@@ -39,14 +42,14 @@ pub(crate) fn fit_regime(
     dims: &[usize],
     quantiles: [f64; 3],
     lambda: f64,
-    now_ms: i64,
+    (now_ms, span_ms, follow_ms): (i64, i64, i64),
 ) -> Option<Regime> {
     let n = rows.len();
     if n < 2 * FOLDS || dims.is_empty() {
         return None;
     }
     let all: Vec<usize> = (0..n).collect();
-    let full = fit_core(rows, dims, &all, None, now_ms)?;
+    let (full, cov) = fit_core(rows, dims, &all, None, now_ms)?;
     let mut row_scores = Vec::with_capacity(n);
     let mut smooth_scores = Vec::with_capacity(n);
     for k in 0..FOLDS {
@@ -54,7 +57,7 @@ pub(crate) fn fit_regime(
         let train: Vec<usize> = all.iter().copied().filter(|&t| t < lo || t >= hi).collect();
         // Each fold keeps the whole buffer's spreads: a rare reading (a door opened twice)
         // missing from a fold must not make that fold's scale collapse.
-        let fold = fit_core(rows, dims, &train, Some(&full.scale), now_ms)?;
+        let (fold, _) = fit_core(rows, dims, &train, Some((&full.scale, &full.n_eff)), now_ms)?;
         let mut z = Vec::new();
         let mut y = Vec::new();
         let mut e = vec![0.0; dims.len()];
@@ -73,6 +76,15 @@ pub(crate) fn fit_regime(
         }
     }
     let mut regime = full;
+    if follow_ms > 0 {
+        regime.follow = Some(Follow::new(
+            &regime.center,
+            &regime.scale,
+            &cov,
+            (n, span_ms),
+            (now_ms, follow_ms),
+        ));
+    }
     let row = ScaledChi2::fit(&row_scores);
     let smooth = ScaledChi2::fit(&smooth_scores);
     let [quantile, certain_quantile, smooth_quantile] = quantiles;
@@ -85,18 +97,21 @@ pub(crate) fn fit_regime(
     Some(regime)
 }
 
-/// Centre, spread and shrunk precision of `dims` over the rows `use_rows`; limits left at 0.
+/// Centre, spread and shrunk precision of `dims` over the rows `use_rows` (limits left at 0),
+/// and the covariance of the standardised rows.
 fn fit_core(
     rows: &Rows<'_>,
     dims: &[usize],
     use_rows: &[usize],
-    spreads: Option<&[f64]>,
+    spreads: Option<(&[f64], &[f64])>,
     now_ms: i64,
-) -> Option<Regime> {
+) -> Option<(Regime, Vec<f64>)> {
     let p = dims.len();
     let n = use_rows.len();
     let mut center = Vec::with_capacity(p);
     let mut scale = Vec::with_capacity(p);
+    let mut floor = Vec::with_capacity(p);
+    let mut n_eff = Vec::with_capacity(p);
     for &slot in dims {
         let mut values: Vec<f64> = use_rows
             .iter()
@@ -106,11 +121,18 @@ fn fit_core(
         if values.is_empty() {
             center.push(0.0);
             scale.push(1.0);
+            floor.push(ABSOLUTE_FLOOR);
+            n_eff.push(0.0);
             continue;
         }
         let m = values.iter().sum::<f64>() / values.len() as f64;
-        let var = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>()
+        let mut var = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>()
             / (values.len().saturating_sub(1).max(1)) as f64;
+        // Readings of a slowly wandering metric are not independent: a window holds fewer
+        // independent ones than rows, and its spread understates the metric's.
+        let independent = effective_count(&values, m, var);
+        var *= inflation(independent);
+        n_eff.push(independent);
         values.sort_by(f64::total_cmp);
         // The reading's resolution: the smallest step between distinct values seen.
         let quantum = values
@@ -119,12 +141,14 @@ fn fit_core(
             .filter(|d| *d > 0.0)
             .fold(f64::INFINITY, f64::min);
         let quantum = if quantum.is_finite() { quantum } else { 0.0 };
-        let floor = quantum.max(RELATIVE_FLOOR * m.abs()).max(ABSOLUTE_FLOOR);
+        let low = quantum.max(RELATIVE_FLOOR * m.abs()).max(ABSOLUTE_FLOOR);
         center.push(m);
-        scale.push(var.sqrt().max(floor));
+        scale.push(var.sqrt().max(low));
+        floor.push(low);
     }
-    if let Some(spreads) = spreads {
+    if let Some((spreads, independent)) = spreads {
         scale = spreads.to_vec();
+        n_eff = independent.to_vec();
     }
     // Standardised rows (a missing reading counts as its mean).
     let mut zs = vec![0.0; n * p];
@@ -180,15 +204,85 @@ fn fit_core(
     };
     // The variance floor: every standardised metric has unit variance in the model, and a
     // metric spread wider than its scale (a fold's own spread) is scaled back, so the matrix
-    // stays a correlation matrix (positive semi-definite) before shrinkage.
-    let norm: Vec<f64> = (0..p).map(|i| s[i * p + i].max(1.0).sqrt()).collect();
+    // stays a correlation matrix (positive semi-definite) before shrinkage. A spread floored
+    // at the metric's resolution stays damped: that part is noise of its own.
+    let norm: Vec<f64> = (0..p)
+        .map(|i| {
+            // A spread widened for its few independent readings keeps the metric's
+            // correlations: the widening is uncertainty of its level, not noise of its own.
+            s[i * p + i].max(1.0 / inflation(n_eff[i])).sqrt()
+        })
+        .collect();
+    let mut corr = vec![0.0; p * p];
+    for i in 0..p {
+        for j in 0..p {
+            corr[i * p + j] = s[i * p + j] / (norm[i] * norm[j]);
+        }
+    }
+    let precision = shrunk_precision(p, &corr, shrink)?;
+    Some((
+        Regime {
+            dims: dims.to_vec(),
+            center,
+            scale,
+            precision,
+            limit_row: 0.0,
+            limit_certain: 0.0,
+            limit_smooth: 0.0,
+            last_used_ms: now_ms,
+            shrink,
+            floor,
+            n_eff,
+            follow: None,
+        },
+        s,
+    ))
+}
+
+/// How many independent readings `values` (in time order, mean `m`, variance `var`) are worth:
+/// n / (1 + 2 Σ ρ_k), the autocorrelations summed while they stay positive (Geyer's initial
+/// positive sequence, simplified): a slow wander counts for few readings, an oscillation the
+/// window covers several times for many.
+fn effective_count(values: &[f64], m: f64, var: f64) -> f64 {
+    let n = values.len() as f64;
+    if var <= 0.0 || values.len() < 3 {
+        return n;
+    }
+    let mut sum = 1.0;
+    for k in 1..values.len() / 2 {
+        let rho = values
+            .iter()
+            .zip(&values[k..])
+            .map(|(a, b)| (a - m) * (b - m))
+            .sum::<f64>()
+            / (n * var);
+        if rho <= 0.0 {
+            break;
+        }
+        sum += 2.0 * rho;
+    }
+    n / sum
+}
+
+/// The factor by which the variance of `n` independent readings understates that of the next
+/// reading: the sample variance's bias (1 − 1/n) and the uncertainty of the centre (1 + 1/n).
+/// Below `MIN_INDEPENDENT` readings the window says little about the spread, and the factor
+/// stays at its value there.
+pub(crate) fn inflation(n: f64) -> f64 {
+    let n = n.max(MIN_INDEPENDENT);
+    (1.0 + 1.0 / n) / (1.0 - 1.0 / n)
+}
+
+/// The inverse of the correlation matrix `corr` (p×p, row-major) shrunk towards the identity by
+/// `shrink`; `None` when it is not positive definite.
+pub(crate) fn shrunk_precision(p: usize, corr: &[f64], shrink: f64) -> Option<Vec<f64>> {
     let mut m = DMatrix::<f64>::zeros(p, p);
     for i in 0..p {
         for j in 0..p {
             m[(i, j)] = if i == j {
                 1.0
             } else {
-                (1.0 - shrink) * s[i * p + j] / (norm[i] * norm[j])
+                (1.0 - shrink) * corr[i * p + j]
             };
         }
     }
@@ -199,16 +293,7 @@ fn fit_core(
             precision[i * p + j] = 0.5 * (inv[(i, j)] + inv[(j, i)]);
         }
     }
-    Some(Regime {
-        dims: dims.to_vec(),
-        center,
-        scale,
-        precision,
-        limit_row: 0.0,
-        limit_certain: 0.0,
-        limit_smooth: 0.0,
-        last_used_ms: now_ms,
-    })
+    Some(precision)
 }
 
 /// Scores fitted as g·χ²(h) by their mean and variance (Box 1954, the usual SPE limit):
@@ -308,5 +393,44 @@ pub(crate) fn normal_quantile(p: f64) -> f64 {
             / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     } else {
         -normal_quantile(1.0 - p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_noise::Noise;
+
+    /// `values` from an AR(1) of coefficient `phi`.
+    fn ar1(phi: f64, n: usize, seed: u64) -> Vec<f64> {
+        let mut noise = Noise(seed);
+        let mut x = 0.0;
+        (0..n)
+            .map(|_| {
+                x = phi * x + noise.normal();
+                x
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_wandering_metric_counts_fewer_independent_readings_and_a_wider_spread() {
+        let check = |phi: f64, (lo, hi): (f64, f64), widen: (f64, f64)| {
+            let v = ar1(phi, 120, 5);
+            let m = v.iter().sum::<f64>() / 120.0;
+            let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / 119.0;
+            let n = effective_count(&v, m, var);
+            assert!(n >= lo && n <= hi, "phi {phi}: {n} independent readings");
+            let f = inflation(n);
+            assert!(f >= widen.0 && f <= widen.1, "phi {phi}: factor {f}");
+        };
+        // Independent readings: the spread stands (within 2 %).
+        check(0.0, (90.0, 150.0), (1.0, 1.03));
+        // φ = 0.9: about 120·0.1/1.9 ≈ 6 readings (13 from a window this short); the
+        // variance is widened by 10-50 %.
+        check(0.9, (4.0, 20.0), (1.1, 1.5));
+        // A random walk: the window says little (a few readings); the variance about doubles
+        // (at most tripled).
+        check(1.0, (0.0, 5.0), (1.7, 3.0));
     }
 }

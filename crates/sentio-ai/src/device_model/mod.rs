@@ -24,6 +24,7 @@
 
 mod alarm;
 mod fit;
+mod follow;
 mod packed;
 mod regime;
 
@@ -61,6 +62,9 @@ pub struct DeviceModelConfig {
     /// making a row: a device reporting every second is judged every `row_every_ms`, so its
     /// fit, its smoothing and its alarm's persistence span minutes, not seconds. 0: every row.
     pub row_every_ms: i64,
+    /// Time constant (ms of device time) of the slow learning after the fit from rows judged
+    /// normal (see `follow.rs`); 0: the fit is kept as it is.
+    pub follow_ms: i64,
 }
 
 impl DeviceModelConfig {
@@ -96,6 +100,7 @@ impl Default for DeviceModelConfig {
             max_metrics: 100,
             max_regimes: 4,
             row_every_ms: 0,
+            follow_ms: 168 * 3_600_000,
         }
     }
 }
@@ -173,6 +178,9 @@ struct Learning {
     /// Time of the first row judged while learning.
     #[serde(default)]
     since_ms: Option<i64>,
+    /// Time of the first row learnt.
+    #[serde(default)]
+    first_ms: Option<i64>,
 }
 
 impl Learning {
@@ -182,6 +190,7 @@ impl Learning {
             width,
             rows: Packed::default(),
             since_ms: None,
+            first_ms: None,
         }
     }
 
@@ -189,7 +198,8 @@ impl Learning {
         self.rows.0.len() / self.width.max(1)
     }
 
-    fn push(&mut self, row: &[f64]) {
+    fn push(&mut self, ts_ms: i64, row: &[f64]) {
+        self.first_ms.get_or_insert(ts_ms);
         if row.len() > self.width {
             // A metric appeared: earlier rows lack it.
             let old = std::mem::take(&mut self.rows.0);
@@ -218,7 +228,17 @@ impl Learning {
             .filter(|&s| (0..n).filter(|&t| rows.row(t)[s].is_finite()).count() * 2 >= n)
             .collect();
         let (row, certain, smooth) = cfg.quantiles();
-        fit_regime(&rows, &dims, [row, certain, smooth], cfg.smoothing, now_ms)
+        // The rows' span of device time, counting the last row's own interval.
+        let span = self.first_ms.map_or(0.0, |first| {
+            (now_ms - first) as f64 * n as f64 / n.saturating_sub(1).max(1) as f64
+        });
+        fit_regime(
+            &rows,
+            &dims,
+            [row, certain, smooth],
+            cfg.smoothing,
+            (now_ms, span as i64, cfg.follow_ms),
+        )
     }
 }
 
@@ -243,6 +263,9 @@ pub struct DeviceModel {
     last_row: Vec<f64>,
     #[serde(skip)]
     last_smooth: bool,
+    /// The latest row standardised in the regime it fits best.
+    #[serde(skip)]
+    last_z: Vec<f64>,
 }
 
 impl DeviceModel {
@@ -426,7 +449,7 @@ impl DeviceModel {
             let learning = self
                 .learning
                 .get_or_insert_with(|| Learning::new(LearnReason::Start, row.len()));
-            learning.push(&row);
+            learning.push(ts_ms, &row);
             if learning.len() >= cfg.fit_rows {
                 self.finish_learning(cfg, ts_ms, &mut events);
             }
@@ -441,6 +464,7 @@ impl DeviceModel {
             };
         }
         let (score, mut over, mut certain) = self.score_row(cfg, ts_ms, &row);
+        let over_limit = over;
         if let Some(learning) = &self.learning
             && matches!(learning.reason, LearnReason::NewNormal(_))
             && learning
@@ -464,7 +488,7 @@ impl DeviceModel {
                 LearnReason::NewMetrics => !over && !self.alarm.is_open(),
             };
             if take {
-                learning.push(&row);
+                learning.push(ts_ms, &row);
                 if learning.len() >= cfg.fit_rows {
                     self.finish_learning(cfg, ts_ms, &mut events);
                 }
@@ -482,6 +506,15 @@ impl DeviceModel {
             && ts_ms - since >= cfg.adopt_after_ms
         {
             events.push(self.adopt_new_normal(Adoption::Timeout));
+        }
+        // Slow learning from rows judged normal (see `follow.rs`).
+        if cfg.follow_ms > 0
+            && self.learning.is_none()
+            && !self.alarm.is_open()
+            && !over_limit
+            && let Some(regime) = self.current.and_then(|i| self.regimes.get_mut(i))
+        {
+            regime.follow(&self.last_z, ts_ms, cfg.follow_ms);
         }
         self.last_row = row;
         DeviceVerdict {
@@ -535,6 +568,7 @@ impl DeviceModel {
         let smooth_ratio = regime.quad(&self.ewma.0, &mut y) / regime.limit_smooth;
         self.last_smooth = smooth_ratio > row_ratio;
         let score = row_ratio.max(smooth_ratio);
+        self.last_z = best_z;
         (score, score > 1.0, certain_ratio > 1.0)
     }
 

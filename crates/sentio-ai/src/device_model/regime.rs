@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fit::shrunk_precision;
+use super::follow::Follow;
 use super::packed::{Packed, pack_symmetric, unpack_symmetric};
 
 /// Largest standardised departure of one reading: a metric that never moved while learnt (its
@@ -30,6 +32,15 @@ pub struct Regime {
     pub(crate) limit_smooth: f64,
     /// When the regime was last the device's best fit (ms), for eviction.
     pub(crate) last_used_ms: i64,
+    /// Shrinkage of the correlation matrix towards the identity (Ledoit-Wolf, at the fit).
+    pub(crate) shrink: f64,
+    /// Lowest spread of each metric (its resolution, a fraction of its level).
+    pub(crate) floor: Vec<f64>,
+    /// Independent readings of each metric in the fit (fewer than rows for a slowly
+    /// wandering metric), whose spread is widened accordingly (`fit::inflation`).
+    pub(crate) n_eff: Vec<f64>,
+    /// What it learnt since the fit, when it keeps learning.
+    pub(crate) follow: Option<Follow>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,6 +53,14 @@ struct StoredRegime {
     limit_certain: f64,
     limit_smooth: f64,
     last_used_ms: i64,
+    #[serde(default)]
+    shrink: f64,
+    #[serde(default)]
+    floor: Packed,
+    #[serde(default)]
+    n_eff: Packed,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    follow: Option<Follow>,
 }
 
 impl From<Regime> for StoredRegime {
@@ -56,6 +75,10 @@ impl From<Regime> for StoredRegime {
             limit_certain: r.limit_certain,
             limit_smooth: r.limit_smooth,
             last_used_ms: r.last_used_ms,
+            shrink: r.shrink,
+            floor: Packed(r.floor),
+            n_eff: Packed(r.n_eff),
+            follow: r.follow,
         }
     }
 }
@@ -81,6 +104,10 @@ impl TryFrom<StoredRegime> for Regime {
             limit_certain: s.limit_certain,
             limit_smooth: s.limit_smooth,
             last_used_ms: s.last_used_ms,
+            shrink: s.shrink,
+            floor: s.floor.0,
+            n_eff: s.n_eff.0,
+            follow: s.follow,
         })
     }
 }
@@ -140,6 +167,23 @@ impl Regime {
                 let off: f64 = (0..p).filter(|&j| j != k).map(|j| row[j] * z[j]).sum();
                 z[k] = -off / row[k];
             }
+        }
+    }
+
+    /// Learns a row it judged normal (`z`: the row standardised, missing readings imputed) and
+    /// refits its centre, spreads and precision when due (see [`Follow`]).
+    pub(crate) fn follow(&mut self, z: &[f64], ts_ms: i64, time_constant_ms: i64) {
+        let Some(follow) = &mut self.follow else {
+            return;
+        };
+        follow.learn(z, (&self.center, &self.scale), ts_ms, time_constant_ms);
+        let Some(estimate) = follow.refit(ts_ms, time_constant_ms, &self.floor, &self.n_eff) else {
+            return;
+        };
+        if let Some(precision) = shrunk_precision(self.p(), &estimate.corr, self.shrink) {
+            self.center = estimate.center;
+            self.scale = estimate.scale;
+            self.precision = precision;
         }
     }
 

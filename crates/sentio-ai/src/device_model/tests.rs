@@ -341,3 +341,33 @@ fn a_new_normal_never_seen_long_enough_is_dropped_and_faults_alarm_again() {
     assert_eq!(opened(&feed(&mut model, &cfg, 940, &on)), 1);
     assert_eq!(model.regimes(), 1);
 }
+
+#[test]
+fn slow_drift_of_normal_operation_is_followed_and_a_step_still_alarms() {
+    // Minute rows; the temperature's level moves by 5 of its spreads over four weeks (a
+    // season, wear), far slower than the one-week time constant of the slow learning.
+    let cfg = DeviceModelConfig::default();
+    let mut n = Noise(23);
+    let mut model = DeviceModel::new();
+    let weeks4 = 4 * 7 * 24 * 60;
+    let mut opened = 0;
+    for t in 0..weeks4 {
+        let drift = 2.5 * t as f64 / weeks4 as f64;
+        let v = model.update_row(&cfg, t as i64 * 60_000, machine(&mut n, t, drift));
+        opened += usize::from(v.events.contains(&DeviceEvent::Opened));
+    }
+    assert_eq!(opened, 0, "the slow drift alarmed");
+    // The same step as above, from the drifted level, for an hour.
+    let mut during = Vec::new();
+    for t in weeks4..weeks4 + 60 {
+        during.push(model.update_row(&cfg, t as i64 * 60_000, machine(&mut n, t, 5.0)));
+    }
+    assert_eq!(
+        during
+            .iter()
+            .filter(|v| v.events.contains(&DeviceEvent::Opened))
+            .count(),
+        1
+    );
+    assert!(during.last().unwrap().alert);
+}
