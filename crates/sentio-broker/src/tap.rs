@@ -202,12 +202,17 @@ impl BrokerEventHandler for TelemetryTap {
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
             match topic::split_edge(&event.topic) {
-                Some((edge, topic::UPLINK_POINTS)) => {
+                Some((edge, tail @ (topic::UPLINK_POINTS | topic::UPLINK_BACKLOG))) => {
+                    let lane = if tail == topic::UPLINK_POINTS {
+                        sentio_store::Lane::Points
+                    } else {
+                        sentio_store::Lane::Backlog
+                    };
                     return crate::uplink::apply(
                         &self.edges,
                         &self.clients,
                         &self.counters,
-                        edge,
+                        (edge, lane),
                         &event,
                     )
                     .await;

@@ -1,5 +1,6 @@
 //! The cloud's end of an edge's uplink: a message of batches published by edge `<id>` on
-//! `edges/<id>/up/points` is decoded ([`sentio_store::wire`]) and applied exactly once
+//! `edges/<id>/up/points` (the live lane) or `edges/<id>/up/backlog` (the backlog lane) is
+//! decoded ([`sentio_store::wire`]) and applied exactly once
 //! ([`EdgeStore::apply_uplink`]: the new batches' points and the progress in one transaction)
 //! before the tap returns, so the PUBACK the edge waits for means "held by the cloud". A batch
 //! applied before is acknowledged without being applied. The cloud's late-point window does not apply: the
@@ -38,6 +39,12 @@ pub struct EdgeReport {
     pub oldest_pending_age_ms: Option<i64>,
     /// Every batch up to this seq is acknowledged.
     pub acked_seq: i64,
+    /// Of the pending batches, those in the backlog lane.
+    pub backlog_batches: u64,
+    /// Points in them.
+    pub backlog_points: u64,
+    /// Backlog points the cloud acknowledged per second lately.
+    pub backlog_drain_rate: u64,
     /// When the report arrived (ms).
     pub reported_ms: i64,
 }
@@ -54,6 +61,9 @@ impl EdgeReports {
                 .oldest_pending_age_ms
                 .map(|a| (a as i64).saturating_add((now_ms - at).max(0))),
             acked_seq: r.acked.0,
+            backlog_batches: r.backlog_batches,
+            backlog_points: r.backlog_points,
+            backlog_drain_rate: r.backlog_drain_rate,
             reported_ms: *at,
         })
     }
@@ -73,12 +83,12 @@ impl EdgeReports {
     }
 }
 
-/// Applies the batch in `event` from `edge` (already known to be the topic's edge id).
+/// Applies the batches in `event` from `edge` in `lane` (the topic's edge id and lane).
 pub(crate) async fn apply(
     edges: &Arc<dyn EdgeStore>,
     clients: &Clients,
     counters: &Counters,
-    edge: &str,
+    (edge, lane): (&str, Lane),
     event: &ClientPublishEvent,
 ) -> PublishAction {
     let Ok(edge) = EdgeId::parse(edge) else {
@@ -104,7 +114,7 @@ pub(crate) async fn apply(
         .map(|b| UplinkBatch {
             edge: edge.clone(),
             incarnation: message.incarnation,
-            lane: Lane::Points,
+            lane,
             seq: b.seq,
             part: b.part,
             points: b.points,
@@ -126,7 +136,7 @@ pub(crate) async fn apply(
                         Applied::Duplicate => Counters::bump(&counters.edge_batches_duplicate),
                     }
                 }
-                debug!(edge = %edge, last = ?last, batches = batches.len(), "edge message applied");
+                debug!(edge = %edge, lane = lane.as_str(), last = ?last, batches = batches.len(), "edge message applied");
                 return PublishAction::Handled;
             }
             Err(e) => {

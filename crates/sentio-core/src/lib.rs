@@ -111,6 +111,15 @@ pub mod topic {
     /// The uplink lane of points: an edge publishes its batches to `edges/<id>/up/points`.
     pub const UPLINK_POINTS: &str = "up/points";
 
+    /// An edge publishes its backlog lane (points committed while its uplink was down) on
+    /// `edges/<id>/up/backlog`.
+    pub const UPLINK_BACKLOG: &str = "up/backlog";
+
+    /// `edges/<id>/up/backlog`.
+    pub fn uplink_backlog(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_BACKLOG}")
+    }
+
     /// An edge reports the state of its outbox on `edges/<id>/up/status`.
     pub const UPLINK_STATUS: &str = "up/status";
 

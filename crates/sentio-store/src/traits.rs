@@ -384,17 +384,22 @@ pub trait OutboxStore: Send + Sync {
     /// [`crate::BatchSeq`], in the same transaction as its points. Off by default (a node that
     /// is not an edge keeps no outbox).
     fn enable_outbox(&self);
-    /// Up to `max_batches` batches after `after`, in sequence order, stopping after the batch
-    /// that reaches `max_points` points.
+    /// From now on every recorded batch goes to `lane` ([`crate::Lane::Backlog`] until the
+    /// uplink first says otherwise): the uplink sets the live lane while it is connected and
+    /// the backlog lane while it is not. A batch keeps its lane for ever.
+    fn set_outbox_lane(&self, lane: crate::Lane);
+    /// Up to `max_batches` batches of `lane` after `after`, in sequence order, stopping after
+    /// the batch that reaches `max_points` points.
     async fn outbox_batches(
         &self,
+        lane: crate::Lane,
         after: crate::BatchSeq,
         max_batches: usize,
         max_points: usize,
     ) -> Result<Vec<crate::OutboxBatch>>;
-    /// Records that the cloud holds every batch up to `seq`, and forgets those batches (their
-    /// points stay). Never goes backwards.
-    async fn outbox_acked(&self, seq: crate::BatchSeq) -> Result<()>;
+    /// Records that the cloud holds every batch of `lane` up to `seq`, and forgets those
+    /// batches (their points stay). Never goes backwards.
+    async fn outbox_acked(&self, lane: crate::Lane, seq: crate::BatchSeq) -> Result<()>;
     /// What is pending and since when.
     async fn outbox_status(&self) -> Result<crate::OutboxStatus>;
 }

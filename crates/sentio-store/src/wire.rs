@@ -273,9 +273,16 @@ pub struct StatusReport {
     pub oldest_pending_age_ms: Option<u64>,
     /// Every batch up to this one is acknowledged.
     pub acked: BatchSeq,
+    /// Of the pending batches, those in the backlog lane.
+    pub backlog_batches: u64,
+    /// Points in them.
+    pub backlog_points: u64,
+    /// Backlog points acknowledged per second lately.
+    pub backlog_drain_rate: u64,
 }
 
-/// Encodes a status report: the version byte, then four varints (the age plus one, 0 for none).
+/// Encodes a status report: the version byte, then seven varints (the age plus one, 0 for
+/// none); a report of an edge before lanes ends after the fourth.
 pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     let mut out = vec![VERSION];
     put_varint(&mut out, r.pending_batches);
@@ -285,6 +292,9 @@ pub fn encode_status(r: &StatusReport) -> Vec<u8> {
         r.oldest_pending_age_ms.map_or(0, |a| a.saturating_add(1)),
     );
     put_varint(&mut out, r.acked.0.max(0) as u64);
+    put_varint(&mut out, r.backlog_batches);
+    put_varint(&mut out, r.backlog_points);
+    put_varint(&mut out, r.backlog_drain_rate);
     out
 }
 
@@ -294,12 +304,18 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
     if r.byte()? != VERSION {
         return Reader::err("unknown version");
     }
-    let report = StatusReport {
+    let mut report = StatusReport {
         pending_batches: r.varint()?,
         pending_points: r.varint()?,
         oldest_pending_age_ms: r.varint()?.checked_sub(1),
         acked: BatchSeq(i64::try_from(r.varint()?).map_err(|_| WireError("seq".into()))?),
+        ..StatusReport::default()
     };
+    if !r.bytes.is_empty() {
+        report.backlog_batches = r.varint()?;
+        report.backlog_points = r.varint()?;
+        report.backlog_drain_rate = r.varint()?;
+    }
     if !r.bytes.is_empty() {
         return Reader::err("bytes after the report");
     }
@@ -387,11 +403,26 @@ mod tests {
                 pending_points: 4_000,
                 oldest_pending_age_ms: Some(0),
                 acked: BatchSeq(77),
+                backlog_batches: 2,
+                backlog_points: 3_000,
+                backlog_drain_rate: 500,
             },
         ] {
             let bytes = encode_status(&r);
             assert_eq!(decode_status(&bytes).unwrap(), r);
             assert!(decode_status(&bytes[..bytes.len() - 1]).is_err());
+            // A report from an edge before lanes: no backlog.
+            let trailing = bytes.len()
+                - encode_status(&StatusReport {
+                    backlog_batches: 0,
+                    backlog_points: 0,
+                    backlog_drain_rate: 0,
+                    ..r
+                })
+                .len()
+                + 3;
+            let old = decode_status(&bytes[..bytes.len() - trailing]).unwrap();
+            assert_eq!((old.acked, old.backlog_points), (r.acked, 0));
         }
     }
 

@@ -481,6 +481,12 @@ pub struct EdgeConfig {
     pub ack_timeout: Span,
     /// MQTT keep-alive of the uplink.
     pub keep_alive: Span,
+    /// After an outage, most backlog points sent per second beside the live data (0: no
+    /// limit).
+    pub backlog_rate: u64,
+    /// Share of `in_flight` kept for the backlog while it drains (at least one part), so it
+    /// progresses however busy the live data is; 0.0 to 1.0.
+    pub backlog_floor: f64,
 }
 
 impl Default for EdgeConfig {
@@ -494,6 +500,8 @@ impl Default for EdgeConfig {
             in_flight: 16,
             ack_timeout: Span(10_000),
             keep_alive: Span(5_000),
+            backlog_rate: 20_000,
+            backlog_floor: 0.25,
         }
     }
 }
@@ -548,6 +556,12 @@ impl EdgeConfig {
                 "at least 1 (16 is the default)".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.backlog_floor) {
+            return Err(invalid(
+                "edge.backlog_floor",
+                "a share from 0.0 to 1.0 (0.25 is the default)".into(),
+            ));
+        }
         let mut s =
             sentio_edge::UplinkSettings::new(upstream, edge_id, secret, self.ca_file.as_deref())
                 .map_err(|e| match e {
@@ -557,6 +571,8 @@ impl EdgeConfig {
         s.in_flight = self.in_flight;
         s.ack_timeout = std::time::Duration::from_millis(self.ack_timeout.0.max(100) as u64);
         s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0 as u64);
+        s.backlog_rate = self.backlog_rate;
+        s.backlog_floor = self.backlog_floor;
         Ok(Some(s))
     }
 }
@@ -1050,6 +1066,10 @@ mod tests {
             (
                 "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a\"\nsecret = \"s\"\nkeep_alive = \"1s\"",
                 "edge.keep_alive",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a\"\nsecret = \"s\"\nbacklog_floor = 1.5",
+                "edge.backlog_floor",
             ),
             (
                 "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a b\"\nsecret = \"s\"",

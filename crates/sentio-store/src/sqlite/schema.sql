@@ -242,12 +242,15 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 -- committed append, in the append's transaction. `spans` names its points (per series: id,
 -- first and last timestamp, count; 28 bytes each, little-endian); the points themselves stay
 -- in `points`/`chunks`. Rows up to the acknowledged seq are removed. AUTOINCREMENT: a seq is
--- never reused within this database, even after its row is gone.
+-- never reused within this database, even after its row is gone. `lane`: 'points' (live) or
+-- 'backlog', chosen at commit (a database made before lanes gets the column at open, with
+-- the index `outbox_lane` on (lane, seq)).
 CREATE TABLE IF NOT EXISTS outbox (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     committed_ms INTEGER NOT NULL,
     points       INTEGER NOT NULL,
-    spans        BLOB NOT NULL
+    spans        BLOB NOT NULL,
+    lane         TEXT NOT NULL DEFAULT 'points'
 );
 -- Per lane: every batch up to `acked_seq` is held by the cloud.
 CREATE TABLE IF NOT EXISTS outbox_acked (

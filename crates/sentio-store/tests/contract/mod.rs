@@ -71,6 +71,7 @@ macro_rules! store_contract {
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
             edges::the_outbox_records_each_commit_and_forgets_what_is_acked,
+            edges::outbox_lanes_keep_their_batches_apart,
             edges::edges_apply_each_batch_once_per_incarnation,
         );
     };

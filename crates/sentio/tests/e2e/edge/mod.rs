@@ -1,6 +1,8 @@
 //! Edge nodes: the cloud's registry of edges and their confinement (`registry`), and the
 //! store-and-forward uplink under real faults between two real `sentio` processes (`uplink`,
-//! with the fault proxy of `support::fault_proxy`).
+//! with the fault proxy of `support::fault_proxy`), and its lanes after an outage: live data
+//! first, the backlog beside it at a bounded rate (`backlog`).
 
+mod backlog;
 mod registry;
 mod uplink;

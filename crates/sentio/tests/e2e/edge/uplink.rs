@@ -17,17 +17,17 @@ use tokio::sync::watch;
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::*;
 
-const EDGE: &str = "site-1";
-const METRICS: [&str; 2] = ["a", "b"];
+pub(super) const EDGE: &str = "site-1";
+pub(super) const METRICS: [&str; 2] = ["a", "b"];
 
 /// A cloud node, an edge node linked to it through a fault proxy, and their directory.
-struct Pair {
+pub(super) struct Pair {
     cloud: Child,
-    cloud_http: String,
+    pub(super) cloud_http: String,
     edge: Child,
-    edge_http: String,
+    pub(super) edge_http: String,
     edge_mqtt: u16,
-    proxy: FaultProxy,
+    pub(super) proxy: FaultProxy,
     dir: tempfile::TempDir,
     edge_args: Vec<String>,
 }
@@ -64,7 +64,7 @@ fn free_port() -> u16 {
 
 impl Pair {
     /// Starts both nodes over plain MQTT; `edge_toml` goes into the edge's `sentio.toml`.
-    async fn start(edge_toml: &str) -> Self {
+    pub(super) async fn start(edge_toml: &str) -> Self {
         Self::start_linked(edge_toml, Link::Plain).await
     }
 
@@ -158,14 +158,14 @@ impl Pair {
         self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
     }
 
-    async fn uplink(&self) -> Value {
+    pub(super) async fn uplink(&self) -> Value {
         let (status, body) = api_at(&self.edge_http, "GET", "/api/v1/uplink", None).await;
         assert_eq!(status, 200, "{body}");
         body
     }
 
     /// Waits until the edge has nothing pending (the cloud acknowledged everything).
-    async fn drained(&self, secs: u64) {
+    pub(super) async fn drained(&self, secs: u64) {
         let done = eventually(secs, || async {
             let u = self.uplink().await;
             (u["pending_points"] == 0 && u["connected"] == true).then_some(())
@@ -175,7 +175,7 @@ impl Pair {
     }
 
     /// Compares every series on the edge and in the cloud; prints and returns the counts.
-    async fn compare(&self, test: &str, fleet: &FleetReport) -> Counts {
+    pub(super) async fn compare(&self, test: &str, fleet: &FleetReport) -> Counts {
         let mut counts = Counts {
             accepted: fleet.points_acked,
             ..Counts::default()
@@ -223,7 +223,7 @@ impl Pair {
 }
 
 #[derive(Debug, Default)]
-struct Counts {
+pub(super) struct Counts {
     accepted: u64,
     on_edge: u64,
     stored: u64,
@@ -232,7 +232,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn assert_exactly_once(&self) {
+    pub(super) fn assert_exactly_once(&self) {
         assert_eq!(
             self.on_edge, self.accepted,
             "the edge holds what it acknowledged"
@@ -256,13 +256,13 @@ async fn spawn_blocking_sentio(
 }
 
 /// Every point of a series, by timestamp.
-async fn series(http: &str, device: &str, metric: &str) -> BTreeMap<i64, f64> {
+pub(super) async fn series(http: &str, device: &str, metric: &str) -> BTreeMap<i64, f64> {
     points_at(http, device, metric).await.into_iter().collect()
 }
 
 /// A fleet publishing to the edge over MQTT at QoS 1, every 20 ms per device, two metrics per
 /// payload, with increasing timestamps.
-struct Fleet {
+pub(super) struct Fleet {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     devices: Vec<String>,
@@ -270,13 +270,13 @@ struct Fleet {
     acked: Arc<AtomicU64>,
 }
 
-struct FleetReport {
+pub(super) struct FleetReport {
     devices: Vec<String>,
     points_acked: u64,
 }
 
 impl Fleet {
-    async fn start(pair: &Pair, n: usize) -> Self {
+    pub(super) async fn start(pair: &Pair, n: usize) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let (published, acked) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let mut tasks = Vec::new();
@@ -346,7 +346,7 @@ impl Fleet {
     }
 
     /// Stops publishing and waits until every publish is acknowledged by the edge.
-    async fn stop(self) -> FleetReport {
+    pub(super) async fn stop(self) -> FleetReport {
         let _ = self.stop.send(true);
         let (published, acked) = (self.published.clone(), self.acked.clone());
         let all = eventually(30, || async {
@@ -365,7 +365,7 @@ impl Fleet {
 }
 
 /// The newest timestamp of `dev-0`'s metric `a` in the cloud.
-async fn cloud_latest(pair: &Pair) -> i64 {
+pub(super) async fn cloud_latest(pair: &Pair) -> i64 {
     series(&pair.cloud_http, "dev-0", "a")
         .await
         .keys()
