@@ -80,6 +80,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Edge mode: the uplink to a cloud Sentio.
     pub edge: EdgeConfig,
+    /// In a cloud node: how it watches the edges linked to it.
+    pub edges: EdgesConfig,
     /// Notifications: grouping and delivery retries.
     pub notify: NotifySection,
 }
@@ -98,6 +100,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             demo: DemoConfig::default(),
             edge: EdgeConfig::default(),
+            edges: EdgesConfig::default(),
             notify: NotifySection::default(),
         }
     }
@@ -574,6 +577,23 @@ impl EdgeConfig {
         s.backlog_rate = self.backlog_rate;
         s.backlog_floor = self.backlog_floor;
         Ok(Some(s))
+    }
+}
+
+/// `[edges]`: in a cloud node, the edges linked to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgesConfig {
+    /// An edge whose uplink has been down this long raises one alert (device `edge:<id>`,
+    /// kind `silence`), resolved when it is back; not one per device behind it.
+    pub offline_alert_after: Span,
+}
+
+impl Default for EdgesConfig {
+    fn default() -> Self {
+        Self {
+            offline_alert_after: Span(300_000),
+        }
     }
 }
 

@@ -70,8 +70,19 @@ impl Pair {
 
     /// Starts both nodes, the edge linked to the cloud as `link` says.
     async fn start_linked(edge_toml: &str, link: Link) -> Self {
+        Self::start_configured(edge_toml, "", link).await
+    }
+
+    /// Starts both nodes over plain MQTT; `cloud_toml` is the cloud's `sentio.toml`.
+    pub(super) async fn start_with_cloud(edge_toml: &str, cloud_toml: &str) -> Self {
+        Self::start_configured(edge_toml, cloud_toml, Link::Plain).await
+    }
+
+    async fn start_configured(edge_toml: &str, cloud_toml: &str, link: Link) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cloud_data, edge_data) = (dir.path().join("cloud"), dir.path().join("edge"));
+        std::fs::create_dir_all(&cloud_data).unwrap();
+        std::fs::write(cloud_data.join("sentio.toml"), cloud_toml).unwrap();
         let tls_port = free_port();
         let (cloud, cloud_http, plain_mqtt) = spawn_blocking_sentio(
             cloud_data.clone(),
