@@ -217,6 +217,10 @@ impl BrokerEventHandler for TelemetryTap {
                     )
                     .await;
                 }
+                Some((edge, topic::UPLINK_REGISTRY)) => {
+                    return crate::uplink::apply_registry(&self.edges, &self.clients, edge, &event)
+                        .await;
+                }
                 Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
                 _ => {}
             }

@@ -83,6 +83,53 @@ impl EdgeReports {
     }
 }
 
+/// The edge named by the topic, if `event` was published by that edge itself (a token with a
+/// wide ACL may publish there too, and is ignored).
+fn sender(edge: &str, event: &ClientPublishEvent) -> Option<EdgeId> {
+    let edge = EdgeId::parse(edge).ok()?;
+    (event.user_id.as_deref() == Some(edge_username(&edge).as_str())).then_some(edge)
+}
+
+/// Applies the registry records in `event` from `edge` before the PUBACK (they are upserts:
+/// one applied again changes nothing). An undecodable message is never acknowledged and
+/// disconnects the edge; a store failure holds the PUBACK and retries.
+pub(crate) async fn apply_registry(
+    edges: &Arc<dyn EdgeStore>,
+    clients: &Clients,
+    edge: &str,
+    event: &ClientPublishEvent,
+) -> PublishAction {
+    let Some(edge) = sender(edge, event) else {
+        return PublishAction::Handled;
+    };
+    let records = match wire::decode_registry(&event.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(edge = %edge, error = %e, "edge registry refused: it cannot be decoded; disconnecting the edge without an acknowledgement");
+            clients.disconnect(&[event.client_id.to_string()]).await;
+            return std::future::pending().await;
+        }
+    };
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match edges.apply_registry(&edge, records.clone()).await {
+            Ok(done) => {
+                if done.conflicts > 0 {
+                    warn!(edge = %edge, conflicts = done.conflicts,
+                        "edge devices not registered here: their ids are devices of this node or of another edge");
+                }
+                debug!(edge = %edge, applied = done.applied, "edge registry applied");
+                return PublishAction::Handled;
+            }
+            Err(e) => {
+                warn!(edge = %edge, error = %e, retry_in = ?wait, "edge registry not stored yet; PUBACK held");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Applies the batches in `event` from `edge` in `lane` (the topic's edge id and lane).
 pub(crate) async fn apply(
     edges: &Arc<dyn EdgeStore>,
@@ -91,13 +138,9 @@ pub(crate) async fn apply(
     (edge, lane): (&str, Lane),
     event: &ClientPublishEvent,
 ) -> PublishAction {
-    let Ok(edge) = EdgeId::parse(edge) else {
+    let Some(edge) = sender(edge, event) else {
         return PublishAction::Handled;
     };
-    // Only the edge itself (a token with a wide ACL may publish here too, and is ignored).
-    if event.user_id.as_deref() != Some(edge_username(&edge).as_str()) {
-        return PublishAction::Handled;
-    }
     let message = match wire::decode(&event.payload) {
         Ok(m) => m,
         Err(e) => {

@@ -120,6 +120,15 @@ pub mod topic {
         format!("{EDGES}/{edge}/{UPLINK_BACKLOG}")
     }
 
+    /// An edge publishes its device registry (records of its devices) on
+    /// `edges/<id>/up/registry`.
+    pub const UPLINK_REGISTRY: &str = "up/registry";
+
+    /// `edges/<id>/up/registry`.
+    pub fn uplink_registry(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_REGISTRY}")
+    }
+
     /// An edge reports the state of its outbox on `edges/<id>/up/status`.
     pub const UPLINK_STATUS: &str = "up/status";
 

@@ -168,6 +168,15 @@ pub enum Applied {
     Duplicate,
 }
 
+/// What the cloud did with an edge's registry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegistryApplied {
+    /// Devices created or brought up to date under the edge.
+    pub applied: u64,
+    /// Devices left alone: the id is a device of this node or of another edge.
+    pub conflicts: u64,
+}
+
 /// An edge node registered in the cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {

@@ -422,6 +422,17 @@ pub trait EdgeStore: Send + Sync {
     /// (or after an earlier one of the same call) is [`crate::Applied::Duplicate`] and writes
     /// nothing. One verdict per batch.
     async fn apply_uplink(&self, batches: Vec<crate::UplinkBatch>) -> Result<Vec<crate::Applied>>;
+    /// Creates or updates the devices of edge `edge`'s registry (name, kind, labels) in this
+    /// node's registry, marked as the edge's, in one transaction; an id that is already a
+    /// device of this node or of another edge is left alone (a conflict). Applying the same
+    /// records again changes nothing.
+    async fn apply_registry(
+        &self,
+        edge: &sentio_core::EdgeId,
+        devices: Vec<crate::wire::RegistryRecord>,
+    ) -> Result<crate::RegistryApplied>;
+    /// The edge of every device an edge registered here, by device id.
+    async fn device_edges(&self) -> Result<std::collections::HashMap<String, String>>;
 }
 
 /// Notifications: silences, channels, the outbox that delivers to them, and grouped alerts.

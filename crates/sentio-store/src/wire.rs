@@ -322,6 +322,45 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
     Ok(report)
 }
 
+/// One device of an edge's registry as it goes up (`edges/<id>/up/registry`): its current
+/// name, kind and labels. Applying one again changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryRecord {
+    /// The device's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Encodes registry records: the version byte, then a JSON array.
+pub fn encode_registry(records: &[RegistryRecord]) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend(serde_json::to_vec(records).expect("records serialise"));
+    out
+}
+
+/// Decodes [`encode_registry`], checking every id, name, kind and label as the API does.
+pub fn decode_registry(payload: &[u8]) -> Result<Vec<RegistryRecord>, WireError> {
+    let Some((&VERSION, json)) = payload.split_first() else {
+        return Reader::err("unknown version");
+    };
+    let records: Vec<RegistryRecord> =
+        serde_json::from_slice(json).map_err(|e| WireError(format!("registry: {e}")))?;
+    for r in &records {
+        DeviceId::parse(&r.id).map_err(|e| WireError(format!("device id: {e}")))?;
+        crate::labels::validate(&r.labels)
+            .and_then(|_| crate::labels::validate_kind(&r.kind))
+            .and_then(|_| crate::labels::validate_name(&r.name))
+            .map_err(|e| WireError(format!("device {}: {e}", r.id)))?;
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +431,25 @@ mod tests {
             "{} bytes for 2,000 points",
             bytes.len()
         );
+    }
+
+    #[test]
+    fn registry_records_round_trip_and_are_checked() {
+        let r = RegistryRecord {
+            id: "pump-1".into(),
+            name: "Pump 1".into(),
+            kind: "pump".into(),
+            labels: [("site".to_string(), "north".to_string())].into(),
+        };
+        let bytes = encode_registry(std::slice::from_ref(&r));
+        assert_eq!(decode_registry(&bytes).unwrap(), vec![r.clone()]);
+        let bad = RegistryRecord {
+            id: "no spaces".into(),
+            ..r
+        };
+        assert!(decode_registry(&encode_registry(&[bad])).is_err());
+        assert!(decode_registry(&[]).is_err());
+        assert!(decode_registry(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

@@ -240,6 +240,7 @@ impl Node {
             servers.push(tokio::spawn(sentio_edge::run(
                 settings,
                 outbox,
+                store.clone(),
                 state,
                 stopped(rx),
             )));

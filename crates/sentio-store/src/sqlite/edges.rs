@@ -11,8 +11,10 @@ use sentio_core::EdgeId;
 
 use super::{Inner, SqliteStore, series};
 use crate::edge::{
-    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, UplinkBatch,
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane,
+    RegistryApplied, UplinkBatch,
 };
+use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
 
 /// What the secret digest of an edge is computed over: its username, so that an edge and a
@@ -219,6 +221,86 @@ impl EdgeStore for SqliteStore {
             .await;
         self.inner.note_write(&applied);
         applied
+    }
+
+    async fn apply_registry(
+        &self,
+        edge: &EdgeId,
+        devices: Vec<RegistryRecord>,
+    ) -> Result<RegistryApplied> {
+        let edge = edge.to_string();
+        let applied = self
+            .with_conn(move |_, conn| {
+                let tx = conn.transaction()?;
+                let known: Option<i64> = tx
+                    .query_row("SELECT 1 FROM edges WHERE id = ?1", [&edge], |r| r.get(0))
+                    .optional()?;
+                if known.is_none() {
+                    return Err(StoreError::UnknownEdge(edge));
+                }
+                let mut out = RegistryApplied::default();
+                let now = sentio_core::time::now_ms();
+                for d in devices {
+                    let owner: Option<String> = tx
+                        .query_row(
+                            "SELECT edge FROM edge_devices WHERE device = ?1",
+                            [&d.id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let exists: Option<i64> = tx
+                        .query_row("SELECT 1 FROM devices WHERE id = ?1", [&d.id], |r| r.get(0))
+                        .optional()?;
+                    let labels = serde_json::to_string(&d.labels)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    match (exists, owner.as_deref()) {
+                        (Some(_), Some(o)) if o == edge => {
+                            tx.execute(
+                                "UPDATE devices SET name = ?2, kind = ?3, labels = ?4 WHERE id = ?1",
+                                params![d.id, d.name, d.kind, labels],
+                            )?;
+                        }
+                        (Some(_), _) => {
+                            out.conflicts += 1;
+                            continue;
+                        }
+                        (None, _) => {
+                            // Its devices talk to the edge: no secret here that anyone holds.
+                            let mut digest = [0u8; 32];
+                            getrandom::fill(&mut digest).map_err(|e| {
+                                StoreError::Corrupt(format!("random generator: {e}"))
+                            })?;
+                            tx.execute(
+                                "INSERT INTO devices (id, name, kind, labels, secret_digest, created_ms) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                params![d.id, d.name, d.kind, labels, digest.as_slice(), now],
+                            )?;
+                            tx.execute(
+                                "INSERT INTO edge_devices (device, edge) VALUES (?1, ?2) \
+                                 ON CONFLICT (device) DO UPDATE SET edge = excluded.edge",
+                                params![d.id, edge],
+                            )?;
+                        }
+                    }
+                    out.applied += 1;
+                }
+                tx.commit()?;
+                Ok(out)
+            })
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+
+    async fn device_edges(&self) -> Result<HashMap<String, String>> {
+        self.with_conn(move |_, conn| {
+            let rows = conn
+                .prepare_cached("SELECT device, edge FROM edge_devices")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
     }
 }
 

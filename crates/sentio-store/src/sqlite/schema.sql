@@ -276,6 +276,11 @@ CREATE TABLE IF NOT EXISTS edge_progress (
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (edge, incarnation, lane)
 ) WITHOUT ROWID;
+-- Devices an edge registered here (its registry going up): the device row is in `devices`.
+CREATE TABLE IF NOT EXISTS edge_devices (
+    device TEXT PRIMARY KEY,
+    edge   TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE
+) WITHOUT ROWID;
 -- Silences: the alerts their matcher covers notify nobody until `until_ms`.
 CREATE TABLE IF NOT EXISTS silences (
     id         INTEGER PRIMARY KEY,

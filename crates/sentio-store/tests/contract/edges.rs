@@ -201,6 +201,71 @@ pub async fn outbox_lanes_keep_their_batches_apart(backend: &impl Backend) {
     assert_eq!((st.pending_batches, st.acked), (0, st.last));
 }
 
+pub async fn an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device(
+    backend: &impl Backend,
+) {
+    use sentio_store::wire::RegistryRecord;
+    let s = backend.open();
+    let site = EdgeId::parse("site-1").unwrap();
+    s.edges.create_edge(&site).await.unwrap();
+    s.registry
+        .create_device(sentio_store::NewDevice {
+            id: "own-1".into(),
+            name: None,
+            kind: Some("meter".into()),
+            labels: Default::default(),
+        })
+        .await
+        .unwrap();
+    let record = |id: &str, site: &str| RegistryRecord {
+        id: id.into(),
+        name: id.into(),
+        kind: "pump".into(),
+        labels: [("site".to_string(), site.to_string())].into(),
+    };
+    let done = s
+        .edges
+        .apply_registry(&site, vec![record("far-1", "north"), record("own-1", "x")])
+        .await
+        .unwrap();
+    assert_eq!((done.applied, done.conflicts), (1, 1));
+    // Again, and changed: the same device, brought up to date.
+    let again = s
+        .edges
+        .apply_registry(&site, vec![record("far-1", "east")])
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.conflicts), (1, 0));
+    let far = s.registry.get_device(&dev("far-1")).await.unwrap().unwrap();
+    assert_eq!(
+        (far.kind.as_str(), far.labels["site"].as_str()),
+        ("pump", "east")
+    );
+    let own = s.registry.get_device(&dev("own-1")).await.unwrap().unwrap();
+    assert_eq!(own.kind, "meter", "a device of this node is left alone");
+    let edges = s.edges.device_edges().await.unwrap();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges["far-1"], "site-1");
+    assert!(
+        !s.registry.verify_secret(&dev("far-1"), ""),
+        "no secret anyone holds"
+    );
+    let other = EdgeId::parse("site-2").unwrap();
+    s.edges.create_edge(&other).await.unwrap();
+    let taken = s
+        .edges
+        .apply_registry(&other, vec![record("far-1", "west")])
+        .await
+        .unwrap();
+    assert_eq!(taken.conflicts, 1, "another edge's device is left alone");
+    assert!(matches!(
+        s.edges
+            .apply_registry(&EdgeId::parse("nobody").unwrap(), vec![])
+            .await,
+        Err(StoreError::UnknownEdge(_))
+    ));
+}
+
 fn batch(edge: &EdgeId, inc: Incarnation, seq: i64, ts: i64, value: f64) -> UplinkBatch {
     UplinkBatch {
         edge: edge.clone(),

@@ -2,9 +2,10 @@
 //! store-and-forward uplink under real faults between two real `sentio` processes (`uplink`,
 //! with the fault proxy of `support::fault_proxy`), and its lanes after an outage: live data
 //! first, the backlog beside it at a bounded rate (`backlog`); in the cloud, one alert per
-//! offline edge (`offline`).
+//! offline edge (`offline`); the edge's device registry in the cloud (`devices`).
 
 mod backlog;
+mod devices;
 mod offline;
 mod registry;
 mod uplink;
