@@ -217,9 +217,19 @@ impl BrokerEventHandler for TelemetryTap {
                     )
                     .await;
                 }
-                Some((edge, topic::UPLINK_REGISTRY)) => {
-                    return crate::uplink::apply_registry(&self.edges, &self.clients, edge, &event)
-                        .await;
+                Some((edge, tail @ (topic::UPLINK_REGISTRY | topic::UPLINK_ALERTS))) => {
+                    let kind = if tail == topic::UPLINK_REGISTRY {
+                        crate::uplink::Records::Registry
+                    } else {
+                        crate::uplink::Records::Alerts
+                    };
+                    return crate::uplink::apply_records(
+                        &self.edges,
+                        &self.clients,
+                        (edge, kind),
+                        &event,
+                    )
+                    .await;
                 }
                 Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
                 _ => {}

@@ -90,39 +90,64 @@ fn sender(edge: &str, event: &ClientPublishEvent) -> Option<EdgeId> {
     (event.user_id.as_deref() == Some(edge_username(&edge).as_str())).then_some(edge)
 }
 
-/// Applies the registry records in `event` from `edge` before the PUBACK (they are upserts:
-/// one applied again changes nothing). An undecodable message is never acknowledged and
-/// disconnects the edge; a store failure holds the PUBACK and retries.
-pub(crate) async fn apply_registry(
+/// What an edge sends besides its points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Records {
+    /// Its device registry (`up/registry`).
+    Registry,
+    /// Its alerts (`up/alerts`).
+    Alerts,
+}
+
+/// Decoded records of either kind.
+enum Decoded {
+    Registry(Vec<wire::RegistryRecord>),
+    Alerts(Vec<sentio_core::Alert>),
+}
+
+/// Applies the records in `event` from `edge` before the PUBACK (they are upserts of the
+/// edge's current state: one applied again changes nothing). An undecodable message is never
+/// acknowledged and disconnects the edge; a store failure holds the PUBACK and retries.
+pub(crate) async fn apply_records(
     edges: &Arc<dyn EdgeStore>,
     clients: &Clients,
-    edge: &str,
+    (edge, kind): (&str, Records),
     event: &ClientPublishEvent,
 ) -> PublishAction {
     let Some(edge) = sender(edge, event) else {
         return PublishAction::Handled;
     };
-    let records = match wire::decode_registry(&event.payload) {
-        Ok(r) => r,
+    let decoded = match kind {
+        Records::Registry => wire::decode_registry(&event.payload).map(Decoded::Registry),
+        Records::Alerts => wire::decode_alerts(&event.payload).map(Decoded::Alerts),
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
         Err(e) => {
-            warn!(edge = %edge, error = %e, "edge registry refused: it cannot be decoded; disconnecting the edge without an acknowledgement");
+            warn!(edge = %edge, error = %e, ?kind, "edge records refused: they cannot be decoded; disconnecting the edge without an acknowledgement");
             clients.disconnect(&[event.client_id.to_string()]).await;
             return std::future::pending().await;
         }
     };
     let mut wait = Duration::from_millis(100);
     loop {
-        match edges.apply_registry(&edge, records.clone()).await {
-            Ok(done) => {
+        let done = match &decoded {
+            Decoded::Registry(r) => edges.apply_registry(&edge, r.clone()).await.map(|done| {
                 if done.conflicts > 0 {
                     warn!(edge = %edge, conflicts = done.conflicts,
                         "edge devices not registered here: their ids are devices of this node or of another edge");
                 }
-                debug!(edge = %edge, applied = done.applied, "edge registry applied");
+                done.applied
+            }),
+            Decoded::Alerts(a) => edges.apply_alerts(&edge, a.clone()).await,
+        };
+        match done {
+            Ok(applied) => {
+                debug!(edge = %edge, ?kind, applied, "edge records applied");
                 return PublishAction::Handled;
             }
             Err(e) => {
-                warn!(edge = %edge, error = %e, retry_in = ?wait, "edge registry not stored yet; PUBACK held");
+                warn!(edge = %edge, ?kind, error = %e, retry_in = ?wait, "edge records not stored yet; PUBACK held");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }

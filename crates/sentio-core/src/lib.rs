@@ -129,6 +129,14 @@ pub mod topic {
         format!("{EDGES}/{edge}/{UPLINK_REGISTRY}")
     }
 
+    /// An edge publishes its alerts (as they are now) on `edges/<id>/up/alerts`.
+    pub const UPLINK_ALERTS: &str = "up/alerts";
+
+    /// `edges/<id>/up/alerts`.
+    pub fn uplink_alerts(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_ALERTS}")
+    }
+
     /// An edge reports the state of its outbox on `edges/<id>/up/status`.
     pub const UPLINK_STATUS: &str = "up/status";
 

@@ -13,9 +13,8 @@
 //! too; each connection starts each lane from its recorded seq, so a part whose PUBACK was
 //! lost is sent again in the same lane (the cloud acknowledges it without applying it twice).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,12 +25,13 @@ use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use sentio_core::{EdgeId, Point, topic};
-use sentio_store::{BatchSeq, DeviceRegistry, Lane, OutboxStore, PART_POINTS, edge_username, wire};
+use sentio_store::{BatchSeq, Lane, OutboxStore, PART_POINTS, edge_username, wire};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::UplinkSettings;
+use crate::records::{self, Kind, RecordSources};
 use crate::state::UplinkState;
 
 /// First wait after a failed connection; doubles up to [`UplinkSettings::max_backoff`].
@@ -45,14 +45,14 @@ const MAX_INCOMING_PACKET: u32 = 64 * 1024;
 pub async fn run(
     settings: UplinkSettings,
     outbox: Arc<dyn OutboxStore>,
-    registry: Arc<dyn DeviceRegistry>,
+    sources: RecordSources,
     state: Arc<UplinkState>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    // What the cloud acknowledged of the registry (in memory: after a restart it all goes up
-    // once more, which changes nothing in the cloud).
-    let mut registry_acked = RegistryAcked::default();
+    // What the cloud acknowledged of the registry and the alerts (in memory: after a restart
+    // it all goes up once more, which changes nothing in the cloud).
+    let mut acked = records::Acked::default();
     let mut backoff = FIRST_BACKOFF;
     state
         .backlog_rate_limit
@@ -62,7 +62,7 @@ pub async fn run(
         let ended = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            ended = session(&settings, &*outbox, (&*registry, &mut registry_acked), &state) => ended,
+            ended = session(&settings, &*outbox, (&sources, &mut acked), &state) => ended,
         };
         // What is committed from now on waits for the link: the backlog lane.
         outbox.set_outbox_lane(Lane::Backlog);
@@ -312,57 +312,11 @@ impl Drop for Driver {
     }
 }
 
-/// Most devices in one registry message.
-const REGISTRY_DEVICES: usize = 500;
-
-/// A digest of each device's record as the cloud acknowledged it, by device id.
-type RegistryAcked = HashMap<String, u64>;
-
-/// A registry message published and not yet acknowledged.
-struct RegistryInFlight {
-    pkid: Option<u16>,
-    /// The records it carries, with their digests.
-    records: Vec<(String, u64)>,
-    sent_at: Instant,
-}
-
-fn record_digest(r: &wire::RegistryRecord) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    (&r.name, &r.kind, &r.labels).hash(&mut h);
-    h.finish()
-}
-
-/// The devices whose record the cloud has not acknowledged as it is now (at most
-/// [`REGISTRY_DEVICES`]).
-async fn registry_changes(
-    registry: &dyn DeviceRegistry,
-    acked: &RegistryAcked,
-) -> Vec<(wire::RegistryRecord, u64)> {
-    let Ok(devices) = registry.list_devices().await else {
-        return Vec::new();
-    };
-    devices
-        .into_iter()
-        .map(|d| wire::RegistryRecord {
-            id: d.id,
-            name: d.name,
-            kind: d.kind,
-            labels: d.labels,
-        })
-        .map(|r| {
-            let digest = record_digest(&r);
-            (r, digest)
-        })
-        .filter(|(r, digest)| acked.get(&r.id) != Some(digest))
-        .take(REGISTRY_DEVICES)
-        .collect()
-}
-
 /// One connection: returns when it fails.
 async fn session(
     s: &UplinkSettings,
     outbox: &dyn OutboxStore,
-    (registry, registry_acked): (&dyn DeviceRegistry, &mut RegistryAcked),
+    (sources, acked): (&RecordSources, &mut records::Acked),
     state: &UplinkState,
 ) -> Ended {
     let mut o = MqttOptions::new(
@@ -433,9 +387,9 @@ async fn session(
     ];
     const LIVE: usize = 0;
     const BACKLOG: usize = 1;
-    const REGISTRY: usize = 2;
-    let registry_topic = topic::uplink_registry(&s.edge_id);
-    let mut registry_in_flight: Option<RegistryInFlight> = None;
+    // The registry and the alerts: one message of each kind in flight at most; in
+    // `unnumbered` as 2 + the kind's index.
+    let mut records_in_flight: [Option<records::InFlight>; 2] = [None, None];
     // The lane of each QoS 1 message published and not yet given its packet id, in order.
     let mut unnumbered: VecDeque<usize> = VecDeque::new();
     let mut bucket = Bucket::new(s.backlog_rate);
@@ -528,31 +482,23 @@ async fn session(
                     .store(rate.round() as u64, Ordering::Relaxed);
                 drained_at = (Instant::now(), acked_now);
             }
-            // The registry: what changed since the cloud last acknowledged it, one message at
-            // a time (QoS 1: never dropped; sent again after a lost link).
-            if registry_in_flight.is_none() {
-                let changed = registry_changes(registry, registry_acked).await;
-                if !changed.is_empty() {
-                    let records: Vec<wire::RegistryRecord> =
-                        changed.iter().map(|(r, _)| r.clone()).collect();
-                    if let Err(e) = client
-                        .publish(
-                            registry_topic.clone(),
-                            QoS::AtLeastOnce,
-                            false,
-                            wire::encode_registry(&records),
-                        )
-                        .await
-                    {
-                        return Ended::after_connect(format!("publishing: {e}"));
-                    }
-                    unnumbered.push_back(REGISTRY);
-                    registry_in_flight = Some(RegistryInFlight {
-                        pkid: None,
-                        records: changed.into_iter().map(|(r, d)| (r.id, d)).collect(),
-                        sent_at: Instant::now(),
-                    });
+            // The registry and the alerts: what changed since the cloud last acknowledged it
+            // (QoS 1: never dropped; sent again after a lost link).
+            for kind in Kind::ALL {
+                if records_in_flight[kind.index()].is_some() {
+                    continue;
                 }
+                let Some(m) = acked.next(kind, sources, &s.edge_id).await else {
+                    continue;
+                };
+                if let Err(e) = client
+                    .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+                    .await
+                {
+                    return Ended::after_connect(format!("publishing: {e}"));
+                }
+                unnumbered.push_back(2 + kind.index());
+                records_in_flight[kind.index()] = Some(m.in_flight);
             }
             if let Ok(st) = outbox.outbox_status().await {
                 let now = sentio_core::time::now_ms();
@@ -576,7 +522,7 @@ async fn session(
         let oldest = lanes
             .iter()
             .filter_map(|l| l.in_flight.iter().find(|f| !f.acked).map(|f| f.sent_at))
-            .chain(registry_in_flight.as_ref().map(|r| r.sent_at))
+            .chain(records_in_flight.iter().flatten().map(|r| r.sent_at))
             .min();
         let ack_deadline = oldest.map(|t| t + s.ack_timeout);
         let idle = in_flight < s.in_flight;
@@ -587,8 +533,8 @@ async fn session(
                 // QoS 0 (the status reports) has packet id 0; a QoS 1 one never.
                 Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) if pkid != 0 => {
                     match unnumbered.pop_front() {
-                        Some(REGISTRY) => {
-                            if let Some(r) = &mut registry_in_flight {
+                        Some(i @ 2..) => {
+                            if let Some(r) = &mut records_in_flight[i - 2] {
                                 r.pkid = Some(pkid);
                             }
                         }
@@ -604,10 +550,12 @@ async fn session(
                     if !matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) {
                         return Ended::after_connect(format!("the cloud refused a batch: {:?}", ack.reason));
                     }
-                    if registry_in_flight.as_ref().is_some_and(|r| r.pkid == Some(ack.pkid)) {
-                        let done = registry_in_flight.take().expect("checked");
-                        UplinkState::add(&state.registry_acked, done.records.len() as u64);
-                        registry_acked.extend(done.records);
+                    if let Some(slot) = records_in_flight
+                        .iter_mut()
+                        .find(|r| r.as_ref().is_some_and(|r| r.pkid == Some(ack.pkid)))
+                    {
+                        let done = slot.take().expect("found");
+                        UplinkState::add(&state.records_acked, acked.acknowledged(done) as u64);
                     } else if let Some(f) = lanes
                         .iter_mut()
                         .flat_map(|l| l.in_flight.iter_mut())

@@ -19,7 +19,7 @@ pub struct UplinkState {
     pub(crate) backlog_points_acked: AtomicU64,
     pub(crate) backlog_drain_rate: AtomicU64,
     pub(crate) backlog_rate_limit: AtomicU64,
-    pub(crate) registry_acked: AtomicU64,
+    pub(crate) records_acked: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -53,8 +53,8 @@ pub struct LinkSnapshot {
     pub backlog_drain_rate: u64,
     /// The configured most backlog points per second (0: no limit).
     pub backlog_rate_limit: u64,
-    /// Device records of the registry acknowledged by the cloud since start.
-    pub registry_acked: u64,
+    /// Registry and alert records acknowledged by the cloud since start.
+    pub records_acked: u64,
     /// Why the link was last lost or refused.
     pub last_error: Option<String>,
 }
@@ -77,7 +77,7 @@ impl UplinkState {
             backlog_points_acked: r(&self.backlog_points_acked),
             backlog_drain_rate: r(&self.backlog_drain_rate),
             backlog_rate_limit: r(&self.backlog_rate_limit),
-            registry_acked: r(&self.registry_acked),
+            records_acked: r(&self.records_acked),
             last_error: self
                 .last_error
                 .lock()

@@ -433,6 +433,16 @@ pub trait EdgeStore: Send + Sync {
     ) -> Result<crate::RegistryApplied>;
     /// The edge of every device an edge registered here, by device id.
     async fn device_edges(&self) -> Result<std::collections::HashMap<String, String>>;
+    /// Creates or updates this node's copy of each of edge `edge`'s alerts (keyed by the
+    /// edge's alert id, with its state, acknowledgement and resolution), in one transaction;
+    /// the same alerts again change nothing. Returns how many were applied.
+    async fn apply_alerts(
+        &self,
+        edge: &sentio_core::EdgeId,
+        alerts: Vec<sentio_core::Alert>,
+    ) -> Result<u64>;
+    /// The edge of every alert an edge sent here, by this node's alert id.
+    async fn alert_edges(&self) -> Result<std::collections::HashMap<i64, String>>;
 }
 
 /// Notifications: silences, channels, the outbox that delivers to them, and grouped alerts.

@@ -361,6 +361,85 @@ pub fn decode_registry(payload: &[u8]) -> Result<Vec<RegistryRecord>, WireError>
     Ok(records)
 }
 
+/// One alert of an edge as it goes up (`edges/<id>/up/alerts`), as it is now; `id` is the
+/// edge's own alert id. Applying one again changes nothing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertRecord {
+    id: i64,
+    device: String,
+    metric: String,
+    state: String,
+    opened_ms: i64,
+    last_anomaly_ms: i64,
+    resolved_ms: Option<i64>,
+    anomalous_points: u64,
+    explanation: String,
+    peak: String,
+    ack: Option<(String, i64)>,
+    resolved_by: Option<String>,
+}
+
+/// Encodes alerts (with the edge's ids): the version byte, then a JSON array.
+pub fn encode_alerts(alerts: &[sentio_core::Alert]) -> Vec<u8> {
+    let records: Vec<AlertRecord> = alerts
+        .iter()
+        .map(|a| AlertRecord {
+            id: a.id.get(),
+            device: a.device.clone(),
+            metric: a.metric.clone(),
+            state: a.state.as_str().into(),
+            opened_ms: a.opened_ms,
+            last_anomaly_ms: a.last_anomaly_ms,
+            resolved_ms: a.resolved_ms,
+            anomalous_points: a.anomalous_points,
+            explanation: crate::stored_form::explanation_json(&a.explanation),
+            peak: crate::stored_form::explanation_json(&a.peak),
+            ack: a.ack.as_ref().map(|k| (k.by.clone(), k.at_ms)),
+            resolved_by: a.resolved_by.clone(),
+        })
+        .collect();
+    let mut out = vec![VERSION];
+    out.extend(serde_json::to_vec(&records).expect("records serialise"));
+    out
+}
+
+/// Decodes [`encode_alerts`]: each alert with the edge's id (never [`sentio_core::AlertId::UNSAVED`]).
+pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireError> {
+    let Some((&VERSION, json)) = payload.split_first() else {
+        return Reader::err("unknown version");
+    };
+    let records: Vec<AlertRecord> =
+        serde_json::from_slice(json).map_err(|e| WireError(format!("alerts: {e}")))?;
+    records
+        .into_iter()
+        .map(|r| {
+            let bad = |what: &str| WireError(format!("alert {}: {what}", r.id));
+            if r.id <= 0 {
+                return Err(bad("id"));
+            }
+            DeviceId::parse(&r.device).map_err(|_| bad("device id"))?;
+            Ok(sentio_core::Alert {
+                id: sentio_core::AlertId::new(r.id),
+                state: sentio_core::AlertState::parse(&r.state).ok_or_else(|| bad("state"))?,
+                explanation: crate::stored_form::read_explanation(&r.explanation)
+                    .map_err(|_| bad("explanation"))?,
+                peak: crate::stored_form::read_explanation(&r.peak).map_err(|_| bad("peak"))?,
+                device: r.device,
+                metric: r.metric,
+                opened_ms: r.opened_ms,
+                last_anomaly_ms: r.last_anomaly_ms,
+                resolved_ms: r.resolved_ms,
+                anomalous_points: r.anomalous_points,
+                feedback: None,
+                ack: r.ack.map(|(by, at_ms)| sentio_core::Ack { by, at_ms }),
+                resolved_by: r.resolved_by,
+                silenced_by: None,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

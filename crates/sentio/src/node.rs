@@ -237,10 +237,14 @@ impl Node {
                 state: Arc::new(sentio_edge::UplinkState::default()),
             };
             let (outbox, state, rx) = (store.clone(), handle.state.clone(), stop_rx.clone());
+            let sources = sentio_edge::RecordSources {
+                registry: store.clone(),
+                alerts: store.clone(),
+            };
             servers.push(tokio::spawn(sentio_edge::run(
                 settings,
                 outbox,
-                store.clone(),
+                sources,
                 state,
                 stopped(rx),
             )));

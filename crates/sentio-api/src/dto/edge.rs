@@ -142,8 +142,8 @@ pub struct UplinkView {
     pub last_error: Option<String>,
     /// The live lane: batches committed while the link was up, sent first.
     pub live: LaneView,
-    /// Device records of the registry the cloud acknowledged since start.
-    pub registry_acked: u64,
+    /// Registry and alert records the cloud acknowledged since start.
+    pub records_acked: u64,
     /// The backlog lane: batches committed while the link was down, drained beside the live
     /// lane at a bounded rate.
     pub backlog: BacklogView,
@@ -214,7 +214,7 @@ impl UplinkView {
             points_acked: l.points_acked,
             last_error: l.last_error.clone(),
             live: LaneView::new(&o.live, now_ms),
-            registry_acked: l.registry_acked,
+            records_acked: l.records_acked,
             backlog: BacklogView {
                 lane: LaneView::new(&o.backlog, now_ms),
                 drain_rate: l.backlog_drain_rate,
@@ -303,12 +303,12 @@ mod tests {
             backlog_points_acked: 20,
             backlog_drain_rate: 0,
             backlog_rate_limit: 500,
-            registry_acked: 3,
+            records_acked: 3,
             last_error: Some("silent".into()),
         };
         check(
             UplinkView::new("site-1".into(), "mqtt://cloud:1883".into(), &o, &l, 3_500),
-            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"registry_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20}}"#,
+            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"records_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20}}"#,
         );
         assert!(serde_json::from_str::<CreateEdge>(r#"{"id":"a","x":1}"#).is_err());
     }

@@ -16,6 +16,7 @@ use crate::edge::{
 };
 use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
+use sentio_core::{Alert, AlertId};
 
 /// What the secret digest of an edge is computed over: its username, so that an edge and a
 /// device of the same id never share a digest.
@@ -290,6 +291,65 @@ impl EdgeStore for SqliteStore {
             .await;
         self.inner.note_write(&applied);
         applied
+    }
+
+    async fn apply_alerts(&self, edge: &EdgeId, alerts: Vec<Alert>) -> Result<u64> {
+        let edge = edge.to_string();
+        let applied = self
+            .with_conn(move |_, conn| {
+                let tx = conn.transaction()?;
+                let known: Option<i64> = tx
+                    .query_row("SELECT 1 FROM edges WHERE id = ?1", [&edge], |r| r.get(0))
+                    .optional()?;
+                if known.is_none() {
+                    return Err(StoreError::UnknownEdge(edge));
+                }
+                let mut n = 0u64;
+                for mut a in alerts {
+                    let theirs = a.id.get();
+                    let ours: Option<i64> = tx
+                        .query_row(
+                            "SELECT alert_id FROM edge_alerts WHERE edge = ?1 AND edge_alert_id = ?2",
+                            params![edge, theirs],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    a.id = ours.map_or(AlertId::UNSAVED, AlertId::new);
+                    let id = super::alerts::write_alert(&tx, &a)?;
+                    tx.execute(
+                        "INSERT INTO edge_alerts (edge, edge_alert_id, alert_id) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (edge, edge_alert_id) DO NOTHING",
+                        params![edge, theirs, id],
+                    )?;
+                    let (ack_by, ack_ms) = a.ack.map(|k| (k.by, k.at_ms)).unzip();
+                    if ack_by.is_some() || a.resolved_by.is_some() {
+                        tx.execute(
+                            "INSERT INTO alert_handling (alert_id, ack_by, ack_ms, resolved_by) \
+                             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (alert_id) DO UPDATE SET \
+                             ack_by = excluded.ack_by, ack_ms = excluded.ack_ms, \
+                             resolved_by = excluded.resolved_by",
+                            params![id, ack_by, ack_ms, a.resolved_by],
+                        )?;
+                    }
+                    n += 1;
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+
+    async fn alert_edges(&self) -> Result<HashMap<i64, String>> {
+        self.with_conn(move |_, conn| {
+            let rows = conn
+                .prepare_cached("SELECT alert_id, edge FROM edge_alerts")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn device_edges(&self) -> Result<HashMap<String, String>> {

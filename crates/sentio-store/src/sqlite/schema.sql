@@ -277,6 +277,13 @@ CREATE TABLE IF NOT EXISTS edge_progress (
     PRIMARY KEY (edge, incarnation, lane)
 ) WITHOUT ROWID;
 -- Devices an edge registered here (its registry going up): the device row is in `devices`.
+-- Alerts of an edge held here: the edge's alert id and this node's copy in `alerts`.
+CREATE TABLE IF NOT EXISTS edge_alerts (
+    edge          TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE,
+    edge_alert_id INTEGER NOT NULL,
+    alert_id      INTEGER NOT NULL,
+    PRIMARY KEY (edge, edge_alert_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS edge_devices (
     device TEXT PRIMARY KEY,
     edge   TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE

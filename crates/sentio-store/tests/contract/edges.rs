@@ -266,6 +266,72 @@ pub async fn an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device
     ));
 }
 
+pub async fn an_edge_alert_is_held_once_and_follows_its_changes(backend: &impl Backend) {
+    use sentio_core::{Ack, Alert, AlertId, AlertState, Explanation};
+    let s = backend.open();
+    let site = EdgeId::parse("site-1").unwrap();
+    s.edges.create_edge(&site).await.unwrap();
+    let mut alert = Alert {
+        id: AlertId::new(41),
+        device: "far-1".into(),
+        metric: "level".into(),
+        state: AlertState::Open,
+        opened_ms: 1_000,
+        last_anomaly_ms: 2_000,
+        resolved_ms: None,
+        anomalous_points: 3,
+        explanation: Explanation {
+            message: "level far above".into(),
+            ..Explanation::default()
+        },
+        peak: Explanation::default(),
+        feedback: None,
+        ack: None,
+        resolved_by: None,
+        silenced_by: None,
+    };
+    let list = || async {
+        s.alerts
+            .list_alerts(sentio_store::AlertFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        s.edges
+            .apply_alerts(&site, vec![alert.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    s.edges
+        .apply_alerts(&site, vec![alert.clone()])
+        .await
+        .unwrap();
+    let held = list().await;
+    assert_eq!(held.len(), 1, "the same alert again is the same alert");
+    let ours = held[0].id.get();
+    assert_eq!(s.edges.alert_edges().await.unwrap()[&ours], "site-1");
+    // Acknowledged, then resolved on the edge: this node's copy follows.
+    alert.ack = Some(Ack {
+        by: "user:ann".into(),
+        at_ms: 2_500,
+    });
+    alert.state = AlertState::Resolved;
+    alert.resolved_ms = Some(3_000);
+    s.edges.apply_alerts(&site, vec![alert]).await.unwrap();
+    let held = list().await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].state, AlertState::Resolved);
+    assert_eq!(
+        held[0].ack.as_ref().map(|a| a.by.as_str()),
+        Some("user:ann")
+    );
+    assert_eq!(held[0].explanation.message, "level far above");
+}
+
 fn batch(edge: &EdgeId, inc: Incarnation, seq: i64, ts: i64, value: f64) -> UplinkBatch {
     UplinkBatch {
         edge: edge.clone(),

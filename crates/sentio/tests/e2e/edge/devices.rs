@@ -102,5 +102,5 @@ async fn the_edge_registry_reaches_the_cloud_also_after_a_cut() {
     let (_, one) = api_at(&pair.cloud_http, "GET", "/api/v1/devices/late-1", None).await;
     assert_eq!(one["edge"], EDGE, "{one}");
     let u = pair.uplink().await;
-    assert!(u["registry_acked"].as_u64().unwrap() >= 3, "{u}");
+    assert!(u["records_acked"].as_u64().unwrap() >= 3, "{u}");
 }
