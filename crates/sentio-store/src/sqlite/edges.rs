@@ -74,6 +74,17 @@ fn progress_of(conn: &Connection, id: &str) -> Result<Vec<EdgeProgress>> {
     Ok(out)
 }
 
+/// `UnknownEdge` unless `edge` is registered here.
+fn known_edge(conn: &Connection, edge: &str) -> Result<()> {
+    let known: Option<i64> = conn
+        .query_row("SELECT 1 FROM edges WHERE id = ?1", [edge], |r| r.get(0))
+        .optional()?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(StoreError::UnknownEdge(edge.to_string())),
+    }
+}
+
 fn edge_row(conn: &Connection, id: &EdgeId) -> Result<Option<Edge>> {
     let created: Option<i64> = conn
         .query_row(
@@ -174,12 +185,7 @@ impl EdgeStore for SqliteStore {
                 for b in &batches {
                     let key: Key = (b.edge.to_string(), b.incarnation.0, b.lane.as_str());
                     if !done.contains_key(&key) {
-                        let known: Option<i64> = conn
-                            .query_row("SELECT 1 FROM edges WHERE id = ?1", [&key.0], |r| r.get(0))
-                            .optional()?;
-                        if known.is_none() {
-                            return Err(StoreError::UnknownEdge(key.0));
-                        }
+                        known_edge(conn, &key.0)?;
                         let row: Option<(i64, u32)> = conn
                             .query_row(
                                 "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
@@ -233,12 +239,7 @@ impl EdgeStore for SqliteStore {
         let applied = self
             .with_conn(move |_, conn| {
                 let tx = conn.transaction()?;
-                let known: Option<i64> = tx
-                    .query_row("SELECT 1 FROM edges WHERE id = ?1", [&edge], |r| r.get(0))
-                    .optional()?;
-                if known.is_none() {
-                    return Err(StoreError::UnknownEdge(edge));
-                }
+                known_edge(&tx, &edge)?;
                 let mut out = RegistryApplied::default();
                 let now = sentio_core::time::now_ms();
                 for d in devices {
@@ -298,12 +299,7 @@ impl EdgeStore for SqliteStore {
         let applied = self
             .with_conn(move |_, conn| {
                 let tx = conn.transaction()?;
-                let known: Option<i64> = tx
-                    .query_row("SELECT 1 FROM edges WHERE id = ?1", [&edge], |r| r.get(0))
-                    .optional()?;
-                if known.is_none() {
-                    return Err(StoreError::UnknownEdge(edge));
-                }
+                known_edge(&tx, &edge)?;
                 let mut n = 0u64;
                 for mut a in alerts {
                     let theirs = a.id.get();

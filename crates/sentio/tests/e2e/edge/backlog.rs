@@ -70,13 +70,7 @@ async fn after_an_outage_live_points_go_first_and_the_backlog_drains_at_its_rate
     let rate = draining["backlog"]["drain_rate"].as_u64().unwrap();
     assert!(rate > 0 && rate <= RATE * 3 / 2, "{draining}");
     let shown = eventually(10, || async {
-        let (_, e) = api_at(
-            &pair.cloud_http,
-            "GET",
-            &format!("/api/v1/edges/{EDGE}"),
-            None,
-        )
-        .await;
+        let e = pair.cloud_edge().await;
         (e["reported"]["backlog_drain_rate"].as_u64() > Some(0)).then_some(e)
     })
     .await

@@ -169,6 +169,14 @@ impl Pair {
         self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
     }
 
+    /// The cloud's view of the edge (`GET /api/v1/edges/<id>`).
+    pub(super) async fn cloud_edge(&self) -> Value {
+        let path = format!("/api/v1/edges/{EDGE}");
+        let (status, body) = api_at(&self.cloud_http, "GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     pub(super) async fn uplink(&self) -> Value {
         let (status, body) = api_at(&self.edge_http, "GET", "/api/v1/uplink", None).await;
         assert_eq!(status, 200, "{body}");
@@ -205,13 +213,7 @@ impl Pair {
                 }
             }
         }
-        let (_, edge) = api_at(
-            &self.cloud_http,
-            "GET",
-            &format!("/api/v1/edges/{EDGE}"),
-            None,
-        )
-        .await;
+        let edge = self.cloud_edge().await;
         // Points applied (every incarnation, kept with the progress) beyond those held: a
         // batch applied twice would count its points twice.
         counts.duplicated = edge["points"]
@@ -425,13 +427,7 @@ async fn a_cut_uplink_loses_and_doubles_nothing_and_live_data_resumes() {
         .assert_exactly_once();
     // The cloud shows the edge's own account of its outbox: connected, nothing pending.
     let shown = eventually(10, || async {
-        let (_, e) = api_at(
-            &pair.cloud_http,
-            "GET",
-            &format!("/api/v1/edges/{EDGE}"),
-            None,
-        )
-        .await;
+        let e = pair.cloud_edge().await;
         (e["connected"] == true && e["reported"]["pending_points"] == 0).then_some(e)
     })
     .await;
@@ -609,12 +605,6 @@ async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says
     for device in &report.devices {
         assert!(series(&pair.cloud_http, device, "a").await.is_empty());
     }
-    let (_, edge) = api_at(
-        &pair.cloud_http,
-        "GET",
-        &format!("/api/v1/edges/{EDGE}"),
-        None,
-    )
-    .await;
+    let edge = pair.cloud_edge().await;
     assert_eq!(edge["points"], 0, "{edge}");
 }
