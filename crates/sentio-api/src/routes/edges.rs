@@ -105,6 +105,9 @@ pub async fn metrics(s: &AppState) -> String {
     out
 }
 
+/// A per-edge gauge: its name, its help and its value in a report.
+type Family = (&'static str, &'static str, fn(&EdgeReport) -> u64);
+
 /// Per edge (those that reported since start): its backlog and how fast it drains.
 async fn cloud_metrics(s: &AppState) -> String {
     let Some(broker) = &s.broker else {
@@ -120,7 +123,7 @@ async fn cloud_metrics(s: &AppState) -> String {
     if reports.is_empty() {
         return String::new();
     }
-    let families: [(&str, &str, fn(&EdgeReport) -> u64); 3] = [
+    let families: [Family; 3] = [
         (
             "sentio_edge_pending_points",
             "Points the edge reported committed and not yet acknowledged by this node.",
