@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use sentio_core::{EdgeId, topic};
+use sentio_core::{DeviceId, EdgeId, topic};
 use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, wire};
 use tokio::time::Instant;
 
@@ -119,7 +119,9 @@ impl Acked {
                     .await
                     .ok()?;
                 let mut out = Vec::new();
-                for a in alerts {
+                // A device's alerts only: this node's own system alerts (an edge of its own
+                // offline, on `edge:<id>`) are not a device's, and stay here.
+                for a in alerts.into_iter().filter(|a| DeviceId::parse(&a.device).is_ok()) {
                     let dg = digest(&wire::encode_alerts(std::slice::from_ref(&a)));
                     if changed(&a.id.to_string(), dg) {
                         out.push((a, dg));
