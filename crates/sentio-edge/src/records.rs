@@ -121,7 +121,10 @@ impl Acked {
                 let mut out = Vec::new();
                 // A device's alerts only: this node's own system alerts (an edge of its own
                 // offline, on `edge:<id>`) are not a device's, and stay here.
-                for a in alerts.into_iter().filter(|a| DeviceId::parse(&a.device).is_ok()) {
+                for a in alerts
+                    .into_iter()
+                    .filter(|a| DeviceId::parse(&a.device).is_ok())
+                {
                     let dg = digest(&wire::encode_alerts(std::slice::from_ref(&a)));
                     if changed(&a.id.to_string(), dg) {
                         out.push((a, dg));
