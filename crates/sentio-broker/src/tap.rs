@@ -212,12 +212,31 @@ impl BrokerEventHandler for TelemetryTap {
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
             match topic::split_edge(&event.topic) {
-                Some((edge, topic::UPLINK_POINTS)) => {
+                Some((edge, tail @ (topic::UPLINK_POINTS | topic::UPLINK_BACKLOG))) => {
+                    let lane = if tail == topic::UPLINK_POINTS {
+                        sentio_store::Lane::Points
+                    } else {
+                        sentio_store::Lane::Backlog
+                    };
                     return crate::uplink::apply(
                         &self.edges,
                         &self.clients,
                         &self.counters,
-                        edge,
+                        (edge, lane),
+                        &event,
+                    )
+                    .await;
+                }
+                Some((edge, tail @ (topic::UPLINK_REGISTRY | topic::UPLINK_ALERTS))) => {
+                    let kind = if tail == topic::UPLINK_REGISTRY {
+                        crate::uplink::Records::Registry
+                    } else {
+                        crate::uplink::Records::Alerts
+                    };
+                    return crate::uplink::apply_records(
+                        &self.edges,
+                        &self.clients,
+                        (edge, kind),
                         &event,
                     )
                     .await;

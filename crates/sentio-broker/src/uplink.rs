@@ -1,5 +1,6 @@
 //! The cloud's end of an edge's uplink: a message of batches published by edge `<id>` on
-//! `edges/<id>/up/points` is decoded ([`sentio_store::wire`]) and applied exactly once
+//! `edges/<id>/up/points` (the live lane) or `edges/<id>/up/backlog` (the backlog lane) is
+//! decoded ([`sentio_store::wire`]) and applied exactly once
 //! ([`EdgeStore::apply_uplink`]: the new batches' points and the progress in one transaction)
 //! before the tap returns, so the PUBACK the edge waits for means "held by the cloud". A batch
 //! applied before is acknowledged without being applied. The cloud's late-point window does not apply: the
@@ -38,6 +39,12 @@ pub struct EdgeReport {
     pub oldest_pending_age_ms: Option<i64>,
     /// Every batch up to this seq is acknowledged.
     pub acked_seq: i64,
+    /// Of the pending batches, those in the backlog lane.
+    pub backlog_batches: u64,
+    /// Points in them.
+    pub backlog_points: u64,
+    /// Backlog points the cloud acknowledged per second lately.
+    pub backlog_drain_rate: u64,
     /// When the report arrived (ms).
     pub reported_ms: i64,
 }
@@ -54,6 +61,9 @@ impl EdgeReports {
                 .oldest_pending_age_ms
                 .map(|a| (a as i64).saturating_add((now_ms - at).max(0))),
             acked_seq: r.acked.0,
+            backlog_batches: r.backlog_batches,
+            backlog_points: r.backlog_points,
+            backlog_drain_rate: r.backlog_drain_rate,
             reported_ms: *at,
         })
     }
@@ -73,21 +83,89 @@ impl EdgeReports {
     }
 }
 
-/// Applies the batch in `event` from `edge` (already known to be the topic's edge id).
+/// The edge named by the topic, if `event` was published by that edge itself (a token with a
+/// wide ACL may publish there too, and is ignored).
+fn sender(edge: &str, event: &ClientPublishEvent) -> Option<EdgeId> {
+    let edge = EdgeId::parse(edge).ok()?;
+    (event.user_id.as_deref() == Some(edge_username(&edge).as_str())).then_some(edge)
+}
+
+/// What an edge sends besides its points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Records {
+    /// Its device registry (`up/registry`).
+    Registry,
+    /// Its alerts (`up/alerts`).
+    Alerts,
+}
+
+/// Decoded records of either kind.
+enum Decoded {
+    Registry(Vec<wire::RegistryRecord>),
+    Alerts(Vec<sentio_core::Alert>),
+}
+
+/// Applies the records in `event` from `edge` before the PUBACK (they are upserts of the
+/// edge's current state: one applied again changes nothing). An undecodable message is never
+/// acknowledged and disconnects the edge; a store failure holds the PUBACK and retries.
+pub(crate) async fn apply_records(
+    edges: &Arc<dyn EdgeStore>,
+    clients: &Clients,
+    (edge, kind): (&str, Records),
+    event: &ClientPublishEvent,
+) -> PublishAction {
+    let Some(edge) = sender(edge, event) else {
+        return PublishAction::Handled;
+    };
+    let decoded = match kind {
+        Records::Registry => wire::decode_registry(&event.payload).map(Decoded::Registry),
+        Records::Alerts => wire::decode_alerts(&event.payload).map(Decoded::Alerts),
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(edge = %edge, error = %e, ?kind, "edge records refused: they cannot be decoded; disconnecting the edge without an acknowledgement");
+            clients.disconnect(&[event.client_id.to_string()]).await;
+            return std::future::pending().await;
+        }
+    };
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let done = match &decoded {
+            Decoded::Registry(r) => edges.apply_registry(&edge, r.clone()).await.map(|done| {
+                if done.conflicts > 0 {
+                    warn!(edge = %edge, conflicts = done.conflicts,
+                        "edge devices not registered here: their ids are devices of this node or of another edge");
+                }
+                done.applied
+            }),
+            Decoded::Alerts(a) => edges.apply_alerts(&edge, a.clone()).await,
+        };
+        match done {
+            Ok(applied) => {
+                debug!(edge = %edge, ?kind, applied, "edge records applied");
+                return PublishAction::Handled;
+            }
+            Err(e) => {
+                warn!(edge = %edge, ?kind, error = %e, retry_in = ?wait, "edge records not stored yet; PUBACK held");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Applies the batches in `event` from `edge` in `lane` (the topic's edge id and lane).
 pub(crate) async fn apply(
     edges: &Arc<dyn EdgeStore>,
     clients: &Clients,
     counters: &Counters,
-    edge: &str,
+    (edge, lane): (&str, Lane),
     event: &ClientPublishEvent,
 ) -> PublishAction {
-    let Ok(edge) = EdgeId::parse(edge) else {
+    let Some(edge) = sender(edge, event) else {
         return PublishAction::Handled;
     };
-    // Only the edge itself (a token with a wide ACL may publish here too, and is ignored).
-    if event.user_id.as_deref() != Some(edge_username(&edge).as_str()) {
-        return PublishAction::Handled;
-    }
     let message = match wire::decode(&event.payload) {
         Ok(m) => m,
         Err(e) => {
@@ -104,7 +182,7 @@ pub(crate) async fn apply(
         .map(|b| UplinkBatch {
             edge: edge.clone(),
             incarnation: message.incarnation,
-            lane: Lane::Points,
+            lane,
             seq: b.seq,
             part: b.part,
             points: b.points,
@@ -126,7 +204,7 @@ pub(crate) async fn apply(
                         Applied::Duplicate => Counters::bump(&counters.edge_batches_duplicate),
                     }
                 }
-                debug!(edge = %edge, last = ?last, batches = batches.len(), "edge message applied");
+                debug!(edge = %edge, lane = lane.as_str(), last = ?last, batches = batches.len(), "edge message applied");
                 return PublishAction::Handled;
             }
             Err(e) => {

@@ -132,6 +132,32 @@ pub mod topic {
     /// The uplink lane of points: an edge publishes its batches to `edges/<id>/up/points`.
     pub const UPLINK_POINTS: &str = "up/points";
 
+    /// An edge publishes its backlog lane (points committed while its uplink was down) on
+    /// `edges/<id>/up/backlog`.
+    pub const UPLINK_BACKLOG: &str = "up/backlog";
+
+    /// `edges/<id>/up/backlog`.
+    pub fn uplink_backlog(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_BACKLOG}")
+    }
+
+    /// An edge publishes its device registry (records of its devices) on
+    /// `edges/<id>/up/registry`.
+    pub const UPLINK_REGISTRY: &str = "up/registry";
+
+    /// `edges/<id>/up/registry`.
+    pub fn uplink_registry(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_REGISTRY}")
+    }
+
+    /// An edge publishes its alerts (as they are now) on `edges/<id>/up/alerts`.
+    pub const UPLINK_ALERTS: &str = "up/alerts";
+
+    /// `edges/<id>/up/alerts`.
+    pub fn uplink_alerts(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_ALERTS}")
+    }
+
     /// An edge reports the state of its outbox on `edges/<id>/up/status`.
     pub const UPLINK_STATUS: &str = "up/status";
 

@@ -14,13 +14,17 @@
 //! or CA pinned from a file (`trust`); a certificate that does not verify ends the attempt
 //! with the reason shown in [`UplinkState`]: there is never a plaintext fallback.
 //!
+//! The device registry and the alerts go up too, as their current state ([`RecordSources`]).
+//!
 //! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
 
 mod link;
+mod records;
 mod settings;
 mod state;
 mod trust;
 
 pub use link::run;
+pub use records::RecordSources;
 pub use settings::{SettingsError, UplinkSettings, Upstream};
 pub use state::{LinkSnapshot, UplinkState};

@@ -1,15 +1,22 @@
 //! The link task: connect, send the outbox in order with several parts in flight, record
-//! what the cloud acknowledged, and start over from the acknowledged batch whenever the link
-//! fails.
+//! what the cloud acknowledged, and start over from the acknowledged batches whenever the
+//! link fails.
+//!
+//! Two lanes ([`Lane`]): a batch committed while the link is up is live, one committed while
+//! it is down is backlog (the store records the lane in the commit's transaction, as the link
+//! tells it with [`OutboxStore::set_outbox_lane`]). Live parts go first; the backlog goes
+//! beside them, at most [`UplinkSettings::backlog_rate`] points a second, and keeps its floor
+//! share of the window ([`UplinkSettings::live_window`]) so it always progresses.
 //!
 //! **Invariant:** a batch is recorded as delivered ([`OutboxStore::outbox_acked`]) only after
-//! the PUBACK of its last part, and only when every earlier part is acknowledged too; each
-//! connection starts from the recorded seq, so a part whose PUBACK was lost is sent again (the
-//! cloud acknowledges it without applying it twice).
+//! the PUBACK of its last part, and only when every earlier part of its lane is acknowledged
+//! too; each connection starts each lane from its recorded seq, so a part whose PUBACK was
+//! lost is sent again in the same lane (the cloud acknowledges it without applying it twice).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::Outgoing;
@@ -17,13 +24,14 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
-use sentio_core::{Point, topic};
-use sentio_store::{BatchSeq, OutboxStore, PART_POINTS, edge_username, wire};
+use sentio_core::{EdgeId, Point, topic};
+use sentio_store::{BatchSeq, Lane, OutboxStore, PART_POINTS, edge_username, wire};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::UplinkSettings;
+use crate::records::{self, Kind, RecordSources};
 use crate::state::UplinkState;
 
 /// First wait after a failed connection; doubles up to [`UplinkSettings::max_backoff`].
@@ -37,18 +45,27 @@ const MAX_INCOMING_PACKET: u32 = 64 * 1024;
 pub async fn run(
     settings: UplinkSettings,
     outbox: Arc<dyn OutboxStore>,
+    sources: RecordSources,
     state: Arc<UplinkState>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    // What the cloud acknowledged of the registry and the alerts (in memory: after a restart
+    // it all goes up once more, which changes nothing in the cloud).
+    let mut acked = records::Acked::default();
     let mut backoff = FIRST_BACKOFF;
+    state
+        .backlog_rate_limit
+        .store(settings.backlog_rate, Ordering::Relaxed);
     info!(upstream = %settings.upstream, edge = %settings.edge_id, "uplink starting");
     loop {
         let ended = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            ended = session(&settings, &*outbox, &state) => ended,
+            ended = session(&settings, &*outbox, (&sources, &mut acked), &state) => ended,
         };
+        // What is committed from now on waits for the link: the backlog lane.
+        outbox.set_outbox_lane(Lane::Backlog);
         state.lost(ended.why.clone());
         if ended.was_connected {
             backoff = FIRST_BACKOFF;
@@ -61,9 +78,7 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(settings.max_backoff);
     }
-    state
-        .connected
-        .store(false, std::sync::atomic::Ordering::Relaxed);
+    state.connected.store(false, Ordering::Relaxed);
     info!("uplink stopped");
 }
 
@@ -114,11 +129,159 @@ struct Ready {
 /// Most points in one message (whole parts; a part may hold more on its own).
 const MESSAGE_POINTS: usize = PART_POINTS as usize;
 
-/// How often the edge reports its outbox to the cloud.
+/// How often the edge reports its outbox to the cloud, and measures the backlog's drain.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 
 /// Most batch parts in one message.
 const MESSAGE_PARTS: usize = 1_024;
+
+/// One lane within a connection: what was read from the outbox, what is ready to go, what is
+/// in flight, in seq order.
+struct LaneOut {
+    lane: Lane,
+    topic: String,
+    /// Read up to here.
+    read_through: BatchSeq,
+    ready: VecDeque<Ready>,
+    /// Points in `ready`.
+    ready_points: usize,
+    in_flight: VecDeque<InFlight>,
+}
+
+/// What a lane's acknowledged prefix completed.
+#[derive(Default)]
+struct Settled {
+    through: Option<BatchSeq>,
+    batches: u64,
+    points: u64,
+}
+
+impl LaneOut {
+    fn new(lane: Lane, edge: &EdgeId, acked: BatchSeq) -> Self {
+        let topic = match lane {
+            Lane::Points => topic::uplink_points(edge),
+            Lane::Backlog => topic::uplink_backlog(edge),
+        };
+        Self {
+            lane,
+            topic,
+            read_through: acked,
+            ready: VecDeque::new(),
+            ready_points: 0,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Reads the lane's next batches when fewer than `read_points` points (and
+    /// [`MESSAGE_PARTS`] parts) are ready.
+    async fn fill(&mut self, outbox: &dyn OutboxStore, read_points: usize) -> Result<(), String> {
+        if self.ready.len() >= MESSAGE_PARTS || self.ready_points >= read_points {
+            return Ok(());
+        }
+        let batches = outbox
+            .outbox_batches(self.lane, self.read_through, MESSAGE_PARTS, read_points)
+            .await
+            .map_err(|e| format!("reading the outbox: {e}"))?;
+        if let Some(last) = batches.last() {
+            self.read_through = last.seq;
+        }
+        for b in batches {
+            let n = b.parts.len();
+            for (i, points) in b.parts.into_iter().enumerate() {
+                self.ready_points += points.len();
+                self.ready.push_back(Ready {
+                    seq: b.seq,
+                    part: i as u32,
+                    last: i + 1 == n,
+                    points,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether it has anything ready or unacknowledged.
+    fn busy(&self) -> bool {
+        !self.ready.is_empty() || !self.in_flight.is_empty()
+    }
+
+    /// The next message's parts: consecutive, at most `max_points` points unless the first
+    /// part alone holds more.
+    fn take(&mut self, max_points: usize) -> Vec<Ready> {
+        let mut parts = Vec::new();
+        let mut points = 0usize;
+        while let Some(r) = self.ready.front() {
+            if !parts.is_empty()
+                && (points + r.points.len() > max_points || parts.len() >= MESSAGE_PARTS)
+            {
+                break;
+            }
+            points += r.points.len();
+            parts.push(self.ready.pop_front().expect("front exists"));
+        }
+        self.ready_points -= points;
+        parts
+    }
+
+    /// Removes the acknowledged messages at the front (in order: a batch counts as delivered
+    /// only when everything before it in the lane is).
+    fn settle(&mut self) -> Settled {
+        let mut done = Settled::default();
+        while self.in_flight.front().is_some_and(|f| f.acked) {
+            let f = self.in_flight.pop_front().expect("front exists");
+            done.points += f.points;
+            done.batches += f.batches;
+            done.through = f.through.or(done.through);
+        }
+        done
+    }
+}
+
+/// The backlog's rate limit: a bucket of points, refilled at the rate, a second deep; a
+/// message may take it below zero (the next waits longer), so the average is the rate.
+struct Bucket {
+    rate: u64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64) -> Self {
+        Self {
+            rate,
+            tokens: rate as f64,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        if self.rate > 0 {
+            self.tokens = (self.tokens + dt * self.rate as f64).min(self.rate as f64);
+        }
+    }
+
+    fn allows(&self) -> bool {
+        self.rate == 0 || self.tokens > 0.0
+    }
+
+    fn take(&mut self, points: usize) {
+        if self.rate > 0 {
+            self.tokens -= points as f64;
+        }
+    }
+
+    /// Most points in one backlog message: at most a second's worth.
+    fn message_points(&self) -> usize {
+        if self.rate == 0 {
+            MESSAGE_POINTS
+        } else {
+            MESSAGE_POINTS.min(self.rate as usize).max(1)
+        }
+    }
+}
 
 /// The event loop runs in a task of its own (so that no `poll` is ever cancelled halfway),
 /// handing its events over; it stops when the session drops it.
@@ -150,7 +313,12 @@ impl Drop for Driver {
 }
 
 /// One connection: returns when it fails.
-async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkState) -> Ended {
+async fn session(
+    s: &UplinkSettings,
+    outbox: &dyn OutboxStore,
+    (sources, acked): (&RecordSources, &mut records::Acked),
+    state: &UplinkState,
+) -> Ended {
     let mut o = MqttOptions::new(
         format!("sentio-edge-{}", s.edge_id),
         s.upstream.host.clone(),
@@ -203,60 +371,68 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
         Ok(st) => st,
         Err(e) => return Ended::before_connect(format!("reading the outbox: {e}")),
     };
-    state
-        .connected
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Connected: what is committed from now on is live.
+    outbox.set_outbox_lane(Lane::Points);
+    state.connected.store(true, Ordering::Relaxed);
     UplinkState::add(&state.connects, 1);
-    info!(upstream = %s.upstream, acked = status.acked.0, pending_batches = status.pending_batches,
-        pending_points = status.pending_points, "uplink connected; resuming after the acknowledged batch");
+    info!(upstream = %s.upstream, live_acked = status.live.acked.0, backlog_acked = status.backlog.acked.0,
+        pending_points = status.pending_points, backlog_points = status.backlog.pending_points,
+        "uplink connected; resuming each lane after its acknowledged batch");
 
-    let topic = topic::uplink_points(&s.edge_id);
     let status_topic = topic::uplink_status(&s.edge_id);
     let mut last_report: Option<Instant> = None;
-    // Read up to here.
-    let mut read_through = status.acked;
-    let mut ready: VecDeque<Ready> = VecDeque::new();
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut lanes = [
+        LaneOut::new(Lane::Points, &s.edge_id, status.live.acked),
+        LaneOut::new(Lane::Backlog, &s.edge_id, status.backlog.acked),
+    ];
+    const LIVE: usize = 0;
+    const BACKLOG: usize = 1;
+    // The registry and the alerts: one message of each kind in flight at most; in
+    // `unnumbered` as 2 + the kind's index.
+    let mut records_in_flight: [Option<records::InFlight>; 2] = [None, None];
+    // The lane of each QoS 1 message published and not yet given its packet id, in order.
+    let mut unnumbered: VecDeque<usize> = VecDeque::new();
+    let mut bucket = Bucket::new(s.backlog_rate);
+    let mut drained_at = (
+        Instant::now(),
+        state.backlog_points_acked.load(Ordering::Relaxed),
+    );
     loop {
-        // Fill the window: messages of consecutive parts, whatever is ready.
-        while in_flight.len() < s.in_flight {
-            if ready.len() < MESSAGE_PARTS {
-                let batches = match outbox
-                    .outbox_batches(read_through, MESSAGE_PARTS, s.read_points)
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(e) => return Ended::after_connect(format!("reading the outbox: {e}")),
-                };
-                if let Some(last) = batches.last() {
-                    read_through = last.seq;
-                }
-                for b in batches {
-                    let n = b.parts.len();
-                    for (i, points) in b.parts.into_iter().enumerate() {
-                        ready.push_back(Ready {
-                            seq: b.seq,
-                            part: i as u32,
-                            last: i + 1 == n,
-                            points,
-                        });
-                    }
+        // Fill the window: live parts first; the backlog within its rate, and with its floor
+        // share kept from the live lane while it has anything to send.
+        bucket.refill();
+        if lanes.iter().map(|l| l.in_flight.len()).sum::<usize>() < s.in_flight {
+            for lane in &mut lanes {
+                if let Err(e) = lane.fill(outbox, s.read_points).await {
+                    return Ended::after_connect(e);
                 }
             }
-            if ready.is_empty() {
+        }
+        loop {
+            let in_flight = lanes[LIVE].in_flight.len() + lanes[BACKLOG].in_flight.len();
+            if in_flight >= s.in_flight {
                 break;
             }
-            let mut parts = Vec::new();
-            let mut points = 0usize;
-            while let Some(r) = ready.front() {
-                if !parts.is_empty()
-                    && (points + r.points.len() > MESSAGE_POINTS || parts.len() >= MESSAGE_PARTS)
-                {
-                    break;
-                }
-                points += r.points.len();
-                parts.push(ready.pop_front().expect("front exists"));
-            }
+            let live_window = if lanes[BACKLOG].busy() {
+                s.live_window()
+            } else {
+                s.in_flight
+            };
+            let pick = if !lanes[LIVE].ready.is_empty() && lanes[LIVE].in_flight.len() < live_window
+            {
+                LIVE
+            } else if !lanes[BACKLOG].ready.is_empty() && bucket.allows() {
+                BACKLOG
+            } else {
+                break;
+            };
+            let lane = &mut lanes[pick];
+            let parts = lane.take(if pick == BACKLOG {
+                bucket.message_points()
+            } else {
+                MESSAGE_POINTS
+            });
+            let points: usize = parts.iter().map(|p| p.points.len()).sum();
             let body: Vec<(BatchSeq, u32, &[Point])> = parts
                 .iter()
                 .map(|p| (p.seq, p.part, p.points.as_slice()))
@@ -264,15 +440,19 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
             let payload = wire::encode(status.incarnation, &body);
             let bytes = payload.len() as u64;
             if let Err(e) = client
-                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                .publish(lane.topic.clone(), QoS::AtLeastOnce, false, payload)
                 .await
             {
                 return Ended::after_connect(format!("publishing: {e}"));
             }
+            if pick == BACKLOG {
+                bucket.take(points);
+            }
+            unnumbered.push_back(pick);
             UplinkState::add(&state.parts_sent, parts.len() as u64);
             UplinkState::add(&state.bytes_sent, bytes);
             UplinkState::add(&state.points_sent, points as u64);
-            in_flight.push_back(InFlight {
+            lane.in_flight.push_back(InFlight {
                 through: parts.iter().rev().find(|p| p.last).map(|p| p.seq),
                 batches: parts.iter().filter(|p| p.last).count() as u64,
                 points: points as u64,
@@ -280,15 +460,46 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
                 acked: false,
                 sent_at: Instant::now(),
             });
+            if lane.ready.is_empty()
+                && let Err(e) = lane.fill(outbox, s.read_points).await
+            {
+                return Ended::after_connect(e);
+            }
         }
-        state
-            .in_flight
-            .store(in_flight.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let in_flight = lanes.iter().map(|l| l.in_flight.len()).sum::<usize>();
+        state.in_flight.store(in_flight as u64, Ordering::Relaxed);
 
         // Now and then, what is pending, for the cloud to show (QoS 0: a lost one is
-        // replaced by the next).
+        // replaced by the next), and how fast the backlog drains.
         if last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
             last_report = Some(Instant::now());
+            let acked_now = state.backlog_points_acked.load(Ordering::Relaxed);
+            let secs = drained_at.0.elapsed().as_secs_f64();
+            if secs > 0.5 {
+                let rate = (acked_now - drained_at.1) as f64 / secs;
+                state
+                    .backlog_drain_rate
+                    .store(rate.round() as u64, Ordering::Relaxed);
+                drained_at = (Instant::now(), acked_now);
+            }
+            // The registry and the alerts: what changed since the cloud last acknowledged it
+            // (QoS 1: never dropped; sent again after a lost link).
+            for kind in Kind::ALL {
+                if records_in_flight[kind.index()].is_some() {
+                    continue;
+                }
+                let Some(m) = acked.next(kind, sources, &s.edge_id).await else {
+                    continue;
+                };
+                if let Err(e) = client
+                    .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+                    .await
+                {
+                    return Ended::after_connect(format!("publishing: {e}"));
+                }
+                unnumbered.push_back(2 + kind.index());
+                records_in_flight[kind.index()] = Some(m.in_flight);
+            }
             if let Ok(st) = outbox.outbox_status().await {
                 let now = sentio_core::time::now_ms();
                 let report = wire::StatusReport {
@@ -296,6 +507,9 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
                     pending_points: st.pending_points,
                     oldest_pending_age_ms: st.oldest_pending_ms.map(|t| (now - t).max(0) as u64),
                     acked: st.acked,
+                    backlog_batches: st.backlog.pending_batches,
+                    backlog_points: st.backlog.pending_points,
+                    backlog_drain_rate: state.backlog_drain_rate.load(Ordering::Relaxed),
                 };
                 let _ = client.try_publish(
                     status_topic.clone(),
@@ -305,37 +519,63 @@ async fn session(s: &UplinkSettings, outbox: &dyn OutboxStore, state: &UplinkSta
                 );
             }
         }
-        let oldest = in_flight.iter().find(|f| !f.acked).map(|f| f.sent_at);
+        let oldest = lanes
+            .iter()
+            .filter_map(|l| l.in_flight.iter().find(|f| !f.acked).map(|f| f.sent_at))
+            .chain(records_in_flight.iter().flatten().map(|r| r.sent_at))
+            .min();
         let ack_deadline = oldest.map(|t| t + s.ack_timeout);
-        let idle = in_flight.len() < s.in_flight;
+        let idle = in_flight < s.in_flight;
         tokio::select! {
             ev = driver.events.recv() => match ev {
                 None => return Ended::after_connect("connection closed"),
                 Some(Err(e)) => return Ended::after_connect(e),
-                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                    if let Some(f) = in_flight.iter_mut().find(|f| f.pkid.is_none()) {
-                        f.pkid = Some(pkid);
+                // QoS 0 (the status reports) has packet id 0; a QoS 1 one never.
+                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) if pkid != 0 => {
+                    match unnumbered.pop_front() {
+                        Some(i @ 2..) => {
+                            if let Some(r) = &mut records_in_flight[i - 2] {
+                                r.pkid = Some(pkid);
+                            }
+                        }
+                        Some(lane) => {
+                            if let Some(f) = lanes[lane].in_flight.iter_mut().find(|f| f.pkid.is_none()) {
+                                f.pkid = Some(pkid);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
                     if !matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) {
                         return Ended::after_connect(format!("the cloud refused a batch: {:?}", ack.reason));
                     }
-                    if let Some(f) = in_flight.iter_mut().find(|f| f.pkid == Some(ack.pkid) && !f.acked) {
+                    if let Some(slot) = records_in_flight
+                        .iter_mut()
+                        .find(|r| r.as_ref().is_some_and(|r| r.pkid == Some(ack.pkid)))
+                    {
+                        let done = slot.take().expect("found");
+                        UplinkState::add(&state.records_acked, acked.acknowledged(done) as u64);
+                    } else if let Some(f) = lanes
+                        .iter_mut()
+                        .flat_map(|l| l.in_flight.iter_mut())
+                        .find(|f| f.pkid == Some(ack.pkid) && !f.acked)
+                    {
                         f.acked = true;
                     }
-                    // Delivered: every batch whose parts are all acknowledged, in order.
-                    let mut through = None;
-                    while in_flight.front().is_some_and(|f| f.acked) {
-                        let f = in_flight.pop_front().expect("front exists");
-                        UplinkState::add(&state.points_acked, f.points);
-                        UplinkState::add(&state.batches_acked, f.batches);
-                        through = f.through.or(through);
-                    }
-                    if let Some(seq) = through
-                        && let Err(e) = outbox.outbox_acked(seq).await
-                    {
-                        return Ended::after_connect(format!("recording an acknowledgement: {e}"));
+                    // Delivered: every batch whose parts are all acknowledged, in its lane's order.
+                    for lane in &mut lanes {
+                        let done = lane.settle();
+                        UplinkState::add(&state.points_acked, done.points);
+                        UplinkState::add(&state.batches_acked, done.batches);
+                        if lane.lane == Lane::Backlog {
+                            UplinkState::add(&state.backlog_points_acked, done.points);
+                        }
+                        if let Some(seq) = done.through
+                            && let Err(e) = outbox.outbox_acked(lane.lane, seq).await
+                        {
+                            return Ended::after_connect(format!("recording an acknowledgement: {e}"));
+                        }
                     }
                 }
                 Some(Ok(Event::Incoming(Packet::Disconnect(d)))) => {

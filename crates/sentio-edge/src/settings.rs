@@ -96,6 +96,21 @@ pub struct UplinkSettings {
     pub max_backoff: Duration,
     /// How often the outbox is looked at for new batches while the link is idle.
     pub poll: Duration,
+    /// Most backlog points sent per second beside the live lane (0: no limit).
+    pub backlog_rate: u64,
+    /// Share of `in_flight` kept for the backlog while it is pending (at least one part), so
+    /// it progresses however busy the live lane is.
+    pub backlog_floor: f64,
+}
+
+impl UplinkSettings {
+    /// Parts in flight the live lane may use while the backlog is pending: the floor share
+    /// (at least one part) stays with the backlog, unless the window is a single part.
+    pub fn live_window(&self) -> usize {
+        let floor =
+            ((self.in_flight as f64 * self.backlog_floor.clamp(0.0, 1.0)).ceil() as usize).max(1);
+        self.in_flight.saturating_sub(floor).max(1)
+    }
 }
 
 impl UplinkSettings {
@@ -128,6 +143,8 @@ impl UplinkSettings {
             keep_alive: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
             poll: Duration::from_millis(100),
+            backlog_rate: 20_000,
+            backlog_floor: 0.25,
         })
     }
 }
@@ -172,6 +189,27 @@ mod tests {
             "tls://x:8883",
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_backlog_keeps_its_floor_share_of_the_window() {
+        let mut s = UplinkSettings::new(
+            Upstream::parse("mqtt://cloud").unwrap(),
+            EdgeId::parse("site-1").unwrap(),
+            "s".into(),
+            None,
+        )
+        .unwrap();
+        for (in_flight, floor, live) in [
+            (16, 0.25, 12),
+            (16, 0.0, 15),
+            (16, 1.0, 1),
+            (4, 0.1, 3),
+            (1, 0.5, 1),
+        ] {
+            (s.in_flight, s.backlog_floor) = (in_flight, floor);
+            assert_eq!(s.live_window(), live, "{in_flight} x {floor}");
         }
     }
 

@@ -16,6 +16,10 @@ pub struct UplinkState {
     pub(crate) batches_acked: AtomicU64,
     pub(crate) points_acked: AtomicU64,
     pub(crate) in_flight: AtomicU64,
+    pub(crate) backlog_points_acked: AtomicU64,
+    pub(crate) backlog_drain_rate: AtomicU64,
+    pub(crate) backlog_rate_limit: AtomicU64,
+    pub(crate) records_acked: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -42,6 +46,15 @@ pub struct LinkSnapshot {
     pub points_acked: u64,
     /// Parts published and not acknowledged now.
     pub in_flight: u64,
+    /// Backlog points acknowledged by the cloud (part of `points_acked`).
+    pub backlog_points_acked: u64,
+    /// Backlog points acknowledged per second, over the last few seconds (0 while the link
+    /// is down).
+    pub backlog_drain_rate: u64,
+    /// The configured most backlog points per second (0: no limit).
+    pub backlog_rate_limit: u64,
+    /// Registry and alert records acknowledged by the cloud since start.
+    pub records_acked: u64,
     /// Why the link was last lost or refused.
     pub last_error: Option<String>,
 }
@@ -61,6 +74,10 @@ impl UplinkState {
             batches_acked: r(&self.batches_acked),
             points_acked: r(&self.points_acked),
             in_flight: r(&self.in_flight),
+            backlog_points_acked: r(&self.backlog_points_acked),
+            backlog_drain_rate: r(&self.backlog_drain_rate),
+            backlog_rate_limit: r(&self.backlog_rate_limit),
+            records_acked: r(&self.records_acked),
             last_error: self
                 .last_error
                 .lock()
@@ -76,6 +93,7 @@ impl UplinkState {
     pub(crate) fn lost(&self, why: String) {
         self.connected.store(false, Ordering::Relaxed);
         self.in_flight.store(0, Ordering::Relaxed);
+        self.backlog_drain_rate.store(0, Ordering::Relaxed);
         Self::add(&self.link_losses, 1);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     }

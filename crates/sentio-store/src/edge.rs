@@ -39,25 +39,33 @@ impl Incarnation {
     }
 }
 
-/// The lane a batch travels in. Only points so far; alerts and registry changes get lanes of
-/// their own later.
+/// The lane a batch travels in. Each lane is its own ordered stream: the edge sends a lane's
+/// batches in seq order and the cloud applies each (incarnation, lane, seq, part) once, so a
+/// batch belongs to one lane for ever (chosen in its commit's transaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
-    /// Committed telemetry points.
+    /// Live points: committed while the uplink was up; sent first.
     Points,
+    /// Points committed while the uplink was down: drained beside the live lane at a bounded
+    /// rate.
+    Backlog,
 }
 
 impl Lane {
+    /// Every lane.
+    pub const ALL: [Lane; 2] = [Lane::Points, Lane::Backlog];
+
     /// The lane's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Lane::Points => "points",
+            Lane::Backlog => "backlog",
         }
     }
 
     /// Parses [`Lane::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "points").then_some(Lane::Points)
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
     }
 }
 
@@ -87,12 +95,25 @@ impl OutboxBatch {
     }
 }
 
-/// How far the outbox has been delivered.
+/// How far one lane of the outbox has been delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneStatus {
+    /// Every batch of this lane up to this one is acknowledged (0: none yet).
+    pub acked: BatchSeq,
+    /// Batches of this lane committed and not acknowledged.
+    pub pending_batches: u64,
+    /// Points in them.
+    pub pending_points: u64,
+    /// When the oldest of them was committed (ms).
+    pub oldest_pending_ms: Option<i64>,
+}
+
+/// How far the outbox has been delivered: totals over the lanes, and each lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxStatus {
     /// This data directory's incarnation.
     pub incarnation: Incarnation,
-    /// Every batch up to this one is acknowledged by the cloud (0: none yet).
+    /// Every batch up to this one is acknowledged by the cloud, whatever its lane (0: none yet).
     pub acked: BatchSeq,
     /// The last committed batch (0: none yet).
     pub last: BatchSeq,
@@ -104,6 +125,20 @@ pub struct OutboxStatus {
     pub oldest_pending_ms: Option<i64>,
     /// When the cloud last acknowledged a batch (ms).
     pub last_ack_ms: Option<i64>,
+    /// The live lane ([`Lane::Points`]).
+    pub live: LaneStatus,
+    /// The backlog lane ([`Lane::Backlog`]).
+    pub backlog: LaneStatus,
+}
+
+impl OutboxStatus {
+    /// The status of one lane.
+    pub fn lane(&self, lane: Lane) -> &LaneStatus {
+        match lane {
+            Lane::Points => &self.live,
+            Lane::Backlog => &self.backlog,
+        }
+    }
 }
 
 /// One batch arriving in the cloud from an edge.
@@ -131,6 +166,15 @@ pub enum Applied {
     /// It (or a later batch of the same incarnation and lane) was applied before: nothing was
     /// written, and it may be acknowledged again.
     Duplicate,
+}
+
+/// What the cloud did with an edge's registry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegistryApplied {
+    /// Devices created or brought up to date under the edge.
+    pub applied: u64,
+    /// Devices left alone: the id is a device of this node or of another edge.
+    pub conflicts: u64,
 }
 
 /// An edge node registered in the cloud.

@@ -43,8 +43,8 @@ pub mod wire;
 
 pub use backup::{BackupReport, backup, restore};
 pub use edge::{
-    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, OutboxBatch,
-    OutboxStatus, PART_POINTS, UplinkBatch, edge_username,
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, LaneStatus,
+    OutboxBatch, OutboxStatus, PART_POINTS, RegistryApplied, UplinkBatch, edge_username,
 };
 pub use error::StoreError;
 pub use model::{

@@ -389,17 +389,22 @@ pub trait OutboxStore: Send + Sync {
     /// [`crate::BatchSeq`], in the same transaction as its points. Off by default (a node that
     /// is not an edge keeps no outbox).
     fn enable_outbox(&self);
-    /// Up to `max_batches` batches after `after`, in sequence order, stopping after the batch
-    /// that reaches `max_points` points.
+    /// From now on every recorded batch goes to `lane` ([`crate::Lane::Backlog`] until the
+    /// uplink first says otherwise): the uplink sets the live lane while it is connected and
+    /// the backlog lane while it is not. A batch keeps its lane for ever.
+    fn set_outbox_lane(&self, lane: crate::Lane);
+    /// Up to `max_batches` batches of `lane` after `after`, in sequence order, stopping after
+    /// the batch that reaches `max_points` points.
     async fn outbox_batches(
         &self,
+        lane: crate::Lane,
         after: crate::BatchSeq,
         max_batches: usize,
         max_points: usize,
     ) -> Result<Vec<crate::OutboxBatch>>;
-    /// Records that the cloud holds every batch up to `seq`, and forgets those batches (their
-    /// points stay). Never goes backwards.
-    async fn outbox_acked(&self, seq: crate::BatchSeq) -> Result<()>;
+    /// Records that the cloud holds every batch of `lane` up to `seq`, and forgets those
+    /// batches (their points stay). Never goes backwards.
+    async fn outbox_acked(&self, lane: crate::Lane, seq: crate::BatchSeq) -> Result<()>;
     /// What is pending and since when.
     async fn outbox_status(&self) -> Result<crate::OutboxStatus>;
 }
@@ -422,6 +427,27 @@ pub trait EdgeStore: Send + Sync {
     /// (or after an earlier one of the same call) is [`crate::Applied::Duplicate`] and writes
     /// nothing. One verdict per batch.
     async fn apply_uplink(&self, batches: Vec<crate::UplinkBatch>) -> Result<Vec<crate::Applied>>;
+    /// Creates or updates the devices of edge `edge`'s registry (name, kind, labels) in this
+    /// node's registry, marked as the edge's, in one transaction; an id that is already a
+    /// device of this node or of another edge is left alone (a conflict). Applying the same
+    /// records again changes nothing.
+    async fn apply_registry(
+        &self,
+        edge: &sentio_core::EdgeId,
+        devices: Vec<crate::wire::RegistryRecord>,
+    ) -> Result<crate::RegistryApplied>;
+    /// The edge of every device an edge registered here, by device id.
+    async fn device_edges(&self) -> Result<std::collections::HashMap<String, String>>;
+    /// Creates or updates this node's copy of each of edge `edge`'s alerts (keyed by the
+    /// edge's alert id, with its state, acknowledgement and resolution), in one transaction;
+    /// the same alerts again change nothing. Returns how many were applied.
+    async fn apply_alerts(
+        &self,
+        edge: &sentio_core::EdgeId,
+        alerts: Vec<sentio_core::Alert>,
+    ) -> Result<u64>;
+    /// The edge of every alert an edge sent here, by this node's alert id.
+    async fn alert_edges(&self) -> Result<std::collections::HashMap<i64, String>>;
 }
 
 /// Notifications: silences, channels, the outbox that delivers to them, and grouped alerts.

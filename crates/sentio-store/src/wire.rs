@@ -273,9 +273,16 @@ pub struct StatusReport {
     pub oldest_pending_age_ms: Option<u64>,
     /// Every batch up to this one is acknowledged.
     pub acked: BatchSeq,
+    /// Of the pending batches, those in the backlog lane.
+    pub backlog_batches: u64,
+    /// Points in them.
+    pub backlog_points: u64,
+    /// Backlog points acknowledged per second lately.
+    pub backlog_drain_rate: u64,
 }
 
-/// Encodes a status report: the version byte, then four varints (the age plus one, 0 for none).
+/// Encodes a status report: the version byte, then seven varints (the age plus one, 0 for
+/// none); a report of an edge before lanes ends after the fourth.
 pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     let mut out = vec![VERSION];
     put_varint(&mut out, r.pending_batches);
@@ -285,6 +292,9 @@ pub fn encode_status(r: &StatusReport) -> Vec<u8> {
         r.oldest_pending_age_ms.map_or(0, |a| a.saturating_add(1)),
     );
     put_varint(&mut out, r.acked.0.max(0) as u64);
+    put_varint(&mut out, r.backlog_batches);
+    put_varint(&mut out, r.backlog_points);
+    put_varint(&mut out, r.backlog_drain_rate);
     out
 }
 
@@ -294,16 +304,140 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
     if r.byte()? != VERSION {
         return Reader::err("unknown version");
     }
-    let report = StatusReport {
+    let mut report = StatusReport {
         pending_batches: r.varint()?,
         pending_points: r.varint()?,
         oldest_pending_age_ms: r.varint()?.checked_sub(1),
         acked: BatchSeq(i64::try_from(r.varint()?).map_err(|_| WireError("seq".into()))?),
+        ..StatusReport::default()
     };
+    if !r.bytes.is_empty() {
+        report.backlog_batches = r.varint()?;
+        report.backlog_points = r.varint()?;
+        report.backlog_drain_rate = r.varint()?;
+    }
     if !r.bytes.is_empty() {
         return Reader::err("bytes after the report");
     }
     Ok(report)
+}
+
+/// One device of an edge's registry as it goes up (`edges/<id>/up/registry`): its current
+/// name, kind and labels. Applying one again changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryRecord {
+    /// The device's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Encodes registry records: the version byte, then a JSON array.
+pub fn encode_registry(records: &[RegistryRecord]) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend(serde_json::to_vec(records).expect("records serialise"));
+    out
+}
+
+/// Decodes [`encode_registry`], checking every id, name, kind and label as the API does.
+pub fn decode_registry(payload: &[u8]) -> Result<Vec<RegistryRecord>, WireError> {
+    let Some((&VERSION, json)) = payload.split_first() else {
+        return Reader::err("unknown version");
+    };
+    let records: Vec<RegistryRecord> =
+        serde_json::from_slice(json).map_err(|e| WireError(format!("registry: {e}")))?;
+    for r in &records {
+        DeviceId::parse(&r.id).map_err(|e| WireError(format!("device id: {e}")))?;
+        crate::labels::validate(&r.labels)
+            .and_then(|_| crate::labels::validate_kind(&r.kind))
+            .and_then(|_| crate::labels::validate_name(&r.name))
+            .map_err(|e| WireError(format!("device {}: {e}", r.id)))?;
+    }
+    Ok(records)
+}
+
+/// One alert of an edge as it goes up (`edges/<id>/up/alerts`), as it is now; `id` is the
+/// edge's own alert id. Applying one again changes nothing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertRecord {
+    id: i64,
+    device: String,
+    metric: String,
+    state: String,
+    opened_ms: i64,
+    last_anomaly_ms: i64,
+    resolved_ms: Option<i64>,
+    anomalous_points: u64,
+    explanation: String,
+    peak: String,
+    ack: Option<(String, i64)>,
+    resolved_by: Option<String>,
+}
+
+/// Encodes alerts (with the edge's ids): the version byte, then a JSON array.
+pub fn encode_alerts(alerts: &[sentio_core::Alert]) -> Vec<u8> {
+    let records: Vec<AlertRecord> = alerts
+        .iter()
+        .map(|a| AlertRecord {
+            id: a.id.get(),
+            device: a.device.clone(),
+            metric: a.metric.clone(),
+            state: a.state.as_str().into(),
+            opened_ms: a.opened_ms,
+            last_anomaly_ms: a.last_anomaly_ms,
+            resolved_ms: a.resolved_ms,
+            anomalous_points: a.anomalous_points,
+            explanation: crate::stored_form::explanation_json(&a.explanation),
+            peak: crate::stored_form::explanation_json(&a.peak),
+            ack: a.ack.as_ref().map(|k| (k.by.clone(), k.at_ms)),
+            resolved_by: a.resolved_by.clone(),
+        })
+        .collect();
+    let mut out = vec![VERSION];
+    out.extend(serde_json::to_vec(&records).expect("records serialise"));
+    out
+}
+
+/// Decodes [`encode_alerts`]: each alert with the edge's id (never [`sentio_core::AlertId::UNSAVED`]).
+pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireError> {
+    let Some((&VERSION, json)) = payload.split_first() else {
+        return Reader::err("unknown version");
+    };
+    let records: Vec<AlertRecord> =
+        serde_json::from_slice(json).map_err(|e| WireError(format!("alerts: {e}")))?;
+    records
+        .into_iter()
+        .map(|r| {
+            let bad = |what: &str| WireError(format!("alert {}: {what}", r.id));
+            if r.id <= 0 {
+                return Err(bad("id"));
+            }
+            DeviceId::parse(&r.device).map_err(|_| bad("device id"))?;
+            Ok(sentio_core::Alert {
+                id: sentio_core::AlertId::new(r.id),
+                state: sentio_core::AlertState::parse(&r.state).ok_or_else(|| bad("state"))?,
+                explanation: crate::stored_form::read_explanation(&r.explanation)
+                    .map_err(|_| bad("explanation"))?,
+                peak: crate::stored_form::read_explanation(&r.peak).map_err(|_| bad("peak"))?,
+                device: r.device,
+                metric: r.metric,
+                opened_ms: r.opened_ms,
+                last_anomaly_ms: r.last_anomaly_ms,
+                resolved_ms: r.resolved_ms,
+                anomalous_points: r.anomalous_points,
+                feedback: None,
+                ack: r.ack.map(|(by, at_ms)| sentio_core::Ack { by, at_ms }),
+                resolved_by: r.resolved_by,
+                silenced_by: None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -379,6 +513,25 @@ mod tests {
     }
 
     #[test]
+    fn registry_records_round_trip_and_are_checked() {
+        let r = RegistryRecord {
+            id: "pump-1".into(),
+            name: "Pump 1".into(),
+            kind: "pump".into(),
+            labels: [("site".to_string(), "north".to_string())].into(),
+        };
+        let bytes = encode_registry(std::slice::from_ref(&r));
+        assert_eq!(decode_registry(&bytes).unwrap(), vec![r.clone()]);
+        let bad = RegistryRecord {
+            id: "no spaces".into(),
+            ..r
+        };
+        assert!(decode_registry(&encode_registry(&[bad])).is_err());
+        assert!(decode_registry(&[]).is_err());
+        assert!(decode_registry(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
     fn status_reports_round_trip() {
         for r in [
             StatusReport::default(),
@@ -387,11 +540,26 @@ mod tests {
                 pending_points: 4_000,
                 oldest_pending_age_ms: Some(0),
                 acked: BatchSeq(77),
+                backlog_batches: 2,
+                backlog_points: 3_000,
+                backlog_drain_rate: 500,
             },
         ] {
             let bytes = encode_status(&r);
             assert_eq!(decode_status(&bytes).unwrap(), r);
             assert!(decode_status(&bytes[..bytes.len() - 1]).is_err());
+            // A report from an edge before lanes: no backlog.
+            let trailing = bytes.len()
+                - encode_status(&StatusReport {
+                    backlog_batches: 0,
+                    backlog_points: 0,
+                    backlog_drain_rate: 0,
+                    ..r
+                })
+                .len()
+                + 3;
+            let old = decode_status(&bytes[..bytes.len() - trailing]).unwrap();
+            assert_eq!((old.acked, old.backlog_points), (r.acked, 0));
         }
     }
 

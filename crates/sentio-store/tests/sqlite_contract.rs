@@ -27,7 +27,7 @@ contract::store_contract!(Sqlite::new());
 /// A restored backup is a new life of the node: a new incarnation, the same outbox.
 #[tokio::test]
 async fn a_restored_backup_is_a_new_incarnation_with_the_same_outbox() {
-    use sentio_store::{BatchSeq, OutboxStore, SeriesStore};
+    use sentio_store::{BatchSeq, Lane, OutboxStore, SeriesStore};
     let dir = tempfile::tempdir().unwrap();
     let (data, restored, file) = (
         dir.path().join("data"),
@@ -42,7 +42,10 @@ async fn a_restored_backup_is_a_new_incarnation_with_the_same_outbox() {
             .await
             .unwrap();
         let status = store.outbox_status().await.unwrap();
-        let pending = store.outbox_batches(BatchSeq(0), 10, 100).await.unwrap();
+        let pending = store
+            .outbox_batches(Lane::Backlog, BatchSeq(0), 10, 100)
+            .await
+            .unwrap();
         (status, pending)
     };
     sentio_store::backup(&data, &file).unwrap();
@@ -61,7 +64,10 @@ async fn a_restored_backup_is_a_new_incarnation_with_the_same_outbox() {
     assert_ne!(after.incarnation, before.incarnation);
     assert_eq!((after.acked, after.last), (before.acked, before.last));
     assert_eq!(
-        store.outbox_batches(BatchSeq(0), 10, 100).await.unwrap(),
+        store
+            .outbox_batches(Lane::Backlog, BatchSeq(0), 10, 100)
+            .await
+            .unwrap(),
         pending
     );
 }

@@ -80,6 +80,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Edge mode: the uplink to a cloud Sentio.
     pub edge: EdgeConfig,
+    /// In a cloud node: how it watches the edges linked to it.
+    pub edges: EdgesConfig,
     /// Notifications: grouping and delivery retries.
     pub notify: NotifySection,
 }
@@ -98,6 +100,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             demo: DemoConfig::default(),
             edge: EdgeConfig::default(),
+            edges: EdgesConfig::default(),
             notify: NotifySection::default(),
         }
     }
@@ -487,6 +490,12 @@ pub struct EdgeConfig {
     pub ack_timeout: Span,
     /// MQTT keep-alive of the uplink.
     pub keep_alive: Span,
+    /// After an outage, most backlog points sent per second beside the live data (0: no
+    /// limit).
+    pub backlog_rate: u64,
+    /// Share of `in_flight` kept for the backlog while it drains (at least one part), so it
+    /// progresses however busy the live data is; 0.0 to 1.0.
+    pub backlog_floor: f64,
 }
 
 impl Default for EdgeConfig {
@@ -500,6 +509,8 @@ impl Default for EdgeConfig {
             in_flight: 16,
             ack_timeout: Span(10_000),
             keep_alive: Span(5_000),
+            backlog_rate: 20_000,
+            backlog_floor: 0.25,
         }
     }
 }
@@ -554,6 +565,12 @@ impl EdgeConfig {
                 "at least 1 (16 is the default)".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.backlog_floor) {
+            return Err(invalid(
+                "edge.backlog_floor",
+                "a share from 0.0 to 1.0 (0.25 is the default)".into(),
+            ));
+        }
         let mut s =
             sentio_edge::UplinkSettings::new(upstream, edge_id, secret, self.ca_file.as_deref())
                 .map_err(|e| match e {
@@ -563,7 +580,26 @@ impl EdgeConfig {
         s.in_flight = self.in_flight;
         s.ack_timeout = std::time::Duration::from_millis(self.ack_timeout.0.max(100) as u64);
         s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0 as u64);
+        s.backlog_rate = self.backlog_rate;
+        s.backlog_floor = self.backlog_floor;
         Ok(Some(s))
+    }
+}
+
+/// `[edges]`: in a cloud node, the edges linked to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgesConfig {
+    /// An edge whose uplink has been down this long raises one alert (device `edge:<id>`,
+    /// kind `silence`), resolved when it is back; not one per device behind it.
+    pub offline_alert_after: Span,
+}
+
+impl Default for EdgesConfig {
+    fn default() -> Self {
+        Self {
+            offline_alert_after: Span(300_000),
+        }
     }
 }
 
@@ -1056,6 +1092,10 @@ mod tests {
             (
                 "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a\"\nsecret = \"s\"\nkeep_alive = \"1s\"",
                 "edge.keep_alive",
+            ),
+            (
+                "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a\"\nsecret = \"s\"\nbacklog_floor = 1.5",
+                "edge.backlog_floor",
             ),
             (
                 "[edge]\nupstream = \"mqtt://c\"\nedge_id = \"a b\"\nsecret = \"s\"",

@@ -4,6 +4,7 @@
 //! nodes the same way on port 0.
 
 pub mod config;
+mod edge_watch;
 pub mod node;
 pub mod private;
 pub mod token;

@@ -123,6 +123,7 @@ impl Node {
         let stores = Stores::of(store.clone());
         let bus = Arc::new(LocalBus::new(4096));
         let (notices, notices_rx) = tokio::sync::mpsc::channel(NOTICE_CAPACITY);
+        let edge_notices = notices.clone();
         let pipeline = Pipeline::start(
             config.pipeline_config(),
             stores.clone(),
@@ -236,14 +237,28 @@ impl Node {
                 state: Arc::new(sentio_edge::UplinkState::default()),
             };
             let (outbox, state, rx) = (store.clone(), handle.state.clone(), stop_rx.clone());
+            let sources = sentio_edge::RecordSources {
+                registry: store.clone(),
+                alerts: store.clone(),
+            };
             servers.push(tokio::spawn(sentio_edge::run(
                 settings,
                 outbox,
+                sources,
                 state,
                 stopped(rx),
             )));
             handle
         });
+        // In a cloud: one alert per edge whose uplink stays down.
+        servers.push(tokio::spawn(crate::edge_watch::run(
+            store.clone(),
+            store.clone(),
+            broker_handle.clone(),
+            edge_notices,
+            std::time::Duration::from_millis(config.edges.offline_alert_after.0.max(1_000) as u64),
+            stopped(stop_rx.clone()),
+        )));
         servers.push(tokio::spawn(sentio_notify::deliver::run(
             notify_config,
             stores.notify.clone(),

@@ -148,6 +148,9 @@ pub struct AlertView {
     /// The comments, oldest first: only in `GET /api/v1/alerts/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comments: Option<Vec<CommentDto>>,
+    /// In a cloud node: the edge that raised it (it went up with the edge's alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
 }
 
 impl From<&Alert> for AlertView {
@@ -157,6 +160,7 @@ impl From<&Alert> for AlertView {
             opened: format_time(a.opened_ms),
             resolved: a.resolved_ms.map(format_time),
             comments: None,
+            edge: None,
         }
     }
 }

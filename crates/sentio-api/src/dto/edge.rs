@@ -4,7 +4,7 @@
 use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
-use sentio_store::{Edge, EdgeProgress, OutboxStatus};
+use sentio_store::{Edge, EdgeProgress, LaneStatus, OutboxStatus};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/edges` body.
@@ -73,6 +73,11 @@ pub struct ReportView {
     pub pending_points: u64,
     pub oldest_pending_age_ms: Option<i64>,
     pub acked_seq: i64,
+    /// Of the pending ones, those in the backlog lane (committed while the link was down).
+    pub backlog_batches: u64,
+    pub backlog_points: u64,
+    /// Backlog points acknowledged per second lately.
+    pub backlog_drain_rate: u64,
     pub reported: String,
     pub reported_ms: i64,
 }
@@ -84,6 +89,9 @@ impl From<&EdgeReport> for ReportView {
             pending_points: r.pending_points,
             oldest_pending_age_ms: r.oldest_pending_age_ms,
             acked_seq: r.acked_seq,
+            backlog_batches: r.backlog_batches,
+            backlog_points: r.backlog_points,
+            backlog_drain_rate: r.backlog_drain_rate,
             reported: format_time(r.reported_ms),
             reported_ms: r.reported_ms,
         }
@@ -132,6 +140,47 @@ pub struct UplinkView {
     pub batches_acked: u64,
     pub points_acked: u64,
     pub last_error: Option<String>,
+    /// The live lane: batches committed while the link was up, sent first.
+    pub live: LaneView,
+    /// Registry and alert records the cloud acknowledged since start.
+    pub records_acked: u64,
+    /// The backlog lane: batches committed while the link was down, drained beside the live
+    /// lane at a bounded rate.
+    pub backlog: BacklogView,
+}
+
+/// One lane of an edge's outbox.
+#[derive(Debug, Serialize)]
+pub struct LaneView {
+    /// Every batch of the lane up to this one is held by the cloud.
+    pub acked_seq: i64,
+    pub pending_batches: u64,
+    pub pending_points: u64,
+    pub oldest_pending_age_ms: Option<i64>,
+}
+
+impl LaneView {
+    fn new(l: &LaneStatus, now_ms: i64) -> Self {
+        Self {
+            acked_seq: l.acked.0,
+            pending_batches: l.pending_batches,
+            pending_points: l.pending_points,
+            oldest_pending_age_ms: l.oldest_pending_ms.map(|t| (now_ms - t).max(0)),
+        }
+    }
+}
+
+/// The backlog lane, with how fast it drains.
+#[derive(Debug, Serialize)]
+pub struct BacklogView {
+    #[serde(flatten)]
+    pub lane: LaneView,
+    /// Backlog points acknowledged per second lately (0 while the link is down).
+    pub drain_rate: u64,
+    /// The configured most backlog points per second (`edge.backlog_rate`; 0: no limit).
+    pub rate_limit: u64,
+    /// Backlog points acknowledged since start.
+    pub points_acked: u64,
 }
 
 impl UplinkView {
@@ -164,6 +213,14 @@ impl UplinkView {
             batches_acked: l.batches_acked,
             points_acked: l.points_acked,
             last_error: l.last_error.clone(),
+            live: LaneView::new(&o.live, now_ms),
+            records_acked: l.records_acked,
+            backlog: BacklogView {
+                lane: LaneView::new(&o.backlog, now_ms),
+                drain_rate: l.backlog_drain_rate,
+                rate_limit: l.backlog_rate_limit,
+                points_acked: l.backlog_points_acked,
+            },
         }
     }
 
@@ -203,10 +260,13 @@ mod tests {
                     pending_points: 30,
                     oldest_pending_age_ms: Some(1_500),
                     acked_seq: 6,
+                    backlog_batches: 1,
+                    backlog_points: 20,
+                    backlog_drain_rate: 400,
                     reported_ms: 1_700_000_002_000,
                 }),
             ),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),
@@ -216,6 +276,18 @@ mod tests {
             pending_points: 40,
             oldest_pending_ms: Some(1_000),
             last_ack_ms: Some(900),
+            live: LaneStatus {
+                acked: BatchSeq(8),
+                pending_batches: 1,
+                pending_points: 10,
+                oldest_pending_ms: Some(3_000),
+            },
+            backlog: LaneStatus {
+                acked: BatchSeq(5),
+                pending_batches: 3,
+                pending_points: 30,
+                oldest_pending_ms: Some(1_000),
+            },
         };
         let l = LinkSnapshot {
             connected: false,
@@ -228,11 +300,15 @@ mod tests {
             batches_acked: 5,
             points_acked: 50,
             in_flight: 0,
+            backlog_points_acked: 20,
+            backlog_drain_rate: 0,
+            backlog_rate_limit: 500,
+            records_acked: 3,
             last_error: Some("silent".into()),
         };
         check(
             UplinkView::new("site-1".into(), "mqtt://cloud:1883".into(), &o, &l, 3_500),
-            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent"}"#,
+            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"records_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20}}"#,
         );
         assert!(serde_json::from_str::<CreateEdge>(r#"{"id":"a","x":1}"#).is_err());
     }

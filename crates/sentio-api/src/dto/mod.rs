@@ -69,6 +69,16 @@ pub struct DeviceView {
     pub last_seen_ms: Option<i64>,
     pub rejected_count: u64,
     pub last_rejection: Option<RejectionView>,
+    /// In a cloud node: the edge whose registry brought this device (it talks to that edge).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+}
+
+/// `GET /api/v1/devices` query: `?edge=<id>` keeps the devices of that edge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceListParams {
+    pub edge: Option<String>,
 }
 
 /// The latest refusal of something a device sent.
@@ -104,6 +114,7 @@ impl DeviceView {
             name: d.name,
             kind: d.kind,
             labels: d.labels,
+            edge: None,
         }
     }
 }

@@ -42,8 +42,15 @@ pub async fn list(
             limit,
         })
         .await?;
+    let edges = s.edges.alert_edges().await?;
     Ok(Json(AlertList {
-        alerts: alerts.iter().map(AlertView::from).collect(),
+        alerts: alerts
+            .iter()
+            .map(|a| AlertView {
+                edge: edges.get(&a.id.get()).cloned(),
+                ..AlertView::from(a)
+            })
+            .collect(),
     }))
 }
 
@@ -67,6 +74,7 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
     let mut view = AlertView::from(&a);
     view.comments = Some(comment_list(&s, id).await?.comments);
+    view.edge = s.edges.alert_edges().await?.remove(&id);
     Ok(Json(view))
 }
 

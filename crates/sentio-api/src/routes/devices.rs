@@ -9,7 +9,9 @@ use sentio_store::{DeviceUpdate, NewDevice};
 use serde_json::{Value, json};
 
 use crate::auth::{Admin, Viewer};
-use crate::dto::{CreateDevice, CreatedDevice, DeleteParams, DeviceView, UpdateDevice};
+use crate::dto::{
+    CreateDevice, CreatedDevice, DeleteParams, DeviceListParams, DeviceView, UpdateDevice,
+};
 use crate::{ApiError, AppState};
 
 /// The device id in a path; a string that cannot be a device id names no device (404, as an
@@ -55,7 +57,15 @@ pub async fn create(
     ))
 }
 
-pub async fn list(_: Viewer, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/devices[?edge=<id>]`: every device (or the devices of one edge), each with
+/// its edge when an edge's registry brought it.
+pub async fn list(
+    _: Viewer,
+    State(s): State<AppState>,
+    params: Result<Query<DeviceListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params?;
+    let edges = s.edges.device_edges().await?;
     let devices: Vec<DeviceView> = s
         .registry
         .list_devices()
@@ -63,8 +73,13 @@ pub async fn list(_: Viewer, State(s): State<AppState>) -> Result<Json<Value>, A
         .into_iter()
         .map(|d| {
             let (online, seen) = s.presence.status(&d.id);
-            DeviceView::new(d, online, seen)
+            let edge = edges.get(&d.id).cloned();
+            DeviceView {
+                edge,
+                ..DeviceView::new(d, online, seen)
+            }
         })
+        .filter(|d| params.edge.is_none() || d.edge == params.edge)
         .collect();
     Ok(Json(json!({ "devices": devices })))
 }
@@ -80,7 +95,11 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
     let (online, seen) = s.presence.status(&d.id);
-    Ok(Json(DeviceView::new(d, online, seen)))
+    let edge = s.edges.device_edges().await?.remove(&d.id);
+    Ok(Json(DeviceView {
+        edge,
+        ..DeviceView::new(d, online, seen)
+    }))
 }
 
 pub async fn delete(

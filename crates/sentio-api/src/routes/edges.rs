@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sentio_broker::EdgeReport;
 use sentio_core::{EdgeId, topic};
 use sentio_store::{Edge, edge_username};
 use serde_json::{Value, json};
@@ -96,8 +97,61 @@ pub async fn uplink(_: Viewer, State(s): State<AppState>) -> Result<Json<UplinkV
     )))
 }
 
-/// The uplink's `/metrics` families (an edge only).
+/// The `/metrics` families of edges: in the cloud, each edge's reported backlog; on an edge,
+/// its uplink.
 pub async fn metrics(s: &AppState) -> String {
+    let mut out = cloud_metrics(s).await;
+    out.push_str(&uplink_metrics(s).await);
+    out
+}
+
+/// A per-edge gauge: its name, its help and its value in a report.
+type Family = (&'static str, &'static str, fn(&EdgeReport) -> u64);
+
+/// Per edge (those that reported since start): its backlog and how fast it drains.
+async fn cloud_metrics(s: &AppState) -> String {
+    let Some(broker) = &s.broker else {
+        return String::new();
+    };
+    let Ok(edges) = s.edges.list_edges().await else {
+        return String::new();
+    };
+    let reports: Vec<(String, EdgeReport)> = edges
+        .iter()
+        .filter_map(|e| Some((e.id.to_string(), broker.edge_report(e.id.as_str())?)))
+        .collect();
+    if reports.is_empty() {
+        return String::new();
+    }
+    let families: [Family; 3] = [
+        (
+            "sentio_edge_pending_points",
+            "Points the edge reported committed and not yet acknowledged by this node.",
+            |r| r.pending_points,
+        ),
+        (
+            "sentio_edge_backlog_points",
+            "Of those, points in the edge's backlog lane (committed while its link was down).",
+            |r| r.backlog_points,
+        ),
+        (
+            "sentio_edge_backlog_drain_points_per_second",
+            "Backlog points of the edge acknowledged per second lately.",
+            |r| r.backlog_drain_rate,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (id, r) in &reports {
+            out.push_str(&format!("{name}{{edge=\"{id}\"}} {}\n", value(r)));
+        }
+    }
+    out
+}
+
+/// The uplink's families (an edge only).
+async fn uplink_metrics(s: &AppState) -> String {
     let Some(u) = &s.uplink else {
         return String::new();
     };
@@ -106,7 +160,7 @@ pub async fn metrics(s: &AppState) -> String {
     };
     let l = u.state.snapshot();
     let now = sentio_core::time::now_ms();
-    let rows: [(&str, &str, &str, u64); 9] = [
+    let rows: [(&str, &str, &str, u64); 12] = [
         (
             "sentio_uplink_connected",
             "gauge",
@@ -124,6 +178,24 @@ pub async fn metrics(s: &AppState) -> String {
             "gauge",
             "Batches committed here and not yet acknowledged by the cloud.",
             o.pending_batches,
+        ),
+        (
+            "sentio_uplink_backlog_points",
+            "gauge",
+            "Of those, points in the backlog lane (committed while the link was down).",
+            o.backlog.pending_points,
+        ),
+        (
+            "sentio_uplink_backlog_drain_points_per_second",
+            "gauge",
+            "Backlog points acknowledged by the cloud per second lately.",
+            l.backlog_drain_rate,
+        ),
+        (
+            "sentio_uplink_backlog_rate_limit_points_per_second",
+            "gauge",
+            "Most backlog points sent per second (edge.backlog_rate; 0: no limit).",
+            l.backlog_rate_limit,
         ),
         (
             "sentio_uplink_oldest_pending_age_seconds",

@@ -180,33 +180,7 @@ impl AlertStore for SqliteStore {
 
     async fn save_alert(&self, alert: &Alert) -> Result<i64> {
         let a = alert.clone();
-        self.with_conn(move |_, conn| {
-            let explanation = stored_form::explanation_json(&a.explanation);
-            let peak = stored_form::explanation_json(&a.peak);
-            let id = a.id.is_saved().then_some(a.id.get());
-            conn.execute(
-                "INSERT INTO alerts (id, device, metric, state, opened_ms, last_anomaly_ms, \
-                 resolved_ms, anomalous_points, explanation, peak) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
-                 last_anomaly_ms = excluded.last_anomaly_ms, resolved_ms = excluded.resolved_ms, \
-                 anomalous_points = excluded.anomalous_points, peak = excluded.peak",
-                params![
-                    id,
-                    a.device,
-                    a.metric,
-                    a.state.as_str(),
-                    a.opened_ms,
-                    a.last_anomaly_ms,
-                    a.resolved_ms,
-                    a.anomalous_points as i64,
-                    explanation,
-                    peak
-                ],
-            )?;
-            Ok(id.unwrap_or_else(|| conn.last_insert_rowid()))
-        })
-        .await
+        self.with_conn(move |_, conn| write_alert(conn, &a)).await
     }
 
     async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>> {
@@ -233,4 +207,32 @@ impl AlertStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts `a` (unsaved) or updates its changing fields; returns its id.
+pub(super) fn write_alert(conn: &rusqlite::Connection, a: &Alert) -> Result<i64> {
+    let explanation = stored_form::explanation_json(&a.explanation);
+    let peak = stored_form::explanation_json(&a.peak);
+    let id = a.id.is_saved().then_some(a.id.get());
+    conn.execute(
+        "INSERT INTO alerts (id, device, metric, state, opened_ms, last_anomaly_ms, \
+         resolved_ms, anomalous_points, explanation, peak) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+         last_anomaly_ms = excluded.last_anomaly_ms, resolved_ms = excluded.resolved_ms, \
+         anomalous_points = excluded.anomalous_points, peak = excluded.peak",
+        params![
+            id,
+            a.device,
+            a.metric,
+            a.state.as_str(),
+            a.opened_ms,
+            a.last_anomaly_ms,
+            a.resolved_ms,
+            a.anomalous_points as i64,
+            explanation,
+            peak
+        ],
+    )?;
+    Ok(id.unwrap_or_else(|| conn.last_insert_rowid()))
 }

@@ -11,9 +11,12 @@ use sentio_core::EdgeId;
 
 use super::{Inner, SqliteStore, series};
 use crate::edge::{
-    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, UplinkBatch,
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane,
+    RegistryApplied, UplinkBatch,
 };
+use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
+use sentio_core::{Alert, AlertId};
 
 /// What the secret digest of an edge is computed over: its username, so that an edge and a
 /// device of the same id never share a digest.
@@ -69,6 +72,17 @@ fn progress_of(conn: &Connection, id: &str) -> Result<Vec<EdgeProgress>> {
         });
     }
     Ok(out)
+}
+
+/// `UnknownEdge` unless `edge` is registered here.
+fn known_edge(conn: &Connection, edge: &str) -> Result<()> {
+    let known: Option<i64> = conn
+        .query_row("SELECT 1 FROM edges WHERE id = ?1", [edge], |r| r.get(0))
+        .optional()?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(StoreError::UnknownEdge(edge.to_string())),
+    }
 }
 
 fn edge_row(conn: &Connection, id: &EdgeId) -> Result<Option<Edge>> {
@@ -171,12 +185,7 @@ impl EdgeStore for SqliteStore {
                 for b in &batches {
                     let key: Key = (b.edge.to_string(), b.incarnation.0, b.lane.as_str());
                     if !done.contains_key(&key) {
-                        let known: Option<i64> = conn
-                            .query_row("SELECT 1 FROM edges WHERE id = ?1", [&key.0], |r| r.get(0))
-                            .optional()?;
-                        if known.is_none() {
-                            return Err(StoreError::UnknownEdge(key.0));
-                        }
+                        known_edge(conn, &key.0)?;
                         let row: Option<(i64, u32)> = conn
                             .query_row(
                                 "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
@@ -219,6 +228,135 @@ impl EdgeStore for SqliteStore {
             .await;
         self.inner.note_write(&applied);
         applied
+    }
+
+    async fn apply_registry(
+        &self,
+        edge: &EdgeId,
+        devices: Vec<RegistryRecord>,
+    ) -> Result<RegistryApplied> {
+        let edge = edge.to_string();
+        let applied = self
+            .with_conn(move |_, conn| {
+                let tx = conn.transaction()?;
+                known_edge(&tx, &edge)?;
+                let mut out = RegistryApplied::default();
+                let now = sentio_core::time::now_ms();
+                for d in devices {
+                    let owner: Option<String> = tx
+                        .query_row(
+                            "SELECT edge FROM edge_devices WHERE device = ?1",
+                            [&d.id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let exists: Option<i64> = tx
+                        .query_row("SELECT 1 FROM devices WHERE id = ?1", [&d.id], |r| r.get(0))
+                        .optional()?;
+                    let labels = serde_json::to_string(&d.labels)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    match (exists, owner.as_deref()) {
+                        (Some(_), Some(o)) if o == edge => {
+                            tx.execute(
+                                "UPDATE devices SET name = ?2, kind = ?3, labels = ?4 WHERE id = ?1",
+                                params![d.id, d.name, d.kind, labels],
+                            )?;
+                        }
+                        (Some(_), _) => {
+                            out.conflicts += 1;
+                            continue;
+                        }
+                        (None, _) => {
+                            // Its devices talk to the edge: no secret here that anyone holds.
+                            let mut digest = [0u8; 32];
+                            getrandom::fill(&mut digest).map_err(|e| {
+                                StoreError::Corrupt(format!("random generator: {e}"))
+                            })?;
+                            tx.execute(
+                                "INSERT INTO devices (id, name, kind, labels, secret_digest, created_ms) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                params![d.id, d.name, d.kind, labels, digest.as_slice(), now],
+                            )?;
+                            tx.execute(
+                                "INSERT INTO edge_devices (device, edge) VALUES (?1, ?2) \
+                                 ON CONFLICT (device) DO UPDATE SET edge = excluded.edge",
+                                params![d.id, edge],
+                            )?;
+                        }
+                    }
+                    out.applied += 1;
+                }
+                tx.commit()?;
+                Ok(out)
+            })
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+
+    async fn apply_alerts(&self, edge: &EdgeId, alerts: Vec<Alert>) -> Result<u64> {
+        let edge = edge.to_string();
+        let applied = self
+            .with_conn(move |_, conn| {
+                let tx = conn.transaction()?;
+                known_edge(&tx, &edge)?;
+                let mut n = 0u64;
+                for mut a in alerts {
+                    let theirs = a.id.get();
+                    let ours: Option<i64> = tx
+                        .query_row(
+                            "SELECT alert_id FROM edge_alerts WHERE edge = ?1 AND edge_alert_id = ?2",
+                            params![edge, theirs],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    a.id = ours.map_or(AlertId::UNSAVED, AlertId::new);
+                    let id = super::alerts::write_alert(&tx, &a)?;
+                    tx.execute(
+                        "INSERT INTO edge_alerts (edge, edge_alert_id, alert_id) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (edge, edge_alert_id) DO NOTHING",
+                        params![edge, theirs, id],
+                    )?;
+                    let (ack_by, ack_ms) = a.ack.map(|k| (k.by, k.at_ms)).unzip();
+                    if ack_by.is_some() || a.resolved_by.is_some() {
+                        tx.execute(
+                            "INSERT INTO alert_handling (alert_id, ack_by, ack_ms, resolved_by) \
+                             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (alert_id) DO UPDATE SET \
+                             ack_by = excluded.ack_by, ack_ms = excluded.ack_ms, \
+                             resolved_by = excluded.resolved_by",
+                            params![id, ack_by, ack_ms, a.resolved_by],
+                        )?;
+                    }
+                    n += 1;
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+
+    async fn alert_edges(&self) -> Result<HashMap<i64, String>> {
+        self.with_conn(move |_, conn| {
+            let rows = conn
+                .prepare_cached("SELECT alert_id, edge FROM edge_alerts")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn device_edges(&self) -> Result<HashMap<String, String>> {
+        self.with_conn(move |_, conn| {
+            let rows = conn
+                .prepare_cached("SELECT device, edge FROM edge_devices")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
     }
 }
 

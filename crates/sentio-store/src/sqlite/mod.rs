@@ -91,6 +91,8 @@ struct Inner {
     interrupted: AtomicBool,
     /// Whether appends record their batch in the edge's outbox (`outbox.rs`).
     outbox: AtomicBool,
+    /// Whether they record it in the backlog lane (else the live one; `outbox.rs`).
+    outbox_backlog: AtomicBool,
     /// This data directory's incarnation (`outbox.rs`).
     incarnation: crate::edge::Incarnation,
     /// Digests of every edge's secret, so an edge's CONNECT never waits for the database.
@@ -184,6 +186,7 @@ impl SqliteStore {
         let workset = workset::Workset::all(series_ids.values().flat_map(|m| m.values().copied()));
         let tokens = tokens::load(&conn)?;
         users::add_disabled_column(&conn)?;
+        outbox::add_lane_column(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;
         let rolled_max: Option<i64> =
@@ -209,6 +212,7 @@ impl SqliteStore {
                 full: AtomicBool::new(false),
                 interrupted: AtomicBool::new(false),
                 outbox: AtomicBool::new(false),
+                outbox_backlog: AtomicBool::new(true),
                 incarnation,
                 edge_digests: RwLock::new(edge_digests),
             }),

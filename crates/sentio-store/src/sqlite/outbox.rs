@@ -1,8 +1,9 @@
 //! `OutboxStore` on SQLite: the edge's outbox is the `outbox` table, one row per committed
 //! append written in the append's own transaction (`series::write_points`), naming its points
 //! by series and time span; the points stay where every point is (head, then chunks) and are
-//! read back when the batch is sent. Acknowledged rows are removed; `outbox_acked` keeps the
-//! acknowledged seq.
+//! read back when the batch is sent. Each row has its lane (live or backlog), chosen at commit
+//! and never changed. Acknowledged rows are removed; `outbox_acked` keeps the acknowledged seq
+//! per lane.
 //!
 //! **Invariant:** a batch is recorded if and only if its points were committed, and its seq is
 //! never reused in this database (`AUTOINCREMENT`).
@@ -16,7 +17,9 @@ use sentio_core::{DeviceId, Point};
 
 use super::series::{Span, Spans};
 use super::{Inner, SqliteStore, read};
-use crate::edge::{BatchSeq, Incarnation, Lane, OutboxBatch, OutboxStatus, PART_POINTS};
+use crate::edge::{
+    BatchSeq, Incarnation, Lane, LaneStatus, OutboxBatch, OutboxStatus, PART_POINTS,
+};
 use crate::{OutboxStore, Result, StoreError};
 
 /// Bytes of one span in `outbox.spans`: series id, first and last timestamp, count.
@@ -25,8 +28,8 @@ const SPAN_BYTES: usize = 8 + 8 + 8 + 4;
 /// The meta key of this data directory's incarnation.
 pub(crate) const INCARNATION_KEY: &str = "incarnation";
 
-/// Records the batch of `spans` (inside the append's transaction).
-pub(super) fn record(tx: &Transaction<'_>, spans: &Spans) -> Result<()> {
+/// Records the batch of `spans` in `lane` (inside the append's transaction).
+pub(super) fn record(tx: &Transaction<'_>, spans: &Spans, lane: Lane) -> Result<()> {
     let mut blob = Vec::with_capacity(spans.len() * SPAN_BYTES);
     let mut points: u64 = 0;
     for (sid, s) in spans {
@@ -36,8 +39,26 @@ pub(super) fn record(tx: &Transaction<'_>, spans: &Spans) -> Result<()> {
         blob.extend_from_slice(&s.count.to_le_bytes());
         points += u64::from(s.count);
     }
-    tx.prepare_cached("INSERT INTO outbox (committed_ms, points, spans) VALUES (?1, ?2, ?3)")?
-        .execute(params![sentio_core::time::now_ms(), points as i64, blob])?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (committed_ms, points, spans, lane) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        sentio_core::time::now_ms(),
+        points as i64,
+        blob,
+        lane.as_str()
+    ])?;
+    Ok(())
+}
+
+/// Adds the `lane` column (and its index) to an outbox made before lanes: its batches are
+/// live ones.
+pub(super) fn add_lane_column(conn: &Connection) -> Result<()> {
+    super::add_column_if_missing(conn, "outbox", "lane", "TEXT NOT NULL DEFAULT 'points'")?;
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (lane, seq)",
+        [],
+    )?;
     Ok(())
 }
 
@@ -86,11 +107,11 @@ pub(super) fn load_or_create_incarnation(conn: &Connection) -> Result<Incarnatio
     Ok(new)
 }
 
-fn acked(conn: &Connection) -> Result<(BatchSeq, Option<i64>)> {
+fn acked(conn: &Connection, lane: Lane) -> Result<(BatchSeq, Option<i64>)> {
     let row: Option<(i64, i64)> = conn
         .query_row(
             "SELECT acked_seq, acked_ms FROM outbox_acked WHERE lane = ?1",
-            [Lane::Points.as_str()],
+            [lane.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -98,6 +119,25 @@ fn acked(conn: &Connection) -> Result<(BatchSeq, Option<i64>)> {
         Some((seq, ms)) => (BatchSeq(seq), Some(ms)),
         None => (BatchSeq(0), None),
     })
+}
+
+/// What is pending in `lane`.
+fn lane_status(conn: &Connection, lane: Lane) -> Result<(LaneStatus, Option<i64>)> {
+    let (acked, acked_ms) = acked(conn, lane)?;
+    let (batches, points, oldest): (i64, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), SUM(points), MIN(committed_ms) FROM outbox WHERE lane = ?1 AND seq > ?2",
+        params![lane.as_str(), acked.0],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok((
+        LaneStatus {
+            acked,
+            pending_batches: batches as u64,
+            pending_points: points.unwrap_or(0) as u64,
+            oldest_pending_ms: oldest,
+        },
+        acked_ms,
+    ))
 }
 
 /// Series names by id, loaded as needed.
@@ -126,6 +166,15 @@ impl Inner {
     pub(super) fn outbox_on(&self) -> bool {
         self.outbox.load(Ordering::Relaxed)
     }
+
+    /// The lane appends record their batch in.
+    pub(super) fn outbox_lane(&self) -> Lane {
+        if self.outbox_backlog.load(Ordering::Relaxed) {
+            Lane::Backlog
+        } else {
+            Lane::Points
+        }
+    }
 }
 
 #[async_trait]
@@ -134,8 +183,15 @@ impl OutboxStore for SqliteStore {
         self.inner.outbox.store(true, Ordering::Relaxed);
     }
 
+    fn set_outbox_lane(&self, lane: Lane) {
+        self.inner
+            .outbox_backlog
+            .store(lane == Lane::Backlog, Ordering::Relaxed);
+    }
+
     async fn outbox_batches(
         &self,
+        lane: Lane,
         after: BatchSeq,
         max_batches: usize,
         max_points: usize,
@@ -143,9 +199,10 @@ impl OutboxStore for SqliteStore {
         self.with_conn(move |_, conn| {
             let rows: Vec<(i64, i64, Vec<u8>)> = conn
                 .prepare_cached(
-                    "SELECT seq, committed_ms, spans FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, committed_ms, spans FROM outbox WHERE lane = ?1 AND seq > ?2 \
+                     ORDER BY seq LIMIT ?3",
                 )?
-                .query_map(params![after.0, max_batches as i64], |r| {
+                .query_map(params![lane.as_str(), after.0, max_batches as i64], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
@@ -166,7 +223,8 @@ impl OutboxStore for SqliteStore {
                     // Every point of the span as stored now (a later write to the same
                     // timestamp goes with its newer value; the cloud keeps the last too).
                     let limit = (span.count as usize).saturating_mul(4).saturating_add(4096);
-                    let stored = read::raw(conn, sid, span.first, span.last.saturating_add(1), limit)?;
+                    let stored =
+                        read::raw(conn, sid, span.first, span.last.saturating_add(1), limit)?;
                     let part = parts.last_mut().expect("at least one part");
                     part.extend(stored.points.into_iter().map(|(ts_ms, value)| Point {
                         device: device.clone(),
@@ -191,19 +249,22 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn outbox_acked(&self, seq: BatchSeq) -> Result<()> {
+    async fn outbox_acked(&self, lane: Lane, seq: BatchSeq) -> Result<()> {
         self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
-            let (before, _) = acked(&tx)?;
+            let (before, _) = acked(&tx, lane)?;
             if seq <= before {
                 return Ok(());
             }
             tx.execute(
                 "INSERT INTO outbox_acked (lane, acked_seq, acked_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_ms = excluded.acked_ms",
-                params![Lane::Points.as_str(), seq.0, sentio_core::time::now_ms()],
+                params![lane.as_str(), seq.0, sentio_core::time::now_ms()],
             )?;
-            tx.execute("DELETE FROM outbox WHERE seq <= ?1", [seq.0])?;
+            tx.execute(
+                "DELETE FROM outbox WHERE lane = ?1 AND seq <= ?2",
+                params![lane.as_str(), seq.0],
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -212,13 +273,8 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_status(&self) -> Result<OutboxStatus> {
         self.with_conn(move |inner, conn| {
-            let (acked, last_ack_ms) = acked(conn)?;
-            let (pending_batches, pending_points, oldest): (i64, Option<i64>, Option<i64>) = conn
-                .query_row(
-                "SELECT COUNT(*), SUM(points), MIN(committed_ms) FROM outbox WHERE seq > ?1",
-                [acked.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            let (live, live_ms) = lane_status(conn, Lane::Points)?;
+            let (backlog, backlog_ms) = lane_status(conn, Lane::Backlog)?;
             // The last seq handed out, kept by AUTOINCREMENT even when its row is gone.
             let last: Option<i64> = conn
                 .query_row(
@@ -227,14 +283,24 @@ impl OutboxStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()?;
+            let last = BatchSeq(last.unwrap_or(0).max(live.acked.0).max(backlog.acked.0));
+            // Acknowledged rows are gone: what is left is pending, and everything before the
+            // oldest of it is held by the cloud.
+            let first_pending: Option<i64> =
+                conn.query_row("SELECT MIN(seq) FROM outbox", [], |r| r.get(0))?;
             Ok(OutboxStatus {
                 incarnation: inner.incarnation,
-                acked,
-                last: BatchSeq(last.unwrap_or(0).max(acked.0)),
-                pending_batches: pending_batches as u64,
-                pending_points: pending_points.unwrap_or(0) as u64,
-                oldest_pending_ms: oldest,
-                last_ack_ms,
+                acked: first_pending.map_or(last, |s| BatchSeq(s - 1)),
+                last,
+                pending_batches: live.pending_batches + backlog.pending_batches,
+                pending_points: live.pending_points + backlog.pending_points,
+                oldest_pending_ms: match (live.oldest_pending_ms, backlog.oldest_pending_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                last_ack_ms: live_ms.max(backlog_ms),
+                live,
+                backlog,
             })
         })
         .await

@@ -243,12 +243,15 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 -- committed append, in the append's transaction. `spans` names its points (per series: id,
 -- first and last timestamp, count; 28 bytes each, little-endian); the points themselves stay
 -- in `points`/`chunks`. Rows up to the acknowledged seq are removed. AUTOINCREMENT: a seq is
--- never reused within this database, even after its row is gone.
+-- never reused within this database, even after its row is gone. `lane`: 'points' (live) or
+-- 'backlog', chosen at commit (a database made before lanes gets the column at open, with
+-- the index `outbox_lane` on (lane, seq)).
 CREATE TABLE IF NOT EXISTS outbox (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     committed_ms INTEGER NOT NULL,
     points       INTEGER NOT NULL,
-    spans        BLOB NOT NULL
+    spans        BLOB NOT NULL,
+    lane         TEXT NOT NULL DEFAULT 'points'
 );
 -- Per lane: every batch up to `acked_seq` is held by the cloud.
 CREATE TABLE IF NOT EXISTS outbox_acked (
@@ -273,6 +276,18 @@ CREATE TABLE IF NOT EXISTS edge_progress (
     points      INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (edge, incarnation, lane)
+) WITHOUT ROWID;
+-- Devices an edge registered here (its registry going up): the device row is in `devices`.
+-- Alerts of an edge held here: the edge's alert id and this node's copy in `alerts`.
+CREATE TABLE IF NOT EXISTS edge_alerts (
+    edge          TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE,
+    edge_alert_id INTEGER NOT NULL,
+    alert_id      INTEGER NOT NULL,
+    PRIMARY KEY (edge, edge_alert_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS edge_devices (
+    device TEXT PRIMARY KEY,
+    edge   TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE
 ) WITHOUT ROWID;
 -- Silences: the alerts their matcher covers notify nobody until `until_ms`.
 CREATE TABLE IF NOT EXISTS silences (

@@ -140,7 +140,7 @@ impl SeriesStore for SqliteStore {
                 write_points(inner, conn, &points, |tx, spans| {
                     // The edge's outbox: this batch, in the same transaction as its points.
                     if inner.outbox_on() {
-                        super::outbox::record(tx, spans)?;
+                        super::outbox::record(tx, spans, inner.outbox_lane())?;
                     }
                     Ok(())
                 })

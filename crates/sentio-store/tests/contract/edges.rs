@@ -29,7 +29,7 @@ pub async fn the_outbox_records_each_commit_and_forgets_what_is_acked(backend: &
     assert!(status.oldest_pending_ms.is_some());
     let batches = s
         .outbox
-        .outbox_batches(BatchSeq(0), 10, 1_000)
+        .outbox_batches(Lane::Backlog, BatchSeq(0), 10, 1_000)
         .await
         .unwrap();
     assert_eq!(batches.len(), 2);
@@ -43,7 +43,7 @@ pub async fn the_outbox_records_each_commit_and_forgets_what_is_acked(backend: &
     // At most what was asked for, stopping after the batch that reaches max_points.
     assert_eq!(
         s.outbox
-            .outbox_batches(BatchSeq(0), 1, 1_000)
+            .outbox_batches(Lane::Backlog, BatchSeq(0), 1, 1_000)
             .await
             .unwrap()
             .len(),
@@ -51,17 +51,20 @@ pub async fn the_outbox_records_each_commit_and_forgets_what_is_acked(backend: &
     );
     assert_eq!(
         s.outbox
-            .outbox_batches(BatchSeq(0), 10, 2)
+            .outbox_batches(Lane::Backlog, BatchSeq(0), 10, 2)
             .await
             .unwrap()
             .len(),
         1
     );
 
-    s.outbox.outbox_acked(batches[0].seq).await.unwrap();
+    s.outbox
+        .outbox_acked(Lane::Backlog, batches[0].seq)
+        .await
+        .unwrap();
     let after = s
         .outbox
-        .outbox_batches(BatchSeq(0), 10, 1_000)
+        .outbox_batches(Lane::Backlog, BatchSeq(0), 10, 1_000)
         .await
         .unwrap();
     assert_eq!(after, batches[1..].to_vec());
@@ -70,13 +73,16 @@ pub async fn the_outbox_records_each_commit_and_forgets_what_is_acked(backend: &
         .flat_map(|d| (0..3_000).map(move |i| point(&format!("big-{d}"), "v", i, i as f64)))
         .collect();
     s.series.append(&big).await.unwrap();
-    let read = |n| s.outbox.outbox_batches(batches[1].seq, 1, n);
+    let read = |n| s.outbox.outbox_batches(Lane::Backlog, batches[1].seq, 1, n);
     let (first, again) = (read(1).await.unwrap(), read(1).await.unwrap());
     assert_eq!(first, again);
     assert_eq!(first[0].parts.len(), 3);
     assert!(first[0].parts.iter().all(|p| p.len() == 3_000));
     // Never backwards.
-    s.outbox.outbox_acked(BatchSeq(0)).await.unwrap();
+    s.outbox
+        .outbox_acked(Lane::Backlog, BatchSeq(0))
+        .await
+        .unwrap();
     let status2 = s.outbox.outbox_status().await.unwrap();
     assert_eq!(status2.acked, batches[0].seq);
     assert_eq!(
@@ -100,17 +106,230 @@ pub async fn the_outbox_records_each_commit_and_forgets_what_is_acked(backend: &
         .unwrap();
     let pending = s
         .outbox
-        .outbox_batches(status3.acked, 10, 100_000)
+        .outbox_batches(Lane::Backlog, status3.acked, 10, 100_000)
         .await
         .unwrap();
     assert_eq!(pending.len(), 3);
     assert_eq!(pending[..2], [batches[1].clone(), first[0].clone()]);
     assert!(pending[2].seq > first[0].seq);
-    s.outbox.outbox_acked(pending[2].seq).await.unwrap();
+    s.outbox
+        .outbox_acked(Lane::Backlog, pending[2].seq)
+        .await
+        .unwrap();
     let done = s.outbox.outbox_status().await.unwrap();
     assert_eq!((done.pending_batches, done.pending_points), (0, 0));
     assert_eq!(done.oldest_pending_ms, None);
     assert_eq!(done.last, pending[2].seq);
+}
+
+pub async fn outbox_lanes_keep_their_batches_apart(backend: &impl Backend) {
+    let s = backend.open();
+    s.outbox.enable_outbox();
+    // Until the uplink says the link is up, commits go to the backlog lane.
+    s.series
+        .append(&[point("pump-1", "temp", 1_000, 1.0)])
+        .await
+        .unwrap();
+    s.outbox.set_outbox_lane(Lane::Points);
+    s.series
+        .append(&[point("pump-1", "temp", 2_000, 2.0)])
+        .await
+        .unwrap();
+    s.series
+        .append(&[point("pump-1", "temp", 3_000, 3.0)])
+        .await
+        .unwrap();
+    s.outbox.set_outbox_lane(Lane::Backlog);
+    s.series
+        .append(&[point("pump-1", "temp", 4_000, 4.0)])
+        .await
+        .unwrap();
+    let read = |lane| s.outbox.outbox_batches(lane, BatchSeq(0), 10, 1_000);
+    let values = |b: &[sentio_store::OutboxBatch]| -> Vec<f64> {
+        b.iter().flat_map(|b| b.points().map(|p| p.value)).collect()
+    };
+    let (live, backlog) = (
+        read(Lane::Points).await.unwrap(),
+        read(Lane::Backlog).await.unwrap(),
+    );
+    assert_eq!(values(&live), [2.0, 3.0]);
+    assert_eq!(values(&backlog), [1.0, 4.0]);
+    let st = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(
+        (st.live.pending_batches, st.backlog.pending_batches),
+        (2, 2)
+    );
+    assert_eq!((st.pending_batches, st.pending_points), (4, 4));
+    assert_eq!(st.acked, BatchSeq(0));
+    // Acknowledging the live lane leaves the backlog pending, and the backlog's first batch
+    // still bounds what is held everywhere.
+    s.outbox
+        .outbox_acked(Lane::Points, live[1].seq)
+        .await
+        .unwrap();
+    let st = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(st.live.acked, live[1].seq);
+    assert_eq!((st.live.pending_batches, st.backlog.pending_points), (0, 2));
+    assert_eq!(st.backlog.acked, BatchSeq(0));
+    assert_eq!(st.acked, BatchSeq(backlog[0].seq.0 - 1));
+    assert_eq!(values(&read(Lane::Backlog).await.unwrap()), [1.0, 4.0]);
+    s.outbox
+        .outbox_acked(Lane::Backlog, backlog[0].seq)
+        .await
+        .unwrap();
+    let st = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(st.acked, BatchSeq(backlog[1].seq.0 - 1));
+    drop(s);
+    // The lanes and their acknowledgements survive a reopen.
+    let s = backend.open();
+    let st = s.outbox.outbox_status().await.unwrap();
+    assert_eq!(
+        (st.live.acked, st.backlog.acked),
+        (live[1].seq, backlog[0].seq)
+    );
+    let rest = s
+        .outbox
+        .outbox_batches(Lane::Backlog, st.backlog.acked, 10, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(values(&rest), [4.0]);
+    s.outbox
+        .outbox_acked(Lane::Backlog, rest[0].seq)
+        .await
+        .unwrap();
+    let st = s.outbox.outbox_status().await.unwrap();
+    assert_eq!((st.pending_batches, st.acked), (0, st.last));
+}
+
+pub async fn an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device(
+    backend: &impl Backend,
+) {
+    use sentio_store::wire::RegistryRecord;
+    let s = backend.open();
+    let site = EdgeId::parse("site-1").unwrap();
+    s.edges.create_edge(&site).await.unwrap();
+    s.registry
+        .create_device(sentio_store::NewDevice {
+            id: "own-1".into(),
+            name: None,
+            kind: Some("meter".into()),
+            labels: Default::default(),
+        })
+        .await
+        .unwrap();
+    let record = |id: &str, site: &str| RegistryRecord {
+        id: id.into(),
+        name: id.into(),
+        kind: "pump".into(),
+        labels: [("site".to_string(), site.to_string())].into(),
+    };
+    let done = s
+        .edges
+        .apply_registry(&site, vec![record("far-1", "north"), record("own-1", "x")])
+        .await
+        .unwrap();
+    assert_eq!((done.applied, done.conflicts), (1, 1));
+    // Again, and changed: the same device, brought up to date.
+    let again = s
+        .edges
+        .apply_registry(&site, vec![record("far-1", "east")])
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.conflicts), (1, 0));
+    let far = s.registry.get_device(&dev("far-1")).await.unwrap().unwrap();
+    assert_eq!(
+        (far.kind.as_str(), far.labels["site"].as_str()),
+        ("pump", "east")
+    );
+    let own = s.registry.get_device(&dev("own-1")).await.unwrap().unwrap();
+    assert_eq!(own.kind, "meter", "a device of this node is left alone");
+    let edges = s.edges.device_edges().await.unwrap();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges["far-1"], "site-1");
+    assert!(
+        !s.registry.verify_secret(&dev("far-1"), ""),
+        "no secret anyone holds"
+    );
+    let other = EdgeId::parse("site-2").unwrap();
+    s.edges.create_edge(&other).await.unwrap();
+    let taken = s
+        .edges
+        .apply_registry(&other, vec![record("far-1", "west")])
+        .await
+        .unwrap();
+    assert_eq!(taken.conflicts, 1, "another edge's device is left alone");
+    assert!(matches!(
+        s.edges
+            .apply_registry(&EdgeId::parse("nobody").unwrap(), vec![])
+            .await,
+        Err(StoreError::UnknownEdge(_))
+    ));
+}
+
+pub async fn an_edge_alert_is_held_once_and_follows_its_changes(backend: &impl Backend) {
+    use sentio_core::{Ack, Alert, AlertId, AlertState, Explanation};
+    let s = backend.open();
+    let site = EdgeId::parse("site-1").unwrap();
+    s.edges.create_edge(&site).await.unwrap();
+    let mut alert = Alert {
+        id: AlertId::new(41),
+        device: "far-1".into(),
+        metric: "level".into(),
+        state: AlertState::Open,
+        opened_ms: 1_000,
+        last_anomaly_ms: 2_000,
+        resolved_ms: None,
+        anomalous_points: 3,
+        explanation: Explanation {
+            message: "level far above".into(),
+            ..Explanation::default()
+        },
+        peak: Explanation::default(),
+        feedback: None,
+        ack: None,
+        resolved_by: None,
+        silenced_by: None,
+    };
+    let list = || async {
+        s.alerts
+            .list_alerts(sentio_store::AlertFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        s.edges
+            .apply_alerts(&site, vec![alert.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    s.edges
+        .apply_alerts(&site, vec![alert.clone()])
+        .await
+        .unwrap();
+    let held = list().await;
+    assert_eq!(held.len(), 1, "the same alert again is the same alert");
+    let ours = held[0].id.get();
+    assert_eq!(s.edges.alert_edges().await.unwrap()[&ours], "site-1");
+    // Acknowledged, then resolved on the edge: this node's copy follows.
+    alert.ack = Some(Ack {
+        by: "user:ann".into(),
+        at_ms: 2_500,
+    });
+    alert.state = AlertState::Resolved;
+    alert.resolved_ms = Some(3_000);
+    s.edges.apply_alerts(&site, vec![alert]).await.unwrap();
+    let held = list().await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].state, AlertState::Resolved);
+    assert_eq!(
+        held[0].ack.as_ref().map(|a| a.by.as_str()),
+        Some("user:ann")
+    );
+    assert_eq!(held[0].explanation.message, "level far above");
 }
 
 fn batch(edge: &EdgeId, inc: Incarnation, seq: i64, ts: i64, value: f64) -> UplinkBatch {
@@ -247,4 +466,18 @@ pub async fn edges_apply_each_batch_once_per_incarnation(backend: &impl Backend)
         ]
     );
     assert_eq!(s.edges.get_edge(&unknown).await.unwrap(), None);
+    // The backlog lane is its own stream: its seq 1 is new though the live lane is past it,
+    // and is applied once.
+    let mut old = batch(&site, one, 1, 5, 0.5);
+    old.lane = Lane::Backlog;
+    let apply = |b| async { s.edges.apply_uplink(vec![b]).await.map(|v| v[0]) };
+    assert_eq!(apply(old.clone()).await.unwrap(), Applied::Stored);
+    assert_eq!(apply(old).await.unwrap(), Applied::Duplicate);
+    assert_eq!(stored(&s).await[0], (5, 0.5));
+    let edge = s.edges.get_edge(&site).await.unwrap().unwrap();
+    assert!(
+        edge.progress
+            .iter()
+            .any(|p| p.lane == Lane::Backlog && p.seq == BatchSeq(1) && p.points == 1)
+    );
 }

@@ -71,6 +71,9 @@ macro_rules! store_contract {
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
             edges::the_outbox_records_each_commit_and_forgets_what_is_acked,
+            edges::outbox_lanes_keep_their_batches_apart,
+            edges::an_edge_alert_is_held_once_and_follows_its_changes,
+            edges::an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device,
             edges::edges_apply_each_batch_once_per_incarnation,
         );
     };

@@ -1,6 +1,13 @@
 //! Edge nodes: the cloud's registry of edges and their confinement (`registry`), and the
 //! store-and-forward uplink under real faults between two real `sentio` processes (`uplink`,
-//! with the fault proxy of `support::fault_proxy`).
+//! with the fault proxy of `support::fault_proxy`), and its lanes after an outage: live data
+//! first, the backlog beside it at a bounded rate (`backlog`); in the cloud, one alert per
+//! offline edge (`offline`); the edge's device registry and alerts in the cloud (`devices`,
+//! `alerts`).
 
+mod alerts;
+mod backlog;
+mod devices;
+mod offline;
 mod registry;
 mod uplink;

@@ -17,17 +17,17 @@ use tokio::sync::watch;
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::*;
 
-const EDGE: &str = "site-1";
-const METRICS: [&str; 2] = ["a", "b"];
+pub(super) const EDGE: &str = "site-1";
+pub(super) const METRICS: [&str; 2] = ["a", "b"];
 
 /// A cloud node, an edge node linked to it through a fault proxy, and their directory.
-struct Pair {
+pub(super) struct Pair {
     cloud: Child,
-    cloud_http: String,
+    pub(super) cloud_http: String,
     edge: Child,
-    edge_http: String,
+    pub(super) edge_http: String,
     edge_mqtt: u16,
-    proxy: FaultProxy,
+    pub(super) proxy: FaultProxy,
     dir: tempfile::TempDir,
     edge_args: Vec<String>,
 }
@@ -64,14 +64,25 @@ fn free_port() -> u16 {
 
 impl Pair {
     /// Starts both nodes over plain MQTT; `edge_toml` goes into the edge's `sentio.toml`.
-    async fn start(edge_toml: &str) -> Self {
+    pub(super) async fn start(edge_toml: &str) -> Self {
         Self::start_linked(edge_toml, Link::Plain).await
     }
 
     /// Starts both nodes, the edge linked to the cloud as `link` says.
     async fn start_linked(edge_toml: &str, link: Link) -> Self {
+        Self::start_configured(edge_toml, "", link).await
+    }
+
+    /// Starts both nodes over plain MQTT; `cloud_toml` is the cloud's `sentio.toml`.
+    pub(super) async fn start_with_cloud(edge_toml: &str, cloud_toml: &str) -> Self {
+        Self::start_configured(edge_toml, cloud_toml, Link::Plain).await
+    }
+
+    async fn start_configured(edge_toml: &str, cloud_toml: &str, link: Link) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cloud_data, edge_data) = (dir.path().join("cloud"), dir.path().join("edge"));
+        std::fs::create_dir_all(&cloud_data).unwrap();
+        std::fs::write(cloud_data.join("sentio.toml"), cloud_toml).unwrap();
         let tls_port = free_port();
         let (cloud, cloud_http, plain_mqtt) = spawn_blocking_sentio(
             cloud_data.clone(),
@@ -158,14 +169,22 @@ impl Pair {
         self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
     }
 
-    async fn uplink(&self) -> Value {
+    /// The cloud's view of the edge (`GET /api/v1/edges/<id>`).
+    pub(super) async fn cloud_edge(&self) -> Value {
+        let path = format!("/api/v1/edges/{EDGE}");
+        let (status, body) = api_at(&self.cloud_http, "GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub(super) async fn uplink(&self) -> Value {
         let (status, body) = api_at(&self.edge_http, "GET", "/api/v1/uplink", None).await;
         assert_eq!(status, 200, "{body}");
         body
     }
 
     /// Waits until the edge has nothing pending (the cloud acknowledged everything).
-    async fn drained(&self, secs: u64) {
+    pub(super) async fn drained(&self, secs: u64) {
         let done = eventually(secs, || async {
             let u = self.uplink().await;
             (u["pending_points"] == 0 && u["connected"] == true).then_some(())
@@ -175,7 +194,7 @@ impl Pair {
     }
 
     /// Compares every series on the edge and in the cloud; prints and returns the counts.
-    async fn compare(&self, test: &str, fleet: &FleetReport) -> Counts {
+    pub(super) async fn compare(&self, test: &str, fleet: &FleetReport) -> Counts {
         let mut counts = Counts {
             accepted: fleet.points_acked,
             ..Counts::default()
@@ -194,13 +213,7 @@ impl Pair {
                 }
             }
         }
-        let (_, edge) = api_at(
-            &self.cloud_http,
-            "GET",
-            &format!("/api/v1/edges/{EDGE}"),
-            None,
-        )
-        .await;
+        let edge = self.cloud_edge().await;
         // Points applied (every incarnation, kept with the progress) beyond those held: a
         // batch applied twice would count its points twice.
         counts.duplicated = edge["points"]
@@ -223,7 +236,7 @@ impl Pair {
 }
 
 #[derive(Debug, Default)]
-struct Counts {
+pub(super) struct Counts {
     accepted: u64,
     on_edge: u64,
     stored: u64,
@@ -232,7 +245,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn assert_exactly_once(&self) {
+    pub(super) fn assert_exactly_once(&self) {
         assert_eq!(
             self.on_edge, self.accepted,
             "the edge holds what it acknowledged"
@@ -256,13 +269,13 @@ async fn spawn_blocking_sentio(
 }
 
 /// Every point of a series, by timestamp.
-async fn series(http: &str, device: &str, metric: &str) -> BTreeMap<i64, f64> {
+pub(super) async fn series(http: &str, device: &str, metric: &str) -> BTreeMap<i64, f64> {
     points_at(http, device, metric).await.into_iter().collect()
 }
 
 /// A fleet publishing to the edge over MQTT at QoS 1, every 20 ms per device, two metrics per
 /// payload, with increasing timestamps.
-struct Fleet {
+pub(super) struct Fleet {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     devices: Vec<String>,
@@ -270,13 +283,13 @@ struct Fleet {
     acked: Arc<AtomicU64>,
 }
 
-struct FleetReport {
+pub(super) struct FleetReport {
     devices: Vec<String>,
     points_acked: u64,
 }
 
 impl Fleet {
-    async fn start(pair: &Pair, n: usize) -> Self {
+    pub(super) async fn start(pair: &Pair, n: usize) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let (published, acked) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let mut tasks = Vec::new();
@@ -346,7 +359,7 @@ impl Fleet {
     }
 
     /// Stops publishing and waits until every publish is acknowledged by the edge.
-    async fn stop(self) -> FleetReport {
+    pub(super) async fn stop(self) -> FleetReport {
         let _ = self.stop.send(true);
         let (published, acked) = (self.published.clone(), self.acked.clone());
         let all = eventually(30, || async {
@@ -365,7 +378,7 @@ impl Fleet {
 }
 
 /// The newest timestamp of `dev-0`'s metric `a` in the cloud.
-async fn cloud_latest(pair: &Pair) -> i64 {
+pub(super) async fn cloud_latest(pair: &Pair) -> i64 {
     series(&pair.cloud_http, "dev-0", "a")
         .await
         .keys()
@@ -414,13 +427,7 @@ async fn a_cut_uplink_loses_and_doubles_nothing_and_live_data_resumes() {
         .assert_exactly_once();
     // The cloud shows the edge's own account of its outbox: connected, nothing pending.
     let shown = eventually(10, || async {
-        let (_, e) = api_at(
-            &pair.cloud_http,
-            "GET",
-            &format!("/api/v1/edges/{EDGE}"),
-            None,
-        )
-        .await;
+        let e = pair.cloud_edge().await;
         (e["connected"] == true && e["reported"]["pending_points"] == 0).then_some(e)
     })
     .await;
@@ -598,12 +605,6 @@ async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says
     for device in &report.devices {
         assert!(series(&pair.cloud_http, device, "a").await.is_empty());
     }
-    let (_, edge) = api_at(
-        &pair.cloud_http,
-        "GET",
-        &format!("/api/v1/edges/{EDGE}"),
-        None,
-    )
-    .await;
+    let edge = pair.cloud_edge().await;
     assert_eq!(edge["points"], 0, "{edge}");
 }

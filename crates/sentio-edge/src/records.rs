@@ -1,0 +1,165 @@
+//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`) and its
+//! alerts (`edges/<id>/up/alerts`), each record as it is now. A record goes again until the
+//! cloud acknowledged it as it is (QoS 1), so no change is ever dropped, and applying a record
+//! twice changes nothing in the cloud. What was acknowledged is kept in memory: after a
+//! restart everything goes up once more.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use sentio_core::{DeviceId, EdgeId, topic};
+use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, wire};
+use tokio::time::Instant;
+
+/// Where the records come from.
+#[derive(Clone)]
+pub struct RecordSources {
+    /// The edge's device registry.
+    pub registry: Arc<dyn DeviceRegistry>,
+    /// The edge's alerts.
+    pub alerts: Arc<dyn AlertStore>,
+}
+
+/// A kind of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Registry,
+    Alerts,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 2] = [Kind::Registry, Kind::Alerts];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    fn topic(self, edge: &EdgeId) -> String {
+        match self {
+            Kind::Registry => topic::uplink_registry(edge),
+            Kind::Alerts => topic::uplink_alerts(edge),
+        }
+    }
+}
+
+/// Most records in one message.
+const MESSAGE_RECORDS: usize = 200;
+
+/// The newest alerts looked at (an older one changing is not sent again).
+const ALERTS_LOOKED_AT: usize = 1_000;
+
+/// A digest of each record as the cloud acknowledged it, per kind, by key.
+#[derive(Default)]
+pub(crate) struct Acked([HashMap<String, u64>; 2]);
+
+/// A message of records published and not yet acknowledged.
+pub(crate) struct InFlight {
+    pub(crate) pkid: Option<u16>,
+    pub(crate) sent_at: Instant,
+    kind: Kind,
+    /// The records' keys and digests.
+    records: Vec<(String, u64)>,
+}
+
+/// A message ready to publish.
+pub(crate) struct Message {
+    pub(crate) topic: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) in_flight: InFlight,
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+impl Acked {
+    /// The next message of `kind`: records the cloud has not acknowledged as they are now.
+    pub(crate) async fn next(
+        &self,
+        kind: Kind,
+        sources: &RecordSources,
+        edge: &EdgeId,
+    ) -> Option<Message> {
+        let acked = &self.0[kind.index()];
+        let changed = |key: &String, d: u64| acked.get(key) != Some(&d);
+        let (payload, records) = match kind {
+            Kind::Registry => {
+                let devices = sources.registry.list_devices().await.ok()?;
+                let mut out = Vec::new();
+                for d in devices {
+                    let r = wire::RegistryRecord {
+                        id: d.id,
+                        name: d.name,
+                        kind: d.kind,
+                        labels: d.labels,
+                    };
+                    let dg = digest(&wire::encode_registry(std::slice::from_ref(&r)));
+                    if changed(&r.id, dg) {
+                        out.push((r, dg));
+                    }
+                    if out.len() == MESSAGE_RECORDS {
+                        break;
+                    }
+                }
+                let records: Vec<wire::RegistryRecord> =
+                    out.iter().map(|(r, _)| r.clone()).collect();
+                let keys: Vec<(String, u64)> = out.into_iter().map(|(r, d)| (r.id, d)).collect();
+                (wire::encode_registry(&records), keys)
+            }
+            Kind::Alerts => {
+                let alerts = sources
+                    .alerts
+                    .list_alerts(AlertFilter {
+                        limit: ALERTS_LOOKED_AT,
+                        ..AlertFilter::default()
+                    })
+                    .await
+                    .ok()?;
+                let mut out = Vec::new();
+                // A device's alerts only: this node's own system alerts (an edge of its own
+                // offline, on `edge:<id>`) are not a device's, and stay here.
+                for a in alerts
+                    .into_iter()
+                    .filter(|a| DeviceId::parse(&a.device).is_ok())
+                {
+                    let dg = digest(&wire::encode_alerts(std::slice::from_ref(&a)));
+                    if changed(&a.id.to_string(), dg) {
+                        out.push((a, dg));
+                    }
+                    if out.len() == MESSAGE_RECORDS {
+                        break;
+                    }
+                }
+                let alerts: Vec<sentio_core::Alert> = out.iter().map(|(a, _)| a.clone()).collect();
+                let keys = out
+                    .into_iter()
+                    .map(|(a, d)| (a.id.to_string(), d))
+                    .collect();
+                (wire::encode_alerts(&alerts), keys)
+            }
+        };
+        if records.is_empty() {
+            return None;
+        }
+        Some(Message {
+            topic: kind.topic(edge),
+            payload,
+            in_flight: InFlight {
+                pkid: None,
+                sent_at: Instant::now(),
+                kind,
+                records,
+            },
+        })
+    }
+
+    /// Records an acknowledged message; returns how many records it held.
+    pub(crate) fn acknowledged(&mut self, f: InFlight) -> usize {
+        let n = f.records.len();
+        self.0[f.kind.index()].extend(f.records);
+        n
+    }
+}

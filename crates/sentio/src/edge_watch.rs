@@ -1,0 +1,171 @@
+//! In a cloud node: one alert per offline edge. An edge whose uplink has been down longer than
+//! `edges.offline_alert_after` raises one `silence` alert on `edge:<id>` (not one per device
+//! behind it: the cloud runs no detection on an edge's points), resolved when the edge is back.
+//!
+//! **Invariant:** at most one open offline alert per edge, also across restarts (the open one
+//! is found again at start).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sentio_broker::BrokerHandle;
+use sentio_core::time::format_time;
+use sentio_core::{Alert, AlertId, AlertKind, AlertState, Explanation, Subject};
+use sentio_pipeline::{Notice, NoticeEvent, NoticeSender};
+use sentio_store::{AlertFilter, AlertStore, EdgeStore, edge_username};
+use tracing::{info, warn};
+
+/// How often the edges are looked at.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// The detector named in the alert.
+const DETECTOR: &str = "edge_link";
+
+/// The device kind an edge's alert carries (for notification grouping and routes).
+const EDGE_KIND: &str = "edge";
+
+/// One edge as the watch knows it.
+#[derive(Default)]
+struct Watched {
+    /// Since when its link has been seen down (ms), if it is down.
+    down_since: Option<i64>,
+    /// Its open offline alert, if any.
+    alert: Option<Alert>,
+}
+
+/// Watches every edge until `stop` completes.
+pub(crate) async fn run(
+    edges: Arc<dyn EdgeStore>,
+    alerts: Arc<dyn AlertStore>,
+    broker: BrokerHandle,
+    notices: NoticeSender,
+    offline_after: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let after_ms = offline_after.as_millis() as i64;
+    let mut watched: HashMap<String, Watched> = HashMap::new();
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(list) = edges.list_edges().await else {
+            continue;
+        };
+        let connected: std::collections::HashSet<String> = broker
+            .clients()
+            .into_iter()
+            .filter_map(|c| c.username)
+            .collect();
+        let now = sentio_core::time::now_ms();
+        for edge in list {
+            let user = edge_username(&edge.id);
+            let w = match watched.entry(edge.id.to_string()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    // An alert left open by an earlier run is this edge's.
+                    let open = alerts
+                        .list_alerts(AlertFilter {
+                            state: Some(AlertState::Open),
+                            device: Some(user.clone()),
+                            acknowledged: None,
+                            limit: 1,
+                        })
+                        .await
+                        .ok()
+                        .and_then(|a| a.into_iter().next());
+                    v.insert(Watched {
+                        down_since: None,
+                        alert: open,
+                    })
+                }
+            };
+            if connected.contains(&user) {
+                w.down_since = None;
+                if let Some(mut alert) = w.alert.take() {
+                    alert.state = AlertState::Resolved;
+                    alert.resolved_ms = Some(now);
+                    if let Err(e) = alerts.save_alert(&alert).await {
+                        warn!(edge = %edge.id, error = %e, "could not resolve the edge's offline alert");
+                        w.alert = Some(alert);
+                        continue;
+                    }
+                    info!(edge = %edge.id, "edge back online; its offline alert resolved");
+                    let _ = notices.try_send(Notice {
+                        event: NoticeEvent::Resolved,
+                        alert,
+                        device_kind: Arc::from(EDGE_KIND),
+                        labels: Default::default(),
+                    });
+                }
+                continue;
+            }
+            // Down: since it was last heard of (its last report, or the last batch applied),
+            // or since now when this node has not heard of it since it started.
+            let heard = broker
+                .edge_report(edge.id.as_str())
+                .map(|r| r.reported_ms)
+                .into_iter()
+                .chain(edge.progress.iter().map(|p| p.updated_ms))
+                .max();
+            let since = *w
+                .down_since
+                .get_or_insert_with(|| heard.unwrap_or(now).min(now));
+            if w.alert.is_some() || now - since < after_ms {
+                continue;
+            }
+            let mut alert = offline_alert(&user, edge.id.as_str(), since, now);
+            match alerts.save_alert(&alert).await {
+                Ok(id) => {
+                    alert.id = AlertId::new(id);
+                    warn!(edge = %edge.id, since = %format_time(since), "edge offline; alert raised");
+                    let notice = Notice {
+                        event: NoticeEvent::Opened,
+                        alert: alert.clone(),
+                        device_kind: Arc::from(EDGE_KIND),
+                        labels: Default::default(),
+                    };
+                    let _ = notices.try_send(notice);
+                    w.alert = Some(alert);
+                }
+                Err(e) => {
+                    warn!(edge = %edge.id, error = %e, "could not raise the edge's offline alert")
+                }
+            }
+        }
+    }
+}
+
+/// The alert of edge `id` (username `user`) down since `since`.
+fn offline_alert(user: &str, id: &str, since: i64, now: i64) -> Alert {
+    let explanation = Explanation {
+        kind: AlertKind::Silence,
+        detector: DETECTOR.into(),
+        message: format!(
+            "edge {id} has been offline since {} (its uplink is down; what its devices send \
+             meanwhile is kept on the edge and comes up when it is back)",
+            format_time(since)
+        ),
+        ..Explanation::default()
+    };
+    Alert {
+        id: AlertId::UNSAVED,
+        device: user.to_string(),
+        metric: Subject::Device.label(),
+        state: AlertState::Open,
+        opened_ms: since,
+        last_anomaly_ms: now,
+        resolved_ms: None,
+        anomalous_points: 0,
+        explanation: explanation.clone(),
+        peak: explanation,
+        feedback: None,
+        ack: None,
+        resolved_by: None,
+        silenced_by: None,
+    }
+}
