@@ -332,7 +332,7 @@ impl DeviceModel for Room {
         m.insert("hvac_mode".into(), self.hvac_mode.into());
         m.insert(
             "hvac_setpoint".into(),
-            quantize(self.setpoint_day, 0.1).into(),
+            crate::control::number(quantize(self.setpoint_day, 0.1)),
         );
         m.insert("ventilation".into(), self.ventilation.into());
         m

@@ -54,6 +54,16 @@ impl Setting {
     }
 }
 
+/// A reported number as JSON: whole numbers as integers, so that a desired `50` and a
+/// reported `50` compare equal (the twin's delta is by JSON value).
+pub(crate) fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        Value::from(v as i64)
+    } else {
+        Value::from(v)
+    }
+}
+
 /// Checks `value` for the property `name` of a device with `properties`.
 pub(crate) fn check(
     properties: &'static [Property],

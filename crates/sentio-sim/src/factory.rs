@@ -175,7 +175,7 @@ impl DeviceModel for Pump {
 
     fn state(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("speed".into(), (self.speed * 100.0).into());
+        m.insert("speed".into(), crate::control::number(self.speed * 100.0));
         m
     }
 }

@@ -7,7 +7,7 @@
 
 pub(crate) mod actions;
 pub(crate) mod compile;
-pub(crate) mod judge;
+pub mod judge;
 pub mod replay;
 pub mod report;
 pub(crate) mod window;
@@ -16,3 +16,4 @@ pub use actions::ActionDesks;
 pub use compile::{
     Aggregate, CompiledRule, MAX_EXPRESSION_LEN, MAX_FOR_MS, MAX_WINDOW_MS, RuleError, compile,
 };
+pub use judge::{Eval, RuleState, RuleVars, Step, device_value, twin_value};
