@@ -3,7 +3,8 @@
 //!
 //! A room obeys `lights` (`auto`: on the office schedule and whenever someone is in; `on`;
 //! `off`), `hvac_mode` (`schedule`: comfort on weekdays 06:00-19:00 UTC, setback otherwise;
-//! `comfort`; `setback`; `off`: free-floating), `hvac_setpoint` (the comfort set-point, °C) and
+//! `comfort`; `setback`: the economy set-point of an empty room, 16 °C, below the night one;
+//! `off`: free-floating), `hvac_setpoint` (the comfort set-point, °C) and
 //! `ventilation` (`auto`, `boost`: CO2 falls, the fan draws more). Its `power_w` is what the
 //! room's lights, heat pump and fan draw: the heat pump delivers `UA × (set-point − outdoor)`
 //! at a COP of 3, so a setback lowers it at once and the temperature follows in about 15 min.
@@ -63,6 +64,8 @@ const COP: f64 = 3.0;
 const FAN_W: f64 = 60.0;
 const FAN_BOOST_W: f64 = 250.0;
 const BOOST_CO2_FACTOR: f64 = 0.55;
+/// The economy set-point of `setback`, °C (the night set-points are 17.5-19).
+const ECO_SETPOINT: f64 = 16.0;
 /// Where an unheated room settles, °C (before occupants and sun).
 const FREE_FLOAT: f64 = 15.0;
 /// The power meter's noise, W.
@@ -212,7 +215,7 @@ impl Room {
         match self.hvac_mode {
             "off" => None,
             "comfort" => Some(self.setpoint_day),
-            "setback" => Some(self.setpoint_night),
+            "setback" => Some(ECO_SETPOINT),
             _ if hvac_day(hour_of_day(ts_ms), weekday(ts_ms)) => Some(self.setpoint_day),
             _ => Some(self.setpoint_night),
         }
