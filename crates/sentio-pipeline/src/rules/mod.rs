@@ -10,6 +10,7 @@ pub(crate) mod compile;
 pub mod judge;
 pub mod replay;
 pub mod report;
+mod scope;
 pub(crate) mod window;
 
 pub use actions::ActionDesks;
