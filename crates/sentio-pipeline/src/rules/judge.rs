@@ -209,13 +209,13 @@ impl RuleState {
             Ok(c) => c,
             Err(e) => return Step::Failed(e),
         };
-        let holds = match truth(&rule.condition, &ctx) {
+        let holds = match truth(&rule.condition, ctx) {
             Ok(h) => h,
             Err(step) => return step,
         };
         let cleared = || match &rule.clear {
             None => Ok(!holds),
-            Some(clear) => truth(clear, &ctx),
+            Some(clear) => truth(clear, ctx),
         };
         if self.open {
             return match cleared() {
