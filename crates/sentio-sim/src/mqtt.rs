@@ -111,10 +111,14 @@ pub struct SimReport {
     pub messages_published: u64,
     /// Metric values in those messages.
     pub points_published: u64,
-    /// Telemetry messages written to the network.
+    /// Messages written to the network: telemetry and answers.
     pub messages_sent: u64,
-    /// Messages acknowledged by the broker (QoS 1 PUBACK / QoS 2 PUBCOMP).
+    /// Messages acknowledged by the broker (QoS 1 PUBACK / QoS 2 PUBCOMP): telemetry and
+    /// answers.
     pub messages_acked: u64,
+    /// Answers handed to a connected client: command replies and reported twins (one when a
+    /// device connects, one after each order).
+    pub answers_published: u64,
     /// Readings not published because the device was disconnected or its queue was full.
     pub messages_dropped: u64,
     /// Successful connections (including reconnections).
@@ -315,7 +319,7 @@ pub async fn run(
     while tokio::time::Instant::now() < drain_until {
         let sent = counters.sent.load(Ordering::Relaxed);
         let acked = counters.acked.load(Ordering::Relaxed);
-        let all_sent = sent >= report.messages_published;
+        let all_sent = sent >= report.messages_published + report.answers_published;
         if all_sent && (qos == QoS::AtMostOnce || acked >= sent) {
             break;
         }
@@ -418,7 +422,7 @@ fn obey(fleet: &mut Fleet, conn: &Connection, order: OrderKind, report: &mut Sim
                 }
             };
             let topic = format!("devices/{id}/commands/{command}/reply");
-            answer(conn, topic, &reply);
+            answer(conn, topic, &reply, report);
         }
         OrderKind::Desired(desired) => match fleet.set_desired(id, &desired) {
             Ok(refused) => {
@@ -431,18 +435,19 @@ fn obey(fleet: &mut Fleet, conn: &Connection, order: OrderKind, report: &mut Sim
         },
     }
     if let Some(state) = fleet.reported(id) {
-        answer(conn, format!("devices/{id}/twin/reported"), &state);
+        answer(conn, format!("devices/{id}/twin/reported"), &state, report);
     }
 }
 
 /// Publishes `body` on `topic` (QoS 1) from the device, if its queue has room.
-fn answer(conn: &Connection, topic: String, body: &serde_json::Value) {
+fn answer(conn: &Connection, topic: String, body: &serde_json::Value, report: &mut SimReport) {
     let payload = body.to_string().into_bytes();
-    if let Err(e) = conn
+    match conn
         .client
         .try_publish(topic, QoS::AtLeastOnce, false, payload)
     {
-        warn!(device = %conn.id, error = %e, "answer not sent");
+        Ok(()) => report.answers_published += 1,
+        Err(e) => warn!(device = %conn.id, error = %e, "answer not sent"),
     }
 }
 
