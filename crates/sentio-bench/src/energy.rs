@@ -136,11 +136,8 @@ pub fn simulate(
             fire(&rules[r], d, &infos, &mut devices, &mut fleet, &mut run);
         }
 
-        for reading in fleet.step(ts) {
-            let d = infos
-                .iter()
-                .position(|i| i.id == reading.device)
-                .expect("a fleet device");
+        // One reading per device, in the fleet's order.
+        for (d, reading) in fleet.step(ts).into_iter().enumerate() {
             account(&mut run, &infos[d].kind, &reading, step_h);
             for (r, rule) in rules.iter().enumerate() {
                 let info = &infos[d];
