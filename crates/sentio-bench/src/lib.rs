@@ -4,6 +4,7 @@
 //!
 //! - [`nab`]: the anomaly engine over the Numenta Anomaly Benchmark.
 //! - [`demo_eval`]: the demo fleet's injected faults against the alerts a node raised.
+//! - [`energy`]: the demo fleet's energy with its rules off and on.
 //! - [`store`]: the embedded store against one SQLite row per point.
 //! - [`broker`]: the broker against mosquitto, measured by `mqtt-load`.
 //! - [`tep`]: the device model over the Tennessee Eastman process.
@@ -14,6 +15,7 @@
 
 pub mod broker;
 pub mod demo_eval;
+pub mod energy;
 pub mod ingest;
 pub mod nab;
 pub mod replay;

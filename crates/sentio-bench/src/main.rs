@@ -2,7 +2,7 @@
 //! passes its arguments through to this executable when it is built beside `sentio`.
 
 use clap::{Parser, Subcommand};
-use sentio_bench::{broker, demo_eval, ingest, nab, replay, rules, store, tep, upkeep};
+use sentio_bench::{broker, demo_eval, energy, ingest, nab, replay, rules, store, tep, upkeep};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +25,9 @@ enum Command {
     /// Replay simulated demo-fleet history through a node and score its alerts against the
     /// simulator's ground truth (faults found / injected, false alerts per hour).
     Demo(demo_eval::DemoArgs),
+    /// The demo fleet over simulated hours with its rules off, then on (the live node's rule
+    /// state machine): energy per kind and in total, the saving, and the comfort cost.
+    Energy(energy::EnergyArgs),
     /// The embedded store (head + compressed chunks) against one SQLite row per point: ingest,
     /// bytes per point, a month drawn at 1,000 points, reopen.
     Store(store::StoreArgs),
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Nab(args) => nab::run(args),
         Command::Tep(args) => tep::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::Energy(args) => energy::run(args),
         Command::Demo(args) => runtime()?.block_on(demo_eval::run_cli(args)),
         Command::Store(args) => runtime()?.block_on(store::run(args)),
         Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),

@@ -1,13 +1,75 @@
 //! Smart-building rooms: occupancy follows office hours (UTC time of day, weekdays), and drives
 //! CO2 and temperature; light combines daylight with artificial lighting when occupied.
+//!
+//! A room obeys `lights` (`auto`: on the office schedule and whenever someone is in; `on`;
+//! `off`), `hvac_mode` (`schedule`: comfort on weekdays 06:00-19:00 UTC, setback otherwise;
+//! `comfort`; `setback`: the economy set-point of an empty room, 16 °C, below the night one;
+//! `off`: free-floating), `hvac_setpoint` (the comfort set-point, °C) and
+//! `ventilation` (`auto`, `boost`: CO2 falls, the fan draws more). Its `power_w` is what the
+//! room's lights, heat pump and fan draw: the heat pump delivers `UA × (set-point − outdoor)`
+//! at a COP of 3, so a setback lowers it at once and the temperature follows in about 15 min.
+//! Left alone (`auto`, `schedule`, `auto`) a room behaves as it always did: the metrics other
+//! than `power_w` are the same values for the same seed.
 
 use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
 
+use crate::control::{Property, Setting, Values};
 use crate::faults::Effect;
 use crate::model::{DeviceModel, MetricSpec};
-use crate::noise::{Wander, gauss, hour_of_day, relax, uniform, weekday};
+use crate::noise::{Wander, gauss, hour_of_day, quantize, relax, uniform, weekday};
 
-pub(crate) const METRICS: &[&str] = &["temperature", "humidity", "co2", "light", "occupancy"];
+pub(crate) const METRICS: &[&str] = &[
+    "temperature",
+    "humidity",
+    "co2",
+    "light",
+    "occupancy",
+    "power_w",
+];
+
+const PROPERTIES: &[Property] = &[
+    Property {
+        name: "lights",
+        values: Values::OneOf(&["auto", "on", "off"]),
+    },
+    Property {
+        name: "hvac_mode",
+        values: Values::OneOf(&["schedule", "comfort", "setback", "off"]),
+    },
+    Property {
+        name: "hvac_setpoint",
+        values: Values::Range {
+            min: 16.0,
+            max: 26.0,
+        },
+    },
+    Property {
+        name: "ventilation",
+        values: Values::OneOf(&["auto", "boost"]),
+    },
+];
+
+/// Artificial light, lux.
+const ARTIFICIAL_LUX: f64 = 400.0;
+/// Lighting power per seat of capacity, W, and a fixed part.
+const LIGHT_W_PER_SEAT: f64 = 40.0;
+const LIGHT_W_BASE: f64 = 100.0;
+/// Heat loss per seat of capacity, W/K, and a fixed part.
+const UA_PER_SEAT: f64 = 12.0;
+const UA_BASE: f64 = 30.0;
+/// The heat pump's coefficient of performance.
+const COP: f64 = 3.0;
+/// Fan power, W, normal and boosted; a boost removes this share of the occupants' CO2.
+const FAN_W: f64 = 60.0;
+const FAN_BOOST_W: f64 = 250.0;
+const BOOST_CO2_FACTOR: f64 = 0.55;
+/// The economy set-point of `setback`, °C (the night set-points are 17.5-19).
+const ECO_SETPOINT: f64 = 16.0;
+/// Where an unheated room settles, °C (before occupants and sun).
+const FREE_FLOAT: f64 = 15.0;
+/// The power meter's noise, W.
+const METER_NOISE_W: f64 = 3.0;
 
 const SPECS: &[MetricSpec] = &[
     MetricSpec {
@@ -40,6 +102,12 @@ const SPECS: &[MetricSpec] = &[
         min: 0.0,
         max: 100.0,
     },
+    MetricSpec {
+        name: "power_w",
+        precision: 1.0,
+        min: 0.0,
+        max: 100_000.0,
+    },
 ];
 
 /// Outdoor CO2 concentration, ppm.
@@ -66,6 +134,11 @@ fn hvac_day(h: f64, weekday: i64) -> bool {
     weekday < 5 && (6.0..19.0).contains(&h)
 }
 
+/// Outdoor temperature, °C: a winter day, coldest at 03:00 UTC.
+pub(crate) fn outdoor_temperature(h: f64) -> f64 {
+    5.0 + 3.0 * (std::f64::consts::TAU * (h - 9.0) / 24.0).sin()
+}
+
 /// Daylight factor in `[0, 1]`: a half sine between 06:00 and 18:00 UTC.
 fn daylight(h: f64) -> f64 {
     if (6.0..18.0).contains(&h) {
@@ -88,10 +161,16 @@ pub(crate) struct Room {
     temp_wander: Wander,
     humidity_wander: Wander,
     cloud: Wander,
+    lights: &'static str,
+    hvac_mode: &'static str,
+    ventilation: &'static str,
+    /// The power meter's own noise, apart from the model's stream so that `power_w` changes
+    /// no other metric.
+    meter: ChaCha8Rng,
 }
 
 impl Room {
-    pub(crate) fn new(rng: &mut ChaCha8Rng, start_ms: i64) -> Self {
+    pub(crate) fn new(rng: &mut ChaCha8Rng, meter: ChaCha8Rng, start_ms: i64) -> Self {
         let capacity = 4 + (uniform(rng, 0.0, 9.0) as i64);
         let mut room = Self {
             capacity,
@@ -106,6 +185,10 @@ impl Room {
             temp_wander: Wander::new(rng, 0.15, 900.0),
             humidity_wander: Wander::new(rng, 1.5, 1800.0),
             cloud: Wander::new(rng, 0.25, 1200.0),
+            lights: "auto",
+            hvac_mode: "schedule",
+            ventilation: "auto",
+            meter,
         };
         room.occupancy = room.target_occupancy(start_ms);
         room.co2 = room.co2_target();
@@ -119,17 +202,58 @@ impl Room {
     }
 
     fn co2_target(&self) -> f64 {
-        OUTDOOR_CO2 + self.co2_per_person * self.occupancy as f64
+        let boost = if self.ventilation == "boost" {
+            BOOST_CO2_FACTOR
+        } else {
+            1.0
+        };
+        OUTDOOR_CO2 + self.co2_per_person * self.occupancy as f64 * boost
+    }
+
+    /// The HVAC's set-point at `ts_ms`, or `None` while it is off.
+    fn setpoint(&self, ts_ms: i64) -> Option<f64> {
+        match self.hvac_mode {
+            "off" => None,
+            "comfort" => Some(self.setpoint_day),
+            "setback" => Some(ECO_SETPOINT),
+            _ if hvac_day(hour_of_day(ts_ms), weekday(ts_ms)) => Some(self.setpoint_day),
+            _ => Some(self.setpoint_night),
+        }
     }
 
     fn temperature_target(&self, ts_ms: i64) -> f64 {
         let h = hour_of_day(ts_ms);
-        let setpoint = if hvac_day(h, weekday(ts_ms)) {
-            self.setpoint_day
+        let base = self.setpoint(ts_ms).unwrap_or(FREE_FLOAT);
+        base + 0.12 * self.occupancy as f64 + 0.6 * daylight(h)
+    }
+
+    /// Whether the artificial lights are on.
+    fn lit(&self, ts_ms: i64) -> bool {
+        match self.lights {
+            "on" => true,
+            "off" => false,
+            _ => self.target_occupancy(ts_ms) > 0 || self.occupancy > 0,
+        }
+    }
+
+    /// What lights, heat pump and fan draw, W.
+    fn power_w(&self, ts_ms: i64) -> f64 {
+        let seats = self.capacity as f64;
+        let lights = if self.lit(ts_ms) {
+            LIGHT_W_BASE + LIGHT_W_PER_SEAT * seats
         } else {
-            self.setpoint_night
+            0.0
         };
-        setpoint + 0.12 * self.occupancy as f64 + 0.6 * daylight(h)
+        let heat = self.setpoint(ts_ms).map_or(0.0, |sp| {
+            let lift = sp - outdoor_temperature(hour_of_day(ts_ms));
+            (UA_BASE + UA_PER_SEAT * seats) * lift.abs() / COP
+        });
+        let fan = if self.ventilation == "boost" {
+            FAN_BOOST_W
+        } else {
+            FAN_W
+        };
+        lights + heat + fan
     }
 
     fn step_occupancy(&mut self, ts_ms: i64, dt_s: f64, rng: &mut ChaCha8Rng) {
@@ -176,16 +300,45 @@ impl DeviceModel for Room {
                 + 0.25 * gauss(rng);
         let co2 = self.co2 + 6.0 * gauss(rng);
         let cloud = (1.0 + self.cloud.step(rng, dt_s)).clamp(0.3, 1.4);
-        // Lights run on the office schedule, and whenever someone is in the room.
-        let scheduled = self.target_occupancy(ts_ms) > 0;
-        let artificial = if scheduled || self.occupancy > 0 {
-            400.0
-        } else {
-            0.0
-        };
+        // Left on auto, lights run on the office schedule, and whenever someone is in the room.
+        let artificial = if self.lit(ts_ms) { ARTIFICIAL_LUX } else { 0.0 };
         let lux = self.window_lux * daylight(h) * cloud + artificial;
         let light = lux + (2.0 + 0.01 * lux) * gauss(rng);
-        vec![temperature, humidity, co2, light, self.occupancy as f64]
+        let power = self.power_w(ts_ms) + METER_NOISE_W * gauss(&mut self.meter);
+        vec![
+            temperature,
+            humidity,
+            co2,
+            light,
+            self.occupancy as f64,
+            power,
+        ]
+    }
+
+    fn properties(&self) -> &'static [Property] {
+        PROPERTIES
+    }
+
+    fn set(&mut self, property: &Property, setting: Setting) {
+        match property.name {
+            "lights" => self.lights = setting.word(),
+            "hvac_mode" => self.hvac_mode = setting.word(),
+            "hvac_setpoint" => self.setpoint_day = setting.number(),
+            "ventilation" => self.ventilation = setting.word(),
+            _ => {}
+        }
+    }
+
+    fn state(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("lights".into(), self.lights.into());
+        m.insert("hvac_mode".into(), self.hvac_mode.into());
+        m.insert(
+            "hvac_setpoint".into(),
+            crate::control::number(quantize(self.setpoint_day, 0.1)),
+        );
+        m.insert("ventilation".into(), self.ventilation.into());
+        m
     }
 }
 
@@ -207,7 +360,7 @@ mod tests {
         // Monday 2024-01-01 04:00Z, then run through to 11:00Z at 10 s steps.
         let start = 1_704_081_600_000;
         let mut rng = crate::noise::stream(1, 1);
-        let mut room = Room::new(&mut rng, start);
+        let mut room = Room::new(&mut rng, crate::noise::stream(1, 2), start);
         let night = room.sample(start, 0.0, &mut rng, &[]);
         let mut day = night.clone();
         for i in 1..=(7 * 360) {

@@ -1,14 +1,37 @@
 //! Factory pumps running around the clock: vibration, motor current and bearing temperature follow
 //! the pump's load; a bearing fault makes vibration and bearing temperature climb exponentially
 //! over its window, and motor current rise slightly.
+//!
+//! A pump obeys `speed` (percent of its rated speed, 0-100; commands `stop` and `start` set 0
+//! and 100). By the affinity laws its motor current (torque) goes with the square of the
+//! speed, so its `power_w` (400 V three-phase at a power factor of 0.85, from the motor
+//! current) with the cube; vibration with the speed; the bearing's heating, and a failing
+//! bearing's, with its square. At full speed the pump behaves as it always did.
 
 use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
 
+use crate::control::{Property, Setting, Values};
 use crate::faults::{Effect, FaultKind};
 use crate::model::{DeviceModel, MetricSpec, progress_of};
 use crate::noise::{Wander, gauss, hour_of_day, relax, uniform};
 
-pub(crate) const METRICS: &[&str] = &["vibration_rms", "motor_current", "bearing_temp"];
+pub(crate) const METRICS: &[&str] = &["vibration_rms", "motor_current", "bearing_temp", "power_w"];
+
+const PROPERTIES: &[Property] = &[Property {
+    name: "speed",
+    values: Values::Range {
+        min: 0.0,
+        max: 100.0,
+    },
+}];
+
+const ALIASES: &[(&str, &str, f64)] = &[("stop", "speed", 0.0), ("start", "speed", 100.0)];
+
+/// Watts per ampere of motor current: √3 × 400 V × 0.85.
+const W_PER_AMPERE: f64 = 1.732_050_8 * 400.0 * 0.85;
+/// The bearing of a stopped pump settles here, °C (before the day's ambient swing).
+const BEARING_AMBIENT: f64 = 25.0;
 
 const SPECS: &[MetricSpec] = &[
     MetricSpec {
@@ -28,6 +51,12 @@ const SPECS: &[MetricSpec] = &[
         precision: 0.1,
         min: -20.0,
         max: 150.0,
+    },
+    MetricSpec {
+        name: "power_w",
+        precision: 1.0,
+        min: 0.0,
+        max: 200_000.0,
     },
 ];
 
@@ -53,6 +82,8 @@ pub(crate) struct Pump {
     load: Wander,
     vibration_wander: Wander,
     bearing_temp: f64,
+    /// Share of the rated speed, 0-1.
+    speed: f64,
 }
 
 impl Pump {
@@ -65,6 +96,7 @@ impl Pump {
             load: Wander::new(rng, 0.015, 300.0),
             vibration_wander: Wander::new(rng, 0.06, 60.0),
             bearing_temp: 0.0,
+            speed: 1.0,
         };
         pump.bearing_temp = pump.bearing_temp_target(start_ms, 1.0);
         pump
@@ -79,7 +111,14 @@ impl Pump {
     fn bearing_temp_target(&self, ts_ms: i64, load: f64) -> f64 {
         // Ambient follows the day (warmest mid-afternoon UTC), the bearing follows load.
         let ambient = 1.5 * (std::f64::consts::TAU * (hour_of_day(ts_ms) - 9.0) / 24.0).sin();
-        self.base_bearing_temp + ambient + 25.0 * (load - 1.0)
+        if self.speed == 1.0 {
+            return self.base_bearing_temp + ambient + 25.0 * (load - 1.0);
+        }
+        let s = self.speed;
+        BEARING_AMBIENT
+            + (self.base_bearing_temp - BEARING_AMBIENT) * s * s
+            + ambient
+            + 25.0 * (load - 1.0) * s
     }
 }
 
@@ -100,19 +139,44 @@ impl DeviceModel for Pump {
             .map(bearing_severity)
             .unwrap_or(0.0);
 
-        let vibration = self.base_vibration * (1.0 + 0.5 * (load - 1.0))
+        let s = self.speed;
+        let vibration = (self.base_vibration * (1.0 + 0.5 * (load - 1.0))
             + self.vibration_wander.step(rng, dt_s)
-            + self.base_vibration * FAULT_VIBRATION_FACTOR * severity
+            + self.base_vibration * FAULT_VIBRATION_FACTOR * severity)
+            * s
             + 0.06 * (1.0 + 2.0 * severity) * gauss(rng);
 
-        let current =
-            self.base_current * (load + FAULT_CURRENT_FRACTION * severity) + 0.08 * gauss(rng);
+        let current = self.base_current * (load + FAULT_CURRENT_FRACTION * severity) * s * s
+            + 0.08 * gauss(rng);
 
         let target = self.bearing_temp_target(ts_ms, load);
         self.bearing_temp = relax(self.bearing_temp, target, dt_s, 300.0);
-        let bearing_temp = self.bearing_temp + FAULT_BEARING_TEMP * severity + 0.08 * gauss(rng);
+        let bearing_temp =
+            self.bearing_temp + FAULT_BEARING_TEMP * severity * s * s + 0.08 * gauss(rng);
+        // The meter measures the motor current the model drew (sensor faults come later).
+        let power = (current * W_PER_AMPERE).max(0.0);
 
-        vec![vibration.max(0.05), current, bearing_temp]
+        vec![vibration.max(0.05), current, bearing_temp, power]
+    }
+
+    fn properties(&self) -> &'static [Property] {
+        PROPERTIES
+    }
+
+    fn aliases(&self) -> &'static [(&'static str, &'static str, f64)] {
+        ALIASES
+    }
+
+    fn set(&mut self, property: &Property, setting: Setting) {
+        if property.name == "speed" {
+            self.speed = setting.number() / 100.0;
+        }
+    }
+
+    fn state(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("speed".into(), crate::control::number(self.speed * 100.0));
+        m
     }
 }
 

@@ -5,6 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 
 use crate::building::Room;
+use crate::control::{self, Property};
 use crate::factory::Pump;
 use crate::faults::{Effect, Episode, Fault, FaultKind, LOOKAHEAD_MS, Scheduler};
 use crate::model::DeviceModel;
@@ -43,6 +44,9 @@ impl Reading {
     }
 }
 
+/// Seeds the power meters' random streams apart from the models' (`"meter"`).
+const METER_STREAMS: u64 = 0x6D_6574_6572;
+
 struct SimulatedDevice {
     info: SimDevice,
     model: Box<dyn DeviceModel>,
@@ -70,8 +74,9 @@ impl Fleet {
             .enumerate()
             .map(|(i, info)| {
                 let mut rng = stream(spec.seed, i as u64);
+                let meter = stream(spec.seed ^ METER_STREAMS, i as u64);
                 let model: Box<dyn DeviceModel> = match info.device_kind() {
-                    DeviceKind::Room => Box::new(Room::new(&mut rng, start_ms)),
+                    DeviceKind::Room => Box::new(Room::new(&mut rng, meter, start_ms)),
                     DeviceKind::Pump => Box::new(Pump::new(&mut rng, start_ms)),
                     DeviceKind::Wearable => Box::new(Wearer::new(&mut rng, start_ms)),
                 };
@@ -163,6 +168,55 @@ impl Fleet {
             device.last = Some(values);
         }
         readings
+    }
+
+    fn device_mut(&mut self, device: &str) -> Result<&mut SimulatedDevice, String> {
+        self.devices
+            .iter_mut()
+            .find(|d| d.info.id == device)
+            .ok_or_else(|| format!("no device {device:?} in this fleet"))
+    }
+
+    /// The properties `device` obeys (none for a wearable; `None` for an unknown device).
+    pub fn properties(&self, device: &str) -> Option<&'static [Property]> {
+        self.devices
+            .iter()
+            .find(|d| d.info.id == device)
+            .map(|d| d.model.properties())
+    }
+
+    /// Carries out the command `name` with `params` on `device`: a property's name with
+    /// `{"value": v}`, or an alias (a pump's `stop`, `start`). `Err`: why it was refused (an
+    /// unknown command, a bad value); the device is then unchanged.
+    pub fn command(&mut self, device: &str, name: &str, params: &Value) -> Result<(), String> {
+        let d = self.device_mut(device)?;
+        let (property, setting) =
+            control::command(d.model.properties(), d.model.aliases(), name, params)?;
+        d.model.set(property, setting);
+        Ok(())
+    }
+
+    /// Applies a desired twin document to `device`: every property it knows, with a valid
+    /// value, is set; returns why each other member was left out. `Err` when the device is
+    /// unknown or `desired` is not an object.
+    pub fn set_desired(&mut self, device: &str, desired: &Value) -> Result<Vec<String>, String> {
+        let d = self.device_mut(device)?;
+        let desired = desired
+            .as_object()
+            .ok_or_else(|| "the desired document is not an object".to_string())?;
+        let (settings, refused) = control::check_desired(d.model.properties(), desired);
+        for (property, setting) in settings {
+            d.model.set(property, setting);
+        }
+        Ok(refused)
+    }
+
+    /// The current value of every property of `device` (its twin's `reported` document).
+    pub fn reported(&self, device: &str) -> Option<Value> {
+        self.devices
+            .iter()
+            .find(|d| d.info.id == device)
+            .map(|d| Value::Object(d.model.state()))
     }
 
     /// Number of ground-truth records scheduled so far (the length of [`Fleet::ground_truth`]).

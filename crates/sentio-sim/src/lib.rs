@@ -3,11 +3,19 @@
 //!
 //! Three kinds of devices (see [`FleetSpec::devices`]):
 //! - **rooms** (`room-N`) of a smart building: `temperature` (°C, 0.01), `humidity` (%, 0.1),
-//!   `co2` (ppm, 1), `light` (lux, 1), `occupancy` (people). Occupancy follows office hours
-//!   (weekdays, UTC time of day of the timestamp) and drives CO2 and temperature;
+//!   `co2` (ppm, 1), `light` (lux, 1), `occupancy` (people), `power_w` (W, 1). Occupancy follows
+//!   office hours (weekdays, UTC time of day of the timestamp) and drives CO2 and temperature;
 //! - **pumps** (`pump-N`) of a factory: `vibration_rms` (mm/s, 0.01), `motor_current` (A, 0.01),
-//!   `bearing_temp` (°C, 0.1), following a load cycle;
+//!   `bearing_temp` (°C, 0.1), `power_w` (W, 1), following a load cycle;
 //! - **wearables** (`wearable-N`): `heart_rate` (bpm, 1) responding to `activity` (steps/min).
+//!
+//! Rooms and pumps obey ([`Fleet::command`], [`Fleet::set_desired`], [`Fleet::reported`]):
+//! a room its `lights`, `hvac_mode`, `hvac_setpoint` and `ventilation`, a pump its `speed`
+//! (and `stop`, `start`); [`Fleet::properties`] lists them. Their `power_w` follows: lights
+//! off, a setback or a slower pump draw less. Over MQTT ([`run`]) each device subscribes to
+//! `devices/<id>/commands/+` and `devices/<id>/twin/desired`, answers each command on
+//! `.../reply` (`{"status": "ok"}`, or `{"status": "failed", "reason"}`) and reports its
+//! properties on `devices/<id>/twin/reported` when it connects and after each change.
 //!
 //! Faults ([`FaultKind`]): spikes, level shifts (HVAC failure, pump load change), stuck sensors,
 //! drifts, progressive bearing faults and irregular heart-rhythm episodes. The first ones start
@@ -67,6 +75,7 @@
 //! ```
 
 mod building;
+mod control;
 mod error;
 mod factory;
 mod faults;
@@ -78,6 +87,7 @@ mod register;
 mod spec;
 mod wearable;
 
+pub use control::{Property, Values};
 pub use error::SimError;
 pub use faults::{Fault, FaultKind};
 pub use fleet::{Fleet, Reading};

@@ -1,7 +1,9 @@
 //! What every device model provides to the fleet.
 
 use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
 
+use crate::control::{Property, Setting};
 use crate::faults::Effect;
 
 /// How a metric is reported: its sensor resolution and the range the sensor can output.
@@ -28,6 +30,24 @@ pub(crate) trait DeviceModel: Send {
         rng: &mut ChaCha8Rng,
         effects: &[Effect],
     ) -> Vec<f64>;
+
+    /// The properties it obeys (through its desired twin or a command of the same name).
+    fn properties(&self) -> &'static [Property] {
+        &[]
+    }
+
+    /// Commands that set a property to a fixed value: `(command, property, value)`.
+    fn aliases(&self) -> &'static [(&'static str, &'static str, f64)] {
+        &[]
+    }
+
+    /// Sets `property` (one of [`DeviceModel::properties`], already checked).
+    fn set(&mut self, _property: &Property, _setting: Setting) {}
+
+    /// Every property's current value (the twin's `reported` document).
+    fn state(&self) -> Map<String, Value> {
+        Map::new()
+    }
 }
 
 /// Progress in `[0, 1]` of the first active effect of `kind`, if any.

@@ -1,5 +1,8 @@
 //! Publishing a fleet over MQTT: one connection per device, JSON telemetry on
-//! `devices/<id>/telemetry`, reconnection with exponential back-off.
+//! `devices/<id>/telemetry`, reconnection with exponential back-off. Each device also obeys:
+//! its connection's task passes the commands and desired twins it receives as [`Order`]s to
+//! the fleet's loop, which applies them between two steps and answers on the device's
+//! connection (the reply, then the reported twin).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
@@ -24,6 +27,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to flush and close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Orders received and not yet applied, for the whole fleet; a device's task waits beyond.
+const ORDER_QUEUE: usize = 1024;
+/// Largest packet a device takes (a desired twin is at most 32 KiB by default).
+const MAX_INCOMING_PACKET: usize = 256 * 1024;
 
 /// How to run a fleet against a broker.
 #[derive(Debug, Clone)]
@@ -104,10 +111,14 @@ pub struct SimReport {
     pub messages_published: u64,
     /// Metric values in those messages.
     pub points_published: u64,
-    /// Telemetry messages written to the network.
+    /// Messages written to the network: telemetry and answers.
     pub messages_sent: u64,
-    /// Messages acknowledged by the broker (QoS 1 PUBACK / QoS 2 PUBCOMP).
+    /// Messages acknowledged by the broker (QoS 1 PUBACK / QoS 2 PUBCOMP): telemetry and
+    /// answers.
     pub messages_acked: u64,
+    /// Answers handed to a connected client: command replies and reported twins (one when a
+    /// device connects, one after each order).
+    pub answers_published: u64,
     /// Readings not published because the device was disconnected or its queue was full.
     pub messages_dropped: u64,
     /// Successful connections (including reconnections).
@@ -120,6 +131,12 @@ pub struct SimReport {
     pub publish_errors: u64,
     /// Ground-truth records written (0 without a ground-truth file).
     pub faults_written: usize,
+    /// Commands carried out (answered `ok`).
+    pub commands_obeyed: u64,
+    /// Commands refused (answered `failed` with a reason).
+    pub commands_refused: u64,
+    /// Desired twins applied.
+    pub desired_applied: u64,
 }
 
 impl SimReport {
@@ -185,10 +202,21 @@ pub async fn run(
 
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (orders_tx, mut orders) = mpsc::channel(ORDER_QUEUE);
     let connections: Vec<Connection> = fleet
         .devices()
-        .map(|device| connect(&config, &device.id, &counters, stop_rx.clone()))
+        .enumerate()
+        .map(|(index, device)| {
+            let link = Link {
+                index,
+                counters: counters.clone(),
+                orders: orders_tx.clone(),
+                stop: stop_rx.clone(),
+            };
+            connect(&config, &device.id, link)
+        })
         .collect();
+    drop(orders_tx);
     info!(
         devices = connections.len(),
         host = %config.host,
@@ -234,6 +262,11 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
             _ = &mut deadline => break Ok(()),
+            Some(order) = orders.recv() => {
+                if let Some(conn) = connections.get(order.index) {
+                    obey(&mut fleet, conn, order.kind, &mut report);
+                }
+            }
             _ = ticker.tick() => {
                 let ts = now_ms();
                 let readings = fleet.step(ts);
@@ -286,7 +319,7 @@ pub async fn run(
     while tokio::time::Instant::now() < drain_until {
         let sent = counters.sent.load(Ordering::Relaxed);
         let acked = counters.acked.load(Ordering::Relaxed);
-        let all_sent = sent >= report.messages_published;
+        let all_sent = sent >= report.messages_published + report.answers_published;
         if all_sent && (qos == QoS::AtMostOnce || acked >= sent) {
             break;
         }
@@ -316,15 +349,113 @@ pub async fn run(
     result.map(|()| report)
 }
 
-fn connect(
-    config: &SimConfig,
-    id: &str,
-    counters: &Arc<Counters>,
+/// What a device's connection task shares with the fleet's loop.
+struct Link {
+    /// The device's position in the fleet.
+    index: usize,
+    counters: Arc<Counters>,
+    orders: mpsc::Sender<Order>,
     stop: watch::Receiver<bool>,
-) -> Connection {
+}
+
+/// Something a device received, for the fleet's loop to carry out.
+struct Order {
+    index: usize,
+    kind: OrderKind,
+}
+
+enum OrderKind {
+    /// The device (re)connected: it reports its state.
+    Connected,
+    /// A command: its id, name and params.
+    Command {
+        id: String,
+        name: String,
+        params: serde_json::Value,
+    },
+    /// The desired twin document.
+    Desired(serde_json::Value),
+}
+
+/// What a device received on `topic`, if it is for it to obey.
+fn order_of(device: &str, topic: &str, payload: &[u8]) -> Option<OrderKind> {
+    let rest = topic.strip_prefix("devices/")?.strip_prefix(device)?;
+    let body: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    if rest == "/twin/desired" {
+        return Some(OrderKind::Desired(body.get("desired")?.clone()));
+    }
+    let id = rest.strip_prefix("/commands/")?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    Some(OrderKind::Command {
+        id: id.to_owned(),
+        name: body.get("name")?.as_str()?.to_owned(),
+        params: body
+            .get("params")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Applies an order to the fleet and answers on the device's connection: a command's reply,
+/// then (after anything that may have changed it) the reported twin.
+fn obey(fleet: &mut Fleet, conn: &Connection, order: OrderKind, report: &mut SimReport) {
+    let id = conn.id.as_str();
+    match order {
+        OrderKind::Connected => {}
+        OrderKind::Command {
+            id: command,
+            name,
+            params,
+        } => {
+            let reply = match fleet.command(id, &name, &params) {
+                Ok(()) => {
+                    report.commands_obeyed += 1;
+                    info!(device = %id, command = %name, "command carried out");
+                    serde_json::json!({"status": "ok"})
+                }
+                Err(reason) => {
+                    report.commands_refused += 1;
+                    info!(device = %id, command = %name, %reason, "command refused");
+                    serde_json::json!({"status": "failed", "reason": reason})
+                }
+            };
+            let topic = format!("devices/{id}/commands/{command}/reply");
+            answer(conn, topic, &reply, report);
+        }
+        OrderKind::Desired(desired) => match fleet.set_desired(id, &desired) {
+            Ok(refused) => {
+                report.desired_applied += 1;
+                for why in refused {
+                    info!(device = %id, %why, "desired twin member left out");
+                }
+            }
+            Err(why) => warn!(device = %id, %why, "desired twin not applied"),
+        },
+    }
+    if let Some(state) = fleet.reported(id) {
+        answer(conn, format!("devices/{id}/twin/reported"), &state, report);
+    }
+}
+
+/// Publishes `body` on `topic` (QoS 1) from the device, if its queue has room.
+fn answer(conn: &Connection, topic: String, body: &serde_json::Value, report: &mut SimReport) {
+    let payload = body.to_string().into_bytes();
+    match conn
+        .client
+        .try_publish(topic, QoS::AtLeastOnce, false, payload)
+    {
+        Ok(()) => report.answers_published += 1,
+        Err(e) => warn!(device = %conn.id, error = %e, "answer not sent"),
+    }
+}
+
+fn connect(config: &SimConfig, id: &str, link: Link) -> Connection {
     let mut options = MqttOptions::new(id, config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(true);
+    options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET);
     // An empty password is not sent at all (MQTT 3.1.1 password flag cleared).
     let password = config.credentials.get(id).cloned().unwrap_or_default();
     options.set_credentials(id, password);
@@ -333,9 +464,9 @@ fn connect(
     let task = tokio::spawn(drive(
         id.to_owned(),
         eventloop,
+        client.clone(),
         connected.clone(),
-        counters.clone(),
-        stop,
+        link,
     ));
     Connection {
         id: id.to_owned(),
@@ -346,15 +477,22 @@ fn connect(
     }
 }
 
-/// Polls one device's event loop: tracks connection state and counts, and backs off after
-/// failures instead of spinning.
+/// Polls one device's event loop: tracks connection state and counts, subscribes to the
+/// device's commands and desired twin on each connection, passes what arrives there to the
+/// fleet's loop, and backs off after failures instead of spinning.
 async fn drive(
     id: String,
     mut eventloop: EventLoop,
+    client: AsyncClient,
     connected: Arc<AtomicBool>,
-    counters: Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
+    link: Link,
 ) {
+    let Link {
+        index,
+        counters,
+        orders,
+        mut stop,
+    } = link;
     let mut backoff = MIN_BACKOFF;
     loop {
         if *stop.borrow() && !connected.load(Ordering::Relaxed) {
@@ -366,6 +504,28 @@ async fn drive(
                 counters.connections.fetch_add(1, Ordering::Relaxed);
                 info!(device = %id, "connected to broker");
                 backoff = MIN_BACKOFF;
+                for topic in [
+                    format!("devices/{id}/commands/+"),
+                    format!("devices/{id}/twin/desired"),
+                ] {
+                    if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
+                        warn!(device = %id, error = %e, "cannot subscribe");
+                    }
+                }
+                let order = Order {
+                    index,
+                    kind: OrderKind::Connected,
+                };
+                if orders.send(order).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(kind) = order_of(&id, &p.topic, &p.payload)
+                    && orders.send(Order { index, kind }).await.is_err()
+                {
+                    return;
+                }
             }
             Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
                 counters.acked.fetch_add(1, Ordering::Relaxed);

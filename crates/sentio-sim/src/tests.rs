@@ -83,8 +83,15 @@ fn readings_have_sensor_precision_and_all_metrics() {
     for r in ticks.iter().flatten() {
         let kind = r.device.split('-').next().unwrap();
         let expected: &[&str] = match kind {
-            "room" => &["temperature", "humidity", "co2", "light", "occupancy"],
-            "pump" => &["vibration_rms", "motor_current", "bearing_temp"],
+            "room" => &[
+                "temperature",
+                "humidity",
+                "co2",
+                "light",
+                "occupancy",
+                "power_w",
+            ],
+            "pump" => &["vibration_rms", "motor_current", "bearing_temp", "power_w"],
             _ => &["heart_rate", "activity"],
         };
         let names: Vec<&str> = r.values.iter().map(|(m, _)| m.as_str()).collect();
@@ -119,6 +126,8 @@ fn healthy_range(metric: &str) -> (f64, f64) {
         "bearing_temp" => (30.0, 60.0),
         "heart_rate" => (40.0, 200.0),
         "activity" => (0.0, 200.0),
+        // A room's lights and heat pump (about 0.3-2 kW), a pump's motor (about 5-10 kW).
+        "power_w" => (250.0, 11_000.0),
         other => panic!("unknown metric {other}"),
     }
 }
@@ -408,4 +417,112 @@ fn the_opening_bearing_fault_is_clear_within_a_minute() {
         "{at_one_minute} vs {} ± {sd}",
         mean(&before)
     );
+}
+
+/// Mean of `metric` of `device` over readings.
+fn mean_of(ticks: &[Vec<Reading>], device: &str, metric: &str) -> f64 {
+    let v: Vec<f64> = series(ticks, device, metric).iter().map(|p| p.1).collect();
+    mean(&v)
+}
+
+#[test]
+fn a_room_obeys_lights_and_setback_and_its_power_follows() {
+    use serde_json::json;
+    // Two copies of the same fleet at 10:00 on a Monday; only one is given orders.
+    let spec = FleetSpec::demo();
+    let (mut left, mut ruled) = (Fleet::new(spec, MONDAY_10H), Fleet::new(spec, MONDAY_10H));
+    let warm_up = simulate(&mut left, MONDAY_10H, 60, 1);
+    assert_eq!(warm_up, simulate(&mut ruled, MONDAY_10H, 60, 1));
+    assert_eq!(
+        ruled.reported("room-1").unwrap(),
+        json!({"lights": "auto", "hvac_mode": "schedule", "hvac_setpoint": ruled.reported("room-1").unwrap()["hvac_setpoint"], "ventilation": "auto"})
+    );
+
+    ruled
+        .command("room-1", "lights", &json!({"value": "off"}))
+        .unwrap();
+    let refused = ruled
+        .set_desired("room-1", &json!({"hvac_mode": "setback", "color": "red"}))
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let reported = ruled.reported("room-1").unwrap();
+    assert_eq!(
+        (reported["lights"].as_str(), reported["hvac_mode"].as_str()),
+        (Some("off"), Some("setback"))
+    );
+
+    let from = MONDAY_10H + 61_000;
+    let base = simulate(&mut left, from, 3_600, 10);
+    let after = simulate(&mut ruled, from, 3_600, 10);
+    // Lights off: 400 lux less; a setback: the room cools by about the set-points' gap.
+    let dark = mean_of(&base, "room-1", "light") - mean_of(&after, "room-1", "light");
+    assert!((300.0..500.0).contains(&dark), "light fell by {dark} lux");
+    let last = |t: &[Vec<Reading>]| t.last().unwrap()[0].get("temperature").unwrap();
+    let cooler = last(&base) - last(&after);
+    assert!(cooler > 1.5, "the room cooled by {cooler} °C in an hour");
+    let saved = mean_of(&base, "room-1", "power_w") - mean_of(&after, "room-1", "power_w");
+    assert!(saved > 400.0, "power fell by {saved} W");
+    // The other rooms were not touched.
+    assert_eq!(
+        series(&base, "room-2", "power_w"),
+        series(&after, "room-2", "power_w")
+    );
+}
+
+#[test]
+fn orders_are_checked_whole_and_a_pump_obeys_its_speed() {
+    use serde_json::json;
+    let mut fleet = Fleet::new(FleetSpec::demo(), MONDAY_10H);
+    let before = fleet.reported("room-1").unwrap();
+    for (device, name, params, why) in [
+        (
+            "room-1",
+            "lights",
+            json!({"value": "dim"}),
+            "lights must be one of auto, on, off",
+        ),
+        (
+            "room-1",
+            "lights",
+            json!("off"),
+            "lights takes params {\"value\": ...}",
+        ),
+        ("room-1", "reboot", json!({}), "unknown command \"reboot\""),
+        (
+            "room-1",
+            "hvac_setpoint",
+            json!({"value": 40}),
+            "hvac_setpoint must be a number from 16 to 26",
+        ),
+        (
+            "wearable-1",
+            "lights",
+            json!({"value": "on"}),
+            "unknown command",
+        ),
+        ("nobody", "lights", json!({"value": "on"}), "no device"),
+    ] {
+        let got = fleet.command(device, name, &params).unwrap_err();
+        assert!(got.starts_with(why), "{device} {name}: {got}");
+    }
+    assert_eq!(fleet.reported("room-1").unwrap(), before, "unchanged");
+    assert!(fleet.set_desired("room-1", &json!([1])).is_err());
+    assert_eq!(fleet.reported("wearable-1"), Some(json!({})));
+
+    let full = simulate(&mut fleet, MONDAY_10H, 120, 1);
+    fleet
+        .command("pump-1", "speed", &json!({"value": 50}))
+        .unwrap();
+    assert_eq!(fleet.reported("pump-1").unwrap(), json!({"speed": 50}));
+    let half = simulate(&mut fleet, MONDAY_10H + 121_000, 600, 1);
+    let ratio = mean_of(&half, "pump-1", "power_w") / mean_of(&full, "pump-1", "power_w");
+    assert!(
+        (0.2..0.3).contains(&ratio),
+        "half speed draws {ratio} of full power"
+    );
+    fleet.command("pump-1", "stop", &json!(null)).unwrap();
+    let stopped = simulate(&mut fleet, MONDAY_10H + 722_000, 60, 1);
+    assert!(mean_of(&stopped, "pump-1", "power_w") < 100.0);
+    fleet.command("pump-1", "start", &json!({})).unwrap();
+    assert_eq!(fleet.reported("pump-1").unwrap(), json!({"speed": 100}));
 }

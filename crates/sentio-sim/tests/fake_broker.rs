@@ -178,8 +178,11 @@ async fn publishes_json_telemetry_per_device_with_credentials() {
     assert_eq!(report.errors(), 0, "{report:?}");
     assert_eq!(report.connections, 3, "{report:?}");
     assert!(report.messages_published >= 3 * 8, "{report:?}");
-    assert_eq!(report.messages_sent, report.messages_published);
-    assert_eq!(report.messages_acked, report.messages_published);
+    // Each device also reported its twin once, when it connected.
+    assert_eq!(report.answers_published, 3, "{report:?}");
+    let all = report.messages_published + report.answers_published;
+    assert_eq!(report.messages_sent, all);
+    assert_eq!(report.messages_acked, all);
 
     // The broker reads the final DISCONNECTs asynchronously.
     for _ in 0..50 {
@@ -196,10 +199,21 @@ async fn publishes_json_telemetry_per_device_with_credentials() {
         assert_eq!(user.as_deref(), Some(id.as_str()));
         assert_eq!(pass.as_deref(), Some(secret(id).as_str()));
     }
-    assert_eq!(log.publishes.len() as u64, report.messages_published);
+    let (reports, telemetry): (Vec<_>, Vec<_>) = log
+        .publishes
+        .iter()
+        .partition(|(topic, _)| topic.ends_with("/twin/reported"));
+    assert_eq!(telemetry.len() as u64, report.messages_published);
+    assert_eq!(reports.len(), 3);
+    let (_, room) = reports
+        .iter()
+        .find(|(topic, _)| topic == "devices/room-1/twin/reported")
+        .expect("room-1 reported");
+    let room: serde_json::Value = serde_json::from_slice(room).unwrap();
+    assert_eq!(room["lights"], "auto", "{room}");
     assert_eq!(log.disconnects, 3, "graceful DISCONNECT per device");
     let mut points = 0;
-    for (topic, payload) in &log.publishes {
+    for (topic, payload) in telemetry {
         let json: serde_json::Value = serde_json::from_slice(payload).unwrap();
         points += json.as_object().unwrap().len() as u64 - 1;
         let ts = json["ts"].as_i64().expect("ts in ms");

@@ -4,6 +4,7 @@
 //! nodes the same way on port 0.
 
 pub mod config;
+pub mod demo_rules;
 mod edge_watch;
 pub mod node;
 pub mod private;

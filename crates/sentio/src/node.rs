@@ -120,6 +120,12 @@ impl Node {
             store.enable_outbox();
         }
         let store = Arc::new(store);
+        // Before the pipeline starts, so it loads them with the others.
+        if config.demo.enabled {
+            crate::demo_rules::install(store.as_ref())
+                .await
+                .context("installing the demo rules")?;
+        }
         let stores = Stores::of(store.clone());
         let bus = Arc::new(LocalBus::new(4096));
         let (notices, notices_rx) = tokio::sync::mpsc::channel(NOTICE_CAPACITY);

@@ -124,7 +124,7 @@ pub struct CompiledRule {
 
 impl CompiledRule {
     /// Whether `metric` is one the rule reads.
-    pub(crate) fn reads(&self, metric: &str) -> bool {
+    pub fn reads(&self, metric: &str) -> bool {
         self.rule.selector.metrics.iter().any(|m| m == metric)
     }
 }

@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 use cel::objects::Value;
 use cel::{Context, Env, ExecutionError, Program};
+
+use super::scope::{NO_POINTS, Scope, ScopeCell};
 use sentio_core::Point;
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +95,9 @@ pub struct RuleState {
     /// The latest traces, oldest first, at most [`TRACES_PER_DEVICE`].
     #[serde(default, skip_serializing_if = "std::collections::VecDeque::is_empty")]
     traces: std::collections::VecDeque<Trace>,
+    /// The CEL context of its evaluations, reused from one to the next.
+    #[serde(skip)]
+    scope: ScopeCell,
 }
 
 impl RuleState {
@@ -177,17 +182,40 @@ impl RuleState {
     /// Evaluates the rule at data time `ts_ms` and moves its state machine.
     /// `vars` are the device's [`RuleVars`].
     pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, vars: &RuleVars, ts_ms: i64) -> Step {
-        let ctx = match env.context(self, rule, vars, ts_ms) {
+        let values = rule
+            .aggregates
+            .iter()
+            .map(|a| {
+                let w = self
+                    .windows
+                    .iter()
+                    .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+                    .map(|(_, _, w)| w);
+                [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
+                    Some(w) => w.get(agg, ts_ms),
+                    None => (agg == Agg::Count).then_some(0.0),
+                })
+            })
+            .collect();
+        let ctx = match Scope::refresh(
+            &mut self.scope,
+            &env.env,
+            &rule.aggregates,
+            self.latest.iter().map(|(m, v)| (m, *v)),
+            values,
+            &vars.device,
+            &vars.twin,
+        ) {
             Ok(c) => c,
             Err(e) => return Step::Failed(e),
         };
-        let holds = match truth(&rule.condition, &ctx) {
+        let holds = match truth(&rule.condition, ctx) {
             Ok(h) => h,
             Err(step) => return step,
         };
         let cleared = || match &rule.clear {
             None => Ok(!holds),
-            Some(clear) => truth(clear, &ctx),
+            Some(clear) => truth(clear, ctx),
         };
         if self.open {
             return match cleared() {
@@ -261,9 +289,6 @@ fn truth(program: &Program, ctx: &Context<'_, '_>) -> Result<bool, Step> {
     }
 }
 
-/// How an aggregate over an empty window says so (waiting, not failing).
-const NO_POINTS: &str = "no points of ";
-
 /// What every evaluation shares: CEL's standard environment, built once.
 pub struct Eval {
     env: Arc<Env>,
@@ -274,62 +299,6 @@ impl Default for Eval {
         Self {
             env: Arc::new(Env::stdlib()),
         }
-    }
-}
-
-/// The aggregates of one evaluation: `(metric, window as written, [avg, min, max, count])`.
-type Aggregates = Arc<Vec<(Arc<str>, Arc<str>, [Option<f64>; 4])>>;
-
-impl Eval {
-    /// The names the rule's expressions read, for a device (its [`RuleVars`]) at `ts_ms`.
-    fn context(
-        &self,
-        state: &RuleState,
-        rule: &CompiledRule,
-        vars: &RuleVars,
-        ts_ms: i64,
-    ) -> Result<Context<'static, 'static>, String> {
-        let mut ctx = Context::with_env(self.env.clone());
-        for (metric, value) in &state.latest {
-            ctx.add_variable_from_value(metric.clone(), *value);
-        }
-        ctx.add_variable_from_value("device", vars.device.clone());
-        ctx.add_variable_from_value("twin", vars.twin.clone());
-        let aggregates: Aggregates = Arc::new(
-            rule.aggregates
-                .iter()
-                .map(|a| {
-                    let w = state
-                        .windows
-                        .iter()
-                        .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
-                        .map(|(_, _, w)| w);
-                    let values = [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
-                        Some(w) => w.get(agg, ts_ms),
-                        None => (agg == Agg::Count).then_some(0.0),
-                    });
-                    (a.metric.clone(), a.window.clone(), values)
-                })
-                .collect(),
-        );
-        for (i, name) in ["avg", "min", "max", "count"].into_iter().enumerate() {
-            let aggregates = aggregates.clone();
-            ctx.add_function(name, move |metric: Arc<String>, window: Arc<String>| {
-                aggregates
-                    .iter()
-                    .find(|(m, w, _)| **m == **metric && **w == **window)
-                    .and_then(|(_, _, v)| v[i])
-                    .map(Value::Float)
-                    .ok_or_else(|| {
-                        ExecutionError::function_error(
-                            name,
-                            format!("{NO_POINTS}{metric} in the last {window}"),
-                        )
-                    })
-            })
-            .map_err(|e| e.to_string())?;
-        }
-        Ok(ctx)
     }
 }
 
@@ -548,6 +517,38 @@ mod tests {
         };
         assert_eq!(step(79_999), Nothing, "still cooling after the restart");
         assert_eq!(step(80_000), Open, "the cool-down is over");
+    }
+
+    #[test]
+    fn a_reused_context_sees_each_evaluations_twin_values_and_rule() {
+        let r = rule(
+            r#"twin.reported.fan == "low" && avg("co2", "10s") > 1000.0"#,
+            None,
+            0,
+        );
+        let eval = Eval::default();
+        let vars = |fan: &str| {
+            let mut twin = sentio_core::Twin::empty();
+            twin.reported = serde_json::json!({ "fan": fan });
+            RuleVars {
+                device: device_value("room", &BTreeMap::new()),
+                twin: twin_value(&twin),
+            }
+        };
+        let mut state = RuleState::default();
+        let mut step = |ts: i64, co2: f64, fan: &str| {
+            state.add(&r, &point("co2", ts, co2));
+            state.judge(&r, &eval, &vars(fan), ts)
+        };
+        assert_eq!(step(0, 1200.0, "high"), Clear);
+        assert_eq!(step(1_000, 1200.0, "low"), Open, "the new twin is read");
+        assert_eq!(step(2_000, 1200.0, "high"), Clear);
+        assert_eq!(step(3_000, 1200.0, "low"), Open);
+        assert_eq!(step(20_000, 100.0, "low"), Clear, "the new average: 100");
+        // Judged for a rule with other aggregates, the state builds a context for it.
+        let other = rule(r#"max("co2", "20s") > 1000.0"#, None, 0);
+        state.add(&other, &point("co2", 21_000, 1500.0));
+        assert_eq!(state.judge(&other, &eval, &vars("low"), 21_000), Open);
     }
 
     #[test]

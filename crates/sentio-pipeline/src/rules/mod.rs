@@ -7,12 +7,14 @@
 
 pub(crate) mod actions;
 pub(crate) mod compile;
-pub(crate) mod judge;
+pub mod judge;
 pub mod replay;
 pub mod report;
+mod scope;
 pub(crate) mod window;
 
 pub use actions::ActionDesks;
 pub use compile::{
     Aggregate, CompiledRule, MAX_EXPRESSION_LEN, MAX_FOR_MS, MAX_WINDOW_MS, RuleError, compile,
 };
+pub use judge::{Eval, RuleState, RuleVars, Step, device_value, twin_value};

@@ -12,6 +12,7 @@
 //! - `node`: the node as a whole (the telemetry loop, startup errors);
 //! - `edge`: edge nodes (the cloud's registry of edges, the uplink under cuts, black holes
 //!   and kill -9);
+//! - `demo_loop`: `serve --demo` closes the loop (its devices obey, its rules are installed);
 //! - `rules`: users' rules (the API, their alerts over MQTT, their timers across a restart);
 //! - `tidy`: source-tree checks (every source file starts with a `//!` comment);
 //! - `support`: the shared helpers (node starters, clients, raw MQTT packets).
@@ -25,6 +26,7 @@ mod ai;
 mod alerts;
 mod api;
 mod dashboard;
+mod demo_loop;
 mod edge;
 mod mqtt;
 mod node;

@@ -5,7 +5,7 @@
 
 mod acl;
 mod commands;
-mod device;
+pub(crate) mod device;
 mod offline;
 mod rule_actions;
 mod twins;

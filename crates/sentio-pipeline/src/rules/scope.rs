@@ -1,0 +1,123 @@
+//! A rule's CEL context on one device, built once and refreshed before each evaluation
+//! instead of built afresh for every point: the metric variables are overwritten in place, the
+//! aggregate functions (registered once) read the values the evaluation wrote into a shared
+//! cell, and the `device` and `twin` documents (deep-converted by CEL) are set again only when
+//! they changed. Kept beside the [`RuleState`](super::RuleState) it serves, never saved: after
+//! a restart, or for another rule, it is built again.
+
+use std::sync::{Arc, Mutex};
+
+use cel::objects::Value;
+use cel::{Context, Env, ExecutionError};
+
+use super::compile::Aggregate;
+
+/// How an aggregate over an empty window says so (waiting, not failing).
+pub(crate) const NO_POINTS: &str = "no points of ";
+
+/// The aggregate functions, in the order of each aggregate's values.
+const FUNCTIONS: [&str; 4] = ["avg", "min", "max", "count"];
+
+/// Each aggregate's `[avg, min, max, count]` at the evaluation under way.
+type Values = Arc<Mutex<Vec<[Option<f64>; 4]>>>;
+
+/// See the module documentation.
+pub(crate) struct Scope {
+    ctx: Context<'static, 'static>,
+    /// The aggregates it was built for, in the order of `values`.
+    built_for: Vec<Aggregate>,
+    values: Values,
+    device: Option<Value>,
+    twin: Option<Value>,
+}
+
+impl Scope {
+    fn new(env: Arc<Env>, aggregates: &[Aggregate]) -> Result<Self, String> {
+        let mut ctx = Context::with_env(env);
+        let values: Values = Arc::new(Mutex::new(vec![[None; 4]; aggregates.len()]));
+        let keys: Arc<Vec<(Arc<str>, Arc<str>)>> = Arc::new(
+            aggregates
+                .iter()
+                .map(|a| (a.metric.clone(), a.window.clone()))
+                .collect(),
+        );
+        for (i, name) in FUNCTIONS.into_iter().enumerate() {
+            let (values, keys) = (values.clone(), keys.clone());
+            ctx.add_function(name, move |metric: Arc<String>, window: Arc<String>| {
+                let values = values.lock().unwrap_or_else(|e| e.into_inner());
+                keys.iter()
+                    .position(|(m, w)| **m == **metric && **w == **window)
+                    .and_then(|k| values[k][i])
+                    .map(Value::Float)
+                    .ok_or_else(|| {
+                        ExecutionError::function_error(
+                            name,
+                            format!("{NO_POINTS}{metric} in the last {window}"),
+                        )
+                    })
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(Self {
+            ctx,
+            built_for: aggregates.to_vec(),
+            values,
+            device: None,
+            twin: None,
+        })
+    }
+
+    /// The context for an evaluation: `latest` metric values, each aggregate's values (in the
+    /// order of `aggregates`), the `device` and the `twin`.
+    pub(crate) fn refresh<'a>(
+        cell: &'a mut ScopeCell,
+        env: &Arc<Env>,
+        aggregates: &[Aggregate],
+        latest: impl Iterator<Item = (&'a String, f64)>,
+        values: Vec<[Option<f64>; 4]>,
+        device: &Value,
+        twin: &Value,
+    ) -> Result<&'a Context<'static, 'static>, String> {
+        let stale = cell.0.as_ref().is_none_or(|s| s.built_for != aggregates);
+        if stale {
+            cell.0 = Some(Box::new(Scope::new(env.clone(), aggregates)?));
+        }
+        let scope = cell.0.as_mut().expect("built above");
+        for (metric, value) in latest {
+            scope.ctx.add_variable_from_value(metric.as_str(), value);
+        }
+        *scope.values.lock().unwrap_or_else(|e| e.into_inner()) = values;
+        if scope.device.as_ref() != Some(device) {
+            scope.ctx.add_variable_from_value("device", device.clone());
+            scope.device = Some(device.clone());
+        }
+        if scope.twin.as_ref() != Some(twin) {
+            scope.ctx.add_variable_from_value("twin", twin.clone());
+            scope.twin = Some(twin.clone());
+        }
+        Ok(&scope.ctx)
+    }
+}
+
+/// Where a [`RuleState`](super::RuleState) keeps its [`Scope`]: not saved, not cloned, not
+/// compared (a copy or a restored state builds its own).
+#[derive(Default)]
+pub struct ScopeCell(Option<Box<Scope>>);
+
+impl Clone for ScopeCell {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
+
+impl PartialEq for ScopeCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for ScopeCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Scope" } else { "-" })
+    }
+}
