@@ -581,7 +581,21 @@ impl SeriesDetector {
             score.alert = false;
         }
         // The live alert also fires when the baseline guard does; the NAB score is unchanged.
+        let seen_resolution = self.guard.resolution();
         let g = self.guard.update(value);
+        // A series that started flat has learnt no spread, so 0 lux then 1 lux is "10^7 sigma".
+        // A reading within two steps of the sensor's resolution (its decimals, or the smallest
+        // change seen before it) of what was expected, from a band narrower than that, cannot
+        // be told from rounding: the fused alert needs the guard's agreement then. The score,
+        // and so NAB, is unchanged.
+        let step = decimal_quantum(value).max(seen_resolution);
+        if score.alert
+            && !g.alert
+            && score.upper - score.lower < 2.0 * step
+            && (value - score.expected).abs() <= 2.0 * step
+        {
+            score.alert = false;
+        }
         if g.alert && !score.alert {
             score.alert = true;
             score.expected = g.expected;
@@ -974,6 +988,20 @@ impl Tail {
     }
 }
 
+/// The resolution a reading's decimals show: 1 for `3.0`, 0.01 for `21.37`; 0 beyond six
+/// decimals (no visible quantum).
+fn decimal_quantum(value: f64) -> f64 {
+    let mut q = 1.0;
+    for _ in 0..=6 {
+        let scaled = value / q;
+        if (scaled - scaled.round()).abs() <= 1e-9 * scaled.abs().max(1.0) {
+            return q;
+        }
+        q /= 10.0;
+    }
+    0.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1106,6 +1134,51 @@ mod tests {
             let scores = run_with(&v, &config);
             assert!(scores[15_000].alert, "seed {seed}: {:?}", scores[15_000]);
         }
+    }
+
+    /// The demo's night-time light: five readings of 0 lux, then integer noise clamped at 0
+    /// (mostly 0, now and then 1-4). The detector learnt no spread from the flat start; a step
+    /// of one lux is rounding, not an anomaly. Lights switched on (300 lux) still alert at once.
+    #[test]
+    fn a_flat_start_then_integer_noise_stays_quiet_and_a_real_jump_alerts() {
+        let config = DetectorConfig {
+            warmup: 40,
+            ..DetectorConfig::default()
+        };
+        for seed in 1..=10u64 {
+            let noise = healthy(600, seed * 7_919, 0.0, 1.2);
+            let mut v: Vec<f64> = noise.iter().map(|x| x.round().clamp(0.0, 4.0)).collect();
+            v[..5].fill(0.0);
+            let alerts: Vec<usize> = run_with(&v, &config)
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.alert)
+                .map(|(i, _)| i)
+                .collect();
+            assert!(alerts.is_empty(), "seed {seed}: alerts at {alerts:?}");
+        }
+        let mut v = vec![0.0; 100];
+        v.push(300.0);
+        let last = run_with(&v, &config).pop().unwrap();
+        assert!(last.alert, "{last:?}");
+    }
+
+    #[test]
+    fn decimal_quanta() {
+        for (v, q) in [
+            (3.0, 1.0),
+            (300.0, 1.0),
+            (21.37, 0.01),
+            (0.5, 0.1),
+            (-2.25, 0.01),
+        ] {
+            assert!(
+                (decimal_quantum(v) - q).abs() < 1e-12,
+                "{v}: {}",
+                decimal_quantum(v)
+            );
+        }
+        assert_eq!(decimal_quantum(std::f64::consts::PI), 0.0);
     }
 
     #[test]

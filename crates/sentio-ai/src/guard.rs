@@ -169,6 +169,12 @@ impl Guard {
         self.spread.max(1.25 * self.wander).max(floor)
     }
 
+    /// The smallest non-zero change seen between consecutive readings (0 until one changed):
+    /// the sensor's resolution.
+    pub fn resolution(&self) -> f64 {
+        self.resolution
+    }
+
     /// The band's half-width in spreads: `K`, widened by false-alarm marks.
     pub fn k(&self) -> f64 {
         K * FALSE_ALARM_FACTOR.powi(self.false_alarms as i32)
