@@ -853,10 +853,10 @@ impl DetectStage {
         for w in &mut self.watches {
             w.take_bands(&mut bands);
         }
-        if !bands.is_empty() {
-            if let Err(e) = self.store.save_bands(bands).await {
-                error!(error = %e, "could not save the expected bands");
-            }
+        if !bands.is_empty()
+            && let Err(e) = self.store.save_bands(bands).await
+        {
+            error!(error = %e, "could not save the expected bands");
         }
         let rows = state::dirty_rows(&mut self.watches);
         if rows.is_empty() {
