@@ -19,6 +19,12 @@ fn device_id(id: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// The device of a series path and the asked range (default the last hour).
+fn device_and_range(id: &str, p: &RangeParams) -> Result<(DeviceId, i64, i64), ApiError> {
+    let (from, to) = p.range(3_600_000)?;
+    Ok((device_id(id)?, from, to))
+}
+
 pub async fn list(
     _: Viewer,
     State(s): State<AppState>,
@@ -50,8 +56,7 @@ pub async fn range(
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
-    let device = device_id(&id)?;
-    let (from, to) = p.range(3_600_000)?;
+    let (device, from, to) = device_and_range(&id, &p)?;
     let step = super::query::parse_step(p.step.as_deref(), p.agg.as_deref())?;
     let result = match p.points {
         Some(_) if step.is_some() => {
@@ -99,8 +104,7 @@ pub async fn band(
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
-    let device = device_id(&id)?;
-    let (from, to) = p.range(3_600_000)?;
+    let (device, from, to) = device_and_range(&id, &p)?;
     if p.step.is_some() || p.agg.is_some() || p.limit.is_some() {
         return Err(ApiError::bad_request(
             "a band is drawn at `points` buckets; `step`, `agg` and `limit` do not apply",
