@@ -48,7 +48,7 @@ pub use edge::{
 };
 pub use error::StoreError;
 pub use model::{
-    Agg, AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, ChannelStats, Device,
+    Agg, AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, BandRow, ChannelStats, Device,
     DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
     OutboxMessage, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution, RetentionPolicy,
     RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,

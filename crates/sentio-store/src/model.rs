@@ -366,6 +366,46 @@ pub struct RollupRow {
     pub last: (i64, f64),
 }
 
+/// The AI engine's expected value and normal range of a series over one time bucket (1 minute
+/// as kept; wider when a range is drawn at fewer buckets), from the points it scored there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BandRow {
+    /// Start of the bucket (ms).
+    pub bucket_ms: i64,
+    /// Scored points in the bucket.
+    pub count: u64,
+    /// Mean of the values the engine expected.
+    pub expected: f64,
+    /// Lowest lower bound of the normal range.
+    pub lower: f64,
+    /// Highest upper bound of the normal range.
+    pub upper: f64,
+}
+
+impl BandRow {
+    /// The band of one scored point in the 1-minute bucket holding `ts_ms`.
+    pub fn scored(ts_ms: i64, expected: f64, lower: f64, upper: f64) -> Self {
+        Self {
+            bucket_ms: ts_ms.div_euclid(60_000) * 60_000,
+            count: 1,
+            expected,
+            lower,
+            upper,
+        }
+    }
+
+    /// Adds `other` (of the same bucket): the count-weighted mean of `expected`, the lowest
+    /// `lower` and the highest `upper`, so merging parts in any order gives the same row.
+    pub fn merge(&mut self, other: &BandRow) {
+        let n = (self.count + other.count) as f64;
+        self.expected =
+            (self.expected * self.count as f64 + other.expected * other.count as f64) / n;
+        self.count += other.count;
+        self.lower = self.lower.min(other.lower);
+        self.upper = self.upper.max(other.upper);
+    }
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sentio_core::acl::AclRule;
 use sentio_core::{
-    Alert, Command, CommandId, CommandState, DeviceId, Point, Rule, RuleId, TextEvent, Twin,
+    Alert, Command, CommandId, CommandState, DeviceId, Point, Rule, RuleId, SeriesKey, TextEvent,
+    Twin,
 };
 
 use crate::user::{NewUser, Role, Session, SessionSecrets, User};
 use crate::{
-    AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, ChannelStats, Device, DeviceUpdate,
-    MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken, OutboxMessage,
-    RangeQuery, RangeResult, Resolution, Result, RetentionPolicy, RollupRow, Scope, SeriesInfo,
-    StorageStatus,
+    AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, BandRow, ChannelStats, Device,
+    DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
+    OutboxMessage, RangeQuery, RangeResult, Resolution, Result, RetentionPolicy, RollupRow, Scope,
+    SeriesInfo, StorageStatus,
 };
 
 /// Devices and their credentials.
@@ -106,6 +107,21 @@ pub trait SeriesStore: Send + Sync {
     ) -> Result<Vec<RollupRow>> {
         Ok(Vec::new())
     }
+    /// Adds the AI engine's bands of scored points, per series and 1-minute bucket, to those
+    /// kept ([`BandRow::merge`] with a bucket's earlier parts). Bands of a series the store
+    /// does not hold (its device was deleted) or older than its 1-minute rollups' expiry are
+    /// dropped; kept bands expire with the 1-minute rollups and are erased with the device.
+    async fn save_bands(&self, bands: Vec<(SeriesKey, BandRow)>) -> Result<()>;
+    /// The bands of one series over `[from_ms, to_ms)` in bucket order, merged into buckets of
+    /// whole minutes so that there are at most `buckets` of them; `None` for a series the
+    /// store does not hold.
+    async fn bands(
+        &self,
+        series: &SeriesKey,
+        from_ms: i64,
+        to_ms: i64,
+        buckets: usize,
+    ) -> Result<Option<Vec<BandRow>>>;
     /// Saved detector state of every series, as `(device, metric, state)`.
     async fn load_detector_states(&self) -> Result<Vec<(String, String, String)>>;
     /// Saves detector states (opaque JSON) so a restart needs no relearning.

@@ -64,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/series", get(series::list))
         .route("/api/v1/devices/{id}/series/{metric}", get(series::range))
         .route(
+            "/api/v1/devices/{id}/series/{metric}/band",
+            get(series::band),
+        )
+        .route(
             "/api/v1/devices/{id}/series/{metric}/forecast",
             get(forecast::forecast),
         )

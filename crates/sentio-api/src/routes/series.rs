@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use sentio_core::DeviceId;
+use sentio_core::{DeviceId, SeriesKey};
 use sentio_store::{Agg, RangeQuery};
 use serde_json::{Value, json};
 
@@ -17,6 +17,12 @@ const MAX_LIMIT: usize = 100_000;
 
 fn device_id(id: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The device of a series path and the asked range (default the last hour).
+fn device_and_range(id: &str, p: &RangeParams) -> Result<(DeviceId, i64, i64), ApiError> {
+    let (from, to) = p.range(3_600_000)?;
+    Ok((device_id(id)?, from, to))
 }
 
 pub async fn list(
@@ -50,8 +56,7 @@ pub async fn range(
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
-    let device = device_id(&id)?;
-    let (from, to) = p.range(3_600_000)?;
+    let (device, from, to) = device_and_range(&id, &p)?;
     let step = super::query::parse_step(p.step.as_deref(), p.agg.as_deref())?;
     let result = match p.points {
         Some(_) if step.is_some() => {
@@ -84,6 +89,47 @@ pub async fn range(
         body["next"] = json!(next);
     }
     Ok(Json(body))
+}
+
+/// Buckets of a band answer when `points` is not given: a chart's width in pixels, roughly.
+const DEFAULT_BAND_BUCKETS: usize = 500;
+
+/// `GET /api/v1/devices/<id>/series/<metric>/band`: the AI engine's expected value and normal
+/// range over `[from, to)` (default the last hour), per bucket of whole minutes, at most
+/// `points` buckets; `[bucket_ms, expected, lower, upper]` each, only where points were scored.
+pub async fn band(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path((id, metric)): Path<(String, String)>,
+    params: Result<Query<RangeParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let (device, from, to) = device_and_range(&id, &p)?;
+    if p.step.is_some() || p.agg.is_some() || p.limit.is_some() {
+        return Err(ApiError::bad_request(
+            "a band is drawn at `points` buckets; `step`, `agg` and `limit` do not apply",
+        ));
+    }
+    let n = p.points.unwrap_or(DEFAULT_BAND_BUCKETS);
+    if !(1..=MAX_LIMIT).contains(&n) {
+        return Err(ApiError::bad_request(format!(
+            "points must be 1..={MAX_LIMIT}"
+        )));
+    }
+    let series = SeriesKey::new(device, metric.as_str().into());
+    let Some(bands) = s.series.bands(&series, from, to, n).await? else {
+        return Err(ApiError::not_found(format!("series {series} not found")));
+    };
+    Ok(Json(json!({
+        "device": id,
+        "metric": metric,
+        "from": from,
+        "to": to,
+        "bands": bands
+            .iter()
+            .map(|b| json!([b.bucket_ms, b.expected, b.lower, b.upper]))
+            .collect::<Vec<_>>(),
+    })))
 }
 
 /// Raw points or step aggregates, paginated.

@@ -6,6 +6,7 @@
 //! per [`AlertKey`]; alerts and telemetry are announced on the bus. Users' false-alarm marks
 //! and rule changes come back here ([`Command`]), because this task owns the state they change.
 
+mod bands;
 mod device_model;
 mod limits;
 mod peers;
@@ -845,8 +846,18 @@ impl DetectStage {
             .false_alarm(key, device_kind.as_deref())
     }
 
-    /// Saves the watch state changed since the last save.
+    /// Saves the watch state changed since the last save, and the expected bands scored
+    /// since (a failed save of bands loses those minutes' bands, never a point).
     async fn save_states(&mut self) {
+        let mut bands = Vec::new();
+        for w in &mut self.watches {
+            w.take_bands(&mut bands);
+        }
+        if !bands.is_empty()
+            && let Err(e) = self.store.save_bands(bands).await
+        {
+            error!(error = %e, "could not save the expected bands");
+        }
         let rows = state::dirty_rows(&mut self.watches);
         if rows.is_empty() {
             return;

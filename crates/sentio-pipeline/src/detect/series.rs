@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use sentio_ai::{DetectorConfig, SeriesDetector};
 use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
+use sentio_store::BandRow;
 
+use super::bands::Bands;
 use super::per_series::PerSeries;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{PipelineError, explain};
@@ -16,6 +18,8 @@ pub(crate) struct SeriesWatch {
     config: DetectorConfig,
     resolve_after: u32,
     detectors: PerSeries<SeriesDetector>,
+    /// The expected band of each scored point, until the next save.
+    bands: Bands,
 }
 
 impl SeriesWatch {
@@ -26,6 +30,7 @@ impl SeriesWatch {
             config,
             resolve_after,
             detectors: PerSeries::new(StateKey::Series),
+            bands: Bands::default(),
         }
     }
 }
@@ -48,6 +53,7 @@ impl Watch for SeriesWatch {
                 .entry(series.clone())
                 .or_insert_with(|| SeriesDetector::new(&self.config))
                 .update(p.ts_ms, p.value);
+            self.bands.scored(&series, p.ts_ms, &score);
             let finding = if score.alert {
                 Finding::Alert(Box::new(explain::anomaly(&p.metric, &score)))
             } else {
@@ -92,6 +98,11 @@ impl Watch for SeriesWatch {
 
     fn forget(&mut self, device: &DeviceId) {
         self.detectors.forget(device);
+        self.bands.forget(device);
+    }
+
+    fn take_bands(&mut self, out: &mut Vec<(SeriesKey, BandRow)>) {
+        out.extend(self.bands.take());
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {

@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use sentio_core::{AlertKey, AlertKind, DeviceId, Explanation, Point, RuleId, StateKey};
+use sentio_core::{AlertKey, AlertKind, DeviceId, Explanation, Point, RuleId, SeriesKey, StateKey};
+use sentio_store::BandRow;
 
 use crate::PipelineError;
 use crate::rules::CompiledRule;
@@ -130,6 +131,9 @@ pub(crate) trait Watch: Send {
 
     /// Restores the state saved under `key` (the JSON of its part of the row).
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error>;
+
+    /// Moves the expected bands scored since the last call into `out` (the series watch).
+    fn take_bands(&mut self, _out: &mut Vec<(SeriesKey, BandRow)>) {}
 
     /// Moves the keys of state changed since the last call into `dirty`.
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>);

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod audit;
+mod band;
 mod commands;
 mod edges;
 mod events;

@@ -536,7 +536,13 @@ pub(super) fn expire_rollups(
             params![sid, cut, max_rows],
         )?;
         removed += n as u64;
-        if (n as i64) < max_rows {
+        // The engine's bands go with the minutes they describe (not counted as rollups).
+        let bands = if res == Resolution::Minute {
+            super::band::expire(&tx, sid, cut, max_rows)?
+        } else {
+            0
+        };
+        if (n as i64) < max_rows && bands < max_rows {
             *mark = cut;
         } else {
             more = true;

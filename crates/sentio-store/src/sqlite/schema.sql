@@ -331,3 +331,16 @@ CREATE TABLE IF NOT EXISTS alert_groups (
     opened_ms   INTEGER NOT NULL,
     members     TEXT NOT NULL
 );
+
+-- The AI engine's expected band (see sqlite/band.rs): per series and 1-minute bucket, the
+-- count-weighted mean of the expected values it scored, the lowest lower and highest upper
+-- bound. Derived data, written by the detect stage; expires with the 1-minute rollups.
+CREATE TABLE IF NOT EXISTS band_1m (
+    series_id INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    expected  REAL NOT NULL,
+    lower     REAL NOT NULL,
+    upper     REAL NOT NULL,
+    PRIMARY KEY (series_id, bucket)
+) WITHOUT ROWID;

@@ -5,10 +5,12 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
-use sentio_core::{DeviceId, Point};
+use sentio_core::{DeviceId, Point, SeriesKey};
 
-use super::{Inner, SqliteStore, read, rollup};
-use crate::{RangeQuery, RangeResult, Resolution, Result, SeriesInfo, SeriesStore, StoreError};
+use super::{Inner, SqliteStore, band, read, rollup};
+use crate::{
+    BandRow, RangeQuery, RangeResult, Resolution, Result, SeriesInfo, SeriesStore, StoreError,
+};
 
 /// The id of (device, metric), created on first use.
 fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Result<i64> {
@@ -263,6 +265,35 @@ impl SeriesStore for SqliteStore {
                 return Ok(Vec::new());
             };
             rollup::export_rows(conn, resolution, sid, from_ms, limit)
+        })
+        .await
+    }
+
+    async fn save_bands(&self, bands: Vec<(SeriesKey, BandRow)>) -> Result<()> {
+        if bands.is_empty() {
+            return Ok(());
+        }
+        // Derived data, rewritten from the next save if lost: no fsync per save.
+        self.with_conn(move |inner, conn| {
+            super::without_fsync(conn, |conn| band::save(inner, conn, &bands))
+        })
+        .await
+    }
+
+    async fn bands(
+        &self,
+        series: &SeriesKey,
+        from_ms: i64,
+        to_ms: i64,
+        buckets: usize,
+    ) -> Result<Option<Vec<BandRow>>> {
+        check_range(from_ms, to_ms)?;
+        let series = series.clone();
+        self.with_conn(move |inner, conn| {
+            let Some(sid) = inner.known_series(series.device.as_str(), &series.metric) else {
+                return Ok(None);
+            };
+            Ok(Some(band::read(conn, sid, (from_ms, to_ms), buckets)?))
         })
         .await
     }

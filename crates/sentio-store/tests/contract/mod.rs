@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod alerts;
+pub mod bands;
 pub mod commands;
 pub mod edges;
 pub mod health;
@@ -65,6 +66,7 @@ macro_rules! store_contract {
             retention::rollups_expire_erasure_removes_them_and_the_policy_survives_reopen,
             retention::rollups_equal_the_raw_points_they_summarise_through_late_points_and_expiry,
             retention::an_interrupted_store_stops_background_work_and_loses_nothing,
+            bands::bands_merge_downsample_expire_with_the_minute_rollups_and_go_with_the_device,
             rules::rules_are_kept_whole_replaced_by_id_and_survive_reopen,
             commands::commands_keep_their_order_bound_and_states_across_reopen,
             twins::twins_patch_with_a_version_check_and_a_size_cap,

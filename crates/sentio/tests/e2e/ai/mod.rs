@@ -2,5 +2,6 @@
 //! series' own detectors, the device model, and forecasts with prediction intervals.
 
 mod alert_kinds;
+mod band;
 mod device_model;
 mod forecast;

@@ -7,9 +7,11 @@
 //! - `session`: who-am-I after a reload, and the live stream on the session cookie;
 //! - `pages`: sign in, fleet, device and alerts pages, roles, live updates, a phone's width;
 //! - `admin`: rules with replay, provisioning, users and tokens, the system page, a viewer;
+//! - `band`: the AI engine's expected band shaded on a device's chart;
 //! - `budgets`: 200 devices and a month of one-second data, timed in the browser.
 
 mod admin;
+mod band;
 mod budgets;
 mod pages;
 mod session;
