@@ -681,6 +681,18 @@ mod tests {
     }
 
     #[test]
+    fn the_densest_version_2_message_still_decodes() {
+        // Four metrics of one device, a steady cadence and constant values: about a bit a
+        // point, within the decoder's bound on points a byte.
+        let points: Vec<Point> = (0..4_000)
+            .map(|i| p("dev", ["w", "x", "y", "z"][i % 4], (i / 4) as i64 * 1000, 1.0))
+            .collect();
+        let bytes = encode(Incarnation([2; 16]), &[(BatchSeq(1), 0, &points)]);
+        assert!(bytes.len() < 4_000 / 4, "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes).unwrap().batches[0].points.len(), 4_000);
+    }
+
+    #[test]
     fn registry_records_round_trip_and_are_checked() {
         let r = RegistryRecord {
             id: "pump-1".into(),

@@ -340,9 +340,9 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<WireMessage, WireError> {
             0
         };
         for &(i, count) in &shapes[shape] {
-            // Every point takes at least two bits (its timestamp and its value).
+            // Every point takes at least one bit (its value; its timestamp may be shared).
             all = all.saturating_add(count);
-            if all > r.bytes.len().saturating_mul(4) {
+            if all > r.bytes.len().saturating_mul(8) {
                 return Reader::err("more points than the payload holds");
             }
             totals[i] += count;
