@@ -150,7 +150,7 @@ impl UplinkSettings {
             poll: Duration::from_millis(100),
             backlog_rate: 20_000,
             backlog_floor: 0.25,
-            coalesce: Duration::from_millis(200),
+            coalesce: Duration::from_millis(300),
             coalesce_points: 2_000,
         })
     }

@@ -516,7 +516,7 @@ impl Default for EdgeConfig {
             keep_alive: Span(5_000),
             backlog_rate: 20_000,
             backlog_floor: 0.25,
-            coalesce: Span(200),
+            coalesce: Span(300),
             coalesce_points: 2_000,
         }
     }
