@@ -685,7 +685,14 @@ mod tests {
         // Four metrics of one device, a steady cadence and constant values: about a bit a
         // point, within the decoder's bound on points a byte.
         let points: Vec<Point> = (0..4_000)
-            .map(|i| p("dev", ["w", "x", "y", "z"][i % 4], (i / 4) as i64 * 1000, 1.0))
+            .map(|i| {
+                p(
+                    "dev",
+                    ["w", "x", "y", "z"][i % 4],
+                    (i / 4) as i64 * 1000,
+                    1.0,
+                )
+            })
             .collect();
         let bytes = encode(Incarnation([2; 16]), &[(BatchSeq(1), 0, &points)]);
         assert!(bytes.len() < 4_000 / 4, "{} bytes", bytes.len());

@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use sentio_core::Point;
 
-use super::{Reader, WireBatch, WireError, WireMessage, put_str, put_varint, put_xor, series_table};
+use super::{
+    Reader, WireBatch, WireError, WireMessage, put_str, put_varint, put_xor, series_table,
+};
 use super::{unzigzag, zigzag};
 use crate::edge::{BatchSeq, Incarnation};
 
@@ -202,8 +204,7 @@ pub(super) fn encode(
     incarnation: Incarnation,
     batches: &[(BatchSeq, u32, &[Point])],
 ) -> Option<Vec<u8>> {
-    if batches.windows(2).any(|w| w[1].0 < w[0].0) || batches.first().is_some_and(|b| b.0.0 < 0)
-    {
+    if batches.windows(2).any(|w| w[1].0 < w[0].0) || batches.first().is_some_and(|b| b.0.0 < 0) {
         return None;
     }
     let (table, runs) = series_table(batches);
@@ -261,9 +262,9 @@ pub(super) fn encode(
             // Every series of the table has a point.
             return None;
         };
-        let same_times = columns[..i].iter().position(|c| {
-            c.len() == column.len() && c.iter().zip(column).all(|(a, b)| a.0 == b.0)
-        });
+        let same_times = columns[..i]
+            .iter()
+            .position(|c| c.len() == column.len() && c.iter().zip(column).all(|(a, b)| a.0 == b.0));
         let mut deltas = BitWriter::default();
         let mut xors = BitWriter::default();
         if same_times.is_none() {
