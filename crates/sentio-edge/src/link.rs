@@ -213,7 +213,10 @@ impl LaneOut {
         if self.ready_points >= s.coalesce_points {
             return Some(Duration::ZERO);
         }
-        let waited = u64::try_from(now_ms - oldest.committed_ms).unwrap_or(0);
+        // A clock set back since the commit: no waiting (never a stalled live lane).
+        let Ok(waited) = u64::try_from(now_ms - oldest.committed_ms) else {
+            return Some(Duration::ZERO);
+        };
         Some(s.coalesce.saturating_sub(Duration::from_millis(waited)))
     }
 
