@@ -6,7 +6,10 @@
 //! it is down is backlog (the store records the lane in the commit's transaction, as the link
 //! tells it with [`OutboxStore::set_outbox_lane`]). Live parts go first; the backlog goes
 //! beside them, at most [`UplinkSettings::backlog_rate`] points a second, and keeps its floor
-//! share of the window ([`UplinkSettings::live_window`]) so it always progresses.
+//! share of the window ([`UplinkSettings::live_window`]) so it always progresses. A live
+//! batch waits up to [`UplinkSettings::coalesce`] (or until
+//! [`UplinkSettings::coalesce_points`] are ready) so that small commits share a message; the
+//! backlog never waits.
 //!
 //! **Invariant:** a batch is recorded as delivered ([`OutboxStore::outbox_acked`]) only after
 //! the PUBACK of its last part, and only when every earlier part of its lane is acknowledged
@@ -120,6 +123,8 @@ struct InFlight {
 /// A part read from the outbox, not yet published.
 struct Ready {
     seq: BatchSeq,
+    /// When its batch was committed (ms since the epoch, the edge's clock).
+    committed_ms: i64,
     part: u32,
     /// Whether it is the batch's last part (its acknowledgement completes the batch).
     last: bool,
@@ -191,6 +196,7 @@ impl LaneOut {
                 self.ready_points += points.len();
                 self.ready.push_back(Ready {
                     seq: b.seq,
+                    committed_ms: b.committed_ms,
                     part: i as u32,
                     last: i + 1 == n,
                     points,
@@ -198,6 +204,20 @@ impl LaneOut {
             }
         }
         Ok(())
+    }
+
+    /// How long until its ready parts are due to go: zero when enough points are ready or
+    /// the oldest has waited out the coalescing; `None` when nothing is ready.
+    fn due_in(&self, s: &UplinkSettings, now_ms: i64) -> Option<Duration> {
+        let oldest = self.ready.front()?;
+        if self.ready_points >= s.coalesce_points {
+            return Some(Duration::ZERO);
+        }
+        // A clock set back since the commit: no waiting (never a stalled live lane).
+        let Ok(waited) = u64::try_from(now_ms - oldest.committed_ms) else {
+            return Some(Duration::ZERO);
+        };
+        Some(s.coalesce.saturating_sub(Duration::from_millis(waited)))
     }
 
     /// Whether it has anything ready or unacknowledged.
@@ -418,8 +438,10 @@ async fn session(
             } else {
                 s.in_flight
             };
-            let pick = if !lanes[LIVE].ready.is_empty() && lanes[LIVE].in_flight.len() < live_window
-            {
+            let live_due = lanes[LIVE]
+                .due_in(s, sentio_core::time::now_ms())
+                .is_some_and(|d| d.is_zero());
+            let pick = if live_due && lanes[LIVE].in_flight.len() < live_window {
                 LIVE
             } else if !lanes[BACKLOG].ready.is_empty() && bucket.allows() {
                 BACKLOG
@@ -526,6 +548,12 @@ async fn session(
             .min();
         let ack_deadline = oldest.map(|t| t + s.ack_timeout);
         let idle = in_flight < s.in_flight;
+        // While idle, look again at the outbox every `poll`, or sooner when the live parts
+        // waiting fall due (parts due already wait for an acknowledgement to free the window).
+        let wake = lanes[LIVE]
+            .due_in(s, sentio_core::time::now_ms())
+            .filter(|d| !d.is_zero())
+            .map_or(s.poll, |d| d.min(s.poll));
         tokio::select! {
             ev = driver.events.recv() => match ev {
                 None => return Ended::after_connect("connection closed"),
@@ -589,7 +617,7 @@ async fn session(
                     "no acknowledgement within {:?} (the link is silent)", s.ack_timeout
                 ));
             }
-            _ = tokio::time::sleep(s.poll), if idle => {}
+            _ = tokio::time::sleep(wake), if idle => {}
         }
     }
 }

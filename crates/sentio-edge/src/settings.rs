@@ -101,6 +101,11 @@ pub struct UplinkSettings {
     /// Share of `in_flight` kept for the backlog while it is pending (at least one part), so
     /// it progresses however busy the live lane is.
     pub backlog_floor: f64,
+    /// How long a live batch may wait for later ones to go in the same message (small
+    /// commits coalesce: fewer headers on the wire); the backlog never waits.
+    pub coalesce: Duration,
+    /// Live points ready that are sent at once, without waiting out `coalesce`.
+    pub coalesce_points: usize,
 }
 
 impl UplinkSettings {
@@ -145,6 +150,8 @@ impl UplinkSettings {
             poll: Duration::from_millis(100),
             backlog_rate: 20_000,
             backlog_floor: 0.25,
+            coalesce: Duration::from_millis(300),
+            coalesce_points: 2_000,
         })
     }
 }

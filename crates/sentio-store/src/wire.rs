@@ -4,15 +4,18 @@
 //! payload is an error value, never a panic or an allocation larger than the payload allows.
 //!
 //! One message carries several batches (parts of batches, [`crate::edge::PART_POINTS`]) so
-//! that a busy link is not mostly headers. Layout (version 1): the version byte; the
-//! incarnation (16 bytes); the series table (a varint count, then each series' device id and
-//! metric as a varint length and UTF-8 bytes); the batches (a varint count, then each one's
-//! seq, part and number of runs as varints, and per run the series' index in the table and
-//! the number of points as varints, the timestamps as zigzag varint deltas from the series'
-//! previous timestamp in the message, and the values XORed with the series' previous value
-//! in the message, each written as one byte holding the number of leading and trailing zero
-//! bytes of the XOR, then the bytes between: a repeated value costs one byte, a slowly
-//! changing one three or four).
+//! that a busy link is not mostly headers. An edge writes layout version 2 ([`columns`]:
+//! columns per series, about a byte per small batch and one or two per point); the cloud
+//! reads both versions, so an older edge keeps working.
+//!
+//! Layout version 1 ([`encode_v1`]): the version byte; the incarnation (16 bytes); the series
+//! table (a varint count, then each series' device id and metric as a varint length and UTF-8
+//! bytes); the batches (a varint count, then each one's seq, part and number of runs as
+//! varints, and per run the series' index in the table and the number of points as varints,
+//! the timestamps as zigzag varint deltas from the series' previous timestamp in the message,
+//! and the values XORed with the series' previous value in the message, each written as one
+//! byte holding the number of leading and trailing zero bytes of the XOR, then the bytes
+//! between: a repeated value costs one byte, a slowly changing one three or four).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,8 +25,14 @@ use sentio_core::{DeviceId, Point};
 
 use crate::edge::{BatchSeq, Incarnation};
 
-/// The layout version, first byte of every payload.
+mod columns;
+
+/// The first layout version, first byte of every payload but version 2 batch messages (the
+/// status reports, registry and alert records keep it).
 pub const VERSION: u8 = 1;
+
+/// The batch layout an edge writes now ([`columns`]).
+pub const BATCH_VERSION: u8 = columns::VERSION;
 
 /// One batch (or part of one) in a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,14 +101,18 @@ struct Last {
     bits: u64,
 }
 
-/// Encodes batches into one message. Within a batch, points of one series and timestamp appear
-/// once (the last given wins).
-pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, u32, &[Point])]) -> Vec<u8> {
+/// Points of one batch grouped by series index, then time (the last given wins).
+type Runs = BTreeMap<usize, BTreeMap<i64, f64>>;
+
+/// The series of `batches` in order of first appearance, and each batch's points by series.
+fn series_table<'a>(
+    batches: &'a [(BatchSeq, u32, &[Point])],
+) -> (Vec<(&'a str, &'a str)>, Vec<Runs>) {
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     let mut table: Vec<(&str, &str)> = Vec::new();
-    let mut runs: Vec<BTreeMap<usize, BTreeMap<i64, f64>>> = Vec::with_capacity(batches.len());
+    let mut runs: Vec<Runs> = Vec::with_capacity(batches.len());
     for (_, _, points) in batches {
-        let mut by_series: BTreeMap<usize, BTreeMap<i64, f64>> = BTreeMap::new();
+        let mut by_series = Runs::new();
         for p in points.iter() {
             let key = (p.device.as_str(), &*p.metric);
             let i = *index.entry(key).or_insert_with(|| {
@@ -110,6 +123,19 @@ pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, u32, &[Point])]) -
         }
         runs.push(by_series);
     }
+    (table, runs)
+}
+
+/// Encodes batches into one message, in the current layout ([`BATCH_VERSION`]). Within a
+/// batch, points of one series and timestamp appear once (the last given wins).
+pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, u32, &[Point])]) -> Vec<u8> {
+    columns::encode(incarnation, batches).unwrap_or_else(|| encode_v1(incarnation, batches))
+}
+
+/// Encodes batches in layout version 1, as edges before version 2 did (and as [`encode`]
+/// does for batches out of seq order).
+pub fn encode_v1(incarnation: Incarnation, batches: &[(BatchSeq, u32, &[Point])]) -> Vec<u8> {
+    let (table, runs) = series_table(batches);
     let n: usize = batches.iter().map(|b| b.2.len()).sum();
     let mut out = Vec::with_capacity(32 + table.len() * 16 + n * 6);
     out.push(VERSION);
@@ -188,6 +214,22 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(n)?).map_err(|_| WireError("a name is not UTF-8".into()))
     }
 
+    /// A series table: each series' device id and metric, checked.
+    fn series_table(&mut self) -> Result<Vec<(DeviceId, Arc<str>)>, WireError> {
+        let n_series = self.count(4)?;
+        let mut table = Vec::with_capacity(n_series);
+        for _ in 0..n_series {
+            let device =
+                DeviceId::parse(self.str()?).map_err(|e| WireError(format!("device id: {e}")))?;
+            let metric = self.str()?;
+            if !valid_metric(metric) {
+                return Self::err("invalid metric name");
+            }
+            table.push((device, Arc::<str>::from(metric)));
+        }
+        Ok(table)
+    }
+
     fn xor(&mut self) -> Result<u64, WireError> {
         let head = self.byte()?;
         if head == 0x80 {
@@ -203,23 +245,20 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a message.
+/// Decodes a message of either layout version.
 pub fn decode(payload: &[u8]) -> Result<WireMessage, WireError> {
     let mut r = Reader { bytes: payload };
-    if r.byte()? != VERSION {
-        return Reader::err("unknown version");
+    match r.byte()? {
+        VERSION => decode_v1(r),
+        columns::VERSION => columns::decode(r),
+        _ => Reader::err("unknown version"),
     }
+}
+
+/// Decodes the rest of a version 1 message (after its version byte).
+fn decode_v1(mut r: Reader<'_>) -> Result<WireMessage, WireError> {
     let incarnation = Incarnation(r.take(16)?.try_into().expect("16 bytes"));
-    let n_series = r.count(4)?;
-    let mut table = Vec::with_capacity(n_series);
-    for _ in 0..n_series {
-        let device = DeviceId::parse(r.str()?).map_err(|e| WireError(format!("device id: {e}")))?;
-        let metric = r.str()?;
-        if !valid_metric(metric) {
-            return Reader::err("invalid metric name");
-        }
-        table.push((device, Arc::<str>::from(metric)));
-    }
+    let table = r.series_table()?;
     let mut last = vec![Last::default(); table.len()];
     let n_batches = r.count(3)?;
     let mut batches = Vec::with_capacity(n_batches);
@@ -512,6 +551,154 @@ mod tests {
         );
     }
 
+    /// Batches as an edge commits them under a small fleet: one device's publish each (two
+    /// metrics, one point each, the same timestamp), devices in turn every few ms.
+    fn small_commits(n: i64) -> Vec<(BatchSeq, u32, Vec<Point>)> {
+        (0..n)
+            .map(|k| {
+                let device = format!("dev-{}", k % 4);
+                let ts = 1_700_000_000_000 + k * 5 + (k * 7 % 3);
+                let i = (1_000 + k / 4) as f64;
+                let points = vec![
+                    p(&device, "a", ts, i + 0.25),
+                    p(&device, "b", ts, (k / 4 % 97) as f64 * 0.5),
+                ];
+                (BatchSeq(10_000 + k), 0, points)
+            })
+            .collect()
+    }
+
+    fn as_refs(batches: &[(BatchSeq, u32, Vec<Point>)]) -> Vec<(BatchSeq, u32, &[Point])> {
+        batches
+            .iter()
+            .map(|(s, part, p)| (*s, *part, p.as_slice()))
+            .collect()
+    }
+
+    #[test]
+    fn many_small_batches_cost_under_two_bytes_a_point_in_version_2() {
+        let inc = Incarnation([3; 16]);
+        let batches = small_commits(200);
+        let refs = as_refs(&batches);
+        let v2 = encode(inc, &refs);
+        let v1 = encode_v1(inc, &refs);
+        assert_eq!(v2[0], BATCH_VERSION);
+        let back = decode(&v2).unwrap();
+        assert_eq!(back, decode(&v1).unwrap());
+        for (b, (seq, part, points)) in back.batches.iter().zip(&batches) {
+            assert_eq!((b.seq, b.part, &b.points), (*seq, *part, points));
+        }
+        let per_point = |bytes: &[u8]| bytes.len() as f64 / 400.0;
+        println!(
+            "200 small batches, 400 points: version 2 {:.2} B/point, version 1 {:.2}",
+            per_point(&v2),
+            per_point(&v1)
+        );
+        assert!(
+            per_point(&v2) < 2.0,
+            "version 2: {:.2} B/point (version 1: {:.2})",
+            per_point(&v2),
+            per_point(&v1)
+        );
+        assert!(per_point(&v1) > 4.0, "{:.2}", per_point(&v1));
+    }
+
+    #[test]
+    fn a_cloud_still_reads_an_older_edges_version_1_messages() {
+        let inc = Incarnation([9; 16]);
+        let mut batches = small_commits(12);
+        // Parts of one batch, and noisy values (the XOR coding of version 2).
+        batches.push((BatchSeq(20_000), 0, vec![p("dev-0", "a", 5, 0.1)]));
+        batches.push((
+            BatchSeq(20_000),
+            1,
+            (0..50)
+                .map(|i| p("dev-9", "n", i, (i as f64 * 1.7).sin() * 1e3))
+                .collect(),
+        ));
+        let refs = as_refs(&batches);
+        let old = encode_v1(inc, &refs);
+        assert_eq!(old[0], VERSION);
+        let new = encode(inc, &refs);
+        assert_eq!(new[0], BATCH_VERSION);
+        assert_eq!(decode(&old).unwrap(), decode(&new).unwrap());
+        assert_eq!(decode(&old).unwrap().batches.len(), 14);
+        // Seqs out of order (never sent by the link) still encode, in version 1.
+        let backwards = [refs[1], refs[0]];
+        let bytes = encode(inc, &backwards);
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(decode(&bytes).unwrap().batches[0].seq, refs[1].0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_batches_in_seq_order_round_trip_in_version_2(
+            batches in proptest::collection::vec(
+                (0i64..3, 0u32..3, proptest::collection::vec(
+                    (0usize..3, proptest::num::i64::ANY, proptest::num::u64::ANY, 0u8..4),
+                    0..20,
+                )),
+                1..12,
+            ),
+        ) {
+            let mut seq = 0;
+            let batches: Vec<(BatchSeq, u32, Vec<Point>)> = batches
+                .into_iter()
+                .map(|(step, part, points)| {
+                    seq += step;
+                    let points = points
+                        .into_iter()
+                        .map(|(s, ts, bits, kind)| {
+                            // Raw bits, small steps and repeats: every coding and class.
+                            let value = match kind {
+                                0 => f64::from_bits(bits),
+                                1 => (bits % 1_000) as f64 * 0.5,
+                                2 => 21.5,
+                                _ => ts as f64,
+                            };
+                            p(&format!("d{s}"), "m", ts % 1_000_000_007 * (1 + (s as i64)), value)
+                        })
+                        .collect();
+                    (BatchSeq(seq), part, points)
+                })
+                .collect();
+            let refs = as_refs(&batches);
+            let bytes = encode(Incarnation([5; 16]), &refs);
+            proptest::prop_assert_eq!(bytes[0], BATCH_VERSION);
+            let back = decode(&bytes).unwrap();
+            let old = decode(&encode_v1(Incarnation([5; 16]), &refs)).unwrap();
+            // Bit for bit (NaN payloads too).
+            let bits = |m: &WireMessage| -> Vec<(i64, u32, Vec<(String, i64, u64)>)> {
+                m.batches
+                    .iter()
+                    .map(|b| (b.seq.0, b.part, b.points.iter()
+                        .map(|p| (p.device.to_string(), p.ts_ms, p.value.to_bits()))
+                        .collect()))
+                    .collect()
+            };
+            proptest::prop_assert_eq!(bits(&back), bits(&old));
+        }
+    }
+
+    #[test]
+    fn the_densest_version_2_message_still_decodes() {
+        // Four metrics of one device, a steady cadence and constant values: about a bit a
+        // point, within the decoder's bound on points a byte.
+        let points: Vec<Point> = (0..4_000)
+            .map(|i| {
+                p(
+                    "dev",
+                    ["w", "x", "y", "z"][i % 4],
+                    (i / 4) as i64 * 1000,
+                    1.0,
+                )
+            })
+            .collect();
+        let bytes = encode(Incarnation([2; 16]), &[(BatchSeq(1), 0, &points)]);
+        assert!(bytes.len() < 4_000 / 4, "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes).unwrap().batches[0].points.len(), 4_000);
+    }
+
     #[test]
     fn registry_records_round_trip_and_are_checked() {
         let r = RegistryRecord {
@@ -566,20 +753,36 @@ mod tests {
     #[test]
     fn every_truncation_and_corruption_is_an_error_not_a_panic() {
         let points: Vec<Point> = (0..40).map(|i| p("dev", "m", i * 10, i as f64)).collect();
-        let bytes = encode(Incarnation([1; 16]), &[(BatchSeq(1), 0, &points)]);
-        for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n]).is_err(), "truncated at {n}");
-        }
-        for i in 0..bytes.len() {
-            for flip in [0x01, 0x80, 0xff] {
-                let mut bad = bytes.clone();
-                bad[i] ^= flip;
-                let _ = decode(&bad);
+        let small = small_commits(9);
+        let mut batches = as_refs(&small);
+        batches.push((BatchSeq(30_000), 3, &points));
+        for bytes in [
+            encode_v1(Incarnation([1; 16]), &[(BatchSeq(1), 0, &points)]),
+            encode(Incarnation([1; 16]), &batches),
+        ] {
+            for n in 0..bytes.len() {
+                assert!(decode(&bytes[..n]).is_err(), "truncated at {n}");
+            }
+            for i in 0..bytes.len() {
+                for flip in [0x01, 0x80, 0xff] {
+                    let mut bad = bytes.clone();
+                    bad[i] ^= flip;
+                    let _ = decode(&bad);
+                }
             }
         }
-        let mut huge = vec![VERSION];
-        huge.extend_from_slice(&[0; 16]);
-        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
-        assert!(decode(&huge).is_err());
+        for version in [VERSION, BATCH_VERSION] {
+            let mut huge = vec![version];
+            huge.extend_from_slice(&[0; 16]);
+            huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+            assert!(decode(&huge).is_err());
+        }
+        // Version 2: one shape of a huge run, used by many batches.
+        let mut many = vec![BATCH_VERSION];
+        many.extend_from_slice(&[0; 16]);
+        many.extend_from_slice(&[1, 1, b'd', 1, b'm', 1, 1, 0, 100, 50, 0]);
+        many.extend(std::iter::repeat_n(2u8, 50));
+        many.extend(std::iter::repeat_n(0u8, 200));
+        assert!(decode(&many).is_err());
     }
 }

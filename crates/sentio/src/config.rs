@@ -496,6 +496,11 @@ pub struct EdgeConfig {
     /// Share of `in_flight` kept for the backlog while it drains (at least one part), so it
     /// progresses however busy the live data is; 0.0 to 1.0.
     pub backlog_floor: f64,
+    /// How long a live batch may wait for later ones to share its message (fewer bytes on the
+    /// wire a point); the backlog never waits.
+    pub coalesce: Span,
+    /// Live points ready that go at once, without waiting out `coalesce`.
+    pub coalesce_points: usize,
 }
 
 impl Default for EdgeConfig {
@@ -511,6 +516,8 @@ impl Default for EdgeConfig {
             keep_alive: Span(5_000),
             backlog_rate: 20_000,
             backlog_floor: 0.25,
+            coalesce: Span(300),
+            coalesce_points: 2_000,
         }
     }
 }
@@ -582,6 +589,8 @@ impl EdgeConfig {
         s.keep_alive = std::time::Duration::from_millis(self.keep_alive.0 as u64);
         s.backlog_rate = self.backlog_rate;
         s.backlog_floor = self.backlog_floor;
+        s.coalesce = std::time::Duration::from_millis(self.coalesce.0.max(0) as u64);
+        s.coalesce_points = self.coalesce_points.max(1);
         Ok(Some(s))
     }
 }

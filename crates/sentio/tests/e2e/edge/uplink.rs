@@ -608,3 +608,42 @@ async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says
     let edge = pair.cloud_edge().await;
     assert_eq!(edge["points"], 0, "{edge}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_live_points_cost_at_most_four_bytes_each_in_the_uplink_messages() {
+    let _heavy = heavy().await;
+    let pair = Pair::start("ack_timeout = \"3s\"\nkeep_alive = \"5s\"").await;
+    let fleet = Fleet::start(&pair, 4).await;
+    // Past the connection and the registry going up: live data (and the edge's alerts).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counts = |u: Value| {
+        (
+            u["bytes_sent"].as_u64().unwrap(),
+            u["points_acked"].as_u64().unwrap(),
+        )
+    };
+    let socket0 = pair.proxy.bytes_up();
+    let (payload0, points0) = counts(pair.uplink().await);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let socket1 = pair.proxy.bytes_up();
+    let (payload1, points1) = counts(pair.uplink().await);
+    let lag = now_ms() - cloud_latest(&pair).await;
+    let points = (points1 - points0).max(1) as f64;
+    let (payload, socket) = (
+        (payload1 - payload0) as f64 / points,
+        (socket1 - socket0) as f64 / points,
+    );
+    println!(
+        "steady live uplink, 4 devices, 8 s: {points} points; the points messages' payload \
+         {payload:.2} B/point; everything edge -> cloud at the socket (MQTT framing, status \
+         reports, alert records) {socket:.2} B/point; the cloud {lag} ms behind"
+    );
+    assert!(points > 1_000.0, "live points flow");
+    assert!(payload <= 4.0, "{payload:.2} B/point");
+    assert!(lag < 3_000, "live data {lag} ms behind");
+    let report = fleet.stop().await;
+    pair.drained(60).await;
+    pair.compare("steady live", &report)
+        .await
+        .assert_exactly_once();
+}
