@@ -73,8 +73,9 @@ fn bench_rule(r: usize, device: &str) -> Value {
         2 => format!(r#"m0 > {t:.1} && max("m0", "1m") > {:.1}"#, t + 0.5),
         _ => format!(r#"count("m0", "1m") > 50 && m0 > {t:.1}"#),
     };
+    // A zero `for` is refused as a duration: it is given as `for_ms`.
     json!({"id": format!("bench-{r}"), "name": format!("bench rule {r}"), "condition": condition,
-           "for": if r.is_multiple_of(4) { "1m" } else { "0s" },
+           "for_ms": if r.is_multiple_of(4) { 60_000 } else { 0 },
            "selector": {"devices": [device], "metrics": ["m0"]}})
 }
 

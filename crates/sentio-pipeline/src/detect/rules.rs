@@ -9,6 +9,10 @@
 //! fails (a type error, a twin member missing) is failing on that device until it next
 //! evaluates there; its failures are counted. A failing rule stops nothing else: every rule
 //! is judged on its own.
+//!
+//! A device batch visits only the rules whose selector can select it ([`RuleIndex`], built
+//! again whenever the rules change), each rule's state of the device is looked up once per
+//! batch and marked dirty once, without building keys per point.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use tracing::debug;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
 use crate::rules::CompiledRule;
+use crate::rules::index::RuleIndex;
 use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
 use crate::rules::replay::described_actions;
 use crate::rules::report::{Failing, RuleReport, TRACES_PER_RULE};
@@ -30,11 +35,45 @@ use crate::rules::report::{Failing, RuleReport, TRACES_PER_RULE};
 pub(crate) struct RulesWatch {
     /// The enabled rules.
     rules: BTreeMap<RuleId, Arc<CompiledRule>>,
-    states: HashMap<(RuleId, DeviceId), RuleState>,
-    dirty: HashSet<StateKey>,
+    /// The same rules, found by what their selectors name.
+    index: RuleIndex,
+    /// The positions in `index` of the rules selecting the batch under way (reused).
+    selected: Vec<usize>,
+    /// Per rule, its state on each device it has judged.
+    states: HashMap<RuleId, HashMap<DeviceId, RuleState>>,
+    /// Per rule, the devices whose state changed since the last [`Watch::take_dirty`].
+    dirty: HashMap<RuleId, HashSet<DeviceId>>,
     eval: Eval,
     /// Per rule: the devices on which its latest evaluation failed, and its failure count.
     health: HashMap<RuleId, Health>,
+    /// Each device's `device` variable, built again when its kind or labels change.
+    docs: HashMap<DeviceId, DeviceDoc>,
+}
+
+/// A device's `device` variable and the kind and labels it was built from.
+struct DeviceDoc {
+    kind: Arc<str>,
+    labels: BTreeMap<String, String>,
+    value: cel::Value,
+}
+
+/// The `device` variable of the batch's device: the one built before while its kind and
+/// labels are the same (so a rule's context sees the same document and keeps it).
+fn device_doc(docs: &mut HashMap<DeviceId, DeviceDoc>, batch: &DeviceBatch<'_>) -> cel::Value {
+    if let Some(doc) = docs.get(batch.device)
+        && doc.kind == *batch.kind
+        && doc.labels == *batch.labels
+    {
+        return doc.value.clone();
+    }
+    let value = device_value(batch.kind, batch.labels);
+    let doc = DeviceDoc {
+        kind: batch.kind.clone(),
+        labels: batch.labels.clone(),
+        value: value.clone(),
+    };
+    docs.insert(batch.device.clone(), doc);
+    value
 }
 
 /// A rule's failures. See the module documentation.
@@ -66,6 +105,17 @@ fn trace(
         inputs: state.latest().clone(),
         windows: state.window_values(rule, ts_ms),
         actions,
+    }
+}
+
+/// Marks the state of `rule` on `device` as changed, cloning ids only the first time.
+fn mark(dirty: &mut HashMap<RuleId, HashSet<DeviceId>>, rule: &RuleId, device: &DeviceId) {
+    let devices = match dirty.get_mut(rule) {
+        Some(devices) => devices,
+        None => dirty.entry(rule.clone()).or_default(),
+    };
+    if !devices.contains(device) {
+        devices.insert(device.clone());
     }
 }
 
@@ -127,15 +177,15 @@ impl RulesWatch {
             .collect();
         self.health
             .retain(|id, _| new.contains_key(id) && !gone.contains(id));
-        for ((rule, device), state) in &mut self.states {
+        for (rule, states) in &mut self.states {
             if gone.contains(rule) {
-                *state = RuleState::default();
-                self.dirty.insert(StateKey::Rule {
-                    device: device.clone(),
-                    rule: rule.clone(),
-                });
+                for (device, state) in states {
+                    *state = RuleState::default();
+                    mark(&mut self.dirty, rule, device);
+                }
             }
         }
+        self.index = RuleIndex::new(new.values().cloned().collect());
         self.rules = new;
         gone
     }
@@ -151,34 +201,49 @@ impl Watch for RulesWatch {
     }
 
     fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>) {
+        let Self {
+            index,
+            selected,
+            states,
+            dirty,
+            eval,
+            health,
+            docs,
+            ..
+        } = self;
+        index.selecting(batch.device, batch.kind, batch.labels, selected);
         let mut device = None;
-        for rule in self.rules.values() {
-            let s = &rule.rule.selector;
-            if !s.selects(batch.device, batch.kind, batch.labels) {
+        for &r in selected.iter() {
+            let rule = index.get(r);
+            let id = &rule.rule.id;
+            if !batch.points.iter().any(|p| rule.reads(&p.metric)) {
                 continue;
             }
-            let id = &rule.rule.id;
+            mark(dirty, id, batch.device);
+            let states = match states.get_mut(id) {
+                Some(s) => s,
+                None => states.entry(id.clone()).or_default(),
+            };
+            let state = match states.get_mut(batch.device) {
+                Some(s) => s,
+                None => states.entry(batch.device.clone()).or_default(),
+            };
             for (at, p) in batch.points.iter().enumerate() {
                 if !rule.reads(&p.metric) {
                     continue;
                 }
                 let device = device.get_or_insert_with(|| RuleVars {
-                    device: device_value(batch.kind, batch.labels),
+                    device: device_doc(docs, batch),
                     twin: batch.twin.clone(),
                 });
-                let state = self
-                    .states
-                    .entry((id.clone(), batch.device.clone()))
-                    .or_default();
                 state.add(rule, p);
-                self.dirty.insert(StateKey::Rule {
-                    device: batch.device.clone(),
-                    rule: id.clone(),
-                });
                 let was_open = state.is_open();
-                let step = state.judge(rule, &self.eval, device, p.ts_ms);
-                let health = self.health.entry(id.clone()).or_default();
+                let step = state.judge(rule, eval, device, p.ts_ms);
                 if let Step::Failed(why) = &step {
+                    let health = match health.get_mut(id) {
+                        Some(h) => h,
+                        None => health.entry(id.clone()).or_default(),
+                    };
                     health.failures += 1;
                     health.failing.insert(
                         batch.device.clone(),
@@ -188,7 +253,7 @@ impl Watch for RulesWatch {
                             ts_ms: p.ts_ms,
                         },
                     );
-                } else if !health.failing.is_empty() {
+                } else if let Some(health) = health.get_mut(id) {
                     health.failing.remove(batch.device);
                 }
                 let kept = match &step {
@@ -235,11 +300,14 @@ impl Watch for RulesWatch {
     }
 
     fn tick(&mut self, now_ms: i64, verdicts: &mut Vec<Verdict>) {
-        for ((id, device), state) in &mut self.states {
+        for (id, states) in &mut self.states {
             let Some(rule) = self.rules.get(id) else {
                 continue;
             };
-            if let Some(at) = state.due(rule, now_ms) {
+            for (device, state) in states {
+                let Some(at) = state.due(rule, now_ms) else {
+                    continue;
+                };
                 let t = trace(rule, state, device, at, "opened", None);
                 state.record(t);
                 let observed = state.latest().values().next().copied().unwrap_or(0.0);
@@ -254,10 +322,7 @@ impl Watch for RulesWatch {
                         &held_for(rule),
                     ))),
                 });
-                self.dirty.insert(StateKey::Rule {
-                    device: device.clone(),
-                    rule: id.clone(),
-                });
+                mark(&mut self.dirty, id, device);
             }
         }
     }
@@ -280,12 +345,13 @@ impl Watch for RulesWatch {
         let Subject::Rule(rule) = &key.subject else {
             return;
         };
-        if let Some(state) = self.states.get_mut(&(rule.clone(), key.device.clone())) {
+        if let Some(state) = self
+            .states
+            .get_mut(rule)
+            .and_then(|s| s.get_mut(&key.device))
+        {
             state.close();
-            self.dirty.insert(StateKey::Rule {
-                device: key.device.clone(),
-                rule: rule.clone(),
-            });
+            mark(&mut self.dirty, rule, &key.device);
         }
     }
 
@@ -303,9 +369,10 @@ impl Watch for RulesWatch {
                 if only.is_some() {
                     traces = self
                         .states
-                        .iter()
-                        .filter(|((r, _), _)| r == id)
-                        .flat_map(|(_, s)| s.traces().cloned())
+                        .get(id)
+                        .into_iter()
+                        .flat_map(|states| states.values())
+                        .flat_map(|s| s.traces().cloned())
                         .collect();
                     traces.sort_by_key(|t: &Trace| std::cmp::Reverse(t.ts_ms));
                     traces.truncate(TRACES_PER_RULE);
@@ -325,8 +392,13 @@ impl Watch for RulesWatch {
         for h in self.health.values_mut() {
             h.failing.remove(device);
         }
-        self.states.retain(|(_, d), _| d != device);
-        self.dirty.retain(|k| k.device() != Some(device));
+        for states in self.states.values_mut() {
+            states.remove(device);
+        }
+        for devices in self.dirty.values_mut() {
+            devices.remove(device);
+        }
+        self.docs.remove(device);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
@@ -336,13 +408,19 @@ impl Watch for RulesWatch {
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
         if let StateKey::Rule { device, rule } = key {
             let state: RuleState = serde_json::from_str(json)?;
-            self.states.insert((rule.clone(), device.clone()), state);
+            let states = self.states.entry(rule.clone()).or_default();
+            states.insert(device.clone(), state);
         }
         Ok(())
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
-        dirty.extend(self.dirty.drain());
+        for (rule, devices) in self.dirty.drain() {
+            dirty.extend(devices.into_iter().map(|device| StateKey::Rule {
+                device,
+                rule: rule.clone(),
+            }));
+        }
     }
 
     fn save(&self, key: &StateKey) -> Option<String> {
@@ -350,7 +428,8 @@ impl Watch for RulesWatch {
             return None;
         };
         self.states
-            .get(&(rule.clone(), device.clone()))
+            .get(rule)
+            .and_then(|s| s.get(device))
             .map(|s| serde_json::to_string(s).expect("rule state serialises"))
     }
 }

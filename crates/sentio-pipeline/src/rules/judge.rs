@@ -158,7 +158,12 @@ impl RuleState {
 
     /// Takes one point of a metric the rule reads into the latest values and windows.
     pub fn add(&mut self, rule: &CompiledRule, p: &Point) {
-        self.latest.insert(p.metric.to_string(), p.value);
+        match self.latest.get_mut(&*p.metric) {
+            Some(v) => *v = p.value,
+            None => {
+                self.latest.insert(p.metric.to_string(), p.value);
+            }
+        }
         for a in rule.aggregates.iter().filter(|a| *a.metric == *p.metric) {
             let i = match self
                 .windows
@@ -182,21 +187,17 @@ impl RuleState {
     /// Evaluates the rule at data time `ts_ms` and moves its state machine.
     /// `vars` are the device's [`RuleVars`].
     pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, vars: &RuleVars, ts_ms: i64) -> Step {
-        let values = rule
-            .aggregates
-            .iter()
-            .map(|a| {
-                let w = self
-                    .windows
-                    .iter()
-                    .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
-                    .map(|(_, _, w)| w);
-                [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
-                    Some(w) => w.get(agg, ts_ms),
-                    None => (agg == Agg::Count).then_some(0.0),
-                })
+        let values = rule.aggregates.iter().map(|a| {
+            let w = self
+                .windows
+                .iter()
+                .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+                .map(|(_, _, w)| w);
+            [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
+                Some(w) => w.get(agg, ts_ms),
+                None => (agg == Agg::Count).then_some(0.0),
             })
-            .collect();
+        });
         let ctx = match Scope::refresh(
             &mut self.scope,
             &env.env,

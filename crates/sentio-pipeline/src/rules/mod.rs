@@ -7,6 +7,7 @@
 
 pub(crate) mod actions;
 pub(crate) mod compile;
+pub(crate) mod index;
 pub mod judge;
 pub mod replay;
 pub mod report;

@@ -74,7 +74,7 @@ impl Scope {
         env: &Arc<Env>,
         aggregates: &[Aggregate],
         latest: impl Iterator<Item = (&'a String, f64)>,
-        values: Vec<[Option<f64>; 4]>,
+        values: impl Iterator<Item = [Option<f64>; 4]>,
         device: &Value,
         twin: &Value,
     ) -> Result<&'a Context<'static, 'static>, String> {
@@ -86,16 +86,29 @@ impl Scope {
         for (metric, value) in latest {
             scope.ctx.add_variable_from_value(metric.as_str(), value);
         }
-        *scope.values.lock().unwrap_or_else(|e| e.into_inner()) = values;
-        if scope.device.as_ref() != Some(device) {
+        {
+            let mut written = scope.values.lock().unwrap_or_else(|e| e.into_inner());
+            written.clear();
+            written.extend(values);
+        }
+        if !scope.device.as_ref().is_some_and(|d| same(d, device)) {
             scope.ctx.add_variable_from_value("device", device.clone());
             scope.device = Some(device.clone());
         }
-        if scope.twin.as_ref() != Some(twin) {
+        if !scope.twin.as_ref().is_some_and(|t| same(t, twin)) {
             scope.ctx.add_variable_from_value("twin", twin.clone());
             scope.twin = Some(twin.clone());
         }
         Ok(&scope.ctx)
+    }
+}
+
+/// Whether two values are equal, at once when they share their map (a device's or twin's
+/// document reused from one evaluation to the next).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Map(x), Value::Map(y)) if Arc::ptr_eq(&x.map, &y.map) => true,
+        _ => a == b,
     }
 }
 
