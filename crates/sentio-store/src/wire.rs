@@ -483,6 +483,9 @@ pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireErro
 mod tests {
     use super::*;
 
+    /// Each batch's seq, part, and points as (device, ts, value bits).
+    type BatchBits = Vec<(i64, u32, Vec<(String, i64, u64)>)>;
+
     fn p(device: &str, metric: &str, ts_ms: i64, value: f64) -> Point {
         Point {
             device: DeviceId::parse(device).unwrap(),
@@ -668,7 +671,7 @@ mod tests {
             let back = decode(&bytes).unwrap();
             let old = decode(&encode_v1(Incarnation([5; 16]), &refs)).unwrap();
             // Bit for bit (NaN payloads too).
-            let bits = |m: &WireMessage| -> Vec<(i64, u32, Vec<(String, i64, u64)>)> {
+            let bits = |m: &WireMessage| -> BatchBits {
                 m.batches
                     .iter()
                     .map(|b| (b.seq.0, b.part, b.points.iter()
