@@ -104,6 +104,17 @@ struct Last {
 /// Points of one batch grouped by series index, then time (the last given wins).
 type Runs = BTreeMap<usize, BTreeMap<i64, f64>>;
 
+/// The start every layout shares: its version, the incarnation, the series table.
+fn put_header(out: &mut Vec<u8>, version: u8, incarnation: Incarnation, table: &[(&str, &str)]) {
+    out.push(version);
+    out.extend_from_slice(&incarnation.0);
+    put_varint(out, table.len() as u64);
+    for (device, metric) in table {
+        put_str(out, device);
+        put_str(out, metric);
+    }
+}
+
 /// The series of `batches` in order of first appearance, and each batch's points by series.
 fn series_table<'a>(
     batches: &'a [(BatchSeq, u32, &[Point])],
@@ -138,13 +149,7 @@ pub fn encode_v1(incarnation: Incarnation, batches: &[(BatchSeq, u32, &[Point])]
     let (table, runs) = series_table(batches);
     let n: usize = batches.iter().map(|b| b.2.len()).sum();
     let mut out = Vec::with_capacity(32 + table.len() * 16 + n * 6);
-    out.push(VERSION);
-    out.extend_from_slice(&incarnation.0);
-    put_varint(&mut out, table.len() as u64);
-    for (device, metric) in &table {
-        put_str(&mut out, device);
-        put_str(&mut out, metric);
-    }
+    put_header(&mut out, VERSION, incarnation, &table);
     put_varint(&mut out, batches.len() as u64);
     let mut last = vec![Last::default(); table.len()];
     for ((seq, part, _), by_series) in batches.iter().zip(runs) {

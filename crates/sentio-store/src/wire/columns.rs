@@ -24,7 +24,7 @@ use std::sync::Arc;
 use sentio_core::Point;
 
 use super::{
-    Reader, WireBatch, WireError, WireMessage, put_str, put_varint, put_xor, series_table,
+    Reader, WireBatch, WireError, WireMessage, put_header, put_varint, put_xor, series_table,
 };
 use super::{unzigzag, zigzag};
 use crate::edge::{BatchSeq, Incarnation};
@@ -227,13 +227,7 @@ pub(super) fn encode(
     }
     let n: usize = batches.iter().map(|b| b.2.len()).sum();
     let mut out = Vec::with_capacity(64 + table.len() * 16 + n * 2);
-    out.push(VERSION);
-    out.extend_from_slice(&incarnation.0);
-    put_varint(&mut out, table.len() as u64);
-    for (device, metric) in &table {
-        put_str(&mut out, device);
-        put_str(&mut out, metric);
-    }
+    put_header(&mut out, VERSION, incarnation, &table);
     put_varint(&mut out, shapes.len() as u64);
     for shape in &shapes {
         put_varint(&mut out, shape.len() as u64);
