@@ -1,13 +1,15 @@
 //! Who is calling: the admin (bearer token), an API token with a read-only scope (bearer
 //! `token:<id>:<password>`, e.g. `metrics`), a signed-in user (session cookie, [`crate::session`])
-//! with a [`Role`], or a device (HTTP Basic with its secret). Wrong bearer tokens and wrong
+//! with a [`Role`], a user's personal API token (bearer `pat:<id>:<secret>`: its user, with the
+//! lower of the two roles and the user's scope), or a device (HTTP Basic with its secret). Wrong bearer tokens and wrong
 //! device secrets are counted per address ([`crate::auth_throttle`]); an unknown session is
 //! not (256 random bits cannot be guessed, and a page still polling with an expired cookie
 //! must not lock its address out).
 //!
 //! The role extractors: [`Viewer`] (reads), [`Operator`] (also acts on alerts), [`Admin`]
 //! (everything): the admin token passes all three, a user those its role reaches, an API token
-//! none (its scopes only read `/metrics`, [`MetricsReader`]).
+//! none (its scopes only read `/metrics`, [`MetricsReader`]). Each yields an [`Actor`] carrying
+//! the caller's device scope, which routes check through [`crate::scope`].
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,15 +17,38 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
-use sentio_store::{Role, Scope, TOKEN_USERNAME_PREFIX, User};
+use sentio_store::{DeviceScope, Role, Scope, TOKEN_USERNAME_PREFIX, USER_TOKEN_PREFIX, User};
 
 use crate::listener::Transport;
 use crate::{ApiError, AppState, session};
 
-/// Who did something, as the audit log names it: `admin` (the admin token) or
-/// `user:<name>`.
+/// Who did something, as the audit log names it (`admin`, the admin token, or
+/// `user:<name>`), and the devices it may see and act on.
 #[derive(Debug, Clone)]
-pub struct Actor(pub String);
+pub struct Actor {
+    /// `admin` or `user:<name>`.
+    pub name: String,
+    /// The caller's device scope (the whole fleet for the admin token and admins).
+    pub scope: DeviceScope,
+}
+
+impl Actor {
+    /// The admin token: the whole fleet.
+    pub fn admin() -> Self {
+        Self {
+            name: "admin".into(),
+            scope: DeviceScope::fleet(),
+        }
+    }
+
+    /// A user, with its scope.
+    pub fn user(u: &User) -> Self {
+        Self {
+            name: format!("user:{}", u.name),
+            scope: u.scope.clone(),
+        }
+    }
+}
 
 /// Proof that the request carries the admin token or comes from an admin user.
 pub struct Admin(pub Actor);
@@ -55,8 +80,12 @@ enum Caller {
     Admin,
     /// An API token (`token:<id>:<password>`) with its scopes.
     Token(std::sync::Arc<[Scope]>),
-    /// A signed-in user (its session's CSRF check already passed for a change of state).
-    User(User),
+    /// A signed-in user (its session's CSRF check already passed for a change of state), or
+    /// a user's personal token (`token`: its id) acting with the lower of the two roles.
+    User {
+        user: User,
+        token: Option<String>,
+    },
 }
 
 /// Splits `token:<id>:<password>` into the token's MQTT username and its password.
@@ -64,6 +93,11 @@ fn api_token(bearer: &str) -> Option<(&str, &str)> {
     let rest = bearer.strip_prefix(TOKEN_USERNAME_PREFIX)?;
     let (id, password) = rest.split_once(':')?;
     Some((&bearer[..TOKEN_USERNAME_PREFIX.len() + id.len()], password))
+}
+
+/// Splits `pat:<id>:<secret>` into the personal token's id and secret.
+fn user_token(bearer: &str) -> Option<(&str, &str)> {
+    bearer.strip_prefix(USER_TOKEN_PREFIX)?.split_once(':')
 }
 
 /// The caller's address.
@@ -118,6 +152,17 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     {
         return Ok(Caller::Token(scopes));
     }
+    if let Some((id, secret)) = user_token(&token)
+        && let Some((user, t)) = state
+            .users
+            .user_token_caller(id, secret, sentio_core::time::now_ms())
+            .await?
+    {
+        return Ok(Caller::User {
+            user,
+            token: Some(t.id),
+        });
+    }
     if let Some(ip) = peer {
         state.auth_throttle.failed(ip);
     }
@@ -144,17 +189,20 @@ async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiEr
     if session::changes_state(&parts.method) {
         session::check_csrf(parts, &found)?;
     }
-    Ok(Caller::User(found.user))
+    Ok(Caller::User {
+        user: found.user,
+        token: None,
+    })
 }
 
 /// The actor if the caller's role reaches `needed`; `403` otherwise.
 fn require(caller: Caller, needed: Role) -> Result<Actor, ApiError> {
     match caller {
-        Caller::Admin => Ok(Actor("admin".into())),
-        Caller::User(u) if u.role >= needed => Ok(Actor(format!("user:{}", u.name))),
-        Caller::User(u) => Err(ApiError::forbidden(format!(
+        Caller::Admin => Ok(Actor::admin()),
+        Caller::User { user, .. } if user.role >= needed => Ok(Actor::user(&user)),
+        Caller::User { user, .. } => Err(ApiError::forbidden(format!(
             "the role {} may not do this; it needs {needed}",
-            u.role
+            user.role
         ))),
         Caller::Token(_) => Err(ApiError::forbidden(
             "an API token may only do what its scopes allow (metrics: GET /metrics); this needs the admin token",
@@ -191,6 +239,26 @@ impl FromRequestParts<AppState> for MetricsReader {
                 "this API token has no metrics scope; create one with \"scopes\": [\"metrics\"]",
             )),
             caller => require(caller, Role::Admin).map(|_| MetricsReader),
+        }
+    }
+}
+
+/// Proof that the request comes from a signed-in user's session (not a token: a token cannot
+/// mint or revoke tokens), with its user as now.
+pub struct SignedIn(pub User);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            Caller::User { user, token: None } => Ok(SignedIn(user)),
+            Caller::User { token: Some(_), .. } => Err(ApiError::forbidden(
+                "a personal token cannot manage tokens; sign in (POST /api/v1/session)",
+            )),
+            _ => Err(ApiError::forbidden(
+                "personal tokens belong to users; sign in as one (POST /api/v1/session)",
+            )),
         }
     }
 }

@@ -28,6 +28,7 @@ mod https;
 mod limits;
 mod listener;
 mod routes;
+mod scope;
 mod session;
 
 use std::future::Future;
@@ -150,7 +151,7 @@ impl AppState {
         subject: Option<&str>,
         detail: serde_json::Value,
     ) {
-        self.audit_by(&auth::Actor("admin".into()), action, subject, detail)
+        self.audit_by(&auth::Actor::admin(), action, subject, detail)
             .await
     }
 
@@ -163,7 +164,7 @@ impl AppState {
         detail: serde_json::Value,
     ) {
         let entry = sentio_store::NewAudit {
-            actor: actor.0.clone(),
+            actor: actor.name.clone(),
             action: action.into(),
             subject: subject.map(str::to_string),
             detail,

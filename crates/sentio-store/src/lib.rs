@@ -60,7 +60,10 @@ pub use traits::{
     Maintenance, NotifyStore, OutboxStore, RetentionStore, RuleStore, SeriesStore, StorageHealth,
     TokenStore, TwinStore, UserStore,
 };
-pub use user::{NewUser, Role, Session, SessionSecrets, User, csrf_token};
+pub use user::{
+    DeviceScope, NewUser, NewUserToken, Role, Session, SessionSecrets, USER_TOKEN_PREFIX, User,
+    UserToken, csrf_token,
+};
 
 /// Events kept per device and metric (older ones are dropped as new ones arrive).
 pub const EVENT_HISTORY: usize = 1_000;

@@ -11,7 +11,9 @@ use sentio_core::{
     Twin,
 };
 
-use crate::user::{NewUser, Role, Session, SessionSecrets, User};
+use crate::user::{
+    DeviceScope, NewUser, NewUserToken, Role, Session, SessionSecrets, User, UserToken,
+};
 use crate::{
     AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, BandRow, ChannelStats, Device,
     DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
@@ -214,8 +216,12 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, name: &str) -> Result<Option<User>>;
     /// Every user, by name.
     async fn list_users(&self) -> Result<Vec<User>>;
-    /// Changes a user's role (its sessions have the new role at once); `UnknownUser`.
+    /// Changes a user's role (its sessions have the new role at once); `UnknownUser`; refused
+    /// (`InvalidQuery`) to make a scoped user an admin.
     async fn set_role(&self, name: &str, role: Role) -> Result<User>;
+    /// Sets a user's device scope (its sessions and tokens have it at once); `UnknownUser`;
+    /// refused (`InvalidQuery`) on an admin.
+    async fn set_scope(&self, name: &str, scope: DeviceScope) -> Result<User>;
     /// Sets a user's password (checked, hashed) and ends every session of it; `UnknownUser`.
     async fn set_password(&self, name: &str, password: &str) -> Result<User>;
     /// Disables a user (it cannot sign in, and every session of it ends) or enables it again;
@@ -232,6 +238,24 @@ pub trait UserStore: Send + Sync {
     async fn session(&self, id: &str, now_ms: i64) -> Result<Option<Session>>;
     /// Ends a session; whether it existed.
     async fn delete_session(&self, id: &str) -> Result<bool>;
+    /// Creates a personal API token of an enabled user, with a role at most the user's;
+    /// returns it with its secret (shown once, kept only as a keyed digest). `UnknownUser`,
+    /// `DuplicateToken` (its name among the user's), `InvalidQuery` (name, role, expiry,
+    /// more than [`crate::user::MAX_TOKENS_PER_USER`]).
+    async fn create_user_token(&self, new: NewUserToken) -> Result<(UserToken, String)>;
+    /// A user's personal API tokens, oldest first (expired ones too, until revoked).
+    async fn user_tokens(&self, user: &str) -> Result<Vec<UserToken>>;
+    /// Revokes one of `user`'s tokens; `UnknownToken` if it has none with this id.
+    async fn delete_user_token(&self, user: &str, id: &str) -> Result<UserToken>;
+    /// Who a personal token acts for as of `now_ms`: its user with the lower of the two roles
+    /// and the user's scope ([`crate::user::token_user`]), and the token. `None` for a wrong
+    /// secret, an unknown or expired token, or a disabled or deleted user.
+    async fn user_token_caller(
+        &self,
+        id: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> Result<Option<(User, UserToken)>>;
 }
 
 /// Retention, rollups and the disk budget.

@@ -4,11 +4,18 @@
 //! [`ARGON2_T`], [`ARGON2_P`]: OWASP's minimum), never in clear. A session is a random 256-bit
 //! id given to the browser; the store keeps only its keyed BLAKE3 digest (as device secrets,
 //! [`crate::secret`]) with an expiry, and the digest of the session's CSRF token.
+//!
+//! A user may be confined to devices by a [`DeviceScope`] (a label selector); an admin never is
+//! (it edits users, its own scope included). A personal API token ([`UserToken`]) acts for its
+//! user with a role no stronger than the user's (the lower of the two at each request) and the
+//! user's scope as it is now: it can never be wider than its user.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, labels};
 
 /// Argon2id memory cost in KiB (19 MiB).
 pub const ARGON2_M_KIB: u32 = 19 * 1024;
@@ -67,6 +74,100 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// The devices a user may see and act on: those whose labels hold every pair of the selector
+/// (`site=plant-a,line=2`: AND), matched by [`labels::matches`]. Empty: the whole fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceScope(BTreeMap<String, String>);
+
+impl DeviceScope {
+    /// The whole fleet (no restriction).
+    pub fn fleet() -> Self {
+        Self::default()
+    }
+
+    /// A scope from label pairs, each checked as a device label is.
+    pub fn new(selector: BTreeMap<String, String>) -> Result<Self> {
+        labels::validate(&selector)?;
+        Ok(Self(selector))
+    }
+
+    /// Reads `site=plant-a,line=2` (pairs joined by commas; an empty text is the whole fleet).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut selector = BTreeMap::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(StoreError::InvalidQuery(format!(
+                    "scope {pair:?} is not key=value (e.g. site=plant-a)"
+                )));
+            };
+            if selector
+                .insert(k.trim().to_string(), v.trim().to_string())
+                .is_some()
+            {
+                return Err(StoreError::InvalidQuery(format!(
+                    "scope names the label {:?} twice",
+                    k.trim()
+                )));
+            }
+        }
+        Self::new(selector)
+    }
+
+    /// Whether this is the whole fleet.
+    pub fn is_fleet(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a device with these labels is within the scope.
+    pub fn admits(&self, device_labels: &BTreeMap<String, String>) -> bool {
+        labels::matches(device_labels, &self.0)
+    }
+
+    /// The label pairs.
+    pub fn selector(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// A selector asked for within this scope: both sets of pairs, or `None` when they
+    /// contradict each other (no device can be in both).
+    pub fn narrow(&self, asked: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+        let mut both = asked.clone();
+        for (k, v) in &self.0 {
+            if both
+                .insert(k.clone(), v.clone())
+                .is_some_and(|old| old != *v)
+            {
+                return None;
+            }
+        }
+        Some(both)
+    }
+}
+
+impl std::fmt::Display for DeviceScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An admin edits users (its own scope included), so a scope on an admin could not hold: it
+/// is refused.
+pub(crate) fn validate_scope(role: Role, scope: &DeviceScope) -> Result<()> {
+    if role == Role::Admin && !scope.is_fleet() {
+        return Err(StoreError::InvalidQuery(
+            "an admin is not scoped (it can edit users); give the user the operator or viewer role, or no scope".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A user account (never with its password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -78,6 +179,50 @@ pub struct User {
     pub created_ms: i64,
     /// Disabled by an admin: it cannot sign in and has no session.
     pub disabled: bool,
+    /// The devices it may see and act on.
+    pub scope: DeviceScope,
+}
+
+/// The bearer form of a personal API token starts with this: `pat:<id>:<secret>`.
+pub const USER_TOKEN_PREFIX: &str = "pat:";
+/// Most personal API tokens of one user.
+pub const MAX_TOKENS_PER_USER: usize = 20;
+
+/// A personal API token (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserToken {
+    /// Random id (16 hex digits).
+    pub id: String,
+    /// Its user.
+    pub user: String,
+    /// A name the user chose, unique among its tokens.
+    pub name: String,
+    /// The most it may do; at each request the lower of this and the user's role.
+    pub role: Role,
+    /// Creation time (ms).
+    pub created_ms: i64,
+    /// When it stops working (ms), if ever.
+    pub expires_ms: Option<i64>,
+}
+
+/// What is needed to create a personal API token.
+#[derive(Debug, Clone)]
+pub struct NewUserToken {
+    /// Its user.
+    pub user: String,
+    /// 1-100 printable characters, unique among the user's tokens.
+    pub name: String,
+    /// At most the user's role (refused otherwise).
+    pub role: Role,
+    /// When it stops working (ms), if ever.
+    pub expires_ms: Option<i64>,
+}
+
+/// The user a live personal token acts for, as of the request: the user's scope, and the lower
+/// of the token's and the user's roles.
+pub fn token_user(mut user: User, token_role: Role) -> User {
+    user.role = user.role.min(token_role);
+    user
 }
 
 /// What is needed to create a user (validated by the store, the password hashed there).
@@ -89,6 +234,8 @@ pub struct NewUser {
     pub role: Role,
     /// The password in clear, at least [`MIN_PASSWORD_CHARS`] characters.
     pub password: String,
+    /// The devices it may see and act on (none for an admin).
+    pub scope: DeviceScope,
 }
 
 impl std::fmt::Debug for NewUser {
@@ -96,6 +243,7 @@ impl std::fmt::Debug for NewUser {
         f.debug_struct("NewUser")
             .field("name", &self.name)
             .field("role", &self.role)
+            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }
@@ -254,5 +402,68 @@ mod tests {
         assert_eq!("operator".parse::<Role>().unwrap(), Role::Operator);
         assert!("root".parse::<Role>().is_err());
         assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_scope_admits_only_devices_holding_all_its_labels() {
+        let scope = DeviceScope::parse(" site=plant-a , line=2").unwrap();
+        assert_eq!(scope.to_string(), "line=2,site=plant-a");
+        assert_eq!(DeviceScope::parse(&scope.to_string()).unwrap(), scope);
+        assert!(scope.admits(&map(&[("site", "plant-a"), ("line", "2"), ("x", "y")])));
+        assert!(!scope.admits(&map(&[("site", "plant-a")])), "AND, not OR");
+        assert!(!scope.admits(&map(&[("site", "plant-b"), ("line", "2")])));
+        assert!(!scope.admits(&BTreeMap::new()));
+        let fleet = DeviceScope::parse("").unwrap();
+        assert!(fleet.is_fleet() && fleet.admits(&BTreeMap::new()));
+        for bad in ["site", "site=a,site=b", "a b=c", "site=a\nb"] {
+            assert!(DeviceScope::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_selector_asked_within_a_scope_is_narrowed_never_widened() {
+        let scope = DeviceScope::parse("site=plant-a").unwrap();
+        assert_eq!(
+            scope.narrow(&map(&[("line", "2")])),
+            Some(map(&[("line", "2"), ("site", "plant-a")]))
+        );
+        assert_eq!(scope.narrow(&map(&[("site", "plant-b")])), None);
+        assert_eq!(
+            scope.narrow(&map(&[("site", "plant-a")])),
+            Some(map(&[("site", "plant-a")]))
+        );
+        assert_eq!(
+            DeviceScope::fleet().narrow(&map(&[("site", "plant-b")])),
+            Some(map(&[("site", "plant-b")]))
+        );
+    }
+
+    #[test]
+    fn an_admin_is_never_scoped_and_a_token_never_outranks_its_user() {
+        let scope = DeviceScope::parse("site=plant-a").unwrap();
+        assert!(validate_scope(Role::Admin, &scope).is_err());
+        assert!(validate_scope(Role::Admin, &DeviceScope::fleet()).is_ok());
+        assert!(validate_scope(Role::Operator, &scope).is_ok());
+        let vic = User {
+            name: "vic".into(),
+            role: Role::Viewer,
+            created_ms: 0,
+            disabled: false,
+            scope: scope.clone(),
+        };
+        let acting = token_user(vic.clone(), Role::Admin);
+        assert_eq!((acting.role, acting.scope), (Role::Viewer, scope));
+        let op = User {
+            role: Role::Operator,
+            ..vic
+        };
+        assert_eq!(token_user(op, Role::Viewer).role, Role::Viewer);
     }
 }

@@ -1,5 +1,6 @@
-//! `sentio user add NAME --role admin|operator|viewer`: the first admin (or any user) created
-//! against a data directory, with the password read from stdin or `--password-file`; there is
+//! `sentio user add NAME --role admin|operator|viewer [--scope site=plant-a]`: the first admin
+//! (or any user, an operator or viewer optionally confined to devices by a label selector)
+//! created against a data directory, with the password read from stdin or `--password-file`; there is
 //! no default password. Works while the node runs (sessions and users are read from the
 //! database at each request).
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use sentio_store::{AuditStore, NewAudit, NewUser, Role, SqliteStore, UserStore};
+use sentio_store::{AuditStore, DeviceScope, NewAudit, NewUser, Role, SqliteStore, UserStore};
 
 /// `sentio user ...`.
 #[derive(Debug, Subcommand)]
@@ -47,6 +48,10 @@ pub struct AddArgs {
     /// Its role.
     #[arg(long, value_enum)]
     role: RoleArg,
+    /// Confine an operator or viewer to the devices holding these labels
+    /// (`site=plant-a,line=2`: all of them).
+    #[arg(long, value_parser = parse_scope)]
+    scope: Option<DeviceScope>,
     /// Read the password from this file instead of stdin (one line; a final newline is
     /// dropped).
     #[arg(long)]
@@ -54,6 +59,10 @@ pub struct AddArgs {
     /// The data directory.
     #[arg(long, default_value = "data", env = "SENTIO_DATA")]
     data: PathBuf,
+}
+
+fn parse_scope(text: &str) -> Result<DeviceScope, String> {
+    DeviceScope::parse(text).map_err(|e| e.to_string())
 }
 
 /// The password with its final line ending dropped.
@@ -93,6 +102,7 @@ pub fn run(command: UserCommand) -> anyhow::Result<()> {
                 name: args.name.clone(),
                 role: args.role.into(),
                 password: one_line(password),
+                scope: args.scope.clone().unwrap_or_default(),
             })
             .await?;
         store
@@ -100,13 +110,18 @@ pub fn run(command: UserCommand) -> anyhow::Result<()> {
                 actor: "cli".into(),
                 action: "user.create".into(),
                 subject: Some(user.name.clone()),
-                detail: serde_json::json!({"role": user.role.as_str()}),
+                detail: serde_json::json!({"role": user.role.as_str(), "scope": user.scope.selector()}),
             })
             .await?;
         anyhow::Ok(user)
     })?;
+    let scope = if user.scope.is_fleet() {
+        String::new()
+    } else {
+        format!(" (devices labelled {})", user.scope)
+    };
     println!(
-        "user {} created with the role {} in {}; log in with POST /api/v1/session",
+        "user {} created with the role {}{scope} in {}; log in with POST /api/v1/session",
         user.name,
         user.role,
         args.data.display()

@@ -33,7 +33,10 @@ pub use notify::{
 };
 pub use rule::{RuleBody, RuleList, RuleView};
 pub use stream::StreamEvent;
-pub use user::{CreateUser, Login, LoginAnswer, UpdateUser, UserView};
+pub use user::{
+    CreateUser, CreateUserToken, CreatedUserToken, Login, LoginAnswer, UpdateUser, UserTokenView,
+    UserView,
+};
 
 /// `POST /api/v1/devices` body.
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,9 @@
 //! User accounts and sessions on the wire.
 
+use std::collections::BTreeMap;
+
 use sentio_core::time::format_time;
-use sentio_store::{Role, User};
+use sentio_store::{Role, User, UserToken};
 use serde::{Deserialize, Serialize};
 
 /// What a user may do: `admin`, `operator` or `viewer`.
@@ -43,6 +45,10 @@ pub struct CreateUser {
     pub name: String,
     pub role: RoleDto,
     pub password: String,
+    /// The devices the user may see and act on, as a label selector (`{"site": "plant-a"}`);
+    /// absent or empty: the whole fleet. Refused on an admin.
+    #[serde(default)]
+    pub scope: BTreeMap<String, String>,
 }
 
 /// `PATCH /api/v1/users/<name>` body: a new role, a new password (which ends the user's
@@ -56,6 +62,9 @@ pub struct UpdateUser {
     pub password: Option<String>,
     #[serde(default)]
     pub disabled: Option<bool>,
+    /// A new scope; `{}` lifts it.
+    #[serde(default)]
+    pub scope: Option<BTreeMap<String, String>>,
 }
 
 /// A user as the API shows it (never a password or hash).
@@ -67,18 +76,68 @@ pub struct UserView {
     pub created_ms: i64,
     /// Cannot sign in (an admin disabled it).
     pub disabled: bool,
+    /// The label selector of the devices it may see (`{}`: the whole fleet).
+    pub scope: BTreeMap<String, String>,
 }
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
         Self {
             disabled: u.disabled,
+            scope: u.scope.selector().clone(),
             created: format_time(u.created_ms),
             created_ms: u.created_ms,
             role: u.role.into(),
             name: u.name,
         }
     }
+}
+
+/// `POST /api/v1/me/tokens` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserToken {
+    pub name: String,
+    /// At most the user's role; absent: the user's role.
+    #[serde(default)]
+    pub role: Option<RoleDto>,
+    /// How long it works (`"30d"`, `"12h"`); absent: until revoked.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// A personal API token as the API shows it (never its secret after creation).
+#[derive(Debug, Serialize)]
+pub struct UserTokenView {
+    pub id: String,
+    pub name: String,
+    pub role: RoleDto,
+    pub created: String,
+    pub created_ms: i64,
+    pub expires: Option<String>,
+    pub expires_ms: Option<i64>,
+}
+
+impl From<UserToken> for UserTokenView {
+    fn from(t: UserToken) -> Self {
+        Self {
+            role: t.role.into(),
+            created: format_time(t.created_ms),
+            created_ms: t.created_ms,
+            expires: t.expires_ms.map(format_time),
+            expires_ms: t.expires_ms,
+            id: t.id,
+            name: t.name,
+        }
+    }
+}
+
+/// `POST /api/v1/me/tokens` answer: the bearer token, shown this once.
+#[derive(Debug, Serialize)]
+pub struct CreatedUserToken {
+    pub token: UserTokenView,
+    /// `Authorization: Bearer <this>`.
+    pub bearer: String,
 }
 
 /// `POST /api/v1/session` body.
@@ -111,8 +170,9 @@ mod tests {
             role: Role::Operator,
             created_ms: 1_700_000_000_000,
             disabled: false,
+            scope: sentio_store::DeviceScope::parse("site=plant-a").unwrap(),
         };
-        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"disabled":false}"#;
+        let view = r#"{"name":"ann","role":"operator","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"disabled":false,"scope":{"site":"plant-a"}}"#;
         check(UserView::from(user()), view);
         check(
             LoginAnswer {
@@ -131,5 +191,20 @@ mod tests {
         assert!(serde_json::from_str::<UpdateUser>(r#"{"role":"root"}"#).is_err());
         let reset: UpdateUser = serde_json::from_str(r#"{"password":"p"}"#).unwrap();
         assert!(reset.role.is_none() && reset.password.is_some());
+        check(
+            CreatedUserToken {
+                token: UserToken {
+                    id: "00ff".into(),
+                    user: "ann".into(),
+                    name: "grafana".into(),
+                    role: Role::Viewer,
+                    created_ms: 1_700_000_000_000,
+                    expires_ms: None,
+                }
+                .into(),
+                bearer: "pat:00ff:s3cret".into(),
+            },
+            r#"{"token":{"id":"00ff","name":"grafana","role":"viewer","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"expires":null,"expires_ms":null},"bearer":"pat:00ff:s3cret"}"#,
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::dto::{
 use crate::{ApiError, AppState};
 
 pub async fn list(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     params: Result<Query<AlertParams>, QueryRejection>,
 ) -> Result<Json<AlertList>, ApiError> {
@@ -33,14 +33,16 @@ pub async fn list(
         ),
     };
     let limit = p.limit.unwrap_or(500).clamp(1, 10_000);
-    let alerts = s
-        .alerts
-        .list_alerts(AlertFilter {
-            state,
-            device: p.device,
-            acknowledged,
-            limit,
-        })
+    let alerts = actor
+        .alerts(
+            &s,
+            AlertFilter {
+                state,
+                device: p.device,
+                acknowledged,
+                limit,
+            },
+        )
         .await?;
     let edges = s.edges.alert_edges().await?;
     Ok(Json(AlertList {
@@ -62,16 +64,12 @@ fn alert_id(id: &str) -> Result<i64, ApiError> {
 }
 
 pub async fn get(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
     let id = alert_id(&id)?;
-    let a = s
-        .alerts
-        .get_alert(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    let a = actor.alert(&s, id).await?;
     let mut view = AlertView::from(&a);
     view.comments = Some(comment_list(&s, id).await?.comments);
     view.edge = s.edges.alert_edges().await?.remove(&id);
@@ -98,9 +96,10 @@ pub async fn ack(
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
     let id = alert_id(&id)?;
+    actor.alert(&s, id).await?;
     let a = s
         .control
-        .acknowledge(AlertId::new(id), actor.0.clone())
+        .acknowledge(AlertId::new(id), actor.name.clone())
         .await?;
     s.audit_by(
         &actor,
@@ -120,7 +119,11 @@ pub async fn resolve(
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
     let id = alert_id(&id)?;
-    let a = s.control.resolve(AlertId::new(id), actor.0.clone()).await?;
+    actor.alert(&s, id).await?;
+    let a = s
+        .control
+        .resolve(AlertId::new(id), actor.name.clone())
+        .await?;
     s.audit_by(
         &actor,
         "alert.resolve",
@@ -133,14 +136,12 @@ pub async fn resolve(
 
 /// `GET /api/v1/alerts/{id}/comments`: the comments, oldest first.
 pub async fn comments(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<CommentList>, ApiError> {
     let id = alert_id(&id)?;
-    if s.alerts.get_alert(id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no alert {id}")));
-    }
+    actor.alert(&s, id).await?;
     Ok(Json(comment_list(&s, id).await?))
 }
 
@@ -152,6 +153,7 @@ pub async fn comment(
     body: Result<Json<CommentBody>, JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<CommentList>), ApiError> {
     let id = alert_id(&id)?;
+    actor.alert(&s, id).await?;
     let Json(body) = body?;
     let text = body.text.trim();
     if text.is_empty() || text.len() > Comment::MAX_BYTES {
@@ -162,7 +164,7 @@ pub async fn comment(
         ));
     }
     let comment = Comment {
-        author: actor.0.clone(),
+        author: actor.name.clone(),
         at_ms: sentio_core::time::now_ms(),
         text: text.to_string(),
     };
@@ -191,6 +193,7 @@ pub async fn feedback(
     body: Result<Json<FeedbackBody>, JsonRejection>,
 ) -> Result<Json<FeedbackAnswer>, ApiError> {
     let id = alert_id(&id)?;
+    actor.alert(&s, id).await?;
     let Json(body) = body?;
     if body.note.as_ref().is_some_and(|n| n.len() > 1_000) {
         return Err(ApiError::new(
@@ -214,7 +217,7 @@ pub async fn feedback(
             ));
         }
     };
-    tracing::info!(alert = id, by = %actor.0, "alert feedback");
+    tracing::info!(alert = id, by = %actor.name, "alert feedback");
     Ok(Json(FeedbackAnswer::from(&a)))
 }
 

@@ -11,19 +11,24 @@ use sentio_pipeline::actuate::NewCommand;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Operator, Viewer};
+use crate::auth::{Actor, Operator, Viewer};
 use crate::dto::{CommandBody, CommandDto, CommandList};
 use crate::{ApiError, AppState};
 
 /// Most commands listed at once (and the default).
 const MAX_LIST: usize = 1_000;
 
-/// A registered device, or 404.
-pub(crate) async fn registered(s: &AppState, id: &str) -> Result<DeviceId, ApiError> {
+/// A registered device within the caller's scope, or 404.
+pub(crate) async fn registered(
+    s: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<DeviceId, ApiError> {
     let device = DeviceId::parse(id).map_err(|e| ApiError::not_found(e.to_string()))?;
     if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
+    actor.admit(s, &device).await?;
     Ok(device)
 }
 
@@ -37,7 +42,7 @@ pub async fn send(
     body: Result<Json<CommandBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CommandDto>), ApiError> {
     let Json(body) = body?;
-    let device = registered(&s, &id).await?;
+    let device = registered(&s, &actor, &id).await?;
     let ttl_ms = body.ttl.as_ref().map(|t| t.ms()).transpose()?;
     let command = s
         .commands
@@ -68,7 +73,7 @@ pub struct ListParams {
 
 /// `GET /api/v1/devices/<id>/commands[?limit=]`: newest first (default and at most 1,000).
 pub async fn list(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -80,7 +85,7 @@ pub async fn list(
             "limit must be 1..={MAX_LIST}"
         )));
     }
-    let device = registered(&s, &id).await?;
+    let device = registered(&s, &actor, &id).await?;
     let commands = s.commands.list(&device, limit).await?;
     Ok(Json(CommandList {
         commands: commands.iter().map(CommandDto::from).collect(),
@@ -89,11 +94,11 @@ pub async fn list(
 
 /// `GET /api/v1/devices/<id>/commands/<cid>`.
 pub async fn get(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path((id, cid)): Path<(String, String)>,
 ) -> Result<Json<CommandDto>, ApiError> {
-    let device = registered(&s, &id).await?;
+    let device = registered(&s, &actor, &id).await?;
     let missing = || ApiError::not_found(format!("device {id:?} has no command {cid:?}"));
     let cid = CommandId::parse(&cid).map_err(|_| missing())?;
     let command = s.commands.get(&device, &cid).await?.ok_or_else(missing)?;

@@ -60,15 +60,14 @@ pub async fn create(
 /// `GET /api/v1/devices[?edge=<id>]`: every device (or the devices of one edge), each with
 /// its edge when an edge's registry brought it.
 pub async fn list(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     params: Result<Query<DeviceListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params?;
     let edges = s.edges.device_edges().await?;
-    let devices: Vec<DeviceView> = s
-        .registry
-        .list_devices()
+    let devices: Vec<DeviceView> = actor
+        .devices(&s)
         .await?
         .into_iter()
         .map(|d| {
@@ -85,7 +84,7 @@ pub async fn list(
 }
 
 pub async fn show(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
@@ -93,6 +92,7 @@ pub async fn show(
         .registry
         .get_device(&known_id(&id)?)
         .await?
+        .filter(|d| actor.sees(&d.labels))
         .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
     let (online, seen) = s.presence.status(&d.id);
     let edge = s.edges.device_edges().await?.remove(&d.id);

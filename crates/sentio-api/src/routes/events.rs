@@ -22,7 +22,7 @@ pub struct EventParams {
 }
 
 pub async fn list(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
     params: Result<Query<EventParams>, QueryRejection>,
@@ -39,6 +39,7 @@ pub async fn list(
     if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
+    actor.admit(&s, &device).await?;
     let events: Vec<Value> = s
         .events
         .events(&device, p.metric.as_deref(), limit)

@@ -40,7 +40,7 @@ enum Format {
 }
 
 pub async fn export(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
     params: Result<Query<ExportParams>, QueryRejection>,
@@ -60,6 +60,7 @@ pub async fn export(
         .registry
         .get_device(&device)
         .await?
+        .filter(|d| actor.sees(&d.labels))
         .ok_or_else(|| ApiError::not_found(format!("device {id:?} not found")))?;
     let series = s.series.series(&device).await?;
 

@@ -28,7 +28,7 @@ pub struct ForecastParams {
 }
 
 pub async fn forecast(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path((id, metric)): Path<(String, String)>,
     params: Result<Query<ForecastParams>, QueryRejection>,
@@ -38,6 +38,7 @@ pub async fn forecast(
     if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
+    actor.admit(&s, &device).await?;
     let bad = |e: sentio_core::CoreError| ApiError::bad_request(e.to_string());
     let horizon = parse_duration_ms(p.horizon.as_deref().unwrap_or("1h")).map_err(bad)?;
     // Default step: 1/60 of the horizon, at least one second.

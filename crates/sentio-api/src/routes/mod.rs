@@ -10,6 +10,7 @@ mod events;
 mod export;
 mod forecast;
 mod ingest;
+mod me;
 mod mqtt_ws;
 mod notify;
 mod query;
@@ -132,6 +133,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/broker/clients", get(broker::clients))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))
         .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/me/tokens", get(me::list).post(me::create))
+        .route("/api/v1/me/tokens/{id}", axum::routing::delete(me::delete))
         .route(
             "/api/v1/users/{name}",
             get(users::show).patch(users::update).delete(users::delete),

@@ -22,7 +22,10 @@ fn invalid(error: &'static str, detail: impl Into<String>) -> ApiError {
 }
 
 /// `GET /api/v1/silences`: every silence, newest first, with whether it mutes now.
-pub async fn silences(_: Viewer, State(s): State<AppState>) -> Result<Json<SilenceList>, ApiError> {
+pub async fn silences(
+    Viewer(actor): Viewer,
+    State(s): State<AppState>,
+) -> Result<Json<SilenceList>, ApiError> {
     let now = now_ms();
     Ok(Json(SilenceList {
         silences: s
@@ -30,6 +33,7 @@ pub async fn silences(_: Viewer, State(s): State<AppState>) -> Result<Json<Silen
             .silences()
             .await?
             .iter()
+            .filter(|x| actor.covers(x))
             .map(|x| SilenceView::at(x, now))
             .collect(),
     }))
@@ -54,13 +58,14 @@ pub async fn create_silence(
         .selector
         .into_matcher()
         .map_err(|e| invalid("invalid_silence", format!("selector: {e}")))?;
+    let matcher = actor.confine(&s, matcher).await?;
     let silence = s
         .notify
         .create_silence(NewSilence {
             matcher,
             until_ms,
             reason,
-            author: actor.0.clone(),
+            author: actor.name.clone(),
             created_ms: now,
         })
         .await?;
@@ -81,7 +86,13 @@ pub async fn delete_silence(
     State(s): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if !s.notify.delete_silence(id).await? {
+    let theirs = s
+        .notify
+        .silences()
+        .await?
+        .iter()
+        .any(|x| x.id == id && actor.covers(x));
+    if !theirs || !s.notify.delete_silence(id).await? {
         return Err(ApiError::not_found(format!("no silence {id}")));
     }
     s.notifier.reload();
@@ -152,7 +163,11 @@ pub async fn delete_channel(
 }
 
 /// `GET /api/v1/alert-groups`: the newest 100 groups.
-pub async fn groups(_: Viewer, State(s): State<AppState>) -> Result<Json<GroupList>, ApiError> {
+pub async fn groups(
+    Viewer(actor): Viewer,
+    State(s): State<AppState>,
+) -> Result<Json<GroupList>, ApiError> {
+    actor.fleet_wide()?;
     Ok(Json(GroupList {
         groups: s
             .notify

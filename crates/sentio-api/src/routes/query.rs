@@ -12,7 +12,7 @@ use sentio_core::time::{now_ms, parse_duration_ms, parse_time};
 use sentio_store::{Agg, RangeQuery, RangeResult};
 use serde_json::{Value, json};
 
-use crate::auth::Viewer;
+use crate::auth::{Actor, Viewer};
 use crate::dto::{DeviceSelector, QueryBody};
 use crate::{ApiError, AppState};
 
@@ -54,8 +54,13 @@ fn time_arg(name: &str, v: &Value) -> Result<i64, ApiError> {
     }
 }
 
-/// The devices a selector names, by id; unknown ids are an error naming them.
-async fn select_devices(s: &AppState, sel: DeviceSelector) -> Result<Vec<String>, ApiError> {
+/// The devices a selector names, by id, within the caller's scope; unknown ids (and those
+/// outside the scope, alike) are an error naming them.
+async fn select_devices(
+    s: &AppState,
+    actor: &Actor,
+    sel: DeviceSelector,
+) -> Result<Vec<String>, ApiError> {
     match (sel.ids, sel.labels) {
         (Some(ids), None) => {
             if ids.is_empty() {
@@ -72,7 +77,7 @@ async fn select_devices(s: &AppState, sel: DeviceSelector) -> Result<Vec<String>
             for id in ids {
                 let device =
                     DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                if !s.registry.is_registered(&device) {
+                if !s.registry.is_registered(&device) || actor.admit(s, &device).await.is_err() {
                     unknown.push(id);
                 } else if !out.contains(&id) {
                     out.push(id);
@@ -92,8 +97,8 @@ async fn select_devices(s: &AppState, sel: DeviceSelector) -> Result<Vec<String>
                     "`devices.labels` is empty: name at least one label, e.g. {\"site\": \"plant-a\"}",
                 ));
             }
-            Ok(s.registry
-                .devices_with_labels(&labels)
+            Ok(actor
+                .devices_with_labels(s, &labels)
                 .await?
                 .into_iter()
                 .map(|d| d.id)
@@ -106,7 +111,7 @@ async fn select_devices(s: &AppState, sel: DeviceSelector) -> Result<Vec<String>
 }
 
 pub async fn query(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     body: Result<Json<QueryBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -155,7 +160,7 @@ pub async fn query(
     }
 
     // The (device, metric) pairs, devices by id, metrics as given (or each device's own).
-    let devices = select_devices(&s, q.devices).await?;
+    let devices = select_devices(&s, &actor, q.devices).await?;
     let mut pairs: Vec<(DeviceId, String)> = Vec::new();
     for id in &devices {
         let device = DeviceId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;

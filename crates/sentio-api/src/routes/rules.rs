@@ -95,10 +95,11 @@ pub async fn get(
 /// `GET /api/v1/rules/<id>/traces`: the rule's latest evaluations that opened or resolved its
 /// alert or decided nothing, newest first, over all its devices (kept across restarts).
 pub async fn traces(
-    _: Operator,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    actor.fleet_wide()?;
     let rule = stored(&s, &rule_id(&id)?).await?;
     let reports = s.control.rule_reports(Some(rule.id.clone())).await?;
     let traces = reports
@@ -208,11 +209,12 @@ pub async fn delete(
 /// when its alert would have opened and resolved and what its actions would have done (never
 /// done). 422 beyond the replay limits (`[rules]`), naming them.
 pub async fn test(
-    _: Operator,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    actor.fleet_wide()?;
     let Query(p) = params?;
     let (from, to) = p.range(24 * 3_600_000)?;
     let rule = compile(stored(&s, &rule_id(&id)?).await?)?;

@@ -26,7 +26,7 @@ fn device_and_range(id: &str, p: &RangeParams) -> Result<(DeviceId, i64, i64), A
 }
 
 pub async fn list(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -34,6 +34,7 @@ pub async fn list(
     if s.registry.get_device(&device).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id:?} not found")));
     }
+    actor.admit(&s, &device).await?;
     let series: Vec<Value> = s
         .series
         .series(&device)
@@ -50,13 +51,14 @@ pub async fn list(
 }
 
 pub async fn range(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path((id, metric)): Path<(String, String)>,
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
     let (device, from, to) = device_and_range(&id, &p)?;
+    actor.admit(&s, &device).await?;
     let step = super::query::parse_step(p.step.as_deref(), p.agg.as_deref())?;
     let result = match p.points {
         Some(_) if step.is_some() => {
@@ -98,13 +100,14 @@ const DEFAULT_BAND_BUCKETS: usize = 500;
 /// range over `[from, to)` (default the last hour), per bucket of whole minutes, at most
 /// `points` buckets; `[bucket_ms, expected, lower, upper]` each, only where points were scored.
 pub async fn band(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path((id, metric)): Path<(String, String)>,
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
     let (device, from, to) = device_and_range(&id, &p)?;
+    actor.admit(&s, &device).await?;
     if p.step.is_some() || p.agg.is_some() || p.limit.is_some() {
         return Err(ApiError::bad_request(
             "a band is drawn at `points` buckets; `step`, `agg` and `limit` do not apply",

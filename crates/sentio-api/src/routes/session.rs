@@ -42,7 +42,7 @@ pub async fn login(
         .users
         .create_session(&user.name, i64::try_from(ttl).unwrap_or(i64::MAX))
         .await?;
-    let actor = Actor(format!("user:{}", user.name));
+    let actor = Actor::user(&user);
     s.audit_by(&actor, "session.login", Some(&user.name), json!({}))
         .await;
     let answer = LoginAnswer {

@@ -7,8 +7,9 @@ use sentio_pipeline::Stats;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::Viewer;
+use crate::auth::{Actor, Viewer};
 use crate::dto::StreamEvent;
+use crate::scope::StreamScope;
 
 #[derive(Debug, Deserialize)]
 pub struct StreamParams {
@@ -17,15 +18,18 @@ pub struct StreamParams {
 }
 
 pub async fn stream(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Query(p): Query<StreamParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| forward(socket, s, p.device))
+    ws.on_upgrade(move |socket| forward(socket, s, actor, p.device))
 }
 
-async fn forward(mut socket: WebSocket, s: AppState, device: Option<String>) {
+/// Sends the bus's events to the socket: of `device` only if given, and only of devices within
+/// the caller's scope.
+async fn forward(mut socket: WebSocket, s: AppState, actor: Actor, device: Option<String>) {
+    let mut scope = StreamScope::new(actor);
     let mut sub = s.bus.subscribe();
     loop {
         tokio::select! {
@@ -34,6 +38,9 @@ async fn forward(mut socket: WebSocket, s: AppState, device: Option<String>) {
                     Ok(Some(ev)) => {
                         let ev = StreamEvent::from(&*ev);
                         if device.is_some() && ev.device() != device.as_deref() {
+                            continue;
+                        }
+                        if !scope.sends(&s, ev.device()).await {
                             continue;
                         }
                         serde_json::to_string(&ev).expect("events serialise")

@@ -44,11 +44,11 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 /// `GET /api/v1/devices/<id>/twin`.
 pub async fn get(
-    _: Viewer,
+    Viewer(actor): Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let device = registered(&s, &id).await?;
+    let device = registered(&s, &actor, &id).await?;
     Ok(answer(&s.twins.get(&device).await?))
 }
 
@@ -61,7 +61,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let device = registered(&s, &id).await?;
+    let device = registered(&s, &actor, &id).await?;
     let expected = if_match(&headers)?;
     let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(

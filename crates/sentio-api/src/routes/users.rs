@@ -1,14 +1,15 @@
-//! User accounts (admin only): create with a password (never a default one), list, change a
-//! role, remove. Every change is in the audit log, never with a password.
+//! User accounts (admin only): create with a password (never a default one) and optionally a
+//! device scope, list, change a role or scope, remove. Every change is in the audit log, never
+//! with a password.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sentio_store::{NewUser, Role};
+use sentio_store::{DeviceScope, NewUser, Role, User};
 use serde_json::{Value, json};
 
-use crate::auth::Admin;
+use crate::auth::{Actor, Admin};
 use crate::dto::{CreateUser, UpdateUser, UserView};
 use crate::{ApiError, AppState};
 
@@ -26,14 +27,15 @@ pub async fn create(
             name: body.name,
             role: body.role.into(),
             password: body.password,
+            scope: DeviceScope::new(body.scope)?,
         })
         .await?;
-    tracing::info!(user = %user.name, role = %user.role, "user created");
+    tracing::info!(user = %user.name, role = %user.role, scope = %user.scope, "user created");
     s.audit_by(
         &actor,
         "user.create",
         Some(&user.name),
-        json!({"role": user.role.as_str()}),
+        json!({"role": user.role.as_str(), "scope": user.scope.selector()}),
     )
     .await;
     Ok((StatusCode::CREATED, Json(user.into())))
@@ -65,8 +67,8 @@ pub async fn show(
     Ok(Json(user.into()))
 }
 
-/// `PATCH /api/v1/users/<name>` `{"role"?, "password"?, "disabled"?}`: a new role applies to
-/// the user's sessions at once; a new password (a reset) or `"disabled": true` ends them all (a
+/// `PATCH /api/v1/users/<name>` `{"role"?, "password"?, "scope"?, "disabled"?}`: a new role or
+/// scope applies to the user's sessions and tokens at once; a new password (a reset) or `"disabled": true` ends them all (a
 /// disabled user cannot sign in until `"disabled": false`). 400 for none of them or a short
 /// password.
 pub async fn update(
@@ -77,6 +79,13 @@ pub async fn update(
 ) -> Result<Json<UserView>, ApiError> {
     let Json(body) = body?;
     let mut user = None;
+    let scope = body.scope.map(DeviceScope::new).transpose()?;
+    // A scope is lifted before a new role (a scoped user made admin), set after it (an admin
+    // made a scoped operator).
+    let lift_first = scope.as_ref().is_some_and(DeviceScope::is_fleet);
+    if let Some(scope) = scope.clone().filter(|_| lift_first) {
+        user = Some(set_scope(&s, &actor, &name, scope).await?);
+    }
     if let Some(password) = &body.password {
         let u = s.users.set_password(&name, password).await?;
         tracing::info!(user = %u.name, "user password reset");
@@ -96,6 +105,9 @@ pub async fn update(
         .await;
         user = Some(u);
     }
+    if let Some(scope) = scope.filter(|_| !lift_first) {
+        user = Some(set_scope(&s, &actor, &name, scope).await?);
+    }
     if let Some(disabled) = body.disabled {
         let u = s.users.set_disabled(&name, disabled).await?;
         tracing::info!(user = %u.name, disabled, "user disabled or enabled");
@@ -108,7 +120,26 @@ pub async fn update(
         user = Some(u);
     }
     user.map(|u| Json(u.into()))
-        .ok_or_else(|| ApiError::bad_request("give a role, a password or disabled"))
+        .ok_or_else(|| ApiError::bad_request("give a role, a password, a scope or disabled"))
+}
+
+/// Sets a user's scope, audited.
+async fn set_scope(
+    s: &AppState,
+    actor: &Actor,
+    name: &str,
+    scope: DeviceScope,
+) -> Result<User, ApiError> {
+    let u = s.users.set_scope(name, scope).await?;
+    tracing::info!(user = %u.name, scope = %u.scope, "user scope changed");
+    s.audit_by(
+        actor,
+        "user.scope",
+        Some(&u.name),
+        json!({"scope": u.scope.selector()}),
+    )
+    .await;
+    Ok(u)
 }
 
 /// `DELETE /api/v1/users/<name>`: the user and every session of it.

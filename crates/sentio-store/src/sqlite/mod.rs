@@ -26,6 +26,7 @@ mod seal;
 mod series;
 mod tokens;
 mod twins;
+mod user_tokens;
 mod users;
 mod vacuum;
 mod workset;
@@ -186,7 +187,7 @@ impl SqliteStore {
         }
         let workset = workset::Workset::all(series_ids.values().flat_map(|m| m.values().copied()));
         let tokens = tokens::load(&conn)?;
-        users::add_disabled_column(&conn)?;
+        users::add_missing_columns(&conn)?;
         outbox::add_lane_column(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;

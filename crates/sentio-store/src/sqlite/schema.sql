@@ -229,7 +229,8 @@ CREATE TABLE IF NOT EXISTS users (
     role          TEXT NOT NULL,
     password_hash TEXT NOT NULL,
     created_ms    INTEGER NOT NULL,
-    disabled      INTEGER NOT NULL DEFAULT 0
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    scope         TEXT NOT NULL DEFAULT '{}'
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
     digest      BLOB PRIMARY KEY,
@@ -238,6 +239,18 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+-- Personal API tokens (sqlite/user_tokens.rs): the secret only as its keyed digest; removed
+-- with their user, refused while it is disabled.
+CREATE TABLE IF NOT EXISTS user_tokens (
+    id          TEXT PRIMARY KEY,
+    user        TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    digest      BLOB NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    expires_ms  INTEGER,
+    UNIQUE (user, name)
+) WITHOUT ROWID;
 
 -- The edge's outbox (sqlite/outbox.rs), written only once the node is an edge: one row per
 -- committed append, in the append's transaction. `spans` names its points (per series: id,

@@ -72,6 +72,7 @@ macro_rules! store_contract {
             twins::twins_patch_with_a_version_check_and_a_size_cap,
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
+            users::scopes_and_personal_tokens_follow_their_user,
             edges::the_outbox_records_each_commit_and_forgets_what_is_acked,
             edges::outbox_lanes_keep_their_batches_apart,
             edges::an_edge_alert_is_held_once_and_follows_its_changes,

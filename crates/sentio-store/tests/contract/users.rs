@@ -1,7 +1,7 @@
 //! People: user accounts with roles, passwords checked against their hashes, and sessions kept
 //! only as digests.
 
-use sentio_store::{NewUser, Role, StoreError};
+use sentio_store::{DeviceScope, NewUser, NewUserToken, Role, StoreError};
 
 use super::Backend;
 
@@ -10,6 +10,7 @@ fn new_user(name: &str, role: Role, password: &str) -> NewUser {
         name: name.into(),
         role,
         password: password.into(),
+        scope: DeviceScope::fleet(),
     }
 }
 
@@ -209,4 +210,155 @@ pub async fn sessions_expire_end_at_logout_and_with_their_user(backend: &impl Ba
         s.users.session(&b.id, now).await.unwrap().is_none(),
         "gone with its user"
     );
+}
+
+pub async fn scopes_and_personal_tokens_follow_their_user(backend: &impl Backend) {
+    let s = backend.open();
+    let plant_a = DeviceScope::parse("site=plant-a").unwrap();
+    let vic = s
+        .users
+        .create_user(NewUser {
+            scope: plant_a.clone(),
+            ..new_user("vic", Role::Viewer, "vic's long password")
+        })
+        .await
+        .unwrap();
+    assert_eq!(vic.scope, plant_a);
+    // An admin is never scoped: neither created so, nor promoted while scoped, nor rescoped.
+    let scoped_admin = NewUser {
+        scope: plant_a.clone(),
+        ..new_user("ann", Role::Admin, "ann's long password")
+    };
+    assert!(matches!(
+        s.users.create_user(scoped_admin).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    assert!(matches!(
+        s.users.set_role("vic", Role::Admin).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    s.users
+        .create_user(new_user("ann", Role::Admin, "ann's long password"))
+        .await
+        .unwrap();
+    assert!(s.users.set_scope("ann", plant_a.clone()).await.is_err());
+
+    let token = |name: &str, role| NewUserToken {
+        user: "vic".into(),
+        name: name.into(),
+        role,
+        expires_ms: None,
+    };
+    assert!(matches!(
+        s.users
+            .create_user_token(token("ops", Role::Operator))
+            .await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    let (t, secret) = s
+        .users
+        .create_user_token(token("grafana", Role::Viewer))
+        .await
+        .unwrap();
+    assert_eq!(secret.len(), 64);
+    assert!(matches!(
+        s.users
+            .create_user_token(token("grafana", Role::Viewer))
+            .await,
+        Err(StoreError::DuplicateToken(_))
+    ));
+    let now = sentio_core::time::now_ms();
+    let (acting, found) = s
+        .users
+        .user_token_caller(&t.id, &secret, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (acting.role, &acting.scope, found.id.as_str()),
+        (Role::Viewer, &plant_a, t.id.as_str())
+    );
+    assert!(
+        s.users
+            .user_token_caller(&t.id, &"0".repeat(64), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The user's new scope is the token's at once; it survives a reopen.
+    let plant_b = DeviceScope::parse("site=plant-b").unwrap();
+    s.users.set_scope("vic", plant_b.clone()).await.unwrap();
+    drop(s);
+    let s = backend.open();
+    let (acting, _) = s
+        .users
+        .user_token_caller(&t.id, &secret, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(acting.scope, plant_b);
+    // Disabled: the token stops; enabled: it works again.
+    s.users.set_disabled("vic", true).await.unwrap();
+    assert!(
+        s.users
+            .user_token_caller(&t.id, &secret, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.users.set_disabled("vic", false).await.unwrap();
+    assert!(
+        s.users
+            .user_token_caller(&t.id, &secret, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Expired at its expiry.
+    let (e, e_secret) = s
+        .users
+        .create_user_token(NewUserToken {
+            expires_ms: Some(now + 60_000),
+            ..token("short", Role::Viewer)
+        })
+        .await
+        .unwrap();
+    assert!(
+        s.users
+            .user_token_caller(&e.id, &e_secret, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.users
+            .user_token_caller(&e.id, &e_secret, now + 60_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Only its user revokes it.
+    assert_eq!(s.users.user_tokens("vic").await.unwrap().len(), 2);
+    assert!(matches!(
+        s.users.delete_user_token("ann", &t.id).await,
+        Err(StoreError::UnknownToken(_))
+    ));
+    s.users.delete_user_token("vic", &e.id).await.unwrap();
+    assert!(
+        s.users
+            .user_token_caller(&e.id, &e_secret, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting the user deletes its tokens.
+    s.users.delete_user("vic").await.unwrap();
+    assert!(
+        s.users
+            .user_token_caller(&t.id, &secret, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.users.user_tokens("vic").await.unwrap().is_empty());
 }
