@@ -8,6 +8,7 @@ mod exhaustion;
 mod export;
 mod guessing;
 mod https;
+mod scopes;
 mod system;
 mod tokens;
 mod users;
