@@ -2,9 +2,10 @@
 // its field, a good rule replayed with its spans drawn, disable, edit, delete), provisioning (a
 // secret shown once, the shown curl, mosquitto_pub and Python examples run as shown, the
 // points stored), users and tokens (a viewer created and her password reset, a token shown
-// once and revoked), the system page (storage, retention saved, broker clients, the audit
+// once and revoked, vic scoped to site=plant-a), the system page (storage, retention saved, broker clients, the audit
 // log); then the viewer, at a phone's width, sees none of the admin pages or edit controls and
-// the API refuses her anyway.
+// the API refuses her anyway; she makes a personal token (no role above hers), reads with it
+// and revokes it.
 import { execFileSync } from 'node:child_process';
 import { assert, credentials, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
 
@@ -32,7 +33,7 @@ try {
   await page.goto(url);
   await signIn(page, credentials('SENTIO_ADMIN'));
   await ready(page, 'fleet');
-  assert.equal(await page.locator('nav a:visible').count(), 6, 'an admin sees every page');
+  assert.equal(await page.locator('nav a:visible').count(), 7, 'an admin sees every page');
 
   // ---- rules ----
   await page.click('nav a[href="#/rules"]');
@@ -153,6 +154,9 @@ try {
   await vic.locator('input[type=password]').fill(viewerReset);
   await vic.locator('button:text-is("Reset password")').click();
   await page.waitForFunction(() => /vic's password reset/.test(document.querySelector('main [role=status]').textContent));
+  await page.fill('input[aria-label="scope of vic"]', 'site=plant-a');
+  await vic.locator('button:text-is("Set scope")').click();
+  await page.waitForFunction(() => /vic now sees site=plant-a/.test(document.querySelector('main [role=status]').textContent));
   assert.equal(await page.locator(`tr[data-user="${credentials('SENTIO_ADMIN')[0]}"] button`).count(), 1, 'one neither disables nor removes oneself');
   // Disabled (she could not sign in), then enabled again.
   await vic.locator('button:text-is("Disable")').click();
@@ -187,7 +191,7 @@ try {
   assert.match(await page.locator('#storage').innerText(), /On disk\s+\d[\s\S]*· the database\s+\d[\s\S]*· the broker's sessions and queues\s+\d/);
   assert.match(await page.locator('#clients h2').innerText(), /Broker clients \(\d+\)/);
   const audit = await page.locator('#audit').innerText();
-  for (const a of ['rule.create', 'rule.update', 'rule.delete', 'device.create', 'user.create', 'user.role', 'user.password', 'user.disable', 'user.enable', 'token.create', 'token.revoke']) assert.ok(audit.includes(a), `${a} in the audit log`);
+  for (const a of ['rule.create', 'rule.update', 'rule.delete', 'device.create', 'user.create', 'user.role', 'user.password', 'user.scope', 'user.disable', 'user.enable', 'token.create', 'token.revoke']) assert.ok(audit.includes(a), `${a} in the audit log`);
   assert.equal(audit.includes(viewerReset), false, 'no password in the audit log');
   await page.fill('input[aria-label="audit action"]', 'user.role');
   await page.press('input[aria-label="audit action"]', 'Enter');
@@ -215,7 +219,7 @@ try {
   await phone.waitForFunction(() => /./.test(document.getElementById('loginerr').textContent));
   await signIn(phone, ['vic', viewerReset]);
   await ready(phone, 'fleet');
-  assert.equal(await phone.locator('nav a:visible').count(), 2, 'a viewer sees fleet and alerts only');
+  assert.equal(await phone.locator('nav a:visible').count(), 3, 'a viewer sees fleet, alerts and her tokens only');
   for (const p of ['rules', 'provision', 'users', 'system']) {
     await phone.evaluate((p) => { delete document.body.dataset.ready; location.hash = `#/${p}`; }, p);
     await ready(phone, 'error');
@@ -230,6 +234,23 @@ try {
     ['PUT', '/api/v1/retention', { global: '1d' }],
   ].map(([method, path, body]) => fetch(path, { method, body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf } }).then((r) => r.status)))); // eslint-disable-line no-undef
   assert.deepEqual(refused, [403, 403, 403, 403], 'the API refuses a viewer anyway');
+  // ---- her own API token: no role above hers, shown once, revoked ----
+  phone.on('dialog', (d) => d.accept());
+  await phone.click('nav a[href="#/me"]');
+  await ready(phone, 'me');
+  assert.deepEqual(await phone.locator('select[aria-label="my token role"] option').allInnerTexts(), ['viewer'], 'no role above hers');
+  await phone.fill('input[aria-label="my token name"]', 'script');
+  await phone.fill('input[aria-label="my token lifetime"]', '30d');
+  await phone.click('button:text-is("Create my token")');
+  await phone.waitForSelector('#my-token-once pre');
+  const bearer = await phone.locator('#my-token-once pre').innerText();
+  const devices = (b) => fetch(`${url}/api/v1/devices`, { headers: { Authorization: `Bearer ${b}` } }).then((r) => r.status);
+  assert.equal(await devices(bearer), 200, 'the token reads as her');
+  await phoneCheck(phone, 'my-tokens');
+  await phone.locator('tr[data-my-token] button:text-is("Revoke")').click();
+  await phone.locator('tr[data-my-token]').waitFor({ state: 'detached' });
+  assert.equal(await devices(bearer), 401, 'revoked');
+  assert.equal((await phone.content()).includes(bearer), false, 'shown once');
   seenPhone.check();
   console.log('admin pages: ok');
 } finally {
