@@ -212,6 +212,15 @@ pub async fn sessions_expire_end_at_logout_and_with_their_user(backend: &impl Ba
     );
 }
 
+/// Whether a personal token with this secret acts for its user at `now`.
+async fn live(s: &sentio_store::Stores, id: &str, secret: &str, now: i64) -> bool {
+    s.users
+        .user_token_caller(id, secret, now)
+        .await
+        .unwrap()
+        .is_some()
+}
+
 pub async fn scopes_and_personal_tokens_follow_their_user(backend: &impl Backend) {
     let s = backend.open();
     let plant_a = DeviceScope::parse("site=plant-a").unwrap();
@@ -299,21 +308,9 @@ pub async fn scopes_and_personal_tokens_follow_their_user(backend: &impl Backend
     assert_eq!(acting.scope, plant_b);
     // Disabled: the token stops; enabled: it works again.
     s.users.set_disabled("vic", true).await.unwrap();
-    assert!(
-        s.users
-            .user_token_caller(&t.id, &secret, now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&s, &t.id, &secret, now).await);
     s.users.set_disabled("vic", false).await.unwrap();
-    assert!(
-        s.users
-            .user_token_caller(&t.id, &secret, now)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(live(&s, &t.id, &secret, now).await);
     // Expired at its expiry.
     let (e, e_secret) = s
         .users
@@ -323,20 +320,8 @@ pub async fn scopes_and_personal_tokens_follow_their_user(backend: &impl Backend
         })
         .await
         .unwrap();
-    assert!(
-        s.users
-            .user_token_caller(&e.id, &e_secret, now)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        s.users
-            .user_token_caller(&e.id, &e_secret, now + 60_000)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(live(&s, &e.id, &e_secret, now).await);
+    assert!(!live(&s, &e.id, &e_secret, now + 60_000).await);
     // Only its user revokes it.
     assert_eq!(s.users.user_tokens("vic").await.unwrap().len(), 2);
     assert!(matches!(
@@ -344,21 +329,9 @@ pub async fn scopes_and_personal_tokens_follow_their_user(backend: &impl Backend
         Err(StoreError::UnknownToken(_))
     ));
     s.users.delete_user_token("vic", &e.id).await.unwrap();
-    assert!(
-        s.users
-            .user_token_caller(&e.id, &e_secret, now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&s, &e.id, &e_secret, now).await);
     // Deleting the user deletes its tokens.
     s.users.delete_user("vic").await.unwrap();
-    assert!(
-        s.users
-            .user_token_caller(&t.id, &secret, now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(&s, &t.id, &secret, now).await);
     assert!(s.users.user_tokens("vic").await.unwrap().is_empty());
 }

@@ -31,15 +31,7 @@ async fn scoped(node: &Node, name: &str, role: &str) -> Browser {
     let (st, body) = api(node, "POST", "/api/v1/users", Some(body)).await;
     assert_eq!(st, 201, "{body}");
     assert_eq!(body["scope"], json!({"site": "plant-a"}));
-    let base = format!("http://{}", node.http_addr);
-    let r = login_at(&base, name, PASSWORD, None).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let (pair, _) = r.set_cookies[0].split_once("; ").unwrap();
-    Browser {
-        base,
-        cookie: pair.to_string(),
-        csrf: r.body["csrf_token"].as_str().unwrap().to_string(),
-    }
+    sign_in(node, name, PASSWORD).await
 }
 
 /// A call with a bearer token.
@@ -347,7 +339,7 @@ async fn a_personal_token_is_no_stronger_than_its_user_and_stops_with_it() {
     let id = r.body["token"]["id"].as_str().unwrap().to_string();
     let secret = bearer.rsplit(':').next().unwrap().to_string();
     let r = vic.call("GET", "/api/v1/me/tokens", None).await;
-    assert_eq!(ids(&r.body, "tokens", "id"), [id.clone()]);
+    assert_eq!(ids(&r.body, "tokens", "id"), [id.as_str()]);
     assert!(
         !r.body.to_string().contains(&secret),
         "shown once: {}",
@@ -412,16 +404,7 @@ async fn a_personal_token_is_no_stronger_than_its_user_and_stops_with_it() {
         with_token(&node, &bearer, "GET", "/api/v1/devices").await.0,
         200
     );
-    let vic = {
-        let base = format!("http://{}", node.http_addr);
-        let r = login_at(&base, "vic", PASSWORD, None).await;
-        let (pair, _) = r.set_cookies[0].split_once("; ").unwrap();
-        Browser {
-            base,
-            cookie: pair.to_string(),
-            csrf: r.body["csrf_token"].as_str().unwrap().to_string(),
-        }
-    };
+    let vic = sign_in(&node, "vic", PASSWORD).await;
     let r = vic
         .call("DELETE", &format!("/api/v1/me/tokens/{id}"), None)
         .await;

@@ -712,6 +712,11 @@ pub async fn signed_in(node: &Node, name: &str, role: &str) -> Browser {
     )
     .await;
     assert_eq!(st, 201, "{body}");
+    sign_in(node, name, password).await
+}
+
+/// Signs user `name` in on `node` over plain HTTP.
+pub async fn sign_in(node: &Node, name: &str, password: &str) -> Browser {
     let base = format!("http://{}", node.http_addr);
     let r = login_at(&base, name, password, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
