@@ -312,9 +312,11 @@ async fn sentio_user_add_creates_the_first_admin_in_a_data_directory() {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let add = |name: &str, password: &str| {
+    let add_as = |name: &str, role_and_scope: &[&str], password: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentio"))
-            .args(["user", "add", name, "--role", "admin", "--data"])
+            .args(["user", "add", name])
+            .args(role_and_scope)
+            .arg("--data")
             .arg(dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -329,6 +331,7 @@ async fn sentio_user_add_creates_the_first_admin_in_a_data_directory() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
+    let add = |name: &str, password: &str| add_as(name, &["--role", "admin"], password);
     let short = add("root", "short\n");
     assert!(!short.status.success());
     assert!(
@@ -342,8 +345,25 @@ async fn sentio_user_add_creates_the_first_admin_in_a_data_directory() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // An operator confined to a site; an admin cannot be.
+    let scoped = ["--role", "operator", "--scope", "site=plant-a"];
+    let otto = add_as("otto", &scoped, "otto's long password\n");
+    assert!(
+        otto.status.success(),
+        "{}",
+        String::from_utf8_lossy(&otto.stderr)
+    );
+    let scoped_admin = ["--role", "admin", "--scope", "site=plant-a"];
+    let refused = add_as("ada", &scoped_admin, "ada's long password\n");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("an admin is not scoped"));
 
     let node = start(dir.path()).await;
+    let (_, otto) = api(&node, "GET", "/api/v1/users/otto", None).await;
+    assert_eq!(
+        (&otto["role"], &otto["scope"]),
+        (&json!("operator"), &json!({"site": "plant-a"}))
+    );
     let base = format!("http://{}", node.http_addr);
     let root = login(&base, "root", "the first admin's password").await;
     let r = root
@@ -352,5 +372,9 @@ async fn sentio_user_add_creates_the_first_admin_in_a_data_directory() {
     assert_eq!(r.status, 201, "{}", r.body);
     let (_, audit) = api(&node, "GET", "/api/v1/audit?action=user.create", None).await;
     assert_eq!(audit["entries"][0]["actor"], "cli", "{audit}");
+    assert_eq!(
+        audit["entries"][0]["detail"]["scope"],
+        json!({"site": "plant-a"})
+    );
     node.shutdown().await;
 }
