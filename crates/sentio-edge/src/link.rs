@@ -162,6 +162,18 @@ impl Ready {
     }
 }
 
+/// The bytes of an MQTT 5 QoS 1 PUBLISH of `payload` bytes on `topic` without properties, as
+/// it goes on the socket (before TLS): the fixed header, the topic, the packet id, the empty
+/// properties, the payload.
+fn publish_packet_bytes(topic: &str, payload: u64) -> u64 {
+    let remaining = 2 + topic.len() as u64 + 2 + 1 + payload;
+    let mut length_bytes = 1;
+    while remaining >= 1 << (7 * length_bytes) {
+        length_bytes += 1;
+    }
+    1 + length_bytes + remaining
+}
+
 /// The payload of one message of `parts` of a lane.
 fn encode(incarnation: sentio_store::Incarnation, lane: Lane, parts: &[Ready]) -> Vec<u8> {
     if lane == Lane::Rollups {
@@ -552,7 +564,14 @@ async fn session(
             unnumbered.push_back(pick);
             UplinkState::add(&state.parts_sent, parts.len() as u64);
             UplinkState::add(&state.bytes_sent, bytes);
-            UplinkState::add(&state.points_sent, points as u64);
+            if pick == ROLLUPS {
+                UplinkState::add(
+                    &state.rollup_packet_bytes,
+                    publish_packet_bytes(&lane.topic, bytes),
+                );
+            } else {
+                UplinkState::add(&state.points_sent, points as u64);
+            }
             lane.in_flight.push_back(InFlight {
                 through: parts.iter().rev().find(|p| p.last).map(|p| p.seq),
                 batches: parts.iter().filter(|p| p.last).count() as u64,

@@ -121,6 +121,18 @@ impl UplinkPolicy {
     }
 }
 
+/// What [`crate::OutboxStore::record_window`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowRecorded {
+    /// The raw points of the window are a batch of the live lane now.
+    Recorded,
+    /// Not yet: no series of the device has a point at or after the window's end (its data
+    /// may still be coming) and `settled` was not given.
+    Waiting,
+    /// The alert, or a later one, was recorded before: nothing done.
+    Done,
+}
+
 /// The 1-minute rollup rows of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesRollups {

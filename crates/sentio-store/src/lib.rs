@@ -45,7 +45,7 @@ pub use backup::{BackupReport, backup, restore};
 pub use edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, LaneStatus,
     OutboxBatch, OutboxStatus, PART_POINTS, RegistryApplied, RollupBatch, SeriesRollups,
-    UplinkBatch, UplinkPolicy, UplinkRollups, edge_username,
+    UplinkBatch, UplinkPolicy, UplinkRollups, WindowRecorded, edge_username,
 };
 pub use error::StoreError;
 pub use model::{

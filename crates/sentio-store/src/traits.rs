@@ -429,15 +429,16 @@ pub trait OutboxStore: Send + Sync {
     async fn record_rollups(&self, on: bool) -> Result<()>;
     /// The raw points around alert `alert` (ids increasing): every point of `device`'s series
     /// in `[from, to)` as one batch of [`crate::Lane::Points`], with the alert recorded as
-    /// done in the same transaction. `false`, and nothing recorded, for an alert at or before
-    /// the last one done ([`OutboxStore::windows_done`]).
+    /// done in the same transaction, once the device's data has passed `to` (a point at or
+    /// after it) or, with `settled`, regardless. [`crate::WindowRecorded::Done`], and nothing
+    /// recorded, for an alert at or before the last one done ([`OutboxStore::windows_done`]).
     async fn record_window(
         &self,
         alert: sentio_core::AlertId,
         device: &sentio_core::DeviceId,
-        from: i64,
-        to: i64,
-    ) -> Result<bool>;
+        (from, to): (i64, i64),
+        settled: bool,
+    ) -> Result<crate::WindowRecorded>;
     /// The last alert whose raw points [`OutboxStore::record_window`] recorded (0: none).
     async fn windows_done(&self) -> Result<i64>;
     /// Up to `max_batches` batches of [`crate::Lane::Rollups`] after `after`, in sequence

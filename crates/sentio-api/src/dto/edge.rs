@@ -167,6 +167,8 @@ pub struct RollupsView {
     pub lane: LaneView,
     /// Rollup rows acknowledged since start.
     pub rows_acked: u64,
+    /// Bytes of the rollups' MQTT packets sent since start (framing included, before TLS).
+    pub packet_bytes: u64,
 }
 
 /// One lane of an edge's outbox.
@@ -244,6 +246,7 @@ impl UplinkView {
             rollups: RollupsView {
                 lane: LaneView::new(&o.rollups, now_ms),
                 rows_acked: l.rollup_rows_acked,
+                packet_bytes: l.rollup_packet_bytes,
             },
         }
     }
@@ -336,11 +339,12 @@ mod tests {
             backlog_rate_limit: 500,
             records_acked: 3,
             rollup_rows_acked: 0,
+            rollup_packet_bytes: 0,
             last_error: Some("silent".into()),
         };
         check(
             UplinkView::new("site-1".into(), "mqtt://cloud:1883".into(), &o, &l, 3_500),
-            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"records_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20},"rollups":{"acked_seq":0,"pending_batches":0,"pending_points":0,"oldest_pending_age_ms":null,"rows_acked":0}}"#,
+            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"records_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20},"rollups":{"acked_seq":0,"pending_batches":0,"pending_points":0,"oldest_pending_age_ms":null,"rows_acked":0,"packet_bytes":0}}"#,
         );
         assert!(serde_json::from_str::<CreateEdge>(r#"{"id":"a","x":1}"#).is_err());
     }

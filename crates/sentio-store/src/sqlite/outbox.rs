@@ -19,7 +19,7 @@ use super::series::{Span, Spans};
 use super::{Inner, SqliteStore, read, rollup};
 use crate::edge::{
     BatchSeq, Incarnation, Lane, LaneStatus, OutboxBatch, OutboxStatus, PART_POINTS, RollupBatch,
-    SeriesRollups,
+    SeriesRollups, WindowRecorded,
 };
 use crate::{OutboxStore, Result, StoreError};
 
@@ -315,20 +315,27 @@ impl OutboxStore for SqliteStore {
         &self,
         alert: AlertId,
         device: &DeviceId,
-        from: i64,
-        to: i64,
-    ) -> Result<bool> {
+        (from, to): (i64, i64),
+        settled: bool,
+    ) -> Result<WindowRecorded> {
         let device = device.to_string();
         self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
             if alert.get() <= windows_done(&tx)? {
-                return Ok(false);
+                return Ok(WindowRecorded::Done);
             }
             let mut spans = Spans::new();
             let sids: Vec<i64> = tx
                 .prepare_cached("SELECT id FROM series WHERE device = ?1")?
                 .query_map([&device], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
+            let mut passed = settled;
+            for &sid in &sids {
+                passed = passed || !read::raw(&tx, sid, to, i64::MAX, 1)?.points.is_empty();
+            }
+            if !passed {
+                return Ok(WindowRecorded::Waiting);
+            }
             for sid in sids {
                 let stored = read::raw(&tx, sid, from, to, usize::MAX >> 1)?;
                 let (Some(first), Some(last)) = (stored.points.first(), stored.points.last())
@@ -353,7 +360,7 @@ impl OutboxStore for SqliteStore {
                 params![WINDOWS_KEY, alert.get().to_le_bytes().as_slice()],
             )?;
             tx.commit()?;
-            Ok(true)
+            Ok(WindowRecorded::Recorded)
         })
         .await
     }
@@ -378,13 +385,11 @@ impl OutboxStore for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut names = HashMap::new();
-            let mut out = Vec::with_capacity(rows.len());
+            // Each batch's rows per series, as stored now.
+            let mut read = Vec::with_capacity(rows.len());
             for (seq, committed_ms, blob) in rows {
                 let mut series = Vec::new();
                 for (sid, span) in spans_of(&blob)? {
-                    let (device, metric) = series_name(conn, &mut names, sid)?;
-                    // The minutes as stored now (one rolled again since goes as it is now).
                     let rows = rollup::rows(
                         conn,
                         crate::Resolution::Minute,
@@ -392,10 +397,25 @@ impl OutboxStore for SqliteStore {
                         span.first,
                         span.last.saturating_add(1),
                     )?;
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    series.push(SeriesRollups {
+                    series.push((sid, rows));
+                }
+                read.push((seq, committed_ms, series));
+            }
+            // A minute rolled again is in a later batch too, as it is now: only the last
+            // batch read carries it (the earlier would send the same row).
+            let mut seen = std::collections::HashSet::new();
+            for (_, _, series) in read.iter_mut().rev() {
+                for (sid, rows) in series.iter_mut() {
+                    rows.retain(|(b, _)| seen.insert((*sid, *b)));
+                }
+            }
+            let mut names = HashMap::new();
+            let mut out = Vec::with_capacity(read.len());
+            for (seq, committed_ms, series) in read {
+                let mut up = Vec::new();
+                for (sid, rows) in series.into_iter().filter(|s| !s.1.is_empty()) {
+                    let (device, metric) = series_name(conn, &mut names, sid)?;
+                    up.push(SeriesRollups {
                         device,
                         metric,
                         rows: rows.into_iter().map(|(b, a)| a.row(b)).collect(),
@@ -404,7 +424,7 @@ impl OutboxStore for SqliteStore {
                 out.push(RollupBatch {
                     seq: BatchSeq(seq),
                     committed_ms,
-                    series,
+                    series: up,
                 });
             }
             Ok(out)

@@ -272,15 +272,19 @@ pub(super) fn write_edge_minutes(
     Ok(())
 }
 
+/// Where an edge's rollups of the series end (`edge_rollup_cover`), if it has any.
+fn edge_cover(conn: &Connection, sid: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT until FROM edge_rollup_cover WHERE series_id = ?1")?
+        .query_row([sid], |r| r.get(0))
+        .optional()?)
+}
+
 /// The marks as reads see them: where an edge's rollups cover a series, its raw points count
 /// as gone before the cover (the raw points it sent around alerts are read as raw only).
 fn read_marks(conn: &Connection, sid: i64) -> Result<Marks> {
     let mut m = marks(conn, sid)?;
-    let cover: Option<i64> = conn
-        .prepare_cached("SELECT until FROM edge_rollup_cover WHERE series_id = ?1")?
-        .query_row([sid], |r| r.get(0))
-        .optional()?;
-    if let Some(until) = cover {
+    if let Some(until) = edge_cover(conn, sid)? {
         m.raw_before = m.raw_before.max(until);
         m.rolled_until = Some(m.rolled_until.map_or(until, |r| r.max(until)));
     }
@@ -461,6 +465,9 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
     }
     let tx = conn.transaction()?;
     let mut m = marks(&tx, sid)?;
+    // Minutes an edge rolled up keep its rows (complete where this node may hold only the
+    // raw points it sent around an alert).
+    let cover = edge_cover(&tx, sid)?.unwrap_or(i64::MIN);
     let mut step = RollStep {
         wrote: true,
         ..RollStep::default()
@@ -483,8 +490,8 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
     for &b in dirty.iter().take(DIRTY_PER_STEP as usize) {
         tx.prepare_cached("DELETE FROM rollup_dirty WHERE series_id = ?1 AND bucket = ?2")?
             .execute(params![sid, b])?;
-        if m.rolled_until.is_none_or(|r| b >= r) {
-            continue; // not rolled up yet: the advance below takes it
+        if m.rolled_until.is_none_or(|r| b >= r) || b < cover {
+            continue; // not rolled up yet (the advance below takes it), or the edge's
         }
         if b >= m.raw_before {
             // The bucket's raw points are all there: recompute it from them.
@@ -532,7 +539,7 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
             };
         }
         let mut day = None;
-        for (b, a) in &accs {
+        for (b, a) in accs.iter().filter(|(b, _)| *b >= cover) {
             if day != Some(floor(*b, DAY)) {
                 // A packed day (late data after a gap) goes back to rows first, once.
                 day = Some(floor(*b, DAY));

@@ -6,12 +6,13 @@
 //! Layout: the version byte ([`VERSION`]); the incarnation (16 bytes); the series table as in
 //! version 1; the batches (a varint count, the first seq as a varint, then per batch its seq
 //! delta and its number of runs as varints); per run the series' index and its number of rows
-//! (varints), then per row: the bucket as a zigzag varint of minutes from the series'
-//! previous row in the message; one header byte (low four bits: the decimal digits `d` of the
+//! (varints), then per row: one header byte (low four bits: the decimal digits `d` of the
 //! row's values, [`RAW`] when they are not all decimals of at most [`MAX_DIGITS`] digits;
-//! [`SAME_COUNT`], [`SAME_OFFSETS`] and [`EXACT_SUM`] as flags); the count and the offsets of
-//! the first and last point in the minute unless the flags say they are the previous row's
-//! (varints); then, with `d` digits, the values as integers `k` (`v = k / 10^d`, bit for bit):
+//! [`SAME_COUNT`], [`SAME_OFFSETS`], [`EXACT_SUM`] and [`NEXT_MINUTE`] as flags); unless
+//! [`NEXT_MINUTE`], the bucket as a zigzag varint of minutes from the previous row's; the
+//! count and the offsets of the first and last point in the minute unless the flags say they
+//! are the previous row's (varints). The previous row is the series' in the message, or for
+//! its first row the message's last row of any series (whose values do not count); then, with `d` digits, the values as integers `k` (`v = k / 10^d`, bit for bit):
 //! the first as a zigzag varint from the previous row's last, the last from the first, the
 //! lowest below `min(first, last)`, the highest above `max(first, last)`, the sum's `k` from
 //! `count × (first + last) / 2`, and unless [`EXACT_SUM`] the sum's IEEE bits less those of
@@ -43,6 +44,8 @@ const SAME_COUNT: u8 = 0x10;
 const SAME_OFFSETS: u8 = 0x20;
 /// Header flag: the sum is exactly `k / 10^d`.
 const EXACT_SUM: u8 = 0x40;
+/// Header flag: the bucket is the minute after the previous row's.
+const NEXT_MINUTE: u8 = 0x80;
 
 /// Powers of ten, exact in an f64.
 const POW10: [f64; MAX_DIGITS as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
@@ -150,6 +153,8 @@ pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, &[SeriesRollups])]
     let mut last_seq = batches.first().map_or(0, |b| b.0.0);
     put_varint(&mut out, last_seq as u64);
     let mut prev = vec![Prev::default(); table.len()];
+    let mut started = vec![false; table.len()];
+    let mut shape = Prev::default();
     for (seq, series) in batches {
         put_varint(&mut out, zigzag(seq.0.wrapping_sub(last_seq)));
         last_seq = seq.0;
@@ -159,7 +164,12 @@ pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, &[SeriesRollups])]
             put_varint(&mut out, i as u64);
             put_varint(&mut out, s.rows.len() as u64);
             for r in &s.rows {
-                put_row(&mut out, &mut prev[i], r);
+                let p = &mut prev[i];
+                if !std::mem::replace(&mut started[i], true) {
+                    (p.bucket, p.count, p.offsets) = (shape.bucket, shape.count, shape.offsets);
+                }
+                put_row(&mut out, p, r);
+                shape = *p;
             }
         }
     }
@@ -167,10 +177,7 @@ pub fn encode(incarnation: Incarnation, batches: &[(BatchSeq, &[SeriesRollups])]
 }
 
 fn put_row(out: &mut Vec<u8>, p: &mut Prev, r: &RollupRow) {
-    put_varint(
-        out,
-        zigzag(r.bucket_ms.wrapping_sub(p.bucket).div_euclid(MINUTE)),
-    );
+    let minutes = r.bucket_ms.wrapping_sub(p.bucket).div_euclid(MINUTE);
     let offsets = (r.first.0 - r.bucket_ms, r.last.0 - r.bucket_ms);
     let d = digits(r);
     let ks = d.map(|d| {
@@ -191,7 +198,13 @@ fn put_row(out: &mut Vec<u8>, p: &mut Prev, r: &RollupRow) {
     if ks.is_some_and(|k| k.2) {
         head |= EXACT_SUM;
     }
+    if minutes == 1 {
+        head |= NEXT_MINUTE;
+    }
     out.push(head);
+    if minutes != 1 {
+        put_varint(out, zigzag(minutes));
+    }
     if r.count != p.count {
         put_varint(out, r.count);
     }
@@ -230,17 +243,18 @@ fn put_row(out: &mut Vec<u8>, p: &mut Prev, r: &RollupRow) {
 
 fn get_row(r: &mut Reader<'_>, p: &mut Prev) -> Result<RollupRow, WireError> {
     let bad = |what: &str| Err(WireError(format!("a rollup row: {what}")));
-    let minutes = unzigzag(r.varint()?);
+    let head = r.byte()?;
+    let minutes = if head & NEXT_MINUTE != 0 {
+        1
+    } else {
+        unzigzag(r.varint()?)
+    };
     let Some(bucket) = minutes
         .checked_mul(MINUTE)
         .and_then(|m| m.checked_add(p.bucket))
     else {
         return bad("bucket out of range");
     };
-    let head = r.byte()?;
-    if head & 0x80 != 0 {
-        return bad("header");
-    }
     let count = if head & SAME_COUNT != 0 {
         p.count
     } else {
@@ -297,6 +311,8 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<RollupsMessage, WireError> {
     let n_batches = r.count(2)?;
     let mut seq = i64::try_from(r.varint()?).map_err(|_| WireError("seq out of range".into()))?;
     let mut prev = vec![Prev::default(); table.len()];
+    let mut started = vec![false; table.len()];
+    let mut shape = Prev::default();
     let mut batches = Vec::with_capacity(n_batches);
     for _ in 0..n_batches {
         seq = seq.wrapping_add(unzigzag(r.varint()?));
@@ -310,7 +326,12 @@ pub(super) fn decode(mut r: Reader<'_>) -> Result<RollupsMessage, WireError> {
             let n_rows = r.count(2)?;
             let mut rows = Vec::with_capacity(n_rows);
             for _ in 0..n_rows {
-                rows.push(get_row(&mut r, &mut prev[i as usize])?);
+                let p = &mut prev[i as usize];
+                if !std::mem::replace(&mut started[i as usize], true) {
+                    (p.bucket, p.count, p.offsets) = (shape.bucket, shape.count, shape.offsets);
+                }
+                rows.push(get_row(&mut r, p)?);
+                shape = *p;
             }
             series.push(SeriesRollups {
                 device: DeviceId::clone(device),

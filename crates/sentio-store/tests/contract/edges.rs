@@ -503,12 +503,14 @@ async fn per_minute(
     (r.points, res)
 }
 
+/// Two nodes: an edge and its cloud, each on its own backend.
 pub async fn an_aggregates_edge_sends_each_rolled_minute_once_and_the_cloud_answers_from_it(
-    backend: &impl Backend,
+    edge: &impl Backend,
+    cloud: &impl Backend,
 ) {
     use sentio_store::{Agg, Resolution, UplinkRollups};
     const MIN: i64 = 60_000;
-    let (edge, cloud) = (backend.open(), backend.open());
+    let (edge, cloud) = (edge.open(), cloud.open());
     edge.outbox.record_rollups(true).await.unwrap();
     // Half an hour of a 1 Hz series, in sensor precision.
     let t0 = 28_333_000 * MIN;
@@ -556,8 +558,8 @@ pub async fn an_aggregates_edge_sends_each_rolled_minute_once_and_the_cloud_answ
     let range = (t0, t0 + 30 * MIN);
     for agg in [Agg::Count, Agg::Sum, Agg::Min, Agg::Max] {
         let (theirs, res) = per_minute(&cloud, agg, range).await;
-        let (ours, _) = per_minute(&edge, agg, range).await;
-        assert_eq!(res, Resolution::Minute, "{agg:?}");
+        let (ours, raw) = per_minute(&edge, agg, range).await;
+        assert_eq!((res, raw), (Resolution::Minute, Resolution::Raw), "{agg:?}");
         assert_eq!(theirs.len(), 30, "{agg:?}");
         assert_eq!(theirs, ours, "{agg:?}");
     }
@@ -616,6 +618,7 @@ pub async fn an_aggregates_edge_sends_each_rolled_minute_once_and_the_cloud_answ
 
 pub async fn the_raw_points_around_an_alert_go_in_the_live_lane_once(backend: &impl Backend) {
     use sentio_core::AlertId;
+    use sentio_store::WindowRecorded;
     let s = backend.open();
     s.outbox.record_rollups(true).await.unwrap();
     let points: Vec<_> = (0..600)
@@ -629,26 +632,30 @@ pub async fn the_raw_points_around_an_alert_go_in_the_live_lane_once(backend: &i
         .collect();
     s.series.append(&points).await.unwrap();
     assert_eq!(s.outbox.windows_done().await.unwrap(), 0);
-    let (device, alert) = (dev("room-1"), AlertId::new(7));
-    assert!(
-        s.outbox
-            .record_window(alert, &device, 60_000, 180_000)
-            .await
-            .unwrap()
+    let device = dev("room-1");
+    let record = |alert: i64, window: (i64, i64), settled: bool| {
+        let device = device.clone();
+        let s = &s;
+        async move {
+            s.outbox
+                .record_window(AlertId::new(alert), &device, window, settled)
+                .await
+                .unwrap()
+        }
+    };
+    // Its data has not passed the window yet: it waits, unless settled.
+    assert_eq!(
+        record(7, (60_000, 700_000), false).await,
+        WindowRecorded::Waiting
+    );
+    assert_eq!(s.outbox.windows_done().await.unwrap(), 0);
+    assert_eq!(
+        record(7, (60_000, 180_000), false).await,
+        WindowRecorded::Recorded
     );
     // Once per alert, and never an earlier one after it.
-    assert!(
-        !s.outbox
-            .record_window(alert, &device, 0, 600_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !s.outbox
-            .record_window(AlertId::new(3), &device, 0, 600_000)
-            .await
-            .unwrap()
-    );
+    assert_eq!(record(7, (0, 600_000), true).await, WindowRecorded::Done);
+    assert_eq!(record(3, (0, 600_000), true).await, WindowRecorded::Done);
     assert_eq!(s.outbox.windows_done().await.unwrap(), 7);
     let batches = s
         .outbox

@@ -26,7 +26,7 @@ pub(super) struct Pair {
     pub(super) cloud_http: String,
     edge: Child,
     pub(super) edge_http: String,
-    edge_mqtt: u16,
+    pub(super) edge_mqtt: u16,
     pub(super) proxy: FaultProxy,
     dir: tempfile::TempDir,
     edge_args: Vec<String>,
