@@ -187,6 +187,24 @@ fn lane_status(conn: &Connection, lane: Lane) -> Result<(LaneStatus, Option<i64>
     ))
 }
 
+/// Up to `max` rows of `lane` after `after` in seq order: (seq, committed_ms, spans).
+fn pending_rows(
+    conn: &Connection,
+    lane: Lane,
+    after: BatchSeq,
+    max: usize,
+) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, committed_ms, spans FROM outbox WHERE lane = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
+        )?
+        .query_map(params![lane.as_str(), after.0, max as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// Series names by id, loaded as needed.
 fn series_name(
     conn: &Connection,
@@ -244,15 +262,7 @@ impl OutboxStore for SqliteStore {
         max_points: usize,
     ) -> Result<Vec<OutboxBatch>> {
         self.with_conn(move |_, conn| {
-            let rows: Vec<(i64, i64, Vec<u8>)> = conn
-                .prepare_cached(
-                    "SELECT seq, committed_ms, spans FROM outbox WHERE lane = ?1 AND seq > ?2 \
-                     ORDER BY seq LIMIT ?3",
-                )?
-                .query_map(params![lane.as_str(), after.0, max_batches as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = pending_rows(conn, lane, after, max_batches)?;
             let mut names = HashMap::new();
             let mut out = Vec::with_capacity(rows.len());
             let mut total = 0usize;
@@ -375,16 +385,7 @@ impl OutboxStore for SqliteStore {
         max_batches: usize,
     ) -> Result<Vec<RollupBatch>> {
         self.with_conn(move |_, conn| {
-            let rows: Vec<(i64, i64, Vec<u8>)> = conn
-                .prepare_cached(
-                    "SELECT seq, committed_ms, spans FROM outbox WHERE lane = ?1 AND seq > ?2 \
-                     ORDER BY seq LIMIT ?3",
-                )?
-                .query_map(
-                    params![Lane::Rollups.as_str(), after.0, max_batches as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = pending_rows(conn, Lane::Rollups, after, max_batches)?;
             // Each batch's rows per series, as stored now.
             let mut read = Vec::with_capacity(rows.len());
             for (seq, committed_ms, blob) in rows {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::json;
 
 use crate::support::fault_proxy::Fault;
@@ -45,18 +45,7 @@ impl Devices {
         let mut out = Vec::new();
         for i in 0..DEVICES {
             let id = format!("dev-{i}");
-            let (status, body) = api_at(
-                &pair.edge_http,
-                "POST",
-                "/api/v1/devices",
-                Some(json!({"id": id, "kind": "sensor"})),
-            )
-            .await;
-            assert_eq!(status, 201, "{body}");
-            let mut o = MqttOptions::new(id.clone(), "127.0.0.1", pair.edge_mqtt);
-            o.set_credentials(id.clone(), body["secret"].as_str().unwrap());
-            o.set_keep_alive(Duration::from_secs(30));
-            let (client, mut el) = AsyncClient::new(o, 64);
+            let (client, mut el) = pair.new_device(&id, 64).await;
             let acked = Arc::new(AtomicU64::new(0));
             let count = acked.clone();
             tokio::spawn(async move {
