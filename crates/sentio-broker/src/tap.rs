@@ -212,11 +212,14 @@ impl BrokerEventHandler for TelemetryTap {
                 .before_route(&self.clients, &event.client_id, &event.topic)
                 .await;
             match topic::split_edge(&event.topic) {
-                Some((edge, tail @ (topic::UPLINK_POINTS | topic::UPLINK_BACKLOG))) => {
-                    let lane = if tail == topic::UPLINK_POINTS {
-                        sentio_store::Lane::Points
-                    } else {
-                        sentio_store::Lane::Backlog
+                Some((
+                    edge,
+                    tail @ (topic::UPLINK_POINTS | topic::UPLINK_BACKLOG | topic::UPLINK_ROLLUPS),
+                )) => {
+                    let lane = match tail {
+                        topic::UPLINK_POINTS => sentio_store::Lane::Points,
+                        topic::UPLINK_BACKLOG => sentio_store::Lane::Backlog,
+                        _ => sentio_store::Lane::Rollups,
                     };
                     return crate::uplink::apply(
                         &self.edges,

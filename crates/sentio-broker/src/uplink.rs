@@ -1,5 +1,6 @@
 //! The cloud's end of an edge's uplink: a message of batches published by edge `<id>` on
-//! `edges/<id>/up/points` (the live lane) or `edges/<id>/up/backlog` (the backlog lane) is
+//! `edges/<id>/up/points` (the live lane), `edges/<id>/up/backlog` (the backlog lane) or
+//! `edges/<id>/up/rollups` (1-minute rollups, [`EdgeStore::apply_rollups`]) is
 //! decoded ([`sentio_store::wire`]) and applied exactly once
 //! ([`EdgeStore::apply_uplink`]: the new batches' points and the progress in one transaction)
 //! before the tap returns, so the PUBACK the edge waits for means "held by the cloud". A batch
@@ -16,7 +17,9 @@ use std::time::Duration;
 
 use mqtt5::broker::events::{ClientPublishEvent, PublishAction};
 use sentio_core::EdgeId;
-use sentio_store::{Applied, EdgeStore, Lane, UplinkBatch, edge_username, wire};
+use sentio_store::{
+    Applied, EdgeStore, Lane, UplinkBatch, UplinkPolicy, UplinkRollups, edge_username, wire,
+};
 use tracing::{debug, warn};
 
 use crate::clients::Clients;
@@ -45,6 +48,8 @@ pub struct EdgeReport {
     pub backlog_points: u64,
     /// Backlog points the cloud acknowledged per second lately.
     pub backlog_drain_rate: u64,
+    /// What the edge sends up.
+    pub policy: UplinkPolicy,
     /// When the report arrived (ms).
     pub reported_ms: i64,
 }
@@ -64,6 +69,7 @@ impl EdgeReports {
             backlog_batches: r.backlog_batches,
             backlog_points: r.backlog_points,
             backlog_drain_rate: r.backlog_drain_rate,
+            policy: r.policy,
             reported_ms: *at,
         })
     }
@@ -155,6 +161,79 @@ pub(crate) async fn apply_records(
     }
 }
 
+/// The batches of one message, decoded for their lane.
+enum Batches {
+    Points(Vec<UplinkBatch>),
+    Rollups(Vec<UplinkRollups>),
+}
+
+impl Batches {
+    fn decode(edge: &EdgeId, lane: Lane, payload: &[u8]) -> Result<Self, wire::WireError> {
+        if lane == Lane::Rollups {
+            let m = wire::decode_rollups(payload)?;
+            return Ok(Self::Rollups(
+                m.batches
+                    .into_iter()
+                    .map(|(seq, series)| UplinkRollups {
+                        edge: edge.clone(),
+                        incarnation: m.incarnation,
+                        seq,
+                        series,
+                    })
+                    .collect(),
+            ));
+        }
+        let m = wire::decode(payload)?;
+        Ok(Self::Points(
+            m.batches
+                .into_iter()
+                .map(|b| UplinkBatch {
+                    edge: edge.clone(),
+                    incarnation: m.incarnation,
+                    lane,
+                    seq: b.seq,
+                    part: b.part,
+                    points: b.points,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The last (seq, part) in the message.
+    fn last(&self) -> Option<(i64, u32)> {
+        match self {
+            Self::Points(b) => b.last().map(|b| (b.seq.0, b.part)),
+            Self::Rollups(b) => b.last().map(|b| (b.seq.0, 0)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Points(b) => b.len(),
+            Self::Rollups(b) => b.len(),
+        }
+    }
+
+    /// Applies them; each batch's verdict with the points (rows) it carries.
+    async fn apply(&self, edges: &Arc<dyn EdgeStore>) -> sentio_store::Result<Vec<(Applied, u64)>> {
+        Ok(match self {
+            Self::Points(b) => {
+                let v = edges.apply_uplink(b.clone()).await?;
+                v.into_iter()
+                    .zip(b.iter().map(|b| b.points.len() as u64))
+                    .collect()
+            }
+            Self::Rollups(b) => {
+                let v = edges.apply_rollups(b.clone()).await?;
+                let rows = b
+                    .iter()
+                    .map(|b| b.series.iter().map(|s| s.rows.len() as u64).sum());
+                v.into_iter().zip(rows).collect()
+            }
+        })
+    }
+}
+
 /// Applies the batches in `event` from `edge` in `lane` (the topic's edge id and lane).
 pub(crate) async fn apply(
     edges: &Arc<dyn EdgeStore>,
@@ -166,8 +245,8 @@ pub(crate) async fn apply(
     let Some(edge) = sender(edge, event) else {
         return PublishAction::Handled;
     };
-    let message = match wire::decode(&event.payload) {
-        Ok(m) => m,
+    let batches = match Batches::decode(&edge, lane, &event.payload) {
+        Ok(b) => b,
         Err(e) => {
             Counters::bump(&counters.edge_batches_refused);
             warn!(edge = %edge, error = %e, bytes = event.payload.len(),
@@ -176,30 +255,18 @@ pub(crate) async fn apply(
             return std::future::pending().await;
         }
     };
-    let batches: Vec<UplinkBatch> = message
-        .batches
-        .into_iter()
-        .map(|b| UplinkBatch {
-            edge: edge.clone(),
-            incarnation: message.incarnation,
-            lane,
-            seq: b.seq,
-            part: b.part,
-            points: b.points,
-        })
-        .collect();
-    let last = batches.last().map(|b| (b.seq.0, b.part));
+    let last = batches.last();
     let mut wait = Duration::from_millis(100);
     loop {
-        match edges.apply_uplink(batches.clone()).await {
+        match batches.apply(edges).await {
             Ok(verdicts) => {
-                for (b, v) in batches.iter().zip(&verdicts) {
+                for (v, n) in verdicts {
                     match v {
                         Applied::Stored => {
                             Counters::bump(&counters.edge_batches_stored);
-                            counters
-                                .edge_points_stored
-                                .fetch_add(b.points.len() as u64, Ordering::Relaxed);
+                            if lane != Lane::Rollups {
+                                counters.edge_points_stored.fetch_add(n, Ordering::Relaxed);
+                            }
                         }
                         Applied::Duplicate => Counters::bump(&counters.edge_batches_duplicate),
                     }

@@ -141,6 +141,15 @@ pub mod topic {
         format!("{EDGES}/{edge}/{UPLINK_BACKLOG}")
     }
 
+    /// An edge with the aggregates policy publishes its 1-minute rollups on
+    /// `edges/<id>/up/rollups`.
+    pub const UPLINK_ROLLUPS: &str = "up/rollups";
+
+    /// `edges/<id>/up/rollups`.
+    pub fn uplink_rollups(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_ROLLUPS}")
+    }
+
     /// An edge publishes its device registry (records of its devices) on
     /// `edges/<id>/up/registry`.
     pub const UPLINK_REGISTRY: &str = "up/registry";

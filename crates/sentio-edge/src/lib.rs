@@ -16,6 +16,10 @@
 //!
 //! The device registry and the alerts go up too, as their current state ([`RecordSources`]).
 //!
+//! With the aggregates policy ([`sentio_store::UplinkPolicy`]) the raw lanes carry only the
+//! raw points around alerts ([`windows`]); the store records the 1-minute rollups as it rolls
+//! minutes up, and they go on `edges/<id>/up/rollups`.
+//!
 //! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
 
 mod link;
@@ -23,6 +27,7 @@ mod records;
 mod settings;
 mod state;
 mod trust;
+pub mod windows;
 
 pub use link::run;
 pub use records::RecordSources;

@@ -9,7 +9,9 @@
 //! share of the window ([`UplinkSettings::live_window`]) so it always progresses. A live
 //! batch waits up to [`UplinkSettings::coalesce`] (or until
 //! [`UplinkSettings::coalesce_points`] are ready) so that small commits share a message; the
-//! backlog never waits.
+//! backlog never waits. With the aggregates policy a third lane, [`Lane::Rollups`], carries
+//! the 1-minute rollups the store records as it rolls minutes up (`up/rollups`), beside the
+//! live lane, without waiting.
 //!
 //! **Invariant:** a batch is recorded as delivered ([`OutboxStore::outbox_acked`]) only after
 //! the PUBACK of its last part, and only when every earlier part of its lane is acknowledged
@@ -28,7 +30,9 @@ use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use sentio_core::{EdgeId, Point, topic};
-use sentio_store::{BatchSeq, Lane, OutboxStore, PART_POINTS, edge_username, wire};
+use sentio_store::{
+    BatchSeq, Lane, OutboxStore, PART_POINTS, SeriesRollups, UplinkPolicy, edge_username, wire,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -61,6 +65,14 @@ pub async fn run(
         .backlog_rate_limit
         .store(settings.backlog_rate, Ordering::Relaxed);
     info!(upstream = %settings.upstream, edge = %settings.edge_id, "uplink starting");
+    // With the aggregates policy, the raw points around each alert, whatever the link does.
+    let windows = (settings.policy == UplinkPolicy::Aggregates).then(|| {
+        tokio::spawn(crate::windows::run(
+            settings.clone(),
+            outbox.clone(),
+            sources.alerts.clone(),
+        ))
+    });
     loop {
         let ended = tokio::select! {
             biased;
@@ -80,6 +92,9 @@ pub async fn run(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(settings.max_backoff);
+    }
+    if let Some(w) = windows {
+        w.abort();
     }
     state.connected.store(false, Ordering::Relaxed);
     info!("uplink stopped");
@@ -128,7 +143,57 @@ struct Ready {
     part: u32,
     /// Whether it is the batch's last part (its acknowledgement completes the batch).
     last: bool,
-    points: Vec<Point>,
+    body: Body,
+}
+
+/// What a part carries: points, or (in [`Lane::Rollups`]) rollup rows.
+enum Body {
+    Points(Vec<Point>),
+    Rollups(Vec<SeriesRollups>),
+}
+
+impl Ready {
+    /// Its points, or rows.
+    fn len(&self) -> usize {
+        match &self.body {
+            Body::Points(p) => p.len(),
+            Body::Rollups(s) => s.iter().map(|s| s.rows.len()).sum(),
+        }
+    }
+}
+
+/// The bytes of an MQTT 5 QoS 1 PUBLISH of `payload` bytes on `topic` without properties, as
+/// it goes on the socket (before TLS): the fixed header, the topic, the packet id, the empty
+/// properties, the payload.
+fn publish_packet_bytes(topic: &str, payload: u64) -> u64 {
+    let remaining = 2 + topic.len() as u64 + 2 + 1 + payload;
+    let mut length_bytes = 1;
+    while remaining >= 1 << (7 * length_bytes) {
+        length_bytes += 1;
+    }
+    1 + length_bytes + remaining
+}
+
+/// The payload of one message of `parts` of a lane.
+fn encode(incarnation: sentio_store::Incarnation, lane: Lane, parts: &[Ready]) -> Vec<u8> {
+    if lane == Lane::Rollups {
+        let body: Vec<(BatchSeq, &[SeriesRollups])> = parts
+            .iter()
+            .filter_map(|p| match &p.body {
+                Body::Rollups(s) => Some((p.seq, s.as_slice())),
+                Body::Points(_) => None,
+            })
+            .collect();
+        return wire::encode_rollups(incarnation, &body);
+    }
+    let body: Vec<(BatchSeq, u32, &[Point])> = parts
+        .iter()
+        .filter_map(|p| match &p.body {
+            Body::Points(points) => Some((p.seq, p.part, points.as_slice())),
+            Body::Rollups(_) => None,
+        })
+        .collect();
+    wire::encode(incarnation, &body)
 }
 
 /// Most points in one message (whole parts; a part may hold more on its own).
@@ -166,6 +231,7 @@ impl LaneOut {
         let topic = match lane {
             Lane::Points => topic::uplink_points(edge),
             Lane::Backlog => topic::uplink_backlog(edge),
+            Lane::Rollups => topic::uplink_rollups(edge),
         };
         Self {
             lane,
@@ -181,6 +247,25 @@ impl LaneOut {
     /// [`MESSAGE_PARTS`] parts) are ready.
     async fn fill(&mut self, outbox: &dyn OutboxStore, read_points: usize) -> Result<(), String> {
         if self.ready.len() >= MESSAGE_PARTS || self.ready_points >= read_points {
+            return Ok(());
+        }
+        if self.lane == Lane::Rollups {
+            let batches = outbox
+                .outbox_rollups(self.read_through, MESSAGE_PARTS)
+                .await
+                .map_err(|e| format!("reading the outbox: {e}"))?;
+            for b in batches {
+                self.read_through = b.seq;
+                let r = Ready {
+                    seq: b.seq,
+                    committed_ms: b.committed_ms,
+                    part: 0,
+                    last: true,
+                    body: Body::Rollups(b.series),
+                };
+                self.ready_points += r.len();
+                self.ready.push_back(r);
+            }
             return Ok(());
         }
         let batches = outbox
@@ -199,7 +284,7 @@ impl LaneOut {
                     committed_ms: b.committed_ms,
                     part: i as u32,
                     last: i + 1 == n,
-                    points,
+                    body: Body::Points(points),
                 });
             }
         }
@@ -231,12 +316,11 @@ impl LaneOut {
         let mut parts = Vec::new();
         let mut points = 0usize;
         while let Some(r) = self.ready.front() {
-            if !parts.is_empty()
-                && (points + r.points.len() > max_points || parts.len() >= MESSAGE_PARTS)
+            if !parts.is_empty() && (points + r.len() > max_points || parts.len() >= MESSAGE_PARTS)
             {
                 break;
             }
-            points += r.points.len();
+            points += r.len();
             parts.push(self.ready.pop_front().expect("front exists"));
         }
         self.ready_points -= points;
@@ -404,11 +488,20 @@ async fn session(
     let mut lanes = [
         LaneOut::new(Lane::Points, &s.edge_id, status.live.acked),
         LaneOut::new(Lane::Backlog, &s.edge_id, status.backlog.acked),
+        LaneOut::new(Lane::Rollups, &s.edge_id, status.rollups.acked),
     ];
     const LIVE: usize = 0;
     const BACKLOG: usize = 1;
+    const ROLLUPS: usize = 2;
+    // Lanes read from the outbox: the rollups lane only with the aggregates policy.
+    let read = if s.policy == UplinkPolicy::Aggregates {
+        lanes.len()
+    } else {
+        ROLLUPS
+    };
     // The registry and the alerts: one message of each kind in flight at most; in
-    // `unnumbered` as 2 + the kind's index.
+    // `unnumbered` as RECORDS + the kind's index.
+    const RECORDS: usize = 3;
     let mut records_in_flight: [Option<records::InFlight>; 2] = [None, None];
     // The lane of each QoS 1 message published and not yet given its packet id, in order.
     let mut unnumbered: VecDeque<usize> = VecDeque::new();
@@ -422,14 +515,14 @@ async fn session(
         // share kept from the live lane while it has anything to send.
         bucket.refill();
         if lanes.iter().map(|l| l.in_flight.len()).sum::<usize>() < s.in_flight {
-            for lane in &mut lanes {
+            for lane in &mut lanes[..read] {
                 if let Err(e) = lane.fill(outbox, s.read_points).await {
                     return Ended::after_connect(e);
                 }
             }
         }
         loop {
-            let in_flight = lanes[LIVE].in_flight.len() + lanes[BACKLOG].in_flight.len();
+            let in_flight = lanes.iter().map(|l| l.in_flight.len()).sum::<usize>();
             if in_flight >= s.in_flight {
                 break;
             }
@@ -443,6 +536,8 @@ async fn session(
                 .is_some_and(|d| d.is_zero());
             let pick = if live_due && lanes[LIVE].in_flight.len() < live_window {
                 LIVE
+            } else if !lanes[ROLLUPS].ready.is_empty() {
+                ROLLUPS
             } else if !lanes[BACKLOG].ready.is_empty() && bucket.allows() {
                 BACKLOG
             } else {
@@ -454,12 +549,8 @@ async fn session(
             } else {
                 MESSAGE_POINTS
             });
-            let points: usize = parts.iter().map(|p| p.points.len()).sum();
-            let body: Vec<(BatchSeq, u32, &[Point])> = parts
-                .iter()
-                .map(|p| (p.seq, p.part, p.points.as_slice()))
-                .collect();
-            let payload = wire::encode(status.incarnation, &body);
+            let points: usize = parts.iter().map(Ready::len).sum();
+            let payload = encode(status.incarnation, lane.lane, &parts);
             let bytes = payload.len() as u64;
             if let Err(e) = client
                 .publish(lane.topic.clone(), QoS::AtLeastOnce, false, payload)
@@ -473,7 +564,14 @@ async fn session(
             unnumbered.push_back(pick);
             UplinkState::add(&state.parts_sent, parts.len() as u64);
             UplinkState::add(&state.bytes_sent, bytes);
-            UplinkState::add(&state.points_sent, points as u64);
+            if pick == ROLLUPS {
+                UplinkState::add(
+                    &state.rollup_packet_bytes,
+                    publish_packet_bytes(&lane.topic, bytes),
+                );
+            } else {
+                UplinkState::add(&state.points_sent, points as u64);
+            }
             lane.in_flight.push_back(InFlight {
                 through: parts.iter().rev().find(|p| p.last).map(|p| p.seq),
                 batches: parts.iter().filter(|p| p.last).count() as u64,
@@ -519,7 +617,7 @@ async fn session(
                 {
                     return Ended::after_connect(format!("publishing: {e}"));
                 }
-                unnumbered.push_back(2 + kind.index());
+                unnumbered.push_back(RECORDS + kind.index());
                 records_in_flight[kind.index()] = Some(m.in_flight);
             }
             if let Ok(st) = outbox.outbox_status().await {
@@ -532,6 +630,7 @@ async fn session(
                     backlog_batches: st.backlog.pending_batches,
                     backlog_points: st.backlog.pending_points,
                     backlog_drain_rate: state.backlog_drain_rate.load(Ordering::Relaxed),
+                    policy: s.policy,
                 };
                 let _ = client.try_publish(
                     status_topic.clone(),
@@ -561,8 +660,8 @@ async fn session(
                 // QoS 0 (the status reports) has packet id 0; a QoS 1 one never.
                 Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) if pkid != 0 => {
                     match unnumbered.pop_front() {
-                        Some(i @ 2..) => {
-                            if let Some(r) = &mut records_in_flight[i - 2] {
+                        Some(i @ RECORDS..) => {
+                            if let Some(r) = &mut records_in_flight[i - RECORDS] {
                                 r.pkid = Some(pkid);
                             }
                         }
@@ -594,7 +693,11 @@ async fn session(
                     // Delivered: every batch whose parts are all acknowledged, in its lane's order.
                     for lane in &mut lanes {
                         let done = lane.settle();
-                        UplinkState::add(&state.points_acked, done.points);
+                        if lane.lane == Lane::Rollups {
+                            UplinkState::add(&state.rollup_rows_acked, done.points);
+                        } else {
+                            UplinkState::add(&state.points_acked, done.points);
+                        }
                         UplinkState::add(&state.batches_acked, done.batches);
                         if lane.lane == Lane::Backlog {
                             UplinkState::add(&state.backlog_points_acked, done.points);

@@ -106,6 +106,12 @@ pub struct UplinkSettings {
     pub coalesce: Duration,
     /// Live points ready that are sent at once, without waiting out `coalesce`.
     pub coalesce_points: usize,
+    /// What goes up: every point, or 1-minute rollups and the raw points around alerts (the
+    /// node sets the store up to match: [`sentio_store::OutboxStore::record_rollups`]).
+    pub policy: sentio_store::UplinkPolicy,
+    /// With the aggregates policy: the raw points this long before and after each alert
+    /// opens go up too (whole minutes).
+    pub raw_around_alert: Duration,
 }
 
 impl UplinkSettings {
@@ -152,6 +158,8 @@ impl UplinkSettings {
             backlog_floor: 0.25,
             coalesce: Duration::from_millis(300),
             coalesce_points: 2_000,
+            policy: sentio_store::UplinkPolicy::Raw,
+            raw_around_alert: Duration::from_secs(300),
         })
     }
 }

@@ -20,6 +20,8 @@ pub struct UplinkState {
     pub(crate) backlog_drain_rate: AtomicU64,
     pub(crate) backlog_rate_limit: AtomicU64,
     pub(crate) records_acked: AtomicU64,
+    pub(crate) rollup_rows_acked: AtomicU64,
+    pub(crate) rollup_packet_bytes: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -55,6 +57,10 @@ pub struct LinkSnapshot {
     pub backlog_rate_limit: u64,
     /// Registry and alert records acknowledged by the cloud since start.
     pub records_acked: u64,
+    /// 1-minute rollup rows acknowledged by the cloud since start (aggregates policy).
+    pub rollup_rows_acked: u64,
+    /// Bytes of the rollups' PUBLISH packets (MQTT framing included, before TLS).
+    pub rollup_packet_bytes: u64,
     /// Why the link was last lost or refused.
     pub last_error: Option<String>,
 }
@@ -78,6 +84,8 @@ impl UplinkState {
             backlog_drain_rate: r(&self.backlog_drain_rate),
             backlog_rate_limit: r(&self.backlog_rate_limit),
             records_acked: r(&self.records_acked),
+            rollup_rows_acked: r(&self.rollup_rows_acked),
+            rollup_packet_bytes: r(&self.rollup_packet_bytes),
             last_error: self
                 .last_error
                 .lock()

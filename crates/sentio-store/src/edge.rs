@@ -49,17 +49,21 @@ pub enum Lane {
     /// Points committed while the uplink was down: drained beside the live lane at a bounded
     /// rate.
     Backlog,
+    /// 1-minute rollups of an edge with the aggregates policy, recorded as the edge's store
+    /// rolls minutes up ([`RollupBatch`]).
+    Rollups,
 }
 
 impl Lane {
     /// Every lane.
-    pub const ALL: [Lane; 2] = [Lane::Points, Lane::Backlog];
+    pub const ALL: [Lane; 3] = [Lane::Points, Lane::Backlog, Lane::Rollups];
 
     /// The lane's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Lane::Points => "points",
             Lane::Backlog => "backlog",
+            Lane::Rollups => "rollups",
         }
     }
 
@@ -93,6 +97,77 @@ impl OutboxBatch {
     pub fn points(&self) -> impl Iterator<Item = &Point> {
         self.parts.iter().flatten()
     }
+}
+
+/// What goes up from an edge: every point (`raw`, the default), or each closed minute's
+/// rollup per series plus the raw points around each alert the edge opens (`aggregates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UplinkPolicy {
+    /// Every committed point (lanes [`Lane::Points`] and [`Lane::Backlog`]).
+    #[default]
+    Raw,
+    /// 1-minute rollups ([`Lane::Rollups`]), and raw points only around alerts.
+    Aggregates,
+}
+
+impl UplinkPolicy {
+    /// Its name, as configured and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UplinkPolicy::Raw => "raw",
+            UplinkPolicy::Aggregates => "aggregates",
+        }
+    }
+}
+
+/// What [`crate::OutboxStore::record_window`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowRecorded {
+    /// The raw points of the window are a batch of the live lane now.
+    Recorded,
+    /// Not yet: no series of the device has a point at or after the window's end (its data
+    /// may still be coming) and `settled` was not given.
+    Waiting,
+    /// The alert, or a later one, was recorded before: nothing done.
+    Done,
+}
+
+/// The 1-minute rollup rows of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRollups {
+    /// The series' device.
+    pub device: sentio_core::DeviceId,
+    /// Its metric.
+    pub metric: std::sync::Arc<str>,
+    /// Rows by minute (each a whole minute's, as the store keeps it).
+    pub rows: Vec<crate::RollupRow>,
+}
+
+/// A batch of the rollups lane read back from the outbox: the rows one rollup transaction of
+/// the edge's store wrote, as they are stored now (a minute rolled again since goes with its
+/// newer row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupBatch {
+    /// Its sequence number (shared with the other lanes).
+    pub seq: BatchSeq,
+    /// When it was committed (ms).
+    pub committed_ms: i64,
+    /// Its rows per series.
+    pub series: Vec<SeriesRollups>,
+}
+
+/// One rollups batch arriving in the cloud from an edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkRollups {
+    /// The edge that sent it (the authenticated identity).
+    pub edge: EdgeId,
+    /// The edge's incarnation.
+    pub incarnation: Incarnation,
+    /// Its sequence number in that incarnation ([`Lane::Rollups`]).
+    pub seq: BatchSeq,
+    /// Its rows per series.
+    pub series: Vec<SeriesRollups>,
 }
 
 /// How far one lane of the outbox has been delivered.
@@ -129,6 +204,8 @@ pub struct OutboxStatus {
     pub live: LaneStatus,
     /// The backlog lane ([`Lane::Backlog`]).
     pub backlog: LaneStatus,
+    /// The rollups lane ([`Lane::Rollups`]; its "points" are rows), not in the totals above.
+    pub rollups: LaneStatus,
 }
 
 impl OutboxStatus {
@@ -137,6 +214,7 @@ impl OutboxStatus {
         match lane {
             Lane::Points => &self.live,
             Lane::Backlog => &self.backlog,
+            Lane::Rollups => &self.rollups,
         }
     }
 }

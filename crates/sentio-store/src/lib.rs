@@ -44,7 +44,8 @@ pub mod wire;
 pub use backup::{BackupReport, backup, restore};
 pub use edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, LaneStatus,
-    OutboxBatch, OutboxStatus, PART_POINTS, RegistryApplied, UplinkBatch, edge_username,
+    OutboxBatch, OutboxStatus, PART_POINTS, RegistryApplied, RollupBatch, SeriesRollups,
+    UplinkBatch, UplinkPolicy, UplinkRollups, WindowRecorded, edge_username,
 };
 pub use error::StoreError;
 pub use model::{

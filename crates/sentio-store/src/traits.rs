@@ -447,6 +447,31 @@ pub trait OutboxStore: Send + Sync {
     async fn outbox_acked(&self, lane: crate::Lane, seq: crate::BatchSeq) -> Result<()>;
     /// What is pending and since when.
     async fn outbox_status(&self) -> Result<crate::OutboxStatus>;
+    /// Whether each rollup transaction of the store records its minutes as a batch of
+    /// [`crate::Lane::Rollups`], in that transaction (the aggregates policy); kept in the
+    /// database, off by default.
+    async fn record_rollups(&self, on: bool) -> Result<()>;
+    /// The raw points around alert `alert` (ids increasing): every point of `device`'s series
+    /// in `[from, to)` as one batch of [`crate::Lane::Points`], with the alert recorded as
+    /// done in the same transaction, once the device's data has passed `to` (a point at or
+    /// after it) or, with `settled`, regardless. [`crate::WindowRecorded::Done`], and nothing
+    /// recorded, for an alert at or before the last one done ([`OutboxStore::windows_done`]).
+    async fn record_window(
+        &self,
+        alert: sentio_core::AlertId,
+        device: &sentio_core::DeviceId,
+        (from, to): (i64, i64),
+        settled: bool,
+    ) -> Result<crate::WindowRecorded>;
+    /// The last alert whose raw points [`OutboxStore::record_window`] recorded (0: none).
+    async fn windows_done(&self) -> Result<i64>;
+    /// Up to `max_batches` batches of [`crate::Lane::Rollups`] after `after`, in sequence
+    /// order, with their rows as stored now; acknowledged with `outbox_acked`.
+    async fn outbox_rollups(
+        &self,
+        after: crate::BatchSeq,
+        max_batches: usize,
+    ) -> Result<Vec<crate::RollupBatch>>;
 }
 
 /// Edge nodes registered in the cloud, and what the cloud has applied of their batches.
@@ -467,6 +492,14 @@ pub trait EdgeStore: Send + Sync {
     /// (or after an earlier one of the same call) is [`crate::Applied::Duplicate`] and writes
     /// nothing. One verdict per batch.
     async fn apply_uplink(&self, batches: Vec<crate::UplinkBatch>) -> Result<Vec<crate::Applied>>;
+    /// Applies rollups batches exactly once, in order, like [`EdgeStore::apply_uplink`]: the
+    /// rows of every new one (replacing the minute's row; the hours refreshed from them) and
+    /// the edge's progress in [`crate::Lane::Rollups`] in one transaction; reads answer those
+    /// minutes from the rollups from then on.
+    async fn apply_rollups(
+        &self,
+        batches: Vec<crate::UplinkRollups>,
+    ) -> Result<Vec<crate::Applied>>;
     /// Creates or updates the devices of edge `edge`'s registry (name, kind, labels) in this
     /// node's registry, marked as the edge's, in one transaction; an id that is already a
     /// device of this node or of another edge is left alone (a conflict). Applying the same

@@ -26,6 +26,9 @@ use sentio_core::{DeviceId, Point};
 use crate::edge::{BatchSeq, Incarnation};
 
 mod columns;
+mod rollups;
+
+pub use rollups::{RollupsMessage, VERSION as ROLLUPS_VERSION, encode as encode_rollups};
 
 /// The first layout version, first byte of every payload but version 2 batch messages (the
 /// status reports, registry and alert records keep it).
@@ -306,6 +309,15 @@ fn decode_v1(mut r: Reader<'_>) -> Result<WireMessage, WireError> {
     })
 }
 
+/// Decodes a rollups message ([`encode_rollups`]).
+pub fn decode_rollups(payload: &[u8]) -> Result<RollupsMessage, WireError> {
+    let mut r = Reader { bytes: payload };
+    match r.byte()? {
+        rollups::VERSION => rollups::decode(r),
+        _ => Reader::err("unknown version"),
+    }
+}
+
 /// What an edge reports of its outbox (`edges/<id>/up/status`), so the cloud can show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatusReport {
@@ -323,10 +335,13 @@ pub struct StatusReport {
     pub backlog_points: u64,
     /// Backlog points acknowledged per second lately.
     pub backlog_drain_rate: u64,
+    /// What the edge sends up (a report of an edge before policies: raw).
+    pub policy: crate::UplinkPolicy,
 }
 
-/// Encodes a status report: the version byte, then seven varints (the age plus one, 0 for
-/// none); a report of an edge before lanes ends after the fourth.
+/// Encodes a status report: the version byte, then eight varints (the age plus one, 0 for
+/// none; the policy last, 0 raw and 1 aggregates); a report of an edge before lanes ends
+/// after the fourth, one before policies after the seventh.
 pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     let mut out = vec![VERSION];
     put_varint(&mut out, r.pending_batches);
@@ -339,6 +354,10 @@ pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     put_varint(&mut out, r.backlog_batches);
     put_varint(&mut out, r.backlog_points);
     put_varint(&mut out, r.backlog_drain_rate);
+    put_varint(
+        &mut out,
+        u64::from(r.policy == crate::UplinkPolicy::Aggregates),
+    );
     out
 }
 
@@ -359,6 +378,13 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
         report.backlog_batches = r.varint()?;
         report.backlog_points = r.varint()?;
         report.backlog_drain_rate = r.varint()?;
+    }
+    if !r.bytes.is_empty() {
+        report.policy = match r.varint()? {
+            0 => crate::UplinkPolicy::Raw,
+            1 => crate::UplinkPolicy::Aggregates,
+            _ => return Reader::err("unknown policy"),
+        };
     }
     if !r.bytes.is_empty() {
         return Reader::err("bytes after the report");
@@ -738,11 +764,15 @@ mod tests {
                 backlog_batches: 2,
                 backlog_points: 3_000,
                 backlog_drain_rate: 500,
+                policy: crate::UplinkPolicy::Aggregates,
             },
         ] {
             let bytes = encode_status(&r);
             assert_eq!(decode_status(&bytes).unwrap(), r);
-            assert!(decode_status(&bytes[..bytes.len() - 1]).is_err());
+            // A report from an edge before policies: raw.
+            let before_policy = decode_status(&bytes[..bytes.len() - 1]).unwrap();
+            assert_eq!(before_policy.policy, crate::UplinkPolicy::Raw);
+            assert_eq!(before_policy.backlog_drain_rate, r.backlog_drain_rate);
             // A report from an edge before lanes: no backlog.
             let trailing = bytes.len()
                 - encode_status(&StatusReport {
@@ -752,7 +782,7 @@ mod tests {
                     ..r
                 })
                 .len()
-                + 3;
+                + 4;
             let old = decode_status(&bytes[..bytes.len() - trailing]).unwrap();
             assert_eq!((old.acked, old.backlog_points), (r.acked, 0));
         }

@@ -24,6 +24,16 @@ impl contract::Backend for Sqlite {
 
 contract::store_contract!(Sqlite::new());
 
+/// An edge with the aggregates policy and its cloud, two stores.
+#[tokio::test]
+async fn an_aggregates_edge_sends_each_rolled_minute_once_and_the_cloud_answers_from_it() {
+    contract::edges::an_aggregates_edge_sends_each_rolled_minute_once_and_the_cloud_answers_from_it(
+        &Sqlite::new(),
+        &Sqlite::new(),
+    )
+    .await;
+}
+
 /// A restored backup is a new life of the node: a new incarnation, the same outbox.
 #[tokio::test]
 async fn a_restored_backup_is_a_new_incarnation_with_the_same_outbox() {

@@ -501,6 +501,11 @@ pub struct EdgeConfig {
     pub coalesce: Span,
     /// Live points ready that go at once, without waiting out `coalesce`.
     pub coalesce_points: usize,
+    /// What goes up (`--uplink-policy`): `raw`, every point (the default), or `aggregates`,
+    /// each closed minute's rollup per series plus the raw points around each alert.
+    pub policy: sentio_store::UplinkPolicy,
+    /// With `aggregates`: the raw points this long before and after each alert go up too.
+    pub raw_around_alert: Span,
 }
 
 impl Default for EdgeConfig {
@@ -518,6 +523,8 @@ impl Default for EdgeConfig {
             backlog_floor: 0.25,
             coalesce: Span(300),
             coalesce_points: 2_000,
+            policy: sentio_store::UplinkPolicy::Raw,
+            raw_around_alert: Span(300_000),
         }
     }
 }
@@ -591,6 +598,9 @@ impl EdgeConfig {
         s.backlog_floor = self.backlog_floor;
         s.coalesce = std::time::Duration::from_millis(self.coalesce.0.max(0) as u64);
         s.coalesce_points = self.coalesce_points.max(1);
+        s.policy = self.policy;
+        s.raw_around_alert =
+            std::time::Duration::from_millis(self.raw_around_alert.0.max(0) as u64);
         Ok(Some(s))
     }
 }

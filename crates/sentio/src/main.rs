@@ -202,6 +202,17 @@ struct ServeArgs {
     /// environment variable SENTIO_UPSTREAM_SECRET, key `edge.secret`).
     #[arg(long, env = "SENTIO_UPSTREAM_SECRET_FILE", value_name = "FILE")]
     upstream_secret_file: Option<PathBuf>,
+    /// What an edge sends up: `raw` (every point) or `aggregates` (each closed minute's
+    /// rollup per series, plus the raw points around each alert) (key `edge.policy`).
+    #[arg(long, env = "SENTIO_UPLINK_POLICY", value_name = "raw|aggregates")]
+    uplink_policy: Option<UplinkPolicyArg>,
+}
+
+/// `--uplink-policy`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum UplinkPolicyArg {
+    Raw,
+    Aggregates,
 }
 
 /// `sentio config ...`.
@@ -313,6 +324,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
     }
     if let Some(v) = &a.upstream_ca {
         c.edge.ca_file = Some(v.clone());
+    }
+    if let Some(v) = a.uplink_policy {
+        c.edge.policy = match v {
+            UplinkPolicyArg::Raw => sentio_store::UplinkPolicy::Raw,
+            UplinkPolicyArg::Aggregates => sentio_store::UplinkPolicy::Aggregates,
+        };
     }
     if let Some(v) = &a.edge_id {
         c.edge.edge_id = Some(v.clone());

@@ -116,8 +116,16 @@ impl Node {
 
         // An edge's store is its outbox: every commit from now on is a batch for the cloud.
         let uplink = config.edge.uplink()?;
-        if uplink.is_some() {
-            store.enable_outbox();
+        if let Some(u) = &uplink {
+            // Raw: every commit. Aggregates: every rollup transaction (and, from the uplink,
+            // the raw points around alerts).
+            let aggregates = u.policy == sentio_store::UplinkPolicy::Aggregates;
+            if !aggregates {
+                store.enable_outbox();
+            }
+            sentio_store::OutboxStore::record_rollups(&store, aggregates)
+                .await
+                .context("setting up the outbox")?;
         }
         let store = Arc::new(store);
         // Before the pipeline starts, so it loads them with the others.

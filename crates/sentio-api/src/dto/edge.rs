@@ -4,7 +4,7 @@
 use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
-use sentio_store::{Edge, EdgeProgress, LaneStatus, OutboxStatus};
+use sentio_store::{Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, UplinkPolicy};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/edges` body.
@@ -61,6 +61,9 @@ pub struct EdgeView {
     pub points: u64,
     /// When its last batch was applied (and acknowledged).
     pub last_ack_ms: Option<i64>,
+    /// What it sends up (`raw` or `aggregates`): as it last reported, else `aggregates` once
+    /// rollups of it were applied; unknown before either.
+    pub policy: Option<&'static str>,
     /// What it last reported of its outbox (since this node started), if anything.
     pub reported: Option<ReportView>,
     pub progress: Vec<ProgressView>,
@@ -108,6 +111,12 @@ impl EdgeView {
             connected,
             points: e.progress.iter().map(|p| p.points).sum(),
             last_ack_ms: e.progress.iter().map(|p| p.updated_ms).max(),
+            policy: report.map(|r| r.policy.as_str()).or_else(|| {
+                e.progress
+                    .iter()
+                    .any(|p| p.lane == Lane::Rollups)
+                    .then_some(UplinkPolicy::Aggregates.as_str())
+            }),
             reported: report.map(ReportView::from),
             progress: e.progress.iter().map(ProgressView::from).collect(),
         }
@@ -147,6 +156,19 @@ pub struct UplinkView {
     /// The backlog lane: batches committed while the link was down, drained beside the live
     /// lane at a bounded rate.
     pub backlog: BacklogView,
+    /// The rollups lane (the aggregates policy): its "points" are 1-minute rollup rows.
+    pub rollups: RollupsView,
+}
+
+/// The rollups lane, with the rows the cloud acknowledged.
+#[derive(Debug, Serialize)]
+pub struct RollupsView {
+    #[serde(flatten)]
+    pub lane: LaneView,
+    /// Rollup rows acknowledged since start.
+    pub rows_acked: u64,
+    /// Bytes of the rollups' MQTT packets sent since start (framing included, before TLS).
+    pub packet_bytes: u64,
 }
 
 /// One lane of an edge's outbox.
@@ -221,6 +243,11 @@ impl UplinkView {
                 rate_limit: l.backlog_rate_limit,
                 points_acked: l.backlog_points_acked,
             },
+            rollups: RollupsView {
+                lane: LaneView::new(&o.rollups, now_ms),
+                rows_acked: l.rollup_rows_acked,
+                packet_bytes: l.rollup_packet_bytes,
+            },
         }
     }
 
@@ -235,7 +262,7 @@ mod tests {
     use super::*;
     use crate::dto::tests::check;
     use sentio_core::EdgeId;
-    use sentio_store::{BatchSeq, Incarnation, Lane};
+    use sentio_store::{BatchSeq, Incarnation};
 
     #[test]
     fn edges_and_uplink() {
@@ -263,10 +290,11 @@ mod tests {
                     backlog_batches: 1,
                     backlog_points: 20,
                     backlog_drain_rate: 400,
+                    policy: sentio_store::UplinkPolicy::Raw,
                     reported_ms: 1_700_000_002_000,
                 }),
             ),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),
@@ -288,6 +316,12 @@ mod tests {
                 pending_points: 30,
                 oldest_pending_ms: Some(1_000),
             },
+            rollups: LaneStatus {
+                acked: BatchSeq(0),
+                pending_batches: 0,
+                pending_points: 0,
+                oldest_pending_ms: None,
+            },
         };
         let l = LinkSnapshot {
             connected: false,
@@ -304,11 +338,13 @@ mod tests {
             backlog_drain_rate: 0,
             backlog_rate_limit: 500,
             records_acked: 3,
+            rollup_rows_acked: 0,
+            rollup_packet_bytes: 0,
             last_error: Some("silent".into()),
         };
         check(
             UplinkView::new("site-1".into(), "mqtt://cloud:1883".into(), &o, &l, 3_500),
-            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"records_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20}}"#,
+            r#"{"edge_id":"site-1","upstream":"mqtt://cloud:1883","connected":false,"incarnation":"01010101010101010101010101010101","acked_seq":5,"last_seq":9,"pending_batches":4,"pending_points":40,"oldest_pending_age_ms":2500,"last_ack_ms":900,"in_flight":0,"connects":2,"link_losses":1,"ack_timeouts":1,"parts_sent":6,"points_sent":60,"bytes_sent":600,"batches_acked":5,"points_acked":50,"last_error":"silent","live":{"acked_seq":8,"pending_batches":1,"pending_points":10,"oldest_pending_age_ms":500},"records_acked":3,"backlog":{"acked_seq":5,"pending_batches":3,"pending_points":30,"oldest_pending_age_ms":2500,"drain_rate":0,"rate_limit":500,"points_acked":20},"rollups":{"acked_seq":0,"pending_batches":0,"pending_points":0,"oldest_pending_age_ms":null,"rows_acked":0,"packet_bytes":0}}"#,
         );
         assert!(serde_json::from_str::<CreateEdge>(r#"{"id":"a","x":1}"#).is_err());
     }

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sentio_core::EdgeId;
 
-use super::{Inner, SqliteStore, series};
+use super::{Inner, SqliteStore, rollup, series};
 use crate::edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane,
-    RegistryApplied, UplinkBatch,
+    RegistryApplied, UplinkBatch, UplinkRollups,
 };
 use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
@@ -177,53 +177,42 @@ impl EdgeStore for SqliteStore {
             .with_conn(move |inner, conn| {
                 // The connection is held for the whole check and write: no other writer can
                 // apply the same batch between them.
-                let mut done: HashMap<Key, (i64, u32)> = HashMap::new();
+                let mut progress = Progress::default();
                 let mut verdicts = Vec::with_capacity(batches.len());
                 let mut points = Vec::new();
-                // Per key: the progress to record and the points it adds.
-                let mut progress: HashMap<Key, (i64, u32, i64)> = HashMap::new();
                 for b in &batches {
                     let key: Key = (b.edge.to_string(), b.incarnation.0, b.lane.as_str());
-                    if !done.contains_key(&key) {
-                        known_edge(conn, &key.0)?;
-                        let row: Option<(i64, u32)> = conn
-                            .query_row(
-                                "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
-                                params![key.0, key.1.as_slice(), key.2],
-                                |r| Ok((r.get(0)?, r.get(1)?)),
-                            )
-                            .optional()?;
-                        done.insert(key.clone(), row.unwrap_or((i64::MIN, 0)));
+                    let v = progress.admit(conn, key, (b.seq.0, b.part), b.points.len())?;
+                    if v == Applied::Stored {
+                        points.extend(b.points.iter().cloned());
                     }
-                    let last = done.get_mut(&key).expect("inserted above");
-                    if (b.seq.0, b.part) <= *last {
-                        verdicts.push(Applied::Duplicate);
-                        continue;
-                    }
-                    *last = (b.seq.0, b.part);
-                    let p = progress.entry(key).or_insert((0, 0, 0));
-                    (p.0, p.1, p.2) = (b.seq.0, b.part, p.2 + b.points.len() as i64);
-                    points.extend(b.points.iter().cloned());
-                    verdicts.push(Applied::Stored);
+                    verdicts.push(v);
                 }
                 if progress.is_empty() {
                     return Ok(verdicts);
                 }
-                series::write_points(inner, conn, &points, |tx, _| {
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT INTO edge_progress (edge, incarnation, lane, seq, part, points, updated_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                         ON CONFLICT (edge, incarnation, lane) DO UPDATE SET seq = excluded.seq, \
-                         part = excluded.part, points = points + excluded.points, \
-                         updated_ms = excluded.updated_ms",
-                    )?;
-                    let now = sentio_core::time::now_ms();
-                    for ((edge, inc, lane), (seq, part, n)) in &progress {
-                        stmt.execute(params![edge, inc.as_slice(), lane, seq, part, n, now])?;
-                    }
-                    Ok(())
-                })?;
+                series::write_points(inner, conn, &points, |tx, _| progress.record(tx))?;
                 Ok(verdicts)
+            })
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+
+    async fn apply_rollups(&self, batches: Vec<UplinkRollups>) -> Result<Vec<Applied>> {
+        let applied = self
+            .with_conn(move |inner, conn| {
+                let applied = apply_rollups_tx(inner, conn, &batches);
+                if applied.is_err() {
+                    // A rolled-back transaction leaves no new series ids valid.
+                    inner
+                        .series_ids
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                    series::reload_series_ids(inner, conn)?;
+                }
+                applied
             })
             .await;
         self.inner.note_write(&applied);
@@ -360,5 +349,87 @@ impl EdgeStore for SqliteStore {
     }
 }
 
+/// [`EdgeStore::apply_rollups`] in one transaction: the new batches' rows and the progress.
+fn apply_rollups_tx(
+    inner: &Inner,
+    conn: &mut Connection,
+    batches: &[UplinkRollups],
+) -> Result<Vec<Applied>> {
+    let mut progress = Progress::default();
+    let mut verdicts = Vec::with_capacity(batches.len());
+    let tx = conn.transaction()?;
+    for b in batches {
+        let key: Key = (b.edge.to_string(), b.incarnation.0, Lane::Rollups.as_str());
+        let rows: usize = b.series.iter().map(|s| s.rows.len()).sum();
+        let v = progress.admit(&tx, key, (b.seq.0, 0), rows)?;
+        if v == Applied::Stored {
+            for s in &b.series {
+                let sid = series::series_id(inner, &tx, s.device.as_str(), &s.metric)?;
+                rollup::write_edge_minutes(&tx, sid, &s.rows)?;
+            }
+        }
+        verdicts.push(v);
+    }
+    if !progress.is_empty() {
+        progress.record(&tx)?;
+        tx.commit()?;
+    }
+    Ok(verdicts)
+}
+
 /// An edge's incarnation and lane.
 type Key = (String, [u8; 16], &'static str);
+
+/// What one apply has seen of each edge's progress, and what it will record.
+#[derive(Default)]
+struct Progress {
+    /// Per key: the last (seq, part) applied, stored or in this apply.
+    done: HashMap<Key, (i64, u32)>,
+    /// Per key: the progress to record and the points (rows) it adds.
+    new: HashMap<Key, (i64, u32, i64)>,
+}
+
+impl Progress {
+    /// Whether the batch part `at` of `key` is new (then counted as applied), or a duplicate.
+    fn admit(&mut self, conn: &Connection, key: Key, at: (i64, u32), n: usize) -> Result<Applied> {
+        if !self.done.contains_key(&key) {
+            known_edge(conn, &key.0)?;
+            let row: Option<(i64, u32)> = conn
+                .query_row(
+                    "SELECT seq, part FROM edge_progress WHERE edge = ?1 AND incarnation = ?2 AND lane = ?3",
+                    params![key.0, key.1.as_slice(), key.2],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            self.done.insert(key.clone(), row.unwrap_or((i64::MIN, 0)));
+        }
+        let last = self.done.get_mut(&key).expect("inserted above");
+        if at <= *last {
+            return Ok(Applied::Duplicate);
+        }
+        *last = at;
+        let p = self.new.entry(key).or_insert((0, 0, 0));
+        (p.0, p.1, p.2) = (at.0, at.1, p.2 + n as i64);
+        Ok(Applied::Stored)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.new.is_empty()
+    }
+
+    /// Writes the new progress (in the transaction of what it applied).
+    fn record(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO edge_progress (edge, incarnation, lane, seq, part, points, updated_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (edge, incarnation, lane) DO UPDATE SET seq = excluded.seq, \
+             part = excluded.part, points = points + excluded.points, \
+             updated_ms = excluded.updated_ms",
+        )?;
+        let now = sentio_core::time::now_ms();
+        for ((edge, inc, lane), (seq, part, n)) in &self.new {
+            stmt.execute(params![edge, inc.as_slice(), lane, seq, part, n, now])?;
+        }
+        Ok(())
+    }
+}

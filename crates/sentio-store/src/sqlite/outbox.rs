@@ -13,12 +13,13 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use sentio_core::{DeviceId, Point};
+use sentio_core::{AlertId, DeviceId, Point};
 
 use super::series::{Span, Spans};
-use super::{Inner, SqliteStore, read};
+use super::{Inner, SqliteStore, read, rollup};
 use crate::edge::{
-    BatchSeq, Incarnation, Lane, LaneStatus, OutboxBatch, OutboxStatus, PART_POINTS,
+    BatchSeq, Incarnation, Lane, LaneStatus, OutboxBatch, OutboxStatus, PART_POINTS, RollupBatch,
+    SeriesRollups, WindowRecorded,
 };
 use crate::{OutboxStore, Result, StoreError};
 
@@ -49,6 +50,52 @@ pub(super) fn record(tx: &Transaction<'_>, spans: &Spans, lane: Lane) -> Result<
         lane.as_str()
     ])?;
     Ok(())
+}
+
+/// The meta key set while rollup transactions record their minutes ([`Lane::Rollups`]).
+const ROLLUPS_KEY: &str = "outbox_rollups";
+
+/// Records the minutes `[first, last]` of series `sid` rolled up (`rows` rows) as a batch of
+/// [`Lane::Rollups`], inside the rollup's transaction, when the aggregates policy is on.
+pub(super) fn record_rollups(
+    tx: &Transaction<'_>,
+    sid: i64,
+    (first, last): (i64, i64),
+    rows: u32,
+) -> Result<()> {
+    let on: Option<i64> = tx
+        .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?
+        .query_row([ROLLUPS_KEY], |r| r.get(0))
+        .optional()?;
+    if on.is_none() {
+        return Ok(());
+    }
+    let spans = Spans::from([(
+        sid,
+        Span {
+            first,
+            last,
+            count: rows,
+        },
+    )]);
+    record(tx, &spans, Lane::Rollups)
+}
+
+/// The meta key of the last alert whose raw points went in the outbox.
+const WINDOWS_KEY: &str = "outbox_windows_done";
+
+fn windows_done(conn: &Connection) -> Result<i64> {
+    let v: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([WINDOWS_KEY], |r| r.get(0))
+        .optional()?;
+    match v {
+        None => Ok(0),
+        Some(b) => b
+            .try_into()
+            .map(i64::from_le_bytes)
+            .map_err(|_| StoreError::Corrupt("outbox_windows_done in meta".into())),
+    }
 }
 
 /// Adds the `lane` column (and its index) to an outbox made before lanes: its batches are
@@ -140,6 +187,24 @@ fn lane_status(conn: &Connection, lane: Lane) -> Result<(LaneStatus, Option<i64>
     ))
 }
 
+/// Up to `max` rows of `lane` after `after` in seq order: (seq, committed_ms, spans).
+fn pending_rows(
+    conn: &Connection,
+    lane: Lane,
+    after: BatchSeq,
+    max: usize,
+) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq, committed_ms, spans FROM outbox WHERE lane = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
+        )?
+        .query_map(params![lane.as_str(), after.0, max as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// Series names by id, loaded as needed.
 fn series_name(
     conn: &Connection,
@@ -197,15 +262,7 @@ impl OutboxStore for SqliteStore {
         max_points: usize,
     ) -> Result<Vec<OutboxBatch>> {
         self.with_conn(move |_, conn| {
-            let rows: Vec<(i64, i64, Vec<u8>)> = conn
-                .prepare_cached(
-                    "SELECT seq, committed_ms, spans FROM outbox WHERE lane = ?1 AND seq > ?2 \
-                     ORDER BY seq LIMIT ?3",
-                )?
-                .query_map(params![lane.as_str(), after.0, max_batches as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+            let rows = pending_rows(conn, lane, after, max_batches)?;
             let mut names = HashMap::new();
             let mut out = Vec::with_capacity(rows.len());
             let mut total = 0usize;
@@ -249,6 +306,133 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
+    async fn record_rollups(&self, on: bool) -> Result<()> {
+        self.with_conn(move |_, conn| {
+            if on {
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, X'01')",
+                    [ROLLUPS_KEY],
+                )?;
+            } else {
+                conn.execute("DELETE FROM meta WHERE key = ?1", [ROLLUPS_KEY])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_window(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        (from, to): (i64, i64),
+        settled: bool,
+    ) -> Result<WindowRecorded> {
+        let device = device.to_string();
+        self.with_conn(move |_, conn| {
+            let tx = conn.transaction()?;
+            if alert.get() <= windows_done(&tx)? {
+                return Ok(WindowRecorded::Done);
+            }
+            let mut spans = Spans::new();
+            let sids: Vec<i64> = tx
+                .prepare_cached("SELECT id FROM series WHERE device = ?1")?
+                .query_map([&device], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut passed = settled;
+            for &sid in &sids {
+                passed = passed || !read::raw(&tx, sid, to, i64::MAX, 1)?.points.is_empty();
+            }
+            if !passed {
+                return Ok(WindowRecorded::Waiting);
+            }
+            for sid in sids {
+                let stored = read::raw(&tx, sid, from, to, usize::MAX >> 1)?;
+                let (Some(first), Some(last)) = (stored.points.first(), stored.points.last())
+                else {
+                    continue;
+                };
+                let count = u32::try_from(stored.points.len()).unwrap_or(u32::MAX);
+                spans.insert(
+                    sid,
+                    Span {
+                        first: first.0,
+                        last: last.0,
+                        count,
+                    },
+                );
+            }
+            if !spans.is_empty() {
+                record(&tx, &spans, Lane::Points)?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![WINDOWS_KEY, alert.get().to_le_bytes().as_slice()],
+            )?;
+            tx.commit()?;
+            Ok(WindowRecorded::Recorded)
+        })
+        .await
+    }
+
+    async fn windows_done(&self) -> Result<i64> {
+        self.with_conn(move |_, conn| windows_done(conn)).await
+    }
+
+    async fn outbox_rollups(
+        &self,
+        after: BatchSeq,
+        max_batches: usize,
+    ) -> Result<Vec<RollupBatch>> {
+        self.with_conn(move |_, conn| {
+            let rows = pending_rows(conn, Lane::Rollups, after, max_batches)?;
+            // Each batch's rows per series, as stored now.
+            let mut read = Vec::with_capacity(rows.len());
+            for (seq, committed_ms, blob) in rows {
+                let mut series = Vec::new();
+                for (sid, span) in spans_of(&blob)? {
+                    let rows = rollup::rows(
+                        conn,
+                        crate::Resolution::Minute,
+                        sid,
+                        span.first,
+                        span.last.saturating_add(1),
+                    )?;
+                    series.push((sid, rows));
+                }
+                read.push((seq, committed_ms, series));
+            }
+            // A minute rolled again is in a later batch too, as it is now: only the last
+            // batch read carries it (the earlier would send the same row).
+            let mut seen = std::collections::HashSet::new();
+            for (_, _, series) in read.iter_mut().rev() {
+                for (sid, rows) in series.iter_mut() {
+                    rows.retain(|(b, _)| seen.insert((*sid, *b)));
+                }
+            }
+            let mut names = HashMap::new();
+            let mut out = Vec::with_capacity(read.len());
+            for (seq, committed_ms, series) in read {
+                let mut up = Vec::new();
+                for (sid, rows) in series.into_iter().filter(|s| !s.1.is_empty()) {
+                    let (device, metric) = series_name(conn, &mut names, sid)?;
+                    up.push(SeriesRollups {
+                        device,
+                        metric,
+                        rows: rows.into_iter().map(|(b, a)| a.row(b)).collect(),
+                    });
+                }
+                out.push(RollupBatch {
+                    seq: BatchSeq(seq),
+                    committed_ms,
+                    series: up,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn outbox_acked(&self, lane: Lane, seq: BatchSeq) -> Result<()> {
         self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
@@ -275,6 +459,7 @@ impl OutboxStore for SqliteStore {
         self.with_conn(move |inner, conn| {
             let (live, live_ms) = lane_status(conn, Lane::Points)?;
             let (backlog, backlog_ms) = lane_status(conn, Lane::Backlog)?;
+            let (rollups, rollups_ms) = lane_status(conn, Lane::Rollups)?;
             // The last seq handed out, kept by AUTOINCREMENT even when its row is gone.
             let last: Option<i64> = conn
                 .query_row(
@@ -298,9 +483,10 @@ impl OutboxStore for SqliteStore {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 },
-                last_ack_ms: live_ms.max(backlog_ms),
+                last_ack_ms: live_ms.max(backlog_ms).max(rollups_ms),
                 live,
                 backlog,
+                rollups,
             })
         })
         .await

@@ -167,7 +167,14 @@ impl DeviceRegistry for SqliteStore {
                     [&id],
                 )?;
                 let mut rollups = packed as u64;
-                for table in ["rollup_1m", "rollup_1h", "band_1m", "rollup_dirty", "series_marks"] {
+                for table in [
+                    "rollup_1m",
+                    "rollup_1h",
+                    "band_1m",
+                    "rollup_dirty",
+                    "series_marks",
+                    "edge_rollup_cover",
+                ] {
                     let n = tx.execute(
                         &format!(
                             "DELETE FROM {table} WHERE series_id IN \

@@ -216,19 +216,79 @@ pub(super) fn export_rows(
             if out.len() == limit {
                 break;
             }
-            out.push(crate::RollupRow {
-                bucket_ms: b,
-                count: a.count,
-                sum: a.sum,
-                min: a.min,
-                max: a.max,
-                first: a.first,
-                last: a.last,
-            });
+            out.push(a.row(b));
         }
         cursor = end;
     }
     Ok(out)
+}
+
+impl Acc {
+    /// The rollup row of bucket `b` holding this.
+    pub(super) fn row(&self, b: i64) -> crate::RollupRow {
+        crate::RollupRow {
+            bucket_ms: b,
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            first: self.first,
+            last: self.last,
+        }
+    }
+
+    fn of_row(r: &crate::RollupRow) -> Self {
+        Self {
+            count: r.count,
+            sum: r.sum,
+            min: r.min,
+            max: r.max,
+            first: r.first,
+            last: r.last,
+        }
+    }
+}
+
+/// Writes 1-minute rows that an edge rolled up (each replacing the minute's row), refreshes
+/// their hours, and raises the series' edge cover (`edge_rollup_cover`) past the last.
+pub(super) fn write_edge_minutes(
+    conn: &Connection,
+    sid: i64,
+    rows: &[crate::RollupRow],
+) -> Result<()> {
+    let mut hours = BTreeSet::new();
+    let mut until = i64::MIN;
+    for r in rows {
+        write_row(conn, Resolution::Minute, sid, r.bucket_ms, &Acc::of_row(r))?;
+        hours.insert(floor(r.bucket_ms, HOUR));
+        until = until.max(r.bucket_ms.saturating_add(MINUTE));
+    }
+    refresh_hours(conn, sid, &marks(conn, sid)?, &hours)?;
+    conn.prepare_cached(
+        "INSERT INTO edge_rollup_cover (series_id, until) VALUES (?1, ?2) \
+         ON CONFLICT (series_id) DO UPDATE SET until = MAX(until, excluded.until)",
+    )?
+    .execute(params![sid, until])?;
+    Ok(())
+}
+
+/// Where an edge's rollups of the series end (`edge_rollup_cover`), if it has any.
+fn edge_cover(conn: &Connection, sid: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT until FROM edge_rollup_cover WHERE series_id = ?1")?
+        .query_row([sid], |r| r.get(0))
+        .optional()?)
+}
+
+/// The marks as reads see them: where an edge's rollups cover a series, its raw points count
+/// as gone before the cover (the raw points it sent around alerts are read as raw only).
+fn read_marks(conn: &Connection, sid: i64) -> Result<Marks> {
+    let mut m = marks(conn, sid)?;
+    if let Some(until) = edge_cover(conn, sid)? {
+        m.raw_before = m.raw_before.max(until);
+        m.rolled_until = Some(m.rolled_until.map_or(until, |r| r.max(until)));
+    }
+    Ok(m)
 }
 
 /// The last point the rollups know of a series (when its raw points have all expired).
@@ -405,11 +465,19 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
     }
     let tx = conn.transaction()?;
     let mut m = marks(&tx, sid)?;
+    // Minutes an edge rolled up keep its rows (complete where this node may hold only the
+    // raw points it sent around an alert).
+    let cover = edge_cover(&tx, sid)?.unwrap_or(i64::MIN);
     let mut step = RollStep {
         wrote: true,
         ..RollStep::default()
     };
     let mut hours = BTreeSet::new();
+    // The minutes written (first, last, rows): an edge's outbox batch of them.
+    let mut rolled: Option<(i64, i64, u32)> = None;
+    let mut note = |b: i64| {
+        rolled = Some(rolled.map_or((b, b, 1), |(lo, hi, n)| (lo.min(b), hi.max(b), n + 1)));
+    };
 
     let dirty: Vec<i64> = {
         let mut stmt = tx.prepare_cached(
@@ -422,14 +490,17 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
     for &b in dirty.iter().take(DIRTY_PER_STEP as usize) {
         tx.prepare_cached("DELETE FROM rollup_dirty WHERE series_id = ?1 AND bucket = ?2")?
             .execute(params![sid, b])?;
-        if m.rolled_until.is_none_or(|r| b >= r) {
-            continue; // not rolled up yet: the advance below takes it
+        if m.rolled_until.is_none_or(|r| b >= r) || b < cover {
+            continue; // not rolled up yet (the advance below takes it), or the edge's
         }
         if b >= m.raw_before {
             // The bucket's raw points are all there: recompute it from them.
             let (accs, _) = read::bucket_accs(&tx, sid, (b, b + MINUTE), MINUTE, 1)?;
             match accs.first() {
-                Some((_, a)) => write_row(&tx, Resolution::Minute, sid, b, a)?,
+                Some((_, a)) => {
+                    write_row(&tx, Resolution::Minute, sid, b, a)?;
+                    note(b);
+                }
                 None => delete_row(&tx, Resolution::Minute, sid, b)?,
             }
             hours.insert(floor(b, HOUR));
@@ -468,7 +539,7 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
             };
         }
         let mut day = None;
-        for (b, a) in &accs {
+        for (b, a) in accs.iter().filter(|(b, _)| *b >= cover) {
             if day != Some(floor(*b, DAY)) {
                 // A packed day (late data after a gap) goes back to rows first, once.
                 day = Some(floor(*b, DAY));
@@ -476,12 +547,16 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
             }
             insert_row(&tx, Resolution::Minute, sid, *b, a)?;
             hours.insert(floor(*b, HOUR));
+            note(*b);
         }
         step.buckets += accs.len() as u64;
         m.rolled_until = Some(end);
         step.more |= end < target;
     }
     refresh_hours(&tx, sid, &m, &hours)?;
+    if let Some((lo, hi, n)) = rolled {
+        super::outbox::record_rollups(&tx, sid, (lo, hi), n)?;
+    }
     save_marks(&tx, sid, &m)?;
     tx.commit()?;
     step.rolled_until = m.rolled_until;
@@ -571,7 +646,7 @@ pub(super) fn aggregate(
     (step, agg): (i64, Agg),
     limit: usize,
 ) -> Result<(RangeResult, Resolution)> {
-    let m = marks(conn, sid)?;
+    let m = read_marks(conn, sid)?;
     if from >= m.raw_before {
         let r = read::aggregate(conn, sid, (from, to), (step, agg), limit)?;
         return Ok((r, Resolution::Raw));
@@ -620,7 +695,7 @@ pub(super) fn downsample(
     (from, to): (i64, i64),
     n: usize,
 ) -> Result<(RangeResult, Resolution)> {
-    let m = marks(conn, sid)?;
+    let m = read_marks(conn, sid)?;
     if from >= m.raw_before {
         return Ok((read::downsample(conn, sid, from, to, n)?, Resolution::Raw));
     }

@@ -257,7 +257,8 @@ CREATE TABLE IF NOT EXISTS user_tokens (
 -- first and last timestamp, count; 28 bytes each, little-endian); the points themselves stay
 -- in `points`/`chunks`. Rows up to the acknowledged seq are removed. AUTOINCREMENT: a seq is
 -- never reused within this database, even after its row is gone. `lane`: 'points' (live) or
--- 'backlog', chosen at commit (a database made before lanes gets the column at open, with
+-- 'backlog', chosen at commit, or 'rollups' (minutes rolled up, spans of buckets, written in
+-- the rollup's transaction when `meta.outbox_rollups` is set) (a database made before lanes gets the column at open, with
 -- the index `outbox_lane` on (lane, seq)).
 CREATE TABLE IF NOT EXISTS outbox (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -290,6 +291,13 @@ CREATE TABLE IF NOT EXISTS edge_progress (
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (edge, incarnation, lane)
 ) WITHOUT ROWID;
+-- Series whose 1-minute rollups before `until` came from an edge with the aggregates policy
+-- (sqlite/edges.rs): reads answer that range from the rollups, as if its raw points had
+-- expired (the raw points sent around its alerts stay readable as raw).
+CREATE TABLE IF NOT EXISTS edge_rollup_cover (
+    series_id INTEGER PRIMARY KEY,
+    until     INTEGER NOT NULL
+);
 -- Devices an edge registered here (its registry going up): the device row is in `devices`.
 -- Alerts of an edge held here: the edge's alert id and this node's copy in `alerts`.
 CREATE TABLE IF NOT EXISTS edge_alerts (

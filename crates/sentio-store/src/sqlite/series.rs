@@ -13,7 +13,12 @@ use crate::{
 };
 
 /// The id of (device, metric), created on first use.
-fn series_id(inner: &Inner, conn: &Connection, device: &str, metric: &str) -> Result<i64> {
+pub(super) fn series_id(
+    inner: &Inner,
+    conn: &Connection,
+    device: &str,
+    metric: &str,
+) -> Result<i64> {
     if let Some(id) = inner.known_series(device, metric) {
         return Ok(id);
     }
@@ -326,7 +331,7 @@ impl SeriesStore for SqliteStore {
     }
 }
 
-fn reload_series_ids(inner: &Inner, conn: &Connection) -> Result<()> {
+pub(super) fn reload_series_ids(inner: &Inner, conn: &Connection) -> Result<()> {
     let mut stmt = conn.prepare("SELECT id, device, metric FROM series")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
     let mut ids = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());

@@ -481,3 +481,192 @@ pub async fn edges_apply_each_batch_once_per_incarnation(backend: &impl Backend)
             .any(|p| p.lane == Lane::Backlog && p.seq == BatchSeq(1) && p.points == 1)
     );
 }
+
+/// A minute's aggregate of `device/metric` in `store`, with the resolution it came from.
+async fn per_minute(
+    s: &sentio_store::Stores,
+    agg: sentio_store::Agg,
+    (from, to): (i64, i64),
+) -> (Vec<(i64, f64)>, sentio_store::Resolution) {
+    let (r, res) = s
+        .series
+        .query_resolved(RangeQuery {
+            device: dev("room-1"),
+            metric: "temp".into(),
+            from_ms: from,
+            to_ms: to,
+            step: Some((60_000, agg)),
+            limit: 10_000,
+        })
+        .await
+        .unwrap();
+    (r.points, res)
+}
+
+/// Two nodes: an edge and its cloud, each on its own backend.
+pub async fn an_aggregates_edge_sends_each_rolled_minute_once_and_the_cloud_answers_from_it(
+    edge: &impl Backend,
+    cloud: &impl Backend,
+) {
+    use sentio_store::{Agg, Resolution, UplinkRollups};
+    const MIN: i64 = 60_000;
+    let (edge, cloud) = (edge.open(), cloud.open());
+    edge.outbox.record_rollups(true).await.unwrap();
+    // Half an hour of a 1 Hz series, in sensor precision.
+    let t0 = 28_333_000 * MIN;
+    let points: Vec<_> = (0..1_800)
+        .map(|i| {
+            point(
+                "room-1",
+                "temp",
+                t0 + i * 1_000 + 250,
+                20.0 + (i % 37) as f64 * 0.25,
+            )
+        })
+        .collect();
+    edge.series.append(&points).await.unwrap();
+    edge.retention.maintain(t0 + 40 * MIN).await.unwrap();
+    let batches = edge.outbox.outbox_rollups(BatchSeq(0), 100).await.unwrap();
+    let rows: Vec<_> = batches
+        .iter()
+        .flat_map(|b| b.series.iter().flat_map(|s| s.rows.iter()))
+        .collect();
+    assert_eq!(rows.len(), 30, "every closed minute, once");
+    assert!(rows.iter().all(|r| r.count == 60));
+    let status = edge.outbox.outbox_status().await.unwrap();
+    assert_eq!(status.rollups.pending_points, 30);
+    assert_eq!(
+        status.pending_points, 0,
+        "no raw batch with the aggregates policy"
+    );
+
+    let site = EdgeId::parse("site-1").unwrap();
+    cloud.edges.create_edge(&site).await.unwrap();
+    let inc = status.incarnation;
+    let up = |b: &sentio_store::RollupBatch| UplinkRollups {
+        edge: site.clone(),
+        incarnation: inc,
+        seq: b.seq,
+        series: b.series.clone(),
+    };
+    let sent: Vec<_> = batches.iter().map(up).collect();
+    let v = cloud.edges.apply_rollups(sent.clone()).await.unwrap();
+    assert!(v.iter().all(|v| *v == Applied::Stored), "{v:?}");
+    let v = cloud.edges.apply_rollups(sent).await.unwrap();
+    assert!(v.iter().all(|v| *v == Applied::Duplicate), "{v:?}");
+    // The cloud answers from the edge's minutes: the same counts and sums as the edge's own.
+    let range = (t0, t0 + 30 * MIN);
+    for agg in [Agg::Count, Agg::Sum, Agg::Min, Agg::Max] {
+        let (theirs, res) = per_minute(&cloud, agg, range).await;
+        let (ours, raw) = per_minute(&edge, agg, range).await;
+        assert_eq!((res, raw), (Resolution::Minute, Resolution::Raw), "{agg:?}");
+        assert_eq!(theirs.len(), 30, "{agg:?}");
+        assert_eq!(theirs, ours, "{agg:?}");
+    }
+    let progress = cloud.edges.get_edge(&site).await.unwrap().unwrap().progress;
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.lane == Lane::Rollups && p.points == 30),
+        "{progress:?}"
+    );
+
+    // A late point: its minute is rolled again and goes up again, replacing the cloud's row.
+    edge.outbox
+        .outbox_acked(Lane::Rollups, batches.last().unwrap().seq)
+        .await
+        .unwrap();
+    assert!(
+        edge.outbox
+            .outbox_rollups(BatchSeq(0), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    edge.series
+        .append(&[point("room-1", "temp", t0 + 5 * MIN + 500, 99.0)])
+        .await
+        .unwrap();
+    edge.retention.maintain(t0 + 41 * MIN).await.unwrap();
+    let again = edge.outbox.outbox_rollups(BatchSeq(0), 100).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let v = cloud
+        .edges
+        .apply_rollups(again.iter().map(up).collect())
+        .await
+        .unwrap();
+    assert_eq!(v, [Applied::Stored]);
+    let (counts, _) = per_minute(&cloud, Agg::Count, range).await;
+    assert_eq!(counts[5], (t0 + 5 * MIN, 61.0));
+    assert_eq!(counts.iter().map(|c| c.1).sum::<f64>(), 1_801.0);
+    // Hours derive from the minutes.
+    let (r, res) = cloud
+        .series
+        .query_resolved(RangeQuery {
+            device: dev("room-1"),
+            metric: "temp".into(),
+            from_ms: t0 - 20 * MIN,
+            to_ms: t0 + 40 * MIN,
+            step: Some((3_600_000, Agg::Count)),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(res, Resolution::Hour);
+    assert_eq!(r.points.iter().map(|p| p.1).sum::<f64>(), 1_801.0);
+}
+
+pub async fn the_raw_points_around_an_alert_go_in_the_live_lane_once(backend: &impl Backend) {
+    use sentio_core::AlertId;
+    use sentio_store::WindowRecorded;
+    let s = backend.open();
+    s.outbox.record_rollups(true).await.unwrap();
+    let points: Vec<_> = (0..600)
+        .flat_map(|i| {
+            [
+                point("room-1", "temp", i * 1_000, i as f64),
+                point("room-1", "hum", i * 1_000, 40.0),
+                point("room-2", "temp", i * 1_000, 1.0),
+            ]
+        })
+        .collect();
+    s.series.append(&points).await.unwrap();
+    assert_eq!(s.outbox.windows_done().await.unwrap(), 0);
+    let device = dev("room-1");
+    let record = |alert: i64, window: (i64, i64), settled: bool| {
+        let device = device.clone();
+        let s = &s;
+        async move {
+            s.outbox
+                .record_window(AlertId::new(alert), &device, window, settled)
+                .await
+                .unwrap()
+        }
+    };
+    // Its data has not passed the window yet: it waits, unless settled.
+    assert_eq!(
+        record(7, (60_000, 700_000), false).await,
+        WindowRecorded::Waiting
+    );
+    assert_eq!(s.outbox.windows_done().await.unwrap(), 0);
+    assert_eq!(
+        record(7, (60_000, 180_000), false).await,
+        WindowRecorded::Recorded
+    );
+    // Once per alert, and never an earlier one after it.
+    assert_eq!(record(7, (0, 600_000), true).await, WindowRecorded::Done);
+    assert_eq!(record(3, (0, 600_000), true).await, WindowRecorded::Done);
+    assert_eq!(s.outbox.windows_done().await.unwrap(), 7);
+    let batches = s
+        .outbox
+        .outbox_batches(Lane::Points, BatchSeq(0), 10, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    let got: Vec<_> = batches[0].points().collect();
+    assert_eq!(got.len(), 240, "two series of room-1, two minutes each");
+    assert!(
+        got.iter()
+            .all(|p| p.device == device && (60_000..180_000).contains(&p.ts_ms))
+    );
+}

@@ -78,6 +78,7 @@ macro_rules! store_contract {
             edges::an_edge_alert_is_held_once_and_follows_its_changes,
             edges::an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device,
             edges::edges_apply_each_batch_once_per_incarnation,
+            edges::the_raw_points_around_an_alert_go_in_the_live_lane_once,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

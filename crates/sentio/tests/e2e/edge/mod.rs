@@ -3,8 +3,10 @@
 //! with the fault proxy of `support::fault_proxy`), and its lanes after an outage: live data
 //! first, the backlog beside it at a bounded rate (`backlog`); in the cloud, one alert per
 //! offline edge (`offline`); the edge's device registry and alerts in the cloud (`devices`,
-//! `alerts`).
+//! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
+//! (`aggregates`).
 
+mod aggregates;
 mod alerts;
 mod backlog;
 mod devices;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -169,6 +169,23 @@ impl Pair {
         self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
     }
 
+    /// Registers a device `id` (kind `sensor`) on the edge and opens its MQTT client to the
+    /// edge's broker (not yet polled), with room for `queue` requests.
+    pub(super) async fn new_device(&self, id: &str, queue: usize) -> (AsyncClient, EventLoop) {
+        let (status, body) = api_at(
+            &self.edge_http,
+            "POST",
+            "/api/v1/devices",
+            Some(json!({"id": id, "kind": "sensor"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let mut o = MqttOptions::new(id, "127.0.0.1", self.edge_mqtt);
+        o.set_credentials(id, body["secret"].as_str().unwrap());
+        o.set_keep_alive(Duration::from_secs(10));
+        AsyncClient::new(o, queue)
+    }
+
     /// The cloud's view of the edge (`GET /api/v1/edges/<id>`).
     pub(super) async fn cloud_edge(&self) -> Value {
         let path = format!("/api/v1/edges/{EDGE}");
@@ -296,19 +313,7 @@ impl Fleet {
         let mut devices = Vec::new();
         for i in 0..n {
             let id = format!("dev-{i}");
-            let (status, body) = api_at(
-                &pair.edge_http,
-                "POST",
-                "/api/v1/devices",
-                Some(json!({"id": id, "kind": "sensor"})),
-            )
-            .await;
-            assert_eq!(status, 201, "{body}");
-            let secret = body["secret"].as_str().unwrap().to_string();
-            let mut o = MqttOptions::new(id.clone(), "127.0.0.1", pair.edge_mqtt);
-            o.set_credentials(id.clone(), secret);
-            o.set_keep_alive(Duration::from_secs(10));
-            let (client, mut el) = AsyncClient::new(o, 10);
+            let (client, mut el) = pair.new_device(&id, 10).await;
             let ack = acked.clone();
             tasks.push(tokio::spawn(async move {
                 // The device's connection: counts the PUBACKs (two points each).
