@@ -2,7 +2,7 @@
 //! password, the fleet with its filters and coalesced live updates, a device's charts with
 //! pan, zoom and alert markers, its command console and twin editor (a 412 shown), the alerts
 //! (acknowledge, comment, silence the device, resolve,
-//! false alarm), a reload keeping the session, and a viewer at a phone's width seeing no write
+//! false alarm), a rule created by the operator, a reload keeping the session, and a viewer at a phone's width seeing no write
 //! button and no horizontal scroll.
 
 use serde_json::{Value, json};
@@ -138,6 +138,13 @@ async fn a_user_signs_in_and_uses_every_page() {
             "{twin}"
         );
         assert_eq!(twin["version"], 3, "{twin}");
+        // The operator's rule, created on the rules page.
+        let (st, rule) = api(&node, "GET", "/api/v1/rules/warm", None).await;
+        assert_eq!(
+            (st, &rule["condition"]),
+            (200, &json!("temp > 80")),
+            "{rule}"
+        );
     }
     node.shutdown().await;
 }
