@@ -5,19 +5,13 @@
 
 use serde_json::{Value, json};
 
-use super::{add_user, run_browser, shots_dir};
+use super::{add_user, node_with_hot_pump_rule, run_browser, shots_dir};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_has_no_axe_violation_at_desktop_and_phone_width() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| {
-        c.ai.limits = vec!["pump.temp<=90".parse().unwrap()];
-    })
-    .await;
-    let rule = json!({"id": "hot", "name": "Hot pump", "selector": {"kind": "pump", "metrics": ["temp"]}, "condition": "temp > 90"});
-    let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;
-    assert_eq!(st, 201, "{body}");
+    let node = node_with_hot_pump_rule(dir.path()).await;
     let secret = register(&node, "pump-1", "pump").await;
     let now = now_ms();
     let items: Vec<Value> = (0..30)

@@ -43,6 +43,19 @@ fn shots_dir(test: &str) -> PathBuf {
         .join(test)
 }
 
+/// A node declaring `pump.temp<=90`, with the rule `hot` (a pump's temp above 90): what
+/// pump readings crossing 90 open a limit and a rule alert on.
+async fn node_with_hot_pump_rule(dir: &Path) -> Node {
+    let node = crate::support::start_with(dir, |c| {
+        c.ai.limits = vec!["pump.temp<=90".parse().unwrap()];
+    })
+    .await;
+    let rule = json!({"id": "hot", "name": "Hot pump", "selector": {"kind": "pump", "metrics": ["temp"]}, "condition": "temp > 90"});
+    let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(st, 201, "{body}");
+    node
+}
+
 /// Adds a user with `role` through the API; returns its password.
 async fn add_user(node: &Node, name: &str, role: &str) -> String {
     let password = format!("{name}-password-0123");
