@@ -45,18 +45,22 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import paho.mqtt.client' 
     || python3 -m pip install -q --break-system-packages paho-mqtt >/dev/null 2>&1 \
     || echo "services.sh: could not install paho-mqtt; its tests will be skipped"
 fi
-# playwright-core, pinned in tests/browser/package-lock.json (npm ci: exactly that version).
+# playwright-core and axe-core, pinned in tests/browser/package-lock.json (npm ci: exactly
+# those versions).
 browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
 if command -v npm >/dev/null 2>&1 && [ -f "$browser_dir/package-lock.json" ]; then
-  pinned=$(node -p "require('$browser_dir/package-lock.json').packages['node_modules/playwright-core'].version")
-  installed=$(node -p "require('$browser_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
-  if [ "$pinned" != "$installed" ]; then
-    echo "services.sh: installing playwright-core (npm ci in tests/browser)"
-    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
-      || echo "services.sh: could not install playwright-core; the browser tests will fail under CI=true"
-  fi
+  for pkg in playwright-core axe-core; do
+    pinned=$(node -p "require('$browser_dir/package-lock.json').packages['node_modules/$pkg'].version")
+    installed=$(node -p "require('$browser_dir/node_modules/$pkg/package.json').version" 2>/dev/null || true)
+    if [ "$pinned" != "$installed" ]; then
+      echo "services.sh: installing playwright-core and axe-core (npm ci in tests/browser)"
+      (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+        || echo "services.sh: could not install them; the browser tests will fail under CI=true"
+      break
+    fi
+  done
 fi
 echo "services.sh: $(mosquitto_pub --help 2>&1 | sed -n 2p)"
 echo "services.sh: $( (mosquitto -h 2>&1 || /usr/sbin/mosquitto -h 2>&1 || true) | sed -n 1p)"
 echo "services.sh: paho-mqtt $(python3 -c 'import paho.mqtt; print(paho.mqtt.__version__)' 2>/dev/null || echo missing)"
-echo "services.sh: $( (/usr/bin/chromium --version 2>/dev/null || echo 'chromium missing') | head -n1), node $(node --version 2>/dev/null || echo missing), playwright-core $(cd "$browser_dir" && node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || echo missing)"
+echo "services.sh: $( (/usr/bin/chromium --version 2>/dev/null || echo 'chromium missing') | head -n1), node $(node --version 2>/dev/null || echo missing), playwright-core $(cd "$browser_dir" && node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || echo missing), axe-core $(cd "$browser_dir" && node -p 'require("./node_modules/axe-core/package.json").version' 2>/dev/null || echo missing)"

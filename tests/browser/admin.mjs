@@ -1,5 +1,6 @@
 // The admin's pages, run by the e2e test dashboard::admin: rules (a bad condition's message at
-// its field, a good rule replayed with its spans drawn, disable, edit, delete), provisioning (a
+// its field, a good rule replayed with its spans drawn, disable, edit, delete, the replay
+// shaded on the device's charts), provisioning (a
 // secret shown once, the shown curl, mosquitto_pub and Python examples run as shown, the
 // points stored), users and tokens (a viewer created and her password reset, a token shown
 // once and revoked, vic scoped to site=plant-a), the system page (storage, retention saved, broker clients, the audit
@@ -101,6 +102,18 @@ try {
   await newRule('gone', 'To delete', 'temp > 1000');
   await page.locator('tr[data-rule=gone] button:text-is("Delete")').click();
   await page.waitForSelector('tr[data-rule=gone]', { state: 'detached' });
+
+  // The replay on the device's own charts: the rules that select it offered, the chosen one's
+  // fired span shaded on each chart of the window.
+  await page.goto(`${url}/#/device/${device}`);
+  await ready(page, 'device');
+  assert.deepEqual(await page.locator('select[aria-label="rule replay"] option').allInnerTexts(), ['no rule replayed', 'would Hot pump, edited have fired?']);
+  await page.selectOption('select[aria-label="rule replay"]', 'hot');
+  await page.waitForFunction(() => /hot would have fired 1 time here/.test(document.querySelector('main [role=status]')?.textContent));
+  await page.waitForFunction(() => document.querySelectorAll('svg.chart[aria-label="temp chart"] rect.fired').length === 1);
+  await shot(page, 'device-rule-replay-desktop');
+  await page.selectOption('select[aria-label="rule replay"]', '');
+  await page.waitForFunction(() => !document.querySelector('svg.chart rect.fired'));
 
   // ---- provisioning ----
   await page.click('nav a[href="#/provision"]');
@@ -223,8 +236,8 @@ try {
   for (const p of ['rules', 'provision', 'users', 'system']) {
     await phone.evaluate((p) => { delete document.body.dataset.ready; location.hash = `#/${p}`; }, p);
     await ready(phone, 'error');
-    assert.match(await phone.locator('main p.err[role=alert]').innerText(), /admin/i);
-    assert.equal(await phone.locator('main button, main input, main select, main textarea').count(), 0, `${p}: no controls for a viewer`);
+    assert.match(await phone.locator('#view p.err[role=alert]').innerText(), /admin/i);
+    assert.equal(await phone.locator('#view button, #view input, #view select, #view textarea').count(), 0, `${p}: no controls for a viewer`);
   }
   await shot(phone, 'viewer-admin-page-phone');
   const refused = await phone.evaluate(() => Promise.all([

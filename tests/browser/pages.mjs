@@ -1,7 +1,8 @@
 // Every page as an operator at desktop width and as a viewer at a phone's: sign in, fleet
 // (filters, live updates coalesced per device), device (charts, pan, zoom, markers, events,
 // commands, twin with a 412),
-// alerts (acknowledge, comment, silence, resolve, false alarm), reload, sign out. Run by the
+// alerts (acknowledge, comment, silence, resolve, false alarm), rules (one created), reload,
+// sign out; the viewer refused a rule. Run by the
 // e2e test dashboard::pages.
 import { assert, credentials, figure, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
 
@@ -65,7 +66,7 @@ try {
   assert.equal(await page.locator('svg.chart').count(), 2);
   for (const c of await page.locator('svg.chart').all()) {
     assert.ok(Number(await c.getAttribute('data-points')) >= 30, 'points drawn');
-    assert.equal(await c.locator('path').count(), 1);
+    assert.equal(await c.locator('path:not([class^=forecast])').count(), 1, 'the line (no band yet)');
   }
   assert.ok(await page.locator('svg.chart[aria-label="temp chart"] rect.mark').count() >= 1, 'an alert marker');
   assert.match(await page.locator('section').last().innerText(), /state[\s\S]*running/);
@@ -184,6 +185,20 @@ try {
   await page.waitForFunction((id) => /false alarm: alert closed/.test(document.querySelector(`.alert[data-alert="${id}"]`)?.innerText), id);
   assert.equal(await card.locator('button').count(), 0);
 
+  // Rules: an operator's page too (no provisioning, users or system page); she creates one.
+  assert.deepEqual(await page.locator('nav a:visible').allInnerTexts(), ['Fleet', 'Alerts', 'Rules', 'My tokens']);
+  await page.click('nav a[href="#/rules"]');
+  await ready(page, 'rules');
+  await page.click('button:text-is("New rule")');
+  const form = page.locator('form.rule-form');
+  for (const [k, v] of [['id', 'warm'], ['name', 'Warm pump'], ['kind', 'pump'], ['metrics', 'temp']]) await form.locator(`input[name=${k}]`).fill(v);
+  await form.locator('textarea[name=condition]').fill('temp > 80');
+  await form.locator('button:text-is("Create rule")').click();
+  await page.locator('tr[data-rule=warm] [data-status=ok]').waitFor();
+  await shot(page, 'rules-operator-desktop');
+  await page.click('nav a[href="#/alerts"]');
+  await ready(page, 'alerts');
+
   // A reload keeps the session (and its CSRF token: signing out is a DELETE); nothing was kept
   // in storage and no token went in a URL; the stream ran on the cookie.
   await page.reload();
@@ -198,7 +213,7 @@ try {
 
   // ---- viewer, phone ----
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
-  const seenPhone = guard(phone);
+  const seenPhone = guard(phone, [401, 403]); // 403: the rule refused her below
   await phone.goto(url);
   await signIn(phone, viewer);
   await ready(phone, 'fleet');
@@ -219,12 +234,18 @@ try {
   await phone.selectOption('select[aria-label="alert state"]', 'all');
   await ready(phone, 'alerts');
   assert.ok(await phone.locator('.alert').count() >= 1);
-  assert.equal(await phone.locator('main button').count(), 0, 'a viewer sees no write button');
+  assert.equal(await phone.locator('#view button').count(), 0, 'a viewer sees no write button');
   assert.match(await phone.locator('#silences').innerText(), /valve maintenance/);
+  // Rules are not a viewer's: no link, and the API refuses her a rule.
+  assert.equal(await phone.locator('nav a[href="#/rules"]:visible').count(), 0);
+  assert.equal(await phone.evaluate(() => fetch('/api/v1/rules', {
+    method: 'POST', body: JSON.stringify({ id: 'mine', name: 'mine', condition: 'temp > 1' }),
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, // eslint-disable-line no-undef
+  }).then((r) => r.status)), 403);
   assert.match(await phone.locator('.alert:has-text("Acknowledged by olga")').first().innerText(), /Resolved by olga/);
   await phone.locator('.alert:has-text("Acknowledged by olga") summary').first().click();
   await phone.waitForFunction(() => /Valve stuck/.test(document.querySelector('.comments')?.innerText));
-  assert.equal(await phone.locator('main input, main button').count(), 0, 'a viewer gets no comment box');
+  assert.equal(await phone.locator('#view input, #view button').count(), 0, 'a viewer gets no comment box');
   assert.equal(await scrollsSideways(phone), false, 'alerts: no horizontal scroll at 390 px');
   await shot(phone, 'alerts-phone');
   seenPhone.check();

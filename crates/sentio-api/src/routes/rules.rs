@@ -11,7 +11,7 @@ use sentio_pipeline::rules::compile;
 use sentio_pipeline::rules::replay::{self, ReplayDevice};
 use serde_json::{Value, json};
 
-use crate::auth::{Admin, Operator};
+use crate::auth::Operator;
 use crate::dto::{RangeParams, RuleBody, RuleList, RuleView};
 use crate::{ApiError, AppState};
 
@@ -44,10 +44,11 @@ async fn save(s: &AppState, rule: Rule, action: &str) -> Result<Json<RuleView>, 
 
 /// `POST /api/v1/rules`: 201 with the rule; 409 if its id is taken; 422 if it is invalid.
 pub async fn create(
-    _: Admin,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     body: Result<Json<RuleBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RuleView>), ApiError> {
+    actor.fleet_wide()?;
     let Json(body) = body?;
     let id = body.id.clone().ok_or_else(|| {
         ApiError::from(sentio_pipeline::rules::RuleError {
@@ -68,7 +69,11 @@ pub async fn create(
 }
 
 /// `GET /api/v1/rules`: every rule, by id, each `ok` or `failing` (with why).
-pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<RuleList>, ApiError> {
+pub async fn list(
+    Operator(actor): Operator,
+    State(s): State<AppState>,
+) -> Result<Json<RuleList>, ApiError> {
+    actor.fleet_wide()?;
     let rules = s.rules.list_rules().await?;
     let reports = s.control.rule_reports(None).await?;
     Ok(Json(RuleList {
@@ -83,10 +88,11 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<RuleList>,
 
 /// `GET /api/v1/rules/<id>`, `ok` or `failing` (with why).
 pub async fn get(
-    _: Admin,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
+    actor.fleet_wide()?;
     let rule = stored(&s, &rule_id(&id)?).await?;
     let reports = s.control.rule_reports(Some(rule.id.clone())).await?;
     Ok(Json(RuleView::from(&rule).with_report(reports.first())))
@@ -134,11 +140,12 @@ pub(crate) async fn metrics(s: &AppState) -> String {
 /// `PUT /api/v1/rules/<id>`: replaces the rule (its state starts afresh, its open alerts
 /// resolve); 404 if there is none.
 pub async fn update(
-    _: Admin,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<RuleBody>, JsonRejection>,
 ) -> Result<Json<RuleView>, ApiError> {
+    actor.fleet_wide()?;
     let Json(body) = body?;
     let current = stored(&s, &rule_id(&id)?).await?;
     if body.id.as_deref().is_some_and(|b| b != id) {
@@ -151,28 +158,29 @@ pub async fn update(
 
 /// `POST /api/v1/rules/<id>/enable`.
 pub async fn enable(
-    admin: Admin,
+    operator: Operator,
     state: State<AppState>,
     id: Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
-    set_enabled(admin, state, id, true).await
+    set_enabled(operator, state, id, true).await
 }
 
 /// `POST /api/v1/rules/<id>/disable`: the rule stops being judged and its open alerts resolve.
 pub async fn disable(
-    admin: Admin,
+    operator: Operator,
     state: State<AppState>,
     id: Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
-    set_enabled(admin, state, id, false).await
+    set_enabled(operator, state, id, false).await
 }
 
 async fn set_enabled(
-    _: Admin,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
     enabled: bool,
 ) -> Result<Json<RuleView>, ApiError> {
+    actor.fleet_wide()?;
     let mut rule = stored(&s, &rule_id(&id)?).await?;
     rule.enabled = enabled;
     save(
@@ -189,10 +197,11 @@ async fn set_enabled(
 
 /// `DELETE /api/v1/rules/<id>`: the rule's open alerts resolve.
 pub async fn delete(
-    _: Admin,
+    Operator(actor): Operator,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
+    actor.fleet_wide()?;
     let id = rule_id(&id)?;
     let rule = stored(&s, &id).await?;
     s.rules.delete_rule(&id).await?;

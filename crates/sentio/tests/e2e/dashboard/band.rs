@@ -1,5 +1,7 @@
 //! The AI engine's expected band drawn on the device page (`tests/browser/band.mjs`): a series
-//! the engine has scored gets a shaded band behind its line, a young one has none.
+//! the engine has scored gets a shaded band behind its line, a young one has none; the
+//! forecast's 95 % interval is shaded and its mean dashed after the last point, while the
+//! window ends now.
 
 use serde_json::{Value, json};
 

@@ -1,15 +1,20 @@
 //! The dashboard in a real browser: Debian's `chromium` driven by `playwright-core` (the
-//! scripts and their pinned package are in `tests/browser/`, installed by
-//! `scripts/services.sh`) against a whole node on port 0, plus the session routes the page
-//! relies on. Without chromium or playwright-core a browser test prints SKIPPED, except under
-//! `CI=true`, where that is a failure.
+//! scripts and their pinned packages, playwright-core and axe-core, are in `tests/browser/`,
+//! installed by `scripts/services.sh`) against a whole node on port 0, plus the session routes
+//! the page relies on. Without chromium or those packages a browser test prints SKIPPED,
+//! except under `CI=true`, where that is a failure.
 //!
 //! - `session`: who-am-I after a reload, and the live stream on the session cookie;
-//! - `pages`: sign in, fleet, device and alerts pages, roles, live updates, a phone's width;
-//! - `admin`: rules with replay, provisioning, users and tokens, the system page, a viewer;
-//! - `band`: the AI engine's expected band shaded on a device's chart;
-//! - `budgets`: 200 devices and a month of one-second data, timed in the browser.
+//! - `pages`: sign in, fleet, device, alerts and (an operator's) rules pages, roles, live
+//!   updates, a phone's width;
+//! - `admin`: rules with replay (also on the device's charts), provisioning, users and
+//!   tokens, the system page, a viewer;
+//! - `band`: the AI engine's expected band and the forecast's interval on a device's chart;
+//! - `accessibility`: axe-core on every page at two widths, as the admin and a viewer;
+//! - `budgets`: 100 devices, 10,000 alerts and a month of one-second data, timed in the
+//!   browser, and the page's and its JavaScript's bytes.
 
+mod accessibility;
 mod admin;
 mod band;
 mod budgets;
@@ -38,6 +43,19 @@ fn shots_dir(test: &str) -> PathBuf {
         .join(test)
 }
 
+/// A node declaring `pump.temp<=90`, with the rule `hot` (a pump's temp above 90): what
+/// pump readings crossing 90 open a limit and a rule alert on.
+async fn node_with_hot_pump_rule(dir: &Path) -> Node {
+    let node = crate::support::start_with(dir, |c| {
+        c.ai.limits = vec!["pump.temp<=90".parse().unwrap()];
+    })
+    .await;
+    let rule = json!({"id": "hot", "name": "Hot pump", "selector": {"kind": "pump", "metrics": ["temp"]}, "condition": "temp > 90"});
+    let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(st, 201, "{body}");
+    node
+}
+
 /// Adds a user with `role` through the API; returns its password.
 async fn add_user(node: &Node, name: &str, role: &str) -> String {
     let password = format!("{name}-password-0123");
@@ -57,8 +75,10 @@ fn missing_browser() -> Option<String> {
     if !Path::new(CHROMIUM).exists() {
         return Some(format!("{CHROMIUM} is not installed"));
     }
-    if !browser_dir().join("node_modules/playwright-core").exists() {
-        return Some("playwright-core is not installed in tests/browser".into());
+    for package in ["playwright-core", "axe-core"] {
+        if !browser_dir().join("node_modules").join(package).exists() {
+            return Some(format!("{package} is not installed in tests/browser"));
+        }
     }
     if std::process::Command::new("node")
         .arg("--version")

@@ -2,27 +2,21 @@
 //! password, the fleet with its filters and coalesced live updates, a device's charts with
 //! pan, zoom and alert markers, its command console and twin editor (a 412 shown), the alerts
 //! (acknowledge, comment, silence the device, resolve,
-//! false alarm), a reload keeping the session, and a viewer at a phone's width seeing no write
+//! false alarm), a rule created by the operator, a reload keeping the session, and a viewer at a phone's width seeing no write
 //! button and no horizontal scroll.
 
 use serde_json::{Value, json};
 
-use super::{add_user, run_browser, shots_dir};
+use super::{add_user, node_with_hot_pump_rule, run_browser, shots_dir};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signs_in_and_uses_every_page() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_with(dir.path(), |c| {
-        c.ai.limits = vec!["pump.temp<=90".parse().unwrap()];
-    })
-    .await;
+    let node = node_with_hot_pump_rule(dir.path()).await;
     // Three devices of two kinds at two sites, with half an hour of readings each; pump-1
     // crosses its declared limit and a rule's condition (two open alerts) and reports a text
     // state.
-    let rule = json!({"id": "hot", "name": "Hot pump", "selector": {"kind": "pump", "metrics": ["temp"]}, "condition": "temp > 90"});
-    let (st, body) = api(&node, "POST", "/api/v1/rules", Some(rule)).await;
-    assert_eq!(st, 201, "{body}");
     let now = now_ms();
     let mut secrets = Vec::new();
     for (id, kind, site) in [
@@ -138,6 +132,13 @@ async fn a_user_signs_in_and_uses_every_page() {
             "{twin}"
         );
         assert_eq!(twin["version"], 3, "{twin}");
+        // The operator's rule, created on the rules page.
+        let (st, rule) = api(&node, "GET", "/api/v1/rules/warm", None).await;
+        assert_eq!(
+            (st, &rule["condition"]),
+            (200, &json!("temp > 80")),
+            "{rule}"
+        );
     }
     node.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! `/api/v1/rules`: create, list, get, replace, enable and disable, delete, admin only; a rule
+//! `/api/v1/rules`: create, list, get, replace, enable and disable, delete, operators and admins (a scoped caller refused); a rule
 //! with bad syntax or an unknown name is refused with 422, the field, line and column.
 
 use serde_json::json;

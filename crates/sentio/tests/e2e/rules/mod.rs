@@ -5,4 +5,5 @@
 mod alerts;
 mod api;
 mod replay;
+mod roles;
 mod runtime;
