@@ -75,6 +75,8 @@ pub struct AppState {
     pub rules: Arc<dyn RuleStore>,
     /// How much one rule replay (`POST /api/v1/rules/<id>/test`) may read.
     pub rule_replay: sentio_pipeline::rules::replay::ReplayLimits,
+    /// The zone rules read the time of day in (replays read each point's).
+    pub rule_clock: sentio_pipeline::rules::RuleClock,
     /// Edge nodes registered here (cloud side).
     pub edges: Arc<dyn sentio_store::EdgeStore>,
     /// This node's uplink, when it is an edge.

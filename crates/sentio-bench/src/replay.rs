@@ -42,6 +42,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         cool_down_ms: Rule::DEFAULT_COOL_DOWN_MS,
         severity: Severity::Warning,
         actions: Vec::new(),
+        on_resolve: Vec::new(),
     })?;
     let seconds = args.hours * 3_600;
     let (from, to) = (0, seconds * 1_000);
@@ -98,7 +99,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
         let reads = started.elapsed();
         let started = Instant::now();
-        let got = replay(&rule, &store, &devices, from, to).await?;
+        let got = replay(&rule, &store, &devices, (from, to), Default::default()).await?;
         let took = started.elapsed();
         let points: u64 = got.iter().map(|r| r.points).sum();
         let fired: usize = got.iter().map(|r| r.episodes.len()).sum();

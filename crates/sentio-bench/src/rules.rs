@@ -63,6 +63,7 @@ fn rule(r: usize, d: &DeviceId) -> anyhow::Result<Rule> {
         cool_down_ms: Rule::DEFAULT_COOL_DOWN_MS,
         severity: Severity::Warning,
         actions: Vec::new(),
+        on_resolve: Vec::new(),
     })
 }
 

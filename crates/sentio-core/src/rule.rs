@@ -146,6 +146,11 @@ pub struct Rule {
     pub severity: Severity,
     /// What it does when its alert opens, besides the alert (empty: the alert only).
     pub actions: Vec<RuleAction>,
+    /// What it does when its alert resolves by its clear condition (and `clear_for`): never
+    /// when a person resolves the alert by hand, nor when the rule is changed or removed.
+    /// Commands, desired twin changes and MQTT messages (the resolution itself is notified to
+    /// the channels of `actions`).
+    pub on_resolve: Vec<RuleAction>,
 }
 
 impl Rule {

@@ -69,6 +69,19 @@ impl AlertTracker {
         }
     }
 
+    /// The condition still holds at `ts_ms`, at a point no more extreme than the open alert's
+    /// peak: the point adds to the open alert as an alerting verdict that does not escalate
+    /// would. `false` (nothing changed) when no alert is open.
+    pub fn held(&mut self, ts_ms: i64) -> bool {
+        let Some(a) = &mut self.open else {
+            return false;
+        };
+        self.normal_run = 0;
+        a.last_anomaly_ms = ts_ms;
+        a.anomalous_points += 1;
+        true
+    }
+
     /// Takes the verdict on `key` at `ts_ms`: `Some(explanation)` when the condition holds,
     /// `None` when it does not.
     pub fn observe(
@@ -166,6 +179,10 @@ mod tests {
             Transition::Escalated(_)
         ));
         assert_eq!(t.observe(&key, 4, alerting(15.0, 0.5)), Transition::None);
+        assert!(
+            t.held(4),
+            "held: counted like a verdict that does not escalate"
+        );
         assert_eq!(t.observe(&key, 5, None), Transition::None);
         assert_eq!(t.observe(&key, 6, None), Transition::None);
         let Transition::Resolved(a) = t.observe(&key, 7, None) else {
@@ -173,7 +190,8 @@ mod tests {
         };
         assert_eq!(a.state, AlertState::Resolved);
         assert_eq!(a.resolved_ms, Some(7));
-        assert_eq!(a.anomalous_points, 3);
+        assert_eq!(a.anomalous_points, 4);
+        assert!(!t.held(8), "no open alert: nothing to add to");
         assert_eq!(a.peak.observed, 30.0);
         assert!(t.open().is_none());
     }

@@ -93,6 +93,8 @@ pub struct PipelineConfig {
     pub commands: actuate::CommandLimits,
     /// Largest twin document (desired or reported), in bytes of JSON.
     pub max_twin_bytes: usize,
+    /// The zone in which rules read the time of day.
+    pub rule_clock: rules::RuleClock,
 }
 
 impl Default for PipelineConfig {
@@ -114,6 +116,7 @@ impl Default for PipelineConfig {
             device_model: Some(DeviceModelConfig::default()),
             commands: actuate::CommandLimits::default(),
             max_twin_bytes: actuate::DEFAULT_MAX_TWIN_BYTES,
+            rule_clock: rules::RuleClock::default(),
         }
     }
 }

@@ -542,6 +542,9 @@ struct RuleV1 {
     /// Absent in rules stored before actions other than the alert existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     actions: Vec<ActionV1>,
+    /// Absent in rules stored before actions on resolve existed, or without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    on_resolve: Vec<ActionV1>,
 }
 
 /// [`RuleAction`], version 1.
@@ -673,6 +676,7 @@ impl From<&Rule> for RuleV1 {
             cool_down_ms: r.cool_down_ms,
             severity: r.severity.as_str().to_string(),
             actions: r.actions.iter().map(ActionV1::from).collect(),
+            on_resolve: r.on_resolve.iter().map(ActionV1::from).collect(),
         }
     }
 }
@@ -695,6 +699,11 @@ impl TryFrom<RuleV1> for Rule {
                 .ok_or_else(|| format!("unknown severity {:?}", r.severity))?,
             actions: r
                 .actions
+                .into_iter()
+                .map(RuleAction::try_from)
+                .collect::<Result<_, _>>()?,
+            on_resolve: r
+                .on_resolve
                 .into_iter()
                 .map(RuleAction::try_from)
                 .collect::<Result<_, _>>()?,

@@ -13,6 +13,7 @@ use sentio_ai::DeviceModelConfig;
 use sentio_api::HttpLimits;
 use sentio_broker::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PACKET, Limits};
 use sentio_pipeline::actuate::{CommandLimits, DEFAULT_MAX_TWIN_BYTES};
+use sentio_pipeline::rules::RuleClock;
 use sentio_pipeline::rules::replay::ReplayLimits;
 use sentio_pipeline::{DeclaredLimit, PipelineConfig};
 use sentio_sim::FleetSpec;
@@ -436,6 +437,9 @@ pub struct RulesConfig {
     pub replay_max_devices: usize,
     /// Longest range one replay covers; beyond, 422.
     pub replay_max_range: Span,
+    /// The zone in which rules read `hour`, `minute` and `weekday` of each point: an IANA
+    /// name (`Europe/Berlin`) or `UTC`.
+    pub time_zone: String,
 }
 
 impl Default for RulesConfig {
@@ -444,11 +448,17 @@ impl Default for RulesConfig {
         Self {
             replay_max_devices: d.max_devices,
             replay_max_range: Span(d.max_range_ms),
+            time_zone: RuleClock::default().name().to_string(),
         }
     }
 }
 
 impl RulesConfig {
+    /// The zone rules read the time of day in (checked at load: UTC if unreadable here).
+    pub fn clock(&self) -> RuleClock {
+        RuleClock::parse(&self.time_zone).unwrap_or_default()
+    }
+
     /// The replay bounds.
     pub fn replay_limits(&self) -> ReplayLimits {
         ReplayLimits {
@@ -740,6 +750,9 @@ impl Config {
                 "rules.replay_max_devices and rules.replay_max_range must be above 0",
             );
         }
+        if let Err(why) = RuleClock::parse(&self.rules.time_zone) {
+            return invalid("rules.time_zone", &why);
+        }
         if self.twins.max_bytes < 2 {
             return invalid("twins.max_bytes", "at least 2 (an empty object, {})");
         }
@@ -852,6 +865,7 @@ impl Config {
                 max_ttl_ms: self.commands.max_ttl.0,
             },
             max_twin_bytes: self.twins.max_bytes,
+            rule_clock: self.rules.clock(),
             ..PipelineConfig::default()
         }
     }

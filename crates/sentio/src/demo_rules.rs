@@ -31,6 +31,7 @@ fn rule(id: &str, name: &str, kind: &str, metric: &str, condition: &str) -> Rule
         cool_down_ms: Rule::DEFAULT_COOL_DOWN_MS,
         severity: Severity::Info,
         actions: Vec::new(),
+        on_resolve: Vec::new(),
     }
 }
 

@@ -291,6 +291,7 @@ impl Node {
             audit: store.clone(),
             rules: store.clone(),
             rule_replay: config.rules.replay_limits(),
+            rule_clock: config.rules.clock(),
             edges: store.clone(),
             uplink,
             notify: store.clone(),

@@ -205,6 +205,10 @@ pub struct RuleBody {
     /// `["alert"]` (the default) and more: `{"notify": "<channel>"}`, or see [`TypedAction`].
     #[serde(default)]
     pub actions: Option<Vec<ActionDto>>,
+    /// Run when the alert resolves by `clear` (never when resolved by hand): commands,
+    /// `set_desired` and `publish` ([`TypedAction`]).
+    #[serde(default)]
+    pub on_resolve: Vec<ActionDto>,
 }
 
 fn yes() -> bool {
@@ -230,6 +234,17 @@ impl RuleBody {
             .into_iter()
             .map(ActionDto::into_action)
             .filter(|a| !matches!(a, Ok(RuleAction::Alert)))
+            .collect::<Result<_, _>>()?;
+        let on_resolve: Vec<RuleAction> = self
+            .on_resolve
+            .into_iter()
+            .map(|a| {
+                a.into_action().map_err(|e| RuleError {
+                    field: "on_resolve",
+                    message: e.message,
+                    position: None,
+                })
+            })
             .collect::<Result<_, _>>()?;
         let for_ms = match (self.for_, self.for_ms) {
             (Some(_), Some(_)) => return Err(invalid("for", "give for or for_ms, not both")),
@@ -261,6 +276,7 @@ impl RuleBody {
             cool_down_ms,
             severity,
             actions,
+            on_resolve,
         })
     }
 }
@@ -280,6 +296,9 @@ pub struct RuleView {
     pub severity: &'static str,
     /// `"alert"` first, then the rule's other actions.
     pub actions: Vec<serde_json::Value>,
+    /// Actions run when the alert resolves by `clear` (absent: none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_resolve: Vec<serde_json::Value>,
     /// `ok`, `failing` (its latest evaluation on some device failed: `failing` says why) or
     /// `disabled`.
     pub status: &'static str,
@@ -320,6 +339,7 @@ impl From<&Rule> for RuleView {
             actions: std::iter::once(ALERT_ACTION.into())
                 .chain(r.actions.iter().map(action_view))
                 .collect(),
+            on_resolve: r.on_resolve.iter().map(action_view).collect(),
             status: if r.enabled { "ok" } else { "disabled" },
             failing: None,
             failures: 0,

@@ -248,7 +248,14 @@ pub async fn test(
         });
     }
     let started = std::time::Instant::now();
-    let replays = replay::replay(&rule, s.series.as_ref(), &selected, from, to).await?;
+    let replays = replay::replay(
+        &rule,
+        s.series.as_ref(),
+        &selected,
+        (from, to),
+        s.rule_clock,
+    )
+    .await?;
     let fired: usize = replays.iter().map(|r| r.episodes.len()).sum();
     Ok(Json(json!({
         "rule": rule.rule.id.as_str(),

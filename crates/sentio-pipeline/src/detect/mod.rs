@@ -102,6 +102,22 @@ pub(crate) enum Command {
     },
 }
 
+/// A rule's actions, as [`DetectStage::fire_rule`] runs them.
+struct RuleActions {
+    on_fire: Vec<RuleAction>,
+    on_resolve: Vec<RuleAction>,
+}
+
+/// Why transitions are saved: only a resolution judged on the data runs a rule's `on_resolve`
+/// actions (not one because the rule changed, nor one by hand, which is not saved here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The watches' verdicts.
+    Verdicts,
+    /// The rule was changed, disabled or removed.
+    RuleChanged,
+}
+
 /// What a saved transition was, for the log and the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
@@ -132,8 +148,9 @@ pub(crate) struct DetectStage {
     alerts: Arc<dyn AlertStore>,
     store: Arc<dyn SeriesStore>,
     rules: Arc<dyn RuleStore>,
-    /// Each enabled rule's actions beyond the alert, run when its alert opens.
-    rule_actions: HashMap<RuleId, Vec<RuleAction>>,
+    /// Each enabled rule's actions beyond the alert: run when its alert opens, and when it
+    /// resolves by the rule's clear condition.
+    rule_actions: HashMap<RuleId, RuleActions>,
     desks: ActionDesks,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
@@ -166,7 +183,7 @@ impl DetectStage {
         if let Some(model) = &config.device_model {
             watches.push(Box::new(device_model::DeviceModelWatch::new(model.clone())));
         }
-        watches.push(Box::new(rules::RulesWatch::default()));
+        watches.push(Box::new(rules::RulesWatch::new(config.rule_clock)));
         let mut stage = Self {
             watches,
             trackers: HashMap::new(),
@@ -306,7 +323,7 @@ impl DetectStage {
                     .collect(),
             });
         }
-        self.save_transitions(transitions).await;
+        self.save_transitions(transitions, Cause::Verdicts).await;
     }
 
     /// Runs every watch over one device's share of the batch and applies their verdicts.
@@ -390,6 +407,24 @@ impl DetectStage {
     fn apply(&mut self, v: Verdict, transitions: &mut Vec<(AlertKey, Transition)>) {
         let alerting = match v.finding {
             Finding::Normal => None,
+            Finding::Held(observed) => {
+                if self
+                    .trackers
+                    .get_mut(&v.key)
+                    .is_some_and(|t| t.held(v.ts_ms))
+                {
+                    return;
+                }
+                let explained = self
+                    .watches
+                    .iter()
+                    .find(|w| w.kinds().contains(&v.key.kind))
+                    .and_then(|w| w.explain(&v.key, observed));
+                let Some(e) = explained else {
+                    return;
+                };
+                Some(Box::new(e))
+            }
             Finding::Alert(e) => Some(e),
             Finding::AlertUnlessAnomaly(e) => (!self.anomaly_open(&v.key)).then_some(e),
             Finding::Onset(e) => {
@@ -434,17 +469,24 @@ impl DetectStage {
             self.apply(v, &mut transitions);
         }
         self.verdicts = verdicts;
-        self.save_transitions(transitions).await;
+        self.save_transitions(transitions, Cause::Verdicts).await;
     }
 
-    /// A rule's alert opened: its actions run, off this stage's path.
-    fn fire_rule(&self, key: &AlertKey) {
+    /// A rule's alert opened (`resolved` false) or resolved by its clear condition: its
+    /// actions for that run, off this stage's path.
+    fn fire_rule(&self, key: &AlertKey, resolved: bool) {
         let Subject::Rule(rule) = &key.subject else {
             return;
         };
-        let Some(actions) = self.rule_actions.get(rule) else {
+        let Some(actions) = self.rule_actions.get(rule).map(|a| match resolved {
+            false => &a.on_fire,
+            true => &a.on_resolve,
+        }) else {
             return;
         };
+        if actions.is_empty() {
+            return;
+        }
         let no_labels = BTreeMap::new();
         let planned = actions
             .iter()
@@ -474,16 +516,29 @@ impl DetectStage {
     /// Saves a batch's transitions in order. An alert that opened earlier in the same batch has
     /// no id in its later transitions (the store gave it one only now): it gets that id, so it
     /// is updated rather than stored twice.
-    async fn save_transitions(&mut self, transitions: Vec<(AlertKey, Transition)>) {
+    ///
+    /// An escalation followed, in the same batch, by a later escalation or the resolution of
+    /// the same alert is not saved: the later save carries its peak (the stored alert ends the
+    /// same, with one write instead of one per more extreme point).
+    async fn save_transitions(&mut self, transitions: Vec<(AlertKey, Transition)>, cause: Cause) {
         let mut ids: HashMap<(AlertKey, i64), AlertId> = HashMap::new();
-        for (key, t) in transitions {
+        let superseded = superseded_escalations(&transitions);
+        for (i, (key, t)) in transitions.into_iter().enumerate() {
+            if superseded[i] {
+                continue;
+            }
             let (mut alert, change) = match t {
                 Transition::Opened(a) => {
-                    self.fire_rule(&key);
+                    self.fire_rule(&key, false);
                     (a, Change::Opened)
                 }
                 Transition::Escalated(a) => (a, Change::Escalated),
-                Transition::Resolved(a) => (a, Change::Resolved),
+                Transition::Resolved(a) => {
+                    if cause == Cause::Verdicts {
+                        self.fire_rule(&key, true);
+                    }
+                    (a, Change::Resolved)
+                }
                 Transition::None => continue,
             };
             let this = (key, alert.opened_ms);
@@ -637,8 +692,16 @@ impl DetectStage {
         let enabled = compiled.iter().filter(|r| r.rule.enabled).count();
         self.rule_actions = compiled
             .iter()
-            .filter(|r| r.rule.enabled && !r.rule.actions.is_empty())
-            .map(|r| (r.rule.id.clone(), r.rule.actions.clone()))
+            .filter(|r| {
+                r.rule.enabled && !(r.rule.actions.is_empty() && r.rule.on_resolve.is_empty())
+            })
+            .map(|r| {
+                let actions = RuleActions {
+                    on_fire: r.rule.actions.clone(),
+                    on_resolve: r.rule.on_resolve.clone(),
+                };
+                (r.rule.id.clone(), actions)
+            })
             .collect();
         let mut changed = Vec::new();
         for w in &mut self.watches {
@@ -666,7 +729,7 @@ impl DetectStage {
                 transitions.push((key.clone(), Transition::Resolved(alert)));
             }
         }
-        self.save_transitions(transitions).await;
+        self.save_transitions(transitions, Cause::RuleChanged).await;
         self.save_states().await;
         Ok(())
     }
@@ -868,6 +931,23 @@ impl DetectStage {
     }
 }
 
+/// For each transition, whether it is an escalation that a later escalation or resolution of
+/// the same alert (key and opening time) in the same list makes needless to save.
+fn superseded_escalations(transitions: &[(AlertKey, Transition)]) -> Vec<bool> {
+    let mut later: HashSet<(&AlertKey, i64)> = HashSet::new();
+    let mut out = vec![false; transitions.len()];
+    for (i, (key, t)) in transitions.iter().enumerate().rev() {
+        match t {
+            Transition::Escalated(a) => out[i] = !later.insert((key, a.opened_ms)),
+            Transition::Resolved(a) => {
+                later.insert((key, a.opened_ms));
+            }
+            Transition::Opened(_) | Transition::None => {}
+        }
+    }
+    out
+}
+
 /// The stored alert `id` and its key.
 async fn stored_alert(
     alerts: Arc<dyn AlertStore>,
@@ -934,6 +1014,63 @@ mod tests {
         assert_eq!(
             seen,
             [("a", vec![1, 1, 2]), ("b", vec![1, 2]), ("c", vec![1])]
+        );
+    }
+
+    #[test]
+    fn only_the_last_escalation_of_an_alert_in_a_batch_is_saved() {
+        let key = |d: &str| {
+            AlertKey::new(
+                DeviceId::parse(d).unwrap(),
+                Subject::Metric("m".into()),
+                sentio_core::AlertKind::Anomaly,
+            )
+        };
+        let mut tracker = crate::alerts::AlertTracker::new(1, None);
+        let explained = |observed: f64| sentio_core::Explanation {
+            observed,
+            score: 0.9,
+            ..sentio_core::Explanation::default()
+        };
+        let (a, b) = (key("a"), key("b"));
+        let mut ts = Vec::new();
+        ts.push((a.clone(), tracker.observe(&a, 1, Some(explained(1.0)))));
+        ts.push((a.clone(), tracker.observe(&a, 2, Some(explained(2.0)))));
+        ts.push((a.clone(), tracker.observe(&a, 3, Some(explained(3.0)))));
+        let mut other = crate::alerts::AlertTracker::new(1, None);
+        ts.push((b.clone(), other.observe(&b, 3, Some(explained(1.0)))));
+        ts.push((b.clone(), other.observe(&b, 4, Some(explained(2.0)))));
+        ts.push((a.clone(), tracker.observe(&a, 5, Some(explained(4.0)))));
+        ts.push((a.clone(), tracker.observe(&a, 6, None)));
+        // A new alert of `a` opened after the resolution: its escalation is its own.
+        ts.push((a.clone(), tracker.observe(&a, 7, Some(explained(1.0)))));
+        ts.push((a.clone(), tracker.observe(&a, 8, Some(explained(2.0)))));
+        let kinds: Vec<&str> = ts
+            .iter()
+            .map(|(_, t)| match t {
+                Transition::Opened(_) => "opened",
+                Transition::Escalated(_) => "escalated",
+                Transition::Resolved(_) => "resolved",
+                Transition::None => "none",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "opened",
+                "escalated",
+                "escalated",
+                "opened",
+                "escalated",
+                "escalated",
+                "resolved",
+                "opened",
+                "escalated"
+            ]
+        );
+        assert_eq!(
+            superseded_escalations(&ts),
+            [false, true, true, false, false, true, false, false, false]
         );
     }
 }

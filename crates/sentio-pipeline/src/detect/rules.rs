@@ -10,6 +10,11 @@
 //! evaluates there; its failures are counted. A failing rule stops nothing else: every rule
 //! is judged on its own.
 //!
+//! The alert tracker gets an explanation only when the alert opens or escalates (a point more
+//! extreme than its peak, which the state keeps); a point that only keeps it open is a
+//! [`Finding::Held`]. A clear verdict while the alert is closed is given once per state (it
+//! resolves an alert that outlived a lost state), not on every point.
+//!
 //! A device batch visits only the rules whose selector can select it ([`RuleIndex`], built
 //! again whenever the rules change), each rule's state of the device is looked up once per
 //! batch and marked dirty once, without building keys per point.
@@ -24,11 +29,11 @@ use tracing::debug;
 
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
-use crate::rules::CompiledRule;
 use crate::rules::index::RuleIndex;
 use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
-use crate::rules::replay::described_actions;
+use crate::rules::replay::{described_actions, described_resolve_actions};
 use crate::rules::report::{Failing, RuleReport, TRACES_PER_RULE};
+use crate::rules::{CompiledRule, RuleClock};
 
 /// See the module documentation.
 #[derive(Default)]
@@ -92,10 +97,10 @@ fn trace(
     decision: &str,
     reason: Option<String>,
 ) -> Trace {
-    let actions = if decision == "opened" {
-        described_actions(rule, device)
-    } else {
-        Vec::new()
+    let actions = match decision {
+        "opened" => described_actions(rule, device),
+        "resolved" => described_resolve_actions(rule, device),
+        _ => Vec::new(),
     };
     Trace {
         ts_ms,
@@ -161,6 +166,14 @@ fn held_for(rule: &CompiledRule) -> String {
 }
 
 impl RulesWatch {
+    /// A watch reading the time of day in `clock`'s zone.
+    pub(crate) fn new(clock: RuleClock) -> Self {
+        Self {
+            eval: Eval::new(clock),
+            ..Self::default()
+        }
+    }
+
     /// Replaces the rule set; returns the ids of the rules removed, disabled or changed: their
     /// state starts afresh and their open alerts are to be resolved.
     pub(crate) fn set(&mut self, rules: Vec<Arc<CompiledRule>>) -> Vec<RuleId> {
@@ -268,7 +281,19 @@ impl Watch for RulesWatch {
                     state.record(t);
                 }
                 let finding = match step {
-                    Step::Open => explanation(rule, state, p.value, &held_for(rule)),
+                    Step::Open => {
+                        state.set_peak(p.value);
+                        explanation(rule, state, p.value, &held_for(rule))
+                    }
+                    Step::Still if !state.raise_peak(p.value) => {
+                        verdicts.push(Verdict {
+                            at,
+                            key: key(batch.device, id),
+                            ts_ms: p.ts_ms,
+                            finding: Finding::Held(p.value),
+                        });
+                        continue;
+                    }
                     Step::Still => explanation(rule, state, p.value, "still holds"),
                     Step::Clear => {
                         verdicts.push(Verdict {
@@ -311,6 +336,7 @@ impl Watch for RulesWatch {
                 let t = trace(rule, state, device, at, "opened", None);
                 state.record(t);
                 let observed = state.latest().values().next().copied().unwrap_or(0.0);
+                state.set_peak(observed);
                 verdicts.push(Verdict {
                     at: 0,
                     key: key(device, id),
@@ -325,6 +351,15 @@ impl Watch for RulesWatch {
                 mark(&mut self.dirty, id, device);
             }
         }
+    }
+
+    fn explain(&self, key: &AlertKey, observed: f64) -> Option<Explanation> {
+        let Subject::Rule(id) = &key.subject else {
+            return None;
+        };
+        let rule = self.rules.get(id)?;
+        let state = self.states.get(id)?.get(&key.device)?;
+        Some(explanation(rule, state, observed, "still holds"))
     }
 
     fn false_alarm(

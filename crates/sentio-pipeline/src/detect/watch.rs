@@ -47,6 +47,11 @@ pub(crate) enum Finding {
     /// The condition holds and has no points to add: opens the key's alert if none is open,
     /// leaves an open one as it is (silence).
     Onset(Box<Explanation>),
+    /// The condition still holds at a point no more extreme than the open alert's peak, as
+    /// the watch knows (rules; this value observed): adds the point to the open alert without
+    /// building an explanation. Where no alert is open, the stage asks the watch for one
+    /// ([`Watch::explain`]) and it opens as [`Finding::Alert`] would.
+    Held(f64),
 }
 
 /// A watch's verdict on one alert key.
@@ -115,6 +120,12 @@ pub(crate) trait Watch: Send {
 
     fn set_rules(&mut self, _rules: &[Arc<CompiledRule>]) -> Vec<RuleId> {
         Vec::new()
+    }
+
+    /// The explanation of `key`'s condition at a point of value `observed`, for a
+    /// [`Finding::Held`] that found no open alert.
+    fn explain(&self, _key: &AlertKey, _observed: f64) -> Option<Explanation> {
+        None
     }
 
     /// Forgets everything learnt about a device (it was deleted or erased).

@@ -1,5 +1,7 @@
-//! A rule's actions, checked at creation ([`check`]) and carried out when its alert opens
-//! ([`run`]): commands, desired twin changes and MQTT messages, through the pipeline's desks.
+//! A rule's actions, checked at creation ([`check`], [`check_on_resolve`]) and carried out when
+//! its alert opens, and its `on_resolve` actions when the alert resolves by the rule's clear
+//! condition ([`run`]): commands, desired twin changes and MQTT messages, through the
+//! pipeline's desks.
 //! Never on the detect stage's path: [`run`] is spawned, and a failing action is logged and
 //! leaves the others (and the alert) as they are.
 
@@ -65,6 +67,31 @@ pub fn check(actions: &[RuleAction]) -> Result<(), RuleError> {
         }
     }
     Ok(())
+}
+
+/// Checks a rule's `on_resolve` actions as [`check`] does; the alert and notify actions are
+/// refused there (the alert is what resolves; its resolution is notified to the channels of
+/// the rule's `actions`).
+pub fn check_on_resolve(actions: &[RuleAction]) -> Result<(), RuleError> {
+    if actions
+        .iter()
+        .any(|a| matches!(a, RuleAction::Alert | RuleAction::Notify { .. }))
+    {
+        return Err(RuleError::new(
+            "on_resolve",
+            "commands, set_desired and publish only: the alert is what resolves, and its resolution is notified to the channels named in actions",
+        ));
+    }
+    check(actions).map_err(|e| {
+        RuleError::new(
+            "on_resolve",
+            format!(
+                "{}: {}",
+                e.field.replacen("actions", "on_resolve", 1),
+                e.message
+            ),
+        )
+    })
 }
 
 /// The desks actions go through. Cheap to clone.

@@ -9,6 +9,8 @@
 //! - `twin.desired` and `twin.reported`, the device's twin documents (JSON objects; a member
 //!   not there is an error at run time, so test with `has(twin.reported.fan)` where it may
 //!   be missing);
+//! - `hour`, `minute` and `weekday`, the judged point's local time ([`super::clock`]), unless a
+//!   metric in `selector.metrics` has the same name (the metric wins);
 //! - `avg("m", "10m")`, `min(..)`, `max(..)`, `count(..)` over a metric listed in the
 //!   selector and a window of at most [`MAX_WINDOW_MS`], both given as string literals;
 //! - CEL's standard functions and macros (`size`, `has`, `exists`, `matches`...).
@@ -19,6 +21,8 @@ use cel::Program;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo};
 use sentio_core::Rule;
 use sentio_core::time::parse_duration_ms;
+
+use super::clock::ClockField;
 
 /// The longest window an aggregate may ask for: a window is running state (a few slots), but a
 /// day bounds how long a stale reading can weigh on a rule.
@@ -120,6 +124,8 @@ pub struct CompiledRule {
     pub(crate) clear: Option<Program>,
     /// Every (metric, window) either expression aggregates over, without repeats.
     pub(crate) aggregates: Vec<Aggregate>,
+    /// The time-of-day variables either expression reads, without repeats.
+    pub(crate) clock: Vec<ClockField>,
 }
 
 impl CompiledRule {
@@ -161,27 +167,36 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         return Err(RuleError::new("name", "give 1-200 characters"));
     }
     super::actions::check(&rule.actions)?;
-    let mut aggregates = Vec::new();
-    let condition = expression("condition", &rule.condition, &rule, &mut aggregates)?;
+    super::actions::check_on_resolve(&rule.on_resolve)?;
+    let mut reads = Reads::default();
+    let condition = expression("condition", &rule.condition, &rule, &mut reads)?;
     let clear = rule
         .clear
         .as_deref()
-        .map(|c| expression("clear", c, &rule, &mut aggregates))
+        .map(|c| expression("clear", c, &rule, &mut reads))
         .transpose()?;
     Ok(CompiledRule {
         rule,
         condition,
         clear,
-        aggregates,
+        aggregates: reads.aggregates,
+        clock: reads.clock,
     })
 }
 
-/// Parses and checks one expression, adding the aggregates it uses.
+/// What a rule's expressions read besides metrics, device and twin.
+#[derive(Default)]
+struct Reads {
+    aggregates: Vec<Aggregate>,
+    clock: Vec<ClockField>,
+}
+
+/// Parses and checks one expression, adding the aggregates and time-of-day variables it uses.
 fn expression(
     field: &'static str,
     source: &str,
     rule: &Rule,
-    aggregates: &mut Vec<Aggregate>,
+    reads: &mut Reads,
 ) -> Result<Program, RuleError> {
     if source.trim().is_empty() || source.len() > MAX_EXPRESSION_LEN {
         return Err(RuleError::new(
@@ -203,7 +218,7 @@ fn expression(
         info: program.source_info(),
         rule,
         scope: Vec::new(),
-        aggregates,
+        reads,
     };
     check.expr(program.expression())?;
     Ok(program)
@@ -217,7 +232,7 @@ struct Check<'a> {
     rule: &'a Rule,
     /// Variables bound by the comprehensions (macros) around the node.
     scope: Vec<&'a str>,
-    aggregates: &'a mut Vec<Aggregate>,
+    reads: &'a mut Reads,
 }
 
 impl<'a> Check<'a> {
@@ -282,8 +297,14 @@ impl<'a> Check<'a> {
         }
     }
 
-    fn ident(&self, e: &IdedExpr, name: &str) -> Result<(), RuleError> {
+    fn ident(&mut self, e: &IdedExpr, name: &str) -> Result<(), RuleError> {
         if self.scope.contains(&name) || self.rule.selector.metrics.iter().any(|m| m == name) {
+            return Ok(());
+        }
+        if let Some(field) = ClockField::named(name) {
+            if !self.reads.clock.contains(&field) {
+                self.reads.clock.push(field);
+            }
             return Ok(());
         }
         if let Some((_, _, hint)) = RECORDS.iter().find(|(record, ..)| *record == name) {
@@ -292,7 +313,7 @@ impl<'a> Check<'a> {
         Err(self.at(
             e,
             format!(
-                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired and twin.reported",
+                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired, twin.reported, hour, minute and weekday",
                 self.rule.selector.metrics.join(", ")
             ),
         ))
@@ -335,8 +356,8 @@ impl<'a> Check<'a> {
             window: window.into(),
             window_ms,
         };
-        if !self.aggregates.contains(&a) {
-            self.aggregates.push(a);
+        if !self.reads.aggregates.contains(&a) {
+            self.reads.aggregates.push(a);
         }
         Ok(())
     }
@@ -377,6 +398,7 @@ pub(crate) fn test_rule(condition: &str, clear: Option<&str>, for_ms: i64) -> Ru
         cool_down_ms: 0,
         severity: Severity::Warning,
         actions: Vec::new(),
+        on_resolve: Vec::new(),
     }
 }
 
@@ -410,6 +432,27 @@ mod tests {
             }
             (got, expected) => panic!("{condition}: got {got:?}, expected {expected:?}"),
         }
+    }
+
+    #[test]
+    fn the_time_of_day_is_a_known_name_unless_a_metric_has_it() {
+        let c = compile(rule(
+            "hour >= 5 && hour < 7 && weekday <= 5 && co2 > 1",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(c.clock, [ClockField::Hour, ClockField::Weekday]);
+        let e = compile(rule("hours > 5", None)).unwrap_err();
+        assert!(
+            e.message.contains("hour, minute and weekday"),
+            "the 422 names them: {e}"
+        );
+        let mut shadowed = rule("minute > 5", None);
+        shadowed.selector.metrics.push("minute".into());
+        assert!(
+            compile(shadowed).unwrap().clock.is_empty(),
+            "the metric wins"
+        );
     }
 
     #[test]

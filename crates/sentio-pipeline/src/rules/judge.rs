@@ -23,7 +23,8 @@ use std::sync::Arc;
 use cel::objects::Value;
 use cel::{Context, Env, ExecutionError, Program};
 
-use super::scope::{NO_POINTS, Scope, ScopeCell};
+use super::clock::RuleClock;
+use super::scope::{NO_POINTS, Reads, Scope, ScopeCell};
 use sentio_core::Point;
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +68,8 @@ pub struct Trace {
     /// Each aggregate the rule reads (`avg(co2, 10m)`), where its window has points.
     #[serde(default)]
     pub windows: BTreeMap<String, f64>,
-    /// What the rule's actions did (described) when its alert opened.
+    /// What the rule's actions did (described) when its alert opened, or its `on_resolve`
+    /// actions when it resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
 }
@@ -95,6 +97,15 @@ pub struct RuleState {
     /// The latest traces, oldest first, at most [`TRACES_PER_DEVICE`].
     #[serde(default, skip_serializing_if = "std::collections::VecDeque::is_empty")]
     traces: std::collections::VecDeque<Trace>,
+    /// The largest absolute value a point of the open alert was explained with (the alert's
+    /// peak as the rules watch last told it), while the alert is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peak: Option<f64>,
+    /// Whether the tracker has been told the alert is closed (a [`Step::Clear`], or a close)
+    /// since this state was built or restored, or the alert last opened: one is enough to
+    /// resolve an alert that outlived a lost state, so the next ones are [`Step::Nothing`].
+    #[serde(skip)]
+    clear_told: bool,
     /// The CEL context of its evaluations, reused from one to the next.
     #[serde(skip)]
     scope: ScopeCell,
@@ -106,6 +117,30 @@ impl RuleState {
         self.open = false;
         self.pending_since = None;
         self.clear_since = None;
+        self.peak = None;
+        // The tracker's alert closed with it: nothing left to tell.
+        self.clear_told = true;
+    }
+
+    fn opens(&mut self) {
+        self.open = true;
+        self.pending_since = None;
+        self.clear_told = false;
+    }
+
+    /// The open alert's peak becomes `observed` (it opened with it).
+    pub fn set_peak(&mut self, observed: f64) {
+        self.peak = Some(observed.abs());
+    }
+
+    /// Whether `observed` is more extreme than the open alert's peak (so the alert escalates
+    /// and needs its explanation); if so it becomes the peak.
+    pub fn raise_peak(&mut self, observed: f64) -> bool {
+        let above = self.peak.is_none_or(|p| observed.abs() > p);
+        if above {
+            self.peak = Some(observed.abs());
+        }
+        above
     }
 
     /// The latest values, for the explanation.
@@ -198,14 +233,19 @@ impl RuleState {
                 None => (agg == Agg::Count).then_some(0.0),
             })
         });
+        let time = (!rule.clock.is_empty()).then(|| env.clock.at(ts_ms));
         let ctx = match Scope::refresh(
             &mut self.scope,
             &env.env,
             &rule.aggregates,
             self.latest.iter().map(|(m, v)| (m, *v)),
             values,
-            &vars.device,
-            &vars.twin,
+            Reads {
+                device: &vars.device,
+                twin: &vars.twin,
+                clock: &rule.clock,
+                time,
+            },
         ) {
             Ok(c) => c,
             Err(e) => return Step::Failed(e),
@@ -243,16 +283,20 @@ impl RuleState {
         if holds {
             let since = *self.pending_since.get_or_insert(ts_ms);
             if ts_ms.saturating_sub(since) >= rule.rule.for_ms {
-                self.open = true;
-                self.pending_since = None;
+                self.opens();
                 return Step::Open;
             }
             return Step::Nothing;
         }
         self.pending_since = None;
-        // Cleared while closed: tells a tracker whose alert outlived a lost state to resolve.
+        // Cleared while closed: tells a tracker whose alert outlived a lost state to resolve,
+        // once.
         match cleared() {
-            Ok(true) => Step::Clear,
+            Ok(true) if self.clear_told => Step::Nothing,
+            Ok(true) => {
+                self.clear_told = true;
+                Step::Clear
+            }
             Ok(false) => Step::Nothing,
             Err(step) => step,
         }
@@ -266,8 +310,7 @@ impl RuleState {
         if now_ms < at {
             return None;
         }
-        self.open = true;
-        self.pending_since = None;
+        self.opens();
         Some(at)
     }
 }
@@ -290,15 +333,25 @@ fn truth(program: &Program, ctx: &Context<'_, '_>) -> Result<bool, Step> {
     }
 }
 
-/// What every evaluation shares: CEL's standard environment, built once.
+/// What every evaluation shares: CEL's standard environment, built once, and the zone of the
+/// time of day.
 pub struct Eval {
     env: Arc<Env>,
+    clock: RuleClock,
 }
 
 impl Default for Eval {
     fn default() -> Self {
+        Self::new(RuleClock::default())
+    }
+}
+
+impl Eval {
+    /// Evaluations reading the time of day in `clock`'s zone.
+    pub fn new(clock: RuleClock) -> Self {
         Self {
             env: Arc::new(Env::stdlib()),
+            clock,
         }
     }
 }
@@ -550,6 +603,42 @@ mod tests {
         let other = rule(r#"max("co2", "20s") > 1000.0"#, None, 0);
         state.add(&other, &point("co2", 21_000, 1500.0));
         assert_eq!(state.judge(&other, &eval, &vars("low"), 21_000), Open);
+    }
+
+    #[test]
+    fn a_clear_while_closed_is_told_once_per_state_and_again_after_a_restart() {
+        let r = rule("co2 > 1000", None, 0);
+        let state = check(
+            &r,
+            &[
+                (0, "co2", 900.0),
+                (1, "co2", 900.0),
+                (2, "co2", 1200.0),
+                (3, "co2", 900.0),
+                (4, "co2", 900.0),
+            ],
+            &[Clear, Nothing, Open, Clear, Nothing],
+        );
+        let mut restored: RuleState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        restored.add(&r, &point("co2", 5, 900.0));
+        assert_eq!(
+            restored.judge(&r, &Eval::default(), &bare_vars(), 5),
+            Clear,
+            "a restored state tells it again: an alert may have outlived it"
+        );
+    }
+
+    #[test]
+    fn the_peak_is_raised_only_by_a_more_extreme_value() {
+        let mut state = RuleState::default();
+        assert!(state.raise_peak(-3.0), "no peak yet");
+        assert!(!state.raise_peak(2.0));
+        assert!(state.raise_peak(3.5));
+        state.set_peak(1.0);
+        assert!(!state.raise_peak(-1.0));
+        state.close();
+        assert!(state.raise_peak(0.5), "closing forgets the peak");
     }
 
     #[test]

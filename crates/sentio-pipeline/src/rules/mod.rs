@@ -1,11 +1,13 @@
 //! The rules engine's parts that know no watch: compiling a user's [`Rule`] (CEL through the
 //! `cel` crate, checked at creation: [`compile`]), the sliding windows of its aggregates
-//! ([`window`]) and the state machine of one rule on one device ([`judge`]). The detect
-//! stage's `RulesWatch` (`detect/rules.rs`) runs them on every committed point.
+//! ([`window`]), the time of day it reads ([`clock`]) and the state machine of one rule on one
+//! device ([`judge`]). The detect stage's `RulesWatch` (`detect/rules.rs`) runs them on every
+//! committed point.
 //!
 //! [`Rule`]: sentio_core::Rule
 
 pub(crate) mod actions;
+pub mod clock;
 pub(crate) mod compile;
 pub(crate) mod index;
 pub mod judge;
@@ -15,6 +17,7 @@ mod scope;
 pub(crate) mod window;
 
 pub use actions::ActionDesks;
+pub use clock::RuleClock;
 pub use compile::{
     Aggregate, CompiledRule, MAX_EXPRESSION_LEN, MAX_FOR_MS, MAX_WINDOW_MS, RuleError, compile,
 };

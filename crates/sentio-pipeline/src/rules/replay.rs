@@ -16,6 +16,7 @@ use sentio_core::{DeviceId, Point, RuleAction, Twin};
 use sentio_store::{RangeQuery, SeriesStore};
 use serde::Serialize;
 
+use super::clock::RuleClock;
 use super::compile::CompiledRule;
 use super::judge::{Eval, RuleState, RuleVars, Step, device_value, twin_value};
 use crate::PipelineError;
@@ -66,6 +67,9 @@ pub struct Episode {
     pub resolved_values: Option<BTreeMap<String, f64>>,
     /// What each action would have done.
     pub actions: Vec<String>,
+    /// What each `on_resolve` action would have done when it resolved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolve_actions: Vec<String>,
 }
 
 /// The replay of one device.
@@ -111,18 +115,19 @@ pub fn check_bounds(
 }
 
 /// Replays `rule` over `[from_ms, to_ms)` of each of `devices` (the caller picks those its
-/// selector selects and checks [`check_bounds`]).
+/// selector selects and checks [`check_bounds`]), reading the time of day in `clock`'s zone.
 pub async fn replay(
     rule: &CompiledRule,
     series: &dyn SeriesStore,
     devices: &[ReplayDevice],
-    from_ms: i64,
-    to_ms: i64,
+    (from_ms, to_ms): (i64, i64),
+    clock: RuleClock,
 ) -> Result<Vec<DeviceReplay>, PipelineError> {
+    let eval = Eval::new(clock);
     let mut out = Vec::with_capacity(devices.len());
     for device in devices {
         let points = history(rule, series, &device.id, from_ms, to_ms).await?;
-        out.push(replay_points(rule, device, &points, to_ms));
+        out.push(replay_points(rule, &eval, device, &points, to_ms));
     }
     Ok(out)
 }
@@ -178,11 +183,11 @@ async fn history(
 /// Judges `points` (time order) with a fresh state; the range ends at `to_ms`.
 pub fn replay_points(
     rule: &CompiledRule,
+    eval: &Eval,
     device: &ReplayDevice,
     points: &[Point],
     to_ms: i64,
 ) -> DeviceReplay {
-    let eval = Eval::default();
     let vars = RuleVars {
         device: device_value(&device.kind, &device.labels),
         twin: twin_value(&device.twin),
@@ -200,12 +205,13 @@ pub fn replay_points(
             r.episodes.push(opened(rule, &device.id, &state, at));
         }
         state.add(rule, p);
-        match state.judge(rule, &eval, &vars, p.ts_ms) {
+        match state.judge(rule, eval, &vars, p.ts_ms) {
             Step::Open => r.episodes.push(opened(rule, &device.id, &state, p.ts_ms)),
             Step::Clear => {
                 if let Some(e) = r.episodes.last_mut().filter(|e| e.resolved_ms.is_none()) {
                     e.resolved_ms = Some(p.ts_ms);
                     e.resolved_values = Some(state.latest().clone());
+                    e.resolve_actions = described_resolve_actions(rule, &device.id);
                 }
             }
             Step::Undecided(why) | Step::Failed(why) => {
@@ -228,6 +234,7 @@ fn opened(rule: &CompiledRule, device: &DeviceId, state: &RuleState, at: i64) ->
         values: state.latest().clone(),
         resolved_values: None,
         actions: described_actions(rule, device),
+        resolve_actions: Vec::new(),
     }
 }
 
@@ -241,6 +248,15 @@ pub fn described_actions(rule: &CompiledRule, device: &DeviceId) -> Vec<String> 
                 .iter()
                 .filter(|a| **a != RuleAction::Alert),
         )
+        .map(|a| describe(a, device, rule))
+        .collect()
+}
+
+/// What the rule's `on_resolve` actions do when its alert resolves on `device`, in words.
+pub fn described_resolve_actions(rule: &CompiledRule, device: &DeviceId) -> Vec<String> {
+    rule.rule
+        .on_resolve
+        .iter()
         .map(|a| describe(a, device, rule))
         .collect()
 }
@@ -325,10 +341,14 @@ mod tests {
         r.actions = vec![RuleAction::SetDesired {
             patch: r#"{"fan":"high"}"#.into(),
         }];
+        r.on_resolve = vec![RuleAction::SetDesired {
+            patch: r#"{"fan":"auto"}"#.into(),
+        }];
         let r = compile(r).unwrap();
         // Holds from 0; the next point comes at 30 s: the tick would have opened it at 10 s.
         let got = replay_points(
             &r,
+            &Eval::default(),
             &device(),
             &points([(0, 1200.0), (30_000, 1300.0), (40_000, 900.0)]),
             60_000,
@@ -345,13 +365,79 @@ mod tests {
                 r#"merge {"fan":"high"} into the desired twin of room-1"#
             ]
         );
+        assert_eq!(
+            e.resolve_actions,
+            [r#"merge {"fan":"auto"} into the desired twin of room-1"#]
+        );
         // Still holding at the end of the range: opened, not resolved.
-        let got = replay_points(&r, &device(), &points([(0, 1200.0)]), 60_000);
+        let got = replay_points(
+            &r,
+            &Eval::default(),
+            &device(),
+            &points([(0, 1200.0)]),
+            60_000,
+        );
         assert_eq!(got.episodes[0].opened_ms, 10_000);
         assert_eq!(got.episodes[0].resolved_ms, None);
         // The range ends before `for` is up: nothing.
-        let got = replay_points(&r, &device(), &points([(0, 1200.0)]), 5_000);
+        let got = replay_points(
+            &r,
+            &Eval::default(),
+            &device(),
+            &points([(0, 1200.0)]),
+            5_000,
+        );
         assert!(got.episodes.is_empty());
+    }
+
+    #[test]
+    fn a_replay_reads_each_points_own_time_of_day_in_the_zone() {
+        // Pre-heat on weekdays from 05:00 local time while the room is cold.
+        let r = compile(test_rule(
+            "weekday <= 5 && hour >= 5 && hour < 7 && temp < 19.0",
+            Some("hour >= 7 || temp >= 21.0"),
+            0,
+        ))
+        .unwrap();
+        // Monday 2026-12-07 00:00 UTC, one cold point an hour for a day.
+        let monday = 1_796_601_600_000;
+        let temps: Vec<Point> = (0..24)
+            .map(|h| Point {
+                device: DeviceId::parse("room-1").unwrap(),
+                metric: "temp".into(),
+                ts_ms: monday + h * 3_600_000,
+                value: 17.0,
+            })
+            .collect();
+        let end = monday + 86_400_000;
+        let utc = replay_points(&r, &Eval::default(), &device(), &temps, end);
+        let hours = |e: &Episode| {
+            (
+                (e.opened_ms - monday) / 3_600_000,
+                e.resolved_ms.map(|t| (t - monday) / 3_600_000),
+            )
+        };
+        assert_eq!(
+            utc.episodes.iter().map(hours).collect::<Vec<_>>(),
+            [(5, Some(7))]
+        );
+        let berlin = Eval::new(RuleClock::parse("Europe/Berlin").unwrap());
+        let local = replay_points(&r, &berlin, &device(), &temps, end);
+        assert_eq!(
+            local.episodes.iter().map(hours).collect::<Vec<_>>(),
+            [(4, Some(6))],
+            "05:00 in Berlin is 04:00 UTC in winter"
+        );
+        // Sunday: no pre-heat.
+        let sunday: Vec<Point> = temps
+            .iter()
+            .map(|p| Point {
+                ts_ms: p.ts_ms - 86_400_000,
+                ..p.clone()
+            })
+            .collect();
+        let got = replay_points(&r, &Eval::default(), &device(), &sunday, monday);
+        assert!(got.episodes.is_empty(), "{got:?}");
     }
 
     #[test]
@@ -378,7 +464,7 @@ mod tests {
             (i * 1_000, v)
         }));
         let started = Instant::now();
-        let got = replay_points(&r, &device(), &day, 86_400_000);
+        let got = replay_points(&r, &Eval::default(), &device(), &day, 86_400_000);
         let took = started.elapsed();
         println!(
             "replay: 86400 points (24 h at 1 Hz) through avg(co2, 10m) in {took:?} ({} episodes)",

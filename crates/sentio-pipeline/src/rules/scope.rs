@@ -1,15 +1,16 @@
 //! A rule's CEL context on one device, built once and refreshed before each evaluation
-//! instead of built afresh for every point: the metric variables are overwritten in place, the
-//! aggregate functions (registered once) read the values the evaluation wrote into a shared
-//! cell, and the `device` and `twin` documents (deep-converted by CEL) are set again only when
-//! they changed. Kept beside the [`RuleState`](super::RuleState) it serves, never saved: after
-//! a restart, or for another rule, it is built again.
+//! instead of built afresh for every point: the metric variables are set only when their value
+//! changed, the aggregate functions (registered once) read the values the evaluation wrote
+//! into a shared cell, and the `device` and `twin` documents (deep-converted by CEL) are set
+//! again only when they changed. Kept beside the [`RuleState`](super::RuleState) it serves,
+//! never saved: after a restart, or for another rule, it is built again.
 
 use std::sync::{Arc, Mutex};
 
 use cel::objects::Value;
 use cel::{Context, Env, ExecutionError};
 
+use super::clock::{ClockField, TimeOfDay};
 use super::compile::Aggregate;
 
 /// How an aggregate over an empty window says so (waiting, not failing).
@@ -27,8 +28,25 @@ pub(crate) struct Scope {
     /// The aggregates it was built for, in the order of `values`.
     built_for: Vec<Aggregate>,
     values: Values,
+    /// The metric variables as last set, in the order of the state's latest values: one
+    /// that did not change is not set again.
+    metrics: Vec<(String, f64)>,
     device: Option<Value>,
     twin: Option<Value>,
+    /// The time of day as last set.
+    time: Option<TimeOfDay>,
+}
+
+/// What an evaluation reads besides metrics and aggregates.
+pub(crate) struct Reads<'v> {
+    /// `device`.
+    pub device: &'v Value,
+    /// `twin`.
+    pub twin: &'v Value,
+    /// The time-of-day variables the rule reads...
+    pub clock: &'v [ClockField],
+    /// ...and the judged point's local time, when it reads any.
+    pub time: Option<TimeOfDay>,
 }
 
 impl Scope {
@@ -62,28 +80,41 @@ impl Scope {
             ctx,
             built_for: aggregates.to_vec(),
             values,
+            metrics: Vec::new(),
             device: None,
             twin: None,
+            time: None,
         })
     }
 
     /// The context for an evaluation: `latest` metric values, each aggregate's values (in the
-    /// order of `aggregates`), the `device` and the `twin`.
+    /// order of `aggregates`), the `device`, the `twin` and the time of day.
     pub(crate) fn refresh<'a>(
         cell: &'a mut ScopeCell,
         env: &Arc<Env>,
         aggregates: &[Aggregate],
         latest: impl Iterator<Item = (&'a String, f64)>,
         values: impl Iterator<Item = [Option<f64>; 4]>,
-        device: &Value,
-        twin: &Value,
+        reads: Reads<'_>,
     ) -> Result<&'a Context<'static, 'static>, String> {
+        let Reads {
+            device,
+            twin,
+            clock,
+            time,
+        } = reads;
         let stale = cell.0.as_ref().is_none_or(|s| s.built_for != aggregates);
         if stale {
             cell.0 = Some(Box::new(Scope::new(env.clone(), aggregates)?));
         }
         let scope = cell.0.as_mut().expect("built above");
-        for (metric, value) in latest {
+        for (i, (metric, value)) in latest.enumerate() {
+            match scope.metrics.get_mut(i) {
+                Some((m, v)) if m == metric && v.to_bits() == value.to_bits() => continue,
+                Some((m, v)) if m == metric => *v = value,
+                Some(slot) => *slot = (metric.clone(), value),
+                None => scope.metrics.push((metric.clone(), value)),
+            }
             scope.ctx.add_variable_from_value(metric.as_str(), value);
         }
         {
@@ -98,6 +129,16 @@ impl Scope {
         if !scope.twin.as_ref().is_some_and(|t| same(t, twin)) {
             scope.ctx.add_variable_from_value("twin", twin.clone());
             scope.twin = Some(twin.clone());
+        }
+        if let Some(time) = time
+            && scope.time != Some(time)
+        {
+            for &field in clock {
+                scope
+                    .ctx
+                    .add_variable_from_value(field.name(), time.get(field));
+            }
+            scope.time = Some(time);
         }
         Ok(&scope.ctx)
     }

@@ -45,6 +45,9 @@ fn rule(id: &str, condition: &str) -> Rule {
                 payload: "{rule} fired".into(),
             },
         ],
+        on_resolve: vec![RuleAction::SetDesired {
+            patch: r#"{"vent":"auto"}"#.into(),
+        }],
     }
 }
 

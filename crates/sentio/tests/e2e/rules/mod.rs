@@ -1,9 +1,11 @@
 //! Users' rules through the front door: the `/api/v1/rules` resource (and its 422 with a
 //! position), and a rule's alert over MQTT: opened after `for`, kept open between the
-//! condition and the clear condition, resolved on clear, its `for` timer surviving a restart.
+//! condition and the clear condition, resolved on clear (running its `on_resolve` actions, not
+//! when resolved by hand), its `for` timer surviving a restart.
 
 mod alerts;
 mod api;
+mod on_resolve;
 mod replay;
 mod roles;
 mod runtime;
