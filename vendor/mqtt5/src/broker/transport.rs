@@ -199,9 +199,9 @@ impl ChunkReader for BrokerTransport {
     }
 
     /// SENTIO-PATCH: reads into `read_buffer`'s spare room. A TCP connection with nothing
-    /// buffered gives its buffer back and waits for readiness without one, so an idle
-    /// connection holds no read buffer (it held 4 KiB); the buffer is allocated again for
-    /// the read that follows. Both waits are cancel-safe (`readable`, `read_buf`).
+    /// buffered gives its buffer back and waits for readiness without one; the buffer is
+    /// allocated again for the read that follows. Both waits are cancel-safe (`readable`,
+    /// `read_buf`).
     async fn read_into(&mut self, read_buffer: &mut BytesMut) -> Result<usize> {
         if let Self::Tcp(stream) = self {
             loop {
