@@ -7,7 +7,7 @@
 //! The subscription limit and the packet size limit are `mqtt5`'s own (SUBACK 0x97 and
 //! DISCONNECT 0x95); they are configured in `lib.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -435,23 +435,31 @@ impl LimitState {
             return Vec::new();
         }
         let now = Instant::now();
-        let mut out = Vec::new();
+        let mut out: Vec<String> = Vec::new();
+        // Ids already taken from an earlier prefix: a session is listed under each literal
+        // prefix of its filters, and ids are unique within one prefix. Built only when a
+        // second prefix has sessions (a `Vec::contains` per candidate was quadratic in the
+        // number of subscribers: a third of the broker's instructions at 1→100 QoS 1).
+        let mut seen: Option<HashSet<String>> = None;
+        let mut hit_prefixes = 0;
         // Every literal prefix of the topic: "", "a", "a/b", ...
-        let mut prefixes = vec![String::new()];
-        let mut acc = String::new();
-        for (i, level) in topic.split('/').enumerate() {
-            if i > 0 {
-                acc.push('/');
+        let ends = std::iter::once(0)
+            .chain(topic.match_indices('/').map(|(i, _)| i))
+            .chain(std::iter::once(topic.len()));
+        for (i, end) in ends.enumerate() {
+            // "" and then each prefix ending before a '/' or at the end (not "a/" itself).
+            if i > 0 && end == 0 {
+                continue;
             }
-            acc.push_str(level);
-            prefixes.push(acc.clone());
-        }
-        for key in &prefixes {
-            let Some(clients) = table.index.get(key) else {
+            let Some(clients) = table.index.get(&topic[..end]) else {
                 continue;
             };
+            hit_prefixes += 1;
+            if hit_prefixes == 2 {
+                seen = Some(out.iter().cloned().collect());
+            }
             for id in clients.keys() {
-                if id == publisher || out.contains(id) {
+                if id == publisher || seen.as_ref().is_some_and(|s| s.contains(id)) {
                     continue;
                 }
                 let hit = table.map.get(id).is_some_and(|s| {
@@ -459,6 +467,9 @@ impl LimitState {
                 });
                 if hit {
                     out.push(id.clone());
+                    if let Some(seen) = seen.as_mut() {
+                        seen.insert(id.clone());
+                    }
                 }
             }
         }
@@ -589,5 +600,25 @@ mod tests {
             s.matching("pub", "a/b/c").is_empty(),
             "expiry 0 ends with the connection"
         );
+    }
+
+    #[test]
+    fn a_session_under_several_prefixes_is_matched_once() {
+        let s = LimitState::new(Limits::default(), 10);
+        for id in ["s1", "s2", "s3"] {
+            s.connected(id, false, 3600);
+        }
+        s.subscribed(
+            "s1",
+            ["#".to_string(), "a/#".to_string(), "a/b".to_string()],
+        );
+        s.subscribed("s2", ["a/+".to_string()]);
+        s.subscribed("s3", ["a/b".to_string(), "c/#".to_string()]);
+        let mut hit = s.matching("pub", "a/b");
+        hit.sort();
+        assert_eq!(hit, ["s1", "s2", "s3"]);
+        assert_eq!(s.matching("pub", "d"), ["s1"]);
+        assert_eq!(s.matching("s1", "/x"), Vec::<String>::new());
+        assert_eq!(s.matching("pub", "/x"), ["s1"]);
     }
 }

@@ -337,12 +337,21 @@ impl LaneReceivers {
     }
 }
 
+/// SENTIO-PATCH: an online plan holds only the lane its QoS uses, and names the client
+/// through its queue (`ClientQueue::client_id`): a plan is made per subscriber per message,
+/// and each cloned `String` and channel sender cost an allocation or atomic updates.
+/// SENTIO-PATCH: what every subscriber's plan for one message reads.
+struct Source<'a> {
+    publish: &'a PublishPacket,
+    publishing_client_id: Option<&'a str>,
+    echo_key: Option<&'a str>,
+}
+
 enum DeliveryPlan {
     Online {
-        client_id: String,
         message: PublishPacket,
         target_flow: Option<u64>,
-        lanes: DeliveryLanes,
+        lane: mpsc::Sender<RoutableMessage>,
         queue: QueueHandle,
         epoch: u64,
     },
@@ -1482,14 +1491,19 @@ impl MessageRouter {
                 share_groups.retain(|(group, _), _| selected.contains(*group));
             }
 
+            // SENTIO-PATCH: read once per message, not once per subscriber.
+            let echo_key = self.echo_suppression_key.read().await.clone();
+            let source = Source {
+                publish,
+                publishing_client_id,
+                echo_key: echo_key.as_deref(),
+            };
             let mut plans = self
-                .plan_share_groups(&share_groups, publish, &clients, publishing_client_id)
+                .plan_share_groups(&share_groups, &source, &clients)
                 .await;
+            plans.reserve(regular_subs.len());
             for sub in &regular_subs {
-                if let Some(plan) = self
-                    .plan_delivery(sub, publish, &clients, publishing_client_id)
-                    .await
-                {
+                if let Some(plan) = self.plan_delivery(sub, &source, &clients).await {
                     plans.push(plan);
                 }
             }
@@ -1657,10 +1671,10 @@ impl MessageRouter {
     async fn plan_share_groups(
         &self,
         share_groups: &ShareGroups<'_>,
-        publish: &PublishPacket,
+        source: &Source<'_>,
         clients: &HashMap<String, ClientInfo>,
-        publishing_client_id: Option<&str>,
     ) -> Vec<DeliveryPlan> {
+        let publish = source.publish;
         let mut plans = Vec::new();
         for ((group_name, topic_filter), group_subs) in share_groups {
             let online_subs: Vec<&&Subscription> = group_subs
@@ -1686,10 +1700,7 @@ impl MessageRouter {
                                 .is_some_and(|info| !info.queue.behind())
                         })
                         .unwrap_or(online_subs[start]);
-                    if let Some(plan) = self
-                        .plan_delivery(chosen_sub, publish, clients, publishing_client_id)
-                        .await
-                    {
+                    if let Some(plan) = self.plan_delivery(chosen_sub, source, clients).await {
                         plans.push(plan);
                     }
                 }
@@ -1788,19 +1799,19 @@ impl MessageRouter {
                 epoch,
             } => Self::queue_behind(&queue, epoch, message, &client_id, target_flow),
             DeliveryPlan::Online {
-                client_id,
                 message,
                 target_flow,
-                lanes,
+                lane,
                 queue,
                 epoch,
             } => {
+                let client_id = queue.client_id();
                 let routable = RoutableMessage {
                     publish: Box::new(message),
                     target_flow,
                 };
                 if routable.publish.qos == QoS::AtMostOnce {
-                    if lanes.qos0_tx.try_send(routable).is_err() {
+                    if lane.try_send(routable).is_err() {
                         trace!(client_id, "Dropped QoS 0 message: delivery lane full");
                     }
                     return;
@@ -1815,37 +1826,37 @@ impl MessageRouter {
                         &queue,
                         epoch,
                         *routable.publish,
-                        &client_id,
+                        client_id,
                         routable.target_flow,
                     );
                     return;
                 }
-                let routable = match lanes.qos1_tx.try_send(routable) {
+                let routable = match lane.try_send(routable) {
                     Ok(()) => return,
                     Err(mpsc::error::TrySendError::Closed(rejected)) => {
                         Self::queue_behind(
                             &queue,
                             epoch,
                             *rejected.publish,
-                            &client_id,
+                            client_id,
                             rejected.target_flow,
                         );
                         return;
                     }
                     Err(mpsc::error::TrySendError::Full(rejected)) => rejected,
                 };
-                if publishing_client_id == Some(client_id.as_str()) {
+                if publishing_client_id == Some(client_id) {
                     Self::queue_behind(
                         &queue,
                         epoch,
                         *routable.publish,
-                        &client_id,
+                        client_id,
                         routable.target_flow,
                     );
                     return;
                 }
                 let permit = match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline, lanes.qos1_tx.reserve())
+                    Some(deadline) => tokio::time::timeout_at(deadline, lane.reserve())
                         .await
                         .ok()
                         .and_then(std::result::Result::ok),
@@ -1857,7 +1868,7 @@ impl MessageRouter {
                         &queue,
                         epoch,
                         *routable.publish,
-                        &client_id,
+                        client_id,
                         routable.target_flow,
                     ),
                 }
@@ -1868,11 +1879,11 @@ impl MessageRouter {
     async fn plan_delivery(
         &self,
         sub: &Subscription,
-        publish: &PublishPacket,
+        source: &Source<'_>,
         clients: &HashMap<String, ClientInfo>,
-        publishing_client_id: Option<&str>,
     ) -> Option<DeliveryPlan> {
-        if sub.no_local && publishing_client_id == Some(&sub.client_id) {
+        let publish = source.publish;
+        if sub.no_local && source.publishing_client_id == Some(&sub.client_id) {
             trace!(
                 "Skipping delivery to {} due to No Local flag",
                 sub.client_id
@@ -1880,14 +1891,11 @@ impl MessageRouter {
             return None;
         }
 
-        {
-            let suppression_key = self.echo_suppression_key.read().await;
-            if let Some(ref key) = *suppression_key {
-                if let Some(origin) = publish.properties.get_user_property_value(key) {
-                    if origin == sub.client_id {
-                        trace!("Skipping echo delivery to {}", sub.client_id);
-                        return None;
-                    }
+        if let Some(key) = source.echo_key {
+            if let Some(origin) = publish.properties.get_user_property_value(key) {
+                if origin == sub.client_id {
+                    trace!("Skipping echo delivery to {}", sub.client_id);
+                    return None;
                 }
             }
         }
@@ -1930,14 +1938,15 @@ impl MessageRouter {
                     .or_default()
                     .update_hash(&publish.topic_name, &publish.payload);
             }
+            let lane = if qos == QoS::AtMostOnce {
+                client_info.qos0_tx.clone()
+            } else {
+                client_info.qos1_tx.clone()
+            };
             return Some(DeliveryPlan::Online {
-                client_id: sub.client_id.clone(),
                 message,
                 target_flow: sub.flow_id,
-                lanes: DeliveryLanes {
-                    qos1_tx: client_info.qos1_tx.clone(),
-                    qos0_tx: client_info.qos0_tx.clone(),
-                },
+                lane,
                 queue: Arc::clone(&client_info.queue),
                 epoch: client_info.queue.epoch(),
             });

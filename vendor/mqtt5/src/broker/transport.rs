@@ -1,6 +1,7 @@
 use crate::error::Result;
-use crate::transport::packet_io::ChunkReader;
+use crate::transport::packet_io::{ChunkReader, READ_CHUNK_SIZE};
 use crate::Transport;
+use bytes::BytesMut;
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -195,6 +196,29 @@ impl AsyncWrite for BrokerTransport {
 impl ChunkReader for BrokerTransport {
     fn read_chunk(&mut self, chunk: &mut [u8]) -> impl Future<Output = Result<usize>> + Send {
         Transport::read(self, chunk)
+    }
+
+    /// SENTIO-PATCH: reads into `read_buffer`'s spare room. A TCP connection with nothing
+    /// buffered gives its buffer back and waits for readiness without one; the buffer is
+    /// allocated again for the read that follows. Both waits are cancel-safe (`readable`,
+    /// `read_buf`).
+    async fn read_into(&mut self, read_buffer: &mut BytesMut) -> Result<usize> {
+        if let Self::Tcp(stream) = self {
+            loop {
+                if read_buffer.is_empty() && read_buffer.capacity() > 0 {
+                    *read_buffer = BytesMut::new();
+                }
+                stream.readable().await?;
+                read_buffer.reserve(READ_CHUNK_SIZE);
+                match stream.try_read_buf(read_buffer) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        read_buffer.reserve(READ_CHUNK_SIZE);
+        Ok(AsyncReadExt::read_buf(self, read_buffer).await?)
     }
 }
 

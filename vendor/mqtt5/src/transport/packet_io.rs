@@ -368,7 +368,28 @@ impl ReadShare {
 
 pub(crate) trait ChunkReader {
     fn read_chunk(&mut self, chunk: &mut [u8]) -> impl Future<Output = Result<usize>> + Send;
+
+    /// SENTIO-PATCH: appends what the next read returns to `read_buffer` and says how many
+    /// bytes that was (0: the peer closed). Must be cancel-safe (nothing read when the future
+    /// is dropped before it completes). The default reads through a stack chunk.
+    fn read_into(
+        &mut self,
+        read_buffer: &mut BytesMut,
+    ) -> impl Future<Output = Result<usize>> + Send
+    where
+        Self: Send,
+    {
+        async move {
+            let mut chunk = [0u8; READ_CHUNK];
+            let n = self.read_chunk(&mut chunk).await?;
+            read_buffer.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        }
+    }
 }
+
+/// SENTIO-PATCH: the most a reader asks for in one read.
+pub(crate) const READ_CHUNK_SIZE: usize = READ_CHUNK;
 
 /// Reads one packet, keeping every byte received so far in `read_buffer`.
 ///
@@ -399,7 +420,7 @@ pub async fn read_packet_reusing_buffer<T: Transport>(
     }
 }
 
-pub(crate) async fn read_packet_within_budget<R: ChunkReader>(
+pub(crate) async fn read_packet_within_budget<R: ChunkReader + Send>(
     reader: &mut R,
     protocol_version: u8,
     read_buffer: &mut BytesMut,
@@ -418,12 +439,11 @@ pub(crate) async fn read_packet_within_budget<R: ChunkReader>(
         {
             return Ok((packet, share.and_then(|share| share.reserved.take())));
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let n = reader.read_chunk(&mut chunk).await?;
-        if n == 0 {
+        // SENTIO-PATCH: straight into the buffer (see `ChunkReader::read_into`): no 4 KiB
+        // chunk in every connection's future.
+        if reader.read_into(read_buffer).await? == 0 {
             return Err(MqttError::ClientClosed);
         }
-        read_buffer.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -585,6 +585,7 @@ impl ClientHandler {
         let (disconnect_tx, disconnect_rx) = oneshot::channel();
         let queue = self.router.queue_handle(&client_id);
         queue.set_persistent(granted != 0);
+        self.persistent_session = granted != 0;
         let registration = self
             .router
             .register_unbound_session(

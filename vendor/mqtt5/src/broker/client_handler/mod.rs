@@ -166,6 +166,12 @@ pub struct ClientHandler {
     pub(super) server_receive_maximum: u16,
     pub(super) client_max_packet_size: Option<u32>,
     pub(super) outbound_inflight: HashMap<u16, PublishPacket>,
+    /// SENTIO-PATCH: whether this connection's session outlives it (session expiry > 0, set
+    /// when the connection claims the session). Only then are outbound in-flight messages
+    /// written to storage: a clean session's in-flight state ends with its connection, and
+    /// with a crash, so storing each one (a copy of the payload, a write-behind entry and a
+    /// store row if it is not acknowledged within the write-behind window) bought nothing.
+    pub(super) persistent_session: bool,
     pub(super) protocol_version: u8,
     pub(super) write_buffer: BytesMut,
     /// SENTIO-PATCH: while delivering a batch, PUBLISH bytes collect here and go out in one
@@ -294,6 +300,7 @@ impl ClientHandler {
             server_receive_maximum,
             client_max_packet_size: None,
             outbound_inflight: HashMap::new(),
+            persistent_session: true,
             protocol_version: 5,
             write_buffer: BytesMut::new(),
             coalesced: None,
@@ -976,7 +983,10 @@ impl ClientHandler {
         self.held.clear();
         self.awaiting_pubcomp.clear();
         let unacked: Vec<u16> = self.outbound_inflight.drain().map(|(id, _)| id).collect();
-        if let (Some(storage), Some(client_id)) = (self.storage.clone(), self.client_id.clone()) {
+        if let (Some(storage), Some(client_id)) = (
+            self.outbound_inflight_storage().cloned(),
+            self.client_id.clone(),
+        ) {
             for packet_id in unacked {
                 if let Err(e) = storage
                     .remove_inflight_message(&client_id, packet_id, InflightDirection::Outbound)
@@ -1033,7 +1043,7 @@ impl ClientHandler {
             "Re-queued undelivered messages for the session"
         );
         queue.requeue_front_in_epoch(unsent, self.queue_epoch);
-        if let Some(storage) = self.storage.clone() {
+        if let Some(storage) = self.outbound_inflight_storage().cloned() {
             for packet_id in unacked_ids {
                 if let Err(e) = storage
                     .remove_inflight_message(&client_id, packet_id, InflightDirection::Outbound)
@@ -1077,6 +1087,12 @@ impl ClientHandler {
 
     /// `(delivering, window_open)` for the current loop turn. `delivering` gates the drain;
     /// `window_open` additionally requires free outbound window before the gated lane yields.
+    /// SENTIO-PATCH: the storage that keeps outbound in-flight messages: only a persistent
+    /// session's (see `persistent_session`).
+    pub(super) fn outbound_inflight_storage(&self) -> Option<&Arc<DynamicStorage>> {
+        self.storage.as_ref().filter(|_| self.persistent_session)
+    }
+
     fn delivery_gates(&self) -> (bool, bool) {
         let delivering = self.bound && (self.handoff_waived || !self.handing_off());
         let window_open = delivering && self.outbound_inflight.len() < usize::from(self.window);
@@ -1090,6 +1106,11 @@ impl ClientHandler {
         let max_size = self.max_packet_size();
         let read_limit = self.read_limit();
         let queue = self.queue.clone();
+        // SENTIO-PATCH: one keep-alive timer for the connection, moved on only when it fires
+        // early (a packet came meanwhile), instead of a timer registered and cancelled around
+        // every read: each wake-up of a subscriber's handler paid for one.
+        let keep_alive = tokio::time::sleep_until(self.last_packet_time + read_limit);
+        tokio::pin!(keep_alive);
 
         loop {
             // SENTIO-PATCH: every PUBLISH already read shares one flush; its acks go out before
@@ -1115,11 +1136,19 @@ impl ClientHandler {
                     self.bind().await?;
                 }
 
-                read_result = timeout_at(self.last_packet_time + read_limit, Self::read_control_packet(&mut self.transport, self.protocol_version, &mut self.read_buffer, max_size, self.read_share.as_mut())) => {
+                read_result = Self::read_control_packet(&mut self.transport, self.protocol_version, &mut self.read_buffer, max_size, self.read_share.as_mut()) => {
                     self.last_packet_time = Instant::now();
-                    if let Some(exit) = self.handle_read(read_result, read_limit).await? {
+                    if let Some(exit) = self.handle_read(read_result).await? {
                         return Ok(exit);
                     }
+                }
+
+                () = &mut keep_alive => {
+                    let deadline = self.last_packet_time + read_limit;
+                    if Instant::now() >= deadline {
+                        return Err(self.keep_alive_expired(read_limit));
+                    }
+                    keep_alive.as_mut().reset(deadline);
                 }
 
                 external_packet = async {
@@ -1226,19 +1255,16 @@ impl ClientHandler {
         Ok(None)
     }
 
-    async fn handle_read(
-        &mut self,
-        read_result: std::result::Result<Result<Packet>, tokio::time::error::Elapsed>,
-        read_limit: Duration,
-    ) -> Result<Option<LoopExit>> {
-        let packet_result = read_result.map_err(|_| {
-            warn!("No packet received within {read_limit:?}");
-            if self.keep_alive.is_zero() {
-                MqttError::Timeout
-            } else {
-                MqttError::KeepAliveTimeout
-            }
-        })?;
+    fn keep_alive_expired(&self, read_limit: Duration) -> MqttError {
+        warn!("No packet received within {read_limit:?}");
+        if self.keep_alive.is_zero() {
+            MqttError::Timeout
+        } else {
+            MqttError::KeepAliveTimeout
+        }
+    }
+
+    async fn handle_read(&mut self, packet_result: Result<Packet>) -> Result<Option<LoopExit>> {
         match packet_result {
             Ok(packet) => {
                 self.handle_packet(packet).await?;
@@ -1280,7 +1306,9 @@ impl ClientHandler {
     /// socket is serviced between batches.
     async fn send_lane_batch(&mut self, first: RoutableMessage, lane: Lane) -> Result<()> {
         // SENTIO-PATCH: one write for the batch instead of one write (a syscall) per PUBLISH.
-        self.coalesced = Some(BytesMut::with_capacity(8 * 1024));
+        // Grown to the batch's size by the encoder: a single PUBLISH allocates its own size, not
+        // a fixed 8 KiB block.
+        self.coalesced = Some(BytesMut::new());
         let sent = self.send_lane_batch_coalesced(first, lane).await;
         let written = self.write_coalesced().await;
         sent.and(written)

@@ -574,7 +574,7 @@ impl ClientHandler {
     pub(super) async fn handle_puback(&mut self, puback: &PubAckPacket) {
         // SENTIO-PATCH: the acknowledged message's topic goes into the delivered event.
         if let Some(sent) = self.outbound_inflight.remove(&puback.packet_id) {
-            if let Some(ref storage) = self.storage {
+            if let Some(storage) = self.outbound_inflight_storage() {
                 if let Err(e) = storage
                     .remove_inflight_message(
                         self.client_id.as_ref().unwrap(),
@@ -620,7 +620,7 @@ impl ClientHandler {
     pub(super) async fn handle_pubrec(&mut self, pubrec: PubRecPacket) -> Result<()> {
         if pubrec.reason_code.is_error() {
             if self.outbound_inflight.remove(&pubrec.packet_id).is_some() {
-                if let Some(ref storage) = self.storage {
+                if let Some(storage) = self.outbound_inflight_storage() {
                     if let Err(e) = storage
                         .remove_inflight_message(
                             self.client_id.as_ref().unwrap(),
@@ -644,7 +644,7 @@ impl ClientHandler {
 
         if let Some(publish) = self.outbound_inflight.get(&pubrec.packet_id) {
             self.awaiting_pubcomp.insert(pubrec.packet_id);
-            if let Some(ref storage) = self.storage {
+            if let Some(storage) = self.outbound_inflight_storage() {
                 let inflight = InflightMessage::from_publish(
                     publish,
                     self.client_id.as_ref().unwrap().clone(),
@@ -705,7 +705,7 @@ impl ClientHandler {
     pub(super) async fn handle_pubcomp(&mut self, pubcomp: &PubCompPacket) {
         // SENTIO-PATCH: the acknowledged message's topic goes into the delivered event.
         if let Some(sent) = self.outbound_inflight.remove(&pubcomp.packet_id) {
-            if let Some(ref storage) = self.storage {
+            if let Some(storage) = self.outbound_inflight_storage() {
                 if let Err(e) = storage
                     .remove_inflight_message(
                         self.client_id.as_ref().unwrap(),
@@ -769,9 +769,8 @@ impl ClientHandler {
         }
 
         let payload_size = publish.payload.len();
-        let topic_name = publish.topic_name.clone();
         tracing::debug!(
-            topic = %topic_name,
+            topic = %publish.topic_name,
             qos = ?publish.qos,
             retain = publish.retain,
             payload_len = payload_size,
@@ -779,50 +778,87 @@ impl ClientHandler {
             "Sending PUBLISH to client"
         );
         let qos = publish.qos;
-        self.write_buffer.clear();
+        // SENTIO-PATCH: inside a delivery batch the PUBLISH is encoded straight into the
+        // batch's buffer (no copy through `write_buffer`), and the topic is borrowed from the
+        // packet rather than cloned for the write.
         let packet = Packet::Publish(publish);
-        encode_packet_to_buffer(&packet, &mut self.write_buffer)?;
-        if let Some(max) = self.client_max_packet_size {
-            if self.write_buffer.len() > max as usize {
+        let max_size = self.client_max_packet_size;
+        let encoded = match self.batch_buffer() {
+            Some(coalesced) => {
+                let start = coalesced.len();
+                encode_packet_to_buffer(&packet, coalesced)?;
+                let encoded = coalesced.len() - start;
+                if max_size.is_some_and(|max| encoded > max as usize) {
+                    coalesced.truncate(start);
+                }
+                encoded
+            }
+            None => {
+                self.write_buffer.clear();
+                encode_packet_to_buffer(&packet, &mut self.write_buffer)?;
+                self.write_buffer.len()
+            }
+        };
+        if let Some(max) = max_size {
+            if encoded > max as usize {
                 debug!(
-                    packet_size = self.write_buffer.len(),
+                    packet_size = encoded,
                     max_packet_size = max,
                     "Discarding PUBLISH exceeding client Maximum Packet Size"
                 );
                 return Ok(());
             }
         }
-        if let Packet::Publish(publish) = packet {
-            if let (Some(packet_id), true) = (publish.packet_id, qos != QoS::AtMostOnce) {
-                if let Some(ref storage) = self.storage {
-                    let inflight = InflightMessage::from_publish(
-                        &publish,
-                        self.client_id.as_ref().unwrap().clone(),
-                        InflightDirection::Outbound,
-                        InflightPhase::AwaitingPubrec,
-                    );
-                    if let Err(e) = storage.store_inflight_message(inflight).await {
-                        debug!("failed to persist outbound inflight {packet_id}: {e}");
-                    }
+        let Packet::Publish(publish) = packet else {
+            unreachable!("encoded a PUBLISH")
+        };
+        let tracked = publish.packet_id.filter(|_| qos != QoS::AtMostOnce);
+        if let Some(packet_id) = tracked {
+            if let Some(storage) = self.outbound_inflight_storage() {
+                let inflight = InflightMessage::from_publish(
+                    &publish,
+                    self.client_id.as_ref().unwrap().clone(),
+                    InflightDirection::Outbound,
+                    InflightPhase::AwaitingPubrec,
+                );
+                if let Err(e) = storage.store_inflight_message(inflight).await {
+                    debug!("failed to persist outbound inflight {packet_id}: {e}");
                 }
-                self.inflight_order.retain(|id| *id != packet_id);
-                self.inflight_order.push_back(packet_id);
-                self.outbound_inflight.insert(packet_id, publish);
             }
+            self.inflight_order.retain(|id| *id != packet_id);
+            self.inflight_order.push_back(packet_id);
         }
         let write_timeout = self.write_timeout();
-        tokio::time::timeout(write_timeout, self.write_publish_bytes(&topic_name, qos))
-            .await
-            .map_err(|_| {
-                warn!(
-                    topic = ?topic_name, // SENTIO-PATCH: escaped, not raw
-                    timeout = ?write_timeout,
-                    "Transport write stalled; treating the client as gone"
-                );
-                MqttError::Timeout
-            })??;
+        let written = tokio::time::timeout(
+            write_timeout,
+            self.write_publish_bytes(&publish.topic_name, qos),
+        )
+        .await
+        .map_err(|_| {
+            warn!(
+                topic = ?publish.topic_name, // SENTIO-PATCH: escaped, not raw
+                timeout = ?write_timeout,
+                "Transport write stalled; treating the client as gone"
+            );
+            MqttError::Timeout
+        });
+        // In flight from here whether or not the write went through: a connection that fails
+        // here hands it back to its session queue (`drop_unsent`, the takeover re-queue).
+        if let Some(packet_id) = tracked {
+            self.outbound_inflight.insert(packet_id, publish);
+        }
+        written??;
         self.stats.publish_sent(payload_size);
         Ok(())
+    }
+
+    /// SENTIO-PATCH: the buffer a delivery batch collects its PUBLISHes in (see
+    /// `send_lane_batch`); QUIC writes each PUBLISH to its own stream instead.
+    fn batch_buffer(&mut self) -> Option<&mut bytes::BytesMut> {
+        if cfg!(all(not(target_arch = "wasm32"), feature = "transport-quic")) {
+            return None;
+        }
+        self.coalesced.as_mut()
     }
 
     /// Wakes this handler's drain; every trigger goes through the queue's Notify.
@@ -838,7 +874,7 @@ impl ClientHandler {
     /// between batches.
     pub(super) async fn drain_backlog(&mut self) -> Result<()> {
         // SENTIO-PATCH: the batch's PUBLISHes go out in one write (see `send_lane_batch`).
-        self.coalesced = Some(bytes::BytesMut::with_capacity(8 * 1024));
+        self.coalesced = Some(bytes::BytesMut::new());
         let drained = self.drain_backlog_coalesced().await;
         let written = self.write_coalesced().await;
         drained.and(written)
@@ -961,13 +997,12 @@ impl ClientHandler {
 
     #[cfg(any(target_arch = "wasm32", not(feature = "transport-quic")))]
     async fn write_publish_bytes(&mut self, _topic: &str, _qos: QoS) -> Result<()> {
-        // SENTIO-PATCH: inside a delivery batch the bytes are collected and written once
-        // (64 KiB at most at a time).
+        // SENTIO-PATCH: inside a delivery batch the bytes were encoded into `coalesced` and
+        // are written once (64 KiB at most at a time).
         if let Some(coalesced) = self.coalesced.as_mut() {
-            coalesced.extend_from_slice(&self.write_buffer);
             if coalesced.len() >= 64 * 1024 {
-                let bytes = std::mem::replace(coalesced, bytes::BytesMut::with_capacity(8 * 1024));
-                self.transport.write(&bytes).await?;
+                self.transport.write(&coalesced[..]).await?;
+                coalesced.clear();
             }
             return Ok(());
         }
