@@ -11,7 +11,7 @@ use sentio_pipeline::rules::compile;
 use sentio_pipeline::rules::replay::{self, ReplayDevice};
 use serde_json::{Value, json};
 
-use crate::auth::Operator;
+use crate::auth::{Actor, Operator};
 use crate::dto::{RangeParams, RuleBody, RuleList, RuleView};
 use crate::{ApiError, AppState};
 
@@ -27,13 +27,19 @@ async fn stored(s: &AppState, id: &RuleId) -> Result<Rule, ApiError> {
 }
 
 /// Compiles (checks) the rule, stores it and puts it in force.
-async fn save(s: &AppState, rule: Rule, action: &str) -> Result<Json<RuleView>, ApiError> {
+async fn save(
+    s: &AppState,
+    actor: &Actor,
+    rule: Rule,
+    action: &str,
+) -> Result<Json<RuleView>, ApiError> {
     let rule = compile(rule)?.rule;
     s.rules.put_rule(&rule).await?;
     s.control.reload_rules().await?;
     s.notifier.reload();
     tracing::info!(rule = %rule.id, enabled = rule.enabled, "rule saved ({action})");
-    s.audit(
+    s.audit_by(
+        actor,
         action,
         Some(rule.id.as_str()),
         json!({"name": rule.name, "enabled": rule.enabled, "condition": rule.condition}),
@@ -65,7 +71,10 @@ pub async fn create(
             format!("rule {id} already exists; PUT /api/v1/rules/{id} replaces it"),
         ));
     }
-    Ok((StatusCode::CREATED, save(&s, rule, "rule.create").await?))
+    Ok((
+        StatusCode::CREATED,
+        save(&s, &actor, rule, "rule.create").await?,
+    ))
 }
 
 /// `GET /api/v1/rules`: every rule, by id, each `ok` or `failing` (with why).
@@ -153,7 +162,13 @@ pub async fn update(
             "the body's id differs from the path's",
         ));
     }
-    save(&s, body.into_rule(current.id.as_str())?, "rule.update").await
+    save(
+        &s,
+        &actor,
+        body.into_rule(current.id.as_str())?,
+        "rule.update",
+    )
+    .await
 }
 
 /// `POST /api/v1/rules/<id>/enable`.
@@ -185,6 +200,7 @@ async fn set_enabled(
     rule.enabled = enabled;
     save(
         &s,
+        &actor,
         rule,
         if enabled {
             "rule.enable"
@@ -208,8 +224,13 @@ pub async fn delete(
     s.control.reload_rules().await?;
     s.notifier.reload();
     tracing::info!(rule = %id, "rule deleted");
-    s.audit("rule.delete", Some(id.as_str()), json!({"name": rule.name}))
-        .await;
+    s.audit_by(
+        &actor,
+        "rule.delete",
+        Some(id.as_str()),
+        json!({"name": rule.name}),
+    )
+    .await;
     Ok(Json(RuleView::from(&rule)))
 }
 

@@ -84,8 +84,8 @@ async fn an_operator_manages_rules_and_a_viewer_or_scoped_operator_is_refused() 
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| e["action"] == action),
-            "{action}: {audit}"
+                .any(|e| e["action"] == action && e["actor"] == "user:olga"),
+            "{action} by olga: {audit}"
         );
     }
     node.shutdown().await;
