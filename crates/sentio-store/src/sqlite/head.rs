@@ -274,6 +274,13 @@ pub(super) fn bounds(conn: &Connection, sid: i64) -> Result<Option<(i64, i64)>> 
     Ok(lo.zip(hi))
 }
 
+/// The oldest head timestamp of `sid` (one seek: the key starts with it).
+pub(super) fn oldest(conn: &Connection, sid: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(first_ts) FROM head WHERE series_id = ?1")?
+        .query_row([sid], |r| r.get(0))?)
+}
+
 /// The oldest head timestamp of `sid` at or after `t`.
 pub(super) fn first_at_or_after(conn: &Connection, sid: i64, t: i64) -> Result<Option<i64>> {
     // A blob starting at or after `t` offers its first point; one starting before it and

@@ -345,7 +345,7 @@ fn fold_into(conn: &Connection, res: Resolution, sid: i64, b: i64, late: Acc) ->
 
 /// The oldest raw timestamp of a series over both tiers.
 pub(super) fn oldest_raw(conn: &Connection, sid: i64) -> Result<Option<i64>> {
-    let head = super::head::bounds(conn, sid)?.map(|b| b.0);
+    let head = super::head::oldest(conn, sid)?;
     let sealed: Option<i64> = conn
         .prepare_cached("SELECT MIN(start_ts) FROM chunks WHERE series_id = ?1")?
         .query_row([sid], |r| r.get(0))?;
