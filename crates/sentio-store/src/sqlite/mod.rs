@@ -44,9 +44,6 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::{Result, StoreError};
 
-/// Most memory SQLite's page cache takes (KiB): the head's pages of every series at hand.
-const PAGE_CACHE_KIB: i64 = 64 * 1024;
-
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "sentio.db";
 
@@ -162,11 +159,6 @@ impl SqliteStore {
         )?;
         // Room for every statement the store prepares (the default 16 was evicting them).
         conn.set_prepared_statement_cache_capacity(128);
-        // Every append touches one head page per series it writes: with SQLite's default
-        // 2 MiB page cache, a commit of 1,000 series spilled dirty pages to the log mid-way and
-        // re-read the head from the file (perf: most of ingest's time at a 10-minute head).
-        // An upper bound, taken as pages are used.
-        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
         // The log is truncated back to this after a checkpoint, not kept at its largest.
         conn.pragma_update(None, "journal_size_limit", 32 << 20)?;
         conn.execute_batch(include_str!("schema.sql"))?;
