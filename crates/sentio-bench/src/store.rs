@@ -42,6 +42,10 @@ pub struct StoreArgs {
     /// Points in the head when the restart row's writer is killed (times `--scale`).
     #[arg(long, default_value_t = 1_000_000)]
     replay_points: u64,
+    /// Extra ingest-only rounds (the fleet into fresh databases, no sealer), Sentio and the
+    /// peer alternating: the median ratio and its spread (the box's load moves single runs).
+    #[arg(long, default_value_t = 3)]
+    ingest_rounds: usize,
 }
 
 /// Arguments of the restart row's child process (`sentio bench store-child`).
@@ -246,6 +250,7 @@ type Batch = Vec<(usize, i64, f64)>;
 
 /// The workload, batch by batch: first the chart series (series 0) over `chart_days`, then the
 /// fleet (series 1..=n) second by second over `hours`.
+#[derive(Debug, Clone, Copy)]
 struct Workload {
     series: usize,
     chart_points: i64,
@@ -393,24 +398,7 @@ async fn run_store(dir: &Path, w: &Workload, args: &StoreArgs) -> anyhow::Result
                 .await;
         })
     };
-    let mut ingest = Duration::ZERO;
-    let handle = tokio::runtime::Handle::current();
-    let mut points = Vec::with_capacity(w.batch);
-    tokio::task::block_in_place(|| {
-        w.for_each(|batch| {
-            points.clear();
-            points.extend(batch.iter().map(|&(s, ts_ms, value)| Point {
-                device: devices[s].clone(),
-                metric: metric.clone(),
-                ts_ms,
-                value,
-            }));
-            let t = Instant::now();
-            handle.block_on(store.append(&points))?;
-            ingest += t.elapsed();
-            Ok(())
-        })
-    })?;
+    let ingest = append_all(&store, w)?;
     let _ = stop_tx.send(());
     sealer.await?;
     side.ingest_s = ingest.as_secs_f64();
@@ -597,6 +585,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         peer.reopen_ms / ours.reopen_ms,
         "faster",
     );
+    ingest_rounds(&base, &w, args.ingest_rounds).await?;
     // Restart after a kill with the head full of acknowledged points.
     let replay = replay_workload((args.replay_points as f64 * args.scale) as u64, args.series);
     let replay_total = replay.fleet_seconds as u64 * replay.series as u64;
@@ -629,6 +618,97 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         } else {
             "no"
         }
+    );
+    Ok(())
+}
+
+/// Appends every batch of `w` through the trait; the time spent in `append` alone.
+fn append_all(store: &SqliteStore, w: &Workload) -> anyhow::Result<Duration> {
+    let devices = device_ids(w.series)?;
+    let metric: Arc<str> = Arc::from("temperature");
+    let handle = tokio::runtime::Handle::current();
+    let mut points = Vec::with_capacity(w.batch);
+    let mut ingest = Duration::ZERO;
+    tokio::task::block_in_place(|| {
+        w.for_each(|batch| {
+            points.clear();
+            points.extend(batch.iter().map(|&(s, ts_ms, value)| Point {
+                device: devices[s].clone(),
+                metric: metric.clone(),
+                ts_ms,
+                value,
+            }));
+            let t = Instant::now();
+            handle.block_on(store.append(&points))?;
+            ingest += t.elapsed();
+            Ok(())
+        })
+    })?;
+    Ok(ingest)
+}
+
+/// Seconds Sentio's store takes to append the fleet of `w` into a new directory (no sealer).
+fn store_ingest_s(dir: &Path, w: &Workload) -> anyhow::Result<f64> {
+    Ok(append_all(&SqliteStore::open(dir)?, w)?.as_secs_f64())
+}
+
+/// Seconds the peer takes to append the fleet of `w` into a new database.
+fn peer_ingest_s(dir: &Path, w: &Workload) -> anyhow::Result<f64> {
+    let mut conn = open_peer(&dir.join("peer.db"))?;
+    let mut ingest = Duration::ZERO;
+    w.for_each(|batch| {
+        let t = Instant::now();
+        peer_append(&mut conn, batch)?;
+        ingest += t.elapsed();
+        Ok(())
+    })?;
+    Ok(ingest.as_secs_f64())
+}
+
+/// `rounds` ingest-only rounds of the fleet (no chart series), Sentio then the peer, each into
+/// a fresh directory: every round's rates, then the median ratio with its spread.
+async fn ingest_rounds(base: &Path, w: &Workload, rounds: usize) -> anyhow::Result<()> {
+    if rounds == 0 {
+        return Ok(());
+    }
+    let fleet = Workload {
+        chart_points: 0,
+        ..*w
+    };
+    let total = fleet.total() as f64;
+    let mut ratios = Vec::with_capacity(rounds);
+    let (mut ours_all, mut peer_all) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let dir = base.join(format!("round-{round}"));
+        std::fs::create_dir_all(dir.join("sentio"))?;
+        std::fs::create_dir_all(dir.join("peer"))?;
+        let ours = total / store_ingest_s(&dir.join("sentio"), &fleet)?;
+        let peer =
+            total / tokio::task::block_in_place(|| peer_ingest_s(&dir.join("peer"), &fleet))?;
+        std::fs::remove_dir_all(&dir)?;
+        println!(
+            "  ingest round {}: sentio {:.3} M points/s, peer {:.3} M points/s, {:.2}x",
+            round + 1,
+            ours / 1e6,
+            peer / 1e6,
+            ours / peer
+        );
+        ratios.push(ours / peer);
+        ours_all.push(ours);
+        peer_all.push(peer);
+    }
+    let spread = |xs: &[f64]| {
+        let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    };
+    let (lo, hi) = spread(&ratios);
+    println!(
+        "{:<52} {:>14.3} {:>14.3} {:>9.2}x  median of {rounds} (ratio {lo:.2}-{hi:.2})",
+        "ingest rounds (fleet only, no sealer), points/s (M)",
+        median(&ours_all) / 1e6,
+        median(&peer_all) / 1e6,
+        median(&ratios),
     );
     Ok(())
 }

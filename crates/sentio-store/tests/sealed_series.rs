@@ -516,15 +516,21 @@ async fn the_newest_point_stays_in_the_head_and_late_points_do_not_become_the_la
 }
 
 /// Sealing frees most of the head's pages; the maintenance pass gives them back to the file
-/// system, so the database file shrinks instead of keeping its largest size.
+/// system, so the database file shrinks instead of keeping its largest size. Chunks of the
+/// default size: the packed head takes ~10 B/point, chunks of 50 points ~5, of 1,000 ~1.
 #[tokio::test]
 async fn the_file_shrinks_back_after_sealing() {
     use sentio_store::RetentionStore;
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    let policy = SealPolicy {
+        chunk_points: SealPolicy::default().chunk_points,
+        ..POLICY
+    };
+    let store = SqliteStore::open_with(dir.path(), policy).unwrap();
     let now = sentio_core::time::now_ms();
     let start = now - 3 * 3_600_000;
-    for s in 0..20 {
+    // Enough that the pages kept free for reuse (~0.5 MB) are small beside the head.
+    for s in 0..40 {
         let device = DeviceId::parse(&format!("shrink-{s}")).unwrap();
         let points: Vec<Point> = (0..10_000)
             .map(|i| Point {

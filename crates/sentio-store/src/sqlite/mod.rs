@@ -1,8 +1,8 @@
 //! The embedded default: one SQLite database (`<data>/sentio.db`, WAL mode) holding the
 //! registry, the time series in two tiers, alerts and detector state.
 //!
-//! Series tiers: `points` is the durable head (one row per recent point, written by `append`,
-//! acknowledged after the commit); `chunks` holds sealed, pco-compressed runs of ~1,000 points
+//! Series tiers: `head` is the durable head (per series and committed append, one packed blob
+//! of recent points, written by `append`, acknowledged after the commit; `head.rs`); `chunks` holds sealed, pco-compressed runs of ~1,000 points
 //! with their statistics. The sealer ([`SqliteStore::seal_some`]) moves old head points into
 //! chunks, one transaction per chunk; every read merges both tiers, the head winning on equal
 //! timestamps.
@@ -13,6 +13,7 @@ mod band;
 mod commands;
 mod edges;
 mod events;
+mod head;
 mod health;
 mod notify;
 mod outbox;
@@ -75,6 +76,8 @@ struct Inner {
     /// The latest `rolled_until` of any series: an append before it may land in a bucket
     /// already rolled up, and marks it for recomputation (`rollup.rs`).
     rolled_max: AtomicI64,
+    /// The commit seq of the newest head blob (`head.rs`): the next append takes the one after.
+    head_seq: AtomicI64,
     /// The series the maintenance pass looked at last.
     maint_cursor: Mutex<i64>,
     /// The series background work must look at (`workset.rs`).
@@ -135,7 +138,7 @@ impl SqliteStore {
             source,
         })?;
         let path: PathBuf = dir.join(DB_FILE);
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         // Before WAL: a new file takes `auto_vacuum` only while its header is unwritten.
         vacuum::enable_incremental(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -160,6 +163,8 @@ impl SqliteStore {
         // The log is truncated back to this after a checkpoint, not kept at its largest.
         conn.pragma_update(None, "journal_size_limit", 32 << 20)?;
         conn.execute_batch(include_str!("schema.sql"))?;
+        head::migrate_rows(&mut conn)?;
+        let head_seq = head::last_seq(&conn)?;
 
         let key = load_or_create_key(&conn)?;
         let mut digests = HashMap::new();
@@ -206,6 +211,7 @@ impl SqliteStore {
                 seal,
                 seal_cursor: Mutex::new(i64::MIN),
                 rolled_max: AtomicI64::new(rolled_max.unwrap_or(i64::MIN)),
+                head_seq: AtomicI64::new(head_seq),
                 maint_cursor: Mutex::new(i64::MIN),
                 workset: Mutex::new(workset),
                 budget: AtomicU64::new(0),

@@ -1,4 +1,4 @@
-//! Reads over both tiers of a series: head rows (`points`) and sealed chunks (`chunks`).
+//! Reads over both tiers of a series: the head's blobs (`head`) and sealed chunks (`chunks`).
 //!
 //! Chunk ranges of one series never overlap, so a walk in chunk order, with the head points
 //! slotted in between, visits the series in time order. A head point with the same timestamp
@@ -83,15 +83,7 @@ pub(super) fn head_in(
     to: i64,
     limit: usize,
 ) -> Result<Vec<(i64, f64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ts, value FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 \
-         ORDER BY ts LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(
-        params![sid, from, to, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    super::head::points_in(conn, sid, from, to, limit)
 }
 
 /// Walks `[from, to)` of series `sid` in time order. `whole(meta)` says whether a chunk lying
@@ -402,12 +394,7 @@ pub(super) fn downsample(
 
 /// The newest point of series `sid` over both tiers.
 pub(super) fn latest(conn: &Connection, sid: i64) -> Result<Option<(i64, f64)>> {
-    let head: Option<(i64, f64)> = conn
-        .prepare_cached(
-            "SELECT ts, value FROM points WHERE series_id = ?1 ORDER BY ts DESC LIMIT 1",
-        )?
-        .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let head = super::head::latest(conn, sid)?;
     let sealed: Option<(i64, f64)> = conn
         .prepare_cached(
             "SELECT end_ts, last FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",

@@ -138,11 +138,8 @@ impl DeviceRegistry for SqliteStore {
             }
             removed.push(("devices".to_string(), n as u64));
             if erase {
-                // Points are counted over both tiers: head rows and the points of the chunks.
-                let head = tx.execute(
-                    "DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE device = ?1)",
-                    [&id],
-                )?;
+                // Points are counted over both tiers: head points and the points of the chunks.
+                let head = super::head::erase_device(&tx, &id)?;
                 let (chunks, sealed): (i64, i64) = tx.query_row(
                     "SELECT COUNT(*), COALESCE(SUM(count), 0) FROM chunks \
                      WHERE series_id IN (SELECT id FROM series WHERE device = ?1)",

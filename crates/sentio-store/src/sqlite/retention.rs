@@ -57,7 +57,7 @@ fn load_policy(conn: &Connection) -> Result<RetentionPolicy> {
     }
 }
 
-/// Removes the raw points of `[from, to)` from both tiers: head rows are deleted, chunks inside
+/// Removes the raw points of `[from, to)` from both tiers: head points are removed, chunks inside
 /// the range deleted, a chunk straddling a bound re-encoded with the points outside. Returns
 /// the number of points removed.
 pub(super) fn remove_raw_range(conn: &Connection, sid: i64, from: i64, to: i64) -> Result<u64> {
@@ -104,9 +104,7 @@ pub(super) fn remove_raw_range(conn: &Connection, sid: i64, from: i64, to: i64) 
             ])?;
         }
     }
-    removed += conn
-        .prepare_cached("DELETE FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3")?
-        .execute(params![sid, from, to])? as u64;
+    removed += super::head::remove(conn, sid, from, to)?;
     Ok(removed)
 }
 
@@ -610,15 +608,8 @@ impl Maintenance for SqliteStore {
         let Some(sid) = self.inner.known_series(device.as_str(), metric) else {
             return Ok(0);
         };
-        self.with_conn(move |_, conn| {
-            let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3",
-                params![sid, from_ms, to_ms],
-                |r| r.get(0),
-            )?;
-            Ok(n as u64)
-        })
-        .await
+        self.with_conn(move |_, conn| super::head::count(conn, sid, from_ms, to_ms))
+            .await
     }
 }
 

@@ -405,9 +405,7 @@ fn fold_into(conn: &Connection, res: Resolution, sid: i64, b: i64, late: Acc) ->
 
 /// The oldest raw timestamp of a series over both tiers.
 pub(super) fn oldest_raw(conn: &Connection, sid: i64) -> Result<Option<i64>> {
-    let head: Option<i64> = conn
-        .prepare_cached("SELECT MIN(ts) FROM points WHERE series_id = ?1")?
-        .query_row([sid], |r| r.get(0))?;
+    let head = super::head::oldest(conn, sid)?;
     let sealed: Option<i64> = conn
         .prepare_cached("SELECT MIN(start_ts) FROM chunks WHERE series_id = ?1")?
         .query_row([sid], |r| r.get(0))?;
@@ -419,9 +417,7 @@ pub(super) fn oldest_raw(conn: &Connection, sid: i64) -> Result<Option<i64>> {
 
 /// The first raw timestamp at or after `t` over both tiers.
 pub(super) fn next_raw(conn: &Connection, sid: i64, t: i64) -> Result<Option<i64>> {
-    let head: Option<i64> = conn
-        .prepare_cached("SELECT MIN(ts) FROM points WHERE series_id = ?1 AND ts >= ?2")?
-        .query_row(params![sid, t], |r| r.get(0))?;
+    let head = super::head::first_at_or_after(conn, sid, t)?;
     let sealed: Option<i64> = conn
         .prepare_cached("SELECT MIN(start_ts) FROM chunks WHERE series_id = ?1 AND start_ts >= ?2")?
         .query_row(params![sid, t], |r| r.get(0))?;

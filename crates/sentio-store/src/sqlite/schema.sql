@@ -23,14 +23,21 @@ CREATE TABLE IF NOT EXISTS series (
     UNIQUE (device, metric)
 );
 
-CREATE TABLE IF NOT EXISTS points (
+-- The durable head (head.rs): per series and committed append, that append's points of the
+-- series packed in one blob (strictly increasing timestamps), under the append's commit seq.
+-- Across blobs the higher seq wins on an equal timestamp. An older directory's row-per-point
+-- table `points` is packed into this one at open.
+CREATE TABLE IF NOT EXISTS head (
     series_id INTEGER NOT NULL,
-    ts        INTEGER NOT NULL,
-    value     REAL NOT NULL,
-    PRIMARY KEY (series_id, ts)
+    first_ts  INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    last_ts   INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (series_id, first_ts, seq)
 ) WITHOUT ROWID;
 
--- Sealed, compressed runs of points (see chunk.rs); `points` above is the durable head.
+-- Sealed, compressed runs of points (see chunk.rs); `head` above is the durable head.
 -- Per series, chunk ranges [start_ts, end_ts] never overlap. A rowid table, not WITHOUT ROWID:
 -- a WITHOUT ROWID row keeps at most ~1 KB on its 4 KB page and spills the rest of a ~1.1 KB
 -- chunk to an overflow page of its own (measured: 4.4 instead of 1.3 bytes per point).

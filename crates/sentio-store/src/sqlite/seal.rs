@@ -1,8 +1,8 @@
-//! The sealer: moves head points (`points`) into compressed chunks (`chunks`).
+//! The sealer: moves head points (`head`) into compressed chunks (`chunks`).
 //!
 //! Per series, points older than [`SealPolicy::seal_age_ms`] behind that series' newest point
-//! are sealed. Each chunk is written in one transaction that inserts the chunk and deletes the
-//! head rows it holds, so a crash at any moment loses nothing and duplicates nothing. Work is
+//! are sealed. Each chunk is written in one transaction that inserts the chunk and removes the
+//! head points it holds (a head blob reaching past them is rewritten with the rest), so a crash at any moment loses nothing and duplicates nothing. Work is
 //! bounded per call ([`SqliteStore::seal_some`]) and the connection is released between chunks,
 //! so ingest interleaves.
 //!
@@ -17,6 +17,9 @@ use crate::{Result, StoreError};
 
 /// Head points sealed per step of the background sealer.
 const SEAL_STEP_POINTS: usize = 20_000;
+
+/// Chunks written at most by one sealing transaction of a series.
+const CHUNKS_PER_SEAL: usize = 16;
 
 /// When head points become chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +114,14 @@ impl SqliteStore {
     /// How many points are in each tier (for tests, benchmarks and operators).
     pub async fn tier_stats(&self) -> Result<TierStats> {
         self.with_conn(|_, conn| {
-            let head_points: i64 = conn.query_row("SELECT COUNT(*) FROM points", [], |r| r.get(0))?;
+            let head_points = super::head::count_all(conn)?;
             let (chunks, sealed, bytes): (i64, i64, i64) = conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(count), 0), COALESCE(SUM(LENGTH(data)), 0) FROM chunks",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             Ok(TierStats {
-                head_points: head_points as u64,
+                head_points,
                 chunks: chunks as u64,
                 sealed_points: sealed as u64,
                 chunk_bytes: bytes as u64,
@@ -194,14 +197,7 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
 /// written), or `None` when nothing of this series is ready.
 fn seal_one(conn: &mut Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
     let tx = conn.transaction()?;
-    // Two queries: SQLite answers a lone MIN or MAX from the index, but scans for both at once.
-    let bound = |sql: &str| -> Result<Option<i64>> {
-        Ok(tx.prepare_cached(sql)?.query_row([sid], |r| r.get(0))?)
-    };
-    let (Some(first), Some(head_newest)) = (
-        bound("SELECT MIN(ts) FROM points WHERE series_id = ?1")?,
-        bound("SELECT MAX(ts) FROM points WHERE series_id = ?1")?,
-    ) else {
+    let Some((first, head_newest)) = super::head::bounds(&tx, sid)? else {
         return Ok(None);
     };
     let chunk_newest: Option<i64> = tx
@@ -266,13 +262,13 @@ fn insert_chunk(conn: &Connection, sid: i64, c: &EncodedChunk) -> Result<()> {
 }
 
 fn delete_head(conn: &Connection, sid: i64, from: i64, to_inclusive: i64) -> Result<usize> {
-    Ok(conn
-        .prepare_cached("DELETE FROM points WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3")?
-        .execute(params![sid, from, to_inclusive])?)
+    Ok(super::head::remove(conn, sid, from, to_inclusive.saturating_add(1))? as usize)
 }
 
-/// Head points in a gap between chunks (or after the last one) become a new chunk, once there
-/// are enough of them, or the gap is closed by the next chunk, or they have waited long enough.
+/// Head points in a gap between chunks (or after the last one) become new chunks: each full
+/// one, and a last shorter one when the gap is closed by the next chunk or its points have
+/// waited long enough. Up to [`CHUNKS_PER_SEAL`] chunks in one transaction, so a head blob
+/// holding many chunks' worth is rewritten once per transaction, not once per chunk.
 fn seal_gap(
     conn: &Connection,
     sid: i64,
@@ -283,19 +279,32 @@ fn seal_gap(
 ) -> Result<Option<(u64, u64)>> {
     let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
     let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
-    let run = super::read::head_in(conn, sid, first, limit_ts, policy.chunk_points)?;
-    let Some(&(last, _)) = run.last() else {
-        return Ok(None);
-    };
-    let full = run.len() >= policy.chunk_points;
-    let waited = first < cutoff.saturating_sub(policy.max_wait_ms);
-    if !(full || bounded_by_next || waited) {
+    let per_chunk = policy.chunk_points.max(1);
+    let run = super::read::head_in(
+        conn,
+        sid,
+        first,
+        limit_ts,
+        per_chunk.saturating_mul(CHUNKS_PER_SEAL),
+    )?;
+    let mut sealed = 0usize;
+    let mut chunks = 0u64;
+    for piece in run.chunks(per_chunk) {
+        let full = piece.len() == per_chunk;
+        let waited = piece[0].0 < cutoff.saturating_sub(policy.max_wait_ms);
+        if !(full || bounded_by_next || waited) {
+            break;
+        }
+        insert_chunk(conn, sid, &chunk::encode(piece)?)?;
+        sealed += piece.len();
+        chunks += 1;
+    }
+    if sealed == 0 {
         return Ok(None);
     }
-    insert_chunk(conn, sid, &chunk::encode(&run)?)?;
-    let deleted = delete_head(conn, sid, first, last)?;
-    debug_assert_eq!(deleted, run.len());
-    Ok(Some((run.len() as u64, 1)))
+    let deleted = delete_head(conn, sid, first, run[sealed - 1].0)?;
+    debug_assert_eq!(deleted, sealed);
+    Ok(Some((sealed as u64, chunks)))
 }
 
 /// Head points inside chunk `c`'s range are merged into it (the head value wins on equal

@@ -1,5 +1,5 @@
-//! `SeriesStore` on SQLite: appends go to the durable head (`points`, one row per point, keyed
-//! by (series, ts)); reads go over the head and the sealed chunks (see `read`).
+//! `SeriesStore` on SQLite: appends go to the durable head (`head`, one packed blob per series
+//! and commit, see `head`); reads go over the head and the sealed chunks (see `read`).
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 use sentio_core::{DeviceId, Point, SeriesKey};
 
-use super::{Inner, SqliteStore, band, read, rollup};
+use super::{Inner, SqliteStore, band, head, read, rollup};
 use crate::{
     BandRow, RangeQuery, RangeResult, Resolution, Result, SeriesInfo, SeriesStore, StoreError,
 };
@@ -66,9 +66,6 @@ pub(super) fn write_points(
     let mut spans: Spans = HashMap::new();
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?1, ?2, ?3)",
-        )?;
         // Series ids in one pass under one lock; new series are created after it.
         let ids: Vec<Option<i64>> = {
             let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,27 +82,36 @@ pub(super) fn write_points(
         // A point before this may land in a bucket already rolled up.
         let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
         let mut last_marked = None;
+        // This commit's points, per series, in batch order (`runs[slot[sid]]`).
+        let mut slot: HashMap<i64, usize> = HashMap::new();
+        let mut runs: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
         for (p, id) in points.iter().zip(&ids) {
             let sid = match *id {
                 Some(sid) => sid,
                 None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
             };
-            stmt.execute(params![sid, p.ts_ms, p.value])?;
+            let k = *slot.entry(sid).or_insert_with(|| {
+                runs.push((sid, Vec::new()));
+                runs.len() - 1
+            });
+            runs[k].1.push((p.ts_ms, p.value));
             if p.ts_ms < rolled {
                 rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
             }
-            spans
-                .entry(sid)
-                .and_modify(|s| {
-                    s.first = s.first.min(p.ts_ms);
-                    s.last = s.last.max(p.ts_ms);
-                    s.count += 1;
-                })
-                .or_insert(Span {
-                    first: p.ts_ms,
-                    last: p.ts_ms,
-                    count: 1,
-                });
+        }
+        // One blob per series under this commit's seq, in key order.
+        let seq = inner
+            .head_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        runs.sort_unstable_by_key(|r| r.0);
+        for (sid, run) in &mut runs {
+            // The span counts the batch's points, duplicates included (the outbox's parts).
+            let count = run.len() as u32;
+            head::settle(run);
+            head::insert(&tx, *sid, seq, run)?;
+            let (first, last) = (run[0].0, run[run.len() - 1].0);
+            spans.insert(*sid, Span { first, last, count });
         }
     }
     let committed = also(&tx, &spans).and_then(|()| Ok(tx.commit()?));
