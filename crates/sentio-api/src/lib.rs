@@ -77,6 +77,9 @@ pub struct AppState {
     pub rule_replay: sentio_pipeline::rules::replay::ReplayLimits,
     /// Edge nodes registered here (cloud side).
     pub edges: Arc<dyn sentio_store::EdgeStore>,
+    /// An edge whose clock differs from this node's by more than this (ms) is flagged
+    /// (`edges.clock_skew_limit`).
+    pub edge_clock_skew_limit_ms: i64,
     /// This node's uplink, when it is an edge.
     pub uplink: Option<UplinkHandle>,
     /// Silences, notification channels and their outbox.
