@@ -274,3 +274,58 @@ fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) ->
         silenced_by: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sentio_store::SqliteStore;
+
+    /// The open alerts on `user`.
+    async fn open_on(store: &SqliteStore, user: &str) -> Vec<Alert> {
+        store
+            .list_alerts(AlertFilter {
+                state: Some(AlertState::Open),
+                device: Some(user.to_string()),
+                acknowledged: None,
+                limit: 16,
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_clock_an_hour_off_raises_one_alert_resolved_once_back_within() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (user, limit, now) = ("edge:site-1", 30_000, 1_780_000_000_000);
+        let mut open = None;
+        let skews: [i64; 4] = [3_600_000, 3_600_000, -3_599_000, 500];
+        for (i, skew) in skews.into_iter().enumerate() {
+            let ok = skew.abs() <= limit;
+            check_clock(&store, &tx, &mut open, user, skew, ok, now + i as i64).await;
+        }
+        // One alert while the clock was off, however many reports said so.
+        let opened = rx.try_recv().unwrap();
+        assert_eq!(opened.event, NoticeEvent::Opened);
+        assert_eq!(opened.alert.explanation.detector, CLOCK_DETECTOR);
+        assert!(
+            opened
+                .alert
+                .explanation
+                .message
+                .contains("3600.0 s ahead of")
+        );
+        let resolved = rx.try_recv().unwrap();
+        assert_eq!(resolved.event, NoticeEvent::Resolved);
+        assert_eq!(resolved.alert.id, opened.alert.id);
+        assert!(rx.try_recv().is_err());
+        assert!(open.is_none());
+        assert!(open_on(&store, user).await.is_empty());
+        // Off again, still open when the watch finds it.
+        check_clock(&store, &tx, &mut open, user, -90_000, false, now + 10).await;
+        let again = open_on(&store, user).await;
+        assert_eq!(again.len(), 1);
+        assert!(again[0].explanation.message.contains("90.0 s behind"));
+    }
+}
