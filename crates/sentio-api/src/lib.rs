@@ -79,6 +79,9 @@ pub struct AppState {
     pub rule_clock: sentio_pipeline::rules::RuleClock,
     /// Edge nodes registered here (cloud side).
     pub edges: Arc<dyn sentio_store::EdgeStore>,
+    /// An edge whose clock differs from this node's by more than this (ms) is flagged
+    /// (`edges.clock_skew_limit`).
+    pub edge_clock_skew_limit_ms: i64,
     /// This node's uplink, when it is an edge.
     pub uplink: Option<UplinkHandle>,
     /// Silences, notification channels and their outbox.

@@ -52,6 +52,16 @@ pub struct EdgeReport {
     pub policy: UplinkPolicy,
     /// When the report arrived (ms).
     pub reported_ms: i64,
+    /// How far the edge's clock was ahead of this node's when the report arrived (negative:
+    /// behind); none from an edge before clock checks.
+    pub clock_skew_ms: Option<i64>,
+}
+
+impl EdgeReport {
+    /// Whether the edge's clock is within `limit_ms` of this node's, if it reported its clock.
+    pub fn clock_ok(&self, limit_ms: i64) -> Option<bool> {
+        self.clock_skew_ms.map(|s| s.saturating_abs() <= limit_ms)
+    }
 }
 
 impl EdgeReports {
@@ -71,6 +81,7 @@ impl EdgeReports {
             backlog_drain_rate: r.backlog_drain_rate,
             policy: r.policy,
             reported_ms: *at,
+            clock_skew_ms: r.clock_skew_ms(*at),
         })
     }
 

@@ -631,6 +631,7 @@ async fn session(
                     backlog_points: st.backlog.pending_points,
                     backlog_drain_rate: state.backlog_drain_rate.load(Ordering::Relaxed),
                     policy: s.policy,
+                    clock_ms: Some(now),
                 };
                 let _ = client.try_publish(
                     status_topic.clone(),

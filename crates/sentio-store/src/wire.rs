@@ -337,11 +337,24 @@ pub struct StatusReport {
     pub backlog_drain_rate: u64,
     /// What the edge sends up (a report of an edge before policies: raw).
     pub policy: crate::UplinkPolicy,
+    /// The edge's clock when it sent the report (ms since the epoch; none from an edge before
+    /// clock checks), so the cloud can flag an edge whose clock is off.
+    pub clock_ms: Option<i64>,
 }
 
-/// Encodes a status report: the version byte, then eight varints (the age plus one, 0 for
-/// none; the policy last, 0 raw and 1 aggregates); a report of an edge before lanes ends
-/// after the fourth, one before policies after the seventh.
+impl StatusReport {
+    /// How far the edge's clock is ahead of the receiver's (negative: behind), given when the
+    /// report arrived by the receiver's clock (`received_ms`); the one-way delay of the report
+    /// counts as "behind", so on a live link it stays well under a second.
+    pub fn clock_skew_ms(&self, received_ms: i64) -> Option<i64> {
+        self.clock_ms.map(|c| c.saturating_sub(received_ms))
+    }
+}
+
+/// Encodes a status report: the version byte, then nine varints (the age plus one, 0 for
+/// none; the policy, 0 raw and 1 aggregates; the clock plus one last); a report of an edge
+/// before lanes ends after the fourth, one before policies after the seventh, one before clock
+/// checks after the eighth.
 pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     let mut out = vec![VERSION];
     put_varint(&mut out, r.pending_batches);
@@ -357,6 +370,11 @@ pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     put_varint(
         &mut out,
         u64::from(r.policy == crate::UplinkPolicy::Aggregates),
+    );
+    put_varint(
+        &mut out,
+        r.clock_ms
+            .map_or(0, |c| (c.max(0) as u64).saturating_add(1)),
     );
     out
 }
@@ -385,6 +403,13 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
             1 => crate::UplinkPolicy::Aggregates,
             _ => return Reader::err("unknown policy"),
         };
+    }
+    if !r.bytes.is_empty() {
+        report.clock_ms = r
+            .varint()?
+            .checked_sub(1)
+            .map(|c| i64::try_from(c).map_err(|_| WireError("clock".into())))
+            .transpose()?;
     }
     if !r.bytes.is_empty() {
         return Reader::err("bytes after the report");
@@ -765,27 +790,59 @@ mod tests {
                 backlog_points: 3_000,
                 backlog_drain_rate: 500,
                 policy: crate::UplinkPolicy::Aggregates,
+                clock_ms: Some(1_780_000_000_000),
             },
         ] {
+            let full = encode_status(&r);
+            assert_eq!(decode_status(&full).unwrap(), r);
+            // A report from an edge before clock checks: no clock.
+            let r = StatusReport {
+                clock_ms: None,
+                ..r
+            };
             let bytes = encode_status(&r);
-            assert_eq!(decode_status(&bytes).unwrap(), r);
+            assert_eq!(decode_status(&bytes[..bytes.len() - 1]).unwrap(), r);
+            let bytes = &bytes[..bytes.len() - 1];
             // A report from an edge before policies: raw.
             let before_policy = decode_status(&bytes[..bytes.len() - 1]).unwrap();
             assert_eq!(before_policy.policy, crate::UplinkPolicy::Raw);
             assert_eq!(before_policy.backlog_drain_rate, r.backlog_drain_rate);
             // A report from an edge before lanes: no backlog.
-            let trailing = bytes.len()
+            // The zeroed one's three 1-byte backlog varints and its clock, and the policy.
+            let trailing = bytes.len() + 5
                 - encode_status(&StatusReport {
                     backlog_batches: 0,
                     backlog_points: 0,
                     backlog_drain_rate: 0,
                     ..r
                 })
-                .len()
-                + 4;
+                .len();
             let old = decode_status(&bytes[..bytes.len() - trailing]).unwrap();
             assert_eq!((old.acked, old.backlog_points), (r.acked, 0));
         }
+    }
+
+    #[test]
+    fn clock_skew_is_the_edge_clock_against_the_arrival() {
+        let at = 1_780_000_000_000;
+        let report = |clock_ms| StatusReport {
+            clock_ms,
+            ..StatusReport::default()
+        };
+        // An edge an hour ahead, one 90 s behind, one in step, one before clock checks.
+        assert_eq!(
+            report(Some(at + 3_600_000)).clock_skew_ms(at),
+            Some(3_600_000)
+        );
+        assert_eq!(report(Some(at - 90_000)).clock_skew_ms(at), Some(-90_000));
+        assert_eq!(report(Some(at)).clock_skew_ms(at), Some(0));
+        assert_eq!(report(None).clock_skew_ms(at), None);
+        // Through the wire as the cloud receives it.
+        let sent = encode_status(&report(Some(at + 3_600_000)));
+        assert_eq!(
+            decode_status(&sent).unwrap().clock_skew_ms(at + 20),
+            Some(3_600_000 - 20)
+        );
     }
 
     #[test]

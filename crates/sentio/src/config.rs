@@ -622,12 +622,17 @@ pub struct EdgesConfig {
     /// An edge whose uplink has been down this long raises one alert (device `edge:<id>`,
     /// kind `silence`), resolved when it is back; not one per device behind it.
     pub offline_alert_after: Span,
+    /// An edge whose clock (in its status reports) differs from this node's by more than this
+    /// is flagged in `/api/v1/edges` (`clock_ok`) and raises one alert (device `edge:<id>`,
+    /// kind `limit`), resolved when it is back within.
+    pub clock_skew_limit: Span,
 }
 
 impl Default for EdgesConfig {
     fn default() -> Self {
         Self {
             offline_alert_after: Span(300_000),
+            clock_skew_limit: Span(30_000),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! In a cloud node: one alert per offline edge. An edge whose uplink has been down longer than
 //! `edges.offline_alert_after` raises one `silence` alert on `edge:<id>` (not one per device
 //! behind it: the cloud runs no detection on an edge's points), resolved when the edge is back.
+//! An edge whose reported clock differs from this node's by more than `edges.clock_skew_limit`
+//! raises one `limit` alert on `edge:<id>` (detector `edge_clock`), resolved when it is back
+//! within.
 //!
-//! **Invariant:** at most one open offline alert per edge, also across restarts (the open one
-//! is found again at start).
+//! **Invariant:** at most one open offline alert and one open clock alert per edge, also across
+//! restarts (the open ones are found again at start, by detector).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +22,11 @@ use tracing::{info, warn};
 /// How often the edges are looked at.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// The detector named in the alert.
+/// The detector named in the offline alert.
 const DETECTOR: &str = "edge_link";
+
+/// The detector named in the clock alert.
+const CLOCK_DETECTOR: &str = "edge_clock";
 
 /// The device kind an edge's alert carries (for notification grouping and routes).
 const EDGE_KIND: &str = "edge";
@@ -32,6 +38,8 @@ struct Watched {
     down_since: Option<i64>,
     /// Its open offline alert, if any.
     alert: Option<Alert>,
+    /// Its open clock alert, if any.
+    clock_alert: Option<Alert>,
 }
 
 /// Watches every edge until `stop` completes.
@@ -41,6 +49,7 @@ pub(crate) async fn run(
     broker: BrokerHandle,
     notices: NoticeSender,
     offline_after: Duration,
+    clock_skew_limit_ms: i64,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -67,23 +76,43 @@ pub(crate) async fn run(
             let w = match watched.entry(edge.id.to_string()) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    // An alert left open by an earlier run is this edge's.
+                    // Alerts left open by an earlier run are this edge's.
                     let open = alerts
                         .list_alerts(AlertFilter {
                             state: Some(AlertState::Open),
                             device: Some(user.clone()),
                             acknowledged: None,
-                            limit: 1,
+                            limit: 16,
                         })
                         .await
-                        .ok()
-                        .and_then(|a| a.into_iter().next());
+                        .unwrap_or_default();
+                    let by = |detector: &str| {
+                        open.iter()
+                            .find(|a| a.explanation.detector == detector)
+                            .cloned()
+                    };
                     v.insert(Watched {
                         down_since: None,
-                        alert: open,
+                        alert: by(DETECTOR),
+                        clock_alert: by(CLOCK_DETECTOR),
                     })
                 }
             };
+            let report = broker.edge_report(edge.id.as_str());
+            let clock =
+                report.and_then(|r| Some((r.clock_skew_ms?, r.clock_ok(clock_skew_limit_ms)?)));
+            if let Some((skew, clock_ok)) = clock {
+                check_clock(
+                    &*alerts,
+                    &notices,
+                    &mut w.clock_alert,
+                    &user,
+                    skew,
+                    clock_ok,
+                    now,
+                )
+                .await;
+            }
             if connected.contains(&user) {
                 w.down_since = None;
                 if let Some(mut alert) = w.alert.take() {
@@ -106,8 +135,7 @@ pub(crate) async fn run(
             }
             // Down: since it was last heard of (its last report, or the last batch applied),
             // or since now when this node has not heard of it since it started.
-            let heard = broker
-                .edge_report(edge.id.as_str())
+            let heard = report
                 .map(|r| r.reported_ms)
                 .into_iter()
                 .chain(edge.progress.iter().map(|p| p.updated_ms))
@@ -140,6 +168,78 @@ pub(crate) async fn run(
     }
 }
 
+/// Raises `open`, the clock alert of the edge of `user`, when its clock is `skew` ms off and not
+/// `clock_ok`, unless one is open; resolves it once the clock is ok again.
+async fn check_clock(
+    alerts: &dyn AlertStore,
+    notices: &NoticeSender,
+    open: &mut Option<Alert>,
+    user: &str,
+    skew: i64,
+    clock_ok: bool,
+    now: i64,
+) {
+    let event = match (open.take(), clock_ok) {
+        (None, true) => return,
+        (Some(alert), false) => {
+            *open = Some(alert);
+            return;
+        }
+        (Some(mut alert), true) => {
+            alert.state = AlertState::Resolved;
+            alert.resolved_ms = Some(now);
+            if let Err(e) = alerts.save_alert(&alert).await {
+                warn!(edge = user, error = %e, "could not resolve the edge's clock alert");
+                *open = Some(alert);
+                return;
+            }
+            info!(
+                edge = user,
+                skew_ms = skew,
+                "edge clock back within the limit; its alert resolved"
+            );
+            *open = None;
+            (NoticeEvent::Resolved, alert)
+        }
+        (None, false) => {
+            let mut alert = clock_alert(user, skew, now);
+            match alerts.save_alert(&alert).await {
+                Ok(id) => alert.id = AlertId::new(id),
+                Err(e) => {
+                    warn!(edge = user, error = %e, "could not raise the edge's clock alert");
+                    return;
+                }
+            }
+            warn!(edge = user, skew_ms = skew, "edge clock off; alert raised");
+            *open = Some(alert.clone());
+            (NoticeEvent::Opened, alert)
+        }
+    };
+    let _ = notices.try_send(Notice {
+        event: event.0,
+        alert: event.1,
+        device_kind: Arc::from(EDGE_KIND),
+        labels: Default::default(),
+    });
+}
+
+/// The clock alert of the edge of `user`, its clock `skew` ms ahead of this node's (behind if
+/// negative).
+fn clock_alert(user: &str, skew: i64, now: i64) -> Alert {
+    let explanation = Explanation {
+        kind: AlertKind::Limit,
+        detector: CLOCK_DETECTOR.into(),
+        message: format!(
+            "the clock of {user} is {:.1} s {} this node's (its points keep the \
+             timestamps the edge gave them)",
+            skew.unsigned_abs() as f64 / 1000.0,
+            if skew > 0 { "ahead of" } else { "behind" }
+        ),
+        ..Explanation::default()
+    };
+    edge_alert(user, now, now, explanation)
+}
+
 /// The alert of edge `id` (username `user`) down since `since`.
 fn offline_alert(user: &str, id: &str, since: i64, now: i64) -> Alert {
     let explanation = Explanation {
@@ -152,12 +252,17 @@ fn offline_alert(user: &str, id: &str, since: i64, now: i64) -> Alert {
         ),
         ..Explanation::default()
     };
+    edge_alert(user, since, now, explanation)
+}
+
+/// An open alert on the edge of `user` as a whole, opened at `opened_ms`.
+fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) -> Alert {
     Alert {
         id: AlertId::UNSAVED,
         device: user.to_string(),
         metric: Subject::Device.label(),
         state: AlertState::Open,
-        opened_ms: since,
+        opened_ms,
         last_anomaly_ms: now,
         resolved_ms: None,
         anomalous_points: 0,
@@ -167,5 +272,60 @@ fn offline_alert(user: &str, id: &str, since: i64, now: i64) -> Alert {
         ack: None,
         resolved_by: None,
         silenced_by: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sentio_store::SqliteStore;
+
+    /// The open alerts on `user`.
+    async fn open_on(store: &SqliteStore, user: &str) -> Vec<Alert> {
+        store
+            .list_alerts(AlertFilter {
+                state: Some(AlertState::Open),
+                device: Some(user.to_string()),
+                acknowledged: None,
+                limit: 16,
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_clock_an_hour_off_raises_one_alert_resolved_once_back_within() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (user, limit, now) = ("edge:site-1", 30_000, 1_780_000_000_000);
+        let mut open = None;
+        let skews: [i64; 4] = [3_600_000, 3_600_000, -3_599_000, 500];
+        for (i, skew) in skews.into_iter().enumerate() {
+            let ok = skew.abs() <= limit;
+            check_clock(&store, &tx, &mut open, user, skew, ok, now + i as i64).await;
+        }
+        // One alert while the clock was off, however many reports said so.
+        let opened = rx.try_recv().unwrap();
+        assert_eq!(opened.event, NoticeEvent::Opened);
+        assert_eq!(opened.alert.explanation.detector, CLOCK_DETECTOR);
+        assert!(
+            opened
+                .alert
+                .explanation
+                .message
+                .contains("3600.0 s ahead of")
+        );
+        let resolved = rx.try_recv().unwrap();
+        assert_eq!(resolved.event, NoticeEvent::Resolved);
+        assert_eq!(resolved.alert.id, opened.alert.id);
+        assert!(rx.try_recv().is_err());
+        assert!(open.is_none());
+        assert!(open_on(&store, user).await.is_empty());
+        // Off again, still open when the watch finds it.
+        check_clock(&store, &tx, &mut open, user, -90_000, false, now + 10).await;
+        let again = open_on(&store, user).await;
+        assert_eq!(again.len(), 1);
+        assert!(again[0].explanation.message.contains("90.0 s behind"));
     }
 }

@@ -271,6 +271,7 @@ impl Node {
             broker_handle.clone(),
             edge_notices,
             std::time::Duration::from_millis(config.edges.offline_alert_after.0.max(1_000) as u64),
+            config.edges.clock_skew_limit.0,
             stopped(stop_rx.clone()),
         )));
         servers.push(tokio::spawn(sentio_notify::deliver::run(
@@ -293,6 +294,7 @@ impl Node {
             rule_replay: config.rules.replay_limits(),
             rule_clock: config.rules.clock(),
             edges: store.clone(),
+            edge_clock_skew_limit_ms: config.edges.clock_skew_limit.0,
             uplink,
             notify: store.clone(),
             notifier: notify_handle,

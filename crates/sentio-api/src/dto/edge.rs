@@ -66,6 +66,10 @@ pub struct EdgeView {
     pub policy: Option<&'static str>,
     /// What it last reported of its outbox (since this node started), if anything.
     pub reported: Option<ReportView>,
+    /// How far its clock was ahead of this node's at its last report (negative: behind).
+    pub clock_skew_ms: Option<i64>,
+    /// Whether that is within `edges.clock_skew_limit`; unknown before a report with its clock.
+    pub clock_ok: Option<bool>,
     pub progress: Vec<ProgressView>,
 }
 
@@ -102,8 +106,14 @@ impl From<&EdgeReport> for ReportView {
 }
 
 impl EdgeView {
-    /// The view of `e`, connected or not, with its last report.
-    pub fn new(e: &Edge, connected: bool, report: Option<&EdgeReport>) -> Self {
+    /// The view of `e`, connected or not, with its last report; its clock is checked against
+    /// `clock_skew_limit_ms`.
+    pub fn new(
+        e: &Edge,
+        connected: bool,
+        report: Option<&EdgeReport>,
+        clock_skew_limit_ms: i64,
+    ) -> Self {
         Self {
             id: e.id.to_string(),
             created: format_time(e.created_ms),
@@ -118,6 +128,8 @@ impl EdgeView {
                     .then_some(UplinkPolicy::Aggregates.as_str())
             }),
             reported: report.map(ReportView::from),
+            clock_skew_ms: report.and_then(|r| r.clock_skew_ms),
+            clock_ok: report.and_then(|r| r.clock_ok(clock_skew_limit_ms)),
             progress: e.progress.iter().map(ProgressView::from).collect(),
         }
     }
@@ -292,9 +304,11 @@ mod tests {
                     backlog_drain_rate: 400,
                     policy: sentio_store::UplinkPolicy::Raw,
                     reported_ms: 1_700_000_002_000,
+                    clock_skew_ms: Some(-45_000),
                 }),
+                30_000,
             ),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),

@@ -28,7 +28,7 @@ fn view(s: &AppState, e: &Edge) -> EdgeView {
             .any(|c| c.username.as_deref() == Some(user.as_str()))
     });
     let report = s.broker.as_ref().and_then(|b| b.edge_report(e.id.as_str()));
-    EdgeView::new(e, connected, report.as_ref())
+    EdgeView::new(e, connected, report.as_ref(), s.edge_clock_skew_limit_ms)
 }
 
 /// `POST /api/v1/edges`: 201 with the edge's secret, shown only this once.

@@ -395,7 +395,13 @@ pub(super) async fn cloud_latest(pair: &Pair) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_uplink_loses_and_doubles_nothing_and_live_data_resumes() {
     let _heavy = heavy().await;
-    let pair = Pair::start("ack_timeout = \"3s\"\nkeep_alive = \"5s\"").await;
+    // The outage (20 s) is longer than the cloud's late-point window (5 s): the edge's backlog
+    // is never refused by it.
+    let pair = Pair::start_with_cloud(
+        "ack_timeout = \"3s\"\nkeep_alive = \"5s\"",
+        "[pipeline]\nlate_window = \"5s\"\n",
+    )
+    .await;
     let fleet = Fleet::start(&pair, 4).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(cloud_latest(&pair).await > 0, "live data reaches the cloud");
@@ -436,7 +442,14 @@ async fn a_cut_uplink_loses_and_doubles_nothing_and_live_data_resumes() {
         (e["connected"] == true && e["reported"]["pending_points"] == 0).then_some(e)
     })
     .await;
-    assert!(shown.is_some(), "the cloud does not show the edge's outbox");
+    let shown = shown.expect("the cloud does not show the edge's outbox");
+    // A healthy edge's clock: within the limit, off by no more than the report's delay.
+    assert_eq!(shown["clock_ok"], true, "{shown}");
+    let skew = shown["clock_skew_ms"]
+        .as_i64()
+        .expect("the edge reports its clock");
+    assert!(skew.abs() < 2_000, "{shown}");
+    println!("cut: a healthy edge's clock skew as the cloud sees it: {skew} ms");
     let (_, _, metrics) = get_text(format!("http://{}/metrics", pair.edge_http), bearer()).await;
     assert!(
         metrics.contains("sentio_uplink_pending_points 0\n"),
