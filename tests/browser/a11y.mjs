@@ -1,6 +1,7 @@
 // Every page through axe-core (the pinned npm package, injected into the page), at a desktop
 // and a phone's width, as the admin and as a viewer: fails on any violation and prints them.
-// Also saves a screenshot of each page at each width. Run by the e2e test
+// Also saves a screenshot of each page at each width, and walks the admin's way to
+// acknowledging an alert with the keyboard alone. Run by the e2e test
 // dashboard::accessibility.
 import { createRequire } from 'node:module';
 import { assert, credentials, guard, launch, ready, scrollsSideways, shot, signIn, url } from './lib.mjs';
@@ -19,6 +20,15 @@ async function violations(page) {
   if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: axePath });
   const found = await page.evaluate(() => window.axe.run(document).then((r) => r.violations)); // eslint-disable-line no-undef
   return found.flatMap((v) => v.nodes.map((n) => `${v.id} (${v.impact}): ${v.help}: ${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`));
+}
+
+/** Presses Tab until the focused element passes `test` (at most 100 presses); the count. */
+async function tabTo(page, test) {
+  for (let n = 1; n <= 100; n++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(`(${test})(document.activeElement)`)) return n;
+  }
+  throw new Error(`not reachable with Tab: ${test}`);
 }
 
 const browser = await launch();
@@ -62,6 +72,31 @@ try {
     guards.push(seen);
     await page.close();
   }
+  // The keyboard alone: sign in, reach the alerts page from the navigation, acknowledge the
+  // open alert, with Tab and Enter only (no mouse, no element clicked by the test).
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const seen = guard(page, [401, 403]);
+  await page.goto(url);
+  await page.waitForSelector('#login:not([hidden])');
+  const [name, password] = credentials('SENTIO_ADMIN');
+  await page.focus('#name');
+  await page.keyboard.type(name);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(password);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('body[data-ready]');
+  const tabs = await tabTo(page, (el) => el.tagName === 'A' && el.getAttribute('href') === '#/alerts');
+  await page.keyboard.press('Enter');
+  await ready(page, 'alerts');
+  await tabTo(page, (el) => el.tagName === 'BUTTON' && el.textContent === 'Acknowledge');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => [...document.querySelectorAll('.who')].some((p) => p.textContent.startsWith('Acknowledged by')), null, { timeout: 10000 });
+  const unreachable = await page.evaluate(() => [...document.querySelectorAll('a[href], button, input, select, textarea')]
+    .filter((el) => el.offsetParent !== null && el.tabIndex < 0).map((el) => el.outerHTML.slice(0, 80)));
+  assert.deepEqual(unreachable, [], 'every visible control on the alerts page is in the tab order');
+  console.log(`keyboard: signed in, reached the alerts page (${tabs} tabs) and acknowledged an alert with Tab and Enter only`);
+  guards.push(seen);
+  await page.close();
 } finally {
   await browser.close();
 }

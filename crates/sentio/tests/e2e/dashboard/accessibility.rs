@@ -2,6 +2,7 @@
 //! alerts, rules, provisioning, users, system and my tokens as the admin and the viewer's
 //! pages (and a refused one) as a viewer, each at a desktop and a 375 px width; any violation
 //! fails the test, printed. Each page's screenshot at each width lands in one folder, printed.
+//! Then the keyboard alone (Tab and Enter): sign in, open the alerts page, acknowledge an alert.
 
 use serde_json::{Value, json};
 
