@@ -27,6 +27,7 @@ mod headers;
 mod https;
 mod limits;
 mod listener;
+mod page;
 mod routes;
 mod scope;
 mod session;

@@ -32,7 +32,7 @@ use crate::{ApiError, AppState, MAX_BODY};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(system::dashboard))
+        .route("/", get(crate::page::dashboard))
         .route("/metrics", get(system::metrics))
         .route("/api/v1/health", get(system::health))
         .route("/api/v1/system", get(system::info))

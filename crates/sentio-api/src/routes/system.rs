@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use sentio_pipeline::Stats;
 use serde_json::{Value, json};
 
@@ -30,10 +30,6 @@ pub async fn info(_: Viewer, State(s): State<AppState>) -> Json<Value> {
             "telemetry_topic": "devices/{id}/telemetry",
         },
     }))
-}
-
-pub async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("../../assets/index.html"))
 }
 
 /// Prometheus text format.

@@ -404,3 +404,36 @@ async fn out_of_descriptors_the_accept_loops_pause_and_the_node_recovers() {
     );
     assert!(counted >= 1, "accept errors not in /metrics:\n{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_goes_gzipped_when_accepted_and_revalidates_with_its_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let addr = node.http_addr;
+    let get =
+        |extra: &str| format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+    let plain = raw_request(addr, &get("")).await;
+    assert_eq!(status(&plain), 200, "{plain}");
+    assert_eq!(header(&plain, "content-encoding"), None, "{plain}");
+    assert!(plain.contains("<title>"), "the page itself without gzip");
+    let plain_len: usize = header(&plain, "content-length").unwrap().parse().unwrap();
+    let tag = header(&plain, "etag").expect("a tag").to_string();
+    assert_eq!(header(&plain, "cache-control"), Some("no-cache"), "{plain}");
+
+    let gz = raw_request(addr, &get("Accept-Encoding: gzip, br\r\n")).await;
+    assert_eq!(status(&gz), 200);
+    assert_eq!(header(&gz, "content-encoding"), Some("gzip"));
+    assert_eq!(header(&gz, "etag"), Some(tag.as_str()));
+    let gz_len: usize = header(&gz, "content-length").unwrap().parse().unwrap();
+    assert!(
+        gz_len * 3 < plain_len,
+        "gzipped {gz_len} B of {plain_len} B"
+    );
+
+    let again = raw_request(addr, &get(&format!("If-None-Match: {tag}\r\n"))).await;
+    assert_eq!(status(&again), 304, "{again}");
+    let stale = raw_request(addr, &get("If-None-Match: \"0000\"\r\n")).await;
+    assert_eq!(status(&stale), 200);
+    println!("page: {plain_len} B, gzipped {gz_len} B, revalidated with 304");
+    node.shutdown().await;
+}
