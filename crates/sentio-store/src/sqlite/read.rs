@@ -75,17 +75,6 @@ fn chunk_points(conn: &Connection, sid: i64, start: i64) -> Result<Vec<(i64, f64
     chunk::decode(&data)
 }
 
-/// Head points of `sid` in `[from, to)`, at most `limit` (reads and the sealer).
-pub(super) fn head_in(
-    conn: &Connection,
-    sid: i64,
-    from: i64,
-    to: i64,
-    limit: usize,
-) -> Result<Vec<(i64, f64)>> {
-    super::head::points_in(conn, sid, from, to, limit)
-}
-
 /// Walks `[from, to)` of series `sid` in time order. `whole(meta)` says whether a chunk lying
 /// inside the range, with no head point in its span, may be handed over whole.
 fn walk(
@@ -138,7 +127,7 @@ pub(super) fn raw(
 ) -> Result<RangeResult> {
     let chunks = chunks_in(conn, sid, from, to)?;
     // The first `limit + 1` head points are all a page of `limit + 1` points can hold.
-    let head = head_in(conn, sid, from, to, limit + 1)?;
+    let head = super::head::points_in(conn, sid, from, to, limit + 1)?;
     let mut points = Vec::with_capacity((limit + 1).min(100_000));
     walk(
         conn,
@@ -276,7 +265,7 @@ pub(super) fn bucket_accs(
     let step = step.max(1);
     let bucket = |t: i64| super::rollup::floor(t, step);
     let chunks = chunks_in(conn, sid, from, to)?;
-    let head = head_in(conn, sid, from, to, usize::MAX)?;
+    let head = super::head::points_in(conn, sid, from, to, usize::MAX)?;
     let mut buckets: Vec<(i64, Acc)> = Vec::new();
     let whole = |m: &ChunkMeta| bucket(m.start) == bucket(m.end);
     walk(conn, sid, (from, to), &chunks, &head, whole, |piece| {
@@ -324,7 +313,7 @@ pub(super) fn downsample(
 ) -> Result<RangeResult> {
     let n = n.max(2);
     let chunks = chunks_in(conn, sid, from, to)?;
-    let head = head_in(conn, sid, from, to, usize::MAX)?;
+    let head = super::head::points_in(conn, sid, from, to, usize::MAX)?;
     let upper_bound: u64 =
         chunks.iter().map(|m| u64::from(m.count)).sum::<u64>() + head.len() as u64;
     // The bound counts whole straddling chunks and head duplicates: when it is near `n`, the

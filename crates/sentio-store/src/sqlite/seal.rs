@@ -280,7 +280,7 @@ fn seal_gap(
     let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
     let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
     let per_chunk = policy.chunk_points.max(1);
-    let run = super::read::head_in(
+    let run = super::head::points_in(
         conn,
         sid,
         first,
@@ -315,7 +315,8 @@ fn merge_into(
     c: ChunkRange,
     policy: &SealPolicy,
 ) -> Result<Option<(u64, u64)>> {
-    let head = super::read::head_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
+    let head =
+        super::head::points_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
     let data: Vec<u8> = conn.query_row(
         "SELECT data FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
         params![sid, c.start],
