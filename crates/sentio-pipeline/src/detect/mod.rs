@@ -151,6 +151,8 @@ pub(crate) struct DetectStage {
     /// Each enabled rule's actions beyond the alert: run when its alert opens, and when it
     /// resolves by the rule's clear condition.
     rule_actions: HashMap<RuleId, RuleActions>,
+    /// The anomaly scores of the device batch under way (rules read them).
+    scores: crate::rules::ai_inputs::ScoreSheet,
     desks: ActionDesks,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
@@ -199,6 +201,7 @@ impl DetectStage {
             store: stores.series.clone(),
             rules: stores.rules.clone(),
             rule_actions: HashMap::new(),
+            scores: Default::default(),
             desks,
             bus,
             stats,
@@ -363,7 +366,9 @@ impl DetectStage {
             points: &points,
             arrived,
             now_ms: now,
+            scores: &self.scores,
         };
+        self.scores.reset(points.len());
         let mut verdicts = std::mem::take(&mut self.verdicts);
         for w in &mut self.watches {
             w.observe(&batch, &mut verdicts);

@@ -108,7 +108,11 @@ fn trace(
         decision: decision.to_string(),
         reason,
         inputs: state.latest().clone(),
-        windows: state.window_values(rule, ts_ms),
+        windows: {
+            let mut w = state.window_values(rule, ts_ms);
+            w.extend(state.ai.named_values(&rule.ai));
+            w
+        },
         actions,
     }
 }
@@ -250,6 +254,9 @@ impl Watch for RulesWatch {
                     twin: batch.twin.clone(),
                 });
                 state.add(rule, p);
+                if let Some(score) = batch.scores.get(at) {
+                    state.ai.scored(&rule.ai, &p.metric, score);
+                }
                 let was_open = state.is_open();
                 let step = state.judge(rule, eval, device, p.ts_ms);
                 if let Step::Failed(why) = &step {

@@ -53,6 +53,7 @@ impl RulesProbe {
             points,
             arrived: points,
             now_ms,
+            scores: &Default::default(),
         };
         self.watch.observe(&batch, &mut self.verdicts);
         self.verdicts.len()

@@ -54,6 +54,7 @@ impl Watch for SeriesWatch {
                 .or_insert_with(|| SeriesDetector::new(&self.config))
                 .update(p.ts_ms, p.value);
             self.bands.scored(&series, p.ts_ms, &score);
+            batch.scores.set(at, score.score);
             let finding = if score.alert {
                 Finding::Alert(Box::new(explain::anomaly(&p.metric, &score)))
             } else {

@@ -141,6 +141,7 @@ mod tests {
                 points: &points,
                 arrived: &points,
                 now_ms: i * 1_000,
+                scores: &Default::default(),
             };
             for w in &mut first {
                 w.observe(&batch, &mut verdicts);

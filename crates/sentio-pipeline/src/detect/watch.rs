@@ -32,6 +32,9 @@ pub(crate) struct DeviceBatch<'a> {
     pub arrived: &'a [Point],
     /// Wall-clock time the batch reached the stage (ms).
     pub now_ms: i64,
+    /// The fused anomaly score of each of `points`, written by the series watch as it scores
+    /// them (rules read them through `anomaly`).
+    pub scores: &'a crate::rules::ai_inputs::ScoreSheet,
 }
 
 /// What a watch found about one alert key at one moment.

@@ -13,6 +13,8 @@
 //!   metric in `selector.metrics` has the same name (the metric wins);
 //! - `avg("m", "10m")`, `min(..)`, `max(..)`, `count(..)` over a metric listed in the
 //!   selector and a window of at most [`MAX_WINDOW_MS`], both given as string literals;
+//! - `anomaly("m")` and `forecast("m", "30m")`, the AI engine's score and forecast of a metric
+//!   listed in the selector ([`super::ai_inputs`]);
 //! - CEL's standard functions and macros (`size`, `has`, `exists`, `matches`...).
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo};
 use sentio_core::Rule;
 use sentio_core::time::parse_duration_ms;
 
+use super::ai_inputs::{self, AiInput};
 use super::clock::ClockField;
 
 /// The longest window an aggregate may ask for: a window is running state (a few slots), but a
@@ -126,6 +129,8 @@ pub struct CompiledRule {
     pub(crate) aggregates: Vec<Aggregate>,
     /// The time-of-day variables either expression reads, without repeats.
     pub(crate) clock: Vec<ClockField>,
+    /// The AI engine's values either expression reads, without repeats.
+    pub(crate) ai: Vec<AiInput>,
 }
 
 impl CompiledRule {
@@ -181,6 +186,7 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         clear,
         aggregates: reads.aggregates,
         clock: reads.clock,
+        ai: reads.ai,
     })
 }
 
@@ -189,6 +195,7 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
 struct Reads {
     aggregates: Vec<Aggregate>,
     clock: Vec<ClockField>,
+    ai: Vec<AiInput>,
 }
 
 /// Parses and checks one expression, adding the aggregates and time-of-day variables it uses.
@@ -257,12 +264,16 @@ impl<'a> Check<'a> {
                 if c.target.is_none() && AGGREGATES.contains(&name) {
                     return self.aggregate(e, name, &c.args);
                 }
+                if c.target.is_none() && ["anomaly", "forecast"].contains(&name) {
+                    return self.ai_input(e, name, &c.args);
+                }
                 let operator = name.starts_with(['_', '@', '!']);
                 if !operator && !STANDARD.contains(&name) {
                     return Err(self.at(
                         e,
                         format!(
-                            "unknown function {name}: use avg, min, max, count or a standard CEL function"
+                            "unknown function {name}: use avg, min, max or count(\"metric\", \"10m\"), {} or a standard CEL function",
+                            ai_inputs::SIGNATURES
                         ),
                     ));
                 }
@@ -313,8 +324,9 @@ impl<'a> Check<'a> {
         Err(self.at(
             e,
             format!(
-                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired, twin.reported, hour, minute and weekday",
-                self.rule.selector.metrics.join(", ")
+                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired, twin.reported, hour, minute and weekday, and calls avg, min, max or count(\"metric\", \"10m\"), {}",
+                self.rule.selector.metrics.join(", "),
+                ai_inputs::SIGNATURES
             ),
         ))
     }
@@ -358,6 +370,23 @@ impl<'a> Check<'a> {
         };
         if !self.reads.aggregates.contains(&a) {
             self.reads.aggregates.push(a);
+        }
+        Ok(())
+    }
+
+    fn ai_input(&mut self, e: &IdedExpr, name: &str, args: &[IdedExpr]) -> Result<(), RuleError> {
+        let literals: Vec<Option<String>> = args
+            .iter()
+            .map(|a| match &a.expr {
+                Expr::Literal(LiteralValue::String(s)) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect();
+        let input = ai_inputs::parse(name, &literals, &self.rule.selector.metrics).map_err(
+            |(arg, message)| self.at(arg.and_then(|k| args.get(k)).unwrap_or(e), message),
+        )?;
+        if !self.reads.ai.contains(&input) {
+            self.reads.ai.push(input);
         }
         Ok(())
     }
@@ -528,6 +557,44 @@ mod tests {
             Err(("condition", "avg takes two string literals", Some((1, 4)))),
         );
         check("", None, Err(("condition", "give an expression", None)));
+    }
+
+    #[test]
+    fn the_ai_inputs_are_checked_and_named_in_the_refusals() {
+        let c = compile(rule(
+            r#"anomaly("temp") > 0.9 || forecast("temp", "30m") > 90.0"#,
+            Some(r#"anomaly("temp") < 0.5"#),
+        ))
+        .unwrap();
+        let labels: Vec<String> = c.ai.iter().map(AiInput::label).collect();
+        assert_eq!(labels, ["anomaly(temp)", "forecast(temp, 30m)"]);
+        check(
+            r#"anomaly("humidity") > 0.9"#,
+            None,
+            Err(("condition", "unknown metric \"humidity\"", Some((1, 9)))),
+        );
+        check(
+            r#"forecast("temp", "2d") > 1"#,
+            None,
+            Err(("condition", "horizon \"2d\"", Some((1, 18)))),
+        );
+        check(
+            r#"forecast("temp") > 1"#,
+            None,
+            Err((
+                "condition",
+                "forecast takes two string literals",
+                Some((1, 9)),
+            )),
+        );
+        for refused in ["predict(co2) > 1", "nope > 1"] {
+            let e = compile(rule(refused, None)).unwrap_err();
+            assert!(
+                e.message
+                    .contains(r#"anomaly("metric") and forecast("metric", "30m")"#),
+                "the 422 names the signatures: {e}"
+            );
+        }
     }
 
     #[test]

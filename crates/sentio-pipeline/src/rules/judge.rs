@@ -23,6 +23,7 @@ use std::sync::Arc;
 use cel::objects::Value;
 use cel::{Context, Env, ExecutionError, Program};
 
+use super::ai_inputs::AiState;
 use super::clock::RuleClock;
 use super::scope::{NO_POINTS, Reads, Scope, ScopeCell};
 use sentio_core::Point;
@@ -101,6 +102,9 @@ pub struct RuleState {
     /// peak as the rules watch last told it), while the alert is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     peak: Option<f64>,
+    /// What the rule's AI inputs keep (scores, forecasts).
+    #[serde(default, skip_serializing_if = "AiState::is_empty")]
+    pub(crate) ai: AiState,
     /// Whether the tracker has been told the alert is closed (a [`Step::Clear`], or a close)
     /// since this state was built or restored, or the alert last opened: one is enough to
     /// resolve an alert that outlived a lost state, so the next ones are [`Step::Nothing`].
@@ -217,6 +221,9 @@ impl RuleState {
             };
             self.windows[i].2.add(p.ts_ms, p.value);
         }
+        if !rule.ai.is_empty() {
+            self.ai.add(&rule.ai, p);
+        }
     }
 
     /// Evaluates the rule at data time `ts_ms` and moves its state machine.
@@ -245,6 +252,7 @@ impl RuleState {
                 twin: &vars.twin,
                 clock: &rule.clock,
                 time,
+                ai: (&rule.ai, &self.ai),
             },
         ) {
             Ok(c) => c,

@@ -7,6 +7,7 @@
 //! [`Rule`]: sentio_core::Rule
 
 pub(crate) mod actions;
+pub mod ai_inputs;
 pub mod clock;
 pub(crate) mod compile;
 pub(crate) mod index;

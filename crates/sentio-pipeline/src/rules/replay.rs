@@ -16,6 +16,7 @@ use sentio_core::{DeviceId, Point, RuleAction, Twin};
 use sentio_store::{RangeQuery, SeriesStore};
 use serde::Serialize;
 
+use super::ai_inputs::Rescorer;
 use super::clock::RuleClock;
 use super::compile::CompiledRule;
 use super::judge::{Eval, RuleState, RuleVars, Step, device_value, twin_value};
@@ -193,6 +194,7 @@ pub fn replay_points(
         twin: twin_value(&device.twin),
     };
     let mut state = RuleState::default();
+    let mut rescorer = Rescorer::new(&rule.ai);
     let mut r = DeviceReplay {
         device: device.id.to_string(),
         points: points.len() as u64,
@@ -205,6 +207,9 @@ pub fn replay_points(
             r.episodes.push(opened(rule, &device.id, &state, at));
         }
         state.add(rule, p);
+        if let Some(score) = rescorer.score(p) {
+            state.ai.scored(&rule.ai, &p.metric, score);
+        }
         match state.judge(rule, eval, &vars, p.ts_ms) {
             Step::Open => r.episodes.push(opened(rule, &device.id, &state, p.ts_ms)),
             Step::Clear => {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use cel::objects::Value;
 use cel::{Context, Env, ExecutionError};
 
+use super::ai_inputs::{self, AiInput, AiState, AiValues};
 use super::clock::{ClockField, TimeOfDay};
 use super::compile::Aggregate;
 
@@ -28,6 +29,9 @@ pub(crate) struct Scope {
     /// The aggregates it was built for, in the order of `values`.
     built_for: Vec<Aggregate>,
     values: Values,
+    /// The AI inputs it was built for, and their values in that order.
+    ai_for: Vec<AiInput>,
+    ai_values: AiValues,
     /// The metric variables as last set, in the order of the state's latest values: one
     /// that did not change is not set again.
     metrics: Vec<(String, f64)>,
@@ -47,10 +51,12 @@ pub(crate) struct Reads<'v> {
     pub clock: &'v [ClockField],
     /// ...and the judged point's local time, when it reads any.
     pub time: Option<TimeOfDay>,
+    /// The AI inputs the rule reads and their state on the device.
+    pub ai: (&'v [AiInput], &'v AiState),
 }
 
 impl Scope {
-    fn new(env: Arc<Env>, aggregates: &[Aggregate]) -> Result<Self, String> {
+    fn new(env: Arc<Env>, aggregates: &[Aggregate], ai: &[AiInput]) -> Result<Self, String> {
         let mut ctx = Context::with_env(env);
         let values: Values = Arc::new(Mutex::new(vec![[None; 4]; aggregates.len()]));
         let keys: Arc<Vec<(Arc<str>, Arc<str>)>> = Arc::new(
@@ -76,10 +82,13 @@ impl Scope {
             })
             .map_err(|e| e.to_string())?;
         }
+        let ai_values = ai_inputs::register(&mut ctx, ai)?;
         Ok(Self {
             ctx,
             built_for: aggregates.to_vec(),
             values,
+            ai_for: ai.to_vec(),
+            ai_values,
             metrics: Vec::new(),
             device: None,
             twin: None,
@@ -102,10 +111,14 @@ impl Scope {
             twin,
             clock,
             time,
+            ai: (ai, ai_state),
         } = reads;
-        let stale = cell.0.as_ref().is_none_or(|s| s.built_for != aggregates);
+        let stale = cell
+            .0
+            .as_ref()
+            .is_none_or(|s| s.built_for != aggregates || s.ai_for != ai);
         if stale {
-            cell.0 = Some(Box::new(Scope::new(env.clone(), aggregates)?));
+            cell.0 = Some(Box::new(Scope::new(env.clone(), aggregates, ai)?));
         }
         let scope = cell.0.as_mut().expect("built above");
         for (i, (metric, value)) in latest.enumerate() {
@@ -121,6 +134,11 @@ impl Scope {
             let mut written = scope.values.lock().unwrap_or_else(|e| e.into_inner());
             written.clear();
             written.extend(values);
+        }
+        if !ai.is_empty() {
+            let mut written = scope.ai_values.lock().unwrap_or_else(|e| e.into_inner());
+            written.clear();
+            written.extend(ai_state.values(ai));
         }
         if !scope.device.as_ref().is_some_and(|d| same(d, device)) {
             scope.ctx.add_variable_from_value("device", device.clone());
