@@ -4,6 +4,7 @@
 //! when resolved by hand), its `for` timer surviving a restart, and the time of day read in the
 //! configured zone.
 
+mod ai_inputs;
 mod alerts;
 mod api;
 mod on_resolve;
