@@ -27,6 +27,8 @@ const LIMIT_STATE: &str = "~limit/";
 const RULE_PREFIX: &str = "rule/";
 /// Saved-state "device" of the peer groups (their "metric" is `<kind>/<metric>`).
 const PEER_STATE: &str = "~peers";
+/// The device column of a rule's label-group state rows.
+const RULE_GROUP_STATE: &str = "~rule-groups";
 
 /// An edge node registered in the cloud: the same characters as a [`DeviceId`] (so safe in
 /// topics, URLs and file names), in a namespace of its own (MQTT username `edge:<id>`).
@@ -241,6 +243,16 @@ pub enum StateKey {
         /// The rule.
         rule: RuleId,
     },
+    /// A rule's state for one label group (its `group_*` windows over the devices whose
+    /// `label` is `value`): row `("~rule-groups", "<id>/[\"<label>\",\"<value>\"]")`.
+    RuleGroup {
+        /// The rule.
+        rule: RuleId,
+        /// The label the group is by.
+        label: Arc<str>,
+        /// Its value shared by the group's devices.
+        value: Arc<str>,
+    },
 }
 
 impl StateKey {
@@ -256,6 +268,13 @@ impl StateKey {
             StateKey::Rule { device, rule } => {
                 (device.to_string(), format!("~{RULE_PREFIX}{rule}"))
             }
+            StateKey::RuleGroup { rule, label, value } => (
+                RULE_GROUP_STATE.to_string(),
+                format!(
+                    "{rule}/{}",
+                    serde_json::to_string(&[&**label, &**value]).expect("strings serialise")
+                ),
+            ),
         }
     }
 
@@ -268,6 +287,16 @@ impl StateKey {
             return Ok(StateKey::Peers {
                 kind: kind.into(),
                 metric: metric.into(),
+            });
+        }
+        if device == RULE_GROUP_STATE {
+            let bad = || CoreError::InvalidStateKey(format!("{device}/{metric}"));
+            let (rule, group) = metric.split_once('/').ok_or_else(bad)?;
+            let [label, value]: [String; 2] = serde_json::from_str(group).map_err(|_| bad())?;
+            return Ok(StateKey::RuleGroup {
+                rule: RuleId::parse(rule)?,
+                label: label.into(),
+                value: value.into(),
             });
         }
         let device = DeviceId::parse(device)?;
@@ -293,7 +322,7 @@ impl StateKey {
         match self {
             StateKey::Series(s) | StateKey::Limit(s) => Some(&s.device),
             StateKey::Device(d) | StateKey::Rule { device: d, .. } => Some(d),
-            StateKey::Peers { .. } => None,
+            StateKey::Peers { .. } | StateKey::RuleGroup { .. } => None,
         }
     }
 }
@@ -347,11 +376,20 @@ mod tests {
                 },
                 ("room-1", "~rule/co2-high"),
             ),
+            (
+                StateKey::RuleGroup {
+                    rule: RuleId::parse("site-hot").unwrap(),
+                    label: "site".into(),
+                    value: "north/2".into(),
+                },
+                ("~rule-groups", r#"site-hot/["site","north/2"]"#),
+            ),
         ] {
             assert_eq!(key.to_row(), (row.0.to_string(), row.1.to_string()));
             assert_eq!(StateKey::from_row(row.0, row.1), Ok(key));
         }
         assert!(StateKey::from_row("~peers", "no-slash").is_err());
+        assert!(StateKey::from_row("~rule-groups", "r/[\"site\"]").is_err());
         assert!(StateKey::from_row("bad/id", "temp").is_err());
         assert!(StateKey::from_row("room-1", "~rule/Not OK").is_err());
     }

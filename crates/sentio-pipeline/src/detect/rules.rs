@@ -29,6 +29,7 @@ use tracing::debug;
 
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
+use crate::rules::group::{GroupValues, Groups};
 use crate::rules::index::RuleIndex;
 use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
 use crate::rules::replay::{described_actions, described_resolve_actions};
@@ -53,6 +54,10 @@ pub(crate) struct RulesWatch {
     health: HashMap<RuleId, Health>,
     /// Each device's `device` variable, built again when its kind or labels change.
     docs: HashMap<DeviceId, DeviceDoc>,
+    /// Each rule's label-group windows.
+    groups: Groups,
+    /// The group aggregates of the evaluation under way (reused).
+    group_values: Vec<GroupValues>,
 }
 
 /// A device's `device` variable and the kind and labels it was built from.
@@ -194,6 +199,9 @@ impl RulesWatch {
             .collect();
         self.health
             .retain(|id, _| new.contains_key(id) && !gone.contains(id));
+        for rule in &gone {
+            self.groups.reset(rule);
+        }
         for (rule, states) in &mut self.states {
             if gone.contains(rule) {
                 for (device, state) in states {
@@ -226,6 +234,8 @@ impl Watch for RulesWatch {
             eval,
             health,
             docs,
+            groups,
+            group_values,
             ..
         } = self;
         index.selecting(batch.device, batch.kind, batch.labels, selected);
@@ -257,8 +267,14 @@ impl Watch for RulesWatch {
                 if let Some(score) = batch.scores.get(at) {
                     state.ai.scored(&rule.ai, &p.metric, score);
                 }
+                let mut in_groups: &[GroupValues] = &[];
+                if !rule.groups.is_empty() {
+                    groups.add(rule, batch.labels, p);
+                    groups.values(rule, batch.labels, p.ts_ms, group_values);
+                    in_groups = group_values;
+                }
                 let was_open = state.is_open();
-                let step = state.judge(rule, eval, device, p.ts_ms);
+                let step = state.judge_in(rule, eval, device, in_groups, p.ts_ms);
                 if let Step::Failed(why) = &step {
                     let health = match health.get_mut(id) {
                         Some(h) => h,
@@ -444,7 +460,8 @@ impl Watch for RulesWatch {
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {
-        matches!(key, StateKey::Rule { .. }).then_some(StatePart::Whole)
+        matches!(key, StateKey::Rule { .. } | StateKey::RuleGroup { .. })
+            .then_some(StatePart::Whole)
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
@@ -453,10 +470,11 @@ impl Watch for RulesWatch {
             let states = self.states.entry(rule.clone()).or_default();
             states.insert(device.clone(), state);
         }
-        Ok(())
+        self.groups.restore(key, json)
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
+        self.groups.take_dirty(dirty);
         for (rule, devices) in self.dirty.drain() {
             dirty.extend(devices.into_iter().map(|device| StateKey::Rule {
                 device,
@@ -467,7 +485,7 @@ impl Watch for RulesWatch {
 
     fn save(&self, key: &StateKey) -> Option<String> {
         let StateKey::Rule { device, rule } = key else {
-            return None;
+            return self.groups.save(key);
         };
         self.states
             .get(rule)

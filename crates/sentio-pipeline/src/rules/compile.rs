@@ -13,6 +13,8 @@
 //!   metric in `selector.metrics` has the same name (the metric wins);
 //! - `avg("m", "10m")`, `min(..)`, `max(..)`, `count(..)` over a metric listed in the
 //!   selector and a window of at most [`MAX_WINDOW_MS`], both given as string literals;
+//! - `group_avg("m", "10m", "site")`, `group_min`, `group_max`, `group_count`: the same over
+//!   the devices the rule selects that share the device's value of a label ([`super::group`]);
 //! - `anomaly("m")` and `forecast("m", "30m")`, the AI engine's score and forecast of a metric
 //!   listed in the selector ([`super::ai_inputs`]);
 //! - CEL's standard functions and macros (`size`, `has`, `exists`, `matches`...).
@@ -26,6 +28,7 @@ use sentio_core::time::parse_duration_ms;
 
 use super::ai_inputs::{self, AiInput};
 use super::clock::ClockField;
+use super::group::{self, GroupAggregate};
 
 /// The longest window an aggregate may ask for: a window is running state (a few slots), but a
 /// day bounds how long a stale reading can weigh on a rule.
@@ -131,6 +134,8 @@ pub struct CompiledRule {
     pub(crate) clock: Vec<ClockField>,
     /// The AI engine's values either expression reads, without repeats.
     pub(crate) ai: Vec<AiInput>,
+    /// The label-group aggregates either expression reads, without repeats.
+    pub(crate) groups: Vec<GroupAggregate>,
 }
 
 impl CompiledRule {
@@ -187,6 +192,7 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         aggregates: reads.aggregates,
         clock: reads.clock,
         ai: reads.ai,
+        groups: reads.groups,
     })
 }
 
@@ -196,6 +202,7 @@ struct Reads {
     aggregates: Vec<Aggregate>,
     clock: Vec<ClockField>,
     ai: Vec<AiInput>,
+    groups: Vec<GroupAggregate>,
 }
 
 /// Parses and checks one expression, adding the aggregates and time-of-day variables it uses.
@@ -267,12 +274,16 @@ impl<'a> Check<'a> {
                 if c.target.is_none() && ["anomaly", "forecast"].contains(&name) {
                     return self.ai_input(e, name, &c.args);
                 }
+                if c.target.is_none() && group::FUNCTIONS.contains(&name) {
+                    return self.group(e, name, &c.args);
+                }
                 let operator = name.starts_with(['_', '@', '!']);
                 if !operator && !STANDARD.contains(&name) {
                     return Err(self.at(
                         e,
                         format!(
-                            "unknown function {name}: use avg, min, max or count(\"metric\", \"10m\"), {} or a standard CEL function",
+                            "unknown function {name}: use avg, min, max or count(\"metric\", \"10m\"), {}, {} or a standard CEL function",
+                            group::SIGNATURE,
                             ai_inputs::SIGNATURES
                         ),
                     ));
@@ -324,8 +335,9 @@ impl<'a> Check<'a> {
         Err(self.at(
             e,
             format!(
-                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired, twin.reported, hour, minute and weekday, and calls avg, min, max or count(\"metric\", \"10m\"), {}",
+                "unknown name {name}: a rule reads the metrics in selector.metrics ({}), device.kind, device.labels, twin.desired, twin.reported, hour, minute and weekday, and calls avg, min, max or count(\"metric\", \"10m\"), {}, {}",
                 self.rule.selector.metrics.join(", "),
+                group::SIGNATURE,
                 ai_inputs::SIGNATURES
             ),
         ))
@@ -375,18 +387,21 @@ impl<'a> Check<'a> {
     }
 
     fn ai_input(&mut self, e: &IdedExpr, name: &str, args: &[IdedExpr]) -> Result<(), RuleError> {
-        let literals: Vec<Option<String>> = args
-            .iter()
-            .map(|a| match &a.expr {
-                Expr::Literal(LiteralValue::String(s)) => Some(s.to_string()),
-                _ => None,
-            })
-            .collect();
-        let input = ai_inputs::parse(name, &literals, &self.rule.selector.metrics).map_err(
+        let input = ai_inputs::parse(name, &literals(args), &self.rule.selector.metrics).map_err(
             |(arg, message)| self.at(arg.and_then(|k| args.get(k)).unwrap_or(e), message),
         )?;
         if !self.reads.ai.contains(&input) {
             self.reads.ai.push(input);
+        }
+        Ok(())
+    }
+
+    fn group(&mut self, e: &IdedExpr, name: &str, args: &[IdedExpr]) -> Result<(), RuleError> {
+        let g = group::parse(name, &literals(args), &self.rule.selector.metrics).map_err(
+            |(arg, message)| self.at(arg.and_then(|k| args.get(k)).unwrap_or(e), message),
+        )?;
+        if !self.reads.groups.contains(&g) {
+            self.reads.groups.push(g);
         }
         Ok(())
     }
@@ -406,6 +421,16 @@ impl<'a> Check<'a> {
             position,
         }
     }
+}
+
+/// Each argument's string literal, if it is one.
+fn literals(args: &[IdedExpr]) -> Vec<Option<String>> {
+    args.iter()
+        .map(|a| match &a.expr {
+            Expr::Literal(LiteralValue::String(s)) => Some(s.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A rule `r` reading `co2` and `temp`, for the tests.

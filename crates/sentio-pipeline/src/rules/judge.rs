@@ -229,6 +229,19 @@ impl RuleState {
     /// Evaluates the rule at data time `ts_ms` and moves its state machine.
     /// `vars` are the device's [`RuleVars`].
     pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, vars: &RuleVars, ts_ms: i64) -> Step {
+        self.judge_in(rule, env, vars, &[], ts_ms)
+    }
+
+    /// [`RuleState::judge`] with the values of the rule's label-group aggregates for the
+    /// device (in the order of its group aggregates; [`super::group`]).
+    pub fn judge_in(
+        &mut self,
+        rule: &CompiledRule,
+        env: &Eval,
+        vars: &RuleVars,
+        groups: &[super::group::GroupValues],
+        ts_ms: i64,
+    ) -> Step {
         let values = rule.aggregates.iter().map(|a| {
             let w = self
                 .windows
@@ -253,6 +266,7 @@ impl RuleState {
                 clock: &rule.clock,
                 time,
                 ai: (&rule.ai, &self.ai),
+                groups: (&rule.groups, groups),
             },
         ) {
             Ok(c) => c,

@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::ai_inputs::Rescorer;
 use super::clock::RuleClock;
 use super::compile::CompiledRule;
+use super::group::{GroupValues, Groups};
 use super::judge::{Eval, RuleState, RuleVars, Step, device_value, twin_value};
 use crate::PipelineError;
 
@@ -117,6 +118,8 @@ pub fn check_bounds(
 
 /// Replays `rule` over `[from_ms, to_ms)` of each of `devices` (the caller picks those its
 /// selector selects and checks [`check_bounds`]), reading the time of day in `clock`'s zone.
+/// A rule without label-group aggregates replays one device at a time; one with them replays
+/// all the devices together, in time order, so each group's windows see every member's points.
 pub async fn replay(
     rule: &CompiledRule,
     series: &dyn SeriesStore,
@@ -125,12 +128,19 @@ pub async fn replay(
     clock: RuleClock,
 ) -> Result<Vec<DeviceReplay>, PipelineError> {
     let eval = Eval::new(clock);
-    let mut out = Vec::with_capacity(devices.len());
-    for device in devices {
-        let points = history(rule, series, &device.id, from_ms, to_ms).await?;
-        out.push(replay_points(rule, &eval, device, &points, to_ms));
+    if rule.groups.is_empty() {
+        let mut out = Vec::with_capacity(devices.len());
+        for device in devices {
+            let points = history(rule, series, &device.id, from_ms, to_ms).await?;
+            out.push(replay_points(rule, &eval, device, &points, to_ms));
+        }
+        return Ok(out);
     }
-    Ok(out)
+    let mut histories = Vec::with_capacity(devices.len());
+    for device in devices {
+        histories.push(history(rule, series, &device.id, from_ms, to_ms).await?);
+    }
+    Ok(replay_together(rule, &eval, devices, &histories, to_ms))
 }
 
 /// The device's points of the rule's metrics in `[from_ms, to_ms)`, merged in time order.
@@ -189,34 +199,90 @@ pub fn replay_points(
     points: &[Point],
     to_ms: i64,
 ) -> DeviceReplay {
-    let vars = RuleVars {
-        device: device_value(&device.kind, &device.labels),
-        twin: twin_value(&device.twin),
-    };
-    let mut state = RuleState::default();
-    let mut rescorer = Rescorer::new(&rule.ai);
-    let mut r = DeviceReplay {
-        device: device.id.to_string(),
-        points: points.len() as u64,
-        undecided: 0,
-        first_undecided: None,
-        episodes: Vec::new(),
-    };
+    let mut run = DeviceRun::new(rule, device, points.len());
     for p in points {
+        run.judge(rule, eval, p, &[]);
+    }
+    run.finish(rule, to_ms)
+}
+
+/// Judges the devices' points (each device's in time order) all in time order, with fresh
+/// states and label groups; the range ends at `to_ms`.
+pub fn replay_together(
+    rule: &CompiledRule,
+    eval: &Eval,
+    devices: &[ReplayDevice],
+    histories: &[Vec<Point>],
+    to_ms: i64,
+) -> Vec<DeviceReplay> {
+    let mut runs: Vec<DeviceRun> = devices
+        .iter()
+        .zip(histories)
+        .map(|(d, h)| DeviceRun::new(rule, d, h.len()))
+        .collect();
+    let mut order: Vec<(i64, usize, usize)> = histories
+        .iter()
+        .enumerate()
+        .flat_map(|(d, h)| h.iter().enumerate().map(move |(i, p)| (p.ts_ms, d, i)))
+        .collect();
+    order.sort_unstable();
+    let mut groups = Groups::default();
+    let mut values = Vec::new();
+    for (_, d, i) in order {
+        let p = &histories[d][i];
+        groups.add(rule, &devices[d].labels, p);
+        groups.values(rule, &devices[d].labels, p.ts_ms, &mut values);
+        runs[d].judge(rule, eval, p, &values);
+    }
+    runs.into_iter().map(|r| r.finish(rule, to_ms)).collect()
+}
+
+/// One device's replay under way.
+struct DeviceRun<'d> {
+    device: &'d DeviceId,
+    vars: RuleVars,
+    state: RuleState,
+    rescorer: Rescorer,
+    r: DeviceReplay,
+}
+
+impl<'d> DeviceRun<'d> {
+    fn new(rule: &CompiledRule, device: &'d ReplayDevice, points: usize) -> Self {
+        Self {
+            device: &device.id,
+            vars: RuleVars {
+                device: device_value(&device.kind, &device.labels),
+                twin: twin_value(&device.twin),
+            },
+            state: RuleState::default(),
+            rescorer: Rescorer::new(&rule.ai),
+            r: DeviceReplay {
+                device: device.id.to_string(),
+                points: points as u64,
+                undecided: 0,
+                first_undecided: None,
+                episodes: Vec::new(),
+            },
+        }
+    }
+
+    /// Judges `p` as the detect stage would (its tick first), with the device's group values.
+    fn judge(&mut self, rule: &CompiledRule, eval: &Eval, p: &Point, groups: &[GroupValues]) {
+        let (state, r) = (&mut self.state, &mut self.r);
         if let Some(at) = state.due(rule, p.ts_ms) {
-            r.episodes.push(opened(rule, &device.id, &state, at));
+            r.episodes.push(opened(rule, self.device, state, at));
         }
         state.add(rule, p);
-        if let Some(score) = rescorer.score(p) {
+        if let Some(score) = self.rescorer.score(p) {
             state.ai.scored(&rule.ai, &p.metric, score);
         }
-        match state.judge(rule, eval, &vars, p.ts_ms) {
-            Step::Open => r.episodes.push(opened(rule, &device.id, &state, p.ts_ms)),
+        match state.judge_in(rule, eval, &self.vars, groups, p.ts_ms) {
+            Step::Open => r.episodes.push(opened(rule, self.device, state, p.ts_ms)),
             Step::Clear => {
                 if let Some(e) = r.episodes.last_mut().filter(|e| e.resolved_ms.is_none()) {
                     e.resolved_ms = Some(p.ts_ms);
                     e.resolved_values = Some(state.latest().clone());
-                    e.resolve_actions = described_resolve_actions(rule, &device.id);
+                    e.resolve_actions = described_resolve_actions(rule, self.device);
                 }
             }
             Step::Undecided(why) | Step::Failed(why) => {
@@ -226,10 +292,16 @@ pub fn replay_points(
             Step::Nothing | Step::Still => {}
         }
     }
-    if let Some(at) = state.due(rule, to_ms) {
-        r.episodes.push(opened(rule, &device.id, &state, at));
+
+    /// The replay, its pending `for` timer checked at the end of the range.
+    fn finish(mut self, rule: &CompiledRule, to_ms: i64) -> DeviceReplay {
+        if let Some(at) = self.state.due(rule, to_ms) {
+            self.r
+                .episodes
+                .push(opened(rule, self.device, &self.state, at));
+        }
+        self.r
     }
-    r
 }
 
 fn opened(rule: &CompiledRule, device: &DeviceId, state: &RuleState, at: i64) -> Episode {

@@ -13,6 +13,7 @@ use cel::{Context, Env, ExecutionError};
 use super::ai_inputs::{self, AiInput, AiState, AiValues};
 use super::clock::{ClockField, TimeOfDay};
 use super::compile::Aggregate;
+use super::group::{self, GroupAggregate, GroupCell, GroupValues};
 
 /// How an aggregate over an empty window says so (waiting, not failing).
 pub(crate) const NO_POINTS: &str = "no points of ";
@@ -32,6 +33,9 @@ pub(crate) struct Scope {
     /// The AI inputs it was built for, and their values in that order.
     ai_for: Vec<AiInput>,
     ai_values: AiValues,
+    /// The label-group aggregates it was built for, and their values in that order.
+    groups_for: Vec<GroupAggregate>,
+    group_values: GroupCell,
     /// The metric variables as last set, in the order of the state's latest values: one
     /// that did not change is not set again.
     metrics: Vec<(String, f64)>,
@@ -53,10 +57,17 @@ pub(crate) struct Reads<'v> {
     pub time: Option<TimeOfDay>,
     /// The AI inputs the rule reads and their state on the device.
     pub ai: (&'v [AiInput], &'v AiState),
+    /// The label-group aggregates the rule reads and their values for the device.
+    pub groups: (&'v [GroupAggregate], &'v [GroupValues]),
 }
 
 impl Scope {
-    fn new(env: Arc<Env>, aggregates: &[Aggregate], ai: &[AiInput]) -> Result<Self, String> {
+    fn new(
+        env: Arc<Env>,
+        aggregates: &[Aggregate],
+        ai: &[AiInput],
+        groups: &[GroupAggregate],
+    ) -> Result<Self, String> {
         let mut ctx = Context::with_env(env);
         let values: Values = Arc::new(Mutex::new(vec![[None; 4]; aggregates.len()]));
         let keys: Arc<Vec<(Arc<str>, Arc<str>)>> = Arc::new(
@@ -83,12 +94,15 @@ impl Scope {
             .map_err(|e| e.to_string())?;
         }
         let ai_values = ai_inputs::register(&mut ctx, ai)?;
+        let group_values = group::register(&mut ctx, groups)?;
         Ok(Self {
             ctx,
             built_for: aggregates.to_vec(),
             values,
             ai_for: ai.to_vec(),
             ai_values,
+            groups_for: groups.to_vec(),
+            group_values,
             metrics: Vec::new(),
             device: None,
             twin: None,
@@ -112,13 +126,14 @@ impl Scope {
             clock,
             time,
             ai: (ai, ai_state),
+            groups: (groups, group_values),
         } = reads;
         let stale = cell
             .0
             .as_ref()
-            .is_none_or(|s| s.built_for != aggregates || s.ai_for != ai);
+            .is_none_or(|s| s.built_for != aggregates || s.ai_for != ai || s.groups_for != groups);
         if stale {
-            cell.0 = Some(Box::new(Scope::new(env.clone(), aggregates, ai)?));
+            cell.0 = Some(Box::new(Scope::new(env.clone(), aggregates, ai, groups)?));
         }
         let scope = cell.0.as_mut().expect("built above");
         for (i, (metric, value)) in latest.enumerate() {
@@ -139,6 +154,11 @@ impl Scope {
             let mut written = scope.ai_values.lock().unwrap_or_else(|e| e.into_inner());
             written.clear();
             written.extend(ai_state.values(ai));
+        }
+        if !groups.is_empty() {
+            let mut written = scope.group_values.lock().unwrap_or_else(|e| e.into_inner());
+            written.clear();
+            written.extend_from_slice(group_values);
         }
         if !scope.device.as_ref().is_some_and(|d| same(d, device)) {
             scope.ctx.add_variable_from_value("device", device.clone());
