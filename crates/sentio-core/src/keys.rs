@@ -27,8 +27,8 @@ const LIMIT_STATE: &str = "~limit/";
 const RULE_PREFIX: &str = "rule/";
 /// Saved-state "device" of the peer groups (their "metric" is `<kind>/<metric>`).
 const PEER_STATE: &str = "~peers";
-/// The device column of a rule's label-group state rows.
-const RULE_GROUP_STATE: &str = "~rule-groups";
+/// The device column of a rule's label-group state rows (kept for no one device).
+pub const RULE_GROUP_STATE: &str = "~rule-groups";
 
 /// An edge node registered in the cloud: the same characters as a [`DeviceId`] (so safe in
 /// topics, URLs and file names), in a namespace of its own (MQTT username `edge:<id>`).

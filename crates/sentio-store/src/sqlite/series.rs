@@ -322,12 +322,14 @@ impl SeriesStore for SqliteStore {
         self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
             {
+                // A device's rows only while it is registered; a rule's label groups belong
+                // to no one device.
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO detector_state (device, metric, state) \
-                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)",
+                     SELECT ?1, ?2, ?3 WHERE ?1 = ?4 OR EXISTS (SELECT 1 FROM devices WHERE id = ?1)",
                 )?;
                 for (d, m, s) in &states {
-                    stmt.execute(params![d, m, s])?;
+                    stmt.execute(params![d, m, s, sentio_core::keys::RULE_GROUP_STATE])?;
                 }
             }
             tx.commit()?;

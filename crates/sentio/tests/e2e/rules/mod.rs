@@ -7,6 +7,7 @@
 mod ai_inputs;
 mod alerts;
 mod api;
+mod label_groups;
 mod on_resolve;
 mod replay;
 mod roles;
