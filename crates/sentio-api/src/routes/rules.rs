@@ -131,7 +131,7 @@ pub(crate) async fn metrics(s: &AppState) -> String {
         return String::new();
     };
     let mut out = String::from(
-        "# HELP sentio_rule_failures_total Evaluations of a rule that failed (type errors and the like) since the node started.\n# TYPE sentio_rule_failures_total counter\n",
+        "# HELP sentio_rule_failures_total Evaluations of a rule that failed (type errors and the like) since it was created or last changed, across restarts.\n# TYPE sentio_rule_failures_total counter\n",
     );
     for r in &reports {
         out.push_str(&format!(

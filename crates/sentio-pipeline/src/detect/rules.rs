@@ -7,7 +7,8 @@
 //! Each evaluation that opens or resolves the alert, or decides nothing, is kept as a
 //! [`Trace`] in the (rule, device) state, so traces survive a restart. A rule whose evaluation
 //! fails (a type error, a twin member missing) is failing on that device until it next
-//! evaluates there; its failures are counted. A failing rule stops nothing else: every rule
+//! evaluates there; its failures are counted (both kept in the state, so across restarts).
+//! A failing rule stops nothing else: every rule
 //! is judged on its own.
 //!
 //! The alert tracker gets an explanation only when the alert opens or escalates (a point more
@@ -33,7 +34,7 @@ use crate::rules::group::{GroupValues, Groups};
 use crate::rules::index::RuleIndex;
 use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
 use crate::rules::replay::{described_actions, described_resolve_actions};
-use crate::rules::report::{Failing, RuleReport, TRACES_PER_RULE};
+use crate::rules::report::{Failing, Health, RuleReport, TRACES_PER_RULE};
 use crate::rules::{CompiledRule, RuleClock};
 
 /// See the module documentation.
@@ -50,8 +51,6 @@ pub(crate) struct RulesWatch {
     /// Per rule, the devices whose state changed since the last [`Watch::take_dirty`].
     dirty: HashMap<RuleId, HashSet<DeviceId>>,
     eval: Eval,
-    /// Per rule: the devices on which its latest evaluation failed, and its failure count.
-    health: HashMap<RuleId, Health>,
     /// Each device's `device` variable, built again when its kind or labels change.
     docs: HashMap<DeviceId, DeviceDoc>,
     /// Each rule's label-group windows.
@@ -84,13 +83,6 @@ fn device_doc(docs: &mut HashMap<DeviceId, DeviceDoc>, batch: &DeviceBatch<'_>) 
     };
     docs.insert(batch.device.clone(), doc);
     value
-}
-
-/// A rule's failures. See the module documentation.
-#[derive(Default)]
-struct Health {
-    failing: BTreeMap<DeviceId, Failing>,
-    failures: u64,
 }
 
 /// The trace of an evaluation of `rule` on `device` that ended in `decision`.
@@ -197,8 +189,6 @@ impl RulesWatch {
             .filter(|(id, old)| new.get(*id).is_none_or(|n| n.rule != old.rule))
             .map(|(id, _)| id.clone())
             .collect();
-        self.health
-            .retain(|id, _| new.contains_key(id) && !gone.contains(id));
         for rule in &gone {
             self.groups.reset(rule);
         }
@@ -232,7 +222,6 @@ impl Watch for RulesWatch {
             states,
             dirty,
             eval,
-            health,
             docs,
             groups,
             group_values,
@@ -275,23 +264,14 @@ impl Watch for RulesWatch {
                 }
                 let was_open = state.is_open();
                 let step = state.judge_in(rule, eval, device, in_groups, p.ts_ms);
-                if let Step::Failed(why) = &step {
-                    let health = match health.get_mut(id) {
-                        Some(h) => h,
-                        None => health.entry(id.clone()).or_default(),
-                    };
-                    health.failures += 1;
-                    health.failing.insert(
-                        batch.device.clone(),
-                        Failing {
-                            reason: why.clone(),
-                            device: batch.device.to_string(),
-                            ts_ms: p.ts_ms,
-                        },
-                    );
-                } else if let Some(health) = health.get_mut(id) {
-                    health.failing.remove(batch.device);
-                }
+                state.health.evaluated(match &step {
+                    Step::Failed(why) => Some(Failing {
+                        reason: why.clone(),
+                        device: batch.device.to_string(),
+                        ts_ms: p.ts_ms,
+                    }),
+                    _ => None,
+                });
                 let kept = match &step {
                     Step::Open => Some(("opened", None)),
                     Step::Clear if was_open => Some(("resolved", None)),
@@ -422,7 +402,13 @@ impl Watch for RulesWatch {
             .keys()
             .filter(|id| only.is_none_or(|o| o == *id))
             .map(|id| {
-                let health = self.health.get(id);
+                let (failing, failures) = Health::sum(
+                    self.states
+                        .get(id)
+                        .into_iter()
+                        .flatten()
+                        .map(|(_, s)| &s.health),
+                );
                 let mut traces = Vec::new();
                 if only.is_some() {
                     traces = self
@@ -437,9 +423,8 @@ impl Watch for RulesWatch {
                 }
                 RuleReport {
                     rule: id.to_string(),
-                    failing: health
-                        .and_then(|h| h.failing.values().max_by_key(|f| f.ts_ms).cloned()),
-                    failures: health.map_or(0, |h| h.failures),
+                    failing,
+                    failures,
                     traces,
                 }
             })
@@ -447,9 +432,6 @@ impl Watch for RulesWatch {
     }
 
     fn forget(&mut self, device: &DeviceId) {
-        for h in self.health.values_mut() {
-            h.failing.remove(device);
-        }
         for states in self.states.values_mut() {
             states.remove(device);
         }

@@ -102,6 +102,9 @@ pub struct RuleState {
     /// peak as the rules watch last told it), while the alert is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     peak: Option<f64>,
+    /// The rule's failures on the device.
+    #[serde(default, skip_serializing_if = "super::report::Health::is_clear")]
+    pub(crate) health: super::report::Health,
     /// What the rule's AI inputs keep (scores, forecasts).
     #[serde(default, skip_serializing_if = "AiState::is_empty")]
     pub(crate) ai: AiState,

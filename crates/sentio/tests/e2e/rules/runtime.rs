@@ -1,7 +1,8 @@
 //! A rule at run time: a rule whose expression fails (a twin member missing) is `failing` with
 //! the reason in `/api/v1/rules` and counted in `/metrics` while another rule on the same
 //! points still fires; it is `ok` again once it evaluates; each rule's traces (opened,
-//! resolved, failed) are answered newest first and survive a restart.
+//! resolved, failed), its failure count and its failing reason are answered newest first and
+//! survive a restart.
 
 use serde_json::{Value, json};
 
@@ -148,10 +149,40 @@ async fn a_failing_rule_is_shown_and_counted_while_another_fires_and_traces_surv
         "{failed:?}"
     );
 
-    // A restart keeps them.
+    // Failing again, then a restart: the traces, the reason and the count survive it.
+    let (st, body) = post_telemetry(
+        &node,
+        "room-1",
+        &secret,
+        &[json!({"ts": t0 + 2_000, "co2": 1_300.0})],
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    eventually(10, || async {
+        let r = rule(&node, "fan-check").await;
+        (r["failures"] == 2 && r["status"] == "failing").then_some(())
+    })
+    .await
+    .expect("fan-check fails a second time");
+    let expected = traces(&node, "co2-high").await;
+    let failed = traces(&node, "fan-check").await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
     node.shutdown().await;
     let node = start(dir.path()).await;
     assert_eq!(traces(&node, "co2-high").await, expected, "after a restart");
     assert_eq!(traces(&node, "fan-check").await, failed, "after a restart");
+    let r = rule(&node, "fan-check").await;
+    assert_eq!(r["status"], "failing", "after a restart: {r}");
+    assert_eq!(r["failures"], 2, "after a restart: {r}");
+    assert_eq!(r["failing"]["ts_ms"], t0 + 2_000, "{r}");
+    assert!(
+        r["failing"]["reason"].as_str().unwrap().contains("fan"),
+        "{r}"
+    );
+    assert_eq!(
+        metric_value(&node, "sentio_rule_failures_total{rule=\"fan-check\"}").await,
+        2
+    );
+    assert_eq!(metric_value(&node, "sentio_rules_failing").await, 1);
     node.shutdown().await;
 }
