@@ -2,8 +2,9 @@
 //! hours twice from the same seed, once left alone and once with the demo rules
 //! ([`sentio::demo_rules`]) judged on every reading by the live node's own state machine
 //! (`sentio_pipeline::rules`: [`compile`], [`RuleState::add`], [`RuleState::judge`] and, as the
-//! detect stage's tick, [`RuleState::due`]); when a rule's alert opens its actions are applied
-//! to the simulated devices as the node would send them (a desired twin merged and sent whole,
+//! detect stage's tick, [`RuleState::due`]); when a rule's alert opens its actions, and when it
+//! resolves on the data its `on_resolve` actions, are applied to the simulated devices as the
+//! node would send them (a desired twin merged and sent whole,
 //! a command). Energy is the devices' own `power_w` telemetry integrated over time; comfort is
 //! counted where a room is occupied: dark (below [`DARK_LUX`]) or cold (below [`COLD_C`]).
 //! Runs in seconds, not in real time.
@@ -37,6 +38,8 @@ pub struct EnergyRun {
     pub cold_min: f64,
     /// Times each rule's alert opened (its actions ran).
     pub fired: BTreeMap<String, u64>,
+    /// Times each rule's alert resolved on the data (its `on_resolve` actions ran).
+    pub resolved: BTreeMap<String, u64>,
     /// Actions the devices refused (a bad value: a rule's mistake).
     pub refused: u64,
 }
@@ -133,7 +136,9 @@ pub fn simulate(
         }
         due.sort_unstable();
         for (r, d) in due {
-            fire(&rules[r], d, &infos, &mut devices, &mut fleet, &mut run);
+            *run.fired.entry(rules[r].rule.id.to_string()).or_default() += 1;
+            let actions = &rules[r].rule.actions;
+            act(actions, d, &infos, &mut devices, &mut fleet, &mut run);
         }
 
         // One reading per device, in the fleet's order.
@@ -164,9 +169,14 @@ pub fn simulate(
                     };
                     let state = states.entry((r, d)).or_default();
                     state.add(rule, &point);
-                    if state.judge(rule, &eval, &devices[d].vars, ts) == Step::Open {
-                        fire(rule, d, &infos, &mut devices, &mut fleet, &mut run);
-                    }
+                    let was_open = state.is_open();
+                    let (actions, count) = match state.judge(rule, &eval, &devices[d].vars, ts) {
+                        Step::Open => (&rule.rule.actions, &mut run.fired),
+                        Step::Clear if was_open => (&rule.rule.on_resolve, &mut run.resolved),
+                        _ => continue,
+                    };
+                    *count.entry(rule.rule.id.to_string()).or_default() += 1;
+                    act(actions, d, &infos, &mut devices, &mut fleet, &mut run);
                 }
             }
         }
@@ -192,20 +202,19 @@ fn account(run: &mut EnergyRun, kind: &str, reading: &sentio_sim::Reading, step_
     }
 }
 
-/// Carries out the actions of `rule`, whose alert opened on device `d`, on the fleet, as the
-/// node would: a desired patch is merged into the twin and the whole desired document sent; a
-/// command goes to the device or to every device its `to` selects.
-fn fire(
-    rule: &CompiledRule,
+/// Carries out `actions` of a rule whose alert opened (or resolved) on device `d`, on the
+/// fleet, as the node would: a desired patch is merged into the twin and the whole desired
+/// document sent; a command goes to the device or to every device its `to` selects.
+fn act(
+    actions: &[RuleAction],
     d: usize,
     infos: &[SimDevice],
     devices: &mut [Ruled],
     fleet: &mut Fleet,
     run: &mut EnergyRun,
 ) {
-    *run.fired.entry(rule.rule.id.to_string()).or_default() += 1;
     let mut touched = vec![d];
-    for action in &rule.rule.actions {
+    for action in actions {
         match action {
             RuleAction::SetDesired { patch } => {
                 let patch: serde_json::Value = serde_json::from_str(patch).unwrap_or_default();
@@ -335,9 +344,16 @@ pub fn run(args: EnergyArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(rule, n)| format!("{rule} {n}"))
         .collect();
+    let resolved: Vec<String> = c
+        .with
+        .resolved
+        .iter()
+        .map(|(rule, n)| format!("{rule} {n}"))
+        .collect();
     println!(
-        "rules fired: {}; actions refused by a device: {}",
+        "rules fired: {}; resolved (on_resolve ran): {}; actions refused by a device: {}",
         fired.join(", "),
+        resolved.join(", "),
         c.with.refused
     );
     println!("took {:.1} s for both runs", c.took_s);

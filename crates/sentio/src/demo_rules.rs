@@ -42,38 +42,27 @@ fn set_desired(patch: serde_json::Value) -> Vec<RuleAction> {
 }
 
 /// The demo's rules. See the module documentation; README's demo section says what each does.
+/// Each undoes its change with `on_resolve` when its alert resolves on the data, at once and
+/// ready to act again at once.
 pub fn demo_rules() -> Vec<Rule> {
     use serde_json::json;
-    // A rule that undoes another's change acts at once and is ready again at once.
-    let at_once = |mut r: Rule| {
-        r.clear_for_ms = 0;
-        r.cool_down_ms = 0;
-        r
-    };
     vec![
         Rule {
             for_ms: EMPTY_ROOM_FOR_MS,
+            clear_for_ms: 0,
+            cool_down_ms: 0,
             actions: set_desired(
                 json!({"lights": "off", "hvac_mode": "setback", "ventilation": "auto"}),
             ),
+            on_resolve: set_desired(json!({"lights": "auto", "hvac_mode": "schedule"})),
             ..rule(
                 "demo-empty-room",
-                "Empty room: lights off, heating set back",
+                "Empty room: lights off, heating set back (back on when someone comes in)",
                 "room",
                 "occupancy",
                 "occupancy == 0.0",
             )
         },
-        at_once(Rule {
-            actions: set_desired(json!({"lights": "auto", "hvac_mode": "schedule"})),
-            ..rule(
-                "demo-room-in-use",
-                "Room in use again: lights and heating back",
-                "room",
-                "occupancy",
-                r#"occupancy > 0.0 && has(twin.desired.hvac_mode) && twin.desired.hvac_mode == "setback""#,
-            )
-        }),
         Rule {
             for_ms: 5 * 60_000,
             actions: set_desired(json!({"ventilation": "boost"})),
@@ -87,27 +76,20 @@ pub fn demo_rules() -> Vec<Rule> {
         },
         Rule {
             for_ms: 30_000,
+            clear: Some("bearing_temp < 60.0".to_string()),
+            clear_for_ms: 5 * 60_000,
+            cool_down_ms: 0,
             severity: Severity::Warning,
             actions: set_desired(json!({"speed": 60})),
+            on_resolve: set_desired(json!({"speed": 100})),
             ..rule(
                 "demo-hot-bearing",
-                "Pump bearing running hot: slowed to 60 % before its 90 °C limit",
+                "Pump bearing hot or predicted to overheat: slowed to 60 % (full speed once below 60 °C for 5 min)",
                 "pump",
                 "bearing_temp",
-                "bearing_temp > 80.0",
+                r#"bearing_temp > 80.0 || forecast("bearing_temp", "30m") > 90.0"#,
             )
         },
-        at_once(Rule {
-            for_ms: 5 * 60_000,
-            actions: set_desired(json!({"speed": 100})),
-            ..rule(
-                "demo-bearing-cooled",
-                "Pump bearing cooled: back to full speed",
-                "pump",
-                "bearing_temp",
-                "bearing_temp < 60.0 && has(twin.desired.speed) && double(twin.desired.speed) < 100.0",
-            )
-        }),
     ]
 }
 
