@@ -30,7 +30,7 @@ use tracing::debug;
 
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch};
 use crate::PipelineError;
-use crate::rules::group::{GroupValues, Groups};
+use crate::rules::group::{GroupValues, Groups, named};
 use crate::rules::index::RuleIndex;
 use crate::rules::judge::{Eval, RuleState, RuleVars, Step, Trace, device_value};
 use crate::rules::replay::{described_actions, described_resolve_actions};
@@ -280,7 +280,8 @@ impl Watch for RulesWatch {
                     _ => None,
                 };
                 if let Some((decision, reason)) = kept {
-                    let t = trace(rule, state, batch.device, p.ts_ms, decision, reason);
+                    let mut t = trace(rule, state, batch.device, p.ts_ms, decision, reason);
+                    t.windows.extend(named(&rule.groups, in_groups));
                     state.record(t);
                 }
                 let finding = match step {

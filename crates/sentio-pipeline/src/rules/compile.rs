@@ -387,23 +387,27 @@ impl<'a> Check<'a> {
     }
 
     fn ai_input(&mut self, e: &IdedExpr, name: &str, args: &[IdedExpr]) -> Result<(), RuleError> {
-        let input = ai_inputs::parse(name, &literals(args), &self.rule.selector.metrics).map_err(
-            |(arg, message)| self.at(arg.and_then(|k| args.get(k)).unwrap_or(e), message),
-        )?;
-        if !self.reads.ai.contains(&input) {
-            self.reads.ai.push(input);
-        }
+        let input = self.call(e, args, |l, m| ai_inputs::parse(name, l, m))?;
+        push_new(&mut self.reads.ai, input);
         Ok(())
     }
 
     fn group(&mut self, e: &IdedExpr, name: &str, args: &[IdedExpr]) -> Result<(), RuleError> {
-        let g = group::parse(name, &literals(args), &self.rule.selector.metrics).map_err(
-            |(arg, message)| self.at(arg.and_then(|k| args.get(k)).unwrap_or(e), message),
-        )?;
-        if !self.reads.groups.contains(&g) {
-            self.reads.groups.push(g);
-        }
+        let g = self.call(e, args, |l, m| group::parse(name, l, m))?;
+        push_new(&mut self.reads.groups, g);
         Ok(())
+    }
+
+    /// A call checked by `parse` (its arguments' literals and the rule's metrics); an error is
+    /// placed at the argument it names, else at the call.
+    fn call<T>(
+        &self,
+        e: &IdedExpr,
+        args: &[IdedExpr],
+        parse: impl FnOnce(&[Option<String>], &[String]) -> Result<T, (Option<usize>, String)>,
+    ) -> Result<T, RuleError> {
+        parse(&literals(args), &self.rule.selector.metrics)
+            .map_err(|(arg, message)| self.at(arg.and_then(|k| args.get(k)).unwrap_or(e), message))
     }
 
     /// An error at node `e`, with its line and column.
@@ -420,6 +424,12 @@ impl<'a> Check<'a> {
             message: message.into(),
             position,
         }
+    }
+}
+
+fn push_new<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
     }
 }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compile::{CompiledRule, MAX_WINDOW_MS};
 use super::scope::NO_POINTS;
-use super::window::{Agg, Window};
+use super::window::{self, Agg};
 
 /// The group functions, in the order of each aggregate's values.
 pub(crate) const FUNCTIONS: [&str; 4] = ["group_avg", "group_min", "group_max", "group_count"];
@@ -85,39 +85,36 @@ pub(crate) fn parse(
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
     /// One window per (metric, window length).
-    windows: Vec<(String, i64, Window)>,
+    windows: window::Keyed,
 }
 
 impl GroupState {
     fn add(&mut self, aggregates: &[&GroupAggregate], p: &Point) {
         for a in aggregates.iter().filter(|a| *a.metric == *p.metric) {
-            let i = match self
-                .windows
-                .iter()
-                .position(|(m, w, _)| *m == *a.metric && *w == a.window_ms)
-            {
-                Some(i) => i,
-                None => {
-                    self.windows.push((
-                        a.metric.to_string(),
-                        a.window_ms,
-                        Window::new(a.window_ms),
-                    ));
-                    self.windows.len() - 1
-                }
-            };
-            self.windows[i].2.add(p.ts_ms, p.value);
+            window::add_to(&mut self.windows, &a.metric, a.window_ms, p.ts_ms, p.value);
         }
     }
 
     fn get(&self, a: &GroupAggregate, ts_ms: i64) -> GroupValues {
-        let w = self
-            .windows
-            .iter()
-            .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
-            .map(|(_, _, w)| w);
+        let w = window::find(&self.windows, &a.metric, a.window_ms);
         [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| w.and_then(|w| w.get(agg, ts_ms)))
     }
+}
+
+/// The group aggregates with a value, named as a trace shows them
+/// (`group_avg(temp, 10m, site)`).
+pub fn named<'a>(
+    groups: &'a [GroupAggregate],
+    values: &'a [GroupValues],
+) -> impl Iterator<Item = (String, f64)> + 'a {
+    groups.iter().zip(values).flat_map(|(a, v)| {
+        FUNCTIONS.iter().zip(v).filter_map(move |(f, x)| {
+            Some((
+                format!("{f}({}, {}, {})", a.metric, a.window, a.label),
+                (*x)?,
+            ))
+        })
+    })
 }
 
 /// A group: the label and the value its devices share.
@@ -346,6 +343,16 @@ mod tests {
         restored.values(&rule, &site("north"), 2_000, &mut b);
         assert_eq!(a, b, "restored whole");
         assert_eq!(a[0][3], Some(3.0), "three points in north");
+        let names: Vec<String> = named(&rule.groups, &a).map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "group_avg(temp, 1m, site)",
+                "group_min(temp, 1m, site)",
+                "group_max(temp, 1m, site)",
+                "group_count(temp, 1m, site)"
+            ]
+        );
         // No label, no group: undecided.
         let mut state = RuleState::default();
         let p = point("c-1", 3_000, 50.0);

@@ -207,22 +207,7 @@ impl RuleState {
             }
         }
         for a in rule.aggregates.iter().filter(|a| *a.metric == *p.metric) {
-            let i = match self
-                .windows
-                .iter()
-                .position(|(m, w, _)| *m == *a.metric && *w == a.window_ms)
-            {
-                Some(i) => i,
-                None => {
-                    self.windows.push((
-                        a.metric.to_string(),
-                        a.window_ms,
-                        Window::new(a.window_ms),
-                    ));
-                    self.windows.len() - 1
-                }
-            };
-            self.windows[i].2.add(p.ts_ms, p.value);
+            super::window::add_to(&mut self.windows, &a.metric, a.window_ms, p.ts_ms, p.value);
         }
         if !rule.ai.is_empty() {
             self.ai.add(&rule.ai, p);

@@ -97,6 +97,32 @@ impl Window {
     }
 }
 
+/// A rule's windows, one per (metric, window length), as its states keep them.
+pub(crate) type Keyed = Vec<(String, i64, Window)>;
+
+/// Adds a point of `metric` to its window of `window_ms` in `windows`, made on its first point.
+pub(crate) fn add_to(windows: &mut Keyed, metric: &str, window_ms: i64, ts_ms: i64, value: f64) {
+    let i = match windows
+        .iter()
+        .position(|(m, w, _)| m == metric && *w == window_ms)
+    {
+        Some(i) => i,
+        None => {
+            windows.push((metric.to_string(), window_ms, Window::new(window_ms)));
+            windows.len() - 1
+        }
+    };
+    windows[i].2.add(ts_ms, value);
+}
+
+/// The window of `metric` and `window_ms` in `windows`, once it has had a point.
+pub(crate) fn find<'w>(windows: &'w Keyed, metric: &str, window_ms: i64) -> Option<&'w Window> {
+    windows
+        .iter()
+        .find(|(m, ms, _)| m == metric && *ms == window_ms)
+        .map(|(_, _, w)| w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
