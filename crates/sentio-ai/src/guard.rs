@@ -7,7 +7,10 @@
 //! plainer question operators ask: is the value far outside the level and spread this series has
 //! shown, and does it stay there? It keeps a slow, winsorised level and spread (outliers move
 //! them only a little, so a developing fault is not learnt as normal within minutes), and alerts
-//! when `persist` consecutive points lie beyond `k` spreads, or one point beyond `2k`.
+//! when `persist` consecutive points lie beyond `k` spreads, or one point beyond `2k`, or one
+//! step between two readings lies beyond `2k` noise spreads away from the level (a jump: the
+//! band allows for the series' wander, a single step only for its noise), or a continuous
+//! series repeats one value far longer than it ever did (stuck).
 //! A level shift that persists is learnt after a few hundred points and the alert resolves.
 
 use serde::{Deserialize, Serialize};
