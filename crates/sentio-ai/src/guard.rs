@@ -7,7 +7,10 @@
 //! plainer question operators ask: is the value far outside the level and spread this series has
 //! shown, and does it stay there? It keeps a slow, winsorised level and spread (outliers move
 //! them only a little, so a developing fault is not learnt as normal within minutes), and alerts
-//! when `persist` consecutive points lie beyond `k` spreads, or one point beyond `2k`.
+//! when `persist` consecutive points lie beyond `k` spreads, or one point beyond `2k`, or one
+//! step between two readings lies beyond `2k` noise spreads away from the level (a jump: the
+//! band allows for the series' wander, a single step only for its noise), or a continuous
+//! series repeats one value far longer than it ever did (stuck).
 //! A level shift that persists is learnt after a few hundred points and the alert resolves.
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +63,9 @@ pub struct Guard {
     /// Share of readings that differ from the previous one (slowly learnt, frozen while stuck).
     #[serde(default)]
     change_rate: f64,
+    /// The current run of identical values has been alerted as stuck.
+    #[serde(default)]
+    stuck_alerted: bool,
     /// Alerts marked as false alarms: each widens the band by `FALSE_ALARM_FACTOR`.
     #[serde(default)]
     false_alarms: u32,
@@ -94,10 +100,13 @@ impl Guard {
         if step == 0.0 {
             self.same_run += 1;
         } else {
-            // A run just ended: it teaches the natural run length, flagged or not, so a series
-            // that is naturally flat for long stretches (counts, idle states) alerts once and
-            // then learns.
-            self.longest_run = self.longest_run.max(self.same_run);
+            // A run just ended: it teaches the natural run length unless it was alerted as
+            // stuck (a frozen sensor must not make the next freeze look natural), or a user has
+            // marked an alert on this series false (its long flat stretches are natural then).
+            if !self.stuck_alerted || self.false_alarms > 0 {
+                self.longest_run = self.longest_run.max(self.same_run);
+            }
+            self.stuck_alerted = false;
             self.same_run = 0;
             self.changes = self.changes.saturating_add(1);
         }
@@ -111,6 +120,20 @@ impl Guard {
             && value != 0.0
             && self.changes >= STUCK_MIN
             && self.same_run >= stuck_after;
+        self.stuck_alerted |= stuck;
+        // A jump: one step of twice the band in noise spreads, away from the level. The band
+        // allows for how far the series wanders (activity, load, the time of day), which it
+        // does over several readings; between two readings only noise moves it. A step back
+        // towards the level is a return, not a fault. Continuous series only (a count or a
+        // switch steps by design), and not out of or into an exact zero (an idle state ending
+        // or starting).
+        let noise = self.spread.max(self.floor());
+        let jump = self.seen > WARMUP
+            && continuous
+            && value != 0.0
+            && self.last != 0.0
+            && step > 2.0 * self.k() * noise
+            && (value - self.level).abs() > (self.last - self.level).abs();
         if !stuck {
             let changed = if step > 0.0 { 1.0 } else { 0.0 };
             let r = if self.seen > WARMUP {
@@ -130,7 +153,7 @@ impl Guard {
         let k = self.k();
         let out = warm && dev > k;
         self.out_run = if out { self.out_run + 1 } else { 0 };
-        let alert = warm && (self.out_run >= PERSIST || dev > 2.0 * k || stuck);
+        let alert = warm && (self.out_run >= PERSIST || dev > 2.0 * k || stuck || jump);
         let verdict = self.verdict(alert);
         if self.out_run >= REBASE_AFTER {
             let jump = (value - self.level).abs();
@@ -162,11 +185,15 @@ impl Guard {
     /// The spread used for the band (~1 sigma of the noise), never below the sensor's resolution
     /// nor a small fraction of the level.
     fn band_spread(&self) -> f64 {
-        let floor = self
-            .resolution
+        self.spread.max(1.25 * self.wander).max(self.floor())
+    }
+
+    /// The smallest spread the guard believes: the sensor's resolution, a small fraction of
+    /// the level.
+    fn floor(&self) -> f64 {
+        self.resolution
             .max(1e-3 * self.level.abs())
-            .max(f64::MIN_POSITIVE);
-        self.spread.max(1.25 * self.wander).max(floor)
+            .max(f64::MIN_POSITIVE)
     }
 
     /// The smallest non-zero change seen between consecutive readings (0 until one changed):
@@ -248,6 +275,47 @@ mod tests {
         let a = alerts(v);
         assert!(!a.is_empty() && a[0] >= 300 && a[0] < 360, "{a:?}");
         assert!(alerts((0..3000).map(|i| 20.0 + (noise(i) * 5.0).round() / 10.0)).is_empty());
+    }
+
+    /// A series that wanders widely with what it measures (a heart rate with activity): a
+    /// spike of 45 is well inside its band, but no step between two readings was ever that big.
+    fn wandering(i: usize) -> f64 {
+        100.0 + 40.0 * (i as f64 / 300.0).sin() + 5.0 * noise(i)
+    }
+
+    #[test]
+    fn a_spike_on_a_wandering_series_alerts_at_its_onset() {
+        assert!(alerts((0..5000).map(wandering)).is_empty());
+        let spiked =
+            (0..5000).map(|i| wandering(i) + if (3000..3020).contains(&i) { 45.0 } else { 0.0 });
+        let a = alerts(spiked);
+        assert!(
+            a.first() == Some(&3000) && a.iter().all(|i| (3000..=3020).contains(i)),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_sensor_that_freezes_twice_is_alerted_twice_until_a_user_says_it_is_natural() {
+        let frozen = |i: usize| (400..500).contains(&i) || (800..900).contains(&i);
+        let v: Vec<f64> = (0..1000)
+            .map(|i| 20.0 + (noise(if frozen(i) { 0 } else { i }) * 5.0).round() / 10.0)
+            .collect();
+        let mut g = Guard::default();
+        let a: Vec<usize> = (0..v.len()).filter(|&i| g.update(v[i]).alert).collect();
+        assert!(a.iter().any(|i| (400..460).contains(i)), "{a:?}");
+        assert!(a.iter().any(|i| (800..860).contains(i)), "{a:?}");
+        // Marked false: its flat stretches are natural, the next one teaches the run length.
+        g.mark_false_alarm();
+        let mut after = Vec::new();
+        for i in 0..1000 {
+            let x = 20.0 + (noise(if frozen(i) { 0 } else { i + 1000 }) * 5.0).round() / 10.0;
+            if g.update(x).alert {
+                after.push(i);
+            }
+        }
+        assert!(after.iter().any(|&i| (400..500).contains(&i)), "{after:?}");
+        assert!(!after.iter().any(|&i| (800..900).contains(&i)), "{after:?}");
     }
 
     #[test]
