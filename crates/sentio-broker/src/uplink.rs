@@ -55,6 +55,10 @@ pub struct EdgeReport {
     /// How far the edge's clock was ahead of this node's when the report arrived (negative:
     /// behind); none from an edge before clock checks.
     pub clock_skew_ms: Option<i64>,
+    /// Undelivered raw points the edge's disk budget degraded to minute rollups, ever.
+    pub degraded_points: u64,
+    /// Undelivered raw points its disk budget dropped, ever.
+    pub dropped_points: u64,
 }
 
 impl EdgeReport {
@@ -82,6 +86,8 @@ impl EdgeReports {
             policy: r.policy,
             reported_ms: *at,
             clock_skew_ms: r.clock_skew_ms(*at),
+            degraded_points: r.degraded_points,
+            dropped_points: r.dropped_points,
         })
     }
 

@@ -493,12 +493,9 @@ async fn session(
     const LIVE: usize = 0;
     const BACKLOG: usize = 1;
     const ROLLUPS: usize = 2;
-    // Lanes read from the outbox: the rollups lane only with the aggregates policy.
-    let read = if s.policy == UplinkPolicy::Aggregates {
-        lanes.len()
-    } else {
-        ROLLUPS
-    };
+    // Every lane is read from the outbox: the rollups lane carries the aggregates policy's
+    // minutes, and under any policy those the disk budget degraded undelivered points to.
+    let read = lanes.len();
     // The registry and the alerts: one message of each kind in flight at most; in
     // `unnumbered` as RECORDS + the kind's index.
     const RECORDS: usize = 3;
@@ -622,6 +619,7 @@ async fn session(
             }
             if let Ok(st) = outbox.outbox_status().await {
                 let now = sentio_core::time::now_ms();
+                let counts = outbox.outbox_counts().await.unwrap_or_default();
                 let report = wire::StatusReport {
                     pending_batches: st.pending_batches,
                     pending_points: st.pending_points,
@@ -632,6 +630,8 @@ async fn session(
                     backlog_drain_rate: state.backlog_drain_rate.load(Ordering::Relaxed),
                     policy: s.policy,
                     clock_ms: Some(now),
+                    degraded_points: counts.degraded_points(),
+                    dropped_points: counts.dropped_points(),
                 };
                 let _ = client.try_publish(
                     status_topic.clone(),

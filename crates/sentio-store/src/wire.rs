@@ -340,6 +340,11 @@ pub struct StatusReport {
     /// The edge's clock when it sent the report (ms since the epoch; none from an edge before
     /// clock checks), so the cloud can flag an edge whose clock is off.
     pub clock_ms: Option<i64>,
+    /// Undelivered raw points the edge's disk budget replaced by their minute rollups, ever
+    /// (0 from an edge before budget counts).
+    pub degraded_points: u64,
+    /// Undelivered raw points its disk budget removed, ever.
+    pub dropped_points: u64,
 }
 
 impl StatusReport {
@@ -351,10 +356,11 @@ impl StatusReport {
     }
 }
 
-/// Encodes a status report: the version byte, then nine varints (the age plus one, 0 for
-/// none; the policy, 0 raw and 1 aggregates; the clock plus one last); a report of an edge
-/// before lanes ends after the fourth, one before policies after the seventh, one before clock
-/// checks after the eighth.
+/// Encodes a status report: the version byte, then eleven varints (the age plus one, 0 for
+/// none; the policy, 0 raw and 1 aggregates; the clock plus one; the degraded and dropped
+/// points last); a report of an edge before lanes ends after the fourth, one before policies
+/// after the seventh, one before clock checks after the eighth, one before budget counts after
+/// the ninth.
 pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     let mut out = vec![VERSION];
     put_varint(&mut out, r.pending_batches);
@@ -376,6 +382,8 @@ pub fn encode_status(r: &StatusReport) -> Vec<u8> {
         r.clock_ms
             .map_or(0, |c| (c.max(0) as u64).saturating_add(1)),
     );
+    put_varint(&mut out, r.degraded_points);
+    put_varint(&mut out, r.dropped_points);
     out
 }
 
@@ -410,6 +418,10 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
             .checked_sub(1)
             .map(|c| i64::try_from(c).map_err(|_| WireError("clock".into())))
             .transpose()?;
+    }
+    if !r.bytes.is_empty() {
+        report.degraded_points = r.varint()?;
+        report.dropped_points = r.varint()?;
     }
     if !r.bytes.is_empty() {
         return Reader::err("bytes after the report");
@@ -791,16 +803,23 @@ mod tests {
                 backlog_drain_rate: 500,
                 policy: crate::UplinkPolicy::Aggregates,
                 clock_ms: Some(1_780_000_000_000),
+                degraded_points: 12_345,
+                dropped_points: 7,
             },
         ] {
             let full = encode_status(&r);
             assert_eq!(decode_status(&full).unwrap(), r);
-            // A report from an edge before clock checks: no clock.
+            // A report from an edge before budget counts: none; one before clock checks: no
+            // clock.
             let r = StatusReport {
                 clock_ms: None,
+                degraded_points: 0,
+                dropped_points: 0,
                 ..r
             };
             let bytes = encode_status(&r);
+            let bytes = &bytes[..bytes.len() - 2];
+            assert_eq!(decode_status(bytes).unwrap(), r);
             assert_eq!(decode_status(&bytes[..bytes.len() - 1]).unwrap(), r);
             let bytes = &bytes[..bytes.len() - 1];
             // A report from an edge before policies: raw.
@@ -808,8 +827,9 @@ mod tests {
             assert_eq!(before_policy.policy, crate::UplinkPolicy::Raw);
             assert_eq!(before_policy.backlog_drain_rate, r.backlog_drain_rate);
             // A report from an edge before lanes: no backlog.
-            // The zeroed one's three 1-byte backlog varints and its clock, and the policy.
-            let trailing = bytes.len() + 5
+            // The zeroed one's three 1-byte backlog varints, its clock and two budget counts,
+            // and the policy.
+            let trailing = bytes.len() + 7
                 - encode_status(&StatusReport {
                     backlog_batches: 0,
                     backlog_points: 0,

@@ -29,7 +29,7 @@ const DETECTOR: &str = "edge_link";
 const CLOCK_DETECTOR: &str = "edge_clock";
 
 /// The device kind an edge's alert carries (for notification grouping and routes).
-const EDGE_KIND: &str = "edge";
+pub(crate) const EDGE_KIND: &str = "edge";
 
 /// One edge as the watch knows it.
 #[derive(Default)]
@@ -256,7 +256,7 @@ fn offline_alert(user: &str, id: &str, since: i64, now: i64) -> Alert {
 }
 
 /// An open alert on the edge of `user` as a whole, opened at `opened_ms`.
-fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) -> Alert {
+pub(crate) fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) -> Alert {
     Alert {
         id: AlertId::UNSAVED,
         device: user.to_string(),
