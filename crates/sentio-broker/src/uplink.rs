@@ -142,7 +142,7 @@ pub(crate) async fn apply_records(
     };
     let decoded = match kind {
         Records::Registry => wire::decode_registry(&event.payload).map(Decoded::Registry),
-        Records::Alerts => wire::decode_alerts(&event.payload).map(Decoded::Alerts),
+        Records::Alerts => wire::decode_edge_alerts(&event.payload, &edge).map(Decoded::Alerts),
     };
     let decoded = match decoded {
         Ok(d) => d,

@@ -511,8 +511,25 @@ pub fn encode_alerts(alerts: &[sentio_core::Alert]) -> Vec<u8> {
     out
 }
 
-/// Decodes [`encode_alerts`]: each alert with the edge's id (never [`sentio_core::AlertId::UNSAVED`]).
+/// Decodes [`encode_alerts`]: each alert with the edge's id (never [`sentio_core::AlertId::UNSAVED`]),
+/// on a device.
 pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireError> {
+    decode_alerts_on(payload, None)
+}
+
+/// Decodes [`encode_alerts`] from edge `edge`: on a device, or on the edge itself
+/// (`edge:<edge>`, its disk budget's alert); an alert on another edge is refused.
+pub fn decode_edge_alerts(
+    payload: &[u8],
+    edge: &sentio_core::EdgeId,
+) -> Result<Vec<sentio_core::Alert>, WireError> {
+    decode_alerts_on(payload, Some(&crate::edge_username(edge)))
+}
+
+fn decode_alerts_on(
+    payload: &[u8],
+    own: Option<&str>,
+) -> Result<Vec<sentio_core::Alert>, WireError> {
     let Some((&VERSION, json)) = payload.split_first() else {
         return Reader::err("unknown version");
     };
@@ -525,7 +542,9 @@ pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireErro
             if r.id <= 0 {
                 return Err(bad("id"));
             }
-            DeviceId::parse(&r.device).map_err(|_| bad("device id"))?;
+            if DeviceId::parse(&r.device).is_err() && own != Some(r.device.as_str()) {
+                return Err(bad("device id"));
+            }
             Ok(sentio_core::Alert {
                 id: sentio_core::AlertId::new(r.id),
                 state: sentio_core::AlertState::parse(&r.state).ok_or_else(|| bad("state"))?,
@@ -787,6 +806,38 @@ mod tests {
         assert!(decode_registry(&encode_registry(&[bad])).is_err());
         assert!(decode_registry(&[]).is_err());
         assert!(decode_registry(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn an_edge_sends_alerts_on_its_devices_and_on_itself_never_on_another_edge() {
+        let edge = sentio_core::EdgeId::parse("site-1").unwrap();
+        let alert = |device: &str| sentio_core::Alert {
+            id: sentio_core::AlertId::new(3),
+            device: device.into(),
+            metric: sentio_core::Subject::Device.label(),
+            state: sentio_core::AlertState::Open,
+            opened_ms: 1_000,
+            last_anomaly_ms: 2_000,
+            resolved_ms: None,
+            anomalous_points: 0,
+            explanation: sentio_core::Explanation::default(),
+            peak: sentio_core::Explanation::default(),
+            feedback: None,
+            ack: None,
+            resolved_by: None,
+            silenced_by: None,
+        };
+        let on = |device: &str| encode_alerts(&[alert(device)]);
+        assert_eq!(
+            decode_edge_alerts(&on("pump-1"), &edge).unwrap(),
+            vec![alert("pump-1")]
+        );
+        assert_eq!(
+            decode_edge_alerts(&on("edge:site-1"), &edge).unwrap(),
+            vec![alert("edge:site-1")]
+        );
+        assert!(decode_edge_alerts(&on("edge:site-2"), &edge).is_err());
+        assert!(decode_alerts(&on("edge:site-1")).is_err());
     }
 
     #[test]
