@@ -9,9 +9,10 @@
 //! share of the window ([`UplinkSettings::live_window`]) so it always progresses. A live
 //! batch waits up to [`UplinkSettings::coalesce`] (or until
 //! [`UplinkSettings::coalesce_points`] are ready) so that small commits share a message; the
-//! backlog never waits. With the aggregates policy a third lane, [`Lane::Rollups`], carries
-//! the 1-minute rollups the store records as it rolls minutes up (`up/rollups`), beside the
-//! live lane, without waiting.
+//! backlog never waits. A third lane, [`Lane::Rollups`], carries 1-minute rollups
+//! (`up/rollups`), beside the live lane, without waiting: with the aggregates policy those the
+//! store records as it rolls minutes up, under any policy those the disk budget degraded
+//! undelivered points to.
 //!
 //! **Invariant:** a batch is recorded as delivered ([`OutboxStore::outbox_acked`]) only after
 //! the PUBACK of its last part, and only when every earlier part of its lane is acknowledged
