@@ -211,7 +211,24 @@ async fn under_any_mix_of_appends_acknowledgements_and_budget_passes_the_counts_
                     maintain_all(&s, t + 10 * MIN).await;
                 }
             }
-            assert_balanced(&store.outbox_counts().await.unwrap());
+            let counts = store.outbox_counts().await.unwrap();
+            assert_balanced(&counts);
+            // Pending counts points that are there to send: none went silently.
+            let status = store.outbox_status().await.unwrap();
+            for lane in [Lane::Points, Lane::Backlog] {
+                let there: usize = store
+                    .outbox_batches(lane, status.lane(lane).acked, 100_000, usize::MAX)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.points().count())
+                    .sum();
+                assert_eq!(
+                    there as u64,
+                    counts.lane(lane).pending,
+                    "seed {seed} {lane:?}"
+                );
+            }
         }
         let c = store.outbox_counts().await.unwrap();
         println!("seed {seed}: {c:?}");

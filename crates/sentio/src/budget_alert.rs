@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use sentio_core::{AlertId, AlertKind, AlertState, EdgeId, Explanation};
 use sentio_pipeline::{Notice, NoticeEvent, NoticeSender};
-use sentio_store::{
-    AlertFilter, AlertStore, OutboxCounts, OutboxStore, RetentionStore, edge_username,
-};
+use sentio_store::{AlertStore, OutboxCounts, OutboxStore, RetentionStore, edge_username};
 use tracing::{info, warn};
 
 /// How often the counts are looked at (a maintenance pass runs every 5 s).
@@ -39,16 +37,8 @@ pub(crate) async fn run(
 ) {
     tokio::pin!(stop);
     let user = edge_username(&edge);
-    let mut open = s
-        .alerts
-        .list_alerts(AlertFilter {
-            state: Some(AlertState::Open),
-            device: Some(user.clone()),
-            acknowledged: None,
-            limit: 16,
-        })
+    let mut open = crate::edge_watch::open_on(&*s.alerts, &user)
         .await
-        .unwrap_or_default()
         .into_iter()
         .find(|a| a.explanation.detector == DETECTOR);
     let mut seen = s.outbox.outbox_counts().await.unwrap_or_default();
@@ -137,5 +127,119 @@ fn explanation(c: &OutboxCounts) -> Explanation {
             c.dropped_points()
         ),
         ..Explanation::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sentio_core::{Alert, DeviceId, Point};
+    use sentio_store::{Lane, Maintenance, SeriesStore, SqliteStore};
+
+    /// Waits for the next notice (the watch looks every 2 s).
+    async fn next(rx: &mut tokio::sync::mpsc::Receiver<Notice>) -> Notice {
+        tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("no notice in time")
+            .expect("the watch stopped")
+    }
+
+    /// Maintenance passes until the store has nothing left to do now.
+    async fn maintain(store: &SqliteStore, now: i64) {
+        while store.maintain(now).await.unwrap().more {}
+    }
+
+    /// The one open alert on the edge once its message names `degraded` points.
+    async fn eventually_open(store: &SqliteStore, degraded: u64) -> Alert {
+        let said = format!("{degraded} undelivered raw points");
+        for _ in 0..100 {
+            let open = crate::edge_watch::open_on(store, "edge:site-1").await;
+            assert_eq!(open.len(), 1, "{open:?}");
+            if open[0].explanation.message.contains(&said) {
+                return open[0].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the alert never said {said}");
+    }
+
+    #[tokio::test]
+    async fn a_pass_that_degrades_opens_one_alert_resolved_once_under_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        store.enable_outbox();
+        store.set_outbox_lane(Lane::Backlog);
+        // Three undelivered hours of full-precision points, rolled up.
+        let t0 = (sentio_core::time::now_ms() - 4 * 3_600_000).div_euclid(3_600_000) * 3_600_000;
+        let device = DeviceId::parse("meter-1").unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let points: Vec<Point> = (0..3 * 3_600)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                Point {
+                    device: device.clone(),
+                    metric: "t".into(),
+                    ts_ms: t0 + i * 1_000,
+                    value: (x >> 11) as f64,
+                }
+            })
+            .collect();
+        for batch in points.chunks(600) {
+            store.append(batch).await.unwrap();
+        }
+        store.seal_all().await.unwrap();
+        let now = sentio_core::time::now_ms();
+        maintain(&store, now).await;
+        store.checkpoint().await.unwrap();
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sources = Sources {
+            outbox: store.clone(),
+            storage: store.clone(),
+            alerts: store.clone(),
+        };
+        let edge = EdgeId::parse("site-1").unwrap();
+        let watch = tokio::spawn(run(edge, sources, tx, async {
+            let _ = stopped.await;
+        }));
+        // Over a budget of half the database: undelivered points are degraded, one alert opens.
+        let st = store.storage().await.unwrap();
+        store.set_disk_budget(Some((st.bytes - st.free_bytes) / 2));
+        maintain(&store, now).await;
+        let degraded = store.outbox_counts().await.unwrap().degraded_points();
+        assert!(degraded > 0);
+        let opened = next(&mut rx).await;
+        assert_eq!(opened.event, NoticeEvent::Opened);
+        assert_eq!(opened.alert.device, "edge:site-1");
+        assert_eq!(opened.alert.explanation.detector, DETECTOR);
+        assert!(
+            opened
+                .alert
+                .explanation
+                .message
+                .contains("undelivered raw points were replaced by their minute rollups"),
+            "{}",
+            opened.alert.explanation.message
+        );
+        // One alert, its message kept current with the counts.
+        let current = eventually_open(&store, degraded).await;
+        assert_eq!(current.id, opened.alert.id);
+        // Under the budget again (none now): resolved, and no second alert.
+        store.set_disk_budget(None);
+        maintain(&store, now).await;
+        let resolved = next(&mut rx).await;
+        assert_eq!(resolved.event, NoticeEvent::Resolved);
+        assert_eq!(resolved.alert.id, opened.alert.id);
+        assert!(
+            crate::edge_watch::open_on(&*store, "edge:site-1")
+                .await
+                .is_empty()
+        );
+        let _ = stop.send(());
+        watch.await.unwrap();
+        assert!(rx.try_recv().is_err());
     }
 }

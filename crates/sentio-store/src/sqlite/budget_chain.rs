@@ -31,6 +31,9 @@ const DEGRADE_CHUNKS_PER_STEP: i64 = 4;
 /// Chunks looked at per step for a series to work on (oldest first).
 const CANDIDATE_CHUNKS: i64 = 4_096;
 
+/// Spans with their series.
+type SeriesSpans = Vec<(i64, Span)>;
+
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -202,7 +205,7 @@ fn degrade(conn: &mut Connection, pending: &mut Pending) -> Result<Option<u64>> 
             let Some((lane, blob)) = row(&tx, seq)? else {
                 continue; // acknowledged meanwhile: delivered, not degraded
             };
-            let (gone, kept): (Vec<(i64, Span)>, Vec<(i64, Span)>) = spans_of(&blob)?
+            let (gone, kept): (SeriesSpans, SeriesSpans) = spans_of(&blob)?
                 .into_iter()
                 .partition(|(s, span)| *s == sid && span.last < cut);
             for (_, span) in &gone {

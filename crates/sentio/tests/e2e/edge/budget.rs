@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::support::fault_proxy::Fault;
 use crate::support::*;
 
+use super::aggregates::per_minute;
 use super::uplink::{EDGE, METRICS, Pair, series};
 
 const MINUTE: i64 = 60_000;
@@ -112,29 +113,6 @@ async fn budget_alert(http: &str) -> Option<Value> {
             a["device"] == format!("edge:{EDGE}") && a["explanation"]["detector"] == "edge_budget"
         })
         .cloned()
-}
-
-/// Per minute of `[from, to)`: the count of a series.
-async fn minute_counts(
-    http: &str,
-    device: &str,
-    metric: &str,
-    (from, to): (i64, i64),
-) -> Vec<(i64, u64)> {
-    let (status, body) = api_at(
-        http,
-        "GET",
-        &format!("/api/v1/devices/{device}/series/{metric}?from={from}&to={to}&step=1m&agg=count&limit=10000"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap() as u64))
-        .collect()
 }
 
 /// The edge's storage (`/api/v1/storage`).
@@ -236,11 +214,12 @@ async fn over_a_tiny_disk_budget_a_cut_off_edge_degrades_to_rollups_and_counts_e
                 .count() as u64;
             // Per minute, the cloud answers as the edge does: its own points' rollups where it
             // got them, the edge's rollups for the degraded minutes.
-            let edge = minute_counts(&pair.edge_http, &device, metric, (t0, end)).await;
-            let cloud = minute_counts(&pair.cloud_http, &device, metric, (t0, end)).await;
+            let (edge, _) = per_minute(&pair.edge_http, &device, metric, (t0, end), "count").await;
+            let (cloud, _) =
+                per_minute(&pair.cloud_http, &device, metric, (t0, end), "count").await;
             assert_eq!(cloud, edge, "{device}/{metric} per minute");
             for (b, n) in cloud {
-                *cloud_minutes.entry(b).or_default() += n;
+                *cloud_minutes.entry(b).or_default() += n as u64;
             }
         }
     }
