@@ -133,7 +133,7 @@ fn explanation(c: &OutboxCounts) -> Explanation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sentio_core::{Alert, DeviceId, Point};
+    use sentio_core::{DeviceId, Point};
     use sentio_store::{Lane, Maintenance, SeriesStore, SqliteStore};
 
     /// Waits for the next notice (the watch looks every 2 s).
@@ -147,20 +147,6 @@ mod tests {
     /// Maintenance passes until the store has nothing left to do now.
     async fn maintain(store: &SqliteStore, now: i64) {
         while store.maintain(now).await.unwrap().more {}
-    }
-
-    /// The one open alert on the edge once its message names `degraded` points.
-    async fn eventually_open(store: &SqliteStore, degraded: u64) -> Alert {
-        let said = format!("{degraded} undelivered raw points");
-        for _ in 0..100 {
-            let open = crate::edge_watch::open_on(store, "edge:site-1").await;
-            assert_eq!(open.len(), 1, "{open:?}");
-            if open[0].explanation.message.contains(&said) {
-                return open[0].clone();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the alert never said {said}");
     }
 
     #[tokio::test]
@@ -224,9 +210,6 @@ mod tests {
             "{}",
             opened.alert.explanation.message
         );
-        // One alert, its message kept current with the counts.
-        let current = eventually_open(&store, degraded).await;
-        assert_eq!(current.id, opened.alert.id);
         // Under the budget again (none now): resolved, and no second alert.
         store.set_disk_budget(None);
         maintain(&store, now).await;
