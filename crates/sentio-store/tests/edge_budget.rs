@@ -234,3 +234,53 @@ async fn under_any_mix_of_appends_acknowledgements_and_budget_passes_the_counts_
         println!("seed {seed}: {c:?}");
     }
 }
+
+#[tokio::test]
+async fn with_nothing_to_degrade_the_oldest_undelivered_batches_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let s = Stores::of(store.clone());
+    store.enable_outbox();
+    store.set_outbox_lane(Lane::Backlog);
+    for d in DEVICES {
+        s.registry.create_device(NewDevice::new(d)).await.unwrap();
+    }
+    let mut noise = Noise(0x1234_5678_9ABC_DEF1);
+    // Six hours, none delivered, none rolled up yet (maintenance runs "now", at their end).
+    let end = T0 + 6 * HOUR;
+    append(&s, &store, &mut noise, (T0, end), 10 * MIN).await;
+    store.seal_all().await.unwrap();
+    store.checkpoint().await.unwrap();
+    let live = live_bytes(&s).await;
+    s.maintenance.set_disk_budget(Some(live * 8 / 10));
+    maintain_all(&s, T0).await;
+    let c = store.outbox_counts().await.unwrap();
+    assert_balanced(&c);
+    assert!(
+        c.backlog.dropped > 0,
+        "{c:?} {live} -> {}",
+        live_bytes(&s).await
+    );
+    assert_eq!(c.degraded_points(), 0, "{c:?}");
+    // The oldest went, counted; what is left pending is there to send.
+    for d in DEVICES {
+        assert!(
+            !has_raw(&s, d, T0, T0 + 10 * MIN).await,
+            "{d}: the oldest batch dropped"
+        );
+        let now_live = live_bytes(&s).await;
+        assert!(
+            has_raw(&s, d, end - 10 * MIN, end).await,
+            "{d}: the newest kept: {c:?} {live} -> {now_live}"
+        );
+    }
+    let left: usize = store
+        .outbox_batches(Lane::Backlog, BatchSeq(0), 1_000, usize::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.points().count())
+        .sum();
+    assert_eq!(left as u64, c.backlog.pending);
+    assert_eq!(c.backlog.dropped + c.backlog.pending, 2 * 6 * 3600);
+}
