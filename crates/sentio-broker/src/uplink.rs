@@ -55,6 +55,10 @@ pub struct EdgeReport {
     /// How far the edge's clock was ahead of this node's when the report arrived (negative:
     /// behind); none from an edge before clock checks.
     pub clock_skew_ms: Option<i64>,
+    /// Undelivered raw points the edge's disk budget degraded to minute rollups, ever.
+    pub degraded_points: u64,
+    /// Undelivered raw points its disk budget dropped, ever.
+    pub dropped_points: u64,
 }
 
 impl EdgeReport {
@@ -82,6 +86,8 @@ impl EdgeReports {
             policy: r.policy,
             reported_ms: *at,
             clock_skew_ms: r.clock_skew_ms(*at),
+            degraded_points: r.degraded_points,
+            dropped_points: r.dropped_points,
         })
     }
 
@@ -136,7 +142,7 @@ pub(crate) async fn apply_records(
     };
     let decoded = match kind {
         Records::Registry => wire::decode_registry(&event.payload).map(Decoded::Registry),
-        Records::Alerts => wire::decode_alerts(&event.payload).map(Decoded::Alerts),
+        Records::Alerts => wire::decode_edge_alerts(&event.payload, &edge).map(Decoded::Alerts),
     };
     let decoded = match decoded {
         Ok(d) => d,

@@ -9,9 +9,10 @@
 //! share of the window ([`UplinkSettings::live_window`]) so it always progresses. A live
 //! batch waits up to [`UplinkSettings::coalesce`] (or until
 //! [`UplinkSettings::coalesce_points`] are ready) so that small commits share a message; the
-//! backlog never waits. With the aggregates policy a third lane, [`Lane::Rollups`], carries
-//! the 1-minute rollups the store records as it rolls minutes up (`up/rollups`), beside the
-//! live lane, without waiting.
+//! backlog never waits. A third lane, [`Lane::Rollups`], carries 1-minute rollups
+//! (`up/rollups`), beside the live lane, without waiting: with the aggregates policy those the
+//! store records as it rolls minutes up, under any policy those the disk budget degraded
+//! undelivered points to.
 //!
 //! **Invariant:** a batch is recorded as delivered ([`OutboxStore::outbox_acked`]) only after
 //! the PUBACK of its last part, and only when every earlier part of its lane is acknowledged
@@ -493,12 +494,9 @@ async fn session(
     const LIVE: usize = 0;
     const BACKLOG: usize = 1;
     const ROLLUPS: usize = 2;
-    // Lanes read from the outbox: the rollups lane only with the aggregates policy.
-    let read = if s.policy == UplinkPolicy::Aggregates {
-        lanes.len()
-    } else {
-        ROLLUPS
-    };
+    // Every lane is read from the outbox: the rollups lane carries the aggregates policy's
+    // minutes, and under any policy those the disk budget degraded undelivered points to.
+    let read = lanes.len();
     // The registry and the alerts: one message of each kind in flight at most; in
     // `unnumbered` as RECORDS + the kind's index.
     const RECORDS: usize = 3;
@@ -622,6 +620,7 @@ async fn session(
             }
             if let Ok(st) = outbox.outbox_status().await {
                 let now = sentio_core::time::now_ms();
+                let counts = outbox.outbox_counts().await.unwrap_or_default();
                 let report = wire::StatusReport {
                     pending_batches: st.pending_batches,
                     pending_points: st.pending_points,
@@ -632,6 +631,8 @@ async fn session(
                     backlog_drain_rate: state.backlog_drain_rate.load(Ordering::Relaxed),
                     policy: s.policy,
                     clock_ms: Some(now),
+                    degraded_points: counts.degraded_points(),
+                    dropped_points: counts.dropped_points(),
                 };
                 let _ = client.try_publish(
                     status_topic.clone(),

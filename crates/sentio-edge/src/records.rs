@@ -119,11 +119,13 @@ impl Acked {
                     .await
                     .ok()?;
                 let mut out = Vec::new();
-                // A device's alerts only: this node's own system alerts (an edge of its own
-                // offline, on `edge:<id>`) are not a device's, and stay here.
+                // A device's alerts, and this edge's own (its disk budget, on `edge:<this
+                // id>`); its alerts about edges of its own (offline, on `edge:<their id>`)
+                // stay here.
+                let own = sentio_store::edge_username(edge);
                 for a in alerts
                     .into_iter()
-                    .filter(|a| DeviceId::parse(&a.device).is_ok())
+                    .filter(|a| DeviceId::parse(&a.device).is_ok() || a.device == own)
                 {
                     let dg = digest(&wire::encode_alerts(std::slice::from_ref(&a)));
                     if changed(&a.id.to_string(), dg) {

@@ -183,6 +183,63 @@ pub struct LaneStatus {
     pub oldest_pending_ms: Option<i64>,
 }
 
+/// What one lane of the outbox took in and what became of it, in points (the rollups lane:
+/// rows), kept in the database so they survive restarts. **Invariant:** `accepted ==
+/// delivered + degraded + dropped + pending` ([`LaneCounts::balanced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LaneCounts {
+    /// Recorded in the outbox (committed).
+    pub accepted: u64,
+    /// Acknowledged by the cloud.
+    pub delivered: u64,
+    /// Undelivered, replaced under the disk budget by their minutes' rollups (which go up on
+    /// the rollups lane instead).
+    pub degraded: u64,
+    /// Undelivered, removed under the disk budget.
+    pub dropped: u64,
+    /// Still waiting to go up.
+    pub pending: u64,
+}
+
+impl LaneCounts {
+    /// Whether the identity holds.
+    pub fn balanced(&self) -> bool {
+        self.accepted == self.delivered + self.degraded + self.dropped + self.pending
+    }
+}
+
+/// [`LaneCounts`] of every lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxCounts {
+    /// The live lane ([`Lane::Points`]).
+    pub live: LaneCounts,
+    /// The backlog lane ([`Lane::Backlog`]).
+    pub backlog: LaneCounts,
+    /// The rollups lane ([`Lane::Rollups`]; rows).
+    pub rollups: LaneCounts,
+}
+
+impl OutboxCounts {
+    /// The counts of one lane.
+    pub fn lane(&self, lane: Lane) -> &LaneCounts {
+        match lane {
+            Lane::Points => &self.live,
+            Lane::Backlog => &self.backlog,
+            Lane::Rollups => &self.rollups,
+        }
+    }
+
+    /// Raw points (live and backlog lanes) degraded.
+    pub fn degraded_points(&self) -> u64 {
+        self.live.degraded + self.backlog.degraded
+    }
+
+    /// Raw points (live and backlog lanes) dropped.
+    pub fn dropped_points(&self) -> u64 {
+        self.live.dropped + self.backlog.dropped
+    }
+}
+
 /// How far the outbox has been delivered: totals over the lanes, and each lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxStatus {

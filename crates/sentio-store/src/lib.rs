@@ -43,9 +43,9 @@ pub mod wire;
 
 pub use backup::{BackupReport, backup, restore};
 pub use edge::{
-    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, LaneStatus,
-    OutboxBatch, OutboxStatus, PART_POINTS, RegistryApplied, RollupBatch, SeriesRollups,
-    UplinkBatch, UplinkPolicy, UplinkRollups, WindowRecorded, edge_username,
+    Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane, LaneCounts,
+    LaneStatus, OutboxBatch, OutboxCounts, OutboxStatus, PART_POINTS, RegistryApplied, RollupBatch,
+    SeriesRollups, UplinkBatch, UplinkPolicy, UplinkRollups, WindowRecorded, edge_username,
 };
 pub use error::StoreError;
 pub use model::{

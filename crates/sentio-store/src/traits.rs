@@ -447,6 +447,9 @@ pub trait OutboxStore: Send + Sync {
     async fn outbox_acked(&self, lane: crate::Lane, seq: crate::BatchSeq) -> Result<()>;
     /// What is pending and since when.
     async fn outbox_status(&self) -> Result<crate::OutboxStatus>;
+    /// Per lane: points accepted, delivered, degraded and dropped under the disk budget, and
+    /// pending (kept across restarts; [`crate::LaneCounts::balanced`] always holds).
+    async fn outbox_counts(&self) -> Result<crate::OutboxCounts>;
     /// Whether each rollup transaction of the store records its minutes as a batch of
     /// [`crate::Lane::Rollups`], in that transaction (the aggregates policy); kept in the
     /// database, off by default.

@@ -340,6 +340,11 @@ pub struct StatusReport {
     /// The edge's clock when it sent the report (ms since the epoch; none from an edge before
     /// clock checks), so the cloud can flag an edge whose clock is off.
     pub clock_ms: Option<i64>,
+    /// Undelivered raw points the edge's disk budget replaced by their minute rollups, ever
+    /// (0 from an edge before budget counts).
+    pub degraded_points: u64,
+    /// Undelivered raw points its disk budget removed, ever.
+    pub dropped_points: u64,
 }
 
 impl StatusReport {
@@ -351,10 +356,11 @@ impl StatusReport {
     }
 }
 
-/// Encodes a status report: the version byte, then nine varints (the age plus one, 0 for
-/// none; the policy, 0 raw and 1 aggregates; the clock plus one last); a report of an edge
-/// before lanes ends after the fourth, one before policies after the seventh, one before clock
-/// checks after the eighth.
+/// Encodes a status report: the version byte, then eleven varints (the age plus one, 0 for
+/// none; the policy, 0 raw and 1 aggregates; the clock plus one; the degraded and dropped
+/// points last); a report of an edge before lanes ends after the fourth, one before policies
+/// after the seventh, one before clock checks after the eighth, one before budget counts after
+/// the ninth.
 pub fn encode_status(r: &StatusReport) -> Vec<u8> {
     let mut out = vec![VERSION];
     put_varint(&mut out, r.pending_batches);
@@ -376,6 +382,8 @@ pub fn encode_status(r: &StatusReport) -> Vec<u8> {
         r.clock_ms
             .map_or(0, |c| (c.max(0) as u64).saturating_add(1)),
     );
+    put_varint(&mut out, r.degraded_points);
+    put_varint(&mut out, r.dropped_points);
     out
 }
 
@@ -410,6 +418,10 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusReport, WireError> {
             .checked_sub(1)
             .map(|c| i64::try_from(c).map_err(|_| WireError("clock".into())))
             .transpose()?;
+    }
+    if !r.bytes.is_empty() {
+        report.degraded_points = r.varint()?;
+        report.dropped_points = r.varint()?;
     }
     if !r.bytes.is_empty() {
         return Reader::err("bytes after the report");
@@ -499,8 +511,25 @@ pub fn encode_alerts(alerts: &[sentio_core::Alert]) -> Vec<u8> {
     out
 }
 
-/// Decodes [`encode_alerts`]: each alert with the edge's id (never [`sentio_core::AlertId::UNSAVED`]).
+/// Decodes [`encode_alerts`]: each alert with the edge's id (never [`sentio_core::AlertId::UNSAVED`]),
+/// on a device.
 pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireError> {
+    decode_alerts_on(payload, None)
+}
+
+/// Decodes [`encode_alerts`] from edge `edge`: on a device, or on the edge itself
+/// (`edge:<edge>`, its disk budget's alert); an alert on another edge is refused.
+pub fn decode_edge_alerts(
+    payload: &[u8],
+    edge: &sentio_core::EdgeId,
+) -> Result<Vec<sentio_core::Alert>, WireError> {
+    decode_alerts_on(payload, Some(&crate::edge_username(edge)))
+}
+
+fn decode_alerts_on(
+    payload: &[u8],
+    own: Option<&str>,
+) -> Result<Vec<sentio_core::Alert>, WireError> {
     let Some((&VERSION, json)) = payload.split_first() else {
         return Reader::err("unknown version");
     };
@@ -513,7 +542,9 @@ pub fn decode_alerts(payload: &[u8]) -> Result<Vec<sentio_core::Alert>, WireErro
             if r.id <= 0 {
                 return Err(bad("id"));
             }
-            DeviceId::parse(&r.device).map_err(|_| bad("device id"))?;
+            if DeviceId::parse(&r.device).is_err() && own != Some(r.device.as_str()) {
+                return Err(bad("device id"));
+            }
             Ok(sentio_core::Alert {
                 id: sentio_core::AlertId::new(r.id),
                 state: sentio_core::AlertState::parse(&r.state).ok_or_else(|| bad("state"))?,
@@ -778,6 +809,38 @@ mod tests {
     }
 
     #[test]
+    fn an_edge_sends_alerts_on_its_devices_and_on_itself_never_on_another_edge() {
+        let edge = sentio_core::EdgeId::parse("site-1").unwrap();
+        let alert = |device: &str| sentio_core::Alert {
+            id: sentio_core::AlertId::new(3),
+            device: device.into(),
+            metric: sentio_core::Subject::Device.label(),
+            state: sentio_core::AlertState::Open,
+            opened_ms: 1_000,
+            last_anomaly_ms: 2_000,
+            resolved_ms: None,
+            anomalous_points: 0,
+            explanation: sentio_core::Explanation::default(),
+            peak: sentio_core::Explanation::default(),
+            feedback: None,
+            ack: None,
+            resolved_by: None,
+            silenced_by: None,
+        };
+        let on = |device: &str| encode_alerts(&[alert(device)]);
+        assert_eq!(
+            decode_edge_alerts(&on("pump-1"), &edge).unwrap(),
+            vec![alert("pump-1")]
+        );
+        assert_eq!(
+            decode_edge_alerts(&on("edge:site-1"), &edge).unwrap(),
+            vec![alert("edge:site-1")]
+        );
+        assert!(decode_edge_alerts(&on("edge:site-2"), &edge).is_err());
+        assert!(decode_alerts(&on("edge:site-1")).is_err());
+    }
+
+    #[test]
     fn status_reports_round_trip() {
         for r in [
             StatusReport::default(),
@@ -791,16 +854,23 @@ mod tests {
                 backlog_drain_rate: 500,
                 policy: crate::UplinkPolicy::Aggregates,
                 clock_ms: Some(1_780_000_000_000),
+                degraded_points: 12_345,
+                dropped_points: 7,
             },
         ] {
             let full = encode_status(&r);
             assert_eq!(decode_status(&full).unwrap(), r);
-            // A report from an edge before clock checks: no clock.
+            // A report from an edge before budget counts: none; one before clock checks: no
+            // clock.
             let r = StatusReport {
                 clock_ms: None,
+                degraded_points: 0,
+                dropped_points: 0,
                 ..r
             };
             let bytes = encode_status(&r);
+            let bytes = &bytes[..bytes.len() - 2];
+            assert_eq!(decode_status(bytes).unwrap(), r);
             assert_eq!(decode_status(&bytes[..bytes.len() - 1]).unwrap(), r);
             let bytes = &bytes[..bytes.len() - 1];
             // A report from an edge before policies: raw.
@@ -808,8 +878,9 @@ mod tests {
             assert_eq!(before_policy.policy, crate::UplinkPolicy::Raw);
             assert_eq!(before_policy.backlog_drain_rate, r.backlog_drain_rate);
             // A report from an edge before lanes: no backlog.
-            // The zeroed one's three 1-byte backlog varints and its clock, and the policy.
-            let trailing = bytes.len() + 5
+            // The zeroed one's three 1-byte backlog varints, its clock and two budget counts,
+            // and the policy.
+            let trailing = bytes.len() + 7
                 - encode_status(&StatusReport {
                     backlog_batches: 0,
                     backlog_points: 0,

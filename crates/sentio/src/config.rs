@@ -232,7 +232,9 @@ impl Default for MqttTlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Disk budget of the data directory (e.g. `10GB`): when the database passes 95 % of it
-    /// the oldest raw points go (rollups stay) until under 90 %; when the whole directory is at
+    /// the oldest raw points go (rollups stay) until under 90 % (on an edge: delivered ones
+    /// first, then undelivered ones degraded to their minute rollups, only then dropped, every
+    /// step counted in the outbox's counts); when the whole directory is at
     /// it, the broker refuses retained messages that would grow its state (broker state is
     /// never a reason to remove telemetry). None by default.
     #[serde(skip_serializing_if = "Option::is_none")]

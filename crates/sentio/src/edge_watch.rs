@@ -29,7 +29,7 @@ const DETECTOR: &str = "edge_link";
 const CLOCK_DETECTOR: &str = "edge_clock";
 
 /// The device kind an edge's alert carries (for notification grouping and routes).
-const EDGE_KIND: &str = "edge";
+pub(crate) const EDGE_KIND: &str = "edge";
 
 /// One edge as the watch knows it.
 #[derive(Default)]
@@ -77,15 +77,7 @@ pub(crate) async fn run(
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
                     // Alerts left open by an earlier run are this edge's.
-                    let open = alerts
-                        .list_alerts(AlertFilter {
-                            state: Some(AlertState::Open),
-                            device: Some(user.clone()),
-                            acknowledged: None,
-                            limit: 16,
-                        })
-                        .await
-                        .unwrap_or_default();
+                    let open = open_on(&*alerts, &user).await;
                     let by = |detector: &str| {
                         open.iter()
                             .find(|a| a.explanation.detector == detector)
@@ -166,6 +158,19 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// The open alerts on `user` (an `edge:<id>`), found again at start (none if unreadable).
+pub(crate) async fn open_on(alerts: &dyn AlertStore, user: &str) -> Vec<Alert> {
+    alerts
+        .list_alerts(AlertFilter {
+            state: Some(AlertState::Open),
+            device: Some(user.to_string()),
+            acknowledged: None,
+            limit: 16,
+        })
+        .await
+        .unwrap_or_default()
 }
 
 /// Raises `open`, the clock alert of the edge of `user`, when its clock is `skew` ms off and not
@@ -256,7 +261,7 @@ fn offline_alert(user: &str, id: &str, since: i64, now: i64) -> Alert {
 }
 
 /// An open alert on the edge of `user` as a whole, opened at `opened_ms`.
-fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) -> Alert {
+pub(crate) fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) -> Alert {
     Alert {
         id: AlertId::UNSAVED,
         device: user.to_string(),
@@ -279,19 +284,6 @@ fn edge_alert(user: &str, opened_ms: i64, now: i64, explanation: Explanation) ->
 mod tests {
     use super::*;
     use sentio_store::SqliteStore;
-
-    /// The open alerts on `user`.
-    async fn open_on(store: &SqliteStore, user: &str) -> Vec<Alert> {
-        store
-            .list_alerts(AlertFilter {
-                state: Some(AlertState::Open),
-                device: Some(user.to_string()),
-                acknowledged: None,
-                limit: 16,
-            })
-            .await
-            .unwrap()
-    }
 
     #[tokio::test]
     async fn a_clock_an_hour_off_raises_one_alert_resolved_once_back_within() {

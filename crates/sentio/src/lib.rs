@@ -3,6 +3,7 @@
 //! applies the environment and flags, and calls [`node::Node::start`]; end-to-end tests start
 //! nodes the same way on port 0.
 
+mod budget_alert;
 pub mod config;
 pub mod demo_rules;
 mod edge_watch;

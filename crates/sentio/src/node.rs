@@ -138,6 +138,7 @@ impl Node {
         let bus = Arc::new(LocalBus::new(4096));
         let (notices, notices_rx) = tokio::sync::mpsc::channel(NOTICE_CAPACITY);
         let edge_notices = notices.clone();
+        let budget_notices = notices.clone();
         let pipeline = Pipeline::start(
             config.pipeline_config(),
             stores.clone(),
@@ -251,6 +252,18 @@ impl Node {
                 state: Arc::new(sentio_edge::UplinkState::default()),
             };
             let (outbox, state, rx) = (store.clone(), handle.state.clone(), stop_rx.clone());
+            // One alert while the disk budget degrades or drops undelivered points.
+            let sources = crate::budget_alert::Sources {
+                outbox: store.clone(),
+                storage: store.clone(),
+                alerts: store.clone(),
+            };
+            servers.push(tokio::spawn(crate::budget_alert::run(
+                settings.edge_id.clone(),
+                sources,
+                budget_notices,
+                stopped(stop_rx.clone()),
+            )));
             let sources = sentio_edge::RecordSources {
                 registry: store.clone(),
                 alerts: store.clone(),

@@ -85,6 +85,10 @@ pub struct ReportView {
     pub backlog_points: u64,
     /// Backlog points acknowledged per second lately.
     pub backlog_drain_rate: u64,
+    /// Undelivered raw points the edge's disk budget replaced by minute rollups, ever.
+    pub degraded_points: u64,
+    /// Undelivered raw points its disk budget removed, ever.
+    pub dropped_points: u64,
     pub reported: String,
     pub reported_ms: i64,
 }
@@ -99,6 +103,8 @@ impl From<&EdgeReport> for ReportView {
             backlog_batches: r.backlog_batches,
             backlog_points: r.backlog_points,
             backlog_drain_rate: r.backlog_drain_rate,
+            degraded_points: r.degraded_points,
+            dropped_points: r.dropped_points,
             reported: format_time(r.reported_ms),
             reported_ms: r.reported_ms,
         }
@@ -170,6 +176,9 @@ pub struct UplinkView {
     pub backlog: BacklogView,
     /// The rollups lane (the aggregates policy): its "points" are 1-minute rollup rows.
     pub rollups: RollupsView,
+    /// Per lane: accepted, delivered, degraded, dropped, pending (`/api/v1/uplink`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<super::OutboxCountsView>,
 }
 
 /// The rollups lane, with the rows the cloud acknowledged.
@@ -260,6 +269,7 @@ impl UplinkView {
                 rows_acked: l.rollup_rows_acked,
                 packet_bytes: l.rollup_packet_bytes,
             },
+            counts: None,
         }
     }
 
@@ -305,10 +315,12 @@ mod tests {
                     policy: sentio_store::UplinkPolicy::Raw,
                     reported_ms: 1_700_000_002_000,
                     clock_skew_ms: Some(-45_000),
+                    degraded_points: 600,
+                    dropped_points: 0,
                 }),
                 30_000,
             ),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"degraded_points":600,"dropped_points":0,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),

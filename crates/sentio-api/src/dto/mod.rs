@@ -7,6 +7,7 @@
 mod alert;
 mod command;
 mod edge;
+mod edge_budget;
 mod export;
 mod notify;
 mod rule;
@@ -26,6 +27,7 @@ pub use alert::{
 };
 pub use command::{CommandBody, CommandDto, CommandList, TwinDto};
 pub use edge::{CreateEdge, CreatedEdge, EdgeView, UplinkView};
+pub use edge_budget::OutboxCountsView;
 pub use export::ExportLine;
 pub use notify::{
     ChannelBody, ChannelList, ChannelView, GroupList, GroupView, SilenceBody, SilenceList,

@@ -89,12 +89,14 @@ pub async fn uplink(_: Viewer, State(s): State<AppState>) -> Result<Json<UplinkV
         ));
     };
     let outbox = u.outbox.outbox_status().await?;
-    Ok(Json(UplinkView::now(
+    let mut view = UplinkView::now(
         u.edge_id.clone(),
         u.upstream.clone(),
         &outbox,
         &u.state.snapshot(),
-    )))
+    );
+    view.counts = Some((&u.outbox.outbox_counts().await?).into());
+    Ok(Json(view))
 }
 
 /// The `/metrics` families of edges: in the cloud, each edge's reported backlog; on an edge,
@@ -102,6 +104,7 @@ pub async fn uplink(_: Viewer, State(s): State<AppState>) -> Result<Json<UplinkV
 pub async fn metrics(s: &AppState) -> String {
     let mut out = cloud_metrics(s).await;
     out.push_str(&uplink_metrics(s).await);
+    out.push_str(&super::edge_budget::metrics(s).await);
     out
 }
 

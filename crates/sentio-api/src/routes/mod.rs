@@ -5,6 +5,7 @@ mod audit;
 mod broker;
 mod commands;
 mod devices;
+mod edge_budget;
 mod edges;
 mod events;
 mod export;

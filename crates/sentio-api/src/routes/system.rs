@@ -15,7 +15,8 @@ pub async fn health() -> Json<Value> {
 }
 
 /// `GET /api/v1/system`: the version, since when the node runs, and where devices connect
-/// over MQTT (ports; the host is the one the client reached the API at).
+/// over MQTT (ports; the host is the one the client reached the API at), and its edge id if it
+/// is an edge.
 pub async fn info(_: Viewer, State(s): State<AppState>) -> Json<Value> {
     let n = &s.node_info;
     let now = sentio_core::time::now_ms();
@@ -29,6 +30,8 @@ pub async fn info(_: Viewer, State(s): State<AppState>) -> Json<Value> {
             "websocket_path": s.broker.as_ref().map(|_| "/mqtt"),
             "telemetry_topic": "devices/{id}/telemetry",
         },
+        // This node's edge id when it is an edge (`/api/v1/uplink`), else null.
+        "edge": s.uplink.as_ref().map(|u| u.edge_id.clone()),
     }))
 }
 

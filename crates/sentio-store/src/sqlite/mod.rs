@@ -10,6 +10,7 @@
 mod alerts;
 mod audit;
 mod band;
+mod budget_chain;
 mod commands;
 mod edges;
 mod events;
@@ -17,6 +18,7 @@ mod head;
 mod health;
 mod notify;
 mod outbox;
+mod outbox_counts;
 mod read;
 mod registry;
 mod retention;
@@ -194,6 +196,7 @@ impl SqliteStore {
         let tokens = tokens::load(&conn)?;
         users::add_missing_columns(&conn)?;
         outbox::add_lane_column(&conn)?;
+        outbox_counts::seed(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;
         let rolled_max: Option<i64> =

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sentio_core::{AlertId, DeviceId, Point};
 
+use super::outbox_counts::{self, Fate};
 use super::series::{Span, Spans};
 use super::{Inner, SqliteStore, read, rollup};
 use crate::edge::{
@@ -29,9 +30,11 @@ const SPAN_BYTES: usize = 8 + 8 + 8 + 4;
 /// The meta key of this data directory's incarnation.
 pub(crate) const INCARNATION_KEY: &str = "incarnation";
 
-/// Records the batch of `spans` in `lane` (inside the append's transaction).
-pub(super) fn record(tx: &Transaction<'_>, spans: &Spans, lane: Lane) -> Result<()> {
-    let mut blob = Vec::with_capacity(spans.len() * SPAN_BYTES);
+/// `outbox.spans` of `spans`, and their points.
+pub(super) fn spans_blob<'a>(
+    spans: impl IntoIterator<Item = (&'a i64, &'a Span)>,
+) -> (Vec<u8>, u64) {
+    let mut blob = Vec::new();
     let mut points: u64 = 0;
     for (sid, s) in spans {
         blob.extend_from_slice(&sid.to_le_bytes());
@@ -40,6 +43,14 @@ pub(super) fn record(tx: &Transaction<'_>, spans: &Spans, lane: Lane) -> Result<
         blob.extend_from_slice(&s.count.to_le_bytes());
         points += u64::from(s.count);
     }
+    (blob, points)
+}
+
+/// Records the batch of `spans` in `lane` (inside the append's transaction), counted as
+/// accepted.
+pub(super) fn record(tx: &Transaction<'_>, spans: &Spans, lane: Lane) -> Result<()> {
+    let (blob, points) = spans_blob(spans);
+    outbox_counts::add(tx, lane, Fate::Accepted, points)?;
     tx.prepare_cached(
         "INSERT INTO outbox (committed_ms, points, spans, lane) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -109,7 +120,7 @@ pub(super) fn add_lane_column(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn spans_of(blob: &[u8]) -> Result<Vec<(i64, Span)>> {
+pub(super) fn spans_of(blob: &[u8]) -> Result<Vec<(i64, Span)>> {
     if !blob.len().is_multiple_of(SPAN_BYTES) {
         return Err(StoreError::Corrupt("outbox spans".into()));
     }
@@ -440,6 +451,12 @@ impl OutboxStore for SqliteStore {
             if seq <= before {
                 return Ok(());
             }
+            let delivered: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(points), 0) FROM outbox WHERE lane = ?1 AND seq <= ?2",
+                params![lane.as_str(), seq.0],
+                |r| r.get(0),
+            )?;
+            outbox_counts::add(&tx, lane, Fate::Delivered, delivered.max(0) as u64)?;
             tx.execute(
                 "INSERT INTO outbox_acked (lane, acked_seq, acked_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (lane) DO UPDATE SET acked_seq = excluded.acked_seq, acked_ms = excluded.acked_ms",
@@ -453,6 +470,10 @@ impl OutboxStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn outbox_counts(&self) -> Result<crate::OutboxCounts> {
+        self.with_conn(|_, conn| outbox_counts::load(conn)).await
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus> {

@@ -34,7 +34,7 @@ const POLICY_KEY: &str = "retention_policy";
 /// Chunks removed per retention transaction of one series.
 const CHUNKS_PER_STEP: usize = 32;
 /// Oldest chunks removed per transaction while over the disk budget.
-const BUDGET_CHUNKS_PER_STEP: usize = 16;
+pub(super) const BUDGET_CHUNKS_PER_STEP: usize = 16;
 /// Rollup rows removed per transaction of one series and table.
 const ROLLUP_ROWS_PER_STEP: i64 = 5_000;
 /// Transactions per maintenance call, over every series.
@@ -111,7 +111,7 @@ pub(super) fn remove_raw_range(conn: &Connection, sid: i64, from: i64, to: i64) 
 /// One transaction removing raw points of series `sid` before `target` (a minute boundary),
 /// never past what is rolled up and at most about [`CHUNKS_PER_STEP`] chunks. Returns points
 /// removed and whether more is left before `target`.
-fn expire_raw_step(
+pub(super) fn expire_raw_step(
     conn: &mut Connection,
     sid: i64,
     target: i64,
@@ -507,19 +507,37 @@ fn enforce_budget(inner: &Inner, steps: &mut usize) -> Result<u64> {
         inner.over_budget.store(false, Ordering::Relaxed);
         return Ok(0);
     }
+    let edge = inner.outbox_on();
     if !inner.over_budget.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             live_bytes = live,
             budget_bytes = budget,
-            "the data directory is near its disk budget: removing the oldest raw points (rollups stay)"
+            "the data directory is near its disk budget: removing the oldest raw points (rollups stay){}",
+            if edge {
+                "; delivered ones first, then undelivered ones degraded to their minute rollups"
+            } else {
+                ""
+            }
         );
     }
     let mut evicted = 0;
+    let mut pending = super::budget_chain::Pending::default();
     while *steps < STEPS_PER_PASS && !inner.interrupted() {
         *steps += 1;
         let mut conn = inner.lock();
         if inner.live_bytes(&conn)? as f64 <= budget as f64 * BUDGET_LOW {
             break;
+        }
+        if edge {
+            let done = super::budget_chain::step(&mut conn, &mut pending)?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            match done {
+                super::budget_chain::Outcome::Nothing => break,
+                super::budget_chain::Outcome::Removed(n) => evicted += n,
+                super::budget_chain::Outcome::Degraded(_)
+                | super::budget_chain::Outcome::Dropped(_) => {}
+            }
+            continue;
         }
         // The oldest chunks, and the first of them whose series has rolled past it.
         let oldest: Option<i64> = conn

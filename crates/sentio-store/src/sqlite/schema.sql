@@ -281,6 +281,18 @@ CREATE TABLE IF NOT EXISTS outbox_acked (
     acked_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Per lane, what the edge's outbox has taken in and what became of it (sqlite/outbox_counts.rs),
+-- in the transactions that change it: points (rollups: rows) accepted, delivered (acknowledged),
+-- degraded (replaced by their minute rollups under the disk budget) and dropped (removed
+-- undelivered). Invariant: accepted = delivered + degraded + dropped + the pending rows' points.
+CREATE TABLE IF NOT EXISTS outbox_counts (
+    lane      TEXT PRIMARY KEY,
+    accepted  INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    degraded  INTEGER NOT NULL DEFAULT 0,
+    dropped   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
 -- Edge nodes registered in this (cloud) node, and how far each incarnation and lane of each
 -- was applied; a batch and its progress row are committed in one transaction.
 CREATE TABLE IF NOT EXISTS edges (

@@ -97,7 +97,7 @@ impl Devices {
 }
 
 /// Per minute of `[from, to)`: `agg` of a series, and the resolution it came from.
-async fn per_minute(
+pub(super) async fn per_minute(
     http: &str,
     device: &str,
     metric: &str,

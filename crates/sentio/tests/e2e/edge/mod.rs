@@ -4,11 +4,13 @@
 //! first, the backlog beside it at a bounded rate (`backlog`); in the cloud, one alert per
 //! offline edge (`offline`); the edge's device registry and alerts in the cloud (`devices`,
 //! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
-//! (`aggregates`).
+//! (`aggregates`); a tiny disk budget degrading undelivered points to rollups, every point
+//! counted (`budget`).
 
 mod aggregates;
 mod alerts;
 mod backlog;
+mod budget;
 mod devices;
 mod offline;
 mod registry;

@@ -159,6 +159,14 @@ impl Pair {
         (self.edge, self.edge_http, self.edge_mqtt) = (edge, http, mqtt);
     }
 
+    /// Rewrites the edge's `sentio.toml` (`edge_toml` under `[edge]`, as at start) and restarts
+    /// it with SIGKILL.
+    pub(super) async fn restart_edge_with(&mut self, edge_toml: &str) {
+        let file = self.dir.path().join("edge").join("sentio.toml");
+        std::fs::write(file, format!("[edge]\n{edge_toml}\n")).unwrap();
+        self.kill_and_restart_edge().await;
+    }
+
     /// Kills the cloud with SIGKILL and starts it again; the proxy forwards to its new port.
     async fn kill_and_restart_cloud(&mut self) {
         self.cloud.kill().unwrap();
