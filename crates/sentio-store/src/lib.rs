@@ -33,6 +33,7 @@ pub mod edge;
 mod error;
 pub mod labels;
 mod model;
+pub mod resync;
 pub mod secret;
 mod sqlite;
 mod stored_form;
@@ -48,6 +49,10 @@ pub use edge::{
     UplinkBatch, UplinkPolicy, UplinkRollups, WindowRecorded, edge_username,
 };
 pub use error::StoreError;
+pub use resync::{
+    Compared, HourKey, HourSum, ResyncFigures, ResyncPart, ResyncRequest, ResyncRun, ResyncState,
+    SeriesHours,
+};
 pub use model::{
     Agg, AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, BandRow, ChannelStats, Device,
     DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,

@@ -22,6 +22,7 @@ mod registry;
 mod retention;
 mod rollup;
 mod rollup_pack;
+mod resync;
 mod rules;
 mod seal;
 mod series;
