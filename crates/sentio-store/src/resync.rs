@@ -119,6 +119,9 @@ pub struct ResyncRequest {
     pub from: i64,
     /// End of the range (ms, exclusive).
     pub to: i64,
+    /// Most (series, hour) pairs the edge sends again in this run (the first ones by series
+    /// then hour; `differing` still counts them all).
+    pub max_hours: u64,
     /// The cloud's digests of the edge's series in the range.
     pub cloud: Vec<SeriesHours>,
 }
@@ -383,6 +386,7 @@ mod tests {
             id: 1,
             from: 0,
             to: HOUR_MS,
+            max_hours: 10,
             cloud: vec![series("d", Some(HOUR_MS), &[(0, 1, 0.1)])],
         };
         assert_eq!(ResyncRequest::decode(&r.encode()).unwrap(), r);
