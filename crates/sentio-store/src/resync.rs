@@ -83,12 +83,12 @@ pub fn compare(edge: &[SeriesHours], cloud: &[SeriesHours]) -> Compared {
     let mut out = Compared::default();
     for s in edge {
         let theirs = cloud.get(&(s.device.as_str(), s.metric.as_str()));
-        // Closed on both sides: a series the cloud never rolled up (or never saw) is compared
-        // as far as the edge rolled it up.
-        let limit = match (s.rolled_until, theirs.and_then(|c| c.rolled_until)) {
-            (None, _) => continue,
+        // Closed on both sides: a series the cloud does not hold is compared as far as the
+        // edge rolled it up; one it holds and has not rolled up yet, not at all.
+        let limit = match (s.rolled_until, theirs.map(|c| c.rolled_until)) {
+            (None, _) | (_, Some(None)) => continue,
             (Some(e), None) => e,
-            (Some(e), Some(c)) => e.min(c),
+            (Some(e), Some(Some(c))) => e.min(c),
         };
         let held: HashMap<i64, &HourSum> = theirs
             .map(|c| c.hours.iter().map(|h| (h.hour, h)).collect())
@@ -343,6 +343,10 @@ mod tests {
         // A series the edge has not rolled up yet is not compared at all.
         let young = series("e", None, &[(1, 5, 1.0)]);
         assert_eq!(compare(&[young], &[]), Compared::default());
+        // Nor one the cloud holds and has not rolled up yet.
+        let edge = series("d", Some(5 * HOUR_MS), &[(1, 5, 1.0)]);
+        let unrolled = series("d", None, &[]);
+        assert_eq!(compare(&[edge], &[unrolled]), Compared::default());
     }
 
     #[test]

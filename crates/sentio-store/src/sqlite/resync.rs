@@ -40,14 +40,12 @@ pub(super) fn hour_digests(
                 sum: acc.sum,
             })
             .collect();
-        let rolled_until = rollup::marks(conn, sid)?.rolled_until;
-        if hours.is_empty() && rolled_until.is_none() {
-            continue;
-        }
+        // Every series, rolled up or not: the edge compares nothing of one the cloud holds
+        // and has not rolled up yet.
         out.push(SeriesHours {
             device,
             metric,
-            rolled_until,
+            rolled_until: rollup::marks(conn, sid)?.rolled_until,
             hours,
         });
     }

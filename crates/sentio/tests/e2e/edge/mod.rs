@@ -4,7 +4,7 @@
 //! first, the backlog beside it at a bounded rate (`backlog`); in the cloud, one alert per
 //! offline edge (`offline`); the edge's device registry and alerts in the cloud (`devices`,
 //! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
-//! (`aggregates`).
+//! (`aggregates`); re-sync by hourly digests after the cloud lost data (`resync`).
 
 mod aggregates;
 mod alerts;
@@ -12,4 +12,5 @@ mod backlog;
 mod devices;
 mod offline;
 mod registry;
+mod resync;
 mod uplink;

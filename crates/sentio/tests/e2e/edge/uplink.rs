@@ -169,6 +169,18 @@ impl Pair {
         self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
     }
 
+    /// Kills the cloud with SIGKILL, lets `edit` change its data directory while it is down,
+    /// and starts it again; the proxy forwards to its new port.
+    pub(super) async fn restart_cloud_after(&mut self, edit: impl FnOnce(&std::path::Path)) {
+        self.cloud.kill().unwrap();
+        self.cloud.wait().unwrap();
+        let data = self.dir.path().join("cloud");
+        edit(&data);
+        let (cloud, http, mqtt) = spawn_blocking_sentio(data, vec![]).await;
+        (self.cloud, self.cloud_http) = (cloud, http);
+        self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
+    }
+
     /// Registers a device `id` (kind `sensor`) on the edge and opens its MQTT client to the
     /// edge's broker (not yet polled), with room for `queue` requests.
     pub(super) async fn new_device(&self, id: &str, queue: usize) -> (AsyncClient, EventLoop) {
