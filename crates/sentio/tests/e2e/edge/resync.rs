@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-use super::uplink::{Pair, series};
+use super::uplink::Pair;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -41,6 +41,24 @@ fn hours() -> i64 {
 fn reading(ts: i64) -> f64 {
     let t = ts as f64 / 1_000.0;
     ((21.0 + 2.0 * (t / 900.0).sin() + 0.05 * (t * 7.3).sin()) * 100.0).round() / 100.0
+}
+
+/// Every point of the series, read a page at a time.
+async fn series(http: &str) -> BTreeMap<i64, f64> {
+    let mut out = BTreeMap::new();
+    let mut from = 0i64;
+    loop {
+        let path = format!("/api/v1/devices/{DEVICE}/series/{METRIC}?from={from}&limit=50000");
+        let (status, body) = api_at(http, "GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        for p in body["points"].as_array().unwrap() {
+            out.insert(p[0].as_i64().unwrap(), p[1].as_f64().unwrap());
+        }
+        match body["next"].as_i64() {
+            Some(next) => from = next,
+            None => return out,
+        }
+    }
 }
 
 /// Starts a re-sync (retried while the edge reconnects) and waits until it is done.
@@ -175,7 +193,7 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     assert!(all.is_some(), "the edge did not acknowledge every message");
     let accepted = (hours * 3_600) as usize;
     pair.drained(60).await;
-    let on_edge = series(&pair.edge_http, DEVICE, METRIC).await;
+    let on_edge = series(&pair.edge_http).await;
     assert_eq!(on_edge.len(), accepted);
 
     // Everything present: every hour compared, none differs, nothing is sent.
@@ -193,7 +211,7 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     let mut lost = (0, 0);
     pair.restart_cloud_after(|data| lost = lose(data, (t0 + 2 * HOUR, end - 2 * HOUR)))
         .await;
-    let in_cloud = series(&pair.cloud_http, DEVICE, METRIC).await;
+    let in_cloud = series(&pair.cloud_http).await;
     let (lo, hi) = (lost.0.max(t0), lost.1.min(end));
     let lost_hours = (hi - lo) / HOUR;
     let held_in = |m: &BTreeMap<i64, f64>| m.range(lo..hi).count();
@@ -221,7 +239,7 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     assert_eq!(run["points_resent"], resent, "{run}");
 
     // Every point of the edge once, with its value: counts and sums equal.
-    let in_cloud = series(&pair.cloud_http, DEVICE, METRIC).await;
+    let in_cloud = series(&pair.cloud_http).await;
     let duplicated = run["points_resent"].as_u64().unwrap() as i64
         - (in_cloud.len() as i64 - (accepted as i64 - resent as i64));
     let lost_now = on_edge.keys().filter(|t| !in_cloud.contains_key(t)).count();
