@@ -181,8 +181,7 @@ pub fn edge_may_use(edge: &str, topic_or_filter: &str) -> bool {
 /// Whether edge `edge` may publish to `topic`: under `edges/<edge>/`, but not on what the
 /// cloud sends it (`edges/<edge>/down/...`).
 pub fn edge_may_publish(edge: &str, topic: &str) -> bool {
-    edge_may_use(edge, topic)
-        && !topic[topic::EDGES.len() + edge.len() + 2..].starts_with("down/")
+    edge_may_use(edge, topic) && !topic[topic::EDGES.len() + edge.len() + 2..].starts_with("down/")
 }
 
 /// Whether edge `edge` may subscribe to `filter`: exactly `edges/<edge>/down/resync`.
@@ -344,7 +343,9 @@ impl AuthProvider for DeviceAuth {
         }
         if let Some(edge) = user_id.and_then(edge_of) {
             let ok = edge_may_publish(edge, topic);
-            return Box::pin(std::future::ready(self.edge_acl(edge, topic, "publish", ok)));
+            return Box::pin(std::future::ready(
+                self.edge_acl(edge, topic, "publish", ok),
+            ));
         }
         Box::pin(self.authorize(
             user_id,

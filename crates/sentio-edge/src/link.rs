@@ -482,7 +482,10 @@ async fn session(
     };
     // The one topic the cloud publishes to this edge: its re-sync requests.
     let resync_topic = topic::downlink_resync(&s.edge_id);
-    if let Err(e) = client.subscribe(resync_topic.clone(), QoS::AtLeastOnce).await {
+    if let Err(e) = client
+        .subscribe(resync_topic.clone(), QoS::AtLeastOnce)
+        .await
+    {
         return Ended::before_connect(format!("subscribing: {e}"));
     }
     // Connected: what is committed from now on is live.

@@ -38,11 +38,18 @@ pub(crate) struct Job {
 
 impl Job {
     /// Compares the cloud's digests in `req` with this edge's.
-    pub(crate) async fn plan(req: ResyncRequest, edges: &dyn EdgeStore) -> Result<Self, StoreError> {
+    pub(crate) async fn plan(
+        req: ResyncRequest,
+        edges: &dyn EdgeStore,
+    ) -> Result<Self, StoreError> {
         let mine = edges.hour_digests(None, req.from, req.to).await?;
         let found = sentio_store::resync::compare(&mine, &req.cloud);
-        info!(run = req.id, compared = found.compared, differing = found.differing.len(),
-            "re-sync asked by the cloud: hours compared");
+        info!(
+            run = req.id,
+            compared = found.compared,
+            differing = found.differing.len(),
+            "re-sync asked by the cloud: hours compared"
+        );
         let figures = ResyncFigures {
             compared: found.compared,
             differing: found.differing.len() as u64,

@@ -49,15 +49,15 @@ pub use edge::{
     UplinkBatch, UplinkPolicy, UplinkRollups, WindowRecorded, edge_username,
 };
 pub use error::StoreError;
-pub use resync::{
-    Compared, HourKey, HourSum, ResyncFigures, ResyncPart, ResyncRequest, ResyncRun, ResyncState,
-    SeriesHours,
-};
 pub use model::{
     Agg, AlertFilter, AlertGroup, ApiToken, AuditEntry, AuditFilter, BandRow, ChannelStats, Device,
     DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
     OutboxMessage, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution, RetentionPolicy,
     RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
+};
+pub use resync::{
+    Compared, HourKey, HourSum, ResyncFigures, ResyncPart, ResyncRequest, ResyncRun, ResyncState,
+    SeriesHours,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;

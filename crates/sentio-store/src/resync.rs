@@ -334,7 +334,11 @@ mod tests {
 
     #[test]
     fn hours_not_closed_on_both_sides_are_not_compared() {
-        let edge = series("d", Some(5 * HOUR_MS), &[(1, 5, 1.0), (2, 5, 1.0), (4, 2, 1.0)]);
+        let edge = series(
+            "d",
+            Some(5 * HOUR_MS),
+            &[(1, 5, 1.0), (2, 5, 1.0), (4, 2, 1.0)],
+        );
         // The cloud rolled up to the middle of hour 2: its row of hour 2 is partial.
         let cloud = series("d", Some(2 * HOUR_MS + 1_000), &[(1, 5, 1.0), (2, 1, 0.2)]);
         let c = compare(&[edge], &[cloud]);

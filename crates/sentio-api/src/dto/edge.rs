@@ -4,9 +4,7 @@
 use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
-use sentio_store::{
-    Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy,
-};
+use sentio_store::{Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/edges` body.

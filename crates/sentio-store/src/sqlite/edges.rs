@@ -227,7 +227,8 @@ impl EdgeStore for SqliteStore {
 
     async fn last_resync(&self, edge: &EdgeId) -> Result<Option<crate::ResyncRun>> {
         let edge = edge.clone();
-        self.with_conn(move |_, conn| resync::last(conn, &edge)).await
+        self.with_conn(move |_, conn| resync::last(conn, &edge))
+            .await
     }
 
     async fn apply_rollups(&self, batches: Vec<UplinkRollups>) -> Result<Vec<Applied>> {

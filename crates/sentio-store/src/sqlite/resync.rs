@@ -143,12 +143,7 @@ pub(super) fn apply(
             part.id, part.part
         )));
     }
-    let (id, n, last, f) = (
-        part.id,
-        part.points.len() as i64,
-        part.last,
-        part.figures,
-    );
+    let (id, n, last, f) = (part.id, part.points.len() as i64, part.last, part.figures);
     series::write_points(inner, conn, &part.points, |tx, _| {
         tx.execute(
             "UPDATE edge_resyncs SET parts = parts + 1, points = points + ?2, \

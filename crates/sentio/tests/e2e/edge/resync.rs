@@ -147,8 +147,7 @@ fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
 async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_else() {
     let _heavy = heavy().await;
     let hours = hours();
-    let mut pair =
-        Pair::start("ack_timeout = \"3s\"\n[pipeline]\nlate_window = \"none\"").await;
+    let mut pair = Pair::start("ack_timeout = \"3s\"\n[pipeline]\nlate_window = \"none\"").await;
     let (client, mut el) = pair.new_device(DEVICE, 64).await;
     let acked = Arc::new(AtomicU64::new(0));
     let count = acked.clone();
@@ -260,10 +259,20 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
         tokio::time::sleep(Duration::from_secs(3)).await;
     };
     assert_eq!(
-        (&again["hours_compared"], &again["hours_differing"], &again["points_resent"]),
+        (
+            &again["hours_compared"],
+            &again["hours_differing"],
+            &again["points_resent"]
+        ),
         (&json!(hours), &json!(0), &json!(0)),
         "{again}"
     );
-    let (_, audit) = api_at(&pair.cloud_http, "GET", "/api/v1/audit?action=edge.resync", None).await;
+    let (_, audit) = api_at(
+        &pair.cloud_http,
+        "GET",
+        "/api/v1/audit?action=edge.resync",
+        None,
+    )
+    .await;
     assert!(audit.to_string().contains("edge.resync"), "{audit}");
 }
