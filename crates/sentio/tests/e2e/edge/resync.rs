@@ -11,11 +11,10 @@
 //! the last two lose points: `SENTIO_RESYNC_HOURS=28` re-syncs a day (BENCHMARKS.md).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Event, Packet, QoS};
+use rumqttc::QoS;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -148,20 +147,7 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     let _heavy = heavy().await;
     let hours = hours();
     let mut pair = Pair::start("ack_timeout = \"3s\"\n[pipeline]\nlate_window = \"none\"").await;
-    let (client, mut el) = pair.new_device(DEVICE, 64).await;
-    let acked = Arc::new(AtomicU64::new(0));
-    let count = acked.clone();
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
+    let (client, acked) = pair.counted_device(DEVICE, 64).await;
     // Whole hours, well closed (rollups settle minutes behind now).
     let t0 = (now_ms() - (hours + 1) * HOUR).div_euclid(HOUR) * HOUR;
     let end = t0 + hours * HOUR;

@@ -198,6 +198,30 @@ impl Pair {
         AsyncClient::new(o, queue)
     }
 
+    /// A device of the edge (see [`Pair::new_device`]) whose connection runs in a task of its
+    /// own, counting the PUBACKs it gets.
+    pub(super) async fn counted_device(
+        &self,
+        id: &str,
+        queue: usize,
+    ) -> (AsyncClient, Arc<AtomicU64>) {
+        let (client, mut el) = self.new_device(id, queue).await;
+        let acked = Arc::new(AtomicU64::new(0));
+        let count = acked.clone();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        (client, acked)
+    }
+
     /// The cloud's view of the edge (`GET /api/v1/edges/<id>`).
     pub(super) async fn cloud_edge(&self) -> Value {
         let path = format!("/api/v1/edges/{EDGE}");
