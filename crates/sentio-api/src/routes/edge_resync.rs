@@ -7,7 +7,8 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sentio_store::ResyncRequest;
+use sentio_core::topic;
+use sentio_store::{ResyncRequest, edge_username};
 use serde_json::json;
 
 use super::edges::{connected, edge_id};
@@ -44,6 +45,19 @@ pub async fn start(
             "edge {id} is not connected: a re-sync needs its uplink up"
         )));
     };
+    // The request is not kept for an edge that is not subscribed (yet: it subscribes just
+    // after connecting).
+    let down = topic::downlink_resync(&id);
+    let user = edge_username(&id);
+    if !broker
+        .clients()
+        .iter()
+        .any(|c| c.username.as_deref() == Some(user.as_str()) && c.subscriptions.contains(&down))
+    {
+        return Err(conflict(format!(
+            "edge {id} is connected but not subscribed to {down}: retry in a moment (or update the edge)"
+        )));
+    }
     if broker
         .edge_report(id.as_str())
         .is_some_and(|r| r.policy == sentio_store::UplinkPolicy::Aggregates)
