@@ -359,7 +359,24 @@ mod tests {
                 }),
                 30_000,
             ),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}],"resync":null}"#,
+        );
+        check(
+            ResyncView::from(&ResyncRun {
+                id: 3,
+                edge: EdgeId::parse("site-1").unwrap(),
+                state: sentio_store::ResyncState::Done,
+                from: 0,
+                to: 86_400_000,
+                hours_compared: 24,
+                hours_differing: 2,
+                points_resent: 7_200,
+                parts: 2,
+                started_ms: 1_700_000_000_000,
+                finished_ms: Some(1_700_000_004_000),
+                error: None,
+            }),
+            r#"{"id":3,"state":"done","from_ms":0,"to_ms":86400000,"hours_compared":24,"hours_differing":2,"points_resent":7200,"parts":2,"started":"2023-11-14T22:13:20Z","started_ms":1700000000000,"finished_ms":1700000004000,"error":null}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),
