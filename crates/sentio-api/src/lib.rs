@@ -83,6 +83,9 @@ pub struct AppState {
     /// An edge whose clock differs from this node's by more than this (ms) is flagged
     /// (`edges.clock_skew_limit`).
     pub edge_clock_skew_limit_ms: i64,
+    /// Most (series, hour) pairs one re-sync compares and sends again
+    /// (`edges.resync_max_hours`).
+    pub edge_resync_max_hours: u64,
     /// This node's uplink, when it is an edge.
     pub uplink: Option<UplinkHandle>,
     /// Silences, notification channels and their outbox.

@@ -178,6 +178,22 @@ pub fn edge_may_use(edge: &str, topic_or_filter: &str) -> bool {
     strictly_under(topic::EDGES, edge, topic_or_filter)
 }
 
+/// Whether edge `edge` may publish to `topic`: under `edges/<edge>/`, but not on what the
+/// cloud sends it (`edges/<edge>/down/...`).
+pub fn edge_may_publish(edge: &str, topic: &str) -> bool {
+    edge_may_use(edge, topic) && !topic[topic::EDGES.len() + edge.len() + 2..].starts_with("down/")
+}
+
+/// Whether edge `edge` may subscribe to `filter`: exactly `edges/<edge>/down/resync`.
+pub fn edge_may_subscribe(edge: &str, filter: &str) -> bool {
+    filter
+        .strip_prefix(topic::EDGES)
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(|r| r.strip_prefix(edge))
+        .and_then(|r| r.strip_prefix('/'))
+        == Some(topic::DOWNLINK_RESYNC)
+}
+
 /// Whether `topic` is `<root>/<id>/` followed by at least one character.
 fn strictly_under(root: &str, id: &str, topic: &str) -> bool {
     topic
@@ -326,7 +342,10 @@ impl AuthProvider for DeviceAuth {
             return Box::pin(std::future::ready(ok));
         }
         if let Some(edge) = user_id.and_then(edge_of) {
-            return Box::pin(std::future::ready(self.edge_acl(edge, topic, "publish")));
+            let ok = edge_may_publish(edge, topic);
+            return Box::pin(std::future::ready(
+                self.edge_acl(edge, topic, "publish", ok),
+            ));
         }
         Box::pin(self.authorize(
             user_id,
@@ -362,10 +381,12 @@ impl AuthProvider for DeviceAuth {
             return Box::pin(std::future::ready(ok));
         }
         if let Some(edge) = user_id.and_then(edge_of) {
+            let ok = edge_may_subscribe(edge, topic_filter);
             return Box::pin(std::future::ready(self.edge_acl(
                 edge,
                 topic_filter,
                 "subscribe",
+                ok,
             )));
         }
         Box::pin(self.authorize(
@@ -382,9 +403,10 @@ impl AuthProvider for DeviceAuth {
 }
 
 impl DeviceAuth {
-    /// An edge's ACL: only under `edges/<its id>/`; a refusal is counted and logged.
-    fn edge_acl(&self, edge: &str, topic: &str, what: &str) -> bool {
-        if edge_may_use(edge, topic) {
+    /// An edge's ACL (`ok`: [`edge_may_publish`], [`edge_may_subscribe`]); a refusal is
+    /// counted and logged.
+    fn edge_acl(&self, edge: &str, topic: &str, what: &str, ok: bool) -> bool {
+        if ok {
             return true;
         }
         let denied = match what {
@@ -394,7 +416,8 @@ impl DeviceAuth {
         Counters::bump(denied);
         warn!(
             edge,
-            topic, "{what} refused: an edge may use only edges/{edge}/..."
+            topic,
+            "{what} refused: an edge may publish only under edges/{edge}/up/... and subscribe only to edges/{edge}/down/resync"
         );
         false
     }
@@ -442,6 +465,19 @@ mod tests {
             ("e1", "$share/g/edges/e1/#", false),
         ] {
             assert_eq!(edge_may_use(edge, t), ok, "{edge} {t}");
+        }
+        for (t, publish, subscribe) in [
+            ("edges/e1/up/points", true, false),
+            ("edges/e1/down/resync", false, true),
+            ("edges/e1/down/other", false, false),
+            ("edges/e1/#", true, false),
+            ("edges/e1/down/#", false, false),
+            ("edges/e1/down/+", false, false),
+            ("edges/e2/down/resync", false, false),
+            ("edges/e10/down/resync", false, false),
+        ] {
+            assert_eq!(edge_may_publish("e1", t), publish, "publish {t}");
+            assert_eq!(edge_may_subscribe("e1", t), subscribe, "subscribe {t}");
         }
         assert_eq!(edge_of("edge:e1"), Some("e1"));
         assert!(!is_device_user("edge:e1") && !is_device_user("token:x"));

@@ -32,6 +32,7 @@ mod error;
 mod limits;
 mod mtls;
 mod refusals;
+mod resync;
 mod retained;
 mod tap;
 mod tls;
@@ -145,6 +146,21 @@ impl BrokerHandle {
     /// What edge `id` last reported of its outbox (since this node started), if anything.
     pub fn edge_report(&self, id: &str) -> Option<EdgeReport> {
         self.reports.get(id, sentio_core::time::now_ms())
+    }
+
+    /// Publishes `payload` to edge `edge` on `edges/<id>/down/resync` (QoS 1), as the node:
+    /// what [`sentio_store::ResyncRequest`] asks of it. Delivered only if the edge is
+    /// connected and subscribed (its link subscribes on connecting).
+    pub async fn send_resync(&self, edge: &sentio_core::EdgeId, payload: Vec<u8>) {
+        let Some(router) = self.clients.router() else {
+            return;
+        };
+        let packet = mqtt5::packet::publish::PublishPacket::new(
+            sentio_core::topic::downlink_resync(edge),
+            payload,
+            mqtt5::QoS::AtLeastOnce,
+        );
+        router.route_message(&packet, None).await;
     }
 
     /// Connected clients, by client id.

@@ -245,6 +245,9 @@ impl BrokerEventHandler for TelemetryTap {
                     .await;
                 }
                 Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
+                Some((edge, topic::UPLINK_RESYNC)) => {
+                    return crate::resync::apply(&self.edges, &self.clients, edge, &event).await;
+                }
                 _ => {}
             }
             let Some(device) = topic::telemetry_device(&event.topic) else {

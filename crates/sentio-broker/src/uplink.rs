@@ -108,7 +108,7 @@ impl EdgeReports {
 
 /// The edge named by the topic, if `event` was published by that edge itself (a token with a
 /// wide ACL may publish there too, and is ignored).
-fn sender(edge: &str, event: &ClientPublishEvent) -> Option<EdgeId> {
+pub(crate) fn sender(edge: &str, event: &ClientPublishEvent) -> Option<EdgeId> {
     let edge = EdgeId::parse(edge).ok()?;
     (event.user_id.as_deref() == Some(edge_username(&edge).as_str())).then_some(edge)
 }

@@ -180,6 +180,24 @@ pub mod topic {
         format!("{EDGES}/{edge}/{UPLINK_STATUS}")
     }
 
+    /// An edge sends the raw points of the hours a re-sync found differing on
+    /// `edges/<id>/up/resync`.
+    pub const UPLINK_RESYNC: &str = "up/resync";
+
+    /// `edges/<id>/up/resync`.
+    pub fn uplink_resync(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_RESYNC}")
+    }
+
+    /// The cloud asks an edge to re-sync on `edges/<id>/down/resync` (the one topic an edge
+    /// subscribes to).
+    pub const DOWNLINK_RESYNC: &str = "down/resync";
+
+    /// `edges/<id>/down/resync`.
+    pub fn downlink_resync(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{DOWNLINK_RESYNC}")
+    }
+
     /// `edges/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.
     pub fn split_edge(topic: &str) -> Option<(&str, &str)> {
         let rest = topic.strip_prefix(EDGES)?.strip_prefix('/')?;

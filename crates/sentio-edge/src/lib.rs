@@ -20,10 +20,14 @@
 //! raw points around alerts ([`windows`]); the store records the 1-minute rollups as it rolls
 //! minutes up, and they go on `edges/<id>/up/rollups`.
 //!
+//! Re-sync (`resync`): the cloud asks on `edges/<id>/down/resync` with its hourly digests of
+//! the edge's series; the hours that differ go up again, raw, on `edges/<id>/up/resync`.
+//!
 //! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
 
 mod link;
 mod records;
+mod resync;
 mod settings;
 mod state;
 mod trust;

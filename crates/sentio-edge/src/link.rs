@@ -40,13 +40,15 @@ use tracing::{info, warn};
 
 use crate::UplinkSettings;
 use crate::records::{self, Kind, RecordSources};
+use crate::resync::Job;
 use crate::state::UplinkState;
 
 /// First wait after a failed connection; doubles up to [`UplinkSettings::max_backoff`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Largest packet the uplink accepts from the cloud (it receives only acknowledgements).
-const MAX_INCOMING_PACKET: u32 = 64 * 1024;
+/// Largest packet the uplink accepts from the cloud: acknowledgements, and a re-sync request
+/// with the cloud's hourly digests (bounded by the cloud's `edges.resync_max_hours`).
+const MAX_INCOMING_PACKET: u32 = 4 * 1024 * 1024;
 
 /// Runs the uplink until `shutdown` completes: reconnects with a growing back-off and resumes
 /// from the acknowledged batch every time.
@@ -61,6 +63,9 @@ pub async fn run(
     // What the cloud acknowledged of the registry and the alerts (in memory: after a restart
     // it all goes up once more, which changes nothing in the cloud).
     let mut acked = records::Acked::default();
+    // A re-sync the cloud asked for: kept across connections (it resumes at its unacknowledged
+    // part).
+    let mut resync: Option<Job> = None;
     let mut backoff = FIRST_BACKOFF;
     state
         .backlog_rate_limit
@@ -78,7 +83,7 @@ pub async fn run(
         let ended = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            ended = session(&settings, &*outbox, (&sources, &mut acked), &state) => ended,
+            ended = session(&settings, &*outbox, (&sources, &mut acked, &mut resync), &state) => ended,
         };
         // What is committed from now on waits for the link: the backlog lane.
         outbox.set_outbox_lane(Lane::Backlog);
@@ -421,7 +426,7 @@ impl Drop for Driver {
 async fn session(
     s: &UplinkSettings,
     outbox: &dyn OutboxStore,
-    (sources, acked): (&RecordSources, &mut records::Acked),
+    (sources, acked, resync): (&RecordSources, &mut records::Acked, &mut Option<Job>),
     state: &UplinkState,
 ) -> Ended {
     let mut o = MqttOptions::new(
@@ -476,6 +481,14 @@ async fn session(
         Ok(st) => st,
         Err(e) => return Ended::before_connect(format!("reading the outbox: {e}")),
     };
+    // The one topic the cloud publishes to this edge: its re-sync requests.
+    let resync_topic = topic::downlink_resync(&s.edge_id);
+    if let Err(e) = client
+        .subscribe(resync_topic.clone(), QoS::AtLeastOnce)
+        .await
+    {
+        return Ended::before_connect(format!("subscribing: {e}"));
+    }
     // Connected: what is committed from now on is live.
     outbox.set_outbox_lane(Lane::Points);
     state.connected.store(true, Ordering::Relaxed);
@@ -501,6 +514,12 @@ async fn session(
     // `unnumbered` as RECORDS + the kind's index.
     const RECORDS: usize = 3;
     let mut records_in_flight: [Option<records::InFlight>; 2] = [None, None];
+    // A re-sync part: one in flight at most, paced with the backlog's rate (its own bucket);
+    // in `unnumbered` as RESYNC.
+    const RESYNC: usize = RECORDS + Kind::ALL.len();
+    let mut resync_in_flight: Option<(Option<u16>, Instant)> = None;
+    let mut resync_bucket = Bucket::new(s.backlog_rate);
+    let resync_up = topic::uplink_resync(&s.edge_id);
     // The lane of each QoS 1 message published and not yet given its packet id, in order.
     let mut unnumbered: VecDeque<usize> = VecDeque::new();
     let mut bucket = Bucket::new(s.backlog_rate);
@@ -584,6 +603,31 @@ async fn session(
                 return Ended::after_connect(e);
             }
         }
+        // A re-sync part, when none is in flight and the rate allows.
+        resync_bucket.refill();
+        if resync_in_flight.is_none()
+            && resync_bucket.allows()
+            && let Some(job) = resync.as_mut()
+        {
+            let part = match job.next_part(&*sources.series).await {
+                Ok(p) => p,
+                Err(e) => return Ended::after_connect(format!("reading points to re-sync: {e}")),
+            };
+            if let Some(part) = part {
+                let points = part.points.len();
+                let payload = part.encode(status.incarnation);
+                UplinkState::add(&state.bytes_sent, payload.len() as u64);
+                if let Err(e) = client
+                    .publish(resync_up.clone(), QoS::AtLeastOnce, false, payload)
+                    .await
+                {
+                    return Ended::after_connect(format!("publishing: {e}"));
+                }
+                resync_bucket.take(points);
+                unnumbered.push_back(RESYNC);
+                resync_in_flight = Some((None, Instant::now()));
+            }
+        }
         let in_flight = lanes.iter().map(|l| l.in_flight.len()).sum::<usize>();
         state.in_flight.store(in_flight as u64, Ordering::Relaxed);
 
@@ -646,9 +690,10 @@ async fn session(
             .iter()
             .filter_map(|l| l.in_flight.iter().find(|f| !f.acked).map(|f| f.sent_at))
             .chain(records_in_flight.iter().flatten().map(|r| r.sent_at))
+            .chain(resync_in_flight.map(|r| r.1))
             .min();
         let ack_deadline = oldest.map(|t| t + s.ack_timeout);
-        let idle = in_flight < s.in_flight;
+        let idle = in_flight < s.in_flight || resync.as_ref().is_some_and(|j| !j.is_done());
         // While idle, look again at the outbox every `poll`, or sooner when the live parts
         // waiting fall due (parts due already wait for an acknowledgement to free the window).
         let wake = lanes[LIVE]
@@ -662,6 +707,11 @@ async fn session(
                 // QoS 0 (the status reports) has packet id 0; a QoS 1 one never.
                 Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) if pkid != 0 => {
                     match unnumbered.pop_front() {
+                        Some(RESYNC) => {
+                            if let Some(r) = &mut resync_in_flight {
+                                r.0 = Some(pkid);
+                            }
+                        }
                         Some(i @ RECORDS..) => {
                             if let Some(r) = &mut records_in_flight[i - RECORDS] {
                                 r.pkid = Some(pkid);
@@ -679,7 +729,12 @@ async fn session(
                     if !matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) {
                         return Ended::after_connect(format!("the cloud refused a batch: {:?}", ack.reason));
                     }
-                    if let Some(slot) = records_in_flight
+                    if resync_in_flight.is_some_and(|r| r.0 == Some(ack.pkid)) {
+                        resync_in_flight = None;
+                        if let Some(job) = resync.as_mut() {
+                            job.acknowledged();
+                        }
+                    } else if let Some(slot) = records_in_flight
                         .iter_mut()
                         .find(|r| r.as_ref().is_some_and(|r| r.pkid == Some(ack.pkid)))
                     {
@@ -709,6 +764,19 @@ async fn session(
                         {
                             return Ended::after_connect(format!("recording an acknowledgement: {e}"));
                         }
+                    }
+                }
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == resync_topic.as_bytes() => {
+                    match sentio_store::ResyncRequest::decode(&p.payload) {
+                        Ok(req) => match Job::plan(req, &*sources.digests).await {
+                            // A new request replaces a run in progress (the cloud marked it failed).
+                            Ok(job) => {
+                                *resync = Some(job);
+                                resync_in_flight = None;
+                            }
+                            Err(e) => return Ended::after_connect(format!("re-sync: {e}")),
+                        },
+                        Err(e) => warn!(error = %e, "re-sync request ignored: it cannot be decoded"),
                     }
                 }
                 Some(Ok(Event::Incoming(Packet::Disconnect(d)))) => {

@@ -19,6 +19,10 @@ pub struct RecordSources {
     pub registry: Arc<dyn DeviceRegistry>,
     /// The edge's alerts.
     pub alerts: Arc<dyn AlertStore>,
+    /// Its hourly digests, for a re-sync ([`crate::resync`]).
+    pub digests: Arc<dyn sentio_store::EdgeStore>,
+    /// Its points, read for a re-sync.
+    pub series: Arc<dyn sentio_store::SeriesStore>,
 }
 
 /// A kind of record.

@@ -33,6 +33,7 @@ pub mod edge;
 mod error;
 pub mod labels;
 mod model;
+pub mod resync;
 pub mod secret;
 mod sqlite;
 mod stored_form;
@@ -53,6 +54,10 @@ pub use model::{
     DeviceUpdate, MaintenanceReport, NewAudit, NewDevice, NewMessage, NewSilence, NewToken,
     OutboxMessage, RAW_RETENTION_FLOOR_MS, RangeQuery, RangeResult, Resolution, RetentionPolicy,
     RollupRow, Scope, SeriesInfo, StorageStatus, TOKEN_USERNAME_PREFIX,
+};
+pub use resync::{
+    Compared, HourKey, HourSum, ResyncFigures, ResyncPart, ResyncRequest, ResyncRun, ResyncState,
+    SeriesHours,
 };
 pub use sqlite::{DB_FILE, DiskUsage, RollupStats, SealPolicy, SealReport, SqliteStore, TierStats};
 pub use stores::Stores;

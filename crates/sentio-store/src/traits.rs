@@ -524,6 +524,32 @@ pub trait EdgeStore: Send + Sync {
     ) -> Result<u64>;
     /// The edge of every alert an edge sent here, by this node's alert id.
     async fn alert_edges(&self) -> Result<std::collections::HashMap<i64, String>>;
+    /// Hourly digests (count and sum per closed hour, from the 1-hour rollups) of the series
+    /// in `[from, to)`: of edge `edge`'s devices, or of every series with `None` (on an edge).
+    async fn hour_digests(
+        &self,
+        edge: Option<&sentio_core::EdgeId>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::SeriesHours>>;
+    /// Starts a re-sync run of `edge` over `[from, to)` (a running one of the edge is marked
+    /// failed: replaced).
+    async fn start_resync(
+        &self,
+        edge: &sentio_core::EdgeId,
+        from: i64,
+        to: i64,
+    ) -> Result<crate::ResyncRun>;
+    /// Applies a part of a run exactly once: its points (the same timestamp is the same point)
+    /// and the run's progress in one transaction; a part already applied, or of a run that is
+    /// not running, is [`crate::Applied::Duplicate`] and writes nothing.
+    async fn apply_resync(
+        &self,
+        edge: &sentio_core::EdgeId,
+        part: crate::ResyncPart,
+    ) -> Result<crate::Applied>;
+    /// The edge's latest re-sync run.
+    async fn last_resync(&self, edge: &sentio_core::EdgeId) -> Result<Option<crate::ResyncRun>>;
 }
 
 /// Notifications: silences, channels, the outbox that delivers to them, and grouped alerts.

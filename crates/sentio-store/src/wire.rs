@@ -62,6 +62,13 @@ pub struct WireMessage {
 #[error("uplink message: {0}")]
 pub struct WireError(String);
 
+impl WireError {
+    /// An error saying `what` (for the other messages of the link, e.g. `resync`).
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

@@ -628,6 +628,9 @@ pub struct EdgesConfig {
     /// is flagged in `/api/v1/edges` (`clock_ok`) and raises one alert (device `edge:<id>`,
     /// kind `limit`), resolved when it is back within.
     pub clock_skew_limit: Span,
+    /// Most (series, hour) pairs one re-sync (`POST /api/v1/edges/<id>/resync`) compares,
+    /// and sends again; a wider range is refused (give `from`/`to`).
+    pub resync_max_hours: u64,
 }
 
 impl Default for EdgesConfig {
@@ -635,6 +638,7 @@ impl Default for EdgesConfig {
         Self {
             offline_alert_after: Span(300_000),
             clock_skew_limit: Span(30_000),
+            resync_max_hours: 20_000,
         }
     }
 }

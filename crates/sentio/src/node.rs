@@ -267,6 +267,8 @@ impl Node {
             let sources = sentio_edge::RecordSources {
                 registry: store.clone(),
                 alerts: store.clone(),
+                digests: store.clone(),
+                series: store.clone(),
             };
             servers.push(tokio::spawn(sentio_edge::run(
                 settings,
@@ -308,6 +310,7 @@ impl Node {
             rule_clock: config.rules.clock(),
             edges: store.clone(),
             edge_clock_skew_limit_ms: config.edges.clock_skew_limit.0,
+            edge_resync_max_hours: config.edges.resync_max_hours,
             uplink,
             notify: store.clone(),
             notifier: notify_handle,

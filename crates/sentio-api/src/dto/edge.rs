@@ -4,7 +4,7 @@
 use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
-use sentio_store::{Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, UplinkPolicy};
+use sentio_store::{Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/edges` body.
@@ -71,6 +71,56 @@ pub struct EdgeView {
     /// Whether that is within `edges.clock_skew_limit`; unknown before a report with its clock.
     pub clock_ok: Option<bool>,
     pub progress: Vec<ProgressView>,
+    /// Its last re-sync (`POST /api/v1/edges/<id>/resync`), if any.
+    pub resync: Option<ResyncView>,
+}
+
+/// `POST /api/v1/edges/<id>/resync` query: the range to compare (ms; default: every hour the
+/// cloud and the edge hold).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncRange {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// A re-sync run of an edge.
+#[derive(Debug, Serialize)]
+pub struct ResyncView {
+    pub id: i64,
+    /// `running`, `done` or `failed`.
+    pub state: &'static str,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// (series, hour) pairs compared, and those that differed (as the edge reported them).
+    pub hours_compared: u64,
+    pub hours_differing: u64,
+    /// Points sent again and applied.
+    pub points_resent: u64,
+    pub parts: u64,
+    pub started: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl From<&ResyncRun> for ResyncView {
+    fn from(r: &ResyncRun) -> Self {
+        Self {
+            id: r.id,
+            state: r.state.as_str(),
+            from_ms: r.from,
+            to_ms: r.to,
+            hours_compared: r.hours_compared,
+            hours_differing: r.hours_differing,
+            points_resent: r.points_resent,
+            parts: r.parts,
+            started: format_time(r.started_ms),
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+            error: r.error.clone(),
+        }
+    }
 }
 
 /// What an edge last reported of its outbox.
@@ -137,6 +187,7 @@ impl EdgeView {
             clock_skew_ms: report.and_then(|r| r.clock_skew_ms),
             clock_ok: report.and_then(|r| r.clock_ok(clock_skew_limit_ms)),
             progress: e.progress.iter().map(ProgressView::from).collect(),
+            resync: None,
         }
     }
 }
@@ -320,7 +371,24 @@ mod tests {
                 }),
                 30_000,
             ),
-            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"degraded_points":600,"dropped_points":0,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}]}"#,
+            r#"{"id":"site-1","created":"2023-11-14T22:13:20Z","created_ms":1700000000000,"connected":true,"points":120,"last_ack_ms":1700000001000,"policy":"raw","reported":{"pending_batches":2,"pending_points":30,"oldest_pending_age_ms":1500,"acked_seq":6,"backlog_batches":1,"backlog_points":20,"backlog_drain_rate":400,"degraded_points":600,"dropped_points":0,"reported":"2023-11-14T22:13:22Z","reported_ms":1700000002000},"clock_skew_ms":-45000,"clock_ok":false,"progress":[{"incarnation":"abababababababababababababababab","lane":"points","seq":7,"part":0,"points":120,"last_applied":"2023-11-14T22:13:21Z","last_applied_ms":1700000001000}],"resync":null}"#,
+        );
+        check(
+            ResyncView::from(&ResyncRun {
+                id: 3,
+                edge: EdgeId::parse("site-1").unwrap(),
+                state: sentio_store::ResyncState::Done,
+                from: 0,
+                to: 86_400_000,
+                hours_compared: 24,
+                hours_differing: 2,
+                points_resent: 7_200,
+                parts: 2,
+                started_ms: 1_700_000_000_000,
+                finished_ms: Some(1_700_000_004_000),
+                error: None,
+            }),
+            r#"{"id":3,"state":"done","from_ms":0,"to_ms":86400000,"hours_compared":24,"hours_differing":2,"points_resent":7200,"parts":2,"started":"2023-11-14T22:13:20Z","started_ms":1700000000000,"finished_ms":1700000004000,"error":null}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),

@@ -26,7 +26,7 @@ pub use alert::{
     FeedbackAnswer, FeedbackBody, LimitList, LimitView,
 };
 pub use command::{CommandBody, CommandDto, CommandList, TwinDto};
-pub use edge::{CreateEdge, CreatedEdge, EdgeView, UplinkView};
+pub use edge::{CreateEdge, CreatedEdge, EdgeView, ResyncRange, ResyncView, UplinkView};
 pub use edge_budget::OutboxCountsView;
 pub use export::ExportLine;
 pub use notify::{

@@ -14,19 +14,30 @@ use crate::auth::{Admin, Viewer};
 use crate::dto::{CreateEdge, CreatedEdge, EdgeView, UplinkView};
 use crate::{ApiError, AppState};
 
-fn edge_id(id: &str) -> Result<EdgeId, ApiError> {
+pub(super) fn edge_id(id: &str) -> Result<EdgeId, ApiError> {
     EdgeId::parse(id).map_err(|e| ApiError::bad_request(e.to_string().replace("device", "edge")))
 }
 
-/// The edge as shown: whether it is connected to this node's broker now, and what it last
-/// reported of its outbox.
-fn view(s: &AppState, e: &Edge) -> EdgeView {
-    let user = edge_username(&e.id);
-    let connected = s.broker.as_ref().is_some_and(|b| {
+/// The edge as shown: whether it is connected to this node's broker now, what it last
+/// reported of its outbox, and its last re-sync.
+async fn view(s: &AppState, e: &Edge) -> Result<EdgeView, ApiError> {
+    let mut v = view_now(s, e);
+    v.resync = s.edges.last_resync(&e.id).await?.as_ref().map(Into::into);
+    Ok(v)
+}
+
+/// Whether `e` is connected to this node's broker now.
+pub(super) fn connected(s: &AppState, e: &EdgeId) -> bool {
+    let user = edge_username(e);
+    s.broker.as_ref().is_some_and(|b| {
         b.clients()
             .iter()
             .any(|c| c.username.as_deref() == Some(user.as_str()))
-    });
+    })
+}
+
+fn view_now(s: &AppState, e: &Edge) -> EdgeView {
+    let connected = connected(s, &e.id);
     let report = s.broker.as_ref().and_then(|b| b.edge_report(e.id.as_str()));
     EdgeView::new(e, connected, report.as_ref(), s.edge_clock_skew_limit_ms)
 }
@@ -56,13 +67,10 @@ pub async fn create(
 
 /// `GET /api/v1/edges`: every edge with its progress.
 pub async fn list(_: Admin, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let edges: Vec<EdgeView> = s
-        .edges
-        .list_edges()
-        .await?
-        .iter()
-        .map(|e| view(&s, e))
-        .collect();
+    let mut edges: Vec<EdgeView> = Vec::new();
+    for e in s.edges.list_edges().await? {
+        edges.push(view(&s, &e).await?);
+    }
     Ok(Json(json!({ "edges": edges })))
 }
 
@@ -78,7 +86,7 @@ pub async fn show(
         .get_edge(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("edge {id:?} not found")))?;
-    Ok(Json(view(&s, &edge)))
+    Ok(Json(view(&s, &edge).await?))
 }
 
 /// `GET /api/v1/uplink`: this edge's outbox and link; 404 on a node that is not an edge.

@@ -6,6 +6,7 @@ mod broker;
 mod commands;
 mod devices;
 mod edge_budget;
+mod edge_resync;
 mod edges;
 mod events;
 mod export;
@@ -125,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/edges", get(edges::list).post(edges::create))
         .route("/api/v1/edges/{id}", get(edges::show))
+        .route(
+            "/api/v1/edges/{id}/resync",
+            axum::routing::post(edge_resync::start),
+        )
         .route("/api/v1/uplink", get(edges::uplink))
         .route("/api/v1/stream", get(stream::stream))
         .route("/mqtt", get(mqtt_ws::upgrade))

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sentio_core::EdgeId;
 
-use super::{Inner, SqliteStore, rollup, series};
+use super::{Inner, SqliteStore, resync, rollup, series};
 use crate::edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane,
     RegistryApplied, UplinkBatch, UplinkRollups,
@@ -197,6 +197,38 @@ impl EdgeStore for SqliteStore {
             .await;
         self.inner.note_write(&applied);
         applied
+    }
+
+    async fn hour_digests(
+        &self,
+        edge: Option<&EdgeId>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::SeriesHours>> {
+        let edge = edge.cloned();
+        self.with_conn(move |_, conn| resync::hour_digests(conn, edge.as_ref(), from, to))
+            .await
+    }
+
+    async fn start_resync(&self, edge: &EdgeId, from: i64, to: i64) -> Result<crate::ResyncRun> {
+        let edge = edge.clone();
+        self.with_conn(move |_, conn| resync::start(conn, &edge, from, to))
+            .await
+    }
+
+    async fn apply_resync(&self, edge: &EdgeId, part: crate::ResyncPart) -> Result<Applied> {
+        let edge = edge.clone();
+        let applied = self
+            .with_conn(move |inner, conn| resync::apply(inner, conn, &edge, &part))
+            .await;
+        self.inner.note_write(&applied);
+        applied
+    }
+
+    async fn last_resync(&self, edge: &EdgeId) -> Result<Option<crate::ResyncRun>> {
+        let edge = edge.clone();
+        self.with_conn(move |_, conn| resync::last(conn, &edge))
+            .await
     }
 
     async fn apply_rollups(&self, batches: Vec<UplinkRollups>) -> Result<Vec<Applied>> {

@@ -21,6 +21,7 @@ mod outbox;
 mod outbox_counts;
 mod read;
 mod registry;
+mod resync;
 mod retention;
 mod rollup;
 mod rollup_pack;

@@ -325,6 +325,23 @@ CREATE TABLE IF NOT EXISTS edge_alerts (
     alert_id      INTEGER NOT NULL,
     PRIMARY KEY (edge, edge_alert_id)
 ) WITHOUT ROWID;
+-- Re-sync runs of edges (sqlite/resync.rs): each part the edge sends is applied with its
+-- points in one transaction, once (`parts` applied so far, consecutive).
+CREATE TABLE IF NOT EXISTS edge_resyncs (
+    id              INTEGER PRIMARY KEY,
+    edge            TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE,
+    state           TEXT NOT NULL,
+    from_ms         INTEGER NOT NULL,
+    to_ms           INTEGER NOT NULL,
+    hours_compared  INTEGER NOT NULL DEFAULT 0,
+    hours_differing INTEGER NOT NULL DEFAULT 0,
+    points          INTEGER NOT NULL DEFAULT 0,
+    parts           INTEGER NOT NULL DEFAULT 0,
+    started_ms      INTEGER NOT NULL,
+    finished_ms     INTEGER,
+    error           TEXT
+);
+CREATE INDEX IF NOT EXISTS edge_resyncs_edge ON edge_resyncs (edge, id);
 CREATE TABLE IF NOT EXISTS edge_devices (
     device TEXT PRIMARY KEY,
     edge   TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE

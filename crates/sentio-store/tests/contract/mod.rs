@@ -15,6 +15,7 @@ pub mod edges;
 pub mod health;
 pub mod notify;
 pub mod registry;
+pub mod resync;
 pub mod retention;
 pub mod rules;
 pub mod twins;
@@ -79,6 +80,7 @@ macro_rules! store_contract {
             edges::an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device,
             edges::edges_apply_each_batch_once_per_incarnation,
             edges::the_raw_points_around_an_alert_go_in_the_live_lane_once,
+            resync::a_resync_part_is_applied_once_and_a_resent_point_changes_nothing,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::json;
 
 use crate::support::fault_proxy::Fault;
@@ -45,20 +45,7 @@ impl Devices {
         let mut out = Vec::new();
         for i in 0..DEVICES {
             let id = format!("dev-{i}");
-            let (client, mut el) = pair.new_device(&id, 64).await;
-            let acked = Arc::new(AtomicU64::new(0));
-            let count = acked.clone();
-            tokio::spawn(async move {
-                loop {
-                    match el.poll().await {
-                        Ok(Event::Incoming(Packet::PubAck(_))) => {
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
+            let (client, acked) = pair.counted_device(&id, 64).await;
             out.push((id, client, acked));
         }
         Self(out)

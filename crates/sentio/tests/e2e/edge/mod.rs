@@ -5,7 +5,7 @@
 //! offline edge (`offline`); the edge's device registry and alerts in the cloud (`devices`,
 //! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
 //! (`aggregates`); a tiny disk budget degrading undelivered points to rollups, every point
-//! counted (`budget`).
+//! counted (`budget`); re-sync by hourly digests after the cloud lost data (`resync`).
 
 mod aggregates;
 mod alerts;
@@ -14,4 +14,5 @@ mod budget;
 mod devices;
 mod offline;
 mod registry;
+mod resync;
 mod uplink;

@@ -82,7 +82,10 @@ async fn edges_are_registered_once_and_confined_to_their_own_topics() {
         .await
         .expect("the edge logs in with its secret");
     for (filter, want) in [
-        ("edges/site-1/down/#", Sub5::Success(Q5::AtLeastOnce)),
+        // The one topic an edge subscribes to: its re-sync requests.
+        ("edges/site-1/down/resync", Sub5::Success(Q5::AtLeastOnce)),
+        ("edges/site-1/down/#", Sub5::NotAuthorized),
+        ("edges/site-1/#", Sub5::NotAuthorized),
         ("edges/site-2/#", Sub5::NotAuthorized),
         ("edges/+/up/points", Sub5::NotAuthorized),
         ("devices/#", Sub5::NotAuthorized),
@@ -99,6 +102,7 @@ async fn edges_are_registered_once_and_confined_to_their_own_topics() {
     }
     for topic in [
         "edges/site-2/up/points",
+        "edges/site-1/down/resync",
         "devices/dev-1/telemetry",
         "elsewhere",
     ] {

@@ -177,6 +177,18 @@ impl Pair {
         self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
     }
 
+    /// Kills the cloud with SIGKILL, lets `edit` change its data directory while it is down,
+    /// and starts it again; the proxy forwards to its new port.
+    pub(super) async fn restart_cloud_after(&mut self, edit: impl FnOnce(&std::path::Path)) {
+        self.cloud.kill().unwrap();
+        self.cloud.wait().unwrap();
+        let data = self.dir.path().join("cloud");
+        edit(&data);
+        let (cloud, http, mqtt) = spawn_blocking_sentio(data, vec![]).await;
+        (self.cloud, self.cloud_http) = (cloud, http);
+        self.proxy.set_upstream(([127, 0, 0, 1], mqtt).into());
+    }
+
     /// Registers a device `id` (kind `sensor`) on the edge and opens its MQTT client to the
     /// edge's broker (not yet polled), with room for `queue` requests.
     pub(super) async fn new_device(&self, id: &str, queue: usize) -> (AsyncClient, EventLoop) {
@@ -192,6 +204,30 @@ impl Pair {
         o.set_credentials(id, body["secret"].as_str().unwrap());
         o.set_keep_alive(Duration::from_secs(10));
         AsyncClient::new(o, queue)
+    }
+
+    /// A device of the edge (see [`Pair::new_device`]) whose connection runs in a task of its
+    /// own, counting the PUBACKs it gets.
+    pub(super) async fn counted_device(
+        &self,
+        id: &str,
+        queue: usize,
+    ) -> (AsyncClient, Arc<AtomicU64>) {
+        let (client, mut el) = self.new_device(id, queue).await;
+        let acked = Arc::new(AtomicU64::new(0));
+        let count = acked.clone();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        (client, acked)
     }
 
     /// The cloud's view of the edge (`GET /api/v1/edges/<id>`).

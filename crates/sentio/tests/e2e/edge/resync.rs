@@ -1,0 +1,264 @@
+//! Re-sync by hourly digests (`POST /api/v1/edges/<id>/resync`): real processes and the fault
+//! proxy (see `uplink`). A device sends hours of a 1 Hz series to the edge with past
+//! timestamps (so that the hours close on both sides within the test); once the cloud holds
+//! them, a re-sync compares every hour and sends nothing. Then the cloud loses a range of the
+//! series (stopped, rows deleted from its database file, restarted, as a lost disk region
+//! would): a re-sync finds exactly the hours that lost points, sends their raw points again,
+//! and afterwards the cloud holds every point of the edge once, and its hourly rollups agree
+//! (a further re-sync finds nothing).
+//!
+//! `SENTIO_RESYNC_HOURS` (default 6) sets the hours sent, of which all but the first two and
+//! the last two lose points: `SENTIO_RESYNC_HOURS=28` re-syncs a day (BENCHMARKS.md).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rumqttc::QoS;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+use super::uplink::Pair;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+const DEVICE: &str = "dev-0";
+const METRIC: &str = "t";
+/// Readings per message (the payload is a batch, under rumqttc's 10 KiB packet limit).
+const PER_MESSAGE: i64 = 200;
+
+fn hours() -> i64 {
+    std::env::var("SENTIO_RESYNC_HOURS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(6)
+        .max(6)
+}
+
+/// A sensor-like reading at `ts` (two decimals).
+fn reading(ts: i64) -> f64 {
+    let t = ts as f64 / 1_000.0;
+    ((21.0 + 2.0 * (t / 900.0).sin() + 0.05 * (t * 7.3).sin()) * 100.0).round() / 100.0
+}
+
+/// Every point of the series, read a page at a time.
+async fn series(http: &str) -> BTreeMap<i64, f64> {
+    let mut out = BTreeMap::new();
+    let mut from = 0i64;
+    loop {
+        let path = format!("/api/v1/devices/{DEVICE}/series/{METRIC}?from={from}&limit=50000");
+        let (status, body) = api_at(http, "GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        for p in body["points"].as_array().unwrap() {
+            out.insert(p[0].as_i64().unwrap(), p[1].as_f64().unwrap());
+        }
+        match body["next"].as_i64() {
+            Some(next) => from = next,
+            None => return out,
+        }
+    }
+}
+
+/// Starts a re-sync (retried while the edge reconnects) and waits until it is done.
+async fn resync(pair: &Pair) -> Value {
+    let path = format!("/api/v1/edges/{}/resync", super::uplink::EDGE);
+    let started = eventually(60, || async {
+        let (status, body) = api_at(&pair.cloud_http, "POST", &path, None).await;
+        (status == 202).then_some(body)
+    })
+    .await
+    .expect("the cloud did not start a re-sync");
+    assert_eq!(started["state"], "running", "{started}");
+    let done = eventually(120, || async {
+        let run = pair.cloud_edge().await["resync"].clone();
+        (run["id"] == started["id"] && run["state"] != "running").then_some(run)
+    })
+    .await;
+    let Some(run) = done else {
+        panic!("not done: {}", pair.cloud_edge().await);
+    };
+    assert_eq!(run["state"], "done", "{run}");
+    run
+}
+
+/// Re-syncs until the cloud has rolled every hour up (a run compares only hours closed on
+/// both sides), at most a minute; returns the last run.
+async fn resync_all(pair: &Pair, hours: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let run = resync(pair).await;
+        if run["hours_compared"].as_i64() >= Some(hours) || Instant::now() > deadline {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// Deletes from the cloud's database every raw blob and chunk of the series overlapping
+/// `[from, to)`, and the rollups of the hours they reached; returns the hours lost
+/// (`[lo, hi)`, whole hours).
+fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
+    let c = rusqlite::Connection::open(data.join("sentio.db")).unwrap();
+    let sid: i64 = c
+        .query_row(
+            "SELECT id FROM series WHERE device = ?1 AND metric = ?2",
+            [DEVICE, METRIC],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (lo, hi): (i64, i64) = c
+        .query_row(
+            "SELECT min(a), max(b) FROM ( \
+               SELECT first_ts a, last_ts b FROM head WHERE series_id = ?1 AND first_ts < ?3 AND last_ts >= ?2 \
+               UNION ALL SELECT start_ts, end_ts FROM chunks WHERE series_id = ?1 AND start_ts < ?3 AND end_ts >= ?2)",
+            [sid, from, to],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    c.execute(
+        "DELETE FROM head WHERE series_id = ?1 AND first_ts < ?3 AND last_ts >= ?2",
+        [sid, from, to],
+    )
+    .unwrap();
+    c.execute(
+        "DELETE FROM chunks WHERE series_id = ?1 AND start_ts < ?3 AND end_ts >= ?2",
+        [sid, from, to],
+    )
+    .unwrap();
+    let (lo, hi) = (lo.div_euclid(HOUR) * HOUR, (hi.div_euclid(HOUR) + 1) * HOUR);
+    for table in ["rollup_1m", "rollup_1h"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE series_id = ?1 AND bucket >= ?2 AND bucket < ?3"),
+            [sid, lo, hi],
+        )
+        .unwrap();
+    }
+    c.execute(
+        "DELETE FROM rollup_1m_days WHERE series_id = ?1 AND day < ?3 AND day + ?4 > ?2",
+        [sid, lo, hi, DAY],
+    )
+    .unwrap();
+    (lo, hi)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_else() {
+    let _heavy = heavy().await;
+    let hours = hours();
+    let mut pair = Pair::start("ack_timeout = \"3s\"\n[pipeline]\nlate_window = \"none\"").await;
+    let (client, acked) = pair.counted_device(DEVICE, 64).await;
+    // Whole hours, well closed (rollups settle minutes behind now).
+    let t0 = (now_ms() - (hours + 1) * HOUR).div_euclid(HOUR) * HOUR;
+    let end = t0 + hours * HOUR;
+    let mut messages = 0u64;
+    let mut ts = t0;
+    while ts < end {
+        let batch: Vec<Value> = (0..PER_MESSAGE)
+            .map(|i| ts + i * 1_000)
+            .filter(|t| *t < end)
+            .map(|t| json!({"ts": t, METRIC: reading(t)}))
+            .collect();
+        client
+            .publish(
+                format!("devices/{DEVICE}/telemetry"),
+                QoS::AtLeastOnce,
+                false,
+                Value::Array(batch).to_string(),
+            )
+            .await
+            .unwrap();
+        messages += 1;
+        ts += PER_MESSAGE * 1_000;
+    }
+    let all = eventually(60, || async {
+        (acked.load(Ordering::Relaxed) >= messages).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "the edge did not acknowledge every message");
+    let accepted = (hours * 3_600) as usize;
+    pair.drained(60).await;
+    let on_edge = series(&pair.edge_http).await;
+    assert_eq!(on_edge.len(), accepted);
+
+    // Everything present: every hour compared, none differs, nothing is sent.
+    let clean = resync_all(&pair, hours).await;
+    println!("resync, nothing lost: {clean}");
+    assert_eq!(clean["hours_compared"], hours, "{clean}");
+    assert_eq!(
+        (&clean["hours_differing"], &clean["points_resent"]),
+        (&json!(0), &json!(0)),
+        "{clean}"
+    );
+
+    // The cloud loses the points of all but the first two and the last two hours (and of the
+    // hours its chunks reach into).
+    let mut lost = (0, 0);
+    pair.restart_cloud_after(|data| lost = lose(data, (t0 + 2 * HOUR, end - 2 * HOUR)))
+        .await;
+    let in_cloud = series(&pair.cloud_http).await;
+    let (lo, hi) = (lost.0.max(t0), lost.1.min(end));
+    let lost_hours = (hi - lo) / HOUR;
+    let held_in = |m: &BTreeMap<i64, f64>| m.range(lo..hi).count();
+    println!(
+        "resync: the cloud lost {} of {accepted} points ({lost_hours} hours)",
+        accepted - in_cloud.len()
+    );
+    assert!(in_cloud.len() < accepted && held_in(&in_cloud) < held_in(&on_edge));
+    assert!(lost_hours < hours, "some hours are intact: {lost:?}");
+
+    let bytes_before = pair.proxy.bytes_up();
+    let started = Instant::now();
+    let run = resync_all(&pair, hours).await;
+    let took = started.elapsed();
+    let bytes = pair.proxy.bytes_up() - bytes_before;
+    let resent = held_in(&on_edge) as u64;
+    println!(
+        "resync after the loss: {run}; {resent} points of {lost_hours} hours re-sent in {:.1} s \
+         with {bytes} bytes edge -> cloud at the socket ({:.2} B/point)",
+        took.as_secs_f64(),
+        bytes as f64 / resent as f64
+    );
+    assert_eq!(run["hours_compared"], hours, "{run}");
+    assert_eq!(run["hours_differing"], lost_hours, "{run}");
+    assert_eq!(run["points_resent"], resent, "{run}");
+
+    // Every point of the edge once, with its value: counts and sums equal.
+    let in_cloud = series(&pair.cloud_http).await;
+    let duplicated = run["points_resent"].as_u64().unwrap() as i64
+        - (in_cloud.len() as i64 - (accepted as i64 - resent as i64));
+    let lost_now = on_edge.keys().filter(|t| !in_cloud.contains_key(t)).count();
+    println!(
+        "resync: accepted {accepted}, stored in the cloud {}, duplicated {duplicated}, lost {lost_now}",
+        in_cloud.len()
+    );
+    assert_eq!(in_cloud, on_edge, "the cloud holds the edge's points");
+    assert_eq!((duplicated, lost_now), (0, 0));
+
+    // Its rollups recomputed from them, not counted twice: a further re-sync finds nothing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let again = loop {
+        let again = resync(&pair).await;
+        if again["hours_differing"] == 0 || Instant::now() > deadline {
+            break again;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    assert_eq!(
+        (
+            &again["hours_compared"],
+            &again["hours_differing"],
+            &again["points_resent"]
+        ),
+        (&json!(hours), &json!(0), &json!(0)),
+        "{again}"
+    );
+    let (_, audit) = api_at(
+        &pair.cloud_http,
+        "GET",
+        "/api/v1/audit?action=edge.resync",
+        None,
+    )
+    .await;
+    assert!(audit.to_string().contains("edge.resync"), "{audit}");
+}
