@@ -23,6 +23,7 @@ use sentio_core::Rule;
 use sentio_core::time::parse_duration_ms;
 
 use super::clock::ClockField;
+use super::fast::Fast;
 
 /// The longest window an aggregate may ask for: a window is running state (a few slots), but a
 /// day bounds how long a stale reading can weigh on a rule.
@@ -126,6 +127,10 @@ pub struct CompiledRule {
     pub(crate) aggregates: Vec<Aggregate>,
     /// The time-of-day variables either expression reads, without repeats.
     pub(crate) clock: Vec<ClockField>,
+    /// The condition's fast tree, if it has one of the common shapes.
+    pub(crate) fast_condition: Option<Fast>,
+    /// The clear condition's fast tree, if it has one.
+    pub(crate) fast_clear: Option<Fast>,
 }
 
 impl CompiledRule {
@@ -175,12 +180,16 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         .as_deref()
         .map(|c| expression("clear", c, &rule, &mut reads))
         .transpose()?;
+    let fast = |p: &Program| Fast::compile(p.expression(), &rule.selector.metrics, &reads.aggregates);
+    let (fast_condition, fast_clear) = (fast(&condition), clear.as_ref().and_then(fast));
     Ok(CompiledRule {
         rule,
         condition,
         clear,
         aggregates: reads.aggregates,
         clock: reads.clock,
+        fast_condition,
+        fast_clear,
     })
 }
 
@@ -257,7 +266,7 @@ impl<'a> Check<'a> {
                 if c.target.is_none() && AGGREGATES.contains(&name) {
                     return self.aggregate(e, name, &c.args);
                 }
-                let operator = name.starts_with(['_', '@', '!']);
+                let operator = name.starts_with(['_', '@', '!']) || name == "-_";
                 if !operator && !STANDARD.contains(&name) {
                     return Err(self.at(
                         e,

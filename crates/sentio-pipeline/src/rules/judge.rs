@@ -29,6 +29,7 @@ use sentio_core::Point;
 use serde::{Deserialize, Serialize};
 
 use super::compile::CompiledRule;
+use super::fast::{Fast, Inputs, Windows};
 use super::window::{Agg, Window};
 
 /// What one evaluation did.
@@ -222,41 +223,36 @@ impl RuleState {
     /// Evaluates the rule at data time `ts_ms` and moves its state machine.
     /// `vars` are the device's [`RuleVars`].
     pub fn judge(&mut self, rule: &CompiledRule, env: &Eval, vars: &RuleVars, ts_ms: i64) -> Step {
-        let values = rule.aggregates.iter().map(|a| {
-            let w = self
-                .windows
-                .iter()
-                .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
-                .map(|(_, _, w)| w);
-            [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
-                Some(w) => w.get(agg, ts_ms),
-                None => (agg == Agg::Count).then_some(0.0),
-            })
-        });
-        let time = (!rule.clock.is_empty()).then(|| env.clock.at(ts_ms));
-        let ctx = match Scope::refresh(
-            &mut self.scope,
-            &env.env,
-            &rule.aggregates,
-            self.latest.iter().map(|(m, v)| (m, *v)),
-            values,
-            Reads {
-                device: &vars.device,
-                twin: &vars.twin,
-                clock: &rule.clock,
-                time,
-            },
-        ) {
-            Ok(c) => c,
-            Err(e) => return Step::Failed(e),
+        // The fast trees answer from the state itself; CEL's context is refreshed only when an
+        // expression has no fast tree or the tree leaves the answer to CEL.
+        let inputs = Inputs {
+            latest: &self.latest,
+            windows: &self.windows,
+            device: &vars.device,
+            ts_ms,
         };
-        let holds = match truth(&rule.condition, ctx) {
+        let (latest, windows) = (&self.latest, &self.windows);
+        let mut scope = Some(&mut self.scope);
+        let mut ctx = None;
+        let mut truth_of = |fast: Option<&Fast>, program: &Program| -> Result<bool, Step> {
+            if let Some(answer) = fast.and_then(|f| f.eval(&inputs)) {
+                return Ok(answer);
+            }
+            if let Some(cell) = scope.take() {
+                ctx = Some(cel_context(cell, rule, env, vars, latest, windows, ts_ms));
+            }
+            match ctx.as_ref().expect("refreshed above") {
+                Ok(ctx) => truth(program, ctx),
+                Err(e) => Err(Step::Failed(e.clone())),
+            }
+        };
+        let holds = match truth_of(rule.fast_condition.as_ref(), &rule.condition) {
             Ok(h) => h,
             Err(step) => return step,
         };
-        let cleared = || match &rule.clear {
+        let mut cleared = || match &rule.clear {
             None => Ok(!holds),
-            Some(clear) => truth(clear, ctx),
+            Some(clear) => truth_of(rule.fast_clear.as_ref(), clear),
         };
         if self.open {
             return match cleared() {
@@ -313,6 +309,43 @@ impl RuleState {
         self.opens();
         Some(at)
     }
+}
+
+/// The rule's CEL context for an evaluation at `ts_ms`, refreshed from the state's latest
+/// values and windows.
+fn cel_context<'a>(
+    cell: &'a mut ScopeCell,
+    rule: &CompiledRule,
+    env: &Eval,
+    vars: &RuleVars,
+    latest: &'a BTreeMap<String, f64>,
+    windows: &Windows,
+    ts_ms: i64,
+) -> Result<&'a Context<'static, 'static>, String> {
+    let values = rule.aggregates.iter().map(|a| {
+        let w = windows
+            .iter()
+            .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+            .map(|(_, _, w)| w);
+        [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
+            Some(w) => w.get(agg, ts_ms),
+            None => (agg == Agg::Count).then_some(0.0),
+        })
+    });
+    let time = (!rule.clock.is_empty()).then(|| env.clock.at(ts_ms));
+    Scope::refresh(
+        cell,
+        &env.env,
+        &rule.aggregates,
+        latest.iter().map(|(m, v)| (m, *v)),
+        values,
+        Reads {
+            device: &vars.device,
+            twin: &vars.twin,
+            clock: &rule.clock,
+            time,
+        },
+    )
 }
 
 /// Runs one expression to a boolean; otherwise the step it makes: undecided while a metric

@@ -9,6 +9,7 @@
 pub(crate) mod actions;
 pub mod clock;
 pub(crate) mod compile;
+mod fast;
 pub(crate) mod index;
 pub mod judge;
 pub mod replay;
