@@ -1010,6 +1010,9 @@ fn by_device(points: Vec<Point>) -> Vec<(DeviceId, Vec<Point>)> {
 }
 
 #[cfg(test)]
+mod alert_saves_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
