@@ -180,7 +180,8 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         .as_deref()
         .map(|c| expression("clear", c, &rule, &mut reads))
         .transpose()?;
-    let fast = |p: &Program| Fast::compile(p.expression(), &rule.selector.metrics, &reads.aggregates);
+    let fast =
+        |p: &Program| Fast::compile(p.expression(), &rule.selector.metrics, &reads.aggregates);
     let (fast_condition, fast_clear) = (fast(&condition), clear.as_ref().and_then(fast));
     Ok(CompiledRule {
         rule,

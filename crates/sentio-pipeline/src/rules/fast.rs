@@ -301,51 +301,52 @@ impl Shapes<'_> {
             Expr::Ident(name) if self.is_metric(name) && name != "device" && name != "twin" => {
                 double(Num::Metric(name.clone()))
             }
-            Expr::Call(c) if c.target.is_none() => match (c.func_name.as_str(), c.args.as_slice())
-            {
-                (name @ ("avg" | "min" | "max" | "count"), [m, w]) => {
-                    let text = |e: &IdedExpr| match &e.expr {
-                        Expr::Literal(LiteralValue::String(s)) => Some(s.inner().to_string()),
-                        _ => None,
-                    };
-                    let (m, w) = (text(m)?, text(w)?);
-                    let a = self
-                        .aggregates
-                        .iter()
-                        .find(|a| *a.metric == *m && *a.window == *w)?;
-                    let agg = match name {
-                        "avg" => Agg::Avg,
-                        "min" => Agg::Min,
-                        "max" => Agg::Max,
-                        _ => Agg::Count,
-                    };
-                    double(Num::Aggregate(m, a.window_ms, agg))
+            Expr::Call(c) if c.target.is_none() => {
+                match (c.func_name.as_str(), c.args.as_slice()) {
+                    (name @ ("avg" | "min" | "max" | "count"), [m, w]) => {
+                        let text = |e: &IdedExpr| match &e.expr {
+                            Expr::Literal(LiteralValue::String(s)) => Some(s.inner().to_string()),
+                            _ => None,
+                        };
+                        let (m, w) = (text(m)?, text(w)?);
+                        let a = self
+                            .aggregates
+                            .iter()
+                            .find(|a| *a.metric == *m && *a.window == *w)?;
+                        let agg = match name {
+                            "avg" => Agg::Avg,
+                            "min" => Agg::Min,
+                            "max" => Agg::Max,
+                            _ => Agg::Count,
+                        };
+                        double(Num::Aggregate(m, a.window_ms, agg))
+                    }
+                    (operators::NEGATE, [x]) => {
+                        let x = self.number(x)?;
+                        // Negating an int literal would be int arithmetic.
+                        x.double.then(|| Typed {
+                            num: Num::Neg(Box::new(x.num)),
+                            double: true,
+                        })
+                    }
+                    (name, [a, b]) => {
+                        let op = match name {
+                            operators::ADD => Op::Add,
+                            operators::SUBSTRACT => Op::Sub,
+                            operators::MULTIPLY => Op::Mul,
+                            operators::DIVIDE => Op::Div,
+                            _ => return None,
+                        };
+                        let (a, b) = (self.number(a)?, self.number(b)?);
+                        // CEL has no double-int arithmetic (an error): only doubles here.
+                        (a.double && b.double).then(|| Typed {
+                            num: Num::Arith(op, Box::new(a.num), Box::new(b.num)),
+                            double: true,
+                        })
+                    }
+                    _ => None,
                 }
-                (operators::NEGATE, [x]) => {
-                    let x = self.number(x)?;
-                    // Negating an int literal would be int arithmetic.
-                    x.double.then(|| Typed {
-                        num: Num::Neg(Box::new(x.num)),
-                        double: true,
-                    })
-                }
-                (name, [a, b]) => {
-                    let op = match name {
-                        operators::ADD => Op::Add,
-                        operators::SUBSTRACT => Op::Sub,
-                        operators::MULTIPLY => Op::Mul,
-                        operators::DIVIDE => Op::Div,
-                        _ => return None,
-                    };
-                    let (a, b) = (self.number(a)?, self.number(b)?);
-                    // CEL has no double-int arithmetic (an error): only doubles here.
-                    (a.double && b.double).then(|| Typed {
-                        num: Num::Arith(op, Box::new(a.num), Box::new(b.num)),
-                        double: true,
-                    })
-                }
-                _ => None,
-            },
+            }
             _ => None,
         }
     }
@@ -384,9 +385,9 @@ mod tests {
             assert!(compiled(fast, None).fast_condition.is_some(), "{fast}");
         }
         for slow in [
-            "co2 + 1 > 5",   // double + int: a CEL error
-            "1 < 2",         // int comparison
-            "-(1) < temp",   // int arithmetic
+            "co2 + 1 > 5", // double + int: a CEL error
+            "1 < 2",       // int comparison
+            "-(1) < temp", // int arithmetic
             r#"twin.reported.fan == "low""#,
             "hour > 5",
             "[co2, temp].all(x, x > 0)",
@@ -423,10 +424,8 @@ mod tests {
         ];
         leaf.prop_recursive(2, 6, 2, |inner| {
             prop_oneof![
-                (inner.clone(), inner.clone(), 0..4usize).prop_map(|(a, b, op)| format!(
-                    "({a} {} {b})",
-                    ["+", "-", "*", "/"][op]
-                )),
+                (inner.clone(), inner.clone(), 0..4usize)
+                    .prop_map(|(a, b, op)| format!("({a} {} {b})", ["+", "-", "*", "/"][op])),
                 inner.prop_map(|a| format!("-({a})")),
             ]
         })
@@ -466,7 +465,10 @@ mod tests {
             (
                 any::<bool>(),
                 0i64..20,
-                prop_oneof![(-2i32..30).prop_map(|v| f64::from(v * 50)), -100.0..1500.0f64],
+                prop_oneof![
+                    (-2i32..30).prop_map(|v| f64::from(v * 50)),
+                    -100.0..1500.0f64
+                ],
             ),
             1..40,
         )
@@ -502,8 +504,10 @@ mod tests {
             };
             a.add(&rule, &p);
             b.add(&slow, &p);
-            let (fast_step, cel_step): (Step, Step) =
-                (a.judge(&rule, &eval, &vars, ts), b.judge(&slow, &eval, &vars, ts));
+            let (fast_step, cel_step): (Step, Step) = (
+                a.judge(&rule, &eval, &vars, ts),
+                b.judge(&slow, &eval, &vars, ts),
+            );
             assert_eq!(
                 fast_step, cel_step,
                 "{} / {:?} at {ts}",

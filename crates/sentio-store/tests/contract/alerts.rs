@@ -41,7 +41,10 @@ pub async fn a_batch_of_alerts_is_saved_in_order_with_its_ids(backend: &impl Bac
         .create_device(NewDevice::new("d1"))
         .await
         .unwrap();
-    assert_eq!(s.alerts.save_alerts(Vec::new()).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        s.alerts.save_alerts(Vec::new()).await.unwrap(),
+        Vec::<i64>::new()
+    );
     let first = s.alerts.save_alert(&open_alert("d1")).await.unwrap();
     let mut resolved = open_alert("d1");
     resolved.id = AlertId::new(first);
@@ -60,7 +63,10 @@ pub async fn a_batch_of_alerts_is_saved_in_order_with_its_ids(backend: &impl Bac
     let ids = s.alerts.save_alerts(batch).await.unwrap();
     assert_eq!(ids.len(), 301);
     assert_eq!(ids[0], first, "a saved alert is updated, not stored again");
-    assert!(ids.windows(2).skip(1).all(|w| w[1] > w[0]), "new ids, in order");
+    assert!(
+        ids.windows(2).skip(1).all(|w| w[1] > w[0]),
+        "new ids, in order"
+    );
     let stored = s.alerts.get_alert(first).await.unwrap().unwrap();
     assert_eq!(
         (stored.state, stored.resolved_ms, stored.anomalous_points),
