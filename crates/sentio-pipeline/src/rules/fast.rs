@@ -230,7 +230,7 @@ impl Shapes<'_> {
                         }
                         let (a, b) = (self.number(a)?, self.number(b)?);
                         // Two int literals compare as ints in CEL: not a shape here.
-                        (a.double || b.double).then(|| Fast::Compare(cmp, a.num, b.num))
+                        (a.double || b.double).then_some(Fast::Compare(cmp, a.num, b.num))
                     }
                     _ => None,
                 }
