@@ -135,6 +135,9 @@ pub trait SeriesStore: Send + Sync {
 pub trait AlertStore: Send + Sync {
     /// Inserts (id 0) or updates an alert; returns its id.
     async fn save_alert(&self, alert: &Alert) -> Result<i64>;
+    /// Inserts or updates each alert, in order, in one transaction (one commit for all of a
+    /// batch's alerts); returns their ids in the same order.
+    async fn save_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<i64>>;
     /// Alerts matching the filter, newest first.
     async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>>;
     /// One alert, with its feedback.

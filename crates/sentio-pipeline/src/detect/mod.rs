@@ -518,21 +518,23 @@ impl DetectStage {
         ));
     }
 
-    /// Saves a batch's transitions in order. An alert that opened earlier in the same batch has
-    /// no id in its later transitions (the store gave it one only now): it gets that id, so it
-    /// is updated rather than stored twice.
+    /// Saves a batch's transitions in one store transaction, then tells the notifier and the
+    /// bus of each, in order.
     ///
-    /// An escalation followed, in the same batch, by a later escalation or the resolution of
-    /// the same alert is not saved: the later save carries its peak (the stored alert ends the
-    /// same, with one write instead of one per more extreme point).
+    /// Only the last transition of each alert (key and opening time) in the batch is written:
+    /// it carries the earlier ones (an alert that opened and resolved in one batch is stored
+    /// once, resolved; an escalation followed by a later escalation or the resolution is not
+    /// even told). One commit per batch, not one per alert: with many rules, a batch can open
+    /// or resolve hundreds of alerts, and a commit each (an fsync each) on this stage, which
+    /// the writer waits for, stalled ingest.
     async fn save_transitions(&mut self, transitions: Vec<(AlertKey, Transition)>, cause: Cause) {
-        let mut ids: HashMap<(AlertKey, i64), AlertId> = HashMap::new();
         let superseded = superseded_escalations(&transitions);
+        let mut kept = Vec::new();
         for (i, (key, t)) in transitions.into_iter().enumerate() {
             if superseded[i] {
                 continue;
             }
-            let (mut alert, change) = match t {
+            let (alert, change) = match t {
                 Transition::Opened(a) => {
                     self.fire_rule(&key, false);
                     (a, Change::Opened)
@@ -546,32 +548,45 @@ impl DetectStage {
                 }
                 Transition::None => continue,
             };
-            let this = (key, alert.opened_ms);
-            if !alert.id.is_saved()
-                && let Some(&id) = ids.get(&this)
-            {
-                alert.id = id;
+            kept.push((key, alert, change));
+        }
+        if kept.is_empty() {
+            return;
+        }
+        let last = last_of_each_alert(&kept);
+        let written: Vec<Alert> = kept
+            .iter()
+            .zip(&last)
+            .filter(|(_, last)| **last)
+            .map(|((_, a, _), _)| a.clone())
+            .collect();
+        let ids = match self.alerts.save_alerts(written).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                error!(error = %e, alerts = kept.len(), "could not save alerts");
+                return;
             }
-            if let Some(id) = self.save_alert(&this.0, alert, change).await {
-                ids.insert(this, id);
+        };
+        let mut ids_of: HashMap<(AlertKey, i64), AlertId> = HashMap::new();
+        let mut next = ids.into_iter();
+        for ((key, a, _), last) in kept.iter().zip(&last) {
+            if *last && let Some(id) = next.next() {
+                ids_of.insert((key.clone(), a.opened_ms), AlertId::new(id));
             }
+        }
+        for (key, mut alert, change) in kept {
+            let Some(&id) = ids_of.get(&(key.clone(), alert.opened_ms)) else {
+                continue;
+            };
+            alert.id = id;
+            self.saved(&key, alert, change).await;
         }
     }
 
-    async fn save_alert(
-        &mut self,
-        key: &AlertKey,
-        mut alert: Alert,
-        change: Change,
-    ) -> Option<AlertId> {
-        let id = match self.alerts.save_alert(&alert).await {
-            Ok(id) => AlertId::new(id),
-            Err(e) => {
-                error!(error = %e, "could not save an alert");
-                return None;
-            }
-        };
-        alert.id = id;
+    /// What follows an alert's save: its id on the tracker, the counters, the notifier, the
+    /// bus.
+    async fn saved(&mut self, key: &AlertKey, alert: Alert, change: Change) {
+        let id = alert.id;
         if let Some(t) = self.trackers.get_mut(key) {
             t.set_id(alert.opened_ms, id);
         }
@@ -593,7 +608,6 @@ impl DetectStage {
         self.bus.publish(Event::Alert {
             alert: Box::new(alert),
         });
-        Some(id)
     }
 
     /// Tells the notifier what happened to `alert` of `device`. Waits while the notifier is
@@ -936,6 +950,17 @@ impl DetectStage {
     }
 }
 
+/// For each saved transition, whether it is the last of its alert (key and opening time) in
+/// the list: the one written.
+fn last_of_each_alert(kept: &[(AlertKey, Alert, Change)]) -> Vec<bool> {
+    let mut later: HashSet<(&AlertKey, i64)> = HashSet::new();
+    let mut out = vec![false; kept.len()];
+    for (i, (key, a, _)) in kept.iter().enumerate().rev() {
+        out[i] = later.insert((key, a.opened_ms));
+    }
+    out
+}
+
 /// For each transition, whether it is an escalation that a later escalation or resolution of
 /// the same alert (key and opening time) in the same list makes needless to save.
 fn superseded_escalations(transitions: &[(AlertKey, Transition)]) -> Vec<bool> {
@@ -988,6 +1013,9 @@ fn by_device(points: Vec<Point>) -> Vec<(DeviceId, Vec<Point>)> {
     }
     groups
 }
+
+#[cfg(test)]
+mod alert_saves_tests;
 
 #[cfg(test)]
 mod tests {

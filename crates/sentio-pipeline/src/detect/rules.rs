@@ -20,8 +20,10 @@
 //! again whenever the rules change), each rule's state of the device is looked up once per
 //! batch and marked dirty once, without building keys per point.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use sentio_core::{
     AlertKey, AlertKind, Contributor, DeviceId, Explanation, RuleId, StateKey, Subject,
@@ -49,7 +51,7 @@ pub(crate) struct RulesWatch {
     /// Per rule, its state on each device it has judged.
     states: HashMap<RuleId, HashMap<DeviceId, RuleState>>,
     /// Per rule, the devices whose state changed since the last [`Watch::take_dirty`].
-    dirty: HashMap<RuleId, HashSet<DeviceId>>,
+    dirty: HashMap<RuleId, FxHashSet<DeviceId>>,
     eval: Eval,
     /// Each device's `device` variable, built again when its kind or labels change.
     docs: HashMap<DeviceId, DeviceDoc>,
@@ -115,7 +117,7 @@ fn trace(
 }
 
 /// Marks the state of `rule` on `device` as changed, cloning ids only the first time.
-fn mark(dirty: &mut HashMap<RuleId, HashSet<DeviceId>>, rule: &RuleId, device: &DeviceId) {
+fn mark(dirty: &mut HashMap<RuleId, FxHashSet<DeviceId>>, rule: &RuleId, device: &DeviceId) {
     let devices = match dirty.get_mut(rule) {
         Some(devices) => devices,
         None => dirty.entry(rule.clone()).or_default(),

@@ -28,6 +28,7 @@ use sentio_core::time::parse_duration_ms;
 
 use super::ai_inputs::{self, AiInput};
 use super::clock::ClockField;
+use super::fast::Fast;
 use super::group::{self, GroupAggregate};
 
 /// The longest window an aggregate may ask for: a window is running state (a few slots), but a
@@ -136,6 +137,10 @@ pub struct CompiledRule {
     pub(crate) ai: Vec<AiInput>,
     /// The label-group aggregates either expression reads, without repeats.
     pub(crate) groups: Vec<GroupAggregate>,
+    /// The condition's fast tree, if it has one of the common shapes.
+    pub(crate) fast_condition: Option<Fast>,
+    /// The clear condition's fast tree, if it has one.
+    pub(crate) fast_clear: Option<Fast>,
 }
 
 impl CompiledRule {
@@ -185,6 +190,9 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         .as_deref()
         .map(|c| expression("clear", c, &rule, &mut reads))
         .transpose()?;
+    let fast =
+        |p: &Program| Fast::compile(p.expression(), &rule.selector.metrics, &reads.aggregates);
+    let (fast_condition, fast_clear) = (fast(&condition), clear.as_ref().and_then(fast));
     Ok(CompiledRule {
         rule,
         condition,
@@ -193,6 +201,8 @@ pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
         clock: reads.clock,
         ai: reads.ai,
         groups: reads.groups,
+        fast_condition,
+        fast_clear,
     })
 }
 
@@ -277,7 +287,7 @@ impl<'a> Check<'a> {
                 if c.target.is_none() && group::FUNCTIONS.contains(&name) {
                     return self.group(e, name, &c.args);
                 }
-                let operator = name.starts_with(['_', '@', '!']);
+                let operator = name.starts_with(['_', '@', '!']) || name == "-_";
                 if !operator && !STANDARD.contains(&name) {
                     return Err(self.at(
                         e,

@@ -30,6 +30,7 @@ use sentio_core::Point;
 use serde::{Deserialize, Serialize};
 
 use super::compile::CompiledRule;
+use super::fast::{Fast, Inputs, Windows};
 use super::window::{Agg, Window};
 
 /// What one evaluation did.
@@ -230,43 +231,42 @@ impl RuleState {
         groups: &[super::group::GroupValues],
         ts_ms: i64,
     ) -> Step {
-        let values = rule.aggregates.iter().map(|a| {
-            let w = self
-                .windows
-                .iter()
-                .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
-                .map(|(_, _, w)| w);
-            [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
-                Some(w) => w.get(agg, ts_ms),
-                None => (agg == Agg::Count).then_some(0.0),
-            })
-        });
-        let time = (!rule.clock.is_empty()).then(|| env.clock.at(ts_ms));
-        let ctx = match Scope::refresh(
-            &mut self.scope,
-            &env.env,
-            &rule.aggregates,
-            self.latest.iter().map(|(m, v)| (m, *v)),
-            values,
-            Reads {
-                device: &vars.device,
-                twin: &vars.twin,
-                clock: &rule.clock,
-                time,
-                ai: (&rule.ai, &self.ai),
-                groups: (&rule.groups, groups),
-            },
-        ) {
-            Ok(c) => c,
-            Err(e) => return Step::Failed(e),
+        // The fast trees answer from the state itself; CEL's context is refreshed only when an
+        // expression has no fast tree or the tree leaves the answer to CEL.
+        let inputs = Inputs {
+            latest: &self.latest,
+            windows: &self.windows,
+            device: &vars.device,
+            ts_ms,
         };
-        let holds = match truth(&rule.condition, ctx) {
+        let (latest, windows, ai) = (&self.latest, &self.windows, &self.ai);
+        let mut scope = Some(&mut self.scope);
+        let mut ctx = None;
+        let mut truth_of = |fast: Option<&Fast>, program: &Program| -> Result<bool, Step> {
+            if let Some(answer) = fast.and_then(|f| f.eval(&inputs)) {
+                return Ok(answer);
+            }
+            if let Some(cell) = scope.take() {
+                let state = StateReads {
+                    latest,
+                    windows,
+                    ai,
+                    groups,
+                };
+                ctx = Some(cel_context(cell, rule, env, vars, state, ts_ms));
+            }
+            match ctx.as_ref().expect("refreshed above") {
+                Ok(ctx) => truth(program, ctx),
+                Err(e) => Err(Step::Failed(e.clone())),
+            }
+        };
+        let holds = match truth_of(rule.fast_condition.as_ref(), &rule.condition) {
             Ok(h) => h,
             Err(step) => return step,
         };
-        let cleared = || match &rule.clear {
+        let mut cleared = || match &rule.clear {
             None => Ok(!holds),
-            Some(clear) => truth(clear, ctx),
+            Some(clear) => truth_of(rule.fast_clear.as_ref(), clear),
         };
         if self.open {
             return match cleared() {
@@ -323,6 +323,53 @@ impl RuleState {
         self.opens();
         Some(at)
     }
+}
+
+/// What a CEL evaluation reads from the rule's state on the device.
+struct StateReads<'a> {
+    latest: &'a BTreeMap<String, f64>,
+    windows: &'a Windows,
+    ai: &'a AiState,
+    groups: &'a [super::group::GroupValues],
+}
+
+/// The rule's CEL context for an evaluation at `ts_ms`, refreshed from the state's latest
+/// values, windows, AI inputs and the device's label-group values.
+fn cel_context<'a>(
+    cell: &'a mut ScopeCell,
+    rule: &CompiledRule,
+    env: &Eval,
+    vars: &RuleVars,
+    state: StateReads<'a>,
+    ts_ms: i64,
+) -> Result<&'a Context<'static, 'static>, String> {
+    let windows = state.windows;
+    let values = rule.aggregates.iter().map(|a| {
+        let w = windows
+            .iter()
+            .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+            .map(|(_, _, w)| w);
+        [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
+            Some(w) => w.get(agg, ts_ms),
+            None => (agg == Agg::Count).then_some(0.0),
+        })
+    });
+    let time = (!rule.clock.is_empty()).then(|| env.clock.at(ts_ms));
+    Scope::refresh(
+        cell,
+        &env.env,
+        &rule.aggregates,
+        state.latest.iter().map(|(m, v)| (m, *v)),
+        values,
+        Reads {
+            device: &vars.device,
+            twin: &vars.twin,
+            clock: &rule.clock,
+            time,
+            ai: (&rule.ai, state.ai),
+            groups: (&rule.groups, state.groups),
+        },
+    )
 }
 
 /// Runs one expression to a boolean; otherwise the step it makes: undecided while a metric

@@ -10,6 +10,7 @@ pub(crate) mod actions;
 pub mod ai_inputs;
 pub mod clock;
 pub(crate) mod compile;
+mod fast;
 pub mod group;
 pub(crate) mod index;
 pub mod judge;

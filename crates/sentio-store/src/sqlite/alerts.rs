@@ -183,6 +183,22 @@ impl AlertStore for SqliteStore {
         self.with_conn(move |_, conn| write_alert(conn, &a)).await
     }
 
+    async fn save_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<i64>> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(move |_, conn| {
+            let tx = conn.transaction()?;
+            let ids = alerts
+                .iter()
+                .map(|a| write_alert(&tx, a))
+                .collect::<Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>> {
         self.with_conn(move |_, conn| {
             let limit = if filter.limit == 0 {

@@ -33,6 +33,63 @@ fn comment(author: &str, at_ms: i64, text: &str) -> Comment {
     }
 }
 
+/// `save_alerts` inserts the new alerts and updates the saved ones in one call, in order, and
+/// answers their ids in that order; an empty batch writes nothing.
+pub async fn a_batch_of_alerts_is_saved_in_order_with_its_ids(backend: &impl Backend) {
+    let s = backend.open();
+    s.registry
+        .create_device(NewDevice::new("d1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.alerts.save_alerts(Vec::new()).await.unwrap(),
+        Vec::<i64>::new()
+    );
+    let first = s.alerts.save_alert(&open_alert("d1")).await.unwrap();
+    let mut resolved = open_alert("d1");
+    resolved.id = AlertId::new(first);
+    resolved.state = AlertState::Resolved;
+    resolved.resolved_ms = Some(9);
+    resolved.anomalous_points = 4;
+    let news: Vec<Alert> = (0..300)
+        .map(|i| {
+            let mut a = open_alert("d1");
+            a.metric = format!("rule/r{i}");
+            a
+        })
+        .collect();
+    let mut batch = vec![resolved];
+    batch.extend(news);
+    let ids = s.alerts.save_alerts(batch).await.unwrap();
+    assert_eq!(ids.len(), 301);
+    assert_eq!(ids[0], first, "a saved alert is updated, not stored again");
+    assert!(
+        ids.windows(2).skip(1).all(|w| w[1] > w[0]),
+        "new ids, in order"
+    );
+    let stored = s.alerts.get_alert(first).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.resolved_ms, stored.anomalous_points),
+        (AlertState::Resolved, Some(9), 4)
+    );
+    for (i, id) in ids[1..].iter().enumerate().step_by(37) {
+        let a = s.alerts.get_alert(*id).await.unwrap().unwrap();
+        assert_eq!(a.metric, format!("rule/r{i}"));
+        assert_eq!(a.state, AlertState::Open);
+    }
+    let open = s
+        .alerts
+        .list_alerts(AlertFilter {
+            state: Some(AlertState::Open),
+            device: None,
+            acknowledged: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 300);
+}
+
 pub async fn acknowledgements_resolutions_and_comments_survive_reopen_and_erase(
     backend: &impl Backend,
 ) {

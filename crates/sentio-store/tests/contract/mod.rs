@@ -59,6 +59,7 @@ macro_rules! store_contract {
             registry::text_events_keep_the_last_text_and_a_bounded_history,
             registry::the_audit_log_lists_newest_first_and_an_erasure_anonymises_it,
             alerts::acknowledgements_resolutions_and_comments_survive_reopen_and_erase,
+            alerts::a_batch_of_alerts_is_saved_in_order_with_its_ids,
             notify::silences_channels_and_the_outbox_survive_reopen_and_deliver_once,
             notify::erasing_a_device_removes_its_notifications_group_places_and_silences,
             health::a_healthy_store_is_not_full_and_has_free_space,
