@@ -51,6 +51,8 @@ enum Link {
     /// `mqtts://` to the TLS listener, trusting a certificate that is not the cloud's (same
     /// names, another key).
     TlsWrongCa,
+    /// `ws://` to the cloud's HTTP server (`/mqtt`).
+    WebSocket,
 }
 
 /// A free TCP port on loopback (for a listener the node must be told in advance).
@@ -89,9 +91,11 @@ impl Pair {
             vec!["--mqtt-tls".into(), format!("127.0.0.1:{tls_port}")],
         )
         .await;
-        let (cloud_mqtt, scheme) = match link {
-            Link::Plain => (plain_mqtt, "mqtt"),
-            Link::Tls | Link::TlsWrongCa => (tls_port, "mqtts"),
+        let http_port = cloud_http.parse::<std::net::SocketAddr>().unwrap().port();
+        let (cloud_mqtt, scheme, path) = match link {
+            Link::Plain => (plain_mqtt, "mqtt", ""),
+            Link::Tls | Link::TlsWrongCa => (tls_port, "mqtts", ""),
+            Link::WebSocket => (http_port, "ws", "/mqtt"),
         };
         let (status, created) = api_at(
             &cloud_http,
@@ -112,14 +116,14 @@ impl Pair {
         .unwrap();
         let mut edge_args: Vec<String> = vec![
             "--upstream".into(),
-            format!("{scheme}://{}", proxy.addr),
+            format!("{scheme}://{}{path}", proxy.addr),
             "--edge-id".into(),
             EDGE.into(),
             "--upstream-secret-file".into(),
             secret_file.display().to_string(),
         ];
         let ca = match link {
-            Link::Plain => None,
+            Link::Plain | Link::WebSocket => None,
             // The cloud generated its self-signed certificate on start.
             Link::Tls => Some(cloud_data.join("tls/mqtt-cert.pem")),
             Link::TlsWrongCa => {
@@ -580,6 +584,35 @@ async fn an_uplink_over_tls_pinning_the_cloud_certificate_delivers_each_point_on
     );
     assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
     pair.compare("over TLS, cut 5 s", &report)
+        .await
+        .assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_websocket_delivers_each_point_once_across_a_cut() {
+    let _heavy = heavy().await;
+    let pair =
+        Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", Link::WebSocket).await;
+    let fleet = Fleet::start(&pair, 4).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        cloud_latest(&pair).await > 0,
+        "live data reaches the cloud over WebSocket"
+    );
+    // A cut: the new WebSocket session resumes from the acknowledged batch.
+    pair.proxy.set(Fault::Cut);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = pair.uplink().await;
+    assert_eq!(during["connected"], false, "{during}");
+    pair.proxy.set(Fault::Pass);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = fleet.stop().await;
+    pair.drained(60).await;
+    let u = pair.uplink().await;
+    assert!(u["upstream"].as_str().unwrap().starts_with("ws://"), "{u}");
+    assert!(u["upstream"].as_str().unwrap().ends_with("/mqtt"), "{u}");
+    assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
+    pair.compare("over WebSocket, cut 5 s", &report)
         .await
         .assert_exactly_once();
 }
