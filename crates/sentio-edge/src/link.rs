@@ -444,14 +444,9 @@ async fn session(
         match tokio::time::timeout_at(deadline, driver.events.recv()).await {
             Err(_) => return Ended::before_connect("no CONNACK from the cloud in time"),
             Ok(None) => return Ended::before_connect("connection closed"),
-            Ok(Some(Err(e))) if s.upstream.tls && e.contains("TLS") => {
-                return Ended::before_connect(format!(
-                    "TLS to the cloud failed (is edge.ca_file / --upstream-ca its certificate or CA, \
-                     and {:?} a name in it?): {e}",
-                    s.upstream.host
-                ));
+            Ok(Some(Err(e))) => {
+                return Ended::before_connect(crate::transport::connect_failed(s, &e));
             }
-            Ok(Some(Err(e))) => return Ended::before_connect(format!("connect: {e}")),
             Ok(Some(Ok(Event::Incoming(Packet::ConnAck(ack))))) => {
                 if ack.code != ConnectReturnCode::Success {
                     return Ended::before_connect(format!("the cloud refused: {:?}", ack.code));

@@ -34,6 +34,21 @@ pub(crate) fn mqtt_options(s: &UplinkSettings, client_id: String) -> Result<Mqtt
     Ok(o)
 }
 
+/// Why a connection attempt failed, from the client's error `e`; a failed TLS handshake
+/// (`mqtts://`, or `wss://` where it shows as a WebSocket I/O error) says what to check.
+pub(crate) fn connect_failed(s: &UplinkSettings, e: &str) -> String {
+    let handshake = e.contains("TLS") || e.contains("certificate");
+    if s.upstream.tls && handshake {
+        format!(
+            "TLS to the cloud failed (is edge.ca_file / --upstream-ca its certificate or CA, \
+             and {:?} a name in it?): {e}",
+            s.upstream.host
+        )
+    } else {
+        format!("connect: {e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

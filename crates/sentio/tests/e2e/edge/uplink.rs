@@ -53,6 +53,10 @@ enum Link {
     TlsWrongCa,
     /// `ws://` to the cloud's HTTP server (`/mqtt`).
     WebSocket,
+    /// `wss://` to the cloud's HTTPS server (`/mqtt`), pinning its generated certificate.
+    SecureWebSocket,
+    /// `wss://` as above, trusting a certificate that is not the cloud's.
+    SecureWebSocketWrongCa,
 }
 
 /// A free TCP port on loopback (for a listener the node must be told in advance).
@@ -85,17 +89,19 @@ impl Pair {
         let (cloud_data, edge_data) = (dir.path().join("cloud"), dir.path().join("edge"));
         std::fs::create_dir_all(&cloud_data).unwrap();
         std::fs::write(cloud_data.join("sentio.toml"), cloud_toml).unwrap();
-        let tls_port = free_port();
-        let (cloud, cloud_http, plain_mqtt) = spawn_blocking_sentio(
-            cloud_data.clone(),
-            vec!["--mqtt-tls".into(), format!("127.0.0.1:{tls_port}")],
-        )
-        .await;
+        let (tls_port, https_port) = (free_port(), free_port());
+        let mut cloud_args = vec!["--mqtt-tls".into(), format!("127.0.0.1:{tls_port}")];
+        if matches!(link, Link::SecureWebSocket | Link::SecureWebSocketWrongCa) {
+            cloud_args.extend(["--https".into(), format!("127.0.0.1:{https_port}")]);
+        }
+        let (cloud, cloud_http, plain_mqtt) =
+            spawn_blocking_sentio(cloud_data.clone(), cloud_args).await;
         let http_port = cloud_http.parse::<std::net::SocketAddr>().unwrap().port();
         let (cloud_mqtt, scheme, path) = match link {
             Link::Plain => (plain_mqtt, "mqtt", ""),
             Link::Tls | Link::TlsWrongCa => (tls_port, "mqtts", ""),
             Link::WebSocket => (http_port, "ws", "/mqtt"),
+            Link::SecureWebSocket | Link::SecureWebSocketWrongCa => (https_port, "wss", "/mqtt"),
         };
         let (status, created) = api_at(
             &cloud_http,
@@ -125,8 +131,8 @@ impl Pair {
         let ca = match link {
             Link::Plain | Link::WebSocket => None,
             // The cloud generated its self-signed certificate on start.
-            Link::Tls => Some(cloud_data.join("tls/mqtt-cert.pem")),
-            Link::TlsWrongCa => {
+            Link::Tls | Link::SecureWebSocket => Some(cloud_data.join("tls/mqtt-cert.pem")),
+            Link::TlsWrongCa | Link::SecureWebSocketWrongCa => {
                 let other = rcgen::generate_simple_self_signed(vec![
                     "localhost".to_string(),
                     "127.0.0.1".to_string(),
@@ -590,9 +596,18 @@ async fn an_uplink_over_tls_pinning_the_cloud_certificate_delivers_each_point_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_websocket_delivers_each_point_once_across_a_cut() {
+    over_websocket(Link::WebSocket, "ws://").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_websocket_in_tls_delivers_each_point_once_across_a_cut() {
+    over_websocket(Link::SecureWebSocket, "wss://").await;
+}
+
+/// A fleet on the edge, the link over `link` cut for 5 s: every point in the cloud once.
+async fn over_websocket(link: Link, scheme: &str) {
     let _heavy = heavy().await;
-    let pair =
-        Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", Link::WebSocket).await;
+    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", link).await;
     let fleet = Fleet::start(&pair, 4).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -609,22 +624,29 @@ async fn an_uplink_over_websocket_delivers_each_point_once_across_a_cut() {
     let report = fleet.stop().await;
     pair.drained(60).await;
     let u = pair.uplink().await;
-    assert!(u["upstream"].as_str().unwrap().starts_with("ws://"), "{u}");
+    assert!(u["upstream"].as_str().unwrap().starts_with(scheme), "{u}");
     assert!(u["upstream"].as_str().unwrap().ends_with("/mqtt"), "{u}");
     assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
-    pair.compare("over WebSocket, cut 5 s", &report)
+    pair.compare(&format!("over WebSocket ({scheme}), cut 5 s"), &report)
         .await
         .assert_exactly_once();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says_why() {
+    with_the_wrong_certificate(Link::TlsWrongCa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_websocket_in_tls_with_the_wrong_certificate_delivers_nothing() {
+    with_the_wrong_certificate(Link::SecureWebSocketWrongCa).await;
+}
+
+/// The edge trusts a certificate that is not the cloud's: no connection, not even in
+/// plaintext, nothing delivered, everything kept, and the reason shown.
+async fn with_the_wrong_certificate(link: Link) {
     let _heavy = heavy().await;
-    let pair = Pair::start_linked(
-        "ack_timeout = \"3s\"\nkeep_alive = \"5s\"",
-        Link::TlsWrongCa,
-    )
-    .await;
+    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", link).await;
     let fleet = Fleet::start(&pair, 2).await;
     let refused = eventually(15, || async {
         let u = pair.uplink().await;
@@ -635,7 +657,7 @@ async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says
     tokio::time::sleep(Duration::from_secs(3)).await;
     let report = fleet.stop().await;
     let u = pair.uplink().await;
-    println!("wrong CA: {}", u["last_error"]);
+    println!("wrong CA ({link:?}): {}", u["last_error"]);
     let why = u["last_error"].as_str().unwrap();
     assert!(
         why.contains("TLS to the cloud failed") && why.contains("certificate"),
