@@ -568,53 +568,30 @@ async fn a_cloud_killed_while_batches_flow_applies_each_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_tls_pinning_the_cloud_certificate_delivers_each_point_once() {
-    let _heavy = heavy().await;
-    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", Link::Tls).await;
-    let fleet = Fleet::start(&pair, 4).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        cloud_latest(&pair).await > 0,
-        "live data reaches the cloud over TLS"
-    );
-    // A cut over TLS too: the new TLS session resumes from the acknowledged batch.
-    pair.proxy.set(Fault::Cut);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    pair.proxy.set(Fault::Pass);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = fleet.stop().await;
-    pair.drained(60).await;
-    let u = pair.uplink().await;
-    assert!(
-        u["upstream"].as_str().unwrap().starts_with("mqtts://"),
-        "{u}"
-    );
-    assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
-    pair.compare("over TLS, cut 5 s", &report)
-        .await
-        .assert_exactly_once();
+    across_a_cut(Link::Tls, "mqtts://").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_websocket_delivers_each_point_once_across_a_cut() {
-    over_websocket(Link::WebSocket, "ws://").await;
+    across_a_cut(Link::WebSocket, "ws://").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_websocket_in_tls_delivers_each_point_once_across_a_cut() {
-    over_websocket(Link::SecureWebSocket, "wss://").await;
+    across_a_cut(Link::SecureWebSocket, "wss://").await;
 }
 
-/// A fleet on the edge, the link over `link` cut for 5 s: every point in the cloud once.
-async fn over_websocket(link: Link, scheme: &str) {
+/// A fleet on the edge, the link over `link` (its URL starting with `scheme`) cut for 5 s:
+/// the new session resumes from the acknowledged batch, every point is in the cloud once.
+async fn across_a_cut(link: Link, scheme: &str) {
     let _heavy = heavy().await;
     let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", link).await;
     let fleet = Fleet::start(&pair, 4).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         cloud_latest(&pair).await > 0,
-        "live data reaches the cloud over WebSocket"
+        "live data reaches the cloud over {scheme}"
     );
-    // A cut: the new WebSocket session resumes from the acknowledged batch.
     pair.proxy.set(Fault::Cut);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during = pair.uplink().await;
@@ -625,9 +602,8 @@ async fn over_websocket(link: Link, scheme: &str) {
     pair.drained(60).await;
     let u = pair.uplink().await;
     assert!(u["upstream"].as_str().unwrap().starts_with(scheme), "{u}");
-    assert!(u["upstream"].as_str().unwrap().ends_with("/mqtt"), "{u}");
     assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
-    pair.compare(&format!("over WebSocket ({scheme}), cut 5 s"), &report)
+    pair.compare(&format!("over {scheme}, cut 5 s"), &report)
         .await
         .assert_exactly_once();
 }
