@@ -10,8 +10,10 @@
 //! the next one, after a growing back-off, resumes from the acknowledged batch. What the cloud
 //! already holds is acknowledged again without being applied, so nothing is lost or doubled.
 //!
-//! With `mqtts://` the link is MQTT over TLS (rustls, ring), trusting the cloud's certificate
-//! or CA pinned from a file (`trust`); a certificate that does not verify ends the attempt
+//! The link is MQTT over TCP (`mqtt://`) or WebSocket (`ws://`, at the cloud's HTTP server's
+//! `/mqtt`, for sites that allow only 443) (`transport`). With `mqtts://` or `wss://` it is
+//! inside TLS (rustls, ring), trusting the cloud's certificate or CA pinned from a file
+//! (`trust`); a certificate that does not verify ends the attempt
 //! with the reason shown in [`UplinkState`]: there is never a plaintext fallback.
 //!
 //! The device registry and the alerts go up too, as their current state ([`RecordSources`]).
@@ -30,6 +32,7 @@ mod records;
 mod resync;
 mod settings;
 mod state;
+mod transport;
 mod trust;
 pub mod windows;
 

@@ -28,8 +28,7 @@ use std::time::Duration;
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use rumqttc::{TlsConfiguration, Transport};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use sentio_core::{EdgeId, Point, topic};
 use sentio_store::{
     BatchSeq, Lane, OutboxStore, PART_POINTS, SeriesRollups, UplinkPolicy, edge_username, wire,
@@ -429,20 +428,11 @@ async fn session(
     (sources, acked, resync): (&RecordSources, &mut records::Acked, &mut Option<Job>),
     state: &UplinkState,
 ) -> Ended {
-    let mut o = MqttOptions::new(
-        format!("sentio-edge-{}", s.edge_id),
-        s.upstream.host.clone(),
-        s.upstream.port,
-    );
-    if s.upstream.tls {
-        // Never plaintext for an mqtts:// upstream.
-        let Some(tls) = &s.tls else {
-            return Ended::before_connect("mqtts:// without a TLS configuration");
-        };
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls.clone(),
-        )));
-    }
+    // Never plaintext for an mqtts:// or wss:// upstream.
+    let mut o = match crate::transport::mqtt_options(s, format!("sentio-edge-{}", s.edge_id)) {
+        Ok(o) => o,
+        Err(why) => return Ended::before_connect(why),
+    };
     o.set_credentials(edge_username(&s.edge_id), s.secret.clone());
     o.set_keep_alive(s.keep_alive.max(Duration::from_secs(5)));
     // Every connection starts afresh from the store's acknowledged seq: no client-side
@@ -460,14 +450,9 @@ async fn session(
         match tokio::time::timeout_at(deadline, driver.events.recv()).await {
             Err(_) => return Ended::before_connect("no CONNACK from the cloud in time"),
             Ok(None) => return Ended::before_connect("connection closed"),
-            Ok(Some(Err(e))) if s.upstream.tls && e.contains("TLS") => {
-                return Ended::before_connect(format!(
-                    "TLS to the cloud failed (is edge.ca_file / --upstream-ca its certificate or CA, \
-                     and {:?} a name in it?): {e}",
-                    s.upstream.host
-                ));
+            Ok(Some(Err(e))) => {
+                return Ended::before_connect(crate::transport::connect_failed(s, &e));
             }
-            Ok(Some(Err(e))) => return Ended::before_connect(format!("connect: {e}")),
             Ok(Some(Ok(Event::Incoming(Packet::ConnAck(ack))))) => {
                 if ack.code != ConnectReturnCode::Success {
                     return Ended::before_connect(format!("the cloud refused: {:?}", ack.code));

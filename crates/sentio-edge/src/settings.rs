@@ -9,65 +9,113 @@ use sentio_core::EdgeId;
 /// Why the uplink's settings are wrong; names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
-    /// The upstream URL is not `mqtt://host:port` or `mqtts://host:port`.
+    /// The upstream URL is not one of `mqtt://`, `mqtts://`, `ws://`, `wss://` with a host.
     #[error("edge.upstream: {0}")]
     Upstream(String),
-    /// The CA file for `mqtts://` cannot be used.
+    /// The CA file for `mqtts://` or `wss://` cannot be used.
     #[error("edge.ca_file: {0}")]
     CaFile(String),
 }
 
-/// The cloud's broker: `mqtt://host:port` (port 1883 when left out) or, over TLS,
-/// `mqtts://host:port` (port 8883).
+/// The cloud's broker: `mqtt://host:port` (port 1883 when left out), over TLS
+/// `mqtts://host:port` (8883), or MQTT over WebSocket at the cloud's HTTP server:
+/// `ws://host:port/path` (80) and, over TLS, `wss://host:port/path` (443); the path is
+/// `/mqtt` when left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// Host name or address; over TLS also the name the cloud's certificate must carry.
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// MQTT over TLS (`mqtts://`).
+    /// Over TLS (`mqtts://`, `wss://`).
     pub tls: bool,
+    /// Over WebSocket (`ws://`, `wss://`): the path of the HTTP upgrade.
+    pub ws_path: Option<String>,
 }
 
+/// The path of a cloud Sentio's MQTT-over-WebSocket endpoint.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+
 impl Upstream {
-    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
+    /// Parses `mqtt://host[:port]`, `mqtts://host[:port]`, `ws://host[:port][/path]` or
+    /// `wss://host[:port][/path]`.
     pub fn parse(url: &str) -> Result<Self, SettingsError> {
         let bad = |why: &str| Err(SettingsError::Upstream(format!("{url:?}: {why}")));
-        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
-            (rest, true, 8883)
-        } else if let Some(rest) = url.strip_prefix("mqtt://") {
-            (rest, false, 1883)
-        } else {
-            return bad("give mqtts://host:port (TLS) or mqtt://host:port");
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return bad(
+                "give mqtts://host:port (TLS), mqtt://host:port, or over WebSocket wss://host:port/mqtt (TLS) or ws://host:port/mqtt",
+            );
         };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-                Ok(p) if p > 0 => (h, p),
-                _ => return bad("the port must be 1-65535"),
+        let (tls, websocket, default_port) = match scheme {
+            "mqtts" => (true, false, 8883),
+            "mqtt" => (false, false, 1883),
+            "wss" => (true, true, 443),
+            "ws" => (false, true, 80),
+            _ => {
+                return bad(
+                    "the scheme must be mqtts, mqtt, wss or ws (e.g. mqtts://host:8883, wss://host:443/mqtt)",
+                );
+            }
+        };
+        if rest.contains(['?', '#', '@']) {
+            return bad(
+                "no user, query or fragment: the credential goes in --upstream-secret-file",
+            );
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let ws_path = match (websocket, path.trim_end_matches('/')) {
+            (true, "") => Some(DEFAULT_WS_PATH.to_string()),
+            (true, p) => Some(p.to_string()),
+            (false, "") => None,
+            (false, _) => return bad("a path is only for ws:// or wss://"),
+        };
+        // An IPv6 address is in brackets: `[::1]:8883`, `[::1]`.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((h, "")) => (h, None),
+                Some((h, p)) if p.starts_with(':') => (h, Some(&p[1..])),
+                _ => return bad("an IPv6 address goes in brackets: [::1]:8883"),
             },
-            _ => (rest, default_port),
+            None => match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host.contains('/') {
+        let port = match port.map(str::parse::<u16>) {
+            None => default_port,
+            Some(Ok(p)) if p > 0 => p,
+            Some(_) => return bad("the port must be 1-65535"),
+        };
+        if host.is_empty() {
             return bad("no host");
         }
         Ok(Self {
             host: host.to_string(),
             port,
             tls,
+            ws_path,
         })
     }
 }
 
 impl std::fmt::Display for Upstream {
+    /// The URL again (for WebSocket, what the client requests).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        let scheme = match (self.tls, self.ws_path.is_some()) {
+            (true, false) => "mqtts",
+            (false, false) => "mqtt",
+            (true, true) => "wss",
+            (false, true) => "ws",
+        };
         if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)?;
         } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)?;
         }
+        f.write_str(self.ws_path.as_deref().unwrap_or(""))
     }
 }
 
@@ -76,8 +124,8 @@ impl std::fmt::Display for Upstream {
 pub struct UplinkSettings {
     /// The cloud's broker.
     pub upstream: Upstream,
-    /// The TLS client configuration, present exactly when `upstream` is `mqtts://` (built by
-    /// [`UplinkSettings::new`]: there is no plaintext fallback).
+    /// The TLS client configuration, present exactly when `upstream` is `mqtts://` or
+    /// `wss://` (built by [`UplinkSettings::new`]: there is no plaintext fallback).
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// This edge's id, registered in the cloud (`POST /api/v1/edges`).
     pub edge_id: EdgeId,
@@ -125,8 +173,9 @@ impl UplinkSettings {
 }
 
 impl UplinkSettings {
-    /// Defaults for the given cloud and identity; over TLS the cloud is trusted by the
-    /// certificates in `ca_file` (its CA or its own certificate), else by the public CAs.
+    /// Defaults for the given cloud and identity; over TLS (`mqtts://` and `wss://` alike) the
+    /// cloud is trusted by the certificates in `ca_file` (its CA or its own certificate), else
+    /// by the public CAs.
     /// A CA file with a plaintext upstream is refused rather than ignored.
     pub fn new(
         upstream: Upstream,
@@ -139,7 +188,7 @@ impl UplinkSettings {
             (false, None) => None,
             (false, Some(_)) => {
                 return Err(SettingsError::CaFile(
-                    "a CA file is for MQTT over TLS: give mqtts://host:port".into(),
+                    "a CA file is for TLS: give mqtts://host:port or wss://host:port/mqtt".into(),
                 ));
             }
         };
@@ -170,40 +219,64 @@ mod tests {
 
     #[test]
     fn upstream_urls() {
-        let ok = |u: &str, host: &str, port, tls| {
+        let ok = |u: &str, host: &str, port, tls, ws: Option<&str>| {
             let parsed = Upstream::parse(u).unwrap();
             assert_eq!(
                 parsed,
                 Upstream {
                     host: host.into(),
                     port,
-                    tls
+                    tls,
+                    ws_path: ws.map(str::to_string),
                 },
                 "{u}"
             );
             assert_eq!(Upstream::parse(&parsed.to_string()).unwrap(), parsed, "{u}");
         };
-        ok("mqtt://cloud:1884", "cloud", 1884, false);
-        ok("mqtt://cloud", "cloud", 1883, false);
-        ok("mqtt://127.0.0.1:9/", "127.0.0.1", 9, false);
-        ok("mqtt://[::1]:1883", "::1", 1883, false);
-        ok("mqtts://cloud", "cloud", 8883, true);
+        ok("mqtt://cloud:1884", "cloud", 1884, false, None);
+        ok("mqtt://cloud", "cloud", 1883, false, None);
+        ok("mqtt://127.0.0.1:9/", "127.0.0.1", 9, false, None);
+        ok("mqtt://[::1]:1883", "::1", 1883, false, None);
+        ok("mqtts://cloud", "cloud", 8883, true, None);
         ok(
             "mqtts://cloud.example.org:9883",
             "cloud.example.org",
             9883,
             true,
+            None,
         );
-        for bad in [
-            "cloud:1883",
-            "http://x",
-            "mqtt://",
-            "mqtts://",
-            "mqtt://x:0",
-            "mqtt://x:port",
-            "tls://x:8883",
+        ok("ws://cloud:8080/mqtt", "cloud", 8080, false, Some("/mqtt"));
+        ok("ws://cloud", "cloud", 80, false, Some("/mqtt"));
+        ok("wss://cloud/", "cloud", 443, true, Some("/mqtt"));
+        ok("wss://cloud:443/mqtt", "cloud", 443, true, Some("/mqtt"));
+        ok("wss://[::1]/x/mqtt/", "::1", 443, true, Some("/x/mqtt"));
+        ok("mqtts://[fe80::1]", "fe80::1", 8883, true, None);
+        assert_eq!(
+            Upstream::parse("wss://cloud").unwrap().to_string(),
+            "wss://cloud:443/mqtt"
+        );
+        for (bad, why) in [
+            ("cloud:1883", "give mqtts://"),
+            ("http://x", "the scheme must be"),
+            ("https://x/mqtt", "the scheme must be"),
+            ("tls://x:8883", "the scheme must be"),
+            ("mqtt://", "no host"),
+            ("mqtts://", "no host"),
+            ("wss:///mqtt", "no host"),
+            ("mqtt://x:0", "port"),
+            ("mqtt://x:port", "port"),
+            ("ws://x:99999/mqtt", "port"),
+            ("mqtt://::1:1883", "port"),
+            ("mqtt://[::1", "brackets"),
+            ("mqtts://x:8883/mqtt", "a path is only for ws"),
+            ("wss://x/mqtt?token=1", "no user, query"),
+            ("wss://user:pw@x/mqtt", "no user, query"),
         ] {
-            assert!(Upstream::parse(bad).is_err(), "{bad}");
+            let e = Upstream::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("edge.upstream: ") && e.contains(why),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -235,8 +308,12 @@ mod tests {
             UplinkSettings::new(Upstream::parse(url).unwrap(), id.clone(), "s".into(), ca)
         };
         assert!(new("mqtts://cloud", None).unwrap().tls.is_some());
+        assert!(new("wss://cloud/mqtt", None).unwrap().tls.is_some());
         assert!(new("mqtt://cloud", None).unwrap().tls.is_none());
-        let e = new("mqtt://cloud", Some(Path::new("ca.pem"))).unwrap_err();
-        assert!(matches!(e, SettingsError::CaFile(_)), "{e}");
+        assert!(new("ws://cloud/mqtt", None).unwrap().tls.is_none());
+        for plain in ["mqtt://cloud", "ws://cloud/mqtt"] {
+            let e = new(plain, Some(Path::new("ca.pem"))).unwrap_err();
+            assert!(matches!(e, SettingsError::CaFile(_)), "{e}");
+        }
     }
 }

@@ -477,10 +477,11 @@ impl RulesConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
     /// The cloud's MQTT broker, `mqtts://host:port` (MQTT over TLS, port 8883 by default) or
-    /// `mqtt://host:port` (`--upstream`).
+    /// `mqtt://host:port`; over WebSocket at the cloud's HTTP server `wss://host:443/mqtt`
+    /// (in TLS, the same trust as `mqtts://`) or `ws://host:port/mqtt` (`--upstream`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
-    /// With `mqtts://`: a PEM file with the cloud's CA or its own certificate (a self-signed
+    /// With `mqtts://` or `wss://`: a PEM file with the cloud's CA or its own certificate (a self-signed
     /// cloud's `tls/mqtt-cert.pem`), the only certificates trusted; the public CAs when left
     /// out (`--upstream-ca`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1130,6 +1131,18 @@ mod tests {
             ),
             (
                 "[edge]\nupstream = \"cloud:1883\"\nedge_id = \"a\"\nsecret = \"s\"",
+                "edge.upstream",
+            ),
+            (
+                "[edge]\nupstream = \"wss://cloud:443/mqtt\"\nedge_id = \"a\"\nsecret = \"s\"",
+                "",
+            ),
+            (
+                "[edge]\nupstream = \"ws://cloud:8080/mqtt\"\nedge_id = \"a\"\nsecret = \"s\"\nca_file = \"ca.pem\"",
+                "edge.ca_file",
+            ),
+            (
+                "[edge]\nupstream = \"https://cloud/mqtt\"\nedge_id = \"a\"\nsecret = \"s\"",
                 "edge.upstream",
             ),
             ("[edge]\nedge_id = \"a\"", "edge.upstream"),

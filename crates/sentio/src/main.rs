@@ -185,12 +185,13 @@ struct ServeArgs {
     #[arg(long, env = "SENTIO_MAX_KEEP_ALIVE")]
     max_keep_alive: Option<u16>,
     /// Run as an edge of the cloud Sentio whose broker is at `mqtts://HOST:PORT` (MQTT over
-    /// TLS) or `mqtt://HOST:PORT`: everything
+    /// TLS) or `mqtt://HOST:PORT`, or over WebSocket `wss://HOST:443/mqtt` (TLS) or
+    /// `ws://HOST:PORT/mqtt` at its HTTP server: everything
     /// runs here as usual, and every point committed here is forwarded to the cloud, kept
     /// until it acknowledges (key `edge.upstream`).
     #[arg(long, env = "SENTIO_UPSTREAM", value_name = "URL")]
     upstream: Option<String>,
-    /// With an mqtts:// upstream: a PEM file with the cloud's CA or its own certificate (for a
+    /// With an mqtts:// or wss:// upstream: a PEM file with the cloud's CA or its own certificate (for a
     /// self-signed cloud its `tls/mqtt-cert.pem`), the only ones trusted; without it the
     /// public CAs (key `edge.ca_file`).
     #[arg(long, env = "SENTIO_UPSTREAM_CA", value_name = "FILE")]

@@ -51,6 +51,12 @@ enum Link {
     /// `mqtts://` to the TLS listener, trusting a certificate that is not the cloud's (same
     /// names, another key).
     TlsWrongCa,
+    /// `ws://` to the cloud's HTTP server (`/mqtt`).
+    WebSocket,
+    /// `wss://` to the cloud's HTTPS server (`/mqtt`), pinning its generated certificate.
+    SecureWebSocket,
+    /// `wss://` as above, trusting a certificate that is not the cloud's.
+    SecureWebSocketWrongCa,
 }
 
 /// A free TCP port on loopback (for a listener the node must be told in advance).
@@ -83,15 +89,19 @@ impl Pair {
         let (cloud_data, edge_data) = (dir.path().join("cloud"), dir.path().join("edge"));
         std::fs::create_dir_all(&cloud_data).unwrap();
         std::fs::write(cloud_data.join("sentio.toml"), cloud_toml).unwrap();
-        let tls_port = free_port();
-        let (cloud, cloud_http, plain_mqtt) = spawn_blocking_sentio(
-            cloud_data.clone(),
-            vec!["--mqtt-tls".into(), format!("127.0.0.1:{tls_port}")],
-        )
-        .await;
-        let (cloud_mqtt, scheme) = match link {
-            Link::Plain => (plain_mqtt, "mqtt"),
-            Link::Tls | Link::TlsWrongCa => (tls_port, "mqtts"),
+        let (tls_port, https_port) = (free_port(), free_port());
+        let mut cloud_args = vec!["--mqtt-tls".into(), format!("127.0.0.1:{tls_port}")];
+        if matches!(link, Link::SecureWebSocket | Link::SecureWebSocketWrongCa) {
+            cloud_args.extend(["--https".into(), format!("127.0.0.1:{https_port}")]);
+        }
+        let (cloud, cloud_http, plain_mqtt) =
+            spawn_blocking_sentio(cloud_data.clone(), cloud_args).await;
+        let http_port = cloud_http.parse::<std::net::SocketAddr>().unwrap().port();
+        let (cloud_mqtt, scheme, path) = match link {
+            Link::Plain => (plain_mqtt, "mqtt", ""),
+            Link::Tls | Link::TlsWrongCa => (tls_port, "mqtts", ""),
+            Link::WebSocket => (http_port, "ws", "/mqtt"),
+            Link::SecureWebSocket | Link::SecureWebSocketWrongCa => (https_port, "wss", "/mqtt"),
         };
         let (status, created) = api_at(
             &cloud_http,
@@ -112,17 +122,17 @@ impl Pair {
         .unwrap();
         let mut edge_args: Vec<String> = vec![
             "--upstream".into(),
-            format!("{scheme}://{}", proxy.addr),
+            format!("{scheme}://{}{path}", proxy.addr),
             "--edge-id".into(),
             EDGE.into(),
             "--upstream-secret-file".into(),
             secret_file.display().to_string(),
         ];
         let ca = match link {
-            Link::Plain => None,
+            Link::Plain | Link::WebSocket => None,
             // The cloud generated its self-signed certificate on start.
-            Link::Tls => Some(cloud_data.join("tls/mqtt-cert.pem")),
-            Link::TlsWrongCa => {
+            Link::Tls | Link::SecureWebSocket => Some(cloud_data.join("tls/mqtt-cert.pem")),
+            Link::TlsWrongCa | Link::SecureWebSocketWrongCa => {
                 let other = rcgen::generate_simple_self_signed(vec![
                     "localhost".to_string(),
                     "127.0.0.1".to_string(),
@@ -602,40 +612,61 @@ async fn a_cloud_killed_while_batches_flow_applies_each_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_tls_pinning_the_cloud_certificate_delivers_each_point_once() {
+    across_a_cut(Link::Tls, "mqtts://").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_websocket_delivers_each_point_once_across_a_cut() {
+    across_a_cut(Link::WebSocket, "ws://").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_websocket_in_tls_delivers_each_point_once_across_a_cut() {
+    across_a_cut(Link::SecureWebSocket, "wss://").await;
+}
+
+/// A fleet on the edge, the link over `link` (its URL starting with `scheme`) cut for 5 s:
+/// the new session resumes from the acknowledged batch, every point is in the cloud once.
+async fn across_a_cut(link: Link, scheme: &str) {
     let _heavy = heavy().await;
-    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", Link::Tls).await;
+    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", link).await;
     let fleet = Fleet::start(&pair, 4).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         cloud_latest(&pair).await > 0,
-        "live data reaches the cloud over TLS"
+        "live data reaches the cloud over {scheme}"
     );
-    // A cut over TLS too: the new TLS session resumes from the acknowledged batch.
     pair.proxy.set(Fault::Cut);
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = pair.uplink().await;
+    assert_eq!(during["connected"], false, "{during}");
     pair.proxy.set(Fault::Pass);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = fleet.stop().await;
     pair.drained(60).await;
     let u = pair.uplink().await;
-    assert!(
-        u["upstream"].as_str().unwrap().starts_with("mqtts://"),
-        "{u}"
-    );
+    assert!(u["upstream"].as_str().unwrap().starts_with(scheme), "{u}");
     assert!(u["connects"].as_u64().unwrap() >= 2, "{u}");
-    pair.compare("over TLS, cut 5 s", &report)
+    pair.compare(&format!("over {scheme}, cut 5 s"), &report)
         .await
         .assert_exactly_once();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says_why() {
+    with_the_wrong_certificate(Link::TlsWrongCa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_over_websocket_in_tls_with_the_wrong_certificate_delivers_nothing() {
+    with_the_wrong_certificate(Link::SecureWebSocketWrongCa).await;
+}
+
+/// The edge trusts a certificate that is not the cloud's: no connection, not even in
+/// plaintext, nothing delivered, everything kept, and the reason shown.
+async fn with_the_wrong_certificate(link: Link) {
     let _heavy = heavy().await;
-    let pair = Pair::start_linked(
-        "ack_timeout = \"3s\"\nkeep_alive = \"5s\"",
-        Link::TlsWrongCa,
-    )
-    .await;
+    let pair = Pair::start_linked("ack_timeout = \"3s\"\nkeep_alive = \"5s\"", link).await;
     let fleet = Fleet::start(&pair, 2).await;
     let refused = eventually(15, || async {
         let u = pair.uplink().await;
@@ -646,7 +677,7 @@ async fn an_uplink_over_tls_with_the_wrong_certificate_delivers_nothing_and_says
     tokio::time::sleep(Duration::from_secs(3)).await;
     let report = fleet.stop().await;
     let u = pair.uplink().await;
-    println!("wrong CA: {}", u["last_error"]);
+    println!("wrong CA ({link:?}): {}", u["last_error"]);
     let why = u["last_error"].as_str().unwrap();
     assert!(
         why.contains("TLS to the cloud failed") && why.contains("certificate"),
