@@ -35,13 +35,43 @@ pub(crate) async fn run(
     notices: NoticeSender,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    let start = Start::read(&edge, &s).await;
+    watch(start, s, notices, stop).await
+}
+
+/// Where the watch starts: the alert already open and the counts already seen, read before
+/// the watch runs so that a step taken after this is never mistaken for the starting point.
+pub(crate) struct Start {
+    user: String,
+    open: Option<sentio_core::Alert>,
+    seen: OutboxCounts,
+}
+
+impl Start {
+    pub(crate) async fn read(edge: &EdgeId, s: &Sources) -> Start {
+        let user = edge_username(edge);
+        let open = crate::edge_watch::open_on(&*s.alerts, &user)
+            .await
+            .into_iter()
+            .find(|a| a.explanation.detector == DETECTOR);
+        let seen = s.outbox.outbox_counts().await.unwrap_or_default();
+        Start { user, open, seen }
+    }
+}
+
+/// The watch from `start` until `stop` completes.
+pub(crate) async fn watch(
+    start: Start,
+    s: Sources,
+    notices: NoticeSender,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
-    let user = edge_username(&edge);
-    let mut open = crate::edge_watch::open_on(&*s.alerts, &user)
-        .await
-        .into_iter()
-        .find(|a| a.explanation.detector == DETECTOR);
-    let mut seen = s.outbox.outbox_counts().await.unwrap_or_default();
+    let Start {
+        user,
+        mut open,
+        mut seen,
+    } = start;
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
@@ -188,7 +218,9 @@ mod tests {
             alerts: store.clone(),
         };
         let edge = EdgeId::parse("site-1").unwrap();
-        let watch = tokio::spawn(run(edge, sources, tx, async {
+        // The starting counts are read before the budget changes, as `run` does at start.
+        let start = Start::read(&edge, &sources).await;
+        let task = tokio::spawn(watch(start, sources, tx, async {
             let _ = stopped.await;
         }));
         // Over a budget of half the database: undelivered points are degraded, one alert opens.
@@ -222,7 +254,7 @@ mod tests {
                 .is_empty()
         );
         let _ = stop.send(());
-        watch.await.unwrap();
+        task.await.unwrap();
         assert!(rx.try_recv().is_err());
     }
 }
