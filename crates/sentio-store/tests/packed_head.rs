@@ -1,7 +1,8 @@
 //! The packed head (one blob per series and append) read, sealed, expired and migrated as if
 //! every point were a row: the later append wins on an equal timestamp, a read crosses blobs
 //! and chunks, a blob cut by the seal or by expiry keeps its other points, and a data
-//! directory with the older row-per-point head opens with every point.
+//! directory with an older head (row per point, or blobs keyed by series) opens with every
+//! point.
 
 use std::sync::Arc;
 
@@ -58,6 +59,18 @@ async fn agg(store: &SqliteStore, from: i64, to: i64, step: i64, agg: Agg) -> Ve
         .await
         .unwrap()
         .points
+}
+
+/// Whether the store's database in `dir` has a table `name` (the store closed).
+fn has_table(dir: &std::path::Path, name: &str) -> bool {
+    let conn = rusqlite::Connection::open(dir.join(sentio_store::DB_FILE)).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap()
+        > 0
 }
 
 async fn unsealed(store: &SqliteStore, from: i64, to: i64) -> u64 {
@@ -338,17 +351,46 @@ async fn an_older_row_per_point_head_is_packed_at_open() {
         vec![(1_000, 0.125), (2_000, -2.0), (3_000, 0.375)]
     );
     drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join(sentio_store::DB_FILE)).unwrap();
-    let tables: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'points'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(tables, 0);
-    drop(conn);
+    assert!(!has_table(dir.path(), "points"));
     let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
     assert_eq!(raw(&store, 0, i64::MAX, 100_000).await.len(), 25_000);
     assert_eq!(raw(&store, 2_000, 2_001, 10).await, vec![(2_000, -2.0)]);
+}
+
+#[tokio::test]
+async fn an_older_series_keyed_head_moves_into_commit_order_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    store.append(&run(0, 10, |i| i as f64)).await.unwrap();
+    store.append(&[point(5_000, -5.0)]).await.unwrap();
+    drop(store);
+    // The head as the previous version left it: table `head`, keyed by series.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(sentio_store::DB_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE head (series_id INTEGER NOT NULL, first_ts INTEGER NOT NULL, \
+             seq INTEGER NOT NULL, last_ts INTEGER NOT NULL, count INTEGER NOT NULL, \
+             data BLOB NOT NULL, PRIMARY KEY (series_id, first_ts, seq)) WITHOUT ROWID;
+             INSERT INTO head SELECT series_id, first_ts, seq, last_ts, count, data FROM head_log;
+             DROP TABLE head_log;",
+        )
+        .unwrap();
+    }
+    let want: Vec<(i64, f64)> = (0..10)
+        .map(|i| (i * 1000, if i == 5 { -5.0 } else { i as f64 }))
+        .collect();
+    let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    assert_eq!(raw(&store, 0, i64::MAX, 100).await, want);
+    // Appends continue after the moved blobs' seqs: a new write still wins.
+    store.append(&[point(6_000, -6.0)]).await.unwrap();
+    drop(store);
+    assert!(
+        !has_table(dir.path(), "head"),
+        "the series-keyed table is dropped"
+    );
+    let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    let got = raw(&store, 0, i64::MAX, 100).await;
+    assert_eq!(got[5], (5_000, -5.0));
+    assert_eq!(got[6], (6_000, -6.0));
+    assert_eq!(got.len(), 10);
 }

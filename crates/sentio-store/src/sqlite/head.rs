@@ -1,14 +1,18 @@
-//! The durable head, packed: table `head` holds, per series and per committed append, that
-//! append's points of the series as one blob (`encode`), keyed (series, first ts, commit seq)
-//! with the last ts and the count beside it, so a range read picks the blobs that overlap.
+//! The durable head, packed and in commit order: table `head_log` holds, per committed append
+//! and series, that append's points of the series as one blob (`encode`), keyed (commit seq,
+//! series), so an append writes its rows at the end of the b-tree: a few pages, not one per
+//! series. The per-series index, `temp.head_index` (series, first ts, seq, last ts, count), is
+//! a table of the connection's in-memory temp database: never written to the log or fsynced,
+//! changed in the same transactions as `head_log` (so it rolls back with them), and rebuilt
+//! from `head_log` at open (`open_index`). Range reads pick the overlapping blobs through it.
 //!
 //! **Invariant:** within a blob, timestamps are strictly increasing (a batch's duplicates are
 //! resolved when it is packed: the later point wins). Across blobs of a series, the one with
 //! the higher `seq` is the later write and wins on an equal timestamp. A blob that loses some
 //! of its points (sealing, retention) is rewritten with the rest under the same `seq`.
 //!
-//! An older data directory with the row-per-point table `points` is migrated at open, in one
-//! transaction (`migrate_rows`).
+//! An older data directory with the row-per-point table `points` (`migrate_rows`) or the
+//! series-keyed table `head` (`migrate_series_keyed`) is migrated at open, in one transaction.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -88,24 +92,92 @@ pub(super) fn insert(conn: &Connection, sid: i64, seq: i64, points: &[(i64, f64)
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Ok(());
     };
+    let count = points.len() as i64;
     conn.prepare_cached(
-        "INSERT INTO head (series_id, first_ts, seq, last_ts, count, data) \
+        "INSERT INTO head_log (seq, series_id, first_ts, last_ts, count, data) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![
-        sid,
-        first.0,
-        seq,
-        last.0,
-        points.len() as i64,
-        encode(points)
-    ])?;
+    .execute(params![seq, sid, first.0, last.0, count, encode(points)])?;
+    conn.prepare_cached(
+        "INSERT INTO temp.head_index (series_id, first_ts, seq, last_ts, count) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![sid, first.0, seq, last.0, count])?;
     Ok(())
 }
 
-/// The highest commit seq in the head (0 when empty): appends continue after it.
+/// Removes one blob (its log row and its index entry).
+fn delete(conn: &Connection, sid: i64, first: i64, seq: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM head_log WHERE seq = ?1 AND series_id = ?2")?
+        .execute(params![seq, sid])?;
+    conn.prepare_cached(
+        "DELETE FROM temp.head_index WHERE series_id = ?1 AND first_ts = ?2 AND seq = ?3",
+    )?
+    .execute(params![sid, first, seq])?;
+    Ok(())
+}
+
+/// The highest commit seq in the head (0 when empty): appends continue after it (one seek:
+/// the log's key starts with it).
 pub(super) fn last_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM head", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM head_log", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// At open: creates the connection's in-memory index, moves an older directory's head into
+/// `head_log`, then indexes every blob of `head_log` (the replay). Returns the blobs indexed.
+pub(super) fn open_index(conn: &mut Connection) -> Result<u64> {
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS head_index (
+             series_id INTEGER NOT NULL,
+             first_ts  INTEGER NOT NULL,
+             seq       INTEGER NOT NULL,
+             last_ts   INTEGER NOT NULL,
+             count     INTEGER NOT NULL,
+             PRIMARY KEY (series_id, first_ts, seq)
+         ) WITHOUT ROWID;",
+    )?;
+    migrate_rows(conn)?;
+    migrate_series_keyed(conn)?;
+    conn.execute("DELETE FROM temp.head_index", [])?;
+    Ok(conn.execute(
+        "INSERT INTO temp.head_index (series_id, first_ts, seq, last_ts, count) \
+         SELECT series_id, first_ts, seq, last_ts, count FROM head_log",
+        [],
+    )? as u64)
+}
+
+/// Moves the series-keyed head of an older data directory (table `head`) into `head_log` and
+/// drops it, in one transaction. Nothing when there is no such table.
+fn migrate_series_keyed(conn: &mut Connection) -> Result<()> {
+    if !table_exists(conn, "head")? {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    let moved = tx.execute(
+        "INSERT INTO head_log (seq, series_id, first_ts, last_ts, count, data) \
+         SELECT seq, series_id, first_ts, last_ts, count, data FROM head",
+        [],
+    )?;
+    tx.execute("DROP TABLE head", [])?;
+    tx.commit()?;
+    tracing::info!(blobs = moved, "moved the head's blobs into commit order");
+    Ok(())
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// One blob's points inside an inclusive range, with its seq.
@@ -152,8 +224,9 @@ fn read_inclusive(
     limit: usize,
 ) -> Result<Vec<(i64, f64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT first_ts, seq, data FROM head \
-         WHERE series_id = ?1 AND first_ts <= ?3 AND last_ts >= ?2 ORDER BY first_ts",
+        "SELECT i.first_ts, i.seq, l.data FROM temp.head_index i CROSS JOIN head_log l \
+         ON l.seq = i.seq AND l.series_id = i.series_id \
+         WHERE i.series_id = ?1 AND i.first_ts <= ?3 AND i.last_ts >= ?2 ORDER BY i.first_ts",
     )?;
     let mut rows = stmt.query(params![sid, lo, hi])?;
     let mut pieces = Vec::new();
@@ -218,8 +291,9 @@ pub(super) fn remove(conn: &Connection, sid: i64, from: i64, to: i64) -> Result<
     let hi = to - 1;
     let blobs: Vec<(i64, i64, i64, Vec<u8>)> = conn
         .prepare_cached(
-            "SELECT first_ts, seq, last_ts, data FROM head \
-             WHERE series_id = ?1 AND first_ts <= ?3 AND last_ts >= ?2",
+            "SELECT i.first_ts, i.seq, i.last_ts, l.data FROM temp.head_index i \
+             CROSS JOIN head_log l ON l.seq = i.seq AND l.series_id = i.series_id \
+             WHERE i.series_id = ?1 AND i.first_ts <= ?3 AND i.last_ts >= ?2",
         )?
         .query_map(params![sid, from, hi], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -235,10 +309,7 @@ pub(super) fn remove(conn: &Connection, sid: i64, from: i64, to: i64) -> Result<
             let b = points.partition_point(|p| p.0 <= hi);
             gone.extend(points.drain(a..b).map(|p| p.0));
         }
-        conn.prepare_cached(
-            "DELETE FROM head WHERE series_id = ?1 AND first_ts = ?2 AND seq = ?3",
-        )?
-        .execute(params![sid, first, seq])?;
+        delete(conn, sid, first, seq)?;
         if first < from || last > hi {
             insert(conn, sid, seq, &points)?;
         }
@@ -257,7 +328,12 @@ pub(super) fn erase_device(conn: &Connection, device: &str) -> Result<u64> {
     let mut n = 0;
     for sid in sids {
         n += all_points(conn, sid)?.len() as u64;
-        conn.prepare_cached("DELETE FROM head WHERE series_id = ?1")?
+        conn.prepare_cached(
+            "DELETE FROM head_log WHERE series_id = ?1 \
+             AND seq IN (SELECT seq FROM temp.head_index WHERE series_id = ?1)",
+        )?
+        .execute([sid])?;
+        conn.prepare_cached("DELETE FROM temp.head_index WHERE series_id = ?1")?
             .execute([sid])?;
     }
     Ok(n)
@@ -267,8 +343,9 @@ pub(super) fn erase_device(conn: &Connection, device: &str) -> Result<u64> {
 pub(super) fn bounds(conn: &Connection, sid: i64) -> Result<Option<(i64, i64)>> {
     let (lo, hi): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
-            "SELECT MIN(first_ts), (SELECT MAX(last_ts) FROM head WHERE series_id = ?1) \
-             FROM head WHERE series_id = ?1",
+            "SELECT MIN(first_ts), \
+             (SELECT MAX(last_ts) FROM temp.head_index WHERE series_id = ?1) \
+             FROM temp.head_index WHERE series_id = ?1",
         )?
         .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(lo.zip(hi))
@@ -277,7 +354,7 @@ pub(super) fn bounds(conn: &Connection, sid: i64) -> Result<Option<(i64, i64)>> 
 /// The oldest head timestamp of `sid` (one seek: the key starts with it).
 pub(super) fn oldest(conn: &Connection, sid: i64) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT MIN(first_ts) FROM head WHERE series_id = ?1")?
+        .prepare_cached("SELECT MIN(first_ts) FROM temp.head_index WHERE series_id = ?1")?
         .query_row([sid], |r| r.get(0))?)
 }
 
@@ -286,7 +363,9 @@ pub(super) fn first_at_or_after(conn: &Connection, sid: i64, t: i64) -> Result<O
     // A blob starting at or after `t` offers its first point; one starting before it and
     // reaching past it is looked into.
     let starting: Option<i64> = conn
-        .prepare_cached("SELECT MIN(first_ts) FROM head WHERE series_id = ?1 AND first_ts >= ?2")?
+        .prepare_cached(
+            "SELECT MIN(first_ts) FROM temp.head_index WHERE series_id = ?1 AND first_ts >= ?2",
+        )?
         .query_row(params![sid, t], |r| r.get(0))?;
     let hi = starting.unwrap_or(i64::MAX);
     Ok(read_inclusive(conn, sid, (t, hi), 1)?
@@ -298,7 +377,7 @@ pub(super) fn first_at_or_after(conn: &Connection, sid: i64, t: i64) -> Result<O
 /// The newest head point of `sid`.
 pub(super) fn latest(conn: &Connection, sid: i64) -> Result<Option<(i64, f64)>> {
     let newest: Option<i64> = conn
-        .prepare_cached("SELECT MAX(last_ts) FROM head WHERE series_id = ?1")?
+        .prepare_cached("SELECT MAX(last_ts) FROM temp.head_index WHERE series_id = ?1")?
         .query_row([sid], |r| r.get(0))?;
     let Some(t) = newest else {
         return Ok(None);
@@ -314,7 +393,7 @@ pub(super) fn count(conn: &Connection, sid: i64, from: i64, to: i64) -> Result<u
 /// Head points of every series.
 pub(super) fn count_all(conn: &Connection) -> Result<u64> {
     let sids: Vec<i64> = conn
-        .prepare_cached("SELECT DISTINCT series_id FROM head")?
+        .prepare_cached("SELECT DISTINCT series_id FROM temp.head_index")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut n = 0;
@@ -326,15 +405,8 @@ pub(super) fn count_all(conn: &Connection) -> Result<u64> {
 
 /// Packs the row-per-point head of an older data directory (table `points`) into blobs and
 /// drops the table, in one transaction. Nothing when there is no such table.
-pub(super) fn migrate_rows(conn: &mut Connection) -> Result<()> {
-    let old: Option<String> = conn
-        .query_row(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'points'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if old.is_none() {
+fn migrate_rows(conn: &mut Connection) -> Result<()> {
+    if !table_exists(conn, "points")? {
         return Ok(());
     }
     let tx = conn.transaction()?;
@@ -344,17 +416,22 @@ pub(super) fn migrate_rows(conn: &mut Connection) -> Result<()> {
         let mut rows = stmt.query([])?;
         let mut run: (i64, Vec<(i64, f64)>) = (0, Vec::new());
         let mut moved = 0u64;
-        // Rows of a series are distinct timestamps: one seq (0, before any append) for all.
+        // Rows of a series are distinct timestamps, so the blobs' order does not matter: each
+        // takes the next seq (the log's key), before any append.
+        let mut seq = 0i64;
         while let Some(row) = rows.next()? {
             let sid: i64 = row.get(0)?;
             if sid != run.0 || run.1.len() >= MIGRATED_BLOB_POINTS {
-                insert(&tx, run.0, 0, &run.1)?;
+                if !run.1.is_empty() {
+                    seq += 1;
+                    insert(&tx, run.0, seq, &run.1)?;
+                }
                 run = (sid, Vec::new());
             }
             run.1.push((row.get(1)?, row.get(2)?));
             moved += 1;
         }
-        insert(&tx, run.0, 0, &run.1)?;
+        insert(&tx, run.0, seq + 1, &run.1)?;
         tracing::info!(points = moved, "packed the head's rows into blobs");
     }
     tx.execute("DROP TABLE points", [])?;

@@ -1,9 +1,10 @@
 //! The embedded default: one SQLite database (`<data>/sentio.db`, WAL mode) holding the
 //! registry, the time series in two tiers, alerts and detector state.
 //!
-//! Series tiers: `head` is the durable head (per series and committed append, one packed blob
-//! of recent points, written by `append`, acknowledged after the commit; `head.rs`); `chunks` holds sealed, pco-compressed runs of ~1,000 points
-//! with their statistics. The sealer ([`SqliteStore::seal_some`]) moves old head points into
+//! Series tiers: `head_log` is the durable head (per committed append and series, one packed
+//! blob of recent points in commit order, written by `append`, acknowledged after the commit,
+//! indexed per series in the connection's in-memory `temp.head_index`; `head.rs`); `chunks`
+//! holds sealed, pco-compressed runs of ~1,000 points with their statistics. The sealer ([`SqliteStore::seal_some`]) moves old head points into
 //! chunks, one transaction per chunk; every read merges both tiers, the head winning on equal
 //! timestamps.
 
@@ -166,8 +167,9 @@ impl SqliteStore {
         // The log is truncated back to this after a checkpoint, not kept at its largest.
         conn.pragma_update(None, "journal_size_limit", 32 << 20)?;
         conn.execute_batch(include_str!("schema.sql"))?;
-        head::migrate_rows(&mut conn)?;
+        let blobs = head::open_index(&mut conn)?;
         let head_seq = head::last_seq(&conn)?;
+        tracing::debug!(blobs, "indexed the head");
 
         let key = load_or_create_key(&conn)?;
         let mut digests = HashMap::new();

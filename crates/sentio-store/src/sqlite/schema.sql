@@ -23,18 +23,20 @@ CREATE TABLE IF NOT EXISTS series (
     UNIQUE (device, metric)
 );
 
--- The durable head (head.rs): per series and committed append, that append's points of the
--- series packed in one blob (strictly increasing timestamps), under the append's commit seq.
--- Across blobs the higher seq wins on an equal timestamp. An older directory's row-per-point
--- table `points` is packed into this one at open.
-CREATE TABLE IF NOT EXISTS head (
+-- The durable head (head.rs): per committed append and series, that append's points of the
+-- series packed in one blob (strictly increasing timestamps). Keyed by the append's commit seq
+-- first, so an append writes its rows at the end of the b-tree (a few pages), not one page per
+-- series. Across blobs the higher seq wins on an equal timestamp. The per-series index is the
+-- connection's in-memory table `temp.head_index`, rebuilt from this one at open. An older
+-- directory's `head` (keyed by series) or row-per-point `points` is moved into this at open.
+CREATE TABLE IF NOT EXISTS head_log (
+    seq       INTEGER NOT NULL,
     series_id INTEGER NOT NULL,
     first_ts  INTEGER NOT NULL,
-    seq       INTEGER NOT NULL,
     last_ts   INTEGER NOT NULL,
     count     INTEGER NOT NULL,
     data      BLOB NOT NULL,
-    PRIMARY KEY (series_id, first_ts, seq)
+    PRIMARY KEY (seq, series_id)
 ) WITHOUT ROWID;
 
 -- Sealed, compressed runs of points (see chunk.rs); `head` above is the durable head.

@@ -1,5 +1,5 @@
-//! `SeriesStore` on SQLite: appends go to the durable head (`head`, one packed blob per series
-//! and commit, see `head`); reads go over the head and the sealed chunks (see `read`).
+//! `SeriesStore` on SQLite: appends go to the durable head (`head_log`, one packed blob per
+//! commit and series, in commit order, see `head`); reads go over the head and the sealed chunks (see `read`).
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -99,7 +99,7 @@ pub(super) fn write_points(
                 rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
             }
         }
-        // One blob per series under this commit's seq, in key order.
+        // One blob per series under this commit's seq, in key order (seq, series).
         let seq = inner
             .head_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
