@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS head_log (
     PRIMARY KEY (seq, series_id)
 ) WITHOUT ROWID;
 
--- Sealed, compressed runs of points (see chunk.rs); `head` above is the durable head.
+-- Sealed, compressed runs of points (see chunk.rs); `head_log` above is the durable head.
 -- Per series, chunk ranges [start_ts, end_ts] never overlap. A rowid table, not WITHOUT ROWID:
 -- a WITHOUT ROWID row keeps at most ~1 KB on its 4 KB page and spills the rest of a ~1.1 KB
 -- chunk to an overflow page of its own (measured: 4.4 instead of 1.3 bytes per point).

@@ -95,7 +95,7 @@ async fn resync_all(pair: &Pair, hours: i64) -> Value {
     }
 }
 
-/// Deletes from the cloud's database every raw blob and chunk of the series overlapping
+/// Deletes from the cloud's database every raw blob (`head_log`) and chunk of the series overlapping
 /// `[from, to)`, and the rollups of the hours they reached; returns the hours lost
 /// (`[lo, hi)`, whole hours).
 fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
@@ -110,14 +110,14 @@ fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
     let (lo, hi): (i64, i64) = c
         .query_row(
             "SELECT min(a), max(b) FROM ( \
-               SELECT first_ts a, last_ts b FROM head WHERE series_id = ?1 AND first_ts < ?3 AND last_ts >= ?2 \
+               SELECT first_ts a, last_ts b FROM head_log WHERE series_id = ?1 AND first_ts < ?3 AND last_ts >= ?2 \
                UNION ALL SELECT start_ts, end_ts FROM chunks WHERE series_id = ?1 AND start_ts < ?3 AND end_ts >= ?2)",
             [sid, from, to],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     c.execute(
-        "DELETE FROM head WHERE series_id = ?1 AND first_ts < ?3 AND last_ts >= ?2",
+        "DELETE FROM head_log WHERE series_id = ?1 AND first_ts < ?3 AND last_ts >= ?2",
         [sid, from, to],
     )
     .unwrap();
