@@ -101,7 +101,9 @@ mod tests {
         ] {
             assert!(decode_commands(bad).is_err(), "{bad:?}");
         }
-        let wrong_state = String::from_utf8(bytes).unwrap().replace("succeeded", "done");
+        let wrong_state = String::from_utf8(bytes)
+            .unwrap()
+            .replace("succeeded", "done");
         assert!(decode_commands(wrong_state.as_bytes()).is_err());
     }
 }
