@@ -7,15 +7,13 @@
 //! **Invariant:** no PUBACK for a report not applied; an undecodable one is never
 //! acknowledged and disconnects the edge.
 
-use std::time::Duration;
-
 use mqtt5::broker::events::{ClientPublishEvent, PublishAction};
 use sentio_pipeline::actuate::Commands;
 use sentio_store::wire;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::clients::Clients;
-use crate::uplink::sender;
+use crate::uplink::{HeldPuback, refuse, sender};
 
 /// Applies the command states in `event` from `edge` (the topic's edge id).
 pub(crate) async fn apply(
@@ -29,21 +27,16 @@ pub(crate) async fn apply(
     };
     let reported = match wire::decode_commands(&event.payload) {
         Ok(r) => r,
-        Err(e) => {
-            warn!(edge = %edge, error = %e, "edge command states refused: they cannot be decoded; disconnecting the edge without an acknowledgement");
-            clients.disconnect(&[event.client_id.to_string()]).await;
-            return std::future::pending().await;
-        }
+        Err(e) => return refuse(clients, event, &edge, "edge command states", &e).await,
     };
-    let mut wait = Duration::from_millis(100);
+    let mut held = HeldPuback::new();
     let mut next = 0;
     while let Some(c) = reported.get(next) {
         match commands.from_edge(&edge, c).await {
             Ok(()) => next += 1,
             Err(e) => {
-                warn!(edge = %edge, command = %c.id, error = %e, retry_in = ?wait, "edge command state not stored yet; PUBACK held");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                let what = format!("the state of command {}", c.id);
+                held.wait(&edge, &what, &e).await;
             }
         }
     }
