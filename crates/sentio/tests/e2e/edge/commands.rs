@@ -170,3 +170,73 @@ async fn a_cloud_command_reaches_the_edge_device_and_its_reply_comes_back_also_a
     assert_eq!(done["reply"]["level"], 3, "{done}");
     client.disconnect().await.unwrap();
 }
+
+/// An edge's report about a command counts only for a device that edge registered: an edge
+/// claiming that a device of the cloud's own answered changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_cannot_answer_a_command_of_a_device_it_did_not_register() {
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (status, edge) = api(
+        &node,
+        "POST",
+        "/api/v1/edges",
+        Some(json!({"id": "site-9"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{edge}");
+    register(&node, "own-1", "room").await;
+    let (status, cmd) = api(
+        &node,
+        "POST",
+        "/api/v1/devices/own-1/commands",
+        Some(json!({"name": "open", "ttl": "10m"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{cmd}");
+    let id = cmd["id"].as_str().unwrap();
+    let (c, mut el) = mqtt5_connect(
+        &node,
+        "e9",
+        Some(("edge:site-9", edge["secret"].as_str().unwrap())),
+    )
+    .await
+    .expect("the edge logs in");
+    let claim = json!([{
+        "id": id, "device": "own-1", "name": "open", "params": cmd["params"],
+        "created_ms": cmd["created_ms"], "expires_ms": cmd["expires_ms"], "state": "succeeded",
+        "delivered_ms": now_ms(), "replied_ms": now_ms(), "reply": {"status": "ok"},
+    }]);
+    let mut payload = vec![1u8];
+    payload.extend(serde_json::to_vec(&claim).unwrap());
+    c.publish("edges/site-9/up/commands", Q5::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    let reason = next_v5(&mut el, |p| match p {
+        Packet5::PubAck(a) => Some(a.reason),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            reason,
+            PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+        ),
+        "{reason:?}"
+    );
+    let (status, now) = api(
+        &node,
+        "GET",
+        &format!("/api/v1/devices/own-1/commands/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(now["state"], "pending", "{now}");
+    assert!(now.get("reply").is_none(), "{now}");
+    node.shutdown().await;
+}
