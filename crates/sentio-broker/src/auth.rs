@@ -184,14 +184,15 @@ pub fn edge_may_publish(edge: &str, topic: &str) -> bool {
     edge_may_use(edge, topic) && !topic[topic::EDGES.len() + edge.len() + 2..].starts_with("down/")
 }
 
-/// Whether edge `edge` may subscribe to `filter`: exactly `edges/<edge>/down/resync`.
+/// Whether edge `edge` may subscribe to `filter`: exactly `edges/<edge>/down/resync` or
+/// `edges/<edge>/down/commands`.
 pub fn edge_may_subscribe(edge: &str, filter: &str) -> bool {
     filter
         .strip_prefix(topic::EDGES)
         .and_then(|r| r.strip_prefix('/'))
         .and_then(|r| r.strip_prefix(edge))
         .and_then(|r| r.strip_prefix('/'))
-        == Some(topic::DOWNLINK_RESYNC)
+        .is_some_and(|tail| tail == topic::DOWNLINK_RESYNC || tail == topic::DOWNLINK_COMMANDS)
 }
 
 /// Whether `topic` is `<root>/<id>/` followed by at least one character.
@@ -417,7 +418,7 @@ impl DeviceAuth {
         warn!(
             edge,
             topic,
-            "{what} refused: an edge may publish only under edges/{edge}/up/... and subscribe only to edges/{edge}/down/resync"
+            "{what} refused: an edge may publish only under edges/{edge}/up/... and subscribe only to edges/{edge}/down/resync and down/commands"
         );
         false
     }
@@ -469,6 +470,9 @@ mod tests {
         for (t, publish, subscribe) in [
             ("edges/e1/up/points", true, false),
             ("edges/e1/down/resync", false, true),
+            ("edges/e1/down/commands", false, true),
+            ("edges/e2/down/commands", false, false),
+            ("edges/e1/down/commands/#", false, false),
             ("edges/e1/down/other", false, false),
             ("edges/e1/#", true, false),
             ("edges/e1/down/#", false, false),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use mqtt5::QoS;
 use mqtt5::packet::publish::PublishPacket;
 use sentio_core::topic::{self, Exchange as Topic};
-use sentio_core::{CommandId, DeviceId, acl};
+use sentio_core::{CommandId, DeviceId, EdgeId, acl};
 use sentio_pipeline::Ingest;
 use sentio_pipeline::actuate::{Commands, Courier, Twins};
 
@@ -40,6 +40,11 @@ impl Courier for BrokerCourier {
 
     fn is_connected(&self, device: &DeviceId) -> bool {
         self.clients.identity_connected(device.as_str())
+    }
+
+    fn edge_connected(&self, edge: &EdgeId) -> bool {
+        self.clients
+            .identity_connected(&sentio_store::edge_username(edge))
     }
 }
 
@@ -101,8 +106,20 @@ impl Exchange {
     }
 
     /// A device was granted `filters`: if one covers its command topics, its pending
-    /// commands go out (again), in order.
+    /// commands go out (again), in order. An edge granted its `down/commands`: the pending
+    /// commands of its devices go down (again).
     pub(crate) fn subscribed(&self, user: Option<&str>, filters: &[String]) {
+        if let Some(edge) = user.and_then(crate::auth::edge_of) {
+            let Ok(edge) = EdgeId::parse(edge) else {
+                return;
+            };
+            let probe = topic::downlink_commands(&edge);
+            if filters.iter().any(|f| acl::matches(f, &probe)) {
+                let commands = self.commands.clone();
+                tokio::spawn(async move { commands.edge_subscribed(&edge).await });
+            }
+            return;
+        }
         let Some(device) = user.and_then(|u| DeviceId::parse(u).ok()) else {
             return;
         };

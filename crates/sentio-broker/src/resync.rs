@@ -7,14 +7,13 @@
 //! acknowledged and disconnects the edge.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mqtt5::broker::events::{ClientPublishEvent, PublishAction};
 use sentio_store::{EdgeStore, ResyncPart};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::clients::Clients;
-use crate::uplink::sender;
+use crate::uplink::{HeldPuback, refuse, sender};
 
 /// Applies the re-sync part in `event` from `edge` (the topic's edge id).
 pub(crate) async fn apply(
@@ -28,13 +27,9 @@ pub(crate) async fn apply(
     };
     let part = match ResyncPart::decode(&event.payload) {
         Ok(p) => p,
-        Err(e) => {
-            warn!(edge = %edge, error = %e, "re-sync part refused: it cannot be decoded; disconnecting the edge without an acknowledgement");
-            clients.disconnect(&[event.client_id.to_string()]).await;
-            return std::future::pending().await;
-        }
+        Err(e) => return refuse(clients, event, &edge, "re-sync part", &e).await,
     };
-    let mut wait = Duration::from_millis(100);
+    let mut held = HeldPuback::new();
     loop {
         match edges.apply_resync(&edge, part.clone()).await {
             Ok(applied) => {
@@ -46,9 +41,8 @@ pub(crate) async fn apply(
                 return PublishAction::Handled;
             }
             Err(e) => {
-                warn!(edge = %edge, run = part.id, error = %e, retry_in = ?wait, "re-sync part not stored yet; PUBACK held");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                let what = format!("re-sync part {} of run {}", part.part, part.id);
+                held.wait(&edge, &what, &e).await;
             }
         }
     }

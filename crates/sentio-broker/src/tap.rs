@@ -244,6 +244,15 @@ impl BrokerEventHandler for TelemetryTap {
                     )
                     .await;
                 }
+                Some((edge, topic::UPLINK_COMMANDS)) => {
+                    return crate::edge_commands::apply(
+                        &self.exchange.commands,
+                        &self.clients,
+                        edge,
+                        &event,
+                    )
+                    .await;
+                }
                 Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
                 Some((edge, topic::UPLINK_RESYNC)) => {
                     return crate::resync::apply(&self.edges, &self.clients, edge, &event).await;

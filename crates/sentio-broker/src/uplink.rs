@@ -113,6 +113,43 @@ pub(crate) fn sender(edge: &str, event: &ClientPublishEvent) -> Option<EdgeId> {
     (event.user_id.as_deref() == Some(edge_username(&edge).as_str())).then_some(edge)
 }
 
+/// Refuses an undecodable message of `edge` (`what` it was): logged, never acknowledged, and
+/// the edge disconnected (it sends it again on its next connection). Never returns.
+pub(crate) async fn refuse(
+    clients: &Clients,
+    event: &ClientPublishEvent,
+    edge: &EdgeId,
+    what: &str,
+    error: &(dyn std::fmt::Display + Sync),
+) -> PublishAction {
+    warn!(edge = %edge, error = %error, bytes = event.payload.len(),
+        "{what} refused: it cannot be decoded; disconnecting the edge without an acknowledgement");
+    clients.disconnect(&[event.client_id.to_string()]).await;
+    std::future::pending().await
+}
+
+/// The wait between tries while a message of an edge is not stored (its PUBACK held): 100 ms,
+/// doubling up to 5 s.
+pub(crate) struct HeldPuback(Duration);
+
+impl HeldPuback {
+    pub(crate) fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    /// Logs why `what` of `edge` is not stored yet, and waits before the next try.
+    pub(crate) async fn wait(
+        &mut self,
+        edge: &EdgeId,
+        what: &str,
+        error: &(dyn std::fmt::Display + Sync),
+    ) {
+        warn!(edge = %edge, error = %error, retry_in = ?self.0, "{what} not stored yet; PUBACK held");
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// What an edge sends besides its points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Records {
@@ -147,12 +184,17 @@ pub(crate) async fn apply_records(
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            warn!(edge = %edge, error = %e, ?kind, "edge records refused: they cannot be decoded; disconnecting the edge without an acknowledgement");
-            clients.disconnect(&[event.client_id.to_string()]).await;
-            return std::future::pending().await;
+            return refuse(
+                clients,
+                event,
+                &edge,
+                &format!("edge records ({kind:?})"),
+                &e,
+            )
+            .await;
         }
     };
-    let mut wait = Duration::from_millis(100);
+    let mut held = HeldPuback::new();
     loop {
         let done = match &decoded {
             Decoded::Registry(r) => edges.apply_registry(&edge, r.clone()).await.map(|done| {
@@ -170,9 +212,8 @@ pub(crate) async fn apply_records(
                 return PublishAction::Handled;
             }
             Err(e) => {
-                warn!(edge = %edge, ?kind, error = %e, retry_in = ?wait, "edge records not stored yet; PUBACK held");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                held.wait(&edge, &format!("edge records ({kind:?})"), &e)
+                    .await
             }
         }
     }
@@ -266,14 +307,11 @@ pub(crate) async fn apply(
         Ok(b) => b,
         Err(e) => {
             Counters::bump(&counters.edge_batches_refused);
-            warn!(edge = %edge, error = %e, bytes = event.payload.len(),
-                "edge message refused: it cannot be decoded; disconnecting the edge without an acknowledgement");
-            clients.disconnect(&[event.client_id.to_string()]).await;
-            return std::future::pending().await;
+            return refuse(clients, event, &edge, "edge message", &e).await;
         }
     };
     let last = batches.last();
-    let mut wait = Duration::from_millis(100);
+    let mut held = HeldPuback::new();
     loop {
         match batches.apply(edges).await {
             Ok(verdicts) => {
@@ -292,9 +330,8 @@ pub(crate) async fn apply(
                 return PublishAction::Handled;
             }
             Err(e) => {
-                warn!(edge = %edge, last = ?last, error = %e, retry_in = ?wait, "edge message not stored yet; PUBACK held");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                held.wait(&edge, &format!("edge message (last {last:?})"), &e)
+                    .await
             }
         }
     }

@@ -198,6 +198,23 @@ pub mod topic {
         format!("{EDGES}/{edge}/{DOWNLINK_RESYNC}")
     }
 
+    /// The cloud sends an edge the commands for its devices on `edges/<id>/down/commands`.
+    pub const DOWNLINK_COMMANDS: &str = "down/commands";
+
+    /// `edges/<id>/down/commands`.
+    pub fn downlink_commands(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{DOWNLINK_COMMANDS}")
+    }
+
+    /// An edge sends the state of the commands it got from the cloud on
+    /// `edges/<id>/up/commands`.
+    pub const UPLINK_COMMANDS: &str = "up/commands";
+
+    /// `edges/<id>/up/commands`.
+    pub fn uplink_commands(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_COMMANDS}")
+    }
+
     /// `edges/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.
     pub fn split_edge(topic: &str) -> Option<(&str, &str)> {
         let rest = topic.strip_prefix(EDGES)?.strip_prefix('/')?;

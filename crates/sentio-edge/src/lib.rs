@@ -25,8 +25,13 @@
 //! Re-sync (`resync`): the cloud asks on `edges/<id>/down/resync` with its hourly digests of
 //! the edge's series; the hours that differ go up again, raw, on `edges/<id>/up/resync`.
 //!
+//! Commands (`commands_down`): the cloud sends those for this edge's devices on
+//! `edges/<id>/down/commands`; each is kept once under the cloud's id and delivered by the
+//! edge's desk, and where they stand goes up on `edges/<id>/up/commands` with the records.
+//!
 //! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
 
+mod commands_down;
 mod link;
 mod records;
 mod resync;
@@ -36,6 +41,7 @@ mod transport;
 mod trust;
 pub mod windows;
 
+pub use commands_down::CommandDesk;
 pub use link::run;
 pub use records::RecordSources;
 pub use settings::{SettingsError, UplinkSettings, Upstream};

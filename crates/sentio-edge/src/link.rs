@@ -466,10 +466,18 @@ async fn session(
         Ok(st) => st,
         Err(e) => return Ended::before_connect(format!("reading the outbox: {e}")),
     };
-    // The one topic the cloud publishes to this edge: its re-sync requests.
+    // The topics the cloud publishes to this edge: its re-sync requests,
     let resync_topic = topic::downlink_resync(&s.edge_id);
     if let Err(e) = client
         .subscribe(resync_topic.clone(), QoS::AtLeastOnce)
+        .await
+    {
+        return Ended::before_connect(format!("subscribing: {e}"));
+    }
+    // And the commands for its devices (the cloud sends the pending ones again now).
+    let commands_topic = topic::downlink_commands(&s.edge_id);
+    if let Err(e) = client
+        .subscribe(commands_topic.clone(), QoS::AtLeastOnce)
         .await
     {
         return Ended::before_connect(format!("subscribing: {e}"));
@@ -498,7 +506,7 @@ async fn session(
     // The registry and the alerts: one message of each kind in flight at most; in
     // `unnumbered` as RECORDS + the kind's index.
     const RECORDS: usize = 3;
-    let mut records_in_flight: [Option<records::InFlight>; 2] = [None, None];
+    let mut records_in_flight: [Option<records::InFlight>; Kind::ALL.len()] = Default::default();
     // A re-sync part: one in flight at most, paced with the backlog's rate (its own bucket);
     // in `unnumbered` as RESYNC.
     const RESYNC: usize = RECORDS + Kind::ALL.len();
@@ -763,6 +771,9 @@ async fn session(
                         },
                         Err(e) => warn!(error = %e, "re-sync request ignored: it cannot be decoded"),
                     }
+                }
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == commands_topic.as_bytes() => {
+                    crate::commands_down::received(&*sources.desk, &p.payload).await;
                 }
                 Some(Ok(Event::Incoming(Packet::Disconnect(d)))) => {
                     return Ended::after_connect(format!("the cloud disconnected: {:?}", d.reason_code));

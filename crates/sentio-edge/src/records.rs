@@ -1,5 +1,6 @@
-//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`) and its
-//! alerts (`edges/<id>/up/alerts`), each record as it is now. A record goes again until the
+//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`), its
+//! alerts (`edges/<id>/up/alerts`) and its commands (`edges/<id>/up/commands`: where those
+//! the cloud sent down stand), each record as it is now. A record goes again until the
 //! cloud acknowledged it as it is (QoS 1), so no change is ever dropped, and applying a record
 //! twice changes nothing in the cloud. What was acknowledged is kept in memory: after a
 //! restart everything goes up once more.
@@ -23,6 +24,10 @@ pub struct RecordSources {
     pub digests: Arc<dyn sentio_store::EdgeStore>,
     /// Its points, read for a re-sync.
     pub series: Arc<dyn sentio_store::SeriesStore>,
+    /// Its commands, read to report where they stand.
+    pub commands: Arc<dyn sentio_store::CommandStore>,
+    /// Its command desk, which keeps and delivers those the cloud sends down.
+    pub desk: Arc<dyn crate::CommandDesk>,
 }
 
 /// A kind of record.
@@ -30,10 +35,11 @@ pub struct RecordSources {
 pub(crate) enum Kind {
     Registry,
     Alerts,
+    Commands,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 2] = [Kind::Registry, Kind::Alerts];
+    pub(crate) const ALL: [Kind; 3] = [Kind::Registry, Kind::Alerts, Kind::Commands];
 
     pub(crate) fn index(self) -> usize {
         self as usize
@@ -43,6 +49,7 @@ impl Kind {
         match self {
             Kind::Registry => topic::uplink_registry(edge),
             Kind::Alerts => topic::uplink_alerts(edge),
+            Kind::Commands => topic::uplink_commands(edge),
         }
     }
 }
@@ -53,9 +60,12 @@ const MESSAGE_RECORDS: usize = 200;
 /// The newest alerts looked at (an older one changing is not sent again).
 const ALERTS_LOOKED_AT: usize = 1_000;
 
+/// The newest commands looked at (an older one changing is not sent again).
+const COMMANDS_LOOKED_AT: usize = 1_000;
+
 /// A digest of each record as the cloud acknowledged it, per kind, by key.
 #[derive(Default)]
-pub(crate) struct Acked([HashMap<String, u64>; 2]);
+pub(crate) struct Acked([HashMap<String, u64>; Kind::ALL.len()]);
 
 /// A message of records published and not yet acknowledged.
 pub(crate) struct InFlight {
@@ -145,6 +155,30 @@ impl Acked {
                     .map(|(a, d)| (a.id.to_string(), d))
                     .collect();
                 (wire::encode_alerts(&alerts), keys)
+            }
+            Kind::Commands => {
+                let commands = sources
+                    .commands
+                    .recent_commands(COMMANDS_LOOKED_AT)
+                    .await
+                    .ok()?;
+                let mut out = Vec::new();
+                for c in commands {
+                    let dg = digest(&wire::encode_commands(std::slice::from_ref(&c)));
+                    if changed(&c.id.to_string(), dg) {
+                        out.push((c, dg));
+                    }
+                    if out.len() == MESSAGE_RECORDS {
+                        break;
+                    }
+                }
+                let commands: Vec<sentio_core::Command> =
+                    out.iter().map(|(c, _)| c.clone()).collect();
+                let keys = out
+                    .into_iter()
+                    .map(|(c, d)| (c.id.to_string(), d))
+                    .collect();
+                (wire::encode_commands(&commands), keys)
             }
         };
         if records.is_empty() {

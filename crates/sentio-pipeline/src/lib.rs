@@ -169,6 +169,7 @@ impl Pipeline {
         let courier = actuate::CourierSlot::default();
         let commands = actuate::Commands::new(
             stores.commands.clone(),
+            stores.edges.clone(),
             bus.clone(),
             courier.clone(),
             config.commands,

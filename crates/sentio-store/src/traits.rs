@@ -383,6 +383,9 @@ pub trait CommandStore: Send + Sync {
     ) -> Result<Option<Command>>;
     /// Expires every open command whose time ran out by `now_ms`; those commands.
     async fn expire_commands(&self, now_ms: i64) -> Result<Vec<Command>>;
+    /// The newest commands of every device, newest first, at most `limit` (what an edge
+    /// reports up).
+    async fn recent_commands(&self, limit: usize) -> Result<Vec<Command>>;
 }
 
 /// What became of a change to a twin's desired document.
@@ -517,6 +520,8 @@ pub trait EdgeStore: Send + Sync {
     ) -> Result<crate::RegistryApplied>;
     /// The edge of every device an edge registered here, by device id.
     async fn device_edges(&self) -> Result<std::collections::HashMap<String, String>>;
+    /// The edge that registered `device` here, if one did (its commands go down through it).
+    async fn edge_of_device(&self, device: &DeviceId) -> Result<Option<sentio_core::EdgeId>>;
     /// Creates or updates this node's copy of each of edge `edge`'s alerts (keyed by the
     /// edge's alert id, with its state, acknowledgement and resolution), in one transaction;
     /// the same alerts again change nothing. Returns how many were applied.

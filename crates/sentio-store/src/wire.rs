@@ -26,8 +26,10 @@ use sentio_core::{DeviceId, Point};
 use crate::edge::{BatchSeq, Incarnation};
 
 mod columns;
+mod commands;
 mod rollups;
 
+pub use commands::{decode_commands, encode_commands};
 pub use rollups::{RollupsMessage, VERSION as ROLLUPS_VERSION, encode as encode_rollups};
 
 /// The first layout version, first byte of every payload but version 2 batch messages (the

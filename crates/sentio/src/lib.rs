@@ -6,6 +6,7 @@
 mod budget_alert;
 pub mod config;
 pub mod demo_rules;
+mod edge_desk;
 mod edge_watch;
 pub mod node;
 pub mod private;

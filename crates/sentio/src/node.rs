@@ -269,6 +269,8 @@ impl Node {
                 alerts: store.clone(),
                 digests: store.clone(),
                 series: store.clone(),
+                commands: store.clone(),
+                desk: Arc::new(crate::edge_desk::EdgeDesk(pipeline.commands.clone())),
             };
             servers.push(tokio::spawn(sentio_edge::run(
                 settings,

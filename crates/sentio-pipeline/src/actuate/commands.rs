@@ -5,14 +5,20 @@
 //! failed (its reply), or expired (the time to live, checked every second); a reply after
 //! expiry is recorded. Delivery is at least once: a device that reconnects before
 //! acknowledging may get a command twice and recognises it by its id.
+//!
+//! A device an edge registered here (`EdgeStore::edge_of_device`) is not connected here: its
+//! pending commands go down to its edge on `edges/<edge>/down/commands` instead, again each
+//! time the edge subscribes there; the edge creates each once under this node's id
+//! ([`Commands::adopt`]) and delivers it, and the states it reports up are applied here
+//! ([`Commands::from_edge`]), forward only.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sentio_core::time::now_ms;
-use sentio_core::{Command, CommandId, CommandState, DeviceId, topic};
-use sentio_store::CommandStore;
+use sentio_core::{Command, CommandId, CommandState, DeviceId, EdgeId, topic};
+use sentio_store::{CommandStore, EdgeStore};
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
@@ -62,6 +68,8 @@ pub struct Commands {
 
 struct Inner {
     store: Arc<dyn CommandStore>,
+    /// Which devices live under an edge.
+    edges: Arc<dyn EdgeStore>,
     bus: Arc<dyn Bus>,
     courier: CourierSlot,
     limits: CommandLimits,
@@ -82,6 +90,7 @@ fn new_id() -> CommandId {
 impl Commands {
     pub(crate) fn new(
         store: Arc<dyn CommandStore>,
+        edges: Arc<dyn EdgeStore>,
         bus: Arc<dyn Bus>,
         courier: CourierSlot,
         limits: CommandLimits,
@@ -89,6 +98,7 @@ impl Commands {
         Self {
             inner: Arc::new(Inner {
                 store,
+                edges,
                 bus,
                 courier,
                 limits,
@@ -199,6 +209,82 @@ impl Commands {
         self.forget_sent(device, id).await;
     }
 
+    /// Edge `edge` subscribed to its `down/commands`: the pending commands of its devices go
+    /// down (again), each device's in order.
+    pub async fn edge_subscribed(&self, edge: &EdgeId) {
+        let devices = match self.inner.edges.device_edges().await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%edge, error = %e, "the edge's devices not read; its commands go at its next subscribe");
+                return;
+            }
+        };
+        for (device, owner) in devices {
+            if owner == edge.as_str()
+                && let Ok(device) = DeviceId::parse(&device)
+            {
+                self.push(&device, true).await;
+            }
+        }
+    }
+
+    /// On an edge: a command the cloud sent down for one of this node's devices is kept under
+    /// the cloud's id, pending, and delivered like any other. A command already known (sent
+    /// again) changes nothing; `false` then.
+    pub async fn adopt(&self, mut command: Command) -> Result<bool, PipelineError> {
+        if self
+            .inner
+            .store
+            .get_command(&command.device, &command.id)
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        command.state = CommandState::Pending;
+        (command.delivered_ms, command.replied_ms, command.reply) = (None, None, None);
+        // The cloud already bounded the device's open commands.
+        if !self.inner.store.add_command(&command, usize::MAX).await? {
+            return Ok(false);
+        }
+        info!(device = %command.device, command = %command.id, "command from the cloud kept");
+        self.changed(&command);
+        self.push(&command.device, false).await;
+        Ok(true)
+    }
+
+    /// On the cloud: edge `edge` reports where a command of one of its devices stands; its
+    /// delivery and its reply are applied here (forward only: the store's own rules, as if
+    /// the device had answered here). Reports about other devices are ignored.
+    pub async fn from_edge(&self, edge: &EdgeId, reported: &Command) -> Result<(), PipelineError> {
+        let device = &reported.device;
+        if self.inner.edges.edge_of_device(device).await?.as_ref() != Some(edge) {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        if let Some(at) = reported.delivered_ms
+            && let Some(c) = store.mark_delivered(device, &reported.id, at).await?
+        {
+            self.changed(&c);
+        }
+        if let (Some(reply), Some(at)) = (&reported.reply, reported.replied_ms) {
+            let state = match reported.state {
+                s @ (CommandState::Succeeded | CommandState::Failed) => s,
+                _ => sentio_core::command::reply_outcome(reply.to_string().as_bytes()).0,
+            };
+            if let Some(c) = store
+                .record_reply(device, &reported.id, state, reply, at)
+                .await?
+            {
+                self.changed(&c);
+            }
+        }
+        if reported.delivered_ms.is_some() || reported.state != CommandState::Pending {
+            self.forget_sent(device, &reported.id).await;
+        }
+        Ok(())
+    }
+
     /// Expires commands whose time ran out, every second, until `shutdown`.
     pub(crate) async fn run_expiry(self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -222,11 +308,23 @@ impl Commands {
 
     /// Publishes the device's pending commands not yet sent to it (all of them after it
     /// subscribed again), oldest first, if it is connected.
+    /// For a device under an edge: down to the edge, if the edge is connected.
     async fn push(&self, device: &DeviceId, resubscribed: bool) {
         let Some(courier) = self.inner.courier.get() else {
             return;
         };
-        if !courier.is_connected(device) {
+        let edge = match self.inner.edges.edge_of_device(device).await {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(%device, error = %e, "the device's edge not read; its commands go at its next subscribe");
+                return;
+            }
+        };
+        let connected = match &edge {
+            Some(edge) => courier.edge_connected(edge),
+            None => courier.is_connected(device),
+        };
+        if !connected {
             return;
         }
         let mut sent = self.inner.sent.lock().await;
@@ -243,9 +341,14 @@ impl Commands {
         let now = now_ms();
         for c in pending.into_iter().filter(|c| c.expires_ms > now) {
             if sent.entry(device.clone()).or_default().insert(c.id.clone()) {
-                courier
-                    .publish(topic::command(device, &c.id), c.payload(), false)
-                    .await;
+                let (to, payload) = match &edge {
+                    Some(edge) => (
+                        topic::downlink_commands(edge),
+                        sentio_store::wire::encode_commands(std::slice::from_ref(&c)),
+                    ),
+                    None => (topic::command(device, &c.id), c.payload()),
+                };
+                courier.publish(to, payload, false).await;
             }
         }
     }

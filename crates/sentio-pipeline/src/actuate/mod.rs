@@ -31,6 +31,8 @@ pub trait Courier: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
     /// Whether `device` has a live connection now.
     fn is_connected(&self, device: &DeviceId) -> bool;
+    /// Whether edge `edge` (its uplink) has a live connection now.
+    fn edge_connected(&self, edge: &sentio_core::EdgeId) -> bool;
 }
 
 /// Where the courier goes once the broker is bound; shared by both desks. Cheap to clone.

@@ -220,4 +220,15 @@ impl CommandStore for SqliteStore {
         })
         .await
     }
+
+    async fn recent_commands(&self, limit: usize) -> Result<Vec<Command>> {
+        self.with_conn(move |_, conn| {
+            many(
+                conn,
+                &format!("SELECT {COLUMNS} FROM commands ORDER BY seq DESC LIMIT ?1"),
+                [limit as i64],
+            )
+        })
+        .await
+    }
 }

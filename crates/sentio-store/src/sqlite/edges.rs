@@ -16,7 +16,7 @@ use crate::edge::{
 };
 use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
-use sentio_core::{Alert, AlertId};
+use sentio_core::{Alert, AlertId, DeviceId};
 
 /// What the secret digest of an edge is computed over: its username, so that an edge and a
 /// device of the same id never share a digest.
@@ -365,6 +365,18 @@ impl EdgeStore for SqliteStore {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn edge_of_device(&self, device: &DeviceId) -> Result<Option<EdgeId>> {
+        let device = device.to_string();
+        self.with_conn(move |_, conn| {
+            let edge: Option<String> = conn
+                .prepare_cached("SELECT edge FROM edge_devices WHERE device = ?1")?
+                .query_row([device], |r| r.get(0))
+                .optional()?;
+            Ok(edge.and_then(|e| EdgeId::parse(&e).ok()))
         })
         .await
     }

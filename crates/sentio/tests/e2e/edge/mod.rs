@@ -5,12 +5,14 @@
 //! offline edge (`offline`); the edge's device registry and alerts in the cloud (`devices`,
 //! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
 //! (`aggregates`); a tiny disk budget degrading undelivered points to rollups, every point
-//! counted (`budget`); re-sync by hourly digests after the cloud lost data (`resync`).
+//! counted (`budget`); re-sync by hourly digests after the cloud lost data (`resync`); commands created on
+//! the cloud delivered through the edge, their replies back up (`commands`).
 
 mod aggregates;
 mod alerts;
 mod backlog;
 mod budget;
+mod commands;
 mod devices;
 mod offline;
 mod registry;

@@ -82,8 +82,10 @@ async fn edges_are_registered_once_and_confined_to_their_own_topics() {
         .await
         .expect("the edge logs in with its secret");
     for (filter, want) in [
-        // The one topic an edge subscribes to: its re-sync requests.
+        // The topics an edge subscribes to: its re-sync requests and its devices' commands.
         ("edges/site-1/down/resync", Sub5::Success(Q5::AtLeastOnce)),
+        ("edges/site-1/down/commands", Sub5::Success(Q5::AtLeastOnce)),
+        ("edges/site-2/down/commands", Sub5::NotAuthorized),
         ("edges/site-1/down/#", Sub5::NotAuthorized),
         ("edges/site-1/#", Sub5::NotAuthorized),
         ("edges/site-2/#", Sub5::NotAuthorized),

@@ -202,6 +202,12 @@ impl Pair {
     /// Registers a device `id` (kind `sensor`) on the edge and opens its MQTT client to the
     /// edge's broker (not yet polled), with room for `queue` requests.
     pub(super) async fn new_device(&self, id: &str, queue: usize) -> (AsyncClient, EventLoop) {
+        let secret = self.register_device(id).await;
+        self.device_client(id, &secret, queue)
+    }
+
+    /// Registers a device `id` (kind `sensor`) on the edge; its secret.
+    pub(super) async fn register_device(&self, id: &str) -> String {
         let (status, body) = api_at(
             &self.edge_http,
             "POST",
@@ -210,8 +216,19 @@ impl Pair {
         )
         .await;
         assert_eq!(status, 201, "{body}");
+        body["secret"].as_str().unwrap().to_string()
+    }
+
+    /// An MQTT client (not yet polled) of the edge's device `id`, with room for `queue`
+    /// requests.
+    pub(super) fn device_client(
+        &self,
+        id: &str,
+        secret: &str,
+        queue: usize,
+    ) -> (AsyncClient, EventLoop) {
         let mut o = MqttOptions::new(id, "127.0.0.1", self.edge_mqtt);
-        o.set_credentials(id, body["secret"].as_str().unwrap());
+        o.set_credentials(id, secret);
         o.set_keep_alive(Duration::from_secs(10));
         AsyncClient::new(o, queue)
     }
