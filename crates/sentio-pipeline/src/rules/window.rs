@@ -104,7 +104,7 @@ pub(crate) type Keyed = Vec<(String, i64, Window)>;
 pub(crate) fn add_to(windows: &mut Keyed, metric: &str, window_ms: i64, ts_ms: i64, value: f64) {
     let i = match windows
         .iter()
-        .position(|(m, w, _)| m == metric && *w == window_ms)
+        .position(|(m, w, _)| *w == window_ms && m == metric)
     {
         Some(i) => i,
         None => {
@@ -119,7 +119,7 @@ pub(crate) fn add_to(windows: &mut Keyed, metric: &str, window_ms: i64, ts_ms: i
 pub(crate) fn find<'w>(windows: &'w Keyed, metric: &str, window_ms: i64) -> Option<&'w Window> {
     windows
         .iter()
-        .find(|(m, ms, _)| m == metric && *ms == window_ms)
+        .find(|(m, ms, _)| *ms == window_ms && m == metric)
         .map(|(_, _, w)| w)
 }
 
