@@ -50,11 +50,19 @@ impl Window {
     /// Adds a point. A point older than the window is ignored.
     pub fn add(&mut self, ts_ms: i64, value: f64) {
         let index = ts_ms.div_euclid(self.slot_ms);
-        let newest = self.slots.iter().map(|s| s.index).max().unwrap_or(index);
+        // One pass: the newest slot and the point's own, if it has one.
+        let (mut newest, mut own) = (None::<i64>, None);
+        for (at, s) in self.slots.iter().enumerate() {
+            newest = Some(newest.map_or(s.index, |n| n.max(s.index)));
+            if s.index == index {
+                own = Some(at);
+            }
+        }
+        let newest = newest.unwrap_or(index);
         if index <= newest - SLOTS as i64 {
             return;
         }
-        if let Some(s) = self.slots.iter_mut().find(|s| s.index == index) {
+        if let Some(s) = own.map(|at| &mut self.slots[at]) {
             s.count += 1;
             s.sum += value;
             s.min = s.min.min(value);
