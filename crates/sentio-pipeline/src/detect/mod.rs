@@ -1016,6 +1016,8 @@ fn by_device(points: Vec<Point>) -> Vec<(DeviceId, Vec<Point>)> {
 
 #[cfg(test)]
 mod alert_saves_tests;
+#[cfg(test)]
+mod rules_dirty_tests;
 
 #[cfg(test)]
 mod tests {

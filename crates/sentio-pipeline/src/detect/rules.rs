@@ -18,12 +18,14 @@
 //!
 //! A device batch visits only the rules whose selector can select it ([`RuleIndex`], built
 //! again whenever the rules change), each rule's state of the device is looked up once per
-//! batch and marked dirty once, without building keys per point.
+//! batch. The state and its dirty flag share one entry ([`Slot`]): marking a state dirty is a
+//! flag, and its ids are cloned into the dirty list only when the flag is first raised after a
+//! [`Watch::take_dirty`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use sentio_core::{
     AlertKey, AlertKind, Contributor, DeviceId, Explanation, RuleId, StateKey, Subject,
@@ -49,9 +51,10 @@ pub(crate) struct RulesWatch {
     /// The positions in `index` of the rules selecting the batch under way (reused).
     selected: Vec<usize>,
     /// Per rule, its state on each device it has judged.
-    states: HashMap<RuleId, HashMap<DeviceId, RuleState>>,
-    /// Per rule, the devices whose state changed since the last [`Watch::take_dirty`].
-    dirty: HashMap<RuleId, FxHashSet<DeviceId>>,
+    states: HashMap<RuleId, HashMap<DeviceId, Slot>>,
+    /// The (rule, device) states changed since the last [`Watch::take_dirty`], each once (the
+    /// ones whose [`Slot::dirty`] is raised).
+    dirty: Vec<(RuleId, DeviceId)>,
     eval: Eval,
     /// Each device's `device` variable, built again when its kind or labels change.
     docs: HashMap<DeviceId, DeviceDoc>,
@@ -59,6 +62,24 @@ pub(crate) struct RulesWatch {
     groups: Groups,
     /// The group aggregates of the evaluation under way (reused).
     group_values: Vec<GroupValues>,
+}
+
+/// One rule's state on one device and whether it changed since the last
+/// [`Watch::take_dirty`].
+#[derive(Default)]
+struct Slot {
+    state: RuleState,
+    dirty: bool,
+}
+
+impl Slot {
+    /// Marks the state as changed; the ids are cloned into `dirty` only on the first mark.
+    fn mark(&mut self, dirty: &mut Vec<(RuleId, DeviceId)>, rule: &RuleId, device: &DeviceId) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push((rule.clone(), device.clone()));
+        }
+    }
 }
 
 /// A device's `device` variable and the kind and labels it was built from.
@@ -113,17 +134,6 @@ fn trace(
             w
         },
         actions,
-    }
-}
-
-/// Marks the state of `rule` on `device` as changed, cloning ids only the first time.
-fn mark(dirty: &mut HashMap<RuleId, FxHashSet<DeviceId>>, rule: &RuleId, device: &DeviceId) {
-    let devices = match dirty.get_mut(rule) {
-        Some(devices) => devices,
-        None => dirty.entry(rule.clone()).or_default(),
-    };
-    if !devices.contains(device) {
-        devices.insert(device.clone());
     }
 }
 
@@ -196,9 +206,9 @@ impl RulesWatch {
         }
         for (rule, states) in &mut self.states {
             if gone.contains(rule) {
-                for (device, state) in states {
-                    *state = RuleState::default();
-                    mark(&mut self.dirty, rule, device);
+                for (device, slot) in states {
+                    slot.state = RuleState::default();
+                    slot.mark(&mut self.dirty, rule, device);
                 }
             }
         }
@@ -234,20 +244,21 @@ impl Watch for RulesWatch {
         for &r in selected.iter() {
             let rule = index.get(r);
             let id = &rule.rule.id;
-            if !batch.points.iter().any(|p| rule.reads(&p.metric)) {
+            let Some(first) = batch.points.iter().position(|p| rule.reads(&p.metric)) else {
                 continue;
-            }
-            mark(dirty, id, batch.device);
+            };
             let states = match states.get_mut(id) {
                 Some(s) => s,
                 None => states.entry(id.clone()).or_default(),
             };
-            let state = match states.get_mut(batch.device) {
+            let slot = match states.get_mut(batch.device) {
                 Some(s) => s,
                 None => states.entry(batch.device.clone()).or_default(),
             };
-            for (at, p) in batch.points.iter().enumerate() {
-                if !rule.reads(&p.metric) {
+            slot.mark(dirty, id, batch.device);
+            let state = &mut slot.state;
+            for (at, p) in batch.points.iter().enumerate().skip(first) {
+                if at > first && !rule.reads(&p.metric) {
                     continue;
                 }
                 let device = device.get_or_insert_with(|| RuleVars {
@@ -335,7 +346,8 @@ impl Watch for RulesWatch {
             let Some(rule) = self.rules.get(id) else {
                 continue;
             };
-            for (device, state) in states {
+            for (device, slot) in states {
+                let state = &mut slot.state;
                 let Some(at) = state.due(rule, now_ms) else {
                     continue;
                 };
@@ -354,7 +366,7 @@ impl Watch for RulesWatch {
                         &held_for(rule),
                     ))),
                 });
-                mark(&mut self.dirty, id, device);
+                slot.mark(&mut self.dirty, id, device);
             }
         }
     }
@@ -364,8 +376,8 @@ impl Watch for RulesWatch {
             return None;
         };
         let rule = self.rules.get(id)?;
-        let state = self.states.get(id)?.get(&key.device)?;
-        Some(explanation(rule, state, observed, "still holds"))
+        let slot = self.states.get(id)?.get(&key.device)?;
+        Some(explanation(rule, &slot.state, observed, "still holds"))
     }
 
     fn false_alarm(
@@ -386,13 +398,13 @@ impl Watch for RulesWatch {
         let Subject::Rule(rule) = &key.subject else {
             return;
         };
-        if let Some(state) = self
+        if let Some(slot) = self
             .states
             .get_mut(rule)
             .and_then(|s| s.get_mut(&key.device))
         {
-            state.close();
-            mark(&mut self.dirty, rule, &key.device);
+            slot.state.close();
+            slot.mark(&mut self.dirty, rule, &key.device);
         }
     }
 
@@ -410,7 +422,7 @@ impl Watch for RulesWatch {
                         .get(id)
                         .into_iter()
                         .flatten()
-                        .map(|(_, s)| &s.health),
+                        .map(|(_, s)| &s.state.health),
                 );
                 let mut traces = Vec::new();
                 if only.is_some() {
@@ -419,7 +431,7 @@ impl Watch for RulesWatch {
                         .get(id)
                         .into_iter()
                         .flat_map(|states| states.values())
-                        .flat_map(|s| s.traces().cloned())
+                        .flat_map(|s| s.state.traces().cloned())
                         .collect();
                     traces.sort_by_key(|t: &Trace| std::cmp::Reverse(t.ts_ms));
                     traces.truncate(TRACES_PER_RULE);
@@ -438,9 +450,7 @@ impl Watch for RulesWatch {
         for states in self.states.values_mut() {
             states.remove(device);
         }
-        for devices in self.dirty.values_mut() {
-            devices.remove(device);
-        }
+        self.dirty.retain(|(_, d)| d != device);
         self.docs.remove(device);
     }
 
@@ -453,18 +463,24 @@ impl Watch for RulesWatch {
         if let StateKey::Rule { device, rule } = key {
             let state: RuleState = serde_json::from_str(json)?;
             let states = self.states.entry(rule.clone()).or_default();
-            states.insert(device.clone(), state);
+            states.insert(
+                device.clone(),
+                Slot {
+                    state,
+                    dirty: false,
+                },
+            );
         }
         self.groups.restore(key, json)
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
         self.groups.take_dirty(dirty);
-        for (rule, devices) in self.dirty.drain() {
-            dirty.extend(devices.into_iter().map(|device| StateKey::Rule {
-                device,
-                rule: rule.clone(),
-            }));
+        for (rule, device) in self.dirty.drain(..) {
+            if let Some(slot) = self.states.get_mut(&rule).and_then(|s| s.get_mut(&device)) {
+                slot.dirty = false;
+            }
+            dirty.insert(StateKey::Rule { device, rule });
         }
     }
 
@@ -475,6 +491,6 @@ impl Watch for RulesWatch {
         self.states
             .get(rule)
             .and_then(|s| s.get(device))
-            .map(|s| serde_json::to_string(s).expect("rule state serialises"))
+            .map(|s| serde_json::to_string(&s.state).expect("rule state serialises"))
     }
 }

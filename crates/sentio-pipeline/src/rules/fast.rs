@@ -166,7 +166,7 @@ impl Num {
                 let window = inputs
                     .windows
                     .iter()
-                    .find(|(m, ms, _)| m == metric && ms == window_ms);
+                    .find(|(m, ms, _)| ms == window_ms && m == metric);
                 match window {
                     Some((_, _, w)) => w.get(*agg, inputs.ts_ms),
                     // As the CEL context says of a window with no points yet.

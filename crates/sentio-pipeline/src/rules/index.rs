@@ -6,9 +6,10 @@
 //! [`Selector::selects`](sentio_core::Selector::selects), so the answer is exactly the rules
 //! that select it, in rule id order. Built again whenever the rule set changes (rare).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
 use sentio_core::DeviceId;
 
 use super::compile::CompiledRule;
@@ -23,6 +24,9 @@ pub(crate) struct RuleIndex {
     /// Label name, then value.
     by_label: HashMap<String, HashMap<String, Vec<usize>>>,
     catch_all: Vec<usize>,
+    /// Per rule, whether the list it is found in says all its selector asks (one criterion:
+    /// only devices, only a kind, one label, or nothing), so it needs no further check.
+    exact: Vec<bool>,
 }
 
 impl RuleIndex {
@@ -31,6 +35,9 @@ impl RuleIndex {
         let mut index = Self::default();
         for (at, rule) in rules.iter().enumerate() {
             let s = &rule.rule.selector;
+            let criteria =
+                usize::from(!s.devices.is_empty()) + usize::from(s.kind.is_some()) + s.labels.len();
+            index.exact.push(criteria <= 1);
             if !s.devices.is_empty() {
                 for device in &s.devices {
                     let list = index.by_device.entry(device.clone()).or_default();
@@ -76,7 +83,7 @@ impl RuleIndex {
         take(Some(&self.catch_all));
         // Each rule is filed once (its device ids deduplicated), so only the order remains.
         out.sort_unstable();
-        out.retain(|&i| self.rules[i].rule.selector.selects(device, kind, labels));
+        out.retain(|&i| self.exact[i] || self.rules[i].rule.selector.selects(device, kind, labels));
     }
 
     /// The rule at a position [`selecting`](Self::selecting) gave.

@@ -181,7 +181,7 @@ impl RuleState {
             let Some((_, _, w)) = self
                 .windows
                 .iter()
-                .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+                .find(|(m, ms, _)| *ms == a.window_ms && *m == *a.metric)
             else {
                 continue;
             };
@@ -347,7 +347,7 @@ fn cel_context<'a>(
     let values = rule.aggregates.iter().map(|a| {
         let w = windows
             .iter()
-            .find(|(m, ms, _)| *m == *a.metric && *ms == a.window_ms)
+            .find(|(m, ms, _)| *ms == a.window_ms && *m == *a.metric)
             .map(|(_, _, w)| w);
         [Agg::Avg, Agg::Min, Agg::Max, Agg::Count].map(|agg| match w {
             Some(w) => w.get(agg, ts_ms),

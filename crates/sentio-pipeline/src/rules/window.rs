@@ -50,11 +50,19 @@ impl Window {
     /// Adds a point. A point older than the window is ignored.
     pub fn add(&mut self, ts_ms: i64, value: f64) {
         let index = ts_ms.div_euclid(self.slot_ms);
-        let newest = self.slots.iter().map(|s| s.index).max().unwrap_or(index);
+        // One pass: the newest slot and the point's own, if it has one.
+        let (mut newest, mut own) = (None::<i64>, None);
+        for (at, s) in self.slots.iter().enumerate() {
+            newest = Some(newest.map_or(s.index, |n| n.max(s.index)));
+            if s.index == index {
+                own = Some(at);
+            }
+        }
+        let newest = newest.unwrap_or(index);
         if index <= newest - SLOTS as i64 {
             return;
         }
-        if let Some(s) = self.slots.iter_mut().find(|s| s.index == index) {
+        if let Some(s) = own.map(|at| &mut self.slots[at]) {
             s.count += 1;
             s.sum += value;
             s.min = s.min.min(value);
@@ -104,7 +112,7 @@ pub(crate) type Keyed = Vec<(String, i64, Window)>;
 pub(crate) fn add_to(windows: &mut Keyed, metric: &str, window_ms: i64, ts_ms: i64, value: f64) {
     let i = match windows
         .iter()
-        .position(|(m, w, _)| m == metric && *w == window_ms)
+        .position(|(m, w, _)| *w == window_ms && m == metric)
     {
         Some(i) => i,
         None => {
@@ -119,7 +127,7 @@ pub(crate) fn add_to(windows: &mut Keyed, metric: &str, window_ms: i64, ts_ms: i
 pub(crate) fn find<'w>(windows: &'w Keyed, metric: &str, window_ms: i64) -> Option<&'w Window> {
     windows
         .iter()
-        .find(|(m, ms, _)| m == metric && *ms == window_ms)
+        .find(|(m, ms, _)| *ms == window_ms && m == metric)
         .map(|(_, _, w)| w)
 }
 
