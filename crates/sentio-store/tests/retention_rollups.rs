@@ -3,6 +3,8 @@
 //! every backend does (expiry, rollups answering) is in the contract (`contract/retention.rs`).
 
 mod contract;
+#[path = "retention_rollups/edge_budget.rs"]
+mod edge_budget;
 
 use std::sync::Arc;
 

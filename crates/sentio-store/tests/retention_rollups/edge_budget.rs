@@ -3,10 +3,9 @@
 //! lane), and only then are undelivered points dropped; per lane the counts always satisfy
 //! accepted = delivered + degraded + dropped + pending, across a reopen too.
 
-mod contract;
-
 use std::sync::Arc;
 
+use crate::contract;
 use contract::retention::{HOUR, MIN, T0, has_raw, maintain_all};
 use sentio_core::Point;
 use sentio_store::{BatchSeq, Lane, NewDevice, OutboxCounts, OutboxStore, SqliteStore, Stores};
@@ -57,6 +56,19 @@ async fn append(
     store.outbox_status().await.unwrap().last
 }
 
+/// A store with its outbox on (points recorded on the backlog lane) and the two devices.
+async fn edge_store() -> (tempfile::TempDir, Arc<SqliteStore>, Stores) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let s = Stores::of(store.clone());
+    store.enable_outbox();
+    store.set_outbox_lane(Lane::Backlog);
+    for d in DEVICES {
+        s.registry.create_device(NewDevice::new(d)).await.unwrap();
+    }
+    (dir, store, s)
+}
+
 fn assert_balanced(c: &OutboxCounts) {
     for lane in Lane::ALL {
         assert!(c.lane(lane).balanced(), "{lane:?}: {:?}", c.lane(lane));
@@ -70,14 +82,7 @@ async fn live_bytes(s: &Stores) -> u64 {
 
 #[tokio::test]
 async fn over_the_budget_an_edge_drops_delivered_raw_then_degrades_undelivered_raw_to_rollups() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let s = Stores::of(store.clone());
-    store.enable_outbox();
-    store.set_outbox_lane(Lane::Backlog);
-    for d in DEVICES {
-        s.registry.create_device(NewDevice::new(d)).await.unwrap();
-    }
+    let (dir, store, s) = edge_store().await;
     let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
     // Two hours delivered, then four undelivered; batches of 10 minutes.
     let delivered_to = T0 + 2 * HOUR;
@@ -237,14 +242,7 @@ async fn under_any_mix_of_appends_acknowledgements_and_budget_passes_the_counts_
 
 #[tokio::test]
 async fn with_nothing_to_degrade_the_oldest_undelivered_batches_are_dropped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let s = Stores::of(store.clone());
-    store.enable_outbox();
-    store.set_outbox_lane(Lane::Backlog);
-    for d in DEVICES {
-        s.registry.create_device(NewDevice::new(d)).await.unwrap();
-    }
+    let (_dir, store, s) = edge_store().await;
     let mut noise = Noise(0x1234_5678_9ABC_DEF1);
     // Six hours, none delivered, none rolled up yet (maintenance runs "now", at their end).
     let end = T0 + 6 * HOUR;
