@@ -723,6 +723,27 @@ impl Config {
         toml::to_string(&shown).expect("a configuration serializes")
     }
 
+    /// The TLS listeners follow their plain listener's address when theirs was left at the
+    /// default: `--mqtt 127.0.0.1:1883` keeps MQTT over TLS on loopback too (port 8883), and
+    /// `--http 127.0.0.1:8080` the HTTPS listener. An address given for a TLS listener is kept.
+    pub fn tls_follows_plain_listeners(&mut self) {
+        let follow = |tls: &mut SocketAddr, default: SocketAddr, plain: SocketAddr| {
+            if *tls == default && plain.ip() != default.ip() {
+                tls.set_ip(plain.ip());
+            }
+        };
+        follow(
+            &mut self.mqtt.tls.listen,
+            MqttTlsConfig::default().listen,
+            self.mqtt.listen,
+        );
+        follow(
+            &mut self.http.tls.listen,
+            HttpTlsConfig::default().listen,
+            self.http.listen,
+        );
+    }
+
     /// Checks what the types cannot: ranges and keys that need each other.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| {
@@ -1216,5 +1237,24 @@ mod tests {
         assert_eq!(String::from(Span(36 * 3_600_000)), "36h");
         assert_eq!(String::from(Span(1_500)), "1500ms");
         assert_eq!(String::from(LateWindow(None)), "none");
+    }
+    #[test]
+    fn tls_listeners_follow_a_loopback_plain_listener_unless_given() {
+        let mut c = Config::default();
+        c.mqtt.listen = "127.0.0.1:1883".parse().unwrap();
+        c.http.listen = "[::1]:8080".parse().unwrap();
+        c.tls_follows_plain_listeners();
+        assert_eq!(c.mqtt.tls.listen, "127.0.0.1:8883".parse().unwrap());
+        assert_eq!(c.http.tls.listen, "[::1]:8443".parse().unwrap());
+
+        let mut c = Config::default();
+        c.mqtt.listen = "127.0.0.1:1883".parse().unwrap();
+        c.mqtt.tls.listen = "0.0.0.0:9883".parse().unwrap();
+        c.tls_follows_plain_listeners();
+        assert_eq!(c.mqtt.tls.listen, "0.0.0.0:9883".parse().unwrap());
+
+        let mut c = Config::default();
+        c.tls_follows_plain_listeners();
+        assert_eq!(c, Config::default());
     }
 }

@@ -344,6 +344,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
         c.edge.secret_file = Some(v.clone());
         c.edge.secret = None;
     }
+    c.tls_follows_plain_listeners();
     c.check()?;
     Ok((c, file))
 }
