@@ -11,8 +11,10 @@ use crate::{
 };
 
 /// An erasure's part here: the notifications that name the device (a group's too, with its
-/// other members: a body is sent whole or not at all), its place in alert groups, and the
-/// silences that name it (left without it, one would mute more than it was made for).
+/// other members: a body is sent whole or not at all), its place in alert groups, the
+/// silences that name it (left without it, one would mute more than it was made for), and its
+/// place in channel routes: a route left naming no device routes nothing (the channel keeps
+/// the alerts of rules that name it), since an empty device list would mean every device.
 pub(super) fn erase_device(tx: &rusqlite::Transaction<'_>, device: &str) -> rusqlite::Result<()> {
     let quoted = serde_json::to_string(device).expect("strings serialise");
     tx.execute(
@@ -29,6 +31,16 @@ pub(super) fn erase_device(tx: &rusqlite::Transaction<'_>, device: &str) -> rusq
     tx.execute(
         "DELETE FROM silences WHERE EXISTS \
          (SELECT 1 FROM json_each(silences.matcher, '$.devices') d WHERE d.value = ?1)",
+        [device],
+    )?;
+    tx.execute(
+        "UPDATE channels SET matcher = CASE \
+         WHEN (SELECT count(*) FROM json_each(channels.matcher, '$.devices') d \
+               WHERE d.value != ?1) = 0 THEN NULL \
+         ELSE json_set(channels.matcher, '$.devices', json((SELECT json_group_array(d.value) \
+              FROM json_each(channels.matcher, '$.devices') d WHERE d.value != ?1))) END \
+         WHERE EXISTS (SELECT 1 FROM json_each(channels.matcher, '$.devices') d \
+         WHERE d.value = ?1)",
         [device],
     )?;
     Ok(())

@@ -189,6 +189,17 @@ pub async fn erasing_a_device_removes_its_notifications_group_places_and_silence
         .put_channel(&webhook("hook", "http://a"))
         .await
         .unwrap();
+    let routed = |name: &str, devices: &[&str]| Channel {
+        route: Some(AlertMatcher {
+            devices: devices.iter().map(|d| dev(d)).collect(),
+            min_severity: Severity::Critical,
+            ..AlertMatcher::default()
+        }),
+        ..webhook(name, "http://b")
+    };
+    for c in [routed("only-d1", &["d1"]), routed("both", &["d1", "d2"])] {
+        s.notify.put_channel(&c).await.unwrap();
+    }
     let body = |device: &str| {
         format!(r#"{{"type":"alert.opened","data":{{"id":1,"device":"{device}"}}}}"#)
     };
@@ -237,4 +248,23 @@ pub async fn erasing_a_device_removes_its_notifications_group_places_and_silence
     let silences = s.notify.silences().await.unwrap();
     assert_eq!(silences.len(), 1);
     assert_eq!(silences[0].matcher.devices, [dev("d2")]);
+    // A route keeps its other devices; one left naming none routes nothing (not everything).
+    let channels = s.notify.channels().await.unwrap();
+    let route = |name: &str| {
+        channels
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .route
+            .clone()
+    };
+    assert_eq!(
+        route("hook"),
+        webhook("hook", "").route,
+        "a route naming no device is kept"
+    );
+    assert_eq!(route("only-d1"), None);
+    let both = route("both").expect("still routed");
+    assert_eq!(both.devices, [dev("d2")]);
+    assert_eq!(both.min_severity, Severity::Critical);
 }
