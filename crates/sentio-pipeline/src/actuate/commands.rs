@@ -232,19 +232,10 @@ impl Commands {
     /// the cloud's id, pending, and delivered like any other. A command already known (sent
     /// again) changes nothing; `false` then.
     pub async fn adopt(&self, mut command: Command) -> Result<bool, PipelineError> {
-        if self
-            .inner
-            .store
-            .get_command(&command.device, &command.id)
-            .await?
-            .is_some()
-        {
-            return Ok(false);
-        }
         command.state = CommandState::Pending;
         (command.delivered_ms, command.replied_ms, command.reply) = (None, None, None);
         // The cloud already bounded the device's open commands.
-        if !self.inner.store.add_command(&command, usize::MAX).await? {
+        if !self.inner.store.adopt_command(&command).await? {
             return Ok(false);
         }
         info!(device = %command.device, command = %command.id, "command from the cloud kept");
