@@ -186,8 +186,12 @@ impl Acked {
                     reported_ms: t.reported_ms,
                     desired_version: t.upstream_version,
                 });
-                let (out, keys) =
-                    self.unacked(kind, records, |r| r.device.to_string(), wire::encode_reported);
+                let (out, keys) = self.unacked(
+                    kind,
+                    records,
+                    |r| r.device.to_string(),
+                    wire::encode_reported,
+                );
                 (wire::encode_reported(&out), keys)
             }
         };

@@ -452,6 +452,8 @@ pub trait TwinStore: Send + Sync {
     /// The twins that were reported or that the cloud set, most recently changed first, at
     /// most `limit` (what an edge reports up).
     async fn recent_twins(&self, limit: usize) -> Result<Vec<(DeviceId, Twin)>>;
+    /// The devices whose desired document was ever set (version above 0).
+    async fn devices_with_desired(&self) -> Result<Vec<DeviceId>>;
 }
 
 /// The edge's outbox ([`crate::edge`]): committed batches waiting for the cloud's

@@ -183,6 +183,10 @@ impl Node {
         let mqtt_addr = broker.local_addr();
         let mqtt_tls = broker.tls();
         let broker_handle = broker.handle();
+        // The store is the truth about desired twins; a crash may have left an older
+        // retained one in the broker.
+        let twins = pipeline.twins.clone();
+        tokio::spawn(async move { twins.republish_desired().await });
         // After the broker: it has generated its certificate if none was configured.
         let https = match https_listener {
             Some(listener) => {

@@ -207,6 +207,19 @@ impl Twins {
         }
     }
 
+    /// Publishes every desired document again (as [`Twins::publish_desired`]): at start, since
+    /// a crash may have left the broker's retained copy older than the store's.
+    pub async fn republish_desired(&self) {
+        match self.inner.store.devices_with_desired().await {
+            Ok(devices) => {
+                for device in devices {
+                    self.publish_desired(&device).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "desired twins not published again at start"),
+        }
+    }
+
     /// Publishes the device's current desired document: retained on its own topic, or, for a
     /// device under an edge, down to the edge if it is connected (never version 0: nothing
     /// was asked).

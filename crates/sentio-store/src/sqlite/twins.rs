@@ -204,4 +204,19 @@ impl TwinStore for SqliteStore {
         })
         .await
     }
+
+    async fn devices_with_desired(&self) -> Result<Vec<DeviceId>> {
+        self.with_conn(move |_, conn| {
+            let mut st = conn.prepare_cached("SELECT device FROM twins WHERE version > 0")?;
+            let ids = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            ids.iter()
+                .map(|d| {
+                    DeviceId::parse(d).map_err(|e| StoreError::Corrupt(format!("twin of {d}: {e}")))
+                })
+                .collect()
+        })
+        .await
+    }
 }

@@ -154,7 +154,11 @@ pub async fn an_edge_reports_up_only_the_commands_it_adopted_from_its_cloud(
     assert!(s.commands.adopt_command(&cloud).await.unwrap());
     assert!(!s.commands.adopt_command(&cloud).await.unwrap(), "known");
     let pending = s.commands.pending_commands(&dev("lamp-1")).await.unwrap();
-    assert_eq!(ids(&pending), ["c-own", "c-cloud"], "both delivered, in order");
+    assert_eq!(
+        ids(&pending),
+        ["c-own", "c-cloud"],
+        "both delivered, in order"
+    );
     drop(s);
     let s = backend.open();
     let up = s.commands.upstream_commands(10).await.unwrap();

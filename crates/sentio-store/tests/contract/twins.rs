@@ -165,4 +165,6 @@ pub async fn twins_take_the_clouds_desired_once_per_version_and_an_edges_reports
     assert_eq!(ids, ["lamp-2", "lamp-1"], "the latest change first");
     assert_eq!(listed[1].1, next);
     assert_eq!(s.twins.recent_twins(1).await.unwrap().len(), 1);
+    let with_desired = s.twins.devices_with_desired().await.unwrap();
+    assert_eq!(with_desired, [lamp], "lamp-2 has only a report");
 }

@@ -67,7 +67,13 @@ fn twin_path() -> String {
 
 /// PATCHes desired on the node at `http`: the status and the twin.
 async fn set_desired(http: &str, desired: Value) -> (u16, Value) {
-    api_at(http, "PATCH", &twin_path(), Some(json!({ "desired": desired }))).await
+    api_at(
+        http,
+        "PATCH",
+        &twin_path(),
+        Some(json!({ "desired": desired })),
+    )
+    .await
 }
 
 /// The twin on the node at `http` once `done` holds for it.
@@ -124,8 +130,15 @@ async fn a_desired_change_on_the_cloud_reaches_the_edge_device_and_its_report_co
         "edge twin: desired set on the cloud -> device {down_ms} ms; device report -> cloud {} ms",
         sent.elapsed().as_millis()
     );
-    assert_eq!(cloud["reported"], json!({"light": "on", "temp": 21.5}), "{cloud}");
-    assert_eq!((cloud["delta"].clone(), cloud["version"].clone()), (json!({}), json!(1)));
+    assert_eq!(
+        cloud["reported"],
+        json!({"light": "on", "temp": 21.5}),
+        "{cloud}"
+    );
+    assert_eq!(
+        (cloud["delta"].clone(), cloud["version"].clone()),
+        (json!({}), json!(1))
+    );
 
     // The cloud sets this device's desired state: the edge's own API may not.
     let (status, refused) = set_desired(&pair.edge_http, json!({"light": "off"})).await;
@@ -137,7 +150,11 @@ async fn a_desired_change_on_the_cloud_reaches_the_edge_device_and_its_report_co
     let (status, _) = set_desired(&pair.cloud_http, json!({"level": 3})).await;
     assert_eq!(status, 200);
     let on_edge = twin_when(&pair.edge_http, 20, |t| t["version"] == 2).await;
-    assert_eq!(on_edge["desired"], json!({"light": "on", "level": 3}), "{on_edge}");
+    assert_eq!(
+        on_edge["desired"],
+        json!({"light": "on", "level": 3}),
+        "{on_edge}"
+    );
     assert_eq!(on_edge["cloud_version"], 2, "{on_edge}");
 
     // The uplink cut, a change on the cloud, the cloud killed and restarted, the link back:
@@ -155,23 +172,41 @@ async fn a_desired_change_on_the_cloud_reaches_the_edge_device_and_its_report_co
     assert_eq!(held["version"], 2, "nothing crossed the cut link: {held}");
     pair.proxy.set(Fault::Pass);
     let on_edge = twin_when(&pair.edge_http, 60, |t| t["version"] == 3).await;
-    assert_eq!(on_edge["desired"], json!({"light": "on", "level": 4}), "{on_edge}");
+    assert_eq!(
+        on_edge["desired"],
+        json!({"light": "on", "level": 4}),
+        "{on_edge}"
+    );
 
     // A restart of the edge: the cloud sends the document again, the edge applies it once.
     pair.restart_edge_with(EDGE_TOML).await;
     reconnected(&pair, 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let on_edge = twin_when(&pair.edge_http, 5, |_| true).await;
-    assert_eq!((on_edge["version"].clone(), on_edge["cloud_version"].clone()), (json!(3), json!(3)), "{on_edge}");
+    assert_eq!(
+        (on_edge["version"].clone(), on_edge["cloud_version"].clone()),
+        (json!(3), json!(3)),
+        "{on_edge}"
+    );
 
     // The device back: the latest document, once; its report reaches the cloud.
     let (client, mut rx) = connect(&pair, &secret).await;
     let got = next_desired(&mut rx).await;
-    assert_eq!(got, json!({"version": 3, "desired": {"light": "on", "level": 4}}));
+    assert_eq!(
+        got,
+        json!({"version": 3, "desired": {"light": "on", "level": 4}})
+    );
     report(&client, json!({"level": 4})).await;
     let cloud = twin_when(&pair.cloud_http, 20, |t| t["reported"]["level"] == 4).await;
-    assert_eq!(cloud["reported"], json!({"light": "on", "temp": 21.5, "level": 4}), "{cloud}");
-    assert_eq!((cloud["delta"].clone(), cloud["version"].clone()), (json!({}), json!(3)));
+    assert_eq!(
+        cloud["reported"],
+        json!({"light": "on", "temp": 21.5, "level": 4}),
+        "{cloud}"
+    );
+    assert_eq!(
+        (cloud["delta"].clone(), cloud["version"].clone()),
+        (json!({}), json!(3))
+    );
 
     // The cloud killed once more while the device listens: the re-sent document changes
     // nothing on the edge and reaches the device no second time.
@@ -179,7 +214,10 @@ async fn a_desired_change_on_the_cloud_reaches_the_edge_device_and_its_report_co
     pair.restart_cloud_after(|_| {}).await;
     reconnected(&pair, before).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(rx.try_recv().is_err(), "a re-sent desired twin reached the device again");
+    assert!(
+        rx.try_recv().is_err(),
+        "a re-sent desired twin reached the device again"
+    );
     let on_edge = twin_when(&pair.edge_http, 5, |_| true).await;
     assert_eq!(on_edge["version"], 3, "{on_edge}");
     let cloud = twin_when(&pair.cloud_http, 20, |t| t["reported"]["level"] == 4).await;
