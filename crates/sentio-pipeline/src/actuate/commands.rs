@@ -212,19 +212,8 @@ impl Commands {
     /// Edge `edge` subscribed to its `down/commands`: the pending commands of its devices go
     /// down (again), each device's in order.
     pub async fn edge_subscribed(&self, edge: &EdgeId) {
-        let devices = match self.inner.edges.device_edges().await {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(%edge, error = %e, "the edge's devices not read; its commands go at its next subscribe");
-                return;
-            }
-        };
-        for (device, owner) in devices {
-            if owner == edge.as_str()
-                && let Ok(device) = DeviceId::parse(&device)
-            {
-                self.push(&device, true).await;
-            }
+        for device in super::devices_of(&*self.inner.edges, edge, "its commands").await {
+            self.push(&device, true).await;
         }
     }
 

@@ -191,19 +191,8 @@ impl Twins {
     /// Edge `edge` subscribed to its `down/twins`: the desired documents of its devices go
     /// down (again).
     pub async fn edge_subscribed(&self, edge: &EdgeId) {
-        let devices = match self.inner.edges.device_edges().await {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(%edge, error = %e, "the edge's devices not read; their twins go at its next subscribe");
-                return;
-            }
-        };
-        for (device, owner) in devices {
-            if owner == edge.as_str()
-                && let Ok(device) = DeviceId::parse(&device)
-            {
-                self.publish_desired(&device).await;
-            }
+        for device in super::devices_of(&*self.inner.edges, edge, "their twins").await {
+            self.publish_desired(&device).await;
         }
     }
 

@@ -8,49 +8,35 @@
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::support::fault_proxy::Fault;
 use crate::support::*;
 
-use super::uplink::{EDGE, Pair};
+use super::uplink::{EDGE, Pair, get_when};
 
 const DEVICE: &str = "lamp-7";
 const EDGE_TOML: &str = "ack_timeout = \"3s\"\nkeep_alive = \"5s\"";
 
-/// The device on the edge, subscribed to its desired twin: the client and the desired
-/// documents it gets.
-async fn connect(pair: &Pair, secret: &str) -> (AsyncClient, mpsc::UnboundedReceiver<Value>) {
-    let (client, mut el) = pair.device_client(DEVICE, secret, 64);
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                    if tx.send(body).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    client
-        .subscribe(format!("devices/{DEVICE}/twin/desired"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    (client, rx)
+/// The device on the edge, subscribed to its desired twin: the client and what it gets.
+async fn connect(
+    pair: &Pair,
+    secret: &str,
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Value)>) {
+    let filter = format!("devices/{DEVICE}/twin/desired");
+    pair.listening_device(DEVICE, secret, &filter).await
 }
 
-async fn next_desired(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
-    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+/// The next desired document the device gets.
+async fn next_desired(rx: &mut mpsc::UnboundedReceiver<(String, Value)>) -> Value {
+    let (topic, body) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("no desired twin reached the device")
-        .unwrap()
+        .unwrap();
+    assert_eq!(topic, format!("devices/{DEVICE}/twin/desired"));
+    body
 }
 
 async fn report(client: &AsyncClient, doc: Value) {
@@ -78,16 +64,7 @@ async fn set_desired(http: &str, desired: Value) -> (u16, Value) {
 
 /// The twin on the node at `http` once `done` holds for it.
 async fn twin_when(http: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..secs * 10 {
-        let (status, body) = api_at(http, "GET", &twin_path(), None).await;
-        if status == 200 && done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("twin at {http}: {last}");
+    get_when(http, &twin_path(), secs, done).await
 }
 
 /// Waits until the edge's uplink has connected more than `before` times and is up.
