@@ -184,15 +184,22 @@ pub fn edge_may_publish(edge: &str, topic: &str) -> bool {
     edge_may_use(edge, topic) && !topic[topic::EDGES.len() + edge.len() + 2..].starts_with("down/")
 }
 
-/// Whether edge `edge` may subscribe to `filter`: exactly `edges/<edge>/down/resync` or
-/// `edges/<edge>/down/commands`.
+/// Whether edge `edge` may subscribe to `filter`: exactly `edges/<edge>/down/resync`,
+/// `edges/<edge>/down/commands` or `edges/<edge>/down/twins`.
 pub fn edge_may_subscribe(edge: &str, filter: &str) -> bool {
     filter
         .strip_prefix(topic::EDGES)
         .and_then(|r| r.strip_prefix('/'))
         .and_then(|r| r.strip_prefix(edge))
         .and_then(|r| r.strip_prefix('/'))
-        .is_some_and(|tail| tail == topic::DOWNLINK_RESYNC || tail == topic::DOWNLINK_COMMANDS)
+        .is_some_and(|tail| {
+            [
+                topic::DOWNLINK_RESYNC,
+                topic::DOWNLINK_COMMANDS,
+                topic::DOWNLINK_TWINS,
+            ]
+            .contains(&tail)
+        })
 }
 
 /// Whether `topic` is `<root>/<id>/` followed by at least one character.
@@ -418,7 +425,7 @@ impl DeviceAuth {
         warn!(
             edge,
             topic,
-            "{what} refused: an edge may publish only under edges/{edge}/up/... and subscribe only to edges/{edge}/down/resync and down/commands"
+            "{what} refused: an edge may publish only under edges/{edge}/up/... and subscribe only to edges/{edge}/down/resync, down/commands and down/twins"
         );
         false
     }
@@ -471,6 +478,8 @@ mod tests {
             ("edges/e1/up/points", true, false),
             ("edges/e1/down/resync", false, true),
             ("edges/e1/down/commands", false, true),
+            ("edges/e1/down/twins", false, true),
+            ("edges/e2/down/twins", false, false),
             ("edges/e2/down/commands", false, false),
             ("edges/e1/down/commands/#", false, false),
             ("edges/e1/down/other", false, false),

@@ -107,16 +107,20 @@ impl Exchange {
 
     /// A device was granted `filters`: if one covers its command topics, its pending
     /// commands go out (again), in order. An edge granted its `down/commands`: the pending
-    /// commands of its devices go down (again).
+    /// commands of its devices go down (again); its `down/twins`: their desired twins.
     pub(crate) fn subscribed(&self, user: Option<&str>, filters: &[String]) {
         if let Some(edge) = user.and_then(crate::auth::edge_of) {
             let Ok(edge) = EdgeId::parse(edge) else {
                 return;
             };
-            let probe = topic::downlink_commands(&edge);
-            if filters.iter().any(|f| acl::matches(f, &probe)) {
-                let commands = self.commands.clone();
+            let granted = |probe: String| filters.iter().any(|f| acl::matches(f, &probe));
+            if granted(topic::downlink_commands(&edge)) {
+                let (commands, edge) = (self.commands.clone(), edge.clone());
                 tokio::spawn(async move { commands.edge_subscribed(&edge).await });
+            }
+            if granted(topic::downlink_twins(&edge)) {
+                let twins = self.twins.clone();
+                tokio::spawn(async move { twins.edge_subscribed(&edge).await });
             }
             return;
         }

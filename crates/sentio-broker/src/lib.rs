@@ -28,7 +28,7 @@ mod auth_guard;
 mod clients;
 mod counters;
 mod courier;
-mod edge_commands;
+mod edge_actuation;
 mod error;
 mod limits;
 mod mtls;

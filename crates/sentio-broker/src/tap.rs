@@ -245,8 +245,17 @@ impl BrokerEventHandler for TelemetryTap {
                     .await;
                 }
                 Some((edge, topic::UPLINK_COMMANDS)) => {
-                    return crate::edge_commands::apply(
+                    return crate::edge_actuation::apply_commands(
                         &self.exchange.commands,
+                        &self.clients,
+                        edge,
+                        &event,
+                    )
+                    .await;
+                }
+                Some((edge, topic::UPLINK_TWINS)) => {
+                    return crate::edge_actuation::apply_twins(
+                        &self.exchange.twins,
                         &self.clients,
                         edge,
                         &event,

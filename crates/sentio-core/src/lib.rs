@@ -215,6 +215,22 @@ pub mod topic {
         format!("{EDGES}/{edge}/{UPLINK_COMMANDS}")
     }
 
+    /// The cloud sends an edge the desired twins of its devices on `edges/<id>/down/twins`.
+    pub const DOWNLINK_TWINS: &str = "down/twins";
+
+    /// `edges/<id>/down/twins`.
+    pub fn downlink_twins(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{DOWNLINK_TWINS}")
+    }
+
+    /// An edge sends its devices' reported twins on `edges/<id>/up/twins`.
+    pub const UPLINK_TWINS: &str = "up/twins";
+
+    /// `edges/<id>/up/twins`.
+    pub fn uplink_twins(edge: &crate::EdgeId) -> String {
+        format!("{EDGES}/{edge}/{UPLINK_TWINS}")
+    }
+
     /// `edges/<id>/<tail>` → (`<id>`, `<tail>`), both non-empty.
     pub fn split_edge(topic: &str) -> Option<(&str, &str)> {
         let rest = topic.strip_prefix(EDGES)?.strip_prefix('/')?;

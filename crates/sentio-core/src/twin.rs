@@ -19,6 +19,10 @@ pub struct Twin {
     pub desired_ms: Option<i64>,
     /// When the device last reported (ms), if ever.
     pub reported_ms: Option<i64>,
+    /// On an edge, for a device whose desired state the cloud sets: the cloud's version of the
+    /// desired document applied last (`None` elsewhere). Such a twin takes desired changes
+    /// only from the cloud.
+    pub upstream_version: Option<u64>,
 }
 
 impl Twin {

@@ -25,13 +25,16 @@
 //! Re-sync (`resync`): the cloud asks on `edges/<id>/down/resync` with its hourly digests of
 //! the edge's series; the hours that differ go up again, raw, on `edges/<id>/up/resync`.
 //!
-//! Commands (`commands_down`): the cloud sends those for this edge's devices on
-//! `edges/<id>/down/commands`; each is kept once under the cloud's id and delivered by the
-//! edge's desk, and where they stand goes up on `edges/<id>/up/commands` with the records.
+//! Commands and twins (`down`): the cloud sends those for this edge's devices on
+//! `edges/<id>/down/commands` and `edges/<id>/down/twins`; each command is kept once under the
+//! cloud's id and delivered by the edge's desk, each desired version applied once and
+//! published retained to the device; where the commands stand and what the devices reported
+//! go up on `edges/<id>/up/commands` and `edges/<id>/up/twins` with the records, as soon as
+//! they change.
 //!
 //! [`UplinkState`] is what the link shows (`/api/v1/uplink`, `/metrics`).
 
-mod commands_down;
+mod down;
 mod link;
 mod records;
 mod resync;
@@ -41,7 +44,7 @@ mod transport;
 mod trust;
 pub mod windows;
 
-pub use commands_down::CommandDesk;
+pub use down::{Answer, Desk};
 pub use link::run;
 pub use records::RecordSources;
 pub use settings::{SettingsError, UplinkSettings, Upstream};

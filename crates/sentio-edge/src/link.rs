@@ -474,13 +474,14 @@ async fn session(
     {
         return Ended::before_connect(format!("subscribing: {e}"));
     }
-    // And the commands for its devices (the cloud sends the pending ones again now).
+    // The commands for its devices (the cloud sends the pending ones again now), and their
+    // desired twins (sent again now too).
     let commands_topic = topic::downlink_commands(&s.edge_id);
-    if let Err(e) = client
-        .subscribe(commands_topic.clone(), QoS::AtLeastOnce)
-        .await
-    {
-        return Ended::before_connect(format!("subscribing: {e}"));
+    let twins_topic = topic::downlink_twins(&s.edge_id);
+    for t in [&commands_topic, &twins_topic] {
+        if let Err(e) = client.subscribe(t.clone(), QoS::AtLeastOnce).await {
+            return Ended::before_connect(format!("subscribing: {e}"));
+        }
     }
     // Connected: what is committed from now on is live.
     outbox.set_outbox_lane(Lane::Points);
@@ -503,10 +504,13 @@ async fn session(
     // Every lane is read from the outbox: the rollups lane carries the aggregates policy's
     // minutes, and under any policy those the disk budget degraded undelivered points to.
     let read = lanes.len();
-    // The registry and the alerts: one message of each kind in flight at most; in
-    // `unnumbered` as RECORDS + the kind's index.
+    // The records (registry, alerts, commands, twins): one message of each kind in flight at
+    // most; in `unnumbered` as RECORDS + the kind's index. A kind is due at each report, and
+    // commands and twins also when they changed (sent once the kind's message in flight, if
+    // any, is acknowledged).
     const RECORDS: usize = 3;
     let mut records_in_flight: [Option<records::InFlight>; Kind::ALL.len()] = Default::default();
+    let mut records_due = [true; Kind::ALL.len()];
     // A re-sync part: one in flight at most, paced with the backlog's rate (its own bucket);
     // in `unnumbered` as RESYNC.
     const RESYNC: usize = RECORDS + Kind::ALL.len();
@@ -637,24 +641,7 @@ async fn session(
                     .store(rate.round() as u64, Ordering::Relaxed);
                 drained_at = (Instant::now(), acked_now);
             }
-            // The registry and the alerts: what changed since the cloud last acknowledged it
-            // (QoS 1: never dropped; sent again after a lost link).
-            for kind in Kind::ALL {
-                if records_in_flight[kind.index()].is_some() {
-                    continue;
-                }
-                let Some(m) = acked.next(kind, sources, &s.edge_id).await else {
-                    continue;
-                };
-                if let Err(e) = client
-                    .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
-                    .await
-                {
-                    return Ended::after_connect(format!("publishing: {e}"));
-                }
-                unnumbered.push_back(RECORDS + kind.index());
-                records_in_flight[kind.index()] = Some(m.in_flight);
-            }
+            records_due = [true; Kind::ALL.len()];
             if let Ok(st) = outbox.outbox_status().await {
                 let now = sentio_core::time::now_ms();
                 let counts = outbox.outbox_counts().await.unwrap_or_default();
@@ -678,6 +665,25 @@ async fn session(
                     wire::encode_status(&report),
                 );
             }
+        }
+        // The records: what changed since the cloud last acknowledged it (QoS 1: never
+        // dropped; sent again after a lost link).
+        for kind in Kind::ALL {
+            if !records_due[kind.index()] || records_in_flight[kind.index()].is_some() {
+                continue;
+            }
+            records_due[kind.index()] = false;
+            let Some(m) = acked.next(kind, sources, &s.edge_id).await else {
+                continue;
+            };
+            if let Err(e) = client
+                .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+                .await
+            {
+                return Ended::after_connect(format!("publishing: {e}"));
+            }
+            unnumbered.push_back(RECORDS + kind.index());
+            records_in_flight[kind.index()] = Some(m.in_flight);
         }
         let oldest = lanes
             .iter()
@@ -773,7 +779,10 @@ async fn session(
                     }
                 }
                 Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == commands_topic.as_bytes() => {
-                    crate::commands_down::received(&*sources.desk, &p.payload).await;
+                    crate::down::commands(&*sources.desk, &p.payload).await;
+                }
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == twins_topic.as_bytes() => {
+                    crate::down::twins(&*sources.desk, &p.payload).await;
                 }
                 Some(Ok(Event::Incoming(Packet::Disconnect(d)))) => {
                     return Ended::after_connect(format!("the cloud disconnected: {:?}", d.reason_code));
@@ -787,6 +796,11 @@ async fn session(
                 ));
             }
             _ = tokio::time::sleep(wake), if idle => {}
+            // A command or a twin changed on this edge: their records go up now.
+            _ = sources.changed.notified() => {
+                records_due[Kind::Commands.index()] = true;
+                records_due[Kind::Twins.index()] = true;
+            }
         }
     }
 }

@@ -1,9 +1,12 @@
 //! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`), its
-//! alerts (`edges/<id>/up/alerts`) and its commands (`edges/<id>/up/commands`: where those
-//! the cloud sent down stand), each record as it is now. A record goes again until the
-//! cloud acknowledged it as it is (QoS 1), so no change is ever dropped, and applying a record
-//! twice changes nothing in the cloud. What was acknowledged is kept in memory: after a
-//! restart everything goes up once more.
+//! alerts (`edges/<id>/up/alerts`), its commands (`edges/<id>/up/commands`: where those the
+//! cloud sent down stand; the edge's own commands stay here) and its devices' twins
+//! (`edges/<id>/up/twins`: the reported document and the cloud's desired version applied),
+//! each record as it is now. A record goes again until the cloud acknowledged it as it is
+//! (QoS 1), so no change is ever dropped, and applying a record twice changes nothing in the
+//! cloud. What was acknowledged is kept in memory: after a restart everything goes up once
+//! more. The link sends what changed every report, and at once when [`RecordSources::changed`]
+//! is notified (a command or a twin changed).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 
 use sentio_core::{DeviceId, EdgeId, topic};
 use sentio_store::{AlertFilter, AlertStore, DeviceRegistry, wire};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Where the records come from.
@@ -24,10 +28,15 @@ pub struct RecordSources {
     pub digests: Arc<dyn sentio_store::EdgeStore>,
     /// Its points, read for a re-sync.
     pub series: Arc<dyn sentio_store::SeriesStore>,
-    /// Its commands, read to report where they stand.
+    /// Its commands, read to report where those from the cloud stand.
     pub commands: Arc<dyn sentio_store::CommandStore>,
-    /// Its command desk, which keeps and delivers those the cloud sends down.
-    pub desk: Arc<dyn crate::CommandDesk>,
+    /// Its twins, read to report what its devices reported.
+    pub twins: Arc<dyn sentio_store::TwinStore>,
+    /// Its command and twin desks, which take what the cloud sends down.
+    pub desk: Arc<dyn crate::Desk>,
+    /// Notified when a command or a twin changed: the records go up without waiting for the
+    /// next report.
+    pub changed: Arc<Notify>,
 }
 
 /// A kind of record.
@@ -36,10 +45,11 @@ pub(crate) enum Kind {
     Registry,
     Alerts,
     Commands,
+    Twins,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 3] = [Kind::Registry, Kind::Alerts, Kind::Commands];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Registry, Kind::Alerts, Kind::Commands, Kind::Twins];
 
     pub(crate) fn index(self) -> usize {
         self as usize
@@ -50,6 +60,7 @@ impl Kind {
             Kind::Registry => topic::uplink_registry(edge),
             Kind::Alerts => topic::uplink_alerts(edge),
             Kind::Commands => topic::uplink_commands(edge),
+            Kind::Twins => topic::uplink_twins(edge),
         }
     }
 }
@@ -62,6 +73,9 @@ const ALERTS_LOOKED_AT: usize = 1_000;
 
 /// The newest commands looked at (an older one changing is not sent again).
 const COMMANDS_LOOKED_AT: usize = 1_000;
+
+/// The most recently changed twins looked at.
+const TWINS_LOOKED_AT: usize = 1_000;
 
 /// A digest of each record as the cloud acknowledged it, per kind, by key.
 #[derive(Default)]
@@ -90,6 +104,30 @@ fn digest(bytes: &[u8]) -> u64 {
 }
 
 impl Acked {
+    /// The records among `items` that the cloud has not acknowledged as they are now (at
+    /// most [`MESSAGE_RECORDS`]), with their keys and digests.
+    fn unacked<R>(
+        &self,
+        kind: Kind,
+        items: impl IntoIterator<Item = R>,
+        key: impl Fn(&R) -> String,
+        encode: impl Fn(&[R]) -> Vec<u8>,
+    ) -> (Vec<R>, Vec<(String, u64)>) {
+        let acked = &self.0[kind.index()];
+        let (mut out, mut keys) = (Vec::new(), Vec::new());
+        for r in items {
+            let (k, dg) = (key(&r), digest(&encode(std::slice::from_ref(&r))));
+            if acked.get(&k) != Some(&dg) {
+                out.push(r);
+                keys.push((k, dg));
+            }
+            if out.len() == MESSAGE_RECORDS {
+                break;
+            }
+        }
+        (out, keys)
+    }
+
     /// The next message of `kind`: records the cloud has not acknowledged as they are now.
     pub(crate) async fn next(
         &self,
@@ -97,31 +135,18 @@ impl Acked {
         sources: &RecordSources,
         edge: &EdgeId,
     ) -> Option<Message> {
-        let acked = &self.0[kind.index()];
-        let changed = |key: &String, d: u64| acked.get(key) != Some(&d);
         let (payload, records) = match kind {
             Kind::Registry => {
                 let devices = sources.registry.list_devices().await.ok()?;
-                let mut out = Vec::new();
-                for d in devices {
-                    let r = wire::RegistryRecord {
-                        id: d.id,
-                        name: d.name,
-                        kind: d.kind,
-                        labels: d.labels,
-                    };
-                    let dg = digest(&wire::encode_registry(std::slice::from_ref(&r)));
-                    if changed(&r.id, dg) {
-                        out.push((r, dg));
-                    }
-                    if out.len() == MESSAGE_RECORDS {
-                        break;
-                    }
-                }
-                let records: Vec<wire::RegistryRecord> =
-                    out.iter().map(|(r, _)| r.clone()).collect();
-                let keys: Vec<(String, u64)> = out.into_iter().map(|(r, d)| (r.id, d)).collect();
-                (wire::encode_registry(&records), keys)
+                let records = devices.into_iter().map(|d| wire::RegistryRecord {
+                    id: d.id,
+                    name: d.name,
+                    kind: d.kind,
+                    labels: d.labels,
+                });
+                let (out, keys) =
+                    self.unacked(kind, records, |r| r.id.clone(), wire::encode_registry);
+                (wire::encode_registry(&out), keys)
             }
             Kind::Alerts => {
                 let alerts = sources
@@ -132,53 +157,42 @@ impl Acked {
                     })
                     .await
                     .ok()?;
-                let mut out = Vec::new();
                 // A device's alerts, and this edge's own (its disk budget, on `edge:<this
                 // id>`); its alerts about edges of its own (offline, on `edge:<their id>`)
                 // stay here.
                 let own = sentio_store::edge_username(edge);
-                for a in alerts
+                let alerts = alerts
                     .into_iter()
-                    .filter(|a| DeviceId::parse(&a.device).is_ok() || a.device == own)
-                {
-                    let dg = digest(&wire::encode_alerts(std::slice::from_ref(&a)));
-                    if changed(&a.id.to_string(), dg) {
-                        out.push((a, dg));
-                    }
-                    if out.len() == MESSAGE_RECORDS {
-                        break;
-                    }
-                }
-                let alerts: Vec<sentio_core::Alert> = out.iter().map(|(a, _)| a.clone()).collect();
-                let keys = out
-                    .into_iter()
-                    .map(|(a, d)| (a.id.to_string(), d))
-                    .collect();
-                (wire::encode_alerts(&alerts), keys)
+                    .filter(|a| DeviceId::parse(&a.device).is_ok() || a.device == own);
+                let (out, keys) =
+                    self.unacked(kind, alerts, |a| a.id.to_string(), wire::encode_alerts);
+                (wire::encode_alerts(&out), keys)
             }
             Kind::Commands => {
                 let commands = sources
                     .commands
-                    .recent_commands(COMMANDS_LOOKED_AT)
+                    .upstream_commands(COMMANDS_LOOKED_AT)
                     .await
                     .ok()?;
-                let mut out = Vec::new();
-                for c in commands {
-                    let dg = digest(&wire::encode_commands(std::slice::from_ref(&c)));
-                    if changed(&c.id.to_string(), dg) {
-                        out.push((c, dg));
-                    }
-                    if out.len() == MESSAGE_RECORDS {
-                        break;
-                    }
-                }
-                let commands: Vec<sentio_core::Command> =
-                    out.iter().map(|(c, _)| c.clone()).collect();
-                let keys = out
-                    .into_iter()
-                    .map(|(c, d)| (c.id.to_string(), d))
-                    .collect();
-                (wire::encode_commands(&commands), keys)
+                let (out, keys) =
+                    self.unacked(kind, commands, |c| c.id.to_string(), wire::encode_commands);
+                (wire::encode_commands(&out), keys)
+            }
+            Kind::Twins => {
+                let twins = sources.twins.recent_twins(TWINS_LOOKED_AT).await.ok()?;
+                let records = twins.into_iter().map(|(device, t)| wire::ReportedRecord {
+                    device,
+                    reported: t.reported,
+                    reported_ms: t.reported_ms,
+                    desired_version: t.upstream_version,
+                });
+                let (out, keys) = self.unacked(
+                    kind,
+                    records,
+                    |r| r.device.to_string(),
+                    wire::encode_reported,
+                );
+                (wire::encode_reported(&out), keys)
             }
         };
         if records.is_empty() {

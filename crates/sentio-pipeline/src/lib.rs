@@ -175,7 +175,7 @@ impl Pipeline {
             config.commands,
         );
         let twins = actuate::Twins::new(
-            stores.twins.clone(),
+            (stores.twins.clone(), stores.edges.clone()),
             bus.clone(),
             courier.clone(),
             config.max_twin_bytes,

@@ -383,9 +383,12 @@ pub trait CommandStore: Send + Sync {
     ) -> Result<Option<Command>>;
     /// Expires every open command whose time ran out by `now_ms`; those commands.
     async fn expire_commands(&self, now_ms: i64) -> Result<Vec<Command>>;
-    /// The newest commands of every device, newest first, at most `limit` (what an edge
-    /// reports up).
-    async fn recent_commands(&self, limit: usize) -> Result<Vec<Command>>;
+    /// On an edge: keeps a command the cloud sent down, pending, under the cloud's id, marked
+    /// as the cloud's (no bound: the cloud bounded it); `false` when its id is known already.
+    async fn adopt_command(&self, command: &Command) -> Result<bool>;
+    /// The newest commands adopted from the cloud ([`CommandStore::adopt_command`]), newest
+    /// first, at most `limit` (what an edge reports up; its own commands stay on the edge).
+    async fn upstream_commands(&self, limit: usize) -> Result<Vec<Command>>;
 }
 
 /// What became of a change to a twin's desired document.
@@ -398,6 +401,9 @@ pub enum DesiredChange {
     VersionMismatch(u64),
     /// Not applied: the document would be larger than allowed; its size in bytes.
     TooLarge(usize),
+    /// Not applied: on an edge, the cloud sets this device's desired state
+    /// ([`Twin::upstream_version`]); the cloud's version applied last.
+    SetUpstream(u64),
 }
 
 /// Devices' twins: desired and reported documents, the desired one versioned.
@@ -424,6 +430,30 @@ pub trait TwinStore: Send + Sync {
         max_bytes: usize,
         at_ms: i64,
     ) -> Result<Option<Twin>>;
+    /// On an edge: takes the cloud's desired document at the cloud's `version`, whole, if it
+    /// is newer than the one applied last ([`Twin::upstream_version`]); the local version
+    /// moves past both. `None` (nothing changed) for a version applied already.
+    async fn apply_upstream_desired(
+        &self,
+        device: &DeviceId,
+        version: u64,
+        desired: &serde_json::Value,
+        at_ms: i64,
+    ) -> Result<Option<Twin>>;
+    /// In a cloud: the reported document as an edge's device reported it at `at_ms` (the
+    /// edge's whole document), unless the twin holds a later report; `None` when nothing
+    /// changed.
+    async fn set_reported(
+        &self,
+        device: &DeviceId,
+        reported: &serde_json::Value,
+        at_ms: i64,
+    ) -> Result<Option<Twin>>;
+    /// The twins that were reported or that the cloud set, most recently changed first, at
+    /// most `limit` (what an edge reports up).
+    async fn recent_twins(&self, limit: usize) -> Result<Vec<(DeviceId, Twin)>>;
+    /// The devices whose desired document was ever set (version above 0).
+    async fn devices_with_desired(&self) -> Result<Vec<DeviceId>>;
 }
 
 /// The edge's outbox ([`crate::edge`]): committed batches waiting for the cloud's

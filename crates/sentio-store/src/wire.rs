@@ -28,9 +28,13 @@ use crate::edge::{BatchSeq, Incarnation};
 mod columns;
 mod commands;
 mod rollups;
+mod twins;
 
 pub use commands::{decode_commands, encode_commands};
 pub use rollups::{RollupsMessage, VERSION as ROLLUPS_VERSION, encode as encode_rollups};
+pub use twins::{
+    DesiredRecord, ReportedRecord, decode_desired, decode_reported, encode_desired, encode_reported,
+};
 
 /// The first layout version, first byte of every payload but version 2 batch messages (the
 /// status reports, registry and alert records keep it).

@@ -183,6 +183,10 @@ impl Node {
         let mqtt_addr = broker.local_addr();
         let mqtt_tls = broker.tls();
         let broker_handle = broker.handle();
+        // The store is the truth about desired twins; a crash may have left an older
+        // retained one in the broker.
+        let twins = pipeline.twins.clone();
+        tokio::spawn(async move { twins.republish_desired().await });
         // After the broker: it has generated its certificate if none was configured.
         let https = match https_listener {
             Some(listener) => {
@@ -264,13 +268,27 @@ impl Node {
                 budget_notices,
                 stopped(stop_rx.clone()),
             )));
+            // A command or twin changed: its record goes up at once.
+            let changed = Arc::new(tokio::sync::Notify::new());
+            let (bus, notify, stop) = (pipeline.bus.clone(), changed.clone(), stop_rx.clone());
+            servers.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = crate::edge_desk::watch_changes(bus, notify) => {}
+                    _ = stopped(stop) => {}
+                }
+            }));
             let sources = sentio_edge::RecordSources {
                 registry: store.clone(),
                 alerts: store.clone(),
                 digests: store.clone(),
                 series: store.clone(),
                 commands: store.clone(),
-                desk: Arc::new(crate::edge_desk::EdgeDesk(pipeline.commands.clone())),
+                twins: store.clone(),
+                desk: Arc::new(crate::edge_desk::EdgeDesk {
+                    commands: pipeline.commands.clone(),
+                    twins: pipeline.twins.clone(),
+                }),
+                changed,
             };
             servers.push(tokio::spawn(sentio_edge::run(
                 settings,

@@ -100,6 +100,9 @@ pub struct TwinDto {
     pub desired_updated: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported_updated: Option<String>,
+    /// On an edge: the cloud's version of the desired document (the cloud sets it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_version: Option<u64>,
 }
 
 impl From<&Twin> for TwinDto {
@@ -111,6 +114,7 @@ impl From<&Twin> for TwinDto {
             version: t.version,
             desired_updated: t.desired_ms.map(format_time),
             reported_updated: t.reported_ms.map(format_time),
+            cloud_version: t.upstream_version,
         }
     }
 }
@@ -150,6 +154,7 @@ mod tests {
             version: 3,
             desired_ms: Some(1_700_000_000_000),
             reported_ms: None,
+            upstream_version: None,
         };
         check(
             TwinDto::from(&twin),

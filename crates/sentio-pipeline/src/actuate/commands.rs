@@ -212,19 +212,8 @@ impl Commands {
     /// Edge `edge` subscribed to its `down/commands`: the pending commands of its devices go
     /// down (again), each device's in order.
     pub async fn edge_subscribed(&self, edge: &EdgeId) {
-        let devices = match self.inner.edges.device_edges().await {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(%edge, error = %e, "the edge's devices not read; its commands go at its next subscribe");
-                return;
-            }
-        };
-        for (device, owner) in devices {
-            if owner == edge.as_str()
-                && let Ok(device) = DeviceId::parse(&device)
-            {
-                self.push(&device, true).await;
-            }
+        for device in super::devices_of(&*self.inner.edges, edge, "its commands").await {
+            self.push(&device, true).await;
         }
     }
 
@@ -232,19 +221,10 @@ impl Commands {
     /// the cloud's id, pending, and delivered like any other. A command already known (sent
     /// again) changes nothing; `false` then.
     pub async fn adopt(&self, mut command: Command) -> Result<bool, PipelineError> {
-        if self
-            .inner
-            .store
-            .get_command(&command.device, &command.id)
-            .await?
-            .is_some()
-        {
-            return Ok(false);
-        }
         command.state = CommandState::Pending;
         (command.delivered_ms, command.replied_ms, command.reply) = (None, None, None);
         // The cloud already bounded the device's open commands.
-        if !self.inner.store.add_command(&command, usize::MAX).await? {
+        if !self.inner.store.adopt_command(&command).await? {
             return Ok(false);
         }
         info!(device = %command.device, command = %command.id, "command from the cloud kept");

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use sentio_core::DeviceId;
+use sentio_core::{DeviceId, EdgeId};
+use sentio_store::EdgeStore;
+use tracing::warn;
 
 pub use commands::{CommandLimits, Commands, NewCommand};
 pub use twins::{DEFAULT_MAX_TWIN_BYTES, Twins};
@@ -48,5 +50,21 @@ impl CourierSlot {
     /// The courier, once the broker is bound.
     pub fn get(&self) -> Option<&Arc<dyn Courier>> {
         self.0.get()
+    }
+}
+
+/// The devices edge `edge` registered here; none (logged: `what` goes at the edge's next
+/// subscribe) when they cannot be read.
+pub(crate) async fn devices_of(edges: &dyn EdgeStore, edge: &EdgeId, what: &str) -> Vec<DeviceId> {
+    match edges.device_edges().await {
+        Ok(devices) => devices
+            .into_iter()
+            .filter(|(_, owner)| owner == edge.as_str())
+            .filter_map(|(device, _)| DeviceId::parse(&device).ok())
+            .collect(),
+        Err(e) => {
+            warn!(%edge, error = %e, "the edge's devices not read; {what} go at its next subscribe");
+            Vec::new()
+        }
     }
 }

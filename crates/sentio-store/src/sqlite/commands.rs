@@ -82,6 +82,35 @@ fn many(conn: &rusqlite::Connection, sql: &str, p: impl rusqlite::Params) -> Res
     rows.into_iter().map(command).collect()
 }
 
+/// Marks the commands an edge adopted from its cloud, in a database made before the mark.
+pub(super) fn add_upstream_column(conn: &rusqlite::Connection) -> Result<()> {
+    super::add_column_if_missing(conn, "commands", "upstream", "INTEGER NOT NULL DEFAULT 0")
+}
+
+/// Inserts `c` (the cloud's when `upstream`) unless its id is known; whether it was inserted.
+fn insert(conn: &rusqlite::Connection, c: &Command, upstream: bool) -> Result<bool> {
+    let n = conn.execute(
+        &format!(
+            "INSERT INTO commands ({COLUMNS}, upstream) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING"
+        ),
+        params![
+            c.id.as_str(),
+            c.device.as_str(),
+            c.name,
+            c.params.to_string(),
+            c.created_ms,
+            c.expires_ms,
+            c.state.as_str(),
+            c.delivered_ms,
+            c.replied_ms,
+            c.reply.as_ref().map(|r| r.to_string()),
+            upstream,
+        ],
+    )?;
+    Ok(n == 1)
+}
+
 #[async_trait]
 impl CommandStore for SqliteStore {
     async fn add_command(&self, c: &Command, max_open: usize) -> Result<bool> {
@@ -96,25 +125,16 @@ impl CommandStore for SqliteStore {
             if open as usize >= max_open {
                 return Ok(false);
             }
-            tx.execute(
-                &format!("INSERT INTO commands ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                params![
-                    c.id.as_str(),
-                    c.device.as_str(),
-                    c.name,
-                    c.params.to_string(),
-                    c.created_ms,
-                    c.expires_ms,
-                    c.state.as_str(),
-                    c.delivered_ms,
-                    c.replied_ms,
-                    c.reply.as_ref().map(|r| r.to_string()),
-                ],
-            )?;
+            insert(&tx, &c, false)?;
             tx.commit()?;
             Ok(true)
         })
         .await
+    }
+
+    async fn adopt_command(&self, c: &Command) -> Result<bool> {
+        let c = c.clone();
+        self.with_conn(move |_, conn| insert(conn, &c, true)).await
     }
 
     async fn get_command(&self, device: &DeviceId, id: &CommandId) -> Result<Option<Command>> {
@@ -221,11 +241,13 @@ impl CommandStore for SqliteStore {
         .await
     }
 
-    async fn recent_commands(&self, limit: usize) -> Result<Vec<Command>> {
+    async fn upstream_commands(&self, limit: usize) -> Result<Vec<Command>> {
         self.with_conn(move |_, conn| {
             many(
                 conn,
-                &format!("SELECT {COLUMNS} FROM commands ORDER BY seq DESC LIMIT ?1"),
+                &format!(
+                    "SELECT {COLUMNS} FROM commands WHERE upstream = 1 ORDER BY seq DESC LIMIT ?1"
+                ),
                 [limit as i64],
             )
         })

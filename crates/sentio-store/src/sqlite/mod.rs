@@ -199,6 +199,8 @@ impl SqliteStore {
         let tokens = tokens::load(&conn)?;
         users::add_missing_columns(&conn)?;
         outbox::add_lane_column(&conn)?;
+        commands::add_upstream_column(&conn)?;
+        twins::add_upstream_column(&conn)?;
         outbox_counts::seed(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;

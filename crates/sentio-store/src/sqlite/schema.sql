@@ -218,7 +218,9 @@ CREATE TABLE IF NOT EXISTS commands (
     state        TEXT NOT NULL,
     delivered_ms INTEGER,
     replied_ms   INTEGER,
-    reply        TEXT
+    reply        TEXT,
+    -- 1 for a command an edge adopted from its cloud (reported up); 0 for the node's own.
+    upstream     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS commands_device ON commands (device, seq);
 CREATE INDEX IF NOT EXISTS commands_open ON commands (expires_ms) WHERE state IN ('pending', 'delivered');
@@ -229,7 +231,9 @@ CREATE TABLE IF NOT EXISTS twins (
     reported    TEXT NOT NULL,
     version     INTEGER NOT NULL,
     desired_ms  INTEGER,
-    reported_ms INTEGER
+    reported_ms INTEGER,
+    -- On an edge: the cloud's version of the desired document applied last (the cloud sets it).
+    upstream_version INTEGER
 ) WITHOUT ROWID;
 -- People (sqlite/users.rs): a password only as its Argon2id PHC hash; a session only as the keyed
 -- digest of its id and the digest of its CSRF token, removed with its user.

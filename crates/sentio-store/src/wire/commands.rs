@@ -5,7 +5,8 @@
 
 use sentio_core::{Command, CommandId, CommandState, DeviceId};
 
-use super::{Reader, VERSION, WireError};
+use super::WireError;
+use super::twins::{decode_json, encode_json};
 
 /// One command as it crosses the link.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,19 +41,12 @@ pub fn encode_commands(commands: &[Command]) -> Vec<u8> {
             reply: c.reply.clone(),
         })
         .collect();
-    let mut out = vec![VERSION];
-    out.extend(serde_json::to_vec(&records).expect("commands serialise"));
-    out
+    encode_json(&records)
 }
 
 /// Decodes [`encode_commands`], checking every id and state.
 pub fn decode_commands(payload: &[u8]) -> Result<Vec<Command>, WireError> {
-    let Some((&VERSION, json)) = payload.split_first() else {
-        return Reader::err("unknown version");
-    };
-    let records: Vec<CommandRecord> =
-        serde_json::from_slice(json).map_err(|e| WireError(format!("commands: {e}")))?;
-    records
+    decode_json::<CommandRecord>(payload, "commands")?
         .into_iter()
         .map(|r| {
             Ok(Command {

@@ -141,3 +141,26 @@ pub async fn commands_keep_their_order_bound_and_states_across_reopen(backend: &
         .unwrap();
     assert_eq!(c5, late);
 }
+
+/// On an edge: a command adopted from the cloud is kept once (a re-send is known) and is the
+/// only kind listed to go up; the edge's own commands are not.
+pub async fn an_edge_reports_up_only_the_commands_it_adopted_from_its_cloud(
+    backend: &impl Backend,
+) {
+    let s = backend.open();
+    let own = command("lamp-1", "c-own", 1_000, 60_000);
+    assert!(s.commands.add_command(&own, 10).await.unwrap());
+    let cloud = command("lamp-1", "c-cloud", 2_000, 60_000);
+    assert!(s.commands.adopt_command(&cloud).await.unwrap());
+    assert!(!s.commands.adopt_command(&cloud).await.unwrap(), "known");
+    let pending = s.commands.pending_commands(&dev("lamp-1")).await.unwrap();
+    assert_eq!(
+        ids(&pending),
+        ["c-own", "c-cloud"],
+        "both delivered, in order"
+    );
+    drop(s);
+    let s = backend.open();
+    let up = s.commands.upstream_commands(10).await.unwrap();
+    assert_eq!(ids(&up), ["c-cloud"]);
+}

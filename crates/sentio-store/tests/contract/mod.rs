@@ -72,6 +72,8 @@ macro_rules! store_contract {
             rules::rules_are_kept_whole_replaced_by_id_and_survive_reopen,
             commands::commands_keep_their_order_bound_and_states_across_reopen,
             twins::twins_patch_with_a_version_check_and_a_size_cap,
+            twins::twins_take_the_clouds_desired_once_per_version_and_an_edges_reports_forward,
+            commands::an_edge_reports_up_only_the_commands_it_adopted_from_its_cloud,
             users::users_roles_and_passwords_survive_a_reopen,
             users::sessions_expire_end_at_logout_and_with_their_user,
             users::scopes_and_personal_tokens_follow_their_user,

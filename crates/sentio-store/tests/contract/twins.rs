@@ -83,3 +83,88 @@ pub async fn twins_patch_with_a_version_check_and_a_size_cap(backend: &impl Back
     assert_eq!(twin.reported_ms, Some(5_000));
     assert_eq!(s.twins.twin(&dev("room-2")).await.unwrap(), Twin::empty());
 }
+
+/// On an edge: the cloud's desired document is taken whole, once per cloud version (a
+/// re-send changes nothing, an older one neither), the local version moving past both; the
+/// twin then refuses local desired changes. In a cloud: an edge's reported document replaces
+/// the held one unless that one is later. Both lists and reopens keep it.
+pub async fn twins_take_the_clouds_desired_once_per_version_and_an_edges_reports_forward(
+    backend: &impl Backend,
+) {
+    let s = backend.open();
+    let (lamp, other) = (dev("lamp-1"), dev("lamp-2"));
+    // A local change before the cloud managed the device: version 1 locally.
+    let local = s
+        .twins
+        .patch_desired(&lamp, None, &json!({"light": "off"}), 1024, 500)
+        .await
+        .unwrap();
+    assert!(matches!(local, DesiredChange::Applied(ref t) if t.version == 1));
+    let applied = s
+        .twins
+        .apply_upstream_desired(&lamp, 3, &json!({"level": 2}), 1_000)
+        .await
+        .unwrap()
+        .expect("a newer cloud version is applied");
+    assert_eq!(applied.desired, json!({"level": 2}), "whole, not merged");
+    assert_eq!((applied.version, applied.upstream_version), (3, Some(3)));
+    for again in [3, 2] {
+        let none = s
+            .twins
+            .apply_upstream_desired(&lamp, again, &json!({"level": 9}), 2_000)
+            .await
+            .unwrap();
+        assert_eq!(none, None, "cloud version {again} again");
+    }
+    let refused = s
+        .twins
+        .patch_desired(&lamp, None, &json!({"level": 5}), 1024, 2_500)
+        .await
+        .unwrap();
+    assert_eq!(refused, DesiredChange::SetUpstream(3));
+    let next = s
+        .twins
+        .apply_upstream_desired(&lamp, 4, &json!({"level": 4}), 3_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.version, next.desired_ms), (4, Some(3_000)));
+
+    // The cloud's side: whole reported documents, forward only by their time.
+    let set = s
+        .twins
+        .set_reported(&other, &json!({"light": "on"}), 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((set.reported_ms, set.version), (Some(10_000), 0));
+    let older = s
+        .twins
+        .set_reported(&other, &json!({"light": "off"}), 9_000)
+        .await
+        .unwrap();
+    assert_eq!(older, None, "an older report changes nothing");
+    let same = s
+        .twins
+        .set_reported(&other, &json!({"light": "on"}), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(same, None, "a re-sent report changes nothing");
+    let replaced = s
+        .twins
+        .set_reported(&other, &json!({"level": 1}), 11_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced.reported, json!({"level": 1}), "whole, not merged");
+    drop(s);
+
+    let s = backend.open();
+    let listed = s.twins.recent_twins(10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(ids, ["lamp-2", "lamp-1"], "the latest change first");
+    assert_eq!(listed[1].1, next);
+    assert_eq!(s.twins.recent_twins(1).await.unwrap().len(), 1);
+    let with_desired = s.twins.devices_with_desired().await.unwrap();
+    assert_eq!(with_desired, [lamp], "lamp-2 has only a report");
+}

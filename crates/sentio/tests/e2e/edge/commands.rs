@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::support::*;
 
-use super::uplink::{EDGE, Pair};
+use super::uplink::{EDGE, Pair, get_when};
 
 const DEVICE: &str = "lamp-1";
 const EDGE_TOML: &str = "ack_timeout = \"3s\"\nkeep_alive = \"5s\"";
@@ -21,29 +21,11 @@ const EDGE_TOML: &str = "ack_timeout = \"3s\"\nkeep_alive = \"5s\"";
 /// The device on the edge, subscribed to its commands: the client and the commands it gets
 /// (topic, body).
 async fn connect(
-    client: AsyncClient,
-    mut el: rumqttc::EventLoop,
+    pair: &Pair,
+    secret: &str,
 ) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Value)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                    if tx.send((p.topic, body)).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    client
-        .subscribe(format!("devices/{DEVICE}/commands/+"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    (client, rx)
+    let filter = format!("devices/{DEVICE}/commands/+");
+    pair.listening_device(DEVICE, secret, &filter).await
 }
 
 async fn send(http: &str, name: &str) -> String {
@@ -61,16 +43,7 @@ async fn send(http: &str, name: &str) -> String {
 /// The command `id` on the node at `http` once `done` holds for it.
 async fn wait(http: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
     let path = format!("/api/v1/devices/{DEVICE}/commands/{id}");
-    let mut last = Value::Null;
-    for _ in 0..secs * 10 {
-        let (status, body) = api_at(http, "GET", &path, None).await;
-        if status == 200 && done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("command {id} at {http}: {last}");
+    get_when(http, &path, secs, done).await
 }
 
 /// Receives the next command, answers it `{"status":"ok"}`; its id.
@@ -113,8 +86,7 @@ async fn a_cloud_command_reaches_the_edge_device_and_its_reply_comes_back_also_a
     .expect("the edge's device did not reach the cloud");
 
     // Online: down, delivered, answered, and the cloud shows the answer.
-    let (client, el) = pair.device_client(DEVICE, &secret, 64);
-    let (client, mut rx) = connect(client, el).await;
+    let (client, mut rx) = connect(&pair, &secret).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = now_ms();
     let first = send(&pair.cloud_http, "light").await;
@@ -163,8 +135,7 @@ async fn a_cloud_command_reaches_the_edge_device_and_its_reply_comes_back_also_a
     assert_eq!(pending["state"], "pending", "{pending}");
 
     // The device comes back: the command is delivered and answered.
-    let (client, el) = pair.device_client(DEVICE, &secret, 64);
-    let (client, mut rx) = connect(client, el).await;
+    let (client, mut rx) = connect(&pair, &secret).await;
     assert_eq!(answer(&client, &mut rx).await, second);
     let done = wait(&pair.cloud_http, &second, 20, |c| c["state"] == "succeeded").await;
     assert_eq!(done["reply"]["level"], 3, "{done}");

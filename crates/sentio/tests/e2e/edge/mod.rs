@@ -6,7 +6,8 @@
 //! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
 //! (`aggregates`); a tiny disk budget degrading undelivered points to rollups, every point
 //! counted (`budget`); re-sync by hourly digests after the cloud lost data (`resync`); commands created on
-//! the cloud delivered through the edge, their replies back up (`commands`).
+//! the cloud delivered through the edge, their replies back up (`commands`); desired twins set
+//! on the cloud applied by the edge, the devices' reports back up (`twins`).
 
 mod aggregates;
 mod alerts;
@@ -17,4 +18,5 @@ mod devices;
 mod offline;
 mod registry;
 mod resync;
+mod twins;
 mod uplink;

@@ -233,6 +233,37 @@ impl Pair {
         AsyncClient::new(o, queue)
     }
 
+    /// The edge's device `id` connected and subscribed to `filter`: its client and what it
+    /// receives (topic, JSON body), its connection running in a task of its own.
+    pub(super) async fn listening_device(
+        &self,
+        id: &str,
+        secret: &str,
+        filter: &str,
+    ) -> (
+        AsyncClient,
+        tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
+    ) {
+        let (client, mut el) = self.device_client(id, secret, 64);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        if tx.send((p.topic, body)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        (client, rx)
+    }
+
     /// A device of the edge (see [`Pair::new_device`]) whose connection runs in a task of its
     /// own, counting the PUBACKs it gets.
     pub(super) async fn counted_device(
@@ -359,6 +390,26 @@ async fn spawn_blocking_sentio(
 /// Every point of a series, by timestamp.
 pub(super) async fn series(http: &str, device: &str, metric: &str) -> BTreeMap<i64, f64> {
     points_at(http, device, metric).await.into_iter().collect()
+}
+
+/// The answer of `GET path` on the node at `http` once `done` holds for it (polled every
+/// 100 ms for `secs`).
+pub(super) async fn get_when(
+    http: &str,
+    path: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..secs * 10 {
+        let (status, body) = api_at(http, "GET", path, None).await;
+        if status == 200 && done(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("GET {path} at {http}: {last}");
 }
 
 /// A fleet publishing to the edge over MQTT at QoS 1, every 20 ms per device, two metrics per
