@@ -97,6 +97,8 @@ pub struct ResyncView {
     pub hours_differing: u64,
     /// Points sent again and applied.
     pub points_resent: u64,
+    /// Minute rollup rows sent again and applied (an edge with the aggregates policy).
+    pub rollup_rows_resent: u64,
     pub parts: u64,
     pub started: String,
     pub started_ms: i64,
@@ -114,6 +116,7 @@ impl From<&ResyncRun> for ResyncView {
             hours_compared: r.hours_compared,
             hours_differing: r.hours_differing,
             points_resent: r.points_resent,
+            rollup_rows_resent: r.rollup_rows_resent,
             parts: r.parts,
             started: format_time(r.started_ms),
             started_ms: r.started_ms,
@@ -383,12 +386,13 @@ mod tests {
                 hours_compared: 24,
                 hours_differing: 2,
                 points_resent: 7_200,
+                rollup_rows_resent: 0,
                 parts: 2,
                 started_ms: 1_700_000_000_000,
                 finished_ms: Some(1_700_000_004_000),
                 error: None,
             }),
-            r#"{"id":3,"state":"done","from_ms":0,"to_ms":86400000,"hours_compared":24,"hours_differing":2,"points_resent":7200,"parts":2,"started":"2023-11-14T22:13:20Z","started_ms":1700000000000,"finished_ms":1700000004000,"error":null}"#,
+            r#"{"id":3,"state":"done","from_ms":0,"to_ms":86400000,"hours_compared":24,"hours_differing":2,"points_resent":7200,"rollup_rows_resent":0,"parts":2,"started":"2023-11-14T22:13:20Z","started_ms":1700000000000,"finished_ms":1700000004000,"error":null}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),

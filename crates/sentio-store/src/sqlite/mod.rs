@@ -199,6 +199,7 @@ impl SqliteStore {
         let tokens = tokens::load(&conn)?;
         users::add_missing_columns(&conn)?;
         outbox::add_lane_column(&conn)?;
+        resync::add_rollup_rows_column(&conn)?;
         outbox_counts::seed(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;

@@ -341,7 +341,8 @@ CREATE TABLE IF NOT EXISTS edge_resyncs (
     parts           INTEGER NOT NULL DEFAULT 0,
     started_ms      INTEGER NOT NULL,
     finished_ms     INTEGER,
-    error           TEXT
+    error           TEXT,
+    rollup_rows     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS edge_resyncs_edge ON edge_resyncs (edge, id);
 CREATE TABLE IF NOT EXISTS edge_devices (
