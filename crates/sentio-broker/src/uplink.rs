@@ -25,10 +25,12 @@ use tracing::{debug, warn};
 use crate::clients::Clients;
 use crate::counters::Counters;
 
-/// What each edge last reported of its outbox, with when it arrived (ms); in memory only.
+/// What each edge last reported of its outbox, with when it arrived (ms), in memory; and the
+/// policy kept in the store for each edge since this node started.
 #[derive(Debug, Default)]
 pub(crate) struct EdgeReports(
     std::sync::Mutex<std::collections::HashMap<String, (wire::StatusReport, i64)>>,
+    std::sync::Mutex<std::collections::HashMap<String, UplinkPolicy>>,
 );
 
 /// What an edge last reported of its outbox.
@@ -91,16 +93,38 @@ impl EdgeReports {
         })
     }
 
-    /// Keeps a report of `edge` from the edge itself (bad ones are ignored).
-    pub(crate) fn report(&self, edge: &str, event: &ClientPublishEvent) -> PublishAction {
-        if event.user_id.as_deref()
-            == Some(format!("{}{edge}", sentio_store::EDGE_USERNAME_PREFIX).as_str())
-            && let Ok(r) = wire::decode_status(&event.payload)
-        {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(edge.to_string(), (r, sentio_core::time::now_ms()));
+    /// Keeps a report of `edge` from the edge itself (bad ones are ignored), and its policy in
+    /// `edges` when it is not the one kept there since this node started (so the cloud shows
+    /// it after a restart before the edge's next report).
+    pub(crate) async fn report(
+        &self,
+        edges: &dyn EdgeStore,
+        edge: &str,
+        event: &ClientPublishEvent,
+    ) -> PublishAction {
+        let Some(id) = sender(edge, event) else {
+            return PublishAction::Handled;
+        };
+        let Ok(r) = wire::decode_status(&event.payload) else {
+            return PublishAction::Handled;
+        };
+        let policy = r.policy;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(edge.to_string(), (r, sentio_core::time::now_ms()));
+        let kept = self.1.lock().unwrap_or_else(|p| p.into_inner()).get(edge) == Some(&policy);
+        if !kept {
+            match edges.set_edge_policy(&id, policy).await {
+                Ok(()) => {
+                    self.1
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(edge.to_string(), policy);
+                }
+                // Tried again with its next report.
+                Err(e) => warn!(edge = %id, error = %e, "keeping the edge's policy"),
+            }
         }
         PublishAction::Handled
     }

@@ -495,6 +495,13 @@ pub trait EdgeStore: Send + Sync {
     async fn list_edges(&self) -> Result<Vec<crate::Edge>>;
     /// Constant-time check of an edge's secret. Hot path (every CONNECT): answered from memory.
     fn verify_edge(&self, id: &sentio_core::EdgeId, secret: &str) -> bool;
+    /// Keeps what the edge reports it sends up ([`crate::Edge::policy`]); nothing for an
+    /// unknown edge.
+    async fn set_edge_policy(
+        &self,
+        id: &sentio_core::EdgeId,
+        policy: crate::UplinkPolicy,
+    ) -> Result<()>;
     /// Applies batches (parts of batches) exactly once, in order: the points of every new one
     /// and the edges' progress (edge, incarnation, lane, seq, part) are committed in one
     /// transaction, durably; one whose (seq, part) is not after the progress already recorded

@@ -4,7 +4,7 @@
 use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
-use sentio_store::{Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy};
+use sentio_store::{Edge, EdgeProgress, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/edges` body.
@@ -61,8 +61,8 @@ pub struct EdgeView {
     pub points: u64,
     /// When its last batch was applied (and acknowledged).
     pub last_ack_ms: Option<i64>,
-    /// What it sends up (`raw` or `aggregates`): as it last reported, else `aggregates` once
-    /// rollups of it were applied; unknown before either.
+    /// What it sends up (`raw` or `aggregates`): as it last reported (kept across restarts of
+    /// this node); unknown before its first report.
     pub policy: Option<&'static str>,
     /// What it last reported of its outbox (since this node started), if anything.
     pub reported: Option<ReportView>,
@@ -180,12 +180,10 @@ impl EdgeView {
             connected,
             points: e.progress.iter().map(|p| p.points).sum(),
             last_ack_ms: e.progress.iter().map(|p| p.updated_ms).max(),
-            policy: report.map(|r| r.policy.as_str()).or_else(|| {
-                e.progress
-                    .iter()
-                    .any(|p| p.lane == Lane::Rollups)
-                    .then_some(UplinkPolicy::Aggregates.as_str())
-            }),
+            policy: report
+                .map(|r| r.policy)
+                .or(e.policy)
+                .map(UplinkPolicy::as_str),
             reported: report.map(ReportView::from),
             clock_skew_ms: report.and_then(|r| r.clock_skew_ms),
             clock_ok: report.and_then(|r| r.clock_ok(clock_skew_limit_ms)),
@@ -338,7 +336,7 @@ mod tests {
     use super::*;
     use crate::dto::tests::check;
     use sentio_core::EdgeId;
-    use sentio_store::{BatchSeq, Incarnation};
+    use sentio_store::{BatchSeq, Incarnation, Lane};
 
     #[test]
     fn edges_and_uplink() {
@@ -353,6 +351,7 @@ mod tests {
                 points: 120,
                 updated_ms: 1_700_000_001_000,
             }],
+            policy: None,
         };
         check(
             EdgeView::new(

@@ -12,7 +12,7 @@ use sentio_core::EdgeId;
 use super::{Inner, SqliteStore, resync, rollup, series};
 use crate::edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane,
-    RegistryApplied, UplinkBatch, UplinkRollups,
+    RegistryApplied, UplinkBatch, UplinkPolicy, UplinkRollups,
 };
 use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
@@ -86,20 +86,21 @@ fn known_edge(conn: &Connection, edge: &str) -> Result<()> {
 }
 
 fn edge_row(conn: &Connection, id: &EdgeId) -> Result<Option<Edge>> {
-    let created: Option<i64> = conn
+    let row: Option<(i64, Option<String>)> = conn
         .query_row(
-            "SELECT created_ms FROM edges WHERE id = ?1",
+            "SELECT created_ms, policy FROM edges WHERE id = ?1",
             [id.as_str()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some(created_ms) = created else {
+    let Some((created_ms, policy)) = row else {
         return Ok(None);
     };
     Ok(Some(Edge {
         id: id.clone(),
         created_ms,
         progress: progress_of(conn, id.as_str())?,
+        policy: policy.as_deref().and_then(UplinkPolicy::parse),
     }))
 }
 
@@ -138,6 +139,7 @@ impl EdgeStore for SqliteStore {
                     id,
                     created_ms,
                     progress: Vec::new(),
+                    policy: None,
                 })
             })
             .await?;
@@ -170,6 +172,21 @@ impl EdgeStore for SqliteStore {
         let stored = self.inner.edge_digest(id);
         let candidate = secret::digest(&self.inner.key, &digest_id(id), secret);
         stored.is_some_and(|s| s == candidate)
+    }
+
+    async fn set_edge_policy(&self, id: &EdgeId, policy: UplinkPolicy) -> Result<()> {
+        let id = id.clone();
+        let set = self
+            .with_conn(move |_, conn| {
+                conn.execute(
+                    "UPDATE edges SET policy = ?2 WHERE id = ?1",
+                    params![id.as_str(), policy.as_str()],
+                )?;
+                Ok(())
+            })
+            .await;
+        self.inner.note_write(&set);
+        set
     }
 
     async fn apply_uplink(&self, batches: Vec<UplinkBatch>) -> Result<Vec<Applied>> {

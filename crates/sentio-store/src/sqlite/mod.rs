@@ -200,6 +200,7 @@ impl SqliteStore {
         users::add_missing_columns(&conn)?;
         outbox::add_lane_column(&conn)?;
         resync::add_rollup_rows_column(&conn)?;
+        add_column_if_missing(&conn, "edges", "policy", "TEXT")?;
         outbox_counts::seed(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;

@@ -300,7 +300,8 @@ CREATE TABLE IF NOT EXISTS outbox_counts (
 CREATE TABLE IF NOT EXISTS edges (
     id            TEXT PRIMARY KEY,
     secret_digest BLOB NOT NULL,
-    created_ms    INTEGER NOT NULL
+    created_ms    INTEGER NOT NULL,
+    policy        TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS edge_progress (
     edge        TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE,

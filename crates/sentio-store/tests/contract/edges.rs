@@ -670,3 +670,38 @@ pub async fn the_raw_points_around_an_alert_go_in_the_live_lane_once(backend: &i
             .all(|p| p.device == device && (60_000..180_000).contains(&p.ts_ms))
     );
 }
+
+pub async fn an_edge_policy_is_kept_across_reopen(backend: &impl Backend) {
+    use sentio_store::UplinkPolicy;
+    let site = EdgeId::parse("site-1").unwrap();
+    {
+        let s = backend.open();
+        let (created, _) = s.edges.create_edge(&site).await.unwrap();
+        assert_eq!(created.policy, None, "unknown before its first report");
+        s.edges
+            .set_edge_policy(&site, UplinkPolicy::Aggregates)
+            .await
+            .unwrap();
+        // An unknown edge: nothing kept, no error.
+        s.edges
+            .set_edge_policy(&EdgeId::parse("nope").unwrap(), UplinkPolicy::Raw)
+            .await
+            .unwrap();
+    }
+    let s = backend.open();
+    let edge = s.edges.get_edge(&site).await.unwrap().unwrap();
+    assert_eq!(edge.policy, Some(UplinkPolicy::Aggregates));
+    s.edges
+        .set_edge_policy(&site, UplinkPolicy::Raw)
+        .await
+        .unwrap();
+    let listed = s.edges.list_edges().await.unwrap();
+    assert_eq!(listed[0].policy, Some(UplinkPolicy::Raw));
+    assert!(
+        s.edges
+            .get_edge(&EdgeId::parse("nope").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

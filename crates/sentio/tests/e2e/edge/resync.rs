@@ -202,10 +202,19 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     );
 
     // The cloud loses the points of all but the first two and the last two hours (and of the
-    // hours its chunks reach into).
+    // hours its chunks reach into). Restarted with the link cut, it still shows the edge's
+    // policy (kept, not waiting for the edge's next report).
     let mut lost = (0, 0);
+    pair.proxy.set(Fault::Cut);
     pair.restart_cloud_after(|data| lost = lose(data, (t0 + 2 * HOUR, end - 2 * HOUR)))
         .await;
+    let edge = pair.cloud_edge().await;
+    assert_eq!(
+        (&edge["connected"], &edge["policy"]),
+        (&json!(false), &json!("raw")),
+        "{edge}"
+    );
+    pair.proxy.set(Fault::Pass);
     let in_cloud = series(&pair.cloud_http).await;
     let (lo, hi) = (lost.0.max(t0), lost.1.min(end));
     let lost_hours = (hi - lo) / HOUR;
