@@ -418,6 +418,7 @@ fn apply_rollups_tx(
 ) -> Result<Vec<Applied>> {
     let mut progress = Progress::default();
     let mut verdicts = Vec::with_capacity(batches.len());
+    let mut touched = Vec::new();
     let tx = conn.transaction()?;
     for b in batches {
         let key: Key = (b.edge.to_string(), b.incarnation.0, Lane::Rollups.as_str());
@@ -427,6 +428,7 @@ fn apply_rollups_tx(
             for s in &b.series {
                 let sid = series::series_id(inner, &tx, s.device.as_str(), &s.metric)?;
                 rollup::write_edge_minutes(&tx, sid, &s.rows)?;
+                touched.push((sid, s.rows.first().map_or(i64::MAX, |r| r.bucket_ms)));
             }
         }
         verdicts.push(v);
@@ -434,8 +436,19 @@ fn apply_rollups_tx(
     if !progress.is_empty() {
         progress.record(&tx)?;
         tx.commit()?;
+        rollups_written(inner, &touched);
     }
     Ok(verdicts)
+}
+
+/// Hands series whose rows an edge wrote (with their first bucket) to maintenance
+/// (`workset.rs`): a series that holds only an edge's rollups expires with the rollup
+/// retention like any other, also one created since this node started.
+pub(super) fn rollups_written(inner: &Inner, touched: &[(i64, i64)]) {
+    let mut work = inner.workset();
+    for &(sid, first) in touched {
+        work.appended(sid, first);
+    }
 }
 
 /// An edge's incarnation and lane.

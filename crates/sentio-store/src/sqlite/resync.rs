@@ -158,10 +158,12 @@ pub(super) fn apply(
     }
     let (id, n, last, f) = (part.id, part.points.len() as i64, part.last, part.figures);
     let rows: usize = part.rollups.iter().map(|s| s.rows.len()).sum();
+    let mut touched = Vec::new();
     series::write_points(inner, conn, &part.points, |tx, _| {
         for s in &part.rollups {
             let sid = series::series_id(inner, tx, s.device.as_str(), &s.metric)?;
             rollup::replace_edge_hours(tx, sid, &s.rows)?;
+            touched.push((sid, s.rows.first().map_or(i64::MAX, |r| r.bucket_ms)));
         }
         tx.execute(
             "UPDATE edge_resyncs SET parts = parts + 1, points = points + ?2, \
@@ -181,5 +183,6 @@ pub(super) fn apply(
         )?;
         Ok(())
     })?;
+    super::edges::rollups_written(inner, &touched);
     Ok(Applied::Stored)
 }
