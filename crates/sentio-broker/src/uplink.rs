@@ -185,8 +185,29 @@ pub(crate) enum Records {
 
 /// Decoded records of either kind.
 enum Decoded {
-    Registry(Vec<wire::RegistryRecord>),
+    Registry(wire::RegistryMessage),
     Alerts(Vec<sentio_core::Alert>),
+}
+
+/// Applies a registry message of `edge`: its records, then (when it says which devices the
+/// edge holds) the deletion of those it no longer holds; returns the records applied.
+async fn apply_registry(
+    edges: &dyn EdgeStore,
+    edge: &EdgeId,
+    r: &wire::RegistryMessage,
+) -> sentio_store::Result<u64> {
+    let done = edges.apply_registry(edge, r.devices.clone()).await?;
+    if done.conflicts > 0 {
+        warn!(edge = %edge, conflicts = done.conflicts,
+            "edge devices not registered here: their ids are devices of this node or of another edge");
+    }
+    if let Some(all) = &r.all {
+        let removed = edges.remove_edge_devices(edge, all.clone()).await?;
+        if removed > 0 {
+            tracing::info!(edge = %edge, removed, "devices the edge deleted, deleted here");
+        }
+    }
+    Ok(done.applied)
 }
 
 /// Applies the records in `event` from `edge` before the PUBACK (they are upserts of the
@@ -202,7 +223,7 @@ pub(crate) async fn apply_records(
         return PublishAction::Handled;
     };
     let decoded = match kind {
-        Records::Registry => wire::decode_registry(&event.payload).map(Decoded::Registry),
+        Records::Registry => wire::decode_registry_message(&event.payload).map(Decoded::Registry),
         Records::Alerts => wire::decode_edge_alerts(&event.payload, &edge).map(Decoded::Alerts),
     };
     let decoded = match decoded {
@@ -221,13 +242,7 @@ pub(crate) async fn apply_records(
     let mut held = HeldPuback::new();
     loop {
         let done = match &decoded {
-            Decoded::Registry(r) => edges.apply_registry(&edge, r.clone()).await.map(|done| {
-                if done.conflicts > 0 {
-                    warn!(edge = %edge, conflicts = done.conflicts,
-                        "edge devices not registered here: their ids are devices of this node or of another edge");
-                }
-                done.applied
-            }),
+            Decoded::Registry(r) => apply_registry(&**edges, &edge, r).await,
             Decoded::Alerts(a) => edges.apply_alerts(&edge, a.clone()).await,
         };
         match done {

@@ -1,4 +1,5 @@
-//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`), its
+//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`, each
+//! message with the id of every device it holds, so a deletion goes up too), its
 //! alerts (`edges/<id>/up/alerts`) and its commands (`edges/<id>/up/commands`: where those
 //! the cloud sent down stand), each record as it is now. A record goes again until the
 //! cloud acknowledged it as it is (QoS 1), so no change is ever dropped, and applying a record
@@ -54,6 +55,9 @@ impl Kind {
     }
 }
 
+/// The key of the set of device ids in [`Acked`] (no device id is empty).
+const ALL_DEVICES: &str = "";
+
 /// Most records in one message.
 const MESSAGE_RECORDS: usize = 200;
 
@@ -102,6 +106,10 @@ impl Acked {
         let (payload, records) = match kind {
             Kind::Registry => {
                 let devices = sources.registry.list_devices().await.ok()?;
+                // Every device held now goes with each message, so the cloud deletes those
+                // the edge deleted (also while the link was down, or before a restart).
+                let all: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+                let all_digest = digest(all.join("\n").as_bytes());
                 let mut out = Vec::new();
                 for d in devices {
                     let r = wire::RegistryRecord {
@@ -120,8 +128,12 @@ impl Acked {
                 }
                 let records: Vec<wire::RegistryRecord> =
                     out.iter().map(|(r, _)| r.clone()).collect();
-                let keys: Vec<(String, u64)> = out.into_iter().map(|(r, d)| (r.id, d)).collect();
-                (wire::encode_registry(&records), keys)
+                let mut keys: Vec<(String, u64)> =
+                    out.into_iter().map(|(r, d)| (r.id, d)).collect();
+                if !keys.is_empty() || changed(&ALL_DEVICES.to_string(), all_digest) {
+                    keys.push((ALL_DEVICES.to_string(), all_digest));
+                }
+                (wire::encode_registry_snapshot(&records, &all), keys)
             }
             Kind::Alerts => {
                 let alerts = sources
@@ -198,7 +210,7 @@ impl Acked {
 
     /// Records an acknowledged message; returns how many records it held.
     pub(crate) fn acknowledged(&mut self, f: InFlight) -> usize {
-        let n = f.records.len();
+        let n = f.records.iter().filter(|(k, _)| k != ALL_DEVICES).count();
         self.0[f.kind.index()].extend(f.records);
         n
     }

@@ -525,6 +525,15 @@ pub trait EdgeStore: Send + Sync {
         edge: &sentio_core::EdgeId,
         devices: Vec<crate::wire::RegistryRecord>,
     ) -> Result<crate::RegistryApplied>;
+    /// Deletes this node's devices of edge `edge` whose ids are not in `kept` (the edge
+    /// deleted them) as this node's own deletion does (the device and its credential; its data
+    /// kept), audited as `device.delete` by the edge, in one transaction; returns how many. An
+    /// edge that creates the id again registers it again.
+    async fn remove_edge_devices(
+        &self,
+        edge: &sentio_core::EdgeId,
+        kept: Vec<String>,
+    ) -> Result<u64>;
     /// The edge of every device an edge registered here, by device id.
     async fn device_edges(&self) -> Result<std::collections::HashMap<String, String>>;
     /// The edge that registered `device` here, if one did (its commands go down through it).

@@ -332,6 +332,47 @@ impl EdgeStore for SqliteStore {
         applied
     }
 
+    async fn remove_edge_devices(&self, edge: &EdgeId, kept: Vec<String>) -> Result<u64> {
+        let edge = edge.to_string();
+        let removed = self
+            .with_conn(move |inner, conn| {
+                let kept: std::collections::HashSet<String> = kept.into_iter().collect();
+                let tx = conn.transaction()?;
+                known_edge(&tx, &edge)?;
+                let held: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT e.device FROM edge_devices e JOIN devices d ON d.id = e.device \
+                         WHERE e.edge = ?1 ORDER BY e.device",
+                    )?
+                    .query_map([&edge], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let gone: Vec<String> = held.into_iter().filter(|d| !kept.contains(d)).collect();
+                for id in &gone {
+                    tx.execute("DELETE FROM devices WHERE id = ?1", [id])?;
+                    let entry = crate::NewAudit {
+                        actor: format!("{EDGE_USERNAME_PREFIX}{edge}"),
+                        action: "device.delete".into(),
+                        subject: Some(id.clone()),
+                        detail: serde_json::json!({
+                            "removed": {"devices": 1},
+                            "data_kept": true,
+                            "edge": edge,
+                        }),
+                    };
+                    super::audit::insert(&tx, &entry, None)?;
+                }
+                tx.commit()?;
+                let mut digests = inner.digests.write().unwrap_or_else(|p| p.into_inner());
+                for id in &gone {
+                    digests.remove(id);
+                }
+                Ok(gone.len() as u64)
+            })
+            .await;
+        self.inner.note_write(&removed);
+        removed
+    }
+
     async fn apply_alerts(&self, edge: &EdgeId, alerts: Vec<Alert>) -> Result<u64> {
         let edge = edge.to_string();
         let applied = self

@@ -130,18 +130,24 @@ async fn resync_all(pair: &Pair, hours: i64) -> Value {
     }
 }
 
-/// Deletes from the cloud's database every raw blob (`head_log`) and chunk of the series overlapping
-/// `[from, to)`, and the rollups of the hours they reached; returns the hours lost
-/// (`[lo, hi)`, whole hours).
-fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
+/// The cloud's database in `data` (stopped) and the id of the series in it.
+fn cloud_series(data: &std::path::Path) -> (rusqlite::Connection, i64) {
     let c = rusqlite::Connection::open(data.join("sentio.db")).unwrap();
-    let sid: i64 = c
+    let sid = c
         .query_row(
             "SELECT id FROM series WHERE device = ?1 AND metric = ?2",
             [DEVICE, METRIC],
             |r| r.get(0),
         )
         .unwrap();
+    (c, sid)
+}
+
+/// Deletes from the cloud's database every raw blob (`head_log`) and chunk of the series overlapping
+/// `[from, to)`, and the rollups of the hours they reached; returns the hours lost
+/// (`[lo, hi)`, whole hours).
+fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
+    let (c, sid) = cloud_series(data);
     let (lo, hi): (i64, i64) = c
         .query_row(
             "SELECT min(a), max(b) FROM ( \
@@ -298,14 +304,7 @@ async fn minutes(http: &str, range: (i64, i64)) -> Vec<Vec<(i64, f64)>> {
 /// In the cloud's database, doubles the count and sum of the minute at `minute` and adds them
 /// to its hour (a wrong row, as a bad write would leave).
 fn corrupt_minute(data: &std::path::Path, minute: i64) {
-    let c = rusqlite::Connection::open(data.join("sentio.db")).unwrap();
-    let sid: i64 = c
-        .query_row(
-            "SELECT id FROM series WHERE device = ?1 AND metric = ?2",
-            [DEVICE, METRIC],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let (c, sid) = cloud_series(data);
     let (count, sum): (i64, f64) = c
         .query_row(
             "SELECT count, sum FROM rollup_1m WHERE series_id = ?1 AND bucket = ?2",
