@@ -262,7 +262,9 @@ impl BrokerEventHandler for TelemetryTap {
                     )
                     .await;
                 }
-                Some((edge, topic::UPLINK_STATUS)) => return self.reports.report(edge, &event),
+                Some((edge, topic::UPLINK_STATUS)) => {
+                    return self.reports.report(&*self.edges, edge, &event).await;
+                }
                 Some((edge, topic::UPLINK_RESYNC)) => {
                     return crate::resync::apply(&self.edges, &self.clients, edge, &event).await;
                 }

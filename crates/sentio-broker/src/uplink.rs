@@ -25,10 +25,12 @@ use tracing::{debug, warn};
 use crate::clients::Clients;
 use crate::counters::Counters;
 
-/// What each edge last reported of its outbox, with when it arrived (ms); in memory only.
+/// What each edge last reported of its outbox, with when it arrived (ms), in memory; and the
+/// policy kept in the store for each edge since this node started.
 #[derive(Debug, Default)]
 pub(crate) struct EdgeReports(
     std::sync::Mutex<std::collections::HashMap<String, (wire::StatusReport, i64)>>,
+    std::sync::Mutex<std::collections::HashMap<String, UplinkPolicy>>,
 );
 
 /// What an edge last reported of its outbox.
@@ -91,16 +93,38 @@ impl EdgeReports {
         })
     }
 
-    /// Keeps a report of `edge` from the edge itself (bad ones are ignored).
-    pub(crate) fn report(&self, edge: &str, event: &ClientPublishEvent) -> PublishAction {
-        if event.user_id.as_deref()
-            == Some(format!("{}{edge}", sentio_store::EDGE_USERNAME_PREFIX).as_str())
-            && let Ok(r) = wire::decode_status(&event.payload)
-        {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(edge.to_string(), (r, sentio_core::time::now_ms()));
+    /// Keeps a report of `edge` from the edge itself (bad ones are ignored), and its policy in
+    /// `edges` when it is not the one kept there since this node started (so the cloud shows
+    /// it after a restart before the edge's next report).
+    pub(crate) async fn report(
+        &self,
+        edges: &dyn EdgeStore,
+        edge: &str,
+        event: &ClientPublishEvent,
+    ) -> PublishAction {
+        let Some(id) = sender(edge, event) else {
+            return PublishAction::Handled;
+        };
+        let Ok(r) = wire::decode_status(&event.payload) else {
+            return PublishAction::Handled;
+        };
+        let policy = r.policy;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(edge.to_string(), (r, sentio_core::time::now_ms()));
+        let kept = self.1.lock().unwrap_or_else(|p| p.into_inner()).get(edge) == Some(&policy);
+        if !kept {
+            match edges.set_edge_policy(&id, policy).await {
+                Ok(()) => {
+                    self.1
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(edge.to_string(), policy);
+                }
+                // Tried again with its next report.
+                Err(e) => warn!(edge = %id, error = %e, "keeping the edge's policy"),
+            }
         }
         PublishAction::Handled
     }
@@ -161,8 +185,29 @@ pub(crate) enum Records {
 
 /// Decoded records of either kind.
 enum Decoded {
-    Registry(Vec<wire::RegistryRecord>),
+    Registry(wire::RegistryMessage),
     Alerts(Vec<sentio_core::Alert>),
+}
+
+/// Applies a registry message of `edge`: its records, then (when it says which devices the
+/// edge holds) the deletion of those it no longer holds; returns the records applied.
+async fn apply_registry(
+    edges: &dyn EdgeStore,
+    edge: &EdgeId,
+    r: &wire::RegistryMessage,
+) -> sentio_store::Result<u64> {
+    let done = edges.apply_registry(edge, r.devices.clone()).await?;
+    if done.conflicts > 0 {
+        warn!(edge = %edge, conflicts = done.conflicts,
+            "edge devices not registered here: their ids are devices of this node or of another edge");
+    }
+    if let Some(all) = &r.all {
+        let removed = edges.remove_edge_devices(edge, all.clone()).await?;
+        if removed > 0 {
+            tracing::info!(edge = %edge, removed, "devices the edge deleted, deleted here");
+        }
+    }
+    Ok(done.applied)
 }
 
 /// Applies the records in `event` from `edge` before the PUBACK (they are upserts of the
@@ -178,7 +223,7 @@ pub(crate) async fn apply_records(
         return PublishAction::Handled;
     };
     let decoded = match kind {
-        Records::Registry => wire::decode_registry(&event.payload).map(Decoded::Registry),
+        Records::Registry => wire::decode_registry_message(&event.payload).map(Decoded::Registry),
         Records::Alerts => wire::decode_edge_alerts(&event.payload, &edge).map(Decoded::Alerts),
     };
     let decoded = match decoded {
@@ -197,13 +242,7 @@ pub(crate) async fn apply_records(
     let mut held = HeldPuback::new();
     loop {
         let done = match &decoded {
-            Decoded::Registry(r) => edges.apply_registry(&edge, r.clone()).await.map(|done| {
-                if done.conflicts > 0 {
-                    warn!(edge = %edge, conflicts = done.conflicts,
-                        "edge devices not registered here: their ids are devices of this node or of another edge");
-                }
-                done.applied
-            }),
+            Decoded::Registry(r) => apply_registry(&**edges, &edge, r).await,
             Decoded::Alerts(a) => edges.apply_alerts(&edge, a.clone()).await,
         };
         match done {

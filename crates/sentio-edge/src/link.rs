@@ -767,7 +767,7 @@ async fn session(
                 }
                 Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == resync_topic.as_bytes() => {
                     match sentio_store::ResyncRequest::decode(&p.payload) {
-                        Ok(req) => match Job::plan(req, &*sources.digests).await {
+                        Ok(req) => match Job::plan(req, sources, s).await {
                             // A new request replaces a run in progress (the cloud marked it failed).
                             Ok(job) => {
                                 *resync = Some(job);

@@ -1,4 +1,5 @@
-//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`), its
+//! What goes up besides points: the edge's device registry (`edges/<id>/up/registry`, each
+//! message with the id of every device it holds, so a deletion goes up too), its
 //! alerts (`edges/<id>/up/alerts`), its commands (`edges/<id>/up/commands`: where those the
 //! cloud sent down stand; the edge's own commands stay here) and its devices' twins
 //! (`edges/<id>/up/twins`: the reported document and the cloud's desired version applied),
@@ -64,6 +65,9 @@ impl Kind {
         }
     }
 }
+
+/// The key of the set of device ids in [`Acked`] (no device id is empty).
+const ALL_DEVICES: &str = "";
 
 /// Most records in one message.
 const MESSAGE_RECORDS: usize = 200;
@@ -138,15 +142,23 @@ impl Acked {
         let (payload, records) = match kind {
             Kind::Registry => {
                 let devices = sources.registry.list_devices().await.ok()?;
+                // Every device held now goes with each message, so the cloud deletes those
+                // the edge deleted (also while the link was down, or before a restart).
+                let all: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+                let all_digest = digest(all.join("\n").as_bytes());
                 let records = devices.into_iter().map(|d| wire::RegistryRecord {
                     id: d.id,
                     name: d.name,
                     kind: d.kind,
                     labels: d.labels,
                 });
-                let (out, keys) =
+                let (out, mut keys) =
                     self.unacked(kind, records, |r| r.id.clone(), wire::encode_registry);
-                (wire::encode_registry(&out), keys)
+                if !keys.is_empty() || self.0[kind.index()].get(ALL_DEVICES) != Some(&all_digest)
+                {
+                    keys.push((ALL_DEVICES.to_string(), all_digest));
+                }
+                (wire::encode_registry_snapshot(&out, &all), keys)
             }
             Kind::Alerts => {
                 let alerts = sources

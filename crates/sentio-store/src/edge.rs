@@ -119,6 +119,13 @@ impl UplinkPolicy {
             UplinkPolicy::Aggregates => "aggregates",
         }
     }
+
+    /// Parses [`UplinkPolicy::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [UplinkPolicy::Raw, UplinkPolicy::Aggregates]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 /// What [`crate::OutboxStore::record_window`] did.
@@ -321,6 +328,8 @@ pub struct Edge {
     pub created_ms: i64,
     /// Its progress per incarnation and lane, the latest first.
     pub progress: Vec<EdgeProgress>,
+    /// What it last reported it sends up (kept across restarts; none before its first report).
+    pub policy: Option<UplinkPolicy>,
 }
 
 /// How far the cloud has applied an edge's batches in one incarnation and lane.

@@ -154,9 +154,18 @@ struct PartHeader {
     part: u32,
     last: bool,
     figures: ResyncFigures,
+    /// Bytes of the minute rollups between the header and the points (none: no rollups).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rollup_bytes: u32,
 }
 
-/// One part of a re-sync run going up: raw points of hours that differ.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One part of a re-sync run going up: what the edge's policy sends of hours that differ (raw
+/// points; or their minute rollups, which replace the cloud's minutes of those hours, and the
+/// raw points around alerts in them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResyncPart {
     /// The run's id.
@@ -169,26 +178,38 @@ pub struct ResyncPart {
     pub figures: ResyncFigures,
     /// The points (none in a last part of a run with nothing to send).
     pub points: Vec<sentio_core::Point>,
+    /// Minute rollups (the aggregates policy): every minute the edge holds of each (series,
+    /// hour) they touch, so the cloud's minutes of those hours are replaced by them.
+    pub rollups: Vec<crate::SeriesRollups>,
 }
 
 impl ResyncPart {
-    /// As sent: a 4-byte big-endian header length, the header (JSON), then the points as an
-    /// uplink message ([`crate::wire::encode`], the part under the run's id as its seq).
+    /// As sent: a 4-byte big-endian header length, the header (JSON), the rollups if any (a
+    /// rollups message, [`crate::wire::encode_rollups`], of `rollup_bytes` in the header),
+    /// then the points as an uplink message ([`crate::wire::encode`], the part under the run's
+    /// id as its seq).
     pub fn encode(&self, incarnation: Incarnation) -> Vec<u8> {
+        let rollups = if self.rollups.is_empty() {
+            Vec::new()
+        } else {
+            crate::wire::encode_rollups(incarnation, &[(BatchSeq(self.id), &self.rollups)])
+        };
         let header = serde_json::to_vec(&PartHeader {
             id: self.id,
             part: self.part,
             last: self.last,
             figures: self.figures,
+            rollup_bytes: rollups.len() as u32,
         })
         .expect("a header serialises");
         let body = crate::wire::encode(
             incarnation,
             &[(BatchSeq(self.id), self.part, self.points.as_slice())],
         );
-        let mut out = Vec::with_capacity(4 + header.len() + body.len());
+        let mut out = Vec::with_capacity(4 + header.len() + rollups.len() + body.len());
         out.extend_from_slice(&(header.len() as u32).to_be_bytes());
         out.extend_from_slice(&header);
+        out.extend_from_slice(&rollups);
         out.extend_from_slice(&body);
         out
     }
@@ -205,7 +226,22 @@ impl ResyncPart {
             .get(4..4usize.saturating_add(len))
             .ok_or_else(|| bad("header cut"))?;
         let h: PartHeader = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
-        let body = crate::wire::decode(&payload[4 + len..])?;
+        let rest = &payload[4 + len..];
+        let split = (h.rollup_bytes as usize).min(rest.len());
+        let (rollups, body) = rest.split_at(split);
+        if split != h.rollup_bytes as usize {
+            return Err(bad("rollups cut"));
+        }
+        let rollups = if rollups.is_empty() {
+            Vec::new()
+        } else {
+            crate::wire::decode_rollups(rollups)?
+                .batches
+                .into_iter()
+                .flat_map(|b| b.1)
+                .collect()
+        };
+        let body = crate::wire::decode(body)?;
         let points = body.batches.into_iter().flat_map(|b| b.points).collect();
         Ok(Self {
             id: h.id,
@@ -213,6 +249,7 @@ impl ResyncPart {
             last: h.last,
             figures: h.figures,
             points,
+            rollups,
         })
     }
 }
@@ -266,6 +303,8 @@ pub struct ResyncRun {
     pub hours_differing: u64,
     /// Points re-sent and applied (each part once).
     pub points_resent: u64,
+    /// Minute rollup rows re-sent and applied (the aggregates policy).
+    pub rollup_rows_resent: u64,
     /// Parts applied.
     pub parts: u64,
     /// When it was asked (ms).
@@ -384,10 +423,34 @@ mod tests {
                 ts_ms: 3_600_000,
                 value: 21.5,
             }],
+            rollups: Vec::new(),
         };
         let bytes = p.encode(Incarnation([1; 16]));
         assert_eq!(ResyncPart::decode(&bytes).unwrap(), p);
         for cut in [0, 3, 10, bytes.len() - 1] {
+            assert!(ResyncPart::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // With minute rollups (the aggregates policy) before the points.
+        let row = |m: i64| crate::RollupRow {
+            bucket_ms: HOUR_MS + m * 60_000,
+            count: 60,
+            sum: 1_290.5 + m as f64,
+            min: 21.0,
+            max: 22.5,
+            first: (HOUR_MS + m * 60_000, 21.25),
+            last: (HOUR_MS + m * 60_000 + 59_000, 22.0),
+        };
+        let p = ResyncPart {
+            rollups: vec![crate::SeriesRollups {
+                device: sentio_core::DeviceId::parse("d").unwrap(),
+                metric: "t".into(),
+                rows: (0..60).map(row).collect(),
+            }],
+            ..p
+        };
+        let bytes = p.encode(Incarnation([1; 16]));
+        assert_eq!(ResyncPart::decode(&bytes).unwrap(), p);
+        for cut in [0, 3, 10, 60, bytes.len() - 1] {
             assert!(ResyncPart::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let r = ResyncRequest {

@@ -525,6 +525,13 @@ pub trait EdgeStore: Send + Sync {
     async fn list_edges(&self) -> Result<Vec<crate::Edge>>;
     /// Constant-time check of an edge's secret. Hot path (every CONNECT): answered from memory.
     fn verify_edge(&self, id: &sentio_core::EdgeId, secret: &str) -> bool;
+    /// Keeps what the edge reports it sends up ([`crate::Edge::policy`]); nothing for an
+    /// unknown edge.
+    async fn set_edge_policy(
+        &self,
+        id: &sentio_core::EdgeId,
+        policy: crate::UplinkPolicy,
+    ) -> Result<()>;
     /// Applies batches (parts of batches) exactly once, in order: the points of every new one
     /// and the edges' progress (edge, incarnation, lane, seq, part) are committed in one
     /// transaction, durably; one whose (seq, part) is not after the progress already recorded
@@ -548,6 +555,15 @@ pub trait EdgeStore: Send + Sync {
         edge: &sentio_core::EdgeId,
         devices: Vec<crate::wire::RegistryRecord>,
     ) -> Result<crate::RegistryApplied>;
+    /// Deletes this node's devices of edge `edge` whose ids are not in `kept` (the edge
+    /// deleted them) as this node's own deletion does (the device and its credential; its data
+    /// kept), audited as `device.delete` by the edge, in one transaction; returns how many. An
+    /// edge that creates the id again registers it again.
+    async fn remove_edge_devices(
+        &self,
+        edge: &sentio_core::EdgeId,
+        kept: Vec<String>,
+    ) -> Result<u64>;
     /// The edge of every device an edge registered here, by device id.
     async fn device_edges(&self) -> Result<std::collections::HashMap<String, String>>;
     /// The edge that registered `device` here, if one did (its commands go down through it).

@@ -464,6 +464,62 @@ pub fn encode_registry(records: &[RegistryRecord]) -> Vec<u8> {
     out
 }
 
+/// An edge's registry message: records, and (from edges that send it) the id of every device
+/// the edge holds now, so the cloud deletes its devices of that edge that are not among them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistryMessage {
+    /// Devices created or changed.
+    pub devices: Vec<RegistryRecord>,
+    /// Every device of the edge now (none: not said, an edge before deletions went up).
+    pub all: Option<Vec<String>>,
+}
+
+/// [`RegistryMessage`] as JSON (a message with `all`).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySnapshot {
+    devices: Vec<RegistryRecord>,
+    all: Vec<String>,
+}
+
+/// Encodes registry records with the id of every device the edge holds: the version byte,
+/// then a JSON object (`devices`, `all`).
+pub fn encode_registry_snapshot(records: &[RegistryRecord], all: &[String]) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend(
+        serde_json::to_vec(&RegistrySnapshot {
+            devices: records.to_vec(),
+            all: all.to_vec(),
+        })
+        .expect("records serialise"),
+    );
+    out
+}
+
+/// Decodes [`encode_registry_snapshot`] or [`encode_registry`], checking every id, name, kind
+/// and label as the API does.
+pub fn decode_registry_message(payload: &[u8]) -> Result<RegistryMessage, WireError> {
+    let Some((&VERSION, json)) = payload.split_first() else {
+        return Reader::err("unknown version");
+    };
+    if json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Ok(RegistryMessage {
+            devices: decode_registry(payload)?,
+            all: None,
+        });
+    }
+    let s: RegistrySnapshot =
+        serde_json::from_slice(json).map_err(|e| WireError(format!("registry: {e}")))?;
+    check_registry(&s.devices)?;
+    for id in &s.all {
+        DeviceId::parse(id).map_err(|e| WireError(format!("device id: {e}")))?;
+    }
+    Ok(RegistryMessage {
+        devices: s.devices,
+        all: Some(s.all),
+    })
+}
+
 /// Decodes [`encode_registry`], checking every id, name, kind and label as the API does.
 pub fn decode_registry(payload: &[u8]) -> Result<Vec<RegistryRecord>, WireError> {
     let Some((&VERSION, json)) = payload.split_first() else {
@@ -471,14 +527,20 @@ pub fn decode_registry(payload: &[u8]) -> Result<Vec<RegistryRecord>, WireError>
     };
     let records: Vec<RegistryRecord> =
         serde_json::from_slice(json).map_err(|e| WireError(format!("registry: {e}")))?;
-    for r in &records {
+    check_registry(&records)?;
+    Ok(records)
+}
+
+/// Checks every id, name, kind and label of `records` as the API does.
+fn check_registry(records: &[RegistryRecord]) -> Result<(), WireError> {
+    for r in records {
         DeviceId::parse(&r.id).map_err(|e| WireError(format!("device id: {e}")))?;
         crate::labels::validate(&r.labels)
             .and_then(|_| crate::labels::validate_kind(&r.kind))
             .and_then(|_| crate::labels::validate_name(&r.name))
             .map_err(|e| WireError(format!("device {}: {e}", r.id)))?;
     }
-    Ok(records)
+    Ok(())
 }
 
 /// One alert of an edge as it goes up (`edges/<id>/up/alerts`), as it is now; `id` is the
@@ -819,6 +881,34 @@ mod tests {
         assert!(decode_registry(&encode_registry(&[bad])).is_err());
         assert!(decode_registry(&[]).is_err());
         assert!(decode_registry(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_registry_message_says_every_device_the_edge_holds_and_an_old_one_does_not() {
+        let r = RegistryRecord {
+            id: "pump-1".into(),
+            name: "Pump 1".into(),
+            kind: "pump".into(),
+            labels: Default::default(),
+        };
+        let all = vec!["pump-1".to_string(), "pump-2".to_string()];
+        let bytes = encode_registry_snapshot(std::slice::from_ref(&r), &all);
+        assert_eq!(
+            decode_registry_message(&bytes).unwrap(),
+            RegistryMessage {
+                devices: vec![r.clone()],
+                all: Some(all),
+            }
+        );
+        // None changed, none held: an edge that deleted its last device.
+        let empty = decode_registry_message(&encode_registry_snapshot(&[], &[])).unwrap();
+        assert_eq!(empty.all, Some(vec![]));
+        // An edge before deletions went up: no set, nothing deleted.
+        let old = decode_registry_message(&encode_registry(std::slice::from_ref(&r))).unwrap();
+        assert_eq!((old.devices, old.all), (vec![r], None));
+        let bad = encode_registry_snapshot(&[], &["no spaces".to_string()]);
+        assert!(decode_registry_message(&bad).is_err());
+        assert!(decode_registry_message(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

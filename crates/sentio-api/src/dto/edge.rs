@@ -4,7 +4,7 @@
 use sentio_broker::EdgeReport;
 use sentio_core::time::{format_time, now_ms};
 use sentio_edge::LinkSnapshot;
-use sentio_store::{Edge, EdgeProgress, Lane, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy};
+use sentio_store::{Edge, EdgeProgress, LaneStatus, OutboxStatus, ResyncRun, UplinkPolicy};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/edges` body.
@@ -61,8 +61,8 @@ pub struct EdgeView {
     pub points: u64,
     /// When its last batch was applied (and acknowledged).
     pub last_ack_ms: Option<i64>,
-    /// What it sends up (`raw` or `aggregates`): as it last reported, else `aggregates` once
-    /// rollups of it were applied; unknown before either.
+    /// What it sends up (`raw` or `aggregates`): as it last reported (kept across restarts of
+    /// this node); unknown before its first report.
     pub policy: Option<&'static str>,
     /// What it last reported of its outbox (since this node started), if anything.
     pub reported: Option<ReportView>,
@@ -97,6 +97,8 @@ pub struct ResyncView {
     pub hours_differing: u64,
     /// Points sent again and applied.
     pub points_resent: u64,
+    /// Minute rollup rows sent again and applied (an edge with the aggregates policy).
+    pub rollup_rows_resent: u64,
     pub parts: u64,
     pub started: String,
     pub started_ms: i64,
@@ -114,6 +116,7 @@ impl From<&ResyncRun> for ResyncView {
             hours_compared: r.hours_compared,
             hours_differing: r.hours_differing,
             points_resent: r.points_resent,
+            rollup_rows_resent: r.rollup_rows_resent,
             parts: r.parts,
             started: format_time(r.started_ms),
             started_ms: r.started_ms,
@@ -177,12 +180,10 @@ impl EdgeView {
             connected,
             points: e.progress.iter().map(|p| p.points).sum(),
             last_ack_ms: e.progress.iter().map(|p| p.updated_ms).max(),
-            policy: report.map(|r| r.policy.as_str()).or_else(|| {
-                e.progress
-                    .iter()
-                    .any(|p| p.lane == Lane::Rollups)
-                    .then_some(UplinkPolicy::Aggregates.as_str())
-            }),
+            policy: report
+                .map(|r| r.policy)
+                .or(e.policy)
+                .map(UplinkPolicy::as_str),
             reported: report.map(ReportView::from),
             clock_skew_ms: report.and_then(|r| r.clock_skew_ms),
             clock_ok: report.and_then(|r| r.clock_ok(clock_skew_limit_ms)),
@@ -335,7 +336,7 @@ mod tests {
     use super::*;
     use crate::dto::tests::check;
     use sentio_core::EdgeId;
-    use sentio_store::{BatchSeq, Incarnation};
+    use sentio_store::{BatchSeq, Incarnation, Lane};
 
     #[test]
     fn edges_and_uplink() {
@@ -350,6 +351,7 @@ mod tests {
                 points: 120,
                 updated_ms: 1_700_000_001_000,
             }],
+            policy: None,
         };
         check(
             EdgeView::new(
@@ -383,12 +385,13 @@ mod tests {
                 hours_compared: 24,
                 hours_differing: 2,
                 points_resent: 7_200,
+                rollup_rows_resent: 0,
                 parts: 2,
                 started_ms: 1_700_000_000_000,
                 finished_ms: Some(1_700_000_004_000),
                 error: None,
             }),
-            r#"{"id":3,"state":"done","from_ms":0,"to_ms":86400000,"hours_compared":24,"hours_differing":2,"points_resent":7200,"parts":2,"started":"2023-11-14T22:13:20Z","started_ms":1700000000000,"finished_ms":1700000004000,"error":null}"#,
+            r#"{"id":3,"state":"done","from_ms":0,"to_ms":86400000,"hours_compared":24,"hours_differing":2,"points_resent":7200,"rollup_rows_resent":0,"parts":2,"started":"2023-11-14T22:13:20Z","started_ms":1700000000000,"finished_ms":1700000004000,"error":null}"#,
         );
         let o = OutboxStatus {
             incarnation: Incarnation([1; 16]),

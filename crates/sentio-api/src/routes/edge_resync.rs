@@ -1,7 +1,8 @@
 //! `POST /api/v1/edges/<id>/resync`: the cloud sends its hourly digests of the edge's series
 //! down to the edge (`edges/<id>/down/resync`), the edge compares them with its own and sends
-//! the raw points of every hour that differs again (see `sentio_store::resync`); progress and
-//! result in `GET /api/v1/edges/<id>` (`resync`).
+//! every hour that differs again as its policy sends it (raw points; or minute rollups, which
+//! replace the cloud's minutes of the hour, and the raw points around alerts) (see
+//! `sentio_store::resync`); progress and result in `GET /api/v1/edges/<id>` (`resync`).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -56,14 +57,6 @@ pub async fn start(
     {
         return Err(conflict(format!(
             "edge {id} is connected but not subscribed to {down}: retry in a moment (or update the edge)"
-        )));
-    }
-    if broker
-        .edge_report(id.as_str())
-        .is_some_and(|r| r.policy == sentio_store::UplinkPolicy::Aggregates)
-    {
-        return Err(conflict(format!(
-            "edge {id} sends minute rollups (policy aggregates): re-sync compares raw hours only"
         )));
     }
     let cloud = s.edges.hour_digests(Some(&id), from, to).await?;

@@ -12,7 +12,7 @@ use sentio_core::EdgeId;
 use super::{Inner, SqliteStore, resync, rollup, series};
 use crate::edge::{
     Applied, BatchSeq, EDGE_USERNAME_PREFIX, Edge, EdgeProgress, Incarnation, Lane,
-    RegistryApplied, UplinkBatch, UplinkRollups,
+    RegistryApplied, UplinkBatch, UplinkPolicy, UplinkRollups,
 };
 use crate::wire::RegistryRecord;
 use crate::{EdgeStore, Result, StoreError, secret};
@@ -86,20 +86,21 @@ fn known_edge(conn: &Connection, edge: &str) -> Result<()> {
 }
 
 fn edge_row(conn: &Connection, id: &EdgeId) -> Result<Option<Edge>> {
-    let created: Option<i64> = conn
+    let row: Option<(i64, Option<String>)> = conn
         .query_row(
-            "SELECT created_ms FROM edges WHERE id = ?1",
+            "SELECT created_ms, policy FROM edges WHERE id = ?1",
             [id.as_str()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some(created_ms) = created else {
+    let Some((created_ms, policy)) = row else {
         return Ok(None);
     };
     Ok(Some(Edge {
         id: id.clone(),
         created_ms,
         progress: progress_of(conn, id.as_str())?,
+        policy: policy.as_deref().and_then(UplinkPolicy::parse),
     }))
 }
 
@@ -138,6 +139,7 @@ impl EdgeStore for SqliteStore {
                     id,
                     created_ms,
                     progress: Vec::new(),
+                    policy: None,
                 })
             })
             .await?;
@@ -170,6 +172,21 @@ impl EdgeStore for SqliteStore {
         let stored = self.inner.edge_digest(id);
         let candidate = secret::digest(&self.inner.key, &digest_id(id), secret);
         stored.is_some_and(|s| s == candidate)
+    }
+
+    async fn set_edge_policy(&self, id: &EdgeId, policy: UplinkPolicy) -> Result<()> {
+        let id = id.clone();
+        let set = self
+            .with_conn(move |_, conn| {
+                conn.execute(
+                    "UPDATE edges SET policy = ?2 WHERE id = ?1",
+                    params![id.as_str(), policy.as_str()],
+                )?;
+                Ok(())
+            })
+            .await;
+        self.inner.note_write(&set);
+        set
     }
 
     async fn apply_uplink(&self, batches: Vec<UplinkBatch>) -> Result<Vec<Applied>> {
@@ -315,6 +332,47 @@ impl EdgeStore for SqliteStore {
         applied
     }
 
+    async fn remove_edge_devices(&self, edge: &EdgeId, kept: Vec<String>) -> Result<u64> {
+        let edge = edge.to_string();
+        let removed = self
+            .with_conn(move |inner, conn| {
+                let kept: std::collections::HashSet<String> = kept.into_iter().collect();
+                let tx = conn.transaction()?;
+                known_edge(&tx, &edge)?;
+                let held: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT e.device FROM edge_devices e JOIN devices d ON d.id = e.device \
+                         WHERE e.edge = ?1 ORDER BY e.device",
+                    )?
+                    .query_map([&edge], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let gone: Vec<String> = held.into_iter().filter(|d| !kept.contains(d)).collect();
+                for id in &gone {
+                    tx.execute("DELETE FROM devices WHERE id = ?1", [id])?;
+                    let entry = crate::NewAudit {
+                        actor: format!("{EDGE_USERNAME_PREFIX}{edge}"),
+                        action: "device.delete".into(),
+                        subject: Some(id.clone()),
+                        detail: serde_json::json!({
+                            "removed": {"devices": 1},
+                            "data_kept": true,
+                            "edge": edge,
+                        }),
+                    };
+                    super::audit::insert(&tx, &entry, None)?;
+                }
+                tx.commit()?;
+                let mut digests = inner.digests.write().unwrap_or_else(|p| p.into_inner());
+                for id in &gone {
+                    digests.remove(id);
+                }
+                Ok(gone.len() as u64)
+            })
+            .await;
+        self.inner.note_write(&removed);
+        removed
+    }
+
     async fn apply_alerts(&self, edge: &EdgeId, alerts: Vec<Alert>) -> Result<u64> {
         let edge = edge.to_string();
         let applied = self
@@ -401,6 +459,7 @@ fn apply_rollups_tx(
 ) -> Result<Vec<Applied>> {
     let mut progress = Progress::default();
     let mut verdicts = Vec::with_capacity(batches.len());
+    let mut touched = Vec::new();
     let tx = conn.transaction()?;
     for b in batches {
         let key: Key = (b.edge.to_string(), b.incarnation.0, Lane::Rollups.as_str());
@@ -410,6 +469,7 @@ fn apply_rollups_tx(
             for s in &b.series {
                 let sid = series::series_id(inner, &tx, s.device.as_str(), &s.metric)?;
                 rollup::write_edge_minutes(&tx, sid, &s.rows)?;
+                touched.push((sid, s.rows.first().map_or(i64::MAX, |r| r.bucket_ms)));
             }
         }
         verdicts.push(v);
@@ -417,8 +477,19 @@ fn apply_rollups_tx(
     if !progress.is_empty() {
         progress.record(&tx)?;
         tx.commit()?;
+        rollups_written(inner, &touched);
     }
     Ok(verdicts)
+}
+
+/// Hands series whose rows an edge wrote (with their first bucket) to maintenance
+/// (`workset.rs`): a series that holds only an edge's rollups expires with the rollup
+/// retention like any other, also one created since this node started.
+pub(super) fn rollups_written(inner: &Inner, touched: &[(i64, i64)]) {
+    let mut work = inner.workset();
+    for &(sid, first) in touched {
+        work.appended(sid, first);
+    }
 }
 
 /// An edge's incarnation and lane.

@@ -201,6 +201,8 @@ impl SqliteStore {
         outbox::add_lane_column(&conn)?;
         commands::add_upstream_column(&conn)?;
         twins::add_upstream_column(&conn)?;
+        resync::add_rollup_rows_column(&conn)?;
+        add_column_if_missing(&conn, "edges", "policy", "TEXT")?;
         outbox_counts::seed(&conn)?;
         let incarnation = outbox::load_or_create_incarnation(&conn)?;
         let edge_digests = edges::load_digests(&conn)?;

@@ -41,11 +41,11 @@ pub(super) fn hour_digests(
             })
             .collect();
         // Every series, rolled up or not: the edge compares nothing of one the cloud holds
-        // and has not rolled up yet.
+        // and has not rolled up yet. Minutes an edge rolled up count as rolled up here.
         out.push(SeriesHours {
             device,
             metric,
-            rolled_until: rollup::marks(conn, sid)?.rolled_until,
+            rolled_until: rollup::read_marks(conn, sid)?.rolled_until,
             hours,
         });
     }
@@ -53,7 +53,17 @@ pub(super) fn hour_digests(
 }
 
 const RUN_COLUMNS: &str = "id, edge, state, from_ms, to_ms, hours_compared, hours_differing, \
-                           points, parts, started_ms, finished_ms, error";
+                           points, parts, started_ms, finished_ms, error, rollup_rows";
+
+/// Adds `rollup_rows` to the runs of a database made before aggregates re-syncs.
+pub(super) fn add_rollup_rows_column(conn: &Connection) -> Result<()> {
+    super::add_column_if_missing(
+        conn,
+        "edge_resyncs",
+        "rollup_rows",
+        "INTEGER NOT NULL DEFAULT 0",
+    )
+}
 
 fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResyncRun> {
     let bad = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
@@ -75,6 +85,7 @@ fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResyncRun> {
         started_ms: r.get(9)?,
         finished_ms: r.get(10)?,
         error: r.get(11)?,
+        rollup_rows_resent: r.get::<_, i64>(12)? as u64,
     })
 }
 
@@ -115,7 +126,9 @@ pub(super) fn start(conn: &mut Connection, edge: &EdgeId, from: i64, to: i64) ->
     Ok(run)
 }
 
-/// Applies a part once, with the run's progress, in one transaction.
+/// Applies a part once, with the run's progress, in one transaction: its points (the same
+/// timestamp replaces the held point) and its minute rollups (replacing every minute the
+/// cloud held in the hours they touch).
 pub(super) fn apply(
     inner: &Inner,
     conn: &mut Connection,
@@ -144,22 +157,32 @@ pub(super) fn apply(
         )));
     }
     let (id, n, last, f) = (part.id, part.points.len() as i64, part.last, part.figures);
+    let rows: usize = part.rollups.iter().map(|s| s.rows.len()).sum();
+    let mut touched = Vec::new();
     series::write_points(inner, conn, &part.points, |tx, _| {
+        for s in &part.rollups {
+            let sid = series::series_id(inner, tx, s.device.as_str(), &s.metric)?;
+            rollup::replace_edge_hours(tx, sid, &s.rows)?;
+            touched.push((sid, s.rows.first().map_or(i64::MAX, |r| r.bucket_ms)));
+        }
         tx.execute(
             "UPDATE edge_resyncs SET parts = parts + 1, points = points + ?2, \
              hours_compared = ?3, hours_differing = ?4, \
              state = CASE WHEN ?5 THEN 'done' ELSE state END, \
-             finished_ms = CASE WHEN ?5 THEN ?6 ELSE finished_ms END WHERE id = ?1",
+             finished_ms = CASE WHEN ?5 THEN ?6 ELSE finished_ms END, \
+             rollup_rows = rollup_rows + ?7 WHERE id = ?1",
             params![
                 id,
                 n,
                 f.compared as i64,
                 f.differing as i64,
                 last,
-                sentio_core::time::now_ms()
+                sentio_core::time::now_ms(),
+                rows as i64
             ],
         )?;
         Ok(())
     })?;
+    super::edges::rollups_written(inner, &touched);
     Ok(Applied::Stored)
 }

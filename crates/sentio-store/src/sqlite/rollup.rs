@@ -272,6 +272,25 @@ pub(super) fn write_edge_minutes(
     Ok(())
 }
 
+/// Writes 1-minute rows an edge re-sent (a re-sync of hours that differ): every minute held of
+/// the hours they touch is removed first, so those hours hold the edge's minutes and no other;
+/// then as [`write_edge_minutes`].
+pub(super) fn replace_edge_hours(
+    conn: &Connection,
+    sid: i64,
+    rows: &[crate::RollupRow],
+) -> Result<()> {
+    let hours: BTreeSet<i64> = rows.iter().map(|r| floor(r.bucket_ms, HOUR)).collect();
+    for &h in &hours {
+        rollup_pack::unpack(conn, sid, floor(h, DAY))?;
+        conn.prepare_cached(
+            "DELETE FROM rollup_1m WHERE series_id = ?1 AND bucket >= ?2 AND bucket < ?3",
+        )?
+        .execute(params![sid, h, h + HOUR])?;
+    }
+    write_edge_minutes(conn, sid, rows)
+}
+
 /// Where an edge's rollups of the series end (`edge_rollup_cover`), if it has any.
 fn edge_cover(conn: &Connection, sid: i64) -> Result<Option<i64>> {
     Ok(conn
@@ -282,7 +301,7 @@ fn edge_cover(conn: &Connection, sid: i64) -> Result<Option<i64>> {
 
 /// The marks as reads see them: where an edge's rollups cover a series, its raw points count
 /// as gone before the cover (the raw points it sent around alerts are read as raw only).
-fn read_marks(conn: &Connection, sid: i64) -> Result<Marks> {
+pub(super) fn read_marks(conn: &Connection, sid: i64) -> Result<Marks> {
     let mut m = marks(conn, sid)?;
     if let Some(until) = edge_cover(conn, sid)? {
         m.raw_before = m.raw_before.max(until);

@@ -304,7 +304,8 @@ CREATE TABLE IF NOT EXISTS outbox_counts (
 CREATE TABLE IF NOT EXISTS edges (
     id            TEXT PRIMARY KEY,
     secret_digest BLOB NOT NULL,
-    created_ms    INTEGER NOT NULL
+    created_ms    INTEGER NOT NULL,
+    policy        TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS edge_progress (
     edge        TEXT NOT NULL REFERENCES edges (id) ON DELETE CASCADE,
@@ -345,7 +346,8 @@ CREATE TABLE IF NOT EXISTS edge_resyncs (
     parts           INTEGER NOT NULL DEFAULT 0,
     started_ms      INTEGER NOT NULL,
     finished_ms     INTEGER,
-    error           TEXT
+    error           TEXT,
+    rollup_rows     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS edge_resyncs_edge ON edge_resyncs (edge, id);
 CREATE TABLE IF NOT EXISTS edge_devices (

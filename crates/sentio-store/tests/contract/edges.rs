@@ -670,3 +670,121 @@ pub async fn the_raw_points_around_an_alert_go_in_the_live_lane_once(backend: &i
             .all(|p| p.device == device && (60_000..180_000).contains(&p.ts_ms))
     );
 }
+
+/// A series the cloud holds only as an edge's minute rollups (no raw point) expires with the
+/// rollup retention like the cloud's own rollups, also one first written after the store
+/// opened (and after a maintenance pass saw every series).
+pub async fn rollups_an_edge_alone_sent_expire_with_the_rollup_retention(backend: &impl Backend) {
+    use sentio_store::{Resolution, RetentionPolicy, RollupRow, SeriesRollups, UplinkRollups};
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    const DAY: i64 = 24 * HOUR;
+    let s = backend.open();
+    s.retention
+        .set_retention(RetentionPolicy {
+            rollup_1m_ms: 2 * DAY,
+            rollup_1h_ms: 10 * DAY,
+            ..RetentionPolicy::default()
+        })
+        .await
+        .unwrap();
+    let now = 20_000 * DAY;
+    s.retention.maintain(now).await.unwrap();
+    let site = EdgeId::parse("site-1").unwrap();
+    s.edges.create_edge(&site).await.unwrap();
+    // An hour five days old and the last hour.
+    let hour = |start: i64| -> Vec<RollupRow> {
+        (0..60)
+            .map(|m| {
+                let b = start + m * MIN;
+                RollupRow {
+                    bucket_ms: b,
+                    count: 60,
+                    sum: 120.0,
+                    min: 2.0,
+                    max: 2.0,
+                    first: (b, 2.0),
+                    last: (b + 59_000, 2.0),
+                }
+            })
+            .collect()
+    };
+    let mut rows = hour(now - 5 * DAY);
+    rows.extend(hour(now - 2 * HOUR));
+    s.edges
+        .apply_rollups(vec![UplinkRollups {
+            edge: site.clone(),
+            incarnation: Incarnation([5; 16]),
+            seq: BatchSeq(1),
+            series: vec![SeriesRollups {
+                device: dev("far-1"),
+                metric: "t".into(),
+                rows,
+            }],
+        }])
+        .await
+        .unwrap();
+    let store = &s;
+    let held = |res| async move {
+        store
+            .series
+            .rollups(&dev("far-1"), "t", res, 0, 1_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.bucket_ms)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(Resolution::Minute).await.len(), 120);
+    assert_eq!(
+        held(Resolution::Hour).await,
+        [now - 5 * DAY, now - 2 * HOUR]
+    );
+    // The old hour's minutes are past their retention; its hour row is not.
+    let report = s.retention.maintain(now).await.unwrap();
+    assert_eq!(report.expired_rollups, 60, "{report:?}");
+    let minutes = held(Resolution::Minute).await;
+    assert_eq!(minutes.len(), 60);
+    assert!(minutes.iter().all(|b| *b >= now - 2 * HOUR));
+    assert_eq!(held(Resolution::Hour).await.len(), 2);
+    // Six days on, the old hour row has passed its retention too (and the recent minutes).
+    let report = s.retention.maintain(now + 6 * DAY).await.unwrap();
+    assert_eq!(report.expired_rollups, 61, "{report:?}");
+    assert_eq!(held(Resolution::Hour).await, [now - 2 * HOUR]);
+    assert!(held(Resolution::Minute).await.is_empty());
+}
+
+pub async fn an_edge_policy_is_kept_across_reopen(backend: &impl Backend) {
+    use sentio_store::UplinkPolicy;
+    let site = EdgeId::parse("site-1").unwrap();
+    {
+        let s = backend.open();
+        let (created, _) = s.edges.create_edge(&site).await.unwrap();
+        assert_eq!(created.policy, None, "unknown before its first report");
+        s.edges
+            .set_edge_policy(&site, UplinkPolicy::Aggregates)
+            .await
+            .unwrap();
+        // An unknown edge: nothing kept, no error.
+        s.edges
+            .set_edge_policy(&EdgeId::parse("nope").unwrap(), UplinkPolicy::Raw)
+            .await
+            .unwrap();
+    }
+    let s = backend.open();
+    let edge = s.edges.get_edge(&site).await.unwrap().unwrap();
+    assert_eq!(edge.policy, Some(UplinkPolicy::Aggregates));
+    s.edges
+        .set_edge_policy(&site, UplinkPolicy::Raw)
+        .await
+        .unwrap();
+    let listed = s.edges.list_edges().await.unwrap();
+    assert_eq!(listed[0].policy, Some(UplinkPolicy::Raw));
+    assert!(
+        s.edges
+            .get_edge(&EdgeId::parse("nope").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

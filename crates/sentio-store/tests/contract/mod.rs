@@ -83,7 +83,10 @@ macro_rules! store_contract {
             edges::an_edge_registry_is_applied_under_the_edge_and_never_takes_a_device,
             edges::edges_apply_each_batch_once_per_incarnation,
             edges::the_raw_points_around_an_alert_go_in_the_live_lane_once,
+            edges::rollups_an_edge_alone_sent_expire_with_the_rollup_retention,
+            edges::an_edge_policy_is_kept_across_reopen,
             resync::a_resync_part_is_applied_once_and_a_resent_point_changes_nothing,
+            resync::a_resync_part_of_minutes_replaces_the_minutes_of_its_hours,
         );
     };
     (@tests $new:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -101,11 +101,98 @@ async fn the_edge_registry_reaches_the_cloud_also_after_a_cut() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     let (_, one) = api_at(&pair.cloud_http, "GET", "/api/v1/devices/late-1", None).await;
     assert_eq!(one["edge"], EDGE, "{one}");
-    // The cloud applies a message before its PUBACK reaches the edge.
-    let acked = eventually(10, || async {
+    // The edge counts a message once its PUBACK is in (after the cloud applied it).
+    let acked = eventually(20, || async {
         let u = pair.uplink().await;
         (u["records_acked"].as_u64().unwrap() >= 3).then_some(())
     })
     .await;
     assert!(acked.is_some(), "{}", pair.uplink().await);
+}
+
+/// The cloud's answer for its device `id`: status and body.
+async fn cloud_device(pair: &Pair, id: &str) -> (u16, Value) {
+    let (status, body) = api_at(
+        &pair.cloud_http,
+        "GET",
+        &format!("/api/v1/devices/{id}"),
+        None,
+    )
+    .await;
+    (status, body)
+}
+
+async fn delete(http: &str, id: &str) {
+    let (status, body) = api_at(http, "DELETE", &format!("/api/v1/devices/{id}"), None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_deleted_on_the_edge_is_deleted_in_the_cloud_also_across_a_cut_and_a_restart() {
+    let _heavy = heavy().await;
+    let toml = "ack_timeout = \"3s\"\nkeep_alive = \"5s\"";
+    let mut pair = Pair::start(toml).await;
+    for id in ["pump-1", "pump-2", "pump-3"] {
+        create(&pair.edge_http, id, "pump", "north").await;
+    }
+    let all_up = eventually(20, || async {
+        (edge_devices(&pair).await.len() == 3).then_some(())
+    })
+    .await;
+    assert!(all_up.is_some(), "{:?}", edge_devices(&pair).await);
+
+    // Deleted while linked.
+    delete(&pair.edge_http, "pump-1").await;
+    let gone = eventually(20, || async {
+        (cloud_device(&pair, "pump-1").await.0 == 404).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "{:?}", cloud_device(&pair, "pump-1").await);
+
+    // Deleted while the link is cut, and the edge restarted (kill -9) before it comes back:
+    // nothing in memory carries the deletion, it still reaches the cloud.
+    pair.proxy.set(Fault::Cut);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    delete(&pair.edge_http, "pump-2").await;
+    pair.restart_edge_with(toml).await;
+    assert_eq!(cloud_device(&pair, "pump-2").await.0, 200);
+    pair.proxy.set(Fault::Pass);
+    let deleted = eventually(30, || async {
+        (cloud_device(&pair, "pump-2").await.0 == 404).then_some(())
+    })
+    .await;
+    assert!(
+        deleted.is_some(),
+        "the deletion during the cut did not reach the cloud"
+    );
+    let left = edge_devices(&pair).await;
+    let ids: Vec<&str> = left.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["pump-3"]);
+
+    // An id deleted on the edge and created there again is the edge's device again.
+    create(&pair.edge_http, "pump-1", "pump", "west").await;
+    let back = eventually(20, || async {
+        let (status, body) = cloud_device(&pair, "pump-1").await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .expect("the re-created device did not reach the cloud");
+    assert_eq!(
+        (&back["edge"], &back["labels"]["site"]),
+        (&json!(EDGE), &json!("west")),
+        "{back}"
+    );
+    let (_, audit) = api_at(
+        &pair.cloud_http,
+        "GET",
+        "/api/v1/audit?action=device.delete",
+        None,
+    )
+    .await;
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    let by_edge: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["actor"] == format!("edge:{EDGE}"))
+        .collect();
+    assert_eq!(by_edge.len(), 2, "{audit}");
 }

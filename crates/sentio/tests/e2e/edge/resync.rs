@@ -7,6 +7,9 @@
 //! and afterwards the cloud holds every point of the edge once, and its hourly rollups agree
 //! (a further re-sync finds nothing).
 //!
+//! An edge with the aggregates policy re-sends an hour as its minutes (replacing the cloud's
+//! minutes of that hour) and the raw points around its alerts in it.
+//!
 //! `SENTIO_RESYNC_HOURS` (default 6) sets the hours sent, of which all but the first two and
 //! the last two lose points: `SENTIO_RESYNC_HOURS=28` re-syncs a day (BENCHMARKS.md).
 
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use rumqttc::QoS;
 use serde_json::{Value, json};
 
+use crate::support::fault_proxy::Fault;
 use crate::support::*;
 
 use super::uplink::Pair;
@@ -40,6 +44,37 @@ fn hours() -> i64 {
 fn reading(ts: i64) -> f64 {
     let t = ts as f64 / 1_000.0;
     ((21.0 + 2.0 * (t / 900.0).sin() + 0.05 * (t * 7.3).sin()) * 100.0).round() / 100.0
+}
+
+/// Publishes `value` of every second of `[from, to)` as the edge's device and waits until the
+/// edge acknowledged every message.
+async fn publish(pair: &Pair, (from, to): (i64, i64), value: impl Fn(i64) -> f64) {
+    let (client, acked) = pair.counted_device(DEVICE, 64).await;
+    let mut messages = 0u64;
+    let mut ts = from;
+    while ts < to {
+        let batch: Vec<Value> = (0..PER_MESSAGE)
+            .map(|i| ts + i * 1_000)
+            .filter(|t| *t < to)
+            .map(|t| json!({"ts": t, METRIC: value(t)}))
+            .collect();
+        client
+            .publish(
+                format!("devices/{DEVICE}/telemetry"),
+                QoS::AtLeastOnce,
+                false,
+                Value::Array(batch).to_string(),
+            )
+            .await
+            .unwrap();
+        messages += 1;
+        ts += PER_MESSAGE * 1_000;
+    }
+    let all = eventually(60, || async {
+        (acked.load(Ordering::Relaxed) >= messages).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "the edge did not acknowledge every message");
 }
 
 /// Every point of the series, read a page at a time.
@@ -95,18 +130,24 @@ async fn resync_all(pair: &Pair, hours: i64) -> Value {
     }
 }
 
-/// Deletes from the cloud's database every raw blob (`head_log`) and chunk of the series overlapping
-/// `[from, to)`, and the rollups of the hours they reached; returns the hours lost
-/// (`[lo, hi)`, whole hours).
-fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
+/// The cloud's database in `data` (stopped) and the id of the series in it.
+fn cloud_series(data: &std::path::Path) -> (rusqlite::Connection, i64) {
     let c = rusqlite::Connection::open(data.join("sentio.db")).unwrap();
-    let sid: i64 = c
+    let sid = c
         .query_row(
             "SELECT id FROM series WHERE device = ?1 AND metric = ?2",
             [DEVICE, METRIC],
             |r| r.get(0),
         )
         .unwrap();
+    (c, sid)
+}
+
+/// Deletes from the cloud's database every raw blob (`head_log`) and chunk of the series overlapping
+/// `[from, to)`, and the rollups of the hours they reached; returns the hours lost
+/// (`[lo, hi)`, whole hours).
+fn lose(data: &std::path::Path, (from, to): (i64, i64)) -> (i64, i64) {
+    let (c, sid) = cloud_series(data);
     let (lo, hi): (i64, i64) = c
         .query_row(
             "SELECT min(a), max(b) FROM ( \
@@ -147,35 +188,10 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     let _heavy = heavy().await;
     let hours = hours();
     let mut pair = Pair::start("ack_timeout = \"3s\"\n[pipeline]\nlate_window = \"none\"").await;
-    let (client, acked) = pair.counted_device(DEVICE, 64).await;
     // Whole hours, well closed (rollups settle minutes behind now).
     let t0 = (now_ms() - (hours + 1) * HOUR).div_euclid(HOUR) * HOUR;
     let end = t0 + hours * HOUR;
-    let mut messages = 0u64;
-    let mut ts = t0;
-    while ts < end {
-        let batch: Vec<Value> = (0..PER_MESSAGE)
-            .map(|i| ts + i * 1_000)
-            .filter(|t| *t < end)
-            .map(|t| json!({"ts": t, METRIC: reading(t)}))
-            .collect();
-        client
-            .publish(
-                format!("devices/{DEVICE}/telemetry"),
-                QoS::AtLeastOnce,
-                false,
-                Value::Array(batch).to_string(),
-            )
-            .await
-            .unwrap();
-        messages += 1;
-        ts += PER_MESSAGE * 1_000;
-    }
-    let all = eventually(60, || async {
-        (acked.load(Ordering::Relaxed) >= messages).then_some(())
-    })
-    .await;
-    assert!(all.is_some(), "the edge did not acknowledge every message");
+    publish(&pair, (t0, end), reading).await;
     let accepted = (hours * 3_600) as usize;
     pair.drained(60).await;
     let on_edge = series(&pair.edge_http).await;
@@ -192,10 +208,19 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     );
 
     // The cloud loses the points of all but the first two and the last two hours (and of the
-    // hours its chunks reach into).
+    // hours its chunks reach into). Restarted with the link cut, it still shows the edge's
+    // policy (kept, not waiting for the edge's next report).
     let mut lost = (0, 0);
+    pair.proxy.set(Fault::Cut);
     pair.restart_cloud_after(|data| lost = lose(data, (t0 + 2 * HOUR, end - 2 * HOUR)))
         .await;
+    let edge = pair.cloud_edge().await;
+    assert_eq!(
+        (&edge["connected"], &edge["policy"]),
+        (&json!(false), &json!("raw")),
+        "{edge}"
+    );
+    pair.proxy.set(Fault::Pass);
     let in_cloud = series(&pair.cloud_http).await;
     let (lo, hi) = (lost.0.max(t0), lost.1.min(end));
     let lost_hours = (hi - lo) / HOUR;
@@ -261,4 +286,133 @@ async fn after_the_cloud_lost_hours_a_resync_sends_them_again_once_and_nothing_e
     )
     .await;
     assert!(audit.to_string().contains("edge.resync"), "{audit}");
+}
+
+/// Per minute of `[from, to)` on `http`: count, sum, min and max of the series.
+async fn minutes(http: &str, range: (i64, i64)) -> Vec<Vec<(i64, f64)>> {
+    let mut out = Vec::new();
+    for agg in ["count", "sum", "min", "max"] {
+        out.push(
+            super::aggregates::per_minute(http, DEVICE, METRIC, range, agg)
+                .await
+                .0,
+        );
+    }
+    out
+}
+
+/// In the cloud's database, doubles the count and sum of the minute at `minute` and adds them
+/// to its hour (a wrong row, as a bad write would leave).
+fn corrupt_minute(data: &std::path::Path, minute: i64) {
+    let (c, sid) = cloud_series(data);
+    let (count, sum): (i64, f64) = c
+        .query_row(
+            "SELECT count, sum FROM rollup_1m WHERE series_id = ?1 AND bucket = ?2",
+            rusqlite::params![sid, minute],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    c.execute(
+        "UPDATE rollup_1m SET count = count + ?3, sum = sum + ?4 WHERE series_id = ?1 AND bucket = ?2",
+        rusqlite::params![sid, minute, count, sum],
+    )
+    .unwrap();
+    let n = c
+        .execute(
+            "UPDATE rollup_1h SET count = count + ?3, sum = sum + ?4 WHERE series_id = ?1 AND bucket = ?2",
+            rusqlite::params![sid, minute.div_euclid(HOUR) * HOUR, count, sum],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregates_edge_resync_replaces_the_cloud_minutes_of_the_hours_that_differ() {
+    let _heavy = heavy().await;
+    let hours = 2;
+    let mut pair = Pair::start(
+        "policy = \"aggregates\"\nraw_around_alert = \"1m\"\nack_timeout = \"3s\"\n\
+         [pipeline]\nlate_window = \"none\"",
+    )
+    .await;
+    let t0 = (now_ms() - (hours + 1) * HOUR).div_euclid(HOUR) * HOUR;
+    let end = t0 + hours * HOUR;
+    // A spike in the second hour: an anomaly alert, whose raw points go up too.
+    let spike = (t0 + HOUR + 20 * 60_000, t0 + HOUR + 20 * 60_000 + 10_000);
+    publish(&pair, (t0, end), |t| {
+        if (spike.0..spike.1).contains(&t) {
+            500.0
+        } else {
+            reading(t)
+        }
+    })
+    .await;
+    // Every closed minute in the cloud as on the edge, and the raw points around the alert.
+    let on_edge = eventually(120, || async {
+        let edge = minutes(&pair.edge_http, (t0, end)).await;
+        let u = pair.uplink().await;
+        (edge[0].len() == (hours * 60) as usize
+            && minutes(&pair.cloud_http, (t0, end)).await == edge
+            && u["pending_points"] == 0
+            && u["rollups"]["pending_points"] == 0)
+            .then_some(edge)
+    })
+    .await
+    .expect("the cloud never held the edge's minutes");
+    let raw_held = eventually(30, || async {
+        let raw = series(&pair.cloud_http).await;
+        raw.range(spike.0..spike.1).next().is_some().then_some(raw)
+    })
+    .await
+    .expect("the raw points around the alert never reached the cloud");
+    let clean = resync_all(&pair, hours).await;
+    println!("aggregates resync, nothing lost: {clean}");
+    assert_eq!(
+        (
+            &clean["hours_compared"],
+            &clean["hours_differing"],
+            &clean["rollup_rows_resent"]
+        ),
+        (&json!(hours), &json!(0), &json!(0)),
+        "{clean}"
+    );
+
+    // The cloud loses the second hour (its minutes, its hour, the raw points around the
+    // alert) and holds one minute of the first wrong; the policy it shows survives.
+    pair.proxy.set(Fault::Cut);
+    let wrong = t0 + 30 * 60_000;
+    pair.restart_cloud_after(|data| {
+        assert_eq!(
+            lose(data, (t0 + HOUR, t0 + 2 * HOUR)),
+            (t0 + HOUR, t0 + 2 * HOUR)
+        );
+        corrupt_minute(data, wrong);
+    })
+    .await;
+    assert_eq!(pair.cloud_edge().await["policy"], "aggregates");
+    let damaged = minutes(&pair.cloud_http, (t0, end)).await;
+    assert_ne!(damaged, on_edge);
+    let hour = t0 + HOUR..t0 + 2 * HOUR;
+    assert_eq!(
+        series(&pair.cloud_http).await.range(hour.clone()).count(),
+        0
+    );
+    pair.proxy.set(Fault::Pass);
+
+    let run = resync_all(&pair, hours).await;
+    println!("aggregates resync after the loss: {run}");
+    assert_eq!(run["hours_compared"], hours, "{run}");
+    assert_eq!(run["hours_differing"], 2, "{run}");
+    assert_eq!(run["rollup_rows_resent"], 120, "{run}");
+    assert_eq!(run["points_resent"], raw_held.range(hour).count(), "{run}");
+    // The cloud's minutes are the edge's again (replaced, not added to), and so are the raw
+    // points around the alert.
+    assert_eq!(minutes(&pair.cloud_http, (t0, end)).await, on_edge);
+    assert_eq!(series(&pair.cloud_http).await, raw_held);
+    let again = resync(&pair).await;
+    assert_eq!(
+        (&again["hours_differing"], &again["rollup_rows_resent"]),
+        (&json!(0), &json!(0)),
+        "{again}"
+    );
 }

@@ -614,8 +614,25 @@ async fn an_edge_killed_during_an_outage_loses_nothing_after_its_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_uplink_is_detected_and_nothing_is_marked_delivered() {
+    under_a_black_hole(Link::Plain, "mqtt://").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_websocket_uplink_is_detected_and_nothing_is_marked_delivered() {
+    under_a_black_hole(Link::WebSocket, "ws://").await;
+}
+
+/// The link black-holed (packets taken, never answered) while a fleet publishes: the edge
+/// notices, marks nothing delivered meanwhile, and delivers every point once afterwards.
+async fn under_a_black_hole(link: Link, scheme: &str) {
     let _heavy = heavy().await;
-    let pair = Pair::start("ack_timeout = \"2s\"\nkeep_alive = \"5s\"").await;
+    let pair = Pair::start_linked("ack_timeout = \"2s\"\nkeep_alive = \"5s\"", link).await;
+    assert!(
+        pair.uplink().await["upstream"]
+            .as_str()
+            .unwrap()
+            .starts_with(scheme)
+    );
     let fleet = Fleet::start(&pair, 2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     pair.proxy.set(Fault::BlackHole);
@@ -630,7 +647,7 @@ async fn a_black_holed_uplink_is_detected_and_nothing_is_marked_delivered() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let later = pair.uplink().await;
     println!(
-        "black hole: detected ({}); then {later}",
+        "black hole ({scheme}): detected ({}); then {later}",
         detected["last_error"]
     );
     // Nothing acknowledged while the cloud could not answer: the acknowledged seq stays, the
@@ -643,7 +660,7 @@ async fn a_black_holed_uplink_is_detected_and_nothing_is_marked_delivered() {
     pair.proxy.set(Fault::Pass);
     let report = fleet.stop().await;
     pair.drained(60).await;
-    pair.compare("black hole", &report)
+    pair.compare(&format!("black hole ({scheme})"), &report)
         .await
         .assert_exactly_once();
 }
