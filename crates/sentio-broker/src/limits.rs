@@ -7,11 +7,14 @@
 //! The subscription limit and the packet size limit are `mqtt5`'s own (SUBACK 0x97 and
 //! DISCONNECT 0x95); they are configured in `lib.rs`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// Looked up by client id and topic prefix for every PUBLISH: foldhash (seeded per process), not
+// SipHash.
+use foldhash::{HashMap, HashMapExt, HashSet};
 use sentio_core::acl;
 use tracing::warn;
 
@@ -224,13 +227,20 @@ fn literal_prefix(filter: &str) -> String {
     levels.join("/")
 }
 
+/// Messages queued for `client_id` now. The router is looked up on every call, never held
+/// across a wait: a stopped broker must be able to drop it (and release its storage).
+fn queue_depth(clients: &Clients, client_id: &str) -> Option<usize> {
+    clients.router().map(|r| r.queue_handle(client_id).count())
+}
+
 /// The sessions, and their filters indexed by literal prefix so that a PUBLISH looks only at
 /// the filters that can match its topic (not at every session of every device).
 #[derive(Default)]
 struct Table {
     map: HashMap<String, Session>,
-    /// Literal prefix → client id → how many of its filters have that prefix.
-    index: HashMap<String, HashMap<String, u32>>,
+    /// Literal prefix → client id → how many of its filters have that prefix. The ids are
+    /// shared (`Arc<str>`): a PUBLISH lists its candidate sessions without copying their ids.
+    index: HashMap<String, HashMap<Arc<str>, u32>>,
 }
 
 impl Table {
@@ -239,7 +249,7 @@ impl Table {
             .index
             .entry(literal_prefix(filter))
             .or_default()
-            .entry(client_id.to_string())
+            .entry(Arc::from(client_id))
             .or_default() += 1;
     }
 
@@ -336,10 +346,14 @@ impl LimitState {
         let now = Instant::now();
         let wait = {
             let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            buckets
-                .entry(client_id.to_string())
-                .or_insert_with(|| TokenBucket::new(rate, now))
-                .take(now)
+            // The id is copied only for a client's first PUBLISH, not for every one.
+            match buckets.get_mut(client_id) {
+                Some(bucket) => bucket.take(now),
+                None => buckets
+                    .entry(client_id.to_string())
+                    .or_insert_with(|| TokenBucket::new(rate, now))
+                    .take(now),
+            }
         };
         if !wait.is_zero() {
             LimitState::bump(&self.counters.throttled);
@@ -429,18 +443,18 @@ impl LimitState {
     }
 
     /// Sessions other than the publisher's whose (non-shared) filters match `topic`.
-    fn matching(&self, publisher: &str, topic: &str) -> Vec<String> {
+    fn matching(&self, publisher: &str, topic: &str) -> Vec<Arc<str>> {
         let table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if table.index.is_empty() {
             return Vec::new();
         }
         let now = Instant::now();
-        let mut out: Vec<String> = Vec::new();
+        let mut out: Vec<Arc<str>> = Vec::new();
         // Ids already taken from an earlier prefix: a session is listed under each literal
         // prefix of its filters, and ids are unique within one prefix. Built only when a
         // second prefix has sessions (a `Vec::contains` per candidate was quadratic in the
         // number of subscribers: a third of the broker's instructions at 1→100 QoS 1).
-        let mut seen: Option<HashSet<String>> = None;
+        let mut seen: Option<HashSet<Arc<str>>> = None;
         let mut hit_prefixes = 0;
         // Every literal prefix of the topic: "", "a", "a/b", ...
         let ends = std::iter::once(0)
@@ -459,10 +473,10 @@ impl LimitState {
                 seen = Some(out.iter().cloned().collect());
             }
             for id in clients.keys() {
-                if id == publisher || seen.as_ref().is_some_and(|s| s.contains(id)) {
+                if **id == *publisher || seen.as_ref().is_some_and(|s| s.contains(id)) {
                     continue;
                 }
-                let hit = table.map.get(id).is_some_and(|s| {
+                let hit = table.map.get(&**id).is_some_and(|s| {
                     s.alive(now) && s.filters.iter().any(|f| acl::matches(f, topic))
                 });
                 if hit {
@@ -480,38 +494,58 @@ impl LimitState {
     /// drop each full subscriber queue is about to make (the broker drops its oldest message);
     /// without one, waits while a subscriber's queue holds `backpressure_queue_depth` messages. The publisher's own session is skipped: waiting for it would wait for itself.
     pub(crate) async fn before_route(&self, clients: &Clients, publisher: &str, topic: &str) {
-        let targets = self.matching(publisher, topic);
-        if targets.is_empty() {
+        let Some(waiting) = self.admit(clients, publisher, topic) else {
             return;
+        };
+        let mut counted = false;
+        for id in &waiting {
+            while self.queue_is_deep(clients, id) && self.is_alive(id) {
+                if !counted {
+                    LimitState::bump(&self.counters.backpressured);
+                    counted = true;
+                }
+                tokio::time::sleep(BACKPRESSURE_POLL).await;
+            }
         }
-        // The router is looked up on every poll, never held across a wait: a stopped broker
-        // must be able to drop it (and release its storage).
-        let depth = |id: &str| clients.router().map(|r| r.queue_handle(id).count());
+    }
+
+    /// The part of [`Self::before_route`] that never waits. With a queue bound, counts the
+    /// drops and returns `None`. Without one, returns the subscribers to wait for, from the
+    /// first whose queue is deep on (`None` when none is: the PUBLISH goes on at once).
+    pub(crate) fn admit(
+        &self,
+        clients: &Clients,
+        publisher: &str,
+        topic: &str,
+    ) -> Option<Vec<Arc<str>>> {
+        let mut targets = self.matching(publisher, topic);
+        if targets.is_empty() {
+            return None;
+        }
         match self.limits.max_queued_messages {
             Some(bound) => {
-                let full: Vec<&String> = targets
+                let full: Vec<&str> = targets
                     .iter()
-                    .filter(|id| depth(id).is_some_and(|d| d >= bound))
+                    .map(|id| &**id)
+                    .filter(|id| queue_depth(clients, id).is_some_and(|d| d >= bound))
                     .collect();
                 if !full.is_empty() {
                     self.record_drops(&full);
                 }
+                None
             }
             None => {
-                let mut counted = false;
-                for id in &targets {
-                    while depth(id).is_some_and(|d| d >= self.limits.backpressure_queue_depth)
-                        && self.is_alive(id)
-                    {
-                        if !counted {
-                            LimitState::bump(&self.counters.backpressured);
-                            counted = true;
-                        }
-                        tokio::time::sleep(BACKPRESSURE_POLL).await;
-                    }
-                }
+                let first = targets
+                    .iter()
+                    .position(|id| self.queue_is_deep(clients, id))?;
+                Some(targets.split_off(first))
             }
         }
+    }
+
+    /// Whether `client_id`'s queue holds `backpressure_queue_depth` messages or more.
+    fn queue_is_deep(&self, clients: &Clients, client_id: &str) -> bool {
+        queue_depth(clients, client_id).is_some_and(|d| d >= self.limits.backpressure_queue_depth)
     }
 
     fn is_alive(&self, client_id: &str) -> bool {
@@ -525,12 +559,12 @@ impl LimitState {
 
     /// One message dropped from each of these sessions' queues; warns at most once per
     /// session every [`WARN_INTERVAL`].
-    fn record_drops(&self, full: &[&String]) {
+    fn record_drops(&self, full: &[&str]) {
         let now = Instant::now();
         let mut table = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for id in full {
             LimitState::bump(&self.counters.dropped_queue_full);
-            let Some(s) = table.map.get_mut(id.as_str()) else {
+            let Some(s) = table.map.get_mut(*id) else {
                 continue;
             };
             s.dropped += 1;
@@ -585,13 +619,13 @@ mod tests {
         s.subscribed("sub", ["a/+/c".to_string(), "$share/g/x/#".to_string()]);
         s.connected("pub", true, 0);
         s.subscribed("pub", ["a/#".to_string()]);
-        assert_eq!(s.matching("pub", "a/b/c"), vec!["sub".to_string()]);
+        assert_eq!(s.matching("pub", "a/b/c"), [Arc::from("sub")]);
         assert!(
             s.matching("pub", "x/y").is_empty(),
             "shared filters are skipped"
         );
         s.disconnected("sub");
-        assert_eq!(s.matching("pub", "a/b/c"), vec!["sub".to_string()]);
+        assert_eq!(s.matching("pub", "a/b/c"), [Arc::from("sub")]);
         s.connected("sub", true, 0);
         assert!(s.matching("pub", "a/b/c").is_empty(), "clean start forgets");
         s.subscribed("sub", ["a/+/c".to_string()]);
@@ -616,9 +650,9 @@ mod tests {
         s.subscribed("s3", ["a/b".to_string(), "c/#".to_string()]);
         let mut hit = s.matching("pub", "a/b");
         hit.sort();
-        assert_eq!(hit, ["s1", "s2", "s3"]);
-        assert_eq!(s.matching("pub", "d"), ["s1"]);
-        assert_eq!(s.matching("s1", "/x"), Vec::<String>::new());
-        assert_eq!(s.matching("pub", "/x"), ["s1"]);
+        assert_eq!(hit, ["s1", "s2", "s3"].map(Arc::from));
+        assert_eq!(s.matching("pub", "d"), [Arc::from("s1")]);
+        assert_eq!(s.matching("s1", "/x"), Vec::<Arc<str>>::new());
+        assert_eq!(s.matching("pub", "/x"), [Arc::from("s1")]);
     }
 }

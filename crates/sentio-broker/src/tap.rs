@@ -206,6 +206,21 @@ impl BrokerEventHandler for TelemetryTap {
         event: ClientPublishEvent,
     ) -> Pin<Box<dyn Future<Output = PublishAction> + Send + 'a>> {
         Counters::bump(&self.counters.received[qos_index(event.qos)]);
+        // Most PUBLISHes are only routed: no rate limit to wait for, no edge, telemetry or
+        // subscriber queue to wait on. They are decided here, without the state of the full
+        // path below (the store's and the edge's futures) allocated for each of them.
+        if self.limits.limits.max_publish_rate == 0
+            && topic::split_edge(&event.topic).is_none()
+            && topic::telemetry_device(&event.topic).is_none()
+            && self
+                .limits
+                .admit(&self.clients, &event.client_id, &event.topic)
+                .is_none()
+        {
+            self.exchange
+                .published(event.user_id.as_deref(), &event.topic, &event.payload);
+            return Box::pin(std::future::ready(PublishAction::Continue));
+        }
         Box::pin(async move {
             self.limits.throttle(&event.client_id).await;
             self.limits

@@ -11,7 +11,9 @@ use crate::types::ProtocolVersion;
 use crate::validation::{parse_shared_subscription, topic_matches_filter};
 use crate::QoS;
 use crate::Result;
-use std::collections::{HashMap, HashSet};
+// SENTIO-PATCH: foldhash (seeded per process) instead of SipHash for the router's maps, looked
+// up by client id and topic for every message.
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 #[cfg(not(target_arch = "wasm32"))]
@@ -1405,7 +1407,7 @@ impl MessageRouter {
         &self,
         publish: &PublishPacket,
         publishing_client_id: Option<&str>,
-        share_groups: &HashSet<String>,
+        share_groups: &std::collections::HashSet<String>,
     ) {
         self.route_local(publish, publishing_client_id, Some(share_groups))
             .await;
@@ -1415,7 +1417,7 @@ impl MessageRouter {
         &self,
         publish: &PublishPacket,
         publishing_client_id: Option<&str>,
-        selected_groups: Option<&HashSet<String>>,
+        selected_groups: Option<&std::collections::HashSet<String>>,
     ) {
         let deadline = default_route_deadline();
         #[cfg(feature = "opentelemetry")]
@@ -1463,7 +1465,7 @@ impl MessageRouter {
         forward_to_bridges: bool,
         deadline: Option<Instant>,
         retained_limits_apply: bool,
-        selected_groups: Option<&HashSet<String>>,
+        selected_groups: Option<&std::collections::HashSet<String>>,
     ) {
         if forward_to_bridges {
             trace!("Routing message to topic: {}", publish.topic_name);
@@ -3755,7 +3757,7 @@ mod tests {
     async fn selected_share_groups_routing_skips_unlisted_groups() {
         let (router, [mut plain, mut g, mut h]) = share_group_router(None).await;
         let publish = PublishPacket::new("bench/t", &b"x"[..], QoS::AtLeastOnce);
-        let selected = HashSet::from(["h".to_string()]);
+        let selected = std::collections::HashSet::from(["h".to_string()]);
         router
             .route_message_local_only_with_share_groups(&publish, None, &selected)
             .await;
@@ -3777,7 +3779,7 @@ mod tests {
         router.disconnect_client("member-g").await;
         router.disconnect_client("member-h").await;
         let publish = PublishPacket::new("bench/t", &b"x"[..], QoS::AtLeastOnce);
-        let selected = HashSet::from(["h".to_string()]);
+        let selected = std::collections::HashSet::from(["h".to_string()]);
         router
             .route_message_local_only_with_share_groups(&publish, None, &selected)
             .await;

@@ -317,10 +317,10 @@ impl ClientHandler {
                         )?;
                         self.write_to_client(Packet::Auth(auth_packet)).await?;
 
-                        self.pending_connect = Some(PendingConnect {
+                        self.pending_connect = Some(Box::new(PendingConnect {
                             connect,
                             assigned_client_id,
-                        });
+                        }));
 
                         return Ok(AuthOutcome::ConnectDeferred);
                     }
@@ -632,7 +632,7 @@ impl ClientHandler {
             session_expiry = granted,
             "Session claimed"
         );
-        self.session = Some(session);
+        self.session = Some(Box::new(session));
         Ok(resume)
     }
 

@@ -33,7 +33,9 @@ use crate::transport::packet_io::{
 use crate::transport::PacketIo;
 use bytes::{Bytes, BytesMut};
 use mqtt5_protocol::KeepaliveConfig;
-use std::collections::{HashMap, HashSet, VecDeque};
+// SENTIO-PATCH: foldhash for the per-connection maps keyed by packet id (looked up per message).
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -106,6 +108,15 @@ impl SessionStart {
     }
 }
 
+/// SENTIO-PATCH: the connection's client id and user id as the shared strings that
+/// per-message events carry, made once (again only if re-authentication changes the user id)
+/// instead of three to five allocations per PUBLISH and one per acknowledgement.
+#[derive(Clone)]
+pub(super) struct EventIds {
+    pub(super) client_id: Arc<str>,
+    pub(super) user_id: Option<Arc<str>>,
+}
+
 pub(super) enum InflightPublish {
     Pending(PublishPacket),
     Handled,
@@ -124,6 +135,8 @@ pub struct ClientHandler {
     pub(super) shutdown_rx: tokio::sync::broadcast::Receiver<()>,
     pub(super) client_id: Option<String>,
     pub(super) user_id: Option<String>,
+    /// SENTIO-PATCH: see `EventIds`; `None` until the first message.
+    pub(super) event_ids: Option<EventIds>,
     pub(super) keep_alive: Duration,
     pub(super) last_packet_time: Instant,
     pub(super) qos1_rx: mpsc::Receiver<RoutableMessage>,
@@ -146,7 +159,10 @@ pub struct ClientHandler {
     pub(super) awaiting_pubcomp: HashSet<u16>,
     pub(super) inflight_order: VecDeque<u16>,
     pub(super) inflight_publishes: HashMap<u16, InflightPublish>,
-    pub(super) session: Option<ClientSession>,
+    /// SENTIO-PATCH: boxed, as `pending_connect` and `authenticated_connect`: a few hundred
+    /// bytes each (will message, properties) that would otherwise sit inline in every
+    /// connection's task.
+    pub(super) session: Option<Box<ClientSession>>,
     pub(super) connect_session_expiry: Option<u32>,
     pub(super) advertised_session_expiry: Option<u32>,
     pub(super) next_packet_id: u16,
@@ -157,8 +173,8 @@ pub struct ClientHandler {
     pub(super) auth_method: Option<String>,
     pub(super) connack_auth_data: Option<Vec<u8>>,
     pub(super) auth_state: AuthState,
-    pub(super) pending_connect: Option<PendingConnect>,
-    pub(super) authenticated_connect: Option<PendingConnect>,
+    pub(super) pending_connect: Option<Box<PendingConnect>>,
+    pub(super) authenticated_connect: Option<Box<PendingConnect>>,
     pub(super) topic_aliases: HashMap<u16, String>,
     pub(super) external_packet_rx: Option<mpsc::Receiver<ExternalInput>>,
     pub(super) pending_external_flow_id: Option<u64>,
@@ -258,6 +274,7 @@ impl ClientHandler {
             shutdown_rx,
             client_id: None,
             user_id: None,
+            event_ids: None,
             keep_alive: Duration::from_secs(60),
             last_packet_time: Instant::now(),
             qos1_rx,
@@ -395,7 +412,11 @@ impl ClientHandler {
     ///
     /// Panics if `client_id` is None after successful connection
     pub async fn run(mut self) -> Result<()> {
-        let handshake = self.perform_connect_handshake().await;
+        // SENTIO-PATCH: every step but the packet loop runs in its own boxed future, alive
+        // only while it runs, so the connection's task (allocated for the connection's whole
+        // life) is sized to the packet loop and not to the largest of these steps. See
+        // `handle_packets` for the loop's own rarely-taken branches.
+        let handshake = Box::pin(self.perform_connect_handshake()).await;
         let (Some(client_id), Some(mut disconnect_rx), Some(queue)) = (
             self.client_id.clone().filter(|_| self.generation != 0),
             self.disconnect_rx.take(),
@@ -404,7 +425,7 @@ impl ClientHandler {
             return handshake.map(|_| ());
         };
         if let Err(e) = handshake {
-            self.abandon_claim(&client_id, &queue).await;
+            Box::pin(self.abandon_claim(&client_id, &queue)).await;
             return Err(e);
         }
 
@@ -413,13 +434,29 @@ impl ClientHandler {
             .min(self.config.max_outbound_inflight)
             .max(1);
 
-        self.fire_connect_event(&client_id).await;
+        Box::pin(self.fire_connect_event(&client_id)).await;
 
         let (result, exit) = match self.serve(&mut disconnect_rx).await {
             Ok(exit) => (Ok(()), exit),
             Err(e) => (Err(e), LoopExit::Closed),
         };
 
+        Box::pin(self.end_connection(&client_id, &queue, disconnect_rx, exit)).await;
+
+        info!("Client {client_id} disconnected");
+
+        result
+    }
+
+    /// SENTIO-PATCH: the end of `run` after the packet loop (hand-off or release, the will,
+    /// the disconnect event), split out so that it is boxed.
+    async fn end_connection(
+        &mut self,
+        client_id: &str,
+        queue: &QueueHandle,
+        mut disconnect_rx: oneshot::Receiver<TakeoverNotice>,
+        exit: LoopExit,
+    ) {
         let armed_will = if let LoopExit::TakenOver(notice) = exit {
             self.hand_off(&queue, notice).await;
             self.release_ownership(&client_id, false).await;
@@ -460,10 +497,6 @@ impl ClientHandler {
         };
 
         self.handle_disconnect_cleanup(&client_id, armed_will).await;
-
-        info!("Client {client_id} disconnected");
-
-        result
     }
 
     async fn abandon_claim(&mut self, client_id: &str, queue: &QueueHandle) {
@@ -499,7 +532,7 @@ impl ClientHandler {
         disconnect_rx: &mut oneshot::Receiver<TakeoverNotice>,
     ) -> Result<LoopExit> {
         if self.released_rx.is_none() {
-            self.bind().await?;
+            Box::pin(self.bind()).await?;
         }
         self.handle_packets(disconnect_rx).await
     }
@@ -924,7 +957,7 @@ impl ClientHandler {
             };
             self.handle_auth(auth).await?;
             if let Some(accepted) = self.authenticated_connect.take() {
-                return Ok(accepted);
+                return Ok(*accepted);
             }
         }
     }
@@ -1117,7 +1150,7 @@ impl ClientHandler {
             // this handler waits for anything.
             if !self.deferred_acks.is_empty() && !has_buffered_packet(&self.read_buffer, max_size)
             {
-                self.send_deferred_acks().await?;
+                Box::pin(self.send_deferred_acks()).await?;
             }
             let (delivering, window_open) = self.delivery_gates();
             let flow_deadline = self.flow_deadline;
@@ -1133,7 +1166,7 @@ impl ClientHandler {
                         warn!("Hand-off did not drain in time; proceeding without it");
                         self.handoff_waived = true;
                     }
-                    self.bind().await?;
+                    Box::pin(self.bind()).await?;
                 }
 
                 read_result = Self::read_control_packet(&mut self.transport, self.protocol_version, &mut self.read_buffer, max_size, self.read_share.as_mut()) => {
@@ -1161,7 +1194,7 @@ impl ClientHandler {
                     if external_packet.is_some() {
                         self.last_packet_time = Instant::now();
                     }
-                    self.handle_external_packet(external_packet).await?;
+                    Box::pin(self.handle_external_packet(external_packet)).await?;
                 }
 
                 () = async move {
@@ -1171,7 +1204,7 @@ impl ClientHandler {
                     }
                 } => {
                     #[cfg(all(not(target_arch = "wasm32"), feature = "transport-quic"))]
-                    self.expire_flows().await;
+                    Box::pin(self.expire_flows()).await;
                 }
 
                 routable = async {
@@ -1181,13 +1214,13 @@ impl ClientHandler {
                         std::future::pending::<Option<RoutableMessage>>().await
                     }
                 } => {
-                    if let Some(exit) = self.deliver_from_lane(routable, Lane::Qos1).await? {
+                    if let Some(exit) = Box::pin(self.deliver_from_lane(routable, Lane::Qos1)).await? {
                         return Ok(exit);
                     }
                 }
 
                 routable = self.qos0_rx.recv() => {
-                    if let Some(exit) = self.deliver_from_lane(routable, Lane::Qos0).await? {
+                    if let Some(exit) = Box::pin(self.deliver_from_lane(routable, Lane::Qos0)).await? {
                         return Ok(exit);
                     }
                 }
@@ -1198,7 +1231,7 @@ impl ClientHandler {
                         _ => std::future::pending::<()>().await,
                     }
                 } => {
-                    self.drain_backlog().await?;
+                    Box::pin(self.drain_backlog()).await?;
                 }
 
                 notice = &mut *disconnect_rx => {
@@ -1206,12 +1239,12 @@ impl ClientHandler {
                         debug!("Router dropped this connection's entry");
                         return Ok(LoopExit::Closed);
                     };
-                    self.send_taken_over().await;
+                    Box::pin(self.send_taken_over()).await;
                     return Ok(LoopExit::TakenOver(notice));
                 }
 
                 _ = self.shutdown_rx.recv() => {
-                    self.send_shutting_down().await;
+                    Box::pin(self.send_shutting_down()).await;
                     return Ok(LoopExit::Shutdown);
                 }
             }
@@ -1460,29 +1493,39 @@ impl ClientHandler {
 
     async fn handle_packet_inner(&mut self, packet: Packet) -> Result<()> {
         match packet {
-            Packet::Connect(_) => {
+            // SENTIO-PATCH: boxed, as below: packets a connection rarely sends do not size
+            // its task.
+            Packet::Connect(_) => Box::pin(async {
                 if self.protocol_version == 5 {
                     let disconnect = DisconnectPacket::new(ReasonCode::ProtocolError);
                     self.write_to_client(Packet::Disconnect(disconnect)).await?;
                 }
                 Err(MqttError::ProtocolError("Duplicate CONNECT".to_string()))
+            })
+            .await,
+            Packet::Subscribe(subscribe) => Box::pin(self.handle_subscribe(subscribe)).await,
+            Packet::Unsubscribe(unsubscribe) => {
+                Box::pin(self.handle_unsubscribe(unsubscribe)).await
             }
-            Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe).await,
-            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe).await,
-            Packet::Publish(publish) => self.handle_publish(publish).await,
+            // The PUBLISH path (authorisation, the event handler, routing, the queue store's
+            // flush) is the largest state of all: boxed per PUBLISH, once per delivery batch
+            // below (`deliver_from_lane`, `drain_backlog`, `send_deferred_acks`), so that an
+            // idle connection's task holds only the loop's wait futures.
+            Packet::Publish(publish) => Box::pin(self.handle_publish(publish)).await,
             Packet::PubAck(ref puback) => {
                 self.handle_puback(puback).await;
                 Ok(())
             }
-            Packet::PubRec(pubrec) => self.handle_pubrec(pubrec).await,
-            Packet::PubRel(pubrel) => self.handle_pubrel(pubrel).await,
+            // QoS 2's second and third steps (the PUBREL routes the stored message).
+            Packet::PubRec(pubrec) => Box::pin(self.handle_pubrec(pubrec)).await,
+            Packet::PubRel(pubrel) => Box::pin(self.handle_pubrel(pubrel)).await,
             Packet::PubComp(ref pubcomp) => {
                 self.handle_pubcomp(pubcomp).await;
                 Ok(())
             }
-            Packet::PingReq => self.handle_pingreq().await,
-            Packet::Disconnect(disconnect) => self.handle_disconnect(&disconnect).await,
-            Packet::Auth(auth) => self.handle_auth(auth).await,
+            Packet::PingReq => Box::pin(self.handle_pingreq()).await,
+            Packet::Disconnect(disconnect) => Box::pin(self.handle_disconnect(&disconnect)).await,
+            Packet::Auth(auth) => Box::pin(self.handle_auth(auth)).await,
             _ => {
                 warn!("Unexpected packet type");
                 Ok(())

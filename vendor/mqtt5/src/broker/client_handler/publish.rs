@@ -32,7 +32,7 @@ use crate::telemetry::propagation;
 
 use crate::broker::router::RoutableMessage;
 
-use super::{ClientHandler, InflightPublish};
+use super::{ClientHandler, EventIds, InflightPublish};
 
 impl ClientHandler {
     #[cfg(feature = "opentelemetry")]
@@ -62,7 +62,9 @@ impl ClientHandler {
     }
 
     pub(super) async fn handle_publish(&mut self, mut publish: PublishPacket) -> Result<()> {
-        let client_id = self.client_id.clone().unwrap();
+        // SENTIO-PATCH: the shared id (no `String` copied per PUBLISH).
+        let ids = self.event_ids();
+        let client_id = Arc::clone(&ids.client_id);
 
         // SENTIO-PATCH: a QoS 1/2 PUBLISH must carry a non-zero packet id [MQTT-2.3.1-1];
         // upstream acknowledged packet id 0. A protocol error: DISCONNECT 0x82 (MQTT 5; a
@@ -135,7 +137,7 @@ impl ClientHandler {
             return self.send_rate_limit_response(&publish).await;
         }
 
-        let hook = self.fire_publish_event(&publish, &client_id);
+        let hook = self.fire_publish_event(&publish, ids);
         // SENTIO-PATCH: the event handler may hold this PUBLISH (back-pressure, a full store);
         // acks deferred for earlier PUBLISHes must not wait behind it.
         let action = if self.deferred_acks.is_empty() {
@@ -520,12 +522,32 @@ impl ClientHandler {
         Ok(())
     }
 
+    /// SENTIO-PATCH: the connection's ids for events, made on first use and again only when
+    /// the user id changed (re-authentication).
+    pub(super) fn event_ids(&mut self) -> EventIds {
+        let client_id = self.client_id.as_deref().unwrap_or_default();
+        let user_id = self.user_id.as_deref();
+        match &self.event_ids {
+            Some(ids) if *ids.client_id == *client_id && ids.user_id.as_deref() == user_id => {
+                ids.clone()
+            }
+            _ => {
+                let ids = EventIds {
+                    client_id: Arc::from(client_id),
+                    user_id: user_id.map(Arc::from),
+                };
+                self.event_ids = Some(ids.clone());
+                ids
+            }
+        }
+    }
+
     /// SENTIO-PATCH: the event is built now and the returned future owns what it needs (not
     /// `self`), so the caller can send deferred acks while the handler holds this PUBLISH.
     fn fire_publish_event(
         &self,
         publish: &PublishPacket,
-        client_id: &str,
+        ids: EventIds,
     ) -> impl std::future::Future<Output = PublishAction> + Send + 'static {
         let event = self.config.event_handler.clone().map(|handler| {
             let response_topic = publish
@@ -551,9 +573,9 @@ impl ClientHandler {
                 });
 
             let event = ClientPublishEvent {
-                client_id: client_id.to_string().into(),
-                user_id: self.user_id.as_deref().map(Arc::from),
-                topic: publish.topic_name.clone().into(),
+                client_id: ids.client_id,
+                user_id: ids.user_id,
+                topic: Arc::from(publish.topic_name.as_str()),
                 payload: publish.payload.clone(),
                 qos: publish.qos,
                 retain: publish.retain,
@@ -595,10 +617,11 @@ impl ClientHandler {
                 "Released outbound flow control quota on PUBACK"
             );
 
-            if let Some(ref handler) = self.config.event_handler {
-                if let Some(ref client_id) = self.client_id {
+            if self.config.event_handler.is_some() && self.client_id.is_some() {
+                let client_id = self.event_ids().client_id;
+                if let Some(ref handler) = self.config.event_handler {
                     let event = MessageDeliveredEvent {
-                        client_id: Arc::from(client_id.as_str()),
+                        client_id,
                         packet_id: puback.packet_id,
                         qos: QoS::AtLeastOnce,
                         topic: Arc::from(sent.topic_name.as_str()),
@@ -607,7 +630,7 @@ impl ClientHandler {
                 }
             }
 
-            self.inflight_order.retain(|id| *id != puback.packet_id);
+            self.forget_inflight_order(puback.packet_id);
             self.notify_queue();
         }
     }
@@ -635,7 +658,7 @@ impl ClientHandler {
                         );
                     }
                 }
-                self.inflight_order.retain(|id| *id != pubrec.packet_id);
+                self.forget_inflight_order(pubrec.packet_id);
                 self.awaiting_pubcomp.remove(&pubrec.packet_id);
                 self.notify_queue();
             }
@@ -726,10 +749,11 @@ impl ClientHandler {
                 "Released outbound flow control quota on PUBCOMP"
             );
 
-            if let Some(ref handler) = self.config.event_handler {
-                if let Some(ref client_id) = self.client_id {
+            if self.config.event_handler.is_some() && self.client_id.is_some() {
+                let client_id = self.event_ids().client_id;
+                if let Some(ref handler) = self.config.event_handler {
                     let event = MessageDeliveredEvent {
-                        client_id: Arc::from(client_id.as_str()),
+                        client_id,
                         packet_id: pubcomp.packet_id,
                         qos: QoS::ExactlyOnce,
                         topic: Arc::from(sent.topic_name.as_str()),
@@ -738,7 +762,7 @@ impl ClientHandler {
                 }
             }
 
-            self.inflight_order.retain(|id| *id != pubcomp.packet_id);
+            self.forget_inflight_order(pubcomp.packet_id);
             self.awaiting_pubcomp.remove(&pubcomp.packet_id);
             self.notify_queue();
         }
@@ -825,7 +849,9 @@ impl ClientHandler {
                     debug!("failed to persist outbound inflight {packet_id}: {e}");
                 }
             }
-            self.inflight_order.retain(|id| *id != packet_id);
+            // SENTIO-PATCH: an id is sent only when it is not in flight (see above), so it is
+            // not in `inflight_order` either: no linear `retain` before the push.
+            debug_assert!(!self.inflight_order.contains(&packet_id));
             self.inflight_order.push_back(packet_id);
         }
         let write_timeout = self.write_timeout();
@@ -850,6 +876,17 @@ impl ClientHandler {
         written??;
         self.stats.publish_sent(payload_size);
         Ok(())
+    }
+
+    /// SENTIO-PATCH: removes an acknowledged id from the send order. Acks mostly come in the
+    /// order the PUBLISHes went out, so the id is usually at the front; upstream scanned the
+    /// whole window (`VecDeque::retain`) per ack.
+    fn forget_inflight_order(&mut self, packet_id: u16) {
+        if self.inflight_order.front() == Some(&packet_id) {
+            self.inflight_order.pop_front();
+        } else if let Some(at) = self.inflight_order.iter().position(|id| *id == packet_id) {
+            self.inflight_order.remove(at);
+        }
     }
 
     /// SENTIO-PATCH: the buffer a delivery batch collects its PUBLISHes in (see

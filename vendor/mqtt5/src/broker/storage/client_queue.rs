@@ -568,7 +568,8 @@ pub(crate) fn entry_bytes(message: &QueuedMessage) -> usize {
 /// Registry of per-client queues owned by a backend.
 #[derive(Debug)]
 pub struct QueueRegistry {
-    queues: parking_lot::RwLock<std::collections::HashMap<String, QueueHandle>>,
+    // SENTIO-PATCH: foldhash, not SipHash: looked up by client id for every routed message.
+    queues: parking_lot::RwLock<foldhash::HashMap<String, QueueHandle>>,
     seq: Arc<AtomicU64>,
     limits: QueueLimits,
     writer: Option<QueueWriter>,
@@ -577,7 +578,7 @@ pub struct QueueRegistry {
 impl QueueRegistry {
     pub(crate) fn new(limits: QueueLimits, writer: Option<QueueWriter>) -> Self {
         Self {
-            queues: parking_lot::RwLock::new(std::collections::HashMap::new()),
+            queues: parking_lot::RwLock::new(foldhash::HashMap::default()),
             seq: Arc::new(AtomicU64::new(SEQ_FLOOR)),
             limits,
             writer,
