@@ -6,7 +6,9 @@
 //! `alerts`); the aggregates policy: minute rollups and the raw points around alerts
 //! (`aggregates`); a tiny disk budget degrading undelivered points to rollups, every point
 //! counted (`budget`); re-sync by hourly digests after the cloud lost data (`resync`); commands created on
-//! the cloud delivered through the edge, their replies back up (`commands`).
+//! the cloud delivered through the edge, their replies back up (`commands`); the other faults:
+//! a restored older backup, a clock an hour off, a slow link under a long backlog, kill -9
+//! mid-drain, a long black hole's memory, truncated writes, a flapping link (`faults`).
 
 mod aggregates;
 mod alerts;
@@ -14,6 +16,7 @@ mod backlog;
 mod budget;
 mod commands;
 mod devices;
+mod faults;
 mod offline;
 mod registry;
 mod resync;

@@ -1,0 +1,331 @@
+//! The uplink under the rest of the faults (real processes, the fault proxy of
+//! `support::fault_proxy`, see `uplink`): an edge restored from an older backup (a new
+//! incarnation), an edge clock an hour off with an outage past the cloud's late-point window, a
+//! slow link draining a long backlog while live data stays current, the edge killed with
+//! SIGKILL mid-drain, the edge's memory through a long black hole, writes truncated
+//! mid-packet, a flapping link. Each test prints points accepted, stored in the cloud,
+//! duplicated and lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use serde_json::{Value, json};
+
+use crate::support::fault_proxy::Fault;
+use crate::support::*;
+
+use super::uplink::{EDGE, Fleet, Pair, cloud_latest};
+
+/// The metric the [`Sensors`] send.
+const METRIC: &str = "t";
+/// Readings per message of history (under rumqttc's 10 KiB packet limit).
+const PER_MESSAGE: usize = 200;
+/// How the tests' edges are linked: a dead link is noticed within seconds.
+const LINK: &str = "ack_timeout = \"3s\"\nkeep_alive = \"5s\"";
+
+/// A sensor-like reading at `ts` (two decimals, so it survives every encoding unchanged).
+fn reading(ts: i64) -> f64 {
+    let t = ts as f64 / 1_000.0;
+    ((21.0 + 2.0 * (t / 900.0).sin() + 0.05 * (t * 7.3).sin()) * 100.0).round() / 100.0
+}
+
+/// Devices of the edge sending metric `t` at QoS 1, every point they had acknowledged kept:
+/// what the edge accepted over all its lives (and ports).
+struct Sensors {
+    secrets: BTreeMap<String, String>,
+    sent: BTreeMap<String, BTreeMap<i64, f64>>,
+}
+
+impl Sensors {
+    /// Registers `n` devices `{prefix}-{i}` on the edge.
+    async fn register(pair: &Pair, prefix: &str, n: usize) -> Self {
+        let mut secrets = BTreeMap::new();
+        for i in 0..n {
+            let id = format!("{prefix}-{i}");
+            let secret = pair.register_device(&id).await;
+            secrets.insert(id, secret);
+        }
+        Self {
+            secrets,
+            sent: BTreeMap::new(),
+        }
+    }
+
+    /// Publishes `messages` (a device and its readings) over one connection per device to the
+    /// edge as it runs now, `pace` apart, and waits until the edge acknowledged every one.
+    async fn publish(
+        &mut self,
+        pair: &Pair,
+        messages: impl IntoIterator<Item = (String, Vec<(i64, f64)>)>,
+        pace: Duration,
+    ) {
+        let acked = Arc::new(AtomicU64::new(0));
+        let mut clients = BTreeMap::new();
+        let mut pollers = Vec::new();
+        for (id, secret) in &self.secrets {
+            let (client, mut el) = pair.device_client(id, secret, 64);
+            let count = acked.clone();
+            pollers.push(tokio::spawn(async move {
+                loop {
+                    match el.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            }));
+            clients.insert(id.clone(), client);
+        }
+        let mut published = 0u64;
+        for (id, readings) in messages {
+            let body: Vec<Value> = readings
+                .iter()
+                .map(|(ts, v)| json!({"ts": ts, METRIC: v}))
+                .collect();
+            let client: &AsyncClient = &clients[&id];
+            client
+                .publish(
+                    format!("devices/{id}/telemetry"),
+                    QoS::AtLeastOnce,
+                    false,
+                    Value::Array(body).to_string(),
+                )
+                .await
+                .unwrap();
+            published += 1;
+            self.sent.entry(id).or_default().extend(readings);
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+        }
+        let all = eventually(60, || async {
+            (acked.load(Ordering::Relaxed) >= published).then_some(())
+        })
+        .await;
+        assert!(all.is_some(), "the edge did not acknowledge every message");
+        for client in clients.values() {
+            let _ = client.disconnect().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for p in pollers {
+            p.abort();
+        }
+    }
+
+    /// Every device sends one reading stamped now every 20 ms, for `secs` seconds.
+    async fn live(&mut self, pair: &Pair, secs: u64) {
+        let ids: Vec<String> = self.secrets.keys().cloned().collect();
+        let until = Instant::now() + Duration::from_secs(secs);
+        let mut last = now_ms();
+        let ticks = std::iter::from_fn(move || {
+            (Instant::now() < until).then(|| {
+                last = (last + 1).max(now_ms());
+                last
+            })
+        });
+        let messages = ticks.flat_map(move |ts| {
+            ids.clone()
+                .into_iter()
+                .map(move |id| (id, vec![(ts, reading(ts))]))
+        });
+        let pace = Duration::from_millis(20) / self.secrets.len() as u32;
+        self.publish(pair, messages, pace).await;
+    }
+
+    /// Every device sends 1 Hz readings of `[from, to)` (past timestamps), many a message.
+    async fn history(&mut self, pair: &Pair, from: i64, to: i64) {
+        let ids: Vec<String> = self.secrets.keys().cloned().collect();
+        let starts = (from..to).step_by(PER_MESSAGE * 1_000);
+        let messages = starts.flat_map(move |start| {
+            ids.clone().into_iter().map(move |id| {
+                let end = (start + PER_MESSAGE as i64 * 1_000).min(to);
+                let readings = (start..end).step_by(1_000).map(|t| (t, reading(t)));
+                (id, readings.collect())
+            })
+        });
+        self.publish(pair, messages, Duration::ZERO).await;
+    }
+
+    /// Points sent.
+    fn accepted(&self) -> usize {
+        self.sent.values().map(BTreeMap::len).sum()
+    }
+
+    /// Compares what the devices sent with what the cloud holds (every stored row, so a point
+    /// stored twice counts as duplicated); prints and returns the counts.
+    async fn compare(&self, pair: &Pair, test: &str) -> SensorCounts {
+        let mut c = SensorCounts {
+            accepted: self.accepted(),
+            ..SensorCounts::default()
+        };
+        for (id, sent) in &self.sent {
+            let rows = points_at(&pair.cloud_http, id, METRIC).await;
+            let held: BTreeMap<i64, f64> = rows.iter().copied().collect();
+            c.stored += held.len();
+            c.duplicated += rows.len() - held.len();
+            c.lost += sent.keys().filter(|t| !held.contains_key(t)).count();
+            c.foreign += held.keys().filter(|t| !sent.contains_key(t)).count();
+            for (ts, v) in &held {
+                if let Some(s) = sent.get(ts) {
+                    assert_eq!(s, v, "{id} at {ts}: another value in the cloud");
+                }
+            }
+        }
+        println!(
+            "{test}: accepted {}, stored in the cloud {}, duplicated {}, lost {} ({} points the \
+             devices never sent)",
+            c.accepted, c.stored, c.duplicated, c.lost, c.foreign
+        );
+        c
+    }
+}
+
+/// What the cloud holds of the [`Sensors`]' points.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SensorCounts {
+    accepted: usize,
+    stored: usize,
+    duplicated: usize,
+    lost: usize,
+    /// Points in the cloud that no device sent.
+    foreign: usize,
+}
+
+impl SensorCounts {
+    fn assert_exactly_once(&self) {
+        assert_eq!(
+            (self.stored, self.duplicated, self.lost, self.foreign),
+            (self.accepted, 0, 0, 0),
+            "{self:?}"
+        );
+    }
+}
+
+/// A counter of the cloud's `/metrics` (0 when absent).
+async fn cloud_metric(pair: &Pair, sample: &str) -> u64 {
+    let (_, _, text) = get_text(format!("http://{}/metrics", pair.cloud_http), bearer()).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse::<f64>().unwrap() as u64)
+}
+
+/// Batches the cloud acknowledged without applying them (it had them already).
+const DUPLICATE_BATCHES: &str = "sentio_edge_batches_total{result=\"duplicate\"}";
+
+/// Runs `sentio` with `args` to its end; its output.
+async fn sentio_command(args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sentio {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_restored_from_an_older_backup_is_a_new_life_and_the_cloud_holds_each_point_once() {
+    let _heavy = heavy().await;
+    let mut pair = Pair::start(LINK).await;
+    let mut sensors = Sensors::register(&pair, "dev", 2).await;
+    sensors.live(&pair, 3).await;
+    pair.drained(30).await;
+    // The backup holds points not yet delivered: the restored edge sends them again, with
+    // sequence numbers the cloud has applied in the old life.
+    pair.proxy.set(Fault::Cut);
+    sensors.live(&pair, 2).await;
+    let pending_at_backup = pair.uplink().await["pending_points"].as_u64().unwrap();
+    assert!(pending_at_backup > 0);
+    let backup = pair.edge_dir().with_file_name("edge-backup.db");
+    let said = sentio_command(vec![
+        "backup".into(),
+        "--data".into(),
+        pair.edge_dir().display().to_string(),
+        "--to".into(),
+        backup.display().to_string(),
+    ])
+    .await;
+    println!("restore: {}", said.trim());
+    let at_backup = sensors.accepted();
+    pair.proxy.set(Fault::Pass);
+    // More points after the backup, all delivered: the restored edge will not hold them.
+    sensors.live(&pair, 3).await;
+    pair.drained(30).await;
+    let old_life = pair.uplink().await;
+    let before_restore = sensors.accepted();
+    let duplicates_before = cloud_metric(&pair, DUPLICATE_BATCHES).await;
+
+    let restored = pair.edge_dir().with_file_name("edge-restored");
+    sentio_command(vec![
+        "restore".into(),
+        "--from".into(),
+        backup.display().to_string(),
+        "--data".into(),
+        restored.display().to_string(),
+    ])
+    .await;
+    pair.restart_edge_in(restored, &[]).await;
+    let new_life = pair.uplink().await;
+    assert_ne!(
+        new_life["incarnation"], old_life["incarnation"],
+        "a restored backup is a new incarnation"
+    );
+    sensors.live(&pair, 3).await;
+    pair.drained(30).await;
+
+    let mut on_edge = 0;
+    for id in sensors.sent.keys() {
+        on_edge += points_at(&pair.edge_http, id, METRIC).await.len();
+    }
+    let cloud = pair.cloud_edge().await;
+    let lives: std::collections::BTreeSet<&str> = cloud["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["incarnation"].as_str())
+        .collect();
+    let duplicates = cloud_metric(&pair, DUPLICATE_BATCHES).await - duplicates_before;
+    let after_restore = sensors.accepted() - before_restore;
+    println!(
+        "restore: {at_backup} points before the backup ({pending_at_backup} of them not yet \
+         delivered), {} after it in the old life (delivered), {after_restore} in the restored \
+         life; the restored edge holds {on_edge}; the cloud applied {} points over {} \
+         incarnations and took {duplicates} batches of the new life for duplicates",
+        before_restore - at_backup,
+        cloud["points"],
+        lives.len()
+    );
+    assert_eq!(
+        on_edge,
+        at_backup + after_restore,
+        "the restored edge holds the backup's points and its own"
+    );
+    assert_eq!(lives.len(), 2, "{cloud}");
+    // Applied: every point of both lives, and the restored one's undelivered points again.
+    assert_eq!(
+        cloud["points"].as_u64().unwrap() as usize,
+        sensors.accepted() + pending_at_backup as usize,
+        "{cloud}"
+    );
+    assert_eq!(
+        duplicates, 0,
+        "nothing the restored edge sent was discarded"
+    );
+    sensors
+        .compare(&pair, "restore an older edge backup")
+        .await
+        .assert_exactly_once();
+}
