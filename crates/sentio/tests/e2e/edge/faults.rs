@@ -329,3 +329,125 @@ async fn an_edge_restored_from_an_older_backup_is_a_new_life_and_the_cloud_holds
         .await
         .assert_exactly_once();
 }
+
+/// libfaketime (Debian's `faketime` package), if installed.
+fn libfaketime() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_an_hour_ahead_is_flagged_and_its_backlog_past_the_late_window_is_stored() {
+    let Some(lib) = libfaketime() else {
+        // scripts/services.sh installs it (Debian's `faketime`); CI runs that.
+        println!("libfaketime is not installed: skipped");
+        return;
+    };
+    let _heavy = heavy().await;
+    // The cloud refuses points more than 5 s late from its own devices; the outage is longer.
+    let mut pair = Pair::start_with_cloud(LINK, "[pipeline]\nlate_window = \"5s\"\n").await;
+    // The edge an hour ahead, its timers on the real monotonic clock (`env` runs it in its
+    // place, so a kill reaches it; the `faketime` command would run it as its child).
+    let preload = format!("LD_PRELOAD={}", lib.display());
+    let ahead = [
+        "env",
+        &preload,
+        "FAKETIME=+1h",
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+    ];
+    pair.restart_edge_in(pair.edge_dir(), &ahead).await;
+    // Devices that stamp their readings with their own (right) clock.
+    let mut sensors = Sensors::register(&pair, "dev", 2).await;
+    // A device that sends no timestamps: the edge stamps its readings with its own clock.
+    let (clockless, acked) = pair.counted_device("clockless", 64).await;
+    let flagged = eventually(20, || async {
+        let e = pair.cloud_edge().await;
+        (e["clock_ok"] == false).then_some(e)
+    })
+    .await
+    .expect("the cloud did not flag the edge's clock");
+    let skew = flagged["clock_skew_ms"].as_i64().unwrap();
+    println!("clock: the cloud sees the edge's clock {skew} ms ahead");
+    assert!((skew - 3_600_000).abs() < 10_000, "{flagged}");
+    let alert = eventually(20, || async {
+        let (_, body) = api_at(
+            &pair.cloud_http,
+            "GET",
+            &format!("/api/v1/alerts?device=edge:{EDGE}"),
+            None,
+        )
+        .await;
+        body["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["explanation"]["detector"] == "edge_clock")
+            .cloned()
+    })
+    .await
+    .expect("no clock alert in the cloud");
+    println!("clock: {}", alert["explanation"]["message"]);
+
+    pair.proxy.set(Fault::Cut);
+    for k in 0..20 {
+        clockless
+            .publish(
+                "devices/clockless/telemetry",
+                QoS::AtLeastOnce,
+                false,
+                json!({METRIC: k as f64}).to_string(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sensors.live(&pair, 10).await;
+    let cut_for = pair.uplink().await;
+    pair.proxy.set(Fault::Pass);
+    assert!(
+        eventually(10, || async {
+            (acked.load(Ordering::Relaxed) >= 20).then_some(())
+        })
+        .await
+        .is_some()
+    );
+    pair.drained(60).await;
+    println!(
+        "clock: the link cut with {} points pending, the oldest {} ms old by the edge's clock",
+        cut_for["pending_points"], cut_for["oldest_pending_age_ms"]
+    );
+    sensors
+        .compare(&pair, "edge clock +1 h, cut 11 s past a 5 s late window")
+        .await
+        .assert_exactly_once();
+    // Nothing applied twice: the cloud applied as many points as the devices sent.
+    assert_eq!(
+        pair.cloud_edge().await["points"].as_u64().unwrap() as usize,
+        sensors.accepted() + 20
+    );
+    // The points the edge stamped, an hour ahead of the cloud, are stored too (a read up to
+    // now does not reach them: up to two hours ahead does).
+    let ahead = |http: String| async move {
+        let to = now_ms() + 2 * 3_600_000;
+        let path = format!("/api/v1/devices/clockless/series/{METRIC}?from=0&to={to}");
+        let (status, body) = api_at(&http, "GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        body["points"].as_array().unwrap().clone()
+    };
+    let on_edge = ahead(pair.edge_http.clone()).await;
+    let in_cloud = ahead(pair.cloud_http.clone()).await;
+    println!(
+        "clock: the edge stamped {} points (the first {} ms ahead of the cloud's clock), the cloud \
+         holds {}",
+        on_edge.len(),
+        on_edge
+            .first()
+            .map_or(0, |p| p[0].as_i64().unwrap() - now_ms()),
+        in_cloud.len()
+    );
+    assert_eq!(on_edge.len(), 20);
+    assert_eq!(in_cloud, on_edge);
+}
+
