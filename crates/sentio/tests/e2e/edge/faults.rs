@@ -54,14 +54,8 @@ impl Sensors {
         }
     }
 
-    /// Publishes `messages` (a device and its readings) over one connection per device to the
-    /// edge as it runs now, `pace` apart, and waits until the edge acknowledged every one.
-    async fn publish(
-        &mut self,
-        pair: &Pair,
-        messages: impl IntoIterator<Item = (String, Vec<(i64, f64)>)>,
-        pace: Duration,
-    ) {
+    /// One connection per device to the edge as it runs now, each polled in a task of its own.
+    fn connect(&self, pair: &Pair) -> Links {
         let acked = Arc::new(AtomicU64::new(0));
         let mut clients = BTreeMap::new();
         let mut pollers = Vec::new();
@@ -81,13 +75,27 @@ impl Sensors {
             }));
             clients.insert(id.clone(), client);
         }
-        let mut published = 0u64;
+        Links {
+            clients,
+            pollers,
+            acked,
+            published: 0,
+        }
+    }
+
+    /// Publishes `messages` (a device and its readings) over `links`, `pace` apart.
+    async fn send(
+        &mut self,
+        links: &mut Links,
+        messages: impl IntoIterator<Item = (String, Vec<(i64, f64)>)>,
+        pace: Duration,
+    ) {
         for (id, readings) in messages {
             let body: Vec<Value> = readings
                 .iter()
                 .map(|(ts, v)| json!({"ts": ts, METRIC: v}))
                 .collect();
-            let client: &AsyncClient = &clients[&id];
+            let client: &AsyncClient = &links.clients[&id];
             client
                 .publish(
                     format!("devices/{id}/telemetry"),
@@ -97,33 +105,33 @@ impl Sensors {
                 )
                 .await
                 .unwrap();
-            published += 1;
+            links.published += 1;
             self.sent.entry(id).or_default().extend(readings);
             if !pace.is_zero() {
                 tokio::time::sleep(pace).await;
             }
         }
-        let all = eventually(60, || async {
-            (acked.load(Ordering::Relaxed) >= published).then_some(())
-        })
-        .await;
-        assert!(all.is_some(), "the edge did not acknowledge every message");
-        for client in clients.values() {
-            let _ = client.disconnect().await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        for p in pollers {
-            p.abort();
-        }
     }
 
-    /// Every device sends one reading stamped now every 20 ms, for `secs` seconds.
-    async fn live(&mut self, pair: &Pair, secs: u64) {
+    /// Publishes `messages` over new [`Links`] to the edge as it runs now, `pace` apart, and
+    /// waits until the edge acknowledged every one.
+    async fn publish(
+        &mut self,
+        pair: &Pair,
+        messages: impl IntoIterator<Item = (String, Vec<(i64, f64)>)>,
+        pace: Duration,
+    ) {
+        let mut links = self.connect(pair);
+        self.send(&mut links, messages, pace).await;
+        links.close().await;
+    }
+
+    /// Every device sends one reading stamped now every 20 ms over `links` while `going`.
+    async fn live_while(&mut self, links: &mut Links, mut going: impl FnMut() -> bool + 'static) {
         let ids: Vec<String> = self.secrets.keys().cloned().collect();
-        let until = Instant::now() + Duration::from_secs(secs);
         let mut last = now_ms();
         let ticks = std::iter::from_fn(move || {
-            (Instant::now() < until).then(|| {
+            going().then(|| {
                 last = (last + 1).max(now_ms());
                 last
             })
@@ -134,7 +142,17 @@ impl Sensors {
                 .map(move |id| (id, vec![(ts, reading(ts))]))
         });
         let pace = Duration::from_millis(20) / self.secrets.len() as u32;
-        self.publish(pair, messages, pace).await;
+        self.send(links, messages, pace).await;
+    }
+
+    /// Every device sends one reading stamped now every 20 ms, for `secs` seconds, and the
+    /// edge acknowledged every one.
+    async fn live(&mut self, pair: &Pair, secs: u64) {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let mut links = self.connect(pair);
+        self.live_while(&mut links, move || Instant::now() < until)
+            .await;
+        links.close().await;
     }
 
     /// Every device sends 1 Hz readings of `[from, to)` (past timestamps), many a message.
@@ -182,6 +200,33 @@ impl Sensors {
             c.accepted, c.stored, c.duplicated, c.lost, c.foreign
         );
         c
+    }
+}
+
+/// The [`Sensors`]' connections to the edge and the PUBACKs they got.
+struct Links {
+    clients: BTreeMap<String, AsyncClient>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+    acked: Arc<AtomicU64>,
+    published: u64,
+}
+
+impl Links {
+    /// Waits until the edge acknowledged every message published, and disconnects.
+    async fn close(self) {
+        let (acked, published) = (self.acked, self.published);
+        let all = eventually(60, || async {
+            (acked.load(Ordering::Relaxed) >= published).then_some(())
+        })
+        .await;
+        assert!(all.is_some(), "the edge did not acknowledge every message");
+        for client in self.clients.values() {
+            let _ = client.disconnect().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for p in self.pollers {
+            p.abort();
+        }
     }
 }
 
@@ -449,5 +494,133 @@ async fn an_edge_an_hour_ahead_is_flagged_and_its_backlog_past_the_late_window_i
     );
     assert_eq!(on_edge.len(), 20);
     assert_eq!(in_cloud, on_edge);
+}
+
+/// The fraction `q` quantile of `samples` (sorted here).
+fn quantile(samples: &mut [i64], q: f64) -> i64 {
+    samples.sort_unstable();
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Bytes per second each way through the slow link.
+const SLOW_LINK: u64 = 40_000;
+/// Backlog points per second the edge may send on it: about a third of the link (backlog
+/// points cost about 7 bytes each at the socket), so a live part waits behind at most a
+/// second's backlog message (about 0.35 s of the link). A rate above the link's fills the
+/// socket's buffers: live parts wait behind the backlog and acknowledgements come later than
+/// `ack_timeout`, taken for a dead link (BENCHMARKS.md, "Edge failure tests").
+const SLOW_LINK_BACKLOG_RATE: u64 = 2_000;
+
+/// Device-hours of 1 Hz history in the slow link's backlog: `SENTIO_SLOW_LINK_DEVICE_HOURS`
+/// (default 12, about 43,000 points and 20 s of draining).
+fn slow_hours() -> i64 {
+    std::env::var("SENTIO_SLOW_LINK_DEVICE_HOURS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(12)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_drains_a_long_backlog_while_live_data_stays_current() {
+    let _heavy = heavy().await;
+    let device_hours = slow_hours();
+    let pair = Pair::start(&format!("{LINK}\nbacklog_rate = {SLOW_LINK_BACKLOG_RATE}")).await;
+    let mut history = Sensors::register(&pair, "hist", device_hours as usize).await;
+    let mut probe = Sensors::register(&pair, "probe", 1).await;
+    // Live devices publishing throughout, in a task of their own.
+    let mut live = Sensors::register(&pair, "live", 2).await;
+    let mut live_links = live.connect(&pair);
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let going = running.clone();
+    let live_task = tokio::spawn(async move {
+        live.live_while(&mut live_links, move || going.load(Ordering::Relaxed))
+            .await;
+        (live, live_links)
+    });
+    probe.live(&pair, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // An hour of each history device, sent to the edge while its link is down: the backlog.
+    pair.proxy.set(Fault::Cut);
+    let end = now_ms() - 60_000;
+    history.history(&pair, end - 3_600_000, end).await;
+    let during = pair.uplink().await;
+    // (The first batches after the cut, before the edge noticed it, are in the live lane.)
+    let backlog = during["backlog"]["pending_points"].as_u64().unwrap();
+    let pending = during["pending_points"].as_u64().unwrap();
+    assert!(pending as usize >= history.accepted(), "{during}");
+
+    let bytes0 = pair.proxy.bytes_up();
+    let restored = Instant::now();
+    pair.proxy.set(Fault::Limit(SLOW_LINK));
+    // Points committed until the edge is connected again are backlog too; from then on,
+    // while the backlog drains: a probe reading stamped now, then how long until the cloud
+    // answers it.
+    let back = eventually(30, || async {
+        (pair.uplink().await["connected"] == true).then_some(())
+    });
+    assert!(back.await.is_some(), "the edge did not reconnect");
+    let mut probe_links = probe.connect(&pair);
+    let mut latencies = Vec::new();
+    let mut drained_in = None;
+    while restored.elapsed() < Duration::from_secs(120) {
+        let ts = now_ms();
+        let reading = vec![("probe-0".to_string(), vec![(ts, reading(ts))])];
+        probe.send(&mut probe_links, reading, Duration::ZERO).await;
+        let path = format!("/api/v1/devices/probe-0/series/{METRIC}?from={ts}&limit=1");
+        let seen = eventually(20, || async {
+            let (status, body) = api_at(&pair.cloud_http, "GET", &path, None).await;
+            (status == 200 && body["points"].as_array().is_some_and(|p| !p.is_empty())).then(now_ms)
+        })
+        .await;
+        let Some(seen) = seen else {
+            panic!(
+                "a live reading did not reach the cloud in 20 s: {}",
+                pair.uplink().await
+            );
+        };
+        latencies.push(seen - ts);
+        let u = pair.uplink().await;
+        if u["backlog"]["pending_points"] == 0 {
+            drained_in = Some(restored.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let drained_in = drained_in.expect("the backlog did not drain within 2 min");
+    let bytes = pair.proxy.bytes_up() - bytes0;
+    let (p50, p99) = (
+        quantile(&mut latencies, 0.5),
+        quantile(&mut latencies, 0.99),
+    );
+    let secs = drained_in.as_secs_f64();
+    println!(
+        "slow link ({SLOW_LINK} B/s each way, backlog_rate {SLOW_LINK_BACKLOG_RATE}): {pending} \
+         points pending ({backlog} in the backlog lane, {device_hours} device-hours at 1 Hz) \
+         drained in {secs:.1} s, {:.0} points/s, {bytes} bytes edge -> cloud ({:.0} B/s, {:.2} \
+         B/point); live edge -> cloud queryable over {} probes: p50 {p50} ms, p99 {p99} ms",
+        pending as f64 / secs,
+        bytes as f64 / secs,
+        bytes as f64 / pending as f64,
+        latencies.len()
+    );
+    probe_links.close().await;
+    pair.proxy.set(Fault::Pass);
+    running.store(false, Ordering::Relaxed);
+    let (live, live_links) = live_task.await.unwrap();
+    live_links.close().await;
+    pair.drained(60).await;
+    for (sensors, what) in [(&live, "live"), (&history, "backlog"), (&probe, "probe")] {
+        sensors
+            .compare(&pair, &format!("slow link: the {what}"))
+            .await
+            .assert_exactly_once();
+    }
+    // Nothing applied twice.
+    let applied = pair.cloud_edge().await["points"].as_u64().unwrap() as usize;
+    assert_eq!(
+        applied,
+        live.accepted() + history.accepted() + probe.accepted()
+    );
+    assert!(p99 <= 1_000, "live p99 {p99} ms while the backlog drained");
 }
 
