@@ -717,3 +717,68 @@ async fn a_long_black_hole_keeps_the_edge_memory_bounded() {
         .assert_exactly_once();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_truncated_mid_packet_lose_and_double_nothing() {
+    let _heavy = heavy().await;
+    let pair = Pair::start(LINK).await;
+    let fleet = Fleet::start(&pair, 4).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each time, the next write (a PUBLISH of points going up, or an acknowledgement coming
+    // down) cut after a few bytes: inside the fixed header, the topic, the payload.
+    for keep in [1, 3, 20, 200, 2_000] {
+        let connects = pair.uplink().await["connects"].as_u64().unwrap();
+        pair.proxy.set(Fault::Truncate(keep));
+        let back = eventually(20, || async {
+            let u = pair.uplink().await;
+            (u["connected"] == true && u["connects"].as_u64().unwrap() > connects).then_some(())
+        })
+        .await;
+        assert!(
+            back.is_some(),
+            "no reconnect after a truncation at {keep} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = fleet.stop().await;
+    pair.drained(60).await;
+    let u = pair.uplink().await;
+    println!(
+        "truncated writes: {} connects, {} link losses",
+        u["connects"], u["link_losses"]
+    );
+    pair.compare("5 writes truncated mid-packet", &report)
+        .await
+        .assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_loses_and_doubles_nothing() {
+    let _heavy = heavy().await;
+    let pair = Pair::start(LINK).await;
+    let fleet = Fleet::start(&pair, 4).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pair.proxy.set(Fault::Flap(Duration::from_millis(1_500)));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    pair.proxy.set(Fault::Pass);
+    let u = pair.uplink().await;
+    println!(
+        "flapping link (1.5 s cut, 1.5 s pass, 15 s): {} connects, {} link losses",
+        u["connects"], u["link_losses"]
+    );
+    assert!(u["connects"].as_u64().unwrap() >= 3, "{u}");
+    let live = now_ms();
+    assert!(
+        eventually(15, || async {
+            (cloud_latest(&pair).await > live).then_some(())
+        })
+        .await
+        .is_some(),
+        "live data did not flow again"
+    );
+    let report = fleet.stop().await;
+    pair.drained(60).await;
+    pair.compare("flapping link 15 s", &report)
+        .await
+        .assert_exactly_once();
+}

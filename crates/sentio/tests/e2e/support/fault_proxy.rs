@@ -28,8 +28,8 @@ pub enum Fault {
     Delay(Duration),
     /// Forward both ways at most this many bytes per second each way (per connection).
     Limit(u64),
-    /// Forward the first this many bytes of the next write (either way), then close that
-    /// connection; the proxy passes again afterwards.
+    /// Forward the first this many bytes of the next write (either way; all of it when it is
+    /// shorter), then close that connection; the proxy passes again afterwards.
     Truncate(usize),
     /// Pass and cut alternating, each for this long (starting with a cut).
     Flap(Duration),
@@ -190,7 +190,7 @@ async fn pump(
             }
         };
         let now = *mode.borrow();
-        let mut send = n;
+        let (mut send, mut then_close) = (n, false);
         match now {
             Fault::Cut => return,
             // Read, never forwarded: the peer waits for an answer that never comes.
@@ -204,7 +204,7 @@ async fn pump(
             // One truncation: whichever direction writes first.
             Fault::Truncate(keep) => {
                 if modes.send_replace(Fault::Pass) == Fault::Truncate(keep) {
-                    send = keep.min(n);
+                    (send, then_close) = (keep.min(n), true);
                 }
             }
             Fault::Pass | Fault::Flap(_) => {}
@@ -215,7 +215,7 @@ async fn pump(
         if let Some(c) = &counted {
             c.fetch_add(send as u64, Ordering::Relaxed);
         }
-        if send < n {
+        if then_close {
             let _ = to.shutdown().await;
             return;
         }
