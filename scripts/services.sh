@@ -13,6 +13,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The edge clock test runs an edge an hour ahead with libfaketime (package faketime).
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

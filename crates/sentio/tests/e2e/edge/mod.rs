@@ -7,7 +7,9 @@
 //! (`aggregates`); a tiny disk budget degrading undelivered points to rollups, every point
 //! counted (`budget`); re-sync by hourly digests after the cloud lost data (`resync`); commands created on
 //! the cloud delivered through the edge, their replies back up (`commands`); desired twins set
-//! on the cloud applied by the edge, the devices' reports back up (`twins`).
+//! on the cloud applied by the edge, the devices' reports back up (`twins`); the other faults:
+//! a restored older backup, a clock an hour off, a slow link under a long backlog, kill -9
+//! mid-drain, a long black hole's memory, truncated writes, a flapping link (`faults`).
 
 mod aggregates;
 mod alerts;
@@ -15,6 +17,7 @@ mod backlog;
 mod budget;
 mod commands;
 mod devices;
+mod faults;
 mod offline;
 mod registry;
 mod resync;

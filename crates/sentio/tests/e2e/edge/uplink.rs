@@ -161,11 +161,40 @@ impl Pair {
     }
 
     /// Kills the edge with SIGKILL and starts it again on the same data directory.
-    async fn kill_and_restart_edge(&mut self) {
+    pub(super) async fn kill_and_restart_edge(&mut self) {
+        self.restart_edge_in(self.edge_dir(), &[]).await;
+    }
+
+    /// The edge's data directory (as started).
+    pub(super) fn edge_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("edge")
+    }
+
+    /// The edge's process id.
+    pub(super) fn edge_pid(&self) -> u32 {
+        self.edge.id()
+    }
+
+    /// Kills the edge with SIGKILL and starts it with the same arguments on `data` (its own
+    /// directory, or one a backup was restored into), run by `wrapper` unless it is empty
+    /// (e.g. `["faketime", "-f", "+1h"]`).
+    pub(super) async fn restart_edge_in(&mut self, data: std::path::PathBuf, wrapper: &[&str]) {
         self.edge.kill().unwrap();
         self.edge.wait().unwrap();
-        let (edge, http, mqtt) =
-            spawn_blocking_sentio(self.dir.path().join("edge"), self.edge_args.clone()).await;
+        let args = self.edge_args.clone();
+        let wrapper: Vec<String> = wrapper.iter().map(|w| w.to_string()).collect();
+        let (edge, http, mqtt) = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match wrapper.is_empty() {
+                true => spawn_sentio_with(&data, None, &args),
+                false => {
+                    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+                    spawn_sentio_under(&wrapper, &data, &args)
+                }
+            }
+        })
+        .await
+        .unwrap();
         (self.edge, self.edge_http, self.edge_mqtt) = (edge, http, mqtt);
     }
 

@@ -421,10 +421,9 @@ pub fn spawn_sentio_with(
     fsize_limit_kb: Option<u64>,
     extra: &[&str],
 ) -> (std::process::Child, String, u16) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let bin = env!("CARGO_BIN_EXE_sentio");
-    let mut cmd = match fsize_limit_kb {
+    let cmd = match fsize_limit_kb {
         None => Command::new(bin),
         Some(kb) => {
             let mut c = Command::new("bash");
@@ -436,6 +435,30 @@ pub fn spawn_sentio_with(
             c
         }
     };
+    launch_sentio(cmd, data, extra)
+}
+
+/// [`spawn_sentio_with`] run by `wrapper` (a command and its arguments, given the `sentio`
+/// binary and its arguments after them, e.g. `["faketime", "-f", "+1h"]`).
+pub fn spawn_sentio_under(
+    wrapper: &[&str],
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, u16) {
+    let mut cmd = std::process::Command::new(wrapper[0]);
+    cmd.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_sentio"));
+    launch_sentio(cmd, data, extra)
+}
+
+/// Runs `cmd` (which starts `sentio`) as `serve` on port 0 of `data` with `extra` arguments,
+/// and reads the bound addresses from its log.
+fn launch_sentio(
+    mut cmd: std::process::Command,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, u16) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
     cmd.args(["serve", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
     if !extra.contains(&"--mqtt-tls") {
         // Not the default 8883: tests run in parallel.
