@@ -1,10 +1,11 @@
 //! The sealer: moves head points (`head`) into compressed chunks (`chunks`).
 //!
 //! Per series, points older than [`SealPolicy::seal_age_ms`] behind that series' newest point
-//! are sealed. Each chunk is written in one transaction that inserts the chunk and removes the
-//! head points it holds (a head blob reaching past them is rewritten with the rest), so a crash at any moment loses nothing and duplicates nothing. Work is
-//! bounded per call ([`SqliteStore::seal_some`]) and the connection is released between chunks,
-//! so ingest interleaves.
+//! are sealed. A step ([`SqliteStore::seal_some`]) seals series after series in ONE transaction
+//! that inserts the chunks and removes the head points they hold (a head blob reaching past
+//! them is rewritten with the rest), so a crash at any moment loses nothing and duplicates
+//! nothing, and a head page shared by neighbouring series is written once per step. Work is
+//! bounded per step and the connection is released between steps, so ingest interleaves.
 //!
 //! Where a head point falls inside an existing chunk's range (a late point or a duplicate), the
 //! chunk is decoded, merged (the head value wins) and re-encoded; chunk ranges never overlap.
@@ -18,7 +19,7 @@ use crate::{Result, StoreError};
 /// Head points sealed per step of the background sealer.
 const SEAL_STEP_POINTS: usize = 20_000;
 
-/// Chunks written at most by one sealing transaction of a series.
+/// Chunks written at most by one look at a series (`seal_gap`).
 const CHUNKS_PER_SEAL: usize = 16;
 
 /// When head points become chunks.
@@ -75,8 +76,8 @@ struct ChunkRange {
 }
 
 impl SqliteStore {
-    /// Seals up to about `max_points` head points into chunks, going round the series. Holds the
-    /// connection for one chunk at a time. Call it periodically (the node does, from a task);
+    /// Seals up to about `max_points` head points into chunks, going round the series, in one
+    /// transaction (holding the connection for it). Call it periodically (the node does, from a task);
     /// tests call it directly.
     pub async fn seal_some(&self, max_points: usize) -> Result<SealReport> {
         let inner = self.inner.clone();
@@ -86,7 +87,7 @@ impl SqliteStore {
     }
 
     /// Runs the sealer until `stop` completes: every `every`, seals what is ready, in bounded
-    /// steps (the connection is released between chunks, and the task yields between steps).
+    /// steps (the connection is released and the task yields between steps).
     pub async fn run_sealer(&self, every: std::time::Duration, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
@@ -153,34 +154,52 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
     let split = ids.partition_point(|&id| id <= cursor);
     ids.rotate_left(split);
 
+    let batch = {
+        let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // A sealing transaction only moves points inside the database, atomically: if a power
+        // cut loses it, the points are still in the head. So it needs atomicity, not its own
+        // fsync; the next acknowledged append syncs the log up to and including it, in order.
+        super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
+    };
+    let (report, finished) = match batch {
+        Ok(b) => b,
+        Err(e) => {
+            // Rolled back: every series is looked at again next time, not forgotten until
+            // the next append.
+            inner.workset().still_unsealed(&ids);
+            return Err(e);
+        }
+    };
+    // The rest stays in the head, readable, and is looked at next time.
+    inner.workset().still_unsealed(&ids[finished..]);
+    if let Some(&last) = finished.checked_sub(1).and_then(|i| ids.get(i)) {
+        *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = last;
+    }
+    Ok(report)
+}
+
+/// Seals the series `ids` in order, in ONE transaction, until about `max_points` are moved or
+/// the store is stopping: consecutive series share the head's pages (one append's blobs are
+/// neighbours in `head_log`), so a page that several series' seals change is written once per
+/// batch, not once per series. Returns what was sealed and how many series were finished
+/// (nothing left to seal); a series the budget cut short is not finished.
+fn seal_batch(
+    conn: &mut Connection,
+    inner: &Inner,
+    ids: &[i64],
+    max_points: usize,
+) -> Result<(SealReport, usize)> {
+    let tx = conn.transaction()?;
     let mut report = SealReport::default();
-    for (i, &sid) in ids.iter().enumerate() {
+    let mut finished = 0;
+    'series: for &sid in ids {
         // Seal this series until it has nothing ready or the budget is spent.
         loop {
             if inner.interrupted() || report.points as usize >= max_points {
-                // Stopping, or the budget is spent: the rest stays in the head, readable,
-                // and is looked at next time.
-                inner.workset().still_unsealed(&ids[i..]);
                 report.more = !inner.interrupted();
-                return Ok(report);
+                break 'series;
             }
-            let sealed = {
-                let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-                // A sealing transaction only moves points inside the database, atomically: if
-                // a power cut loses it, the points are still in the head. So it needs
-                // atomicity, not its own fsync; the next acknowledged append syncs the log up
-                // to and including it, in order.
-                super::without_fsync(&mut conn, |conn| seal_one(conn, sid, &inner.seal))
-            };
-            let sealed = match sealed {
-                Ok(s) => s,
-                Err(e) => {
-                    // Looked at again next time, not forgotten until the next append.
-                    inner.workset().still_unsealed(&ids[i..]);
-                    return Err(e);
-                }
-            };
-            match sealed {
+            match seal_one(&tx, sid, &inner.seal)? {
                 Some((points, chunks)) => {
                     report.points += points;
                     report.chunks += chunks;
@@ -188,56 +207,52 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
                 None => break,
             }
         }
-        *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = sid;
+        finished += 1;
     }
-    Ok(report)
+    tx.commit()?;
+    Ok((report, finished))
 }
 
-/// Seals one chunk's worth of series `sid`, in one transaction. Returns (points moved, chunks
-/// written), or `None` when nothing of this series is ready.
-fn seal_one(conn: &mut Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
-    let tx = conn.transaction()?;
-    let Some((first, head_newest)) = super::head::bounds(&tx, sid)? else {
+/// Seals one chunk's worth of series `sid` inside the caller's transaction. Returns (points
+/// moved, chunks written), or `None` when nothing of this series is ready (nothing written).
+fn seal_one(tx: &Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
+    let Some((first, head_newest)) = super::head::bounds(tx, sid)? else {
         return Ok(None);
     };
     let chunk_newest: Option<i64> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT end_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",
-            [sid],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([sid], |r| r.get(0))
         .optional()?;
     let newest = head_newest.max(chunk_newest.unwrap_or(i64::MIN));
     let cutoff = newest.saturating_sub(policy.seal_age_ms);
     if first >= cutoff {
         return Ok(None);
     }
-    let before = chunk_at_or_before(&tx, sid, first)?;
-    let done = match before {
-        Some(c) if first <= c.end => merge_into(&tx, sid, c, policy)?,
+    let before = chunk_at_or_before(tx, sid, first)?;
+    match before {
+        Some(c) if first <= c.end => merge_into(tx, sid, c, policy),
         _ => {
             let next: Option<i64> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT start_ts FROM chunks WHERE series_id = ?1 AND start_ts > ?2 \
                      ORDER BY start_ts LIMIT 1",
-                    params![sid, first],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![sid, first], |r| r.get(0))
                 .optional()?;
-            seal_gap(&tx, sid, first, cutoff, next, policy)?
+            seal_gap(tx, sid, first, cutoff, next, policy)
         }
-    };
-    if done.is_some() {
-        tx.commit()?;
     }
-    Ok(done)
 }
 
 fn chunk_at_or_before(conn: &Connection, sid: i64, ts: i64) -> Result<Option<ChunkRange>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT start_ts, end_ts FROM chunks WHERE series_id = ?1 AND start_ts <= ?2 \
              ORDER BY start_ts DESC LIMIT 1",
+        )?
+        .query_row(
             params![sid, ts],
             |r| {
                 Ok(ChunkRange {
