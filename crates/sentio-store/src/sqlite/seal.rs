@@ -12,6 +12,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::workset::SealWait;
 use super::{Inner, SqliteStore};
 use crate::chunk::{self, EncodedChunk};
 use crate::{Result, StoreError};
@@ -148,7 +149,7 @@ impl SqliteStore {
 fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
     // Only the series appended to since they were last sealed: sealing depends on a series'
     // newest point, so a series nobody writes to has nothing new to seal.
-    let mut ids = inner.workset().take_unsealed();
+    let mut ids = inner.workset().take_unsealed(&inner.seal);
     let cursor = *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner());
     // Resume after the series looked at last, then wrap around (fair when the budget runs out).
     let split = ids.partition_point(|&id| id <= cursor);
@@ -161,7 +162,7 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
         // fsync; the next acknowledged append syncs the log up to and including it, in order.
         super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
     };
-    let (report, finished) = match batch {
+    let (report, finished, waits) = match batch {
         Ok(b) => b,
         Err(e) => {
             // Rolled back: every series is looked at again next time, not forgotten until
@@ -171,7 +172,12 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
         }
     };
     // The rest stays in the head, readable, and is looked at next time.
-    inner.workset().still_unsealed(&ids[finished..]);
+    let mut work = inner.workset();
+    work.still_unsealed(&ids[finished..]);
+    for (sid, wait) in waits {
+        work.seal_wait(sid, wait);
+    }
+    drop(work);
     if let Some(&last) = finished.checked_sub(1).and_then(|i| ids.get(i)) {
         *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = last;
     }
@@ -181,17 +187,19 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
 /// Seals the series `ids` in order, in ONE transaction, until about `max_points` are moved or
 /// the store is stopping: consecutive series share the head's pages (one append's blobs are
 /// neighbours in `head_log`), so a page that several series' seals change is written once per
-/// batch, not once per series. Returns what was sealed and how many series were finished
-/// (nothing left to seal); a series the budget cut short is not finished.
+/// batch, not once per series. Returns what was sealed, how many series were finished
+/// (nothing left to seal; a series the budget cut short is not) and what the finished ones wait
+/// for.
 fn seal_batch(
     conn: &mut Connection,
     inner: &Inner,
     ids: &[i64],
     max_points: usize,
-) -> Result<(SealReport, usize)> {
+) -> Result<(SealReport, usize, Vec<(i64, SealWait)>)> {
     let tx = conn.transaction()?;
     let mut report = SealReport::default();
     let mut finished = 0;
+    let mut waits = Vec::new();
     'series: for &sid in ids {
         // Seal this series until it has nothing ready or the budget is spent.
         loop {
@@ -200,35 +208,56 @@ fn seal_batch(
                 break 'series;
             }
             match seal_one(&tx, sid, &inner.seal)? {
-                Some((points, chunks)) => {
+                Step::Sealed(points, chunks) => {
                     report.points += points;
                     report.chunks += chunks;
                 }
-                None => break,
+                Step::Wait(wait) => {
+                    waits.push((sid, wait));
+                    break;
+                }
             }
         }
         finished += 1;
     }
     tx.commit()?;
-    Ok((report, finished))
+    Ok((report, finished, waits))
 }
 
-/// Seals one chunk's worth of series `sid` inside the caller's transaction. Returns (points
-/// moved, chunks written), or `None` when nothing of this series is ready (nothing written).
-fn seal_one(tx: &Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
-    let Some((first, head_newest)) = super::head::bounds(tx, sid)? else {
-        return Ok(None);
-    };
+/// What one look at a series did.
+enum Step {
+    /// Points moved and chunks written.
+    Sealed(u64, u64),
+    /// Nothing was ready; what it waits for.
+    Wait(SealWait),
+}
+
+/// Seals one chunk's worth of series `sid` inside the caller's transaction, or says what it
+/// waits for when nothing is ready (nothing written then).
+fn seal_one(tx: &Connection, sid: i64, policy: &SealPolicy) -> Result<Step> {
     let chunk_newest: Option<i64> = tx
         .prepare_cached(
             "SELECT end_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",
         )?
         .query_row([sid], |r| r.get(0))
         .optional()?;
+    let Some((first, head_newest)) = super::head::bounds(tx, sid)? else {
+        return Ok(Step::Wait(SealWait {
+            newest: chunk_newest.unwrap_or(i64::MIN),
+            first: i64::MAX,
+            ready_after: i64::MAX,
+            next_chunk: i64::MAX,
+        }));
+    };
     let newest = head_newest.max(chunk_newest.unwrap_or(i64::MIN));
     let cutoff = newest.saturating_sub(policy.seal_age_ms);
     if first >= cutoff {
-        return Ok(None);
+        return Ok(Step::Wait(SealWait {
+            newest,
+            first,
+            ready_after: first,
+            next_chunk: i64::MAX,
+        }));
     }
     let before = chunk_at_or_before(tx, sid, first)?;
     match before {
@@ -241,7 +270,7 @@ fn seal_one(tx: &Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u6
                 )?
                 .query_row(params![sid, first], |r| r.get(0))
                 .optional()?;
-            seal_gap(tx, sid, first, cutoff, next, policy)
+            seal_gap(tx, sid, (first, newest), cutoff, next, policy)
         }
     }
 }
@@ -282,26 +311,29 @@ fn delete_head(conn: &Connection, sid: i64, from: i64, to_inclusive: i64) -> Res
 
 /// Head points in a gap between chunks (or after the last one) become new chunks: each full
 /// one, and a last shorter one when the gap is closed by the next chunk or its points have
-/// waited long enough. Up to [`CHUNKS_PER_SEAL`] chunks in one transaction, so a head blob
-/// holding many chunks' worth is rewritten once per transaction, not once per chunk.
+/// waited long enough. Up to [`CHUNKS_PER_SEAL`] chunks in one look, so a head blob holding
+/// many chunks' worth is rewritten once, not once per chunk. When none is ready, the wait ends
+/// once the cutoff passes the first chunk's worth of points (read past the cutoff for it).
 fn seal_gap(
     conn: &Connection,
     sid: i64,
-    first: i64,
+    (first, newest): (i64, i64),
     cutoff: i64,
     next_chunk: Option<i64>,
     policy: &SealPolicy,
-) -> Result<Option<(u64, u64)>> {
+) -> Result<Step> {
     let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
     let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
     let per_chunk = policy.chunk_points.max(1);
-    let run = super::head::points_in(
+    let mut run = super::head::points_in(
         conn,
         sid,
         first,
-        limit_ts,
+        next_chunk.unwrap_or(i64::MAX),
         per_chunk.saturating_mul(CHUNKS_PER_SEAL),
     )?;
+    let chunk_end = run.get(per_chunk - 1).map_or(i64::MAX, |p| p.0);
+    run.truncate(run.partition_point(|p| p.0 < limit_ts));
     let mut sealed = 0usize;
     let mut chunks = 0u64;
     for piece in run.chunks(per_chunk) {
@@ -315,11 +347,16 @@ fn seal_gap(
         chunks += 1;
     }
     if sealed == 0 {
-        return Ok(None);
+        return Ok(Step::Wait(SealWait {
+            newest,
+            first,
+            ready_after: chunk_end,
+            next_chunk: next_chunk.unwrap_or(i64::MAX),
+        }));
     }
     let deleted = delete_head(conn, sid, first, run[sealed - 1].0)?;
     debug_assert_eq!(deleted, sealed);
-    Ok(Some((sealed as u64, chunks)))
+    Ok(Step::Sealed(sealed as u64, chunks))
 }
 
 /// Head points inside chunk `c`'s range are merged into it (the head value wins on equal
@@ -329,7 +366,7 @@ fn merge_into(
     sid: i64,
     c: ChunkRange,
     policy: &SealPolicy,
-) -> Result<Option<(u64, u64)>> {
+) -> Result<Step> {
     let head =
         super::head::points_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
     let data: Vec<u8> = conn.query_row(
@@ -353,7 +390,7 @@ fn merge_into(
         insert_chunk(conn, sid, &chunk::encode(piece)?)?;
     }
     delete_head(conn, sid, c.start, c.end)?;
-    Ok(Some((head.len() as u64, pieces as u64)))
+    Ok(Step::Sealed(head.len() as u64, pieces as u64))
 }
 
 /// Merges two sorted runs; on equal timestamps the head's value is kept.
