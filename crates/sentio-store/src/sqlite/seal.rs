@@ -281,15 +281,12 @@ fn chunk_at_or_before(conn: &Connection, sid: i64, ts: i64) -> Result<Option<Chu
             "SELECT start_ts, end_ts FROM chunks WHERE series_id = ?1 AND start_ts <= ?2 \
              ORDER BY start_ts DESC LIMIT 1",
         )?
-        .query_row(
-            params![sid, ts],
-            |r| {
-                Ok(ChunkRange {
-                    start: r.get(0)?,
-                    end: r.get(1)?,
-                })
-            },
-        )
+        .query_row(params![sid, ts], |r| {
+            Ok(ChunkRange {
+                start: r.get(0)?,
+                end: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 
@@ -361,12 +358,7 @@ fn seal_gap(
 
 /// Head points inside chunk `c`'s range are merged into it (the head value wins on equal
 /// timestamps); the result replaces the chunk, split when it grew past 1.5 chunks.
-fn merge_into(
-    conn: &Connection,
-    sid: i64,
-    c: ChunkRange,
-    policy: &SealPolicy,
-) -> Result<Step> {
+fn merge_into(conn: &Connection, sid: i64, c: ChunkRange, policy: &SealPolicy) -> Result<Step> {
     let head =
         super::head::points_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
     let data: Vec<u8> = conn.query_row(

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use super::rollup::{HOUR, ROLL_BATCH_MS, SETTLE_MS, floor};
 use super::seal::SealPolicy;
 
-
 /// A series id (`series.id`).
 pub(super) type SeriesId = i64;
 
@@ -45,9 +44,7 @@ impl Due {
         if oldest == i64::MAX || oldest < r || self.expiry <= now {
             return None;
         }
-        let expiry = self
-            .expiry
-            .min(floor(oldest, HOUR) + HOUR + self.raw_ms);
+        let expiry = self.expiry.min(floor(oldest, HOUR) + HOUR + self.raw_ms);
         let roll = r + ROLL_BATCH_MS + SETTLE_MS;
         Some(Due {
             at: expiry.min(roll),
@@ -293,10 +290,16 @@ mod tests {
         };
         w.seal_wait(7, wait);
         w.appended(7, 20 * MIN + 1000, 24 * MIN);
-        assert!(w.take_unsealed(&policy).is_empty(), "cutoff 14 min < 16 min");
+        assert!(
+            w.take_unsealed(&policy).is_empty(),
+            "cutoff 14 min < 16 min"
+        );
         // The appends are folded in: the next ones are judged with them.
         w.appended(7, 24 * MIN + 1000, 26 * MIN);
-        assert!(w.take_unsealed(&policy).is_empty(), "cutoff 16 min, not past it");
+        assert!(
+            w.take_unsealed(&policy).is_empty(),
+            "cutoff 16 min, not past it"
+        );
         w.appended(7, 26 * MIN + 1000, 26 * MIN + 1001);
         assert_eq!(w.take_unsealed(&policy), [7], "cutoff past the chunk's end");
         // A late point before the first one may belong in a chunk: looked at at once; one
@@ -308,20 +311,29 @@ mod tests {
         w.appended(7, 9 * MIN, 9 * MIN);
         assert_eq!(w.take_unsealed(&policy), [7]);
         // The first point waited long enough (cutoff − max wait passes it).
-        w.seal_wait(7, SealWait {
-            ready_after: i64::MAX,
-            ..wait
-        });
+        w.seal_wait(
+            7,
+            SealWait {
+                ready_after: i64::MAX,
+                ..wait
+            },
+        );
         w.appended(7, 69 * MIN, 70 * MIN);
-        assert!(w.take_unsealed(&policy).is_empty(), "waited exactly max wait");
+        assert!(
+            w.take_unsealed(&policy).is_empty(),
+            "waited exactly max wait"
+        );
         w.appended(7, 70 * MIN + 1, 70 * MIN + 1);
         assert_eq!(w.take_unsealed(&policy), [7]);
         // The next chunk closes the gap once the cutoff reaches it.
-        w.seal_wait(7, SealWait {
-            ready_after: i64::MAX,
-            next_chunk: 15 * MIN,
-            ..wait
-        });
+        w.seal_wait(
+            7,
+            SealWait {
+                ready_after: i64::MAX,
+                next_chunk: 15 * MIN,
+                ..wait
+            },
+        );
         w.appended(7, 24 * MIN, 25 * MIN);
         assert_eq!(w.take_unsealed(&policy), [7]);
         // A series given back unfinished is looked at whatever it waited for.
@@ -342,8 +354,14 @@ mod tests {
         // A point may expire before what was the oldest: the hour after it, plus raw_ms.
         let d = prev.after_append(25 * MIN, 26 * MIN).unwrap();
         assert_eq!(d.expiry, 60 * MIN + 600 * MIN);
-        assert!(prev.after_append(19 * MIN, 26 * MIN).is_none(), "late: marked dirty");
-        assert!(prev.after_append(i64::MAX, 26 * MIN).is_none(), "unknown oldest");
+        assert!(
+            prev.after_append(19 * MIN, 26 * MIN).is_none(),
+            "late: marked dirty"
+        );
+        assert!(
+            prev.after_append(i64::MAX, 26 * MIN).is_none(),
+            "unknown oldest"
+        );
         let expiring = Due {
             expiry: 26 * MIN,
             ..prev
@@ -358,7 +376,10 @@ mod tests {
         let mut w = Workset::default();
         w.finished(4, prev);
         w.appended(4, 25 * MIN, 26 * MIN);
-        assert!(w.due(roll - 1, Vec::new).is_empty(), "not due until its roll");
+        assert!(
+            w.due(roll - 1, Vec::new).is_empty(),
+            "not due until its roll"
+        );
         assert_eq!(w.due(roll, Vec::new), [4]);
         w.finished(4, prev);
         w.appended(4, 19 * MIN, 26 * MIN);
