@@ -162,7 +162,11 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
         // fsync; the next acknowledged append syncs the log up to and including it, in order.
         super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
     };
-    let (report, finished, waits) = match batch {
+    let Batch {
+        report,
+        finished,
+        waits,
+    } = match batch {
         Ok(b) => b,
         Err(e) => {
             // Rolled back: every series is looked at again next time, not forgotten until
@@ -195,7 +199,7 @@ fn seal_batch(
     inner: &Inner,
     ids: &[i64],
     max_points: usize,
-) -> Result<(SealReport, usize, Vec<(i64, SealWait)>)> {
+) -> Result<Batch> {
     let tx = conn.transaction()?;
     let mut report = SealReport::default();
     let mut finished = 0;
@@ -221,7 +225,20 @@ fn seal_batch(
         finished += 1;
     }
     tx.commit()?;
-    Ok((report, finished, waits))
+    Ok(Batch {
+        report,
+        finished,
+        waits,
+    })
+}
+
+/// What one sealing step did (`seal_batch`).
+struct Batch {
+    report: SealReport,
+    /// Series finished, from the first of the step's list.
+    finished: usize,
+    /// What the finished series with nothing ready wait for.
+    waits: Vec<(i64, SealWait)>,
 }
 
 /// What one look at a series did.
