@@ -558,3 +558,61 @@ async fn the_file_shrinks_back_after_sealing() {
         after.file_bytes
     );
 }
+
+/// The sealer decides "nothing ready yet" from what its last look found and the appended
+/// range, without reading the database. Such a skip never hides work: after it has sealed all
+/// it sees, a reopened store (which looks at every series afresh) finds nothing more to seal,
+/// through in-order ingest, slow series, late points before and inside sealed chunks, and
+/// points before a chunk's end.
+#[tokio::test]
+async fn the_sealers_skips_never_leave_ready_points_in_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    let mut model = Model::new();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut now = 0i64;
+    let (mut idle_rounds, mut checks) = (0, 0);
+    for round in 0..60 {
+        let mut batch = Vec::new();
+        // Two series at 1 s, a slow one at 20 s; a few seconds each round.
+        for _ in 0..rng.below(12) {
+            now += 1_000;
+            batch.push(point("d1", "t", now, rng.value()));
+            batch.push(point("d1", "h", now, rng.value()));
+            if now % 20_000 == 0 {
+                batch.push(point("d2", "t", now, rng.value()));
+            }
+        }
+        if rng.below(4) == 0 && now > 0 {
+            // A late point anywhere in the past (often in a sealed chunk or before a
+            // chunk's end), or a duplicate of a tick.
+            let s = SERIES[rng.below(3) as usize];
+            let t = rng.below(now as u64) as i64;
+            batch.push(point(s.0, s.1, t, rng.value()));
+        }
+        if !batch.is_empty() {
+            append(&store, &mut model, batch).await;
+        }
+        let before = store.tier_stats().await.unwrap();
+        let r = store.seal_all().await.unwrap();
+        idle_rounds += usize::from(r.points == 0);
+        assert_eq!(
+            store.tier_stats().await.unwrap().head_points + r.points,
+            before.head_points
+        );
+        if round % 6 == 5 {
+            // Afresh: every series looked at, no remembered waits.
+            drop(store);
+            store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+            let missed = store.seal_all().await.unwrap();
+            assert_eq!(missed.points, 0, "round {round}: ready points were left");
+            checks += 1;
+        }
+    }
+    assert!(idle_rounds > 10 && checks == 10);
+    let tiers = store.tier_stats().await.unwrap();
+    assert!(tiers.chunks > 5, "{tiers:?}");
+    let total: usize = model.values().map(|m| m.len()).sum();
+    assert_eq!((tiers.head_points + tiers.sealed_points) as usize, total);
+    check_reads(&store, &model, &mut rng, now).await;
+}

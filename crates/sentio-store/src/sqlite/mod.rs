@@ -5,7 +5,7 @@
 //! blob of recent points in commit order, written by `append`, acknowledged after the commit,
 //! indexed per series in the connection's in-memory `temp.head_index`; `head.rs`); `chunks`
 //! holds sealed, pco-compressed runs of ~1,000 points with their statistics. The sealer ([`SqliteStore::seal_some`]) moves old head points into
-//! chunks, one transaction per chunk; every read merges both tiers, the head winning on equal
+//! chunks, one transaction per step of many series; every read merges both tiers, the head winning on equal
 //! timestamps.
 
 mod alerts;

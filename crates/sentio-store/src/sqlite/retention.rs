@@ -370,6 +370,7 @@ impl Pass<'_> {
                 at: expiry.min(roll),
                 expiry,
                 raw_ms: prev.raw_ms,
+                rolled_until,
             }));
         }
         let Some(s) = series_row(&inner.lock(), sid)? else {
@@ -377,6 +378,7 @@ impl Pass<'_> {
                 at: i64::MAX,
                 expiry: i64::MAX,
                 raw_ms: 0,
+                rolled_until: None,
             })); // erased meanwhile
         };
         let raw_ms = self.policy.raw_for(&s.device, s.kind.as_deref());
@@ -482,6 +484,7 @@ fn next_due(conn: &Connection, sid: i64, policy: &RetentionPolicy, raw_ms: i64) 
         at: roll.unwrap_or(i64::MAX).min(expiry),
         expiry,
         raw_ms,
+        rolled_until: m.rolled_until,
     })
 }
 

@@ -1,16 +1,18 @@
 //! The sealer: moves head points (`head`) into compressed chunks (`chunks`).
 //!
 //! Per series, points older than [`SealPolicy::seal_age_ms`] behind that series' newest point
-//! are sealed. Each chunk is written in one transaction that inserts the chunk and removes the
-//! head points it holds (a head blob reaching past them is rewritten with the rest), so a crash at any moment loses nothing and duplicates nothing. Work is
-//! bounded per call ([`SqliteStore::seal_some`]) and the connection is released between chunks,
-//! so ingest interleaves.
+//! are sealed. A step ([`SqliteStore::seal_some`]) seals series after series in ONE transaction
+//! that inserts the chunks and removes the head points they hold (a head blob reaching past
+//! them is rewritten with the rest), so a crash at any moment loses nothing and duplicates
+//! nothing, and a head page shared by neighbouring series is written once per step. Work is
+//! bounded per step and the connection is released between steps, so ingest interleaves.
 //!
 //! Where a head point falls inside an existing chunk's range (a late point or a duplicate), the
 //! chunk is decoded, merged (the head value wins) and re-encoded; chunk ranges never overlap.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::workset::SealWait;
 use super::{Inner, SqliteStore};
 use crate::chunk::{self, EncodedChunk};
 use crate::{Result, StoreError};
@@ -18,7 +20,7 @@ use crate::{Result, StoreError};
 /// Head points sealed per step of the background sealer.
 const SEAL_STEP_POINTS: usize = 20_000;
 
-/// Chunks written at most by one sealing transaction of a series.
+/// Chunks written at most by one look at a series (`seal_gap`).
 const CHUNKS_PER_SEAL: usize = 16;
 
 /// When head points become chunks.
@@ -75,8 +77,8 @@ struct ChunkRange {
 }
 
 impl SqliteStore {
-    /// Seals up to about `max_points` head points into chunks, going round the series. Holds the
-    /// connection for one chunk at a time. Call it periodically (the node does, from a task);
+    /// Seals up to about `max_points` head points into chunks, going round the series, in one
+    /// transaction (holding the connection for it). Call it periodically (the node does, from a task);
     /// tests call it directly.
     pub async fn seal_some(&self, max_points: usize) -> Result<SealReport> {
         let inner = self.inner.clone();
@@ -86,7 +88,7 @@ impl SqliteStore {
     }
 
     /// Runs the sealer until `stop` completes: every `every`, seals what is ready, in bounded
-    /// steps (the connection is released between chunks, and the task yields between steps).
+    /// steps (the connection is released and the task yields between steps).
     pub async fn run_sealer(&self, every: std::time::Duration, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
@@ -147,105 +149,161 @@ impl SqliteStore {
 fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
     // Only the series appended to since they were last sealed: sealing depends on a series'
     // newest point, so a series nobody writes to has nothing new to seal.
-    let mut ids = inner.workset().take_unsealed();
+    let mut ids = inner.workset().take_unsealed(&inner.seal);
     let cursor = *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner());
     // Resume after the series looked at last, then wrap around (fair when the budget runs out).
     let split = ids.partition_point(|&id| id <= cursor);
     ids.rotate_left(split);
 
-    let mut report = SealReport::default();
-    for (i, &sid) in ids.iter().enumerate() {
-        // Seal this series until it has nothing ready or the budget is spent.
-        loop {
-            if inner.interrupted() || report.points as usize >= max_points {
-                // Stopping, or the budget is spent: the rest stays in the head, readable,
-                // and is looked at next time.
-                inner.workset().still_unsealed(&ids[i..]);
-                report.more = !inner.interrupted();
-                return Ok(report);
-            }
-            let sealed = {
-                let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-                // A sealing transaction only moves points inside the database, atomically: if
-                // a power cut loses it, the points are still in the head. So it needs
-                // atomicity, not its own fsync; the next acknowledged append syncs the log up
-                // to and including it, in order.
-                super::without_fsync(&mut conn, |conn| seal_one(conn, sid, &inner.seal))
-            };
-            let sealed = match sealed {
-                Ok(s) => s,
-                Err(e) => {
-                    // Looked at again next time, not forgotten until the next append.
-                    inner.workset().still_unsealed(&ids[i..]);
-                    return Err(e);
-                }
-            };
-            match sealed {
-                Some((points, chunks)) => {
-                    report.points += points;
-                    report.chunks += chunks;
-                }
-                None => break,
-            }
+    let batch = {
+        let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // A sealing transaction only moves points inside the database, atomically: if a power
+        // cut loses it, the points are still in the head. So it needs atomicity, not its own
+        // fsync; the next acknowledged append syncs the log up to and including it, in order.
+        super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
+    };
+    let Batch {
+        report,
+        finished,
+        waits,
+    } = match batch {
+        Ok(b) => b,
+        Err(e) => {
+            // Rolled back: every series is looked at again next time, not forgotten until
+            // the next append.
+            inner.workset().still_unsealed(&ids);
+            return Err(e);
         }
-        *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = sid;
+    };
+    // The rest stays in the head, readable, and is looked at next time.
+    let mut work = inner.workset();
+    work.still_unsealed(&ids[finished..]);
+    for (sid, wait) in waits {
+        work.seal_wait(sid, wait);
+    }
+    drop(work);
+    if let Some(&last) = finished.checked_sub(1).and_then(|i| ids.get(i)) {
+        *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = last;
     }
     Ok(report)
 }
 
-/// Seals one chunk's worth of series `sid`, in one transaction. Returns (points moved, chunks
-/// written), or `None` when nothing of this series is ready.
-fn seal_one(conn: &mut Connection, sid: i64, policy: &SealPolicy) -> Result<Option<(u64, u64)>> {
+/// Seals the series `ids` in order, in ONE transaction, until about `max_points` are moved or
+/// the store is stopping: consecutive series share the head's pages (one append's blobs are
+/// neighbours in `head_log`), so a page that several series' seals change is written once per
+/// batch, not once per series. Returns what was sealed, how many series were finished
+/// (nothing left to seal; a series the budget cut short is not) and what the finished ones wait
+/// for.
+fn seal_batch(
+    conn: &mut Connection,
+    inner: &Inner,
+    ids: &[i64],
+    max_points: usize,
+) -> Result<Batch> {
     let tx = conn.transaction()?;
-    let Some((first, head_newest)) = super::head::bounds(&tx, sid)? else {
-        return Ok(None);
-    };
+    let mut report = SealReport::default();
+    let mut finished = 0;
+    let mut waits = Vec::new();
+    'series: for &sid in ids {
+        // Seal this series until it has nothing ready or the budget is spent.
+        loop {
+            if inner.interrupted() || report.points as usize >= max_points {
+                report.more = !inner.interrupted();
+                break 'series;
+            }
+            match seal_one(&tx, sid, &inner.seal)? {
+                Step::Sealed(points, chunks) => {
+                    report.points += points;
+                    report.chunks += chunks;
+                }
+                Step::Wait(wait) => {
+                    waits.push((sid, wait));
+                    break;
+                }
+            }
+        }
+        finished += 1;
+    }
+    tx.commit()?;
+    Ok(Batch {
+        report,
+        finished,
+        waits,
+    })
+}
+
+/// What one sealing step did (`seal_batch`).
+struct Batch {
+    report: SealReport,
+    /// Series finished, from the first of the step's list.
+    finished: usize,
+    /// What the finished series with nothing ready wait for.
+    waits: Vec<(i64, SealWait)>,
+}
+
+/// What one look at a series did.
+enum Step {
+    /// Points moved and chunks written.
+    Sealed(u64, u64),
+    /// Nothing was ready; what it waits for.
+    Wait(SealWait),
+}
+
+/// Seals one chunk's worth of series `sid` inside the caller's transaction, or says what it
+/// waits for when nothing is ready (nothing written then).
+fn seal_one(tx: &Connection, sid: i64, policy: &SealPolicy) -> Result<Step> {
     let chunk_newest: Option<i64> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT end_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",
-            [sid],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([sid], |r| r.get(0))
         .optional()?;
+    let Some((first, head_newest)) = super::head::bounds(tx, sid)? else {
+        return Ok(Step::Wait(SealWait {
+            newest: chunk_newest.unwrap_or(i64::MIN),
+            first: i64::MAX,
+            ready_after: i64::MAX,
+            next_chunk: i64::MAX,
+        }));
+    };
     let newest = head_newest.max(chunk_newest.unwrap_or(i64::MIN));
     let cutoff = newest.saturating_sub(policy.seal_age_ms);
     if first >= cutoff {
-        return Ok(None);
+        return Ok(Step::Wait(SealWait {
+            newest,
+            first,
+            ready_after: first,
+            next_chunk: i64::MAX,
+        }));
     }
-    let before = chunk_at_or_before(&tx, sid, first)?;
-    let done = match before {
-        Some(c) if first <= c.end => merge_into(&tx, sid, c, policy)?,
+    let before = chunk_at_or_before(tx, sid, first)?;
+    match before {
+        Some(c) if first <= c.end => merge_into(tx, sid, c, policy),
         _ => {
             let next: Option<i64> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT start_ts FROM chunks WHERE series_id = ?1 AND start_ts > ?2 \
                      ORDER BY start_ts LIMIT 1",
-                    params![sid, first],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![sid, first], |r| r.get(0))
                 .optional()?;
-            seal_gap(&tx, sid, first, cutoff, next, policy)?
+            seal_gap(tx, sid, (first, newest), cutoff, next, policy)
         }
-    };
-    if done.is_some() {
-        tx.commit()?;
     }
-    Ok(done)
 }
 
 fn chunk_at_or_before(conn: &Connection, sid: i64, ts: i64) -> Result<Option<ChunkRange>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT start_ts, end_ts FROM chunks WHERE series_id = ?1 AND start_ts <= ?2 \
              ORDER BY start_ts DESC LIMIT 1",
-            params![sid, ts],
-            |r| {
-                Ok(ChunkRange {
-                    start: r.get(0)?,
-                    end: r.get(1)?,
-                })
-            },
-        )
+        )?
+        .query_row(params![sid, ts], |r| {
+            Ok(ChunkRange {
+                start: r.get(0)?,
+                end: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 
@@ -267,26 +325,29 @@ fn delete_head(conn: &Connection, sid: i64, from: i64, to_inclusive: i64) -> Res
 
 /// Head points in a gap between chunks (or after the last one) become new chunks: each full
 /// one, and a last shorter one when the gap is closed by the next chunk or its points have
-/// waited long enough. Up to [`CHUNKS_PER_SEAL`] chunks in one transaction, so a head blob
-/// holding many chunks' worth is rewritten once per transaction, not once per chunk.
+/// waited long enough. Up to [`CHUNKS_PER_SEAL`] chunks in one look, so a head blob holding
+/// many chunks' worth is rewritten once, not once per chunk. When none is ready, the wait ends
+/// once the cutoff passes the first chunk's worth of points (read past the cutoff for it).
 fn seal_gap(
     conn: &Connection,
     sid: i64,
-    first: i64,
+    (first, newest): (i64, i64),
     cutoff: i64,
     next_chunk: Option<i64>,
     policy: &SealPolicy,
-) -> Result<Option<(u64, u64)>> {
+) -> Result<Step> {
     let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
     let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
     let per_chunk = policy.chunk_points.max(1);
-    let run = super::head::points_in(
+    let mut run = super::head::points_in(
         conn,
         sid,
         first,
-        limit_ts,
+        next_chunk.unwrap_or(i64::MAX),
         per_chunk.saturating_mul(CHUNKS_PER_SEAL),
     )?;
+    let chunk_end = run.get(per_chunk - 1).map_or(i64::MAX, |p| p.0);
+    run.truncate(run.partition_point(|p| p.0 < limit_ts));
     let mut sealed = 0usize;
     let mut chunks = 0u64;
     for piece in run.chunks(per_chunk) {
@@ -300,21 +361,21 @@ fn seal_gap(
         chunks += 1;
     }
     if sealed == 0 {
-        return Ok(None);
+        return Ok(Step::Wait(SealWait {
+            newest,
+            first,
+            ready_after: chunk_end,
+            next_chunk: next_chunk.unwrap_or(i64::MAX),
+        }));
     }
     let deleted = delete_head(conn, sid, first, run[sealed - 1].0)?;
     debug_assert_eq!(deleted, sealed);
-    Ok(Some((sealed as u64, chunks)))
+    Ok(Step::Sealed(sealed as u64, chunks))
 }
 
 /// Head points inside chunk `c`'s range are merged into it (the head value wins on equal
 /// timestamps); the result replaces the chunk, split when it grew past 1.5 chunks.
-fn merge_into(
-    conn: &Connection,
-    sid: i64,
-    c: ChunkRange,
-    policy: &SealPolicy,
-) -> Result<Option<(u64, u64)>> {
+fn merge_into(conn: &Connection, sid: i64, c: ChunkRange, policy: &SealPolicy) -> Result<Step> {
     let head =
         super::head::points_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
     let data: Vec<u8> = conn.query_row(
@@ -338,7 +399,7 @@ fn merge_into(
         insert_chunk(conn, sid, &chunk::encode(piece)?)?;
     }
     delete_head(conn, sid, c.start, c.end)?;
-    Ok(Some((head.len() as u64, pieces as u64)))
+    Ok(Step::Sealed(head.len() as u64, pieces as u64))
 }
 
 /// Merges two sorted runs; on equal timestamps the head's value is kept.

@@ -127,7 +127,7 @@ pub(super) fn write_points(
     }
     let mut work = inner.workset();
     for (sid, span) in spans {
-        work.appended(sid, span.first);
+        work.appended(sid, span.first, span.last);
     }
     Ok(())
 }
