@@ -488,7 +488,7 @@ fn apply_rollups_tx(
 pub(super) fn rollups_written(inner: &Inner, touched: &[(i64, i64)]) {
     let mut work = inner.workset();
     for &(sid, first) in touched {
-        work.appended(sid, first);
+        work.written_around_the_head(sid, first);
     }
 }
 

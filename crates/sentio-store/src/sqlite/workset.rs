@@ -131,6 +131,12 @@ impl Workset {
             .entry(sid)
             .and_modify(|(lo, hi)| (*lo, *hi) = ((*lo).min(oldest_ts), (*hi).max(newest_ts)))
             .or_insert((oldest_ts, newest_ts));
+        self.written_around_the_head(sid, oldest_ts);
+    }
+
+    /// Rows were written to `sid` from `oldest_ts` on without points in its head (an edge's
+    /// minute rollups): maintenance must look at it (their retention), the sealer need not.
+    pub(super) fn written_around_the_head(&mut self, sid: SeriesId, oldest_ts: i64) {
         self.appended
             .entry(sid)
             .and_modify(|t| *t = (*t).min(oldest_ts))
