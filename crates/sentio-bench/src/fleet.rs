@@ -62,6 +62,17 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
+/// The unit of `/proc/<pid>/stat`'s times (`getconf CLK_TCK`; 100 on Linux when it cannot be
+/// asked).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 /// A `/proc/<pid>/status` size field (`VmRSS`, `VmHWM`) in MiB.
 fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -84,7 +95,7 @@ struct Cost {
 
 /// Measures the node's CPU over `seconds` (the caller decides what happens meanwhile).
 async fn measure(pid: u32, seconds: f64) -> anyhow::Result<Cost> {
-    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let hz = clock_ticks_per_second();
     let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let (c1, wall) = (cpu_ticks(pid)?, t0.elapsed().as_secs_f64());
@@ -239,6 +250,12 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
         };
         let (_, window) = tokio::join!(publishing, window);
         let (busy, acked_points_s, lat) = window?;
+        // Said before the drain, which fails when the node fell behind.
+        eprintln!(
+            "{n} devices at 1 reading per {} ms: {} ({acked_points_s:.0} points/s acknowledged)",
+            args.interval_ms,
+            pct(&busy)
+        );
         drain(&pubs).await?;
 
         tokio::time::sleep(settle).await;
