@@ -229,6 +229,7 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
         let settle = Duration::from_secs_f64(args.settle_seconds);
         tokio::time::sleep(settle).await;
         let idle = measure(pid, args.window_seconds).await?;
+        eprintln!("{n} devices idle: {}", pct(&idle));
 
         // 1 Hz: warm up, then the window, every device stamping its readings from now on.
         let now = sentio_core::time::now_ms() as u64;
@@ -270,7 +271,7 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
             puback_p50: percentile(&lat, 0.5),
             puback_p99: percentile(&lat, 0.99),
         };
-        eprintln!("{}", format_row(&row));
+        eprintln!("{}", format_row_md(&row, args.metrics));
         rows.push(row);
     }
     println!(
@@ -295,20 +296,6 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
 
 fn pct(c: &Cost) -> String {
     format!("{:.1} %, {:.0} MiB", 100.0 * c.core, c.rss_mib)
-}
-
-fn format_row(r: &Row) -> String {
-    format!(
-        "{} devices: idle {}; busy {} ({:.0} of {:.0} points/s acknowledged, PUBACK p50 {:.1} ms p99 {:.1} ms); after {}",
-        r.devices,
-        pct(&r.idle),
-        pct(&r.busy),
-        r.acked_points_s,
-        r.offered_points_s,
-        r.puback_p50,
-        r.puback_p99,
-        pct(&r.after)
-    )
 }
 
 fn format_row_md(r: &Row, metrics: usize) -> String {
