@@ -156,13 +156,13 @@ fn scenarios(scale: f64, conns: usize) -> Vec<Scenario> {
 }
 
 /// A child process killed when dropped (also on an error path).
-struct ChildGuard {
+pub(crate) struct ChildGuard {
     name: &'static str,
     child: Child,
 }
 
 impl ChildGuard {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -250,11 +250,11 @@ fn wait_listening(addr: SocketAddr, child: &mut ChildGuard) -> anyhow::Result<()
 }
 
 /// The Sentio node under test, with the token the generator connects with.
-struct SentioChild {
-    guard: ChildGuard,
-    mqtt_port: u16,
-    http_port: u16,
-    admin: String,
+pub(crate) struct SentioChild {
+    pub(crate) guard: ChildGuard,
+    pub(crate) mqtt_port: u16,
+    pub(crate) http_port: u16,
+    pub(crate) admin: String,
     username: String,
     password: String,
 }
@@ -314,6 +314,16 @@ fn start_sim(
 }
 
 fn start_sentio(data: &Path) -> anyhow::Result<SentioChild> {
+    start_sentio_with(data, None)
+}
+
+/// Starts `sentio serve` on `data` (loopback, free ports, no MQTT TLS); `config`, when given,
+/// is written to `<data>/sentio.toml` first, the file the node reads from its data directory.
+pub(crate) fn start_sentio_with(data: &Path, config: Option<&str>) -> anyhow::Result<SentioChild> {
+    if let Some(text) = config {
+        std::fs::create_dir_all(data)?;
+        std::fs::write(data.join("sentio.toml"), text)?;
+    }
     let exe = crate::sentio_exe()?;
     let (mqtt_port, http_port) = (free_port()?, free_port()?);
     let admin = sentio_store::secret::generate();

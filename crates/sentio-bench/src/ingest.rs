@@ -83,25 +83,25 @@ const MARKER: &str = "bench-marker";
 
 /// Shared counters of the publishers.
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     /// Readings whose message was acknowledged.
-    acked_readings: AtomicU64,
+    pub(crate) acked_readings: AtomicU64,
     /// Messages acknowledged.
-    acked_messages: AtomicU64,
+    pub(crate) acked_messages: AtomicU64,
 }
 
 /// One publishing device: its client, and the PUBACK latencies its event loop saw (µs).
-struct Publisher {
+pub(crate) struct Publisher {
     id: String,
-    client: AsyncClient,
+    pub(crate) client: AsyncClient,
     latencies: Arc<Mutex<Vec<u32>>>,
-    loop_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub(crate) loop_task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Messages published and not acknowledged yet.
     pending: Arc<AtomicU64>,
 }
 
 /// Registers a device through the API; returns its secret.
-fn register(
+pub(crate) fn register(
     agent: &ureq::Agent,
     base: &str,
     auth: &str,
@@ -160,7 +160,7 @@ async fn drive(
     Ok(())
 }
 
-async fn connect(
+pub(crate) async fn connect(
     mqtt: SocketAddr,
     id: &str,
     secret: &str,
@@ -229,7 +229,7 @@ fn payload(ts: i64, readings: usize, metrics: usize) -> Vec<u8> {
     serde_json::to_vec(&items).expect("JSON")
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -240,10 +240,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// Publishes from every device until `deadline`; with `interval`, one message per device per
 /// interval (paced), else as fast as the in-flight window allows. Each device stamps its
 /// readings from its own clock `next_ts` on (1 ms apart, so no two readings share a timestamp).
-async fn publish_phase(
+pub(crate) async fn publish_phase(
     pubs: &[Publisher],
     next_ts: &[Arc<AtomicU64>],
-    args: &IngestArgs,
+    (readings, metrics): (usize, usize),
     deadline: Instant,
     interval: Option<Duration>,
 ) -> u64 {
@@ -253,7 +253,6 @@ async fn publish_phase(
         let topic = format!("devices/{}/telemetry", p.id);
         let pending = p.pending.clone();
         let next = next_ts[i].clone();
-        let (readings, metrics) = (args.readings, args.metrics);
         // Spread the paced devices over the interval.
         let offset = interval.map(|iv| iv.mul_f64(i as f64 / pubs.len() as f64));
         tasks.push(tokio::spawn(async move {
@@ -294,7 +293,7 @@ async fn publish_phase(
 }
 
 /// Waits until every published message of every device is acknowledged.
-async fn drain(pubs: &[Publisher]) -> anyhow::Result<()> {
+pub(crate) async fn drain(pubs: &[Publisher]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while pubs.iter().any(|p| p.pending.load(Ordering::Relaxed) > 0) {
         if Instant::now() > deadline {
@@ -305,7 +304,7 @@ async fn drain(pubs: &[Publisher]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn take_latencies(pubs: &[Publisher]) -> Vec<u32> {
+pub(crate) fn take_latencies(pubs: &[Publisher]) -> Vec<u32> {
     let mut all = Vec::new();
     for p in pubs {
         all.append(&mut p.latencies.lock().unwrap());
@@ -513,7 +512,14 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     // Phase 1: flat out.
     let t = Instant::now();
     let deadline = t + Duration::from_secs_f64(args.seconds);
-    let sent = publish_phase(&pubs, &next_ts, args, deadline, None).await;
+    let sent = publish_phase(
+        &pubs,
+        &next_ts,
+        (args.readings, args.metrics),
+        deadline,
+        None,
+    )
+    .await;
     drain(&pubs).await?;
     let elapsed = t.elapsed().as_secs_f64();
     let acked = counters.acked_messages.load(Ordering::Relaxed);
@@ -560,7 +566,13 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     let every = Duration::from_secs_f64(1.0 / args.markers.max(1) as f64);
     let marker_secret = secrets.last().cloned().unwrap_or_default();
     let (sent, marks) = tokio::join!(
-        publish_phase(&pubs, &next_ts, args, until, Some(interval)),
+        publish_phase(
+            &pubs,
+            &next_ts,
+            (args.readings, args.metrics),
+            until,
+            Some(interval)
+        ),
         markers(node, &marker_secret, every, until)
     );
     let marks = marks?;

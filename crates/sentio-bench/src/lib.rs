@@ -10,12 +10,14 @@
 //! - [`tep`]: the device model over the Tennessee Eastman process.
 //! - [`upkeep`]: the store's background work as the fleet grows, idle and at 1 Hz.
 //! - [`ingest`]: MQTT publishers → broker → store + detectors → queryable.
+//! - [`fleet`]: a `sentio serve` holding 1 k, 3 k, 10 k connected devices: CPU and RSS, idle and at 1 Hz.
 //! - [`replay`]: a rule replayed over stored history.
 //! - [`rules`]: many rules on every committed point.
 
 pub mod broker;
 pub mod demo_eval;
 pub mod energy;
+pub mod fleet;
 pub mod ingest;
 pub mod nab;
 pub mod replay;

@@ -2,7 +2,9 @@
 //! passes its arguments through to this executable when it is built beside `sentio`.
 
 use clap::{Parser, Subcommand};
-use sentio_bench::{broker, demo_eval, energy, ingest, nab, replay, rules, store, tep, upkeep};
+use sentio_bench::{
+    broker, demo_eval, energy, fleet, ingest, nab, replay, rules, store, tep, upkeep,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +39,9 @@ enum Command {
     /// The whole pipeline: many MQTT publishers (registered devices, QoS 1) -> embedded broker
     /// -> store + detectors -> queryable: sustained points/s, publish -> queryable p50/p99.
     Ingest(ingest::IngestArgs),
+    /// A `sentio serve` holding a growing fleet (1 k, 3 k, 10 k devices of 5 metrics, one MQTT
+    /// connection each): the node's CPU and RSS idle, at 1 Hz, and after.
+    Fleet(fleet::FleetArgs),
     /// The store's background work (sealing, rollups, retention) as the fleet grows: CPU and
     /// the longest 5-second round, idle and with every series at 1 Hz.
     Upkeep(upkeep::UpkeepArgs),
@@ -72,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => runtime()?.block_on(demo_eval::run_cli(args)),
         Command::Store(args) => runtime()?.block_on(store::run(args)),
         Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),
+        Command::Fleet(args) => runtime()?.block_on(fleet::run(args)),
         Command::Upkeep(args) => runtime()?.block_on(upkeep::run(args)),
         Command::Replay(args) => runtime()?.block_on(replay::run(args)),
         Command::Rules(args) => rules::run(args),

@@ -47,6 +47,11 @@ pub trait Bus: Send + Sync {
     /// Publishes an event to every current subscriber. Never blocks: a subscriber that falls
     /// behind loses the oldest events and is told how many.
     fn publish(&self, event: Event);
+    /// Whether anyone listens now: a publisher may skip building an event nobody receives
+    /// (telemetry is built per point). `true` when the bus cannot tell.
+    fn has_subscribers(&self) -> bool {
+        true
+    }
     /// A new subscription to every event published from now on.
     fn subscribe(&self) -> Subscription;
 }
@@ -93,7 +98,26 @@ impl Bus for LocalBus {
         let _ = self.tx.send(Arc::new(event));
     }
 
+    fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     fn subscribe(&self) -> Subscription {
         Subscription::new(self.tx.subscribe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_bus_has_subscribers_only_while_one_is_held() {
+        let bus = LocalBus::new(8);
+        assert!(!bus.has_subscribers(), "no one listens yet");
+        let sub = bus.subscribe();
+        assert!(bus.has_subscribers());
+        drop(sub);
+        assert!(!bus.has_subscribers(), "the only listener left");
     }
 }

@@ -31,6 +31,11 @@ pub struct Presence {
 impl Presence {
     fn update(&self, device: &str, f: impl FnOnce(&mut Status)) {
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        // The id is copied only for a device not seen yet, not on every message.
+        if let Some(s) = map.get_mut(device) {
+            f(s);
+            return;
+        }
         f(map.entry(device.to_string()).or_default());
     }
 

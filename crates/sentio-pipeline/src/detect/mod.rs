@@ -316,8 +316,13 @@ impl DetectStage {
         self.resolve_kinds(&points).await;
         let now = now_ms();
         let mut transitions = Vec::new();
+        // Live telemetry copies every point into owned strings: only for someone listening.
+        let live = self.bus.has_subscribers();
         for (device, arrived) in by_device(points) {
             self.watch_device(&device, &arrived, now, &mut transitions);
+            if !live {
+                continue;
+            }
             self.bus.publish(Event::Telemetry {
                 device: device.to_string(),
                 points: arrived
