@@ -97,6 +97,27 @@ pub(crate) fn fit_regime(
     Some(regime)
 }
 
+/// Each of `dims`' odds that a reading repeats the previous row's exactly, (repeats + 1) /
+/// (pairs + 2): a reading that moved with every row learnt has odds of about 1/n, one held by
+/// a slow sampler (an analyser updated every few rows) or a coarse resolution high odds.
+pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> Vec<f64> {
+    dims.iter()
+        .map(|&k| {
+            let (mut pairs, mut repeats) = (0.0, 0.0);
+            for t in 1..rows.len() {
+                let (a, b) = (rows.row(t)[k], rows.row(t - 1)[k]);
+                if a.is_finite() && b.is_finite() {
+                    pairs += 1.0;
+                    if a == b {
+                        repeats += 1.0;
+                    }
+                }
+            }
+            (repeats + 1.0) / (pairs + 2.0)
+        })
+        .collect()
+}
+
 /// Centre, spread and shrunk precision of `dims` over the rows `use_rows` (limits left at 0),
 /// and the covariance of the standardised rows.
 fn fit_core(
@@ -234,6 +255,7 @@ fn fit_core(
             floor,
             n_eff,
             follow: None,
+            repeat_odds: Vec::new(),
         },
         s,
     ))

@@ -31,7 +31,7 @@ mod regime;
 use serde::{Deserialize, Serialize};
 
 use alarm::{Alarm, Step};
-use fit::{Rows, fit_regime};
+use fit::{Rows, fit_regime, repeat_odds};
 use packed::Packed;
 pub use regime::{Contribution, Regime};
 
@@ -232,13 +232,15 @@ impl Learning {
         let span = self.first_ms.map_or(0.0, |first| {
             (now_ms - first) as f64 * n as f64 / n.saturating_sub(1).max(1) as f64
         });
-        fit_regime(
+        let mut regime = fit_regime(
             &rows,
             &dims,
             [row, certain, smooth],
             cfg.smoothing,
             (now_ms, span as i64, cfg.follow_ms),
-        )
+        )?;
+        regime.repeat_odds = repeat_odds(&rows, &dims);
+        Some(regime)
     }
 }
 
@@ -253,6 +255,9 @@ pub struct DeviceModel {
     current: Option<usize>,
     /// Smoothed standardised row in the current regime.
     ewma: Packed,
+    /// By slot: consecutive fresh readings equal to the one before (a frozen reading).
+    #[serde(default)]
+    repeats: Vec<u32>,
     learning: Option<Learning>,
     alarm: Alarm,
     rows: u64,
@@ -411,6 +416,17 @@ impl DeviceModel {
 
     fn judge_latest(&mut self, cfg: &DeviceModelConfig, ts_ms: i64) -> DeviceVerdict {
         let tolerance = cfg.tolerance_ms;
+        self.repeats.resize(self.latest.len(), 0);
+        let before = self
+            .last_row
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(f64::NAN));
+        for ((count, r), last) in self.repeats.iter_mut().zip(&self.latest).zip(before) {
+            if r.fresh {
+                *count = if r.value == last { *count + 1 } else { 0 };
+            }
+        }
         let row: Vec<f64> = self
             .latest
             .iter_mut()
@@ -567,7 +583,9 @@ impl DeviceModel {
         }
         let smooth_ratio = regime.quad(&self.ewma.0, &mut y) / regime.limit_smooth;
         self.last_smooth = smooth_ratio > row_ratio;
-        let score = row_ratio.max(smooth_ratio);
+        // A reading frozen for longer than it could be by chance.
+        let stuck_ratio = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
+        let score = row_ratio.max(smooth_ratio).max(stuck_ratio);
         self.last_z = best_z;
         (score, score > 1.0, certain_ratio > 1.0)
     }

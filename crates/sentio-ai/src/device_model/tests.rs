@@ -371,3 +371,29 @@ fn slow_drift_of_normal_operation_is_followed_and_a_step_still_alarms() {
     );
     assert!(during.last().unwrap().alert);
 }
+
+#[test]
+fn a_reading_that_freezes_is_caught() {
+    // The machine and a humidity reading of its own (related to nothing else).
+    let row = |n: &mut Noise, t: usize, frozen: bool| {
+        let mut r = machine(n, t, 0.0);
+        let humidity = 40.0 + 2.0 * n.normal();
+        r.push(("humidity", if frozen { 40.1 } else { humidity }));
+        r
+    };
+    let cfg = DeviceModelConfig::default();
+    let mut n = Noise(19);
+    let mut model = DeviceModel::new();
+    let normal: Vec<_> = (0..400).map(|t| row(&mut n, t, false)).collect();
+    assert_eq!(opened(&feed(&mut model, &cfg, 0, &normal)), 0);
+    // The humidity sensor sticks at a reading at the centre of its range.
+    let frozen: Vec<_> = (400..460).map(|t| row(&mut n, t, true)).collect();
+    let during = feed(&mut model, &cfg, 400, &frozen);
+    let held = during.iter().filter(|v| v.alert).count();
+    assert_eq!(opened(&during), 1);
+    assert!(held >= 50, "alarm held on {held} of 60 rows");
+    // It moves again: the alarm resolves.
+    let after: Vec<_> = (460..520).map(|t| row(&mut n, t, false)).collect();
+    let after = feed(&mut model, &cfg, 460, &after);
+    assert!(after.iter().any(|v| v.events.contains(&DeviceEvent::Resolved)));
+}
