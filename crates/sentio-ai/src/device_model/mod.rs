@@ -31,7 +31,7 @@ mod regime;
 use serde::{Deserialize, Serialize};
 
 use alarm::{Alarm, Step};
-use fit::{Rows, fit_regime, repeat_odds};
+use fit::{Rows, fit_change, fit_regime, repeat_odds, spike_cap};
 use packed::Packed;
 pub use regime::{Contribution, Regime};
 
@@ -240,6 +240,9 @@ impl Learning {
             (now_ms, span as i64, cfg.follow_ms),
         )?;
         regime.repeat_odds = repeat_odds(&rows, &dims);
+        regime.limit_metric_dispersion.clear();
+        regime.change =
+            fit_change(&rows, &dims, [row, certain, smooth], cfg.smoothing, now_ms).map(Box::new);
         Some(regime)
     }
 }
@@ -255,6 +258,10 @@ pub struct DeviceModel {
     current: Option<usize>,
     /// Smoothed standardised row in the current regime.
     ewma: Packed,
+    /// Each metric's dispersion statistic of the change from the previous row, in the current
+    /// regime's order.
+    #[serde(default)]
+    metric_dispersion: Packed,
     /// By slot: consecutive fresh readings equal to the one before (a frozen reading).
     #[serde(default)]
     repeats: Vec<u32>,
@@ -264,8 +271,9 @@ pub struct DeviceModel {
     /// Time of the last judged row.
     #[serde(default)]
     last_row_ms: Option<i64>,
-    #[serde(skip)]
-    last_row: Vec<f64>,
+    /// The latest row (the change to the next one is judged).
+    #[serde(default)]
+    last_row: Packed,
     #[serde(skip)]
     last_smooth: bool,
     /// The latest row standardised in the regime it fits best.
@@ -419,6 +427,7 @@ impl DeviceModel {
         self.repeats.resize(self.latest.len(), 0);
         let before = self
             .last_row
+            .0
             .iter()
             .copied()
             .chain(std::iter::repeat(f64::NAN));
@@ -469,7 +478,7 @@ impl DeviceModel {
             if learning.len() >= cfg.fit_rows {
                 self.finish_learning(cfg, ts_ms, &mut events);
             }
-            self.last_row = row;
+            self.last_row = Packed(row);
             return DeviceVerdict {
                 ts_ms,
                 score: 0.0,
@@ -532,7 +541,7 @@ impl DeviceModel {
         {
             regime.follow(&self.last_z, ts_ms, cfg.follow_ms);
         }
-        self.last_row = row;
+        self.last_row = Packed(row);
         DeviceVerdict {
             ts_ms,
             score,
@@ -564,10 +573,12 @@ impl DeviceModel {
         };
         let regime = &mut self.regimes[chosen];
         regime.last_used_ms = ts_ms;
-        if self.current != Some(chosen) || self.ewma.0.len() != regime.p() {
-            // The smoothed statistic restarts in the regime the device moved to.
+        let stayed = self.current == Some(chosen) && self.ewma.0.len() == regime.p();
+        if !stayed {
+            // The smoothed statistics restart in the regime the device moved to.
             self.current = Some(chosen);
             self.ewma.0 = vec![0.0; regime.p()];
+            self.metric_dispersion.0 = vec![0.0; regime.p()];
         }
         // A row beyond the limit enters the smoothed mean shrunk to the limit (a Huber step):
         // the row statistic already judges it, and one spike must not linger for many rows.
@@ -585,7 +596,33 @@ impl DeviceModel {
         self.last_smooth = smooth_ratio > row_ratio;
         // A reading frozen for longer than it could be by chance.
         let stuck_ratio = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
-        let score = row_ratio.max(smooth_ratio).max(stuck_ratio);
+        let mut score = row_ratio.max(smooth_ratio).max(stuck_ratio);
+        // Each metric's change from the previous row, in the same regime: a variation added
+        // to a few metrics of many (the mean unchanged) raises its own dispersion.
+        if let Some(change) = regime.change.as_deref().filter(|_| stayed)
+            && self.last_row.0.len() == row.len()
+            && change.limit_metric_dispersion.len() == change.p()
+            && self.metric_dispersion.0.len() == change.p()
+        {
+            let diff: Vec<f64> = row
+                .iter()
+                .zip(&self.last_row.0)
+                .map(|(a, b)| a - b)
+                .collect();
+            let mut dz = Vec::new();
+            change.standardise(&diff, &mut dz);
+            let cap = spike_cap(cfg.quantile);
+            for ((w, zk), limit) in self
+                .metric_dispersion
+                .0
+                .iter_mut()
+                .zip(&dz)
+                .zip(&change.limit_metric_dispersion)
+            {
+                *w = (1.0 - lambda) * *w + lambda * (zk * zk).min(cap);
+                score = score.max(*w / limit);
+            }
+        }
         self.last_z = best_z;
         (score, score > 1.0, certain_ratio > 1.0)
     }
@@ -629,15 +666,15 @@ impl DeviceModel {
         let Some(regime) = self.current.and_then(|i| self.regimes.get(i)) else {
             return Vec::new();
         };
-        if self.last_row.is_empty() {
+        if self.last_row.0.is_empty() {
             return Vec::new();
         }
         if self.last_smooth && self.ewma.0.len() == regime.p() {
-            regime.contributions(&self.metrics, &self.last_row, &self.ewma.0)
+            regime.contributions(&self.metrics, &self.last_row.0, &self.ewma.0)
         } else {
             let mut z = Vec::new();
-            regime.standardise(&self.last_row, &mut z);
-            regime.contributions(&self.metrics, &self.last_row, &z)
+            regime.standardise(&self.last_row.0, &mut z);
+            regime.contributions(&self.metrics, &self.last_row.0, &z)
         }
     }
 }

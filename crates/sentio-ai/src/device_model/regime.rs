@@ -47,6 +47,12 @@ pub struct Regime {
     /// Each metric's odds that a fresh reading repeats the previous one exactly, as learnt
     /// (see [`Regime::stuck_ratio`]); empty: no such test (a regime saved before it existed).
     pub(crate) repeat_odds: Vec<f64>,
+    /// The model of the changes from one row to the next (see `fit::fit_change`), whose
+    /// per-metric dispersion limits it carries.
+    pub(crate) change: Option<Box<Regime>>,
+    /// Limits of each metric's dispersion statistic, the exponentially weighted mean of its
+    /// squared standardised departure (each capped); set on a change model only.
+    pub(crate) limit_metric_dispersion: Vec<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,6 +75,10 @@ struct StoredRegime {
     follow: Option<Follow>,
     #[serde(default)]
     repeat_odds: Packed,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    change: Option<Box<Regime>>,
+    #[serde(default)]
+    limit_metric_dispersion: Packed,
 }
 
 impl From<Regime> for StoredRegime {
@@ -88,6 +98,8 @@ impl From<Regime> for StoredRegime {
             n_eff: Packed(r.n_eff),
             follow: r.follow,
             repeat_odds: Packed(r.repeat_odds),
+            change: r.change,
+            limit_metric_dispersion: Packed(r.limit_metric_dispersion),
         }
     }
 }
@@ -118,6 +130,8 @@ impl TryFrom<StoredRegime> for Regime {
             n_eff: s.n_eff.0,
             follow: s.follow,
             repeat_odds: s.repeat_odds.0,
+            change: s.change,
+            limit_metric_dispersion: s.limit_metric_dispersion.0,
         })
     }
 }
