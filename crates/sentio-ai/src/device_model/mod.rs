@@ -276,6 +276,10 @@ pub struct DeviceModel {
     last_row: Packed,
     #[serde(skip)]
     last_smooth: bool,
+    /// The metric (index in the current regime) whose own statistic, a frozen reading or its
+    /// changes' dispersion, judged the latest row: it alone explains it.
+    #[serde(skip)]
+    last_single: Option<usize>,
     /// The latest row standardised in the regime it fits best.
     #[serde(skip)]
     last_z: Vec<f64>,
@@ -595,8 +599,10 @@ impl DeviceModel {
         let smooth_ratio = regime.quad(&self.ewma.0, &mut y) / regime.limit_smooth;
         self.last_smooth = smooth_ratio > row_ratio;
         // A reading frozen for longer than it could be by chance.
-        let stuck_ratio = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
-        let mut score = row_ratio.max(smooth_ratio).max(stuck_ratio);
+        let joint = row_ratio.max(smooth_ratio);
+        let (stuck_ratio, stuck) = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
+        let mut score = joint.max(stuck_ratio);
+        self.last_single = (stuck_ratio > joint).then_some(stuck);
         // Each metric's change from the previous row, in the same regime: a variation added
         // to a few metrics of many (the mean unchanged) raises its own dispersion.
         if let Some(change) = regime.change.as_deref().filter(|_| stayed)
@@ -612,15 +618,19 @@ impl DeviceModel {
             let mut dz = Vec::new();
             change.standardise(&diff, &mut dz);
             let cap = spike_cap(cfg.quantile);
-            for ((w, zk), limit) in self
+            for (k, ((w, zk), limit)) in self
                 .metric_dispersion
                 .0
                 .iter_mut()
                 .zip(&dz)
                 .zip(&change.limit_metric_dispersion)
+                .enumerate()
             {
                 *w = (1.0 - lambda) * *w + lambda * (zk * zk).min(cap);
-                score = score.max(*w / limit);
+                if *w / limit > score {
+                    score = *w / limit;
+                    self.last_single = Some(k);
+                }
             }
         }
         self.last_z = best_z;
@@ -669,11 +679,25 @@ impl DeviceModel {
         if self.last_row.0.is_empty() {
             return Vec::new();
         }
+        let mut z = Vec::new();
+        regime.standardise(&self.last_row.0, &mut z);
+        if let Some(single) = self.last_single {
+            // One metric's own statistic: it carries all of it, where the others expect it.
+            let mut all = regime.contributions(&self.metrics, &self.last_row.0, &z);
+            let name = regime.dims.get(single).and_then(|&s| self.metrics.get(s));
+            if let Some(i) = all.iter().position(|c| Some(&c.metric) == name) {
+                let mut first = all.remove(i);
+                first.share = 1.0;
+                for c in &mut all {
+                    c.share = 0.0;
+                }
+                all.insert(0, first);
+            }
+            return all;
+        }
         if self.last_smooth && self.ewma.0.len() == regime.p() {
             regime.contributions(&self.metrics, &self.last_row.0, &self.ewma.0)
         } else {
-            let mut z = Vec::new();
-            regime.standardise(&self.last_row.0, &mut z);
             regime.contributions(&self.metrics, &self.last_row.0, &z)
         }
     }

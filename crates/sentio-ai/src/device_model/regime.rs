@@ -218,17 +218,19 @@ impl Regime {
     /// while learnt (q < `MOVING_ODDS`) are judged: a valve or sensor that sticks freezes a
     /// reading that otherwise never holds still, while a setpoint, a held analyser or a coarse
     /// reading repeats by nature.
-    pub(crate) fn stuck_ratio(&self, repeats: &[u32], tail: f64) -> f64 {
+    /// Returns the ratio and the metric's index in this regime.
+    pub(crate) fn stuck_ratio(&self, repeats: &[u32], tail: f64) -> (f64, usize) {
         let limit = (tail / self.p().max(1) as f64).ln();
         self.dims
             .iter()
             .zip(&self.repeat_odds)
-            .filter(|(_, odds)| **odds < MOVING_ODDS)
-            .map(|(&slot, &odds)| {
+            .enumerate()
+            .filter(|(_, (_, odds))| **odds < MOVING_ODDS)
+            .map(|(k, (&slot, &odds))| {
                 let r = repeats.get(slot).copied().unwrap_or(0);
-                f64::from(r) * odds.ln() / limit
+                (f64::from(r) * odds.ln() / limit, k)
             })
-            .fold(0.0, f64::max)
+            .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
     }
 
     /// y = P v, and returns v'Pv.

@@ -392,6 +392,8 @@ fn a_reading_that_freezes_is_caught() {
     let held = during.iter().filter(|v| v.alert).count();
     assert_eq!(opened(&during), 1);
     assert!(held >= 50, "alarm held on {held} of 60 rows");
+    assert_eq!(model.explain()[0].metric, "humidity");
+    assert!(describe(&model.explain(), 3).contains("humidity"));
     // It moves again: the alarm resolves.
     let after: Vec<_> = (460..520).map(|t| row(&mut n, t, false)).collect();
     let after = feed(&mut model, &cfg, 460, &after);
@@ -409,7 +411,10 @@ fn a_reading_that_turns_noisy_within_its_range_is_one_held_alarm() {
     // the swing, so no row leaves the level's range, but its changes from row to row grow.
     let row = |n: &mut Noise, t: usize, noise: f64| {
         let mut r = machine(n, t, 0.0);
-        r.push(("level", 50.0 + 5.0 * (t as f64 / 20.0).sin() + noise * n.normal()));
+        r.push((
+            "level",
+            50.0 + 5.0 * (t as f64 / 20.0).sin() + noise * n.normal(),
+        ));
         r
     };
     let cfg = DeviceModelConfig::default();
@@ -422,6 +427,7 @@ fn a_reading_that_turns_noisy_within_its_range_is_one_held_alarm() {
     let held = during.iter().filter(|v| v.alert).count();
     assert!(opened(&during) <= 2, "{} alarms", opened(&during));
     assert!(held >= 140, "alarm held on {held} of 200 rows");
+    assert_eq!(model.explain()[0].metric, "level");
     let after: Vec<_> = (600..700).map(|t| row(&mut n, t, 0.1)).collect();
     let after = feed(&mut model, &cfg, 600, &after);
     assert_eq!(opened(&after), 0);
