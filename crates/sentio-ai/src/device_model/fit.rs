@@ -52,6 +52,9 @@ pub(crate) fn fit_regime(
     let (full, cov) = fit_core(rows, dims, &all, None, now_ms)?;
     let mut row_scores = Vec::with_capacity(n);
     let mut smooth_scores = Vec::with_capacity(n);
+    // Each metric's squared departures, out of fold, capped as live (`SPIKE`).
+    let cap = spike_cap(quantiles[0]);
+    let mut metric_scores: Vec<Vec<f64>> = vec![Vec::with_capacity(n); dims.len()];
     for k in 0..FOLDS {
         let (lo, hi) = (k * n / FOLDS, (k + 1) * n / FOLDS);
         let train: Vec<usize> = all.iter().copied().filter(|&t| t < lo || t >= hi).collect();
@@ -67,6 +70,9 @@ pub(crate) fn fit_regime(
             fold.standardise(rows.row(t), &mut z);
             let d = fold.quad(&z, &mut y);
             row_scores.push(d);
+            for (scores, zk) in metric_scores.iter_mut().zip(&z) {
+                scores.push((zk * zk).min(cap));
+            }
             for (ek, zk) in e.iter_mut().zip(&z) {
                 *ek = (1.0 - lambda) * *ek + lambda * zk;
             }
@@ -94,7 +100,62 @@ pub(crate) fn fit_regime(
     // degrees of freedom of the row one, which a hundred scores estimate far better than its
     // own fewer, autocorrelated ones do.
     regime.limit_smooth = smooth.with_dof_at_most(row.h).quantile(smooth_quantile);
+    // Each metric's dispersion, its tail shared among the metrics.
+    let metric_quantile = 1.0 - (1.0 - smooth_quantile) / dims.len() as f64;
+    regime.limit_metric_dispersion = metric_scores
+        .iter()
+        .map(|scores| ScaledChi2::smoothed(scores, lambda).quantile(metric_quantile))
+        .collect();
     Some(regime)
+}
+
+/// Each of `dims`' odds that a reading repeats the previous row's exactly, (repeats + 1) /
+/// (pairs + 2): a reading that moved with every row learnt has odds of about 1/n, one held by
+/// a slow sampler (an analyser updated every few rows) or a coarse resolution high odds.
+pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> Vec<f64> {
+    dims.iter()
+        .map(|&k| {
+            let (mut pairs, mut repeats) = (0.0, 0.0);
+            for t in 1..rows.len() {
+                let (a, b) = (rows.row(t)[k], rows.row(t - 1)[k]);
+                if a.is_finite() && b.is_finite() {
+                    pairs += 1.0;
+                    if a == b {
+                        repeats += 1.0;
+                    }
+                }
+            }
+            (repeats + 1.0) / (pairs + 2.0)
+        })
+        .collect()
+}
+
+/// The cap of one squared standardised departure in a metric's dispersion statistic: a
+/// one-metric row over the row limit `quantile` (χ²(1)), so one spike cannot hold it up.
+pub(crate) fn spike_cap(quantile: f64) -> f64 {
+    chi2_quantile(1.0, quantile)
+}
+
+/// The model of the changes between consecutive rows over the same `dims`, fitted and
+/// calibrated like a regime on the rows' differences: a slow wander of normal operation changes
+/// little from one row to the next, while a fault that adds variation (a noisy valve, a random
+/// disturbance) changes much more. `None` when there are too few rows.
+pub(crate) fn fit_change(
+    rows: &Rows<'_>,
+    dims: &[usize],
+    quantiles: [f64; 3],
+    lambda: f64,
+    now_ms: i64,
+) -> Option<Regime> {
+    let mut data = Vec::with_capacity(rows.data.len());
+    for t in 1..rows.len() {
+        data.extend(rows.row(t).iter().zip(rows.row(t - 1)).map(|(a, b)| a - b));
+    }
+    let changes = Rows {
+        data: &data,
+        width: rows.width,
+    };
+    fit_regime(&changes, dims, quantiles, lambda, (now_ms, 0, 0))
 }
 
 /// Centre, spread and shrunk precision of `dims` over the rows `use_rows` (limits left at 0),
@@ -234,6 +295,9 @@ fn fit_core(
             floor,
             n_eff,
             follow: None,
+            repeat_odds: Vec::new(),
+            change: None,
+            limit_metric_dispersion: Vec::new(),
         },
         s,
     ))
@@ -325,6 +389,21 @@ impl ScaledChi2 {
         }
         // At least one degree of freedom: beyond that the approximation is no longer a χ².
         let h = (2.0 * m * m / v).max(1.0);
+        Self { g: m / h, h }
+    }
+
+    /// The exponentially weighted mean (weight `lambda`) of independent `scores`, as g·χ²(h):
+    /// the scores' mean m and variance v give h = 2m²/v (below 1 for bursty scores: a switch
+    /// now and then); the weighted mean has variance λ/(2 − λ)·v, so h(2 − λ)/λ degrees of
+    /// freedom (at least 1), the same mean.
+    pub fn smoothed(scores: &[f64], lambda: f64) -> Self {
+        let n = scores.len() as f64;
+        let m = scores.iter().sum::<f64>() / n.max(1.0);
+        let v = scores.iter().map(|s| (s - m) * (s - m)).sum::<f64>() / (n - 1.0).max(1.0);
+        if scores.is_empty() || m <= 0.0 || v <= 1e-12 * m * m {
+            return Self::fit(scores);
+        }
+        let h = (2.0 * m * m / v * (2.0 - lambda) / lambda).max(1.0);
         Self { g: m / h, h }
     }
 

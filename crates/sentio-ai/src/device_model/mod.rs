@@ -31,7 +31,7 @@ mod regime;
 use serde::{Deserialize, Serialize};
 
 use alarm::{Alarm, Step};
-use fit::{Rows, fit_regime};
+use fit::{Rows, fit_change, fit_regime, repeat_odds, spike_cap};
 use packed::Packed;
 pub use regime::{Contribution, Regime};
 
@@ -232,13 +232,18 @@ impl Learning {
         let span = self.first_ms.map_or(0.0, |first| {
             (now_ms - first) as f64 * n as f64 / n.saturating_sub(1).max(1) as f64
         });
-        fit_regime(
+        let mut regime = fit_regime(
             &rows,
             &dims,
             [row, certain, smooth],
             cfg.smoothing,
             (now_ms, span as i64, cfg.follow_ms),
-        )
+        )?;
+        regime.repeat_odds = repeat_odds(&rows, &dims);
+        regime.limit_metric_dispersion.clear();
+        regime.change =
+            fit_change(&rows, &dims, [row, certain, smooth], cfg.smoothing, now_ms).map(Box::new);
+        Some(regime)
     }
 }
 
@@ -253,16 +258,28 @@ pub struct DeviceModel {
     current: Option<usize>,
     /// Smoothed standardised row in the current regime.
     ewma: Packed,
+    /// Each metric's dispersion statistic of the change from the previous row, in the current
+    /// regime's order.
+    #[serde(default)]
+    metric_dispersion: Packed,
+    /// By slot: consecutive fresh readings equal to the one before (a frozen reading).
+    #[serde(default)]
+    repeats: Vec<u32>,
     learning: Option<Learning>,
     alarm: Alarm,
     rows: u64,
     /// Time of the last judged row.
     #[serde(default)]
     last_row_ms: Option<i64>,
-    #[serde(skip)]
-    last_row: Vec<f64>,
+    /// The latest row (the change to the next one is judged).
+    #[serde(default)]
+    last_row: Packed,
     #[serde(skip)]
     last_smooth: bool,
+    /// The metric (index in the current regime) whose own statistic, a frozen reading or its
+    /// changes' dispersion, judged the latest row: it alone explains it.
+    #[serde(skip)]
+    last_single: Option<usize>,
     /// The latest row standardised in the regime it fits best.
     #[serde(skip)]
     last_z: Vec<f64>,
@@ -411,6 +428,18 @@ impl DeviceModel {
 
     fn judge_latest(&mut self, cfg: &DeviceModelConfig, ts_ms: i64) -> DeviceVerdict {
         let tolerance = cfg.tolerance_ms;
+        self.repeats.resize(self.latest.len(), 0);
+        let before = self
+            .last_row
+            .0
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(f64::NAN));
+        for ((count, r), last) in self.repeats.iter_mut().zip(&self.latest).zip(before) {
+            if r.fresh {
+                *count = if r.value == last { *count + 1 } else { 0 };
+            }
+        }
         let row: Vec<f64> = self
             .latest
             .iter_mut()
@@ -453,7 +482,7 @@ impl DeviceModel {
             if learning.len() >= cfg.fit_rows {
                 self.finish_learning(cfg, ts_ms, &mut events);
             }
-            self.last_row = row;
+            self.last_row = Packed(row);
             return DeviceVerdict {
                 ts_ms,
                 score: 0.0,
@@ -516,7 +545,7 @@ impl DeviceModel {
         {
             regime.follow(&self.last_z, ts_ms, cfg.follow_ms);
         }
-        self.last_row = row;
+        self.last_row = Packed(row);
         DeviceVerdict {
             ts_ms,
             score,
@@ -548,10 +577,12 @@ impl DeviceModel {
         };
         let regime = &mut self.regimes[chosen];
         regime.last_used_ms = ts_ms;
-        if self.current != Some(chosen) || self.ewma.0.len() != regime.p() {
-            // The smoothed statistic restarts in the regime the device moved to.
+        let stayed = self.current == Some(chosen) && self.ewma.0.len() == regime.p();
+        if !stayed {
+            // The smoothed statistics restart in the regime the device moved to.
             self.current = Some(chosen);
             self.ewma.0 = vec![0.0; regime.p()];
+            self.metric_dispersion.0 = vec![0.0; regime.p()];
         }
         // A row beyond the limit enters the smoothed mean shrunk to the limit (a Huber step):
         // the row statistic already judges it, and one spike must not linger for many rows.
@@ -567,7 +598,41 @@ impl DeviceModel {
         }
         let smooth_ratio = regime.quad(&self.ewma.0, &mut y) / regime.limit_smooth;
         self.last_smooth = smooth_ratio > row_ratio;
-        let score = row_ratio.max(smooth_ratio);
+        // A reading frozen for longer than it could be by chance.
+        let joint = row_ratio.max(smooth_ratio);
+        let (stuck_ratio, stuck) = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
+        let mut score = joint.max(stuck_ratio);
+        self.last_single = (stuck_ratio > joint).then_some(stuck);
+        // Each metric's change from the previous row, in the same regime: a variation added
+        // to a few metrics of many (the mean unchanged) raises its own dispersion.
+        if let Some(change) = regime.change.as_deref().filter(|_| stayed)
+            && self.last_row.0.len() == row.len()
+            && change.limit_metric_dispersion.len() == change.p()
+            && self.metric_dispersion.0.len() == change.p()
+        {
+            let diff: Vec<f64> = row
+                .iter()
+                .zip(&self.last_row.0)
+                .map(|(a, b)| a - b)
+                .collect();
+            let mut dz = Vec::new();
+            change.standardise(&diff, &mut dz);
+            let cap = spike_cap(cfg.quantile);
+            for (k, ((w, zk), limit)) in self
+                .metric_dispersion
+                .0
+                .iter_mut()
+                .zip(&dz)
+                .zip(&change.limit_metric_dispersion)
+                .enumerate()
+            {
+                *w = (1.0 - lambda) * *w + lambda * (zk * zk).min(cap);
+                if *w / limit > score {
+                    score = *w / limit;
+                    self.last_single = Some(k);
+                }
+            }
+        }
         self.last_z = best_z;
         (score, score > 1.0, certain_ratio > 1.0)
     }
@@ -611,15 +676,29 @@ impl DeviceModel {
         let Some(regime) = self.current.and_then(|i| self.regimes.get(i)) else {
             return Vec::new();
         };
-        if self.last_row.is_empty() {
+        if self.last_row.0.is_empty() {
             return Vec::new();
         }
+        let mut z = Vec::new();
+        regime.standardise(&self.last_row.0, &mut z);
+        if let Some(single) = self.last_single {
+            // One metric's own statistic: it carries all of it, where the others expect it.
+            let mut all = regime.contributions(&self.metrics, &self.last_row.0, &z);
+            let name = regime.dims.get(single).and_then(|&s| self.metrics.get(s));
+            if let Some(i) = all.iter().position(|c| Some(&c.metric) == name) {
+                let mut first = all.remove(i);
+                first.share = 1.0;
+                for c in &mut all {
+                    c.share = 0.0;
+                }
+                all.insert(0, first);
+            }
+            return all;
+        }
         if self.last_smooth && self.ewma.0.len() == regime.p() {
-            regime.contributions(&self.metrics, &self.last_row, &self.ewma.0)
+            regime.contributions(&self.metrics, &self.last_row.0, &self.ewma.0)
         } else {
-            let mut z = Vec::new();
-            regime.standardise(&self.last_row, &mut z);
-            regime.contributions(&self.metrics, &self.last_row, &z)
+            regime.contributions(&self.metrics, &self.last_row.0, &z)
         }
     }
 }

@@ -11,6 +11,9 @@ use super::packed::{Packed, pack_symmetric, unpack_symmetric};
 /// Largest standardised departure of one reading: a metric that never moved while learnt (its
 /// spread is only a floor) and then moves is seen, but cannot swamp every other metric's part.
 const Z_MAX: f64 = 1e3;
+/// A metric whose readings repeated exactly with at least these odds while learnt is not
+/// judged by the frozen-reading test (see [`Regime::stuck_ratio`]).
+const MOVING_ODDS: f64 = 0.5;
 /// Gauss-Seidel sweeps used to replace a missing reading by its value expected from the others.
 const IMPUTE_SWEEPS: usize = 3;
 
@@ -41,6 +44,15 @@ pub struct Regime {
     pub(crate) n_eff: Vec<f64>,
     /// What it learnt since the fit, when it keeps learning.
     pub(crate) follow: Option<Follow>,
+    /// Each metric's odds that a fresh reading repeats the previous one exactly, as learnt
+    /// (see [`Regime::stuck_ratio`]); empty: no such test (a regime saved before it existed).
+    pub(crate) repeat_odds: Vec<f64>,
+    /// The model of the changes from one row to the next (see `fit::fit_change`), whose
+    /// per-metric dispersion limits it carries.
+    pub(crate) change: Option<Box<Regime>>,
+    /// Limits of each metric's dispersion statistic, the exponentially weighted mean of its
+    /// squared standardised departure (each capped); set on a change model only.
+    pub(crate) limit_metric_dispersion: Vec<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,6 +73,12 @@ struct StoredRegime {
     n_eff: Packed,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     follow: Option<Follow>,
+    #[serde(default)]
+    repeat_odds: Packed,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    change: Option<Box<Regime>>,
+    #[serde(default)]
+    limit_metric_dispersion: Packed,
 }
 
 impl From<Regime> for StoredRegime {
@@ -79,6 +97,9 @@ impl From<Regime> for StoredRegime {
             floor: Packed(r.floor),
             n_eff: Packed(r.n_eff),
             follow: r.follow,
+            repeat_odds: Packed(r.repeat_odds),
+            change: r.change,
+            limit_metric_dispersion: Packed(r.limit_metric_dispersion),
         }
     }
 }
@@ -108,6 +129,9 @@ impl TryFrom<StoredRegime> for Regime {
             floor: s.floor.0,
             n_eff: s.n_eff.0,
             follow: s.follow,
+            repeat_odds: s.repeat_odds.0,
+            change: s.change,
+            limit_metric_dispersion: s.limit_metric_dispersion.0,
         })
     }
 }
@@ -185,6 +209,28 @@ impl Regime {
             self.scale = estimate.scale;
             self.precision = precision;
         }
+    }
+
+    /// How far the longest run of exact repeats (`repeats` by device slot: fresh readings equal
+    /// to the previous one) is beyond its limit (> 1: over). A run of r repeats of a metric
+    /// whose readings repeated with odds q while learnt has probability q^r, over when below
+    /// the row tail `tail` shared among the metrics. Only readings that moved in most rows
+    /// while learnt (q < `MOVING_ODDS`) are judged: a valve or sensor that sticks freezes a
+    /// reading that otherwise never holds still, while a setpoint, a held analyser or a coarse
+    /// reading repeats by nature.
+    /// Returns the ratio and the metric's index in this regime.
+    pub(crate) fn stuck_ratio(&self, repeats: &[u32], tail: f64) -> (f64, usize) {
+        let limit = (tail / self.p().max(1) as f64).ln();
+        self.dims
+            .iter()
+            .zip(&self.repeat_odds)
+            .enumerate()
+            .filter(|(_, (_, odds))| **odds < MOVING_ODDS)
+            .map(|(k, (&slot, &odds))| {
+                let r = repeats.get(slot).copied().unwrap_or(0);
+                (f64::from(r) * odds.ln() / limit, k)
+            })
+            .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
     }
 
     /// y = P v, and returns v'Pv.

@@ -371,3 +371,65 @@ fn slow_drift_of_normal_operation_is_followed_and_a_step_still_alarms() {
     );
     assert!(during.last().unwrap().alert);
 }
+
+#[test]
+fn a_reading_that_freezes_is_caught() {
+    // The machine and a humidity reading of its own (related to nothing else).
+    let row = |n: &mut Noise, t: usize, frozen: bool| {
+        let mut r = machine(n, t, 0.0);
+        let humidity = 40.0 + 2.0 * n.normal();
+        r.push(("humidity", if frozen { 40.1 } else { humidity }));
+        r
+    };
+    let cfg = DeviceModelConfig::default();
+    let mut n = Noise(19);
+    let mut model = DeviceModel::new();
+    let normal: Vec<_> = (0..400).map(|t| row(&mut n, t, false)).collect();
+    assert_eq!(opened(&feed(&mut model, &cfg, 0, &normal)), 0);
+    // The humidity sensor sticks at a reading at the centre of its range.
+    let frozen: Vec<_> = (400..460).map(|t| row(&mut n, t, true)).collect();
+    let during = feed(&mut model, &cfg, 400, &frozen);
+    let held = during.iter().filter(|v| v.alert).count();
+    assert_eq!(opened(&during), 1);
+    assert!(held >= 50, "alarm held on {held} of 60 rows");
+    assert_eq!(model.explain()[0].metric, "humidity");
+    assert!(describe(&model.explain(), 3).contains("humidity"));
+    // It moves again: the alarm resolves.
+    let after: Vec<_> = (460..520).map(|t| row(&mut n, t, false)).collect();
+    let after = feed(&mut model, &cfg, 460, &after);
+    assert!(
+        after
+            .iter()
+            .any(|v| v.events.contains(&DeviceEvent::Resolved))
+    );
+}
+
+#[test]
+fn a_reading_that_turns_noisy_within_its_range_is_one_held_alarm() {
+    // The machine and a level that swings slowly over ±5 with a small reading noise; the
+    // level's sensor turns noisy (a loose connector): five times the noise, still well inside
+    // the swing, so no row leaves the level's range, but its changes from row to row grow.
+    let row = |n: &mut Noise, t: usize, noise: f64| {
+        let mut r = machine(n, t, 0.0);
+        r.push((
+            "level",
+            50.0 + 5.0 * (t as f64 / 20.0).sin() + noise * n.normal(),
+        ));
+        r
+    };
+    let cfg = DeviceModelConfig::default();
+    let mut n = Noise(29);
+    let mut model = DeviceModel::new();
+    let normal: Vec<_> = (0..400).map(|t| row(&mut n, t, 0.1)).collect();
+    assert_eq!(opened(&feed(&mut model, &cfg, 0, &normal)), 0);
+    let noisy: Vec<_> = (400..600).map(|t| row(&mut n, t, 0.5)).collect();
+    let during = feed(&mut model, &cfg, 400, &noisy);
+    let held = during.iter().filter(|v| v.alert).count();
+    assert!(opened(&during) <= 2, "{} alarms", opened(&during));
+    assert!(held >= 140, "alarm held on {held} of 200 rows");
+    assert_eq!(model.explain()[0].metric, "level");
+    let after: Vec<_> = (600..700).map(|t| row(&mut n, t, 0.1)).collect();
+    let after = feed(&mut model, &cfg, 600, &after);
+    assert_eq!(opened(&after), 0);
+    assert!(!model.alert_open(), "resolved once the noise is gone");
+}
