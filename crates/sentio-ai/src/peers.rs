@@ -246,17 +246,21 @@ mod tests {
         DeviceId::parse(&format!("room-{i}")).unwrap()
     }
 
-    #[test]
-    fn a_room_leaving_its_peers_alerts_while_shared_swings_do_not() {
-        let mut g = PeerGroup::default();
-        let offsets = [0.0, 1.5, -0.8, 0.4];
-        let mut seed = 11u64;
-        let mut noise = move || {
+    /// Uniform noise of ±0.05 from a seeded linear congruential generator.
+    fn sensor_noise(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.1
-        };
+        }
+    }
+
+    #[test]
+    fn a_room_leaving_its_peers_alerts_while_shared_swings_do_not() {
+        let mut g = PeerGroup::default();
+        let offsets = [0.0, 1.5, -0.8, 0.4];
+        let mut noise = sensor_noise(11u64);
         let mut alerts = 0;
         for t in 0..2_000i64 {
             // A shared daily-like swing of 6 degrees: every room follows it.
@@ -307,13 +311,7 @@ mod tests {
     fn a_peer_reading_older_than_two_intervals_is_not_compared() {
         let mut g = PeerGroup::default();
         let offsets = [0.0, 1.5, -0.8];
-        let mut seed = 3u64;
-        let mut noise = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.1
-        };
+        let mut noise = sensor_noise(3u64);
         let mut alerts = Vec::new();
         for t in 0..2_200i64 {
             let shared = 21.0 + 3.0 * (t as f64 / 300.0).sin() + if t >= 2_000 { 2.0 } else { 0.0 };
