@@ -1169,6 +1169,17 @@ mod tests {
         v.push(300.0);
         let last = run_with(&v, &config).pop().unwrap();
         assert!(!last.alert, "{last:?}");
+        // A wearer's night of 0 steps, then a first few steps and a walk: one step has not
+        // shown the series' spread either.
+        let mut v = vec![0.0; 1_400];
+        v.extend([17.0, 12.0, 30.0, 52.0, 74.0, 91.0, 102.0, 109.0]);
+        let alerts: Vec<usize> = run_with(&v, &config)
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.alert)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(alerts.is_empty(), "alerts at {alerts:?}");
         let mut v: Vec<f64> = healthy(600, 7_919, 0.0, 1.2)
             .iter()
             .map(|x| x.round().clamp(0.0, 4.0))

@@ -236,14 +236,16 @@ impl Guard {
 
     /// How many independent readings' worth of variation the series has shown: readings divided
     /// by the correlation time, (1 + rho) / (1 - rho), with the lag-one autocorrelation rho =
-    /// 1 - E[diff^2] / (2 var). A series that never varied has shown none.
+    /// 1 - E[diff^2] / (2 var), and never more than the readings that differed from the one
+    /// before (a reading equal to the last shows no variation: a series of zeros that stepped
+    /// once has shown one). A series that never varied has shown none.
     pub fn effective_readings(&self) -> f64 {
         let n = self.seen as f64;
         if n < 2.0 || self.all_m2 <= 0.0 {
             return 0.0;
         }
         let q = (self.all_diff2 / (2.0 * self.all_m2 / n)).min(1.0);
-        n * q / (2.0 - q)
+        (n * q / (2.0 - q)).min(f64::from(self.changes))
     }
 
     /// The smallest non-zero change seen between consecutive readings (0 until one changed):
