@@ -596,6 +596,11 @@ impl SeriesDetector {
         {
             score.alert = false;
         }
+        // A young series (its spread not known yet, see `guard.rs`) alerts only on a jump or a
+        // freeze, which the guard judges from its noise alone. The score is unchanged.
+        if g.young && !g.alert {
+            score.alert = false;
+        }
         if g.alert && !score.alert {
             score.alert = true;
             score.expected = g.expected;
@@ -1138,7 +1143,8 @@ mod tests {
 
     /// The demo's night-time light: five readings of 0 lux, then integer noise clamped at 0
     /// (mostly 0, now and then 1-4). The detector learnt no spread from the flat start; a step
-    /// of one lux is rounding, not an anomaly. Lights switched on (300 lux) still alert at once.
+    /// of one lux is rounding, not an anomaly. Lights switched on (300 lux) alert at once once
+    /// the series has shown its spread.
     #[test]
     fn a_flat_start_then_integer_noise_stays_quiet_and_a_real_jump_alerts() {
         let config = DetectorConfig {
@@ -1157,7 +1163,27 @@ mod tests {
                 .collect();
             assert!(alerts.is_empty(), "seed {seed}: alerts at {alerts:?}");
         }
+        // A series that never varied has shown no spread: lights switched on for the first
+        // time after 100 dark readings are not judged. Once it has shown its noise they are.
         let mut v = vec![0.0; 100];
+        v.push(300.0);
+        let last = run_with(&v, &config).pop().unwrap();
+        assert!(!last.alert, "{last:?}");
+        // A wearer's night of 0 steps, then a first few steps and a walk: one step has not
+        // shown the series' spread either.
+        let mut v = vec![0.0; 1_400];
+        v.extend([17.0, 12.0, 30.0, 52.0, 74.0, 91.0, 102.0, 109.0]);
+        let alerts: Vec<usize> = run_with(&v, &config)
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.alert)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(alerts.is_empty(), "alerts at {alerts:?}");
+        let mut v: Vec<f64> = healthy(600, 7_919, 0.0, 1.2)
+            .iter()
+            .map(|x| x.round().clamp(0.0, 4.0))
+            .collect();
         v.push(300.0);
         let last = run_with(&v, &config).pop().unwrap();
         assert!(last.alert, "{last:?}");

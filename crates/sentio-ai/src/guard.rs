@@ -12,11 +12,20 @@
 //! band allows for the series' wander, a single step only for its noise), or a continuous
 //! series repeats one value far longer than it ever did (stuck).
 //! A level shift that persists is learnt after a few hundred points and the alert resolves.
+//!
+//! A young series alerts only on a jump or a freeze: until it has shown `KNOWN_AFTER`
+//! independent readings' worth of its own variation (readings divided by its correlation time,
+//! from its variance and its successive differences), how far it wanders is not known, so a
+//! reading far outside the band seen so far may be its first walk or its first night. A jump
+//! is measured in noise spreads, which a few readings teach.
 
 use serde::{Deserialize, Serialize};
 
 /// Points before the guard may alert (enough for a first estimate of the spread).
 pub const WARMUP: u64 = 30;
+/// Independent readings' worth of a series' variation after which its spread is known (to
+/// about ±13 %, 1/sqrt(2 * 30)); before that only a jump or a freeze alerts.
+pub const KNOWN_AFTER: f64 = 30.0;
 /// Deviation, in robust spreads, beyond which a point is out of band.
 pub const K: f64 = 8.0;
 /// Consecutive out-of-band points needed for an alert (one point beyond `2 * K` suffices).
@@ -69,6 +78,21 @@ pub struct Guard {
     /// Alerts marked as false alarms: each widens the band by `FALSE_ALARM_FACTOR`.
     #[serde(default)]
     false_alarms: u32,
+    /// Mean, summed squared deviation (Welford) and mean squared successive difference of every
+    /// reading so far: how many independent readings' worth of variation the series has shown.
+    /// Older saved states lack them; such a series is taken as known.
+    #[serde(default)]
+    all_mean: f64,
+    #[serde(default)]
+    all_m2: f64,
+    #[serde(default)]
+    all_diff2: f64,
+    #[serde(default = "known")]
+    known: bool,
+}
+
+fn known() -> bool {
+    true
 }
 
 /// Each false alarm marked on a series widens the guard's band by this factor.
@@ -85,6 +109,8 @@ pub struct Verdict {
     pub lower: f64,
     /// Upper edge of the band.
     pub upper: f64,
+    /// The series is still young (its spread not known): only a jump or a freeze alerted.
+    pub young: bool,
 }
 
 impl Guard {
@@ -94,9 +120,19 @@ impl Guard {
         if self.seen == 1 {
             self.level = value;
             self.last = value;
+            self.all_mean = value;
+            self.known = false;
             return self.verdict(false);
         }
         let step = (value - self.last).abs();
+        // Judged on what was known before this reading; then the reading is counted.
+        let young = !self.known;
+        let n = self.seen as f64;
+        let d = value - self.all_mean;
+        self.all_mean += d / n;
+        self.all_m2 += d * (value - self.all_mean);
+        self.all_diff2 += (step * step - self.all_diff2) / (n - 1.0);
+        self.known = self.known || self.effective_readings() >= KNOWN_AFTER;
         if step == 0.0 {
             self.same_run += 1;
         } else {
@@ -153,8 +189,10 @@ impl Guard {
         let k = self.k();
         let out = warm && dev > k;
         self.out_run = if out { self.out_run + 1 } else { 0 };
-        let alert = warm && (self.out_run >= PERSIST || dev > 2.0 * k || stuck || jump);
-        let verdict = self.verdict(alert);
+        let band = self.out_run >= PERSIST || dev > 2.0 * k;
+        let alert = warm && ((band && !young) || stuck || jump);
+        let mut verdict = self.verdict(alert);
+        verdict.young = young;
         if self.out_run >= REBASE_AFTER {
             let jump = (value - self.level).abs();
             self.level = value;
@@ -196,6 +234,20 @@ impl Guard {
             .max(f64::MIN_POSITIVE)
     }
 
+    /// How many independent readings' worth of variation the series has shown: readings divided
+    /// by the correlation time, (1 + rho) / (1 - rho), with the lag-one autocorrelation rho =
+    /// 1 - E[diff^2] / (2 var), and never more than the readings that differed from the one
+    /// before (a reading equal to the last shows no variation: a series of zeros that stepped
+    /// once has shown one). A series that never varied has shown none.
+    pub fn effective_readings(&self) -> f64 {
+        let n = self.seen as f64;
+        if n < 2.0 || self.all_m2 <= 0.0 {
+            return 0.0;
+        }
+        let q = (self.all_diff2 / (2.0 * self.all_m2 / n)).min(1.0);
+        (n * q / (2.0 - q)).min(f64::from(self.changes))
+    }
+
     /// The smallest non-zero change seen between consecutive readings (0 until one changed):
     /// the sensor's resolution.
     pub fn resolution(&self) -> f64 {
@@ -219,6 +271,7 @@ impl Guard {
             expected: self.level,
             lower: self.level - band,
             upper: self.level + band,
+            young: !self.known,
         }
     }
 }
@@ -316,6 +369,56 @@ mod tests {
         }
         assert!(after.iter().any(|&i| (400..500).contains(&i)), "{after:?}");
         assert!(!after.iter().any(|&i| (800..900).contains(&i)), "{after:?}");
+    }
+
+    /// A resting heart rate: a slow wander (correlation time ~40 readings) plus beat noise.
+    fn resting(n: usize) -> Vec<f64> {
+        let mut seed = 17u64;
+        let mut u = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let mut wander = 0.0;
+        (0..n)
+            .map(|_| {
+                wander = 0.95 * wander + 2.0 * u();
+                (65.0 + wander + 2.0 * u()).round()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_young_series_alerts_on_a_jump_but_not_on_its_first_walk() {
+        // Two minutes of rest have shown too little of a slowly wandering series to know how
+        // far it wanders: the first walk (heart rate climbing 35 bpm over a minute) is new,
+        // not a fault.
+        let mut walk = resting(120);
+        let mut hr = 65.0f64;
+        for _ in 0..300 {
+            hr += (100.0 - hr) / 20.0;
+            walk.push(hr.round());
+        }
+        let mut g = Guard::default();
+        let mut alerts = Vec::new();
+        for (i, &v) in walk.iter().enumerate() {
+            let verdict = g.update(v);
+            if verdict.alert {
+                alerts.push(i);
+            }
+            if i == 119 {
+                assert!(verdict.young, "{}", g.effective_readings());
+            }
+        }
+        assert!(alerts.is_empty(), "{alerts:?}");
+        // The same rest, then an irregular rhythm's first beat jumps 30 bpm: alerted at once,
+        // young or not (a jump is measured in noise spreads, which a few readings teach).
+        let mut rhythm = resting(120);
+        rhythm.push(95.0);
+        let mut g = Guard::default();
+        let last = rhythm.iter().map(|&v| g.update(v)).last().unwrap();
+        assert!(last.alert && last.young, "{last:?}");
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! The fleet's common level is the median of the peers' latest readings each less its own usual
 //! offset, so one device out of line does not move the reference of the others (a plain median of
 //! four values moves with any one of them, which made healthy peers alert beside a faulty one).
-//! The median is taken over peers whose latest reading is at most `FRESH_MS` older than the
-//! reading being judged, recomputed at most once per second of data time; at least `MIN_PEERS`
+//! The median is taken over peers whose latest reading lies within `FRESH_INTERVALS` of the
+//! group's typical reading interval (at most `FRESH_MS`) of the reading being judged: a peer's
+//! latest reading stands for its value now only that long (a wearer's activity changes within
+//! seconds, so a reading a minute old says nothing about now). It is recomputed at most once
+//! per second of data time; at least `MIN_PEERS`
 //! fresh devices are needed. Per device: a running mean and variance of the offset (time constant
 //! `HORIZON` readings), frozen while the device is out of line, relearnt after `REBASE_AFTER`
 //! consecutive out-of-line readings.
@@ -29,8 +32,11 @@ pub const PERSIST: u32 = 5;
 pub const REBASE_AFTER: u32 = 900;
 /// Fresh devices needed for a comparison (including the device judged).
 pub const MIN_PEERS: usize = 3;
-/// A peer's reading older than this is not used (ms).
+/// A peer's reading older than this is never used (ms).
 pub const FRESH_MS: i64 = 60_000;
+/// A peer's reading further than this many of the group's typical reading intervals from the
+/// reading judged is not used: peers are compared at (nearly) the same sample.
+pub const FRESH_INTERVALS: f64 = 2.0;
 /// Each false alarm marked widens the device's band by this factor.
 pub const FALSE_ALARM_FACTOR: f64 = 1.5;
 /// A device is compared with its peers only where they explain most of its variation: the
@@ -62,6 +68,9 @@ pub struct PeerGroup {
     median: f64,
     median_ts: i64,
     fresh: usize,
+    /// Typical interval between two readings of a member (ms; 0 until one was seen).
+    #[serde(default)]
+    interval_ms: f64,
 }
 
 /// Verdict on one reading compared with the peers.
@@ -105,14 +114,23 @@ impl PeerGroup {
         };
         {
             let m = &mut self.members[idx];
+            let gap = ts_ms.saturating_sub(m.last_ts) as f64;
+            if m.last_ts != 0 && gap > 0.0 {
+                self.interval_ms = if self.interval_ms == 0.0 {
+                    gap
+                } else {
+                    self.interval_ms + 0.05 * (gap.min(4.0 * self.interval_ms) - self.interval_ms)
+                };
+            }
             m.last_ts = ts_ms;
             m.value = value;
         }
         if ts_ms.saturating_sub(self.median_ts) >= 1_000 || ts_ms < self.median_ts {
+            let window = self.fresh_window_ms();
             let mut fresh: Vec<f64> = self
                 .members
                 .iter()
-                .filter(|m| ts_ms.saturating_sub(m.last_ts).abs() <= FRESH_MS)
+                .filter(|m| ts_ms.saturating_sub(m.last_ts).abs() <= window)
                 .map(|m| m.value - m.mean)
                 .collect();
             self.fresh = fresh.len();
@@ -194,6 +212,15 @@ impl PeerGroup {
         self.median_ts = i64::MIN;
     }
 
+    /// How far (ms) a peer's latest reading may lie from the reading judged.
+    fn fresh_window_ms(&self) -> i64 {
+        if self.interval_ms > 0.0 {
+            ((FRESH_INTERVALS * self.interval_ms).round() as i64).min(FRESH_MS)
+        } else {
+            FRESH_MS
+        }
+    }
+
     fn position(&self, device: &DeviceId) -> Option<usize> {
         self.members
             .iter()
@@ -219,17 +246,21 @@ mod tests {
         DeviceId::parse(&format!("room-{i}")).unwrap()
     }
 
-    #[test]
-    fn a_room_leaving_its_peers_alerts_while_shared_swings_do_not() {
-        let mut g = PeerGroup::default();
-        let offsets = [0.0, 1.5, -0.8, 0.4];
-        let mut seed = 11u64;
-        let mut noise = move || {
+    /// Uniform noise of ±0.05 from a seeded linear congruential generator.
+    fn sensor_noise(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.1
-        };
+        }
+    }
+
+    #[test]
+    fn a_room_leaving_its_peers_alerts_while_shared_swings_do_not() {
+        let mut g = PeerGroup::default();
+        let offsets = [0.0, 1.5, -0.8, 0.4];
+        let mut noise = sensor_noise(11u64);
         let mut alerts = 0;
         for t in 0..2_000i64 {
             // A shared daily-like swing of 6 degrees: every room follows it.
@@ -270,6 +301,32 @@ mod tests {
         assert!(t < 2_010);
         assert_eq!(v.peers, 4);
         assert!(g.mark_false_alarm(&room(2)).unwrap().2 > K);
+    }
+
+    /// Rooms reporting each second follow a shared swing; two of them pause for 50 s while the
+    /// shared level steps (the heating switches). The third is not judged against their
+    /// readings from before the step: a peer's latest reading stands for now only within a
+    /// couple of the group's reading intervals.
+    #[test]
+    fn a_peer_reading_older_than_two_intervals_is_not_compared() {
+        let mut g = PeerGroup::default();
+        let offsets = [0.0, 1.5, -0.8];
+        let mut noise = sensor_noise(3u64);
+        let mut alerts = Vec::new();
+        for t in 0..2_200i64 {
+            let shared = 21.0 + 3.0 * (t as f64 / 300.0).sin() + if t >= 2_000 { 2.0 } else { 0.0 };
+            for (i, off) in offsets.iter().enumerate() {
+                if i < 2 && (2_000..2_050).contains(&t) {
+                    continue;
+                }
+                if let Some(v) = g.observe(&room(i), t * 1_000, shared + off + noise())
+                    && v.alert
+                {
+                    alerts.push((i, t));
+                }
+            }
+        }
+        assert!(alerts.is_empty(), "{alerts:?}");
     }
 
     #[test]

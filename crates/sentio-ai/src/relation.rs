@@ -6,7 +6,9 @@
 //! readings) give a linear prediction of each metric from the other. A pair is armed once
 //! `WARMUP` joint readings have shown a strong relation (|correlation| ≥ `MIN_CORR`). The
 //! residual of the prediction is scaled by its own learnt spread; `PERSIST` consecutive
-//! readings beyond `K` spreads (in both directions of prediction) alert. While a pair is out of
+//! readings beyond `K` spreads (in both directions of prediction) alert; a reading with either
+//! metric outside what the fit was learnt on (beyond `KNOWN_SD` of its learnt spread) is not
+//! judged: the relation is not known there, so it is not broken there. While a pair is out of
 //! its relation it stops learning, so a slow break is not absorbed; after `REBASE_AFTER`
 //! consecutive broken readings the new relation is relearnt from scratch (a regime change
 //! alerts once). Constant memory: at most `MAX_METRICS` metrics per device, so at most 28 pairs.
@@ -29,6 +31,12 @@ pub const REBASE_AFTER: u32 = 600;
 pub const MAX_METRICS: usize = 8;
 /// Each false alarm marked on a pair widens its band by this factor.
 pub const FALSE_ALARM_FACTOR: f64 = 1.5;
+/// A reading with either metric further than this many of its learnt standard deviations from
+/// its learnt mean lies outside what the relation was learnt on: the linear fit would be an
+/// extrapolation there (a wearer's first run after a long rest), so the reading is "not known",
+/// neither kept nor broken; it is learnt, so a new range becomes known as the fit's memory
+/// (`HORIZON`) takes it in.
+pub const KNOWN_SD: f64 = 4.0;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Pair {
@@ -178,8 +186,13 @@ impl Pair {
             let zb = (y - pred_b) / spread_b;
             let za = (x - pred_a) / spread_a;
             let z = zb.abs().min(za.abs());
+            let known =
+                (x - self.ma).abs() <= KNOWN_SD * sa && (y - self.mb).abs() <= KNOWN_SD * sb;
             let armed = self.n >= WARMUP && corr.abs() >= MIN_CORR;
-            if armed {
+            if armed && !known {
+                // Outside the learnt range: the run of breaking readings is interrupted.
+                self.out_run = 0;
+            } else if armed {
                 breaking = z > self.k();
                 self.out_run = if breaking { self.out_run + 1 } else { 0 };
                 let band = self.k() * spread_b;
@@ -287,6 +300,46 @@ mod tests {
             .unwrap();
         assert_eq!(before.0, 1);
         assert!(before.2 > before.1);
+    }
+
+    /// A wearer: heart rate follows activity with a lag (up in ~20 s, down in ~45 s). After a
+    /// long rest the fit's memory holds only rest; the first minute of a walk, with heart rate
+    /// still catching up, is outside what the relation was learnt on: not a break.
+    #[test]
+    fn a_walk_after_a_long_rest_is_not_known_rather_than_broken() {
+        let mut d = DeviceRelations::default();
+        let mut seed = 11;
+        let (mut cadence, mut hr) = (0.0f64, 65.0f64);
+        let mut step = |d: &mut DeviceRelations, target: f64| {
+            cadence += (target - cadence) / 5.0;
+            let hr_target = 65.0 + 0.35 * cadence;
+            let tau = if hr_target > hr { 20.0 } else { 45.0 };
+            hr += (hr_target - hr) / tau;
+            let act = (cadence + 3.0 * lcg(&mut seed)).max(0.0);
+            let v = d.observe(&[("activity", act), ("heart_rate", hr + lcg(&mut seed))]);
+            v.iter().any(|v| v.alert)
+        };
+        // Rest and walks alternating, each long enough for heart rate to settle.
+        for i in 0..3_000 {
+            step(&mut d, if (i / 300) % 2 == 1 { 110.0 } else { 0.0 });
+        }
+        // A long rest (fidgeting: a few steps a minute now and then), then a walk.
+        for i in 0..1_200 {
+            step(&mut d, if (i / 60) % 2 == 1 { 8.0 } else { 0.0 });
+        }
+        let alerts = (0..200).filter(|_| step(&mut d, 110.0)).count();
+        assert_eq!(alerts, 0, "the walk after a long rest broke the relation");
+        // Within the learnt range a break still alerts: once rest and walks alternate again,
+        // a heart rate far below its resting level during a walk breaks the relation.
+        for i in 0..3_000 {
+            step(&mut d, if (i / 300) % 2 == 0 { 110.0 } else { 0.0 });
+        }
+        let broken = (0..30).any(|_| {
+            let act = 110.0 + 3.0 * lcg(&mut seed);
+            let v = d.observe(&[("activity", act), ("heart_rate", 45.0 + lcg(&mut seed))]);
+            v.iter().any(|v| v.alert)
+        });
+        assert!(broken, "a break inside the learnt range must alert");
     }
 
     #[test]
