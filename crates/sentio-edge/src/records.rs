@@ -154,8 +154,7 @@ impl Acked {
                 });
                 let (out, mut keys) =
                     self.unacked(kind, records, |r| r.id.clone(), wire::encode_registry);
-                if !keys.is_empty() || self.0[kind.index()].get(ALL_DEVICES) != Some(&all_digest)
-                {
+                if !keys.is_empty() || self.0[kind.index()].get(ALL_DEVICES) != Some(&all_digest) {
                     keys.push((ALL_DEVICES.to_string(), all_digest));
                 }
                 (wire::encode_registry_snapshot(&out, &all), keys)
