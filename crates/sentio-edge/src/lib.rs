@@ -5,8 +5,9 @@
 //! the edge's own identity (`edge:<id>`), publishes the batches after the acknowledged one at
 //! QoS 1 on `edges/<id>/up/points` ([`sentio_store::wire`]), several in flight, and records a
 //! batch as delivered only when the cloud's PUBACK for its last part arrives (the cloud sends
-//! it after its commit). A lost connection, a refused batch or an acknowledgement that does
-//! not come within [`UplinkSettings::ack_timeout`] (a black-holed link) drops the connection;
+//! it after its commit). A lost connection, a refused batch or no acknowledgement at all
+//! within [`UplinkSettings::ack_timeout`] while something is in flight (a black-holed link)
+//! drops the connection;
 //! the next one, after a growing back-off, resumes from the acknowledged batch. What the cloud
 //! already holds is acknowledged again without being applied, so nothing is lost or doubled.
 //!

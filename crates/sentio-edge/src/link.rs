@@ -520,6 +520,10 @@ async fn session(
     // The lane of each QoS 1 message published and not yet given its packet id, in order.
     let mut unnumbered: VecDeque<usize> = VecDeque::new();
     let mut bucket = Bucket::new(s.backlog_rate);
+    // The last acknowledgement (or the connection): the acknowledgement timer runs from it or
+    // from the oldest message in flight, whichever is later, so a cloud slowly applying a deep
+    // window (every PUBACK progress) is never taken for a dead link; silence is.
+    let mut last_ack = Instant::now();
     let mut drained_at = (
         Instant::now(),
         state.backlog_points_acked.load(Ordering::Relaxed),
@@ -691,7 +695,7 @@ async fn session(
             .chain(records_in_flight.iter().flatten().map(|r| r.sent_at))
             .chain(resync_in_flight.map(|r| r.1))
             .min();
-        let ack_deadline = oldest.map(|t| t + s.ack_timeout);
+        let ack_deadline = oldest.map(|t| t.max(last_ack) + s.ack_timeout);
         let idle = in_flight < s.in_flight || resync.as_ref().is_some_and(|j| !j.is_done());
         // While idle, look again at the outbox every `poll`, or sooner when the live parts
         // waiting fall due (parts due already wait for an acknowledgement to free the window).
@@ -725,6 +729,7 @@ async fn session(
                     }
                 }
                 Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    last_ack = Instant::now();
                     if !matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) {
                         return Ended::after_connect(format!("the cloud refused a batch: {:?}", ack.reason));
                     }

@@ -135,7 +135,9 @@ pub struct UplinkSettings {
     pub in_flight: usize,
     /// Points read from the outbox at a time, at most (whole batches: at least one).
     pub read_points: usize,
-    /// A part not acknowledged within this is taken as a dead link (reconnect).
+    /// No acknowledgement at all for this long while something is in flight (timed from the
+    /// later of the oldest message in flight and the last PUBACK) is taken as a dead link
+    /// (reconnect): a slow cloud that keeps acknowledging is not.
     pub ack_timeout: Duration,
     /// MQTT keep-alive, at least 5 s (the client refuses less): a silent link is detected
     /// within about 1.5 times this.

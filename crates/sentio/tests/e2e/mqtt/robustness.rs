@@ -128,6 +128,55 @@ async fn malformed_packets_close_only_their_connection() {
     node.shutdown().await;
 }
 
+/// A client that publishes and disconnects at once (its PUBLISHes and its DISCONNECT read in
+/// one buffer) gets every PUBACK before the broker closes the connection, also when the
+/// PUBLISHes were queued for an offline persistent session (whose acks wait for one flush of
+/// the queue store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (user, pass) = load_token(&node).await;
+    // A persistent session, offline: what is published to it is queued on disk.
+    let mut keeper = Raw::open(node.mqtt_addr).await;
+    keeper
+        .send(&raw::connect(5, "keeper", &user, &pass, 3_600))
+        .await
+        .unwrap();
+    keeper.expect(2).await;
+    keeper
+        .send(&raw::subscribe_v5(&["load/keep"]))
+        .await
+        .unwrap();
+    keeper.expect(9).await;
+    keeper.send(&raw::packet(0xE0, &[0])).await.unwrap();
+    keeper.until_closed().await;
+
+    let (mut producer, rc) = connect_raw(node.mqtt_addr, 5, "producer", &user, &pass).await;
+    assert_eq!(rc, 0);
+    let ids = [1u16, 2, 3];
+    let mut burst = Vec::new();
+    for id in ids {
+        burst.extend(raw::publish_v5("load/keep", 1, id, b"m"));
+    }
+    burst.extend(raw::packet(0xE0, &[0]));
+    producer.send(&burst).await.unwrap();
+    let mut acked = Vec::new();
+    loop {
+        match producer.read(Duration::from_secs(10)).await {
+            raw::Read::Packet(4, body) => acked.push(u16::from_be_bytes([body[0], body[1]])),
+            raw::Read::Packet(..) => {}
+            raw::Read::Closed => break,
+            raw::Read::Nothing => panic!("the broker kept the connection open"),
+        }
+    }
+    assert_eq!(
+        acked, ids,
+        "every PUBLISH before the DISCONNECT acknowledged"
+    );
+    node.shutdown().await;
+}
+
 /// An MQTT 3.1.1 client with a persistent session (clean session off), connected.
 async fn persistent(port: u16, user: &str, pass: &str) -> (AsyncClient, EventLoop) {
     persistent_with(port, user, pass, false).await

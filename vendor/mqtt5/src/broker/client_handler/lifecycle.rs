@@ -12,6 +12,10 @@ use super::ClientHandler;
 
 impl ClientHandler {
     pub(super) async fn handle_disconnect(&mut self, disconnect: &DisconnectPacket) -> Result<()> {
+        // SENTIO-PATCH: PUBLISHes read in the same buffer as the DISCONNECT had their PUBACKs
+        // deferred (`send_deferred_acks`); upstream closed the connection without them, so a
+        // client that disconnects right after publishing never saw them acknowledged.
+        self.send_deferred_acks().await?;
         if let Some(requested) = disconnect.properties.get_session_expiry_interval() {
             if self.connect_session_expiry == Some(0) && requested != 0 {
                 warn!(
