@@ -151,14 +151,7 @@ async fn an_edge_cannot_answer_a_command_of_a_device_it_did_not_register() {
 
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let (status, edge) = api(
-        &node,
-        "POST",
-        "/api/v1/edges",
-        Some(json!({"id": "site-9"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{edge}");
+    let edge = super::create_edge(&node.http_addr.to_string(), "site-9").await;
     register(&node, "own-1", "room").await;
     let (status, cmd) = api(
         &node,

@@ -23,3 +23,17 @@ mod registry;
 mod resync;
 mod twins;
 mod uplink;
+
+/// Creates edge `id` on the cloud whose API is at `http` (201 asserted): its record, with the
+/// secret it is shown once.
+pub(super) async fn create_edge(http: &str, id: &str) -> serde_json::Value {
+    let (status, created) = crate::support::api_at(
+        http,
+        "POST",
+        "/api/v1/edges",
+        Some(serde_json::json!({"id": id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}

@@ -16,14 +16,7 @@ use crate::support::*;
 async fn edges_are_registered_once_and_confined_to_their_own_topics() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let (status, e1) = api(
-        &node,
-        "POST",
-        "/api/v1/edges",
-        Some(json!({"id": "site-1"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{e1}");
+    let e1 = super::create_edge(&node.http_addr.to_string(), "site-1").await;
     assert_eq!(e1["mqtt_username"], "edge:site-1");
     assert_eq!(e1["uplink_topic"], "edges/site-1/up/points");
     let secret = e1["secret"].as_str().unwrap().to_string();
@@ -44,13 +37,7 @@ async fn edges_are_registered_once_and_confined_to_their_own_topics() {
             .0,
         400
     );
-    let (_, e2) = api(
-        &node,
-        "POST",
-        "/api/v1/edges",
-        Some(json!({"id": "site-2"})),
-    )
-    .await;
+    let e2 = super::create_edge(&node.http_addr.to_string(), "site-2").await;
     register(&node, "dev-1", "room").await;
     let (status, list) = api(&node, "GET", "/api/v1/edges", None).await;
     assert_eq!(status, 200);

@@ -103,14 +103,7 @@ impl Pair {
             Link::WebSocket => (http_port, "ws", "/mqtt"),
             Link::SecureWebSocket | Link::SecureWebSocketWrongCa => (https_port, "wss", "/mqtt"),
         };
-        let (status, created) = api_at(
-            &cloud_http,
-            "POST",
-            "/api/v1/edges",
-            Some(json!({"id": EDGE})),
-        )
-        .await;
-        assert_eq!(status, 201, "{created}");
+        let created = super::create_edge(&cloud_http, EDGE).await;
         let secret_file = dir.path().join("edge.secret");
         std::fs::write(&secret_file, created["secret"].as_str().unwrap()).unwrap();
         let proxy = FaultProxy::start(([127, 0, 0, 1], cloud_mqtt).into()).await;
