@@ -54,6 +54,7 @@ impl RulesProbe {
             arrived: points,
             now_ms,
             scores: &Default::default(),
+            related: &Default::default(),
         };
         self.watch.observe(&batch, &mut self.verdicts);
         self.verdicts.len()
