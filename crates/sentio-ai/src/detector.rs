@@ -187,11 +187,6 @@ pub struct Score {
     /// The detector(s) that produced the verdict (printed as their names, e.g.
     /// `baseline-deviation+level-shift-up`). `Copy`: scoring a point allocates nothing.
     pub detector: Detectors,
-    /// The alert is a change of the series' level alone (out of the band, a level shift, a new
-    /// extreme, a drift, a lasting deviation), not a spike, a jump, a freeze or a change of
-    /// noise: a related metric that moved with it, its learnt relation holding, explains it.
-    #[serde(default)]
-    pub level_change: bool,
 }
 
 /// Which detector statistic dominated a verdict.
@@ -350,20 +345,6 @@ impl<'de> Deserialize<'de> for Detectors {
 }
 
 impl DetectorKind {
-    /// Whether the statistic measures where the level is (a shift, a new extreme, a drift, a
-    /// lasting deviation, the daily pattern) rather than a single reading, a freeze or the
-    /// noise.
-    pub fn is_level(self) -> bool {
-        !matches!(
-            self,
-            DetectorKind::Spike
-                | DetectorKind::Dip
-                | DetectorKind::Variance
-                | DetectorKind::Stuck
-                | DetectorKind::Density
-        )
-    }
-
     /// The name shown to people.
     pub fn name(self) -> &'static str {
         match self {
@@ -620,7 +601,6 @@ impl SeriesDetector {
         if g.young && !g.alert {
             score.alert = false;
         }
-        let fused_level = !score.alert || score.detector.kinds().all(DetectorKind::is_level);
         if g.alert && !score.alert {
             score.alert = true;
             score.expected = g.expected;
@@ -628,7 +608,6 @@ impl SeriesDetector {
             score.upper = g.upper;
             score.detector = score.detector.with_baseline();
         }
-        score.level_change = score.alert && fused_level && (!g.alert || g.level);
         score
     }
 
@@ -645,7 +624,6 @@ impl SeriesDetector {
                 upper: expected,
                 observed: value,
                 detector: Detectors::of(Base::InvalidValue),
-                level_change: false,
             };
         }
         self.seen += 1;
@@ -664,7 +642,6 @@ impl SeriesDetector {
                 upper: value,
                 observed: value,
                 detector: Detectors::of(Base::WarmUp),
-                level_change: false,
             };
         }
         let warm = self.seen > u64::from(c.warmup);
@@ -883,7 +860,6 @@ impl SeriesDetector {
                 }
                 Base::Fired(named)
             }),
-            level_change: false,
         }
     }
 }
@@ -1163,39 +1139,6 @@ mod tests {
             let scores = run_with(&v, &config);
             assert!(scores[15_000].alert, "seed {seed}: {:?}", scores[15_000]);
         }
-    }
-
-    /// A level change (a ramp to a new level) alerts as a level change, which a related metric
-    /// moving with it may explain; a spike and a freeze are never level changes.
-    #[test]
-    fn a_level_change_alert_is_told_from_a_spike_and_a_freeze() {
-        let config = DetectorConfig {
-            warmup: 40,
-            ..DetectorConfig::default()
-        };
-        let mut v = healthy(2_000, 3_571, 40.0, 0.5);
-        for (i, x) in v.iter_mut().enumerate().take(1_330).skip(1_000) {
-            let ramp = ((i - 1_000) as f64 / 30.0).min(1.0);
-            let back = ((1_330 - i) as f64 / 30.0).min(1.0);
-            *x += 10.0 * ramp.min(back);
-        }
-        v[1_600] += 15.0;
-        let frozen = v[1_800];
-        v[1_800..1_900].fill(frozen);
-        let scores = run_with(&v, &config);
-        let alerts = |from: usize, to: usize| -> Vec<(usize, bool)> {
-            (from..to)
-                .filter(|&i| scores[i].alert)
-                .map(|i| (i, scores[i].level_change))
-                .collect()
-        };
-        let shift = alerts(1_000, 1_330);
-        assert!(!shift.is_empty() && shift.iter().all(|a| a.1), "{shift:?}");
-        let spike = alerts(1_600, 1_601);
-        assert_eq!(spike, [(1_600, false)]);
-        let stuck = alerts(1_800, 1_900);
-        assert!(!stuck.is_empty() && stuck.iter().all(|a| !a.1), "{stuck:?}");
-        assert!(scores.iter().all(|s| s.alert || !s.level_change));
     }
 
     /// The demo's night-time light: five readings of 0 lux, then integer noise clamped at 0

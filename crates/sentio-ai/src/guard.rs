@@ -111,9 +111,6 @@ pub struct Verdict {
     pub upper: f64,
     /// The series is still young (its spread not known): only a jump or a freeze alerted.
     pub young: bool,
-    /// The alert is a departure of the level alone (out of band), not a jump nor a freeze: a
-    /// related metric moving with it may explain it.
-    pub level: bool,
 }
 
 impl Guard {
@@ -196,7 +193,6 @@ impl Guard {
         let alert = warm && ((band && !young) || stuck || jump);
         let mut verdict = self.verdict(alert);
         verdict.young = young;
-        verdict.level = alert && !stuck && !jump;
         if self.out_run >= REBASE_AFTER {
             let jump = (value - self.level).abs();
             self.level = value;
@@ -276,7 +272,6 @@ impl Guard {
             lower: self.level - band,
             upper: self.level + band,
             young: !self.known,
-            level: false,
         }
     }
 }

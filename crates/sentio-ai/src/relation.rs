@@ -60,10 +60,6 @@ struct Pair {
 pub struct RelationVerdict {
     /// Whether the reading alerts.
     pub alert: bool,
-    /// Whether the reading keeps the learnt relation (within `K` spreads, widened by
-    /// false-alarm marks): a level change of either metric is then explained by the other
-    /// moving with it.
-    pub holds: bool,
     /// The two metrics, in the order they were first seen.
     pub metrics: (String, String),
     /// Observed values of the two metrics.
@@ -123,7 +119,6 @@ impl DeviceRelations {
             if let Some(v) = pair.observe(x, y) {
                 out.push(RelationVerdict {
                     alert: v.alert,
-                    holds: v.holds,
                     metrics: (self.metrics[pair.a].clone(), self.metrics[pair.b].clone()),
                     observed: v.observed,
                     expected: v.expected,
@@ -160,7 +155,6 @@ impl DeviceRelations {
 
 struct PairVerdict {
     alert: bool,
-    holds: bool,
     observed: (f64, f64),
     expected: (f64, f64),
     lower: f64,
@@ -204,7 +198,6 @@ impl Pair {
                 let band = self.k() * spread_b;
                 verdict = Some(PairVerdict {
                     alert: self.out_run >= PERSIST,
-                    holds: !breaking,
                     observed: (x, y),
                     expected: (pred_a, pred_b),
                     lower: pred_b - band,

@@ -153,8 +153,6 @@ pub(crate) struct DetectStage {
     rule_actions: HashMap<RuleId, RuleActions>,
     /// The anomaly scores of the device batch under way (rules read them).
     scores: crate::rules::ai_inputs::ScoreSheet,
-    /// The points of the device batch under way that keep a learnt relation.
-    related: relations::RelationSheet,
     desks: ActionDesks,
     bus: Arc<dyn Bus>,
     stats: Arc<Stats>,
@@ -173,18 +171,16 @@ impl DetectStage {
         notices: Option<NoticeSender>,
     ) -> Result<Self, PipelineError> {
         let resolve_after = config.resolve_after_normal_points;
-        // Silence first: an arrival ends a silence before the arrival itself is judged. The
-        // relations before the series: a level change their learnt relation explains is not
-        // the series' own anomaly.
+        // Silence first: an arrival ends a silence before the arrival itself is judged.
         let mut watches: Vec<Box<dyn Watch>> = vec![
             Box::new(silence::SilenceWatch::new(now_ms())),
-            Box::new(relations::RelationsWatch::new(resolve_after)),
             Box::new(series::SeriesWatch::new(
                 config.detector.clone(),
                 resolve_after,
             )),
             Box::new(limits::LimitsWatch::new(config.limits.clone())),
             Box::new(peers::PeersWatch::new(resolve_after)),
+            Box::new(relations::RelationsWatch::new(resolve_after)),
         ];
         if let Some(model) = &config.device_model {
             watches.push(Box::new(device_model::DeviceModelWatch::new(model.clone())));
@@ -206,7 +202,6 @@ impl DetectStage {
             rules: stores.rules.clone(),
             rule_actions: HashMap::new(),
             scores: Default::default(),
-            related: Default::default(),
             desks,
             bus,
             stats,
@@ -377,10 +372,8 @@ impl DetectStage {
             arrived,
             now_ms: now,
             scores: &self.scores,
-            related: &self.related,
         };
         self.scores.reset(points.len());
-        self.related.reset(points.len());
         let mut verdicts = std::mem::take(&mut self.verdicts);
         for w in &mut self.watches {
             w.observe(&batch, &mut verdicts);

@@ -50,7 +50,6 @@ fn observe(watch: &mut RulesWatch, device: &DeviceId, metric: &str, ts_ms: i64, 
         arrived: &points,
         now_ms: ts_ms,
         scores: &Default::default(),
-        related: &Default::default(),
     };
     watch.observe(&batch, &mut Vec::new());
 }

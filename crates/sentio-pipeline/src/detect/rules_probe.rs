@@ -54,7 +54,6 @@ impl RulesProbe {
             arrived: points,
             now_ms,
             scores: &Default::default(),
-            related: &Default::default(),
         };
         self.watch.observe(&batch, &mut self.verdicts);
         self.verdicts.len()

@@ -55,10 +55,7 @@ impl Watch for SeriesWatch {
                 .update(p.ts_ms, p.value);
             self.bands.scored(&series, p.ts_ms, &score);
             batch.scores.set(at, score.score);
-            // A level change that a learnt relation explains (heart rate rising with activity)
-            // is not this series' anomaly; its score stays as it is.
-            let explained = score.level_change && batch.related.holds(at);
-            let finding = if score.alert && !explained {
+            let finding = if score.alert {
                 Finding::Alert(Box::new(explain::anomaly(&p.metric, &score)))
             } else {
                 Finding::Normal

@@ -142,7 +142,6 @@ mod tests {
                 arrived: &points,
                 now_ms: i * 1_000,
                 scores: &Default::default(),
-                related: &Default::default(),
             };
             for w in &mut first {
                 w.observe(&batch, &mut verdicts);

@@ -35,10 +35,6 @@ pub(crate) struct DeviceBatch<'a> {
     /// The fused anomaly score of each of `points`, written by the series watch as it scores
     /// them (rules read them through `anomaly`).
     pub scores: &'a crate::rules::ai_inputs::ScoreSheet,
-    /// The points whose metric keeps a learnt relation with another metric of the device,
-    /// written by the relations watch (which runs before the series watch, so that a level
-    /// change the relation explains does not alert as the series' own anomaly).
-    pub related: &'a super::relations::RelationSheet,
 }
 
 /// What a watch found about one alert key at one moment.
