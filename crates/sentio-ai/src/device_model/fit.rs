@@ -62,13 +62,12 @@ pub(crate) fn fit_regime(
         // missing from a fold must not make that fold's scale collapse.
         let (fold, _) = fit_core(rows, dims, &train, Some((&full.scale, &full.n_eff)), now_ms)?;
         let mut z = Vec::new();
-        let mut y = Vec::new();
         let mut e = vec![0.0; dims.len()];
         // The smoothed statistic starts at 0 in each fold: its first rows are not yet typical.
         let burn_in = lo + (2.0 / lambda).ceil() as usize;
         for t in lo..hi {
             fold.standardise(rows.row(t), &mut z);
-            let d = fold.quad(&z, &mut y);
+            let d = fold.distance(&z);
             row_scores.push(d);
             for (scores, zk) in metric_scores.iter_mut().zip(&z) {
                 scores.push((zk * zk).min(cap));
@@ -77,7 +76,7 @@ pub(crate) fn fit_regime(
                 *ek = (1.0 - lambda) * *ek + lambda * zk;
             }
             if t >= burn_in {
-                smooth_scores.push(fold.quad(&e, &mut y));
+                smooth_scores.push(fold.distance(&e));
             }
         }
     }
