@@ -239,7 +239,7 @@ impl Learning {
             cfg.smoothing,
             (now_ms, span as i64, cfg.follow_ms),
         )?;
-        regime.repeat_odds = repeat_odds(&rows, &dims);
+        (regime.repeat_odds, regime.held) = repeat_odds(&rows, &dims);
         regime.limit_metric_dispersion.clear();
         regime.change =
             fit_change(&rows, &dims, [row, certain, smooth], cfg.smoothing, now_ms).map(Box::new);
@@ -628,7 +628,7 @@ impl DeviceModel {
         self.last_smooth = smooth_ratio > row_ratio;
         // A reading frozen for longer than it could be by chance.
         let joint = row_ratio.max(smooth_ratio);
-        let (stuck_ratio, stuck) = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
+        let (stuck_ratio, stuck) = regime.stuck_ratio(&self.repeats, row, 1.0 - cfg.quantile);
         let mut score = joint.max(stuck_ratio);
         self.last_single = (stuck_ratio > joint).then_some(stuck);
         // Each metric's change from the previous row, in the same regime: a variation added

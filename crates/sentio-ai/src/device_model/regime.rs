@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fit::shrunk_precision;
+use super::fit::{HeldValue, shrunk_precision};
 use super::follow::Follow;
 use super::packed::{Packed, pack_symmetric, unpack_symmetric};
 
@@ -49,6 +49,8 @@ pub struct Regime {
     /// Each metric's odds that a fresh reading repeats the previous one exactly, as learnt
     /// (see [`Regime::stuck_ratio`]); empty: no such test (a regime saved before it existed).
     pub(crate) repeat_odds: Vec<f64>,
+    /// The values metrics were held at while learnt, with their own repeat odds.
+    pub(crate) held: Vec<HeldValue>,
     /// The model of the changes from one row to the next (see `fit::fit_change`), whose
     /// per-metric dispersion limits it carries.
     pub(crate) change: Option<Box<Regime>>,
@@ -77,6 +79,8 @@ struct StoredRegime {
     follow: Option<Follow>,
     #[serde(default)]
     repeat_odds: Packed,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    held: Vec<HeldValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     change: Option<Box<Regime>>,
     #[serde(default)]
@@ -100,6 +104,7 @@ impl From<Regime> for StoredRegime {
             n_eff: Packed(r.n_eff),
             follow: r.follow,
             repeat_odds: Packed(r.repeat_odds),
+            held: r.held,
             change: r.change,
             limit_metric_dispersion: Packed(r.limit_metric_dispersion),
         }
@@ -132,6 +137,7 @@ impl TryFrom<StoredRegime> for Regime {
             n_eff: s.n_eff.0,
             follow: s.follow,
             repeat_odds: s.repeat_odds.0,
+            held: s.held,
             change: s.change,
             limit_metric_dispersion: s.limit_metric_dispersion.0,
         })
@@ -220,8 +226,9 @@ impl Regime {
     /// while learnt (q < `MOVING_ODDS`) are judged: a valve or sensor that sticks freezes a
     /// reading that otherwise never holds still, while a setpoint, a held analyser or a coarse
     /// reading repeats by nature.
-    /// Returns the ratio and the metric's index in this regime.
-    pub(crate) fn stuck_ratio(&self, repeats: &[u32], tail: f64) -> (f64, usize) {
+    /// A run at a value the metric was held at while learnt is judged with that value's own
+    /// odds ([`HeldValue`]). Returns the ratio and the metric's index in this regime.
+    pub(crate) fn stuck_ratio(&self, repeats: &[u32], row: &[f64], tail: f64) -> (f64, usize) {
         let limit = (tail / self.p().max(1) as f64).ln();
         self.dims
             .iter()
@@ -230,6 +237,10 @@ impl Regime {
             .filter_map(|(k, (&slot, &odds))| {
                 // No repeat, no evidence (and no logarithm to take).
                 let r = repeats.get(slot).copied().unwrap_or(0);
+                if r == 0 {
+                    return None;
+                }
+                let odds = self.held_odds(k, row.get(slot).copied()).unwrap_or(odds);
                 (odds < MOVING_ODDS && r > 0).then(|| (f64::from(r) * odds.ln() / limit, k))
             })
             .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
@@ -258,6 +269,16 @@ impl Regime {
             }
         }
         diagonal + 2.0 * a.iter().zip(v).map(|(aj, vj)| aj * vj).sum::<f64>()
+    }
+
+    /// The repeat odds of metric `k` held at `value` while learnt, if it was (compared as
+    /// saved, in single precision).
+    fn held_odds(&self, k: usize, value: Option<f64>) -> Option<f64> {
+        let value = value? as f32;
+        self.held
+            .iter()
+            .find(|h| h.metric as usize == k && h.value as f32 == value)
+            .map(|h| h.odds)
     }
 
     /// y = P v, and returns v'Pv.
@@ -356,6 +377,7 @@ mod tests {
             n_eff: vec![100.0; p],
             follow: None,
             repeat_odds: Vec::new(),
+            held: Vec::new(),
             change: None,
             limit_metric_dispersion: Vec::new(),
         }
