@@ -111,8 +111,8 @@ pub(crate) fn fit_regime(
 /// Each of `dims`' odds that a reading repeats the previous row's exactly, (repeats + 1) /
 /// (pairs + 2): a reading that moved with every row learnt has odds of about 1/n, one held by
 /// a slow sampler (an analyser updated every few rows) or a coarse resolution high odds.
-/// Beside them, the values each metric was held at (repeated) while learnt, with their own odds
-/// (see [`HeldValue`]).
+/// Beside them, the values each metric was held at (repeated) while learnt (see
+/// [`HeldValue`]).
 pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> (Vec<f64>, Vec<HeldValue>) {
     let mut held = Vec::new();
     let odds = dims
@@ -120,57 +120,49 @@ pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> (Vec<f64>, Vec<Hel
         .enumerate()
         .map(|(k, &slot)| {
             let (mut pairs, mut repeats) = (0.0, 0.0);
-            // By the pair's first reading: (value, pairs, repeats).
-            let mut by_value: Vec<(f64, f64, f64)> = Vec::new();
+            // Values repeated, with their repeats.
+            let mut by_value: Vec<(f64, u32)> = Vec::new();
             for t in 1..rows.len() {
                 let (a, b) = (rows.row(t)[slot], rows.row(t - 1)[slot]);
                 if a.is_finite() && b.is_finite() {
                     pairs += 1.0;
-                    let same = f64::from(u8::from(a == b));
-                    repeats += same;
-                    match by_value.iter_mut().find(|(v, _, _)| *v == b) {
-                        Some(entry) => {
-                            entry.1 += 1.0;
-                            entry.2 += same;
+                    if a == b {
+                        repeats += 1.0;
+                        match by_value.iter_mut().find(|(v, _)| *v == a) {
+                            Some(entry) => entry.1 += 1,
+                            None => by_value.push((a, 1)),
                         }
-                        None => by_value.push((b, 1.0, same)),
                     }
                 }
             }
-            let odds = (repeats + 1.0) / (pairs + 2.0);
-            by_value.retain(|(_, _, r)| *r > 0.0);
-            by_value.sort_by(|x, y| y.2.total_cmp(&x.2));
+            by_value.sort_by(|x, y| y.1.cmp(&x.1));
             held.extend(
                 by_value
                     .iter()
                     .take(HELD_VALUES)
-                    .map(|&(value, n, r)| HeldValue {
+                    .map(|&(value, _)| HeldValue {
                         metric: k as u32,
                         value,
-                        // The metric's odds as a prior worth the two pairs of its own estimate.
-                        odds: (r + 2.0 * odds) / (n + 2.0),
                     }),
             );
-            odds
+            (repeats + 1.0) / (pairs + 2.0)
         })
         .collect();
     (odds, held)
 }
 
-/// Values per metric whose own repeat odds are kept (those repeated most while learnt).
+/// Values per metric kept as held (those repeated most while learnt).
 const HELD_VALUES: usize = 4;
 
-/// A value a metric was held at while learnt (an exact 0 of a step count at rest, an off
-/// state, a setpoint) and the odds that a reading of it repeats: (repeats + 2q) / (pairs + 2)
-/// over the learnt pairs starting at it, q the metric's odds. A run of repeats is judged with
-/// the odds of its value: a reading that rests at a value now and then is not frozen when it
-/// rests there again, while a sensor that sticks does so at whatever it last read.
+/// A value a metric was held at (repeated) while learnt: an exact 0 of a step count at rest,
+/// an off state, a setpoint. A run of repeats there is a state the metric rests in, however
+/// long, and not a frozen reading: whether resting there fits the other metrics is the joint
+/// statistics' to judge. A sensor that sticks does so at whatever it last read.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct HeldValue {
     /// The metric's index in the regime.
     pub metric: u32,
     pub value: f64,
-    pub odds: f64,
 }
 
 /// The cap of one squared standardised departure in a metric's dispersion statistic: a

@@ -49,7 +49,7 @@ pub struct Regime {
     /// Each metric's odds that a fresh reading repeats the previous one exactly, as learnt
     /// (see [`Regime::stuck_ratio`]); empty: no such test (a regime saved before it existed).
     pub(crate) repeat_odds: Vec<f64>,
-    /// The values metrics were held at while learnt, with their own repeat odds.
+    /// The values metrics were held at (repeated) while learnt.
     pub(crate) held: Vec<HeldValue>,
     /// The model of the changes from one row to the next (see `fit::fit_change`), whose
     /// per-metric dispersion limits it carries.
@@ -226,8 +226,8 @@ impl Regime {
     /// while learnt (q < `MOVING_ODDS`) are judged: a valve or sensor that sticks freezes a
     /// reading that otherwise never holds still, while a setpoint, a held analyser or a coarse
     /// reading repeats by nature.
-    /// A run at a value the metric was held at while learnt is judged with that value's own
-    /// odds ([`HeldValue`]). Returns the ratio and the metric's index in this regime.
+    /// A run at a value the metric was held at while learnt ([`HeldValue`]) is not judged.
+    /// Returns the ratio and the metric's index in this regime.
     pub(crate) fn stuck_ratio(&self, repeats: &[u32], row: &[f64], tail: f64) -> (f64, usize) {
         let limit = (tail / self.p().max(1) as f64).ln();
         self.dims
@@ -240,7 +240,9 @@ impl Regime {
                 if r == 0 {
                     return None;
                 }
-                let odds = self.held_odds(k, row.get(slot).copied()).unwrap_or(odds);
+                if self.held_at(k, row.get(slot).copied()) {
+                    return None;
+                }
                 (odds < MOVING_ODDS && r > 0).then(|| (f64::from(r) * odds.ln() / limit, k))
             })
             .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
@@ -271,14 +273,14 @@ impl Regime {
         diagonal + 2.0 * a.iter().zip(v).map(|(aj, vj)| aj * vj).sum::<f64>()
     }
 
-    /// The repeat odds of metric `k` held at `value` while learnt, if it was (compared as
-    /// saved, in single precision).
-    fn held_odds(&self, k: usize, value: Option<f64>) -> Option<f64> {
-        let value = value? as f32;
-        self.held
-            .iter()
-            .find(|h| h.metric as usize == k && h.value as f32 == value)
-            .map(|h| h.odds)
+    /// Whether metric `k` was held at `value` while learnt (compared in single precision, as
+    /// saved state is).
+    fn held_at(&self, k: usize, value: Option<f64>) -> bool {
+        value.is_some_and(|v| {
+            self.held
+                .iter()
+                .any(|h| h.metric as usize == k && h.value as f32 == v as f32)
+        })
     }
 
     /// y = P v, and returns v'Pv.
