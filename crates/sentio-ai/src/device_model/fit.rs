@@ -135,7 +135,7 @@ pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> (Vec<f64>, Vec<Hel
                     }
                 }
             }
-            by_value.sort_by(|x, y| y.1.cmp(&x.1));
+            by_value.sort_by_key(|entry| std::cmp::Reverse(entry.1));
             held.extend(
                 by_value
                     .iter()
