@@ -62,13 +62,12 @@ pub(crate) fn fit_regime(
         // missing from a fold must not make that fold's scale collapse.
         let (fold, _) = fit_core(rows, dims, &train, Some((&full.scale, &full.n_eff)), now_ms)?;
         let mut z = Vec::new();
-        let mut y = Vec::new();
         let mut e = vec![0.0; dims.len()];
         // The smoothed statistic starts at 0 in each fold: its first rows are not yet typical.
         let burn_in = lo + (2.0 / lambda).ceil() as usize;
         for t in lo..hi {
             fold.standardise(rows.row(t), &mut z);
-            let d = fold.quad(&z, &mut y);
+            let d = fold.distance(&z);
             row_scores.push(d);
             for (scores, zk) in metric_scores.iter_mut().zip(&z) {
                 scores.push((zk * zk).min(cap));
@@ -77,7 +76,7 @@ pub(crate) fn fit_regime(
                 *ek = (1.0 - lambda) * *ek + lambda * zk;
             }
             if t >= burn_in {
-                smooth_scores.push(fold.quad(&e, &mut y));
+                smooth_scores.push(fold.distance(&e));
             }
         }
     }
@@ -112,22 +111,58 @@ pub(crate) fn fit_regime(
 /// Each of `dims`' odds that a reading repeats the previous row's exactly, (repeats + 1) /
 /// (pairs + 2): a reading that moved with every row learnt has odds of about 1/n, one held by
 /// a slow sampler (an analyser updated every few rows) or a coarse resolution high odds.
-pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> Vec<f64> {
-    dims.iter()
-        .map(|&k| {
+/// Beside them, the values each metric was held at (repeated) while learnt (see
+/// [`HeldValue`]).
+pub(crate) fn repeat_odds(rows: &Rows<'_>, dims: &[usize]) -> (Vec<f64>, Vec<HeldValue>) {
+    let mut held = Vec::new();
+    let odds = dims
+        .iter()
+        .enumerate()
+        .map(|(k, &slot)| {
             let (mut pairs, mut repeats) = (0.0, 0.0);
+            // Values repeated, with their repeats.
+            let mut by_value: Vec<(f64, u32)> = Vec::new();
             for t in 1..rows.len() {
-                let (a, b) = (rows.row(t)[k], rows.row(t - 1)[k]);
+                let (a, b) = (rows.row(t)[slot], rows.row(t - 1)[slot]);
                 if a.is_finite() && b.is_finite() {
                     pairs += 1.0;
                     if a == b {
                         repeats += 1.0;
+                        match by_value.iter_mut().find(|(v, _)| *v == a) {
+                            Some(entry) => entry.1 += 1,
+                            None => by_value.push((a, 1)),
+                        }
                     }
                 }
             }
+            by_value.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+            held.extend(
+                by_value
+                    .iter()
+                    .take(HELD_VALUES)
+                    .map(|&(value, _)| HeldValue {
+                        metric: k as u32,
+                        value,
+                    }),
+            );
             (repeats + 1.0) / (pairs + 2.0)
         })
-        .collect()
+        .collect();
+    (odds, held)
+}
+
+/// Values per metric kept as held (those repeated most while learnt).
+const HELD_VALUES: usize = 4;
+
+/// A value a metric was held at (repeated) while learnt: an exact 0 of a step count at rest,
+/// an off state, a setpoint. A run of repeats there is a state the metric rests in, however
+/// long, and not a frozen reading: whether resting there fits the other metrics is the joint
+/// statistics' to judge. A sensor that sticks does so at whatever it last read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HeldValue {
+    /// The metric's index in the regime.
+    pub metric: u32,
+    pub value: f64,
 }
 
 /// The cap of one squared standardised departure in a metric's dispersion statistic: a
@@ -296,6 +331,7 @@ fn fit_core(
             n_eff,
             follow: None,
             repeat_odds: Vec::new(),
+            held: Vec::new(),
             change: None,
             limit_metric_dispersion: Vec::new(),
         },

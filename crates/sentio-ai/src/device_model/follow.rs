@@ -88,14 +88,15 @@ impl Follow {
         for (m, dk) in self.mean.iter_mut().zip(&d) {
             *m += alpha * dk;
         }
-        let mut c = self.cov.0.iter_mut();
+        // Row i of the packed upper triangle: (i, i..p), one contiguous run per row.
+        let mut start = 0;
         for i in 0..p {
             let di = alpha * d[i];
-            for dj in &d[i..] {
-                if let Some(v) = c.next() {
-                    *v = (1.0 - alpha) * (*v + di * dj);
-                }
+            let run = &mut self.cov.0[start..start + p - i];
+            for (v, dj) in run.iter_mut().zip(&d[i..]) {
+                *v = (1.0 - alpha) * (*v + di * dj);
             }
+            start += p - i;
         }
     }
 

@@ -239,7 +239,7 @@ impl Learning {
             cfg.smoothing,
             (now_ms, span as i64, cfg.follow_ms),
         )?;
-        regime.repeat_odds = repeat_odds(&rows, &dims);
+        (regime.repeat_odds, regime.held) = repeat_odds(&rows, &dims);
         regime.limit_metric_dispersion.clear();
         regime.change =
             fit_change(&rows, &dims, [row, certain, smooth], cfg.smoothing, now_ms).map(Box::new);
@@ -283,6 +283,30 @@ pub struct DeviceModel {
     /// The latest row standardised in the regime it fits best.
     #[serde(skip)]
     last_z: Vec<f64>,
+    #[serde(skip)]
+    scratch: Scratch,
+}
+
+/// Buffers a row's judgement reuses instead of allocating its vectors again each row: their
+/// contents never outlive the row, so they are no part of the model's state (not saved, equal
+/// in any two models).
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The next row's readings (the buffer of the row before the latest).
+    row: Vec<f64>,
+    /// A row standardised in one regime.
+    z: Vec<f64>,
+    /// The row standardised in the regime it fits best so far.
+    best: Vec<f64>,
+    /// The change from the previous row, raw and standardised.
+    diff: Vec<f64>,
+    diff_z: Vec<f64>,
+}
+
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl DeviceModel {
@@ -440,18 +464,16 @@ impl DeviceModel {
                 *count = if r.value == last { *count + 1 } else { 0 };
             }
         }
-        let row: Vec<f64> = self
-            .latest
-            .iter_mut()
-            .map(|r| {
-                r.fresh = false;
-                if r.ts_ms != 0 && (ts_ms - r.ts_ms).abs() <= tolerance {
-                    r.value
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
+        let mut row = std::mem::take(&mut self.scratch.row);
+        row.clear();
+        row.extend(self.latest.iter_mut().map(|r| {
+            r.fresh = false;
+            if r.ts_ms != 0 && (ts_ms - r.ts_ms).abs() <= tolerance {
+                r.value
+            } else {
+                f64::NAN
+            }
+        }));
         self.judge(cfg, ts_ms, row)
     }
 
@@ -482,7 +504,7 @@ impl DeviceModel {
             if learning.len() >= cfg.fit_rows {
                 self.finish_learning(cfg, ts_ms, &mut events);
             }
-            self.last_row = Packed(row);
+            self.keep_last_row(row);
             return DeviceVerdict {
                 ts_ms,
                 score: 0.0,
@@ -545,7 +567,7 @@ impl DeviceModel {
         {
             regime.follow(&self.last_z, ts_ms, cfg.follow_ms);
         }
-        self.last_row = Packed(row);
+        self.keep_last_row(row);
         DeviceVerdict {
             ts_ms,
             score,
@@ -556,23 +578,29 @@ impl DeviceModel {
         }
     }
 
+    /// Keeps `row` as the latest one; the one before lends its buffer to the next row.
+    fn keep_last_row(&mut self, row: Vec<f64>) {
+        self.scratch.row = std::mem::replace(&mut self.last_row.0, row);
+    }
+
     /// The row's statistic over its limit in the best-fitting regime, whether it is over, and
     /// whether it alone is enough to open an alarm.
     fn score_row(&mut self, cfg: &DeviceModelConfig, ts_ms: i64, row: &[f64]) -> (f64, bool, bool) {
-        let mut z = Vec::new();
-        let mut y = Vec::new();
+        let mut z = std::mem::take(&mut self.scratch.z);
         let mut best: Option<(usize, f64, f64)> = None;
-        let mut best_z = Vec::new();
+        let mut best_z = std::mem::take(&mut self.scratch.best);
         for (i, regime) in self.regimes.iter().enumerate() {
             regime.standardise(row, &mut z);
-            let d = regime.quad(&z, &mut y);
+            let d = regime.distance(&z);
             let ratio = d / regime.limit_row;
             if best.is_none_or(|(_, b, _)| ratio < b) {
                 best = Some((i, ratio, d / regime.limit_certain));
                 std::mem::swap(&mut best_z, &mut z);
             }
         }
+        self.scratch.z = z;
         let Some((chosen, row_ratio, certain_ratio)) = best else {
+            self.scratch.best = best_z;
             return (0.0, false, false);
         };
         let regime = &mut self.regimes[chosen];
@@ -596,11 +624,11 @@ impl DeviceModel {
         for (e, zk) in self.ewma.0.iter_mut().zip(&best_z) {
             *e = (1.0 - lambda) * *e + lambda * weight * zk;
         }
-        let smooth_ratio = regime.quad(&self.ewma.0, &mut y) / regime.limit_smooth;
+        let smooth_ratio = regime.distance(&self.ewma.0) / regime.limit_smooth;
         self.last_smooth = smooth_ratio > row_ratio;
         // A reading frozen for longer than it could be by chance.
         let joint = row_ratio.max(smooth_ratio);
-        let (stuck_ratio, stuck) = regime.stuck_ratio(&self.repeats, 1.0 - cfg.quantile);
+        let (stuck_ratio, stuck) = regime.stuck_ratio(&self.repeats, row, 1.0 - cfg.quantile);
         let mut score = joint.max(stuck_ratio);
         self.last_single = (stuck_ratio > joint).then_some(stuck);
         // Each metric's change from the previous row, in the same regime: a variation added
@@ -610,19 +638,17 @@ impl DeviceModel {
             && change.limit_metric_dispersion.len() == change.p()
             && self.metric_dispersion.0.len() == change.p()
         {
-            let diff: Vec<f64> = row
-                .iter()
-                .zip(&self.last_row.0)
-                .map(|(a, b)| a - b)
-                .collect();
-            let mut dz = Vec::new();
-            change.standardise(&diff, &mut dz);
+            let diff = &mut self.scratch.diff;
+            diff.clear();
+            diff.extend(row.iter().zip(&self.last_row.0).map(|(a, b)| a - b));
+            let dz = &mut self.scratch.diff_z;
+            change.standardise(diff, dz);
             let cap = spike_cap(cfg.quantile);
             for (k, ((w, zk), limit)) in self
                 .metric_dispersion
                 .0
                 .iter_mut()
-                .zip(&dz)
+                .zip(dz.iter())
                 .zip(&change.limit_metric_dispersion)
                 .enumerate()
             {
@@ -633,7 +659,7 @@ impl DeviceModel {
                 }
             }
         }
-        self.last_z = best_z;
+        self.scratch.best = std::mem::replace(&mut self.last_z, best_z);
         (score, score > 1.0, certain_ratio > 1.0)
     }
 

@@ -405,6 +405,39 @@ fn a_reading_that_freezes_is_caught() {
 }
 
 #[test]
+fn a_reading_resting_at_a_value_it_held_while_learnt_is_not_frozen() {
+    // A wearer walking most of the time: steps vary with every row, but at rest they are
+    // exactly 0, for 10 rows at a time while learnt; heart rate follows the steps.
+    let row = |n: &mut Noise, walking: bool, steps_at: Option<f64>| {
+        let steps = steps_at.unwrap_or(if walking {
+            100.0 + 5.0 * n.normal()
+        } else {
+            0.0
+        });
+        vec![
+            ("heart_rate", 60.0 + 0.3 * steps + 2.0 * n.normal()),
+            ("activity", steps),
+        ]
+    };
+    let cfg = DeviceModelConfig::default();
+    let mut n = Noise(23);
+    let mut model = DeviceModel::new();
+    let normal: Vec<_> = (0..400).map(|t| row(&mut n, t % 40 >= 10, None)).collect();
+    assert_eq!(opened(&feed(&mut model, &cfg, 0, &normal)), 0);
+    // A long rest: 0 steps for 60 rows, a value it rested at before.
+    let rest: Vec<_> = (400..460).map(|_| row(&mut n, false, None)).collect();
+    let rest = feed(&mut model, &cfg, 400, &rest);
+    assert_eq!(opened(&rest), 0, "a rest of 60 rows alarmed");
+    // The step counter sticks at a walking reading while the wearer walks on: caught.
+    let walk: Vec<_> = (460..480).map(|_| row(&mut n, true, None)).collect();
+    feed(&mut model, &cfg, 460, &walk);
+    let stuck: Vec<_> = (480..520).map(|_| row(&mut n, true, Some(103.0))).collect();
+    let stuck = feed(&mut model, &cfg, 480, &stuck);
+    assert_eq!(opened(&stuck), 1);
+    assert_eq!(model.explain()[0].metric, "activity");
+}
+
+#[test]
 fn a_reading_that_turns_noisy_within_its_range_is_one_held_alarm() {
     // The machine and a level that swings slowly over ±5 with a small reading noise; the
     // level's sensor turns noisy (a loose connector): five times the noise, still well inside
