@@ -153,16 +153,8 @@ async fn settled_hours_of_the_current_day_are_packed_and_a_late_point_repacks_th
     maintain_all(&s, now).await;
     let stats = |r: sentio_store::RollupStats| (r.packed_rows, r.minute_rows);
     assert_eq!(stats(store.rollup_stats().await.unwrap()), (120, 60));
-    let counts = |c: Vec<(i64, f64)>| c.iter().map(|p| p.1).collect::<Vec<_>>();
-    let (c, res) = q(
-        &s,
-        "m-1",
-        (T0, T0 + 2 * HOUR),
-        Some((30 * 60_000, Agg::Count)),
-    )
-    .await;
     assert_eq!(
-        (counts(c.points), res),
+        counts(&s, (T0, T0 + 2 * HOUR), 30 * 60_000).await,
         (vec![180.0; 4], Resolution::Minute)
     );
 
@@ -172,23 +164,20 @@ async fn settled_hours_of_the_current_day_are_packed_and_a_late_point_repacks_th
         .unwrap();
     maintain_all(&s, now + 60_000).await;
     assert_eq!(stats(store.rollup_stats().await.unwrap()), (120, 60));
-    let (c, res) = q(
-        &s,
-        "m-1",
-        (T0, T0 + 2 * HOUR),
-        Some((30 * 60_000, Agg::Count)),
-    )
-    .await;
     assert_eq!(
-        (counts(c.points), res),
+        counts(&s, (T0, T0 + 2 * HOUR), 30 * 60_000).await,
         (vec![180.0, 181.0, 180.0, 180.0], Resolution::Minute)
     );
-    let (c, _) = q(
-        &s,
-        "m-1",
-        (T0 + 30 * 60_000, T0 + 31 * 60_000),
-        Some((60_000, Agg::Count)),
-    )
-    .await;
-    assert_eq!(counts(c.points), vec![7.0]);
+    assert_eq!(
+        counts(&s, (T0 + 30 * 60_000, T0 + 31 * 60_000), 60_000)
+            .await
+            .0,
+        vec![7.0]
+    );
+}
+
+/// Point counts of m-1 per `step` over `range`, and the tier that answered.
+async fn counts(s: &Stores, range: (i64, i64), step: i64) -> (Vec<f64>, Resolution) {
+    let (c, res) = q(s, "m-1", range, Some((step, Agg::Count))).await;
+    (c.points.iter().map(|p| p.1).collect(), res)
 }
