@@ -448,14 +448,16 @@ async fn run_store(dir: &Path, w: &Workload, args: &StoreArgs) -> anyhow::Result
         side.chart_ms.push(ms(t.elapsed()));
         side.chart = r.points;
     }
-    side.rolled_dir_bytes = roll_up_and_compact(&store, w).await?;
+    side.rolled_dir_bytes = roll_up_and_compact(&store, w, dir).await?;
     Ok((side, tiers.head_points))
 }
 
 /// The node's maintenance over the sealed data (every point kept raw: a year's retention, the
-/// clock just after the data): 1-minute and 1-hour rollups, packed days, freed pages returned
-/// to the file system. Returns the data directory's bytes on disk (`du`) afterwards.
-async fn roll_up_and_compact(store: &SqliteStore, w: &Workload) -> anyhow::Result<u64> {
+/// clock two hours after the data, so that a day which ended with the data is packed, as the
+/// node packs it an hour after rolling it up): 1-minute and 1-hour rollups, packed days, freed
+/// pages returned to the file system. Returns the data directory's bytes on disk (`du`)
+/// afterwards, and prints where they are.
+async fn roll_up_and_compact(store: &SqliteStore, w: &Workload, dir: &Path) -> anyhow::Result<u64> {
     use sentio_store::RetentionStore;
     store
         .set_retention(sentio_store::RetentionPolicy {
@@ -463,7 +465,7 @@ async fn roll_up_and_compact(store: &SqliteStore, w: &Workload) -> anyhow::Resul
             ..Default::default()
         })
         .await?;
-    let now = w.fleet_start() + w.fleet_seconds * 1000 + 3_600_000;
+    let now = w.fleet_start() + w.fleet_seconds * 1000 + 2 * 3_600_000;
     let t = Instant::now();
     let mut rolled = 0;
     while {
@@ -478,7 +480,39 @@ async fn roll_up_and_compact(store: &SqliteStore, w: &Workload) -> anyhow::Resul
         t.elapsed().as_secs_f64(),
         bytes as f64 / 1e6
     );
+    print_pages(&dir.join(sentio_store::DB_FILE), w.total())?;
     Ok(bytes)
+}
+
+/// Where the database's pages go: per table and index, its pages' bytes per point and how much
+/// of them is unused, largest first (SQLite's `dbstat`), and the free pages.
+fn print_pages(db: &Path, points: u64) -> anyhow::Result<()> {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let mut stmt = conn.prepare(
+        "SELECT name, COUNT(*), SUM(pgsize), SUM(unused) FROM dbstat \
+         GROUP BY name ORDER BY SUM(pgsize) DESC LIMIT 8",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    print!("  pages of {page} B, {free} free; by table and index, B/point (unused):");
+    for row in rows {
+        let (name, _pages, bytes, unused) = row?;
+        print!(
+            " {name} {:.3} ({:.0} %)",
+            bytes as f64 / points as f64,
+            100.0 * unused as f64 / bytes.max(1) as f64
+        );
+    }
+    println!();
+    Ok(())
 }
 
 fn run_peer(dir: &Path, w: &Workload, args: &StoreArgs) -> anyhow::Result<Side> {

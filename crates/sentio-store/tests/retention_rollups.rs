@@ -122,3 +122,62 @@ async fn over_the_disk_budget_the_oldest_raw_points_go_and_rollups_stay() {
     maintain_all(&s, now).await;
     assert!(!s.retention.storage().await.unwrap().over_budget);
 }
+
+/// The current day's settled hours are packed, not only whole days: a live series keeps just
+/// its last hour or two as plain rows. A late point into a packed hour (raw expired there)
+/// unpacks the day, is counted in its minute, and the day is packed again.
+#[tokio::test]
+async fn settled_hours_of_the_current_day_are_packed_and_a_late_point_repacks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let s = Stores::of(store.clone());
+    s.registry
+        .create_device(NewDevice::new("m-1"))
+        .await
+        .unwrap();
+    // Three hours from a day's start, a point every 10 s.
+    let pts: Vec<Point> = (0..3 * 360)
+        .map(|i| point("m-1", T0 + i * 10_000, (i % 50) as f64))
+        .collect();
+    s.series.append(&pts).await.unwrap();
+    store.seal_all().await.unwrap();
+    s.retention
+        .set_retention(sentio_store::RetentionPolicy {
+            raw_ms: HOUR,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Rolled up to 3 h 5 min; hours ending an hour before that are settled: the first two.
+    let now = T0 + 3 * HOUR + 10 * 60_000;
+    maintain_all(&s, now).await;
+    let stats = |r: sentio_store::RollupStats| (r.packed_rows, r.minute_rows);
+    assert_eq!(stats(store.rollup_stats().await.unwrap()), (120, 60));
+    assert_eq!(
+        counts(&s, (T0, T0 + 2 * HOUR), 30 * 60_000).await,
+        (vec![180.0; 4], Resolution::Minute)
+    );
+
+    s.series
+        .append(&[point("m-1", T0 + 30 * 60_000 + 5_000, 7.0)])
+        .await
+        .unwrap();
+    maintain_all(&s, now + 60_000).await;
+    assert_eq!(stats(store.rollup_stats().await.unwrap()), (120, 60));
+    assert_eq!(
+        counts(&s, (T0, T0 + 2 * HOUR), 30 * 60_000).await,
+        (vec![180.0, 181.0, 180.0, 180.0], Resolution::Minute)
+    );
+    assert_eq!(
+        counts(&s, (T0 + 30 * 60_000, T0 + 31 * 60_000), 60_000)
+            .await
+            .0,
+        vec![7.0]
+    );
+}
+
+/// Point counts of m-1 per `step` over `range`, and the tier that answered.
+async fn counts(s: &Stores, range: (i64, i64), step: i64) -> (Vec<f64>, Resolution) {
+    let (c, res) = q(s, "m-1", range, Some((step, Agg::Count))).await;
+    (c.points.iter().map(|p| p.1).collect(), res)
+}

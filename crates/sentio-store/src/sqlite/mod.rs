@@ -143,6 +143,8 @@ impl SqliteStore {
         })?;
         let path: PathBuf = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
+        // First of all: a new file takes its page size only before anything reads it.
+        vacuum::set_page_size(&conn)?;
         // Before WAL: a new file takes `auto_vacuum` only while its header is unwritten.
         vacuum::enable_incremental(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

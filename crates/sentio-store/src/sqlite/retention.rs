@@ -412,7 +412,8 @@ impl Pass<'_> {
                 return Ok(None);
             }
         }
-        // Settled days of 1-minute rows are packed (an hour after they are rolled up).
+        // Settled hours of 1-minute rows join their day's packed row (an hour after they are
+        // rolled up).
         loop {
             let settled = rollup::marks(&inner.lock(), sid)?.rolled_until;
             let Some(settled) = settled else { break };

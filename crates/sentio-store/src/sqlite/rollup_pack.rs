@@ -1,14 +1,18 @@
-//! Settled days of 1-minute rollups packed into one row per series and day
-//! (`rollup_1m_days`): the day's rows as nine pco-compressed columns. A row of `rollup_1m`
-//! costs ~74 bytes; packed, a few. Packing runs in the maintenance pass for days that ended an
-//! hour before `rolled_until`; any write to a packed day (a late point) unpacks it first, and
-//! the next pass packs it again.
+//! Settled 1-minute rollups packed into one row per series and day (`rollup_1m_days`): the
+//! rows as nine pco-compressed columns. A row of `rollup_1m` costs ~74 bytes on its page;
+//! packed, a few. The maintenance pass packs each hour that ended an hour before
+//! `rolled_until`: the hour's rows join their day's packed row (made, or decoded, extended and
+//! written again), so only the last hour or two of a live series stay plain rows, not the whole
+//! current day. **Invariant:** a minute is in one place, its day's packed row or `rollup_1m`
+//! (a packed row holds its day's settled hours, later minutes are rows); any write to a minute
+//! of a packed day (a late point) unpacks the whole day first, and a later pass packs it again.
 
 use pco::ChunkConfig;
 use pco::standalone::{simple_compress, simple_decompress};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::Acc;
+use super::rollup::HOUR;
 use crate::{Result, StoreError};
 
 /// Format byte of a packed day.
@@ -135,10 +139,10 @@ pub(super) fn unpack(conn: &Connection, sid: i64, day: i64) -> Result<()> {
     Ok(())
 }
 
-/// Packs the oldest settled day of series `sid` (days ending before `settled`): one
-/// transaction. Returns whether a day was packed.
+/// Packs the oldest settled rows of series `sid` (buckets in hours ending by `settled`) into
+/// their day's packed row, in one transaction. Returns whether anything was packed.
 pub(super) fn pack_step(conn: &mut Connection, sid: i64, settled: i64) -> Result<bool> {
-    let limit = settled.div_euclid(DAY) * DAY;
+    let limit = settled.div_euclid(HOUR) * HOUR;
     let oldest: Option<i64> = conn
         .prepare_cached("SELECT MIN(bucket) FROM rollup_1m WHERE series_id = ?1 AND bucket < ?2")?
         .query_row(params![sid, limit], |r| r.get(0))?;
@@ -146,18 +150,31 @@ pub(super) fn pack_step(conn: &mut Connection, sid: i64, settled: i64) -> Result
         return Ok(false);
     };
     let day = oldest.div_euclid(DAY) * DAY;
+    let end = (day + DAY).min(limit);
     let tx = conn.transaction()?;
-    unpack(&tx, sid, day)?; // never two forms of one day
-    let rows = super::rollup::table_rows(&tx, sid, day, day + DAY)?;
+    let packed: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT data FROM rollup_1m_days WHERE series_id = ?1 AND day = ?2")?
+        .query_row(params![sid, day], |r| r.get(0))
+        .optional()?;
+    let mut rows = match packed {
+        Some(blob) => decode(&blob)?,
+        None => Vec::new(),
+    };
+    let fresh = super::rollup::table_rows(&tx, sid, day, end)?;
+    // A minute is never in both; were it, the row (the later write) would win.
+    rows.retain(|(b, _)| fresh.binary_search_by_key(b, |(f, _)| *f).is_err());
+    rows.extend(fresh);
+    rows.sort_by_key(|(b, _)| *b);
     let data = encode(&rows)?;
     tx.prepare_cached(
-        "INSERT INTO rollup_1m_days (series_id, day, rows, data) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO rollup_1m_days (series_id, day, rows, data) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (series_id, day) DO UPDATE SET rows = excluded.rows, data = excluded.data",
     )?
     .execute(params![sid, day, rows.len() as i64, data])?;
     tx.prepare_cached(
         "DELETE FROM rollup_1m WHERE series_id = ?1 AND bucket >= ?2 AND bucket < ?3",
     )?
-    .execute(params![sid, day, day + DAY])?;
+    .execute(params![sid, day, end])?;
     tx.commit()?;
     Ok(true)
 }

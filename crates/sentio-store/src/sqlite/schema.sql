@@ -156,8 +156,8 @@ CREATE TABLE IF NOT EXISTS rollup_1h (
     PRIMARY KEY (series_id, bucket)
 ) WITHOUT ROWID;
 
--- Settled days of 1-minute rollups, packed (sqlite/rollup_pack.rs): one row per series and
--- day, the day's `rows` as pco-compressed columns. A day is either here or in rollup_1m.
+-- Settled 1-minute rollups, packed (sqlite/rollup_pack.rs): one row per series and day, the
+-- day's settled `rows` as pco-compressed columns. A minute is either here or in rollup_1m.
 CREATE TABLE IF NOT EXISTS rollup_1m_days (
     id        INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL,
