@@ -2,6 +2,7 @@
 use crate::broker::bridge::BridgeManager;
 use crate::broker::events::{BrokerEventHandler, RetainedSetEvent};
 use crate::broker::session_slot::{SessionSlotGuard, SessionSlots};
+use crate::broker::wildcard_index::WildcardIndex;
 use crate::broker::storage::{
     unix_millis_now, ChangeOnlyState, ClientSession, DynamicStorage, QueueHandle, QueueLimits,
     QueueRegistry, QueuedMessage, RetainedMessage, StorageBackend, StoredSubscription,
@@ -181,6 +182,9 @@ impl Subscription {
 pub struct MessageRouter {
     exact_subscriptions: Arc<RwLock<HashMap<String, Vec<Subscription>>>>,
     wildcard_subscriptions: Arc<RwLock<HashMap<String, Vec<Subscription>>>>,
+    /// SENTIO-PATCH: `wildcard_subscriptions`' filters by literal prefix; written only while
+    /// that map's write lock is held, read while its read lock is held.
+    wildcard_index: parking_lot::RwLock<WildcardIndex>,
     retained_messages: Arc<RwLock<HashMap<String, RetainedMessage>>>,
     clients: Arc<RwLock<HashMap<String, ClientInfo>>>,
     storage: Option<Arc<DynamicStorage>>,
@@ -373,6 +377,7 @@ impl MessageRouter {
         Self {
             exact_subscriptions: Arc::new(RwLock::new(HashMap::new())),
             wildcard_subscriptions: Arc::new(RwLock::new(HashMap::new())),
+            wildcard_index: parking_lot::RwLock::new(WildcardIndex::default()),
             retained_messages: Arc::new(RwLock::new(HashMap::new())),
             clients: Arc::new(RwLock::new(HashMap::new())),
             storage: None,
@@ -412,6 +417,7 @@ impl MessageRouter {
         Self {
             exact_subscriptions: Arc::new(RwLock::new(HashMap::new())),
             wildcard_subscriptions: Arc::new(RwLock::new(HashMap::new())),
+            wildcard_index: parking_lot::RwLock::new(WildcardIndex::default()),
             retained_messages: Arc::new(RwLock::new(HashMap::new())),
             clients: Arc::new(RwLock::new(HashMap::new())),
             storage: Some(storage),
@@ -1197,7 +1203,8 @@ impl MessageRouter {
             flow_id,
         };
 
-        let subscriptions = if Self::has_wildcards(actual_filter) {
+        let wildcard = Self::has_wildcards(actual_filter);
+        let subscriptions = if wildcard {
             &self.wildcard_subscriptions
         } else {
             &self.exact_subscriptions
@@ -1205,6 +1212,10 @@ impl MessageRouter {
         let mut subs_map = subscriptions.write().await;
         if !self.generation_is_current(generation, &client_id).await {
             return Ok(Subscribed::Fenced);
+        }
+        if wildcard && !subs_map.contains_key(actual_filter) {
+            subs_map.insert(actual_filter.to_string(), Vec::new());
+            self.wildcard_index.write().add(actual_filter, subs_map.keys());
         }
         let subs = subs_map.entry(actual_filter.to_string()).or_default();
         let existing_pos = subs
@@ -1486,8 +1497,12 @@ impl MessageRouter {
             let wildcard = self.wildcard_subscriptions.read().await;
             let clients = self.clients.read().await;
 
-            let (mut share_groups, mut regular_subs) =
-                Self::collect_matching_subscriptions(&exact, &wildcard, &publish.topic_name);
+            let (mut share_groups, mut regular_subs) = Self::collect_matching_subscriptions(
+                &exact,
+                &wildcard,
+                &self.wildcard_index.read(),
+                &publish.topic_name,
+            );
             Self::one_copy_per_v311_client(&mut regular_subs);
             if let Some(selected) = selected_groups {
                 share_groups.retain(|(group, _), _| selected.contains(*group));
@@ -1634,6 +1649,7 @@ impl MessageRouter {
     fn collect_matching_subscriptions<'a>(
         exact: &'a HashMap<String, Vec<Subscription>>,
         wildcard: &'a HashMap<String, Vec<Subscription>>,
+        index: &WildcardIndex,
         topic_name: &str,
     ) -> (ShareGroups<'a>, Vec<&'a Subscription>) {
         let mut share_groups: ShareGroups<'a> = HashMap::new();
@@ -1652,7 +1668,12 @@ impl MessageRouter {
             }
         }
 
-        for (topic_filter, subs) in wildcard {
+        // SENTIO-PATCH: only the filters whose literal prefix the topic has (see
+        // `wildcard_index`); a listed filter no longer in the map is skipped.
+        let candidates = index
+            .candidates(topic_name)
+            .filter_map(|filter| wildcard.get_key_value(filter.as_str()));
+        for (topic_filter, subs) in candidates {
             if topic_matches_filter(topic_name, topic_filter) {
                 for sub in subs {
                     if let Some(ref group) = sub.share_group {
