@@ -224,8 +224,10 @@ fn generation_epoch() -> u64 {
 #[derive(Debug)]
 pub struct ClientInfo {
     pub generation: u64,
-    pub qos1_tx: mpsc::Sender<RoutableMessage>,
-    pub qos0_tx: mpsc::Sender<RoutableMessage>,
+    /// SENTIO-PATCH: `None` until the connection's first subscription (see
+    /// `MessageRouter::install_lanes`): a channel allocates its first block when it is made,
+    /// about 1.3 KB per lane, which every idle connection that never subscribes paid.
+    pub lanes: Option<DeliveryLanes>,
     pub queue: QueueHandle,
     pub disconnect_tx: oneshot::Sender<TakeoverNotice>,
 }
@@ -574,7 +576,7 @@ impl MessageRouter {
         self.register_session_as(
             generation,
             client_id,
-            lanes,
+            Some(lanes),
             queue,
             disconnect_tx,
             clean_start,
@@ -593,7 +595,7 @@ impl MessageRouter {
         &self,
         generation: u64,
         client_id: String,
-        lanes: DeliveryLanes,
+        lanes: Option<DeliveryLanes>,
         queue: QueueHandle,
         disconnect_tx: oneshot::Sender<TakeoverNotice>,
         clean_start: bool,
@@ -614,7 +616,7 @@ impl MessageRouter {
         &self,
         generation: u64,
         client_id: String,
-        lanes: DeliveryLanes,
+        lanes: Option<DeliveryLanes>,
         queue: QueueHandle,
         disconnect_tx: oneshot::Sender<TakeoverNotice>,
         clean_start: bool,
@@ -664,8 +666,7 @@ impl MessageRouter {
             client_id.clone(),
             ClientInfo {
                 generation,
-                qos1_tx: lanes.qos1_tx,
-                qos0_tx: lanes.qos0_tx,
+                lanes,
                 queue,
                 disconnect_tx,
             },
@@ -1108,6 +1109,26 @@ impl MessageRouter {
             .await
         {
             warn!("Failed to store session for {client_id} after a flow expired: {e}");
+        }
+    }
+
+    /// SENTIO-PATCH: gives a registered connection its delivery lanes, made when it first
+    /// subscribes (a resumed session gets them at registration, with its subscriptions).
+    /// Called before the subscription is routed, so no plan finds the client without lanes.
+    /// Returns false when `generation` no longer owns the client id (taken over).
+    pub async fn install_lanes(
+        &self,
+        client_id: &str,
+        generation: u64,
+        lanes: DeliveryLanes,
+    ) -> bool {
+        let mut clients = self.clients.write().await;
+        match clients.get_mut(client_id) {
+            Some(info) if info.generation == generation => {
+                info.lanes = Some(lanes);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1952,7 +1973,12 @@ impl MessageRouter {
             }
         }
 
-        if let Some(client_info) = clients.get(&sub.client_id) {
+        // SENTIO-PATCH: a client without lanes has never subscribed on this connection, so no
+        // plan should find it; if one does, a QoS 1/2 message waits in its queue.
+        if let Some((client_info, lanes)) = clients
+            .get(&sub.client_id)
+            .and_then(|info| Some((info, info.lanes.as_ref()?)))
+        {
             let message = Self::prepare_message(publish, sub, qos);
             if sub.change_only {
                 let mut change_only_states = self.change_only_states.write().await;
@@ -1962,9 +1988,9 @@ impl MessageRouter {
                     .update_hash(&publish.topic_name, &publish.payload);
             }
             let lane = if qos == QoS::AtMostOnce {
-                client_info.qos0_tx.clone()
+                lanes.qos0_tx.clone()
             } else {
-                client_info.qos1_tx.clone()
+                lanes.qos1_tx.clone()
             };
             return Some(DeliveryPlan::Online {
                 message,
@@ -3294,7 +3320,7 @@ mod tests {
             .register_unbound_session(
                 generation,
                 "c".to_string(),
-                lanes.lanes(),
+                Some(lanes.lanes()),
                 Arc::clone(&queue),
                 dtx,
                 false,

@@ -921,7 +921,7 @@ impl ClientHandler {
         let Some(queue) = self.queue.clone() else {
             return Ok(());
         };
-        if queue.count() == 0 || !self.qos1_rx.is_empty() {
+        if queue.count() == 0 || !self.qos1_lane_is_empty() {
             return Ok(());
         }
         let free = usize::from(self.window).saturating_sub(self.outbound_inflight.len());
