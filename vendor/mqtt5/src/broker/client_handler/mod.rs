@@ -198,10 +198,10 @@ pub struct ClientHandler {
     /// connection holds no buffer.
     pub(super) coalesced: Option<BytesMut>,
     pub(super) read_buffer: BytesMut,
-    /// SENTIO-PATCH: PUBACKs of QoS 1 PUBLISHes whose queued copies are not yet on disk, in
-    /// order; sent after one flush once no further whole packet is buffered (see
-    /// `publish.rs`, `send_deferred_acks`).
-    pub(super) deferred_acks: Vec<crate::packet::puback::PubAckPacket>,
+    /// SENTIO-PATCH: acknowledgements (PUBACK, PUBREC, PUBCOMP) of PUBLISHes whose stored
+    /// copies are not yet on disk, and every ack after them, in order; sent after one flush
+    /// once no further whole packet is buffered (see `publish.rs`, `send_deferred_acks`).
+    pub(super) deferred_acks: Vec<Packet>,
     pub(super) read_share: Option<ReadShare>,
     pub(super) skip_bridge_forwarding: bool,
     pub(super) pending_target_flow: Option<u64>,
