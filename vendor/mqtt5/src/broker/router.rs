@@ -2,11 +2,11 @@
 use crate::broker::bridge::BridgeManager;
 use crate::broker::events::{BrokerEventHandler, RetainedSetEvent};
 use crate::broker::session_slot::{SessionSlotGuard, SessionSlots};
-use crate::broker::wildcard_index::WildcardIndex;
 use crate::broker::storage::{
     unix_millis_now, ChangeOnlyState, ClientSession, DynamicStorage, QueueHandle, QueueLimits,
     QueueRegistry, QueuedMessage, RetainedMessage, StorageBackend, StoredSubscription,
 };
+use crate::broker::wildcard_index::WildcardIndex;
 use crate::packet::publish::PublishPacket;
 use crate::types::ProtocolVersion;
 use crate::validation::{parse_shared_subscription, topic_matches_filter};
@@ -1236,7 +1236,9 @@ impl MessageRouter {
         }
         if wildcard && !subs_map.contains_key(actual_filter) {
             subs_map.insert(actual_filter.to_string(), Vec::new());
-            self.wildcard_index.write().add(actual_filter, subs_map.keys());
+            self.wildcard_index
+                .write()
+                .add(actual_filter, subs_map.keys());
         }
         let subs = subs_map.entry(actual_filter.to_string()).or_default();
         let existing_pos = subs

@@ -38,7 +38,11 @@ fn literal_prefix(filter: &str) -> &str {
 impl WildcardIndex {
     /// Lists a filter whose key was just created in the router's wildcard map; rebuilds from
     /// `live` (the map's keys, the new one included) once most listed filters are stale.
-    pub(crate) fn add<'a>(&mut self, filter: &str, live: impl ExactSizeIterator<Item = &'a String>) {
+    pub(crate) fn add<'a>(
+        &mut self,
+        filter: &str,
+        live: impl ExactSizeIterator<Item = &'a String>,
+    ) {
         let live_count = live.len();
         if self.listed > 2 * live_count + 64 {
             self.by_prefix = HashMap::new();
@@ -62,7 +66,10 @@ impl WildcardIndex {
     }
 
     /// Every listed filter whose literal prefix is a level prefix of `topic`, each once.
-    pub(crate) fn candidates<'s>(&'s self, topic: &'s str) -> impl Iterator<Item = &'s String> + 's {
+    pub(crate) fn candidates<'s>(
+        &'s self,
+        topic: &'s str,
+    ) -> impl Iterator<Item = &'s String> + 's {
         let ends = std::iter::once(0)
             .chain(
                 topic
@@ -105,12 +112,40 @@ mod tests {
     #[test]
     fn candidates_cover_every_matching_filter() {
         let filters = [
-            "#", "+", "+/+", "/+", "a/#", "a/+", "a/b/#", "a/+/c", "a//+", "+/b/#", "a/b/c/#",
-            "b/#", "$SYS/#", "+/b", "a/b/+/+", "devices/d1/commands/#", "devices/+/telemetry",
+            "#",
+            "+",
+            "+/+",
+            "/+",
+            "a/#",
+            "a/+",
+            "a/b/#",
+            "a/+/c",
+            "a//+",
+            "+/b/#",
+            "a/b/c/#",
+            "b/#",
+            "$SYS/#",
+            "+/b",
+            "a/b/+/+",
+            "devices/d1/commands/#",
+            "devices/+/telemetry",
         ];
         let topics = [
-            "a", "a/b", "a/b/c", "a/b/c/d", "a//b", "/a", "a/", "b", "b/b", "$SYS/x", "x/b/c",
-            "devices/d1/commands/1", "devices/d2/telemetry", "", "/",
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/b/c/d",
+            "a//b",
+            "/a",
+            "a/",
+            "b",
+            "b/b",
+            "$SYS/x",
+            "x/b/c",
+            "devices/d1/commands/1",
+            "devices/d2/telemetry",
+            "",
+            "/",
         ];
         let (index, _) = index_of(&filters);
         for topic in topics {

@@ -259,7 +259,11 @@ async fn mixed_qos_acknowledgements_keep_publish_order() {
         got.push(String::from_utf8_lossy(&payload[1 + props..]).into_owned());
     }
     got.sort();
-    assert_eq!(got, ["m1", "m2", "m4", "m5"], "every accepted message, none refused");
+    assert_eq!(
+        got,
+        ["m1", "m2", "m4", "m5"],
+        "every accepted message, none refused"
+    );
     node.shutdown().await;
 }
 

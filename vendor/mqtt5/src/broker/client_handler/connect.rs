@@ -263,7 +263,10 @@ impl ClientHandler {
             let connack = self.new_connack(false, ReasonCode::ClientIdentifierNotValid);
             self.write_to_client(Packet::ConnAck(connack)).await?;
             // SENTIO-PATCH: escaped: the listener logs this error ("Client handler error").
-            return Err(MqttError::InvalidClientId(format!("{:?}", connect.client_id)));
+            return Err(MqttError::InvalidClientId(format!(
+                "{:?}",
+                connect.client_id
+            )));
         }
 
         if connect.client_id.starts_with("cert:") && self.transport.client_cert_info().is_none() {

@@ -734,7 +734,10 @@ impl ClientHandler {
             ReasonCode::PacketIdentifierNotFound
         };
 
-        let pubcomp = Packet::PubComp(PubCompPacket::new_with_reason(pubrel.packet_id, reason_code));
+        let pubcomp = Packet::PubComp(PubCompPacket::new_with_reason(
+            pubrel.packet_id,
+            reason_code,
+        ));
         if queued {
             self.defer_ack(pubcomp).await
         } else {
