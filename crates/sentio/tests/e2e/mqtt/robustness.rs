@@ -128,19 +128,12 @@ async fn malformed_packets_close_only_their_connection() {
     node.shutdown().await;
 }
 
-/// A client that publishes and disconnects at once (its PUBLISHes and its DISCONNECT read in
-/// one buffer) gets every PUBACK before the broker closes the connection, also when the
-/// PUBLISHes were queued for an offline persistent session (whose acks wait for one flush of
-/// the queue store).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = start(dir.path()).await;
-    let (user, pass) = load_token(&node).await;
-    // A persistent session, offline: what is published to it is queued on disk.
-    let mut keeper = Raw::open(node.mqtt_addr).await;
+/// Leaves "keeper" an offline persistent MQTT 5 session subscribed to `load/keep`: what is
+/// published there is queued on disk.
+async fn offline_keeper(addr: std::net::SocketAddr, user: &str, pass: &str) {
+    let mut keeper = Raw::open(addr).await;
     keeper
-        .send(&raw::connect(5, "keeper", &user, &pass, 3_600))
+        .send(&raw::connect(5, "keeper", user, pass, 3_600))
         .await
         .unwrap();
     keeper.expect(2).await;
@@ -151,6 +144,18 @@ async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
     keeper.expect(9).await;
     keeper.send(&raw::packet(0xE0, &[0])).await.unwrap();
     keeper.until_closed().await;
+}
+
+/// A client that publishes and disconnects at once (its PUBLISHes and its DISCONNECT read in
+/// one buffer) gets every PUBACK before the broker closes the connection, also when the
+/// PUBLISHes were queued for an offline persistent session (whose acks wait for one flush of
+/// the queue store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (user, pass) = load_token(&node).await;
+    offline_keeper(node.mqtt_addr, &user, &pass).await;
 
     let (mut producer, rc) = connect_raw(node.mqtt_addr, 5, "producer", &user, &pass).await;
     assert_eq!(rc, 0);
@@ -187,19 +192,7 @@ async fn mixed_qos_acknowledgements_keep_publish_order() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let (user, pass) = load_token(&node).await;
-    let mut keeper = Raw::open(node.mqtt_addr).await;
-    keeper
-        .send(&raw::connect(5, "keeper", &user, &pass, 3_600))
-        .await
-        .unwrap();
-    keeper.expect(2).await;
-    keeper
-        .send(&raw::subscribe_v5(&["load/keep"]))
-        .await
-        .unwrap();
-    keeper.expect(9).await;
-    keeper.send(&raw::packet(0xE0, &[0])).await.unwrap();
-    keeper.until_closed().await;
+    offline_keeper(node.mqtt_addr, &user, &pass).await;
 
     let (mut producer, rc) = connect_raw(node.mqtt_addr, 5, "producer", &user, &pass).await;
     assert_eq!(rc, 0);
