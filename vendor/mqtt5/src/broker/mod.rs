@@ -54,6 +54,7 @@ mod session_fault_tests;
 pub mod session_slot;
 pub mod storage;
 pub mod sys_topics;
+mod wildcard_index;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tls_acceptor;
 #[cfg(not(target_arch = "wasm32"))]

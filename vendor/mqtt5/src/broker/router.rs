@@ -6,6 +6,7 @@ use crate::broker::storage::{
     unix_millis_now, ChangeOnlyState, ClientSession, DynamicStorage, QueueHandle, QueueLimits,
     QueueRegistry, QueuedMessage, RetainedMessage, StorageBackend, StoredSubscription,
 };
+use crate::broker::wildcard_index::WildcardIndex;
 use crate::packet::publish::PublishPacket;
 use crate::types::ProtocolVersion;
 use crate::validation::{parse_shared_subscription, topic_matches_filter};
@@ -181,6 +182,9 @@ impl Subscription {
 pub struct MessageRouter {
     exact_subscriptions: Arc<RwLock<HashMap<String, Vec<Subscription>>>>,
     wildcard_subscriptions: Arc<RwLock<HashMap<String, Vec<Subscription>>>>,
+    /// SENTIO-PATCH: `wildcard_subscriptions`' filters by literal prefix; written only while
+    /// that map's write lock is held, read while its read lock is held.
+    wildcard_index: parking_lot::RwLock<WildcardIndex>,
     retained_messages: Arc<RwLock<HashMap<String, RetainedMessage>>>,
     clients: Arc<RwLock<HashMap<String, ClientInfo>>>,
     storage: Option<Arc<DynamicStorage>>,
@@ -220,8 +224,10 @@ fn generation_epoch() -> u64 {
 #[derive(Debug)]
 pub struct ClientInfo {
     pub generation: u64,
-    pub qos1_tx: mpsc::Sender<RoutableMessage>,
-    pub qos0_tx: mpsc::Sender<RoutableMessage>,
+    /// SENTIO-PATCH: `None` until the connection's first subscription (see
+    /// `MessageRouter::install_lanes`): a channel allocates its first block when it is made,
+    /// about 1.3 KB per lane, which every idle connection that never subscribes paid.
+    pub lanes: Option<DeliveryLanes>,
     pub queue: QueueHandle,
     pub disconnect_tx: oneshot::Sender<TakeoverNotice>,
 }
@@ -373,6 +379,7 @@ impl MessageRouter {
         Self {
             exact_subscriptions: Arc::new(RwLock::new(HashMap::new())),
             wildcard_subscriptions: Arc::new(RwLock::new(HashMap::new())),
+            wildcard_index: parking_lot::RwLock::new(WildcardIndex::default()),
             retained_messages: Arc::new(RwLock::new(HashMap::new())),
             clients: Arc::new(RwLock::new(HashMap::new())),
             storage: None,
@@ -412,6 +419,7 @@ impl MessageRouter {
         Self {
             exact_subscriptions: Arc::new(RwLock::new(HashMap::new())),
             wildcard_subscriptions: Arc::new(RwLock::new(HashMap::new())),
+            wildcard_index: parking_lot::RwLock::new(WildcardIndex::default()),
             retained_messages: Arc::new(RwLock::new(HashMap::new())),
             clients: Arc::new(RwLock::new(HashMap::new())),
             storage: Some(storage),
@@ -568,7 +576,7 @@ impl MessageRouter {
         self.register_session_as(
             generation,
             client_id,
-            lanes,
+            Some(lanes),
             queue,
             disconnect_tx,
             clean_start,
@@ -587,7 +595,7 @@ impl MessageRouter {
         &self,
         generation: u64,
         client_id: String,
-        lanes: DeliveryLanes,
+        lanes: Option<DeliveryLanes>,
         queue: QueueHandle,
         disconnect_tx: oneshot::Sender<TakeoverNotice>,
         clean_start: bool,
@@ -608,7 +616,7 @@ impl MessageRouter {
         &self,
         generation: u64,
         client_id: String,
-        lanes: DeliveryLanes,
+        lanes: Option<DeliveryLanes>,
         queue: QueueHandle,
         disconnect_tx: oneshot::Sender<TakeoverNotice>,
         clean_start: bool,
@@ -658,8 +666,7 @@ impl MessageRouter {
             client_id.clone(),
             ClientInfo {
                 generation,
-                qos1_tx: lanes.qos1_tx,
-                qos0_tx: lanes.qos0_tx,
+                lanes,
                 queue,
                 disconnect_tx,
             },
@@ -1105,6 +1112,26 @@ impl MessageRouter {
         }
     }
 
+    /// SENTIO-PATCH: gives a registered connection its delivery lanes, made when it first
+    /// subscribes (a resumed session gets them at registration, with its subscriptions).
+    /// Called before the subscription is routed, so no plan finds the client without lanes.
+    /// Returns false when `generation` no longer owns the client id (taken over).
+    pub async fn install_lanes(
+        &self,
+        client_id: &str,
+        generation: u64,
+        lanes: DeliveryLanes,
+    ) -> bool {
+        let mut clients = self.clients.write().await;
+        match clients.get_mut(client_id) {
+            Some(info) if info.generation == generation => {
+                info.lanes = Some(lanes);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub async fn is_connected(&self, client_id: &str) -> bool {
         self.clients.read().await.contains_key(client_id)
     }
@@ -1197,7 +1224,8 @@ impl MessageRouter {
             flow_id,
         };
 
-        let subscriptions = if Self::has_wildcards(actual_filter) {
+        let wildcard = Self::has_wildcards(actual_filter);
+        let subscriptions = if wildcard {
             &self.wildcard_subscriptions
         } else {
             &self.exact_subscriptions
@@ -1205,6 +1233,12 @@ impl MessageRouter {
         let mut subs_map = subscriptions.write().await;
         if !self.generation_is_current(generation, &client_id).await {
             return Ok(Subscribed::Fenced);
+        }
+        if wildcard && !subs_map.contains_key(actual_filter) {
+            subs_map.insert(actual_filter.to_string(), Vec::new());
+            self.wildcard_index
+                .write()
+                .add(actual_filter, subs_map.keys());
         }
         let subs = subs_map.entry(actual_filter.to_string()).or_default();
         let existing_pos = subs
@@ -1486,8 +1520,12 @@ impl MessageRouter {
             let wildcard = self.wildcard_subscriptions.read().await;
             let clients = self.clients.read().await;
 
-            let (mut share_groups, mut regular_subs) =
-                Self::collect_matching_subscriptions(&exact, &wildcard, &publish.topic_name);
+            let (mut share_groups, mut regular_subs) = Self::collect_matching_subscriptions(
+                &exact,
+                &wildcard,
+                &self.wildcard_index.read(),
+                &publish.topic_name,
+            );
             Self::one_copy_per_v311_client(&mut regular_subs);
             if let Some(selected) = selected_groups {
                 share_groups.retain(|(group, _), _| selected.contains(*group));
@@ -1634,6 +1672,7 @@ impl MessageRouter {
     fn collect_matching_subscriptions<'a>(
         exact: &'a HashMap<String, Vec<Subscription>>,
         wildcard: &'a HashMap<String, Vec<Subscription>>,
+        index: &WildcardIndex,
         topic_name: &str,
     ) -> (ShareGroups<'a>, Vec<&'a Subscription>) {
         let mut share_groups: ShareGroups<'a> = HashMap::new();
@@ -1652,7 +1691,12 @@ impl MessageRouter {
             }
         }
 
-        for (topic_filter, subs) in wildcard {
+        // SENTIO-PATCH: only the filters whose literal prefix the topic has (see
+        // `wildcard_index`); a listed filter no longer in the map is skipped.
+        let candidates = index
+            .candidates(topic_name)
+            .filter_map(|filter| wildcard.get_key_value(filter.as_str()));
+        for (topic_filter, subs) in candidates {
             if topic_matches_filter(topic_name, topic_filter) {
                 for sub in subs {
                     if let Some(ref group) = sub.share_group {
@@ -1931,7 +1975,12 @@ impl MessageRouter {
             }
         }
 
-        if let Some(client_info) = clients.get(&sub.client_id) {
+        // SENTIO-PATCH: a client without lanes has never subscribed on this connection, so no
+        // plan should find it; if one does, a QoS 1/2 message waits in its queue.
+        if let Some((client_info, lanes)) = clients
+            .get(&sub.client_id)
+            .and_then(|info| Some((info, info.lanes.as_ref()?)))
+        {
             let message = Self::prepare_message(publish, sub, qos);
             if sub.change_only {
                 let mut change_only_states = self.change_only_states.write().await;
@@ -1941,9 +1990,9 @@ impl MessageRouter {
                     .update_hash(&publish.topic_name, &publish.payload);
             }
             let lane = if qos == QoS::AtMostOnce {
-                client_info.qos0_tx.clone()
+                lanes.qos0_tx.clone()
             } else {
-                client_info.qos1_tx.clone()
+                lanes.qos1_tx.clone()
             };
             return Some(DeliveryPlan::Online {
                 message,
@@ -3273,7 +3322,7 @@ mod tests {
             .register_unbound_session(
                 generation,
                 "c".to_string(),
-                lanes.lanes(),
+                Some(lanes.lanes()),
                 Arc::clone(&queue),
                 dtx,
                 false,

@@ -128,19 +128,12 @@ async fn malformed_packets_close_only_their_connection() {
     node.shutdown().await;
 }
 
-/// A client that publishes and disconnects at once (its PUBLISHes and its DISCONNECT read in
-/// one buffer) gets every PUBACK before the broker closes the connection, also when the
-/// PUBLISHes were queued for an offline persistent session (whose acks wait for one flush of
-/// the queue store).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = start(dir.path()).await;
-    let (user, pass) = load_token(&node).await;
-    // A persistent session, offline: what is published to it is queued on disk.
-    let mut keeper = Raw::open(node.mqtt_addr).await;
+/// Leaves "keeper" an offline persistent MQTT 5 session subscribed to `load/keep`: what is
+/// published there is queued on disk.
+async fn offline_keeper(addr: std::net::SocketAddr, user: &str, pass: &str) {
+    let mut keeper = Raw::open(addr).await;
     keeper
-        .send(&raw::connect(5, "keeper", &user, &pass, 3_600))
+        .send(&raw::connect(5, "keeper", user, pass, 3_600))
         .await
         .unwrap();
     keeper.expect(2).await;
@@ -151,6 +144,18 @@ async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
     keeper.expect(9).await;
     keeper.send(&raw::packet(0xE0, &[0])).await.unwrap();
     keeper.until_closed().await;
+}
+
+/// A client that publishes and disconnects at once (its PUBLISHes and its DISCONNECT read in
+/// one buffer) gets every PUBACK before the broker closes the connection, also when the
+/// PUBLISHes were queued for an offline persistent session (whose acks wait for one flush of
+/// the queue store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (user, pass) = load_token(&node).await;
+    offline_keeper(node.mqtt_addr, &user, &pass).await;
 
     let (mut producer, rc) = connect_raw(node.mqtt_addr, 5, "producer", &user, &pass).await;
     assert_eq!(rc, 0);
@@ -173,6 +178,84 @@ async fn publishes_just_before_a_disconnect_are_all_acknowledged() {
     assert_eq!(
         acked, ids,
         "every PUBLISH before the DISCONNECT acknowledged"
+    );
+    node.shutdown().await;
+}
+
+/// Acknowledgements leave in the order their PUBLISHes came, whatever their QoS and whether
+/// they waited for the queue store's flush [MQTT-4.6.0-2, -3]: a QoS 2 PUBLISH's PUBREC waits
+/// for the flush of its stored copy, a refusal (a topic outside the token's ACL) and a QoS 1
+/// PUBACK wait behind it; PUBCOMPs likewise. The persistent subscriber then gets every
+/// accepted message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_qos_acknowledgements_keep_publish_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (user, pass) = load_token(&node).await;
+    offline_keeper(node.mqtt_addr, &user, &pass).await;
+
+    let (mut producer, rc) = connect_raw(node.mqtt_addr, 5, "producer", &user, &pass).await;
+    assert_eq!(rc, 0);
+    // (packet id, QoS, topic): the third is outside `load/#`, refused with PUBACK 0x87.
+    let burst_of = [
+        (1u16, 2u8, "load/keep"),
+        (2, 1, "load/keep"),
+        (3, 1, "forbidden/keep"),
+        (4, 2, "load/keep"),
+        (5, 1, "load/keep"),
+    ];
+    let mut burst = Vec::new();
+    for (id, qos, topic) in burst_of {
+        burst.extend(raw::publish_v5(topic, qos, id, format!("m{id}").as_bytes()));
+    }
+    producer.send(&burst).await.unwrap();
+    let mut acks = Vec::new();
+    while acks.len() < burst_of.len() {
+        match producer.read(Duration::from_secs(10)).await {
+            raw::Read::Packet(kind @ (4 | 5), body) => {
+                acks.push((kind, u16::from_be_bytes([body[0], body[1]])));
+            }
+            raw::Read::Packet(..) => {}
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        acks,
+        [(5, 1), (4, 2), (4, 3), (5, 4), (4, 5)],
+        "PUBREC (5) and PUBACK (4) in PUBLISH order"
+    );
+    let mut rels = Vec::new();
+    for id in [1u16, 4] {
+        rels.extend(raw::packet(0x62, &[(id >> 8) as u8, id as u8, 0]));
+    }
+    producer.send(&rels).await.unwrap();
+    let mut comps = Vec::new();
+    for _ in 0..2 {
+        let body = producer.expect(7).await;
+        comps.push(u16::from_be_bytes([body[0], body[1]]));
+    }
+    assert_eq!(comps, [1, 4], "PUBCOMPs in PUBREL order");
+    producer.send(&raw::packet(0xE0, &[0])).await.unwrap();
+
+    let mut keeper = Raw::open(node.mqtt_addr).await;
+    keeper
+        .send(&raw::connect(5, "keeper", &user, &pass, 3_600))
+        .await
+        .unwrap();
+    assert_eq!(keeper.expect(2).await[1], 0, "the session resumed");
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let body = keeper.expect(3).await;
+        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let payload = &body[2 + topic_len + 2..];
+        let props = usize::from(payload[0]);
+        got.push(String::from_utf8_lossy(&payload[1 + props..]).into_owned());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        ["m1", "m2", "m4", "m5"],
+        "every accepted message, none refused"
     );
     node.shutdown().await;
 }

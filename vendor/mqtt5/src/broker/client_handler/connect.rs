@@ -1,5 +1,4 @@
 use crate::broker::auth::EnhancedAuthStatus;
-use crate::broker::router::DeliveryLanes;
 use crate::broker::storage::{ClientSession, DynamicStorage, StorageBackend};
 use crate::error::{MqttError, Result};
 use crate::packet::auth::AuthPacket;
@@ -264,7 +263,10 @@ impl ClientHandler {
             let connack = self.new_connack(false, ReasonCode::ClientIdentifierNotValid);
             self.write_to_client(Packet::ConnAck(connack)).await?;
             // SENTIO-PATCH: escaped: the listener logs this error ("Client handler error").
-            return Err(MqttError::InvalidClientId(format!("{:?}", connect.client_id)));
+            return Err(MqttError::InvalidClientId(format!(
+                "{:?}",
+                connect.client_id
+            )));
         }
 
         if connect.client_id.starts_with("cert:") && self.transport.client_cert_info().is_none() {
@@ -583,6 +585,9 @@ impl ClientHandler {
         }
 
         let (disconnect_tx, disconnect_rx) = oneshot::channel();
+        // SENTIO-PATCH: a resumed session's subscriptions route at once, so it needs its
+        // lanes now; a fresh one gets them at its first SUBSCRIBE (`ensure_lanes`).
+        let lanes = resume.then(|| self.make_lanes());
         let queue = self.router.queue_handle(&client_id);
         queue.set_persistent(granted != 0);
         self.persistent_session = granted != 0;
@@ -591,10 +596,7 @@ impl ClientHandler {
             .register_unbound_session(
                 generation,
                 client_id.clone(),
-                DeliveryLanes {
-                    qos1_tx: self.qos1_tx.clone(),
-                    qos0_tx: self.qos0_tx.clone(),
-                },
+                lanes,
                 Arc::clone(&queue),
                 disconnect_tx,
                 !resume,

@@ -9,7 +9,7 @@ use crate::broker::config::BrokerConfig;
 use crate::broker::events::{ClientConnectEvent, ClientDisconnectEvent};
 use crate::broker::resource_monitor::ResourceMonitor;
 use crate::broker::router::{
-    MessageRouter, Release, RoutableMessage, TakeoverNotice, ROUTE_BUDGET_MAX,
+    DeliveryLanes, MessageRouter, Release, RoutableMessage, TakeoverNotice, ROUTE_BUDGET_MAX,
 };
 use crate::broker::storage::{
     unix_millis_now, ClientSession, DynamicStorage, InflightDirection, QueueHandle, QueuedMessage,
@@ -139,10 +139,13 @@ pub struct ClientHandler {
     pub(super) event_ids: Option<EventIds>,
     pub(super) keep_alive: Duration,
     pub(super) last_packet_time: Instant,
-    pub(super) qos1_rx: mpsc::Receiver<RoutableMessage>,
-    pub(super) qos1_tx: mpsc::Sender<RoutableMessage>,
-    pub(super) qos0_rx: mpsc::Receiver<RoutableMessage>,
-    pub(super) qos0_tx: mpsc::Sender<RoutableMessage>,
+    /// SENTIO-PATCH: the two delivery lanes, `None` until the connection first subscribes
+    /// (or registers a resumed session, whose subscriptions route at once): each channel
+    /// allocates its first block when made (about 1.3 KB a lane), which every idle
+    /// connection paid. See `ensure_lanes`.
+    pub(super) qos1_rx: Option<mpsc::Receiver<RoutableMessage>>,
+    pub(super) qos0_rx: Option<mpsc::Receiver<RoutableMessage>>,
+    pub(super) lane_senders: Option<DeliveryLanes>,
     pub(super) queue: Option<QueueHandle>,
     pub(super) queue_epoch: u64,
     pub(super) window: u16,
@@ -195,10 +198,10 @@ pub struct ClientHandler {
     /// connection holds no buffer.
     pub(super) coalesced: Option<BytesMut>,
     pub(super) read_buffer: BytesMut,
-    /// SENTIO-PATCH: PUBACKs of QoS 1 PUBLISHes whose queued copies are not yet on disk, in
-    /// order; sent after one flush once no further whole packet is buffered (see
-    /// `publish.rs`, `send_deferred_acks`).
-    pub(super) deferred_acks: Vec<crate::packet::puback::PubAckPacket>,
+    /// SENTIO-PATCH: acknowledgements (PUBACK, PUBREC, PUBCOMP) of PUBLISHes whose stored
+    /// copies are not yet on disk, and every ack after them, in order; sent after one flush
+    /// once no further whole packet is buffered (see `publish.rs`, `send_deferred_acks`).
+    pub(super) deferred_acks: Vec<Packet>,
     pub(super) read_share: Option<ReadShare>,
     pub(super) skip_bridge_forwarding: bool,
     pub(super) pending_target_flow: Option<u64>,
@@ -257,8 +260,6 @@ impl ClientHandler {
         shutdown_rx: tokio::sync::broadcast::Receiver<()>,
         external_packet_rx: Option<mpsc::Receiver<ExternalInput>>,
     ) -> Self {
-        let (qos1_tx, qos1_rx) = mpsc::channel(config.client_channel_capacity);
-        let (qos0_tx, qos0_rx) = mpsc::channel(config.client_channel_capacity);
         let server_receive_maximum = config.server_receive_maximum.unwrap_or(65535);
         let window = config.max_outbound_inflight;
 
@@ -277,10 +278,9 @@ impl ClientHandler {
             event_ids: None,
             keep_alive: Duration::from_secs(60),
             last_packet_time: Instant::now(),
-            qos1_rx,
-            qos1_tx,
-            qos0_rx,
-            qos0_tx,
+            qos1_rx: None,
+            qos0_rx: None,
+            lane_senders: None,
             queue: None,
             queue_epoch: 0,
             window,
@@ -1006,12 +1006,52 @@ impl ClientHandler {
             .is_some_and(|queue| queue.handoffs() > self.handoff_baseline)
     }
 
+    /// SENTIO-PATCH: makes this connection's delivery lanes if it has none yet and returns
+    /// their senders (see `qos1_rx`).
+    pub(super) fn make_lanes(&mut self) -> DeliveryLanes {
+        if let Some(senders) = &self.lane_senders {
+            return senders.clone();
+        }
+        let (senders, receivers) = DeliveryLanes::channel(self.config.client_channel_capacity);
+        self.qos1_rx = Some(receivers.qos1);
+        self.qos0_rx = Some(receivers.qos0);
+        self.lane_senders = Some(senders.clone());
+        senders
+    }
+
+    /// SENTIO-PATCH: before a connection's first subscription is routed, its lanes are made
+    /// and handed to the router, so every plan that finds the client finds its lanes.
+    pub(super) async fn ensure_lanes(&mut self, client_id: &str) {
+        if self.lane_senders.is_some() {
+            return;
+        }
+        let senders = self.make_lanes();
+        self.router
+            .install_lanes(client_id, self.generation, senders)
+            .await;
+    }
+
+    pub(super) fn qos1_lane_is_empty(&self) -> bool {
+        self.qos1_rx.as_ref().is_none_or(mpsc::Receiver::is_empty)
+    }
+
+    /// Closes both lanes to senders and discards what the QoS 0 lane holds.
+    fn close_lanes(&mut self) {
+        if let Some(qos1_rx) = self.qos1_rx.as_mut() {
+            qos1_rx.close();
+        }
+        if let Some(qos0_rx) = self.qos0_rx.as_mut() {
+            qos0_rx.close();
+            while qos0_rx.try_recv().is_ok() {}
+        }
+    }
+
     /// Discards everything this connection still owned: a clean-start takeover starts empty.
     async fn drop_unsent(&mut self) {
-        self.qos1_rx.close();
-        self.qos0_rx.close();
-        while self.qos0_rx.try_recv().is_ok() {}
-        while self.qos1_rx.recv().await.is_some() {}
+        self.close_lanes();
+        if let Some(qos1_rx) = self.qos1_rx.as_mut() {
+            while qos1_rx.recv().await.is_some() {}
+        }
         self.inflight_order.clear();
         self.held.clear();
         self.awaiting_pubcomp.clear();
@@ -1038,9 +1078,7 @@ impl ClientHandler {
         let Some(client_id) = self.client_id.clone() else {
             return;
         };
-        self.qos1_rx.close();
-        self.qos0_rx.close();
-        while self.qos0_rx.try_recv().is_ok() {}
+        self.close_lanes();
 
         let mut unsent = Vec::new();
         let mut unacked_ids = Vec::new();
@@ -1060,7 +1098,10 @@ impl ClientHandler {
         self.outbound_inflight.clear();
         self.awaiting_pubcomp.clear();
         unsent.append(&mut self.held);
-        while let Some(routable) = self.qos1_rx.recv().await {
+        while let Some(routable) = match self.qos1_rx.as_mut() {
+            Some(qos1_rx) => qos1_rx.recv().await,
+            None => None,
+        } {
             let qos = routable.publish.qos;
             unsent.push(
                 QueuedMessage::new(*routable.publish, client_id.clone(), qos, None)
@@ -1208,10 +1249,9 @@ impl ClientHandler {
                 }
 
                 routable = async {
-                    if window_open {
-                        self.qos1_rx.recv().await
-                    } else {
-                        std::future::pending::<Option<RoutableMessage>>().await
+                    match self.qos1_rx.as_mut() {
+                        Some(qos1_rx) if window_open => qos1_rx.recv().await,
+                        _ => std::future::pending::<Option<RoutableMessage>>().await,
                     }
                 } => {
                     if let Some(exit) = Box::pin(self.deliver_from_lane(routable, Lane::Qos1)).await? {
@@ -1219,7 +1259,12 @@ impl ClientHandler {
                     }
                 }
 
-                routable = self.qos0_rx.recv() => {
+                routable = async {
+                    match self.qos0_rx.as_mut() {
+                        Some(qos0_rx) => qos0_rx.recv().await,
+                        None => std::future::pending::<Option<RoutableMessage>>().await,
+                    }
+                } => {
                     if let Some(exit) = Box::pin(self.deliver_from_lane(routable, Lane::Qos0)).await? {
                         return Ok(exit);
                     }
@@ -1382,16 +1427,16 @@ impl ClientHandler {
                     if self.outbound_inflight.len() >= usize::from(self.window) {
                         break;
                     }
-                    self.qos1_rx.try_recv()
+                    self.qos1_rx.as_mut().and_then(|rx| rx.try_recv().ok())
                 }
-                Lane::Qos0 => self.qos0_rx.try_recv(),
+                Lane::Qos0 => self.qos0_rx.as_mut().and_then(|rx| rx.try_recv().ok()),
             };
             match next {
-                Ok(routable) => self.send_routable(routable).await?,
-                Err(_) => break,
+                Some(routable) => self.send_routable(routable).await?,
+                None => break,
             }
         }
-        if lane == Lane::Qos1 && self.qos1_rx.is_empty() {
+        if lane == Lane::Qos1 && self.qos1_lane_is_empty() {
             if let Some(queue) = &self.queue {
                 if queue.count() > 0 {
                     queue.notify();

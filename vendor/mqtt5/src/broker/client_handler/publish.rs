@@ -181,21 +181,30 @@ impl ClientHandler {
         if let Some(storage) = &self.storage {
             storage.flush_queue_writes().await;
         }
-        for puback in std::mem::take(&mut self.deferred_acks) {
-            self.write_to_client(Packet::PubAck(puback)).await?;
+        for ack in std::mem::take(&mut self.deferred_acks) {
+            self.write_to_client(ack).await?;
         }
         Ok(())
     }
 
-    /// SENTIO-PATCH: if routing queued messages (for offline or lagging sessions) since
-    /// `issued`, waits until they are on disk, fsynced: the PUBACK/PUBCOMP that follows
-    /// promises the publisher that the message survives a crash. Concurrent publishers share
-    /// one write and fsync round (the queue writer serves every pending flush at once).
-    async fn persist_queued_since(&self, issued: u64) {
-        if let Some(storage) = &self.storage {
-            if storage.queue_writes_issued() != issued {
-                storage.flush_queue_writes().await;
-            }
+    /// SENTIO-PATCH: holds `ack` until the next flush (`send_deferred_acks`), which it then
+    /// needs; at `MAX_DEFERRED_ACKS` held, flushes and sends them now.
+    async fn defer_ack(&mut self, ack: Packet) -> Result<()> {
+        self.deferred_acks.push(ack);
+        if self.deferred_acks.len() >= MAX_DEFERRED_ACKS {
+            self.send_deferred_acks().await?;
+        }
+        Ok(())
+    }
+
+    /// SENTIO-PATCH: an acknowledgement that needs no flush of its own: sent now, or held
+    /// behind deferred ones so that acks leave in the order their PUBLISHes came
+    /// [MQTT-4.6.0-2] (refusals included).
+    async fn send_ack(&mut self, ack: Packet) -> Result<()> {
+        if self.deferred_acks.is_empty() {
+            self.write_to_client(ack).await
+        } else {
+            self.defer_ack(ack).await
         }
     }
 
@@ -301,13 +310,10 @@ impl ClientHandler {
                 // acknowledged only once that is on disk; instead of one flush per PUBLISH, the
                 // ack waits (with every later one, to keep them in order) until the handler
                 // has no further whole packet buffered, then one flush serves them all.
-                if self.queue_writes_since(issued) || !self.deferred_acks.is_empty() {
-                    self.deferred_acks.push(puback);
-                    if self.deferred_acks.len() >= MAX_DEFERRED_ACKS {
-                        self.send_deferred_acks().await?;
-                    }
+                if self.queue_writes_since(issued) {
+                    self.defer_ack(Packet::PubAck(puback)).await?;
                 } else {
-                    self.write_to_client(Packet::PubAck(puback)).await?;
+                    self.send_ack(Packet::PubAck(puback)).await?;
                 }
             }
             QoS::ExactlyOnce => {
@@ -322,15 +328,19 @@ impl ClientHandler {
                     if let Err(e) = storage.store_inflight_message(inflight).await {
                         debug!("failed to persist inbound inflight {packet_id}: {e}");
                     }
-                    // SENTIO-PATCH: after PUBREC the publisher never sends this PUBLISH again,
-                    // so the inbound inflight copy is on disk before the PUBREC.
-                    storage.flush_queue_writes().await;
                 }
                 self.inflight_publishes
                     .insert(packet_id, InflightPublish::Pending(publish));
                 let mut pubrec = PubRecPacket::new(packet_id);
                 pubrec.reason_code = ReasonCode::Success;
-                self.write_to_client(Packet::PubRec(pubrec)).await?;
+                // SENTIO-PATCH: after PUBREC the publisher never sends this PUBLISH again, so
+                // the inbound inflight copy is on disk before the PUBREC: it waits for the
+                // next flush, shared with every ack deferred until then (as QoS 1 PUBACKs).
+                if self.storage.is_some() {
+                    self.defer_ack(Packet::PubRec(pubrec)).await?;
+                } else {
+                    self.send_ack(Packet::PubRec(pubrec)).await?;
+                }
             }
         }
         Ok(())
@@ -342,7 +352,7 @@ impl ClientHandler {
             QoS::AtLeastOnce => {
                 let mut puback = PubAckPacket::new(publish.packet_id.unwrap());
                 puback.reason_code = ReasonCode::Success;
-                self.write_to_client(Packet::PubAck(puback)).await?;
+                self.send_ack(Packet::PubAck(puback)).await?;
             }
             QoS::ExactlyOnce => {
                 let packet_id = publish.packet_id.unwrap();
@@ -350,7 +360,7 @@ impl ClientHandler {
                     .insert(packet_id, InflightPublish::Handled);
                 let mut pubrec = PubRecPacket::new(packet_id);
                 pubrec.reason_code = ReasonCode::Success;
-                self.write_to_client(Packet::PubRec(pubrec)).await?;
+                self.send_ack(Packet::PubRec(pubrec)).await?;
             }
         }
         Ok(())
@@ -370,7 +380,7 @@ impl ClientHandler {
                         .set_reason_string("Not authorized to publish".to_string());
                 }
                 debug!("Sending PUBACK with NotAuthorized");
-                self.write_to_client(Packet::PubAck(puback)).await?;
+                self.send_ack(Packet::PubAck(puback)).await?;
             }
             QoS::ExactlyOnce => {
                 let mut pubrec = PubRecPacket::new(publish.packet_id.unwrap());
@@ -381,7 +391,7 @@ impl ClientHandler {
                         .set_reason_string("Not authorized to publish".to_string());
                 }
                 debug!("Sending PUBREC with NotAuthorized");
-                self.write_to_client(Packet::PubRec(pubrec)).await?;
+                self.send_ack(Packet::PubRec(pubrec)).await?;
             }
             QoS::AtMostOnce => {}
         }
@@ -400,7 +410,7 @@ impl ClientHandler {
                             publish.qos as u8, self.config.maximum_qos
                         ));
                     }
-                    self.write_to_client(Packet::PubAck(puback)).await?;
+                    self.send_ack(Packet::PubAck(puback)).await?;
                 }
                 QoS::ExactlyOnce => {
                     let mut pubrec = PubRecPacket::new(packet_id);
@@ -411,7 +421,7 @@ impl ClientHandler {
                             publish.qos as u8, self.config.maximum_qos
                         ));
                     }
-                    self.write_to_client(Packet::PubRec(pubrec)).await?;
+                    self.send_ack(Packet::PubRec(pubrec)).await?;
                 }
                 QoS::AtMostOnce => {}
             }
@@ -477,7 +487,7 @@ impl ClientHandler {
                 if self.request_problem_information {
                     puback.properties.set_reason_string(reason.to_string());
                 }
-                self.write_to_client(Packet::PubAck(puback)).await?;
+                self.send_ack(Packet::PubAck(puback)).await?;
             }
             QoS::ExactlyOnce => {
                 let mut pubrec = PubRecPacket::new(publish.packet_id.unwrap());
@@ -485,7 +495,7 @@ impl ClientHandler {
                 if self.request_problem_information {
                     pubrec.properties.set_reason_string(reason.to_string());
                 }
-                self.write_to_client(Packet::PubRec(pubrec)).await?;
+                self.send_ack(Packet::PubRec(pubrec)).await?;
             }
             QoS::AtMostOnce => {}
         }
@@ -505,7 +515,7 @@ impl ClientHandler {
                         .properties
                         .set_reason_string("Rate limit exceeded".to_string());
                 }
-                self.write_to_client(Packet::PubAck(puback)).await?;
+                self.send_ack(Packet::PubAck(puback)).await?;
             }
             QoS::ExactlyOnce => {
                 let mut pubrec = PubRecPacket::new(publish.packet_id.unwrap());
@@ -515,7 +525,7 @@ impl ClientHandler {
                         .properties
                         .set_reason_string("Rate limit exceeded".to_string());
                 }
-                self.write_to_client(Packet::PubRec(pubrec)).await?;
+                self.send_ack(Packet::PubRec(pubrec)).await?;
             }
             QoS::AtMostOnce => {}
         }
@@ -688,6 +698,7 @@ impl ClientHandler {
     }
 
     pub(super) async fn handle_pubrel(&mut self, pubrel: PubRelPacket) -> Result<()> {
+        let mut queued = false;
         let reason_code = if let Some(entry) = self.inflight_publishes.remove(&pubrel.packet_id) {
             let client_id = self.client_id.as_ref().unwrap();
 
@@ -713,7 +724,9 @@ impl ClientHandler {
                 self.route_with_trace_context(&publish, client_id).await?;
                 #[cfg(not(feature = "opentelemetry"))]
                 self.route_publish(&publish, Some(client_id)).await;
-                self.persist_queued_since(issued).await;
+                // SENTIO-PATCH: what routing queued for persistent sessions is on disk before
+                // the PUBCOMP; the PUBCOMP waits for the next shared flush.
+                queued = self.queue_writes_since(issued);
             }
 
             ReasonCode::Success
@@ -721,8 +734,15 @@ impl ClientHandler {
             ReasonCode::PacketIdentifierNotFound
         };
 
-        let pubcomp = PubCompPacket::new_with_reason(pubrel.packet_id, reason_code);
-        self.write_to_client(Packet::PubComp(pubcomp)).await
+        let pubcomp = Packet::PubComp(PubCompPacket::new_with_reason(
+            pubrel.packet_id,
+            reason_code,
+        ));
+        if queued {
+            self.defer_ack(pubcomp).await
+        } else {
+            self.send_ack(pubcomp).await
+        }
     }
 
     pub(super) async fn handle_pubcomp(&mut self, pubcomp: &PubCompPacket) {
@@ -921,7 +941,7 @@ impl ClientHandler {
         let Some(queue) = self.queue.clone() else {
             return Ok(());
         };
-        if queue.count() == 0 || !self.qos1_rx.is_empty() {
+        if queue.count() == 0 || !self.qos1_lane_is_empty() {
             return Ok(());
         }
         let free = usize::from(self.window).saturating_sub(self.outbound_inflight.len());

@@ -41,6 +41,7 @@ impl ClientHandler {
         }
 
         let slot = self.router.lock_session(&client_id).await;
+        self.ensure_lanes(&client_id).await;
         let routed = match self
             .route_subscriptions(&subscribe, &client_id, &mut reason_codes)
             .await
@@ -358,8 +359,12 @@ impl ClientHandler {
         let Some(client_id) = self.client_id.as_ref() else {
             return;
         };
+        let Some(lanes) = self.lane_senders.as_ref() else {
+            debug!(client_id = %client_id, "Dropping retained message: no delivery lanes");
+            return;
+        };
         if routable.publish.qos == QoS::AtMostOnce {
-            if self.qos0_tx.try_send(routable).is_err() {
+            if lanes.qos0_tx.try_send(routable).is_err() {
                 debug!(client_id = %client_id, "Dropping QoS 0 retained message: lane full");
             }
             return;
@@ -381,7 +386,7 @@ impl ClientHandler {
             queue_behind(*routable.publish);
             return;
         }
-        if let Err(rejected) = self.qos1_tx.try_send(routable) {
+        if let Err(rejected) = lanes.qos1_tx.try_send(routable) {
             queue_behind(*rejected.into_inner().publish);
         }
     }
