@@ -17,6 +17,8 @@
 //! `HORIZON` readings), frozen while the device is out of line, relearnt after `REBASE_AFTER`
 //! consecutive out-of-line readings.
 
+use std::collections::HashMap;
+
 use sentio_core::DeviceId;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +73,10 @@ pub struct PeerGroup {
     /// Typical interval between two readings of a member (ms; 0 until one was seen).
     #[serde(default)]
     interval_ms: f64,
+    /// Where each member is in `members`, by device id (rebuilt when it does not cover them,
+    /// e.g. after a restore): a group of 10,000 devices is not scanned for each reading.
+    #[serde(skip)]
+    index: HashMap<String, usize>,
 }
 
 /// Verdict on one reading compared with the peers.
@@ -108,6 +114,8 @@ impl PeerGroup {
                     device: device.to_string(),
                     ..Member::default()
                 });
+                self.index
+                    .insert(device.to_string(), self.members.len() - 1);
                 self.median_ts = i64::MIN;
                 self.members.len() - 1
             }
@@ -125,7 +133,9 @@ impl PeerGroup {
             m.last_ts = ts_ms;
             m.value = value;
         }
-        if ts_ms.saturating_sub(self.median_ts) >= 1_000 || ts_ms < self.median_ts {
+        // Readings of a large fleet arrive slightly out of order: one a little older than the
+        // median's time is judged against it, as one a little newer is.
+        if ts_ms.saturating_sub(self.median_ts).abs() >= 1_000 {
             let window = self.fresh_window_ms();
             let mut fresh: Vec<f64> = self
                 .members
@@ -134,14 +144,8 @@ impl PeerGroup {
                 .map(|m| m.value - m.mean)
                 .collect();
             self.fresh = fresh.len();
-            if !fresh.is_empty() {
-                fresh.sort_by(f64::total_cmp);
-                let mid = fresh.len() / 2;
-                self.median = if fresh.len() % 2 == 1 {
-                    fresh[mid]
-                } else {
-                    0.5 * (fresh[mid - 1] + fresh[mid])
-                };
+            if let Some(median) = median(&mut fresh) {
+                self.median = median;
             }
             self.median_ts = ts_ms;
         }
@@ -209,6 +213,7 @@ impl PeerGroup {
     /// Forgets a device (erasure).
     pub fn remove(&mut self, device: &DeviceId) {
         self.members.retain(|m| m.device != device.as_str());
+        self.index.clear();
         self.median_ts = i64::MIN;
     }
 
@@ -221,10 +226,13 @@ impl PeerGroup {
         }
     }
 
-    fn position(&self, device: &DeviceId) -> Option<usize> {
-        self.members
-            .iter()
-            .position(|m| m.device == device.as_str())
+    fn position(&mut self, device: &DeviceId) -> Option<usize> {
+        if self.index.len() != self.members.len() {
+            self.index = (self.members.iter().enumerate())
+                .map(|(i, m)| (m.device.clone(), i))
+                .collect();
+        }
+        self.index.get(device.as_str()).copied()
     }
 
     /// Devices in the group.
@@ -236,6 +244,21 @@ impl PeerGroup {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
+}
+
+/// The median of `values` (reordered), in linear time; `None` when empty.
+fn median(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let (lower, &mut at_mid, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(at_mid);
+    }
+    // With an even count, the other middle value is the largest of the lower half.
+    let below = lower.iter().copied().max_by(f64::total_cmp)?;
+    Some(0.5 * (below + at_mid))
 }
 
 #[cfg(test)]
@@ -361,5 +384,45 @@ mod tests {
             }
         }
         assert_eq!(alerts, 0);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_of_the_sorted_values() {
+        let mut noise = sensor_noise(5);
+        for n in 1..40 {
+            let values: Vec<f64> = (0..n).map(|_| noise()).collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let expected = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+            };
+            assert_eq!(median(&mut values.clone()), Some(expected), "{n} values");
+        }
+        assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn a_restored_or_shrunk_group_finds_its_members_again() {
+        let mut g = PeerGroup::default();
+        for t in 0..10i64 {
+            for i in 0..5 {
+                g.observe(&room(i), t * 1_000, 20.0 + i as f64);
+            }
+        }
+        let mut restored: PeerGroup =
+            serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+        restored.observe(&room(3), 10_000, 23.0);
+        assert_eq!(restored.len(), 5, "a known device is not added twice");
+        assert!(restored.mark_false_alarm(&room(4)).is_some());
+        restored.remove(&room(1));
+        restored.observe(&room(4), 11_000, 24.0);
+        assert_eq!(restored.len(), 4);
+        assert_eq!(
+            restored.mark_false_alarm(&room(4)).map(|(n, ..)| n),
+            Some(2)
+        );
+        assert!(restored.mark_false_alarm(&room(1)).is_none());
     }
 }
