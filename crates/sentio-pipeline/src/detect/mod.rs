@@ -471,8 +471,10 @@ impl DetectStage {
     async fn tick(&mut self) {
         let now = now_ms();
         let mut verdicts = std::mem::take(&mut self.verdicts);
+        let trackers = &self.trackers;
+        let open = |key: &AlertKey| trackers.get(key).is_some_and(|t| t.open().is_some());
         for w in &mut self.watches {
-            w.tick(now, &mut verdicts);
+            w.tick(now, &open, &mut verdicts);
         }
         let mut transitions = Vec::new();
         for v in verdicts.drain(..) {
