@@ -12,7 +12,9 @@
 //! group's typical reading interval (at most `FRESH_MS`) of the reading being judged: a peer's
 //! latest reading stands for its value now only that long (a wearer's activity changes within
 //! seconds, so a reading a minute old says nothing about now). It is recomputed at most once
-//! per second of data time; at least `MIN_PEERS`
+//! per second of data time, and in a large group at most once per `members / MEDIAN_EVERY_SHARE`
+//! readings (a fleet's readings arrive out of order by more than a second under a backlog; the
+//! work per reading stays constant); at least `MIN_PEERS`
 //! fresh devices are needed. Per device: a running mean and variance of the offset (time constant
 //! `HORIZON` readings), frozen while the device is out of line, relearnt after `REBASE_AFTER`
 //! consecutive out-of-line readings.
@@ -39,6 +41,9 @@ pub const FRESH_MS: i64 = 60_000;
 /// A peer's reading further than this many of the group's typical reading intervals from the
 /// reading judged is not used: peers are compared at (nearly) the same sample.
 pub const FRESH_INTERVALS: f64 = 2.0;
+/// In a group of `n` members the median is recomputed at most once per `n / MEDIAN_EVERY_SHARE`
+/// readings (each recomputation reads every member).
+pub const MEDIAN_EVERY_SHARE: usize = 16;
 /// Each false alarm marked widens the device's band by this factor.
 pub const FALSE_ALARM_FACTOR: f64 = 1.5;
 /// A device is compared with its peers only where they explain most of its variation: the
@@ -77,6 +82,9 @@ pub struct PeerGroup {
     /// e.g. after a restore): a group of 10,000 devices is not scanned for each reading.
     #[serde(skip)]
     index: HashMap<String, usize>,
+    /// Readings since the median was last computed.
+    #[serde(skip)]
+    since_median: usize,
 }
 
 /// Verdict on one reading compared with the peers.
@@ -135,7 +143,11 @@ impl PeerGroup {
         }
         // Readings of a large fleet arrive slightly out of order: one a little older than the
         // median's time is judged against it, as one a little newer is.
-        if ts_ms.saturating_sub(self.median_ts).abs() >= 1_000 {
+        self.since_median = self.since_median.saturating_add(1);
+        if ts_ms.saturating_sub(self.median_ts).abs() >= 1_000
+            && self.since_median > self.members.len() / MEDIAN_EVERY_SHARE
+        {
+            self.since_median = 0;
             let window = self.fresh_window_ms();
             let mut fresh: Vec<f64> = self
                 .members
@@ -424,5 +436,34 @@ mod tests {
             Some(2)
         );
         assert!(restored.mark_false_alarm(&room(1)).is_none());
+    }
+
+    #[test]
+    fn a_large_group_read_out_of_order_still_finds_the_one_out_of_line() {
+        let mut g = PeerGroup::default();
+        let rooms = 200;
+        let mut noise = sensor_noise(23);
+        let (mut alerted, mut others) = (None, 0);
+        for t in 0..500i64 {
+            let shared = 21.0 + 3.0 * ((t as f64) / 300.0).sin();
+            for i in 0..rooms {
+                // Half the fleet's readings arrive 3 s late, interleaved with the others.
+                let ts = (t - 3 * (i as i64 % 2)) * 1_000;
+                let extra = if i == 7 && t >= 420 { 2.0 } else { 0.0 };
+                let v = shared + (i % 10) as f64 * 0.3 + extra + noise();
+                if let Some(v) = g.observe(&room(i), ts, v)
+                    && v.alert
+                {
+                    if i == 7 {
+                        alerted.get_or_insert(t);
+                    } else {
+                        others += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(others, 0, "a healthy room alerted");
+        let t = alerted.expect("the room out of line alerts");
+        assert!((420..430).contains(&t), "alerted at {t}");
     }
 }
