@@ -12,10 +12,14 @@
 //! group's typical reading interval (at most `FRESH_MS`) of the reading being judged: a peer's
 //! latest reading stands for its value now only that long (a wearer's activity changes within
 //! seconds, so a reading a minute old says nothing about now). It is recomputed at most once
-//! per second of data time; at least `MIN_PEERS`
+//! per second of data time, and in a large group at most once per `members / MEDIAN_EVERY_SHARE`
+//! readings (a fleet's readings arrive out of order by more than a second under a backlog; the
+//! work per reading stays constant); at least `MIN_PEERS`
 //! fresh devices are needed. Per device: a running mean and variance of the offset (time constant
 //! `HORIZON` readings), frozen while the device is out of line, relearnt after `REBASE_AFTER`
 //! consecutive out-of-line readings.
+
+use std::collections::HashMap;
 
 use sentio_core::DeviceId;
 use serde::{Deserialize, Serialize};
@@ -37,6 +41,9 @@ pub const FRESH_MS: i64 = 60_000;
 /// A peer's reading further than this many of the group's typical reading intervals from the
 /// reading judged is not used: peers are compared at (nearly) the same sample.
 pub const FRESH_INTERVALS: f64 = 2.0;
+/// In a group of `n` members the median is recomputed at most once per `n / MEDIAN_EVERY_SHARE`
+/// readings (each recomputation reads every member).
+pub const MEDIAN_EVERY_SHARE: usize = 16;
 /// Each false alarm marked widens the device's band by this factor.
 pub const FALSE_ALARM_FACTOR: f64 = 1.5;
 /// A device is compared with its peers only where they explain most of its variation: the
@@ -71,6 +78,13 @@ pub struct PeerGroup {
     /// Typical interval between two readings of a member (ms; 0 until one was seen).
     #[serde(default)]
     interval_ms: f64,
+    /// Where each member is in `members`, by device id (rebuilt when it does not cover them,
+    /// e.g. after a restore): a group of 10,000 devices is not scanned for each reading.
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+    /// Readings since the median was last computed.
+    #[serde(skip)]
+    since_median: usize,
 }
 
 /// Verdict on one reading compared with the peers.
@@ -108,6 +122,8 @@ impl PeerGroup {
                     device: device.to_string(),
                     ..Member::default()
                 });
+                self.index
+                    .insert(device.to_string(), self.members.len() - 1);
                 self.median_ts = i64::MIN;
                 self.members.len() - 1
             }
@@ -125,7 +141,13 @@ impl PeerGroup {
             m.last_ts = ts_ms;
             m.value = value;
         }
-        if ts_ms.saturating_sub(self.median_ts) >= 1_000 || ts_ms < self.median_ts {
+        // Readings of a large fleet arrive slightly out of order: one a little older than the
+        // median's time is judged against it, as one a little newer is.
+        self.since_median = self.since_median.saturating_add(1);
+        if ts_ms.saturating_sub(self.median_ts).abs() >= 1_000
+            && self.since_median > self.members.len() / MEDIAN_EVERY_SHARE
+        {
+            self.since_median = 0;
             let window = self.fresh_window_ms();
             let mut fresh: Vec<f64> = self
                 .members
@@ -134,14 +156,8 @@ impl PeerGroup {
                 .map(|m| m.value - m.mean)
                 .collect();
             self.fresh = fresh.len();
-            if !fresh.is_empty() {
-                fresh.sort_by(f64::total_cmp);
-                let mid = fresh.len() / 2;
-                self.median = if fresh.len() % 2 == 1 {
-                    fresh[mid]
-                } else {
-                    0.5 * (fresh[mid - 1] + fresh[mid])
-                };
+            if let Some(median) = median(&mut fresh) {
+                self.median = median;
             }
             self.median_ts = ts_ms;
         }
@@ -209,6 +225,7 @@ impl PeerGroup {
     /// Forgets a device (erasure).
     pub fn remove(&mut self, device: &DeviceId) {
         self.members.retain(|m| m.device != device.as_str());
+        self.index.clear();
         self.median_ts = i64::MIN;
     }
 
@@ -221,10 +238,13 @@ impl PeerGroup {
         }
     }
 
-    fn position(&self, device: &DeviceId) -> Option<usize> {
-        self.members
-            .iter()
-            .position(|m| m.device == device.as_str())
+    fn position(&mut self, device: &DeviceId) -> Option<usize> {
+        if self.index.len() != self.members.len() {
+            self.index = (self.members.iter().enumerate())
+                .map(|(i, m)| (m.device.clone(), i))
+                .collect();
+        }
+        self.index.get(device.as_str()).copied()
     }
 
     /// Devices in the group.
@@ -236,6 +256,21 @@ impl PeerGroup {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
+}
+
+/// The median of `values` (reordered), in linear time; `None` when empty.
+fn median(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let (lower, &mut at_mid, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(at_mid);
+    }
+    // With an even count, the other middle value is the largest of the lower half.
+    let below = lower.iter().copied().max_by(f64::total_cmp)?;
+    Some(0.5 * (below + at_mid))
 }
 
 #[cfg(test)]
@@ -361,5 +396,74 @@ mod tests {
             }
         }
         assert_eq!(alerts, 0);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_of_the_sorted_values() {
+        let mut noise = sensor_noise(5);
+        for n in 1..40 {
+            let values: Vec<f64> = (0..n).map(|_| noise()).collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let expected = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+            };
+            assert_eq!(median(&mut values.clone()), Some(expected), "{n} values");
+        }
+        assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn a_restored_or_shrunk_group_finds_its_members_again() {
+        let mut g = PeerGroup::default();
+        for t in 0..10i64 {
+            for i in 0..5 {
+                g.observe(&room(i), t * 1_000, 20.0 + i as f64);
+            }
+        }
+        let mut restored: PeerGroup =
+            serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+        restored.observe(&room(3), 10_000, 23.0);
+        assert_eq!(restored.len(), 5, "a known device is not added twice");
+        assert!(restored.mark_false_alarm(&room(4)).is_some());
+        restored.remove(&room(1));
+        restored.observe(&room(4), 11_000, 24.0);
+        assert_eq!(restored.len(), 4);
+        assert_eq!(
+            restored.mark_false_alarm(&room(4)).map(|(n, ..)| n),
+            Some(2)
+        );
+        assert!(restored.mark_false_alarm(&room(1)).is_none());
+    }
+
+    #[test]
+    fn a_large_group_read_out_of_order_still_finds_the_one_out_of_line() {
+        let mut g = PeerGroup::default();
+        let rooms = 200;
+        let mut noise = sensor_noise(23);
+        let (mut alerted, mut others) = (None, 0);
+        for t in 0..500i64 {
+            let shared = 21.0 + 3.0 * ((t as f64) / 300.0).sin();
+            for i in 0..rooms {
+                // Half the fleet's readings arrive 3 s late, interleaved with the others.
+                let ts = (t - 3 * (i as i64 % 2)) * 1_000;
+                let extra = if i == 7 && t >= 420 { 2.0 } else { 0.0 };
+                let v = shared + (i % 10) as f64 * 0.3 + extra + noise();
+                if let Some(v) = g.observe(&room(i), ts, v)
+                    && v.alert
+                {
+                    if i == 7 {
+                        alerted.get_or_insert(t);
+                    } else {
+                        others += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(others, 0, "a healthy room alerted");
+        let t = alerted.expect("the room out of line alerts");
+        assert!((420..430).contains(&t), "alerted at {t}");
     }
 }

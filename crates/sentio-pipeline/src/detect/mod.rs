@@ -128,10 +128,10 @@ enum Change {
 
 pub(crate) struct DetectStage {
     watches: Vec<Box<dyn Watch>>,
-    trackers: HashMap<AlertKey, AlertTracker>,
+    trackers: foldhash::HashMap<AlertKey, AlertTracker>,
     /// Timestamp of the latest watched point of each series: watches are causal, so a point at
     /// or before it is stored but not watched.
-    watched_until: HashMap<SeriesKey, i64>,
+    watched_until: foldhash::HashMap<SeriesKey, i64>,
     /// Device kinds, loaded from the registry at start and looked up for a new device before
     /// its first batch is watched.
     kinds: HashMap<DeviceId, Arc<str>>,
@@ -188,8 +188,8 @@ impl DetectStage {
         watches.push(Box::new(rules::RulesWatch::new(config.rule_clock)));
         let mut stage = Self {
             watches,
-            trackers: HashMap::new(),
-            watched_until: HashMap::new(),
+            trackers: foldhash::HashMap::default(),
+            watched_until: foldhash::HashMap::default(),
             kinds: HashMap::new(),
             labels: HashMap::new(),
             twins: HashMap::new(),
@@ -471,8 +471,10 @@ impl DetectStage {
     async fn tick(&mut self) {
         let now = now_ms();
         let mut verdicts = std::mem::take(&mut self.verdicts);
+        let trackers = &self.trackers;
+        let open = |key: &AlertKey| trackers.get(key).is_some_and(|t| t.open().is_some());
         for w in &mut self.watches {
-            w.tick(now, &mut verdicts);
+            w.tick(now, &open, &mut verdicts);
         }
         let mut transitions = Vec::new();
         for v in verdicts.drain(..) {

@@ -2,7 +2,9 @@
 //! device whose value leaves its usual place among its peers raises a peer alert, unless its
 //! own detectors already alert on that metric.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet as StdHashSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use sentio_ai::PeerGroup;
@@ -136,7 +138,7 @@ impl Watch for PeersWatch {
         Ok(())
     }
 
-    fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
+    fn take_dirty(&mut self, dirty: &mut StdHashSet<StateKey>) {
         dirty.extend(self.dirty.drain().map(|g| StateKey::Peers {
             kind: g.kind,
             metric: g.metric,

@@ -3,7 +3,9 @@
 //! `device_model`) that is the same in each: which part of which rows is its, what changed since
 //! the last save, forgetting a device.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet as StdHashSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use sentio_core::{DeviceId, StateKey};
 use serde::Serialize;
@@ -62,7 +64,7 @@ impl<T: Serialize + DeserializeOwned> PerDevice<T> {
     }
 
     /// [`super::watch::Watch::take_dirty`].
-    pub(crate) fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
+    pub(crate) fn take_dirty(&mut self, dirty: &mut StdHashSet<StateKey>) {
         dirty.extend(self.dirty.drain().map(StateKey::Device));
     }
 

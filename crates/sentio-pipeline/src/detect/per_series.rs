@@ -2,7 +2,10 @@
 //! per-series watch (`series`, `limits`) that is the same in both: which rows are its, what
 //! changed since the last save, forgetting a device.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet as StdHashSet;
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use sentio_core::{DeviceId, SeriesKey, StateKey};
 use serde::Serialize;
@@ -63,7 +66,7 @@ impl<T: Serialize + DeserializeOwned> PerSeries<T> {
     }
 
     /// [`super::watch::Watch::take_dirty`].
-    pub(crate) fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
+    pub(crate) fn take_dirty(&mut self, dirty: &mut StdHashSet<StateKey>) {
         dirty.extend(self.dirty.drain().map(self.row));
     }
 
@@ -75,7 +78,9 @@ impl<T: Serialize + DeserializeOwned> PerSeries<T> {
 
 /// Gives a map's spare room back once most of it is unused (after a device with many series
 /// was forgotten), so erasing a device frees its memory and not only its entries.
-pub(crate) fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+pub(crate) fn shrink_if_sparse<K: Hash + Eq, V, S: BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
     if map.capacity() > 64 && map.len() < map.capacity() / 4 {
         map.shrink_to_fit();
     }

@@ -341,7 +341,12 @@ impl Watch for RulesWatch {
         }
     }
 
-    fn tick(&mut self, now_ms: i64, verdicts: &mut Vec<Verdict>) {
+    fn tick(
+        &mut self,
+        now_ms: i64,
+        _open: &dyn Fn(&AlertKey) -> bool,
+        verdicts: &mut Vec<Verdict>,
+    ) {
         for (id, states) in &mut self.states {
             let Some(rule) = self.rules.get(id) else {
                 continue;

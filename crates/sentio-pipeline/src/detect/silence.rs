@@ -68,12 +68,17 @@ impl Watch for SilenceWatch {
         });
     }
 
-    fn tick(&mut self, now_ms: i64, verdicts: &mut Vec<Verdict>) {
+    fn tick(&mut self, now_ms: i64, open: &dyn Fn(&AlertKey) -> bool, verdicts: &mut Vec<Verdict>) {
         for (device, cadence) in &self.cadences.states {
             if let Some(silence) = cadence.silence(now_ms) {
+                // A device silent for a while has its alert open: not explained every second.
+                let key = Self::key(device);
+                if open(&key) {
+                    continue;
+                }
                 verdicts.push(Verdict {
                     at: 0,
-                    key: Self::key(device),
+                    key,
                     ts_ms: now_ms,
                     finding: Finding::Onset(Box::new(explain::silence(&silence))),
                 });

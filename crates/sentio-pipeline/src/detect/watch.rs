@@ -94,8 +94,15 @@ pub(crate) trait Watch: Send {
     fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>);
 
     /// Time passed without points (called every second, wall clock): verdicts that need no new
-    /// point, such as silence.
-    fn tick(&mut self, _now_ms: i64, _verdicts: &mut Vec<Verdict>) {}
+    /// point, such as silence. `open` says whether a key's alert is open (a
+    /// [`Finding::Onset`] on it would change nothing, so need not be explained again).
+    fn tick(
+        &mut self,
+        _now_ms: i64,
+        _open: &dyn Fn(&AlertKey) -> bool,
+        _verdicts: &mut Vec<Verdict>,
+    ) {
+    }
 
     /// A user marked an alert of `key` as a false alarm: become less sensitive to it. Returns
     /// one sentence saying what changed. `device_kind` is the kind of `key.device`, if known.

@@ -299,7 +299,7 @@ impl DeviceRegistry for SqliteStore {
         self.with_conn(move |_, conn| {
             let tx = conn.transaction()?;
             {
-                let mut stmt = tx.prepare(
+                let mut stmt = tx.prepare_cached(
                     "UPDATE devices SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id = ?1",
                 )?;
                 for (id, ts) in &seen {
