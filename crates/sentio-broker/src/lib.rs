@@ -30,6 +30,8 @@ mod counters;
 mod courier;
 mod edge_actuation;
 mod error;
+#[cfg(test)]
+mod idle_connection_size;
 mod limits;
 mod mtls;
 mod refusals;

@@ -1,9 +1,11 @@
 mod auth;
 mod connect;
+mod lazy_timer;
 mod lifecycle;
 mod publish;
 mod subscribe;
 
+use self::lazy_timer::sleep_until_armed;
 use crate::broker::auth::AuthProvider;
 use crate::broker::config::BrokerConfig;
 use crate::broker::events::{ClientConnectEvent, ClientDisconnectEvent};
@@ -1141,6 +1143,16 @@ impl ClientHandler {
         let Some(deadline) = deadline else {
             return std::future::pending::<bool>().await;
         };
+        // SENTIO-PATCH: the waits (a timer and the hand-off futures) are allocated only while
+        // a hand-off is pending, not held in every connection's packet loop.
+        Box::pin(Self::quiesce_by(released_rx, queue, deadline)).await
+    }
+
+    async fn quiesce_by(
+        released_rx: &mut Option<oneshot::Receiver<()>>,
+        queue: Option<&QueueHandle>,
+        deadline: Instant,
+    ) -> bool {
         if let Some(rx) = released_rx.as_mut() {
             let _ = timeout_at(deadline, rx).await;
             *released_rx = None;
@@ -1185,6 +1197,7 @@ impl ClientHandler {
         // every read: each wake-up of a subscriber's handler paid for one.
         let keep_alive = tokio::time::sleep_until(self.last_packet_time + read_limit);
         tokio::pin!(keep_alive);
+        let mut flow_timer = None;
 
         loop {
             // SENTIO-PATCH: every PUBLISH already read shares one flush; its acks go out before
@@ -1212,7 +1225,10 @@ impl ClientHandler {
 
                 read_result = Self::read_control_packet(&mut self.transport, self.protocol_version, &mut self.read_buffer, max_size, self.read_share.as_mut()) => {
                     self.last_packet_time = Instant::now();
-                    if let Some(exit) = self.handle_read(read_result).await? {
+                    // SENTIO-PATCH: boxed, as the other arms' work: a packet's handling (the
+                    // packet itself, moved through three calls) would otherwise size every
+                    // idle connection's task.
+                    if let Some(exit) = Box::pin(self.handle_read(read_result)).await? {
                         return Ok(exit);
                     }
                 }
@@ -1238,12 +1254,7 @@ impl ClientHandler {
                     Box::pin(self.handle_external_packet(external_packet)).await?;
                 }
 
-                () = async move {
-                    match flow_deadline {
-                        Some(deadline) => tokio::time::sleep_until(deadline).await,
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {
+                () = sleep_until_armed(&mut flow_timer, flow_deadline) => {
                     #[cfg(all(not(target_arch = "wasm32"), feature = "transport-quic"))]
                     Box::pin(self.expire_flows()).await;
                 }
@@ -1587,3 +1598,4 @@ impl Drop for ClientHandler {
         }
     }
 }
+
