@@ -221,10 +221,15 @@ impl Workset {
         ids
     }
 
-    /// Records `sid`'s due time, in both the map and the order.
+    /// Records `sid`'s due time, in both the map and the order. The order is touched only
+    /// when the time moves: at 1 Hz an append usually leaves it where it was (its roll).
     fn set_due(&mut self, sid: SeriesId, d: Due) {
-        if let Some(old) = self.due.insert(sid, d) {
-            self.due_order.remove(&(old.at, sid));
+        match self.due.insert(sid, d) {
+            Some(old) if old.at == d.at => return,
+            Some(old) => {
+                self.due_order.remove(&(old.at, sid));
+            }
+            None => {}
         }
         self.due_order.insert((d.at, sid));
     }
