@@ -85,10 +85,11 @@ pub(super) fn read(
 /// Deletes series `sid`'s oldest rows before `cut`, at most `max_rows` (in the caller's
 /// transaction); how many.
 pub(super) fn expire(conn: &Connection, sid: i64, cut: i64, max_rows: i64) -> Result<i64> {
-    Ok(conn.execute(
-        "DELETE FROM band_1m WHERE series_id = ?1 AND bucket IN \
-         (SELECT bucket FROM band_1m WHERE series_id = ?1 AND bucket < ?2 \
-          ORDER BY bucket LIMIT ?3)",
-        params![sid, cut, max_rows],
-    )? as i64)
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM band_1m WHERE series_id = ?1 AND bucket IN \
+             (SELECT bucket FROM band_1m WHERE series_id = ?1 AND bucket < ?2 \
+              ORDER BY bucket LIMIT ?3)",
+        )?
+        .execute(params![sid, cut, max_rows])? as i64)
 }

@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod band;
 mod budget_chain;
+mod cached_tx;
 mod commands;
 mod edges;
 mod events;
@@ -164,8 +165,9 @@ impl SqliteStore {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
-        // Room for every statement the store prepares (the default 16 was evicting them).
-        conn.set_prepared_statement_cache_capacity(128);
+        // Room for every statement the store prepares, with room to grow (~140 today; the
+        // default 16 was evicting them).
+        conn.set_prepared_statement_cache_capacity(256);
         // The log is truncated back to this after a checkpoint, not kept at its largest.
         conn.pragma_update(None, "journal_size_limit", 32 << 20)?;
         conn.execute_batch(include_str!("schema.sql"))?;

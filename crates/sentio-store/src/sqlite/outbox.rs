@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sentio_core::{AlertId, DeviceId, Point};
 
 use super::outbox_counts::{self, Fate};
@@ -48,7 +48,7 @@ pub(super) fn spans_blob<'a>(
 
 /// Records the batch of `spans` in `lane` (inside the append's transaction), counted as
 /// accepted.
-pub(super) fn record(tx: &Transaction<'_>, spans: &Spans, lane: Lane) -> Result<()> {
+pub(super) fn record(tx: &Connection, spans: &Spans, lane: Lane) -> Result<()> {
     let (blob, points) = spans_blob(spans);
     outbox_counts::add(tx, lane, Fate::Accepted, points)?;
     tx.prepare_cached(
@@ -69,7 +69,7 @@ const ROLLUPS_KEY: &str = "outbox_rollups";
 /// Records the minutes `[first, last]` of series `sid` rolled up (`rows` rows) as a batch of
 /// [`Lane::Rollups`], inside the rollup's transaction, when the aggregates policy is on.
 pub(super) fn record_rollups(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sid: i64,
     (first, last): (i64, i64),
     rows: u32,

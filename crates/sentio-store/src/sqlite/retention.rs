@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sentio_core::DeviceId;
 
+use super::cached_tx::CachedTx;
 use super::rollup::{self, HOUR, MINUTE, SETTLE_MS, floor};
 use super::rollup_pack;
 
@@ -45,10 +46,10 @@ const BUDGET_HIGH: f64 = 0.95;
 const BUDGET_LOW: f64 = 0.90;
 
 fn load_policy(conn: &Connection) -> Result<RetentionPolicy> {
+    // Read at every maintenance pass: a cached statement.
     let json: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [POLICY_KEY], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([POLICY_KEY], |r| r.get(0))
         .optional()?;
     match json {
         None => Ok(RetentionPolicy::default()),
@@ -125,7 +126,7 @@ pub(super) fn expire_raw_step(
     if cap <= m.raw_before {
         return Ok((0, false));
     }
-    let tx = conn.transaction()?;
+    let tx = CachedTx::begin(conn)?;
     let mut m = rollup::marks(&tx, sid)?;
     let starts: Vec<i64> = {
         let mut stmt = tx.prepare_cached(

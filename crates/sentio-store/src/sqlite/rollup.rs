@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::cached_tx::CachedTx;
 use super::read::{self, Acc};
 use super::retention::remove_raw_range;
 use super::rollup_pack::{self, DAY};
@@ -478,7 +479,7 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
             ..RollStep::default()
         });
     }
-    let tx = conn.transaction()?;
+    let tx = CachedTx::begin(conn)?;
     let mut m = marks(&tx, sid)?;
     // Minutes an edge rolled up keep its rows (complete where this node may hold only the
     // raw points it sent around an alert).
@@ -590,7 +591,7 @@ pub(super) fn expire_rollups(
     if m1_cut <= m.m1_before && h1_cut <= m.h1_before {
         return Ok((0, false));
     }
-    let tx = conn.transaction()?;
+    let tx = CachedTx::begin(conn)?;
     let mut m = marks(&tx, sid)?;
     let mut removed = 0;
     let mut more = false;
@@ -605,26 +606,25 @@ pub(super) fn expire_rollups(
         if res == Resolution::Minute {
             // Whole packed days before the cut go at once; the day holding it is unpacked.
             rollup_pack::unpack(&tx, sid, floor(cut, DAY))?;
-            let days: i64 = tx.query_row(
-                "SELECT COALESCE(SUM(rows), 0) FROM rollup_1m_days \
-                 WHERE series_id = ?1 AND day + 86400000 <= ?2",
-                params![sid, cut],
-                |r| r.get(0),
-            )?;
-            tx.execute(
+            let days: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(rows), 0) FROM rollup_1m_days \
+                     WHERE series_id = ?1 AND day + 86400000 <= ?2",
+                )?
+                .query_row(params![sid, cut], |r| r.get(0))?;
+            tx.prepare_cached(
                 "DELETE FROM rollup_1m_days WHERE series_id = ?1 AND day + 86400000 <= ?2",
-                params![sid, cut],
-            )?;
+            )?
+            .execute(params![sid, cut])?;
             removed += days as u64;
         }
-        let n = tx.execute(
-            &format!(
+        let n = tx
+            .prepare_cached(&format!(
                 "DELETE FROM {t} WHERE series_id = ?1 AND bucket IN \
                  (SELECT bucket FROM {t} WHERE series_id = ?1 AND bucket < ?2 \
                   ORDER BY bucket LIMIT ?3)"
-            ),
-            params![sid, cut, max_rows],
-        )?;
+            ))?
+            .execute(params![sid, cut, max_rows])?;
         removed += n as u64;
         // The engine's bands go with the minutes they describe (not counted as rollups).
         let bands = if res == Resolution::Minute {

@@ -11,6 +11,7 @@ use pco::ChunkConfig;
 use pco::standalone::{simple_compress, simple_decompress};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::cached_tx::CachedTx;
 use super::read::Acc;
 use super::rollup::HOUR;
 use crate::{Result, StoreError};
@@ -151,7 +152,7 @@ pub(super) fn pack_step(conn: &mut Connection, sid: i64, settled: i64) -> Result
     };
     let day = oldest.div_euclid(DAY) * DAY;
     let end = (day + DAY).min(limit);
-    let tx = conn.transaction()?;
+    let tx = CachedTx::begin(conn)?;
     let packed: Option<Vec<u8>> = tx
         .prepare_cached("SELECT data FROM rollup_1m_days WHERE series_id = ?1 AND day = ?2")?
         .query_row(params![sid, day], |r| r.get(0))

@@ -12,6 +12,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::cached_tx::CachedTx;
 use super::workset::SealWait;
 use super::{Inner, SqliteStore};
 use crate::chunk::{self, EncodedChunk};
@@ -200,7 +201,7 @@ fn seal_batch(
     ids: &[i64],
     max_points: usize,
 ) -> Result<Batch> {
-    let tx = conn.transaction()?;
+    let tx = CachedTx::begin(conn)?;
     let mut report = SealReport::default();
     let mut finished = 0;
     let mut waits = Vec::new();
@@ -378,17 +379,13 @@ fn seal_gap(
 fn merge_into(conn: &Connection, sid: i64, c: ChunkRange, policy: &SealPolicy) -> Result<Step> {
     let head =
         super::head::points_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
-    let data: Vec<u8> = conn.query_row(
-        "SELECT data FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
-        params![sid, c.start],
-        |r| r.get(0),
-    )?;
+    let data: Vec<u8> = conn
+        .prepare_cached("SELECT data FROM chunks WHERE series_id = ?1 AND start_ts = ?2")?
+        .query_row(params![sid, c.start], |r| r.get(0))?;
     let sealed = chunk::decode(&data)?;
     let merged = merge_head_wins(&sealed, &head);
-    conn.execute(
-        "DELETE FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
-        params![sid, c.start],
-    )?;
+    conn.prepare_cached("DELETE FROM chunks WHERE series_id = ?1 AND start_ts = ?2")?
+        .execute(params![sid, c.start])?;
     let pieces = if merged.len() * 2 > policy.chunk_points * 3 {
         merged.len().div_ceil(policy.chunk_points)
     } else {

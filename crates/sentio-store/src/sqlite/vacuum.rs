@@ -58,8 +58,13 @@ pub(super) fn enable_incremental(conn: &Connection, path: &Path) -> Result<()> {
 /// [`BYTES_PER_PASS`] at a time, then checkpoints: the moved pages leave the log and the file
 /// is cut to its new length (else the log would hold them and the directory grow meanwhile).
 pub(super) fn reclaim(conn: &Connection) -> Result<()> {
-    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
-    let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    // Run at every maintenance pass: cached statements, not re-parsed pragmas.
+    let pragma =
+        |sql: &str| -> Result<i64> { Ok(conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?) };
+    let (free, page) = (
+        pragma("PRAGMA freelist_count")?,
+        pragma("PRAGMA page_size")?,
+    );
     let keep = KEEP_FREE_BYTES / page.max(512);
     if free <= keep {
         return Ok(());

@@ -11,7 +11,7 @@
 //! Held in memory and rebuilt at open (every series starts due), so a restart only means one
 //! full pass.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::rollup::{HOUR, ROLL_BATCH_MS, SETTLE_MS, floor};
 use super::seal::SealPolicy;
@@ -111,6 +111,9 @@ pub(super) struct Workset {
     /// When each series next needs maintenance although nothing is appended to it; absent:
     /// due now.
     due: HashMap<SeriesId, Due>,
+    /// The same due times ordered by (time, series), kept between passes: a pass takes the
+    /// ones that have come from its front instead of scanning every series.
+    due_order: BTreeSet<(i64, SeriesId)>,
     /// Every series is due now (start, a new retention policy, a device's kind changed).
     all_due: bool,
 }
@@ -179,31 +182,37 @@ impl Workset {
     }
 
     /// The series maintenance must look at `now`, in id order: every series when all are due
-    /// (`all` lists them), else those whose due time has come, and those appended to unless
-    /// their [`Due::after_append`] says they are not due yet (then only their due time moves).
+    /// (`all` lists them), else those whose due time has come (from the front of the due
+    /// order), and those appended to unless their [`Due::after_append`] says they are not due
+    /// yet (then only their due time moves). Costs what is appended and due, not the number
+    /// of series.
     pub(super) fn due(&mut self, now: i64, all: impl FnOnce() -> Vec<SeriesId>) -> Vec<SeriesId> {
         let mut ids: Vec<SeriesId> = if std::mem::take(&mut self.all_due) {
             self.due.clear();
+            self.due_order.clear();
             all()
         } else {
-            let due = &mut self.due;
+            let mut moved = Vec::new();
+            let due = &self.due;
             self.appended.retain(|sid, oldest| {
                 match due.get(sid).and_then(|d| d.after_append(*oldest, now)) {
                     Some(d) if d.at > now => {
-                        due.insert(*sid, d);
+                        moved.push((*sid, d));
                         false
                     }
                     _ => true,
                 }
             });
+            for (sid, d) in moved {
+                self.set_due(sid, d);
+            }
             self.appended
                 .keys()
                 .copied()
                 .chain(
-                    self.due
-                        .iter()
-                        .filter(|(_, d)| d.at <= now)
-                        .map(|(sid, _)| *sid),
+                    self.due_order
+                        .range(..=(now, SeriesId::MAX))
+                        .map(|&(_, sid)| sid),
                 )
                 .collect()
         };
@@ -212,22 +221,42 @@ impl Workset {
         ids
     }
 
+    /// Records `sid`'s due time, in both the map and the order. The order is touched only
+    /// when the time moves: at 1 Hz an append usually leaves it where it was (its roll).
+    fn set_due(&mut self, sid: SeriesId, d: Due) {
+        match self.due.insert(sid, d) {
+            Some(old) if old.at == d.at => return,
+            Some(old) => {
+                self.due_order.remove(&(old.at, sid));
+            }
+            None => {}
+        }
+        self.due_order.insert((d.at, sid));
+    }
+
+    /// Forgets `sid`'s due time (it is due now); returns it.
+    fn clear_due(&mut self, sid: SeriesId) -> Option<Due> {
+        let old = self.due.remove(&sid)?;
+        self.due_order.remove(&(old.at, sid));
+        Some(old)
+    }
+
     /// Maintenance starts on `sid`: returns the oldest timestamp appended since its last
     /// visit, and when it was due (`None`: its state is unknown, look at everything).
     pub(super) fn visiting(&mut self, sid: SeriesId) -> (Option<i64>, Option<Due>) {
-        (self.appended.remove(&sid), self.due.remove(&sid))
+        (self.appended.remove(&sid), self.clear_due(sid))
     }
 
     /// Maintenance finished `sid`.
     pub(super) fn finished(&mut self, sid: SeriesId, due: Due) {
-        self.due.insert(sid, due);
+        self.set_due(sid, due);
     }
 
     /// Maintenance stopped before finishing these: they are looked at in full next pass.
     pub(super) fn unfinished(&mut self, ids: &[SeriesId]) {
-        for sid in ids {
-            self.due.remove(sid);
-            self.appended.entry(*sid).or_insert(i64::MAX);
+        for &sid in ids {
+            self.clear_due(sid);
+            self.appended.entry(sid).or_insert(i64::MAX);
         }
     }
 
@@ -236,7 +265,7 @@ impl Workset {
         self.unsealed.remove(&sid);
         self.seal_waits.remove(&sid);
         self.appended.remove(&sid);
-        self.due.remove(&sid);
+        self.clear_due(sid);
     }
 }
 
@@ -274,6 +303,43 @@ mod tests {
         w.make_all_due();
         assert_eq!(w.due(0, || vec![1, 2, 3]), [1, 2, 3]);
         assert_eq!(w.visiting(1), (None, None));
+    }
+
+    #[test]
+    fn a_due_time_that_moves_or_goes_leaves_nothing_behind_in_the_order() {
+        let due = |at| Due {
+            at,
+            expiry: i64::MAX,
+            raw_ms: 1_000 * HOUR,
+            rolled_until: Some(0),
+        };
+        let roll = ROLL_BATCH_MS + SETTLE_MS;
+        let mut w = Workset::default();
+        // Due early; an append after what is rolled up moves it to its roll, later.
+        w.finished(1, due(10));
+        w.appended(1, 5, 5);
+        assert!(w.due(roll - 1, Vec::new).is_empty(), "not at its old time");
+        assert_eq!(w.due(roll, Vec::new), [1]);
+        // Visited: due now until finished again, then only at its new time.
+        assert_eq!(w.visiting(1).1.map(|d| d.at), Some(roll));
+        w.finished(1, due(500));
+        assert!(w.due(499, Vec::new).is_empty());
+        // Erased, or given back unfinished: its due time goes with it.
+        w.finished(2, due(100));
+        w.remove(2);
+        w.unfinished(&[1]);
+        assert_eq!(
+            w.due(1_000, Vec::new),
+            [1],
+            "unfinished: looked at again, once"
+        );
+        w.visiting(1);
+        assert!(w.due(1_000, Vec::new).is_empty());
+        // Many series: only those due come out, in id order.
+        for sid in (10..1_000).rev() {
+            w.finished(sid, due(sid * 10));
+        }
+        assert_eq!(w.due(120, Vec::new), [10, 11, 12]);
     }
 
     const MIN: i64 = 60_000;
