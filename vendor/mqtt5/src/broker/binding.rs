@@ -1,3 +1,4 @@
+use crate::error::MqttError;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
@@ -57,6 +58,21 @@ pub async fn bind_tcp_addresses(
         successful,
         failures,
     }
+}
+
+/// SENTIO-PATCH: the error of a listener that could bind none of its addresses, on one line:
+/// each address with the bind's own error (e.g. `cannot listen for MQTT over TLS on
+/// 127.0.0.1:8883: Address already in use (os error 98)`).
+#[must_use]
+pub fn listen_error(listener: &str, failures: &[BindFailure]) -> MqttError {
+    let each: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.address, f.error))
+        .collect();
+    MqttError::Io(format!(
+        "cannot listen for {listener} on {}",
+        each.join("; ")
+    ))
 }
 
 pub fn format_binding_error(

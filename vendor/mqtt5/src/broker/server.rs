@@ -1,7 +1,7 @@
 use crate::broker::auth::{
     AllowAllAuthProvider, AuthProvider, AuthRateLimiter, RateLimitedAuthProvider,
 };
-use crate::broker::binding::{bind_tcp_addresses, format_binding_error};
+use crate::broker::binding::{bind_tcp_addresses, format_binding_error, listen_error};
 use crate::broker::bridge::BridgeManager;
 use crate::broker::client_handler::ClientHandler;
 use crate::broker::config::{BrokerConfig, StorageBackend as StorageBackendType};
@@ -632,10 +632,13 @@ impl MqttBroker {
             let acceptor = acceptor_config.build_acceptor()?;
 
             let bind_result = bind_tcp_addresses(&tls_config.bind_addresses, "TLS").await;
+            // SENTIO-PATCH: a TLS listener that cannot listen is an error, as the plain one is
+            // (upstream logged a warning and ran without TLS), naming each address and the
+            // bind's own error.
+            if bind_result.is_empty() && !bind_result.failures.is_empty() {
+                return Err(listen_error("MQTT over TLS", &bind_result.failures));
+            }
             if bind_result.is_empty() {
-                let error_msg =
-                    format_binding_error("TLS", &bind_result.failures, &tls_config.bind_addresses);
-                warn!("{}, TLS disabled", error_msg);
                 return Ok((Vec::new(), None));
             }
             bind_result.warn_partial_failures("TLS");

@@ -144,3 +144,41 @@ async fn mqtt_over_tls_with_the_generated_certificate() {
     assert_eq!(node.mqtt_tls.clone().unwrap().1, fingerprint);
     node.shutdown().await;
 }
+
+/// A TLS port that cannot be listened on stops the node with an error naming the address and
+/// the bind's own error: whether another program holds it, or it is the node's own plain
+/// MQTT port (which passes the check for other programs and then fails in the broker; it
+/// used to say only "the TLS listener has no address").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_port_that_cannot_be_listened_on_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = taken.local_addr().unwrap();
+    let mut c = node_config(dir.path());
+    c.mqtt.tls.enabled = true;
+    c.mqtt.tls.listen = held;
+    let msg = format!("{:#}", try_start(c).await.err().expect("TLS port taken"));
+    assert!(
+        msg.contains(&held.port().to_string()) && msg.contains("mqtt.tls.listen"),
+        "{msg}"
+    );
+    drop(taken);
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let both = free.local_addr().unwrap();
+    drop(free);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = node_config(dir.path());
+    c.mqtt.listen = both;
+    c.mqtt.tls.enabled = true;
+    c.mqtt.tls.listen = both;
+    let msg = format!(
+        "{:#}",
+        try_start(c).await.err().expect("TLS on the MQTT port")
+    );
+    assert!(
+        msg.contains(&format!("cannot listen for MQTT over TLS on {both}"))
+            && msg.contains("in use"),
+        "{msg}"
+    );
+}
