@@ -40,6 +40,8 @@ mod retained;
 mod tap;
 mod tls;
 mod uplink;
+#[cfg(test)]
+mod wildcard_index;
 mod ws;
 
 use std::future::Future;

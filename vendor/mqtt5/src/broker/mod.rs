@@ -54,7 +54,10 @@ mod session_fault_tests;
 pub mod session_slot;
 pub mod storage;
 pub mod sys_topics;
-mod wildcard_index;
+// SENTIO-PATCH: public (not part of the API) so that Sentio's tests, which run in
+// `cargo test --workspace` where mqtt5's own do not, can check the index.
+#[doc(hidden)]
+pub mod wildcard_index;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tls_acceptor;
 #[cfg(not(target_arch = "wasm32"))]
