@@ -92,7 +92,10 @@ struct Pending {
 }
 
 struct LogState {
-    sessions: HashMap<String, ClientSession>,
+    /// SENTIO-PATCH: boxed: a `ClientSession` is a few hundred bytes, and a hash table keeps
+    /// up to twice as many slots as entries, so inline every connection paid for about two
+    /// (0.4 KB more per connection at 2,000 connections).
+    sessions: HashMap<String, Box<ClientSession>>,
     pending: Vec<Pending>,
     next_seq: u64,
     settled_seq: u64,
@@ -342,7 +345,12 @@ impl SessionLog {
     }
 
     pub(super) fn get(&self, client_id: &str) -> Option<ClientSession> {
-        self.shared.state.lock().sessions.get(client_id).cloned()
+        self.shared
+            .state
+            .lock()
+            .sessions
+            .get(client_id)
+            .map(|session| ClientSession::clone(session))
     }
 
     pub(super) fn client_ids(&self) -> Vec<String> {
@@ -356,14 +364,11 @@ impl SessionLog {
     ) -> Result<R> {
         let (settled, outcome) = {
             let mut state = self.shared.state.lock();
-            let (change, outcome) = decide(state.sessions.get(client_id));
+            let (change, outcome) = decide(state.sessions.get(client_id).map(|s| &**s));
             let entry = match change {
                 Some(SessionChange::Put(session)) => {
                     let line = encode(client_id, Some(&session))?;
-                    let undo = state
-                        .sessions
-                        .insert(client_id.to_string(), *session)
-                        .map(Box::new);
+                    let undo = state.sessions.insert(client_id.to_string(), session);
                     Entry::Write {
                         client_id: client_id.to_string(),
                         line,
@@ -373,7 +378,7 @@ impl SessionLog {
                 }
                 Some(SessionChange::Remove) => {
                     let line = encode(client_id, None)?;
-                    let undo = state.sessions.remove(client_id).map(Box::new);
+                    let undo = state.sessions.remove(client_id);
                     Entry::Write {
                         client_id: client_id.to_string(),
                         line,
@@ -469,7 +474,7 @@ fn fail(shared: &Shared, batch: Vec<Pending>, error: &MqttError) {
                 Some(previous) => {
                     state
                         .sessions
-                        .insert(client_id.clone(), previous.as_ref().clone());
+                        .insert(client_id.clone(), previous.clone());
                 }
                 None => {
                     state.sessions.remove(client_id);
@@ -551,7 +556,7 @@ struct ReplaySummary {
 fn open_blocking(
     dir: &Path,
     import_legacy: bool,
-) -> Result<(LogWriter, HashMap<String, ClientSession>)> {
+) -> Result<(LogWriter, HashMap<String, Box<ClientSession>>)> {
     remove_temp_files(dir);
     let path = dir.join(LOG_FILE);
     let mut loaded = Loaded::new();
@@ -645,7 +650,7 @@ fn open_blocking(
     }
     let sessions = loaded
         .into_iter()
-        .map(|(id, (session, _))| (id, session))
+        .map(|(id, (session, _))| (id, Box::new(session)))
         .collect();
     Ok((writer, sessions))
 }
