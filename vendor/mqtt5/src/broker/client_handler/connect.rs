@@ -647,7 +647,7 @@ impl ClientHandler {
         let mut session = match resumable {
             Some(mut session) => {
                 self.drop_unauthorized_subscriptions(&mut session).await;
-                session.will_message.clone_from(&connect.will);
+                session.will_message = connect.will.clone().map(Box::new);
                 session.will_delay_interval = connect
                     .will
                     .as_ref()

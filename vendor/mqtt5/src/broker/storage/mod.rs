@@ -273,7 +273,9 @@ pub struct ClientSession {
     #[serde(skip, default = "SystemTime::now")]
     pub last_seen: SystemTime,
     /// Will message to publish on abnormal disconnect
-    pub will_message: Option<crate::types::WillMessage>,
+    /// SENTIO-PATCH: boxed: about 180 B inline, in every session (the handler's and the
+    /// session log's copy) although most clients set no will.
+    pub will_message: Option<Box<crate::types::WillMessage>>,
     /// Will delay interval in seconds (extracted for convenience)
     pub will_delay_interval: Option<u32>,
     /// Client's receive maximum (for broker outbound flow control)
@@ -915,7 +917,7 @@ impl ClientSession {
             subscriptions: HashMap::new(),
             created_at: now,
             last_seen: now,
-            will_message,
+            will_message: will_message.map(Box::new),
             will_delay_interval: will_delay,
             receive_maximum: 65535,
             change_only_state: ChangeOnlyState::default(),
