@@ -431,17 +431,6 @@ pub struct SeriesDetector {
     /// Alerts on this series marked as false alarms by users.
     #[serde(default)]
     false_alarms: u32,
-    /// Lowest and highest reading the live engine judged normal (raised no alert on) outside
-    /// an alert's episode: the values this series has held as normal, which its kin consult
-    /// (`kin.rs`). Absent in older
-    /// saved states until the next normal reading.
-    #[serde(default)]
-    held: Option<[f64; 2]>,
-    /// While an alert's episode lasts, the guard's band at its first alert: the episode ends at
-    /// the first reading back inside it. Readings in an episode are not held as normal, even
-    /// once the guard has accepted a persistent level (a fault is not the kind's regime).
-    #[serde(default)]
-    episode: Option<[f64; 2]>,
 }
 
 /// How a series' sensitivity changed when an alert was marked as a false alarm.
@@ -488,8 +477,6 @@ impl SeriesDetector {
             peak: 0.0,
             guard: crate::guard::Guard::default(),
             false_alarms: 0,
-            held: None,
-            episode: None,
         }
     }
 
@@ -586,62 +573,9 @@ impl SeriesDetector {
 
     /// Scores `value` observed at `ts_ms` (milliseconds since the Unix epoch), then learns from it.
     pub fn update(&mut self, ts_ms: i64, value: f64) -> Score {
-        self.update_among(ts_ms, value, |_, _| false)
-    }
-
-    /// The lowest and highest reading judged normal so far (no alert raised, no alert's
-    /// episode open), if any.
-    pub fn held_range(&self) -> Option<[f64; 2]> {
-        self.held
-    }
-
-    /// [`SeriesDetector::update`] for a series with kin (the same metric on other devices of
-    /// the same kind). While this series' own history is younger than a day, a live alert that
-    /// is a change of level alone (not a spike, jump, freeze or change of noise) is not raised
-    /// when `held_by_kin(from, to)` says a kin series has held both the level this one had
-    /// (`from`) and the reading (`to`) as normal: a regime the kind is known to switch between
-    /// (a wearer's first walk, a room's first morning), not a fault, which no kin shows as
-    /// normal. The score is unchanged. See `kin.rs`.
-    pub fn update_among(
-        &mut self,
-        ts_ms: i64,
-        value: f64,
-        held_by_kin: impl FnOnce(f64, f64) -> bool,
-    ) -> Score {
-        let (score, from, band) = self.judge(ts_ms, value);
-        let mut score = score;
-        if score.alert
-            && ts_ms - self.first_ts < DAY_MS
-            && from.is_some_and(|from| held_by_kin(from, value))
-        {
-            score.alert = false;
-        }
-        if !value.is_finite() {
-            return score;
-        }
-        if score.alert {
-            self.episode.get_or_insert(band);
-        } else if self
-            .episode
-            .is_some_and(|[lo, hi]| (lo..=hi).contains(&value))
-        {
-            self.episode = None;
-        }
-        if !score.alert && self.episode.is_none() {
-            self.held = Some(match self.held {
-                Some([lo, hi]) => [lo.min(value), hi.max(value)],
-                None => [value, value],
-            });
-        }
-        score
-    }
-
-    /// The live verdict on `value`; when it alerts on a change of level alone, the level the
-    /// series had before it (the baseline guard's); the guard's band before it.
-    fn judge(&mut self, ts_ms: i64, value: f64) -> (Score, Option<f64>, [f64; 2]) {
         let mut score = self.score_point(ts_ms, value);
         if !value.is_finite() {
-            return (score, None, [value; 2]);
+            return score;
         }
         if self.false_alarms > 0 && score.score < self.score_threshold() {
             score.alert = false;
@@ -674,18 +608,7 @@ impl SeriesDetector {
             score.upper = g.upper;
             score.detector = score.detector.with_baseline();
         }
-        // A change of level: the guard's band (not a jump or a freeze) or the fused detector's
-        // statistics, none of them a single reading far from the expected value or a freeze.
-        // The noise's statistics (variance, spike density) may be named: a new regime changes
-        // the noise too (a walk is noisier than a rest).
-        let sudden = score.detector.kinds().any(|k| {
-            matches!(
-                k,
-                DetectorKind::Spike | DetectorKind::Dip | DetectorKind::Stuck
-            )
-        });
-        let level_only = score.alert && !sudden && (!g.alert || g.change_of_level);
-        (score, level_only.then_some(g.expected), [g.lower, g.upper])
+        score
     }
 
     fn score_point(&mut self, ts_ms: i64, value: f64) -> Score {
