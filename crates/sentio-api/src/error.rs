@@ -155,7 +155,7 @@ impl From<PipelineError> for ApiError {
                 "rejected",
                 format!("nothing accepted: {reason}"),
             ),
-            PipelineError::ShuttingDown => Self::new(
+            PipelineError::ShuttingDown | PipelineError::StageThread(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
                 "the node is shutting down; retry on another node or later",

@@ -51,6 +51,11 @@ pub struct BrokerBenchArgs {
     /// Milliseconds between two readings of one simulated device in the ingest-on pass.
     #[arg(long, default_value_t = 100)]
     pub ingest_interval_ms: u64,
+    /// Runs only the scenarios whose name contains this text (repeatable; default: every
+    /// one), in both passes: `--only "at 10k"` measures the QoS 1 latency scenario alone, with
+    /// telemetry ingest idle and then on.
+    #[arg(long)]
+    pub only: Vec<String>,
 }
 
 /// What a scenario measures, and so which figure the table shows.
@@ -100,6 +105,23 @@ fn throughput(name: &str, pubs: u32, subs: u32, qos: u8, count: u64, topics: &st
 fn persistent(mut scenario: Scenario) -> Scenario {
     scenario.args.push("--persistent-subs".into());
     scenario
+}
+
+/// The scenarios `only` selects (by a part of their name), every one when it is empty; an
+/// error naming them all when it selects none.
+fn selected(all: Vec<Scenario>, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    let chosen: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "--only {only:?} selects no scenario; they are: {}",
+            names.join(", ")
+        );
+    }
+    Ok(chosen)
 }
 
 fn scenarios(scale: f64, conns: usize) -> Vec<Scenario> {
@@ -644,7 +666,7 @@ fn bench(
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut mosquitto_results = Vec::new();
-    for scenario in scenarios(args.scale, args.conns) {
+    for scenario in selected(scenarios(args.scale, args.conns), &args.only)? {
         let sentio_target = Target {
             label: "sentio",
             port: sentio.mqtt_port,
@@ -850,6 +872,19 @@ mod tests {
         assert!(t.contains("| 200 | 100 | 3.00 (1.00–4.00) |"), "{t}");
         assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
+    }
+
+    #[test]
+    fn only_selects_scenarios_by_a_part_of_their_name() {
+        let all = || scenarios(0.1, 100);
+        let latency = selected(all(), &["at 10k".to_string()]).unwrap();
+        assert_eq!(latency.len(), 1);
+        assert_eq!(latency[0].kind, Kind::Latency);
+        let two = selected(all(), &["QoS 0 1→1".to_string(), "idle".to_string()]).unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(selected(all(), &[]).unwrap().len(), all().len());
+        let none = selected(all(), &["QoS 3".to_string()]).err().unwrap();
+        assert!(none.to_string().contains("QoS 0 1→1"), "{none}");
     }
 
     #[test]

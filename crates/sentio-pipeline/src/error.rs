@@ -30,6 +30,9 @@ pub enum PipelineError {
     /// The result would be larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// A stage's thread could not be started.
+    #[error("could not start a pipeline stage: {0}")]
+    StageThread(#[from] std::io::Error),
     /// Nothing in the payload could be accepted.
     #[error("nothing accepted: {0}")]
     Rejected(String),

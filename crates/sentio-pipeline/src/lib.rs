@@ -5,8 +5,12 @@
 //!        ──► [detect: watches per device batch, one AlertTracker per AlertKey] ──► Bus (live events)
 //! ```
 //!
-//! Stages are tasks joined by bounded `tokio::sync::mpsc` channels: when the store or the
-//! detectors fall behind, [`Ingest::submit`] waits, which holds the publisher's PUBACK (or HTTP
+//! Stages are tasks joined by bounded `tokio::sync::mpsc` channels. The CPU-bound ones (the
+//! writer, which builds each group commit, and the detectors) each run on a thread of their
+//! own ([`stage_thread`]), never on the node's runtime workers, so the broker's acceptors and
+//! connection tasks do not wait behind a batch being scored; the detectors' thread runs at a
+//! lower OS priority ([`PipelineConfig::detect_nice`]). When the store or the detectors fall
+//! behind, [`Ingest::submit`] waits, which holds the publisher's PUBACK (or HTTP
 //! response), so back-pressure reaches the device instead of memory growing. An acknowledgement
 //! is only given after the points are committed to the store.
 //!
@@ -32,6 +36,9 @@ mod notice;
 mod presence;
 pub mod rules;
 mod series_limit;
+mod stage_thread;
+#[cfg(test)]
+mod stage_thread_tests;
 mod stats;
 
 pub use alerts::{AlertTracker, Transition};
@@ -57,6 +64,9 @@ use tokio::task::JoinHandle;
 /// accepted as long as raw data of its age is kept (a device back from a week offline can
 /// upload its buffer).
 pub const DEFAULT_LATE_WINDOW_MS: i64 = 7 * 86_400_000;
+
+/// Default [`PipelineConfig::detect_nice`].
+pub const DEFAULT_DETECT_NICE: i32 = 10;
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
@@ -95,6 +105,11 @@ pub struct PipelineConfig {
     pub max_twin_bytes: usize,
     /// The zone in which rules read the time of day.
     pub rule_clock: rules::RuleClock,
+    /// How many steps of OS priority (nice) the detectors' thread runs below the node's (Linux;
+    /// 0 keeps the node's): when the cores are busy, the broker's workers go first and scoring
+    /// waits, bounded by `detect_capacity_points` (beyond it the writer, and so the
+    /// acknowledgements, wait for the detectors).
+    pub detect_nice: i32,
 }
 
 impl Default for PipelineConfig {
@@ -117,6 +132,7 @@ impl Default for PipelineConfig {
             commands: actuate::CommandLimits::default(),
             max_twin_bytes: actuate::DEFAULT_MAX_TWIN_BYTES,
             rule_clock: rules::RuleClock::default(),
+            detect_nice: DEFAULT_DETECT_NICE,
         }
     }
 }
@@ -145,6 +161,8 @@ pub struct Pipeline {
     pub courier: actuate::CourierSlot,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The writer's and the detectors' threads, stopped once every task has ended.
+    stages: Vec<stage_thread::StageThread>,
 }
 
 impl Pipeline {
@@ -194,9 +212,11 @@ impl Pipeline {
             notices,
         )
         .await?;
+        let writer = stage_thread::StageThread::start("sentio-writer", 0)?;
+        let detect = stage_thread::StageThread::start("sentio-detect", config.detect_nice)?;
         let tasks = vec![
             tokio::spawn(commands.clone().run_expiry(shutdown_rx.clone())),
-            tokio::spawn(ingest::run_writer(
+            writer.spawn(ingest::run_writer(
                 ingest_rx,
                 ingest::DetectQueue::new(detect_tx, detect_permits, detect_budget),
                 stores.series.clone(),
@@ -205,7 +225,7 @@ impl Pipeline {
                 stats.clone(),
                 shutdown_rx.clone(),
             )),
-            tokio::spawn(detector.run(detect_rx, command_rx, config.save_state_every)),
+            detect.spawn(detector.run(detect_rx, command_rx, config.save_state_every)),
             tokio::spawn(presence::run_flusher(
                 presence.clone(),
                 stores.registry.clone(),
@@ -240,6 +260,7 @@ impl Pipeline {
             courier,
             shutdown,
             tasks,
+            stages: vec![writer, detect],
         })
     }
 
@@ -250,6 +271,9 @@ impl Pipeline {
         drop(self.ingest);
         for t in self.tasks {
             let _ = t.await;
+        }
+        for stage in self.stages {
+            stage.stop().await;
         }
     }
 }
