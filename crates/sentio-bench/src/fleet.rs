@@ -89,19 +89,34 @@ fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
 struct Cost {
     /// Share of one core (1.0 = a whole core).
     core: f64,
+    /// CPU time over the window, seconds.
+    cpu_s: f64,
     /// Resident set at the end of the window, MiB.
     rss_mib: f64,
+    /// Largest resident set seen during the window (sampled every 250 ms), MiB.
+    peak_rss_mib: f64,
 }
 
-/// Measures the node's CPU over `seconds` (the caller decides what happens meanwhile).
+/// Measures the node's CPU over `seconds` (the caller decides what happens meanwhile), and its
+/// RSS every 250 ms.
 async fn measure(pid: u32, seconds: f64) -> anyhow::Result<Cost> {
     let hz = clock_ticks_per_second();
     let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let until = t0 + Duration::from_secs_f64(seconds);
+    let mut peak = status_mib(pid, "VmRSS")?;
+    while Instant::now() < until {
+        let left = until.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        peak = peak.max(status_mib(pid, "VmRSS")?);
+    }
     let (c1, wall) = (cpu_ticks(pid)?, t0.elapsed().as_secs_f64());
+    let rss_mib = status_mib(pid, "VmRSS")?;
+    let cpu_s = (c1 - c0) as f64 / hz;
     Ok(Cost {
-        core: (c1 - c0) as f64 / hz / wall,
-        rss_mib: status_mib(pid, "VmRSS")?,
+        core: cpu_s / wall,
+        cpu_s,
+        rss_mib,
+        peak_rss_mib: peak.max(rss_mib),
     })
 }
 
@@ -113,6 +128,9 @@ struct Row {
     after: Cost,
     /// Points acknowledged per second during the 1 Hz window, and offered.
     acked_points_s: f64,
+    /// The node's CPU seconds per 1,000 points acknowledged during the 1 Hz window: less
+    /// noisy than the rate on a shared box.
+    cpu_s_per_k: f64,
     offered_points_s: f64,
     /// Publish → PUBACK during the 1 Hz window (ms).
     puback_p50: f64,
@@ -246,16 +264,19 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
             let t = Instant::now();
             let cost = measure(pid, args.window_seconds).await?;
             let acked = counters.acked_messages.load(Ordering::Relaxed) - acked;
-            let rate = acked as f64 * args.metrics as f64 / t.elapsed().as_secs_f64();
-            anyhow::Ok((cost, rate, crate::ingest::take_latencies(&pubs)))
+            let points = acked as f64 * args.metrics as f64;
+            let rate = points / t.elapsed().as_secs_f64();
+            let per_k = cost.cpu_s / (points / 1000.0);
+            anyhow::Ok((cost, rate, per_k, crate::ingest::take_latencies(&pubs)))
         };
         let (_, window) = tokio::join!(publishing, window);
-        let (busy, acked_points_s, lat) = window?;
+        let (busy, acked_points_s, cpu_s_per_k, lat) = window?;
         // Said before the drain, which fails when the node fell behind.
         eprintln!(
-            "{n} devices at 1 reading per {} ms: {} ({acked_points_s:.0} points/s acknowledged)",
+            "{n} devices at 1 reading per {} ms: {} (peak {:.0} MiB; {acked_points_s:.0} points/s acknowledged, {cpu_s_per_k:.3} CPU s per 1 k points)",
             args.interval_ms,
-            pct(&busy)
+            pct(&busy),
+            busy.peak_rss_mib
         );
         drain(&pubs).await?;
 
@@ -267,6 +288,7 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
             busy,
             after,
             acked_points_s,
+            cpu_s_per_k,
             offered_points_s: n as f64 * args.metrics as f64 * 1000.0 / args.interval_ms as f64,
             puback_p50: percentile(&lat, 0.5),
             puback_p99: percentile(&lat, 0.99),
@@ -275,10 +297,10 @@ async fn curve(node: &SentioChild, args: &FleetArgs) -> anyhow::Result<()> {
         rows.push(row);
     }
     println!(
-        "\n| devices (series) | idle: core, RSS | {} ms: core, RSS | points/s acknowledged of offered | PUBACK p50 / p99 | after: core, RSS |",
+        "\n| devices (series) | idle: core, RSS | {} ms: core, RSS (peak) | points/s acknowledged of offered | CPU s per 1 k points | PUBACK p50 / p99 | after: core, RSS |",
         args.interval_ms
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for r in &rows {
         println!("{}", format_row_md(r, args.metrics));
     }
@@ -300,13 +322,15 @@ fn pct(c: &Cost) -> String {
 
 fn format_row_md(r: &Row, metrics: usize) -> String {
     format!(
-        "| {} ({}) | {} | {} | {:.0} of {:.0} | {:.1} / {:.1} ms | {} |",
+        "| {} ({}) | {} | {} ({:.0} MiB) | {:.0} of {:.0} | {:.3} | {:.1} / {:.1} ms | {} |",
         r.devices,
         r.devices * metrics,
         pct(&r.idle),
         pct(&r.busy),
+        r.busy.peak_rss_mib,
         r.acked_points_s,
         r.offered_points_s,
+        r.cpu_s_per_k,
         r.puback_p50,
         r.puback_p99,
         pct(&r.after)

@@ -19,6 +19,7 @@ pub mod command;
 mod device;
 mod error;
 pub mod keys;
+pub mod metric_names;
 pub mod notify;
 mod point;
 pub mod rule;

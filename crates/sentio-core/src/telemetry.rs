@@ -198,7 +198,7 @@ fn parse_object(
         match value {
             Some(value) => out.points.push(Point {
                 device: device.clone(),
-                metric: Arc::from(name.as_str()),
+                metric: crate::metric_names::shared(name),
                 ts_ms,
                 value,
             }),

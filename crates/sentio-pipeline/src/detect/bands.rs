@@ -43,15 +43,21 @@ impl Bands {
         }
     }
 
-    /// Everything gathered since the last call, to save.
-    pub(crate) fn take(&mut self) -> Vec<(SeriesKey, BandRow)> {
-        let out = self
-            .pending
-            .drain()
-            .flat_map(|(series, rows)| rows.into_iter().map(move |r| (series.clone(), r)))
-            .collect();
+    /// What was gathered since the last call for the series that are `due`, into `out` (to
+    /// save).
+    pub(crate) fn take(
+        &mut self,
+        due: &dyn Fn(&SeriesKey) -> bool,
+        out: &mut Vec<(SeriesKey, BandRow)>,
+    ) {
+        self.pending.retain(|series, rows| {
+            if !due(series) {
+                return true;
+            }
+            out.extend(rows.drain(..).map(|r| (series.clone(), r)));
+            false
+        });
         shrink_if_sparse(&mut self.pending);
-        out
     }
 
     /// Drops what was gathered for a device (deleted or erased).
@@ -79,7 +85,9 @@ mod tests {
             scores.push((ts, score));
         }
         bands.scored(&series, 601_000, &detector.update(601_000, f64::NAN));
-        let mut rows: Vec<BandRow> = bands.take().into_iter().map(|(_, r)| r).collect();
+        let mut taken = Vec::new();
+        bands.take(&|_| true, &mut taken);
+        let mut rows: Vec<BandRow> = taken.into_iter().map(|(_, r)| r).collect();
         rows.sort_by_key(|r| r.bucket_ms);
         let warm: Vec<&(i64, Score)> = scores
             .iter()
@@ -110,6 +118,8 @@ mod tests {
                     .fold(f64::NEG_INFINITY, f64::max)
             );
         }
-        assert!(bands.take().is_empty(), "taken once");
+        taken = Vec::new();
+        bands.take(&|_| true, &mut taken);
+        assert!(taken.is_empty(), "taken once");
     }
 }

@@ -56,6 +56,9 @@ const MAX_OPEN_ALERTS_RESTORED: usize = 100_000;
 /// The kind of a device the registry does not know (it was deleted while its points were on
 /// their way): such devices are peers of one another only.
 const UNKNOWN_KIND: &str = "device";
+/// Steps of one state-save period (`save_state_every`): each writes the changed rows of one
+/// slice of the state ([`state::SaveSlices`]).
+const SAVE_SLICES: usize = 10;
 
 /// Requests to the detect task.
 pub(crate) enum Command {
@@ -158,6 +161,8 @@ pub(crate) struct DetectStage {
     stats: Arc<Stats>,
     /// Where opened alerts go to be notified.
     notices: Option<NoticeSender>,
+    /// The changed state not saved yet, by slice of the save period.
+    saves: state::SaveSlices,
 }
 
 impl DetectStage {
@@ -206,6 +211,7 @@ impl DetectStage {
             bus,
             stats,
             notices,
+            saves: state::SaveSlices::new(SAVE_SLICES),
         };
         let rows = stores.series.load_detector_states().await?;
         let n_rows = rows.len();
@@ -262,7 +268,10 @@ impl DetectStage {
         mut commands: mpsc::Receiver<Command>,
         save_every: Duration,
     ) {
-        let mut save = tokio::time::interval(save_every);
+        // One slice of the state per step: every changed row is written within `save_every`.
+        let step = (save_every / self.saves.slices() as u32).max(Duration::from_millis(1));
+        let mut save = tokio::time::interval(step);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         save.tick().await;
         let mut tick = tokio::time::interval(TICK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -273,7 +282,7 @@ impl DetectStage {
                     None => break,
                 },
                 Some(cmd) = commands.recv() => self.command(cmd).await,
-                _ = save.tick() => self.save_states().await,
+                _ = save.tick() => self.save_step().await,
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -935,19 +944,39 @@ impl DetectStage {
             .false_alarm(key, device_kind.as_deref())
     }
 
-    /// Saves the watch state changed since the last save, and the expected bands scored
+    /// Saves all the watch state changed since the last save, and the expected bands scored
     /// since (a failed save of bands loses those minutes' bands, never a point).
     async fn save_states(&mut self) {
         let mut bands = Vec::new();
         for w in &mut self.watches {
-            w.take_bands(&mut bands);
+            w.take_bands(&|_| true, &mut bands);
         }
+        let rows = self.saves.all(&mut self.watches);
+        self.write_states(bands, rows).await;
+    }
+
+    /// One step of the periodic save: the changed state and the bands of one slice.
+    async fn save_step(&mut self) {
+        let (slice, rows) = self.saves.step(&mut self.watches);
+        let mut bands = Vec::new();
+        let saves = &self.saves;
+        let due = |s: &SeriesKey| saves.slice_of(s) == slice;
+        for w in &mut self.watches {
+            w.take_bands(&due, &mut bands);
+        }
+        self.write_states(bands, rows).await;
+    }
+
+    async fn write_states(
+        &mut self,
+        bands: Vec<(SeriesKey, sentio_store::BandRow)>,
+        rows: Vec<(String, String, String)>,
+    ) {
         if !bands.is_empty()
             && let Err(e) = self.store.save_bands(bands).await
         {
             error!(error = %e, "could not save the expected bands");
         }
-        let rows = state::dirty_rows(&mut self.watches);
         if rows.is_empty() {
             return;
         }

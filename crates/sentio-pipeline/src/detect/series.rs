@@ -102,8 +102,12 @@ impl Watch for SeriesWatch {
         self.bands.forget(device);
     }
 
-    fn take_bands(&mut self, out: &mut Vec<(SeriesKey, BandRow)>) {
-        out.extend(self.bands.take());
+    fn take_bands(
+        &mut self,
+        due: &dyn Fn(&SeriesKey) -> bool,
+        out: &mut Vec<(SeriesKey, BandRow)>,
+    ) {
+        self.bands.take(due, out);
     }
 
     fn state_part(&self, key: &StateKey) -> Option<StatePart> {

@@ -4,6 +4,7 @@
 //! the relations watch (`relations`) and the device-model watch (`model`).
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash};
 
 use sentio_core::StateKey;
 
@@ -40,13 +41,22 @@ pub(super) fn restore_row(
 
 /// The rows of the state changed since the last call, each row whole: when one part of a
 /// shared row changed, every watch's part of it is written again.
+#[cfg(test)]
 pub(super) fn dirty_rows(watches: &mut [Box<dyn Watch>]) -> Vec<(String, String, String)> {
     let mut dirty = HashSet::new();
     for w in watches.iter_mut() {
         w.take_dirty(&mut dirty);
     }
-    let mut rows = Vec::with_capacity(dirty.len());
-    for key in dirty {
+    rows_of(watches, dirty)
+}
+
+/// The whole rows of `keys`.
+fn rows_of(
+    watches: &[Box<dyn Watch>],
+    keys: impl IntoIterator<Item = StateKey>,
+) -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    for key in keys {
         let mut whole = None;
         let mut fields: Vec<(&str, String)> = Vec::new();
         for w in watches.iter() {
@@ -63,6 +73,73 @@ pub(super) fn dirty_rows(watches: &mut [Box<dyn Watch>]) -> Vec<(String, String,
         }
     }
     rows
+}
+
+/// The state save spread over its period: every row (and every series' bands) belongs to one
+/// of `slices` slices by a hash of its key, and each save step writes one slice, in turn. A
+/// row changed since its last save is written at its slice's next step, so within one period
+/// as before; but a step writes a share of the changed rows (at 10,000 devices, 1 Hz: a tenth
+/// of 60,000 rows, not all of them every 30 s at once), so neither the serialised rows nor the
+/// transaction that writes them are ever the whole state at once.
+pub(super) struct SaveSlices {
+    /// Changed rows not written yet, by slice.
+    pending: Vec<HashSet<StateKey>>,
+    /// The slice the next step writes.
+    next: usize,
+    hasher: std::hash::BuildHasherDefault<std::hash::DefaultHasher>,
+}
+
+impl SaveSlices {
+    /// `slices` steps per period (at least one).
+    pub(super) fn new(slices: usize) -> Self {
+        Self {
+            pending: (0..slices.max(1)).map(|_| HashSet::new()).collect(),
+            next: 0,
+            hasher: Default::default(),
+        }
+    }
+
+    /// How many steps make a period.
+    pub(super) fn slices(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The slice of `key` (the same in every run: the hasher has fixed keys).
+    pub(super) fn slice_of(&self, key: &impl Hash) -> usize {
+        (self.hasher.hash_one(key) % self.pending.len() as u64) as usize
+    }
+
+    /// Takes the watches' changed rows into the slices.
+    fn collect(&mut self, watches: &mut [Box<dyn Watch>]) {
+        let mut dirty = HashSet::new();
+        for w in watches.iter_mut() {
+            w.take_dirty(&mut dirty);
+        }
+        for key in dirty {
+            let slice = self.slice_of(&key);
+            self.pending[slice].insert(key);
+        }
+    }
+
+    /// One step: the slice due and its changed rows (whole); the next step takes the next
+    /// slice.
+    pub(super) fn step(
+        &mut self,
+        watches: &mut [Box<dyn Watch>],
+    ) -> (usize, Vec<(String, String, String)>) {
+        self.collect(watches);
+        let slice = self.next;
+        self.next = (self.next + 1) % self.pending.len();
+        let keys = std::mem::take(&mut self.pending[slice]);
+        (slice, rows_of(watches, keys))
+    }
+
+    /// Every changed row, whatever its slice (a save asked for at once, or the last one).
+    pub(super) fn all(&mut self, watches: &mut [Box<dyn Watch>]) -> Vec<(String, String, String)> {
+        self.collect(watches);
+        let keys: Vec<StateKey> = self.pending.iter_mut().flat_map(|p| p.drain()).collect();
+        rows_of(watches, keys)
+    }
 }
 
 /// `{"a":<json>,"b":<json>}` from field names (plain identifiers) and their JSON.
@@ -198,6 +275,62 @@ mod tests {
         }
         assert!(!restore_row(&mut second, "~peers", "no-slash", "{}"));
         assert!(!restore_row(&mut second, "pump-1", "temp", "not json"));
+    }
+
+    #[test]
+    fn a_periodic_save_writes_each_changed_row_once_a_slice_at_a_time() {
+        let mut ws = watches();
+        let kind: Arc<str> = "pump".into();
+        let mut verdicts = Vec::new();
+        let devices: Vec<DeviceId> = (0..200)
+            .map(|i| DeviceId::parse(&format!("pump-{i}")).unwrap())
+            .collect();
+        for device in &devices {
+            let points = vec![Point {
+                device: device.clone(),
+                metric: "temp".into(),
+                ts_ms: 1_000,
+                value: 40.0,
+            }];
+            let batch = DeviceBatch {
+                device,
+                kind: &kind,
+                labels: &Default::default(),
+                twin: &cel::Value::Null,
+                points: &points,
+                arrived: &points,
+                now_ms: 1_000,
+                scores: &Default::default(),
+            };
+            for w in &mut ws {
+                w.observe(&batch, &mut verdicts);
+            }
+        }
+        let mut slices = SaveSlices::new(10);
+        let mut written = Vec::new();
+        let mut largest = 0;
+        for step in 0..10 {
+            let (slice, rows) = slices.step(&mut ws);
+            assert_eq!(slice, step);
+            for (d, m, _) in &rows {
+                let key = StateKey::from_row(d, m).unwrap();
+                assert_eq!(slices.slice_of(&key), slice, "{d} {m} in its own slice");
+            }
+            largest = largest.max(rows.len());
+            written.extend(rows.into_iter().map(|(d, m, _)| (d, m)));
+        }
+        // 200 series rows, 200 device rows, 200 limit rows and one peer group.
+        let total = written.len();
+        assert_eq!(total, 601);
+        written.sort();
+        written.dedup();
+        assert_eq!(written.len(), total, "each row written once in a period");
+        assert!(
+            largest < total / 5,
+            "a step writes a share, not the whole state: {largest} of {total}"
+        );
+        assert!(slices.step(&mut ws).1.is_empty(), "nothing changed since");
+        assert!(slices.all(&mut ws).is_empty());
     }
 
     #[test]

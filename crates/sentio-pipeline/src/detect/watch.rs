@@ -153,8 +153,14 @@ pub(crate) trait Watch: Send {
     /// Restores the state saved under `key` (the JSON of its part of the row).
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error>;
 
-    /// Moves the expected bands scored since the last call into `out` (the series watch).
-    fn take_bands(&mut self, _out: &mut Vec<(SeriesKey, BandRow)>) {}
+    /// Moves the expected bands scored since the last call of the series for which `due` says
+    /// yes into `out` (the series watch).
+    fn take_bands(
+        &mut self,
+        _due: &dyn Fn(&SeriesKey) -> bool,
+        _out: &mut Vec<(SeriesKey, BandRow)>,
+    ) {
+    }
 
     /// Moves the keys of state changed since the last call into `dirty`.
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>);
