@@ -616,3 +616,69 @@ async fn the_sealers_skips_never_leave_ready_points_in_the_head() {
     assert_eq!((tiers.head_points + tiers.sealed_points) as usize, total);
     check_reads(&store, &model, &mut rng, now).await;
 }
+
+#[tokio::test]
+async fn points_appended_while_the_sealer_compresses_are_neither_lost_nor_counted_twice() {
+    // The sealer reads what to seal, compresses without the connection, then writes: late
+    // points and duplicates appended in between, inside the ranges being sealed, must end up
+    // in the head or in a chunk, once.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(dir.path(), POLICY).unwrap();
+    let devices: Vec<String> = (0..40).map(|d| format!("d{d:02}")).collect();
+    let mut model = Model::new();
+    let n = 3_000i64;
+    for start in (0..n).step_by(500) {
+        let batch = devices
+            .iter()
+            .flat_map(|d| (start..start + 500).map(move |i| point(d, "t", i * 1000, i as f64)))
+            .collect();
+        append(&store, &mut model, batch).await;
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sealer = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                let r = store.seal_some(100_000).await.unwrap();
+                if !r.more && done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut rng = Rng(0x5ea1);
+    for _ in 0..150 {
+        // Per series, a duplicate of a tick or a point between two ticks, anywhere in the
+        // sealable range.
+        let batch = devices
+            .iter()
+            .map(|d| {
+                let t = rng.below(n as u64 - 100) as i64 * 1000 + [0, 500][rng.below(2) as usize];
+                point(d, "t", t, rng.value())
+            })
+            .collect();
+        append(&store, &mut model, batch).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sealer.await.unwrap();
+    store.seal_all().await.unwrap();
+
+    let mut all = 0;
+    for d in &devices {
+        let want = model_range(&model, (d, "t"), 0, n * 1000);
+        assert_eq!(
+            all_pages(&store, (d, "t"), 0, n * 1000, 5_000).await,
+            want,
+            "{d}"
+        );
+        all += want.len() as u64;
+    }
+    let tiers = store.tier_stats().await.unwrap();
+    assert!(tiers.sealed_points > 0);
+    assert_eq!(
+        tiers.head_points + tiers.sealed_points,
+        all,
+        "every point in the head or in a chunk, once"
+    );
+}
