@@ -339,24 +339,6 @@ pub(super) fn erase_device(conn: &Connection, device: &str) -> Result<u64> {
     Ok(n)
 }
 
-/// A head blob as the index knows it: (seq, first ts, last ts, count). A blob that lost
-/// points keeps its seq but not its count, so equal keys mean equal points.
-pub(super) type BlobKey = (i64, i64, i64, i64);
-
-/// The blobs of `sid` overlapping `[from, to]` (inclusive), in (first ts, seq) order: what the
-/// sealer checks before writing what it read.
-pub(super) fn blobs_in(conn: &Connection, sid: i64, from: i64, to: i64) -> Result<Vec<BlobKey>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT seq, first_ts, last_ts, count FROM temp.head_index \
-             WHERE series_id = ?1 AND first_ts <= ?3 AND last_ts >= ?2 ORDER BY first_ts, seq",
-        )?
-        .query_map(params![sid, from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?)
-}
-
 /// The oldest and the newest head timestamp of `sid`.
 pub(super) fn bounds(conn: &Connection, sid: i64) -> Result<Option<(i64, i64)>> {
     let (lo, hi): (Option<i64>, Option<i64>) = conn

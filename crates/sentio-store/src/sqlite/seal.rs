@@ -1,14 +1,11 @@
 //! The sealer: moves head points (`head`) into compressed chunks (`chunks`).
 //!
 //! Per series, points older than [`SealPolicy::seal_age_ms`] behind that series' newest point
-//! are sealed. A step ([`SqliteStore::seal_some`]) reads what to seal under the connection's
-//! lock (a plan per series), compresses the chunks WITHOUT the lock (appends go on meanwhile),
-//! then, under the lock again, writes them in ONE transaction that inserts the chunks and
-//! removes the head points they hold (a head blob reaching past them is rewritten with the
-//! rest). Before writing, each plan is checked against the head blobs and chunks it read: one
-//! that changed in between (a late point, retention, an erasure) is dropped and its series
-//! looked at again. So a crash at any moment loses nothing and duplicates nothing, and a head
-//! page shared by neighbouring series is written once per step. Work is bounded per step.
+//! are sealed. A step ([`SqliteStore::seal_some`]) seals series after series in ONE transaction
+//! that inserts the chunks and removes the head points they hold (a head blob reaching past
+//! them is rewritten with the rest), so a crash at any moment loses nothing and duplicates
+//! nothing, and a head page shared by neighbouring series is written once per step. Work is
+//! bounded per step and the connection is released between steps, so ingest interleaves.
 //!
 //! Where a head point falls inside an existing chunk's range (a late point or a duplicate), the
 //! chunk is decoded, merged (the head value wins) and re-encoded; chunk ranges never overlap.
@@ -159,29 +156,19 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
     let split = ids.partition_point(|&id| id <= cursor);
     ids.rotate_left(split);
 
-    // 1. What to seal, read under the lock (no write).
-    let planned = {
-        let conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-        plan_step(&conn, inner, &ids, max_points)
-    };
-    // 2. The chunks, compressed without the lock: appends go on meanwhile.
-    // 3. Written under the lock in ONE transaction, each plan checked against the head and
-    //    the chunks as they are now.
-    let done = planned.and_then(|step| {
-        let encoded = step
-            .plans
-            .iter()
-            .map(Plan::encode)
-            .collect::<Result<Vec<_>>>()?;
+    let batch = {
         let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
         // A sealing transaction only moves points inside the database, atomically: if a power
         // cut loses it, the points are still in the head. So it needs atomicity, not its own
         // fsync; the next acknowledged append syncs the log up to and including it, in order.
-        let report = super::without_fsync(&mut conn, |conn| apply_step(conn, &step, encoded))?;
-        Ok((step, report))
-    });
-    let (step, report) = match done {
-        Ok(d) => d,
+        super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
+    };
+    let Batch {
+        report,
+        finished,
+        waits,
+    } = match batch {
+        Ok(b) => b,
         Err(e) => {
             // Rolled back: every series is looked at again next time, not forgotten until
             // the next append.
@@ -189,169 +176,91 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
             return Err(e);
         }
     };
-    // The rest stays in the head, readable, and is looked at next time; so is a series
-    // sealed in this step (it may have more ready) or whose plan went stale.
+    // The rest stays in the head, readable, and is looked at next time.
     let mut work = inner.workset();
-    work.still_unsealed(&ids[step.looked..]);
-    let sealed: Vec<i64> = step.plans.iter().map(|p| p.sid).collect();
-    work.still_unsealed(&sealed);
-    for (sid, wait) in step.waits {
+    work.still_unsealed(&ids[finished..]);
+    for (sid, wait) in waits {
         work.seal_wait(sid, wait);
     }
     drop(work);
-    if let Some(&last) = step.looked.checked_sub(1).and_then(|i| ids.get(i)) {
+    if let Some(&last) = finished.checked_sub(1).and_then(|i| ids.get(i)) {
         *inner.seal_cursor.lock().unwrap_or_else(|p| p.into_inner()) = last;
     }
     Ok(report)
 }
 
-/// What one step of the sealer decided under the lock, before compressing anything.
-struct StepPlan {
-    /// At most one plan per series.
-    plans: Vec<Plan>,
-    /// Series looked at, from the first of the step's list.
-    looked: usize,
-    /// What the series with nothing ready wait for.
-    waits: Vec<(i64, SealWait)>,
-    /// Whether the budget ran out before every series was looked at.
-    cut_short: bool,
-}
-
-/// Looks at the series `ids` in order until plans for about `max_points` head points are made
-/// or the store is stopping: per series, one plan ([`CHUNKS_PER_SEAL`] chunks at most) or what
-/// it waits for. Reads only.
-fn plan_step(conn: &Connection, inner: &Inner, ids: &[i64], max_points: usize) -> Result<StepPlan> {
-    let mut step = StepPlan {
-        plans: Vec::new(),
-        looked: 0,
-        waits: Vec::new(),
-        cut_short: false,
-    };
-    let mut points = 0usize;
-    for &sid in ids {
-        if inner.interrupted() || points >= max_points {
-            step.cut_short = !inner.interrupted();
-            break;
-        }
-        match look(conn, sid, &inner.seal)? {
-            Look::Plan(plan) => {
-                points += plan.head_points as usize;
-                step.plans.push(plan);
-            }
-            Look::Wait(wait) => step.waits.push((sid, wait)),
-        }
-        step.looked += 1;
-    }
-    Ok(step)
-}
-
-/// Writes the step's chunks and removes their head points, in ONE transaction: consecutive
-/// series share the head's pages (one append's blobs are neighbours in `head_log`), so a page
-/// that several series' seals change is written once per step, not once per series. A plan
-/// whose head blobs or chunks changed since it was made (an append, retention, an erasure or
-/// another sealer in between) is left out: its series is looked at again.
-fn apply_step(
+/// Seals the series `ids` in order, in ONE transaction, until about `max_points` are moved or
+/// the store is stopping: consecutive series share the head's pages (one append's blobs are
+/// neighbours in `head_log`), so a page that several series' seals change is written once per
+/// batch, not once per series. Returns what was sealed, how many series were finished
+/// (nothing left to seal; a series the budget cut short is not) and what the finished ones wait
+/// for.
+fn seal_batch(
     conn: &mut Connection,
-    step: &StepPlan,
-    encoded: Vec<Vec<EncodedChunk>>,
-) -> Result<SealReport> {
+    inner: &Inner,
+    ids: &[i64],
+    max_points: usize,
+) -> Result<Batch> {
     let tx = CachedTx::begin(conn)?;
-    let mut report = SealReport {
-        more: step.cut_short || !step.plans.is_empty(),
-        ..SealReport::default()
-    };
-    for (plan, chunks) in step.plans.iter().zip(encoded) {
-        if !plan.still_holds(&tx)? {
-            continue;
+    let mut report = SealReport::default();
+    let mut finished = 0;
+    let mut waits = Vec::new();
+    'series: for &sid in ids {
+        // Seal this series until it has nothing ready or the budget is spent.
+        loop {
+            if inner.interrupted() || report.points as usize >= max_points {
+                report.more = !inner.interrupted();
+                break 'series;
+            }
+            match seal_one(&tx, sid, &inner.seal)? {
+                Step::Sealed(points, chunks) => {
+                    report.points += points;
+                    report.chunks += chunks;
+                }
+                Step::Wait(wait) => {
+                    waits.push((sid, wait));
+                    break;
+                }
+            }
         }
-        if let Kind::Merge { start, .. } = plan.kind {
-            tx.prepare_cached("DELETE FROM chunks WHERE series_id = ?1 AND start_ts = ?2")?
-                .execute(params![plan.sid, start])?;
-        }
-        for c in &chunks {
-            insert_chunk(&tx, plan.sid, c)?;
-        }
-        let removed = super::head::remove(&tx, plan.sid, plan.from, plan.to.saturating_add(1))?;
-        debug_assert_eq!(removed, plan.head_points);
-        report.points += plan.head_points;
-        report.chunks += chunks.len() as u64;
+        finished += 1;
     }
     tx.commit()?;
-    Ok(report)
+    Ok(Batch {
+        report,
+        finished,
+        waits,
+    })
 }
 
-/// What one look at a series found.
-enum Look {
-    /// Something to seal.
-    Plan(Plan),
+/// What one sealing step did (`seal_batch`).
+struct Batch {
+    report: SealReport,
+    /// Series finished, from the first of the step's list.
+    finished: usize,
+    /// What the finished series with nothing ready wait for.
+    waits: Vec<(i64, SealWait)>,
+}
+
+/// What one look at a series did.
+enum Step {
+    /// Points moved and chunks written.
+    Sealed(u64, u64),
     /// Nothing was ready; what it waits for.
     Wait(SealWait),
 }
 
-/// Head points of one series to seal, as read: the chunks they make (not yet compressed), the
-/// head range they leave, and what the head and the chunks looked like, to check before
-/// writing.
-struct Plan {
-    sid: i64,
-    kind: Kind,
-    /// The new chunks' points, one run per chunk.
-    pieces: Vec<Vec<(i64, f64)>>,
-    /// The head range removed, inclusive.
-    from: i64,
-    to: i64,
-    /// Head points in it.
-    head_points: u64,
-    /// The head blobs overlapping it when read (`head::blobs_in`).
-    blobs: Vec<super::head::BlobKey>,
-}
-
-/// Where the new chunks go.
-enum Kind {
-    /// Into a gap between chunks (or after the last one): no chunk overlaps the range.
-    Gap,
-    /// Replacing the chunk starting at `start` (its end and count as read).
-    Merge { start: i64, end: i64, count: i64 },
-}
-
-impl Plan {
-    fn encode(&self) -> Result<Vec<EncodedChunk>> {
-        self.pieces.iter().map(|p| chunk::encode(p)).collect()
-    }
-
-    /// Whether the head and the chunks are still as read: the same blobs over the range, and
-    /// no chunk in it (a gap) or the same chunk (a merge).
-    fn still_holds(&self, conn: &Connection) -> Result<bool> {
-        if super::head::blobs_in(conn, self.sid, self.from, self.to)? != self.blobs {
-            return Ok(false);
-        }
-        match self.kind {
-            Kind::Gap => {
-                Ok(chunk_at_or_before(conn, self.sid, self.to)?.is_none_or(|c| c.end < self.from))
-            }
-            Kind::Merge { start, end, count } => {
-                let now: Option<(i64, i64)> = conn
-                    .prepare_cached(
-                        "SELECT end_ts, count FROM chunks WHERE series_id = ?1 AND start_ts = ?2",
-                    )?
-                    .query_row(params![self.sid, start], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                Ok(now == Some((end, count)))
-            }
-        }
-    }
-}
-
-/// Looks at series `sid`: one plan of up to [`CHUNKS_PER_SEAL`] chunks, or what it waits for
-/// when nothing is ready. Reads only.
-fn look(conn: &Connection, sid: i64, policy: &SealPolicy) -> Result<Look> {
-    let chunk_newest: Option<i64> = conn
+/// Seals one chunk's worth of series `sid` inside the caller's transaction, or says what it
+/// waits for when nothing is ready (nothing written then).
+fn seal_one(tx: &Connection, sid: i64, policy: &SealPolicy) -> Result<Step> {
+    let chunk_newest: Option<i64> = tx
         .prepare_cached(
             "SELECT end_ts FROM chunks WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",
         )?
         .query_row([sid], |r| r.get(0))
         .optional()?;
-    let Some((first, head_newest)) = super::head::bounds(conn, sid)? else {
-        return Ok(Look::Wait(SealWait {
+    let Some((first, head_newest)) = super::head::bounds(tx, sid)? else {
+        return Ok(Step::Wait(SealWait {
             newest: chunk_newest.unwrap_or(i64::MIN),
             first: i64::MAX,
             ready_after: i64::MAX,
@@ -361,25 +270,25 @@ fn look(conn: &Connection, sid: i64, policy: &SealPolicy) -> Result<Look> {
     let newest = head_newest.max(chunk_newest.unwrap_or(i64::MIN));
     let cutoff = newest.saturating_sub(policy.seal_age_ms);
     if first >= cutoff {
-        return Ok(Look::Wait(SealWait {
+        return Ok(Step::Wait(SealWait {
             newest,
             first,
             ready_after: first,
             next_chunk: i64::MAX,
         }));
     }
-    let before = chunk_at_or_before(conn, sid, first)?;
+    let before = chunk_at_or_before(tx, sid, first)?;
     match before {
-        Some(c) if first <= c.end => plan_merge(conn, sid, c, policy),
+        Some(c) if first <= c.end => merge_into(tx, sid, c, policy),
         _ => {
-            let next: Option<i64> = conn
+            let next: Option<i64> = tx
                 .prepare_cached(
                     "SELECT start_ts FROM chunks WHERE series_id = ?1 AND start_ts > ?2 \
                      ORDER BY start_ts LIMIT 1",
                 )?
                 .query_row(params![sid, first], |r| r.get(0))
                 .optional()?;
-            plan_gap(conn, sid, (first, newest), cutoff, next, policy)
+            seal_gap(tx, sid, (first, newest), cutoff, next, policy)
         }
     }
 }
@@ -411,19 +320,23 @@ fn insert_chunk(conn: &Connection, sid: i64, c: &EncodedChunk) -> Result<()> {
     Ok(())
 }
 
+fn delete_head(conn: &Connection, sid: i64, from: i64, to_inclusive: i64) -> Result<usize> {
+    Ok(super::head::remove(conn, sid, from, to_inclusive.saturating_add(1))? as usize)
+}
+
 /// Head points in a gap between chunks (or after the last one) become new chunks: each full
 /// one, and a last shorter one when the gap is closed by the next chunk or its points have
 /// waited long enough. Up to [`CHUNKS_PER_SEAL`] chunks in one look, so a head blob holding
 /// many chunks' worth is rewritten once, not once per chunk. When none is ready, the wait ends
 /// once the cutoff passes the first chunk's worth of points (read past the cutoff for it).
-fn plan_gap(
+fn seal_gap(
     conn: &Connection,
     sid: i64,
     (first, newest): (i64, i64),
     cutoff: i64,
     next_chunk: Option<i64>,
     policy: &SealPolicy,
-) -> Result<Look> {
+) -> Result<Step> {
     let bounded_by_next = next_chunk.is_some_and(|n| n <= cutoff);
     let limit_ts = next_chunk.map_or(cutoff, |n| n.min(cutoff));
     let per_chunk = policy.chunk_points.max(1);
@@ -436,66 +349,54 @@ fn plan_gap(
     )?;
     let chunk_end = run.get(per_chunk - 1).map_or(i64::MAX, |p| p.0);
     run.truncate(run.partition_point(|p| p.0 < limit_ts));
-    let mut pieces = Vec::new();
     let mut sealed = 0usize;
+    let mut chunks = 0u64;
     for piece in run.chunks(per_chunk) {
         let full = piece.len() == per_chunk;
         let waited = piece[0].0 < cutoff.saturating_sub(policy.max_wait_ms);
         if !(full || bounded_by_next || waited) {
             break;
         }
-        pieces.push(piece.to_vec());
+        insert_chunk(conn, sid, &chunk::encode(piece)?)?;
         sealed += piece.len();
+        chunks += 1;
     }
     if sealed == 0 {
-        return Ok(Look::Wait(SealWait {
+        return Ok(Step::Wait(SealWait {
             newest,
             first,
             ready_after: chunk_end,
             next_chunk: next_chunk.unwrap_or(i64::MAX),
         }));
     }
-    let to = run[sealed - 1].0;
-    Ok(Look::Plan(Plan {
-        sid,
-        kind: Kind::Gap,
-        pieces,
-        from: first,
-        to,
-        head_points: sealed as u64,
-        blobs: super::head::blobs_in(conn, sid, first, to)?,
-    }))
+    let deleted = delete_head(conn, sid, first, run[sealed - 1].0)?;
+    debug_assert_eq!(deleted, sealed);
+    Ok(Step::Sealed(sealed as u64, chunks))
 }
 
 /// Head points inside chunk `c`'s range are merged into it (the head value wins on equal
 /// timestamps); the result replaces the chunk, split when it grew past 1.5 chunks.
-fn plan_merge(conn: &Connection, sid: i64, c: ChunkRange, policy: &SealPolicy) -> Result<Look> {
+fn merge_into(conn: &Connection, sid: i64, c: ChunkRange, policy: &SealPolicy) -> Result<Step> {
     let head =
         super::head::points_in(conn, sid, c.start, c.end.saturating_add(1), usize::MAX >> 1)?;
-    let (data, count): (Vec<u8>, i64) = conn
-        .prepare_cached("SELECT data, count FROM chunks WHERE series_id = ?1 AND start_ts = ?2")?
-        .query_row(params![sid, c.start], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let data: Vec<u8> = conn
+        .prepare_cached("SELECT data FROM chunks WHERE series_id = ?1 AND start_ts = ?2")?
+        .query_row(params![sid, c.start], |r| r.get(0))?;
     let sealed = chunk::decode(&data)?;
     let merged = merge_head_wins(&sealed, &head);
+    conn.prepare_cached("DELETE FROM chunks WHERE series_id = ?1 AND start_ts = ?2")?
+        .execute(params![sid, c.start])?;
     let pieces = if merged.len() * 2 > policy.chunk_points * 3 {
         merged.len().div_ceil(policy.chunk_points)
     } else {
         1
     };
     let per_piece = merged.len().div_ceil(pieces);
-    Ok(Look::Plan(Plan {
-        sid,
-        kind: Kind::Merge {
-            start: c.start,
-            end: c.end,
-            count,
-        },
-        pieces: merged.chunks(per_piece).map(<[_]>::to_vec).collect(),
-        from: c.start,
-        to: c.end,
-        head_points: head.len() as u64,
-        blobs: super::head::blobs_in(conn, sid, c.start, c.end)?,
-    }))
+    for piece in merged.chunks(per_piece) {
+        insert_chunk(conn, sid, &chunk::encode(piece)?)?;
+    }
+    delete_head(conn, sid, c.start, c.end)?;
+    Ok(Step::Sealed(head.len() as u64, pieces as u64))
 }
 
 /// Merges two sorted runs; on equal timestamps the head's value is kept.
