@@ -880,8 +880,11 @@ mod tests {
         let latency = selected(all(), &["at 10k".to_string()]).unwrap();
         assert_eq!(latency.len(), 1);
         assert_eq!(latency[0].kind, Kind::Latency);
-        let two = selected(all(), &["QoS 0 1→1".to_string(), "idle".to_string()]).unwrap();
+        let two = selected(all(), &["QoS 0 10→1".to_string(), "idle".to_string()]).unwrap();
         assert_eq!(two.len(), 2);
+        // A part of a name: "QoS 0 1→1" is also the start of "QoS 0 1→100 fan-out".
+        let prefix = selected(all(), &["QoS 0 1→1".to_string()]).unwrap();
+        assert_eq!(prefix.len(), 2);
         assert_eq!(selected(all(), &[]).unwrap().len(), all().len());
         let none = selected(all(), &["QoS 3".to_string()]).err().unwrap();
         assert!(none.to_string().contains("QoS 0 1→1"), "{none}");
