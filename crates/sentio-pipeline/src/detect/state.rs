@@ -39,18 +39,8 @@ pub(super) fn restore_row(
     ok
 }
 
-/// The rows of the state changed since the last call, each row whole: when one part of a
-/// shared row changed, every watch's part of it is written again.
-#[cfg(test)]
-pub(super) fn dirty_rows(watches: &mut [Box<dyn Watch>]) -> Vec<(String, String, String)> {
-    let mut dirty = HashSet::new();
-    for w in watches.iter_mut() {
-        w.take_dirty(&mut dirty);
-    }
-    rows_of(watches, dirty)
-}
-
-/// The whole rows of `keys`.
+/// The whole rows of `keys`: when one part of a shared row changed, every watch's part of it
+/// is written again.
 fn rows_of(
     watches: &[Box<dyn Watch>],
     keys: impl IntoIterator<Item = StateKey>,
@@ -224,7 +214,8 @@ mod tests {
                 w.observe(&batch, &mut verdicts);
             }
         }
-        let rows = sorted(dirty_rows(&mut first));
+        let mut save = SaveSlices::new(1);
+        let rows = sorted(save.all(&mut first));
         let keys: Vec<(&str, &str)> = rows
             .iter()
             .map(|(d, m, _)| (d.as_str(), m.as_str()))
@@ -242,7 +233,7 @@ mod tests {
         );
         let device_row: serde_json::Value = serde_json::from_str(&rows[2].2).unwrap();
         assert!(device_row["cadence"].is_object() && device_row["relations"].is_object());
-        assert!(dirty_rows(&mut first).is_empty(), "nothing changed since");
+        assert!(save.all(&mut first).is_empty(), "nothing changed since");
 
         // A fresh set of watches reads every row back and writes the same state.
         let mut second = watches();
