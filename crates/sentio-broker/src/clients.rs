@@ -10,12 +10,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Instant;
 
 use mqtt5::broker::router::MessageRouter;
 use sentio_core::time;
-use sentio_store::TOKEN_USERNAME_PREFIX;
+
+use crate::client_table::{ClientTable, Entry, Pending, is_token};
 
 /// A connected client as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,16 +37,6 @@ pub struct ClientInfo {
     pub queue_depth: usize,
     /// Messages dropped from its session's queue at the configured bound, since start.
     pub dropped: u64,
-}
-
-/// An accepted CONNECT whose connection is not yet up.
-struct Pending {
-    username: Option<String>,
-    protocol: &'static str,
-    address: SocketAddr,
-    at: Instant,
-    /// The identity's revocation count when its credential was checked.
-    revocations: u64,
 }
 
 /// How many connections one node, identity or address may hold (0 = no limit).
@@ -81,36 +72,17 @@ pub(crate) struct Ticket {
     revocations: u64,
 }
 
-fn is_token(user: &str) -> bool {
-    user.starts_with(TOKEN_USERNAME_PREFIX)
-}
-
-struct Entry {
-    username: Option<String>,
-    protocol: &'static str,
-    address: SocketAddr,
-    connected_ms: i64,
-    subscriptions: BTreeSet<String>,
-    /// Connections under this client id that have not reported their disconnect yet (a
-    /// takeover briefly has two).
-    connections: u32,
-}
-
 /// The table of connected clients.
 #[derive(Default)]
 pub(crate) struct Clients {
     quotas: Quotas,
-    pending: Mutex<HashMap<String, Pending>>,
-    live: Mutex<HashMap<String, Entry>>,
+    table: Mutex<ClientTable>,
     /// Identity → how many times it was revoked (secret rotated, device or token deleted).
     revocations: Mutex<HashMap<String, u64>>,
     /// Weak: the router owns the event handler, which owns this table; a strong reference
     /// would be a cycle that keeps the broker's storage (and its directory lock) alive.
     router: OnceLock<Weak<MessageRouter>>,
 }
-
-/// Pending entries older than this belong to connections that never came up.
-const PENDING_TTL: Duration = Duration::from_secs(30);
 
 fn protocol_name(version: u8) -> &'static str {
     match version {
@@ -138,6 +110,10 @@ impl Clients {
         }
     }
 
+    fn table(&self) -> MutexGuard<'_, ClientTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn revocations_of(&self, identity: &str) -> u64 {
         self.revocations
             .lock()
@@ -158,20 +134,19 @@ impl Clients {
         version: u8,
         address: SocketAddr,
     ) -> Result<(), Refusal> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table();
         let now = Instant::now();
-        pending.retain(|_, p| now.duration_since(p.at) < PENDING_TTL);
-        {
-            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            let takeover = live
-                .get(client_id)
-                .is_some_and(|e| e.username == ticket.username);
-            if !takeover {
-                self.check_quotas(&live, &pending, &ticket, client_id, address)?;
-            }
+        table.expire_pending(now);
+        let takeover = table
+            .maps()
+            .live
+            .get(client_id)
+            .is_some_and(|e| e.username == ticket.username);
+        if !takeover {
+            self.check_quotas(&table, &ticket, client_id, address)?;
         }
-        pending.insert(
-            client_id.to_string(),
+        table.insert_pending(
+            client_id,
             Pending {
                 username: ticket.username,
                 protocol: protocol_name(version),
@@ -183,10 +158,13 @@ impl Clients {
         Ok(())
     }
 
+    /// Whether one more connection of `ticket`'s identity from `address` fits every quota.
+    /// `client_id`'s own connection, if it has one, is not counted: this CONNECT takes it over
+    /// (refused later if another identity holds it) rather than adding one. O(1): the table
+    /// keeps the counts.
     fn check_quotas(
         &self,
-        live: &HashMap<String, Entry>,
-        pending: &HashMap<String, Pending>,
+        table: &ClientTable,
         ticket: &Ticket,
         client_id: &str,
         address: SocketAddr,
@@ -199,29 +177,19 @@ impl Clients {
             None => 0,
         };
         let counts_for_address = |u: Option<&str>| !u.is_some_and(is_token);
-        let (mut node, mut identity, mut at_address) = (0, 0, 0);
-        let connections = live
-            .iter()
-            .map(|(id, e)| (id, e.username.as_deref(), e.address))
-            .chain(
-                pending
-                    .iter()
-                    // A pending takeover of a live client id is not another connection.
-                    .filter(|(id, _)| !live.contains_key(*id))
-                    .map(|(id, p)| (id, p.username.as_deref(), p.address)),
-            );
-        for (id, u, a) in connections {
-            if id == client_id {
-                // This CONNECT takes the client id over (refused later if another identity
-                // holds it): it replaces that connection rather than adding one.
-                continue;
+        let counts = table.counts();
+        let (mut node, mut identity, mut at_address) = (
+            counts.node,
+            user.map_or(0, |u| counts.identity(u)),
+            counts.address(address.ip()),
+        );
+        if let Some(own) = table.maps().holder(client_id) {
+            node -= 1;
+            if user.is_some() && own.username() == user {
+                identity -= 1;
             }
-            node += 1;
-            if user.is_some() && u == user {
-                identity += 1;
-            }
-            if counts_for_address(u) && a.ip() == address.ip() {
-                at_address += 1;
+            if own.counts_for_address() && own.ip() == address.ip() {
+                at_address -= 1;
             }
         }
         if q.node != 0 && node >= q.node {
@@ -243,50 +211,53 @@ impl Clients {
 
     /// The protocol version of a client ("5.0", "3.1.1", "3.1"), once its CONNECT was accepted.
     pub(crate) fn protocol(&self, client_id: &str) -> Option<&'static str> {
-        if let Some(e) = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(client_id)
-        {
-            return Some(e.protocol);
+        let table = self.table();
+        let maps = table.maps();
+        match maps.live.get(client_id) {
+            Some(e) => Some(e.protocol),
+            None => maps.pending.get(client_id).map(|p| p.protocol),
         }
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(client_id)
-            .map(|p| p.protocol)
     }
 
     /// The connection is up. Returns `true` if its identity was revoked since its credential
     /// was checked: the caller closes it.
     pub(crate) fn connected(&self, client_id: &str, user: Option<&str>) -> bool {
-        let p = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table();
+        let p = match table.change(client_id, |m| m.pending.remove(client_id)) {
+            Some(p) => Some(p),
             // A v5 client with an empty id gets one assigned after authentication.
-            match pending.remove(client_id) {
-                Some(p) => Some(p),
-                None => pending.remove("").filter(|p| p.username.as_deref() == user),
+            None if table
+                .maps()
+                .pending
+                .get("")
+                .is_some_and(|p| p.username.as_deref() == user) =>
+            {
+                table.change("", |m| m.pending.remove(""))
             }
+            None => None,
         };
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = live.entry(client_id.to_string()).or_insert_with(|| Entry {
-            username: user.map(str::to_string),
-            protocol: "unknown",
-            address: SocketAddr::from(([0, 0, 0, 0], 0)),
-            connected_ms: time::now_ms(),
-            subscriptions: BTreeSet::new(),
-            connections: 0,
-        });
-        entry.connections += 1;
-        entry.connected_ms = time::now_ms();
-        entry.username = user.map(str::to_string);
         let checked_at = p.as_ref().map(|p| p.revocations);
-        if let Some(p) = p {
-            entry.protocol = p.protocol;
-            entry.address = p.address;
-        }
-        drop(live);
+        table.change(client_id, |m| {
+            let entry = m
+                .live
+                .entry(client_id.to_string())
+                .or_insert_with(|| Entry {
+                    username: user.map(str::to_string),
+                    protocol: "unknown",
+                    address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    connected_ms: time::now_ms(),
+                    subscriptions: BTreeSet::new(),
+                    connections: 0,
+                });
+            entry.connections += 1;
+            entry.connected_ms = time::now_ms();
+            entry.username = user.map(str::to_string);
+            if let Some(p) = p {
+                entry.protocol = p.protocol;
+                entry.address = p.address;
+            }
+        });
+        drop(table);
         // Read after the entry is live: a revocation either counted before this read, or its
         // sweep of the live table sees this connection.
         match (user, checked_at) {
@@ -297,40 +268,45 @@ impl Clients {
 
     /// A connection under this client id ended.
     pub(crate) fn disconnected(&self, client_id: &str) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = live.get_mut(client_id) {
-            e.connections = e.connections.saturating_sub(1);
-            if e.connections == 0 {
-                live.remove(client_id);
+        self.table().change(client_id, |m| {
+            if let Some(e) = m.live.get_mut(client_id) {
+                e.connections = e.connections.saturating_sub(1);
+                if e.connections == 0 {
+                    m.live.remove(client_id);
+                }
             }
-        }
+        });
     }
 
     /// Whether `identity` (a device id or a token's username) has a live connection.
     pub(crate) fn identity_connected(&self, identity: &str) -> bool {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.values()
+        self.table()
+            .maps()
+            .live
+            .values()
             .any(|e| e.connections > 0 && e.username.as_deref() == Some(identity))
     }
 
     /// The identity of a connected client.
     pub(crate) fn username(&self, client_id: &str) -> Option<String> {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.get(client_id).and_then(|e| e.username.clone())
+        let table = self.table();
+        table
+            .maps()
+            .live
+            .get(client_id)
+            .and_then(|e| e.username.clone())
     }
 
     /// Filters granted to a client.
     pub(crate) fn subscribed(&self, client_id: &str, filters: impl IntoIterator<Item = String>) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = live.get_mut(client_id) {
+        if let Some(e) = self.table().live_mut(client_id) {
             e.subscriptions.extend(filters);
         }
     }
 
     /// Filters a client dropped.
     pub(crate) fn unsubscribed(&self, client_id: &str, filters: &[Arc<str>]) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = live.get_mut(client_id) {
+        if let Some(e) = self.table().live_mut(client_id) {
             for f in filters {
                 e.subscriptions.remove(&**f);
             }
@@ -345,8 +321,10 @@ impl Clients {
     /// Every connected client, by client id.
     pub(crate) fn list(&self) -> Vec<ClientInfo> {
         let router = self.router.get().and_then(Weak::upgrade);
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<ClientInfo> = live
+        let table = self.table();
+        let mut out: Vec<ClientInfo> = table
+            .maps()
+            .live
             .iter()
             .map(|(id, e)| ClientInfo {
                 client_id: id.clone(),
@@ -373,9 +351,9 @@ impl Clients {
             .entry(username.to_string())
             .or_default() += 1;
         let ids: Vec<String> = self
+            .table()
+            .maps()
             .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(_, e)| e.username.as_deref() == Some(username))
             .map(|(id, _)| id.clone())
@@ -472,5 +450,190 @@ mod tests {
             admit(&c, "e2", Some("d4"), addr(6, 1)),
             Err(Refusal::Node(6))
         );
+    }
+
+    /// The quota check as a scan of every connection (what `check_quotas` did before the
+    /// table kept counts): the oracle for the running totals.
+    fn scanned_refusal(
+        c: &Clients,
+        user: Option<&str>,
+        client_id: &str,
+        address: SocketAddr,
+    ) -> Result<(), Refusal> {
+        let table = c.table();
+        let maps = table.maps();
+        if maps
+            .live
+            .get(client_id)
+            .is_some_and(|e| e.username.as_deref() == user)
+        {
+            return Ok(());
+        }
+        let q = c.quotas;
+        let per_identity = match user {
+            Some(u) if is_token(u) => q.per_token,
+            Some(_) => q.per_device,
+            None => 0,
+        };
+        let counts_for_address = |u: Option<&str>| !u.is_some_and(is_token);
+        let (mut node, mut identity, mut at_address) = (0, 0, 0);
+        let connections = maps
+            .live
+            .iter()
+            .map(|(id, e)| (id, e.username.as_deref(), e.address))
+            .chain(
+                maps.pending
+                    .iter()
+                    .filter(|(id, _)| !maps.live.contains_key(*id))
+                    .map(|(id, p)| (id, p.username.as_deref(), p.address)),
+            );
+        for (id, u, a) in connections {
+            if id == client_id {
+                continue;
+            }
+            node += 1;
+            if user.is_some() && u == user {
+                identity += 1;
+            }
+            if counts_for_address(u) && a.ip() == address.ip() {
+                at_address += 1;
+            }
+        }
+        if q.node != 0 && node >= q.node {
+            return Err(Refusal::Node(q.node));
+        }
+        if per_identity != 0 && identity >= per_identity {
+            return Err(Refusal::Identity(per_identity));
+        }
+        if q.per_address != 0 && counts_for_address(user) && at_address >= q.per_address {
+            return Err(Refusal::Address(q.per_address));
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit { id: u8, user: u8, ip: u8 },
+        Connected { id: u8, user: u8 },
+        Disconnected { id: u8 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..6u8, 0..4u8, 0..3u8).prop_map(|(id, user, ip)| Op::Admit { id, user, ip }),
+            (0..6u8, 0..4u8).prop_map(|(id, user)| Op::Connected { id, user }),
+            (0..6u8).prop_map(|id| Op::Disconnected { id }),
+        ]
+    }
+
+    fn client_id(i: u8) -> String {
+        // Id 0 is the empty id a v5 client may send (the broker assigns one once it is up).
+        if i == 0 {
+            String::new()
+        } else {
+            format!("c{i}")
+        }
+    }
+
+    fn user(i: u8) -> Option<&'static str> {
+        [None, Some("d1"), Some("d2"), Some("token:t")][usize::from(i)]
+    }
+
+    proptest::proptest! {
+        /// Whatever order CONNECTs, connection-ups and disconnects come in, the running
+        /// counts equal a recount of the table, and every admission decides as a full scan
+        /// of the connections would.
+        #[test]
+        fn connection_counts_stay_equal_to_a_scan_of_the_table(
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let c = Clients::new(Quotas { node: 5, per_device: 2, per_token: 2, per_address: 3 });
+            for op in ops {
+                match op {
+                    Op::Admit { id, user: u, ip } => {
+                        let (id, u, a) = (client_id(id), user(u), addr(ip, 1));
+                        let expected = scanned_refusal(&c, u, &id, a);
+                        proptest::prop_assert_eq!(admit(&c, &id, u, a), expected);
+                    }
+                    Op::Connected { id, user: u } => {
+                        c.connected(&client_id(id), user(u));
+                    }
+                    Op::Disconnected { id } => c.disconnected(&client_id(id)),
+                }
+                let table = c.table();
+                proptest::prop_assert_eq!(
+                    table.counts(),
+                    &crate::client_table::Counts::recount(table.maps())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_connect_that_never_comes_up_stops_counting_after_the_pending_time_to_live() {
+        use crate::client_table::PENDING_TTL;
+        let c = Clients::new(Quotas {
+            per_device: 1,
+            ..Quotas::default()
+        });
+        let start = Instant::now();
+        let mut table = c.table();
+        table.insert_pending(
+            "a",
+            Pending {
+                username: Some("d1".into()),
+                protocol: "5.0",
+                address: addr(1, 1),
+                at: start,
+                revocations: 0,
+            },
+        );
+        table.expire_pending(start + PENDING_TTL / 2);
+        assert_eq!(table.counts().identity("d1"), 1);
+        // Admitted again later: the first admission's expiry must not drop the second.
+        table.insert_pending(
+            "a",
+            Pending {
+                username: Some("d1".into()),
+                protocol: "5.0",
+                address: addr(1, 1),
+                at: start + PENDING_TTL / 2,
+                revocations: 0,
+            },
+        );
+        table.expire_pending(start + PENDING_TTL);
+        assert_eq!(table.counts().identity("d1"), 1);
+        table.expire_pending(start + PENDING_TTL * 2);
+        assert_eq!(table.counts().identity("d1"), 0);
+        assert_eq!(table.counts().node, 0);
+        assert!(table.maps().pending.is_empty());
+    }
+}
+#[cfg(test)]
+mod scratch_timing {
+    use super::*;
+    #[test]
+    fn time_20k() {
+        let c = Clients::new(Quotas {
+            node: 100_000,
+            per_device: 5,
+            per_token: 0,
+            per_address: 100_000,
+        });
+        let t = std::time::Instant::now();
+        for i in 0..20_000u32 {
+            let id = format!("c{i}");
+            let u = format!("d{i}");
+            c.admit(
+                c.ticket(Some(&u)),
+                &id,
+                5,
+                SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 1)),
+            )
+            .unwrap();
+            c.connected(&id, Some(&u));
+        }
+        eprintln!("20k connects: {:?}", t.elapsed());
     }
 }

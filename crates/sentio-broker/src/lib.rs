@@ -25,6 +25,7 @@ mod accept;
 mod anonymous;
 mod auth;
 mod auth_guard;
+mod client_table;
 mod clients;
 mod counters;
 mod courier;
