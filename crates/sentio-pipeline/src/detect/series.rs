@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use sentio_ai::{DetectorConfig, SeriesDetector};
+use sentio_ai::{DetectorConfig, Kin, SeriesDetector};
 use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
 use sentio_store::BandRow;
 
@@ -20,6 +20,10 @@ pub(crate) struct SeriesWatch {
     detectors: PerSeries<SeriesDetector>,
     /// The expected band of each scored point, until the next save.
     bands: Bands,
+    /// The swings each kind's devices made without an alert, per metric (from the detectors'
+    /// own, filled as they swing): consulted before a young series raises a change of level
+    /// (`sentio_ai::kin`).
+    kin: Kin,
 }
 
 impl SeriesWatch {
@@ -31,6 +35,7 @@ impl SeriesWatch {
             resolve_after,
             detectors: PerSeries::new(StateKey::Series),
             bands: Bands::default(),
+            kin: Kin::new(),
         }
     }
 }
@@ -47,12 +52,20 @@ impl Watch for SeriesWatch {
     fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>) {
         for (at, p) in batch.points.iter().enumerate() {
             let series = SeriesKey::of(p);
-            let score = self
+            let detector = self
                 .detectors
                 .states
                 .entry(series.clone())
-                .or_insert_with(|| SeriesDetector::new(&self.config))
-                .update(p.ts_ms, p.value);
+                .or_insert_with(|| SeriesDetector::new(&self.config));
+            let kin = &self.kin;
+            let last = detector.quiet_swings().last().copied();
+            let score = detector.update_among(p.ts_ms, p.value, |from, to| {
+                kin.held_elsewhere(batch.kind, &p.metric, batch.device, from, to)
+            });
+            if detector.quiet_swings().last().copied() != last {
+                self.kin
+                    .record(batch.kind, &p.metric, batch.device, detector.quiet_swings());
+            }
             self.bands.scored(&series, p.ts_ms, &score);
             batch.scores.set(at, score.score);
             let finding = if score.alert {
@@ -99,6 +112,7 @@ impl Watch for SeriesWatch {
 
     fn forget(&mut self, device: &DeviceId) {
         self.detectors.forget(device);
+        self.kin.forget(device);
         self.bands.forget(device);
     }
 
