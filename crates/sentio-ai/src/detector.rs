@@ -431,10 +431,6 @@ pub struct SeriesDetector {
     /// Alerts on this series marked as false alarms by users.
     #[serde(default)]
     false_alarms: u32,
-    /// The legs this series made between its turning points without an alert (`swings.rs`),
-    /// which its kin consult (`kin.rs`). Absent in older saved states: none yet.
-    #[serde(default)]
-    swings: crate::swings::Swings,
 }
 
 /// How a series' sensitivity changed when an alert was marked as a false alarm.
@@ -481,7 +477,6 @@ impl SeriesDetector {
             peak: 0.0,
             guard: crate::guard::Guard::default(),
             false_alarms: 0,
-            swings: crate::swings::Swings::default(),
         }
     }
 
@@ -548,7 +543,6 @@ impl SeriesDetector {
         std::mem::size_of::<Self>()
             + self.day.capacity() * std::mem::size_of::<f64>()
             + self.day_seen.capacity() * std::mem::size_of::<u16>()
-            + std::mem::size_of_val(self.swings.quiet())
     }
 
     fn day_pos(ts_ms: i64) -> (usize, usize, f64) {
@@ -579,55 +573,9 @@ impl SeriesDetector {
 
     /// Scores `value` observed at `ts_ms` (milliseconds since the Unix epoch), then learns from it.
     pub fn update(&mut self, ts_ms: i64, value: f64) -> Score {
-        self.update_among(ts_ms, value, |_, _| false)
-    }
-
-    /// The legs this series made between its turning points without an alert, `[from, to]`,
-    /// oldest first (see `swings.rs`).
-    pub fn quiet_swings(&self) -> &[[f64; 2]] {
-        self.swings.quiet()
-    }
-
-    /// [`SeriesDetector::update`] for a series with kin (the same metric on other devices of
-    /// the same kind). While this series' own history is younger than a day, a live alert that
-    /// is a change of level alone (not a spike, jump, freeze or change of noise) is not raised
-    /// when `held_by_kin(from, to)` says a kin series swung from the level this one had
-    /// (`from`) to the reading (`to`), or beyond, without an alert: a regime change the kind
-    /// makes as normal (a wearer's first walk, which its kin has made again since its own
-    /// first), not a fault, whose rise alerts on every device. The score is unchanged. See
-    /// `kin.rs` and `swings.rs`.
-    pub fn update_among(
-        &mut self,
-        ts_ms: i64,
-        value: f64,
-        held_by_kin: impl FnOnce(f64, f64) -> bool,
-    ) -> Score {
-        let (score, from) = self.judge(ts_ms, value);
-        let mut score = score;
-        if score.alert
-            && ts_ms - self.first_ts < DAY_MS
-            && from.is_some_and(|from| held_by_kin(from, value))
-        {
-            score.alert = false;
-        }
-        if !value.is_finite() {
-            return score;
-        }
-        // Half the band in noise spreads ends a leg; a leg wider than the band in noise
-        // spreads is a swing noise does not make.
-        let noise = self.guard.noise();
-        let k = self.guard.k();
-        self.swings
-            .update(value, 0.5 * k * noise, k * noise, score.alert);
-        score
-    }
-
-    /// The live verdict on `value`; when it alerts on a change of level alone, the level the
-    /// series had before it (the baseline guard's).
-    fn judge(&mut self, ts_ms: i64, value: f64) -> (Score, Option<f64>) {
         let mut score = self.score_point(ts_ms, value);
         if !value.is_finite() {
-            return (score, None);
+            return score;
         }
         if self.false_alarms > 0 && score.score < self.score_threshold() {
             score.alert = false;
@@ -660,18 +608,7 @@ impl SeriesDetector {
             score.upper = g.upper;
             score.detector = score.detector.with_baseline();
         }
-        // A change of level: the guard's band (not a jump or a freeze) or the fused detector's
-        // statistics, none of them a single reading far from the expected value or a freeze.
-        // The noise's statistics (variance, spike density) may be named: a new regime changes
-        // the noise too (a walk is noisier than a rest).
-        let sudden = score.detector.kinds().any(|k| {
-            matches!(
-                k,
-                DetectorKind::Spike | DetectorKind::Dip | DetectorKind::Stuck
-            )
-        });
-        let level_only = score.alert && !sudden && (!g.alert || g.change_of_level);
-        (score, level_only.then_some(g.expected))
+        score
     }
 
     fn score_point(&mut self, ts_ms: i64, value: f64) -> Score {

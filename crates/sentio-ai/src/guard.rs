@@ -111,10 +111,6 @@ pub struct Verdict {
     pub upper: f64,
     /// The series is still young (its spread not known): only a jump or a freeze alerted.
     pub young: bool,
-    /// The alert, if any, is the band's alone: the reading lies out of the level's band, but
-    /// it neither jumped from the reading before nor froze (a change of level, which may be a
-    /// new regime).
-    pub change_of_level: bool,
 }
 
 impl Guard {
@@ -197,7 +193,6 @@ impl Guard {
         let alert = warm && ((band && !young) || stuck || jump);
         let mut verdict = self.verdict(alert);
         verdict.young = young;
-        verdict.change_of_level = alert && !stuck && !jump;
         if self.out_run >= REBASE_AFTER {
             let jump = (value - self.level).abs();
             self.level = value;
@@ -259,12 +254,6 @@ impl Guard {
         self.resolution
     }
 
-    /// The noise spread (from successive differences, never below the sensor's resolution
-    /// nor a small fraction of the level).
-    pub fn noise(&self) -> f64 {
-        self.spread.max(self.floor())
-    }
-
     /// The band's half-width in spreads: `K`, widened by false-alarm marks.
     pub fn k(&self) -> f64 {
         K * FALSE_ALARM_FACTOR.powi(self.false_alarms as i32)
@@ -283,7 +272,6 @@ impl Guard {
             lower: self.level - band,
             upper: self.level + band,
             young: !self.known,
-            change_of_level: false,
         }
     }
 }

@@ -27,12 +27,10 @@ pub mod device_model;
 mod error;
 pub mod forecast;
 mod guard;
-pub mod kin;
 pub mod limits;
 pub mod offline;
 pub mod peers;
 pub mod relation;
-pub mod swings;
 #[cfg(test)]
 mod test_noise;
 
@@ -45,7 +43,6 @@ pub use device_model::{
 };
 pub use error::AiError;
 pub use forecast::{ForecastPoint, ThresholdEta, forecast, time_to_threshold, try_forecast};
-pub use kin::Kin;
 pub use limits::{Limit, LimitObservation, LimitWatch};
 pub use offline::{
     CsvReport, NabOptions, NabReport, parse_timestamp, run_nab, score_csv, score_csv_file,

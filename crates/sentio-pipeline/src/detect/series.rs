@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use sentio_ai::{DetectorConfig, Kin, SeriesDetector};
+use sentio_ai::{DetectorConfig, SeriesDetector};
 use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
 use sentio_store::BandRow;
 
@@ -20,10 +20,6 @@ pub(crate) struct SeriesWatch {
     detectors: PerSeries<SeriesDetector>,
     /// The expected band of each scored point, until the next save.
     bands: Bands,
-    /// The swings each kind's devices made without an alert, per metric (from the detectors'
-    /// own, filled as they swing): consulted before a young series raises a change of level
-    /// (`sentio_ai::kin`).
-    kin: Kin,
 }
 
 impl SeriesWatch {
@@ -35,7 +31,6 @@ impl SeriesWatch {
             resolve_after,
             detectors: PerSeries::new(StateKey::Series),
             bands: Bands::default(),
-            kin: Kin::new(),
         }
     }
 }
@@ -52,20 +47,12 @@ impl Watch for SeriesWatch {
     fn observe(&mut self, batch: &DeviceBatch<'_>, verdicts: &mut Vec<Verdict>) {
         for (at, p) in batch.points.iter().enumerate() {
             let series = SeriesKey::of(p);
-            let detector = self
+            let score = self
                 .detectors
                 .states
                 .entry(series.clone())
-                .or_insert_with(|| SeriesDetector::new(&self.config));
-            let kin = &self.kin;
-            let last = detector.quiet_swings().last().copied();
-            let score = detector.update_among(p.ts_ms, p.value, |from, to| {
-                kin.held_elsewhere(batch.kind, &p.metric, batch.device, from, to)
-            });
-            if detector.quiet_swings().last().copied() != last {
-                self.kin
-                    .record(batch.kind, &p.metric, batch.device, detector.quiet_swings());
-            }
+                .or_insert_with(|| SeriesDetector::new(&self.config))
+                .update(p.ts_ms, p.value);
             self.bands.scored(&series, p.ts_ms, &score);
             batch.scores.set(at, score.score);
             let finding = if score.alert {
@@ -112,7 +99,6 @@ impl Watch for SeriesWatch {
 
     fn forget(&mut self, device: &DeviceId) {
         self.detectors.forget(device);
-        self.kin.forget(device);
         self.bands.forget(device);
     }
 
