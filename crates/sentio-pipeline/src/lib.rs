@@ -77,7 +77,9 @@ pub struct PipelineConfig {
     /// publishers' acknowledgements wait) when this many are in flight: back-pressure counted in
     /// points, since one batch holds anything from 1 to `max_commit_points` points.
     pub detect_capacity_points: usize,
-    /// Most points committed in one transaction (group commit).
+    /// Most points committed in one transaction (group commit). A commit takes what is
+    /// waiting, so commits grow with the backlog up to this: fewer, larger blobs per series
+    /// when the writer is behind (each blob costs two index rows and a read later).
     pub max_commit_points: usize,
     /// Points further than this in the future are refused.
     pub max_future_ms: i64,
@@ -117,7 +119,7 @@ impl Default for PipelineConfig {
         Self {
             ingest_capacity: 1024,
             detect_capacity_points: 100_000,
-            max_commit_points: 20_000,
+            max_commit_points: 50_000,
             max_future_ms: 5 * 60_000,
             max_late_ms: Some(DEFAULT_LATE_WINDOW_MS),
             detector: DetectorConfig {

@@ -5,6 +5,8 @@
 mod contract;
 #[path = "retention_rollups/edge_budget.rs"]
 mod edge_budget;
+#[path = "retention_rollups/late_batches.rs"]
+mod late_batches;
 
 use std::sync::Arc;
 

@@ -25,6 +25,13 @@ const MIGRATED_BLOB_POINTS: usize = 10_000;
 /// (the first: to 0) as a zigzag varint, then the value's 8 bytes (little-endian).
 pub(super) fn encode(points: &[(i64, f64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(points.len() * 11);
+    encode_into(points, &mut out);
+    out
+}
+
+/// [`encode`], appended to `out`.
+fn encode_into(points: &[(i64, f64)], out: &mut Vec<u8>) {
+    out.reserve(points.len() * 11);
     let mut prev = 0i64;
     for &(t, v) in points {
         let d = t.wrapping_sub(prev);
@@ -37,7 +44,6 @@ pub(super) fn encode(points: &[(i64, f64)]) -> Vec<u8> {
         out.extend_from_slice(&v.to_le_bytes());
         prev = t;
     }
-    out
 }
 
 /// The points of a blob written by [`encode`].
@@ -104,6 +110,45 @@ pub(super) fn insert(conn: &Connection, sid: i64, seq: i64, points: &[(i64, f64)
     )?
     .execute(params![sid, first.0, seq, last.0, count])?;
     Ok(())
+}
+
+/// Writes a commit's blobs: the two statements prepared once per commit, one buffer for
+/// every blob's bytes.
+pub(super) struct Appender<'c> {
+    log: rusqlite::CachedStatement<'c>,
+    index: rusqlite::CachedStatement<'c>,
+    buf: Vec<u8>,
+}
+
+impl<'c> Appender<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Result<Self> {
+        Ok(Self {
+            log: conn.prepare_cached(
+                "INSERT INTO head_log (seq, series_id, first_ts, last_ts, count, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            index: conn.prepare_cached(
+                "INSERT INTO temp.head_index (series_id, first_ts, seq, last_ts, count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// As [`insert`]: one blob of series `sid` (points sorted and distinct) under `seq`.
+    pub(super) fn insert(&mut self, sid: i64, seq: i64, points: &[(i64, f64)]) -> Result<()> {
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            return Ok(());
+        };
+        let count = points.len() as i64;
+        self.buf.clear();
+        encode_into(points, &mut self.buf);
+        self.log
+            .execute(params![seq, sid, first.0, last.0, count, &self.buf[..]])?;
+        self.index
+            .execute(params![sid, first.0, seq, last.0, count])?;
+        Ok(())
+    }
 }
 
 /// Removes one blob (its log row and its index entry).

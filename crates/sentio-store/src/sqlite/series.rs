@@ -66,52 +66,30 @@ pub(super) fn write_points(
     let mut spans: Spans = HashMap::new();
     let tx = conn.transaction()?;
     {
-        // Series ids in one pass under one lock; new series are created after it.
-        let ids: Vec<Option<i64>> = {
-            let known = inner.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-            points
-                .iter()
-                .map(|p| {
-                    known
-                        .get(p.device.as_str())
-                        .and_then(|m| m.get(&*p.metric))
-                        .copied()
-                })
-                .collect()
-        };
+        // This commit's points, per series, in batch order.
+        let runs = group_by_series(inner, &tx, points)?;
         // A point before this may land in a bucket already rolled up.
         let rolled = inner.rolled_max.load(std::sync::atomic::Ordering::Relaxed);
-        let mut last_marked = None;
-        // This commit's points, per series, in batch order (`runs[slot[sid]]`).
-        let mut slot: HashMap<i64, usize> = HashMap::new();
-        let mut runs: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
-        for (p, id) in points.iter().zip(&ids) {
-            let sid = match *id {
-                Some(sid) => sid,
-                None => series_id(inner, &tx, p.device.as_str(), &p.metric)?,
-            };
-            let k = *slot.entry(sid).or_insert_with(|| {
-                runs.push((sid, Vec::new()));
-                runs.len() - 1
-            });
-            runs[k].1.push((p.ts_ms, p.value));
-            if p.ts_ms < rolled {
-                rollup::mark_late(&tx, sid, p.ts_ms, &mut last_marked)?;
-            }
-        }
         // One blob per series under this commit's seq, in key order (seq, series).
         let seq = inner
             .head_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        runs.sort_unstable_by_key(|r| r.0);
-        for (sid, run) in &mut runs {
+        let mut head = head::Appender::new(&tx)?;
+        for (sid, mut run) in runs {
             // The span counts the batch's points, duplicates included (the outbox's parts).
             let count = run.len() as u32;
-            head::settle(run);
-            head::insert(&tx, *sid, seq, run)?;
+            head::settle(&mut run);
+            head.insert(sid, seq, &run)?;
             let (first, last) = (run[0].0, run[run.len() - 1].0);
-            spans.insert(*sid, Span { first, last, count });
+            // Sorted: each late minute of the series is marked once, not once a point.
+            if first < rolled {
+                let mut last_marked = None;
+                for &(ts, _) in run.iter().take_while(|p| p.0 < rolled) {
+                    rollup::mark_late(&tx, sid, ts, &mut last_marked)?;
+                }
+            }
+            spans.insert(sid, Span { first, last, count });
         }
     }
     let committed = also(&tx, &spans).and_then(|()| Ok(tx.commit()?));
@@ -130,6 +108,45 @@ pub(super) fn write_points(
         work.appended(sid, span.first, span.last);
     }
     Ok(())
+}
+
+/// A batch's points per series: (series id, its (time, value) pairs).
+type Runs = Vec<(i64, Vec<(i64, f64)>)>;
+
+/// A batch's points grouped by series id (creating new series in `tx`), each group in batch
+/// order, the groups in series id order. Points of one payload share their device's and
+/// metric's `Arc<str>`, so a pair is looked up by name once per payload, not once per point.
+fn group_by_series(
+    inner: &Inner,
+    tx: &rusqlite::Transaction<'_>,
+    points: &[Point],
+) -> Result<Runs> {
+    let mut runs: Runs = Vec::new();
+    // Series id → its run; (device, metric) by address → its run. The addresses stay valid
+    // (and distinct per live string) while `points` is borrowed.
+    let mut slot: HashMap<i64, usize> = HashMap::new();
+    let mut by_address: HashMap<(usize, usize), usize> = HashMap::new();
+    for p in points {
+        let address = (
+            p.device.as_str().as_ptr() as usize,
+            p.metric.as_ptr() as usize,
+        );
+        let k = match by_address.get(&address) {
+            Some(&k) => k,
+            None => {
+                let sid = series_id(inner, tx, p.device.as_str(), &p.metric)?;
+                let k = *slot.entry(sid).or_insert_with(|| {
+                    runs.push((sid, Vec::new()));
+                    runs.len() - 1
+                });
+                by_address.insert(address, k);
+                k
+            }
+        };
+        runs[k].1.push((p.ts_ms, p.value));
+    }
+    runs.sort_unstable_by_key(|r| r.0);
+    Ok(runs)
 }
 
 fn check_range(from_ms: i64, to_ms: i64) -> Result<()> {
