@@ -51,6 +51,7 @@ pub use ingest::{Accepted, Ingest};
 pub use notice::{Notice, NoticeEvent, NoticeSender};
 pub use presence::Presence;
 pub use series_limit::DEFAULT_MAX_SERIES_PER_DEVICE;
+pub use stage_thread::StageThread;
 pub use stats::Stats;
 
 use std::sync::Arc;

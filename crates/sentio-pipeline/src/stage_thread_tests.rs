@@ -101,3 +101,38 @@ async fn the_detectors_run_below_the_node_s_priority() {
         "nice {detect_threads:?}, expected {expected}"
     );
 }
+
+/// Blocking work started from a stage (the store's SQLite calls) runs at the stage's priority,
+/// whichever thread made the stage's blocking pool start its thread.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_stage_s_blocking_work_runs_at_the_stage_s_priority() {
+    let base = crate::stage_thread::current_nice().unwrap();
+    let stage = crate::StageThread::start("stage-nice-test", 5).unwrap();
+    // First, when the pool's thread is started from outside the stage (this test's thread).
+    let from_outside = stage
+        .handle()
+        .spawn_blocking(crate::stage_thread::current_nice)
+        .await
+        .unwrap();
+    let on_stage = stage
+        .spawn(async {
+            let blocking = tokio::task::spawn_blocking(crate::stage_thread::current_nice)
+                .await
+                .unwrap();
+            (crate::stage_thread::current_nice(), blocking)
+        })
+        .await
+        .unwrap();
+    stage.stop().await;
+    let expected = Some((base + 5).min(19));
+    assert_eq!(
+        on_stage,
+        (expected, expected),
+        "the stage and its blocking pool"
+    );
+    assert_eq!(
+        from_outside, expected,
+        "a pool thread started from elsewhere"
+    );
+}

@@ -481,11 +481,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => config_command(command),
         Command::Serve(args) => {
             init_logging();
-            tokio::runtime::Runtime::new()?.block_on(serve(*args))
+            node_runtime()?.block_on(serve(*args))
         }
         Command::Sim(args) => {
             init_logging();
             tokio::runtime::Runtime::new()?.block_on(sim_cli::run(args, shutdown_signal()))
         }
     }
+}
+
+/// The node's runtime: as tokio's default, with its threads named apart, so a profile tells the
+/// broker's workers (`sentio-worker-<n>`) from the blocking pool (`sentio-blocking`), where the
+/// store's SQLite calls made from the runtime run.
+fn node_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // As tokio: `TOKIO_WORKER_THREADS`, else one worker per core.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let spawned = AtomicUsize::new(0);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        // The runtime starts its workers first, on threads of its blocking pool, when it is
+        // built: the first `workers` threads named are the workers.
+        .thread_name_fn(move || match spawned.fetch_add(1, Ordering::Relaxed) {
+            n if n < workers => format!("sentio-worker-{n}"),
+            _ => "sentio-blocking".to_string(),
+        })
+        .build()
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use sentio_api::AppState;
 use sentio_broker::{Broker, BrokerConfig, TlsSettings};
 use sentio_notify::{Notifier, NotifyHandle};
-use sentio_pipeline::{LocalBus, Pipeline, Stores};
+use sentio_pipeline::{LocalBus, Pipeline, StageThread, Stores};
 use sentio_sim::{FleetSpec, SimConfig};
 use sentio_store::{
     DeviceRegistry, Maintenance, NewDevice, OutboxStore, RetentionStore, SqliteStore,
@@ -39,6 +39,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     /// The store's background work, interrupted when the node stops.
     maintenance: Arc<dyn Maintenance>,
+    /// The thread the store's background work runs on, stopped after it.
+    store_thread: StageThread,
     servers: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
     /// Ends after the pipeline, once it has notified every alert the pipeline opened.
@@ -49,6 +51,11 @@ pub struct Node {
 
 /// Opened alerts waiting for the notifier; beyond it the detect stage waits.
 const NOTICE_CAPACITY: usize = 4_096;
+
+/// OS priority steps below the node's at which the store's background work runs (sealing,
+/// rollups, retention, the disk budget; thread `sentio-store`), so its SQLite work yields the
+/// cores to the broker's workers and the pipeline's writer whenever they want them.
+const STORE_NICE: i32 = 10;
 
 /// File in the data directory locked by the running node.
 pub const LOCK_FILE: &str = "sentio.lock";
@@ -244,7 +251,11 @@ impl Node {
             .then_some(move |s: StorageStatus| {
                 broker.set_disk_usage(s.bytes.saturating_sub(s.free_bytes), s.budget_bytes);
             });
-        servers.push(tokio::spawn(async move {
+        // On a thread of its own, below the node's priority: its SQLite transactions (and the
+        // checkpoints they trigger) never run on the runtime whose workers run the broker.
+        let store_thread = StageThread::start("sentio-store", STORE_NICE)
+            .context("starting the store's background thread")?;
+        servers.push(store_thread.spawn(async move {
             run_maintenance(&*maint, &*maint, measured, stopped(rx)).await;
         }));
         // Edge mode: the uplink to the cloud, stopped with the servers.
@@ -386,6 +397,7 @@ impl Node {
             token_source,
             stop,
             maintenance: store.clone(),
+            store_thread,
             servers,
             pipeline,
             notifier,
@@ -402,6 +414,7 @@ impl Node {
         for s in self.servers {
             let _ = s.await;
         }
+        self.store_thread.stop().await;
         self.pipeline.shutdown().await;
         let _ = self.notifier.await;
     }
