@@ -951,6 +951,7 @@ mod tests {
         for s in 0..5 {
             store.append(&points(10, now + s * 1000)).await.unwrap();
             let (_, pass) = maintain_pass(&store.inner, now + 5_000, HOLD).unwrap();
+            assert_eq!(pass.finished, 0, "round {s}: not even visited: {pass:?}");
             assert_eq!(
                 pass.steps, 0,
                 "round {s}: no write for a series not due: {pass:?}"
