@@ -66,7 +66,9 @@ try {
   assert.equal(await page.locator('svg.chart').count(), 2);
   for (const c of await page.locator('svg.chart').all()) {
     assert.ok(Number(await c.getAttribute('data-points')) >= 30, 'points drawn');
-    assert.equal(await c.locator('path:not([class^=forecast])').count(), 1, 'the line (no band yet)');
+    // One line; the expected band joins it once the detectors have saved a minute of it, which
+    // a slow run may reach: that is not this check's business.
+    assert.equal(await c.locator('path:not([class^=forecast]):not(.band)').count(), 1, 'the line');
   }
   assert.ok(await page.locator('svg.chart[aria-label="temp chart"] rect.mark').count() >= 1, 'an alert marker');
   assert.match(await page.locator('section').last().innerText(), /state[\s\S]*running/);
