@@ -53,6 +53,35 @@ pub(crate) struct Quotas {
     pub per_address: usize,
 }
 
+impl Quotas {
+    /// Whether one more connection of `user` fits, given how many the node, that identity and
+    /// its address already hold (the connection it takes over, if any, not counted).
+    fn admits(
+        self,
+        user: Option<&str>,
+        node: usize,
+        identity: usize,
+        at_address: usize,
+    ) -> Result<(), Refusal> {
+        let per_identity = match user {
+            Some(u) if is_token(u) => self.per_token,
+            Some(_) => self.per_device,
+            None => 0,
+        };
+        if self.node != 0 && node >= self.node {
+            return Err(Refusal::Node(self.node));
+        }
+        if per_identity != 0 && identity >= per_identity {
+            return Err(Refusal::Identity(per_identity));
+        }
+        let counts_for_address = !user.is_some_and(is_token);
+        if self.per_address != 0 && counts_for_address && at_address >= self.per_address {
+            return Err(Refusal::Address(self.per_address));
+        }
+        Ok(())
+    }
+}
+
 /// Why a CONNECT was not admitted: which quota was full, and its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -171,12 +200,6 @@ impl Clients {
     ) -> Result<(), Refusal> {
         let q = self.quotas;
         let user = ticket.username.as_deref();
-        let per_identity = match user {
-            Some(u) if is_token(u) => q.per_token,
-            Some(_) => q.per_device,
-            None => 0,
-        };
-        let counts_for_address = |u: Option<&str>| !u.is_some_and(is_token);
         let counts = table.counts();
         let (mut node, mut identity, mut at_address) = (
             counts.node,
@@ -192,16 +215,7 @@ impl Clients {
                 at_address -= 1;
             }
         }
-        if q.node != 0 && node >= q.node {
-            return Err(Refusal::Node(q.node));
-        }
-        if per_identity != 0 && identity >= per_identity {
-            return Err(Refusal::Identity(per_identity));
-        }
-        if q.per_address != 0 && counts_for_address(user) && at_address >= q.per_address {
-            return Err(Refusal::Address(q.per_address));
-        }
-        Ok(())
+        q.admits(user, node, identity, at_address)
     }
 
     /// Set once the broker exists.
@@ -470,11 +484,6 @@ mod tests {
             return Ok(());
         }
         let q = c.quotas;
-        let per_identity = match user {
-            Some(u) if is_token(u) => q.per_token,
-            Some(_) => q.per_device,
-            None => 0,
-        };
         let counts_for_address = |u: Option<&str>| !u.is_some_and(is_token);
         let (mut node, mut identity, mut at_address) = (0, 0, 0);
         let connections = maps
@@ -499,16 +508,7 @@ mod tests {
                 at_address += 1;
             }
         }
-        if q.node != 0 && node >= q.node {
-            return Err(Refusal::Node(q.node));
-        }
-        if per_identity != 0 && identity >= per_identity {
-            return Err(Refusal::Identity(per_identity));
-        }
-        if q.per_address != 0 && counts_for_address(user) && at_address >= q.per_address {
-            return Err(Refusal::Address(q.per_address));
-        }
-        Ok(())
+        q.admits(user, node, identity, at_address)
     }
 
     #[derive(Debug, Clone)]
