@@ -16,7 +16,12 @@
 //! - `group`: a level-only alert is not opened while another metric of the device has an alert
 //!   open that opened earlier (one incident, one alert);
 //! - `fused`: an alert of the fused detector alone (the guard's band not left) naming only a
-//!   spike, dip or spike density is not raised.
+//!   spike, dip or spike density is not raised;
+//! - `incident`: a level-only alert is not opened within 120 s of an alert opening on another
+//!   metric of the device (one incident, one alert, its responses settling);
+//! - `together`: a level-only alert is not raised within 60 s of a level-only alert verdict in
+//!   the same direction on the same metric of another device of the kind (a common cause: a
+//!   schedule, the weather).
 
 use std::collections::HashMap;
 
@@ -31,6 +36,8 @@ enum Gate {
     Hull,
     Group,
     Fused,
+    Together,
+    Incident,
 }
 
 /// A device's readings of one metric before its first alert on it: `(lowest, highest, frozen)`.
@@ -46,9 +53,11 @@ struct Opening {
     score: Score,
 }
 
-/// A level-only verdict: the statistics named are all changes of level, and the step from the
-/// last reading is less than half the band (not a jump) and not a repeat (not a freeze).
-fn level_only(s: &Score, prev: f64) -> bool {
+/// A level-only verdict: the statistics named are all changes of level, the step from the last
+/// reading is less than the band's width (the guard's jump is a step of twice the band's
+/// half-width in noise spreads) and the reading is not the 5th or later of a run of repeats (a
+/// freeze).
+fn level_only(s: &Score, prev: f64, run: u32) -> bool {
     use DetectorKind as K;
     let kinds = s.detector.kinds().all(|k| {
         matches!(
@@ -64,7 +73,7 @@ fn level_only(s: &Score, prev: f64) -> bool {
         )
     });
     let step = (s.observed - prev).abs();
-    kinds && step < (s.upper - s.lower) / 2.0 && s.observed != prev
+    kinds && step < s.upper - s.lower && run < 5
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,6 +91,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("hull") => Gate::Hull,
         Some("group") => Gate::Group,
         Some("fused") => Gate::Fused,
+        Some("together") => Gate::Together,
+        Some("incident") => Gate::Incident,
         Some(other) => return Err(format!("unknown GATE {other:?}").into()),
     };
     let spec = FleetSpec {
@@ -98,10 +109,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Open alerts: when each opened, and the normal verdicts since its last alert.
     let mut open: HashMap<Series, (i64, u32)> = HashMap::new();
     let mut openings: Vec<Opening> = Vec::new();
+    // When each series' latest alert opened.
+    let mut opened: HashMap<Series, i64> = HashMap::new();
     // Per (kind, metric), per device.
     let mut held: HashMap<Series, HashMap<String, Held>> = HashMap::new();
     let mut last: HashMap<Series, f64> = HashMap::new();
     let mut gated = 0u32;
+    let mut runs: HashMap<Series, u32> = HashMap::new();
+    // The latest level-only alert verdict per (kind, metric, device): when, and whether up.
+    let mut moves: HashMap<(String, String, String), (i64, bool)> = HashMap::new();
     let mut ts = start;
     while ts <= end {
         for r in fleet.step(ts) {
@@ -113,6 +129,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .or_insert_with(|| SeriesDetector::new(&config))
                     .update(ts, *v);
                 let prev = last.insert(key.clone(), *v).unwrap_or(*v);
+                let run = {
+                    let r = runs.entry(key.clone()).or_insert(0);
+                    *r = if *v == prev { *r + 1 } else { 0 };
+                    *r
+                };
                 let kin = held.entry((kind.clone(), m.clone())).or_default();
                 let others = || kin.iter().filter(|(d, _)| **d != r.device).map(|(_, h)| *h);
                 let in_any = |x: f64| kin.values().any(|&(lo, hi, _)| (lo..=hi).contains(&x));
@@ -123,21 +144,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     && match gate {
                         Gate::None => false,
                         Gate::Ranges => {
-                            level_only(&s, prev)
+                            level_only(&s, prev, run)
                                 && others().any(|(lo, hi, _)| (lo..=hi).contains(v))
                                 && in_any(s.expected)
                         }
                         Gate::Hull => {
-                            level_only(&s, prev)
+                            level_only(&s, prev, run)
                                 && (hull.0..=hull.1).contains(v)
                                 && (hull.0..=hull.1).contains(&s.expected)
                         }
                         Gate::Group => {
-                            level_only(&s, prev)
+                            level_only(&s, prev, run)
                                 && !open.contains_key(&key)
                                 && open
                                     .iter()
                                     .any(|((d, mm), &(t0, _))| *d == r.device && mm != m && t0 < ts)
+                        }
+                        Gate::Incident => {
+                            level_only(&s, prev, run)
+                                && !open.contains_key(&key)
+                                && opened.iter().any(|((d, mm), &t0)| {
+                                    *d == r.device && mm != m && t0 < ts && ts - t0 <= 120_000
+                                })
+                        }
+                        Gate::Together => {
+                            level_only(&s, prev, run)
+                                && moves.iter().any(|((k, mm, d), &(t0, up))| {
+                                    *k == kind
+                                        && mm == m
+                                        && *d != r.device
+                                        && ts - t0 <= 60_000
+                                        && up == (*v > s.expected)
+                                })
                         }
                         Gate::Fused => {
                             !s.detector.baseline()
@@ -151,6 +189,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 })
                         }
                     };
+                if s.alert && level_only(&s, prev, run) {
+                    moves.insert(
+                        (kind.clone(), m.clone(), r.device.clone()),
+                        (ts, *v > s.expected),
+                    );
+                }
                 if withheld {
                     s.alert = false;
                     gated += 1;
@@ -180,6 +224,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Some(o) => o.1 = 0,
                         None => {
                             open.insert(key.clone(), (ts, 0));
+                            opened.insert(key.clone(), ts);
                             openings.push(Opening {
                                 series: key,
                                 ts,
