@@ -6,7 +6,9 @@
 //!
 //! `cargo run --release -p sentio-bench --example demo_series -- SEED END [MINUTES]`
 //!
-//! `DUMP=device/metric` also prints every verdict of that series. `GATE=` replays with one of
+//! `HISTORY=minutes` replays that much of the fleet's history first (as a device's earlier days
+//! would be), then counts openings and faults of the last `MINUTES` only. `DUMP=device/metric`
+//! also prints every verdict of that series. `GATE=` replays with one of
 //! the gates measured in BENCHMARKS.md ("The demo's false alerts: four gates measured on the
 //! series detectors alone"), each applied to the live alert only:
 //! - `ranges`: a level-only alert (band, level shift, new extreme, drift; not a step of half the
@@ -100,7 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..FleetSpec::demo()
     };
     let start = end - minutes * 60_000;
-    let mut fleet = Fleet::new(spec, start);
+    let history_min: i64 = std::env::var("HISTORY").map_or(Ok(0), |h| h.parse())?;
+    let mut fleet = Fleet::new(spec, start - history_min * 60_000);
     let config = DetectorConfig {
         warmup: 40,
         ..DetectorConfig::default()
@@ -118,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs: HashMap<Series, u32> = HashMap::new();
     // The latest level-only alert verdict per (kind, metric, device): when, and whether up.
     let mut moves: HashMap<(String, String, String), (i64, bool)> = HashMap::new();
-    let mut ts = start;
+    let mut ts = start - history_min * 60_000;
     while ts <= end {
         for r in fleet.step(ts) {
             let kind = r.device.split('-').next().unwrap_or_default().to_string();
@@ -225,11 +228,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         None => {
                             open.insert(key.clone(), (ts, 0));
                             opened.insert(key.clone(), ts);
-                            openings.push(Opening {
-                                series: key,
-                                ts,
-                                score: s,
-                            });
+                            if ts >= start {
+                                openings.push(Opening {
+                                    series: key,
+                                    ts,
+                                    score: s,
+                                });
+                            }
                         }
                     }
                 } else if let Some(o) = open.get_mut(&key) {
@@ -245,7 +250,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let truth: Vec<_> = fleet
         .ground_truth()
         .into_iter()
-        .filter(|f| f.start_ms <= end)
+        .filter(|f| f.start_ms >= start && f.start_ms <= end)
         .collect();
     let mut found = vec![false; truth.len()];
     let mut false_openings = 0;
