@@ -733,59 +733,6 @@ mod tests {
     }
 
     #[test]
-    fn a_publish_encodes_to_the_same_bytes_as_the_generic_encoder() {
-        let mut with_properties = Properties::default();
-        with_properties.set_subscription_identifier(7);
-        with_properties.add_user_property("k".into(), "v".into());
-        let mut cases = Vec::new();
-        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
-            for version in [4u8, 5] {
-                for retain in [false, true] {
-                    let mut p = PublishPacket::new("a/b/ünïcode", &b"payload"[..], qos);
-                    p.protocol_version = version;
-                    p.retain = retain;
-                    p.dup = qos != QoS::AtMostOnce && retain;
-                    if qos != QoS::AtMostOnce {
-                        p.packet_id = Some(513);
-                    }
-                    if version == 5 && retain {
-                        p.properties = with_properties.clone();
-                    }
-                    cases.push(p);
-                }
-            }
-        }
-        let mut long = PublishPacket::new("t".repeat(300), vec![9u8; 200], QoS::AtLeastOnce);
-        long.packet_id = Some(1);
-        cases.push(long);
-        for p in cases {
-            let mut direct = BytesMut::new();
-            encode_packet_to_buffer(&Packet::Publish(p.clone()), &mut direct).unwrap();
-            let mut generic = BytesMut::new();
-            encode_packet(&mut generic, PacketType::Publish, p.flags(), |b| {
-                p.encode_body(b)
-            })
-            .unwrap();
-            assert_eq!(direct, generic, "qos {:?} v{}", p.qos, p.protocol_version);
-        }
-    }
-
-    #[test]
-    fn a_publish_that_cannot_be_encoded_is_refused() {
-        let encode =
-            |p: PublishPacket| encode_packet_to_buffer(&Packet::Publish(p), &mut BytesMut::new());
-        let nul = PublishPacket::new("a\0b", &b"x"[..], QoS::AtMostOnce);
-        assert!(matches!(encode(nul), Err(MqttError::MalformedPacket(_))));
-        let long = PublishPacket::new("t".repeat(70_000), &b"x"[..], QoS::AtMostOnce);
-        assert!(matches!(
-            encode(long),
-            Err(MqttError::StringTooLong(70_000))
-        ));
-        let no_id = PublishPacket::new("a", &b"x"[..], QoS::AtLeastOnce);
-        assert!(matches!(encode(no_id), Err(MqttError::MalformedPacket(_))));
-    }
-
-    #[test]
     fn buffered_decode_reassembles_split_packet_and_enforces_maximum() {
         let bytes = encoded_publish("split", b"payload");
         let mut buffer = BytesMut::from(&bytes[..4]);

@@ -690,48 +690,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_registry_total_is_the_sum_of_its_queues_counts() {
-        let registry = registry(QueueLimits {
-            max_messages: 4,
-            max_bytes: usize::MAX,
-        });
-        let a = registry.handle("a");
-        let b = registry.handle("b");
-        let sum = || a.count() + b.count();
-        for tag in ["1", "2", "3"] {
-            a.push(message("a", tag));
-            b.push(message("b", tag));
-        }
-        assert_eq!((registry.queued_total(), sum()), (6, 6));
-        for tag in ["4", "5", "6"] {
-            a.push(message("a", tag)); // over the 4-message cap: the oldest goes
-        }
-        assert_eq!(a.count(), 4);
-        assert_eq!(registry.queued_total(), sum());
-        let taken = a.take_keeping_files(3).await;
-        assert_eq!(taken.len(), 3);
-        assert_eq!(registry.queued_total(), sum());
-        a.requeue_front(taken.into_iter().map(|(_, m)| m).collect());
-        assert_eq!(registry.queued_total(), sum());
-        b.take(1).await;
-        a.clear(None);
-        assert_eq!((registry.queued_total(), sum()), (2, 2));
-        a.push(message("a", "7"));
-        assert_eq!(registry.queued_total(), 3);
-        drop(a); // holding a message: the total drops it with the queue
-        a_queue_goes(&registry, "a");
-        assert_eq!(registry.queued_total(), b.count());
-        b.take(10).await;
-        b.finish_drain();
-        assert_eq!(registry.queued_total(), 0);
-    }
-
-    /// Drops the registry's own handle to `client_id`'s queue (the last one).
-    fn a_queue_goes(registry: &QueueRegistry, client_id: &str) {
-        registry.queues.write().remove(client_id);
-    }
-
-    #[tokio::test]
     async fn requeue_front_over_capacity_keeps_the_requeued_and_drops_newest() {
         let registry = registry(QueueLimits {
             max_messages: 3,
