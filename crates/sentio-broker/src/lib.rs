@@ -29,6 +29,8 @@ mod client_table;
 mod clients;
 mod counters;
 mod courier;
+#[cfg(test)]
+mod delivery_path;
 mod edge_actuation;
 mod error;
 #[cfg(test)]
@@ -207,10 +209,10 @@ impl BrokerHandle {
             clients_connected: clients.len() as u64,
             connections_total: read(&st.clients_total),
             messages_received: c.received.each_ref().map(Counters::get),
-            messages_sent: read(&st.publish_sent),
+            messages_sent: st.publish_sent.load(Ordering::Relaxed),
             messages_acknowledged: c.acknowledged.each_ref().map(Counters::get),
-            payload_bytes_received: read(&st.bytes_received),
-            payload_bytes_sent: read(&st.bytes_sent),
+            payload_bytes_received: st.bytes_received.load(Ordering::Relaxed),
+            payload_bytes_sent: st.bytes_sent.load(Ordering::Relaxed),
             queued_messages: clients.iter().map(|c| c.queue_depth as u64).sum(),
             auth_failures: Counters::get(&c.auth_failures),
             publish_denied: Counters::get(&c.publish_denied),

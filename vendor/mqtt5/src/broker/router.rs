@@ -413,6 +413,16 @@ impl MessageRouter {
         )
     }
 
+    /// SENTIO-PATCH: messages queued over every client's queue; no one client's
+    /// `queue_handle(..).count()` is larger.
+    #[must_use]
+    pub fn queued_total(&self) -> usize {
+        self.storage.as_ref().map_or_else(
+            || self.fallback_queues.queued_total(),
+            |storage| storage.queued_total(),
+        )
+    }
+
     /// Creates a new message router with storage backend
     #[must_use]
     pub fn with_storage(storage: Arc<DynamicStorage>) -> Self {

@@ -245,6 +245,44 @@ impl PacketReader for OwnedReadHalf {
 ///
 /// # Errors
 /// Returns an error if packet encoding fails.
+/// SENTIO-PATCH: a PUBLISH straight into `buf`, its topic written as length and bytes.
+/// `encode_body_direct` went through `encode_string`, which copies the topic into an
+/// `MqttString` and that into a `Vec` (two allocations and two frees per PUBLISH sent, so per
+/// subscriber at a fan-out). Same bytes and the same errors (a NUL in the topic, a topic
+/// over 65,535 bytes, a QoS>0 PUBLISH without an id).
+fn encode_publish(p: &crate::packet::publish::PublishPacket, buf: &mut BytesMut) -> Result<()> {
+    let topic = p.topic_name.as_bytes();
+    if topic.contains(&0) {
+        return Err(MqttError::MalformedPacket(
+            "String contains null character".to_string(),
+        ));
+    }
+    let topic_len =
+        u16::try_from(topic.len()).map_err(|_| MqttError::StringTooLong(topic.len()))?;
+    let packet_id = if p.qos == crate::QoS::AtMostOnce {
+        None
+    } else {
+        Some(p.packet_id.ok_or_else(|| {
+            MqttError::MalformedPacket("Packet ID required for QoS > 0".to_string())
+        })?)
+    };
+    let body_size = p.body_encoded_size();
+    buf.reserve(body_size + 5);
+    let byte1 = (u8::from(PacketType::Publish) << 4) | (p.flags() & crate::constants::masks::FLAGS);
+    buf.put_u8(byte1);
+    encode_variable_int(buf, u32::try_from(body_size).unwrap_or(u32::MAX))?;
+    buf.put_u16(topic_len);
+    buf.put_slice(topic);
+    if let Some(id) = packet_id {
+        buf.put_u16(id);
+    }
+    if p.protocol_version == 5 {
+        p.properties.encode_direct(buf)?;
+    }
+    buf.put_slice(&p.payload);
+    Ok(())
+}
+
 pub fn encode_packet_to_buffer(packet: &Packet, buf: &mut BytesMut) -> Result<()> {
     match packet {
         Packet::Connect(p) => {
@@ -253,15 +291,7 @@ pub fn encode_packet_to_buffer(packet: &Packet, buf: &mut BytesMut) -> Result<()
         Packet::ConnAck(p) => {
             encode_packet(buf, PacketType::ConnAck, 0, |buf| p.encode_body(buf))?;
         }
-        Packet::Publish(p) => {
-            let flags = p.flags();
-            let body_size = p.body_encoded_size();
-            let byte1 =
-                (u8::from(PacketType::Publish) << 4) | (flags & crate::constants::masks::FLAGS);
-            buf.put_u8(byte1);
-            encode_variable_int(buf, u32::try_from(body_size).unwrap_or(u32::MAX))?;
-            p.encode_body_direct(buf)?;
-        }
+        Packet::Publish(p) => encode_publish(p, buf)?,
         Packet::PubAck(p) => {
             encode_packet(buf, PacketType::PubAck, 0, |buf| p.encode_body(buf))?;
         }

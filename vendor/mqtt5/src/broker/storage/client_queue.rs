@@ -73,6 +73,9 @@ pub struct ClientQueue {
     notify: Notify,
     handoff_done: Notify,
     seq: Arc<AtomicU64>,
+    /// SENTIO-PATCH: the sum of `count` over every queue of the registry (see
+    /// `QueueRegistry::queued_total`).
+    total: Arc<AtomicUsize>,
     limits: QueueLimits,
     writer: Option<QueueWriter>,
     /// SENTIO-PATCH: whether the session outlives its connection (session expiry > 0, or not
@@ -91,6 +94,7 @@ impl ClientQueue {
     pub(crate) fn new(
         client_id: String,
         seq: Arc<AtomicU64>,
+        total: Arc<AtomicUsize>,
         limits: QueueLimits,
         writer: Option<QueueWriter>,
     ) -> Self {
@@ -106,8 +110,20 @@ impl ClientQueue {
             notify: Notify::new(),
             handoff_done: Notify::new(),
             seq,
+            total,
             limits,
             writer,
+        }
+    }
+
+    /// SENTIO-PATCH: sets `count` (under the inner lock) and moves the registry's total by
+    /// the difference.
+    fn set_count(&self, count: usize) {
+        let old = self.count.swap(count, Ordering::AcqRel);
+        if count > old {
+            self.total.fetch_add(count - old, Ordering::AcqRel);
+        } else if old > count {
+            self.total.fetch_sub(old - count, Ordering::AcqRel);
         }
     }
 
@@ -270,7 +286,7 @@ impl ClientQueue {
         inner.bytes += entry.bytes;
         inner.entries.push_back(entry);
         let evicted = self.enforce_limits(inner);
-        self.count.store(inner.entries.len(), Ordering::Release);
+        self.set_count(inner.entries.len());
         if !evicted.iter().any(|old| old.seq == seq) {
             self.enqueue_write(seq, body);
         }
@@ -329,7 +345,7 @@ impl ClientQueue {
                 }
                 taken.push(entry);
             }
-            self.count.store(inner.entries.len(), Ordering::Release);
+            self.set_count(inner.entries.len());
             if !taken.is_empty() {
                 self.draining.store(true, Ordering::Release);
             }
@@ -414,7 +430,7 @@ impl ClientQueue {
             inner.entries.push_front(entry.clone());
         }
         let evicted = self.enforce_limits_dir(inner, true);
-        self.count.store(inner.entries.len(), Ordering::Release);
+        self.set_count(inner.entries.len());
         let evicted_seqs: Vec<u64> = evicted.iter().map(|old| old.seq).collect();
         let batch_seqs: Vec<u64> = entries.iter().map(|entry| entry.seq).collect();
         for old in evicted_seqs.iter().filter(|seq| !batch_seqs.contains(seq)) {
@@ -440,7 +456,7 @@ impl ClientQueue {
                 !drop_it
             });
             inner.bytes = inner.entries.iter().map(|entry| entry.bytes).sum();
-            self.count.store(inner.entries.len(), Ordering::Release);
+            self.set_count(inner.entries.len());
             if cutoff.is_none() {
                 self.epoch.fetch_add(1, Ordering::AcqRel);
             }
@@ -466,7 +482,7 @@ impl ClientQueue {
                 }
             });
             inner.bytes = inner.entries.iter().map(|entry| entry.bytes).sum();
-            self.count.store(inner.entries.len(), Ordering::Release);
+            self.set_count(inner.entries.len());
             removed
         };
         for seq in &removed {
@@ -513,7 +529,7 @@ impl ClientQueue {
             expires_at,
             body: Some(Arc::new(message)),
         });
-        self.count.store(inner.entries.len(), Ordering::Release);
+        self.set_count(inner.entries.len());
     }
 
     /// True when the queue is empty and only the backend map still refers to it.
@@ -565,12 +581,21 @@ pub(crate) fn entry_bytes(message: &QueuedMessage) -> usize {
     message.footprint() + std::mem::size_of::<QueueEntry>() + 2 * std::mem::size_of::<usize>()
 }
 
+/// SENTIO-PATCH: a queue that goes takes its messages out of the registry's total.
+impl Drop for ClientQueue {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(*self.count.get_mut(), Ordering::AcqRel);
+    }
+}
+
 /// Registry of per-client queues owned by a backend.
 #[derive(Debug)]
 pub struct QueueRegistry {
     // SENTIO-PATCH: foldhash, not SipHash: looked up by client id for every routed message.
     queues: parking_lot::RwLock<foldhash::HashMap<String, QueueHandle>>,
     seq: Arc<AtomicU64>,
+    total: Arc<AtomicUsize>,
     limits: QueueLimits,
     writer: Option<QueueWriter>,
 }
@@ -580,9 +605,19 @@ impl QueueRegistry {
         Self {
             queues: parking_lot::RwLock::new(foldhash::HashMap::default()),
             seq: Arc::new(AtomicU64::new(SEQ_FLOOR)),
+            total: Arc::new(AtomicUsize::new(0)),
             limits,
             writer,
         }
+    }
+
+    /// SENTIO-PATCH: messages queued over all of this registry's queues. No queue holds more,
+    /// so a caller that needs to know whether any queue is at least `n` deep learns "no"
+    /// without looking one up when this is below `n` (Sentio's back-pressure check, per
+    /// PUBLISH).
+    #[must_use]
+    pub fn queued_total(&self) -> usize {
+        self.total.load(Ordering::Acquire)
     }
 
     /// Returns the client's queue, creating it on first touch. Entries are never unlinked
@@ -596,6 +631,7 @@ impl QueueRegistry {
             Arc::new(ClientQueue::new(
                 client_id.to_string(),
                 Arc::clone(&self.seq),
+                Arc::clone(&self.total),
                 self.limits,
                 self.writer.clone(),
             ))

@@ -80,6 +80,12 @@ impl Drop for FileBackend {
 }
 
 impl FileBackend {
+    /// SENTIO-PATCH: messages queued over every client's queue.
+    #[must_use]
+    pub fn queued_total(&self) -> usize {
+        self.queues.queued_total()
+    }
+
     /// Create new file storage backend
     ///
     /// # Errors

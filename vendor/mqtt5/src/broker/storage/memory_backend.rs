@@ -24,6 +24,12 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// SENTIO-PATCH: messages queued over every client's queue.
+    #[must_use]
+    pub fn queued_total(&self) -> usize {
+        self.queues.queued_total()
+    }
+
     /// Create new memory storage backend
     #[must_use]
     pub fn new() -> Self {

@@ -1454,6 +1454,17 @@ impl StorageBackend for DynamicStorage {
 }
 
 impl DynamicStorage {
+    /// SENTIO-PATCH: messages queued over every client's queue (see
+    /// `QueueRegistry::queued_total`).
+    #[must_use]
+    pub fn queued_total(&self) -> usize {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::File(backend) => backend.queued_total(),
+            Self::Memory(backend) => backend.queued_total(),
+        }
+    }
+
     /// SENTIO-PATCH: queued-message writes issued so far (0 without a file backend); see
     /// [`FileBackend::queue_writes_issued`].
     #[must_use]
