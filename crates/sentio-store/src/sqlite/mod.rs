@@ -43,7 +43,7 @@ pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -99,6 +99,9 @@ struct Inner {
     /// Whether background work was told to stop ([`crate::Maintenance::interrupt`]): sealing
     /// and maintenance return at their next safe point, between transactions.
     interrupted: AtomicBool,
+    /// Appends waiting for the connection (`series.rs`): the sealer ends its transaction early
+    /// for them (`seal.rs`), so an acknowledgement does not wait behind a long step.
+    appends_waiting: AtomicUsize,
     /// Whether appends record their batch in the edge's outbox (`outbox.rs`).
     outbox: AtomicBool,
     /// Whether they record it in the backlog lane (else the live one; `outbox.rs`).
@@ -233,6 +236,7 @@ impl SqliteStore {
                 evicted: AtomicU64::new(0),
                 full: AtomicBool::new(false),
                 interrupted: AtomicBool::new(false),
+                appends_waiting: AtomicUsize::new(0),
                 outbox: AtomicBool::new(false),
                 outbox_backlog: AtomicBool::new(true),
                 incarnation,
@@ -267,10 +271,32 @@ impl SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&inner, &mut conn)
+            let held = std::time::Instant::now();
+            let r = f(&inner, &mut conn);
+            note_hold::<F>(held);
+            r
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Holds of the connection at least this long are logged (debug, target
+/// `sentio_store::hold`), with who held it: what an append waiting for the connection waited
+/// behind.
+const LONG_HOLD: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Logs a hold of the connection that began at `held` if it was long, naming the holder by
+/// the type of its closure (its function's path).
+fn note_hold<F>(held: std::time::Instant) {
+    let took = held.elapsed();
+    if took >= LONG_HOLD {
+        tracing::debug!(
+            target: "sentio_store::hold",
+            held_us = took.as_micros() as u64,
+            by = std::any::type_name::<F>(),
+            "long hold of the connection"
+        );
     }
 }
 

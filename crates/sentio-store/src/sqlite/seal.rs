@@ -10,6 +10,8 @@
 //! Where a head point falls inside an existing chunk's range (a late point or a duplicate), the
 //! chunk is decoded, merged (the head value wins) and re-encoded; chunk ranges never overlap.
 
+use std::sync::atomic::Ordering;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::cached_tx::CachedTx;
@@ -158,10 +160,14 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
 
     let batch = {
         let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let held = std::time::Instant::now();
         // A sealing transaction only moves points inside the database, atomically: if a power
         // cut loses it, the points are still in the head. So it needs atomicity, not its own
         // fsync; the next acknowledged append syncs the log up to and including it, in order.
-        super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
+        let batch =
+            super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points));
+        super::note_hold::<Batch>(held);
+        batch
     };
     let Batch {
         report,
@@ -210,6 +216,12 @@ fn seal_batch(
         loop {
             if inner.interrupted() || report.points as usize >= max_points {
                 report.more = !inner.interrupted();
+                break 'series;
+            }
+            // An append waits for the connection: commit what is sealed and let it go first
+            // (the rest of the step follows in the next transaction).
+            if report.points > 0 && inner.appends_waiting.load(Ordering::SeqCst) > 0 {
+                report.more = true;
                 break 'series;
             }
             match seal_one(&tx, sid, &inner.seal)? {

@@ -92,7 +92,13 @@ pub(super) fn write_points(
             spans.insert(sid, Span { first, last, count });
         }
     }
+    let built = std::time::Instant::now();
     let committed = also(&tx, &spans).and_then(|()| Ok(tx.commit()?));
+    tracing::debug!(
+        target: "sentio_store::append",
+        commit_us = built.elapsed().as_micros() as u64,
+        "commit"
+    );
     if let Err(e) = committed {
         // A failed commit (e.g. disk full) leaves no new series ids valid.
         inner
@@ -108,6 +114,27 @@ pub(super) fn write_points(
         work.appended(sid, span.first, span.last);
     }
     Ok(())
+}
+
+/// An append on its way to the connection, counted in `Inner::appends_waiting` from before it
+/// asks for the connection until it holds it (or is dropped unrun).
+struct AppendWaiting(std::sync::Arc<Inner>);
+
+impl AppendWaiting {
+    fn new(inner: &std::sync::Arc<Inner>) -> Self {
+        inner
+            .appends_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(inner.clone())
+    }
+}
+
+impl Drop for AppendWaiting {
+    fn drop(&mut self) {
+        self.0
+            .appends_waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A batch's points per series: (series id, its (time, value) pairs).
@@ -165,15 +192,27 @@ impl SeriesStore for SqliteStore {
             return Ok(());
         }
         let points = points.to_vec();
+        let asked = std::time::Instant::now();
+        let waiting = AppendWaiting::new(&self.inner);
         let stored = self
             .with_conn(move |inner, conn| {
-                write_points(inner, conn, &points, |tx, spans| {
+                drop(waiting);
+                let locked = std::time::Instant::now();
+                let r = write_points(inner, conn, &points, |tx, spans| {
                     // The edge's outbox: this batch, in the same transaction as its points.
                     if inner.outbox_on() {
                         super::outbox::record(tx, spans, inner.outbox_lane())?;
                     }
                     Ok(())
-                })
+                });
+                tracing::debug!(
+                    target: "sentio_store::append",
+                    points = points.len(),
+                    lock_wait_us = locked.duration_since(asked).as_micros() as u64,
+                    write_us = locked.elapsed().as_micros() as u64,
+                    "append"
+                );
+                r
             })
             .await;
         self.inner.note_write(&stored);
