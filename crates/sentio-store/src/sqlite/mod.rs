@@ -43,7 +43,7 @@ pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -99,9 +99,6 @@ struct Inner {
     /// Whether background work was told to stop ([`crate::Maintenance::interrupt`]): sealing
     /// and maintenance return at their next safe point, between transactions.
     interrupted: AtomicBool,
-    /// Appends waiting for the connection (`series.rs`): the sealer ends its transaction early
-    /// for them (`seal.rs`), so an acknowledgement does not wait behind a long step.
-    appends_waiting: AtomicUsize,
     /// Whether appends record their batch in the edge's outbox (`outbox.rs`).
     outbox: AtomicBool,
     /// Whether they record it in the backlog lane (else the live one; `outbox.rs`).
@@ -236,7 +233,6 @@ impl SqliteStore {
                 evicted: AtomicU64::new(0),
                 full: AtomicBool::new(false),
                 interrupted: AtomicBool::new(false),
-                appends_waiting: AtomicUsize::new(0),
                 outbox: AtomicBool::new(false),
                 outbox_backlog: AtomicBool::new(true),
                 incarnation,

@@ -10,8 +10,6 @@
 //! Where a head point falls inside an existing chunk's range (a late point or a duplicate), the
 //! chunk is decoded, merged (the head value wins) and re-encoded; chunk ranges never overlap.
 
-use std::sync::atomic::Ordering;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::cached_tx::CachedTx;
@@ -216,12 +214,6 @@ fn seal_batch(
         loop {
             if inner.interrupted() || report.points as usize >= max_points {
                 report.more = !inner.interrupted();
-                break 'series;
-            }
-            // An append waits for the connection: commit what is sealed and let it go first
-            // (the rest of the step follows in the next transaction).
-            if report.points > 0 && inner.appends_waiting.load(Ordering::SeqCst) > 0 {
-                report.more = true;
                 break 'series;
             }
             match seal_one(&tx, sid, &inner.seal)? {
@@ -431,55 +423,4 @@ pub(super) fn merge_head_wins(sealed: &[(i64, f64)], head: &[(i64, f64)]) -> Vec
     out.extend_from_slice(&sealed[i..]);
     out.extend_from_slice(&head[j..]);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering;
-
-    use sentio_core::{DeviceId, Point};
-
-    use crate::SeriesStore;
-    use crate::sqlite::SqliteStore;
-
-    /// 20 series of 3,000 points 1 s apart: about 2,400 of each are past the seal age.
-    async fn store_with_a_backlog() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let device = DeviceId::parse("d1").unwrap();
-        let points: Vec<Point> = (0..20)
-            .flat_map(|m| {
-                let (device, metric) =
-                    (device.clone(), std::sync::Arc::<str>::from(format!("m{m}")));
-                (0..3000).map(move |i| Point {
-                    device: device.clone(),
-                    metric: metric.clone(),
-                    ts_ms: 1_700_000_000_000 + i * 1000,
-                    value: i as f64,
-                })
-            })
-            .collect();
-        store.append(&points).await.unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn a_seal_step_ends_early_for_a_waiting_append_and_the_rest_follows() {
-        let (_dir, store) = store_with_a_backlog().await;
-        // An append is waiting for the connection: the step commits after its first series.
-        store.inner.appends_waiting.fetch_add(1, Ordering::SeqCst);
-        let first = store.seal_some(100_000).await.unwrap();
-        store.inner.appends_waiting.fetch_sub(1, Ordering::SeqCst);
-        assert!(first.more, "the step says there is more to seal");
-        assert!(
-            first.points > 0 && first.points <= 3000,
-            "one series' worth sealed, not the whole backlog: {first:?}"
-        );
-        // Nothing waits any more: the rest is sealed, nothing lost or sealed twice.
-        let rest = store.seal_all().await.unwrap();
-        let tiers = store.tier_stats().await.unwrap();
-        assert_eq!(first.points + rest.points, tiers.sealed_points);
-        assert!(tiers.sealed_points >= 20 * 2000, "{tiers:?}");
-        assert_eq!(tiers.sealed_points + tiers.head_points, 20 * 3000);
-    }
 }

@@ -116,27 +116,6 @@ pub(super) fn write_points(
     Ok(())
 }
 
-/// An append on its way to the connection, counted in `Inner::appends_waiting` from before it
-/// asks for the connection until it holds it (or is dropped unrun).
-struct AppendWaiting(std::sync::Arc<Inner>);
-
-impl AppendWaiting {
-    fn new(inner: &std::sync::Arc<Inner>) -> Self {
-        inner
-            .appends_waiting
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(inner.clone())
-    }
-}
-
-impl Drop for AppendWaiting {
-    fn drop(&mut self) {
-        self.0
-            .appends_waiting
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// A batch's points per series: (series id, its (time, value) pairs).
 type Runs = Vec<(i64, Vec<(i64, f64)>)>;
 
@@ -193,10 +172,8 @@ impl SeriesStore for SqliteStore {
         }
         let points = points.to_vec();
         let asked = std::time::Instant::now();
-        let waiting = AppendWaiting::new(&self.inner);
         let stored = self
             .with_conn(move |inner, conn| {
-                drop(waiting);
                 let locked = std::time::Instant::now();
                 let r = write_points(inner, conn, &points, |tx, spans| {
                     // The edge's outbox: this batch, in the same transaction as its points.
