@@ -414,6 +414,15 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         args.devices >= 1 && args.metrics >= 1 && args.readings >= 1,
         "--devices, --metrics and --readings must be at least 1"
     );
+    // With SENTIO_LOG (e.g. `sentio_pipeline::writer=debug,sentio_store::append=debug`), the
+    // node's logs go to stderr: the writer's and the store's per-commit timings.
+    let logging = std::env::var_os("SENTIO_LOG").is_some();
+    if logging {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SENTIO_LOG"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let temp = args.dir.is_none();
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
@@ -428,7 +437,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         sentio_core::time::now_ms()
     ));
     let node = Node::start(config).await?;
-    let result = measure(&node, &args).await;
+    let result = measure(&node, &args, logging).await;
     node.shutdown().await;
     if temp {
         let _ = std::fs::remove_dir_all(&dir);
@@ -436,7 +445,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
+async fn measure(node: &Node, args: &IngestArgs, logging: bool) -> anyhow::Result<()> {
     let base = format!("http://{}", node.http_addr);
     let auth = format!("Bearer {}", node.admin_token);
     let ids: Vec<String> = (0..args.devices).map(|i| format!("bench-{i:05}")).collect();
@@ -558,6 +567,9 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     }
 
     // Phase 2: paced at --rate, with markers polled until queryable.
+    if logging {
+        eprintln!("== latency phase starts");
+    }
     let msgs_per_s = args.rate as f64 / per_msg as f64;
     let interval = Duration::from_secs_f64(args.devices as f64 / msgs_per_s.max(1e-9));
     let t = Instant::now();
@@ -577,6 +589,9 @@ async fn measure(node: &Node, args: &IngestArgs) -> anyhow::Result<()> {
     );
     let marks = marks?;
     drain(&pubs).await?;
+    if logging {
+        eprintln!("== latency phase ends");
+    }
     let elapsed = t.elapsed().as_secs_f64();
     let acked2 = counters.acked_messages.load(Ordering::Relaxed) - acked_before;
     let lat2 = take_latencies(&pubs);

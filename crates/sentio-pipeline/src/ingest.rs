@@ -1,12 +1,13 @@
 //! The ingest stage: payload → points → durable commit → acknowledgement.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sentio_core::telemetry::TimeWindow;
 use sentio_core::{DeviceId, Point, TextEvent, telemetry, time};
 use sentio_store::{DeviceRegistry, EventStore, SeriesStore, StorageHealth};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use crate::series_limit::SeriesLimit;
 use crate::{PipelineError, Presence, Stats};
@@ -17,6 +18,8 @@ pub(crate) struct Batch {
     points: Vec<Point>,
     events: Vec<TextEvent>,
     ack: Option<oneshot::Sender<Result<(), CommitFailed>>>,
+    /// When it was queued (the writer reports how long the oldest batch of a commit waited).
+    queued: Instant,
 }
 
 /// Why a batch was not committed.
@@ -132,6 +135,7 @@ impl Ingest {
                 points,
                 events,
                 ack,
+                queued: Instant::now(),
             })
             .await
             .map_err(|_| PipelineError::ShuttingDown)?;
@@ -246,6 +250,9 @@ pub(crate) async fn run_writer(
             }
         };
         let Some(first) = first else { break };
+        let taken = Instant::now();
+        let waited = taken.duration_since(first.queued);
+        let mut batches = 1usize;
         let mut points = first.points;
         let mut events = first.events;
         let mut acks: Vec<_> = first.ack.into_iter().collect();
@@ -255,6 +262,7 @@ pub(crate) async fn run_writer(
                     points.extend(b.points);
                     events.extend(b.events);
                     acks.extend(b.ack);
+                    batches += 1;
                 }
                 Err(_) => break,
             }
@@ -267,13 +275,24 @@ pub(crate) async fn run_writer(
         };
         match stored {
             Ok(()) => {
+                let committed = Instant::now();
                 Stats::add(&stats.points_stored, points.len() as u64);
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
+                let n = points.len();
                 if !detect.send(points).await {
                     break;
                 }
+                debug!(
+                    target: "sentio_pipeline::writer",
+                    batches,
+                    points = n,
+                    queued_us = waited.as_micros() as u64,
+                    store_us = committed.duration_since(taken).as_micros() as u64,
+                    detect_wait_us = committed.elapsed().as_micros() as u64,
+                    "commit"
+                );
             }
             Err(e) => {
                 error!(error = %e, points = points.len(), events = events.len(), "commit failed; not acknowledged");

@@ -91,7 +91,7 @@ pub use control::{Property, Values};
 pub use error::SimError;
 pub use faults::{Fault, FaultKind};
 pub use fleet::{Fleet, Reading};
-pub use mqtt::{SimConfig, SimReport, run};
+pub use mqtt::{SimConfig, SimReport, TickShape, run};
 pub use register::register_via_api;
 pub use spec::{DEMO_LIMITS, FleetSpec, SimDevice};
 

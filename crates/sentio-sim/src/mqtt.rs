@@ -4,7 +4,7 @@
 //! the fleet's loop, which applies them between two steps and answers on the device's
 //! connection (the reply, then the reported twin).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::error::SimError;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Reading};
 use crate::spec::FleetSpec;
 
 /// First and longest wait before reconnecting after a failed or dropped connection.
@@ -52,6 +52,20 @@ pub struct SimConfig {
     pub qos: u8,
     /// Stop after this long; `None` runs until the shutdown future completes.
     pub duration: Option<Duration>,
+    /// How a tick's readings go out (default [`TickShape::Spread`]).
+    pub tick_shape: TickShape,
+}
+
+/// How the fleet's readings of one tick are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TickShape {
+    /// Each device at its own phase: the tick's readings leave spread over the interval in
+    /// fleet order (about `devices / interval` a millisecond), as devices that were switched
+    /// on at different times do.
+    #[default]
+    Spread,
+    /// The whole fleet at once at every tick: one burst of `devices` publishes.
+    Burst,
 }
 
 impl SimConfig {
@@ -67,6 +81,7 @@ impl SimConfig {
             ground_truth: None,
             qos: 1,
             duration: None,
+            tick_shape: TickShape::default(),
         }
     }
 
@@ -254,6 +269,15 @@ pub async fn run(
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_ts = start_ms;
+    // Spread: a tick's readings wait here and leave a slice at a time (1 ms slices, or one
+    // device's share of the interval when that is longer).
+    let mut waiting: VecDeque<(usize, Reading)> = VecDeque::new();
+    let slice = (config.interval / connections.len().max(1) as u32).max(Duration::from_millis(1));
+    let per_slice = ((connections.len() as u128 * slice.as_nanos())
+        .div_ceil(config.interval.as_nanos().max(1)) as usize)
+        .max(1);
+    let mut slicer = tokio::time::interval(slice);
+    slicer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result = loop {
         if stopped_early {
@@ -265,6 +289,12 @@ pub async fn run(
             Some(order) = orders.recv() => {
                 if let Some(conn) = connections.get(order.index) {
                     obey(&mut fleet, conn, order.kind, &mut report);
+                }
+            }
+            _ = slicer.tick(), if !waiting.is_empty() => {
+                for _ in 0..per_slice {
+                    let Some((index, reading)) = waiting.pop_front() else { break };
+                    send_reading(&connections[index], &reading, qos, &mut report)?;
                 }
             }
             _ = ticker.tick() => {
@@ -281,26 +311,19 @@ pub async fn run(
                     );
                 }
                 last_ts = last_ts.max(ts + 1);
-                for (reading, conn) in readings.iter().zip(&connections) {
-                    debug_assert_eq!(reading.device, conn.id);
-                    if !conn.connected.load(Ordering::Relaxed) {
-                        report.messages_dropped += 1;
-                        continue;
+                // What the last tick has not sent yet goes first, in order.
+                for (index, reading) in waiting.drain(..) {
+                    send_reading(&connections[index], &reading, qos, &mut report)?;
+                }
+                match config.tick_shape {
+                    TickShape::Burst => {
+                        for (reading, conn) in readings.iter().zip(&connections) {
+                            send_reading(conn, reading, qos, &mut report)?;
+                        }
                     }
-                    let payload = serde_json::to_vec(&reading.to_json())?;
-                    match conn.client.try_publish(conn.topic.as_str(), qos, false, payload) {
-                        Ok(()) => {
-                            report.messages_published += 1;
-                            report.points_published += reading.values.len() as u64;
-                        }
-                        Err(rumqttc::ClientError::TryRequest(_)) => {
-                            debug!(device = %conn.id, "request queue full, reading dropped");
-                            report.messages_dropped += 1;
-                        }
-                        Err(e) => {
-                            warn!(device = %conn.id, error = %e, "publish failed");
-                            report.publish_errors += 1;
-                        }
+                    TickShape::Spread => {
+                        waiting.extend(readings.into_iter().enumerate());
+                        slicer.reset_immediately();
                     }
                 }
                 if let Some(writer) = truth.as_mut()
@@ -347,6 +370,40 @@ pub async fn run(
     report.faults_written = truth.map(|w| w.written).unwrap_or(0);
     info!(?report, "simulator stopped");
     result.map(|()| report)
+}
+
+/// Publishes one device's reading on its connection (counted as dropped while it is offline
+/// or its request queue is full).
+fn send_reading(
+    conn: &Connection,
+    reading: &Reading,
+    qos: QoS,
+    report: &mut SimReport,
+) -> Result<(), SimError> {
+    debug_assert_eq!(reading.device, conn.id);
+    if !conn.connected.load(Ordering::Relaxed) {
+        report.messages_dropped += 1;
+        return Ok(());
+    }
+    let payload = serde_json::to_vec(&reading.to_json())?;
+    match conn
+        .client
+        .try_publish(conn.topic.as_str(), qos, false, payload)
+    {
+        Ok(()) => {
+            report.messages_published += 1;
+            report.points_published += reading.values.len() as u64;
+        }
+        Err(rumqttc::ClientError::TryRequest(_)) => {
+            debug!(device = %conn.id, "request queue full, reading dropped");
+            report.messages_dropped += 1;
+        }
+        Err(e) => {
+            warn!(device = %conn.id, error = %e, "publish failed");
+            report.publish_errors += 1;
+        }
+    }
+    Ok(())
 }
 
 /// What a device's connection task shares with the fleet's loop.

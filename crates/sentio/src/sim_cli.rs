@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use sentio_sim::{FleetSpec, SimConfig};
+use sentio_sim::{FleetSpec, SimConfig, TickShape};
 use tracing::info;
 
 /// Arguments of `sentio sim`.
@@ -46,6 +46,10 @@ pub struct SimArgs {
     /// Write the injected faults (device, metric, start, end, kind) here as JSON lines.
     #[arg(long)]
     pub ground_truth: Option<PathBuf>,
+    /// How a tick's readings leave: `spread` (each device at its own phase over the interval,
+    /// as real devices) or `burst` (the whole fleet at once at every tick).
+    #[arg(long, env = "SENTIO_SIM_TICK", default_value = "spread", value_parser = ["spread", "burst"])]
+    pub tick: String,
 }
 
 pub async fn run(
@@ -68,6 +72,11 @@ pub async fn run(
     config.qos = args.qos;
     config.ground_truth = args.ground_truth;
     config.duration = args.duration_s.map(Duration::from_secs);
+    config.tick_shape = if args.tick == "burst" {
+        TickShape::Burst
+    } else {
+        TickShape::Spread
+    };
     if let Some(api) = &args.api {
         let token = match args.token {
             Some(t) => t,

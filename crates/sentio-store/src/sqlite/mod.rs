@@ -267,10 +267,32 @@ impl SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&inner, &mut conn)
+            let held = std::time::Instant::now();
+            let r = f(&inner, &mut conn);
+            note_hold::<F>(held);
+            r
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Holds of the connection at least this long are logged (debug, target
+/// `sentio_store::hold`), with who held it: what an append waiting for the connection waited
+/// behind.
+const LONG_HOLD: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Logs a hold of the connection that began at `held` if it was long, naming the holder by
+/// the type of its closure (its function's path).
+fn note_hold<F>(held: std::time::Instant) {
+    let took = held.elapsed();
+    if took >= LONG_HOLD {
+        tracing::debug!(
+            target: "sentio_store::hold",
+            held_us = took.as_micros() as u64,
+            by = std::any::type_name::<F>(),
+            "long hold of the connection"
+        );
     }
 }
 

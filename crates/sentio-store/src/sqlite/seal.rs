@@ -158,10 +158,14 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
 
     let batch = {
         let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let held = std::time::Instant::now();
         // A sealing transaction only moves points inside the database, atomically: if a power
         // cut loses it, the points are still in the head. So it needs atomicity, not its own
         // fsync; the next acknowledged append syncs the log up to and including it, in order.
-        super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points))
+        let batch =
+            super::without_fsync(&mut conn, |conn| seal_batch(conn, inner, &ids, max_points));
+        super::note_hold::<Batch>(held);
+        batch
     };
     let Batch {
         report,

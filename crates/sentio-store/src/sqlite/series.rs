@@ -92,7 +92,13 @@ pub(super) fn write_points(
             spans.insert(sid, Span { first, last, count });
         }
     }
+    let built = std::time::Instant::now();
     let committed = also(&tx, &spans).and_then(|()| Ok(tx.commit()?));
+    tracing::debug!(
+        target: "sentio_store::append",
+        commit_us = built.elapsed().as_micros() as u64,
+        "commit"
+    );
     if let Err(e) = committed {
         // A failed commit (e.g. disk full) leaves no new series ids valid.
         inner
@@ -165,15 +171,25 @@ impl SeriesStore for SqliteStore {
             return Ok(());
         }
         let points = points.to_vec();
+        let asked = std::time::Instant::now();
         let stored = self
             .with_conn(move |inner, conn| {
-                write_points(inner, conn, &points, |tx, spans| {
+                let locked = std::time::Instant::now();
+                let r = write_points(inner, conn, &points, |tx, spans| {
                     // The edge's outbox: this batch, in the same transaction as its points.
                     if inner.outbox_on() {
                         super::outbox::record(tx, spans, inner.outbox_lane())?;
                     }
                     Ok(())
-                })
+                });
+                tracing::debug!(
+                    target: "sentio_store::append",
+                    points = points.len(),
+                    lock_wait_us = locked.duration_since(asked).as_micros() as u64,
+                    write_us = locked.elapsed().as_micros() as u64,
+                    "append"
+                );
+                r
             })
             .await;
         self.inner.note_write(&stored);
