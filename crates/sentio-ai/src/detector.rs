@@ -28,6 +28,7 @@
 //!    detection in a window and charges every later one outside it).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -389,7 +390,10 @@ impl DetectorKind {
 /// Online, causal detector state for one series: constant memory, no look-ahead.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesDetector {
-    config: DetectorConfig,
+    /// Shared by the detectors built from one config (a node's 50,000 series hold one copy,
+    /// not 50,000); saved inline in each state as before.
+    #[serde(with = "shared_config")]
+    config: Arc<DetectorConfig>,
     seen: u64,
     last_ts: i64,
     last_value: f64,
@@ -451,8 +455,14 @@ pub struct SensitivityChange {
 impl SeriesDetector {
     /// A fresh detector with no history.
     pub fn new(config: &DetectorConfig) -> Self {
+        Self::shared(Arc::new(config.clone()))
+    }
+
+    /// A fresh detector with no history that shares `config` with the other detectors built
+    /// from it (one copy of the tuning for many series).
+    pub fn shared(config: Arc<DetectorConfig>) -> Self {
         Self {
-            config: config.clone(),
+            config,
             seen: 0,
             last_ts: 0,
             last_value: 0.0,
@@ -533,12 +543,22 @@ impl SeriesDetector {
         &self.config
     }
 
+    /// Shares `config` instead of this detector's own copy when the two are equal (a state
+    /// restored from its saved row holds a copy of its own); a different config is kept, so
+    /// the detector runs exactly as before.
+    pub fn share_config(&mut self, config: &Arc<DetectorConfig>) {
+        if !Arc::ptr_eq(&self.config, config) && *self.config == **config {
+            self.config = Arc::clone(config);
+        }
+    }
+
     /// Points seen so far.
     pub fn seen(&self) -> u64 {
         self.seen
     }
 
-    /// Memory held by this detector: its own size plus its heap allocations, in bytes.
+    /// Memory held by this detector: its own size plus its heap allocations, in bytes (the
+    /// config, shared with other detectors, not counted).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.day.capacity() * std::mem::size_of::<f64>()
@@ -612,7 +632,7 @@ impl SeriesDetector {
     }
 
     fn score_point(&mut self, ts_ms: i64, value: f64) -> Score {
-        let c = self.config.clone();
+        let c = Arc::clone(&self.config);
         if !value.is_finite() {
             // Not a measurement: nothing is learnt, nothing is alerted.
             let expected = if self.seen == 0 { value } else { self.level };
@@ -861,6 +881,29 @@ impl SeriesDetector {
                 Base::Fired(named)
             }),
         }
+    }
+}
+
+/// Serde for the shared config: written and read as the config itself (the saved state's form
+/// is unchanged); a restored detector holds its own copy until [`SeriesDetector::share_config`].
+mod shared_config {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::DetectorConfig;
+
+    pub(super) fn serialize<S: Serializer>(
+        c: &Arc<DetectorConfig>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        DetectorConfig::serialize(c, s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<DetectorConfig>, D::Error> {
+        DetectorConfig::deserialize(d).map(Arc::new)
     }
 }
 
@@ -1343,5 +1386,33 @@ mod tests {
         }
         assert!(a.memory_bytes() < 4096, "{}", a.memory_bytes());
         assert!(saved.len() < 8192, "{}", saved.len());
+    }
+
+    #[test]
+    fn detectors_of_one_config_share_it_and_save_it_whole() {
+        let config = Arc::new(DetectorConfig::default());
+        let mut a = SeriesDetector::shared(Arc::clone(&config));
+        let b = SeriesDetector::shared(Arc::clone(&config));
+        assert!(std::ptr::eq(a.config(), b.config()));
+        for (i, &x) in healthy(300, 7, 5.0, 0.2).iter().enumerate() {
+            a.update(i as i64 * 1000, x);
+        }
+        // Saved with the config inline, as a detector with its own copy was.
+        let saved = serde_json::to_value(&a).unwrap();
+        let own = serde_json::to_value(DetectorConfig::default()).unwrap();
+        assert_eq!(saved["config"], own);
+
+        // Restored, it holds a copy until it is told to share an equal config...
+        let mut restored: SeriesDetector = serde_json::from_value(saved.clone()).unwrap();
+        assert!(!std::ptr::eq(restored.config(), a.config()));
+        restored.share_config(&config);
+        assert!(std::ptr::eq(restored.config(), a.config()));
+        // ...and keeps a different one, so it runs as it was saved.
+        let mut tuned = saved;
+        tuned["config"]["threshold"] = serde_json::json!(7.0);
+        let mut kept: SeriesDetector = serde_json::from_value(tuned).unwrap();
+        kept.share_config(&config);
+        assert!(!std::ptr::eq(kept.config(), a.config()));
+        assert_eq!(kept.config().threshold, 7.0);
     }
 }

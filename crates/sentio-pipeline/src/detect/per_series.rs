@@ -65,6 +65,12 @@ impl<T: Serialize + DeserializeOwned> PerSeries<T> {
         Ok(())
     }
 
+    /// The state restored under `key`, for a watch to adjust.
+    pub(crate) fn restored(&mut self, key: &StateKey) -> Option<&mut T> {
+        let series = self.series_of(key)?;
+        self.states.get_mut(series)
+    }
+
     /// [`super::watch::Watch::take_dirty`].
     pub(crate) fn take_dirty(&mut self, dirty: &mut StdHashSet<StateKey>) {
         dirty.extend(self.dirty.drain().map(self.row));

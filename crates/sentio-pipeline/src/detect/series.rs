@@ -3,6 +3,7 @@
 //! peer alerts of the same metric ([`Finding::AlertUnlessAnomaly`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sentio_ai::{DetectorConfig, SeriesDetector};
 use sentio_core::{AlertKey, AlertKind, DeviceId, SeriesKey, StateKey, Subject};
@@ -13,11 +14,12 @@ use super::per_series::PerSeries;
 use super::watch::{DeviceBatch, Finding, StatePart, Verdict, Watch, gone};
 use crate::{PipelineError, explain};
 
-/// One [`SeriesDetector`] per series.
+/// One [`SeriesDetector`] per series, boxed: the map's table then holds a pointer per slot, not
+/// a whole detector (a table is up to half empty after it grows), and all share one config.
 pub(crate) struct SeriesWatch {
-    config: DetectorConfig,
+    config: Arc<DetectorConfig>,
     resolve_after: u32,
-    detectors: PerSeries<SeriesDetector>,
+    detectors: PerSeries<Box<SeriesDetector>>,
     /// The expected band of each scored point, until the next save.
     bands: Bands,
 }
@@ -27,7 +29,7 @@ impl SeriesWatch {
     /// points.
     pub(crate) fn new(config: DetectorConfig, resolve_after: u32) -> Self {
         Self {
-            config,
+            config: Arc::new(config),
             resolve_after,
             detectors: PerSeries::new(StateKey::Series),
             bands: Bands::default(),
@@ -51,7 +53,7 @@ impl Watch for SeriesWatch {
                 .detectors
                 .states
                 .entry(series.clone())
-                .or_insert_with(|| SeriesDetector::new(&self.config))
+                .or_insert_with(|| Box::new(SeriesDetector::shared(Arc::clone(&self.config))))
                 .update(p.ts_ms, p.value);
             self.bands.scored(&series, p.ts_ms, &score);
             batch.scores.set(at, score.score);
@@ -115,7 +117,11 @@ impl Watch for SeriesWatch {
     }
 
     fn restore(&mut self, key: &StateKey, json: &str) -> Result<(), serde_json::Error> {
-        self.detectors.restore(key, json)
+        self.detectors.restore(key, json)?;
+        if let Some(detector) = self.detectors.restored(key) {
+            detector.share_config(&self.config);
+        }
+        Ok(())
     }
 
     fn take_dirty(&mut self, dirty: &mut HashSet<StateKey>) {
@@ -124,5 +130,47 @@ impl Watch for SeriesWatch {
 
     fn save(&self, key: &StateKey) -> Option<String> {
         self.detectors.save(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sentio_core::Point;
+
+    use super::*;
+
+    #[test]
+    fn every_series_detector_shares_the_watch_config_even_once_restored() {
+        let mut watch = SeriesWatch::new(DetectorConfig::default(), 3);
+        let device = DeviceId::parse("pump-1").unwrap();
+        let kind: Arc<str> = "pump".into();
+        let points: Vec<Point> = ["temp", "current"]
+            .into_iter()
+            .map(|metric| Point {
+                device: device.clone(),
+                metric: metric.into(),
+                ts_ms: 1_000,
+                value: 4.0,
+            })
+            .collect();
+        let batch = DeviceBatch {
+            device: &device,
+            kind: &kind,
+            labels: &Default::default(),
+            twin: &cel::Value::Null,
+            points: &points,
+            arrived: &points,
+            now_ms: 1_000,
+            scores: &Default::default(),
+        };
+        watch.observe(&batch, &mut Vec::new());
+        let temp = StateKey::Series(SeriesKey::new(device.clone(), "temp".into()));
+        let saved = watch.save(&temp).unwrap();
+        watch.restore(&temp, &saved).unwrap();
+        assert_eq!(watch.save(&temp).unwrap(), saved);
+        assert_eq!(watch.detectors.states.len(), 2);
+        for detector in watch.detectors.states.values() {
+            assert!(std::ptr::eq(detector.config(), &*watch.config));
+        }
     }
 }
