@@ -235,19 +235,46 @@ impl Inner {
         Ok(database_bytes(&self.path).saturating_sub(free_bytes(conn)?))
     }
 
+    /// The connection for background work: taken only once no foreground call waits for it
+    /// (or after [`LET_IN_MAX`]). A std mutex lets the thread that just released it take it
+    /// again before a woken waiter runs, so a pass taking it back between its steps would
+    /// otherwise keep appends and queries out for as long as it has work.
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.let_foreground_in();
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a foreground call (an append, a query) waits for the connection.
+    fn foreground_waits(&self) -> bool {
+        self.conn_waiters.load(Ordering::SeqCst) > 0
+    }
+
+    /// Waits while a foreground call waits for the connection, at most [`LET_IN_MAX`].
+    fn let_foreground_in(&self) {
+        let start = Instant::now();
+        while self.foreground_waits() && start.elapsed() < LET_IN_MAX {
+            std::thread::sleep(LET_IN_POLL);
+        }
     }
 }
 
-/// The longest a batch of maintenance steps holds the store's connection (which appends wait
-/// on) before it commits and lets them in.
+/// The longest background work waits for foreground calls to take the connection before it
+/// takes it anyway (they keep coming at a flat-out load: the pass still progresses).
+const LET_IN_MAX: Duration = Duration::from_millis(50);
+/// How often it looks whether they have.
+const LET_IN_POLL: Duration = Duration::from_micros(100);
+
+/// The longest a batch of maintenance steps holds the store's connection before it commits
+/// and gives it back, when no append or query waits for it (one that waits ends the batch at
+/// the next step).
 const HOLD: Duration = Duration::from_millis(4);
 
 /// Maintenance steps of many series in ONE transaction: the connection is taken at the first
 /// step and given back (committed) once it has been held [`HOLD`], so a transaction's fixed
 /// cost (locks, the log's frame header, the commit) is paid per batch, not per series and
-/// step, while an append still waits at most about [`HOLD`]. Each step is a savepoint inside
+/// step, while an append waits at most about one step: a batch commits at the first step
+/// boundary where a foreground call waits for the connection, and the next batch takes it
+/// only after that call has (`Inner::lock`). Each step is a savepoint inside
 /// it (`CachedTx`): a failed step undoes itself, a failed batch all of its steps.
 ///
 /// Like sealing, it only derives or removes data that its marks describe atomically, so it
@@ -266,6 +293,8 @@ struct Batch<'a> {
     /// Batches committed, and the longest one held the connection.
     commits: usize,
     longest_hold: Duration,
+    /// Batches committed early because a foreground call waited.
+    yields: usize,
 }
 
 impl<'a> Batch<'a> {
@@ -278,6 +307,7 @@ impl<'a> Batch<'a> {
             committed: 0,
             commits: 0,
             longest_hold: Duration::ZERO,
+            yields: 0,
         }
     }
 
@@ -313,10 +343,15 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Commits when the connection has been held long enough (between steps).
+    /// Commits when the connection has been held long enough, or an append or query waits
+    /// for it (between steps).
     fn pause_point(&mut self) -> Result<()> {
         match &self.open {
             Some((_, since)) if since.elapsed() >= self.hold => self.commit(),
+            Some(_) if self.inner.foreground_waits() => {
+                self.yields += 1;
+                self.commit()
+            }
             _ => Ok(()),
         }
     }
@@ -389,6 +424,8 @@ pub(super) struct PassStats {
     /// Write steps, and the transactions (batches) that committed them.
     pub(super) steps: usize,
     pub(super) commits: usize,
+    /// Of the transactions, the ones committed early for a waiting append or query.
+    pub(super) yields: usize,
 }
 
 fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
@@ -398,6 +435,7 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
         full_looks = stats.full_looks,
         steps = stats.steps,
         transactions = stats.commits,
+        yielded = stats.yields,
         longest_hold_us = report.longest_step_us,
         "maintenance pass"
     );
@@ -460,6 +498,7 @@ pub(super) fn maintain_pass(
         full_looks: pass.full_looks,
         steps: pass.steps,
         commits: pass.batch.commits,
+        yields: pass.batch.yields,
     };
     let longest_hold = pass.batch.longest_hold;
     let Pass {
@@ -967,5 +1006,37 @@ mod tests {
         assert_eq!(pass.finished, 10);
         assert!(pass.steps >= 10, "{pass:?}");
         assert!(rolled(&store).iter().all(|r| r.4 == Some(T0 + 2 * MINUTE)));
+    }
+
+    #[tokio::test]
+    async fn a_query_waiting_for_the_connection_gets_it_between_the_steps_of_a_long_pass() {
+        let (series, minutes) = (300, 60);
+        let now = T0 + (minutes + 20) * MINUTE;
+        let (_d, store) = store_with(series, minutes).await;
+        let rows = |s: RollupStats| s.minute_rows + s.packed_rows;
+        let before = store.inner.rolled_max.load(Ordering::Relaxed);
+        let inner = store.inner.clone();
+        // A hold longer than the whole pass: only a waiting foreground call ends a batch early.
+        let pass = std::thread::spawn(move || {
+            maintain_pass(&inner, now, Duration::from_secs(3600)).unwrap()
+        });
+        // The pass has rolled its first series, inside its first batch.
+        while store.inner.rolled_max.load(Ordering::Relaxed) == before && !pass.is_finished() {
+            std::thread::yield_now();
+        }
+        let seen = rows(store.rollup_stats().await.unwrap());
+        let (report, stats) = pass.join().unwrap();
+        let all = rows(store.rollup_stats().await.unwrap());
+        assert!(!report.more, "{report:?}");
+        assert_eq!(
+            all,
+            series as u64 * minutes as u64,
+            "every minute rolled up"
+        );
+        assert!(
+            seen < all,
+            "the query ran in the middle of the pass, not after it: saw {seen} of {all} rows"
+        );
+        assert!(stats.yields >= 1 && stats.commits >= 2, "{stats:?}");
     }
 }
