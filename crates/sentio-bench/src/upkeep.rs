@@ -5,6 +5,13 @@
 //! new (idle), then each after 5 s worth of points, one per series per second, appended
 //! through the trait. It prints CPU time (not wall time, so other load on the box does not
 //! change the figures much) per round and per 5 s of appends, as a share of one core.
+//!
+//! Two more figures per size: **fresh**, the same 1 Hz rounds on a second store holding no
+//! history (a fleet's first minutes, before anything is old enough to roll up: what a node
+//! pays right after its devices connect), and **roll**, one maintenance as of 20 minutes later
+//! on the first store, when every series is due for its rollup at once (the 15-minute roll):
+//! CPU per series rolled and the longest the store's connection was held in one go (what an
+//! append could wait).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use sentio_core::{DeviceId, Point};
-use sentio_store::{Maintenance, SeriesStore, SqliteStore};
+use sentio_store::{Maintenance, RetentionStore, SeriesStore, SqliteStore};
 
 /// Arguments of `sentio-bench upkeep`.
 #[derive(Debug, Args)]
@@ -53,6 +60,53 @@ struct Costs {
     append_5s: Duration,
     /// Longest round (wall time) of the active rounds.
     longest_active: Duration,
+}
+
+/// What rolling up every series at once cost.
+struct Roll {
+    cpu: Duration,
+    /// Longest hold of the connection reported by the passes.
+    longest_hold: Duration,
+    buckets: u64,
+}
+
+/// Maintenance as of `now_ms` until nothing is left; every series is due for its roll.
+async fn roll_all(store: &SqliteStore, now_ms: i64) -> anyhow::Result<Roll> {
+    let cpu = cpu_time()?;
+    let (mut longest, mut buckets) = (0, 0);
+    loop {
+        let r = store.maintain(now_ms).await?;
+        longest = longest.max(r.longest_step_us);
+        buckets += r.rolled_buckets;
+        if !r.more {
+            break;
+        }
+    }
+    Ok(Roll {
+        cpu: cpu_time()? - cpu,
+        longest_hold: Duration::from_micros(longest),
+        buckets,
+    })
+}
+
+/// `rounds` rounds of 5 s of 1 Hz appends on a store with no history; CPU per round.
+async fn fresh_rounds(
+    ids: &[DeviceId],
+    metrics: &[Arc<str>],
+    rounds: u32,
+) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(dir.path())?;
+    let start = sentio_core::time::now_ms();
+    let mut total = Duration::ZERO;
+    for r in 0..rounds as i64 {
+        for s in 0..ROUND.as_secs() as i64 {
+            let ts = start + (r * ROUND.as_secs() as i64 + s) * 1000;
+            append_all(&store, &series_points(ids, metrics, ts)).await?;
+        }
+        total += round(&store).await?.0;
+    }
+    Ok(total / rounds)
 }
 
 fn series_points(ids: &[DeviceId], metrics: &[Arc<str>], ts_ms: i64) -> Vec<Point> {
@@ -127,7 +181,7 @@ pub async fn run(args: UpkeepArgs) -> anyhow::Result<()> {
         ROUND.as_secs()
     );
     println!(
-        "{:>8} {:>8} | {:>11} {:>6} | {:>11} {:>13} {:>8} {:>13}",
+        "{:>8} {:>8} | {:>11} {:>6} | {:>11} {:>13} {:>8} {:>13} | {:>11} | {:>10} {:>10} {:>12}",
         "devices",
         "series",
         "idle round",
@@ -135,7 +189,11 @@ pub async fn run(args: UpkeepArgs) -> anyhow::Result<()> {
         "1 Hz round",
         "longest wall",
         "appends",
-        "1 Hz in all"
+        "1 Hz in all",
+        "fresh round",
+        "roll CPU",
+        "per series",
+        "longest hold"
     );
     let metrics: Vec<Arc<str>> = (0..args.metrics)
         .map(|i| Arc::from(format!("m{i}")))
@@ -155,16 +213,29 @@ pub async fn run(args: UpkeepArgs) -> anyhow::Result<()> {
         store.seal_round().await?;
         store.maintenance_round().await?;
         let c = measure(&store, &ids, &metrics, args.rounds).await?;
+        let roll = roll_all(&store, sentio_core::time::now_ms() + 20 * 60_000).await?;
+        drop(store);
+        let fresh = fresh_rounds(&ids, &metrics, args.rounds).await?;
+        let series = n * args.metrics;
+        anyhow::ensure!(
+            roll.buckets >= series as u64,
+            "the roll phase rolled {} buckets, fewer than the {series} series",
+            roll.buckets
+        );
         println!(
-            "{:>8} {:>8} | {:>8.1} ms {:>5.1}% | {:>8.1} ms {:>10.0} ms {:>7.1}% {:>12.1}%",
+            "{:>8} {:>8} | {:>8.1} ms {:>5.1}% | {:>8.1} ms {:>10.0} ms {:>7.1}% {:>12.1}% | {:>8.1} ms | {:>7.0} ms {:>7.1} µs {:>9.1} ms",
             n,
-            n * args.metrics,
+            series,
             c.idle_round.as_secs_f64() * 1000.0,
             core(c.idle_round),
             c.active_round.as_secs_f64() * 1000.0,
             c.longest_active.as_secs_f64() * 1000.0,
             core(c.append_5s),
             core(c.active_round + c.append_5s),
+            fresh.as_secs_f64() * 1000.0,
+            roll.cpu.as_secs_f64() * 1000.0,
+            roll.cpu.as_secs_f64() * 1e6 / series as f64,
+            roll.longest_hold.as_secs_f64() * 1000.0,
         );
     }
     Ok(())

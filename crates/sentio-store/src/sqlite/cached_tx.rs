@@ -1,8 +1,12 @@
-//! A write transaction whose `BEGIN`, `COMMIT` and `ROLLBACK` are the connection's cached
-//! statements: rusqlite's `Connection::transaction` parses them again at every use
-//! (`execute_batch`), which the background work (a transaction per series per step) pays
-//! thousands of times a round. Same contract as rusqlite's deferred transaction: dropped
-//! without [`CachedTx::commit`], it rolls back.
+//! A write transaction whose statements are the connection's cached ones: rusqlite's
+//! `Connection::transaction` parses them again at every use (`execute_batch`), which the
+//! background work (a step per series) pays thousands of times a round. Same contract as
+//! rusqlite's deferred transaction: dropped without [`CachedTx::commit`], it undoes its writes.
+//!
+//! It is a savepoint: on a connection with no transaction open it is a transaction of its own
+//! (`SAVEPOINT` then behaves as `BEGIN DEFERRED`, `RELEASE` as `COMMIT`); inside an open one (the
+//! maintenance pass's batch, `retention.rs`) it is nested, so a step that fails undoes only
+//! itself and its "commit" becomes durable with the enclosing transaction.
 
 use std::ops::Deref;
 
@@ -17,15 +21,19 @@ pub(super) struct CachedTx<'c> {
 }
 
 impl<'c> CachedTx<'c> {
-    /// Begins a deferred transaction (as `Connection::transaction` does).
+    /// Begins a deferred transaction (as `Connection::transaction` does), or a nested one
+    /// inside the transaction already open.
     pub(super) fn begin(conn: &'c mut Connection) -> Result<Self> {
-        conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+        conn.prepare_cached("SAVEPOINT background_step")?
+            .execute([])?;
         Ok(Self { conn, open: true })
     }
 
-    /// Commits it.
+    /// Commits it (nested: keeps its writes in the enclosing transaction).
     pub(super) fn commit(mut self) -> Result<()> {
-        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.conn
+            .prepare_cached("RELEASE background_step")?
+            .execute([])?;
         self.open = false;
         Ok(())
     }
@@ -46,7 +54,9 @@ impl Drop for CachedTx<'_> {
         if self.open && !self.conn.is_autocommit() {
             let rolled_back = self
                 .conn
-                .prepare_cached("ROLLBACK")
+                .prepare_cached("ROLLBACK TO background_step")
+                .and_then(|mut s| s.execute([]))
+                .and_then(|_| self.conn.prepare_cached("RELEASE background_step"))
                 .and_then(|mut s| s.execute([]));
             if let Err(e) = rolled_back {
                 tracing::warn!(error = %e, "rolling back a background transaction failed");
@@ -84,5 +94,38 @@ mod tests {
         tx.execute("INSERT INTO t VALUES (3)", []).unwrap();
         tx.commit().unwrap();
         assert_eq!(count(&conn), 2);
+    }
+
+    #[test]
+    fn inside_an_open_transaction_a_failed_step_undoes_only_itself() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        let tx = CachedTx::begin(&mut conn).unwrap();
+        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        tx.commit().unwrap();
+        assert!(
+            !conn.is_autocommit(),
+            "the enclosing transaction is still open"
+        );
+        {
+            let tx = CachedTx::begin(&mut conn).unwrap();
+            tx.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        }
+        assert!(
+            !conn.is_autocommit(),
+            "a dropped step leaves the enclosing one open"
+        );
+        assert_eq!(
+            count(&conn),
+            1,
+            "the dropped step is undone, the kept one stays"
+        );
+        conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(
+            count(&conn),
+            0,
+            "a nested step is durable only with its enclosing one"
+        );
     }
 }

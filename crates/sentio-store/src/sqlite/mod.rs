@@ -43,7 +43,7 @@ pub use seal::{SealPolicy, SealReport, TierStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -63,6 +63,9 @@ struct Inner {
     /// One connection: SQLite serialises writers anyway, and readers of this first version are
     /// light. A std mutex (not tokio's) because it is only held inside blocking tasks.
     conn: Mutex<Connection>,
+    /// Foreground calls (`with_conn`: appends, queries) waiting for `conn`: the maintenance
+    /// pass gives it up to them between its steps (`retention.rs` `Batch`).
+    conn_waiters: AtomicUsize,
     /// Key of the secret digests, generated on first start and kept in `meta`.
     key: [u8; 32],
     /// Digests of every device's secret, so CONNECT never waits for the database.
@@ -217,6 +220,7 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                conn_waiters: AtomicUsize::new(0),
                 path,
                 key,
                 digests: RwLock::new(digests),
@@ -266,7 +270,13 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            inner
+                .conn_waiters
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            inner
+                .conn_waiters
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             let held = std::time::Instant::now();
             let r = f(&inner, &mut conn);
             note_hold::<F>(held);

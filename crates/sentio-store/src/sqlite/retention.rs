@@ -10,7 +10,9 @@
 //! budget, the oldest raw points of any series go first (rollups stay) until it is under 90 %.
 
 use std::path::Path;
+use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -22,7 +24,7 @@ use super::rollup_pack;
 
 /// A day in ms.
 const DAY: i64 = 86_400_000;
-use super::workset::Due;
+use super::workset::{Due, SeriesId};
 use super::{Inner, SqliteStore, database_bytes};
 use crate::chunk;
 use crate::{
@@ -38,7 +40,10 @@ const CHUNKS_PER_STEP: usize = 32;
 pub(super) const BUDGET_CHUNKS_PER_STEP: usize = 16;
 /// Rollup rows removed per transaction of one series and table.
 const ROLLUP_ROWS_PER_STEP: i64 = 5_000;
-/// Transactions per maintenance call, over every series.
+/// Write steps per maintenance call, over every series (in batches of many series each,
+/// `Batch`). Each call ends with `vacuum::reclaim` (an incremental vacuum and a checkpoint,
+/// holding the connection in one go): at 5,000 steps the free pages of ten times the work
+/// were reclaimed at once, a stall of seconds for the appends waiting behind it.
 const STEPS_PER_PASS: usize = 500;
 /// Over this share of the budget, the oldest raw points are removed ...
 const BUDGET_HIGH: f64 = 0.95;
@@ -232,28 +237,219 @@ impl Inner {
         Ok(database_bytes(&self.path).saturating_sub(free_bytes(conn)?))
     }
 
+    /// The connection for background work: taken only once no foreground call waits for it
+    /// (or after [`LET_IN_MAX`]). A std mutex lets the thread that just released it take it
+    /// again before a woken waiter runs, so a pass taking it back between its steps would
+    /// otherwise keep appends and queries out for as long as it has work.
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.let_foreground_in();
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs one maintenance transaction on the connection. Like sealing, it only derives or
-    /// removes data that its marks describe atomically, so it needs no fsync of its own
-    /// (`NORMAL`): a power cut loses at most the step, redone by the next pass.
-    fn maintenance_tx<R>(
-        &self,
-        report: &mut MaintenanceReport,
-        f: impl FnOnce(&mut Connection) -> Result<R>,
-    ) -> Result<R> {
-        let mut conn = self.lock();
-        let start = std::time::Instant::now();
-        let r = super::without_fsync(&mut conn, f);
-        let us = start.elapsed().as_micros() as u64;
-        report.longest_step_us = report.longest_step_us.max(us);
-        r
+    /// Whether a foreground call (an append, a query) waits for the connection.
+    fn foreground_waits(&self) -> bool {
+        self.conn_waiters.load(Ordering::SeqCst) > 0
+    }
+
+    /// Waits while a foreground call waits for the connection, at most [`LET_IN_MAX`].
+    fn let_foreground_in(&self) {
+        let start = Instant::now();
+        while self.foreground_waits() && start.elapsed() < LET_IN_MAX {
+            std::thread::sleep(LET_IN_POLL);
+        }
     }
 }
 
+/// The longest background work waits for foreground calls to take the connection before it
+/// takes it anyway (they keep coming at a flat-out load: the pass still progresses).
+const LET_IN_MAX: Duration = Duration::from_millis(50);
+/// How often it looks whether they have.
+const LET_IN_POLL: Duration = Duration::from_micros(100);
+
+/// The longest a batch of maintenance steps holds the store's connection before it commits
+/// and gives it back, when no append or query waits for it (one that waits ends the batch at
+/// the next step).
+const HOLD: Duration = Duration::from_millis(4);
+
+/// Maintenance steps of many series in ONE transaction: the connection is taken at the first
+/// step and given back (committed) once it has been held [`HOLD`], so a transaction's fixed
+/// cost (locks, the log's frame header, the commit) is paid per batch, not per series and
+/// step, while an append waits at most about one step: a batch commits at the first step
+/// boundary where a foreground call waits for the connection, and the next batch takes it
+/// only after that call has (`Inner::lock`). Each step is a savepoint inside
+/// it (`CachedTx`): a failed step undoes itself, a failed batch all of its steps.
+///
+/// Like sealing, it only derives or removes data that its marks describe atomically, so it
+/// needs no fsync of its own (`NORMAL`): a power cut loses at most the batch, redone by the
+/// next pass. The series finished in a batch are told to the workset only once it commits:
+/// a batch rolled back leaves them due.
+struct Batch<'a> {
+    inner: &'a Inner,
+    hold: Duration,
+    /// The connection, with the batch's transaction open.
+    open: Option<(MutexGuard<'a, Connection>, Instant)>,
+    /// Series finished in the open transaction, in order, with their next due time.
+    finished: Vec<(SeriesId, Due)>,
+    /// Series finished in committed batches so far.
+    committed: usize,
+    /// Batches committed, and the longest one held the connection.
+    commits: usize,
+    longest_hold: Duration,
+    /// Batches committed early because a foreground call waited.
+    yields: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new(inner: &'a Inner, hold: Duration) -> Self {
+        Self {
+            inner,
+            hold,
+            open: None,
+            finished: Vec::new(),
+            committed: 0,
+            commits: 0,
+            longest_hold: Duration::ZERO,
+            yields: 0,
+        }
+    }
+
+    /// The connection inside the batch's transaction (begun now if none is open).
+    fn conn(&mut self) -> Result<&mut Connection> {
+        if self.open.is_none() {
+            let conn = self.inner.lock();
+            let start = Instant::now();
+            // Not inside a transaction: SQLite refuses to change it there.
+            conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+                .execute([])?;
+            if let Err(e) = conn
+                .prepare_cached("BEGIN DEFERRED")
+                .and_then(|mut s| s.execute([]))
+            {
+                conn.prepare_cached("PRAGMA synchronous = FULL")?
+                    .execute([])?;
+                return Err(e.into());
+            }
+            self.open = Some((conn, start));
+        }
+        Ok(&mut self.open.as_mut().expect("opened above").0)
+    }
+
+    /// Series `sid` is finished (in the open transaction, if any).
+    fn finish(&mut self, sid: SeriesId, due: Due) {
+        if self.open.is_some() {
+            self.finished.push((sid, due));
+        } else {
+            // Nothing written for it since the last commit: nothing to wait for.
+            self.tell(&[(sid, due)]);
+            self.committed += 1;
+        }
+    }
+
+    /// Commits when the connection has been held long enough, or an append or query waits
+    /// for it (between steps).
+    fn pause_point(&mut self) -> Result<()> {
+        match &self.open {
+            Some((_, since)) if since.elapsed() >= self.hold => self.commit(),
+            Some(_) if self.inner.foreground_waits() => {
+                self.yields += 1;
+                self.commit()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits the open transaction (if any) and gives the connection back.
+    fn commit(&mut self) -> Result<()> {
+        let Some((conn, since)) = self.open.take() else {
+            return Ok(());
+        };
+        let committed = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(StoreError::from);
+        if committed.is_err() {
+            // Put it back for `Drop` to roll back.
+            self.open = Some((conn, since));
+            return committed.map(drop);
+        }
+        conn.prepare_cached("PRAGMA synchronous = FULL")?
+            .execute([])?;
+        self.longest_hold = self.longest_hold.max(since.elapsed());
+        self.commits += 1;
+        drop(conn);
+        let finished = std::mem::take(&mut self.finished);
+        self.tell(&finished);
+        self.committed += finished.len();
+        Ok(())
+    }
+
+    /// The workset learns when these series are next due; the pass resumes after the last.
+    fn tell(&self, finished: &[(SeriesId, Due)]) {
+        let mut work = self.inner.workset();
+        for &(sid, due) in finished {
+            work.finished(sid, due);
+        }
+        drop(work);
+        if let Some(&(last, _)) = finished.last() {
+            *self
+                .inner
+                .maint_cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = last;
+        }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        // Not committed (an error on the way): undo the batch; its series stay due.
+        if let Some((conn, _)) = self.open.take() {
+            let undone = conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]))
+                .and_then(|_| conn.prepare_cached("PRAGMA synchronous = FULL"))
+                .and_then(|mut s| s.execute([]));
+            if let Err(e) = undone {
+                tracing::warn!(error = %e, "rolling back a maintenance batch failed");
+            }
+        }
+    }
+}
+
+/// What a pass did besides its report (for tests and the benchmark's figures).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct PassStats {
+    /// Series visited and finished.
+    pub(super) finished: usize,
+    /// Of them, the ones looked at in full (retention, packing, next due time read back).
+    pub(super) full_looks: usize,
+    /// Write steps, and the transactions (batches) that committed them.
+    pub(super) steps: usize,
+    pub(super) commits: usize,
+    /// Of the transactions, the ones committed early for a waiting append or query.
+    pub(super) yields: usize,
+}
+
 fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
+    let (report, stats) = maintain_pass(inner, now, HOLD)?;
+    tracing::debug!(
+        series = stats.finished,
+        full_looks = stats.full_looks,
+        steps = stats.steps,
+        transactions = stats.commits,
+        yielded = stats.yields,
+        longest_hold_us = report.longest_step_us,
+        "maintenance pass"
+    );
+    Ok(report)
+}
+
+/// One maintenance pass as of `now`, its batches each holding the connection about `hold`.
+pub(super) fn maintain_pass(
+    inner: &Inner,
+    now: i64,
+    hold: Duration,
+) -> Result<(MaintenanceReport, PassStats)> {
     let policy = load_policy(&inner.lock())?;
     // Only the series with something to do: appended to, or due (`workset.rs`).
     let mut ids = inner.workset().due(now, || {
@@ -270,46 +466,58 @@ fn maintain_blocking(inner: &Inner, now: i64) -> Result<MaintenanceReport> {
         now,
         policy: &policy,
         target: floor(now - SETTLE_MS, MINUTE),
-        // Expiry moves by whole hours (1-hour rollups: days): one transaction per series each
+        // Expiry moves by whole hours (1-hour rollups: days): one step per series each
         // time, not one per pass.
         rollup_cuts: (
             floor(now - policy.rollup_1m_ms, HOUR),
             floor(now - policy.rollup_1h_ms, DAY),
         ),
         steps: 0,
+        full_looks: 0,
         report: MaintenanceReport::default(),
+        batch: Batch::new(inner, hold),
     };
-    let mut finished = 0;
     let visited = (|| -> Result<()> {
         for &sid in &ids {
             if inner.interrupted() || pass.steps >= STEPS_PER_PASS {
                 // Stopping, or this pass's share is spent: the rest is due next time.
                 return Ok(());
             }
-            inner.workset().visiting(sid);
-            if let Some(due) = pass.series(sid)? {
-                inner.workset().finished(sid, due);
-                *inner.maint_cursor.lock().unwrap_or_else(|p| p.into_inner()) = sid;
-                finished += 1;
-            } else {
-                return Ok(());
+            match pass.series(sid)? {
+                Some(due) => pass.batch.finish(sid, due),
+                None => return Ok(()),
             }
+            pass.batch.pause_point()?;
         }
         Ok(())
-    })();
-    // Whatever was not finished (stopped, out of steps, or failed) is due at the next pass.
-    inner.workset().unfinished(&ids[finished..]);
-    visited?;
+    })()
+    .and_then(|()| pass.batch.commit());
+    let finished = pass.batch.committed;
+    // Whatever was not finished and committed (stopped, out of steps, or failed: its batch
+    // rolled back) is due at the next pass.
+    let stats = PassStats {
+        finished,
+        full_looks: pass.full_looks,
+        steps: pass.steps,
+        commits: pass.batch.commits,
+        yields: pass.batch.yields,
+    };
+    let longest_hold = pass.batch.longest_hold;
     let Pass {
         mut steps,
         mut report,
+        batch,
         ..
     } = pass;
+    drop(batch);
+    inner.workset().unfinished(&ids[finished..]);
+    visited?;
+    report.longest_step_us = report.longest_step_us.max(longest_hold.as_micros() as u64);
     report.evicted_points = enforce_budget(inner, &mut steps)?;
     // Pages freed by sealing, expiry and erasure go back to the file system.
     super::vacuum::reclaim(&inner.lock())?;
     report.more |= steps >= STEPS_PER_PASS;
-    Ok(report)
+    Ok((report, stats))
 }
 
 /// One maintenance pass over the series that have work.
@@ -321,9 +529,12 @@ struct Pass<'a> {
     target: i64,
     /// Where 1-minute and 1-hour rollups expire.
     rollup_cuts: (i64, i64),
-    /// Write transactions so far.
+    /// Write steps so far.
     steps: usize,
+    /// Series looked at in full so far.
+    full_looks: usize,
     report: MaintenanceReport,
+    batch: Batch<'a>,
 }
 
 impl Pass<'_> {
@@ -340,18 +551,19 @@ impl Pass<'_> {
                 self.report.more = !inner.interrupted();
                 return Ok(None);
             }
-            let r = inner.maintenance_tx(&mut self.report, |conn| {
-                rollup::roll_step(conn, sid, target)
-            })?;
+            let r = rollup::roll_step(self.batch.conn()?, sid, target)?;
             self.steps += usize::from(r.wrote);
             self.report.rolled_buckets += r.buckets;
             rolled_until = r.rolled_until;
             if let Some(ru) = r.rolled_until {
+                // Before the batch commits, while appends still wait: a point appended after
+                // it into a rolled minute is marked late.
                 inner.rolled_max.fetch_max(ru, Ordering::Relaxed);
             }
             if !r.more {
                 break;
             }
+            self.batch.pause_point()?;
         }
         let rolled = self.steps > steps_before;
         // A series seen in full before, appended to, whose data is not yet due to expire, only
@@ -363,10 +575,12 @@ impl Pass<'_> {
         {
             // A late point may expire before what was the oldest.
             let expiry = prev.expiry.min(floor(oldest, HOUR) + HOUR + prev.raw_ms);
+            // Never rolled up: the earliest its oldest minute (before what was appended since,
+            // or in it) settles; `prev.at` is never after the former.
             let roll = match rolled_until {
-                Some(r) => r + rollup::ROLL_BATCH_MS,
-                None => floor(oldest, MINUTE) + MINUTE,
-            } + SETTLE_MS;
+                Some(r) => r + rollup::ROLL_BATCH_MS + SETTLE_MS,
+                None => prev.at.min(floor(oldest, MINUTE) + MINUTE + SETTLE_MS),
+            };
             return Ok(Some(Due {
                 at: expiry.min(roll),
                 expiry,
@@ -374,7 +588,8 @@ impl Pass<'_> {
                 rolled_until,
             }));
         }
-        let Some(s) = series_row(&inner.lock(), sid)? else {
+        self.full_looks += 1;
+        let Some(s) = series_row(self.batch.conn()?, sid)? else {
             return Ok(Some(Due {
                 at: i64::MAX,
                 expiry: i64::MAX,
@@ -386,9 +601,8 @@ impl Pass<'_> {
         let raw_cut = floor(self.now.saturating_sub(raw_ms), HOUR);
         let cuts = self.rollup_cuts;
         loop {
-            let (n, more) = inner.maintenance_tx(&mut self.report, |conn| {
-                rollup::expire_rollups(conn, sid, cuts, ROLLUP_ROWS_PER_STEP)
-            })?;
+            let (n, more) =
+                rollup::expire_rollups(self.batch.conn()?, sid, cuts, ROLLUP_ROWS_PER_STEP)?;
             self.steps += usize::from(more || n > 0);
             self.report.expired_rollups += n;
             if !more {
@@ -398,11 +612,10 @@ impl Pass<'_> {
                 self.report.more = true;
                 return Ok(None);
             }
+            self.batch.pause_point()?;
         }
         loop {
-            let (n, more) = inner.maintenance_tx(&mut self.report, |conn| {
-                expire_raw_step(conn, sid, raw_cut, CHUNKS_PER_STEP)
-            })?;
+            let (n, more) = expire_raw_step(self.batch.conn()?, sid, raw_cut, CHUNKS_PER_STEP)?;
             self.steps += usize::from(more || n > 0);
             self.report.expired_points += n;
             if !more {
@@ -412,16 +625,15 @@ impl Pass<'_> {
                 self.report.more = true;
                 return Ok(None);
             }
+            self.batch.pause_point()?;
         }
         // Settled hours of 1-minute rows join their day's packed row (an hour after they are
         // rolled up).
         loop {
-            let settled = rollup::marks(&inner.lock(), sid)?.rolled_until;
+            let conn = self.batch.conn()?;
+            let settled = rollup::marks(conn, sid)?.rolled_until;
             let Some(settled) = settled else { break };
-            let packed = inner.maintenance_tx(&mut self.report, |conn| {
-                rollup_pack::pack_step(conn, sid, settled - HOUR)
-            })?;
-            if !packed {
+            if !rollup_pack::pack_step(conn, sid, settled - HOUR)? {
                 break;
             }
             self.steps += 1;
@@ -429,8 +641,14 @@ impl Pass<'_> {
                 self.report.more = true;
                 return Ok(None);
             }
+            self.batch.pause_point()?;
         }
-        Ok(Some(next_due(&inner.lock(), sid, self.policy, raw_ms)?))
+        Ok(Some(next_due(
+            self.batch.conn()?,
+            sid,
+            self.policy,
+            raw_ms,
+        )?))
     }
 }
 
@@ -679,5 +897,148 @@ impl RetentionStore for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sentio_core::{DeviceId, Point};
+
+    use super::*;
+    use crate::SeriesStore;
+
+    const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % DAY;
+
+    fn points(devices: usize, ts: i64) -> Vec<Point> {
+        (0..devices)
+            .map(|d| Point {
+                device: DeviceId::parse(&format!("dev-{d:03}")).unwrap(),
+                metric: Arc::from("t"),
+                ts_ms: ts,
+                value: (d as f64) + (ts / MINUTE) as f64,
+            })
+            .collect()
+    }
+
+    /// `devices` series with a point a minute over `minutes` minutes from `T0`.
+    async fn store_with(devices: usize, minutes: i64) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for m in 0..minutes {
+            store
+                .append(&points(devices, T0 + m * MINUTE))
+                .await
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    /// Every rollup row and mark, in a comparable form.
+    fn rolled(store: &SqliteStore) -> Vec<(i64, i64, i64, f64, Option<i64>)> {
+        let conn = store.inner.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.series_id, r.bucket, r.count, r.sum, m.rolled_until FROM rollup_1m r \
+                 JOIN series_marks m ON m.series_id = r.series_id ORDER BY 1, 2",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn many_series_roll_up_in_one_transaction_as_they_would_one_by_one() {
+        let now = T0 + 40 * MINUTE;
+        let (_a, batched) = store_with(40, 30).await;
+        let (_b, single) = store_with(40, 30).await;
+        let (report, stats) =
+            maintain_pass(&batched.inner, now, Duration::from_secs(3600)).unwrap();
+        assert!(!report.more);
+        assert_eq!(stats.finished, 40);
+        assert_eq!(
+            stats.commits, 1,
+            "the whole pass in one transaction: {stats:?}"
+        );
+        assert!(stats.steps >= 40, "a roll per series: {stats:?}");
+        // A zero hold commits after every series (and step): the old way.
+        let (_, one_by_one) = maintain_pass(&single.inner, now, Duration::ZERO).unwrap();
+        assert!(one_by_one.commits >= 40, "{one_by_one:?}");
+        let rows = rolled(&batched);
+        assert_eq!(
+            rows.len(),
+            40 * 30,
+            "every minute of every series rolled up"
+        );
+        assert_eq!(rows, rolled(&single));
+        // Nothing left due: the next pass writes nothing.
+        let (_, again) = maintain_pass(&batched.inner, now, HOLD).unwrap();
+        assert_eq!((again.finished, again.steps, again.commits), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_new_series_written_to_costs_no_write_and_no_full_look_until_its_first_rollup() {
+        // Points of the last two minutes only: nothing settled to roll up yet.
+        let now = T0 + 2 * MINUTE;
+        let (_d, store) = store_with(10, 2).await;
+        let (_, first) = maintain_pass(&store.inner, now, HOLD).unwrap();
+        assert_eq!((first.finished, first.full_looks), (10, 10), "{first:?}");
+        assert_eq!(first.steps, 0, "nothing to roll up: no write step");
+        for s in 0..5 {
+            store.append(&points(10, now + s * 1000)).await.unwrap();
+            let (_, pass) = maintain_pass(&store.inner, now + 5_000, HOLD).unwrap();
+            assert_eq!(pass.finished, 0, "round {s}: not even visited: {pass:?}");
+            assert_eq!(
+                pass.steps, 0,
+                "round {s}: no write for a series not due: {pass:?}"
+            );
+            assert_eq!(
+                pass.full_looks, 0,
+                "round {s}: decided from the workset: {pass:?}"
+            );
+        }
+        // Once its first minute has settled, it is rolled up as before.
+        let later = T0 + MINUTE + SETTLE_MS + MINUTE;
+        let (_, pass) = maintain_pass(&store.inner, later, HOLD).unwrap();
+        assert_eq!(pass.finished, 10);
+        assert!(pass.steps >= 10, "{pass:?}");
+        assert!(rolled(&store).iter().all(|r| r.4 == Some(T0 + 2 * MINUTE)));
+    }
+
+    #[tokio::test]
+    async fn a_query_waiting_for_the_connection_gets_it_between_the_steps_of_a_long_pass() {
+        let (series, minutes) = (300, 60);
+        let now = T0 + (minutes + 20) * MINUTE;
+        let (_d, store) = store_with(series, minutes).await;
+        let rows = |s: RollupStats| s.minute_rows + s.packed_rows;
+        let before = store.inner.rolled_max.load(Ordering::Relaxed);
+        let inner = store.inner.clone();
+        // A hold longer than the whole pass: only a waiting foreground call ends a batch early.
+        let pass = std::thread::spawn(move || {
+            maintain_pass(&inner, now, Duration::from_secs(3600)).unwrap()
+        });
+        // The pass has rolled its first series, inside its first batch.
+        while store.inner.rolled_max.load(Ordering::Relaxed) == before && !pass.is_finished() {
+            std::thread::yield_now();
+        }
+        let seen = rows(store.rollup_stats().await.unwrap());
+        let (report, stats) = pass.join().unwrap();
+        let all = rows(store.rollup_stats().await.unwrap());
+        assert!(!report.more, "{report:?}");
+        assert_eq!(
+            all,
+            series as u64 * minutes as u64,
+            "every minute rolled up"
+        );
+        assert!(
+            seen < all,
+            "the query ran in the middle of the pass, not after it: saw {seen} of {all} rows"
+        );
+        assert!(stats.yields >= 1 && stats.commits >= 2, "{stats:?}");
     }
 }

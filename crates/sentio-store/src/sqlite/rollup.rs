@@ -468,10 +468,12 @@ pub(super) fn roll_step(conn: &mut Connection, sid: i64, target: i64) -> Result<
     let dirty_waiting: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM rollup_dirty WHERE series_id = ?1)")?
         .query_row([sid], |r| r.get(0))?;
+    // Never rolled up: idle until its oldest minute is before the target (a new series'
+    // first minutes, visited at every pass, write nothing).
     let idle = !dirty_waiting
         && match m.rolled_until {
             Some(r) => target - r < ROLL_BATCH_MS,
-            None => oldest_raw(conn, sid)?.is_none(),
+            None => oldest_raw(conn, sid)?.is_none_or(|t| floor(t, MINUTE) >= target),
         };
     if idle {
         return Ok(RollStep {

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::rollup::{HOUR, ROLL_BATCH_MS, SETTLE_MS, floor};
+use super::rollup::{HOUR, MINUTE, ROLL_BATCH_MS, SETTLE_MS, floor};
 use super::seal::SealPolicy;
 
 /// A series id (`series.id`).
@@ -35,17 +35,22 @@ pub(super) struct Due {
 
 impl Due {
     /// The due time after points from `oldest` on were appended, when deciding it needs no
-    /// look at the database: the series' rollups are known (`rolled_until`), nothing appended
-    /// lands in a minute already rolled up (that marks it late) and its data is not expiring
-    /// yet. Its roll comes due `ROLL_BATCH_MS + SETTLE_MS` after `rolled_until` (as
-    /// `rollup::roll_step` decides); a late point may bring its expiry forward. `None`: look.
+    /// look at the database: nothing appended lands in a minute already rolled up (that marks
+    /// it late) and its data is not expiring yet. A series rolled up before comes due for its
+    /// roll `ROLL_BATCH_MS + SETTLE_MS` after `rolled_until` (as `rollup::roll_step` decides);
+    /// one never rolled up (a new series), once its oldest minute has settled: no later than
+    /// its due time before, nor than the appended points' first minute would make it. A late
+    /// point may bring its expiry forward. `None`: look.
     pub(super) fn after_append(&self, oldest: i64, now: i64) -> Option<Due> {
-        let r = self.rolled_until?;
-        if oldest == i64::MAX || oldest < r || self.expiry <= now {
+        if oldest == i64::MAX || self.expiry <= now {
             return None;
         }
+        let roll = match self.rolled_until {
+            Some(r) if oldest < r => return None,
+            Some(r) => r + ROLL_BATCH_MS + SETTLE_MS,
+            None => self.at.min(floor(oldest, MINUTE) + MINUTE + SETTLE_MS),
+        };
         let expiry = self.expiry.min(floor(oldest, HOUR) + HOUR + self.raw_ms);
-        let roll = r + ROLL_BATCH_MS + SETTLE_MS;
         Some(Due {
             at: expiry.min(roll),
             expiry,
@@ -298,8 +303,17 @@ mod tests {
         w.appended(2, 10, 10);
         w.appended(2, 5, 5);
         assert_eq!(w.take_unsealed(&policy), [2]);
-        assert_eq!(w.due(101, Vec::new), [1, 2]);
-        assert_eq!(w.visiting(2), (Some(5), Some(due(i64::MAX))));
+        // Never rolled up: back once the first minute appended has settled, not before.
+        assert_eq!(w.due(101, Vec::new), [1]);
+        let settled = MINUTE + SETTLE_MS;
+        assert_eq!(w.due(settled, Vec::new), [1, 2, 3]);
+        let moved = Due {
+            at: settled,
+            expiry: HOUR + 1,
+            raw_ms: 1,
+            rolled_until: None,
+        };
+        assert_eq!(w.visiting(2), (None, Some(moved)));
         w.make_all_due();
         assert_eq!(w.due(0, || vec![1, 2, 3]), [1, 2, 3]);
         assert_eq!(w.visiting(1), (None, None));
@@ -439,11 +453,19 @@ mod tests {
             ..prev
         };
         assert!(expiring.after_append(25 * MIN, 26 * MIN).is_none());
+        // Never rolled up: due once the first minute appended has settled (or sooner, as
+        // before), without a look.
         let unrolled = Due {
             rolled_until: None,
             ..prev
         };
-        assert!(unrolled.after_append(25 * MIN, 26 * MIN).is_none());
+        let d = unrolled.after_append(25 * MIN, 26 * MIN).unwrap();
+        assert_eq!(d.at, 26 * MIN + SETTLE_MS);
+        let soon = Due {
+            at: 30 * MIN,
+            ..unrolled
+        };
+        assert_eq!(soon.after_append(25 * MIN, 26 * MIN).unwrap().at, 30 * MIN);
 
         let mut w = Workset::default();
         w.finished(4, prev);
