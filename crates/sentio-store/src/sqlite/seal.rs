@@ -157,7 +157,8 @@ fn seal_some_blocking(inner: &Inner, max_points: usize) -> Result<SealReport> {
     ids.rotate_left(split);
 
     let batch = {
-        let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Background work: the connection once no append or query waits for it.
+        let mut conn = inner.lock();
         let held = std::time::Instant::now();
         // A sealing transaction only moves points inside the database, atomically: if a power
         // cut loses it, the points are still in the head. So it needs atomicity, not its own
