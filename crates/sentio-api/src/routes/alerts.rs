@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use sentio_core::{AlertId, AlertState, Comment};
 use sentio_store::AlertFilter;
 
-use crate::auth::{Operator, Viewer};
+use crate::auth::{Actor, Operator, Viewer};
 use crate::dto::{
     AlertList, AlertParams, AlertView, CommentBody, CommentDto, CommentList, FeedbackAnswer,
     FeedbackBody, LimitList, LimitView,
@@ -95,20 +95,7 @@ pub async fn ack(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
-    let id = alert_id(&id)?;
-    actor.alert(&s, id).await?;
-    let a = s
-        .control
-        .acknowledge(AlertId::new(id), actor.name.clone())
-        .await?;
-    s.audit_by(
-        &actor,
-        "alert.acknowledge",
-        Some(&id.to_string()),
-        serde_json::json!({}),
-    )
-    .await;
-    Ok(Json(AlertView::from(&a)))
+    transition(actor, s, &id, Transition::Acknowledge).await
 }
 
 /// `POST /api/v1/alerts/{id}/resolve`: the caller resolves the open alert now; 409 once
@@ -118,19 +105,41 @@ pub async fn resolve(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
-    let id = alert_id(&id)?;
+    transition(actor, s, &id, Transition::Resolve).await
+}
+
+/// What an operator does to an open alert.
+#[derive(Clone, Copy)]
+enum Transition {
+    Acknowledge,
+    Resolve,
+}
+
+/// Checks the caller may see the alert, applies `to` as the caller and audits it.
+async fn transition(
+    actor: Actor,
+    s: AppState,
+    id: &str,
+    to: Transition,
+) -> Result<Json<AlertView>, ApiError> {
+    let id = alert_id(id)?;
     actor.alert(&s, id).await?;
-    let a = s
-        .control
-        .resolve(AlertId::new(id), actor.name.clone())
-        .await?;
-    s.audit_by(
-        &actor,
-        "alert.resolve",
-        Some(&id.to_string()),
-        serde_json::json!({}),
-    )
-    .await;
+    let (a, action) = match to {
+        Transition::Acknowledge => (
+            s.control
+                .acknowledge(AlertId::new(id), actor.name.clone())
+                .await?,
+            "alert.acknowledge",
+        ),
+        Transition::Resolve => (
+            s.control
+                .resolve(AlertId::new(id), actor.name.clone())
+                .await?,
+            "alert.resolve",
+        ),
+    };
+    s.audit_by(&actor, action, Some(&id.to_string()), serde_json::json!({}))
+        .await;
     Ok(Json(AlertView::from(&a)))
 }
 
