@@ -13,7 +13,7 @@ use sentio_core::time::now_ms;
 use sentio_sim::{Fault, Fleet, FleetSpec};
 use serde_json::{Value, json};
 
-use sentio::config::{Config, LateWindow};
+use sentio::config::{Config, SpanOrNone};
 use sentio::node::Node;
 
 /// An alert may open this long after its fault's end and still count as catching it.
@@ -155,7 +155,7 @@ pub async fn run_with(
     config.ai.limits = Config::demo_limits();
     config.ai.device_model.enabled = device_model;
     // A fixed `--end` may lie further back than the late-point window: the replay is history.
-    config.pipeline.late_window = LateWindow(None);
+    config.pipeline.late_window = SpanOrNone(None);
     let node = Node::start(config).await?;
     let result = evaluate(&node, spec, minutes, end_ms).await;
     node.shutdown().await;

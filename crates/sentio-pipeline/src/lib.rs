@@ -68,6 +68,8 @@ pub const DEFAULT_LATE_WINDOW_MS: i64 = 7 * 86_400_000;
 
 /// Default [`PipelineConfig::detect_nice`].
 pub const DEFAULT_DETECT_NICE: i32 = 10;
+/// Default [`PipelineConfig::seed_history_ms`]: six hours, a working shift of history.
+pub const DEFAULT_SEED_HISTORY_MS: i64 = 6 * 3_600_000;
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
@@ -94,6 +96,10 @@ pub struct PipelineConfig {
     pub resolve_after_normal_points: u32,
     /// How often detector state is saved to the store.
     pub save_state_every: Duration,
+    /// A device with stored points but no saved detector state at start (data from a version
+    /// without it, or a kill before its first save) is seeded from this much of its latest
+    /// history before its first live point is judged; 0 turns it off.
+    pub seed_history_ms: i64,
     /// Limits declared per device kind and metric (range alerts and predictive maintenance).
     pub limits: Vec<DeclaredLimit>,
     /// Most distinct metrics (numeric series and text metrics) one device may have; points of
@@ -129,6 +135,7 @@ impl Default for PipelineConfig {
             },
             resolve_after_normal_points: 30,
             save_state_every: Duration::from_secs(30),
+            seed_history_ms: DEFAULT_SEED_HISTORY_MS,
             limits: Vec::new(),
             max_series_per_device: DEFAULT_MAX_SERIES_PER_DEVICE,
             device_model: Some(DeviceModelConfig::default()),

@@ -273,7 +273,7 @@ impl RetentionConfig {
 pub struct PipelineSection {
     /// The late-point window: telemetry stamped further back than this (e.g. `1h`, `7d`) is
     /// refused with a reason recorded on the device; `none` accepts any past time.
-    pub late_window: LateWindow,
+    pub late_window: SpanOrNone,
     /// Most distinct metrics one device may have (numeric and text); points of new metrics
     /// beyond it are refused with a reason recorded on the device.
     pub max_series_per_device: usize,
@@ -283,22 +283,36 @@ impl Default for PipelineSection {
     fn default() -> Self {
         let defaults = PipelineConfig::default();
         Self {
-            late_window: LateWindow(defaults.max_late_ms),
+            late_window: SpanOrNone(defaults.max_late_ms),
             max_series_per_device: defaults.max_series_per_device,
         }
     }
 }
 
 /// `[ai]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AiConfig {
+    /// A device with stored points but nothing learnt at start (data from a version without
+    /// detector state, a kill before its first save) has its detectors seeded from this much of
+    /// its latest history before its first live point is judged; `none` turns it off.
+    pub seed_history: SpanOrNone,
     /// Limits declared per device kind and metric: `KIND.METRIC<=MAX`, `KIND.METRIC>=MIN` or
     /// both joined by `,`, optionally `@HORIZON` (default 1h). A reading beyond one raises a
     /// limit alert; a forecast reaching it within the horizon raises a predictive alert first.
     pub limits: Vec<LimitSetting>,
     /// `[ai.device_model]`: one multivariate model per device of two metrics or more.
     pub device_model: DeviceModelSetting,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self {
+            seed_history: SpanOrNone(Some(sentio_pipeline::DEFAULT_SEED_HISTORY_MS)),
+            limits: Vec::new(),
+            device_model: DeviceModelSetting::default(),
+        }
+    }
 }
 
 /// `[notify]`.
@@ -892,6 +906,7 @@ impl Config {
             max_series_per_device: self.pipeline.max_series_per_device,
             limits,
             device_model: self.ai.device_model.model_config(),
+            seed_history_ms: self.ai.seed_history.0.unwrap_or(0),
             commands: CommandLimits {
                 max_open_per_device: self.commands.max_open_per_device,
                 default_ttl_ms: self.commands.default_ttl.0,
@@ -962,12 +977,12 @@ fn format_ms(ms: i64) -> String {
         .map_or(format!("{ms}ms"), |(n, u)| format!("{}{u}", ms / n))
 }
 
-/// The late-point window: a span, or `none` for any past time.
+/// A span, or `none` (the late-point window: any past time; the history seed: off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct LateWindow(pub Option<i64>);
+pub struct SpanOrNone(pub Option<i64>);
 
-impl TryFrom<String> for LateWindow {
+impl TryFrom<String> for SpanOrNone {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         if s.eq_ignore_ascii_case("none") {
@@ -979,8 +994,8 @@ impl TryFrom<String> for LateWindow {
     }
 }
 
-impl From<LateWindow> for String {
-    fn from(w: LateWindow) -> String {
+impl From<SpanOrNone> for String {
+    fn from(w: SpanOrNone) -> String {
         w.0.map_or("none".to_string(), format_ms)
     }
 }
@@ -1236,7 +1251,7 @@ mod tests {
         assert_eq!(String::from(Span(90 * 86_400_000)), "90d");
         assert_eq!(String::from(Span(36 * 3_600_000)), "36h");
         assert_eq!(String::from(Span(1_500)), "1500ms");
-        assert_eq!(String::from(LateWindow(None)), "none");
+        assert_eq!(String::from(SpanOrNone(None)), "none");
     }
     #[test]
     fn tls_listeners_follow_a_loopback_plain_listener_unless_given() {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use sentio::config::{ByteSize, CONFIG_FILE, Config, LateWindow, LimitSetting, Span};
+use sentio::config::{ByteSize, CONFIG_FILE, Config, LimitSetting, Span, SpanOrNone};
 use sentio::node::Node;
 use sentio::token::TokenSource;
 use tracing::info;
@@ -295,7 +295,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
     }
     if let Some(v) = &a.late_window {
         c.pipeline.late_window =
-            LateWindow::try_from(v.clone()).map_err(|e| flag("--late-window", e))?;
+            SpanOrNone::try_from(v.clone()).map_err(|e| flag("--late-window", e))?;
     }
     let span = |key, v: &Option<String>| -> anyhow::Result<Option<Span>> {
         v.clone()

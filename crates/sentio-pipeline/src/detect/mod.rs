@@ -15,6 +15,7 @@ mod per_series;
 mod relations;
 mod rules;
 mod rules_probe;
+mod seed;
 mod series;
 mod silence;
 mod state;
@@ -56,6 +57,16 @@ const MAX_OPEN_ALERTS_RESTORED: usize = 100_000;
 /// The kind of a device the registry does not know (it was deleted while its points were on
 /// their way): such devices are peers of one another only.
 const UNKNOWN_KIND: &str = "device";
+/// Points of stored history handed to the watches at a time while a device is seeded.
+const SEED_CHUNK: usize = 1_000;
+
+/// Whether the watches judge (live points) or only learn (stored history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judge {
+    Live,
+    Learn,
+}
+
 /// Steps of one state-save period (`save_state_every`): each writes the changed rows of one
 /// slice of the state ([`state::SaveSlices`]).
 const SAVE_SLICES: usize = 10;
@@ -163,6 +174,8 @@ pub(crate) struct DetectStage {
     notices: Option<NoticeSender>,
     /// The changed state not saved yet, by slice of the save period.
     saves: state::SaveSlices,
+    /// Devices with stored history and nothing learnt, owed a head start.
+    seeding: seed::Seeding,
 }
 
 impl DetectStage {
@@ -212,11 +225,16 @@ impl DetectStage {
             stats,
             notices,
             saves: state::SaveSlices::new(SAVE_SLICES),
+            seeding: seed::Seeding::default(),
         };
         let rows = stores.series.load_detector_states().await?;
         let n_rows = rows.len();
         let mut unreadable = 0;
+        let mut learnt: HashSet<String> = HashSet::new();
         for (device, metric, json) in rows {
+            if !learnt.contains(&device) {
+                learnt.insert(device.clone());
+            }
             // State from an older version relearns rather than failing the start.
             unreadable += usize::from(!state::restore_row(
                 &mut stage.watches,
@@ -225,12 +243,17 @@ impl DetectStage {
                 &json,
             ));
         }
+        let mut unlearnt = HashSet::new();
         for d in stores.registry.list_devices().await? {
             if let Ok(id) = DeviceId::parse(&d.id) {
+                if d.last_seen_ms.is_some() && !learnt.contains(&d.id) {
+                    unlearnt.insert(id.clone());
+                }
                 stage.kinds.insert(id.clone(), d.kind.into());
                 stage.labels.insert(id, d.labels);
             }
         }
+        stage.seeding = seed::Seeding::new(unlearnt, config.seed_history_ms);
         let n_rules = stage.load_rules().await?;
         let open = stores
             .alerts
@@ -257,6 +280,7 @@ impl DetectStage {
             open_alerts = n_open,
             rules = n_rules,
             relearning = unreadable,
+            to_seed = stage.seeding.pending(),
             "detectors restored"
         );
         Ok(stage)
@@ -328,6 +352,9 @@ impl DetectStage {
         // Live telemetry copies every point into owned strings: only for someone listening.
         let live = self.bus.has_subscribers();
         for (device, arrived) in by_device(points) {
+            if self.seeding.take(&device) {
+                self.seed(&device, &arrived, now).await;
+            }
             self.watch_device(&device, &arrived, now, &mut transitions);
             if !live {
                 continue;
@@ -343,12 +370,52 @@ impl DetectStage {
         self.save_transitions(transitions, Cause::Verdicts).await;
     }
 
+    /// Streams the device's stored history before `arrived` through the watches (its head
+    /// start, [`seed`]).
+    async fn seed(&mut self, device: &DeviceId, arrived: &[Point], now: i64) {
+        let Some(before_ms) = arrived.iter().map(|p| p.ts_ms).min() else {
+            return;
+        };
+        let history = match self
+            .seeding
+            .history(self.store.as_ref(), device, before_ms)
+            .await
+        {
+            Ok(history) => history,
+            Err(e) => {
+                warn!(%device, error = %e, "stored history not read; the detectors learn from now");
+                return;
+            }
+        };
+        if history.is_empty() {
+            return;
+        }
+        let mut ignored = Vec::new();
+        for chunk in history.chunks(SEED_CHUNK) {
+            self.observe_device(device, chunk, now, Judge::Learn, &mut ignored);
+        }
+        info!(%device, points = history.len(), "detectors seeded from stored history");
+    }
+
     /// Runs every watch over one device's share of the batch and applies their verdicts.
     fn watch_device(
         &mut self,
         device: &DeviceId,
         arrived: &[Point],
         now: i64,
+        transitions: &mut Vec<(AlertKey, Transition)>,
+    ) {
+        self.observe_device(device, arrived, now, Judge::Live, transitions);
+    }
+
+    /// Runs the watches over one device's points: live, every watch and its verdicts applied;
+    /// learning (history), the rules skipped and the verdicts dropped.
+    fn observe_device(
+        &mut self,
+        device: &DeviceId,
+        arrived: &[Point],
+        now: i64,
+        judge: Judge,
         transitions: &mut Vec<(AlertKey, Transition)>,
     ) {
         let in_order: Vec<bool> = arrived.iter().map(|p| self.advance(p)).collect();
@@ -362,7 +429,9 @@ impl DetectStage {
                 .map(|(p, _)| p.clone())
                 .collect()
         };
-        Stats::add(&self.stats.points_scored, points.len() as u64);
+        if judge == Judge::Live {
+            Stats::add(&self.stats.points_scored, points.len() as u64);
+        }
         let kind = self
             .kinds
             .get(device)
@@ -385,7 +454,13 @@ impl DetectStage {
         self.scores.reset(points.len());
         let mut verdicts = std::mem::take(&mut self.verdicts);
         for w in &mut self.watches {
+            if judge == Judge::Learn && w.kinds().contains(&AlertKind::Rule) {
+                continue;
+            }
             w.observe(&batch, &mut verdicts);
+        }
+        if judge == Judge::Learn {
+            verdicts.clear();
         }
         // Stable: within one point, the watches' order.
         verdicts.sort_by_key(|v| v.at);
@@ -778,6 +853,7 @@ impl DetectStage {
         self.kinds.remove(device);
         self.labels.remove(device);
         self.twins.remove(device);
+        self.seeding.forget(device);
         per_series::shrink_if_sparse(&mut self.trackers);
         per_series::shrink_if_sparse(&mut self.watched_until);
     }

@@ -5,3 +5,4 @@ mod alert_kinds;
 mod band;
 mod device_model;
 mod forecast;
+mod history_seed;

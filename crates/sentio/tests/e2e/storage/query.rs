@@ -353,7 +353,7 @@ async fn unsealed(data: &std::path::Path, ts: i64) -> u64 {
 async fn late_points_inside_the_window_merge_into_sealed_chunks_and_older_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_with(dir.path(), |c| {
-        c.pipeline.late_window = sentio::config::LateWindow(Some(3 * 3_600_000))
+        c.pipeline.late_window = sentio::config::SpanOrNone(Some(3 * 3_600_000))
     })
     .await;
     let secret = create(&node, "late-1", json!({})).await;
