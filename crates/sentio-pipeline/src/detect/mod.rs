@@ -376,6 +376,7 @@ impl DetectStage {
         let Some(before_ms) = arrived.iter().map(|p| p.ts_ms).min() else {
             return;
         };
+        let started = std::time::Instant::now();
         let history = match self
             .seeding
             .history(self.store.as_ref(), device, before_ms)
@@ -394,7 +395,12 @@ impl DetectStage {
         for chunk in history.chunks(SEED_CHUNK) {
             self.observe_device(device, chunk, now, Judge::Learn, &mut ignored);
         }
-        info!(%device, points = history.len(), "detectors seeded from stored history");
+        info!(
+            %device,
+            points = history.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "detectors seeded from stored history"
+        );
     }
 
     /// Runs every watch over one device's share of the batch and applies their verdicts.
