@@ -22,6 +22,8 @@
 //!   (`anonymous`, off unless [`BrokerConfig::allow_anonymous`]) are optional.
 
 mod accept;
+#[cfg(test)]
+mod ack_order;
 mod anonymous;
 mod auth;
 mod auth_guard;

@@ -200,10 +200,15 @@ pub struct ClientHandler {
     /// connection holds no buffer.
     pub(super) coalesced: Option<BytesMut>,
     pub(super) read_buffer: BytesMut,
-    /// SENTIO-PATCH: acknowledgements (PUBACK, PUBREC, PUBCOMP) of PUBLISHes whose stored
-    /// copies are not yet on disk, and every ack after them, in order; sent after one flush
-    /// once no further whole packet is buffered (see `publish.rs`, `send_deferred_acks`).
+    /// SENTIO-PATCH: acknowledgements (PUBACK, PUBREC, PUBCOMP) held back, in order: those of
+    /// PUBLISHes whose stored copies are not yet on disk and every ack after them, and those
+    /// made while a further whole packet was buffered; sent in one write (after one flush if
+    /// `acks_need_flush`) once no further whole packet is buffered (see `publish.rs`,
+    /// `send_deferred_acks`).
     pub(super) deferred_acks: Vec<Packet>,
+    /// SENTIO-PATCH: whether one of `deferred_acks` waits for the queue store's flush (the
+    /// others are only held to leave in one write with the acks of the same read).
+    pub(super) acks_need_flush: bool,
     pub(super) read_share: Option<ReadShare>,
     pub(super) skip_bridge_forwarding: bool,
     pub(super) pending_target_flow: Option<u64>,
@@ -325,6 +330,7 @@ impl ClientHandler {
             coalesced: None,
             read_buffer: BytesMut::new(),
             deferred_acks: Vec::new(),
+            acks_need_flush: false,
             read_share: None,
             skip_bridge_forwarding: false,
             pending_target_flow: None,
@@ -829,50 +835,21 @@ impl ClientHandler {
     }
 
     async fn write_to_client(&mut self, mut packet: Packet) -> Result<()> {
-        // SENTIO-PATCH: MQTT 3.1.1 has no reason codes or properties in its acks, and no
-        // DISCONNECT from the server. Upstream sent a 3.1.1 client the MQTT 5 form of a refusal
-        // (e.g. a PUBACK with 0x87 and a reason string, which paho-mqtt reports as a malformed
-        // packet) and a DISCONNECT on session takeover. Here, for a 3.1.1 connection, an ack is
-        // the plain ack (a refused PUBLISH is acknowledged, as [MQTT-3.3.5-2] allows, and the
-        // refusal is recorded by the auth provider), and a DISCONNECT is not sent: the
-        // connection is just closed, as 3.1.1 says.
-        if self.protocol_version == 4 {
-            match &mut packet {
-                Packet::PubAck(p) => {
-                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
-                }
-                Packet::PubRec(p) => {
-                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
-                }
-                Packet::PubRel(p) => {
-                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
-                }
-                Packet::PubComp(p) => {
-                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
-                }
-                Packet::Disconnect(_) => return Ok(()),
-                _ => {}
-            }
+        // SENTIO-PATCH: acknowledgements held back (`publish.rs`, `send_deferred_acks`) leave
+        // before any other packet, so holding them only batches them, never reorders them.
+        if !self.deferred_acks.is_empty() {
+            Box::pin(self.send_deferred_acks()).await?;
         }
-        if let Some(max) = self.client_max_packet_size {
-            let max = max as usize;
-            self.write_buffer.clear();
-            encode_packet_to_buffer(&packet, &mut self.write_buffer)?;
-            if self.write_buffer.len() > max {
-                if let Some(properties) = Self::packet_properties_mut(&mut packet) {
-                    properties.remove_reason_string();
-                    self.write_buffer.clear();
-                    encode_packet_to_buffer(&packet, &mut self.write_buffer)?;
-                }
-                if self.write_buffer.len() > max {
-                    debug!(
-                        packet = packet.packet_type_name(),
-                        packet_size = self.write_buffer.len(),
-                        max_packet_size = max,
-                        "Discarding outbound packet exceeding client Maximum Packet Size"
-                    );
-                    return Ok(());
-                }
+        if !self.shape_for_client(&mut packet) {
+            return Ok(());
+        }
+        if self.client_max_packet_size.is_some() {
+            let mut buffer = std::mem::take(&mut self.write_buffer);
+            buffer.clear();
+            let fits = self.encode_within_client_max(&mut packet, &mut buffer);
+            self.write_buffer = buffer;
+            if !fits? {
+                return Ok(());
             }
         }
         let write_timeout = self.write_timeout();
@@ -887,6 +864,68 @@ impl ClientHandler {
                 );
                 MqttError::Timeout
             })?
+    }
+
+    /// SENTIO-PATCH: MQTT 3.1.1 has no reason codes or properties in its acks, and no
+    /// DISCONNECT from the server. Upstream sent a 3.1.1 client the MQTT 5 form of a refusal
+    /// (e.g. a PUBACK with 0x87 and a reason string, which paho-mqtt reports as a malformed
+    /// packet) and a DISCONNECT on session takeover. Here, for a 3.1.1 connection, an ack is
+    /// the plain ack (a refused PUBLISH is acknowledged, as [MQTT-3.3.5-2] allows, and the
+    /// refusal is recorded by the auth provider), and a DISCONNECT is not sent (`false`): the
+    /// connection is just closed, as 3.1.1 says.
+    pub(super) fn shape_for_client(&self, packet: &mut Packet) -> bool {
+        if self.protocol_version == 4 {
+            match packet {
+                Packet::PubAck(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::PubRec(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::PubRel(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::PubComp(p) => {
+                    (p.reason_code, p.properties) = (ReasonCode::Success, Properties::default());
+                }
+                Packet::Disconnect(_) => return false,
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// Appends `packet` to `out` if it fits the client's Maximum Packet Size (its reason
+    /// string dropped if that makes it fit); `false`, with `out` as it was, if it does not.
+    pub(super) fn encode_within_client_max(
+        &self,
+        packet: &mut Packet,
+        out: &mut BytesMut,
+    ) -> Result<bool> {
+        let start = out.len();
+        encode_packet_to_buffer(packet, out)?;
+        let Some(max) = self.client_max_packet_size else {
+            return Ok(true);
+        };
+        let max = max as usize;
+        if out.len() - start > max {
+            if let Some(properties) = Self::packet_properties_mut(packet) {
+                properties.remove_reason_string();
+                out.truncate(start);
+                encode_packet_to_buffer(packet, out)?;
+            }
+            if out.len() - start > max {
+                debug!(
+                    packet = packet.packet_type_name(),
+                    packet_size = out.len() - start,
+                    max_packet_size = max,
+                    "Discarding outbound packet exceeding client Maximum Packet Size"
+                );
+                out.truncate(start);
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn packet_properties_mut(packet: &mut Packet) -> Option<&mut Properties> {
@@ -1374,7 +1413,14 @@ impl ClientHandler {
                 debug!("Client disconnected");
                 Ok(Some(LoopExit::Closed))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                // SENTIO-PATCH: the acks held for the PUBLISHes read before the bad packet
+                // (their messages were routed) go out before the connection ends.
+                if let Err(write) = self.send_deferred_acks().await {
+                    debug!("Held acks not sent before closing: {write}");
+                }
+                Err(e)
+            }
         }
     }
 
@@ -1418,11 +1464,16 @@ impl ClientHandler {
         let Some(bytes) = self.coalesced.take() else {
             return Ok(());
         };
+        self.write_bytes(&bytes).await
+    }
+
+    /// SENTIO-PATCH: writes already encoded packets in one write, within the write timeout.
+    pub(super) async fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
         let write_timeout = self.write_timeout();
-        timeout(write_timeout, crate::Transport::write(&mut self.transport, &bytes))
+        timeout(write_timeout, crate::Transport::write(&mut self.transport, bytes))
             .await
             .map_err(|_| {
                 warn!(
