@@ -65,6 +65,11 @@ pub(crate) async fn run(
         let Ok(list) = edges.list_edges().await else {
             continue;
         };
+        // No edge registered (most nodes): nothing to watch, and the client table (a copy of
+        // every connection, sorted: 10,000 devices' worth every second) is not listed.
+        if list.is_empty() {
+            continue;
+        }
         let connected: std::collections::HashSet<String> = broker
             .clients()
             .into_iter()

@@ -44,7 +44,7 @@ pub use seal::{SealPolicy, SealReport, TierStats};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -66,6 +66,9 @@ struct Inner {
     /// Foreground calls (`with_conn`: appends, queries) waiting for `conn`: the maintenance
     /// pass gives it up to them between its steps (`retention.rs` `Batch`).
     conn_waiters: AtomicUsize,
+    /// Notified when the last waiting foreground call has taken `conn`: background work
+    /// waiting to let it in (`Inner::lock`) sleeps on it instead of polling.
+    let_in: (Mutex<()>, Condvar),
     /// Key of the secret digests, generated on first start and kept in `meta`.
     key: [u8; 32],
     /// Digests of every device's secret, so CONNECT never waits for the database.
@@ -221,6 +224,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 conn_waiters: AtomicUsize::new(0),
+                let_in: (Mutex::new(()), Condvar::new()),
                 path,
                 key,
                 digests: RwLock::new(digests),
@@ -274,9 +278,13 @@ impl SqliteStore {
                 .conn_waiters
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            inner
+            if inner
                 .conn_waiters
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                == 1
+            {
+                inner.foreground_in();
+            }
             let held = std::time::Instant::now();
             let r = f(&inner, &mut conn);
             note_hold::<F>(held);

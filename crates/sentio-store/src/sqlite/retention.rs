@@ -251,20 +251,41 @@ impl Inner {
         self.conn_waiters.load(Ordering::SeqCst) > 0
     }
 
-    /// Waits while a foreground call waits for the connection, at most [`LET_IN_MAX`].
+    /// Sleeps while a foreground call waits for the connection, at most [`LET_IN_MAX`]: woken
+    /// by the last of them taking it ([`Inner::foreground_in`]), not polling. The count is
+    /// read under `let_in`'s lock, which the waker takes to notify, so no wake-up is lost
+    /// between the read and the sleep.
     fn let_foreground_in(&self) {
-        let start = Instant::now();
-        while self.foreground_waits() && start.elapsed() < LET_IN_MAX {
-            std::thread::sleep(LET_IN_POLL);
+        if !self.foreground_waits() {
+            return;
         }
+        let deadline = Instant::now() + LET_IN_MAX;
+        let (lock, woken) = &self.let_in;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while self.foreground_waits() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            guard = woken
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The last waiting foreground call has the connection: wakes background work waiting to
+    /// let it in.
+    pub(super) fn foreground_in(&self) {
+        let (lock, woken) = &self.let_in;
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        woken.notify_all();
     }
 }
 
 /// The longest background work waits for foreground calls to take the connection before it
 /// takes it anyway (they keep coming at a flat-out load: the pass still progresses).
 const LET_IN_MAX: Duration = Duration::from_millis(50);
-/// How often it looks whether they have.
-const LET_IN_POLL: Duration = Duration::from_micros(100);
 
 /// The longest a batch of maintenance steps holds the store's connection before it commits
 /// and gives it back, when no append or query waits for it (one that waits ends the batch at
