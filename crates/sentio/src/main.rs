@@ -435,9 +435,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// jemalloc as the process's allocator, for SQLite's C allocations too (the crate's
-/// `unprefixed_malloc_on_supported_platforms`): a 10,000-device node held less resident with it
-/// than with glibc's malloc, whose freed memory stayed resident (BENCHMARKS.md, branch `rss2`).
+/// jemalloc as Rust's allocator: a 10,000-device node held less resident with it than with
+/// glibc's malloc, whose freed memory stayed resident (BENCHMARKS.md). Prefixed, so C code
+/// (SQLite, and an LD_PRELOADed library such as libfaketime, which deadlocked at start when
+/// jemalloc replaced `malloc` itself) keeps glibc's.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

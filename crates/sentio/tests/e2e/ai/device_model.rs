@@ -46,11 +46,7 @@ async fn publish_rows(
 
 /// The device's device-model alerts, newest first.
 async fn device_alerts(node: &Node) -> Vec<Value> {
-    alerts_of(node, DEVICE)
-        .await
-        .into_iter()
-        .filter(|a| a["explanation"]["kind"] == "device")
-        .collect()
+    alerts_of_kind(node, DEVICE, "device").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,14 +52,6 @@ async fn overheat(node: &sentio::node::Node, secret: &str, now: i64) {
     .expect("the readings are scored");
 }
 
-async fn anomaly_alerts(node: &sentio::node::Node) -> Vec<serde_json::Value> {
-    alerts_of(node, DEVICE)
-        .await
-        .into_iter()
-        .filter(|a| a["explanation"]["kind"] == "anomaly")
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_with_stored_history_and_nothing_learnt_is_judged_from_its_first_live_point() {
     let now = sentio_core::time::now_ms();
@@ -70,7 +62,7 @@ async fn a_device_with_stored_history_and_nothing_learnt_is_judged_from_its_firs
     overheat(&node, &secret, now).await;
     let alert = wait_for_kind(&node, DEVICE, "anomaly", 20).await;
     assert_eq!(alert["metric"], "temperature", "{alert:#}");
-    let alerts = anomaly_alerts(&node).await;
+    let alerts = alerts_of_kind(&node, DEVICE, "anomaly").await;
     assert_eq!(
         alerts.len(),
         1,
@@ -85,7 +77,7 @@ async fn a_device_with_stored_history_and_nothing_learnt_is_judged_from_its_firs
     overheat(&node, &secret, now).await;
     // The alert of a scored point is saved right after it is scored: give it that moment.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let alerts = anomaly_alerts(&node).await;
+    let alerts = alerts_of_kind(&node, DEVICE, "anomaly").await;
     assert!(
         alerts.is_empty(),
         "no head start, no judgement yet: {alerts:#?}"

@@ -588,6 +588,15 @@ pub async fn alerts_of(node: &Node, device: &str) -> Vec<Value> {
     body["alerts"].as_array().unwrap().clone()
 }
 
+/// The device's alerts of one kind (`anomaly`, `device`, ...), newest first.
+pub async fn alerts_of_kind(node: &Node, device: &str, kind: &str) -> Vec<Value> {
+    alerts_of(node, device)
+        .await
+        .into_iter()
+        .filter(|a| a["explanation"]["kind"] == kind)
+        .collect()
+}
+
 /// Waits until the device has an alert of `kind`, and returns it.
 pub async fn wait_for_kind(node: &Node, device: &str, kind: &str, secs: u64) -> Value {
     let found = eventually(secs, || async {
